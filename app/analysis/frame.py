@@ -1,0 +1,257 @@
+"""The immutable objects the worker engine publishes to the GUI (and to ``analyze``).
+
+Everything here is a frozen dataclass holding numpy **copies** (the worker never shares a
+mutable array with the GUI). Prices are int64 ticks (multiply by ``AnalysisFrame.tick_size``
+to display), times are int64 ns since the UNIX epoch UTC, sizes are contracts.
+
+Side conventions: ``Signal.side`` and ``PatternHit.side`` are ``+1`` (long / bullish / bid side)
+or ``-1`` (short / bearish / ask side), ``0`` neutral.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+#: Footprint bar, one per bar interval. Prices in ticks, volumes in contracts.
+BAR_DTYPE = np.dtype(
+    [
+        ("ts", "<i8"),  # bar open time, ns
+        ("open", "<i8"),
+        ("high", "<i8"),
+        ("low", "<i8"),
+        ("close", "<i8"),
+        ("volume", "<f8"),
+        ("buy_volume", "<f8"),  # traded at ask (buyer aggressor)
+        ("sell_volume", "<f8"),  # traded at bid (seller aggressor)
+        ("delta", "<f8"),  # buy - sell
+        ("trades", "<i8"),
+    ]
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PatternHit:
+    """One detection of one pattern.
+
+    Attributes
+    ----------
+    name : str
+        Pattern name as in ``docs/patterns.md`` (``iceberg``, ``wall``, ``spoofing``, ...).
+    family : str
+        ``dom``, ``vix``, ``battle_navale``, ``orderflow`` or ``advanced``.
+    ts : int
+        Market time of the detection, ns.
+    price : int
+        Price in ticks where the pattern sits (0 when not price-bound, e.g. VIX patterns).
+    side : int
+        +1 bullish / bid side, -1 bearish / ask side, 0 neutral.
+    strength : float
+        0..1, as defined per pattern.
+    detail : str
+        Human-readable reasons with the values (shown as tooltip and in the tape).
+    values : tuple of (str, float)
+        The numbers behind ``detail`` (journaled with a signal).
+    """
+
+    name: str
+    family: str
+    ts: int
+    price: int
+    side: int
+    strength: float
+    detail: str = ""
+    values: tuple = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    """An elite signal: a claim, with its reasons and a suggested bracket.
+
+    Attributes
+    ----------
+    id : int
+        Unique within an engine run, increasing.
+    ts : int
+        Market time, ns.
+    symbol : str
+    side : int
+        +1 long, -1 short.
+    score : float
+        Elite score 0..1 = 0.30 VIX + 0.45 DOM/confluence + 0.25 regime.
+    components : tuple of (str, float)
+        ``(("vix", v), ("dom", d), ("regime", r))``.
+    reasons : tuple of PatternHit
+        The patterns behind it, strongest first.
+    entry, stop, target : int
+        Suggested bracket, prices in ticks.
+    size : int
+        Suggested contracts (base size x the VIX regime's sizing factor, at least 1).
+    regime : str
+        VIX regime at the time.
+    """
+
+    id: int
+    ts: int
+    symbol: str
+    side: int
+    score: float
+    components: tuple
+    reasons: tuple
+    entry: int
+    stop: int
+    target: int
+    size: int
+    regime: str = ""
+
+    def top_reasons(self, n: int = 3) -> str:
+        """Short text of the ``n`` strongest reasons, e.g. ``"wall 0.91, absorption 0.77"``."""
+        return ", ".join(f"{r.name} {r.strength:.2f}" for r in self.reasons[:n])
+
+
+@dataclass(frozen=True, slots=True)
+class SignalOutcome:
+    """What happened after a signal (ticks in the signal's favour are positive).
+
+    ``move_1m``/``move_5m``/``move_15m`` are ``None`` until that horizon has passed in market time.
+    ``first`` is ``"target"``, ``"stop"`` or ``None`` (neither yet). ``complete`` is True once every
+    horizon has passed and target/stop is decided (or the data ended: ``ended_early``).
+    """
+
+    signal_id: int
+    move_1m: float | None = None
+    move_5m: float | None = None
+    move_15m: float | None = None
+    mfe: float = 0.0
+    mae: float = 0.0
+    first: str | None = None
+    complete: bool = False
+    ended_early: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class VixState:
+    """The VIX regime picture at a time.
+
+    Attributes
+    ----------
+    date : str
+        ISO date of the last daily close used.
+    level : float
+        VIX value (index points).
+    percentile : float
+        0..1, rank of ``level`` in the trailing 252 sessions.
+    momentum_5d : float
+        ``level / level 5 sessions ago - 1``.
+    term_structure : float
+        VIX / VIX3M (``nan`` when VIX3M is unknown); > 1 is backwardation (stress).
+    regime : str
+        ``ultra_low``, ``low``, ``normal``, ``high`` or ``extreme``.
+    regime_index : int
+        0..4 in that order.
+    sizing_factor : float
+        Position-size multiplier of the regime.
+    bands : tuple of float
+        Upper VIX bounds of the first four regimes (for the gauge).
+    patterns : tuple of PatternHit
+        Active VIX patterns (spike reversal, complacency, regime change).
+    """
+
+    date: str
+    level: float
+    percentile: float
+    momentum_5d: float
+    term_structure: float
+    regime: str
+    regime_index: int
+    sizing_factor: float
+    bands: tuple = (12.0, 16.0, 25.0, 35.0)
+    patterns: tuple = ()
+
+
+@dataclass(frozen=True, slots=True)
+class AnalysisFrame:
+    """One published picture of the market and the analyzers.
+
+    Attributes
+    ----------
+    seq : int
+        Increasing frame number.
+    ts : int
+        Market time of the last event applied, ns.
+    symbol : str
+    tick_size : float
+        Price units per tick (to display ticks as prices).
+    heatmap : np.ndarray, float32, shape (rows, cols)
+        Resting size (contracts) per price row x time column; row 0 is price ``heatmap_base``,
+        column ``cols - 1`` is the newest. NaN-free; 0 = no liquidity.
+    heatmap_base : int
+        Price in ticks of row 0.
+    heatmap_t0 : int
+        Start time of column 0, ns.
+    column_ns : int
+        Width of one column, ns.
+    traded_buy, traded_sell : np.ndarray, float32, shape (rows, cols)
+        Volume traded at the ask / at the bid per cell (for trade bubbles).
+    best_bid, best_ask : int
+        Ticks; -1 when that side is empty.
+    book_prices : np.ndarray, int64, shape (n,)
+        Ladder rows, ticks, ascending.
+    book_bid, book_ask : np.ndarray, float64, shape (n,)
+        Resting size per ladder row.
+    session_volume : np.ndarray, float64, shape (n,)
+        Traded volume this session per ladder row.
+    bars : np.ndarray of BAR_DTYPE
+        Recent footprint bars, oldest first.
+    patterns : tuple of PatternHit
+        Recent detections (newest last), for markers.
+    vix : VixState or None
+    orderflow : dict
+        ``delta``, ``cum_delta``, ``imbalance`` (-1..1), ``large_buy``, ``large_sell`` (contracts).
+    new_signals : tuple of Signal
+        Signals first published in this frame.
+    signals : tuple of Signal
+        Recent signals (for the tape), oldest first.
+    outcomes : dict[int, SignalOutcome]
+        Latest outcome per signal id.
+    precision : dict[str, tuple[int, int, float]]
+        Per pattern: (signals decided, target first, precision 0..1).
+    timings : dict[str, float]
+        Milliseconds per stage (``book``, ``dom``, ``vix``, ..., ``total``), and ``compile_s``.
+    events_total : int
+        Events applied since start.
+    events_per_s : float
+        Recent event rate (wall clock).
+    error : str
+        Last analyzer error text (with traceback), empty if none.
+    """
+
+    seq: int
+    ts: int
+    symbol: str
+    tick_size: float
+    heatmap: np.ndarray
+    heatmap_base: int
+    heatmap_t0: int
+    column_ns: int
+    traded_buy: np.ndarray
+    traded_sell: np.ndarray
+    best_bid: int
+    best_ask: int
+    book_prices: np.ndarray
+    book_bid: np.ndarray
+    book_ask: np.ndarray
+    session_volume: np.ndarray
+    bars: np.ndarray
+    patterns: tuple = ()
+    vix: VixState | None = None
+    orderflow: dict = field(default_factory=dict)
+    new_signals: tuple = ()
+    signals: tuple = ()
+    outcomes: dict = field(default_factory=dict)
+    precision: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+    events_total: int = 0
+    events_per_s: float = 0.0
+    error: str = ""

@@ -1,0 +1,1 @@
+"""MIA Elite ``feeds`` package."""
