@@ -1,0 +1,78 @@
+"""The shipped demo sample: one real hour of CME ES market-by-order (see resources/samples/PROVENANCE.md).
+
+:func:`load_default_sample` converts the DBN file with :func:`app.feeds.dbn.read_dbn_mbo` and
+caches the converted recording (``.mrec``) in the user cache folder, keyed by the sample's size,
+modification time and :data:`CONVERTER_VERSION`, so later starts read it directly.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from app import paths
+from app.feeds.recording import Recording, RecordingError, read_recording, write_recording
+
+log = logging.getLogger(__name__)
+
+#: File name of the shipped sample under ``resources/samples/``.
+DEFAULT_SAMPLE = "esh4-glbx-mdp3-20231225.mbo.dbn.zst"
+#: Bump when :mod:`app.feeds.dbn`'s output changes, so stale caches are rebuilt.
+CONVERTER_VERSION = 1
+
+
+def default_sample_path() -> Path:
+    """Path of the shipped ES MBO sample (source checkout or frozen bundle).
+
+    Raises
+    ------
+    FileNotFoundError
+        If the resource is missing (names the path looked at).
+    """
+    return paths.resource_path("samples", DEFAULT_SAMPLE)
+
+
+def _cache_path(src: Path) -> Path:
+    st = src.stat()
+    key = f"{src.name}.{st.st_size}.{int(st.st_mtime)}.v{CONVERTER_VERSION}.mrec"
+    return paths.cache_dir() / "samples" / key
+
+
+def load_default_sample(use_cache: bool = True) -> Recording:
+    """Load the demo sample as a :class:`~app.feeds.recording.Recording` (ESH4, tick 0.25, 12.50 USD).
+
+    Parameters
+    ----------
+    use_cache : bool
+        Read/write the converted recording in ``paths.cache_dir()/samples``.
+
+    Returns
+    -------
+    Recording
+        65,045 events (depth + trades) of the ESH4 hour; see :mod:`app.feeds.dbn`.
+    """
+    from app.feeds.dbn import read_dbn_mbo
+
+    src = default_sample_path()
+    cache = _cache_path(src) if use_cache else None
+    if cache is not None and cache.exists():
+        try:
+            return read_recording(cache)
+        except (RecordingError, OSError, ValueError, KeyError) as exc:
+            log.warning("sample cache %s unreadable (%s); converting again", cache, exc)
+    rec = read_dbn_mbo(src)
+    if cache is not None:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            write_recording(cache, rec)
+        except OSError as exc:  # a read-only cache must not stop the demo
+            log.warning("cannot cache converted sample at %s: %s", cache, exc)
+    return rec
+
+
+def sample_dir() -> Path:
+    """``resources/samples`` (exists in source checkouts and bundles)."""
+    return paths.resources_root() / "samples"
+
+
+__all__ = ["DEFAULT_SAMPLE", "default_sample_path", "load_default_sample", "sample_dir"]
