@@ -1,0 +1,460 @@
+"""DOM ladder heatmap: resting liquidity over time, best bid/ask, trade bubbles, pattern markers.
+
+Drawn with pyqtgraph following ``shared/reference/heatmap-rendering.md``:
+
+* one :class:`pyqtgraph.ImageItem` (row-major, float32 data, explicit ``levels``, a 256-entry
+  uint8 lookup table) created once and updated in place with ``setImage``; the image is placed
+  in data coordinates with ``setRect`` (x = seconds since the epoch UTC, y = price);
+* contrast changes the image ``levels`` only (never the data, never the LUT);
+* one :class:`pyqtgraph.ScatterPlotItem` for trade bubbles (size ~ sqrt(volume), colour by
+  aggressor), one for pattern markers (tooltip = the pattern's reasons), one for elite signals
+  and one for the markers of the signal selected in the tape; all created once;
+* best bid / best ask are two :class:`pyqtgraph.PlotCurveItem` fed from a fixed-size ring that
+  the widget keeps of the frames it drew (display state only; no analytics here);
+* the view follows the market by default (newest column at the right edge, price re-centred
+  when the mid drifts past a quarter of the visible height); any mouse pan/zoom switches
+  following off; :meth:`HeatmapWidget.follow` (key ``F``) switches it back on.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.analysis.frame import AnalysisFrame, Signal
+
+pg.setConfigOptions(imageAxisOrder="row-major", antialias=False, useOpenGL=False)
+try:  # numba-accelerated rescale in ImageItem (documented pyqtgraph option)
+    pg.setConfigOptions(useNumba=True)
+except Exception:  # pragma: no cover - option missing in an old pyqtgraph
+    pass
+
+NS = 1_000_000_000
+
+#: Colour stops of the liquidity palette (position 0..1 -> RGB), dark for empty.
+HEATMAP_STOPS = (
+    (0.00, (8, 10, 22)),
+    (0.08, (18, 32, 84)),
+    (0.30, (20, 110, 170)),
+    (0.55, (40, 190, 140)),
+    (0.75, (230, 220, 60)),
+    (0.90, (250, 130, 30)),
+    (1.00, (255, 255, 255)),
+)
+
+BUY_COLOR = (40, 230, 90)
+SELL_COLOR = (250, 60, 70)
+BID_LINE_COLOR = (60, 200, 255)
+ASK_LINE_COLOR = (255, 90, 160)
+
+#: Marker symbol per pattern name (pyqtgraph symbol codes); unknown names use ``star``.
+PATTERN_SYMBOLS = {
+    "iceberg": "d",
+    "wall": "s",
+    "spoofing": "x",
+    "spoof": "x",
+    "absorption": "o",
+    "squeeze": "t1",
+    "ladder": "h",
+    "head_fake": "p",
+    "microstructure": "+",
+}
+
+
+def heatmap_lut(stops=HEATMAP_STOPS) -> np.ndarray:
+    """Build the liquidity lookup table.
+
+    Returns
+    -------
+    np.ndarray, uint8, shape (256, 4)
+        RGBA colour per level index (the fast Indexed8 path of ``ImageItem`` needs uint8 and
+        at most 256 entries).
+    """
+    pos = np.array([s[0] for s in stops])
+    rgb = np.array([s[1] for s in stops], dtype=np.float64)
+    x = np.linspace(0.0, 1.0, 256)
+    lut = np.empty((256, 4), dtype=np.uint8)
+    for c in range(3):
+        lut[:, c] = np.clip(np.rint(np.interp(x, pos, rgb[:, c])), 0, 255)
+    lut[:, 3] = 255
+    return lut
+
+
+def contrast_factor(contrast: int) -> float:
+    """Map the contrast control (0..100, default 50) to a multiplier of the level scale.
+
+    ``50 -> 1``, ``100 -> 0.25`` (saturates sooner: brighter), ``0 -> 4`` (darker).
+    """
+    c = min(max(int(contrast), 0), 100)
+    return float(2.0 ** ((50 - c) / 25.0))
+
+
+def robust_scale(data: np.ndarray, q: float = 97.0, max_samples: int = 20_000) -> float:
+    """A display scale for the heatmap: the ``q`` percentile of the non-zero cells.
+
+    Parameters
+    ----------
+    data : np.ndarray, float32, shape (rows, cols)
+        Resting size per cell, contracts.
+    q : float
+        Percentile 0..100.
+    max_samples : int
+        Cells sampled at most (strided), so the cost is bounded whatever the image size.
+
+    Returns
+    -------
+    float
+        Contracts; 1.0 when every sampled cell is empty.
+    """
+    flat = data.reshape(-1)
+    step = max(1, flat.size // max_samples)
+    s = flat[::step]
+    nz = s[s > 0]
+    if nz.size == 0:
+        return 1.0
+    return float(max(np.percentile(nz, q), 1e-9))
+
+
+class _Ring:
+    """Fixed-size ring of (t seconds, bid price, ask price) for the best bid/ask lines."""
+
+    def __init__(self, n: int = 4096):
+        self.t = np.full(n, np.nan)
+        self.bid = np.full(n, np.nan)
+        self.ask = np.full(n, np.nan)
+        self.n = n
+        self.count = 0
+
+    def push(self, t: float, bid: float, ask: float) -> None:
+        if self.count and t < self.t[(self.count - 1) % self.n]:
+            self.clear()  # market time went back (new replay): start over
+        i = self.count % self.n
+        self.t[i], self.bid[i], self.ask[i] = t, bid, ask
+        self.count += 1
+
+    def clear(self) -> None:
+        self.t[:] = np.nan
+        self.bid[:] = np.nan
+        self.ask[:] = np.nan
+        self.count = 0
+
+    def ordered(self):
+        if self.count <= self.n:
+            sl = slice(0, self.count)
+            return self.t[sl], self.bid[sl], self.ask[sl]
+        k = self.count % self.n
+        idx = np.r_[k : self.n, 0:k]
+        return self.t[idx], self.bid[idx], self.ask[idx]
+
+
+class HeatmapWidget(pg.PlotWidget):
+    """The DOM ladder heatmap (see the module docstring).
+
+    Signals
+    -------
+    sigFollowChanged(bool)
+        Following switched on or off.
+    sigViewChanged()
+        The visible price range changed (the ladder re-aligns to it).
+    """
+
+    sigFollowChanged = QtCore.Signal(bool)
+    sigViewChanged = QtCore.Signal()
+
+    #: Default visible height in ticks while following.
+    DEFAULT_VISIBLE_TICKS = 80
+    #: At most this many trade bubbles are drawn (the largest ones).
+    MAX_BUBBLES = 4000
+
+    def __init__(self, parent=None):
+        axis = pg.DateAxisItem(orientation="bottom", utcOffset=0)
+        super().__init__(parent=parent, axisItems={"bottom": axis}, background=(8, 10, 22))
+        self.plotItem.setMenuEnabled(False)
+        self.plotItem.hideButtons()
+        self.plotItem.showGrid(x=False, y=True, alpha=0.15)
+        self.plotItem.setLabel("bottom", "time (UTC)")
+        self.plotItem.setLabel("left", "price")
+        self.vb = self.plotItem.getViewBox()
+        self.vb.disableAutoRange()
+        self.vb.setMouseEnabled(x=True, y=True)
+
+        self.lut = heatmap_lut()
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.image.setLookupTable(self.lut)
+        self.image.setAutoDownsample(False)
+        self.image.setZValue(-10)
+        self.addItem(self.image)
+
+        self.bid_curve = pg.PlotCurveItem(pen=pg.mkPen(BID_LINE_COLOR, width=1), stepMode=None)
+        self.ask_curve = pg.PlotCurveItem(pen=pg.mkPen(ASK_LINE_COLOR, width=1))
+        self.addItem(self.bid_curve)
+        self.addItem(self.ask_curve)
+
+        self.bubbles = pg.ScatterPlotItem(pxMode=True, pen=None)
+        self.bubbles.setZValue(5)
+        self.addItem(self.bubbles)
+        self._buy_brush = pg.mkBrush(*BUY_COLOR, 170)
+        self._sell_brush = pg.mkBrush(*SELL_COLOR, 170)
+
+        self.markers = pg.ScatterPlotItem(
+            pxMode=True, hoverable=True, tip=self._marker_tip, hoverSize=16, size=12
+        )
+        self.markers.setZValue(8)
+        self.addItem(self.markers)
+
+        self.signal_marks = pg.ScatterPlotItem(pxMode=True, hoverable=True, tip=self._marker_tip, size=18)
+        self.signal_marks.setZValue(9)
+        self.addItem(self.signal_marks)
+
+        self.selected_marks = pg.ScatterPlotItem(
+            pxMode=True, size=26, symbol="o", pen=pg.mkPen((255, 255, 255), width=2), brush=None
+        )
+        self.selected_marks.setZValue(10)
+        self.addItem(self.selected_marks)
+        self.bracket_lines = {}
+        for name, color in (("entry", (255, 255, 255)), ("stop", SELL_COLOR), ("target", BUY_COLOR)):
+            line = pg.InfiniteLine(angle=0, pen=pg.mkPen(color, width=1, style=QtCore.Qt.DashLine))
+            line.setVisible(False)
+            line.setZValue(11)
+            self.addItem(line)
+            self.bracket_lines[name] = line
+
+        self._contrast = 50
+        self._scale = None  # smoothed level scale, contracts
+        self._tick = None
+        self._following = True
+        self._ring = _Ring()
+        self._last_t_end = None
+        self._frame: AnalysisFrame | None = None
+        self._selected: Signal | None = None
+        self._setting_range = False
+        self._reset_y = True  # first frame (or instrument change): default height around the mid
+        self.vb.sigRangeChangedManually.connect(self._on_manual_range)
+        self.vb.sigYRangeChanged.connect(lambda *_: self.sigViewChanged.emit())
+        self.vb.sigResized.connect(lambda *_: self.sigViewChanged.emit())
+
+    # ----------------------------------------------------------------- state
+    @property
+    def following(self) -> bool:
+        """True while the view follows the newest data."""
+        return self._following
+
+    @property
+    def contrast(self) -> int:
+        """The contrast control value 0..100."""
+        return self._contrast
+
+    @property
+    def levels(self) -> tuple[float, float]:
+        """The image levels now (contracts): ``(0, scale x contrast factor)``."""
+        lv = self.image.getLevels()
+        return (float(lv[0]), float(lv[1])) if lv is not None else (0.0, 1.0)
+
+    def set_contrast(self, value: int) -> None:
+        """Set the contrast 0..100; changes the image levels only."""
+        self._contrast = min(max(int(value), 0), 100)
+        if self._scale is not None:
+            self.image.setLevels(self._levels())
+
+    def _levels(self):
+        return (0.0, float(self._scale * contrast_factor(self._contrast)))
+
+    def follow(self, on: bool = True) -> None:
+        """Switch following on (the default) or off; on re-centres at once."""
+        changed = on != self._following
+        self._following = bool(on)
+        if on and self._frame is not None:
+            self._apply_follow(self._frame, force=True)
+        if changed:
+            self.sigFollowChanged.emit(self._following)
+
+    def _on_manual_range(self, *_):
+        if not self._setting_range and self._following:
+            self._following = False
+            self.sigFollowChanged.emit(False)
+
+    def keyPressEvent(self, ev):  # noqa: N802 (Qt name)
+        if ev.key() == QtCore.Qt.Key_F:
+            self.follow(True)
+            ev.accept()
+            return
+        super().keyPressEvent(ev)
+
+    def price_range(self) -> tuple[float, float]:
+        """Visible price range (low, high), price units."""
+        (_, _), (lo, hi) = self.vb.viewRange()
+        return float(lo), float(hi)
+
+    def view_scene_rect(self) -> QtCore.QRectF:
+        """The ViewBox rectangle in this widget's pixel coordinates (the ladder aligns to it)."""
+        return QtCore.QRectF(self.mapFromScene(self.vb.sceneBoundingRect()).boundingRect())
+
+    # ----------------------------------------------------------------- drawing
+    def set_frame(self, frame: AnalysisFrame) -> None:
+        """Draw ``frame`` (GUI thread only). Items are updated in place, none is created."""
+        self._frame = frame
+        tick = float(frame.tick_size)
+        if self._tick != tick:
+            self._reset_y = True
+        self._tick = tick
+        hm = frame.heatmap
+        rows, cols = hm.shape
+        t0 = frame.heatmap_t0 / NS
+        col_s = frame.column_ns / NS
+        if rows and cols:
+            s = robust_scale(hm)
+            self._scale = s if self._scale is None else 0.85 * self._scale + 0.15 * s
+            self.image.setImage(hm, autoLevels=False, levels=self._levels())
+            self.image.setRect(
+                QtCore.QRectF(t0, (frame.heatmap_base - 0.5) * tick, cols * col_s, rows * tick)
+            )
+        t_end = t0 + cols * col_s
+        t_now = frame.ts / NS if frame.ts else t_end
+        if self._last_t_end is not None and t_end < self._last_t_end - 1.0:
+            self._ring.clear()
+        self._last_t_end = t_end
+        bid = frame.best_bid * tick if frame.best_bid >= 0 else np.nan
+        ask = frame.best_ask * tick if frame.best_ask >= 0 else np.nan
+        self._ring.push(t_now, bid, ask)
+        t, b, a = self._ring.ordered()
+        self.bid_curve.setData(t, b, connect="finite")
+        self.ask_curve.setData(t, a, connect="finite")
+        self._draw_bubbles(frame, t0, col_s, tick)
+        self._draw_markers(frame, tick)
+        if self._following:
+            self._apply_follow(frame)
+
+    def _draw_bubbles(self, frame, t0, col_s, tick):
+        buy, sell = frame.traded_buy, frame.traded_sell
+        if buy.size == 0:
+            self.bubbles.setData(x=[], y=[])
+            return
+        rb, cb = np.nonzero(buy)
+        rs, cs = np.nonzero(sell)
+        vol = np.concatenate([buy[rb, cb], sell[rs, cs]]).astype(np.float64)
+        rows = np.concatenate([rb, rs])
+        cols = np.concatenate([cb, cs])
+        is_buy = np.zeros(vol.size, dtype=bool)
+        is_buy[: rb.size] = True
+        if vol.size > self.MAX_BUBBLES:
+            keep = np.argpartition(vol, -self.MAX_BUBBLES)[-self.MAX_BUBBLES:]
+            vol, rows, cols, is_buy = vol[keep], rows[keep], cols[keep], is_buy[keep]
+        x = t0 + (cols + 0.5) * col_s
+        y = (frame.heatmap_base + rows) * tick
+        ref = max(float(np.percentile(vol, 90)) if vol.size else 1.0, 1.0)
+        size = np.clip(4.0 + 10.0 * np.sqrt(vol / ref), 4.0, 30.0)
+        brushes = np.where(is_buy, self._buy_brush, self._sell_brush)
+        self.bubbles.setData(x=x, y=y, size=size, brush=brushes, pen=None)
+
+    def _draw_markers(self, frame, tick):
+        pats = [p for p in frame.patterns if p.price > 0]
+        if pats:
+            x = np.array([p.ts / NS for p in pats])
+            y = np.array([p.price * tick for p in pats])
+            sym = [PATTERN_SYMBOLS.get(p.name, "star") for p in pats]
+            brush = [pg.mkBrush(*(BUY_COLOR if p.side > 0 else SELL_COLOR if p.side < 0 else (240, 220, 80)), 230)
+                     for p in pats]
+            data = [f"{p.name} ({p.family}) strength {p.strength:.2f}\n{p.detail}" for p in pats]
+            self.markers.setData(x=x, y=y, symbol=sym, brush=brush, data=data,
+                                 pen=pg.mkPen((0, 0, 0), width=1))
+        else:
+            self.markers.setData(x=[], y=[])
+        sigs = frame.signals
+        if sigs:
+            x = np.array([s.ts / NS for s in sigs])
+            y = np.array([s.entry * tick for s in sigs])
+            sym = ["t1" if s.side > 0 else "t" for s in sigs]
+            brush = [pg.mkBrush(*(BUY_COLOR if s.side > 0 else SELL_COLOR), 255) for s in sigs]
+            data = [
+                f"signal #{s.id} {'LONG' if s.side > 0 else 'SHORT'} score {s.score:.2f}\n{s.top_reasons(5)}"
+                for s in sigs
+            ]
+            self.signal_marks.setData(x=x, y=y, symbol=sym, brush=brush, data=data,
+                                      pen=pg.mkPen((255, 255, 255), width=1))
+        else:
+            self.signal_marks.setData(x=[], y=[])
+
+    @staticmethod
+    def _marker_tip(x, y, data):
+        return str(data) if data is not None else f"{y:.2f}"
+
+    def show_signal(self, signal: Signal | None, tick_size: float | None = None) -> None:
+        """Highlight a signal's reasons (pattern markers) and bracket; ``None`` clears it."""
+        self._selected = signal
+        tick = tick_size or self._tick or 1.0
+        if signal is None:
+            self.selected_marks.setData(x=[], y=[])
+            for line in self.bracket_lines.values():
+                line.setVisible(False)
+            return
+        pts = [(r.ts / NS, r.price * tick, f"{r.name}: {r.detail}") for r in signal.reasons if r.price > 0]
+        pts.append((signal.ts / NS, signal.entry * tick, f"signal #{signal.id}"))
+        self.selected_marks.setData(
+            x=[p[0] for p in pts], y=[p[1] for p in pts], data=[p[2] for p in pts]
+        )
+        for name in ("entry", "stop", "target"):
+            line = self.bracket_lines[name]
+            line.setValue(getattr(signal, name) * tick)
+            line.setVisible(True)
+        # look at it: stop following and centre the view on the signal
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        w, h = x1 - x0, y1 - y0
+        self._setting_range = True
+        try:
+            self.vb.setRange(
+                xRange=(signal.ts / NS - 0.7 * w, signal.ts / NS + 0.3 * w),
+                yRange=(signal.entry * tick - h / 2, signal.entry * tick + h / 2),
+                padding=0,
+            )
+        finally:
+            self._setting_range = False
+        if self._following:
+            self._following = False
+            self.sigFollowChanged.emit(False)
+
+    def _apply_follow(self, frame, force: bool = False) -> None:
+        tick = float(frame.tick_size)
+        rows, cols = frame.heatmap.shape
+        t0 = frame.heatmap_t0 / NS
+        span = max(cols * frame.column_ns / NS, 1.0)
+        t_end = t0 + span
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        if frame.best_bid >= 0 and frame.best_ask >= 0:
+            mid = 0.5 * (frame.best_bid + frame.best_ask) * tick
+        elif frame.best_bid >= 0 or frame.best_ask >= 0:
+            mid = max(frame.best_bid, frame.best_ask) * tick
+        else:
+            mid = (frame.heatmap_base + rows / 2) * tick
+        h = y1 - y0
+        if force or self._reset_y or not (2 * tick <= h <= 5000 * tick):
+            self._reset_y = False
+            h = self.DEFAULT_VISIBLE_TICKS * tick
+            y0, y1 = mid - h / 2, mid + h / 2
+        elif abs(mid - 0.5 * (y0 + y1)) > h / 4:
+            y0, y1 = mid - h / 2, mid + h / 2
+        self._setting_range = True
+        try:
+            self.vb.setRange(xRange=(t_end - span, t_end + 0.02 * span), yRange=(y0, y1), padding=0)
+        finally:
+            self._setting_range = False
+
+    # ----------------------------------------------------------------- inspection (tests, status)
+    def image_data(self) -> np.ndarray | None:
+        """The array the image item holds now (float32, rows x cols), or None."""
+        return self.image.image
+
+    def bubble_count(self) -> int:
+        """Number of trade bubbles drawn now."""
+        return len(self.bubbles.data)
+
+    def marker_count(self) -> int:
+        """Number of pattern markers drawn now."""
+        return len(self.markers.data)
+
+
+def visible_rows(lo: float, hi: float, tick: float) -> int:
+    """Number of price rows of ``tick`` in the range ``lo..hi`` (display helper)."""
+    return max(0, int(math.floor(hi / tick)) - int(math.ceil(lo / tick)) + 1)

@@ -1,0 +1,139 @@
+"""``mia-elite gui`` (the default command): open the desktop window on a qasync loop.
+
+With no options the window starts the built-in DTC server replaying the shipped real CME ES
+sample and connects to it in paper mode. ``--host/--port`` connect to an external DTC server
+(Sierra Chart, or ``mia-elite serve``) instead. Saved settings (File > Connection) are used
+when no option overrides them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+log = logging.getLogger(__name__)
+
+PROFILES = ("scalping", "production", "development", "budget")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Options of the ``gui`` command."""
+    p.add_argument("--speed", type=float, default=None,
+                   help="replay speed of the built-in server (1 = real time; default: saved, else 10)")
+    p.add_argument("--host", default=None, help="connect to this external DTC server instead of the built-in one")
+    p.add_argument("--port", type=int, default=None, help="port of the external DTC server (with --host: default 11099)")
+    p.add_argument("--encoding", choices=["binary", "json", "compact_json"], default=None,
+                   help="DTC encoding for an external server (default binary)")
+    p.add_argument("--symbol", default=None, help="data-service symbol to show (external server)")
+    p.add_argument("--tick-size", type=float, default=None, help="tick size of --symbol (price units)")
+    p.add_argument("--tick-value", type=float, default=None, help="USD per tick per contract of --symbol")
+    p.add_argument("--profile", choices=PROFILES, default=None, help="analysis profile (default: saved, else production)")
+    p.add_argument("--recording", default=None, help="a .mrec recording for the built-in server (default: the ES sample)")
+    p.add_argument("--display-hz", type=float, default=60.0, help="redraw rate of the window (default 60)")
+    p.add_argument("--screenshot", metavar="PATH", default=None, help="save a PNG of the window after --screenshot-after s")
+    p.add_argument("--screenshot-after", type=float, default=20.0, metavar="SECONDS")
+    p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS", help="close the window after SECONDS")
+
+
+def build_config(args: argparse.Namespace, prefs):
+    """The :class:`~app.ui.pipeline.PipelineConfig` from saved settings overridden by ``args``."""
+    from app.ui.connection_dialog import config_from_prefs
+    from app.ui.pipeline import PipelineConfig
+
+    cfg = config_from_prefs(prefs, PipelineConfig())
+    if getattr(args, "host", None) or getattr(args, "port", None):
+        cfg.embedded = False
+        cfg.host = args.host or "127.0.0.1"
+        cfg.port = int(args.port or 11099)
+    if getattr(args, "recording", None):
+        cfg.embedded = True
+        cfg.recording = args.recording
+    for name in ("speed", "encoding", "symbol", "tick_size", "tick_value", "profile"):
+        v = getattr(args, name, None)
+        if v is not None:
+            setattr(cfg, name, v)
+    return cfg
+
+
+def make_app():
+    """The QApplication (created once) with the app's name and style."""
+    os.environ.setdefault("QT_API", "pyside6")
+    from PySide6 import QtGui, QtWidgets
+
+    app = QtWidgets.QApplication.instance()
+    if app is None:
+        app = QtWidgets.QApplication(sys.argv[:1])
+    app.setApplicationName("MIA Elite")
+    app.setOrganizationName("MIA")
+    try:
+        from app.paths import resource_path
+
+        app.setWindowIcon(QtGui.QIcon(str(resource_path("icons", "mia-elite.png"))))
+    except FileNotFoundError:
+        pass
+    app.setStyle("Fusion")
+    pal = QtGui.QPalette()
+    C = QtGui.QColor
+    pal.setColor(QtGui.QPalette.Window, C(26, 28, 38))
+    pal.setColor(QtGui.QPalette.WindowText, C(225, 228, 235))
+    pal.setColor(QtGui.QPalette.Base, C(18, 20, 30))
+    pal.setColor(QtGui.QPalette.AlternateBase, C(28, 31, 44))
+    pal.setColor(QtGui.QPalette.Text, C(225, 228, 235))
+    pal.setColor(QtGui.QPalette.Button, C(38, 41, 56))
+    pal.setColor(QtGui.QPalette.ButtonText, C(225, 228, 235))
+    pal.setColor(QtGui.QPalette.Highlight, C(60, 110, 200))
+    pal.setColor(QtGui.QPalette.HighlightedText, C(255, 255, 255))
+    pal.setColor(QtGui.QPalette.ToolTipBase, C(40, 44, 60))
+    pal.setColor(QtGui.QPalette.ToolTipText, C(235, 235, 240))
+    app.setPalette(pal)
+    return app
+
+
+async def run_window(window, *, screenshot=None, screenshot_after=20.0, quit_after=None, on_started=None) -> None:
+    """Show ``window``, start its pipeline and wait until it is closed (and fully stopped)."""
+    loop = asyncio.get_running_loop()
+    closed = loop.create_future()
+    window.sigClosed.connect(lambda: closed.done() or closed.set_result(True))
+    window.show()
+    await window.start()
+    if on_started is not None:
+        on_started(window)
+    if screenshot:
+        def grab():
+            ok = window.grab().save(str(screenshot))
+            log.info("screenshot %s: %s", screenshot, "saved" if ok else "FAILED")
+        loop.call_later(float(screenshot_after), grab)
+    if quit_after is not None:
+        loop.call_later(float(quit_after), window.close)
+    await closed
+
+
+def run(args: argparse.Namespace) -> int:
+    """Open the window; returns 0 when it was closed normally."""
+    import qasync
+
+    from app.ui.main_window import MainWindow
+    from app.ui.prefs import Prefs
+
+    app = make_app()
+    prefs = Prefs()
+    cfg = build_config(args, prefs)
+    window = MainWindow(cfg, prefs, display_hz=getattr(args, "display_hz", 60.0))
+    loop = qasync.QEventLoop(app)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            loop.run_until_complete(
+                run_window(
+                    window,
+                    screenshot=getattr(args, "screenshot", None),
+                    screenshot_after=getattr(args, "screenshot_after", 20.0),
+                    quit_after=getattr(args, "quit_after", None),
+                )
+            )
+    finally:
+        asyncio.set_event_loop(None)
+    return 0

@@ -1,0 +1,589 @@
+"""The MIA Elite main window.
+
+Layout (splitters persist with the settings)::
+
+    +--------------------------------------------------------------------------+
+    | PAPER MODE banner                                                         |
+    | problem banner (only when something is wrong, with what to do)            |
+    +---------------------------------------------+-----------+----------------+
+    | DOM ladder heatmap                          | DOM ladder| VIX gauge      |
+    |                                             |           +----------------+
+    |                                             |           | trading_area   |
+    +---------------------------------------------+-----------+----------------+
+    | elite signal tape                                   | precision summary  |
+    +--------------------------------------------------------------------------+
+    | status bar: sources, msgs/s, decode errors, analysis ms, frames/s         |
+
+``window.trading_area`` is an empty ``QWidget`` with a ``QVBoxLayout``; the trading issue's
+``app.ui.trading_panel.attach_trading(window, context)`` fills it (a placeholder is shown when
+that module is absent).
+
+Drawing: a ``QTimer`` at display rate takes the newest frame from the pipeline's
+:class:`~app.ui.pipeline.FrameSlot` (stale frames are dropped) and updates every widget in
+place. The GUI computes no analytics.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import collections
+import logging
+import time
+import traceback
+import types
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.ui.heatmap import HeatmapWidget
+from app.ui.ladder import LadderWidget, price_decimals
+from app.ui.pipeline import Pipeline, PipelineConfig
+from app.ui.status import HealthBar, ProblemBanner, ProblemLog
+from app.ui.tape import SignalTape
+from app.ui.vix_gauge import VixGauge
+
+log = logging.getLogger(__name__)
+
+PROFILES = ("scalping", "production", "development", "budget")
+SPEEDS = (1.0, 2.0, 5.0, 10.0, 30.0, 100.0)
+
+
+def _b64(data: QtCore.QByteArray) -> str:
+    return base64.b64encode(bytes(data)).decode("ascii")
+
+
+def _unb64(text: str) -> QtCore.QByteArray:
+    try:
+        return QtCore.QByteArray(base64.b64decode(text.encode("ascii")))
+    except Exception:
+        return QtCore.QByteArray()
+
+
+class MainWindow(QtWidgets.QMainWindow):
+    """The desktop window.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+        Where the data comes from (embedded replay by default).
+    prefs : app.ui.prefs.Prefs, optional
+        UI state storage (geometry, splitters, contrast, profile, options); None = not persisted.
+    display_hz : float
+        Redraw timer rate (the newest frame is drawn; frames in between are skipped).
+
+    Signals
+    -------
+    sigClosed()
+        Emitted after the pipeline has stopped and the window is closed.
+    """
+
+    sigClosed = QtCore.Signal()
+
+    def __init__(self, config: PipelineConfig | None = None, prefs=None, display_hz: float = 60.0):
+        super().__init__()
+        self.config = config or PipelineConfig()
+        self.prefs = prefs
+        self.setWindowTitle("MIA Elite")
+        self.resize(1500, 950)
+        self.pipeline: Pipeline | None = None
+        self.last_frame = None
+        self.frames_drawn = 0
+        self.draw_ms = collections.deque(maxlen=600)
+        self._fps_times = collections.deque(maxlen=240)
+        self._closing = False
+        self._closed = False
+        self._tasks: set[asyncio.Task] = set()
+        self.sound_on = False
+        self.notify_on = False
+        self.trading = None
+        self.trading_error = ""
+
+        self._build_ui()
+        self._build_actions()
+        self._restore_prefs()
+
+        self.timer = QtCore.QTimer(self)
+        self.timer.setTimerType(QtCore.Qt.PreciseTimer)
+        self.timer.setInterval(max(1, int(round(1000.0 / display_hz))))
+        self.timer.timeout.connect(self._on_timer)
+
+    # ------------------------------------------------------------------ UI
+    def _build_ui(self) -> None:
+        central = QtWidgets.QWidget()
+        v = QtWidgets.QVBoxLayout(central)
+        v.setContentsMargins(4, 4, 4, 0)
+        v.setSpacing(3)
+        self.mode_banner = QtWidgets.QLabel("")
+        self.mode_banner.setObjectName("mode_banner")
+        self.mode_banner.setAlignment(QtCore.Qt.AlignCenter)
+        self.mode_banner.setStyleSheet(
+            "#mode_banner{background:#6b5a00;color:#fff6c0;font-weight:bold;padding:4px;border-radius:3px;}"
+        )
+        v.addWidget(self.mode_banner)
+        self.problem_banner = ProblemBanner()
+        self.problem_banner.sigAction.connect(self._on_problem_action)
+        v.addWidget(self.problem_banner)
+
+        self.heatmap = HeatmapWidget()
+        self.ladder = LadderWidget()
+        self.vix_gauge = VixGauge()
+        self.trading_area = QtWidgets.QWidget()
+        self.trading_area.setObjectName("trading_area")
+        self.trading_area.setLayout(QtWidgets.QVBoxLayout())
+        self.trading_area.layout().setContentsMargins(0, 0, 0, 0)
+        self.tape = SignalTape()
+
+        self.right_splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        self.right_splitter.setObjectName("right_splitter")
+        self.right_splitter.addWidget(self.vix_gauge)
+        trading_scroll = QtWidgets.QScrollArea()
+        trading_scroll.setWidgetResizable(True)
+        trading_scroll.setWidget(self.trading_area)
+        self.right_splitter.addWidget(trading_scroll)
+        self.right_splitter.setSizes([300, 500])
+
+        self.top_splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        self.top_splitter.setObjectName("top_splitter")
+        self.top_splitter.addWidget(self.heatmap)
+        self.top_splitter.addWidget(self.ladder)
+        self.top_splitter.addWidget(self.right_splitter)
+        self.top_splitter.setStretchFactor(0, 5)
+        self.top_splitter.setStretchFactor(1, 1)
+        self.top_splitter.setStretchFactor(2, 1)
+        self.top_splitter.setSizes([900, 260, 320])
+
+        self.main_splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
+        self.main_splitter.setObjectName("main_splitter")
+        self.main_splitter.addWidget(self.top_splitter)
+        self.main_splitter.addWidget(self.tape)
+        self.main_splitter.setStretchFactor(0, 4)
+        self.main_splitter.setStretchFactor(1, 1)
+        self.main_splitter.setSizes([680, 200])
+        v.addWidget(self.main_splitter, 1)
+        self.setCentralWidget(central)
+
+        self.health = HealthBar()
+        self.statusBar().addWidget(self.health, 1)
+
+        self.problems = ProblemLog()
+        self.problems_dock = QtWidgets.QDockWidget("Problems", self)
+        self.problems_dock.setObjectName("problems_dock")
+        self.problems_dock.setWidget(self.problems)
+        self.addDockWidget(QtCore.Qt.BottomDockWidgetArea, self.problems_dock)
+        self.problems_dock.hide()
+
+        self.heatmap.sigViewChanged.connect(self._sync_ladder)
+        self.heatmap.sigFollowChanged.connect(self._on_follow_changed)
+        self.tape.sigSignalSelected.connect(self._on_signal_selected)
+        self.tape.sigNewSignals.connect(self._on_new_signals)
+
+    def _build_actions(self) -> None:
+        tb = self.addToolBar("Main")
+        tb.setObjectName("main_toolbar")
+        tb.setMovable(False)
+        self.act_connection = QtGui.QAction("Connection...", self)
+        self.act_connection.triggered.connect(self.open_connection_dialog)
+        self.act_follow = QtGui.QAction("Follow price (F)", self)
+        self.act_follow.setCheckable(True)
+        self.act_follow.setChecked(True)
+        self.act_follow.setShortcut(QtGui.QKeySequence("F"))
+        self.act_follow.setShortcutContext(QtCore.Qt.WindowShortcut)
+        self.act_follow.triggered.connect(lambda: self.heatmap.follow(True))
+        self.addAction(self.act_follow)
+        tb.addAction(self.act_connection)
+        tb.addSeparator()
+        tb.addAction(self.act_follow)
+        tb.addSeparator()
+        tb.addWidget(QtWidgets.QLabel(" Contrast "))
+        self.contrast_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
+        self.contrast_slider.setRange(0, 100)
+        self.contrast_slider.setValue(50)
+        self.contrast_slider.setFixedWidth(140)
+        self.contrast_slider.setToolTip("Heatmap contrast: changes the colour levels only")
+        self.contrast_slider.valueChanged.connect(self.heatmap.set_contrast)
+        tb.addWidget(self.contrast_slider)
+        tb.addSeparator()
+        tb.addWidget(QtWidgets.QLabel(" Profile "))
+        self.profile_combo = QtWidgets.QComboBox()
+        self.profile_combo.addItems([p.capitalize() for p in PROFILES])
+        self.profile_combo.setCurrentIndex(PROFILES.index(self.config.profile) if self.config.profile in PROFILES else 1)
+        self.profile_combo.setToolTip("Analysis profile (restarts the analysis)")
+        self.profile_combo.activated.connect(self._on_profile_chosen)
+        tb.addWidget(self.profile_combo)
+        tb.addSeparator()
+        self.speed_label = QtWidgets.QLabel(" Replay speed ")
+        tb.addWidget(self.speed_label)
+        self.speed_combo = QtWidgets.QComboBox()
+        for s in SPEEDS:
+            self.speed_combo.addItem(f"{s:g}x", s)
+        self._select_speed(self.config.speed)
+        self.speed_combo.activated.connect(self._on_speed_chosen)
+        tb.addWidget(self.speed_combo)
+        self.act_pause = QtGui.QAction("Pause replay", self)
+        self.act_pause.setCheckable(True)
+        self.act_pause.triggered.connect(self._on_pause)
+        tb.addAction(self.act_pause)
+        tb.addSeparator()
+        self.act_sound = QtGui.QAction("Sound", self)
+        self.act_sound.setCheckable(True)
+        self.act_sound.setToolTip("Beep on each new elite signal")
+        self.act_sound.toggled.connect(lambda on: setattr(self, "sound_on", on))
+        self.act_notify = QtGui.QAction("Notify", self)
+        self.act_notify.setCheckable(True)
+        self.act_notify.setToolTip("Desktop notification on each new elite signal")
+        self.act_notify.toggled.connect(lambda on: setattr(self, "notify_on", on))
+        tb.addAction(self.act_sound)
+        tb.addAction(self.act_notify)
+        embedded = self.config.embedded
+        for w in (self.speed_label, self.speed_combo):
+            w.setVisible(embedded)
+        self.act_pause.setVisible(embedded)
+
+        m = self.menuBar().addMenu("&File")
+        m.addAction(self.act_connection)
+        act_quit = QtGui.QAction("&Quit", self)
+        act_quit.setShortcut(QtGui.QKeySequence.Quit)
+        act_quit.triggered.connect(self.close)
+        m.addAction(act_quit)
+        vm = self.menuBar().addMenu("&View")
+        vm.addAction(self.act_follow)
+        vm.addAction(self.problems_dock.toggleViewAction())
+
+    def _select_speed(self, speed: float) -> None:
+        idx = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - float(speed)))
+        if abs(SPEEDS[idx] - float(speed)) > 1e-9:
+            self.speed_combo.addItem(f"{float(speed):g}x", float(speed))
+            idx = self.speed_combo.count() - 1
+        self.speed_combo.setCurrentIndex(idx)
+
+    def _mode_text(self) -> str:
+        c = self.config
+        if c.embedded:
+            rec = self.pipeline.recording if self.pipeline is not None else None
+            what = "the shipped real CME ES sample"
+            if rec is not None:
+                inst = rec.instrument
+                what = f"{inst.symbol} {inst.description or ''}".strip()
+                if rec.source:
+                    what += f" ({rec.source})"
+            return (f"PAPER MODE - built-in DTC server replaying {what} at {c.speed:g}x. "
+                    "No real orders; fills are simulated locally.")
+        acct = f", trade account {c.trade_account}" if c.trade_account else ""
+        return (f"PAPER MODE - market data from the DTC server {c.host}:{c.port}{acct}. "
+                "Orders are filled locally, never sent.")
+
+    # ------------------------------------------------------------------ prefs
+    def _restore_prefs(self) -> None:
+        p = self.prefs
+        if p is None:
+            return
+        geo = p.get("window.geometry", "")
+        if geo:
+            self.restoreGeometry(_unb64(geo))
+        st = p.get("window.state", "")
+        if st:
+            self.restoreState(_unb64(st))
+        for sp in (self.main_splitter, self.top_splitter, self.right_splitter, self.tape.splitter):
+            val = p.get(f"splitters.{sp.objectName()}", "")
+            if val:
+                sp.restoreState(_unb64(val))
+        contrast = int(p.get("heatmap.contrast", 50))
+        self.contrast_slider.setValue(contrast)
+        self.heatmap.set_contrast(contrast)
+        self.act_sound.setChecked(bool(p.get("alerts.sound", False)))
+        self.act_notify.setChecked(bool(p.get("alerts.notify", False)))
+
+    def save_prefs(self) -> None:
+        """Write geometry, splitters, contrast, profile and alert options to the settings."""
+        p = self.prefs
+        if p is None:
+            return
+        p.set("window.geometry", _b64(self.saveGeometry()))
+        p.set("window.state", _b64(self.saveState()))
+        for sp in (self.main_splitter, self.top_splitter, self.right_splitter, self.tape.splitter):
+            p.set(f"splitters.{sp.objectName()}", _b64(sp.saveState()))
+        p.set("heatmap.contrast", int(self.heatmap.contrast))
+        p.set("profile", self.config.profile)
+        p.set("alerts.sound", bool(self.sound_on))
+        p.set("alerts.notify", bool(self.notify_on))
+        if self.config.embedded:
+            p.set("replay.speed", float(self.config.speed))
+        try:
+            p.save()
+        except Exception as exc:
+            self.report("warning", f"Settings could not be saved: {exc}")
+
+    # ------------------------------------------------------------------ pipeline
+    async def start(self) -> None:
+        """Start the data pipeline and the display timer; attach the trading panel.
+
+        Problems are reported in the window; a failed start leaves the window open with the
+        reason shown (and re-raises nothing).
+        """
+        self.mode_banner.setText(self._mode_text())
+        self.pipeline = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
+        self.timer.start()
+        try:
+            await self.pipeline.start()
+        except Exception as exc:
+            self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
+        self.mode_banner.setText(self._mode_text())
+        self._attach_trading()
+
+    def _attach_trading(self) -> None:
+        try:
+            from app.ui import trading_panel  # owned by the trading issue
+        except ImportError as exc:
+            self.trading_error = str(exc)
+            lab = QtWidgets.QLabel("Trading panel (order ticket, risk panel, kill switch)\nnot available in this build.")
+            lab.setAlignment(QtCore.Qt.AlignCenter)
+            lab.setObjectName("trading_placeholder")
+            self.trading_area.layout().addWidget(lab)
+            return
+        ctx = self.trading_context()
+        try:
+            self.trading = trading_panel.attach_trading(self, ctx)
+        except Exception as exc:
+            self.trading_error = f"{exc!r}"
+            self.report("error", f"The trading panel failed to start: {exc}\n{traceback.format_exc()}")
+
+    def trading_context(self) -> types.SimpleNamespace:
+        """What the trading panel gets: mode, pipeline pieces, settings and a problem reporter.
+
+        Attributes: ``mode`` ("paper"), ``config`` (PipelineConfig), ``pipeline``, ``client``,
+        ``server``, ``instrument``, ``trade_account``, ``prefs``, ``latest_frame()`` (the last
+        drawn AnalysisFrame or None), ``report(level, text)``, ``loop`` (the asyncio loop).
+        """
+        pl = self.pipeline
+        try:
+            loop = asyncio.get_event_loop()
+        except RuntimeError:
+            loop = None
+        return types.SimpleNamespace(
+            mode="paper",
+            config=self.config,
+            pipeline=pl,
+            client=getattr(pl, "client", None),
+            server=getattr(pl, "server", None),
+            instrument=getattr(pl, "instrument", None),
+            trade_account=self.config.trade_account,
+            prefs=self.prefs,
+            latest_frame=lambda: self.last_frame,
+            report=self.report,
+            loop=loop,
+        )
+
+    def spawn(self, coro) -> asyncio.Task:
+        """Run ``coro`` as a task whose exception is reported in the window (never swallowed)."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t):
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                exc = t.exception()
+                self.report("error", "".join(traceback.format_exception(exc)))
+
+        task.add_done_callback(done)
+        return task
+
+    def report(self, level: str, text: str, action: str = "") -> None:
+        """Show a problem: banner (errors and warnings), Problems log, and the log file."""
+        self.problems.add(level, text)
+        if level in ("error", "warning"):
+            first = text.strip().splitlines()[0] if text.strip() else text
+            label = "Use Sierra Chart data files..." if action == "use_sierra_files" else ""
+            self.problem_banner.show_problem(first, action, label)
+            if level == "error":
+                self.problems_dock.show()
+        if self.pipeline is None or self.pipeline.on_problem is not self.report:
+            (log.error if level == "error" else log.warning)("%s", text)
+
+    def _on_problem_action(self, action: str) -> None:
+        if action == "use_sierra_files":
+            self.open_connection_dialog(source="sierra_files")
+
+    # ------------------------------------------------------------------ drawing
+    def _on_timer(self) -> None:
+        pl = self.pipeline
+        if pl is None:
+            return
+        try:
+            pl.poll()
+            frame = pl.slot.take()
+            if frame is None:
+                return
+            self.draw_frame(frame)
+            pl.frame_painted(frame)
+        except Exception as exc:  # a drawing bug must be visible, and must not kill the timer
+            self.report("error", f"Drawing failed: {exc}\n{traceback.format_exc()}")
+
+    def draw_frame(self, frame) -> None:
+        """Update every widget in place from ``frame`` (GUI thread)."""
+        t0 = time.perf_counter()
+        self.last_frame = frame
+        self.heatmap.set_frame(frame)
+        self.ladder.set_frame(frame)
+        self._sync_ladder()
+        self.vix_gauge.set_state(frame.vix)
+        self.tape.update_from_frame(frame)
+        if frame.error:
+            self.report("error", f"Analyzer error: {frame.error}")
+        self.frames_drawn += 1
+        now = time.perf_counter()
+        self._fps_times.append(now)
+        self.draw_ms.append((now - t0) * 1e3)
+        if self.frames_drawn % 10 == 1:
+            self._update_health(frame)
+
+    def fps(self) -> float:
+        """Frames drawn per second over the last few seconds."""
+        ts = self._fps_times
+        if len(ts) < 2:
+            return 0.0
+        span = ts[-1] - ts[0]
+        return (len(ts) - 1) / span if span > 0 else 0.0
+
+    def _update_health(self, frame) -> None:
+        figs = self.pipeline.figures() if self.pipeline else {}
+        tick = float(frame.tick_size)
+        dec = price_decimals(tick)
+        bb = f"{frame.best_bid * tick:.{dec}f}" if frame.best_bid >= 0 else "-"
+        ba = f"{frame.best_ask * tick:.{dec}f}" if frame.best_ask >= 0 else "-"
+        when = QtCore.QDateTime.fromMSecsSinceEpoch(int(frame.ts // 1_000_000), QtCore.QTimeZone.utc())
+        self.health.set_figures(
+            msgs_per_s=figs.get("msgs_per_s"),
+            decode_errors=figs.get("decode_errors"),
+            analysis_ms=frame.timings.get("total"),
+            fps=self.fps(),
+            events_per_s=frame.events_per_s,
+            market=f"{frame.symbol} {bb} / {ba}  {when.toString('yyyy-MM-dd HH:mm:ss')} UTC",
+        )
+
+    def _sync_ladder(self) -> None:
+        lo, hi = self.heatmap.price_range()
+        r = self.heatmap.view_scene_rect()
+        top_left = self.ladder.mapFromGlobal(self.heatmap.mapToGlobal(r.topLeft().toPoint()))
+        self.ladder.set_view(lo, hi, float(top_left.y()), float(r.height()))
+
+    def resizeEvent(self, ev):  # noqa: N802
+        super().resizeEvent(ev)
+        QtCore.QTimer.singleShot(0, self._sync_ladder)
+
+    def _on_follow_changed(self, on: bool) -> None:
+        self.act_follow.setChecked(on)
+
+    def _on_signal_selected(self, signal) -> None:
+        tick = float(self.last_frame.tick_size) if self.last_frame is not None else None
+        self.heatmap.show_signal(signal, tick)
+
+    def _on_new_signals(self, signals) -> None:
+        if not signals:
+            return
+        if self.sound_on:
+            QtWidgets.QApplication.beep()
+        if self.notify_on:
+            s = signals[-1]
+            text = f"{'LONG' if s.side > 0 else 'SHORT'} {s.symbol} score {s.score:.2f}: {s.top_reasons(2)}"
+            tray = getattr(self, "_tray", None)
+            if tray is None and QtWidgets.QSystemTrayIcon.isSystemTrayAvailable():
+                self._tray = tray = QtWidgets.QSystemTrayIcon(self.windowIcon(), self)
+                tray.show()
+            if tray is not None:
+                tray.showMessage("MIA Elite signal", text)
+            else:
+                self.statusBar().showMessage(f"New signal: {text}", 8000)
+
+    # ------------------------------------------------------------------ controls
+    def _on_speed_chosen(self, idx: int) -> None:
+        speed = float(self.speed_combo.itemData(idx))
+        self.config.speed = speed
+        srv = self.pipeline.server if self.pipeline else None
+        if srv is not None:
+            srv.set_speed(speed)
+        self.mode_banner.setText(self._mode_text())
+
+    def _on_pause(self, paused: bool) -> None:
+        srv = self.pipeline.server if self.pipeline else None
+        if srv is None:
+            return
+        if paused:
+            srv.pause()
+        else:
+            srv.resume()
+        self.act_pause.setText("Resume replay" if paused else "Pause replay")
+
+    def _on_profile_chosen(self, idx: int) -> None:
+        name = PROFILES[idx]
+        if name == self.config.profile:
+            return
+        self.config.profile = name
+        self.spawn(self.restart_pipeline())
+
+    async def restart_pipeline(self) -> None:
+        """Stop and start the pipeline with the current :attr:`config` (profile or connection change)."""
+        self.timer.stop()
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+        self.problem_banner.clear_problem()
+        for sp in (self.speed_label, self.speed_combo):
+            sp.setVisible(self.config.embedded)
+        self.act_pause.setVisible(self.config.embedded)
+        self.mode_banner.setText(self._mode_text())
+        self.pipeline = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
+        self.timer.start()
+        try:
+            await self.pipeline.start()
+        except Exception as exc:
+            self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
+        self.mode_banner.setText(self._mode_text())
+
+    def open_connection_dialog(self, source: str | None = None) -> None:
+        """Show the connection dialog; on OK restart the pipeline with the new settings."""
+        from app.ui.connection_dialog import ConnectionDialog
+
+        dlg = ConnectionDialog(self.config, self.prefs, self, focus_source=source)
+        if dlg.exec() == QtWidgets.QDialog.Accepted:
+            self.config = dlg.result_config()
+            self.spawn(self.restart_pipeline())
+
+    # ------------------------------------------------------------------ closing
+    async def shutdown(self) -> None:
+        """Stop the timer, the trading panel, every task and the pipeline (bounded waits)."""
+        self.timer.stop()
+        tr = self.trading
+        closer = getattr(tr, "shutdown", None) or getattr(tr, "close", None) if tr is not None else None
+        if closer is not None:
+            try:
+                res = closer()
+                if asyncio.iscoroutine(res):
+                    await asyncio.wait_for(res, 5.0)
+            except Exception as exc:
+                self.report("warning", f"closing the trading panel: {exc!r}")
+        for t in list(self._tasks):
+            t.cancel()
+        if self._tasks:
+            await asyncio.wait(list(self._tasks), timeout=5.0)
+        if self.pipeline is not None:
+            await self.pipeline.stop()
+
+    def closeEvent(self, ev):  # noqa: N802
+        if self._closed:
+            ev.accept()
+            return
+        ev.ignore()
+        if self._closing:
+            return
+        self._closing = True
+        self.save_prefs()
+
+        async def _go():
+            try:
+                await self.shutdown()
+            finally:
+                self._closed = True
+                self.close()
+                self.sigClosed.emit()
+
+        task = asyncio.ensure_future(_go())
+        self._close_task = task

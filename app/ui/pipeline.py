@@ -1,0 +1,467 @@
+"""The live data path behind the window: source -> DTC client -> analysis engine -> newest frame.
+
+Runs on the asyncio loop that qasync drives inside the Qt event loop (GUI thread), except the
+analysis engine, which owns its worker thread. This module imports no Qt, so it can be used and
+benchmarked headless::
+
+    embedded DTCServer (port 0)  --TCP-->  DTCClient.on_events(batch)  --> engine.submit(batch)
+                                                                               |
+    window QTimer  <--  FrameSlot.take()  <--  engine on_frame(frame) (worker thread)
+
+Per depth/trade batch the GUI thread does O(1) work here: count, remember the arrival time
+(for the latency figure), hand the batch to the engine's queue. The engine publishes immutable
+:class:`~app.analysis.frame.AnalysisFrame` objects; :class:`FrameSlot` keeps only the newest
+(latest wins; stale frames are dropped, counted in :attr:`FrameSlot.dropped`).
+
+Problems (a symbol rejected by the server, a dropped connection, an engine exception) are
+reported through ``on_problem(level, text, action)`` in plain language with what to do, and
+also kept in :attr:`Pipeline.problems`; nothing is swallowed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.feeds.events import KIND_DEPTH, Instrument
+
+log = logging.getLogger(__name__)
+
+#: What to tell the user when a DTC server refuses a symbol's market data (design card, section 1).
+REJECT_HELP = (
+    "Sierra Chart's DTC server does not relay CME, CBOE, EUREX or NASDAQ market data "
+    "(exchange policy). Read Sierra Chart's own data files instead: in Sierra Chart turn on "
+    "Global Settings > Data/Trade Service Settings > 'Record Market Depth Data' (and keep the "
+    "chart of {symbol} open so its .scid/.depth files are written), then choose the data source "
+    "'Sierra Chart data files' for this symbol in File > Connection."
+)
+
+
+@dataclass
+class PipelineConfig:
+    """How the window gets its market data.
+
+    Attributes
+    ----------
+    embedded : bool
+        True: start the built-in DTC server replaying ``recording`` (or the shipped real ES
+        sample) on 127.0.0.1, an OS-chosen port, and connect to it. False: connect to
+        ``host:port`` (a Sierra Chart DTC server or ``mia-elite serve``).
+    recording : str or None
+        Path of a ``.mrec`` recording for the embedded server; None = the shipped ES sample.
+    speed : float
+        Replay speed of the embedded server (1 = real time).
+    host, port, encoding, username, password
+        DTC connection (password only held in memory; it comes from the OS keyring).
+    symbol, exchange : str
+        Data-service symbol to subscribe ("" = the recording's symbol).
+    tick_size, tick_value : float
+        Used when the source does not tell them (0 = unknown).
+    data_source : str
+        ``"dtc"`` or ``"sierra_files"``.
+    sierra_data_dir : str
+        Sierra Chart ``Data`` folder (for ``data_source="sierra_files"``).
+    profile : str
+        Analysis profile name.
+    profile_overrides : dict
+        Per-key overrides of the profile (validated by the profile loader).
+    trade_account : str
+        DTC trade account (trading panel); empty = paper.
+    """
+
+    embedded: bool = True
+    recording: str | None = None
+    speed: float = 10.0
+    host: str = "127.0.0.1"
+    port: int = 11099
+    encoding: str = "binary"
+    username: str = ""
+    password: str = field(default="", repr=False)
+    symbol: str = ""
+    exchange: str = ""
+    tick_size: float = 0.0
+    tick_value: float = 0.0
+    data_source: str = "dtc"
+    sierra_data_dir: str = ""
+    profile: str = "production"
+    profile_overrides: dict = field(default_factory=dict)
+    trade_account: str = ""
+
+
+class FrameSlot:
+    """Thread-safe newest-frame slot (the worker writes, the GUI timer reads).
+
+    Attributes
+    ----------
+    published : int
+        Frames put since start.
+    taken : int
+        Frames handed to the GUI.
+    dropped : int
+        Frames replaced before the GUI took them (stale, never drawn).
+    """
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._frame = None
+        self.published = 0
+        self.taken = 0
+        self.dropped = 0
+        self.last = None
+
+    def put(self, frame) -> None:
+        """Store ``frame`` as the newest (any thread)."""
+        with self._lock:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = frame
+            self.last = frame
+            self.published += 1
+
+    def take(self):
+        """The newest frame not taken yet, or None."""
+        with self._lock:
+            f, self._frame = self._frame, None
+            if f is not None:
+                self.taken += 1
+            return f
+
+
+class LatencyTracker:
+    """Arrival time of each depth batch, matched to the first painted frame that contains it.
+
+    The client hands batches in arrival order; the engine's ``events_total`` counts events
+    applied, so a frame with ``events_total >= cum`` contains every batch whose cumulative event
+    count is ``cum``. Times are ``time.perf_counter_ns()``.
+    """
+
+    def __init__(self, maxlen: int = 200_000):
+        self._pending = collections.deque()
+        self.cum_events = 0
+        self.latencies_ns: list[int] = []
+        self.maxlen = maxlen
+        self.enabled = False
+
+    def arrived(self, n_events: int, has_depth: bool, t_ns: int) -> None:
+        self.cum_events += n_events
+        if self.enabled and has_depth:
+            self._pending.append((self.cum_events, t_ns))
+
+    def painted(self, events_total: int, t_ns: int) -> None:
+        """A frame containing ``events_total`` applied events was painted at ``t_ns``."""
+        pend = self._pending
+        while pend and pend[0][0] <= events_total:
+            _, t0 = pend.popleft()
+            if len(self.latencies_ns) < self.maxlen:
+                self.latencies_ns.append(t_ns - t0)
+
+    def reset(self) -> None:
+        self._pending.clear()
+        self.latencies_ns.clear()
+
+
+def _optional_import(module: str, name: str):
+    import importlib
+
+    try:
+        return getattr(importlib.import_module(module), name)
+    except (ImportError, AttributeError):
+        return None
+
+
+class Pipeline:
+    """Owns the embedded server, the DTC client and the analysis engine for one window.
+
+    Parameters
+    ----------
+    config : PipelineConfig
+    on_problem : callable(level: str, text: str, action: str), optional
+        Called on the GUI thread (asyncio loop) for every problem; engine errors raised on the
+        worker thread are queued and delivered by :meth:`poll` (called by the window's timer).
+    on_state : callable(source: str, state: str), optional
+        Connection state changes per source.
+
+    Attributes
+    ----------
+    slot : FrameSlot
+    latency : LatencyTracker
+    instrument : Instrument or None
+    server, client, engine : objects of the other packages (None until started)
+    problems : list of (level, text, action)
+    """
+
+    def __init__(self, config: PipelineConfig, on_problem=None, on_state=None):
+        self.config = config
+        self.on_problem = on_problem
+        self.on_state = on_state
+        self.slot = FrameSlot()
+        self.latency = LatencyTracker()
+        self.instrument: Instrument | None = None
+        self.recording = None
+        self.vix_history = None
+        self.profile = None
+        self.server = None
+        self.client = None
+        self.engine = None
+        self.file_source = None
+        self.problems: list[tuple[str, str, str]] = []
+        self._worker_problems = collections.deque()
+        self.states: dict[str, str] = {}
+        self.batches = 0
+        self.events_in = 0
+        self.started = False
+        self.stopped = False
+        self._tasks: set[asyncio.Task] = set()
+        self.source_name = ""
+
+    # ------------------------------------------------------------------ problems
+    def _problem(self, level: str, text: str, action: str = "") -> None:
+        self.problems.append((level, text, action))
+        (log.error if level == "error" else log.warning)("%s", text)
+        if self.on_problem is not None:
+            self.on_problem(level, text, action)
+
+    def _set_state(self, source: str, state: str) -> None:
+        if self.states.get(source) != state:
+            self.states[source] = state
+            if self.on_state is not None:
+                self.on_state(source, state)
+
+    def _engine_error(self, exc_or_text) -> None:
+        """Engine ``on_error`` callback (worker thread): queue for the GUI thread."""
+        if isinstance(exc_or_text, BaseException):
+            text = "".join(traceback.format_exception(exc_or_text))
+        else:
+            text = str(exc_or_text)
+        self._worker_problems.append(text)
+
+    def poll(self) -> None:
+        """Deliver problems queued by the worker thread (GUI thread; called by the window timer)."""
+        while self._worker_problems:
+            text = self._worker_problems.popleft()
+            self._problem("error", f"Analysis engine error (analysis continues with the next batch):\n{text}")
+        self._poll_client_state()
+
+    def _poll_client_state(self) -> None:
+        c = self.client
+        if c is None:
+            return
+        st = getattr(c, "state", None)
+        if st is None:
+            return
+        st = getattr(st, "name", st)
+        st = str(st).lower()
+        prev = self.states.get(self.source_name)
+        self._set_state(self.source_name, st)
+        if prev in ("connected", "logged_on", "streaming") and st in ("disconnected", "reconnecting", "error"):
+            self._problem(
+                "warning",
+                f"The connection to {self.config_host_port()} dropped ({st}). The app reconnects by itself; "
+                "if it does not come back, check that Sierra Chart (or the replay server) is running and "
+                "that its DTC server is enabled on that port.",
+            )
+
+    def config_host_port(self) -> str:
+        if self.server is not None:
+            return f"the built-in server 127.0.0.1:{self.server.port}"
+        return f"{self.config.host}:{self.config.port}"
+
+    # ------------------------------------------------------------------ start / stop
+    async def start(self) -> None:
+        """Start the embedded server (if any), the engine and the client; subscribe.
+
+        A refused subscription is reported (with what to do) and does not raise; a connection
+        that cannot be made raises ``OSError`` after reporting it.
+        """
+        cfg = self.config
+        self._load_profile_and_vix()
+        if cfg.embedded:
+            await self._start_embedded()
+        if cfg.data_source == "sierra_files" and not cfg.embedded:
+            await self._start_sierra_files()
+            self.started = True
+            return
+        self._make_instrument()
+        self._start_engine()
+        await self._start_client()
+        self.started = True
+
+    def _load_profile_and_vix(self) -> None:
+        cfg = self.config
+        load_profile = _optional_import("app.config.profiles", "load_profile")
+        if load_profile is not None:
+            self.profile = load_profile(cfg.profile, cfg.profile_overrides or None)
+        load_vix = _optional_import("app.feeds.vix_history", "load_vix_history")
+        if load_vix is not None:
+            try:
+                self.vix_history = load_vix()
+            except (OSError, ValueError) as exc:
+                self._problem("warning", f"VIX history could not be loaded ({exc}); the VIX gauge stays empty.")
+
+    async def _start_embedded(self) -> None:
+        cfg = self.config
+        DTCServer = _optional_import("app.dtc.server", "DTCServer")
+        if DTCServer is None:
+            raise RuntimeError("the built-in DTC server (app.dtc.server.DTCServer) is not available")
+        if cfg.recording:
+            from app.feeds.recording import read_recording
+
+            self.recording = read_recording(cfg.recording)
+        else:
+            load_default_sample = _optional_import("app.feeds.samples", "load_default_sample")
+            if load_default_sample is None:
+                raise RuntimeError("the shipped sample loader (app.feeds.samples) is not available")
+            self.recording = load_default_sample()
+        self.server = DTCServer(self.recording, host="127.0.0.1", port=0, speed=float(cfg.speed))
+        await self.server.start()
+        self._set_state("replay server", "running")
+
+    def _make_instrument(self) -> None:
+        cfg = self.config
+        if self.recording is not None:
+            inst = self.recording.instrument
+            self.instrument = inst
+        else:
+            if cfg.tick_size <= 0:
+                raise ValueError(
+                    f"symbol {cfg.symbol!r}: tick size unknown; set it in File > Connection > symbol map"
+                )
+            self.instrument = Instrument(cfg.symbol, cfg.tick_size, cfg.tick_value, cfg.exchange)
+
+    def _start_engine(self) -> None:
+        AnalysisEngine = _optional_import("app.analysis.engine", "AnalysisEngine")
+        if AnalysisEngine is None:
+            raise RuntimeError("the analysis engine (app.analysis.engine.AnalysisEngine) is not available")
+        self.engine = AnalysisEngine(
+            self.instrument,
+            self.profile,
+            on_frame=self.slot.put,
+            vix_history=self.vix_history,
+            on_error=self._engine_error,
+        )
+        self.engine.start()
+
+    async def _start_client(self) -> None:
+        cfg = self.config
+        DTCClient = _optional_import("app.dtc.client", "DTCClient")
+        if DTCClient is None:
+            raise RuntimeError("the DTC client (app.dtc.client.DTCClient) is not available")
+        host, port = ("127.0.0.1", self.server.port) if self.server is not None else (cfg.host, cfg.port)
+        self.source_name = f"dtc {host}:{port}"
+        self._set_state(self.source_name, "connecting")
+        kwargs = {"encoding": cfg.encoding}
+        if cfg.username:
+            kwargs["username"] = cfg.username
+        if cfg.password:
+            kwargs["password"] = cfg.password
+        self.client = DTCClient(host, port, **kwargs)
+        try:
+            await self.client.connect()
+        except OSError as exc:
+            self._set_state(self.source_name, "disconnected")
+            self._problem(
+                "error",
+                f"Cannot connect to the DTC server at {host}:{port} ({exc}). Is Sierra Chart running with its "
+                "DTC server enabled (Global Settings > Data/Trade Service Settings > SC Server Settings > "
+                "DTC Protocol Server) on this port? Change host/port in File > Connection.",
+            )
+            raise
+        self._set_state(self.source_name, "connected")
+        symbol = cfg.symbol or self.instrument.symbol
+        MarketDataRejected = _optional_import("app.dtc.client", "MarketDataRejected") or ()
+        try:
+            await self.client.subscribe_market(symbol, depth=True, on_events=self._on_events)
+        except MarketDataRejected as exc:  # type: ignore[misc]
+            self._set_state(self.source_name, "rejected")
+            self._problem(
+                "error",
+                f"The DTC server rejected market data for {symbol}: {exc}. " + REJECT_HELP.format(symbol=symbol),
+                action="use_sierra_files",
+            )
+            return
+        self._set_state(self.source_name, "streaming")
+
+    async def _start_sierra_files(self) -> None:
+        self._make_instrument()
+        self._start_engine()
+        factory = _optional_import("app.feeds.follow", "follow_sierra") or _optional_import(
+            "app.feeds.sierra_source", "SierraSource"
+        )
+        if factory is None:
+            self._problem("error", "Sierra Chart file source is not available in this build.")
+            return
+        self.source_name = f"sierra files {self.config.sierra_data_dir}"
+        self._set_state(self.source_name, "starting")
+        self._problem("warning", "Sierra Chart data-file source: not wired in this build yet (see report).")
+
+    def _on_events(self, batch: np.ndarray) -> None:
+        """Client callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit."""
+        t = time.perf_counter_ns()
+        n = int(batch.shape[0])
+        self.batches += 1
+        self.events_in += n
+        if self.latency.enabled:
+            has_depth = bool((batch["kind"] == KIND_DEPTH).any()) if n else False
+            self.latency.arrived(n, has_depth, t)
+        else:
+            self.latency.cum_events += n
+        eng = self.engine
+        if eng is not None:
+            eng.submit(batch)
+
+    def frame_painted(self, frame) -> None:
+        """Tell the latency tracker that ``frame`` is on screen now."""
+        if self.latency.enabled:
+            self.latency.painted(int(frame.events_total), time.perf_counter_ns())
+
+    def figures(self) -> dict:
+        """Health figures: ``msgs_per_s``, ``decode_errors``, ``messages_received``, ``state``."""
+        c = self.client
+        out = {"batches": self.batches, "events_in": self.events_in}
+        if c is not None:
+            for k in ("msgs_per_s", "decode_errors", "messages_received"):
+                v = getattr(c, k, None)
+                if callable(v):
+                    v = v()
+                if v is not None:
+                    out[k] = v
+        return out
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stop client, server and engine (each bounded by ``timeout`` seconds); idempotent."""
+        if self.stopped:
+            return
+        self.stopped = True
+        for t in list(self._tasks):
+            t.cancel()
+        if self.client is not None:
+            closer = getattr(self.client, "close", None) or getattr(self.client, "disconnect", None)
+            if closer is not None:
+                try:
+                    res = closer()
+                    if asyncio.iscoroutine(res):
+                        await asyncio.wait_for(res, timeout)
+                except Exception as exc:  # report, keep stopping the rest
+                    self._problem("warning", f"closing the DTC client: {exc!r}")
+            self._set_state(self.source_name, "stopped")
+        if self.server is not None:
+            try:
+                await asyncio.wait_for(self.server.stop(), timeout)
+            except Exception as exc:
+                self._problem("warning", f"stopping the built-in server: {exc!r}")
+            self._set_state("replay server", "stopped")
+        if self.engine is not None:
+            try:
+                res = self.engine.stop()
+                if asyncio.iscoroutine(res):
+                    await asyncio.wait_for(res, timeout)
+            except Exception as exc:
+                self._problem("warning", f"stopping the analysis engine: {exc!r}")
+        self.poll()

@@ -1,0 +1,160 @@
+"""Status and health: source states, rates, errors, and plain-language problem messages.
+
+:class:`HealthBar` lives in the window's status bar (one label per figure, updated in place).
+:class:`ProblemBanner` is a coloured strip under the mode banner that tells the user, in plain
+text, what went wrong and what to do (a source dropped, a symbol was rejected, the analysis
+engine raised). :class:`ProblemLog` keeps every problem with its time and full text (with the
+traceback for engine errors): errors are shown, never swallowed.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+log = logging.getLogger(__name__)
+
+STATE_COLORS = {
+    "connected": "#3cc86e",
+    "streaming": "#3cc86e",
+    "logged_on": "#3cc86e",
+    "connecting": "#e0b030",
+    "reconnecting": "#e0b030",
+    "logging_on": "#e0b030",
+    "rejected": "#e85060",
+    "disconnected": "#e85060",
+    "error": "#e85060",
+    "stopped": "#888888",
+}
+
+
+class HealthBar(QtWidgets.QWidget):
+    """Compact health figures for the status bar.
+
+    Figures: connection state per source, messages/s, decode errors, analysis ms per frame,
+    frames drawn per second, events applied per second.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(4, 0, 4, 0)
+        lay.setSpacing(14)
+        self.sources_label = QtWidgets.QLabel("sources: -")
+        self.sources_label.setTextFormat(QtCore.Qt.RichText)
+        self.msgs_label = QtWidgets.QLabel("msgs/s -")
+        self.errors_label = QtWidgets.QLabel("decode errors 0")
+        self.analysis_label = QtWidgets.QLabel("analysis - ms")
+        self.fps_label = QtWidgets.QLabel("frames/s -")
+        self.events_label = QtWidgets.QLabel("events/s -")
+        self.market_label = QtWidgets.QLabel("")
+        for w in (self.sources_label, self.msgs_label, self.errors_label, self.analysis_label,
+                  self.fps_label, self.events_label, self.market_label):
+            lay.addWidget(w)
+        lay.addStretch(1)
+        self.states: dict[str, str] = {}
+
+    def set_source_state(self, name: str, state: str) -> None:
+        """Show ``state`` for source ``name`` (e.g. ``"dtc 127.0.0.1:11199"``, ``"connected"``)."""
+        if self.states.get(name) == state:
+            return
+        self.states[name] = state
+        parts = []
+        for n, s in self.states.items():
+            color = STATE_COLORS.get(s, "#cccccc")
+            parts.append(f"{n}: <span style='color:{color}'><b>{s}</b></span>")
+        self.sources_label.setText(" | ".join(parts))
+
+    def set_figures(self, *, msgs_per_s=None, decode_errors=None, analysis_ms=None, fps=None,
+                    events_per_s=None, market=None) -> None:
+        """Update the figures given (``None`` leaves one unchanged)."""
+        if msgs_per_s is not None:
+            self.msgs_label.setText(f"msgs/s {msgs_per_s:,.0f}")
+        if decode_errors is not None:
+            self.errors_label.setText(f"decode errors {decode_errors}")
+            self.errors_label.setStyleSheet("color:#e85060" if decode_errors else "")
+        if analysis_ms is not None:
+            self.analysis_label.setText(f"analysis {analysis_ms:.2f} ms")
+        if fps is not None:
+            self.fps_label.setText(f"frames/s {fps:.1f}")
+        if events_per_s is not None:
+            self.events_label.setText(f"events/s {events_per_s:,.0f}")
+        if market is not None:
+            self.market_label.setText(market)
+
+
+class ProblemBanner(QtWidgets.QFrame):
+    """A strip that shows the current problem and what to do; hidden when all is well.
+
+    Signals
+    -------
+    sigAction(str)
+        The user clicked the banner's action button; the argument is the action key given to
+        :meth:`show_problem` (e.g. ``"use_sierra_files"``).
+    """
+
+    sigAction = QtCore.Signal(str)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("problem_banner")
+        self.setStyleSheet("#problem_banner{background:#5a1d24;border:1px solid #e85060;}"
+                           "QLabel{color:#ffe8ea;}")
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 8, 4)
+        self.label = QtWidgets.QLabel("")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.action_button = QtWidgets.QPushButton("")
+        self.action_button.setVisible(False)
+        self.close_button = QtWidgets.QToolButton()
+        self.close_button.setText("x")
+        self.close_button.setToolTip("Hide this message (it stays in View > Problems)")
+        lay.addWidget(self.label, 1)
+        lay.addWidget(self.action_button)
+        lay.addWidget(self.close_button)
+        self._action = ""
+        self.action_button.clicked.connect(lambda: self.sigAction.emit(self._action))
+        self.close_button.clicked.connect(self.hide)
+        self.hide()
+
+    @property
+    def text(self) -> str:
+        """The message shown now (empty when hidden)."""
+        return "" if self.isHidden() else self.label.text()
+
+    def show_problem(self, text: str, action: str = "", action_label: str = "") -> None:
+        """Show ``text``; with ``action``/``action_label`` a button emits :attr:`sigAction`."""
+        self.label.setText(text)
+        self._action = action
+        self.action_button.setText(action_label)
+        self.action_button.setVisible(bool(action))
+        self.show()
+
+    def clear_problem(self) -> None:
+        """Hide the banner."""
+        self.label.setText("")
+        self.hide()
+
+
+class ProblemLog(QtWidgets.QPlainTextEdit):
+    """Every problem of the session with its UTC time and full text (tracebacks included)."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setReadOnly(True)
+        self.setMaximumBlockCount(2000)
+        f = QtGui.QFont("monospace")
+        f.setStyleHint(QtGui.QFont.TypeWriter)
+        self.setFont(f)
+        self.entries: list[tuple[str, str]] = []
+
+    def add(self, level: str, text: str) -> None:
+        """Append a problem (``level`` is ``"error"``, ``"warning"`` or ``"info"``)."""
+        now = _dt.datetime.now(_dt.timezone.utc).strftime("%H:%M:%S")
+        self.entries.append((level, text))
+        if len(self.entries) > 2000:
+            del self.entries[:1000]
+        self.appendPlainText(f"[{now}] {level.upper()}: {text}")

@@ -1,0 +1,284 @@
+"""Elite signal tape: one row per signal, outcome columns that fill in, per-pattern precision.
+
+:class:`SignalTapeModel` is a ``QAbstractTableModel`` fed from each drawn frame
+(``frame.signals`` and ``frame.outcomes``); new signals are appended with
+``beginInsertRows``, outcome changes emit one ``dataChanged`` per changed row. Rows are kept
+for the session (bounded by :attr:`SignalTapeModel.MAX_ROWS`) even when the engine's recent
+list has moved on. :class:`PrecisionModel` shows ``frame.precision`` per pattern.
+:class:`SignalTape` puts both in views and emits :attr:`SignalTape.sigSignalSelected` when
+the user clicks a row.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.analysis.frame import Signal, SignalOutcome
+
+GREEN = QtGui.QColor(60, 200, 110)
+RED = QtGui.QColor(235, 80, 90)
+
+
+def _fmt_ts(ts_ns: int) -> str:
+    return _dt.datetime.fromtimestamp(ts_ns / 1e9, tz=_dt.timezone.utc).strftime("%H:%M:%S")
+
+
+def _fmt_move(v) -> str:
+    return "" if v is None else f"{v:+.0f}"
+
+
+class SignalTapeModel(QtCore.QAbstractTableModel):
+    """Table of elite signals (newest last) with their outcomes.
+
+    Columns: time (UTC), side, score, top reasons, entry, stop, target (prices), size
+    (contracts), move after 1/5/15 min (ticks in the signal's favour), and which of target or
+    stop came first.
+    """
+
+    HEADERS = ("Time", "Side", "Score", "Reasons", "Entry", "Stop", "Target", "Size",
+               "1m", "5m", "15m", "First")
+    MAX_ROWS = 5000
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.signals: list[Signal] = []
+        self.outcomes: dict[int, SignalOutcome] = {}
+        self._row_of: dict[int, int] = {}
+        self.tick = 0.25
+        self.dec = 2
+
+    def rowCount(self, parent=QtCore.QModelIndex()):  # noqa: N802 (Qt name)
+        return 0 if parent.isValid() else len(self.signals)
+
+    def columnCount(self, parent=QtCore.QModelIndex()):  # noqa: N802
+        return 0 if parent.isValid() else len(self.HEADERS)
+
+    def headerData(self, section, orientation, role=QtCore.Qt.DisplayRole):  # noqa: N802
+        if role == QtCore.Qt.DisplayRole and orientation == QtCore.Qt.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def signal_at(self, row: int) -> Signal | None:
+        """The signal of a row, or None."""
+        return self.signals[row] if 0 <= row < len(self.signals) else None
+
+    def data(self, index, role=QtCore.Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        s = self.signals[index.row()]
+        c = index.column()
+        o = self.outcomes.get(s.id)
+        if role == QtCore.Qt.DisplayRole:
+            tick, dec = self.tick, self.dec
+            if c == 0:
+                return _fmt_ts(s.ts)
+            if c == 1:
+                return "LONG" if s.side > 0 else "SHORT"
+            if c == 2:
+                return f"{s.score:.2f}"
+            if c == 3:
+                return s.top_reasons(3)
+            if c in (4, 5, 6):
+                v = (s.entry, s.stop, s.target)[c - 4]
+                return f"{v * tick:.{dec}f}"
+            if c == 7:
+                return str(s.size)
+            if o is None:
+                return ""
+            if c == 8:
+                return _fmt_move(o.move_1m)
+            if c == 9:
+                return _fmt_move(o.move_5m)
+            if c == 10:
+                return _fmt_move(o.move_15m)
+            if c == 11:
+                return (o.first or "") + (" (data ended)" if o.ended_early else "")
+        elif role == QtCore.Qt.ForegroundRole:
+            if c == 1:
+                return GREEN if s.side > 0 else RED
+            if o is not None and c in (8, 9, 10):
+                v = (o.move_1m, o.move_5m, o.move_15m)[c - 8]
+                if v is not None:
+                    return GREEN if v > 0 else RED if v < 0 else None
+            if o is not None and c == 11 and o.first:
+                return GREEN if o.first == "target" else RED
+        elif role == QtCore.Qt.ToolTipRole:
+            lines = [f"signal #{s.id} {s.symbol} {'LONG' if s.side > 0 else 'SHORT'} score {s.score:.3f}"
+                     f" regime {s.regime}"]
+            lines += [f"  {k} {v:.2f}" for k, v in s.components]
+            lines += [f"- {r.name} ({r.strength:.2f}): {r.detail}" for r in s.reasons]
+            return "\n".join(lines)
+        elif role == QtCore.Qt.TextAlignmentRole and c != 3:
+            return int(QtCore.Qt.AlignCenter)
+        return None
+
+    def update_from(self, signals, outcomes: dict, tick_size: float, decimals: int = 2) -> int:
+        """Append signals not seen yet and refresh changed outcomes.
+
+        Parameters
+        ----------
+        signals : sequence of Signal
+            The frame's recent signals, oldest first.
+        outcomes : dict[int, SignalOutcome]
+            Latest outcome per signal id.
+        tick_size : float
+            Price units per tick (display).
+
+        Returns
+        -------
+        int
+            Number of rows appended.
+        """
+        self.tick, self.dec = float(tick_size), int(decimals)
+        new = [s for s in signals if s.id not in self._row_of]
+        if new:
+            if len(self.signals) + len(new) > self.MAX_ROWS:
+                self.beginResetModel()
+                keep = self.signals[-(self.MAX_ROWS // 2):]
+                self.signals = keep
+                self._row_of = {s.id: i for i, s in enumerate(keep)}
+                self.endResetModel()
+            n0 = len(self.signals)
+            self.beginInsertRows(QtCore.QModelIndex(), n0, n0 + len(new) - 1)
+            for s in new:
+                self._row_of[s.id] = len(self.signals)
+                self.signals.append(s)
+            self.endInsertRows()
+        last_col = len(self.HEADERS) - 1
+        for sid, o in outcomes.items():
+            if self.outcomes.get(sid) != o:
+                self.outcomes[sid] = o
+                row = self._row_of.get(sid)
+                if row is not None:
+                    self.dataChanged.emit(self.index(row, 8), self.index(row, last_col))
+        return len(new)
+
+
+class PrecisionModel(QtCore.QAbstractTableModel):
+    """Per-pattern precision: signals decided, target first, precision."""
+
+    HEADERS = ("Pattern", "Decided", "Target first", "Precision")
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.rows: list[tuple[str, int, int, float]] = []
+
+    def rowCount(self, parent=QtCore.QModelIndex()):  # noqa: N802
+        return 0 if parent.isValid() else len(self.rows)
+
+    def columnCount(self, parent=QtCore.QModelIndex()):  # noqa: N802
+        return 0 if parent.isValid() else 4
+
+    def headerData(self, section, orientation, role=QtCore.Qt.DisplayRole):  # noqa: N802
+        if role == QtCore.Qt.DisplayRole and orientation == QtCore.Qt.Horizontal:
+            return self.HEADERS[section]
+        return None
+
+    def data(self, index, role=QtCore.Qt.DisplayRole):
+        if not index.isValid() or role != QtCore.Qt.DisplayRole:
+            return None
+        name, n, hits, prec = self.rows[index.row()]
+        return (name, str(n), str(hits), f"{prec * 100:.0f}%" if n else "-")[index.column()]
+
+    def update_from(self, precision: dict) -> None:
+        """Replace the rows when ``precision`` changed (``{pattern: (decided, target_first, precision)}``)."""
+        rows = sorted((str(k), int(v[0]), int(v[1]), float(v[2])) for k, v in precision.items())
+        if rows != self.rows:
+            self.beginResetModel()
+            self.rows = rows
+            self.endResetModel()
+
+
+class SignalTape(QtWidgets.QWidget):
+    """The signal tape view plus the precision summary.
+
+    Signals
+    -------
+    sigSignalSelected(object)
+        The :class:`Signal` the user clicked (or ``None`` when the selection is cleared).
+    sigNewSignals(object)
+        A list of signals appended by the last update (for sound / notification).
+    """
+
+    sigSignalSelected = QtCore.Signal(object)
+    sigNewSignals = QtCore.Signal(object)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.model = SignalTapeModel(self)
+        self.precision_model = PrecisionModel(self)
+        self.view = QtWidgets.QTableView()
+        self.view.setModel(self.model)
+        self.view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
+        self.view.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
+        self.view.verticalHeader().setVisible(False)
+        self.view.verticalHeader().setDefaultSectionSize(20)
+        self.view.horizontalHeader().setStretchLastSection(False)
+        self.view.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        self.view.horizontalHeader().setSectionResizeMode(3, QtWidgets.QHeaderView.Stretch)
+        self.view.setAlternatingRowColors(True)
+        self.view.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.view.selectionModel().currentRowChanged.connect(self._on_current)
+        self.view.clicked.connect(lambda idx: self._emit_row(idx.row()))
+        self.precision_view = QtWidgets.QTableView()
+        self.precision_view.setModel(self.precision_model)
+        self.precision_view.verticalHeader().setVisible(False)
+        self.precision_view.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
+        self.precision_view.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.count_label = QtWidgets.QLabel("no signal yet")
+        self._follow_tail = True
+
+        left = QtWidgets.QWidget()
+        lv = QtWidgets.QVBoxLayout(left)
+        lv.setContentsMargins(0, 0, 0, 0)
+        title = QtWidgets.QLabel("<b>Elite signal tape</b>")
+        row = QtWidgets.QHBoxLayout()
+        row.addWidget(title)
+        row.addStretch(1)
+        row.addWidget(self.count_label)
+        lv.addLayout(row)
+        lv.addWidget(self.view)
+        right = QtWidgets.QWidget()
+        rv = QtWidgets.QVBoxLayout(right)
+        rv.setContentsMargins(0, 0, 0, 0)
+        rv.addWidget(QtWidgets.QLabel("<b>Precision per pattern</b> (target before stop)"))
+        rv.addWidget(self.precision_view)
+        self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
+        self.splitter.setObjectName("tape_splitter")
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(right)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 1)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.splitter)
+
+    def update_from_frame(self, frame) -> int:
+        """Take ``frame.signals``, ``frame.outcomes`` and ``frame.precision``; returns rows appended."""
+        from app.ui.ladder import price_decimals
+
+        before = len(self.model.signals)
+        added = self.model.update_from(frame.signals, frame.outcomes, frame.tick_size,
+                                       price_decimals(float(frame.tick_size)))
+        self.precision_model.update_from(frame.precision)
+        if added:
+            n = len(self.model.signals)
+            self.count_label.setText(f"{n} signal{'s' if n != 1 else ''}")
+            if not self.view.selectionModel().hasSelection():
+                self.view.scrollToBottom()
+            self.sigNewSignals.emit(self.model.signals[before:])
+        return added
+
+    def _on_current(self, current, _previous):
+        if current.isValid():
+            self._emit_row(current.row())
+
+    def _emit_row(self, row: int) -> None:
+        self.sigSignalSelected.emit(self.model.signal_at(row))
+
+    def select_row(self, row: int) -> None:
+        """Select a row as a click would (emits :attr:`sigSignalSelected`)."""
+        self.view.selectRow(row)
+        self._emit_row(row)
