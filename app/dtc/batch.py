@@ -1,0 +1,723 @@
+"""The batch path: runs of DTC depth/trade messages <-> :data:`~app.feeds.events.EVENT_DTYPE` arrays.
+
+Decoding (:func:`decode_events`) walks the binary frame headers with a small numba kernel,
+gathers the fixed-size records of each message type with one numpy fancy index (or a zero-copy
+``np.frombuffer`` view when the run is one type at its native size, the common case), and
+converts whole columns at once: no Python object per message.
+
+Encoding (:func:`encode_depth_batch`, :func:`encode_trade_batch`) fills a structured array with
+the binary layout of the chosen message type and returns its bytes (binary), or formats the
+JSON text of all rows in one pass (JSON, compact JSON).
+
+Normalisation rules (one place; :func:`message_to_events` is the per-message reference the
+tests compare the batch path with):
+
+==============================  ===========================================================
+DTC                             event
+==============================  ===========================================================
+106 / 140 / 141 depth update    ``kind=KIND_DEPTH``, ``op = UpdateType`` (1 set, 2 delete),
+                                ``side = Side``; ``FLAG_BATCH_END`` when the message ends a
+                                batch: always for 106 (no batch field), for 140/141 when
+                                ``FinalUpdateInBatch`` is 1 (TRUE) or 0 (UNSET: the server
+                                does not batch).
+122 / 145 snapshot level        ``op=OP_SET``, ``FLAG_SNAPSHOT``; the first message of a
+                                snapshot (122 ``IsFirstMessageInBatch``; 145
+                                ``FinalUpdateInBatch == BEGIN_BATCH``) is preceded by an
+                                ``OP_CLEAR`` event (``side=0``: the whole book); the last one
+                                (122 ``IsLastMessageInBatch``; 145 ``FINAL_UPDATE_TRUE``)
+                                carries ``FLAG_BATCH_END``. A level with ``Side`` 0 is empty
+                                (Sierra's empty book is one 122 with both flags and no level):
+                                it yields no level event; if it ends the batch and no clear
+                                event carries the end flag, an ``OP_NONE`` event with
+                                ``FLAG_BATCH_END`` does.
+107 / 112 / 137 / 142 / 146     ``kind=KIND_TRADE``, ``side = AtBidOrAsk`` (2 = buyer
+trades                          aggressor), ``size = Volume``.
+==============================  ===========================================================
+
+Prices: ``price_ticks = rint(price / tick_size)``; a price that is unset (DBL_MAX/FLT_MAX) or
+not finite drops the event. Times to int64 ns UTC: double seconds (106, 107, 122, 137) are
+rounded to whole microseconds first (a double holds UNIX seconds to ~0.2 us); 140 ms x 1e6;
+112 s x 1e9; 146 us x 1e3; messages without a timestamp (141, 142, 145) take
+``recv_ts_ns``.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Mapping
+
+import numpy as np
+
+from app import paths
+from app.dtc import messages as M
+from app.dtc.messages import Encoding, MessageType
+from app.feeds import events as ev
+
+paths.numba_cache_setup()
+import numba  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+T = MessageType
+
+DEPTH_TYPES = (
+    int(T.MARKET_DEPTH_UPDATE_LEVEL),
+    int(T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS),
+    int(T.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP),
+    int(T.MARKET_DEPTH_SNAPSHOT_LEVEL),
+    int(T.MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT),
+)
+TRADE_TYPES = (
+    int(T.MARKET_DATA_UPDATE_TRADE),
+    int(T.MARKET_DATA_UPDATE_TRADE_COMPACT),
+    int(T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR),
+    int(T.MARKET_DATA_UPDATE_TRADE_NO_TIMESTAMP),
+    int(T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2),
+)
+#: message types the batch path handles
+BATCH_TYPES = frozenset(DEPTH_TYPES + TRADE_TYPES)
+
+_NP = {"B": "u1", "b": "i1", "H": "<u2", "h": "<i2", "I": "<u4", "i": "<i4", "Q": "<u8", "q": "<i8",
+       "f": "<f4", "d": "<f8"}
+
+
+def record_dtype(msg_type: int) -> np.dtype:
+    """Numpy structured dtype with the exact binary layout of ``msg_type`` (Size/Type included).
+
+    String fields are omitted (their bytes are covered by ``itemsize``).
+    """
+    spec = M.MESSAGE_CLASSES[int(msg_type)].SPEC
+    names, formats, offsets = ["Size", "Type"], ["<u2", "<u2"], [0, 2]
+    for f in spec.fields:
+        if f.kind == "str":
+            continue
+        names.append(f.name)
+        formats.append(_NP[f.code])
+        offsets.append(f.offset)
+    return np.dtype({"names": names, "formats": formats, "offsets": offsets, "itemsize": spec.size})
+
+
+_REC = {t: record_dtype(t) for t in BATCH_TYPES}
+#: minimum Size of each batchable type (shorter, older messages go the per-message path)
+_NEED = np.zeros(65536, dtype=np.uint16)
+for _t in BATCH_TYPES:
+    _NEED[_t] = _REC[_t].itemsize
+
+
+@numba.njit(cache=True, nogil=True)
+def _scan(buf, start, stop, need, offs, types):  # pragma: no cover - compiled
+    """Walk frame headers from ``start``; stop at the first frame that is incomplete, not
+    batchable or shorter than its type's record. Returns (n_frames, end_offset)."""
+    off = start
+    n = 0
+    cap = offs.shape[0]
+    while off + 4 <= stop and n < cap:
+        size = np.int64(buf[off]) | (np.int64(buf[off + 1]) << 8)
+        typ = np.int64(buf[off + 2]) | (np.int64(buf[off + 3]) << 8)
+        if size < 4 or off + size > stop:
+            break
+        nd = need[typ]
+        if nd == 0 or size < nd:
+            break
+        offs[n] = off
+        types[n] = typ
+        n += 1
+        off += size
+    return n, off
+
+
+def scan_run(data, start: int = 0, max_frames: int | None = None):
+    """Frame offsets and types of the batchable run at the head of ``data[start:]``.
+
+    Returns
+    -------
+    offsets : ndarray of int64, shape (n,)
+        Byte offset of each frame in ``data``.
+    types : ndarray of uint16, shape (n,)
+    end : int
+        Offset just past the last frame of the run.
+    """
+    buf = np.frombuffer(data, dtype=np.uint8)
+    stop = buf.shape[0]
+    cap = max_frames if max_frames is not None else max(1, (stop - start) // 19 + 1)
+    offs = np.empty(cap, dtype=np.int64)
+    types = np.empty(cap, dtype=np.uint16)
+    n, end = _scan(buf, start, stop, _NEED, offs, types)
+    return offs[:n], types[:n], int(end)
+
+
+def _tick_array(tick_size, symbol_ids: np.ndarray) -> np.ndarray | float:
+    if isinstance(tick_size, Mapping):
+        out = np.full(symbol_ids.shape[0], np.nan)
+        for sid in np.unique(symbol_ids):
+            t = tick_size.get(int(sid))
+            if t:
+                out[symbol_ids == sid] = float(t)
+        return out
+    t = float(tick_size)
+    if not t > 0:
+        raise ValueError(f"tick_size must be > 0, got {tick_size!r}")
+    return t
+
+
+def _to_ticks(price, tick):
+    p = np.asarray(price, dtype=np.float64)
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        q = p / tick
+        ok = np.isfinite(q) & (np.abs(p) < 3.0e38) & (np.abs(q) < 9.0e15)
+        ticks = np.where(ok, np.rint(np.where(ok, q, 0.0)), 0.0).astype(np.int64)
+    return ticks, ok
+
+
+def _sec_to_ns(x):
+    with np.errstate(invalid="ignore", over="ignore"):
+        us = np.rint(np.asarray(x, dtype=np.float64) * 1e6)
+        us = np.where(np.isfinite(us) & (np.abs(us) < 9.0e15), us, 0.0)
+    return us.astype(np.int64) * 1000
+
+
+def _convert(t: int, r: np.ndarray, tick, recv_ts_ns: int):
+    """Columns of the events of records ``r`` (one message type).
+
+    Returns (events, valid, clear_before): events has one row per record.
+    """
+    n = r.shape[0]
+    out = np.zeros(n, dtype=ev.EVENT_DTYPE)
+    clear = None
+    sid = r["SymbolID"].astype(np.uint32)
+    tk = _tick_array(tick, sid)
+    out["symbol_id"] = sid
+    if t in DEPTH_TYPES:
+        out["kind"] = ev.KIND_DEPTH
+        price, ok = _to_ticks(r["Price"], tk)
+        out["price"] = price
+        out["size"] = r["Quantity"]
+        side = r["Side"].astype(np.int64)
+        out["side"] = np.where((side >= 0) & (side <= 2), side, 0)
+        out["num_orders"] = r["NumOrders"]
+        if t == T.MARKET_DEPTH_UPDATE_LEVEL:
+            out["ts"] = _sec_to_ns(r["DateTime"])
+            out["op"] = r["UpdateType"]
+            out["flags"] = ev.FLAG_BATCH_END
+        elif t in (T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS, T.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP):
+            if t == T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS:
+                out["ts"] = r["DateTime"].astype(np.int64) * 1_000_000
+            else:
+                out["ts"] = recv_ts_ns
+            out["op"] = np.clip(r["UpdateType"].astype(np.int64), 0, 255)
+            fin = r["FinalUpdateInBatch"]
+            out["flags"] = np.where((fin == 0) | (fin == 1), ev.FLAG_BATCH_END, 0)
+        else:  # snapshots
+            out["op"] = ev.OP_SET
+            if t == T.MARKET_DEPTH_SNAPSHOT_LEVEL:
+                out["ts"] = _sec_to_ns(r["DateTime"])
+                clear = r["IsFirstMessageInBatch"] != 0
+                last = r["IsLastMessageInBatch"] != 0
+            else:
+                out["ts"] = recv_ts_ns
+                fin = r["FinalUpdateInBatch"]
+                clear = fin == M.FinalUpdateInBatch.FINAL_UPDATE_BEGIN_BATCH
+                last = fin == M.FinalUpdateInBatch.FINAL_UPDATE_TRUE
+            out["flags"] = ev.FLAG_SNAPSHOT | np.where(last, ev.FLAG_BATCH_END, 0)
+            ok = ok & (out["side"] != 0)
+            # an empty level that ends the batch without a clear to carry the flag: OP_NONE event
+            marker = last & ~ok & ~clear
+            out["op"][marker] = ev.OP_NONE
+            out["side"][marker] = 0
+            out["price"][marker] = 0
+            out["size"][marker] = 0.0
+            ok = ok | marker
+        # unknown ops are dropped
+        ok = ok & (out["op"] <= ev.OP_DELETE)
+    else:
+        out["kind"] = ev.KIND_TRADE
+        price, ok = _to_ticks(r["Price"], tk)
+        out["price"] = price
+        out["size"] = r["Volume"]
+        side = r["AtBidOrAsk"].astype(np.int64)
+        out["side"] = np.where((side >= 0) & (side <= 2), side, 0)
+        if t in (T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR):
+            out["ts"] = _sec_to_ns(r["DateTime"])
+        elif t == T.MARKET_DATA_UPDATE_TRADE_COMPACT:
+            out["ts"] = r["DateTime"].astype(np.int64) * 1_000_000_000
+        elif t == T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2:
+            out["ts"] = r["DateTime"].astype(np.int64) * 1000
+        else:
+            out["ts"] = recv_ts_ns
+    if clear is None:
+        clear = np.zeros(n, dtype=bool)
+    return out, ok, clear
+
+
+def _assemble(parts, n_frames):
+    """Merge per-type conversions back into arrival order, inserting clear events."""
+    counts = np.zeros(n_frames, dtype=np.int64)
+    for idx, out, ok, clear in parts:
+        counts[idx] = ok.astype(np.int64) + clear
+    starts = np.cumsum(counts) - counts
+    total = int(counts.sum())
+    res = np.zeros(total, dtype=ev.EVENT_DTYPE)
+    for idx, out, ok, clear in parts:
+        st = starts[idx]
+        if clear.any():
+            c = np.zeros(int(clear.sum()), dtype=ev.EVENT_DTYPE)
+            src = out[clear]
+            c["ts"] = src["ts"]
+            c["symbol_id"] = src["symbol_id"]
+            c["kind"] = ev.KIND_DEPTH
+            c["op"] = ev.OP_CLEAR
+            # the clear carries the end flag when the level itself is empty (empty book)
+            c["flags"] = ev.FLAG_SNAPSHOT | np.where(~ok[clear], src["flags"] & ev.FLAG_BATCH_END, 0)
+            res[st[clear]] = c
+        res[st[ok] + clear[ok]] = out[ok]
+    return res
+
+
+def decode_events(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0):
+    """Decode the run of binary depth/trade messages at the head of ``data[start:]``.
+
+    Parameters
+    ----------
+    data : bytes-like
+        Binary DTC stream (frames with Size/Type headers).
+    tick_size : float or Mapping[int, float]
+        Price increment (price units per tick), one for all, or per SymbolID (events of a
+        SymbolID missing from the mapping are dropped).
+    start : int
+        Byte offset to start at.
+    recv_ts_ns : int
+        Time stamp (ns UTC) for messages without one (141, 142, 145).
+
+    Returns
+    -------
+    events : ndarray of EVENT_DTYPE, shape (m,)
+        In arrival order (see the module docstring for the rules).
+    end : int
+        Offset just past the last decoded frame. ``end == start`` when the first frame is
+        incomplete, not a batch type, or shorter than its record; decode it the other way.
+    """
+    events, end, _n = decode_run(data, tick_size, start=start, recv_ts_ns=recv_ts_ns)
+    return events, end
+
+
+def decode_run(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0):
+    """As :func:`decode_events`, also returning the number of frames decoded: (events, end, n)."""
+    offs, types, end = scan_run(data, start)
+    n = offs.shape[0]
+    if n == 0:
+        return np.zeros(0, dtype=ev.EVENT_DTYPE), start, 0
+    u8 = np.frombuffer(data, dtype=np.uint8)
+    parts = []
+    t0 = int(types[0])
+    if (types == t0).all() and end - start == n * _REC[t0].itemsize:
+        r = np.frombuffer(data, dtype=_REC[t0], count=n, offset=start)
+        out, ok, clear = _convert(t0, r, tick_size, recv_ts_ns)
+        if not clear.any() and ok.all():
+            return out, end, n
+        parts.append((np.arange(n), out, ok, clear))
+    else:
+        for t in np.unique(types):
+            t = int(t)
+            idx = np.nonzero(types == t)[0]
+            rec = _REC[t]
+            rows = u8[offs[idx, None] + np.arange(rec.itemsize)]
+            r = np.ascontiguousarray(rows).view(rec)[:, 0]
+            out, ok, clear = _convert(t, r, tick_size, recv_ts_ns)
+            parts.append((idx, out, ok, clear))
+    return _assemble(parts, n), end, n
+
+
+def message_to_events(msg, tick_size, recv_ts_ns: int = 0) -> np.ndarray:
+    """Per-message reference of the batch rules: one decoded message -> its events.
+
+    Non-market messages give an empty array. Used by the client for JSON encodings and by the
+    tests as the reference the batch path must equal.
+    """
+    t = int(msg.TYPE)
+    if t not in BATCH_TYPES:
+        return np.zeros(0, dtype=ev.EVENT_DTYPE)
+    if isinstance(tick_size, Mapping):
+        tick = tick_size.get(int(msg.SymbolID))
+        if not tick:
+            return np.zeros(0, dtype=ev.EVENT_DTYPE)
+    else:
+        tick = float(tick_size)
+
+    def ticks(p):
+        p = float(p)
+        if not np.isfinite(p) or abs(p) >= 3.0e38 or abs(p / tick) >= 9.0e15:
+            return None
+        return int(np.rint(p / tick))
+
+    def sec_ns(x):
+        us = np.rint(float(x) * 1e6)
+        return int(us) * 1000 if np.isfinite(us) and abs(us) < 9.0e15 else 0
+
+    rows = []
+    sid = int(msg.SymbolID)
+    if t in DEPTH_TYPES:
+        side = int(msg.Side)
+        side = side if 0 <= side <= 2 else 0
+        p = ticks(msg.Price)
+        nord = int(msg.NumOrders)
+        if t == T.MARKET_DEPTH_UPDATE_LEVEL:
+            ts, op, fl = sec_ns(msg.DateTime), int(msg.UpdateType), ev.FLAG_BATCH_END
+        elif t in (T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS, T.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP):
+            ts = int(msg.DateTime) * 1_000_000 if t == T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS else recv_ts_ns
+            op = min(max(int(msg.UpdateType), 0), 255)
+            fl = ev.FLAG_BATCH_END if int(msg.FinalUpdateInBatch) in (0, 1) else 0
+        else:
+            op = ev.OP_SET
+            if t == T.MARKET_DEPTH_SNAPSHOT_LEVEL:
+                ts, first, last = sec_ns(msg.DateTime), bool(msg.IsFirstMessageInBatch), bool(msg.IsLastMessageInBatch)
+            else:
+                ts = recv_ts_ns
+                first = int(msg.FinalUpdateInBatch) == 3
+                last = int(msg.FinalUpdateInBatch) == 1
+            fl = ev.FLAG_SNAPSHOT | (ev.FLAG_BATCH_END if last else 0)
+            valid = p is not None and side != 0
+            if first:
+                rows.append((ts, 0, 0.0, 0, ev.KIND_DEPTH, 0, ev.OP_CLEAR,
+                             ev.FLAG_SNAPSHOT | (ev.FLAG_BATCH_END if (last and not valid) else 0), sid))
+            if valid:
+                rows.append((ts, p, float(msg.Quantity), nord, ev.KIND_DEPTH, side, op, fl, sid))
+            elif last and not first:
+                rows.append((ts, 0, 0.0, nord, ev.KIND_DEPTH, 0, ev.OP_NONE, fl, sid))
+            return _rows(rows)
+        if p is not None and op <= ev.OP_DELETE:
+            rows.append((ts, p, float(msg.Quantity), nord, ev.KIND_DEPTH, side, op, fl, sid))
+        return _rows(rows)
+    side = int(msg.AtBidOrAsk)
+    side = side if 0 <= side <= 2 else 0
+    p = ticks(msg.Price)
+    if t in (T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR):
+        ts = sec_ns(msg.DateTime)
+    elif t == T.MARKET_DATA_UPDATE_TRADE_COMPACT:
+        ts = int(msg.DateTime) * 1_000_000_000
+    elif t == T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2:
+        ts = int(msg.DateTime) * 1000
+    else:
+        ts = recv_ts_ns
+    if p is not None:
+        rows.append((ts, p, float(msg.Volume), 0, ev.KIND_TRADE, side, ev.OP_NONE, 0, sid))
+    return _rows(rows)
+
+
+def _rows(rows):
+    out = np.zeros(len(rows), dtype=ev.EVENT_DTYPE)
+    for i, (ts, p, sz, no, kind, side, op, fl, sid) in enumerate(rows):
+        out[i] = (ts, p, sz, no, kind, side, op, fl, sid, 0)
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Encoders (server side)
+# --------------------------------------------------------------------------------------------
+
+
+def _levels(side: np.ndarray) -> np.ndarray:
+    lv = np.zeros(side.shape[0], dtype=np.int64)
+    for s in (ev.SIDE_BID, ev.SIDE_ASK):
+        m = side == s
+        lv[m] = np.arange(1, int(m.sum()) + 1)
+    return lv
+
+
+def _depth_records(events, tick_size: float, symbol_id: int, msg_type: int) -> np.ndarray:
+    e = np.asarray(events)
+    t = int(msg_type)
+    if t not in DEPTH_TYPES:
+        raise ValueError(f"msg_type {t} is not a depth message type {DEPTH_TYPES}")
+    snapshot = t in (T.MARKET_DEPTH_SNAPSHOT_LEVEL, T.MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT)
+    # OP_CLEAR / OP_NONE cannot be expressed as a level update (a server sends a snapshot instead)
+    keep = (e["op"] == ev.OP_SET) if snapshot else ((e["op"] == ev.OP_SET) | (e["op"] == ev.OP_DELETE))
+    e = e[keep]
+    n = e.shape[0]
+    rec = _REC[t]
+    if t == T.MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT:
+        # BEGIN ... TRUE needs two messages: add empty ones (Side 0) to short snapshots
+        extra = max(0, 2 - n)
+    else:
+        extra = 1 if (snapshot and n == 0) else 0
+    r = np.zeros(n + extra, dtype=rec)
+    r["Size"] = rec.itemsize
+    r["Type"] = t
+    r["SymbolID"] = symbol_id
+    tick = float(tick_size)
+    price = e["price"].astype(np.float64) * tick
+    ts = e["ts"]
+    side = e["side"]
+    fin = None
+    if t == T.MARKET_DEPTH_UPDATE_LEVEL:
+        r["Side"] = side
+        r["Price"] = price
+        r["Quantity"] = e["size"]
+        r["UpdateType"] = e["op"]
+        r["DateTime"] = ts / 1e9
+        r["NumOrders"] = e["num_orders"]
+    elif t in (T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS, T.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP):
+        if t == T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS:
+            r["DateTime"] = ts // 1_000_000
+        r["Price"] = price
+        r["Quantity"] = e["size"]
+        r["Side"] = side
+        r["UpdateType"] = e["op"]
+        r["NumOrders"] = np.minimum(e["num_orders"], 0xFFFF)
+        end = (e["flags"] & ev.FLAG_BATCH_END) != 0
+        prev_end = np.ones(n, dtype=bool)
+        prev_end[1:] = end[:-1]
+        fin = np.where(end, 1, np.where(prev_end, 3, 2))
+        r["FinalUpdateInBatch"] = fin
+    elif t == T.MARKET_DEPTH_SNAPSHOT_LEVEL:
+        if n == 0:  # empty book: one message, both flags, no level
+            r["IsFirstMessageInBatch"] = 1
+            r["IsLastMessageInBatch"] = 1
+            return r
+        r["Side"] = side
+        r["Price"] = price
+        r["Quantity"] = e["size"]
+        r["Level"] = _levels(side)
+        r["IsFirstMessageInBatch"][0] = 1
+        r["IsLastMessageInBatch"][-1] = 1
+        r["DateTime"] = ts / 1e9
+        r["NumOrders"] = e["num_orders"]
+    else:  # 145
+        r["Price"][:n] = price
+        r["Quantity"][:n] = e["size"]
+        r["NumOrders"][:n] = e["num_orders"]
+        r["Level"][:n] = _levels(side)
+        r["Side"][:n] = side
+        fin = np.full(n + extra, 2)
+        fin[0] = 3
+        fin[-1] = 1
+        r["FinalUpdateInBatch"] = fin
+    return r
+
+
+def _trade_records(events, tick_size: float, symbol_id: int, msg_type: int) -> np.ndarray:
+    e = np.asarray(events)
+    t = int(msg_type)
+    if t not in TRADE_TYPES:
+        raise ValueError(f"msg_type {t} is not a trade message type {TRADE_TYPES}")
+    rec = _REC[t]
+    r = np.zeros(e.shape[0], dtype=rec)
+    r["Size"] = rec.itemsize
+    r["Type"] = t
+    r["SymbolID"] = symbol_id
+    r["Price"] = e["price"].astype(np.float64) * float(tick_size)
+    r["Volume"] = e["size"]
+    r["AtBidOrAsk"] = e["side"]
+    ts = e["ts"]
+    if t in (T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR):
+        r["DateTime"] = ts / 1e9
+    elif t == T.MARKET_DATA_UPDATE_TRADE_COMPACT:
+        r["DateTime"] = ts // 1_000_000_000
+    elif t == T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2:
+        r["DateTime"] = ts // 1000
+    return r
+
+
+def _records_to_json(r: np.ndarray, msg_type: int, encoding: Encoding, sierra_compact_order: bool = True) -> bytes:
+    from app.dtc.codec import COMPACT_TYPES, SIERRA_COMPACT_ORDER
+
+    t = int(msg_type)
+    spec = M.MESSAGE_CLASSES[t].SPEC
+    kinds = {f.name: f.kind for f in spec.fields}
+    compact = encoding == Encoding.JSON_COMPACT and t in COMPACT_TYPES
+    if compact:
+        order = SIERRA_COMPACT_ORDER.get(t) if sierra_compact_order and t in SIERRA_COMPACT_ORDER else spec.field_names
+        tmpl = '{"Type":%d,"F":[' % t + ",".join(["%s"] * len(order)) + "]}\x00"
+    else:
+        order = spec.field_names
+        tmpl = '{"Type":%d,' % t + ",".join(f'"{n}":%s' for n in order) + "}\x00"
+    cols = []
+    for name in order:
+        c = r[name]
+        if kinds[name] == "float":
+            cols.append(list(map(float.__repr__, c.astype(np.float64).tolist())))
+        else:
+            cols.append(list(map(str, c.tolist())))
+    text = "".join(tmpl % row for row in zip(*cols))
+    return text.encode("ascii")
+
+
+def _check_encoding(encoding) -> Encoding:
+    enc = Encoding(int(encoding))
+    if enc not in (Encoding.BINARY, Encoding.JSON, Encoding.JSON_COMPACT):
+        raise ValueError(f"encoding {enc.name} is not supported")
+    return enc
+
+
+def encode_depth_batch(events: np.ndarray, tick_size: float, symbol_id: int, encoding: Encoding = Encoding.BINARY,
+                       msg_type: int = MessageType.MARKET_DEPTH_UPDATE_LEVEL, *,
+                       sierra_compact_order: bool = True) -> bytes:
+    """Encode depth events as a run of DTC depth messages (server side).
+
+    Parameters
+    ----------
+    events : ndarray of EVENT_DTYPE, shape (n,)
+        Depth events of one symbol (``price`` in ticks, ``ts`` ns UTC).
+    tick_size : float
+        Price units per tick.
+    symbol_id : int
+        The SymbolID the client chose for the subscription.
+    encoding : Encoding
+        BINARY, JSON or JSON_COMPACT.
+    msg_type : int
+        106 (default), 140, 141 (updates: ``OP_SET``/``OP_DELETE`` events; ``OP_CLEAR`` cannot be
+        expressed and is skipped, send a snapshot instead; 140/141 ``FinalUpdateInBatch`` from
+        ``FLAG_BATCH_END``: 1 at a batch end, 3 at a batch start, 2 inside), or the snapshots
+        122 / 145 (``OP_SET`` events only, bids then asks best first: ``Level`` is the 1-based
+        rank within its side in the given order; 122 ``IsFirst``/``IsLast`` flags; an empty
+        book is one 122 with both flags; 145 uses BEGIN ... TRUE and adds an empty terminator
+        message when it has fewer than two levels).
+
+    Returns
+    -------
+    bytes
+        The concatenated frames.
+    """
+    enc = _check_encoding(encoding)
+    r = _depth_records(events, tick_size, int(symbol_id), int(msg_type))
+    if enc == Encoding.BINARY:
+        return r.tobytes()
+    return _records_to_json(r, int(msg_type), enc, sierra_compact_order)
+
+
+def encode_trade_batch(events: np.ndarray, tick_size: float, symbol_id: int, encoding: Encoding = Encoding.BINARY,
+                       msg_type: int = MessageType.MARKET_DATA_UPDATE_TRADE, *,
+                       sierra_compact_order: bool = True) -> bytes:
+    """Encode trade events as a run of DTC trade messages (107 default, 112, 137, 142, 146).
+
+    ``side`` becomes ``AtBidOrAsk`` (2 = at ask = buyer aggressor), ``size`` the Volume (112
+    float, 137/142/146 uint32: fractional sizes are truncated), ``ts`` the type's time unit.
+    See :func:`encode_depth_batch` for the other parameters.
+    """
+    enc = _check_encoding(encoding)
+    r = _trade_records(events, tick_size, int(symbol_id), int(msg_type))
+    if enc == Encoding.BINARY:
+        return r.tobytes()
+    return _records_to_json(r, int(msg_type), enc, sierra_compact_order)
+
+
+class MarketStreamDecoder:
+    """Client-side stream decoder: depth/trade runs as event arrays, everything else as messages.
+
+    Binary streams use the batch path (:func:`decode_events`); JSON streams decode each message
+    (:class:`app.dtc.codec.Decoder`) and convert market messages with :func:`message_to_events`.
+
+    Parameters
+    ----------
+    encoding : Encoding
+        Initial encoding (settable, as :class:`~app.dtc.codec.Decoder`).
+    tick_sizes : dict[int, float]
+        SymbolID -> tick size, maintained by the owner (events of unknown SymbolIDs are
+        dropped and counted in :attr:`dropped`).
+
+    ``feed(data, recv_ts_ns)`` returns a list whose items are either a message object or an
+    ``EVENT_DTYPE`` array (one run), in arrival order.
+    """
+
+    def __init__(self, encoding: Encoding = Encoding.BINARY, tick_sizes: dict | None = None, *,
+                 follow_encoding_response: bool = True):
+        from app.dtc.codec import Decoder
+
+        self.tick_sizes: dict[int, float] = tick_sizes if tick_sizes is not None else {}
+        self.decoder = Decoder(encoding, follow_encoding_response=follow_encoding_response)
+        self._buf = bytearray()
+        self.market_messages = 0
+        self.dropped = 0
+
+    @property
+    def encoding(self) -> Encoding:
+        return self.decoder.encoding
+
+    @encoding.setter
+    def encoding(self, value) -> None:
+        if self._buf:
+            pending = bytes(self._buf)
+            self._buf = bytearray()
+            self.decoder.encoding = value
+            self.decoder._pending = pending + self.decoder._pending
+        else:
+            self.decoder.encoding = value
+
+    @property
+    def errors(self) -> int:
+        return self.decoder.errors
+
+    @property
+    def last_error(self) -> str:
+        return self.decoder.last_error
+
+    @property
+    def desynced(self) -> int:
+        return self.decoder.desynced
+
+    @property
+    def unknown(self) -> int:
+        return self.decoder.unknown
+
+    def feed(self, data: bytes, recv_ts_ns: int = 0) -> list:
+        """Decode received bytes; see the class docstring. Never raises for bad input."""
+        if self.decoder.encoding != Encoding.BINARY or self.decoder.buffered():
+            return self._feed_messages(data, recv_ts_ns)
+        buf = self._buf
+        buf += data
+        out = []
+        pos = 0
+        n = len(buf)
+        view = bytes(buf) if n else b""
+        while pos + 4 <= n:
+            try:
+                events, end, nfr = decode_run(view, self.tick_sizes, start=pos, recv_ts_ns=recv_ts_ns)
+            except Exception as exc:  # noqa: BLE001 - never escape; fall back per message
+                log.warning("batch decode failed (%s); per-message path", exc)
+                end, events, nfr = pos, None, 0
+            if end > pos:
+                self.market_messages += nfr
+                if events is not None and events.shape[0]:
+                    out.append(events)
+                pos = end
+                continue
+            # one non-batch frame (or an incomplete one): hand it to the message decoder
+            size = view[pos] | (view[pos + 1] << 8)
+            if size < 4 or pos + size > n:
+                if size < 4:
+                    # let the message decoder count the error and drop the buffer
+                    rest = view[pos:]
+                    pos = n
+                    out.extend(self._feed_messages(rest, recv_ts_ns))
+                break
+            frame = view[pos:pos + size]
+            pos += size
+            items = self._feed_messages(frame, recv_ts_ns)
+            out.extend(items)
+            if self.decoder.encoding != Encoding.BINARY:
+                # negotiation switched: the rest is in the new encoding
+                rest = view[pos:]
+                pos = n
+                out.extend(self._feed_messages(rest, recv_ts_ns))
+                break
+        del buf[:pos]
+        return out
+
+    def _feed_messages(self, data, recv_ts_ns):
+        out = []
+        run = []
+        for m in self.decoder.feed(data):
+            if int(m.TYPE) in BATCH_TYPES:
+                self.market_messages += 1
+                e = message_to_events(m, self.tick_sizes, recv_ts_ns)
+                if e.shape[0]:
+                    run.append(e)
+                else:
+                    self.dropped += 1
+                continue
+            if run:
+                out.append(np.concatenate(run))
+                run = []
+            out.append(m)
+        if run:
+            out.append(np.concatenate(run))
+        return out

@@ -1,0 +1,450 @@
+"""Encoding and decoding DTC messages: binary, JSON and compact JSON, from one table.
+
+Every per-message function here is generated from the message's table in
+:mod:`app.dtc.messages` (no hand-written pack/unpack per message).
+
+Encodings (sierrachart.com ``doc/DTCProtocol.php``):
+
+* **binary** (``Encoding.BINARY``): the C struct, little endian, natural alignment or
+  ``pack(1)`` as the header has it, ``Size``/``Type`` first. Readers follow the versioning rule
+  of ``DTCMessageDocumentation.php``: copy ``min(Size, sizeof)`` bytes; fields beyond a shorter
+  (older) message take their defaults, bytes beyond a longer (newer) one are skipped.
+* **JSON** (``Encoding.JSON``): ``{"Type": N, "<Field>": value, ...}`` + one NUL byte.
+  Fields whose value is their type's unset sentinel are omitted; missing fields decode to
+  their defaults.
+* **compact JSON** (``Encoding.JSON_COMPACT``): for the high-frequency types in
+  :data:`COMPACT_TYPES`, ``{"Type": N, "F": [values in binary field order]}`` + NUL; every
+  other type is sent as standard JSON. Decoding keys on ``"F" in object``. Quirk: Sierra Chart
+  sends 112 and 117 with SymbolID first (reference notes section 3, item 4); with
+  ``sierra_compact_order=True`` (the default) both directions use that order.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import struct
+from typing import Callable
+
+from app.dtc import messages as M
+from app.dtc.framing import MAX_BINARY_FRAME, MAX_JSON_FRAME, BinaryFramer, FrameErrors, NulFramer
+from app.dtc.messages import Encoding, Message, MessageType
+
+log = logging.getLogger(__name__)
+
+__all__ = [
+    "encode",
+    "decode_frame",
+    "Decoder",
+    "COMPACT_TYPES",
+    "SIERRA_COMPACT_ORDER",
+    "EncodeError",
+    "SUPPORTED_ENCODINGS",
+]
+
+SUPPORTED_ENCODINGS = (Encoding.BINARY, Encoding.JSON, Encoding.JSON_COMPACT)
+
+#: Types sent as ``{"Type":N,"F":[...]}`` in compact JSON (doc/DTCProtocol.php: heartbeat,
+#: snapshots, trade/bid-ask/session updates, depth snapshot/update, historical records).
+COMPACT_TYPES = frozenset(
+    int(t)
+    for t in (
+        MessageType.HEARTBEAT,
+        MessageType.MARKET_DATA_SNAPSHOT,
+        MessageType.MARKET_DEPTH_UPDATE_LEVEL,
+        MessageType.MARKET_DATA_UPDATE_TRADE,
+        MessageType.MARKET_DATA_UPDATE_BID_ASK,
+        MessageType.MARKET_DATA_UPDATE_TRADE_COMPACT,
+        MessageType.MARKET_DATA_UPDATE_SESSION_VOLUME,
+        MessageType.MARKET_DATA_UPDATE_SESSION_HIGH,
+        MessageType.MARKET_DATA_UPDATE_SESSION_LOW,
+        MessageType.MARKET_DATA_UPDATE_BID_ASK_COMPACT,
+        MessageType.MARKET_DATA_UPDATE_SESSION_SETTLEMENT,
+        MessageType.MARKET_DATA_UPDATE_SESSION_OPEN,
+        MessageType.MARKET_DEPTH_SNAPSHOT_LEVEL,
+        MessageType.MARKET_DATA_UPDATE_OPEN_INTEREST,
+        MessageType.MARKET_DATA_UPDATE_LAST_TRADE_SNAPSHOT,
+        MessageType.MARKET_DATA_UPDATE_SESSION_NUM_TRADES,
+        MessageType.MARKET_DATA_UPDATE_TRADING_SESSION_DATE,
+        MessageType.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR,
+        MessageType.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS,
+        MessageType.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP,
+        MessageType.MARKET_DATA_UPDATE_TRADE_NO_TIMESTAMP,
+        MessageType.MARKET_DATA_UPDATE_BID_ASK_NO_TIMESTAMP,
+        MessageType.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS,
+        MessageType.MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT,
+        MessageType.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2,
+        MessageType.HISTORICAL_PRICE_DATA_RECORD_RESPONSE,
+        MessageType.HISTORICAL_PRICE_DATA_TICK_RECORD_RESPONSE,
+    )
+)
+
+#: Compact-JSON field order Sierra Chart was observed to send for 112/117 (SymbolID first).
+SIERRA_COMPACT_ORDER = {
+    int(MessageType.MARKET_DATA_UPDATE_TRADE_COMPACT): ("SymbolID", "AtBidOrAsk", "Price", "Volume", "DateTime"),
+    int(MessageType.MARKET_DATA_UPDATE_BID_ASK_COMPACT): (
+        "SymbolID", "BidPrice", "BidQuantity", "AskPrice", "AskQuantity", "DateTime"),
+}
+
+
+class EncodeError(ValueError):
+    """A message cannot be encoded; the text names the message and the field."""
+
+
+def _cstr(value, n: int, name: str, msg: str) -> bytes:
+    if isinstance(value, str):
+        b = value.encode("utf-8")
+    elif isinstance(value, (bytes, bytearray)):
+        b = bytes(value)
+    else:
+        raise EncodeError(f"{msg}.{name}: expected str, got {type(value).__name__}")
+    if len(b) >= n:
+        raise EncodeError(f"{msg}.{name}: {len(b)} bytes do not fit char[{n}] (max {n - 1} + NUL)")
+    return b
+
+
+def _sdec(b: bytes) -> str:
+    i = b.find(b"\x00")
+    if i >= 0:
+        b = b[:i]
+    return b.decode("utf-8", "replace")
+
+
+class _MessageCodec:
+    """Generated encode/decode functions of one message type."""
+
+    __slots__ = ("spec", "cls", "type", "pack", "unpack", "from_json", "defaults_bytes", "compact_order",
+                 "json_fields", "from_values")
+
+    def __init__(self, cls: type[Message]):
+        spec = cls.SPEC
+        self.spec = spec
+        self.cls = cls
+        self.type = spec.type
+        ns = {"st": spec.struct, "cls": cls, "new": object.__new__, "_cstr": _cstr, "_sdec": _sdec,
+              "S": spec.size, "T": spec.type, "EncodeError": EncodeError, "struct": struct}
+        # ---- binary pack
+        args = []
+        for f in spec.fields:
+            if f.kind == "str":
+                args.append(f"_cstr(o.{f.name}, {f.size}, {f.name!r}, {spec.name!r})")
+            else:
+                args.append(f"o.{f.name}")
+        src = ["def pack(o):", "    try:",
+               f"        return st.pack(S, T, {', '.join(args)})",
+               "    except struct.error as exc:",
+               "        raise EncodeError(_diagnose(o, exc)) from None"]
+        # ---- binary unpack
+        src += ["def unpack(buf, off, size):",
+                "    if size >= S:",
+                "        t = st.unpack_from(buf, off)",
+                "    else:",
+                "        t = st.unpack(bytes(buf[off:off + size]) + DEF[size:])",
+                "    o = new(cls)"]
+        for i, f in enumerate(spec.fields):
+            v = f"t[{i + 2}]"
+            src.append(f"    o.{f.name} = _sdec({v})" if f.kind == "str" else f"    o.{f.name} = {v}")
+        src.append("    return o")
+        # ---- from JSON dict (coercing types; missing -> default)
+        src += ["def from_json(d):", "    g = d.get", "    o = new(cls)"]
+        for f in spec.fields:
+            conv = {"int": "int", "float": "float", "str": "str"}[f.kind]
+            src.append(f"    v = g({f.name!r})")
+            src.append(f"    o.{f.name} = {f.default!r} if v is None else {conv}(v)")
+        src.append("    return o")
+        ns["_diagnose"] = self._diagnose
+        exec("\n".join(src), ns)  # noqa: S102 - code generated from the message table
+        self.pack = ns["pack"]
+        self.unpack = ns["unpack"]
+        self.from_json = ns["from_json"]
+        self.defaults_bytes = b""
+        self.defaults_bytes = self.pack(cls())
+        ns["DEF"] = self.defaults_bytes
+        self.json_fields = tuple((f.name, f.sentinel) for f in spec.fields)
+        self.compact_order = spec.field_names
+
+    def _diagnose(self, o, exc) -> str:
+        """Find the field that made struct.pack fail."""
+        for f in self.spec.fields:
+            v = getattr(o, f.name)
+            if f.kind == "str":
+                continue
+            try:
+                struct.pack("<" + f.code, v)
+            except (struct.error, TypeError) as e2:
+                return f"{self.spec.name}.{f.name}={v!r} does not fit {f.ctype}: {e2}"
+        return f"{self.spec.name}: {exc}"
+
+    # ---- JSON
+    def to_json_obj(self, o) -> dict:
+        d = {"Type": self.type}
+        for name, sentinel in self.json_fields:
+            v = getattr(o, name)
+            if sentinel is not None and v == sentinel:
+                continue
+            d[name] = v
+        return d
+
+    def to_compact(self, o, order) -> dict:
+        return {"Type": self.type, "F": [getattr(o, n) for n in order]}
+
+    def from_compact(self, values, order):
+        d = {}
+        for n, v in zip(order, values):
+            d[n] = v
+        return self.from_json(d)
+
+
+CODECS: dict[int, _MessageCodec] = {t: _MessageCodec(c) for t, c in M.MESSAGE_CLASSES.items()}
+
+_dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
+
+
+def _compact_order(t: int, sierra: bool):
+    if sierra and t in SIERRA_COMPACT_ORDER:
+        return SIERRA_COMPACT_ORDER[t]
+    return CODECS[t].compact_order
+
+
+def encode(msg: Message, encoding: Encoding = Encoding.BINARY, *, sierra_compact_order: bool = True) -> bytes:
+    """Encode one message as one whole wire frame.
+
+    Parameters
+    ----------
+    msg : Message
+        Any message instance of :mod:`app.dtc.messages`.
+    encoding : Encoding
+        BINARY (struct with Size/Type header), JSON or JSON_COMPACT (object + one NUL byte).
+    sierra_compact_order : bool
+        Use Sierra Chart's SymbolID-first order for 112/117 in compact JSON.
+
+    Returns
+    -------
+    bytes
+
+    Raises
+    ------
+    EncodeError
+        A value does not fit its field (the text names message and field), a string is too
+        long for its ``char[N]``, or a float is not finite in JSON.
+    ValueError
+        Unsupported encoding (VLS, protobuf).
+    """
+    codec = CODECS.get(msg.TYPE)
+    if codec is None:  # pragma: no cover - every class has a codec
+        raise EncodeError(f"no codec for {type(msg).__name__}")
+    if encoding == Encoding.BINARY:
+        return codec.pack(msg)
+    if encoding == Encoding.JSON:
+        obj = codec.to_json_obj(msg)
+    elif encoding == Encoding.JSON_COMPACT:
+        if codec.type in COMPACT_TYPES:
+            obj = codec.to_compact(msg, _compact_order(codec.type, sierra_compact_order))
+        else:
+            obj = codec.to_json_obj(msg)
+    else:
+        raise ValueError(f"encoding {encoding!r} is not supported (binary, JSON, compact JSON only)")
+    try:
+        return _dumps(obj).encode("ascii") + b"\x00"
+    except (ValueError, TypeError) as exc:
+        raise EncodeError(f"{type(msg).__name__}: cannot encode as JSON: {exc}") from None
+
+
+def decode_frame(frame: bytes, encoding: Encoding, *, sierra_compact_order: bool = True) -> Message:
+    """Decode one complete frame (binary with header, or JSON text without its NUL).
+
+    Raises
+    ------
+    ValueError
+        Malformed frame or unknown type (the text says which). :class:`Decoder` is the
+        never-raising stream API.
+    """
+    if encoding == Encoding.BINARY:
+        if len(frame) < 4:
+            raise ValueError(f"binary frame of {len(frame)} bytes is shorter than the header")
+        size, typ = struct.unpack_from("<HH", frame)
+        codec = CODECS.get(typ)
+        if codec is None:
+            raise ValueError(f"unknown message type {typ}")
+        if size != len(frame):
+            raise ValueError(f"Size {size} != frame length {len(frame)}")
+        return codec.unpack(frame, 0, size)
+    obj = json.loads(frame)
+    return _from_json_obj(obj, sierra_compact_order)
+
+
+class _UnknownType(Exception):
+    pass
+
+
+def _from_json_obj(obj, sierra: bool):
+    if not isinstance(obj, dict):
+        raise ValueError(f"JSON frame is a {type(obj).__name__}, not an object")
+    t = obj.get("Type")
+    if not isinstance(t, int) or isinstance(t, bool):
+        raise ValueError(f"JSON frame has no integer Type (Type={t!r})")
+    codec = CODECS.get(t)
+    if codec is None:
+        raise _UnknownType(t)
+    f = obj.get("F")
+    if f is not None:
+        if not isinstance(f, list):
+            raise ValueError(f"Type {t}: compact field 'F' is not a list")
+        return codec.from_compact(f, _compact_order(t, sierra))
+    return codec.from_json(obj)
+
+
+class Decoder(FrameErrors):
+    """Stream decoder: bytes in, messages out; never raises on bad input.
+
+    Parameters
+    ----------
+    encoding : Encoding
+        Initial encoding (binary at connection start). Settable: the DTC encoding
+        negotiation switches it.
+    max_frame : int, optional
+        Largest frame in bytes (binary default 65535, JSON default 65536).
+    follow_encoding_response : bool
+        Client side: when an ENCODING_RESPONSE is decoded, switch :attr:`encoding` to its
+        ``Encoding`` *before* decoding the bytes that follow it in the same read (the server
+        answers in the old encoding and sends everything after in the new one).
+    sierra_compact_order : bool
+        See :func:`encode`.
+
+    Attributes
+    ----------
+    errors, last_error, desynced
+        See :class:`app.dtc.framing.FrameErrors` (framer errors included).
+    unknown : int
+        Frames of a type this build does not know (skipped, as DTC's versioning rule says).
+    messages : int
+        Messages decoded.
+    """
+
+    def __init__(self, encoding: Encoding = Encoding.BINARY, *, max_frame: int | None = None,
+                 follow_encoding_response: bool = False, sierra_compact_order: bool = True):
+        super().__init__("dtc decoder")
+        self._max_frame = max_frame
+        self.unknown = 0
+        self.messages = 0
+        self.follow_encoding_response = follow_encoding_response
+        self.sierra_compact_order = sierra_compact_order
+        self._bin = BinaryFramer(max_frame or MAX_BINARY_FRAME)
+        self._nul = NulFramer(max_frame or MAX_JSON_FRAME)
+        self._encoding = Encoding.BINARY
+        self.encoding = encoding
+
+    @property
+    def encoding(self) -> Encoding:
+        return self._encoding
+
+    @encoding.setter
+    def encoding(self, value) -> None:
+        value = Encoding(int(value))
+        if value not in SUPPORTED_ENCODINGS:
+            raise ValueError(f"encoding {value.name} is not supported (binary, JSON, compact JSON only)")
+        if value == self._encoding:
+            return
+        # carry undecoded bytes over to the other framer
+        if self._encoding == Encoding.BINARY:
+            rest, self._bin.buf = bytes(self._bin.buf), bytearray()
+        else:
+            rest, self._nul.buf = self._nul.buf, b""
+        self._encoding = value
+        if rest:
+            self._pending = rest
+
+    _pending = b""
+    _own_errors = 0
+
+    def _err(self, reason: str) -> None:
+        self._own_errors += 1
+        self.last_error = reason
+        n = self._own_errors
+        if n <= 10 or n % 1000 == 0:
+            log.warning("dtc decoder: malformed frame #%d skipped: %s", n, reason)
+
+    def buffered(self) -> int:
+        """Bytes received but not yet decoded (an incomplete frame)."""
+        return len(self._bin.buf) + len(self._nul.buf) + len(self._pending)
+
+    def feed(self, data: bytes) -> list[Message]:
+        """Append received bytes; return the messages completed by them, in order.
+
+        Never raises for bad input: malformed frames are counted in :attr:`errors` (reason in
+        :attr:`last_error`, logged) and skipped, unknown types counted in :attr:`unknown`.
+        """
+        out: list[Message] = []
+        while True:
+            if self._pending:
+                data, self._pending = self._pending + bytes(data), b""
+            if self._encoding == Encoding.BINARY:
+                switched = self._feed_binary(data, out)
+            else:
+                switched = self._feed_json(data, out)
+            self.errors = self._bin.errors + self._nul.errors + self._own_errors
+            self.desynced = self._bin.desynced + self._nul.desynced
+            for fr in (self._bin, self._nul):
+                if fr.errors and fr.last_error:
+                    self.last_error = fr.last_error
+                    fr.last_error = ""
+            if not switched:
+                break
+            data = b""
+        self.messages += len(out)
+        return out
+
+    def _should_switch(self, msg) -> bool:
+        return (self.follow_encoding_response and msg.TYPE == MessageType.ENCODING_RESPONSE
+                and msg.Encoding in SUPPORTED_ENCODINGS and msg.Encoding != self._encoding)
+
+    def _feed_binary(self, data, out) -> bool:
+        frames = self._bin.feed(data)
+        codecs = CODECS
+        for i, fr in enumerate(frames):
+            size, typ = struct.unpack_from("<HH", fr)
+            codec = codecs.get(typ)
+            if codec is None:
+                self.unknown += 1
+                continue
+            try:
+                msg = codec.unpack(fr, 0, size)
+            except Exception as exc:  # noqa: BLE001 - a bad frame must never escape
+                self._err(f"type {typ}, {size} bytes: {exc}")
+                continue
+            out.append(msg)
+            if typ == MessageType.ENCODING_RESPONSE and self._should_switch(msg):
+                self._pending = b"".join(frames[i + 1:]) + bytes(self._bin.buf)
+                self._bin.buf = bytearray()
+                self._encoding = Encoding(msg.Encoding)
+                return True
+        return False
+
+    def _feed_json(self, data, out) -> bool:
+        frames = self._nul.feed(data)
+        sierra = self.sierra_compact_order
+        loads = json.loads
+        for i, fr in enumerate(frames):
+            try:
+                msg = _from_json_obj(loads(fr), sierra)
+            except _UnknownType:
+                self.unknown += 1
+                continue
+            except Exception as exc:  # noqa: BLE001 - a bad frame must never escape
+                self._err(f"JSON frame {fr[:60]!r}: {type(exc).__name__}: {exc}")
+                continue
+            out.append(msg)
+            if msg.TYPE == MessageType.ENCODING_RESPONSE and self._should_switch(msg):
+                self._pending = b"".join(f + b"\x00" for f in frames[i + 1:]) + self._nul.buf
+                self._nul.buf = b""
+                self._encoding = Encoding(msg.Encoding)
+                return True
+        return False
+
+
+def encoding_request(encoding: Encoding) -> bytes:
+    """The binary ENCODING_REQUEST frame asking for ``encoding`` (always binary on the wire)."""
+    return encode(M.EncodingRequest(Encoding=int(encoding)), Encoding.BINARY)
+
+
+Encoder = Callable[[Message], bytes]
