@@ -83,7 +83,7 @@ class ConnectionDialog(QtWidgets.QDialog):
 
         self.embedded = QtWidgets.QCheckBox("Use the built-in replay server (paper practice on a recording)")
         self.embedded.setChecked(config.embedded)
-        self.recording = QtWidgets.QLineEdit(config.recording or "")
+        self.recording = QtWidgets.QLineEdit(config.recording if isinstance(config.recording, str) else "")
         self.recording.setPlaceholderText("shipped real CME ES sample")
         browse = QtWidgets.QPushButton("Browse...")
         browse.clicked.connect(self._browse)
@@ -246,7 +246,9 @@ class ConnectionDialog(QtWidgets.QDialog):
     def _build(self) -> PipelineConfig:
         cfg = copy.copy(self._config)
         cfg.embedded = self.embedded.isChecked()
-        cfg.recording = self.recording.text().strip() or None
+        typed = self.recording.text().strip()
+        if typed or isinstance(cfg.recording, str) or cfg.recording is None:
+            cfg.recording = typed or None
         cfg.speed = float(self.speed.value())
         cfg.host = self.host.text().strip() or "127.0.0.1"
         cfg.port = int(self.port.value())

@@ -231,6 +231,8 @@ class HeatmapWidget(pg.PlotWidget):
         self._frame: AnalysisFrame | None = None
         self._selected: Signal | None = None
         self._setting_range = False
+        #: called after each paint of the view (the window measures frame-to-screen latency with it)
+        self.on_painted = None
         self._reset_y = True  # first frame (or instrument change): default height around the mid
         self.vb.sigRangeChangedManually.connect(self._on_manual_range)
         self.vb.sigYRangeChanged.connect(lambda *_: self.sigViewChanged.emit())
@@ -275,6 +277,12 @@ class HeatmapWidget(pg.PlotWidget):
         if not self._setting_range and self._following:
             self._following = False
             self.sigFollowChanged.emit(False)
+
+    def paintEvent(self, ev):  # noqa: N802 (Qt name)
+        super().paintEvent(ev)
+        cb = self.on_painted
+        if cb is not None:
+            cb()
 
     def keyPressEvent(self, ev):  # noqa: N802 (Qt name)
         if ev.key() == QtCore.Qt.Key_F:

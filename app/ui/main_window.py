@@ -172,6 +172,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.addDockWidget(QtCore.Qt.BottomDockWidgetArea, self.problems_dock)
         self.problems_dock.hide()
 
+        self._unpainted = None
+        self.heatmap.on_painted = self._on_heatmap_painted
         self.heatmap.sigViewChanged.connect(self._sync_ladder)
         self.heatmap.sigFollowChanged.connect(self._on_follow_changed)
         self.tape.sigSignalSelected.connect(self._on_signal_selected)
@@ -414,7 +416,7 @@ class MainWindow(QtWidgets.QMainWindow):
             if frame is None:
                 return
             self.draw_frame(frame)
-            pl.frame_painted(frame)
+            self._unpainted = frame
         except Exception as exc:  # a drawing bug must be visible, and must not kill the timer
             self.report("error", f"Drawing failed: {exc}\n{traceback.format_exc()}")
 
@@ -435,6 +437,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.draw_ms.append((now - t0) * 1e3)
         if self.frames_drawn % 10 == 1:
             self._update_health(frame)
+
+    def _on_heatmap_painted(self) -> None:
+        f, self._unpainted = self._unpainted, None
+        if f is not None and self.pipeline is not None:
+            self.pipeline.frame_painted(f)
 
     def fps(self) -> float:
         """Frames drawn per second over the last few seconds."""

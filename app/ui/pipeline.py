@@ -54,8 +54,9 @@ class PipelineConfig:
         True: start the built-in DTC server replaying ``recording`` (or the shipped real ES
         sample) on 127.0.0.1, an OS-chosen port, and connect to it. False: connect to
         ``host:port`` (a Sierra Chart DTC server or ``mia-elite serve``).
-    recording : str or None
-        Path of a ``.mrec`` recording for the embedded server; None = the shipped ES sample.
+    recording : str, Recording or None
+        Path of a ``.mrec`` recording (or a loaded :class:`~app.feeds.recording.Recording`) for
+        the embedded server; None = the shipped ES sample.
     speed : float
         Replay speed of the embedded server (1 = real time).
     host, port, encoding, username, password
@@ -77,7 +78,7 @@ class PipelineConfig:
     """
 
     embedded: bool = True
-    recording: str | None = None
+    recording: object = None
     speed: float = 10.0
     host: str = "127.0.0.1"
     port: int = 11099
@@ -135,36 +136,56 @@ class FrameSlot:
 
 
 class LatencyTracker:
-    """Arrival time of each depth batch, matched to the first painted frame that contains it.
+    """Arrival time of each depth batch, matched to the frames that contain it (benchmarks).
 
     The client hands batches in arrival order; the engine's ``events_total`` counts events
     applied, so a frame with ``events_total >= cum`` contains every batch whose cumulative event
-    count is ``cum``. Times are ``time.perf_counter_ns()``.
+    count is ``cum``. Times are ``time.perf_counter_ns()``. Recording is off unless
+    :attr:`enabled` is set (then one tuple per batch and per frame is kept).
     """
 
-    def __init__(self, maxlen: int = 200_000):
-        self._pending = collections.deque()
+    def __init__(self):
         self.cum_events = 0
-        self.latencies_ns: list[int] = []
-        self.maxlen = maxlen
         self.enabled = False
+        self.arrivals: list[tuple[int, int]] = []  # (cumulative events incl. this depth batch, t)
+        self.published: list[tuple[int, int]] = []  # (events_total, t) when the engine published
+        self.painted_at: list[tuple[int, int]] = []  # (events_total, t) when the frame was painted
 
     def arrived(self, n_events: int, has_depth: bool, t_ns: int) -> None:
         self.cum_events += n_events
         if self.enabled and has_depth:
-            self._pending.append((self.cum_events, t_ns))
+            self.arrivals.append((self.cum_events, t_ns))
+
+    def frame_published(self, events_total: int, t_ns: int) -> None:
+        if self.enabled:
+            self.published.append((events_total, t_ns))
 
     def painted(self, events_total: int, t_ns: int) -> None:
         """A frame containing ``events_total`` applied events was painted at ``t_ns``."""
-        pend = self._pending
-        while pend and pend[0][0] <= events_total:
-            _, t0 = pend.popleft()
-            if len(self.latencies_ns) < self.maxlen:
-                self.latencies_ns.append(t_ns - t0)
+        if self.enabled:
+            self.painted_at.append((events_total, t_ns))
+
+    @staticmethod
+    def _match(arrivals: np.ndarray, marks: list) -> np.ndarray:
+        if not marks or arrivals.size == 0:
+            return np.zeros(0)
+        m = np.asarray(marks, dtype=np.int64)
+        # frames in time order; a later frame never holds fewer events, so keep the running max
+        m = m[np.argsort(m[:, 1], kind="stable")]
+        ev = np.maximum.accumulate(m[:, 0])
+        idx = np.searchsorted(ev, arrivals[:, 0], side="left")
+        ok = idx < ev.size
+        return (m[idx[ok], 1] - arrivals[ok, 1]).astype(np.float64)
+
+    def latencies_ms(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(arrival->painted, arrival->published)`` per depth batch, ms (batches never shown are left out)."""
+        a = np.asarray(self.arrivals, dtype=np.int64).reshape(-1, 2)
+        return self._match(a, self.painted_at) / 1e6, self._match(a, self.published) / 1e6
 
     def reset(self) -> None:
-        self._pending.clear()
-        self.latencies_ns.clear()
+        self.arrivals.clear()
+        self.published.clear()
+        self.painted_at.clear()
 
 
 def _optional_import(module: str, name: str):
@@ -310,9 +331,11 @@ class Pipeline:
         DTCServer = _optional_import("app.dtc.server", "DTCServer")
         if DTCServer is None:
             raise RuntimeError("the built-in DTC server (app.dtc.server.DTCServer) is not available")
-        if cfg.recording:
-            from app.feeds.recording import read_recording
+        from app.feeds.recording import Recording, read_recording
 
+        if isinstance(cfg.recording, Recording):
+            self.recording = cfg.recording
+        elif cfg.recording:
             self.recording = read_recording(cfg.recording)
         else:
             load_default_sample = _optional_import("app.feeds.samples", "load_default_sample")
@@ -342,7 +365,7 @@ class Pipeline:
         self.engine = AnalysisEngine(
             self.instrument,
             self.profile,
-            on_frame=self.slot.put,
+            on_frame=self._on_frame,
             vix_history=self.vix_history,
             on_error=self._engine_error,
         )
@@ -400,6 +423,12 @@ class Pipeline:
         self.source_name = f"sierra files {self.config.sierra_data_dir}"
         self._set_state(self.source_name, "starting")
         self._problem("warning", "Sierra Chart data-file source: not wired in this build yet (see report).")
+
+    def _on_frame(self, frame) -> None:
+        """Engine callback (worker thread): keep the newest frame."""
+        if self.latency.enabled:
+            self.latency.frame_published(int(frame.events_total), time.perf_counter_ns())
+        self.slot.put(frame)
 
     def _on_events(self, batch: np.ndarray) -> None:
         """Client callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit."""

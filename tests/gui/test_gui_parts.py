@@ -1,0 +1,121 @@
+"""Non-drawing parts of the GUI: frame slot, latency matching, prefs, connection dialog, CLI options."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from app.ui.pipeline import FrameSlot, LatencyTracker, PipelineConfig  # noqa: E402
+
+
+def test_frame_slot_keeps_the_newest_and_counts_dropped():
+    slot = FrameSlot()
+    assert slot.take() is None
+
+    def writer():
+        for i in range(1000):
+            slot.put(i)
+
+    th = threading.Thread(target=writer)
+    th.start()
+    th.join()
+    assert slot.take() == 999
+    assert slot.take() is None
+    assert slot.published == 1000 and slot.taken == 1 and slot.dropped == 999
+
+
+def test_latency_tracker_matches_batches_to_the_first_frame_that_holds_them():
+    lt = LatencyTracker()
+    lt.enabled = True
+    lt.arrived(10, True, 1_000_000)  # cum 10
+    lt.arrived(5, False, 2_000_000)  # trades only: not a depth arrival
+    lt.arrived(5, True, 3_000_000)  # cum 20
+    lt.frame_published(12, 4_000_000)
+    lt.frame_published(20, 6_000_000)
+    lt.painted(12, 5_000_000)
+    lt.painted(20, 9_000_000)
+    paint, pub = lt.latencies_ms()
+    np.testing.assert_allclose(paint, [4.0, 6.0])
+    np.testing.assert_allclose(pub, [3.0, 3.0])
+    lt.arrived(5, True, 10_000_000)  # never shown: left out
+    paint, _ = lt.latencies_ms()
+    assert paint.size == 2
+
+
+def test_prefs_round_trip_and_no_password_in_file(tmp_path):
+    from app.ui.prefs import Prefs
+
+    p = Prefs(tmp_path / "ui.toml")
+    p.set("window.geometry", "AAEC")
+    p.set("heatmap.contrast", 70)
+    p.set("connection.symbols", [{"name": "ES", "symbol": "ESZ25_FUT_CME", "tick_size": 0.25, "source": "dtc"}])
+    p.save()
+    q = Prefs(tmp_path / "ui.toml")
+    assert q.get("heatmap.contrast") == 70
+    assert q.get("window.geometry") == "AAEC"
+    assert q.get("connection.symbols")[0]["symbol"] == "ESZ25_FUT_CME"
+    (tmp_path / "bad.toml").write_text("this is = = not toml")
+    assert Prefs(tmp_path / "bad.toml").values == {}
+
+
+def test_connection_dialog_builds_config_and_saves_without_password(qtbot, tmp_path, monkeypatch):
+    from app.ui import prefs as prefs_mod
+    from app.ui.connection_dialog import ConnectionDialog, config_from_prefs
+
+    stored = {}
+    monkeypatch.setattr("app.ui.connection_dialog.set_password",
+                        lambda h, p, u, pw: stored.__setitem__((h, p, u), pw) or True)
+    monkeypatch.setattr("app.ui.connection_dialog.get_password", lambda h, p, u: stored.get((h, p, u), ""))
+    monkeypatch.setattr(prefs_mod, "get_password", lambda h, p, u: stored.get((h, p, u), ""))
+    pr = prefs_mod.Prefs(tmp_path / "ui.toml")
+    dlg = ConnectionDialog(PipelineConfig(), pr)
+    qtbot.addWidget(dlg)
+    dlg.embedded.setChecked(False)
+    dlg.host.setText("127.0.0.1")
+    dlg.port.setValue(11099)
+    dlg.username.setText("trader")
+    dlg.password.setText("s3cret-pw")
+    dlg.trade_account.setText("Sim1")
+    row = dlg.add_symbol_row({"name": "ES", "symbol": "ESZ25_FUT_CME", "exchange": "CME",
+                              "tick_size": 0.25, "tick_value": 12.5, "source": "sierra_files"})
+    dlg.symbols.selectRow(row)
+    dlg.accept()
+    cfg = dlg.result_config()
+    assert (cfg.embedded, cfg.host, cfg.port, cfg.symbol, cfg.tick_size) == (False, "127.0.0.1", 11099, "ESZ25_FUT_CME", 0.25)
+    assert cfg.data_source == "sierra_files" and cfg.trade_account == "Sim1"
+    assert stored[("127.0.0.1", 11099, "trader")] == "s3cret-pw"
+    text = (tmp_path / "ui.toml").read_text()
+    assert "s3cret-pw" not in text and "ESZ25_FUT_CME" in text
+    again = config_from_prefs(prefs_mod.Prefs(tmp_path / "ui.toml"))
+    assert (again.symbol, again.embedded, again.password) == ("ESZ25_FUT_CME", False, "s3cret-pw")
+
+
+def test_connection_dialog_refuses_a_bad_tick_size(qtbot):
+    from app.ui.connection_dialog import ConnectionDialog
+
+    dlg = ConnectionDialog(PipelineConfig(), None)
+    qtbot.addWidget(dlg)
+    dlg.embedded.setChecked(False)
+    dlg.add_symbol_row({"name": "ES", "symbol": "ESH4"})
+    dlg.symbols.item(0, 3).setText("abc")
+    dlg.accept()
+    assert "Tick size" in dlg.error_label.text() and "row 1" in dlg.error_label.text()
+
+
+def test_gui_options_override_saved_settings(tmp_path):
+    from app.ui import main as gui_main
+    from app.ui.prefs import Prefs
+
+    p = argparse.ArgumentParser()
+    gui_main.add_arguments(p)
+    pr = Prefs(tmp_path / "ui.toml")
+    pr.set("replay.speed", 5.0)
+    cfg = gui_main.build_config(p.parse_args([]), pr)
+    assert cfg.embedded and cfg.speed == 5.0
+    cfg = gui_main.build_config(p.parse_args(["--host", "10.0.0.2", "--port", "11099", "--profile", "scalping"]), pr)
+    assert (cfg.embedded, cfg.host, cfg.port, cfg.profile) == (False, "10.0.0.2", 11099, "scalping")
