@@ -1,0 +1,347 @@
+"""Advanced patterns: gamma pin, head fake, microstructure, transition, volume profile.
+
+Two kernels, each with a plain NumPy twin (``*_np``):
+
+* :func:`adv_trades_scan` on the recent trades: gamma pin (user-supplied levels), microstructure
+  (a one-sided trade burst), volume-profile reaction (POC / value-area edges).
+* :func:`adv_bars_scan` on the footprint bars: head fake on the last closed bar, and the
+  efficiency ratios that drive the trend/range transition state machine (kept by the caller).
+
+``out`` rows are ``[strength 0..1 (0 = none), price tick, side, value1, value2]``.
+Exact rules: ``docs/patterns.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.paths import numba_cache_setup
+
+numba_cache_setup()
+import numba  # noqa: E402
+
+SIDE_ASK = 2
+SIDE_BID = 1
+
+(A_G_DIST, A_G_WIN, A_G_RANGE, A_G_FRAC, A_M_WIN, A_M_MULT, A_M_MIN, A_M_SIDE, A_V_WIN, A_V_TOUCH,
+ A_V_REACT, A_H_LB, A_H_VOL, A_T_BARS) = range(14)
+ADV_TRADE_ROWS = ("gamma_pin", "microstructure", "volume_profile")
+ADV_VALUES = {
+    "gamma_pin": ("frac_near", "range_ticks"),
+    "microstructure": ("burst_ratio", "side_imbalance"),
+    "volume_profile": ("level_kind", "move_ticks"),  # level_kind 0 = VAL, 1 = POC, 2 = VAH
+    "head_fake": ("volume_beyond", "row_volume"),
+    "transition": ("efficiency_ratio", "previous_er"),
+}
+
+
+def adv_params(section: dict) -> np.ndarray:
+    """Pack ``[advanced]`` into the kernels' float64 vector (14,); seconds/ms become ns."""
+    s = section
+    return np.array(
+        [s["gamma_distance_ticks"], s["gamma_window_s"] * 1e9, s["gamma_max_range_ticks"], s["gamma_min_frac"],
+         s["micro_window_ms"] * 1e6, s["micro_burst_mult"], s["micro_min_trades"], s["micro_side_ratio"],
+         s["vp_window_s"] * 1e9, s["vp_touch_ticks"], s["vp_reaction_ticks"], s["headfake_lookback_bars"],
+         s["headfake_volume_mult"], s["transition_bars"]],
+        dtype=np.float64,
+    )
+
+
+@numba.njit(nogil=True, cache=True)
+def _first_at_or_after(t_ts, t0):
+    lo = 0
+    hi = t_ts.shape[0]
+    while lo < hi:
+        m = (lo + hi) // 2
+        if t_ts[m] < t0:
+            lo = m + 1
+        else:
+            hi = m
+    return lo
+
+
+@numba.njit(nogil=True, cache=True)
+def adv_trades_scan(t_ts, t_price, t_size, t_side, t_now, levels, poc, vah, val, params, out):
+    """Gamma pin, microstructure and volume-profile reaction on the recent trades (numba).
+
+    Parameters
+    ----------
+    t_ts : int64 (T,) ns ascending; t_price : int64 (T,) ticks; t_size : float64 (T,) contracts;
+    t_side : uint8 (T,) (2 = buyer aggressor)
+    t_now : int
+        Market time, ns.
+    levels : int64 (G,)
+        Gamma levels, ticks (may be empty).
+    poc, vah, val : int
+        Volume profile, ticks (-1 = none).
+    params : float64 (14,)
+    out : float64 (3, 5)
+    """
+    out[:, :] = 0.0
+    T = t_ts.shape[0]
+    if T == 0:
+        return out
+    last = t_price[T - 1]
+    # ---- gamma pin: nearest level
+    if levels.shape[0] > 0:
+        g = levels[0]
+        for k in range(levels.shape[0]):
+            if abs(levels[k] - last) < abs(g - last):
+                g = levels[k]
+        j0 = _first_at_or_after(t_ts, t_now - params[A_G_WIN])
+        n = T - j0
+        if n > 0:
+            near = 0
+            pmin = t_price[j0]
+            pmax = t_price[j0]
+            for j in range(j0, T):
+                if abs(t_price[j] - g) <= params[A_G_DIST]:
+                    near += 1
+                if t_price[j] < pmin:
+                    pmin = t_price[j]
+                if t_price[j] > pmax:
+                    pmax = t_price[j]
+            frac = near / n
+            rng = pmax - pmin
+            if frac >= params[A_G_FRAC] and rng <= params[A_G_RANGE] and params[A_G_FRAC] > 0:
+                d = g - last
+                out[0, 0] = min(1.0, 0.5 * frac / params[A_G_FRAC] + 0.5 * (1.0 - rng / params[A_G_RANGE]) * 0.5)
+                out[0, 1] = g
+                out[0, 2] = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+                out[0, 3] = frac
+                out[0, 4] = rng
+    # ---- microstructure: one-sided trade burst
+    jw = _first_at_or_after(t_ts, t_now - params[A_M_WIN])
+    nw = T - jw
+    if nw >= params[A_M_MIN] and jw >= 2:
+        span = t_ts[jw - 1] - t_ts[0]
+        if span > 0:
+            expected = jw / span * params[A_M_WIN]
+            b = 0.0
+            s = 0.0
+            for j in range(jw, T):
+                if t_side[j] == SIDE_ASK:
+                    b += t_size[j]
+                elif t_side[j] == SIDE_BID:
+                    s += t_size[j]
+            imb = (b - s) / (b + s) if b + s > 0 else 0.0
+            if nw >= params[A_M_MULT] * expected and abs(imb) >= params[A_M_SIDE] and params[A_M_SIDE] > 0:
+                out[1, 0] = min(1.0, 0.25 * nw / (params[A_M_MULT] * expected) + 0.25 * abs(imb) / params[A_M_SIDE])
+                out[1, 1] = last
+                out[1, 2] = 1.0 if imb > 0 else -1.0
+                out[1, 3] = nw / expected
+                out[1, 4] = imb
+    # ---- volume profile reaction
+    if poc >= 0:
+        jv = _first_at_or_after(t_ts, t_now - params[A_V_WIN])
+        touch = params[A_V_TOUCH]
+        react = params[A_V_REACT]
+        for kind in range(3):
+            L = val if kind == 0 else (poc if kind == 1 else vah)
+            if L < 0:
+                continue
+            touched = False
+            for j in range(jv, T):
+                if abs(t_price[j] - L) <= touch:
+                    touched = True
+                    break
+            if not touched:
+                continue
+            mv = last - L
+            sd = 0.0
+            if kind == 0 and mv >= react:
+                sd = 1.0
+            elif kind == 2 and -mv >= react:
+                sd = -1.0
+            elif kind == 1 and abs(mv) >= react:
+                sd = 1.0 if mv > 0 else -1.0
+            if sd != 0.0:
+                st = min(1.0, 0.5 * abs(mv) / react)
+                if st > out[2, 0]:
+                    out[2, 0] = st
+                    out[2, 1] = L
+                    out[2, 2] = sd
+                    out[2, 3] = kind
+                    out[2, 4] = abs(mv)
+    return out
+
+
+def adv_trades_scan_np(t_ts, t_price, t_size, t_side, t_now, levels, poc, vah, val, params, out):
+    """Plain NumPy twin of :func:`adv_trades_scan`."""
+    out[:] = 0.0
+    T = t_ts.shape[0]
+    if T == 0:
+        return out
+    p = params
+    last = int(t_price[-1])
+    if len(levels):
+        lv = np.asarray(levels, np.int64)
+        g = int(lv[np.argmin(np.abs(lv - last))])
+        j0 = int(np.searchsorted(t_ts, t_now - p[A_G_WIN], side="left"))
+        w = t_price[j0:]
+        if w.size:
+            frac = np.count_nonzero(np.abs(w - g) <= p[A_G_DIST]) / w.size
+            rng = int(w.max() - w.min())
+            if frac >= p[A_G_FRAC] and rng <= p[A_G_RANGE] and p[A_G_FRAC] > 0:
+                out[0] = (min(1.0, 0.5 * frac / p[A_G_FRAC] + 0.5 * (1.0 - rng / p[A_G_RANGE]) * 0.5), g,
+                          float(np.sign(g - last)), frac, rng)
+    jw = int(np.searchsorted(t_ts, t_now - p[A_M_WIN], side="left"))
+    nw = T - jw
+    if nw >= p[A_M_MIN] and jw >= 2:
+        span = t_ts[jw - 1] - t_ts[0]
+        if span > 0:
+            expected = jw / span * p[A_M_WIN]
+            sd = t_side[jw:]
+            sz = np.asarray(t_size[jw:], np.float64)
+            b, s = float(sz[sd == SIDE_ASK].sum()), float(sz[sd == SIDE_BID].sum())
+            imb = (b - s) / (b + s) if b + s > 0 else 0.0
+            if nw >= p[A_M_MULT] * expected and abs(imb) >= p[A_M_SIDE] and p[A_M_SIDE] > 0:
+                out[1] = (min(1.0, 0.25 * nw / (p[A_M_MULT] * expected) + 0.25 * abs(imb) / p[A_M_SIDE]), last,
+                          1.0 if imb > 0 else -1.0, nw / expected, imb)
+    if poc >= 0:
+        jv = int(np.searchsorted(t_ts, t_now - p[A_V_WIN], side="left"))
+        w = t_price[jv:]
+        react = p[A_V_REACT]
+        for kind, L in enumerate((val, poc, vah)):
+            if L < 0 or not np.any(np.abs(w - L) <= p[A_V_TOUCH]):
+                continue
+            mv = last - L
+            sd = 0.0
+            if kind == 0 and mv >= react:
+                sd = 1.0
+            elif kind == 2 and -mv >= react:
+                sd = -1.0
+            elif kind == 1 and abs(mv) >= react:
+                sd = float(np.sign(mv))
+            if sd != 0.0:
+                st = min(1.0, 0.5 * abs(mv) / react)
+                if st > out[2, 0]:
+                    out[2] = (st, L, sd, kind, abs(mv))
+    return out
+
+
+@numba.njit(nogil=True, cache=True)
+def _er(c, i, n):
+    if i - n < 0:
+        return -1.0
+    path = 0.0
+    for j in range(i - n + 1, i + 1):
+        path += abs(c[j] - c[j - 1])
+    if path <= 0:
+        return 0.0
+    return abs(c[i] - c[i - n]) / path
+
+
+@numba.njit(nogil=True, cache=True)
+def adv_bars_scan(o, h, lo, c, vol, fp_buy, fp_sell, base, i, params, out):
+    """Head fake on closed bar ``i`` and the efficiency ratios for the transition state (numba).
+
+    Parameters
+    ----------
+    o, h, lo, c : int64 (K,) ticks; vol : float64 (K,) contracts
+    fp_buy, fp_sell : float32 (K, R)
+    base : int
+        Price of footprint row 0, ticks.
+    i : int
+        Closed bar evaluated.
+    out : float64 (2, 5)
+        Row 0: head fake ``[strength, level, side, volume_beyond, row_volume]``; row 1:
+        ``[er(i), er(i - 1), direction of c[i] - c[i - n], 0, 0]`` (er = -1 when too few bars).
+    """
+    out[:, :] = 0.0
+    K = o.shape[0]
+    if i < 1 or i >= K:
+        out[1, 0] = -1.0
+        out[1, 1] = -1.0
+        return out
+    lb = int(params[A_H_LB])
+    j0 = max(0, i - lb)
+    R = fp_buy.shape[1]
+    if i - j0 >= 2:
+        H = h[j0]
+        L = lo[j0]
+        sr = 0.0
+        sv = 0.0
+        for j in range(j0, i):
+            if h[j] > H:
+                H = h[j]
+            if lo[j] < L:
+                L = lo[j]
+            sr += h[j] - lo[j] + 1.0
+            sv += vol[j]
+        row_vol = sv / sr if sr > 0 else 0.0
+        need = params[A_H_VOL] * row_vol
+        if h[i] > H and c[i] <= H:
+            vb = 0.0
+            for r in range(H + 1 - base, h[i] - base + 1):
+                if 0 <= r < R:
+                    vb += fp_buy[i, r] + fp_sell[i, r]
+            if vb > 0 and vb >= need:
+                out[0, 0] = min(1.0, 0.5 * vb / need) if need > 0 else 1.0
+                out[0, 1] = H
+                out[0, 2] = -1.0
+                out[0, 3] = vb
+                out[0, 4] = row_vol
+        if lo[i] < L and c[i] >= L:
+            vb = 0.0
+            for r in range(lo[i] - base, L - base):
+                if 0 <= r < R:
+                    vb += fp_buy[i, r] + fp_sell[i, r]
+            if vb > 0 and vb >= need:
+                s = min(1.0, 0.5 * vb / need) if need > 0 else 1.0
+                if s > out[0, 0]:
+                    out[0, 0] = s
+                    out[0, 1] = L
+                    out[0, 2] = 1.0
+                    out[0, 3] = vb
+                    out[0, 4] = row_vol
+    n = int(params[A_T_BARS])
+    out[1, 0] = _er(c, i, n)
+    out[1, 1] = _er(c, i - 1, n)
+    if i - n >= 0:
+        d = c[i] - c[i - n]
+        out[1, 2] = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
+    return out
+
+
+def _er_np(c, i, n):
+    if i - n < 0:
+        return -1.0
+    path = float(np.abs(np.diff(c[i - n: i + 1])).sum())
+    return abs(float(c[i] - c[i - n])) / path if path > 0 else 0.0
+
+
+def adv_bars_scan_np(o, h, lo, c, vol, fp_buy, fp_sell, base, i, params, out):
+    """Plain NumPy twin of :func:`adv_bars_scan`."""
+    out[:] = 0.0
+    K = len(o)
+    if i < 1 or i >= K:
+        out[1, :2] = -1.0
+        return out
+    p = params
+    j0 = max(0, i - int(p[A_H_LB]))
+    R = fp_buy.shape[1]
+    if i - j0 >= 2:
+        H, L = int(h[j0:i].max()), int(lo[j0:i].min())
+        sr = float((h[j0:i] - lo[j0:i] + 1.0).sum())
+        row_vol = float(vol[j0:i].sum()) / sr if sr > 0 else 0.0
+        need = p[A_H_VOL] * row_vol
+        both = fp_buy[i].astype(np.float64) + fp_sell[i].astype(np.float64)
+        if h[i] > H and c[i] <= H:
+            rows = np.arange(H + 1 - base, h[i] - base + 1)
+            vb = float(both[rows[(rows >= 0) & (rows < R)]].sum())
+            if vb > 0 and vb >= need:
+                out[0] = (min(1.0, 0.5 * vb / need) if need > 0 else 1.0, H, -1.0, vb, row_vol)
+        if lo[i] < L and c[i] >= L:
+            rows = np.arange(lo[i] - base, L - base)
+            vb = float(both[rows[(rows >= 0) & (rows < R)]].sum())
+            if vb > 0 and vb >= need:
+                s = min(1.0, 0.5 * vb / need) if need > 0 else 1.0
+                if s > out[0, 0]:
+                    out[0] = (s, L, 1.0, vb, row_vol)
+    n = int(p[A_T_BARS])
+    out[1, 0] = _er_np(c, i, n)
+    out[1, 1] = _er_np(c, i - 1, n)
+    if i - n >= 0:
+        out[1, 2] = float(np.sign(c[i] - c[i - n]))
+    return out

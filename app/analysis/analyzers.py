@@ -1,0 +1,359 @@
+"""The analyzers' facade: one :class:`Analyzers` object runs every family on a MarketView.
+
+The worker engine (``app.analysis.engine``) calls :meth:`Analyzers.step` once per analysis
+interval with a fresh :class:`~app.analysis.view.MarketView` and copies the returned
+:class:`StepResult` into the published :class:`~app.analysis.frame.AnalysisFrame`.
+
+Per step: the six DOM detectors (one numba kernel), the VIX state of the market date (cached
+per date), order flow, the advanced trade patterns, and, once per newly closed bar, Battle
+Navale and the advanced bar patterns (head fake, transition). New detections pass a re-fire
+filter (the same pattern, side and price is reported again only after ``dom.refire_s``), feed
+the elite gate, and every signal is then followed by the outcome tracker.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from app.analysis import advanced as adv
+from app.analysis import battle_navale as bn
+from app.analysis import dom
+from app.analysis import orderflow as of
+from app.analysis.elite import EliteGate
+from app.analysis.frame import PatternHit, Signal, SignalOutcome, VixState
+from app.analysis.outcomes import OutcomeTracker
+from app.analysis.sizing import average_range, bracket, position_size
+from app.analysis.vix import VixAnalyzer
+
+
+@dataclass
+class StepResult:
+    """What one analysis step found.
+
+    Attributes
+    ----------
+    patterns : list of PatternHit
+        New detections this step (after the re-fire filter), all families.
+    vix : VixState or None
+    orderflow : dict
+        ``delta`` (window, contracts), ``cum_delta`` (session), ``imbalance`` (-1..1),
+        ``large_buy``, ``large_sell`` (contracts in the window).
+    new_signals : list of Signal
+    signals : tuple of Signal
+        Recent signals, oldest first.
+    outcomes : dict[int, SignalOutcome]
+    precision : dict[str, tuple[int, int, float]]
+    timings : dict[str, float]
+        Milliseconds per family (``dom``, ``vix``, ``orderflow``, ``battle_navale``,
+        ``advanced``, ``elite``, ``outcomes``, ``analyzers``).
+    """
+
+    patterns: list = field(default_factory=list)
+    vix: VixState | None = None
+    orderflow: dict = field(default_factory=dict)
+    new_signals: list = field(default_factory=list)
+    signals: tuple = ()
+    outcomes: dict = field(default_factory=dict)
+    precision: dict = field(default_factory=dict)
+    timings: dict = field(default_factory=dict)
+
+
+_TREND, _RANGE, _NONE = "trend", "range", ""
+
+
+class Analyzers:
+    """Every MIA analyzer plus the elite gate, for one instrument.
+
+    Parameters
+    ----------
+    profile : Profile
+        From :func:`app.config.profiles.load_profile`.
+    instrument : Instrument
+        Symbol, tick size (gamma levels are converted with it).
+    vix_history : VixHistory, optional
+        Daily VIX history; default: the shipped CBOE files. Pass ``False`` for none.
+    gamma_levels : sequence of float
+        User-supplied gamma levels, **prices** (not ticks).
+    use_numba : bool
+        Run the numba kernels (default) or their NumPy twins (for comparison).
+    """
+
+    def __init__(self, profile, instrument, vix_history=None, gamma_levels=(), use_numba: bool = True):
+        self.profile = profile
+        self.instrument = instrument
+        self.use_numba = use_numba
+        self.dom_sec = profile.section("dom")
+        self.elite_sec = profile.section("elite")
+        self.flow_sec = profile.section("orderflow")
+        self.adv_sec = profile.section("advanced")
+        self.size_sec = profile.section("sizing")
+        self.bn_params = bn.bn_params(profile.section("battle_navale"))
+        self.adv_params = adv.adv_params(self.adv_sec)
+        self.refire_ns = int(self.dom_sec["refire_s"] * 1e9)
+        self.confl_ns = int(self.elite_sec["confluence_window_s"] * 1e9)
+        if vix_history is None:
+            from app.feeds.vix_history import load_vix_history
+
+            vix_history = load_vix_history()
+        self.vix = VixAnalyzer(vix_history, profile.section("vix"), use_numba) if vix_history else None
+        self.gamma = instrument.to_ticks(np.asarray(list(gamma_levels), np.float64)).astype(np.int64).reshape(-1)
+        self._dom_fn = dom.dom_scan if use_numba else dom.dom_scan_np
+        self._bn_fn = bn.bn_scan if use_numba else bn.bn_scan_np
+        self._flow_fn = of.flow_scan if use_numba else of.flow_scan_np
+        self._advt_fn = adv.adv_trades_scan if use_numba else adv.adv_trades_scan_np
+        self._advb_fn = adv.adv_bars_scan if use_numba else adv.adv_bars_scan_np
+        self._dom_out = np.zeros((12, 4))
+        self._bn_out = np.zeros((8, 4))
+        self._flow_out = np.zeros(7)
+        self._advt_out = np.zeros((3, 5))
+        self._advb_out = np.zeros((2, 5))
+        self._dom_params = None
+        self._dom_col_ns = None
+        self._vix_day = None
+        self._vix_cached = None
+        self._last_bar_i = -1
+        self._bar_hits: list[PatternHit] = []
+        self._transition = _NONE
+        self._trend_dir = 0
+        self._lot = float(self.flow_sec["large_lot_size"]) or np.inf
+        self._lot_steps = 0
+        self._fired: dict[tuple, int] = {}
+        self._recent: deque[PatternHit] = deque()
+        self.gate = EliteGate(self.elite_sec)
+        self.tracker = OutcomeTracker()
+        self._signals: deque[Signal] = deque(maxlen=int(self.elite_sec["max_recent_signals"]))
+        self._next_id = 1
+
+    # ------------------------------------------------------------------------------------------
+    def _refire_ok(self, h: PatternHit) -> bool:
+        key = (h.name, h.side, h.price)
+        last = self._fired.get(key)
+        if last is not None and h.ts - last < self.refire_ns:
+            return False
+        self._fired[key] = h.ts
+        if len(self._fired) > 4096:  # forget old keys
+            cut = h.ts - self.refire_ns
+            self._fired = {k: t for k, t in self._fired.items() if t >= cut}
+        return True
+
+    def _dom(self, v) -> list[PatternHit]:
+        if self._dom_col_ns != v.column_ns:
+            self._dom_params = dom.dom_params(self.dom_sec, v.column_ns)
+            self._dom_col_ns = v.column_ns
+        if v.hist_bid.shape[1] == 0:
+            return []
+        out = self._dom_fn(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
+                           int(v.best_bid), int(v.best_ask), int(v.base), self._dom_params, self._dom_out)
+        hits = []
+        if out[:, 0].any():
+            for k in np.flatnonzero(out[:, 0] > 0):
+                p, b = divmod(int(k), 2)
+                name = dom.DOM_PATTERNS[p]
+                s, row, x1, x2 = out[k]
+                price = int(v.base + int(row))
+                n1, n2 = dom.DOM_VALUES[p]
+                side = dom.DOM_SIDES[p][b]
+                hits.append(PatternHit(
+                    name, "dom", int(v.ts), price, side, float(s),
+                    f"{name} on the {'bid' if b == 0 else 'ask'} at {self.instrument.to_price(price):.{self.instrument.price_decimals}f}: "
+                    f"{n1} {x1:.4g}, {n2} {x2:.4g}",
+                    ((n1, float(x1)), (n2, float(x2)))))
+        return hits
+
+    def _vix_state(self, ts: int) -> VixState | None:
+        if self.vix is None:
+            return None
+        day = ts // 86_400_000_000_000
+        if day != self._vix_day:
+            self._vix_day = day
+            self._vix_cached = self.vix.state(ts)
+        return self._vix_cached
+
+    def _flow(self, v):
+        t = v.trades
+        tts = t["ts"]
+        if self.flow_sec["large_lot_size"] <= 0:
+            self._lot_steps -= 1
+            if self._lot_steps <= 0 and t.shape[0] >= 20:
+                self._lot = float(np.quantile(t["size"], self.flow_sec["large_lot_quantile"]))
+                self._lot_steps = 200
+        out = self._flow_fn(tts, t["size"], t["side"], int(v.ts - self.flow_sec["window_s"] * 1e9), self._lot,
+                            v.bid, v.ask, int(v.best_bid), int(v.best_ask), int(v.base),
+                            int(self.flow_sec["imbalance_levels"]), self._flow_out)
+        return out
+
+    def _bars(self, v) -> list[PatternHit]:
+        """Battle Navale and the advanced bar patterns, once per newly closed bar."""
+        b = v.bars
+        K = b.shape[0]
+        i = K - 2  # the last bar may be open
+        if i < 1 or i == self._last_bar_i:
+            return []
+        self._last_bar_i = i
+        o, h, lo, c = b["open"], b["high"], b["low"], b["close"]
+        hits = []
+        ts = int(v.ts)
+        out = self._bn_fn(o, h, lo, c, b["volume"], b["buy_volume"], b["sell_volume"], v.fp_buy, v.fp_sell,
+                          int(v.base), i, self.bn_params, self._bn_out)
+        gap = out[7, 0]
+        rsv = "rouge sous verte" if out[7, 3] > 0 else "verte sous rouge"
+        for k in np.flatnonzero(out[:7, 0] > 0):
+            name, side = bn.BN_SLOTS[k]
+            s, price, x1, x2 = out[k]
+            n1, n2 = bn.BN_VALUES[name]
+            hits.append(PatternHit(name, "battle_navale", ts, int(price), side, float(s),
+                                   f"{name} ({rsv}, base gap {gap:.2f} ticks): {n1} {x1:.3g}, {n2} {x2:.3g}",
+                                   ((n1, float(x1)), (n2, float(x2)), ("base_gap", float(gap)))))
+        out = self._advb_fn(o, h, lo, c, b["volume"], v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params,
+                            self._advb_out)
+        if out[0, 0] > 0:
+            s, price, side, x1, x2 = out[0]
+            hits.append(PatternHit("head_fake", "advanced", ts, int(price), int(side), float(s),
+                                   f"break of {int(price)} failed back inside with {x1:.4g} contracts beyond "
+                                   f"(average {x2:.3g} per row)",
+                                   (("volume_beyond", float(x1)), ("row_volume", float(x2)))))
+        er, er_prev, d = out[1, 0], out[1, 1], int(out[1, 2])
+        if er >= 0:
+            new = self._transition
+            if er >= self.adv_sec["trend_er"]:
+                new = _TREND
+            elif er <= self.adv_sec["range_er"]:
+                new = _RANGE
+            if new != self._transition:
+                prev = self._transition
+                self._transition = new
+                self._trend_dir = d if new == _TREND else 0
+                if prev != _NONE:
+                    if new == _TREND:
+                        s = min(1.0, 0.5 * er / self.adv_sec["trend_er"])
+                        side = d
+                    else:
+                        s = min(1.0, 0.5 * self.adv_sec["range_er"] / max(er, 1e-9))
+                        side = 0
+                    hits.append(PatternHit("transition", "advanced", ts, int(c[i]), side, float(s),
+                                           f"{prev} -> {new}: efficiency ratio {er:.2f} (was {er_prev:.2f})",
+                                           (("efficiency_ratio", float(er)), ("previous_er", float(er_prev)))))
+            elif new == _TREND:
+                self._trend_dir = d
+        return hits
+
+    def _adv_trades(self, v) -> list[PatternHit]:
+        t = v.trades
+        if t.shape[0] == 0:
+            return []
+        out = self._advt_fn(t["ts"], t["price"], t["size"], t["side"], int(v.ts), self.gamma, int(v.poc),
+                            int(v.vah), int(v.val), self.adv_params, self._advt_out)
+        hits = []
+        for k in np.flatnonzero(out[:, 0] > 0):
+            name = adv.ADV_TRADE_ROWS[k]
+            s, price, side, x1, x2 = out[k]
+            n1, n2 = adv.ADV_VALUES[name]
+            if name == "volume_profile":
+                lvl = ("VAL", "POC", "VAH")[int(x1)]
+                det = f"reaction at the {lvl} {int(price)}: {x2:.0f} ticks away"
+            elif name == "gamma_pin":
+                det = f"pinned near gamma level {int(price)}: {100 * x1:.0f}% of trades within reach, range {x2:.0f} ticks"
+            else:
+                det = f"trade burst {x1:.1f}x the usual rate, side imbalance {x2:+.2f}"
+            hits.append(PatternHit(name, "advanced", int(v.ts), int(price), int(side), float(s), det,
+                                   ((n1, float(x1)), (n2, float(x2)))))
+        return hits
+
+    # ------------------------------------------------------------------------------------------
+    def step(self, view) -> StepResult:
+        """Run every analyzer on ``view`` and return what is new.
+
+        Parameters
+        ----------
+        view : MarketView
+
+        Returns
+        -------
+        StepResult
+        """
+        pc = time.perf_counter_ns
+        t0 = pc()
+        ts = int(view.ts)
+        hits = self._dom(view)
+        t1 = pc()
+        vs = self._vix_state(ts)
+        t2 = pc()
+        fo = self._flow(view)
+        t3 = pc()
+        bar_hits = self._bars(view)
+        t4 = pc()
+        adv_hits = self._adv_trades(view)
+        t5 = pc()
+        new = [h for h in hits if self._refire_ok(h)]
+        new.extend(bar_hits)  # once per bar by construction
+        new.extend(h for h in adv_hits if self._refire_ok(h))
+        if vs is not None and vs.patterns and self._vix_day != getattr(self, "_vix_reported", None):
+            self._vix_reported = self._vix_day
+            new.extend(vs.patterns)
+        rec = self._recent
+        rec.extend(new)
+        cut = ts - self.confl_ns
+        while rec and rec[0].ts < cut:
+            rec.popleft()
+        window = [h for h in rec if h.family != "vix"]
+        if vs is not None:
+            window.extend(vs.patterns)
+        vol = fo[1] + fo[2]
+        flow_ratio = fo[0] / vol if vol > 0 else 0.0
+        new_signals: list[Signal] = []
+        if new and view.bars.shape[0] >= 2:  # warm-up: a bracket needs one closed bar
+            for side, sc, comps, reasons in self.gate.candidates(ts, new, window, vs, flow_ratio, fo[5],
+                                                                   self._trend_dir):
+                sig = self._make_signal(view, side, sc, comps, reasons, vs)
+                if sig is None:
+                    continue
+                self.gate.commit(ts, side)
+                new_signals.append(sig)
+                self._signals.append(sig)
+                self.tracker.add(sig)
+        t6 = pc()
+        self.tracker.update(view.trades["ts"], view.trades["price"], ts)
+        t7 = pc()
+        return StepResult(
+            patterns=new,
+            vix=vs,
+            orderflow={"delta": float(fo[0]), "cum_delta": float(view.cum_delta), "imbalance": float(fo[5]),
+                       "large_buy": float(fo[3]), "large_sell": float(fo[4])},
+            new_signals=new_signals,
+            signals=tuple(self._signals),
+            outcomes=dict(self.tracker.outcomes),
+            precision=self.tracker.precision() if self.tracker.outcomes else {},
+            timings={"dom": (t1 - t0) / 1e6, "vix": (t2 - t1) / 1e6, "orderflow": (t3 - t2) / 1e6,
+                     "battle_navale": (t4 - t3) / 1e6, "advanced": (t5 - t4) / 1e6, "elite": (t6 - t5) / 1e6,
+                     "outcomes": (t7 - t6) / 1e6, "analyzers": (t7 - t0) / 1e6},
+        )
+
+    def _make_signal(self, v, side, score, comps, reasons, vs) -> Signal | None:
+        if side > 0:
+            entry = v.best_ask if v.best_ask >= 0 else -1
+        else:
+            entry = v.best_bid if v.best_bid >= 0 else -1
+        if entry < 0:
+            if v.trades.shape[0] == 0:
+                return None
+            entry = int(v.trades["price"][-1])
+        b = v.bars
+        closed = b[:-1] if b.shape[0] > 1 else b
+        atr = average_range(closed["high"], closed["low"], int(self.elite_sec["atr_bars"]))
+        levels = [r.price for r in reasons if r.family in ("dom", "battle_navale") and r.price > 0]
+        stop, target = bracket(side, int(entry), atr, levels, self.elite_sec)
+        factor = vs.sizing_factor if vs is not None else 1.0
+        size = position_size(int(self.size_sec["base_contracts"]), factor, int(self.size_sec["max_contracts"]))
+        sig = Signal(id=self._next_id, ts=int(v.ts), symbol=self.instrument.symbol, side=side,
+                     score=round(float(score), 6), components=comps, reasons=tuple(reasons), entry=int(entry),
+                     stop=int(stop), target=int(target), size=size, regime=vs.regime if vs is not None else "")
+        self._next_id += 1
+        return sig
+
+    def finish(self) -> None:
+        """The data ended: mark open outcomes ``ended_early``."""
+        self.tracker.finish()

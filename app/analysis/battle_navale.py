@@ -1,0 +1,266 @@
+"""Battle Navale: five footprint-bar patterns and the "rouge sous verte" rule.
+
+:func:`bn_scan` (numba) and its twin :func:`bn_scan_np` evaluate the **last closed bar** ``i``
+(``K - 2`` when the newest bar is still open; the caller passes ``i``) against the bars before it.
+``out`` is float64 (8, 4), one row per detection slot (:data:`BN_SLOTS`), columns
+``[strength 0..1 (0 = none), price tick, value1, value2]``; row 7 holds the bases (the signed gap,
+see below).
+
+Bases (the "rouge sous verte" rule): the red base is the volume-weighted mean price of the bar's
+volume traded at the bid (sellers, red), the green base that of volume traded at the ask (buyers,
+green). ``gap = green - red`` in ticks. Because a trade at the bid prints one tick below a trade
+at the ask, ``gap = 1`` is neutral: **rouge sous verte** holds when ``gap >= 1`` (red at or
+below green by the natural offset or more); long patterns need it, short patterns need
+``gap <= 1`` (when ``rsv_required``). Exact rules: ``docs/patterns.md``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.paths import numba_cache_setup
+
+numba_cache_setup()
+import numba  # noqa: E402
+
+#: slot -> (pattern name, trading side)
+BN_SLOTS = (
+    ("long_down_up", 1),
+    ("long_up_down", -1),
+    ("color_down", -1),
+    ("vikings", 1),
+    ("vikings", -1),
+    ("defenders", 1),
+    ("defenders", -1),
+)
+BN_VALUES = {
+    "long_down_up": ("range_ratio", "retrace"),
+    "long_up_down": ("range_ratio", "retrace"),
+    "color_down": ("delta_ratio", "close_change"),
+    "vikings": ("volume_ratio", "delta_ratio"),
+    "defenders": ("extreme_frac", "close_pos"),
+}
+B_LOOKBACK, B_LONG, B_COLOR, B_VIK_VOL, B_VIK_DELTA, B_DEF_ROWS, B_DEF_RATIO, B_MINVOL, B_RSV = range(9)
+
+
+def bn_params(section: dict) -> np.ndarray:
+    """Pack the ``[battle_navale]`` section into the kernel's float64 vector (9,)."""
+    s = section
+    return np.array(
+        [s["lookback_bars"], s["long_bar_mult"], s["color_delta_ratio"], s["vikings_volume_mult"],
+         s["vikings_delta_ratio"], s["defenders_rows"], s["defenders_ratio"], s["min_bar_volume"],
+         1.0 if s["rsv_required"] else 0.0],
+        dtype=np.float64,
+    )
+
+
+@numba.njit(nogil=True, cache=True)
+def bar_bases(fp_buy_row, fp_sell_row, base):
+    """Green (buy) and red (sell) volume-weighted base prices of one bar, ticks (nan if no volume)."""
+    sb = 0.0
+    ss = 0.0
+    wb = 0.0
+    ws = 0.0
+    for r in range(fp_buy_row.shape[0]):
+        vb = fp_buy_row[r]
+        vs = fp_sell_row[r]
+        sb += vb
+        ss += vs
+        wb += vb * r
+        ws += vs * r
+    g = base + wb / sb if sb > 0 else np.nan
+    red = base + ws / ss if ss > 0 else np.nan
+    return g, red
+
+
+@numba.njit(nogil=True, cache=True)
+def bn_scan(o, h, lo, c, vol, buy, sell, fp_buy, fp_sell, base, i, params, out):
+    """Battle Navale patterns on closed bar ``i`` (numba).
+
+    Parameters
+    ----------
+    o, h, lo, c : int64 (K,)
+        Bar open/high/low/close, ticks.
+    vol, buy, sell : float64 (K,)
+        Bar volume, volume at the ask, volume at the bid, contracts.
+    fp_buy, fp_sell : float32 (K, R)
+        Footprint per bar per row (row 0 = ``base`` ticks).
+    i : int
+        Bar evaluated (needs ``i >= 1``).
+    params : float64 (9,)
+    out : float64 (8, 4)
+        Rows 0..6 per :data:`BN_SLOTS`; row 7 = ``[gap, green, red, rsv_holds]``.
+    """
+    out[:, :] = 0.0
+    if i < 1 or i >= o.shape[0]:
+        return out
+    lb = int(params[B_LOOKBACK])
+    j0 = max(0, i - lb)
+    n = 0
+    sr = 0.0
+    sv = 0.0
+    for j in range(j0, i):
+        sr += h[j] - lo[j] + 1.0
+        sv += vol[j]
+        n += 1
+    if n == 0:
+        return out
+    avg_r = sr / n
+    avg_v = sv / n
+    g, red = bar_bases(fp_buy[i], fp_sell[i], base)
+    gap = g - red
+    out[7, 0] = gap
+    out[7, 1] = g
+    out[7, 2] = red
+    gate = params[B_RSV] > 0
+    long_ok = (not gate) or (gap >= 1.0)
+    short_ok = (not gate) or (gap <= 1.0)
+    out[7, 3] = 1.0 if gap >= 1.0 else 0.0
+    if vol[i] < params[B_MINVOL]:
+        return out
+    p = i - 1
+    rng_p = h[p] - lo[p] + 1.0
+    mult = params[B_LONG]
+    # long down up / long up down: a long bar, then a bar retracing at least half of it
+    if rng_p >= mult * avg_r and vol[p] >= params[B_MINVOL]:
+        span = h[p] - lo[p]
+        if span > 0:
+            if c[p] < o[p] and c[i] > o[i] and long_ok:
+                ret = (c[i] - lo[p]) / span
+                if ret >= 0.5:
+                    s = min(1.0, 0.5 * rng_p / (mult * avg_r) + max(0.0, ret - 0.5))
+                    out[0, 0] = s
+                    out[0, 1] = lo[p]
+                    out[0, 2] = rng_p / avg_r
+                    out[0, 3] = ret
+            if c[p] > o[p] and c[i] < o[i] and short_ok:
+                ret = (h[p] - c[i]) / span
+                if ret >= 0.5:
+                    s = min(1.0, 0.5 * rng_p / (mult * avg_r) + max(0.0, ret - 0.5))
+                    out[1, 0] = s
+                    out[1, 1] = h[p]
+                    out[1, 2] = rng_p / avg_r
+                    out[1, 3] = ret
+    dr = (buy[i] - sell[i]) / vol[i] if vol[i] > 0 else 0.0
+    # color down: an up bar (price green) whose delta is red
+    if c[i] > o[i] and -dr >= params[B_COLOR] and params[B_COLOR] > 0 and short_ok:
+        out[2, 0] = min(1.0, 0.5 * (-dr) / params[B_COLOR])
+        out[2, 1] = c[i]
+        out[2, 2] = dr
+        out[2, 3] = c[i] - o[i]
+    # vikings: a high-volume bar of one-sided aggression closing its way
+    if avg_v > 0 and vol[i] >= params[B_VIK_VOL] * avg_v and abs(dr) >= params[B_VIK_DELTA] and params[B_VIK_DELTA] > 0:
+        s = min(1.0, 0.25 * vol[i] / (params[B_VIK_VOL] * avg_v) + 0.25 * abs(dr) / params[B_VIK_DELTA])
+        if dr > 0 and c[i] > o[i] and long_ok:
+            out[3, 0] = s
+            out[3, 1] = c[i]
+            out[3, 2] = vol[i] / avg_v
+            out[3, 3] = dr
+        elif dr < 0 and c[i] < o[i] and short_ok:
+            out[4, 0] = s
+            out[4, 1] = c[i]
+            out[4, 2] = vol[i] / avg_v
+            out[4, 3] = dr
+    # defenders: aggression concentrated at an extreme, close back in the other half
+    k = int(params[B_DEF_ROWS])
+    span = h[i] - lo[i]
+    R = fp_buy.shape[1]
+    if span >= k and params[B_DEF_RATIO] > 0:
+        mid = 0.5 * (h[i] + lo[i])
+        if sell[i] > 0 and c[i] >= mid and long_ok:
+            e = 0.0
+            for t in range(k):
+                r = lo[i] - base + t
+                if 0 <= r < R:
+                    e += fp_sell[i, r]
+            fr = e / sell[i]
+            if fr >= params[B_DEF_RATIO]:
+                out[5, 0] = min(1.0, 0.5 * fr / params[B_DEF_RATIO])
+                out[5, 1] = lo[i]
+                out[5, 2] = fr
+                out[5, 3] = (c[i] - lo[i]) / span
+        if buy[i] > 0 and c[i] <= mid and short_ok:
+            e = 0.0
+            for t in range(k):
+                r = h[i] - base - t
+                if 0 <= r < R:
+                    e += fp_buy[i, r]
+            fr = e / buy[i]
+            if fr >= params[B_DEF_RATIO]:
+                out[6, 0] = min(1.0, 0.5 * fr / params[B_DEF_RATIO])
+                out[6, 1] = h[i]
+                out[6, 2] = fr
+                out[6, 3] = (h[i] - c[i]) / span
+    return out
+
+
+def bar_bases_np(fp_buy_row, fp_sell_row, base):
+    """NumPy twin of :func:`bar_bases`."""
+    r = np.arange(fp_buy_row.shape[0], dtype=np.float64)
+    b = fp_buy_row.astype(np.float64)
+    s = fp_sell_row.astype(np.float64)
+    g = base + (b * r).sum() / b.sum() if b.sum() > 0 else np.nan
+    red = base + (s * r).sum() / s.sum() if s.sum() > 0 else np.nan
+    return g, red
+
+
+def bn_scan_np(o, h, lo, c, vol, buy, sell, fp_buy, fp_sell, base, i, params, out):
+    """Plain NumPy twin of :func:`bn_scan`."""
+    out[:] = 0.0
+    if i < 1 or i >= len(o):
+        return out
+    p = params
+    lb = int(p[B_LOOKBACK])
+    j0 = max(0, i - lb)
+    if i - j0 == 0:
+        return out
+    avg_r = float(np.mean(h[j0:i] - lo[j0:i] + 1.0))
+    avg_v = float(np.mean(vol[j0:i]))
+    g, red = bar_bases_np(fp_buy[i], fp_sell[i], base)
+    gap = g - red
+    gate = p[B_RSV] > 0
+    long_ok = (not gate) or bool(gap >= 1.0)
+    short_ok = (not gate) or bool(gap <= 1.0)
+    out[7] = (gap, g, red, 1.0 if gap >= 1.0 else 0.0)
+    if vol[i] < p[B_MINVOL]:
+        return out
+    q = i - 1
+    rng_p = float(h[q] - lo[q] + 1)
+    mult = p[B_LONG]
+    span = h[q] - lo[q]
+    if rng_p >= mult * avg_r and vol[q] >= p[B_MINVOL] and span > 0:
+        if c[q] < o[q] and c[i] > o[i] and long_ok:
+            ret = (c[i] - lo[q]) / span
+            if ret >= 0.5:
+                out[0] = (min(1.0, 0.5 * rng_p / (mult * avg_r) + max(0.0, ret - 0.5)), lo[q], rng_p / avg_r, ret)
+        if c[q] > o[q] and c[i] < o[i] and short_ok:
+            ret = (h[q] - c[i]) / span
+            if ret >= 0.5:
+                out[1] = (min(1.0, 0.5 * rng_p / (mult * avg_r) + max(0.0, ret - 0.5)), h[q], rng_p / avg_r, ret)
+    dr = (buy[i] - sell[i]) / vol[i] if vol[i] > 0 else 0.0
+    if c[i] > o[i] and -dr >= p[B_COLOR] and p[B_COLOR] > 0 and short_ok:
+        out[2] = (min(1.0, 0.5 * (-dr) / p[B_COLOR]), c[i], dr, c[i] - o[i])
+    if avg_v > 0 and vol[i] >= p[B_VIK_VOL] * avg_v and abs(dr) >= p[B_VIK_DELTA] and p[B_VIK_DELTA] > 0:
+        s = min(1.0, 0.25 * vol[i] / (p[B_VIK_VOL] * avg_v) + 0.25 * abs(dr) / p[B_VIK_DELTA])
+        if dr > 0 and c[i] > o[i] and long_ok:
+            out[3] = (s, c[i], vol[i] / avg_v, dr)
+        elif dr < 0 and c[i] < o[i] and short_ok:
+            out[4] = (s, c[i], vol[i] / avg_v, dr)
+    k = int(p[B_DEF_ROWS])
+    span = h[i] - lo[i]
+    R = fp_buy.shape[1]
+    if span >= k and p[B_DEF_RATIO] > 0:
+        mid = 0.5 * (h[i] + lo[i])
+        if sell[i] > 0 and c[i] >= mid and long_ok:
+            rows = lo[i] - base + np.arange(k)
+            rows = rows[(rows >= 0) & (rows < R)]
+            fr = float(fp_sell[i, rows].astype(np.float64).sum()) / sell[i]
+            if fr >= p[B_DEF_RATIO]:
+                out[5] = (min(1.0, 0.5 * fr / p[B_DEF_RATIO]), lo[i], fr, (c[i] - lo[i]) / span)
+        if buy[i] > 0 and c[i] <= mid and short_ok:
+            rows = h[i] - base - np.arange(k)
+            rows = rows[(rows >= 0) & (rows < R)]
+            fr = float(fp_buy[i, rows].astype(np.float64).sum()) / buy[i]
+            if fr >= p[B_DEF_RATIO]:
+                out[6] = (min(1.0, 0.5 * fr / p[B_DEF_RATIO]), h[i], fr, (h[i] - c[i]) / span)
+    return out

@@ -1,0 +1,430 @@
+"""The six DOM detectors (iceberg, wall, ladder, spoofing, absorption, squeeze) in one kernel.
+
+:func:`dom_scan` (numba, ``nogil``, cached) and its plain NumPy twin :func:`dom_scan_np` read the
+book and the heatmap history of a :class:`~app.analysis.view.MarketView` and write, for each
+pattern and each book side, the strongest detection into ``out`` (float64, shape (12, 4)):
+
+* row ``2 * p + b`` for pattern ``p`` (:data:`DOM_PATTERNS` order) and book side ``b``
+  (0 = bid side, 1 = ask side);
+* columns ``[strength 0..1 (0 = none), row, value1, value2]``, ``row`` is the heatmap row of the
+  price (``price = base + row``), the two values are the pattern's numbers (see
+  :data:`DOM_VALUES`).
+
+The exact rules, units and profile defaults are in ``docs/patterns.md``; the kernel follows them
+line by line. Window lengths are given to the kernel in heatmap columns (the newest column,
+``C - 1``, is the current one).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from app.paths import numba_cache_setup
+
+numba_cache_setup()
+import numba  # noqa: E402
+
+DOM_PATTERNS = ("iceberg", "wall", "ladder", "spoofing", "absorption", "squeeze")
+#: Names of value1/value2 per pattern (for PatternHit.values).
+DOM_VALUES = (
+    ("traded", "max_displayed"),
+    ("size", "median"),
+    ("levels", "first_size"),
+    ("pulled_size", "median"),
+    ("aggressive", "opposite"),
+    ("imbalance", "thin_ratio"),
+)
+#: Trading direction of a detection on the bid (index 0) / ask (index 1) side, per pattern.
+DOM_SIDES = (
+    (1, -1),  # iceberg: hidden buyer on the bid is bullish
+    (1, -1),  # wall: support / resistance
+    (1, -1),  # ladder
+    (-1, 1),  # spoofing: a pulled bid was fake support -> bearish
+    (1, -1),  # absorption: bids absorbing sellers -> bullish
+    (1, -1),  # squeeze: asks thinning with bids heavy -> squeeze up
+)
+
+(Q_DEPTH, Q_ICE_COLS, Q_ICE_RATIO, Q_ICE_MINVOL, Q_WALL_RATIO, Q_WALL_MIN, Q_WALL_NB, Q_LAD_MIN,
+ Q_LAD_STEP, Q_SPOOF_COLS, Q_SPOOF_RATIO, Q_SPOOF_DIST, Q_SPOOF_TRADED, Q_ABS_COLS, Q_ABS_RATIO,
+ Q_ABS_MINVOL, Q_ABS_GIVE, Q_SQ_LEVELS, Q_SQ_COLS, Q_SQ_THIN, Q_SQ_IMB, Q_SQ_SPREAD) = range(22)
+N_DOM_PARAMS = 22
+#: A spoofed level counts as pulled when what is left is at most this fraction of its peak size.
+SPOOF_GONE_FRAC = 0.25
+
+
+def dom_params(section: dict, column_ns: int) -> np.ndarray:
+    """Pack the profile's ``[dom]`` section into the kernel's float64 vector (22,).
+
+    Windows in seconds become a number of heatmap columns, ``ceil(window_s / column_s)``, at least 1.
+    """
+    col_s = max(column_ns, 1) / 1e9
+
+    def cols(s):
+        return float(max(1, math.ceil(s / col_s - 1e-9)))
+
+    s = section
+    return np.array(
+        [
+            s["depth_levels"], cols(s["iceberg_window_s"]), s["iceberg_ratio"], s["iceberg_min_volume"],
+            s["wall_ratio"], s["wall_min_size"], s["wall_neighbours"], s["ladder_min_levels"],
+            s["ladder_step_ratio"], cols(s["spoof_window_s"]), s["spoof_ratio"], s["spoof_distance_ticks"],
+            s["spoof_max_traded_frac"], cols(s["absorption_window_s"]), s["absorption_ratio"],
+            s["absorption_min_volume"], s["absorption_max_give_ticks"], s["squeeze_levels"],
+            cols(s["squeeze_window_s"]), s["squeeze_thin_ratio"], s["squeeze_imbalance"],
+            s["squeeze_max_spread_ticks"],
+        ],
+        dtype=np.float64,
+    )
+
+
+@numba.njit(nogil=True, cache=True)
+def _side_median(book, touch, step, n, R):
+    """Median of the non-empty sizes among the first ``n`` rows of one side from the touch."""
+    buf = np.empty(n)
+    k = 0
+    r = touch
+    for _ in range(n):
+        if r < 0 or r >= R:
+            break
+        if book[r] > 0:
+            buf[k] = book[r]
+            k += 1
+        r += step
+    if k == 0:
+        return 0.0
+    return np.median(buf[:k])
+
+
+@numba.njit(nogil=True, cache=True)
+def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out):
+    """Run the six DOM detectors (numba). See the module docstring for ``out``.
+
+    Parameters
+    ----------
+    bid, ask : float64 (R,)
+        Resting size per row now, contracts.
+    hb, ha, tb, tsell : float32 (C, R)
+        Heatmap history **time-major** (the transpose of the MarketView's ``(R, C)``
+        ``hist_bid``, ``hist_ask``, ``traded_buy``, ``traded_sell``; pass ``view.hist_bid.T``):
+        row ``C - 1`` is the current column. Time-major keeps the inner loop on contiguous memory.
+    best_bid, best_ask : int
+        Ticks (-1 = side empty).
+    base : int
+        Price of row 0, ticks.
+    params : float64 (22,)
+        :func:`dom_params`.
+    out : float64 (12, 4)
+        Overwritten.
+    """
+    out[:, :] = 0.0
+    R = bid.shape[0]
+    C = hb.shape[0]
+    depth = int(params[Q_DEPTH])
+    bb = best_bid - base if best_bid >= 0 else -1
+    ba = best_ask - base if best_ask >= 0 else -1
+    nb = int(params[Q_WALL_NB])
+    acc1 = np.zeros(max(depth, int(params[Q_SPOOF_DIST]) + 1))
+    acc2 = np.zeros(acc1.shape[0])
+    for b in range(2):
+        if b == 0:
+            book = bid
+            hist = hb
+            hit = tsell  # aggressive sells hit the bid
+            opp = tb
+            touch = bb
+            step = -1
+        else:
+            book = ask
+            hist = ha
+            hit = tb
+            opp = tsell
+            touch = ba
+            step = 1
+        if touch < 0 or touch >= R:
+            continue
+        med = _side_median(book, touch, step, nb, R)
+        # rows of this side within depth of the touch: touch + step * k, k < nd
+        nd = 0
+        for k in range(depth):
+            r = touch + step * k
+            if r < 0 or r >= R:
+                break
+            nd += 1
+        # ---- iceberg
+        w = min(C, int(params[Q_ICE_COLS]))
+        for k in range(nd):
+            acc1[k] = 0.0
+        for c in range(C - w, C):  # pass 1: traded volume per row (contiguous, cheap)
+            for k in range(nd):
+                acc1[k] += hit[c, touch + step * k]
+        for k in range(nd):
+            r = touch + step * k
+            vol = acc1[k]
+            if book[r] <= 0 or vol < params[Q_ICE_MINVOL] or vol < params[Q_ICE_RATIO] * book[r]:
+                continue  # cannot pass: the displayed maximum is at least the size now
+            dmax = book[r]  # pass 2, only for the few candidates: the largest displayed size
+            for c in range(C - w, C):
+                if hist[c, r] > dmax:
+                    dmax = hist[c, r]
+            if vol >= params[Q_ICE_RATIO] * dmax:
+                s = min(1.0, 0.5 * (vol / dmax) / params[Q_ICE_RATIO])
+                if s > out[b, 0]:
+                    out[b, 0] = s
+                    out[b, 1] = r
+                    out[b, 2] = vol
+                    out[b, 3] = dmax
+        # ---- wall
+        if med > 0:
+            for k in range(nd):
+                r = touch + step * k
+                sz = book[r]
+                if sz >= params[Q_WALL_MIN] and sz >= params[Q_WALL_RATIO] * med:
+                    s = min(1.0, 0.5 * (sz / med) / params[Q_WALL_RATIO])
+                    if s > out[2 + b, 0]:
+                        out[2 + b, 0] = s
+                        out[2 + b, 1] = r
+                        out[2 + b, 2] = sz
+                        out[2 + b, 3] = med
+        # ---- ladder: longest run of sizes stepping up away from the touch, starting within depth
+        minlev = int(params[Q_LAD_MIN])
+        for k in range(nd):
+            r0 = touch + step * k
+            if book[r0] > 0:
+                n = 1
+                r = r0
+                while True:
+                    r2 = r + step
+                    if r2 < 0 or r2 >= R or book[r2] <= 0 or book[r2] < params[Q_LAD_STEP] * book[r]:
+                        break
+                    n += 1
+                    r = r2
+                if n >= minlev:
+                    s = min(1.0, 0.5 * n / minlev)
+                    if s > out[4 + b, 0]:
+                        out[4 + b, 0] = s
+                        out[4 + b, 1] = r0
+                        out[4 + b, 2] = n
+                        out[4 + b, 3] = book[r0]
+        # ---- spoofing: a large order near the touch vanished without trading
+        if med > 0:
+            w = min(C - 1, int(params[Q_SPOOF_COLS]))
+            ns = 0
+            for k in range(int(params[Q_SPOOF_DIST]) + 1):
+                r = touch + step * k
+                if r < 0 or r >= R:
+                    break
+                ns += 1
+            for k in range(ns):
+                acc1[k] = 0.0  # peak
+                acc2[k] = 0.0  # traded
+            for c in range(C - 1 - w, C):
+                for k in range(ns):
+                    r = touch + step * k
+                    acc2[k] += hit[c, r]
+                    if c < C - 1 and hist[c, r] > acc1[k]:
+                        acc1[k] = hist[c, r]
+            for k in range(ns):
+                r = touch + step * k
+                peak = acc1[k]
+                if (
+                    peak >= params[Q_SPOOF_RATIO] * med
+                    and peak >= params[Q_WALL_MIN]
+                    and book[r] <= SPOOF_GONE_FRAC * peak
+                    and acc2[k] <= params[Q_SPOOF_TRADED] * peak
+                ):
+                    s = min(1.0, 0.5 * (peak / med) / params[Q_SPOOF_RATIO])
+                    if s > out[6 + b, 0]:
+                        out[6 + b, 0] = s
+                        out[6 + b, 1] = r
+                        out[6 + b, 2] = peak
+                        out[6 + b, 3] = med
+        # ---- absorption: heavy one-way aggression into the touch, all within `give` ticks
+        w = min(C, int(params[Q_ABS_COLS]))
+        give = int(params[Q_ABS_GIVE])
+        agg = 0.0
+        other = 0.0
+        lo_r = R
+        hi_r = -1
+        r_from = touch - depth if b == 0 else touch - 1
+        r_to = touch + 1 if b == 0 else touch + depth
+        r_from = max(0, r_from)
+        r_to = min(R - 1, r_to)
+        for c in range(C - w, C):
+            for r in range(r_from, r_to + 1):
+                v = hit[c, r]
+                if v > 0:
+                    agg += v
+                    if r < lo_r:
+                        lo_r = r
+                    if r > hi_r:
+                        hi_r = r
+                other += opp[c, r]
+        if agg > 0 and agg >= params[Q_ABS_MINVOL] and agg >= params[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
+            held = (touch >= lo_r) if b == 0 else (touch <= hi_r)
+            if held:
+                rr = agg / (params[Q_ABS_RATIO] * other) if other > 0 else 2.0
+                mv = agg / params[Q_ABS_MINVOL] if params[Q_ABS_MINVOL] > 0 else 2.0
+                s = min(1.0, 0.25 * min(rr, 2.0) + 0.25 * min(mv, 2.0))
+                out[8 + b, 0] = s
+                out[8 + b, 1] = lo_r if b == 0 else hi_r
+                out[8 + b, 2] = agg
+                out[8 + b, 3] = other
+    # ---- squeeze (needs both sides)
+    if 0 <= bb < R and 0 <= ba < R:
+        k = int(params[Q_SQ_LEVELS])
+        w = min(C - 1, int(params[Q_SQ_COLS]))
+        kb = min(k, bb + 1)
+        ka = min(k, R - ba)
+        bnow = 0.0
+        anow = 0.0
+        for i in range(kb):
+            bnow += bid[bb - i]
+        for i in range(ka):
+            anow += ask[ba + i]
+        bavg = 0.0
+        aavg = 0.0
+        for c in range(C - 1 - w, C - 1):
+            for i in range(kb):
+                bavg += hb[c, bb - i]
+            for i in range(ka):
+                aavg += ha[c, ba + i]
+        if w > 0:
+            bavg /= w
+            aavg /= w
+        tot = bnow + anow
+        spread = ba - bb
+        if tot > 0 and spread <= params[Q_SQ_SPREAD]:
+            imb = (bnow - anow) / tot
+            thr = params[Q_SQ_IMB]
+            for b in range(2):
+                thin = anow if b == 0 else bnow
+                avg = aavg if b == 0 else bavg
+                sim = imb if b == 0 else -imb
+                if avg > 0 and thin <= params[Q_SQ_THIN] * avg and sim >= thr and sim > 0:
+                    tr = thin / avg
+                    q = params[Q_SQ_THIN] / tr if tr > 0 else 4.0
+                    s = min(1.0, 0.25 * (sim / thr if thr > 0 else 2.0) + 0.25 * min(q, 4.0))
+                    out[10 + b, 0] = s
+                    out[10 + b, 1] = ba if b == 0 else bb
+                    out[10 + b, 2] = sim
+                    out[10 + b, 3] = tr
+    return out
+
+
+def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out):
+    """Plain NumPy twin of :func:`dom_scan` (same arguments, time-major history, same ``out``)."""
+    hist_bid, hist_ask, traded_buy, traded_sell = hb.T, ha.T, tb.T, tsell.T
+    out[:] = 0.0
+    R = bid.shape[0]
+    C = hist_bid.shape[1]
+    p = params
+    depth = int(p[Q_DEPTH])
+    bb = best_bid - base if best_bid >= 0 else -1
+    ba = best_ask - base if best_ask >= 0 else -1
+
+    def side_rows(touch, step, n):
+        rows = touch + step * np.arange(n)
+        return rows[(rows >= 0) & (rows < R)]
+
+    for b in range(2):
+        book, hist, hit, opp, touch, step = (
+            (bid, hist_bid, traded_sell, traded_buy, bb, -1) if b == 0 else (ask, hist_ask, traded_buy, traded_sell, ba, 1)
+        )
+        if touch < 0 or touch >= R:
+            continue
+        nbrows = side_rows(touch, step, int(p[Q_WALL_NB]))
+        nz = book[nbrows][book[nbrows] > 0]
+        med = float(np.median(nz)) if nz.size else 0.0
+        rows = side_rows(touch, step, depth)
+        # iceberg
+        w = min(C, int(p[Q_ICE_COLS]))
+        vol = hit[rows, C - w:].astype(np.float64).sum(axis=1)
+        dmax = np.maximum(book[rows], hist[rows, C - w:].max(axis=1) if w > 0 else 0.0)
+        ok = (book[rows] > 0) & (vol >= p[Q_ICE_MINVOL]) & (vol >= p[Q_ICE_RATIO] * dmax)
+        if ok.any():
+            s = np.where(ok, np.minimum(1.0, 0.5 * (vol / np.where(dmax > 0, dmax, 1)) / p[Q_ICE_RATIO]), 0.0)
+            i = int(np.argmax(s))
+            out[b] = (s[i], rows[i], vol[i], dmax[i])
+        # wall
+        if med > 0:
+            sz = book[rows]
+            ok = (sz >= p[Q_WALL_MIN]) & (sz >= p[Q_WALL_RATIO] * med)
+            if ok.any():
+                s = np.where(ok, np.minimum(1.0, 0.5 * (sz / med) / p[Q_WALL_RATIO]), 0.0)
+                i = int(np.argmax(s))
+                out[2 + b] = (s[i], rows[i], sz[i], med)
+        # ladder
+        minlev = int(p[Q_LAD_MIN])
+        full = side_rows(touch, step, R)  # every row of the side, from the touch outwards
+        sz = book[full]
+        good = np.zeros(sz.size, bool)  # good[j]: level j+1 continues a run from level j
+        if sz.size > 1:
+            good[:-1] = (sz[1:] > 0) & (sz[1:] >= p[Q_LAD_STEP] * sz[:-1])
+        best = 0.0
+        for j in range(min(depth, sz.size)):
+            if sz[j] <= 0:
+                continue
+            brk = np.flatnonzero(~good[j:])
+            n = int(brk[0]) + 1 if brk.size else sz.size - j
+            if n >= minlev:
+                s = min(1.0, 0.5 * n / minlev)
+                if s > best:
+                    best = s
+                    out[4 + b] = (s, full[j], n, sz[j])
+        # spoofing
+        if med > 0:
+            w = min(C - 1, int(p[Q_SPOOF_COLS]))
+            srows = side_rows(touch, step, int(p[Q_SPOOF_DIST]) + 1)
+            peak = hist[srows, C - 1 - w: C - 1].max(axis=1) if w > 0 else np.zeros(srows.size)
+            traded = hit[srows, C - 1 - w:].astype(np.float64).sum(axis=1)
+            ok = (
+                (peak >= p[Q_SPOOF_RATIO] * med) & (peak >= p[Q_WALL_MIN])
+                & (book[srows] <= SPOOF_GONE_FRAC * peak) & (traded <= p[Q_SPOOF_TRADED] * peak)
+            )
+            if ok.any():
+                s = np.where(ok, np.minimum(1.0, 0.5 * (peak / med) / p[Q_SPOOF_RATIO]), 0.0)
+                i = int(np.argmax(s))
+                out[6 + b] = (s[i], srows[i], peak[i], med)
+        # absorption
+        w = min(C, int(p[Q_ABS_COLS]))
+        give = int(p[Q_ABS_GIVE])
+        r_from, r_to = (touch - depth, touch + 1) if b == 0 else (touch - 1, touch + depth)
+        r_from, r_to = max(0, r_from), min(R, r_to + 1)
+        blk = hit[r_from:r_to, C - w:].astype(np.float64)
+        agg = float(blk[blk > 0].sum())
+        other = float(opp[r_from:r_to, C - w:].astype(np.float64).sum())
+        if agg > 0:
+            hr = r_from + np.flatnonzero((blk > 0).any(axis=1))
+            lo_r, hi_r = int(hr.min()), int(hr.max())
+            if agg >= p[Q_ABS_MINVOL] and agg >= p[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
+                held = touch >= lo_r if b == 0 else touch <= hi_r
+                if held:
+                    rr = agg / (p[Q_ABS_RATIO] * other) if other > 0 else 2.0
+                    mv = agg / p[Q_ABS_MINVOL] if p[Q_ABS_MINVOL] > 0 else 2.0
+                    s = min(1.0, 0.25 * min(rr, 2.0) + 0.25 * min(mv, 2.0))
+                    out[8 + b] = (s, lo_r if b == 0 else hi_r, agg, other)
+    # squeeze
+    if 0 <= bb < R and 0 <= ba < R:
+        k = int(p[Q_SQ_LEVELS])
+        w = min(C - 1, int(p[Q_SQ_COLS]))
+        brows = side_rows(bb, -1, k)
+        arows = side_rows(ba, 1, k)
+        bnow, anow = float(bid[brows].sum()), float(ask[arows].sum())
+        if w > 0:
+            bavg = float(hist_bid[brows, C - 1 - w: C - 1].astype(np.float64).sum()) / w
+            aavg = float(hist_ask[arows, C - 1 - w: C - 1].astype(np.float64).sum()) / w
+        else:
+            bavg = aavg = 0.0
+        tot = bnow + anow
+        if tot > 0 and ba - bb <= p[Q_SQ_SPREAD]:
+            imb = (bnow - anow) / tot
+            thr = p[Q_SQ_IMB]
+            for b, thin, avg, sim, row in ((0, anow, aavg, imb, ba), (1, bnow, bavg, -imb, bb)):
+                if avg > 0 and thin <= p[Q_SQ_THIN] * avg and sim >= thr and sim > 0:
+                    tr = thin / avg
+                    q = p[Q_SQ_THIN] / tr if tr > 0 else 4.0
+                    s = min(1.0, 0.25 * (sim / thr if thr > 0 else 2.0) + 0.25 * min(q, 4.0))
+                    out[10 + b] = (s, row, sim, tr)
+    return out

@@ -1,0 +1,105 @@
+"""Order flow: delta, cumulative delta, bid/ask book imbalance and large-lot flow.
+
+:func:`flow_scan` (numba) and its twin :func:`flow_scan_np` read the recent trades (EVENT_DTYPE
+columns) and the book. Trades with ``side == SIDE_ASK`` (2) lifted the ask: buyer aggressor.
+
+Outputs, float64 (7,): ``[delta, buy, sell, large_buy, large_sell, imbalance, trades]`` where
+``delta = buy - sell`` over the window (contracts), ``large_*`` sum only trades of at least
+``lot`` contracts, ``imbalance = (B - A) / (B + A)`` with B, A the resting size of the
+``levels`` rows from each touch (-1..1, 0 when the book is empty), ``trades`` the count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.paths import numba_cache_setup
+
+numba_cache_setup()
+import numba  # noqa: E402
+
+SIDE_ASK = 2
+SIDE_BID = 1
+
+
+@numba.njit(nogil=True, cache=True)
+def flow_scan(t_ts, t_size, t_side, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
+    """Order-flow figures (numba). See the module docstring.
+
+    Parameters
+    ----------
+    t_ts : int64 (T,)
+        Trade times, ns, ascending.
+    t_size : float64 (T,)
+        Trade sizes, contracts.
+    t_side : uint8 (T,)
+        Side traded against (2 = buyer aggressor, 1 = seller aggressor).
+    t_from : int
+        Window start, ns (trades with ``ts >= t_from`` count).
+    lot : float
+        Large-lot threshold, contracts (``inf`` = none).
+    bid, ask : float64 (R,)
+    best_bid, best_ask, base : int
+        Ticks.
+    levels : int
+    out : float64 (7,)
+    """
+    buy = 0.0
+    sell = 0.0
+    lb = 0.0
+    ls = 0.0
+    n = 0
+    T = t_ts.shape[0]
+    k = T - 1
+    while k >= 0 and t_ts[k] >= t_from:
+        k -= 1
+    for j in range(k + 1, T):
+        sz = t_size[j]
+        if t_side[j] == SIDE_ASK:
+            buy += sz
+            if sz >= lot:
+                lb += sz
+        elif t_side[j] == SIDE_BID:
+            sell += sz
+            if sz >= lot:
+                ls += sz
+        n += 1
+    R = bid.shape[0]
+    sb = 0.0
+    sa = 0.0
+    if best_bid >= 0:
+        for i in range(levels):
+            r = best_bid - base - i
+            if 0 <= r < R:
+                sb += bid[r]
+    if best_ask >= 0:
+        for i in range(levels):
+            r = best_ask - base + i
+            if 0 <= r < R:
+                sa += ask[r]
+    out[0] = buy - sell
+    out[1] = buy
+    out[2] = sell
+    out[3] = lb
+    out[4] = ls
+    out[5] = (sb - sa) / (sb + sa) if sb + sa > 0 else 0.0
+    out[6] = n
+    return out
+
+
+def flow_scan_np(t_ts, t_size, t_side, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
+    """Plain NumPy twin of :func:`flow_scan`."""
+    k = int(np.searchsorted(t_ts, t_from, side="left"))
+    sz = np.asarray(t_size[k:], np.float64)
+    sd = np.asarray(t_side[k:])
+    isb, iss = sd == SIDE_ASK, sd == SIDE_BID
+    big = sz >= lot
+    buy, sell = float(sz[isb].sum()), float(sz[iss].sum())
+    R = bid.shape[0]
+    rb = best_bid - base - np.arange(levels)
+    ra = best_ask - base + np.arange(levels)
+    sb = float(bid[rb[(rb >= 0) & (rb < R)]].sum()) if best_bid >= 0 else 0.0
+    sa = float(ask[ra[(ra >= 0) & (ra < R)]].sum()) if best_ask >= 0 else 0.0
+    out[:] = (buy - sell, buy, sell, float(sz[isb & big].sum()), float(sz[iss & big].sum()),
+              (sb - sa) / (sb + sa) if sb + sa > 0 else 0.0, sz.size)
+    return out
