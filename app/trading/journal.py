@@ -1,0 +1,388 @@
+"""The trading journal: SQLite in WAL mode, written before every action it records.
+
+Every signal, ticket, gate decision, order, order update, fill, position and kill-switch event
+is one row. Each ``record_*`` call commits its own transaction (``synchronous=FULL``: the WAL
+is fsynced at commit) and returns only after the commit, so the caller sends an order only
+once its row is durable; a crash (even SIGKILL or power loss) loses nothing that was
+acknowledged (SQLite documentation, "Write-Ahead Logging" and "PRAGMA synchronous").
+
+Schema versions live in ``PRAGMA user_version``; :data:`MIGRATIONS` holds one SQL script per
+version and :meth:`Journal.open` applies the missing ones in order inside one transaction.
+
+ClientOrderIDs: each :class:`Journal` opening increments a persisted ``session`` counter and
+every ID is ``<install tag><session>-<sequence>`` (at most 31 bytes), so IDs stay unique across
+restarts and crashes (DTC: "ClientOrderID must be unique for the trading session").
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+from app import paths
+
+from .orders import Fill, OrderEvent, OrderRequest, OrderTicket, PositionSnapshot, now_ns
+
+log = logging.getLogger(__name__)
+
+JOURNAL_FILE = "journal.sqlite3"
+
+_V1 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE signals (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, signal_id INTEGER NOT NULL, ts_ns INTEGER NOT NULL,
+    symbol TEXT NOT NULL, side INTEGER NOT NULL, score REAL NOT NULL, entry INTEGER, stop INTEGER,
+    target INTEGER, size INTEGER, regime TEXT, reasons TEXT NOT NULL, snapshot TEXT NOT NULL);
+CREATE TABLE tickets (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, status TEXT NOT NULL, source TEXT NOT NULL,
+    signal_id INTEGER NOT NULL, symbol TEXT NOT NULL, side INTEGER NOT NULL, qty INTEGER NOT NULL,
+    order_type TEXT NOT NULL, entry INTEGER, stop INTEGER, target INTEGER, ref_price INTEGER,
+    risk_usd REAL, reward_usd REAL, mode TEXT NOT NULL, account TEXT NOT NULL);
+CREATE TABLE ticket_events (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, ticket_id INTEGER NOT NULL, status TEXT NOT NULL);
+CREATE TABLE gate_decisions (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, ticket_id INTEGER NOT NULL, intent TEXT NOT NULL,
+    allowed INTEGER NOT NULL, rule TEXT NOT NULL, message TEXT NOT NULL, context TEXT NOT NULL);
+CREATE TABLE orders (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, client_order_id TEXT NOT NULL UNIQUE,
+    ticket_id INTEGER NOT NULL, role TEXT NOT NULL, parent_id TEXT NOT NULL, oco_id TEXT NOT NULL,
+    symbol TEXT NOT NULL, account TEXT NOT NULL, side INTEGER NOT NULL, order_type TEXT NOT NULL,
+    qty INTEGER NOT NULL, price INTEGER, mode TEXT NOT NULL, broker TEXT NOT NULL);
+CREATE TABLE order_updates (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, client_order_id TEXT NOT NULL,
+    server_order_id TEXT NOT NULL, state TEXT NOT NULL, reason TEXT NOT NULL, filled_qty INTEGER NOT NULL,
+    avg_fill_price REAL NOT NULL, info TEXT NOT NULL);
+CREATE TABLE fills (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, ts_ns INTEGER NOT NULL, client_order_id TEXT NOT NULL,
+    server_order_id TEXT NOT NULL, exec_id TEXT NOT NULL UNIQUE, symbol TEXT NOT NULL, side INTEGER NOT NULL,
+    qty INTEGER NOT NULL, price INTEGER NOT NULL, commission_usd REAL NOT NULL, realized_usd REAL NOT NULL);
+CREATE TABLE positions (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, symbol TEXT NOT NULL, account TEXT NOT NULL,
+    qty INTEGER NOT NULL, avg_price REAL NOT NULL, open_pnl_usd REAL NOT NULL, source TEXT NOT NULL);
+CREATE TABLE kill_switch (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, state TEXT NOT NULL, trigger TEXT NOT NULL,
+    detail TEXT NOT NULL);
+CREATE INDEX order_updates_cid ON order_updates(client_order_id);
+CREATE INDEX fills_wall ON fills(wall_ns);
+"""
+
+_V2 = """
+CREATE TABLE signal_outcomes (
+    signal_id INTEGER NOT NULL, wall_ns INTEGER NOT NULL, move_1m REAL, move_5m REAL, move_15m REAL,
+    mfe REAL, mae REAL, first TEXT, complete INTEGER NOT NULL, patterns TEXT NOT NULL,
+    PRIMARY KEY (signal_id, wall_ns));
+CREATE TABLE events (
+    id INTEGER PRIMARY KEY, wall_ns INTEGER NOT NULL, kind TEXT NOT NULL, detail TEXT NOT NULL);
+CREATE INDEX signals_wall ON signals(wall_ns);
+"""
+
+#: schema version -> SQL that brings version-1 to it. Version numbers are PRAGMA user_version.
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+SCHEMA_VERSION = max(MIGRATIONS)
+
+#: the tables ``mia-elite export`` writes, in order
+TABLES = (
+    "signals",
+    "signal_outcomes",
+    "tickets",
+    "ticket_events",
+    "gate_decisions",
+    "orders",
+    "order_updates",
+    "fills",
+    "positions",
+    "kill_switch",
+    "events",
+)
+
+
+def default_path() -> Path:
+    """``<user data folder>/journal.sqlite3`` (see :func:`app.paths.data_dir`)."""
+    return paths.data_dir() / JOURNAL_FILE
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, default=_json_default, separators=(",", ":"), sort_keys=True)
+
+
+def _json_default(o):
+    try:
+        import numpy as np
+
+        if isinstance(o, np.generic):
+            return o.item()
+        if isinstance(o, np.ndarray):
+            return o.tolist()
+    except ImportError:  # pragma: no cover
+        pass
+    if hasattr(o, "to_dict"):
+        return o.to_dict()
+    return str(o)
+
+
+class Journal:
+    """The append-only trading journal (one SQLite file, WAL mode).
+
+    Parameters
+    ----------
+    path : str or Path, optional
+        Database file; default :func:`default_path`.
+    synchronous : str
+        ``"FULL"`` (default: durable at commit even on power loss) or ``"NORMAL"`` (durable
+        against a process crash only; benchmarks compare both).
+
+    Raises
+    ------
+    RuntimeError
+        If the file has a newer schema than this code knows (``user_version`` > SCHEMA_VERSION).
+    """
+
+    def __init__(self, path: str | Path | None = None, synchronous: str = "FULL"):
+        self.path = Path(path) if path is not None else default_path()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
+            raise ValueError(f"synchronous must be FULL, NORMAL or EXTRA, got {synchronous!r}")
+        self._db.execute(f"PRAGMA synchronous={synchronous.upper()}")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+        self.session = self._next_session()
+        self.install_tag = self._meta("install_tag")
+        self._seq = 0
+
+    # ------------------------------------------------------------------ schema
+    def _migrate(self) -> None:
+        with self._lock:
+            version = self._db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"journal {self.path} has schema version {version}, this program knows up to {SCHEMA_VERSION}"
+                )
+            if version == SCHEMA_VERSION:
+                return
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for v in range(version + 1, SCHEMA_VERSION + 1):
+                    for stmt in MIGRATIONS[v].split(";"):
+                        if stmt.strip():
+                            self._db.execute(stmt)
+                    self._db.execute(f"PRAGMA user_version={v}")
+                    log.info("journal %s migrated to schema version %d", self.path, v)
+                if version == 0:
+                    self._db.execute(
+                        "INSERT INTO meta(key, value) VALUES ('install_tag', ?)", (secrets.token_hex(2).upper(),)
+                    )
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+
+    @property
+    def schema_version(self) -> int:
+        """The file's ``PRAGMA user_version``."""
+        return self._db.execute("PRAGMA user_version").fetchone()[0]
+
+    def _meta(self, key: str) -> str | None:
+        row = self._db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return row[0] if row else None
+
+    def _next_session(self) -> int:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            row = self._db.execute("SELECT value FROM meta WHERE key='session'").fetchone()
+            n = int(row[0]) + 1 if row else 1
+            self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('session', ?)", (str(n),))
+            self._db.execute("COMMIT")
+            return n
+
+    def next_client_order_id(self) -> str:
+        """A ClientOrderID unique across restarts: ``M<tag><session>-<seq>`` (<= 31 bytes)."""
+        with self._lock:
+            self._seq += 1
+            return f"M{self.install_tag}{self.session}-{self._seq}"
+
+    # ------------------------------------------------------------------ writing
+    def _insert(self, sql: str, params: tuple) -> int:
+        with self._lock:
+            cur = self._db.execute(sql, params)  # autocommit: one durable transaction per record
+            return int(cur.lastrowid)
+
+    def _insert_many(self, items: Iterable[tuple[str, tuple]]) -> list[int]:
+        with self._lock:
+            self._db.execute("BEGIN")
+            try:
+                ids = [int(self._db.execute(sql, p).lastrowid) for sql, p in items]
+                self._db.execute("COMMIT")
+            except Exception:
+                self._db.execute("ROLLBACK")
+                raise
+            return ids
+
+    def record_signal(self, signal, snapshot: dict | None = None) -> int:
+        """Journal an elite signal with its reasons and a snapshot of the analyzer values.
+
+        Parameters
+        ----------
+        signal : app.analysis.frame.Signal
+        snapshot : dict, optional
+            Analyzer values at the time (JSON-serialisable; numpy scalars/arrays allowed).
+        """
+        reasons = [
+            {"name": r.name, "family": r.family, "strength": r.strength, "detail": r.detail,
+             "values": list(r.values), "price": r.price, "side": r.side}
+            for r in signal.reasons
+        ]
+        snap = dict(snapshot or {})
+        snap.setdefault("components", list(signal.components))
+        return self._insert(
+            "INSERT INTO signals(wall_ns, signal_id, ts_ns, symbol, side, score, entry, stop, target, size, regime,"
+            " reasons, snapshot) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (now_ns(), int(signal.id), int(signal.ts), signal.symbol, int(signal.side), float(signal.score),
+             int(signal.entry), int(signal.stop), int(signal.target), int(signal.size), signal.regime,
+             _dumps(reasons), _dumps(snap)),
+        )
+
+    def record_signal_outcome(self, outcome, patterns: Iterable[str] = ()) -> None:
+        """Journal a :class:`~app.analysis.frame.SignalOutcome` (latest row per signal wins in reports)."""
+        self._insert(
+            "INSERT OR REPLACE INTO signal_outcomes(signal_id, wall_ns, move_1m, move_5m, move_15m, mfe, mae, first,"
+            " complete, patterns) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (int(outcome.signal_id), now_ns(), outcome.move_1m, outcome.move_5m, outcome.move_15m,
+             float(outcome.mfe), float(outcome.mae), outcome.first, int(bool(outcome.complete)),
+             _dumps(list(patterns))),
+        )
+
+    def record_ticket(self, ticket: OrderTicket, status: str, mode: str) -> int:
+        """Journal a ticket when it is shown; returns its id (use :meth:`record_ticket_status` later)."""
+        return self._insert(
+            "INSERT INTO tickets(wall_ns, status, source, signal_id, symbol, side, qty, order_type, entry, stop, target,"
+            " ref_price, risk_usd, reward_usd, mode, account) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (now_ns(), status, ticket.source, int(ticket.signal_id), ticket.symbol, int(ticket.side), int(ticket.qty),
+             ticket.order_type, ticket.entry, ticket.stop, ticket.target, int(ticket.ref_price), ticket.risk_usd,
+             ticket.reward_usd, mode, ticket.account),
+        )
+
+    def record_ticket_status(self, ticket_id: int, status: str) -> None:
+        """Journal ``confirmed`` / ``cancelled`` / ``refused`` for a ticket (the row keeps its latest status)."""
+        self._insert_many(
+            [
+                ("UPDATE tickets SET status=? WHERE id=?", (status, int(ticket_id))),
+                ("INSERT INTO ticket_events(wall_ns, ticket_id, status) VALUES (?,?,?)",
+                 (now_ns(), int(ticket_id), status)),
+            ]
+        )
+
+    def record_decision(self, ticket_id: int, decision) -> int:
+        """Journal a :class:`~app.trading.risk.GateDecision` (allowed or refused, rule, message, values)."""
+        return self._insert(
+            "INSERT INTO gate_decisions(wall_ns, ticket_id, intent, allowed, rule, message, context)"
+            " VALUES (?,?,?,?,?,?,?)",
+            (now_ns(), int(ticket_id), decision.intent, int(decision.allowed), decision.rule, decision.message,
+             _dumps(decision.context)),
+        )
+
+    def record_orders(self, orders: Iterable[OrderRequest], mode: str, broker: str) -> list[int]:
+        """Journal orders about to be sent, in one transaction (a bracket is all or nothing)."""
+        t = now_ns()
+        return self._insert_many(
+            ("INSERT INTO orders(wall_ns, client_order_id, ticket_id, role, parent_id, oco_id, symbol, account, side,"
+             " order_type, qty, price, mode, broker) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             (t, o.client_order_id, int(o.ticket_id), o.role, o.parent_id, o.oco_id, o.symbol, o.account, int(o.side),
+              o.order_type, int(o.qty), o.price, mode, broker))
+            for o in orders
+        )
+
+    def record_order_event(self, ev: OrderEvent) -> int:
+        """Journal one order update as the broker reported it."""
+        return self._insert(
+            "INSERT INTO order_updates(wall_ns, client_order_id, server_order_id, state, reason, filled_qty,"
+            " avg_fill_price, info) VALUES (?,?,?,?,?,?,?,?)",
+            (now_ns(), ev.client_order_id, ev.server_order_id, ev.state.value, ev.reason, int(ev.filled_qty),
+             float(ev.avg_fill_price), ev.info),
+        )
+
+    def record_fill(self, fill: Fill, realized_usd: float) -> bool:
+        """Journal a fill and the realised P&L it produced; False if this ``exec_id`` is already there."""
+        try:
+            self._insert(
+                "INSERT INTO fills(wall_ns, ts_ns, client_order_id, server_order_id, exec_id, symbol, side, qty, price,"
+                " commission_usd, realized_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                (now_ns(), int(fill.ts_ns), fill.client_order_id, fill.server_order_id, fill.exec_id, fill.symbol,
+                 int(fill.side), int(fill.qty), int(fill.price), float(fill.commission_usd), float(realized_usd)),
+            )
+            return True
+        except sqlite3.IntegrityError:
+            return False
+
+    def has_fill(self, exec_id: str) -> bool:
+        """True when a fill with this execution id is journaled."""
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM fills WHERE exec_id=?", (exec_id,)).fetchone() is not None
+
+    def record_position(self, pos: PositionSnapshot, source: str) -> int:
+        """Journal a position report (``source``: ``broker`` or ``reconcile``)."""
+        return self._insert(
+            "INSERT INTO positions(wall_ns, symbol, account, qty, avg_price, open_pnl_usd, source) VALUES (?,?,?,?,?,?,?)",
+            (now_ns(), pos.symbol, pos.account, int(pos.qty), float(pos.avg_price), float(pos.open_pnl_usd), source),
+        )
+
+    def record_kill_switch(self, state: str, trigger: str, detail: dict | None = None) -> int:
+        """Journal a kill-switch transition (``engaged``, ``verified_flat``, ``failed``, ``unlocked``...)."""
+        return self._insert(
+            "INSERT INTO kill_switch(wall_ns, state, trigger, detail) VALUES (?,?,?,?)",
+            (now_ns(), state, trigger, _dumps(detail or {})),
+        )
+
+    def record_event(self, kind: str, detail: dict | None = None) -> int:
+        """Journal a session event (connect, disconnect, reconcile, mode change, ...)."""
+        return self._insert(
+            "INSERT INTO events(wall_ns, kind, detail) VALUES (?,?,?)", (now_ns(), kind, _dumps(detail or {}))
+        )
+
+    # ------------------------------------------------------------------ reading
+    def query(self, sql: str, params: tuple = ()) -> list[sqlite3.Row]:
+        """Run a read-only query; rows as :class:`sqlite3.Row` (index or column name)."""
+        with self._lock:
+            cur = self._db.cursor()
+            cur.row_factory = sqlite3.Row
+            return cur.execute(sql, params).fetchall()
+
+    def orders_by_client_id(self) -> dict[str, sqlite3.Row]:
+        """Every journaled order, by ClientOrderID."""
+        return {r["client_order_id"]: r for r in self.query("SELECT * FROM orders")}
+
+    def last_order_states(self) -> dict[str, str]:
+        """ClientOrderID -> the latest journaled state (``sent`` when no update was journaled)."""
+        out = {r["client_order_id"]: "sent" for r in self.query("SELECT client_order_id FROM orders")}
+        for r in self.query(
+            "SELECT client_order_id, state FROM order_updates WHERE id IN"
+            " (SELECT MAX(id) FROM order_updates GROUP BY client_order_id)"
+        ):
+            out[r["client_order_id"]] = r["state"]
+        return out
+
+    def fills_since(self, wall_ns: int) -> list[sqlite3.Row]:
+        """Fills journaled at or after ``wall_ns``, oldest first."""
+        return self.query("SELECT * FROM fills WHERE wall_ns >= ? ORDER BY id", (int(wall_ns),))
+
+    def close(self) -> None:
+        """Checkpoint and close the database."""
+        with self._lock:
+            try:
+                self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            except sqlite3.Error:  # pragma: no cover - best effort
+                pass
+            self._db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()

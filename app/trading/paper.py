@@ -1,0 +1,167 @@
+"""The paper broker: local fills against the live or replayed market, with the ONE fill model.
+
+It wraps :class:`app.trading.fills.FillEngine` (the same engine the built-in DTC server fills
+with), feeds it the market batches the app receives (:meth:`PaperBroker.on_market`), and turns
+its events into the broker contract's :class:`~app.trading.orders.OrderEvent` and
+:class:`~app.trading.orders.PositionSnapshot`. Commission and slippage come from
+:class:`~app.trading.config.TradingSettings` (``commission_per_contract_usd``, ``slippage_ticks``).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from app.feeds.events import Instrument
+
+from . import fills as fe
+from .broker import Broker
+from .orders import LIMIT, MARKET, STOP, Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot
+
+log = logging.getLogger(__name__)
+
+#: DTC OrderStatusEnum number -> local state (the fill engine uses DTC's numbers)
+STATUS_TO_STATE = {
+    1: OrderState.SENT,
+    2: OrderState.PENDING_OPEN,
+    3: OrderState.PENDING_CHILD,
+    4: OrderState.OPEN,
+    5: OrderState.PENDING_CANCEL,  # pending cancel-replace: still working
+    6: OrderState.PENDING_CANCEL,
+    7: OrderState.FILLED,
+    8: OrderState.CANCELED,
+    9: OrderState.REJECTED,
+    10: OrderState.PARTIALLY_FILLED,
+}
+
+_TYPE_TO_ENGINE = {MARKET: fe.OrderType.MARKET, LIMIT: fe.OrderType.LIMIT, STOP: fe.OrderType.STOP}
+_ENGINE_TO_TYPE = {1: MARKET, 2: LIMIT, 3: STOP, 4: STOP}
+
+
+def _side_engine(side: int) -> fe.Side:
+    return fe.Side.BUY if side > 0 else fe.Side.SELL
+
+
+def _spec(o: OrderRequest) -> fe.OrderSpec:
+    return fe.OrderSpec(o.symbol, _side_engine(o.side), float(o.qty), _TYPE_TO_ENGINE[o.order_type],
+                        None if o.order_type == MARKET else int(o.price), None, o.client_order_id)
+
+
+class PaperBroker(Broker):
+    """Paper trading on :class:`~app.trading.fills.FillEngine`.
+
+    Parameters
+    ----------
+    instruments : iterable of Instrument
+        Symbols to trade (tick value for P&L).
+    commission_per_contract_usd : float
+        USD per contract per fill.
+    slippage_ticks : int
+        Adverse ticks on market and stop fills.
+    account : str
+        Shown as the account (default ``paper``).
+    starting_balance_usd : float
+
+    Notes
+    -----
+    Engine events are delivered synchronously: by the time :meth:`submit_bracket` returns,
+    acceptance (and any immediate fill) has been reported to the listeners.
+    """
+
+    name = "paper"
+
+    def __init__(self, instruments=(), commission_per_contract_usd: float = 0.0, slippage_ticks: int = 0,
+                 account: str = "paper", starting_balance_usd: float = 100_000.0):
+        super().__init__(account)
+        self.engine = fe.FillEngine(instruments, account=account, starting_balance=starting_balance_usd,
+                                    commission_per_contract=commission_per_contract_usd,
+                                    slippage_ticks=slippage_ticks, id_prefix="PB")
+        self.engine.add_listener(self._on_engine)
+        self._started = False
+
+    def add_instrument(self, inst: Instrument) -> None:
+        self.engine.add_instrument(inst)
+
+    # ----------------------------------------------------------------- market
+    def on_market(self, symbol: str, events: np.ndarray) -> None:
+        """Feed a batch of :data:`~app.feeds.events.EVENT_DTYPE` events (fills resting orders)."""
+        self.engine.on_market(symbol, events)
+
+    # ----------------------------------------------------------------- engine events
+    def _on_engine(self, ev) -> None:
+        if isinstance(ev, fe.OrderEvent):
+            o = ev.order
+            if ev.kind in (fe.EV_CANCEL_REJECTED, fe.EV_REPLACE_REJECTED):
+                # the order itself did not change; report the refusal with its current state
+                state = STATUS_TO_STATE.get(int(o.status), OrderState.REJECTED)
+            else:
+                state = STATUS_TO_STATE.get(int(o.status), OrderState.OPEN)
+            fill = ev.kind in (fe.EV_FILLED, fe.EV_PARTIALLY_FILLED)
+            self._apply_order_event(OrderEvent(
+                client_order_id=o.client_order_id, server_order_id=o.server_order_id, state=state,
+                symbol=o.symbol, side=1 if o.side == fe.Side.BUY else -1,
+                order_type=_ENGINE_TO_TYPE.get(int(o.order_type), LIMIT), qty=int(round(o.qty)), price=o.price,
+                filled_qty=int(round(o.filled_qty)), avg_fill_price=float(o.avg_fill_price or 0.0),
+                fill_qty=int(round(ev.fill_qty)) if fill else 0, fill_price=int(ev.fill_price) if fill else 0,
+                exec_id=o.last_fill_id if fill else "", reason=ev.kind, info=ev.text or o.info,
+                parent_server_id=o.parent_id or "", ts_ns=int(ev.ts)))
+        elif isinstance(ev, fe.PositionEvent):
+            self._apply_position(PositionSnapshot(ev.symbol, ev.account, int(round(ev.qty)),
+                                                  float(ev.avg_price or 0.0), float(ev.open_pnl)))
+        elif isinstance(ev, fe.BalanceEvent):
+            self.balance = {"cash_balance": ev.cash_balance, "realized_pnl": ev.realized_pnl,
+                            "open_pnl": ev.open_pnl, "commissions": ev.commissions, "currency": "USD"}
+            self._emit("on_balance", self.balance)
+
+    # ----------------------------------------------------------------- contract
+    @property
+    def connected(self) -> bool:
+        return self._started
+
+    async def start(self) -> None:
+        self._started = True
+        self._emit("on_connection", True)
+
+    async def stop(self) -> None:
+        self._started = False
+        self._emit("on_connection", False)
+
+    async def submit_bracket(self, bracket: Bracket) -> None:
+        for o in bracket.orders:
+            self._track(o)
+        if bracket.stop is None and bracket.target is None:
+            self._note_wire("submit", bracket.entry.client_order_id)
+            self.engine.submit(_spec(bracket.entry))
+            return
+        if bracket.stop is None or bracket.target is None:
+            # DTC brackets are an OCO pair: both children or none (OrderTicket.validate says so)
+            raise ValueError("a bracket needs both stop and target (or neither)")
+        self._note_wire("submit_bracket", bracket.entry.client_order_id)
+        self.engine.submit_oco(_spec(bracket.target), _spec(bracket.stop), parent=_spec(bracket.entry))
+
+    async def submit_order(self, order: OrderRequest) -> None:
+        self._track(order)
+        self._note_wire("submit", order.client_order_id)
+        self.engine.submit(_spec(order))
+
+    async def cancel(self, client_order_id: str) -> None:
+        sid = self.server_id(client_order_id)
+        self._note_wire("cancel", client_order_id)
+        self.engine.cancel(sid)
+
+    async def query_open_orders(self, timeout: float = 2.0) -> list[OrderEvent]:
+        out = []
+        for o in self.engine.open_orders():
+            out.append(OrderEvent(
+                client_order_id=o.client_order_id, server_order_id=o.server_order_id,
+                state=STATUS_TO_STATE.get(int(o.status), OrderState.OPEN), symbol=o.symbol,
+                side=1 if o.side == fe.Side.BUY else -1, order_type=_ENGINE_TO_TYPE.get(int(o.order_type), LIMIT),
+                qty=int(round(o.qty)), price=o.price, filled_qty=int(round(o.filled_qty)),
+                reason="open_orders_request_response"))
+        return out
+
+    async def query_positions(self, timeout: float = 2.0) -> list[PositionSnapshot]:
+        return [PositionSnapshot(p.symbol, p.account, int(round(p.qty)), float(p.avg_price or 0.0),
+                                 self.engine.open_pnl(p.symbol))
+                for p in self.engine.positions.values() if abs(p.qty) > 1e-9]

@@ -1,0 +1,543 @@
+"""The trading session: ``ticket -> RiskGate -> Broker``, the journal, P&L, the kill switch.
+
+:class:`TradingSession` is the one object the UI (and tests, and the headless crash child)
+drives. Every path to a broker goes through :meth:`TradingSession.confirm` (opening tickets) or
+:meth:`TradingSession.flatten_position` (reducing orders: flatten, kill switch); both ask the
+:class:`~app.trading.risk.RiskGate` (decision journaled) and journal the orders (committed)
+before the broker writes anything.
+
+Listening to the broker, the session journals every order update, fill (with the realised P&L
+it produced), position and balance report, keeps today's P&L / trade count / consecutive
+losses, and fires the kill switch's automatic triggers (:meth:`TradingSession.check_triggers`).
+At start it rebuilds today's figures and the kill-switch lock from the journal, then reconciles
+with the venue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as _dt
+import logging
+from dataclasses import dataclass, field
+
+from app.feeds.events import KIND_TRADE, Instrument
+
+from .broker import Broker
+from .config import LIVE_CONFIRM_PHRASE, MODE_LIVE, TradingSettings
+from .journal import Journal
+from .killswitch import KillState, KillSwitch
+from .orders import (
+    INTENT_OPEN,
+    INTENT_REDUCE,
+    LIMIT,
+    MARKET,
+    ROLE_ENTRY,
+    ROLE_FLATTEN,
+    ROLE_STOP,
+    ROLE_TARGET,
+    STOP,
+    Bracket,
+    Fill,
+    OrderEvent,
+    OrderRequest,
+    OrderState,
+    OrderTicket,
+    PositionSnapshot,
+    now_ns,
+)
+from .pnl import PnLTracker
+from .risk import GateDecision, OrderContext, RiskGate
+
+try:
+    from zoneinfo import ZoneInfo
+except ImportError:  # pragma: no cover
+    ZoneInfo = None  # type: ignore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class RiskSnapshot:
+    """What the risk panel shows (all values as the session knows them now).
+
+    Money in USD, prices in ticks (``avg_price`` float ticks), quantities in contracts.
+    """
+
+    mode: str
+    account: str
+    connected: bool
+    symbol: str
+    position_qty: int
+    avg_price: float
+    open_pnl_usd: float
+    realized_pnl_usd: float  # net of commissions
+    daily_loss_used_usd: float  # max(0, -(realized + open))
+    daily_loss_limit_usd: float
+    trades_today: int
+    max_trades_per_day: int
+    consecutive_losses: int
+    max_consecutive_losses: int
+    working_orders: int
+    gate_state: str  # "open" or "locked: <reason>"
+    kill_state: str
+    kill_detail: str
+    live_confirmed: bool
+    tick_size: float
+
+
+@dataclass
+class MarketState:
+    """Last market data per symbol (ticks; wall time of arrival in ns)."""
+
+    last_data_ns: int = 0
+    last_trade: int | None = None
+    best_bid: int | None = None
+    best_ask: int | None = None
+
+
+class TradingSession:
+    """One trading session.
+
+    Parameters
+    ----------
+    broker : Broker
+        :class:`~app.trading.paper.PaperBroker` or :class:`~app.trading.dtc_broker.DtcBroker`.
+    journal : Journal
+    settings : TradingSettings
+    instrument : Instrument
+        The traded symbol (tick size and value for risk in USD).
+    mode : str, optional
+        Default ``settings.mode``.
+    """
+
+    def __init__(self, broker: Broker, journal: Journal, settings: TradingSettings, instrument: Instrument,
+                 mode: str | None = None):
+        self.broker = broker
+        self.journal = journal
+        self.settings = settings
+        self.instrument = instrument
+        self.mode = mode or settings.mode
+        self.live_confirmed = False
+        self.gate = RiskGate(settings, journal)
+        self.pnl = PnLTracker({instrument.symbol: instrument.tick_value}, default_tick_value=instrument.tick_value)
+        self.kill = KillSwitch(self)
+        self.market: dict[str, MarketState] = {}
+        self.trades_today = 0
+        self.day = self._trading_day(now_ns())
+        self._disconnected_since: int = 0
+        self._stale_since: int = 0
+        self._reconcile_task: asyncio.Task | None = None
+        self.problems: list[str] = []  # messages for the trader (UI shows them)
+        self.listeners: list = []  # fn() called after any change
+        self.reconcile_count = 0
+        self._started = False
+        broker.add_listener(self)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        """Restore today's figures and the kill-switch lock from the journal, start the broker, reconcile."""
+        self.restore_from_journal()
+        self.journal.record_event("session_start", {"mode": self.mode, "broker": self.broker.name,
+                                                    "account": self.broker.account, "session": self.journal.session})
+        self._started = True
+        await self.broker.start()
+        if self.broker.connected and self.broker.name != "paper":
+            await self.reconcile()
+
+    async def stop(self) -> None:
+        """Stop the broker (orders stay at the venue) and journal the end of the session."""
+        self._started = False
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            self._reconcile_task.cancel()
+        try:
+            await self.broker.stop()
+        finally:
+            self.journal.record_event("session_stop", {})
+
+    def _trading_day(self, t_ns: int) -> str:
+        tz = _dt.timezone.utc
+        if ZoneInfo is not None:
+            try:
+                tz = ZoneInfo(self.settings.trading_timezone)
+            except Exception:  # validated by the TradingHours rule already
+                pass
+        return _dt.datetime.fromtimestamp(t_ns / 1e9, tz).date().isoformat()
+
+    def _day_start_ns(self) -> int:
+        tz = _dt.timezone.utc
+        if ZoneInfo is not None:
+            try:
+                tz = ZoneInfo(self.settings.trading_timezone)
+            except Exception:
+                pass
+        d = _dt.date.fromisoformat(self.day)
+        return int(_dt.datetime(d.year, d.month, d.day, tzinfo=tz).timestamp() * 1e9)
+
+    def restore_from_journal(self) -> None:
+        """Rebuild today's P&L, trade count, consecutive losses and kill-switch lock from the journal."""
+        start = self._day_start_ns()
+        self.pnl = PnLTracker({self.instrument.symbol: self.instrument.tick_value},
+                              default_tick_value=self.instrument.tick_value)
+        for r in self.journal.fills_since(start):
+            self.pnl.apply_fill(Fill(r["client_order_id"], r["server_order_id"], r["exec_id"], r["symbol"],
+                                     int(r["side"]), int(r["qty"]), int(r["price"]), int(r["ts_ns"]),
+                                     float(r["commission_usd"])))
+        self.trades_today = int(self.journal.query(
+            "SELECT COUNT(*) FROM orders WHERE wall_ns >= ? AND role = ?", (start, ROLE_ENTRY))[0][0])
+        rows = self.journal.query("SELECT state, trigger FROM kill_switch ORDER BY id DESC LIMIT 1")
+        if rows and rows[0]["state"] != "unlocked":
+            self.kill.restore(rows[0]["state"], rows[0]["trigger"])
+
+    def _changed(self) -> None:
+        for fn in list(self.listeners):
+            try:
+                fn()
+            except Exception:
+                log.exception("session listener failed")
+
+    def problem(self, text: str) -> None:
+        """Record a message for the trader (the UI shows the newest)."""
+        log.warning("%s", text)
+        self.problems.append(text)
+        del self.problems[:-50]
+        self._changed()
+
+    # ------------------------------------------------------------------ market data
+    def on_market(self, symbol: str, events) -> None:
+        """Feed a batch of :data:`~app.feeds.events.EVENT_DTYPE` events (paper fills, staleness, open P&L)."""
+        if len(events) == 0:
+            return
+        m = self.market.setdefault(symbol, MarketState())
+        m.last_data_ns = now_ns()
+        trades = events[events["kind"] == KIND_TRADE]
+        if len(trades):
+            m.last_trade = int(trades["price"][-1])
+        feed = getattr(self.broker, "on_market", None)
+        if feed is not None:
+            feed(symbol, events)
+        book = getattr(getattr(self.broker, "engine", None), "books", {}).get(symbol)
+        if book is not None:
+            m.best_bid, m.best_ask = book.best_bid(), book.best_ask()
+
+    def note_quote(self, symbol: str, best_bid: int | None, best_ask: int | None, last: int | None = None) -> None:
+        """Record the latest quote (ticks) when the app sees the market without event batches."""
+        m = self.market.setdefault(symbol, MarketState())
+        m.last_data_ns = now_ns()
+        if best_bid is not None and best_bid >= 0:
+            m.best_bid = int(best_bid)
+        if best_ask is not None and best_ask >= 0:
+            m.best_ask = int(best_ask)
+        if last is not None:
+            m.last_trade = int(last)
+
+    def ref_price(self, symbol: str, side: int) -> int:
+        """Price a market order would pay (ticks): best opposite quote, else last trade, else 0."""
+        m = self.market.get(symbol)
+        if m is None:
+            return 0
+        q = m.best_ask if side > 0 else m.best_bid
+        if q is not None:
+            return int(q)
+        return int(m.last_trade or 0)
+
+    # ------------------------------------------------------------------ tickets
+    def ticket_from_signal(self, signal) -> OrderTicket:
+        """A limit-entry bracket ticket from an :class:`~app.analysis.frame.Signal` (journaled as shown)."""
+        t = OrderTicket(symbol=signal.symbol or self.instrument.symbol, side=int(signal.side),
+                        qty=max(1, int(signal.size)), order_type=LIMIT, entry=int(signal.entry),
+                        stop=int(signal.stop), target=int(signal.target),
+                        ref_price=self.ref_price(signal.symbol or self.instrument.symbol, int(signal.side)),
+                        source="signal", signal_id=int(signal.id), tick_size=self.instrument.tick_size,
+                        tick_value=self.instrument.tick_value, account=self.broker.account)
+        return self._show(t)
+
+    def ticket_from_price(self, price: int, side: int, qty: int | None = None) -> OrderTicket:
+        """A limit-entry ticket at a ladder price (ticks), bracket offsets from the settings."""
+        s = self.settings
+        price = int(price)
+        t = OrderTicket(symbol=self.instrument.symbol, side=int(side), qty=int(qty or s.default_qty),
+                        order_type=LIMIT, entry=price, stop=price - side * s.bracket_stop_ticks,
+                        target=price + side * s.bracket_target_ticks,
+                        ref_price=self.ref_price(self.instrument.symbol, side), source="ladder",
+                        tick_size=self.instrument.tick_size, tick_value=self.instrument.tick_value,
+                        account=self.broker.account)
+        return self._show(t)
+
+    def _show(self, t: OrderTicket) -> OrderTicket:
+        t.validate()
+        tid = self.journal.record_ticket(t, "shown", self.mode)
+        return t.with_(ticket_id=tid)
+
+    def record_signal(self, signal, snapshot: dict | None = None) -> int:
+        """Journal a signal with its reasons and an analyzer snapshot."""
+        return self.journal.record_signal(signal, snapshot)
+
+    def context_for(self, ticket: OrderTicket, intent: str = INTENT_OPEN) -> OrderContext:
+        """The :class:`OrderContext` of ``ticket`` now."""
+        sym = ticket.symbol
+        pending = sum(o.request.side * (o.request.qty - o.filled_qty) for o in self.broker.working_orders()
+                      if o.request.symbol == sym and o.request.role == ROLE_ENTRY)
+        m = self.market.get(sym)
+        return OrderContext(
+            symbol=sym, side=ticket.side, qty=int(ticket.qty), intent=intent, risk_usd=ticket.risk_usd,
+            position_qty=self.position_qty(sym), pending_qty=int(pending),
+            realized_pnl_usd=self.pnl.net_realized_usd, open_pnl_usd=self.open_pnl_usd(sym),
+            trades_today=self.trades_today, consecutive_losses=self.pnl.consecutive_losses, now_ns=now_ns(),
+            last_data_ns=m.last_data_ns if m else 0, mode=self.mode, live_confirmed=self.live_confirmed,
+            kill_locked=self.gate.locked)
+
+    def preview(self, ticket: OrderTicket) -> GateDecision:
+        """The gate's verdict for ``ticket`` now (not journaled; shown on the ticket)."""
+        return self.gate.evaluate(self.context_for(ticket))
+
+    def cancel_ticket(self, ticket: OrderTicket) -> None:
+        """The trader closed the ticket without sending (journaled)."""
+        if ticket.ticket_id:
+            self.journal.record_ticket_status(ticket.ticket_id, "cancelled")
+
+    def build_bracket(self, ticket: OrderTicket) -> Bracket:
+        """Orders of a ticket with fresh ClientOrderIDs (not journaled, not sent)."""
+        acct = self.broker.account
+        nid = self.journal.next_client_order_id
+        entry = OrderRequest(nid(), ticket.symbol, acct, ticket.side, ticket.order_type, int(ticket.qty),
+                             None if ticket.order_type == MARKET else int(ticket.entry), ROLE_ENTRY,
+                             ticket_id=ticket.ticket_id)
+        if ticket.stop is None:
+            return Bracket(entry)
+        sid, tid = nid(), nid()
+        stop = OrderRequest(sid, ticket.symbol, acct, -ticket.side, STOP, int(ticket.qty), int(ticket.stop),
+                            ROLE_STOP, parent_id=entry.client_order_id, oco_id=tid, ticket_id=ticket.ticket_id)
+        target = OrderRequest(tid, ticket.symbol, acct, -ticket.side, LIMIT, int(ticket.qty), int(ticket.target),
+                              ROLE_TARGET, parent_id=entry.client_order_id, oco_id=sid, ticket_id=ticket.ticket_id)
+        return Bracket(entry, stop, target)
+
+    async def confirm(self, ticket: OrderTicket) -> GateDecision:
+        """The trader confirmed ``ticket``: gate (journaled), orders journaled, then sent.
+
+        Returns the gate's decision; when refused nothing is sent (ticket journaled ``refused``).
+
+        Raises
+        ------
+        ValueError
+            If the ticket is inconsistent (names the field).
+        app.trading.broker.BrokerError
+            If the broker cannot write the orders (they stay journaled as sent; reconciliation
+            marks them).
+        """
+        ticket.validate()
+        if not ticket.ticket_id:
+            ticket = self._show(ticket)
+        self.journal.record_ticket_status(ticket.ticket_id, "confirmed")
+        decision = self.gate.check(self.context_for(ticket), ticket.ticket_id)
+        if not decision.allowed:
+            self.journal.record_ticket_status(ticket.ticket_id, "refused")
+            self._changed()
+            return decision
+        bracket = self.build_bracket(ticket)
+        self.journal.record_orders(bracket.orders, self.mode, self.broker.name)
+        self.trades_today += 1
+        try:
+            await self.broker.submit_bracket(bracket)
+        finally:
+            self._changed()
+        return decision
+
+    async def cancel_order(self, client_order_id: str) -> None:
+        """Cancel one working order (journaled as an event first)."""
+        self.journal.record_event("cancel_request", {"client_order_id": client_order_id})
+        await self.broker.cancel(client_order_id)
+
+    async def cancel_by_server_id(self, server_order_id: str, client_order_id: str = "") -> None:
+        """Cancel an order known only from the venue's report (after a restart)."""
+        self.journal.record_event("cancel_request", {"client_order_id": client_order_id,
+                                                     "server_order_id": server_order_id})
+        fn = getattr(self.broker, "cancel_server_order", None)
+        if fn is not None:
+            await fn(server_order_id)
+        else:
+            await self.broker.cancel(client_order_id)
+
+    async def flatten_position(self, symbol: str, qty: int | None = None, reason: str = "flatten") -> bool:
+        """Send a reducing market order for ``qty`` (default: the reported position) through the gate.
+
+        Returns False when there is nothing to flatten or the gate refused (decision journaled).
+        """
+        qty = self.position_qty(symbol) if qty is None else int(qty)
+        if qty == 0:
+            return False
+        side = -1 if qty > 0 else 1
+        t = OrderTicket(symbol=symbol, side=side, qty=abs(qty), order_type=MARKET,
+                        ref_price=self.ref_price(symbol, side), source="flatten",
+                        tick_size=self.instrument.tick_size, tick_value=self.instrument.tick_value)
+        ctx = self.context_for(t, INTENT_REDUCE)
+        ctx = OrderContext(**{**ctx.to_dict(), "position_qty": qty})
+        decision = self.gate.check(ctx, 0)
+        if not decision.allowed:
+            self.problem(f"flatten {symbol} refused: {decision.message}")
+            return False
+        order = OrderRequest(self.journal.next_client_order_id(), symbol, self.broker.account, side, MARKET,
+                             abs(qty), None, ROLE_FLATTEN)
+        self.journal.record_orders([order], self.mode, self.broker.name)
+        self.journal.record_event("flatten", {"symbol": symbol, "qty": qty, "reason": reason,
+                                              "client_order_id": order.client_order_id})
+        await self.broker.submit_order(order)
+        return True
+
+    # ------------------------------------------------------------------ modes
+    def confirm_live(self, typed: str) -> bool:
+        """Enable live orders when ``typed`` is exactly the live phrase (``LIVE``); journaled."""
+        ok = self.mode == MODE_LIVE and typed.strip() == LIVE_CONFIRM_PHRASE
+        self.journal.record_event("live_confirmation", {"accepted": ok})
+        if ok:
+            self.live_confirmed = True
+            self._changed()
+        return ok
+
+    # ------------------------------------------------------------------ broker listener
+    def on_order(self, ev: OrderEvent) -> None:
+        self.journal.record_order_event(ev)
+        if ev.fill_qty > 0 and ev.exec_id:
+            wo = self.broker.orders.get(ev.client_order_id)
+            side = ev.side or (wo.request.side if wo else 0)
+            symbol = ev.symbol or (wo.request.symbol if wo else self.instrument.symbol)
+            fill = Fill(ev.client_order_id, ev.server_order_id, ev.exec_id, symbol, side, int(ev.fill_qty),
+                        int(ev.fill_price), ev.ts_ns or now_ns(),
+                        commission_usd=self.settings.commission_per_contract_usd * ev.fill_qty
+                        if self.broker.name == "paper" else 0.0)
+            if not self.journal.has_fill(fill.exec_id):
+                before = self.pnl.consecutive_losses, self.pnl.round_trips
+                realized = self.pnl.apply_fill(fill)
+                self.journal.record_fill(fill, realized)
+                if (self.pnl.consecutive_losses, self.pnl.round_trips) != before:
+                    self.check_triggers()
+        if ev.state == OrderState.REJECTED and ev.info:
+            self.problem(f"order {ev.client_order_id} rejected: {ev.info}")
+        self._changed()
+
+    def on_position(self, pos: PositionSnapshot) -> None:
+        self.journal.record_position(pos, "broker")
+        self._changed()
+
+    def on_balance(self, bal: dict) -> None:
+        self._changed()
+
+    def on_connection(self, up: bool) -> None:
+        self.journal.record_event("connected" if up else "disconnected", {"broker": self.broker.name})
+        if up:
+            self._disconnected_since = 0
+            if self._started and self.broker.name != "paper":
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+                if loop is not None:
+                    self._reconcile_task = loop.create_task(self.reconcile())
+        else:
+            self._disconnected_since = now_ns()
+        self._changed()
+
+    async def reconcile(self) -> None:
+        """Replace the local picture with the venue's reports; journal what differs.
+
+        Journaled orders that are neither final nor reported as open by the venue are marked
+        ``unknown`` (and never resent: a reconnect cannot duplicate an order). A position that
+        differs from the one rebuilt from journaled fills is reported to the trader, and the
+        venue's figure is taken.
+        """
+        try:
+            orders, positions = await self.broker.reconcile()
+        except Exception as exc:
+            self.problem(f"reconciliation failed: {exc}")
+            return
+        self.reconcile_count += 1
+        reported = {ev.client_order_id for ev in orders}
+        states = self.journal.last_order_states()
+        missing = [cid for cid, st in states.items()
+                   if st not in ("filled", "canceled", "rejected", "unknown") and cid not in reported]
+        for cid in missing:
+            self.journal.record_order_event(OrderEvent(cid, "", OrderState.UNKNOWN, reason="reconcile_missing",
+                                                       info="journaled but not open at the venue"))
+        for p in positions:
+            self.journal.record_position(p, "reconcile")
+        sym = self.instrument.symbol
+        venue_qty = next((p.qty for p in positions if p.symbol == sym), 0)
+        book = self.pnl.position(sym)
+        if venue_qty != book.qty:
+            self.problem(f"position {sym}: the venue reports {venue_qty:+d}, the journal's fills give {book.qty:+d};"
+                         " using the venue's figure")
+            vp = next((p for p in positions if p.symbol == sym), None)
+            book.qty = venue_qty
+            book.avg_price = float(vp.avg_price) if vp else 0.0
+        self.journal.record_event("reconciled", {"open_orders": sorted(reported), "positions":
+                                                 {p.symbol: p.qty for p in positions}, "unknown": missing})
+        self._changed()
+
+    # ------------------------------------------------------------------ figures
+    def position_qty(self, symbol: str) -> int:
+        """Signed position as the broker last reported it."""
+        return self.broker.position_qty(symbol)
+
+    def open_pnl_usd(self, symbol: str) -> float:
+        p = self.broker.positions.get(symbol)
+        if p is None or p.qty == 0:
+            return 0.0
+        m = self.market.get(symbol)
+        last = m.last_trade if m else None
+        if last is None:
+            return float(p.open_pnl_usd)
+        return (last - p.avg_price) * p.qty * self.instrument.tick_value
+
+    def snapshot(self, symbol: str | None = None) -> RiskSnapshot:
+        """The risk panel's values."""
+        sym = symbol or self.instrument.symbol
+        pos = self.broker.positions.get(sym)
+        open_pnl = self.open_pnl_usd(sym)
+        realized = self.pnl.net_realized_usd
+        kr = self.kill.last_result
+        return RiskSnapshot(
+            mode=self.mode, account=self.broker.account, connected=self.broker.connected, symbol=sym,
+            position_qty=int(pos.qty) if pos else 0, avg_price=float(pos.avg_price) if pos and pos.qty else 0.0,
+            open_pnl_usd=open_pnl, realized_pnl_usd=realized,
+            daily_loss_used_usd=max(0.0, -(realized + open_pnl)),
+            daily_loss_limit_usd=self.settings.daily_loss_limit_usd, trades_today=self.trades_today,
+            max_trades_per_day=self.settings.max_trades_per_day, consecutive_losses=self.pnl.consecutive_losses,
+            max_consecutive_losses=self.settings.max_consecutive_losses,
+            working_orders=len(self.broker.working_orders()),
+            gate_state=f"locked: {self.gate.lock_reason}" if self.gate.locked else "open",
+            kill_state=self.kill.state.value, kill_detail=kr.describe() if kr else "",
+            live_confirmed=self.live_confirmed, tick_size=self.instrument.tick_size)
+
+    # ------------------------------------------------------------------ automatic triggers
+    def check_triggers(self, t_ns: int | None = None) -> str:
+        """Fire the kill switch when an automatic trigger holds; returns the trigger name or "".
+
+        Triggers: daily loss limit reached (realised + open), consecutive-loss limit, connection
+        lost with a position or working order for longer than ``disconnect_kill_s``, market data
+        stale with a position open for longer than ``stale_kill_s``.
+        """
+        if self.kill.state != KillState.ARMED or self.kill.busy:
+            return ""
+        t = now_ns() if t_ns is None else t_ns
+        s = self.settings
+        sym = self.instrument.symbol
+        exposed = self.position_qty(sym) != 0 or bool(self.broker.working_orders())
+        trig = ""
+        if self.pnl.net_realized_usd + min(0.0, self.open_pnl_usd(sym)) <= -s.daily_loss_limit_usd:
+            trig = "daily_loss_limit"
+        elif self.pnl.consecutive_losses >= s.max_consecutive_losses:
+            trig = "consecutive_losses"
+        elif exposed and self._disconnected_since and t - self._disconnected_since > s.disconnect_kill_s * 1e9:
+            trig = "connection_lost"
+        else:
+            m = self.market.get(sym)
+            stale = m is None or m.last_data_ns == 0 or t - m.last_data_ns > s.stale_kill_s * 1e9
+            if exposed and self.position_qty(sym) != 0 and stale and self.broker.connected:
+                trig = "stale_data"
+        if trig:
+            try:
+                asyncio.get_running_loop()
+            except RuntimeError:
+                return ""
+            self.journal.record_event("auto_trigger", {"trigger": trig})
+            self.kill.trigger(trig)
+        return trig
