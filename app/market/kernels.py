@@ -1,0 +1,586 @@
+"""The market model's hot loop: apply a batch of events to the book, the heatmap ring, the
+session volume and the footprint bars, in one pass.
+
+Two implementations with one contract:
+
+* :func:`apply_events_nb`: numba, ``nogil=True, cache=True`` (the engine's path);
+* :func:`apply_events_py`: the plain Python/NumPy twin, written differently on purpose (it does
+  not track the best prices incrementally; it recomputes them with ``np.flatnonzero`` when it
+  needs them), used by the tests as an independent check and by the benchmarks as the baseline.
+
+Both take the same arguments and leave the same state; :class:`app.market.model.MarketModel`
+owns the arrays and drives the kernel (re-anchoring, re-centring, overflow levels).
+
+Layout of the arrays (all owned by the model)
+---------------------------------------------
+Book grid, ``G`` ticks wide, index ``j`` is price ``P[P_BASE] + j`` ticks:
+``bid, ask, bidn, askn, sbuy, ssell``: float64 ``(G,)`` resting size (contracts), orders at the
+level, and session volume traded at the ask (``sbuy``, buyer aggressor) / at the bid (``ssell``).
+
+Heatmap ring, time-major, ``N`` columns of history plus a ``W``-column mirror (double write):
+``hbid, hask, tbuy, tsell``: float32 ``(N + W, R)``; ``tdirty`` uint8 ``(N,)`` marks slots whose
+traded volume is not all zero (the kernel zeroes only those when a slot is reused); heatmap row
+``r`` is grid index
+``P[P_HOFF] + r``. Logical column ``c`` (``ts // column_ns``) lives in slot ``c % N`` and, when
+that slot is ``< W``, also in slot ``N + c % N``; so the ``W`` newest columns ending at ``c`` are
+the plain slice ``[s, s + W)`` with ``s = (c - W + 1) % N`` (no ``np.roll``). ``hbid/hask`` hold
+the resting size at the end of the column; ``tbuy/tsell`` the volume traded during it.
+
+Bars, a linear buffer of ``KCAP`` bars (the model compacts it when full):
+``bar_i`` int64 ``(KCAP, 6)``: open time ns, open, high, low, close (ticks), trades;
+``bar_f`` float64 ``(KCAP, 4)``: volume, buy volume, sell volume, delta (contracts);
+``fpb, fps`` float32 ``(KCAP, R)``: footprint volume at the ask / at the bid per heatmap row.
+
+Return value ``(i, status, n_ovf)``: the index of the next event to apply, a status, and how
+many event indices were written to ``ovf`` (events the grid cannot hold, applied by the model to
+its overflow levels, plus every ``OP_CLEAR``). Status :data:`ST_DONE` (all applied),
+:data:`ST_CHECK` (a new column starts and the anchor is near an edge: re-centre, then call again
+from ``i``), :data:`ST_ANCHOR` (event ``i`` is a bid above or an ask below the grid: re-anchor
+the grid around it, then call again from ``i``), :data:`ST_BARS_FULL` (compact the bars, call
+again from ``i``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.paths import numba_cache_setup
+
+numba_cache_setup()  # before numba is imported: compiled kernels go to the user cache folder
+
+import numba  # noqa: E402
+
+from app.feeds.events import (  # noqa: E402
+    KIND_DEPTH,
+    KIND_QUOTE,
+    KIND_TRADE,
+    OP_CLEAR,
+    OP_SET,
+    SIDE_ASK,
+    SIDE_BID,
+)
+
+# ---- parameter slots (int64 array P) ------------------------------------------------------
+P_BASE = 0  # price (ticks) of grid index 0
+P_G = 1  # grid width
+P_HOFF = 2  # grid index of heatmap row 0
+P_R = 3  # heatmap rows
+P_N = 4  # ring history columns
+P_W = 5  # mirror width (window)
+P_COLNS = 6  # column width, ns
+P_BARNS = 7  # bar width, ns
+P_KCAP = 8  # bar buffer capacity
+P_MARGIN_R = 9  # heatmap re-centre margin, rows
+P_MARGIN_G = 10  # grid re-anchor margin, ticks
+P_SIZE = 11
+
+# ---- state slots (int64 array S) ----------------------------------------------------------
+S_BB = 0  # grid index of the best bid, -1 when the grid's bid side is empty
+S_BA = 1  # grid index of the best ask, -1 when empty
+S_COL = 2  # open logical column (ts // column_ns), -1 before the first event
+S_BAR = 3  # open bar number (ts // bar_ns), -1 before the first trade
+S_NBARS = 4  # bars used in the buffer (the open bar is NBARS - 1)
+S_SLO = 5  # lowest grid index with session volume (G when none)
+S_SHI = 6  # highest grid index with session volume (-1 when none)
+S_QB = 7  # last quote bid, ticks (-1 none)
+S_QA = 8  # last quote ask, ticks (-1 none)
+S_LASTTS = 9  # ts of the last event applied, ns
+S_LASTPX = 10  # last trade price, ticks (-1 none)
+S_CHECKED = 11  # column for which the edge check already ran
+S_NEV = 12  # events applied
+S_NTRADES = 13  # trades applied
+S_DROPPED = 14  # trades outside the grid (session volume not counted)
+S_COLS_DONE = 15  # columns closed so far (for re-centring only the used part of the ring)
+S_SIZE = 16
+
+# ---- float state slots (float64 array F) --------------------------------------------------
+F_CUMD = 0  # cumulative delta, contracts
+F_QBS = 1  # last quote bid size
+F_QAS = 2  # last quote ask size
+F_VOL = 3  # session volume
+F_SIZE = 4
+
+ST_DONE = 0
+ST_CHECK = 1
+ST_ANCHOR = 2
+ST_BARS_FULL = 3
+
+
+def _anchor_py(bb, ba, lastpx_idx):
+    """Grid index the heatmap centres on: mid of the best prices, one side, or the last trade."""
+    if bb >= 0 and ba >= 0:
+        return (bb + ba) // 2
+    if bb >= 0:
+        return bb
+    if ba >= 0:
+        return ba
+    return lastpx_idx
+
+
+def _apply_events(ts, price, size, norders, kind, side, op, start, P, S, F,
+                  bid, ask, bidn, askn, sbuy, ssell, hbid, hask, tbuy, tsell, tdirty,
+                  bar_i, bar_f, fpb, fps, ovf):
+    base = P[P_BASE]
+    G = P[P_G]
+    hoff = P[P_HOFF]
+    R = P[P_R]
+    N = P[P_N]
+    W = P[P_W]
+    colns = P[P_COLNS]
+    barns = P[P_BARNS]
+    kcap = P[P_KCAP]
+    mr = P[P_MARGIN_R]
+    mg = P[P_MARGIN_G]
+    bb = S[S_BB]
+    ba = S[S_BA]
+    col = S[S_COL]
+    nov = 0
+    n = ts.shape[0]
+    i = start
+    status = ST_DONE
+    while i < n:
+        t = ts[i]
+        k = kind[i]
+        c = t // colns
+        if col < 0:
+            col = c
+            p = c % N
+            if tdirty[p]:
+                tbuy[p, :] = 0.0
+                tsell[p, :] = 0.0
+                if p < W:
+                    tbuy[N + p, :] = 0.0
+                    tsell[N + p, :] = 0.0
+                tdirty[p] = 0
+        elif c > col:
+            if S[S_CHECKED] != c:
+                lp = S[S_LASTPX] - base if S[S_LASTPX] >= 0 else -1
+                a = _anchor(bb, ba, lp)
+                if a >= 0:
+                    row = a - hoff
+                    if row < mr or row >= R - mr or a < mg or a >= G - mg:
+                        S[S_CHECKED] = c
+                        status = ST_CHECK
+                        break
+            # close the open column and any gap columns with the (unchanged) book;
+            # the model keeps the heatmap rows inside the grid (0 <= hoff <= G - R)
+            first = col
+            if c - col > N:
+                first = c - N
+            for cc in range(first, c):
+                p = cc % N
+                hb = hbid[p]
+                ha = hask[p]
+                for r in range(R):
+                    hb[r] = bid[hoff + r]
+                for r in range(R):
+                    ha[r] = ask[hoff + r]
+                if cc != col and tdirty[p]:
+                    tbuy[p, :] = 0.0
+                    tsell[p, :] = 0.0
+                    if p < W:
+                        tbuy[N + p, :] = 0.0
+                        tsell[N + p, :] = 0.0
+                    tdirty[p] = 0
+                if p < W:
+                    hbid[N + p, :] = hb
+                    hask[N + p, :] = ha
+            S[S_COLS_DONE] += c - first
+            col = c
+            p = c % N
+            if tdirty[p]:
+                tbuy[p, :] = 0.0
+                tsell[p, :] = 0.0
+                if p < W:
+                    tbuy[N + p, :] = 0.0
+                    tsell[N + p, :] = 0.0
+                tdirty[p] = 0
+        px = price[i]
+        s = side[i]
+        if k == KIND_DEPTH:
+            o = op[i]
+            if o == OP_CLEAR:
+                if s != SIDE_ASK:
+                    for j in range(G):
+                        bid[j] = 0.0
+                        bidn[j] = 0.0
+                    bb = -1
+                if s != SIDE_BID:
+                    for j in range(G):
+                        ask[j] = 0.0
+                        askn[j] = 0.0
+                    ba = -1
+                ovf[nov] = i
+                nov += 1
+            elif s == SIDE_BID or s == SIDE_ASK:
+                j = px - base
+                if j < 0 or j >= G:
+                    if (s == SIDE_BID and j >= G) or (s == SIDE_ASK and j < 0):
+                        status = ST_ANCHOR
+                        break
+                    ovf[nov] = i
+                    nov += 1
+                else:
+                    q = size[i]
+                    if s == SIDE_BID:
+                        if o == OP_SET and q > 0.0:
+                            bid[j] = q
+                            bidn[j] = norders[i]
+                            if j > bb:
+                                bb = j
+                        else:
+                            bid[j] = 0.0
+                            bidn[j] = 0.0
+                            if j == bb:
+                                bb = -1
+                                jj = j - 1
+                                while jj >= 0:
+                                    if bid[jj] > 0.0:
+                                        bb = jj
+                                        break
+                                    jj -= 1
+                    else:
+                        if o == OP_SET and q > 0.0:
+                            ask[j] = q
+                            askn[j] = norders[i]
+                            if ba < 0 or j < ba:
+                                ba = j
+                        else:
+                            ask[j] = 0.0
+                            askn[j] = 0.0
+                            if j == ba:
+                                ba = -1
+                                jj = j + 1
+                                while jj < G:
+                                    if ask[jj] > 0.0:
+                                        ba = jj
+                                        break
+                                    jj += 1
+        elif k == KIND_TRADE:
+            q = size[i]
+            b = t // barns
+            if b != S[S_BAR] and b > S[S_BAR]:
+                if S[S_NBARS] >= kcap:
+                    status = ST_BARS_FULL
+                    break
+                kb = S[S_NBARS]
+                S[S_NBARS] = kb + 1
+                S[S_BAR] = b
+                bar_i[kb, 0] = b * barns
+                bar_i[kb, 1] = px
+                bar_i[kb, 2] = px
+                bar_i[kb, 3] = px
+                bar_i[kb, 4] = px
+                bar_i[kb, 5] = 0
+                for m in range(4):
+                    bar_f[kb, m] = 0.0
+                for r in range(R):
+                    fpb[kb, r] = 0.0
+                    fps[kb, r] = 0.0
+            kb = S[S_NBARS] - 1
+            if px > bar_i[kb, 2]:
+                bar_i[kb, 2] = px
+            if px < bar_i[kb, 3]:
+                bar_i[kb, 3] = px
+            bar_i[kb, 4] = px
+            bar_i[kb, 5] += 1
+            bar_f[kb, 0] += q
+            r = px - base - hoff
+            p = col % N
+            tdirty[p] = 1
+            if s == SIDE_ASK:
+                bar_f[kb, 1] += q
+                bar_f[kb, 3] += q
+                F[F_CUMD] += q
+                if r >= 0 and r < R:
+                    fpb[kb, r] += q
+                    tbuy[p, r] += q
+                    if p < W:
+                        tbuy[N + p, r] += q
+            elif s == SIDE_BID:
+                bar_f[kb, 2] += q
+                bar_f[kb, 3] -= q
+                F[F_CUMD] -= q
+                if r >= 0 and r < R:
+                    fps[kb, r] += q
+                    tsell[p, r] += q
+                    if p < W:
+                        tsell[N + p, r] += q
+            F[F_VOL] += q
+            j = px - base
+            if j >= 0 and j < G:
+                if s == SIDE_ASK:
+                    sbuy[j] += q
+                elif s == SIDE_BID:
+                    ssell[j] += q
+                if j < S[S_SLO]:
+                    S[S_SLO] = j
+                if j > S[S_SHI]:
+                    S[S_SHI] = j
+            else:
+                S[S_DROPPED] += 1
+            S[S_LASTPX] = px
+            S[S_NTRADES] += 1
+        elif k == KIND_QUOTE:
+            if s == SIDE_BID:
+                S[S_QB] = px
+                F[F_QBS] = size[i]
+            elif s == SIDE_ASK:
+                S[S_QA] = px
+                F[F_QAS] = size[i]
+        S[S_LASTTS] = t
+        S[S_NEV] += 1
+        i += 1
+    S[S_BB] = bb
+    S[S_BA] = ba
+    S[S_COL] = col
+    return i, status, nov
+
+
+def _fill_live(P, S, bid, ask, hbid, hask):
+    col = S[S_COL]
+    if col < 0:
+        return
+    N = P[P_N]
+    W = P[P_W]
+    hoff = P[P_HOFF]
+    p = col % N
+    hb = hbid[p]
+    ha = hask[p]
+    for r in range(P[P_R]):
+        hb[r] = bid[hoff + r]
+    for r in range(P[P_R]):
+        ha[r] = ask[hoff + r]
+    if p < W:
+        hbid[N + p, :] = hb
+        hask[N + p, :] = ha
+
+
+def _value_area(vol, lo, hi, fraction):
+    """POC and value area over ``vol[lo:hi+1]``; returns grid indices (poc, val, vah)."""
+    if hi < lo:
+        return -1, -1, -1
+    poc = lo
+    total = 0.0
+    for j in range(lo, hi + 1):
+        total += vol[j]
+        if vol[j] > vol[poc]:
+            poc = j
+    if total <= 0.0:
+        return -1, -1, -1
+    a = poc
+    b = poc
+    acc = vol[poc]
+    goal = fraction * total
+    while acc < goal and (a > lo or b < hi):
+        up = vol[b + 1] if b < hi else -1.0
+        dn = vol[a - 1] if a > lo else -1.0
+        if up >= dn:
+            b += 1
+            acc += up
+        else:
+            a -= 1
+            acc += dn
+    return poc, a, b
+
+
+_anchor = numba.njit(nogil=True, cache=True)(_anchor_py)
+apply_events_nb = numba.njit(nogil=True, cache=True)(_apply_events)
+fill_live_nb = numba.njit(nogil=True, cache=True)(_fill_live)
+value_area_nb = numba.njit(nogil=True, cache=True)(_value_area)
+
+
+# ---------------------------------------------------------------------------------------
+# The twin: plain Python + NumPy, same contract, different bookkeeping for the best prices.
+# ---------------------------------------------------------------------------------------
+
+
+def _best(bid, ask):
+    nzb = np.flatnonzero(bid > 0.0)
+    nza = np.flatnonzero(ask > 0.0)
+    return (int(nzb[-1]) if nzb.size else -1), (int(nza[0]) if nza.size else -1)
+
+
+def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
+                    bid, ask, bidn, askn, sbuy, ssell, hbid, hask, tbuy, tsell, tdirty,
+                    bar_i, bar_f, fpb, fps, ovf):
+    """Plain Python/NumPy twin of :func:`apply_events_nb` (same arguments, same result).
+
+    It zeroes the traded columns unconditionally (``tdirty`` is accepted and left alone), which
+    gives the same arrays as the kernel's lazy zeroing."""
+    base, G, hoff, R, N, W, colns, barns, kcap, mr, mg = (int(x) for x in P[:P_SIZE])
+    rows = np.arange(R)
+    g = hoff + rows
+    inside = (g >= 0) & (g < G)
+    gi = g[inside]
+    col = int(S[S_COL])
+    nov = 0
+    status = ST_DONE
+    n = len(ts)
+    i = int(start)
+
+    def slots(p):
+        return [p, N + p] if p < W else [p]
+
+    while i < n:
+        t = int(ts[i])
+        k = int(kind[i])
+        c = t // colns
+        if col < 0:
+            col = c
+            for q in slots(c % N):
+                tbuy[q] = 0.0
+                tsell[q] = 0.0
+        elif c > col:
+            if int(S[S_CHECKED]) != c:
+                bb, ba = _best(bid, ask)
+                lp = int(S[S_LASTPX]) - base if S[S_LASTPX] >= 0 else -1
+                a = _anchor_py(bb, ba, lp)
+                if a >= 0 and (a - hoff < mr or a - hoff >= R - mr or a < mg or a >= G - mg):
+                    S[S_CHECKED] = c
+                    status = ST_CHECK
+                    break
+            colb = np.zeros(R, np.float32)
+            cola = np.zeros(R, np.float32)
+            colb[inside] = bid[gi]
+            cola[inside] = ask[gi]
+            first = max(col, c - N)
+            for cc in range(first, c):
+                for q in slots(cc % N):
+                    hbid[q] = colb
+                    hask[q] = cola
+                    if cc != col:
+                        tbuy[q] = 0.0
+                        tsell[q] = 0.0
+            S[S_COLS_DONE] += c - first
+            col = c
+            for q in slots(c % N):
+                tbuy[q] = 0.0
+                tsell[q] = 0.0
+        px = int(price[i])
+        s = int(side[i])
+        if k == KIND_DEPTH:
+            o = int(op[i])
+            if o == OP_CLEAR:
+                if s != SIDE_ASK:
+                    bid[:] = 0.0
+                    bidn[:] = 0.0
+                if s != SIDE_BID:
+                    ask[:] = 0.0
+                    askn[:] = 0.0
+                ovf[nov] = i
+                nov += 1
+            elif s in (SIDE_BID, SIDE_ASK):
+                j = px - base
+                if not 0 <= j < G:
+                    if (s == SIDE_BID and j >= G) or (s == SIDE_ASK and j < 0):
+                        status = ST_ANCHOR
+                        break
+                    ovf[nov] = i
+                    nov += 1
+                else:
+                    sz, cnt = (bid, bidn) if s == SIDE_BID else (ask, askn)
+                    if o == OP_SET and size[i] > 0.0:
+                        sz[j] = size[i]
+                        cnt[j] = norders[i]
+                    else:
+                        sz[j] = 0.0
+                        cnt[j] = 0.0
+        elif k == KIND_TRADE:
+            q = float(size[i])
+            b = t // barns
+            if b > int(S[S_BAR]):
+                if int(S[S_NBARS]) >= kcap:
+                    status = ST_BARS_FULL
+                    break
+                kb = int(S[S_NBARS])
+                S[S_NBARS] = kb + 1
+                S[S_BAR] = b
+                bar_i[kb] = (b * barns, px, px, px, px, 0)
+                bar_f[kb] = 0.0
+                fpb[kb] = 0.0
+                fps[kb] = 0.0
+            kb = int(S[S_NBARS]) - 1
+            bar_i[kb, 2] = max(bar_i[kb, 2], px)
+            bar_i[kb, 3] = min(bar_i[kb, 3], px)
+            bar_i[kb, 4] = px
+            bar_i[kb, 5] += 1
+            bar_f[kb, 0] += q
+            r = px - base - hoff
+            sgn = 1.0 if s == SIDE_ASK else (-1.0 if s == SIDE_BID else 0.0)
+            if sgn != 0.0:
+                bar_f[kb, 1 if sgn > 0 else 2] += q
+                bar_f[kb, 3] += sgn * q
+                F[F_CUMD] += sgn * q
+                if 0 <= r < R:
+                    (fpb if sgn > 0 else fps)[kb, r] += q
+                    for slot in slots(col % N):
+                        (tbuy if sgn > 0 else tsell)[slot, r] += q
+            F[F_VOL] += q
+            j = px - base
+            if 0 <= j < G:
+                if sgn > 0:
+                    sbuy[j] += q
+                elif sgn < 0:
+                    ssell[j] += q
+                S[S_SLO] = min(int(S[S_SLO]), j)
+                S[S_SHI] = max(int(S[S_SHI]), j)
+            else:
+                S[S_DROPPED] += 1
+            S[S_LASTPX] = px
+            S[S_NTRADES] += 1
+        elif k == KIND_QUOTE:
+            if s == SIDE_BID:
+                S[S_QB] = px
+                F[F_QBS] = size[i]
+            elif s == SIDE_ASK:
+                S[S_QA] = px
+                F[F_QAS] = size[i]
+        S[S_LASTTS] = t
+        S[S_NEV] += 1
+        i += 1
+    S[S_BB], S[S_BA] = _best(bid, ask)
+    S[S_COL] = col
+    return i, status, nov
+
+
+def fill_live_py(P, S, bid, ask, hbid, hask):
+    """Twin of :func:`fill_live_nb`: write the current book into the open column's slot(s)."""
+    col = int(S[S_COL])
+    if col < 0:
+        return
+    N, W, G, hoff, R = int(P[P_N]), int(P[P_W]), int(P[P_G]), int(P[P_HOFF]), int(P[P_R])
+    g = hoff + np.arange(R)
+    ok = (g >= 0) & (g < G)
+    colb = np.zeros(R, np.float32)
+    cola = np.zeros(R, np.float32)
+    colb[ok] = bid[g[ok]]
+    cola[ok] = ask[g[ok]]
+    p = col % N
+    for q in ([p, N + p] if p < W else [p]):
+        hbid[q] = colb
+        hask[q] = cola
+
+
+def value_area_py(vol, lo, hi, fraction):
+    """Twin of :func:`value_area_nb` (NumPy argmax + the same expansion rule)."""
+    if hi < lo:
+        return -1, -1, -1
+    seg = np.asarray(vol[lo : hi + 1], dtype=np.float64)
+    total = float(seg.sum())
+    if total <= 0.0:
+        return -1, -1, -1
+    poc = int(np.argmax(seg))
+    a = b = poc
+    acc = float(seg[poc])
+    last = len(seg) - 1
+    while acc < fraction * total and (a > 0 or b < last):
+        up = float(seg[b + 1]) if b < last else -1.0
+        dn = float(seg[a - 1]) if a > 0 else -1.0
+        if up >= dn:
+            b += 1
+            acc += up
+        else:
+            a -= 1
+            acc += dn
+    return lo + poc, lo + a, lo + b

@@ -1,0 +1,617 @@
+"""The market model: order book on an integer tick grid, heatmap ring, footprint bars, session
+volume profile, fed by :data:`~app.feeds.events.EVENT_DTYPE` batches.
+
+:class:`MarketModel` owns every mutable array; one kernel pass (:mod:`app.market.kernels`)
+applies a batch to all of them. The model hands the analyzers a read-only
+:class:`~app.analysis.view.MarketView` (views, no copies) and the GUI copies
+(:meth:`MarketModel.frame_parts`), never a shared mutable array.
+
+Geometry
+--------
+* **Book grid**: ``grid`` ticks (default 65,536), dense float64 arrays; index ``j`` is price
+  ``base + j``. The grid is re-anchored (rebuilt around the market, O(grid)) when the market
+  drifts within ``grid / 8`` of an edge, or when a bid arrives above it / an ask below it.
+  Levels outside the grid (far-away orders, e.g. Binance's 1000-level snapshot) live in two
+  small overflow dicts, so the book stays exact.
+* **Heatmap rows**: ``rows`` consecutive prices inside the grid, row ``r`` = price
+  ``heatmap_base + r``. Re-centred on the mid only when the mid leaves the central band
+  ``[margin, rows - margin)`` (``margin = rows * margin_frac``); rows that scroll off are dropped,
+  new rows start at 0. The check runs when a new time column starts, so the result does not
+  depend on how the stream is cut into batches.
+* **Time columns**: ``column_ns`` wide, ``history_cols`` of them (default one hour) plus a
+  ``window_cols`` mirror so that the newest ``window_cols`` columns are one plain slice.
+
+Memory: 4 float32 arrays of ``(history_cols + window_cols) x rows`` (400 rows, 100 ms, one hour:
+4 x 37,500 x 400 x 4 B = 240 MB; 250 ms columns: 96 MB), plus 6 float64 grid arrays (3 MB).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from app.analysis.frame import BAR_DTYPE
+from app.analysis.view import MarketView
+from app.feeds.events import (
+    EVENT_DTYPE,
+    KIND_DEPTH,
+    KIND_TRADE,
+    OP_CLEAR,
+    OP_SET,
+    SIDE_ASK,
+    SIDE_BID,
+    Instrument,
+)
+from app.market import kernels as K
+
+NS_PER_S = 1_000_000_000
+
+
+class MarketModel:
+    """Order book + heatmap ring + bars + volume profile for one instrument.
+
+    Parameters
+    ----------
+    instrument : Instrument
+        Tick size and value (the model itself works in ticks).
+    rows : int
+        Heatmap rows (prices) kept, default 400.
+    column_ns : int
+        Heatmap column width, ns (profile ``engine.heatmap_column_ms`` x 1e6).
+    history_s : float
+        Seconds of heatmap history kept (default 3600: one hour at any column width).
+    window_cols : int
+        Columns of the newest window handed to the analyzers and the GUI (a plain slice).
+    bar_ns : int
+        Footprint bar width, ns (profile ``engine.bar_seconds`` x 1e9).
+    max_bars : int
+        Bars kept (the buffer holds twice this and compacts when full).
+    grid : int
+        Book grid width, ticks.
+    max_trades : int
+        Recent trades kept for :attr:`MarketView.trades`.
+    margin_frac : float
+        Heatmap re-centre margin as a fraction of ``rows`` (0 < margin_frac < 0.5).
+    use_numba : bool
+        False runs the plain Python/NumPy twin (tests, benchmark baseline).
+    prefault : bool
+        Touch the heatmap ring's memory at construction (steady speed, honest RSS).
+
+    Raises
+    ------
+    ValueError
+        If a size is not positive or ``window_cols`` exceeds the history.
+    """
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        *,
+        rows: int = 400,
+        column_ns: int = 100_000_000,
+        history_s: float = 3600.0,
+        window_cols: int = 1500,
+        bar_ns: int = 60 * NS_PER_S,
+        max_bars: int = 240,
+        grid: int = 65536,
+        max_trades: int = 4096,
+        margin_frac: float = 0.2,
+        use_numba: bool = True,
+        prefault: bool = False,
+    ):
+        for key, v in (("rows", rows), ("column_ns", column_ns), ("window_cols", window_cols),
+                       ("bar_ns", bar_ns), ("max_bars", max_bars), ("grid", grid),
+                       ("max_trades", max_trades)):
+            if int(v) <= 0:
+                raise ValueError(f"MarketModel: {key} must be > 0, got {v}")
+        if rows > grid:
+            raise ValueError(f"MarketModel: rows ({rows}) must not exceed grid ({grid})")
+        if not 0.0 < margin_frac < 0.5:
+            raise ValueError(f"MarketModel: margin_frac must be in (0, 0.5), got {margin_frac}")
+        self.instrument = instrument
+        self.rows = R = int(rows)
+        self.column_ns = int(column_ns)
+        self.history_cols = N = max(int(np.ceil(history_s * NS_PER_S / self.column_ns)), 1)
+        if window_cols > N:
+            raise ValueError(f"MarketModel: window_cols {window_cols} > history columns {N}")
+        self.window_cols = W = int(window_cols)
+        self.bar_ns = int(bar_ns)
+        self.max_bars = int(max_bars)
+        self.grid = G = int(grid)
+        self.use_numba = bool(use_numba)
+        if use_numba:
+            self._apply, self._fill, self._va = K.apply_events_nb, K.fill_live_nb, K.value_area_nb
+        else:
+            self._apply, self._fill, self._va = K.apply_events_py, K.fill_live_py, K.value_area_py
+
+        self.P = np.zeros(K.P_SIZE, np.int64)
+        self.P[K.P_G] = G
+        self.P[K.P_R] = R
+        self.P[K.P_N] = N
+        self.P[K.P_W] = W
+        self.P[K.P_COLNS] = self.column_ns
+        self.P[K.P_BARNS] = self.bar_ns
+        self.P[K.P_KCAP] = 2 * self.max_bars
+        self.P[K.P_MARGIN_R] = max(1, int(R * margin_frac))
+        self.P[K.P_MARGIN_G] = G // 8
+        self.S = np.zeros(K.S_SIZE, np.int64)
+        self.S[[K.S_BB, K.S_BA, K.S_COL, K.S_BAR, K.S_SHI, K.S_QB, K.S_QA, K.S_LASTPX,
+                K.S_CHECKED]] = -1
+        self.S[K.S_SLO] = G
+        self.F = np.zeros(K.F_SIZE, np.float64)
+
+        self.bid = np.zeros(G)
+        self.ask = np.zeros(G)
+        self.bidn = np.zeros(G)
+        self.askn = np.zeros(G)
+        self.sbuy = np.zeros(G)
+        self.ssell = np.zeros(G)
+        self.hbid = np.zeros((N + W, R), np.float32)
+        self.hask = np.zeros((N + W, R), np.float32)
+        self.tbuy = np.zeros((N + W, R), np.float32)
+        self.tsell = np.zeros((N + W, R), np.float32)
+        self.tdirty = np.zeros(N, np.uint8)
+        kcap = 2 * self.max_bars
+        self.bar_i = np.zeros((kcap, 6), np.int64)
+        self.bar_f = np.zeros((kcap, 4), np.float64)
+        self.fpb = np.zeros((kcap, R), np.float32)
+        self.fps = np.zeros((kcap, R), np.float32)
+        if prefault:  # touch the pages now, not in the first hour of the hot loop
+            for a in (self.hbid, self.hask, self.tbuy, self.tsell):
+                a.fill(0.0)
+        self._ovf = np.zeros(1024, np.int64)
+        #: overflow levels outside the grid: price (ticks) -> (size, orders)
+        self.ovf_bid: dict[int, tuple[float, float]] = {}
+        self.ovf_ask: dict[int, tuple[float, float]] = {}
+        self._max_trades = int(max_trades)
+        self._trades = np.zeros(2 * self._max_trades, EVENT_DTYPE)
+        self._nt = 0
+        self.anchored = False
+        self.reanchors = 0
+        self.recentres = 0
+
+    # ------------------------------------------------------------------ geometry helpers
+    @property
+    def base(self) -> int:
+        """Price (ticks) of grid index 0."""
+        return int(self.P[K.P_BASE])
+
+    @property
+    def heatmap_base(self) -> int:
+        """Price (ticks) of heatmap row 0."""
+        return int(self.P[K.P_BASE] + self.P[K.P_HOFF])
+
+    @property
+    def ts(self) -> int:
+        """Market time of the last event applied, ns."""
+        return int(self.S[K.S_LASTTS])
+
+    @property
+    def events_applied(self) -> int:
+        """Events applied since construction."""
+        return int(self.S[K.S_NEV])
+
+    @property
+    def cum_delta(self) -> float:
+        """Session cumulative delta (buy - sell), contracts."""
+        return float(self.F[K.F_CUMD])
+
+    # ------------------------------------------------------------------ applying events
+    def apply(self, batch: np.ndarray) -> int:
+        """Apply a batch of events (1-D :data:`EVENT_DTYPE`, time order). Returns its length.
+
+        Raises
+        ------
+        TypeError
+            If ``batch`` is not an EVENT_DTYPE array.
+        """
+        if not isinstance(batch, np.ndarray) or batch.dtype != EVENT_DTYPE:
+            raise TypeError(f"batch must be an EVENT_DTYPE array, got {getattr(batch, 'dtype', type(batch))}")
+        n = len(batch)
+        if n == 0:
+            return 0
+        if not self.anchored:
+            self._initial_anchor(batch)
+        if self._ovf.shape[0] < n:
+            self._ovf = np.zeros(max(n, 2 * self._ovf.shape[0]), np.int64)
+        cols = (batch["ts"], batch["price"], batch["size"], batch["num_orders"], batch["kind"],
+                batch["side"], batch["op"])
+        i = 0
+        guard = 0
+        ntr0 = int(self.S[K.S_NTRADES])
+        while i < n:
+            i, status, nov = self._apply(*cols, i, self.P, self.S, self.F, self.bid, self.ask,
+                                         self.bidn, self.askn, self.sbuy, self.ssell, self.hbid,
+                                         self.hask, self.tbuy, self.tsell, self.tdirty,
+                                         self.bar_i, self.bar_f,
+                                         self.fpb, self.fps, self._ovf)
+            if nov:
+                self._apply_overflow(batch, self._ovf[:nov])
+            if status == K.ST_DONE:
+                break
+            guard += 1
+            if guard > 4 * n + 64:  # cannot happen unless the kernel contract is broken
+                raise RuntimeError(f"market kernel made no progress at event {i} (status {status})")
+            if status == K.ST_CHECK:
+                self._edge_check()
+            elif status == K.ST_ANCHOR:
+                self._reanchor(int(batch["price"][i]))
+            elif status == K.ST_BARS_FULL:
+                self._compact_bars()
+        if self.S[K.S_NTRADES] != ntr0:
+            self._append_trades(batch)
+        return n
+
+    def _initial_anchor(self, batch):
+        ok = (batch["price"] > 0) & (batch["kind"] != 0) & ~(
+            (batch["kind"] == KIND_DEPTH) & (batch["op"] == OP_CLEAR))
+        idx = np.flatnonzero(ok)
+        if idx.size == 0:
+            return
+        px = int(batch["price"][idx[0]])
+        self.P[K.P_BASE] = px - self.grid // 2
+        self.P[K.P_HOFF] = self.grid // 2 - self.rows // 2
+        self.anchored = True
+
+    def _apply_overflow(self, batch, idx):
+        for i in idx.tolist():
+            e = batch[i]
+            side = int(e["side"])
+            if int(e["kind"]) == KIND_DEPTH and int(e["op"]) == OP_CLEAR:
+                if side != SIDE_ASK:
+                    self.ovf_bid.clear()
+                if side != SIDE_BID:
+                    self.ovf_ask.clear()
+                continue
+            d = self.ovf_bid if side == SIDE_BID else self.ovf_ask
+            px = int(e["price"])
+            if int(e["op"]) == OP_SET and float(e["size"]) > 0.0:
+                d[px] = (float(e["size"]), float(e["num_orders"]))
+            else:
+                d.pop(px, None)
+
+    def _anchor_price(self) -> int:
+        bb, ba = self.best_bid, self.best_ask
+        if bb >= 0 and ba >= 0:
+            return (bb + ba) // 2
+        if bb >= 0:
+            return bb
+        if ba >= 0:
+            return ba
+        return int(self.S[K.S_LASTPX])
+
+    def _edge_check(self):
+        a = self._anchor_price()
+        if a < 0:
+            return
+        j = a - self.base
+        mg = int(self.P[K.P_MARGIN_G])
+        if j < mg or j >= self.grid - mg:
+            self._reanchor(a)
+        row = a - self.heatmap_base
+        mr = int(self.P[K.P_MARGIN_R])
+        if row < mr or row >= self.rows - mr:
+            self._recentre(a)
+
+    def _reanchor(self, center: int):
+        """Rebuild the grid around ``center`` (ticks); levels outside go to the overflow."""
+        G = self.grid
+        old_base = self.base
+        new_base = int(center) - G // 2
+        levels = []
+        for sz, cnt, ovf in ((self.bid, self.bidn, self.ovf_bid), (self.ask, self.askn, self.ovf_ask)):
+            nz = np.flatnonzero(sz > 0.0)
+            d = dict(ovf)
+            for j, s, c in zip(nz.tolist(), sz[nz].tolist(), cnt[nz].tolist()):
+                d[old_base + j] = (s, c)
+            levels.append(d)
+            sz[:] = 0.0
+            cnt[:] = 0.0
+            ovf.clear()
+        for (sz, cnt, ovf), d in zip(((self.bid, self.bidn, self.ovf_bid),
+                                      (self.ask, self.askn, self.ovf_ask)), levels):
+            for px, (s, c) in d.items():
+                j = px - new_base
+                if 0 <= j < G:
+                    sz[j] = s
+                    cnt[j] = c
+                else:
+                    ovf[px] = (s, c)
+        shift = new_base - old_base
+        for arr in (self.sbuy, self.ssell):
+            lost = _shift1d(arr, shift)
+            if lost:
+                self.S[K.S_DROPPED] += 1
+        nzs = np.flatnonzero((self.sbuy > 0) | (self.ssell > 0))
+        self.S[K.S_SLO] = nzs[0] if nzs.size else G
+        self.S[K.S_SHI] = nzs[-1] if nzs.size else -1
+        hm_base = self.heatmap_base
+        self.P[K.P_BASE] = new_base
+        self.P[K.P_HOFF] = hm_base - new_base
+        nzb = np.flatnonzero(self.bid > 0)
+        nza = np.flatnonzero(self.ask > 0)
+        self.S[K.S_BB] = nzb[-1] if nzb.size else -1
+        self.S[K.S_BA] = nza[0] if nza.size else -1
+        self.reanchors += 1
+        if not 0 <= self.P[K.P_HOFF] <= G - self.rows:  # keep the heatmap rows inside the grid
+            self._recentre(center)
+
+    def _recentre(self, center: int):
+        """Move the heatmap rows so that ``center`` (ticks) is the middle row."""
+        R = self.rows
+        new_hoff = int(center) - self.base - R // 2
+        new_hoff = min(max(new_hoff, 0), self.grid - R)
+        d = new_hoff - int(self.P[K.P_HOFF])
+        if d == 0:
+            return
+        for a in (self.hbid, self.hask, self.tbuy, self.tsell, self.fpb, self.fps):
+            _shift_rows(a, d)
+        self.P[K.P_HOFF] = new_hoff
+        self.recentres += 1
+
+    def _compact_bars(self):
+        m = self.max_bars
+        for a in (self.bar_i, self.bar_f, self.fpb, self.fps):
+            a[:m] = a[m:]
+            a[m:] = 0
+        self.S[K.S_NBARS] = m
+
+    def _append_trades(self, batch):
+        tr = batch[batch["kind"] == KIND_TRADE]
+        if not len(tr):
+            return
+        T = self._max_trades
+        if len(tr) >= T:
+            self._trades[:T] = tr[-T:]
+            self._nt = T
+            return
+        if self._nt + len(tr) > 2 * T:
+            keep = T - len(tr)
+            self._trades[:keep] = self._trades[self._nt - keep : self._nt]
+            self._nt = keep
+        self._trades[self._nt : self._nt + len(tr)] = tr
+        self._nt += len(tr)
+
+    # ------------------------------------------------------------------ reading the book
+    @property
+    def best_bid(self) -> int:
+        """Best bid, ticks (book first, else the last quote); -1 when unknown."""
+        bb = int(self.S[K.S_BB])
+        best = self.base + bb if bb >= 0 else -1
+        if self.ovf_bid:
+            best = max(best, max(self.ovf_bid))
+        if best < 0:
+            best = int(self.S[K.S_QB])
+        return best
+
+    @property
+    def best_ask(self) -> int:
+        """Best ask, ticks (book first, else the last quote); -1 when unknown."""
+        ba = int(self.S[K.S_BA])
+        best = self.base + ba if ba >= 0 else -1
+        if self.ovf_ask:
+            m = min(self.ovf_ask)
+            best = m if best < 0 else min(best, m)
+        if best < 0:
+            best = int(self.S[K.S_QA])
+        return best
+
+    def levels(self, side: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Every non-empty level of one side (grid + overflow), ascending price.
+
+        Parameters
+        ----------
+        side : int
+            ``SIDE_BID`` or ``SIDE_ASK``.
+
+        Returns
+        -------
+        prices : int64 (n,) ticks; sizes : float64 (n,) contracts; orders : float64 (n,)
+        """
+        if side == SIDE_BID:
+            sz, cnt, ovf = self.bid, self.bidn, self.ovf_bid
+        elif side == SIDE_ASK:
+            sz, cnt, ovf = self.ask, self.askn, self.ovf_ask
+        else:
+            raise ValueError(f"side must be SIDE_BID (1) or SIDE_ASK (2), got {side}")
+        nz = np.flatnonzero(sz > 0.0)
+        px = np.concatenate([nz.astype(np.int64) + self.base, np.fromiter(ovf.keys(), np.int64, len(ovf))])
+        s = np.concatenate([sz[nz], np.array([v[0] for v in ovf.values()], np.float64)])
+        c = np.concatenate([cnt[nz], np.array([v[1] for v in ovf.values()], np.float64)])
+        o = np.argsort(px, kind="stable")
+        return px[o], s[o], c[o]
+
+    def size_at(self, side: int, price: int) -> float:
+        """Resting size at ``price`` (ticks) on ``side``, contracts (0 when empty)."""
+        sz, ovf = (self.bid, self.ovf_bid) if side == SIDE_BID else (self.ask, self.ovf_ask)
+        j = int(price) - self.base
+        if 0 <= j < self.grid:
+            return float(sz[j])
+        return ovf.get(int(price), (0.0, 0.0))[0]
+
+    # ------------------------------------------------------------------ heatmap, bars, profile
+    def _window_start(self, ncols: int) -> tuple[int, int]:
+        col = int(self.S[K.S_COL])
+        c0 = col - ncols + 1
+        return c0, c0 % self.history_cols
+
+    def heatmap_window(self, ncols: int | None = None):
+        """The newest ``ncols`` columns (default ``window_cols``), ending with the open column.
+
+        Returns read-only views (plain slices, no copy) of shape ``(rows, ncols)``, float32:
+        ``(hist_bid, hist_ask, traded_buy, traded_sell, col_t0)``, ``col_t0`` the start of column 0,
+        ns. ``ncols`` above ``window_cols`` returns copies (two slices joined).
+        """
+        ncols = self.window_cols if ncols is None else int(ncols)
+        if not 0 < ncols <= self.history_cols:
+            raise ValueError(f"ncols must be in 1..{self.history_cols}, got {ncols}")
+        if int(self.S[K.S_COL]) < 0:
+            z = np.zeros((self.rows, ncols), np.float32)
+            return z, z, z, z, 0
+        self._fill(self.P, self.S, self.bid, self.ask, self.hbid, self.hask)
+        c0, s = self._window_start(ncols)
+        out = []
+        for a in (self.hbid, self.hask, self.tbuy, self.tsell):
+            if s + ncols <= a.shape[0]:
+                v = a[s : s + ncols].T
+            else:
+                v = np.concatenate([a[s : self.history_cols], a[: s + ncols - self.history_cols]]).T
+            v = v.view()
+            v.flags.writeable = False
+            out.append(v)
+        return (*out, c0 * self.column_ns)
+
+    def bars(self, n: int | None = None) -> np.ndarray:
+        """The newest ``n`` bars (default all kept), oldest first, as :data:`BAR_DTYPE`."""
+        nb = int(self.S[K.S_NBARS])
+        n = nb if n is None else min(int(n), nb)
+        bi = self.bar_i[nb - n : nb]
+        bf = self.bar_f[nb - n : nb]
+        out = np.zeros(n, BAR_DTYPE)
+        for k, name in enumerate(("ts", "open", "high", "low", "close")):
+            out[name] = bi[:, k]
+        out["trades"] = bi[:, 5]
+        for k, name in enumerate(("volume", "buy_volume", "sell_volume", "delta")):
+            out[name] = bf[:, k]
+        return out
+
+    def footprint(self, n: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Footprint of the newest ``n`` bars: ``(fp_buy, fp_sell)`` float32 ``(n, rows)`` views."""
+        nb = int(self.S[K.S_NBARS])
+        n = nb if n is None else min(int(n), nb)
+        return self.fpb[nb - n : nb], self.fps[nb - n : nb]
+
+    def volume_profile(self, fraction: float = 0.70) -> tuple[int, int, int]:
+        """Session volume profile: ``(poc, vah, val)`` in ticks, ``-1`` when no volume yet.
+
+        The point of control is the price with the most volume (the lowest such price on a tie).
+        The value area starts at the POC and adds, one price at a time, the neighbour above or
+        below with more volume (above on a tie) until it holds ``fraction`` of the volume (the
+        usual 70 % Market Profile value area, expanded by single prices).
+        """
+        lo, hi = int(self.S[K.S_SLO]), int(self.S[K.S_SHI])
+        if hi < lo:
+            return -1, -1, -1
+        vol = self.sbuy[lo : hi + 1] + self.ssell[lo : hi + 1]
+        poc, a, b = self._va(vol, 0, hi - lo, float(fraction))
+        if poc < 0:
+            return -1, -1, -1
+        base = self.base + lo
+        return base + int(poc), base + int(b), base + int(a)
+
+    def recent_trades(self) -> np.ndarray:
+        """The most recent trades (up to ``max_trades``), oldest first, EVENT_DTYPE (view)."""
+        return self._trades[max(0, self._nt - self._max_trades) : self._nt]
+
+    # ------------------------------------------------------------------ views for consumers
+    def view(self, n_bars: int = 120) -> MarketView:
+        """A :class:`MarketView` of the current state (read-only views, valid until the next
+        :meth:`apply`)."""
+        hb, ha, tb, ts_, t0 = self.heatmap_window()
+        h0 = int(self.P[K.P_HOFF])
+        R = self.rows
+        fpb, fps = self.footprint(n_bars)
+        poc, vah, val = self.volume_profile()
+
+        def ro(a):
+            v = a.view()
+            v.flags.writeable = False
+            return v
+
+        return MarketView(
+            ts=self.ts,
+            tick_size=self.instrument.tick_size,
+            tick_value=self.instrument.tick_value,
+            base=self.heatmap_base,
+            bid=ro(self.bid[h0 : h0 + R]),
+            ask=ro(self.ask[h0 : h0 + R]),
+            bid_orders=ro(self.bidn[h0 : h0 + R]),
+            ask_orders=ro(self.askn[h0 : h0 + R]),
+            best_bid=self.best_bid,
+            best_ask=self.best_ask,
+            hist_bid=hb,
+            hist_ask=ha,
+            traded_buy=tb,
+            traded_sell=ts_,
+            column_ns=self.column_ns,
+            col_t0=int(t0),
+            trades=ro(self.recent_trades()),
+            bars=self.bars(n_bars),
+            fp_buy=ro(fpb),
+            fp_sell=ro(fps),
+            session_buy=ro(self.sbuy[h0 : h0 + R]),
+            session_sell=ro(self.ssell[h0 : h0 + R]),
+            poc=poc,
+            vah=vah,
+            val=val,
+            cum_delta=self.cum_delta,
+        )
+
+    def frame_parts(self, ncols: int | None = None, n_bars: int = 120) -> dict:
+        """Copies for an :class:`~app.analysis.frame.AnalysisFrame` (the GUI's part).
+
+        Returns a dict with ``heatmap`` (float32 ``(rows, ncols)`` C-contiguous, bid + ask
+        resting size), ``traded_buy``, ``traded_sell`` (same shape), ``heatmap_base``,
+        ``heatmap_t0``, ``column_ns``, ``best_bid``, ``best_ask``, ``book_prices`` (int64
+        ``(rows,)``), ``book_bid``, ``book_ask``, ``session_volume`` (float64 ``(rows,)``) and
+        ``bars`` (BAR_DTYPE). Nothing returned shares memory with the model.
+        """
+        hb, ha, tb, ts_, t0 = self.heatmap_window(ncols)
+        heat = np.empty(hb.shape, np.float32)
+        np.add(hb, ha, out=heat)
+        h0 = int(self.P[K.P_HOFF])
+        R = self.rows
+        return dict(
+            heatmap=heat,
+            traded_buy=np.ascontiguousarray(tb),
+            traded_sell=np.ascontiguousarray(ts_),
+            heatmap_base=self.heatmap_base,
+            heatmap_t0=int(t0),
+            column_ns=self.column_ns,
+            best_bid=self.best_bid,
+            best_ask=self.best_ask,
+            book_prices=np.arange(self.heatmap_base, self.heatmap_base + R, dtype=np.int64),
+            book_bid=self.bid[h0 : h0 + R].copy(),
+            book_ask=self.ask[h0 : h0 + R].copy(),
+            session_volume=self.sbuy[h0 : h0 + R] + self.ssell[h0 : h0 + R],
+            bars=self.bars(n_bars),
+        )
+
+    def state_arrays(self) -> dict:
+        """Every state array by name (for tests that compare the kernel with its twin)."""
+        return dict(P=self.P, S=self.S, F=self.F, bid=self.bid, ask=self.ask, bidn=self.bidn,
+                    askn=self.askn, sbuy=self.sbuy, ssell=self.ssell, hbid=self.hbid,
+                    hask=self.hask, tbuy=self.tbuy, tsell=self.tsell, bar_i=self.bar_i,
+                    bar_f=self.bar_f, fpb=self.fpb, fps=self.fps)
+
+
+def _shift1d(a: np.ndarray, d: int) -> bool:
+    """Shift ``a`` so that new ``a[j] = old a[j + d]``; returns True if non-zero data fell off."""
+    n = a.shape[0]
+    if d == 0:
+        return False
+    if abs(d) >= n:
+        lost = bool(np.any(a))
+        a[:] = 0
+        return lost
+    if d > 0:
+        lost = bool(np.any(a[:d]))
+        a[: n - d] = a[d:]
+        a[n - d :] = 0
+    else:
+        lost = bool(np.any(a[n + d :]))
+        a[-d:] = a[: n + d]
+        a[:-d] = 0
+    return lost
+
+
+def _shift_rows(a: np.ndarray, d: int) -> None:
+    """Shift the last axis of a 2-D array: new ``a[:, r] = old a[:, r + d]``, zeros come in."""
+    R = a.shape[1]
+    if abs(d) >= R:
+        a[:] = 0
+    elif d > 0:
+        a[:, : R - d] = a[:, d:]
+        a[:, R - d :] = 0
+    else:
+        a[:, -d:] = a[:, : R + d]
+        a[:, :-d] = 0
