@@ -626,7 +626,13 @@ class MarketStreamDecoder:
         self.decoder = Decoder(encoding, follow_encoding_response=follow_encoding_response)
         self._buf = bytearray()
         self.market_messages = 0
+        self.batch_frames = 0
         self.dropped = 0
+
+    @property
+    def messages(self) -> int:
+        """Messages decoded so far (batch frames plus per-message decodes)."""
+        return self.batch_frames + self.decoder.messages
 
     @property
     def encoding(self) -> Encoding:
@@ -676,6 +682,7 @@ class MarketStreamDecoder:
                 end, events, nfr = pos, None, 0
             if end > pos:
                 self.market_messages += nfr
+                self.batch_frames += nfr
                 if events is not None and events.shape[0]:
                     out.append(events)
                 pos = end

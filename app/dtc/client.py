@@ -1,0 +1,1043 @@
+"""Asyncio DTC client: connection, negotiation, logon, heartbeats, reconnect, requests, orders.
+
+One :class:`DTCClient` owns one TCP connection to a DTC server (Sierra Chart, or MIA Elite's
+built-in replay server) and keeps it alive:
+
+* **Connect** -> binary ``ENCODING_REQUEST`` -> ``ENCODING_RESPONSE`` (the decoder switches to the
+  granted encoding before decoding the next byte) -> ``LOGON_REQUEST`` -> ``LOGON_RESPONSE``
+  (procedure of sierrachart.com ``doc/DTCMessageDocumentation.php``; reference notes section 4).
+* **Heartbeats**: one ``HEARTBEAT`` every ``heartbeat_s`` seconds; any received byte counts as
+  liveness; silence for ``2 * heartbeat_s`` resets the connection (reference notes section 9,
+  item 16).
+* **Reconnect** with exponential backoff (``backoff_initial_s`` doubling up to
+  ``backoff_max_s``) and +-25 % jitter, then **resubscribe** every market subscription with its
+  old SymbolID (the server answers with fresh snapshots, so the book starts with ``OP_CLEAR``).
+* **Market data** arrives as ``EVENT_DTYPE`` numpy batches (:mod:`app.dtc.batch`), prices in
+  ticks of the symbol's ``MinPriceIncrement`` from its security definition; BBO messages
+  (108/117/143/144) become ``KIND_QUOTE`` events.
+* **Requests** (security definition, trade accounts, positions, open orders, account balance)
+  are awaitable and matched by RequestID; historical data uses its own connection on the
+  historical port (one request per connection, as Sierra Chart does).
+* **Orders**: :meth:`submit_order`, :meth:`submit_oco` (also bracket children), :meth:`cancel_order`
+  (by ServerOrderID: the server identifies orders only by it), :meth:`cancel_replace`.
+  ``ORDER_UPDATE``, ``POSITION_UPDATE``, ``ACCOUNT_BALANCE_UPDATE`` reach listeners registered
+  with :meth:`add_listener`.
+
+All callbacks run on the event loop thread (the GUI thread under qasync) and must be O(1)-ish;
+an exception in a callback is logged and never stops the connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from app.dtc import messages as M
+from app.dtc.batch import MarketStreamDecoder
+from app.dtc.codec import SUPPORTED_ENCODINGS, encode
+from app.dtc.messages import Encoding, LogonFlags, MessageType
+from app.feeds import events as ev
+
+log = logging.getLogger(__name__)
+
+T = MessageType
+
+#: Integer_1 flags asked for when ``depth_float=True``: 140 depth updates, 145 snapshot levels,
+#: 146 trades, 144 bid/ask (Sierra Chart DTCServer.php; all decoded by this client).
+FLOAT_FLAGS = (LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES
+               | LogonFlags.SUPPORT_MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT
+               | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2
+               | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE)
+
+STATES = ("disconnected", "connecting", "negotiating", "logging_on", "connected", "reconnecting", "closed")
+
+
+class DTCError(Exception):
+    """Base class of the client's errors."""
+
+
+class NotConnected(DTCError, ConnectionError):
+    """The client has no live connection (it may be reconnecting)."""
+
+
+class LogonError(DTCError):
+    """The server refused the logon. ``result`` is the LogonStatusEnum, ``text`` its ResultText."""
+
+    def __init__(self, result: int, text: str):
+        self.result = int(result)
+        self.text = text
+        super().__init__(f"logon refused ({M.LogonStatus(result).name if result in M.LogonStatus._value2member_map_ else result}): {text}")
+
+
+class RequestRejected(DTCError):
+    """A request was rejected by the server (its reject message's text)."""
+
+
+class RequestTimeout(DTCError, TimeoutError):
+    """No answer to a request in time."""
+
+
+class MarketDataRejected(DTCError):
+    """The server refused market data or depth for ``symbol``.
+
+    The message tells the user why this usually happens with Sierra Chart and what to do.
+    """
+
+    def __init__(self, symbol: str, text: str):
+        self.symbol = symbol
+        self.text = text
+        super().__init__(
+            f"market data for {symbol} was rejected by the DTC server: {text!r}. Sierra Chart's DTC server "
+            f"refuses CME, CBOE, EUREX and NASDAQ market data (exchange policy); trading still works. MIA Elite "
+            f"can read Sierra Chart's own data files instead: Data/{symbol}.scid (trades) and "
+            f"Data/MarketDepthData/ (depth), with 'Record Market Depth Data' turned on in Sierra Chart "
+            f"(Global Settings >> Symbol Settings) and a chart of {symbol} open; then choose the data source "
+            f"'Sierra Chart data files'."
+        )
+
+
+class HistoricalDataRejected(RequestRejected):
+    """HISTORICAL_PRICE_DATA_REJECT; ``reason_code`` and ``retry_s`` as sent."""
+
+    def __init__(self, text: str, reason_code: int, retry_s: int):
+        self.reason_code = reason_code
+        self.retry_s = retry_s
+        super().__init__(f"historical data rejected ({reason_code}): {text}")
+
+
+def _parse_encoding(value) -> Encoding:
+    if isinstance(value, str):
+        key = value.strip().upper().replace("-", "_").replace(" ", "_")
+        key = {"JSON_COMPACT": "JSON_COMPACT", "COMPACT_JSON": "JSON_COMPACT", "COMPACT": "JSON_COMPACT"}.get(key, key)
+        try:
+            enc = Encoding[key]
+        except KeyError:
+            raise ValueError(f"encoding {value!r}: use binary, json or json_compact") from None
+    else:
+        enc = Encoding(int(value))
+    if enc not in SUPPORTED_ENCODINGS:
+        raise ValueError(f"encoding {enc.name} is not supported (binary, json, json_compact)")
+    return enc
+
+
+def clean_tick(x: float) -> float:
+    """A float32 ``MinPriceIncrement`` (0.0099999998) as the decimal it stands for (0.01)."""
+    x = float(x)
+    return float(f"{x:.7g}") if x > 0 else 0.0
+
+
+@dataclass
+class Subscription:
+    """One market subscription.
+
+    Attributes
+    ----------
+    symbol, exchange : str
+    symbol_id : int
+        Client-chosen SymbolID (stable for the client's lifetime, reused after reconnects).
+    tick_size : float
+        Price units per tick (``MinPriceIncrement``), used to convert prices to ticks.
+    depth : bool
+        Depth requested as well as trades/BBO.
+    on_events : callable(np.ndarray) or None
+        Receives ``EVENT_DTYPE`` batches of this symbol.
+    definition : SecurityDefinitionResponse or None
+    rejected : str
+        Reject text, when the server refused it ("" otherwise).
+    """
+
+    symbol: str
+    exchange: str
+    symbol_id: int
+    tick_size: float
+    depth: bool = True
+    on_events: Callable[[np.ndarray], Any] | None = None
+    num_levels: int = 0
+    definition: Any = None
+    rejected: str = ""
+    events: int = 0
+    ready: asyncio.Future | None = field(default=None, repr=False)
+
+
+class _Pending:
+    """A request waiting for its answer messages."""
+
+    __slots__ = ("future", "items", "kind")
+
+    def __init__(self, kind: str, loop):
+        self.kind = kind
+        self.items: list = []
+        self.future = loop.create_future()
+
+
+class DTCClient:
+    """Asyncio DTC client (see the module docstring).
+
+    Parameters
+    ----------
+    host, port : str, int
+        The DTC server (Sierra Chart: usually 127.0.0.1:11099).
+    encoding : Encoding or str
+        Encoding to negotiate (binary, json, json_compact).
+    client_name : str
+        LOGON_REQUEST.ClientName.
+    username, password : str
+        Only when the server requires authentication (never logged).
+    heartbeat_s : float
+        Heartbeat interval declared at logon and kept; ``2 * heartbeat_s`` of silence resets.
+    trade_account : str
+        Default TradeAccount of orders and requests (``Sim1`` style for simulated accounts).
+    depth_float : bool
+        Ask Sierra Chart for the compact float depth/trade messages (``Integer_1`` flags).
+    historical_port : int or None
+        Port of the historical data server (Sierra Chart default 11098); None = ``port``.
+    reconnect : bool
+        Reconnect after a lost connection (the first :meth:`connect` always raises on failure).
+    backoff_initial_s, backoff_max_s : float
+        Exponential backoff bounds, seconds.
+    connect_timeout_s, request_timeout_s, subscribe_timeout_s : float
+        Bounds of a TCP connect + logon, of one request, of the wait for a subscription's first
+        data or reject.
+    on_state : callable(str) or None
+        Called with the new :attr:`state` on every change.
+    """
+
+    def __init__(self, host: str, port: int, *, encoding=Encoding.BINARY, client_name: str = "MIA Elite",
+                 username: str = "", password: str = "", heartbeat_s: float = 10, trade_account: str = "",
+                 depth_float: bool = True, historical_port: int | None = None, reconnect: bool = True,
+                 backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, connect_timeout_s: float = 10.0,
+                 request_timeout_s: float = 15.0, subscribe_timeout_s: float = 10.0,
+                 on_state: Callable[[str], Any] | None = None):
+        self.host = host
+        self.port = int(port)
+        self.encoding = _parse_encoding(encoding)
+        self.client_name = client_name
+        self.username = username
+        self._password = password
+        self.heartbeat_s = float(heartbeat_s)
+        self.trade_account = trade_account
+        self.depth_float = depth_float
+        self.historical_port = int(historical_port) if historical_port else self.port
+        self.reconnect_enabled = reconnect
+        self.backoff_initial_s = float(backoff_initial_s)
+        self.backoff_max_s = float(backoff_max_s)
+        self.connect_timeout_s = float(connect_timeout_s)
+        self.request_timeout_s = float(request_timeout_s)
+        self.subscribe_timeout_s = float(subscribe_timeout_s)
+
+        self.state = "disconnected"
+        self._state_listeners: list[Callable[[str], Any]] = [on_state] if on_state else []
+        self._listeners: dict[int, list[Callable]] = {}
+        self.logon_response = None
+        self.negotiated_encoding = Encoding.BINARY
+        self.server_name = ""
+
+        self.subscriptions: dict[int, Subscription] = {}
+        self._symbol_ids: dict[tuple[str, str], int] = {}
+        self._next_symbol_id = itertools.count(1)
+        self._next_request_id = itertools.count(1)
+        self._next_order = itertools.count(1)
+        self._order_prefix = f"mia{int(time.time()) % 100000:05d}"
+        self._pending: dict[int, _Pending] = {}
+        self._ticks: dict[int, float] = {}
+        #: ClientOrderID -> latest ORDER_UPDATE
+        self.orders: dict[str, Any] = {}
+
+        self._reader = None
+        self._writer = None
+        self._decoder: MarketStreamDecoder | None = None
+        self._read_task: asyncio.Task | None = None
+        self._hb_task: asyncio.Task | None = None
+        self._supervisor: asyncio.Task | None = None
+        self._conn_lost: asyncio.Future | None = None
+        self._enc_future: asyncio.Future | None = None
+        self._logon_future: asyncio.Future | None = None
+        self._closing = False
+        self._last_rx = 0.0
+
+        # statistics
+        self.messages_received = 0
+        self._errors_before = 0
+        self.reconnects = 0
+        self.connections = 0
+        self.bytes_received = 0
+        self._rate_t0 = time.monotonic()
+        self._rate_n0 = 0
+        self._rate = 0.0
+
+    # ------------------------------------------------------------------ statistics
+
+    @property
+    def decode_errors(self) -> int:
+        """Malformed frames seen over all connections."""
+        return self._errors_before + (self._decoder.errors if self._decoder else 0)
+
+    @property
+    def msgs_per_s(self) -> float:
+        """Messages received per second over the last ~1 s window."""
+        now = time.monotonic()
+        if now - self._rate_t0 > 2.0:
+            return 0.0 if self.messages_received == self._rate_n0 else self._rate
+        return self._rate
+
+    def _count(self, n: int) -> None:
+        self.messages_received += n
+        now = time.monotonic()
+        dt = now - self._rate_t0
+        if dt >= 1.0:
+            self._rate = (self.messages_received - self._rate_n0) / dt
+            self._rate_t0 = now
+            self._rate_n0 = self.messages_received
+
+    @property
+    def connected(self) -> bool:
+        return self.state == "connected"
+
+    # ------------------------------------------------------------------ listeners
+
+    def add_listener(self, msg_type: int, callback: Callable[[Any], Any]) -> None:
+        """Call ``callback(message)`` for every received message of ``msg_type``."""
+        self._listeners.setdefault(int(msg_type), []).append(callback)
+
+    def remove_listener(self, msg_type: int, callback) -> None:
+        lst = self._listeners.get(int(msg_type), [])
+        if callback in lst:
+            lst.remove(callback)
+
+    def add_state_listener(self, callback: Callable[[str], Any]) -> None:
+        """Call ``callback(state)`` on every connection-state change."""
+        self._state_listeners.append(callback)
+
+    def _set_state(self, state: str) -> None:
+        if state == self.state:
+            return
+        self.state = state
+        log.info("dtc %s:%d: %s", self.host, self.port, state)
+        for cb in list(self._state_listeners):
+            try:
+                cb(state)
+            except Exception:  # noqa: BLE001
+                log.exception("state listener failed")
+
+    # ------------------------------------------------------------------ connection
+
+    async def connect(self):
+        """Connect, negotiate the encoding and log on; then keep the connection alive.
+
+        Returns
+        -------
+        LogonResponse
+
+        Raises
+        ------
+        OSError
+            TCP connection failed (nothing listening, refused, timeout).
+        LogonError
+            The server refused the logon.
+        DTCError
+            Negotiation failed.
+        """
+        self._closing = False
+        try:
+            await self._open()
+        except BaseException:
+            await self._drop_connection()
+            self._set_state("disconnected")
+            raise
+        if self._supervisor is None or self._supervisor.done():
+            self._supervisor = asyncio.get_running_loop().create_task(self._supervise())
+        return self.logon_response
+
+    async def _open(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._set_state("connecting")
+        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
+                                                self.connect_timeout_s)
+        sock = writer.get_extra_info("socket")
+        if sock is not None:
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:  # pragma: no cover
+                pass
+        self._reader, self._writer = reader, writer
+        self.connections += 1
+        if self._decoder is not None:
+            self._errors_before += self._decoder.errors
+        self._decoder = MarketStreamDecoder(Encoding.BINARY, self._ticks)
+        self._desync_seen = 0
+        self.negotiated_encoding = Encoding.BINARY
+        self._conn_lost = loop.create_future()
+        self._enc_future = loop.create_future()
+        self._logon_future = loop.create_future()
+        self._last_rx = time.monotonic()
+        self._read_task = loop.create_task(self._read_loop(reader, self._conn_lost))
+        deadline = self.connect_timeout_s
+        # 1. encoding negotiation (always binary on the wire at connection start)
+        self._set_state("negotiating")
+        self._write(encode(M.EncodingRequest(Encoding=int(self.encoding)), Encoding.BINARY))
+        resp = await self._await_step(self._enc_future, deadline, "ENCODING_RESPONSE")
+        granted = Encoding(resp.Encoding) if resp.Encoding in SUPPORTED_ENCODINGS else None
+        if granted is None:
+            raise DTCError(f"server answered the encoding request with unsupported encoding {resp.Encoding}")
+        if granted != self.encoding:
+            log.warning("dtc: asked for %s encoding, server uses %s", self.encoding.name, granted.name)
+        self.negotiated_encoding = granted
+        # 2. logon
+        self._set_state("logging_on")
+        flags = int(FLOAT_FLAGS) if self.depth_float else 0
+        self._send(M.LogonRequest(Username=self.username, Password=self._password, Integer_1=flags,
+                                  HeartbeatIntervalInSeconds=max(1, int(round(self.heartbeat_s))),
+                                  TradeAccount=self.trade_account, ClientName=self.client_name[:31]))
+        lr = await self._await_step(self._logon_future, deadline, "LOGON_RESPONSE")
+        if lr.Result != M.LogonStatus.LOGON_SUCCESS:
+            raise LogonError(lr.Result, lr.ResultText)
+        self.logon_response = lr
+        self.server_name = lr.ServerName
+        self._hb_task = loop.create_task(self._heartbeat_loop(self._conn_lost))
+        self._set_state("connected")
+
+    async def _await_step(self, fut, timeout, what):
+        lost = self._conn_lost
+        done, _ = await asyncio.wait({fut, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        if fut in done:
+            return fut.result()
+        if lost in done:
+            raise ConnectionResetError(f"connection closed while waiting for {what}: {lost.result()}")
+        raise asyncio.TimeoutError(f"no {what} within {timeout:.0f} s")
+
+    async def _drop_connection(self) -> None:
+        for t in (self._hb_task, self._read_task):
+            if t is not None and not t.done():
+                t.cancel()
+        for t in (self._hb_task, self._read_task):
+            if t is not None:
+                try:
+                    await asyncio.wait_for(asyncio.shield(t), 1.0)
+                except (asyncio.CancelledError, asyncio.TimeoutError, Exception):  # noqa: BLE001
+                    pass
+        self._hb_task = self._read_task = None
+        w = self._writer
+        self._writer = None
+        if w is not None:
+            try:
+                w.close()
+                await asyncio.wait_for(w.wait_closed(), 1.0)
+            except (OSError, asyncio.TimeoutError, Exception):  # noqa: BLE001
+                pass
+        for p in list(self._pending.values()):
+            if not p.future.done():
+                p.future.set_exception(NotConnected("connection lost before the answer arrived"))
+        self._pending.clear()
+
+    async def _supervise(self) -> None:
+        """Wait for the connection to drop; reconnect with backoff and resubscribe."""
+        try:
+            while not self._closing:
+                lost = self._conn_lost
+                if lost is None:
+                    return
+                reason = await lost
+                if self._closing:
+                    return
+                log.warning("dtc %s:%d: connection lost: %s", self.host, self.port, reason)
+                await self._drop_connection()
+                if not self.reconnect_enabled or reason == "logoff-no-reconnect":
+                    self._set_state("disconnected")
+                    return
+                self._set_state("reconnecting")
+                delay = self.backoff_initial_s
+                while not self._closing:
+                    await asyncio.sleep(delay * random.uniform(0.75, 1.25))
+                    if self._closing:
+                        return
+                    try:
+                        await self._open()
+                        self.reconnects += 1
+                        await self._resubscribe()
+                        break
+                    except LogonError as exc:
+                        await self._drop_connection()
+                        if exc.result == M.LogonStatus.LOGON_ERROR_NO_RECONNECT:
+                            log.error("dtc: %s; not reconnecting", exc)
+                            self._set_state("disconnected")
+                            return
+                        log.warning("dtc: reconnect failed: %s", exc)
+                    except (OSError, asyncio.TimeoutError, DTCError) as exc:
+                        await self._drop_connection()
+                        log.info("dtc: reconnect to %s:%d failed (%s); next try in ~%.1f s",
+                                 self.host, self.port, exc, min(delay * 2, self.backoff_max_s))
+                        self._set_state("reconnecting")
+                    delay = min(delay * 2, self.backoff_max_s)
+        except asyncio.CancelledError:
+            pass
+
+    async def close(self) -> None:
+        """Log off, close the connection, stop reconnecting. Idempotent."""
+        self._closing = True
+        if self._writer is not None and self.state == "connected":
+            try:
+                self._send(M.Logoff(Reason="client closing"))
+            except Exception:  # noqa: BLE001
+                pass
+        sup = self._supervisor
+        self._supervisor = None
+        if sup is not None and not sup.done():
+            sup.cancel()
+            try:
+                await asyncio.wait_for(asyncio.shield(sup), 1.0)
+            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):  # noqa: BLE001
+                pass
+        await self._drop_connection()
+        for s in self.subscriptions.values():
+            if s.ready is not None and not s.ready.done():
+                s.ready.cancel()
+        self._set_state("closed")
+
+    def drop_connection_for_test(self) -> None:
+        """Abort the TCP connection as a network failure would (the client reconnects)."""
+        if self._writer is not None:
+            self._writer.transport.abort()
+
+    # ------------------------------------------------------------------ I/O
+
+    def _write(self, data: bytes) -> None:
+        w = self._writer
+        if w is None or w.is_closing():
+            raise NotConnected(f"not connected to {self.host}:{self.port} (state {self.state})")
+        w.write(data)
+
+    def _send(self, msg) -> None:
+        self._write(encode(msg, self.negotiated_encoding))
+
+    def send(self, msg) -> None:
+        """Send any DTC message in the negotiated encoding (raises :class:`NotConnected`)."""
+        self._send(msg)
+
+    async def _read_loop(self, reader, lost: asyncio.Future) -> None:
+        reason = "closed by server"
+        try:
+            while True:
+                data = await reader.read(1 << 17)
+                if not data:
+                    break
+                self._last_rx = time.monotonic()
+                self.bytes_received += len(data)
+                dec = self._decoder
+                items = dec.feed(data, time.time_ns())
+                for item in items:
+                    if isinstance(item, np.ndarray):
+                        self._dispatch_events(item)
+                    else:
+                        self._dispatch(item)
+                self._count_messages(dec)
+                if dec.desynced > self._desync_seen:
+                    self._desync_seen = dec.desynced
+                    reason = f"stream could not be resynchronised ({dec.last_error}); resetting the connection"
+                    break
+        except asyncio.CancelledError:
+            reason = "cancelled"
+            raise
+        except (OSError, ConnectionError) as exc:
+            reason = f"{type(exc).__name__}: {exc}"
+        except Exception as exc:  # noqa: BLE001 - a bug must not kill the client silently
+            log.exception("dtc read loop failed")
+            reason = f"internal error: {exc}"
+        finally:
+            if not lost.done():
+                lost.set_result(reason)
+
+    _msgs_seen_conn = 0
+
+    def _count_messages(self, dec) -> None:
+        total = dec.messages
+        if getattr(self, "_count_dec", None) is not dec:
+            self._count_dec = dec
+            self._msgs_seen_conn = 0
+        n = total - self._msgs_seen_conn
+        self._msgs_seen_conn = total
+        self._count(n)
+
+    async def _heartbeat_loop(self, lost: asyncio.Future) -> None:
+        hb = self.heartbeat_s
+        next_hb = time.monotonic()
+        try:
+            while not lost.done():
+                now = time.monotonic()
+                if now >= next_hb:
+                    try:
+                        self._send(M.Heartbeat(CurrentDateTime=int(time.time())))
+                    except (NotConnected, OSError):
+                        pass
+                    next_hb = now + hb
+                if now - self._last_rx > 2 * hb:
+                    log.warning("dtc %s:%d: no data for %.1f s (2 x heartbeat): resetting", self.host, self.port,
+                                now - self._last_rx)
+                    if not lost.done():
+                        lost.set_result("heartbeat timeout")
+                    if self._writer is not None:
+                        self._writer.transport.abort()
+                    return
+                await asyncio.sleep(min(hb / 4, 1.0))
+        except asyncio.CancelledError:
+            pass
+
+    # ------------------------------------------------------------------ dispatch
+
+    def _dispatch_events(self, batch: np.ndarray) -> None:
+        if batch.shape[0] == 0:
+            return
+        sids = batch["symbol_id"]
+        first = int(sids[0])
+        if (sids == first).all():
+            self._deliver(first, batch)
+        else:
+            for sid in np.unique(sids):
+                self._deliver(int(sid), batch[sids == sid])
+
+    def _deliver(self, sid: int, batch: np.ndarray) -> None:
+        sub = self.subscriptions.get(sid)
+        if sub is None:
+            return
+        sub.events += batch.shape[0]
+        if sub.ready is not None and not sub.ready.done():
+            sub.ready.set_result(True)
+        if sub.on_events is not None:
+            try:
+                sub.on_events(batch)
+            except Exception:  # noqa: BLE001
+                log.exception("on_events callback for %s failed", sub.symbol)
+
+    def _dispatch(self, msg) -> None:
+        t = int(msg.TYPE)
+        handler = self._HANDLERS.get(t)
+        if handler is not None:
+            try:
+                handler(self, msg)
+            except Exception:  # noqa: BLE001
+                log.exception("dtc: handling %s failed", type(msg).__name__)
+        for cb in self._listeners.get(t, ()):
+            try:
+                cb(msg)
+            except Exception:  # noqa: BLE001
+                log.exception("dtc listener for %s failed", type(msg).__name__)
+
+    def _on_encoding_response(self, msg) -> None:
+        if self._enc_future is not None and not self._enc_future.done():
+            self._enc_future.set_result(msg)
+
+    def _on_logon_response(self, msg) -> None:
+        if self._logon_future is not None and not self._logon_future.done():
+            self._logon_future.set_result(msg)
+
+    def _on_logoff(self, msg) -> None:
+        log.warning("dtc: server logged off: %s%s", msg.Reason, " (do not reconnect)" if msg.DoNotReconnect else "")
+        if self._conn_lost is not None and not self._conn_lost.done():
+            self._conn_lost.set_result("logoff-no-reconnect" if msg.DoNotReconnect else f"logoff: {msg.Reason}")
+
+    def _on_heartbeat(self, msg) -> None:
+        pass
+
+    def _on_reject(self, msg) -> None:
+        sub = self.subscriptions.get(int(msg.SymbolID))
+        text = msg.RejectText
+        if sub is None:
+            log.warning("dtc: market data reject for unknown SymbolID %d: %s", msg.SymbolID, text)
+            return
+        sub.rejected = text
+        log.warning("dtc: %s rejected: %s", sub.symbol, text)
+        if sub.ready is not None and not sub.ready.done():
+            sub.ready.set_exception(MarketDataRejected(sub.symbol, text))
+
+    def _on_snapshot(self, msg) -> None:
+        sub = self.subscriptions.get(int(msg.SymbolID))
+        if sub is not None and sub.ready is not None and not sub.ready.done():
+            sub.ready.set_result(True)
+
+    def _on_bid_ask(self, msg) -> None:
+        sid = int(msg.SymbolID)
+        sub = self.subscriptions.get(sid)
+        if sub is None:
+            return
+        t = int(msg.TYPE)
+        if t == T.MARKET_DATA_UPDATE_BID_ASK:
+            ts = int(msg.DateTime) * 1_000_000_000
+        elif t == T.MARKET_DATA_UPDATE_BID_ASK_COMPACT:
+            ts = int(msg.DateTime) * 1_000_000_000
+        elif t == T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS:
+            ts = int(msg.DateTime) * 1000
+        else:
+            ts = time.time_ns()
+        rows = []
+        for side, p, q in ((ev.SIDE_BID, msg.BidPrice, msg.BidQuantity), (ev.SIDE_ASK, msg.AskPrice, msg.AskQuantity)):
+            if M.is_unset(float(p)):
+                continue
+            rows.append((ts, int(round(float(p) / sub.tick_size)), float(q), side))
+        if not rows:
+            return
+        out = ev.empty(len(rows))
+        for i, (ts_, p, q, side) in enumerate(rows):
+            out[i]["ts"] = ts_
+            out[i]["price"] = p
+            out[i]["size"] = q
+            out[i]["side"] = side
+        out["kind"] = ev.KIND_QUOTE
+        out["symbol_id"] = sid
+        self._deliver(sid, out)
+
+    def _on_order_update(self, msg) -> None:
+        if msg.ClientOrderID:
+            self.orders[msg.ClientOrderID] = msg
+        self._answer(msg, "orders", last=(msg.MessageNumber >= msg.TotalNumMessages) or bool(msg.NoOrders),
+                     empty=bool(msg.NoOrders))
+
+    def _on_position_update(self, msg) -> None:
+        self._answer(msg, "positions", last=(msg.MessageNumber >= msg.TotalNumberMessages) or bool(msg.NoPositions),
+                     empty=bool(msg.NoPositions))
+
+    def _on_balance_update(self, msg) -> None:
+        self._answer(msg, "balance", last=(msg.MessageNumber >= msg.TotalNumberMessages) or bool(msg.NoAccountBalances),
+                     empty=bool(msg.NoAccountBalances))
+
+    def _on_trade_account(self, msg) -> None:
+        self._answer(msg, "accounts", last=msg.MessageNumber >= msg.TotalNumberMessages,
+                     empty=msg.TotalNumberMessages == 0)
+
+    def _on_security_definition(self, msg) -> None:
+        self._answer(msg, "secdef", last=True, empty=False)
+
+    def _on_request_reject(self, msg) -> None:
+        p = self._pending.pop(int(msg.RequestID), None)
+        if p is not None and not p.future.done():
+            p.future.set_exception(RequestRejected(f"{type(msg).__name__}: {msg.RejectText}"))
+
+    def _answer(self, msg, kind: str, *, last: bool, empty: bool) -> None:
+        rid = int(msg.RequestID)
+        if rid == 0:
+            return  # unsolicited
+        p = self._pending.get(rid)
+        if p is None or p.kind != kind:
+            return
+        if not empty:
+            p.items.append(msg)
+        if last:
+            self._pending.pop(rid, None)
+            if not p.future.done():
+                p.future.set_result(p.items)
+
+    _HANDLERS: dict = {}
+
+    # ------------------------------------------------------------------ requests
+
+    def _new_request(self, kind: str) -> tuple[int, _Pending]:
+        rid = next(self._next_request_id)
+        p = _Pending(kind, asyncio.get_running_loop())
+        self._pending[rid] = p
+        return rid, p
+
+    async def _request(self, kind: str, make_msg: Callable[[int], Any], timeout: float | None = None) -> list:
+        rid, p = self._new_request(kind)
+        try:
+            self._send(make_msg(rid))
+            return await asyncio.wait_for(p.future, timeout or self.request_timeout_s)
+        except asyncio.TimeoutError:
+            raise RequestTimeout(f"no answer to {kind} request {rid} within "
+                                 f"{timeout or self.request_timeout_s:.0f} s") from None
+        finally:
+            self._pending.pop(rid, None)
+
+    async def security_definition(self, symbol: str, exchange: str = "", timeout: float | None = None):
+        """SECURITY_DEFINITION_RESPONSE for ``symbol`` (raises RequestRejected / RequestTimeout)."""
+        items = await self._request("secdef", lambda rid: M.SecurityDefinitionForSymbolRequest(
+            RequestID=rid, Symbol=symbol, Exchange=exchange), timeout)
+        if not items:
+            raise RequestRejected(f"no security definition for {symbol}")
+        return items[0]
+
+    async def trade_accounts(self) -> list[str]:
+        """Trade account names (TRADE_ACCOUNTS_REQUEST -> TRADE_ACCOUNT_RESPONSEs)."""
+        items = await self._request("accounts", lambda rid: M.TradeAccountsRequest(RequestID=rid))
+        return [m.TradeAccount for m in items if m.TradeAccount]
+
+    async def positions(self, account: str | None = None) -> list:
+        """Current POSITION_UPDATEs of ``account`` (default :attr:`trade_account`; [] when none)."""
+        acct = self.trade_account if account is None else account
+        return await self._request("positions", lambda rid: M.CurrentPositionsRequest(RequestID=rid, TradeAccount=acct))
+
+    async def open_orders(self, account: str | None = None) -> list:
+        """Working orders as ORDER_UPDATEs (reason OPEN_ORDERS_REQUEST_RESPONSE; [] when none)."""
+        acct = self.trade_account if account is None else account
+        return await self._request("orders", lambda rid: M.OpenOrdersRequest(RequestID=rid, RequestAllOrders=1,
+                                                                             TradeAccount=acct))
+
+    async def account_balance(self, account: str | None = None):
+        """ACCOUNT_BALANCE_UPDATE of ``account`` (None when the server has none)."""
+        acct = self.trade_account if account is None else account
+        items = await self._request("balance", lambda rid: M.AccountBalanceRequest(RequestID=rid, TradeAccount=acct))
+        for m in items:
+            if not acct or m.TradeAccount == acct:
+                return m
+        return items[0] if items else None
+
+    # ------------------------------------------------------------------ market data
+
+    def symbol_id(self, symbol: str, exchange: str = "") -> int:
+        """The SymbolID of ``symbol``/``exchange`` (allocated on first use, then stable)."""
+        key = (symbol, exchange)
+        sid = self._symbol_ids.get(key)
+        if sid is None:
+            sid = next(self._next_symbol_id)
+            self._symbol_ids[key] = sid
+        return sid
+
+    async def subscribe_market(self, symbol: str, exchange: str = "", depth: bool = True,
+                               on_events: Callable[[np.ndarray], Any] | None = None, *,
+                               tick_size: float | None = None, num_levels: int = 0) -> Subscription:
+        """Subscribe to trades/BBO (and depth) of ``symbol``; events go to ``on_events``.
+
+        The tick size comes from the security definition's ``MinPriceIncrement`` unless
+        ``tick_size`` is given. Waits for the first data (snapshot, depth snapshot, trade) or a
+        reject, at most :attr:`subscribe_timeout_s` (then returns, logging that nothing came yet).
+
+        Raises
+        ------
+        MarketDataRejected
+            MARKET_DATA_REJECT or MARKET_DEPTH_REJECT for this symbol.
+        ValueError
+            No tick size known (server without security definitions and no ``tick_size``).
+        """
+        sid = self.symbol_id(symbol, exchange)
+        definition = None
+        if tick_size is None:
+            try:
+                definition = await self.security_definition(symbol, exchange)
+            except (RequestRejected, RequestTimeout) as exc:
+                raise ValueError(f"{symbol}: no tick size (security definition failed: {exc}); pass tick_size") from exc
+            tick_size = clean_tick(definition.MinPriceIncrement)
+            if not tick_size > 0:
+                raise ValueError(f"{symbol}: security definition has MinPriceIncrement {definition.MinPriceIncrement}")
+        sub = Subscription(symbol, exchange, sid, float(tick_size), depth, on_events, int(num_levels), definition)
+        sub.ready = asyncio.get_running_loop().create_future()
+        self.subscriptions[sid] = sub
+        self._ticks[sid] = sub.tick_size
+        self._send_subscribe(sub)
+        try:
+            await asyncio.wait_for(asyncio.shield(sub.ready), self.subscribe_timeout_s)
+        except asyncio.TimeoutError:
+            log.warning("dtc: no data for %s within %.0f s after subscribing (still subscribed)", symbol,
+                        self.subscribe_timeout_s)
+        except MarketDataRejected:
+            self.subscriptions.pop(sid, None)
+            self._ticks.pop(sid, None)
+            raise
+        return sub
+
+    def _send_subscribe(self, sub: Subscription) -> None:
+        self._send(M.MarketDataRequest(RequestAction=M.RequestAction.SUBSCRIBE, SymbolID=sub.symbol_id,
+                                       Symbol=sub.symbol, Exchange=sub.exchange))
+        if sub.depth:
+            self._send(M.MarketDepthRequest(RequestAction=M.RequestAction.SUBSCRIBE, SymbolID=sub.symbol_id,
+                                            Symbol=sub.symbol, Exchange=sub.exchange, NumLevels=sub.num_levels))
+
+    async def _resubscribe(self) -> None:
+        for sub in list(self.subscriptions.values()):
+            if sub.rejected:
+                continue
+            sub.ready = asyncio.get_running_loop().create_future()
+            self._send_subscribe(sub)
+            log.info("dtc: resubscribed %s (SymbolID %d)", sub.symbol, sub.symbol_id)
+
+    def unsubscribe_market(self, symbol: str, exchange: str = "") -> None:
+        """Stop the subscription of ``symbol`` (no-op when not subscribed)."""
+        sid = self._symbol_ids.get((symbol, exchange))
+        sub = self.subscriptions.pop(sid, None) if sid else None
+        if sub is None:
+            return
+        try:
+            self._send(M.MarketDataRequest(RequestAction=M.RequestAction.UNSUBSCRIBE, SymbolID=sid))
+            if sub.depth:
+                self._send(M.MarketDepthRequest(RequestAction=M.RequestAction.UNSUBSCRIBE, SymbolID=sid))
+        except NotConnected:
+            pass
+
+    # ------------------------------------------------------------------ orders
+
+    def new_client_order_id(self) -> str:
+        """A ClientOrderID unique for this session (``mia<nnnnn>-<n>``)."""
+        return f"{self._order_prefix}-{next(self._next_order)}"
+
+    def submit_order(self, order) -> str:
+        """Send a SUBMIT_NEW_SINGLE_ORDER; returns its ClientOrderID.
+
+        Empty ``TradeAccount`` / ``ClientOrderID`` are filled with :attr:`trade_account` and a
+        fresh id. Prices are in the trading service's format (see the reference notes, section
+        9, item 11, about DisplayPriceMultiplier). Raises :class:`NotConnected`.
+        """
+        if not isinstance(order, M.SubmitNewSingleOrder):
+            raise TypeError("submit_order takes a SubmitNewSingleOrder")
+        kw = {}
+        if not order.ClientOrderID:
+            kw["ClientOrderID"] = self.new_client_order_id()
+        if not order.TradeAccount and self.trade_account:
+            kw["TradeAccount"] = self.trade_account
+        if kw:
+            order = order.replace(**kw)
+        self._send(order)
+        return order.ClientOrderID
+
+    def submit_oco(self, order) -> tuple[str, str]:
+        """Send a SUBMIT_NEW_OCO_ORDER (bracket children when ParentTriggerClientOrderID is set).
+
+        Returns the two ClientOrderIDs (generated when empty).
+        """
+        if not isinstance(order, M.SubmitNewOCOOrder):
+            raise TypeError("submit_oco takes a SubmitNewOCOOrder")
+        kw = {}
+        if not order.ClientOrderID_1:
+            kw["ClientOrderID_1"] = self.new_client_order_id()
+        if not order.ClientOrderID_2:
+            kw["ClientOrderID_2"] = self.new_client_order_id()
+        if not order.TradeAccount and self.trade_account:
+            kw["TradeAccount"] = self.trade_account
+        if kw:
+            order = order.replace(**kw)
+        self._send(order)
+        return order.ClientOrderID_1, order.ClientOrderID_2
+
+    def cancel_order(self, server_order_id: str, client_order_id: str = "", trade_account: str | None = None) -> None:
+        """Send CANCEL_ORDER. The server identifies the order only by ``server_order_id``."""
+        if not server_order_id:
+            raise ValueError("cancel_order needs the ServerOrderID (from ORDER_UPDATE); a cancel without it is "
+                             "silently ignored by Sierra Chart")
+        self._send(M.CancelOrder(ServerOrderID=server_order_id, ClientOrderID=client_order_id,
+                                 TradeAccount=self.trade_account if trade_account is None else trade_account))
+
+    def cancel_replace(self, server_order_id: str, *, price1: float | None = None, price2: float | None = None,
+                       quantity: float | None = None, client_order_id: str = "", time_in_force: int = 0,
+                       trade_account: str | None = None) -> None:
+        """Send CANCEL_REPLACE_ORDER. ``None`` leaves a price unchanged (Price*IsSet = 0);
+        ``quantity`` is the new total including what has filled (None/0: unchanged)."""
+        if not server_order_id:
+            raise ValueError("cancel_replace needs the ServerOrderID")
+        self._send(M.CancelReplaceOrder(
+            ServerOrderID=server_order_id, ClientOrderID=client_order_id,
+            Price1=0.0 if price1 is None else float(price1), Price1IsSet=0 if price1 is None else 1,
+            Price2=0.0 if price2 is None else float(price2), Price2IsSet=0 if price2 is None else 1,
+            Quantity=0.0 if quantity is None else float(quantity), TimeInForce=int(time_in_force),
+            TradeAccount=self.trade_account if trade_account is None else trade_account))
+
+    def flatten_position(self, symbol: str, exchange: str = "", trade_account: str | None = None) -> str:
+        """Send SUBMIT_FLATTEN_POSITION_ORDER; returns its ClientOrderID."""
+        cid = self.new_client_order_id()
+        self._send(M.SubmitFlattenPositionOrder(Symbol=symbol, Exchange=exchange, ClientOrderID=cid,
+                                                TradeAccount=self.trade_account if trade_account is None
+                                                else trade_account))
+        return cid
+
+    # ------------------------------------------------------------------ historical data
+
+    async def historical(self, symbol: str, exchange: str = "", *, interval: int = M.HistoricalDataInterval.INTERVAL_1_MINUTE,
+                         start_s: int = 0, end_s: int = 0, max_days: int = 0, timeout: float = 120.0,
+                         port: int | None = None) -> list:
+        """Historical bars (803) or ticks (804) of ``symbol`` over a separate connection.
+
+        Sierra Chart serves history on its own port (default 11098) with one request per
+        connection; this opens it, negotiates, logs on, requests (no zlib), reads the header
+        and the records up to ``IsFinalRecord`` (an empty final record with time 0 is dropped),
+        and closes.
+
+        Parameters
+        ----------
+        interval : int
+            Seconds per bar (``HistoricalDataInterval``; 0 = ticks).
+        start_s, end_s : int
+            UNIX seconds (0 = server default).
+        max_days : int
+            ``MaxDaysToReturn`` (0 = no limit).
+
+        Returns
+        -------
+        list of HistoricalPriceDataRecordResponse / HistoricalPriceDataTickRecordResponse
+            Oldest first.
+
+        Raises
+        ------
+        HistoricalDataRejected, RequestTimeout, OSError, LogonError
+        """
+        hist = DTCClient(self.host, port or self.historical_port, encoding=self.encoding,
+                         client_name=self.client_name, username=self.username, password=self._password,
+                         heartbeat_s=max(self.heartbeat_s, 60.0), depth_float=False, reconnect=False,
+                         connect_timeout_s=self.connect_timeout_s)
+        loop = asyncio.get_running_loop()
+        done = loop.create_future()
+        records: list = []
+
+        def on_header(m):
+            if m.NoRecordsToReturn and not done.done():
+                done.set_result(None)
+
+        def on_record(m):
+            final = bool(m.IsFinalRecord)
+            t = m.StartDateTime if m.TYPE == T.HISTORICAL_PRICE_DATA_RECORD_RESPONSE else m.DateTime
+            if not (final and not t):
+                records.append(m)
+            if final and not done.done():
+                done.set_result(None)
+
+        def on_reject(m):
+            if not done.done():
+                done.set_exception(HistoricalDataRejected(m.RejectText, m.RejectReasonCode, m.RetryTimeInSeconds))
+
+        hist.add_listener(T.HISTORICAL_PRICE_DATA_RESPONSE_HEADER, on_header)
+        hist.add_listener(T.HISTORICAL_PRICE_DATA_RECORD_RESPONSE, on_record)
+        hist.add_listener(T.HISTORICAL_PRICE_DATA_TICK_RECORD_RESPONSE, on_record)
+        hist.add_listener(T.HISTORICAL_PRICE_DATA_REJECT, on_reject)
+        try:
+            await hist.connect()
+            rid = next(self._next_request_id)
+            hist.send(M.HistoricalPriceDataRequest(RequestID=rid, Symbol=symbol, Exchange=exchange,
+                                                   RecordInterval=int(interval), StartDateTime=int(start_s),
+                                                   EndDateTime=int(end_s), MaxDaysToReturn=int(max_days)))
+            lost = hist._conn_lost
+            waiter = await asyncio.wait({done, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            if done in waiter[0]:
+                done.result()
+            elif lost in waiter[0]:
+                if not records:
+                    raise NotConnected(f"historical connection closed before data: {lost.result()}")
+            else:
+                raise RequestTimeout(f"historical data for {symbol}: no final record within {timeout:.0f} s")
+        finally:
+            await hist.close()
+        return records
+
+
+DTCClient._HANDLERS = {
+    int(T.ENCODING_RESPONSE): DTCClient._on_encoding_response,
+    int(T.LOGON_RESPONSE): DTCClient._on_logon_response,
+    int(T.LOGOFF): DTCClient._on_logoff,
+    int(T.HEARTBEAT): DTCClient._on_heartbeat,
+    int(T.MARKET_DATA_REJECT): DTCClient._on_reject,
+    int(T.MARKET_DEPTH_REJECT): DTCClient._on_reject,
+    int(T.MARKET_DATA_SNAPSHOT): DTCClient._on_snapshot,
+    int(T.MARKET_DATA_UPDATE_BID_ASK): DTCClient._on_bid_ask,
+    int(T.MARKET_DATA_UPDATE_BID_ASK_COMPACT): DTCClient._on_bid_ask,
+    int(T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS): DTCClient._on_bid_ask,
+    int(T.MARKET_DATA_UPDATE_BID_ASK_NO_TIMESTAMP): DTCClient._on_bid_ask,
+    int(T.ORDER_UPDATE): DTCClient._on_order_update,
+    int(T.POSITION_UPDATE): DTCClient._on_position_update,
+    int(T.ACCOUNT_BALANCE_UPDATE): DTCClient._on_balance_update,
+    int(T.TRADE_ACCOUNT_RESPONSE): DTCClient._on_trade_account,
+    int(T.SECURITY_DEFINITION_RESPONSE): DTCClient._on_security_definition,
+    int(T.SECURITY_DEFINITION_REJECT): DTCClient._on_request_reject,
+    int(T.OPEN_ORDERS_REJECT): DTCClient._on_request_reject,
+    int(T.CURRENT_POSITIONS_REJECT): DTCClient._on_request_reject,
+    int(T.ACCOUNT_BALANCE_REJECT): DTCClient._on_request_reject,
+}
