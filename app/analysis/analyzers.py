@@ -357,3 +357,41 @@ class Analyzers:
     def finish(self) -> None:
         """The data ended: mark open outcomes ``ended_early``."""
         self.tracker.finish()
+
+
+def make_view(rows: int = 64, cols: int = 40, base: int = 1000, ts: int = 1_703_545_200_000_000_000,
+              column_ns: int = 500_000_000, n_bars: int = 0, tick_size: float = 0.25,
+              tick_value: float = 12.5, **fields):
+    """A blank :class:`~app.analysis.view.MarketView` for hand-built tests and benchmarks.
+
+    Every array is zero and writable (fill it in place), the book is empty (``best_bid =
+    best_ask = -1``), no trades, ``n_bars`` zero bars; ``fields`` override any field.
+    ``ts`` defaults to 2023-12-25 23:00 UTC (the shipped ES sample's hour).
+    """
+    from app.analysis.frame import BAR_DTYPE
+    from app.analysis.view import MarketView
+    from app.feeds.events import EVENT_DTYPE
+
+    f = dict(
+        ts=ts, tick_size=tick_size, tick_value=tick_value, base=base,
+        bid=np.zeros(rows), ask=np.zeros(rows), bid_orders=np.zeros(rows), ask_orders=np.zeros(rows),
+        best_bid=-1, best_ask=-1,
+        hist_bid=np.zeros((rows, cols), np.float32), hist_ask=np.zeros((rows, cols), np.float32),
+        traded_buy=np.zeros((rows, cols), np.float32), traded_sell=np.zeros((rows, cols), np.float32),
+        column_ns=column_ns, col_t0=ts - (cols - 1) * column_ns,
+        trades=np.zeros(0, EVENT_DTYPE), bars=np.zeros(n_bars, BAR_DTYPE),
+        fp_buy=np.zeros((n_bars, rows), np.float32), fp_sell=np.zeros((n_bars, rows), np.float32),
+        session_buy=np.zeros(rows), session_sell=np.zeros(rows), poc=-1, vah=-1, val=-1, cum_delta=0.0,
+    )
+    f.update(fields)
+    return MarketView(**f)
+
+
+def copy_view(v):
+    """A deep copy of a MarketView (the model's views are only valid until its next apply)."""
+    from dataclasses import fields as dc_fields
+
+    from app.analysis.view import MarketView
+
+    return MarketView(**{f.name: (np.array(getattr(v, f.name)) if isinstance(getattr(v, f.name), np.ndarray)
+                                  else getattr(v, f.name)) for f in dc_fields(v)})

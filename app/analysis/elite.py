@@ -6,7 +6,7 @@ weights, 0.30 / 0.45 / 0.25), each component 0..1, computed for a candidate side
 
 * **VIX** (market-wide volatility context): ``0.6 x q[regime] + 0.4 x d`` where
   ``q = (0.8, 1.0, 0.9, 0.6, 0.3)`` rates how tradeable order-flow signals are in each regime
-  (ultra_low..extreme) and ``d = 0.5 - 0.5 tanh(s x momentum_5d / 0.10)`` favours longs while VIX
+  (ultra_low..extreme) and ``d = 0.5 - 0.5 tanh(s x momentum_5d / 0.25)`` favours longs while VIX
   falls and shorts while it rises; an active spike reversal adds ``0.2 x strength`` to longs,
   complacency takes 0.1 from longs; clipped to 0..1. No VIX history: 0.5.
 * **DOM/confluence**: the patterns (DOM, Battle Navale, advanced, VIX) seen in the last
@@ -38,7 +38,7 @@ def vix_component(side: int, vix: VixState | None) -> float:
     if vix is None:
         return 0.5
     m = vix.momentum_5d if math.isfinite(vix.momentum_5d) else 0.0
-    d = 0.5 - 0.5 * math.tanh(side * m / 0.10)
+    d = 0.5 - 0.5 * math.tanh(side * m / 0.25)
     v = 0.6 * REGIME_QUALITY[vix.regime_index] + 0.4 * d
     for p in vix.patterns:
         if p.name == "spike_reversal" and side > 0:

@@ -1,0 +1,140 @@
+"""The six DOM detectors on hand-built books: each fires where docs/patterns.md says and stays
+quiet on a near miss; the numba kernel and its NumPy twin agree on every case."""
+
+import numpy as np
+import pytest
+
+from app.analysis import dom
+from app.analysis.analyzers import make_view
+from app.config.profiles import load_profile
+
+SEC = load_profile("development").section("dom")  # wall_ratio 3, iceberg_ratio 1.5, ...
+TOUCH_B, TOUCH_A = 30, 31  # rows of best bid / best ask (base 1000)
+
+
+def book(**kw):
+    """A steady book: 10 contracts on rows 21..30 (bid) and 31..40 (ask), the same in history."""
+    v = make_view(rows=64, cols=40, best_bid=1000 + TOUCH_B, best_ask=1000 + TOUCH_A, **kw)
+    v.bid[21:31] = 10
+    v.ask[31:41] = 10
+    return v
+
+
+def sync_hist(v):
+    v.hist_bid[:] = v.bid[:, None]
+    v.hist_ask[:] = v.ask[:, None]
+
+
+def scan(v, sec=SEC):
+    """Run kernel and twin; check they agree; return {pattern: (side, strength, price, v1, v2)}."""
+    p = dom.dom_params(sec, v.column_ns)
+    args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
+            v.best_bid, v.best_ask, v.base, p)
+    a = dom.dom_scan(*args, np.zeros((12, 4)))
+    b = dom.dom_scan_np(*args, np.zeros((12, 4)))
+    np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    found = {}
+    for k in np.flatnonzero(a[:, 0] > 0):
+        pi, side_i = divmod(int(k), 2)
+        name = dom.DOM_PATTERNS[pi]
+        found[(name, dom.DOM_SIDES[pi][side_i])] = (a[k, 0], v.base + int(a[k, 1]), a[k, 2], a[k, 3])
+    return found
+
+
+def test_quiet_book_fires_nothing():
+    v = book()
+    sync_hist(v)
+    assert scan(v) == {}
+
+
+@pytest.mark.parametrize("size, fires", [(50.0, True), (25.0, False)])
+def test_wall(size, fires):
+    v = book()
+    v.bid[27] = size  # median of the bid side is 10; wall_ratio 3 -> 30 needed
+    sync_hist(v)
+    got = scan(v)
+    assert (("wall", 1) in got) == fires
+    if fires:
+        s, price, sz, med = got[("wall", 1)]
+        assert price == 1027 and sz == 50 and med == 10
+        assert s == pytest.approx(min(1.0, 0.5 * (50 / 10) / 3.0))
+
+
+@pytest.mark.parametrize("traded, fires", [(20.0, True), (14.0, False)])
+def test_iceberg(traded, fires):
+    v = book()
+    sync_hist(v)  # the ask at 1032 shows 10 contracts the whole time
+    v.traded_buy[32, -10:] = traded / 10  # buyers lift 1032 for `traded` contracts in all
+    got = scan(v)
+    assert (("iceberg", -1) in got) == fires  # 1.5 x 10 = 15 needed
+    if fires:
+        s, price, vol, dmax = got[("iceberg", -1)]
+        assert price == 1032 and vol == pytest.approx(20) and dmax == 10
+        assert s == pytest.approx(0.5 * 2.0 / 1.5)
+
+
+@pytest.mark.parametrize("sizes, fires", [((10, 13, 17, 22), True), ((10, 13, 15, 22), False)])
+def test_ladder(sizes, fires):
+    v = book()
+    v.bid[30], v.bid[29], v.bid[28], v.bid[27] = sizes  # stepping up away from the touch by 1.25x
+    sync_hist(v)
+    got = scan(v)
+    assert (("ladder", 1) in got) == fires
+    if fires:
+        s, price, n, first = got[("ladder", 1)]
+        assert price == 1030 and n == 4 and s == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize("traded, fires", [(0.0, True), (30.0, False)])
+def test_spoofing(traded, fires):
+    v = book()
+    sync_hist(v)
+    v.hist_bid[28, 20:38] = 60  # a 60-lot sat 2 ticks under the touch ...
+    v.bid[28] = 0  # ... and is gone now
+    v.hist_bid[28, 38:] = 0
+    v.traded_sell[28, 37] = traded  # near miss: it traded (30 > 0.2 x 60), so it was real
+    got = scan(v)
+    assert (("spoofing", -1) in got) == fires
+    if fires:
+        s, price, peak, med = got[("spoofing", -1)]
+        assert price == 1028 and peak == 60 and med == 10
+
+
+@pytest.mark.parametrize("rows, fires", [((30,), True), ((30, 29, 28), False)])
+def test_absorption(rows, fires):
+    v = book()
+    sync_hist(v)
+    for r in rows:  # 40 contracts sold into the bid, 5 bought
+        v.traded_sell[r, -5:] = 8.0 / len(rows)
+    v.traded_buy[31, -1] = 5
+    if len(rows) > 1:  # the bid gave way: it is now at the lowest row sold into
+        v.bid[29:31] = 0
+        v = make_view(**{**{f: getattr(v, f) for f in v.__dataclass_fields__}, "best_bid": 1028})
+    got = scan(v)
+    assert (("absorption", 1) in got) == fires
+    if fires:
+        s, price, agg, other = got[("absorption", 1)]
+        assert price == 1030 and agg == pytest.approx(40) and other == 5
+        assert s == pytest.approx(min(1.0, 0.25 * min(40 / (2.5 * 5), 2) + 0.25 * min(40 / 30, 2)))
+
+
+@pytest.mark.parametrize("ask_now, fires", [(3.0, True), (6.0, False)])
+def test_squeeze(ask_now, fires):
+    v = book()
+    sync_hist(v)  # asks averaged 10 per level over the window
+    v.ask[31:36] = ask_now  # ... and thinned to 3 (near miss: 6 -> 30 > 0.5 x 50)
+    got = scan(v)
+    assert (("squeeze", 1) in got) == fires
+    if fires:
+        s, price, imb, thin = got[("squeeze", 1)]
+        assert price == 1031
+        assert imb == pytest.approx((50 - 15) / 65)
+        assert thin == pytest.approx(0.3)
+
+
+def test_empty_side_and_no_history_do_not_crash():
+    v = make_view(rows=16, cols=1)
+    assert scan(v) == {}
+    v = make_view(rows=16, cols=3, best_bid=1005, best_ask=-1)
+    v.bid[5] = 4
+    scan(v)
