@@ -20,7 +20,7 @@ import datetime as _dt
 import logging
 from dataclasses import dataclass, field
 
-from app.feeds.events import KIND_TRADE, Instrument
+from app.feeds.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
 
 from .broker import Broker
 from .config import LIVE_CONFIRM_PHRASE, MODE_LIVE, TradingSettings
@@ -127,6 +127,7 @@ class TradingSession:
         self._disconnected_since: int = 0
         self._stale_since: int = 0
         self._reconcile_task: asyncio.Task | None = None
+        self._monitor: asyncio.Task | None = None
         self.problems: list[str] = []  # messages for the trader (UI shows them)
         self.listeners: list = []  # fn() called after any change
         self.reconcile_count = 0
@@ -139,16 +140,27 @@ class TradingSession:
         self.restore_from_journal()
         self.journal.record_event("session_start", {"mode": self.mode, "broker": self.broker.name,
                                                     "account": self.broker.account, "session": self.journal.session})
-        self._started = True
         await self.broker.start()
+        self._started = True
         if self.broker.connected and self.broker.name != "paper":
             await self.reconcile()
+        self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop())
+
+    async def _monitor_loop(self, interval_s: float = 0.25) -> None:
+        """Check the automatic kill-switch triggers every ``interval_s`` (until :meth:`stop`)."""
+        while True:
+            await asyncio.sleep(interval_s)
+            try:
+                self.check_triggers()
+            except Exception:  # a bug here must be seen, and must not stop the monitor
+                log.exception("kill-switch trigger check failed")
 
     async def stop(self) -> None:
         """Stop the broker (orders stay at the venue) and journal the end of the session."""
         self._started = False
-        if self._reconcile_task is not None and not self._reconcile_task.done():
-            self._reconcile_task.cancel()
+        for t in (self._reconcile_task, self._monitor):
+            if t is not None and not t.done():
+                t.cancel()
         try:
             await self.broker.stop()
         finally:
@@ -209,9 +221,18 @@ class TradingSession:
             return
         m = self.market.setdefault(symbol, MarketState())
         m.last_data_ns = now_ns()
-        trades = events[events["kind"] == KIND_TRADE]
+        kinds = events["kind"]
+        trades = events[kinds == KIND_TRADE]
         if len(trades):
             m.last_trade = int(trades["price"][-1])
+        quotes = events[kinds == KIND_QUOTE]
+        if len(quotes):
+            bids = quotes[quotes["side"] == SIDE_BID]
+            asks = quotes[quotes["side"] == SIDE_ASK]
+            if len(bids):
+                m.best_bid = int(bids["price"][-1])
+            if len(asks):
+                m.best_ask = int(asks["price"][-1])
         feed = getattr(self.broker, "on_market", None)
         if feed is not None:
             feed(symbol, events)
@@ -400,7 +421,9 @@ class TradingSession:
             wo = self.broker.orders.get(ev.client_order_id)
             side = ev.side or (wo.request.side if wo else 0)
             symbol = ev.symbol or (wo.request.symbol if wo else self.instrument.symbol)
-            fill = Fill(ev.client_order_id, ev.server_order_id, ev.exec_id, symbol, side, int(ev.fill_qty),
+            # paper execution ids restart with every engine: namespace them with the journal session
+            exec_id = f"S{self.journal.session}:{ev.exec_id}" if self.broker.name == "paper" else ev.exec_id
+            fill = Fill(ev.client_order_id, ev.server_order_id, exec_id, symbol, side, int(ev.fill_qty),
                         int(ev.fill_price), ev.ts_ns or now_ns(),
                         commission_usd=self.settings.commission_per_contract_usd * ev.fill_qty
                         if self.broker.name == "paper" else 0.0)
@@ -470,6 +493,9 @@ class TradingSession:
             book.avg_price = float(vp.avg_price) if vp else 0.0
         self.journal.record_event("reconciled", {"open_orders": sorted(reported), "positions":
                                                  {p.symbol: p.qty for p in positions}, "unknown": missing})
+        if self.kill.state == KillState.FAILED and not self.kill.busy and (orders or any(p.qty for p in positions)):
+            # the switch could not finish (e.g. the connection was down): finish it now
+            self.kill.trigger("retry_after_reconnect")
         self._changed()
 
     # ------------------------------------------------------------------ figures

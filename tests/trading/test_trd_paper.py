@@ -17,6 +17,15 @@ from app.trading.paper import PaperBroker
 from app.trading.session import TradingSession
 
 
+async def wait_until(pred, timeout):
+    """Poll ``pred`` every 10 ms up to ``timeout`` s (bounded)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.01)
+
+
 def make_session(rec, broker_cls=PaperBroker, journal_path=None, **kw):
     s = TradingSettings(**kw)
     b = broker_cls([rec.instrument], s.commission_per_contract_usd, s.slippage_ticks)
@@ -216,18 +225,17 @@ def test_automatic_triggers(es_sample, feeder_cls, tmp_path):
         assert s2.gate.locked and s2.pnl.consecutive_losses == 1 and s2.trades_today == 1
         assert abs(s2.pnl.net_realized_usd - s.pnl.net_realized_usd) < 1e-9
 
-        # stale data with a position open
-        s3 = make_session(es_sample, journal_path=tmp_path / "j3.sqlite3", stale_kill_s=0.05)
+        # stale data with a position open: the session's monitor fires the switch by itself
+        s3 = make_session(es_sample, journal_path=tmp_path / "j3.sqlite3", stale_kill_s=0.4)
         await s3.start()
         f3 = feeder_cls(s3, es_sample)
         f3.advance(3000)
         ask = s3.market["ESH4"].best_ask
         assert (await s3.confirm(OrderTicket("ESH4", 1, 1, MARKET, None, ask - 4, ask + 40, ref_price=ask))).allowed
+        f3.advance(10)
         assert s3.check_triggers() == ""
-        await asyncio.sleep(0.1)
-        assert s3.check_triggers() == "stale_data"
-        await s3.kill._task
-        assert s3.kill.state == KillState.VERIFIED_FLAT and s3.broker.engine.position("ESH4").qty == 0
+        await wait_until(lambda: s3.kill.state == KillState.VERIFIED_FLAT, 3.0)
+        assert s3.kill.trigger_name == "stale_data" and s3.broker.engine.position("ESH4").qty == 0
 
         # daily loss limit
         s4 = make_session(es_sample, journal_path=tmp_path / "j4.sqlite3", daily_loss_limit_usd=1.0,
@@ -237,8 +245,10 @@ def test_automatic_triggers(es_sample, feeder_cls, tmp_path):
         f4.advance(3000)
         ask = s4.market["ESH4"].best_ask
         assert (await s4.confirm(OrderTicket("ESH4", 1, 1, MARKET, None, ask - 4, ask + 40, ref_price=ask))).allowed
-        assert s4.check_triggers() == "daily_loss_limit"  # commission + spread already cost > 1 USD
-        await s4.kill._task
-        assert s4.kill.state == KillState.VERIFIED_FLAT
+        # commission + spread already cost more than 1 USD
+        await wait_until(lambda: s4.kill.state == KillState.VERIFIED_FLAT, 3.0)
+        assert s4.kill.trigger_name == "daily_loss_limit"
+        for x in (s, s2, s3, s4):
+            await x.stop()
 
     asyncio.run(go())

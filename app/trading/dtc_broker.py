@@ -1,0 +1,288 @@
+"""The DTC broker: trades a Sierra Chart account (``Sim1``-style or live) over :class:`app.dtc.client.DTCClient`.
+
+Procedures (``../shared/reference/dtc-protocol-notes.md`` sections 2.2 and 7):
+
+* **Bracket**: the entry as ``SUBMIT_NEW_SINGLE_ORDER`` with ``IsParentOrder = 1``, immediately
+  followed by one ``SUBMIT_NEW_OCO_ORDER`` (leg 1 the target limit, leg 2 the protective stop)
+  whose ``ParentTriggerClientOrderID`` is the entry's ClientOrderID. The server answers with three
+  ORDER_UPDATEs (accept or reject all); the children stay ``PENDING_CHILD`` until the parent fills.
+* **Cancel** by ``ServerOrderID`` only (the ClientOrderID is echoed, never used to find the order).
+* **Order state** from every ``ORDER_UPDATE`` (``OrderStatusEnum`` -> :class:`OrderState`); a fill is
+  an update with reason ``ORDER_FILLED`` / ``ORDER_FILLED_PARTIALLY`` and ``LastFillQuantity > 0``,
+  identified by ``LastFillExecutionID``. A cancel rejection never changes the order's state unless
+  it reports the order final (FILLED / CANCELED).
+* **Positions** from ``POSITION_UPDATE`` (signed ``Quantity``), **balance** from
+  ``ACCOUNT_BALANCE_UPDATE``.
+* **Reconciliation** at every (re)connect: ``OPEN_ORDERS_REQUEST`` and ``CURRENT_POSITIONS_REQUEST``
+  (driven by :class:`~app.trading.session.TradingSession`). Orders are never resent after a
+  reconnect; the client itself only resubscribes market data.
+
+Prices cross the wire as ``ticks * tick_size`` and come back as ``round(price / tick_size)``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from app.dtc import messages as M
+from app.feeds.events import Instrument
+
+from .broker import Broker, BrokerError
+from .orders import LIMIT, MARKET, STOP, Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot
+from .paper import STATUS_TO_STATE
+
+log = logging.getLogger(__name__)
+
+_TYPE_TO_DTC = {MARKET: M.OrderType.ORDER_TYPE_MARKET, LIMIT: M.OrderType.ORDER_TYPE_LIMIT,
+                STOP: M.OrderType.ORDER_TYPE_STOP}
+_DTC_TO_TYPE = {1: MARKET, 2: LIMIT, 3: STOP, 4: STOP}
+_R = M.OrderUpdateReason
+
+
+def _bs(side: int) -> int:
+    return int(M.BuySell.BUY if side > 0 else M.BuySell.SELL)
+
+
+class DtcBroker(Broker):
+    """Broker over a :class:`~app.dtc.client.DTCClient`.
+
+    Parameters
+    ----------
+    client : app.dtc.client.DTCClient
+        Connected or not; :meth:`start` connects it when needed. It may be shared with the
+        market-data pipeline.
+    instruments : iterable of Instrument
+        Tick size per symbol (price conversion).
+    account : str
+        TradeAccount (``Sim1`` ...).
+    own_client : bool
+        Close the client in :meth:`stop` (only when this broker created it).
+    """
+
+    name = "dtc"
+
+    def __init__(self, client, instruments=(), account: str = "Sim1", own_client: bool = False):
+        super().__init__(account)
+        self.client = client
+        self.instruments: dict[str, Instrument] = {i.symbol: i for i in instruments}
+        self.own_client = own_client
+        self._listening = False
+        self._was_connected = False
+        self.decode_skipped = 0
+
+    def add_instrument(self, inst: Instrument) -> None:
+        self.instruments[inst.symbol] = inst
+
+    def _tick(self, symbol: str) -> float:
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            raise BrokerError(f"no instrument (tick size) known for symbol {symbol!r}")
+        return inst.tick_size
+
+    def _to_ticks(self, symbol: str, price: float) -> int | None:
+        if price is None or M.is_unset(float(price)):
+            return None
+        inst = self.instruments.get(symbol)
+        if inst is None:
+            return None
+        return int(round(float(price) / inst.tick_size))
+
+    # ----------------------------------------------------------------- connection
+    @property
+    def connected(self) -> bool:
+        return bool(self.client.connected)
+
+    async def start(self) -> None:
+        """Register listeners and connect the client when it is not connected yet."""
+        if not self._listening:
+            self.client.add_listener(M.MessageType.ORDER_UPDATE, self._on_order_update)
+            self.client.add_listener(M.MessageType.POSITION_UPDATE, self._on_position_update)
+            self.client.add_listener(M.MessageType.ACCOUNT_BALANCE_UPDATE, self._on_balance_update)
+            self.client.add_state_listener(self._on_state)
+            self._listening = True
+        if not self.client.connected:
+            await self.client.connect()
+        self._was_connected = self.client.connected
+
+    async def stop(self) -> None:
+        if self._listening:
+            self.client.remove_listener(M.MessageType.ORDER_UPDATE, self._on_order_update)
+            self.client.remove_listener(M.MessageType.POSITION_UPDATE, self._on_position_update)
+            self.client.remove_listener(M.MessageType.ACCOUNT_BALANCE_UPDATE, self._on_balance_update)
+            try:
+                self.client._state_listeners.remove(self._on_state)  # no public remove in the client
+            except (AttributeError, ValueError):
+                pass
+            self._listening = False
+        if self.own_client:
+            await self.client.close()
+
+    def _on_state(self, state: str) -> None:
+        up = state == "connected"
+        if up != self._was_connected:
+            self._was_connected = up
+            self._emit("on_connection", up)
+
+    # ----------------------------------------------------------------- sending
+    def _single(self, o: OrderRequest, parent: bool) -> M.Message:
+        tick = self._tick(o.symbol)
+        kw = dict(Symbol=o.symbol, TradeAccount=o.account or self.account, ClientOrderID=o.client_order_id,
+                  OrderType=int(_TYPE_TO_DTC[o.order_type]), BuySell=_bs(o.side), Quantity=float(o.qty),
+                  TimeInForce=int(M.TimeInForce.TIF_DAY), IsParentOrder=1 if parent else 0,
+                  FreeFormText=f"MIA {o.role}"[:47])
+        if o.order_type != MARKET:
+            kw["Price1"] = float(o.price) * tick
+        return M.SubmitNewSingleOrder(**kw)
+
+    def _send(self, msg, what: str, cid: str) -> None:
+        try:
+            self.client.send(msg)
+        except Exception as exc:  # NotConnected, OSError
+            raise BrokerError(f"{what} {cid}: {exc}") from exc
+        self._note_wire(what, cid)
+
+    async def submit_bracket(self, bracket: Bracket) -> None:
+        for o in bracket.orders:
+            self._track(o)
+        e = bracket.entry
+        if bracket.stop is None and bracket.target is None:
+            self._send(self._single(e, parent=False), "submit", e.client_order_id)
+            return
+        if bracket.stop is None or bracket.target is None:
+            raise ValueError("a bracket needs both stop and target (or neither)")
+        tick = self._tick(e.symbol)
+        tgt, stp = bracket.target, bracket.stop
+        oco = M.SubmitNewOCOOrder(
+            Symbol=e.symbol, TradeAccount=e.account or self.account,
+            ClientOrderID_1=tgt.client_order_id, OrderType_1=int(M.OrderType.ORDER_TYPE_LIMIT), BuySell_1=_bs(tgt.side),
+            Price1_1=float(tgt.price) * tick, Quantity_1=float(tgt.qty),
+            ClientOrderID_2=stp.client_order_id, OrderType_2=int(M.OrderType.ORDER_TYPE_STOP), BuySell_2=_bs(stp.side),
+            Price1_2=float(stp.price) * tick, Quantity_2=float(stp.qty),
+            TimeInForce=int(M.TimeInForce.TIF_DAY), ParentTriggerClientOrderID=e.client_order_id,
+            PartialFillHandling=int(M.PartialFillHandling.PARTIAL_FILL_HANDLING_REDUCE_QUANTITY),
+            FreeFormText="MIA bracket")
+        parent = self._single(e, parent=True)
+        self._send(parent, "submit_parent", e.client_order_id)
+        self._send(oco, "submit_oco", tgt.client_order_id)
+
+    async def submit_order(self, order: OrderRequest) -> None:
+        self._track(order)
+        self._send(self._single(order, parent=False), "submit", order.client_order_id)
+
+    async def cancel(self, client_order_id: str) -> None:
+        sid = self.server_id(client_order_id)
+        if not sid:
+            raise BrokerError(f"cancel {client_order_id}: no ServerOrderID known yet (the server identifies "
+                              "orders only by it)")
+        self._send(M.CancelOrder(ServerOrderID=sid, ClientOrderID=client_order_id, TradeAccount=self.account),
+                   "cancel", client_order_id)
+
+    async def cancel_server_order(self, server_order_id: str) -> None:
+        """Cancel an order known only by its ServerOrderID (e.g. reported at reconciliation)."""
+        cid = self._by_server_id.get(server_order_id, "")
+        self._send(M.CancelOrder(ServerOrderID=server_order_id, ClientOrderID=cid, TradeAccount=self.account),
+                   "cancel", cid or server_order_id)
+
+    # ----------------------------------------------------------------- venue reports
+    async def query_open_orders(self, timeout: float = 2.0) -> list[OrderEvent]:
+        try:
+            msgs = await asyncio.wait_for(self.client.open_orders(self.account), timeout)
+        except Exception as exc:
+            raise BrokerError(f"OPEN_ORDERS_REQUEST failed: {exc!r}") from exc
+        out = []
+        for m in msgs:
+            ev = self._event(m)
+            if ev is not None and ev.state.working:
+                out.append(ev)
+        return out
+
+    async def query_positions(self, timeout: float = 2.0) -> list[PositionSnapshot]:
+        try:
+            msgs = await asyncio.wait_for(self.client.positions(self.account), timeout)
+        except Exception as exc:
+            raise BrokerError(f"CURRENT_POSITIONS_REQUEST failed: {exc!r}") from exc
+        return [p for p in (self._position(m) for m in msgs) if p is not None and p.qty != 0]
+
+    # ----------------------------------------------------------------- decoding
+    def _event(self, m) -> OrderEvent | None:
+        if getattr(m, "NoOrders", 0) or not (m.ClientOrderID or m.ServerOrderID):
+            return None
+        status = int(m.OrderStatus)
+        state = STATUS_TO_STATE.get(status, OrderState.OPEN if status == 0 else OrderState.REJECTED)
+        reason = int(m.OrderUpdateReason)
+        if reason in (_R.ORDER_CANCEL_REJECTED, _R.ORDER_CANCEL_REPLACE_REJECTED) and state not in (
+                OrderState.FILLED, OrderState.CANCELED):
+            cid = m.ClientOrderID or self._by_server_id.get(m.ServerOrderID, "")
+            wo = self.orders.get(cid)
+            state = wo.state if wo is not None else OrderState.UNKNOWN
+        sym = m.Symbol
+        fill_qty = 0
+        fill_px = 0
+        exec_id = ""
+        if reason in (_R.ORDER_FILLED, _R.ORDER_FILLED_PARTIALLY) and not M.is_unset(float(m.LastFillQuantity)) \
+                and m.LastFillQuantity > 0:
+            fill_qty = int(round(m.LastFillQuantity))
+            fill_px = self._to_ticks(sym, m.LastFillPrice) or 0
+            exec_id = m.LastFillExecutionID or f"{m.ServerOrderID}:{m.FilledQuantity:g}"
+        qty = 0 if M.is_unset(float(m.OrderQuantity)) else int(round(m.OrderQuantity))
+        filled = 0 if M.is_unset(float(m.FilledQuantity)) else int(round(m.FilledQuantity))
+        avg = 0.0
+        if not M.is_unset(float(m.AverageFillPrice)) and sym in self.instruments:
+            avg = float(m.AverageFillPrice) / self.instruments[sym].tick_size
+        side = 1 if int(m.BuySell) == 1 else (-1 if int(m.BuySell) == 2 else 0)
+        try:
+            reason_name = _R(reason).name.lower()
+        except ValueError:
+            reason_name = str(reason)
+        return OrderEvent(
+            client_order_id=m.ClientOrderID or self._by_server_id.get(m.ServerOrderID, ""),
+            server_order_id=m.ServerOrderID, state=state, symbol=sym, side=side,
+            order_type=_DTC_TO_TYPE.get(int(m.OrderType), ""), qty=qty, price=self._to_ticks(sym, m.Price1),
+            filled_qty=filled, avg_fill_price=avg, fill_qty=fill_qty, fill_price=fill_px, exec_id=exec_id,
+            reason=reason_name, info=m.InfoText, parent_server_id=m.ParentServerOrderID,
+            ts_ns=int(m.LastFillDateTime) * 1_000_000 if fill_qty and m.LastFillDateTime else 0)
+
+    def _position(self, m) -> PositionSnapshot | None:
+        if getattr(m, "NoPositions", 0) or not m.Symbol:
+            return None
+        if m.TradeAccount and self.account and m.TradeAccount != self.account:
+            return None
+        inst = self.instruments.get(m.Symbol)
+        avg = float(m.AveragePrice) / inst.tick_size if inst and not M.is_unset(float(m.AveragePrice)) else 0.0
+        opnl = 0.0 if M.is_unset(float(m.OpenProfitLoss)) else float(m.OpenProfitLoss)
+        return PositionSnapshot(m.Symbol, m.TradeAccount or self.account, int(round(m.Quantity)), avg, opnl)
+
+    def _on_order_update(self, m) -> None:
+        if m.TradeAccount and self.account and m.TradeAccount != self.account:
+            return
+        try:
+            ev = self._event(m)
+        except Exception:  # a malformed update must not break the session
+            self.decode_skipped += 1
+            log.exception("dtc broker: cannot read ORDER_UPDATE %r", m)
+            return
+        if ev is not None:
+            self._apply_order_event(ev)
+
+    def _on_position_update(self, m) -> None:
+        try:
+            p = self._position(m)
+        except Exception:
+            self.decode_skipped += 1
+            log.exception("dtc broker: cannot read POSITION_UPDATE %r", m)
+            return
+        if p is not None:
+            self._apply_position(p)
+
+    def _on_balance_update(self, m) -> None:
+        if getattr(m, "NoAccountBalances", 0):
+            return
+        if m.TradeAccount and self.account and m.TradeAccount != self.account:
+            return
+        self.balance = {"cash_balance": float(m.CashBalance),
+                        "available": float(m.BalanceAvailableForNewPositions),
+                        "currency": m.AccountCurrency,
+                        "open_pnl": float(getattr(m, "OpenPositionsProfitLoss", 0.0)),
+                        "daily_pnl": float(getattr(m, "DailyProfitLoss", 0.0))}
+        self._emit("on_balance", self.balance)
