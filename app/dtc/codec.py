@@ -424,9 +424,19 @@ class Decoder(FrameErrors):
         frames = self._nul.feed(data)
         sierra = self.sierra_compact_order
         loads = json.loads
+        objs = None
+        if len(frames) > 1:
+            # one json.loads for the whole read (much less per-call overhead); any problem and
+            # every frame is parsed on its own so a bad one is counted and skipped alone
+            try:
+                objs = loads(b"[" + b",".join(frames) + b"]")
+                if len(objs) != len(frames):
+                    objs = None
+            except ValueError:
+                objs = None
         for i, fr in enumerate(frames):
             try:
-                msg = _from_json_obj(loads(fr), sierra)
+                msg = _from_json_obj(loads(fr) if objs is None else objs[i], sierra)
             except _UnknownType:
                 self.unknown += 1
                 continue

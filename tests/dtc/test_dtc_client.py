@@ -372,3 +372,43 @@ def test_garbage_from_server_is_counted_not_raised():
             await srv.stop()
 
     run(main())
+
+
+def test_probe_prints_a_sane_book_and_exit_codes():
+    import io
+
+    from app.dtc import probe
+
+    async def main():
+        srv = FakeServer()
+        await srv.start()
+        try:
+            out = io.StringIO()
+            code = await probe.probe("127.0.0.1", srv.port, "ESZ5", seconds=1.2, heartbeat_s=5, out=out)
+            text = out.getvalue()
+            assert code == 0, text
+            # the fake book: bids 4810.00/4809.75/4809.50, asks 4810.25/... then updates around them
+            line = [ln for ln in text.splitlines() if " levels " in ln][-1]
+            bid = float(line.split(" bid ")[1].split(" x ")[0])
+            ask = float(line.split(" ask ")[1].split(" x ")[0])
+            assert 4800 < bid < ask < 4820 and "CROSSED" not in line
+            assert "errors 0" in line and "summary:" in text
+            out2 = io.StringIO()
+            assert await probe.probe("127.0.0.1", srv.port, "ESZ5-REJECT", seconds=0.5, out=out2) == 2
+            assert "Record Market Depth Data" in out2.getvalue()
+        finally:
+            await srv.stop()
+        out3 = io.StringIO()
+        assert await probe.probe("127.0.0.1", srv.port, "ESZ5", seconds=0.5, connect_timeout_s=2, out=out3) == 2
+
+    run(main())
+
+
+def test_probe_address_parsing():
+    from app.dtc.probe import parse_address
+
+    assert parse_address("127.0.0.1:11099") == ("127.0.0.1", 11099)
+    assert parse_address("[::1]:5000") == ("::1", 5000)
+    for bad in ("localhost", "host:0", "host:abc", ":11099"):
+        with pytest.raises(ValueError, match="HOST:PORT"):
+            parse_address(bad)
