@@ -19,8 +19,10 @@ level, and session volume traded at the ask (``sbuy``, buyer aggressor) / at the
 
 Heatmap ring, time-major, ``N`` columns of history plus a ``W``-column mirror (double write):
 ``hbid, hask, tbuy, tsell``: float32 ``(N + W, R)``; ``tdirty`` uint8 ``(N,)`` marks slots whose
-traded volume is not all zero (the kernel zeroes only those when a slot is reused); heatmap row
-``r`` is grid index
+traded volume is not all zero (the kernel zeroes only those when a slot is reused); ``sbase``
+int64 ``(N,)`` is the price (ticks) of row 0 when the slot was written (the model re-centres only
+the newest window in place; older columns are re-aligned when read); heatmap row ``r`` is grid
+index
 ``P[P_HOFF] + r``. Logical column ``c`` (``ts // column_ns``) lives in slot ``c % N`` and, when
 that slot is ``< W``, also in slot ``N + c % N``; so the ``W`` newest columns ending at ``c`` are
 the plain slice ``[s, s + W)`` with ``s = (c - W + 1) % N`` (no ``np.roll``). ``hbid/hask`` hold
@@ -35,7 +37,7 @@ Return value ``(i, status, n_ovf)``: the index of the next event to apply, a sta
 many event indices were written to ``ovf`` (events the grid cannot hold, applied by the model to
 its overflow levels, plus every ``OP_CLEAR``). Status :data:`ST_DONE` (all applied),
 :data:`ST_CHECK` (a new column starts and the anchor is near an edge: re-centre, then call again
-from ``i``), :data:`ST_ANCHOR` (event ``i`` is a bid above or an ask below the grid: re-anchor
+from ``i``), :data:`ST_ANCHOR` (event ``i`` sets a bid above or an ask below the grid: re-anchor
 the grid around it, then call again from ``i``), :data:`ST_BARS_FULL` (compact the bars, call
 again from ``i``).
 """
@@ -119,7 +121,7 @@ def _anchor_py(bb, ba, lastpx_idx):
 
 def _apply_events(ts, price, size, norders, kind, side, op, start, P, S, F,
                   bid, ask, bidn, askn, sbuy, ssell, hbid, hask, tbuy, tsell, tdirty,
-                  bar_i, bar_f, fpb, fps, ovf):
+                  sbase, bar_i, bar_f, fpb, fps, ovf):
     base = P[P_BASE]
     G = P[P_G]
     hoff = P[P_HOFF]
@@ -169,6 +171,7 @@ def _apply_events(ts, price, size, norders, kind, side, op, start, P, S, F,
                 first = c - N
             for cc in range(first, c):
                 p = cc % N
+                sbase[p] = base + hoff
                 hb = hbid[p]
                 ha = hask[p]
                 for r in range(R):
@@ -215,7 +218,8 @@ def _apply_events(ts, price, size, norders, kind, side, op, start, P, S, F,
             elif s == SIDE_BID or s == SIDE_ASK:
                 j = px - base
                 if j < 0 or j >= G:
-                    if (s == SIDE_BID and j >= G) or (s == SIDE_ASK and j < 0):
+                    if o == OP_SET and size[i] > 0.0 and (
+                            (s == SIDE_BID and j >= G) or (s == SIDE_ASK and j < 0)):
                         status = ST_ANCHOR
                         break
                     ovf[nov] = i
@@ -403,7 +407,7 @@ def _best(bid, ask):
 
 def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
                     bid, ask, bidn, askn, sbuy, ssell, hbid, hask, tbuy, tsell, tdirty,
-                    bar_i, bar_f, fpb, fps, ovf):
+                    sbase, bar_i, bar_f, fpb, fps, ovf):
     """Plain Python/NumPy twin of :func:`apply_events_nb` (same arguments, same result).
 
     It zeroes the traded columns unconditionally (``tdirty`` is accepted and left alone), which
@@ -446,6 +450,7 @@ def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
             cola[inside] = ask[gi]
             first = max(col, c - N)
             for cc in range(first, c):
+                sbase[cc % N] = base + hoff
                 for q in slots(cc % N):
                     hbid[q] = colb
                     hask[q] = cola
@@ -473,7 +478,8 @@ def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
             elif s in (SIDE_BID, SIDE_ASK):
                 j = px - base
                 if not 0 <= j < G:
-                    if (s == SIDE_BID and j >= G) or (s == SIDE_ASK and j < 0):
+                    if o == OP_SET and size[i] > 0.0 and (
+                            (s == SIDE_BID and j >= G) or (s == SIDE_ASK and j < 0)):
                         status = ST_ANCHOR
                         break
                     ovf[nov] = i
@@ -512,10 +518,12 @@ def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
                 bar_f[kb, 1 if sgn > 0 else 2] += q
                 bar_f[kb, 3] += sgn * q
                 F[F_CUMD] += sgn * q
-                if 0 <= r < R:
-                    (fpb if sgn > 0 else fps)[kb, r] += q
+                if 0 <= r < R:  # float32 cells summed in float64, like the kernel
+                    fp = fpb if sgn > 0 else fps
+                    fp[kb, r] = float(fp[kb, r]) + q
+                    tr = tbuy if sgn > 0 else tsell
                     for slot in slots(col % N):
-                        (tbuy if sgn > 0 else tsell)[slot, r] += q
+                        tr[slot, r] = float(tr[slot, r]) + q
             F[F_VOL] += q
             j = px - base
             if 0 <= j < G:

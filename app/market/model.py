@@ -23,6 +23,8 @@ Geometry
 
 Memory: 4 float32 arrays of ``(history_cols + window_cols) x rows`` (400 rows, 100 ms, one hour:
 4 x 37,500 x 400 x 4 B = 240 MB; 250 ms columns: 96 MB), plus 6 float64 grid arrays (3 MB).
+A re-centre shifts only the newest window in place (O(window x rows)); older columns remember
+the price of their row 0 and are re-aligned when a longer history is read.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class MarketModel:
         self.tbuy = np.zeros((N + W, R), np.float32)
         self.tsell = np.zeros((N + W, R), np.float32)
         self.tdirty = np.zeros(N, np.uint8)
+        self.sbase = np.zeros(N, np.int64)
         kcap = 2 * self.max_bars
         self.bar_i = np.zeros((kcap, 6), np.int64)
         self.bar_f = np.zeros((kcap, 4), np.float64)
@@ -222,7 +225,7 @@ class MarketModel:
             i, status, nov = self._apply(*cols, i, self.P, self.S, self.F, self.bid, self.ask,
                                          self.bidn, self.askn, self.sbuy, self.ssell, self.hbid,
                                          self.hask, self.tbuy, self.tsell, self.tdirty,
-                                         self.bar_i, self.bar_f,
+                                         self.sbase, self.bar_i, self.bar_f,
                                          self.fpb, self.fps, self._ovf)
             if nov:
                 self._apply_overflow(batch, self._ovf[:nov])
@@ -242,12 +245,20 @@ class MarketModel:
         return n
 
     def _initial_anchor(self, batch):
-        ok = (batch["price"] > 0) & (batch["kind"] != 0) & ~(
-            (batch["kind"] == KIND_DEPTH) & (batch["op"] == OP_CLEAR))
-        idx = np.flatnonzero(ok)
-        if idx.size == 0:
-            return
-        px = int(batch["price"][idx[0]])
+        """Place the grid and the heatmap rows on the first batch: the middle of its highest bid
+        and lowest ask (a snapshot's touch), else its first priced event."""
+        isset = (batch["kind"] == KIND_DEPTH) & (batch["op"] == OP_SET) & (batch["size"] > 0)
+        bids = batch["price"][isset & (batch["side"] == SIDE_BID)]
+        asks = batch["price"][isset & (batch["side"] == SIDE_ASK)]
+        if bids.size and asks.size and bids.max() < asks.min():
+            px = (int(bids.max()) + int(asks.min())) // 2
+        else:
+            ok = (batch["price"] > 0) & (batch["kind"] != 0) & ~(
+                (batch["kind"] == KIND_DEPTH) & (batch["op"] == OP_CLEAR))
+            idx = np.flatnonzero(ok)
+            if idx.size == 0:
+                return
+            px = int(batch["price"][idx[0]])
         self.P[K.P_BASE] = px - self.grid // 2
         self.P[K.P_HOFF] = self.grid // 2 - self.rows // 2
         self.anchored = True
@@ -336,14 +347,28 @@ class MarketModel:
             self._recentre(center)
 
     def _recentre(self, center: int):
-        """Move the heatmap rows so that ``center`` (ticks) is the middle row."""
-        R = self.rows
+        """Move the heatmap rows so that ``center`` (ticks) is the middle row.
+
+        Shifts the newest ``window_cols`` columns (and their mirror) and the footprint in place,
+        O(window x rows); older columns keep the row-0 price they were written with
+        (``sbase``) and are re-aligned when a longer history is read.
+        """
+        R, N, W = self.rows, self.history_cols, self.window_cols
         new_hoff = int(center) - self.base - R // 2
         new_hoff = min(max(new_hoff, 0), self.grid - R)
         d = new_hoff - int(self.P[K.P_HOFF])
         if d == 0:
             return
-        for a in (self.hbid, self.hask, self.tbuy, self.tsell, self.fpb, self.fps):
+        col = int(self.S[K.S_COL])
+        if col >= 0:
+            idx = np.arange(col - W + 1, col + 1) % N
+            slots = np.concatenate([idx, idx[idx < W] + N])
+            for a in (self.hbid, self.hask, self.tbuy, self.tsell):
+                blk = a[slots]
+                _shift_rows(blk, d)
+                a[slots] = blk
+            self.sbase[idx] = self.base + new_hoff
+        for a in (self.fpb, self.fps):
             _shift_rows(a, d)
         self.P[K.P_HOFF] = new_hoff
         self.recentres += 1
@@ -439,7 +464,8 @@ class MarketModel:
 
         Returns read-only views (plain slices, no copy) of shape ``(rows, ncols)``, float32:
         ``(hist_bid, hist_ask, traded_buy, traded_sell, col_t0)``, ``col_t0`` the start of column 0,
-        ns. ``ncols`` above ``window_cols`` returns copies (two slices joined).
+        ns. ``ncols`` above ``window_cols`` returns copies, every column re-aligned to the
+        current rows (rows that were outside the heatmap when a column was written are 0).
         """
         ncols = self.window_cols if ncols is None else int(ncols)
         if not 0 < ncols <= self.history_cols:
@@ -450,14 +476,28 @@ class MarketModel:
         self._fill(self.P, self.S, self.bid, self.ask, self.hbid, self.hask)
         c0, s = self._window_start(ncols)
         out = []
+        if ncols <= self.window_cols:  # the window: plain slices, rows aligned by construction
+            for a in (self.hbid, self.hask, self.tbuy, self.tsell):
+                v = a[s : s + ncols].T.view()
+                v.flags.writeable = False
+                out.append(v)
+            return (*out, c0 * self.column_ns)
+        # longer history: gather the slots, re-align columns written before a re-centre
+        N, W = self.history_cols, self.window_cols
+        col = int(self.S[K.S_COL])
+        idx = np.arange(c0, col + 1) % N
+        old = np.ones(len(idx), bool)
+        old[-W:] = False
+        bases = self.sbase[idx]
+        cur = self.heatmap_base
         for a in (self.hbid, self.hask, self.tbuy, self.tsell):
-            if s + ncols <= a.shape[0]:
-                v = a[s : s + ncols].T
-            else:
-                v = np.concatenate([a[s : self.history_cols], a[: s + ncols - self.history_cols]]).T
-            v = v.view()
-            v.flags.writeable = False
-            out.append(v)
+            blk = a[idx]
+            for b in np.unique(bases[old & (bases != cur)]):
+                sel = np.flatnonzero(old & (bases == b))
+                sub = blk[sel]
+                _shift_rows(sub, cur - int(b))
+                blk[sel] = sub
+            out.append(np.ascontiguousarray(blk.T))
         return (*out, c0 * self.column_ns)
 
     def bars(self, n: int | None = None) -> np.ndarray:
@@ -581,7 +621,7 @@ class MarketModel:
         return dict(P=self.P, S=self.S, F=self.F, bid=self.bid, ask=self.ask, bidn=self.bidn,
                     askn=self.askn, sbuy=self.sbuy, ssell=self.ssell, hbid=self.hbid,
                     hask=self.hask, tbuy=self.tbuy, tsell=self.tsell, bar_i=self.bar_i,
-                    bar_f=self.bar_f, fpb=self.fpb, fps=self.fps)
+                    bar_f=self.bar_f, fpb=self.fpb, fps=self.fps, sbase=self.sbase)
 
 
 def _shift1d(a: np.ndarray, d: int) -> bool:
