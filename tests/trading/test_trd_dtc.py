@@ -1,0 +1,188 @@
+"""DTC broker against the built-in server on the real ES sample: bracket, kill switch, reconnect."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from app.dtc.client import DTCClient
+from app.dtc.server import DTCServer
+from app.feeds.events import KIND_TRADE
+from app.trading.config import TradingSettings
+from app.trading.dtc_broker import DtcBroker
+from app.trading.journal import Journal
+from app.trading.killswitch import KillState
+from app.trading.orders import MARKET, OrderState, OrderTicket
+from app.trading.session import TradingSession
+
+
+async def wait_until(pred, timeout=5.0):
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        assert loop.time() < end, "condition not reached in time"
+        await asyncio.sleep(0.005)
+
+
+class Rig:
+    """Server (driven by publish, no clock) + client + DTC broker + session."""
+
+    def __init__(self, rec, **settings):
+        self.rec, self.sym = rec, rec.instrument.symbol
+        self.ev = rec.events
+        self.i = 0
+        self.settings = TradingSettings(mode="sim", account="Sim1", **settings)
+
+    async def start(self, journal_path=None):
+        self.server = DTCServer(self.rec, port=0, paused=True, loop_replay=False)
+        await self.server.start()
+        await self.connect(journal_path)
+        return self
+
+    async def connect(self, journal_path=None):
+        self.client = DTCClient("127.0.0.1", self.server.port, trade_account="Sim1", heartbeat_s=5,
+                                backoff_initial_s=0.05, backoff_max_s=0.2, request_timeout_s=3.0)
+        self.broker = DtcBroker(self.client, [self.rec.instrument], "Sim1", own_client=True)
+        self.s = TradingSession(self.broker, Journal(journal_path), self.settings, self.rec.instrument)
+        await self.s.start()
+        self.received = 0
+
+        def on_events(batch):
+            self.received += len(batch)
+            self.s.on_market(self.sym, batch)
+
+        await self.client.subscribe_market(self.sym, on_events=on_events, tick_size=self.rec.instrument.tick_size)
+
+    async def publish(self, n, chunk=200):
+        end = min(len(self.ev), self.i + n)
+        while self.i < end:
+            j = min(end, self.i + chunk)
+            self.server.publish(self.sym, self.ev[self.i:j])
+            self.i = j
+            await asyncio.sleep(0)
+        # let the client read what was sent (bounded)
+        target = self.server.stats["events_replayed"]
+        await asyncio.sleep(0.01)
+        return target
+
+    async def publish_until(self, pred, limit=None, chunk=100):
+        stop = len(self.ev) if limit is None else min(len(self.ev), self.i + limit)
+        while self.i < stop and not pred():
+            await self.publish(chunk, chunk)
+        return pred()
+
+    def best(self):
+        b = self.server.engine.books[self.sym]
+        return b.best_bid(), b.best_ask()
+
+    async def stop(self):
+        await self.s.stop()
+        await self.server.stop()
+
+
+def target_first(events, start, entry, stop_off, target_off):
+    tr = events[start:][events[start:]["kind"] == KIND_TRADE]["price"]
+    through = np.flatnonzero(tr > entry + target_off)
+    stopped = np.flatnonzero(tr <= entry - stop_off)
+    return len(through) and (not len(stopped) or through[0] < stopped[0])
+
+
+def test_dtc_bracket_target_fills_stop_cancelled_flat_journal_pnl(es_sample):
+    async def go():
+        r = await Rig(es_sample, stale_data_ms=60_000).start()
+        await r.publish(3000)
+        while not target_first(r.ev, r.i, r.best()[1], 8, 4):
+            await r.publish(1000)
+            assert r.i < len(r.ev) - 5000
+        await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_ask is not None)
+        ask = r.best()[1]
+        t = OrderTicket(r.sym, 1, 1, MARKET, None, ask - 8, ask + 4, ref_price=ask, source="signal")
+        d = await r.s.confirm(t)
+        assert d.allowed, d.message
+        b = r.broker
+        cids = sorted(b.orders, key=lambda c: int(c.rsplit("-", 1)[1]))
+        entry, stop, target = (b.orders[c] for c in cids)
+        await wait_until(lambda: entry.state == OrderState.FILLED and stop.state == OrderState.OPEN
+                         and target.state == OrderState.OPEN)
+        assert entry.server_order_id and stop.server_order_id and target.server_order_id
+        # the server holds the same bracket: parent + OCO children linked to it
+        so = {o.client_order_id: o for o in r.server.engine.orders.values()}
+        assert so[stop.client_order_id].parent_id == so[entry.client_order_id].server_order_id
+        assert so[stop.client_order_id].oco_id == so[target.client_order_id].server_order_id
+        await wait_until(lambda: b.position_qty(r.sym) == 1)
+        assert await r.publish_until(lambda: not b.working_orders())
+        await wait_until(lambda: b.position_qty(r.sym) == 0)
+        assert target.state == OrderState.FILLED and stop.state == OrderState.CANCELED
+        assert await b.query_positions() == [] and await b.query_open_orders() == []
+        rows = r.s.journal.query("SELECT * FROM fills ORDER BY id")
+        assert [x["client_order_id"] for x in rows] == [entry.client_order_id, target.client_order_id]
+        assert rows[0]["price"] == ask and rows[1]["price"] == ask + 4
+        assert rows[1]["realized_usd"] == 4 * 12.5 == r.s.pnl.net_realized_usd
+        assert abs(r.server.engine.realized_pnl() - r.s.pnl.net_realized_usd) < 1e-9
+        snap = r.s.snapshot()
+        assert snap.position_qty == 0 and snap.realized_pnl_usd == 50.0 and snap.trades_today == 1
+        await r.stop()
+
+    asyncio.run(go())
+
+
+def test_dtc_kill_switch_two_brackets_and_a_position_ends_verified_flat(es_sample):
+    async def go():
+        r = await Rig(es_sample, max_position_contracts=6).start()
+        await r.publish(4000)
+        await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_bid is not None)
+        bid, ask = r.best()
+        for t in (r.s.ticket_from_price(bid - 12, +1), r.s.ticket_from_price(ask + 12, -1),
+                  OrderTicket(r.sym, 1, 2, MARKET, None, ask - 16, ask + 40, ref_price=ask)):
+            assert (await r.s.confirm(t)).allowed
+        b = r.broker
+        await wait_until(lambda: b.position_qty(r.sym) == 2 and all(o.server_order_id for o in b.orders.values()))
+        await wait_until(lambda: len(b.working_orders()) == 8)
+        assert len(r.server.engine.open_orders()) == 8
+        b.wire_log = []
+        res = await r.s.kill.engage("manual")
+        assert res.state == KillState.VERIFIED_FLAT, res.describe()
+        assert r.server.engine.open_orders() == [] and r.server.engine.position(r.sym).qty == 0
+        assert [w[1] for w in b.wire_log][:1] == ["cancel"] and "submit" in [w[1] for w in b.wire_log]
+        await wait_until(lambda: not b.working_orders() and b.position_qty(r.sym) == 0)
+        d = await r.s.confirm(r.s.ticket_from_price(bid - 12, +1))
+        assert not d.allowed and d.rule == "kill_switch_engaged"
+        await r.stop()
+
+    asyncio.run(go())
+
+
+def test_dtc_connection_dropped_during_open_bracket_reconciles_without_duplicates(es_sample):
+    async def go():
+        r = await Rig(es_sample).start()
+        await r.publish(4000)
+        await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_ask is not None)
+        bid, ask = r.best()
+        assert (await r.s.confirm(OrderTicket(r.sym, 1, 1, MARKET, None, ask - 12, ask + 12, ref_price=ask))).allowed
+        assert (await r.s.confirm(r.s.ticket_from_price(bid - 20, +1))).allowed
+        b = r.broker
+        await wait_until(lambda: b.position_qty(r.sym) == 1 and len(b.working_orders()) == 5)
+        before_ids = {c: o.server_order_id for c, o in b.orders.items()}
+        n_server_orders = len(r.server.engine.orders)
+        received = r.server.stats["orders_received"]
+        assert r.s.reconcile_count == 1
+        r.client.drop_connection_for_test()
+        await wait_until(lambda: not r.client.connected, 2.0)
+        await wait_until(lambda: r.client.connected and r.s.reconcile_count == 2, 5.0)
+        # no order was sent again, nothing new at the server, the same orders are working
+        assert r.server.stats["orders_received"] == received
+        assert len(r.server.engine.orders) == n_server_orders
+        assert {c: o.server_order_id for c, o in b.orders.items()} == before_ids
+        assert len(b.working_orders()) == 5 and b.position_qty(r.sym) == 1
+        ev = r.s.journal.query("SELECT kind FROM events ORDER BY id")
+        kinds = [e[0] for e in ev]
+        assert kinds.count("reconciled") == 2 and "disconnected" in kinds
+        # the bracket still works after the reconnect: one child fills, the other is cancelled
+        assert await r.publish_until(lambda: b.position_qty(r.sym) == 0)
+        await wait_until(lambda: sum(o.state == OrderState.FILLED for o in b.orders.values()) == 2)
+        states = sorted(o.state.value for o in b.orders.values())
+        assert states.count("canceled") == 1 and states.count("filled") == 2
+        await r.stop()
+
+    asyncio.run(go())
