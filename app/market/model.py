@@ -35,6 +35,7 @@ from app.analysis.frame import BAR_DTYPE
 from app.analysis.view import MarketView
 from app.feeds.events import (
     EVENT_DTYPE,
+    FLAG_BATCH_END,
     KIND_DEPTH,
     KIND_TRADE,
     OP_CLEAR,
@@ -245,8 +246,13 @@ class MarketModel:
         return n
 
     def _initial_anchor(self, batch):
-        """Place the grid and the heatmap rows on the first batch: the middle of its highest bid
-        and lowest ask (a snapshot's touch), else its first priced event."""
+        """Place the grid and the heatmap rows on the first atomic batch (up to the first
+        ``FLAG_BATCH_END``, e.g. a snapshot): the middle of its highest bid and lowest ask, else
+        its first priced event. (Any placement gives the same book; this one keeps replays that
+        are cut at batch ends identical.)"""
+        ends = np.flatnonzero(batch["flags"] & FLAG_BATCH_END)
+        if ends.size:
+            batch = batch[: ends[0] + 1]
         isset = (batch["kind"] == KIND_DEPTH) & (batch["op"] == OP_SET) & (batch["size"] > 0)
         bids = batch["price"][isset & (batch["side"] == SIDE_BID)]
         asks = batch["price"][isset & (batch["side"] == SIDE_ASK)]
