@@ -127,16 +127,20 @@ class Analyzers:
         self.tracker = OutcomeTracker()
         self._signals: deque[Signal] = deque(maxlen=int(self.elite_sec["max_recent_signals"]))
         self._next_id = 1
+        self._outcomes_snap: dict[int, SignalOutcome] = {}
+        self._precision_snap: dict = {}
+        self._signals_snap: tuple = ()
 
     # ------------------------------------------------------------------------------------------
-    def _refire_ok(self, h: PatternHit) -> bool:
-        key = (h.name, h.side, h.price)
+    def _refire_ok(self, name: str, side: int, price: int, ts: int) -> bool:
+        """True (and remembered) unless the same pattern/side/price fired less than refire_s ago."""
+        key = (name, side, price)
         last = self._fired.get(key)
-        if last is not None and h.ts - last < self.refire_ns:
+        if last is not None and ts - last < self.refire_ns:
             return False
-        self._fired[key] = h.ts
+        self._fired[key] = ts
         if len(self._fired) > 4096:  # forget old keys
-            cut = h.ts - self.refire_ns
+            cut = ts - self.refire_ns
             self._fired = {k: t for k, t in self._fired.items() if t >= cut}
         return True
 
@@ -155,8 +159,10 @@ class Analyzers:
                 name = dom.DOM_PATTERNS[p]
                 s, row, x1, x2 = out[k]
                 price = int(v.base + int(row))
-                n1, n2 = dom.DOM_VALUES[p]
                 side = dom.DOM_SIDES[p][b]
+                if not self._refire_ok(name, side, price, int(v.ts)):
+                    continue  # the same detection as a moment ago: no new object
+                n1, n2 = dom.DOM_VALUES[p]
                 hits.append(PatternHit(
                     name, "dom", int(v.ts), price, side, float(s),
                     f"{name} on the {'bid' if b == 0 else 'ask'} at {self.instrument.to_price(price):.{self.instrument.price_decimals}f}: "
@@ -248,9 +254,13 @@ class Analyzers:
         out = self._advt_fn(t["ts"], t["price"], t["size"], t["side"], int(v.ts), self.gamma, int(v.poc),
                             int(v.vah), int(v.val), self.adv_params, self._advt_out)
         hits = []
+        if not out[:, 0].any():
+            return hits
         for k in np.flatnonzero(out[:, 0] > 0):
             name = adv.ADV_TRADE_ROWS[k]
             s, price, side, x1, x2 = out[k]
+            if not self._refire_ok(name, int(side), int(price), int(v.ts)):
+                continue
             n1, n2 = adv.ADV_VALUES[name]
             if name == "volume_profile":
                 lvl = ("VAL", "POC", "VAH")[int(x1)]
@@ -288,9 +298,9 @@ class Analyzers:
         t4 = pc()
         adv_hits = self._adv_trades(view)
         t5 = pc()
-        new = [h for h in hits if self._refire_ok(h)]
+        new = hits  # DOM hits passed the re-fire filter in _dom
         new.extend(bar_hits)  # once per bar by construction
-        new.extend(h for h in adv_hits if self._refire_ok(h))
+        new.extend(adv_hits)  # filtered in _adv_trades
         if vs is not None and vs.patterns and self._vix_day != getattr(self, "_vix_reported", None):
             self._vix_reported = self._vix_day
             new.extend(vs.patterns)
@@ -299,13 +309,13 @@ class Analyzers:
         cut = ts - self.confl_ns
         while rec and rec[0].ts < cut:
             rec.popleft()
-        window = [h for h in rec if h.family != "vix"]
-        if vs is not None:
-            window.extend(vs.patterns)
-        vol = fo[1] + fo[2]
-        flow_ratio = fo[0] / vol if vol > 0 else 0.0
         new_signals: list[Signal] = []
         if new and view.bars.shape[0] >= 2:  # warm-up: a bracket needs one closed bar
+            window = [h for h in rec if h.family != "vix"]
+            if vs is not None:
+                window.extend(vs.patterns)
+            vol = fo[1] + fo[2]
+            flow_ratio = fo[0] / vol if vol > 0 else 0.0
             for side, sc, comps, reasons in self.gate.candidates(ts, new, window, vs, flow_ratio, fo[5],
                                                                    self._trend_dir):
                 sig = self._make_signal(view, side, sc, comps, reasons, vs)
@@ -316,7 +326,10 @@ class Analyzers:
                 self._signals.append(sig)
                 self.tracker.add(sig)
         t6 = pc()
-        self.tracker.update(view.trades["ts"], view.trades["price"], ts)
+        if self.tracker.update(view.trades["ts"], view.trades["price"], ts) or new_signals:
+            self._outcomes_snap = dict(self.tracker.outcomes)  # a fresh dict: published frames keep theirs
+            self._precision_snap = self.tracker.precision()
+            self._signals_snap = tuple(self._signals)
         t7 = pc()
         return StepResult(
             patterns=new,
@@ -324,9 +337,9 @@ class Analyzers:
             orderflow={"delta": float(fo[0]), "cum_delta": float(view.cum_delta), "imbalance": float(fo[5]),
                        "large_buy": float(fo[3]), "large_sell": float(fo[4])},
             new_signals=new_signals,
-            signals=tuple(self._signals),
-            outcomes=dict(self.tracker.outcomes),
-            precision=self.tracker.precision() if self.tracker.outcomes else {},
+            signals=self._signals_snap,
+            outcomes=self._outcomes_snap,
+            precision=self._precision_snap,
             timings={"dom": (t1 - t0) / 1e6, "vix": (t2 - t1) / 1e6, "orderflow": (t3 - t2) / 1e6,
                      "battle_navale": (t4 - t3) / 1e6, "advanced": (t5 - t4) / 1e6, "elite": (t6 - t5) / 1e6,
                      "outcomes": (t7 - t6) / 1e6, "analyzers": (t7 - t0) / 1e6},
@@ -355,8 +368,20 @@ class Analyzers:
         return sig
 
     def finish(self) -> None:
-        """The data ended: mark open outcomes ``ended_early``."""
+        """The data ended: mark open outcomes ``ended_early`` (see :attr:`outcomes`)."""
         self.tracker.finish()
+        self._outcomes_snap = dict(self.tracker.outcomes)
+        self._precision_snap = self.tracker.precision()
+
+    @property
+    def outcomes(self) -> dict:
+        """Latest outcome per signal id (a snapshot; do not mutate)."""
+        return self._outcomes_snap
+
+    @property
+    def precision(self) -> dict:
+        """Per-pattern precision ``(decided, target_first, precision)`` (a snapshot)."""
+        return self._precision_snap
 
 
 def make_view(rows: int = 64, cols: int = 40, base: int = 1000, ts: int = 1_703_545_200_000_000_000,

@@ -154,14 +154,15 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
             nd += 1
         # ---- iceberg
         w = min(C, int(params[Q_ICE_COLS]))
+        rlo = touch - nd + 1 if b == 0 else touch  # the same rows, ascending (contiguous)
         for k in range(nd):
             acc1[k] = 0.0
         for c in range(C - w, C):  # pass 1: traded volume per row (contiguous, cheap)
             for k in range(nd):
-                acc1[k] += hit[c, touch + step * k]
+                acc1[k] += hit[c, rlo + k]
         for k in range(nd):
             r = touch + step * k
-            vol = acc1[k]
+            vol = acc1[r - rlo]
             if book[r] <= 0 or vol < params[Q_ICE_MINVOL] or vol < params[Q_ICE_RATIO] * book[r]:
                 continue  # cannot pass: the displayed maximum is at least the size now
             dmax = book[r]  # pass 2, only for the few candidates: the largest displayed size
@@ -216,23 +217,26 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
                 if r < 0 or r >= R:
                     break
                 ns += 1
+            slo = touch - ns + 1 if b == 0 else touch  # ascending rows
             for k in range(ns):
                 acc1[k] = 0.0  # peak
                 acc2[k] = 0.0  # traded
+            for c in range(C - 1 - w, C - 1):
+                for k in range(ns):
+                    x = hist[c, slo + k]
+                    if x > acc1[k]:
+                        acc1[k] = x
             for c in range(C - 1 - w, C):
                 for k in range(ns):
-                    r = touch + step * k
-                    acc2[k] += hit[c, r]
-                    if c < C - 1 and hist[c, r] > acc1[k]:
-                        acc1[k] = hist[c, r]
+                    acc2[k] += hit[c, slo + k]
             for k in range(ns):
                 r = touch + step * k
-                peak = acc1[k]
+                peak = acc1[r - slo]
                 if (
                     peak >= params[Q_SPOOF_RATIO] * med
                     and peak >= params[Q_WALL_MIN]
                     and book[r] <= SPOOF_GONE_FRAC * peak
-                    and acc2[k] <= params[Q_SPOOF_TRADED] * peak
+                    and acc2[r - slo] <= params[Q_SPOOF_TRADED] * peak
                 ):
                     s = min(1.0, 0.5 * (peak / med) / params[Q_SPOOF_RATIO])
                     if s > out[6 + b, 0]:

@@ -40,12 +40,18 @@ class OutcomeTracker:
         self.outcomes: dict[int, SignalOutcome] = {}
         self._open: dict[int, _Track] = {}
         self._signals: dict[int, Signal] = {}
+        self._seen_ts = -1  # newest trade time applied to every open signal
+        self._next_due = None  # earliest horizon still pending, ns
+        self._precision: dict | None = {}
 
     def add(self, sig: Signal) -> None:
         """Start following ``sig``."""
         self._open[sig.id] = _Track(sig)
         self._signals[sig.id] = sig
         self.outcomes[sig.id] = self._open[sig.id].out
+        self._seen_ts = -1
+        self._next_due = None
+        self._precision = None
 
     def update(self, t_ts: np.ndarray, t_price: np.ndarray, now: int) -> bool:
         """Apply trades (ts int64 ns ascending, price int64 ticks) up to market time ``now``.
@@ -55,6 +61,9 @@ class OutcomeTracker:
         """
         if not self._open:
             return False
+        newest = int(t_ts[-1]) if t_ts.shape[0] else -1
+        if newest <= self._seen_ts and (self._next_due is None or now < self._next_due):
+            return False  # nothing new to apply and no horizon passed
         changed = False
         done = []
         for sid, tr in self._open.items():
@@ -100,6 +109,12 @@ class OutcomeTracker:
                 done.append(sid)
         for sid in done:
             del self._open[sid]
+        self._seen_ts = newest
+        due = [tr.sig.ts + hn for tr in self._open.values()
+               for hn, m in zip(HORIZONS_NS, (tr.out.move_1m, tr.out.move_5m, tr.out.move_15m)) if m is None]
+        self._next_due = min(due) if due else None
+        if changed:
+            self._precision = None
         return changed
 
     def finish(self) -> None:
@@ -107,9 +122,12 @@ class OutcomeTracker:
         for sid, tr in self._open.items():
             self.outcomes[sid] = replace(tr.out, ended_early=True)
         self._open.clear()
+        self._precision = None
 
     def precision(self) -> dict[str, tuple[int, int, float]]:
-        """Per pattern name: ``(decided, target_first, precision 0..1)``."""
+        """Per pattern name: ``(decided, target_first, precision 0..1)`` (cached until a change)."""
+        if self._precision is not None:
+            return self._precision
         acc: dict[str, list[int]] = {}
         for sid, o in self.outcomes.items():
             sig = self._signals[sid]
@@ -118,4 +136,5 @@ class OutcomeTracker:
                 if o.first is not None:
                     a[0] += 1
                     a[1] += o.first == "target"
-        return {k: (d, w, (w / d if d else 0.0)) for k, (d, w) in sorted(acc.items())}
+        self._precision = {k: (d, w, (w / d if d else 0.0)) for k, (d, w) in sorted(acc.items())}
+        return self._precision

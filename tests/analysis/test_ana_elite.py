@@ -1,0 +1,131 @@
+"""Elite score, threshold, confluence, cooldown and hourly rate limit; outcomes; sizing."""
+
+import numpy as np
+import pytest
+
+from app.analysis.elite import EliteGate, dom_component, regime_component, vix_component
+from app.analysis.frame import PatternHit, Signal, VixState
+from app.analysis.outcomes import OutcomeTracker
+from app.analysis.sizing import bracket, position_size
+from app.config.profiles import load_profile
+
+T0 = 1_703_545_200_000_000_000
+S = 1_000_000_000
+
+
+def hit(name, side, strength, ts=T0, family="dom", price=1000):
+    return PatternHit(name, family, ts, price, side, strength)
+
+
+def vix(regime_index=2, mom=0.0, patterns=()):
+    names = ("ultra_low", "low", "normal", "high", "extreme")
+    return VixState("2023-12-22", 15.0, 0.5, mom, 0.9, names[regime_index], regime_index, 1.0, patterns=patterns)
+
+
+def gate(**over):
+    e = dict(load_profile("production").section("elite"))
+    e.update(over)
+    return EliteGate(e)
+
+
+def test_components():
+    assert vix_component(1, None) == 0.5
+    assert vix_component(1, vix(1)) > vix_component(1, vix(4))  # extreme regime: worse
+    assert vix_component(1, vix(2, mom=-0.3)) > vix_component(1, vix(2, mom=0.3))  # falling VIX favours longs
+    sr = (hit("spike_reversal", 1, 1.0, family="vix"),)
+    assert vix_component(1, vix(2, patterns=sr)) == pytest.approx(vix_component(1, vix(2)) + 0.2)
+    d, reasons = dom_component(1, [hit("wall", 1, 0.5), hit("wall", 1, 0.8), hit("iceberg", 1, 0.5)])
+    assert d == pytest.approx(1 - 0.2 * 0.5) and [r.name for r in reasons] == ["wall", "iceberg"]
+    d2, _ = dom_component(1, [hit("wall", 1, 0.8), hit("iceberg", 1, 0.5), hit("ladder", -1, 1.0)])
+    assert d2 == pytest.approx(d * 0.5)  # a strong opposite pattern halves it
+    assert regime_component(1, 1.0, 1.0, 1) == 1.0 and regime_component(-1, 1.0, 1.0, 1) == 0.0
+
+
+def test_score_is_the_weighted_sum():
+    g = gate()
+    hits = [hit("wall", 1, 0.8), hit("iceberg", 1, 0.6), hit("absorption", 1, 0.5)]
+    sc, comps, reasons = g.score(1, vix(1), hits, 0.2, 0.1, 0)
+    c = dict(comps)
+    assert sc == pytest.approx(0.30 * c["vix"] + 0.45 * c["dom"] + 0.25 * c["regime"])
+    assert len(reasons) == 3
+
+
+def test_threshold_and_min_patterns():
+    strong = [hit("wall", 1, 0.9), hit("iceberg", 1, 0.9), hit("absorption", 1, 0.9)]
+    assert gate().candidates(T0, strong, strong, vix(1), 0.3, 0.3, 1)
+    weak = [hit("wall", 1, 0.5), hit("iceberg", 1, 0.5), hit("absorption", 1, 0.5)]
+    sc, _, _ = gate().score(1, vix(1), weak, -0.5, -0.5, 0)
+    assert sc < 0.70
+    assert not gate().candidates(T0, weak, weak, vix(1), -0.5, -0.5, 0)
+    two = strong[:2]  # production needs 3 distinct patterns
+    assert not gate().candidates(T0, two, two, vix(1), 0.3, 0.3, 1)
+    assert gate(min_patterns=2).candidates(T0, two, two, vix(1), 0.3, 0.3, 1)
+
+
+def test_trigger_needs_a_new_hit_on_that_side():
+    strong = [hit("wall", 1, 0.9), hit("iceberg", 1, 0.9), hit("absorption", 1, 0.9)]
+    assert not gate().candidates(T0, [hit("wall", -1, 0.5)], strong, vix(1), 0.3, 0.3, 1)
+
+
+def test_hourly_rate_limit_and_cooldown():
+    g = gate(max_signals_per_hour=2, cooldown_s=0.0)
+    strong = [hit("wall", 1, 0.9), hit("iceberg", 1, 0.9), hit("absorption", 1, 0.9)]
+    emitted = []
+    for k in range(5):
+        t = T0 + k * 60 * S
+        for side, *_ in g.candidates(t, strong, strong, vix(1), 0.3, 0.3, 1):
+            g.commit(t, side)
+            emitted.append(t)
+    assert len(emitted) == 2 and g.suppressed_rate == 3
+    t = T0 + 3600 * S + 1  # the first one left the hour
+    assert g.candidates(t, strong, strong, vix(1), 0.3, 0.3, 1)
+    g2 = gate(cooldown_s=300.0)
+    g2.commit(T0, 1)
+    assert not g2.candidates(T0 + 299 * S, strong, strong, vix(1), 0.3, 0.3, 1)
+    assert g2.candidates(T0 + 300 * S, strong, strong, vix(1), 0.3, 0.3, 1)
+
+
+def sig(side=1, entry=1000, stop=996, target=1008, sid=1, reasons=("wall",)):
+    return Signal(sid, T0, "ES", side, 0.8, (), tuple(hit(n, side, 0.8) for n in reasons), entry, stop, target, 1)
+
+
+def test_outcome_stop_first_with_horizons():
+    tr = OutcomeTracker()
+    tr.add(sig())
+    ts = T0 + np.array([30, 70, 100, 400, 1000], np.int64) * S
+    px = np.array([1001, 1003, 995, 1010, 1002], np.int64)
+    tr.update(ts[:2], px[:2], int(ts[1]))
+    o = tr.outcomes[1]
+    assert o.move_1m == 1 and o.move_5m is None and o.first is None and o.mfe == 3
+    tr.update(ts, px, int(ts[-1]))
+    o = tr.outcomes[1]
+    assert o.first == "stop" and o.mae == 5 and o.mfe == 10
+    assert (o.move_1m, o.move_5m, o.move_15m) == (1, -5, 10) and o.complete
+    assert tr.precision() == {"wall": (1, 0, 0.0)}
+
+
+def test_outcome_short_target_first_and_ended_early():
+    tr = OutcomeTracker()
+    tr.add(sig(side=-1, entry=1000, stop=1004, target=992, sid=7, reasons=("iceberg", "wall")))
+    ts = T0 + np.array([10, 20], np.int64) * S
+    tr.update(ts, np.array([998, 991], np.int64), int(ts[-1]))
+    o = tr.outcomes[7]
+    assert o.first == "target" and o.mfe == 9 and not o.complete
+    tr.finish()
+    assert tr.outcomes[7].ended_early
+    assert tr.precision() == {"iceberg": (1, 1, 1.0), "wall": (1, 1, 1.0)}
+
+
+def test_sizing_and_bracket():
+    assert position_size(1, 0.25, 5) == 1
+    assert position_size(4, 0.5, 5) == 2
+    assert position_size(4, 1.0, 3) == 3
+    with pytest.raises(ValueError):
+        position_size(1, float("nan"), 3)
+    e = load_profile("production").section("elite")  # stop 1 x ATR in [4, 40], reward 2
+    assert bracket(1, 1000, 6.0, [], e) == (994, 1012)
+    assert bracket(1, 1000, 2.0, [], e) == (996, 1008)  # min stop 4
+    assert bracket(1, 1000, 6.0, [995], e) == (994, 1012)  # a level 5 below: stop 6 below it
+    assert bracket(1, 1000, 20.0, [995], e) == (994, 1012)  # the level tightens a wide ATR stop
+    assert bracket(-1, 1000, 6.0, [1010], e) == (1011, 978)  # short: one tick above the level
+    assert bracket(-1, 1000, 6.0, [1050], e) == (1006, 988)  # level beyond max_stop_ticks: ATR stop

@@ -1,0 +1,124 @@
+"""The analyzers on the real ES hour (CME ESH4, 2023-12-25 23:00-24:00 UTC, market-by-order):
+signals appear (several with Development, a few with Production), carry coherent brackets and
+outcomes, and every numba kernel equals its NumPy twin on real market views."""
+
+import numpy as np
+import pytest
+
+from app.analysis import advanced as adv
+from app.analysis import battle_navale as bn
+from app.analysis import dom
+from app.analysis import orderflow as of
+from app.analysis.analyzers import Analyzers, copy_view
+from app.config.profiles import load_profile
+from app.feeds.dbn import read_dbn_mbo
+from app.feeds.vix_history import load_vix_history
+from app.market.model import MarketModel
+
+
+@pytest.fixture(scope="module")
+def es(shared_data):
+    return read_dbn_mbo(shared_data / "databento_cme" / "esh4-glbx-mdp3-20231225.mbo.dbn.zst")
+
+
+@pytest.fixture(scope="module")
+def vixh(shared_data):
+    d = shared_data / "vix_spx"
+    return load_vix_history(d / "VIX_History.csv", d / "VIX3M_History.csv")
+
+
+def replay(rec, profile, vixh, keep_every=0):
+    p = load_profile(profile)
+    m = MarketModel(rec.instrument, rows=p.get("engine.heatmap_rows"),
+                    column_ns=p.get("engine.heatmap_column_ms") * 1_000_000,
+                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
+    a = Analyzers(p, rec.instrument, vix_history=vixh)
+    ev = rec.events
+    ts = ev["ts"]
+    step = p.get("engine.analysis_interval_ms") * 1_000_000
+    i, k, kept, hits = 0, 0, [], 0
+    while i < len(ev):
+        j = int(np.searchsorted(ts, (ts[i] // step + 1) * step, side="left"))
+        m.apply(ev[i:j])
+        i = j
+        v = m.view()
+        r = a.step(v)
+        hits += len(r.patterns)
+        k += 1
+        if keep_every and k % keep_every == 0:
+            kept.append(copy_view(v))
+    a.finish()
+    return a, r, kept, hits
+
+
+@pytest.fixture(scope="module")
+def dev_run(es, vixh):
+    return replay(es, "development", vixh, keep_every=400)
+
+
+def check_signals(a, last):
+    sigs = last.signals
+    for s in sigs:
+        assert s.side in (1, -1) and s.size >= 1 and s.regime == "low"  # VIX 13.03 on 2023-12-22
+        assert s.side * (s.target - s.entry) > 0 and s.side * (s.entry - s.stop) > 0
+        assert len(s.reasons) >= 2 and all(r.side == s.side for r in s.reasons)
+        assert s.reasons == tuple(sorted(s.reasons, key=lambda r: -r.strength))
+        c = dict(s.components)
+        assert s.score == pytest.approx(0.30 * c["vix"] + 0.45 * c["dom"] + 0.25 * c["regime"], abs=1e-5)
+        o = a.outcomes[s.id]
+        assert o.move_1m is not None or o.ended_early
+        assert o.mfe >= 0 and o.mae >= 0
+    return sigs
+
+
+def test_development_gives_several_signals(dev_run):
+    a, last, _, hits = dev_run
+    sigs = check_signals(a, last)
+    assert 3 <= len(sigs) <= 20  # max_signals_per_hour 20
+    assert hits > 50
+    assert all(s.score >= 0.50 for s in sigs)
+    decided = sum(1 for s in sigs if a.outcomes[s.id].first is not None)
+    assert decided >= len(sigs) // 2
+    names = {r.name for s in sigs for r in s.reasons}
+    assert set(a.precision) == names
+    assert sum(d for d, _, _ in a.precision.values()) >= decided
+
+
+def test_production_gives_a_few_signals(es, vixh):
+    a, last, _, _ = replay(es, "production", vixh)
+    sigs = check_signals(a, last)
+    assert 1 <= len(sigs) <= 6
+    assert all(s.score >= 0.70 and len({r.name for r in s.reasons}) >= 3 for s in sigs)
+
+
+def test_kernels_equal_twins_on_real_views(dev_run):
+    _, _, views, _ = dev_run
+    assert len(views) >= 8
+    p = load_profile("development")
+    dp = dom.dom_params(p.section("dom"), views[0].column_ns)
+    bp = bn.bn_params(p.section("battle_navale"))
+    ap = adv.adv_params(p.section("advanced"))
+    fired = 0
+    for v in views:
+        args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
+                v.best_bid, v.best_ask, v.base, dp)
+        x, y = dom.dom_scan(*args, np.zeros((12, 4))), dom.dom_scan_np(*args, np.zeros((12, 4)))
+        np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9)
+        fired += int((x[:, 0] > 0).sum())
+        t = v.trades
+        fa = (t["ts"], t["size"], t["side"], v.ts - 60 * 10**9, 20.0, v.bid, v.ask, v.best_bid, v.best_ask, v.base, 10)
+        np.testing.assert_allclose(of.flow_scan(*fa, np.zeros(7)), of.flow_scan_np(*fa, np.zeros(7)), rtol=1e-12)
+        lv = np.array([v.best_bid - 3, v.best_bid + 20], np.int64)
+        ta = (t["ts"], t["price"], t["size"], t["side"], v.ts, lv, v.poc, v.vah, v.val, ap)
+        np.testing.assert_allclose(adv.adv_trades_scan(*ta, np.zeros((3, 5))),
+                                   adv.adv_trades_scan_np(*ta, np.zeros((3, 5))), rtol=1e-12)
+        b = v.bars
+        for i in range(1, len(b) - 1):
+            ba = (b["open"], b["high"], b["low"], b["close"], b["volume"], b["buy_volume"], b["sell_volume"],
+                  v.fp_buy, v.fp_sell, v.base, i, bp)
+            np.testing.assert_allclose(bn.bn_scan(*ba, np.zeros((8, 4))), bn.bn_scan_np(*ba, np.zeros((8, 4))),
+                                       rtol=1e-12, equal_nan=True)
+            aa = (b["open"], b["high"], b["low"], b["close"], b["volume"], v.fp_buy, v.fp_sell, v.base, i, ap)
+            np.testing.assert_allclose(adv.adv_bars_scan(*aa, np.zeros((2, 5))),
+                                       adv.adv_bars_scan_np(*aa, np.zeros((2, 5))), rtol=1e-12)
+    assert fired > 0  # the comparison covered real detections, not only empty outputs
