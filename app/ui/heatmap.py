@@ -165,7 +165,7 @@ class HeatmapWidget(pg.PlotWidget):
     sigViewChanged = QtCore.Signal()
 
     #: Default visible height in ticks while following.
-    DEFAULT_VISIBLE_TICKS = 80
+    DEFAULT_VISIBLE_TICKS = 44
     #: At most this many trade bubbles are drawn (the largest ones).
     MAX_BUBBLES = 4000
 

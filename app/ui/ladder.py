@@ -144,7 +144,9 @@ class LadderWidget(QtWidgets.QWidget):
         vol = self.volume[i0:i1] if self.volume.shape[0] == n else np.zeros(i1 - i0)
         m_side = max(float(bid.max(initial=0.0)), float(ask.max(initial=0.0)), 1e-9)
         m_vol = max(float(vol.max(initial=0.0)), 1e-9)
-        p.setClipRect(QtCore.QRectF(0, head_h, w, self.height() - head_h))
+        clip_top = max(float(head_h), self._top)
+        clip_bot = min(float(self.height()), self._top + self._height)
+        p.setClipRect(QtCore.QRectF(0, clip_top, w, max(clip_bot - clip_top, 0.0)))
         show_text = row_h >= 11
         dec = price_decimals(tick)
         p.setFont(self._font)

@@ -66,6 +66,8 @@ def make_app():
     app = QtWidgets.QApplication.instance()
     if app is None:
         app = QtWidgets.QApplication(sys.argv[:1])
+    # the asyncio loop ends the program once the window has stopped everything (not Qt on close)
+    app.setQuitOnLastWindowClosed(False)
     app.setApplicationName("MIA Elite")
     app.setOrganizationName("MIA")
     try:

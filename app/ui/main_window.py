@@ -173,6 +173,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.problems_dock.hide()
 
         self._unpainted = None
+        self._last_frame_error = ""
         self.heatmap.on_painted = self._on_heatmap_painted
         self.heatmap.sigViewChanged.connect(self._sync_ladder)
         self.heatmap.sigFollowChanged.connect(self._on_follow_changed)
@@ -429,8 +430,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self._sync_ladder()
         self.vix_gauge.set_state(frame.vix)
         self.tape.update_from_frame(frame)
-        if frame.error:
-            self.report("error", f"Analyzer error: {frame.error}")
+        if frame.error and frame.error != self._last_frame_error:
+            # the engine also reports it through on_error; show the frame's text once if it differs
+            self._last_frame_error = frame.error
+            if not any(frame.error in t for _, t in self.problems.entries[-20:]):
+                self.report("error", f"Analyzer error: {frame.error}")
         self.frames_drawn += 1
         now = time.perf_counter()
         self._fps_times.append(now)
@@ -514,6 +518,7 @@ class MainWindow(QtWidgets.QMainWindow):
         srv = self.pipeline.server if self.pipeline else None
         if srv is None:
             return
+        self.pipeline.user_paused = paused
         if paused:
             srv.pause()
         else:

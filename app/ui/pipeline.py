@@ -34,16 +34,6 @@ from app.feeds.events import KIND_DEPTH, Instrument
 
 log = logging.getLogger(__name__)
 
-#: What to tell the user when a DTC server refuses a symbol's market data (design card, section 1).
-REJECT_HELP = (
-    "Sierra Chart's DTC server does not relay CME, CBOE, EUREX or NASDAQ market data "
-    "(exchange policy). Read Sierra Chart's own data files instead: in Sierra Chart turn on "
-    "Global Settings > Data/Trade Service Settings > 'Record Market Depth Data' (and keep the "
-    "chart of {symbol} open so its .scid/.depth files are written), then choose the data source "
-    "'Sierra Chart data files' for this symbol in File > Connection."
-)
-
-
 @dataclass
 class PipelineConfig:
     """How the window gets its market data.
@@ -75,6 +65,10 @@ class PipelineConfig:
         Per-key overrides of the profile (validated by the profile loader).
     trade_account : str
         DTC trade account (trading panel); empty = paper.
+    loop_replay : bool
+        The embedded server starts the recording again at its end (the demo runs all day).
+    engine_options : dict
+        Extra keyword arguments of ``AnalysisEngine`` (``window_cols``, ``publish_interval_s``).
     """
 
     embedded: bool = True
@@ -94,6 +88,8 @@ class PipelineConfig:
     profile: str = "production"
     profile_overrides: dict = field(default_factory=dict)
     trade_account: str = ""
+    loop_replay: bool = True
+    engine_options: dict = field(default_factory=dict)
 
 
 class FrameSlot:
@@ -188,15 +184,6 @@ class LatencyTracker:
         self.painted_at.clear()
 
 
-def _optional_import(module: str, name: str):
-    import importlib
-
-    try:
-        return getattr(importlib.import_module(module), name)
-    except (ImportError, AttributeError):
-        return None
-
-
 class Pipeline:
     """Owns the embedded server, the DTC client and the analysis engine for one window.
 
@@ -241,6 +228,9 @@ class Pipeline:
         self.stopped = False
         self._tasks: set[asyncio.Task] = set()
         self.source_name = ""
+        self.subscribed = False
+        self.user_paused = False
+        self._pending_batches: list | None = []
 
     # ------------------------------------------------------------------ problems
     def _problem(self, level: str, text: str, action: str = "") -> None:
@@ -267,27 +257,7 @@ class Pipeline:
         """Deliver problems queued by the worker thread (GUI thread; called by the window timer)."""
         while self._worker_problems:
             text = self._worker_problems.popleft()
-            self._problem("error", f"Analysis engine error (analysis continues with the next batch):\n{text}")
-        self._poll_client_state()
-
-    def _poll_client_state(self) -> None:
-        c = self.client
-        if c is None:
-            return
-        st = getattr(c, "state", None)
-        if st is None:
-            return
-        st = getattr(st, "name", st)
-        st = str(st).lower()
-        prev = self.states.get(self.source_name)
-        self._set_state(self.source_name, st)
-        if prev in ("connected", "logged_on", "streaming") and st in ("disconnected", "reconnecting", "error"):
-            self._problem(
-                "warning",
-                f"The connection to {self.config_host_port()} dropped ({st}). The app reconnects by itself; "
-                "if it does not come back, check that Sierra Chart (or the replay server) is running and "
-                "that its DTC server is enabled on that port.",
-            )
+            self._problem("error", f"Analysis engine error:\n{text}")
 
     def config_host_port(self) -> str:
         if self.server is not None:
@@ -296,41 +266,49 @@ class Pipeline:
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
-        """Start the embedded server (if any), the engine and the client; subscribe.
+        """Start the embedded server (if any), the client, then the engine; subscribe.
 
-        A refused subscription is reported (with what to do) and does not raise; a connection
-        that cannot be made raises ``OSError`` after reporting it.
+        The embedded server starts paused and resumes once the client is subscribed, so the
+        replay is seen from its first event. A refused subscription is reported (with what to
+        do) and does not raise; a connection that cannot be made raises ``OSError`` after
+        reporting it.
         """
         cfg = self.config
         self._load_profile_and_vix()
         if cfg.embedded:
             await self._start_embedded()
-        if cfg.data_source == "sierra_files" and not cfg.embedded:
+        elif cfg.data_source == "sierra_files":
             await self._start_sierra_files()
             self.started = True
             return
-        self._make_instrument()
+        sub = await self._start_client()
+        if sub is None:
+            self.started = True
+            return
+        self._make_instrument(sub)
         self._start_engine()
-        await self._start_client()
+        pending, self._pending_batches = self._pending_batches, None
+        for b in pending:
+            self.engine.submit(b)
+        if self.server is not None and not self.user_paused:
+            self.server.resume()
         self.started = True
 
     def _load_profile_and_vix(self) -> None:
         cfg = self.config
-        load_profile = _optional_import("app.config.profiles", "load_profile")
-        if load_profile is not None:
-            self.profile = load_profile(cfg.profile, cfg.profile_overrides or None)
-        load_vix = _optional_import("app.feeds.vix_history", "load_vix_history")
-        if load_vix is not None:
-            try:
-                self.vix_history = load_vix()
-            except (OSError, ValueError) as exc:
-                self._problem("warning", f"VIX history could not be loaded ({exc}); the VIX gauge stays empty.")
+        from app.config.profiles import load_profile
+
+        self.profile = load_profile(cfg.profile, cfg.profile_overrides or None)
+        try:
+            from app.feeds.vix_history import load_vix_history
+
+            self.vix_history = load_vix_history()
+        except (ImportError, OSError, ValueError) as exc:
+            self._problem("warning", f"VIX history could not be loaded ({exc}); the VIX gauge stays empty.")
 
     async def _start_embedded(self) -> None:
         cfg = self.config
-        DTCServer = _optional_import("app.dtc.server", "DTCServer")
-        if DTCServer is None:
-            raise RuntimeError("the built-in DTC server (app.dtc.server.DTCServer) is not available")
+        from app.dtc.server import DTCServer
         from app.feeds.recording import Recording, read_recording
 
         if isinstance(cfg.recording, Recording):
@@ -338,56 +316,69 @@ class Pipeline:
         elif cfg.recording:
             self.recording = read_recording(cfg.recording)
         else:
-            load_default_sample = _optional_import("app.feeds.samples", "load_default_sample")
-            if load_default_sample is None:
-                raise RuntimeError("the shipped sample loader (app.feeds.samples) is not available")
+            from app.feeds.samples import load_default_sample
+
             self.recording = load_default_sample()
-        self.server = DTCServer(self.recording, host="127.0.0.1", port=0, speed=float(cfg.speed))
+        speed = float(cfg.speed)
+        self.server = DTCServer(self.recording, host="127.0.0.1", port=0, speed=speed,
+                                loop_replay=bool(cfg.loop_replay), paused=True)
         await self.server.start()
         self._set_state("replay server", "running")
 
-    def _make_instrument(self) -> None:
+    def _make_instrument(self, sub) -> None:
         cfg = self.config
         if self.recording is not None:
-            inst = self.recording.instrument
-            self.instrument = inst
-        else:
-            if cfg.tick_size <= 0:
-                raise ValueError(
-                    f"symbol {cfg.symbol!r}: tick size unknown; set it in File > Connection > symbol map"
-                )
-            self.instrument = Instrument(cfg.symbol, cfg.tick_size, cfg.tick_value, cfg.exchange)
+            self.instrument = self.recording.instrument
+            return
+        d = getattr(sub, "definition", None)
+        tick_value = cfg.tick_value
+        desc = ""
+        if d is not None:
+            tick_value = float(getattr(d, "CurrencyValuePerIncrement", 0.0) or 0.0) or tick_value
+            desc = str(getattr(d, "Description", "") or "")
+        self.instrument = Instrument(cfg.symbol, float(sub.tick_size), float(tick_value), cfg.exchange, desc)
 
     def _start_engine(self) -> None:
-        AnalysisEngine = _optional_import("app.analysis.engine", "AnalysisEngine")
-        if AnalysisEngine is None:
-            raise RuntimeError("the analysis engine (app.analysis.engine.AnalysisEngine) is not available")
+        from app.analysis.engine import AnalysisEngine
+
         self.engine = AnalysisEngine(
             self.instrument,
             self.profile,
             on_frame=self._on_frame,
             vix_history=self.vix_history,
             on_error=self._engine_error,
+            **(self.config.engine_options or {}),
         )
         self.engine.start()
 
-    async def _start_client(self) -> None:
+    def _on_client_state(self, state: str) -> None:
+        prev = self.states.get(self.source_name)
+        self._set_state(self.source_name, "streaming" if state == "connected" and self.subscribed else state)
+        if self.stopped:
+            return
+        if prev in ("connected", "streaming") and state in ("disconnected", "reconnecting", "connecting"):
+            self._problem(
+                "warning",
+                f"The connection to {self.config_host_port()} dropped ({state}). The app reconnects by itself "
+                "and resubscribes; if it does not come back, check that Sierra Chart (or the replay server) is "
+                "running and that its DTC server is enabled on that port.",
+            )
+
+    async def _start_client(self):
         cfg = self.config
-        DTCClient = _optional_import("app.dtc.client", "DTCClient")
-        if DTCClient is None:
-            raise RuntimeError("the DTC client (app.dtc.client.DTCClient) is not available")
+        from app.dtc.client import DTCClient, MarketDataRejected
+
         host, port = ("127.0.0.1", self.server.port) if self.server is not None else (cfg.host, cfg.port)
         self.source_name = f"dtc {host}:{port}"
         self._set_state(self.source_name, "connecting")
-        kwargs = {"encoding": cfg.encoding}
-        if cfg.username:
-            kwargs["username"] = cfg.username
-        if cfg.password:
-            kwargs["password"] = cfg.password
-        self.client = DTCClient(host, port, **kwargs)
+        # The built-in server gets the timestamped depth messages (106/122): the compact float ones
+        # (140/145) stamp snapshots with the receive clock, which is not a replay's market time.
+        extra = {"depth_float": False} if self.server is not None else {}
+        self.client = DTCClient(host, port, encoding=cfg.encoding, username=cfg.username, password=cfg.password,
+                                trade_account=cfg.trade_account, on_state=self._on_client_state, **extra)
         try:
             await self.client.connect()
-        except OSError as exc:
+        except (OSError, Exception) as exc:
             self._set_state(self.source_name, "disconnected")
             self._problem(
                 "error",
@@ -396,33 +387,31 @@ class Pipeline:
                 "DTC Protocol Server) on this port? Change host/port in File > Connection.",
             )
             raise
-        self._set_state(self.source_name, "connected")
-        symbol = cfg.symbol or self.instrument.symbol
-        MarketDataRejected = _optional_import("app.dtc.client", "MarketDataRejected") or ()
+        symbol = cfg.symbol or (self.recording.instrument.symbol if self.recording is not None else "")
+        tick = cfg.tick_size if cfg.tick_size > 0 else None
         try:
-            await self.client.subscribe_market(symbol, depth=True, on_events=self._on_events)
-        except MarketDataRejected as exc:  # type: ignore[misc]
+            sub = await self.client.subscribe_market(symbol, cfg.exchange, depth=True, on_events=self._on_events,
+                                                     tick_size=tick)
+        except MarketDataRejected as exc:
             self._set_state(self.source_name, "rejected")
-            self._problem(
-                "error",
-                f"The DTC server rejected market data for {symbol}: {exc}. " + REJECT_HELP.format(symbol=symbol),
-                action="use_sierra_files",
-            )
-            return
+            self._problem("error", f"Symbol {symbol} rejected. {exc}", action="use_sierra_files")
+            return None
+        except ValueError as exc:
+            self._set_state(self.source_name, "error")
+            self._problem("error", f"Cannot subscribe to {symbol}: {exc}. Set its tick size in File > Connection.")
+            return None
+        self.subscribed = True
         self._set_state(self.source_name, "streaming")
+        return sub
 
     async def _start_sierra_files(self) -> None:
-        self._make_instrument()
-        self._start_engine()
-        factory = _optional_import("app.feeds.follow", "follow_sierra") or _optional_import(
-            "app.feeds.sierra_source", "SierraSource"
-        )
-        if factory is None:
-            self._problem("error", "Sierra Chart file source is not available in this build.")
-            return
         self.source_name = f"sierra files {self.config.sierra_data_dir}"
-        self._set_state(self.source_name, "starting")
-        self._problem("warning", "Sierra Chart data-file source: not wired in this build yet (see report).")
+        self._set_state(self.source_name, "unavailable")
+        self._problem(
+            "error",
+            "The Sierra Chart data-file source is not wired into the window in this build. Use the DTC "
+            "source, or replay a recording (mia-elite convert ... then mia-elite --recording FILE).",
+        )
 
     def _on_frame(self, frame) -> None:
         """Engine callback (worker thread): keep the newest frame."""
@@ -444,6 +433,8 @@ class Pipeline:
         eng = self.engine
         if eng is not None:
             eng.submit(batch)
+        elif self._pending_batches is not None:
+            self._pending_batches.append(batch)
 
     def frame_painted(self, frame) -> None:
         """Tell the latency tracker that ``frame`` is on screen now."""
@@ -471,14 +462,10 @@ class Pipeline:
         for t in list(self._tasks):
             t.cancel()
         if self.client is not None:
-            closer = getattr(self.client, "close", None) or getattr(self.client, "disconnect", None)
-            if closer is not None:
-                try:
-                    res = closer()
-                    if asyncio.iscoroutine(res):
-                        await asyncio.wait_for(res, timeout)
-                except Exception as exc:  # report, keep stopping the rest
-                    self._problem("warning", f"closing the DTC client: {exc!r}")
+            try:
+                await asyncio.wait_for(self.client.close(), timeout)
+            except Exception as exc:  # report, keep stopping the rest
+                self._problem("warning", f"closing the DTC client: {exc!r}")
             self._set_state(self.source_name, "stopped")
         if self.server is not None:
             try:
@@ -487,10 +474,7 @@ class Pipeline:
                 self._problem("warning", f"stopping the built-in server: {exc!r}")
             self._set_state("replay server", "stopped")
         if self.engine is not None:
-            try:
-                res = self.engine.stop()
-                if asyncio.iscoroutine(res):
-                    await asyncio.wait_for(res, timeout)
-            except Exception as exc:
-                self._problem("warning", f"stopping the analysis engine: {exc!r}")
+            ok = self.engine.stop(timeout)  # joins the worker (milliseconds: it polls its queue every 50 ms)
+            if not ok:
+                self._problem("error", f"the analysis worker did not stop within {timeout:g} s")
         self.poll()
