@@ -16,6 +16,7 @@ restarts and crashes (DTC: "ClientOrderID must be unique for the trading session
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import secrets
@@ -146,6 +147,7 @@ class Journal:
         self.path = Path(path) if path is not None else default_path()
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.RLock()
+        self._tx_depth = 0
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         if synchronous.upper() not in ("FULL", "NORMAL", "EXTRA"):
@@ -209,21 +211,40 @@ class Journal:
             return f"M{self.install_tag}{self.session}-{self._seq}"
 
     # ------------------------------------------------------------------ writing
+    @contextlib.contextmanager
+    def transaction(self):
+        """Group several ``record_*`` calls into one durable commit (one fsync).
+
+        Everything inside is committed together when the block ends (rolled back on an
+        exception); the caller acts only after the block, so "journaled before sent" holds.
+        """
+        with self._lock:
+            if self._tx_depth:
+                self._tx_depth += 1
+                try:
+                    yield self
+                finally:
+                    self._tx_depth -= 1
+                return
+            self._db.execute("BEGIN")
+            self._tx_depth = 1
+            try:
+                yield self
+            except BaseException:
+                self._tx_depth = 0
+                self._db.execute("ROLLBACK")
+                raise
+            self._tx_depth = 0
+            self._db.execute("COMMIT")
+
     def _insert(self, sql: str, params: tuple) -> int:
         with self._lock:
-            cur = self._db.execute(sql, params)  # autocommit: one durable transaction per record
+            cur = self._db.execute(sql, params)  # autocommit (one durable transaction) unless in transaction()
             return int(cur.lastrowid)
 
     def _insert_many(self, items: Iterable[tuple[str, tuple]]) -> list[int]:
-        with self._lock:
-            self._db.execute("BEGIN")
-            try:
-                ids = [int(self._db.execute(sql, p).lastrowid) for sql, p in items]
-                self._db.execute("COMMIT")
-            except Exception:
-                self._db.execute("ROLLBACK")
-                raise
-            return ids
+        with self.transaction():
+            return [int(self._db.execute(sql, p).lastrowid) for sql, p in items]
 
     def record_signal(self, signal, snapshot: dict | None = None) -> int:
         """Journal an elite signal with its reasons and a snapshot of the analyzer values.

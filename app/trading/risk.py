@@ -14,7 +14,7 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 from dataclasses import dataclass, field, replace
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .config import MODE_LIVE, TradingSettings, _parse_hhmm
 from .orders import INTENT_OPEN, INTENT_REDUCE, now_ns
@@ -83,14 +83,16 @@ class OrderContext:
         return {k: getattr(self, k) for k in self.__slots__}
 
 
-@dataclass(frozen=True, slots=True)
-class Verdict:
-    """One rule's answer. ``message`` names the rule's values when it refuses."""
+class Verdict(NamedTuple):
+    """One rule's answer. ``message`` names the rule's values when it refuses.
+
+    A named tuple (not a dataclass): eleven are made per order, so construction cost counts.
+    """
 
     allowed: bool
     rule: str
     message: str = ""
-    values: dict = field(default_factory=dict)
+    values: dict = {}
 
 
 @dataclass(frozen=True, slots=True)

@@ -392,15 +392,17 @@ class TradingSession:
                         tick_size=self.instrument.tick_size, tick_value=self.instrument.tick_value)
         ctx = self.context_for(t, INTENT_REDUCE)
         ctx = OrderContext(**{**ctx.to_dict(), "position_qty": qty})
-        decision = self.gate.check(ctx, 0)
+        order = OrderRequest(self.journal.next_client_order_id(), symbol, self.broker.account, side, MARKET,
+                             abs(qty), None, ROLE_FLATTEN)
+        with self.journal.transaction():  # decision, order and reason in one commit (the kill switch's path)
+            decision = self.gate.check(ctx, 0)
+            if decision.allowed:
+                self.journal.record_orders([order], self.mode, self.broker.name)
+                self.journal.record_event("flatten", {"symbol": symbol, "qty": qty, "reason": reason,
+                                                      "client_order_id": order.client_order_id})
         if not decision.allowed:
             self.problem(f"flatten {symbol} refused: {decision.message}")
             return False
-        order = OrderRequest(self.journal.next_client_order_id(), symbol, self.broker.account, side, MARKET,
-                             abs(qty), None, ROLE_FLATTEN)
-        self.journal.record_orders([order], self.mode, self.broker.name)
-        self.journal.record_event("flatten", {"symbol": symbol, "qty": qty, "reason": reason,
-                                              "client_order_id": order.client_order_id})
         await self.broker.submit_order(order)
         return True
 
