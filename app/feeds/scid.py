@@ -1,0 +1,429 @@
+"""Sierra Chart Intraday data files (``Data/<symbol>.scid``): vectorised reader and writer.
+
+Layout (little endian; Sierra Chart "Intraday Data File Format", sierrachart.com
+``doc/IntradayDataFileFormat.html``; confirmed on the real ``test.scid``; see
+``shared/reference/market-data-formats.md`` section 2.1):
+
+* header ``s_IntradayHeader``, 56 bytes, ``<4sIIHHI36s``: ``"SCID"``, HeaderSize (56),
+  RecordSize (40), Version (1), Unused1, UTCStartIndex (0), 36 reserved bytes;
+* records ``s_IntradayRecord``, 40 bytes (:data:`SCID_RECORD_DTYPE`): DateTime int64
+  (``SCDateTimeMS``: microseconds since 1899-12-30 00:00 UTC), Open, High, Low, Close (float32),
+  NumTrades, TotalVolume, BidVolume, AskVolume (uint32).
+
+Record kinds
+------------
+* **Tick record**: ``Open == 0`` (``SINGLE_TRADE_WITH_BID_ASK``) or Open is one of the two
+  unbundled-trade markers (:data:`FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE` = -1.99900095e+37,
+  :data:`LAST_SUB_TRADE_OF_UNBUNDLED_TRADE` = -1.99900197e+37). Then High = ask, Low = bid,
+  Close = trade price, TotalVolume = trade size. A tick record with TotalVolume 0 is a bid/ask
+  update only.
+* **Bar record**: any other Open (a real price): the record is an OHLC bar of the chart's period.
+
+Events from tick records (:func:`scid_to_events`), per record in this order: a ``KIND_QUOTE`` bid
+(Low) and ask (High) when ``quotes`` is set and the value is > 0, then the ``KIND_TRADE`` when
+TotalVolume > 0. The trade side (the side traded against, :mod:`app.feeds.events`) is taken from
+the volume fields Sierra Chart fills: AskVolume > BidVolume -> ``SIDE_ASK`` (the trade was at the
+ask, buyer aggressor); BidVolume > AskVolume -> ``SIDE_BID``; a tie (both 0, or a bundled record
+with both) falls back to price vs quote: Close >= High (ask) -> ``SIDE_ASK``, Close <= Low (bid) ->
+``SIDE_BID``, else ``SIDE_UNSET``. (In ``test.scid`` the last trade at 4048.25 is below the
+4048.50 bid and carries BidVolume 1: the volume fields win.)
+
+Times: int64 microseconds since 1899-12-30 become ns since 1970 (``(us - 2,209,161,600,000,000)
+* 1000``). Old files stored DateTime as float64 *days* since 1899-12-30; such a value read as
+int64 is > 1e18 (any float64 >= 2.0), while microseconds up to year 9999 are < 3.2e17, so
+:func:`sc_datetime_to_ns` tells the two apart per value. Prices are multiplied by the symbol's
+real-time price multiplier (``price_multiplier``, default 1) before conversion to ticks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from app.feeds.events import (
+    EVENT_DTYPE,
+    KIND_QUOTE,
+    KIND_TRADE,
+    SIDE_ASK,
+    SIDE_BID,
+    SIDE_UNSET,
+    Instrument,
+)
+
+log = logging.getLogger(__name__)
+
+SCID_MAGIC = b"SCID"
+SCID_HEADER_SIZE = 56
+SCID_RECORD_SIZE = 40
+SCID_HEADER_STRUCT = struct.Struct("<4sIIHHI36s")
+
+#: One ``s_IntradayRecord`` (40 bytes).
+SCID_RECORD_DTYPE = np.dtype(
+    [
+        ("dt", "<i8"),  # SCDateTimeMS: microseconds since 1899-12-30 UTC
+        ("open", "<f4"),
+        ("high", "<f4"),  # tick record: ask
+        ("low", "<f4"),  # tick record: bid
+        ("close", "<f4"),  # tick record: trade price
+        ("num_trades", "<u4"),
+        ("total_volume", "<u4"),
+        ("bid_volume", "<u4"),
+        ("ask_volume", "<u4"),
+    ]
+)
+assert SCID_RECORD_DTYPE.itemsize == SCID_RECORD_SIZE
+
+#: Open value of the first sub-trade of an unbundled trade (Sierra ``IntradayRecord.h``).
+FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE = np.float32(-1.99900095e37)
+#: Open value of the last sub-trade of an unbundled trade.
+LAST_SUB_TRADE_OF_UNBUNDLED_TRADE = np.float32(-1.99900197e37)
+
+#: Microseconds from 1899-12-30 to 1970-01-01 (25,569 days).
+SC_EPOCH_OFFSET_US = 25569 * 86_400 * 1_000_000
+_FLOAT_DAYS_THRESHOLD = 10**18
+
+
+class ScidError(ValueError):
+    """A ``.scid`` file or buffer is not a valid Sierra Chart intraday file (message names the field)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ScidHeader:
+    """Decoded ``s_IntradayHeader``.
+
+    Attributes
+    ----------
+    header_size, record_size : int
+        Bytes (56 and 40 in every known file).
+    version : int
+    utc_start_index : int
+    """
+
+    header_size: int = SCID_HEADER_SIZE
+    record_size: int = SCID_RECORD_SIZE
+    version: int = 1
+    utc_start_index: int = 0
+
+    def to_bytes(self) -> bytes:
+        """The 56-byte header."""
+        return SCID_HEADER_STRUCT.pack(SCID_MAGIC, self.header_size, self.record_size,
+                                       self.version, 0, self.utc_start_index, b"\x00" * 36)
+
+
+def parse_scid_header(data: bytes, name: str = "<scid>") -> ScidHeader:
+    """Decode and check the header at the start of ``data``.
+
+    Raises
+    ------
+    ScidError
+        When fewer than 56 bytes, the magic is not ``SCID``, HeaderSize < 56 or RecordSize != 40.
+    """
+    if len(data) < SCID_HEADER_SIZE:
+        raise ScidError(f"{name}: header truncated ({len(data)} < {SCID_HEADER_SIZE} bytes)")
+    magic, hsize, rsize, version, _u1, utc_idx, _res = SCID_HEADER_STRUCT.unpack_from(data, 0)
+    if magic != SCID_MAGIC:
+        raise ScidError(f"{name}: FileTypeUniqueHeaderID is {magic!r}, expected b'SCID'")
+    if hsize < SCID_HEADER_SIZE:
+        raise ScidError(f"{name}: HeaderSize {hsize} < {SCID_HEADER_SIZE}")
+    if rsize != SCID_RECORD_SIZE:
+        raise ScidError(f"{name}: RecordSize {rsize}, this reader knows only {SCID_RECORD_SIZE}")
+    return ScidHeader(hsize, rsize, version, utc_idx)
+
+
+def scid_records_from_bytes(data, offset: int = 0) -> np.ndarray:
+    """View the whole 40-byte records of ``data[offset:]`` (a partial tail record is ignored).
+
+    Returns
+    -------
+    np.ndarray
+        1-D read-only view of :data:`SCID_RECORD_DTYPE` (no copy).
+    """
+    n = (len(data) - offset) // SCID_RECORD_SIZE
+    return np.frombuffer(data, dtype=SCID_RECORD_DTYPE, count=max(n, 0), offset=offset)
+
+
+def read_scid(path: str | os.PathLike, start: int = 0, count: int = -1) -> tuple[ScidHeader, np.ndarray]:
+    """Read a ``.scid`` file: header and records ``start .. start+count`` (whole records only).
+
+    Parameters
+    ----------
+    path : path-like
+    start : int
+        First record index (0-based). Negative counts from the end (``-100``: the last 100).
+    count : int
+        Records to read, -1 for all.
+
+    Returns
+    -------
+    (ScidHeader, np.ndarray of SCID_RECORD_DTYPE)
+
+    Raises
+    ------
+    FileNotFoundError, ScidError
+    """
+    path = Path(path)
+    with open(path, "rb") as f:
+        head = parse_scid_header(f.read(SCID_HEADER_SIZE), str(path))
+        size = os.fstat(f.fileno()).st_size
+        total = max(0, (size - head.header_size) // SCID_RECORD_SIZE)
+        if start < 0:
+            start = max(0, total + start)
+        start = min(start, total)
+        n = total - start if count < 0 else min(count, total - start)
+        f.seek(head.header_size + start * SCID_RECORD_SIZE)
+        recs = np.fromfile(f, dtype=SCID_RECORD_DTYPE, count=n)
+    return head, recs
+
+
+def sc_datetime_to_ns(dt: np.ndarray) -> np.ndarray:
+    """SCDateTime (int64 microseconds since 1899-12-30 UTC, or legacy float64 days) -> int64 ns UTC.
+
+    Parameters
+    ----------
+    dt : np.ndarray of int64
+        The raw 8-byte DateTime field.
+
+    Returns
+    -------
+    np.ndarray of int64, ns since 1970-01-01 UTC.
+    """
+    dt = np.asarray(dt, dtype=np.int64)
+    out = (dt - SC_EPOCH_OFFSET_US) * 1000
+    legacy = dt > _FLOAT_DAYS_THRESHOLD
+    if legacy.any():
+        days = dt[legacy].view(np.float64)
+        out[legacy] = np.rint((days - 25569.0) * 86_400e9).astype(np.int64)
+    return out
+
+
+def ns_to_sc_datetime(ns) -> np.ndarray:
+    """int64 ns since 1970 UTC -> int64 SCDateTimeMS microseconds since 1899-12-30 (floor)."""
+    return np.floor_divide(np.asarray(ns, dtype=np.int64), 1000) + SC_EPOCH_OFFSET_US
+
+
+def tick_record_mask(records: np.ndarray) -> np.ndarray:
+    """Boolean mask of tick records (Open 0 or one of the unbundled-trade markers)."""
+    o = records["open"]
+    return (o == 0) | (o == FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE) | (o == LAST_SUB_TRADE_OF_UNBUNDLED_TRADE)
+
+
+def trade_sides(records: np.ndarray) -> np.ndarray:
+    """Side traded against for tick records (uint8 ``SIDE_*``); rule in the module docstring."""
+    bv = records["bid_volume"].astype(np.int64)
+    av = records["ask_volume"].astype(np.int64)
+    c, hi, lo = records["close"], records["high"], records["low"]
+    side = np.full(len(records), SIDE_UNSET, dtype=np.uint8)
+    side[(hi > 0) & (c >= hi)] = SIDE_ASK
+    side[(lo > 0) & (c <= lo)] = SIDE_BID
+    side[av > bv] = SIDE_ASK
+    side[bv > av] = SIDE_BID
+    return side
+
+
+def scid_to_events(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
+                   quotes: bool = True) -> np.ndarray:
+    """Tick records -> events (bar records are skipped; use :func:`scid_to_bars`).
+
+    Parameters
+    ----------
+    records : np.ndarray of SCID_RECORD_DTYPE, shape (n,)
+    instrument : Instrument
+        Tick size for the price -> tick conversion.
+    price_multiplier : float
+        Sierra Chart's real-time price multiplier for the symbol (stored * multiplier = price).
+    quotes : bool
+        Also emit ``KIND_QUOTE`` bid/ask events from Low/High.
+
+    Returns
+    -------
+    np.ndarray of EVENT_DTYPE
+        Up to 3 events per tick record (bid quote, ask quote, trade), file order, ts ns UTC.
+    """
+    recs = records[tick_record_mask(records)]
+    n = len(recs)
+    out = np.zeros(3 * n, dtype=EVENT_DTYPE)
+    if n == 0:
+        return out
+    ts = sc_datetime_to_ns(recs["dt"])
+    m = np.float64(price_multiplier)
+    keep = np.zeros((n, 3), dtype=bool)
+    view = out.reshape(n, 3)
+    for j, (field, side) in enumerate((("low", SIDE_BID), ("high", SIDE_ASK))):
+        px = recs[field].astype(np.float64) * m
+        v = view[:, j]
+        v["ts"] = ts
+        v["kind"] = KIND_QUOTE
+        v["side"] = side
+        v["price"] = instrument.to_ticks(px)
+        keep[:, j] = quotes & (px > 0)
+    t = view[:, 2]
+    t["ts"] = ts
+    t["kind"] = KIND_TRADE
+    t["price"] = instrument.to_ticks(recs["close"].astype(np.float64) * m)
+    t["size"] = recs["total_volume"]
+    t["side"] = trade_sides(recs)
+    keep[:, 2] = recs["total_volume"] > 0
+    return out[keep.ravel()]
+
+
+def scid_to_bars(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0) -> np.ndarray:
+    """Bar records -> :data:`app.analysis.frame.BAR_DTYPE` (tick records are skipped).
+
+    ``buy_volume`` = AskVolume (traded at the ask), ``sell_volume`` = BidVolume, ``delta`` = their
+    difference, ``volume`` = TotalVolume, ``trades`` = NumTrades, prices in ticks, ``ts`` = bar
+    start (ns UTC).
+    """
+    from app.analysis.frame import BAR_DTYPE
+
+    recs = records[~tick_record_mask(records)]
+    out = np.zeros(len(recs), dtype=BAR_DTYPE)
+    m = np.float64(price_multiplier)
+    out["ts"] = sc_datetime_to_ns(recs["dt"])
+    for f, g in (("open", "open"), ("high", "high"), ("low", "low"), ("close", "close")):
+        out[g] = instrument.to_ticks(recs[f].astype(np.float64) * m)
+    out["volume"] = recs["total_volume"]
+    out["buy_volume"] = recs["ask_volume"]
+    out["sell_volume"] = recs["bid_volume"]
+    out["delta"] = out["buy_volume"] - out["sell_volume"]
+    out["trades"] = recs["num_trades"]
+    return out
+
+
+def read_scid_events(path, instrument: Instrument, price_multiplier: float = 1.0, quotes: bool = True) -> np.ndarray:
+    """:func:`read_scid` + :func:`scid_to_events` (whole file)."""
+    return scid_to_events(read_scid(path)[1], instrument, price_multiplier, quotes)
+
+
+# ----------------------------------------------------------------------------------- writing
+
+
+def events_to_scid_records(events: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
+                           bid: np.ndarray | None = None, ask: np.ndarray | None = None) -> np.ndarray:
+    """Trades of ``events`` -> tick records (Open 0, High = ask, Low = bid, Close = price).
+
+    Parameters
+    ----------
+    events : np.ndarray of EVENT_DTYPE
+        Only ``KIND_TRADE`` events become records.
+    instrument : Instrument
+    price_multiplier : float
+        Stored price = price / multiplier.
+    bid, ask : np.ndarray of int64 ticks, optional, shape (number of trades,)
+        Best bid/ask at each trade. Default: the last ``KIND_QUOTE`` of each side before the trade
+        in ``events`` (0 = unknown: that field is then the trade price).
+
+    Returns
+    -------
+    np.ndarray of SCID_RECORD_DTYPE
+        NumTrades 1, TotalVolume = size (rounded), BidVolume/AskVolume = size on the side traded
+        against. DateTime = ts floored to microseconds, made non-decreasing.
+    """
+    ev = np.asarray(events)
+    is_trade = ev["kind"] == KIND_TRADE
+    tr = ev[is_trade]
+    n = len(tr)
+    out = np.zeros(n, dtype=SCID_RECORD_DTYPE)
+    if n == 0:
+        return out
+    if bid is None or ask is None:
+        idx = np.arange(len(ev))
+        tidx = idx[is_trade]
+        res = []
+        for side in (SIDE_BID, SIDE_ASK):
+            q = (ev["kind"] == KIND_QUOTE) & (ev["side"] == side)
+            last = np.maximum.accumulate(np.where(q, idx, -1))[tidx]
+            px = np.where(last >= 0, ev["price"][np.maximum(last, 0)], 0)
+            res.append(px)
+        bid = res[0] if bid is None else bid
+        ask = res[1] if ask is None else ask
+    bid = np.asarray(bid, dtype=np.int64)
+    ask = np.asarray(ask, dtype=np.int64)
+    tick = instrument.tick_size / price_multiplier
+    px = tr["price"]
+    out["dt"] = np.maximum.accumulate(ns_to_sc_datetime(tr["ts"]))
+    out["open"] = 0.0
+    out["close"] = (px * tick).astype(np.float32)
+    out["high"] = (np.where(ask > 0, ask, px) * tick).astype(np.float32)
+    out["low"] = (np.where(bid > 0, bid, px) * tick).astype(np.float32)
+    vol = np.rint(tr["size"]).astype(np.uint32)
+    out["num_trades"] = 1
+    out["total_volume"] = vol
+    out["bid_volume"] = np.where(tr["side"] == SIDE_BID, vol, 0)
+    out["ask_volume"] = np.where(tr["side"] == SIDE_ASK, vol, 0)
+    return out
+
+
+class ScidWriter:
+    """Append records to a ``.scid`` file (created with a standard header when new or empty).
+
+    Every :meth:`append` writes whole records in one ``write`` and flushes, so a reader (Sierra
+    Chart, :class:`app.feeds.follow.SierraFollower`) never sees a half header. A partial record
+    left at the end of an existing file by a crash is cut off before appending.
+
+    Parameters
+    ----------
+    path : path-like
+    truncate : bool
+        Start a new file even when one exists.
+
+    Raises
+    ------
+    ScidError
+        If an existing file has a bad header.
+    """
+
+    def __init__(self, path: str | os.PathLike, truncate: bool = False):
+        self.path = Path(path)
+        exists = self.path.exists() and self.path.stat().st_size > 0 and not truncate
+        self._f = open(self.path, "r+b" if exists else "wb")
+        if exists:
+            head = parse_scid_header(self._f.read(SCID_HEADER_SIZE), str(self.path))
+            size = os.fstat(self._f.fileno()).st_size
+            whole = head.header_size + (size - head.header_size) // SCID_RECORD_SIZE * SCID_RECORD_SIZE
+            if whole != size:
+                log.warning("%s: cutting a partial record (%d bytes) before appending", self.path, size - whole)
+                self._f.truncate(whole)
+            self._f.seek(whole)
+        else:
+            self._f.write(ScidHeader().to_bytes())
+            self._f.flush()
+        self.count = 0
+
+    def append(self, records: np.ndarray) -> None:
+        """Append records (array of :data:`SCID_RECORD_DTYPE`)."""
+        if records.dtype != SCID_RECORD_DTYPE:
+            raise ValueError(f"records must have SCID_RECORD_DTYPE, got {records.dtype}")
+        self._f.write(np.ascontiguousarray(records).tobytes())
+        self._f.flush()
+        self.count += len(records)
+
+    def append_events(self, events: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0) -> int:
+        """Append the trades of ``events`` as tick records; returns the number of records written."""
+        recs = events_to_scid_records(events, instrument, price_multiplier)
+        if len(recs):
+            self.append(recs)
+        return len(recs)
+
+    def close(self) -> None:
+        """Flush and close (idempotent)."""
+        if not self._f.closed:
+            self._f.flush()
+            self._f.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+def write_scid(path: str | os.PathLike, records: np.ndarray) -> Path:
+    """Write a complete ``.scid`` file (header + records), replacing any file at ``path``."""
+    with ScidWriter(path, truncate=True) as w:
+        w.append(records)
+    return Path(path)
