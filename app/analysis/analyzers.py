@@ -127,6 +127,7 @@ class Analyzers:
         self.tracker = OutcomeTracker()
         self._signals: deque[Signal] = deque(maxlen=int(self.elite_sec["max_recent_signals"]))
         self._next_id = 1
+        self._last_ts = -1
         self._outcomes_snap: dict[int, SignalOutcome] = {}
         self._precision_snap: dict = {}
         self._signals_snap: tuple = ()
@@ -288,6 +289,11 @@ class Analyzers:
         pc = time.perf_counter_ns
         t0 = pc()
         ts = int(view.ts)
+        if ts < self._last_ts:  # market time went back (a replay restarted): forget recent state
+            self._recent.clear()
+            self._fired.clear()
+            self._last_bar_i = -1
+        self._last_ts = ts
         hits = self._dom(view)
         t1 = pc()
         vs = self._vix_state(ts)

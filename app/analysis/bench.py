@@ -1,0 +1,203 @@
+"""Analyzer benchmarks for ``mia-elite bench analysis``: figures with a same-run baseline.
+
+The input is real: the shipped ES sample hour (``app.feeds.samples``) replayed through the
+market model with the Production profile; the views are taken from that replay (at its end for
+the DOM figure, every few minutes for the frame figure). Speeds are printed, never asserted.
+
+Figures (targets from issue 4; the seed system reported DOM 21,000/s and elite 5,700/s):
+
+* ``analysis.dom_detectors``: all six DOM detectors on the current book (one call of
+  :func:`app.analysis.dom.dom_scan`), analyses/s (target >= 200,000); baseline: its NumPy twin.
+* ``analysis.frame_kernels``: a full frame of every family plus the elite score: DOM, order
+  flow, advanced trades, Battle Navale and advanced bars kernels on the view, and the elite score
+  of both sides (target >= 50,000/s); baseline: the same with the NumPy twins.
+* ``analysis.analyzers_step``: :meth:`Analyzers.step` end to end in steady state (the last
+  view again and again: DOM, VIX, order flow and advanced trade kernels every step, re-fire
+  filter, elite gate, outcomes; the bar families run only when a bar closes, as in the engine);
+  baseline: the same facade on the NumPy twins.
+* ``analysis.twin_ratio.<kernel>``: numba speed / NumPy-twin speed per hot kernel (target >= 10).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+SEED_DOM_PER_S = 21_000
+SEED_ELITE_PER_S = 5_700
+
+
+def _rate(fn, reps: int, rounds: int = 5) -> float:
+    """Calls per second of ``fn()``: best of ``rounds`` timed loops of ``reps`` calls."""
+    fn()  # warm (compile / cache load)
+    best = float("inf")
+    for _ in range(rounds):
+        t0 = time.perf_counter()
+        for _ in range(reps):
+            fn()
+        best = min(best, time.perf_counter() - t0)
+    return reps / best if best > 0 else float("inf")
+
+
+_CACHE: dict = {}
+
+
+def _real_views(profile_name: str = "production"):
+    """Replay the shipped ES hour; return (profile, instrument, views every ~5 min, last view, source)."""
+    key = profile_name
+    if key in _CACHE:
+        return _CACHE[key]
+    from app.analysis.analyzers import copy_view
+    from app.config.profiles import load_profile
+    from app.feeds.samples import load_default_sample
+    from app.market.model import MarketModel
+
+    p = load_profile(profile_name)
+    rec = load_default_sample()
+    m = MarketModel(rec.instrument, rows=p.get("engine.heatmap_rows"),
+                    column_ns=p.get("engine.heatmap_column_ms") * 1_000_000,
+                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
+    ev = rec.events
+    ts = ev["ts"]
+    step = 300 * 1_000_000_000
+    views = []
+    i = 0
+    while i < len(ev):
+        j = int(np.searchsorted(ts, (ts[i] // step + 1) * step, side="left"))
+        m.apply(ev[i:j])
+        i = j
+        views.append(copy_view(m.view()))
+    src = f"real {rec.instrument.symbol} hour (shipped sample), {len(ev)} events, {profile_name} profile"
+    _CACHE[key] = (p, rec.instrument, views, views[-1], src)
+    return _CACHE[key]
+
+
+def _kernel_calls(p, v, numba_: bool):
+    """Closures calling each hot kernel (numba or twin) on view ``v``."""
+    from app.analysis import advanced as adv
+    from app.analysis import battle_navale as bn
+    from app.analysis import dom
+    from app.analysis import orderflow as of
+
+    dp = dom.dom_params(p.section("dom"), v.column_ns)
+    bp = bn.bn_params(p.section("battle_navale"))
+    ap = adv.adv_params(p.section("advanced"))
+    t, b = v.trades, v.bars
+    hb, ha, tb, tsl = v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T
+    tts, tpx, tsz, tsd = t["ts"], t["price"], t["size"], t["side"]
+    o, h, lo, c, vol, bv, sv = b["open"], b["high"], b["low"], b["close"], b["volume"], b["buy_volume"], b["sell_volume"]
+    i = len(b) - 2
+    lv = np.array([v.best_bid - 4], np.int64)
+    o_dom, o_fl, o_at, o_bn, o_ab = np.zeros((12, 4)), np.zeros(7), np.zeros((3, 5)), np.zeros((8, 4)), np.zeros((2, 5))
+    f = (lambda a, b_: a) if numba_ else (lambda a, b_: b_)
+    k_dom = f(dom.dom_scan, dom.dom_scan_np)
+    k_fl = f(of.flow_scan, of.flow_scan_np)
+    k_at = f(adv.adv_trades_scan, adv.adv_trades_scan_np)
+    k_bn = f(bn.bn_scan, bn.bn_scan_np)
+    k_ab = f(adv.adv_bars_scan, adv.adv_bars_scan_np)
+    bb, ba, base, now = int(v.best_bid), int(v.best_ask), int(v.base), int(v.ts)
+    poc, vah, val = int(v.poc), int(v.vah), int(v.val)
+    calls = {
+        "dom_scan": lambda: k_dom(v.bid, v.ask, hb, ha, tb, tsl, bb, ba, base, dp, o_dom),
+        "flow_scan": lambda: k_fl(tts, tsz, tsd, now - 60_000_000_000, 20.0, v.bid, v.ask, bb, ba, base, 10, o_fl),
+        "adv_trades_scan": lambda: k_at(tts, tpx, tsz, tsd, now, lv, poc, vah, val, ap, o_at),
+        "bn_scan": lambda: k_bn(o, h, lo, c, vol, bv, sv, v.fp_buy, v.fp_sell, base, i, bp, o_bn),
+        "adv_bars_scan": lambda: k_ab(o, h, lo, c, vol, v.fp_buy, v.fp_sell, base, i, ap, o_ab),
+    }
+    return calls
+
+
+def bench_dom(args):
+    """All six DOM detectors on the current book: numba kernel vs its NumPy twin."""
+    p, inst, views, v, src = _real_views()
+    reps = 2_000 if args.quick else 20_000
+    nb = _rate(_kernel_calls(p, v, True)["dom_scan"], reps)
+    npr = _rate(_kernel_calls(p, v, False)["dom_scan"], max(20, reps // 100))
+    yield {"name": "analysis.dom_detectors", "value": round(nb), "unit": "analyses/s", "baseline": round(npr),
+           "ratio": round(nb / npr, 1), "target": 200_000, "seed": SEED_DOM_PER_S,
+           "vs_seed": round(nb / SEED_DOM_PER_S, 1), "input": src}
+
+
+def bench_frame(args):
+    """Every family's kernels plus the elite score of both sides, on real views."""
+    from app.analysis.elite import EliteGate
+    from app.analysis.frame import PatternHit
+
+    p, inst, views, v, src = _real_views()
+    gate = EliteGate(p.section("elite"))
+    hits = [PatternHit("wall", "dom", v.ts, v.best_bid, 1, 0.6), PatternHit("iceberg", "dom", v.ts, v.best_ask, -1, 0.5)]
+
+    def frame_fn(numba_):
+        sets = [list(_kernel_calls(p, w, numba_).values()) for w in views[-4:]]
+        state = {"k": 0}
+
+        def run():
+            calls = sets[state["k"] % len(sets)]
+            state["k"] += 1
+            for c in calls:
+                c()
+            gate.score(1, None, hits, 0.1, 0.2, 0)
+            gate.score(-1, None, hits, 0.1, 0.2, 0)
+        return run
+
+    reps = 1_000 if args.quick else 10_000
+    nb = _rate(frame_fn(True), reps)
+    npr = _rate(frame_fn(False), max(10, reps // 100))
+    yield {"name": "analysis.frame_kernels", "value": round(nb), "unit": "frames/s", "baseline": round(npr),
+           "ratio": round(nb / npr, 1), "target": 50_000, "seed": SEED_ELITE_PER_S,
+           "vs_seed": round(nb / SEED_ELITE_PER_S, 1), "input": src}
+
+
+def bench_step(args):
+    """Analyzers.step end to end on real views (numba facade vs NumPy-twin facade)."""
+    from app.analysis.analyzers import Analyzers
+
+    p, inst, views, v, src = _real_views()
+    from app.feeds.vix_history import load_vix_history
+
+    vh = load_vix_history()
+
+    def step_fn(numba_):
+        a = Analyzers(p, inst, vix_history=vh, use_numba=numba_)
+        for w in views:  # bring the facade to the end of the hour (bars, transition state, signals)
+            a.step(w)
+        return lambda: a.step(v)  # steady state: the engine's step between two bar closes
+
+    reps = 1_000 if args.quick else 10_000
+    nb = _rate(step_fn(True), reps)
+    npr = _rate(step_fn(False), max(10, reps // 100))
+    yield {"name": "analysis.analyzers_step", "value": round(nb), "unit": "steps/s", "baseline": round(npr),
+           "ratio": round(nb / npr, 1), "target": 50_000, "seed": SEED_ELITE_PER_S, "input": src}
+
+
+def bench_twins(args):
+    """numba / NumPy twin speed ratio of each hot kernel on the real view (target >= 10x)."""
+    from app.analysis import vix as V
+    from app.feeds.vix_history import load_vix_history
+
+    p, inst, views, v, src = _real_views()
+    nbc, npc = _kernel_calls(p, v, True), _kernel_calls(p, v, False)
+    reps = 1_000 if args.quick else 10_000
+    for name in nbc:
+        a = _rate(nbc[name], reps)
+        b = _rate(npc[name], max(20, reps // 50))
+        yield {"name": f"analysis.twin_ratio.{name}", "value": round(a / b, 1), "unit": "x",
+               "baseline": 1.0, "ratio": round(a / b, 1), "target": 10, "numba_per_s": round(a),
+               "numpy_per_s": round(b), "input": src}
+    h = load_vix_history()
+    sec = p.section("vix")
+    prm, bands = V.vix_params(sec), np.asarray(sec["bands"])
+    a = _rate(lambda: V.vix_series(h.close, h.vix3m, bands, prm), 3 if args.quick else 20)
+    b = _rate(lambda: V.vix_series_np(h.close, h.vix3m, bands, prm), 1, rounds=2)
+    yield {"name": "analysis.twin_ratio.vix_series", "value": round(a / b, 1), "unit": "x", "baseline": 1.0,
+           "ratio": round(a / b, 1), "target": 10, "numba_per_s": round(a, 1), "numpy_per_s": round(b, 2),
+           "input": f"real CBOE VIX history, {len(h)} sessions"}
+
+
+BENCHMARKS = {
+    "analysis.dom": bench_dom,
+    "analysis.frame": bench_frame,
+    "analysis.step": bench_step,
+    "analysis.twins": bench_twins,
+}
