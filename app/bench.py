@@ -17,6 +17,7 @@ import time
 
 BENCH_MODULES = [
     "app.dtc.bench",
+    "app.dtc.bench_server",
     "app.market.bench",
     "app.analysis.bench",
     "app.feeds.bench",

@@ -194,6 +194,12 @@ class DTCServer:
         Extra symbol strings accepted for a recording's symbol (``{"ESH24_FUT_CME": "ESH4"}``).
     password : str, optional
         When set, LOGON_REQUEST.Password must equal it.
+    max_batch : int
+        Most events per replayed batch at maximum speed (batches never split a depth batch).
+    encoding : Encoding, optional
+        None (default) = automatic: connections start in binary and may negotiate. A fixed
+        encoding (Sierra Chart's "Encoding" setting) is used from the first byte and an
+        ENCODING_REQUEST for another one is answered with the fixed one.
 
     Attributes
     ----------
@@ -221,6 +227,7 @@ class DTCServer:
         symbol_aliases: dict | None = None,
         password: str | None = None,
         max_batch: int = 4096,
+        encoding: Encoding | None = None,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
@@ -231,6 +238,9 @@ class DTCServer:
         self.server_name = server_name
         self.password = password
         self.loop_replay = loop_replay
+        self.fixed_encoding = Encoding(int(encoding)) if encoding is not None else None
+        if self.fixed_encoding is not None and self.fixed_encoding not in _ENCODINGS:
+            raise ValueError(f"encoding {self.fixed_encoding.name} not supported (binary, JSON, compact JSON)")
         self._speed = speed
         self._paused = paused
         self.engine = F.FillEngine(
@@ -353,7 +363,8 @@ class DTCServer:
         d["unknown_types"] += sum(c.decoder.unknown for c in self.conns.values())
         d["replay"] = {
             s: {"position": v.clock.position, "events": len(v.clock.events), "loops": v.clock.loops,
-                "paused": v.clock.paused, "speed": v.clock.speed}
+                "paused": v.clock.paused,
+                "speed": v.clock.speed if math.isfinite(v.clock.speed) else 0.0}
             for s, v in self.symbols.items()
         }
         return d
@@ -419,6 +430,11 @@ class DTCServer:
             except OSError:
                 pass
         c = _Conn(self._next_cid, reader, writer, str(peer))
+        if self.fixed_encoding is not None:
+            c.encoding = self.fixed_encoding
+            c.decoder.encoding = self.fixed_encoding
+            c.negotiated = True
+            c.first_bytes = False
         self._next_cid += 1
         self.conns[c.cid] = c
         self._stats["clients_total"] += 1
@@ -509,6 +525,8 @@ class DTCServer:
     def _on_encoding_request(self, c: _Conn, m) -> None:
         want = int(m.Encoding)
         new = Encoding(want) if want in _ENCODINGS else c.encoding
+        if self.fixed_encoding is not None:
+            new = self.fixed_encoding
         # the response goes out in the encoding in force before the change
         self._send(c, M.EncodingResponse(ProtocolVersion=M.PROTOCOL_VERSION, Encoding=int(new)))
         c.encoding = new
@@ -756,47 +774,84 @@ class DTCServer:
         self.engine.on_market(s.inst.symbol, events)
 
     def _send_market(self, s: _Symbol, events: np.ndarray) -> None:
-        """Encode runs of depth / trades in order, once per distinct (encoding, type, SymbolID)."""
+        """Send depth and trade messages in recorded order, one write per connection.
+
+        Depth events and trades are each encoded in ONE batch call per distinct (encoding,
+        message type, SymbolID) and the bytes are cut per run of equal kind (binary frames have
+        a fixed size; JSON frames end with a NUL), so the wire order equals the recording's.
+        """
         sym = s.inst.symbol
         if not len(events):
             return
         kinds = events["kind"]
+        ops = events["op"]
         is_trade = kinds == KIND_TRADE
-        trades = events[is_trade]
-        if len(trades):
-            self._track_trades(s, trades)
+        is_depth = (kinds == KIND_DEPTH) & ((ops == 1) | (ops == OP_DELETE))
+        if is_trade.any():
+            self._track_trades(s, events[is_trade])
         s.last_ts = max(s.last_ts, int(events["ts"][-1]))
-        depth_conns = [c for c in self.conns.values() if sym in c.depth_subs and not c.closed]
-        md_conns = [c for c in self.conns.values() if sym in c.md_subs and not c.closed]
-        if not depth_conns and not md_conns:
+        conns = [c for c in self.conns.values()
+                 if not c.closed and (sym in c.depth_subs or sym in c.md_subs)]
+        if not conns:
             return
-        # runs of equal kind (depth vs trade), in order
-        change = np.flatnonzero(is_trade[1:] != is_trade[:-1]) + 1
-        bounds = [0, *change.tolist(), len(events)]
+        keep = is_trade | is_depth
+        ev = events[keep]
+        if not len(ev):
+            return
+        it = is_trade[keep]
+        dep = ev[~it]
+        trd = ev[it]
+        # runs of equal kind, and how many depth / trade messages precede each run
+        change = np.flatnonzero(it[1:] != it[:-1]) + 1
+        bounds = [0, *change.tolist(), len(ev)]
+        n_tr_before = np.concatenate(([0], np.cumsum(it))).tolist()
+        runs = [(bool(it[a]), a - n_tr_before[a], b - n_tr_before[b], n_tr_before[a], n_tr_before[b])
+                for a, b in zip(bounds[:-1], bounds[1:])]
         tick = s.inst.tick_size
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            run = events[a:b]
-            cache: dict = {}  # bytes of this run per (kind, encoding, type, SymbolID)
-            if is_trade[a]:
-                for c in md_conns:
-                    key = ("t", c.encoding, c.md_subs[sym])
-                    data = cache.get(key)
-                    if data is None:
-                        data = cache[key] = B.encode_trade_batch(run, tick, c.md_subs[sym], c.encoding)
-                    self._write(c, data, len(run))
-                    self._stats["trade_messages_out"] += len(run)
-            else:
-                dep = run[(run["kind"] == KIND_DEPTH) & ((run["op"] == 1) | (run["op"] == OP_DELETE))]
-                if not len(dep):
-                    continue
-                for c in depth_conns:
-                    key = ("d", c.encoding, c.depth_type, c.depth_subs[sym])
-                    data = cache.get(key)
-                    if data is None:
-                        data = cache[key] = B.encode_depth_batch(dep, tick, c.depth_subs[sym], c.encoding,
-                                                                 msg_type=c.depth_type)
-                    self._write(c, data, len(dep))
-                    self._stats["depth_messages_out"] += len(dep)
+        pieces_cache: dict = {}
+        assembled: dict = {}
+        for c in conns:
+            dkey = (c.encoding, c.depth_type, c.depth_subs[sym]) if sym in c.depth_subs and len(dep) else None
+            tkey = (c.encoding, c.md_subs[sym]) if sym in c.md_subs and len(trd) else None
+            akey = (dkey, tkey)
+            out = assembled.get(akey)
+            if out is None:
+                dparts = tparts = None
+                if dkey is not None:
+                    dparts = pieces_cache.get(("d",) + dkey)
+                    if dparts is None:
+                        data = B.encode_depth_batch(dep, tick, dkey[2], dkey[0], msg_type=dkey[1])
+                        dparts = pieces_cache[("d",) + dkey] = self._splitter(data, len(dep), dkey[0])
+                if tkey is not None:
+                    tparts = pieces_cache.get(("t",) + tkey)
+                    if tparts is None:
+                        data = B.encode_trade_batch(trd, tick, tkey[1], tkey[0])
+                        tparts = pieces_cache[("t",) + tkey] = self._splitter(data, len(trd), tkey[0])
+                chunks = []
+                nd = nt = 0
+                for is_t, d0, d1, t0, t1 in runs:
+                    if is_t:
+                        if tparts is not None:
+                            chunks.append(tparts(t0, t1))
+                            nt += t1 - t0
+                    elif dparts is not None:
+                        chunks.append(dparts(d0, d1))
+                        nd += d1 - d0
+                out = assembled[akey] = (b"".join(chunks), nd, nt)
+            data, nd, nt = out
+            if data:
+                self._write(c, data, nd + nt)
+                self._stats["depth_messages_out"] += nd
+                self._stats["trade_messages_out"] += nt
+
+    @staticmethod
+    def _splitter(data: bytes, n: int, encoding: Encoding):
+        """Function (i, j) -> bytes of messages i..j-1 of a batch-encoded run of ``n`` messages."""
+        if encoding == Encoding.BINARY:
+            size = len(data) // n if n else 0
+            return lambda i, j: data[i * size:j * size]
+        frames = data.split(b"\x00")[:n]
+        return lambda i, j: b"".join(f + b"\x00" for f in frames[i:j])
 
     def _track_trades(self, s: _Symbol, trades: np.ndarray) -> None:
         prices = trades["price"]

@@ -67,7 +67,61 @@ class ReferenceBook:
         orders.pop(tick, None)
 
     def apply(self, events: np.ndarray) -> None:
-        """Apply a batch of events (array of ``EVENT_DTYPE``); non-depth events are ignored."""
+        """Apply a batch of events (array of ``EVENT_DTYPE``); non-depth events are ignored.
+
+        Equivalent to :meth:`apply_sequential` (the one-event-at-a-time twin the tests compare
+        it with): within a stretch without ``OP_CLEAR`` only the LAST event of each
+        (side, price) decides that level's final state, so those are found with numpy and
+        applied as dict updates.
+        """
+        ev = events[events["kind"] == KIND_DEPTH] if len(events) else events
+        if not len(ev):
+            return
+        ops = ev["op"]
+        clears = np.flatnonzero(ops == OP_CLEAR)
+        if len(clears):
+            start = 0
+            for ci in clears.tolist():
+                if ci > start:
+                    self._apply_stretch(ev[start:ci])
+                sd = int(ev["side"][ci])
+                self.clear(sd if sd in (SIDE_BID, SIDE_ASK) else 0)
+                start = ci + 1
+            if start < len(ev):
+                self._apply_stretch(ev[start:])
+        else:
+            self._apply_stretch(ev)
+        self.events_applied += len(ev)
+
+    def _apply_stretch(self, ev: np.ndarray) -> None:
+        ops = ev["op"]
+        side = ev["side"]
+        good = ((ops == OP_SET) | (ops == OP_DELETE)) & ((side == SIDE_BID) | (side == SIDE_ASK))
+        bad = len(ev) - int(np.count_nonzero(good))
+        if bad:
+            self.unknown_ops += bad
+            ev = ev[good]
+            if not len(ev):
+                return
+        key = ev["price"] * 4 + ev["side"]
+        n = len(key)
+        _u, first_in_rev = np.unique(key[::-1], return_index=True)
+        last = ev[n - 1 - first_in_rev]
+        lops, lside = last["op"], last["side"]
+        for sd, sizes, orders in ((SIDE_BID, self._bids, self._bid_orders), (SIDE_ASK, self._asks, self._ask_orders)):
+            m = lside == sd
+            sets = last[m & (lops == OP_SET)]
+            if len(sets):
+                p = sets["price"].tolist()
+                sizes.update(zip(p, sets["size"].tolist()))
+                orders.update(zip(p, sets["num_orders"].tolist()))
+            dels = last[m & (lops == OP_DELETE)]
+            for p in dels["price"].tolist():
+                sizes.pop(p, None)
+                orders.pop(p, None)
+
+    def apply_sequential(self, events: np.ndarray) -> None:
+        """Apply events one at a time, in order (the plain reference of :meth:`apply`)."""
         ev = events[events["kind"] == KIND_DEPTH] if len(events) else events
         if not len(ev):
             return

@@ -226,3 +226,23 @@ def test_default_sample_is_the_shared_file_and_cached(es_path):
     assert np.array_equal(rec.events, rec2.events)
     assert rec2.instrument == rec.instrument
     assert (p.parent / "PROVENANCE.md").exists()
+
+
+def test_refbook_vectorised_apply_equals_sequential(es_rec):
+    """The numpy ``apply`` and its one-event-at-a-time twin agree after every batch of the ES hour."""
+    ev = es_rec.events
+    fast, slow = ReferenceBook(), ReferenceBook()
+    rng = np.random.default_rng(7)
+    cuts = np.sort(rng.choice(np.arange(1, len(ev)), size=300, replace=False))
+    start = 0
+    for c in [*cuts.tolist(), len(ev)]:
+        fast.apply(ev[start:c])
+        slow.apply_sequential(ev[start:c])
+        assert fast == slow
+        assert fast.num_orders(SIDE_ASK) == slow.num_orders(SIDE_ASK)
+        start = c
+    # bad ops / sides are counted by both
+    weird = depth_events([1, 2], [5, 6], [1, 1], [3, SIDE_BID], [OP_SET, 9])
+    fast.apply(weird)
+    slow.apply_sequential(weird)
+    assert fast.unknown_ops == slow.unknown_ops == 2
