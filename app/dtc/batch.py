@@ -715,7 +715,12 @@ class MarketStreamDecoder:
         for m in self.decoder.feed(data):
             if int(m.TYPE) in BATCH_TYPES:
                 self.market_messages += 1
-                e = message_to_events(m, self.tick_sizes, recv_ts_ns)
+                try:
+                    e = message_to_events(m, self.tick_sizes, recv_ts_ns)
+                except (OverflowError, ValueError, TypeError) as exc:  # e.g. JSON numbers out of range
+                    self.decoder._err(f"{type(m).__name__}: values out of range: {exc}")
+                    self.dropped += 1
+                    continue
                 if e.shape[0]:
                     run.append(e)
                 else:

@@ -815,17 +815,31 @@ class DTCClient:
         """
         sid = self.symbol_id(symbol, exchange)
         definition = None
+        no_tick_reason = ""
         if tick_size is None:
             try:
                 definition = await self.security_definition(symbol, exchange)
+                tick_size = clean_tick(definition.MinPriceIncrement)
+                if not tick_size > 0:
+                    no_tick_reason = f"security definition has MinPriceIncrement {definition.MinPriceIncrement}"
             except (RequestRejected, RequestTimeout) as exc:
-                raise ValueError(f"{symbol}: no tick size (security definition failed: {exc}); pass tick_size") from exc
-            tick_size = clean_tick(definition.MinPriceIncrement)
-            if not tick_size > 0:
-                raise ValueError(f"{symbol}: security definition has MinPriceIncrement {definition.MinPriceIncrement}")
-        sub = Subscription(symbol, exchange, sid, float(tick_size), depth, on_events, int(num_levels), definition)
+                no_tick_reason = f"security definition failed: {exc}"
+        sub = Subscription(symbol, exchange, sid, float(tick_size or 0.0), depth, on_events, int(num_levels),
+                           definition)
         sub.ready = asyncio.get_running_loop().create_future()
         self.subscriptions[sid] = sub
+        if no_tick_reason:
+            # still ask: a market data reject (with its advice) is more useful than "no tick size"
+            self._send_subscribe(sub)
+            try:
+                await asyncio.wait_for(asyncio.shield(sub.ready), self.subscribe_timeout_s)
+            except MarketDataRejected:
+                self.subscriptions.pop(sid, None)
+                raise
+            except asyncio.TimeoutError:
+                pass
+            self.unsubscribe_market(symbol, exchange)
+            raise ValueError(f"{symbol}: no tick size ({no_tick_reason}); pass tick_size")
         self._ticks[sid] = sub.tick_size
         self._send_subscribe(sub)
         try:

@@ -335,6 +335,24 @@ class Decoder(FrameErrors):
         self.encoding = encoding
 
     @property
+    def errors(self) -> int:
+        """Malformed frames so far (framing and decoding)."""
+        return self._bin.errors + self._nul.errors + self._own_errors if hasattr(self, "_nul") else 0
+
+    @errors.setter
+    def errors(self, _value) -> None:  # FrameErrors.__init__ assigns it; the count is derived
+        pass
+
+    @property
+    def desynced(self) -> int:
+        """Times the binary stream could not be resynchronised (buffer dropped)."""
+        return self._bin.desynced + self._nul.desynced if hasattr(self, "_nul") else 0
+
+    @desynced.setter
+    def desynced(self, _value) -> None:
+        pass
+
+    @property
     def encoding(self) -> Encoding:
         return self._encoding
 
@@ -382,8 +400,6 @@ class Decoder(FrameErrors):
                 switched = self._feed_binary(data, out)
             else:
                 switched = self._feed_json(data, out)
-            self.errors = self._bin.errors + self._nul.errors + self._own_errors
-            self.desynced = self._bin.desynced + self._nul.desynced
             for fr in (self._bin, self._nul):
                 if fr.errors and fr.last_error:
                     self.last_error = fr.last_error

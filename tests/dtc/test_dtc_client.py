@@ -412,3 +412,24 @@ def test_probe_address_parsing():
     for bad in ("localhost", "host:0", "host:abc", ":11099"):
         with pytest.raises(ValueError, match="HOST:PORT"):
             parse_address(bad)
+
+
+def test_no_security_definition_still_surfaces_the_market_data_reject():
+    async def main():
+        srv = FakeServer(reject_symbols=("NODEF",))
+        await srv.start()
+        cl = CL.DTCClient("127.0.0.1", srv.port, subscribe_timeout_s=2)
+        try:
+            await cl.connect()
+            with pytest.raises(CL.MarketDataRejected):
+                await cl.subscribe_market("NODEF")
+            srv.reject_symbols.clear()
+            with pytest.raises(ValueError, match="tick_size"):
+                await cl.subscribe_market("NODEF")
+            sub = await cl.subscribe_market("NODEF", tick_size=0.25)  # explicit tick works
+            assert sub.tick_size == 0.25
+        finally:
+            await cl.close()
+            await srv.stop()
+
+    run(main())

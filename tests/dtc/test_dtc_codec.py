@@ -367,3 +367,40 @@ def test_batch_json_encoders_decode_to_the_same_events(enc, msg_type):
     mj = dj.feed(text)
     assert dj.errors == 0
     assert mj == C.Decoder(Encoding.BINARY).feed(binary)
+
+
+@pytest.mark.parametrize("enc", ENCODINGS)
+def test_market_stream_decoder_survives_hostile_streams(enc):
+    """The client's batch path: random/mutated market streams never raise, output is well-formed."""
+    rng = random.Random(99 + int(enc))
+    e = _depth_events(300, 7)
+    t = ev.trade_events(ts=np.arange(40) * 10**9, price=19_000 + np.arange(40), size=np.ones(40), side=2)
+    clean = (B.encode_depth_batch(e, 0.25, 1, enc, msg_type=140) + C.encode(M.Heartbeat(), enc)
+             + B.encode_trade_batch(t, 0.25, 1, enc, msg_type=107)
+             + B.encode_depth_batch(e[e["op"] == 1], 0.25, 1, enc, msg_type=122)
+             + B.encode_depth_batch(e, 0.25, 2, enc, msg_type=106))
+    for trial in range(60):
+        data = bytearray(clean)
+        if trial % 2:
+            for _ in range(rng.randint(1, 30)):
+                data[rng.randrange(len(data))] = rng.randrange(256)
+        else:
+            data = bytearray(rng.randbytes(rng.randint(1, 5000)))
+            # sprinkle plausible headers so the batch scanner really runs on garbage
+            for _ in range(20):
+                p = rng.randrange(max(1, len(data) - 4))
+                data[p:p + 4] = struct.pack("<HH", rng.choice([29, 56, 40, 21, 3, 0]), rng.choice(B.DEPTH_TYPES + B.TRADE_TYPES))
+        sd = B.MarketStreamDecoder(enc, {1: 0.25, 2: 0.5})
+        pos = 0
+        items = []
+        while pos < len(data):
+            n = rng.randint(1, 900)
+            items += sd.feed(bytes(data[pos:pos + n]), recv_ts_ns=5)
+            pos += n
+        for it in items:
+            if isinstance(it, np.ndarray):
+                assert it.dtype == ev.EVENT_DTYPE
+                assert np.isin(it["side"], [0, 1, 2]).all() and (it["op"] <= ev.OP_CLEAR).all()
+                assert np.isin(it["symbol_id"], [1, 2]).all()  # unknown SymbolIDs dropped
+            else:
+                assert isinstance(it, M.Message)
