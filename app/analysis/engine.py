@@ -159,6 +159,8 @@ class AnalysisEngine:
             use_numba=use_numba,
         )
         self.use_numba = use_numba
+        self._vix_history = vix_history
+        self._own_analyzers = analyzers is None
         self.analyzers = analyzers if analyzers is not None else _make_analyzers(
             self.profile, instrument, vix_history)
         self.publish_interval_s = float(publish_interval_s)
@@ -216,10 +218,11 @@ class AnalysisEngine:
 
     # ------------------------------------------------------------------ synchronous path
     def warm_up(self) -> float:
-        """Compile (or load from the numba cache) the model's kernels; returns seconds taken.
+        """Compile (or load from the numba cache) every kernel; returns the seconds taken.
 
-        Runs a few real-shaped events through a small throwaway model, and the analyzers'
-        ``warm_up()`` when they have one.
+        Runs a few events through a small throwaway model, then one step of a throwaway
+        analyzer set on its view (or the analyzers' own ``warm_up()`` when they have one).
+        The time is :attr:`compile_seconds` and ``frame.timings["compile_s"]``.
         """
         from app.feeds.events import depth_events, trade_events
         from app.market.model import MarketModel
@@ -239,6 +242,14 @@ class AnalysisEngine:
         warm = getattr(self.analyzers, "warm_up", None)
         if callable(warm):
             warm()
+        elif self._own_analyzers and self.analyzers is not None:
+            # compile (or load) the analyzers' kernels on a throwaway instance: the real one's
+            # state (re-fire memory, outcomes) must only ever see the real stream
+            try:
+                type(self.analyzers)(self.profile, self.instrument,
+                                     vix_history=self._vix_history).step(m.view())
+            except Exception:
+                self._report("analyzer warm-up failed:\n" + traceback.format_exc())
         self.compile_seconds = time.perf_counter() - t0
         self._timings["compile_s"] = round(self.compile_seconds, 4)
         return self.compile_seconds
