@@ -24,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import struct
-from typing import Callable
-
 from app.dtc import messages as M
 from app.dtc.framing import MAX_BINARY_FRAME, MAX_JSON_FRAME, BinaryFramer, FrameErrors, NulFramer
 from app.dtc.messages import Encoding, Message, MessageType
@@ -472,5 +470,3 @@ def encoding_request(encoding: Encoding) -> bytes:
     """The binary ENCODING_REQUEST frame asking for ``encoding`` (always binary on the wire)."""
     return encode(M.EncodingRequest(Encoding=int(encoding)), Encoding.BINARY)
 
-
-Encoder = Callable[[Message], bytes]
