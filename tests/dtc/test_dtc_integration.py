@@ -129,3 +129,69 @@ def test_reconnect_and_resubscribe_when_server_drops_mid_stream(es_rec, ref_book
             await state["srv"].stop()
 
     run(main())
+
+
+def test_client_trading_round_trip_with_the_server(es_rec):
+    """Orders through DTCClient: accept, open orders, cancel by ServerOrderID, bracket, positions."""
+    from app.dtc import messages as M
+    from app.dtc.messages import MessageType as T
+
+    async def main():
+        srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True)
+        await srv.start()
+        cl = DTCClient("127.0.0.1", srv.port, heartbeat_s=5, trade_account="Sim1")
+        updates, positions = [], []
+        cl.add_listener(T.ORDER_UPDATE, updates.append)
+        cl.add_listener(T.POSITION_UPDATE, positions.append)
+
+        async def until(pred, timeout=10.0):
+            for _ in range(int(timeout / 0.02)):
+                if pred():
+                    return True
+                await asyncio.sleep(0.02)
+            return False
+
+        try:
+            await cl.connect()
+            sym = es_rec.instrument.symbol
+            book = ReferenceBook()
+            await cl.subscribe_market(sym, on_events=book.apply)
+            srv.resume()
+            await _settle(cl, srv)
+            assert await cl.trade_accounts() == ["Sim1"]
+            best_bid = max(book.bids()) * 0.25
+            # a resting limit far below the market
+            cid = cl.submit_order(M.SubmitNewSingleOrder(Symbol=sym, OrderType=M.OrderType.ORDER_TYPE_LIMIT,
+                                                         BuySell=M.BuySell.BUY, Price1=best_bid - 20, Quantity=1,
+                                                         TimeInForce=M.TimeInForce.TIF_DAY))
+            assert await until(lambda: cid in cl.orders and cl.orders[cid].OrderStatus == M.OrderStatus.ORDER_STATUS_OPEN)
+            open_ = await cl.open_orders()
+            assert [o.ClientOrderID for o in open_] == [cid]
+            cl.cancel_order(cl.orders[cid].ServerOrderID, cid)
+            assert await until(lambda: cl.orders[cid].OrderStatus == M.OrderStatus.ORDER_STATUS_CANCELED)
+            assert await cl.open_orders() == [] and await cl.positions() == []
+            # a market bracket: parent fills against the final book, children start working
+            parent = cl.submit_order(M.SubmitNewSingleOrder(Symbol=sym, OrderType=M.OrderType.ORDER_TYPE_MARKET,
+                                                            BuySell=M.BuySell.BUY, Quantity=1, IsParentOrder=1,
+                                                            Price1=best_bid, TimeInForce=M.TimeInForce.TIF_DAY))
+            target, stop = cl.submit_oco(M.SubmitNewOCOOrder(
+                Symbol=sym, OrderType_1=M.OrderType.ORDER_TYPE_LIMIT, BuySell_1=M.BuySell.SELL,
+                Price1_1=best_bid + 10, Quantity_1=1, OrderType_2=M.OrderType.ORDER_TYPE_STOP,
+                BuySell_2=M.BuySell.SELL, Price1_2=best_bid - 10, Quantity_2=1, ParentTriggerClientOrderID=parent,
+                PartialFillHandling=1, TimeInForce=M.TimeInForce.TIF_DAY))
+            assert await until(lambda: parent in cl.orders and cl.orders[parent].OrderStatus == M.OrderStatus.ORDER_STATUS_FILLED)
+            assert await until(lambda: all(c in cl.orders and cl.orders[c].OrderStatus == M.OrderStatus.ORDER_STATUS_OPEN
+                                           for c in (target, stop)))
+            assert await until(lambda: any(p.Quantity == 1 for p in positions))
+            pos = await cl.positions()
+            assert len(pos) == 1 and pos[0].Quantity == 1.0 and pos[0].Symbol == sym
+            # move the target: cancel/replace by ServerOrderID
+            cl.cancel_replace(cl.orders[target].ServerOrderID, price1=best_bid + 12)
+            assert await until(lambda: cl.orders[target].Price1 == best_bid + 12)
+            bal = await cl.account_balance()
+            assert bal is not None and bal.TradeAccount == "Sim1"
+        finally:
+            await cl.close()
+            await srv.stop()
+
+    run(main())
