@@ -200,11 +200,13 @@ class HeatmapWidget(pg.PlotWidget):
         self._sell_brush = pg.mkBrush(*SELL_COLOR, 170)
 
         self.markers = pg.ScatterPlotItem(
-            pxMode=True, hoverable=True, tip=self._marker_tip, hoverSize=16, size=12
+            pxMode=True, hoverable=True, tip=self._marker_tip, hoverSize=14, size=10
         )
         self.markers.setZValue(8)
         self.addItem(self.markers)
 
+        self._pattern_brushes = (pg.mkBrush(240, 220, 80, 200), pg.mkBrush(*BUY_COLOR, 200),
+                                 pg.mkBrush(*SELL_COLOR, 200))
         self.signal_marks = pg.ScatterPlotItem(pxMode=True, hoverable=True, tip=self._marker_tip, size=18)
         self.signal_marks.setZValue(9)
         self.addItem(self.signal_marks)
@@ -363,8 +365,7 @@ class HeatmapWidget(pg.PlotWidget):
             x = np.array([p.ts / NS for p in pats])
             y = np.array([p.price * tick for p in pats])
             sym = [PATTERN_SYMBOLS.get(p.name, "star") for p in pats]
-            brush = [pg.mkBrush(*(BUY_COLOR if p.side > 0 else SELL_COLOR if p.side < 0 else (240, 220, 80)), 230)
-                     for p in pats]
+            brush = [self._pattern_brushes[1 if p.side > 0 else 2 if p.side < 0 else 0] for p in pats]
             data = [f"{p.name} ({p.family}) strength {p.strength:.2f}\n{p.detail}" for p in pats]
             self.markers.setData(x=x, y=y, symbol=sym, brush=brush, data=data,
                                  pen=pg.mkPen((0, 0, 0), width=1))

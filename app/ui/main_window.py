@@ -84,7 +84,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.config = config or PipelineConfig()
         self.prefs = prefs
         self.setWindowTitle("MIA Elite")
-        self.resize(1500, 950)
+        self.resize(1580, 960)
         self.pipeline: Pipeline | None = None
         self.last_frame = None
         self.frames_drawn = 0
@@ -116,6 +116,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mode_banner = QtWidgets.QLabel("")
         self.mode_banner.setObjectName("mode_banner")
         self.mode_banner.setAlignment(QtCore.Qt.AlignCenter)
+        self.mode_banner.setWordWrap(True)
         self.mode_banner.setStyleSheet(
             "#mode_banner{background:#6b5a00;color:#fff6c0;font-weight:bold;padding:4px;border-radius:3px;}"
         )
@@ -265,12 +266,10 @@ class MainWindow(QtWidgets.QMainWindow):
             rec = self.pipeline.recording if self.pipeline is not None else None
             what = "the shipped real CME ES sample"
             if rec is not None:
-                inst = rec.instrument
-                what = f"{inst.symbol} {inst.description or ''}".strip()
-                if rec.source:
-                    what += f" ({rec.source})"
+                day = QtCore.QDateTime.fromMSecsSinceEpoch(rec.end_ns // 1_000_000, QtCore.QTimeZone.utc())
+                what = f"real recorded {rec.instrument.symbol} market data of {day.toString('yyyy-MM-dd')} (UTC)"
             return (f"PAPER MODE - built-in DTC server replaying {what} at {c.speed:g}x. "
-                    "No real orders; fills are simulated locally.")
+                    "No real orders: fills are simulated locally.")
         acct = f", trade account {c.trade_account}" if c.trade_account else ""
         return (f"PAPER MODE - market data from the DTC server {c.host}:{c.port}{acct}. "
                 "Orders are filled locally, never sent.")
@@ -465,7 +464,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.health.set_figures(
             msgs_per_s=figs.get("msgs_per_s"),
             decode_errors=figs.get("decode_errors"),
-            analysis_ms=frame.timings.get("total"),
+            analysis_ms=frame.timings.get("total", frame.timings.get("step")),
             fps=self.fps(),
             events_per_s=frame.events_per_s,
             market=f"{frame.symbol} {bb} / {ba}  {when.toString('yyyy-MM-dd HH:mm:ss')} UTC",

@@ -76,7 +76,7 @@ class HealthBar(QtWidgets.QWidget):
             self.errors_label.setText(f"decode errors {decode_errors}")
             self.errors_label.setStyleSheet("color:#e85060" if decode_errors else "")
         if analysis_ms is not None:
-            self.analysis_label.setText(f"analysis {analysis_ms:.2f} ms")
+            self.analysis_label.setText(f"analysis {analysis_ms:.2f} ms/step")
         if fps is not None:
             self.fps_label.setText(f"frames/s {fps:.1f}")
         if events_per_s is not None:

@@ -119,3 +119,26 @@ def test_gui_options_override_saved_settings(tmp_path):
     assert cfg.embedded and cfg.speed == 5.0
     cfg = gui_main.build_config(p.parse_args(["--host", "10.0.0.2", "--port", "11099", "--profile", "scalping"]), pr)
     assert (cfg.embedded, cfg.host, cfg.port, cfg.profile) == (False, "10.0.0.2", 11099, "scalping")
+
+
+def test_qt_binding_keeps_none_alive_over_many_void_calls(qapp):
+    """PySide6 6.12.0 under Python 3.11 decremented None's refcount on every void-returning call
+    (the window died with 'Fatal Python error: none_dealloc' after a few seconds of painting).
+    pyproject pins a binding without it; this catches a regression before the window crashes."""
+    import sys
+
+    from PySide6 import QtCore, QtGui, QtWidgets
+
+    label = QtWidgets.QLabel()
+    img = QtGui.QImage(16, 16, QtGui.QImage.Format_ARGB32)
+    p = QtGui.QPainter(img)
+    try:
+        before = sys.getrefcount(None)
+        for _ in range(200):
+            label.setText("x")
+            p.fillRect(QtCore.QRectF(0, 0, 4, 4), QtGui.QColor(1, 2, 3))
+            p.setPen(QtGui.QColor(4, 5, 6))
+        after = sys.getrefcount(None)
+    finally:
+        p.end()
+    assert after >= before - 50, f"None lost {before - after} references in 600 void Qt calls"
