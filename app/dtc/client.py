@@ -74,7 +74,11 @@ class LogonError(DTCError):
     def __init__(self, result: int, text: str):
         self.result = int(result)
         self.text = text
-        super().__init__(f"logon refused ({M.LogonStatus(result).name if result in M.LogonStatus._value2member_map_ else result}): {text}")
+        try:
+            name = M.LogonStatus(self.result).name
+        except ValueError:
+            name = str(self.result)
+        super().__init__(f"logon refused ({name}): {text}")
 
 
 class RequestRejected(DTCError):
@@ -262,6 +266,8 @@ class DTCClient:
         self._logon_future: asyncio.Future | None = None
         self._closing = False
         self._last_rx = 0.0
+        self._msgs_seen_conn = 0
+        self._desync_seen = 0
 
         # statistics
         self.messages_received = 0
@@ -372,6 +378,7 @@ class DTCClient:
         if self._decoder is not None:
             self._errors_before += self._decoder.errors
         self._decoder = MarketStreamDecoder(Encoding.BINARY, self._ticks)
+        self._msgs_seen_conn = 0
         self._desync_seen = 0
         self.negotiated_encoding = Encoding.BINARY
         self._conn_lost = loop.create_future()
@@ -554,13 +561,9 @@ class DTCClient:
             if not lost.done():
                 lost.set_result(reason)
 
-    _msgs_seen_conn = 0
-
     def _count_messages(self, dec) -> None:
+        """Add the messages ``dec`` (this connection's decoder) decoded since the last call."""
         total = dec.messages
-        if getattr(self, "_count_dec", None) is not dec:
-            self._count_dec = dec
-            self._msgs_seen_conn = 0
         n = total - self._msgs_seen_conn
         self._msgs_seen_conn = total
         self._count(n)
@@ -865,6 +868,8 @@ class DTCClient:
             if sub.rejected:
                 continue
             sub.ready = asyncio.get_running_loop().create_future()
+            # nobody awaits it: consume a reject here (listeners of 103/121 still see it)
+            sub.ready.add_done_callback(lambda f: f.cancelled() or f.exception())
             self._send_subscribe(sub)
             log.info("dtc: resubscribed %s (SymbolID %d)", sub.symbol, sub.symbol_id)
 
