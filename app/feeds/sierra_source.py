@@ -1,0 +1,206 @@
+"""Sierra Chart's data files as a market data source: find the folder and a symbol's files.
+
+Used when the DTC server answers ``MARKET_DATA_REJECT`` (Sierra Chart's DTC server refuses CME,
+CBOE, EUREX and NASDAQ market data): the window offers the file source, finds the files with
+:func:`find_sierra_data_dir` and :func:`files_for_symbol`, and, when no ``.depth`` file is being
+written, shows :func:`explain_missing_depth`. :func:`make_follower` builds the
+:class:`app.feeds.follow.SierraFollower` for a symbol.
+
+Where Sierra Chart keeps its files (Sierra Chart "Chart Data and Chart Data Files"): the Data
+Files Folder set in *Global Settings >> General Settings*, by default the ``Data`` subfolder of the
+installation folder (usually ``C:\\SierraChart``). Intraday files ``<symbol>.scid`` and daily files
+``<symbol>.dly`` sit there; depth files in ``MarketDepthData\\<symbol>.<YYYY-MM-DD>.depth``.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import logging
+import os
+import string
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from app.feeds.depthfile import depth_file_date
+
+log = logging.getLogger(__name__)
+
+#: Installation folder names tried on every drive (Sierra Chart's installer default first).
+_INSTALL_NAMES = ("SierraChart", "SierraChart2", "SierraChart3", "Sierra Chart", "SierraChart64")
+
+
+def candidate_data_dirs() -> list[Path]:
+    """Usual Sierra Chart Data folders on this machine, most likely first (existing or not).
+
+    Windows: ``<drive>:\\SierraChart\\Data`` (also ``SierraChart2``..., ``Sierra Chart``) on C: then
+    the other fixed-letter drives D:..H:, then the same names under ``%ProgramFiles%``,
+    ``%ProgramFiles(x86)%`` and the user's home folder. Elsewhere (Sierra Chart under Wine):
+    ``~/.wine/drive_c/SierraChart/Data``. ``SIERRA_CHART_DATA`` (environment) comes first.
+    """
+    out: list[Path] = []
+    env = os.environ.get("SIERRA_CHART_DATA")
+    if env:
+        out.append(Path(env))
+    if sys.platform == "win32":
+        drives = ["C"] + [d for d in string.ascii_uppercase[3:8]]
+        for d in drives:
+            for name in _INSTALL_NAMES:
+                out.append(Path(f"{d}:\\") / name / "Data")
+        for var in ("ProgramFiles", "ProgramFiles(x86)", "USERPROFILE"):
+            base = os.environ.get(var)
+            if base:
+                for name in _INSTALL_NAMES:
+                    out.append(Path(base) / name / "Data")
+    else:
+        home = Path.home()
+        for name in _INSTALL_NAMES:
+            out.append(home / ".wine" / "drive_c" / name / "Data")
+    return out
+
+
+def find_sierra_data_dir(configured: str | os.PathLike | None = None,
+                         candidates: list[Path] | None = None) -> Path | None:
+    """The Sierra Chart Data folder to use, or None when none is found.
+
+    Parameters
+    ----------
+    configured : path-like, optional
+        The folder from the user's settings. Used when it exists; when it is the installation
+        folder (it contains a ``Data`` subfolder), that subfolder is returned.
+    candidates : list of Path, optional
+        Folders to try (default :func:`candidate_data_dirs`).
+
+    Returns
+    -------
+    Path or None
+    """
+    if configured:
+        p = Path(configured).expanduser()
+        if p.is_dir():
+            if not any(p.glob("*.scid")) and (p / "Data").is_dir():
+                return p / "Data"
+            return p
+        log.warning("configured Sierra Chart Data folder %s does not exist", p)
+    for c in candidates if candidates is not None else candidate_data_dirs():
+        try:
+            if c.is_dir():
+                return c
+        except OSError:
+            continue
+    return None
+
+
+@dataclass
+class SierraFiles:
+    """A symbol's files in a Data folder.
+
+    Attributes
+    ----------
+    scid : Path or None
+        ``<symbol>.scid`` (trades with bid/ask).
+    depth_files : list of Path
+        ``MarketDepthData/<symbol>.<date>.depth``, oldest date first.
+    dly : Path or None
+        ``<symbol>.dly`` (daily bars).
+    """
+
+    scid: Path | None = None
+    depth_files: list[Path] = field(default_factory=list)
+    dly: Path | None = None
+
+    @property
+    def latest_depth(self) -> Path | None:
+        """The newest depth day file, or None."""
+        return self.depth_files[-1] if self.depth_files else None
+
+    def depth_is_current(self, today: _dt.date | None = None, max_age_s: float = 600.0) -> bool:
+        """True when a depth file of today's UTC date exists or one was written in the last ``max_age_s``."""
+        p = self.latest_depth
+        if p is None:
+            return False
+        today = today or _dt.datetime.now(_dt.timezone.utc).date()
+        d = depth_file_date(p, p.name.rsplit(".", 2)[0])
+        if d == today:
+            return True
+        try:
+            import time
+
+            return time.time() - p.stat().st_mtime < max_age_s
+        except OSError:
+            return False
+
+
+def _find_file(folder: Path, name: str) -> Path | None:
+    p = folder / name
+    if p.is_file():
+        return p
+    try:  # case-insensitive match (Windows file names; copies on other systems)
+        low = name.lower()
+        for n in os.listdir(folder):
+            if n.lower() == low:
+                return folder / n
+    except OSError:
+        pass
+    return None
+
+
+def files_for_symbol(data_dir: str | os.PathLike, symbol: str) -> SierraFiles:
+    """Find ``symbol``'s ``.scid``, ``.depth`` day files and ``.dly`` in ``data_dir``.
+
+    The symbol is used verbatim (never parsed), matched case-insensitively.
+    """
+    data_dir = Path(data_dir)
+    out = SierraFiles(scid=_find_file(data_dir, f"{symbol}.scid"), dly=_find_file(data_dir, f"{symbol}.dly"))
+    ddir = data_dir / "MarketDepthData"
+    try:
+        names = os.listdir(ddir)
+    except OSError:
+        names = []
+    dated = []
+    for n in names:
+        d = depth_file_date(n, symbol)
+        if d is not None:
+            dated.append((d, ddir / n))
+    out.depth_files = [p for _, p in sorted(dated)]
+    return out
+
+
+def explain_missing_depth(symbol: str, data_dir: str | os.PathLike | None = None) -> str:
+    """The message shown when no ``.depth`` file is being written for ``symbol``.
+
+    Source of the steps: Sierra Chart documentation, "Market Depth Historical Graph", section
+    "Step by Step Instructions" (sierrachart.com ``doc/MarketDepthHistoricalGraph.php``), and
+    "Market Depth Data File Format" for the file location.
+    """
+    where = Path(data_dir) / "MarketDepthData" if data_dir else Path("Data") / "MarketDepthData"
+    return (
+        f"No market depth file is being written for {symbol}: MIA Elite looked for "
+        f"{where / (symbol + '.<YYYY-MM-DD>.depth')}.\n"
+        "Turn on depth recording in Sierra Chart:\n"
+        "  1. Global Settings >> Symbol Settings.\n"
+        f"  2. Select the symbol or symbol pattern that covers {symbol}.\n"
+        "  3. Open the Intraday tab and set 'Record Market Depth Data' to Yes.\n"
+        "  4. Press OK, then reconnect the data feed: File >> Disconnect, then File >> Connect to Data Feed.\n"
+        f"  5. Keep a chart or Trade DOM of {symbol} open: Sierra Chart records depth only while it "
+        "receives the symbol's market depth in real time (no history is downloaded).\n"
+        "Also check that the Data Files Folder in Global Settings >> General Settings is the folder "
+        "set in MIA Elite."
+    )
+
+
+def explain_missing_scid(symbol: str, data_dir: str | os.PathLike | None = None) -> str:
+    """Message when ``<symbol>.scid`` is missing (no intraday chart of the symbol is open)."""
+    where = Path(data_dir) if data_dir else Path("Data")
+    return (
+        f"No intraday data file {where / (symbol + '.scid')} was found. Open an Intraday chart of "
+        f"{symbol} in Sierra Chart (File >> New/Open Intraday Chart) so it records trades, and check "
+        "that the symbol in MIA Elite is spelled exactly as in Sierra Chart."
+    )
+
+
+def make_follower(data_dir, symbol: str, instrument, on_events, poll_s: float = 0.05, **kw):
+    """Build an :class:`app.feeds.follow.SierraFollower` for ``symbol`` in ``data_dir``."""
+    from app.feeds.follow import SierraFollower
+
+    return SierraFollower(data_dir, symbol, instrument, on_events, poll_s=poll_s, **kw)
