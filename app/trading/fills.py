@@ -485,7 +485,7 @@ class FillEngine:
             if o.order_type == OrderType.STOP or (o.order_type == OrderType.STOP_LIMIT and not o.triggered):
                 hit = price >= o.price if o.side == Side.BUY else price <= o.price
                 if hit:
-                    self._trigger(o)
+                    self._trigger(o, price)
                 continue
             lim = o.price_limit
             if o.side == Side.BUY:
@@ -501,24 +501,31 @@ class FillEngine:
                 if over > 0:
                     self._fill(o, min(over, o.remaining), lim)
 
-    def _trigger(self, o: Order) -> None:
+    def _trigger(self, o: Order, trade_price: int | None = None) -> None:
         o.triggered = True
         self._order_event(EV_UPDATED, o, text="stop triggered")
         if o.order_type == OrderType.STOP:
-            self._fill_marketable(o, limit=None)
+            self._fill_marketable(o, limit=None, start=trade_price)
         else:
-            self._fill_marketable(o, limit=o.price2)
+            self._fill_marketable(o, limit=o.price2, start=trade_price)
             if o.is_working:
                 self._start_resting(o)
 
     # ------------------------------------------------------------------ fills
-    def _walk(self, o: Order, qty: float, limit: int | None) -> list[tuple[int, float]]:
-        """Levels of the opposite side to take for ``qty`` (best first, up to ``limit``)."""
+    def _walk(self, o: Order, qty: float, limit: int | None, start: int | None = None) -> list[tuple[int, float]]:
+        """Levels of the opposite side to take for ``qty`` (best first, up to ``limit``).
+
+        ``start``: skip levels better than this price (buy: asks below it; sell: bids above
+        it). A stop triggered by a trade at ``start`` uses it: in a sweep the trades print
+        before the book updates, so the better levels are already gone.
+        """
         book = self.books[o.symbol]
         side = SIDE_ASK if o.side == Side.BUY else SIDE_BID
         out = []
         left = qty
         for tick, size in book.levels(side):
+            if start is not None and ((o.side == Side.BUY and tick < start) or (o.side == Side.SELL and tick > start)):
+                continue
             if limit is not None and ((o.side == Side.BUY and tick > limit) or (o.side == Side.SELL and tick < limit)):
                 break
             take = min(size, left)
@@ -531,9 +538,11 @@ class FillEngine:
             out[-1] = (tick, take + left)  # remainder at the last (worst) level walked
         return out
 
-    def _fill_marketable(self, o: Order, limit: int | None) -> None:
-        """Fill ``o`` against the book (market when ``limit`` is None)."""
-        fills = self._walk(o, o.remaining, limit)
+    def _fill_marketable(self, o: Order, limit: int | None, start: int | None = None) -> None:
+        """Fill ``o`` against the book (market when ``limit`` is None); see :meth:`_walk`."""
+        fills = self._walk(o, o.remaining, limit, start)
+        if limit is None and not fills and start is not None:
+            fills = [(start, o.remaining)]  # nothing left at or beyond the trigger trade: its price
         if limit is None and not fills:
             if o.filled_qty > 0:
                 o.status = OrderStatus.CANCELED

@@ -126,8 +126,16 @@ def test_stop_triggers_on_trade_then_fills_as_market(eng):
     assert o.status == OrderStatus.OPEN and not o.triggered
     eng.on_market(S, trade(102, 1, SIDE_ASK))
     assert o.status == OrderStatus.FILLED
-    assert o.avg_fill_price == 101  # book still 3@101 (trades do not change depth)
+    # the book still shows 3@101 (a trade prints before the depth update it causes), but a
+    # trade at 102 means 101 is gone: the stop fills from the trigger price on, 2@102
+    assert o.avg_fill_price == 102
     assert ("updated", "S") in kinds(eng)
+
+
+def test_stop_beyond_book_fills_at_trigger_price(eng):
+    o = eng.submit(OrderSpec(S, Side.BUY, 1, OrderType.STOP, price=104))
+    eng.on_market(S, trade(105, 1, SIDE_ASK))  # asks end at 103 (50 lots) in the stale book
+    assert o.status == OrderStatus.FILLED and o.last_fill_price == 105
 
 
 def test_sell_stop_limit(eng):

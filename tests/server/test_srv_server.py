@@ -433,3 +433,85 @@ async def test_real_time_replay_pause_and_speed(es_rec):
         assert srv.engine.books["ESH4"].best_bid() is not None
     finally:
         await srv.stop()
+
+
+@run_async
+async def test_heartbeat_timeout_fixed_encoding_and_password(es_rec):
+    srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True, encoding=Encoding.JSON, password="pw")
+    await srv.start()
+    try:
+        # fixed JSON encoding: JSON from the first byte; a request for binary is answered "JSON"
+        c = RawClient(Encoding.JSON)
+        c.reader, c.writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        c.dec.encoding = Encoding.JSON
+        c._task = asyncio.create_task(c._read())
+        c.send(M.EncodingRequest(Encoding=int(Encoding.BINARY)))
+        er = await c.wait_for(lambda m: m.TYPE == T.ENCODING_RESPONSE)
+        assert er.Encoding == Encoding.JSON
+        c.send(M.LogonRequest(HeartbeatIntervalInSeconds=1, Password="pw", ClientName="t"))
+        r = await c.wait_for(lambda m: m.TYPE == T.LOGON_RESPONSE)
+        assert r.Result == 1
+        # a silent client (no heartbeats) is dropped after 2 x 1 s (+1 s slack) with a LOGOFF
+        lo = await c.wait_for(lambda m: m.TYPE == T.LOGOFF, timeout=8)
+        assert "heartbeat" in lo.Reason
+        # wrong password: LOGON_ERROR_NO_RECONNECT and closed
+        w = RawClient(Encoding.JSON)
+        w.reader, w.writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        w.dec.encoding = Encoding.JSON
+        w._task = asyncio.create_task(w._read())
+        w.send(M.LogonRequest(HeartbeatIntervalInSeconds=10, Password="nope"))
+        r2 = await w.wait_for(lambda m: m.TYPE == T.LOGON_RESPONSE)
+        assert r2.Result == M.LogonStatus.LOGON_ERROR_NO_RECONNECT
+        await asyncio.wait_for(w._task, 5)
+        assert w.closed
+        await c.close()
+    finally:
+        await srv.stop()
+
+
+@run_async
+async def test_bracket_with_offsets_and_stop_exit(es_rec):
+    """A short bracket with UseOffsets: the stop (above) fills before the target when the data says so."""
+    ev = es_rec.events
+    k = int(np.flatnonzero(ev["kind"] == KIND_TRADE)[50]) + 1
+    ref = ReferenceBook()
+    ref.apply(ev[:k])
+    entry = ref.best_bid()  # market sell fills at the best bid
+    tr_idx = np.flatnonzero(ev["kind"][k:] == KIND_TRADE) + k
+    prices = ev["price"][tr_idx]
+    # stop 2 ticks above the entry must be reached before the target far below
+    hit = np.flatnonzero(prices >= entry + 2)
+    assert len(hit)
+    j = int(tr_idx[hit[0]])
+    target_off = int(entry - prices[: hit[0] + 1].min()) + 4
+    srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True)
+    await srv.start()
+    try:
+        srv.publish("ESH4", ev[:k])
+        c = await RawClient().connect(srv.port)
+        await c.logon()
+        start = len(c.msgs)
+        c.send(M.SubmitNewSingleOrder(Symbol="ESH4", ClientOrderID="P", OrderType=1, BuySell=2, Quantity=2,
+                                      Price1=entry * TICK, IsParentOrder=1))
+        c.send(M.SubmitNewOCOOrder(Symbol="ESH4", ClientOrderID_1="TGT", OrderType_1=2, BuySell_1=1, Quantity_1=2,
+                                   ClientOrderID_2="STP", OrderType_2=3, BuySell_2=1, Quantity_2=2,
+                                   ParentTriggerClientOrderID="P", UseOffsets=1,
+                                   OffsetFromParent1=target_off * TICK, OffsetFromParent2=2 * TICK))
+        await c.sync(1)
+        accepted = {m.ClientOrderID: m for m in c.msgs[start:] if m.TYPE == T.ORDER_UPDATE
+                    and m.OrderUpdateReason == M.OrderUpdateReason.NEW_ORDER_ACCEPTED}
+        assert accepted["TGT"].Price1 == (entry - target_off) * TICK
+        assert accepted["STP"].Price1 == (entry + 2) * TICK
+        srv.publish("ESH4", ev[k:j + 1])
+        await c.sync(2)
+        fills = [(m.ClientOrderID, int(m.OrderStatus)) for m in c.msgs[start:] if m.TYPE == T.ORDER_UPDATE
+                 and m.OrderUpdateReason in (M.OrderUpdateReason.ORDER_FILLED, M.OrderUpdateReason.ORDER_CANCELED)]
+        assert fills[0] == ("P", M.OrderStatus.ORDER_STATUS_FILLED)
+        assert ("STP", M.OrderStatus.ORDER_STATUS_FILLED) in fills
+        assert fills[-1] == ("TGT", M.OrderStatus.ORDER_STATUS_CANCELED)
+        pos = [m for m in c.msgs[start:] if m.TYPE == T.POSITION_UPDATE]
+        assert pos[0].Quantity == -2 and pos[-1].Quantity == 0
+        assert srv.engine.position("ESH4").realized_pnl < 0  # a stop-out loses money
+        await c.close()
+    finally:
+        await srv.stop()
