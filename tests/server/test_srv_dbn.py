@@ -246,3 +246,24 @@ def test_refbook_vectorised_apply_equals_sequential(es_rec):
     fast.apply(weird)
     slow.apply_sequential(weird)
     assert fast.unknown_ops == slow.unknown_ops == 2
+
+
+def test_second_file_with_clear_record(shared_data):
+    """ESM4 2024-05-08: a clear ('R') record and a snapshot; the book equals an order-level rebuild."""
+    import databento_dbn
+    import zstandard
+
+    p = shared_data / "databento_cme/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"
+    rec = dbn.read_dbn_mbo(p)
+    assert rec.instrument.symbol == "ESM4"
+    assert rec.extra["dbn"]["actions"]["R"] == 1
+    with open(p, "rb") as f:
+        data = zstandard.ZstdDecompressor().stream_reader(f).read()
+    dec = databento_dbn.DBNDecoder()
+    dec.write(data)
+    bids, asks, _counts = _independent_book(dec.decode()[1:])
+    ref = ReferenceBook()
+    ref.apply(rec.events)
+    assert ref.bids() == {k: float(v) for k, v in bids.items()}
+    assert ref.asks() == {k: float(v) for k, v in asks.items()}
+    assert not ref.is_crossed()
