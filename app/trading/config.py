@@ -139,3 +139,67 @@ def _parse_hhmm(text: str, name: str = "time") -> int:
     except (ValueError, AttributeError):
         raise ValueError(f"trading.{name} must be HH:MM, got {text!r}") from None
     return h * 60 + m
+
+
+TRADING_FILE = "trading.toml"
+
+
+def trading_settings_path():
+    """``<config folder>/trading.toml`` (risk limits and paper costs; see :class:`TradingSettings`)."""
+    from app import paths
+
+    return paths.config_dir() / TRADING_FILE
+
+
+def load_trading_settings(path=None) -> TradingSettings:
+    """Read the trading settings file (defaults when it does not exist).
+
+    The account falls back to ``[trading] account`` of the main settings file
+    (:mod:`app.config.settings`) when this file does not set one.
+
+    Raises
+    ------
+    ValueError
+        A malformed file or a bad value (the message names the key and the file).
+    """
+    import tomllib
+    from pathlib import Path
+
+    p = Path(path) if path is not None else trading_settings_path()
+    data: dict = {}
+    if p.exists():
+        try:
+            data = tomllib.loads(p.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{p}: not valid TOML: {exc}") from exc
+        data = data.get("trading", data)
+    if "account" not in data:
+        try:
+            from app.config.settings import load_settings
+
+            acct = load_settings().trading.account
+            if acct:
+                data["account"] = acct
+        except Exception:  # the main settings are someone else's concern; defaults are fine
+            pass
+    try:
+        return TradingSettings.from_mapping(data)
+    except ValueError as exc:
+        raise ValueError(f"{p}: {exc}") from exc
+
+
+def save_trading_settings(settings: TradingSettings, path=None):
+    """Write ``settings`` atomically (temporary file + ``os.replace``); returns the path."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    import tomli_w
+
+    p = Path(path) if path is not None else trading_settings_path()
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, suffix=".tmp")
+    with os.fdopen(fd, "wb") as f:
+        tomli_w.dump({"trading": settings.to_dict()}, f)
+    os.replace(tmp, p)
+    return p

@@ -129,7 +129,13 @@ class KillSwitch:
         """Start :meth:`engage` on the running loop (returns the task; a running one is reused)."""
         if self.busy:
             return self._task
-        self._task = asyncio.ensure_future(self.engage(trigger))
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = getattr(self.session, "loop", None)
+            if loop is None:
+                raise RuntimeError("the kill switch needs the asyncio loop of the trading session") from None
+        self._task = loop.create_task(self.engage(trigger))
         return self._task
 
     async def engage(self, trigger: str = "manual") -> KillResult:

@@ -127,7 +127,9 @@ class TradingSession:
         self._disconnected_since: int = 0
         self._stale_since: int = 0
         self._reconcile_task: asyncio.Task | None = None
-        self._monitor: asyncio.Task | None = None
+        self._monitor: asyncio.TimerHandle | None = None
+        self.monitor_interval_s = 0.25
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.problems: list[str] = []  # messages for the trader (UI shows them)
         self.listeners: list = []  # fn() called after any change
         self.reconcile_count = 0
@@ -144,23 +146,26 @@ class TradingSession:
         self._started = True
         if self.broker.connected and self.broker.name != "paper":
             await self.reconcile()
-        self._monitor = asyncio.get_running_loop().create_task(self._monitor_loop())
+        self.loop = asyncio.get_running_loop()
+        self._monitor = self.loop.call_later(self.monitor_interval_s, self._monitor_tick)
 
-    async def _monitor_loop(self, interval_s: float = 0.25) -> None:
-        """Check the automatic kill-switch triggers every ``interval_s`` (until :meth:`stop`)."""
-        while True:
-            await asyncio.sleep(interval_s)
-            try:
-                self.check_triggers()
-            except Exception:  # a bug here must be seen, and must not stop the monitor
-                log.exception("kill-switch trigger check failed")
+    def _monitor_tick(self) -> None:
+        """Check the automatic kill-switch triggers every ``monitor_interval_s`` (until :meth:`stop`)."""
+        if not self._started or self.loop is None:
+            return
+        try:
+            self.check_triggers()
+        except Exception:  # a bug here must be seen, and must not stop the monitor
+            log.exception("kill-switch trigger check failed")
+        self._monitor = self.loop.call_later(self.monitor_interval_s, self._monitor_tick)
 
     async def stop(self) -> None:
         """Stop the broker (orders stay at the venue) and journal the end of the session."""
         self._started = False
-        for t in (self._reconcile_task, self._monitor):
-            if t is not None and not t.done():
-                t.cancel()
+        if self._monitor is not None:
+            self._monitor.cancel()
+        if self._reconcile_task is not None and not self._reconcile_task.done():
+            self._reconcile_task.cancel()
         try:
             await self.broker.stop()
         finally:
@@ -451,10 +456,7 @@ class TradingSession:
         if up:
             self._disconnected_since = 0
             if self._started and self.broker.name != "paper":
-                try:
-                    loop = asyncio.get_running_loop()
-                except RuntimeError:
-                    loop = None
+                loop = self.loop
                 if loop is not None:
                     self._reconcile_task = loop.create_task(self.reconcile())
         else:
@@ -562,10 +564,11 @@ class TradingSession:
             if exposed and self.position_qty(sym) != 0 and stale and self.broker.connected:
                 trig = "stale_data"
         if trig:
-            try:
-                asyncio.get_running_loop()
-            except RuntimeError:
-                return ""
+            if self.loop is None:
+                try:
+                    self.loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    return ""
             self.journal.record_event("auto_trigger", {"trigger": trig})
             self.kill.trigger(trig)
         return trig

@@ -1,0 +1,519 @@
+"""The trading area of the main window: risk panel, kill switch, order tickets, hotkey.
+
+:func:`attach_trading` is what the main window calls with its trading context; it builds the
+:class:`~app.trading.session.TradingSession` (paper broker by default, the DTC broker for a
+Sierra Chart simulated or live account), puts a :class:`TradingPanel` in
+``window.trading_area``, feeds the session the market batches the pipeline receives, opens
+tickets from the signal tape (double-click, or the "Trade signal" button) and from ladder
+double-clicks, installs the application-wide kill-switch hotkey (**Ctrl+Shift+K**), and journals
+each new signal (with its reasons and analyzer values) and each decided outcome.
+
+The kill switch button is always visible at the top of the panel; its state and what is
+still open after a failed verification are shown beside it, with Retry and a typed Unlock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import traceback
+
+from PySide6 import QtCore, QtGui, QtWidgets
+
+from app.trading.config import LIVE_CONFIRM_PHRASE, MODE_LIVE, UNLOCK_CONFIRM_PHRASE, load_trading_settings
+from app.trading.killswitch import KillState
+
+log = logging.getLogger(__name__)
+
+KILL_HOTKEY = "Ctrl+Shift+K"
+
+_KILL_STYLE = {
+    KillState.ARMED: ("KILL SWITCH", "#c0392b"),
+    KillState.ENGAGED: ("ENGAGED...", "#e67e22"),
+    KillState.VERIFIED_FLAT: ("VERIFIED FLAT (locked)", "#7f8c8d"),
+    KillState.FAILED: ("FAILED - still open", "#8e0000"),
+}
+
+#: risk panel rows: (key, label)
+ROWS = (
+    ("mode", "Mode"),
+    ("account", "Account"),
+    ("position", "Position"),
+    ("avg_price", "Avg price"),
+    ("open_pnl", "Open P&L"),
+    ("realized_pnl", "Realised P&L"),
+    ("daily_loss", "Daily loss used"),
+    ("trades", "Trades today"),
+    ("losses", "Consecutive losses"),
+    ("working", "Working orders"),
+    ("gate", "Risk gate"),
+)
+
+
+class TradingPanel(QtWidgets.QWidget):
+    """Kill switch button, live banner, risk panel values, action buttons (no logic inside).
+
+    Signals
+    -------
+    sigKill(str)
+        The kill switch button was clicked (``"button"``).
+    sigRetry(), sigUnlock(str), sigLiveConfirm(str), sigTradeSignal(), sigFlatten()
+    """
+
+    sigKill = QtCore.Signal(str)
+    sigRetry = QtCore.Signal()
+    sigUnlock = QtCore.Signal(str)
+    sigLiveConfirm = QtCore.Signal(str)
+    sigTradeSignal = QtCore.Signal()
+    sigFlatten = QtCore.Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("trading_panel")
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.setContentsMargins(4, 4, 4, 4)
+
+        self.live_banner = QtWidgets.QLabel("LIVE TRADING - real orders on a real account")
+        self.live_banner.setObjectName("live_banner")
+        self.live_banner.setAlignment(QtCore.Qt.AlignCenter)
+        self.live_banner.setStyleSheet("background: #c0392b; color: white; font-weight: bold; padding: 4px;")
+        self.live_banner.hide()
+        lay.addWidget(self.live_banner)
+
+        live_row = QtWidgets.QHBoxLayout()
+        self.live_edit = QtWidgets.QLineEdit()
+        self.live_edit.setObjectName("live_confirm_edit")
+        self.live_edit.setPlaceholderText(f"type {LIVE_CONFIRM_PHRASE} to allow live orders")
+        self.live_button = QtWidgets.QPushButton("Enable live orders")
+        self.live_button.clicked.connect(lambda: self.sigLiveConfirm.emit(self.live_edit.text()))
+        live_row.addWidget(self.live_edit)
+        live_row.addWidget(self.live_button)
+        self.live_box = QtWidgets.QWidget()
+        self.live_box.setLayout(live_row)
+        self.live_box.hide()
+        lay.addWidget(self.live_box)
+
+        self.kill_button = QtWidgets.QPushButton(f"KILL SWITCH  ({KILL_HOTKEY})")
+        self.kill_button.setObjectName("kill_switch")
+        self.kill_button.setMinimumHeight(56)
+        f = self.kill_button.font()
+        f.setPointSize(f.pointSize() + 4)
+        f.setBold(True)
+        self.kill_button.setFont(f)
+        self.kill_button.setToolTip("Lock trading, cancel every working order, flatten every position, "
+                                    "then verify with the broker's own reports")
+        self.kill_button.clicked.connect(lambda: self.sigKill.emit("button"))
+        lay.addWidget(self.kill_button)
+        self.kill_status = QtWidgets.QLabel("armed")
+        self.kill_status.setObjectName("kill_status")
+        self.kill_status.setWordWrap(True)
+        lay.addWidget(self.kill_status)
+
+        krow = QtWidgets.QHBoxLayout()
+        self.retry_button = QtWidgets.QPushButton("Retry")
+        self.retry_button.setObjectName("kill_retry")
+        self.retry_button.clicked.connect(self.sigRetry.emit)
+        self.unlock_edit = QtWidgets.QLineEdit()
+        self.unlock_edit.setObjectName("unlock_edit")
+        self.unlock_edit.setPlaceholderText(f"type {UNLOCK_CONFIRM_PHRASE}")
+        self.unlock_button = QtWidgets.QPushButton("Unlock")
+        self.unlock_button.setObjectName("kill_unlock")
+        self.unlock_button.clicked.connect(lambda: self.sigUnlock.emit(self.unlock_edit.text()))
+        krow.addWidget(self.retry_button)
+        krow.addWidget(self.unlock_edit)
+        krow.addWidget(self.unlock_button)
+        self.unlock_box = QtWidgets.QWidget()
+        self.unlock_box.setLayout(krow)
+        self.unlock_box.hide()
+        lay.addWidget(self.unlock_box)
+
+        grid = QtWidgets.QFormLayout()
+        self.values: dict[str, QtWidgets.QLabel] = {}
+        for key, label in ROWS:
+            v = QtWidgets.QLabel("-")
+            v.setObjectName(f"risk_{key}")
+            v.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+            self.values[key] = v
+            grid.addRow(label, v)
+        lay.addLayout(grid)
+
+        brow = QtWidgets.QHBoxLayout()
+        self.trade_button = QtWidgets.QPushButton("Trade signal...")
+        self.trade_button.setObjectName("trade_signal")
+        self.trade_button.setToolTip("Open an order ticket for the signal selected in the tape (or double-click it)")
+        self.trade_button.clicked.connect(self.sigTradeSignal.emit)
+        self.flatten_button = QtWidgets.QPushButton("Flatten")
+        self.flatten_button.setObjectName("flatten")
+        self.flatten_button.setToolTip("Cancel this symbol's working orders and close its position (through the gate)")
+        self.flatten_button.clicked.connect(self.sigFlatten.emit)
+        brow.addWidget(self.trade_button)
+        brow.addWidget(self.flatten_button)
+        lay.addLayout(brow)
+        self.problem_label = QtWidgets.QLabel("")
+        self.problem_label.setObjectName("trading_problem")
+        self.problem_label.setWordWrap(True)
+        self.problem_label.setStyleSheet("color: #c0392b;")
+        lay.addWidget(self.problem_label)
+        lay.addStretch(1)
+        self.set_kill_state(KillState.ARMED, "")
+
+    def set_kill_state(self, state: KillState, detail: str) -> None:
+        text, color = _KILL_STYLE.get(state, ("KILL SWITCH", "#c0392b"))
+        self.kill_button.setText(f"{text}  ({KILL_HOTKEY})" if state == KillState.ARMED else text)
+        self.kill_button.setStyleSheet(f"background: {color}; color: white;")
+        self.kill_status.setText(f"{state.value.upper().replace('_', ' ')}" + (f": {detail}" if detail else ""))
+        self.unlock_box.setVisible(state in (KillState.VERIFIED_FLAT, KillState.FAILED))
+        self.retry_button.setEnabled(state == KillState.FAILED)
+
+    def update_from(self, snap, price_decimals: int = 2) -> None:
+        """Show a :class:`~app.trading.session.RiskSnapshot`."""
+        v = self.values
+        v["mode"].setText(snap.mode.upper() + ("" if snap.connected else " (disconnected)"))
+        v["account"].setText(snap.account)
+        v["position"].setText(f"{snap.position_qty:+d} {snap.symbol}" if snap.position_qty else f"flat {snap.symbol}")
+        v["avg_price"].setText(f"{snap.avg_price * snap.tick_size:.{price_decimals}f}" if snap.position_qty else "-")
+        v["open_pnl"].setText(f"{snap.open_pnl_usd:+,.2f} USD")
+        v["realized_pnl"].setText(f"{snap.realized_pnl_usd:+,.2f} USD")
+        v["daily_loss"].setText(f"{snap.daily_loss_used_usd:,.2f} / {snap.daily_loss_limit_usd:,.2f} USD")
+        v["trades"].setText(f"{snap.trades_today} / {snap.max_trades_per_day}")
+        v["losses"].setText(f"{snap.consecutive_losses} / {snap.max_consecutive_losses}")
+        v["working"].setText(str(snap.working_orders))
+        v["gate"].setText(snap.gate_state.upper() if snap.gate_state == "open" else snap.gate_state)
+        live = snap.mode == MODE_LIVE
+        self.live_banner.setVisible(live)
+        self.live_box.setVisible(live and not snap.live_confirmed)
+        state = KillState(snap.kill_state)
+        if state != KillState.ENGAGED:
+            self.set_kill_state(state, snap.kill_detail if state == KillState.FAILED else "")
+
+
+class TradingController(QtCore.QObject):
+    """Connects a :class:`TradingPanel`, order tickets and the hotkey to a :class:`TradingSession`.
+
+    Parameters
+    ----------
+    session : app.trading.session.TradingSession
+    panel : TradingPanel
+    report : callable(level, text) or None
+        Where problems go (the main window's banner); default: the log.
+    """
+
+    sigTicketOpened = QtCore.Signal(object)  # the OrderTicketDialog
+
+    def __init__(self, session, panel: TradingPanel, report=None, parent=None):
+        super().__init__(parent)
+        self.session = session
+        self.panel = panel
+        self.report = report or (lambda level, text: log.warning("%s", text))
+        self.selected_signal = None
+        self.dialog = None
+        self.hotkey = None
+        self._tasks: set[asyncio.Task] = set()
+        self._journaled_signals: set[int] = set()
+        self._journaled_outcomes: set[int] = set()
+        self._problems_seen = 0
+        panel.sigKill.connect(self.kill)
+        panel.sigRetry.connect(self.retry)
+        panel.sigUnlock.connect(self.unlock)
+        panel.sigLiveConfirm.connect(self.confirm_live)
+        panel.sigTradeSignal.connect(lambda: self.open_signal_ticket(self.selected_signal))
+        panel.sigFlatten.connect(self.flatten)
+        session.kill.add_listener(self._on_kill)
+        self.timer = QtCore.QTimer(self)
+        self.timer.setInterval(200)
+        self.timer.timeout.connect(self.refresh)
+
+    # ------------------------------------------------------------------ tasks
+    def spawn(self, coro) -> asyncio.Task:
+        """Run ``coro`` on the asyncio loop; its exception is reported, never swallowed."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+
+        def done(t):
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                self.report("error", "trading: " + "".join(traceback.format_exception(t.exception())))
+
+        task.add_done_callback(done)
+        return task
+
+    async def start(self) -> None:
+        await self.session.start()
+        self.timer.start()
+        self.refresh()
+
+    async def shutdown(self) -> None:
+        """Stop refreshing and stop the session (orders stay at the venue)."""
+        self.timer.stop()
+        ft = getattr(self, "_frame_timer", None)
+        if ft is not None:
+            ft.stop()
+        if self.dialog is not None:
+            self.dialog.close()
+        for t in list(self._tasks):
+            if not t.done():
+                try:
+                    await asyncio.wait_for(asyncio.shield(t), 2.0)
+                except Exception:
+                    t.cancel()
+        await self.session.stop()
+
+    # ------------------------------------------------------------------ kill switch
+    def install_hotkey(self, widget: QtWidgets.QWidget, sequence: str = KILL_HOTKEY) -> QtGui.QShortcut:
+        """An application-wide shortcut (works from any window of the app) that fires the kill switch."""
+        self.hotkey = QtGui.QShortcut(QtGui.QKeySequence(sequence), widget)
+        self.hotkey.setContext(QtCore.Qt.ApplicationShortcut)
+        self.hotkey.activated.connect(lambda: self.kill("hotkey"))
+        return self.hotkey
+
+    def kill(self, trigger: str = "button") -> asyncio.Task:
+        """Engage the kill switch now (the gate locks before this returns)."""
+        self.session.gate.lock(f"kill switch: {trigger}")  # lock at once, even before the task runs
+        self.panel.set_kill_state(KillState.ENGAGED, trigger)
+        task = self.session.kill.trigger(trigger)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def retry(self) -> None:
+        if self.session.kill.state == KillState.FAILED and not self.session.kill.busy:
+            self.panel.set_kill_state(KillState.ENGAGED, "retry")
+            self.spawn(self.session.kill.retry())
+
+    def unlock(self, typed: str) -> bool:
+        ok = self.session.kill.unlock(typed)
+        if ok:
+            self.panel.unlock_edit.clear()
+            self.panel.problem_label.setText("")
+        else:
+            self.panel.problem_label.setText(f"Unlock refused: type exactly {UNLOCK_CONFIRM_PHRASE} "
+                                             "(and only once the kill switch has finished)")
+        self.refresh()
+        return ok
+
+    def confirm_live(self, typed: str) -> bool:
+        ok = self.session.confirm_live(typed)
+        if not ok:
+            self.panel.problem_label.setText(f"Live orders stay disabled: type exactly {LIVE_CONFIRM_PHRASE}")
+        self.refresh()
+        return ok
+
+    def _on_kill(self, state, result) -> None:
+        detail = result.describe() if result is not None else ""
+        self.panel.set_kill_state(state, detail)
+        if state == KillState.FAILED and result is not None:
+            self.report("error", f"Kill switch {result.describe()}. Check Sierra Chart's Trade Orders and "
+                                 "Positions windows now.")
+
+    # ------------------------------------------------------------------ tickets
+    def open_ticket(self, ticket):
+        """Show a ticket dialog for ``ticket`` (journaled as shown); returns the dialog."""
+        from app.ui.trading_ticket import OrderTicketDialog
+
+        if self.dialog is not None:
+            self.dialog.close()
+        dlg = OrderTicketDialog(self.session, ticket, self.panel.window())
+        dlg.setAttribute(QtCore.Qt.WA_DeleteOnClose, True)
+        dlg.sigConfirmed.connect(lambda t: self.spawn(self._confirm(t)))
+        dlg.sigCancelled.connect(self.session.cancel_ticket)
+        dlg.finished.connect(lambda _r: setattr(self, "dialog", None))
+        self.dialog = dlg
+        dlg.open()
+        dlg.raise_()
+        dlg.activateWindow()
+        self.sigTicketOpened.emit(dlg)
+        return dlg
+
+    def open_signal_ticket(self, signal):
+        """Ticket prefilled from an :class:`~app.analysis.frame.Signal` (side, size, bracket)."""
+        if signal is None:
+            self.panel.problem_label.setText("Select a signal in the tape first.")
+            return None
+        try:
+            self._journal_signal(signal)
+            return self.open_ticket(self.session.ticket_from_signal(signal))
+        except ValueError as exc:
+            self.panel.problem_label.setText(f"Cannot trade signal #{signal.id}: {exc}")
+            return None
+
+    def open_price_ticket(self, price_ticks: int, side: int):
+        """Ticket for a limit order at a ladder price (bracket offsets from the settings)."""
+        try:
+            return self.open_ticket(self.session.ticket_from_price(int(price_ticks), int(side)))
+        except ValueError as exc:
+            self.panel.problem_label.setText(f"Cannot open a ticket at {price_ticks}: {exc}")
+            return None
+
+    async def _confirm(self, ticket):
+        d = await self.session.confirm(ticket)
+        if not d.allowed:
+            self.panel.problem_label.setText(f"Refused: {d.message}")
+        else:
+            self.panel.problem_label.setText("")
+        self.refresh()
+        return d
+
+    def flatten(self) -> None:
+        async def go():
+            s = self.session
+            sym = s.instrument.symbol
+            for o in list(s.broker.working_orders()):
+                if o.request.symbol == sym and o.request.role != "flatten":
+                    await s.cancel_order(o.client_order_id)
+            await s.flatten_position(sym, reason="flatten button")
+
+        self.spawn(go())
+
+    # ------------------------------------------------------------------ frames
+    def _journal_signal(self, sig) -> None:
+        if sig.id in self._journaled_signals:
+            return
+        self._journaled_signals.add(sig.id)
+        snap = {"reasons": [{"name": r.name, "values": list(r.values)} for r in sig.reasons]}
+        self.session.record_signal(sig, snap)
+
+    def on_frame(self, frame) -> None:
+        """Journal new signals (with an analyzer snapshot) and decided outcomes of ``frame``."""
+        if frame is None:
+            return
+        snap = {"orderflow": dict(frame.orderflow), "best_bid": int(frame.best_bid), "best_ask": int(frame.best_ask),
+                "vix": None if frame.vix is None else {"level": frame.vix.level, "regime": frame.vix.regime}}
+        for sig in frame.signals:
+            if sig.id not in self._journaled_signals:
+                self._journaled_signals.add(sig.id)
+                self.session.record_signal(sig, snap)
+        names = {s.id: [r.name for r in s.reasons] for s in frame.signals}
+        for sid, out in frame.outcomes.items():
+            if out.complete and sid not in self._journaled_outcomes:
+                self._journaled_outcomes.add(sid)
+                self.session.journal.record_signal_outcome(out, names.get(sid, []))
+
+    def refresh(self) -> None:
+        s = self.session
+        dec = int(getattr(s.instrument, "price_decimals", 2))
+        self.panel.update_from(s.snapshot(), dec)
+        if len(s.problems) > self._problems_seen:
+            self._problems_seen = len(s.problems)
+            self.panel.problem_label.setText(s.problems[-1])
+
+
+class _LadderClicks(QtCore.QObject):
+    """Double-click on the ladder: a limit ticket at that row (left half buys, right half sells)."""
+
+    def __init__(self, ladder, controller: TradingController):
+        super().__init__(ladder)
+        self.ladder, self.controller = ladder, controller
+
+    def eventFilter(self, obj, ev):  # noqa: N802 (Qt name)
+        if ev.type() == QtCore.QEvent.MouseButtonDblClick:
+            lad = self.ladder
+            y = ev.position().y()
+            span = lad._hi - lad._lo
+            if lad._height > 0 and span > 0 and lad.tick > 0:
+                price = lad._hi - (y - lad._top) / lad._height * span
+                side = 1 if ev.position().x() < lad.width() / 2 else -1
+                self.controller.open_price_ticket(int(round(price / lad.tick)), side)
+                return True
+        return False
+
+
+def _build_session(context, settings):
+    from app.trading.journal import Journal
+    from app.trading.session import TradingSession
+
+    inst = getattr(context, "instrument", None)
+    if inst is None:
+        raise RuntimeError("no instrument: the market data source did not start, so trading is disabled")
+    mode = settings.mode
+    if mode == "paper":
+        from app.trading.paper import PaperBroker
+
+        broker = PaperBroker([inst], settings.commission_per_contract_usd, settings.slippage_ticks)
+    else:
+        from app.trading.dtc_broker import DtcBroker
+
+        client = getattr(context, "client", None)
+        if client is None:
+            raise RuntimeError(f"{mode} mode needs the DTC connection, which is not available")
+        broker = DtcBroker(client, [inst], settings.account or getattr(context, "trade_account", "") or "Sim1")
+    return TradingSession(broker, Journal(), settings, inst, mode)
+
+
+def _hook_market(context, session) -> bool:
+    """Feed the session every market batch the pipeline's DTC subscription receives."""
+    client = getattr(context, "client", None)
+    sym = session.instrument.symbol
+    if client is None:
+        return False
+    for sub in getattr(client, "subscriptions", {}).values():
+        if sub.symbol == sym:
+            inner = sub.on_events
+
+            def both(batch, _inner=inner):
+                if _inner is not None:
+                    _inner(batch)
+                session.on_market(sym, batch)
+
+            sub.on_events = both
+            return True
+    return False
+
+
+def attach_trading(window, context) -> TradingController:
+    """Fill ``window.trading_area`` with the trading panel and start the trading session.
+
+    Parameters
+    ----------
+    window : app.ui.main_window.MainWindow
+        Needs ``trading_area``; uses ``tape``, ``ladder``, ``spawn``, ``report`` and
+        ``last_frame`` when present.
+    context : types.SimpleNamespace
+        From ``window.trading_context()`` (``instrument``, ``client``, ``trade_account``, ``report``).
+
+    Returns
+    -------
+    TradingController
+        Has ``shutdown()`` (async), ``session`` and ``panel``.
+    """
+    report = getattr(context, "report", None) or getattr(window, "report", None)
+    try:
+        settings = load_trading_settings()
+    except ValueError as exc:
+        from app.trading.config import TradingSettings
+
+        if report:
+            report("warning", f"Trading settings ignored (defaults used): {exc}")
+        settings = TradingSettings()
+    session = _build_session(context, settings)
+    panel = TradingPanel()
+    window.trading_area.layout().addWidget(panel)
+    ctl = TradingController(session, panel, report, parent=window)
+    ctl.install_hotkey(window)
+    if not _hook_market(context, session) and report:
+        report("warning", "Trading: no market stream to follow; paper fills and stale-data checks are off")
+    tape = getattr(window, "tape", None)
+    if tape is not None:
+        tape.sigSignalSelected.connect(lambda s: setattr(ctl, "selected_signal", s))
+        view = getattr(tape, "view", None)
+        model = getattr(tape, "model", None)
+        if view is not None:
+            def on_double(index):
+                m = view.model()
+                sig = m.signal_at(index.row()) if hasattr(m, "signal_at") else None
+                if sig is None and model is not None and hasattr(model, "signal_at"):
+                    sig = model.signal_at(index.row())
+                ctl.open_signal_ticket(sig)
+
+            view.doubleClicked.connect(on_double)
+    ladder = getattr(window, "ladder", None)
+    if ladder is not None:
+        ctl._ladder_filter = _LadderClicks(ladder, ctl)
+        ladder.installEventFilter(ctl._ladder_filter)
+    frame_timer = QtCore.QTimer(ctl)
+    frame_timer.setInterval(500)
+    frame_timer.timeout.connect(lambda: ctl.on_frame(getattr(window, "last_frame", None)))
+    frame_timer.start()
+    ctl._frame_timer = frame_timer
+    spawn = getattr(window, "spawn", None) or ctl.spawn
+    spawn(ctl.start())
+    return ctl
