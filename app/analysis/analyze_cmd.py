@@ -97,6 +97,11 @@ def chunks(events: np.ndarray, size: int = CHUNK_EVENTS):
         i = j
 
 
+def _px(ticks: int, tick: float):
+    """Ticks to a price rounded to 10 decimals (no float noise in the JSON); None when < 0."""
+    return round(ticks * tick, 10) if ticks >= 0 else None
+
+
 def _iso(ns: int) -> str:
     return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat(timespec="milliseconds")
 
@@ -199,10 +204,10 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
             "short": sum(1 for s in sigs if s["side"] == "short"),
             "signals_per_pattern": dict(sorted(counts.items())),
             "precision_per_pattern": per_pattern,
-            "best_bid": frame.best_bid * tick if frame.best_bid >= 0 else None,
-            "best_ask": frame.best_ask * tick if frame.best_ask >= 0 else None,
+            "best_bid": _px(frame.best_bid, tick),
+            "best_ask": _px(frame.best_ask, tick),
             "cum_delta": round(eng.model.cum_delta, 6),
-            "poc": (lambda p: p * tick if p >= 0 else None)(eng.model.volume_profile()[0]),
+            "poc": _px(eng.model.volume_profile()[0], tick),
         },
         "timing": {"wall_s": round(wall, 4), "events_per_s": round(len(ev) / wall, 1) if wall > 0 else None,
                    "compile_s": round(eng.compile_seconds, 4),

@@ -208,7 +208,7 @@ class AnalysisEngine:
     def _report(self, text: str) -> None:
         self.errors += 1
         self.last_error = text
-        if self.errors <= 5 or self.errors % 100 == 0:
+        if self.errors <= 5 or self.errors % 1000 == 0:
             log.error("analysis engine error #%d:\n%s", self.errors, text)
         if self.on_error is not None:
             try:

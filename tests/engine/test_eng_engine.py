@@ -1,0 +1,189 @@
+"""The worker engine: clean start/stop, errors surfaced, market-time steps independent of how
+the stream is cut, thread and synchronous paths agreeing, frames immutable copies."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.analysis.engine import AnalysisEngine
+from app.analysis.frame import AnalysisFrame
+from app.feeds.events import FLAG_BATCH_END, SIDE_ASK, SIDE_BID, OP_SET, Instrument, depth_events
+
+
+@pytest.fixture(scope="module")
+def es():
+    from app.feeds.samples import load_default_sample
+
+    return load_default_sample(use_cache=False)
+
+
+class Recorder:
+    """A stand-in analyzer facade that records what each step saw."""
+
+    def __init__(self, fail_at=None):
+        self.seen = []
+        self.fail_at = fail_at
+
+    def step(self, view):
+        if self.fail_at is not None and len(self.seen) == self.fail_at:
+            self.seen.append(None)
+            raise ZeroDivisionError("kernel blew up on purpose")
+        self.seen.append((view.ts, view.best_bid, view.best_ask, float(view.bid.sum()),
+                          float(view.hist_ask[:, -1].sum()), len(view.bars), view.poc))
+
+        class R:
+            patterns, new_signals, signals, outcomes, precision = [], [], (), {}, {}
+            vix, orderflow, timings = None, {}, {}
+
+        return R()
+
+
+def _cuts(ev, every):
+    ends = np.flatnonzero(ev["flags"] & FLAG_BATCH_END) + 1
+    return [c for c in np.split(ev, ends[::every]) if len(c)]
+
+
+def _wait(pred, timeout=20.0):
+    t0 = time.monotonic()
+    while not pred():
+        if time.monotonic() - t0 > timeout:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_steps_are_in_market_time_and_independent_of_batch_cuts(es):
+    runs = []
+    for every in (2, 37, 10_000_000):
+        rec = Recorder()
+        eng = AnalysisEngine(es.instrument, "production", analyzers=rec)
+        for c in _cuts(es.events, every):
+            eng.process(c)
+        eng.finish()
+        runs.append(rec.seen)
+    assert len(runs[0]) > 1000
+    assert runs[0] == runs[1] == runs[2]
+    # every step sees only events stamped before it (it runs at a 250 ms boundary)
+    ts = [s[0] for s in runs[0]]
+    assert all(b > a for a, b in zip(ts, ts[1:]))
+
+
+def test_thread_and_synchronous_paths_see_the_same_steps(es):
+    sync = Recorder()
+    e1 = AnalysisEngine(es.instrument, "production", analyzers=sync)
+    for c in _cuts(es.events, 50):
+        e1.process(c)
+    e1.finish()
+
+    thr = Recorder()
+    frames = []
+    e2 = AnalysisEngine(es.instrument, "production", on_frame=frames.append, analyzers=thr)
+    e2.start()
+    assert _wait(lambda: e2.state == "running")
+    rng = np.random.default_rng(3)
+    ev = es.events
+    i = 0
+    while i < len(ev):  # random cuts, not aligned with anything
+        j = min(len(ev), i + int(rng.integers(1, 5000)))
+        e2.submit(ev[i:j])
+        i = j
+    assert _wait(lambda: e2.model.events_applied == len(ev))
+    assert e2.stop(timeout=5)
+    assert e2.state == "stopped"
+    # the thread does not run the end-of-data step (the stream may continue); compare the rest
+    assert thr.seen == sync.seen[: len(thr.seen)] and len(thr.seen) >= len(sync.seen) - 1
+    assert frames and isinstance(frames[-1], AnalysisFrame)
+    f = frames[-1]
+    assert f.events_total == len(ev) and f.best_bid == 19240 and f.best_ask == 19241
+    assert all(b.seq > a.seq for a, b in zip(frames, frames[1:]))
+
+
+def test_start_stop_clean_and_idempotent():
+    inst = Instrument("ES", 0.25, 12.5)
+    eng = AnalysisEngine(inst, "production", analyzers=Recorder())
+    assert eng.state == "idle"
+    before = {t.name for t in threading.enumerate()}
+    eng.start()
+    with pytest.raises(RuntimeError, match="already started"):
+        eng.start()
+    assert _wait(lambda: eng.state == "running")
+    assert eng.compile_seconds > 0
+    assert eng.stop(timeout=5) and eng.state == "stopped"
+    assert eng.stop(timeout=5)  # twice is fine
+    assert "mia-analysis" not in {t.name for t in threading.enumerate()} - before
+    eng.submit(depth_events([0], [100], [1.0], [SIDE_BID], OP_SET))
+    assert eng.dropped_batches == 1
+    idle = AnalysisEngine(inst, "production", analyzers=Recorder())
+    assert idle.stop() and idle.state == "stopped"
+
+
+def test_analyzer_exception_is_reported_with_traceback_and_the_engine_keeps_running(es):
+    errors, frames = [], []
+    rec = Recorder(fail_at=5)
+    eng = AnalysisEngine(es.instrument, "production", on_frame=frames.append, on_error=errors.append,
+                         analyzers=rec)
+    eng.start()
+    assert _wait(lambda: eng.state == "running")
+    for c in _cuts(es.events[:20_000], 100):
+        eng.submit(c)
+    assert _wait(lambda: eng.model.events_applied == 20_000)
+    assert eng.stop()
+    assert len(errors) == 1
+    assert "Traceback" in errors[0] and "ZeroDivisionError: kernel blew up on purpose" in errors[0]
+    assert len(rec.seen) > 10  # steps continued after the failure
+    assert "ZeroDivisionError" in frames[-1].error
+    assert eng.state == "stopped" and eng.errors == 1
+
+
+def test_market_model_exception_stops_with_error_state(monkeypatch):
+    inst = Instrument("ES", 0.25, 12.5)
+    errors, frames = [], []
+    eng = AnalysisEngine(inst, "production", on_frame=frames.append, on_error=errors.append,
+                         analyzers=Recorder())
+
+    def broken(batch):
+        raise MemoryError("ring allocation failed (test)")
+
+    monkeypatch.setattr(eng.model, "apply", broken)
+    eng.start()
+    assert _wait(lambda: eng.state == "running")
+    eng.submit(depth_events([0], [100], [1.0], [SIDE_BID], OP_SET))
+    assert _wait(lambda: eng.state == "error")
+    assert any("MemoryError: ring allocation failed" in e and "engine stopped" in e for e in errors)
+    assert "MemoryError" in frames[-1].error
+    assert eng.stop(timeout=5)
+    assert eng.state == "error"
+
+
+def test_bad_batches_are_reported_not_fatal():
+    inst = Instrument("ES", 0.25, 12.5)
+    errors = []
+    eng = AnalysisEngine(inst, "production", on_error=errors.append, analyzers=Recorder())
+    eng.start()
+    assert _wait(lambda: eng.state == "running")
+    eng.submit(np.zeros(3))
+    eng.submit(depth_events([0, 0], [100, 101], [1.0, 2.0], [SIDE_BID, SIDE_ASK], OP_SET))
+    assert _wait(lambda: eng.model.events_applied == 2)
+    assert eng.stop()
+    assert eng.state == "stopped"
+    assert any("not an EVENT_DTYPE array" in e for e in errors)
+    with pytest.raises(TypeError):
+        eng.process(np.zeros(2))
+
+
+def test_frame_is_a_copy_and_carries_the_geometry(es):
+    eng = AnalysisEngine(es.instrument, "scalping", analyzers=Recorder())
+    eng.process(es.events[:30_000])
+    f = eng.snapshot_frame()
+    assert f.column_ns == 100_000_000 and f.heatmap.shape[0] == 400
+    assert f.heatmap.dtype == np.float32 and f.heatmap.flags.c_contiguous
+    assert not np.shares_memory(f.heatmap, eng.model.hbid)
+    before = f.heatmap.copy()
+    eng.process(es.events[30_000:40_000])
+    np.testing.assert_array_equal(f.heatmap, before)  # later events do not touch a published frame
+    assert f.book_prices[0] == f.heatmap_base and len(f.book_bid) == 400
+    assert f.timings["compile_s"] >= 0 and f.events_total == 30_000
