@@ -68,7 +68,6 @@ from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.feeds.events import (
     EVENT_DTYPE,
-    FLAG_BATCH_END,
     KIND_DEPTH,
     KIND_TRADE,
     OP_CLEAR,
@@ -488,7 +487,7 @@ class DTCServer:
                     continue
             msgs = c.decoder.feed(data)
             data = b""
-            for i, m in enumerate(msgs):
+            for m in msgs:
                 self._dispatch(c, m)
                 if c.closed:
                     return

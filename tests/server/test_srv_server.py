@@ -18,7 +18,7 @@ from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType as T
 from app.dtc.server import DTCServer
 from app.feeds.dbn import read_dbn_mbo
-from app.feeds.events import KIND_TRADE, SIDE_ASK, SIDE_BID
+from app.feeds.events import KIND_TRADE, SIDE_BID
 from app.feeds.refbook import ReferenceBook
 
 pytestmark = pytest.mark.timeout(120)
@@ -513,5 +513,32 @@ async def test_bracket_with_offsets_and_stop_exit(es_rec):
         assert pos[0].Quantity == -2 and pos[-1].Quantity == 0
         assert srv.engine.position("ESH4").realized_pnl < 0  # a stop-out loses money
         await c.close()
+    finally:
+        await srv.stop()
+
+
+@run_async
+async def test_pipelined_negotiation_and_json_autodetect(es_rec):
+    srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True)
+    await srv.start()
+    try:
+        # binary ENCODING_REQUEST immediately followed by a JSON LOGON_REQUEST in the same write
+        c = RawClient(Encoding.JSON)
+        c.reader, c.writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        c._task = asyncio.create_task(c._read())
+        c.writer.write(codec.encoding_request(Encoding.JSON)
+                       + codec.encode(M.LogonRequest(HeartbeatIntervalInSeconds=10), Encoding.JSON))
+        er = await c.wait_for(lambda m: m.TYPE == T.ENCODING_RESPONSE)
+        assert er.Encoding == Encoding.JSON
+        assert (await c.wait_for(lambda m: m.TYPE == T.LOGON_RESPONSE)).Result == 1
+        # no negotiation at all: a connection starting with '{' is JSON
+        d = RawClient(Encoding.JSON)
+        d.reader, d.writer = await asyncio.open_connection("127.0.0.1", srv.port)
+        d.dec.encoding = Encoding.JSON
+        d._task = asyncio.create_task(d._read())
+        d.send(M.LogonRequest(HeartbeatIntervalInSeconds=10))
+        assert (await d.wait_for(lambda m: m.TYPE == T.LOGON_RESPONSE)).Result == 1
+        await c.close()
+        await d.close()
     finally:
         await srv.stop()
