@@ -358,6 +358,66 @@ def events_to_scid_records(events: np.ndarray, instrument: Instrument, price_mul
     return out
 
 
+def best_bid_ask_at_trades(events: np.ndarray, state: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Best bid and ask (ticks, 0 = unknown) just before each trade of ``events``.
+
+    Depth events build a price-level book (rules of :mod:`app.feeds.events`); when a source has
+    no depth, the last ``KIND_QUOTE`` of each side is used. One pass over the events (a Python
+    loop over depth events; the best level is recomputed only when a trade needs it and the book
+    changed), for converters and the recorder, not for the live path.
+
+    Parameters
+    ----------
+    events : np.ndarray of EVENT_DTYPE
+    state : dict, optional
+        Carries the book and last quotes from one call to the next (pass the same empty dict to
+        successive batches of a stream).
+
+    Returns
+    -------
+    (bid, ask) : two np.ndarray of int64, shape (number of trades,)
+    """
+    from app.feeds.events import KIND_DEPTH, OP_CLEAR, OP_SET
+
+    if state is None:
+        state = {}
+    book = state.setdefault("book", {SIDE_BID: {}, SIDE_ASK: {}})
+    quote = state.setdefault("quote", {SIDE_BID: 0, SIDE_ASK: 0})
+    kinds = events["kind"].tolist()
+    ntr = kinds.count(KIND_TRADE)
+    bid = np.zeros(ntr, dtype=np.int64)
+    ask = np.zeros(ntr, dtype=np.int64)
+    sides, prices = events["side"].tolist(), events["price"].tolist()
+    ops, sizes = events["op"].tolist(), events["size"].tolist()
+    dirty = True
+    best_b = best_a = 0
+    k = 0
+    for i, kind in enumerate(kinds):
+        if kind == KIND_DEPTH:
+            sd, op = sides[i], ops[i]
+            if op == OP_CLEAR:
+                for s_ in (SIDE_BID, SIDE_ASK):
+                    if sd in (0, s_):
+                        book[s_].clear()
+            elif sd in book:
+                if op == OP_SET and sizes[i] > 0:
+                    book[sd][prices[i]] = sizes[i]
+                else:
+                    book[sd].pop(prices[i], None)
+            dirty = True
+        elif kind == KIND_QUOTE and sides[i] in quote:
+            quote[sides[i]] = prices[i]
+        elif kind == KIND_TRADE:
+            if dirty:
+                best_b = max(book[SIDE_BID]) if book[SIDE_BID] else 0
+                best_a = min(book[SIDE_ASK]) if book[SIDE_ASK] else 0
+                dirty = False
+            bid[k] = best_b or quote[SIDE_BID]
+            ask[k] = best_a or quote[SIDE_ASK]
+            k += 1
+    return bid, ask
+
+
 class ScidWriter:
     """Append records to a ``.scid`` file (created with a standard header when new or empty).
 
@@ -393,6 +453,7 @@ class ScidWriter:
             self._f.write(ScidHeader().to_bytes())
             self._f.flush()
         self.count = 0
+        self._tob: dict = {}  # book/quote state for the bid/ask of appended trades
 
     def append(self, records: np.ndarray) -> None:
         """Append records (array of :data:`SCID_RECORD_DTYPE`)."""
@@ -403,8 +464,13 @@ class ScidWriter:
         self.count += len(records)
 
     def append_events(self, events: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0) -> int:
-        """Append the trades of ``events`` as tick records; returns the number of records written."""
-        recs = events_to_scid_records(events, instrument, price_multiplier)
+        """Append the trades of ``events`` as tick records; returns the number of records written.
+
+        Bid/ask of each record come from the depth (or quotes) seen so far by this writer
+        (:func:`best_bid_ask_at_trades` with state kept across calls).
+        """
+        bid, ask = best_bid_ask_at_trades(events, self._tob)
+        recs = events_to_scid_records(events, instrument, price_multiplier, bid=bid, ask=ask)
         if len(recs):
             self.append(recs)
         return len(recs)
