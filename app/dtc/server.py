@@ -404,6 +404,10 @@ class DTCServer:
         self._send(c, M.Logoff(Reason=_s(reason, 96), DoNotReconnect=int(do_not_reconnect)))
 
     async def _close(self, c: _Conn) -> None:
+        if c.cid in self.conns:  # keep the counters of connections that are gone
+            self._stats["malformed_frames"] += c.decoder.errors
+            self._stats["unknown_types"] += c.decoder.unknown
+            self.conns.pop(c.cid, None)
         c.closed = True
         if c.hb_task is not None:
             c.hb_task.cancel()
@@ -415,7 +419,6 @@ class DTCServer:
             await asyncio.wait_for(c.writer.wait_closed(), 1.0)
         except (Exception, asyncio.TimeoutError):
             pass
-        self.conns.pop(c.cid, None)
 
     # ------------------------------------------------------------------ connections
     async def _handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -752,18 +755,22 @@ class DTCServer:
         if not len(events):
             return
         self._stats["events_replayed"] += len(events)
-        clear_idx = np.flatnonzero((events["kind"] == KIND_DEPTH) & (events["op"] == OP_CLEAR))
-        if len(clear_idx):
-            start = 0
-            for ci in clear_idx.tolist():
-                if ci > start:
-                    self._publish_plain(s, events[start:ci])
-                dels = self._clear_to_deletes(symbol, int(events["side"][ci]))
-                self._send_market(s, dels)
-                self.engine.on_market(symbol, events[ci:ci + 1])
-                start = ci + 1
-            if start < len(events):
-                self._publish_plain(s, events[start:])
+        clear_idx = np.flatnonzero((events["kind"] == KIND_DEPTH) & (events["op"] == OP_CLEAR)).tolist()
+        if clear_idx:
+            # each clear starts a segment: deletes of every current level, then the segment's
+            # own events (the new levels) in ONE send, so 140's FinalUpdateInBatch spans both;
+            # the engine gets the clear with what follows it (its queue estimates see the new book)
+            bounds = [0, *clear_idx, len(events)]
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                if b <= a:
+                    continue
+                seg = events[a:b]
+                if a in clear_idx:
+                    dels = self._clear_to_deletes(symbol, int(events["side"][a]))
+                    self._send_market(s, np.concatenate([dels, seg]) if len(dels) else seg)
+                    self.engine.on_market(symbol, seg)
+                else:
+                    self._publish_plain(s, seg)
         else:
             self._publish_plain(s, events)
         self._after_batch(s)

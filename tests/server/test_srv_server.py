@@ -411,9 +411,14 @@ async def test_malformed_frames_never_crash_and_heartbeats(es_rec):
 @run_async
 async def test_real_time_replay_pause_and_speed(es_rec):
     """At real time x speed the replay advances with the clock; pause stops it."""
-    srv = DTCServer(es_rec, port=0, speed=50.0, loop_replay=True, max_gap_s=0.5)
+    srv = DTCServer(es_rec, port=0, speed=50.0, loop_replay=True, max_gap_s=0.5, paused=True)
     await srv.start()
     try:
+        c = await RawClient().connect(srv.port)
+        await c.logon(integer_1=int(M.LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES))
+        c.send(M.MarketDepthRequest(RequestAction=1, SymbolID=4, Symbol="ESH4"))
+        await c.sync(1)
+        srv.resume()
         await asyncio.sleep(0.6)
         p1 = srv.stats["replay"]["ESH4"]["position"]
         assert p1 > 0  # the snapshot (and the first events) went out
@@ -429,8 +434,24 @@ async def test_real_time_replay_pause_and_speed(es_rec):
             if srv.stats["replay"]["ESH4"]["loops"] >= 1:
                 break
         assert srv.stats["replay"]["ESH4"]["loops"] >= 1
-        # after looping back, the book is the recording's book again (clear -> deletes -> snapshot)
-        assert srv.engine.books["ESH4"].best_bid() is not None
+        # after looping back (clear -> deletes of every level -> the recording's snapshot) the
+        # client's book still equals the server's, level by level
+        srv.pause()
+        await c.sync(2)
+        bids, asks = client_book(c.msgs, 4)
+        book = srv.engine.books["ESH4"]
+        assert book.best_bid() is not None
+        assert bids == book.bids() and asks == book.asks()
+        # 140 batches: every BEGIN (3) is closed by a TRUE (1) before the next BEGIN
+        fin = [m.FinalUpdateInBatch for m in c.of(T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS)]
+        opened = False
+        for f in fin:
+            if f == 3:
+                assert not opened
+                opened = True
+            elif f == 1:
+                opened = False
+        await c.close()
     finally:
         await srv.stop()
 
