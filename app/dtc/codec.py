@@ -30,6 +30,15 @@ from app.dtc.messages import Encoding, Message, MessageType
 
 log = logging.getLogger(__name__)
 
+try:  # ~5x faster than json.loads; optional, same results for valid DTC JSON
+    import msgspec as _msgspec
+
+    _loads = _msgspec.json.Decoder().decode
+    _LOAD_ERRORS: tuple = (ValueError, _msgspec.DecodeError)
+except ImportError:  # pragma: no cover - msgspec is a dependency, json is the fallback
+    _loads = json.loads
+    _LOAD_ERRORS = (ValueError,)
+
 __all__ = [
     "encode",
     "decode_frame",
@@ -112,7 +121,7 @@ class _MessageCodec:
     """Generated encode/decode functions of one message type."""
 
     __slots__ = ("spec", "cls", "type", "pack", "unpack", "from_json", "defaults_bytes", "compact_order",
-                 "json_fields", "from_values")
+                 "json_fields", "_from_list")
 
     def __init__(self, cls: type[Message]):
         spec = cls.SPEC
@@ -160,6 +169,7 @@ class _MessageCodec:
         ns["DEF"] = self.defaults_bytes
         self.json_fields = tuple((f.name, f.sentinel) for f in spec.fields)
         self.compact_order = spec.field_names
+        self._from_list = {}
 
     def _diagnose(self, o, exc) -> str:
         """Find the field that made struct.pack fail."""
@@ -187,10 +197,30 @@ class _MessageCodec:
         return {"Type": self.type, "F": [getattr(o, n) for n in order]}
 
     def from_compact(self, values, order):
-        d = {}
-        for n, v in zip(order, values):
-            d[n] = v
-        return self.from_json(d)
+        """Message from a compact-JSON ``F`` list in ``order`` (shorter lists: defaults)."""
+        fn = self._from_list.get(order)
+        if fn is None:
+            fn = self._from_list[order] = self._make_from_list(order)
+        return fn(values)
+
+    def _make_from_list(self, order):
+        by_name = {f.name: f for f in self.spec.fields}
+        fields = [by_name[n] for n in order]
+        conv = {"int": "int", "float": "float", "str": "str"}
+        src = ["def from_list(v):",
+               f"    if len(v) < {len(fields)}:",
+               "        v = list(v) + DEFS[len(v):]",
+               "    o = new(cls)"]
+        for i, f in enumerate(fields):
+            src.append(f"    o.{f.name} = {conv[f.kind]}(v[{i}])")
+        # fields not in the order (none today) keep their defaults
+        for f in self.spec.fields:
+            if f.name not in order:
+                src.append(f"    o.{f.name} = {f.default!r}")
+        src.append("    return o")
+        ns = {"new": object.__new__, "cls": self.cls, "DEFS": [f.default for f in fields]}
+        exec("\n".join(src), ns)  # noqa: S102 - generated from the message table
+        return ns["from_list"]
 
 
 CODECS: dict[int, _MessageCodec] = {t: _MessageCodec(c) for t, c in M.MESSAGE_CLASSES.items()}
@@ -267,7 +297,10 @@ def decode_frame(frame: bytes, encoding: Encoding, *, sierra_compact_order: bool
         if size != len(frame):
             raise ValueError(f"Size {size} != frame length {len(frame)}")
         return codec.unpack(frame, 0, size)
-    obj = json.loads(frame)
+    try:
+        obj = _loads(frame)
+    except _LOAD_ERRORS as exc:
+        raise ValueError(f"invalid JSON: {exc}") from None
     return _from_json_obj(obj, sierra_compact_order)
 
 
@@ -437,16 +470,16 @@ class Decoder(FrameErrors):
     def _feed_json(self, data, out) -> bool:
         frames = self._nul.feed(data)
         sierra = self.sierra_compact_order
-        loads = json.loads
+        loads = _loads
         objs = None
         if len(frames) > 1:
             # one json.loads for the whole read (much less per-call overhead); any problem and
             # every frame is parsed on its own so a bad one is counted and skipped alone
             try:
                 objs = loads(b"[" + b",".join(frames) + b"]")
-                if len(objs) != len(frames):
+                if not isinstance(objs, list) or len(objs) != len(frames):
                     objs = None
-            except ValueError:
+            except _LOAD_ERRORS:
                 objs = None
         for i, fr in enumerate(frames):
             try:
