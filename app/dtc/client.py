@@ -322,6 +322,11 @@ class DTCClient:
         """Call ``callback(state)`` on every connection-state change."""
         self._state_listeners.append(callback)
 
+    def remove_state_listener(self, callback) -> None:
+        """Stop calling ``callback`` on state changes (no error when it was not registered)."""
+        if callback in self._state_listeners:
+            self._state_listeners.remove(callback)
+
     def _set_state(self, state: str) -> None:
         if state == self.state:
             return

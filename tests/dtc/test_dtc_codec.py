@@ -404,3 +404,19 @@ def test_market_stream_decoder_survives_hostile_streams(enc):
                 assert np.isin(it["symbol_id"], [1, 2]).all()  # unknown SymbolIDs dropped
             else:
                 assert isinstance(it, M.Message)
+
+
+def test_json_decoding_without_msgspec_gives_the_same_messages(monkeypatch):
+    msgs = [M.MarketDepthUpdateLevel(SymbolID=1, Side=2, Price=4810.25, Quantity=3.0, UpdateType=1),
+            M.OrderUpdate(Symbol="ESZ5", OrderStatus=7, InfoText="filled"), M.Heartbeat(CurrentDateTime=5)]
+    for enc in (Encoding.JSON, Encoding.JSON_COMPACT):
+        data = b"".join(C.encode(m, enc) for m in msgs) + b'{"Type":3,"F":[1,\x00'
+        fast = C.Decoder(enc)
+        out_fast = fast.feed(data)
+        monkeypatch.setattr(C, "_loads", json.loads)
+        monkeypatch.setattr(C, "_LOAD_ERRORS", (ValueError,))
+        slow = C.Decoder(enc)
+        out_slow = slow.feed(data)
+        monkeypatch.undo()
+        assert out_fast == out_slow == msgs
+        assert fast.errors == slow.errors == 1
