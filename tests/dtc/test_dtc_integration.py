@@ -195,3 +195,23 @@ def test_client_trading_round_trip_with_the_server(es_rec):
             await srv.stop()
 
     run(main())
+
+
+def test_historical_reject_from_the_server_is_typed(es_rec):
+    from app.dtc.client import HistoricalDataRejected
+
+    async def main():
+        srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True)
+        await srv.start()
+        cl = DTCClient("127.0.0.1", srv.port, heartbeat_s=5)
+        try:
+            await cl.connect()
+            with pytest.raises(HistoricalDataRejected) as ei:
+                await cl.historical(es_rec.instrument.symbol, interval=60, timeout=10)
+            assert ei.value.reason_code == 2 and "not served" in str(ei.value)
+            assert cl.state == "connected"  # the historical connection is separate
+        finally:
+            await cl.close()
+            await srv.stop()
+
+    run(main())
