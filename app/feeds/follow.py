@@ -64,6 +64,7 @@ import numpy as np
 from app.feeds.depthfile import (
     DEPTH_HEADER_SIZE,
     DEPTH_RECORD_SIZE,
+    FLAG_END_OF_BATCH,
     MINIMAL_HEADER_SIZE,
     DepthFileError,
     DepthStats,
@@ -152,6 +153,7 @@ class _Tail:
         self.pos = 0
         self.last_size = -1
         self.last_dt: int | None = None  # scid: DateTime of the last delivered record
+        self.restarted = False  # set by a restart; the owner clears it
         self._bad_header_logged = False
 
     def close(self) -> None:
@@ -165,6 +167,7 @@ class _Tail:
     def _restart(self, why: str) -> None:
         log.warning("%s: %s; restarting from its header", self.path, why)
         self.c["restarts"] += 1
+        self.restarted = True
         self.close()
         self.fid = None
         self.header_size = None
@@ -352,7 +355,7 @@ class SierraFollower:
         self._depth: _Tail | None = None
         self._depth_date: _dt.date | None = None
         self._last_listing = -1e9
-        self._pending = np.zeros(0, dtype=EVENT_DTYPE)
+        self._pending = b""  # raw records of an unfinished depth batch
         self._pending_since = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -409,31 +412,38 @@ class SierraFollower:
             self.counters["callback_errors"] += 1
             log.exception("on_events failed")
 
-    def _depth_bytes(self, data: bytes, final: bool) -> None:
-        recs = depth_records_from_bytes(data)
-        self.counters["depth_records"] += len(recs)
-        ev = depth_records_to_events(recs, self.instrument, self.mult, self.depth_stats)
-        if len(self._pending):
-            ev = np.concatenate((self._pending, ev))
-        ends = np.flatnonzero(ev["flags"] & FLAG_BATCH_END)
-        cut = int(ends[-1]) + 1 if len(ends) else 0
-        if final:
-            cut = len(ev)
-        self.counters["depth_batches"] += len(ends)
-        out, rest = ev[:cut], ev[cut:]
-        if len(rest) and not len(self._pending):
-            self._pending_since = time.monotonic()
-        elif len(rest) and cut:
-            self._pending_since = time.monotonic()
-        self._pending = rest.copy() if len(rest) else np.zeros(0, dtype=EVENT_DTYPE)
-        self._deliver(out)
+    def _read_depth(self) -> bytes | None:
+        data = self._depth.read()
+        if self._depth.restarted:  # the held unfinished batch belonged to the old content
+            self._depth.restarted = False
+            self._pending = b""
+        return data
 
-    def _flush_pending_if_old(self) -> None:
-        if len(self._pending) and time.monotonic() - self._pending_since > self.batch_hold_s:
-            log.debug("delivering an unfinished depth batch of %d events after %.2fs",
-                      len(self._pending), self.batch_hold_s)
-            out, self._pending = self._pending, np.zeros(0, dtype=EVENT_DTYPE)
-            self._deliver(out)
+    def _depth_bytes(self, data: bytes) -> None:
+        """Decode whole batches; keep the raw records of an unfinished batch for the next read.
+
+        Decoding whole batches keeps batch-level properties right (``FLAG_SNAPSHOT`` of a batch
+        that starts with a clear, an end flag moved off a NO_COMMAND record).
+        """
+        self.counters["depth_records"] += len(data) // DEPTH_RECORD_SIZE
+        buf = self._pending + data if self._pending else data
+        recs = depth_records_from_bytes(buf)
+        ends = np.flatnonzero(recs["flags"] & FLAG_END_OF_BATCH)
+        cut = int(ends[-1]) + 1 if len(ends) else 0
+        if cut < len(recs) and (cut > 0 or not self._pending):
+            self._pending_since = time.monotonic()
+        self._pending = bytes(buf[cut * DEPTH_RECORD_SIZE:])
+        if cut:
+            self.counters["depth_batches"] += len(ends)
+            self._deliver(depth_records_to_events(recs[:cut], self.instrument, self.mult, self.depth_stats))
+
+    def _flush_pending(self, force: bool = False) -> None:
+        """Deliver an unfinished batch held longer than ``batch_hold_s`` (or at once with ``force``)."""
+        if self._pending and (force or time.monotonic() - self._pending_since > self.batch_hold_s):
+            recs = depth_records_from_bytes(self._pending)
+            log.debug("delivering an unfinished depth batch of %d records", len(recs))
+            self._pending = b""
+            self._deliver(depth_records_to_events(recs, self.instrument, self.mult, self.depth_stats))
 
     def _poll_depth(self) -> None:
         if self._depth is None:
@@ -443,31 +453,29 @@ class SierraFollower:
             self._depth_date, path = nf
             self._depth = _Tail(path, "depth", self.counters)
             log.info("following %s", path)
-        data = self._depth.read()
+        data = self._read_depth()
         if data:
-            self._depth_bytes(data, final=False)
+            self._depth_bytes(data)
             return
         nf = self._newer_depth_file()
         if nf is None:
-            self._flush_pending_if_old()
+            self._flush_pending()
             return
         # day change: drain the old file, then switch to the new one from its header
         while True:
-            data = self._depth.read()
+            data = self._read_depth()
             if not data:
                 break
-            self._depth_bytes(data, final=False)
-        if len(self._pending):
-            out, self._pending = self._pending, np.zeros(0, dtype=EVENT_DTYPE)
-            self._deliver(out)
+            self._depth_bytes(data)
+        self._flush_pending(force=True)
         self._depth.close()
         self._depth_date, path = nf
         log.info("depth day change: now following %s", path)
         self.counters["rollovers"] += 1
         self._depth = _Tail(path, "depth", self.counters)
-        data = self._depth.read()
+        data = self._read_depth()
         if data:
-            self._depth_bytes(data, final=False)
+            self._depth_bytes(data)
 
     def _poll_scid(self) -> None:
         data = self._scid.read()
