@@ -601,15 +601,16 @@ class MarketModel:
         ``(rows,)``), ``book_bid``, ``book_ask``, ``session_volume`` (float64 ``(rows,)``) and
         ``bars`` (BAR_DTYPE). Nothing returned shares memory with the model.
         """
-        hb, ha, tb, ts_, t0 = self.heatmap_window(ncols)
-        heat = np.empty(hb.shape, np.float32)
-        np.add(hb, ha, out=heat)
-        h0 = int(self.P[K.P_HOFF])
         R = self.rows
+        hb, ha, tb, ts_, t0 = self.heatmap_window(ncols)
+        heat = np.ascontiguousarray(hb)  # (time-major ring -> row-major image) one transposing copy
+        heat += ha
+        tb, ts_ = np.ascontiguousarray(tb), np.ascontiguousarray(ts_)
+        h0 = int(self.P[K.P_HOFF])
         return dict(
             heatmap=heat,
-            traded_buy=np.ascontiguousarray(tb),
-            traded_sell=np.ascontiguousarray(ts_),
+            traded_buy=tb,
+            traded_sell=ts_,
             heatmap_base=self.heatmap_base,
             heatmap_t0=int(t0),
             column_ns=self.column_ns,
