@@ -40,6 +40,9 @@ import numpy as np
 
 from app.analysis.frame import AnalysisFrame
 from app.feeds.events import EVENT_DTYPE, Instrument
+from app.paths import numba_cache_setup
+
+numba_cache_setup()  # before any kernel module imports numba (user cache folder)
 
 log = logging.getLogger(__name__)
 

@@ -48,9 +48,12 @@ import numpy as np
 
 from app.paths import numba_cache_setup
 
-numba_cache_setup()  # before numba is imported: compiled kernels go to the user cache folder
+_CACHE = numba_cache_setup()  # before numba is imported: compiled kernels go to the user cache
 
 import numba  # noqa: E402
+
+if not getattr(numba.config, "CACHE_DIR", ""):  # numba was imported before the set-up above
+    numba.config.CACHE_DIR = str(_CACHE)
 
 from app.feeds.events import (  # noqa: E402
     KIND_DEPTH,
