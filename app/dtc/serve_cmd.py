@@ -39,6 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--speed", type=float, default=1.0, help="replay speed, 1 = real time, 0 = maximum (default 1)")
     p.add_argument("--no-loop", action="store_true", help="stop replaying at the end instead of starting again")
     p.add_argument("--paused", action="store_true", help="start with the replay paused")
+    p.add_argument("--from-start", action="store_true",
+                   help="replay from the recording's first event (default: from the opening trade, with the "
+                        "book at that moment; CME's pre-open book can be crossed)")
     p.add_argument("--encoding", choices=sorted(_ENC), default="auto",
                    help="auto: clients negotiate (binary by default); or a fixed encoding")
     p.add_argument("--account", default=DEFAULT_ACCOUNT, help=f"simulated trade account (default {DEFAULT_ACCOUNT})")
@@ -125,9 +128,10 @@ async def serve(args: argparse.Namespace) -> int:
         slippage_ticks=args.slippage,
         max_gap_s=args.max_gap,
         encoding=_ENC[args.encoding],
+        start_at_open=not args.from_start,
     )
     await server.start()
-    syms = ", ".join(f"{r.instrument.symbol} ({len(r.events)} events)" for r in recs)
+    syms = ", ".join(f"{s.inst.symbol} ({len(s.clock.events)} events)" for s in server.symbols.values())
     speed = "maximum" if args.speed <= 0 else f"x{args.speed:g}"
     print(f"MIA Elite DTC server on {args.host}:{server.port}: {syms}; speed {speed}; account {args.account}",
           flush=True)

@@ -77,7 +77,7 @@ from app.feeds.events import (
     Instrument,
 )
 from app.feeds.recording import Recording
-from app.feeds.replay import ReplayClock
+from app.feeds.replay import ReplayClock, first_trade_index, start_at
 from app.trading import fills as F
 
 log = logging.getLogger(__name__)
@@ -199,6 +199,11 @@ class DTCServer:
         None (default) = automatic: connections start in binary and may negotiate. A fixed
         encoding (Sierra Chart's "Encoding" setting) is used from the first byte and an
         ENCODING_REQUEST for another one is answered with the fixed one.
+    start_at_open : bool
+        Replay each recording from its first trade (the session's opening trade), headed by a
+        snapshot of the book at that point (:func:`app.feeds.replay.start_at`). CME's pre-open
+        book may be crossed; ``mia-elite serve`` starts at the open by default. Default False:
+        the whole recording (the integration tests compare against the whole file).
 
     Attributes
     ----------
@@ -227,6 +232,7 @@ class DTCServer:
         password: str | None = None,
         max_batch: int = 4096,
         encoding: Encoding | None = None,
+        start_at_open: bool = False,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
@@ -255,7 +261,12 @@ class DTCServer:
             sym = r.instrument.symbol
             if sym in self.symbols:
                 raise ValueError(f"two recordings for symbol {sym!r}")
-            clock = ReplayClock(r, speed=speed, max_gap_s=max_gap_s, max_batch=max_batch, loop=loop_replay)
+            replayed = r
+            if start_at_open:
+                first = first_trade_index(r.events)
+                if first:
+                    replayed = start_at(r, first)
+            clock = ReplayClock(replayed, speed=speed, max_gap_s=max_gap_s, max_batch=max_batch, loop=loop_replay)
             if paused:
                 clock.pause()
             self.symbols[sym] = _Symbol(r.instrument, r, clock)

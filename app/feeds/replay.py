@@ -250,3 +250,67 @@ class ReplayClock:
             b = self._take(now)
             if b is not None:
                 yield b
+
+
+def first_trade_index(events: np.ndarray) -> int | None:
+    """Index of the first trade event (the session's opening trade), or None without trades."""
+    from app.feeds.events import KIND_TRADE
+
+    idx = np.flatnonzero(events["kind"] == KIND_TRADE)
+    return int(idx[0]) if len(idx) else None
+
+
+def start_at(recording: Recording, index: int) -> Recording:
+    """The recording from event ``index`` on, headed by a snapshot of the book at that point.
+
+    The head is an ``OP_CLEAR`` (side 0) plus one ``OP_SET`` per level of the book that the
+    events before ``index`` built (:class:`app.feeds.refbook.ReferenceBook`), all flagged
+    ``FLAG_SNAPSHOT``, the last one ``FLAG_BATCH_END``, stamped with the time of event
+    ``index``. Replaying the result ends in the same book as replaying the whole recording.
+    The built-in server uses it to start at the opening trade: CME's pre-open book can be
+    crossed (indicative prices), which is not what a trader practises on.
+
+    Raises
+    ------
+    IndexError
+        If ``index`` is outside ``0..len(events)``.
+    """
+    from app.feeds.events import (
+        EVENT_DTYPE,
+        FLAG_SNAPSHOT,
+        KIND_DEPTH,
+        OP_CLEAR,
+        OP_SET,
+        SIDE_ASK,
+        SIDE_BID,
+    )
+    from app.feeds.refbook import ReferenceBook
+
+    ev = recording.events
+    if not 0 <= index <= len(ev):
+        raise IndexError(f"start index {index} outside 0..{len(ev)}")
+    book = ReferenceBook()
+    book.apply(ev[:index])
+    bids, asks = book.levels(SIDE_BID), book.levels(SIDE_ASK)
+    nb, na = book.num_orders(SIDE_BID), book.num_orders(SIDE_ASK)
+    head = np.zeros(1 + len(bids) + len(asks), dtype=EVENT_DTYPE)
+    ts = int(ev["ts"][index]) if index < len(ev) else (int(ev["ts"][-1]) if len(ev) else 0)
+    head["ts"] = ts
+    head["kind"] = KIND_DEPTH
+    head["flags"] = FLAG_SNAPSHOT
+    head["op"][0] = OP_CLEAR
+    head["op"][1:] = OP_SET
+    head["side"][1 : 1 + len(bids)] = SIDE_BID
+    head["side"][1 + len(bids) :] = SIDE_ASK
+    head["price"][1:] = [t for t, _ in bids] + [t for t, _ in asks]
+    head["size"][1:] = [q for _, q in bids] + [q for _, q in asks]
+    head["num_orders"][1:] = [nb.get(t, 0) for t, _ in bids] + [na.get(t, 0) for t, _ in asks]
+    head["flags"][-1] |= FLAG_BATCH_END
+    extra = dict(recording.extra)
+    extra["start_index"] = int(index)
+    return Recording(
+        instrument=recording.instrument,
+        events=np.concatenate([head, ev[index:]]),
+        source=f"{recording.source} (from event {index})",
+        extra=extra,
+    )

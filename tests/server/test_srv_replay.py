@@ -134,7 +134,35 @@ def test_serve_command_runs_and_reports(repo_root):
     lines = out.stdout.strip().splitlines()
     assert lines[0].startswith("MIA Elite DTC server on 127.0.0.1:") and "ESH4" in lines[0]
     stats = json.loads(lines[-1])["stats"]
-    assert stats["events_replayed"] == 65045
+    from app.feeds.samples import load_default_sample
+
+    rec = load_default_sample()
+    # by default the replay starts at the opening trade, headed by the book at that moment
+    assert stats["events_replayed"] == len(R.start_at(rec, R.first_trade_index(rec.events)).events)
     bad = subprocess.run([sys.executable, "-m", "app", "serve", "nope.mrec", "--seconds", "1"],
                          capture_output=True, text=True, timeout=50, cwd=repo_root)
     assert bad.returncode == 2 and "not found" in bad.stderr
+
+
+def test_start_at_open_keeps_final_book(es_rec):
+    from app.feeds.events import FLAG_SNAPSHOT, KIND_TRADE, OP_CLEAR
+    from app.feeds.refbook import ReferenceBook
+
+    i = R.first_trade_index(es_rec.events)
+    assert es_rec.events["kind"][i] == KIND_TRADE and not np.any(es_rec.events["kind"][:i] == KIND_TRADE)
+    cut = R.start_at(es_rec, i)
+    head = cut.events[(cut.events["flags"] & FLAG_SNAPSHOT) != 0]
+    assert head[0]["op"] == OP_CLEAR and head[-1]["flags"] & FLAG_BATCH_END
+    assert np.array_equal(cut.events[len(head):], es_rec.events[i:])
+    a, b = ReferenceBook(), ReferenceBook()
+    a.apply(es_rec.events)
+    b.apply(cut.events)
+    assert a == b
+    # the book at the head is the pre-open book just before the opening trade
+    pre = ReferenceBook()
+    pre.apply(es_rec.events[:i])
+    h = ReferenceBook()
+    h.apply(head)
+    assert h == pre and len(h) > 1000
+    with pytest.raises(IndexError):
+        R.start_at(es_rec, len(es_rec.events) + 1)
