@@ -110,10 +110,7 @@ class DtcBroker(Broker):
             self.client.remove_listener(M.MessageType.ORDER_UPDATE, self._on_order_update)
             self.client.remove_listener(M.MessageType.POSITION_UPDATE, self._on_position_update)
             self.client.remove_listener(M.MessageType.ACCOUNT_BALANCE_UPDATE, self._on_balance_update)
-            try:
-                self.client._state_listeners.remove(self._on_state)  # no public remove in the client
-            except (AttributeError, ValueError):
-                pass
+            self.client.remove_state_listener(self._on_state)
             self._listening = False
         if self.own_client:
             await self.client.close()
@@ -209,12 +206,16 @@ class DtcBroker(Broker):
         if getattr(m, "NoOrders", 0) or not (m.ClientOrderID or m.ServerOrderID):
             return None
         status = int(m.OrderStatus)
-        state = STATUS_TO_STATE.get(status, OrderState.OPEN if status == 0 else OrderState.REJECTED)
         reason = int(m.OrderUpdateReason)
+        cid = m.ClientOrderID or self._by_server_id.get(m.ServerOrderID, "")
+        wo = self.orders.get(cid)
+        state = STATUS_TO_STATE.get(status)
+        if state is None or state == OrderState.SENT:
+            # unset / unknown / client-side-only status: the order's state does not change
+            self.decode_skipped += status not in (0, 1)
+            state = wo.state if wo is not None else OrderState.UNKNOWN
         if reason in (_R.ORDER_CANCEL_REJECTED, _R.ORDER_CANCEL_REPLACE_REJECTED) and state not in (
                 OrderState.FILLED, OrderState.CANCELED):
-            cid = m.ClientOrderID or self._by_server_id.get(m.ServerOrderID, "")
-            wo = self.orders.get(cid)
             state = wo.state if wo is not None else OrderState.UNKNOWN
         sym = m.Symbol
         fill_qty = 0
@@ -236,7 +237,7 @@ class DtcBroker(Broker):
         except ValueError:
             reason_name = str(reason)
         return OrderEvent(
-            client_order_id=m.ClientOrderID or self._by_server_id.get(m.ServerOrderID, ""),
+            client_order_id=cid,
             server_order_id=m.ServerOrderID, state=state, symbol=sym, side=side,
             order_type=_DTC_TO_TYPE.get(int(m.OrderType), ""), qty=qty, price=self._to_ticks(sym, m.Price1),
             filled_qty=filled, avg_fill_price=avg, fill_qty=fill_qty, fill_price=fill_px, exec_id=exec_id,

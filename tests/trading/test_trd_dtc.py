@@ -28,6 +28,8 @@ async def wait_until(pred, timeout=5.0):
 class Rig:
     """Server (driven by publish, no clock) + client + DTC broker + session."""
 
+    backoff_s = 0.05
+
     def __init__(self, rec, **settings):
         self.rec, self.sym = rec, rec.instrument.symbol
         self.ev = rec.events
@@ -42,7 +44,8 @@ class Rig:
 
     async def connect(self, journal_path=None):
         self.client = DTCClient("127.0.0.1", self.server.port, trade_account="Sim1", heartbeat_s=5,
-                                backoff_initial_s=0.05, backoff_max_s=0.2, request_timeout_s=3.0)
+                                backoff_initial_s=self.backoff_s, backoff_max_s=self.backoff_s * 2,
+                                request_timeout_s=3.0)
         self.broker = DtcBroker(self.client, [self.rec.instrument], "Sim1", own_client=True)
         self.s = TradingSession(self.broker, Journal(journal_path), self.settings, self.rec.instrument)
         await self.s.start()
@@ -183,6 +186,60 @@ def test_dtc_connection_dropped_during_open_bracket_reconciles_without_duplicate
         await wait_until(lambda: sum(o.state == OrderState.FILLED for o in b.orders.values()) == 2)
         states = sorted(o.state.value for o in b.orders.values())
         assert states.count("canceled") == 1 and states.count("filled") == 2
+        await r.stop()
+
+    asyncio.run(go())
+
+
+def test_connection_lost_with_a_position_fires_the_kill_switch_which_finishes_after_reconnect(es_sample):
+    async def go():
+        rig = Rig(es_sample, disconnect_kill_s=0.1, kill_verify_timeout_s=0.3)
+        rig.backoff_s = 1.5  # stay disconnected long enough for the trigger
+        r = await rig.start()
+        await r.publish(4000)
+        await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_ask is not None)
+        bid, ask = r.best()
+        assert (await r.s.confirm(OrderTicket(r.sym, 1, 1, MARKET, None, ask - 20, ask + 20, ref_price=ask))).allowed
+        b = r.broker
+        await wait_until(lambda: b.position_qty(r.sym) == 1 and len(b.working_orders()) == 2)
+        r.client.drop_connection_for_test()
+        await wait_until(lambda: r.s.kill.state == KillState.FAILED, 3.0)
+        assert r.s.kill.trigger_name == "connection_lost" and r.s.gate.locked
+        assert "cannot read the venue's reports" in r.s.kill.last_result.describe()
+        assert r.server.engine.position(r.sym).qty == 1  # nothing could be done while disconnected
+        # back online: reconciliation, then the switch finishes its job by itself
+        await wait_until(lambda: r.s.kill.state == KillState.VERIFIED_FLAT, 8.0)
+        assert r.s.kill.trigger_name == "retry_after_reconnect"
+        assert r.server.engine.position(r.sym).qty == 0 and r.server.engine.open_orders() == []
+        await r.stop()
+
+    asyncio.run(go())
+
+
+def test_malformed_or_unknown_order_updates_are_counted_and_change_nothing(es_sample):
+    from app.dtc import messages as M
+
+    async def go():
+        r = await Rig(es_sample).start()
+        await r.publish(3000)
+        bid, _ = r.best()
+        assert (await r.s.confirm(r.s.ticket_from_price(bid - 10, +1))).allowed
+        b = r.broker
+        await wait_until(lambda: len(b.working_orders()) == 3 and all(o.server_order_id for o in b.orders.values()))
+        entry = next(o for o in b.orders.values() if o.request.role == "entry")
+        before = b.decode_skipped
+        b._on_order_update(M.OrderUpdate(ClientOrderID=entry.client_order_id, ServerOrderID=entry.server_order_id,
+                                         OrderStatus=99, OrderUpdateReason=3, TradeAccount="Sim1"))
+        assert entry.state == OrderState.OPEN and b.decode_skipped == before + 1
+        # a cancel rejection for an unknown ServerOrderID does not turn our order into REJECTED
+        b._on_order_update(M.OrderUpdate(ClientOrderID=entry.client_order_id, OrderStatus=9,
+                                         OrderUpdateReason=int(M.OrderUpdateReason.ORDER_CANCEL_REJECTED),
+                                         TradeAccount="Sim1", InfoText="unknown ServerOrderID"))
+        assert entry.state == OrderState.OPEN
+        # another account's update is ignored
+        b._on_order_update(M.OrderUpdate(ClientOrderID=entry.client_order_id, ServerOrderID=entry.server_order_id,
+                                         OrderStatus=8, OrderUpdateReason=6, TradeAccount="Sim9"))
+        assert entry.state == OrderState.OPEN
         await r.stop()
 
     asyncio.run(go())

@@ -150,3 +150,24 @@ def test_market_ticket_risk_uses_reference_price(es_sample, feeder_cls):
         assert t.risk_usd == 6 * 12.5 * 2 and t.reward_usd == 12 * 12.5 * 2
 
     asyncio.run(go())
+
+
+def test_live_mode_needs_the_typed_confirmation(es_sample, feeder_cls):
+    async def go():
+        inst = es_sample.instrument
+        s = TradingSession(PaperBroker([inst]), Journal(), TradingSettings(mode="live"), inst)
+        await s.start()
+        feeder_cls(s, es_sample).advance(3000)
+        t = s.ticket_from_price(s.market["ESH4"].best_bid - 8, +1)
+        d = await s.confirm(t)
+        assert not d.allowed and d.rule == "live_mode_not_confirmed"
+        assert not s.confirm_live("live") and not s.live_confirmed
+        assert s.confirm_live("LIVE") and s.live_confirmed
+        d = await s.confirm(s.ticket_from_price(s.market["ESH4"].best_bid - 8, +1))
+        assert d.allowed, d.message
+        ev = [json.loads(r["detail"])["accepted"] for r in s.journal.query(
+            "SELECT detail FROM events WHERE kind='live_confirmation' ORDER BY id")]
+        assert ev == [False, True]
+        await s.stop()
+
+    asyncio.run(go())
