@@ -157,9 +157,6 @@ def test_encoding_negotiation_switch_inside_one_read():
 
 # ------------------------------------------------------------------------------- round trips
 
-_text = st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=8)
-
-
 def _value(f):
     if f.kind == "str":
         return st.text(alphabet=st.characters(min_codepoint=32, max_codepoint=126), max_size=min(8, f.size - 1))
@@ -328,10 +325,7 @@ def test_batch_mixed_stream_equals_per_message():
              B.encode_depth_batch(e[e["op"] == 1][:30], 0.25, 1, Encoding.BINARY, msg_type=122),
              B.encode_trade_batch(t[10:], 0.25, 1, Encoding.BINARY, msg_type=146)]
     rng = random.Random(5)
-    mixed = []
-    for p in parts:  # interleave frames of the parts one by one
-        mixed.append(p)
-    data = b"".join(mixed)
+    data = b"".join(parts)  # five runs of different types back to back
     got, end = B.decode_events(data, {1: 0.25})
     assert end == len(data)
     ref = np.concatenate([B.message_to_events(m, 0.25) for m in C.Decoder(Encoding.BINARY).feed(data)])
