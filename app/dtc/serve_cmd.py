@@ -131,6 +131,9 @@ async def serve(args: argparse.Namespace) -> int:
         start_at_open=not args.from_start,
     )
     await server.start()
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: this server has no TLS and no authentication; "
+              "keep it on 127.0.0.1 unless you know the network", file=sys.stderr, flush=True)
     syms = ", ".join(f"{s.inst.symbol} ({len(s.clock.events)} events)" for s in server.symbols.values())
     speed = "maximum" if args.speed <= 0 else f"x{args.speed:g}"
     print(f"MIA Elite DTC server on {args.host}:{server.port}: {syms}; speed {speed}; account {args.account}",

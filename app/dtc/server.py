@@ -454,7 +454,10 @@ class DTCServer:
         log.info("DTC client %d connected from %s", c.cid, peer)
         try:
             while not c.closed:
-                timeout = 2 * c.heartbeat_s + 1.0 if (c.logged_on and c.heartbeat_s > 0) else 120.0
+                if c.logged_on:  # heartbeat interval 0 / -1: no heartbeats, no idle limit
+                    timeout = 2 * c.heartbeat_s + 1.0 if c.heartbeat_s > 0 else None
+                else:
+                    timeout = 120.0  # logon must come within 2 minutes
                 try:
                     data = await asyncio.wait_for(reader.read(1 << 16), timeout)
                 except asyncio.TimeoutError:
