@@ -26,7 +26,7 @@ import numpy as np
 
 HEATMAP_ROWS = 400
 HEATMAP_COLS = 1000
-MAX_SPEED = 1_000_000.0
+MAX_SPEED = 0.0  # the server's "maximum speed"
 
 
 def _recordings(quick: bool):
@@ -61,8 +61,6 @@ async def _run_one(window, phase_s: float, total_s: float):
     deadline = t0 + total_s
     while time.perf_counter() < deadline:
         await asyncio.sleep(0.1)
-        if pl.server is not None and getattr(pl.server, "finished", False) and pl.slot.published == p0:
-            break
     wall = time.perf_counter() - t0
     busy = (time.thread_time() - c0) / wall
     pl.latency.enabled = False
@@ -98,11 +96,10 @@ def bench_gui(args):
             embedded=True,
             recording=rec,
             speed=MAX_SPEED,
-            profile="scalping",
-            profile_overrides={
-                "engine.heatmap_rows": HEATMAP_ROWS,
-                "engine.analysis_interval_ms": 15,
-            },
+            profile="production",
+            profile_overrides={"engine.heatmap_rows": HEATMAP_ROWS},
+            loop_replay=True,  # a continuous stream for the whole measurement
+            engine_options={"window_cols": HEATMAP_COLS, "publish_interval_s": 0.02},
         )
         window = MainWindow(cfg, prefs=None, display_hz=60.0)
         window.resize(1600, 1000)

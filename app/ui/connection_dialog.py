@@ -37,6 +37,7 @@ def config_from_prefs(prefs, base: PipelineConfig | None = None) -> PipelineConf
         return cfg
     g = prefs.get
     cfg.embedded = bool(g("connection.embedded", cfg.embedded))
+    cfg.profile_overrides = dict(g("analysis.overrides", {}) or {})
     cfg.recording = g("connection.recording", cfg.recording) or None
     cfg.speed = float(g("replay.speed", cfg.speed))
     cfg.host = str(g("connection.host", cfg.host))

@@ -83,39 +83,37 @@ def heatmap_lut(stops=HEATMAP_STOPS) -> np.ndarray:
     return lut
 
 
-def contrast_factor(contrast: int) -> float:
-    """Map the contrast control (0..100, default 50) to a multiplier of the level scale.
-
-    ``50 -> 1``, ``100 -> 0.25`` (saturates sooner: brighter), ``0 -> 4`` (darker).
-    """
-    c = min(max(int(contrast), 0), 100)
-    return float(2.0 ** ((50 - c) / 25.0))
-
-
-def robust_scale(data: np.ndarray, q: float = 97.0, max_samples: int = 20_000) -> float:
-    """A display scale for the heatmap: the ``q`` percentile of the non-zero cells.
+def level_sample(data: np.ndarray, max_samples: int = 20_000) -> np.ndarray:
+    """A strided sample of the non-zero cells of a heatmap (bounded cost whatever its size).
 
     Parameters
     ----------
     data : np.ndarray, float32, shape (rows, cols)
         Resting size per cell, contracts.
-    q : float
-        Percentile 0..100.
     max_samples : int
-        Cells sampled at most (strided), so the cost is bounded whatever the image size.
+        Cells looked at, at most.
 
     Returns
     -------
-    float
-        Contracts; 1.0 when every sampled cell is empty.
+    np.ndarray, float32, shape (k,)
+        The non-zero sampled sizes, contracts (may be empty).
     """
     flat = data.reshape(-1)
     step = max(1, flat.size // max_samples)
     s = flat[::step]
-    nz = s[s > 0]
-    if nz.size == 0:
+    return s[s > 0]
+
+
+def cutoff_level(sample: np.ndarray, contrast: float) -> float:
+    """Upper colour level: the ``contrast`` quantile (0.5..1.0) of the sampled sizes.
+
+    This is the settings' ``display.contrast`` ("upper cut-off quantile of resting size"):
+    cells at or above it get the brightest colour. Returns 1.0 for an empty sample.
+    """
+    if sample.size == 0:
         return 1.0
-    return float(max(np.percentile(nz, q), 1e-9))
+    q = min(max(float(contrast), 0.5), 1.0)
+    return float(max(np.quantile(sample, q), 1e-9))
 
 
 class _Ring:
@@ -224,8 +222,9 @@ class HeatmapWidget(pg.PlotWidget):
             self.addItem(line)
             self.bracket_lines[name] = line
 
-        self._contrast = 50
-        self._scale = None  # smoothed level scale, contracts
+        self._contrast = 0.98
+        self._scale = None  # upper level, contracts (smoothed over frames)
+        self._sample = None  # non-zero sample of the last image (contrast changes re-use it)
         self._tick = None
         self._following = True
         self._ring = _Ring()
@@ -247,24 +246,28 @@ class HeatmapWidget(pg.PlotWidget):
         return self._following
 
     @property
-    def contrast(self) -> int:
-        """The contrast control value 0..100."""
+    def contrast(self) -> float:
+        """The contrast: upper cut-off quantile 0.5..1.0."""
         return self._contrast
 
     @property
     def levels(self) -> tuple[float, float]:
-        """The image levels now (contracts): ``(0, scale x contrast factor)``."""
+        """The image levels now (contracts): ``(0, cut-off level)``."""
         lv = self.image.getLevels()
         return (float(lv[0]), float(lv[1])) if lv is not None else (0.0, 1.0)
 
-    def set_contrast(self, value: int) -> None:
-        """Set the contrast 0..100; changes the image levels only."""
-        self._contrast = min(max(int(value), 0), 100)
-        if self._scale is not None:
+    def set_contrast(self, value: float) -> None:
+        """Set the contrast: the upper cut-off quantile 0.5..1.0 of resting size.
+
+        Changes the image levels only (the data and the lookup table stay as they are).
+        """
+        self._contrast = min(max(float(value), 0.5), 1.0)
+        if self._sample is not None:
+            self._scale = cutoff_level(self._sample, self._contrast)
             self.image.setLevels(self._levels())
 
     def _levels(self):
-        return (0.0, float(self._scale * contrast_factor(self._contrast)))
+        return (0.0, float(self._scale))
 
     def follow(self, on: bool = True) -> None:
         """Switch following on (the default) or off; on re-centres at once."""
@@ -315,7 +318,8 @@ class HeatmapWidget(pg.PlotWidget):
         t0 = frame.heatmap_t0 / NS
         col_s = frame.column_ns / NS
         if rows and cols:
-            s = robust_scale(hm)
+            self._sample = level_sample(hm)
+            s = cutoff_level(self._sample, self._contrast)
             self._scale = s if self._scale is None else 0.85 * self._scale + 0.15 * s
             self.image.setImage(hm, autoLevels=False, levels=self._levels())
             self.image.setRect(

@@ -200,11 +200,12 @@ class MainWindow(QtWidgets.QMainWindow):
         tb.addSeparator()
         tb.addWidget(QtWidgets.QLabel(" Contrast "))
         self.contrast_slider = QtWidgets.QSlider(QtCore.Qt.Horizontal)
-        self.contrast_slider.setRange(0, 100)
-        self.contrast_slider.setValue(50)
+        self.contrast_slider.setRange(500, 1000)  # upper cut-off quantile x 1000
+        self.contrast_slider.setValue(980)
         self.contrast_slider.setFixedWidth(140)
-        self.contrast_slider.setToolTip("Heatmap contrast: changes the colour levels only")
-        self.contrast_slider.valueChanged.connect(self.heatmap.set_contrast)
+        self.contrast_slider.setToolTip("Heatmap contrast: the resting size shown brightest is this quantile of "
+                                        "all sizes (changes the colour levels only)")
+        self.contrast_slider.valueChanged.connect(lambda v: self.heatmap.set_contrast(v / 1000.0))
         tb.addWidget(self.contrast_slider)
         tb.addSeparator()
         tb.addWidget(QtWidgets.QLabel(" Profile "))
@@ -289,8 +290,8 @@ class MainWindow(QtWidgets.QMainWindow):
             val = p.get(f"splitters.{sp.objectName()}", "")
             if val:
                 sp.restoreState(_unb64(val))
-        contrast = int(p.get("heatmap.contrast", 50))
-        self.contrast_slider.setValue(contrast)
+        contrast = float(p.get("heatmap.contrast", 0.98))
+        self.contrast_slider.setValue(int(round(contrast * 1000)))
         self.heatmap.set_contrast(contrast)
         self.act_sound.setChecked(bool(p.get("alerts.sound", False)))
         self.act_notify.setChecked(bool(p.get("alerts.notify", False)))
@@ -304,11 +305,11 @@ class MainWindow(QtWidgets.QMainWindow):
         p.set("window.state", _b64(self.saveState()))
         for sp in (self.main_splitter, self.top_splitter, self.right_splitter, self.tape.splitter):
             p.set(f"splitters.{sp.objectName()}", _b64(sp.saveState()))
-        p.set("heatmap.contrast", int(self.heatmap.contrast))
+        p.set("heatmap.contrast", float(self.heatmap.contrast))
         p.set("profile", self.config.profile)
         p.set("alerts.sound", bool(self.sound_on))
         p.set("alerts.notify", bool(self.notify_on))
-        if self.config.embedded:
+        if self.config.embedded and 0 < float(self.config.speed) <= 1000:
             p.set("replay.speed", float(self.config.speed))
         try:
             p.save()
@@ -331,6 +332,25 @@ class MainWindow(QtWidgets.QMainWindow):
             self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
         self.mode_banner.setText(self._mode_text())
         self._attach_trading()
+
+    async def _detach_trading(self) -> None:
+        tr, self.trading = self.trading, None
+        if tr is not None:
+            closer = getattr(tr, "shutdown", None)
+            if closer is not None:
+                try:
+                    res = closer()
+                    if asyncio.iscoroutine(res):
+                        await asyncio.wait_for(res, 5.0)
+                except Exception as exc:
+                    self.report("warning", f"closing the trading panel: {exc!r}")
+        lay = self.trading_area.layout()
+        while lay.count():
+            item = lay.takeAt(0)
+            w = item.widget()
+            if w is not None:
+                w.setParent(None)
+                w.deleteLater()
 
     def _attach_trading(self) -> None:
         try:
@@ -534,6 +554,7 @@ class MainWindow(QtWidgets.QMainWindow):
     async def restart_pipeline(self) -> None:
         """Stop and start the pipeline with the current :attr:`config` (profile or connection change)."""
         self.timer.stop()
+        await self._detach_trading()
         if self.pipeline is not None:
             await self.pipeline.stop()
         self.problem_banner.clear_problem()
@@ -548,6 +569,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except Exception as exc:
             self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
         self.mode_banner.setText(self._mode_text())
+        self._attach_trading()
 
     def open_connection_dialog(self, source: str | None = None) -> None:
         """Show the connection dialog; on OK restart the pipeline with the new settings."""
@@ -562,15 +584,7 @@ class MainWindow(QtWidgets.QMainWindow):
     async def shutdown(self) -> None:
         """Stop the timer, the trading panel, every task and the pipeline (bounded waits)."""
         self.timer.stop()
-        tr = self.trading
-        closer = getattr(tr, "shutdown", None) or getattr(tr, "close", None) if tr is not None else None
-        if closer is not None:
-            try:
-                res = closer()
-                if asyncio.iscoroutine(res):
-                    await asyncio.wait_for(res, 5.0)
-            except Exception as exc:
-                self.report("warning", f"closing the trading panel: {exc!r}")
+        await self._detach_trading()
         for t in list(self._tasks):
             t.cancel()
         if self._tasks:

@@ -229,13 +229,17 @@ class Pipeline:
         self._tasks: set[asyncio.Task] = set()
         self.source_name = ""
         self.subscribed = False
+        self.engine_errors = 0
         self.user_paused = False
         self._pending_batches: list | None = []
 
     # ------------------------------------------------------------------ problems
-    def _problem(self, level: str, text: str, action: str = "") -> None:
+    def _problem(self, level: str, text: str, action: str = "", log_it: bool = True) -> None:
         self.problems.append((level, text, action))
-        (log.error if level == "error" else log.warning)("%s", text)
+        if len(self.problems) > 1000:
+            del self.problems[:500]
+        if log_it:
+            (log.error if level == "error" else log.warning)("%s", text)
         if self.on_problem is not None:
             self.on_problem(level, text, action)
 
@@ -254,10 +258,19 @@ class Pipeline:
         self._worker_problems.append(text)
 
     def poll(self) -> None:
-        """Deliver problems queued by the worker thread (GUI thread; called by the window timer)."""
+        """Deliver problems queued by the worker thread (GUI thread; called by the window timer).
+
+        Every engine error is counted; the first five are shown in full, later ones every
+        hundredth with the running count (the engine itself logs them, so they are not logged
+        twice here).
+        """
         while self._worker_problems:
             text = self._worker_problems.popleft()
-            self._problem("error", f"Analysis engine error:\n{text}")
+            self.engine_errors += 1
+            n = self.engine_errors
+            if n <= 5 or n % 100 == 0:
+                more = f" (error #{n} of this session)" if n > 1 else ""
+                self._problem("error", f"Analysis engine error{more}:\n{text}", log_it=False)
 
     def config_host_port(self) -> str:
         if self.server is not None:

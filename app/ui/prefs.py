@@ -1,136 +1,158 @@
-"""The window's persisted state and connection settings, on top of the app's settings module.
+"""The window's persisted state and connection fields, stored by :mod:`app.config.settings`.
 
-:class:`Prefs` is a flat ``{"dotted.key": value}`` view used by the window (geometry and
-splitter states as base64 strings, heatmap contrast, profile, alert options, replay speed,
-connection fields, the symbol map). It stores them through :mod:`app.config.settings`
-(``load_settings()`` / ``save_settings()``) under the settings' ``ui`` table when that module
-is present, else in ``<config_dir>/ui-state.toml``. Passwords never go here: they live in the
-OS keyring (:func:`get_password` / :func:`set_password`).
+:class:`Prefs` gives the window a flat ``{"dotted.key": value}`` view and maps each key to the
+typed user settings (``settings.toml`` in the platform's config folder):
+
+=============================  ==============================================================
+window key                     stored as
+=============================  ==============================================================
+``connection.host/port/        ``[connection]`` host, port, encoding, username
+encoding/username``
+``connection.trade_account``   ``[trading] account``
+``connection.sierra_data_dir``  ``[sierra] data_folder``
+``connection.symbols``         ``[symbols.map]`` name -> data-service symbol, ``[symbols.source]``
+                               name -> ``dtc``/``sierra_files``; exchange, tick size and tick
+                               value per name in ``[ui.symbol_details]``
+``replay.speed``               ``[replay] speed``
+``profile``                    ``[analysis] profile`` (``analysis.overrides`` are read too)
+``heatmap.contrast``           ``[display] contrast`` (upper cut-off quantile 0.5..1.0)
+``alerts.sound``               ``[display] sound``
+anything else                  the free-form ``[ui]`` table (geometry, splitters, options)
+=============================  ==============================================================
+
+Passwords never go here: they live in the OS keyring (:func:`get_password` /
+:func:`set_password`, through the settings module's helpers).
 """
 
 from __future__ import annotations
 
 import logging
-import tomllib
 from pathlib import Path
 
-import tomli_w
-
-from app import paths
+from app.config import settings as S
 
 log = logging.getLogger(__name__)
 
-KEYRING_SERVICE = "MIA Elite DTC"
+_TYPED = {
+    "connection.host": ("connection", "host"),
+    "connection.port": ("connection", "port"),
+    "connection.encoding": ("connection", "encoding"),
+    "connection.username": ("connection", "username"),
+    "connection.trade_account": ("trading", "account"),
+    "connection.sierra_data_dir": ("sierra", "data_folder"),
+    "replay.speed": ("replay", "speed"),
+    "profile": ("analysis", "profile"),
+    "heatmap.contrast": ("display", "contrast"),
+    "alerts.sound": ("display", "sound"),
+}
 
-
-def _settings_module():
-    try:
-        from app.config import settings as s  # helper C's module
-    except ImportError:
-        return None
-    if hasattr(s, "load_settings") and hasattr(s, "save_settings"):
-        return s
-    return None
-
-
-def _flatten(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict) and k != "symbols":
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
-
-
-def _nest(flat: dict) -> dict:
-    out: dict = {}
-    for k, v in flat.items():
-        parts = k.split(".")
-        d = out
-        for p in parts[:-1]:
-            d = d.setdefault(p, {})
-        d[parts[-1]] = v
-    return out
+#: The window's encoding names -> the settings module's.
+_ENC_TO_SETTINGS = {"compact_json": "json_compact"}
+_ENC_FROM_SETTINGS = {"json_compact": "compact_json"}
 
 
 class Prefs:
-    """Flat key/value UI state, persisted on :meth:`save`.
+    """Flat key/value view of the user settings, persisted on :meth:`save`.
 
     Parameters
     ----------
     path : path, optional
-        Fallback TOML file (default ``<config_dir>/ui-state.toml``), used when the settings
-        module is missing or cannot store a ``ui`` table.
+        Settings file (default: the settings module's ``settings.toml``).
+
+    Attributes
+    ----------
+    settings : app.config.settings.Settings
+        The typed settings being edited.
+    load_error : str
+        Why the file could not be read ("" when it was fine); the defaults are used then.
     """
 
     def __init__(self, path=None):
-        self._mod = _settings_module()
-        self.path = Path(path) if path else paths.config_dir() / "ui-state.toml"
-        self.values: dict = {}
+        self.path = Path(path) if path else None
+        self.load_error = ""
         self.load()
 
     def load(self) -> None:
-        """Read the stored values (a damaged file is logged and ignored, never fatal)."""
-        self.values = {}
-        if self.path.exists():
-            try:
-                self.values.update(_flatten(tomllib.loads(self.path.read_text(encoding="utf-8"))))
-            except (OSError, tomllib.TOMLDecodeError) as exc:
-                log.warning("ignoring unreadable UI state %s: %s", self.path, exc)
+        """Read the settings file; a bad file is reported in :attr:`load_error`, never fatal."""
+        try:
+            self.settings = S.load_settings(self.path)
+        except (S.SettingsError, OSError, ValueError) as exc:
+            self.load_error = str(exc)
+            log.warning("settings not loaded, using defaults: %s", exc)
+            self.settings = S.Settings()
 
+    # ------------------------------------------------------------------ access
     def get(self, key: str, default=None):
-        """Value of ``key`` or ``default``."""
-        return self.values.get(key, default)
+        """Value of ``key`` (see the module table) or ``default``."""
+        st = self.settings
+        if key in _TYPED:
+            sec, name = _TYPED[key]
+            v = getattr(getattr(st, sec), name)
+            if key == "connection.encoding":
+                v = _ENC_FROM_SETTINGS.get(v, v)
+            return v
+        if key == "connection.symbols":
+            details = st.ui.get("symbol_details", {}) or {}
+            rows = []
+            for name, sym in st.symbols.map.items():
+                d = details.get(name, {}) or {}
+                rows.append({"name": name, "symbol": str(sym), "exchange": str(d.get("exchange", "")),
+                             "tick_size": float(d.get("tick_size", 0.0) or 0.0),
+                             "tick_value": float(d.get("tick_value", 0.0) or 0.0),
+                             "source": st.symbols.data_source(name)})
+            return rows or default
+        if key == "analysis.overrides":
+            return dict(st.analysis.overrides)
+        return st.ui.get(key, default)
 
     def set(self, key: str, value) -> None:
-        """Set ``key`` (``None`` removes it; TOML has no null)."""
+        """Set ``key`` (``None`` removes a ``[ui]`` key)."""
+        st = self.settings
+        if key in _TYPED:
+            sec, name = _TYPED[key]
+            if key == "connection.encoding":
+                value = _ENC_TO_SETTINGS.get(value, value)
+            setattr(getattr(st, sec), name, value)
+            return
+        if key == "connection.symbols":
+            st.symbols.map = {r["name"]: r["symbol"] for r in value}
+            st.symbols.source = {r["name"]: r.get("source", "dtc") for r in value}
+            st.ui["symbol_details"] = {
+                r["name"]: {"exchange": r.get("exchange", ""), "tick_size": float(r.get("tick_size", 0.0) or 0.0),
+                            "tick_value": float(r.get("tick_value", 0.0) or 0.0)}
+                for r in value
+            }
+            return
         if value is None:
-            self.values.pop(key, None)
+            st.ui.pop(key, None)
         else:
-            self.values[key] = value
+            st.ui[key] = value
 
     def save(self) -> Path:
-        """Write the values (atomic replace); returns the file written."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(tomli_w.dumps(_nest(self.values)), encoding="utf-8")
-        tmp.replace(self.path)
-        return self.path
+        """Validate and write the settings (atomic); returns the file.
+
+        Raises
+        ------
+        app.config.settings.SettingsError
+            A value is out of range (the message names the key).
+        """
+        return S.save_settings(self.settings, self.path)
 
 
 def get_password(host: str, port: int, username: str) -> str:
-    """Password stored in the OS keyring for ``username@host:port`` ("" when none or no keyring)."""
+    """Password stored in the OS keyring for ``username`` at ``host`` ("" when none or no keyring)."""
     if not username:
         return ""
-    mod = _settings_module()
-    fn = getattr(mod, "get_password", None) if mod else None
-    try:
-        if fn is not None:
-            return fn(f"{host}:{port}", username) or ""
-        import keyring
-
-        return keyring.get_password(KEYRING_SERVICE, f"{username}@{host}:{port}") or ""
-    except Exception as exc:  # no keyring backend: the user types it each time
-        log.warning("OS keyring unavailable: %s", type(exc).__name__)
-        return ""
+    return S.get_password(host, username) or ""
 
 
 def set_password(host: str, port: int, username: str, password: str) -> bool:
-    """Store the password in the OS keyring; False (and a log line without the secret) on failure."""
+    """Store the password in the OS keyring; False (logged without the secret) when it cannot."""
     if not username:
         return False
-    mod = _settings_module()
-    fn = getattr(mod, "set_password", None) if mod else None
     try:
-        if fn is not None:
-            fn(f"{host}:{port}", username, password)
-        else:
-            import keyring
-
-            keyring.set_password(KEYRING_SERVICE, f"{username}@{host}:{port}", password)
+        S.set_password(host, username, password)
         return True
-    except Exception as exc:
-        log.warning("could not store the password in the OS keyring: %s", type(exc).__name__)
+    except (S.PasswordStoreError, ValueError) as exc:
+        log.warning("password not stored: %s", exc)
         return False

@@ -37,7 +37,18 @@ def _checks(window) -> list[tuple[str, bool, str]]:
 
 async def _trading_check(window):
     tr = window.trading
-    fn = getattr(tr, "self_test", None) if tr is not None else None
+    if tr is None:
+        return ("kill switch verifies flat (paper)", False,
+                f"trading panel not attached: {window.trading_error or 'unknown reason'}")
+    fn = getattr(tr, "self_test", None)
+    if fn is None and hasattr(tr, "kill") and hasattr(tr, "session"):
+        try:
+            await asyncio.wait_for(tr.kill("self-test"), 20.0)
+        except Exception as exc:
+            return ("kill switch verifies flat (paper)", False, repr(exc))
+        res = tr.session.kill.last_result
+        state = getattr(getattr(res, "state", None), "value", getattr(res, "state", None))
+        return ("kill switch verifies flat (paper)", state == "verified_flat", f"kill switch result: {state}")
     if fn is None:
         return None
     try:

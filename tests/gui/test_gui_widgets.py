@@ -11,7 +11,7 @@ pytest.importorskip("pytestqt")
 from PySide6 import QtCore  # noqa: E402
 
 from app.analysis.frame import BAR_DTYPE, AnalysisFrame, PatternHit, Signal, SignalOutcome, VixState  # noqa: E402
-from app.ui.heatmap import HeatmapWidget, contrast_factor, heatmap_lut, robust_scale  # noqa: E402
+from app.ui.heatmap import HeatmapWidget, cutoff_level, heatmap_lut, level_sample  # noqa: E402
 from app.ui.ladder import LadderWidget, price_decimals  # noqa: E402
 from app.ui.tape import SignalTape, SignalTapeModel  # noqa: E402
 from app.ui.vix_gauge import VixGauge  # noqa: E402
@@ -58,11 +58,13 @@ def test_lut_and_scale_helpers():
     lut = heatmap_lut()
     assert lut.shape == (256, 4) and lut.dtype == np.uint8
     assert lut[0, :3].sum() < lut[-1, :3].sum()
-    assert contrast_factor(50) == 1.0 and contrast_factor(100) < 1.0 < contrast_factor(0)
     d = np.zeros((10, 10), np.float32)
-    assert robust_scale(d) == 1.0
+    assert level_sample(d).size == 0 and cutoff_level(level_sample(d), 0.98) == 1.0
     d[0, :5] = [1, 2, 3, 4, 100]
-    assert 4 <= robust_scale(d, q=80) <= 100
+    smp = level_sample(d)
+    assert sorted(smp.tolist()) == [1, 2, 3, 4, 100]
+    assert cutoff_level(smp, 0.5) == 3.0 and cutoff_level(smp, 1.0) == 100.0
+    assert cutoff_level(smp, 0.1) == 3.0  # clamped to the 0.5..1.0 range of the settings
     assert price_decimals(0.25) == 2 and price_decimals(1.0) == 0 and price_decimals(0.1) == 1
 
 
@@ -83,8 +85,11 @@ def test_heatmap_draws_in_place_and_contrast_changes_levels_only(qtbot):
     r = w.image.mapRectToParent(w.image.boundingRect())
     assert r.bottom() == pytest.approx((19200 - 0.5) * 0.25) or r.top() == pytest.approx((19200 - 0.5) * 0.25)
     lv = w.levels
-    w.set_contrast(100)
-    assert w.levels[1] < lv[1]
+    assert lv[1] == pytest.approx(7.0)  # default 0.98 quantile: the ordinary levels, not the wall
+    w.set_contrast(1.0)
+    assert w.levels[1] == pytest.approx(300.0)  # the wall is the largest size
+    w.set_contrast(0.5)
+    assert w.levels[1] < 300.0
     assert np.shares_memory(w.image_data(), f1.heatmap)
     w.set_frame(make_frame(seq=2))
     assert len(w.plotItem.items) == n_items  # nothing created per frame
