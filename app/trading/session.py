@@ -146,6 +146,8 @@ class TradingSession:
         self._started = True
         if self.broker.connected and self.broker.name != "paper":
             await self.reconcile()
+        elif self.broker.name == "paper":
+            self._adopt_venue_position(list(self.broker.positions.values()))
         self.loop = asyncio.get_running_loop()
         self._monitor = self.loop.call_later(self.monitor_interval_s, self._monitor_tick)
 
@@ -353,14 +355,18 @@ class TradingSession:
         ticket.validate()
         if not ticket.ticket_id:
             ticket = self._show(ticket)
-        self.journal.record_ticket_status(ticket.ticket_id, "confirmed")
-        decision = self.gate.check(self.context_for(ticket), ticket.ticket_id)
-        if not decision.allowed:
-            self.journal.record_ticket_status(ticket.ticket_id, "refused")
+        bracket = None
+        with self.journal.transaction():  # confirmation, decision and orders: one durable commit
+            self.journal.record_ticket_status(ticket.ticket_id, "confirmed")
+            decision = self.gate.check(self.context_for(ticket), ticket.ticket_id)
+            if decision.allowed:
+                bracket = self.build_bracket(ticket)
+                self.journal.record_orders(bracket.orders, self.mode, self.broker.name)
+            else:
+                self.journal.record_ticket_status(ticket.ticket_id, "refused")
+        if bracket is None:
             self._changed()
             return decision
-        bracket = self.build_bracket(ticket)
-        self.journal.record_orders(bracket.orders, self.mode, self.broker.name)
         self.trades_today += 1
         try:
             await self.broker.submit_bracket(bracket)
@@ -486,21 +492,28 @@ class TradingSession:
                                                        info="journaled but not open at the venue"))
         for p in positions:
             self.journal.record_position(p, "reconcile")
-        sym = self.instrument.symbol
-        venue_qty = next((p.qty for p in positions if p.symbol == sym), 0)
-        book = self.pnl.position(sym)
-        if venue_qty != book.qty:
-            self.problem(f"position {sym}: the venue reports {venue_qty:+d}, the journal's fills give {book.qty:+d};"
-                         " using the venue's figure")
-            vp = next((p for p in positions if p.symbol == sym), None)
-            book.qty = venue_qty
-            book.avg_price = float(vp.avg_price) if vp else 0.0
+        self._adopt_venue_position(positions)
         self.journal.record_event("reconciled", {"open_orders": sorted(reported), "positions":
                                                  {p.symbol: p.qty for p in positions}, "unknown": missing})
         if self.kill.state == KillState.FAILED and not self.kill.busy and (orders or any(p.qty for p in positions)):
             # the switch could not finish (e.g. the connection was down): finish it now
             self.kill.trigger("retry_after_reconnect")
         self._changed()
+
+    def _adopt_venue_position(self, positions) -> None:
+        """Take the venue's position when the journal's fills say otherwise (told to the trader)."""
+        sym = self.instrument.symbol
+        vp = next((p for p in positions if p.symbol == sym), None)
+        venue_qty = int(vp.qty) if vp else 0
+        book = self.pnl.position(sym)
+        if venue_qty != book.qty:
+            where = "the paper account restarted flat" if self.broker.name == "paper" else "the venue reports it"
+            self.problem(f"position {sym}: {venue_qty:+d} ({where}), the journal's fills give {book.qty:+d};"
+                         " using the venue's figure")
+            self.journal.record_event("position_adopted", {"symbol": sym, "venue": venue_qty, "journal": book.qty})
+            book.qty = venue_qty
+            book.avg_price = float(vp.avg_price) if vp and venue_qty else 0.0
+            book.trip_pnl_usd = 0.0
 
     # ------------------------------------------------------------------ figures
     def position_qty(self, symbol: str) -> int:

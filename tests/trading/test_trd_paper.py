@@ -252,3 +252,23 @@ def test_automatic_triggers(es_sample, feeder_cls, tmp_path):
             await x.stop()
 
     asyncio.run(go())
+
+
+def test_restart_with_a_lost_paper_position_adopts_the_venue_and_says_so(es_sample, feeder_cls, tmp_path):
+    async def go():
+        jp = tmp_path / "j.sqlite3"
+        s = make_session(es_sample, journal_path=jp)
+        await s.start()
+        feeder_cls(s, es_sample).advance(3000)
+        ask = s.market["ESH4"].best_ask
+        assert (await s.confirm(OrderTicket("ESH4", 1, 1, MARKET, None, ask - 8, ask + 8, ref_price=ask))).allowed
+        assert s.pnl.position("ESH4").qty == 1
+        # "crash": no stop(); a new process starts a fresh paper account on the same journal
+        s2 = make_session(es_sample, journal_path=jp)
+        await s2.start()
+        assert s2.pnl.position("ESH4").qty == 0 and s2.trades_today == 1
+        assert "paper account restarted flat" in s2.problems[-1]
+        assert s2.journal.query("SELECT COUNT(*) FROM events WHERE kind='position_adopted'")[0][0] == 1
+        await s2.stop()
+
+    asyncio.run(go())
