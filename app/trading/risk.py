@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import threading
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import NamedTuple, Sequence
 
 from .config import MODE_LIVE, TradingSettings, _parse_hhmm
