@@ -224,6 +224,7 @@ class _MessageCodec:
 
 
 CODECS: dict[int, _MessageCodec] = {t: _MessageCodec(c) for t, c in M.MESSAGE_CLASSES.items()}
+_HDR_UNPACK = struct.Struct("<HH").unpack_from
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
 
@@ -446,26 +447,50 @@ class Decoder(FrameErrors):
                 and msg.Encoding in SUPPORTED_ENCODINGS and msg.Encoding != self._encoding)
 
     def _feed_binary(self, data, out) -> bool:
-        frames = self._bin.feed(data)
+        # framing inlined (same rules as BinaryFramer) so each message is unpacked straight
+        # from the receive buffer, without a copy per frame
+        fr = self._bin
+        buf = fr.buf
+        buf += data
+        n = len(buf)
+        off = 0
         codecs = CODECS
-        for i, fr in enumerate(frames):
-            size, typ = struct.unpack_from("<HH", fr)
+        hdr = _HDR_UNPACK
+        mx = fr.max_frame
+        append = out.append
+        switched = False
+        while n - off >= 4:
+            size, typ = hdr(buf, off)
+            if size < 4 or size > mx:
+                fr.error(f"binary Size {size} outside 4..{mx}: stream cannot be resynchronised, "
+                         f"{n - off} buffered bytes dropped")
+                fr.desynced += 1
+                off = n
+                break
+            if n - off < size:
+                break
             codec = codecs.get(typ)
             if codec is None:
                 self.unknown += 1
+                off += size
                 continue
             try:
-                msg = codec.unpack(fr, 0, size)
+                msg = codec.unpack(buf, off, size)
             except Exception as exc:  # noqa: BLE001 - a bad frame must never escape
                 self._err(f"type {typ}, {size} bytes: {exc}")
+                off += size
                 continue
-            out.append(msg)
-            if typ == MessageType.ENCODING_RESPONSE and self._should_switch(msg):
-                self._pending = b"".join(frames[i + 1:]) + bytes(self._bin.buf)
-                self._bin.buf = bytearray()
+            off += size
+            append(msg)
+            if typ == 7 and self._should_switch(msg):  # ENCODING_RESPONSE
+                self._pending = bytes(buf[off:])
+                off = n
                 self._encoding = Encoding(msg.Encoding)
-                return True
-        return False
+                switched = True
+                break
+        if off:
+            del buf[:off]
+        return switched
 
     def _feed_json(self, data, out) -> bool:
         frames = self._nul.feed(data)
