@@ -107,8 +107,9 @@ def _install_stop(stop: asyncio.Event) -> None:
 
 
 async def record_dtc(address: str, symbol: str, out: Path, seconds: float, *, also=(), depth=True,
-                     tick_size=None, tick_value=0.0, encoding="binary", say=print) -> int:
-    """Record ``symbol`` from a DTC server for ``seconds``; returns the exit code."""
+                     tick_size=None, tick_value=0.0, encoding="binary", say=print,
+                     stop: asyncio.Event | None = None) -> int:
+    """Record ``symbol`` from a DTC server for ``seconds`` (or until ``stop`` is set); returns the exit code."""
     from app.dtc.client import DTCClient, DTCError, LogonError, MarketDataRejected
     from app.dtc.probe import parse_address
 
@@ -116,7 +117,7 @@ async def record_dtc(address: str, symbol: str, out: Path, seconds: float, *, al
     client = DTCClient(host, port, encoding=encoding, client_name="MIA Elite recorder", reconnect=True)
     sink = None
     buffered: list[np.ndarray] = []
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     _install_stop(stop)
     try:
         try:
@@ -162,8 +163,8 @@ async def record_dtc(address: str, symbol: str, out: Path, seconds: float, *, al
 
 async def record_sierra(data_dir: str, symbol: str, out: Path, seconds: float, *, tick_size: float,
                         tick_value: float = 0.0, also=(), depth=True, price_multiplier=1.0, poll_s=0.05,
-                        say=print) -> int:
-    """Record ``symbol`` from Sierra Chart's files for ``seconds``; returns the exit code."""
+                        say=print, stop: asyncio.Event | None = None) -> int:
+    """Record ``symbol`` from Sierra Chart's files for ``seconds`` (or until ``stop``); returns the exit code."""
     from app.feeds.follow import SierraFollower
     from app.feeds.sierra_source import (
         explain_missing_depth,
@@ -186,7 +187,7 @@ async def record_sierra(data_dir: str, symbol: str, out: Path, seconds: float, *
     sink = _Sink(out, inst, f"Sierra Chart files {folder} {symbol}", list(also))
     follower = SierraFollower(folder, symbol, inst, sink, poll_s=poll_s, price_multiplier=price_multiplier,
                               depth=depth)
-    stop = asyncio.Event()
+    stop = stop or asyncio.Event()
     _install_stop(stop)
     task = asyncio.ensure_future(follower.run())
     try:
