@@ -168,3 +168,49 @@ def test_kill_switch_hotkey_is_application_wide(rig, qtbot):
     rig.until(lambda: s.kill.state == KillState.VERIFIED_FLAT)
     assert s.kill.trigger_name == "hotkey" and not s.broker.working_orders()
     other.close()
+
+
+def test_ladder_double_click_opens_a_limit_ticket_at_that_row(rig, qtbot):
+    from app.ui.ladder import LadderWidget
+    from app.ui.trading_panel import _LadderClicks
+
+    lad = LadderWidget()
+    lad.resize(240, 400)
+    lad.show()
+    qtbot.waitExposed(lad)
+    bid = rig.s.market["ESH4"].best_bid
+    lo, hi = (bid - 20) * 0.25, (bid + 20) * 0.25  # 40 ticks over 400 px: 10 px per tick
+    lad.tick = 0.25
+    lad.set_view(lo, hi, 0.0, 400.0)
+    lad.installEventFilter(_LadderClicks(lad, rig.ctl))
+    y = int(round(lad.price_to_y((bid - 4) * 0.25)))
+    qtbot.mouseDClick(lad, QtCore.Qt.LeftButton, pos=QtCore.QPoint(30, y))
+    dlg = rig.ctl.dialog
+    assert dlg is not None and dlg.base.side == 1 and dlg.base.entry == bid - 4 and dlg.base.source == "ladder"
+    qtbot.keyClick(dlg, QtCore.Qt.Key_Escape)
+    qtbot.mouseDClick(lad, QtCore.Qt.LeftButton, pos=QtCore.QPoint(200, y))
+    assert rig.ctl.dialog.base.side == -1 and rig.ctl.dialog.base.entry == bid - 4
+    rig.ctl.dialog.reject()
+    lad.close()
+
+
+def test_frames_journal_each_signal_once_and_each_decided_outcome_once(rig):
+    import numpy as np
+
+    from app.analysis.frame import BAR_DTYPE, AnalysisFrame, SignalOutcome
+
+    sig = make_signal(rig.s, +1)
+    z = np.zeros((1, 1), np.float32)
+    e = np.zeros(0)
+
+    def frame(outcomes):
+        return AnalysisFrame(1, 0, "ESH4", 0.25, z, 0, 0, 1, z, z, 1, 2, np.zeros(0, np.int64), e, e, e,
+                             np.zeros(0, BAR_DTYPE), signals=(sig,), outcomes=outcomes)
+
+    rig.ctl.on_frame(frame({sig.id: SignalOutcome(sig.id, 1.0)}))
+    rig.ctl.on_frame(frame({sig.id: SignalOutcome(sig.id, 1.0, 3.0, 5.0, 6, -1, "target", True)}))
+    rig.ctl.on_frame(frame({sig.id: SignalOutcome(sig.id, 1.0, 3.0, 5.0, 6, -1, "target", True)}))
+    j = rig.s.journal
+    assert j.query("SELECT COUNT(*) FROM signals")[0][0] == 1
+    rows = j.query("SELECT first, patterns FROM signal_outcomes")
+    assert len(rows) == 1 and rows[0]["first"] == "target" and "wall" in rows[0]["patterns"]
