@@ -61,13 +61,13 @@ def _first_at_or_after(t_ts, t0):
 
 
 @numba.njit(nogil=True, cache=True)
-def adv_trades_scan(t_ts, t_price, t_size, t_side, t_now, levels, poc, vah, val, params, out):
+def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
     """Gamma pin, microstructure and volume-profile reaction on the recent trades (numba).
 
     Parameters
     ----------
-    t_ts : int64 (T,) ns ascending; t_price : int64 (T,) ticks; t_size : float64 (T,) contracts;
-    t_side : uint8 (T,) (2 = buyer aggressor)
+    trades : EVENT_DTYPE (T,)
+        ``ts`` ns ascending, ``price`` ticks, ``size`` contracts, ``side`` (2 = buyer aggressor).
     t_now : int
         Market time, ns.
     levels : int64 (G,)
@@ -77,6 +77,10 @@ def adv_trades_scan(t_ts, t_price, t_size, t_side, t_now, levels, poc, vah, val,
     params : float64 (14,)
     out : float64 (3, 5)
     """
+    t_ts = trades["ts"]
+    t_price = trades["price"]
+    t_size = trades["size"]
+    t_side = trades["side"]
     out[:, :] = 0.0
     T = t_ts.shape[0]
     if T == 0:
@@ -166,8 +170,9 @@ def adv_trades_scan(t_ts, t_price, t_size, t_side, t_now, levels, poc, vah, val,
     return out
 
 
-def adv_trades_scan_np(t_ts, t_price, t_size, t_side, t_now, levels, poc, vah, val, params, out):
+def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
     """Plain NumPy twin of :func:`adv_trades_scan`."""
+    t_ts, t_price, t_size, t_side = trades["ts"], trades["price"], trades["size"], trades["side"]
     out[:] = 0.0
     T = t_ts.shape[0]
     if T == 0:
@@ -233,12 +238,13 @@ def _er(c, i, n):
 
 
 @numba.njit(nogil=True, cache=True)
-def adv_bars_scan(o, h, lo, c, vol, fp_buy, fp_sell, base, i, params, out):
+def adv_bars_scan(bars, fp_buy, fp_sell, base, i, params, out):
     """Head fake on closed bar ``i`` and the efficiency ratios for the transition state (numba).
 
     Parameters
     ----------
-    o, h, lo, c : int64 (K,) ticks; vol : float64 (K,) contracts
+    bars : BAR_DTYPE (K,)
+        Bars: open/high/low/close ticks, volume contracts.
     fp_buy, fp_sell : float32 (K, R)
     base : int
         Price of footprint row 0, ticks.
@@ -248,6 +254,11 @@ def adv_bars_scan(o, h, lo, c, vol, fp_buy, fp_sell, base, i, params, out):
         Row 0: head fake ``[strength, level, side, volume_beyond, row_volume]``; row 1:
         ``[er(i), er(i - 1), direction of c[i] - c[i - n], 0, 0]`` (er = -1 when too few bars).
     """
+    o = bars["open"]
+    h = bars["high"]
+    lo = bars["low"]
+    c = bars["close"]
+    vol = bars["volume"]
     out[:, :] = 0.0
     K = o.shape[0]
     if i < 1 or i >= K:
@@ -311,8 +322,9 @@ def _er_np(c, i, n):
     return abs(float(c[i] - c[i - n])) / path if path > 0 else 0.0
 
 
-def adv_bars_scan_np(o, h, lo, c, vol, fp_buy, fp_sell, base, i, params, out):
+def adv_bars_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     """Plain NumPy twin of :func:`adv_bars_scan`."""
+    o, h, lo, c, vol = bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"]
     out[:] = 0.0
     K = len(o)
     if i < 1 or i >= K:

@@ -112,6 +112,7 @@ class Analyzers:
         self._advt_out = np.zeros((3, 5))
         self._advb_out = np.zeros((2, 5))
         self._dom_params = None
+        self._dom_sums, self._dom_meta = dom.new_dom_state(0)
         self._dom_col_ns = None
         self._vix_day = None
         self._vix_cached = None
@@ -146,13 +147,15 @@ class Analyzers:
         return True
 
     def _dom(self, v) -> list[PatternHit]:
-        if self._dom_col_ns != v.column_ns:
+        if self._dom_col_ns != v.column_ns or self._dom_sums.shape[1] != v.rows:
             self._dom_params = dom.dom_params(self.dom_sec, v.column_ns)
             self._dom_col_ns = v.column_ns
+            self._dom_sums, self._dom_meta = dom.new_dom_state(v.rows)
         if v.hist_bid.shape[1] == 0:
             return []
         out = self._dom_fn(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
-                           int(v.best_bid), int(v.best_ask), int(v.base), self._dom_params, self._dom_out)
+                           int(v.best_bid), int(v.best_ask), int(v.base), int(v.col_t0 // max(1, v.column_ns)),
+                           self._dom_params, self._dom_sums, self._dom_meta, self._dom_out)
         hits = []
         if out[:, 0].any():
             for k in np.flatnonzero(out[:, 0] > 0):
@@ -182,13 +185,12 @@ class Analyzers:
 
     def _flow(self, v):
         t = v.trades
-        tts = t["ts"]
         if self.flow_sec["large_lot_size"] <= 0:
             self._lot_steps -= 1
             if self._lot_steps <= 0 and t.shape[0] >= 20:
                 self._lot = float(np.quantile(t["size"], self.flow_sec["large_lot_quantile"]))
                 self._lot_steps = 200
-        out = self._flow_fn(tts, t["size"], t["side"], int(v.ts - self.flow_sec["window_s"] * 1e9), self._lot,
+        out = self._flow_fn(t, int(v.ts - self.flow_sec["window_s"] * 1e9), self._lot,
                             v.bid, v.ask, int(v.best_bid), int(v.best_ask), int(v.base),
                             int(self.flow_sec["imbalance_levels"]), self._flow_out)
         return out
@@ -201,11 +203,10 @@ class Analyzers:
         if i < 1 or i == self._last_bar_i:
             return []
         self._last_bar_i = i
-        o, h, lo, c = b["open"], b["high"], b["low"], b["close"]
+        c = b["close"]
         hits = []
         ts = int(v.ts)
-        out = self._bn_fn(o, h, lo, c, b["volume"], b["buy_volume"], b["sell_volume"], v.fp_buy, v.fp_sell,
-                          int(v.base), i, self.bn_params, self._bn_out)
+        out = self._bn_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.bn_params, self._bn_out)
         gap = out[7, 0]
         rsv = "rouge sous verte" if out[7, 3] > 0 else "verte sous rouge"
         for k in np.flatnonzero(out[:7, 0] > 0):
@@ -215,8 +216,7 @@ class Analyzers:
             hits.append(PatternHit(name, "battle_navale", ts, int(price), side, float(s),
                                    f"{name} ({rsv}, base gap {gap:.2f} ticks): {n1} {x1:.3g}, {n2} {x2:.3g}",
                                    ((n1, float(x1)), (n2, float(x2)), ("base_gap", float(gap)))))
-        out = self._advb_fn(o, h, lo, c, b["volume"], v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params,
-                            self._advb_out)
+        out = self._advb_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params, self._advb_out)
         if out[0, 0] > 0:
             s, price, side, x1, x2 = out[0]
             hits.append(PatternHit("head_fake", "advanced", ts, int(price), int(side), float(s),
@@ -252,7 +252,7 @@ class Analyzers:
         t = v.trades
         if t.shape[0] == 0:
             return []
-        out = self._advt_fn(t["ts"], t["price"], t["size"], t["side"], int(v.ts), self.gamma, int(v.poc),
+        out = self._advt_fn(t, int(v.ts), self.gamma, int(v.poc),
                             int(v.vah), int(v.val), self.adv_params, self._advt_out)
         hits = []
         if not out[:, 0].any():

@@ -74,15 +74,14 @@ def bar_bases(fp_buy_row, fp_sell_row, base):
 
 
 @numba.njit(nogil=True, cache=True)
-def bn_scan(o, h, lo, c, vol, buy, sell, fp_buy, fp_sell, base, i, params, out):
+def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     """Battle Navale patterns on closed bar ``i`` (numba).
 
     Parameters
     ----------
-    o, h, lo, c : int64 (K,)
-        Bar open/high/low/close, ticks.
-    vol, buy, sell : float64 (K,)
-        Bar volume, volume at the ask, volume at the bid, contracts.
+    bars : BAR_DTYPE (K,)
+        Footprint bars: open/high/low/close in ticks; volume, buy_volume (at the ask),
+        sell_volume (at the bid) in contracts.
     fp_buy, fp_sell : float32 (K, R)
         Footprint per bar per row (row 0 = ``base`` ticks).
     i : int
@@ -91,6 +90,13 @@ def bn_scan(o, h, lo, c, vol, buy, sell, fp_buy, fp_sell, base, i, params, out):
     out : float64 (8, 4)
         Rows 0..6 per :data:`BN_SLOTS`; row 7 = ``[gap, green, red, rsv_holds]``.
     """
+    o = bars["open"]
+    h = bars["high"]
+    lo = bars["low"]
+    c = bars["close"]
+    vol = bars["volume"]
+    buy = bars["buy_volume"]
+    sell = bars["sell_volume"]
     out[:, :] = 0.0
     if i < 1 or i >= o.shape[0]:
         return out
@@ -204,8 +210,10 @@ def bar_bases_np(fp_buy_row, fp_sell_row, base):
     return g, red
 
 
-def bn_scan_np(o, h, lo, c, vol, buy, sell, fp_buy, fp_sell, base, i, params, out):
+def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     """Plain NumPy twin of :func:`bn_scan`."""
+    o, h, lo, c = bars["open"], bars["high"], bars["low"], bars["close"]
+    vol, buy, sell = bars["volume"], bars["buy_volume"], bars["sell_volume"]
     out[:] = 0.0
     if i < 1 or i >= len(o):
         return out

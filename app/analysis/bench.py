@@ -85,8 +85,6 @@ def _kernel_calls(p, v, numba_: bool):
     ap = adv.adv_params(p.section("advanced"))
     t, b = v.trades, v.bars
     hb, ha, tb, tsl = v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T
-    tts, tpx, tsz, tsd = t["ts"], t["price"], t["size"], t["side"]
-    o, h, lo, c, vol, bv, sv = b["open"], b["high"], b["low"], b["close"], b["volume"], b["buy_volume"], b["sell_volume"]
     i = len(b) - 2
     lv = np.array([v.best_bid - 4], np.int64)
     o_dom, o_fl, o_at, o_bn, o_ab = np.zeros((12, 4)), np.zeros(7), np.zeros((3, 5)), np.zeros((8, 4)), np.zeros((2, 5))
@@ -97,13 +95,15 @@ def _kernel_calls(p, v, numba_: bool):
     k_bn = f(bn.bn_scan, bn.bn_scan_np)
     k_ab = f(adv.adv_bars_scan, adv.adv_bars_scan_np)
     bb, ba, base, now = int(v.best_bid), int(v.best_ask), int(v.base), int(v.ts)
+    col0 = int(v.col_t0 // v.column_ns)
+    sums, meta = dom.new_dom_state(v.rows)
     poc, vah, val = int(v.poc), int(v.vah), int(v.val)
     calls = {
-        "dom_scan": lambda: k_dom(v.bid, v.ask, hb, ha, tb, tsl, bb, ba, base, dp, o_dom),
-        "flow_scan": lambda: k_fl(tts, tsz, tsd, now - 60_000_000_000, 20.0, v.bid, v.ask, bb, ba, base, 10, o_fl),
-        "adv_trades_scan": lambda: k_at(tts, tpx, tsz, tsd, now, lv, poc, vah, val, ap, o_at),
-        "bn_scan": lambda: k_bn(o, h, lo, c, vol, bv, sv, v.fp_buy, v.fp_sell, base, i, bp, o_bn),
-        "adv_bars_scan": lambda: k_ab(o, h, lo, c, vol, v.fp_buy, v.fp_sell, base, i, ap, o_ab),
+        "dom_scan": lambda: k_dom(v.bid, v.ask, hb, ha, tb, tsl, bb, ba, base, col0, dp, sums, meta, o_dom),
+        "flow_scan": lambda: k_fl(t, now - 60_000_000_000, 20.0, v.bid, v.ask, bb, ba, base, 10, o_fl),
+        "adv_trades_scan": lambda: k_at(t, now, lv, poc, vah, val, ap, o_at),
+        "bn_scan": lambda: k_bn(b, v.fp_buy, v.fp_sell, base, i, bp, o_bn),
+        "adv_bars_scan": lambda: k_ab(b, v.fp_buy, v.fp_sell, base, i, ap, o_ab),
     }
     return calls
 

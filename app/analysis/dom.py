@@ -97,9 +97,100 @@ def _side_median(book, touch, step, n, R):
     return np.median(buf[:k])
 
 
+#: Running sums kept between calls (:func:`new_dom_state`), rows of ``sums`` (float64 (10, R)).
+S_ICE_SELL, S_ICE_BUY, S_ICE_HBID, S_ICE_HASK, S_ICE_NBID, S_ICE_NASK, S_ABS_SELL, S_ABS_BUY, \
+    S_SP_SELL, S_SP_BUY = range(10)
+N_SUMS = 10
+#: meta (int64 (8,)): valid, base, C, last closed absolute column, nI, nA, nS, advances since rebuild
+REBUILD_EVERY = 1024  # full recompute after this many incremental advances (bounds float drift)
+EPS = 1e-9
+
+
+def new_dom_state(rows: int):
+    """Fresh running-sum state for :func:`dom_scan`: ``(sums float64 (10, rows), meta int64 (8,))``."""
+    return np.zeros((N_SUMS, rows)), np.zeros(8, np.int64)
+
+
 @numba.njit(nogil=True, cache=True)
-def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out):
+def _add_col(sums, k, arr, c, sign):
+    row = arr[c]
+    for r in range(row.shape[0]):
+        sums[k, r] += sign * row[r]
+
+
+@numba.njit(nogil=True, cache=True)
+def _add_count(sums, k, arr, c, sign):
+    row = arr[c]
+    for r in range(row.shape[0]):
+        if row[r] > 0:
+            sums[k, r] += sign
+
+
+@numba.njit(nogil=True, cache=True)
+def _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, sums, meta):
+    """Bring the closed-column sums up to date (incrementally when the grid is unchanged)."""
+    C = hb.shape[0]
+    last = col0 + C - 2  # absolute index of the newest closed column
+    d = last - meta[3]
+    nmax = max(nI, max(nA, nS))
+    ok = (meta[0] == 1 and meta[1] == base and meta[2] == C and meta[4] == nI and meta[5] == nA
+          and meta[6] == nS and d >= 0 and d <= C - 1 - nmax and meta[7] < REBUILD_EVERY)
+    if ok:
+        if d == 0:
+            return
+        for l in range(C - 1 - d, C - 1):  # columns that closed since the last call
+            for sgn in (1.0, -1.0):
+                c = l if sgn > 0 else l - nI
+                if nI > 0:
+                    _add_col(sums, S_ICE_SELL, tsell, c, sgn)
+                    _add_col(sums, S_ICE_BUY, tb, c, sgn)
+                    _add_col(sums, S_ICE_HBID, hb, c, sgn)
+                    _add_col(sums, S_ICE_HASK, ha, c, sgn)
+                    _add_count(sums, S_ICE_NBID, hb, c, sgn)
+                    _add_count(sums, S_ICE_NASK, ha, c, sgn)
+                c = l if sgn > 0 else l - nA
+                if nA > 0:
+                    _add_col(sums, S_ABS_SELL, tsell, c, sgn)
+                    _add_col(sums, S_ABS_BUY, tb, c, sgn)
+                c = l if sgn > 0 else l - nS
+                if nS > 0:
+                    _add_col(sums, S_SP_SELL, tsell, c, sgn)
+                    _add_col(sums, S_SP_BUY, tb, c, sgn)
+        meta[7] += d
+    else:
+        sums[:, :] = 0.0
+        for c in range(C - 1 - nI, C - 1):
+            _add_col(sums, S_ICE_SELL, tsell, c, 1.0)
+            _add_col(sums, S_ICE_BUY, tb, c, 1.0)
+            _add_col(sums, S_ICE_HBID, hb, c, 1.0)
+            _add_col(sums, S_ICE_HASK, ha, c, 1.0)
+            _add_count(sums, S_ICE_NBID, hb, c, 1.0)
+            _add_count(sums, S_ICE_NASK, ha, c, 1.0)
+        for c in range(C - 1 - nA, C - 1):
+            _add_col(sums, S_ABS_SELL, tsell, c, 1.0)
+            _add_col(sums, S_ABS_BUY, tb, c, 1.0)
+        for c in range(C - 1 - nS, C - 1):
+            _add_col(sums, S_SP_SELL, tsell, c, 1.0)
+            _add_col(sums, S_SP_BUY, tb, c, 1.0)
+        meta[0] = 1
+        meta[1] = base
+        meta[2] = C
+        meta[4] = nI
+        meta[5] = nA
+        meta[6] = nS
+        meta[7] = 0
+    meta[3] = last
+
+
+@numba.njit(nogil=True, cache=True)
+def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params, sums, meta, out):
     """Run the six DOM detectors (numba). See the module docstring for ``out``.
+
+    Window sums over the heatmap's **closed** columns are kept in ``sums``/``meta`` between calls
+    and advanced incrementally while the row grid (``base``) and the column count stay the same
+    (a new column adds one column and drops the one that left each window); anything else, or
+    every :data:`REBUILD_EVERY` advances, rebuilds them from scratch. The open column is always
+    read fresh. Results equal :func:`dom_scan_np` (which recomputes everything) up to rounding.
 
     Parameters
     ----------
@@ -108,25 +199,34 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
     hb, ha, tb, tsell : float32 (C, R)
         Heatmap history **time-major** (the transpose of the MarketView's ``(R, C)``
         ``hist_bid``, ``hist_ask``, ``traded_buy``, ``traded_sell``; pass ``view.hist_bid.T``):
-        row ``C - 1`` is the current column. Time-major keeps the inner loop on contiguous memory.
+        row ``C - 1`` is the current (open) column.
     best_bid, best_ask : int
         Ticks (-1 = side empty).
     base : int
         Price of row 0, ticks.
+    col0 : int
+        Absolute index of column 0 (``view.col_t0 // view.column_ns``).
     params : float64 (22,)
         :func:`dom_params`.
+    sums, meta : from :func:`new_dom_state` (updated in place)
     out : float64 (12, 4)
         Overwritten.
     """
     out[:, :] = 0.0
     R = bid.shape[0]
     C = hb.shape[0]
+    if C == 0:
+        return out
+    nI = min(C - 1, int(params[Q_ICE_COLS]) - 1)
+    nA = min(C - 1, int(params[Q_ABS_COLS]) - 1)
+    nS = min(C - 1, int(params[Q_SPOOF_COLS]))
+    _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, sums, meta)
+    o = C - 1  # the open column
     depth = int(params[Q_DEPTH])
     bb = best_bid - base if best_bid >= 0 else -1
     ba = best_ask - base if best_ask >= 0 else -1
     nb = int(params[Q_WALL_NB])
-    acc1 = np.zeros(max(depth, int(params[Q_SPOOF_DIST]) + 1))
-    acc2 = np.zeros(acc1.shape[0])
+    peakbuf = np.zeros(int(params[Q_SPOOF_DIST]) + 1)
     for b in range(2):
         if b == 0:
             book = bid
@@ -135,6 +235,7 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
             opp = tb
             touch = bb
             step = -1
+            k_ice, k_h, k_n, k_abs, k_opp, k_sp = S_ICE_SELL, S_ICE_HBID, S_ICE_NBID, S_ABS_SELL, S_ABS_BUY, S_SP_SELL
         else:
             book = ask
             hist = ha
@@ -142,34 +243,23 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
             opp = tsell
             touch = ba
             step = 1
+            k_ice, k_h, k_n, k_abs, k_opp, k_sp = S_ICE_BUY, S_ICE_HASK, S_ICE_NASK, S_ABS_BUY, S_ABS_SELL, S_SP_BUY
         if touch < 0 or touch >= R:
             continue
         med = _side_median(book, touch, step, nb, R)
-        # rows of this side within depth of the touch: touch + step * k, k < nd
-        nd = 0
+        # ---- iceberg
         for k in range(depth):
             r = touch + step * k
             if r < 0 or r >= R:
                 break
-            nd += 1
-        # ---- iceberg
-        w = min(C, int(params[Q_ICE_COLS]))
-        rlo = touch - nd + 1 if b == 0 else touch  # the same rows, ascending (contiguous)
-        for k in range(nd):
-            acc1[k] = 0.0
-        for c in range(C - w, C):  # pass 1: traded volume per row (contiguous, cheap)
-            for k in range(nd):
-                acc1[k] += hit[c, rlo + k]
-        for k in range(nd):
-            r = touch + step * k
-            vol = acc1[r - rlo]
-            if book[r] <= 0 or vol < params[Q_ICE_MINVOL] or vol < params[Q_ICE_RATIO] * book[r]:
-                continue  # cannot pass: the displayed maximum is at least the size now
-            dmax = book[r]  # pass 2, only for the few candidates: the largest displayed size
-            for c in range(C - w, C):
-                if hist[c, r] > dmax:
-                    dmax = hist[c, r]
-            if vol >= params[Q_ICE_RATIO] * dmax:
+            if book[r] <= 0:
+                continue
+            vol = sums[k_ice, r] + hit[o, r]
+            n = sums[k_n, r]
+            dmax = book[r]
+            if n > 0 and sums[k_h, r] / n > dmax:
+                dmax = sums[k_h, r] / n
+            if vol >= params[Q_ICE_MINVOL] and vol >= params[Q_ICE_RATIO] * dmax:
                 s = min(1.0, 0.5 * (vol / dmax) / params[Q_ICE_RATIO])
                 if s > out[b, 0]:
                     out[b, 0] = s
@@ -178,8 +268,10 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
                     out[b, 3] = dmax
         # ---- wall
         if med > 0:
-            for k in range(nd):
+            for k in range(depth):
                 r = touch + step * k
+                if r < 0 or r >= R:
+                    break
                 sz = book[r]
                 if sz >= params[Q_WALL_MIN] and sz >= params[Q_WALL_RATIO] * med:
                     s = min(1.0, 0.5 * (sz / med) / params[Q_WALL_RATIO])
@@ -190,8 +282,10 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
                         out[2 + b, 3] = med
         # ---- ladder: longest run of sizes stepping up away from the touch, starting within depth
         minlev = int(params[Q_LAD_MIN])
-        for k in range(nd):
+        for k in range(depth):
             r0 = touch + step * k
+            if r0 < 0 or r0 >= R:
+                break
             if book[r0] > 0:
                 n = 1
                 r = r0
@@ -210,33 +304,29 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
                         out[4 + b, 3] = book[r0]
         # ---- spoofing: a large order near the touch vanished without trading
         if med > 0:
-            w = min(C - 1, int(params[Q_SPOOF_COLS]))
             ns = 0
             for k in range(int(params[Q_SPOOF_DIST]) + 1):
                 r = touch + step * k
                 if r < 0 or r >= R:
                     break
                 ns += 1
-            slo = touch - ns + 1 if b == 0 else touch  # ascending rows
+            slo = touch - ns + 1 if b == 0 else touch  # the same rows, ascending
             for k in range(ns):
-                acc1[k] = 0.0  # peak
-                acc2[k] = 0.0  # traded
-            for c in range(C - 1 - w, C - 1):
+                peakbuf[k] = 0.0
+            for c in range(C - 1 - nS, C - 1):
                 for k in range(ns):
                     x = hist[c, slo + k]
-                    if x > acc1[k]:
-                        acc1[k] = x
-            for c in range(C - 1 - w, C):
-                for k in range(ns):
-                    acc2[k] += hit[c, slo + k]
+                    if x > peakbuf[k]:
+                        peakbuf[k] = x
             for k in range(ns):
                 r = touch + step * k
-                peak = acc1[r - slo]
+                peak = peakbuf[r - slo]
+                traded = sums[k_sp, r] + hit[o, r]
                 if (
                     peak >= params[Q_SPOOF_RATIO] * med
                     and peak >= params[Q_WALL_MIN]
                     and book[r] <= SPOOF_GONE_FRAC * peak
-                    and acc2[r - slo] <= params[Q_SPOOF_TRADED] * peak
+                    and traded <= params[Q_SPOOF_TRADED] * peak
                 ):
                     s = min(1.0, 0.5 * (peak / med) / params[Q_SPOOF_RATIO])
                     if s > out[6 + b, 0]:
@@ -245,30 +335,26 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
                         out[6 + b, 2] = peak
                         out[6 + b, 3] = med
         # ---- absorption: heavy one-way aggression into the touch, all within `give` ticks
-        w = min(C, int(params[Q_ABS_COLS]))
         give = int(params[Q_ABS_GIVE])
         agg = 0.0
         other = 0.0
         lo_r = R
         hi_r = -1
-        r_from = touch - depth if b == 0 else touch - 1
-        r_to = touch + 1 if b == 0 else touch + depth
-        r_from = max(0, r_from)
-        r_to = min(R - 1, r_to)
-        for c in range(C - w, C):
-            for r in range(r_from, r_to + 1):
-                v = hit[c, r]
-                if v > 0:
-                    agg += v
-                    if r < lo_r:
-                        lo_r = r
-                    if r > hi_r:
-                        hi_r = r
-                other += opp[c, r]
+        r_from = max(0, touch - depth if b == 0 else touch - 1)
+        r_to = min(R - 1, touch + 1 if b == 0 else touch + depth)
+        for r in range(r_from, r_to + 1):
+            v = sums[k_abs, r] + hit[o, r]
+            if v > EPS:
+                agg += v
+                if r < lo_r:
+                    lo_r = r
+                if r > hi_r:
+                    hi_r = r
+            other += sums[k_opp, r] + opp[o, r]
         if agg > 0 and agg >= params[Q_ABS_MINVOL] and agg >= params[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
             held = (touch >= lo_r) if b == 0 else (touch <= hi_r)
             if held:
-                rr = agg / (params[Q_ABS_RATIO] * other) if other > 0 else 2.0
+                rr = agg / (params[Q_ABS_RATIO] * other) if other > EPS else 2.0
                 mv = agg / params[Q_ABS_MINVOL] if params[Q_ABS_MINVOL] > 0 else 2.0
                 s = min(1.0, 0.25 * min(rr, 2.0) + 0.25 * min(mv, 2.0))
                 out[8 + b, 0] = s
@@ -317,8 +403,9 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out)
     return out
 
 
-def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, out):
-    """Plain NumPy twin of :func:`dom_scan` (same arguments, time-major history, same ``out``)."""
+def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params, sums, meta, out):
+    """Plain NumPy twin of :func:`dom_scan` (same arguments and ``out``; it recomputes every
+    window from the history and neither reads nor writes ``sums``/``meta``)."""
     hist_bid, hist_ask, traded_buy, traded_sell = hb.T, ha.T, tb.T, tsell.T
     out[:] = 0.0
     R = bid.shape[0]
@@ -345,7 +432,10 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, o
         # iceberg
         w = min(C, int(p[Q_ICE_COLS]))
         vol = hit[rows, C - w:].astype(np.float64).sum(axis=1)
-        dmax = np.maximum(book[rows], hist[rows, C - w:].max(axis=1) if w > 0 else 0.0)
+        closed = hist[rows, C - w: C - 1].astype(np.float64)
+        n = (closed > 0).sum(axis=1)
+        mean = np.where(n > 0, closed.sum(axis=1) / np.maximum(n, 1), 0.0)
+        dmax = np.maximum(book[rows], mean)
         ok = (book[rows] > 0) & (vol >= p[Q_ICE_MINVOL]) & (vol >= p[Q_ICE_RATIO] * dmax)
         if ok.any():
             s = np.where(ok, np.minimum(1.0, 0.5 * (vol / np.where(dmax > 0, dmax, 1)) / p[Q_ICE_RATIO]), 0.0)
@@ -397,15 +487,16 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, params, o
         r_from, r_to = (touch - depth, touch + 1) if b == 0 else (touch - 1, touch + depth)
         r_from, r_to = max(0, r_from), min(R, r_to + 1)
         blk = hit[r_from:r_to, C - w:].astype(np.float64)
-        agg = float(blk[blk > 0].sum())
+        per_row = blk.sum(axis=1)
+        agg = float(per_row[per_row > EPS].sum())
         other = float(opp[r_from:r_to, C - w:].astype(np.float64).sum())
         if agg > 0:
-            hr = r_from + np.flatnonzero((blk > 0).any(axis=1))
+            hr = r_from + np.flatnonzero(per_row > EPS)
             lo_r, hi_r = int(hr.min()), int(hr.max())
             if agg >= p[Q_ABS_MINVOL] and agg >= p[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
                 held = touch >= lo_r if b == 0 else touch <= hi_r
                 if held:
-                    rr = agg / (p[Q_ABS_RATIO] * other) if other > 0 else 2.0
+                    rr = agg / (p[Q_ABS_RATIO] * other) if other > EPS else 2.0
                     mv = agg / p[Q_ABS_MINVOL] if p[Q_ABS_MINVOL] > 0 else 2.0
                     s = min(1.0, 0.25 * min(rr, 2.0) + 0.25 * min(mv, 2.0))
                     out[8 + b] = (s, lo_r if b == 0 else hi_r, agg, other)

@@ -260,6 +260,8 @@ class AnalysisEngine:
     def process(self, batch: np.ndarray) -> None:
         """Apply a batch (1-D :data:`EVENT_DTYPE`, time order) and run the analysis steps whose
         market time it crosses. Used by the worker thread and directly by headless callers.
+        (Events whose time goes backwards are applied in arrival order; they never trigger a
+        step for a time already passed.)
 
         Raises
         ------
@@ -281,6 +283,8 @@ class AnalysisEngine:
             if self._next_step is None:
                 self._next_step = (int(ts[i]) // iv + 1) * iv
             j = i + int(np.searchsorted(ts[i:], self._next_step, side="left"))
+            if j == i and ts[i] < self._next_step:  # time went backwards in the batch
+                j = i + 1
             if j > i:
                 t0 = time.perf_counter()
                 self.model.apply(batch[i:j])

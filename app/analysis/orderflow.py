@@ -23,17 +23,14 @@ SIDE_BID = 1
 
 
 @numba.njit(nogil=True, cache=True)
-def flow_scan(t_ts, t_size, t_side, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
+def flow_scan(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
     """Order-flow figures (numba). See the module docstring.
 
     Parameters
     ----------
-    t_ts : int64 (T,)
-        Trade times, ns, ascending.
-    t_size : float64 (T,)
-        Trade sizes, contracts.
-    t_side : uint8 (T,)
-        Side traded against (2 = buyer aggressor, 1 = seller aggressor).
+    trades : EVENT_DTYPE (T,)
+        Recent trades, ``ts`` ascending (ns); ``size`` contracts; ``side`` = the side traded
+        against (2 = buyer aggressor, 1 = seller aggressor).
     t_from : int
         Window start, ns (trades with ``ts >= t_from`` count).
     lot : float
@@ -44,6 +41,9 @@ def flow_scan(t_ts, t_size, t_side, t_from, lot, bid, ask, best_bid, best_ask, b
     levels : int
     out : float64 (7,)
     """
+    t_ts = trades["ts"]
+    t_size = trades["size"]
+    t_side = trades["side"]
     buy = 0.0
     sell = 0.0
     lb = 0.0
@@ -87,8 +87,9 @@ def flow_scan(t_ts, t_size, t_side, t_from, lot, bid, ask, best_bid, best_ask, b
     return out
 
 
-def flow_scan_np(t_ts, t_size, t_side, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
+def flow_scan_np(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
     """Plain NumPy twin of :func:`flow_scan`."""
+    t_ts, t_size, t_side = trades["ts"], trades["size"], trades["side"]
     k = int(np.searchsorted(t_ts, t_from, side="left"))
     sz = np.asarray(t_size[k:], np.float64)
     sd = np.asarray(t_side[k:])

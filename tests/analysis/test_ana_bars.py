@@ -39,8 +39,7 @@ def run_bn(rows, bullish_fp=True, last_fp=None):
     if last_fp is not None:
         fpb[-2], fps[-2] = last_fp
     i = len(b) - 2
-    args = (b["open"], b["high"], b["low"], b["close"], b["volume"], b["buy_volume"], b["sell_volume"],
-            fpb, fps, BASE, i, BNP)
+    args = (b, fpb, fps, BASE, i, BNP)
     x = bn.bn_scan(*args, np.zeros((8, 4)))
     y = bn.bn_scan_np(*args, np.zeros((8, 4)))
     np.testing.assert_allclose(x, y, rtol=1e-12, equal_nan=True)
@@ -107,7 +106,7 @@ def run_adv_bars(rows, fp_last=None):
     if fp_last is not None:
         fpb[-2], fps[-2] = fp_last
     i = len(b) - 2
-    args = (b["open"], b["high"], b["low"], b["close"], b["volume"], fpb, fps, BASE, i, ADVP)
+    args = (b, fpb, fps, BASE, i, ADVP)
     x = adv.adv_bars_scan(*args, np.zeros((2, 5)))
     y = adv.adv_bars_scan_np(*args, np.zeros((2, 5)))
     np.testing.assert_allclose(x, y, rtol=1e-12)

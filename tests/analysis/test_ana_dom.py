@@ -29,7 +29,7 @@ def scan(v, sec=SEC):
     """Run kernel and twin; check they agree; return {pattern: (side, strength, price, v1, v2)}."""
     p = dom.dom_params(sec, v.column_ns)
     args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
-            v.best_bid, v.best_ask, v.base, p)
+            v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, p, *dom.new_dom_state(v.rows))
     a = dom.dom_scan(*args, np.zeros((12, 4)))
     b = dom.dom_scan_np(*args, np.zeros((12, 4)))
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)

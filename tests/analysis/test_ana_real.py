@@ -101,24 +101,54 @@ def test_kernels_equal_twins_on_real_views(dev_run):
     fired = 0
     for v in views:
         args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
-                v.best_bid, v.best_ask, v.base, dp)
+                v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, dp, *dom.new_dom_state(v.rows))
         x, y = dom.dom_scan(*args, np.zeros((12, 4))), dom.dom_scan_np(*args, np.zeros((12, 4)))
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9)
         fired += int((x[:, 0] > 0).sum())
         t = v.trades
-        fa = (t["ts"], t["size"], t["side"], v.ts - 60 * 10**9, 20.0, v.bid, v.ask, v.best_bid, v.best_ask, v.base, 10)
+        fa = (t, v.ts - 60 * 10**9, 20.0, v.bid, v.ask, v.best_bid, v.best_ask, v.base, 10)
         np.testing.assert_allclose(of.flow_scan(*fa, np.zeros(7)), of.flow_scan_np(*fa, np.zeros(7)), rtol=1e-12)
         lv = np.array([v.best_bid - 3, v.best_bid + 20], np.int64)
-        ta = (t["ts"], t["price"], t["size"], t["side"], v.ts, lv, v.poc, v.vah, v.val, ap)
+        ta = (t, v.ts, lv, v.poc, v.vah, v.val, ap)
         np.testing.assert_allclose(adv.adv_trades_scan(*ta, np.zeros((3, 5))),
                                    adv.adv_trades_scan_np(*ta, np.zeros((3, 5))), rtol=1e-12)
         b = v.bars
         for i in range(1, len(b) - 1):
-            ba = (b["open"], b["high"], b["low"], b["close"], b["volume"], b["buy_volume"], b["sell_volume"],
-                  v.fp_buy, v.fp_sell, v.base, i, bp)
+            ba = (b, v.fp_buy, v.fp_sell, v.base, i, bp)
             np.testing.assert_allclose(bn.bn_scan(*ba, np.zeros((8, 4))), bn.bn_scan_np(*ba, np.zeros((8, 4))),
                                        rtol=1e-12, equal_nan=True)
-            aa = (b["open"], b["high"], b["low"], b["close"], b["volume"], v.fp_buy, v.fp_sell, v.base, i, ap)
+            aa = (b, v.fp_buy, v.fp_sell, v.base, i, ap)
             np.testing.assert_allclose(adv.adv_bars_scan(*aa, np.zeros((2, 5))),
                                        adv.adv_bars_scan_np(*aa, np.zeros((2, 5))), rtol=1e-12)
     assert fired > 0  # the comparison covered real detections, not only empty outputs
+
+
+def test_dom_running_sums_equal_twin_over_the_real_hour(es):
+    """The DOM kernel keeps window sums between calls; over the whole replay (column advances,
+    heatmap re-centres) it must keep agreeing with the twin, which recomputes from scratch."""
+    p = load_profile("production")
+    m = MarketModel(es.instrument, rows=p.get("engine.heatmap_rows"), column_ns=250_000_000,
+                    bar_ns=60 * 10**9, window_cols=300, prefault=False)
+    dp = dom.dom_params(p.section("dom"), 250_000_000)
+    sums, meta = dom.new_dom_state(m.rows)
+    ev, ts = es.events, es.events["ts"]
+    step = 250_000_000
+    i = k = compared = incremental = 0
+    bases = set()
+    while i < len(ev):
+        j = int(np.searchsorted(ts, (ts[i] // step + 1) * step, side="left"))
+        m.apply(ev[i:j])
+        i = j
+        v = m.view()
+        args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
+                v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, dp)
+        x = dom.dom_scan(*args, sums, meta, np.zeros((12, 4)))
+        incremental += meta[7] > 0
+        bases.add(v.base)
+        k += 1
+        if k % 40 == 0:
+            y = dom.dom_scan_np(*args, None, None, np.zeros((12, 4)))
+            np.testing.assert_allclose(x, y, rtol=1e-7, atol=1e-6)
+            compared += 1
+    assert compared > 100 and incremental > k // 2
+    assert len(bases) >= 1

@@ -21,7 +21,7 @@ def tape(prices, times, sizes=None, sides=None):
 
 
 def adv_scan(t, now, levels=(), poc=-1, vah=-1, val=-1):
-    args = (t["ts"], t["price"], t["size"], t["side"], now, np.asarray(levels, np.int64), poc, vah, val, ADVP)
+    args = (t, now, np.asarray(levels, np.int64), poc, vah, val, ADVP)
     x = adv.adv_trades_scan(*args, np.zeros((3, 5)))
     y = adv.adv_trades_scan_np(*args, np.zeros((3, 5)))
     np.testing.assert_allclose(x, y, rtol=1e-12)
@@ -76,7 +76,7 @@ def test_orderflow_numbers():
     ask = np.zeros(20)
     bid[8:11] = 10  # rows 8..10 = prices 998..1000
     ask[11:13] = 5
-    args = (t["ts"], t["size"], t["side"], T0 + S, 25.0, bid, ask, 1000, 1001, 990, 10)
+    args = (t, T0 + S, 25.0, bid, ask, 1000, 1001, 990, 10)
     x = of.flow_scan(*args, np.zeros(7))
     y = of.flow_scan_np(*args, np.zeros(7))
     np.testing.assert_allclose(x, y)
