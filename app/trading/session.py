@@ -156,6 +156,7 @@ class TradingSession:
         if not self._started or self.loop is None:
             return
         try:
+            self.roll_day()
             self.check_triggers()
         except Exception:  # a bug here must be seen, and must not stop the monitor
             log.exception("kill-switch trigger check failed")
@@ -206,6 +207,28 @@ class TradingSession:
         rows = self.journal.query("SELECT state, trigger FROM kill_switch ORDER BY id DESC LIMIT 1")
         if rows and rows[0]["state"] != "unlocked":
             self.kill.restore(rows[0]["state"], rows[0]["trigger"])
+
+    def roll_day(self, t_ns: int | None = None) -> bool:
+        """Start a new trading day when the date in ``trading_timezone`` changed.
+
+        Today's figures (realised P&L, trades, consecutive losses) restart from zero; open
+        positions are carried over. Journaled as ``new_day``. Returns True when it rolled.
+        """
+        day = self._trading_day(now_ns() if t_ns is None else t_ns)
+        if day == self.day:
+            return False
+        old = self.pnl
+        self.pnl = PnLTracker(dict(old.tick_values), old.default_tick_value)
+        for sym, b in old.books.items():
+            if b.qty:
+                nb = self.pnl.position(sym)
+                nb.qty, nb.avg_price = b.qty, b.avg_price
+        self.journal.record_event("new_day", {"previous": self.day, "day": day, "net_realized_usd":
+                                              old.net_realized_usd, "trades": self.trades_today})
+        self.day = day
+        self.trades_today = 0
+        self._changed()
+        return True
 
     def _changed(self) -> None:
         for fn in list(self.listeners):

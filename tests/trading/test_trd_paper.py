@@ -272,3 +272,22 @@ def test_restart_with_a_lost_paper_position_adopts_the_venue_and_says_so(es_samp
         await s2.stop()
 
     asyncio.run(go())
+
+
+def test_new_trading_day_resets_the_daily_figures_and_keeps_the_position(es_sample, feeder_cls):
+    async def go():
+        s = make_session(es_sample, max_consecutive_losses=10)
+        await s.start()
+        feeder_cls(s, es_sample).advance(3000)
+        ask = s.market["ESH4"].best_ask
+        assert (await s.confirm(OrderTicket("ESH4", 1, 1, MARKET, None, ask - 8, ask + 8, ref_price=ask))).allowed
+        assert s.trades_today == 1 and s.pnl.commissions_usd > 0
+        assert not s.roll_day()
+        s.day = "2000-01-01"
+        assert s.roll_day()
+        assert s.trades_today == 0 and s.pnl.net_realized_usd == 0.0
+        assert s.pnl.position("ESH4").qty == 1 and s.pnl.position("ESH4").avg_price == ask
+        assert s.journal.query("SELECT COUNT(*) FROM events WHERE kind='new_day'")[0][0] == 1
+        await s.stop()
+
+    asyncio.run(go())
