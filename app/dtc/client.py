@@ -50,10 +50,11 @@ log = logging.getLogger(__name__)
 
 T = MessageType
 
-#: Integer_1 flags asked for when ``depth_float=True``: 140 depth updates, 145 snapshot levels,
-#: 146 trades, 144 bid/ask (Sierra Chart DTCServer.php; all decoded by this client).
+#: Integer_1 flags asked for when ``depth_float=True``: 140 depth updates, 146 trades, 144
+#: bid/ask (Sierra Chart DTCServer.php). 145 float snapshot levels are decoded too but not asked
+#: for: their batch boundaries are only the 4-valued FinalUpdateInBatch, while 122 snapshot
+#: levels carry explicit IsFirst/IsLast flags, which makes the snapshot's clear unambiguous.
 FLOAT_FLAGS = (LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES
-               | LogonFlags.SUPPORT_MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT
                | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2
                | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE)
 
@@ -200,7 +201,8 @@ class DTCClient:
     trade_account : str
         Default TradeAccount of orders and requests (``Sim1`` style for simulated accounts).
     depth_float : bool
-        Ask Sierra Chart for the compact float depth/trade messages (``Integer_1`` flags).
+        Ask Sierra Chart for the compact float depth/trade messages (``Integer_1`` flags,
+        :data:`FLOAT_FLAGS`).
     historical_port : int or None
         Port of the historical data server (Sierra Chart default 11098); None = ``port``.
     reconnect : bool

@@ -166,7 +166,8 @@ def test_connect_subscribe_and_requests(enc):
             lr = await cl.connect()
             assert lr.Result == 1 and cl.negotiated_encoding == enc and cl.state == "connected"
             logon = [m for m in srv.received if m.TYPE == T.LOGON_REQUEST][0]
-            assert logon.Integer_1 & 0x80 and logon.Integer_1 & 0x800  # float depth variants asked for
+            assert logon.Integer_1 & 0x80  # float depth updates (140) asked for
+            assert not logon.Integer_1 & 0x800  # 122 snapshots (explicit first/last flags) kept
             assert logon.HeartbeatIntervalInSeconds == 5 and logon.ClientName == "MIA Elite"
             batches = []
             sub = await cl.subscribe_market("ESZ5", depth=True, on_events=batches.append)
