@@ -89,7 +89,7 @@ S_SLO = 5  # lowest grid index with session volume (G when none)
 S_SHI = 6  # highest grid index with session volume (-1 when none)
 S_QB = 7  # last quote bid, ticks (-1 none)
 S_QA = 8  # last quote ask, ticks (-1 none)
-S_LASTTS = 9  # ts of the last event applied, ns
+S_LASTTS = 9  # latest event time applied (running max), ns
 S_LASTPX = 10  # last trade price, ticks (-1 none)
 S_CHECKED = 11  # column for which the edge check already ran
 S_NEV = 12  # events applied
@@ -335,7 +335,8 @@ def _apply_events(ts, price, size, norders, kind, side, op, start, P, S, F,
             elif s == SIDE_ASK:
                 S[S_QA] = px
                 F[F_QAS] = size[i]
-        S[S_LASTTS] = t
+        if t > S[S_LASTTS]:
+            S[S_LASTTS] = t
         S[S_NEV] += 1
         i += 1
     S[S_BB] = bb
@@ -547,7 +548,8 @@ def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
             elif s == SIDE_ASK:
                 S[S_QA] = px
                 F[F_QAS] = size[i]
-        S[S_LASTTS] = t
+        if t > S[S_LASTTS]:
+            S[S_LASTTS] = t
         S[S_NEV] += 1
         i += 1
     S[S_BB], S[S_BA] = _best(bid, ask)

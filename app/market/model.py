@@ -186,7 +186,7 @@ class MarketModel:
 
     @property
     def ts(self) -> int:
-        """Market time of the last event applied, ns."""
+        """Market time of the latest event applied (running maximum), ns."""
         return int(self.S[K.S_LASTTS])
 
     @property

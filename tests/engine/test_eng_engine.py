@@ -187,3 +187,16 @@ def test_frame_is_a_copy_and_carries_the_geometry(es):
     np.testing.assert_array_equal(f.heatmap, before)  # later events do not touch a published frame
     assert f.book_prices[0] == f.heatmap_base and len(f.book_bid) == 400
     assert f.timings["compile_s"] >= 0 and f.events_total == 30_000
+
+
+def test_time_going_backwards_in_a_batch_still_makes_progress():
+    inst = Instrument("ES", 0.25, 12.5)
+    rec = Recorder()
+    eng = AnalysisEngine(inst, "production", analyzers=rec)
+    iv = eng.analysis_interval_ns
+    ts = np.array([5 * iv, 9 * iv + 1, 3 * iv, 2 * iv, 12 * iv, 11 * iv, 30 * iv])
+    b = depth_events(ts, 100 + np.arange(7), np.ones(7), [SIDE_BID] * 7, OP_SET)
+    eng.process(b)
+    assert eng.model.events_applied == 7
+    steps = [s[0] for s in rec.seen]
+    assert len(steps) >= 2 and steps == sorted(steps)
