@@ -102,6 +102,35 @@ class EliteGate:
         sc = self.w[0] * v + self.w[1] * d + self.w[2] * r
         return float(sc), (("vix", round(float(v), 6)), ("dom", round(float(d), 6)), ("regime", round(float(r), 6))), reasons
 
+    def score_both(self, vix, hits, flow_ratio, imbalance, trend_dir):
+        """Scores of both sides in one pass over ``hits``: ``{side: (score, components, reasons)}``.
+
+        Same numbers as :meth:`score` for each side.
+        """
+        best: dict = {}
+        for h in hits:
+            if h.side != 0 and h.strength > 0:
+                k = (h.side, h.name)
+                b = best.get(k)
+                if b is None or h.strength > b.strength:
+                    best[k] = h
+        prod = {1: 1.0, -1: 1.0}
+        reasons: dict = {1: [], -1: []}
+        for (side, _), h in best.items():
+            prod[side] *= 1.0 - min(1.0, h.strength)
+            reasons[side].append(h)
+        out = {}
+        wv, wd, wr = self.w
+        for side in (1, -1):
+            v = vix_component(side, vix)
+            d = (1.0 - prod[side]) * (1.0 - 0.5 * (1.0 - prod[-side]))
+            r = regime_component(side, flow_ratio, imbalance, trend_dir)
+            rs = reasons[side]
+            rs.sort(key=lambda h: -h.strength)
+            out[side] = (float(wv * v + wd * d + wr * r),
+                         (("vix", round(float(v), 6)), ("dom", round(float(d), 6)), ("regime", round(float(r), 6))), rs)
+        return out
+
     def candidates(self, ts, new_hits, window_hits, vix, flow_ratio, imbalance, trend_dir):
         """Sides that pass every rule this step: list of ``(side, score, components, reasons)``.
 
@@ -110,10 +139,12 @@ class EliteGate:
         out = []
         while self.emitted and self.emitted[0] <= ts - HOUR_NS:
             self.emitted.popleft()
-        for side in (1, -1):
-            if not any(h.side == side for h in new_hits):
-                continue
-            sc, comps, reasons = self.score(side, vix, window_hits, flow_ratio, imbalance, trend_dir)
+        sides = [side for side in (1, -1) if any(h.side == side for h in new_hits)]
+        if not sides:
+            return out
+        both = self.score_both(vix, window_hits, flow_ratio, imbalance, trend_dir)
+        for side in sides:
+            sc, comps, reasons = both[side]
             if len(reasons) < int(self.e["min_patterns"]) or sc < float(self.e["min_elite_score"]):
                 continue
             last = self.last_side_ts[side]

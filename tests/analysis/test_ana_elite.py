@@ -129,3 +129,14 @@ def test_sizing_and_bracket():
     assert bracket(1, 1000, 20.0, [995], e) == (994, 1012)  # the level tightens a wide ATR stop
     assert bracket(-1, 1000, 6.0, [1010], e) == (1011, 978)  # short: one tick above the level
     assert bracket(-1, 1000, 6.0, [1050], e) == (1006, 988)  # level beyond max_stop_ticks: ATR stop
+
+
+def test_score_both_equals_score_per_side():
+    g = gate()
+    hits = [hit("wall", 1, 0.8), hit("iceberg", 1, 0.6), hit("wall", 1, 0.3), hit("ladder", -1, 0.7),
+            hit("absorption", -1, 0.5), hit("transition", 0, 0.9)]
+    both = g.score_both(vix(1, mom=0.1), hits, 0.2, -0.1, 1)
+    for side in (1, -1):
+        sc, comps, reasons = g.score(side, vix(1, mom=0.1), hits, 0.2, -0.1, 1)
+        assert both[side][0] == pytest.approx(sc) and both[side][1] == comps
+        assert [r.name for r in both[side][2]] == [r.name for r in reasons]
