@@ -256,7 +256,24 @@ class TradingController(QtCore.QObject):
                     await asyncio.wait_for(asyncio.shield(t), 2.0)
                 except Exception:
                     t.cancel()
-        await self.session.stop()
+        # detach from the window: a second attach (pipeline restart) must not find a second hotkey
+        if self.hotkey is not None:
+            self.hotkey.setEnabled(False)
+            self.hotkey.deleteLater()
+            self.hotkey = None
+        for obj, filt in getattr(self, "_filters", []):
+            obj.removeEventFilter(filt)
+        for sig, slot in getattr(self, "_connections", []):
+            try:
+                sig.disconnect(slot)
+            except (RuntimeError, TypeError):
+                pass
+        self._filters, self._connections = [], []
+        try:
+            await self.session.stop()
+        finally:
+            if getattr(self, "owns_journal", False):
+                self.session.journal.close()
 
     # ------------------------------------------------------------------ kill switch
     def install_hotkey(self, widget: QtWidgets.QWidget, sequence: str = KILL_HOTKEY) -> QtGui.QShortcut:
@@ -491,9 +508,15 @@ def attach_trading(window, context) -> TradingController:
     ctl.install_hotkey(window)
     if not _hook_market(context, session) and report:
         report("warning", "Trading: no market stream to follow; paper fills and stale-data checks are off")
+    ctl.owns_journal = True
+    ctl._connections, ctl._filters = [], []
     tape = getattr(window, "tape", None)
     if tape is not None:
-        tape.sigSignalSelected.connect(lambda s: setattr(ctl, "selected_signal", s))
+        def on_selected(sig):
+            ctl.selected_signal = sig
+
+        tape.sigSignalSelected.connect(on_selected)
+        ctl._connections.append((tape.sigSignalSelected, on_selected))
         view = getattr(tape, "view", None)
         model = getattr(tape, "model", None)
         if view is not None:
@@ -505,10 +528,12 @@ def attach_trading(window, context) -> TradingController:
                 ctl.open_signal_ticket(sig)
 
             view.doubleClicked.connect(on_double)
+            ctl._connections.append((view.doubleClicked, on_double))
     ladder = getattr(window, "ladder", None)
     if ladder is not None:
-        ctl._ladder_filter = _LadderClicks(ladder, ctl)
-        ladder.installEventFilter(ctl._ladder_filter)
+        filt = _LadderClicks(ladder, ctl)
+        ladder.installEventFilter(filt)
+        ctl._filters.append((ladder, filt))
     frame_timer = QtCore.QTimer(ctl)
     frame_timer.setInterval(500)
     frame_timer.timeout.connect(lambda: ctl.on_frame(getattr(window, "last_frame", None)))

@@ -214,3 +214,44 @@ def test_frames_journal_each_signal_once_and_each_decided_outcome_once(rig):
     assert j.query("SELECT COUNT(*) FROM signals")[0][0] == 1
     rows = j.query("SELECT first, patterns FROM signal_outcomes")
     assert len(rows) == 1 and rows[0]["first"] == "target" and "wall" in rows[0]["patterns"]
+
+
+def test_attach_detach_attach_keeps_one_working_hotkey(qapp, qtbot, es_sample):
+    """A pipeline restart detaches and re-attaches the panel: the hotkey must still fire once."""
+    import types
+
+    from app.ui.trading_panel import attach_trading
+
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    win = QtWidgets.QMainWindow()
+    area = QtWidgets.QWidget()
+    area.setLayout(QtWidgets.QVBoxLayout())
+    win.setCentralWidget(area)
+    win.trading_area = area
+    win.show()
+    qtbot.waitExposed(win)
+    ctx = types.SimpleNamespace(instrument=es_sample.instrument, client=None, trade_account="",
+                                report=lambda level, text: None)
+    try:
+        with loop:
+            async def go():
+                c1 = attach_trading(win, ctx)
+                await asyncio.sleep(0.05)
+                await c1.shutdown()
+                c2 = attach_trading(win, ctx)
+                await asyncio.sleep(0.05)
+                QtTest.QTest.keyClick(win, QtCore.Qt.Key_K, QtCore.Qt.ControlModifier | QtCore.Qt.ShiftModifier)
+                assert c2.session.gate.locked and not c1.session.gate.locked
+                for _ in range(200):
+                    if c2.session.kill.state == KillState.VERIFIED_FLAT:
+                        break
+                    await asyncio.sleep(0.01)
+                assert c2.session.kill.state == KillState.VERIFIED_FLAT
+                await c2.shutdown()
+
+            loop.run_until_complete(asyncio.wait_for(go(), 20))
+    finally:
+        asyncio.set_event_loop(None)
+        win.close()
