@@ -5,10 +5,10 @@ CBOE publishes ``VIX_History.csv`` and ``VIX3M_History.csv`` with the header
 The app ships copies under ``resources/vix/`` (see ``PROVENANCE.md`` there); they are the
 default.
 
-Sierra Chart keeps daily bars in ``Data/<symbol>.dly``. Its reader belongs to the Sierra file
-module; it plugs in through :data:`DAILY_READERS` (suffix -> ``fn(path) -> (dates, closes)``),
-e.g. ``DAILY_READERS[".dly"] = read_dly_closes``. Until registered, a ``.dly`` path raises a
-clear error.
+Sierra Chart keeps daily bars in ``Data/<symbol>.dly``; :func:`read_dly_closes` reads them with
+the Sierra file module's :func:`app.feeds.dly.read_dly`. Readers are looked up by file suffix in
+:data:`DAILY_READERS` (suffix -> ``fn(path) -> (dates, closes)``), so another format plugs in
+the same way.
 """
 
 from __future__ import annotations
@@ -155,15 +155,29 @@ def _iso(s: str) -> str:
     return s
 
 
-def _dly_not_registered(path):
-    raise ValueError(
-        f"{path}: no Sierra Chart .dly reader is registered "
-        "(app.feeds.vix_history.DAILY_READERS['.dly'] is set by the Sierra file module)"
-    )
+def read_dly_closes(path) -> tuple[np.ndarray, np.ndarray]:
+    """Dates and closes of a Sierra Chart ``.dly`` daily file (via :func:`app.feeds.dly.read_dly`).
+
+    Raises
+    ------
+    FileNotFoundError
+    ValueError
+        Unreadable file or no valid row (names the file).
+    """
+    from app.feeds.dly import read_dly
+
+    bars = read_dly(path)
+    ok = np.isfinite(bars["close"]) & (bars["close"] > 0)
+    if not ok.any():
+        raise ValueError(f"{path}: no valid daily bar")
+    if (~ok).any():
+        log.warning("%s: skipped %d bars without a positive close", path, int((~ok).sum()))
+    bars = bars[ok]
+    return bars["ts"].astype("datetime64[ns]").astype("datetime64[D]"), bars["close"].astype(np.float64)
 
 
 #: Daily-history readers by lower-case file suffix: ``fn(path) -> (dates datetime64[D], closes float64)``.
-DAILY_READERS: dict[str, Callable] = {".csv": read_cboe_csv, ".dly": _dly_not_registered}
+DAILY_READERS: dict[str, Callable] = {".csv": read_cboe_csv, ".dly": read_dly_closes}
 
 
 def _read_daily(path):

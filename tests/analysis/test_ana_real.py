@@ -94,6 +94,25 @@ def test_production_gives_a_few_signals(es, vixh):
 def test_kernels_equal_twins_on_real_views(dev_run):
     _, _, views, _ = dev_run
     assert len(views) >= 8
+    check_twins(views)
+
+
+@pytest.fixture(scope="module")
+def btc_run(shared_data, vixh):
+    from app.feeds.binance import read_binance_gz
+
+    rec = read_binance_gz(shared_data / "crypto" / "btcusdt_20240808.gz")
+    return replay(rec, "development", vixh, keep_every=60)
+
+
+def test_kernels_equal_twins_on_real_btcusdt_views(btc_run):
+    a, last, views, hits = btc_run
+    assert len(views) >= 8 and hits > 0
+    assert last.vix is not None and last.vix.date == "2024-08-07"  # the capture ends 2024-08-08 23:59
+    check_twins(views)
+
+
+def check_twins(views):
     p = load_profile("development")
     dp = dom.dom_params(p.section("dom"), views[0].column_ns)
     bp = bn.bn_params(p.section("battle_navale"))

@@ -99,10 +99,27 @@ def test_history_validation():
         VixHistory.from_arrays(["2020-01-02"], [-1.0])
 
 
-def test_dly_without_reader_is_a_clear_error(tmp_path):
+def test_sierra_dly_files_give_the_same_state(tmp_path, hist):
+    # write the real CBOE closes of 2017-2019 as Sierra Chart .dly files and read them back
+    from app.feeds.dly import DLY_DTYPE, write_dly
+
+    m = (hist.dates >= np.datetime64("2017-01-01")) & (hist.dates < np.datetime64("2019-01-01"))
+    for name, col in (("VIX.dly", hist.close), ("VIX3M.dly", hist.vix3m)):
+        b = np.zeros(int(m.sum()), DLY_DTYPE)
+        b["ts"] = hist.dates[m].astype("datetime64[ns]").astype(np.int64)
+        b["open"] = b["high"] = b["low"] = b["close"] = col[m]
+        write_dly(tmp_path / name, b)
+    h2 = load_vix_history(tmp_path / "VIX.dly", tmp_path / "VIX3M.dly")
+    assert np.array_equal(h2.dates, hist.dates[m]) and np.allclose(h2.close, hist.close[m])
+    a2 = V.VixAnalyzer(h2, load_profile("production").section("vix"))
+    i = int(np.searchsorted(h2.dates, np.datetime64("2018-02-06")))
+    assert "spike_reversal" in [p.name for p in a2.state_at_index(i).patterns]
+
+
+def test_empty_dly_is_a_clear_error(tmp_path):
     p = tmp_path / "VIX.dly"
     p.write_text("Date, Open, High, Low, Close\n")
-    with pytest.raises(ValueError, match="dly"):
+    with pytest.raises(ValueError, match="VIX.dly"):
         load_vix_history(p)
 
 
