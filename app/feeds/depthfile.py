@@ -178,7 +178,33 @@ class DepthStats:
 
 def depth_records_to_events(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
                             stats: DepthStats | None = None) -> np.ndarray:
-    """Depth records -> depth events (vectorised; rules in the module docstring).
+    """Depth records -> depth events (one-pass numba kernel; rules in the module docstring).
+
+    Same parameters and result as :func:`depth_records_to_events_numpy`, its plain-NumPy twin
+    (the reference the tests compare it with). Files with legacy float-days DateTime values use
+    the twin.
+    """
+    from app.feeds.scid import _FLOAT_DAYS_THRESHOLD
+    from app.feeds.sierra_kernels import depth_kernel
+
+    n = len(records)
+    if n == 0 or (records["dt"] > _FLOAT_DAYS_THRESHOLD).any():
+        return depth_records_to_events_numpy(records, instrument, price_multiplier, stats)
+    out = np.zeros(n, dtype=EVENT_DTYPE)
+    m, dropped, zero_sets = depth_kernel(
+        records["dt"], records["command"], records["flags"], records["num_orders"], records["price"],
+        records["quantity"], float(price_multiplier), float(instrument.tick_size),
+        out["ts"], out["price"], out["size"], out["num_orders"], out["kind"], out["side"], out["op"], out["flags"])
+    if stats is not None:
+        stats.records += n
+        stats.dropped += int(dropped)
+        stats.zero_quantity_sets += int(zero_sets)
+    return out if m == n else out[:m]
+
+
+def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
+                                  stats: DepthStats | None = None) -> np.ndarray:
+    """Depth records -> depth events, plain NumPy (the twin of the kernel; rules in the module docstring).
 
     Parameters
     ----------

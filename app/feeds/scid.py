@@ -227,7 +227,27 @@ def trade_sides(records: np.ndarray) -> np.ndarray:
 
 def scid_to_events(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
                    quotes: bool = True) -> np.ndarray:
-    """Tick records -> events (bar records are skipped; use :func:`scid_to_bars`).
+    """Tick records -> events, one-pass numba kernel (twin: :func:`scid_to_events_numpy`).
+
+    Same parameters and result as the twin; legacy float-days DateTime values use the twin.
+    """
+    from app.feeds.sierra_kernels import scid_kernel
+
+    n = len(records)
+    if n == 0 or (records["dt"] > _FLOAT_DAYS_THRESHOLD).any():
+        return scid_to_events_numpy(records, instrument, price_multiplier, quotes)
+    out = np.zeros(3 * n, dtype=EVENT_DTYPE)
+    m = scid_kernel(records["dt"], records["open"], records["high"], records["low"], records["close"],
+                    records["total_volume"], records["bid_volume"], records["ask_volume"],
+                    float(price_multiplier), float(instrument.tick_size), bool(quotes),
+                    FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE, LAST_SUB_TRADE_OF_UNBUNDLED_TRADE,
+                    out["ts"], out["price"], out["size"], out["kind"], out["side"])
+    return out[:m].copy() if m < len(out) // 2 else out[:m]
+
+
+def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
+                         quotes: bool = True) -> np.ndarray:
+    """Tick records -> events, plain NumPy (bar records are skipped; use :func:`scid_to_bars`).
 
     Parameters
     ----------
