@@ -225,7 +225,10 @@ class DtcBroker(Broker):
                 and m.LastFillQuantity > 0:
             fill_qty = int(round(m.LastFillQuantity))
             fill_px = self._to_ticks(sym, m.LastFillPrice) or 0
-            exec_id = m.LastFillExecutionID or f"{m.ServerOrderID}:{m.FilledQuantity:g}"
+            # the venue's execution id, qualified by order and fill time: a replay server that restarts
+            # its id counters must not make a new fill look like one already journaled
+            exec_id = (f"{m.LastFillExecutionID or m.FilledQuantity}/{m.ServerOrderID}/"
+                       f"{int(m.LastFillDateTime or 0)}")[:64]
         qty = 0 if M.is_unset(float(m.OrderQuantity)) else int(round(m.OrderQuantity))
         filled = 0 if M.is_unset(float(m.FilledQuantity)) else int(round(m.FilledQuantity))
         avg = 0.0
