@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from operator import attrgetter
 
 from app.analysis.frame import PatternHit, VixState
 
 REGIME_QUALITY = (0.8, 1.0, 0.9, 0.6, 0.3)
+_strength = attrgetter("strength")
 HOUR_NS = 3_600_000_000_000
 
 
@@ -93,6 +95,8 @@ class EliteGate:
         self.emitted: deque[int] = deque()  # ts of signals in the last hour
         self.last_side_ts = {1: None, -1: None}
         self.suppressed_rate = 0  # candidates above threshold refused by the hourly limit
+        self._vix_key = object()
+        self._vix_val = (0.5, 0.5)
 
     def score(self, side, vix, hits, flow_ratio, imbalance, trend_dir):
         """``(score, components tuple, reasons)`` for ``side``."""
@@ -100,7 +104,7 @@ class EliteGate:
         d, reasons = dom_component(side, hits)
         r = regime_component(side, flow_ratio, imbalance, trend_dir)
         sc = self.w[0] * v + self.w[1] * d + self.w[2] * r
-        return float(sc), (("vix", round(float(v), 6)), ("dom", round(float(d), 6)), ("regime", round(float(r), 6))), reasons
+        return float(sc), (("vix", float(v)), ("dom", float(d)), ("regime", float(r))), reasons
 
     def score_both(self, vix, hits, flow_ratio, imbalance, trend_dir):
         """Scores of both sides in one pass over ``hits``: ``{side: (score, components, reasons)}``.
@@ -114,21 +118,28 @@ class EliteGate:
                 b = best.get(k)
                 if b is None or h.strength > b.strength:
                     best[k] = h
-        prod = {1: 1.0, -1: 1.0}
-        reasons: dict = {1: [], -1: []}
+        pp = pm = 1.0
+        rp: list = []
+        rm: list = []
         for (side, _), h in best.items():
-            prod[side] *= 1.0 - min(1.0, h.strength)
-            reasons[side].append(h)
-        out = {}
+            if side > 0:
+                pp *= 1.0 - min(1.0, h.strength)
+                rp.append(h)
+            else:
+                pm *= 1.0 - min(1.0, h.strength)
+                rm.append(h)
+        if vix is not self._vix_key:  # the VIX part changes once a day: cache it per VixState
+            self._vix_key = vix
+            self._vix_val = (vix_component(1, vix), vix_component(-1, vix))
         wv, wd, wr = self.w
-        for side in (1, -1):
-            v = vix_component(side, vix)
-            d = (1.0 - prod[side]) * (1.0 - 0.5 * (1.0 - prod[-side]))
-            r = regime_component(side, flow_ratio, imbalance, trend_dir)
-            rs = reasons[side]
-            rs.sort(key=lambda h: -h.strength)
-            out[side] = (float(wv * v + wd * d + wr * r),
-                         (("vix", round(float(v), 6)), ("dom", round(float(d), 6)), ("regime", round(float(r), 6))), rs)
+        fr = float(flow_ratio)
+        im = float(imbalance)
+        out = {}
+        for side, prod, oprod, rs, v in ((1, pp, pm, rp, self._vix_val[0]), (-1, pm, pp, rm, self._vix_val[1])):
+            d = (1.0 - prod) * (1.0 - 0.5 * (1.0 - oprod))
+            r = regime_component(side, fr, im, trend_dir)
+            rs.sort(key=_strength, reverse=True)  # stable: ties keep their order
+            out[side] = (wv * v + wd * d + wr * r, (("vix", v), ("dom", d), ("regime", r)), rs)
         return out
 
     def candidates(self, ts, new_hits, window_hits, vix, flow_ratio, imbalance, trend_dir):
