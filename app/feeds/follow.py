@@ -15,8 +15,8 @@ Guarantees
   therefore ends at a batch end and the book is consistent after it.
 * **Day change.** Sierra Chart starts a new depth file per UTC day. When a file with a later date
   appears for the symbol, the old file is drained to its last whole record, then the follower
-  switches to the new file from its header (``counters['rollovers']``). The directory is listed
-  at most every ``rollover_check_s``.
+  switches to the next day's file from its header (``counters['rollovers']``); day files are
+  taken in date order, never skipped. The directory is listed at most every ``rollover_check_s``.
 * **Truncated or rewritten files.** When a file becomes shorter than the read position, is
   replaced by another file (a different file id), or its header / first record changes, the
   follower logs a warning and restarts from the header (``counters['restarts']``). A restarted
@@ -286,6 +286,14 @@ class _Tail:
         return data
 
 
+def _warm_up(instrument: Instrument) -> None:
+    """Compile (or load from the cache) the decoding kernels now, not during the first poll."""
+    from app.feeds.depthfile import DEPTH_RECORD_DTYPE
+
+    depth_records_to_events(np.zeros(1, dtype=DEPTH_RECORD_DTYPE), instrument)
+    scid_to_events(np.zeros(1, dtype=SCID_RECORD_DTYPE), instrument)
+
+
 class SierraFollower:
     """Follow one symbol's ``.scid`` and ``.depth`` files and deliver event arrays.
 
@@ -360,6 +368,7 @@ class SierraFollower:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        _warm_up(instrument)
 
     # ------------------------------------------------------------------ files
 
@@ -385,17 +394,23 @@ class SierraFollower:
         return out
 
     def _newer_depth_file(self, force: bool = False) -> tuple[_dt.date, Path] | None:
+        """The next depth day file to follow, or None.
+
+        At start (first listing) the newest day file; after that the oldest file dated after the
+        current one (so files created while the follower was busy are never skipped).
+        """
         now = time.monotonic()
         if not force and now - self._last_listing < self.rollover_check_s:
             return None
+        first = self._last_listing < 0
         self._last_listing = now
         files = self._depth_files()
         if not files:
             return None
-        d, p = files[-1]
-        if self._depth_date is None or d > self._depth_date:
-            return d, p
-        return None
+        if self._depth_date is None:
+            return files[-1] if first else files[0]
+        later = [f for f in files if f[0] > self._depth_date]
+        return later[0] if later else None
 
     # ------------------------------------------------------------------ decoding
 
@@ -447,7 +462,7 @@ class SierraFollower:
 
     def _poll_depth(self) -> None:
         if self._depth is None:
-            nf = self._newer_depth_file(force=True) if self._last_listing < 0 else self._newer_depth_file()
+            nf = self._newer_depth_file(force=self._last_listing < 0)
             if nf is None:
                 return
             self._depth_date, path = nf
