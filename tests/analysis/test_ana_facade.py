@@ -99,3 +99,24 @@ def test_numba_facade_equals_numpy_twin_facade_on_real_es(shared_data):
     key = [(s.side, s.entry, s.stop, s.target, s.size, tuple(r.name for r in s.reasons)) for s in rf.signals]
     assert key and key == [(s.side, s.entry, s.stop, s.target, s.size, tuple(r.name for r in s.reasons))
                            for s in rs.signals]
+
+
+@pytest.mark.parametrize("fields", [
+    dict(rows=8, cols=0),  # no heatmap column yet
+    dict(rows=8, cols=2, best_bid=5000, best_ask=5001),  # touch outside the row window
+    dict(rows=8, cols=2, best_bid=1003, best_ask=-1),  # one side empty
+    dict(rows=8, cols=2, n_bars=1),  # only the open bar
+    dict(rows=1, cols=1, best_bid=1000, best_ask=1000),
+])
+def test_degenerate_views_do_not_crash(fields):
+    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.0])
+    r = a.step(make_view(**fields))
+    assert r.new_signals == [] and r.vix is None
+
+
+def test_vix_state_is_that_of_the_market_date():
+    from app.feeds.vix_history import load_vix_history
+
+    a = Analyzers(DEV, ES, vix_history=load_vix_history())
+    r = a.step(make_view(ts=T0))  # 2023-12-25 23:00 UTC
+    assert r.vix.date == "2023-12-22" and r.vix.regime == "low"
