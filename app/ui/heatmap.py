@@ -165,14 +165,16 @@ class HeatmapWidget(pg.PlotWidget):
     #: Default visible height in ticks while following.
     DEFAULT_VISIBLE_TICKS = 44
     #: At most this many trade bubbles are drawn (the largest ones).
-    MAX_BUBBLES = 4000
+    MAX_BUBBLES = 2000
+    #: Bubble diameters are quantised to these pixel sizes (few symbols for pyqtgraph's atlas).
+    BUBBLE_SIZES = np.array([4.0, 6.0, 8.0, 11.0, 14.0, 18.0, 23.0, 29.0])
 
     def __init__(self, parent=None):
         axis = pg.DateAxisItem(orientation="bottom", utcOffset=0)
         super().__init__(parent=parent, axisItems={"bottom": axis}, background=(8, 10, 22))
         self.plotItem.setMenuEnabled(False)
         self.plotItem.hideButtons()
-        self.plotItem.showGrid(x=False, y=True, alpha=0.15)
+        self.plotItem.showGrid(x=False, y=False)
         self.plotItem.setLabel("bottom", "time (UTC)")
         self.plotItem.setLabel("left", "price")
         self.vb = self.plotItem.getViewBox()
@@ -203,6 +205,9 @@ class HeatmapWidget(pg.PlotWidget):
         self.markers.setZValue(8)
         self.addItem(self.markers)
 
+        self._marker_key = None
+        self._marker_pen = pg.mkPen((0, 0, 0), width=1)
+        self._signal_pen = pg.mkPen((255, 255, 255), width=1)
         self._pattern_brushes = (pg.mkBrush(240, 220, 80, 200), pg.mkBrush(*BUY_COLOR, 200),
                                  pg.mkBrush(*SELL_COLOR, 200))
         self.signal_marks = pg.ScatterPlotItem(pxMode=True, hoverable=True, tip=self._marker_tip, size=18)
@@ -346,24 +351,34 @@ class HeatmapWidget(pg.PlotWidget):
         if buy.size == 0:
             self.bubbles.setData(x=[], y=[])
             return
-        rb, cb = np.nonzero(buy)
-        rs, cs = np.nonzero(sell)
-        vol = np.concatenate([buy[rb, cb], sell[rs, cs]]).astype(np.float64)
-        rows = np.concatenate([rb, rs])
-        cols = np.concatenate([cb, cs])
+        # one pass over the cells: where anything traded, then both volumes there
+        flat = np.flatnonzero((buy + sell).reshape(-1))
+        b = buy.reshape(-1)[flat]
+        sv = sell.reshape(-1)[flat]
+        nb = b > 0
+        ns = sv > 0
+        cells = np.concatenate([flat[nb], flat[ns]])
+        vol = np.concatenate([b[nb], sv[ns]]).astype(np.float64)
         is_buy = np.zeros(vol.size, dtype=bool)
-        is_buy[: rb.size] = True
+        is_buy[: int(nb.sum())] = True
+        rows, cols = np.divmod(cells, buy.shape[1])
         if vol.size > self.MAX_BUBBLES:
             keep = np.argpartition(vol, -self.MAX_BUBBLES)[-self.MAX_BUBBLES:]
             vol, rows, cols, is_buy = vol[keep], rows[keep], cols[keep], is_buy[keep]
         x = t0 + (cols + 0.5) * col_s
         y = (frame.heatmap_base + rows) * tick
         ref = max(float(np.percentile(vol, 90)) if vol.size else 1.0, 1.0)
-        size = np.clip(4.0 + 10.0 * np.sqrt(vol / ref), 4.0, 30.0)
+        raw = 4.0 + 10.0 * np.sqrt(vol / ref)  # area ~ volume, the 90th percentile at 14 px
+        size = self.BUBBLE_SIZES[np.clip(np.searchsorted(self.BUBBLE_SIZES, raw), 0, self.BUBBLE_SIZES.size - 1)]
         brushes = np.where(is_buy, self._buy_brush, self._sell_brush)
         self.bubbles.setData(x=x, y=y, size=size, brush=brushes, pen=None)
 
     def _draw_markers(self, frame, tick):
+        key = (len(frame.patterns), frame.patterns[-1] if frame.patterns else None,
+               len(frame.signals), frame.signals[-1] if frame.signals else None, tick)
+        if key == self._marker_key:
+            return  # same detections as the last frame: nothing to redo
+        self._marker_key = key
         pats = [p for p in frame.patterns if p.price > 0]
         if pats:
             x = np.array([p.ts / NS for p in pats])
@@ -371,8 +386,7 @@ class HeatmapWidget(pg.PlotWidget):
             sym = [PATTERN_SYMBOLS.get(p.name, "star") for p in pats]
             brush = [self._pattern_brushes[1 if p.side > 0 else 2 if p.side < 0 else 0] for p in pats]
             data = [f"{p.name} ({p.family}) strength {p.strength:.2f}\n{p.detail}" for p in pats]
-            self.markers.setData(x=x, y=y, symbol=sym, brush=brush, data=data,
-                                 pen=pg.mkPen((0, 0, 0), width=1))
+            self.markers.setData(x=x, y=y, symbol=sym, brush=brush, data=data, pen=self._marker_pen)
         else:
             self.markers.setData(x=[], y=[])
         sigs = frame.signals
@@ -385,8 +399,7 @@ class HeatmapWidget(pg.PlotWidget):
                 f"signal #{s.id} {'LONG' if s.side > 0 else 'SHORT'} score {s.score:.2f}\n{s.top_reasons(5)}"
                 for s in sigs
             ]
-            self.signal_marks.setData(x=x, y=y, symbol=sym, brush=brush, data=data,
-                                      pen=pg.mkPen((255, 255, 255), width=1))
+            self.signal_marks.setData(x=x, y=y, symbol=sym, brush=brush, data=data, pen=self._signal_pen)
         else:
             self.signal_marks.setData(x=[], y=[])
 

@@ -175,6 +175,7 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self._unpainted = None
         self._last_frame_error = ""
+        self._banner_level = ""
         self.heatmap.on_painted = self._on_heatmap_painted
         self.heatmap.sigViewChanged.connect(self._sync_ladder)
         self.heatmap.sigFollowChanged.connect(self._on_follow_changed)
@@ -272,6 +273,9 @@ class MainWindow(QtWidgets.QMainWindow):
             return (f"PAPER MODE - built-in DTC server replaying {what} at {c.speed:g}x. "
                     "No real orders: fills are simulated locally.")
         acct = f", trade account {c.trade_account}" if c.trade_account else ""
+        if c.data_source == "sierra_files":
+            return (f"PAPER MODE - market data of {c.symbol} from Sierra Chart's data files"
+                    f"{' in ' + c.sierra_data_dir if c.sierra_data_dir else ''}. Orders are filled locally, never sent.")
         return (f"PAPER MODE - market data from the DTC server {c.host}:{c.port}{acct}. "
                 "Orders are filled locally, never sent.")
 
@@ -352,15 +356,24 @@ class MainWindow(QtWidgets.QMainWindow):
                 w.setParent(None)
                 w.deleteLater()
 
+    def _trading_placeholder(self, text: str) -> None:
+        lab = QtWidgets.QLabel(text)
+        lab.setWordWrap(True)
+        lab.setAlignment(QtCore.Qt.AlignCenter)
+        lab.setObjectName("trading_placeholder")
+        self.trading_area.layout().addWidget(lab)
+
     def _attach_trading(self) -> None:
         try:
             from app.ui import trading_panel  # owned by the trading issue
         except ImportError as exc:
             self.trading_error = str(exc)
-            lab = QtWidgets.QLabel("Trading panel (order ticket, risk panel, kill switch)\nnot available in this build.")
-            lab.setAlignment(QtCore.Qt.AlignCenter)
-            lab.setObjectName("trading_placeholder")
-            self.trading_area.layout().addWidget(lab)
+            self._trading_placeholder("Trading panel (order ticket, risk panel, kill switch)\nnot available in this build.")
+            return
+        if self.pipeline is None or self.pipeline.instrument is None:
+            self.trading_error = "no instrument: the market data source did not start"
+            self._trading_placeholder("Trading is off: the market data source did not start "
+                                      "(see the message above and View > Problems).")
             return
         ctx = self.trading_context()
         try:
@@ -412,13 +425,16 @@ class MainWindow(QtWidgets.QMainWindow):
     def report(self, level: str, text: str, action: str = "") -> None:
         """Show a problem: banner (errors and warnings), Problems log, and the log file."""
         self.problems.add(level, text)
-        if level in ("error", "warning"):
+        showing_error = not self.problem_banner.isHidden() and self._banner_level == "error"
+        if level == "error" or (level == "warning" and not showing_error):
+            # a warning never hides an error still on screen (both stay in View > Problems)
             first = text.strip().splitlines()[0] if text.strip() else text
             label = "Use Sierra Chart data files..." if action == "use_sierra_files" else ""
             self.problem_banner.show_problem(first, action, label)
+            self._banner_level = level
             if level == "error":
                 self.problems_dock.show()
-        if self.pipeline is None or self.pipeline.on_problem is not self.report:
+        if self.pipeline is None or self.pipeline.on_problem != self.report:  # else the pipeline logged it
             (log.error if level == "error" else log.warning)("%s", text)
 
     def _on_problem_action(self, action: str) -> None:

@@ -69,6 +69,8 @@ class PipelineConfig:
         The embedded server starts the recording again at its end (the demo runs all day).
     engine_options : dict
         Extra keyword arguments of ``AnalysisEngine`` (``window_cols``, ``publish_interval_s``).
+    server_options : dict
+        Extra keyword arguments of the embedded ``DTCServer`` (``max_batch``, ``max_gap_s``).
     """
 
     embedded: bool = True
@@ -90,6 +92,7 @@ class PipelineConfig:
     trade_account: str = ""
     loop_replay: bool = True
     engine_options: dict = field(default_factory=dict)
+    server_options: dict = field(default_factory=dict)
 
 
 class FrameSlot:
@@ -205,6 +208,10 @@ class Pipeline:
     problems : list of (level, text, action)
     """
 
+    #: Replay flow control (embedded server only): pause above, resume at or below, batches queued.
+    FLOW_HIGH = 4
+    FLOW_LOW = 1
+
     def __init__(self, config: PipelineConfig, on_problem=None, on_state=None):
         self.config = config
         self.on_problem = on_problem
@@ -229,6 +236,8 @@ class Pipeline:
         self._tasks: set[asyncio.Task] = set()
         self.source_name = ""
         self.subscribed = False
+        self.throttled = False
+        self.throttle_count = 0
         self.engine_errors = 0
         self.user_paused = False
         self._pending_batches: list | None = []
@@ -260,10 +269,18 @@ class Pipeline:
     def poll(self) -> None:
         """Deliver problems queued by the worker thread (GUI thread; called by the window timer).
 
+        Also lifts the replay flow control: the embedded server is paused while the engine has
+        more than :attr:`FLOW_HIGH` batches queued (a fast replay never runs ahead of what the
+        analysis and the screen show) and resumed here once at most :attr:`FLOW_LOW` remain.
+
         Every engine error is counted; the first five are shown in full, later ones every
         hundredth with the running count (the engine itself logs them, so they are not logged
         twice here).
         """
+        if self.throttled and (self.engine is None or self.engine.backlog <= self.FLOW_LOW):
+            self.throttled = False
+            if self.server is not None and not self.user_paused and not self.stopped:
+                self.server.resume()
         while self._worker_problems:
             text = self._worker_problems.popleft()
             self.engine_errors += 1
@@ -334,7 +351,7 @@ class Pipeline:
             self.recording = load_default_sample()
         speed = float(cfg.speed)
         self.server = DTCServer(self.recording, host="127.0.0.1", port=0, speed=speed,
-                                loop_replay=bool(cfg.loop_replay), paused=True)
+                                loop_replay=bool(cfg.loop_replay), paused=True, **(cfg.server_options or {}))
         await self.server.start()
         self._set_state("replay server", "running")
 
@@ -407,6 +424,8 @@ class Pipeline:
                                                      tick_size=tick)
         except MarketDataRejected as exc:
             self._set_state(self.source_name, "rejected")
+            if cfg.tick_size > 0:  # trading over DTC still works for a symbol whose data is refused
+                self.instrument = Instrument(symbol, float(cfg.tick_size), float(cfg.tick_value), cfg.exchange)
             self._problem("error", f"Symbol {symbol} rejected. {exc}", action="use_sierra_files")
             return None
         except ValueError as exc:
@@ -418,13 +437,49 @@ class Pipeline:
         return sub
 
     async def _start_sierra_files(self) -> None:
-        self.source_name = f"sierra files {self.config.sierra_data_dir}"
-        self._set_state(self.source_name, "unavailable")
-        self._problem(
-            "error",
-            "The Sierra Chart data-file source is not wired into the window in this build. Use the DTC "
-            "source, or replay a recording (mia-elite convert ... then mia-elite --recording FILE).",
-        )
+        """Follow Sierra Chart's own files for the symbol (``.scid`` trades, ``.depth`` book).
+
+        Used for symbols whose data Sierra Chart's DTC server refuses (CME, CBOE...). Missing
+        folder or files are reported with the exact Sierra Chart setting to turn on.
+        """
+        from app.feeds.sierra_source import (explain_missing_depth, explain_missing_scid, files_for_symbol,
+                                             find_sierra_data_dir, make_follower)
+
+        cfg = self.config
+        symbol = cfg.symbol
+        self.source_name = f"sierra files {symbol}"
+        self._set_state(self.source_name, "starting")
+        data_dir = find_sierra_data_dir(cfg.sierra_data_dir or None)
+        if data_dir is None:
+            self._set_state(self.source_name, "error")
+            self._problem("error", "Sierra Chart's Data folder was not found. Set it in File > Connection "
+                                   "(Sierra Chart: Global Settings >> General Settings >> Data Files Folder).")
+            return
+        if not symbol or cfg.tick_size <= 0:
+            self._set_state(self.source_name, "error")
+            self._problem("error", "Set the symbol and its tick size in File > Connection > symbol map "
+                                   "to read Sierra Chart's data files.")
+            return
+        files = files_for_symbol(data_dir, symbol)
+        if files.latest_depth is None:
+            self._problem("warning", explain_missing_depth(symbol, data_dir))
+        if files.scid is None:
+            self._problem("warning", explain_missing_scid(symbol, data_dir))
+        self.instrument = Instrument(symbol, float(cfg.tick_size), float(cfg.tick_value), cfg.exchange)
+        self._pending_batches = None
+        self._start_engine()
+        self.file_source = make_follower(data_dir, symbol, self.instrument, self._on_events)
+        task = asyncio.ensure_future(self.file_source.run())
+        self._tasks.add(task)
+
+        def done(t):
+            self._tasks.discard(t)
+            if not t.cancelled() and t.exception() is not None:
+                self._set_state(self.source_name, "error")
+                self._problem("error", f"Reading Sierra Chart's files stopped: {t.exception()!r}")
+
+        task.add_done_callback(done)
+        self._set_state(self.source_name, "following")
 
     def _on_frame(self, frame) -> None:
         """Engine callback (worker thread): keep the newest frame."""
@@ -446,6 +501,11 @@ class Pipeline:
         eng = self.engine
         if eng is not None:
             eng.submit(batch)
+            if self.server is not None and not self.throttled and eng.backlog > self.FLOW_HIGH:
+                # the replay runs ahead of the analysis: hold it (resumed by poll())
+                self.throttled = True
+                self.throttle_count += 1
+                self.server.pause()
         elif self._pending_batches is not None:
             self._pending_batches.append(batch)
 
@@ -472,8 +532,12 @@ class Pipeline:
         if self.stopped:
             return
         self.stopped = True
-        for t in list(self._tasks):
-            t.cancel()
+        if self.file_source is not None:
+            self.file_source.stop()  # ends its run() loop at the next poll
+        if self._tasks:
+            done, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
+            for t in pending:
+                t.cancel()
         if self.client is not None:
             try:
                 await asyncio.wait_for(self.client.close(), timeout)

@@ -215,9 +215,16 @@ class SignalTape(QtWidgets.QWidget):
         self.view.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(20)
-        self.view.horizontalHeader().setStretchLastSection(False)
-        self.view.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
-        self.view.horizontalHeader().setSectionResizeMode(3, QtWidgets.QHeaderView.Stretch)
+        hh = self.view.horizontalHeader()
+        hh.setStretchLastSection(False)
+        # fixed widths: ResizeToContents would ask every row for its text on each update
+        hh.setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
+        fm = self.view.fontMetrics()
+        for col, sample in enumerate(("00:00:00", "SHORT", "0.00", "", "00000.00", "00000.00", "00000.00",
+                                      "000", "+000", "+000", "+000", "target")):
+            if col != 3:
+                self.view.setColumnWidth(col, fm.horizontalAdvance(sample) + 18)
+        hh.setSectionResizeMode(3, QtWidgets.QHeaderView.Stretch)
         self.view.setAlternatingRowColors(True)
         self.view.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.view.selectionModel().currentRowChanged.connect(self._on_current)

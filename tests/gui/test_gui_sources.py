@@ -1,0 +1,124 @@
+"""The window on other sources: an external DTC server that rejects a symbol, and Sierra Chart's
+own data files (written here from the real ES sample by the converter)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+qasync = pytest.importorskip("qasync")
+
+
+def _run(qapp, coro_fn):
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return loop.run_until_complete(coro_fn())
+    finally:
+        asyncio.set_event_loop(None)
+
+
+async def _wait(pred, timeout):
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if pred():
+            return True
+        await asyncio.sleep(0.05)
+    return pred()
+
+
+async def _close(window):
+    closed = asyncio.get_running_loop().create_future()
+    window.sigClosed.connect(lambda: closed.done() or closed.set_result(True))
+    window.close()
+    await asyncio.wait_for(closed, 30)
+
+
+def test_rejected_symbol_says_what_to_do_and_offers_sierra_files(qapp):
+    """A DTC server that does not carry the symbol answers MARKET_DATA_REJECT: the window says so,
+    names the Sierra Chart setting, and offers to switch the symbol to Sierra Chart's files."""
+    from app.dtc.server import DTCServer
+    from app.feeds.samples import load_default_sample
+    from app.ui.main_window import MainWindow
+    from app.ui.pipeline import PipelineConfig
+
+    out = {}
+
+    async def main():
+        server = DTCServer(load_default_sample(), host="127.0.0.1", port=0, speed=1.0, paused=True)
+        await server.start()
+        try:
+            cfg = PipelineConfig(embedded=False, host="127.0.0.1", port=server.port, symbol="ESZ25_FUT_CME",
+                                 tick_size=0.25, tick_value=12.5)
+            w = MainWindow(cfg, prefs=None)
+            w.show()
+            await w.start()
+            await _wait(lambda: not w.problem_banner.isHidden(), 20)
+            out["banner"] = w.problem_banner.text
+            out["action_visible"] = w.problem_banner.action_button.isVisible()
+            out["action_text"] = w.problem_banner.action_button.text()
+            out["states"] = dict(w.pipeline.states)
+            out["mode"] = w.mode_banner.text()
+            out["log"] = [t for lvl, t in w.problems.entries if lvl == "error"]
+            await _close(w)
+        finally:
+            await server.stop()
+
+    _run(qapp, main)
+    assert "ESZ25_FUT_CME" in out["banner"] and "rejected" in out["banner"]
+    assert out["action_visible"] and "Sierra Chart data files" in out["action_text"]
+    assert "rejected" in out["states"].values()
+    full = out["log"][0]
+    assert "Record Market Depth Data" in full  # the exact Sierra Chart setting to turn on
+    assert "PAPER MODE" in out["mode"]
+
+
+def test_window_reads_sierra_chart_files(qapp, tmp_path):
+    """Data source 'Sierra Chart data files': the real ES hour written as a Sierra Data folder
+    (MarketDepthData/<symbol>.<date>.depth and <symbol>.scid) is followed and drawn; the ladder's
+    inside market equals the book of the depth file."""
+    from app.feeds.convert_cmd import write_outputs
+    from app.feeds.depthfile import read_depth_events
+    from app.feeds.refbook import ReferenceBook
+    from app.feeds.samples import load_default_sample
+    from app.ui.main_window import MainWindow
+    from app.ui.pipeline import PipelineConfig
+
+    rec = load_default_sample()
+    data = tmp_path / "Data"
+    data.mkdir()
+    files = write_outputs(rec, data, ["depth", "scid"])
+    depth_files = sorted(p for p in files if p.suffix == ".depth")
+    assert depth_files
+    book = ReferenceBook()
+    book.apply(read_depth_events(depth_files[-1], rec.instrument))
+    inst = rec.instrument
+    out = {}
+
+    async def main():
+        cfg = PipelineConfig(embedded=False, data_source="sierra_files", sierra_data_dir=str(data),
+                             symbol=inst.symbol, tick_size=inst.tick_size, tick_value=inst.tick_value)
+        w = MainWindow(cfg, prefs=None)
+        w.show()
+        await w.start()
+        ok = await _wait(lambda: w.last_frame is not None and w.last_frame.best_bid >= 0
+                         and (w.ladder.best_bid, w.ladder.best_ask) == (book.best_bid(), book.best_ask()), 60)
+        out["ok"] = ok
+        out["ladder"] = (w.ladder.best_bid, w.ladder.best_ask)
+        img = w.heatmap.image_data()
+        out["nonzero"] = int((img > 0).sum()) if img is not None else 0
+        out["states"] = dict(w.pipeline.states)
+        out["mode"] = w.mode_banner.text()
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["ok"], (out["ladder"], (book.best_bid(), book.best_ask()))
+    assert out["nonzero"] > 0
+    assert "following" in out["states"].values()
+    assert "Sierra Chart's data files" in out["mode"]
