@@ -126,6 +126,36 @@ class AnalysisEngine:
     analyzers : object, optional
         Use this analyzer facade (``step(view) -> StepResult``) instead of building
         ``app.analysis.analyzers.Analyzers`` (tests).
+
+    Attributes
+    ----------
+    model : app.market.model.MarketModel
+        The market state (owned by the worker while it runs).
+    state : str
+        ``idle``, ``compiling``, ``running``, ``stopped`` or ``error``.
+    compile_seconds : float
+        Time of the first kernel compile / cache load (:meth:`warm_up`).
+    steps : int
+        Analysis steps run.
+    all_signals : list of Signal
+        Every signal of the run, in order (``analyze`` prints them).
+    errors : int
+        Errors reported; ``last_error`` is the newest text with its traceback.
+    analysis_interval_ns : int
+        Step period in market time, ns.
+
+    Examples
+    --------
+    Headless and deterministic (what ``mia-elite analyze`` does)::
+
+        eng = AnalysisEngine(rec.instrument, "production")
+        for chunk in chunks(rec.events):
+            eng.process(chunk)
+        eng.finish(end_of_data=True)
+        frame = eng.snapshot_frame()
+
+    Live: ``eng.start()``; the source calls ``eng.submit(batch)``; ``on_frame`` receives frames
+    on the worker thread; ``eng.stop()`` joins it.
     """
 
     def __init__(
@@ -188,7 +218,6 @@ class AnalysisEngine:
         self._rate_n0 = 0
         self._rate = 0.0
         self._last_publish = 0.0
-        self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ small helpers
     def _pget(self, key: str):
