@@ -19,7 +19,6 @@ Figures (one JSON line each, see :mod:`app.bench`):
 
 from __future__ import annotations
 
-import os
 import random
 import struct
 import tempfile

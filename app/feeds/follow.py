@@ -73,7 +73,7 @@ from app.feeds.depthfile import (
     depth_records_to_events,
     parse_depth_header,
 )
-from app.feeds.events import EVENT_DTYPE, FLAG_BATCH_END, Instrument
+from app.feeds.events import Instrument
 from app.feeds.scid import (
     SCID_HEADER_SIZE,
     SCID_RECORD_DTYPE,

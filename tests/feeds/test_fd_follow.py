@@ -10,8 +10,6 @@ import multiprocessing as mp
 import os
 import random
 import time
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -21,7 +19,7 @@ from app.feeds.depthfile import (
     events_to_depth_records,
     read_depth_events,
 )
-from app.feeds.events import FLAG_BATCH_END, KIND_DEPTH, KIND_TRADE, Instrument
+from app.feeds.events import FLAG_BATCH_END, KIND_DEPTH, KIND_TRADE
 from app.feeds.follow import SierraFollower
 from app.feeds.scid import ScidHeader, best_bid_ask_at_trades, events_to_scid_records, scid_to_events
 

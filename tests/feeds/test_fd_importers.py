@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.feeds.events import FLAG_BATCH_END, KIND_DEPTH, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
+from app.feeds.events import KIND_TRADE, SIDE_ASK, SIDE_BID
 
 
 # ------------------------------------------------------------------------------------ LOBSTER

@@ -6,7 +6,6 @@ import asyncio
 import threading
 import time
 
-import numpy as np
 import pytest
 
 from app.feeds.events import KIND_DEPTH, KIND_TRADE
