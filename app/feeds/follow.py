@@ -22,7 +22,9 @@ Guarantees
   follower logs a warning and restarts from the header (``counters['restarts']``). A restarted
   ``.depth`` is re-read from its start (the day file begins with a full snapshot: clear + all
   levels, so the book is rebuilt); a restarted ``.scid`` (possibly gigabytes of history) is
-  positioned by binary search after the last delivered DateTime, so trades are not repeated.
+  positioned by binary search after the last delivered DateTime, and until a newer record
+  arrives records not newer than it are skipped, so trades are not repeated (records sharing
+  the last delivered DateTime exactly are taken as already delivered).
 * **Start.** ``.depth``: the newest day file is read from its header (its snapshot builds the
   book). ``.scid``: from its end by default (``scid_history`` records back, default 0).
 
@@ -154,6 +156,7 @@ class _Tail:
         self.last_size = -1
         self.last_dt: int | None = None  # scid: DateTime of the last delivered record
         self.restarted = False  # set by a restart; the owner clears it
+        self.skip_until_dt: int | None = None  # scid: after a restart, skip records not newer
         self._bad_header_logged = False
 
     def close(self) -> None:
@@ -168,6 +171,8 @@ class _Tail:
         log.warning("%s: %s; restarting from its header", self.path, why)
         self.c["restarts"] += 1
         self.restarted = True
+        if self.kind == "scid" and self.last_dt is not None:
+            self.skip_until_dt = self.last_dt
         self.close()
         self.fid = None
         self.header_size = None
@@ -497,6 +502,12 @@ class SierraFollower:
         if not data:
             return
         recs = scid_records_from_bytes(data)
+        skip = self._scid.skip_until_dt
+        if skip is not None:  # catching up after a rewrite: deliver only records newer than before
+            recs = recs[recs["dt"] > skip]
+            if not len(recs):
+                return
+            self._scid.skip_until_dt = None
         self._scid.last_dt = int(recs["dt"][-1])
         self.counters["scid_records"] += len(recs)
         self._deliver(scid_to_events(np.asarray(recs, dtype=SCID_RECORD_DTYPE), self.instrument,

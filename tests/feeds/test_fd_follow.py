@@ -232,3 +232,36 @@ def test_scid_starts_at_end_and_asyncio_run(es, tmp_path):
     # 5 history records + 10 new whole ones; the partial 61st waits
     assert np.array_equal(tr, scid_to_events(srecs[45:60], inst, quotes=False))
     assert fol.counters["partial_waits"] > 0
+
+
+def test_scid_rewrite_does_not_repeat_trades(es, tmp_path):
+    """Sierra rewrites a .scid (for example after a data download): the follower restarts from the
+    header but positions itself after the last delivered DateTime (binary search)."""
+    inst = es.instrument
+    srecs = events_to_scid_records(es.events[:20000], inst)
+    assert len(srecs) > 300
+    p = tmp_path / f"{SYM}.scid"
+    p.write_bytes(ScidHeader().to_bytes() + srecs[:200].tobytes())
+    got = []
+    fol = SierraFollower(tmp_path, SYM, inst, lambda b: got.append(b.copy()), depth=False, quotes=False,
+                         scid_history=200)
+    fol.poll_once()
+    assert sum(len(b) for b in got) == 200
+    # rewritten as a new file: 30 older records dropped from the front, 50 new records at the end
+    tmp = p.with_suffix(".new")
+    tmp.write_bytes(ScidHeader().to_bytes() + srecs[30:250].tobytes())
+    os.replace(tmp, p)
+    fol.poll_once()
+    assert fol.counters["restarts"] == 1
+    tr = np.concatenate(got)
+    assert np.array_equal(tr, scid_to_events(srecs[:250], inst, quotes=False))
+    # truncated below the read position, then grown again: again no repeats
+    p.write_bytes(ScidHeader().to_bytes() + srecs[30:60].tobytes())
+    fol.poll_once()
+    with open(p, "ab") as f:
+        f.write(srecs[60:260].tobytes())
+    fol.poll_once()
+    tr = np.concatenate(got)
+    assert fol.counters["restarts"] == 2
+    assert np.array_equal(tr, scid_to_events(srecs[:260], inst, quotes=False))
+    fol.close()
