@@ -35,6 +35,17 @@ ADV_VALUES = {
 }
 
 
+
+@numba.njit(nogil=True, cache=True)
+def _n_hits(out, n):
+    """Rows among the first ``n`` of ``out`` with a detection (strength > 0)."""
+    k = 0
+    for i in range(n):
+        if out[i, 0] > 0:
+            k += 1
+    return k
+
+
 def adv_params(section: dict) -> np.ndarray:
     """Pack ``[advanced]`` into the kernels' float64 vector (14,); seconds/ms become ns."""
     s = section
@@ -76,6 +87,13 @@ def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
         Volume profile, ticks (-1 = none).
     params : float64 (14,)
     out : float64 (3, 5)
+        Overwritten with the detections.
+
+    Returns
+    -------
+    int
+        Number of detections (rows of ``out`` with strength > 0). Kernels return a count, not
+        ``out``: boxing a returned array costs more than the scan.
     """
     t_ts = trades["ts"]
     t_price = trades["price"]
@@ -84,7 +102,7 @@ def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
     out[:, :] = 0.0
     T = t_ts.shape[0]
     if T == 0:
-        return out
+        return 0
     last = t_price[T - 1]
     # ---- gamma pin: nearest level
     if levels.shape[0] > 0:
@@ -167,7 +185,7 @@ def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
                     out[2, 2] = sd
                     out[2, 3] = kind
                     out[2, 4] = abs(mv)
-    return out
+    return _n_hits(out, 3)
 
 
 def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
@@ -176,7 +194,7 @@ def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
     out[:] = 0.0
     T = t_ts.shape[0]
     if T == 0:
-        return out
+        return 0
     p = params
     last = int(t_price[-1])
     if len(levels):
@@ -222,7 +240,7 @@ def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
                 st = min(1.0, 0.5 * abs(mv) / react)
                 if st > out[2, 0]:
                     out[2] = (st, L, sd, kind, abs(mv))
-    return out
+    return int((out[:, 0] > 0).sum())
 
 
 @numba.njit(nogil=True, cache=True)
@@ -253,6 +271,11 @@ def adv_bars_scan(bars, fp_buy, fp_sell, base, i, params, out):
     out : float64 (2, 5)
         Row 0: head fake ``[strength, level, side, volume_beyond, row_volume]``; row 1:
         ``[er(i), er(i - 1), direction of c[i] - c[i - n], 0, 0]`` (er = -1 when too few bars).
+
+    Returns
+    -------
+    int
+        1 when a head fake was found, else 0.
     """
     o = bars["open"]
     h = bars["high"]
@@ -264,7 +287,7 @@ def adv_bars_scan(bars, fp_buy, fp_sell, base, i, params, out):
     if i < 1 or i >= K:
         out[1, 0] = -1.0
         out[1, 1] = -1.0
-        return out
+        return 0
     lb = int(params[A_H_LB])
     j0 = max(0, i - lb)
     R = fp_buy.shape[1]
@@ -312,7 +335,7 @@ def adv_bars_scan(bars, fp_buy, fp_sell, base, i, params, out):
     if i - n >= 0:
         d = c[i] - c[i - n]
         out[1, 2] = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
-    return out
+    return 1 if out[0, 0] > 0 else 0
 
 
 def _er_np(c, i, n):
@@ -329,7 +352,7 @@ def adv_bars_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     K = len(o)
     if i < 1 or i >= K:
         out[1, :2] = -1.0
-        return out
+        return 0
     p = params
     j0 = max(0, i - int(p[A_H_LB]))
     R = fp_buy.shape[1]
@@ -356,4 +379,4 @@ def adv_bars_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     out[1, 1] = _er_np(c, i - 1, n)
     if i - n >= 0:
         out[1, 2] = float(np.sign(c[i] - c[i - n]))
-    return out
+    return 1 if out[0, 0] > 0 else 0

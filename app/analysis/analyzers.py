@@ -153,11 +153,12 @@ class Analyzers:
             self._dom_sums, self._dom_meta = dom.new_dom_state(v.rows)
         if v.hist_bid.shape[1] == 0:
             return []
-        out = self._dom_fn(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
-                           int(v.best_bid), int(v.best_ask), int(v.base), int(v.col_t0 // max(1, v.column_ns)),
-                           self._dom_params, self._dom_sums, self._dom_meta, self._dom_out)
+        out = self._dom_out
+        n = self._dom_fn(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
+                         int(v.best_bid), int(v.best_ask), int(v.base), int(v.col_t0 // max(1, v.column_ns)),
+                         self._dom_params, self._dom_sums, self._dom_meta, out)
         hits = []
-        if out[:, 0].any():
+        if n:
             for k in np.flatnonzero(out[:, 0] > 0):
                 p, b = divmod(int(k), 2)
                 name = dom.DOM_PATTERNS[p]
@@ -190,10 +191,10 @@ class Analyzers:
             if self._lot_steps <= 0 and t.shape[0] >= 20:
                 self._lot = float(np.quantile(t["size"], self.flow_sec["large_lot_quantile"]))
                 self._lot_steps = 200
-        out = self._flow_fn(t, int(v.ts - self.flow_sec["window_s"] * 1e9), self._lot,
-                            v.bid, v.ask, int(v.best_bid), int(v.best_ask), int(v.base),
-                            int(self.flow_sec["imbalance_levels"]), self._flow_out)
-        return out
+        self._flow_fn(t, int(v.ts - self.flow_sec["window_s"] * 1e9), self._lot,
+                      v.bid, v.ask, int(v.best_bid), int(v.best_ask), int(v.base),
+                      int(self.flow_sec["imbalance_levels"]), self._flow_out)
+        return self._flow_out
 
     def _bars(self, v) -> list[PatternHit]:
         """Battle Navale and the advanced bar patterns, once per newly closed bar."""
@@ -206,7 +207,8 @@ class Analyzers:
         c = b["close"]
         hits = []
         ts = int(v.ts)
-        out = self._bn_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.bn_params, self._bn_out)
+        out = self._bn_out
+        self._bn_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.bn_params, out)
         gap = out[7, 0]
         rsv = "rouge sous verte" if out[7, 3] > 0 else "verte sous rouge"
         for k in np.flatnonzero(out[:7, 0] > 0):
@@ -216,7 +218,8 @@ class Analyzers:
             hits.append(PatternHit(name, "battle_navale", ts, int(price), side, float(s),
                                    f"{name} ({rsv}, base gap {gap:.2f} ticks): {n1} {x1:.3g}, {n2} {x2:.3g}",
                                    ((n1, float(x1)), (n2, float(x2)), ("base_gap", float(gap)))))
-        out = self._advb_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params, self._advb_out)
+        out = self._advb_out
+        self._advb_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params, out)
         if out[0, 0] > 0:
             s, price, side, x1, x2 = out[0]
             hits.append(PatternHit("head_fake", "advanced", ts, int(price), int(side), float(s),
@@ -252,11 +255,10 @@ class Analyzers:
         t = v.trades
         if t.shape[0] == 0:
             return []
-        out = self._advt_fn(t, int(v.ts), self.gamma, int(v.poc),
-                            int(v.vah), int(v.val), self.adv_params, self._advt_out)
+        out = self._advt_out
+        if not self._advt_fn(t, int(v.ts), self.gamma, int(v.poc), int(v.vah), int(v.val), self.adv_params, out):
+            return []
         hits = []
-        if not out[:, 0].any():
-            return hits
         for k in np.flatnonzero(out[:, 0] > 0):
             name = adv.ADV_TRADE_ROWS[k]
             s, price, side, x1, x2 = out[k]

@@ -43,6 +43,16 @@ BN_VALUES = {
 B_LOOKBACK, B_LONG, B_COLOR, B_VIK_VOL, B_VIK_DELTA, B_DEF_ROWS, B_DEF_RATIO, B_MINVOL, B_RSV = range(9)
 
 
+@numba.njit(nogil=True, cache=True)
+def _n_hits(out, n):
+    """Rows among the first ``n`` of ``out`` with a detection (strength > 0)."""
+    k = 0
+    for i in range(n):
+        if out[i, 0] > 0:
+            k += 1
+    return k
+
+
 def bn_params(section: dict) -> np.ndarray:
     """Pack the ``[battle_navale]`` section into the kernel's float64 vector (9,)."""
     s = section
@@ -89,6 +99,11 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     params : float64 (9,)
     out : float64 (8, 4)
         Rows 0..6 per :data:`BN_SLOTS`; row 7 = ``[gap, green, red, rsv_holds]``.
+
+    Returns
+    -------
+    int
+        Number of detections among rows 0..6.
     """
     o = bars["open"]
     h = bars["high"]
@@ -99,7 +114,7 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     sell = bars["sell_volume"]
     out[:, :] = 0.0
     if i < 1 or i >= o.shape[0]:
-        return out
+        return 0
     lb = int(params[B_LOOKBACK])
     j0 = max(0, i - lb)
     n = 0
@@ -110,7 +125,7 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
         sv += vol[j]
         n += 1
     if n == 0:
-        return out
+        return 0
     avg_r = sr / n
     avg_v = sv / n
     g, red = bar_bases(fp_buy[i], fp_sell[i], base)
@@ -123,7 +138,7 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     short_ok = (not gate) or (gap <= 1.0)
     out[7, 3] = 1.0 if gap >= 1.0 else 0.0
     if vol[i] < params[B_MINVOL]:
-        return out
+        return 0
     p = i - 1
     rng_p = h[p] - lo[p] + 1.0
     mult = params[B_LONG]
@@ -197,7 +212,7 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
                 out[6, 1] = h[i]
                 out[6, 2] = fr
                 out[6, 3] = (h[i] - c[i]) / span
-    return out
+    return _n_hits(out, 7)
 
 
 def bar_bases_np(fp_buy_row, fp_sell_row, base):
@@ -216,12 +231,12 @@ def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     vol, buy, sell = bars["volume"], bars["buy_volume"], bars["sell_volume"]
     out[:] = 0.0
     if i < 1 or i >= len(o):
-        return out
+        return 0
     p = params
     lb = int(p[B_LOOKBACK])
     j0 = max(0, i - lb)
     if i - j0 == 0:
-        return out
+        return 0
     avg_r = float(np.mean(h[j0:i] - lo[j0:i] + 1.0))
     avg_v = float(np.mean(vol[j0:i]))
     g, red = bar_bases_np(fp_buy[i], fp_sell[i], base)
@@ -231,7 +246,7 @@ def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     short_ok = (not gate) or bool(gap <= 1.0)
     out[7] = (gap, g, red, 1.0 if gap >= 1.0 else 0.0)
     if vol[i] < p[B_MINVOL]:
-        return out
+        return 0
     q = i - 1
     rng_p = float(h[q] - lo[q] + 1)
     mult = p[B_LONG]
@@ -271,4 +286,4 @@ def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
             fr = float(fp_buy[i, rows].astype(np.float64).sum()) / buy[i]
             if fr >= p[B_DEF_RATIO]:
                 out[6] = (min(1.0, 0.5 * fr / p[B_DEF_RATIO]), h[i], fr, (h[i] - c[i]) / span)
-    return out
+    return int((out[:7, 0] > 0).sum())

@@ -54,6 +54,16 @@ N_DOM_PARAMS = 22
 SPOOF_GONE_FRAC = 0.25
 
 
+@numba.njit(nogil=True, cache=True)
+def _n_hits(out, n):
+    """Rows among the first ``n`` of ``out`` with a detection (strength > 0)."""
+    k = 0
+    for i in range(n):
+        if out[i, 0] > 0:
+            k += 1
+    return k
+
+
 def dom_params(section: dict, column_ns: int) -> np.ndarray:
     """Pack the profile's ``[dom]`` section into the kernel's float64 vector (22,).
 
@@ -210,13 +220,19 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
         :func:`dom_params`.
     sums, meta : from :func:`new_dom_state` (updated in place)
     out : float64 (12, 4)
-        Overwritten.
+        Overwritten with the detections.
+
+    Returns
+    -------
+    int
+        Number of detections (rows of ``out`` with strength > 0). The kernels return a count,
+        not ``out``: boxing a returned array costs more than the scan itself.
     """
     out[:, :] = 0.0
     R = bid.shape[0]
     C = hb.shape[0]
     if C == 0:
-        return out
+        return 0
     nI = min(C - 1, int(params[Q_ICE_COLS]) - 1)
     nA = min(C - 1, int(params[Q_ABS_COLS]) - 1)
     nS = min(C - 1, int(params[Q_SPOOF_COLS]))
@@ -400,7 +416,7 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
                     out[10 + b, 1] = ba if b == 0 else bb
                     out[10 + b, 2] = sim
                     out[10 + b, 3] = tr
-    return out
+    return _n_hits(out, 12)
 
 
 def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params, sums, meta, out):
@@ -522,4 +538,4 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
                     q = p[Q_SQ_THIN] / tr if tr > 0 else 4.0
                     s = min(1.0, 0.25 * (sim / thr if thr > 0 else 2.0) + 0.25 * min(q, 4.0))
                     out[10 + b] = (s, row, sim, tr)
-    return out
+    return int((out[:, 0] > 0).sum())

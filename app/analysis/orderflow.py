@@ -40,6 +40,12 @@ def flow_scan(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, o
         Ticks.
     levels : int
     out : float64 (7,)
+        Overwritten with the figures.
+
+    Returns
+    -------
+    int
+        Trades in the window.
     """
     t_ts = trades["ts"]
     t_size = trades["size"]
@@ -84,7 +90,7 @@ def flow_scan(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, o
     out[4] = ls
     out[5] = (sb - sa) / (sb + sa) if sb + sa > 0 else 0.0
     out[6] = n
-    return out
+    return n
 
 
 def flow_scan_np(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
@@ -103,4 +109,4 @@ def flow_scan_np(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels
     sa = float(ask[ra[(ra >= 0) & (ra < R)]].sum()) if best_ask >= 0 else 0.0
     out[:] = (buy - sell, buy, sell, float(sz[isb & big].sum()), float(sz[iss & big].sum()),
               (sb - sa) / (sb + sa) if sb + sa > 0 else 0.0, sz.size)
-    return out
+    return int(sz.size)

@@ -16,6 +16,14 @@ BNP = bn.bn_params(PROF.section("battle_navale"))
 ADVP = adv.adv_params(PROF.section("advanced"))
 BASE, R = 990, 40
 
+def twin(fa, fb, args, shape):
+    """Run a kernel and its NumPy twin on fresh ``out`` buffers; they must return the same count."""
+    xa, xb = np.zeros(shape), np.zeros(shape)
+    na, nb = fa(*args, xa), fb(*args, xb)
+    assert na == nb
+    return xa, xb
+
+
 
 def make_bars(rows, bullish_fp=True):
     """rows: list of (o, h, l, c, vol, buy, sell). Footprint: buy volume at the high and sell
@@ -40,8 +48,7 @@ def run_bn(rows, bullish_fp=True, last_fp=None):
         fpb[-2], fps[-2] = last_fp
     i = len(b) - 2
     args = (b, fpb, fps, BASE, i, BNP)
-    x = bn.bn_scan(*args, np.zeros((8, 4)))
-    y = bn.bn_scan_np(*args, np.zeros((8, 4)))
+    x, y = twin(bn.bn_scan, bn.bn_scan_np, args, (8, 4))
     np.testing.assert_allclose(x, y, rtol=1e-12, equal_nan=True)
     got = {bn.BN_SLOTS[k]: tuple(x[k]) for k in range(7) if x[k, 0] > 0}
     return got, x[7]
@@ -107,8 +114,7 @@ def run_adv_bars(rows, fp_last=None):
         fpb[-2], fps[-2] = fp_last
     i = len(b) - 2
     args = (b, fpb, fps, BASE, i, ADVP)
-    x = adv.adv_bars_scan(*args, np.zeros((2, 5)))
-    y = adv.adv_bars_scan_np(*args, np.zeros((2, 5)))
+    x, y = twin(adv.adv_bars_scan, adv.adv_bars_scan_np, args, (2, 5))
     np.testing.assert_allclose(x, y, rtol=1e-12)
     return x
 

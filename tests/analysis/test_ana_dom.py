@@ -11,6 +11,14 @@ from app.config.profiles import load_profile
 SEC = load_profile("development").section("dom")  # wall_ratio 3, iceberg_ratio 1.5, ...
 TOUCH_B, TOUCH_A = 30, 31  # rows of best bid / best ask (base 1000)
 
+def twin(fa, fb, args, shape):
+    """Run a kernel and its NumPy twin on fresh ``out`` buffers; they must return the same count."""
+    xa, xb = np.zeros(shape), np.zeros(shape)
+    na, nb = fa(*args, xa), fb(*args, xb)
+    assert na == nb
+    return xa, xb
+
+
 
 def book(**kw):
     """A steady book: 10 contracts on rows 21..30 (bid) and 31..40 (ask), the same in history."""
@@ -30,8 +38,7 @@ def scan(v, sec=SEC):
     p = dom.dom_params(sec, v.column_ns)
     args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
             v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, p, *dom.new_dom_state(v.rows))
-    a = dom.dom_scan(*args, np.zeros((12, 4)))
-    b = dom.dom_scan_np(*args, np.zeros((12, 4)))
+    a, b = twin(dom.dom_scan, dom.dom_scan_np, args, (12, 4))
     np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-9)
     found = {}
     for k in np.flatnonzero(a[:, 0] > 0):

@@ -13,6 +13,14 @@ ADVP = adv.adv_params(load_profile("development").section("advanced"))
 S = 1_000_000_000
 T0 = 1_703_545_200_000_000_000
 
+def twin(fa, fb, args, shape):
+    """Run a kernel and its NumPy twin on fresh ``out`` buffers; they must return the same count."""
+    xa, xb = np.zeros(shape), np.zeros(shape)
+    na, nb = fa(*args, xa), fb(*args, xb)
+    assert na == nb
+    return xa, xb
+
+
 
 def tape(prices, times, sizes=None, sides=None):
     n = len(prices)
@@ -22,8 +30,7 @@ def tape(prices, times, sizes=None, sides=None):
 
 def adv_scan(t, now, levels=(), poc=-1, vah=-1, val=-1):
     args = (t, now, np.asarray(levels, np.int64), poc, vah, val, ADVP)
-    x = adv.adv_trades_scan(*args, np.zeros((3, 5)))
-    y = adv.adv_trades_scan_np(*args, np.zeros((3, 5)))
+    x, y = twin(adv.adv_trades_scan, adv.adv_trades_scan_np, args, (3, 5))
     np.testing.assert_allclose(x, y, rtol=1e-12)
     return x
 
@@ -77,8 +84,7 @@ def test_orderflow_numbers():
     bid[8:11] = 10  # rows 8..10 = prices 998..1000
     ask[11:13] = 5
     args = (t, T0 + S, 25.0, bid, ask, 1000, 1001, 990, 10)
-    x = of.flow_scan(*args, np.zeros(7))
-    y = of.flow_scan_np(*args, np.zeros(7))
+    x, y = twin(of.flow_scan, of.flow_scan_np, args, 7)
     np.testing.assert_allclose(x, y)
     # window from T0 + 1 s: trades 2..4 -> buy 30, sell 42, large (>= 25): buy 30, sell 40
     assert list(x) == [30 - 42, 30, 42, 30, 40, pytest.approx((30 - 10) / 40), 3]
