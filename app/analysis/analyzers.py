@@ -116,6 +116,7 @@ class Analyzers:
         self._dom_col_ns = None
         self._vix_day = None
         self._vix_cached = None
+        self._live_vix: float | None = None
         self._last_bar_i = -1
         self._bar_hits: list[PatternHit] = []
         self._transition = _NONE
@@ -175,13 +176,24 @@ class Analyzers:
                     ((n1, float(x1)), (n2, float(x2)))))
         return hits
 
+    def set_live_vix(self, level: float | None) -> None:
+        """Intraday VIX level from a live source (index points); ``None`` goes back to the daily close.
+
+        The next step's VixState uses it for level, band, percentile, momentum and regime (the
+        daily patterns stay those of the last close). Non-finite or non-positive values are ignored.
+        """
+        if level is not None and not (np.isfinite(level) and level > 0):
+            return
+        self._live_vix = None if level is None else float(level)
+        self._vix_day = None  # recompute on the next step
+
     def _vix_state(self, ts: int) -> VixState | None:
         if self.vix is None:
             return None
         day = ts // 86_400_000_000_000
         if day != self._vix_day:
             self._vix_day = day
-            self._vix_cached = self.vix.state(ts)
+            self._vix_cached = self.vix.state(ts, live_level=self._live_vix)
         return self._vix_cached
 
     def _flow(self, v):

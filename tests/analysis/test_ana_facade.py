@@ -120,3 +120,16 @@ def test_vix_state_is_that_of_the_market_date():
     a = Analyzers(DEV, ES, vix_history=load_vix_history())
     r = a.step(make_view(ts=T0))  # 2023-12-25 23:00 UTC
     assert r.vix.date == "2023-12-22" and r.vix.regime == "low"
+
+
+def test_live_vix_level():
+    from app.feeds.vix_history import load_vix_history
+
+    a = Analyzers(DEV, ES, vix_history=load_vix_history())
+    a.set_live_vix(40.0)
+    st = a.step(make_view(ts=T0)).vix
+    assert st.level == 40.0 and st.regime == "extreme" and st.sizing_factor == 0.25
+    a.set_live_vix(float("nan"))  # ignored
+    assert a.step(make_view(ts=T0 + S)).vix.level == 40.0
+    a.set_live_vix(None)
+    assert a.step(make_view(ts=T0 + 2 * S)).vix.level == pytest.approx(13.03)
