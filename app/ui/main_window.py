@@ -612,11 +612,23 @@ class MainWindow(QtWidgets.QMainWindow):
         if self._closed:
             ev.accept()
             return
-        ev.ignore()
         if self._closing:
+            ev.ignore()
             return
         self._closing = True
         self.save_prefs()
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            # no asyncio loop runs (never started, or the loop is gone): stop what can be stopped now
+            self.timer.stop()
+            if self.pipeline is not None and self.pipeline.engine is not None:
+                self.pipeline.engine.stop(2.0)
+            self._closed = True
+            ev.accept()
+            self.sigClosed.emit()
+            return
+        ev.ignore()
 
         async def _go():
             try:
