@@ -85,3 +85,17 @@ def test_chunks_end_at_batch_ends_and_cover_everything():
     assert np.array_equal(np.concatenate(parts)["ts"], ev["ts"])
     # no batch end in reach: cut at the size
     assert [len(p) for p in chunks(empty(2500), 1000)] == [1000, 1000, 500]
+
+
+def test_analyze_reads_mrec_and_dbn_files(capsys, tmp_path, shared_data):
+    from app.feeds.recording import write_recording_zst
+    from app.feeds.samples import load_default_sample
+
+    rec = load_default_sample()
+    rec.events = rec.events[:20_000]
+    path = write_recording_zst(tmp_path / "es.mrec.zst", rec, level=3)
+    a = _run_json(capsys, str(path), "--profile", "production")
+    assert a["events"] == 20_000 and a["errors"] == 0 and a["recording"]["symbol"] == "ESH4"
+    dbn = shared_data / "databento_cme" / "orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"
+    b = _run_json(capsys, str(dbn), "--profile", "production")
+    assert b["events"] > 1_000 and b["errors"] == 0 and b["recording"]["symbol"].startswith("ES")
