@@ -8,6 +8,7 @@ import json
 import numpy as np
 import pytest
 
+import app.analysis.engine  # noqa: F401  (sets numba's cache folder at collection, before any test home)
 from app.analysis.analyze_cmd import chunks
 from app.cli import main
 from app.feeds.events import FLAG_BATCH_END, empty
