@@ -18,6 +18,11 @@ book). When OUT is an existing **folder**, it is laid out like Sierra Chart's Da
 ``OUT/<symbol>.mrec``, ``OUT/<symbol>.scid`` and ``OUT/MarketDepthData/<symbol>.<date>.depth`` (one
 file per UTC day, each starting with a snapshot), which :class:`app.feeds.follow.SierraFollower`
 and Sierra Chart can open. Prices in ``.depth``/``.scid`` are real prices (price multiplier 1).
+
+Sierra's formats store quantities as whole numbers. ``--size-multiplier`` (default ``auto``: the
+smallest power of ten that makes every size whole, 1 for futures, 1000 for the BTCUSDT capture)
+scales sizes on writing and divides them on reading a ``.scid``/``.depth`` source; the value used
+is printed (read the files back with the same value).
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+
+import numpy as np
 
 from app.feeds.events import Instrument
 from app.feeds.recording import Recording
@@ -47,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tick-value", type=float, default=None, help="USD per tick per contract")
     p.add_argument("--price-multiplier", type=float, default=1.0,
                    help="Sierra real-time price multiplier of a .scid/.depth source")
+    p.add_argument("--size-multiplier", default="auto",
+                   help="stored quantity = size x this in .depth/.scid (default auto: 1 for whole sizes)")
 
 
 def detect_source(path: Path) -> str:
@@ -74,7 +83,8 @@ def detect_source(path: Path) -> str:
 
 
 def load_source(path: Path, kind: str, symbol: str | None = None, tick_size: float | None = None,
-                tick_value: float | None = None, price_multiplier: float = 1.0) -> Recording:
+                tick_value: float | None = None, price_multiplier: float = 1.0,
+                size_multiplier: float = 1.0) -> Recording:
     """Read ``path`` as ``kind`` into a :class:`Recording`.
 
     Raises
@@ -111,16 +121,30 @@ def load_source(path: Path, kind: str, symbol: str | None = None, tick_size: flo
     if kind == "scid":
         from app.feeds.scid import read_scid_events
 
-        ev = read_scid_events(path, inst, price_multiplier)
+        ev = read_scid_events(path, inst, price_multiplier, size_multiplier=size_multiplier)
     else:
         from app.feeds.depthfile import read_depth_events
 
-        ev = read_depth_events(path, inst, price_multiplier)
+        ev = read_depth_events(path, inst, price_multiplier, size_multiplier=size_multiplier)
     return Recording(instrument=inst, events=ev, source=f"Sierra Chart {path.name}")
 
 
-def write_outputs(rec: Recording, out: Path, formats: list[str]) -> list[Path]:
-    """Write ``rec`` in each format (see the module docstring); returns the paths written."""
+def auto_size_multiplier(sizes: np.ndarray, max_power: int = 8) -> float:
+    """Smallest ``10**k`` (k <= max_power) that makes every size a whole number (1e-6 tolerance)."""
+    s = np.asarray(sizes, dtype=np.float64)
+    s = s[s > 0]
+    for k in range(max_power + 1):
+        x = s * 10.0**k
+        if np.all(np.abs(x - np.rint(x)) < 1e-6 * np.maximum(1.0, x)):
+            return float(10**k)
+    return float(10**max_power)
+
+
+def write_outputs(rec: Recording, out: Path, formats: list[str], size_multiplier: float = 1.0) -> list[Path]:
+    """Write ``rec`` in each format (see the module docstring); returns the paths written.
+
+    ``size_multiplier`` scales sizes into the whole-number quantities of ``.depth``/``.scid``.
+    """
     from app.feeds.depthfile import DepthDayWriter, DepthWriter
     from app.feeds.events import KIND_DEPTH, KIND_TRADE
     from app.feeds.recording import write_recording
@@ -139,12 +163,13 @@ def write_outputs(rec: Recording, out: Path, formats: list[str]) -> list[Path]:
                 log.warning("%s: no depth events; no .depth written", rec.source)
                 continue
             if folder:
-                with DepthDayWriter(out / "MarketDepthData", sym, rec.instrument) as w:
+                with DepthDayWriter(out / "MarketDepthData", sym, rec.instrument,
+                                    size_multiplier=size_multiplier) as w:
                     w.append_events(ev)
                 written.extend(w.files)
             else:
                 p = out.with_suffix(".depth")
-                with DepthWriter(p, truncate=True) as w:
+                with DepthWriter(p, truncate=True, size_multiplier=size_multiplier) as w:
                     w.append_events(ev, rec.instrument)
                 written.append(p)
         elif fmt == "scid":
@@ -152,7 +177,7 @@ def write_outputs(rec: Recording, out: Path, formats: list[str]) -> list[Path]:
                 log.warning("%s: no trades; no .scid written", rec.source)
                 continue
             p = out / f"{sym}.scid" if folder else out.with_suffix(".scid")
-            with ScidWriter(p, truncate=True) as w:
+            with ScidWriter(p, truncate=True, size_multiplier=size_multiplier) as w:
                 w.append_events(ev, rec.instrument)
             written.append(p)
         else:
@@ -173,8 +198,14 @@ def run(args: argparse.Namespace) -> int:
         bad = [f for f in formats if f not in FORMATS]
         if bad:
             raise ValueError(f"--format {','.join(bad)}: choose from {', '.join(FORMATS)}")
-        rec = load_source(src, kind, args.symbol, args.tick_size, args.tick_value, args.price_multiplier)
-        paths = write_outputs(rec, out, formats)
+        sm_arg = str(args.size_multiplier).lower()
+        sm_in = 1.0 if sm_arg == "auto" else float(sm_arg)
+        if not sm_in > 0:
+            raise ValueError(f"--size-multiplier {args.size_multiplier}: must be > 0 or 'auto'")
+        rec = load_source(src, kind, args.symbol, args.tick_size, args.tick_value, args.price_multiplier,
+                          size_multiplier=sm_in)
+        sm_out = auto_size_multiplier(rec.events["size"]) if sm_arg == "auto" else sm_in
+        paths = write_outputs(rec, out, formats, size_multiplier=sm_out)
     except (OSError, ValueError) as exc:
         print(f"mia-elite convert: {exc}", file=sys.stderr)
         return 2
@@ -183,4 +214,6 @@ def run(args: argparse.Namespace) -> int:
           f"(tick {rec.instrument.tick_size:g}, {rec.instrument.tick_value:g} USD/tick)")
     for p in paths:
         print(f"  wrote {p} ({p.stat().st_size} bytes)")
+    if sm_out != 1.0 and any(f in formats for f in ("depth", "scid")):
+        print(f"  sizes stored x {sm_out:g} in .depth/.scid (read back with --size-multiplier {sm_out:g})")
     return 0

@@ -177,7 +177,7 @@ class DepthStats:
 
 
 def depth_records_to_events(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
-                            stats: DepthStats | None = None) -> np.ndarray:
+                            stats: DepthStats | None = None, *, size_multiplier: float = 1.0) -> np.ndarray:
     """Depth records -> depth events (one-pass numba kernel; rules in the module docstring).
 
     Same parameters and result as :func:`depth_records_to_events_numpy`, its plain-NumPy twin
@@ -189,11 +189,12 @@ def depth_records_to_events(records: np.ndarray, instrument: Instrument, price_m
 
     n = len(records)
     if n == 0 or (records["dt"] > _FLOAT_DAYS_THRESHOLD).any():
-        return depth_records_to_events_numpy(records, instrument, price_multiplier, stats)
+        return depth_records_to_events_numpy(records, instrument, price_multiplier, stats,
+                                             size_multiplier=size_multiplier)
     out = np.zeros(n, dtype=EVENT_DTYPE)
     m, dropped, zero_sets = depth_kernel(
         records["dt"], records["command"], records["flags"], records["num_orders"], records["price"],
-        records["quantity"], float(price_multiplier), float(instrument.tick_size),
+        records["quantity"], float(price_multiplier), float(instrument.tick_size), float(size_multiplier),
         out["ts"], out["price"], out["size"], out["num_orders"], out["kind"], out["side"], out["op"], out["flags"])
     if stats is not None:
         stats.records += n
@@ -203,7 +204,7 @@ def depth_records_to_events(records: np.ndarray, instrument: Instrument, price_m
 
 
 def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
-                                  stats: DepthStats | None = None) -> np.ndarray:
+                                  stats: DepthStats | None = None, *, size_multiplier: float = 1.0) -> np.ndarray:
     """Depth records -> depth events, plain NumPy (the twin of the kernel; rules in the module docstring).
 
     Parameters
@@ -214,6 +215,9 @@ def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, p
         Sierra's real-time price multiplier (stored * multiplier = price).
     stats : DepthStats, optional
         Updated in place.
+    size_multiplier : float
+        Stored Quantity = size x size_multiplier (whole numbers); sizes are Quantity / it
+        (1 for futures; e.g. 1000 for BTC sizes with 0.001 steps).
 
     Returns
     -------
@@ -247,7 +251,7 @@ def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, p
     out["ts"] = sc_datetime_to_ns(records["dt"])
     px = records["price"].astype(np.float64) * np.float64(price_multiplier)
     out["price"] = np.where(op == OP_CLEAR, 0, instrument.to_ticks(px))
-    out["size"] = qty
+    out["size"] = qty / np.float64(size_multiplier)
     out["num_orders"] = records["num_orders"]
     out["kind"] = KIND_DEPTH
     out["side"] = _CMD_SIDE[c]
@@ -260,9 +264,11 @@ def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, p
     return out[valid] if not valid.all() else out
 
 
-def read_depth_events(path, instrument: Instrument, price_multiplier: float = 1.0) -> np.ndarray:
+def read_depth_events(path, instrument: Instrument, price_multiplier: float = 1.0, *,
+                      size_multiplier: float = 1.0) -> np.ndarray:
     """:func:`read_depth` + :func:`depth_records_to_events` for one file."""
-    return depth_records_to_events(read_depth(path)[1], instrument, price_multiplier)
+    return depth_records_to_events(read_depth(path)[1], instrument, price_multiplier,
+                                   size_multiplier=size_multiplier)
 
 
 def depth_file_name(symbol: str, day: _dt.date) -> str:
@@ -294,8 +300,20 @@ def utc_day(ns: int) -> _dt.date:
 class _LevelEncoder:
     """Events -> depth records, keeping the set of known levels (ADD vs MODIFY)."""
 
-    def __init__(self) -> None:
+    def __init__(self, size_multiplier: float = 1.0) -> None:
         self.known = {SIDE_BID: set(), SIDE_ASK: set()}
+        self.size_multiplier = float(size_multiplier)
+        self.clamped = 0  # sizes > 0 that rounded to quantity 0 (stored as 1)
+
+    def _qty(self, size: float) -> int:
+        q = int(round(size * self.size_multiplier))
+        if q <= 0:
+            self.clamped += 1
+            if self.clamped == 1:
+                log.warning("depth size %g x size multiplier %g rounds to 0; stored as 1 (use a larger "
+                            "size multiplier for fractional sizes)", size, self.size_multiplier)
+            return 1
+        return min(q, 2**32 - 1)
 
     def encode(self, events: np.ndarray, instrument: Instrument, price_multiplier: float) -> np.ndarray:
         ev = events[events["kind"] == KIND_DEPTH]
@@ -331,7 +349,7 @@ class _LevelEncoder:
                 else:
                     cmd = ADD_BID_LEVEL if sd == SIDE_BID else ADD_ASK_LEVEL
                     lv.add(p)
-                rows.append((dts[i], cmd, fl, min(norders[i], 65535), p * tick, int(round(sizes[i]))))
+                rows.append((dts[i], cmd, fl, min(norders[i], 65535), p * tick, self._qty(sizes[i])))
             elif op in (OP_SET, OP_DELETE):
                 lv.discard(p)
                 cmd = DELETE_BID_LEVEL if sd == SIDE_BID else DELETE_ASK_LEVEL
@@ -351,6 +369,9 @@ class _LevelEncoder:
 class DepthWriter:
     """Append depth records to one ``.depth`` file (header written when the file is new/empty).
 
+    Quantities are stored as ``round(size * size_multiplier)`` (uint32; a size > 0 that rounds
+    to 0 is stored as 1 and counted in ``clamped``).
+
     Each :meth:`append` is one ``write`` of whole records, flushed: a follower sees whole batches
     as soon as they are written (batch boundaries via the end-of-batch flag).
 
@@ -359,9 +380,11 @@ class DepthWriter:
     path : path-like
     truncate : bool
         Start a new file even when one exists.
+    size_multiplier : float
+        See above (1 for futures).
     """
 
-    def __init__(self, path: str | os.PathLike, truncate: bool = False):
+    def __init__(self, path: str | os.PathLike, truncate: bool = False, *, size_multiplier: float = 1.0):
         self.path = Path(path)
         exists = self.path.exists() and self.path.stat().st_size > 0 and not truncate
         self._f = open(self.path, "r+b" if exists else "wb")
@@ -376,8 +399,13 @@ class DepthWriter:
         else:
             self._f.write(DepthHeader().to_bytes())
             self._f.flush()
-        self._enc = _LevelEncoder()
+        self._enc = _LevelEncoder(size_multiplier)
         self.count = 0
+
+    @property
+    def clamped(self) -> int:
+        """Sizes > 0 stored as quantity 1 because they rounded to 0."""
+        return self._enc.clamped
 
     def append_records(self, records: np.ndarray) -> None:
         """Append raw records (array of :data:`DEPTH_RECORD_DTYPE`)."""
@@ -407,9 +435,10 @@ class DepthWriter:
         self.close()
 
 
-def events_to_depth_records(events: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0) -> np.ndarray:
+def events_to_depth_records(events: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0, *,
+                            size_multiplier: float = 1.0) -> np.ndarray:
     """Depth events -> depth records for a fresh file (rules in the module docstring)."""
-    return _LevelEncoder().encode(events, instrument, price_multiplier)
+    return _LevelEncoder(size_multiplier).encode(events, instrument, price_multiplier)
 
 
 def write_depth(path: str | os.PathLike, records: np.ndarray) -> Path:
@@ -436,7 +465,9 @@ class DepthDayWriter:
     price_multiplier : float
     """
 
-    def __init__(self, folder, symbol: str, instrument: Instrument, price_multiplier: float = 1.0):
+    def __init__(self, folder, symbol: str, instrument: Instrument, price_multiplier: float = 1.0, *,
+                 size_multiplier: float = 1.0):
+        self.size_multiplier = size_multiplier
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.symbol = symbol
@@ -465,7 +496,7 @@ class DepthDayWriter:
         if self._w is not None:
             self._w.close()
         path = self.folder / depth_file_name(self.symbol, day)
-        self._w = DepthWriter(path, truncate=True)
+        self._w = DepthWriter(path, truncate=True, size_multiplier=self.size_multiplier)
         self._day = day
         self.files.append(path)
         if self._book[SIDE_BID] or self._book[SIDE_ASK]:

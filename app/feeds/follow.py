@@ -329,6 +329,8 @@ class SierraFollower:
         Minimum time between directory listings looking for a newer depth day file.
     symbol_id : int
         Written into every delivered event's ``symbol_id``.
+    size_multiplier : float
+        Stored quantity / size_multiplier = size (1 for futures).
 
     Attributes
     ----------
@@ -344,7 +346,7 @@ class SierraFollower:
                  on_events: Callable[[np.ndarray], None], poll_s: float = DEFAULT_POLL_S,
                  price_multiplier: float = 1.0, depth: bool = True, scid: bool = True,
                  scid_history: int = 0, quotes: bool = True, batch_hold_s: float = 1.0,
-                 rollover_check_s: float = 0.25, symbol_id: int = 0):
+                 rollover_check_s: float = 0.25, symbol_id: int = 0, size_multiplier: float = 1.0):
         if poll_s <= 0:
             raise ValueError(f"poll_s must be > 0, got {poll_s}")
         self.data_dir = Path(data_dir)
@@ -354,6 +356,7 @@ class SierraFollower:
         self.on_events = on_events
         self.poll_s = float(poll_s)
         self.mult = float(price_multiplier)
+        self.size_mult = float(size_multiplier)
         self.quotes = quotes
         self.batch_hold_s = batch_hold_s
         self.rollover_check_s = rollover_check_s
@@ -455,7 +458,8 @@ class SierraFollower:
         self._pending = bytes(buf[cut * DEPTH_RECORD_SIZE:])
         if cut:
             self.counters["depth_batches"] += len(ends)
-            self._deliver(depth_records_to_events(recs[:cut], self.instrument, self.mult, self.depth_stats))
+            self._deliver(depth_records_to_events(recs[:cut], self.instrument, self.mult, self.depth_stats,
+                                                  size_multiplier=self.size_mult))
 
     def _flush_pending(self, force: bool = False) -> None:
         """Deliver an unfinished batch held longer than ``batch_hold_s`` (or at once with ``force``)."""
@@ -463,7 +467,8 @@ class SierraFollower:
             recs = depth_records_from_bytes(self._pending)
             log.debug("delivering an unfinished depth batch of %d records", len(recs))
             self._pending = b""
-            self._deliver(depth_records_to_events(recs, self.instrument, self.mult, self.depth_stats))
+            self._deliver(depth_records_to_events(recs, self.instrument, self.mult, self.depth_stats,
+                                                  size_multiplier=self.size_mult))
 
     def _poll_depth(self) -> None:
         if self._depth is None:
@@ -511,7 +516,7 @@ class SierraFollower:
         self._scid.last_dt = int(recs["dt"][-1])
         self.counters["scid_records"] += len(recs)
         self._deliver(scid_to_events(np.asarray(recs, dtype=SCID_RECORD_DTYPE), self.instrument,
-                                     self.mult, self.quotes))
+                                     self.mult, self.quotes, size_multiplier=self.size_mult))
 
     def poll_once(self) -> int:
         """One poll of every followed file; returns the number of events delivered."""

@@ -226,7 +226,7 @@ def trade_sides(records: np.ndarray) -> np.ndarray:
 
 
 def scid_to_events(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
-                   quotes: bool = True) -> np.ndarray:
+                   quotes: bool = True, *, size_multiplier: float = 1.0) -> np.ndarray:
     """Tick records -> events, one-pass numba kernel (twin: :func:`scid_to_events_numpy`).
 
     Same parameters and result as the twin; legacy float-days DateTime values use the twin.
@@ -235,18 +235,18 @@ def scid_to_events(records: np.ndarray, instrument: Instrument, price_multiplier
 
     n = len(records)
     if n == 0 or (records["dt"] > _FLOAT_DAYS_THRESHOLD).any():
-        return scid_to_events_numpy(records, instrument, price_multiplier, quotes)
+        return scid_to_events_numpy(records, instrument, price_multiplier, quotes, size_multiplier=size_multiplier)
     out = np.zeros(3 * n, dtype=EVENT_DTYPE)
     m = scid_kernel(records["dt"], records["open"], records["high"], records["low"], records["close"],
                     records["total_volume"], records["bid_volume"], records["ask_volume"],
-                    float(price_multiplier), float(instrument.tick_size), bool(quotes),
+                    float(price_multiplier), float(instrument.tick_size), float(size_multiplier), bool(quotes),
                     FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE, LAST_SUB_TRADE_OF_UNBUNDLED_TRADE,
                     out["ts"], out["price"], out["size"], out["kind"], out["side"])
     return out[:m].copy() if m < len(out) // 2 else out[:m]
 
 
 def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
-                         quotes: bool = True) -> np.ndarray:
+                         quotes: bool = True, *, size_multiplier: float = 1.0) -> np.ndarray:
     """Tick records -> events, plain NumPy (bar records are skipped; use :func:`scid_to_bars`).
 
     Parameters
@@ -258,6 +258,8 @@ def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_mult
         Sierra Chart's real-time price multiplier for the symbol (stored * multiplier = price).
     quotes : bool
         Also emit ``KIND_QUOTE`` bid/ask events from Low/High.
+    size_multiplier : float
+        TotalVolume = size x size_multiplier; sizes are TotalVolume / it (1 for futures).
 
     Returns
     -------
@@ -285,7 +287,7 @@ def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_mult
     t["ts"] = ts
     t["kind"] = KIND_TRADE
     t["price"] = instrument.to_ticks(recs["close"].astype(np.float64) * m)
-    t["size"] = recs["total_volume"]
+    t["size"] = recs["total_volume"] / np.float64(size_multiplier)
     t["side"] = trade_sides(recs)
     keep[:, 2] = recs["total_volume"] > 0
     return out[keep.ravel()]
@@ -314,16 +316,18 @@ def scid_to_bars(records: np.ndarray, instrument: Instrument, price_multiplier: 
     return out
 
 
-def read_scid_events(path, instrument: Instrument, price_multiplier: float = 1.0, quotes: bool = True) -> np.ndarray:
+def read_scid_events(path, instrument: Instrument, price_multiplier: float = 1.0, quotes: bool = True, *,
+                     size_multiplier: float = 1.0) -> np.ndarray:
     """:func:`read_scid` + :func:`scid_to_events` (whole file)."""
-    return scid_to_events(read_scid(path)[1], instrument, price_multiplier, quotes)
+    return scid_to_events(read_scid(path)[1], instrument, price_multiplier, quotes, size_multiplier=size_multiplier)
 
 
 # ----------------------------------------------------------------------------------- writing
 
 
 def events_to_scid_records(events: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
-                           bid: np.ndarray | None = None, ask: np.ndarray | None = None) -> np.ndarray:
+                           bid: np.ndarray | None = None, ask: np.ndarray | None = None, *,
+                           size_multiplier: float = 1.0) -> np.ndarray:
     """Trades of ``events`` -> tick records (Open 0, High = ask, Low = bid, Close = price).
 
     Parameters
@@ -336,6 +340,8 @@ def events_to_scid_records(events: np.ndarray, instrument: Instrument, price_mul
     bid, ask : np.ndarray of int64 ticks, optional, shape (number of trades,)
         Best bid/ask at each trade. Default: the last ``KIND_QUOTE`` of each side before the trade
         in ``events`` (0 = unknown: that field is then the trade price).
+    size_multiplier : float
+        TotalVolume = round(size x size_multiplier), at least 1 for a trade (1 for futures).
 
     Returns
     -------
@@ -370,7 +376,7 @@ def events_to_scid_records(events: np.ndarray, instrument: Instrument, price_mul
     out["close"] = (px * tick).astype(np.float32)
     out["high"] = (np.where(ask > 0, ask, px) * tick).astype(np.float32)
     out["low"] = (np.where(bid > 0, bid, px) * tick).astype(np.float32)
-    vol = np.rint(tr["size"]).astype(np.uint32)
+    vol = np.maximum(np.rint(tr["size"] * np.float64(size_multiplier)), 1).astype(np.uint32)
     out["num_trades"] = 1
     out["total_volume"] = vol
     out["bid_volume"] = np.where(tr["side"] == SIDE_BID, vol, 0)
@@ -450,6 +456,8 @@ class ScidWriter:
     path : path-like
     truncate : bool
         Start a new file even when one exists.
+    size_multiplier : float
+        Volumes stored as ``round(size * size_multiplier)`` (1 for futures).
 
     Raises
     ------
@@ -457,7 +465,8 @@ class ScidWriter:
         If an existing file has a bad header.
     """
 
-    def __init__(self, path: str | os.PathLike, truncate: bool = False):
+    def __init__(self, path: str | os.PathLike, truncate: bool = False, *, size_multiplier: float = 1.0):
+        self.size_multiplier = float(size_multiplier)
         self.path = Path(path)
         exists = self.path.exists() and self.path.stat().st_size > 0 and not truncate
         self._f = open(self.path, "r+b" if exists else "wb")
@@ -490,7 +499,8 @@ class ScidWriter:
         (:func:`best_bid_ask_at_trades` with state kept across calls).
         """
         bid, ask = best_bid_ask_at_trades(events, self._tob)
-        recs = events_to_scid_records(events, instrument, price_multiplier, bid=bid, ask=ask)
+        recs = events_to_scid_records(events, instrument, price_multiplier, bid=bid, ask=ask,
+                                      size_multiplier=self.size_multiplier)
         if len(recs):
             self.append(recs)
         return len(recs)

@@ -32,7 +32,7 @@ _SC_EPOCH_OFFSET_US = 25569 * 86_400 * 1_000_000
 
 
 @numba.njit(nogil=True, cache=True)
-def depth_kernel(dt, cmd, flg, nord, px, qty, mult, tick, o_ts, o_price, o_size, o_nord, o_kind, o_side,
+def depth_kernel(dt, cmd, flg, nord, px, qty, mult, tick, size_div, o_ts, o_price, o_size, o_nord, o_kind, o_side,
                  o_op, o_flags):  # pragma: no cover - compiled; the NumPy twin is the reference
     """Decode depth records into event columns; returns (kept, dropped, zero_quantity_sets)."""
     n = dt.shape[0]
@@ -56,7 +56,7 @@ def depth_kernel(dt, cmd, flg, nord, px, qty, mult, tick, o_ts, o_price, o_size,
             continue
         o_ts[m] = (dt[i] - _SC_EPOCH_OFFSET_US) * 1000
         q = qty[i]
-        o_size[m] = q
+        o_size[m] = q / size_div
         o_nord[m] = nord[i]
         o_kind[m] = _KIND_DEPTH
         if c == 1:
@@ -97,7 +97,7 @@ def depth_kernel(dt, cmd, flg, nord, px, qty, mult, tick, o_ts, o_price, o_size,
 
 
 @numba.njit(nogil=True, cache=True)
-def scid_kernel(dt, open_, high, low, close, tvol, bvol, avol, mult, tick, quotes, mark1, mark2,
+def scid_kernel(dt, open_, high, low, close, tvol, bvol, avol, mult, tick, size_div, quotes, mark1, mark2,
                 o_ts, o_price, o_size, o_kind, o_side):  # pragma: no cover - compiled
     """Decode scid tick records into quote/trade event columns; returns the number of events."""
     n = dt.shape[0]
@@ -140,7 +140,7 @@ def scid_kernel(dt, open_, high, low, close, tvol, bvol, avol, mult, tick, quote
                 s = 0
             o_ts[m] = ts
             o_price[m] = np.int64(np.rint((np.float64(c) * mult) / tick))
-            o_size[m] = v
+            o_size[m] = v / size_div
             o_kind[m] = _KIND_TRADE
             o_side[m] = s
             m += 1

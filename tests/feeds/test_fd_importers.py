@@ -187,3 +187,28 @@ def test_convert_binance_and_lobster(shared_data, tmp_path):
     assert _convert([str(tmp_path / "t.mrec"), str(tmp_path / "t2.scid"), "--format", "scid"]) == 0
     assert (tmp_path / "t2.scid").stat().st_size == 56 + 40 * 10
     assert _convert([str(tmp_path / "unknown.xyz"), str(tmp_path / "o.mrec")]) == 2
+
+
+def test_convert_binance_to_sierra_formats_keeps_fractional_sizes(shared_data, tmp_path, capsys):
+    """BTC sizes (0.001 steps) survive .depth/.scid through the size multiplier (auto = 1000)."""
+    from app.feeds.depthfile import read_depth_events
+    from app.feeds.recording import read_recording
+    from app.feeds.refbook import ReferenceBook
+    from app.feeds.scid import read_scid_events
+
+    out = tmp_path / "Data"
+    out.mkdir()
+    assert _convert([str(shared_data / "crypto" / "btcusdt_20240808.gz"), str(out),
+                     "--format", "mrec,depth,scid"]) == 0
+    assert "--size-multiplier 1000" in capsys.readouterr().out
+    rec = read_recording(out / "BTCUSDT.mrec")
+    files = sorted((out / "MarketDepthData").glob("BTCUSDT.*.depth"))
+    assert [p.name for p in files] == ["BTCUSDT.2024-08-08.depth"]
+    ref = ReferenceBook()
+    ref.apply(rec.events)
+    got = ReferenceBook()
+    got.apply(read_depth_events(files[0], rec.instrument, size_multiplier=1000))
+    assert got.bids() == pytest.approx(ref.bids()) and got.asks() == pytest.approx(ref.asks())
+    tr = read_scid_events(out / "BTCUSDT.scid", rec.instrument, quotes=False, size_multiplier=1000)
+    src = rec.events[rec.events["kind"] == KIND_TRADE]
+    assert np.allclose(tr["size"], src["size"]) and tr["price"].tolist() == src["price"].tolist()

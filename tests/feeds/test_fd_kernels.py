@@ -52,8 +52,8 @@ def test_depth_kernel_equals_numpy(es, mult):
     x["flags"] = rng.integers(0, 4, len(x))
     x["quantity"][rng.random(len(x)) < 0.1] = 0
     s1, s2 = DepthStats(), DepthStats()
-    a = depth_records_to_events(x, es.instrument, mult, s1)
-    b = depth_records_to_events_numpy(x, es.instrument, mult, s2)
+    a = depth_records_to_events(x, es.instrument, mult, s1, size_multiplier=1000)
+    b = depth_records_to_events_numpy(x, es.instrument, mult, s2, size_multiplier=1000)
     assert np.array_equal(a, b)
     assert (s1.dropped, s1.zero_quantity_sets) == (s2.dropped, s2.zero_quantity_sets) and s1.dropped > 0
 
@@ -71,5 +71,7 @@ def test_scid_kernel_equals_numpy(es, shared_data):
     for quotes in (True, False):
         assert np.array_equal(scid_to_events(s, es.instrument, 1.0, quotes),
                               scid_to_events_numpy(s, es.instrument, 1.0, quotes))
+    assert np.array_equal(scid_to_events(s, es.instrument, 1.0, size_multiplier=1000),
+                          scid_to_events_numpy(s, es.instrument, 1.0, size_multiplier=1000))
     _, t = read_scid(shared_data / "sierra_chart" / "test.scid")
     assert np.array_equal(scid_to_events(t, es.instrument), scid_to_events_numpy(t, es.instrument))
