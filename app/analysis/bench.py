@@ -8,6 +8,9 @@ Figures (targets from issue 4; the seed system reported DOM 21,000/s and elite 5
 
 * ``analysis.dom_detectors``: all six DOM detectors on the current book (one call of
   :func:`app.analysis.dom.dom_scan`), analyses/s (target >= 200,000); baseline: its NumPy twin.
+* ``analysis.dom_detectors_live``: the same kernel along the replay (each call sees the new
+  columns, so the running window sums advance), timed around the kernel call only; baseline: the
+  twin on every 50th step.
 * ``analysis.frame_kernels``: a full frame of every family plus the elite score: DOM, order
   flow, advanced trades, Battle Navale and advanced bars kernels on the view, and the elite score
   of both sides (target >= 50,000/s); baseline: the same with the NumPy twins.
@@ -141,6 +144,53 @@ def bench_dom(args):
            "vs_seed": round(nb / SEED_DOM_PER_S, 1), "cpu_time_per_s": round(cpu), "load": _load(), "input": src}
 
 
+def bench_dom_live(args):
+    """The DOM detectors along the replay itself: each call sees new columns (running sums advance),
+    timed per call around the kernel only (the market model's work is not counted)."""
+    from app.analysis import dom
+    from app.config.profiles import load_profile
+    from app.feeds.samples import load_default_sample
+    from app.market.model import MarketModel
+
+    p = load_profile("production")
+    rec = load_default_sample()
+    col_ns = p.get("engine.heatmap_column_ms") * 1_000_000
+    m = MarketModel(rec.instrument, rows=p.get("engine.heatmap_rows"), column_ns=col_ns,
+                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
+    dp = dom.dom_params(p.section("dom"), col_ns)
+    sums, meta = dom.new_dom_state(m.rows)
+    out = np.zeros((12, 4))
+    ev, ts = rec.events, rec.events["ts"]
+    step = p.get("engine.analysis_interval_ms") * 1_000_000
+    limit = len(ev) // 4 if args.quick else len(ev)
+    t_nb = t_np = 0.0
+    n_nb = n_np = 0
+    i = 0
+    pc = time.perf_counter
+    while i < limit:
+        j = int(np.searchsorted(ts, (ts[i] // step + 1) * step, side="left"))
+        m.apply(ev[i:j])
+        i = j
+        v = m.view()
+        a = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T, int(v.best_bid),
+             int(v.best_ask), int(v.base), int(v.col_t0 // col_ns), dp, sums, meta, out)
+        t0 = pc()
+        dom.dom_scan(*a)
+        t_nb += pc() - t0
+        n_nb += 1
+        if n_nb % 50 == 0:
+            t0 = pc()
+            dom.dom_scan_np(*a)
+            t_np += pc() - t0
+            n_np += 1
+    nb = n_nb / t_nb if t_nb > 0 else 0.0
+    npr = n_np / t_np if t_np > 0 else 0.0
+    yield {"name": "analysis.dom_detectors_live", "value": round(nb), "unit": "analyses/s", "baseline": round(npr),
+           "ratio": round(nb / npr, 1) if npr else None, "target": 200_000, "seed": SEED_DOM_PER_S,
+           "calls": n_nb, "load": _load(),
+           "input": f"real {rec.instrument.symbol} replay, production profile, one call per 250 ms step"}
+
+
 def bench_frame(args):
     """Every family's kernels plus the elite score of both sides, on real views."""
     from app.analysis.elite import EliteGate
@@ -226,6 +276,7 @@ def bench_twins(args):
 
 BENCHMARKS = {
     "analysis.dom": bench_dom,
+    "analysis.dom_live": bench_dom_live,
     "analysis.frame": bench_frame,
     "analysis.step": bench_step,
     "analysis.twins": bench_twins,

@@ -111,77 +111,90 @@ def _side_median(book, touch, step, n, R):
 S_ICE_SELL, S_ICE_BUY, S_ICE_HBID, S_ICE_HASK, S_ICE_NBID, S_ICE_NASK, S_ABS_SELL, S_ABS_BUY, \
     S_SP_SELL, S_SP_BUY = range(10)
 N_SUMS = 10
-#: meta (int64 (8,)): valid, base, C, last closed absolute column, nI, nA, nS, advances since rebuild
+#: meta (int64 (10,)): valid, base, C, last closed absolute column, nI, nA, nS, advances since
+#: rebuild, band low row, band high row (exclusive). Only the rows of the band are kept up to date.
 REBUILD_EVERY = 1024  # full recompute after this many incremental advances (bounds float drift)
+BAND_MARGIN = 16  # rows kept beyond those needed now, so the touch can move before a rebuild
 EPS = 1e-9
 
 
 def new_dom_state(rows: int):
-    """Fresh running-sum state for :func:`dom_scan`: ``(sums float64 (10, rows), meta int64 (8,))``."""
-    return np.zeros((N_SUMS, rows)), np.zeros(8, np.int64)
+    """Fresh running-sum state for :func:`dom_scan`: ``(sums float64 (10, rows), meta int64 (10,))``."""
+    return np.zeros((N_SUMS, rows)), np.zeros(10, np.int64)
 
 
 @numba.njit(nogil=True, cache=True)
-def _add_col(sums, k, arr, c, sign):
+def _add_col(sums, k, arr, c, sign, lo, hi):
     row = arr[c]
-    for r in range(row.shape[0]):
+    for r in range(lo, hi):
         sums[k, r] += sign * row[r]
 
 
 @numba.njit(nogil=True, cache=True)
-def _add_count(sums, k, arr, c, sign):
+def _add_count(sums, k, arr, c, sign, lo, hi):
     row = arr[c]
-    for r in range(row.shape[0]):
+    for r in range(lo, hi):
         if row[r] > 0:
             sums[k, r] += sign
 
 
 @numba.njit(nogil=True, cache=True)
-def _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, sums, meta):
-    """Bring the closed-column sums up to date (incrementally when the grid is unchanged)."""
+def _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, need_lo, need_hi, sums, meta):
+    """Bring the closed-column sums of rows ``[need_lo, need_hi)`` up to date.
+
+    Incremental (add the columns that closed, drop those that left each window) while the row
+    grid, the column count, the windows and the kept row band are unchanged; otherwise rebuilt
+    over a band of ``BAND_MARGIN`` rows around the needed ones.
+    """
     C = hb.shape[0]
+    R = hb.shape[1]
     last = col0 + C - 2  # absolute index of the newest closed column
     d = last - meta[3]
     nmax = max(nI, max(nA, nS))
     ok = (meta[0] == 1 and meta[1] == base and meta[2] == C and meta[4] == nI and meta[5] == nA
-          and meta[6] == nS and d >= 0 and d <= C - 1 - nmax and meta[7] < REBUILD_EVERY)
+          and meta[6] == nS and d >= 0 and d <= C - 1 - nmax and meta[7] < REBUILD_EVERY
+          and meta[8] <= need_lo and need_hi <= meta[9])
     if ok:
         if d == 0:
             return
+        lo = meta[8]
+        hi = meta[9]
         for l in range(C - 1 - d, C - 1):  # columns that closed since the last call
             for sgn in (1.0, -1.0):
                 c = l if sgn > 0 else l - nI
                 if nI > 0:
-                    _add_col(sums, S_ICE_SELL, tsell, c, sgn)
-                    _add_col(sums, S_ICE_BUY, tb, c, sgn)
-                    _add_col(sums, S_ICE_HBID, hb, c, sgn)
-                    _add_col(sums, S_ICE_HASK, ha, c, sgn)
-                    _add_count(sums, S_ICE_NBID, hb, c, sgn)
-                    _add_count(sums, S_ICE_NASK, ha, c, sgn)
+                    _add_col(sums, S_ICE_SELL, tsell, c, sgn, lo, hi)
+                    _add_col(sums, S_ICE_BUY, tb, c, sgn, lo, hi)
+                    _add_col(sums, S_ICE_HBID, hb, c, sgn, lo, hi)
+                    _add_col(sums, S_ICE_HASK, ha, c, sgn, lo, hi)
+                    _add_count(sums, S_ICE_NBID, hb, c, sgn, lo, hi)
+                    _add_count(sums, S_ICE_NASK, ha, c, sgn, lo, hi)
                 c = l if sgn > 0 else l - nA
                 if nA > 0:
-                    _add_col(sums, S_ABS_SELL, tsell, c, sgn)
-                    _add_col(sums, S_ABS_BUY, tb, c, sgn)
+                    _add_col(sums, S_ABS_SELL, tsell, c, sgn, lo, hi)
+                    _add_col(sums, S_ABS_BUY, tb, c, sgn, lo, hi)
                 c = l if sgn > 0 else l - nS
                 if nS > 0:
-                    _add_col(sums, S_SP_SELL, tsell, c, sgn)
-                    _add_col(sums, S_SP_BUY, tb, c, sgn)
+                    _add_col(sums, S_SP_SELL, tsell, c, sgn, lo, hi)
+                    _add_col(sums, S_SP_BUY, tb, c, sgn, lo, hi)
         meta[7] += d
     else:
+        lo = max(0, need_lo - BAND_MARGIN)
+        hi = min(R, need_hi + BAND_MARGIN)
         sums[:, :] = 0.0
         for c in range(C - 1 - nI, C - 1):
-            _add_col(sums, S_ICE_SELL, tsell, c, 1.0)
-            _add_col(sums, S_ICE_BUY, tb, c, 1.0)
-            _add_col(sums, S_ICE_HBID, hb, c, 1.0)
-            _add_col(sums, S_ICE_HASK, ha, c, 1.0)
-            _add_count(sums, S_ICE_NBID, hb, c, 1.0)
-            _add_count(sums, S_ICE_NASK, ha, c, 1.0)
+            _add_col(sums, S_ICE_SELL, tsell, c, 1.0, lo, hi)
+            _add_col(sums, S_ICE_BUY, tb, c, 1.0, lo, hi)
+            _add_col(sums, S_ICE_HBID, hb, c, 1.0, lo, hi)
+            _add_col(sums, S_ICE_HASK, ha, c, 1.0, lo, hi)
+            _add_count(sums, S_ICE_NBID, hb, c, 1.0, lo, hi)
+            _add_count(sums, S_ICE_NASK, ha, c, 1.0, lo, hi)
         for c in range(C - 1 - nA, C - 1):
-            _add_col(sums, S_ABS_SELL, tsell, c, 1.0)
-            _add_col(sums, S_ABS_BUY, tb, c, 1.0)
+            _add_col(sums, S_ABS_SELL, tsell, c, 1.0, lo, hi)
+            _add_col(sums, S_ABS_BUY, tb, c, 1.0, lo, hi)
         for c in range(C - 1 - nS, C - 1):
-            _add_col(sums, S_SP_SELL, tsell, c, 1.0)
-            _add_col(sums, S_SP_BUY, tb, c, 1.0)
+            _add_col(sums, S_SP_SELL, tsell, c, 1.0, lo, hi)
+            _add_col(sums, S_SP_BUY, tb, c, 1.0, lo, hi)
         meta[0] = 1
         meta[1] = base
         meta[2] = C
@@ -189,6 +202,8 @@ def _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, sums, meta):
         meta[5] = nA
         meta[6] = nS
         meta[7] = 0
+        meta[8] = lo
+        meta[9] = hi
     meta[3] = last
 
 
@@ -236,11 +251,19 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
     nI = min(C - 1, int(params[Q_ICE_COLS]) - 1)
     nA = min(C - 1, int(params[Q_ABS_COLS]) - 1)
     nS = min(C - 1, int(params[Q_SPOOF_COLS]))
-    _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, sums, meta)
-    o = C - 1  # the open column
     depth = int(params[Q_DEPTH])
     bb = best_bid - base if best_bid >= 0 else -1
     ba = best_ask - base if best_ask >= 0 else -1
+    reach = max(depth, int(params[Q_SPOOF_DIST]) + 1) + 1  # rows from a touch whose sums are read
+    need_lo = R
+    need_hi = 0
+    for t in (bb, ba):
+        if 0 <= t < R:
+            need_lo = min(need_lo, max(0, t - reach))
+            need_hi = max(need_hi, min(R, t + reach + 1))
+    if need_hi > need_lo:
+        _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, need_lo, need_hi, sums, meta)
+    o = C - 1  # the open column
     nb = int(params[Q_WALL_NB])
     peakbuf = np.zeros(int(params[Q_SPOOF_DIST]) + 1)
     for b in range(2):
