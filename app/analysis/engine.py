@@ -427,6 +427,25 @@ class AnalysisEngine:
         """The analyzers' last ``StepResult`` (``None`` before the first step)."""
         return self._last
 
+    def set_live_vix(self, level: float | None) -> None:
+        """An intraday VIX level (index points) from a live source; ``None`` = back to the daily
+        close. Thread-safe: with the worker running it is queued behind the batches already
+        submitted (applied in stream order); otherwise applied at once. Ignored when the
+        analyzers have no ``set_live_vix``."""
+        if self._thread is not None and self._state in ("compiling", "running"):
+            self._q.put(("vix", level))
+        else:
+            self._control(("vix", level))
+
+    def _control(self, item) -> None:
+        kind, value = item
+        fn = getattr(self.analyzers, "set_live_vix", None) if kind == "vix" else None
+        if callable(fn):
+            try:
+                fn(value)
+            except Exception:
+                self._report(traceback.format_exc())
+
     # ------------------------------------------------------------------ worker thread
     def submit(self, batch: np.ndarray) -> None:
         """Queue a batch for the worker (O(1); the array must not be modified afterwards)."""
@@ -505,8 +524,12 @@ class AnalysisEngine:
                 continue
             if item is _STOP:
                 break
+            if isinstance(item, tuple):  # control message (live VIX), in stream order
+                self._control(item)
+                continue
             items = [item]
-            total = len(item)
+            total = len(item) if hasattr(item, "__len__") else 0
+            ctrl = None
             while total < 32_768:
                 try:
                     nxt = self._q.get_nowait()
@@ -515,20 +538,23 @@ class AnalysisEngine:
                 if nxt is _STOP:
                     self._stop_evt.set()
                     break
+                if isinstance(nxt, tuple):
+                    ctrl = nxt  # apply after the batches queued before it
+                    break
                 items.append(nxt)
-                total += len(nxt)
+                total += len(nxt) if hasattr(nxt, "__len__") else 0
             try:
                 items = [b for b in items if isinstance(b, np.ndarray) and b.dtype == EVENT_DTYPE
                          or self._bad_batch(b)]
-                if not items:
-                    continue
-                batch = items[0] if len(items) == 1 else np.concatenate(items)
-                self.process(batch)
+                if items:
+                    self.process(items[0] if len(items) == 1 else np.concatenate(items))
             except Exception:
                 self._report("market model failed; engine stopped:\n" + traceback.format_exc())
                 self._state = "error"
                 self._publish()
                 return
+            if ctrl is not None:
+                self._control(ctrl)
             dirty = True
             if self._pending_signals or time.perf_counter() - self._last_publish >= self.publish_interval_s:
                 self._publish()

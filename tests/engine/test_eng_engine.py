@@ -200,3 +200,33 @@ def test_time_going_backwards_in_a_batch_still_makes_progress():
     assert eng.model.events_applied == 7
     steps = [s[0] for s in rec.seen]
     assert len(steps) >= 2 and steps == sorted(steps)
+
+
+class VixRecorder(Recorder):
+    def __init__(self):
+        super().__init__()
+        self.live = []
+
+    def set_live_vix(self, level):
+        self.live.append((level, len(self.seen)))
+
+
+def test_live_vix_reaches_the_analyzers_in_stream_order(es):
+    rec = VixRecorder()
+    eng = AnalysisEngine(es.instrument, "production", analyzers=rec)
+    eng.set_live_vix(14.5)  # not started: applied at once
+    assert rec.live == [(14.5, 0)]
+    eng.start()
+    assert _wait(lambda: eng.state == "running")
+    ev = es.events
+    eng.submit(ev[:30_000])
+    eng.set_live_vix(22.0)
+    eng.submit(None)  # a bad submission is reported, not fatal
+    eng.submit(ev[30_000:])
+    eng.set_live_vix(None)
+    assert _wait(lambda: len(rec.live) == 3 and eng.model.events_applied == len(ev))
+    assert eng.stop() and eng.state == "stopped"
+    (_, s0), (v1, s1), (v2, s2) = rec.live
+    assert v1 == 22.0 and v2 is None
+    assert 0 < s1 < s2  # after the steps of the first 30,000 events, before the rest's
+    assert eng.errors == 1 and "not an EVENT_DTYPE array" in eng.last_error
