@@ -145,3 +145,34 @@ def test_empty_side_and_no_history_do_not_crash():
     v = make_view(rows=16, cols=3, best_bid=1005, best_ask=-1)
     v.bid[5] = 4
     scan(v)
+
+
+def test_running_sums_follow_moving_columns_and_touch():
+    """Persistent kernel state vs the stateless twin while columns advance (1-3 at a time), the
+    touch walks 60 rows (leaving the kept band) and the row grid shifts once."""
+    rng = np.random.default_rng(7)
+    R, C, T = 160, 150, 140  # C > the 60-column iceberg window, so advances can be incremental
+    hb_all = rng.integers(0, 40, (T + C, R)).astype(np.float32)
+    ha_all = rng.integers(0, 40, (T + C, R)).astype(np.float32)
+    tb_all = (rng.random((T + C, R)) < 0.05).astype(np.float32) * rng.integers(1, 30, (T + C, R))
+    ts_all = (rng.random((T + C, R)) < 0.05).astype(np.float32) * rng.integers(1, 30, (T + C, R))
+    p = dom.dom_params(SEC, 500_000_000)
+    sums, meta = dom.new_dom_state(R)
+    col, touch, base, rebuilt = 0, 40, 1000, 0
+    for k in range(70):
+        col += 1 + k % 3
+        if col + C > T + C:
+            break
+        touch += 1
+        if k == 35:
+            base += 5  # a re-centre: rows now mean other prices
+        sl = slice(col, col + C)
+        bid, ask = np.zeros(R), np.zeros(R)
+        bid[touch - 12: touch + 1] = rng.integers(1, 60, 13)
+        ask[touch + 1: touch + 14] = rng.integers(1, 60, 13)
+        args = (bid, ask, hb_all[sl], ha_all[sl], tb_all[sl], ts_all[sl], base + touch, base + touch + 1, base, col, p)
+        x, y = np.zeros((12, 4)), np.zeros((12, 4))
+        assert dom.dom_scan(*args, sums, meta, x) == dom.dom_scan_np(*args, None, None, y)
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)  # running sums: rounding only
+        rebuilt += meta[7] == 0
+    assert 2 <= rebuilt < 40  # rebuilds happened (band exits, re-centre) but most steps were incremental
