@@ -437,8 +437,27 @@ class AnalysisEngine:
         else:
             self._control(("vix", level))
 
+    def advance_to(self, ts_ns: int) -> None:
+        """Move market time to ``ts_ns`` without an event (a live source's clock when the market
+        is quiet): the heatmap columns it passes are closed and due analysis steps run.
+        Thread-safe and ordered like :meth:`set_live_vix`. A time not after the last event's
+        does nothing."""
+        if self._thread is not None and self._state in ("compiling", "running"):
+            self._q.put(("clock", int(ts_ns)))
+        else:
+            self._control(("clock", int(ts_ns)))
+
     def _control(self, item) -> None:
         kind, value = item
+        if kind == "clock":
+            if value > self.model.ts and self.model.anchored:
+                tick = np.zeros(1, EVENT_DTYPE)  # kind 0: a clock tick
+                tick["ts"] = value
+                try:
+                    self.process(tick)
+                except Exception:
+                    self._report(traceback.format_exc())
+            return
         fn = getattr(self.analyzers, "set_live_vix", None) if kind == "vix" else None
         if callable(fn):
             try:

@@ -33,6 +33,8 @@ Bars, a linear buffer of ``KCAP`` bars (the model compacts it when full):
 ``bar_f`` float64 ``(KCAP, 4)``: volume, buy volume, sell volume, delta (contracts);
 ``fpb, fps`` float32 ``(KCAP, R)``: footprint volume at the ask / at the bid per heatmap row.
 
+An event of kind 0 is a clock tick: it only moves time (closes the columns it passes).
+
 Return value ``(i, status, n_ovf)``: the index of the next event to apply, a status, and how
 many event indices were written to ``ovf`` (events the grid cannot hold, applied by the model to
 its overflow levels, plus every ``OP_CLEAR``). Status :data:`ST_DONE` (all applied),
@@ -92,7 +94,7 @@ S_QA = 8  # last quote ask, ticks (-1 none)
 S_LASTTS = 9  # latest event time applied (running max), ns
 S_LASTPX = 10  # last trade price, ticks (-1 none)
 S_CHECKED = 11  # column for which the edge check already ran
-S_NEV = 12  # events applied
+S_NEV = 12  # events applied (kind 0 clock ticks not counted)
 S_NTRADES = 13  # trades applied
 S_DROPPED = 14  # trades outside the grid (session volume not counted)
 S_COLS_DONE = 15  # columns closed so far (for re-centring only the used part of the ring)
@@ -337,7 +339,8 @@ def _apply_events(ts, price, size, norders, kind, side, op, start, P, S, F,
                 F[F_QAS] = size[i]
         if t > S[S_LASTTS]:
             S[S_LASTTS] = t
-        S[S_NEV] += 1
+        if k != 0:
+            S[S_NEV] += 1
         i += 1
     S[S_BB] = bb
     S[S_BA] = ba
@@ -550,7 +553,8 @@ def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
                 F[F_QAS] = size[i]
         if t > S[S_LASTTS]:
             S[S_LASTTS] = t
-        S[S_NEV] += 1
+        if k != 0:
+            S[S_NEV] += 1
         i += 1
     S[S_BB], S[S_BA] = _best(bid, ask)
     S[S_COL] = col

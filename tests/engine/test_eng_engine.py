@@ -230,3 +230,19 @@ def test_live_vix_reaches_the_analyzers_in_stream_order(es):
     assert v1 == 22.0 and v2 is None
     assert 0 < s1 < s2  # after the steps of the first 30,000 events, before the rest's
     assert eng.errors == 1 and "not an EVENT_DTYPE array" in eng.last_error
+
+
+def test_clock_ticks_close_columns_and_run_due_steps_without_events():
+    inst = Instrument("ES", 0.25, 12.5)
+    rec = Recorder()
+    eng = AnalysisEngine(inst, "production", analyzers=rec)
+    col = eng.model.column_ns
+    eng.process(depth_events([0, 0], [100, 101], [5.0, 6.0], [SIDE_BID, SIDE_ASK], OP_SET))
+    eng.advance_to(10 * col + 1)
+    assert eng.model.events_applied == 2  # the tick is not an event
+    assert len(rec.seen) == 1  # the step due at the first boundary ran
+    hb = eng.model.heatmap_window(12)[0]
+    r = 100 - eng.model.heatmap_base
+    assert hb[r, -11:].tolist() == [5.0] * 11  # columns 0..10 show the unchanged book
+    eng.advance_to(5)  # the past: nothing
+    assert eng.model.ts == 10 * col + 1
