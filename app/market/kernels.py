@@ -13,12 +13,16 @@ owns the arrays and drives the kernel (re-anchoring, re-centring, overflow level
 
 Layout of the arrays (all owned by the model)
 ---------------------------------------------
-Book grid, ``G`` ticks wide, index ``j`` is price ``P[P_BASE] + j`` ticks:
-``bid, ask, bidn, askn, sbuy, ssell``: float64 ``(G,)`` resting size (contracts), orders at the
+Events: ``ev``, a 1-D :data:`~app.feeds.events.EVENT_DTYPE` array (one argument instead of seven
+column views: the call overhead per batch matters for small live batches).
+
+Book grid, ``G`` ticks wide, index ``j`` is price ``P[P_BASE] + j`` ticks: ``book`` float64
+``(6, G)``, rows ``bid, ask, bidn, askn, sbuy, ssell``: resting size (contracts), orders at the
 level, and session volume traded at the ask (``sbuy``, buyer aggressor) / at the bid (``ssell``).
 
 Heatmap ring, time-major, ``N`` columns of history plus a ``W``-column mirror (double write):
-``hbid, hask, tbuy, tsell``: float32 ``(N + W, R)``; ``tdirty`` uint8 ``(N,)`` marks slots whose
+``ring`` float32 ``(4, N + W, R)``, planes ``hbid, hask, tbuy, tsell``; ``tdirty`` uint8 ``(N,)``
+marks slots whose
 traded volume is not all zero (the kernel zeroes only those when a slot is reused); ``sbase``
 int64 ``(N,)`` is the price (ticks) of row 0 when the slot was written (the model re-centres only
 the newest window in place; older columns are re-aligned when read); heatmap row ``r`` is grid
@@ -31,7 +35,8 @@ the resting size at the end of the column; ``tbuy/tsell`` the volume traded duri
 Bars, a linear buffer of ``KCAP`` bars (the model compacts it when full):
 ``bar_i`` int64 ``(KCAP, 6)``: open time ns, open, high, low, close (ticks), trades;
 ``bar_f`` float64 ``(KCAP, 4)``: volume, buy volume, sell volume, delta (contracts);
-``fpb, fps`` float32 ``(KCAP, R)``: footprint volume at the ask / at the bid per heatmap row.
+``fp`` float32 ``(2, KCAP, R)``, planes ``fpb, fps``: footprint volume at the ask / at the bid per
+heatmap row.
 
 An event of kind 0 is a clock tick: it only moves time (closes the columns it passes).
 
@@ -124,9 +129,26 @@ def _anchor_py(bb, ba, lastpx_idx):
     return lastpx_idx
 
 
-def _apply_events(ts, price, size, norders, kind, side, op, start, P, S, F,
-                  bid, ask, bidn, askn, sbuy, ssell, hbid, hask, tbuy, tsell, tdirty,
-                  sbase, bar_i, bar_f, fpb, fps, ovf):
+def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, fp, ovf):
+    ts = ev["ts"]
+    price = ev["price"]
+    size = ev["size"]
+    norders = ev["num_orders"]
+    kind = ev["kind"]
+    side = ev["side"]
+    op = ev["op"]
+    bid = book[0]
+    ask = book[1]
+    bidn = book[2]
+    askn = book[3]
+    sbuy = book[4]
+    ssell = book[5]
+    hbid = ring[0]
+    hask = ring[1]
+    tbuy = ring[2]
+    tsell = ring[3]
+    fpb = fp[0]
+    fps = fp[1]
     base = P[P_BASE]
     G = P[P_G]
     hoff = P[P_HOFF]
@@ -348,7 +370,11 @@ def _apply_events(ts, price, size, norders, kind, side, op, start, P, S, F,
     return i, status, nov
 
 
-def _fill_live(P, S, bid, ask, hbid, hask):
+def _fill_live(P, S, book, ring):
+    bid = book[0]
+    ask = book[1]
+    hbid = ring[0]
+    hask = ring[1]
     col = S[S_COL]
     if col < 0:
         return
@@ -412,13 +438,16 @@ def _best(bid, ask):
     return (int(nzb[-1]) if nzb.size else -1), (int(nza[0]) if nza.size else -1)
 
 
-def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
-                    bid, ask, bidn, askn, sbuy, ssell, hbid, hask, tbuy, tsell, tdirty,
-                    sbase, bar_i, bar_f, fpb, fps, ovf):
+def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, fp, ovf):
     """Plain Python/NumPy twin of :func:`apply_events_nb` (same arguments, same result).
 
     It zeroes the traded columns unconditionally (``tdirty`` is accepted and left alone), which
     gives the same arrays as the kernel's lazy zeroing."""
+    ts, price, size, norders = ev["ts"], ev["price"], ev["size"], ev["num_orders"]
+    kind, side, op = ev["kind"], ev["side"], ev["op"]
+    bid, ask, bidn, askn, sbuy, ssell = book
+    hbid, hask, tbuy, tsell = ring
+    fpb, fps = fp
     base, G, hoff, R, N, W, colns, barns, kcap, mr, mg = (int(x) for x in P[:P_SIZE])
     rows = np.arange(R)
     g = hoff + rows
@@ -561,8 +590,9 @@ def apply_events_py(ts, price, size, norders, kind, side, op, start, P, S, F,
     return i, status, nov
 
 
-def fill_live_py(P, S, bid, ask, hbid, hask):
+def fill_live_py(P, S, book, ring):
     """Twin of :func:`fill_live_nb`: write the current book into the open column's slot(s)."""
+    bid, ask, hbid, hask = book[0], book[1], ring[0], ring[1]
     col = int(S[S_COL])
     if col < 0:
         return

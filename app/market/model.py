@@ -142,26 +142,20 @@ class MarketModel:
         self.S[K.S_SLO] = G
         self.F = np.zeros(K.F_SIZE, np.float64)
 
-        self.bid = np.zeros(G)
-        self.ask = np.zeros(G)
-        self.bidn = np.zeros(G)
-        self.askn = np.zeros(G)
-        self.sbuy = np.zeros(G)
-        self.ssell = np.zeros(G)
-        self.hbid = np.zeros((N + W, R), np.float32)
-        self.hask = np.zeros((N + W, R), np.float32)
-        self.tbuy = np.zeros((N + W, R), np.float32)
-        self.tsell = np.zeros((N + W, R), np.float32)
+        # one array per family (few kernel arguments), named views of its planes
+        self.book = np.zeros((6, G))
+        self.bid, self.ask, self.bidn, self.askn, self.sbuy, self.ssell = self.book
+        self.ring = np.zeros((4, N + W, R), np.float32)
+        self.hbid, self.hask, self.tbuy, self.tsell = self.ring
         self.tdirty = np.zeros(N, np.uint8)
         self.sbase = np.zeros(N, np.int64)
         kcap = 2 * self.max_bars
         self.bar_i = np.zeros((kcap, 6), np.int64)
         self.bar_f = np.zeros((kcap, 4), np.float64)
-        self.fpb = np.zeros((kcap, R), np.float32)
-        self.fps = np.zeros((kcap, R), np.float32)
+        self.fp = np.zeros((2, kcap, R), np.float32)
+        self.fpb, self.fps = self.fp
         if prefault:  # touch the pages now, not in the first hour of the hot loop
-            for a in (self.hbid, self.hask, self.tbuy, self.tsell):
-                a.fill(0.0)
+            self.ring.fill(0.0)
         self._ovf = np.zeros(1024, np.int64)
         #: overflow levels outside the grid: price (ticks) -> (size, orders)
         self.ovf_bid: dict[int, tuple[float, float]] = {}
@@ -217,17 +211,13 @@ class MarketModel:
             self._initial_anchor(batch)
         if self._ovf.shape[0] < n:
             self._ovf = np.zeros(max(n, 2 * self._ovf.shape[0]), np.int64)
-        cols = (batch["ts"], batch["price"], batch["size"], batch["num_orders"], batch["kind"],
-                batch["side"], batch["op"])
         i = 0
         guard = 0
         ntr0 = int(self.S[K.S_NTRADES])
         while i < n:
-            i, status, nov = self._apply(*cols, i, self.P, self.S, self.F, self.bid, self.ask,
-                                         self.bidn, self.askn, self.sbuy, self.ssell, self.hbid,
-                                         self.hask, self.tbuy, self.tsell, self.tdirty,
-                                         self.sbase, self.bar_i, self.bar_f,
-                                         self.fpb, self.fps, self._ovf)
+            i, status, nov = self._apply(batch, i, self.P, self.S, self.F, self.book, self.ring,
+                                         self.tdirty, self.sbase, self.bar_i, self.bar_f, self.fp,
+                                         self._ovf)
             if nov:
                 self._apply_overflow(batch, self._ovf[:nov])
             if status == K.ST_DONE:
@@ -479,7 +469,7 @@ class MarketModel:
         if int(self.S[K.S_COL]) < 0:
             z = np.zeros((self.rows, ncols), np.float32)
             return z, z, z, z, 0
-        self._fill(self.P, self.S, self.bid, self.ask, self.hbid, self.hask)
+        self._fill(self.P, self.S, self.book, self.ring)
         c0, s = self._window_start(ncols)
         out = []
         if ncols <= self.window_cols:  # the window: plain slices, rows aligned by construction
