@@ -39,7 +39,8 @@ def config_from_prefs(prefs, base: PipelineConfig | None = None) -> PipelineConf
     cfg.embedded = bool(g("connection.embedded", cfg.embedded))
     cfg.profile_overrides = dict(g("analysis.overrides", {}) or {})
     cfg.recording = g("connection.recording", cfg.recording) or None
-    cfg.speed = float(g("replay.speed", cfg.speed))
+    if prefs.saved("replay.speed"):  # else keep the demo default (the sample's pre-open passes quickly)
+        cfg.speed = float(g("replay.speed"))
     cfg.host = str(g("connection.host", cfg.host))
     cfg.port = int(g("connection.port", cfg.port))
     cfg.encoding = str(g("connection.encoding", cfg.encoding))

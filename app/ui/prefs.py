@@ -74,12 +74,27 @@ class Prefs:
 
     def load(self) -> None:
         """Read the settings file; a bad file is reported in :attr:`load_error`, never fatal."""
+        self._raw_keys: set[str] = set()
+        try:
+            import tomllib
+
+            raw = tomllib.loads((self.path or S.settings_path()).read_text(encoding="utf-8"))
+            self._raw_keys = {f"{sec}.{k}" for sec, d in raw.items() if isinstance(d, dict) for k in d}
+        except (OSError, ValueError):
+            pass
         try:
             self.settings = S.load_settings(self.path)
         except (S.SettingsError, OSError, ValueError) as exc:
             self.load_error = str(exc)
             log.warning("settings not loaded, using defaults: %s", exc)
             self.settings = S.Settings()
+
+    def saved(self, key: str) -> bool:
+        """True when the settings file itself holds ``key`` (not just the schema default)."""
+        if key in _TYPED:
+            sec, name = _TYPED[key]
+            return f"{sec}.{name}" in self._raw_keys
+        return key in self.settings.ui
 
     # ------------------------------------------------------------------ access
     def get(self, key: str, default=None):

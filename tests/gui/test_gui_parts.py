@@ -122,7 +122,11 @@ def test_gui_options_override_saved_settings(tmp_path):
     p = argparse.ArgumentParser()
     gui_main.add_arguments(p)
     pr = Prefs(tmp_path / "settings.toml")
+    cfg = gui_main.build_config(p.parse_args([]), pr)
+    assert cfg.embedded and cfg.speed == 10.0  # nothing saved: the demo default
     pr.set("replay.speed", 5.0)
+    pr.save()
+    pr = Prefs(tmp_path / "settings.toml")
     cfg = gui_main.build_config(p.parse_args([]), pr)
     assert cfg.embedded and cfg.speed == 5.0
     cfg = gui_main.build_config(p.parse_args(["--host", "10.0.0.2", "--port", "11099", "--profile", "scalping"]), pr)
