@@ -33,8 +33,7 @@ import queue
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -57,20 +56,6 @@ ENGINE_DEFAULTS = {
 STATES = ("idle", "compiling", "running", "stopped", "error")
 
 _STOP = object()
-
-
-@dataclass
-class _Profile:
-    """Minimal stand-in when :mod:`app.config.profiles` cannot load (engine keys only)."""
-
-    name: str = "default"
-    values: dict = field(default_factory=dict)
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, ENGINE_DEFAULTS.get(key, default))
-
-    def as_dict(self) -> dict:
-        return dict(self.values)
 
 
 def resolve_profile(profile, overrides: dict | None = None):
