@@ -122,3 +122,35 @@ def test_window_reads_sierra_chart_files(qapp, tmp_path):
     assert out["nonzero"] > 0
     assert "following" in out["states"].values()
     assert "Sierra Chart's data files" in out["mode"]
+
+
+def test_dropped_connection_is_shown_with_what_to_do(qapp):
+    """The external DTC server goes away mid-stream: the status shows the state and the banner
+    says the app reconnects and what to check."""
+    from app.dtc.server import DTCServer
+    from app.feeds.samples import load_default_sample
+    from app.ui.main_window import MainWindow
+    from app.ui.pipeline import PipelineConfig
+
+    out = {}
+
+    async def main():
+        rec = load_default_sample()
+        server = DTCServer(rec, host="127.0.0.1", port=0, speed=50.0)
+        await server.start()
+        cfg = PipelineConfig(embedded=False, host="127.0.0.1", port=server.port, symbol=rec.instrument.symbol)
+        w = MainWindow(cfg, prefs=None)
+        w.show()
+        await w.start()
+        out["streaming"] = await _wait(lambda: w.frames_drawn > 0, 60)
+        await server.stop()
+        out["shown"] = await _wait(lambda: "dropped" in w.problem_banner.text, 20)
+        out["banner"] = w.problem_banner.text
+        out["health"] = w.health.sources_label.text()
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["streaming"]
+    assert out["shown"], out["banner"]
+    assert "reconnects by itself" in out["banner"] and "DTC server" in out["banner"]
+    assert "dtc 127.0.0.1" in out["health"]

@@ -20,7 +20,13 @@ import pytest
 pytest.importorskip("pytestqt")
 qasync = pytest.importorskip("qasync")
 
-SPEED = 2000.0  # the hour in about 2 s of replay; the tests wait for the replay's end
+SPEED = 2000.0
+
+
+def pg_point(x, y):
+    from PySide6 import QtCore
+
+    return QtCore.QPointF(float(x), float(y))  # the hour in about 2 s of replay; the tests wait for the replay's end
 TIMEOUT_S = 150.0
 
 
@@ -111,6 +117,27 @@ def session(qapp, tmp_path_factory):
             obs["vix_history"] = pl.vix_history
             obs["profile"] = pl.profile
             obs["mode_banner"] = window.mode_banner.text()
+            # the view follows the market by default; the ladder sits on the heatmap's price axis
+            obs["following"] = window.heatmap.following
+            obs["price_range"] = window.heatmap.price_range()
+            f = window.last_frame
+            window._sync_ladder()
+            vb = window.heatmap.vb
+            align = []
+            for p in (f.best_bid, f.best_ask):
+                price = p * f.tick_size
+                scene_pt = vb.mapViewToScene(pg_point(window.heatmap.vb.viewRange()[0][0], price))
+                widget_pt = window.heatmap.mapFromScene(scene_pt)
+                y_heat = window.ladder.mapFromGlobal(window.heatmap.mapToGlobal(widget_pt)).y()
+                align.append((y_heat, window.ladder.price_to_y(price)))
+            obs["align"] = align
+            # a click on a tape row shows that signal's markers and bracket on the heatmap
+            if window.tape.model.rowCount():
+                window.tape.select_row(0)
+                obs["selected_marks"] = len(window.heatmap.selected_marks.data)
+                obs["bracket_visible"] = window.heatmap.bracket_lines["entry"].isVisible()
+                obs["selected_signal"] = window.tape.model.signal_at(0)
+                obs["entry_line"] = window.heatmap.bracket_lines["entry"].value()
             obs["states"] = dict(pl.states)
             obs["problems"] = list(window.problems.entries)
             obs["tasks_before_close"] = len(asyncio.all_tasks())
@@ -195,6 +222,23 @@ def test_vix_gauge_shows_the_regime_of_the_loaded_history(session):
     assert expected is not None
     assert session["gauge_regime"] == expected.regime
     assert f.vix is not None and f.vix.date == expected.date
+
+
+def test_view_follows_price_and_ladder_shares_the_price_axis(session):
+    f = session["frame"]
+    lo, hi = session["price_range"]
+    assert session["following"]
+    assert lo < f.best_bid * f.tick_size <= f.best_ask * f.tick_size < hi
+    for y_heatmap, y_ladder in session["align"]:
+        assert abs(y_heatmap - y_ladder) <= 2.0, session["align"]
+
+
+def test_clicking_a_signal_shows_its_markers_on_the_heatmap(session):
+    s = session["selected_signal"]
+    assert s is not None
+    assert session["bracket_visible"]
+    assert session["entry_line"] == pytest.approx(s.entry * session["frame"].tick_size)
+    assert session["selected_marks"] == 1 + sum(1 for r in s.reasons if r.price > 0)
 
 
 def test_tape_gets_a_row_per_signal_fired(session):
