@@ -75,13 +75,10 @@ def resolve_profile(profile, overrides: dict | None = None):
     return profile
 
 
-def _make_analyzers(profile, instrument, vix_history):
-    try:
-        from app.analysis.analyzers import Analyzers
-    except ImportError as exc:
-        log.warning("analyzers unavailable (%s): the engine runs the market model only", exc)
-        return None
-    return Analyzers(profile, instrument, vix_history=vix_history)
+def _make_analyzers(profile, instrument, vix_history, use_numba=True):
+    from app.analysis.analyzers import Analyzers
+
+    return Analyzers(profile, instrument, vix_history=vix_history, use_numba=use_numba)
 
 
 class AnalysisEngine:
@@ -180,7 +177,7 @@ class AnalysisEngine:
         self._vix_history = vix_history
         self._own_analyzers = analyzers is None
         self.analyzers = analyzers if analyzers is not None else _make_analyzers(
-            self.profile, instrument, vix_history)
+            self.profile, instrument, vix_history, use_numba=use_numba)
         self.publish_interval_s = float(publish_interval_s)
         self.compile_seconds = 0.0
         self.errors = 0
