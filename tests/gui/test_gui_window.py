@@ -27,7 +27,7 @@ def pg_point(x, y):
     from PySide6 import QtCore
 
     return QtCore.QPointF(float(x), float(y))  # the hour in about 2 s of replay; the tests wait for the replay's end
-TIMEOUT_S = 150.0
+TIMEOUT_S = 240.0  # a cold numba cache compiles the kernels before the first frame
 
 
 class _Capture(logging.Handler):
