@@ -154,3 +154,36 @@ def test_dropped_connection_is_shown_with_what_to_do(qapp):
     assert out["shown"], out["banner"]
     assert "reconnects by itself" in out["banner"] and "DTC server" in out["banner"]
     assert "dtc 127.0.0.1" in out["health"]
+
+
+def test_engine_errors_are_shown_not_swallowed(qapp):
+    """An analyzer that raises on the worker thread: the window shows the error with its
+    traceback (banner + Problems), counts repeats, and keeps drawing the market."""
+    from app.ui.main_window import MainWindow
+    from app.ui.pipeline import PipelineConfig
+
+    class BrokenAnalyzers:
+        def step(self, view):
+            raise ZeroDivisionError(f"broken analyzer at market time {view.ts}")
+
+    out = {}
+
+    async def main():
+        cfg = PipelineConfig(embedded=True, speed=200.0, loop_replay=False,
+                             engine_options={"analyzers": BrokenAnalyzers()})
+        w = MainWindow(cfg, prefs=None)
+        w.show()
+        await w.start()
+        out["shown"] = await _wait(lambda: "Analysis engine error" in w.problem_banner.text, 240)
+        out["drawn"] = await _wait(lambda: w.frames_drawn > 0 and w.last_frame.best_bid >= 0, 60)
+        out["problems"] = [t for lvl, t in w.problems.entries if lvl == "error"]
+        out["dock"] = w.problems_dock.isVisible()
+        out["count"] = w.pipeline.engine_errors
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["shown"] and out["dock"]
+    assert "ZeroDivisionError: broken analyzer at market time" in out["problems"][0]  # the traceback text
+    assert "Traceback" in out["problems"][0]
+    assert out["drawn"]  # the market model keeps going
+    assert out["count"] >= 1 and len(out["problems"]) <= 5 + out["count"] // 100 + 2
