@@ -307,7 +307,7 @@ class HeatmapWidget(pg.PlotWidget):
         return float(lo), float(hi)
 
     def view_scene_rect(self) -> QtCore.QRectF:
-        """The ViewBox rectangle in this widget's pixel coordinates (the ladder aligns to it)."""
+        """The ViewBox rectangle in the viewport's pixel coordinates (the ladder aligns to it)."""
         return QtCore.QRectF(self.mapFromScene(self.vb.sceneBoundingRect()).boundingRect())
 
     # ----------------------------------------------------------------- drawing

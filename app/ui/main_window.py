@@ -509,7 +509,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _sync_ladder(self) -> None:
         lo, hi = self.heatmap.price_range()
         r = self.heatmap.view_scene_rect()
-        top_left = self.ladder.mapFromGlobal(self.heatmap.mapToGlobal(r.topLeft().toPoint()))
+        # mapFromScene gives viewport coordinates: map from the viewport, not the view's frame
+        top_left = self.ladder.mapFromGlobal(self.heatmap.viewport().mapToGlobal(r.topLeft().toPoint()))
         self.ladder.set_view(lo, hi, float(top_left.y()), float(r.height()))
 
     def resizeEvent(self, ev):  # noqa: N802

@@ -127,8 +127,8 @@ def session(qapp, tmp_path_factory):
             for p in (f.best_bid, f.best_ask):
                 price = p * f.tick_size
                 scene_pt = vb.mapViewToScene(pg_point(window.heatmap.vb.viewRange()[0][0], price))
-                widget_pt = window.heatmap.mapFromScene(scene_pt)
-                y_heat = window.ladder.mapFromGlobal(window.heatmap.mapToGlobal(widget_pt)).y()
+                viewport_pt = window.heatmap.mapFromScene(scene_pt)
+                y_heat = window.ladder.mapFromGlobal(window.heatmap.viewport().mapToGlobal(viewport_pt)).y()
                 align.append((y_heat, window.ladder.price_to_y(price)))
             obs["align"] = align
             # a click on a tape row shows that signal's markers and bracket on the heatmap
