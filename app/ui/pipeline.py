@@ -418,6 +418,11 @@ class Pipeline:
             )
             raise
         symbol = cfg.symbol or (self.recording.instrument.symbol if self.recording is not None else "")
+        if not symbol:
+            self._set_state(self.source_name, "no symbol")
+            self._problem("error", "Connected, but no symbol is chosen: add it to the symbol map in "
+                                   "File > Connection (the exact symbol of the data service, e.g. ESZ25_FUT_CME).")
+            return None
         tick = cfg.tick_size if cfg.tick_size > 0 else None
         try:
             sub = await self.client.subscribe_market(symbol, cfg.exchange, depth=True, on_events=self._on_events,

@@ -187,3 +187,38 @@ def test_engine_errors_are_shown_not_swallowed(qapp):
     assert "Traceback" in out["problems"][0]
     assert out["drawn"]  # the market model keeps going
     assert out["count"] >= 1 and len(out["problems"]) <= 5 + out["count"] // 100 + 2
+
+
+def test_profile_change_restarts_the_analysis_and_persists(qapp, tmp_path):
+    """Choosing another profile stops the running pipeline (its worker thread ends) and starts a
+    new one with that profile on the same embedded replay; the choice is saved on close."""
+    from app.config.settings import load_settings
+    from app.ui.main_window import PROFILES, MainWindow
+    from app.ui.pipeline import PipelineConfig
+    from app.ui.prefs import Prefs
+
+    out = {}
+    path = tmp_path / "settings.toml"
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=100.0, profile="production"), prefs=Prefs(path))
+        w.show()
+        await w.start()
+        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        old = w.pipeline
+        old_thread = old.engine._thread
+        w.profile_combo.setCurrentIndex(PROFILES.index("scalping"))
+        w._on_profile_chosen(PROFILES.index("scalping"))
+        out["restarted"] = await _wait(lambda: w.pipeline is not old and w.pipeline.started
+                                       and w.pipeline.slot.published > 0, 240)
+        out["old_stopped"] = old.stopped and not old_thread.is_alive()
+        out["profile"] = w.pipeline.profile.name
+        out["trading"] = w.trading is not None or bool(w.trading_error)
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["first"] and out["restarted"]
+    assert out["old_stopped"]
+    assert out["profile"] == "scalping"
+    assert out["trading"]
+    assert load_settings(path).analysis.profile == "scalping"
