@@ -59,6 +59,12 @@ def _unb64(text: str) -> QtCore.QByteArray:
         return QtCore.QByteArray()
 
 
+class _FrameNotifier(QtCore.QObject):
+    """Carries "a new frame is ready" from the worker thread to the GUI thread (queued signal)."""
+
+    sigFrame = QtCore.Signal()
+
+
 class MainWindow(QtWidgets.QMainWindow):
     """The desktop window.
 
@@ -106,6 +112,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.setTimerType(QtCore.Qt.PreciseTimer)
         self.timer.setInterval(max(1, int(round(1000.0 / display_hz))))
         self.timer.timeout.connect(self._on_timer)
+        # a published frame is drawn at once when the last draw is at least one display period
+        # old (else the timer takes it): no timer wait in the frame-to-screen latency
+        self._min_draw_s = 1.0 / display_hz
+        self._last_draw_t = 0.0
+        self._notifier = _FrameNotifier()
+        self._notifier.sigFrame.connect(self._on_frame_ready, QtCore.Qt.QueuedConnection)
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -328,7 +340,7 @@ class MainWindow(QtWidgets.QMainWindow):
         reason shown (and re-raises nothing).
         """
         self.mode_banner.setText(self._mode_text())
-        self.pipeline = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
+        self.pipeline = self._new_pipeline()
         self.timer.start()
         try:
             await self.pipeline.start()
@@ -442,6 +454,15 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_connection_dialog(source="sierra_files")
 
     # ------------------------------------------------------------------ drawing
+    def _new_pipeline(self) -> Pipeline:
+        pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
+        pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
+        return pl
+
+    def _on_frame_ready(self) -> None:
+        if self.timer.isActive() and time.perf_counter() - self._last_draw_t >= self._min_draw_s:
+            self._on_timer()
+
     def _on_timer(self) -> None:
         pl = self.pipeline
         if pl is None:
@@ -451,6 +472,7 @@ class MainWindow(QtWidgets.QMainWindow):
             frame = pl.slot.take()
             if frame is None:
                 return
+            self._last_draw_t = time.perf_counter()
             self.draw_frame(frame)
             self._unpainted = frame
         except Exception as exc:  # a drawing bug must be visible, and must not kill the timer
@@ -579,7 +601,7 @@ class MainWindow(QtWidgets.QMainWindow):
             sp.setVisible(self.config.embedded)
         self.act_pause.setVisible(self.config.embedded)
         self.mode_banner.setText(self._mode_text())
-        self.pipeline = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
+        self.pipeline = self._new_pipeline()
         self.timer.start()
         try:
             await self.pipeline.start()

@@ -235,6 +235,8 @@ class Pipeline:
         self.stopped = False
         self._tasks: set[asyncio.Task] = set()
         self.source_name = ""
+        #: called on the worker thread after each published frame (the window wakes its drawing)
+        self.on_frame_ready = None
         self.subscribed = False
         self.throttled = False
         self.throttle_count = 0
@@ -491,6 +493,9 @@ class Pipeline:
         if self.latency.enabled:
             self.latency.frame_published(int(frame.events_total), time.perf_counter_ns())
         self.slot.put(frame)
+        cb = self.on_frame_ready
+        if cb is not None:
+            cb()
 
     def _on_events(self, batch: np.ndarray) -> None:
         """Client callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit."""
