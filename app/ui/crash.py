@@ -46,16 +46,34 @@ def _log_path() -> str:
         return f"(log file unavailable: {exc})"
 
 
-def _ensure_file_logging() -> None:
-    """Make sure a crash reaches the log file even if logging was never configured."""
-    root = logging.getLogger()
-    if not root.handlers:
-        try:
-            from app.logs import setup_logging
+_crash_file_handlers: dict = {}
 
-            setup_logging("INFO", console=False)
-        except Exception:  # pragma: no cover - nothing more we can do
-            pass
+
+def _ensure_file_logging() -> None:
+    """Make sure the crash record reaches the log file the user is pointed at.
+
+    Normally :func:`app.logs.setup_logging` has put a handler on that file already; when no
+    root handler writes to it (logging not set up yet, or the user folder changed), a file
+    handler for it is added to the ``app.crash`` logger (once per path).
+    """
+    try:
+        from app.logs import log_file
+
+        path = os.path.abspath(str(log_file()))
+    except Exception:  # no log folder: stderr is all there is
+        return
+    for h in logging.getLogger().handlers:
+        if os.path.abspath(str(getattr(h, "baseFilename", ""))) == path:
+            return
+    if path in _crash_file_handlers:
+        return
+    try:
+        fh = logging.FileHandler(path, encoding="utf-8")
+    except OSError:
+        return
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    log.addHandler(fh)
+    _crash_file_handlers[path] = fh
 
 
 def report_text(exc_type, exc, tb, thread_name: str | None = None) -> str:
@@ -108,7 +126,7 @@ def _log_exception(exc_type, exc, tb, thread_name: str | None) -> None:
     _ensure_file_logging()
     where = f" in thread {thread_name}" if thread_name else ""
     log.critical("unhandled exception%s", where, exc_info=(exc_type, exc, tb))
-    for h in logging.getLogger().handlers:
+    for h in [*logging.getLogger().handlers, *log.handlers]:
         try:
             h.flush()
         except Exception:  # pragma: no cover
