@@ -153,10 +153,10 @@ def test_bundle_figures_helpers(tmp_path, repo_root, monkeypatch):
     assert bf._json_doc("{bad") is None
     d = tmp_path / "b"
     d.mkdir()
-    (d / "a.bin").write_bytes(b"x" * 1_000_000)
+    (d / "a.bin").write_bytes(b"x" * 2**20)
     disk, apparent = bf.bundle_size(d)
     assert apparent == pytest.approx(1.0, abs=0.01) and disk >= 0.9
     with pytest.raises(FileNotFoundError):
         bf.cli_executable(d)
-    f = bf._fig("bundle.size_mb", 350.0, "MB", 340.0, "<= 300 MB")
+    f = bf._fig("bundle.size_mib", 350.0, "MiB", 340.0, "<= 300 MB")
     assert set(f) >= {"name", "value", "unit", "baseline", "ratio", "target"} and f["ratio"] == pytest.approx(1.029, abs=1e-3)
