@@ -194,12 +194,11 @@ def _dialog_allowed() -> bool:
 _qt_cache: dict = {}
 
 
-def _qt():
+def _qt() -> dict:
+    """Define the Qt classes once (first GUI use) and return them by name."""
     if _qt_cache:
         return _qt_cache
     from PySide6 import QtCore, QtGui, QtWidgets
-
-
 
     class CrashDialog(QtWidgets.QDialog):
         """Says what happened, where the log is, and copies the full report to the clipboard.
