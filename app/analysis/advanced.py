@@ -20,6 +20,8 @@ from app.paths import numba_cache_setup
 numba_cache_setup()
 import numba  # noqa: E402
 
+from app.analysis.kernel_util import n_hits as _n_hits  # noqa: E402
+
 SIDE_ASK = 2
 SIDE_BID = 1
 
@@ -33,17 +35,6 @@ ADV_VALUES = {
     "head_fake": ("volume_beyond", "row_volume"),
     "transition": ("efficiency_ratio", "previous_er"),
 }
-
-
-
-@numba.njit(nogil=True, cache=True)
-def _n_hits(out, n):
-    """Rows among the first ``n`` of ``out`` with a detection (strength > 0)."""
-    k = 0
-    for i in range(n):
-        if out[i, 0] > 0:
-            k += 1
-    return k
 
 
 def adv_params(section: dict) -> np.ndarray:

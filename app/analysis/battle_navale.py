@@ -23,6 +23,8 @@ from app.paths import numba_cache_setup
 numba_cache_setup()
 import numba  # noqa: E402
 
+from app.analysis.kernel_util import n_hits as _n_hits  # noqa: E402
+
 #: slot -> (pattern name, trading side)
 BN_SLOTS = (
     ("long_down_up", 1),
@@ -41,16 +43,6 @@ BN_VALUES = {
     "defenders": ("extreme_frac", "close_pos"),
 }
 B_LOOKBACK, B_LONG, B_COLOR, B_VIK_VOL, B_VIK_DELTA, B_DEF_ROWS, B_DEF_RATIO, B_MINVOL, B_RSV = range(9)
-
-
-@numba.njit(nogil=True, cache=True)
-def _n_hits(out, n):
-    """Rows among the first ``n`` of ``out`` with a detection (strength > 0)."""
-    k = 0
-    for i in range(n):
-        if out[i, 0] > 0:
-            k += 1
-    return k
 
 
 def bn_params(section: dict) -> np.ndarray:

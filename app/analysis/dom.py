@@ -26,6 +26,8 @@ from app.paths import numba_cache_setup
 numba_cache_setup()
 import numba  # noqa: E402
 
+from app.analysis.kernel_util import n_hits as _n_hits  # noqa: E402
+
 DOM_PATTERNS = ("iceberg", "wall", "ladder", "spoofing", "absorption", "squeeze")
 #: Names of value1/value2 per pattern (for PatternHit.values).
 DOM_VALUES = (
@@ -52,16 +54,6 @@ DOM_SIDES = (
 N_DOM_PARAMS = 22
 #: A spoofed level counts as pulled when what is left is at most this fraction of its peak size.
 SPOOF_GONE_FRAC = 0.25
-
-
-@numba.njit(nogil=True, cache=True)
-def _n_hits(out, n):
-    """Rows among the first ``n`` of ``out`` with a detection (strength > 0)."""
-    k = 0
-    for i in range(n):
-        if out[i, 0] > 0:
-            k += 1
-    return k
 
 
 def dom_params(section: dict, column_ns: int) -> np.ndarray:
