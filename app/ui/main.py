@@ -124,10 +124,16 @@ def run(args: argparse.Namespace) -> int:
     from app.ui.main_window import MainWindow
     from app.ui.prefs import Prefs
 
+    from app.ui.crash import install_excepthook
+    from app.ui.splash import show_splash
+
     app = make_app()
+    install_excepthook(app)  # unhandled errors: logged, and a dialog that points at the log
+    splash = show_splash(app)  # progress while the analyzers compile on a first run
     prefs = Prefs()
     cfg = build_config(args, prefs)
     window = MainWindow(cfg, prefs, display_hz=getattr(args, "display_hz", 60.0))
+    splash.follow(window)
     loop = qasync.QEventLoop(app)
     asyncio.set_event_loop(loop)
     try:

@@ -83,8 +83,14 @@ def run(args: argparse.Namespace) -> int:
     from app.ui.main_window import MainWindow
     from app.ui.pipeline import PipelineConfig
 
+    from app.ui.crash import install_excepthook
+    from app.ui.splash import show_splash
+
     app = make_app()
+    install_excepthook(app)
+    splash = show_splash(app)
     window = MainWindow(PipelineConfig(embedded=True, speed=60.0), prefs=None)
+    splash.follow(window)
     results: list = []
 
     async def main():
