@@ -13,12 +13,20 @@ exactly the events stamped before it. Intervals with no event are skipped (nothi
 So a replay at maximum speed, a replay at 1x and the synchronous path give the same steps and
 the same signals for the same input, whatever the batch sizes. Frames are published to the GUI
 at most every ``publish_interval_s`` of wall time (the GUI shows the newest anyway) and at once
-when a step produced a signal.
+when a step produced a signal. A changed state is never held longer than that: when the queue runs
+dry the worker waits for the next batch only until the next publish is due (last publish +
+``publish_interval_s``), then publishes; when that time has already passed it publishes at once.
+(An idle worker with nothing new waits on the queue; :meth:`stop` wakes it.)
 
 Errors
 ------
 An exception in an analyzer step is caught, its traceback is sent to ``on_error`` and put in
-``AnalysisFrame.error``, and the engine keeps running (the market model is intact). An
+the next ``AnalysisFrame.error``, and the engine keeps running (the market model is intact).
+``AnalysisFrame.error`` carries only what is new since the previous frame: the newest error
+text reported since then, else ``""`` (a consumer that shows it once per frame shows each error
+once). ``frame.timings["errors_new"]`` counts the errors since the previous frame and
+``frame.timings["errors_total"]`` all errors of the run (:attr:`AnalysisEngine.errors`);
+:attr:`AnalysisEngine.last_error` keeps the newest text. An
 exception in the market model (the book may be inconsistent) is reported the same way and
 stops the worker with ``state == "error"``. Nothing is swallowed silently.
 
@@ -56,6 +64,10 @@ ENGINE_DEFAULTS = {
 STATES = ("idle", "compiling", "running", "stopped", "error")
 
 _STOP = object()
+
+#: Longest single wait on the queue when nothing is waiting to be published (s); a stop request
+#: wakes the worker at once through the queue, so this only bounds a lost wake-up.
+_IDLE_WAIT_S = 0.5
 
 
 def resolve_profile(profile, overrides: dict | None = None):
@@ -104,7 +116,9 @@ class AnalysisEngine:
     window_cols : int
         Heatmap columns in a frame and in the analyzers' view.
     publish_interval_s : float
-        Minimum wall time between two frames (a signal publishes at once).
+        Minimum wall time between two frames (a signal publishes at once), s. A changed state
+        is published at most this long after the previous frame (never later for lack of new
+        batches).
     analyzers : object, optional
         Use this analyzer facade (``step(view) -> StepResult``) instead of building
         ``app.analysis.analyzers.Analyzers`` (tests).
@@ -182,6 +196,7 @@ class AnalysisEngine:
         self.compile_seconds = 0.0
         self.errors = 0
         self.last_error = ""
+        self._errors_framed = 0  # self.errors when the previous frame was built
         self.steps = 0
         self.all_signals: list = []
         self.dropped_batches = 0
@@ -369,7 +384,10 @@ class AnalysisEngine:
     def snapshot_frame(self) -> AnalysisFrame:
         """Build an immutable :class:`AnalysisFrame` of the current state (copies only).
 
-        Signals produced since the previous frame are its ``new_signals``.
+        Signals produced since the previous frame are its ``new_signals``; the newest error
+        reported since the previous frame is its ``error`` (``""`` if none), with
+        ``timings["errors_new"]`` (errors since the previous frame) and
+        ``timings["errors_total"]`` (all errors so far).
         """
         t0 = time.perf_counter()
         parts = self.model.frame_parts()
@@ -385,6 +403,11 @@ class AnalysisEngine:
         timings = dict(self._timings)
         timings["frame"] = round((time.perf_counter() - t0) * 1e3, 4)
         timings["compile_s"] = round(self.compile_seconds, 4)
+        n_err = self.errors
+        new_errors = n_err - self._errors_framed
+        self._errors_framed = n_err
+        timings["errors_new"] = new_errors
+        timings["errors_total"] = n_err
         return AnalysisFrame(
             seq=self._seq,
             ts=self.model.ts,
@@ -400,7 +423,7 @@ class AnalysisEngine:
             timings=timings,
             events_total=n,
             events_per_s=float(self._rate),
-            error=self.last_error,
+            error=self.last_error if new_errors > 0 else "",
             **parts,
         )
 
@@ -516,17 +539,23 @@ class AnalysisEngine:
         self._publish()
         dirty = False
         while not self._stop_evt.is_set():
-            try:
-                item = self._q.get(timeout=0.05)
-            except queue.Empty:
-                if dirty and time.perf_counter() - self._last_publish >= self.publish_interval_s:
+            wait = _IDLE_WAIT_S
+            if dirty:
+                # a changed state waits only until its publish is due, never a fixed poll period
+                wait = self._last_publish + self.publish_interval_s - time.perf_counter()
+                if wait <= 0.0:
                     self._publish()
                     dirty = False
+                    wait = _IDLE_WAIT_S
+            try:
+                item = self._q.get(timeout=wait)
+            except queue.Empty:
                 continue
             if item is _STOP:
                 break
-            if isinstance(item, tuple):  # control message (live VIX), in stream order
+            if isinstance(item, tuple):  # control message (live VIX, clock), in stream order
                 self._control(item)
+                dirty = True  # a clock tick closes columns and may step; a VIX level changes the gauge
                 continue
             items = [item]
             total = len(item) if hasattr(item, "__len__") else 0
@@ -556,7 +585,7 @@ class AnalysisEngine:
                 return
             if ctrl is not None:
                 self._control(ctrl)
-            dirty = True
+            dirty = True  # published below if due, else when due (top of the loop)
             if self._pending_signals or time.perf_counter() - self._last_publish >= self.publish_interval_s:
                 self._publish()
                 dirty = False

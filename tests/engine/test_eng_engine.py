@@ -135,7 +135,14 @@ def test_analyzer_exception_is_reported_with_traceback_and_the_engine_keeps_runn
     assert len(errors) == 1
     assert "Traceback" in errors[0] and "ZeroDivisionError: kernel blew up on purpose" in errors[0]
     assert len(rec.seen) > 10  # steps continued after the failure
-    assert "ZeroDivisionError" in frames[-1].error
+    # the error reaches exactly one frame (the first one built after it), then frames are clean
+    with_error = [f for f in frames if f.error]
+    assert len(with_error) == 1 and "ZeroDivisionError" in with_error[0].error
+    assert with_error[0].timings["errors_new"] == 1 and with_error[0].timings["errors_total"] == 1
+    later = [f for f in frames if f.seq > with_error[0].seq]
+    assert all(f.error == "" and f.timings["errors_new"] == 0 for f in later)
+    tail = eng.snapshot_frame()  # a frame after the last published one: nothing new
+    assert tail.error == "" and tail.timings["errors_new"] == 0 and tail.timings["errors_total"] == 1
     assert eng.state == "stopped" and eng.errors == 1
 
 
@@ -246,3 +253,65 @@ def test_clock_ticks_close_columns_and_run_due_steps_without_events():
     assert hb[r, -11:].tolist() == [5.0] * 11  # columns 0..10 show the unchanged book
     eng.advance_to(5)  # the past: nothing
     assert eng.model.ts == 10 * col + 1
+
+
+def test_frame_error_carries_only_errors_new_since_the_previous_frame():
+    inst = Instrument("ES", 0.25, 12.5)
+    eng = AnalysisEngine(inst, "production", analyzers=Recorder())
+    f0 = eng.snapshot_frame()
+    assert f0.error == "" and f0.timings["errors_new"] == 0 and f0.timings["errors_total"] == 0
+    eng.submit("not an array")  # idle engine: queued, so report one directly the same way
+    eng._bad_batch("x")
+    eng._bad_batch(b"y")
+    f1 = eng.snapshot_frame()
+    assert "bytes" in f1.error  # the newest of the two
+    assert f1.timings["errors_new"] == 2 and f1.timings["errors_total"] == 2
+    f2 = eng.snapshot_frame()
+    assert f2.error == "" and f2.timings["errors_new"] == 0 and f2.timings["errors_total"] == 2
+    assert eng.errors == 2 and "bytes" in eng.last_error  # the engine keeps the newest text
+
+
+class _WaitLog:
+    """Wraps the engine's queue and records the timeout of every blocking ``get``."""
+
+    def __init__(self, q):
+        self.q = q
+        self.timeouts = []
+
+    def get(self, timeout=None):
+        self.timeouts.append(timeout)
+        return self.q.get(timeout=timeout)
+
+    def __getattr__(self, name):
+        return getattr(self.q, name)
+
+
+def test_idle_worker_waits_only_until_the_next_publish_is_due(es):
+    """A batch that arrives right after a publish is published when the interval since that
+    publish has passed, without waiting for another batch or a fixed poll period: the worker's
+    wait on the empty queue is the time left until the publish is due (the old loop polled every
+    50 ms and so published up to 50 ms late). With a 0.3 s interval and the batches submitted
+    right after the first frame, the worker must wait once for most of the interval."""
+    frames = []
+    eng = AnalysisEngine(es.instrument, "production", on_frame=frames.append, analyzers=Recorder(),
+                         publish_interval_s=0.3)
+    log = _WaitLog(eng._q)
+    eng._q = log
+    eng.start()
+    try:
+        assert _wait(lambda: eng.state == "running" and len(frames) >= 1)
+        cuts = _cuts(es.events[:5_000], 50)
+        assert len(cuts) >= 2
+        n0 = len(frames)
+        for c in cuts:
+            eng.submit(c)
+        assert _wait(lambda: eng.model.events_applied == sum(len(c) for c in cuts))
+        # the changed state is published without any further batch arriving
+        assert _wait(lambda: len(frames) > n0 and frames[-1].events_total == eng.model.events_applied)
+    finally:
+        assert eng.stop()
+    waits = [t for t in log.timeouts if t is not None]
+    assert len(waits) == len(log.timeouts)  # never an unbounded wait
+    # waits for a due publish: never longer than the interval; at least one for most of it
+    assert any(0.1 < t <= 0.3 for t in waits), waits
+    assert all(t <= 0.3 or t == pytest.approx(0.5) for t in waits), waits
