@@ -8,6 +8,7 @@ UTC; prices in ticks; money in USD.
 from __future__ import annotations
 
 import argparse
+import csv
 import datetime as dt
 import sqlite3
 import sys
@@ -54,12 +55,14 @@ def export(journal_path: str | Path | None, out_dir: str | Path, fmt: str = "par
     ValueError
         Unknown table or format.
     """
-    import pyarrow as pa
-    import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
-
     if fmt not in ("parquet", "csv"):
         raise ValueError(f"format must be parquet or csv, got {fmt!r}")
+    if fmt == "parquet":
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as exc:  # the frozen bundle leaves pyarrow out
+            raise ValueError(f"Parquet export needs pyarrow ({exc}); use --format csv") from exc
     path = Path(journal_path) if journal_path else J.default_path()
     names = list(tables) if tables else list(J.TABLES)
     unknown = [t for t in names if t not in J.TABLES]
@@ -83,13 +86,15 @@ def export(journal_path: str | Path | None, out_dir: str | Path, fmt: str = "par
                 sql += " WHERE wall_ns >= ?"
                 params = (int(since_ns),)
             rows = con.execute(sql, params).fetchall()
-            arrays = [pa.array([r[i] for r in rows], type=getattr(pa, ty)()) for i, ty in enumerate(types)]
-            table = pa.Table.from_arrays(arrays, names=cols)
             f = out / f"{t}.{fmt}"
             if fmt == "parquet":
-                pq.write_table(table, f)
-            else:
-                pacsv.write_csv(table, f)
+                arrays = [pa.array([r[i] for r in rows], type=getattr(pa, ty)()) for i, ty in enumerate(types)]
+                pq.write_table(pa.Table.from_arrays(arrays, names=cols), f)
+            else:  # plain csv: a header row, NULL as an empty field
+                with open(f, "w", newline="", encoding="utf-8") as fh:
+                    w = csv.writer(fh)
+                    w.writerow(cols)
+                    w.writerows(["" if v is None else v for v in r] for r in rows)
             result[t] = (f, len(rows))
     finally:
         con.close()
