@@ -39,11 +39,26 @@ not finite drops the event. Times to int64 ns UTC: double seconds (106, 107, 122
 rounded to whole microseconds first (a double holds UNIX seconds to ~0.2 us); 140 ms x 1e6;
 112 s x 1e9; 146 us x 1e3; messages without a timestamp (141, 142, 145) take
 ``recv_ts_ns``.
+
+Market clock (:class:`MarketStreamDecoder` with ``market_clock=True``, what the DTC client
+uses): an event is *untimed* when its message has no timestamp (141, 142, 145) or a zero one
+(DTC leaves an unknown DateTime at 0; e.g. a 122 snapshot of a book that has not traded yet).
+Untimed events are stamped with the last market time seen on the same stream (one connection)
+for the same SymbolID, i.e. the ``ts`` of the latest timed depth or trade event before them in
+arrival order (the wall clock would make a replay's market time jump to today). A
+MARKET_DATA_SNAPSHOT (104) gives a SymbolID without a market time yet its first one (the later
+of LastTradeDateTime and MarketDepthUpdateDateTime, when set). Before any
+market time of that SymbolID is seen, its untimed events are held back (at most ``hold_s``
+seconds of wall time and ``hold_max`` events) and released stamped with the first market time
+that arrives; only when the hold runs out are they stamped with the wall clock (the time of
+release), and from then on that SymbolID's untimed events take the wall clock (``recv_ts_ns``)
+until a market time is seen.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from typing import Mapping
 
 import numpy as np
@@ -614,12 +629,33 @@ class MarketStreamDecoder:
         SymbolID -> tick size, maintained by the owner (events of unknown SymbolIDs are
         dropped and counted in :attr:`dropped`).
 
+    market_clock : bool
+        Stamp untimed events with the stream's market time (module docstring, "Market clock");
+        False (default) stamps them with ``recv_ts_ns`` as :func:`decode_events` does.
+    hold_s : float
+        With ``market_clock``: longest wall time (s) untimed events of a SymbolID are held back
+        waiting for its first market time; ``<= 0`` never holds (wall clock at once).
+    hold_max : int
+        With ``market_clock``: most events held back per SymbolID before they are released
+        with the wall clock.
+
     ``feed(data, recv_ts_ns)`` returns a list whose items are either a message object or an
-    ``EVENT_DTYPE`` array (one run), in arrival order.
+    ``EVENT_DTYPE`` array (one run), in arrival order (with ``market_clock``: per SymbolID;
+    held events come out later, before that SymbolID's next events, and arrays hold one
+    SymbolID each). With ``market_clock`` the owner calls :meth:`expire_held` once
+    :attr:`held_due` (monotonic seconds) has passed, as the client does with a timer.
+
+    Attributes
+    ----------
+    market_ts : dict[int, int]
+        SymbolID -> last market time seen on this stream, ns UTC (``market_clock`` only).
+    held : int
+        Events currently held back (``market_clock`` only).
     """
 
     def __init__(self, encoding: Encoding = Encoding.BINARY, tick_sizes: dict | None = None, *,
-                 follow_encoding_response: bool = True):
+                 follow_encoding_response: bool = True, market_clock: bool = False,
+                 hold_s: float = 2.0, hold_max: int = 200_000):
         from app.dtc.codec import Decoder
 
         self.tick_sizes: dict[int, float] = tick_sizes if tick_sizes is not None else {}
@@ -628,6 +664,14 @@ class MarketStreamDecoder:
         self.market_messages = 0
         self.batch_frames = 0
         self.dropped = 0
+        self.market_clock = bool(market_clock)
+        self.hold_s = float(hold_s)
+        self.hold_max = int(hold_max)
+        self.market_ts: dict[int, int] = {}
+        self.held = 0
+        self._held: dict[int, list] = {}  # SymbolID -> held arrays (all untimed), arrival order
+        self._held_since: dict[int, float] = {}  # SymbolID -> monotonic time of its first held array
+        self._wall_fallback: set[int] = set()  # SymbolIDs whose hold ran out (wall clock until timed)
 
     @property
     def messages(self) -> int:
@@ -665,7 +709,152 @@ class MarketStreamDecoder:
         return self.decoder.unknown
 
     def feed(self, data: bytes, recv_ts_ns: int = 0) -> list:
-        """Decode received bytes; see the class docstring. Never raises for bad input."""
+        """Decode received bytes; see the class docstring. Never raises for bad input.
+
+        Parameters
+        ----------
+        data : bytes
+            Bytes as read off the socket (any cut).
+        recv_ts_ns : int
+            Wall-clock receive time, ns UTC: the stamp of untimed events without
+            ``market_clock``, and with it only when no market time can be had (see the class).
+        """
+        if not self.market_clock:
+            return self._feed(data, recv_ts_ns)
+        items = self._feed(data, 0)  # untimed events come out with ts 0: stamped here
+        out = []
+        for it in items:
+            if isinstance(it, np.ndarray):
+                out.extend(self._stamp(it, recv_ts_ns))
+            else:
+                out.append(it)
+                if int(it.TYPE) == T.MARKET_DATA_SNAPSHOT:
+                    out.extend(self._seed_from_snapshot(it))
+        if self._held:
+            out.extend(self.expire_held(recv_ts_ns))
+        return out
+
+    def market_time(self, symbol_id: int, default: int | None = None) -> int | None:
+        """Last market time (ns UTC) seen on this stream for ``symbol_id``, else ``default``."""
+        return self.market_ts.get(int(symbol_id), default)
+
+    @property
+    def held_due(self) -> float | None:
+        """Monotonic time (s) at which the oldest hold runs out; ``None`` when nothing is held."""
+        if not self._held_since:
+            return None
+        return min(self._held_since.values()) + self.hold_s
+
+    def expire_held(self, now_ns: int | None = None, *, force: bool = False) -> list:
+        """Release the held events whose hold ran out (all of them with ``force``).
+
+        Parameters
+        ----------
+        now_ns : int, optional
+            Wall clock, ns UTC, the stamp of the released events (default ``time.time_ns()``).
+        force : bool
+            Release every held event, due or not.
+
+        Returns
+        -------
+        list of ndarray of EVENT_DTYPE
+            One array per SymbolID released (an empty list when none was due).
+        """
+        if not self._held:
+            return []
+        mono = time.monotonic()
+        if now_ns is None or now_ns <= 0:
+            now_ns = time.time_ns()
+        out = []
+        for sid in list(self._held):
+            if force or mono - self._held_since[sid] >= self.hold_s:
+                arrs = self._held.pop(sid)
+                self._held_since.pop(sid, None)
+                e = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
+                self.held -= e.shape[0]
+                e["ts"] = now_ns
+                self._wall_fallback.add(sid)
+                out.append(e)
+        return out
+
+    def _seed_from_snapshot(self, msg) -> list:
+        """A MARKET_DATA_SNAPSHOT (104) of a SymbolID with no market time yet gives it one: the
+        later of its LastTradeDateTime and MarketDepthUpdateDateTime (double seconds; 0 or
+        unset = unknown). Returns the held events it releases, stamped with it."""
+        sid = int(msg.SymbolID)
+        if sid in self.market_ts:
+            return []
+        best = 0
+        for name in ("LastTradeDateTime", "MarketDepthUpdateDateTime"):
+            try:
+                v = float(getattr(msg, name, 0.0) or 0.0)
+            except (TypeError, ValueError):
+                continue
+            if np.isfinite(v) and 0.0 < v < 1.0e11 and not M.is_unset(v):
+                best = max(best, int(round(v * 1e6)) * 1000)
+        if best <= 0:
+            return []
+        self.market_ts[sid] = best
+        self._wall_fallback.discard(sid)
+        held = self._held.pop(sid, None)
+        self._held_since.pop(sid, None)
+        if not held:
+            return []
+        h = held[0] if len(held) == 1 else np.concatenate(held)
+        self.held -= h.shape[0]
+        h["ts"] = best
+        return [h]
+
+    def _stamp(self, events: np.ndarray, recv_ts_ns: int) -> list:
+        """Market-clock stamping of one decoded array: arrays of one SymbolID, held ones first."""
+        if events.shape[0] == 0:
+            return []
+        sids = events["symbol_id"]
+        first = int(sids[0])
+        if (sids == first).all():
+            return self._stamp_one(first, events, recv_ts_ns)
+        out = []
+        for sid in np.unique(sids):
+            out.extend(self._stamp_one(int(sid), events[sids == sid], recv_ts_ns))
+        return out
+
+    def _stamp_one(self, sid: int, e: np.ndarray, recv_ts_ns: int) -> list:
+        ts = e["ts"]
+        timed = ts > 0
+        last = self.market_ts.get(sid)
+        out = []
+        if last is None:
+            if not timed.any():
+                if sid in self._wall_fallback or self.hold_s <= 0:
+                    ts[:] = recv_ts_ns if recv_ts_ns > 0 else time.time_ns()
+                    return [e]
+                self._held.setdefault(sid, []).append(e)
+                self._held_since.setdefault(sid, time.monotonic())
+                self.held += e.shape[0]
+                if sum(a.shape[0] for a in self._held[sid]) > self.hold_max:
+                    self._held_since[sid] = -float("inf")  # due now: released with the wall clock
+                    return self.expire_held(recv_ts_ns)
+                return []
+            # the first market time of this SymbolID: the held events and the untimed ones
+            # before it in this array take it (nothing earlier was delivered)
+            last = int(ts[int(np.argmax(timed))])
+            held = self._held.pop(sid, None)
+            self._held_since.pop(sid, None)
+            self._wall_fallback.discard(sid)
+            if held:
+                h = held[0] if len(held) == 1 else np.concatenate(held)
+                self.held -= h.shape[0]
+                h["ts"] = last
+                out.append(h)
+        if not timed.all():
+            idx = np.where(timed, np.arange(ts.shape[0]), -1)
+            np.maximum.accumulate(idx, out=idx)
+            e["ts"] = np.where(idx >= 0, ts[np.maximum(idx, 0)], last)
+        self.market_ts[sid] = int(e["ts"][-1])
+        out.append(e)
+        return out
+
+    def _feed(self, data: bytes, recv_ts_ns: int) -> list:
         if self.decoder.encoding != Encoding.BINARY or self.decoder.buffered():
             return self._feed_messages(data, recv_ts_ns)
         buf = self._buf

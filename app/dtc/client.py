@@ -15,6 +15,13 @@ built-in replay server) and keeps it alive:
 * **Market data** arrives as ``EVENT_DTYPE`` numpy batches (:mod:`app.dtc.batch`), prices in
   ticks of the symbol's ``MinPriceIncrement`` from its security definition; BBO messages
   (108/117/143/144) become ``KIND_QUOTE`` events.
+* **Event times are market times.** Messages without a timestamp (141 depth, 142 trades, 143
+  BBO, 145 snapshot levels) or with a zero one (e.g. a 122 snapshot sent before the book has
+  traded) are stamped with the last market time seen on the connection for that symbol (the
+  latest timed depth or trade message), so a replay stays in the recording's time. Before any
+  market time is seen, such depth/trade events are held back up to ``untimed_hold_s`` and
+  stamped with the first market time that arrives; only if none arrives in time do they (and
+  untimed BBO) take the wall clock. Rules: :mod:`app.dtc.batch` ("Market clock").
 * **Requests** (security definition, trade accounts, positions, open orders, account balance)
   are awaitable and matched by RequestID; historical data uses its own connection on the
   historical port (one request per connection, as Sierra Chart does).
@@ -214,6 +221,10 @@ class DTCClient:
         data or reject.
     on_state : callable(str) or None
         Called with the new :attr:`state` on every change.
+    untimed_hold_s : float
+        Longest wall time (s) untimed depth/trade events of a symbol are held back waiting for
+        the connection's first market time of that symbol before they take the wall clock
+        (module docstring); ``0`` stamps them with the wall clock at once.
     """
 
     def __init__(self, host: str, port: int, *, encoding=Encoding.BINARY, client_name: str = "MIA Elite",
@@ -221,7 +232,7 @@ class DTCClient:
                  depth_float: bool = True, historical_port: int | None = None, reconnect: bool = True,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, connect_timeout_s: float = 10.0,
                  request_timeout_s: float = 15.0, subscribe_timeout_s: float = 10.0,
-                 on_state: Callable[[str], Any] | None = None):
+                 on_state: Callable[[str], Any] | None = None, untimed_hold_s: float = 2.0):
         self.host = host
         self.port = int(port)
         self.encoding = _parse_encoding(encoding)
@@ -238,6 +249,8 @@ class DTCClient:
         self.connect_timeout_s = float(connect_timeout_s)
         self.request_timeout_s = float(request_timeout_s)
         self.subscribe_timeout_s = float(subscribe_timeout_s)
+        self.untimed_hold_s = float(untimed_hold_s)
+        self._hold_timer: asyncio.TimerHandle | None = None
 
         self.state = "disconnected"
         self._state_listeners: list[Callable[[str], Any]] = [on_state] if on_state else []
@@ -384,7 +397,8 @@ class DTCClient:
         self.connections += 1
         if self._decoder is not None:
             self._errors_before += self._decoder.errors
-        self._decoder = MarketStreamDecoder(Encoding.BINARY, self._ticks)
+        self._decoder = MarketStreamDecoder(Encoding.BINARY, self._ticks, market_clock=True,
+                                            hold_s=self.untimed_hold_s)
         self._msgs_seen_conn = 0
         self._desync_seen = 0
         self.negotiated_encoding = Encoding.BINARY
@@ -428,6 +442,9 @@ class DTCClient:
         raise asyncio.TimeoutError(f"no {what} within {timeout:.0f} s")
 
     async def _drop_connection(self) -> None:
+        if self._hold_timer is not None:  # held events die with their connection's decoder
+            self._hold_timer.cancel()
+            self._hold_timer = None
         for t in (self._hb_task, self._read_task):
             if t is not None and not t.done():
                 t.cancel()
@@ -552,6 +569,8 @@ class DTCClient:
                     else:
                         self._dispatch(item)
                 self._count_messages(dec)
+                if dec.held and self._hold_timer is None:
+                    self._arm_hold_timer()
                 if dec.desynced > self._desync_seen:
                     self._desync_seen = dec.desynced
                     reason = f"stream could not be resynchronised ({dec.last_error}); resetting the connection"
@@ -567,6 +586,27 @@ class DTCClient:
         finally:
             if not lost.done():
                 lost.set_result(reason)
+
+    def _arm_hold_timer(self) -> None:
+        """Release the connection's held untimed events (wall clock) when their hold runs out,
+        even if no further byte arrives (cancelled when the connection drops)."""
+        dec = self._decoder
+        due = dec.held_due if dec is not None else None
+        if due is None:
+            return
+
+        def fire():
+            self._hold_timer = None
+            d = self._decoder
+            if d is None:
+                return
+            for arr in d.expire_held():
+                self._dispatch_events(arr)
+            if d.held:
+                self._arm_hold_timer()
+
+        delay = max(0.0, due - time.monotonic()) + 0.001
+        self._hold_timer = asyncio.get_running_loop().call_later(delay, fire)
 
     def _count_messages(self, dec) -> None:
         """Add the messages ``dec`` (this connection's decoder) decoded since the last call."""
@@ -684,7 +724,12 @@ class DTCClient:
         elif t == T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS:
             ts = int(msg.DateTime) * 1000
         else:
-            ts = time.time_ns()
+            ts = 0  # 143: no timestamp
+        if ts <= 0:  # untimed: the connection's market time of the symbol, else the wall clock
+            dec = self._decoder
+            ts = dec.market_time(sid, 0) if dec is not None else 0
+            if ts <= 0:
+                ts = time.time_ns()
         rows = []
         for side, p, q in ((ev.SIDE_BID, msg.BidPrice, msg.BidQuantity), (ev.SIDE_ASK, msg.AskPrice, msg.AskQuantity)):
             if M.is_unset(float(p)):
