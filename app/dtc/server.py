@@ -270,6 +270,11 @@ class DTCServer:
             if paused:
                 clock.pause()
             self.symbols[sym] = _Symbol(r.instrument, r, clock)
+            # the replay's market clock starts at its first event: snapshots sent before any
+            # event is replayed (a paused start) carry that time, not 0 (a client would
+            # otherwise have to guess a time for them)
+            if len(replayed.events):
+                self.symbols[sym].last_ts = int(replayed.events["ts"][0])
         self.aliases = {k: v for k, v in (symbol_aliases or {}).items() if v in self.symbols}
         self.conns: dict[int, _Conn] = {}
         self._next_cid = 1
