@@ -224,7 +224,8 @@ class AnalysisFrame:
     events_per_s : float
         Recent event rate (wall clock).
     error : str
-        Last analyzer error text (with traceback), empty if none.
+        The newest analyzer error (text with traceback) reported since the previous frame,
+        empty if none; ``timings["errors_new"]`` / ``timings["errors_total"]`` count them.
     """
 
     seq: int
