@@ -352,8 +352,11 @@ class Pipeline:
 
             self.recording = load_default_sample()
         speed = float(cfg.speed)
+        # start at the opening trade: before it a recorded session may hold a pre-open book
+        # (crossed in the ES sample until 23:00 UTC), not what a trader expects on first sight
+        options = {"start_at_open": True, **(cfg.server_options or {})}
         self.server = DTCServer(self.recording, host="127.0.0.1", port=0, speed=speed,
-                                loop_replay=bool(cfg.loop_replay), paused=True, **(cfg.server_options or {}))
+                                loop_replay=bool(cfg.loop_replay), paused=True, **options)
         await self.server.start()
         self._set_state("replay server", "running")
 
