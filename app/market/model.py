@@ -240,24 +240,37 @@ class MarketModel:
         ``FLAG_BATCH_END``, e.g. a snapshot): the middle of its highest bid and lowest ask, else
         its first priced event. (Any placement gives the same book; this one keeps replays that
         are cut at batch ends identical.)"""
+        # the first atomic batch that holds a price (a lone OP_CLEAR holds none): taking the
+        # same segment whether the stream arrives in one array or cut at batch ends keeps
+        # both identical; anchoring later than the first priced event would move a book
+        # that is already on the grid
         ends = np.flatnonzero(batch["flags"] & FLAG_BATCH_END)
-        if ends.size:
-            batch = batch[: ends[0] + 1]
-        isset = (batch["kind"] == KIND_DEPTH) & (batch["op"] == OP_SET) & (batch["size"] > 0)
-        bids = batch["price"][isset & (batch["side"] == SIDE_BID)]
-        asks = batch["price"][isset & (batch["side"] == SIDE_ASK)]
-        if bids.size and asks.size and bids.max() < asks.min():
-            px = (int(bids.max()) + int(asks.min())) // 2
-        else:
-            ok = (batch["price"] > 0) & (batch["kind"] != 0) & ~(
-                (batch["kind"] == KIND_DEPTH) & (batch["op"] == OP_CLEAR))
-            idx = np.flatnonzero(ok)
-            if idx.size == 0:
-                return
-            px = int(batch["price"][idx[0]])
+        starts = np.concatenate(([0], ends + 1))
+        stops = np.concatenate((ends + 1, [len(batch)]))
+        px = None
+        for a, b in zip(starts.tolist(), stops.tolist()):
+            if a < b:
+                px = self._anchor_of(batch[a:b])
+                if px is not None:
+                    break
+        if px is None:
+            return
         self.P[K.P_BASE] = px - self.grid // 2
         self.P[K.P_HOFF] = self.grid // 2 - self.rows // 2
         self.anchored = True
+
+    @staticmethod
+    def _anchor_of(seg) -> int | None:
+        """Anchor price (ticks) of one atomic batch: the middle of its highest bid and lowest
+        ask when uncrossed, else its first priced event; ``None`` when it holds no price."""
+        isset = (seg["kind"] == KIND_DEPTH) & (seg["op"] == OP_SET) & (seg["size"] > 0)
+        bids = seg["price"][isset & (seg["side"] == SIDE_BID)]
+        asks = seg["price"][isset & (seg["side"] == SIDE_ASK)]
+        if bids.size and asks.size and bids.max() < asks.min():
+            return (int(bids.max()) + int(asks.min())) // 2
+        ok = (seg["price"] > 0) & (seg["kind"] != 0) & ~((seg["kind"] == KIND_DEPTH) & (seg["op"] == OP_CLEAR))
+        idx = np.flatnonzero(ok)
+        return int(seg["price"][idx[0]]) if idx.size else None
 
     def _apply_overflow(self, batch, idx):
         for i in idx.tolist():
