@@ -92,6 +92,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.setWindowTitle("MIA Elite")
         self.resize(1580, 960)
         self.pipeline: Pipeline | None = None
+        self.recording_path = None  # the .mrec being (or last) recorded by the Record button
         self.last_frame = None
         self.frames_drawn = 0
         self.draw_ms = collections.deque(maxlen=600)
@@ -186,7 +187,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self.problems_dock.hide()
 
         self._unpainted = None
-        self._last_frame_error = ""
         self._banner_level = ""
         self.heatmap.on_painted = self._on_heatmap_painted
         self.heatmap.sigViewChanged.connect(self._sync_ladder)
@@ -241,6 +241,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_pause.setCheckable(True)
         self.act_pause.triggered.connect(self._on_pause)
         tb.addAction(self.act_pause)
+        self.act_record = QtGui.QAction("Record", self)
+        self.act_record.setCheckable(True)
+        self.act_record.setToolTip("Record the market event stream to a .mrec file in the user data "
+                                   "folder (replay it with mia-elite serve / analyze)")
+        self.act_record.toggled.connect(self._on_record)
+        tb.addAction(self.act_record)
         tb.addSeparator()
         self.act_sound = QtGui.QAction("Sound", self)
         self.act_sound.setCheckable(True)
@@ -340,6 +346,8 @@ class MainWindow(QtWidgets.QMainWindow):
         reason shown (and re-raises nothing).
         """
         self.mode_banner.setText(self._mode_text())
+        if self.act_record.isChecked():  # a new pipeline starts without a recording
+            self.act_record.setChecked(False)
         self.pipeline = self._new_pipeline()
         self.timer.start()
         try:
@@ -487,11 +495,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._sync_ladder()
         self.vix_gauge.set_state(frame.vix)
         self.tape.update_from_frame(frame)
-        if frame.error and frame.error != self._last_frame_error:
-            # the engine also reports it through on_error; show the frame's text once if it differs
-            self._last_frame_error = frame.error
-            if not any(frame.error in t for _, t in self.problems.entries[-20:]):
-                self.report("error", f"Analyzer error: {frame.error}")
+        # analyzer errors reach the window through the engine's on_error callback (the pipeline
+        # shows the first five and every hundredth); frame.error carries the same text
         self.frames_drawn += 1
         now = time.perf_counter()
         self._fps_times.append(now)
@@ -571,6 +576,34 @@ class MainWindow(QtWidgets.QMainWindow):
         if srv is not None:
             srv.set_speed(speed)
         self.mode_banner.setText(self._mode_text())
+
+    def _on_record(self, on: bool) -> None:
+        """Start or stop recording the current source's events (``recordings/`` in the data folder)."""
+        pl = self.pipeline
+        if not on:
+            n = pl.stop_recording() if pl is not None else None
+            if n is not None:
+                self.report("info", f"recording closed: {n:,} events in {self.recording_path}")
+            return
+        import datetime as _dt
+
+        from app import paths
+
+        if pl is None or pl.instrument is None:
+            self.report("warning", "nothing to record yet: no market source has started")
+            self.act_record.setChecked(False)
+            return
+        stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
+        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in pl.instrument.symbol)
+        folder = paths.data_dir() / "recordings"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            self.recording_path = pl.start_recording(folder / f"{safe}-{stamp}.mrec")
+        except (OSError, RuntimeError) as exc:
+            self.report("error", f"cannot record: {exc}")
+            self.act_record.setChecked(False)
+            return
+        self.report("info", f"recording to {self.recording_path}")
 
     def _on_pause(self, paused: bool) -> None:
         srv = self.pipeline.server if self.pipeline else None

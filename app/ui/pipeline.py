@@ -226,6 +226,7 @@ class Pipeline:
         self.client = None
         self.engine = None
         self.file_source = None
+        self.recorder = None  # RecordingWriter while the window records its event stream
         self.problems: list[tuple[str, str, str]] = []
         self._worker_problems = collections.deque()
         self.states: dict[str, str] = {}
@@ -511,6 +512,8 @@ class Pipeline:
             self.latency.arrived(n, has_depth, t)
         else:
             self.latency.cum_events += n
+        if self.recorder is not None:
+            self._record(batch)
         eng = self.engine
         if eng is not None:
             eng.submit(batch)
@@ -521,6 +524,46 @@ class Pipeline:
                 self.server.pause()
         elif self._pending_batches is not None:
             self._pending_batches.append(batch)
+
+    def start_recording(self, path) -> "Path":
+        """Record the normalised event stream of the current source (DTC or Sierra files) to a
+        ``.mrec`` recording (:class:`app.feeds.recording.RecordingWriter`) that ``mia-elite
+        serve`` and ``mia-elite analyze`` replay. A recording already running is closed first.
+
+        Raises
+        ------
+        RuntimeError
+            No market source has started yet (the instrument is unknown).
+        OSError
+            The file cannot be created.
+        """
+        from app.feeds.recording import RecordingWriter
+
+        if self.instrument is None:
+            raise RuntimeError("no market source has started yet: nothing to record")
+        self.stop_recording()
+        src = "built-in replay server" if self.server is not None else (
+            "Sierra Chart data files" if self.file_source is not None else "DTC server")
+        self.recorder = RecordingWriter(path, self.instrument,
+                                        source=f"recorded by the MIA Elite window from the {src}")
+        log.info("recording %s to %s", self.instrument.symbol, self.recorder.path)
+        return self.recorder.path
+
+    def stop_recording(self) -> int | None:
+        """Close the running recording; returns the events written (``None`` if none ran)."""
+        rec, self.recorder = self.recorder, None
+        if rec is None:
+            return None
+        rec.close()
+        log.info("recording closed: %s (%d events)", rec.path, rec.count)
+        return rec.count
+
+    def _record(self, batch: np.ndarray) -> None:
+        try:
+            self.recorder.append(batch)
+        except OSError as exc:  # a full disk must not stop the market data
+            self._problem("error", f"recording stopped: {exc}", "free disk space, then record again")
+            self.stop_recording()
 
     def frame_painted(self, frame) -> None:
         """Tell the latency tracker that ``frame`` is on screen now."""
@@ -545,6 +588,7 @@ class Pipeline:
         if self.stopped:
             return
         self.stopped = True
+        self.stop_recording()
         if self.file_source is not None:
             self.file_source.stop()  # ends its run() loop at the next poll
         if self._tasks:

@@ -222,3 +222,34 @@ def test_profile_change_restarts_the_analysis_and_persists(qapp, tmp_path):
     assert out["profile"] == "scalping"
     assert out["trading"]
     assert load_settings(path).analysis.profile == "scalping"
+
+
+def test_record_button_writes_a_replayable_recording(qapp):
+    """The window's Record button writes the live event stream to a .mrec that reads back."""
+    from app.feeds.recording import read_recording
+    from app.ui.main_window import MainWindow
+    from app.ui.pipeline import PipelineConfig
+
+    out = {}
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=100.0, profile="production"), prefs=None)
+        w.show()
+        await w.start()
+        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        before = w.pipeline.events_in
+        w.act_record.setChecked(True)
+        out["recording"] = w.recording_path
+        await _wait(lambda: w.pipeline.events_in > before + 2000, 60)
+        w.act_record.setChecked(False)
+        out["written"] = [t for lvl, t in w.problems.entries if "recording closed" in t]
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["first"]
+    assert out["recording"] is not None and out["written"]
+    rec = read_recording(out["recording"])
+    assert rec.instrument.symbol == "ESH4" and rec.instrument.tick_size == 0.25
+    assert len(rec.events) > 2000
+    prices = rec.events["price"][rec.events["kind"] == 2]
+    assert len(prices) and (prices > 19_000).all() and (prices < 19_400).all()  # ES trades near 4,800
