@@ -677,20 +677,7 @@ class DTCServer:
         self._send(c, self._market_snapshot(s, m.SymbolID))
 
     def _book_snapshot_events(self, sym: str) -> np.ndarray:
-        book = self.engine.books[sym]
-        bids = book.levels(SIDE_BID)
-        asks = book.levels(SIDE_ASK)
-        nb, na = book.num_orders(SIDE_BID), book.num_orders(SIDE_ASK)
-        ev = np.zeros(len(bids) + len(asks), dtype=EVENT_DTYPE)
-        ev["kind"] = KIND_DEPTH
-        ev["op"] = 1
-        ev["ts"] = self.symbols[sym].last_ts
-        ev["side"][: len(bids)] = SIDE_BID
-        ev["side"][len(bids):] = SIDE_ASK
-        ev["price"] = [t for t, _ in bids] + [t for t, _ in asks]
-        ev["size"] = [q for _, q in bids] + [q for _, q in asks]
-        ev["num_orders"] = [nb.get(t, 0) for t, _ in bids] + [na.get(t, 0) for t, _ in asks]
-        return ev
+        return self.engine.books[sym].snapshot_events(self.symbols[sym].last_ts)
 
     def _on_market_depth_request(self, c: _Conn, m) -> None:
         action = int(m.RequestAction)

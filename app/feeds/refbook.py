@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.feeds.events import KIND_DEPTH, OP_CLEAR, OP_DELETE, OP_SET, SIDE_ASK, SIDE_BID
+from app.feeds.events import KIND_DEPTH, OP_CLEAR, OP_DELETE, OP_SET, SIDE_ASK, SIDE_BID, depth_events
 
 
 class ReferenceBook:
@@ -201,6 +201,34 @@ class ReferenceBook:
         if n is not None:
             keys = keys[:n]
         return [(k, sizes[k]) for k in keys]
+
+    def snapshot_events(self, ts: int = 0, flags: int = 0) -> np.ndarray:
+        """The book as ``OP_SET`` depth events: bids best first, then asks best first.
+
+        Parameters
+        ----------
+        ts : int
+            Stamp of every event, ns UTC.
+        flags : int
+            ``FLAG_*`` bits set on every event (e.g. ``FLAG_SNAPSHOT``).
+
+        Returns
+        -------
+        np.ndarray of EVENT_DTYPE, shape (levels,)
+            Sizes in contracts, prices in ticks, order counts where known (else 0).
+        """
+        bids, asks = self.levels(SIDE_BID), self.levels(SIDE_ASK)
+        nb, na = self.num_orders(SIDE_BID), self.num_orders(SIDE_ASK)
+        levels = bids + asks
+        return depth_events(
+            np.full(len(levels), int(ts), dtype=np.int64),
+            [t for t, _ in levels],
+            [q for _, q in levels],
+            [SIDE_BID] * len(bids) + [SIDE_ASK] * len(asks),
+            OP_SET,
+            flags=flags,
+            num_orders=[nb.get(t, 0) for t, _ in bids] + [na.get(t, 0) for t, _ in asks],
+        )
 
     def is_crossed(self) -> bool:
         """True when best bid >= best ask (both sides present)."""

@@ -275,15 +275,7 @@ def start_at(recording: Recording, index: int) -> Recording:
     IndexError
         If ``index`` is outside ``0..len(events)``.
     """
-    from app.feeds.events import (
-        EVENT_DTYPE,
-        FLAG_SNAPSHOT,
-        KIND_DEPTH,
-        OP_CLEAR,
-        OP_SET,
-        SIDE_ASK,
-        SIDE_BID,
-    )
+    from app.feeds.events import FLAG_SNAPSHOT, OP_CLEAR, SIDE_UNSET, depth_events
     from app.feeds.refbook import ReferenceBook
 
     ev = recording.events
@@ -291,20 +283,9 @@ def start_at(recording: Recording, index: int) -> Recording:
         raise IndexError(f"start index {index} outside 0..{len(ev)}")
     book = ReferenceBook()
     book.apply(ev[:index])
-    bids, asks = book.levels(SIDE_BID), book.levels(SIDE_ASK)
-    nb, na = book.num_orders(SIDE_BID), book.num_orders(SIDE_ASK)
-    head = np.zeros(1 + len(bids) + len(asks), dtype=EVENT_DTYPE)
     ts = int(ev["ts"][index]) if index < len(ev) else (int(ev["ts"][-1]) if len(ev) else 0)
-    head["ts"] = ts
-    head["kind"] = KIND_DEPTH
-    head["flags"] = FLAG_SNAPSHOT
-    head["op"][0] = OP_CLEAR
-    head["op"][1:] = OP_SET
-    head["side"][1 : 1 + len(bids)] = SIDE_BID
-    head["side"][1 + len(bids) :] = SIDE_ASK
-    head["price"][1:] = [t for t, _ in bids] + [t for t, _ in asks]
-    head["size"][1:] = [q for _, q in bids] + [q for _, q in asks]
-    head["num_orders"][1:] = [nb.get(t, 0) for t, _ in bids] + [na.get(t, 0) for t, _ in asks]
+    clear = depth_events([ts], [0], [0.0], SIDE_UNSET, OP_CLEAR, flags=FLAG_SNAPSHOT)
+    head = np.concatenate([clear, book.snapshot_events(ts, FLAG_SNAPSHOT)])
     head["flags"][-1] |= FLAG_BATCH_END
     extra = dict(recording.extra)
     extra["start_index"] = int(index)
