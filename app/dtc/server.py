@@ -653,25 +653,38 @@ class DTCServer:
         kw["TradingStatus"] = int(M.TradingStatus.TRADING_STATUS_OPEN)
         return M.MarketDataSnapshot(**kw)
 
-    def _on_market_data_request(self, c: _Conn, m) -> None:
-        action = int(m.RequestAction)
-        if action == M.RequestAction.UNSUBSCRIBE:
-            for sym, sid in list(c.md_subs.items()):
+    def _request_target(self, c: _Conn, m, subs: dict, reject) -> "_Symbol | None":
+        """Common start of MARKET_DATA_REQUEST and MARKET_DEPTH_REQUEST: an unsubscribe drops
+        the SymbolID from ``subs``; an unknown symbol is answered with ``reject`` (the 103 or
+        121 message class). Returns the symbol to serve, or None when the request is done."""
+        if int(m.RequestAction) == M.RequestAction.UNSUBSCRIBE:
+            for sym, sid in list(subs.items()):
                 if sid == m.SymbolID:
-                    del c.md_subs[sym]
-            return
+                    del subs[sym]
+            return None
         s = self._lookup(m.Symbol)
         if s is None:
-            self._send(c, M.MarketDataReject(SymbolID=m.SymbolID, RejectText=_s(
+            self._send(c, reject(SymbolID=m.SymbolID, RejectText=_s(
                 f"unknown symbol {m.Symbol!r}; this server replays {', '.join(self.symbols)}", 96)))
+        return s
+
+    def _id_conflict(self, c: _Conn, m, sym: str, subs: dict, reject, what: str) -> bool:
+        """DTC: one SymbolID per symbol while subscribed; a second id is rejected (True)."""
+        if sym in subs and subs[sym] != m.SymbolID:
+            self._send(c, reject(SymbolID=m.SymbolID, RejectText=_s(
+                f"{sym} {what}already subscribed with SymbolID {subs[sym]}", 96)))
+            return True
+        return False
+
+    def _on_market_data_request(self, c: _Conn, m) -> None:
+        s = self._request_target(c, m, c.md_subs, M.MarketDataReject)
+        if s is None:
             return
         sym = s.inst.symbol
-        if action == M.RequestAction.SNAPSHOT:
+        if int(m.RequestAction) == M.RequestAction.SNAPSHOT:
             self._send(c, self._market_snapshot(s, m.SymbolID))
             return
-        if sym in c.md_subs and c.md_subs[sym] != m.SymbolID:
-            self._send(c, M.MarketDataReject(SymbolID=m.SymbolID, RejectText=_s(
-                f"{sym} already subscribed with SymbolID {c.md_subs[sym]}", 96)))
+        if self._id_conflict(c, m, sym, c.md_subs, M.MarketDataReject, ""):
             return
         c.md_subs[sym] = int(m.SymbolID)
         self._send(c, self._market_snapshot(s, m.SymbolID))
@@ -680,21 +693,11 @@ class DTCServer:
         return self.engine.books[sym].snapshot_events(self.symbols[sym].last_ts)
 
     def _on_market_depth_request(self, c: _Conn, m) -> None:
-        action = int(m.RequestAction)
-        if action == M.RequestAction.UNSUBSCRIBE:
-            for sym, sid in list(c.depth_subs.items()):
-                if sid == m.SymbolID:
-                    del c.depth_subs[sym]
-            return
-        s = self._lookup(m.Symbol)
+        s = self._request_target(c, m, c.depth_subs, M.MarketDepthReject)
         if s is None:
-            self._send(c, M.MarketDepthReject(SymbolID=m.SymbolID, RejectText=_s(
-                f"unknown symbol {m.Symbol!r}; this server replays {', '.join(self.symbols)}", 96)))
             return
         sym = s.inst.symbol
-        if sym in c.depth_subs and c.depth_subs[sym] != m.SymbolID:
-            self._send(c, M.MarketDepthReject(SymbolID=m.SymbolID, RejectText=_s(
-                f"{sym} depth already subscribed with SymbolID {c.depth_subs[sym]}", 96)))
+        if self._id_conflict(c, m, sym, c.depth_subs, M.MarketDepthReject, "depth "):
             return
         ev = self._book_snapshot_events(sym)
         data = B.encode_depth_batch(ev, s.inst.tick_size, int(m.SymbolID), c.encoding, msg_type=c.snapshot_type)
