@@ -1,7 +1,7 @@
 """The analyzers' facade: one :class:`Analyzers` object runs every family on a MarketView.
 
-The worker engine (``app.analysis.engine``) calls :meth:`Analyzers.step` once per analysis
-interval with a fresh :class:`~app.analysis.view.MarketView` and copies the returned
+The worker engine (``app.live.engine``) calls :meth:`Analyzers.step` once per analysis
+interval with a fresh :class:`~app.market.view.MarketView` and copies the returned
 :class:`StepResult` into the published :class:`~app.analysis.frame.AnalysisFrame`.
 
 Per step: the six DOM detectors (one numba kernel), the VIX state of the market date (cached
@@ -407,15 +407,15 @@ class Analyzers:
 def make_view(rows: int = 64, cols: int = 40, base: int = 1000, ts: int = 1_703_545_200_000_000_000,
               column_ns: int = 500_000_000, n_bars: int = 0, tick_size: float = 0.25,
               tick_value: float = 12.5, **fields):
-    """A blank :class:`~app.analysis.view.MarketView` for hand-built tests and benchmarks.
+    """A blank :class:`~app.market.view.MarketView` for hand-built tests and benchmarks.
 
     Every array is zero and writable (fill it in place), the book is empty (``best_bid =
     best_ask = -1``), no trades, ``n_bars`` zero bars; ``fields`` override any field.
     ``ts`` defaults to 2023-12-25 23:00 UTC (the shipped ES sample's hour).
     """
-    from app.analysis.frame import BAR_DTYPE
-    from app.analysis.view import MarketView
-    from app.feeds.events import EVENT_DTYPE
+    from app.market.bars import BAR_DTYPE
+    from app.market.view import MarketView
+    from app.core.events import EVENT_DTYPE
 
     f = dict(
         ts=ts, tick_size=tick_size, tick_value=tick_value, base=base,
@@ -436,7 +436,7 @@ def copy_view(v):
     """A deep copy of a MarketView (the model's views are only valid until its next apply)."""
     from dataclasses import fields as dc_fields
 
-    from app.analysis.view import MarketView
+    from app.market.view import MarketView
 
     return MarketView(**{f.name: (np.array(getattr(v, f.name)) if isinstance(getattr(v, f.name), np.ndarray)
                                   else getattr(v, f.name)) for f in dc_fields(v)})

@@ -1,7 +1,7 @@
 """The six DOM detectors (iceberg, wall, ladder, spoofing, absorption, squeeze) in one kernel.
 
 :func:`dom_scan` (numba, ``nogil``, cached) and its plain NumPy twin :func:`dom_scan_np` read the
-book and the heatmap history of a :class:`~app.analysis.view.MarketView` and write, for each
+book and the heatmap history of a :class:`~app.market.view.MarketView` and write, for each
 pattern and each book side, the strongest detection into ``out`` (float64, shape (12, 4)):
 
 * row ``2 * p + b`` for pattern ``p`` (:data:`DOM_PATTERNS` order) and book side ``b``

@@ -1,4 +1,4 @@
-"""The batch path: runs of DTC depth/trade messages <-> :data:`~app.feeds.events.EVENT_DTYPE` arrays.
+"""The batch path: runs of DTC depth/trade messages <-> :data:`~app.core.events.EVENT_DTYPE` arrays.
 
 Decoding (:func:`decode_events`) walks the binary frame headers with a small numba kernel,
 gathers the fixed-size records of each message type with one numpy fancy index (or a zero-copy
@@ -66,7 +66,7 @@ import numpy as np
 from app import paths
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
-from app.feeds import events as ev
+from app.core import events as ev
 
 paths.numba_cache_setup()
 import numba  # noqa: E402

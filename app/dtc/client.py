@@ -51,7 +51,7 @@ from app.dtc import messages as M
 from app.dtc.batch import MarketStreamDecoder
 from app.dtc.codec import SUPPORTED_ENCODINGS, encode
 from app.dtc.messages import Encoding, LogonFlags, MessageType
-from app.feeds import events as ev
+from app.core import events as ev
 
 log = logging.getLogger(__name__)
 

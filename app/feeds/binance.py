@@ -26,7 +26,7 @@ Rules, with their sources
   ``FLAG_BATCH_END``. A diff with no levels emits nothing.
 * Trades: ``m == true`` means the buyer was the resting maker, i.e. the aggressor sold into the
   bid, so the trade's side is ``SIDE_BID``; ``m == false`` -> ``SIDE_ASK`` (buyer aggressor)
-  (Binance "Trade Streams" payload; MIA convention in :mod:`app.feeds.events`).
+  (Binance "Trade Streams" payload; MIA convention in :mod:`app.core.events`).
 * Quotes: each bookTicker gives two ``KIND_QUOTE`` events (bid then ask), as the DTC client does.
 * Time: ``ts`` is the capture's local receive time in ns (the first column; the order the file
   was written). Diffs buffered before the snapshot are emitted right after the snapshot, so the
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.feeds.events import (
+from app.core.events import (
     EVENT_DTYPE,
     FLAG_BATCH_END,
     FLAG_SNAPSHOT,

@@ -25,7 +25,7 @@ Rules, with their sources
 * Trades: the ``side`` of a ``T`` record is the side that **initiated** the trade: "Ask for a sell
   aggressor in a trade, Bid for a buy aggressor in a trade, or None" (Databento trades schema,
   https://databento.com/docs/schemas/trades). MIA Elite's trade ``side`` is the side traded
-  against (:mod:`app.feeds.events`), so DBN ``'B'`` (buyer aggressor) becomes ``SIDE_ASK`` (the
+  against (:mod:`app.core.events`), so DBN ``'B'`` (buyer aggressor) becomes ``SIDE_ASK`` (the
   ask was lifted), ``'A'`` (seller aggressor) becomes ``SIDE_BID`` and ``'N'`` becomes
   ``SIDE_UNSET`` (for example the opening auction's uncross). ``F`` records carry the side of the
   *resting* order instead (checked on the ES file: ``T`` ``B`` is followed by ``F`` ``A``).
@@ -56,7 +56,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.feeds.events import (
+from app.core.events import (
     EVENT_DTYPE,
     FLAG_BATCH_END,
     FLAG_SNAPSHOT,
@@ -217,7 +217,7 @@ def mbo_to_events(
 
     Returns
     -------
-    numpy.ndarray, dtype :data:`app.feeds.events.EVENT_DTYPE`
+    numpy.ndarray, dtype :data:`app.core.events.EVENT_DTYPE`
         Depth (``KIND_DEPTH``) and trade (``KIND_TRADE``) events in record order; see the module
         docstring for the rules.
     """

@@ -47,7 +47,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.feeds.events import (
+from app.core.events import (
     EVENT_DTYPE,
     FLAG_BATCH_END,
     FLAG_SNAPSHOT,

@@ -2,7 +2,7 @@
 
 Sierra Chart appends to ``Data/<symbol>.scid`` and ``Data/MarketDepthData/<symbol>.<date>.depth``
 as the market moves. :class:`SierraFollower` polls both (default every 50 ms) and hands event
-arrays (:data:`app.feeds.events.EVENT_DTYPE`) to a callback.
+arrays (:data:`app.core.events.EVENT_DTYPE`) to a callback.
 
 Guarantees
 ----------
@@ -75,7 +75,7 @@ from app.feeds.depthfile import (
     depth_records_to_events,
     parse_depth_header,
 )
-from app.feeds.events import Instrument
+from app.core.events import Instrument
 from app.feeds.scid import (
     SCID_HEADER_SIZE,
     SCID_RECORD_DTYPE,

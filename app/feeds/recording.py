@@ -10,7 +10,7 @@ offset size    content
 8      4       uint32 ``meta_len``: length of the JSON metadata
 12     4       uint32 reserved (0)
 16     N       UTF-8 JSON metadata, space-padded so records start at a multiple of 64
-...    40 * k  records of :data:`app.feeds.events.EVENT_DTYPE`, in time order
+...    40 * k  records of :data:`app.core.events.EVENT_DTYPE`, in time order
 ====== ======= ============================================================
 
 Metadata keys: ``instrument`` (:meth:`Instrument.to_dict`), ``source`` (provenance text),
@@ -31,7 +31,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.feeds.events import EVENT_DTYPE, Instrument
+from app.core.events import EVENT_DTYPE, Instrument
 
 MAGIC = b"MIAREC1\x00"
 _ALIGN = 64

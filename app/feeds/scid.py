@@ -21,7 +21,7 @@ Record kinds
 
 Events from tick records (:func:`scid_to_events`), per record in this order: a ``KIND_QUOTE`` bid
 (Low) and ask (High) when ``quotes`` is set and the value is > 0, then the ``KIND_TRADE`` when
-TotalVolume > 0. The trade side (the side traded against, :mod:`app.feeds.events`) is taken from
+TotalVolume > 0. The trade side (the side traded against, :mod:`app.core.events`) is taken from
 the volume fields Sierra Chart fills: AskVolume > BidVolume -> ``SIDE_ASK`` (the trade was at the
 ask, buyer aggressor); BidVolume > AskVolume -> ``SIDE_BID``; a tie (both 0, or a bundled record
 with both) falls back to price vs quote: Close >= High (ask) -> ``SIDE_ASK``, Close <= Low (bid) ->
@@ -45,7 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
-from app.feeds.events import (
+from app.core.events import (
     EVENT_DTYPE,
     KIND_QUOTE,
     KIND_TRADE,
@@ -294,13 +294,13 @@ def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_mult
 
 
 def scid_to_bars(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0) -> np.ndarray:
-    """Bar records -> :data:`app.analysis.frame.BAR_DTYPE` (tick records are skipped).
+    """Bar records -> :data:`app.market.bars.BAR_DTYPE` (tick records are skipped).
 
     ``buy_volume`` = AskVolume (traded at the ask), ``sell_volume`` = BidVolume, ``delta`` = their
     difference, ``volume`` = TotalVolume, ``trades`` = NumTrades, prices in ticks, ``ts`` = bar
     start (ns UTC).
     """
-    from app.analysis.frame import BAR_DTYPE
+    from app.market.bars import BAR_DTYPE
 
     recs = records[~tick_record_mask(records)]
     out = np.zeros(len(recs), dtype=BAR_DTYPE)
@@ -387,7 +387,7 @@ def events_to_scid_records(events: np.ndarray, instrument: Instrument, price_mul
 def best_bid_ask_at_trades(events: np.ndarray, state: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Best bid and ask (ticks, 0 = unknown) just before each trade of ``events``.
 
-    Depth events build a price-level book (rules of :mod:`app.feeds.events`); when a source has
+    Depth events build a price-level book (rules of :mod:`app.core.events`); when a source has
     no depth, the last ``KIND_QUOTE`` of each side is used. One pass over the events (a Python
     loop over depth events; the best level is recomputed only when a trade needs it and the book
     changed), for converters and the recorder, not for the live path.
@@ -403,7 +403,7 @@ def best_bid_ask_at_trades(events: np.ndarray, state: dict | None = None) -> tup
     -------
     (bid, ask) : two np.ndarray of int64, shape (number of trades,)
     """
-    from app.feeds.events import KIND_DEPTH, OP_CLEAR, OP_SET
+    from app.core.events import KIND_DEPTH, OP_CLEAR, OP_SET
 
     if state is None:
         state = {}

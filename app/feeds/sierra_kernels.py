@@ -17,7 +17,7 @@ numba_cache_setup()
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
 
-# constants repeated here as literals for numba (checked against app.feeds.events in the tests)
+# constants repeated here as literals for numba (checked against app.core.events in the tests)
 _KIND_DEPTH = 1
 _KIND_TRADE = 2
 _KIND_QUOTE = 3

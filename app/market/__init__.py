@@ -3,10 +3,10 @@
 * :mod:`app.market.model`: :class:`~app.market.model.MarketModel`, the order book on an integer
   tick grid, the heatmap ring (price rows x time columns, the newest window a plain slice),
   traded volume per cell, footprint bars and the session volume profile; it builds the
-  analyzers' :class:`~app.analysis.view.MarketView` and the GUI's frame arrays.
+  analyzers' :class:`~app.market.view.MarketView` and the GUI's frame arrays.
 * :mod:`app.market.kernels`: the numba kernels (``nogil``, cached in the user cache folder) and
   their plain NumPy/Python twins.
-* :mod:`app.market.bench`: ``mia-elite bench market``.
+* :mod:`app.bench.market`: ``mia-elite bench market``.
 
 Nothing here imports Qt.
 """

@@ -13,7 +13,7 @@ owns the arrays and drives the kernel (re-anchoring, re-centring, overflow level
 
 Layout of the arrays (all owned by the model)
 ---------------------------------------------
-Events: ``ev``, a 1-D :data:`~app.feeds.events.EVENT_DTYPE` array (one argument instead of seven
+Events: ``ev``, a 1-D :data:`~app.core.events.EVENT_DTYPE` array (one argument instead of seven
 column views: the call overhead per batch matters for small live batches).
 
 Book grid, ``G`` ticks wide, index ``j`` is price ``P[P_BASE] + j`` ticks: ``book`` float64
@@ -62,7 +62,7 @@ import numba  # noqa: E402
 if not getattr(numba.config, "CACHE_DIR", ""):  # numba was imported before the set-up above
     numba.config.CACHE_DIR = str(_CACHE)
 
-from app.feeds.events import (  # noqa: E402
+from app.core.events import (  # noqa: E402
     KIND_DEPTH,
     KIND_QUOTE,
     KIND_TRADE,

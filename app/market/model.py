@@ -1,9 +1,9 @@
 """The market model: order book on an integer tick grid, heatmap ring, footprint bars, session
-volume profile, fed by :data:`~app.feeds.events.EVENT_DTYPE` batches.
+volume profile, fed by :data:`~app.core.events.EVENT_DTYPE` batches.
 
 :class:`MarketModel` owns every mutable array; one kernel pass (:mod:`app.market.kernels`)
 applies a batch to all of them. The model hands the analyzers a read-only
-:class:`~app.analysis.view.MarketView` (views, no copies) and the GUI copies
+:class:`~app.market.view.MarketView` (views, no copies) and the GUI copies
 (:meth:`MarketModel.frame_parts`), never a shared mutable array.
 
 Geometry
@@ -31,9 +31,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.analysis.frame import BAR_DTYPE
-from app.analysis.view import MarketView
-from app.feeds.events import (
+from app.market.bars import BAR_DTYPE
+from app.market.view import MarketView
+from app.core.events import (
     EVENT_DTYPE,
     FLAG_BATCH_END,
     KIND_DEPTH,

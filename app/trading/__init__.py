@@ -9,7 +9,7 @@
   :mod:`.dtc_broker` (a Sierra Chart account over DTC).
 * :mod:`.killswitch`: lock, cancel all, flatten all, verify with the venue's reports.
 * :mod:`.session`: :class:`~app.trading.session.TradingSession`, the object the UI drives.
-* :mod:`.config`: :class:`~app.trading.config.TradingSettings` (``trading.toml``).
+* :mod:`.config`: :class:`~app.config.trading.TradingSettings` (``trading.toml``).
 * ``journal_cmd`` / ``report_cmd``: ``mia-elite export`` / ``mia-elite report``; ``bench``: figures.
 
 No module here imports Qt.

@@ -24,7 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from .orders import Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot, WorkingOrder, now_ns
+from app.trading.orders import Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot, WorkingOrder, now_ns
 
 log = logging.getLogger(__name__)
 

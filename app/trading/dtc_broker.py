@@ -26,11 +26,11 @@ import asyncio
 import logging
 
 from app.dtc import messages as M
-from app.feeds.events import Instrument
+from app.core.events import Instrument
 
-from .broker import Broker, BrokerError
-from .orders import LIMIT, MARKET, STOP, Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot
-from .paper import STATUS_TO_STATE
+from app.trading.broker import Broker, BrokerError
+from app.trading.orders import LIMIT, MARKET, STOP, Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot
+from app.trading.paper import STATUS_TO_STATE
 
 log = logging.getLogger(__name__)
 

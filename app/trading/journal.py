@@ -27,7 +27,7 @@ from typing import Any, Iterable
 
 from app import paths
 
-from .orders import Fill, OrderEvent, OrderRequest, OrderTicket, PositionSnapshot, now_ns
+from app.trading.orders import Fill, OrderEvent, OrderRequest, OrderTicket, PositionSnapshot, now_ns
 
 log = logging.getLogger(__name__)
 

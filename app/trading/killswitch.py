@@ -26,9 +26,9 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
-from .broker import BrokerError
-from .config import UNLOCK_CONFIRM_PHRASE
-from .orders import ROLE_FLATTEN, OrderState
+from app.trading.broker import BrokerError
+from app.config.trading import UNLOCK_CONFIRM_PHRASE
+from app.trading.orders import ROLE_FLATTEN, OrderState
 
 log = logging.getLogger(__name__)
 

@@ -1,10 +1,10 @@
 """The paper broker: local fills against the live or replayed market, with the ONE fill model.
 
-It wraps :class:`app.trading.fills.FillEngine` (the same engine the built-in DTC server fills
+It wraps :class:`app.sim.fills.FillEngine` (the same engine the built-in DTC server fills
 with), feeds it the market batches the app receives (:meth:`PaperBroker.on_market`), and turns
 its events into the broker contract's :class:`~app.trading.orders.OrderEvent` and
 :class:`~app.trading.orders.PositionSnapshot`. Commission and slippage come from
-:class:`~app.trading.config.TradingSettings` (``commission_per_contract_usd``, ``slippage_ticks``).
+:class:`~app.config.trading.TradingSettings` (``commission_per_contract_usd``, ``slippage_ticks``).
 """
 
 from __future__ import annotations
@@ -13,11 +13,11 @@ import logging
 
 import numpy as np
 
-from app.feeds.events import Instrument
+from app.core.events import Instrument
 
-from . import fills as fe
-from .broker import Broker
-from .orders import LIMIT, MARKET, STOP, Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot
+from app.sim import fills as fe
+from app.trading.broker import Broker
+from app.trading.orders import LIMIT, MARKET, STOP, Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def _spec(o: OrderRequest) -> fe.OrderSpec:
 
 
 class PaperBroker(Broker):
-    """Paper trading on :class:`~app.trading.fills.FillEngine`.
+    """Paper trading on :class:`~app.sim.fills.FillEngine`.
 
     Parameters
     ----------
@@ -85,7 +85,7 @@ class PaperBroker(Broker):
 
     # ----------------------------------------------------------------- market
     def on_market(self, symbol: str, events: np.ndarray) -> None:
-        """Feed a batch of :data:`~app.feeds.events.EVENT_DTYPE` events (fills resting orders)."""
+        """Feed a batch of :data:`~app.core.events.EVENT_DTYPE` events (fills resting orders)."""
         self.engine.on_market(symbol, events)
 
     # ----------------------------------------------------------------- engine events

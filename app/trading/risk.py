@@ -16,8 +16,8 @@ import threading
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Sequence
 
-from .config import MODE_LIVE, TradingSettings, _parse_hhmm
-from .orders import INTENT_OPEN, INTENT_REDUCE, now_ns
+from app.config.trading import MODE_LIVE, TradingSettings, _parse_hhmm
+from app.trading.orders import INTENT_OPEN, INTENT_REDUCE, now_ns
 
 try:  # zoneinfo needs the tzdata package on Windows
     from zoneinfo import ZoneInfo

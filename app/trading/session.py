@@ -20,13 +20,13 @@ import datetime as _dt
 import logging
 from dataclasses import dataclass, field
 
-from app.feeds.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
+from app.core.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
 
-from .broker import Broker
-from .config import LIVE_CONFIRM_PHRASE, MODE_LIVE, TradingSettings
-from .journal import Journal
-from .killswitch import KillState, KillSwitch
-from .orders import (
+from app.trading.broker import Broker
+from app.config.trading import LIVE_CONFIRM_PHRASE, MODE_LIVE, TradingSettings
+from app.trading.journal import Journal
+from app.trading.killswitch import KillState, KillSwitch
+from app.trading.orders import (
     INTENT_OPEN,
     INTENT_REDUCE,
     LIMIT,
@@ -45,8 +45,8 @@ from .orders import (
     PositionSnapshot,
     now_ns,
 )
-from .pnl import PnLTracker
-from .risk import GateDecision, OrderContext, RiskGate
+from app.trading.pnl import PnLTracker
+from app.trading.risk import GateDecision, OrderContext, RiskGate
 
 try:
     from zoneinfo import ZoneInfo
@@ -246,7 +246,7 @@ class TradingSession:
 
     # ------------------------------------------------------------------ market data
     def on_market(self, symbol: str, events) -> None:
-        """Feed a batch of :data:`~app.feeds.events.EVENT_DTYPE` events (paper fills, staleness, open P&L)."""
+        """Feed a batch of :data:`~app.core.events.EVENT_DTYPE` events (paper fills, staleness, open P&L)."""
         if len(events) == 0:
             return
         m = self.market.setdefault(symbol, MarketState())

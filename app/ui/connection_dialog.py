@@ -14,8 +14,8 @@ import copy
 
 from PySide6 import QtCore, QtWidgets
 
-from app.ui.pipeline import PipelineConfig
-from app.ui.prefs import get_password, set_password
+from app.live.pipeline import PipelineConfig
+from app.config.prefs import get_password, set_password
 
 ENCODINGS = (("binary", "Binary"), ("json", "JSON"), ("compact_json", "Compact JSON"))
 SOURCES = (("dtc", "DTC"), ("sierra_files", "Sierra Chart data files"))
@@ -68,7 +68,7 @@ class ConnectionDialog(QtWidgets.QDialog):
     ----------
     config : PipelineConfig
         Current connection (pre-fills the fields).
-    prefs : app.ui.prefs.Prefs or None
+    prefs : app.config.prefs.Prefs or None
         Where the fields are saved on OK (password excepted: OS keyring).
     focus_source : str, optional
         ``"sierra_files"`` opens with the active symbol's source set to Sierra Chart files

@@ -39,9 +39,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace, prefs):
-    """The :class:`~app.ui.pipeline.PipelineConfig` from saved settings overridden by ``args``."""
+    """The :class:`~app.live.pipeline.PipelineConfig` from saved settings overridden by ``args``."""
     from app.ui.connection_dialog import config_from_prefs
-    from app.ui.pipeline import PipelineConfig
+    from app.live.pipeline import PipelineConfig
 
     cfg = config_from_prefs(prefs, PipelineConfig())
     if getattr(args, "host", None) or getattr(args, "port", None):
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     import qasync
 
     from app.ui.main_window import MainWindow
-    from app.ui.prefs import Prefs
+    from app.config.prefs import Prefs
 
     from app.ui.crash import install_excepthook
     from app.ui.splash import show_splash

@@ -19,7 +19,7 @@ Layout (splitters persist with the settings)::
 that module is absent).
 
 Drawing: a ``QTimer`` at display rate takes the newest frame from the pipeline's
-:class:`~app.ui.pipeline.FrameSlot` (stale frames are dropped) and updates every widget in
+:class:`~app.live.pipeline.FrameSlot` (stale frames are dropped) and updates every widget in
 place. The GUI computes no analytics.
 """
 
@@ -37,7 +37,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui.heatmap import HeatmapWidget
 from app.ui.ladder import LadderWidget, price_decimals
-from app.ui.pipeline import Pipeline, PipelineConfig
+from app.live.pipeline import Pipeline, PipelineConfig
 from app.ui.status import HealthBar, ProblemBanner, ProblemLog
 from app.ui.tape import SignalTape
 from app.ui.vix_gauge import VixGauge
@@ -72,7 +72,7 @@ class MainWindow(QtWidgets.QMainWindow):
     ----------
     config : PipelineConfig
         Where the data comes from (embedded replay by default).
-    prefs : app.ui.prefs.Prefs, optional
+    prefs : app.config.prefs.Prefs, optional
         UI state storage (geometry, splitters, contrast, profile, options); None = not persisted.
     display_hz : float
         Redraw timer rate (the newest frame is drawn; frames in between are skipped).

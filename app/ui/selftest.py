@@ -81,7 +81,7 @@ def run(args: argparse.Namespace) -> int:
 
     from app.ui.main import make_app, run_window
     from app.ui.main_window import MainWindow
-    from app.ui.pipeline import PipelineConfig
+    from app.live.pipeline import PipelineConfig
 
     from app.ui.crash import install_excepthook
     from app.ui.splash import show_splash

@@ -20,7 +20,7 @@ import traceback
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.trading.config import LIVE_CONFIRM_PHRASE, MODE_LIVE, UNLOCK_CONFIRM_PHRASE, load_trading_settings
+from app.config.trading import LIVE_CONFIRM_PHRASE, MODE_LIVE, UNLOCK_CONFIRM_PHRASE, load_trading_settings
 from app.trading.killswitch import KillState
 
 log = logging.getLogger(__name__)
@@ -496,7 +496,7 @@ def attach_trading(window, context) -> TradingController:
     try:
         settings = load_trading_settings()
     except ValueError as exc:
-        from app.trading.config import TradingSettings
+        from app.config.trading import TradingSettings
 
         if report:
             report("warning", f"Trading settings ignored (defaults used): {exc}")

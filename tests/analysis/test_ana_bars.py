@@ -7,9 +7,9 @@ import pytest
 from app.analysis import advanced as adv
 from app.analysis import battle_navale as bn
 from app.analysis.analyzers import Analyzers, make_view
-from app.analysis.frame import BAR_DTYPE
+from app.market.bars import BAR_DTYPE
 from app.config.profiles import load_profile
-from app.feeds.events import Instrument
+from app.core.events import Instrument
 
 PROF = load_profile("development")
 BNP = bn.bn_params(PROF.section("battle_navale"))

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 
 from app.analysis.analyzers import Analyzers, StepResult, make_view
-from app.analysis.frame import BAR_DTYPE
+from app.market.bars import BAR_DTYPE
 from app.config.profiles import load_profile
-from app.feeds.events import SIDE_ASK, Instrument, trade_events
+from app.core.events import SIDE_ASK, Instrument, trade_events
 from app.market.model import MarketModel
 
 ES = Instrument("ESH4", 0.25, 12.5)

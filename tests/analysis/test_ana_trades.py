@@ -7,7 +7,7 @@ import pytest
 from app.analysis import advanced as adv
 from app.analysis import orderflow as of
 from app.config.profiles import load_profile
-from app.feeds.events import SIDE_ASK, SIDE_BID, trade_events
+from app.core.events import SIDE_ASK, SIDE_BID, trade_events
 
 ADVP = adv.adv_params(load_profile("development").section("advanced"))
 S = 1_000_000_000

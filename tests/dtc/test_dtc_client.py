@@ -13,7 +13,7 @@ from app.dtc import client as CL
 from app.dtc import codec as C
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType as T
-from app.feeds import events as ev
+from app.core import events as ev
 
 TICK = 0.25
 
@@ -378,7 +378,7 @@ def test_garbage_from_server_is_counted_not_raised():
 def test_probe_prints_a_sane_book_and_exit_codes():
     import io
 
-    from app.dtc import probe
+    from app.cli import probe
 
     async def main():
         srv = FakeServer()
@@ -406,7 +406,7 @@ def test_probe_prints_a_sane_book_and_exit_codes():
 
 
 def test_probe_address_parsing():
-    from app.dtc.probe import parse_address
+    from app.cli.probe import parse_address
 
     assert parse_address("127.0.0.1:11099") == ("127.0.0.1", 11099)
     assert parse_address("[::1]:5000") == ("::1", 5000)

@@ -16,7 +16,7 @@ from app.dtc import batch as B
 from app.dtc import codec as C
 from app.dtc import messages as M
 from app.dtc.messages import Encoding
-from app.feeds import events as ev
+from app.core import events as ev
 
 ENCODINGS = [Encoding.BINARY, Encoding.JSON, Encoding.JSON_COMPACT]
 

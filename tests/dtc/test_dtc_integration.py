@@ -13,9 +13,9 @@ import pytest
 
 from app.dtc.client import DTCClient
 from app.dtc.messages import Encoding
-from app.dtc.server import DTCServer
-from app.feeds.events import KIND_DEPTH, KIND_TRADE
-from app.feeds.refbook import ReferenceBook
+from app.sim.server import DTCServer
+from app.core.events import KIND_DEPTH, KIND_TRADE
+from app.market.refbook import ReferenceBook
 from app.feeds.samples import load_default_sample
 
 

@@ -20,9 +20,9 @@ import app.dtc.client as client_mod
 from app.dtc import batch as B
 from app.dtc.client import DTCClient
 from app.dtc.messages import Encoding, LogonFlags
-from app.dtc.server import DTCServer
-from app.feeds import events as ev
-from app.feeds.refbook import ReferenceBook
+from app.sim.server import DTCServer
+from app.core import events as ev
+from app.market.refbook import ReferenceBook
 from app.feeds.samples import load_default_sample
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from app.feeds.binance import BinanceError, read_binance_gz
-from app.feeds.events import (
+from app.core.events import (
     FLAG_BATCH_END,
     FLAG_SNAPSHOT,
     KIND_DEPTH,
@@ -19,7 +19,7 @@ from app.feeds.events import (
     SIDE_ASK,
     SIDE_BID,
 )
-from app.feeds.refbook import ReferenceBook
+from app.market.refbook import ReferenceBook
 
 
 @pytest.fixture(scope="module")

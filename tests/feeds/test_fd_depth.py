@@ -25,7 +25,7 @@ from app.feeds.depthfile import (
     read_depth_events,
     write_depth,
 )
-from app.feeds.events import (
+from app.core.events import (
     FLAG_BATCH_END,
     FLAG_SNAPSHOT,
     KIND_DEPTH,
@@ -48,7 +48,7 @@ def es_hour(shared_data):
 
 
 def _books_at_batch_ends(ev):
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
 
     book = ReferenceBook()
     ends = np.flatnonzero(ev["flags"] & FLAG_BATCH_END)
@@ -60,7 +60,7 @@ def _books_at_batch_ends(ev):
 
 
 def test_es_mbo_depth_round_trip_same_book_every_batch(es_hour, tmp_path):
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
 
     src = es_hour.events[es_hour.events["kind"] == KIND_DEPTH]
     recs = events_to_depth_records(src, es_hour.instrument)
@@ -140,7 +140,7 @@ def test_bad_header_and_partial_tail(tmp_path):
 
 
 def test_day_writer_rolls_with_snapshot(tmp_path, es_hour):
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
 
     src = es_hour.events[es_hour.events["kind"] == KIND_DEPTH][:5000].copy()
     ends = np.flatnonzero(src["flags"] & FLAG_BATCH_END)

@@ -19,7 +19,7 @@ from app.feeds.depthfile import (
     events_to_depth_records,
     read_depth_events,
 )
-from app.feeds.events import FLAG_BATCH_END, KIND_DEPTH, KIND_TRADE
+from app.core.events import FLAG_BATCH_END, KIND_DEPTH, KIND_TRADE
 from app.feeds.follow import SierraFollower
 from app.feeds.scid import ScidHeader, best_bid_ask_at_trades, events_to_scid_records, scid_to_events
 
@@ -55,7 +55,7 @@ def _split_at_batch(depth_ev, frac):
 
 
 def test_writer_process_uneven_chunks_and_day_roll(es, tmp_path):
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
 
     inst = es.instrument
     ev = es.events[:12000]
@@ -65,7 +65,7 @@ def test_writer_process_uneven_chunks_and_day_roll(es, tmp_path):
     # (Sierra starts each day file with one) and the rest
     ref = ReferenceBook()
     ref.apply(dep[:cut])
-    from app.feeds.events import FLAG_SNAPSHOT, OP_CLEAR, OP_SET, SIDE_ASK, SIDE_BID, empty
+    from app.core.events import FLAG_SNAPSHOT, OP_CLEAR, OP_SET, SIDE_ASK, SIDE_BID, empty
 
     lv = [(SIDE_BID, p, s) for p, s in ref.levels(SIDE_BID)] + [(SIDE_ASK, p, s) for p, s in ref.levels(SIDE_ASK)]
     snap = empty(1 + len(lv))
@@ -144,7 +144,7 @@ def test_writer_process_uneven_chunks_and_day_roll(es, tmp_path):
 
 
 def test_truncate_rewrite_restarts_from_header(es, tmp_path, caplog):
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
 
     inst = es.instrument
     dep = es.events[es.events["kind"] == KIND_DEPTH][:3000]

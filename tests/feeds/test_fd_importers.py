@@ -9,14 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from app.feeds.events import KIND_TRADE, SIDE_ASK, SIDE_BID
+from app.core.events import KIND_TRADE, SIDE_ASK, SIDE_BID
 
 
 # ------------------------------------------------------------------------------------ LOBSTER
 
 def test_lobster_book_equals_orderbook_rows(shared_data, tmp_path):
     from app.feeds.lobster import read_lobster
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
 
     mp = shared_data / "lobster" / "AAPL_2012-06-21_34200000_57600000_message_10.csv"
     rec = read_lobster(mp)
@@ -101,7 +101,7 @@ def test_dly_from_cboe_vix_history(shared_data, tmp_path):
 # ------------------------------------------------------------------------------------ source
 
 def test_find_data_dir_and_files(tmp_path):
-    from app.feeds.sierra_source import explain_missing_depth, files_for_symbol, find_sierra_data_dir
+    from app.live.sierra_source import explain_missing_depth, files_for_symbol, find_sierra_data_dir
 
     install = tmp_path / "SierraChart"
     data = install / "Data"
@@ -137,7 +137,7 @@ def _convert(argv):
 def test_convert_dbn_to_sierra_folder_and_back(shared_data, tmp_path, capsys):
     from app.feeds.depthfile import read_depth_events
     from app.feeds.recording import read_recording
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
     from app.feeds.scid import read_scid, scid_to_events
 
     src = shared_data / "databento_cme" / "esh4-glbx-mdp3-20231225.mbo.dbn.zst"
@@ -193,7 +193,7 @@ def test_convert_binance_to_sierra_formats_keeps_fractional_sizes(shared_data, t
     """BTC sizes (0.001 steps) survive .depth/.scid through the size multiplier (auto = 1000)."""
     from app.feeds.depthfile import read_depth_events
     from app.feeds.recording import read_recording
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
     from app.feeds.scid import read_scid_events
 
     out = tmp_path / "Data"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.feeds import events as E
+from app.core import events as E
 from app.feeds import sierra_kernels as K
 from app.feeds.depthfile import (
     DepthStats,

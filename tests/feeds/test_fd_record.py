@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.feeds.events import KIND_DEPTH, KIND_TRADE
+from app.core.events import KIND_DEPTH, KIND_TRADE
 
 
 @pytest.fixture(scope="module")
@@ -19,11 +19,11 @@ def es(shared_data):
 
 
 def test_record_from_dtc_server(es, tmp_path):
-    from app.dtc.server import DTCServer
+    from app.sim.server import DTCServer
     from app.feeds.depthfile import read_depth_events
-    from app.feeds.record_cmd import record_dtc
+    from app.cli.record import record_dtc
     from app.feeds.recording import read_recording
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
 
     out = tmp_path / "es.mrec"
     lines = []
@@ -75,7 +75,7 @@ def test_record_from_dtc_server(es, tmp_path):
 
 
 def test_record_dtc_unreachable(tmp_path):
-    from app.feeds.record_cmd import record_dtc
+    from app.cli.record import record_dtc
 
     lines = []
     code = asyncio.run(record_dtc("127.0.0.1:1", "ESH4", tmp_path / "x.mrec", 1.0, say=lines.append))
@@ -84,9 +84,9 @@ def test_record_dtc_unreachable(tmp_path):
 
 def test_record_from_sierra_folder(es, tmp_path):
     from app.feeds.depthfile import DepthHeader, events_to_depth_records
-    from app.feeds.record_cmd import record_sierra
+    from app.cli.record import record_sierra
     from app.feeds.recording import read_recording
-    from app.feeds.refbook import ReferenceBook
+    from app.market.refbook import ReferenceBook
     from app.feeds.scid import ScidHeader, events_to_scid_records
 
     inst = es.instrument

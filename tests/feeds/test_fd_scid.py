@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from app.feeds.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument, trade_events
+from app.core.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument, trade_events
 from app.feeds.scid import (
     SCID_RECORD_DTYPE,
     ScidError,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.feeds.events import FLAG_BATCH_END
+from app.core.events import FLAG_BATCH_END
 
 
 @pytest.fixture(scope="session")

@@ -8,9 +8,9 @@ anchored later under a book already on it, and the best ask jumped thousands of 
 import numpy as np
 import pytest
 
-from app.feeds import events as ev
-from app.feeds.refbook import ReferenceBook
-from app.feeds.replay import first_trade_index, start_at
+from app.core import events as ev
+from app.market.refbook import ReferenceBook
+from app.sim.replay import first_trade_index, start_at
 from app.feeds.samples import load_default_sample
 from app.market.model import MarketModel
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.feeds.events import (
+from app.core.events import (
     FLAG_BATCH_END,
     KIND_QUOTE,
     OP_CLEAR,
@@ -18,7 +18,7 @@ from app.feeds.events import (
     depth_events,
     empty,
 )
-from app.feeds.refbook import ReferenceBook
+from app.market.refbook import ReferenceBook
 from app.market.model import MarketModel
 
 ES = Instrument("ES", 0.25, 12.5)

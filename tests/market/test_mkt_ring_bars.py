@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from app.analysis.frame import BAR_DTYPE
-from app.feeds.events import SIDE_ASK, SIDE_BID, OP_SET, Instrument, depth_events, trade_events
+from app.market.bars import BAR_DTYPE
+from app.core.events import SIDE_ASK, SIDE_BID, OP_SET, Instrument, depth_events, trade_events
 from app.market import kernels as K
 from app.market.model import MarketModel
 

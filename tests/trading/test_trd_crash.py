@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from app.dtc.client import DTCClient
-from app.dtc.server import DTCServer
-from app.trading.config import TradingSettings
+from app.sim.server import DTCServer
+from app.config.trading import TradingSettings
 from app.trading.dtc_broker import DtcBroker
 from app.trading.journal import Journal
 from app.trading.killswitch import KillState

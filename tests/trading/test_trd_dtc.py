@@ -7,9 +7,9 @@ import asyncio
 import numpy as np
 
 from app.dtc.client import DTCClient
-from app.dtc.server import DTCServer
-from app.feeds.events import KIND_TRADE
-from app.trading.config import TradingSettings
+from app.sim.server import DTCServer
+from app.core.events import KIND_TRADE
+from app.config.trading import TradingSettings
 from app.trading.dtc_broker import DtcBroker
 from app.trading.journal import Journal
 from app.trading.killswitch import KillState

@@ -12,11 +12,11 @@ import pytest
 from app import cli
 from app.analysis.frame import PatternHit, Signal, SignalOutcome
 from app.trading import journal as J
-from app.trading.config import TradingSettings
+from app.config.trading import TradingSettings
 from app.trading.journal import Journal
 from app.trading.orders import MARKET, OrderTicket
 from app.trading.paper import PaperBroker
-from app.trading.report_cmd import build_report, format_report
+from app.cli.report import build_report, format_report
 from app.trading.session import TradingSession
 
 

@@ -8,8 +8,8 @@ import sqlite3
 import numpy as np
 
 from app.analysis.frame import PatternHit, Signal
-from app.feeds.events import KIND_TRADE
-from app.trading.config import TradingSettings
+from app.core.events import KIND_TRADE
+from app.config.trading import TradingSettings
 from app.trading.journal import Journal
 from app.trading.killswitch import KillState
 from app.trading.orders import MARKET, OrderState, OrderTicket

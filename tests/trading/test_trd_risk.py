@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from app.trading.config import TradingSettings
+from app.config.trading import TradingSettings
 from app.trading.journal import Journal
 from app.trading.orders import INTENT_REDUCE, MARKET, OrderTicket, now_ns
 from app.trading.paper import PaperBroker

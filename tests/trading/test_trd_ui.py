@@ -14,7 +14,7 @@ qasync = pytest.importorskip("qasync")
 from PySide6 import QtCore, QtTest, QtWidgets  # noqa: E402
 
 from app.analysis.frame import PatternHit, Signal  # noqa: E402
-from app.trading.config import TradingSettings  # noqa: E402
+from app.config.trading import TradingSettings  # noqa: E402
 from app.trading.journal import Journal  # noqa: E402
 from app.trading.killswitch import KillState  # noqa: E402
 from app.trading.paper import PaperBroker  # noqa: E402
@@ -197,7 +197,8 @@ def test_ladder_double_click_opens_a_limit_ticket_at_that_row(rig, qtbot):
 def test_frames_journal_each_signal_once_and_each_decided_outcome_once(rig):
     import numpy as np
 
-    from app.analysis.frame import BAR_DTYPE, AnalysisFrame, SignalOutcome
+    from app.analysis.frame import AnalysisFrame, SignalOutcome
+    from app.market.bars import BAR_DTYPE
 
     sig = make_signal(rig.s, +1)
     z = np.zeros((1, 1), np.float32)

@@ -13,8 +13,8 @@ import sys
 
 async def main(port: int, journal_path: str) -> int:
     from app.dtc.client import DTCClient
-    from app.feeds.events import Instrument
-    from app.trading.config import TradingSettings
+    from app.core.events import Instrument
+    from app.config.trading import TradingSettings
     from app.trading.dtc_broker import DtcBroker
     from app.trading.journal import Journal
     from app.trading.orders import MARKET, OrderTicket

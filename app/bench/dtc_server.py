@@ -1,0 +1,161 @@
+"""Benchmark: built-in DTC server -> client over loopback, depth messages per second, sustained.
+
+The server replays the shipped real ES hour at maximum speed (looping) to one subscribed client;
+the client runs in a thread with a blocking socket and only counts bytes (so the figure is the
+server's send path: replay clock, book, batch encoding, socket writes). A figure is taken from
+resume until the client has received every byte the server sent.
+
+Baseline (same run, same loopback): a plain asyncio server that builds one message object per
+depth event and encodes it with :func:`app.dtc.codec.encode` (the per-message path).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+
+from app.dtc import codec
+from app.dtc import messages as M
+from app.dtc.messages import Encoding
+from app.core.events import KIND_DEPTH
+
+TARGET_MSGS_PER_S = 200_000
+
+
+class _Counter:
+    def __init__(self, port: int, encoding: Encoding, subscribe: bool):
+        self.port = port
+        self.encoding = encoding
+        self.subscribe = subscribe
+        self.bytes = 0
+        self.stop = False
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True, name="bench-client")
+
+    def _run(self) -> None:
+        s = socket.create_connection(("127.0.0.1", self.port), timeout=10)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:
+            if self.subscribe:
+                if self.encoding != Encoding.BINARY:
+                    s.sendall(codec.encoding_request(self.encoding))
+                    got = b""
+                    while len(got) < 16:
+                        got += s.recv(16 - len(got))
+                    self.bytes += len(got)
+                enc = self.encoding
+                s.sendall(codec.encode(M.LogonRequest(HeartbeatIntervalInSeconds=60, ClientName="bench"), enc))
+                s.sendall(codec.encode(M.MarketDepthRequest(RequestAction=1, SymbolID=1, Symbol="ESH4"), enc))
+            self.ready.set()
+            s.settimeout(0.5)
+            while not self.stop:
+                try:
+                    data = s.recv(1 << 20)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                self.bytes += len(data)
+        finally:
+            s.close()
+
+    def start(self) -> "_Counter":
+        self.thread.start()
+        return self
+
+
+async def _wait(pred, timeout: float) -> bool:
+    end = time.perf_counter() + timeout
+    while time.perf_counter() < end:
+        if pred():
+            return True
+        await asyncio.sleep(0.005)
+    return pred()
+
+
+async def _server_rate(rec, encoding: Encoding, seconds: float) -> tuple[float, int]:
+    from app.sim.server import DTCServer
+
+    srv = DTCServer(rec, port=0, speed=0, loop_replay=True, paused=True)
+    await srv.start()
+    try:
+        cl = _Counter(srv.port, encoding, subscribe=True).start()
+        ok = await _wait(lambda: any(c.depth_subs for c in srv.conns.values()), 10)
+        if not ok:
+            raise RuntimeError("benchmark client did not subscribe")
+        await _wait(lambda: cl.bytes >= srv.stats["bytes_out"], 5)
+        d0 = srv.stats["depth_messages_out"]
+        t0 = time.perf_counter()
+        srv.resume()
+        await asyncio.sleep(seconds)
+        srv.pause()
+        target = srv.stats["bytes_out"]
+        await _wait(lambda: cl.bytes >= target, 30)
+        t1 = time.perf_counter()
+        n = srv.stats["depth_messages_out"] - d0
+        cl.stop = True
+        return n / (t1 - t0), n
+    finally:
+        await srv.stop()
+
+
+async def _baseline_rate(rec, n_events: int) -> float:
+    dep = rec.events[rec.events["kind"] == KIND_DEPTH][:n_events]
+    tick = rec.instrument.tick_size
+    cols = (dep["side"].tolist(), (dep["price"] * tick).tolist(), dep["size"].tolist(), dep["op"].tolist(),
+            (dep["ts"] / 1e9).tolist(), dep["num_orders"].tolist())
+    total = {"bytes": 0}
+    done = asyncio.Event()
+
+    async def handler(reader, writer):
+        for i, (sd, px, q, op, ts, no) in enumerate(zip(*cols)):
+            data = codec.encode(M.MarketDepthUpdateLevel(SymbolID=1, Side=sd, Price=px, Quantity=q, UpdateType=op,
+                                                         DateTime=ts, NumOrders=no), Encoding.BINARY)
+            writer.write(data)
+            total["bytes"] += len(data)
+            if i % 1000 == 999:
+                await writer.drain()
+        await writer.drain()
+        done.set()
+
+    server = await asyncio.start_server(handler, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        t0 = time.perf_counter()
+        cl = _Counter(port, Encoding.BINARY, subscribe=False).start()
+        await asyncio.wait_for(done.wait(), 120)
+        await _wait(lambda: cl.bytes >= total["bytes"], 30)
+        t1 = time.perf_counter()
+        cl.stop = True
+        return len(dep) / (t1 - t0)
+    finally:
+        server.close()
+
+
+def bench_server_depth(args):
+    """Yield server->client depth msgs/s (binary with target, JSON informative), each vs the baseline."""
+    from app.feeds.samples import load_default_sample
+
+    rec = load_default_sample()
+    quick = bool(getattr(args, "quick", False))
+    seconds = 1.5 if quick else 4.0
+    base = asyncio.run(_baseline_rate(rec, 20_000 if quick else 60_000))
+    for enc, name, target in ((Encoding.BINARY, "binary", TARGET_MSGS_PER_S), (Encoding.JSON, "json", None)):
+        rate, n = asyncio.run(_server_rate(rec, enc, seconds))
+        yield {
+            "name": f"dtc_server_depth_loopback_{name}",
+            "value": round(rate),
+            "unit": "depth msgs/s",
+            "baseline": round(base),
+            "ratio": round(rate / base, 2) if base else None,
+            "target": target,
+            "messages": n,
+            "baseline_kind": "per-message objects + codec.encode, binary, same loopback",
+        }
+
+
+BENCHMARKS = {"dtc_server_depth": bench_server_depth}
+
+__all__ = ["BENCHMARKS", "bench_server_depth"]

@@ -1,0 +1,261 @@
+"""``mia-elite analyze RECORDING``: run a recording through the analysis engine, headless.
+
+RECORDING is one of:
+
+* ``default``: the shipped real CME ES sample (:func:`app.feeds.samples.load_default_sample`);
+* a MIA recording, ``*.mrec`` or ``*.mrec.zst`` (:func:`app.feeds.recording.read_recording`);
+* a Databento MBO file, ``*.dbn`` or ``*.dbn.zst`` (:func:`app.feeds.dbn.read_dbn_mbo`);
+* a Binance capture, ``*.gz`` (one ``<recv_ns> <json>`` line per message, as in
+  hftbacktest's ``btcusdt_20240808.gz``; :func:`app.feeds.binance.read_binance_gz`).
+
+The events go through the same :class:`~app.live.engine.AnalysisEngine` as the GUI, on its
+synchronous path, cut at the recording's batch ends. Steps run in market time, so the output
+depends only on the input and the profile: two runs print the same signals. ``--speed max``
+(the default) runs as fast as possible; ``--speed N`` paces the replay at N x real time.
+
+Output: each signal with its reasons (patterns and values), bracket, size and forward outcome,
+then a summary (events, events/s, signals, precision per pattern). ``--json`` prints one JSON
+document instead; wall-clock figures are under its ``"timing"`` key only, everything else is
+deterministic.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from app.core.events import chunks
+
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare the command's options."""
+    p.add_argument("recording", help="'default', a .mrec/.mrec.zst, a DBN .dbn/.dbn.zst, or a Binance .gz")
+    p.add_argument("--profile", default="production",
+                   help="analysis profile: scalping, production, development, budget (default production)")
+    p.add_argument("--vix", metavar="FILE", default=None,
+                   help="daily VIX history (CBOE VIX_History.csv); default: the shipped copy")
+    p.add_argument("--vix3m", metavar="FILE", default=None, help="VIX3M history for the term structure")
+    p.add_argument("--json", action="store_true", help="print one JSON document")
+    p.add_argument("--speed", default="max", help="'max' (default) or a multiple of real time, e.g. 10")
+    p.add_argument("--twin", action="store_true", help="use the plain NumPy twins instead of numba")
+
+
+def load_any(spec: str):
+    """Load a recording from ``default`` or a path, by its suffix.
+
+    Raises
+    ------
+    FileNotFoundError
+        The path does not exist.
+    ValueError
+        Unknown suffix (the message lists the known ones).
+    """
+    if spec == "default":
+        from app.feeds.samples import load_default_sample
+
+        return load_default_sample()
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"recording not found: {path}")
+    name = path.name.lower()
+    if name.endswith((".mrec", ".mrec.zst")):
+        from app.feeds.recording import read_recording
+
+        return read_recording(path)
+    if name.endswith((".dbn", ".dbn.zst")):
+        from app.feeds.dbn import read_dbn_mbo
+
+        return read_dbn_mbo(path)
+    if name.endswith(".gz"):
+        try:
+            from app.feeds.binance import read_binance_gz
+        except ImportError as exc:
+            raise ValueError(f"{path}: the Binance reader is not available ({exc})") from exc
+        return read_binance_gz(path)
+    raise ValueError(f"{path}: unknown recording type (known: default, .mrec, .mrec.zst, .dbn, .dbn.zst, .gz)")
+
+
+def _px(ticks: int, tick: float):
+    """Ticks to a price rounded to 10 decimals (no float noise in the JSON); None when < 0."""
+    return round(ticks * tick, 10) if ticks >= 0 else None
+
+
+def _iso(ns: int) -> str:
+    return _dt.datetime.fromtimestamp(ns / 1e9, _dt.timezone.utc).isoformat(timespec="milliseconds")
+
+
+def _hit_dict(h, tick: float) -> dict:
+    return {
+        "name": h.name,
+        "family": h.family,
+        "ts": int(h.ts),
+        "price": round(h.price * tick, 10) if h.price else None,
+        "side": int(h.side),
+        "strength": round(float(h.strength), 6),
+        "detail": h.detail,
+        "values": {str(k): (round(float(v), 6) if isinstance(v, (int, float)) else str(v)) for k, v in h.values},
+    }
+
+
+def _outcome_dict(o) -> dict | None:
+    if o is None:
+        return None
+    r = lambda v: None if v is None else round(float(v), 6)  # noqa: E731
+    return {"move_1m": r(o.move_1m), "move_5m": r(o.move_5m), "move_15m": r(o.move_15m),
+            "mfe": r(o.mfe), "mae": r(o.mae), "first": o.first, "complete": bool(o.complete),
+            "ended_early": bool(o.ended_early)}
+
+
+def _signal_dict(s, outcome, tick: float) -> dict:
+    return {
+        "id": int(s.id),
+        "ts": int(s.ts),
+        "time": _iso(s.ts),
+        "side": "long" if s.side > 0 else "short",
+        "score": round(float(s.score), 6),
+        "components": {str(k): round(float(v), 6) for k, v in s.components},
+        "entry": round(s.entry * tick, 10),
+        "stop": round(s.stop * tick, 10),
+        "target": round(s.target * tick, 10),
+        "size": int(s.size),
+        "regime": s.regime,
+        "reasons": [_hit_dict(h, tick) for h in s.reasons],
+        "outcome": _outcome_dict(outcome),
+    }
+
+
+def analyze(recording, profile="production", vix_history=None, speed: float | None = None,
+            use_numba: bool = True) -> dict:
+    """Run ``recording`` through the engine; returns the report dict (see the module docstring).
+
+    Parameters
+    ----------
+    recording : Recording
+    profile : str or Profile
+    vix_history : VixHistory, optional (default: the analyzers' shipped history)
+    speed : float or None
+        None = as fast as possible; else pace at ``speed`` x real time.
+    use_numba : bool
+    """
+    from app.live.engine import AnalysisEngine
+
+    inst = recording.instrument
+    eng = AnalysisEngine(inst, profile, vix_history=vix_history, use_numba=use_numba)
+    t_start = time.perf_counter()
+    eng.warm_up()
+    t0 = time.perf_counter()
+    ev = recording.events
+    m0 = int(ev["ts"][0]) if len(ev) else 0
+    for c in chunks(ev):
+        if speed:
+            due = (int(c["ts"][0]) - m0) / 1e9 / speed
+            lag = due - (time.perf_counter() - t0)
+            if lag > 0:
+                time.sleep(lag)
+        eng.process(c)
+    eng.finish(end_of_data=True)
+    wall = time.perf_counter() - t0
+    tick = inst.tick_size
+    outcomes = eng.outcomes
+    precision = eng.precision
+    sigs = [_signal_dict(s, outcomes.get(s.id), tick) for s in eng.all_signals]
+    per_pattern = {str(k): {"decided": int(v[0]), "target_first": int(v[1]), "precision": round(float(v[2]), 6)}
+                   for k, v in sorted(precision.items())}
+    counts: dict[str, int] = {}
+    for s in eng.all_signals:
+        for h in s.reasons:
+            counts[h.name] = counts.get(h.name, 0) + 1
+    frame = eng.snapshot_frame()
+    return {
+        "recording": {"symbol": inst.symbol, "tick_size": tick, "source": recording.source,
+                      "start": _iso(recording.start_ns) if len(ev) else None,
+                      "end": _iso(recording.end_ns) if len(ev) else None},
+        "profile": getattr(eng.profile, "name", str(profile)),
+        "events": int(eng.model.events_applied),
+        "steps": int(eng.steps),
+        "errors": int(eng.errors),
+        "last_error": eng.last_error,
+        "signals": sigs,
+        "summary": {
+            "signals": len(sigs),
+            "long": sum(1 for s in sigs if s["side"] == "long"),
+            "short": sum(1 for s in sigs if s["side"] == "short"),
+            "signals_per_pattern": dict(sorted(counts.items())),
+            "precision_per_pattern": per_pattern,
+            "best_bid": _px(frame.best_bid, tick),
+            "best_ask": _px(frame.best_ask, tick),
+            "cum_delta": round(eng.model.cum_delta, 6),
+            "poc": _px(eng.model.volume_profile()[0], tick),
+        },
+        "timing": {"wall_s": round(wall, 4), "events_per_s": round(len(ev) / wall, 1) if wall > 0 else None,
+                   "compile_s": round(eng.compile_seconds, 4),
+                   "total_s": round(time.perf_counter() - t_start, 4)},
+    }
+
+
+def _print_text(rep: dict, out) -> None:
+    r = rep["recording"]
+    print(f"{r['symbol']}  {r['start']} .. {r['end']}  profile {rep['profile']}", file=out)
+    print(f"source: {r['source']}", file=out)
+    for s in rep["signals"]:
+        o = s["outcome"] or {}
+        print(f"\n#{s['id']} {s['time']} {s['side'].upper()} score {s['score']:.3f} size {s['size']} "
+              f"entry {s['entry']:g} stop {s['stop']:g} target {s['target']:g} regime {s['regime'] or '-'}",
+              file=out)
+        for h in s["reasons"]:
+            print(f"    {h['family']}/{h['name']} {h['strength']:.2f}  {h['detail']}", file=out)
+        fmt = lambda v: "-" if v is None else f"{v:+.1f}"  # noqa: E731
+        print(f"    outcome: 1m {fmt(o.get('move_1m'))}  5m {fmt(o.get('move_5m'))}  15m {fmt(o.get('move_15m'))}"
+              f" ticks, MFE {fmt(o.get('mfe'))}, MAE {fmt(o.get('mae'))}, first: {o.get('first') or 'neither'}"
+              f"{' (data ended)' if o.get('ended_early') else ''}", file=out)
+    sm, tm = rep["summary"], rep["timing"]
+    print("\nsummary", file=out)
+    print(f"  events {rep['events']:,}  in {tm['wall_s']:.2f} s  = {tm['events_per_s'] or 0:,.0f} events/s"
+          f"  (kernels ready in {tm['compile_s']:.2f} s)  steps {rep['steps']:,}", file=out)
+    print(f"  signals {sm['signals']} ({sm['long']} long, {sm['short']} short)", file=out)
+    if sm["precision_per_pattern"]:
+        print("  precision per pattern (decided, target first, precision):", file=out)
+        for k, v in sm["precision_per_pattern"].items():
+            print(f"    {k:<20} {v['decided']:>4} {v['target_first']:>4} {v['precision']:.2f}", file=out)
+    if rep["errors"]:
+        print(f"  analyzer errors: {rep['errors']} (last below)\n{rep['last_error']}", file=out)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the command; 0 on success, 2 on a bad argument or unreadable input."""
+    speed = None
+    if str(args.speed).lower() != "max":
+        try:
+            speed = float(args.speed)
+            if not speed > 0:
+                raise ValueError
+        except ValueError:
+            print(f"analyze: --speed must be 'max' or a positive number, got {args.speed!r}", file=sys.stderr)
+            return 2
+    try:
+        rec = load_any(args.recording)
+        vix = None
+        if args.vix:
+            from app.feeds.vix_history import load_vix_history
+
+            vix = load_vix_history(args.vix, args.vix3m)
+        from app.live.engine import resolve_profile
+
+        profile = resolve_profile(args.profile)
+    except (OSError, ValueError) as exc:
+        print(f"analyze: {exc}", file=sys.stderr)
+        return 2
+    rep = analyze(rec, profile, vix_history=vix, speed=speed, use_numba=not args.twin)
+    if args.json:
+        json.dump(rep, sys.stdout, indent=1, sort_keys=True)
+        sys.stdout.write("\n")
+    else:
+        _print_text(rep, sys.stdout)
+    return 0

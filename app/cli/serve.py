@@ -1,0 +1,170 @@
+"""``mia-elite serve``: run the built-in DTC server replaying a recording, with paper fills.
+
+Examples
+--------
+``mia-elite serve`` replays the shipped real CME ES hour at real time on 127.0.0.1:11199.
+``mia-elite serve ../shared/data/databento_cme/esh4-glbx-mdp3-20231225.mbo.dbn.zst --speed 10``
+``mia-elite serve my.mrec --port 0 --speed 0 --no-loop --seconds 30`` (maximum speed, then exit).
+
+While it runs in a terminal, type a command and Enter: ``p`` pause, ``r`` resume, ``s X`` speed X
+(``s 0`` = maximum), ``i`` statistics, ``q`` quit.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+import threading
+from pathlib import Path
+
+from app.dtc.messages import Encoding
+
+log = logging.getLogger(__name__)
+
+_ENC = {"auto": None, "binary": Encoding.BINARY, "json": Encoding.JSON, "compact": Encoding.JSON_COMPACT}
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """Declare ``serve``'s options."""
+    from app.sim.server import DEFAULT_ACCOUNT, DEFAULT_PORT
+
+    p.add_argument("recordings", nargs="*", metavar="RECORDING",
+                   help="recording(s) to replay: .mrec / .mrec.zst, or Databento .mbo.dbn(.zst) "
+                        "(default: the shipped ES sample)")
+    p.add_argument("--host", default="127.0.0.1", help="listening address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"listening port (default {DEFAULT_PORT}; 0 = any free)")
+    p.add_argument("--speed", type=float, default=1.0, help="replay speed, 1 = real time, 0 = maximum (default 1)")
+    p.add_argument("--no-loop", action="store_true", help="stop replaying at the end instead of starting again")
+    p.add_argument("--paused", action="store_true", help="start with the replay paused")
+    p.add_argument("--from-start", action="store_true",
+                   help="replay from the recording's first event (default: from the opening trade, with the "
+                        "book at that moment; CME's pre-open book can be crossed)")
+    p.add_argument("--encoding", choices=sorted(_ENC), default="auto",
+                   help="auto: clients negotiate (binary by default); or a fixed encoding")
+    p.add_argument("--account", default=DEFAULT_ACCOUNT, help=f"simulated trade account (default {DEFAULT_ACCOUNT})")
+    p.add_argument("--commission", type=float, default=0.0, help="USD per contract per fill (default 0)")
+    p.add_argument("--slippage", type=int, default=0, help="ticks against market/stop fills (default 0)")
+    p.add_argument("--max-gap", type=float, default=5.0, help="longest replay pause between events, s (default 5)")
+    p.add_argument("--seconds", type=float, default=None, help="exit after this many seconds")
+
+
+def load_recording(path: str | Path):
+    """Load a ``.mrec``/``.mrec.zst`` recording or convert a Databento MBO ``.dbn``/``.dbn.zst`` file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        If it is neither (message names the file).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"recording not found: {path}")
+    if ".dbn" in path.name:
+        from app.feeds.dbn import read_dbn_mbo
+
+        return read_dbn_mbo(path)
+    from app.feeds.recording import read_recording
+
+    return read_recording(path)
+
+
+def _stdin_control(loop: asyncio.AbstractEventLoop, server, stop: asyncio.Event) -> None:
+    def handle(line: str) -> None:
+        parts = line.strip().split()
+        if not parts:
+            return
+        cmd = parts[0].lower()
+        if cmd == "p":
+            server.pause()
+            print("paused", flush=True)
+        elif cmd == "r":
+            server.resume()
+            print("resumed", flush=True)
+        elif cmd == "s" and len(parts) > 1:
+            try:
+                server.set_speed(float(parts[1]))
+                print(f"speed {parts[1]}", flush=True)
+            except ValueError:
+                print("usage: s SPEED (0 = maximum)", flush=True)
+        elif cmd == "i":
+            print(json.dumps(server.stats), flush=True)
+        elif cmd == "q":
+            stop.set()
+        else:
+            print("commands: p pause, r resume, s X speed (0 = max), i stats, q quit", flush=True)
+
+    def reader() -> None:
+        for line in sys.stdin:
+            loop.call_soon_threadsafe(handle, line)
+        # stdin closed: keep serving
+
+    threading.Thread(target=reader, name="serve-stdin", daemon=True).start()
+
+
+async def serve(args: argparse.Namespace) -> int:
+    """Run the server until ``--seconds`` elapse, ``q`` is typed, or the task is cancelled."""
+    from app.sim.server import DTCServer
+
+    if args.recordings:
+        recs = [load_recording(p) for p in args.recordings]
+    else:
+        from app.feeds.samples import load_default_sample
+
+        recs = [load_default_sample()]
+    server = DTCServer(
+        recs,
+        host=args.host,
+        port=args.port,
+        speed=args.speed,
+        loop_replay=not args.no_loop,
+        paused=args.paused,
+        account=args.account,
+        commission_per_contract=args.commission,
+        slippage_ticks=args.slippage,
+        max_gap_s=args.max_gap,
+        encoding=_ENC[args.encoding],
+        start_at_open=not args.from_start,
+    )
+    await server.start()
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"warning: listening on {args.host}: this server has no TLS and no authentication; "
+              "keep it on 127.0.0.1 unless you know the network", file=sys.stderr, flush=True)
+    syms = ", ".join(f"{s.inst.symbol} ({len(s.clock.events)} events)" for s in server.symbols.values())
+    speed = "maximum" if args.speed <= 0 else f"x{args.speed:g}"
+    print(f"MIA Elite DTC server on {args.host}:{server.port}: {syms}; speed {speed}; account {args.account}",
+          flush=True)
+    stop = asyncio.Event()
+    if sys.stdin is not None and sys.stdin.isatty():
+        _stdin_control(asyncio.get_running_loop(), server, stop)
+    try:
+        if args.seconds is not None:
+            try:
+                await asyncio.wait_for(stop.wait(), args.seconds)
+            except asyncio.TimeoutError:
+                pass
+        else:
+            await stop.wait()
+    finally:
+        stats = server.stats
+        await server.stop()
+        print(json.dumps({"stats": stats}), flush=True)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry point of ``mia-elite serve``; returns the exit code (2 for a bad recording/port)."""
+    try:
+        return asyncio.run(serve(args))
+    except KeyboardInterrupt:
+        return 0
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"mia-elite serve: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"mia-elite serve: {exc}", file=sys.stderr)
+        return 2

@@ -1,0 +1,599 @@
+"""The worker engine: market model + analyzers on one thread, publishing immutable frames.
+
+Flow (DESIGN.md section 2)::
+
+    submit(batch) --queue--> worker thread: MarketModel.apply -> Analyzers.step (every
+    analysis interval of market time) -> AnalysisFrame (copies) -> on_frame(frame)
+
+Timing rule
+-----------
+Analysis steps are scheduled in **market time** (the events' ``ts``), never wall time: a step
+runs at every multiple of ``engine.analysis_interval_ms`` that the stream crosses, and sees
+exactly the events stamped before it. Intervals with no event are skipped (nothing changed).
+So a replay at maximum speed, a replay at 1x and the synchronous path give the same steps and
+the same signals for the same input, whatever the batch sizes. Frames are published to the GUI
+at most every ``publish_interval_s`` of wall time (the GUI shows the newest anyway) and at once
+when a step produced a signal. A changed state is never held longer than that: when the queue runs
+dry the worker waits for the next batch only until the next publish is due (last publish +
+``publish_interval_s``), then publishes; when that time has already passed it publishes at once.
+(An idle worker with nothing new waits on the queue; :meth:`stop` wakes it.)
+
+Errors
+------
+An exception in an analyzer step is caught, its traceback is sent to ``on_error`` and put in
+the next ``AnalysisFrame.error``, and the engine keeps running (the market model is intact).
+``AnalysisFrame.error`` carries only what is new since the previous frame: the newest error
+text reported since then, else ``""`` (a consumer that shows it once per frame shows each error
+once). ``frame.timings["errors_new"]`` counts the errors since the previous frame and
+``frame.timings["errors_total"]`` all errors of the run (:attr:`AnalysisEngine.errors`);
+:attr:`AnalysisEngine.last_error` keeps the newest text. An
+exception in the market model (the book may be inconsistent) is reported the same way and
+stops the worker with ``state == "error"``. Nothing is swallowed silently.
+
+Threads: the worker owns every mutable array; ``submit`` only enqueues (O(1)); ``on_frame`` and
+``on_error`` are called on the worker thread (a GUI hands them to its own thread).
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import traceback
+from typing import Callable
+
+import numpy as np
+
+from app.analysis.frame import AnalysisFrame
+from app.core.events import EVENT_DTYPE, Instrument
+from app.paths import numba_cache_setup
+
+numba_cache_setup()  # before any kernel module imports numba (user cache folder)
+
+log = logging.getLogger(__name__)
+
+#: Engine keys and the defaults used when a profile lacks them.
+ENGINE_DEFAULTS = {
+    "engine.analysis_interval_ms": 250,
+    "engine.heatmap_column_ms": 250,
+    "engine.heatmap_rows": 400,
+    "engine.bar_seconds": 60,
+}
+
+STATES = ("idle", "compiling", "running", "stopped", "error")
+
+_STOP = object()
+
+#: Longest single wait on the queue when nothing is waiting to be published (s); a stop request
+#: wakes the worker at once through the queue, so this only bounds a lost wake-up.
+_IDLE_WAIT_S = 0.5
+
+
+def resolve_profile(profile, overrides: dict | None = None):
+    """A profile object from a name, a profile object or ``None`` (``production``).
+
+    Raises
+    ------
+    app.config.profiles.ProfileError
+        Unknown profile name or bad override (names the key and the allowed range).
+    """
+    if profile is None:
+        profile = "production"
+    if isinstance(profile, str):
+        from app.config.profiles import load_profile
+
+        return load_profile(profile, overrides)
+    return profile
+
+
+def _make_analyzers(profile, instrument, vix_history, use_numba=True):
+    from app.analysis.analyzers import Analyzers
+
+    return Analyzers(profile, instrument, vix_history=vix_history, use_numba=use_numba)
+
+
+class AnalysisEngine:
+    """Market model and analyzers on a worker thread (or synchronously).
+
+    Parameters
+    ----------
+    instrument : Instrument
+        Symbol, tick size and tick value.
+    profile : Profile or str or None
+        An analysis profile (``app.config.profiles.Profile``) or its name; ``None`` =
+        ``production``. Its ``engine.*`` keys size the model and time the steps.
+    on_frame : callable(AnalysisFrame) -> None, optional
+        Receives every published frame (on the worker thread).
+    vix_history : optional
+        Daily VIX history handed to the analyzers (``app.feeds.vix_history.VixHistory``).
+    on_error : callable(str) -> None, optional
+        Receives error texts with their traceback (on the worker thread).
+    use_numba : bool
+        False runs the plain NumPy/Python twins of the model's kernels.
+    history_s : float
+        Seconds of heatmap history (default one hour).
+    window_cols : int
+        Heatmap columns in a frame and in the analyzers' view.
+    publish_interval_s : float
+        Minimum wall time between two frames (a signal publishes at once), s. A changed state
+        is published at most this long after the previous frame (never later for lack of new
+        batches).
+    analyzers : object, optional
+        Use this analyzer facade (``step(view) -> StepResult``) instead of building
+        ``app.analysis.analyzers.Analyzers`` (tests).
+
+    Attributes
+    ----------
+    model : app.market.model.MarketModel
+        The market state (owned by the worker while it runs).
+    state : str
+        ``idle``, ``compiling``, ``running``, ``stopped`` or ``error``.
+    compile_seconds : float
+        Time of the first kernel compile / cache load (:meth:`warm_up`).
+    steps : int
+        Analysis steps run.
+    all_signals : list of Signal
+        Every signal of the run, in order (``analyze`` prints them).
+    errors : int
+        Errors reported; ``last_error`` is the newest text with its traceback.
+    analysis_interval_ns : int
+        Step period in market time, ns.
+
+    Examples
+    --------
+    Headless and deterministic (what ``mia-elite analyze`` does)::
+
+        eng = AnalysisEngine(rec.instrument, "production")
+        for chunk in chunks(rec.events):
+            eng.process(chunk)
+        eng.finish(end_of_data=True)
+        frame = eng.snapshot_frame()
+
+    Live: ``eng.start()``; the source calls ``eng.submit(batch)``; ``on_frame`` receives frames
+    on the worker thread; ``eng.stop()`` joins it.
+    """
+
+    def __init__(
+        self,
+        instrument: Instrument,
+        profile=None,
+        on_frame: Callable[[AnalysisFrame], None] | None = None,
+        vix_history=None,
+        on_error: Callable[[str], None] | None = None,
+        *,
+        use_numba: bool = True,
+        history_s: float = 3600.0,
+        window_cols: int = 1500,
+        publish_interval_s: float = 0.05,
+        analyzers=None,
+    ):
+        from app.market.model import MarketModel  # imports numba kernels (cache set up there)
+
+        self.instrument = instrument
+        self.profile = resolve_profile(profile)
+        self.on_frame = on_frame
+        self.on_error = on_error
+        g = self._pget
+        self.analysis_interval_ns = int(g("engine.analysis_interval_ms")) * 1_000_000
+        column_ns = int(g("engine.heatmap_column_ms")) * 1_000_000
+        history_cols = int(np.ceil(history_s * 1e9 / column_ns))
+        self.model = MarketModel(
+            instrument,
+            rows=int(g("engine.heatmap_rows")),
+            column_ns=column_ns,
+            history_s=history_s,
+            window_cols=min(int(window_cols), history_cols),
+            bar_ns=int(g("engine.bar_seconds")) * 1_000_000_000,
+            use_numba=use_numba,
+        )
+        self.use_numba = use_numba
+        self._vix_history = vix_history
+        self._own_analyzers = analyzers is None
+        self.analyzers = analyzers if analyzers is not None else _make_analyzers(
+            self.profile, instrument, vix_history, use_numba=use_numba)
+        self.publish_interval_s = float(publish_interval_s)
+        self.compile_seconds = 0.0
+        self.errors = 0
+        self.last_error = ""
+        self._errors_framed = 0  # self.errors when the previous frame was built
+        self.steps = 0
+        self.all_signals: list = []
+        self.dropped_batches = 0
+        self._state = "idle"
+        self._q: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._stop_evt = threading.Event()
+        self._next_step: int | None = None
+        self._dirty_since_step = False
+        self._last = None  # last StepResult
+        self._recent_patterns: list = []
+        self._pending_signals: list = []
+        self._seq = 0
+        self._timings: dict = {}
+        self._rate_t0 = time.perf_counter()
+        self._rate_n0 = 0
+        self._rate = 0.0
+        self._last_publish = 0.0
+
+    # ------------------------------------------------------------------ small helpers
+    def _pget(self, key: str):
+        try:
+            v = self.profile.get(key)
+        except (KeyError, AttributeError):
+            v = None
+        return ENGINE_DEFAULTS[key] if v is None else v
+
+    @property
+    def state(self) -> str:
+        """``idle``, ``compiling``, ``running``, ``stopped`` or ``error``."""
+        return self._state
+
+    @property
+    def backlog(self) -> int:
+        """Batches waiting in the queue (approximate)."""
+        return self._q.qsize()
+
+    def _report(self, text: str) -> None:
+        self.errors += 1
+        self.last_error = text
+        if self.errors <= 5 or self.errors % 1000 == 0:
+            log.error("analysis engine error #%d:\n%s", self.errors, text)
+        if self.on_error is not None:
+            try:
+                self.on_error(text)
+            except Exception:  # an error handler that fails must not kill the worker
+                log.exception("on_error callback failed")
+
+    # ------------------------------------------------------------------ synchronous path
+    def warm_up(self) -> float:
+        """Compile (or load from the numba cache) every kernel; returns the seconds taken.
+
+        Runs a few events through a small throwaway model, then one step of a throwaway
+        analyzer set on its view (or the analyzers' own ``warm_up()`` when they have one).
+        The time is :attr:`compile_seconds` and ``frame.timings["compile_s"]``.
+        """
+        from app.core.events import depth_events, trade_events
+        from app.market.model import MarketModel
+
+        t0 = time.perf_counter()
+        m = MarketModel(self.instrument, rows=20, column_ns=1_000_000, history_s=0.05,
+                        window_cols=10, bar_ns=5_000_000, max_bars=2, grid=256,
+                        use_numba=self.use_numba, prefault=False)
+        d = depth_events([0, 1, 2, 3_000_000], [1000, 1001, 1000, 1001], [5.0, 6.0, 0.0, 2.0],
+                         [1, 2, 1, 2], [1, 1, 2, 1])
+        tr = trade_events([4_000_000, 9_000_000], [1001, 1000], [1.0, 2.0], [2, 1])
+        ev = np.concatenate([d, tr])
+        ev.sort(order="ts", kind="stable")
+        m.apply(ev)
+        m.view()
+        m.frame_parts()
+        warm = getattr(self.analyzers, "warm_up", None)
+        if callable(warm):
+            warm()
+        elif self._own_analyzers and self.analyzers is not None:
+            # compile (or load) the analyzers' kernels on a throwaway instance: the real one's
+            # state (re-fire memory, outcomes) must only ever see the real stream
+            try:
+                type(self.analyzers)(self.profile, self.instrument,
+                                     vix_history=self._vix_history).step(m.view())
+            except Exception:
+                self._report("analyzer warm-up failed:\n" + traceback.format_exc())
+        self.compile_seconds = time.perf_counter() - t0
+        self._timings["compile_s"] = round(self.compile_seconds, 4)
+        return self.compile_seconds
+
+    def process(self, batch: np.ndarray) -> None:
+        """Apply a batch (1-D :data:`EVENT_DTYPE`, time order) and run the analysis steps whose
+        market time it crosses. Used by the worker thread and directly by headless callers.
+        (Events whose time goes backwards are applied in arrival order; they never trigger a
+        step for a time already passed.)
+
+        Raises
+        ------
+        TypeError
+            If ``batch`` is not an EVENT_DTYPE array.
+        Exception
+            Whatever the market model raises (analyzer errors are caught and reported).
+        """
+        if not isinstance(batch, np.ndarray) or batch.dtype != EVENT_DTYPE:
+            raise TypeError(f"batch must be an EVENT_DTYPE array, got {getattr(batch, 'dtype', type(batch))}")
+        n = len(batch)
+        if n == 0:
+            return
+        ts = batch["ts"]
+        iv = self.analysis_interval_ns
+        i = 0
+        t_book = 0.0
+        while i < n:
+            if self._next_step is None:
+                self._next_step = (int(ts[i]) // iv + 1) * iv
+            j = i + int(np.searchsorted(ts[i:], self._next_step, side="left"))
+            if j == i and ts[i] < self._next_step:  # time went backwards in the batch
+                j = i + 1
+            if j > i:
+                t0 = time.perf_counter()
+                self.model.apply(batch[i:j])
+                t_book += time.perf_counter() - t0
+                self._dirty_since_step = True
+            if j >= n:
+                break
+            self._step(self._next_step)
+            self._next_step = (int(ts[j]) // iv + 1) * iv
+            i = j
+        self._timings["book"] = round(t_book * 1e3, 4)
+
+    def finish(self, end_of_data: bool = False) -> None:
+        """Run a last analysis step over the events applied since the previous one.
+
+        With ``end_of_data`` the analyzers are told the data ended (open signal outcomes are
+        marked ``ended_early``), and :attr:`outcomes` / :attr:`precision` are final.
+        """
+        if self._dirty_since_step and self._next_step is not None:
+            self._step(self._next_step)
+        if end_of_data and self.analyzers is not None:
+            fin = getattr(self.analyzers, "finish", None)
+            if callable(fin):
+                try:
+                    fin()
+                except Exception:
+                    self._report(traceback.format_exc())
+
+    @property
+    def outcomes(self) -> dict:
+        """Latest outcome per signal id (from the analyzers' outcome tracker)."""
+        tr = getattr(self.analyzers, "tracker", None)
+        if tr is not None and hasattr(tr, "outcomes"):
+            return dict(tr.outcomes)
+        return dict(getattr(self._last, "outcomes", {}) or {})
+
+    @property
+    def precision(self) -> dict:
+        """Per pattern ``(decided, target first, precision)`` (from the outcome tracker)."""
+        tr = getattr(self.analyzers, "tracker", None)
+        if tr is not None and callable(getattr(tr, "precision", None)):
+            return dict(tr.precision()) if getattr(tr, "outcomes", None) else {}
+        return dict(getattr(self._last, "precision", {}) or {})
+
+    def _step(self, step_ts: int) -> None:
+        self._dirty_since_step = False
+        self.steps += 1
+        if self.analyzers is None:
+            return
+        t0 = time.perf_counter()
+        try:
+            view = self.model.view()
+            res = self.analyzers.step(view)
+        except Exception:
+            self._report(traceback.format_exc())
+            return
+        self._last = res
+        new = list(getattr(res, "new_signals", ()) or ())
+        if new:
+            self._pending_signals.extend(new)
+            self.all_signals.extend(new)
+        pats = list(getattr(res, "patterns", ()) or ())
+        if pats:
+            self._recent_patterns.extend(pats)
+            if len(self._recent_patterns) > 400:
+                del self._recent_patterns[:-200]
+        tm = dict(getattr(res, "timings", {}) or {})
+        tm["step"] = round((time.perf_counter() - t0) * 1e3, 4)
+        self._timings.update(tm)
+
+    def snapshot_frame(self) -> AnalysisFrame:
+        """Build an immutable :class:`AnalysisFrame` of the current state (copies only).
+
+        Signals produced since the previous frame are its ``new_signals``; the newest error
+        reported since the previous frame is its ``error`` (``""`` if none), with
+        ``timings["errors_new"]`` (errors since the previous frame) and
+        ``timings["errors_total"]`` (all errors so far).
+        """
+        t0 = time.perf_counter()
+        parts = self.model.frame_parts()
+        res = self._last
+        self._seq += 1
+        now = time.perf_counter()
+        n = self.model.events_applied
+        if now - self._rate_t0 >= 0.5:
+            self._rate = (n - self._rate_n0) / (now - self._rate_t0)
+            self._rate_t0, self._rate_n0 = now, n
+        new = tuple(self._pending_signals)
+        self._pending_signals = []
+        timings = dict(self._timings)
+        timings["frame"] = round((time.perf_counter() - t0) * 1e3, 4)
+        timings["compile_s"] = round(self.compile_seconds, 4)
+        n_err = self.errors
+        new_errors = n_err - self._errors_framed
+        self._errors_framed = n_err
+        timings["errors_new"] = new_errors
+        timings["errors_total"] = n_err
+        return AnalysisFrame(
+            seq=self._seq,
+            ts=self.model.ts,
+            symbol=self.instrument.symbol,
+            tick_size=self.instrument.tick_size,
+            patterns=tuple(self._recent_patterns[-200:]),
+            vix=getattr(res, "vix", None),
+            orderflow=dict(getattr(res, "orderflow", {}) or {}),
+            new_signals=new,
+            signals=tuple(getattr(res, "signals", ()) or ()),
+            outcomes=dict(getattr(res, "outcomes", {}) or {}),
+            precision=dict(getattr(res, "precision", {}) or {}),
+            timings=timings,
+            events_total=n,
+            events_per_s=float(self._rate),
+            error=self.last_error if new_errors > 0 else "",
+            **parts,
+        )
+
+    @property
+    def last_result(self):
+        """The analyzers' last ``StepResult`` (``None`` before the first step)."""
+        return self._last
+
+    def set_live_vix(self, level: float | None) -> None:
+        """An intraday VIX level (index points) from a live source; ``None`` = back to the daily
+        close. Thread-safe: with the worker running it is queued behind the batches already
+        submitted (applied in stream order); otherwise applied at once. Ignored when the
+        analyzers have no ``set_live_vix``."""
+        if self._thread is not None and self._state in ("compiling", "running"):
+            self._q.put(("vix", level))
+        else:
+            self._control(("vix", level))
+
+    def advance_to(self, ts_ns: int) -> None:
+        """Move market time to ``ts_ns`` without an event (a live source's clock when the market
+        is quiet): the heatmap columns it passes are closed and due analysis steps run.
+        Thread-safe and ordered like :meth:`set_live_vix`. A time not after the last event's
+        does nothing."""
+        if self._thread is not None and self._state in ("compiling", "running"):
+            self._q.put(("clock", int(ts_ns)))
+        else:
+            self._control(("clock", int(ts_ns)))
+
+    def _control(self, item) -> None:
+        kind, value = item
+        if kind == "clock":
+            if value > self.model.ts and self.model.anchored:
+                tick = np.zeros(1, EVENT_DTYPE)  # kind 0: a clock tick
+                tick["ts"] = value
+                try:
+                    self.process(tick)
+                except Exception:
+                    self._report(traceback.format_exc())
+            return
+        fn = getattr(self.analyzers, "set_live_vix", None) if kind == "vix" else None
+        if callable(fn):
+            try:
+                fn(value)
+            except Exception:
+                self._report(traceback.format_exc())
+
+    # ------------------------------------------------------------------ worker thread
+    def submit(self, batch: np.ndarray) -> None:
+        """Queue a batch for the worker (O(1); the array must not be modified afterwards)."""
+        if self._state in ("stopped", "error"):
+            self.dropped_batches += 1
+            return
+        self._q.put(batch)
+
+    def start(self) -> None:
+        """Start the worker thread (compiles or loads the kernels first: ``state == "compiling"``).
+
+        Raises
+        ------
+        RuntimeError
+            If the engine was already started.
+        """
+        if self._thread is not None:
+            raise RuntimeError("AnalysisEngine.start: already started")
+        self._state = "compiling"
+        self._thread = threading.Thread(target=self._run, name="mia-analysis", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> bool:
+        """Ask the worker to finish and join it. Returns True when the thread has ended.
+
+        Batches still queued are dropped. Safe to call twice or before :meth:`start`.
+        """
+        self._stop_evt.set()
+        self._q.put(_STOP)
+        t = self._thread
+        if t is None:
+            if self._state == "idle":
+                self._state = "stopped"
+            return True
+        t.join(timeout)
+        if t.is_alive():
+            log.error("analysis worker did not stop within %.1f s", timeout)
+            return False
+        if self._state != "error":
+            self._state = "stopped"
+        return True
+
+    def _publish(self) -> None:
+        if self.on_frame is None:
+            self._pending_signals = []
+            return
+        try:
+            frame = self.snapshot_frame()
+        except Exception:
+            self._report(traceback.format_exc())
+            return
+        self._last_publish = time.perf_counter()
+        try:
+            self.on_frame(frame)
+        except Exception:
+            self._report("on_frame callback failed:\n" + traceback.format_exc())
+
+    def _run(self) -> None:
+        try:
+            self.warm_up()
+        except Exception:
+            self._report("kernel compilation failed:\n" + traceback.format_exc())
+            self._state = "error"
+            return
+        log.info("analysis engine ready (kernels in %.2f s)", self.compile_seconds)
+        self._state = "running"
+        self._publish()
+        dirty = False
+        while not self._stop_evt.is_set():
+            wait = _IDLE_WAIT_S
+            if dirty:
+                # a changed state waits only until its publish is due, never a fixed poll period
+                wait = self._last_publish + self.publish_interval_s - time.perf_counter()
+                if wait <= 0.0:
+                    self._publish()
+                    dirty = False
+                    wait = _IDLE_WAIT_S
+            try:
+                item = self._q.get(timeout=wait)
+            except queue.Empty:
+                continue
+            if item is _STOP:
+                break
+            if isinstance(item, tuple):  # control message (live VIX, clock), in stream order
+                self._control(item)
+                dirty = True  # a clock tick closes columns and may step; a VIX level changes the gauge
+                continue
+            items = [item]
+            total = len(item) if hasattr(item, "__len__") else 0
+            ctrl = None
+            while total < 32_768:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is _STOP:
+                    self._stop_evt.set()
+                    break
+                if isinstance(nxt, tuple):
+                    ctrl = nxt  # apply after the batches queued before it
+                    break
+                items.append(nxt)
+                total += len(nxt) if hasattr(nxt, "__len__") else 0
+            try:
+                items = [b for b in items if isinstance(b, np.ndarray) and b.dtype == EVENT_DTYPE
+                         or self._bad_batch(b)]
+                if items:
+                    self.process(items[0] if len(items) == 1 else np.concatenate(items))
+            except Exception:
+                self._report("market model failed; engine stopped:\n" + traceback.format_exc())
+                self._state = "error"
+                self._publish()
+                return
+            if ctrl is not None:
+                self._control(ctrl)
+            dirty = True  # published below if due, else when due (top of the loop)
+            if self._pending_signals or time.perf_counter() - self._last_publish >= self.publish_interval_s:
+                self._publish()
+                dirty = False
+        if dirty:
+            self._publish()
+        self._state = "stopped"
+
+    def _bad_batch(self, b) -> bool:
+        self._report(f"submit: dropped a batch that is not an EVENT_DTYPE array ({type(b).__name__} "
+                     f"{getattr(b, 'dtype', '')})")
+        return False

@@ -1,0 +1,1 @@
+"""MIA Elite ``sim`` package: the exchange simulator: matching engine (the one fill model), replay clock, built-in DTC server."""

@@ -1,0 +1,960 @@
+"""The paper fill engine: the ONE fill model of MIA Elite (built-in DTC server and paper broker).
+
+A plain library: no DTC, no asyncio, no Qt. It is fed the market as
+:data:`app.core.events.EVENT_DTYPE` batches (:meth:`FillEngine.on_market`), accepts orders
+(market, limit, stop, stop-limit, OCO pairs and brackets), fills them against the book and the
+trades it has seen, keeps positions and P&L in USD, and reports everything as plain event records
+(:class:`OrderEvent`, :class:`PositionEvent`, :class:`BalanceEvent`) to its listeners, in the
+order things happened. The DTC server turns them into ``ORDER_UPDATE`` / ``POSITION_UPDATE`` /
+``ACCOUNT_BALANCE_UPDATE``; the paper broker into its own order state.
+
+The fill model is written down in ``docs/fill-model.md``; in short:
+
+* **Market** orders walk the opposite side of the current book best level first, taking each
+  level's displayed size. When the visible book is exhausted the remainder fills at the last
+  (worst) level walked. With an empty opposite side the order is rejected ("no liquidity").
+  ``slippage_ticks`` is added against the trader on every market/stop fill.
+* **Limit** orders that are marketable when they arrive (or when a stop-limit triggers) fill like
+  a market order limited to their price; the rest rests. A resting limit fills at its own price
+  (no price improvement) when a trade prints **through** it (strictly better: below a buy, above
+  a sell): the whole remaining quantity; or **at** it: the displayed size that was at that price
+  when the order started resting (``queue_ahead``) is consumed first by trades at that price, the
+  overflow fills the order. ``queue_ahead`` also shrinks to the level's size when the level
+  shrinks below it (cancellations ahead).
+* **Stop** orders trigger on a trade at or through the stop price (buy stop: trade >= stop; sell
+  stop: trade <= stop) and then fill as a market order (stop-limit: become a limit at ``price2``).
+* **Brackets**: a parent with two OCO children (target, stop). Children are ``PENDING_CHILD``
+  until the parent fills; their quantity follows the parent's filled quantity. OCO: a fill of one
+  leg reduces the other so both keep the same remaining quantity (``PartialFillHandling.REDUCE``)
+  or cancels it (``IMMEDIATE_CANCEL``); a full fill or a cancel of one leg cancels the other.
+  Cancelling an unfilled parent cancels its children.
+
+Prices are int64 **ticks** everywhere in this module (``Instrument.to_ticks``); average prices are
+float ticks. Money is USD: ``ticks * tick_value * contracts``. Quantities are contracts (float,
+whole numbers for futures). Times are ns since the epoch: the time of the last market event seen
+(replay time), not the wall clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+import logging
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Callable, Iterable
+
+import numpy as np
+
+from app.core.events import KIND_DEPTH, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
+from app.market.refbook import ReferenceBook
+
+log = logging.getLogger(__name__)
+
+
+class Side(IntEnum):
+    """Order side (DTC ``BuySellEnum``)."""
+
+    BUY = 1
+    SELL = 2
+
+
+class OrderType(IntEnum):
+    """Order type (DTC ``OrderTypeEnum`` numbers)."""
+
+    MARKET = 1
+    LIMIT = 2
+    STOP = 3
+    STOP_LIMIT = 4
+
+
+class OrderStatus(IntEnum):
+    """Order status (DTC ``OrderStatusEnum`` numbers)."""
+
+    PENDING_OPEN = 2
+    PENDING_CHILD = 3
+    OPEN = 4
+    FILLED = 7
+    CANCELED = 8
+    REJECTED = 9
+    PARTIALLY_FILLED = 10
+
+
+class TimeInForce(IntEnum):
+    """Time in force (DTC ``TimeInForceEnum``): DAY and GTC rest; IOC/FOK never rest."""
+
+    DAY = 1
+    GTC = 2
+    GTD = 3
+    IOC = 4
+    AON = 5
+    FOK = 6
+
+
+class PartialFillHandling(IntEnum):
+    """What a partial fill of one OCO leg does to the other (DTC ``PartialFillHandlingEnum``)."""
+
+    REDUCE = 1
+    IMMEDIATE_CANCEL = 2
+
+
+FINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED})
+
+# event kinds (OrderEvent.kind)
+EV_ACCEPTED = "accepted"
+EV_REJECTED = "rejected"
+EV_UPDATED = "updated"  # status/quantity change without a fill (child activated, OCO reduced, stop triggered)
+EV_PARTIALLY_FILLED = "partially_filled"
+EV_FILLED = "filled"
+EV_CANCELLED = "cancelled"
+EV_CANCEL_REJECTED = "cancel_rejected"
+EV_REPLACED = "replaced"
+EV_REPLACE_REJECTED = "replace_rejected"
+
+
+@dataclass
+class OrderSpec:
+    """What a trader asks for.
+
+    Attributes
+    ----------
+    symbol : str
+    side : Side
+    qty : float
+        Contracts (> 0).
+    order_type : OrderType
+    price : int or None
+        Ticks. LIMIT: the limit; STOP / STOP_LIMIT: the stop (trigger) price.
+    price2 : int or None
+        Ticks. STOP_LIMIT: the limit after triggering.
+    client_order_id : str
+    tif : TimeInForce
+    account : str
+        Empty = the engine's account.
+    """
+
+    symbol: str
+    side: Side
+    qty: float
+    order_type: OrderType = OrderType.MARKET
+    price: int | None = None
+    price2: int | None = None
+    client_order_id: str = ""
+    tif: TimeInForce = TimeInForce.DAY
+    account: str = ""
+
+
+@dataclass
+class Order:
+    """An order as the engine tracks it (events carry copies: never mutate them)."""
+
+    server_order_id: str
+    symbol: str
+    side: Side
+    order_type: OrderType
+    qty: float
+    price: int | None = None
+    price2: int | None = None
+    client_order_id: str = ""
+    tif: TimeInForce = TimeInForce.DAY
+    account: str = ""
+    status: OrderStatus = OrderStatus.PENDING_OPEN
+    filled_qty: float = 0.0
+    avg_fill_price: float | None = None  # float ticks
+    last_fill_price: int | None = None
+    last_fill_qty: float = 0.0
+    last_fill_ns: int = 0
+    last_fill_id: str = ""
+    parent_id: str | None = None
+    oco_id: str | None = None  # server id of the other OCO leg
+    child_ids: list = field(default_factory=list)
+    partial_fill_handling: PartialFillHandling = PartialFillHandling.REDUCE
+    triggered: bool = False
+    queue_ahead: float = 0.0
+    created_ns: int = 0
+    updated_ns: int = 0
+    info: str = ""
+
+    @property
+    def remaining(self) -> float:
+        """Contracts still to fill (0 for final orders)."""
+        if self.status in FINAL_STATUSES:
+            return 0.0
+        return max(self.qty - self.filled_qty, 0.0)
+
+    @property
+    def price_limit(self) -> int:
+        """Ticks a resting order fills at: ``price`` (LIMIT) or ``price2`` (triggered STOP_LIMIT)."""
+        if self.order_type == OrderType.STOP_LIMIT:
+            return int(self.price2)
+        return int(self.price)
+
+    @property
+    def is_working(self) -> bool:
+        """OPEN or PARTIALLY_FILLED (can fill now)."""
+        return self.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
+
+    @property
+    def is_final(self) -> bool:
+        """FILLED, CANCELED or REJECTED."""
+        return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True)
+class OrderEvent:
+    """Something happened to an order.
+
+    Attributes
+    ----------
+    kind : str
+        One of ``accepted, rejected, updated, partially_filled, filled, cancelled,
+        cancel_rejected, replaced, replace_rejected``.
+    order : Order
+        A copy of the order after the change (for rejections of unknown orders, a stub with
+        ``server_order_id == ""``).
+    ts : int
+        ns since epoch (market time).
+    fill_qty : float
+        Contracts filled by this event (fills only).
+    fill_price : int or None
+        Ticks of this fill (fills only).
+    text : str
+        Reason (rejections) or detail.
+    """
+
+    kind: str
+    order: Order
+    ts: int
+    fill_qty: float = 0.0
+    fill_price: int | None = None
+    text: str = ""
+
+
+@dataclass(frozen=True)
+class PositionEvent:
+    """A position changed (after a fill).
+
+    Attributes
+    ----------
+    symbol, account : str
+    qty : float
+        Signed contracts (negative = short).
+    avg_price : float or None
+        Float ticks; None when flat.
+    realized_pnl : float
+        USD, this symbol, since the engine started, after commissions.
+    open_pnl : float
+        USD, marked at the last trade (or mid).
+    ts : int
+    """
+
+    symbol: str
+    account: str
+    qty: float
+    avg_price: float | None
+    realized_pnl: float
+    open_pnl: float
+    ts: int
+
+
+@dataclass(frozen=True)
+class BalanceEvent:
+    """Account balance after a fill (USD)."""
+
+    account: str
+    cash_balance: float
+    realized_pnl: float
+    open_pnl: float
+    commissions: float
+    ts: int
+
+
+@dataclass
+class Position:
+    """Net position of one symbol (signed contracts, average entry in float ticks, USD P&L)."""
+
+    symbol: str
+    account: str
+    qty: float = 0.0
+    avg_price: float | None = None
+    realized_pnl: float = 0.0  # USD, after commissions
+    commissions: float = 0.0
+    high: int | None = None  # ticks, highest trade while the position is open
+    low: int | None = None
+    entry_ns: int = 0
+
+
+EngineEvent = OrderEvent | PositionEvent | BalanceEvent
+
+
+class FillEngine:
+    """Paper fill engine for one account and any number of symbols.
+
+    Parameters
+    ----------
+    instruments : iterable of Instrument
+        Symbols the engine trades (tick value for P&L). More via :meth:`add_instrument`.
+    account : str
+        Account name (Sierra-style ``Sim1``).
+    starting_balance : float
+        USD cash at start.
+    commission_per_contract : float
+        USD per contract per fill (both entries and exits).
+    slippage_ticks : int
+        Ticks added against the trader on every market and stop fill.
+    id_prefix : str
+        Prefix of server order ids (``"P"`` -> ``P1``, ``P2``...).
+
+    Notes
+    -----
+    Listeners (``add_listener``) are called synchronously, in order, with :class:`OrderEvent`,
+    :class:`PositionEvent` and :class:`BalanceEvent` records. A listener that raises is logged and
+    does not stop the engine.
+    """
+
+    def __init__(
+        self,
+        instruments: Iterable[Instrument] = (),
+        account: str = "Sim1",
+        starting_balance: float = 100_000.0,
+        commission_per_contract: float = 0.0,
+        slippage_ticks: int = 0,
+        id_prefix: str = "",
+    ) -> None:
+        self.account = account
+        self.starting_balance = float(starting_balance)
+        self.commission_per_contract = float(commission_per_contract)
+        self.slippage_ticks = int(slippage_ticks)
+        self.id_prefix = id_prefix
+        self.instruments: dict[str, Instrument] = {}
+        self.books: dict[str, ReferenceBook] = {}
+        self.last_trade: dict[str, int] = {}
+        self.orders: dict[str, Order] = {}
+        self._working: dict[str, dict[str, Order]] = {}  # symbol -> id -> working order
+        self.positions: dict[str, Position] = {}
+        self.now_ns = 0
+        self._ids = itertools.count(1)
+        self._fill_ids = itertools.count(1)
+        self._listeners: list[Callable[[EngineEvent], None]] = []
+        self.commissions = 0.0
+        for inst in instruments:
+            self.add_instrument(inst)
+
+    # ------------------------------------------------------------------ set-up
+    def add_instrument(self, inst: Instrument) -> None:
+        """Trade ``inst.symbol`` (creates its book and position)."""
+        self.instruments[inst.symbol] = inst
+        self.books.setdefault(inst.symbol, ReferenceBook())
+        self._working.setdefault(inst.symbol, {})
+        self.positions.setdefault(inst.symbol, Position(inst.symbol, self.account))
+
+    def add_listener(self, fn: Callable[[EngineEvent], None]) -> None:
+        """Call ``fn(event)`` for every engine event."""
+        self._listeners.append(fn)
+
+    def remove_listener(self, fn: Callable[[EngineEvent], None]) -> None:
+        """Stop calling ``fn`` (no error when absent)."""
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def _emit(self, ev: EngineEvent) -> None:
+        for fn in list(self._listeners):
+            try:
+                fn(ev)
+            except Exception:  # a broken listener must not corrupt the engine
+                log.exception("fill engine listener %r failed on %s", fn, type(ev).__name__)
+
+    def _order_event(self, kind: str, o: Order, **kw) -> None:
+        o.updated_ns = self.now_ns
+        self._emit(OrderEvent(kind=kind, order=copy.copy(o), ts=self.now_ns, **kw))
+
+    # ------------------------------------------------------------------ queries
+    def order(self, server_order_id: str) -> Order | None:
+        """The order with this server id (live object; do not mutate), or None."""
+        return self.orders.get(server_order_id)
+
+    def open_orders(self, symbol: str | None = None) -> list[Order]:
+        """Orders not final (working, pending child), oldest first, optionally for one symbol."""
+        return [
+            o
+            for o in self.orders.values()
+            if not o.is_final and (symbol is None or o.symbol == symbol)
+        ]
+
+    def position(self, symbol: str) -> Position:
+        """Position of ``symbol``.
+
+        Raises
+        ------
+        KeyError
+            If the symbol is not traded by this engine.
+        """
+        return self.positions[symbol]
+
+    def mark(self, symbol: str) -> float | None:
+        """Mark price in float ticks: the last trade, else the book's mid, else None."""
+        if symbol in self.last_trade:
+            return float(self.last_trade[symbol])
+        b = self.books.get(symbol)
+        if b is None:
+            return None
+        bb, ba = b.best_bid(), b.best_ask()
+        if bb is not None and ba is not None:
+            return (bb + ba) / 2.0
+        return None
+
+    def open_pnl(self, symbol: str) -> float:
+        """USD open P&L of ``symbol`` at :meth:`mark` (0 when flat or no mark)."""
+        p = self.positions[symbol]
+        m = self.mark(symbol)
+        if not p.qty or p.avg_price is None or m is None:
+            return 0.0
+        return (m - p.avg_price) * p.qty * self.instruments[symbol].tick_value
+
+    def realized_pnl(self) -> float:
+        """USD realised P&L of all symbols, after commissions."""
+        return sum(p.realized_pnl for p in self.positions.values())
+
+    def cash_balance(self) -> float:
+        """Starting balance + realised P&L (commissions included)."""
+        return self.starting_balance + self.realized_pnl()
+
+    def total_open_pnl(self) -> float:
+        """USD open P&L over all symbols."""
+        return sum(self.open_pnl(s) for s in self.positions)
+
+    # ------------------------------------------------------------------ market data
+    def on_market(self, symbol: str, events: np.ndarray) -> None:
+        """Feed one batch of market events (EVENT_DTYPE, time order) for ``symbol``.
+
+        Depth events update the engine's book (``self.books[symbol]``); trades fill resting
+        limit orders and trigger stops (rules in the module docstring). Unknown symbols are
+        ignored.
+        """
+        book = self.books.get(symbol)
+        if book is None or not len(events):
+            return
+        working = self._working[symbol]
+        kinds = events["kind"]
+        trade_idx = np.flatnonzero(kinds == KIND_TRADE)
+        if not working:
+            book.apply(events)
+            self.now_ns = max(self.now_ns, int(events["ts"][-1]))
+            if len(trade_idx):
+                self.last_trade[symbol] = int(events["price"][trade_idx[-1]])
+                self._track_extremes(symbol, events["price"][trade_idx])
+            return
+        start = 0
+        for j in trade_idx.tolist():
+            if j > start:
+                self._apply_depth(symbol, book, events[start:j])
+            t = events[j]
+            self.now_ns = max(self.now_ns, int(t["ts"]))
+            price = int(t["price"])
+            self.last_trade[symbol] = price
+            self._track_extremes(symbol, np.array([price]))
+            self._on_trade(symbol, price, float(t["size"]))
+            start = j + 1
+        if start < len(events):
+            self._apply_depth(symbol, book, events[start:])
+        self.now_ns = max(self.now_ns, int(events["ts"][-1]))
+
+    def _track_extremes(self, symbol: str, prices: np.ndarray) -> None:
+        p = self.positions.get(symbol)
+        if p is None or not p.qty or not len(prices):
+            return
+        hi, lo = int(prices.max()), int(prices.min())
+        p.high = hi if p.high is None else max(p.high, hi)
+        p.low = lo if p.low is None else min(p.low, lo)
+
+    def _apply_depth(self, symbol: str, book: ReferenceBook, ev: np.ndarray) -> None:
+        book.apply(ev)
+        self.now_ns = max(self.now_ns, int(ev["ts"][-1]))
+        if not np.any(ev["kind"] == KIND_DEPTH):
+            return
+        for o in self._working[symbol].values():
+            if o.order_type == OrderType.LIMIT or (o.order_type == OrderType.STOP_LIMIT and o.triggered):
+                side = SIDE_BID if o.side == Side.BUY else SIDE_ASK
+                o.queue_ahead = min(o.queue_ahead, book.size_at(side, o.price_limit))
+
+    def _on_trade(self, symbol: str, price: int, size: float) -> None:
+        # snapshot: fills change the working set
+        for o in list(self._working[symbol].values()):
+            if not o.is_working:
+                continue
+            if o.order_type == OrderType.STOP or (o.order_type == OrderType.STOP_LIMIT and not o.triggered):
+                hit = price >= o.price if o.side == Side.BUY else price <= o.price
+                if hit:
+                    self._trigger(o, price)
+                continue
+            lim = o.price_limit
+            if o.side == Side.BUY:
+                through, at = price < lim, price == lim
+            else:
+                through, at = price > lim, price == lim
+            if through:
+                self._fill(o, o.remaining, lim)
+            elif at:
+                used = min(o.queue_ahead, size)
+                o.queue_ahead -= used
+                over = size - used
+                if over > 0:
+                    self._fill(o, min(over, o.remaining), lim)
+
+    def _trigger(self, o: Order, trade_price: int | None = None) -> None:
+        o.triggered = True
+        self._order_event(EV_UPDATED, o, text="stop triggered")
+        if o.order_type == OrderType.STOP:
+            self._fill_marketable(o, limit=None, start=trade_price)
+        else:
+            self._fill_marketable(o, limit=o.price2, start=trade_price)
+            if o.is_working:
+                self._start_resting(o)
+
+    # ------------------------------------------------------------------ fills
+    def _walk(self, o: Order, qty: float, limit: int | None, start: int | None = None) -> list[tuple[int, float]]:
+        """Levels of the opposite side to take for ``qty`` (best first, up to ``limit``).
+
+        ``start``: skip levels better than this price (buy: asks below it; sell: bids above
+        it). A stop triggered by a trade at ``start`` uses it: in a sweep the trades print
+        before the book updates, so the better levels are already gone.
+        """
+        book = self.books[o.symbol]
+        side = SIDE_ASK if o.side == Side.BUY else SIDE_BID
+        out = []
+        left = qty
+        for tick, size in book.levels(side):
+            if start is not None and ((o.side == Side.BUY and tick < start) or (o.side == Side.SELL and tick > start)):
+                continue
+            if limit is not None and ((o.side == Side.BUY and tick > limit) or (o.side == Side.SELL and tick < limit)):
+                break
+            take = min(size, left)
+            out.append((tick, take))
+            left -= take
+            if left <= 1e-9:
+                return out
+        if limit is None and out and left > 1e-9:
+            tick, take = out[-1]
+            out[-1] = (tick, take + left)  # remainder at the last (worst) level walked
+        return out
+
+    def _fill_marketable(self, o: Order, limit: int | None, start: int | None = None) -> None:
+        """Fill ``o`` against the book (market when ``limit`` is None); see :meth:`_walk`."""
+        fills = self._walk(o, o.remaining, limit, start)
+        if limit is None and not fills and start is not None:
+            fills = [(start, o.remaining)]  # nothing left at or beyond the trigger trade: its price
+        if limit is None and not fills:
+            if o.filled_qty > 0:
+                o.status = OrderStatus.CANCELED
+                o.info = "no liquidity for the remainder"
+                self._unwork(o)
+                self._order_event(EV_CANCELLED, o, text=o.info)
+            else:
+                self._reject_live(o, "no liquidity on the opposite side of the book")
+            return
+        slip = self.slippage_ticks if limit is None else 0
+        for tick, qty in fills:
+            px = tick + slip if o.side == Side.BUY else tick - slip
+            self._fill(o, qty, px)
+            if o.is_final:
+                break
+
+    def _reject_live(self, o: Order, text: str) -> None:
+        o.status = OrderStatus.REJECTED
+        o.info = text
+        self._unwork(o)
+        self._order_event(EV_REJECTED, o, text=text)
+        for cid in o.child_ids:
+            c = self.orders.get(cid)
+            if c is not None and not c.is_final:
+                c.status = OrderStatus.CANCELED
+                c.info = "parent rejected"
+                self._unwork(c)
+                self._order_event(EV_CANCELLED, c, text=c.info)
+
+    def _unwork(self, o: Order) -> None:
+        self._working.get(o.symbol, {}).pop(o.server_order_id, None)
+
+    def _fill(self, o: Order, qty: float, price: int) -> None:
+        qty = min(qty, o.remaining)
+        if qty <= 1e-12:
+            return
+        prev = o.filled_qty
+        o.filled_qty = prev + qty
+        o.avg_fill_price = (
+            float(price) if o.avg_fill_price is None else (o.avg_fill_price * prev + price * qty) / o.filled_qty
+        )
+        o.last_fill_price = int(price)
+        o.last_fill_qty = qty
+        o.last_fill_ns = self.now_ns
+        o.last_fill_id = f"{self.id_prefix}F{next(self._fill_ids)}"
+        done = o.filled_qty >= o.qty - 1e-9
+        o.status = OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED
+        if done:
+            self._unwork(o)
+        self._order_event(EV_FILLED if done else EV_PARTIALLY_FILLED, o, fill_qty=qty, fill_price=int(price))
+        self._book_position(o, qty, int(price))
+        # bracket and OCO consequences
+        if o.child_ids:
+            self._activate_children(o)
+        if o.oco_id:
+            self._oco_after_fill(o, qty)
+
+    def _book_position(self, o: Order, qty: float, price: int) -> None:
+        inst = self.instruments[o.symbol]
+        p = self.positions[o.symbol]
+        signed = qty if o.side == Side.BUY else -qty
+        comm = self.commission_per_contract * qty
+        p.commissions += comm
+        self.commissions += comm
+        p.realized_pnl -= comm
+        if p.qty == 0 or (p.qty > 0) == (signed > 0):
+            tot = p.qty + signed
+            p.avg_price = ((p.avg_price or 0.0) * abs(p.qty) + price * abs(signed)) / abs(tot)
+            if p.qty == 0:
+                p.entry_ns = self.now_ns
+                p.high = p.low = price
+            p.qty = tot
+        else:
+            closing = min(abs(signed), abs(p.qty))
+            direction = 1.0 if p.qty > 0 else -1.0
+            p.realized_pnl += (price - p.avg_price) * closing * direction * inst.tick_value
+            rest = abs(signed) - closing
+            p.qty += signed
+            if abs(p.qty) < 1e-9:
+                p.qty = 0.0
+                p.avg_price = None
+                p.high = p.low = None
+            elif rest > 1e-9:  # flipped
+                p.avg_price = float(price)
+                p.entry_ns = self.now_ns
+                p.high = p.low = price
+        self._emit(
+            PositionEvent(
+                symbol=o.symbol,
+                account=p.account,
+                qty=p.qty,
+                avg_price=p.avg_price,
+                realized_pnl=p.realized_pnl,
+                open_pnl=self.open_pnl(o.symbol),
+                ts=self.now_ns,
+            )
+        )
+        self._emit(
+            BalanceEvent(
+                account=self.account,
+                cash_balance=self.cash_balance(),
+                realized_pnl=self.realized_pnl(),
+                open_pnl=self.total_open_pnl(),
+                commissions=self.commissions,
+                ts=self.now_ns,
+            )
+        )
+
+    def _activate_children(self, parent: Order) -> None:
+        for cid in parent.child_ids:
+            c = self.orders.get(cid)
+            if c is None or c.is_final:
+                continue
+            # the children's remaining quantity equals the parent's filled quantity minus what
+            # the OCO group already closed
+            closed = sum(self.orders[x].filled_qty for x in parent.child_ids if x in self.orders)
+            new_qty = c.filled_qty + max(parent.filled_qty - closed, 0.0)
+            was_pending = c.status == OrderStatus.PENDING_CHILD
+            if not was_pending and abs(new_qty - c.qty) < 1e-9:
+                continue
+            c.qty = new_qty
+            if was_pending:
+                c.status = OrderStatus.OPEN
+                self._working[c.symbol][c.server_order_id] = c
+                self._start_resting(c)
+            self._order_event(EV_UPDATED, c, text="parent filled" if was_pending else "quantity follows parent fill")
+        # a child that is already marketable fills now (e.g. stop through the market)
+        for cid in parent.child_ids:
+            c = self.orders.get(cid)
+            if c is not None and c.is_working:
+                self._check_marketable_on_entry(c)
+
+    def _oco_after_fill(self, o: Order, qty: float) -> None:
+        other = self.orders.get(o.oco_id)
+        if other is None or other.is_final:
+            return
+        if o.status == OrderStatus.FILLED or o.partial_fill_handling == PartialFillHandling.IMMEDIATE_CANCEL:
+            self._cancel_one(other, "OCO: other leg filled")
+            return
+        new_qty = other.filled_qty + o.remaining
+        if other.status == OrderStatus.PENDING_CHILD:
+            other.qty = new_qty
+        elif abs(new_qty - other.qty) > 1e-9:
+            other.qty = new_qty
+            self._order_event(EV_UPDATED, other, text="OCO: other leg partially filled")
+
+    # ------------------------------------------------------------------ order entry
+    def _new_id(self) -> str:
+        return f"{self.id_prefix}{next(self._ids)}"
+
+    def _validate(self, spec: OrderSpec) -> str | None:
+        if spec.symbol not in self.instruments:
+            return f"unknown symbol {spec.symbol!r}"
+        try:
+            Side(spec.side)
+            OrderType(spec.order_type)
+        except ValueError:
+            return f"unsupported side {spec.side!r} or order type {spec.order_type!r}"
+        if not (spec.qty > 0) or spec.qty != spec.qty:
+            return f"quantity must be > 0, got {spec.qty}"
+        if spec.order_type in (OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT) and spec.price is None:
+            return f"{OrderType(spec.order_type).name} order needs price (Price1)"
+        if spec.order_type == OrderType.STOP_LIMIT and spec.price2 is None:
+            return "STOP_LIMIT order needs price2 (Price2, the limit)"
+        if spec.account and spec.account != self.account:
+            return f"unknown trade account {spec.account!r} (this account is {self.account!r})"
+        return None
+
+    def _make(self, spec: OrderSpec) -> Order:
+        o = Order(
+            server_order_id=self._new_id(),
+            symbol=spec.symbol,
+            side=Side(spec.side),
+            order_type=OrderType(spec.order_type),
+            qty=float(spec.qty),
+            price=None if spec.price is None else int(spec.price),
+            price2=None if spec.price2 is None else int(spec.price2),
+            client_order_id=spec.client_order_id,
+            tif=TimeInForce(spec.tif) if spec.tif in TimeInForce._value2member_map_ else TimeInForce.DAY,
+            account=spec.account or self.account,
+            created_ns=self.now_ns,
+        )
+        self.orders[o.server_order_id] = o
+        return o
+
+    def _reject_spec(self, spec: OrderSpec, text: str) -> Order:
+        o = Order(
+            server_order_id="",
+            symbol=spec.symbol,
+            side=Side(spec.side) if spec.side in (1, 2) else Side.BUY,
+            order_type=OrderType(spec.order_type) if spec.order_type in (1, 2, 3, 4) else OrderType.MARKET,
+            qty=float(spec.qty) if spec.qty == spec.qty else 0.0,
+            price=spec.price,
+            price2=spec.price2,
+            client_order_id=spec.client_order_id,
+            account=spec.account or self.account,
+            status=OrderStatus.REJECTED,
+            info=text,
+            created_ns=self.now_ns,
+        )
+        self._order_event(EV_REJECTED, o, text=text)
+        return o
+
+    def _start_resting(self, o: Order) -> None:
+        if o.order_type == OrderType.LIMIT or (o.order_type == OrderType.STOP_LIMIT and o.triggered):
+            side = SIDE_BID if o.side == Side.BUY else SIDE_ASK
+            o.queue_ahead = self.books[o.symbol].size_at(side, o.price_limit)
+
+    def _check_marketable_on_entry(self, o: Order) -> None:
+        """Fill what can fill at once (market, marketable limit); IOC/FOK never rest."""
+        if o.order_type == OrderType.MARKET:
+            self._fill_marketable(o, limit=None)
+            return
+        if o.order_type == OrderType.LIMIT:
+            if o.tif == TimeInForce.FOK:
+                avail = sum(q for _t, q in self._walk(o, o.remaining, o.price))
+                if avail < o.remaining - 1e-9:
+                    self._cancel_one(o, "FOK: not enough size at the limit")
+                    return
+            self._fill_marketable(o, limit=o.price)
+            if o.is_working and o.tif in (TimeInForce.IOC, TimeInForce.FOK):
+                self._cancel_one(o, "IOC: remainder cancelled")
+            return
+        # stops: triggered at once when the last trade is already through the stop
+        last = self.last_trade.get(o.symbol)
+        if last is not None and not o.triggered:
+            if (o.side == Side.BUY and last >= o.price) or (o.side == Side.SELL and last <= o.price):
+                self._trigger(o)
+
+    def submit(self, spec: OrderSpec) -> Order:
+        """Submit a single order; returns the order (status REJECTED when refused).
+
+        Events: ``accepted`` (status OPEN), then fills if marketable; or ``rejected``.
+        """
+        err = self._validate(spec)
+        if err:
+            return self._reject_spec(spec, err)
+        o = self._make(spec)
+        o.status = OrderStatus.OPEN
+        self._working[o.symbol][o.server_order_id] = o
+        self._start_resting(o)
+        self._order_event(EV_ACCEPTED, o)
+        self._check_marketable_on_entry(o)
+        return o
+
+    def submit_oco(
+        self,
+        leg1: OrderSpec,
+        leg2: OrderSpec,
+        parent: OrderSpec | None = None,
+        partial_fill_handling: PartialFillHandling = PartialFillHandling.REDUCE,
+    ) -> list[Order]:
+        """Submit an OCO pair, optionally as the children of a bracket ``parent``.
+
+        Returns
+        -------
+        list of Order
+            ``[parent, leg1, leg2]`` when ``parent`` is given, else ``[leg1, leg2]``. All are
+            rejected together when any one is invalid (DTC: "accept or reject all").
+
+        Notes
+        -----
+        With a parent the legs must be on the opposite side of it; they start ``PENDING_CHILD``
+        and become OPEN with the parent's filled quantity when it fills. Event order: parent
+        accepted, leg1 accepted, leg2 accepted, then any fills.
+        """
+        specs = ([parent] if parent is not None else []) + [leg1, leg2]
+        err = None
+        for s in specs:
+            err = self._validate(s)
+            if err:
+                break
+        if err is None and leg1.symbol != leg2.symbol:
+            err = "OCO legs must be on the same symbol"
+        if err is None and parent is not None:
+            if leg1.symbol != parent.symbol:
+                err = "bracket children must be on the parent's symbol"
+            elif Side(leg1.side) == Side(parent.side) or Side(leg2.side) == Side(parent.side):
+                err = "bracket children must be on the opposite side of the parent"
+        if err:
+            return [self._reject_spec(s, err) for s in specs]
+        p = self._make(parent) if parent is not None else None
+        a, b = self._make(leg1), self._make(leg2)
+        a.oco_id, b.oco_id = b.server_order_id, a.server_order_id
+        a.partial_fill_handling = b.partial_fill_handling = PartialFillHandling(partial_fill_handling)
+        if p is not None:
+            p.child_ids = [a.server_order_id, b.server_order_id]
+            a.parent_id = b.parent_id = p.server_order_id
+            p.status = OrderStatus.OPEN
+            a.status = b.status = OrderStatus.PENDING_CHILD
+            self._working[p.symbol][p.server_order_id] = p
+            self._start_resting(p)
+            for o in (p, a, b):
+                self._order_event(EV_ACCEPTED, o)
+            self._check_marketable_on_entry(p)
+            return [p, a, b]
+        for o in (a, b):
+            o.status = OrderStatus.OPEN
+            self._working[o.symbol][o.server_order_id] = o
+            self._start_resting(o)
+        for o in (a, b):
+            self._order_event(EV_ACCEPTED, o)
+        for o in (a, b):
+            if o.is_working:
+                self._check_marketable_on_entry(o)
+        return [a, b]
+
+    def submit_bracket(
+        self,
+        symbol: str,
+        side: Side,
+        qty: float,
+        entry_type: OrderType = OrderType.MARKET,
+        entry_price: int | None = None,
+        stop_price: int | None = None,
+        target_price: int | None = None,
+        client_order_ids: tuple[str, str, str] = ("", "", ""),
+        partial_fill_handling: PartialFillHandling = PartialFillHandling.REDUCE,
+    ) -> list[Order]:
+        """Convenience bracket: entry (market/limit/stop) + target limit + stop, OCO children.
+
+        Returns ``[parent, target, stop]`` (see :meth:`submit_oco`).
+        """
+        exit_side = Side.SELL if Side(side) == Side.BUY else Side.BUY
+        parent = OrderSpec(symbol, Side(side), qty, entry_type, entry_price, None, client_order_ids[0])
+        target = OrderSpec(symbol, exit_side, qty, OrderType.LIMIT, target_price, None, client_order_ids[1])
+        stop = OrderSpec(symbol, exit_side, qty, OrderType.STOP, stop_price, None, client_order_ids[2])
+        return self.submit_oco(target, stop, parent=parent, partial_fill_handling=partial_fill_handling)
+
+    def _cancel_one(self, o: Order, text: str) -> None:
+        o.status = OrderStatus.CANCELED
+        o.info = text
+        self._unwork(o)
+        self._order_event(EV_CANCELLED, o, text=text)
+
+    def cancel(self, server_order_id: str) -> bool:
+        """Cancel by server order id; returns True when cancelled.
+
+        Unknown id -> ``cancel_rejected`` event with status REJECTED; an already final order ->
+        ``cancel_rejected`` with its own status. Cancelling an unfilled bracket parent cancels
+        its children; cancelling an OCO leg cancels the other leg.
+        """
+        o = self.orders.get(server_order_id)
+        if o is None:
+            stub = Order(server_order_id="", symbol="", side=Side.BUY, order_type=OrderType.MARKET, qty=0.0,
+                         status=OrderStatus.REJECTED, account=self.account, info=f"unknown ServerOrderID {server_order_id!r}")
+            self._order_event(EV_CANCEL_REJECTED, stub, text=stub.info)
+            return False
+        if o.is_final:
+            self._order_event(EV_CANCEL_REJECTED, o, text=f"order is already {o.status.name}")
+            return False
+        self._cancel_one(o, "cancelled by request")
+        if o.child_ids and o.filled_qty <= 0:
+            for cid in o.child_ids:
+                c = self.orders.get(cid)
+                if c is not None and not c.is_final:
+                    self._cancel_one(c, "parent cancelled")
+        if o.oco_id:
+            other = self.orders.get(o.oco_id)
+            if other is not None and not other.is_final:
+                self._cancel_one(other, "OCO: other leg cancelled")
+        return True
+
+    def replace(self, server_order_id: str, qty: float | None = None, price: int | None = None, price2: int | None = None) -> bool:
+        """Cancel-replace: new total quantity (incl. filled) and/or prices (ticks).
+
+        Losing queue priority: a new price or a larger quantity restarts ``queue_ahead``.
+        Returns True when replaced; otherwise a ``replace_rejected`` event explains why.
+        """
+        o = self.orders.get(server_order_id)
+        if o is None or o.is_final:
+            stub = o or Order(server_order_id="", symbol="", side=Side.BUY, order_type=OrderType.MARKET, qty=0.0,
+                              status=OrderStatus.REJECTED, account=self.account)
+            text = "unknown ServerOrderID" if o is None else f"order is already {o.status.name}"
+            self._order_event(EV_REPLACE_REJECTED, stub, text=text)
+            return False
+        if qty is not None and qty > 0 and qty < o.filled_qty:
+            self._order_event(EV_REPLACE_REJECTED, o, text=f"new quantity {qty} < filled {o.filled_qty}")
+            return False
+        requeue = False
+        if qty is not None and qty > 0:
+            requeue = qty > o.qty
+            o.qty = float(qty)
+        if price is not None and price != o.price:
+            o.price = int(price)
+            requeue = True
+        if price2 is not None:
+            o.price2 = int(price2)
+        if o.filled_qty >= o.qty - 1e-9:
+            o.status = OrderStatus.FILLED
+            self._unwork(o)
+        if requeue and o.is_working:
+            self._start_resting(o)
+        self._order_event(EV_REPLACED, o)
+        if o.is_working:
+            self._check_marketable_on_entry(o)
+        return True
+
+    def flatten(self, symbol: str) -> Order | None:
+        """Send a market order that closes the position of ``symbol`` (None when flat)."""
+        p = self.positions.get(symbol)
+        if p is None or not p.qty:
+            return None
+        side = Side.SELL if p.qty > 0 else Side.BUY
+        return self.submit(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET, client_order_id="flatten"))
+
+    def cancel_all(self, symbol: str | None = None) -> int:
+        """Cancel every non-final order (optionally of one symbol); returns how many."""
+        n = 0
+        for o in list(self.orders.values()):
+            if not o.is_final and (symbol is None or o.symbol == symbol):
+                self._cancel_one(o, "cancel all")
+                n += 1
+        return n
+

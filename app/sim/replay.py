@@ -1,0 +1,297 @@
+"""Replay clock: hands out a recording's events in batches at real time x speed.
+
+Used by the built-in DTC server (one clock per symbol) and by anything else that replays a
+:class:`~app.feeds.recording.Recording` (the GUI demo, headless analysis).
+
+Batches never split an atomic depth batch: the events are first cut into *segments*, each
+ending at an event flagged ``FLAG_BATCH_END`` (trades inside a depth batch stay in it); a batch
+handed out is one or more whole segments.
+
+Time
+----
+Replay time ``t_rec`` (ns, the recording's clock) advances as ``speed`` x wall time
+(``time.monotonic_ns``). ``speed <= 0`` or ``math.inf`` means *maximum speed*: no waiting,
+batches of about ``max_batch`` events, with a yield to the event loop between them. A gap in the
+recording longer than ``max_gap_s`` (in recording time) is shortened to ``max_gap_s`` (the ES
+sample has a 22-hour gap between its snapshot and the session, and quiet pre-open minutes).
+:meth:`ReplayClock.pause` freezes replay time; :meth:`ReplayClock.resume` continues from the same
+replay time; :meth:`ReplayClock.set_speed` keeps the current replay time and changes the rate.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from typing import AsyncIterator, Iterator
+
+import numpy as np
+
+from app.core.events import FLAG_BATCH_END
+from app.feeds.recording import Recording
+
+
+def segment_ends(events: np.ndarray) -> np.ndarray:
+    """Exclusive end index of each atomic segment (ends after every ``FLAG_BATCH_END`` event).
+
+    Returns
+    -------
+    numpy.ndarray of int64, shape (k,)
+        Increasing; the last value is ``len(events)``.
+    """
+    n = len(events)
+    ends = np.flatnonzero((events["flags"] & FLAG_BATCH_END) != 0) + 1
+    if not len(ends) or ends[-1] != n:
+        ends = np.append(ends, n)
+    return ends.astype(np.int64)
+
+
+class ReplayClock:
+    """Batches of a recording at real time x speed.
+
+    Parameters
+    ----------
+    recording : Recording or numpy.ndarray
+        The recording (or a bare EVENT_DTYPE array in time order).
+    speed : float
+        Replay rate (1.0 = real time); ``<= 0`` or ``inf`` = maximum speed.
+    max_gap_s : float
+        Longest wait between two events, in recording seconds.
+    max_batch : int
+        Upper bound of events per batch (a single longer segment is still handed out whole).
+    loop : bool
+        Start again from the beginning after the end (``loops`` counts restarts).
+
+    Attributes
+    ----------
+    position : int
+        Index of the next event to hand out.
+    loops : int
+        Completed passes.
+    batches_out, events_out : int
+        Counters.
+    """
+
+    def __init__(
+        self,
+        recording: Recording | np.ndarray,
+        speed: float = 1.0,
+        max_gap_s: float = 5.0,
+        max_batch: int = 4096,
+        loop: bool = False,
+    ) -> None:
+        self.events = recording.events if isinstance(recording, Recording) else recording
+        self._ends = segment_ends(self.events) if len(self.events) else np.zeros(0, np.int64)
+        self._starts_ts = self.events["ts"][np.concatenate(([0], self._ends[:-1]))] if len(self._ends) else np.zeros(0, np.int64)
+        self._ends_list = self._ends.tolist()
+        self._start_ts_list = self._starts_ts.tolist()
+        self.max_gap_ns = int(max_gap_s * 1e9)
+        self.max_batch = int(max_batch)
+        self.loop = loop
+        self.position = 0
+        self._seg = 0
+        self.loops = 0
+        self.batches_out = 0
+        self.events_out = 0
+        self._speed = 1.0
+        self._paused = False
+        self._resumed: asyncio.Event | None = None
+        self._wake: asyncio.Event | None = None
+        self._rec_anchor = int(self.events["ts"][0]) if len(self.events) else 0
+        self._wall_anchor = time.monotonic_ns()
+        self.set_speed(speed)
+
+    # ---------------------------------------------------------------- control
+    @property
+    def speed(self) -> float:
+        """Current rate (``math.inf`` = maximum)."""
+        return self._speed
+
+    @property
+    def max_speed(self) -> bool:
+        """True when replaying as fast as possible."""
+        return math.isinf(self._speed)
+
+    @property
+    def paused(self) -> bool:
+        """True while paused."""
+        return self._paused
+
+    @property
+    def done(self) -> bool:
+        """True when every event was handed out and ``loop`` is off."""
+        return not self.loop and self._seg >= len(self._ends_list)
+
+    @property
+    def progress(self) -> float:
+        """Fraction of the current pass handed out (0..1)."""
+        n = len(self.events)
+        return self.position / n if n else 1.0
+
+    def replay_time_ns(self) -> int:
+        """Current replay time (ns, the recording's clock)."""
+        if self._paused or self.max_speed:
+            return self._rec_anchor
+        return self._rec_anchor + int((time.monotonic_ns() - self._wall_anchor) * self._speed)
+
+    def _rebase(self, rec_ns: int) -> None:
+        self._rec_anchor = int(rec_ns)
+        self._wall_anchor = time.monotonic_ns()
+
+    def set_speed(self, speed: float) -> None:
+        """Change the rate, keeping the current replay time (``<= 0`` or inf: maximum speed)."""
+        now = self.replay_time_ns()
+        self._speed = math.inf if (speed is None or speed <= 0 or math.isinf(speed)) else float(speed)
+        self._rebase(now)
+        self._kick()
+
+    def pause(self) -> None:
+        """Freeze replay time."""
+        if not self._paused:
+            self._rebase(self.replay_time_ns())
+            self._paused = True
+            if self._resumed is not None:
+                self._resumed.clear()
+
+    def resume(self) -> None:
+        """Continue from the replay time at which :meth:`pause` was called."""
+        if self._paused:
+            self._paused = False
+            self._rebase(self._rec_anchor)
+            if self._resumed is not None:
+                self._resumed.set()
+            self._kick()
+
+    def _kick(self) -> None:
+        if self._wake is not None:
+            self._wake.set()
+
+    def restart(self) -> None:
+        """Go back to the first event (counts as a loop when something was handed out)."""
+        if self.position:
+            self.loops += 1
+        self.position = 0
+        self._seg = 0
+        if len(self.events):
+            self._rebase(int(self.events["ts"][0]))
+
+    # ---------------------------------------------------------------- batches
+    def _take(self, until_ts: int | None) -> np.ndarray | None:
+        """Whole segments starting at or before ``until_ts`` (None: no time limit), <= max_batch."""
+        k = self._seg
+        ends = self._ends_list
+        starts = self._start_ts_list
+        if k >= len(ends):
+            return None
+        if until_ts is not None and starts[k] > until_ts:
+            return None
+        begin = self.position
+        j = k
+        while j < len(ends):
+            if until_ts is not None and starts[j] > until_ts:
+                break
+            if j > k and ends[j] - begin > self.max_batch:
+                break
+            j += 1
+        end = ends[j - 1]
+        self._seg = j
+        self.position = end
+        self.batches_out += 1
+        self.events_out += end - begin
+        return self.events[begin:end]
+
+    def iter_batches(self) -> Iterator[np.ndarray]:
+        """All remaining batches at once (maximum speed, no waiting, one pass)."""
+        while True:
+            b = self._take(None)
+            if b is None:
+                return
+            yield b
+
+    async def stream(self) -> AsyncIterator[np.ndarray]:
+        """Async batches at real time x speed (honours pause, resume, speed and loop).
+
+        Ends after the last batch unless ``loop`` is set. Safe to cancel.
+        """
+        self._resumed = asyncio.Event()
+        self._wake = asyncio.Event()
+        if not self._paused:
+            self._resumed.set()
+        if self.position == 0 and len(self.events):
+            self._rebase(int(self.events["ts"][0]))
+        while True:
+            if self._seg >= len(self._ends_list):
+                if not self.loop or not len(self.events):
+                    return
+                self.restart()
+            if self._paused:
+                await self._resumed.wait()
+                continue
+            if self.max_speed:
+                b = self._take(None)
+                if b is not None:
+                    self._rec_anchor = int(b["ts"][-1])
+                    yield b
+                await asyncio.sleep(0)
+                continue
+            now = self.replay_time_ns()
+            nxt = self._start_ts_list[self._seg]
+            if nxt > now:
+                if nxt - now > self.max_gap_ns:
+                    self._rebase(nxt - self.max_gap_ns)
+                    now = nxt - self.max_gap_ns
+                wait_s = min((nxt - now) / self._speed / 1e9, 0.25)
+                self._wake.clear()
+                try:
+                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait_s, 0.0005))
+                except asyncio.TimeoutError:
+                    pass
+                continue
+            b = self._take(now)
+            if b is not None:
+                yield b
+
+
+def first_trade_index(events: np.ndarray) -> int | None:
+    """Index of the first trade event (the session's opening trade), or None without trades."""
+    from app.core.events import KIND_TRADE
+
+    idx = np.flatnonzero(events["kind"] == KIND_TRADE)
+    return int(idx[0]) if len(idx) else None
+
+
+def start_at(recording: Recording, index: int) -> Recording:
+    """The recording from event ``index`` on, headed by a snapshot of the book at that point.
+
+    The head is an ``OP_CLEAR`` (side 0) plus one ``OP_SET`` per level of the book that the
+    events before ``index`` built (:class:`app.market.refbook.ReferenceBook`), all flagged
+    ``FLAG_SNAPSHOT``, the last one ``FLAG_BATCH_END``, stamped with the time of event
+    ``index``. Replaying the result ends in the same book as replaying the whole recording.
+    The built-in server uses it to start at the opening trade: CME's pre-open book can be
+    crossed (indicative prices), which is not what a trader practises on.
+
+    Raises
+    ------
+    IndexError
+        If ``index`` is outside ``0..len(events)``.
+    """
+    from app.core.events import FLAG_SNAPSHOT, OP_CLEAR, SIDE_UNSET, depth_events
+    from app.market.refbook import ReferenceBook
+
+    ev = recording.events
+    if not 0 <= index <= len(ev):
+        raise IndexError(f"start index {index} outside 0..{len(ev)}")
+    book = ReferenceBook()
+    book.apply(ev[:index])
+    ts = int(ev["ts"][index]) if index < len(ev) else (int(ev["ts"][-1]) if len(ev) else 0)
+    clear = depth_events([ts], [0], [0.0], SIDE_UNSET, OP_CLEAR, flags=FLAG_SNAPSHOT)
+    head = np.concatenate([clear, book.snapshot_events(ts, FLAG_SNAPSHOT)])
+    head["flags"][-1] |= FLAG_BATCH_END
+    extra = dict(recording.extra)
+    extra["start_index"] = int(index)
+    return Recording(
+        instrument=recording.instrument,
+        events=np.concatenate([head, ev[index:]]),
+        source=f"{recording.source} (from event {index})",
+        extra=extra,
+    )

@@ -1,0 +1,255 @@
+"""The window on other sources: an external DTC server that rejects a symbol, and Sierra Chart's
+own data files (written here from the real ES sample by the converter)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+qasync = pytest.importorskip("qasync")
+
+
+def _run(qapp, coro_fn):
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            return loop.run_until_complete(coro_fn())
+    finally:
+        asyncio.set_event_loop(None)
+
+
+async def _wait(pred, timeout):
+    t_end = time.monotonic() + timeout
+    while time.monotonic() < t_end:
+        if pred():
+            return True
+        await asyncio.sleep(0.05)
+    return pred()
+
+
+async def _close(window):
+    closed = asyncio.get_running_loop().create_future()
+    window.sigClosed.connect(lambda: closed.done() or closed.set_result(True))
+    window.close()
+    await asyncio.wait_for(closed, 30)
+
+
+def test_rejected_symbol_says_what_to_do_and_offers_sierra_files(qapp):
+    """A DTC server that does not carry the symbol answers MARKET_DATA_REJECT: the window says so,
+    names the Sierra Chart setting, and offers to switch the symbol to Sierra Chart's files."""
+    from app.sim.server import DTCServer
+    from app.feeds.samples import load_default_sample
+    from app.ui.main_window import MainWindow
+    from app.live.pipeline import PipelineConfig
+
+    out = {}
+
+    async def main():
+        server = DTCServer(load_default_sample(), host="127.0.0.1", port=0, speed=1.0, paused=True)
+        await server.start()
+        try:
+            cfg = PipelineConfig(embedded=False, host="127.0.0.1", port=server.port, symbol="ESZ25_FUT_CME",
+                                 tick_size=0.25, tick_value=12.5)
+            w = MainWindow(cfg, prefs=None)
+            w.show()
+            await w.start()
+            await _wait(lambda: not w.problem_banner.isHidden(), 20)
+            out["banner"] = w.problem_banner.text
+            out["action_visible"] = w.problem_banner.action_button.isVisible()
+            out["action_text"] = w.problem_banner.action_button.text()
+            out["states"] = dict(w.pipeline.states)
+            out["mode"] = w.mode_banner.text()
+            out["log"] = [t for lvl, t in w.problems.entries if lvl == "error"]
+            await _close(w)
+        finally:
+            await server.stop()
+
+    _run(qapp, main)
+    assert "ESZ25_FUT_CME" in out["banner"] and "rejected" in out["banner"]
+    assert out["action_visible"] and "Sierra Chart data files" in out["action_text"]
+    assert "rejected" in out["states"].values()
+    full = out["log"][0]
+    assert "Record Market Depth Data" in full  # the exact Sierra Chart setting to turn on
+    assert "PAPER MODE" in out["mode"]
+
+
+def test_window_reads_sierra_chart_files(qapp, tmp_path):
+    """Data source 'Sierra Chart data files': the real ES hour written as a Sierra Data folder
+    (MarketDepthData/<symbol>.<date>.depth and <symbol>.scid) is followed and drawn; the ladder's
+    inside market equals the book of the depth file."""
+    from app.cli.convert import write_outputs
+    from app.feeds.depthfile import read_depth_events
+    from app.market.refbook import ReferenceBook
+    from app.feeds.samples import load_default_sample
+    from app.ui.main_window import MainWindow
+    from app.live.pipeline import PipelineConfig
+
+    rec = load_default_sample()
+    data = tmp_path / "Data"
+    data.mkdir()
+    files = write_outputs(rec, data, ["depth", "scid"])
+    depth_files = sorted(p for p in files if p.suffix == ".depth")
+    assert depth_files
+    book = ReferenceBook()
+    book.apply(read_depth_events(depth_files[-1], rec.instrument))
+    inst = rec.instrument
+    out = {}
+
+    async def main():
+        cfg = PipelineConfig(embedded=False, data_source="sierra_files", sierra_data_dir=str(data),
+                             symbol=inst.symbol, tick_size=inst.tick_size, tick_value=inst.tick_value)
+        w = MainWindow(cfg, prefs=None)
+        w.show()
+        await w.start()
+        ok = await _wait(lambda: w.last_frame is not None and w.last_frame.best_bid >= 0
+                         and (w.ladder.best_bid, w.ladder.best_ask) == (book.best_bid(), book.best_ask()), 240)
+        out["ok"] = ok
+        out["ladder"] = (w.ladder.best_bid, w.ladder.best_ask)
+        img = w.heatmap.image_data()
+        out["nonzero"] = int((img > 0).sum()) if img is not None else 0
+        out["states"] = dict(w.pipeline.states)
+        out["mode"] = w.mode_banner.text()
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["ok"], (out["ladder"], (book.best_bid(), book.best_ask()))
+    assert out["nonzero"] > 0
+    assert "following" in out["states"].values()
+    assert "Sierra Chart's data files" in out["mode"]
+
+
+def test_dropped_connection_is_shown_with_what_to_do(qapp):
+    """The external DTC server goes away mid-stream: the status shows the state and the banner
+    says the app reconnects and what to check."""
+    from app.sim.server import DTCServer
+    from app.feeds.samples import load_default_sample
+    from app.ui.main_window import MainWindow
+    from app.live.pipeline import PipelineConfig
+
+    out = {}
+
+    async def main():
+        rec = load_default_sample()
+        server = DTCServer(rec, host="127.0.0.1", port=0, speed=50.0)
+        await server.start()
+        cfg = PipelineConfig(embedded=False, host="127.0.0.1", port=server.port, symbol=rec.instrument.symbol)
+        w = MainWindow(cfg, prefs=None)
+        w.show()
+        await w.start()
+        out["streaming"] = await _wait(lambda: w.frames_drawn > 0, 240)  # a cold numba cache compiles first
+        await server.stop()
+        out["shown"] = await _wait(lambda: "dropped" in w.problem_banner.text, 20)
+        out["banner"] = w.problem_banner.text
+        out["health"] = w.health.sources_label.text()
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["streaming"]
+    assert out["shown"], out["banner"]
+    assert "reconnects by itself" in out["banner"] and "DTC server" in out["banner"]
+    assert "dtc 127.0.0.1" in out["health"]
+
+
+def test_engine_errors_are_shown_not_swallowed(qapp):
+    """An analyzer that raises on the worker thread: the window shows the error with its
+    traceback (banner + Problems), counts repeats, and keeps drawing the market."""
+    from app.ui.main_window import MainWindow
+    from app.live.pipeline import PipelineConfig
+
+    class BrokenAnalyzers:
+        def step(self, view):
+            raise ZeroDivisionError(f"broken analyzer at market time {view.ts}")
+
+    out = {}
+
+    async def main():
+        cfg = PipelineConfig(embedded=True, speed=200.0, loop_replay=False,
+                             engine_options={"analyzers": BrokenAnalyzers()})
+        w = MainWindow(cfg, prefs=None)
+        w.show()
+        await w.start()
+        out["shown"] = await _wait(lambda: "Analysis engine error" in w.problem_banner.text, 240)
+        out["drawn"] = await _wait(lambda: w.frames_drawn > 0 and w.last_frame.best_bid >= 0, 60)
+        out["problems"] = [t for lvl, t in w.problems.entries if lvl == "error"]
+        out["dock"] = w.problems_dock.isVisible()
+        out["count"] = w.pipeline.engine_errors
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["shown"] and out["dock"]
+    assert "ZeroDivisionError: broken analyzer at market time" in out["problems"][0]  # the traceback text
+    assert "Traceback" in out["problems"][0]
+    assert out["drawn"]  # the market model keeps going
+    assert out["count"] >= 1 and len(out["problems"]) <= 5 + out["count"] // 100 + 2
+
+
+def test_profile_change_restarts_the_analysis_and_persists(qapp, tmp_path):
+    """Choosing another profile stops the running pipeline (its worker thread ends) and starts a
+    new one with that profile on the same embedded replay; the choice is saved on close."""
+    from app.config.settings import load_settings
+    from app.ui.main_window import PROFILES, MainWindow
+    from app.live.pipeline import PipelineConfig
+    from app.config.prefs import Prefs
+
+    out = {}
+    path = tmp_path / "settings.toml"
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=100.0, profile="production"), prefs=Prefs(path))
+        w.show()
+        await w.start()
+        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        old = w.pipeline
+        old_thread = old.engine._thread
+        w.profile_combo.setCurrentIndex(PROFILES.index("scalping"))
+        w._on_profile_chosen(PROFILES.index("scalping"))
+        out["restarted"] = await _wait(lambda: w.pipeline is not old and w.pipeline.started
+                                       and w.pipeline.slot.published > 0, 240)
+        out["old_stopped"] = old.stopped and not old_thread.is_alive()
+        out["profile"] = w.pipeline.profile.name
+        out["trading"] = w.trading is not None or bool(w.trading_error)
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["first"] and out["restarted"]
+    assert out["old_stopped"]
+    assert out["profile"] == "scalping"
+    assert out["trading"]
+    assert load_settings(path).analysis.profile == "scalping"
+
+
+def test_record_button_writes_a_replayable_recording(qapp):
+    """The window's Record button writes the live event stream to a .mrec that reads back."""
+    from app.feeds.recording import read_recording
+    from app.ui.main_window import MainWindow
+    from app.live.pipeline import PipelineConfig
+
+    out = {}
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=100.0, profile="production"), prefs=None)
+        w.show()
+        await w.start()
+        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        before = w.pipeline.events_in
+        w.act_record.setChecked(True)
+        out["recording"] = w.recording_path
+        await _wait(lambda: w.pipeline.events_in > before + 2000, 60)
+        w.act_record.setChecked(False)
+        out["written"] = [t for lvl, t in w.problems.entries if "recording closed" in t]
+        await _close(w)
+
+    _run(qapp, main)
+    assert out["first"]
+    assert out["recording"] is not None and out["written"]
+    rec = read_recording(out["recording"])
+    assert rec.instrument.symbol == "ESH4" and rec.instrument.tick_size == 0.25
+    assert len(rec.events) > 2000
+    prices = rec.events["price"][rec.events["kind"] == 2]
+    assert len(prices) and (prices > 19_000).all() and (prices < 19_400).all()  # ES trades near 4,800
