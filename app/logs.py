@@ -2,10 +2,15 @@
 
 Secrets (passwords) are never passed to a logger; :class:`RedactFilter` is a second line of
 defence that masks ``Password`` values that reach a record anyway.
+
+A native crash (a segfault in Qt, numba or a driver) kills the process without a Python
+traceback; :func:`setup_logging` therefore also enables :mod:`faulthandler` on the log file, so
+such a crash leaves "Fatal Python error" and every thread's stack in ``mia-elite.log``.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import logging
 import logging.handlers
 import re
@@ -30,13 +35,33 @@ class RedactFilter(logging.Filter):
 _configured = False
 
 
+class _FaultLoggingFileHandler(logging.handlers.RotatingFileHandler):
+    """The rotating log file, with :mod:`faulthandler` pointed at its current stream.
+
+    On rollover the stream changes, so faulthandler is re-enabled on the new file (it writes to a
+    file descriptor, and the old one would point at the renamed backup).
+    """
+
+    def _enable_faults(self) -> None:
+        if self.stream is not None:
+            faulthandler.enable(file=self.stream, all_threads=True)
+
+    def doRollover(self) -> None:  # noqa: N802 (logging's name)
+        super().doRollover()
+        self._enable_faults()
+
+
 def log_file():
     """Path of the app's log file."""
     return paths.log_dir() / "mia-elite.log"
 
 
 def setup_logging(level: str = "INFO", console: bool = True) -> None:
-    """Configure the root logger once: rotating file (5 x 2 MB) plus optional console."""
+    """Configure the root logger once: rotating file (5 x 2 MB) plus optional console.
+
+    Also enables :mod:`faulthandler` on the log file (all threads), so a native crash leaves a
+    trace there; when the file cannot be opened, faulthandler writes to stderr instead.
+    """
     global _configured
     root = logging.getLogger()
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
@@ -45,12 +70,15 @@ def setup_logging(level: str = "INFO", console: bool = True) -> None:
     _configured = True
     redact = RedactFilter()
     try:
-        fh = logging.handlers.RotatingFileHandler(log_file(), maxBytes=2_000_000, backupCount=5, encoding="utf-8")
+        fh = _FaultLoggingFileHandler(log_file(), maxBytes=2_000_000, backupCount=5, encoding="utf-8")
         fh.setFormatter(logging.Formatter(_FMT))
         fh.addFilter(redact)
         root.addHandler(fh)
+        fh._enable_faults()  # a native crash leaves its stacks in this file
     except OSError as exc:  # read-only home: keep going with the console
         logging.getLogger(__name__).warning("cannot open log file: %s", exc)
+        if not faulthandler.is_enabled():
+            faulthandler.enable(all_threads=True)
     if console:
         ch = logging.StreamHandler()
         ch.setFormatter(logging.Formatter(_FMT))

@@ -22,9 +22,9 @@ ENCODINGS = [Encoding.BINARY, Encoding.JSON, Encoding.JSON_COMPACT]
 
 
 @pytest.fixture(scope="module")
-def py_formats(repo_root):
+def py_formats(shared_reference):
     """struct name -> the official Python struct format string from the offsets file."""
-    text = (repo_root.parent / "shared" / "reference" / "dtc-struct-offsets.txt").read_text()
+    text = (shared_reference / "dtc-struct-offsets.txt").read_text()
     return dict(re.findall(r"STRUCT (s_\w+) size=\d+ pack=\d+\s+py='([^']+)'", text))
 
 

@@ -31,8 +31,8 @@ def _parse_offsets(path):
 
 
 @pytest.fixture(scope="module")
-def official(repo_root):
-    path = repo_root.parent / "shared" / "reference" / "dtc-struct-offsets.txt"
+def official(shared_reference):
+    path = shared_reference / "dtc-struct-offsets.txt"
     table = _parse_offsets(path)
     assert len(table) > 90, "offsets table not parsed"
     return table

@@ -1,0 +1,24 @@
+"""A native crash leaves a trace in the log file (faulthandler on the rotating log)."""
+
+import os
+import subprocess
+import sys
+
+CHILD = """
+import ctypes, logging
+from app.logs import setup_logging, log_file
+setup_logging("INFO", console=False)
+logging.getLogger("child").info("about to crash")
+print(log_file(), flush=True)
+ctypes.string_at(0)  # a segfault, as a crash inside Qt would be
+"""
+
+
+def test_native_crash_writes_fatal_error_and_stack_to_the_log(tmp_path, repo_root):
+    env = dict(os.environ, MIA_ELITE_HOME=str(tmp_path), PYTHONPATH=str(repo_root))
+    p = subprocess.run([sys.executable, "-c", CHILD], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode != 0  # it did crash
+    log = open(p.stdout.strip().splitlines()[0], encoding="utf-8", errors="replace").read()
+    assert "about to crash" in log
+    assert "Fatal Python error" in log and "Segmentation fault" in log
+    assert 'File "<string>"' in log  # the crashing thread's stack
