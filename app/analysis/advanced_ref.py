@@ -30,7 +30,17 @@ from app.analysis.advanced import (
 
 
 def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
-    """Plain NumPy twin of :func:`adv_trades_scan`."""
+    """Plain NumPy twin of :func:`app.analysis.advanced.adv_trades_scan`.
+
+    Parameters and ``out`` (float64 (3, 5), overwritten) are those of the kernel: trades
+    EVENT_DTYPE (T,) ns ascending, ``t_now`` ns, ``levels`` int64 (G,) ticks, ``poc``/``vah``/``val``
+    ticks (-1 = none), ``params`` float64 (14,).
+
+    Returns
+    -------
+    int
+        Number of detections (rows of ``out`` with strength > 0).
+    """
     t_ts, t_price, t_size, t_side = trades["ts"], trades["price"], trades["size"], trades["side"]
     out[:] = 0.0
     T = t_ts.shape[0]
@@ -92,7 +102,17 @@ def _er_np(c, i, n):
 
 
 def adv_bars_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
-    """Plain NumPy twin of :func:`adv_bars_scan`."""
+    """Plain NumPy twin of :func:`app.analysis.advanced.adv_bars_scan`.
+
+    Parameters and ``out`` (float64 (2, 5), overwritten) are those of the kernel: bars
+    BAR_DTYPE (K,) in ticks and contracts, footprints float32 (K, R), ``base`` ticks, closed bar
+    ``i``, ``params`` float64 (14,).
+
+    Returns
+    -------
+    int
+        1 when a head fake was found, else 0.
+    """
     o, h, lo, c, vol = bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"]
     out[:] = 0.0
     K = len(o)

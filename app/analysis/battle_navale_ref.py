@@ -23,7 +23,20 @@ from app.analysis.battle_navale import (
 
 
 def bar_bases_np(fp_buy_row, fp_sell_row, base):
-    """NumPy twin of :func:`bar_bases`."""
+    """NumPy twin of :func:`app.analysis.battle_navale.bar_bases`.
+
+    Parameters
+    ----------
+    fp_buy_row, fp_sell_row : float32 (R,)
+        One bar's footprint at the ask / at the bid, contracts per row.
+    base : int
+        Price of row 0, ticks.
+
+    Returns
+    -------
+    green, red : float
+        Volume-weighted base prices, ticks (nan when that side has no volume).
+    """
     r = np.arange(fp_buy_row.shape[0], dtype=np.float64)
     b = fp_buy_row.astype(np.float64)
     s = fp_sell_row.astype(np.float64)
@@ -33,7 +46,17 @@ def bar_bases_np(fp_buy_row, fp_sell_row, base):
 
 
 def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
-    """Plain NumPy twin of :func:`bn_scan`."""
+    """Plain NumPy twin of :func:`app.analysis.battle_navale.bn_scan`.
+
+    Parameters and ``out`` (float64 (8, 4), overwritten) are those of the kernel: bars
+    BAR_DTYPE (K,), footprints float32 (K, R), ``base`` ticks, closed bar ``i``, ``params``
+    float64 (9,).
+
+    Returns
+    -------
+    int
+        Number of detections among rows 0..6.
+    """
     o, h, lo, c = bars["open"], bars["high"], bars["low"], bars["close"]
     vol, buy, sell = bars["volume"], bars["buy_volume"], bars["sell_volume"]
     out[:] = 0.0

@@ -39,8 +39,18 @@ from app.analysis.dom import (
 
 
 def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params, sums, meta, out):
-    """Plain NumPy twin of :func:`dom_scan` (same arguments and ``out``; it recomputes every
-    window from the history and neither reads nor writes ``sums``/``meta``)."""
+    """Plain NumPy twin of :func:`app.analysis.dom.dom_scan`.
+
+    Same arguments and ``out`` (float64 (12, 4), overwritten) as the kernel: book float64 (R,)
+    contracts, heatmap history float32 (C, R) time-major, prices in ticks, ``params`` float64
+    (22,). It recomputes every window from the history and neither reads nor writes
+    ``sums``/``meta`` (pass None).
+
+    Returns
+    -------
+    int
+        Number of detections (rows of ``out`` with strength > 0).
+    """
     hist_bid, hist_ask, traded_buy, traded_sell = hb.T, ha.T, tb.T, tsell.T
     out[:] = 0.0
     R = bid.shape[0]

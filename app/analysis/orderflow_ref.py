@@ -17,7 +17,16 @@ from app.analysis.orderflow import (
 
 
 def flow_scan_np(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
-    """Plain NumPy twin of :func:`flow_scan`."""
+    """Plain NumPy twin of :func:`app.analysis.orderflow.flow_scan`.
+
+    Same arguments and ``out`` (float64 (7,), overwritten) as the kernel: trades EVENT_DTYPE (T,)
+    ns ascending, ``t_from`` ns, ``lot`` contracts, book float64 (R,), prices in ticks.
+
+    Returns
+    -------
+    int
+        Trades in the window.
+    """
     t_ts, t_size, t_side = trades["ts"], trades["size"], trades["side"]
     k = int(np.searchsorted(t_ts, t_from, side="left"))
     sz = np.asarray(t_size[k:], np.float64)

@@ -26,7 +26,21 @@ from app.analysis.vix import (
 
 
 def vix_series_np(close, vix3m, bands, params):
-    """Plain NumPy twin of :func:`vix_series` (same inputs, same outputs)."""
+    """Plain NumPy twin of :func:`app.analysis.vix.vix_series` (same inputs, same outputs).
+
+    Parameters
+    ----------
+    close, vix3m : float64 (n,)
+        VIX and VIX3M closes (VIX3M nan = unknown).
+    bands : float64 (4,)
+    params : float64 (12,)
+
+    Returns
+    -------
+    pct, mom, term : float64 (n,)
+    regime : int64 (n,)
+        0..4.
+    """
     close = np.asarray(close, np.float64)
     n = close.size
     w = int(params[P_WINDOW])
@@ -48,7 +62,12 @@ def vix_series_np(close, vix3m, bands, params):
 
 
 def vix_patterns_np(close, pct, mom, term, regime, params):
-    """Plain NumPy twin of :func:`vix_patterns`."""
+    """Plain NumPy twin of :func:`app.analysis.vix.vix_patterns` (same inputs, same outputs).
+
+    Returns
+    -------
+    spike_rev, complacency, change : float64 (n,)
+    """
     close = np.asarray(close, np.float64)
     n = close.size
     lb = int(params[P_SPIKE_LB])

@@ -36,7 +36,8 @@ _CMD_SIDE = np.array([0, 0, SIDE_BID, SIDE_ASK, SIDE_BID, SIDE_ASK, SIDE_BID, SI
 
 def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
                                   stats: DepthStats | None = None, *, size_multiplier: float = 1.0) -> np.ndarray:
-    """Depth records -> depth events, plain NumPy (the twin of the kernel; rules in the module docstring).
+    """Depth records -> depth events, plain NumPy: the twin of
+    :func:`app.feeds.depthfile.depth_records_to_events` (rules in that module's docstring).
 
     Parameters
     ----------
@@ -97,7 +98,8 @@ def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, p
 
 def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
                          quotes: bool = True, *, size_multiplier: float = 1.0) -> np.ndarray:
-    """Tick records -> events, plain NumPy (bar records are skipped; use :func:`scid_to_bars`).
+    """Tick records -> events, plain NumPy (bar records are skipped; use
+    :func:`app.feeds.scid.scid_to_bars`); the twin of :func:`app.feeds.scid.scid_to_events`.
 
     Parameters
     ----------

@@ -63,7 +63,8 @@ def _best(bid, ask):
 
 
 def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, fp, ovf):
-    """Plain Python/NumPy twin of :func:`apply_events_nb` (same arguments, same result).
+    """Plain Python/NumPy twin of :func:`app.market.kernels.apply_events_nb` (same arguments,
+    same result: ``(next event index, status, overflow count)``; layout in that module).
 
     It zeroes the traded columns unconditionally (``tdirty`` is accepted and left alone), which
     gives the same arrays as the kernel's lazy zeroing."""
@@ -215,7 +216,8 @@ def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f,
 
 
 def fill_live_py(P, S, book, ring):
-    """Twin of :func:`fill_live_nb`: write the current book into the open column's slot(s)."""
+    """Twin of :func:`app.market.kernels.fill_live_nb`: write the current book into the open
+    column's slot(s) of ``ring`` (float32 (4, N + W, R)); returns None."""
     bid, ask, hbid, hask = book[0], book[1], ring[0], ring[1]
     col = int(S[S_COL])
     if col < 0:
@@ -234,7 +236,22 @@ def fill_live_py(P, S, book, ring):
 
 
 def value_area_py(vol, lo, hi, fraction):
-    """Twin of :func:`value_area_nb` (NumPy argmax + the same expansion rule)."""
+    """Twin of :func:`app.market.kernels.value_area_nb` (NumPy argmax + the same expansion rule).
+
+    Parameters
+    ----------
+    vol : float64 (G,)
+        Session volume per grid index, contracts.
+    lo, hi : int
+        Grid index range, inclusive.
+    fraction : float
+        Share of the volume the value area holds (0..1).
+
+    Returns
+    -------
+    poc, val, vah : int
+        Grid indices, ``(-1, -1, -1)`` when the range is empty or holds no volume.
+    """
     if hi < lo:
         return -1, -1, -1
     seg = np.asarray(vol[lo : hi + 1], dtype=np.float64)

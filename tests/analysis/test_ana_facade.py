@@ -67,7 +67,8 @@ def test_no_signal_before_a_bar_closed(impl):
 
 
 def test_gamma_levels_are_prices(impl):
-    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.5], use_numba=impl.use_numba)  # 250.5 / 0.25 = tick 1002
+    # 250.5 / 0.25 = tick 1002
+    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.5], use_numba=impl.use_numba)
     k = np.arange(300)
     t = trade_events(T0 + k * S, 1000 + np.where(k % 2 == 0, 3, -3), np.ones(300), np.full(300, SIDE_ASK))
     t["price"][-1] = 1000

@@ -73,7 +73,8 @@ def _sets_the_cache_folder(path: Path) -> bool:
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
         if isinstance(node, ast.Assign):
             for t in node.targets:
-                if isinstance(t, ast.Subscript) and isinstance(t.slice, ast.Constant) and t.slice.value == "NUMBA_CACHE_DIR":
+                key = t.slice if isinstance(t, ast.Subscript) else None
+                if isinstance(key, ast.Constant) and key.value == "NUMBA_CACHE_DIR":
                     return True
                 if isinstance(t, ast.Attribute) and t.attr == "CACHE_DIR":
                     return True
