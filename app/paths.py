@@ -76,9 +76,3 @@ def resource_path(*parts: str) -> Path:
         raise FileNotFoundError(f"resource not found: {p}")
     return p
 
-
-def numba_cache_setup() -> Path:
-    """Point numba's on-disk cache at the user cache folder (call before importing kernels)."""
-    d = _ensure(cache_dir() / "numba")
-    os.environ.setdefault("NUMBA_CACHE_DIR", str(d))
-    return Path(os.environ["NUMBA_CACHE_DIR"])

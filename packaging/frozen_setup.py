@@ -9,7 +9,8 @@ What it does, in order, before any app module that imports numba:
    with the running executable's size and modification time, so two executables sharing one
    folder would invalidate each other's kernels on every alternate start; with one folder each,
    each compiles once (and again only after an update replaces the executable).
-   ``NUMBA_CACHE_DIR`` set by the user wins.
+   ``NUMBA_CACHE_DIR`` set by the user wins. The folder is handed on in ``NUMBA_CACHE_DIR``,
+   which :mod:`app.core.jit` (the app's one numba helper) keeps when a kernel module imports it.
 3. The CLI crash hook (:func:`app.ui.crash.install_cli_excepthook`): unhandled exceptions are
    logged with their traceback and the log file is named on stderr.
 4. The window's start-up helpers: ``app.ui.main.make_app`` is wrapped so that the crash dialog

@@ -1,6 +1,6 @@
 """Advanced patterns: gamma pin, head fake, microstructure, transition, volume profile.
 
-Two kernels, each with a plain NumPy twin (``*_np``):
+Two kernels, each with a plain NumPy twin (``*_np``, in :mod:`app.analysis.advanced_ref`):
 
 * :func:`adv_trades_scan` on the recent trades: gamma pin (user-supplied levels), microstructure
   (a one-sided trade burst), volume-profile reaction (POC / value-area edges).
@@ -15,12 +15,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.paths import numba_cache_setup
+from app.core.jit import kernel
 
-numba_cache_setup()
-import numba  # noqa: E402
-
-from app.analysis.kernel_util import n_hits as _n_hits  # noqa: E402
+from app.analysis.kernel_util import n_hits as _n_hits
 
 SIDE_ASK = 2
 SIDE_BID = 1
@@ -49,7 +46,7 @@ def adv_params(section: dict) -> np.ndarray:
     )
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _first_at_or_after(t_ts, t0):
     lo = 0
     hi = t_ts.shape[0]
@@ -62,7 +59,7 @@ def _first_at_or_after(t_ts, t0):
     return lo
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
     """Gamma pin, microstructure and volume-profile reaction on the recent trades (numba).
 
@@ -179,62 +176,7 @@ def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
     return _n_hits(out, 3)
 
 
-def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
-    """Plain NumPy twin of :func:`adv_trades_scan`."""
-    t_ts, t_price, t_size, t_side = trades["ts"], trades["price"], trades["size"], trades["side"]
-    out[:] = 0.0
-    T = t_ts.shape[0]
-    if T == 0:
-        return 0
-    p = params
-    last = int(t_price[-1])
-    if len(levels):
-        lv = np.asarray(levels, np.int64)
-        g = int(lv[np.argmin(np.abs(lv - last))])
-        j0 = int(np.searchsorted(t_ts, t_now - p[A_G_WIN], side="left"))
-        w = t_price[j0:]
-        if w.size:
-            frac = np.count_nonzero(np.abs(w - g) <= p[A_G_DIST]) / w.size
-            rng = int(w.max() - w.min())
-            if frac >= p[A_G_FRAC] and rng <= p[A_G_RANGE] and p[A_G_FRAC] > 0:
-                out[0] = (min(1.0, 0.5 * frac / p[A_G_FRAC] + 0.5 * (1.0 - rng / p[A_G_RANGE]) * 0.5), g,
-                          float(np.sign(g - last)), frac, rng)
-    jw = int(np.searchsorted(t_ts, t_now - p[A_M_WIN], side="left"))
-    nw = T - jw
-    if nw >= p[A_M_MIN] and jw >= 2:
-        span = t_ts[jw - 1] - t_ts[0]
-        if span > 0:
-            expected = jw / span * p[A_M_WIN]
-            sd = t_side[jw:]
-            sz = np.asarray(t_size[jw:], np.float64)
-            b, s = float(sz[sd == SIDE_ASK].sum()), float(sz[sd == SIDE_BID].sum())
-            imb = (b - s) / (b + s) if b + s > 0 else 0.0
-            if nw >= p[A_M_MULT] * expected and abs(imb) >= p[A_M_SIDE] and p[A_M_SIDE] > 0:
-                out[1] = (min(1.0, 0.25 * nw / (p[A_M_MULT] * expected) + 0.25 * abs(imb) / p[A_M_SIDE]), last,
-                          1.0 if imb > 0 else -1.0, nw / expected, imb)
-    if poc >= 0:
-        jv = int(np.searchsorted(t_ts, t_now - p[A_V_WIN], side="left"))
-        w = t_price[jv:]
-        react = p[A_V_REACT]
-        for kind, L in enumerate((val, poc, vah)):
-            if L < 0 or not np.any(np.abs(w - L) <= p[A_V_TOUCH]):
-                continue
-            mv = last - L
-            sd = 0.0
-            if kind == 0 and mv >= react:
-                sd = 1.0
-            elif kind == 2 and -mv >= react:
-                sd = -1.0
-            elif kind == 1 and abs(mv) >= react:
-                sd = float(np.sign(mv))
-            if sd != 0.0:
-                st = min(1.0, 0.5 * abs(mv) / react)
-                if st > out[2, 0]:
-                    out[2] = (st, L, sd, kind, abs(mv))
-    return int((out[:, 0] > 0).sum())
-
-
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _er(c, i, n):
     if i - n < 0:
         return -1.0
@@ -246,7 +188,7 @@ def _er(c, i, n):
     return abs(c[i] - c[i - n]) / path
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def adv_bars_scan(bars, fp_buy, fp_sell, base, i, params, out):
     """Head fake on closed bar ``i`` and the efficiency ratios for the transition state (numba).
 
@@ -329,45 +271,3 @@ def adv_bars_scan(bars, fp_buy, fp_sell, base, i, params, out):
     return 1 if out[0, 0] > 0 else 0
 
 
-def _er_np(c, i, n):
-    if i - n < 0:
-        return -1.0
-    path = float(np.abs(np.diff(c[i - n: i + 1])).sum())
-    return abs(float(c[i] - c[i - n])) / path if path > 0 else 0.0
-
-
-def adv_bars_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
-    """Plain NumPy twin of :func:`adv_bars_scan`."""
-    o, h, lo, c, vol = bars["open"], bars["high"], bars["low"], bars["close"], bars["volume"]
-    out[:] = 0.0
-    K = len(o)
-    if i < 1 or i >= K:
-        out[1, :2] = -1.0
-        return 0
-    p = params
-    j0 = max(0, i - int(p[A_H_LB]))
-    R = fp_buy.shape[1]
-    if i - j0 >= 2:
-        H, L = int(h[j0:i].max()), int(lo[j0:i].min())
-        sr = float((h[j0:i] - lo[j0:i] + 1.0).sum())
-        row_vol = float(vol[j0:i].sum()) / sr if sr > 0 else 0.0
-        need = p[A_H_VOL] * row_vol
-        both = fp_buy[i].astype(np.float64) + fp_sell[i].astype(np.float64)
-        if h[i] > H and c[i] <= H:
-            rows = np.arange(H + 1 - base, h[i] - base + 1)
-            vb = float(both[rows[(rows >= 0) & (rows < R)]].sum())
-            if vb > 0 and vb >= need:
-                out[0] = (min(1.0, 0.5 * vb / need) if need > 0 else 1.0, H, -1.0, vb, row_vol)
-        if lo[i] < L and c[i] >= L:
-            rows = np.arange(lo[i] - base, L - base)
-            vb = float(both[rows[(rows >= 0) & (rows < R)]].sum())
-            if vb > 0 and vb >= need:
-                s = min(1.0, 0.5 * vb / need) if need > 0 else 1.0
-                if s > out[0, 0]:
-                    out[0] = (s, L, 1.0, vb, row_vol)
-    n = int(p[A_T_BARS])
-    out[1, 0] = _er_np(c, i, n)
-    out[1, 1] = _er_np(c, i - 1, n)
-    if i - n >= 0:
-        out[1, 2] = float(np.sign(c[i] - c[i - n]))
-    return 1 if out[0, 0] > 0 else 0

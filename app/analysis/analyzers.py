@@ -79,7 +79,8 @@ class Analyzers:
     gamma_levels : sequence of float
         User-supplied gamma levels, **prices** (not ticks).
     use_numba : bool
-        Run the numba kernels (default) or their NumPy twins (for comparison).
+        Run the numba kernels (default) or their NumPy twins from the ``*_ref`` modules (for
+        comparison; ``mia-elite analyze --twin``).
     """
 
     def __init__(self, profile, instrument, vix_history=None, gamma_levels=(), use_numba: bool = True):
@@ -101,11 +102,15 @@ class Analyzers:
             vix_history = load_vix_history()
         self.vix = VixAnalyzer(vix_history, profile.section("vix"), use_numba) if vix_history else None
         self.gamma = instrument.to_ticks(np.asarray(list(gamma_levels), np.float64)).astype(np.int64).reshape(-1)
-        self._dom_fn = dom.dom_scan if use_numba else dom.dom_scan_np
-        self._bn_fn = bn.bn_scan if use_numba else bn.bn_scan_np
-        self._flow_fn = of.flow_scan if use_numba else of.flow_scan_np
-        self._advt_fn = adv.adv_trades_scan if use_numba else adv.adv_trades_scan_np
-        self._advb_fn = adv.adv_bars_scan if use_numba else adv.adv_bars_scan_np
+        if use_numba:
+            self._dom_fn, self._bn_fn, self._flow_fn = dom.dom_scan, bn.bn_scan, of.flow_scan
+            self._advt_fn, self._advb_fn = adv.adv_trades_scan, adv.adv_bars_scan
+        else:  # the NumPy twins, beside the kernels in the reference modules
+            from app.analysis import advanced_ref, battle_navale_ref, dom_ref, orderflow_ref
+
+            self._dom_fn, self._bn_fn = dom_ref.dom_scan_np, battle_navale_ref.bn_scan_np
+            self._flow_fn = orderflow_ref.flow_scan_np
+            self._advt_fn, self._advb_fn = advanced_ref.adv_trades_scan_np, advanced_ref.adv_bars_scan_np
         self._dom_out = np.zeros((12, 4))
         self._bn_out = np.zeros((8, 4))
         self._flow_out = np.zeros(7)

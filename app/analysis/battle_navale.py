@@ -1,7 +1,8 @@
 """Battle Navale: five footprint-bar patterns and the "rouge sous verte" rule.
 
-:func:`bn_scan` (numba) and its twin :func:`bn_scan_np` evaluate the **last closed bar** ``i``
-(``K - 2`` when the newest bar is still open; the caller passes ``i``) against the bars before it.
+:func:`bn_scan` (numba) and its twin :func:`app.analysis.battle_navale_ref.bn_scan_np` evaluate
+the **last closed bar** ``i`` (``K - 2`` when the newest bar is still open; the caller passes
+``i``) against the bars before it.
 ``out`` is float64 (8, 4), one row per detection slot (:data:`BN_SLOTS`), columns
 ``[strength 0..1 (0 = none), price tick, value1, value2]``; row 7 holds the bases (the signed gap,
 see below).
@@ -18,12 +19,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from app.paths import numba_cache_setup
+from app.core.jit import kernel
 
-numba_cache_setup()
-import numba  # noqa: E402
-
-from app.analysis.kernel_util import n_hits as _n_hits  # noqa: E402
+from app.analysis.kernel_util import n_hits as _n_hits
 
 #: slot -> (pattern name, trading side)
 BN_SLOTS = (
@@ -56,7 +54,7 @@ def bn_params(section: dict) -> np.ndarray:
     )
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def bar_bases(fp_buy_row, fp_sell_row, base):
     """Green (buy) and red (sell) volume-weighted base prices of one bar, ticks (nan if no volume)."""
     sb = 0.0
@@ -75,7 +73,7 @@ def bar_bases(fp_buy_row, fp_sell_row, base):
     return g, red
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     """Battle Navale patterns on closed bar ``i`` (numba).
 
@@ -207,75 +205,3 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     return _n_hits(out, 7)
 
 
-def bar_bases_np(fp_buy_row, fp_sell_row, base):
-    """NumPy twin of :func:`bar_bases`."""
-    r = np.arange(fp_buy_row.shape[0], dtype=np.float64)
-    b = fp_buy_row.astype(np.float64)
-    s = fp_sell_row.astype(np.float64)
-    g = base + (b * r).sum() / b.sum() if b.sum() > 0 else np.nan
-    red = base + (s * r).sum() / s.sum() if s.sum() > 0 else np.nan
-    return g, red
-
-
-def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
-    """Plain NumPy twin of :func:`bn_scan`."""
-    o, h, lo, c = bars["open"], bars["high"], bars["low"], bars["close"]
-    vol, buy, sell = bars["volume"], bars["buy_volume"], bars["sell_volume"]
-    out[:] = 0.0
-    if i < 1 or i >= len(o):
-        return 0
-    p = params
-    lb = int(p[B_LOOKBACK])
-    j0 = max(0, i - lb)
-    if i - j0 == 0:
-        return 0
-    avg_r = float(np.mean(h[j0:i] - lo[j0:i] + 1.0))
-    avg_v = float(np.mean(vol[j0:i]))
-    g, red = bar_bases_np(fp_buy[i], fp_sell[i], base)
-    gap = g - red
-    gate = p[B_RSV] > 0
-    long_ok = (not gate) or bool(gap >= 1.0)
-    short_ok = (not gate) or bool(gap <= 1.0)
-    out[7] = (gap, g, red, 1.0 if gap >= 1.0 else 0.0)
-    if vol[i] < p[B_MINVOL]:
-        return 0
-    q = i - 1
-    rng_p = float(h[q] - lo[q] + 1)
-    mult = p[B_LONG]
-    span = h[q] - lo[q]
-    if rng_p >= mult * avg_r and vol[q] >= p[B_MINVOL] and span > 0:
-        if c[q] < o[q] and c[i] > o[i] and long_ok:
-            ret = (c[i] - lo[q]) / span
-            if ret >= 0.5:
-                out[0] = (min(1.0, 0.5 * rng_p / (mult * avg_r) + max(0.0, ret - 0.5)), lo[q], rng_p / avg_r, ret)
-        if c[q] > o[q] and c[i] < o[i] and short_ok:
-            ret = (h[q] - c[i]) / span
-            if ret >= 0.5:
-                out[1] = (min(1.0, 0.5 * rng_p / (mult * avg_r) + max(0.0, ret - 0.5)), h[q], rng_p / avg_r, ret)
-    dr = (buy[i] - sell[i]) / vol[i] if vol[i] > 0 else 0.0
-    if c[i] > o[i] and -dr >= p[B_COLOR] and p[B_COLOR] > 0 and short_ok:
-        out[2] = (min(1.0, 0.5 * (-dr) / p[B_COLOR]), c[i], dr, c[i] - o[i])
-    if avg_v > 0 and vol[i] >= p[B_VIK_VOL] * avg_v and abs(dr) >= p[B_VIK_DELTA] and p[B_VIK_DELTA] > 0:
-        s = min(1.0, 0.25 * vol[i] / (p[B_VIK_VOL] * avg_v) + 0.25 * abs(dr) / p[B_VIK_DELTA])
-        if dr > 0 and c[i] > o[i] and long_ok:
-            out[3] = (s, c[i], vol[i] / avg_v, dr)
-        elif dr < 0 and c[i] < o[i] and short_ok:
-            out[4] = (s, c[i], vol[i] / avg_v, dr)
-    k = int(p[B_DEF_ROWS])
-    span = h[i] - lo[i]
-    R = fp_buy.shape[1]
-    if span >= k and p[B_DEF_RATIO] > 0:
-        mid = 0.5 * (h[i] + lo[i])
-        if sell[i] > 0 and c[i] >= mid and long_ok:
-            rows = lo[i] - base + np.arange(k)
-            rows = rows[(rows >= 0) & (rows < R)]
-            fr = float(fp_sell[i, rows].astype(np.float64).sum()) / sell[i]
-            if fr >= p[B_DEF_RATIO]:
-                out[5] = (min(1.0, 0.5 * fr / p[B_DEF_RATIO]), lo[i], fr, (c[i] - lo[i]) / span)
-        if buy[i] > 0 and c[i] <= mid and short_ok:
-            rows = h[i] - base - np.arange(k)
-            rows = rows[(rows >= 0) & (rows < R)]
-            fr = float(fp_buy[i, rows].astype(np.float64).sum()) / buy[i]
-            if fr >= p[B_DEF_RATIO]:
-                out[6] = (min(1.0, 0.5 * fr / p[B_DEF_RATIO]), h[i], fr, (h[i] - c[i]) / span)
-    return int((out[:7, 0] > 0).sum())

@@ -1,8 +1,9 @@
 """The six DOM detectors (iceberg, wall, ladder, spoofing, absorption, squeeze) in one kernel.
 
-:func:`dom_scan` (numba, ``nogil``, cached) and its plain NumPy twin :func:`dom_scan_np` read the
-book and the heatmap history of a :class:`~app.market.view.MarketView` and write, for each
-pattern and each book side, the strongest detection into ``out`` (float64, shape (12, 4)):
+:func:`dom_scan` (numba, ``nogil``, cached) and its plain NumPy twin
+:func:`app.analysis.dom_ref.dom_scan_np` read the book and the heatmap history of a
+:class:`~app.market.view.MarketView` and write, for each pattern and each book side, the
+strongest detection into ``out`` (float64, shape (12, 4)):
 
 * row ``2 * p + b`` for pattern ``p`` (:data:`DOM_PATTERNS` order) and book side ``b``
   (0 = bid side, 1 = ask side);
@@ -21,12 +22,9 @@ import math
 
 import numpy as np
 
-from app.paths import numba_cache_setup
+from app.core.jit import kernel
 
-numba_cache_setup()
-import numba  # noqa: E402
-
-from app.analysis.kernel_util import n_hits as _n_hits  # noqa: E402
+from app.analysis.kernel_util import n_hits as _n_hits
 
 DOM_PATTERNS = ("iceberg", "wall", "ladder", "spoofing", "absorption", "squeeze")
 #: Names of value1/value2 per pattern (for PatternHit.values).
@@ -81,7 +79,7 @@ def dom_params(section: dict, column_ns: int) -> np.ndarray:
     )
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _side_median(book, touch, step, n, R):
     """Median of the non-empty sizes among the first ``n`` rows of one side from the touch."""
     buf = np.empty(n)
@@ -115,14 +113,14 @@ def new_dom_state(rows: int):
     return np.zeros((N_SUMS, rows)), np.zeros(10, np.int64)
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _add_col(sums, k, arr, c, sign, lo, hi):
     row = arr[c]
     for r in range(lo, hi):
         sums[k, r] += sign * row[r]
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _add_count(sums, k, arr, c, sign, lo, hi):
     row = arr[c]
     for r in range(lo, hi):
@@ -130,7 +128,7 @@ def _add_count(sums, k, arr, c, sign, lo, hi):
             sums[k, r] += sign
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, need_lo, need_hi, sums, meta):
     """Bring the closed-column sums of rows ``[need_lo, need_hi)`` up to date.
 
@@ -199,7 +197,7 @@ def _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, need_lo, need_hi, su
     meta[3] = last
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params, sums, meta, out):
     """Run the six DOM detectors (numba). See the module docstring for ``out``.
 
@@ -207,7 +205,8 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
     and advanced incrementally while the row grid (``base``) and the column count stay the same
     (a new column adds one column and drops the one that left each window); anything else, or
     every :data:`REBUILD_EVERY` advances, rebuilds them from scratch. The open column is always
-    read fresh. Results equal :func:`dom_scan_np` (which recomputes everything) up to rounding.
+    read fresh. Results equal :func:`app.analysis.dom_ref.dom_scan_np` (which recomputes
+    everything) up to rounding.
 
     Parameters
     ----------
@@ -434,123 +433,3 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
     return _n_hits(out, 12)
 
 
-def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params, sums, meta, out):
-    """Plain NumPy twin of :func:`dom_scan` (same arguments and ``out``; it recomputes every
-    window from the history and neither reads nor writes ``sums``/``meta``)."""
-    hist_bid, hist_ask, traded_buy, traded_sell = hb.T, ha.T, tb.T, tsell.T
-    out[:] = 0.0
-    R = bid.shape[0]
-    C = hist_bid.shape[1]
-    p = params
-    depth = int(p[Q_DEPTH])
-    bb = best_bid - base if best_bid >= 0 else -1
-    ba = best_ask - base if best_ask >= 0 else -1
-
-    def side_rows(touch, step, n):
-        rows = touch + step * np.arange(n)
-        return rows[(rows >= 0) & (rows < R)]
-
-    for b in range(2):
-        book, hist, hit, opp, touch, step = (
-            (bid, hist_bid, traded_sell, traded_buy, bb, -1) if b == 0 else (ask, hist_ask, traded_buy, traded_sell, ba, 1)
-        )
-        if touch < 0 or touch >= R:
-            continue
-        nbrows = side_rows(touch, step, int(p[Q_WALL_NB]))
-        nz = book[nbrows][book[nbrows] > 0]
-        med = float(np.median(nz)) if nz.size else 0.0
-        rows = side_rows(touch, step, depth)
-        # iceberg
-        w = min(C, int(p[Q_ICE_COLS]))
-        vol = hit[rows, C - w:].astype(np.float64).sum(axis=1)
-        closed = hist[rows, C - w: C - 1].astype(np.float64)
-        n = (closed > 0).sum(axis=1)
-        mean = np.where(n > 0, closed.sum(axis=1) / np.maximum(n, 1), 0.0)
-        dmax = np.maximum(book[rows], mean)
-        ok = (book[rows] > 0) & (vol >= p[Q_ICE_MINVOL]) & (vol >= p[Q_ICE_RATIO] * dmax)
-        if ok.any():
-            s = np.where(ok, np.minimum(1.0, 0.5 * (vol / np.where(dmax > 0, dmax, 1)) / p[Q_ICE_RATIO]), 0.0)
-            i = int(np.argmax(s))
-            out[b] = (s[i], rows[i], vol[i], dmax[i])
-        # wall
-        if med > 0:
-            sz = book[rows]
-            ok = (sz >= p[Q_WALL_MIN]) & (sz >= p[Q_WALL_RATIO] * med)
-            if ok.any():
-                s = np.where(ok, np.minimum(1.0, 0.5 * (sz / med) / p[Q_WALL_RATIO]), 0.0)
-                i = int(np.argmax(s))
-                out[2 + b] = (s[i], rows[i], sz[i], med)
-        # ladder
-        minlev = int(p[Q_LAD_MIN])
-        full = side_rows(touch, step, R)  # every row of the side, from the touch outwards
-        sz = book[full]
-        good = np.zeros(sz.size, bool)  # good[j]: level j+1 continues a run from level j
-        if sz.size > 1:
-            good[:-1] = (sz[1:] > 0) & (sz[1:] >= p[Q_LAD_STEP] * sz[:-1])
-        best = 0.0
-        for j in range(min(depth, sz.size)):
-            if sz[j] <= 0:
-                continue
-            brk = np.flatnonzero(~good[j:])
-            n = int(brk[0]) + 1 if brk.size else sz.size - j
-            if n >= minlev:
-                s = min(1.0, 0.5 * n / minlev)
-                if s > best:
-                    best = s
-                    out[4 + b] = (s, full[j], n, sz[j])
-        # spoofing
-        if med > 0:
-            w = min(C - 1, int(p[Q_SPOOF_COLS]))
-            srows = side_rows(touch, step, int(p[Q_SPOOF_DIST]) + 1)
-            peak = hist[srows, C - 1 - w: C - 1].max(axis=1) if w > 0 else np.zeros(srows.size)
-            traded = hit[srows, C - 1 - w:].astype(np.float64).sum(axis=1)
-            ok = (
-                (peak >= p[Q_SPOOF_RATIO] * med) & (peak >= p[Q_WALL_MIN])
-                & (book[srows] <= SPOOF_GONE_FRAC * peak) & (traded <= p[Q_SPOOF_TRADED] * peak)
-            )
-            if ok.any():
-                s = np.where(ok, np.minimum(1.0, 0.5 * (peak / med) / p[Q_SPOOF_RATIO]), 0.0)
-                i = int(np.argmax(s))
-                out[6 + b] = (s[i], srows[i], peak[i], med)
-        # absorption
-        w = min(C, int(p[Q_ABS_COLS]))
-        give = int(p[Q_ABS_GIVE])
-        r_from, r_to = (touch - depth, touch + 1) if b == 0 else (touch - 1, touch + depth)
-        r_from, r_to = max(0, r_from), min(R, r_to + 1)
-        blk = hit[r_from:r_to, C - w:].astype(np.float64)
-        per_row = blk.sum(axis=1)
-        agg = float(per_row[per_row > EPS].sum())
-        other = float(opp[r_from:r_to, C - w:].astype(np.float64).sum())
-        if agg > 0:
-            hr = r_from + np.flatnonzero(per_row > EPS)
-            lo_r, hi_r = int(hr.min()), int(hr.max())
-            if agg >= p[Q_ABS_MINVOL] and agg >= p[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
-                held = touch >= lo_r if b == 0 else touch <= hi_r
-                if held:
-                    rr = agg / (p[Q_ABS_RATIO] * other) if other > EPS else 2.0
-                    mv = agg / p[Q_ABS_MINVOL] if p[Q_ABS_MINVOL] > 0 else 2.0
-                    s = min(1.0, 0.25 * min(rr, 2.0) + 0.25 * min(mv, 2.0))
-                    out[8 + b] = (s, lo_r if b == 0 else hi_r, agg, other)
-    # squeeze
-    if 0 <= bb < R and 0 <= ba < R:
-        k = int(p[Q_SQ_LEVELS])
-        w = min(C - 1, int(p[Q_SQ_COLS]))
-        brows = side_rows(bb, -1, k)
-        arows = side_rows(ba, 1, k)
-        bnow, anow = float(bid[brows].sum()), float(ask[arows].sum())
-        if w > 0:
-            bavg = float(hist_bid[brows, C - 1 - w: C - 1].astype(np.float64).sum()) / w
-            aavg = float(hist_ask[arows, C - 1 - w: C - 1].astype(np.float64).sum()) / w
-        else:
-            bavg = aavg = 0.0
-        tot = bnow + anow
-        if tot > 0 and ba - bb <= p[Q_SQ_SPREAD]:
-            imb = (bnow - anow) / tot
-            thr = p[Q_SQ_IMB]
-            for b, thin, avg, sim, row in ((0, anow, aavg, imb, ba), (1, bnow, bavg, -imb, bb)):
-                if avg > 0 and thin <= p[Q_SQ_THIN] * avg and sim >= thr and sim > 0:
-                    tr = thin / avg
-                    q = p[Q_SQ_THIN] / tr if tr > 0 else 4.0
-                    s = min(1.0, 0.25 * (sim / thr if thr > 0 else 2.0) + 0.25 * min(q, 4.0))
-                    out[10 + b] = (s, row, sim, tr)
-    return int((out[:, 0] > 0).sum())

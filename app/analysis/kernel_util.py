@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from app.paths import numba_cache_setup
-
-numba_cache_setup()
-
-import numba  # noqa: E402
+from app.core.jit import kernel
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def n_hits(out, n):
     """Rows among the first ``n`` of ``out`` (float64, shape (>= n, k)) with a detection (``out[i, 0] > 0``)."""
     k = 0

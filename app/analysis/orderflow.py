@@ -1,7 +1,8 @@
 """Order flow: delta, cumulative delta, bid/ask book imbalance and large-lot flow.
 
-:func:`flow_scan` (numba) and its twin :func:`flow_scan_np` read the recent trades (EVENT_DTYPE
-columns) and the book. Trades with ``side == SIDE_ASK`` (2) lifted the ask: buyer aggressor.
+:func:`flow_scan` (numba) and its twin :func:`app.analysis.orderflow_ref.flow_scan_np` read the
+recent trades (EVENT_DTYPE columns) and the book. Trades with ``side == SIDE_ASK`` (2) lifted the
+ask: buyer aggressor.
 
 Outputs, float64 (7,): ``[delta, buy, sell, large_buy, large_sell, imbalance, trades]`` where
 ``delta = buy - sell`` over the window (contracts), ``large_*`` sum only trades of at least
@@ -11,18 +12,13 @@ Outputs, float64 (7,): ``[delta, buy, sell, large_buy, large_sell, imbalance, tr
 
 from __future__ import annotations
 
-import numpy as np
-
-from app.paths import numba_cache_setup
-
-numba_cache_setup()
-import numba  # noqa: E402
+from app.core.jit import kernel
 
 SIDE_ASK = 2
 SIDE_BID = 1
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def flow_scan(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
     """Order-flow figures (numba). See the module docstring.
 
@@ -93,20 +89,3 @@ def flow_scan(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, o
     return n
 
 
-def flow_scan_np(trades, t_from, lot, bid, ask, best_bid, best_ask, base, levels, out):
-    """Plain NumPy twin of :func:`flow_scan`."""
-    t_ts, t_size, t_side = trades["ts"], trades["size"], trades["side"]
-    k = int(np.searchsorted(t_ts, t_from, side="left"))
-    sz = np.asarray(t_size[k:], np.float64)
-    sd = np.asarray(t_side[k:])
-    isb, iss = sd == SIDE_ASK, sd == SIDE_BID
-    big = sz >= lot
-    buy, sell = float(sz[isb].sum()), float(sz[iss].sum())
-    R = bid.shape[0]
-    rb = best_bid - base - np.arange(levels)
-    ra = best_ask - base + np.arange(levels)
-    sb = float(bid[rb[(rb >= 0) & (rb < R)]].sum()) if best_bid >= 0 else 0.0
-    sa = float(ask[ra[(ra >= 0) & (ra < R)]].sum()) if best_ask >= 0 else 0.0
-    out[:] = (buy - sell, buy, sell, float(sz[isb & big].sum()), float(sz[iss & big].sum()),
-              (sb - sa) / (sb + sa) if sb + sa > 0 else 0.0, sz.size)
-    return int(sz.size)

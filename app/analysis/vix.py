@@ -1,7 +1,7 @@
 """VIX regimes, VIX patterns and the regime's sizing factor (definitions: ``docs/patterns.md``).
 
 The daily series are computed once for the whole history by two kernels, each with a plain
-NumPy twin (``*_np``) used by the tests:
+NumPy twin (``*_np``, in :mod:`app.analysis.vix_ref`; the tests run on both):
 
 * :func:`vix_series` -> per session: 1-year percentile, 5-session momentum, term structure
   VIX/VIX3M and the regime index 0..4 (``ultra_low``, ``low``, ``normal``, ``high``,
@@ -19,12 +19,9 @@ import math
 
 import numpy as np
 
-from app.paths import numba_cache_setup
+from app.core.jit import kernel
 
-numba_cache_setup()
-import numba  # noqa: E402
-
-from app.analysis.frame import PatternHit, VixState  # noqa: E402
+from app.analysis.frame import PatternHit, VixState
 
 REGIMES = ("ultra_low", "low", "normal", "high", "extreme")
 
@@ -50,7 +47,7 @@ def vix_params(section: dict) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 # kernel 1: percentile, momentum, term structure, regime
 # ----------------------------------------------------------------------------------------------
-@numba.njit(nogil=True, cache=True)
+@kernel
 def vix_series(close, vix3m, bands, params):
     """Per-session VIX features and regime (numba).
 
@@ -105,32 +102,10 @@ def vix_series(close, vix3m, bands, params):
     return pct, mom, term, regime
 
 
-def vix_series_np(close, vix3m, bands, params):
-    """Plain NumPy twin of :func:`vix_series` (same inputs, same outputs)."""
-    close = np.asarray(close, np.float64)
-    n = close.size
-    w = int(params[P_WINDOW])
-    pct = np.full(n, 0.5)
-    for i in range(n):
-        win = close[max(0, i - w + 1): i + 1]
-        if win.size >= 2:
-            pct[i] = (np.count_nonzero(win <= close[i]) - 1) / (win.size - 1)
-    mom = np.full(n, np.nan)
-    mom[5:] = close[5:] / close[:-5] - 1.0
-    with np.errstate(invalid="ignore", divide="ignore"):
-        term = np.where(vix3m > 0, close / np.where(vix3m > 0, vix3m, 1.0), np.nan)
-    lvl = np.searchsorted(np.asarray(bands), close, side="right")
-    with np.errstate(invalid="ignore"):
-        up = (mom >= params[P_MOM_STRESS]) | (term >= params[P_BACKW])
-        down = ~up & (pct <= params[P_CALM_PCT]) & (term < 1.0) & (mom <= 0.0)
-    regime = np.clip(lvl + up.astype(np.int64) - down.astype(np.int64), 0, 4).astype(np.int64)
-    return pct, mom, term, regime
-
-
 # ----------------------------------------------------------------------------------------------
 # kernel 2: patterns per session
 # ----------------------------------------------------------------------------------------------
-@numba.njit(nogil=True, cache=True)
+@kernel
 def vix_patterns(close, pct, mom, term, regime, params):
     """Per-session VIX pattern strengths (numba).
 
@@ -191,38 +166,6 @@ def vix_patterns(close, pct, mom, term, regime, params):
     return spike_rev, compl, change
 
 
-def vix_patterns_np(close, pct, mom, term, regime, params):
-    """Plain NumPy twin of :func:`vix_patterns`."""
-    close = np.asarray(close, np.float64)
-    n = close.size
-    lb = int(params[P_SPIKE_LB])
-    cl = int(params[P_CHANGE_LB])
-    spike, rev = params[P_SPIKE], params[P_REV]
-    spike_rev = np.zeros(n)
-    with np.errstate(invalid="ignore"):
-        is_spike = mom >= spike
-    for i in range(n):
-        lo = max(0, i - lb + 1)
-        hits = np.flatnonzero(is_spike[lo: i + 1])
-        if hits.size:
-            j0 = lo + hits[0]
-            peak = close[j0: i + 1].max()
-            if close[i] < peak:
-                drop = 1.0 - close[i] / peak
-                if drop >= rev:
-                    spike_rev[i] = min(1.0, 0.5 * drop / rev) if rev > 0 else 1.0
-    with np.errstate(invalid="ignore"):
-        ok = (close <= params[P_COMPL_LVL]) & (pct <= params[P_COMPL_PCT]) & (term <= params[P_COMPL_TERM])
-        a = 1.0 - close / params[P_COMPL_LVL]
-        b = 1.0 - term / params[P_COMPL_TERM]
-    compl = np.where(ok, np.minimum(1.0, 0.5 + 2.0 * a + 2.0 * b), 0.0)
-    change = np.zeros(n)
-    if n > cl:
-        d = (regime[cl:] - regime[:-cl]).astype(np.float64)
-        change[cl:] = np.where(np.abs(d) >= params[P_CHANGE_STEPS], d, 0.0)
-    return spike_rev, compl, change
-
-
 # ----------------------------------------------------------------------------------------------
 class VixAnalyzer:
     """VIX state as of a market time, from a :class:`~app.feeds.vix_history.VixHistory`.
@@ -243,7 +186,12 @@ class VixAnalyzer:
         self.sizing = tuple(float(f) for f in section["sizing_factors"])
         self.params = vix_params(section)
         b = np.asarray(self.bands, np.float64)
-        f1, f2 = (vix_series, vix_patterns) if use_numba else (vix_series_np, vix_patterns_np)
+        if use_numba:
+            f1, f2 = vix_series, vix_patterns
+        else:
+            from app.analysis.vix_ref import vix_patterns_np, vix_series_np
+
+            f1, f2 = vix_series_np, vix_patterns_np
         self.pct, self.mom, self.term, self.regime = f1(history.close, history.vix3m, b, self.params)
         self.spike_rev, self.compl, self.change = f2(
             history.close, self.pct, self.mom, self.term, self.regime, self.params

@@ -7,7 +7,8 @@ the DOM figure, every few minutes for the frame figure). Speeds are printed, nev
 Figures (targets from issue 4; the seed system reported DOM 21,000/s and elite 5,700/s):
 
 * ``analysis.dom_detectors``: all six DOM detectors on the current book (one call of
-  :func:`app.analysis.dom.dom_scan`), analyses/s (target >= 200,000); baseline: its NumPy twin.
+  :func:`app.analysis.dom.dom_scan`), analyses/s (target >= 200,000); baseline: its NumPy twin
+  (:mod:`app.analysis.dom_ref`; every baseline here comes from the ``*_ref`` twin modules).
 * ``analysis.dom_detectors_live``: the same kernel along the replay (each call sees the new
   columns, so the running window sums advance), timed around the kernel call only; baseline: the
   twin on every 50th step.
@@ -100,6 +101,7 @@ def _real_views(profile_name: str = "production"):
 def _kernel_calls(p, v, numba_: bool):
     """Closures calling each hot kernel (numba or twin) on view ``v``."""
     from app.analysis import advanced as adv
+    from app.analysis import advanced_ref, battle_navale_ref, dom_ref, orderflow_ref
     from app.analysis import battle_navale as bn
     from app.analysis import dom
     from app.analysis import orderflow as of
@@ -113,11 +115,11 @@ def _kernel_calls(p, v, numba_: bool):
     lv = np.array([v.best_bid - 4], np.int64)
     o_dom, o_fl, o_at, o_bn, o_ab = np.zeros((12, 4)), np.zeros(7), np.zeros((3, 5)), np.zeros((8, 4)), np.zeros((2, 5))
     f = (lambda a, b_: a) if numba_ else (lambda a, b_: b_)
-    k_dom = f(dom.dom_scan, dom.dom_scan_np)
-    k_fl = f(of.flow_scan, of.flow_scan_np)
-    k_at = f(adv.adv_trades_scan, adv.adv_trades_scan_np)
-    k_bn = f(bn.bn_scan, bn.bn_scan_np)
-    k_ab = f(adv.adv_bars_scan, adv.adv_bars_scan_np)
+    k_dom = f(dom.dom_scan, dom_ref.dom_scan_np)
+    k_fl = f(of.flow_scan, orderflow_ref.flow_scan_np)
+    k_at = f(adv.adv_trades_scan, advanced_ref.adv_trades_scan_np)
+    k_bn = f(bn.bn_scan, battle_navale_ref.bn_scan_np)
+    k_ab = f(adv.adv_bars_scan, advanced_ref.adv_bars_scan_np)
     bb, ba, base, now = int(v.best_bid), int(v.best_ask), int(v.base), int(v.ts)
     col0 = int(v.col_t0 // v.column_ns)
     sums, meta = dom.new_dom_state(v.rows)
@@ -147,7 +149,7 @@ def bench_dom(args):
 def bench_dom_live(args):
     """The DOM detectors along the replay itself: each call sees new columns (running sums advance),
     timed per call around the kernel only (the market model's work is not counted)."""
-    from app.analysis import dom
+    from app.analysis import dom, dom_ref
     from app.config.profiles import load_profile
     from app.feeds.samples import load_default_sample
     from app.market.model import MarketModel
@@ -180,7 +182,7 @@ def bench_dom_live(args):
         n_nb += 1
         if n_nb % 50 == 0:
             t0 = pc()
-            dom.dom_scan_np(*a)
+            dom_ref.dom_scan_np(*a)
             t_np += pc() - t0
             n_np += 1
     nb = n_nb / t_nb if t_nb > 0 else 0.0
@@ -253,6 +255,7 @@ def bench_step(args):
 def bench_twins(args):
     """numba / NumPy twin speed ratio of each hot kernel on the real view (target >= 10x)."""
     from app.analysis import vix as V
+    from app.analysis import vix_ref
     from app.feeds.vix_history import load_vix_history
 
     p, inst, views, v, src = _real_views()
@@ -268,7 +271,7 @@ def bench_twins(args):
     sec = p.section("vix")
     prm, bands = V.vix_params(sec), np.asarray(sec["bands"])
     a = _rate(lambda: V.vix_series(h.close, h.vix3m, bands, prm), 3 if args.quick else 20)
-    b = _rate(lambda: V.vix_series_np(h.close, h.vix3m, bands, prm), 1, rounds=2)
+    b = _rate(lambda: vix_ref.vix_series_np(h.close, h.vix3m, bands, prm), 1, rounds=2)
     yield {"name": "analysis.twin_ratio.vix_series", "value": round(a / b, 1), "unit": "x", "baseline": 1.0,
            "ratio": round(a / b, 1), "target": 10, "numba_per_s": round(a, 1), "numpy_per_s": round(b, 2),
            "input": f"real CBOE VIX history, {len(h)} sessions"}

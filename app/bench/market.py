@@ -4,7 +4,8 @@ Figures (one JSON line each, see :mod:`app.bench`):
 
 * ``market.book_ring.es``: real ES events (the shipped CME hour after its snapshot) through
   the book and the heatmap ring at the finest profile interval (Scalping: 100 ms columns,
-  400 rows), numba kernel vs the plain NumPy/Python twin in the same run; ``...es_250ms`` the
+  400 rows), numba kernel vs the plain NumPy/Python twin (:mod:`app.market.kernels_ref`, through
+  ``MarketModel(use_numba=False)``) in the same run; ``...es_250ms`` the
   same with Production's 250 ms columns. On this quiet hour (18 events per second of market
   time) closing the 36,000 columns costs more than the events. Also cut at every exchange
   batch end (``...es_batched``: one ``apply()`` per batch, the Python call overhead per batch
@@ -16,6 +17,9 @@ Figures (one JSON line each, see :mod:`app.bench`):
 * ``market.engine_start``: seconds from a fresh process's ``AnalysisEngine.start()`` to
   ``state == "running"`` with the warm numba cache; baseline = the same with an empty cache
   folder (the cold compile time).
+
+The two engine figures run :func:`engine_rss_probe` / :func:`engine_start_probe` in a fresh
+interpreter (``python -c "from app.bench.market import ...; ...()"``).
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ import subprocess
 import sys
 import tempfile
 import time
-
-import numpy as np
 
 
 def _es():
@@ -50,6 +52,8 @@ def _btc():
 
 
 def _cuts(ev, every=1):
+    import numpy as np
+
     from app.core.events import FLAG_BATCH_END
 
     ends = np.flatnonzero(ev["flags"] & FLAG_BATCH_END) + 1
@@ -83,6 +87,8 @@ def _fig(name, value, unit, baseline, target, **extra):
 
 def bench_book_ring(args):
     """Events/s through book + heatmap ring, numba vs twin (see the module docstring)."""
+    import numpy as np
+
     from app.market.model import MarketModel
 
     reps = 1 if getattr(args, "quick", False) else 3
@@ -117,52 +123,86 @@ def bench_book_ring(args):
                    events=len(rest))
 
 
-_RSS_CODE = r"""
-import json, sys, psutil, numpy as np
-proc = psutil.Process()
-from app.feeds.samples import load_default_sample
-from app.live.engine import AnalysisEngine
-from app.core.events import chunks
-rec = load_default_sample()
-before = proc.memory_info().rss
-eng = AnalysisEngine(rec.instrument, "scalping")
-eng.warm_up()
-for c in chunks(rec.events):
-    eng.process(c)
-eng.finish()
-f = eng.snapshot_frame()
-m = eng.model
-rss = proc.memory_info().rss
-for a in (m.tbuy, m.tsell):  # worst case: a trade in every column (every page written)
-    a[:, 0] += 0.0
-print(json.dumps({"rss": rss, "rss_worst": proc.memory_info().rss, "before": before,
-                  "history_cols": m.history_cols,
-                  "rows": m.rows, "ring_bytes": int(m.hbid.nbytes * 4), "cols_done": int(m.S[15]),
-                  "steps": eng.steps}))
-"""
+def engine_rss_probe() -> None:
+    """Child-process body of ``market.engine_rss``: print one JSON line of resident memory.
 
-_START_CODE = r"""
-import json, time
-t0 = time.perf_counter()
-from app.core.events import Instrument
-from app.live.engine import AnalysisEngine
-eng = AnalysisEngine(Instrument("ES", 0.25, 12.5), "scalping")
-t1 = time.perf_counter()
-eng.start()
-while eng.state == "compiling":
-    time.sleep(0.005)
-t2 = time.perf_counter()
-ok = eng.stop()
-print(json.dumps({"start_s": t2 - t0, "construct_s": t1 - t0, "compile_s": eng.compile_seconds,
-                  "state": eng.state, "stopped": ok}))
-"""
+    Builds a Scalping engine on the shipped ES sample, runs the hour through it with the
+    analyzers and prints ``{"rss", "rss_worst", "before", ...}`` (bytes): ``before`` ahead of
+    building the engine, ``rss`` after the hour, ``rss_worst`` after every page of the
+    traded-volume ring was written. Run in a fresh process (:func:`bench_engine_rss`).
+
+    Raises
+    ------
+    ImportError
+        Without ``psutil``.
+    """
+    import psutil
+
+    from app.core.events import chunks
+    from app.feeds.samples import load_default_sample
+    from app.live.engine import AnalysisEngine
+
+    proc = psutil.Process()
+    rec = load_default_sample()
+    before = proc.memory_info().rss
+    eng = AnalysisEngine(rec.instrument, "scalping")
+    eng.warm_up()
+    for c in chunks(rec.events):
+        eng.process(c)
+    eng.finish()
+    eng.snapshot_frame()
+    m = eng.model
+    rss = proc.memory_info().rss
+    for a in (m.tbuy, m.tsell):  # worst case: a trade in every column (every page written)
+        a[:, 0] += 0.0
+    print(json.dumps({"rss": rss, "rss_worst": proc.memory_info().rss, "before": before,
+                      "history_cols": m.history_cols, "rows": m.rows, "ring_bytes": int(m.hbid.nbytes * 4),
+                      "cols_done": int(m.S[15]), "steps": eng.steps}))
 
 
-def _run_py(code, env=None, timeout=600):
+def engine_start_probe(timeout_s: float = 600.0) -> None:
+    """Child-process body of ``market.engine_start``: print one JSON line of start-up seconds.
+
+    From this call (the child has imported only this module: numpy and the app come after the
+    clock starts) to the engine's ``state == "running"``: ``start_s``, ``construct_s`` (the
+    engine built) and ``compile_s`` (the engine's own compile or cache-load figure), seconds.
+    The numba cache is the one of ``$NUMBA_CACHE_DIR`` (warm or an empty folder).
+
+    Parameters
+    ----------
+    timeout_s : float
+        Longest wait for the compile, seconds.
+
+    Raises
+    ------
+    TimeoutError
+        If the engine still compiles after ``timeout_s``.
+    """
+    t0 = time.perf_counter()
+    from app.core.events import Instrument
+    from app.live.engine import AnalysisEngine
+
+    eng = AnalysisEngine(Instrument("ES", 0.25, 12.5), "scalping")
+    t1 = time.perf_counter()
+    eng.start()
+    while eng.state == "compiling":  # bounded poll of a worker-thread attribute
+        if time.perf_counter() - t1 > timeout_s:
+            eng.stop()
+            raise TimeoutError(f"engine still compiling after {timeout_s:.0f} s")
+        time.sleep(0.005)
+    t2 = time.perf_counter()
+    ok = eng.stop()
+    print(json.dumps({"start_s": t2 - t0, "construct_s": t1 - t0, "compile_s": eng.compile_seconds,
+                      "state": eng.state, "stopped": ok}))
+
+
+def _run_probe(probe: str, env=None, timeout=600):
+    """Run ``app.bench.market.<probe>()`` in a fresh interpreter; return its last JSON line."""
     e = dict(os.environ)
     if env:
         e.update(env)
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=e, timeout=timeout)
+    cmd = [sys.executable, "-c", f"from app.bench.market import {probe}; {probe}()"]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=e, timeout=timeout)
     if out.returncode != 0:
         raise RuntimeError(f"child failed ({out.returncode}): {out.stderr[-2000:]}")
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -170,7 +210,7 @@ def _run_py(code, env=None, timeout=600):
 
 def bench_engine_rss(args):
     """Resident memory after an hour of 100 ms history (fresh process)."""
-    r = _run_py(_RSS_CODE)
+    r = _run_probe("engine_rss_probe")
     mb = 1024 * 1024
     yield _fig("market.engine_rss", r["rss"] / mb, "MB", r["before"] / mb, "<= 400",
                rss_worst_mb=round(r["rss_worst"] / mb, 1),
@@ -181,15 +221,14 @@ def bench_engine_rss(args):
 
 def bench_engine_start(args):
     """Engine start with a warm numba cache vs cold (empty cache folder)."""
-    from app.paths import numba_cache_setup
+    from app.core.jit import CACHE_DIR
 
-    cache = numba_cache_setup()
-    warm_env = {"NUMBA_CACHE_DIR": str(cache)}
-    _run_py(_START_CODE, warm_env)  # make sure the cache is filled
+    warm_env = {"NUMBA_CACHE_DIR": str(CACHE_DIR)}
+    _run_probe("engine_start_probe", warm_env)  # make sure the cache is filled
     reps = 1 if getattr(args, "quick", False) else 3
-    warm = min((_run_py(_START_CODE, warm_env) for _ in range(reps)), key=lambda r: r["start_s"])
+    warm = min((_run_probe("engine_start_probe", warm_env) for _ in range(reps)), key=lambda r: r["start_s"])
     with tempfile.TemporaryDirectory(prefix="mia-numba-cold-") as d:
-        cold = _run_py(_START_CODE, {"NUMBA_CACHE_DIR": d})
+        cold = _run_probe("engine_start_probe", {"NUMBA_CACHE_DIR": d})
     yield _fig("market.engine_start", warm["start_s"], "s", cold["start_s"], "<= 2 s warm",
                warm_compile_s=round(warm["compile_s"], 3), cold_compile_s=round(cold["compile_s"], 3),
                note="baseline = cold start with an empty numba cache (the first compile)")

@@ -63,13 +63,10 @@ from typing import Mapping
 
 import numpy as np
 
-from app import paths
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.core import events as ev
-
-paths.numba_cache_setup()
-import numba  # noqa: E402
+from app.core.jit import kernel
 
 log = logging.getLogger(__name__)
 
@@ -119,7 +116,7 @@ for _t in BATCH_TYPES:
     _NEED[_t] = _REC[_t].itemsize
 
 
-@numba.njit(cache=True, nogil=True)
+@kernel
 def _scan(buf, start, stop, need, offs, types):  # pragma: no cover - compiled
     """Walk frame headers from ``start``; stop at the first frame that is incomplete, not
     batchable or shorter than its type's record. Returns (n_frames, end_offset)."""

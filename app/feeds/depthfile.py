@@ -59,7 +59,7 @@ from app.core.events import (
     SIDE_BID,
     Instrument,
 )
-from app.feeds.scid import ns_to_sc_datetime, sc_datetime_to_ns
+from app.feeds.scid import ns_to_sc_datetime
 
 log = logging.getLogger(__name__)
 
@@ -92,11 +92,6 @@ DEPTH_RECORD_DTYPE = np.dtype(
     ]
 )
 assert DEPTH_RECORD_DTYPE.itemsize == DEPTH_RECORD_SIZE
-
-# command -> (op, side); index = command code
-_CMD_OP = np.array([0, OP_CLEAR, OP_SET, OP_SET, OP_SET, OP_SET, OP_DELETE, OP_DELETE], dtype=np.uint8)
-_CMD_SIDE = np.array([0, 0, SIDE_BID, SIDE_ASK, SIDE_BID, SIDE_ASK, SIDE_BID, SIDE_ASK], dtype=np.uint8)
-
 
 class DepthFileError(ValueError):
     """A ``.depth`` file or buffer is not a valid Sierra Chart market depth file."""
@@ -180,15 +175,36 @@ def depth_records_to_events(records: np.ndarray, instrument: Instrument, price_m
                             stats: DepthStats | None = None, *, size_multiplier: float = 1.0) -> np.ndarray:
     """Depth records -> depth events (one-pass numba kernel; rules in the module docstring).
 
-    Same parameters and result as :func:`depth_records_to_events_numpy`, its plain-NumPy twin
-    (the reference the tests compare it with). Files with legacy float-days DateTime values use
-    the twin.
+    The plain-NumPy twin, :func:`app.feeds.sierra_kernels_ref.depth_records_to_events_numpy`,
+    takes the same parameters and gives the same result (the tests hold both to the rules).
+    Files with legacy float-days DateTime values are decoded by the twin.
+
+    Parameters
+    ----------
+    records : np.ndarray of DEPTH_RECORD_DTYPE, shape (n,)
+    instrument : Instrument
+        Tick size for the price -> ticks conversion.
+    price_multiplier : float
+        Sierra's real-time price multiplier (stored * multiplier = price).
+    stats : DepthStats, optional
+        Updated in place (records, dropped, zero-quantity sets).
+    size_multiplier : float
+        Stored Quantity = size x size_multiplier (whole numbers); sizes are Quantity / it, in
+        contracts (1 for futures; e.g. 1000 for BTC sizes with 0.001 steps).
+
+    Returns
+    -------
+    np.ndarray of EVENT_DTYPE, shape (m,), m <= n, file order (ts ns UTC, price ticks).
     """
     from app.feeds.scid import _FLOAT_DAYS_THRESHOLD
     from app.feeds.sierra_kernels import depth_kernel
 
     n = len(records)
-    if n == 0 or (records["dt"] > _FLOAT_DAYS_THRESHOLD).any():
+    if n == 0:
+        return np.zeros(0, dtype=EVENT_DTYPE)
+    if (records["dt"] > _FLOAT_DAYS_THRESHOLD).any():
+        from app.feeds.sierra_kernels_ref import depth_records_to_events_numpy
+
         return depth_records_to_events_numpy(records, instrument, price_multiplier, stats,
                                              size_multiplier=size_multiplier)
     out = np.zeros(n, dtype=EVENT_DTYPE)
@@ -201,67 +217,6 @@ def depth_records_to_events(records: np.ndarray, instrument: Instrument, price_m
         stats.dropped += int(dropped)
         stats.zero_quantity_sets += int(zero_sets)
     return out if m == n else out[:m]
-
-
-def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
-                                  stats: DepthStats | None = None, *, size_multiplier: float = 1.0) -> np.ndarray:
-    """Depth records -> depth events, plain NumPy (the twin of the kernel; rules in the module docstring).
-
-    Parameters
-    ----------
-    records : np.ndarray of DEPTH_RECORD_DTYPE, shape (n,)
-    instrument : Instrument
-    price_multiplier : float
-        Sierra's real-time price multiplier (stored * multiplier = price).
-    stats : DepthStats, optional
-        Updated in place.
-    size_multiplier : float
-        Stored Quantity = size x size_multiplier (whole numbers); sizes are Quantity / it
-        (1 for futures; e.g. 1000 for BTC sizes with 0.001 steps).
-
-    Returns
-    -------
-    np.ndarray of EVENT_DTYPE, shape (m,), m <= n, file order.
-    """
-    n = len(records)
-    cmd = records["command"]
-    valid = (cmd >= COMMAND_CLEAR_BOOK) & (cmd <= DELETE_ASK_LEVEL)
-    c = np.where(valid, cmd, 0)
-    end = (records["flags"] & FLAG_END_OF_BATCH) != 0
-    # move end-of-batch flags of dropped records to the last kept record before them
-    if not valid.all():
-        kept_idx = np.flatnonzero(valid)
-        lost = np.flatnonzero(~valid & end)
-        if len(lost) and len(kept_idx):
-            pos = np.searchsorted(kept_idx, lost) - 1
-            pos = pos[pos >= 0]
-            end = end.copy()
-            end[kept_idx[pos]] = True
-    op = _CMD_OP[c]
-    qty = records["quantity"]
-    zero_set = (op == OP_SET) & (qty == 0)
-    op = np.where(zero_set, OP_DELETE, op).astype(np.uint8)
-    # snapshot: every event of a batch containing a clear
-    batch_id = np.concatenate(([0], np.cumsum(end[:-1]))) if n else np.zeros(0, np.int64)
-    has_clear = np.zeros(int(batch_id[-1]) + 1 if n else 0, dtype=bool)
-    has_clear[batch_id[valid & (c == COMMAND_CLEAR_BOOK)]] = True
-    snap = has_clear[batch_id] if n else np.zeros(0, bool)
-
-    out = np.zeros(n, dtype=EVENT_DTYPE)
-    out["ts"] = sc_datetime_to_ns(records["dt"])
-    px = records["price"].astype(np.float64) * np.float64(price_multiplier)
-    out["price"] = np.where(op == OP_CLEAR, 0, instrument.to_ticks(px))
-    out["size"] = qty / np.float64(size_multiplier)
-    out["num_orders"] = records["num_orders"]
-    out["kind"] = KIND_DEPTH
-    out["side"] = _CMD_SIDE[c]
-    out["op"] = op
-    out["flags"] = np.where(end, FLAG_BATCH_END, 0) | np.where(snap, FLAG_SNAPSHOT, 0)
-    if stats is not None:
-        stats.records += n
-        stats.dropped += int(n - valid.sum())
-        stats.zero_quantity_sets += int(zero_set.sum())
-    return out[valid] if not valid.all() else out
 
 
 def read_depth_events(path, instrument: Instrument, price_multiplier: float = 1.0, *,

@@ -227,27 +227,11 @@ def trade_sides(records: np.ndarray) -> np.ndarray:
 
 def scid_to_events(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
                    quotes: bool = True, *, size_multiplier: float = 1.0) -> np.ndarray:
-    """Tick records -> events, one-pass numba kernel (twin: :func:`scid_to_events_numpy`).
+    """Tick records -> events, one-pass numba kernel (bar records are skipped; use :func:`scid_to_bars`).
 
-    Same parameters and result as the twin; legacy float-days DateTime values use the twin.
-    """
-    from app.feeds.sierra_kernels import scid_kernel
-
-    n = len(records)
-    if n == 0 or (records["dt"] > _FLOAT_DAYS_THRESHOLD).any():
-        return scid_to_events_numpy(records, instrument, price_multiplier, quotes, size_multiplier=size_multiplier)
-    out = np.zeros(3 * n, dtype=EVENT_DTYPE)
-    m = scid_kernel(records["dt"], records["open"], records["high"], records["low"], records["close"],
-                    records["total_volume"], records["bid_volume"], records["ask_volume"],
-                    float(price_multiplier), float(instrument.tick_size), float(size_multiplier), bool(quotes),
-                    FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE, LAST_SUB_TRADE_OF_UNBUNDLED_TRADE,
-                    out["ts"], out["price"], out["size"], out["kind"], out["side"])
-    return out[:m].copy() if m < len(out) // 2 else out[:m]
-
-
-def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
-                         quotes: bool = True, *, size_multiplier: float = 1.0) -> np.ndarray:
-    """Tick records -> events, plain NumPy (bar records are skipped; use :func:`scid_to_bars`).
+    The plain-NumPy twin, :func:`app.feeds.sierra_kernels_ref.scid_to_events_numpy`, takes the
+    same parameters and gives the same result; legacy float-days DateTime values are decoded by
+    the twin.
 
     Parameters
     ----------
@@ -259,38 +243,30 @@ def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_mult
     quotes : bool
         Also emit ``KIND_QUOTE`` bid/ask events from Low/High.
     size_multiplier : float
-        TotalVolume = size x size_multiplier; sizes are TotalVolume / it (1 for futures).
+        TotalVolume = size x size_multiplier; sizes are TotalVolume / it, contracts (1 for futures).
 
     Returns
     -------
     np.ndarray of EVENT_DTYPE
-        Up to 3 events per tick record (bid quote, ask quote, trade), file order, ts ns UTC.
+        Up to 3 events per tick record (bid quote, ask quote, trade), file order, ts ns UTC,
+        prices in ticks.
     """
-    recs = records[tick_record_mask(records)]
-    n = len(recs)
-    out = np.zeros(3 * n, dtype=EVENT_DTYPE)
+    from app.feeds.sierra_kernels import scid_kernel
+
+    n = len(records)
     if n == 0:
-        return out
-    ts = sc_datetime_to_ns(recs["dt"])
-    m = np.float64(price_multiplier)
-    keep = np.zeros((n, 3), dtype=bool)
-    view = out.reshape(n, 3)
-    for j, (field, side) in enumerate((("low", SIDE_BID), ("high", SIDE_ASK))):
-        px = recs[field].astype(np.float64) * m
-        v = view[:, j]
-        v["ts"] = ts
-        v["kind"] = KIND_QUOTE
-        v["side"] = side
-        v["price"] = instrument.to_ticks(px)
-        keep[:, j] = quotes & (px > 0)
-    t = view[:, 2]
-    t["ts"] = ts
-    t["kind"] = KIND_TRADE
-    t["price"] = instrument.to_ticks(recs["close"].astype(np.float64) * m)
-    t["size"] = recs["total_volume"] / np.float64(size_multiplier)
-    t["side"] = trade_sides(recs)
-    keep[:, 2] = recs["total_volume"] > 0
-    return out[keep.ravel()]
+        return np.zeros(0, dtype=EVENT_DTYPE)
+    if (records["dt"] > _FLOAT_DAYS_THRESHOLD).any():
+        from app.feeds.sierra_kernels_ref import scid_to_events_numpy
+
+        return scid_to_events_numpy(records, instrument, price_multiplier, quotes, size_multiplier=size_multiplier)
+    out = np.zeros(3 * n, dtype=EVENT_DTYPE)
+    m = scid_kernel(records["dt"], records["open"], records["high"], records["low"], records["close"],
+                    records["total_volume"], records["bid_volume"], records["ask_volume"],
+                    float(price_multiplier), float(instrument.tick_size), float(size_multiplier), bool(quotes),
+                    FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE, LAST_SUB_TRADE_OF_UNBUNDLED_TRADE,
+                    out["ts"], out["price"], out["size"], out["kind"], out["side"])
+    return out[:m].copy() if m < len(out) // 2 else out[:m]
 
 
 def scid_to_bars(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0) -> np.ndarray:

@@ -1,21 +1,18 @@
 """numba kernels decoding Sierra Chart records into event columns in one pass.
 
-Each kernel has a plain-NumPy twin that defines the rules and is the reference in the tests:
-:func:`app.feeds.depthfile.depth_records_to_events_numpy` and
-:func:`app.feeds.scid.scid_to_events_numpy`. The kernels read the record fields as (strided)
-array views and write the event fields directly (no temporaries), compiled with
-``nogil=True`` (the follower thread does not hold the GIL while decoding) and ``cache=True``
-(in the user cache folder, :func:`app.paths.numba_cache_setup`).
+Each kernel has a plain-NumPy twin in :mod:`app.feeds.sierra_kernels_ref` that defines the
+rules and is held to the same tests: :func:`~app.feeds.sierra_kernels_ref.depth_records_to_events_numpy`
+and :func:`~app.feeds.sierra_kernels_ref.scid_to_events_numpy`. The kernels read the record
+fields as (strided) array views and write the event fields directly (no temporaries), compiled
+with the :data:`app.core.jit.kernel` preset: ``nogil`` (the follower thread does not hold the GIL
+while decoding) and cached in the user cache folder.
 """
 
 from __future__ import annotations
 
-from app.paths import numba_cache_setup
+import numpy as np
 
-numba_cache_setup()
-
-import numba  # noqa: E402
-import numpy as np  # noqa: E402
+from app.core.jit import kernel
 
 # constants repeated here as literals for numba (checked against app.core.events in the tests)
 _KIND_DEPTH = 1
@@ -31,7 +28,7 @@ _FLAG_SNAPSHOT = 2
 _SC_EPOCH_OFFSET_US = 25569 * 86_400 * 1_000_000
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def depth_kernel(dt, cmd, flg, nord, px, qty, mult, tick, size_div, o_ts, o_price, o_size, o_nord, o_kind, o_side,
                  o_op, o_flags):  # pragma: no cover - compiled; the NumPy twin is the reference
     """Decode depth records into event columns; returns (kept, dropped, zero_quantity_sets)."""
@@ -96,7 +93,7 @@ def depth_kernel(dt, cmd, flg, nord, px, qty, mult, tick, size_div, o_ts, o_pric
     return m, dropped, zero_sets
 
 
-@numba.njit(nogil=True, cache=True)
+@kernel
 def scid_kernel(dt, open_, high, low, close, tvol, bvol, avol, mult, tick, size_div, quotes, mark1, mark2,
                 o_ts, o_price, o_size, o_kind, o_side):  # pragma: no cover - compiled
     """Decode scid tick records into quote/trade event columns; returns the number of events."""

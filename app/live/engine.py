@@ -47,9 +47,6 @@ import numpy as np
 
 from app.analysis.frame import AnalysisFrame
 from app.core.events import EVENT_DTYPE, Instrument
-from app.paths import numba_cache_setup
-
-numba_cache_setup()  # before any kernel module imports numba (user cache folder)
 
 log = logging.getLogger(__name__)
 

@@ -3,10 +3,12 @@ session volume and the footprint bars, in one pass.
 
 Two implementations with one contract:
 
-* :func:`apply_events_nb`: numba, ``nogil=True, cache=True`` (the engine's path);
-* :func:`apply_events_py`: the plain Python/NumPy twin, written differently on purpose (it does
-  not track the best prices incrementally; it recomputes them with ``np.flatnonzero`` when it
-  needs them), used by the tests as an independent check and by the benchmarks as the baseline.
+* :func:`apply_events_nb` (here): numba, the :data:`app.core.jit.kernel` preset (``nogil``,
+  cached; the engine's path);
+* :func:`app.market.kernels_ref.apply_events_py`: the plain Python/NumPy twin, written
+  differently on purpose (it does not track the best prices incrementally; it recomputes them
+  with ``np.flatnonzero`` when it needs them), used by the tests as an independent check, by the
+  benchmarks as the baseline and by ``MarketModel(use_numba=False)``.
 
 Both take the same arguments and leave the same state; :class:`app.market.model.MarketModel`
 owns the arrays and drives the kernel (re-anchoring, re-centring, overflow levels).
@@ -51,18 +53,7 @@ again from ``i``).
 
 from __future__ import annotations
 
-import numpy as np
-
-from app.paths import numba_cache_setup
-
-_CACHE = numba_cache_setup()  # before numba is imported: compiled kernels go to the user cache
-
-import numba  # noqa: E402
-
-if not getattr(numba.config, "CACHE_DIR", ""):  # numba was imported before the set-up above
-    numba.config.CACHE_DIR = str(_CACHE)
-
-from app.core.events import (  # noqa: E402
+from app.core.events import (
     KIND_DEPTH,
     KIND_QUOTE,
     KIND_TRADE,
@@ -71,6 +62,7 @@ from app.core.events import (  # noqa: E402
     SIDE_ASK,
     SIDE_BID,
 )
+from app.core.jit import kernel
 
 # ---- parameter slots (int64 array P) ------------------------------------------------------
 P_BASE = 0  # price (ticks) of grid index 0
@@ -118,8 +110,23 @@ ST_ANCHOR = 2
 ST_BARS_FULL = 3
 
 
-def _anchor_py(bb, ba, lastpx_idx):
-    """Grid index the heatmap centres on: mid of the best prices, one side, or the last trade."""
+def anchor_index(bb, ba, lastpx_idx):
+    """Grid index the heatmap centres on: mid of the best prices, one side, or the last trade.
+
+    Plain Python, compiled for the kernel (``_anchor``) and called as is by the twin.
+
+    Parameters
+    ----------
+    bb, ba : int
+        Grid indices of the best bid / best ask (-1 = side empty).
+    lastpx_idx : int
+        Grid index of the last trade price (-1 = none).
+
+    Returns
+    -------
+    int
+        Grid index, -1 when there is nothing to centre on.
+    """
     if bb >= 0 and ba >= 0:
         return (bb + ba) // 2
     if bb >= 0:
@@ -421,213 +428,7 @@ def _value_area(vol, lo, hi, fraction):
     return poc, a, b
 
 
-_anchor = numba.njit(nogil=True, cache=True)(_anchor_py)
-apply_events_nb = numba.njit(nogil=True, cache=True)(_apply_events)
-fill_live_nb = numba.njit(nogil=True, cache=True)(_fill_live)
-value_area_nb = numba.njit(nogil=True, cache=True)(_value_area)
-
-
-# ---------------------------------------------------------------------------------------
-# The twin: plain Python + NumPy, same contract, different bookkeeping for the best prices.
-# ---------------------------------------------------------------------------------------
-
-
-def _best(bid, ask):
-    nzb = np.flatnonzero(bid > 0.0)
-    nza = np.flatnonzero(ask > 0.0)
-    return (int(nzb[-1]) if nzb.size else -1), (int(nza[0]) if nza.size else -1)
-
-
-def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, fp, ovf):
-    """Plain Python/NumPy twin of :func:`apply_events_nb` (same arguments, same result).
-
-    It zeroes the traded columns unconditionally (``tdirty`` is accepted and left alone), which
-    gives the same arrays as the kernel's lazy zeroing."""
-    ts, price, size, norders = ev["ts"], ev["price"], ev["size"], ev["num_orders"]
-    kind, side, op = ev["kind"], ev["side"], ev["op"]
-    bid, ask, bidn, askn, sbuy, ssell = book
-    hbid, hask, tbuy, tsell = ring
-    fpb, fps = fp
-    base, G, hoff, R, N, W, colns, barns, kcap, mr, mg = (int(x) for x in P[:P_SIZE])
-    rows = np.arange(R)
-    g = hoff + rows
-    inside = (g >= 0) & (g < G)
-    gi = g[inside]
-    col = int(S[S_COL])
-    nov = 0
-    status = ST_DONE
-    n = len(ts)
-    i = int(start)
-
-    def slots(p):
-        return [p, N + p] if p < W else [p]
-
-    while i < n:
-        t = int(ts[i])
-        k = int(kind[i])
-        c = t // colns
-        if col < 0:
-            col = c
-            for q in slots(c % N):
-                tbuy[q] = 0.0
-                tsell[q] = 0.0
-        elif c > col:
-            if int(S[S_CHECKED]) != c:
-                bb, ba = _best(bid, ask)
-                lp = int(S[S_LASTPX]) - base if S[S_LASTPX] >= 0 else -1
-                a = _anchor_py(bb, ba, lp)
-                if a >= 0 and (a - hoff < mr or a - hoff >= R - mr or a < mg or a >= G - mg):
-                    S[S_CHECKED] = c
-                    status = ST_CHECK
-                    break
-            colb = np.zeros(R, np.float32)
-            cola = np.zeros(R, np.float32)
-            colb[inside] = bid[gi]
-            cola[inside] = ask[gi]
-            first = max(col, c - N)
-            for cc in range(first, c):
-                sbase[cc % N] = base + hoff
-                for q in slots(cc % N):
-                    hbid[q] = colb
-                    hask[q] = cola
-                    if cc != col:
-                        tbuy[q] = 0.0
-                        tsell[q] = 0.0
-            S[S_COLS_DONE] += c - first
-            col = c
-            for q in slots(c % N):
-                tbuy[q] = 0.0
-                tsell[q] = 0.0
-        px = int(price[i])
-        s = int(side[i])
-        if k == KIND_DEPTH:
-            o = int(op[i])
-            if o == OP_CLEAR:
-                if s != SIDE_ASK:
-                    bid[:] = 0.0
-                    bidn[:] = 0.0
-                if s != SIDE_BID:
-                    ask[:] = 0.0
-                    askn[:] = 0.0
-                ovf[nov] = i
-                nov += 1
-            elif s in (SIDE_BID, SIDE_ASK):
-                j = px - base
-                if not 0 <= j < G:
-                    if o == OP_SET and size[i] > 0.0 and (
-                            (s == SIDE_BID and j >= G) or (s == SIDE_ASK and j < 0)):
-                        status = ST_ANCHOR
-                        break
-                    ovf[nov] = i
-                    nov += 1
-                else:
-                    sz, cnt = (bid, bidn) if s == SIDE_BID else (ask, askn)
-                    if o == OP_SET and size[i] > 0.0:
-                        sz[j] = size[i]
-                        cnt[j] = norders[i]
-                    else:
-                        sz[j] = 0.0
-                        cnt[j] = 0.0
-        elif k == KIND_TRADE:
-            q = float(size[i])
-            b = t // barns
-            if b > int(S[S_BAR]):
-                if int(S[S_NBARS]) >= kcap:
-                    status = ST_BARS_FULL
-                    break
-                kb = int(S[S_NBARS])
-                S[S_NBARS] = kb + 1
-                S[S_BAR] = b
-                bar_i[kb] = (b * barns, px, px, px, px, 0)
-                bar_f[kb] = 0.0
-                fpb[kb] = 0.0
-                fps[kb] = 0.0
-            kb = int(S[S_NBARS]) - 1
-            bar_i[kb, 2] = max(bar_i[kb, 2], px)
-            bar_i[kb, 3] = min(bar_i[kb, 3], px)
-            bar_i[kb, 4] = px
-            bar_i[kb, 5] += 1
-            bar_f[kb, 0] += q
-            r = px - base - hoff
-            sgn = 1.0 if s == SIDE_ASK else (-1.0 if s == SIDE_BID else 0.0)
-            if sgn != 0.0:
-                bar_f[kb, 1 if sgn > 0 else 2] += q
-                bar_f[kb, 3] += sgn * q
-                F[F_CUMD] += sgn * q
-                if 0 <= r < R:  # float32 cells summed in float64, like the kernel
-                    fp = fpb if sgn > 0 else fps
-                    fp[kb, r] = float(fp[kb, r]) + q
-                    tr = tbuy if sgn > 0 else tsell
-                    for slot in slots(col % N):
-                        tr[slot, r] = float(tr[slot, r]) + q
-            F[F_VOL] += q
-            j = px - base
-            if 0 <= j < G:
-                if sgn > 0:
-                    sbuy[j] += q
-                elif sgn < 0:
-                    ssell[j] += q
-                S[S_SLO] = min(int(S[S_SLO]), j)
-                S[S_SHI] = max(int(S[S_SHI]), j)
-            else:
-                S[S_DROPPED] += 1
-            S[S_LASTPX] = px
-            S[S_NTRADES] += 1
-        elif k == KIND_QUOTE:
-            if s == SIDE_BID:
-                S[S_QB] = px
-                F[F_QBS] = size[i]
-            elif s == SIDE_ASK:
-                S[S_QA] = px
-                F[F_QAS] = size[i]
-        if t > S[S_LASTTS]:
-            S[S_LASTTS] = t
-        if k != 0:
-            S[S_NEV] += 1
-        i += 1
-    S[S_BB], S[S_BA] = _best(bid, ask)
-    S[S_COL] = col
-    return i, status, nov
-
-
-def fill_live_py(P, S, book, ring):
-    """Twin of :func:`fill_live_nb`: write the current book into the open column's slot(s)."""
-    bid, ask, hbid, hask = book[0], book[1], ring[0], ring[1]
-    col = int(S[S_COL])
-    if col < 0:
-        return
-    N, W, G, hoff, R = int(P[P_N]), int(P[P_W]), int(P[P_G]), int(P[P_HOFF]), int(P[P_R])
-    g = hoff + np.arange(R)
-    ok = (g >= 0) & (g < G)
-    colb = np.zeros(R, np.float32)
-    cola = np.zeros(R, np.float32)
-    colb[ok] = bid[g[ok]]
-    cola[ok] = ask[g[ok]]
-    p = col % N
-    for q in ([p, N + p] if p < W else [p]):
-        hbid[q] = colb
-        hask[q] = cola
-
-
-def value_area_py(vol, lo, hi, fraction):
-    """Twin of :func:`value_area_nb` (NumPy argmax + the same expansion rule)."""
-    if hi < lo:
-        return -1, -1, -1
-    seg = np.asarray(vol[lo : hi + 1], dtype=np.float64)
-    total = float(seg.sum())
-    if total <= 0.0:
-        return -1, -1, -1
-    poc = int(np.argmax(seg))
-    a = b = poc
-    acc = float(seg[poc])
-    last = len(seg) - 1
-    while acc < fraction * total and (a > 0 or b < last):
-        up = float(seg[b + 1]) if b < last else -1.0
-        dn = float(seg[a - 1]) if a > 0 else -1.0
-        if up >= dn:
-            b += 1
-            acc += up
-        else:
-            a -= 1
-            acc += dn
-    return lo + poc, lo + a, lo + b
+_anchor = kernel(anchor_index)
+apply_events_nb = kernel(_apply_events)
+fill_live_nb = kernel(_fill_live)
+value_area_nb = kernel(_value_area)

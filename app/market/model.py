@@ -75,7 +75,8 @@ class MarketModel:
     margin_frac : float
         Heatmap re-centre margin as a fraction of ``rows`` (0 < margin_frac < 0.5).
     use_numba : bool
-        False runs the plain Python/NumPy twin (tests, benchmark baseline).
+        False runs the plain Python/NumPy twin of :mod:`app.market.kernels_ref` (tests,
+        benchmark baseline).
     prefault : bool
         Touch the heatmap ring's memory at construction (steady speed, honest RSS).
 
@@ -124,7 +125,9 @@ class MarketModel:
         if use_numba:
             self._apply, self._fill, self._va = K.apply_events_nb, K.fill_live_nb, K.value_area_nb
         else:
-            self._apply, self._fill, self._va = K.apply_events_py, K.fill_live_py, K.value_area_py
+            from app.market import kernels_ref as ref
+
+            self._apply, self._fill, self._va = ref.apply_events_py, ref.fill_live_py, ref.value_area_py
 
         self.P = np.zeros(K.P_SIZE, np.int64)
         self.P[K.P_G] = G

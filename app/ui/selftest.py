@@ -71,9 +71,8 @@ async def _trading_check(window):
 def run(args: argparse.Namespace) -> int:
     """Run the self-test for ``args.self_test`` seconds; returns the exit code."""
     seconds = float(getattr(args, "self_test", 20.0) or 20.0)
-    from app import paths
+    from app.core import jit  # noqa: F401  (the user's kernel cache, chosen before the home is redirected)
 
-    paths.numba_cache_setup()  # the user's compiled-kernel cache (set before the home is redirected)
     if not os.environ.get("MIA_ELITE_HOME"):
         # keep the user's settings and journal untouched
         os.environ["MIA_ELITE_HOME"] = tempfile.mkdtemp(prefix="mia-elite-selftest-")

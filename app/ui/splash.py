@@ -1,7 +1,7 @@
 """Start-up splash screen: visible progress while the analyzers compile, until the first frame.
 
 On the first run numba compiles the analyzers' kernels (tens of seconds) and writes them to
-the user cache folder (:func:`app.paths.numba_cache_setup`); later runs load them in about a
+the user cache folder (:data:`app.core.jit.CACHE_DIR`); later runs load them in about a
 second. The splash says which of the two is happening, counts the seconds, and follows the
 start-up through the main window's state::
 
@@ -55,14 +55,14 @@ def numba_cache_is_warm(cache: str | os.PathLike | None = None) -> bool:
     Parameters
     ----------
     cache : path, optional
-        Default ``$NUMBA_CACHE_DIR`` (set by :func:`app.paths.numba_cache_setup`).
+        Default ``$NUMBA_CACHE_DIR``, else the folder :mod:`app.core.jit` sets up.
     """
     d = cache or os.environ.get("NUMBA_CACHE_DIR")
     if not d:
         try:
-            from app.paths import numba_cache_setup
+            from app.core.jit import CACHE_DIR
 
-            d = numba_cache_setup()
+            d = CACHE_DIR
         except Exception:
             return False
     p = Path(d)

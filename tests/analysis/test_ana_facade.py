@@ -1,5 +1,6 @@
 """The Analyzers facade: StepResult contract, re-fire filter, gamma levels in prices, a signal
-end to end on a hand-built market, and numba facade == NumPy-twin facade on real ES data."""
+end to end on a hand-built market (each on both implementations, ``impl``), and numba facade ==
+NumPy-twin facade on real ES data."""
 
 import numpy as np
 import pytest
@@ -30,8 +31,8 @@ def bull_view(ts, n_bars=3):
     return v
 
 
-def test_step_result_contract_and_refire():
-    a = Analyzers(DEV, ES, vix_history=False)
+def test_step_result_contract_and_refire(impl):
+    a = Analyzers(DEV, ES, vix_history=False, use_numba=impl.use_numba)
     r = a.step(bull_view(T0))
     assert isinstance(r, StepResult)
     assert set(r.orderflow) == {"delta", "cum_delta", "imbalance", "large_buy", "large_sell"}
@@ -45,8 +46,8 @@ def test_step_result_contract_and_refire():
     assert ("wall", 1, 1027) in {(h.name, h.side, h.price) for h in r3.patterns}
 
 
-def test_signal_end_to_end_with_bracket_and_size():
-    a = Analyzers(DEV, ES, vix_history=False)
+def test_signal_end_to_end_with_bracket_and_size(impl):
+    a = Analyzers(DEV, ES, vix_history=False, use_numba=impl.use_numba)
     r = a.step(bull_view(T0))
     assert len(r.new_signals) == 1
     s = r.new_signals[0]
@@ -60,13 +61,14 @@ def test_signal_end_to_end_with_bracket_and_size():
     assert not a.step(bull_view(T0 + 31 * S)).new_signals
 
 
-def test_no_signal_before_a_bar_closed():
-    a = Analyzers(DEV, ES, vix_history=False)
+def test_no_signal_before_a_bar_closed(impl):
+    a = Analyzers(DEV, ES, vix_history=False, use_numba=impl.use_numba)
     assert not a.step(bull_view(T0, n_bars=1)).new_signals
 
 
-def test_gamma_levels_are_prices():
-    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.5])  # 250.5 / 0.25 = tick 1002
+def test_gamma_levels_are_prices(impl):
+    # 250.5 / 0.25 = tick 1002
+    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.5], use_numba=impl.use_numba)
     k = np.arange(300)
     t = trade_events(T0 + k * S, 1000 + np.where(k % 2 == 0, 3, -3), np.ones(300), np.full(300, SIDE_ASK))
     t["price"][-1] = 1000
@@ -108,24 +110,24 @@ def test_numba_facade_equals_numpy_twin_facade_on_real_es(shared_data):
     dict(rows=8, cols=2, n_bars=1),  # only the open bar
     dict(rows=1, cols=1, best_bid=1000, best_ask=1000),
 ])
-def test_degenerate_views_do_not_crash(fields):
-    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.0])
+def test_degenerate_views_do_not_crash(impl, fields):
+    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.0], use_numba=impl.use_numba)
     r = a.step(make_view(**fields))
     assert r.new_signals == [] and r.vix is None
 
 
-def test_vix_state_is_that_of_the_market_date():
+def test_vix_state_is_that_of_the_market_date(impl):
     from app.feeds.vix_history import load_vix_history
 
-    a = Analyzers(DEV, ES, vix_history=load_vix_history())
+    a = Analyzers(DEV, ES, vix_history=load_vix_history(), use_numba=impl.use_numba)
     r = a.step(make_view(ts=T0))  # 2023-12-25 23:00 UTC
     assert r.vix.date == "2023-12-22" and r.vix.regime == "low"
 
 
-def test_live_vix_level():
+def test_live_vix_level(impl):
     from app.feeds.vix_history import load_vix_history
 
-    a = Analyzers(DEV, ES, vix_history=load_vix_history())
+    a = Analyzers(DEV, ES, vix_history=load_vix_history(), use_numba=impl.use_numba)
     a.set_live_vix(40.0)
     st = a.step(make_view(ts=T0)).vix
     assert st.level == 40.0 and st.regime == "extreme" and st.sizing_factor == 0.25

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from app.analysis import advanced as adv
+from app.analysis import advanced_ref, battle_navale_ref, dom_ref, orderflow_ref
 from app.analysis import battle_navale as bn
 from app.analysis import dom
 from app.analysis import orderflow as of
@@ -21,7 +22,6 @@ def twin(fa, fb, args, shape):
     na, nb = fa(*args, xa), fb(*args, xb)
     assert na == nb
     return xa, xb
-
 
 
 @pytest.fixture(scope="module")
@@ -129,21 +129,21 @@ def check_twins(views):
     for v in views:
         args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
                 v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, dp, *dom.new_dom_state(v.rows))
-        x, y = twin(dom.dom_scan, dom.dom_scan_np, args, (12, 4))
+        x, y = twin(dom.dom_scan, dom_ref.dom_scan_np, args, (12, 4))
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9)
         fired += int((x[:, 0] > 0).sum())
         t = v.trades
         fa = (t, v.ts - 60 * 10**9, 20.0, v.bid, v.ask, v.best_bid, v.best_ask, v.base, 10)
-        np.testing.assert_allclose(*twin(of.flow_scan, of.flow_scan_np, fa, 7), rtol=1e-12)
+        np.testing.assert_allclose(*twin(of.flow_scan, orderflow_ref.flow_scan_np, fa, 7), rtol=1e-12)
         lv = np.array([v.best_bid - 3, v.best_bid + 20], np.int64)
         ta = (t, v.ts, lv, v.poc, v.vah, v.val, ap)
-        np.testing.assert_allclose(*twin(adv.adv_trades_scan, adv.adv_trades_scan_np, ta, (3, 5)), rtol=1e-12)
+        np.testing.assert_allclose(*twin(adv.adv_trades_scan, advanced_ref.adv_trades_scan_np, ta, (3, 5)), rtol=1e-12)
         b = v.bars
         for i in range(1, len(b) - 1):
             ba = (b, v.fp_buy, v.fp_sell, v.base, i, bp)
-            np.testing.assert_allclose(*twin(bn.bn_scan, bn.bn_scan_np, ba, (8, 4)), rtol=1e-12, equal_nan=True)
+            np.testing.assert_allclose(*twin(bn.bn_scan, battle_navale_ref.bn_scan_np, ba, (8, 4)), rtol=1e-12, equal_nan=True)
             aa = (b, v.fp_buy, v.fp_sell, v.base, i, ap)
-            np.testing.assert_allclose(*twin(adv.adv_bars_scan, adv.adv_bars_scan_np, aa, (2, 5)), rtol=1e-12)
+            np.testing.assert_allclose(*twin(adv.adv_bars_scan, advanced_ref.adv_bars_scan_np, aa, (2, 5)), rtol=1e-12)
     assert fired > 0  # the comparison covered real detections, not only empty outputs
 
 
@@ -173,7 +173,7 @@ def test_dom_running_sums_equal_twin_over_the_real_hour(es):
         k += 1
         if k % 40 == 0:
             y = np.zeros((12, 4))
-            assert dom.dom_scan_np(*args, None, None, y) == nx
+            assert dom_ref.dom_scan_np(*args, None, None, y) == nx
             np.testing.assert_allclose(x, y, rtol=1e-7, atol=1e-6)
             compared += 1
     assert compared > 100 and incremental > k // 2

@@ -1,9 +1,11 @@
-"""VIX regimes and patterns on the real CBOE history; the kernels equal their NumPy twins."""
+"""VIX regimes and patterns on the real CBOE history, on both implementations (``impl``: numba
+kernels and NumPy twins); the kernels equal their twins on the full history."""
 
 import numpy as np
 import pytest
 
 from app.analysis import vix as V
+from app.analysis import vix_ref
 from app.config.profiles import load_profile
 from app.feeds.vix_history import VixHistory, load_vix_history, read_cboe_csv
 
@@ -15,8 +17,8 @@ def hist(shared_data):
 
 
 @pytest.fixture(scope="module")
-def ana(hist):
-    return V.VixAnalyzer(hist, load_profile("production").section("vix"))
+def ana(hist, impl):
+    return V.VixAnalyzer(hist, load_profile("production").section("vix"), use_numba=impl.use_numba)
 
 
 def idx(hist, day):
@@ -83,11 +85,11 @@ def test_kernels_equal_numpy_twins_on_full_history(hist, profile):
     p = V.vix_params(sec)
     b = np.asarray(sec["bands"])
     a = V.vix_series(hist.close, hist.vix3m, b, p)
-    n = V.vix_series_np(hist.close, hist.vix3m, b, p)
+    n = vix_ref.vix_series_np(hist.close, hist.vix3m, b, p)
     for x, y in zip(a, n):
         np.testing.assert_allclose(x, y, rtol=1e-12, equal_nan=True)
     pa = V.vix_patterns(hist.close, *a, p)
-    pn = V.vix_patterns_np(hist.close, *n, p)
+    pn = vix_ref.vix_patterns_np(hist.close, *n, p)
     for x, y in zip(pa, pn):
         np.testing.assert_allclose(x, y, rtol=1e-12)
 
@@ -99,7 +101,7 @@ def test_history_validation():
         VixHistory.from_arrays(["2020-01-02"], [-1.0])
 
 
-def test_sierra_dly_files_give_the_same_state(tmp_path, hist):
+def test_sierra_dly_files_give_the_same_state(tmp_path, hist, impl):
     # write the real CBOE closes of 2017-2019 as Sierra Chart .dly files and read them back
     from app.feeds.dly import DLY_DTYPE, write_dly
 
@@ -111,7 +113,7 @@ def test_sierra_dly_files_give_the_same_state(tmp_path, hist):
         write_dly(tmp_path / name, b)
     h2 = load_vix_history(tmp_path / "VIX.dly", tmp_path / "VIX3M.dly")
     assert np.array_equal(h2.dates, hist.dates[m]) and np.allclose(h2.close, hist.close[m])
-    a2 = V.VixAnalyzer(h2, load_profile("production").section("vix"))
+    a2 = V.VixAnalyzer(h2, load_profile("production").section("vix"), use_numba=impl.use_numba)
     i = int(np.searchsorted(h2.dates, np.datetime64("2018-02-06")))
     assert "spike_reversal" in [p.name for p in a2.state_at_index(i).patterns]
 

@@ -8,7 +8,7 @@ import json
 import numpy as np
 import pytest
 
-import app.live.engine  # noqa: F401  (sets numba's cache folder at collection, before any test home)
+import app.core.jit  # noqa: F401  (sets numba's cache folder at collection, before any test home)
 from app.core.events import chunks
 from app.cli import main
 from app.core.events import FLAG_BATCH_END, empty

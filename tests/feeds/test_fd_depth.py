@@ -26,6 +26,7 @@ from app.feeds.depthfile import (
     write_depth,
 )
 from app.core.events import (
+    EVENT_DTYPE,
     FLAG_BATCH_END,
     FLAG_SNAPSHOT,
     KIND_DEPTH,
@@ -36,8 +37,12 @@ from app.core.events import (
     SIDE_BID,
     Instrument,
 )
+from app.feeds.sierra_kernels_ref import depth_records_to_events_numpy
 
 ES = Instrument("ESH4", 0.25, 12.5)
+#: every decoding assertion runs on the numba path and on its plain-NumPy twin
+BOTH = pytest.mark.parametrize("decode", [depth_records_to_events, depth_records_to_events_numpy],
+                               ids=["numba", "numpy"])
 
 
 @pytest.fixture(scope="module")
@@ -104,7 +109,8 @@ def test_es_mbo_depth_round_trip_same_book_every_batch(es_hour, tmp_path):
     assert (a.best_bid(), a.best_ask()) == (19240, 19241)  # 4810.00 / 4810.25 at 23:59:59
 
 
-def test_every_command_and_flags():
+@BOTH
+def test_every_command_and_flags(decode):
     def rec(cmd, px=0.0, q=0, fl=0, no=0):
         return (3_900_000_000_000_000, cmd, fl, no, px, q, 0)
 
@@ -116,7 +122,7 @@ def test_every_command_and_flags():
     from app.feeds.depthfile import DepthStats
 
     st = DepthStats()
-    ev = depth_records_to_events(recs, ES, stats=st)
+    ev = decode(recs, ES, stats=st)
     assert st.dropped == 2 and st.zero_quantity_sets == 1 and len(ev) == 7
     assert ev["op"].tolist() == [OP_CLEAR, OP_SET, OP_SET, OP_SET, OP_DELETE, OP_DELETE, OP_DELETE]
     assert ev["side"].tolist() == [0, SIDE_BID, SIDE_ASK, SIDE_BID, SIDE_ASK, SIDE_BID, SIDE_ASK]
@@ -125,6 +131,16 @@ def test_every_command_and_flags():
     # batch ends: record 2, the NO_COMMAND's flag moved to record 4, record 8
     assert (ev["flags"] & FLAG_BATCH_END).astype(bool).tolist() == [False, False, True, False, True, False, True]
     assert (ev["flags"][:3] & FLAG_SNAPSHOT).all() and not (ev["flags"][3:] & FLAG_SNAPSHOT).any()
+
+
+@BOTH
+def test_no_records_give_no_events(decode):
+    from app.feeds.depthfile import DepthStats
+
+    st = DepthStats()
+    ev = decode(np.zeros(0, DEPTH_RECORD_DTYPE), ES, stats=st)
+    assert len(ev) == 0 and ev.dtype == EVENT_DTYPE
+    assert (st.records, st.dropped, st.zero_quantity_sets) == (0, 0, 0)
 
 
 def test_bad_header_and_partial_tail(tmp_path):

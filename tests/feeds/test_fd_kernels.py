@@ -1,4 +1,6 @@
-"""numba decoding kernels == their plain-NumPy twins (real ES records and hostile variants)."""
+"""numba decoding kernels == their plain-NumPy twins of :mod:`app.feeds.sierra_kernels_ref` (real ES
+records and hostile variants); the behaviour tests of each decoder run on both (test_fd_depth,
+test_fd_scid)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,7 @@ import pytest
 
 from app.core import events as E
 from app.feeds import sierra_kernels as K
-from app.feeds.depthfile import (
-    DepthStats,
-    depth_records_to_events,
-    depth_records_to_events_numpy,
-    events_to_depth_records,
-)
+from app.feeds.depthfile import DepthStats, depth_records_to_events, events_to_depth_records
 from app.feeds.scid import (
     FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE,
     LAST_SUB_TRADE_OF_UNBUNDLED_TRADE,
@@ -20,8 +17,8 @@ from app.feeds.scid import (
     events_to_scid_records,
     read_scid,
     scid_to_events,
-    scid_to_events_numpy,
 )
+from app.feeds.sierra_kernels_ref import depth_records_to_events_numpy, scid_to_events_numpy
 
 
 @pytest.fixture(scope="module")

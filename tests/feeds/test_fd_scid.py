@@ -9,7 +9,7 @@ import struct
 import numpy as np
 import pytest
 
-from app.core.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument, trade_events
+from app.core.events import EVENT_DTYPE, KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument, trade_events
 from app.feeds.scid import (
     SCID_RECORD_DTYPE,
     ScidError,
@@ -22,8 +22,11 @@ from app.feeds.scid import (
     tick_record_mask,
     write_scid,
 )
+from app.feeds.sierra_kernels_ref import scid_to_events_numpy
 
 ES = Instrument("ESM23", 0.25, 12.5)
+#: every decoding assertion runs on the numba path and on its plain-NumPy twin
+BOTH = pytest.mark.parametrize("decode", [scid_to_events, scid_to_events_numpy], ids=["numba", "numpy"])
 
 
 def _unpack_all(path):
@@ -33,7 +36,8 @@ def _unpack_all(path):
     return head, recs
 
 
-def test_test_scid_known_values(shared_data):
+@BOTH
+def test_test_scid_known_values(shared_data, decode):
     path = shared_data / "sierra_chart" / "test.scid"
     head_ref, ref = _unpack_all(path)
     head, recs = read_scid(path)
@@ -48,7 +52,7 @@ def test_test_scid_known_values(shared_data):
     assert tick_record_mask(recs).all()  # includes the two unbundled-trade markers
     assert ref[3][1] < -1e37 and ref[4][1] < -1e37
 
-    ev = scid_to_events(recs, ES)
+    ev = decode(recs, ES)
     trades = ev[ev["kind"] == KIND_TRADE]
     assert len(trades) == 10
     assert trades["price"].tolist() == [round(x[4] / 0.25) for x in ref]
@@ -96,13 +100,14 @@ def test_scid_round_trip_and_writer_append(tmp_path, shared_data):
     assert len(read_scid(p, start=-3)[1]) == 3
 
 
-def test_events_to_scid_and_back():
+@BOTH
+def test_events_to_scid_and_back(decode):
     inst = Instrument("ES", 0.25, 12.5)
     ev = trade_events([10**18, 10**18 + 1500, 10**18 + 2500], [20000, 20001, 19999], [3, 1, 7],
                       [SIDE_ASK, SIDE_BID, SIDE_BID])
     recs = events_to_scid_records(ev, inst, bid=np.array([19999, 20000, 19999]), ask=np.array([20000, 20001, 20000]))
     assert recs["dt"][1] > recs["dt"][0]
-    back = scid_to_events(recs, inst)
+    back = decode(recs, inst)
     tr = back[back["kind"] == KIND_TRADE]
     assert tr["price"].tolist() == [20000, 20001, 19999]
     assert tr["side"].tolist() == [SIDE_ASK, SIDE_BID, SIDE_BID]
@@ -126,3 +131,24 @@ def test_legacy_float_days_datetime():
     ns = sc_datetime_to_ns(days.view(np.int64))
     assert ns[0] == int(dt.datetime(2023, 3, 15, 12, tzinfo=dt.timezone.utc).timestamp()) * 10**9
     assert SCID_RECORD_DTYPE.itemsize == 40
+
+
+@BOTH
+def test_no_records_give_no_events(decode):
+    ev = decode(np.zeros(0, SCID_RECORD_DTYPE), ES)
+    assert len(ev) == 0 and ev.dtype == EVENT_DTYPE
+
+
+def test_legacy_float_days_records_decode_through_the_twin():
+    """The kernel reads integer microseconds only; a file with float-days DateTime values is
+    decoded by the NumPy twin (the deliberate fallback), with the same events either way."""
+    recs = np.zeros(2, SCID_RECORD_DTYPE)
+    recs["dt"] = np.array([45000.5, 45000.75], np.float64).view(np.int64)  # 2023-03-15 12:00 / 18:00 UTC
+    recs["high"], recs["low"], recs["close"] = 4000.25, 4000.0, 4000.25
+    recs["total_volume"], recs["ask_volume"] = 2, 2
+    ev = scid_to_events(recs, ES)
+    assert np.array_equal(ev, scid_to_events_numpy(recs, ES))
+    tr = ev[ev["kind"] == KIND_TRADE]
+    noon = int(dt.datetime(2023, 3, 15, 12, tzinfo=dt.timezone.utc).timestamp()) * 10**9
+    assert tr["ts"].tolist() == [noon, noon + 6 * 3600 * 10**9]
+    assert tr["price"].tolist() == [16001, 16001] and tr["side"].tolist() == [SIDE_ASK, SIDE_ASK]

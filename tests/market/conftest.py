@@ -1,6 +1,9 @@
-"""Fixtures for the market-model tests: the real ES hour and the real Binance BTCUSDT capture."""
+"""Fixtures for the market-model tests: the real ES hour, the real Binance BTCUSDT capture, and
+``impl``: the numba kernels or their plain Python/NumPy twins (:mod:`app.market.kernels_ref`)."""
 
 from __future__ import annotations
+
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -33,3 +36,16 @@ def cut():
         return [c for c in np.split(events, ends[::every]) if len(c)]
 
     return _cut
+
+
+@pytest.fixture(params=["numba", "numpy"])
+def impl(request) -> SimpleNamespace:
+    """One implementation of the market kernels: ``impl.use_numba`` (the ``MarketModel`` switch),
+    ``impl.value_area``."""
+    if request.param == "numba":
+        from app.market import kernels
+
+        return SimpleNamespace(name="numba", use_numba=True, value_area=kernels.value_area_nb)
+    from app.market import kernels_ref
+
+    return SimpleNamespace(name="numpy", use_numba=False, value_area=kernels_ref.value_area_py)

@@ -1,5 +1,6 @@
 """Order book on the tick grid: equal to the reference book on real data, overflow levels,
-re-anchoring, clears, quotes, and the numba kernel equal to its NumPy twin."""
+re-anchoring, clears and quotes (the hand-built cases on both implementations, ``impl``), and
+the numba kernel equal to its NumPy twin on real data."""
 
 from __future__ import annotations
 
@@ -73,10 +74,10 @@ def test_book_equals_reference_on_btc(btc_recording, cut):
     assert m.ovf_bid or m.ovf_ask or m.grid * 0.1 > 10_000
 
 
-def test_small_grid_overflow_and_reanchor_follow_the_market():
+def test_small_grid_overflow_and_reanchor_follow_the_market(impl):
     """A 64-tick grid: levels far away go to the overflow, a market that walks up re-anchors
     the grid, and the book stays equal to the reference at every step."""
-    m = MarketModel(ES, rows=16, column_ns=1_000_000, history_s=1, window_cols=10, grid=64)
+    m = MarketModel(ES, rows=16, column_ns=1_000_000, history_s=1, window_cols=10, grid=64, use_numba=impl.use_numba)
     rb = ReferenceBook()
     t = 0
     rng = np.random.default_rng(7)
@@ -96,8 +97,9 @@ def test_small_grid_overflow_and_reanchor_follow_the_market():
     assert m.ovf_bid and m.ovf_ask
 
 
-def test_clear_one_side_and_all_levels():
-    m = MarketModel(ES, rows=20, column_ns=1_000_000, history_s=1, window_cols=10, grid=128)
+def test_clear_one_side_and_all_levels(impl):
+    m = MarketModel(ES, rows=20, column_ns=1_000_000, history_s=1, window_cols=10, grid=128,
+                    use_numba=impl.use_numba)
     b = depth_events([0, 0, 0, 0, 0], [100, 99, 101, 102, 5000], [1, 2, 3, 4, 5],
                      [SIDE_BID, SIDE_BID, SIDE_ASK, SIDE_ASK, SIDE_ASK], OP_SET)
     m.apply(b)
@@ -109,8 +111,9 @@ def test_clear_one_side_and_all_levels():
     assert m.best_bid == -1 and len(m.levels(SIDE_BID)[0]) == 0
 
 
-def test_delete_of_best_finds_the_next_level_and_zero_size_set_deletes():
-    m = MarketModel(ES, rows=20, column_ns=1_000_000, history_s=1, window_cols=10, grid=256)
+def test_delete_of_best_finds_the_next_level_and_zero_size_set_deletes(impl):
+    m = MarketModel(ES, rows=20, column_ns=1_000_000, history_s=1, window_cols=10, grid=256,
+                    use_numba=impl.use_numba)
     m.apply(depth_events([0] * 4, [100, 95, 103, 110], [1, 1, 1, 1],
                          [SIDE_BID, SIDE_BID, SIDE_ASK, SIDE_ASK], OP_SET))
     m.apply(depth_events([1], [100], [0], [SIDE_BID], [OP_DELETE]))
@@ -120,8 +123,9 @@ def test_delete_of_best_finds_the_next_level_and_zero_size_set_deletes():
     assert m.size_at(SIDE_ASK, 103) == 0.0
 
 
-def test_quotes_give_the_best_prices_only_when_the_book_has_none():
-    m = MarketModel(ES, rows=20, column_ns=1_000_000, history_s=1, window_cols=10, grid=256)
+def test_quotes_give_the_best_prices_only_when_the_book_has_none(impl):
+    m = MarketModel(ES, rows=20, column_ns=1_000_000, history_s=1, window_cols=10, grid=256,
+                    use_numba=impl.use_numba)
     q = empty(2)
     q["ts"] = [0, 0]
     q["price"] = [400, 401]
@@ -134,8 +138,9 @@ def test_quotes_give_the_best_prices_only_when_the_book_has_none():
     assert (m.best_bid, m.best_ask) == (399, 402)
 
 
-def test_apply_refuses_a_foreign_dtype():
-    m = MarketModel(ES, rows=20, column_ns=1_000_000, history_s=1, window_cols=10, grid=256)
+def test_apply_refuses_a_foreign_dtype(impl):
+    m = MarketModel(ES, rows=20, column_ns=1_000_000, history_s=1, window_cols=10, grid=256,
+                    use_numba=impl.use_numba)
     with pytest.raises(TypeError, match="EVENT_DTYPE"):
         m.apply(np.zeros(3, dtype=[("ts", "i8")]))
 

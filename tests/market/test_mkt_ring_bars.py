@@ -1,5 +1,6 @@
 """Heatmap ring (plain-slice window, wrap, gaps, re-centring), footprint bars and the volume
-profile, on hand-built events whose expected values are worked out by hand."""
+profile, on hand-built events whose expected values are worked out by hand, on both
+implementations (``impl``: the numba kernels and their Python/NumPy twins)."""
 
 from __future__ import annotations
 
@@ -9,20 +10,22 @@ import pytest
 from app.market.bars import BAR_DTYPE
 from app.core.events import SIDE_ASK, SIDE_BID, OP_SET, Instrument, depth_events, trade_events
 from app.market import kernels as K
+from app.market import kernels_ref
 from app.market.model import MarketModel
 
 ES = Instrument("ES", 0.25, 12.5)
 MS = 1_000_000
 
 
-def small(**kw):
-    args = dict(rows=20, column_ns=MS, history_s=0.01, window_cols=4, grid=256, bar_ns=10 * MS)
+def small(impl, **kw):
+    args = dict(rows=20, column_ns=MS, history_s=0.01, window_cols=4, grid=256, bar_ns=10 * MS,
+                use_numba=impl.use_numba)
     args.update(kw)
     return MarketModel(ES, **args)
 
 
-def test_window_is_a_plain_slice_and_holds_the_book_at_each_column_end():
-    m = small()  # 10 columns of history, a 4-column window
+def test_window_is_a_plain_slice_and_holds_the_book_at_each_column_end(impl):
+    m = small(impl)  # 10 columns of history, a 4-column window
     expect = {}
     for c in range(25):  # wraps the 10-column ring twice
         t = c * MS + MS // 2
@@ -42,8 +45,8 @@ def test_window_is_a_plain_slice_and_holds_the_book_at_each_column_end():
     assert hb10[r_bid].tolist() == [expect[c][0] for c in range(15, 25)]
 
 
-def test_mirror_slots_equal_their_primary_slots():
-    m = small()
+def test_mirror_slots_equal_their_primary_slots(impl):
+    m = small(impl)
     for c in range(37):
         m.apply(depth_events([c * MS], [100 + c % 3], [c + 1.0], [SIDE_BID], OP_SET))
         m.apply(trade_events([c * MS + 1], [101], [1.0 + c], [SIDE_ASK]))
@@ -52,8 +55,8 @@ def test_mirror_slots_equal_their_primary_slots():
         np.testing.assert_array_equal(a[N:N + W], a[:W])
 
 
-def test_traded_volume_per_column_and_side():
-    m = small()
+def test_traded_volume_per_column_and_side(impl):
+    m = small(impl)
     m.apply(depth_events([0], [100], [5.0], [SIDE_BID], OP_SET))
     m.apply(trade_events([MS + 10, MS + 20, 2 * MS + 5], [101, 100, 101], [2.0, 3.0, 4.0],
                          [SIDE_ASK, SIDE_BID, SIDE_ASK]))
@@ -66,8 +69,8 @@ def test_traded_volume_per_column_and_side():
     assert hb[r100].tolist() == [5.0, 5.0, 5.0, 6.0]  # last column is the live (open) one
 
 
-def test_gap_longer_than_the_history_fills_it_with_the_unchanged_book():
-    m = small()
+def test_gap_longer_than_the_history_fills_it_with_the_unchanged_book(impl):
+    m = small(impl)
     m.apply(depth_events([0], [100], [5.0], [SIDE_BID], OP_SET))
     m.apply(trade_events([MS // 2], [100], [9.0], [SIDE_BID]))
     m.apply(depth_events([500 * MS], [101], [2.0], [SIDE_ASK], OP_SET))  # 500 columns later
@@ -78,8 +81,8 @@ def test_gap_longer_than_the_history_fills_it_with_the_unchanged_book():
     assert t0 == 491 * MS
 
 
-def test_recentre_only_past_the_margin_and_rows_keep_their_prices():
-    m = small(history_s=0.02, window_cols=6)  # 20 rows, margin 4 rows, 20 columns
+def test_recentre_only_past_the_margin_and_rows_keep_their_prices(impl):
+    m = small(impl, history_s=0.02, window_cols=6)  # 20 rows, margin 4 rows, 20 columns
     m.apply(depth_events([0, 0, 0], [95, 100, 101], [7.0, 1.0, 1.0],
                          [SIDE_BID, SIDE_BID, SIDE_ASK], OP_SET))
     base0 = m.heatmap_base
@@ -109,8 +112,8 @@ def test_recentre_only_past_the_margin_and_rows_keep_their_prices():
             assert col[r] == 1.0, k
 
 
-def test_no_recentre_while_price_stays_inside_the_margin():
-    m = small()
+def test_no_recentre_while_price_stays_inside_the_margin(impl):
+    m = small(impl)
     m.apply(depth_events([0, 0], [100, 101], [1.0, 1.0], [SIDE_BID, SIDE_ASK], OP_SET))
     for c in range(1, 30):
         m.apply(depth_events([c * MS], [100 + (c % 5)], [1.0], [SIDE_BID], OP_SET))
@@ -118,8 +121,8 @@ def test_no_recentre_while_price_stays_inside_the_margin():
     assert m.recentres == 0
 
 
-def test_footprint_bars_and_volume_profile_by_hand():
-    m = small(rows=40)
+def test_footprint_bars_and_volume_profile_by_hand(impl):
+    m = small(impl, rows=40)
     m.apply(depth_events([0, 0], [100, 101], [1.0, 1.0], [SIDE_BID, SIDE_ASK], OP_SET))
     # bar 0 (0..10 ms): 100 ask 2, 101 bid 3, 99 ask 1 ; bar 1 (10..20 ms): 102 ask 4
     m.apply(trade_events([1 * MS, 2 * MS, 5 * MS, 12 * MS], [100, 101, 99, 102], [2.0, 3.0, 1.0, 4.0],
@@ -145,8 +148,8 @@ def test_footprint_bars_and_volume_profile_by_hand():
     assert m.volume_profile(0.9) == (100, 102, 99)
 
 
-def test_bars_buffer_compacts_and_keeps_the_newest():
-    m = small(max_bars=3)
+def test_bars_buffer_compacts_and_keeps_the_newest(impl):
+    m = small(impl, max_bars=3)
     for k in range(10):
         m.apply(trade_events([k * 10 * MS + 1], [100 + k], [1.0], [SIDE_ASK]))
     bars = m.bars()
@@ -160,11 +163,21 @@ def test_value_area_kernel_equals_twin(seed):
     rng = np.random.default_rng(seed)
     vol = rng.exponential(3.0, 200) * (rng.random(200) > 0.3)
     for frac in (0.5, 0.7, 0.95):
-        assert K.value_area_nb(vol, 10, 180, frac) == K.value_area_py(vol, 10, 180, frac)
+        assert K.value_area_nb(vol, 10, 180, frac) == kernels_ref.value_area_py(vol, 10, 180, frac)
 
 
-def test_view_and_frame_parts_shapes_and_copies():
-    m = small(rows=30)
+def test_value_area_by_hand(impl):
+    vol = np.zeros(10)
+    vol[[2, 3, 4, 5, 6]] = [1.0, 2.0, 6.0, 3.0, 4.0]  # 16 in all, goal 70 % = 11.2
+    # POC 4 (6); up 5 (3) > down 3 (2) -> 9; up 6 (4) > down 3 (2) -> 13 >= 11.2
+    assert impl.value_area(vol, 0, 9, 0.7) == (4, 4, 6)
+    assert impl.value_area(vol, 0, 9, 0.9) == (4, 3, 6)
+    assert impl.value_area(vol, 5, 4, 0.7) == (-1, -1, -1)  # empty range
+    assert impl.value_area(np.zeros(10), 0, 9, 0.7) == (-1, -1, -1)  # no volume
+
+
+def test_view_and_frame_parts_shapes_and_copies(impl):
+    m = small(impl, rows=30)
     m.apply(depth_events([0, 0], [100, 101], [3.0, 4.0], [SIDE_BID, SIDE_ASK], OP_SET))
     m.apply(trade_events([2 * MS], [101], [1.0], [SIDE_ASK]))
     v = m.view()
