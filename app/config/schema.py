@@ -290,6 +290,8 @@ def allowed_text(ann: Any) -> str:
     -------
     str
     """
+    if get_origin(_strip(ann)) is Literal:  # in the order declared (type_info sorts them)
+        return " | ".join(repr(v) for v in get_args(_strip(ann)))
     info = ann if isinstance(ann, msgspec.inspect.Type) else msgspec.inspect.type_info(ann)
     return _info_text(info)
 
