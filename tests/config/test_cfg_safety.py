@@ -239,3 +239,65 @@ def test_prefs_save_goes_through_the_atomic_writer(tmp_path, monkeypatch):
         prefs.save()
     monkeypatch.undo()
     assert path.read_text(encoding="utf-8") == GOOD and sorted(os.listdir(tmp_path)) == ["settings.toml"]
+
+
+PREVIOUS_VERSION_FILE = """\
+[connection]
+host = "127.0.0.1"
+port = 11099
+encoding = "binary"
+username = ""
+
+[trading]
+account = "Sim1"
+
+[symbols.map]
+ES = "ESZ5"
+
+[symbols.source]
+ES = "sierra_files"
+
+[sierra]
+data_folder = ""
+
+[analysis]
+profile = "scalping"
+
+[analysis.overrides]
+
+[replay]
+speed = 10.0
+
+[display]
+contrast = 0.9
+sound = false
+
+[ui]
+"window.geometry" = "AAEC"
+"window.state" = "AAB"
+"splitters.main_splitter" = "x"
+"splitters.tape_splitter" = "y"
+"alerts.notify" = true
+"connection.embedded" = false
+"connection.recording" = ""
+"connection.active_symbol" = "ES"
+
+[ui.symbol_details.ES]
+exchange = ""
+tick_size = 0.25
+tick_value = 0.0
+"""
+
+
+def test_a_file_written_by_the_previous_version_loads(tmp_path):
+    """Every key the previous version wrote (window layout in [ui] included) is in the schema."""
+    path = tmp_path / "settings.toml"
+    path.write_text(PREVIOUS_VERSION_FILE, encoding="utf-8")
+    prefs = Prefs(path)
+    assert prefs.problems() == []
+    assert prefs.get("window.geometry") == "AAEC" and prefs.get("splitters.tape_splitter") == "y"
+    assert prefs.get("connection.symbols")[0]["tick_size"] == 0.25 and prefs.get("alerts.notify") is True
+    prefs.set("window.geometry", "BBBB")  # the layout now goes to window.toml
+    prefs.save()
+    assert path.read_text(encoding="utf-8") == PREVIOUS_VERSION_FILE
+    assert Prefs(path).get("window.geometry") == "BBBB"
