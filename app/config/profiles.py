@@ -3,9 +3,11 @@
 A profile is a TOML file under ``resources/profiles/<name>.toml`` (found through
 :func:`app.paths.resource_path`, so it works from source and from a frozen bundle) with the
 sections ``[engine]``, ``[dom]``, ``[vix]``, ``[battle_navale]``, ``[orderflow]``,
-``[advanced]``, ``[elite]`` and ``[sizing]``. Every key has a type and an allowed range in
-:data:`SCHEMA`; a file or a user override that breaks it raises :class:`ProfileError` naming the
-dotted key and the range. The meaning and units of the analyzer keys are in ``docs/patterns.md``.
+``[advanced]``, ``[elite]`` and ``[sizing]``. Each section is a Struct of the common settings
+schema (:mod:`app.config.schema`): every key is required, has a type and an allowed range, and
+an unknown key is an error. A file or a user override that breaks it raises
+:class:`~app.config.schema.ConfigError` naming the dotted key and the range. The meaning and units
+of the analyzer keys are in ``docs/patterns.md``.
 
 Example
 -------
@@ -14,171 +16,225 @@ Example
 250
 """
 
-from __future__ import annotations
-
 import copy
-import math
-import tomllib
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
+
+from app.config.files import read_toml
+from app.config.schema import ConfigError, Section, decode, literal_values
 from app.paths import resource_path
 
 #: Profile names, in the order the GUI lists them.
-PROFILE_NAMES = ("scalping", "production", "development", "budget")
+ProfileName = Literal["scalping", "production", "development", "budget"]
+PROFILE_NAMES = literal_values(ProfileName)
 
 
-class ProfileError(ValueError):
-    """A profile file or override is invalid; the message names the dotted key and allowed range."""
+def _int(lo: int, hi: int) -> Any:
+    """An integer field in [lo, hi]."""
+    return Annotated[int, msgspec.Meta(ge=lo, le=hi)]
 
 
-# key -> (kind, low, high).  kind: "int", "float", "bool", "floats4", "floats5".
-# low/high are inclusive bounds of every number (for the lists: of every element).
-SCHEMA: dict[str, tuple[str, float, float]] = {
-    # engine
-    "engine.analysis_interval_ms": ("int", 10, 10_000),
-    "engine.heatmap_column_ms": ("int", 10, 60_000),
-    "engine.heatmap_rows": ("int", 20, 4_000),
-    "engine.bar_seconds": ("int", 1, 3_600),
-    # dom
-    "dom.depth_levels": ("int", 1, 200),
-    "dom.refire_s": ("float", 0.0, 3_600.0),
-    "dom.iceberg_window_s": ("float", 0.1, 3_600.0),
-    "dom.iceberg_ratio": ("float", 1.0, 100.0),
-    "dom.iceberg_min_volume": ("float", 0.0, 1e9),
-    "dom.wall_ratio": ("float", 1.0, 1_000.0),
-    "dom.wall_min_size": ("float", 0.0, 1e9),
-    "dom.wall_neighbours": ("int", 2, 200),
-    "dom.ladder_min_levels": ("int", 3, 50),
-    "dom.ladder_step_ratio": ("float", 1.0, 10.0),
-    "dom.spoof_window_s": ("float", 0.1, 600.0),
-    "dom.spoof_ratio": ("float", 1.0, 1_000.0),
-    "dom.spoof_distance_ticks": ("int", 1, 200),
-    "dom.spoof_max_traded_frac": ("float", 0.0, 1.0),
-    "dom.absorption_window_s": ("float", 0.1, 600.0),
-    "dom.absorption_ratio": ("float", 1.0, 100.0),
-    "dom.absorption_min_volume": ("float", 0.0, 1e9),
-    "dom.absorption_max_give_ticks": ("int", 0, 100),
-    "dom.squeeze_levels": ("int", 1, 100),
-    "dom.squeeze_window_s": ("float", 0.1, 600.0),
-    "dom.squeeze_thin_ratio": ("float", 0.0, 1.0),
-    "dom.squeeze_imbalance": ("float", 0.0, 1.0),
-    "dom.squeeze_max_spread_ticks": ("int", 1, 100),
-    # vix
-    "vix.bands": ("floats4", 1.0, 200.0),
-    "vix.percentile_window": ("int", 20, 5_000),
-    "vix.momentum_stress": ("float", 0.0, 10.0),
-    "vix.backwardation": ("float", 0.5, 3.0),
-    "vix.calm_percentile": ("float", 0.0, 1.0),
-    "vix.spike_threshold": ("float", 0.0, 10.0),
-    "vix.spike_lookback": ("int", 2, 250),
-    "vix.reversal_pct": ("float", 0.0, 1.0),
-    "vix.complacency_level": ("float", 1.0, 100.0),
-    "vix.complacency_percentile": ("float", 0.0, 1.0),
-    "vix.complacency_term": ("float", 0.1, 3.0),
-    "vix.change_lookback": ("int", 1, 250),
-    "vix.change_steps": ("int", 1, 4),
-    "vix.sizing_factors": ("floats5", 0.0, 10.0),
-    # battle navale
-    "battle_navale.lookback_bars": ("int", 2, 500),
-    "battle_navale.long_bar_mult": ("float", 1.0, 50.0),
-    "battle_navale.color_delta_ratio": ("float", 0.0, 1.0),
-    "battle_navale.vikings_volume_mult": ("float", 1.0, 50.0),
-    "battle_navale.vikings_delta_ratio": ("float", 0.0, 1.0),
-    "battle_navale.defenders_rows": ("int", 1, 50),
-    "battle_navale.defenders_ratio": ("float", 0.0, 1.0),
-    "battle_navale.min_bar_volume": ("float", 0.0, 1e9),
-    "battle_navale.rsv_required": ("bool", 0, 1),
-    # order flow
-    "orderflow.window_s": ("float", 0.1, 3_600.0),
-    "orderflow.imbalance_levels": ("int", 1, 200),
-    "orderflow.large_lot_size": ("float", 0.0, 1e9),
-    "orderflow.large_lot_quantile": ("float", 0.5, 1.0),
-    # advanced
-    "advanced.gamma_distance_ticks": ("int", 0, 1_000),
-    "advanced.gamma_window_s": ("float", 1.0, 3_600.0),
-    "advanced.gamma_max_range_ticks": ("int", 1, 10_000),
-    "advanced.gamma_min_frac": ("float", 0.0, 1.0),
-    "advanced.headfake_lookback_bars": ("int", 2, 500),
-    "advanced.headfake_volume_mult": ("float", 0.0, 50.0),
-    "advanced.micro_window_ms": ("float", 10.0, 60_000.0),
-    "advanced.micro_burst_mult": ("float", 1.0, 1_000.0),
-    "advanced.micro_min_trades": ("int", 2, 100_000),
-    "advanced.micro_side_ratio": ("float", 0.0, 1.0),
-    "advanced.transition_bars": ("int", 3, 500),
-    "advanced.trend_er": ("float", 0.0, 1.0),
-    "advanced.range_er": ("float", 0.0, 1.0),
-    "advanced.vp_window_s": ("float", 1.0, 3_600.0),
-    "advanced.vp_touch_ticks": ("int", 0, 100),
-    "advanced.vp_reaction_ticks": ("int", 1, 1_000),
-    # elite
-    "elite.min_elite_score": ("float", 0.0, 1.0),
-    "elite.max_signals_per_hour": ("int", 0, 3_600),
-    "elite.weight_vix": ("float", 0.0, 1.0),
-    "elite.weight_dom": ("float", 0.0, 1.0),
-    "elite.weight_regime": ("float", 0.0, 1.0),
-    "elite.confluence_window_s": ("float", 0.0, 3_600.0),
-    "elite.min_patterns": ("int", 1, 19),
-    "elite.cooldown_s": ("float", 0.0, 3_600.0),
-    "elite.max_recent_signals": ("int", 1, 10_000),
-    "elite.atr_bars": ("int", 1, 500),
-    "elite.stop_atr_mult": ("float", 0.1, 20.0),
-    "elite.min_stop_ticks": ("int", 1, 10_000),
-    "elite.max_stop_ticks": ("int", 1, 100_000),
-    "elite.reward_risk": ("float", 0.1, 20.0),
-    # sizing
-    "sizing.base_contracts": ("int", 1, 10_000),
-    "sizing.max_contracts": ("int", 1, 100_000),
-}
-
-_SECTIONS = ("engine", "dom", "vix", "battle_navale", "orderflow", "advanced", "elite", "sizing")
+def _num(lo: float, hi: float) -> Any:
+    """A number field in [lo, hi] (an integer in the file is read as a float)."""
+    return Annotated[float, msgspec.Meta(ge=lo, le=hi)]
 
 
-def _range_text(kind: str, lo: float, hi: float) -> str:
-    if kind == "bool":
-        return "true or false"
-    if kind.startswith("floats"):
-        n = int(kind[-1])
-        return f"a list of {n} numbers, each in [{lo:g}, {hi:g}]"
-    return f"{'an integer' if kind == 'int' else 'a number'} in [{lo:g}, {hi:g}]"
+def _nums(n: int, lo: float, hi: float) -> Any:
+    """A list of exactly ``n`` numbers, each in [lo, hi] (kept as a tuple)."""
+    return tuple[(_num(lo, hi),) * n]
 
 
-def _check(key: str, value: Any) -> Any:
-    """Validate and normalise one value; raise ProfileError naming ``key`` and the range."""
-    if key not in SCHEMA:
-        raise ProfileError(f"unknown profile key {key!r}")
-    kind, lo, hi = SCHEMA[key]
-    bad = ProfileError(f"{key} = {value!r} is invalid: expected {_range_text(kind, lo, hi)}")
-    if kind == "bool":
-        if not isinstance(value, bool):
-            raise bad
-        return value
-    if kind.startswith("floats"):
-        n = int(kind[-1])
-        if not isinstance(value, (list, tuple)) or len(value) != n:
-            raise bad
-        out = []
-        for v in value:
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise bad
-            if not lo <= v <= hi:
-                raise bad
-            out.append(float(v))
-        if key == "vix.bands" and any(b <= a for a, b in zip(out, out[1:])):
-            raise ProfileError(f"{key} = {value!r} is invalid: bands must increase strictly")
-        return tuple(out)
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise bad
-    if kind == "int":
-        if isinstance(value, float):
-            if not value.is_integer():
-                raise bad
-            value = int(value)
-    else:
-        value = float(value)
-    if not math.isfinite(value) or not lo <= value <= hi:
-        raise bad
-    return value
+class EngineProfile(Section, frozen=True):
+    """Analysis step, heatmap and bar timing (ms, rows, s). Units: ``docs/patterns.md``."""
+
+    analysis_interval_ms: _int(10, 10_000)
+    heatmap_column_ms: _int(10, 60_000)
+    heatmap_rows: _int(20, 4_000)
+    bar_seconds: _int(1, 3_600)
+
+
+class DomProfile(Section, frozen=True):
+    """Depth-of-market detectors: icebergs, walls, ladders, spoofs, absorption, squeezes. Units: ``docs/patterns.md``."""
+
+    depth_levels: _int(1, 200)
+    refire_s: _num(0.0, 3_600.0)
+    iceberg_window_s: _num(0.1, 3_600.0)
+    iceberg_ratio: _num(1.0, 100.0)
+    iceberg_min_volume: _num(0.0, 1e9)
+    wall_ratio: _num(1.0, 1_000.0)
+    wall_min_size: _num(0.0, 1e9)
+    wall_neighbours: _int(2, 200)
+    ladder_min_levels: _int(3, 50)
+    ladder_step_ratio: _num(1.0, 10.0)
+    spoof_window_s: _num(0.1, 600.0)
+    spoof_ratio: _num(1.0, 1_000.0)
+    spoof_distance_ticks: _int(1, 200)
+    spoof_max_traded_frac: _num(0.0, 1.0)
+    absorption_window_s: _num(0.1, 600.0)
+    absorption_ratio: _num(1.0, 100.0)
+    absorption_min_volume: _num(0.0, 1e9)
+    absorption_max_give_ticks: _int(0, 100)
+    squeeze_levels: _int(1, 100)
+    squeeze_window_s: _num(0.1, 600.0)
+    squeeze_thin_ratio: _num(0.0, 1.0)
+    squeeze_imbalance: _num(0.0, 1.0)
+    squeeze_max_spread_ticks: _int(1, 100)
+
+
+class VixProfile(Section, frozen=True):
+    """VIX regime bands, percentiles, spikes and sizing factors. Units: ``docs/patterns.md``."""
+
+    bands: _nums(4, 1.0, 200.0)
+    percentile_window: _int(20, 5_000)
+    momentum_stress: _num(0.0, 10.0)
+    backwardation: _num(0.5, 3.0)
+    calm_percentile: _num(0.0, 1.0)
+    spike_threshold: _num(0.0, 10.0)
+    spike_lookback: _int(2, 250)
+    reversal_pct: _num(0.0, 1.0)
+    complacency_level: _num(1.0, 100.0)
+    complacency_percentile: _num(0.0, 1.0)
+    complacency_term: _num(0.1, 3.0)
+    change_lookback: _int(1, 250)
+    change_steps: _int(1, 4)
+    sizing_factors: _nums(5, 0.0, 10.0)
+
+    def check(self) -> None:
+        """``bands`` must increase strictly.
+
+        Raises
+        ------
+        ConfigError
+            Names ``bands``.
+        """
+        b = self.bands
+        if any(hi <= lo for lo, hi in zip(b, b[1:])):
+            raise ConfigError("bands", "4 numbers in [1, 200] whose bands increase strictly", list(b))
+
+
+class BattleNavaleProfile(Section, frozen=True):
+    """Battle Navale bar patterns. Units: ``docs/patterns.md``."""
+
+    lookback_bars: _int(2, 500)
+    long_bar_mult: _num(1.0, 50.0)
+    color_delta_ratio: _num(0.0, 1.0)
+    vikings_volume_mult: _num(1.0, 50.0)
+    vikings_delta_ratio: _num(0.0, 1.0)
+    defenders_rows: _int(1, 50)
+    defenders_ratio: _num(0.0, 1.0)
+    min_bar_volume: _num(0.0, 1e9)
+    rsv_required: bool
+
+
+class OrderflowProfile(Section, frozen=True):
+    """Order-flow window, imbalance and large lots. Units: ``docs/patterns.md``."""
+
+    window_s: _num(0.1, 3_600.0)
+    imbalance_levels: _int(1, 200)
+    large_lot_size: _num(0.0, 1e9)
+    large_lot_quantile: _num(0.5, 1.0)
+
+
+class AdvancedProfile(Section, frozen=True):
+    """Gamma levels, head fakes, micro bursts, regime transitions, volume-profile touches. Units: ``docs/patterns.md``."""
+
+    gamma_distance_ticks: _int(0, 1_000)
+    gamma_window_s: _num(1.0, 3_600.0)
+    gamma_max_range_ticks: _int(1, 10_000)
+    gamma_min_frac: _num(0.0, 1.0)
+    headfake_lookback_bars: _int(2, 500)
+    headfake_volume_mult: _num(0.0, 50.0)
+    micro_window_ms: _num(10.0, 60_000.0)
+    micro_burst_mult: _num(1.0, 1_000.0)
+    micro_min_trades: _int(2, 100_000)
+    micro_side_ratio: _num(0.0, 1.0)
+    transition_bars: _int(3, 500)
+    trend_er: _num(0.0, 1.0)
+    range_er: _num(0.0, 1.0)
+    vp_window_s: _num(1.0, 3_600.0)
+    vp_touch_ticks: _int(0, 100)
+    vp_reaction_ticks: _int(1, 1_000)
+
+    def check(self) -> None:
+        """``range_er`` must not exceed ``trend_er``.
+
+        Raises
+        ------
+        ConfigError
+            Names ``range_er``.
+        """
+        if self.range_er > self.trend_er:
+            raise ConfigError("range_er", f"a number <= trend_er ({self.trend_er:g})", self.range_er)
+
+
+class EliteProfile(Section, frozen=True):
+    """Elite score weights, confluence, cooldown and bracket sizing (ticks). Units: ``docs/patterns.md``."""
+
+    min_elite_score: _num(0.0, 1.0)
+    max_signals_per_hour: _int(0, 3_600)
+    weight_vix: _num(0.0, 1.0)
+    weight_dom: _num(0.0, 1.0)
+    weight_regime: _num(0.0, 1.0)
+    confluence_window_s: _num(0.0, 3_600.0)
+    min_patterns: _int(1, 19)
+    cooldown_s: _num(0.0, 3_600.0)
+    max_recent_signals: _int(1, 10_000)
+    atr_bars: _int(1, 500)
+    stop_atr_mult: _num(0.1, 20.0)
+    min_stop_ticks: _int(1, 10_000)
+    max_stop_ticks: _int(1, 100_000)
+    reward_risk: _num(0.1, 20.0)
+
+    def check(self) -> None:
+        """``max_stop_ticks`` must be at least ``min_stop_ticks``.
+
+        Raises
+        ------
+        ConfigError
+            Names ``max_stop_ticks``.
+        """
+        if self.max_stop_ticks < self.min_stop_ticks:
+            raise ConfigError("max_stop_ticks", f"an integer >= min_stop_ticks ({self.min_stop_ticks})",
+                              self.max_stop_ticks)
+
+
+class SizingProfile(Section, frozen=True):
+    """Position size bounds, contracts. Units: ``docs/patterns.md``."""
+
+    base_contracts: _int(1, 10_000)
+    max_contracts: _int(1, 100_000)
+
+    def check(self) -> None:
+        """``max_contracts`` must be at least ``base_contracts``.
+
+        Raises
+        ------
+        ConfigError
+            Names ``max_contracts``.
+        """
+        if self.max_contracts < self.base_contracts:
+            raise ConfigError("max_contracts", f"an integer >= base_contracts ({self.base_contracts})",
+                              self.max_contracts)
+
+
+class ProfileFile(Section, frozen=True):
+    """A whole profile file: one table per analyzer family (all required)."""
+
+    engine: EngineProfile
+    dom: DomProfile
+    vix: VixProfile
+    battle_navale: BattleNavaleProfile
+    orderflow: OrderflowProfile
+    advanced: AdvancedProfile
+    elite: EliteProfile
+    sizing: SizingProfile
+
+
+#: Every profile key, dotted (``"engine.analysis_interval_ms"``), in file order.
+PROFILE_KEYS = tuple(f"{s.encode_name}.{k.encode_name}"
+                     for s in msgspec.structs.fields(ProfileFile) for k in msgspec.structs.fields(s.type))
 
 
 def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
@@ -235,6 +291,11 @@ class Profile:
         return out
 
 
+def _values(pf: ProfileFile) -> dict[str, Any]:
+    return {f"{s.encode_name}.{k.encode_name}": getattr(getattr(pf, s.name), k.name)
+            for s in msgspec.structs.fields(ProfileFile) for k in msgspec.structs.fields(s.type)}
+
+
 def load_profile(name: str, overrides: dict | None = None) -> Profile:
     """Load a shipped profile and apply user overrides.
 
@@ -252,34 +313,23 @@ def load_profile(name: str, overrides: dict | None = None) -> Profile:
 
     Raises
     ------
-    ProfileError
+    ConfigError
         Unknown profile name, unknown key, missing key, or a value outside its allowed range
         (the message names the dotted key and the range).
     """
     key = str(name).strip().lower()
     if key not in PROFILE_NAMES:
-        raise ProfileError(f"unknown profile {name!r}: expected one of {', '.join(PROFILE_NAMES)}")
+        raise ConfigError("profile", " | ".join(repr(n) for n in PROFILE_NAMES), name)
     path = resource_path("profiles", f"{key}.toml")
-    try:
-        with open(path, "rb") as fh:
-            raw = tomllib.load(fh)
-    except tomllib.TOMLDecodeError as exc:
-        raise ProfileError(f"profile file {path} is not valid TOML: {exc}") from exc
-    for sec in raw:
-        if sec not in _SECTIONS:
-            raise ProfileError(f"profile {key}: unknown section [{sec}]")
-    flat = _flatten(raw)
-    values = {k: _check(k, v) for k, v in flat.items()}
-    missing = sorted(set(SCHEMA) - set(values))
-    if missing:
-        raise ProfileError(f"profile {key}: missing keys {', '.join(missing)}")
+    raw = read_toml(path, f"profile file {path}")
+    pf = decode(raw, ProfileFile, f"profile {key}")
     if overrides:
+        merged = copy.deepcopy(raw)
         for k, v in _flatten(copy.deepcopy(dict(overrides))).items():
-            values[k] = _check(k, v)
-    if values["sizing.max_contracts"] < values["sizing.base_contracts"]:
-        raise ProfileError("sizing.max_contracts must be >= sizing.base_contracts")
-    if values["elite.max_stop_ticks"] < values["elite.min_stop_ticks"]:
-        raise ProfileError("elite.max_stop_ticks must be >= elite.min_stop_ticks")
-    if values["advanced.range_er"] > values["advanced.trend_er"]:
-        raise ProfileError("advanced.range_er must be <= advanced.trend_er")
-    return Profile(name=key, values=values)
+            sec, _, sub = k.partition(".")
+            table = merged.setdefault(sec, {})
+            if not isinstance(table, dict) or not sub:
+                raise ConfigError(k, "a profile key section.key", v, where=f"profile {key} overrides")
+            table[sub] = v
+        pf = decode(merged, ProfileFile, f"profile {key} with the user's overrides")
+    return Profile(name=key, values=_values(pf))

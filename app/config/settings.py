@@ -1,10 +1,16 @@
 """User settings: one TOML file, ``app.paths.config_dir() / "settings.toml"``.
 
-A typed schema with defaults (:class:`Settings` and its sections), validated on load and on
-save: a bad value raises :class:`SettingsError` naming the dotted key, the value and what is
-allowed. Unknown keys are logged and ignored (a newer version's file still loads). Saving is
-atomic (a temporary file in the same folder, then ``os.replace``), so a crash never leaves a
-half-written file.
+The schema is a tree of Structs on the common settings schema (:mod:`app.config.schema`): each
+table is a :class:`~app.config.schema.Section` with its ranges and choices declared on the fields,
+unknown keys are errors, and every problem is a :class:`~app.config.schema.ConfigError` naming
+the dotted key, the value and what is allowed. The ``[trading]`` table is the one
+:class:`~app.config.trading.TradingSettings`; the ``[ui]`` table holds the window's settings
+(:class:`UiPrefs`). Saving goes through :func:`app.config.files.atomic_write`.
+
+:func:`load_settings` raises on a bad file; :func:`read_settings` (what the window uses) never
+does: it returns a :class:`~app.config.files.LoadResult` with the defaults, the problem and the
+``settings.toml.bad-<UTC timestamp>`` copy, and the caller must not write the file back
+(:class:`app.config.prefs.Prefs` does not).
 
 Passwords are **never** stored here: :func:`get_password` / :func:`set_password` use the OS
 keyring (``keyring`` package; Windows Credential Manager, macOS Keychain, Secret Service).
@@ -17,7 +23,7 @@ Example file::
     encoding = "binary"
     username = "trader"
 
-    [trading]
+    [trading]              # any key of app.config.trading.TradingSettings
     account = "Sim1"
 
     [symbols.map]          # display name -> the data service's symbol (opaque, never parsed)
@@ -41,23 +47,30 @@ Example file::
     contrast = 0.98
     sound = true
 
-    [ui]                   # window state (free-form: geometry, splitters, ...)
+    [ui]                   # the window's settings (see UiPrefs)
+    "connection.embedded" = false
+    [ui.symbol_details.ES]
+    exchange = "CME"
+    tick_size = 0.25
+    tick_value = 12.5
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import os
-import tempfile
-import tomllib
-from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
+import msgspec
 import tomli_w
 
 from app import paths
+from app.config.files import LoadResult, atomic_write, load_with_result, read_toml
+from app.config.profiles import ProfileName, load_profile
+from app.config.schema import ConfigError, Section, decode, literal_values
+from app.config.trading import TradingSettings
+from app.core.clock import SYSTEM_CLOCK, Clock
 
 log = logging.getLogger(__name__)
 
@@ -65,14 +78,14 @@ SETTINGS_FILE = "settings.toml"
 KEYRING_SERVICE = "MIA Elite DTC"
 
 #: DTC encodings the client can speak (DTC ``EncodingEnum`` names, lower case).
-ENCODINGS = ("binary", "binary_vls", "json", "json_compact", "protobuf")
+Encoding = Literal["binary", "binary_vls", "json", "json_compact", "protobuf"]
+ENCODINGS = literal_values(Encoding)
 #: Where a symbol's market data comes from.
-DATA_SOURCES = ("dtc", "sierra_files")
-PROFILE_NAMES = ("scalping", "production", "development", "budget")
+DataSource = Literal["dtc", "sierra_files"]
+DATA_SOURCES = literal_values(DataSource)
 
-
-class SettingsError(ValueError):
-    """A settings value is invalid; the message names the dotted key and the allowed values."""
+_NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
+_NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
 
 class PasswordStoreError(RuntimeError):
@@ -80,29 +93,40 @@ class PasswordStoreError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- schema
-@dataclass
-class ConnectionSettings:
-    """DTC server connection (the password is in the OS keyring, not here)."""
+class ConnectionSettings(Section):
+    """DTC server connection (the password is in the OS keyring, not here).
 
-    host: str = "127.0.0.1"
-    port: int = 11099
-    encoding: str = "binary"
+    Attributes
+    ----------
+    host : str
+        Host name or address, not empty.
+    port : int
+        TCP port, 1..65535.
+    encoding : str
+        One of :data:`ENCODINGS`.
+    username : str
+        DTC logon name ("" = none).
+    """
+
+    host: _NonEmpty = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 11099
+    encoding: Encoding = "binary"
     username: str = ""
 
 
-@dataclass
-class TradingSettings:
-    """Trading account (``Sim1``-style accounts are Sierra Chart's simulated ones)."""
+class SymbolSettings(Section):
+    """Symbol map (display name -> data-service symbol) and the data source per display name.
 
-    account: str = ""
+    Attributes
+    ----------
+    map : dict[str, str]
+        Display name -> the data service's symbol (opaque, never parsed; not empty).
+    source : dict[str, str]
+        Display name -> ``"dtc"`` or ``"sierra_files"``.
+    """
 
-
-@dataclass
-class SymbolSettings:
-    """Symbol map (display name -> data-service symbol) and the data source per display name."""
-
-    map: dict = field(default_factory=dict)
-    source: dict = field(default_factory=dict)
+    map: dict[str, _NonEmpty] = {}
+    source: dict[str, DataSource] = {}
 
     def service_symbol(self, name: str) -> str:
         """The data service's symbol for a display name (the name itself when unmapped)."""
@@ -113,195 +137,146 @@ class SymbolSettings:
         return str(self.source.get(name, "dtc"))
 
 
-@dataclass
-class SierraSettings:
+class SierraSettings(Section):
     """Sierra Chart installation: its ``Data`` folder (``.scid``, ``.depth``, ``.dly`` files)."""
 
     data_folder: str = ""
 
 
-@dataclass
-class AnalysisSettings:
-    """Analysis profile name and the user's overrides of profile keys (dotted or nested)."""
+class AnalysisSettings(Section):
+    """Analysis profile name and the user's overrides of profile keys (dotted or nested).
 
-    profile: str = "production"
-    overrides: dict = field(default_factory=dict)
+    Attributes
+    ----------
+    profile : str
+        One of :data:`app.config.profiles.PROFILE_NAMES`.
+    overrides : dict
+        Profile keys and values, checked against the profile schema.
+    """
 
+    profile: ProfileName = "production"
+    overrides: dict[str, Any] = {}
 
-@dataclass
-class ReplaySettings:
-    """Replay speed: a multiple of real time (0 < speed <= 1000)."""
-
-    speed: float = 1.0
-
-
-@dataclass
-class DisplaySettings:
-    """Heatmap contrast (upper cut-off quantile of resting size, 0.5..1.0) and alert sound."""
-
-    contrast: float = 0.98
-    sound: bool = True
-
-
-@dataclass
-class Settings:
-    """All user settings. Sections map to TOML tables of the same name."""
-
-    connection: ConnectionSettings = field(default_factory=ConnectionSettings)
-    trading: TradingSettings = field(default_factory=TradingSettings)
-    symbols: SymbolSettings = field(default_factory=SymbolSettings)
-    sierra: SierraSettings = field(default_factory=SierraSettings)
-    analysis: AnalysisSettings = field(default_factory=AnalysisSettings)
-    replay: ReplaySettings = field(default_factory=ReplaySettings)
-    display: DisplaySettings = field(default_factory=DisplaySettings)
-    ui: dict = field(default_factory=dict)
-
-    def to_dict(self) -> dict:
-        """Nested plain dict (what is written to TOML)."""
-        return asdict(self)
-
-    def validate(self) -> "Settings":
-        """Check every value; returns self.
+    def check(self) -> None:
+        """The overrides must be valid keys and values of the profile.
 
         Raises
         ------
-        SettingsError
+        ConfigError
+            Names ``overrides.<profile key>`` and its range.
+        """
+        if self.overrides:
+            try:
+                load_profile(self.profile, self.overrides)
+            except ConfigError as exc:
+                raise exc.located("", "overrides") from None
+
+
+class ReplaySettings(Section):
+    """Replay speed: a multiple of real time (0 < speed <= 1000)."""
+
+    speed: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 1.0
+
+
+class DisplaySettings(Section):
+    """Heatmap contrast (upper cut-off quantile of resting size, 0.5..1.0) and alert sound."""
+
+    contrast: Annotated[float, msgspec.Meta(ge=0.5, le=1.0)] = 0.98
+    sound: bool = True
+
+
+class SymbolDetail(Section):
+    """What the window knows of a mapped symbol: exchange, tick size (price units) and tick value (USD)."""
+
+    exchange: str = ""
+    tick_size: _NonNegative = 0.0
+    tick_value: _NonNegative = 0.0
+
+
+class UiPrefs(Section):
+    """The window's settings, the ``[ui]`` table; keys are dotted names as the window uses them.
+
+    Attributes
+    ----------
+    connection_embedded : bool
+        ``"connection.embedded"``: use the built-in replay server (default true).
+    connection_recording : str
+        ``"connection.recording"``: the recording it replays ("" = the shipped sample).
+    connection_active_symbol : str
+        ``"connection.active_symbol"``: display name of the symbol shown.
+    alerts_notify : bool
+        ``"alerts.notify"``: desktop notification on each elite signal.
+    symbol_details : dict[str, SymbolDetail]
+        Per display name: exchange, tick size, tick value.
+    window_geometry, window_state, splitters_* : str
+        Window layout written by earlier versions (read as a fallback; now kept in
+        ``window.toml``, see :mod:`app.config.prefs`).
+    """
+
+    connection_embedded: bool = msgspec.field(name="connection.embedded", default=True)
+    connection_recording: str = msgspec.field(name="connection.recording", default="")
+    connection_active_symbol: str = msgspec.field(name="connection.active_symbol", default="")
+    alerts_notify: bool = msgspec.field(name="alerts.notify", default=False)
+    symbol_details: dict[str, SymbolDetail] = {}
+    window_geometry: str = msgspec.field(name="window.geometry", default="")
+    window_state: str = msgspec.field(name="window.state", default="")
+    splitters_main: str = msgspec.field(name="splitters.main_splitter", default="")
+    splitters_top: str = msgspec.field(name="splitters.top_splitter", default="")
+    splitters_right: str = msgspec.field(name="splitters.right_splitter", default="")
+    splitters_tape: str = msgspec.field(name="splitters.tape_splitter", default="")
+
+
+class Settings(Section):
+    """All user settings. Sections map to TOML tables of the same name."""
+
+    connection: ConnectionSettings = msgspec.field(default_factory=ConnectionSettings)
+    trading: TradingSettings = msgspec.field(default_factory=TradingSettings)
+    symbols: SymbolSettings = msgspec.field(default_factory=SymbolSettings)
+    sierra: SierraSettings = msgspec.field(default_factory=SierraSettings)
+    analysis: AnalysisSettings = msgspec.field(default_factory=AnalysisSettings)
+    replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
+    display: DisplaySettings = msgspec.field(default_factory=DisplaySettings)
+    ui: UiPrefs = msgspec.field(default_factory=UiPrefs)
+
+    def to_dict(self) -> dict:
+        """Nested plain dict (what is written to TOML)."""
+        return msgspec.to_builtins(self)
+
+    def validate(self) -> "Settings":
+        """Check every value (also those assigned after construction); returns self.
+
+        Raises
+        ------
+        ConfigError
             On the first bad value (names the dotted key and what is allowed).
         """
         from_dict(self.to_dict())
         return self
 
 
-_SECTIONS = {
-    "connection": ConnectionSettings,
-    "trading": TradingSettings,
-    "symbols": SymbolSettings,
-    "sierra": SierraSettings,
-    "analysis": AnalysisSettings,
-    "replay": ReplaySettings,
-    "display": DisplaySettings,
-}
-
-
-def _err(key: str, value: Any, allowed: str) -> SettingsError:
-    return SettingsError(f"settings: {key} = {value!r} is invalid; allowed: {allowed}")
-
-
-def _str(key, v, *, choices=None, allow_empty=True):
-    if not isinstance(v, str):
-        raise _err(key, v, "a string" if choices is None else " | ".join(repr(c) for c in choices))
-    if choices is not None and v not in choices:
-        raise _err(key, v, " | ".join(repr(c) for c in choices))
-    if not allow_empty and not v.strip():
-        raise _err(key, v, "a non-empty string")
-    return v
-
-
-def _int(key, v, lo, hi):
-    if isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi:
-        raise _err(key, v, f"an integer in [{lo}, {hi}]")
-    return v
-
-
-def _float(key, v, lo, hi, *, lo_open=False):
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-        raise _err(key, v, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
-    v = float(v)
-    if (v <= lo if lo_open else v < lo) or v > hi:
-        raise _err(key, v, f"a number in {'(' if lo_open else '['}{lo:g}, {hi:g}]")
-    return v
-
-
-def _bool(key, v):
-    if not isinstance(v, bool):
-        raise _err(key, v, "true | false")
-    return v
-
-
-def _check_section(name: str, raw: dict) -> Any:
-    cls = _SECTIONS[name]
-    known = {f.name for f in fields(cls)}
-    for k in raw:
-        if k not in known:
-            log.warning("settings: unknown key %s.%s ignored", name, k)
-    d = {k: v for k, v in raw.items() if k in known}
-    key = lambda k: f"{name}.{k}"  # noqa: E731
-    if name == "connection":
-        if "host" in d:
-            _str(key("host"), d["host"], allow_empty=False)
-        if "port" in d:
-            _int(key("port"), d["port"], 1, 65535)
-        if "encoding" in d:
-            _str(key("encoding"), d["encoding"], choices=ENCODINGS)
-        if "username" in d:
-            _str(key("username"), d["username"])
-    elif name == "trading":
-        if "account" in d:
-            _str(key("account"), d["account"])
-    elif name == "symbols":
-        for sub in ("map", "source"):
-            if sub in d and not isinstance(d[sub], dict):
-                raise _err(key(sub), d[sub], "a table of name = string")
-        for n, sym in d.get("map", {}).items():
-            _str(f"symbols.map.{n}", sym, allow_empty=False)
-        for n, src in d.get("source", {}).items():
-            _str(f"symbols.source.{n}", src, choices=DATA_SOURCES)
-    elif name == "sierra":
-        if "data_folder" in d:
-            _str(key("data_folder"), d["data_folder"])
-    elif name == "analysis":
-        if "profile" in d:
-            d["profile"] = _str(key("profile"), d["profile"], choices=PROFILE_NAMES).lower()
-        if "overrides" in d:
-            if not isinstance(d["overrides"], dict):
-                raise _err(key("overrides"), d["overrides"], "a table of profile keys")
-            _check_overrides(d.get("profile", "production"), d["overrides"])
-    elif name == "replay":
-        if "speed" in d:
-            d["speed"] = _float(key("speed"), d["speed"], 0.0, 1000.0, lo_open=True)
-    elif name == "display":
-        if "contrast" in d:
-            d["contrast"] = _float(key("contrast"), d["contrast"], 0.5, 1.0)
-        if "sound" in d:
-            _bool(key("sound"), d["sound"])
-    return cls(**d)
-
-
-def _check_overrides(profile: str, overrides: dict) -> None:
-    """Validate profile overrides with the profile schema (errors name the profile key)."""
-    try:
-        from app.config.profiles import ProfileError, load_profile
-    except ImportError:  # profiles module missing: keep the overrides unchecked
-        return
-    try:
-        load_profile(profile, overrides)
-    except ProfileError as exc:
-        raise SettingsError(f"settings: analysis.overrides: {exc}") from exc
-
-
-def from_dict(raw: dict) -> Settings:
+def from_dict(raw: dict, where: str = "settings") -> Settings:
     """Build validated :class:`Settings` from a nested dict (missing keys take their defaults).
+
+    Parameters
+    ----------
+    raw : dict
+        The parsed ``settings.toml``.
+    where : str
+        The file named in errors.
+
+    Returns
+    -------
+    Settings
 
     Raises
     ------
-    SettingsError
-        A value of the wrong type or out of range (names the dotted key and allowed values).
+    ConfigError
+        An unknown key, a value of the wrong type or out of range (names the dotted key and the
+        allowed values).
     """
     if not isinstance(raw, dict):
-        raise SettingsError(f"settings: expected a table, got {type(raw).__name__}")
-    kw: dict[str, Any] = {}
-    for name, sect in raw.items():
-        if name == "ui":
-            if not isinstance(sect, dict):
-                raise _err("ui", sect, "a table")
-            kw["ui"] = dict(sect)
-        elif name in _SECTIONS:
-            if not isinstance(sect, dict):
-                raise _err(name, sect, "a table")
-            kw[name] = _check_section(name, sect)
-        else:
-            log.warning("settings: unknown section [%s] ignored", name)
-    return Settings(**kw)
+        raise ConfigError("", f"expected a table, got {type(raw).__name__}", kind="file", where=where)
+    return decode(raw, Settings, where)
 
 
 def settings_path() -> Path:
@@ -314,31 +289,39 @@ def load_settings(path: str | os.PathLike | None = None) -> Settings:
 
     Raises
     ------
-    SettingsError
-        The file is not valid TOML (with the file and position) or holds a bad value.
+    ConfigError
+        The file is unreadable or not valid TOML (names the file and position), or holds an
+        unknown key or a bad value (names the key).
     """
     p = Path(path) if path is not None else settings_path()
     if not p.exists():
         return Settings()
-    try:
-        raw = tomllib.loads(p.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as exc:
-        raise SettingsError(f"settings file {p} is not valid TOML: {exc}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SettingsError(f"settings file {p} cannot be read: {exc}") from exc
-    return from_dict(raw)
+    return from_dict(read_toml(p), str(p))
 
 
-def _drop_none(d):
-    if isinstance(d, dict):
-        return {k: _drop_none(v) for k, v in d.items() if v is not None}
-    if isinstance(d, (list, tuple)):
-        return [_drop_none(v) for v in d]
-    return d
+def read_settings(path: str | os.PathLike | None = None, clock: Clock = SYSTEM_CLOCK) -> LoadResult:
+    """Read the settings file without raising (what the window uses).
+
+    Parameters
+    ----------
+    path : path, optional
+        Default :func:`settings_path`.
+    clock : Clock
+        For the timestamp of the bad file's copy.
+
+    Returns
+    -------
+    LoadResult
+        ``value`` is the :class:`Settings` (defaults when the file is missing or bad); a bad
+        file sets ``error`` (names the key and what is allowed) and is copied to
+        ``settings.toml.bad-<UTC timestamp>``; the file itself is left byte for byte.
+    """
+    p = Path(path) if path is not None else settings_path()
+    return load_with_result(p, lambda raw: from_dict(raw, str(p)), Settings, clock=clock)
 
 
 def save_settings(settings: Settings, path: str | os.PathLike | None = None) -> Path:
-    """Validate and write the settings atomically (temp file + ``os.replace``).
+    """Validate and write every setting (atomic: see :func:`app.config.files.atomic_write`).
 
     Returns
     -------
@@ -347,27 +330,15 @@ def save_settings(settings: Settings, path: str | os.PathLike | None = None) -> 
 
     Raises
     ------
-    SettingsError
+    ConfigError
         A bad value (nothing is written).
+    OSError
+        The write failed (the old file is unchanged, no temporary file is left).
     """
-    settings.validate()
+    doc = settings.to_dict()
+    from_dict(doc)
     p = Path(path) if path is not None else settings_path()
-    p.parent.mkdir(parents=True, exist_ok=True)
-    data = tomli_w.dumps(_drop_none(settings.to_dict()))
-    fd, tmp = tempfile.mkstemp(prefix=".settings-", suffix=".tmp", dir=p.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, p)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return p
+    return atomic_write(p, tomli_w.dumps(doc))
 
 
 # ---------------------------------------------------------------------------- passwords

@@ -72,7 +72,7 @@ def resolve_profile(profile, overrides: dict | None = None):
 
     Raises
     ------
-    app.config.profiles.ProfileError
+    app.config.schema.ConfigError
         Unknown profile name or bad override (names the key and the allowed range).
     """
     if profile is None:

@@ -16,7 +16,7 @@ import threading
 from dataclasses import dataclass, replace
 from typing import NamedTuple, Sequence
 
-from app.config.trading import MODE_LIVE, TradingSettings, _parse_hhmm
+from app.config.trading import MODE_LIVE, TradingSettings, parse_hhmm
 from app.trading.orders import INTENT_OPEN, INTENT_REDUCE, now_ns
 
 try:  # zoneinfo needs the tzdata package on Windows
@@ -239,8 +239,8 @@ class TradingHours(Rule):
     name = "trading_hours"
 
     def __init__(self, start: str, end: str, tz: str = "America/Chicago"):
-        self.start = _parse_hhmm(start, "trading_start")
-        self.end = _parse_hhmm(end, "trading_end")
+        self.start = parse_hhmm(start, "trading.trading_start")
+        self.end = parse_hhmm(end, "trading.trading_end")
         self.start_text, self.end_text, self.tz_name = start, end, tz
         if ZoneInfo is None:  # pragma: no cover
             self.tz = _dt.timezone.utc

@@ -158,6 +158,9 @@ class ConnectionDialog(QtWidgets.QDialog):
         self.buttons.rejected.connect(self.reject)
         self.error_label = QtWidgets.QLabel("")
         self.error_label.setStyleSheet("color:#e85060")
+        if prefs is not None and not prefs.writable:
+            self.error_label.setText("The settings file did not load (see View > Problems): changes apply to "
+                                     "this session only; the file is not overwritten until it is fixed.")
         lay = QtWidgets.QVBoxLayout(self)
         lay.addLayout(form)
         lay.addLayout(sym_buttons)

@@ -302,6 +302,8 @@ class MainWindow(QtWidgets.QMainWindow):
         p = self.prefs
         if p is None:
             return
+        for text in p.problems():  # a settings file that failed to load: named key, kept unchanged
+            self.report("error", text)
         geo = p.get("window.geometry", "")
         if geo:
             self.restoreGeometry(_unb64(geo))
@@ -319,7 +321,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_notify.setChecked(bool(p.get("alerts.notify", False)))
 
     def save_prefs(self) -> None:
-        """Write geometry, splitters, contrast, profile and alert options to the settings."""
+        """Write geometry, splitters, contrast, profile and alert options to the settings.
+
+        Only changed values are written (:meth:`app.config.prefs.Prefs.save`); a settings file
+        that failed to load is not written at all (its problem is in the problem strip).
+        """
         p = self.prefs
         if p is None:
             return
@@ -331,8 +337,10 @@ class MainWindow(QtWidgets.QMainWindow):
         p.set("profile", self.config.profile)
         p.set("alerts.sound", bool(self.sound_on))
         p.set("alerts.notify", bool(self.notify_on))
-        if self.config.embedded and 0 < float(self.config.speed) <= 1000:
-            p.set("replay.speed", float(self.config.speed))
+        speed = float(self.config.speed)
+        chosen = p.saved("replay.speed") or speed != PipelineConfig().speed  # not the untouched demo default
+        if self.config.embedded and 0 < speed <= 1000 and chosen:
+            p.set("replay.speed", speed)
         try:
             p.save()
         except Exception as exc:

@@ -2,14 +2,15 @@
 
 import pytest
 
-from app.config.profiles import PROFILE_NAMES, SCHEMA, ProfileError, load_profile
+from app.config.profiles import PROFILE_KEYS, PROFILE_NAMES, load_profile
+from app.config.schema import ConfigError
 
 
 def test_all_profiles_load_with_every_key():
     for name in PROFILE_NAMES:
         p = load_profile(name)
         assert p.name == name
-        assert set(p.values) == set(SCHEMA)
+        assert set(p.values) == set(PROFILE_KEYS)
 
 
 @pytest.mark.parametrize(
@@ -40,17 +41,17 @@ def test_overrides_flat_and_nested():
         ({"engine.analysis_interval_ms": 2.5}, ["engine.analysis_interval_ms", "integer"]),
         ({"vix.bands": [12, 11, 25, 35]}, ["vix.bands", "increase"]),
         ({"vix.sizing_factors": [1, 1]}, ["vix.sizing_factors", "5 numbers"]),
-        ({"battle_navale.rsv_required": 1}, ["battle_navale.rsv_required", "true or false"]),
+        ({"battle_navale.rsv_required": 1}, ["battle_navale.rsv_required", "true | false"]),
         ({"dom.no_such_key": 1}, ["dom.no_such_key"]),
     ],
 )
 def test_bad_values_name_key_and_range(over, words):
-    with pytest.raises(ProfileError) as ei:
+    with pytest.raises(ConfigError) as ei:
         load_profile("development", over)
     for w in words:
         assert w in str(ei.value)
 
 
 def test_unknown_profile():
-    with pytest.raises(ProfileError, match="scalping"):
+    with pytest.raises(ConfigError, match="scalping"):
         load_profile("turbo")

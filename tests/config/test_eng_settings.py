@@ -33,7 +33,6 @@ def test_round_trip_every_section(tmp_path):
     s.connection.port = 11098
     s.connection.encoding = "json"
     s.connection.username = "trader"
-    s.trading.account = "Sim1"
     s.symbols.map = {"ES": "ESZ25_FUT_CME", "NQ": "NQZ5"}
     s.symbols.source = {"ES": "sierra_files", "NQ": "dtc"}
     s.sierra.data_folder = "C:/SierraChart/Data"
@@ -42,7 +41,9 @@ def test_round_trip_every_section(tmp_path):
     s.replay.speed = 10.0
     s.display.contrast = 0.95
     s.display.sound = False
-    s.ui = {"geometry": "AdnQywADAAAAAA==", "splitter": [300, 700]}
+    s.trading = S.TradingSettings(account="Sim1", max_contracts_per_order=3)
+    s.ui.connection_embedded = False
+    s.ui.symbol_details = {"ES": S.SymbolDetail(exchange="CME", tick_size=0.25, tick_value=12.5)}
     path = S.save_settings(s, tmp_path / "settings.toml")
     back = S.load_settings(path)
     assert back == s
@@ -67,7 +68,7 @@ def test_round_trip_every_section(tmp_path):
 def test_bad_value_names_the_key_and_the_allowed_values(tmp_path, toml, key, allowed):
     p = tmp_path / "settings.toml"
     p.write_text(toml)
-    with pytest.raises(S.SettingsError) as ei:
+    with pytest.raises(S.ConfigError) as ei:
         S.load_settings(p)
     assert key in str(ei.value) and allowed in str(ei.value)
 
@@ -75,24 +76,35 @@ def test_bad_value_names_the_key_and_the_allowed_values(tmp_path, toml, key, all
 def test_bad_profile_override_names_the_profile_key(tmp_path):
     p = tmp_path / "settings.toml"
     p.write_text('[analysis]\nprofile = "production"\n[analysis.overrides]\n"elite.min_elite_score" = 7.0\n')
-    with pytest.raises(S.SettingsError, match="elite.min_elite_score"):
+    with pytest.raises(S.ConfigError, match="elite.min_elite_score"):
         S.load_settings(p)
 
 
 def test_invalid_toml_names_the_file(tmp_path):
     p = tmp_path / "settings.toml"
     p.write_text("[connection\nhost = 1")
-    with pytest.raises(S.SettingsError, match="not valid TOML") as ei:
+    with pytest.raises(S.ConfigError, match="not valid TOML") as ei:
         S.load_settings(p)
     assert str(p) in str(ei.value)
 
 
-def test_unknown_keys_are_ignored_with_a_warning(tmp_path, caplog):
+@pytest.mark.parametrize(
+    "toml, key, allowed",
+    [
+        ('[connection]\nhost = "h"\nfuture_option = 1\n', "connection.future_option", "host, port, encoding"),
+        ('[newsection]\na = 1\n', "newsection", "connection, trading, symbols"),
+        ('[trading]\nmax_lots = 3\n', "trading.max_lots", "max_contracts_per_order"),
+        ('[ui]\n"window.size" = 3\n', 'ui."window.size"', '"window.geometry"'[1:-1]),
+    ],
+)
+def test_an_unknown_key_is_an_error_naming_it_and_the_known_keys(tmp_path, toml, key, allowed):
+    """One policy for every settings file: an unknown key is reported, never dropped silently."""
     p = tmp_path / "settings.toml"
-    p.write_text('[connection]\nhost = "h"\nfuture_option = 1\n[newsection]\na = 1\n')
-    s = S.load_settings(p)
-    assert s.connection.host == "h"
-    assert "connection.future_option" in caplog.text and "[newsection]" in caplog.text
+    p.write_text(toml)
+    with pytest.raises(S.ConfigError) as ei:
+        S.load_settings(p)
+    assert ei.value.kind == "unknown" and ei.value.key == key
+    assert f"{key} is an unknown key" in str(ei.value) and allowed in str(ei.value)
 
 
 def test_save_is_atomic_and_refuses_bad_values(tmp_path, monkeypatch):
@@ -102,7 +114,7 @@ def test_save_is_atomic_and_refuses_bad_values(tmp_path, monkeypatch):
     S.save_settings(good, path)
     bad = S.Settings()
     bad.connection.port = 0
-    with pytest.raises(S.SettingsError, match="connection.port"):
+    with pytest.raises(S.ConfigError, match="connection.port"):
         S.save_settings(bad, path)
     assert S.load_settings(path).connection.username == "first"
 

@@ -83,17 +83,6 @@ def test_reduce_orders_pass_a_locked_gate_but_must_reduce():
     assert g.evaluate(ctx()).allowed
 
 
-def test_settings_from_mapping_names_bad_keys():
-    with pytest.raises(ValueError, match="unknown trading setting 'max_lots'"):
-        TradingSettings.from_mapping({"max_lots": 3})
-    with pytest.raises(ValueError, match="trading.max_trades_per_day must be an integer"):
-        TradingSettings.from_mapping({"max_trades_per_day": "3"})
-    with pytest.raises(ValueError, match="trading.trading_start must be HH:MM"):
-        TradingSettings.from_mapping({"trading_start": "8h30"})
-    s = TradingSettings.from_mapping({"daily_loss_limit_usd": 250, "mode": "sim"})
-    assert s.daily_loss_limit_usd == 250.0 and s.mode == "sim"
-
-
 def _session(rec, **settings):
     inst = rec.instrument
     s = TradingSettings(**settings)

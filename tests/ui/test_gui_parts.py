@@ -69,6 +69,8 @@ def test_prefs_round_trip_through_the_settings_file(tmp_path):
     bad.write_text("this is = = not toml")
     b = Prefs(bad)
     assert b.load_error and b.get("heatmap.contrast") == 0.98  # defaults, and the reason kept
+    b.set("heatmap.contrast", 0.9)
+    assert b.save() is None and bad.read_text() == "this is = = not toml"  # a bad file is never overwritten
 
 
 def test_connection_dialog_builds_config_and_saves_without_password(qtbot, tmp_path, monkeypatch):
