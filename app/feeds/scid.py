@@ -227,7 +227,7 @@ def trade_sides(records: np.ndarray) -> np.ndarray:
 
 def scid_to_events(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
                    quotes: bool = True, *, size_multiplier: float = 1.0) -> np.ndarray:
-    """Tick records -> events, one-pass numba kernel (bar records are skipped; use :func:`scid_to_bars`).
+    """Tick records -> events, one-pass numba kernel (bar records are skipped; use :func:`app.market.bars.scid_to_bars`).
 
     The plain-NumPy twin, :func:`app.feeds.sierra_kernels_ref.scid_to_events_numpy`, takes the
     same parameters and gives the same result; legacy float-days DateTime values are decoded by
@@ -267,29 +267,6 @@ def scid_to_events(records: np.ndarray, instrument: Instrument, price_multiplier
                     FIRST_SUB_TRADE_OF_UNBUNDLED_TRADE, LAST_SUB_TRADE_OF_UNBUNDLED_TRADE,
                     out["ts"], out["price"], out["size"], out["kind"], out["side"])
     return out[:m].copy() if m < len(out) // 2 else out[:m]
-
-
-def scid_to_bars(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0) -> np.ndarray:
-    """Bar records -> :data:`app.market.bars.BAR_DTYPE` (tick records are skipped).
-
-    ``buy_volume`` = AskVolume (traded at the ask), ``sell_volume`` = BidVolume, ``delta`` = their
-    difference, ``volume`` = TotalVolume, ``trades`` = NumTrades, prices in ticks, ``ts`` = bar
-    start (ns UTC).
-    """
-    from app.market.bars import BAR_DTYPE
-
-    recs = records[~tick_record_mask(records)]
-    out = np.zeros(len(recs), dtype=BAR_DTYPE)
-    m = np.float64(price_multiplier)
-    out["ts"] = sc_datetime_to_ns(recs["dt"])
-    for f, g in (("open", "open"), ("high", "high"), ("low", "low"), ("close", "close")):
-        out[g] = instrument.to_ticks(recs[f].astype(np.float64) * m)
-    out["volume"] = recs["total_volume"]
-    out["buy_volume"] = recs["ask_volume"]
-    out["sell_volume"] = recs["bid_volume"]
-    out["delta"] = out["buy_volume"] - out["sell_volume"]
-    out["trades"] = recs["num_trades"]
-    return out
 
 
 def read_scid_events(path, instrument: Instrument, price_multiplier: float = 1.0, quotes: bool = True, *,

@@ -99,7 +99,7 @@ def depth_records_to_events_numpy(records: np.ndarray, instrument: Instrument, p
 def scid_to_events_numpy(records: np.ndarray, instrument: Instrument, price_multiplier: float = 1.0,
                          quotes: bool = True, *, size_multiplier: float = 1.0) -> np.ndarray:
     """Tick records -> events, plain NumPy (bar records are skipped; use
-    :func:`app.feeds.scid.scid_to_bars`); the twin of :func:`app.feeds.scid.scid_to_events`.
+    :func:`app.market.bars.scid_to_bars`); the twin of :func:`app.feeds.scid.scid_to_events`.
 
     Parameters
     ----------

@@ -23,7 +23,7 @@ ALLOWED: dict[str, set[str]] = {
     "dtc": {"core"},
     "config": {"core"},
     "feeds": {"core", "config"},
-    "market": {"core", "config"},
+    "market": {"core", "config", "feeds"},
     "analysis": {"core", "config", "feeds", "market"},
     "sim": {"core", "config", "dtc", "feeds", "market"},
     "trading": {"core", "config", "dtc", "feeds", "market", "sim"},

@@ -17,12 +17,12 @@ from app.feeds.scid import (
     events_to_scid_records,
     parse_scid_header,
     read_scid,
-    scid_to_bars,
     scid_to_events,
     tick_record_mask,
     write_scid,
 )
 from app.feeds.sierra_kernels_ref import scid_to_events_numpy
+from app.market.bars import scid_to_bars
 
 ES = Instrument("ESM23", 0.25, 12.5)
 #: every decoding assertion runs on the numba path and on its plain-NumPy twin
