@@ -24,7 +24,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from app.trading.orders import Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot, WorkingOrder, now_ns
+from app.core.orders import OrderEvent, OrderStatus, PositionSnapshot
+from app.trading.orders import Bracket, OrderRequest, WorkingOrder, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +187,7 @@ class Broker(ABC):
             seen.add(cid)
         for cid, wo in self.orders.items():
             if wo.state.working and cid not in seen:
-                self._apply_order_event(OrderEvent(cid, wo.server_order_id, OrderState.UNKNOWN,
+                self._apply_order_event(OrderEvent(cid, wo.server_order_id, OrderStatus.UNKNOWN,
                                                    reason="reconcile_missing",
                                                    info="not reported by the venue at reconciliation"))
         live_symbols = {p.symbol for p in positions}

@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 
 from app.core.events import OP_SET, SIDE_ASK, SIDE_BID, Instrument, depth_events, trade_events
-from app.sim.fills import (
-    BalanceEvent,
-    FillEngine,
-    OrderEvent,
-    OrderSpec,
-    OrderStatus,
-    OrderType,
-    PartialFillHandling,
-    PositionEvent,
-    Side,
-    TimeInForce,
-)
+from app.core.orders import OrderSpec, OrderStatus, OrderType, PartialFillHandling, Side, TimeInForce
+from app.sim.account import BalanceEvent, PositionEvent
+from app.sim.matching import FillEngine, OrderReport
 
 ES = Instrument("ESH4", 0.25, 12.5)
 S = "ESH4"
@@ -43,7 +34,7 @@ def eng():
 
 
 def kinds(e):
-    return [(ev.kind, ev.order.client_order_id) for ev in e.log if isinstance(ev, OrderEvent)]
+    return [(ev.kind, ev.order.client_order_id) for ev in e.log if isinstance(ev, OrderReport)]
 
 
 def test_market_buy_walks_the_book(eng):
@@ -51,7 +42,7 @@ def test_market_buy_walks_the_book(eng):
     assert o.status == OrderStatus.FILLED
     # 3 @ 101 then 2 @ 102
     assert o.avg_fill_price == pytest.approx((3 * 101 + 2 * 102) / 5)
-    fills = [(ev.fill_qty, ev.fill_price) for ev in eng.log if isinstance(ev, OrderEvent) and ev.fill_qty]
+    fills = [(ev.fill_qty, ev.fill_price) for ev in eng.log if isinstance(ev, OrderReport) and ev.fill_qty]
     assert fills == [(3, 101), (2, 102)]
     assert kinds(eng) == [("accepted", "m1"), ("partially_filled", "m1"), ("filled", "m1")]
     pos = eng.position(S)
@@ -222,7 +213,7 @@ def test_cancel_parent_cancels_children_and_unknown_id(eng):
     assert p.status == t.status == s.status == OrderStatus.CANCELED
     assert not eng.cancel(p.server_order_id)  # already cancelled
     assert not eng.cancel("nope")
-    rej = [ev for ev in eng.log if isinstance(ev, OrderEvent) and ev.kind == "cancel_rejected"]
+    rej = [ev for ev in eng.log if isinstance(ev, OrderReport) and ev.kind == "cancel_rejected"]
     assert rej[0].order.status == OrderStatus.CANCELED
     assert rej[1].order.status == OrderStatus.REJECTED and rej[1].order.server_order_id == ""
 
