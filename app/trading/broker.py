@@ -24,7 +24,7 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from app.core.orders import OrderEvent, OrderStatus, PositionSnapshot
+from app.core.orders import OrderEvent, OrderStatus, OrderType, PositionSnapshot
 from app.trading.orders import Bracket, OrderRequest, WorkingOrder, now_ns
 
 log = logging.getLogger(__name__)
@@ -104,7 +104,8 @@ class Broker(ABC):
             # an order we did not send in this process (reconciliation after a restart)
             try:
                 req = OrderRequest(ev.client_order_id, ev.symbol, self.account, ev.side,
-                                   ev.order_type or "limit", ev.qty, ev.price if ev.price is not None else 0)
+                                   ev.order_type or OrderType.LIMIT, ev.qty, ev.price if ev.price is not None else 0,
+                                   price2=ev.price2)
             except ValueError:
                 req = None
             if req is not None:

@@ -244,3 +244,44 @@ def test_malformed_or_unknown_order_updates_are_counted_and_change_nothing(es_sa
         await r.stop()
 
     asyncio.run(go())
+
+
+def test_stop_limit_stays_a_stop_limit_through_the_dtc_broker_and_the_server(es_sample, tmp_path):
+    """OrderType 4 on the wire both ways: the server's engine holds a stop-limit with its Price2,
+    and the broker reads the ORDER_UPDATEs back as a stop-limit (it used to read them as a stop)."""
+    from app.trading.orders import OrderRequest
+
+    async def go():
+        r = Rig(es_sample)
+        r.server = DTCServer(r.rec, port=0, paused=True, loop_replay=False)
+        await r.server.start()
+        client = DTCClient("127.0.0.1", r.server.port, trade_account="Sim1", heartbeat_s=5, request_timeout_s=3.0)
+        b = DtcBroker(client, [r.rec.instrument], "Sim1", own_client=True)
+        seen = []
+
+        class Listener:
+            on_order = staticmethod(seen.append)
+
+        b.add_listener(Listener)
+        await b.start()
+        r.server.publish(r.sym, r.ev[:3000])
+        bid = r.best()[0]
+        req = OrderRequest("SL1", r.sym, "Sim1", -1, OrderType.STOP_LIMIT, 1, bid - 20, price2=bid - 22)
+        j = Journal(tmp_path / "journal.sqlite3")
+        j.record_orders([req], "sim", b.name)
+        await b.submit_order(req)
+        await wait_until(lambda: b.orders["SL1"].state == OrderStatus.OPEN)
+        (so,) = r.server.engine.open_orders()
+        assert so.order_type == OrderType.STOP_LIMIT and (so.price, so.price2) == (bid - 20, bid - 22)
+        ev = [e for e in seen if e.client_order_id == "SL1"][-1]
+        assert ev.order_type == OrderType.STOP_LIMIT and (ev.price, ev.price2) == (bid - 20, bid - 22)
+        j.record_order_event(ev)
+        (open_ev,) = await b.query_open_orders()
+        assert open_ev.order_type == OrderType.STOP_LIMIT and open_ev.price2 == bid - 22
+        row = j.query("SELECT order_type FROM orders WHERE client_order_id='SL1'")[0]
+        assert row["order_type"] == "stop_limit" and j.last_order_states()["SL1"] == "open"
+        j.close()
+        await b.stop()
+        await r.server.stop()
+
+    asyncio.run(go())

@@ -292,3 +292,41 @@ def test_new_trading_day_resets_the_daily_figures_and_keeps_the_position(es_samp
         await s.stop()
 
     asyncio.run(go())
+
+
+def test_stop_limit_stays_a_stop_limit_through_the_paper_broker_and_the_journal(es_sample, tmp_path):
+    """A stop-limit is its own order type end to end (it used to come back as a plain stop)."""
+    from app.trading.orders import OrderRequest
+
+    sym = es_sample.instrument.symbol
+
+    async def go():
+        b = PaperBroker([es_sample.instrument])
+        seen = []
+
+        class Listener:
+            on_order = staticmethod(seen.append)
+
+        b.add_listener(Listener)
+        await b.start()
+        b.on_market(sym, es_sample.events[:3000])
+        bid = b.engine.books[sym].best_bid()
+        req = OrderRequest("SL1", sym, "paper", -1, OrderType.STOP_LIMIT, 1, bid - 20, price2=bid - 22)
+        j = Journal(tmp_path / "journal.sqlite3")
+        j.record_orders([req], "paper", b.name)
+        await b.submit_order(req)
+        ev = seen[-1]
+        assert ev.state == OrderStatus.OPEN
+        assert ev.order_type == OrderType.STOP_LIMIT and ev.price == bid - 20 and ev.price2 == bid - 22
+        engine_order = b.engine.order(ev.server_order_id)
+        assert engine_order.order_type == OrderType.STOP_LIMIT and engine_order.price2 == bid - 22
+        j.record_order_event(ev)
+        (open_ev,) = await b.query_open_orders()
+        assert open_ev.order_type == OrderType.STOP_LIMIT and open_ev.price2 == bid - 22
+        row = j.query("SELECT order_type, price FROM orders WHERE client_order_id='SL1'")[0]
+        assert (row["order_type"], row["price"]) == ("stop_limit", bid - 20)
+        assert j.last_order_states()["SL1"] == "open"
+        j.close()
+        await b.stop()
+
+    asyncio.run(go())

@@ -70,7 +70,7 @@ class OrderEntryMixin:
     def _reject_new(self, c: Conn, client_order_id: str, symbol: str, text: str, account: str = "") -> None:
         self._send(c, M.OrderUpdate(
             TotalNumMessages=1, MessageNumber=1, Symbol=fit(symbol, 64), ClientOrderID=fit(client_order_id, 32),
-            OrderStatus=int(M.OrderStatus.ORDER_STATUS_REJECTED),
+            OrderStatus=adapter.status_to_dtc(OrderStatus.REJECTED),
             OrderUpdateReason=int(M.OrderUpdateReason.NEW_ORDER_REJECTED),
             TradeAccount=fit(account or self.account, 32), InfoText=fit(text, 96)))
 
@@ -203,7 +203,7 @@ class OrderEntryMixin:
         if not sid:
             self._send(c, M.OrderUpdate(
                 TotalNumMessages=1, MessageNumber=1, ClientOrderID=fit(m.ClientOrderID, 32),
-                OrderStatus=int(M.OrderStatus.ORDER_STATUS_REJECTED),
+                OrderStatus=adapter.status_to_dtc(OrderStatus.REJECTED),
                 OrderUpdateReason=int(M.OrderUpdateReason.ORDER_CANCEL_REJECTED),
                 TradeAccount=fit(m.TradeAccount or self.account, 32),
                 InfoText="CANCEL_ORDER needs the ServerOrderID"))
