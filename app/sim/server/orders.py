@@ -27,6 +27,7 @@ from app.sim.matching import (
     EV_REPLACE_REJECTED,
     EV_REPLACED,
     EV_UPDATED,
+    REJECTIONS,
     OrderReport,
 )
 from app.sim.server.market_data import Symbol
@@ -275,7 +276,7 @@ class OrderEntryMixin:
                 else:
                     self._broadcast(self._order_update(o, R.NEW_ORDER_ACCEPTED, status=OrderStatus.PENDING_OPEN, ev=ev))
                     self._broadcast(self._order_update(o, R.GENERAL_ORDER_UPDATE, ev=ev))
-            elif k in (EV_REJECTED, EV_CANCEL_REJECTED, EV_REPLACE_REJECTED):
+            elif k in REJECTIONS:
                 reason = {EV_REJECTED: R.NEW_ORDER_REJECTED, EV_CANCEL_REJECTED: R.ORDER_CANCEL_REJECTED,
                           EV_REPLACE_REJECTED: R.ORDER_CANCEL_REPLACE_REJECTED}[k]
                 msg = self._order_update(o, reason, ev=ev, text=ev.text)
