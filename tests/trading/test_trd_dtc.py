@@ -14,7 +14,7 @@ from app.trading.dtc_broker import DtcBroker
 from app.trading.journal import Journal
 from app.trading.killswitch import KillState
 from app.core.orders import OrderStatus, OrderType
-from app.trading.orders import OrderTicket
+from app.trading.orders import OrderRequest, OrderTicket
 from app.trading.session import TradingSession
 
 
@@ -249,8 +249,6 @@ def test_malformed_or_unknown_order_updates_are_counted_and_change_nothing(es_sa
 def test_stop_limit_stays_a_stop_limit_through_the_dtc_broker_and_the_server(es_sample, tmp_path):
     """OrderType 4 on the wire both ways: the server's engine holds a stop-limit with its Price2,
     and the broker reads the ORDER_UPDATEs back as a stop-limit (it used to read them as a stop)."""
-    from app.trading.orders import OrderRequest
-
     async def go():
         r = Rig(es_sample)
         r.server = DTCServer(r.rec, port=0, paused=True, loop_replay=False)

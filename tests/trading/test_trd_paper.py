@@ -12,8 +12,8 @@ from app.core.events import KIND_TRADE
 from app.config.trading import TradingSettings
 from app.trading.journal import Journal
 from app.trading.killswitch import KillState
-from app.core.orders import OrderStatus, OrderType
-from app.trading.orders import OrderTicket
+from app.core.orders import OrderSpec, OrderStatus, OrderType, Side
+from app.trading.orders import OrderRequest, OrderTicket
 from app.trading.paper import PaperBroker
 from app.trading.session import TradingSession
 
@@ -296,8 +296,6 @@ def test_new_trading_day_resets_the_daily_figures_and_keeps_the_position(es_samp
 
 def test_stop_limit_stays_a_stop_limit_through_the_paper_broker_and_the_journal(es_sample, tmp_path):
     """A stop-limit is its own order type end to end (it used to come back as a plain stop)."""
-    from app.trading.orders import OrderRequest
-
     sym = es_sample.instrument.symbol
 
     async def go():
@@ -326,6 +324,10 @@ def test_stop_limit_stays_a_stop_limit_through_the_paper_broker_and_the_journal(
         row = j.query("SELECT order_type, price FROM orders WHERE client_order_id='SL1'")[0]
         assert (row["order_type"], row["price"]) == ("stop_limit", bid - 20)
         assert j.last_order_states()["SL1"] == "open"
+        # an order the broker did not send (found at reconciliation) is tracked as what it is
+        b.engine.submit(OrderSpec(sym, Side.SELL, 1, OrderType.STOP_LIMIT, bid - 30, bid - 31, "EXT1"))
+        ext = b.orders["EXT1"].request
+        assert (ext.order_type, ext.price, ext.price2) == (OrderType.STOP_LIMIT, bid - 30, bid - 31)
         j.close()
         await b.stop()
 
