@@ -47,7 +47,8 @@ async def _kill_rounds(rounds: int, tmp: Path):
     from app.feeds.samples import load_default_sample
     from app.trading.dtc_broker import DtcBroker
     from app.trading.killswitch import KillState
-    from app.trading.orders import MARKET, OrderTicket
+    from app.core.orders import OrderType
+    from app.trading.orders import OrderTicket
     from app.trading.session import TradingSession
 
     rec = load_default_sample()
@@ -70,7 +71,7 @@ async def _kill_rounds(rounds: int, tmp: Path):
             bid, ask = book.best_bid(), book.best_ask()
             s.note_quote(sym, bid, ask)
             for t in (s.ticket_from_price(bid - 12, +1), s.ticket_from_price(ask + 12, -1),
-                      OrderTicket(sym, 1, 1, MARKET, None, ask - 40, ask + 40, ref_price=ask)):
+                      OrderTicket(sym, 1, 1, OrderType.MARKET, None, ask - 40, ask + 40, ref_price=ask)):
                 d = await s.confirm(t)
                 if not d.allowed:
                     raise RuntimeError(f"bench ticket refused: {d.message}")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from app.trading import journal as J
-from app.trading.orders import Fill
+from app.core.orders import Fill
 from app.trading.pnl import PnLTracker
 
 try:

@@ -24,7 +24,8 @@ import time
 from abc import ABC, abstractmethod
 from typing import Callable
 
-from app.trading.orders import Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot, WorkingOrder, now_ns
+from app.core.orders import OrderEvent, OrderStatus, OrderType, PositionSnapshot
+from app.trading.orders import Bracket, OrderRequest, WorkingOrder, now_ns
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,8 @@ class Broker(ABC):
             # an order we did not send in this process (reconciliation after a restart)
             try:
                 req = OrderRequest(ev.client_order_id, ev.symbol, self.account, ev.side,
-                                   ev.order_type or "limit", ev.qty, ev.price if ev.price is not None else 0)
+                                   ev.order_type or OrderType.LIMIT, ev.qty, ev.price if ev.price is not None else 0,
+                                   price2=ev.price2)
             except ValueError:
                 req = None
             if req is not None:
@@ -186,7 +188,7 @@ class Broker(ABC):
             seen.add(cid)
         for cid, wo in self.orders.items():
             if wo.state.working and cid not in seen:
-                self._apply_order_event(OrderEvent(cid, wo.server_order_id, OrderState.UNKNOWN,
+                self._apply_order_event(OrderEvent(cid, wo.server_order_id, OrderStatus.UNKNOWN,
                                                    reason="reconcile_missing",
                                                    info="not reported by the venue at reconciliation"))
         live_symbols = {p.symbol for p in positions}

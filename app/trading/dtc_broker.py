@@ -7,7 +7,8 @@ Procedures (``../shared/reference/dtc-protocol-notes.md`` sections 2.2 and 7):
   whose ``ParentTriggerClientOrderID`` is the entry's ClientOrderID. The server answers with three
   ORDER_UPDATEs (accept or reject all); the children stay ``PENDING_CHILD`` until the parent fills.
 * **Cancel** by ``ServerOrderID`` only (the ClientOrderID is echoed, never used to find the order).
-* **Order state** from every ``ORDER_UPDATE`` (``OrderStatusEnum`` -> :class:`OrderState`); a fill is
+* **Order state** from every ``ORDER_UPDATE`` (``OrderStatusEnum`` -> :class:`~app.core.orders.OrderStatus`,
+  through :mod:`app.dtc.adapter` like every other DTC number: a stop-limit stays a stop-limit); a fill is
   an update with reason ``ORDER_FILLED`` / ``ORDER_FILLED_PARTIALLY`` and ``LastFillQuantity > 0``,
   identified by ``LastFillExecutionID``. A cancel rejection never changes the order's state unless
   it reports the order final (FILLED / CANCELED).
@@ -25,23 +26,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from app.dtc import messages as M
 from app.core.events import Instrument
-
+from app.core.orders import OrderEvent, OrderStatus, OrderType, PartialFillHandling, PositionSnapshot, TimeInForce
+from app.dtc import adapter
+from app.dtc import messages as M
 from app.trading.broker import Broker, BrokerError
-from app.trading.orders import LIMIT, MARKET, STOP, Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot
-from app.trading.paper import STATUS_TO_STATE
+from app.trading.orders import Bracket, OrderRequest
 
 log = logging.getLogger(__name__)
 
-_TYPE_TO_DTC = {MARKET: M.OrderType.ORDER_TYPE_MARKET, LIMIT: M.OrderType.ORDER_TYPE_LIMIT,
-                STOP: M.OrderType.ORDER_TYPE_STOP}
-_DTC_TO_TYPE = {1: MARKET, 2: LIMIT, 3: STOP, 4: STOP}
 _R = M.OrderUpdateReason
-
-
-def _bs(side: int) -> int:
-    return int(M.BuySell.BUY if side > 0 else M.BuySell.SELL)
 
 
 class DtcBroker(Broker):
@@ -125,11 +119,13 @@ class DtcBroker(Broker):
     def _single(self, o: OrderRequest, parent: bool) -> M.Message:
         tick = self._tick(o.symbol)
         kw = dict(Symbol=o.symbol, TradeAccount=o.account or self.account, ClientOrderID=o.client_order_id,
-                  OrderType=int(_TYPE_TO_DTC[o.order_type]), BuySell=_bs(o.side), Quantity=float(o.qty),
-                  TimeInForce=int(M.TimeInForce.TIF_DAY), IsParentOrder=1 if parent else 0,
-                  FreeFormText=f"MIA {o.role}"[:47])
-        if o.order_type != MARKET:
+                  OrderType=adapter.order_type_to_dtc(o.order_type), BuySell=adapter.side_to_dtc(o.side),
+                  Quantity=float(o.qty), TimeInForce=adapter.tif_to_dtc(TimeInForce.DAY),
+                  IsParentOrder=1 if parent else 0, FreeFormText=f"MIA {o.role}"[:47])
+        if o.order_type != OrderType.MARKET:
             kw["Price1"] = float(o.price) * tick
+        if o.price2 is not None:
+            kw["Price2"] = float(o.price2) * tick
         return M.SubmitNewSingleOrder(**kw)
 
     def _send(self, msg, what: str, cid: str) -> None:
@@ -152,12 +148,12 @@ class DtcBroker(Broker):
         tgt, stp = bracket.target, bracket.stop
         oco = M.SubmitNewOCOOrder(
             Symbol=e.symbol, TradeAccount=e.account or self.account,
-            ClientOrderID_1=tgt.client_order_id, OrderType_1=int(M.OrderType.ORDER_TYPE_LIMIT), BuySell_1=_bs(tgt.side),
-            Price1_1=float(tgt.price) * tick, Quantity_1=float(tgt.qty),
-            ClientOrderID_2=stp.client_order_id, OrderType_2=int(M.OrderType.ORDER_TYPE_STOP), BuySell_2=_bs(stp.side),
-            Price1_2=float(stp.price) * tick, Quantity_2=float(stp.qty),
-            TimeInForce=int(M.TimeInForce.TIF_DAY), ParentTriggerClientOrderID=e.client_order_id,
-            PartialFillHandling=int(M.PartialFillHandling.PARTIAL_FILL_HANDLING_REDUCE_QUANTITY),
+            ClientOrderID_1=tgt.client_order_id, OrderType_1=adapter.order_type_to_dtc(OrderType.LIMIT),
+            BuySell_1=adapter.side_to_dtc(tgt.side), Price1_1=float(tgt.price) * tick, Quantity_1=float(tgt.qty),
+            ClientOrderID_2=stp.client_order_id, OrderType_2=adapter.order_type_to_dtc(OrderType.STOP),
+            BuySell_2=adapter.side_to_dtc(stp.side), Price1_2=float(stp.price) * tick, Quantity_2=float(stp.qty),
+            TimeInForce=adapter.tif_to_dtc(TimeInForce.DAY), ParentTriggerClientOrderID=e.client_order_id,
+            PartialFillHandling=adapter.pfh_to_dtc(PartialFillHandling.REDUCE),
             FreeFormText="MIA bracket")
         parent = self._single(e, parent=True)
         self._send(parent, "submit_parent", e.client_order_id)
@@ -209,14 +205,14 @@ class DtcBroker(Broker):
         reason = int(m.OrderUpdateReason)
         cid = m.ClientOrderID or self._by_server_id.get(m.ServerOrderID, "")
         wo = self.orders.get(cid)
-        state = STATUS_TO_STATE.get(status)
-        if state is None or state == OrderState.SENT:
+        state = adapter.status_from_dtc(status)
+        if state is None or state == OrderStatus.SENT:
             # unset / unknown / client-side-only status: the order's state does not change
             self.decode_skipped += status not in (0, 1)
-            state = wo.state if wo is not None else OrderState.UNKNOWN
+            state = wo.state if wo is not None else OrderStatus.UNKNOWN
         if reason in (_R.ORDER_CANCEL_REJECTED, _R.ORDER_CANCEL_REPLACE_REJECTED) and state not in (
-                OrderState.FILLED, OrderState.CANCELED):
-            state = wo.state if wo is not None else OrderState.UNKNOWN
+                OrderStatus.FILLED, OrderStatus.CANCELED):
+            state = wo.state if wo is not None else OrderStatus.UNKNOWN
         sym = m.Symbol
         fill_qty = 0
         fill_px = 0
@@ -234,7 +230,14 @@ class DtcBroker(Broker):
         avg = 0.0
         if not M.is_unset(float(m.AverageFillPrice)) and sym in self.instruments:
             avg = float(m.AverageFillPrice) / self.instruments[sym].tick_size
-        side = 1 if int(m.BuySell) == 1 else (-1 if int(m.BuySell) == 2 else 0)
+        try:
+            side = adapter.side_from_dtc(m.BuySell)
+        except ValueError:  # unset: the venue did not say
+            side = 0
+        try:
+            order_type = adapter.order_type_from_dtc(m.OrderType)
+        except ValueError:  # unset or a type this app does not send
+            order_type = ""
         try:
             reason_name = _R(reason).name.lower()
         except ValueError:
@@ -242,7 +245,8 @@ class DtcBroker(Broker):
         return OrderEvent(
             client_order_id=cid,
             server_order_id=m.ServerOrderID, state=state, symbol=sym, side=side,
-            order_type=_DTC_TO_TYPE.get(int(m.OrderType), ""), qty=qty, price=self._to_ticks(sym, m.Price1),
+            order_type=order_type, qty=qty, price=self._to_ticks(sym, m.Price1),
+            price2=self._to_ticks(sym, m.Price2) if order_type == OrderType.STOP_LIMIT else None,
             filled_qty=filled, avg_fill_price=avg, fill_qty=fill_qty, fill_price=fill_px, exec_id=exec_id,
             reason=reason_name, info=m.InfoText, parent_server_id=m.ParentServerOrderID,
             ts_ns=int(m.LastFillDateTime) * 1_000_000 if fill_qty and m.LastFillDateTime else 0)

@@ -27,7 +27,8 @@ from typing import Any, Iterable
 
 from app import paths
 
-from app.trading.orders import Fill, OrderEvent, OrderRequest, OrderTicket, PositionSnapshot, now_ns
+from app.core.orders import Fill, OrderEvent, PositionSnapshot
+from app.trading.orders import OrderRequest, OrderTicket, now_ns
 
 log = logging.getLogger(__name__)
 

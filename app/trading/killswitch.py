@@ -28,7 +28,8 @@ from enum import Enum
 
 from app.trading.broker import BrokerError
 from app.config.trading import UNLOCK_CONFIRM_PHRASE
-from app.trading.orders import ROLE_FLATTEN, OrderState
+from app.core.orders import OrderStatus
+from app.trading.orders import ROLE_FLATTEN
 
 log = logging.getLogger(__name__)
 
@@ -206,7 +207,7 @@ class KillSwitch:
                     wo = broker.orders.get(ev.client_order_id)
                     if wo is not None and wo.request.role == ROLE_FLATTEN:
                         continue
-                    if ev.state in (OrderState.PENDING_CANCEL,):
+                    if ev.state in (OrderStatus.PENDING_CANCEL,):
                         continue
                     try:
                         if wo is None and ev.server_order_id:

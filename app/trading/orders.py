@@ -1,9 +1,15 @@
-"""Orders, brackets, tickets and positions: the trading model shared by every broker.
+"""Tickets, brackets and order requests: what the trader confirms and what the app sends.
+
+The vocabulary (sides, order types, statuses, order events, fills, positions) is
+:mod:`app.core.orders`; this module holds only what is genuinely trading-side: the ticket the
+trader confirms, the order requests a bracket is made of, their roles inside the ticket, the
+intents the risk gate checks, and the local picture of a working order.
 
 Units: prices are int64 **ticks** (``price / tick_size``), quantities are whole contracts,
-money is USD, times are int64 ns since the UNIX epoch UTC. Sides are ``+1`` buy / long and
-``-1`` sell / short (the same convention as :class:`app.analysis.frame.Signal`); the DTC
-``BuySellEnum`` (1 buy, 2 sell) is converted only inside the DTC broker.
+money is USD, times are int64 ns since the UNIX epoch UTC. Sides are the trading side of
+:class:`app.core.orders.Side` (``+1`` buy / long, ``-1`` sell / short, the same convention as
+:class:`app.analysis.frame.Signal`); the DTC ``BuySellEnum`` (1 buy, 2 sell) is converted only
+in :mod:`app.dtc.adapter`.
 
 Nothing here does I/O; brokers, the risk gate and the journal exchange these objects.
 """
@@ -12,13 +18,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
-from enum import Enum
 
-# order types (strings so that they journal and display as they are)
-MARKET = "market"
-LIMIT = "limit"
-STOP = "stop"
-ORDER_TYPES = (MARKET, LIMIT, STOP)
+from app.core.orders import OrderStatus, OrderType, Side
+
+#: entry types a ticket may have (a stop-limit entry needs two prices: orders only, no ticket)
+TICKET_ORDER_TYPES = (OrderType.MARKET, OrderType.LIMIT, OrderType.STOP)
 
 # order roles inside a ticket
 ROLE_ENTRY = "entry"
@@ -38,54 +42,17 @@ def now_ns() -> int:
 
 
 def side_name(side: int) -> str:
-    """``"BUY"`` for +1, ``"SELL"`` for -1 (raises ``ValueError`` otherwise)."""
-    if side == 1:
-        return "BUY"
-    if side == -1:
-        return "SELL"
-    raise ValueError(f"side must be +1 or -1, got {side!r}")
+    """``"BUY"`` for +1, ``"SELL"`` for -1.
 
-
-class OrderState(str, Enum):
-    """Local order state, driven by the broker's order updates (DTC ``OrderStatusEnum``).
-
-    ``SENT`` is client-side only (journaled and written on the wire, not acknowledged yet);
-    ``PENDING_CHILD`` is a bracket child waiting for its parent's fill; ``UNKNOWN`` is an order
-    the journal says was sent but the server did not report at reconciliation (never resent).
+    Raises
+    ------
+    ValueError
+        If ``side`` is not +1 or -1.
     """
-
-    SENT = "sent"
-    PENDING_OPEN = "pending_open"
-    PENDING_CHILD = "pending_child"
-    OPEN = "open"
-    PARTIALLY_FILLED = "partially_filled"
-    PENDING_CANCEL = "pending_cancel"
-    FILLED = "filled"
-    CANCELED = "canceled"
-    REJECTED = "rejected"
-    UNKNOWN = "unknown"
-
-    @property
-    def working(self) -> bool:
-        """True while the order may still fill (not filled, canceled, rejected or unknown)."""
-        return self in _WORKING
-
-    @property
-    def final(self) -> bool:
-        """True once the order can never change again."""
-        return self in (OrderState.FILLED, OrderState.CANCELED, OrderState.REJECTED)
-
-
-_WORKING = frozenset(
-    {
-        OrderState.SENT,
-        OrderState.PENDING_OPEN,
-        OrderState.PENDING_CHILD,
-        OrderState.OPEN,
-        OrderState.PARTIALLY_FILLED,
-        OrderState.PENDING_CANCEL,
-    }
-)
+    try:
+        return Side(side).name
+    except ValueError:
+        raise ValueError(f"side must be +1 or -1, got {side!r}") from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,10 +66,10 @@ class OrderRequest:
         at most 31 characters (DTC ``ORDER_ID_LENGTH`` 32 with its NUL).
     symbol, account : str
         Opaque symbol of the trade service and trade account (``Sim1``; empty for paper).
-    side : int
-        +1 buy, -1 sell.
-    order_type : str
-        ``market``, ``limit`` or ``stop``.
+    side : Side or int
+        +1 buy, -1 sell (trading side).
+    order_type : OrderType or str
+        ``market``, ``limit``, ``stop`` or ``stop_limit``.
     qty : int
         Contracts, > 0.
     price : int or None
@@ -115,6 +82,13 @@ class OrderRequest:
         ClientOrderID of the OCO sibling, else ``""``.
     ticket_id : int
         The journal id of the confirmed ticket (0 for kill-switch flattens).
+    price2 : int or None
+        Ticks: the limit of a ``stop_limit`` order (its ``price`` is the stop); None otherwise.
+
+    Raises
+    ------
+    ValueError
+        From the constructor, naming the field, when a value is out of its domain.
     """
 
     client_order_id: str
@@ -128,16 +102,23 @@ class OrderRequest:
     parent_id: str = ""
     oco_id: str = ""
     ticket_id: int = 0
+    price2: int | None = None
 
     def __post_init__(self):
         if self.side not in (1, -1):
             raise ValueError(f"OrderRequest.side must be +1 or -1, got {self.side!r}")
-        if self.order_type not in ORDER_TYPES:
-            raise ValueError(f"OrderRequest.order_type must be one of {ORDER_TYPES}, got {self.order_type!r}")
+        if self.order_type not in OrderType._value2member_map_:
+            raise ValueError(f"OrderRequest.order_type must be one of {tuple(t.value for t in OrderType)}, "
+                             f"got {self.order_type!r}")
+        # the vocabulary's members, whatever the caller passed (+1 / "limit" / OrderType.LIMIT)
+        object.__setattr__(self, "side", Side(self.side))
+        object.__setattr__(self, "order_type", OrderType(self.order_type))
         if int(self.qty) != self.qty or self.qty <= 0:
             raise ValueError(f"OrderRequest.qty must be a positive whole number of contracts, got {self.qty!r}")
-        if self.order_type != MARKET and self.price is None:
+        if self.order_type.needs_price and self.price is None:
             raise ValueError(f"OrderRequest.price is required for a {self.order_type} order")
+        if self.order_type.needs_price2 and self.price2 is None:
+            raise ValueError("OrderRequest.price2 (the limit) is required for a stop_limit order")
         if self.role not in ROLES:
             raise ValueError(f"OrderRequest.role must be one of {ROLES}, got {self.role!r}")
         if not self.client_order_id or len(self.client_order_id.encode()) > 31:
@@ -175,7 +156,7 @@ class OrderTicket:
         +1 long, -1 short.
     qty : int
         Contracts.
-    order_type : str
+    order_type : OrderType or str
         Entry type: ``market`` or ``limit`` (``stop`` allowed for breakout entries).
     entry : int or None
         Entry price in ticks (None for a market entry; then ``ref_price`` is used for risk).
@@ -194,7 +175,7 @@ class OrderTicket:
     symbol: str
     side: int
     qty: int
-    order_type: str = LIMIT
+    order_type: str = OrderType.LIMIT
     entry: int | None = None
     stop: int | None = None
     target: int | None = None
@@ -247,9 +228,10 @@ class OrderTicket:
             raise ValueError(f"ticket.side must be +1 or -1, got {self.side!r}")
         if int(self.qty) != self.qty or self.qty <= 0:
             raise ValueError(f"ticket.qty must be a positive whole number, got {self.qty!r}")
-        if self.order_type not in ORDER_TYPES:
-            raise ValueError(f"ticket.order_type must be one of {ORDER_TYPES}, got {self.order_type!r}")
-        if self.order_type != MARKET and self.entry is None:
+        if self.order_type not in TICKET_ORDER_TYPES:
+            raise ValueError(f"ticket.order_type must be one of {tuple(t.value for t in TICKET_ORDER_TYPES)}, "
+                             f"got {self.order_type!r}")
+        if self.order_type != OrderType.MARKET and self.entry is None:
             raise ValueError(f"ticket.entry is required for a {self.order_type} entry")
         if (self.stop is None) != (self.target is None):
             raise ValueError("ticket.stop and ticket.target go together (a DTC bracket child pair is OCO)")
@@ -265,7 +247,7 @@ class WorkingOrder:
     """The local picture of one order, kept up to date from the broker's updates."""
 
     request: OrderRequest
-    state: OrderState = OrderState.SENT
+    state: OrderStatus = OrderStatus.SENT
     server_order_id: str = ""
     filled_qty: int = 0
     avg_fill_price: float = 0.0  # ticks (may be fractional for averages)
@@ -275,56 +257,3 @@ class WorkingOrder:
     @property
     def client_order_id(self) -> str:
         return self.request.client_order_id
-
-
-@dataclass(frozen=True, slots=True)
-class OrderEvent:
-    """One order update from a broker (normalised from DTC ORDER_UPDATE or the paper engine).
-
-    ``fill_qty``/``fill_price`` (ticks) are set only on the update that reports a new fill;
-    ``exec_id`` identifies that fill (unique per account) so a fill is never counted twice.
-    """
-
-    client_order_id: str
-    server_order_id: str
-    state: OrderState
-    symbol: str = ""
-    side: int = 0
-    order_type: str = ""
-    qty: int = 0
-    price: int | None = None
-    filled_qty: int = 0
-    avg_fill_price: float = 0.0
-    fill_qty: int = 0
-    fill_price: int = 0
-    exec_id: str = ""
-    reason: str = ""
-    info: str = ""
-    parent_server_id: str = ""
-    ts_ns: int = 0
-
-
-@dataclass(frozen=True, slots=True)
-class PositionSnapshot:
-    """A broker's report of one position (DTC POSITION_UPDATE or the paper engine)."""
-
-    symbol: str
-    account: str
-    qty: int  # signed contracts, negative = short
-    avg_price: float  # ticks
-    open_pnl_usd: float = 0.0
-
-
-@dataclass(frozen=True, slots=True)
-class Fill:
-    """One execution (journaled with the realised P&L it produced)."""
-
-    client_order_id: str
-    server_order_id: str
-    exec_id: str
-    symbol: str
-    side: int
-    qty: int
-    price: int  # ticks
-    ts_ns: int
-    commission_usd: float = 0.0

@@ -1,9 +1,11 @@
 """The paper broker: local fills against the live or replayed market, with the ONE fill model.
 
-It wraps :class:`app.sim.fills.FillEngine` (the same engine the built-in DTC server fills
+It wraps :class:`app.sim.matching.FillEngine` (the same engine the built-in DTC server fills
 with), feeds it the market batches the app receives (:meth:`PaperBroker.on_market`), and turns
-its events into the broker contract's :class:`~app.trading.orders.OrderEvent` and
-:class:`~app.trading.orders.PositionSnapshot`. Commission and slippage come from
+its reports into the broker contract's :class:`~app.core.orders.OrderEvent` and
+:class:`~app.core.orders.PositionSnapshot`. Engine and broker share the vocabulary of
+:mod:`app.core.orders` (side, order type, status), so nothing is mapped on the way: a
+stop-limit stays a stop-limit. Commission and slippage come from
 :class:`~app.config.trading.TradingSettings` (``commission_per_contract_usd``, ``slippage_ticks``).
 """
 
@@ -15,41 +17,23 @@ import numpy as np
 
 from app.core.events import Instrument
 
-from app.sim import fills as fe
+from app.core.orders import OrderEvent, OrderSpec, OrderType, PositionSnapshot, Side
+from app.sim.account import BalanceEvent, PositionEvent
+from app.sim.matching import EV_FILLED, EV_PARTIALLY_FILLED, FillEngine, OrderReport
 from app.trading.broker import Broker
-from app.trading.orders import LIMIT, MARKET, STOP, Bracket, OrderEvent, OrderRequest, OrderState, PositionSnapshot
+from app.trading.orders import Bracket, OrderRequest
 
 log = logging.getLogger(__name__)
 
-#: DTC OrderStatusEnum number -> local state (the fill engine uses DTC's numbers)
-STATUS_TO_STATE = {
-    1: OrderState.SENT,
-    2: OrderState.PENDING_OPEN,
-    3: OrderState.PENDING_CHILD,
-    4: OrderState.OPEN,
-    5: OrderState.PENDING_CANCEL,  # pending cancel-replace: still working
-    6: OrderState.PENDING_CANCEL,
-    7: OrderState.FILLED,
-    8: OrderState.CANCELED,
-    9: OrderState.REJECTED,
-    10: OrderState.PARTIALLY_FILLED,
-}
 
-_TYPE_TO_ENGINE = {MARKET: fe.OrderType.MARKET, LIMIT: fe.OrderType.LIMIT, STOP: fe.OrderType.STOP}
-_ENGINE_TO_TYPE = {1: MARKET, 2: LIMIT, 3: STOP, 4: STOP}
-
-
-def _side_engine(side: int) -> fe.Side:
-    return fe.Side.BUY if side > 0 else fe.Side.SELL
-
-
-def _spec(o: OrderRequest) -> fe.OrderSpec:
-    return fe.OrderSpec(o.symbol, _side_engine(o.side), float(o.qty), _TYPE_TO_ENGINE[o.order_type],
-                        None if o.order_type == MARKET else int(o.price), None, o.client_order_id)
+def _spec(o: OrderRequest) -> OrderSpec:
+    return OrderSpec(o.symbol, Side(o.side), float(o.qty), OrderType(o.order_type),
+                     None if o.order_type == OrderType.MARKET else int(o.price),
+                     None if o.price2 is None else int(o.price2), o.client_order_id)
 
 
 class PaperBroker(Broker):
-    """Paper trading on :class:`~app.sim.fills.FillEngine`.
+    """Paper trading on :class:`~app.sim.matching.FillEngine`.
 
     Parameters
     ----------
@@ -74,9 +58,9 @@ class PaperBroker(Broker):
     def __init__(self, instruments=(), commission_per_contract_usd: float = 0.0, slippage_ticks: int = 0,
                  account: str = "paper", starting_balance_usd: float = 100_000.0):
         super().__init__(account)
-        self.engine = fe.FillEngine(instruments, account=account, starting_balance=starting_balance_usd,
-                                    commission_per_contract=commission_per_contract_usd,
-                                    slippage_ticks=slippage_ticks, id_prefix="PB")
+        self.engine = FillEngine(instruments, account=account, starting_balance=starting_balance_usd,
+                                 commission_per_contract=commission_per_contract_usd,
+                                 slippage_ticks=slippage_ticks, id_prefix="PB")
         self.engine.add_listener(self._on_engine)
         self._started = False
 
@@ -90,26 +74,23 @@ class PaperBroker(Broker):
 
     # ----------------------------------------------------------------- engine events
     def _on_engine(self, ev) -> None:
-        if isinstance(ev, fe.OrderEvent):
+        if isinstance(ev, OrderReport):
             o = ev.order
-            if ev.kind in (fe.EV_CANCEL_REJECTED, fe.EV_REPLACE_REJECTED):
-                # the order itself did not change; report the refusal with its current state
-                state = STATUS_TO_STATE.get(int(o.status), OrderState.REJECTED)
-            else:
-                state = STATUS_TO_STATE.get(int(o.status), OrderState.OPEN)
-            fill = ev.kind in (fe.EV_FILLED, fe.EV_PARTIALLY_FILLED)
+            # a refused cancel or replace reports the order with its current status
+            state = o.status
+            fill = ev.kind in (EV_FILLED, EV_PARTIALLY_FILLED)
             self._apply_order_event(OrderEvent(
                 client_order_id=o.client_order_id, server_order_id=o.server_order_id, state=state,
-                symbol=o.symbol, side=1 if o.side == fe.Side.BUY else -1,
-                order_type=_ENGINE_TO_TYPE.get(int(o.order_type), LIMIT), qty=int(round(o.qty)), price=o.price,
+                symbol=o.symbol, side=o.side, price2=o.price2,
+                order_type=o.order_type, qty=int(round(o.qty)), price=o.price,
                 filled_qty=int(round(o.filled_qty)), avg_fill_price=float(o.avg_fill_price or 0.0),
                 fill_qty=int(round(ev.fill_qty)) if fill else 0, fill_price=int(ev.fill_price) if fill else 0,
                 exec_id=o.last_fill_id if fill else "", reason=ev.kind, info=ev.text or o.info,
                 parent_server_id=o.parent_id or "", ts_ns=int(ev.ts)))
-        elif isinstance(ev, fe.PositionEvent):
+        elif isinstance(ev, PositionEvent):
             self._apply_position(PositionSnapshot(ev.symbol, ev.account, int(round(ev.qty)),
                                                   float(ev.avg_price or 0.0), float(ev.open_pnl)))
-        elif isinstance(ev, fe.BalanceEvent):
+        elif isinstance(ev, BalanceEvent):
             self.balance = {"cash_balance": ev.cash_balance, "realized_pnl": ev.realized_pnl,
                             "open_pnl": ev.open_pnl, "commissions": ev.commissions, "currency": "USD"}
             self._emit("on_balance", self.balance)
@@ -155,9 +136,8 @@ class PaperBroker(Broker):
         for o in self.engine.open_orders():
             out.append(OrderEvent(
                 client_order_id=o.client_order_id, server_order_id=o.server_order_id,
-                state=STATUS_TO_STATE.get(int(o.status), OrderState.OPEN), symbol=o.symbol,
-                side=1 if o.side == fe.Side.BUY else -1, order_type=_ENGINE_TO_TYPE.get(int(o.order_type), LIMIT),
-                qty=int(round(o.qty)), price=o.price, filled_qty=int(round(o.filled_qty)),
+                state=o.status, symbol=o.symbol, side=o.side, order_type=o.order_type,
+                qty=int(round(o.qty)), price=o.price, price2=o.price2, filled_qty=int(round(o.filled_qty)),
                 reason="open_orders_request_response"))
         return out
 

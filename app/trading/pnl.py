@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from app.trading.orders import Fill
+from app.core.orders import Fill
 
 
 @dataclass(slots=True)

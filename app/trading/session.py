@@ -26,23 +26,17 @@ from app.trading.broker import Broker
 from app.config.trading import LIVE_CONFIRM_PHRASE, MODE_LIVE, TradingSettings
 from app.trading.journal import Journal
 from app.trading.killswitch import KillState, KillSwitch
+from app.core.orders import Fill, OrderEvent, OrderStatus, OrderType, PositionSnapshot
 from app.trading.orders import (
     INTENT_OPEN,
     INTENT_REDUCE,
-    LIMIT,
-    MARKET,
     ROLE_ENTRY,
     ROLE_FLATTEN,
     ROLE_STOP,
     ROLE_TARGET,
-    STOP,
     Bracket,
-    Fill,
-    OrderEvent,
     OrderRequest,
-    OrderState,
     OrderTicket,
-    PositionSnapshot,
     now_ns,
 )
 from app.trading.pnl import PnLTracker
@@ -295,7 +289,7 @@ class TradingSession:
     def ticket_from_signal(self, signal) -> OrderTicket:
         """A limit-entry bracket ticket from an :class:`~app.analysis.frame.Signal` (journaled as shown)."""
         t = OrderTicket(symbol=signal.symbol or self.instrument.symbol, side=int(signal.side),
-                        qty=max(1, int(signal.size)), order_type=LIMIT, entry=int(signal.entry),
+                        qty=max(1, int(signal.size)), order_type=OrderType.LIMIT, entry=int(signal.entry),
                         stop=int(signal.stop), target=int(signal.target),
                         ref_price=self.ref_price(signal.symbol or self.instrument.symbol, int(signal.side)),
                         source="signal", signal_id=int(signal.id), tick_size=self.instrument.tick_size,
@@ -307,7 +301,7 @@ class TradingSession:
         s = self.settings
         price = int(price)
         t = OrderTicket(symbol=self.instrument.symbol, side=int(side), qty=int(qty or s.default_qty),
-                        order_type=LIMIT, entry=price, stop=price - side * s.bracket_stop_ticks,
+                        order_type=OrderType.LIMIT, entry=price, stop=price - side * s.bracket_stop_ticks,
                         target=price + side * s.bracket_target_ticks,
                         ref_price=self.ref_price(self.instrument.symbol, side), source="ladder",
                         tick_size=self.instrument.tick_size, tick_value=self.instrument.tick_value,
@@ -351,14 +345,14 @@ class TradingSession:
         acct = self.broker.account
         nid = self.journal.next_client_order_id
         entry = OrderRequest(nid(), ticket.symbol, acct, ticket.side, ticket.order_type, int(ticket.qty),
-                             None if ticket.order_type == MARKET else int(ticket.entry), ROLE_ENTRY,
+                             None if ticket.order_type == OrderType.MARKET else int(ticket.entry), ROLE_ENTRY,
                              ticket_id=ticket.ticket_id)
         if ticket.stop is None:
             return Bracket(entry)
         sid, tid = nid(), nid()
-        stop = OrderRequest(sid, ticket.symbol, acct, -ticket.side, STOP, int(ticket.qty), int(ticket.stop),
+        stop = OrderRequest(sid, ticket.symbol, acct, -ticket.side, OrderType.STOP, int(ticket.qty), int(ticket.stop),
                             ROLE_STOP, parent_id=entry.client_order_id, oco_id=tid, ticket_id=ticket.ticket_id)
-        target = OrderRequest(tid, ticket.symbol, acct, -ticket.side, LIMIT, int(ticket.qty), int(ticket.target),
+        target = OrderRequest(tid, ticket.symbol, acct, -ticket.side, OrderType.LIMIT, int(ticket.qty), int(ticket.target),
                               ROLE_TARGET, parent_id=entry.client_order_id, oco_id=sid, ticket_id=ticket.ticket_id)
         return Bracket(entry, stop, target)
 
@@ -421,12 +415,12 @@ class TradingSession:
         if qty == 0:
             return False
         side = -1 if qty > 0 else 1
-        t = OrderTicket(symbol=symbol, side=side, qty=abs(qty), order_type=MARKET,
+        t = OrderTicket(symbol=symbol, side=side, qty=abs(qty), order_type=OrderType.MARKET,
                         ref_price=self.ref_price(symbol, side), source="flatten",
                         tick_size=self.instrument.tick_size, tick_value=self.instrument.tick_value)
         ctx = self.context_for(t, INTENT_REDUCE)
         ctx = OrderContext(**{**ctx.to_dict(), "position_qty": qty})
-        order = OrderRequest(self.journal.next_client_order_id(), symbol, self.broker.account, side, MARKET,
+        order = OrderRequest(self.journal.next_client_order_id(), symbol, self.broker.account, side, OrderType.MARKET,
                              abs(qty), None, ROLE_FLATTEN)
         with self.journal.transaction():  # decision, order and reason in one commit (the kill switch's path)
             decision = self.gate.check(ctx, 0)
@@ -469,7 +463,7 @@ class TradingSession:
                 self.journal.record_fill(fill, realized)
                 if (self.pnl.consecutive_losses, self.pnl.round_trips) != before:
                     self.check_triggers()
-        if ev.state == OrderState.REJECTED and ev.info:
+        if ev.state == OrderStatus.REJECTED and ev.info:
             self.problem(f"order {ev.client_order_id} rejected: {ev.info}")
         self._changed()
 
@@ -511,7 +505,7 @@ class TradingSession:
         missing = [cid for cid, st in states.items()
                    if st not in ("filled", "canceled", "rejected", "unknown") and cid not in reported]
         for cid in missing:
-            self.journal.record_order_event(OrderEvent(cid, "", OrderState.UNKNOWN, reason="reconcile_missing",
+            self.journal.record_order_event(OrderEvent(cid, "", OrderStatus.UNKNOWN, reason="reconcile_missing",
                                                        info="journaled but not open at the venue"))
         for p in positions:
             self.journal.record_position(p, "reconcile")

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.trading.orders import LIMIT, MARKET, OrderTicket
+from app.core.orders import OrderType
+from app.trading.orders import OrderTicket
 
 
 class OrderTicketDialog(QtWidgets.QDialog):
@@ -55,8 +56,9 @@ class OrderTicketDialog(QtWidgets.QDialog):
         self.qty.setRange(1, 1000)
         self.qty.setValue(int(ticket.qty))
         self.type_box = QtWidgets.QComboBox()
-        self.type_box.addItems([LIMIT, MARKET])
-        self.type_box.setCurrentText(ticket.order_type if ticket.order_type in (LIMIT, MARKET) else LIMIT)
+        self.type_box.addItems([OrderType.LIMIT.value, OrderType.MARKET.value])
+        kind = ticket.order_type if ticket.order_type in (OrderType.LIMIT, OrderType.MARKET) else OrderType.LIMIT
+        self.type_box.setCurrentText(str(kind))
         self.entry = self._price_box(ticket.entry if ticket.entry is not None else ticket.ref_price)
         self.stop = self._price_box(ticket.stop)
         self.target = self._price_box(ticket.target)
@@ -117,15 +119,15 @@ class OrderTicketDialog(QtWidgets.QDialog):
 
     def ticket(self) -> OrderTicket:
         """The ticket as edited now (prices in ticks)."""
-        market = self.type_box.currentText() == MARKET
-        return self.base.with_(qty=int(self.qty.value()), order_type=MARKET if market else LIMIT,
+        market = self.type_box.currentText() == OrderType.MARKET
+        return self.base.with_(qty=int(self.qty.value()), order_type=OrderType.MARKET if market else OrderType.LIMIT,
                                entry=None if market else self._ticks(self.entry),
                                stop=self._ticks(self.stop), target=self._ticks(self.target),
                                ref_price=self.session.ref_price(self.base.symbol, self.base.side) or self.base.ref_price)
 
     def refresh(self, *_):
         """Recompute risk/reward and the gate's verdict."""
-        self.entry.setEnabled(self.type_box.currentText() != MARKET)
+        self.entry.setEnabled(self.type_box.currentText() != OrderType.MARKET)
         t = self.ticket()
         try:
             t.validate()

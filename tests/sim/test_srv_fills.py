@@ -6,18 +6,9 @@ import numpy as np
 import pytest
 
 from app.core.events import OP_SET, SIDE_ASK, SIDE_BID, Instrument, depth_events, trade_events
-from app.sim.fills import (
-    BalanceEvent,
-    FillEngine,
-    OrderEvent,
-    OrderSpec,
-    OrderStatus,
-    OrderType,
-    PartialFillHandling,
-    PositionEvent,
-    Side,
-    TimeInForce,
-)
+from app.core.orders import OrderSpec, OrderStatus, OrderType, PartialFillHandling, Side, TimeInForce
+from app.sim.account import BalanceEvent, PositionEvent
+from app.sim.matching import FillEngine, OrderReport
 
 ES = Instrument("ESH4", 0.25, 12.5)
 S = "ESH4"
@@ -43,7 +34,7 @@ def eng():
 
 
 def kinds(e):
-    return [(ev.kind, ev.order.client_order_id) for ev in e.log if isinstance(ev, OrderEvent)]
+    return [(ev.kind, ev.order.client_order_id) for ev in e.log if isinstance(ev, OrderReport)]
 
 
 def test_market_buy_walks_the_book(eng):
@@ -51,7 +42,7 @@ def test_market_buy_walks_the_book(eng):
     assert o.status == OrderStatus.FILLED
     # 3 @ 101 then 2 @ 102
     assert o.avg_fill_price == pytest.approx((3 * 101 + 2 * 102) / 5)
-    fills = [(ev.fill_qty, ev.fill_price) for ev in eng.log if isinstance(ev, OrderEvent) and ev.fill_qty]
+    fills = [(ev.fill_qty, ev.fill_price) for ev in eng.log if isinstance(ev, OrderReport) and ev.fill_qty]
     assert fills == [(3, 101), (2, 102)]
     assert kinds(eng) == [("accepted", "m1"), ("partially_filled", "m1"), ("filled", "m1")]
     pos = eng.position(S)
@@ -222,7 +213,7 @@ def test_cancel_parent_cancels_children_and_unknown_id(eng):
     assert p.status == t.status == s.status == OrderStatus.CANCELED
     assert not eng.cancel(p.server_order_id)  # already cancelled
     assert not eng.cancel("nope")
-    rej = [ev for ev in eng.log if isinstance(ev, OrderEvent) and ev.kind == "cancel_rejected"]
+    rej = [ev for ev in eng.log if isinstance(ev, OrderReport) and ev.kind == "cancel_rejected"]
     assert rej[0].order.status == OrderStatus.CANCELED
     assert rej[1].order.status == OrderStatus.REJECTED and rej[1].order.server_order_id == ""
 
@@ -279,3 +270,30 @@ def test_engine_on_real_es_book(shared_data):
     o = e.submit(OrderSpec(S, Side.BUY, 1))
     assert o.last_fill_price == best_ask == round(4810.25 / 0.25)
     assert np.isclose(e.mark(S), e.last_trade[S])
+
+
+def test_rejections_carry_the_request_that_caused_them(eng):
+    """The engine hands a rejection back with the caller's request handle (the DTC server routes
+    it to that connection); reports caused by market data, and non-rejections, carry none."""
+    eng.submit(OrderSpec(S, Side.BUY, 1, OrderType.LIMIT, client_order_id="no-price"), request="conn-A")
+    eng.cancel("999", request="conn-B")
+    eng.replace("998", qty=2, request="conn-C")
+    ok = eng.submit(OrderSpec(S, Side.BUY, 1, OrderType.LIMIT, price=99, client_order_id="ok"), request="conn-D")
+    assert ok.status == OrderStatus.OPEN
+    got = [(ev.kind, ev.request) for ev in eng.log if isinstance(ev, OrderReport)]
+    assert got == [("rejected", "conn-A"), ("cancel_rejected", "conn-B"), ("replace_rejected", "conn-C"),
+                   ("accepted", None)]
+
+
+def test_no_liquidity_rejection_carries_the_request():
+    e = FillEngine([ES])
+    e.on_market(S, book_events([(100, 5)], []))  # no asks at all
+    e.log = []
+    e.add_listener(e.log.append)
+    assert e.submit(OrderSpec(S, Side.BUY, 1, client_order_id="mkt"), request="conn-A").status == OrderStatus.REJECTED
+    lim = e.submit(OrderSpec(S, Side.SELL, 1, OrderType.LIMIT, price=101, client_order_id="lim"), request="conn-B")
+    e.on_market(S, trade(102, 1))  # fills the resting sell: a market-data report, no request
+    assert lim.status == OrderStatus.FILLED
+    got = [(ev.kind, ev.order.client_order_id, ev.request) for ev in e.log if isinstance(ev, OrderReport)]
+    assert got == [("accepted", "mkt", None), ("rejected", "mkt", "conn-A"), ("accepted", "lim", None),
+                   ("filled", "lim", None)]

@@ -372,6 +372,47 @@ async def test_open_orders_positions_and_cancel(es_rec):
 
 
 @run_async
+async def test_each_client_gets_only_its_own_rejections(es_rec):
+    """Rejections made by the matching engine go to the connection whose request caused them
+    (the connection travels with the request), never to the other logged-on clients."""
+    ev = es_rec.events
+    k = int(np.flatnonzero(ev["kind"] == KIND_TRADE)[50]) + 1
+    srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True)
+    await srv.start()
+    try:
+        srv.publish("ESH4", ev[:k])
+        a = await RawClient().connect(srv.port)
+        b = await RawClient().connect(srv.port)
+        await a.logon()
+        await b.logon()
+        # interleaved: each request is refused by the engine, not by the server's own checks
+        a.send(M.SubmitNewSingleOrder(Symbol="ESH4", ClientOrderID="A1", OrderType=2, BuySell=1, Quantity=1,
+                                      Price1=M.UNSET_DOUBLE))
+        b.send(M.CancelOrder(ServerOrderID="424242", ClientOrderID="B-cancel"))
+        b.send(M.SubmitNewSingleOrder(Symbol="ESH4", ClientOrderID="B1", OrderType=1, BuySell=2, Quantity=0))
+        a.send(M.CancelReplaceOrder(ServerOrderID="777", ClientOrderID="A-replace", Quantity=2))
+        await a.sync(1)
+        await b.sync(2)
+        await a.sync(3)
+        R = M.OrderUpdateReason
+        refusals = (R.NEW_ORDER_REJECTED, R.ORDER_CANCEL_REJECTED, R.ORDER_CANCEL_REPLACE_REJECTED)
+
+        def rejections(c):
+            return [(m.ClientOrderID, int(m.OrderUpdateReason), m.InfoText.split(" ")[0])
+                    for m in c.of(T.ORDER_UPDATE) if m.OrderUpdateReason in refusals]
+
+        assert rejections(a) == [("A1", R.NEW_ORDER_REJECTED, "LIMIT"),
+                                 ("", R.ORDER_CANCEL_REPLACE_REJECTED, "unknown")]
+        assert rejections(b) == [("", R.ORDER_CANCEL_REJECTED, "unknown"),
+                                 ("B1", R.NEW_ORDER_REJECTED, "quantity")]
+        assert not srv.engine.open_orders()
+        await a.close()
+        await b.close()
+    finally:
+        await srv.stop()
+
+
+@run_async
 async def test_malformed_frames_never_crash_and_heartbeats(es_rec):
     srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True)
     await srv.start()

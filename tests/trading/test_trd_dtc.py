@@ -13,7 +13,8 @@ from app.config.trading import TradingSettings
 from app.trading.dtc_broker import DtcBroker
 from app.trading.journal import Journal
 from app.trading.killswitch import KillState
-from app.trading.orders import MARKET, OrderState, OrderTicket
+from app.core.orders import OrderStatus, OrderType
+from app.trading.orders import OrderRequest, OrderTicket
 from app.trading.session import TradingSession
 
 
@@ -100,14 +101,14 @@ def test_dtc_bracket_target_fills_stop_cancelled_flat_journal_pnl(es_sample):
             assert r.i < len(r.ev) - 5000
         await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_ask is not None)
         ask = r.best()[1]
-        t = OrderTicket(r.sym, 1, 1, MARKET, None, ask - 8, ask + 4, ref_price=ask, source="signal")
+        t = OrderTicket(r.sym, 1, 1, OrderType.MARKET, None, ask - 8, ask + 4, ref_price=ask, source="signal")
         d = await r.s.confirm(t)
         assert d.allowed, d.message
         b = r.broker
         cids = sorted(b.orders, key=lambda c: int(c.rsplit("-", 1)[1]))
         entry, stop, target = (b.orders[c] for c in cids)
-        await wait_until(lambda: entry.state == OrderState.FILLED and stop.state == OrderState.OPEN
-                         and target.state == OrderState.OPEN)
+        await wait_until(lambda: entry.state == OrderStatus.FILLED and stop.state == OrderStatus.OPEN
+                         and target.state == OrderStatus.OPEN)
         assert entry.server_order_id and stop.server_order_id and target.server_order_id
         # the server holds the same bracket: parent + OCO children linked to it
         so = {o.client_order_id: o for o in r.server.engine.orders.values()}
@@ -116,7 +117,7 @@ def test_dtc_bracket_target_fills_stop_cancelled_flat_journal_pnl(es_sample):
         await wait_until(lambda: b.position_qty(r.sym) == 1)
         assert await r.publish_until(lambda: not b.working_orders())
         await wait_until(lambda: b.position_qty(r.sym) == 0)
-        assert target.state == OrderState.FILLED and stop.state == OrderState.CANCELED
+        assert target.state == OrderStatus.FILLED and stop.state == OrderStatus.CANCELED
         assert await b.query_positions() == [] and await b.query_open_orders() == []
         rows = r.s.journal.query("SELECT * FROM fills ORDER BY id")
         assert [x["client_order_id"] for x in rows] == [entry.client_order_id, target.client_order_id]
@@ -137,7 +138,7 @@ def test_dtc_kill_switch_two_brackets_and_a_position_ends_verified_flat(es_sampl
         await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_bid is not None)
         bid, ask = r.best()
         for t in (r.s.ticket_from_price(bid - 12, +1), r.s.ticket_from_price(ask + 12, -1),
-                  OrderTicket(r.sym, 1, 2, MARKET, None, ask - 16, ask + 40, ref_price=ask)):
+                  OrderTicket(r.sym, 1, 2, OrderType.MARKET, None, ask - 16, ask + 40, ref_price=ask)):
             assert (await r.s.confirm(t)).allowed
         b = r.broker
         await wait_until(lambda: b.position_qty(r.sym) == 2 and all(o.server_order_id for o in b.orders.values()))
@@ -162,7 +163,7 @@ def test_dtc_connection_dropped_during_open_bracket_reconciles_without_duplicate
         await r.publish(4000)
         await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_ask is not None)
         bid, ask = r.best()
-        assert (await r.s.confirm(OrderTicket(r.sym, 1, 1, MARKET, None, ask - 12, ask + 12, ref_price=ask))).allowed
+        assert (await r.s.confirm(OrderTicket(r.sym, 1, 1, OrderType.MARKET, None, ask - 12, ask + 12, ref_price=ask))).allowed
         assert (await r.s.confirm(r.s.ticket_from_price(bid - 20, +1))).allowed
         b = r.broker
         await wait_until(lambda: b.position_qty(r.sym) == 1 and len(b.working_orders()) == 5)
@@ -183,7 +184,7 @@ def test_dtc_connection_dropped_during_open_bracket_reconciles_without_duplicate
         assert kinds.count("reconciled") == 2 and "disconnected" in kinds
         # the bracket still works after the reconnect: one child fills, the other is cancelled
         assert await r.publish_until(lambda: b.position_qty(r.sym) == 0)
-        await wait_until(lambda: sum(o.state == OrderState.FILLED for o in b.orders.values()) == 2)
+        await wait_until(lambda: sum(o.state == OrderStatus.FILLED for o in b.orders.values()) == 2)
         states = sorted(o.state.value for o in b.orders.values())
         assert states.count("canceled") == 1 and states.count("filled") == 2
         await r.stop()
@@ -199,7 +200,7 @@ def test_connection_lost_with_a_position_fires_the_kill_switch_which_finishes_af
         await r.publish(4000)
         await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_ask is not None)
         bid, ask = r.best()
-        assert (await r.s.confirm(OrderTicket(r.sym, 1, 1, MARKET, None, ask - 20, ask + 20, ref_price=ask))).allowed
+        assert (await r.s.confirm(OrderTicket(r.sym, 1, 1, OrderType.MARKET, None, ask - 20, ask + 20, ref_price=ask))).allowed
         b = r.broker
         await wait_until(lambda: b.position_qty(r.sym) == 1 and len(b.working_orders()) == 2)
         r.client.drop_connection_for_test()
@@ -230,16 +231,55 @@ def test_malformed_or_unknown_order_updates_are_counted_and_change_nothing(es_sa
         before = b.decode_skipped
         b._on_order_update(M.OrderUpdate(ClientOrderID=entry.client_order_id, ServerOrderID=entry.server_order_id,
                                          OrderStatus=99, OrderUpdateReason=3, TradeAccount="Sim1"))
-        assert entry.state == OrderState.OPEN and b.decode_skipped == before + 1
+        assert entry.state == OrderStatus.OPEN and b.decode_skipped == before + 1
         # a cancel rejection for an unknown ServerOrderID does not turn our order into REJECTED
         b._on_order_update(M.OrderUpdate(ClientOrderID=entry.client_order_id, OrderStatus=9,
                                          OrderUpdateReason=int(M.OrderUpdateReason.ORDER_CANCEL_REJECTED),
                                          TradeAccount="Sim1", InfoText="unknown ServerOrderID"))
-        assert entry.state == OrderState.OPEN
+        assert entry.state == OrderStatus.OPEN
         # another account's update is ignored
         b._on_order_update(M.OrderUpdate(ClientOrderID=entry.client_order_id, ServerOrderID=entry.server_order_id,
                                          OrderStatus=8, OrderUpdateReason=6, TradeAccount="Sim9"))
-        assert entry.state == OrderState.OPEN
+        assert entry.state == OrderStatus.OPEN
         await r.stop()
+
+    asyncio.run(go())
+
+
+def test_stop_limit_stays_a_stop_limit_through_the_dtc_broker_and_the_server(es_sample, tmp_path):
+    """OrderType 4 on the wire both ways: the server's engine holds a stop-limit with its Price2,
+    and the broker reads the ORDER_UPDATEs back as a stop-limit (it used to read them as a stop)."""
+    async def go():
+        r = Rig(es_sample)
+        r.server = DTCServer(r.rec, port=0, paused=True, loop_replay=False)
+        await r.server.start()
+        client = DTCClient("127.0.0.1", r.server.port, trade_account="Sim1", heartbeat_s=5, request_timeout_s=3.0)
+        b = DtcBroker(client, [r.rec.instrument], "Sim1", own_client=True)
+        seen = []
+
+        class Listener:
+            on_order = staticmethod(seen.append)
+
+        b.add_listener(Listener)
+        await b.start()
+        r.server.publish(r.sym, r.ev[:3000])
+        bid = r.best()[0]
+        req = OrderRequest("SL1", r.sym, "Sim1", -1, OrderType.STOP_LIMIT, 1, bid - 20, price2=bid - 22)
+        j = Journal(tmp_path / "journal.sqlite3")
+        j.record_orders([req], "sim", b.name)
+        await b.submit_order(req)
+        await wait_until(lambda: b.orders["SL1"].state == OrderStatus.OPEN)
+        (so,) = r.server.engine.open_orders()
+        assert so.order_type == OrderType.STOP_LIMIT and (so.price, so.price2) == (bid - 20, bid - 22)
+        ev = [e for e in seen if e.client_order_id == "SL1"][-1]
+        assert ev.order_type == OrderType.STOP_LIMIT and (ev.price, ev.price2) == (bid - 20, bid - 22)
+        j.record_order_event(ev)
+        (open_ev,) = await b.query_open_orders()
+        assert open_ev.order_type == OrderType.STOP_LIMIT and open_ev.price2 == bid - 22
+        row = j.query("SELECT order_type FROM orders WHERE client_order_id='SL1'")[0]
+        assert row["order_type"] == "stop_limit" and j.last_order_states()["SL1"] == "open"
+        j.close()
+        await b.stop()
+        await r.server.stop()
 
     asyncio.run(go())

@@ -14,7 +14,8 @@ from app.analysis.frame import PatternHit, Signal, SignalOutcome
 from app.trading import journal as J
 from app.config.trading import TradingSettings
 from app.trading.journal import Journal
-from app.trading.orders import MARKET, OrderTicket
+from app.core.orders import OrderType
+from app.trading.orders import OrderTicket
 from app.trading.paper import PaperBroker
 from app.cli.report import build_report, format_report
 from app.trading.session import TradingSession
@@ -98,7 +99,7 @@ def _day_of_trading(rec, feeder_cls, path):
         for side in (1, -1):
             m = s.market["ESH4"]
             ref = m.best_ask if side > 0 else m.best_bid
-            t = OrderTicket("ESH4", side, 1, MARKET, None, ref - side * 8, ref + side * 8, ref_price=ref)
+            t = OrderTicket("ESH4", side, 1, OrderType.MARKET, None, ref - side * 8, ref + side * 8, ref_price=ref)
             assert (await s.confirm(t)).allowed
             f.advance(2000)
             await s.flatten_position("ESH4") if s.position_qty("ESH4") else None

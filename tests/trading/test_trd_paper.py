@@ -12,7 +12,8 @@ from app.core.events import KIND_TRADE
 from app.config.trading import TradingSettings
 from app.trading.journal import Journal
 from app.trading.killswitch import KillState
-from app.trading.orders import MARKET, OrderState, OrderTicket
+from app.core.orders import OrderSpec, OrderStatus, OrderType, Side
+from app.trading.orders import OrderRequest, OrderTicket
 from app.trading.paper import PaperBroker
 from app.trading.session import TradingSession
 
@@ -67,17 +68,17 @@ def test_signal_bracket_target_fills_stop_cancelled_journal_has_pnl(es_sample, f
         sig = Signal(7, int(ev["ts"][f.i - 1]), "ESH4", 1, 0.82, (("vix", 0.7), ("dom", 0.9), ("regime", 0.8)),
                      (hit,), ask, ask - 8, ask + 4, 1, "normal")
         s.record_signal(sig, {"imbalance": 0.31})
-        t = s.ticket_from_signal(sig).with_(order_type=MARKET, entry=None)
+        t = s.ticket_from_signal(sig).with_(order_type=OrderType.MARKET, entry=None)
         assert t.side == 1 and t.qty == 1 and t.stop == ask - 8 and t.target == ask + 4
         d = await s.confirm(t)
         assert d.allowed, d.message
         b = s.broker
         entry, stop, target = (b.orders[c] for c in sorted(b.orders, key=lambda c: int(c.rsplit("-", 1)[1])))
-        assert entry.state == OrderState.FILLED and entry.avg_fill_price == ask
-        assert stop.state == OrderState.OPEN and target.state == OrderState.OPEN  # children active after the fill
+        assert entry.state == OrderStatus.FILLED and entry.avg_fill_price == ask
+        assert stop.state == OrderStatus.OPEN and target.state == OrderStatus.OPEN  # children active after the fill
         assert s.snapshot().position_qty == 1
         assert f.until(lambda: not b.working_orders(), limit=len(ev))
-        assert target.state == OrderState.FILLED and stop.state == OrderState.CANCELED
+        assert target.state == OrderStatus.FILLED and stop.state == OrderStatus.CANCELED
         assert s.snapshot().position_qty == 0 and b.position_qty("ESH4") == 0
         rows = s.journal.query("SELECT * FROM fills ORDER BY id")
         assert [r["client_order_id"] for r in rows] == [entry.client_order_id, target.client_order_id]
@@ -136,7 +137,7 @@ def test_orders_are_committed_before_they_are_sent_and_kill_switch_verifies_flat
         # two working brackets away from the market and one open position with its children
         t1 = s.ticket_from_price(m.best_bid - 12, +1)
         t2 = s.ticket_from_price(m.best_ask + 12, -1)
-        t3 = OrderTicket("ESH4", 1, 2, MARKET, None, m.best_ask - 16, m.best_ask + 40,
+        t3 = OrderTicket("ESH4", 1, 2, OrderType.MARKET, None, m.best_ask - 16, m.best_ask + 40,
                          ref_price=m.best_ask, tick_value=12.5)
         for t in (t1, t2, t3):
             d = await s.confirm(t)
@@ -209,7 +210,7 @@ def test_automatic_triggers(es_sample, feeder_cls, tmp_path):
         f = feeder_cls(s, es_sample)
         f.advance(3000)
         ask = s.market["ESH4"].best_ask
-        t = OrderTicket("ESH4", 1, 1, MARKET, None, ask - 4, ask + 40, ref_price=ask)
+        t = OrderTicket("ESH4", 1, 1, OrderType.MARKET, None, ask - 4, ask + 40, ref_price=ask)
         assert (await s.confirm(t)).allowed
         await s.flatten_position("ESH4", reason="test")  # sell at the bid: a loss after commissions
         for _ in range(100):
@@ -231,7 +232,7 @@ def test_automatic_triggers(es_sample, feeder_cls, tmp_path):
         f3 = feeder_cls(s3, es_sample)
         f3.advance(3000)
         ask = s3.market["ESH4"].best_ask
-        assert (await s3.confirm(OrderTicket("ESH4", 1, 1, MARKET, None, ask - 4, ask + 40, ref_price=ask))).allowed
+        assert (await s3.confirm(OrderTicket("ESH4", 1, 1, OrderType.MARKET, None, ask - 4, ask + 40, ref_price=ask))).allowed
         f3.advance(10)
         assert s3.check_triggers() == ""
         await wait_until(lambda: s3.kill.state == KillState.VERIFIED_FLAT, 3.0)
@@ -244,7 +245,7 @@ def test_automatic_triggers(es_sample, feeder_cls, tmp_path):
         f4 = feeder_cls(s4, es_sample)
         f4.advance(3000)
         ask = s4.market["ESH4"].best_ask
-        assert (await s4.confirm(OrderTicket("ESH4", 1, 1, MARKET, None, ask - 4, ask + 40, ref_price=ask))).allowed
+        assert (await s4.confirm(OrderTicket("ESH4", 1, 1, OrderType.MARKET, None, ask - 4, ask + 40, ref_price=ask))).allowed
         # commission + spread already cost more than 1 USD
         await wait_until(lambda: s4.kill.state == KillState.VERIFIED_FLAT, 3.0)
         assert s4.kill.trigger_name == "daily_loss_limit"
@@ -261,7 +262,7 @@ def test_restart_with_a_lost_paper_position_adopts_the_venue_and_says_so(es_samp
         await s.start()
         feeder_cls(s, es_sample).advance(3000)
         ask = s.market["ESH4"].best_ask
-        assert (await s.confirm(OrderTicket("ESH4", 1, 1, MARKET, None, ask - 8, ask + 8, ref_price=ask))).allowed
+        assert (await s.confirm(OrderTicket("ESH4", 1, 1, OrderType.MARKET, None, ask - 8, ask + 8, ref_price=ask))).allowed
         assert s.pnl.position("ESH4").qty == 1
         # "crash": no stop(); a new process starts a fresh paper account on the same journal
         s2 = make_session(es_sample, journal_path=jp)
@@ -280,7 +281,7 @@ def test_new_trading_day_resets_the_daily_figures_and_keeps_the_position(es_samp
         await s.start()
         feeder_cls(s, es_sample).advance(3000)
         ask = s.market["ESH4"].best_ask
-        assert (await s.confirm(OrderTicket("ESH4", 1, 1, MARKET, None, ask - 8, ask + 8, ref_price=ask))).allowed
+        assert (await s.confirm(OrderTicket("ESH4", 1, 1, OrderType.MARKET, None, ask - 8, ask + 8, ref_price=ask))).allowed
         assert s.trades_today == 1 and s.pnl.commissions_usd > 0
         assert not s.roll_day()
         s.day = "2000-01-01"
@@ -289,5 +290,45 @@ def test_new_trading_day_resets_the_daily_figures_and_keeps_the_position(es_samp
         assert s.pnl.position("ESH4").qty == 1 and s.pnl.position("ESH4").avg_price == ask
         assert s.journal.query("SELECT COUNT(*) FROM events WHERE kind='new_day'")[0][0] == 1
         await s.stop()
+
+    asyncio.run(go())
+
+
+def test_stop_limit_stays_a_stop_limit_through_the_paper_broker_and_the_journal(es_sample, tmp_path):
+    """A stop-limit is its own order type end to end (it used to come back as a plain stop)."""
+    sym = es_sample.instrument.symbol
+
+    async def go():
+        b = PaperBroker([es_sample.instrument])
+        seen = []
+
+        class Listener:
+            on_order = staticmethod(seen.append)
+
+        b.add_listener(Listener)
+        await b.start()
+        b.on_market(sym, es_sample.events[:3000])
+        bid = b.engine.books[sym].best_bid()
+        req = OrderRequest("SL1", sym, "paper", -1, OrderType.STOP_LIMIT, 1, bid - 20, price2=bid - 22)
+        j = Journal(tmp_path / "journal.sqlite3")
+        j.record_orders([req], "paper", b.name)
+        await b.submit_order(req)
+        ev = seen[-1]
+        assert ev.state == OrderStatus.OPEN
+        assert ev.order_type == OrderType.STOP_LIMIT and ev.price == bid - 20 and ev.price2 == bid - 22
+        engine_order = b.engine.order(ev.server_order_id)
+        assert engine_order.order_type == OrderType.STOP_LIMIT and engine_order.price2 == bid - 22
+        j.record_order_event(ev)
+        (open_ev,) = await b.query_open_orders()
+        assert open_ev.order_type == OrderType.STOP_LIMIT and open_ev.price2 == bid - 22
+        row = j.query("SELECT order_type, price FROM orders WHERE client_order_id='SL1'")[0]
+        assert (row["order_type"], row["price"]) == ("stop_limit", bid - 20)
+        assert j.last_order_states()["SL1"] == "open"
+        # an order the broker did not send (found at reconciliation) is tracked as what it is
+        b.engine.submit(OrderSpec(sym, Side.SELL, 1, OrderType.STOP_LIMIT, bid - 30, bid - 31, "EXT1"))
+        ext = b.orders["EXT1"].request
+        assert (ext.order_type, ext.price, ext.price2) == (OrderType.STOP_LIMIT, bid - 30, bid - 31)
+        j.close()
+        await b.stop()
 
     asyncio.run(go())

@@ -11,7 +11,8 @@ import pytest
 
 from app.config.trading import TradingSettings
 from app.trading.journal import Journal
-from app.trading.orders import INTENT_REDUCE, MARKET, OrderTicket, now_ns
+from app.core.orders import OrderType
+from app.trading.orders import INTENT_REDUCE, OrderTicket, now_ns
 from app.trading.paper import PaperBroker
 from app.trading.risk import OrderContext, RiskGate
 from app.trading.session import TradingSession
@@ -134,7 +135,7 @@ def test_market_ticket_risk_uses_reference_price(es_sample, feeder_cls):
         await s.start()
         feeder_cls(s, es_sample).advance(3000)
         ask = s.market["ESH4"].best_ask
-        t = OrderTicket("ESH4", 1, 2, MARKET, None, ask - 6, ask + 12, ref_price=s.ref_price("ESH4", 1))
+        t = OrderTicket("ESH4", 1, 2, OrderType.MARKET, None, ask - 6, ask + 12, ref_price=s.ref_price("ESH4", 1))
         assert t.risk_ticks == 6 and t.reward_ticks == 12
         assert t.risk_usd == 6 * 12.5 * 2 and t.reward_usd == 12 * 12.5 * 2
 

@@ -121,9 +121,10 @@ def test_refused_ticket_cannot_be_confirmed(rig, qtbot):
 def test_kill_switch_button_and_risk_panel_values_equal_the_broker(rig, qtbot):
     s = rig.s
     m = s.market["ESH4"]
-    from app.trading.orders import MARKET, OrderTicket
+    from app.core.orders import OrderType
+    from app.trading.orders import OrderTicket
 
-    rig.run(s.confirm(OrderTicket("ESH4", 1, 2, MARKET, None, m.best_ask - 20, m.best_ask + 40, ref_price=m.best_ask)))
+    rig.run(s.confirm(OrderTicket("ESH4", 1, 2, OrderType.MARKET, None, m.best_ask - 20, m.best_ask + 40, ref_price=m.best_ask)))
     rig.run(s.confirm(s.ticket_from_price(m.best_bid - 10, +1)))
     rig.feed.advance(300)
     rig.ctl.refresh()

@@ -17,7 +17,8 @@ async def main(port: int, journal_path: str) -> int:
     from app.config.trading import TradingSettings
     from app.trading.dtc_broker import DtcBroker
     from app.trading.journal import Journal
-    from app.trading.orders import MARKET, OrderTicket
+    from app.core.orders import OrderType
+    from app.trading.orders import OrderTicket
     from app.trading.session import TradingSession
 
     inst = Instrument("ESH4", 0.25, 12.5, "CME")
@@ -38,7 +39,7 @@ async def main(port: int, journal_path: str) -> int:
             await asyncio.sleep(0.01)
             continue
         if n == 3:
-            t = OrderTicket("ESH4", 1, 1, MARKET, None, m.best_ask - 40, m.best_ask + 40, ref_price=m.best_ask)
+            t = OrderTicket("ESH4", 1, 1, OrderType.MARKET, None, m.best_ask - 40, m.best_ask + 40, ref_price=m.best_ask)
         else:
             t = s.ticket_from_price(m.best_bid - 6 - n % 7, +1)
         d = await s.confirm(t)

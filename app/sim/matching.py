@@ -1,11 +1,14 @@
-"""The paper fill engine: the ONE fill model of MIA Elite (built-in DTC server and paper broker).
+"""The matching engine: the ONE fill model of MIA Elite (built-in DTC server and paper broker).
 
 A plain library: no DTC, no asyncio, no Qt. It is fed the market as
 :data:`app.core.events.EVENT_DTYPE` batches (:meth:`FillEngine.on_market`), accepts orders
 (market, limit, stop, stop-limit, OCO pairs and brackets), fills them against the book and the
 trades it has seen, keeps positions and P&L in USD, and reports everything as plain event records
-(:class:`OrderEvent`, :class:`PositionEvent`, :class:`BalanceEvent`) to its listeners, in the
-order things happened. The DTC server turns them into ``ORDER_UPDATE`` / ``POSITION_UPDATE`` /
+(:class:`OrderReport`, :class:`~app.sim.account.PositionEvent`,
+:class:`~app.sim.account.BalanceEvent`) to its listeners, in the order things happened. The
+vocabulary (sides, order types, statuses, :class:`~app.core.orders.OrderSpec`,
+:class:`~app.core.orders.Order`) is :mod:`app.core.orders`; positions and money are
+:mod:`app.sim.account`; OCO and bracket linkage rules :mod:`app.sim.oco`. The DTC server turns them into ``ORDER_UPDATE`` / ``POSITION_UPDATE`` /
 ``ACCOUNT_BALANCE_UPDATE``; the paper broker into its own order state.
 
 The fill model is written down in ``docs/fill-model.md``; in short:
@@ -40,67 +43,29 @@ from __future__ import annotations
 import copy
 import itertools
 import logging
-from dataclasses import dataclass, field
-from enum import IntEnum
-from typing import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable
 
 import numpy as np
 
 from app.core.events import KIND_DEPTH, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
+from app.core.orders import (
+    Order,
+    OrderSpec,
+    OrderStatus,
+    OrderType,
+    PartialFillHandling,
+    Side,
+    TimeInForce,
+)
 from app.market.refbook import ReferenceBook
+from app.sim import oco
+from app.sim.account import Account, BalanceEvent, Position, PositionEvent
 
 log = logging.getLogger(__name__)
 
 
-class Side(IntEnum):
-    """Order side (DTC ``BuySellEnum``)."""
-
-    BUY = 1
-    SELL = 2
-
-
-class OrderType(IntEnum):
-    """Order type (DTC ``OrderTypeEnum`` numbers)."""
-
-    MARKET = 1
-    LIMIT = 2
-    STOP = 3
-    STOP_LIMIT = 4
-
-
-class OrderStatus(IntEnum):
-    """Order status (DTC ``OrderStatusEnum`` numbers)."""
-
-    PENDING_OPEN = 2
-    PENDING_CHILD = 3
-    OPEN = 4
-    FILLED = 7
-    CANCELED = 8
-    REJECTED = 9
-    PARTIALLY_FILLED = 10
-
-
-class TimeInForce(IntEnum):
-    """Time in force (DTC ``TimeInForceEnum``): DAY and GTC rest; IOC/FOK never rest."""
-
-    DAY = 1
-    GTC = 2
-    GTD = 3
-    IOC = 4
-    AON = 5
-    FOK = 6
-
-
-class PartialFillHandling(IntEnum):
-    """What a partial fill of one OCO leg does to the other (DTC ``PartialFillHandlingEnum``)."""
-
-    REDUCE = 1
-    IMMEDIATE_CANCEL = 2
-
-
-FINAL_STATUSES = frozenset({OrderStatus.FILLED, OrderStatus.CANCELED, OrderStatus.REJECTED})
-
-# event kinds (OrderEvent.kind)
+# report kinds (OrderReport.kind)
 EV_ACCEPTED = "accepted"
 EV_REJECTED = "rejected"
 EV_UPDATED = "updated"  # status/quantity change without a fill (child activated, OCO reduced, stop triggered)
@@ -110,99 +75,13 @@ EV_CANCELLED = "cancelled"
 EV_CANCEL_REJECTED = "cancel_rejected"
 EV_REPLACED = "replaced"
 EV_REPLACE_REJECTED = "replace_rejected"
-
-
-@dataclass
-class OrderSpec:
-    """What a trader asks for.
-
-    Attributes
-    ----------
-    symbol : str
-    side : Side
-    qty : float
-        Contracts (> 0).
-    order_type : OrderType
-    price : int or None
-        Ticks. LIMIT: the limit; STOP / STOP_LIMIT: the stop (trigger) price.
-    price2 : int or None
-        Ticks. STOP_LIMIT: the limit after triggering.
-    client_order_id : str
-    tif : TimeInForce
-    account : str
-        Empty = the engine's account.
-    """
-
-    symbol: str
-    side: Side
-    qty: float
-    order_type: OrderType = OrderType.MARKET
-    price: int | None = None
-    price2: int | None = None
-    client_order_id: str = ""
-    tif: TimeInForce = TimeInForce.DAY
-    account: str = ""
-
-
-@dataclass
-class Order:
-    """An order as the engine tracks it (events carry copies: never mutate them)."""
-
-    server_order_id: str
-    symbol: str
-    side: Side
-    order_type: OrderType
-    qty: float
-    price: int | None = None
-    price2: int | None = None
-    client_order_id: str = ""
-    tif: TimeInForce = TimeInForce.DAY
-    account: str = ""
-    status: OrderStatus = OrderStatus.PENDING_OPEN
-    filled_qty: float = 0.0
-    avg_fill_price: float | None = None  # float ticks
-    last_fill_price: int | None = None
-    last_fill_qty: float = 0.0
-    last_fill_ns: int = 0
-    last_fill_id: str = ""
-    parent_id: str | None = None
-    oco_id: str | None = None  # server id of the other OCO leg
-    child_ids: list = field(default_factory=list)
-    partial_fill_handling: PartialFillHandling = PartialFillHandling.REDUCE
-    triggered: bool = False
-    queue_ahead: float = 0.0
-    created_ns: int = 0
-    updated_ns: int = 0
-    info: str = ""
-
-    @property
-    def remaining(self) -> float:
-        """Contracts still to fill (0 for final orders)."""
-        if self.status in FINAL_STATUSES:
-            return 0.0
-        return max(self.qty - self.filled_qty, 0.0)
-
-    @property
-    def price_limit(self) -> int:
-        """Ticks a resting order fills at: ``price`` (LIMIT) or ``price2`` (triggered STOP_LIMIT)."""
-        if self.order_type == OrderType.STOP_LIMIT:
-            return int(self.price2)
-        return int(self.price)
-
-    @property
-    def is_working(self) -> bool:
-        """OPEN or PARTIALLY_FILLED (can fill now)."""
-        return self.status in (OrderStatus.OPEN, OrderStatus.PARTIALLY_FILLED)
-
-    @property
-    def is_final(self) -> bool:
-        """FILLED, CANCELED or REJECTED."""
-        return self.status in FINAL_STATUSES
+#: the kinds that refuse a request (they carry the request's handle, see OrderReport.request)
+REJECTIONS = frozenset({EV_REJECTED, EV_CANCEL_REJECTED, EV_REPLACE_REJECTED})
 
 
 @dataclass(frozen=True)
-class OrderEvent:
-    """Something happened to an order.
+class OrderReport:
+    """Something happened to an order (the engine's report; brokers and the server translate it).
 
     Attributes
     ----------
@@ -215,11 +94,16 @@ class OrderEvent:
     ts : int
         ns since epoch (market time).
     fill_qty : float
-        Contracts filled by this event (fills only).
+        Contracts filled by this report (fills only).
     fill_price : int or None
         Ticks of this fill (fills only).
     text : str
         Reason (rejections) or detail.
+    request : object or None
+        On a rejection (:data:`REJECTIONS`): the ``request`` handle given to the engine call
+        whose handling refused it (the DTC server passes the connection, so the refusal goes
+        to the client that asked and to no other). None on every other report and on
+        rejections caused by market data (a triggered stop with no liquidity).
     """
 
     kind: str
@@ -228,67 +112,14 @@ class OrderEvent:
     fill_qty: float = 0.0
     fill_price: int | None = None
     text: str = ""
+    request: Any = None
 
 
-@dataclass(frozen=True)
-class PositionEvent:
-    """A position changed (after a fill).
-
-    Attributes
-    ----------
-    symbol, account : str
-    qty : float
-        Signed contracts (negative = short).
-    avg_price : float or None
-        Float ticks; None when flat.
-    realized_pnl : float
-        USD, this symbol, since the engine started, after commissions.
-    open_pnl : float
-        USD, marked at the last trade (or mid).
-    ts : int
-    """
-
-    symbol: str
-    account: str
-    qty: float
-    avg_price: float | None
-    realized_pnl: float
-    open_pnl: float
-    ts: int
-
-
-@dataclass(frozen=True)
-class BalanceEvent:
-    """Account balance after a fill (USD)."""
-
-    account: str
-    cash_balance: float
-    realized_pnl: float
-    open_pnl: float
-    commissions: float
-    ts: int
-
-
-@dataclass
-class Position:
-    """Net position of one symbol (signed contracts, average entry in float ticks, USD P&L)."""
-
-    symbol: str
-    account: str
-    qty: float = 0.0
-    avg_price: float | None = None
-    realized_pnl: float = 0.0  # USD, after commissions
-    commissions: float = 0.0
-    high: int | None = None  # ticks, highest trade while the position is open
-    low: int | None = None
-    entry_ns: int = 0
-
-
-EngineEvent = OrderEvent | PositionEvent | BalanceEvent
+EngineEvent = OrderReport | PositionEvent | BalanceEvent
 
 
 class FillEngine:
-    """Paper fill engine for one account and any number of symbols.
+    """Matching engine for one account and any number of symbols.
 
     Parameters
     ----------
@@ -305,11 +136,25 @@ class FillEngine:
     id_prefix : str
         Prefix of server order ids (``"P"`` -> ``P1``, ``P2``...).
 
+    Attributes
+    ----------
+    books : dict of str to ReferenceBook
+        The engine's own book per symbol (what market orders walk).
+    orders : dict of str to Order
+        Every order by server id (live objects: do not mutate).
+    ledger : Account
+        Positions, P&L and balance (:mod:`app.sim.account`).
+
     Notes
     -----
-    Listeners (``add_listener``) are called synchronously, in order, with :class:`OrderEvent`,
-    :class:`PositionEvent` and :class:`BalanceEvent` records. A listener that raises is logged and
-    does not stop the engine.
+    Listeners (``add_listener``) are called synchronously, in order, with :class:`OrderReport`,
+    :class:`~app.sim.account.PositionEvent` and :class:`~app.sim.account.BalanceEvent` records.
+    A listener that raises is logged and does not stop the engine.
+
+    The order-entry calls (:meth:`submit`, :meth:`submit_oco`, :meth:`submit_bracket`,
+    :meth:`cancel`, :meth:`replace`, :meth:`flatten`) take an optional ``request`` handle (any
+    object: the DTC server passes the connection). A rejection produced while handling the call
+    carries it (:attr:`OrderReport.request`), so it can be routed to whoever asked.
     """
 
     def __init__(
@@ -322,8 +167,6 @@ class FillEngine:
         id_prefix: str = "",
     ) -> None:
         self.account = account
-        self.starting_balance = float(starting_balance)
-        self.commission_per_contract = float(commission_per_contract)
         self.slippage_ticks = int(slippage_ticks)
         self.id_prefix = id_prefix
         self.instruments: dict[str, Instrument] = {}
@@ -331,12 +174,11 @@ class FillEngine:
         self.last_trade: dict[str, int] = {}
         self.orders: dict[str, Order] = {}
         self._working: dict[str, dict[str, Order]] = {}  # symbol -> id -> working order
-        self.positions: dict[str, Position] = {}
+        self.ledger = Account(account, starting_balance, commission_per_contract, self.mark)
         self.now_ns = 0
         self._ids = itertools.count(1)
         self._fill_ids = itertools.count(1)
         self._listeners: list[Callable[[EngineEvent], None]] = []
-        self.commissions = 0.0
         for inst in instruments:
             self.add_instrument(inst)
 
@@ -346,7 +188,7 @@ class FillEngine:
         self.instruments[inst.symbol] = inst
         self.books.setdefault(inst.symbol, ReferenceBook())
         self._working.setdefault(inst.symbol, {})
-        self.positions.setdefault(inst.symbol, Position(inst.symbol, self.account))
+        self.ledger.add_instrument(inst)
 
     def add_listener(self, fn: Callable[[EngineEvent], None]) -> None:
         """Call ``fn(event)`` for every engine event."""
@@ -366,7 +208,7 @@ class FillEngine:
 
     def _order_event(self, kind: str, o: Order, **kw) -> None:
         o.updated_ns = self.now_ns
-        self._emit(OrderEvent(kind=kind, order=copy.copy(o), ts=self.now_ns, **kw))
+        self._emit(OrderReport(kind=kind, order=copy.copy(o), ts=self.now_ns, **kw))
 
     # ------------------------------------------------------------------ queries
     def order(self, server_order_id: str) -> Order | None:
@@ -381,6 +223,11 @@ class FillEngine:
             if not o.is_final and (symbol is None or o.symbol == symbol)
         ]
 
+    @property
+    def positions(self) -> dict[str, Position]:
+        """Position per symbol (live objects of :attr:`ledger`; do not mutate)."""
+        return self.ledger.positions
+
     def position(self, symbol: str) -> Position:
         """Position of ``symbol``.
 
@@ -389,7 +236,7 @@ class FillEngine:
         KeyError
             If the symbol is not traded by this engine.
         """
-        return self.positions[symbol]
+        return self.ledger.positions[symbol]
 
     def mark(self, symbol: str) -> float | None:
         """Mark price in float ticks: the last trade, else the book's mid, else None."""
@@ -404,32 +251,39 @@ class FillEngine:
         return None
 
     def open_pnl(self, symbol: str) -> float:
-        """USD open P&L of ``symbol`` at :meth:`mark` (0 when flat or no mark)."""
-        p = self.positions[symbol]
-        m = self.mark(symbol)
-        if not p.qty or p.avg_price is None or m is None:
-            return 0.0
-        return (m - p.avg_price) * p.qty * self.instruments[symbol].tick_value
+        """USD open P&L of ``symbol`` at :meth:`mark` (0 when flat or no mark).
+
+        Raises
+        ------
+        KeyError
+            If the symbol is not traded by this engine.
+        """
+        return self.ledger.open_pnl(symbol)
 
     def realized_pnl(self) -> float:
         """USD realised P&L of all symbols, after commissions."""
-        return sum(p.realized_pnl for p in self.positions.values())
+        return self.ledger.realized_pnl()
 
     def cash_balance(self) -> float:
-        """Starting balance + realised P&L (commissions included)."""
-        return self.starting_balance + self.realized_pnl()
+        """USD: starting balance + realised P&L (commissions included)."""
+        return self.ledger.cash_balance()
 
     def total_open_pnl(self) -> float:
         """USD open P&L over all symbols."""
-        return sum(self.open_pnl(s) for s in self.positions)
+        return self.ledger.total_open_pnl()
 
     # ------------------------------------------------------------------ market data
     def on_market(self, symbol: str, events: np.ndarray) -> None:
-        """Feed one batch of market events (EVENT_DTYPE, time order) for ``symbol``.
+        """Feed one batch of market events for ``symbol``.
 
-        Depth events update the engine's book (``self.books[symbol]``); trades fill resting
-        limit orders and trigger stops (rules in the module docstring). Unknown symbols are
-        ignored.
+        Parameters
+        ----------
+        symbol : str
+            Unknown symbols are ignored.
+        events : numpy.ndarray
+            Shape (n,), dtype :data:`app.core.events.EVENT_DTYPE`, time order. Depth events
+            update the engine's book (``self.books[symbol]``); trades fill resting limit orders
+            and trigger stops (rules in the module docstring).
         """
         book = self.books.get(symbol)
         if book is None or not len(events):
@@ -442,7 +296,7 @@ class FillEngine:
             self.now_ns = max(self.now_ns, int(events["ts"][-1]))
             if len(trade_idx):
                 self.last_trade[symbol] = int(events["price"][trade_idx[-1]])
-                self._track_extremes(symbol, events["price"][trade_idx])
+                self.ledger.track_extremes(symbol, events["price"][trade_idx])
             return
         start = 0
         for j in trade_idx.tolist():
@@ -452,20 +306,12 @@ class FillEngine:
             self.now_ns = max(self.now_ns, int(t["ts"]))
             price = int(t["price"])
             self.last_trade[symbol] = price
-            self._track_extremes(symbol, np.array([price]))
+            self.ledger.track_extremes(symbol, np.array([price]))
             self._on_trade(symbol, price, float(t["size"]))
             start = j + 1
         if start < len(events):
             self._apply_depth(symbol, book, events[start:])
         self.now_ns = max(self.now_ns, int(events["ts"][-1]))
-
-    def _track_extremes(self, symbol: str, prices: np.ndarray) -> None:
-        p = self.positions.get(symbol)
-        if p is None or not p.qty or not len(prices):
-            return
-        hi, lo = int(prices.max()), int(prices.min())
-        p.high = hi if p.high is None else max(p.high, hi)
-        p.low = lo if p.low is None else min(p.low, lo)
 
     def _apply_depth(self, symbol: str, book: ReferenceBook, ev: np.ndarray) -> None:
         book.apply(ev)
@@ -501,13 +347,13 @@ class FillEngine:
                 if over > 0:
                     self._fill(o, min(over, o.remaining), lim)
 
-    def _trigger(self, o: Order, trade_price: int | None = None) -> None:
+    def _trigger(self, o: Order, trade_price: int | None = None, request: Any = None) -> None:
         o.triggered = True
         self._order_event(EV_UPDATED, o, text="stop triggered")
         if o.order_type == OrderType.STOP:
-            self._fill_marketable(o, limit=None, start=trade_price)
+            self._fill_marketable(o, limit=None, start=trade_price, request=request)
         else:
-            self._fill_marketable(o, limit=o.price2, start=trade_price)
+            self._fill_marketable(o, limit=o.price2, start=trade_price, request=request)
             if o.is_working:
                 self._start_resting(o)
 
@@ -538,7 +384,7 @@ class FillEngine:
             out[-1] = (tick, take + left)  # remainder at the last (worst) level walked
         return out
 
-    def _fill_marketable(self, o: Order, limit: int | None, start: int | None = None) -> None:
+    def _fill_marketable(self, o: Order, limit: int | None, start: int | None = None, request: Any = None) -> None:
         """Fill ``o`` against the book (market when ``limit`` is None); see :meth:`_walk`."""
         fills = self._walk(o, o.remaining, limit, start)
         if limit is None and not fills and start is not None:
@@ -550,32 +396,30 @@ class FillEngine:
                 self._unwork(o)
                 self._order_event(EV_CANCELLED, o, text=o.info)
             else:
-                self._reject_live(o, "no liquidity on the opposite side of the book")
+                self._reject_live(o, "no liquidity on the opposite side of the book", request)
             return
         slip = self.slippage_ticks if limit is None else 0
         for tick, qty in fills:
             px = tick + slip if o.side == Side.BUY else tick - slip
-            self._fill(o, qty, px)
+            self._fill(o, qty, px, request)
             if o.is_final:
                 break
 
-    def _reject_live(self, o: Order, text: str) -> None:
+    def _reject_live(self, o: Order, text: str, request: Any = None) -> None:
         o.status = OrderStatus.REJECTED
         o.info = text
         self._unwork(o)
-        self._order_event(EV_REJECTED, o, text=text)
-        for cid in o.child_ids:
-            c = self.orders.get(cid)
-            if c is not None and not c.is_final:
-                c.status = OrderStatus.CANCELED
-                c.info = "parent rejected"
-                self._unwork(c)
-                self._order_event(EV_CANCELLED, c, text=c.info)
+        self._order_event(EV_REJECTED, o, text=text, request=request)
+        for c in oco.open_children(o, self.orders):
+            c.status = OrderStatus.CANCELED
+            c.info = "parent rejected"
+            self._unwork(c)
+            self._order_event(EV_CANCELLED, c, text=c.info)
 
     def _unwork(self, o: Order) -> None:
         self._working.get(o.symbol, {}).pop(o.server_order_id, None)
 
-    def _fill(self, o: Order, qty: float, price: int) -> None:
+    def _fill(self, o: Order, qty: float, price: int, request: Any = None) -> None:
         qty = min(qty, o.remaining)
         if qty <= 1e-12:
             return
@@ -593,73 +437,21 @@ class FillEngine:
         if done:
             self._unwork(o)
         self._order_event(EV_FILLED if done else EV_PARTIALLY_FILLED, o, fill_qty=qty, fill_price=int(price))
-        self._book_position(o, qty, int(price))
+        pos, bal = self.ledger.book_fill(o.symbol, o.side, qty, int(price), self.now_ns)
+        self._emit(pos)
+        self._emit(bal)
         # bracket and OCO consequences
         if o.child_ids:
-            self._activate_children(o)
+            self._activate_children(o, request)
         if o.oco_id:
-            self._oco_after_fill(o, qty)
+            self._oco_after_fill(o)
 
-    def _book_position(self, o: Order, qty: float, price: int) -> None:
-        inst = self.instruments[o.symbol]
-        p = self.positions[o.symbol]
-        signed = qty if o.side == Side.BUY else -qty
-        comm = self.commission_per_contract * qty
-        p.commissions += comm
-        self.commissions += comm
-        p.realized_pnl -= comm
-        if p.qty == 0 or (p.qty > 0) == (signed > 0):
-            tot = p.qty + signed
-            p.avg_price = ((p.avg_price or 0.0) * abs(p.qty) + price * abs(signed)) / abs(tot)
-            if p.qty == 0:
-                p.entry_ns = self.now_ns
-                p.high = p.low = price
-            p.qty = tot
-        else:
-            closing = min(abs(signed), abs(p.qty))
-            direction = 1.0 if p.qty > 0 else -1.0
-            p.realized_pnl += (price - p.avg_price) * closing * direction * inst.tick_value
-            rest = abs(signed) - closing
-            p.qty += signed
-            if abs(p.qty) < 1e-9:
-                p.qty = 0.0
-                p.avg_price = None
-                p.high = p.low = None
-            elif rest > 1e-9:  # flipped
-                p.avg_price = float(price)
-                p.entry_ns = self.now_ns
-                p.high = p.low = price
-        self._emit(
-            PositionEvent(
-                symbol=o.symbol,
-                account=p.account,
-                qty=p.qty,
-                avg_price=p.avg_price,
-                realized_pnl=p.realized_pnl,
-                open_pnl=self.open_pnl(o.symbol),
-                ts=self.now_ns,
-            )
-        )
-        self._emit(
-            BalanceEvent(
-                account=self.account,
-                cash_balance=self.cash_balance(),
-                realized_pnl=self.realized_pnl(),
-                open_pnl=self.total_open_pnl(),
-                commissions=self.commissions,
-                ts=self.now_ns,
-            )
-        )
-
-    def _activate_children(self, parent: Order) -> None:
+    def _activate_children(self, parent: Order, request: Any = None) -> None:
         for cid in parent.child_ids:
             c = self.orders.get(cid)
             if c is None or c.is_final:
                 continue
-            # the children's remaining quantity equals the parent's filled quantity minus what
-            # the OCO group already closed
-            closed = sum(self.orders[x].filled_qty for x in parent.child_ids if x in self.orders)
-            new_qty = c.filled_qty + max(parent.filled_qty - closed, 0.0)
+            new_qty = oco.child_qty(parent, c, self.orders)
             was_pending = c.status == OrderStatus.PENDING_CHILD
             if not was_pending and abs(new_qty - c.qty) < 1e-9:
                 continue
@@ -673,20 +465,22 @@ class FillEngine:
         for cid in parent.child_ids:
             c = self.orders.get(cid)
             if c is not None and c.is_working:
-                self._check_marketable_on_entry(c)
+                self._check_marketable_on_entry(c, request)
 
-    def _oco_after_fill(self, o: Order, qty: float) -> None:
-        other = self.orders.get(o.oco_id)
-        if other is None or other.is_final:
+    def _oco_after_fill(self, o: Order) -> None:
+        other = oco.other_leg(o, self.orders)
+        if other is None:
             return
-        if o.status == OrderStatus.FILLED or o.partial_fill_handling == PartialFillHandling.IMMEDIATE_CANCEL:
+        what = oco.after_leg_fill(o, other)
+        if what is None:
+            return
+        action, new_qty = what
+        if action == oco.CANCEL_OTHER:
             self._cancel_one(other, "OCO: other leg filled")
             return
-        new_qty = other.filled_qty + o.remaining
-        if other.status == OrderStatus.PENDING_CHILD:
-            other.qty = new_qty
-        elif abs(new_qty - other.qty) > 1e-9:
-            other.qty = new_qty
+        was_pending = other.status == OrderStatus.PENDING_CHILD
+        other.qty = new_qty
+        if not was_pending:
             self._order_event(EV_UPDATED, other, text="OCO: other leg partially filled")
 
     # ------------------------------------------------------------------ order entry
@@ -703,9 +497,9 @@ class FillEngine:
             return f"unsupported side {spec.side!r} or order type {spec.order_type!r}"
         if not (spec.qty > 0) or spec.qty != spec.qty:
             return f"quantity must be > 0, got {spec.qty}"
-        if spec.order_type in (OrderType.LIMIT, OrderType.STOP, OrderType.STOP_LIMIT) and spec.price is None:
+        if OrderType(spec.order_type).needs_price and spec.price is None:
             return f"{OrderType(spec.order_type).name} order needs price (Price1)"
-        if spec.order_type == OrderType.STOP_LIMIT and spec.price2 is None:
+        if OrderType(spec.order_type).needs_price2 and spec.price2 is None:
             return "STOP_LIMIT order needs price2 (Price2, the limit)"
         if spec.account and spec.account != self.account:
             return f"unknown trade account {spec.account!r} (this account is {self.account!r})"
@@ -728,12 +522,13 @@ class FillEngine:
         self.orders[o.server_order_id] = o
         return o
 
-    def _reject_spec(self, spec: OrderSpec, text: str) -> Order:
+    def _reject_spec(self, spec: OrderSpec, text: str, request: Any = None) -> Order:
         o = Order(
             server_order_id="",
             symbol=spec.symbol,
-            side=Side(spec.side) if spec.side in (1, 2) else Side.BUY,
-            order_type=OrderType(spec.order_type) if spec.order_type in (1, 2, 3, 4) else OrderType.MARKET,
+            side=Side(spec.side) if spec.side in Side._value2member_map_ else Side.BUY,
+            order_type=(OrderType(spec.order_type) if spec.order_type in OrderType._value2member_map_
+                        else OrderType.MARKET),
             qty=float(spec.qty) if spec.qty == spec.qty else 0.0,
             price=spec.price,
             price2=spec.price2,
@@ -743,7 +538,7 @@ class FillEngine:
             info=text,
             created_ns=self.now_ns,
         )
-        self._order_event(EV_REJECTED, o, text=text)
+        self._order_event(EV_REJECTED, o, text=text, request=request)
         return o
 
     def _start_resting(self, o: Order) -> None:
@@ -751,10 +546,10 @@ class FillEngine:
             side = SIDE_BID if o.side == Side.BUY else SIDE_ASK
             o.queue_ahead = self.books[o.symbol].size_at(side, o.price_limit)
 
-    def _check_marketable_on_entry(self, o: Order) -> None:
+    def _check_marketable_on_entry(self, o: Order, request: Any = None) -> None:
         """Fill what can fill at once (market, marketable limit); IOC/FOK never rest."""
         if o.order_type == OrderType.MARKET:
-            self._fill_marketable(o, limit=None)
+            self._fill_marketable(o, limit=None, request=request)
             return
         if o.order_type == OrderType.LIMIT:
             if o.tif == TimeInForce.FOK:
@@ -762,7 +557,7 @@ class FillEngine:
                 if avail < o.remaining - 1e-9:
                     self._cancel_one(o, "FOK: not enough size at the limit")
                     return
-            self._fill_marketable(o, limit=o.price)
+            self._fill_marketable(o, limit=o.price, request=request)
             if o.is_working and o.tif in (TimeInForce.IOC, TimeInForce.FOK):
                 self._cancel_one(o, "IOC: remainder cancelled")
             return
@@ -770,22 +565,36 @@ class FillEngine:
         last = self.last_trade.get(o.symbol)
         if last is not None and not o.triggered:
             if (o.side == Side.BUY and last >= o.price) or (o.side == Side.SELL and last <= o.price):
-                self._trigger(o)
+                self._trigger(o, request=request)
 
-    def submit(self, spec: OrderSpec) -> Order:
-        """Submit a single order; returns the order (status REJECTED when refused).
+    def submit(self, spec: OrderSpec, request: Any = None) -> Order:
+        """Submit a single order.
 
-        Events: ``accepted`` (status OPEN), then fills if marketable; or ``rejected``.
+        Parameters
+        ----------
+        spec : OrderSpec
+            Prices in ticks, quantity in contracts.
+        request : object, optional
+            Handle carried by any rejection this call produces (:attr:`OrderReport.request`).
+
+        Returns
+        -------
+        Order
+            The order (status REJECTED when refused; ``info`` says why).
+
+        Notes
+        -----
+        Reports: ``accepted`` (status OPEN), then fills if marketable; or ``rejected``.
         """
         err = self._validate(spec)
         if err:
-            return self._reject_spec(spec, err)
+            return self._reject_spec(spec, err, request)
         o = self._make(spec)
         o.status = OrderStatus.OPEN
         self._working[o.symbol][o.server_order_id] = o
         self._start_resting(o)
         self._order_event(EV_ACCEPTED, o)
-        self._check_marketable_on_entry(o)
+        self._check_marketable_on_entry(o, request)
         return o
 
     def submit_oco(
@@ -794,8 +603,17 @@ class FillEngine:
         leg2: OrderSpec,
         parent: OrderSpec | None = None,
         partial_fill_handling: PartialFillHandling = PartialFillHandling.REDUCE,
+        request: Any = None,
     ) -> list[Order]:
         """Submit an OCO pair, optionally as the children of a bracket ``parent``.
+
+        Parameters
+        ----------
+        leg1, leg2 : OrderSpec
+        parent : OrderSpec, optional
+        partial_fill_handling : PartialFillHandling
+        request : object, optional
+            Handle carried by any rejection this call produces.
 
         Returns
         -------
@@ -806,7 +624,7 @@ class FillEngine:
         Notes
         -----
         With a parent the legs must be on the opposite side of it; they start ``PENDING_CHILD``
-        and become OPEN with the parent's filled quantity when it fills. Event order: parent
+        and become OPEN with the parent's filled quantity when it fills. Report order: parent
         accepted, leg1 accepted, leg2 accepted, then any fills.
         """
         specs = ([parent] if parent is not None else []) + [leg1, leg2]
@@ -815,29 +633,20 @@ class FillEngine:
             err = self._validate(s)
             if err:
                 break
-        if err is None and leg1.symbol != leg2.symbol:
-            err = "OCO legs must be on the same symbol"
-        if err is None and parent is not None:
-            if leg1.symbol != parent.symbol:
-                err = "bracket children must be on the parent's symbol"
-            elif Side(leg1.side) == Side(parent.side) or Side(leg2.side) == Side(parent.side):
-                err = "bracket children must be on the opposite side of the parent"
+        if err is None:
+            err = oco.check_group(leg1, leg2, parent)
         if err:
-            return [self._reject_spec(s, err) for s in specs]
+            return [self._reject_spec(s, err, request) for s in specs]
         p = self._make(parent) if parent is not None else None
         a, b = self._make(leg1), self._make(leg2)
-        a.oco_id, b.oco_id = b.server_order_id, a.server_order_id
-        a.partial_fill_handling = b.partial_fill_handling = PartialFillHandling(partial_fill_handling)
+        oco.link(a, b, p, partial_fill_handling)
         if p is not None:
-            p.child_ids = [a.server_order_id, b.server_order_id]
-            a.parent_id = b.parent_id = p.server_order_id
             p.status = OrderStatus.OPEN
-            a.status = b.status = OrderStatus.PENDING_CHILD
             self._working[p.symbol][p.server_order_id] = p
             self._start_resting(p)
             for o in (p, a, b):
                 self._order_event(EV_ACCEPTED, o)
-            self._check_marketable_on_entry(p)
+            self._check_marketable_on_entry(p, request)
             return [p, a, b]
         for o in (a, b):
             o.status = OrderStatus.OPEN
@@ -847,7 +656,7 @@ class FillEngine:
             self._order_event(EV_ACCEPTED, o)
         for o in (a, b):
             if o.is_working:
-                self._check_marketable_on_entry(o)
+                self._check_marketable_on_entry(o, request)
         return [a, b]
 
     def submit_bracket(
@@ -861,16 +670,22 @@ class FillEngine:
         target_price: int | None = None,
         client_order_ids: tuple[str, str, str] = ("", "", ""),
         partial_fill_handling: PartialFillHandling = PartialFillHandling.REDUCE,
+        request: Any = None,
     ) -> list[Order]:
         """Convenience bracket: entry (market/limit/stop) + target limit + stop, OCO children.
 
-        Returns ``[parent, target, stop]`` (see :meth:`submit_oco`).
+        Prices in ticks, quantity in contracts. Returns ``[parent, target, stop]`` (see
+        :meth:`submit_oco`).
+
+        Raises
+        ------
+        ValueError
+            If ``side`` is not +1 / -1.
         """
-        exit_side = Side.SELL if Side(side) == Side.BUY else Side.BUY
-        parent = OrderSpec(symbol, Side(side), qty, entry_type, entry_price, None, client_order_ids[0])
-        target = OrderSpec(symbol, exit_side, qty, OrderType.LIMIT, target_price, None, client_order_ids[1])
-        stop = OrderSpec(symbol, exit_side, qty, OrderType.STOP, stop_price, None, client_order_ids[2])
-        return self.submit_oco(target, stop, parent=parent, partial_fill_handling=partial_fill_handling)
+        parent, target, stop = oco.bracket_specs(symbol, side, qty, entry_type, entry_price, stop_price,
+                                                 target_price, client_order_ids)
+        return self.submit_oco(target, stop, parent=parent, partial_fill_handling=partial_fill_handling,
+                               request=request)
 
     def _cancel_one(self, o: Order, text: str) -> None:
         o.status = OrderStatus.CANCELED
@@ -878,49 +693,51 @@ class FillEngine:
         self._unwork(o)
         self._order_event(EV_CANCELLED, o, text=text)
 
-    def cancel(self, server_order_id: str) -> bool:
+    def _stub(self, info: str = "") -> Order:
+        return Order(server_order_id="", symbol="", side=Side.BUY, order_type=OrderType.MARKET, qty=0.0,
+                     status=OrderStatus.REJECTED, account=self.account, info=info)
+
+    def cancel(self, server_order_id: str, request: Any = None) -> bool:
         """Cancel by server order id; returns True when cancelled.
 
-        Unknown id -> ``cancel_rejected`` event with status REJECTED; an already final order ->
-        ``cancel_rejected`` with its own status. Cancelling an unfilled bracket parent cancels
-        its children; cancelling an OCO leg cancels the other leg.
+        Unknown id -> ``cancel_rejected`` report with status REJECTED; an already final order ->
+        ``cancel_rejected`` with its own status (both carry ``request``). Cancelling an unfilled
+        bracket parent cancels its children; cancelling an OCO leg cancels the other leg.
         """
         o = self.orders.get(server_order_id)
         if o is None:
-            stub = Order(server_order_id="", symbol="", side=Side.BUY, order_type=OrderType.MARKET, qty=0.0,
-                         status=OrderStatus.REJECTED, account=self.account, info=f"unknown ServerOrderID {server_order_id!r}")
-            self._order_event(EV_CANCEL_REJECTED, stub, text=stub.info)
+            stub = self._stub(f"unknown ServerOrderID {server_order_id!r}")
+            self._order_event(EV_CANCEL_REJECTED, stub, text=stub.info, request=request)
             return False
         if o.is_final:
-            self._order_event(EV_CANCEL_REJECTED, o, text=f"order is already {o.status.name}")
+            self._order_event(EV_CANCEL_REJECTED, o, text=f"order is already {o.status.name}", request=request)
             return False
         self._cancel_one(o, "cancelled by request")
         if o.child_ids and o.filled_qty <= 0:
-            for cid in o.child_ids:
-                c = self.orders.get(cid)
-                if c is not None and not c.is_final:
-                    self._cancel_one(c, "parent cancelled")
-        if o.oco_id:
-            other = self.orders.get(o.oco_id)
-            if other is not None and not other.is_final:
-                self._cancel_one(other, "OCO: other leg cancelled")
+            for c in oco.open_children(o, self.orders):
+                self._cancel_one(c, "parent cancelled")
+        other = oco.other_leg(o, self.orders)
+        if other is not None:
+            self._cancel_one(other, "OCO: other leg cancelled")
         return True
 
-    def replace(self, server_order_id: str, qty: float | None = None, price: int | None = None, price2: int | None = None) -> bool:
-        """Cancel-replace: new total quantity (incl. filled) and/or prices (ticks).
+    def replace(self, server_order_id: str, qty: float | None = None, price: int | None = None,
+                price2: int | None = None, request: Any = None) -> bool:
+        """Cancel-replace: new total quantity (contracts, incl. filled) and/or prices (ticks).
 
         Losing queue priority: a new price or a larger quantity restarts ``queue_ahead``.
-        Returns True when replaced; otherwise a ``replace_rejected`` event explains why.
+        Returns True when replaced; otherwise a ``replace_rejected`` report (carrying
+        ``request``) explains why.
         """
         o = self.orders.get(server_order_id)
         if o is None or o.is_final:
-            stub = o or Order(server_order_id="", symbol="", side=Side.BUY, order_type=OrderType.MARKET, qty=0.0,
-                              status=OrderStatus.REJECTED, account=self.account)
+            stub = o or self._stub()
             text = "unknown ServerOrderID" if o is None else f"order is already {o.status.name}"
-            self._order_event(EV_REPLACE_REJECTED, stub, text=text)
+            self._order_event(EV_REPLACE_REJECTED, stub, text=text, request=request)
             return False
         if qty is not None and qty > 0 and qty < o.filled_qty:
-            self._order_event(EV_REPLACE_REJECTED, o, text=f"new quantity {qty} < filled {o.filled_qty}")
+            self._order_event(EV_REPLACE_REJECTED, o, text=f"new quantity {qty} < filled {o.filled_qty}",
+                              request=request)
             return False
         requeue = False
         if qty is not None and qty > 0:
@@ -938,16 +755,17 @@ class FillEngine:
             self._start_resting(o)
         self._order_event(EV_REPLACED, o)
         if o.is_working:
-            self._check_marketable_on_entry(o)
+            self._check_marketable_on_entry(o, request)
         return True
 
-    def flatten(self, symbol: str) -> Order | None:
+    def flatten(self, symbol: str, request: Any = None) -> Order | None:
         """Send a market order that closes the position of ``symbol`` (None when flat)."""
-        p = self.positions.get(symbol)
+        p = self.ledger.positions.get(symbol)
         if p is None or not p.qty:
             return None
         side = Side.SELL if p.qty > 0 else Side.BUY
-        return self.submit(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET, client_order_id="flatten"))
+        return self.submit(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET, client_order_id="flatten"),
+                           request=request)
 
     def cancel_all(self, symbol: str | None = None) -> int:
         """Cancel every non-final order (optionally of one symbol); returns how many."""
@@ -957,4 +775,3 @@ class FillEngine:
                 self._cancel_one(o, "cancel all")
                 n += 1
         return n
-

@@ -1,0 +1,316 @@
+"""The built-in DTC server: replays real recorded markets and fills orders like a simulated account.
+
+The package is split by job: :mod:`.session` (connections, encoding, logon, heartbeats),
+:mod:`.market_data` (subscriptions, replay fan-out), :mod:`.orders` (order entry and fill
+reports), :mod:`.queries` (open orders, positions, balances, trade accounts); this module
+assembles them into :class:`DTCServer` and holds its life cycle.
+
+Sierra Chart's own DTC server refuses CME market data, so MIA Elite brings its own server for the
+demo, for paper practice and for every integration test. It speaks the real protocol (binary,
+JSON and compact JSON, via :mod:`app.dtc.codec` / :mod:`app.dtc.batch`) on 127.0.0.1, default
+port :data:`DEFAULT_PORT` (not Sierra Chart's 11099, so both can run side by side), to several
+clients at once, in the same asyncio loop as the GUI or standalone (``mia-elite serve``).
+
+Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra Chart
+``DTCMessageDocumentation.php``):
+
+* **Encoding**: the first message may be a binary ENCODING_REQUEST; the ENCODING_RESPONSE goes
+  out in the encoding in force before the change (binary), everything after in the new one
+  (binary, JSON, compact JSON; any other request is answered with the current encoding). A
+  connection whose first byte is ``{`` is taken as JSON without negotiation (observed Sierra
+  Chart behaviour, notes section 3).
+* **Logon**: LOGON_RESPONSE with the capability flags (trading, OCO, brackets, cancel-replace,
+  security definitions, market depth, market data; no historical data on this port). Requests
+  before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags: 0x80
+  -> depth updates as 140 (float, ms), 0x800 -> depth snapshots as 145.
+* **Heartbeats**: sent at the client's ``HeartbeatIntervalInSeconds``; a client silent for more
+  than 2x that interval (any message counts) is disconnected.
+* **Security definitions**: 506 -> 507 (MinPriceIncrement, PriceDisplayFormat,
+  CurrencyValuePerIncrement, DisplayPriceMultiplier 1) or 509 for unknown symbols.
+* **Market data**: 101 subscribe -> 104 snapshot, then 107 per trade and 108 when the best
+  bid/ask changed (checked once per replayed batch); unknown symbol -> 103 MARKET_DATA_REJECT.
+  **Depth**: 102 -> a 122 (or 145) snapshot batch of the whole book (``NumLevels`` is ignored:
+  full depth) -> 106 (or 140) updates keeping the recording's batch boundaries; unknown symbol
+  -> 121. The Exchange field is ignored, as Sierra Chart does.
+* **Replay** at real time x speed with pause / resume / maximum speed
+  (:class:`app.sim.replay.ReplayClock`, one per symbol). A recording's ``OP_CLEAR`` (its
+  snapshot, or a loop back to the start) is sent as deletes of every level the clients hold,
+  followed by the new levels, in one batch.
+* **Orders** go to the matching engine (:mod:`app.sim.matching`, ``docs/fill-model.md``):
+  208 (market, limit, stop, stop-limit; ``IsParentOrder=1`` waits for the 201 that names it in
+  ``ParentTriggerClientOrderID``), 201 OCO pairs and bracket children (``UseOffsets``
+  supported), 203 cancel by ``ServerOrderID`` only, 204 cancel-replace, 209 flatten. Updates
+  follow Sierra Chart's sequences (notes section 7; observed Sim statuses 2 -> 4 -> 7): a new
+  order gets ORDER_UPDATE ``NEW_ORDER_ACCEPTED`` / PENDING_OPEN then ``GENERAL_ORDER_UPDATE`` /
+  OPEN (bracket children: ``NEW_ORDER_ACCEPTED`` / PENDING_CHILD), a fill gets
+  ``ORDER_FILLED(_PARTIALLY)`` with the LastFill fields, then POSITION_UPDATE (Unsolicited=1),
+  then ACCOUNT_BALANCE_UPDATE (Unsolicited=1); a requested cancel gets ``GENERAL_ORDER_UPDATE``
+  / PENDING_CANCEL then ``ORDER_CANCELED``. Rejections go to the connection that sent the
+  request only (the connection travels with the request into the engine and comes back on the
+  rejection, :attr:`app.sim.matching.OrderReport.request`); every other trading update goes to
+  every logged-on connection (Sierra Chart's "automatic trading data updates").
+* **Solicited answers** (300 -> 301s, 305 -> 306s, 400 -> 401, 601 -> 600) carry
+  RequestID/TotalNumMessages/MessageNumber; empty results are one message with NoOrders /
+  NoPositions = 1; they are written in one piece, so no unsolicited update can interleave.
+* Malformed frames are counted and skipped (:class:`app.dtc.codec.Decoder`); a binary stream
+  that cannot be resynchronised gets a LOGOFF with the reason and is closed. Nothing a client
+  sends can stop the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Iterable
+
+from app.dtc.messages import Encoding
+from app.feeds.recording import Recording
+from app.sim.matching import FillEngine
+from app.sim.replay import ReplayClock, first_trade_index, start_at
+from app.sim.server.market_data import MarketDataMixin, Symbol
+from app.sim.server.orders import OrderEntryMixin
+from app.sim.server.queries import QueriesMixin
+from app.sim.server.session import ENCODINGS, Conn, SessionMixin
+
+log = logging.getLogger(__name__)
+
+#: Default listening port (Sierra Chart's conventional DTC port is 11099; this one differs).
+DEFAULT_PORT = 11199
+#: Sierra-style simulated account name.
+DEFAULT_ACCOUNT = "Sim1"
+
+__all__ = ["DTCServer", "DEFAULT_PORT", "DEFAULT_ACCOUNT"]
+
+
+class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
+    """Asyncio DTC server replaying recordings, with paper fills.
+
+    Parameters
+    ----------
+    recording_or_list : Recording or iterable of Recording
+        What to replay; one symbol per recording (``recording.instrument.symbol``).
+    host : str
+        Listening address (loopback only by default; the server has no authentication).
+    port : int
+        Listening port; 0 picks a free one (see :attr:`port` after :meth:`start`).
+    speed : float
+        Replay rate: 1.0 real time, ``<= 0`` or ``inf`` maximum speed.
+    loop_replay : bool
+        Start the recording again after its end.
+    paused : bool
+        Start with the replay paused (tests subscribe first, then :meth:`resume`).
+    account : str
+        The simulated trade account (``Sim1``).
+    server_name : str
+        LOGON_RESPONSE.ServerName.
+    max_gap_s : float
+        Longest pause between two replayed events, recording seconds.
+    commission_per_contract, slippage_ticks, starting_balance
+        Passed to :class:`app.sim.matching.FillEngine`.
+    symbol_aliases : dict, optional
+        Extra symbol strings accepted for a recording's symbol (``{"ESH24_FUT_CME": "ESH4"}``).
+    password : str, optional
+        When set, LOGON_REQUEST.Password must equal it.
+    max_batch : int
+        Most events per replayed batch at maximum speed (batches never split a depth batch).
+    encoding : Encoding, optional
+        None (default) = automatic: connections start in binary and may negotiate. A fixed
+        encoding (Sierra Chart's "Encoding" setting) is used from the first byte and an
+        ENCODING_REQUEST for another one is answered with the fixed one.
+    start_at_open : bool
+        Replay each recording from its first trade (the session's opening trade), headed by a
+        snapshot of the book at that point (:func:`app.sim.replay.start_at`). CME's pre-open
+        book may be crossed; ``mia-elite serve`` starts at the open by default. Default False:
+        the whole recording (the integration tests compare against the whole file).
+
+    Attributes
+    ----------
+    engine : app.sim.matching.FillEngine
+        The paper account (shared by every connection).
+    replay_done : asyncio.Event
+        Set when every symbol's replay ended (only without ``loop_replay``); created by
+        :meth:`start`.
+    """
+
+    def __init__(
+        self,
+        recording_or_list: Recording | Iterable[Recording],
+        host: str = "127.0.0.1",
+        port: int = DEFAULT_PORT,
+        speed: float = 1.0,
+        loop_replay: bool = True,
+        paused: bool = False,
+        account: str = DEFAULT_ACCOUNT,
+        server_name: str = "MIA Elite replay server",
+        max_gap_s: float = 5.0,
+        commission_per_contract: float = 0.0,
+        slippage_ticks: int = 0,
+        starting_balance: float = 100_000.0,
+        symbol_aliases: dict | None = None,
+        password: str | None = None,
+        max_batch: int = 4096,
+        encoding: Encoding | None = None,
+        start_at_open: bool = False,
+    ) -> None:
+        recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
+        if not recs:
+            raise ValueError("DTCServer needs at least one recording")
+        self.host = host
+        self._port = int(port)
+        self.account = account
+        self.server_name = server_name
+        self.password = password
+        self.loop_replay = loop_replay
+        self.fixed_encoding = Encoding(int(encoding)) if encoding is not None else None
+        if self.fixed_encoding is not None and self.fixed_encoding not in ENCODINGS:
+            raise ValueError(f"encoding {self.fixed_encoding.name} not supported (binary, JSON, compact JSON)")
+        self._speed = speed
+        self._paused = paused
+        self.engine = FillEngine(
+            [r.instrument for r in recs],
+            account=account,
+            starting_balance=starting_balance,
+            commission_per_contract=commission_per_contract,
+            slippage_ticks=slippage_ticks,
+        )
+        self.engine.add_listener(self._on_engine_event)
+        self.symbols: dict[str, Symbol] = {}
+        for r in recs:
+            sym = r.instrument.symbol
+            if sym in self.symbols:
+                raise ValueError(f"two recordings for symbol {sym!r}")
+            replayed = r
+            if start_at_open:
+                first = first_trade_index(r.events)
+                if first:
+                    replayed = start_at(r, first)
+            clock = ReplayClock(replayed, speed=speed, max_gap_s=max_gap_s, max_batch=max_batch, loop=loop_replay)
+            if paused:
+                clock.pause()
+            self.symbols[sym] = Symbol(r.instrument, r, clock)
+            # the replay's market clock starts at its first event: snapshots sent before any
+            # event is replayed (a paused start) carry that time, not 0 (a client would
+            # otherwise have to guess a time for them)
+            if len(replayed.events):
+                self.symbols[sym].last_ts = int(replayed.events["ts"][0])
+        self.aliases = {k: v for k, v in (symbol_aliases or {}).items() if v in self.symbols}
+        self.conns: dict[int, Conn] = {}
+        self._next_cid = 1
+        self._server: asyncio.base_events.Server | None = None
+        self._tasks: list[asyncio.Task] = []
+        self.replay_done: asyncio.Event | None = None
+        self._done_count = 0
+        self._stats = {
+            "clients_total": 0,
+            "messages_in": 0,
+            "messages_out": 0,
+            "bytes_out": 0,
+            "depth_messages_out": 0,
+            "trade_messages_out": 0,
+            "malformed_frames": 0,
+            "unknown_types": 0,
+            "ignored_before_logon": 0,
+            "events_replayed": 0,
+            "orders_received": 0,
+            "slow_clients_dropped": 0,
+        }
+        # message type -> bound handler(conn, message); each part names the types it serves
+        self._handlers = {
+            t: getattr(self, name)
+            for table in (self.HANDLES_MARKET_DATA, self.HANDLES_ORDERS, self.HANDLES_QUERIES)
+            for t, name in table.items()
+        }
+
+    @property
+    def port(self) -> int:
+        """The actual listening port (after :meth:`start`; useful with ``port=0``)."""
+        if self._server is not None and self._server.sockets:
+            return self._server.sockets[0].getsockname()[1]
+        return self._port
+
+    async def start(self) -> None:
+        """Listen and start the replay tasks.
+
+        Raises
+        ------
+        OSError
+            If the address is in use (the message names host and port).
+        """
+        self.replay_done = asyncio.Event()
+        try:
+            self._server = await asyncio.start_server(self._handle_client, self.host, self._port)
+        except OSError as exc:
+            raise OSError(exc.errno, f"DTC server cannot listen on {self.host}:{self._port}: {exc.strerror}") from exc
+        for sym in self.symbols.values():
+            self._tasks.append(asyncio.create_task(self._replay(sym), name=f"dtc-replay-{sym.inst.symbol}"))
+        log.info("DTC server listening on %s:%d (%s)", self.host, self.port, ", ".join(self.symbols))
+
+    async def stop(self) -> None:
+        """Stop replaying, close every connection (LOGOFF first) and stop listening."""
+        for t in self._tasks:
+            t.cancel()
+        for t in self._tasks:
+            try:
+                await t
+            except (asyncio.CancelledError, Exception):
+                pass
+        self._tasks.clear()
+        for c in list(self.conns.values()):
+            self._logoff(c, "server stopping", do_not_reconnect=False)
+            await self._close(c)
+        if self._server is not None:
+            self._server.close()
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+            except (asyncio.TimeoutError, Exception):
+                pass
+            self._server = None
+
+    async def __aenter__(self):
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.stop()
+
+    def pause(self) -> None:
+        """Pause the replay of every symbol."""
+        self._paused = True
+        for s in self.symbols.values():
+            s.clock.pause()
+
+    def resume(self) -> None:
+        """Resume the replay of every symbol."""
+        self._paused = False
+        for s in self.symbols.values():
+            s.clock.resume()
+
+    def set_speed(self, speed: float) -> None:
+        """Replay rate for every symbol (1.0 real time, ``<= 0``/inf maximum)."""
+        self._speed = speed
+        for s in self.symbols.values():
+            s.clock.set_speed(speed)
+
+    @property
+    def stats(self) -> dict:
+        """Counters: connections, messages/bytes out, malformed frames, replay progress..."""
+        d = dict(self._stats)
+        d["connections"] = sum(1 for c in self.conns.values() if not c.closed)
+        d["malformed_frames"] += sum(c.decoder.errors for c in self.conns.values())
+        d["unknown_types"] += sum(c.decoder.unknown for c in self.conns.values())
+        d["replay"] = {
+            s: {"position": v.clock.position, "events": len(v.clock.events), "loops": v.clock.loops,
+                "paused": v.clock.paused,
+                "speed": v.clock.speed if math.isfinite(v.clock.speed) else 0.0}
+            for s, v in self.symbols.items()
+        }
+        return d
+
+    async def wait_replay_done(self, timeout: float) -> bool:
+        """Wait until every replay ended (no loop); False on timeout."""
+        try:
+            await asyncio.wait_for(self.replay_done.wait(), timeout)
+            return True
+        except asyncio.TimeoutError:
+            return False

@@ -1,0 +1,373 @@
+"""The server's market data: symbols, security definitions, subscriptions and the replay fan-out.
+
+One :class:`Symbol` per recording, each with its :class:`app.sim.replay.ReplayClock`. The
+replay task of a symbol publishes each batch (:meth:`MarketDataMixin.publish`) to every
+subscribed connection, in the recording's order, and feeds it to the matching engine.
+Procedures: see :mod:`app.sim.server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from app.core.events import EVENT_DTYPE, KIND_DEPTH, KIND_TRADE, OP_CLEAR, OP_DELETE, SIDE_ASK, SIDE_BID, Instrument
+from app.dtc import batch as B
+from app.dtc import messages as M
+from app.dtc.messages import Encoding
+from app.feeds.recording import Recording
+from app.sim.replay import ReplayClock
+from app.sim.server.session import HIGH_WATER, MAX_BUFFER, Conn, fit
+
+log = logging.getLogger(__name__)
+
+UNSET = M.UNSET_DOUBLE
+T = M.MessageType
+
+
+@dataclass
+class Symbol:
+    """One replayed symbol: its instrument, recording, replay clock and session statistics.
+
+    Attributes
+    ----------
+    book_bbo : tuple
+        (best bid tick, size, best ask tick, size) last sent as 108.
+    session_high, session_low, session_open : int or None
+        Ticks.
+    session_volume : float
+        Contracts.
+    last_trade : tuple or None
+        (tick, size, ts ns).
+    last_ts : int
+        ns since the epoch of the latest replayed event (market time).
+    """
+
+    inst: Instrument
+    recording: Recording
+    clock: ReplayClock
+    book_bbo: tuple = (None, 0.0, None, 0.0)
+    session_high: int | None = None
+    session_low: int | None = None
+    session_open: int | None = None
+    session_volume: float = 0.0
+    session_trades: int = 0
+    last_trade: tuple | None = None  # (tick, size, ts)
+    last_ts: int = 0
+
+
+class MarketDataMixin:
+    """Market data of :class:`app.sim.server.DTCServer` (506, 101, 102 and the replay).
+
+    Uses the server's ``symbols``, ``aliases``, ``conns``, ``engine`` (its books),
+    ``_stats``, ``replay_done`` and the session's ``_send`` / ``_write``.
+    """
+
+    #: message type -> handler method name
+    HANDLES_MARKET_DATA = {
+        int(T.SECURITY_DEFINITION_FOR_SYMBOL_REQUEST): "_on_security_definition",
+        int(T.MARKET_DATA_REQUEST): "_on_market_data_request",
+        int(T.MARKET_DEPTH_REQUEST): "_on_market_depth_request",
+    }
+
+    def _lookup(self, symbol: str) -> Symbol | None:
+        s = self.symbols.get(symbol)
+        if s is None and symbol in self.aliases:
+            s = self.symbols.get(self.aliases[symbol])
+        return s
+
+    def _on_security_definition(self, c: Conn, m) -> None:
+        s = self._lookup(m.Symbol)
+        if s is None:
+            self._send(c, M.SecurityDefinitionReject(RequestID=m.RequestID,
+                                                     RejectText=fit(f"unknown symbol {m.Symbol!r}", 96)))
+            return
+        inst = s.inst
+        self._send(
+            c,
+            M.SecurityDefinitionResponse(
+                RequestID=m.RequestID,
+                Symbol=fit(m.Symbol, 64),
+                Exchange=fit(inst.exchange, 16),
+                SecurityType=int(M.SecurityType.SECURITY_TYPE_FUTURES),
+                Description=fit(inst.description or inst.symbol, 64),
+                MinPriceIncrement=float(inst.tick_size),
+                PriceDisplayFormat=int(inst.price_decimals),
+                CurrencyValuePerIncrement=float(inst.tick_value),
+                IsFinalMessage=1,
+                HasMarketDepthData=1,
+                DisplayPriceMultiplier=1.0,
+                Currency="USD",
+                ContractSize=float(inst.tick_value / inst.tick_size) if inst.tick_size else 0.0,
+            ),
+        )
+
+    def _market_snapshot(self, s: Symbol, symbol_id: int) -> M.Message:
+        book = self.engine.books[s.inst.symbol]
+        tick = s.inst.tick_size
+        bb, ba = book.best_bid(), book.best_ask()
+        kw = dict(SymbolID=symbol_id)
+        if bb is not None:
+            kw.update(BidPrice=bb * tick, BidQuantity=book.size_at(SIDE_BID, bb))
+        if ba is not None:
+            kw.update(AskPrice=ba * tick, AskQuantity=book.size_at(SIDE_ASK, ba))
+        if s.last_trade is not None:
+            kw.update(LastTradePrice=s.last_trade[0] * tick, LastTradeVolume=float(s.last_trade[1]),
+                      LastTradeDateTime=s.last_trade[2] / 1e9)
+        if s.session_high is not None:
+            kw.update(SessionHighPrice=s.session_high * tick, SessionLowPrice=s.session_low * tick,
+                      SessionOpenPrice=s.session_open * tick, SessionVolume=s.session_volume,
+                      SessionNumTrades=s.session_trades)
+        if s.last_ts:
+            kw.update(BidAskDateTime=s.last_ts / 1e9, MarketDepthUpdateDateTime=s.last_ts / 1e9)
+        kw["TradingStatus"] = int(M.TradingStatus.TRADING_STATUS_OPEN)
+        return M.MarketDataSnapshot(**kw)
+
+    def _request_target(self, c: Conn, m, subs: dict, reject) -> "Symbol | None":
+        """Common start of MARKET_DATA_REQUEST and MARKET_DEPTH_REQUEST: an unsubscribe drops
+        the SymbolID from ``subs``; an unknown symbol is answered with ``reject`` (the 103 or
+        121 message class). Returns the symbol to serve, or None when the request is done."""
+        if int(m.RequestAction) == M.RequestAction.UNSUBSCRIBE:
+            for sym, sid in list(subs.items()):
+                if sid == m.SymbolID:
+                    del subs[sym]
+            return None
+        s = self._lookup(m.Symbol)
+        if s is None:
+            self._send(c, reject(SymbolID=m.SymbolID, RejectText=fit(
+                f"unknown symbol {m.Symbol!r}; this server replays {', '.join(self.symbols)}", 96)))
+        return s
+
+    def _id_conflict(self, c: Conn, m, sym: str, subs: dict, reject, what: str) -> bool:
+        """DTC: one SymbolID per symbol while subscribed; a second id is rejected (True)."""
+        if sym in subs and subs[sym] != m.SymbolID:
+            self._send(c, reject(SymbolID=m.SymbolID, RejectText=fit(
+                f"{sym} {what}already subscribed with SymbolID {subs[sym]}", 96)))
+            return True
+        return False
+
+    def _on_market_data_request(self, c: Conn, m) -> None:
+        s = self._request_target(c, m, c.md_subs, M.MarketDataReject)
+        if s is None:
+            return
+        sym = s.inst.symbol
+        if int(m.RequestAction) == M.RequestAction.SNAPSHOT:
+            self._send(c, self._market_snapshot(s, m.SymbolID))
+            return
+        if self._id_conflict(c, m, sym, c.md_subs, M.MarketDataReject, ""):
+            return
+        c.md_subs[sym] = int(m.SymbolID)
+        self._send(c, self._market_snapshot(s, m.SymbolID))
+
+    def _book_snapshot_events(self, sym: str) -> np.ndarray:
+        return self.engine.books[sym].snapshot_events(self.symbols[sym].last_ts)
+
+    def _on_market_depth_request(self, c: Conn, m) -> None:
+        s = self._request_target(c, m, c.depth_subs, M.MarketDepthReject)
+        if s is None:
+            return
+        sym = s.inst.symbol
+        if self._id_conflict(c, m, sym, c.depth_subs, M.MarketDepthReject, "depth "):
+            return
+        ev = self._book_snapshot_events(sym)
+        data = B.encode_depth_batch(ev, s.inst.tick_size, int(m.SymbolID), c.encoding, msg_type=c.snapshot_type)
+        self._write(c, data, max(len(ev), 1))
+        c.depth_subs[sym] = int(m.SymbolID)
+
+    async def _replay(self, s: Symbol) -> None:
+        try:
+            async for batch in s.clock.stream():
+                try:
+                    self.publish(s.inst.symbol, batch)
+                except Exception:  # one bad batch must not end the replay
+                    self._stats["publish_errors"] = self._stats.get("publish_errors", 0) + 1
+                    log.exception("replay of %s: batch at %d failed; skipped", s.inst.symbol, s.clock.position)
+                await self._backpressure()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("replay of %s failed", s.inst.symbol)
+        self._done_count += 1
+        if self._done_count >= len(self.symbols) and self.replay_done is not None:
+            self.replay_done.set()
+
+    async def _backpressure(self) -> None:
+        for c in list(self.conns.values()):
+            if c.closed:
+                continue
+            size = c.writer.transport.get_write_buffer_size()
+            if size > MAX_BUFFER:
+                log.warning("DTC client %d too slow (%d bytes queued): disconnecting", c.cid, size)
+                self._stats["slow_clients_dropped"] += 1
+                c.closed = True
+                c.writer.close()
+            elif size > HIGH_WATER:
+                try:
+                    await asyncio.wait_for(c.writer.drain(), 5.0)
+                except (asyncio.TimeoutError, ConnectionError):
+                    pass
+
+    def _clear_to_deletes(self, sym: str, side: int) -> np.ndarray:
+        book = self.engine.books[sym]
+        sides = (SIDE_BID, SIDE_ASK) if side not in (SIDE_BID, SIDE_ASK) else (side,)
+        ticks, sds = [], []
+        for sd in sides:
+            for t, _q in book.levels(sd):
+                ticks.append(t)
+                sds.append(sd)
+        ev = np.zeros(len(ticks), dtype=EVENT_DTYPE)
+        ev["kind"] = KIND_DEPTH
+        ev["op"] = OP_DELETE
+        ev["price"] = ticks
+        ev["side"] = sds
+        ev["ts"] = self.symbols[sym].last_ts
+        return ev
+
+    def publish(self, symbol: str, events: np.ndarray) -> None:
+        """Send one batch of recorded events to the subscribers of ``symbol`` and feed the engine.
+
+        Public so tests and benchmarks can drive the server without the clock. ``OP_CLEAR``
+        events become deletes of the current levels (see the module docstring).
+        """
+        s = self.symbols[symbol]
+        if not len(events):
+            return
+        self._stats["events_replayed"] += len(events)
+        clear_idx = np.flatnonzero((events["kind"] == KIND_DEPTH) & (events["op"] == OP_CLEAR)).tolist()
+        if clear_idx:
+            # each clear starts a segment: deletes of every current level, then the segment's
+            # own events (the new levels) in ONE send, so 140's FinalUpdateInBatch spans both;
+            # the engine gets the clear with what follows it (its queue estimates see the new book)
+            bounds = [0, *clear_idx, len(events)]
+            for a, b in zip(bounds[:-1], bounds[1:]):
+                if b <= a:
+                    continue
+                seg = events[a:b]
+                if a in clear_idx:
+                    dels = self._clear_to_deletes(symbol, int(events["side"][a]))
+                    self._send_market(s, np.concatenate([dels, seg]) if len(dels) else seg)
+                    self.engine.on_market(symbol, seg)
+                else:
+                    self._publish_plain(s, seg)
+        else:
+            self._publish_plain(s, events)
+        self._after_batch(s)
+
+    def _publish_plain(self, s: Symbol, events: np.ndarray) -> None:
+        self._send_market(s, events)
+        self.engine.on_market(s.inst.symbol, events)
+
+    def _send_market(self, s: Symbol, events: np.ndarray) -> None:
+        """Send depth and trade messages in recorded order, one write per connection.
+
+        Depth events and trades are each encoded in ONE batch call per distinct (encoding,
+        message type, SymbolID) and the bytes are cut per run of equal kind (binary frames have
+        a fixed size; JSON frames end with a NUL), so the wire order equals the recording's.
+        """
+        sym = s.inst.symbol
+        if not len(events):
+            return
+        kinds = events["kind"]
+        ops = events["op"]
+        is_trade = kinds == KIND_TRADE
+        is_depth = (kinds == KIND_DEPTH) & ((ops == 1) | (ops == OP_DELETE))
+        if is_trade.any():
+            self._track_trades(s, events[is_trade])
+        s.last_ts = max(s.last_ts, int(events["ts"][-1]))
+        conns = [c for c in self.conns.values()
+                 if not c.closed and (sym in c.depth_subs or sym in c.md_subs)]
+        if not conns:
+            return
+        keep = is_trade | is_depth
+        ev = events[keep]
+        if not len(ev):
+            return
+        it = is_trade[keep]
+        dep = ev[~it]
+        trd = ev[it]
+        # runs of equal kind, and how many depth / trade messages precede each run
+        change = np.flatnonzero(it[1:] != it[:-1]) + 1
+        bounds = [0, *change.tolist(), len(ev)]
+        n_tr_before = np.concatenate(([0], np.cumsum(it))).tolist()
+        runs = [(bool(it[a]), a - n_tr_before[a], b - n_tr_before[b], n_tr_before[a], n_tr_before[b])
+                for a, b in zip(bounds[:-1], bounds[1:])]
+        tick = s.inst.tick_size
+        pieces_cache: dict = {}
+        assembled: dict = {}
+        for c in conns:
+            dkey = (c.encoding, c.depth_type, c.depth_subs[sym]) if sym in c.depth_subs and len(dep) else None
+            tkey = (c.encoding, c.md_subs[sym]) if sym in c.md_subs and len(trd) else None
+            akey = (dkey, tkey)
+            out = assembled.get(akey)
+            if out is None:
+                dparts = tparts = None
+                if dkey is not None:
+                    dparts = pieces_cache.get(("d",) + dkey)
+                    if dparts is None:
+                        data = B.encode_depth_batch(dep, tick, dkey[2], dkey[0], msg_type=dkey[1])
+                        dparts = pieces_cache[("d",) + dkey] = self._splitter(data, len(dep), dkey[0])
+                if tkey is not None:
+                    tparts = pieces_cache.get(("t",) + tkey)
+                    if tparts is None:
+                        data = B.encode_trade_batch(trd, tick, tkey[1], tkey[0])
+                        tparts = pieces_cache[("t",) + tkey] = self._splitter(data, len(trd), tkey[0])
+                chunks = []
+                nd = nt = 0
+                for is_t, d0, d1, t0, t1 in runs:
+                    if is_t:
+                        if tparts is not None:
+                            chunks.append(tparts(t0, t1))
+                            nt += t1 - t0
+                    elif dparts is not None:
+                        chunks.append(dparts(d0, d1))
+                        nd += d1 - d0
+                out = assembled[akey] = (b"".join(chunks), nd, nt)
+            data, nd, nt = out
+            if data:
+                self._write(c, data, nd + nt)
+                self._stats["depth_messages_out"] += nd
+                self._stats["trade_messages_out"] += nt
+
+    @staticmethod
+    def _splitter(data: bytes, n: int, encoding: Encoding):
+        """Function (i, j) -> bytes of messages i..j-1 of a batch-encoded run of ``n`` messages."""
+        if encoding == Encoding.BINARY:
+            size = len(data) // n if n else 0
+            return lambda i, j: data[i * size:j * size]
+        frames = data.split(b"\x00")[:n]
+        return lambda i, j: b"".join(f + b"\x00" for f in frames[i:j])
+
+    def _track_trades(self, s: Symbol, trades: np.ndarray) -> None:
+        prices = trades["price"]
+        hi, lo = int(prices.max()), int(prices.min())
+        if s.session_open is None:
+            s.session_open = int(prices[0])
+        s.session_high = hi if s.session_high is None else max(s.session_high, hi)
+        s.session_low = lo if s.session_low is None else min(s.session_low, lo)
+        s.session_volume += float(trades["size"].sum())
+        s.session_trades += len(trades)
+        s.last_trade = (int(prices[-1]), float(trades["size"][-1]), int(trades["ts"][-1]))
+
+    def _after_batch(self, s: Symbol) -> None:
+        sym = s.inst.symbol
+        book = self.engine.books[sym]
+        bb, ba = book.best_bid(), book.best_ask()
+        bbo = (bb, book.size_at(SIDE_BID, bb) if bb is not None else 0.0,
+               ba, book.size_at(SIDE_ASK, ba) if ba is not None else 0.0)
+        if bbo == s.book_bbo:
+            return
+        s.book_bbo = bbo
+        tick = s.inst.tick_size
+        for c in self.conns.values():
+            if sym in c.md_subs and not c.closed:
+                self._send(c, M.MarketDataUpdateBidAsk(
+                    SymbolID=c.md_subs[sym],
+                    BidPrice=bb * tick if bb is not None else UNSET,
+                    BidQuantity=float(bbo[1]),
+                    AskPrice=ba * tick if ba is not None else UNSET,
+                    AskQuantity=float(bbo[3]),
+                    DateTime=int(s.last_ts // 1_000_000_000),
+                ))

@@ -1,0 +1,300 @@
+"""The server's order entry: new orders, OCO pairs and brackets, cancels, replaces, flatten, fill reports.
+
+Requests go to the matching engine (:mod:`app.sim.matching`) with their connection as the
+``request`` handle; a rejection comes back carrying it and is sent to that connection only.
+Every other trading update goes to every logged-on connection (Sierra Chart's "automatic
+trading data updates"). DTC numbers are converted by :mod:`app.dtc.adapter` only; prices go
+out as ``ticks * tick_size``. Sequences: see :mod:`app.sim.server`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+
+from app.core.orders import Order, OrderSpec, OrderStatus, OrderType, Side
+from app.dtc import adapter
+from app.dtc import messages as M
+from app.sim.account import BalanceEvent, PositionEvent
+from app.sim.matching import (
+    EV_ACCEPTED,
+    EV_CANCEL_REJECTED,
+    EV_CANCELLED,
+    EV_FILLED,
+    EV_PARTIALLY_FILLED,
+    EV_REJECTED,
+    EV_REPLACE_REJECTED,
+    EV_REPLACED,
+    EV_UPDATED,
+    REJECTIONS,
+    OrderReport,
+)
+from app.sim.server.market_data import Symbol
+from app.sim.server.session import Conn, fit
+
+log = logging.getLogger(__name__)
+
+T = M.MessageType
+#: A held bracket parent (208 with IsParentOrder=1) is submitted alone after this many seconds
+#: without its 201.
+PARENT_WAIT_S = 5.0
+
+
+def _px(v) -> float | None:
+    """DTC price (float, maybe unset or not finite) -> None or the float itself."""
+    if v is None or M.is_unset(v) or not math.isfinite(v):
+        return None
+    return v
+
+
+class OrderEntryMixin:
+    """Order entry of :class:`app.sim.server.DTCServer` (208, 201, 203, 204, 209) and the
+    engine's reports turned into ORDER_UPDATE / POSITION_UPDATE / ACCOUNT_BALANCE_UPDATE.
+
+    Uses the server's ``engine``, ``account``, ``_stats``, the market data part's ``_lookup``,
+    the session's ``_send`` / ``_broadcast`` and the queries' ``_position_update`` / ``_balance``.
+    """
+
+    #: message type -> handler method name
+    HANDLES_ORDERS = {
+        int(T.SUBMIT_NEW_SINGLE_ORDER): "_on_submit_single",
+        int(T.SUBMIT_NEW_OCO_ORDER): "_on_submit_oco",
+        int(T.CANCEL_ORDER): "_on_cancel",
+        int(T.CANCEL_REPLACE_ORDER): "_on_cancel_replace",
+        int(T.SUBMIT_FLATTEN_POSITION_ORDER): "_on_flatten",
+    }
+
+    def _account_ok(self, c: Conn, account: str) -> bool:
+        return not account or account == self.account
+
+    def _reject_new(self, c: Conn, client_order_id: str, symbol: str, text: str, account: str = "") -> None:
+        self._send(c, M.OrderUpdate(
+            TotalNumMessages=1, MessageNumber=1, Symbol=fit(symbol, 64), ClientOrderID=fit(client_order_id, 32),
+            OrderStatus=adapter.status_to_dtc(OrderStatus.REJECTED),
+            OrderUpdateReason=int(M.OrderUpdateReason.NEW_ORDER_REJECTED),
+            TradeAccount=fit(account or self.account, 32), InfoText=fit(text, 96)))
+
+    def _spec(self, sym: Symbol, order_type, buy_sell, price1, price2, qty, coid, tif, account) -> OrderSpec:
+        """An engine order from DTC fields (prices to ticks, numbers through :mod:`app.dtc.adapter`).
+
+        Raises
+        ------
+        ValueError
+            If the side or the order type is not one the simulator supports (the text says which).
+        """
+        inst = sym.inst
+        p1, p2 = _px(price1), _px(price2)
+        return OrderSpec(
+            symbol=inst.symbol,
+            side=adapter.side_from_dtc(buy_sell),
+            qty=float(qty) if qty is not None and not M.is_unset(float(qty)) else 0.0,
+            order_type=adapter.order_type_from_dtc(order_type),
+            price=int(inst.to_ticks(p1)) if p1 is not None else None,
+            price2=int(inst.to_ticks(p2)) if p2 is not None else None,
+            client_order_id=coid,
+            tif=adapter.tif_from_dtc(tif),
+            account=account or self.account,
+        )
+
+    def _check_new(self, c: Conn, coid: str, symbol: str, account: str) -> Symbol | None:
+        s = self._lookup(symbol)
+        if s is None:
+            self._reject_new(c, coid, symbol, f"unknown symbol {symbol!r}", account)
+            return None
+        if not self._account_ok(c, account):
+            self._reject_new(c, coid, symbol, f"unknown trade account {account!r}; use {self.account!r}", account)
+            return None
+        return s
+
+    def _dup_coid(self, coid: str) -> bool:
+        return bool(coid) and any(o.client_order_id == coid and not o.is_final for o in self.engine.orders.values())
+
+    def _on_submit_single(self, c: Conn, m) -> None:
+        self._stats["orders_received"] += 1
+        s = self._check_new(c, m.ClientOrderID, m.Symbol, m.TradeAccount)
+        if s is None:
+            return
+        if self._dup_coid(m.ClientOrderID) or m.ClientOrderID in c.pending_parents:
+            self._reject_new(c, m.ClientOrderID, m.Symbol, f"duplicate ClientOrderID {m.ClientOrderID!r}", m.TradeAccount)
+            return
+        try:
+            spec = self._spec(s, m.OrderType, m.BuySell, m.Price1, m.Price2, m.Quantity, m.ClientOrderID,
+                              m.TimeInForce, m.TradeAccount)
+        except ValueError as exc:  # order type or side the simulator does not support
+            self._reject_new(c, m.ClientOrderID, m.Symbol, str(exc), m.TradeAccount)
+            return
+        if m.IsParentOrder:
+            if not m.ClientOrderID:
+                self._reject_new(c, "", m.Symbol, "a bracket parent needs a ClientOrderID", m.TradeAccount)
+                return
+            loop = asyncio.get_running_loop()
+            handle = loop.call_later(PARENT_WAIT_S, self._parent_timeout, c, m.ClientOrderID)
+            c.pending_parents[m.ClientOrderID] = ((spec, m), handle)
+            return
+        self.engine.submit(spec, request=c)
+
+    def _parent_timeout(self, c: Conn, coid: str) -> None:
+        item = c.pending_parents.pop(coid, None)
+        if item is None or c.closed:
+            return
+        (spec, _m), _h = item
+        log.warning("bracket parent %r: no SUBMIT_NEW_OCO_ORDER within %.0f s; submitted alone", coid, PARENT_WAIT_S)
+        self.engine.submit(spec, request=c)
+
+    def _on_submit_oco(self, c: Conn, m) -> None:
+        self._stats["orders_received"] += 1
+        ids = (m.ClientOrderID_1, m.ClientOrderID_2)
+        parent_coid = m.ParentTriggerClientOrderID
+        parent_item = c.pending_parents.pop(parent_coid, None) if parent_coid else None
+        s = self._lookup(m.Symbol)
+        err = None
+        if s is None:
+            err = f"unknown symbol {m.Symbol!r}"
+        elif not self._account_ok(c, m.TradeAccount):
+            err = f"unknown trade account {m.TradeAccount!r}; use {self.account!r}"
+        elif parent_coid and parent_item is None:
+            err = f"parent {parent_coid!r} not pending (send SUBMIT_NEW_SINGLE_ORDER with IsParentOrder=1 first)"
+        elif any(self._dup_coid(x) for x in ids) or (ids[0] and ids[0] == ids[1]):
+            err = "duplicate ClientOrderID"
+        if err:
+            if parent_item is not None:
+                parent_item[1].cancel()
+                self._reject_new(c, parent_coid, m.Symbol, err, m.TradeAccount)
+            for coid in ids:
+                self._reject_new(c, coid, m.Symbol, err, m.TradeAccount)
+            return
+        parent_spec = None
+        if parent_item is not None:
+            (parent_spec, _pm), handle = parent_item
+            handle.cancel()
+        try:
+            legs = [
+                self._spec(s, m.OrderType_1, m.BuySell_1, m.Price1_1, m.Price2_1, m.Quantity_1, ids[0], m.TimeInForce,
+                           m.TradeAccount),
+                self._spec(s, m.OrderType_2, m.BuySell_2, m.Price1_2, m.Price2_2, m.Quantity_2, ids[1], m.TimeInForce,
+                           m.TradeAccount),
+            ]
+        except ValueError as exc:  # accept or reject all
+            for coid in ((parent_coid,) if parent_spec is not None else ()) + ids:
+                self._reject_new(c, coid, m.Symbol, str(exc), m.TradeAccount)
+            return
+        if parent_spec is not None and m.UseOffsets:
+            if parent_spec.price is None:
+                for coid in (parent_coid, *ids):
+                    self._reject_new(c, coid, m.Symbol, "UseOffsets needs the parent's Price1", m.TradeAccount)
+                return
+            offs = (m.OffsetFromParent1, m.OffsetFromParent2)
+            for leg, off in zip(legs, offs):
+                off_t = int(s.inst.to_ticks(abs(float(off)))) if _px(off) is not None else 0
+                exit_sell = leg.side == Side.SELL
+                if leg.order_type == OrderType.LIMIT:
+                    leg.price = parent_spec.price + (off_t if exit_sell else -off_t)
+                else:
+                    leg.price = parent_spec.price - (off_t if exit_sell else -off_t)
+        self.engine.submit_oco(legs[0], legs[1], parent=parent_spec,
+                               partial_fill_handling=adapter.pfh_from_dtc(m.PartialFillHandling), request=c)
+
+    def _on_cancel(self, c: Conn, m) -> None:
+        sid = m.ServerOrderID
+        o = self.engine.order(sid) if sid else None
+        if o is not None and not o.is_final:
+            self._broadcast(self._order_update(o, M.OrderUpdateReason.GENERAL_ORDER_UPDATE,
+                                               status=OrderStatus.PENDING_CANCEL))
+        if not sid:
+            self._send(c, M.OrderUpdate(
+                TotalNumMessages=1, MessageNumber=1, ClientOrderID=fit(m.ClientOrderID, 32),
+                OrderStatus=adapter.status_to_dtc(OrderStatus.REJECTED),
+                OrderUpdateReason=int(M.OrderUpdateReason.ORDER_CANCEL_REJECTED),
+                TradeAccount=fit(m.TradeAccount or self.account, 32),
+                InfoText="CANCEL_ORDER needs the ServerOrderID"))
+            return
+        self.engine.cancel(sid, request=c)
+
+    def _on_cancel_replace(self, c: Conn, m) -> None:
+        sid = m.ServerOrderID
+        o = self.engine.order(sid)
+        inst = self.engine.instruments.get(o.symbol) if o is not None else None
+        price1 = price2 = None
+        if inst is not None:
+            if m.Price1IsSet and _px(m.Price1) is not None:
+                price1 = int(inst.to_ticks(m.Price1))
+            if m.Price2IsSet and _px(m.Price2) is not None:
+                price2 = int(inst.to_ticks(m.Price2))
+        qty = float(m.Quantity) if _px(m.Quantity) is not None and m.Quantity > 0 else None
+        self.engine.replace(sid, qty=qty, price=price1, price2=price2, request=c)
+
+    def _on_flatten(self, c: Conn, m) -> None:
+        s = self._lookup(m.Symbol)
+        if s is None:
+            self._reject_new(c, m.ClientOrderID, m.Symbol, f"unknown symbol {m.Symbol!r}", m.TradeAccount)
+            return
+        if self.engine.flatten(s.inst.symbol, request=c) is None:
+            self._reject_new(c, m.ClientOrderID, m.Symbol, "no position to flatten", m.TradeAccount)
+
+    def _order_update(self, o: Order, reason, status: OrderStatus | None = None, request_id=0, total=1, number=1,
+                      ev: OrderReport | None = None, text: str = "") -> M.Message:
+        """ORDER_UPDATE (301) for ``o``: prices ``ticks * tick_size``, numbers via :mod:`app.dtc.adapter`.
+
+        ``status`` overrides the order's own (PENDING_OPEN on acceptance, PENDING_CANCEL on a
+        cancel request); ``ev`` adds the LastFill fields of a fill report.
+        """
+        inst = self.engine.instruments.get(o.symbol)
+        tick = inst.tick_size if inst else 1.0
+        kw = dict(
+            RequestID=request_id, TotalNumMessages=total, MessageNumber=number,
+            Symbol=fit(o.symbol, 64), Exchange=fit(inst.exchange if inst else "", 16),
+            ServerOrderID=fit(o.server_order_id, 32), ClientOrderID=fit(o.client_order_id, 32),
+            OrderStatus=adapter.status_to_dtc(status if status is not None else o.status),
+            OrderUpdateReason=int(reason), OrderType=adapter.order_type_to_dtc(o.order_type),
+            BuySell=adapter.side_to_dtc(o.side), TimeInForce=adapter.tif_to_dtc(o.tif), TradeAccount=fit(o.account or self.account, 32),
+            OrderQuantity=float(o.qty), FilledQuantity=float(o.filled_qty), RemainingQuantity=float(o.remaining),
+            ParentServerOrderID=fit(o.parent_id or "", 32), OCOLinkedOrderServerOrderID=fit(o.oco_id or "", 32),
+            OrderReceivedDateTime=int(o.created_ns // 1_000_000),
+            LatestTransactionDateTime=o.updated_ns / 1e9,
+            InfoText=fit(text or o.info, 96),
+        )
+        if o.price is not None:
+            kw["Price1"] = o.price * tick
+        if o.price2 is not None:
+            kw["Price2"] = o.price2 * tick
+        if o.avg_fill_price is not None:
+            kw["AverageFillPrice"] = o.avg_fill_price * tick
+        if ev is not None and ev.fill_qty:
+            kw.update(LastFillPrice=ev.fill_price * tick, LastFillQuantity=float(ev.fill_qty),
+                      LastFillDateTime=int(ev.ts // 1_000_000), LastFillExecutionID=fit(o.last_fill_id, 64))
+        return M.OrderUpdate(**kw)
+
+    def _on_engine_event(self, ev) -> None:
+        R = M.OrderUpdateReason
+        if isinstance(ev, OrderReport):
+            o = ev.order
+            k = ev.kind
+            if k == EV_ACCEPTED:
+                if o.status == OrderStatus.PENDING_CHILD:
+                    self._broadcast(self._order_update(o, R.NEW_ORDER_ACCEPTED, ev=ev))
+                else:
+                    self._broadcast(self._order_update(o, R.NEW_ORDER_ACCEPTED, status=OrderStatus.PENDING_OPEN, ev=ev))
+                    self._broadcast(self._order_update(o, R.GENERAL_ORDER_UPDATE, ev=ev))
+            elif k in REJECTIONS:
+                reason = {EV_REJECTED: R.NEW_ORDER_REJECTED, EV_CANCEL_REJECTED: R.ORDER_CANCEL_REJECTED,
+                          EV_REPLACE_REJECTED: R.ORDER_CANCEL_REPLACE_REJECTED}[k]
+                msg = self._order_update(o, reason, ev=ev, text=ev.text)
+                if isinstance(ev.request, Conn):  # the refusal goes to whoever asked
+                    self._send(ev.request, msg)
+                else:  # caused by market data (a triggered stop): every client hears it
+                    self._broadcast(msg)
+            elif k == EV_FILLED:
+                self._broadcast(self._order_update(o, R.ORDER_FILLED, ev=ev))
+            elif k == EV_PARTIALLY_FILLED:
+                self._broadcast(self._order_update(o, R.ORDER_FILLED_PARTIALLY, ev=ev))
+            elif k == EV_CANCELLED:
+                self._broadcast(self._order_update(o, R.ORDER_CANCELED, ev=ev, text=ev.text))
+            elif k == EV_REPLACED:
+                self._broadcast(self._order_update(o, R.ORDER_CANCEL_REPLACE_COMPLETE, ev=ev))
+            elif k == EV_UPDATED:
+                self._broadcast(self._order_update(o, R.GENERAL_ORDER_UPDATE, ev=ev, text=ev.text))
+        elif isinstance(ev, PositionEvent):
+            self._broadcast(self._position_update(ev.symbol))
+        elif isinstance(ev, BalanceEvent):
+            self._broadcast(self._balance())
