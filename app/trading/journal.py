@@ -83,8 +83,13 @@ CREATE TABLE events (
 CREATE INDEX signals_wall ON signals(wall_ns);
 """
 
+# v3: a stop-limit's limit price (ticks; NULL for other order types), kept apart from its stop price
+_V3 = """
+ALTER TABLE orders ADD COLUMN price2 INTEGER;
+"""
+
 #: schema version -> SQL that brings version-1 to it. Version numbers are PRAGMA user_version.
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 #: the tables ``mia-elite export`` writes, in order
@@ -315,9 +320,9 @@ class Journal:
         t = now_ns()
         return self._insert_many(
             ("INSERT INTO orders(wall_ns, client_order_id, ticket_id, role, parent_id, oco_id, symbol, account, side,"
-             " order_type, qty, price, mode, broker) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+             " order_type, qty, price, price2, mode, broker) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
              (t, o.client_order_id, int(o.ticket_id), o.role, o.parent_id, o.oco_id, o.symbol, o.account, int(o.side),
-              o.order_type, int(o.qty), o.price, mode, broker))
+              o.order_type, int(o.qty), o.price, o.price2, mode, broker))
             for o in orders
         )
 

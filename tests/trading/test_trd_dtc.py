@@ -276,8 +276,9 @@ def test_stop_limit_stays_a_stop_limit_through_the_dtc_broker_and_the_server(es_
         j.record_order_event(ev)
         (open_ev,) = await b.query_open_orders()
         assert open_ev.order_type == OrderType.STOP_LIMIT and open_ev.price2 == bid - 22
-        row = j.query("SELECT order_type FROM orders WHERE client_order_id='SL1'")[0]
-        assert row["order_type"] == "stop_limit" and j.last_order_states()["SL1"] == "open"
+        row = j.query("SELECT order_type, price, price2 FROM orders WHERE client_order_id='SL1'")[0]
+        assert (row["order_type"], row["price"], row["price2"]) == ("stop_limit", bid - 20, bid - 22)
+        assert j.last_order_states()["SL1"] == "open"
         j.close()
         await b.stop()
         await r.server.stop()

@@ -25,7 +25,7 @@ def test_wal_mode_schema_version_and_default_location(_isolated_home):
     j = Journal()
     assert j.path == _isolated_home / "data" / "journal.sqlite3"
     assert j.query("PRAGMA journal_mode")[0][0] == "wal"
-    assert j.schema_version == J.SCHEMA_VERSION == 2
+    assert j.schema_version == J.SCHEMA_VERSION == 3
     j.close()
 
 
@@ -40,7 +40,7 @@ def test_migration_from_v1_keeps_rows(tmp_path):
     con.commit()
     con.close()
     j = Journal(p)
-    assert j.schema_version == 2
+    assert j.schema_version == 3
     assert j.session == 8 and j.install_tag == "AB12"
     assert j.query("SELECT state FROM kill_switch")[0][0] == "unlocked"
     assert j.query("SELECT COUNT(*) FROM signal_outcomes")[0][0] == 0  # the v2 table exists

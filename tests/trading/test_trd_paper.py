@@ -321,8 +321,8 @@ def test_stop_limit_stays_a_stop_limit_through_the_paper_broker_and_the_journal(
         j.record_order_event(ev)
         (open_ev,) = await b.query_open_orders()
         assert open_ev.order_type == OrderType.STOP_LIMIT and open_ev.price2 == bid - 22
-        row = j.query("SELECT order_type, price FROM orders WHERE client_order_id='SL1'")[0]
-        assert (row["order_type"], row["price"]) == ("stop_limit", bid - 20)
+        row = j.query("SELECT order_type, price, price2 FROM orders WHERE client_order_id='SL1'")[0]
+        assert (row["order_type"], row["price"], row["price2"]) == ("stop_limit", bid - 20, bid - 22)
         assert j.last_order_states()["SL1"] == "open"
         # an order the broker did not send (found at reconciliation) is tracked as what it is
         b.engine.submit(OrderSpec(sym, Side.SELL, 1, OrderType.STOP_LIMIT, bid - 30, bid - 31, "EXT1"))
