@@ -478,18 +478,18 @@ class DTCSession:
         self.bytes_sent += len(out)
         return out
 
-    def _frame_limit(self) -> int:
-        if self.encoding == Encoding.BINARY:
-            return min(self.max_frame or MAX_BINARY_FRAME, MAX_BINARY_FRAME)
-        return (self.max_frame or MAX_JSON_FRAME) + 1  # + NUL
+    def _check_frame(self, msg, encoding: Encoding) -> bytes:
+        data = encode(msg, encoding, sierra_compact_order=self.sierra_compact_order)
+        if encoding == Encoding.BINARY:
+            limit = min(self.max_frame or MAX_BINARY_FRAME, MAX_BINARY_FRAME)
+        else:
+            limit = (self.max_frame or MAX_JSON_FRAME) + 1  # + NUL
+        if len(data) > limit:
+            raise FrameTooLarge(f"{type(msg).__name__}: {len(data)} bytes exceed the frame limit of {limit} bytes")
+        return data
 
     def _queue(self, msg, encoding: Encoding | None = None) -> None:
-        data = encode(msg, self.encoding if encoding is None else encoding,
-                      sierra_compact_order=self.sierra_compact_order)
-        if len(data) > self._frame_limit():
-            raise FrameTooLarge(f"{type(msg).__name__}: {len(data)} bytes exceed the frame limit of "
-                                f"{self._frame_limit()} bytes")
-        self._out.append(data)
+        self._out.append(self._check_frame(msg, self.encoding if encoding is None else encoding))
         self.messages_sent += 1
 
     def send(self, msg) -> None:
@@ -548,6 +548,9 @@ class DTCSession:
             Not a client session, or already initiated.
         TypeError
             ``logon`` is not a LogonRequest.
+        app.dtc.codec.EncodeError, FrameTooLarge
+            ``logon`` cannot be sent in the requested encoding (checked here, so that
+            :meth:`receive_data` never raises).
         """
         if self.role is not Role.CLIENT:
             raise InvalidState("initiate() is the client's side of the handshake")
@@ -557,6 +560,7 @@ class DTCSession:
             raise TypeError("initiate takes a LogonRequest")
         if not logon.ProtocolVersion:
             logon = logon.replace(ProtocolVersion=M.PROTOCOL_VERSION)
+        self._check_frame(logon, self.requested_encoding)
         self.logon_request = logon
         self._queue(M.EncodingRequest(ProtocolVersion=M.PROTOCOL_VERSION, Encoding=int(self.requested_encoding)),
                     Encoding.BINARY)
@@ -731,7 +735,11 @@ class DTCSession:
         self.encoding = Encoding(want)
         self._events.append(EncodingSelected(self.encoding, self.requested_encoding))
         if self.state is State.NEGOTIATING and self.logon_request is not None:
-            self._queue(self.logon_request)
+            try:
+                self._queue(self.logon_request)
+            except ValueError as exc:  # EncodeError / FrameTooLarge in a granted encoding not asked for
+                self._fail(CloseCause.PROTOCOL_ERROR, f"cannot send the LOGON_REQUEST in {self.encoding.name}: {exc}")
+                return
             self.state = State.LOGGING_ON
             self._handshake_due = self._after(self.handshake_timeout_s)
 
@@ -773,7 +781,7 @@ class DTCSession:
         """Close for a reason found here, telling the peer with a LOGOFF."""
         try:
             self._queue(M.Logoff(Reason=_cut(reason), DoNotReconnect=0))
-        except (ValueError, SessionError):  # pragma: no cover - a LOGOFF always encodes
+        except ValueError:  # a LOGOFF over a tiny max_frame: close without telling
             pass
         self._close(cause, reason)
 
