@@ -398,7 +398,12 @@ class DTCClient:
         LogonError
             The server refused the logon.
         DTCError
-            Negotiation failed.
+            Negotiation failed (the server granted an unsupported encoding).
+        asyncio.TimeoutError
+            No ENCODING_RESPONSE, or no LOGON_RESPONSE, within ``connect_timeout_s`` of the
+            ``clock`` (each step), or no TCP connection within ``connect_timeout_s``.
+        ConnectionResetError
+            The server closed the connection during the handshake.
         """
         self._closing = False
         try:

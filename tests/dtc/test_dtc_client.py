@@ -483,3 +483,29 @@ def test_no_security_definition_still_surfaces_the_market_data_reject():
             await srv.stop()
 
     run(main())
+
+
+def test_handshake_deadline_follows_the_clock():
+    """A server that never answers the ENCODING_REQUEST: connect raises TimeoutError once the
+    client's clock has passed connect_timeout_s (and not before)."""
+    async def main():
+        srv = FakeServer()
+        srv.silent = True
+        await srv.start()
+        clock = ManualClock()
+        cl = CL.DTCClient("127.0.0.1", srv.port, connect_timeout_s=3, reconnect=False, clock=clock)
+        try:
+            task = asyncio.ensure_future(cl.connect())
+            assert await until(lambda: any(m.TYPE == T.ENCODING_REQUEST for m in srv.received))
+            clock.advance(2.9)
+            await asyncio.sleep(0)  # let the connect task run: it must still wait
+            assert not task.done() and cl.state == "negotiating"
+            clock.advance(0.1)
+            with pytest.raises(asyncio.TimeoutError, match="no ENCODING_RESPONSE within 3 s"):
+                await asyncio.wait_for(task, 5)
+            assert cl.state == "disconnected"
+        finally:
+            await cl.close()
+            await srv.stop()
+
+    run(main())

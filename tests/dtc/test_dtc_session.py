@@ -105,6 +105,7 @@ def test_handshake_heartbeats_and_requests_in_each_encoding(enc):
     # events in order, right after the message that caused them
     assert _kinds(p.at_client) == ["EncodingResponse", "EncodingSelected", "LogonResponse", "LoggedOn"]
     assert p.at_client[1] == EncodingSelected(enc, enc)
+    assert isinstance(p.at_client[3], LoggedOn) and p.at_client[3].response is c.logon_response
     assert _kinds(p.at_server) == ["EncodingRequest", "EncodingSelected", "LogonRequest", "LogonRequested",
                                    "LoggedOn"]
     assert p.at_server[3].request.ClientName == "test" and s.logon_request.HeartbeatIntervalInSeconds == 5
