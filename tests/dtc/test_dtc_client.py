@@ -159,6 +159,15 @@ def run(coro, timeout=30):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+async def until(pred, timeout=5.0):
+    """Poll ``pred`` until it holds (bounded): for bytes a real socket must still deliver."""
+    for _ in range(int(timeout / 0.01)):
+        if pred():
+            return True
+        await asyncio.sleep(0.01)
+    return pred()
+
+
 @pytest.mark.parametrize("enc", [Encoding.BINARY, Encoding.JSON, Encoding.JSON_COMPACT])
 def test_connect_subscribe_and_requests(enc):
     async def main():
@@ -177,10 +186,7 @@ def test_connect_subscribe_and_requests(enc):
             batches = []
             sub = await cl.subscribe_market("ESZ5", depth=True, on_events=batches.append)
             assert sub.tick_size == TICK
-            for _ in range(100):
-                if sum(len(b) for b in batches) >= 6 + 1 + 50 + 1 + 2:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: sum(len(b) for b in batches) >= 6 + 1 + 50 + 1 + 2, 2.0)
             allev = np.concatenate(batches)
             depth = allev[allev["kind"] == ev.KIND_DEPTH]
             assert depth[0]["op"] == ev.OP_CLEAR  # snapshot starts with a clear
@@ -283,34 +289,22 @@ def test_reconnect_and_resubscribe_after_drop():
             await cl.connect()
             sub = await cl.subscribe_market("ESZ5", on_events=batches.append)
             srv.drop_all()
-            for _ in range(200):
-                if srv.connections >= 2 and len([r for r in srv.subscribe_requests if r[0] == "ESZ5"]) >= 2 \
-                        and cl.state == "connected":
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: srv.connections >= 2 and cl.state == "connected"
+                        and len([r for r in srv.subscribe_requests if r[0] == "ESZ5"]) >= 2, 4.0)
             assert "reconnecting" in states and cl.state == "connected" and cl.reconnects == 1
             subs = [r for r in srv.subscribe_requests if r[0] == "ESZ5"]
             assert len(subs) == 2 and subs[0][1] == subs[1][1] == sub.symbol_id  # same SymbolID
-            for _ in range(100):
-                clears = sum(int((b["op"] == ev.OP_CLEAR).sum()) for b in batches)
-                if clears >= 2:
-                    break
-                await asyncio.sleep(0.02)
+            def n_clears():
+                return sum(int((b["op"] == ev.OP_CLEAR).sum()) for b in batches)
+
+            await until(lambda: n_clears() >= 2, 2.0)
+            clears = n_clears()
             assert clears == 2  # the resubscription starts again from a snapshot
         finally:
             await cl.close()
             await srv.stop()
 
     run(main())
-
-
-async def until(pred, timeout=5.0):
-    """Poll ``pred`` until it holds (bounded): for bytes a real socket must still deliver."""
-    for _ in range(int(timeout / 0.01)):
-        if pred():
-            return True
-        await asyncio.sleep(0.01)
-    return pred()
 
 
 def test_heartbeat_silence_triggers_reconnect():
@@ -412,10 +406,7 @@ def test_garbage_from_server_is_counted_not_raised():
             await cl.connect()
             w = srv.writers[-1]
             w.write(b'{"Type":3,"F":["bad"]}\x00{nonsense\x00')
-            for _ in range(100):
-                if cl.decode_errors >= 2:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: cl.decode_errors >= 2, 2.0)
             assert cl.decode_errors == 2 and cl.state == "connected"
         finally:
             await cl.close()
