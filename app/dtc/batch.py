@@ -49,7 +49,7 @@ arrival order (the wall clock would make a replay's market time jump to today). 
 MARKET_DATA_SNAPSHOT (104) gives a SymbolID without a market time yet its first one (the later
 of LastTradeDateTime and MarketDepthUpdateDateTime, when set). Before any
 market time of that SymbolID is seen, its untimed events are held back (at most ``hold_s``
-seconds of wall time and ``hold_max`` events) and released stamped with the first market time
+seconds of the decoder's monotonic clock and ``hold_max`` events) and released stamped with the first market time
 that arrives; only when the hold runs out are they stamped with the wall clock (the time of
 release), and from then on that SymbolID's untimed events take the wall clock (``recv_ts_ns``)
 until a market time is seen.
@@ -58,7 +58,6 @@ until a market time is seen.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Mapping
 
 import numpy as np
@@ -66,6 +65,7 @@ import numpy as np
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.core import events as ev
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.jit import kernel
 
 log = logging.getLogger(__name__)
@@ -612,6 +612,10 @@ def encode_trade_batch(events: np.ndarray, tick_size: float, symbol_id: int, enc
     return _records_to_json(r, int(msg_type), enc, sierra_compact_order)
 
 
+#: ``_held_since`` value of a hold that is due at once (``hold_max`` exceeded)
+_DUE_NOW = -(1 << 62)
+
+
 class MarketStreamDecoder:
     """Client-side stream decoder: depth/trade runs as event arrays, everything else as messages.
 
@@ -635,12 +639,22 @@ class MarketStreamDecoder:
     hold_max : int
         With ``market_clock``: most events held back per SymbolID before they are released
         with the wall clock.
+    follow_encoding_response : bool
+        Switch the decoding encoding on a received ENCODING_RESPONSE (client side; see
+        :class:`app.dtc.codec.Decoder`).
+    max_frame : int, optional
+        Largest frame in bytes (see :class:`app.dtc.codec.Decoder`).
+    clock : Clock
+        Source of the hold timer (:meth:`~app.core.clock.Clock.monotonic_ns`) and of the
+        wall-clock stamp when none is passed (:meth:`~app.core.clock.Clock.time_ns`); default
+        :data:`~app.core.clock.SYSTEM_CLOCK`. Tests pass a :class:`~app.core.clock.ManualClock`.
 
     ``feed(data, recv_ts_ns)`` returns a list whose items are either a message object or an
     ``EVENT_DTYPE`` array (one run), in arrival order (with ``market_clock``: per SymbolID;
     held events come out later, before that SymbolID's next events, and arrays hold one
     SymbolID each). With ``market_clock`` the owner calls :meth:`expire_held` once
-    :attr:`held_due` (monotonic seconds) has passed, as the client does with a timer.
+    :attr:`held_due_ns` (the clock's monotonic ns) has passed, as the DTC session does from its
+    deadlines (:meth:`app.dtc.session.DTCSession.handle_timeouts`).
 
     Attributes
     ----------
@@ -652,22 +666,25 @@ class MarketStreamDecoder:
 
     def __init__(self, encoding: Encoding = Encoding.BINARY, tick_sizes: dict | None = None, *,
                  follow_encoding_response: bool = True, market_clock: bool = False,
-                 hold_s: float = 2.0, hold_max: int = 200_000):
+                 hold_s: float = 2.0, hold_max: int = 200_000, max_frame: int | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         from app.dtc.codec import Decoder
 
+        self.clock = clock
         self.tick_sizes: dict[int, float] = tick_sizes if tick_sizes is not None else {}
-        self.decoder = Decoder(encoding, follow_encoding_response=follow_encoding_response)
+        self.decoder = Decoder(encoding, follow_encoding_response=follow_encoding_response, max_frame=max_frame)
         self._buf = bytearray()
         self.market_messages = 0
         self.batch_frames = 0
         self.dropped = 0
         self.market_clock = bool(market_clock)
         self.hold_s = float(hold_s)
+        self._hold_ns = int(round(self.hold_s * 1e9))
         self.hold_max = int(hold_max)
         self.market_ts: dict[int, int] = {}
         self.held = 0
         self._held: dict[int, list] = {}  # SymbolID -> held arrays (all untimed), arrival order
-        self._held_since: dict[int, float] = {}  # SymbolID -> monotonic time of its first held array
+        self._held_since: dict[int, int] = {}  # SymbolID -> clock monotonic ns of its first held array
         self._wall_fallback: set[int] = set()  # SymbolIDs whose hold ran out (wall clock until timed)
 
     @property
@@ -736,11 +753,18 @@ class MarketStreamDecoder:
         return self.market_ts.get(int(symbol_id), default)
 
     @property
-    def held_due(self) -> float | None:
-        """Monotonic time (s) at which the oldest hold runs out; ``None`` when nothing is held."""
+    def held_due_ns(self) -> int | None:
+        """The clock's monotonic time (int ns) at which the oldest hold runs out; ``None`` when
+        nothing is held."""
         if not self._held_since:
             return None
-        return min(self._held_since.values()) + self.hold_s
+        return min(self._held_since.values()) + self._hold_ns
+
+    @property
+    def held_due(self) -> float | None:
+        """:attr:`held_due_ns` in seconds (float); ``None`` when nothing is held."""
+        due = self.held_due_ns
+        return None if due is None else due / 1e9
 
     def expire_held(self, now_ns: int | None = None, *, force: bool = False) -> list:
         """Release the held events whose hold ran out (all of them with ``force``).
@@ -748,7 +772,8 @@ class MarketStreamDecoder:
         Parameters
         ----------
         now_ns : int, optional
-            Wall clock, ns UTC, the stamp of the released events (default ``time.time_ns()``).
+            Wall clock, ns UTC, the stamp of the released events (default: the decoder's
+            clock, :meth:`~app.core.clock.Clock.time_ns`).
         force : bool
             Release every held event, due or not.
 
@@ -759,12 +784,12 @@ class MarketStreamDecoder:
         """
         if not self._held:
             return []
-        mono = time.monotonic()
+        mono = self.clock.monotonic_ns()
         if now_ns is None or now_ns <= 0:
-            now_ns = time.time_ns()
+            now_ns = self.clock.time_ns()
         out = []
         for sid in list(self._held):
-            if force or mono - self._held_since[sid] >= self.hold_s:
+            if force or mono - self._held_since[sid] >= self._hold_ns:
                 arrs = self._held.pop(sid)
                 self._held_since.pop(sid, None)
                 e = arrs[0] if len(arrs) == 1 else np.concatenate(arrs)
@@ -823,13 +848,13 @@ class MarketStreamDecoder:
         if last is None:
             if not timed.any():
                 if sid in self._wall_fallback or self.hold_s <= 0:
-                    ts[:] = recv_ts_ns if recv_ts_ns > 0 else time.time_ns()
+                    ts[:] = recv_ts_ns if recv_ts_ns > 0 else self.clock.time_ns()
                     return [e]
                 self._held.setdefault(sid, []).append(e)
-                self._held_since.setdefault(sid, time.monotonic())
+                self._held_since.setdefault(sid, self.clock.monotonic_ns())
                 self.held += e.shape[0]
                 if sum(a.shape[0] for a in self._held[sid]) > self.hold_max:
-                    self._held_since[sid] = -float("inf")  # due now: released with the wall clock
+                    self._held_since[sid] = _DUE_NOW  # released with the wall clock at once
                     return self.expire_held(recv_ts_ns)
                 return []
             # the first market time of this SymbolID: the held events and the untimed ones

@@ -6,9 +6,18 @@ built-in replay server) and keeps it alive:
 * **Connect** -> binary ``ENCODING_REQUEST`` -> ``ENCODING_RESPONSE`` (the decoder switches to the
   granted encoding before decoding the next byte) -> ``LOGON_REQUEST`` -> ``LOGON_RESPONSE``
   (procedure of sierrachart.com ``doc/DTCMessageDocumentation.php``; reference notes section 4).
-* **Heartbeats**: one ``HEARTBEAT`` every ``heartbeat_s`` seconds; any received byte counts as
-  liveness; silence for ``2 * heartbeat_s`` resets the connection (reference notes section 9,
-  item 16).
+* **Heartbeats**: one ``HEARTBEAT`` every ``heartbeat_s`` seconds (the first one interval after
+  logon); any received byte counts as liveness; silence for ``2 * heartbeat_s`` resets the
+  connection (reference notes section 9, item 16).
+* **Protocol core**: negotiation, logon, heartbeats and their deadlines live in the sans-I/O
+  :class:`app.dtc.session.DTCSession` (role client); this class drives it with asyncio: it
+  feeds it the socket's bytes, writes what it has to send and wakes it at its next deadline.
+* **Time** comes from the ``clock`` (:mod:`app.core.clock`): the session's deadlines, the hold
+  of untimed market data, wall-clock stamps and the message rate. With a
+  :class:`~app.core.clock.ManualClock` the deadlines fall due when the test advances the
+  clock (the client is woken by the clock; when the clock is advanced on the event loop's
+  thread, the due deadlines are handled before ``advance`` returns). The TCP connect timeout,
+  request timeouts and the reconnect backoff wait in real time (asyncio).
 * **Reconnect** with exponential backoff (``backoff_initial_s`` doubling up to
   ``backoff_max_s``) and +-25 % jitter, then **resubscribe** every market subscription with its
   old SymbolID (the server answers with fresh snapshots, so the book starts with ``OP_CLEAR``).
@@ -41,17 +50,28 @@ import itertools
 import logging
 import random
 import socket
-import time
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from app.dtc import messages as M
-from app.dtc.batch import MarketStreamDecoder
-from app.dtc.codec import SUPPORTED_ENCODINGS, encode
-from app.dtc.messages import Encoding, LogonFlags, MessageType
 from app.core import events as ev
+from app.core.clock import SYSTEM_CLOCK, Clock
+from app.dtc import messages as M
+from app.dtc.codec import SUPPORTED_ENCODINGS
+from app.dtc.messages import Encoding, LogonFlags, MessageType
+from app.dtc.session import (
+    CloseCause,
+    Closed,
+    DTCSession,
+    EncodingSelected,
+    InvalidState,
+    LoggedOn,
+    LogonRefused,
+    Role,
+    State,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +86,9 @@ FLOAT_FLAGS = (LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES
                | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE)
 
 STATES = ("disconnected", "connecting", "negotiating", "logging_on", "connected", "reconnecting", "closed")
+
+#: Longest real-time wait of the deadline timer before it re-reads the clock (s).
+_TIMER_MAX_WAIT_S = 1.0
 
 
 class DTCError(Exception):
@@ -222,9 +245,12 @@ class DTCClient:
     on_state : callable(str) or None
         Called with the new :attr:`state` on every change.
     untimed_hold_s : float
-        Longest wall time (s) untimed depth/trade events of a symbol are held back waiting for
-        the connection's first market time of that symbol before they take the wall clock
-        (module docstring); ``0`` stamps them with the wall clock at once.
+        Longest time (s of the ``clock``) untimed depth/trade events of a symbol are held back
+        waiting for the connection's first market time of that symbol before they take the
+        wall clock (module docstring); ``0`` stamps them with the wall clock at once.
+    clock : Clock, optional
+        Source of time (module docstring, "Time"); default
+        :data:`~app.core.clock.SYSTEM_CLOCK`.
     """
 
     def __init__(self, host: str, port: int, *, encoding=Encoding.BINARY, client_name: str = "MIA Elite",
@@ -232,7 +258,9 @@ class DTCClient:
                  depth_float: bool = True, historical_port: int | None = None, reconnect: bool = True,
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, connect_timeout_s: float = 10.0,
                  request_timeout_s: float = 15.0, subscribe_timeout_s: float = 10.0,
-                 on_state: Callable[[str], Any] | None = None, untimed_hold_s: float = 2.0):
+                 on_state: Callable[[str], Any] | None = None, untimed_hold_s: float = 2.0,
+                 clock: Clock | None = None):
+        self.clock = SYSTEM_CLOCK if clock is None else clock
         self.host = host
         self.port = int(port)
         self.encoding = _parse_encoding(encoding)
@@ -250,7 +278,6 @@ class DTCClient:
         self.request_timeout_s = float(request_timeout_s)
         self.subscribe_timeout_s = float(subscribe_timeout_s)
         self.untimed_hold_s = float(untimed_hold_s)
-        self._hold_timer: asyncio.TimerHandle | None = None
 
         self.state = "disconnected"
         self._state_listeners: list[Callable[[str], Any]] = [on_state] if on_state else []
@@ -264,7 +291,7 @@ class DTCClient:
         self._next_symbol_id = itertools.count(1)
         self._next_request_id = itertools.count(1)
         self._next_order = itertools.count(1)
-        self._order_prefix = f"mia{int(time.time()) % 100000:05d}"
+        self._order_prefix = f"mia{self.clock.time_ns() // 1_000_000_000 % 100000:05d}"
         self._pending: dict[int, _Pending] = {}
         self._ticks: dict[int, float] = {}
         #: ClientOrderID -> latest ORDER_UPDATE
@@ -272,17 +299,19 @@ class DTCClient:
 
         self._reader = None
         self._writer = None
-        self._decoder: MarketStreamDecoder | None = None
+        #: the connection's protocol core (a new one per connection)
+        self._session: DTCSession | None = None
         self._read_task: asyncio.Task | None = None
-        self._hb_task: asyncio.Task | None = None
+        self._timer_task: asyncio.Task | None = None
+        self._timer_wake: asyncio.Event | None = None
+        self._timer_due_ns: int | None = None
         self._supervisor: asyncio.Task | None = None
         self._conn_lost: asyncio.Future | None = None
         self._enc_future: asyncio.Future | None = None
         self._logon_future: asyncio.Future | None = None
         self._closing = False
-        self._last_rx = 0.0
         self._msgs_seen_conn = 0
-        self._desync_seen = 0
+        self._dispatching = False
 
         # statistics
         self.messages_received = 0
@@ -290,7 +319,7 @@ class DTCClient:
         self.reconnects = 0
         self.connections = 0
         self.bytes_received = 0
-        self._rate_t0 = time.monotonic()
+        self._rate_t0 = self.clock.monotonic()
         self._rate_n0 = 0
         self._rate = 0.0
 
@@ -299,19 +328,19 @@ class DTCClient:
     @property
     def decode_errors(self) -> int:
         """Malformed frames seen over all connections."""
-        return self._errors_before + (self._decoder.errors if self._decoder else 0)
+        return self._errors_before + (self._session.errors if self._session else 0)
 
     @property
     def msgs_per_s(self) -> float:
         """Messages received per second over the last ~1 s window."""
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if now - self._rate_t0 > 2.0:
             return 0.0 if self.messages_received == self._rate_n0 else self._rate
         return self._rate
 
     def _count(self, n: int) -> None:
         self.messages_received += n
-        now = time.monotonic()
+        now = self.clock.monotonic()
         dt = now - self._rate_t0
         if dt >= 1.0:
             self._rate = (self.messages_received - self._rate_n0) / dt
@@ -369,7 +398,12 @@ class DTCClient:
         LogonError
             The server refused the logon.
         DTCError
-            Negotiation failed.
+            Negotiation failed (the server granted an unsupported encoding).
+        asyncio.TimeoutError
+            No ENCODING_RESPONSE, or no LOGON_RESPONSE, within ``connect_timeout_s`` of the
+            ``clock`` (each step), or no TCP connection within ``connect_timeout_s``.
+        ConnectionResetError
+            The server closed the connection during the handshake.
         """
         self._closing = False
         try:
@@ -395,66 +429,68 @@ class DTCClient:
                 pass
         self._reader, self._writer = reader, writer
         self.connections += 1
-        if self._decoder is not None:
-            self._errors_before += self._decoder.errors
-        self._decoder = MarketStreamDecoder(Encoding.BINARY, self._ticks, market_clock=True,
-                                            hold_s=self.untimed_hold_s)
+        if self._session is not None:
+            self._errors_before += self._session.errors
+        # each handshake step (ENCODING_RESPONSE, LOGON_RESPONSE) gets connect_timeout_s
+        session = self._session = DTCSession(
+            Role.CLIENT, clock=self.clock, encoding=self.encoding, heartbeat_s=self.heartbeat_s,
+            handshake_timeout_s=self.connect_timeout_s, tick_sizes=self._ticks, market_clock=True,
+            hold_s=self.untimed_hold_s)
         self._msgs_seen_conn = 0
-        self._desync_seen = 0
         self.negotiated_encoding = Encoding.BINARY
         self._conn_lost = loop.create_future()
         self._enc_future = loop.create_future()
         self._logon_future = loop.create_future()
-        self._last_rx = time.monotonic()
-        self._read_task = loop.create_task(self._read_loop(reader, self._conn_lost))
-        deadline = self.connect_timeout_s
-        # 1. encoding negotiation (always binary on the wire at connection start)
+        self._read_task = loop.create_task(self._read_loop(session, reader, self._conn_lost))
+        self._timer_task = loop.create_task(self._timer_loop(session, self._conn_lost))
+        # 1. encoding negotiation (always binary on the wire at connection start); the session
+        #    sends the LOGON_REQUEST in the granted encoding as soon as the answer is in
         self._set_state("negotiating")
-        self._write(encode(M.EncodingRequest(Encoding=int(self.encoding)), Encoding.BINARY))
-        resp = await self._await_step(self._enc_future, deadline, "ENCODING_RESPONSE")
-        granted = Encoding(resp.Encoding) if resp.Encoding in SUPPORTED_ENCODINGS else None
-        if granted is None:
-            raise DTCError(f"server answered the encoding request with unsupported encoding {resp.Encoding}")
+        flags = int(FLOAT_FLAGS) if self.depth_float else 0
+        session.initiate(M.LogonRequest(Username=self.username, Password=self._password, Integer_1=flags,
+                                        HeartbeatIntervalInSeconds=max(1, int(round(self.heartbeat_s))),
+                                        TradeAccount=self.trade_account, ClientName=self.client_name[:31]))
+        self._flush(session)
+        selected = await self._await_step(self._enc_future, "ENCODING_RESPONSE")
+        granted = selected.encoding
         if granted != self.encoding:
             log.warning("dtc: asked for %s encoding, server uses %s", self.encoding.name, granted.name)
         self.negotiated_encoding = granted
         # 2. logon
         self._set_state("logging_on")
-        flags = int(FLOAT_FLAGS) if self.depth_float else 0
-        self._send(M.LogonRequest(Username=self.username, Password=self._password, Integer_1=flags,
-                                  HeartbeatIntervalInSeconds=max(1, int(round(self.heartbeat_s))),
-                                  TradeAccount=self.trade_account, ClientName=self.client_name[:31]))
-        lr = await self._await_step(self._logon_future, deadline, "LOGON_RESPONSE")
+        lr = await self._await_step(self._logon_future, "LOGON_RESPONSE")
         if lr.Result != M.LogonStatus.LOGON_SUCCESS:
             raise LogonError(lr.Result, lr.ResultText)
         self.logon_response = lr
         self.server_name = lr.ServerName
-        self._hb_task = loop.create_task(self._heartbeat_loop(self._conn_lost))
         self._set_state("connected")
 
-    async def _await_step(self, fut, timeout, what):
+    async def _await_step(self, fut, what):
+        """Wait for one handshake step; the session's deadline bounds it (a handshake timeout
+        closes the session, which resolves the connection-lost future)."""
         lost = self._conn_lost
-        done, _ = await asyncio.wait({fut, lost}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        done, _ = await asyncio.wait({fut, lost}, return_when=asyncio.FIRST_COMPLETED)
         if fut in done:
             return fut.result()
-        if lost in done:
-            raise ConnectionResetError(f"connection closed while waiting for {what}: {lost.result()}")
-        raise asyncio.TimeoutError(f"no {what} within {timeout:.0f} s")
+        closed = self._session.closed if self._session is not None else None
+        if closed is not None and closed.cause is CloseCause.HANDSHAKE_TIMEOUT:
+            raise asyncio.TimeoutError(closed.reason)
+        if closed is not None and closed.cause is CloseCause.PROTOCOL_ERROR:
+            raise DTCError(closed.reason)
+        raise ConnectionResetError(f"connection closed while waiting for {what}: {lost.result()}")
 
     async def _drop_connection(self) -> None:
-        if self._hold_timer is not None:  # held events die with their connection's decoder
-            self._hold_timer.cancel()
-            self._hold_timer = None
-        for t in (self._hb_task, self._read_task):
+        # held untimed events die with their connection's session (its decoder)
+        for t in (self._timer_task, self._read_task):
             if t is not None and not t.done():
                 t.cancel()
-        for t in (self._hb_task, self._read_task):
+        for t in (self._timer_task, self._read_task):
             if t is not None:
                 try:
                     await asyncio.wait_for(asyncio.shield(t), 1.0)
                 except (asyncio.CancelledError, asyncio.TimeoutError, Exception):  # noqa: BLE001
                     pass
-        self._hb_task = self._read_task = None
+        self._timer_task = self._read_task = None
         w = self._writer
         self._writer = None
         if w is not None:
@@ -513,9 +549,11 @@ class DTCClient:
     async def close(self) -> None:
         """Log off, close the connection, stop reconnecting. Idempotent."""
         self._closing = True
-        if self._writer is not None and self.state == "connected":
+        s = self._session
+        if self._writer is not None and self.state == "connected" and s is not None:
             try:
-                self._send(M.Logoff(Reason="client closing"))
+                s.logoff("client closing")
+                self._flush(s)
             except Exception:  # noqa: BLE001
                 pass
         sup = self._supervisor
@@ -545,36 +583,42 @@ class DTCClient:
             raise NotConnected(f"not connected to {self.host}:{self.port} (state {self.state})")
         w.write(data)
 
+    def _flush(self, session: DTCSession) -> None:
+        """Write what ``session`` has to send (nothing when the connection is gone)."""
+        data = session.data_to_send()
+        if data and session is self._session:
+            try:
+                self._write(data)
+            except NotConnected:
+                pass
+
     def _send(self, msg) -> None:
-        self._write(encode(msg, self.negotiated_encoding))
+        s = self._session
+        w = self._writer
+        if s is None or w is None or w.is_closing():
+            raise NotConnected(f"not connected to {self.host}:{self.port} (state {self.state})")
+        try:
+            s.send(msg)
+        except InvalidState as exc:
+            raise NotConnected(f"{self.host}:{self.port}: {exc}") from None
+        w.write(s.data_to_send())
 
     def send(self, msg) -> None:
         """Send any DTC message in the negotiated encoding (raises :class:`NotConnected`)."""
         self._send(msg)
 
-    async def _read_loop(self, reader, lost: asyncio.Future) -> None:
+    async def _read_loop(self, session: DTCSession, reader, lost: asyncio.Future) -> None:
         reason = "closed by server"
         try:
-            while True:
+            while session.state is not State.CLOSED:
                 data = await reader.read(1 << 17)
                 if not data:
+                    session.receive_eof()
+                    self._process(session)
                     break
-                self._last_rx = time.monotonic()
                 self.bytes_received += len(data)
-                dec = self._decoder
-                items = dec.feed(data, time.time_ns())
-                for item in items:
-                    if isinstance(item, np.ndarray):
-                        self._dispatch_events(item)
-                    else:
-                        self._dispatch(item)
-                self._count_messages(dec)
-                if dec.held and self._hold_timer is None:
-                    self._arm_hold_timer()
-                if dec.desynced > self._desync_seen:
-                    self._desync_seen = dec.desynced
-                    reason = f"stream could not be resynchronised ({dec.last_error}); resetting the connection"
-                    break
+                session.receive_data(data)
+                self._process(session)
         except asyncio.CancelledError:
             reason = "cancelled"
             raise
@@ -587,57 +631,111 @@ class DTCClient:
             if not lost.done():
                 lost.set_result(reason)
 
-    def _arm_hold_timer(self) -> None:
-        """Release the connection's held untimed events (wall clock) when their hold runs out,
-        even if no further byte arrives (cancelled when the connection drops)."""
-        dec = self._decoder
-        due = dec.held_due if dec is not None else None
-        if due is None:
+    def _process(self, session: DTCSession) -> None:
+        """Dispatch what ``session`` decoded, write what it has to send, count its messages and
+        wake the deadline timer when the session's next deadline came closer."""
+        self._dispatching = True
+        try:
+            for item in session.events_received():
+                if isinstance(item, np.ndarray):
+                    self._dispatch_events(item)
+                elif isinstance(item, M.Message):
+                    self._dispatch(item)
+                else:
+                    self._on_session_event(session, item)
+        finally:
+            self._dispatching = False
+        self._flush(session)
+        self._count_messages(session)
+        due = session.next_deadline_ns()
+        wake = self._timer_wake
+        if wake is not None and due is not None and (self._timer_due_ns is None or due < self._timer_due_ns):
+            wake.set()
+
+    def _on_session_event(self, session: DTCSession, event) -> None:
+        if isinstance(event, EncodingSelected):
+            if self._enc_future is not None and not self._enc_future.done():
+                self._enc_future.set_result(event)
+        elif isinstance(event, (LoggedOn, LogonRefused)):
+            if self._logon_future is not None and not self._logon_future.done():
+                self._logon_future.set_result(event.response)
+        elif isinstance(event, Closed):
+            self._on_closed(session, event)
+
+    def _on_closed(self, session: DTCSession, event: Closed) -> None:
+        cause = event.cause
+        if cause is CloseCause.PEER_LOGOFF:
+            log.warning("dtc: server logged off: %s%s", event.reason,
+                        " (do not reconnect)" if event.do_not_reconnect else "")
+            reason = "logoff-no-reconnect" if event.do_not_reconnect else f"logoff: {event.reason}"
+        elif cause is CloseCause.HEARTBEAT_TIMEOUT:
+            log.warning("dtc %s:%d: %s: resetting", self.host, self.port, event.reason)
+            reason = "heartbeat timeout"
+        elif cause is CloseCause.DESYNC:
+            reason = f"{event.reason}; resetting the connection"
+        else:
+            reason = event.reason
+        lost = self._conn_lost
+        if session is self._session and lost is not None and not lost.done():
+            lost.set_result(reason)
+        if cause is CloseCause.HEARTBEAT_TIMEOUT and session is self._session and self._writer is not None:
+            self._flush(session)  # the LOGOFF, in case the peer still reads
+            self._writer.transport.abort()
+
+    async def _timer_loop(self, session: DTCSession, lost: asyncio.Future) -> None:
+        """Call the session's :meth:`~DTCSession.handle_timeouts` whenever its next deadline
+        (heartbeat, silent peer, handshake, held market data) has come; woken early by
+        :meth:`_process` and by a clock that can be moved (``add_listener``)."""
+        loop = asyncio.get_running_loop()
+        wake = self._timer_wake = asyncio.Event()
+        loop_thread = threading.get_ident()
+        clock = self.clock
+
+        def on_clock():  # a ManualClock moved: act at once on the loop's thread, else wake the timer
+            if threading.get_ident() == loop_thread and not self._dispatching and session is self._session:
+                self._run_timeouts(session)
+            else:
+                loop.call_soon_threadsafe(wake.set)
+
+        add = getattr(clock, "add_listener", None)
+        if add is not None:
+            add(on_clock)
+        try:
+            while not lost.done() and session.state is not State.CLOSED:
+                self._run_timeouts(session)
+                due = session.next_deadline_ns()
+                self._timer_due_ns = due
+                delay = _TIMER_MAX_WAIT_S
+                if due is not None:
+                    delay = min(delay, max(0.0, (due - clock.monotonic_ns()) / 1e9) + 0.0005)
+                wake.clear()
+                handle = loop.call_later(delay, wake.set)
+                try:
+                    await wake.wait()
+                finally:
+                    handle.cancel()
+        except asyncio.CancelledError:
+            pass
+        finally:
+            remove = getattr(clock, "remove_listener", None)
+            if remove is not None:
+                remove(on_clock)
+            if self._timer_wake is wake:
+                self._timer_wake = None
+                self._timer_due_ns = None
+
+    def _run_timeouts(self, session: DTCSession) -> None:
+        if session.state is State.CLOSED:
             return
+        session.handle_timeouts()
+        self._process(session)
 
-        def fire():
-            self._hold_timer = None
-            d = self._decoder
-            if d is None:
-                return
-            for arr in d.expire_held():
-                self._dispatch_events(arr)
-            if d.held:
-                self._arm_hold_timer()
-
-        delay = max(0.0, due - time.monotonic()) + 0.001
-        self._hold_timer = asyncio.get_running_loop().call_later(delay, fire)
-
-    def _count_messages(self, dec) -> None:
-        """Add the messages ``dec`` (this connection's decoder) decoded since the last call."""
-        total = dec.messages
+    def _count_messages(self, session: DTCSession) -> None:
+        """Add the messages ``session`` (this connection's) decoded since the last call."""
+        total = session.messages
         n = total - self._msgs_seen_conn
         self._msgs_seen_conn = total
         self._count(n)
-
-    async def _heartbeat_loop(self, lost: asyncio.Future) -> None:
-        hb = self.heartbeat_s
-        next_hb = time.monotonic()
-        try:
-            while not lost.done():
-                now = time.monotonic()
-                if now >= next_hb:
-                    try:
-                        self._send(M.Heartbeat(CurrentDateTime=int(time.time())))
-                    except (NotConnected, OSError):
-                        pass
-                    next_hb = now + hb
-                if now - self._last_rx > 2 * hb:
-                    log.warning("dtc %s:%d: no data for %.1f s (2 x heartbeat): resetting", self.host, self.port,
-                                now - self._last_rx)
-                    if not lost.done():
-                        lost.set_result("heartbeat timeout")
-                    if self._writer is not None:
-                        self._writer.transport.abort()
-                    return
-                await asyncio.sleep(min(hb / 4, 1.0))
-        except asyncio.CancelledError:
-            pass
 
     # ------------------------------------------------------------------ dispatch
 
@@ -679,22 +777,6 @@ class DTCClient:
             except Exception:  # noqa: BLE001
                 log.exception("dtc listener for %s failed", type(msg).__name__)
 
-    def _on_encoding_response(self, msg) -> None:
-        if self._enc_future is not None and not self._enc_future.done():
-            self._enc_future.set_result(msg)
-
-    def _on_logon_response(self, msg) -> None:
-        if self._logon_future is not None and not self._logon_future.done():
-            self._logon_future.set_result(msg)
-
-    def _on_logoff(self, msg) -> None:
-        log.warning("dtc: server logged off: %s%s", msg.Reason, " (do not reconnect)" if msg.DoNotReconnect else "")
-        if self._conn_lost is not None and not self._conn_lost.done():
-            self._conn_lost.set_result("logoff-no-reconnect" if msg.DoNotReconnect else f"logoff: {msg.Reason}")
-
-    def _on_heartbeat(self, msg) -> None:
-        pass
-
     def _on_reject(self, msg) -> None:
         sub = self.subscriptions.get(int(msg.SymbolID))
         text = msg.RejectText
@@ -726,10 +808,10 @@ class DTCClient:
         else:
             ts = 0  # 143: no timestamp
         if ts <= 0:  # untimed: the connection's market time of the symbol, else the wall clock
-            dec = self._decoder
-            ts = dec.market_time(sid, 0) if dec is not None else 0
+            s = self._session
+            ts = s.decoder.market_time(sid, 0) if s is not None else 0
             if ts <= 0:
-                ts = time.time_ns()
+                ts = self.clock.time_ns()
         rows = []
         for side, p, q in ((ev.SIDE_BID, msg.BidPrice, msg.BidQuantity), (ev.SIDE_ASK, msg.AskPrice, msg.AskQuantity)):
             if M.is_unset(float(p)):
@@ -1045,7 +1127,7 @@ class DTCClient:
         hist = DTCClient(self.host, port or self.historical_port, encoding=self.encoding,
                          client_name=self.client_name, username=self.username, password=self._password,
                          heartbeat_s=max(self.heartbeat_s, 60.0), depth_float=False, reconnect=False,
-                         connect_timeout_s=self.connect_timeout_s)
+                         connect_timeout_s=self.connect_timeout_s, clock=self.clock)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         records: list = []
@@ -1091,10 +1173,6 @@ class DTCClient:
 
 
 DTCClient._HANDLERS = {
-    int(T.ENCODING_RESPONSE): DTCClient._on_encoding_response,
-    int(T.LOGON_RESPONSE): DTCClient._on_logon_response,
-    int(T.LOGOFF): DTCClient._on_logoff,
-    int(T.HEARTBEAT): DTCClient._on_heartbeat,
     int(T.MARKET_DATA_REJECT): DTCClient._on_reject,
     int(T.MARKET_DEPTH_REJECT): DTCClient._on_reject,
     int(T.MARKET_DATA_SNAPSHOT): DTCClient._on_snapshot,

@@ -24,6 +24,8 @@ from __future__ import annotations
 import json
 import logging
 import struct
+from typing import Callable
+
 from app.dtc import messages as M
 from app.dtc.framing import MAX_BINARY_FRAME, MAX_JSON_FRAME, BinaryFramer, FrameErrors, NulFramer
 from app.dtc.messages import Encoding, Message, MessageType
@@ -340,6 +342,11 @@ class Decoder(FrameErrors):
         Client side: when an ENCODING_RESPONSE is decoded, switch :attr:`encoding` to its
         ``Encoding`` *before* decoding the bytes that follow it in the same read (the server
         answers in the old encoding and sends everything after in the new one).
+    on_encoding_request : callable(EncodingRequest) -> Encoding or None, optional
+        Server side: called once for every decoded ENCODING_REQUEST; the encoding it returns
+        (when supported and different) takes effect *before* the bytes that follow the request
+        in the same read are decoded (the client sends everything after the request in the
+        new encoding). ``None`` keeps the encoding.
     sierra_compact_order : bool
         See :func:`encode`.
 
@@ -354,12 +361,15 @@ class Decoder(FrameErrors):
     """
 
     def __init__(self, encoding: Encoding = Encoding.BINARY, *, max_frame: int | None = None,
-                 follow_encoding_response: bool = False, sierra_compact_order: bool = True):
+                 follow_encoding_response: bool = False,
+                 on_encoding_request: Callable[[Message], Encoding | None] | None = None,
+                 sierra_compact_order: bool = True):
         super().__init__("dtc decoder")
         self._max_frame = max_frame
         self.unknown = 0
         self.messages = 0
         self.follow_encoding_response = follow_encoding_response
+        self.on_encoding_request = on_encoding_request
         self.sierra_compact_order = sierra_compact_order
         self._bin = BinaryFramer(max_frame or MAX_BINARY_FRAME)
         self._nul = NulFramer(max_frame or MAX_JSON_FRAME)
@@ -442,9 +452,18 @@ class Decoder(FrameErrors):
         self.messages += len(out)
         return out
 
-    def _should_switch(self, msg) -> bool:
-        return (self.follow_encoding_response and msg.TYPE == MessageType.ENCODING_RESPONSE
-                and msg.Encoding in SUPPORTED_ENCODINGS and msg.Encoding != self._encoding)
+    def _switch_to(self, msg) -> Encoding | None:
+        """The encoding the bytes after ``msg`` (an ENCODING_REQUEST or _RESPONSE) are in, when
+        it changes; ``None`` otherwise."""
+        if msg.TYPE == MessageType.ENCODING_RESPONSE:
+            new = msg.Encoding if self.follow_encoding_response else None
+        elif self.on_encoding_request is not None:
+            new = self.on_encoding_request(msg)
+        else:
+            return None
+        if new is None or new not in SUPPORTED_ENCODINGS or new == self._encoding:
+            return None
+        return Encoding(int(new))
 
     def _feed_binary(self, data, out) -> bool:
         # framing inlined (same rules as BinaryFramer) so each message is unpacked straight
@@ -482,12 +501,14 @@ class Decoder(FrameErrors):
                 continue
             off += size
             append(msg)
-            if typ == 7 and self._should_switch(msg):  # ENCODING_RESPONSE
-                self._pending = bytes(buf[off:])
-                off = n
-                self._encoding = Encoding(msg.Encoding)
-                switched = True
-                break
+            if typ == 7 or typ == 6:  # ENCODING_RESPONSE / ENCODING_REQUEST
+                new = self._switch_to(msg)
+                if new is not None:
+                    self._pending = bytes(buf[off:])
+                    off = n
+                    self._encoding = new
+                    switched = True
+                    break
         if off:
             del buf[:off]
         return switched
@@ -516,11 +537,13 @@ class Decoder(FrameErrors):
                 self._err(f"JSON frame {fr[:60]!r}: {type(exc).__name__}: {exc}")
                 continue
             out.append(msg)
-            if msg.TYPE == MessageType.ENCODING_RESPONSE and self._should_switch(msg):
-                self._pending = b"".join(f + b"\x00" for f in frames[i + 1:]) + self._nul.buf
-                self._nul.buf = b""
-                self._encoding = Encoding(msg.Encoding)
-                return True
+            if msg.TYPE == MessageType.ENCODING_RESPONSE or msg.TYPE == MessageType.ENCODING_REQUEST:
+                new = self._switch_to(msg)
+                if new is not None:
+                    self._pending = b"".join(f + b"\x00" for f in frames[i + 1:]) + self._nul.buf
+                    self._nul.buf = b""
+                    self._encoding = new
+                    return True
         return False
 
 

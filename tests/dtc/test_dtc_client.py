@@ -14,6 +14,7 @@ from app.dtc import codec as C
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType as T
 from app.core import events as ev
+from app.core.clock import ManualClock
 
 TICK = 0.25
 
@@ -35,8 +36,10 @@ def _depth_updates(n=50):
 class FakeServer:
     """Minimal DTC server: negotiation, logon, heartbeats, sec defs, subscriptions, requests, orders."""
 
-    def __init__(self, *, grant=None, heartbeat=True, reject_symbols=("ESZ5-REJECT",), depth_type=140):
+    def __init__(self, *, grant=None, heartbeat=True, reject_symbols=("ESZ5-REJECT",), depth_type=140,
+                 untimed_depth_only=False):
         self.grant = grant
+        self.untimed_depth_only = untimed_depth_only
         self.send_heartbeats = heartbeat
         self.reject_symbols = set(reject_symbols)
         self.depth_type = depth_type
@@ -106,6 +109,8 @@ class FakeServer:
                             send(M.MarketDataSnapshot(SymbolID=m.SymbolID, BidPrice=4810.0, AskPrice=4810.25))
                             send(M.MarketDataUpdateBidAsk(SymbolID=m.SymbolID, BidPrice=4810.0, BidQuantity=5,
                                                           AskPrice=4810.25, AskQuantity=7, DateTime=1_700_000_000))
+                    elif t == T.MARKET_DEPTH_REQUEST and m.RequestAction == 1 and self.untimed_depth_only:
+                        writer.write(B.encode_depth_batch(_depth_updates(), TICK, m.SymbolID, enc, msg_type=141))
                     elif t == T.MARKET_DEPTH_REQUEST and m.RequestAction == 1 and m.Symbol not in self.reject_symbols:
                         sid = m.SymbolID
                         writer.write(B.encode_depth_batch(_depth_snapshot(), TICK, sid, enc, msg_type=122))
@@ -154,6 +159,15 @@ def run(coro, timeout=30):
     return asyncio.run(asyncio.wait_for(coro, timeout))
 
 
+async def until(pred, timeout=5.0):
+    """Poll ``pred`` until it holds (bounded): for bytes a real socket must still deliver."""
+    for _ in range(int(timeout / 0.01)):
+        if pred():
+            return True
+        await asyncio.sleep(0.01)
+    return pred()
+
+
 @pytest.mark.parametrize("enc", [Encoding.BINARY, Encoding.JSON, Encoding.JSON_COMPACT])
 def test_connect_subscribe_and_requests(enc):
     async def main():
@@ -172,10 +186,7 @@ def test_connect_subscribe_and_requests(enc):
             batches = []
             sub = await cl.subscribe_market("ESZ5", depth=True, on_events=batches.append)
             assert sub.tick_size == TICK
-            for _ in range(100):
-                if sum(len(b) for b in batches) >= 6 + 1 + 50 + 1 + 2:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: sum(len(b) for b in batches) >= 6 + 1 + 50 + 1 + 2, 2.0)
             allev = np.concatenate(batches)
             depth = allev[allev["kind"] == ev.KIND_DEPTH]
             assert depth[0]["op"] == ev.OP_CLEAR  # snapshot starts with a clear
@@ -278,19 +289,16 @@ def test_reconnect_and_resubscribe_after_drop():
             await cl.connect()
             sub = await cl.subscribe_market("ESZ5", on_events=batches.append)
             srv.drop_all()
-            for _ in range(200):
-                if srv.connections >= 2 and len([r for r in srv.subscribe_requests if r[0] == "ESZ5"]) >= 2 \
-                        and cl.state == "connected":
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: srv.connections >= 2 and cl.state == "connected"
+                        and len([r for r in srv.subscribe_requests if r[0] == "ESZ5"]) >= 2, 4.0)
             assert "reconnecting" in states and cl.state == "connected" and cl.reconnects == 1
             subs = [r for r in srv.subscribe_requests if r[0] == "ESZ5"]
             assert len(subs) == 2 and subs[0][1] == subs[1][1] == sub.symbol_id  # same SymbolID
-            for _ in range(100):
-                clears = sum(int((b["op"] == ev.OP_CLEAR).sum()) for b in batches)
-                if clears >= 2:
-                    break
-                await asyncio.sleep(0.02)
+            def n_clears():
+                return sum(int((b["op"] == ev.OP_CLEAR).sum()) for b in batches)
+
+            await until(lambda: n_clears() >= 2, 2.0)
+            clears = n_clears()
             assert clears == 2  # the resubscription starts again from a snapshot
         finally:
             await cl.close()
@@ -300,20 +308,55 @@ def test_reconnect_and_resubscribe_after_drop():
 
 
 def test_heartbeat_silence_triggers_reconnect():
+    """The heartbeat and the silent-peer deadline follow the client's clock: a ManualClock
+    moved by 2 x the interval resets the connection, 1.98 x does not."""
     async def main():
         srv = FakeServer(heartbeat=False)
         await srv.start()
-        cl = CL.DTCClient("127.0.0.1", srv.port, heartbeat_s=0.3, backoff_initial_s=0.05)
+        clock = ManualClock()
+        cl = CL.DTCClient("127.0.0.1", srv.port, heartbeat_s=5, backoff_initial_s=0.05, clock=clock)
         try:
             await cl.connect()
-            hb_sent = 0
-            for _ in range(150):
-                hb_sent = sum(1 for m in srv.received if m.TYPE == T.HEARTBEAT)
-                if srv.connections >= 2:
-                    break
-                await asyncio.sleep(0.02)
+            clock.advance(5.0)  # a heartbeat is due one interval after logon
+            await until(lambda: any(m.TYPE == T.HEARTBEAT for m in srv.received))
+            clock.advance(4.9)  # 9.9 s of silence: still alive
+            assert cl.state == "connected" and srv.connections == 1
+            clock.advance(0.1)  # 10 s = 2 x heartbeat: reset, reconnect after the backoff
+            await until(lambda: srv.connections >= 2)
+            hb_sent = sum(1 for m in srv.received if m.TYPE == T.HEARTBEAT)
             assert hb_sent >= 1  # the client sends heartbeats
             assert srv.connections >= 2  # silence of 2x interval made it reconnect
+            assert [m.Reason for m in srv.received if m.TYPE == T.LOGOFF][:1] == \
+                ["no data for 10.0 s (2 x heartbeat 5 s)"]
+        finally:
+            await cl.close()
+            await srv.stop()
+
+    run(main())
+
+
+def test_held_untimed_depth_is_released_when_the_clock_passes_the_hold():
+    """Untimed depth (141) before any market time is held; with no further byte arriving, the
+    client releases it as soon as its ManualClock passes ``untimed_hold_s``, stamped with the
+    clock's wall time (handled before ``advance`` returns, on the event loop's thread)."""
+    async def main():
+        srv = FakeServer(untimed_depth_only=True)
+        await srv.start()
+        clock = ManualClock()
+        cl = CL.DTCClient("127.0.0.1", srv.port, heartbeat_s=5, untimed_hold_s=2.0, clock=clock)
+        batches = []
+        try:
+            await cl.connect()
+            await cl.subscribe_market("ESZ5", on_events=batches.append)
+            await cl.trade_accounts()  # answered after the depth bytes: they are in, and held
+            depth = lambda: [b for b in batches if (b["kind"] == ev.KIND_DEPTH).any()]  # noqa: E731
+            assert depth() == []
+            clock.advance(1.99)
+            assert depth() == []
+            clock.advance(0.01)
+            (arr,) = depth()
+            assert len(arr) == 50 and (arr["ts"] == clock.time_ns()).all()
+            assert np.array_equal(arr["price"], _depth_updates()["price"])
         finally:
             await cl.close()
             await srv.stop()
@@ -363,10 +406,7 @@ def test_garbage_from_server_is_counted_not_raised():
             await cl.connect()
             w = srv.writers[-1]
             w.write(b'{"Type":3,"F":["bad"]}\x00{nonsense\x00')
-            for _ in range(100):
-                if cl.decode_errors >= 2:
-                    break
-                await asyncio.sleep(0.02)
+            await until(lambda: cl.decode_errors >= 2, 2.0)
             assert cl.decode_errors == 2 and cl.state == "connected"
         finally:
             await cl.close()
@@ -429,6 +469,32 @@ def test_no_security_definition_still_surfaces_the_market_data_reject():
                 await cl.subscribe_market("NODEF")
             sub = await cl.subscribe_market("NODEF", tick_size=0.25)  # explicit tick works
             assert sub.tick_size == 0.25
+        finally:
+            await cl.close()
+            await srv.stop()
+
+    run(main())
+
+
+def test_handshake_deadline_follows_the_clock():
+    """A server that never answers the ENCODING_REQUEST: connect raises TimeoutError once the
+    client's clock has passed connect_timeout_s (and not before)."""
+    async def main():
+        srv = FakeServer()
+        srv.silent = True
+        await srv.start()
+        clock = ManualClock()
+        cl = CL.DTCClient("127.0.0.1", srv.port, connect_timeout_s=3, reconnect=False, clock=clock)
+        try:
+            task = asyncio.ensure_future(cl.connect())
+            assert await until(lambda: any(m.TYPE == T.ENCODING_REQUEST for m in srv.received))
+            clock.advance(2.9)
+            await asyncio.sleep(0)  # let the connect task run: it must still wait
+            assert not task.done() and cl.state == "negotiating"
+            clock.advance(0.1)
+            with pytest.raises(asyncio.TimeoutError, match="no ENCODING_RESPONSE within 3 s"):
+                await asyncio.wait_for(task, 5)
+            assert cl.state == "disconnected"
         finally:
             await cl.close()
             await srv.stop()

@@ -117,6 +117,9 @@ def test_reconnect_and_resubscribe_when_server_drops_mid_stream(es_rec, ref_book
             if how == "server-restarted":
                 await asyncio.wait_for(restarted.wait(), 10)
             live = state["srv"]
+            # the answer comes after the server handled the resubscription sent before it (the
+            # check used to race the server's read of it)
+            await cl.trade_accounts()
             # resubscribed with the same SymbolID on the new connection
             conns = list(live.conns.values())
             assert conns and all(c.depth_subs.get(es_rec.instrument.symbol) == sub.symbol_id for c in conns)

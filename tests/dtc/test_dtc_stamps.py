@@ -18,6 +18,7 @@ import pytest
 
 import app.dtc.client as client_mod
 from app.dtc import batch as B
+from app.core.clock import ManualClock
 from app.dtc.client import DTCClient
 from app.dtc.messages import Encoding, LogonFlags
 from app.sim.server import DTCServer
@@ -93,10 +94,14 @@ def test_untimed_events_before_any_market_time_fall_back_to_the_wall_clock_after
     tick = es_rec.instrument.tick_size
     dep = es_rec.events[(es_rec.events["kind"] == ev.KIND_DEPTH) & (es_rec.events["op"] == ev.OP_SET)][:50]
     data = B.encode_depth_batch(dep, tick, 3, Encoding.BINARY, msg_type=141)
-    sd = B.MarketStreamDecoder(Encoding.BINARY, {3: tick}, market_clock=True, hold_s=0.05)
-    assert sd.feed(data, time.time_ns()) == [] and sd.held == 50 and sd.held_due is not None
-    time.sleep(0.06)
-    now = time.time_ns()
+    clock = ManualClock()
+    sd = B.MarketStreamDecoder(Encoding.BINARY, {3: tick}, market_clock=True, hold_s=0.05, clock=clock)
+    assert sd.feed(data, clock.time_ns()) == [] and sd.held == 50 and sd.held_due is not None
+    assert sd.held_due_ns == clock.monotonic_ns() + 50_000_000
+    clock.advance(0.049)
+    assert sd.expire_held() == [] and sd.held == 50  # the hold has not run out yet
+    clock.advance(0.011)
+    now = clock.time_ns()
     (out,) = sd.expire_held(now)
     assert len(out) == 50 and (out["ts"] == now).all() and sd.held == 0
     # still no market time: further untimed events take the receive time at once
