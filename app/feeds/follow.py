@@ -378,9 +378,9 @@ class SierraFollower:
         self._follow_depth = depth
         self._depth: _Tail | None = None
         self._depth_date: _dt.date | None = None
-        self._last_listing = -1e9
+        self._last_listing: int | None = None  # clock ns of the last directory listing
         self._pending = b""  # raw records of an unfinished depth batch
-        self._pending_since = 0.0
+        self._pending_since = 0  # clock ns when the held batch started
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -415,10 +415,11 @@ class SierraFollower:
         At start (first listing) the newest day file; after that the oldest file dated after the
         current one (so files created while the follower was busy are never skipped).
         """
-        now = self.clock.monotonic()
-        if not force and now - self._last_listing < self.rollover_check_s:
+        now = self.clock.monotonic_ns()
+        last = self._last_listing
+        if not force and last is not None and now - last < self.rollover_check_s * 1e9:
             return None
-        first = self._last_listing < 0
+        first = self._last_listing is None
         self._last_listing = now
         files = self._depth_files()
         if not files:
@@ -462,7 +463,7 @@ class SierraFollower:
         ends = np.flatnonzero(recs["flags"] & FLAG_END_OF_BATCH)
         cut = int(ends[-1]) + 1 if len(ends) else 0
         if cut < len(recs) and (cut > 0 or not self._pending):
-            self._pending_since = self.clock.monotonic()
+            self._pending_since = self.clock.monotonic_ns()
         self._pending = bytes(buf[cut * DEPTH_RECORD_SIZE:])
         if cut:
             self.counters["depth_batches"] += len(ends)
@@ -471,7 +472,7 @@ class SierraFollower:
 
     def _flush_pending(self, force: bool = False) -> None:
         """Deliver an unfinished batch held longer than ``batch_hold_s`` (or at once with ``force``)."""
-        if self._pending and (force or self.clock.monotonic() - self._pending_since > self.batch_hold_s):
+        if self._pending and (force or self.clock.monotonic_ns() - self._pending_since > round(self.batch_hold_s * 1e9)):
             recs = depth_records_from_bytes(self._pending)
             log.debug("delivering an unfinished depth batch of %d records", len(recs))
             self._pending = b""
@@ -480,7 +481,7 @@ class SierraFollower:
 
     def _poll_depth(self) -> None:
         if self._depth is None:
-            nf = self._newer_depth_file(force=self._last_listing < 0)
+            nf = self._newer_depth_file(force=self._last_listing is None)
             if nf is None:
                 return
             self._depth_date, path = nf
