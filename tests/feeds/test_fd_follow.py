@@ -138,7 +138,7 @@ def test_writer_process_uneven_chunks_and_day_roll(es, tmp_path):
         (str(p2), d_head + day2.tobytes()),
     ]
     got: list[np.ndarray] = []
-    fol = SierraFollower(data, SYM, inst, lambda b: got.append(b.copy()), poll_s=0.01,
+    fol = SierraFollower(data, SYM, inst, lambda b: got.append(b.copy()), poll_s=0.002,
                          rollover_check_s=0.02, batch_hold_s=30.0)
     fol.start()
     ctx = mp.get_context("spawn")
