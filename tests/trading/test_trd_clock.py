@@ -1,6 +1,7 @@
 """The trading session and the kill switch on a ManualClock: the automatic triggers fire exactly
 when the clock passes their limit and not before, the kill switch gives up only when the clock
-passes its verify deadline, the trading day follows the clock. No test here sleeps."""
+passes its verify deadline, the trading day follows the clock. No fixed sleeps: time passes
+only when a test advances the clock (real-time waits are bounded polls for the event loop)."""
 
 from __future__ import annotations
 
