@@ -57,12 +57,12 @@ import logging
 import os
 import sys
 import threading
-import time
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.feeds.depthfile import (
     DEPTH_HEADER_SIZE,
     DEPTH_RECORD_SIZE,
@@ -331,6 +331,12 @@ class SierraFollower:
         Written into every delivered event's ``symbol_id``.
     size_multiplier : float
         Stored quantity / size_multiplier = size (1 for futures).
+    clock : app.core.clock.Clock
+        Monotonic clock of the timing rules: ``batch_hold_s``, ``rollover_check_s`` and the
+        poll schedule of :meth:`run` / :meth:`start` (default the system clock). The loops'
+        real waits are never longer than ``poll_s``, so with a
+        :class:`~app.core.clock.ManualClock` they still poll every ``poll_s`` of real time
+        while the hold and the listing interval follow the manual clock.
 
     Attributes
     ----------
@@ -346,9 +352,11 @@ class SierraFollower:
                  on_events: Callable[[np.ndarray], None], poll_s: float = DEFAULT_POLL_S,
                  price_multiplier: float = 1.0, depth: bool = True, scid: bool = True,
                  scid_history: int = 0, quotes: bool = True, batch_hold_s: float = 1.0,
-                 rollover_check_s: float = 0.25, symbol_id: int = 0, size_multiplier: float = 1.0):
+                 rollover_check_s: float = 0.25, symbol_id: int = 0, size_multiplier: float = 1.0,
+                 clock: Clock = SYSTEM_CLOCK):
         if poll_s <= 0:
             raise ValueError(f"poll_s must be > 0, got {poll_s}")
+        self.clock = clock
         self.data_dir = Path(data_dir)
         self.depth_dir = self.data_dir / "MarketDepthData"
         self.symbol = symbol
@@ -370,9 +378,9 @@ class SierraFollower:
         self._follow_depth = depth
         self._depth: _Tail | None = None
         self._depth_date: _dt.date | None = None
-        self._last_listing = -1e9
+        self._last_listing: int | None = None  # clock ns of the last directory listing
         self._pending = b""  # raw records of an unfinished depth batch
-        self._pending_since = 0.0
+        self._pending_since = 0  # clock ns when the held batch started
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
@@ -407,10 +415,11 @@ class SierraFollower:
         At start (first listing) the newest day file; after that the oldest file dated after the
         current one (so files created while the follower was busy are never skipped).
         """
-        now = time.monotonic()
-        if not force and now - self._last_listing < self.rollover_check_s:
+        now = self.clock.monotonic_ns()
+        last = self._last_listing
+        if not force and last is not None and now - last < self.rollover_check_s * 1e9:
             return None
-        first = self._last_listing < 0
+        first = self._last_listing is None
         self._last_listing = now
         files = self._depth_files()
         if not files:
@@ -454,7 +463,7 @@ class SierraFollower:
         ends = np.flatnonzero(recs["flags"] & FLAG_END_OF_BATCH)
         cut = int(ends[-1]) + 1 if len(ends) else 0
         if cut < len(recs) and (cut > 0 or not self._pending):
-            self._pending_since = time.monotonic()
+            self._pending_since = self.clock.monotonic_ns()
         self._pending = bytes(buf[cut * DEPTH_RECORD_SIZE:])
         if cut:
             self.counters["depth_batches"] += len(ends)
@@ -463,7 +472,7 @@ class SierraFollower:
 
     def _flush_pending(self, force: bool = False) -> None:
         """Deliver an unfinished batch held longer than ``batch_hold_s`` (or at once with ``force``)."""
-        if self._pending and (force or time.monotonic() - self._pending_since > self.batch_hold_s):
+        if self._pending and (force or self.clock.monotonic_ns() - self._pending_since > round(self.batch_hold_s * 1e9)):
             recs = depth_records_from_bytes(self._pending)
             log.debug("delivering an unfinished depth batch of %d records", len(recs))
             self._pending = b""
@@ -472,7 +481,7 @@ class SierraFollower:
 
     def _poll_depth(self) -> None:
         if self._depth is None:
-            nf = self._newer_depth_file(force=self._last_listing < 0)
+            nf = self._newer_depth_file(force=self._last_listing is None)
             if nf is None:
                 return
             self._depth_date, path = nf
@@ -539,35 +548,37 @@ class SierraFollower:
 
     # ------------------------------------------------------------------ loops
 
+    def _next_delay(self, t0: float, k: int) -> tuple[float, int]:
+        """Real seconds to wait before poll ``k`` of a schedule started at ``t0`` (clock s), and
+        the poll number: missed polls are skipped; never more than ``poll_s``."""
+        now = self.clock.monotonic()
+        delay = t0 + k * self.poll_s - now
+        if delay < 0:  # fell behind: skip missed ticks
+            k = int((now - t0) / self.poll_s) + 1
+            delay = t0 + k * self.poll_s - now
+        return min(self.poll_s, max(0.0, delay)), k
+
     async def run(self) -> None:
         """Poll until :meth:`stop` (coroutine for asyncio/qasync); files closed at the end."""
         self._stop.clear()
-        t0 = time.monotonic()
+        t0 = self.clock.monotonic()
         k = 0
         try:
             while not self._stop.is_set():
                 self.poll_once()
-                k += 1
-                delay = t0 + k * self.poll_s - time.monotonic()
-                if delay < 0:  # fell behind: skip missed ticks
-                    k = int((time.monotonic() - t0) / self.poll_s) + 1
-                    delay = t0 + k * self.poll_s - time.monotonic()
-                await asyncio.sleep(max(0.0, delay))
+                delay, k = self._next_delay(t0, k + 1)
+                await asyncio.sleep(delay)
         finally:
             self.close()
 
     def _thread_main(self) -> None:
-        t0 = time.monotonic()
+        t0 = self.clock.monotonic()
         k = 0
         try:
             while not self._stop.is_set():
                 self.poll_once()
-                k += 1
-                delay = t0 + k * self.poll_s - time.monotonic()
-                if delay < 0:
-                    k = int((time.monotonic() - t0) / self.poll_s) + 1
-                    delay = t0 + k * self.poll_s - time.monotonic()
-                self._stop.wait(max(0.0, delay))
+                delay, k = self._next_delay(t0, k + 1)
+                self._stop.wait(delay)
         finally:
             self.close()
 

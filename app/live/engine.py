@@ -12,11 +12,15 @@ runs at every multiple of ``engine.analysis_interval_ms`` that the stream crosse
 exactly the events stamped before it. Intervals with no event are skipped (nothing changed).
 So a replay at maximum speed, a replay at 1x and the synchronous path give the same steps and
 the same signals for the same input, whatever the batch sizes. Frames are published to the GUI
-at most every ``publish_interval_s`` of wall time (the GUI shows the newest anyway) and at once
-when a step produced a signal. A changed state is never held longer than that: when the queue runs
-dry the worker waits for the next batch only until the next publish is due (last publish +
-``publish_interval_s``), then publishes; when that time has already passed it publishes at once.
-(An idle worker with nothing new waits on the queue; :meth:`stop` wakes it.)
+at most every ``publish_interval_s`` of the engine's monotonic clock (``clock``, the system
+clock by default; the GUI shows the newest anyway) and at once when a step produced a signal.
+A changed state is never held longer than that: when the queue runs dry the worker waits for
+the next batch only until the next publish is due (last publish + ``publish_interval_s``), then
+publishes; when that time has already passed it publishes at once.
+(An idle worker with nothing new waits on the queue; :meth:`stop` wakes it.) The worker's
+waits on the queue are real time; with a clock that has ``add_listener``
+(:class:`~app.core.clock.ManualClock`) every move of the clock wakes the worker, which then
+re-reads the clock, so a test decides exactly when a publish is due.
 
 Errors
 ------
@@ -46,6 +50,7 @@ from typing import Callable
 import numpy as np
 
 from app.analysis.frame import AnalysisFrame
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import EVENT_DTYPE, Instrument
 
 log = logging.getLogger(__name__)
@@ -61,6 +66,7 @@ ENGINE_DEFAULTS = {
 STATES = ("idle", "compiling", "running", "stopped", "error")
 
 _STOP = object()
+_WAKE = object()  # put on the queue when an injected clock moved: re-read it (ManualClock)
 
 #: Longest single wait on the queue when nothing is waiting to be published (s); a stop request
 #: wakes the worker at once through the queue, so this only bounds a lost wake-up.
@@ -119,6 +125,10 @@ class AnalysisEngine:
     analyzers : object, optional
         Use this analyzer facade (``step(view) -> StepResult``) instead of building
         ``app.analysis.analyzers.Analyzers`` (tests).
+    clock : app.core.clock.Clock, optional
+        Monotonic clock of the publish timing and of ``events_per_s`` (default the system
+        clock). Step and frame timings (``frame.timings``) stay CPU measurements
+        (``time.perf_counter``).
 
     Attributes
     ----------
@@ -164,6 +174,7 @@ class AnalysisEngine:
         window_cols: int = 1500,
         publish_interval_s: float = 0.05,
         analyzers=None,
+        clock: Clock = SYSTEM_CLOCK,
     ):
         from app.market.model import MarketModel  # imports numba kernels (cache set up there)
 
@@ -189,7 +200,9 @@ class AnalysisEngine:
         self._own_analyzers = analyzers is None
         self.analyzers = analyzers if analyzers is not None else _make_analyzers(
             self.profile, instrument, vix_history, use_numba=use_numba)
+        self.clock = clock
         self.publish_interval_s = float(publish_interval_s)
+        self._publish_interval_ns = int(round(self.publish_interval_s * 1e9))
         self.compile_seconds = 0.0
         self.errors = 0
         self.last_error = ""
@@ -208,10 +221,10 @@ class AnalysisEngine:
         self._pending_signals: list = []
         self._seq = 0
         self._timings: dict = {}
-        self._rate_t0 = time.perf_counter()
+        self._rate_t0 = clock.monotonic_ns()
         self._rate_n0 = 0
         self._rate = 0.0
-        self._last_publish = 0.0
+        self._last_publish_ns = 0
 
     # ------------------------------------------------------------------ small helpers
     def _pget(self, key: str):
@@ -390,10 +403,10 @@ class AnalysisEngine:
         parts = self.model.frame_parts()
         res = self._last
         self._seq += 1
-        now = time.perf_counter()
+        now = self.clock.monotonic_ns()
         n = self.model.events_applied
-        if now - self._rate_t0 >= 0.5:
-            self._rate = (n - self._rate_n0) / (now - self._rate_t0)
+        if now - self._rate_t0 >= 500_000_000:
+            self._rate = (n - self._rate_n0) * 1e9 / (now - self._rate_t0)
             self._rate_t0, self._rate_n0 = now, n
         new = tuple(self._pending_signals)
         self._pending_signals = []
@@ -518,13 +531,32 @@ class AnalysisEngine:
         except Exception:
             self._report(traceback.format_exc())
             return
-        self._last_publish = time.perf_counter()
+        self._last_publish_ns = self.clock.monotonic_ns()
         try:
             self.on_frame(frame)
         except Exception:
             self._report("on_frame callback failed:\n" + traceback.format_exc())
 
+    def _wake(self) -> None:
+        """Clock listener: the clock moved, so the worker re-reads it (a due publish runs)."""
+        self._q.put(_WAKE)
+
+    def _publish_wait_s(self) -> float:
+        """Seconds until the next publish is due on :attr:`clock` (<= 0: due now)."""
+        return (self._last_publish_ns + self._publish_interval_ns - self.clock.monotonic_ns()) / 1e9
+
     def _run(self) -> None:
+        listen = getattr(self.clock, "add_listener", None)
+        if callable(listen):
+            listen(self._wake)
+        try:
+            self._work()
+        finally:
+            unlisten = getattr(self.clock, "remove_listener", None)
+            if callable(unlisten):
+                unlisten(self._wake)
+
+    def _work(self) -> None:
         try:
             self.warm_up()
         except Exception:
@@ -539,7 +571,7 @@ class AnalysisEngine:
             wait = _IDLE_WAIT_S
             if dirty:
                 # a changed state waits only until its publish is due, never a fixed poll period
-                wait = self._last_publish + self.publish_interval_s - time.perf_counter()
+                wait = self._publish_wait_s()
                 if wait <= 0.0:
                     self._publish()
                     dirty = False
@@ -550,6 +582,8 @@ class AnalysisEngine:
                 continue
             if item is _STOP:
                 break
+            if item is _WAKE:
+                continue  # the clock moved: the top of the loop re-reads it
             if isinstance(item, tuple):  # control message (live VIX, clock), in stream order
                 self._control(item)
                 dirty = True  # a clock tick closes columns and may step; a VIX level changes the gauge
@@ -565,6 +599,8 @@ class AnalysisEngine:
                 if nxt is _STOP:
                     self._stop_evt.set()
                     break
+                if nxt is _WAKE:
+                    continue
                 if isinstance(nxt, tuple):
                     ctrl = nxt  # apply after the batches queued before it
                     break
@@ -583,7 +619,7 @@ class AnalysisEngine:
             if ctrl is not None:
                 self._control(ctrl)
             dirty = True  # published below if due, else when due (top of the loop)
-            if self._pending_signals or time.perf_counter() - self._last_publish >= self.publish_interval_s:
+            if self._pending_signals or self._publish_wait_s() <= 0.0:
                 self._publish()
                 dirty = False
         if dirty:

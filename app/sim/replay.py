@@ -9,8 +9,10 @@ handed out is one or more whole segments.
 
 Time
 ----
-Replay time ``t_rec`` (ns, the recording's clock) advances as ``speed`` x wall time
-(``time.monotonic_ns``). ``speed <= 0`` or ``math.inf`` means *maximum speed*: no waiting,
+Replay time ``t_rec`` (ns, the recording's clock) advances as ``speed`` x the monotonic
+reading of the injected ``clock`` (:class:`app.core.clock.Clock`, the system clock by default;
+tests drive a :class:`~app.core.clock.ManualClock`, whose every move wakes a waiting
+:meth:`ReplayClock.stream`). ``speed <= 0`` or ``math.inf`` means *maximum speed*: no waiting,
 batches of about ``max_batch`` events, with a yield to the event loop between them. A gap in the
 recording longer than ``max_gap_s`` (in recording time) is shortened to ``max_gap_s`` (the ES
 sample has a 22-hour gap between its snapshot and the session, and quiet pre-open minutes).
@@ -22,11 +24,11 @@ from __future__ import annotations
 
 import asyncio
 import math
-import time
 from typing import AsyncIterator, Iterator
 
 import numpy as np
 
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import FLAG_BATCH_END
 from app.feeds.recording import Recording
 
@@ -61,6 +63,8 @@ class ReplayClock:
         Upper bound of events per batch (a single longer segment is still handed out whole).
     loop : bool
         Start again from the beginning after the end (``loops`` counts restarts).
+    clock : app.core.clock.Clock
+        Whose monotonic reading paces the replay (default the system clock).
 
     Attributes
     ----------
@@ -79,7 +83,9 @@ class ReplayClock:
         max_gap_s: float = 5.0,
         max_batch: int = 4096,
         loop: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
+        self.clock = clock
         self.events = recording.events if isinstance(recording, Recording) else recording
         self._ends = segment_ends(self.events) if len(self.events) else np.zeros(0, np.int64)
         self._starts_ts = self.events["ts"][np.concatenate(([0], self._ends[:-1]))] if len(self._ends) else np.zeros(0, np.int64)
@@ -98,7 +104,7 @@ class ReplayClock:
         self._resumed: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
         self._rec_anchor = int(self.events["ts"][0]) if len(self.events) else 0
-        self._wall_anchor = time.monotonic_ns()
+        self._wall_anchor = self.clock.monotonic_ns()
         self.set_speed(speed)
 
     # ---------------------------------------------------------------- control
@@ -132,11 +138,11 @@ class ReplayClock:
         """Current replay time (ns, the recording's clock)."""
         if self._paused or self.max_speed:
             return self._rec_anchor
-        return self._rec_anchor + int((time.monotonic_ns() - self._wall_anchor) * self._speed)
+        return self._rec_anchor + int((self.clock.monotonic_ns() - self._wall_anchor) * self._speed)
 
     def _rebase(self, rec_ns: int) -> None:
         self._rec_anchor = int(rec_ns)
-        self._wall_anchor = time.monotonic_ns()
+        self._wall_anchor = self.clock.monotonic_ns()
 
     def set_speed(self, speed: float) -> None:
         """Change the rate, keeping the current replay time (``<= 0`` or inf: maximum speed)."""
@@ -219,37 +225,50 @@ class ReplayClock:
             self._resumed.set()
         if self.position == 0 and len(self.events):
             self._rebase(int(self.events["ts"][0]))
-        while True:
-            if self._seg >= len(self._ends_list):
-                if not self.loop or not len(self.events):
-                    return
-                self.restart()
-            if self._paused:
-                await self._resumed.wait()
-                continue
-            if self.max_speed:
-                b = self._take(None)
+        loop = asyncio.get_running_loop()
+
+        def moved() -> None:  # the clock moved (any thread): re-read it on the loop
+            loop.call_soon_threadsafe(self._kick)
+
+        listen = getattr(self.clock, "add_listener", None)
+        if callable(listen):
+            listen(moved)
+        try:
+            while True:
+                if self._seg >= len(self._ends_list):
+                    if not self.loop or not len(self.events):
+                        return
+                    self.restart()
+                if self._paused:
+                    await self._resumed.wait()
+                    continue
+                if self.max_speed:
+                    b = self._take(None)
+                    if b is not None:
+                        self._rec_anchor = int(b["ts"][-1])
+                        yield b
+                    await asyncio.sleep(0)
+                    continue
+                now = self.replay_time_ns()
+                nxt = self._start_ts_list[self._seg]
+                if nxt > now:
+                    if nxt - now > self.max_gap_ns:
+                        self._rebase(nxt - self.max_gap_ns)
+                        now = nxt - self.max_gap_ns
+                    wait_s = min((nxt - now) / self._speed / 1e9, 0.25)
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), timeout=max(wait_s, 0.0005))
+                    except asyncio.TimeoutError:
+                        pass
+                    continue
+                b = self._take(now)
                 if b is not None:
-                    self._rec_anchor = int(b["ts"][-1])
                     yield b
-                await asyncio.sleep(0)
-                continue
-            now = self.replay_time_ns()
-            nxt = self._start_ts_list[self._seg]
-            if nxt > now:
-                if nxt - now > self.max_gap_ns:
-                    self._rebase(nxt - self.max_gap_ns)
-                    now = nxt - self.max_gap_ns
-                wait_s = min((nxt - now) / self._speed / 1e9, 0.25)
-                self._wake.clear()
-                try:
-                    await asyncio.wait_for(self._wake.wait(), timeout=max(wait_s, 0.0005))
-                except asyncio.TimeoutError:
-                    pass
-                continue
-            b = self._take(now)
-            if b is not None:
-                yield b
+        finally:
+            unlisten = getattr(self.clock, "remove_listener", None)
+            if callable(unlisten):
+                unlisten(moved)
 
 
 def first_trade_index(events: np.ndarray) -> int | None:

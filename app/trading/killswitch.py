@@ -22,10 +22,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 from enum import Enum
 
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.trading.broker import BrokerError
 from app.config.trading import UNLOCK_CONFIRM_PHRASE
 from app.core.orders import OrderStatus
@@ -91,10 +91,23 @@ class KillSwitch:
     """The kill switch of one :class:`~app.trading.session.TradingSession`.
 
     Use :meth:`engage` (async) or :meth:`trigger` (schedules it on the running loop).
+
+    Parameters
+    ----------
+    session : TradingSession
+        The session whose gate, broker and journal the switch uses.
+    poll_s : float
+        Real-time pause between two reads of the venue's reports while verifying, s.
+    clock : app.core.clock.Clock
+        Monotonic clock of the verification deadline (``kill_verify_timeout_s``), of the
+        0.5 s re-send interval and of ``KillResult.elapsed_s`` (default the system clock;
+        the session passes its own). With a :class:`~app.core.clock.ManualClock` the switch
+        gives up only when the clock has passed the deadline, however long it really took.
     """
 
     session: object
     poll_s: float = 0.05
+    clock: Clock = SYSTEM_CLOCK
     state: KillState = KillState.ARMED
     last_result: KillResult | None = None
     trigger_name: str = ""
@@ -142,7 +155,7 @@ class KillSwitch:
     async def engage(self, trigger: str = "manual") -> KillResult:
         """Lock the gate, cancel all, flatten all, verify against the venue. Never raises."""
         s = self.session
-        t0 = time.perf_counter()
+        t0 = self.clock.monotonic_ns()
         # 1. lock: from here on no opening order passes the gate
         s.gate.lock(f"kill switch: {trigger}")
         self.trigger_name = trigger
@@ -177,29 +190,33 @@ class KillSwitch:
                 error = f"flatten {sym}: {exc}"
                 log.warning("kill switch: %s", error)
         # 5. verify against the venue's own reports
-        deadline = time.monotonic() + s.settings.kill_verify_timeout_s
+        clock = self.clock
+        deadline = clock.monotonic_ns() + int(s.settings.kill_verify_timeout_s * 1e9)
         open_orders: list = []
         open_pos: list = []
-        last_resend = time.monotonic()
+        last_resend = clock.monotonic_ns()
+
+        def query_timeout() -> float:  # s: what is left of the deadline, within 0.2 .. 2 s
+            return min(2.0, max(0.2, (deadline - clock.monotonic_ns()) / 1e9))
+
         while True:
             try:
-                open_orders = await broker.query_open_orders(timeout=min(2.0, max(0.2, deadline - time.monotonic())))
-                open_pos = [p for p in await broker.query_positions(
-                    timeout=min(2.0, max(0.2, deadline - time.monotonic()))) if p.qty]
+                open_orders = await broker.query_open_orders(timeout=query_timeout())
+                open_pos = [p for p in await broker.query_positions(timeout=query_timeout()) if p.qty]
                 error = ""
             except (BrokerError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
                 error = f"cannot read the venue's reports: {exc}"
             if not error and not open_orders and not open_pos:
                 res = KillResult(KillState.VERIFIED_FLAT, trigger, (), (), cancels, flattens,
-                                 time.perf_counter() - t0)
+                                 (self.clock.monotonic_ns() - t0) / 1e9)
                 s.journal.record_kill_switch("verified_flat", trigger, {"cancels": cancels, "flattens": flattens,
                                                                          "elapsed_s": res.elapsed_s})
                 self._set(KillState.VERIFIED_FLAT, res)
                 return res
-            if time.monotonic() >= deadline:
+            if clock.monotonic_ns() >= deadline:
                 break
-            if not error and time.monotonic() - last_resend >= 0.5:
-                last_resend = time.monotonic()
+            if not error and clock.monotonic_ns() - last_resend >= 500_000_000:
+                last_resend = clock.monotonic_ns()
                 flatten_working = any(
                     (wo := broker.orders.get(ev.client_order_id)) is not None and wo.request.role == ROLE_FLATTEN
                     for ev in open_orders)
@@ -230,7 +247,7 @@ class KillSwitch:
             tuple(f"{ev.client_order_id or ev.server_order_id} {ev.state.value} "
                   f"{'BUY' if ev.side > 0 else 'SELL'} {ev.qty} {ev.symbol}" for ev in open_orders),
             tuple(f"{p.symbol} {p.qty:+d}" for p in open_pos),
-            cancels, flattens, time.perf_counter() - t0, error)
+            cancels, flattens, (self.clock.monotonic_ns() - t0) / 1e9, error)
         s.journal.record_kill_switch("failed", trigger, {"still_open": res.describe()})
         self._set(KillState.FAILED, res)
         return res

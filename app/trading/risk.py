@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from typing import NamedTuple, Sequence
 
 from app.config.trading import MODE_LIVE, TradingSettings, parse_hhmm
-from app.trading.orders import INTENT_OPEN, INTENT_REDUCE, now_ns
+from app.core.clock import SYSTEM_CLOCK, Clock
+from app.trading.orders import INTENT_OPEN, INTENT_REDUCE
 
 try:  # zoneinfo needs the tzdata package on Windows
     from zoneinfo import ZoneInfo
@@ -51,9 +52,10 @@ class OrderContext:
     consecutive_losses : int
         Losing round trips in a row (reset by a winner).
     now_ns : int
-        Wall time of the decision, ns UTC.
+        Wall time of the decision, ns UTC (0: the rules read their clock).
     last_data_ns : int
-        Wall time the last market data arrived, ns UTC (0 = never).
+        Wall time the last market data arrived, ns UTC (0 = never), from the same clock as
+        ``now_ns`` (the trading session's).
     mode : str
         ``paper``, ``sim`` or ``live``.
     live_confirmed : bool
@@ -234,11 +236,26 @@ class TradingHours(Rule):
     """Refuse outside ``start``..``end`` (``HH:MM``, local time of ``tz``; start == end: always open).
 
     A window whose end is before its start spans midnight (e.g. 17:00-16:00 for Globex).
+
+    Parameters
+    ----------
+    start, end : str
+        ``HH:MM`` local times of ``tz``.
+    tz : str
+        IANA time zone name.
+    clock : app.core.clock.Clock
+        Wall clock read when the context carries no ``now_ns`` (default the system clock).
+
+    Raises
+    ------
+    ValueError
+        A bad ``HH:MM`` text or an unknown time zone (names the setting).
     """
 
     name = "trading_hours"
 
-    def __init__(self, start: str, end: str, tz: str = "America/Chicago"):
+    def __init__(self, start: str, end: str, tz: str = "America/Chicago", clock: Clock = SYSTEM_CLOCK):
+        self.clock = clock
         self.start = parse_hhmm(start, "trading.trading_start")
         self.end = parse_hhmm(end, "trading.trading_end")
         self.start_text, self.end_text, self.tz_name = start, end, tz
@@ -253,7 +270,7 @@ class TradingHours(Rule):
     def check(self, ctx):
         if self.start == self.end:
             return self.ok(window="always")
-        t = _dt.datetime.fromtimestamp((ctx.now_ns or now_ns()) / 1e9, self.tz)
+        t = _dt.datetime.fromtimestamp((ctx.now_ns or self.clock.time_ns()) / 1e9, self.tz)
         m = t.hour * 60 + t.minute
         inside = self.start <= m < self.end if self.start < self.end else (m >= self.start or m < self.end)
         values = {"local_time": t.strftime("%H:%M"), "window": f"{self.start_text}-{self.end_text} {self.tz_name}"}
@@ -263,18 +280,31 @@ class TradingHours(Rule):
 
 
 class StaleMarketData(Rule):
-    """Refuse when the last market data is older than ``max_age_ms`` (or none arrived yet)."""
+    """Refuse when the last market data is older than ``max_age_ms`` (or none arrived yet).
+
+    The age is ``ctx.now_ns - ctx.last_data_ns`` (wall ns of one clock); an age equal to the
+    limit still passes, one nanosecond more refuses.
+
+    Parameters
+    ----------
+    max_age_ms : int
+        Oldest market data allowed, ms.
+    clock : app.core.clock.Clock
+        Wall clock read when the context carries no ``now_ns`` (default the system clock).
+    """
 
     name = "stale_market_data"
 
-    def __init__(self, max_age_ms: int):
+    def __init__(self, max_age_ms: int, clock: Clock = SYSTEM_CLOCK):
         self.max_age_ms = int(max_age_ms)
+        self.clock = clock
 
     def check(self, ctx):
         if ctx.last_data_ns <= 0:
             return self.refuse("no market data received yet", age_ms=None, limit_ms=self.max_age_ms)
-        age_ms = ((ctx.now_ns or now_ns()) - ctx.last_data_ns) / 1e6
-        if age_ms > self.max_age_ms:
+        age_ns = (ctx.now_ns or self.clock.time_ns()) - ctx.last_data_ns
+        age_ms = age_ns / 1e6
+        if age_ns > self.max_age_ms * 1_000_000:
             return self.refuse(f"market data is {age_ms:.0f} ms old, limit {self.max_age_ms} ms",
                                age_ms=round(age_ms, 1), limit_ms=self.max_age_ms)
         return self.ok(age_ms=round(age_ms, 1), limit_ms=self.max_age_ms)
@@ -319,16 +349,20 @@ class ReduceOnly(Rule):
         return self.ok(position_qty=ctx.position_qty)
 
 
-def default_rules(s: TradingSettings) -> list[Rule]:
-    """The rule set for ``s``, in the order refusals are reported."""
+def default_rules(s: TradingSettings, clock: Clock = SYSTEM_CLOCK) -> list[Rule]:
+    """The rule set for ``s``, in the order refusals are reported.
+
+    ``clock`` is the wall clock the time rules (trading hours, stale data) read when an
+    :class:`OrderContext` carries no ``now_ns``.
+    """
     return [
         KillSwitchEngaged(),
         LiveModeNotConfirmed(),
         DailyLossLimit(s.daily_loss_limit_usd),
         ConsecutiveLosses(s.max_consecutive_losses),
         MaxTradesPerDay(s.max_trades_per_day),
-        TradingHours(s.trading_start, s.trading_end, s.trading_timezone),
-        StaleMarketData(s.stale_data_ms),
+        TradingHours(s.trading_start, s.trading_end, s.trading_timezone, clock),
+        StaleMarketData(s.stale_data_ms, clock),
         MaxContractsPerOrder(s.max_contracts_per_order),
         MaxPositionContracts(s.max_position_contracts),
         MaxRiskPerTrade(s.max_risk_per_trade_usd, s.require_stop),
@@ -345,13 +379,18 @@ class RiskGate:
     journal : app.trading.journal.Journal, optional
         Where :meth:`check` records each decision (before returning it).
     rules : sequence of Rule, optional
-        Default :func:`default_rules`.
+        Default :func:`default_rules` (on ``clock``).
+    clock : app.core.clock.Clock, optional
+        Wall clock of the default rules (default the system clock; the trading session passes
+        its own).
     """
 
-    def __init__(self, settings: TradingSettings, journal=None, rules: Sequence[Rule] | None = None):
+    def __init__(self, settings: TradingSettings, journal=None, rules: Sequence[Rule] | None = None,
+                 clock: Clock = SYSTEM_CLOCK):
         self.settings = settings
         self.journal = journal
-        self.rules = list(rules) if rules is not None else default_rules(settings)
+        self.clock = clock
+        self.rules = list(rules) if rules is not None else default_rules(settings, clock)
         self._locked = False
         self.lock_reason = ""
         self._mutex = threading.Lock()

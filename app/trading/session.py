@@ -20,6 +20,7 @@ import datetime as _dt
 import logging
 from dataclasses import dataclass, field
 
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
 
 from app.trading.broker import Broker
@@ -37,7 +38,6 @@ from app.trading.orders import (
     Bracket,
     OrderRequest,
     OrderTicket,
-    now_ns,
 )
 from app.trading.pnl import PnLTracker
 from app.trading.risk import GateDecision, OrderContext, RiskGate
@@ -81,7 +81,7 @@ class RiskSnapshot:
 
 @dataclass
 class MarketState:
-    """Last market data per symbol (ticks; wall time of arrival in ns)."""
+    """Last market data per symbol (ticks; wall time of arrival in ns, read from the session's clock)."""
 
     last_data_ns: int = 0
     last_trade: int | None = None
@@ -102,22 +102,29 @@ class TradingSession:
         The traded symbol (tick size and value for risk in USD).
     mode : str, optional
         Default ``settings.mode``.
+    clock : app.core.clock.Clock, optional
+        Where the session reads "now" (default the system clock): the arrival time of market
+        data, the stale-data and disconnection triggers, the trading day, the time of every gate
+        decision (its risk gate and kill switch share it). Tests pass a
+        :class:`~app.core.clock.ManualClock`. The monitor's period (``monitor_interval_s``) is
+        real time: each tick re-reads the clock.
     """
 
     def __init__(self, broker: Broker, journal: Journal, settings: TradingSettings, instrument: Instrument,
-                 mode: str | None = None):
+                 mode: str | None = None, clock: Clock = SYSTEM_CLOCK):
+        self.clock = clock
         self.broker = broker
         self.journal = journal
         self.settings = settings
         self.instrument = instrument
         self.mode = mode or settings.mode
         self.live_confirmed = False
-        self.gate = RiskGate(settings, journal)
+        self.gate = RiskGate(settings, journal, clock=clock)
         self.pnl = PnLTracker({instrument.symbol: instrument.tick_value}, default_tick_value=instrument.tick_value)
-        self.kill = KillSwitch(self)
+        self.kill = KillSwitch(self, clock=clock)
         self.market: dict[str, MarketState] = {}
         self.trades_today = 0
-        self.day = self._trading_day(now_ns())
+        self.day = self._trading_day(self.clock.time_ns())
         self._disconnected_since: int = 0
         self._stale_since: int = 0
         self._reconcile_task: asyncio.Task | None = None
@@ -208,7 +215,7 @@ class TradingSession:
         Today's figures (realised P&L, trades, consecutive losses) restart from zero; open
         positions are carried over. Journaled as ``new_day``. Returns True when it rolled.
         """
-        day = self._trading_day(now_ns() if t_ns is None else t_ns)
+        day = self._trading_day(self.clock.time_ns() if t_ns is None else t_ns)
         if day == self.day:
             return False
         old = self.pnl
@@ -244,7 +251,7 @@ class TradingSession:
         if len(events) == 0:
             return
         m = self.market.setdefault(symbol, MarketState())
-        m.last_data_ns = now_ns()
+        m.last_data_ns = self.clock.time_ns()
         kinds = events["kind"]
         trades = events[kinds == KIND_TRADE]
         if len(trades):
@@ -267,7 +274,7 @@ class TradingSession:
     def note_quote(self, symbol: str, best_bid: int | None, best_ask: int | None, last: int | None = None) -> None:
         """Record the latest quote (ticks) when the app sees the market without event batches."""
         m = self.market.setdefault(symbol, MarketState())
-        m.last_data_ns = now_ns()
+        m.last_data_ns = self.clock.time_ns()
         if best_bid is not None and best_bid >= 0:
             m.best_bid = int(best_bid)
         if best_ask is not None and best_ask >= 0:
@@ -327,7 +334,8 @@ class TradingSession:
             symbol=sym, side=ticket.side, qty=int(ticket.qty), intent=intent, risk_usd=ticket.risk_usd,
             position_qty=self.position_qty(sym), pending_qty=int(pending),
             realized_pnl_usd=self.pnl.net_realized_usd, open_pnl_usd=self.open_pnl_usd(sym),
-            trades_today=self.trades_today, consecutive_losses=self.pnl.consecutive_losses, now_ns=now_ns(),
+            trades_today=self.trades_today, consecutive_losses=self.pnl.consecutive_losses,
+            now_ns=self.clock.time_ns(),
             last_data_ns=m.last_data_ns if m else 0, mode=self.mode, live_confirmed=self.live_confirmed,
             kill_locked=self.gate.locked)
 
@@ -454,7 +462,7 @@ class TradingSession:
             # paper execution ids restart with every engine: namespace them with the journal session
             exec_id = f"S{self.journal.session}:{ev.exec_id}" if self.broker.name == "paper" else ev.exec_id
             fill = Fill(ev.client_order_id, ev.server_order_id, exec_id, symbol, side, int(ev.fill_qty),
-                        int(ev.fill_price), ev.ts_ns or now_ns(),
+                        int(ev.fill_price), ev.ts_ns or self.clock.time_ns(),
                         commission_usd=self.settings.commission_per_contract_usd * ev.fill_qty
                         if self.broker.name == "paper" else 0.0)
             if not self.journal.has_fill(fill.exec_id):
@@ -483,7 +491,7 @@ class TradingSession:
                 if loop is not None:
                     self._reconcile_task = loop.create_task(self.reconcile())
         else:
-            self._disconnected_since = now_ns()
+            self._disconnected_since = self.clock.time_ns()
         self._changed()
 
     async def reconcile(self) -> None:
@@ -577,7 +585,7 @@ class TradingSession:
         """
         if self.kill.state != KillState.ARMED or self.kill.busy:
             return ""
-        t = now_ns() if t_ns is None else t_ns
+        t = self.clock.time_ns() if t_ns is None else t_ns
         s = self.settings
         sym = self.instrument.symbol
         exposed = self.position_qty(sym) != 0 or bool(self.broker.working_orders())

@@ -1,6 +1,7 @@
 """Live follow: a separate writer process appends .scid and .depth bytes in uneven chunks (half
 records included) and rolls to a new day file; the follower delivers every record once, whole and
-in order, and its book equals the writer's."""
+in order, and its book equals the writer's. No fixed sleeps: the writer pauses until the follower
+has polled, the test waits for conditions with a bound, and the hold timer runs on a ManualClock."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from app.feeds.depthfile import (
     events_to_depth_records,
     read_depth_events,
 )
+from app.core.clock import ManualClock
 from app.core.events import FLAG_BATCH_END, KIND_DEPTH, KIND_TRADE
 from app.feeds.follow import SierraFollower
 from app.feeds.scid import ScidHeader, best_bid_ask_at_trades, events_to_scid_records, scid_to_events
@@ -26,8 +28,13 @@ from app.feeds.scid import ScidHeader, best_bid_ask_at_trades, events_to_scid_re
 SYM = "ESH4"
 
 
-def writer_main(plan: list, seed: int) -> None:
-    """Writer process: ``plan`` = [(path, blob), ...] written in order, each in uneven chunks."""
+def writer_main(plan: list, seed: int, conn) -> None:
+    """Writer process: ``plan`` = [(path, blob), ...] written in order, each in uneven chunks.
+
+    After about a third of the chunks it tells the test (``conn``) and waits until the follower
+    has polled what is in the files (the test answers), so the follower sees half records, split
+    headers and unfinished batches at those points whatever the machine's speed.
+    """
     rnd = random.Random(seed)
     for path, blob in plan:
         with open(path, "ab") as f:
@@ -39,7 +46,38 @@ def writer_main(plan: list, seed: int) -> None:
                 f.flush()
                 i += k
                 if rnd.random() < 0.3:
-                    time.sleep(rnd.random() * 0.004)
+                    conn.send("written")
+                    if not conn.poll(30):  # bounded: a test that died does not leave us hanging
+                        raise SystemExit(3)
+                    conn.recv()
+    conn.send("done")
+
+
+def until(pred, timeout: float = 20.0) -> bool:
+    """Poll ``pred`` every 2 ms for at most ``timeout`` s of real time (a bounded wait)."""
+    end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.002)
+    return True
+
+
+async def until_async(pred, timeout: float = 20.0) -> bool:
+    """:func:`until` on an event loop."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            return False
+        await asyncio.sleep(0.002)
+    return True
+
+
+def polled_twice_more(fol):
+    """A predicate: true once the follower has begun two more polls (so one whole poll ran)."""
+    n = fol.counters["polls"]
+    return lambda: fol.counters["polls"] >= n + 2
 
 
 @pytest.fixture(scope="module")
@@ -100,22 +138,28 @@ def test_writer_process_uneven_chunks_and_day_roll(es, tmp_path):
         (str(p2), d_head + day2.tobytes()),
     ]
     got: list[np.ndarray] = []
-    fol = SierraFollower(data, SYM, inst, lambda b: got.append(b.copy()), poll_s=0.01,
+    fol = SierraFollower(data, SYM, inst, lambda b: got.append(b.copy()), poll_s=0.002,
                          rollover_check_s=0.02, batch_hold_s=30.0)
     fol.start()
-    proc = mp.get_context("spawn").Process(target=writer_main, args=(plan, 7), daemon=True)
+    ctx = mp.get_context("spawn")
+    here, there = ctx.Pipe()
+    proc = ctx.Process(target=writer_main, args=(plan, 7, there), daemon=True)
     proc.start()
+    pauses = 0
+    while True:  # answer each pause of the writer once the follower has polled the files
+        assert here.poll(60), "writer process silent for 60 s"
+        if here.recv() == "done":
+            break
+        pauses += 1
+        assert until(polled_twice_more(fol)), fol.counters
+        here.send("go")
     proc.join(60)
     assert proc.exitcode == 0, "writer process failed or timed out"
+    assert pauses > 100
     exp_depth = np.concatenate((depth_records_to_events(day1, inst), depth_records_to_events(day2, inst)))
     exp_scid = scid_to_events(srecs, inst)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        n = sum(len(b) for b in got)
-        if n >= len(exp_depth) + len(exp_scid):
-            break
-        time.sleep(0.05)
-    time.sleep(0.1)
+    assert until(lambda: sum(len(b) for b in got) >= len(exp_depth) + len(exp_scid)), fol.counters
+    assert until(polled_twice_more(fol))  # a whole poll more: nothing is delivered twice
     fol.stop()
 
     allev = np.concatenate(got)
@@ -188,7 +232,9 @@ def test_partial_header_and_batch_hold(es, tmp_path):
     p = ddir / f"{SYM}.2023-12-25.depth"
     blob = DepthHeader().to_bytes() + recs.tobytes()
     got = []
-    fol = SierraFollower(tmp_path, SYM, inst, lambda b: got.append(b.copy()), scid=False, batch_hold_s=0.05)
+    clock = ManualClock()
+    fol = SierraFollower(tmp_path, SYM, inst, lambda b: got.append(b.copy()), scid=False, batch_hold_s=0.05,
+                         clock=clock)
     with open(p, "wb") as f:
         f.write(blob[:30])  # half a header
         f.flush()
@@ -201,7 +247,9 @@ def test_partial_header_and_batch_hold(es, tmp_path):
         f.flush()
         n = fol.poll_once()
         assert n == int(ends[k]) + 1  # the unfinished batch is held back
-        time.sleep(0.08)
+        clock.advance(0.05)
+        assert fol.poll_once() == 0  # held exactly batch_hold_s: still held
+        clock.advance(ns=1)
         fol.poll_once()  # held longer than batch_hold_s: delivered anyway
         assert sum(len(b) for b in got) == mid
     fol.close()
@@ -219,10 +267,11 @@ def test_scid_starts_at_end_and_asyncio_run(es, tmp_path):
         fol = SierraFollower(tmp_path, SYM, inst, lambda b: got.append(b.copy()), depth=False, poll_s=0.01,
                              scid_history=5, quotes=False)
         task = asyncio.ensure_future(fol.run())
-        await asyncio.sleep(0.05)
+        assert await until_async(polled_twice_more(fol))  # the first poll placed it at the end
         with open(p, "ab") as f:
             f.write(srecs[50:60].tobytes() + srecs[60].tobytes()[:17])
-        await asyncio.sleep(0.1)
+        assert await until_async(lambda: sum(len(b) for b in got) >= 15 and fol.counters["partial_waits"] > 0)
+        assert await until_async(polled_twice_more(fol))  # a whole poll more: nothing else comes
         fol.stop()
         await asyncio.wait_for(task, 2)
         return fol

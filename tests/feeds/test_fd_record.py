@@ -1,14 +1,27 @@
-"""mia-elite record: from the built-in DTC server (loopback) and from a Sierra Data folder."""
+"""mia-elite record: from the built-in DTC server (loopback) and from a Sierra Data folder.
+
+No fixed sleeps: the tests wait for what the files show (bounded), and stop the recording when
+everything arrived instead of recording for a fixed time."""
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 
 import pytest
 
-from app.core.events import KIND_DEPTH, KIND_TRADE
+from app.core.events import EVENT_DTYPE, KIND_DEPTH, KIND_TRADE
+
+
+async def until(pred, timeout: float = 30.0) -> bool:
+    """Poll ``pred`` every 10 ms on the event loop for at most ``timeout`` s (a bounded wait)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        if loop.time() > end:
+            return False
+        await asyncio.sleep(0.01)
+    return True
 
 
 @pytest.fixture(scope="module")
@@ -35,10 +48,8 @@ def test_record_from_dtc_server(es, tmp_path):
         try:
             task = asyncio.ensure_future(record_dtc(f"127.0.0.1:{srv.port}", "ESH4", out, 60.0,
                                                     also=("depth", "scid"), say=lines.append, stop=stop))
-            for _ in range(300):  # the recording file appears once the subscription is answered
-                if out.exists():
-                    break
-                await asyncio.sleep(0.05)
+            # the recording file appears once the subscription is answered
+            assert await until(out.exists), lines
             t0 = time.monotonic()
             srv.resume()
             assert await srv.wait_replay_done(60)
@@ -46,14 +57,14 @@ def test_record_from_dtc_server(es, tmp_path):
             # the last batches in flight: wait until every trade is in the .scid and the
             # recording stopped growing (bounded)
             want = 56 + 40 * int((es.events["kind"] == KIND_TRADE).sum())
-            scid, last, stable = out.with_suffix(".scid"), -1, 0
-            for _ in range(300):
-                size = out.stat().st_size
-                stable = stable + 1 if size == last else 0
-                last = size
-                if scid.exists() and scid.stat().st_size >= want and stable >= 3:
-                    break
-                await asyncio.sleep(0.1)
+            scid, seen = out.with_suffix(".scid"), []
+
+            def settled() -> bool:  # every trade in the .scid and the recording the same size 3 times
+                seen.append(out.stat().st_size)
+                return scid.exists() and scid.stat().st_size >= want and len(set(seen[-3:])) == 1 \
+                    and len(seen) >= 3
+
+            await until(settled)
             stop.set()
             return await asyncio.wait_for(task, 30)
         finally:
@@ -83,11 +94,11 @@ def test_record_dtc_unreachable(tmp_path):
 
 
 def test_record_from_sierra_folder(es, tmp_path):
-    from app.feeds.depthfile import DepthHeader, events_to_depth_records
     from app.cli.record import record_sierra
+    from app.feeds.depthfile import DepthHeader, depth_records_to_events, events_to_depth_records
     from app.feeds.recording import read_recording
     from app.market.refbook import ReferenceBook
-    from app.feeds.scid import ScidHeader, events_to_scid_records
+    from app.feeds.scid import ScidHeader, events_to_scid_records, scid_to_events
 
     inst = es.instrument
     ev = es.events[:8000]
@@ -101,22 +112,37 @@ def test_record_from_sierra_folder(es, tmp_path):
     dp.write_bytes(DepthHeader().to_bytes())
     sp.write_bytes(ScidHeader().to_bytes())
 
-    def writer():
-        time.sleep(0.3)
-        with open(dp, "ab") as fd, open(sp, "ab") as fs:
-            for i in range(0, len(drecs), 997):
-                fd.write(drecs[i: i + 997].tobytes())
-                fd.flush()
-                time.sleep(0.01)
-            fs.write(srecs.tobytes())
-
-    t = threading.Thread(target=writer)
-    t.start()
     out = tmp_path / "rec.mrec"
+    n_expected = len(depth_records_to_events(drecs, inst)) + len(scid_to_events(srecs, inst))
     lines = []
-    code = asyncio.run(record_sierra(str(data), "ESH4", out, 1.5, tick_size=0.25, tick_value=12.5,
-                                     poll_s=0.02, say=lines.append))
-    t.join(10)
+
+    async def main():
+        stop = asyncio.Event()
+        task = asyncio.ensure_future(record_sierra(str(data), "ESH4", out, 60.0, tick_size=0.25, tick_value=12.5,
+                                                   poll_s=0.02, say=lines.append, stop=stop))
+        assert await until(out.exists), lines  # the recording has its header: the follower runs
+        empty = out.stat().st_size
+
+        def recorded() -> int:
+            return (out.stat().st_size - empty) // EVENT_DTYPE.itemsize
+
+        # the follower reads the .scid from its end (only new trades): write the trades only after a
+        # first depth chunk was delivered and a second one too (so the .scid was polled in between)
+        step = 997
+        with open(dp, "ab") as fd:
+            for i in range(0, len(drecs), step):
+                fd.write(drecs[i: i + step].tobytes())
+                fd.flush()
+                if i < 2 * step:
+                    before = recorded()
+                    assert await until(lambda: recorded() > before), lines
+        with open(sp, "ab") as fs:
+            fs.write(srecs.tobytes())
+        assert await until(lambda: recorded() >= n_expected), (recorded(), n_expected)
+        stop.set()
+        return await asyncio.wait_for(task, 30)
+
+    code = asyncio.run(main())
     assert code == 0, lines
     rec = read_recording(out)
     ref = ReferenceBook()

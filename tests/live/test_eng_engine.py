@@ -11,6 +11,7 @@ import pytest
 
 from app.live.engine import AnalysisEngine
 from app.analysis.frame import AnalysisFrame
+from app.core.clock import ManualClock
 from app.core.events import FLAG_BATCH_END, SIDE_ASK, SIDE_BID, OP_SET, Instrument, depth_events
 
 
@@ -290,11 +291,12 @@ def test_idle_worker_waits_only_until_the_next_publish_is_due(es):
     """A batch that arrives right after a publish is published when the interval since that
     publish has passed, without waiting for another batch or a fixed poll period: the worker's
     wait on the empty queue is the time left until the publish is due (the old loop polled every
-    50 ms and so published up to 50 ms late). With a 0.3 s interval and the batches submitted
-    right after the first frame, the worker must wait once for most of the interval."""
+    50 ms and so published up to 50 ms late). Driven by a ManualClock, so a busy machine changes
+    nothing: time passes only when the test advances the clock."""
+    clock = ManualClock()
     frames = []
     eng = AnalysisEngine(es.instrument, "production", on_frame=frames.append, analyzers=Recorder(),
-                         publish_interval_s=0.3)
+                         publish_interval_s=0.3, clock=clock)
     log = _WaitLog(eng._q)
     eng._q = log
     eng.start()
@@ -306,12 +308,35 @@ def test_idle_worker_waits_only_until_the_next_publish_is_due(es):
         for c in cuts:
             eng.submit(c)
         assert _wait(lambda: eng.model.events_applied == sum(len(c) for c in cuts))
-        # the changed state is published without any further batch arriving
-        assert _wait(lambda: len(frames) > n0 and frames[-1].events_total == eng.model.events_applied)
+        # the changed state waits the whole interval (the clock has not moved since the publish)
+        assert _wait(lambda: log.timeouts and log.timeouts[-1] == pytest.approx(0.3))
+        assert len(frames) == n0
+        clock.advance(0.1)  # wakes the worker: now it waits for what is left, 0.2 s
+        assert _wait(lambda: log.timeouts[-1] == pytest.approx(0.2))
+        assert len(frames) == n0
+        clock.advance(0.2)  # due: published without any further batch arriving
+        assert _wait(lambda: len(frames) > n0)
+        assert frames[-1].events_total == eng.model.events_applied
+        assert len(frames) == n0 + 1
     finally:
         assert eng.stop()
     waits = [t for t in log.timeouts if t is not None]
     assert len(waits) == len(log.timeouts)  # never an unbounded wait
-    # waits for a due publish: never longer than the interval; at least one for most of it
-    assert any(0.1 < t <= 0.3 for t in waits), waits
-    assert all(t <= 0.3 or t == pytest.approx(0.5) for t in waits), waits
+    # every wait is either the idle bound or exactly what was left of the interval
+    assert all(any(t == pytest.approx(a) for a in (0.5, 0.3, 0.2)) for t in waits), waits
+
+
+def test_publish_interval_follows_the_injected_clock():
+    """Synchronous view of the same rule: a publish is due exactly ``publish_interval_s`` of the
+    engine's clock after the previous one, whatever real time passed."""
+    clock = ManualClock()
+    inst = Instrument("ES", 0.25, 12.5)
+    frames = []
+    eng = AnalysisEngine(inst, "production", on_frame=frames.append, analyzers=Recorder(),
+                         publish_interval_s=0.05, clock=clock)
+    eng._publish()
+    assert len(frames) == 1 and eng._publish_wait_s() == pytest.approx(0.05)
+    clock.advance(ns=49_999_999)
+    assert eng._publish_wait_s() > 0
+    clock.advance(ns=1)
+    assert eng._publish_wait_s() == 0.0

@@ -10,6 +10,7 @@ import sys
 import numpy as np
 import pytest
 
+from app.core.clock import ManualClock
 from app.sim import replay as R
 from app.feeds.dbn import read_dbn_mbo
 from app.core.events import FLAG_BATCH_END, OP_SET, SIDE_BID, Instrument, depth_events
@@ -39,25 +40,16 @@ def test_batches_keep_depth_batch_boundaries(es_rec):
     assert clock.done and clock.progress == 1.0
 
 
-class FakeTime:
-    def __init__(self):
-        self.ns = 1_000_000_000
-
-    def __call__(self):
-        return self.ns
-
-
 def _events(ts_s):
     ts = (np.asarray(ts_s) * 1e9).astype(np.int64)
     ev = depth_events(ts, np.arange(len(ts)) + 100, 1.0, SIDE_BID, OP_SET, flags=FLAG_BATCH_END)
     return Recording(Instrument("X", 1.0, 1.0), ev)
 
 
-def test_real_time_pause_speed_and_gap(monkeypatch):
-    fake = FakeTime()
-    monkeypatch.setattr(R.time, "monotonic_ns", fake)
+def test_real_time_pause_speed_and_gap():
+    wall = ManualClock()
     rec = _events([0.0, 1.0, 2.0, 1000.0])
-    clock = R.ReplayClock(rec, speed=2.0, max_gap_s=5.0)
+    clock = R.ReplayClock(rec, speed=2.0, max_gap_s=5.0, clock=wall)
     t0 = int(rec.events["ts"][0])
     got = []
 
@@ -69,23 +61,24 @@ def test_real_time_pause_speed_and_gap(monkeypatch):
 
         got.append(await nxt())  # ts 0 is due at once
         assert clock.replay_time_ns() == t0
-        fake.ns += 400_000_000  # 0.4 s wall x2 = 0.8 s replay: ts 1.0 not due yet
+        wall.advance(ns=400_000_000)  # 0.4 s wall x2 = 0.8 s replay: ts 1.0 not due yet
         assert clock.replay_time_ns() == t0 + 800_000_000
-        fake.ns += 100_000_000  # 1.0 s replay
+        wall.advance(ns=100_000_000)  # 1.0 s replay
         got.append(await nxt())
         clock.pause()
         frozen = clock.replay_time_ns()
-        fake.ns += 10_000_000_000
+        wall.advance(ns=10_000_000_000)
         assert clock.replay_time_ns() == frozen
         clock.resume()
         clock.set_speed(1.0)
-        fake.ns += 1_000_000_000  # +1 s replay -> ts 2.0 due
+        wall.advance(ns=1_000_000_000)  # +1 s replay -> ts 2.0 due
         got.append(await nxt())
         # the 998 s gap is shortened to max_gap (5 s): after 5 s of wall time at x1 it is due
         task = asyncio.ensure_future(nxt())
-        await asyncio.sleep(0.01)
+        for _ in range(20):  # let the stream run: it waits for the clock, not for real time
+            await asyncio.sleep(0)
         assert not task.done()
-        fake.ns += 5_000_000_000
+        wall.advance(ns=5_000_000_000)
         got.append(await task)
         with pytest.raises(StopAsyncIteration):
             await nxt()

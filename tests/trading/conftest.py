@@ -1,8 +1,10 @@
-"""Fixtures of the trading tests: the real ES sample and a market feeder for sessions."""
+"""Fixtures of the trading tests: the real ES sample, a market feeder for sessions, a manual clock."""
 
 from __future__ import annotations
 
 import pytest
+
+from app.core.clock import ManualClock
 
 
 @pytest.fixture(scope="session")
@@ -39,3 +41,10 @@ class Feeder:
 @pytest.fixture
 def feeder_cls():
     return Feeder
+
+
+@pytest.fixture
+def manual_clock():
+    """A :class:`~app.core.clock.ManualClock` (2024-01-02 14:30 UTC): time moves only when the test
+    calls ``advance``, so no test sleeps to let time pass."""
+    return ManualClock()

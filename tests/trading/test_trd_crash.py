@@ -23,14 +23,6 @@ from app.trading.session import TradingSession
 CHILD = Path(__file__).with_name("trd_crash_child.py")
 
 
-async def wait_until(pred, timeout=5.0):
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not pred():
-        assert loop.time() < end, "condition not reached in time"
-        await asyncio.sleep(0.01)
-
-
 @pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
 def test_sigkill_mid_session_journal_intact_and_reconciled(es_sample, tmp_path, repo_root):
     journal_path = tmp_path / "journal.sqlite3"

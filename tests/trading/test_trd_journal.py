@@ -13,6 +13,7 @@ from app import cli
 from app.analysis.frame import PatternHit, Signal, SignalOutcome
 from app.trading import journal as J
 from app.config.trading import TradingSettings
+from app.core.clock import ManualClock
 from app.trading.journal import Journal
 from app.core.orders import OrderType
 from app.trading.orders import OrderTicket
@@ -83,12 +84,13 @@ def test_transaction_is_all_or_nothing(tmp_path):
 
 
 def _day_of_trading(rec, feeder_cls, path):
-    """Two real round trips on the paper broker + a signal with its outcome."""
+    """Two real round trips on the paper broker + a signal with its outcome (on a ManualClock: a
+    slow machine cannot make the market data look stale between two steps)."""
 
     async def go():
         s = TradingSession(PaperBroker([rec.instrument], 2.25), Journal(path),
                            TradingSettings(commission_per_contract_usd=2.25, max_consecutive_losses=10),
-                           rec.instrument)
+                           rec.instrument, clock=ManualClock())
         await s.start()
         f = feeder_cls(s, rec)
         f.advance(3000)

@@ -10,16 +10,21 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from app.config.trading import TradingSettings
+from app.core.clock import ManualClock
 from app.trading.journal import Journal
 from app.core.orders import OrderType
-from app.trading.orders import INTENT_REDUCE, OrderTicket, now_ns
+from app.trading.orders import INTENT_REDUCE, OrderTicket
 from app.trading.paper import PaperBroker
 from app.trading.risk import OrderContext, RiskGate
 from app.trading.session import TradingSession
 
 
+#: The decision time of the contexts below (wall ns): a fixed instant, not the machine's clock.
+T0 = ManualClock().time_ns()
+
+
 def ctx(**kw):
-    base = dict(symbol="ESH4", side=1, qty=1, risk_usd=100.0, now_ns=now_ns(), last_data_ns=now_ns())
+    base = dict(symbol="ESH4", side=1, qty=1, risk_usd=100.0, now_ns=T0, last_data_ns=T0)
     base.update(kw)
     return OrderContext(**base)
 
@@ -43,7 +48,7 @@ def test_all_pass_by_default():
          ["-510.00", "500.00"]),
         (dict(max_trades_per_day=5), dict(trades_today=5), "max_trades_per_day", ["5 trades today", "limit 5"]),
         (dict(max_consecutive_losses=3), dict(consecutive_losses=3), "consecutive_losses", ["3 losses", "limit 3"]),
-        (dict(stale_data_ms=1000), dict(last_data_ns=now_ns() - 3_000_000_000), "stale_market_data", ["limit 1000 ms"]),
+        (dict(stale_data_ms=1000), dict(last_data_ns=T0 - 3_000_000_000), "stale_market_data", ["limit 1000 ms"]),
         (dict(), dict(last_data_ns=0), "stale_market_data", ["no market data"]),
         (dict(mode="live"), dict(mode="live", live_confirmed=False), "live_mode_not_confirmed", ["typed confirmation"]),
         (dict(), dict(kill_locked=True), "kill_switch_engaged", ["kill switch is engaged"]),
@@ -84,11 +89,33 @@ def test_reduce_orders_pass_a_locked_gate_but_must_reduce():
     assert g.evaluate(ctx()).allowed
 
 
-def _session(rec, **settings):
+def test_stale_rule_reads_its_clock_when_the_context_has_no_time():
+    clock = ManualClock()
+    g = RiskGate(TradingSettings(stale_data_ms=1000), clock=clock)
+    fresh = ctx(now_ns=0, last_data_ns=clock.time_ns())
+    clock.advance(1.0)  # exactly the limit: still fresh
+    assert g.evaluate(fresh).allowed
+    clock.advance(ns=1)
+    d = g.evaluate(fresh)
+    assert d.rule == "stale_market_data" and "limit 1000 ms" in d.message
+
+
+def test_trading_hours_rule_reads_its_clock_when_the_context_has_no_time():
+    tz = ZoneInfo("America/Chicago")
+    clock = ManualClock(time_ns=int(dt.datetime(2024, 3, 5, 8, 29, tzinfo=tz).timestamp() * 1e9))
+    g = RiskGate(TradingSettings(trading_start="08:30", trading_end="15:00"), clock=clock)
+    c = ctx(now_ns=0, last_data_ns=clock.time_ns())
+    d = g.evaluate(c)
+    assert d.rule == "trading_hours" and "08:29" in d.message
+    clock.advance(60.0)
+    assert g.evaluate(ctx(now_ns=0, last_data_ns=clock.time_ns())).allowed
+
+
+def _session(rec, clock=None, **settings):
     inst = rec.instrument
     s = TradingSettings(**settings)
     broker = PaperBroker([inst], s.commission_per_contract_usd, s.slippage_ticks)
-    return TradingSession(broker, Journal(), s, inst)
+    return TradingSession(broker, Journal(), s, inst, clock=clock or ManualClock())
 
 
 @pytest.mark.parametrize(
@@ -97,7 +124,7 @@ def _session(rec, **settings):
         (dict(max_contracts_per_order=1), dict(qty=2), "max_contracts_per_order"),
         (dict(max_risk_per_trade_usd=50.0), dict(stop_off=8), "max_risk_per_trade"),
         (dict(max_trades_per_day=1), dict(pre_trades=1), "max_trades_per_day"),
-        (dict(stale_data_ms=1), dict(sleep=0.05), "stale_market_data"),
+        (dict(stale_data_ms=1), dict(advance_s=0.05), "stale_market_data"),
     ],
 )
 def test_rules_refuse_through_the_session_on_real_data(es_sample, feeder_cls, settings, ticket_kw, rule):
@@ -111,8 +138,7 @@ def test_rules_refuse_through_the_session_on_real_data(es_sample, feeder_cls, se
         off = ticket_kw.get("stop_off", 4)
         t = s.ticket_from_price(bid - 4, +1, qty=ticket_kw.get("qty", 1))
         t = t.with_(stop=t.entry - off)
-        if ticket_kw.get("sleep"):
-            await asyncio.sleep(ticket_kw["sleep"])
+        s.clock.advance(ticket_kw.get("advance_s", 0.0))  # time passes only when the test says so
         preview = s.preview(t)
         d = await s.confirm(t)
         assert not preview.allowed and preview.rule == rule
@@ -125,6 +151,28 @@ def test_rules_refuse_through_the_session_on_real_data(es_sample, feeder_cls, se
         st = s.journal.query("SELECT status FROM tickets WHERE id=?", (t.ticket_id,))[0][0]
         assert st == "refused"
         assert s.journal.query("SELECT COUNT(*) FROM orders")[0][0] == 0
+
+    asyncio.run(go())
+
+
+def test_stale_data_refuses_exactly_when_the_clock_passes_the_limit(es_sample, feeder_cls, manual_clock):
+    async def go():
+        s = _session(es_sample, clock=manual_clock, stale_data_ms=2000)
+        await s.start()
+        feeder_cls(s, es_sample).advance(3000)
+        t = s.ticket_from_price(s.market["ESH4"].best_bid - 4, +1)
+        assert s.market["ESH4"].last_data_ns == manual_clock.time_ns()  # arrival stamped by the session's clock
+        manual_clock.advance(1.999)
+        assert s.preview(t).allowed
+        manual_clock.advance(0.001)  # 2000 ms old: the limit itself still passes
+        assert s.preview(t).allowed
+        manual_clock.advance(ns=1)
+        d = s.preview(t)
+        assert not d.allowed and d.rule == "stale_market_data" and "limit 2000 ms" in d.message
+        assert d.context["now_ns"] == manual_clock.time_ns()  # the decision is stamped by the clock
+        feeder_cls(s, es_sample, start=3000).advance(10)  # fresh data: allowed again
+        assert s.preview(t).allowed
+        await s.stop()
 
     asyncio.run(go())
 
@@ -145,7 +193,7 @@ def test_market_ticket_risk_uses_reference_price(es_sample, feeder_cls):
 def test_live_mode_needs_the_typed_confirmation(es_sample, feeder_cls):
     async def go():
         inst = es_sample.instrument
-        s = TradingSession(PaperBroker([inst]), Journal(), TradingSettings(mode="live"), inst)
+        s = TradingSession(PaperBroker([inst]), Journal(), TradingSettings(mode="live"), inst, clock=ManualClock())
         await s.start()
         feeder_cls(s, es_sample).advance(3000)
         t = s.ticket_from_price(s.market["ESH4"].best_bid - 8, +1)

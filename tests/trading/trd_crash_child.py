@@ -2,6 +2,7 @@
 
 Usage: ``python trd_crash_child.py PORT JOURNAL_PATH``. Prints ``SENT <n>`` after each confirmed
 ticket (i.e. after its orders were journaled and written) and ``CANCEL <cid>`` after each cancel.
+The next ticket waits for the venue's acknowledgement of the previous entry (no fixed pause).
 Runs at most ~60 s (bounded) if nobody kills it.
 """
 
@@ -27,17 +28,39 @@ async def main(port: int, journal_path: str) -> int:
     client = DTCClient("127.0.0.1", port, trade_account="Sim1", heartbeat_s=5, request_timeout_s=3.0)
     broker = DtcBroker(client, [inst], "Sim1", own_client=True)
     s = TradingSession(broker, Journal(journal_path), settings, inst)
-    await s.start()
-    await client.subscribe_market("ESH4", on_events=lambda b: s.on_market("ESH4", b), tick_size=0.25)
-    print(f"SESSION {s.journal.session}", flush=True)
+    happened = asyncio.Event()  # set on every session change and every market batch
+    s.listeners.append(happened.set)
     loop = asyncio.get_running_loop()
     end = loop.time() + 60.0
-    n = 0
-    while loop.time() < end:
+
+    async def until(pred) -> bool:
+        """Wait for ``pred()``, woken by the session and the market, never past ``end``."""
+        while not pred():
+            left = end - loop.time()
+            if left <= 0:
+                return False
+            happened.clear()
+            try:
+                await asyncio.wait_for(happened.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+        return True
+
+    def on_events(b):
+        s.on_market("ESH4", b)
+        happened.set()
+
+    await s.start()
+    await client.subscribe_market("ESH4", on_events=on_events, tick_size=0.25)
+    print(f"SESSION {s.journal.session}", flush=True)
+
+    def quoted() -> bool:
         m = s.market.get("ESH4")
-        if m is None or m.best_bid is None or m.best_ask is None:
-            await asyncio.sleep(0.01)
-            continue
+        return m is not None and m.best_bid is not None and m.best_ask is not None
+
+    n = 0
+    while await until(quoted):
+        m = s.market["ESH4"]
         if n == 3:
             t = OrderTicket("ESH4", 1, 1, OrderType.MARKET, None, m.best_ask - 40, m.best_ask + 40, ref_price=m.best_ask)
         else:
@@ -48,12 +71,15 @@ async def main(port: int, journal_path: str) -> int:
             return 1
         n += 1
         print(f"SENT {n}", flush=True)
+        entry = [o for o in broker.orders.values() if o.request.role == "entry"][-1]
+        # the venue's acknowledgement (its order id, or a final state) paces the next ticket
+        if not await until(lambda: bool(entry.server_order_id) or not entry.state.working):
+            break
         if n % 3 == 0:
             entries = [o for o in broker.working_orders() if o.request.role == "entry" and o.server_order_id]
             if entries:
                 await s.cancel_order(entries[0].client_order_id)
                 print(f"CANCEL {entries[0].client_order_id}", flush=True)
-        await asyncio.sleep(0.005)
     return 0
 
 
