@@ -14,6 +14,7 @@ import faulthandler
 import logging
 import logging.handlers
 import re
+import sys
 
 from app import paths
 
@@ -33,6 +34,26 @@ class RedactFilter(logging.Filter):
 
 
 _configured = False
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Console handler that writes to whatever ``sys.stderr`` is when a record is emitted.
+
+    A plain ``StreamHandler()`` keeps the stream it was created with; when that stream is later
+    replaced and closed (a test runner's capture, a GUI that redirects stderr), every record then
+    fails with "I/O operation on closed file".
+    """
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self):  # noqa: D102 (logging's attribute)
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value) -> None:
+        pass
 
 
 class _FaultLoggingFileHandler(logging.handlers.RotatingFileHandler):
@@ -80,7 +101,7 @@ def setup_logging(level: str = "INFO", console: bool = True) -> None:
         if not faulthandler.is_enabled():
             faulthandler.enable(all_threads=True)
     if console:
-        ch = logging.StreamHandler()
+        ch = _StderrHandler()
         ch.setFormatter(logging.Formatter(_FMT))
         ch.addFilter(redact)
         root.addHandler(ch)

@@ -149,9 +149,9 @@ def _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, need_lo, need_hi, su
             return
         lo = meta[8]
         hi = meta[9]
-        for l in range(C - 1 - d, C - 1):  # columns that closed since the last call
+        for col in range(C - 1 - d, C - 1):  # columns that closed since the last call
             for sgn in (1.0, -1.0):
-                c = l if sgn > 0 else l - nI
+                c = col if sgn > 0 else col - nI
                 if nI > 0:
                     _add_col(sums, S_ICE_SELL, tsell, c, sgn, lo, hi)
                     _add_col(sums, S_ICE_BUY, tb, c, sgn, lo, hi)
@@ -159,11 +159,11 @@ def _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, need_lo, need_hi, su
                     _add_col(sums, S_ICE_HASK, ha, c, sgn, lo, hi)
                     _add_count(sums, S_ICE_NBID, hb, c, sgn, lo, hi)
                     _add_count(sums, S_ICE_NASK, ha, c, sgn, lo, hi)
-                c = l if sgn > 0 else l - nA
+                c = col if sgn > 0 else col - nA
                 if nA > 0:
                     _add_col(sums, S_ABS_SELL, tsell, c, sgn, lo, hi)
                     _add_col(sums, S_ABS_BUY, tb, c, sgn, lo, hi)
-                c = l if sgn > 0 else l - nS
+                c = col if sgn > 0 else col - nS
                 if nS > 0:
                     _add_col(sums, S_SP_SELL, tsell, c, sgn, lo, hi)
                     _add_col(sums, S_SP_BUY, tb, c, sgn, lo, hi)

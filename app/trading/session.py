@@ -18,7 +18,7 @@ from __future__ import annotations
 import asyncio
 import datetime as _dt
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument

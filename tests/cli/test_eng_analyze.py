@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 import app.core.jit  # noqa: F401  (sets numba's cache folder at collection, before any test home)
 from app.core.events import chunks

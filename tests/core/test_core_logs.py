@@ -22,3 +22,22 @@ def test_native_crash_writes_fatal_error_and_stack_to_the_log(tmp_path, repo_roo
     assert "about to crash" in log
     assert "Fatal Python error" in log and "Segmentation fault" in log
     assert 'File "<string>"' in log  # the crashing thread's stack
+
+
+def test_console_handler_follows_a_replaced_stderr(monkeypatch, capsys):
+    """A record logged after the stderr the handler saw at set-up was closed still goes out."""
+    import io
+    import logging
+
+    from app import logs
+
+    h = logs._StderrHandler()
+    h.setFormatter(logging.Formatter("%(message)s"))
+    first = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", first)
+    h.emit(logging.makeLogRecord({"msg": "one"}))
+    first.close()  # the stream seen earlier is gone (a capture that ended)
+    second = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", second)
+    h.emit(logging.makeLogRecord({"msg": "two"}))
+    assert second.getvalue() == "two\n"
