@@ -87,9 +87,9 @@ def session(qapp, tmp_path_factory):
             obs["started"] = await wait_until(lambda: window.frames_drawn > 0, TIMEOUT_S)
             # what the built-in server replays: the sample from its opening trade, headed by a
             # snapshot of the book at that point (app.sim.replay.start_at)
-            n_events = sum(int(s.clock.events.shape[0]) for s in pl.server.symbols.values())
+            n_events = sum(int(s.clock.events.shape[0]) for s in pl.source.replay.server.symbols.values())
             # the whole replay was sent, received, applied by the engine, and its last frame drawn
-            obs["replay_done"] = await pl.server.wait_replay_done(TIMEOUT_S)
+            obs["replay_done"] = await pl.source.replay.wait_replay_done(TIMEOUT_S)
             last_in = [-1]
 
             def settled():
