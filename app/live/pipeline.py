@@ -286,11 +286,16 @@ class Pipeline:
     def add_frame_listener(self, fn) -> None:
         """Call ``fn(frame)`` for every published :class:`~app.analysis.frame.AnalysisFrame`.
 
-        Called on the thread of the asyncio loop that ran :meth:`start` (the GUI thread), in
-        publish order, every frame once (unlike :attr:`slot`, which keeps only the newest), so
+        Called on the thread of the asyncio loop that ran :meth:`start` (or that runs this call;
+        the GUI thread), in publish order, every frame once (unlike :attr:`slot`, which keeps only the newest), so
         each frame's ``new_signals`` reach ``fn`` exactly once. Errors are reported as for
         :meth:`add_listener`.
         """
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # start() sets it
         if fn not in self._frame_listeners:
             self._frame_listeners.append(fn)
 

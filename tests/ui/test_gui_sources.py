@@ -115,13 +115,44 @@ def test_window_reads_sierra_chart_files(qapp, tmp_path):
         out["nonzero"] = int((img > 0).sum()) if img is not None else 0
         out["states"] = dict(w.pipeline.states)
         out["mode"] = w.mode_banner.text()
+        out["source"] = w.pipeline.source.status
+        await _trade_on_the_stream(w, inst.symbol, out)
         await _close(w)
 
     _run(qapp, main)
     assert out["ok"], (out["ladder"], (book.best_bid(), book.best_ask()))
     assert out["nonzero"] > 0
     assert "following" in out["states"].values()
+    assert out["source"].kind == "sierra_files" and out["source"].state == "following"
     assert "Sierra Chart's data files" in out["mode"]
+    # trading hears the Sierra-files stream through the pipeline's fan-out
+    assert out["market"] == (book.best_bid(), book.best_ask()), out["market"]
+    assert out["fed"]
+    assert out["filled"], "the paper market order was not filled against the Sierra-files book"
+    assert out["stale_now"] == "" and out["stale_later"] == "stale_data"
+    assert out["flat"]
+
+
+async def _trade_on_the_stream(w, sym, out):
+    """Paper fills and the stale-data rule of the window's trading session on the current source."""
+    from app.trading.killswitch import KillState
+    from app.trading.orders import MARKET, OrderTicket
+
+    out["attached"] = await _wait(lambda: w.trading is not None and w.trading.session._started, 30)
+    s = w.trading.session
+    m = s.market.get(sym)
+    out["fed"] = m is not None and m.last_data_ns > 0
+    if not out["fed"]:
+        out.update(market=None, filled=False, stale_now=None, stale_later=None, flat=False)
+        return
+    out["market"] = (m.best_bid, m.best_ask)
+    d = await s.confirm(OrderTicket(sym, 1, 1, MARKET, None, m.best_ask - 20, m.best_ask + 40, ref_price=m.best_ask))
+    out["decision"] = d.message
+    out["filled"] = await _wait(lambda: s.broker.position_qty(sym) == 1, 10)
+    # the market is fresh now; with no data for longer than stale_kill_s the kill switch fires
+    out["stale_now"] = s.check_triggers(t_ns=m.last_data_ns + 1_000_000)
+    out["stale_later"] = s.check_triggers(t_ns=m.last_data_ns + int((s.settings.stale_kill_s + 1) * 1e9))
+    out["flat"] = await _wait(lambda: s.kill.state == KillState.VERIFIED_FLAT and s.broker.position_qty(sym) == 0, 20)
 
 
 def test_dropped_connection_is_shown_with_what_to_do(qapp):
