@@ -117,7 +117,10 @@ def test_errors_of_the_server_thread_are_reported_not_swallowed():
 
     async def main():
         me = threading.get_ident()
-        rt = ReplayServerThread(_tiny_recording(), on_error=lambda text: got.append((text, threading.get_ident() == me)))
+        def on_error(text):
+            got.append((text, threading.get_ident() == me))
+
+        rt = ReplayServerThread(_tiny_recording(), on_error=on_error)
         await rt.start()
 
         def boom():
