@@ -283,3 +283,48 @@ def test_record_button_writes_a_replayable_recording(qapp):
     assert len(rec.events) > 2000
     prices = rec.events["price"][rec.events["kind"] == 2]
     assert len(prices) and (prices > 19_000).all() and (prices < 19_400).all()  # ES trades near 4,800
+
+
+def test_pause_and_speed_reach_the_replay_server_thread(qapp):
+    """The window's Pause and Speed controls go through the pipeline's source to the built-in
+    server, which runs on its own thread (not the GUI thread)."""
+    import threading
+
+    from app.ui.main_window import SPEEDS, MainWindow
+    from app.live.pipeline import PipelineConfig
+
+    out = {}
+
+    async def stats(server):
+        return server.stats["replay"]
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=10.0, profile="production"), prefs=None)
+        w.show()
+        await w.start()
+        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        rt = w.pipeline.source.replay
+        out["thread"] = rt.alive and rt.thread_ident != threading.get_ident()
+        w.act_pause.setChecked(True)
+        w._on_pause(True)
+        out["paused"] = [v["paused"] for v in (await rt.run(stats, 5.0)).values()]
+        out["label"] = w.act_pause.text()
+        out["status_paused"] = w.pipeline.source.status.paused
+        w.pipeline.throttled = True  # a flow-control release must not lift the user's pause
+        w.pipeline.poll()
+        out["still_paused"] = [v["paused"] for v in (await rt.run(stats, 5.0)).values()]
+        w.act_pause.setChecked(False)
+        w._on_pause(False)
+        idx = SPEEDS.index(100.0)
+        w.speed_combo.setCurrentIndex(idx)
+        w._on_speed_chosen(idx)
+        out["resumed"] = [(v["paused"], v["speed"]) for v in (await rt.run(stats, 5.0)).values()]
+        await _close(w)
+        out["thread_after"] = rt.alive
+
+    _run(qapp, main)
+    assert out["first"] and out["thread"]
+    assert out["paused"] == [True] and out["still_paused"] == [True] and out["status_paused"]
+    assert out["label"] == "Resume replay"
+    assert out["resumed"] == [(False, 100.0)]
+    assert not out["thread_after"]
