@@ -17,6 +17,9 @@ rate bounds the frames and its queue dominates the latency), and ``es_30x`` (the
   (``time.thread_time`` read on the GUI thread; the replay server's thread is not counted: it
   is reported as ``server_busy_share`` beside it), target < 0.6; baseline: the same share in a
   first phase of the same run with drawing switched off (socket, decode and hand-off only).
+* ``gui.<rec>.gui_cpu_ms_per_10k_events``: GUI-thread CPU milliseconds per 10,000 market events
+  received while drawing (the work per event; on a loaded machine the busy share mostly shows
+  how much CPU the thread got).
 * ``gui.<rec>.latency_p99_ms``: p99 of (paint end of the first frame that contains a depth
   batch) - (that batch's hand-over by the DTC client, right after it was read off the socket
   and decoded), target <= 25 ms; baseline: p99 of (engine publishes the frame) - (same
@@ -208,6 +211,11 @@ def bench_gui(args):
              "ratio": round(res["busy"] / res["base_busy"], 3) if res["base_busy"] else None, "target": "< 0.6",
              "server_busy_share": round(res["server_busy"], 3) if res["server_busy"] == res["server_busy"] else None,
              "load_avg_1min": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None},
+            {"name": f"{pref}.gui_cpu_ms_per_10k_events", "value": round(res["busy"] * res["wall"] * 1e3
+             / (res["events_in"] / 1e4), 2) if res["events_in"] else None, "unit": "ms", "baseline": None,
+             "ratio": None, "target": None,
+             "note": "GUI-thread CPU per 10,000 market events received (drawing included): less sensitive to "
+                     "other processes than the busy share on a loaded machine"},
             {"name": f"{pref}.latency_p99_ms", "value": round(p99, 2), "unit": "ms", "baseline": round(p99b, 2),
              "ratio": round(p99 / p99b, 3) if p99b and p99b == p99b else None, "target": "<= 25",
              "samples": int(lat_paint.size), "median_ms": round(float(np.median(lat_paint)), 2)
