@@ -1,15 +1,18 @@
-"""The live data path behind the window: source -> DTC client -> analysis engine -> newest frame.
+"""The live data path behind the window: market source -> analysis engine -> newest frame.
 
 Runs on the asyncio loop that qasync drives inside the Qt event loop (GUI thread), except the
-analysis engine, which owns its worker thread. This module imports no Qt, so it can be used and
-benchmarked headless::
+analysis engine, which owns its worker thread, and the embedded replay server, which runs on
+its own thread and loop (:mod:`app.live.sources`). This module imports no Qt, so it can be used
+and benchmarked headless::
 
-    embedded DTCServer (port 0)  --TCP-->  DTCClient.on_events(batch)  --> engine.submit(batch)
-                                                                               |
+    MarketSource (embedded replay / DTC / Sierra files)
+        --> Pipeline._on_events(batch) --> engine.submit(batch)
+                                       --> listeners (add_listener: trading)       |
     window QTimer  <--  FrameSlot.take()  <--  engine on_frame(frame) (worker thread)
+    frame listeners (add_frame_listener: the signal journal)  <--  every frame, GUI thread
 
 Per depth/trade batch the GUI thread does O(1) work here: count, remember the arrival time
-(for the latency figure), hand the batch to the engine's queue. The engine publishes immutable
+(for the latency figure), hand the batch to the engine's queue and to the listeners. The engine publishes immutable
 :class:`~app.analysis.frame.AnalysisFrame` objects; :class:`FrameSlot` keeps only the newest
 (latest wins; stale frames are dropped, counted in :attr:`FrameSlot.dropped`).
 
@@ -27,10 +30,12 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from app.core.events import KIND_DEPTH, Instrument
+from app.live.sources import PAUSE_FLOW, PAUSE_START
 
 log = logging.getLogger(__name__)
 
@@ -188,7 +193,7 @@ class LatencyTracker:
 
 
 class Pipeline:
-    """Owns the embedded server, the DTC client and the analysis engine for one window.
+    """Owns the market source, the analysis engine and the market-data fan-out for one window.
 
     Parameters
     ----------
@@ -201,18 +206,37 @@ class Pipeline:
 
     Attributes
     ----------
+    source : app.live.sources.MarketSource
+        Where the market data comes from (embedded replay, DTC server or Sierra Chart files);
+        pause, resume and replay speed go through it.
     slot : FrameSlot
     latency : LatencyTracker
     instrument : Instrument or None
-    server, client, engine : objects of the other packages (None until started)
+    recording : Recording or None
+        What the embedded replay replays (after :meth:`start`).
+    engine : AnalysisEngine or None
+        None until the source streams.
     problems : list of (level, text, action)
+
+    Notes
+    -----
+    The market-data fan-out: :meth:`add_listener` registers ``fn(batch)``, called on the GUI
+    thread for every batch of every source, after the batch was handed to the engine (trading
+    uses it for paper fills, open P&L and the stale-data rule). :meth:`add_frame_listener`
+    registers ``fn(frame)``, called on the GUI thread for every frame the engine publishes, in
+    order, none skipped (the signal journal uses it; the drawing takes only the newest frame
+    from :attr:`slot`).
     """
 
-    #: Replay flow control (embedded server only): pause above, resume at or below, batches queued.
+    #: Replay flow control (pausable sources only): pause above, resume at or below, batches queued.
     FLOW_HIGH = 4
     FLOW_LOW = 1
+    #: A failing listener is reported on its first failure and every this many after.
+    LISTENER_REPORT_EVERY = 100
 
     def __init__(self, config: PipelineConfig, on_problem=None, on_state=None):
+        from app.live.sources import make_source
+
         self.config = config
         self.on_problem = on_problem
         self.on_state = on_state
@@ -222,10 +246,7 @@ class Pipeline:
         self.recording = None
         self.vix_history = None
         self.profile = None
-        self.server = None
-        self.client = None
         self.engine = None
-        self.file_source = None
         self.recorder = None  # RecordingWriter while the window records its event stream
         self.problems: list[tuple[str, str, str]] = []
         self._worker_problems = collections.deque()
@@ -234,16 +255,74 @@ class Pipeline:
         self.events_in = 0
         self.started = False
         self.stopped = False
-        self._tasks: set[asyncio.Task] = set()
-        self.source_name = ""
         #: called on the worker thread after each published frame (the window wakes its drawing)
         self.on_frame_ready = None
-        self.subscribed = False
         self.throttled = False
         self.throttle_count = 0
         self.engine_errors = 0
-        self.user_paused = False
         self._pending_batches: list | None = []
+        self._listeners: list = []
+        self._frame_listeners: list = []
+        self._listener_errors: dict[int, int] = {}
+        self._frames_out: collections.deque = collections.deque()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.source = make_source(config, on_problem=self._problem, on_state=self._set_state)
+
+    # ------------------------------------------------------------------ fan-out
+    def add_listener(self, fn) -> None:
+        """Call ``fn(batch)`` for every market batch (EVENT_DTYPE, shape (n,)) on the GUI thread.
+
+        Every source feeds it (embedded replay, DTC, Sierra Chart files). ``fn`` must be quick;
+        an exception in it is reported (first and every :attr:`LISTENER_REPORT_EVERY`-th) and
+        does not stop the market data nor the other listeners.
+        """
+        if fn not in self._listeners:
+            self._listeners.append(fn)
+
+    def remove_listener(self, fn) -> None:
+        """Stop calling ``fn`` (no error when it was not registered)."""
+        if fn in self._listeners:
+            self._listeners.remove(fn)
+
+    def add_frame_listener(self, fn) -> None:
+        """Call ``fn(frame)`` for every published :class:`~app.analysis.frame.AnalysisFrame`.
+
+        Called on the thread of the asyncio loop that ran :meth:`start` (or that runs this call;
+        the GUI thread), in publish order, every frame once (unlike :attr:`slot`, which keeps only the newest), so
+        each frame's ``new_signals`` reach ``fn`` exactly once. Errors are reported as for
+        :meth:`add_listener`.
+        """
+        if self._loop is None:
+            try:
+                self._loop = asyncio.get_running_loop()
+            except RuntimeError:
+                pass  # start() sets it
+        if fn not in self._frame_listeners:
+            self._frame_listeners.append(fn)
+
+    def remove_frame_listener(self, fn) -> None:
+        """Stop calling ``fn`` (no error when it was not registered)."""
+        if fn in self._frame_listeners:
+            self._frame_listeners.remove(fn)
+
+    def _call_listener(self, fn, arg) -> None:
+        try:
+            fn(arg)
+        except Exception:
+            n = self._listener_errors.get(id(fn), 0) + 1
+            self._listener_errors[id(fn)] = n
+            if n == 1 or n % self.LISTENER_REPORT_EVERY == 0:
+                more = f" (failure #{n})" if n > 1 else ""
+                self._problem("error", f"A market data listener {getattr(fn, '__qualname__', fn)!s} failed{more}:\n"
+                                       f"{traceback.format_exc()}")
+
+    def _drain_frames(self) -> None:
+        """Hand queued frames to the frame listeners (GUI thread)."""
+        q = self._frames_out
+        while q:
+            frame = q.popleft()
+            for fn in list(self._frame_listeners):
+                self._call_listener(fn, frame)
 
     # ------------------------------------------------------------------ problems
     def _problem(self, level: str, text: str, action: str = "", log_it: bool = True) -> None:
@@ -272,9 +351,10 @@ class Pipeline:
     def poll(self) -> None:
         """Deliver problems queued by the worker thread (GUI thread; called by the window timer).
 
-        Also lifts the replay flow control: the embedded server is paused while the engine has
-        more than :attr:`FLOW_HIGH` batches queued (a fast replay never runs ahead of what the
-        analysis and the screen show) and resumed here once at most :attr:`FLOW_LOW` remain.
+        Also lifts the replay flow control: a pausable source (the embedded replay) is held
+        while the engine has more than :attr:`FLOW_HIGH` batches queued (a fast replay never
+        runs ahead of what the analysis and the screen show) and released here once at most
+        :attr:`FLOW_LOW` remain (the user's own pause still holds it).
 
         Every engine error is counted; the first five are shown in full, later ones every
         hundredth with the running count (the engine itself logs them, so they are not logged
@@ -282,8 +362,8 @@ class Pipeline:
         """
         if self.throttled and (self.engine is None or self.engine.backlog <= self.FLOW_LOW):
             self.throttled = False
-            if self.server is not None and not self.user_paused and not self.stopped:
-                self.server.resume()
+            if not self.stopped:
+                self.source.resume(PAUSE_FLOW)
         while self._worker_problems:
             text = self._worker_problems.popleft()
             self.engine_errors += 1
@@ -292,39 +372,31 @@ class Pipeline:
                 more = f" (error #{n} of this session)" if n > 1 else ""
                 self._problem("error", f"Analysis engine error{more}:\n{text}", log_it=False)
 
-    def config_host_port(self) -> str:
-        if self.server is not None:
-            return f"the built-in server 127.0.0.1:{self.server.port}"
-        return f"{self.config.host}:{self.config.port}"
-
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
-        """Start the embedded server (if any), the client, then the engine; subscribe.
+        """Start the source, then the engine; lift the source's start-up hold.
 
-        The embedded server starts paused and resumes once the client is subscribed, so the
-        replay is seen from its first event. A refused subscription is reported (with what to
-        do) and does not raise; a connection that cannot be made raises ``OSError`` after
+        The embedded replay starts paused and runs once the engine runs, so the replay is seen
+        from its first event. A refused subscription or a missing folder is reported (with what
+        to do) and does not raise; a connection that cannot be made raises ``OSError`` after
         reporting it.
         """
-        cfg = self.config
+        self._loop = asyncio.get_running_loop()
         self._load_profile_and_vix()
-        if cfg.embedded:
-            await self._start_embedded()
-        elif cfg.data_source == "sierra_files":
-            await self._start_sierra_files()
+        src = self.source
+        try:
+            ok = await src.start(self._on_events)
+        finally:
+            self.recording = src.recording
+            self.instrument = src.instrument
+        if not ok:
             self.started = True
             return
-        sub = await self._start_client()
-        if sub is None:
-            self.started = True
-            return
-        self._make_instrument(sub)
         self._start_engine()
         pending, self._pending_batches = self._pending_batches, None
         for b in pending:
             self.engine.submit(b)
-        if self.server is not None and not self.user_paused:
-            self.server.resume()
+        src.resume(PAUSE_START)
         self.started = True
 
     def _load_profile_and_vix(self) -> None:
@@ -339,41 +411,6 @@ class Pipeline:
         except (ImportError, OSError, ValueError) as exc:
             self._problem("warning", f"VIX history could not be loaded ({exc}); the VIX gauge stays empty.")
 
-    async def _start_embedded(self) -> None:
-        cfg = self.config
-        from app.sim.server import DTCServer
-        from app.feeds.recording import Recording, read_recording
-
-        if isinstance(cfg.recording, Recording):
-            self.recording = cfg.recording
-        elif cfg.recording:
-            self.recording = read_recording(cfg.recording)
-        else:
-            from app.feeds.samples import load_default_sample
-
-            self.recording = load_default_sample()
-        speed = float(cfg.speed)
-        # start at the opening trade: before it a recorded session may hold a pre-open book
-        # (crossed in the ES sample until 23:00 UTC), not what a trader expects on first sight
-        options = {"start_at_open": True, **(cfg.server_options or {})}
-        self.server = DTCServer(self.recording, host="127.0.0.1", port=0, speed=speed,
-                                loop_replay=bool(cfg.loop_replay), paused=True, **options)
-        await self.server.start()
-        self._set_state("replay server", "running")
-
-    def _make_instrument(self, sub) -> None:
-        cfg = self.config
-        if self.recording is not None:
-            self.instrument = self.recording.instrument
-            return
-        d = getattr(sub, "definition", None)
-        tick_value = cfg.tick_value
-        desc = ""
-        if d is not None:
-            tick_value = float(getattr(d, "CurrencyValuePerIncrement", 0.0) or 0.0) or tick_value
-            desc = str(getattr(d, "Description", "") or "")
-        self.instrument = Instrument(cfg.symbol, float(sub.tick_size), float(tick_value), cfg.exchange, desc)
-
     def _start_engine(self) -> None:
         from app.live.engine import AnalysisEngine
 
@@ -387,122 +424,28 @@ class Pipeline:
         )
         self.engine.start()
 
-    def _on_client_state(self, state: str) -> None:
-        prev = self.states.get(self.source_name)
-        self._set_state(self.source_name, "streaming" if state == "connected" and self.subscribed else state)
-        if self.stopped:
-            return
-        if prev in ("connected", "streaming") and state in ("disconnected", "reconnecting", "connecting"):
-            self._problem(
-                "warning",
-                f"The connection to {self.config_host_port()} dropped ({state}). The app reconnects by itself "
-                "and resubscribes; if it does not come back, check that Sierra Chart (or the replay server) is "
-                "running and that its DTC server is enabled on that port.",
-            )
-
-    async def _start_client(self):
-        cfg = self.config
-        from app.dtc.client import DTCClient, MarketDataRejected
-
-        host, port = ("127.0.0.1", self.server.port) if self.server is not None else (cfg.host, cfg.port)
-        self.source_name = f"dtc {host}:{port}"
-        self._set_state(self.source_name, "connecting")
-        # The built-in server gets the timestamped depth messages (106/122): the compact float ones
-        # (140/145) stamp snapshots with the receive clock, which is not a replay's market time.
-        extra = {"depth_float": False} if self.server is not None else {}
-        self.client = DTCClient(host, port, encoding=cfg.encoding, username=cfg.username, password=cfg.password,
-                                trade_account=cfg.trade_account, on_state=self._on_client_state, **extra)
-        try:
-            await self.client.connect()
-        except (OSError, Exception) as exc:
-            self._set_state(self.source_name, "disconnected")
-            self._problem(
-                "error",
-                f"Cannot connect to the DTC server at {host}:{port} ({exc}). Is Sierra Chart running with its "
-                "DTC server enabled (Global Settings > Data/Trade Service Settings > SC Server Settings > "
-                "DTC Protocol Server) on this port? Change host/port in File > Connection.",
-            )
-            raise
-        symbol = cfg.symbol or (self.recording.instrument.symbol if self.recording is not None else "")
-        if not symbol:
-            self._set_state(self.source_name, "no symbol")
-            self._problem("error", "Connected, but no symbol is chosen: add it to the symbol map in "
-                                   "File > Connection (the exact symbol of the data service, e.g. ESZ25_FUT_CME).")
-            return None
-        tick = cfg.tick_size if cfg.tick_size > 0 else None
-        try:
-            sub = await self.client.subscribe_market(symbol, cfg.exchange, depth=True, on_events=self._on_events,
-                                                     tick_size=tick)
-        except MarketDataRejected as exc:
-            self._set_state(self.source_name, "rejected")
-            if cfg.tick_size > 0:  # trading over DTC still works for a symbol whose data is refused
-                self.instrument = Instrument(symbol, float(cfg.tick_size), float(cfg.tick_value), cfg.exchange)
-            self._problem("error", f"Symbol {symbol} rejected. {exc}", action="use_sierra_files")
-            return None
-        except ValueError as exc:
-            self._set_state(self.source_name, "error")
-            self._problem("error", f"Cannot subscribe to {symbol}: {exc}. Set its tick size in File > Connection.")
-            return None
-        self.subscribed = True
-        self._set_state(self.source_name, "streaming")
-        return sub
-
-    async def _start_sierra_files(self) -> None:
-        """Follow Sierra Chart's own files for the symbol (``.scid`` trades, ``.depth`` book).
-
-        Used for symbols whose data Sierra Chart's DTC server refuses (CME, CBOE...). Missing
-        folder or files are reported with the exact Sierra Chart setting to turn on.
-        """
-        from app.live.sierra_source import (explain_missing_depth, explain_missing_scid, files_for_symbol,
-                                             find_sierra_data_dir, make_follower)
-
-        cfg = self.config
-        symbol = cfg.symbol
-        self.source_name = f"sierra files {symbol}"
-        self._set_state(self.source_name, "starting")
-        data_dir = find_sierra_data_dir(cfg.sierra_data_dir or None)
-        if data_dir is None:
-            self._set_state(self.source_name, "error")
-            self._problem("error", "Sierra Chart's Data folder was not found. Set it in File > Connection "
-                                   "(Sierra Chart: Global Settings >> General Settings >> Data Files Folder).")
-            return
-        if not symbol or cfg.tick_size <= 0:
-            self._set_state(self.source_name, "error")
-            self._problem("error", "Set the symbol and its tick size in File > Connection > symbol map "
-                                   "to read Sierra Chart's data files.")
-            return
-        files = files_for_symbol(data_dir, symbol)
-        if files.latest_depth is None:
-            self._problem("warning", explain_missing_depth(symbol, data_dir))
-        if files.scid is None:
-            self._problem("warning", explain_missing_scid(symbol, data_dir))
-        self.instrument = Instrument(symbol, float(cfg.tick_size), float(cfg.tick_value), cfg.exchange)
-        self._pending_batches = None
-        self._start_engine()
-        self.file_source = make_follower(data_dir, symbol, self.instrument, self._on_events)
-        task = asyncio.ensure_future(self.file_source.run())
-        self._tasks.add(task)
-
-        def done(t):
-            self._tasks.discard(t)
-            if not t.cancelled() and t.exception() is not None:
-                self._set_state(self.source_name, "error")
-                self._problem("error", f"Reading Sierra Chart's files stopped: {t.exception()!r}")
-
-        task.add_done_callback(done)
-        self._set_state(self.source_name, "following")
+    @property
+    def client(self):
+        """The DTC client of a DTC-based source (the DTC broker trades through it), else None."""
+        return self.source.client
 
     def _on_frame(self, frame) -> None:
-        """Engine callback (worker thread): keep the newest frame."""
+        """Engine callback (worker thread): keep the newest frame; queue it for the frame listeners."""
         if self.latency.enabled:
             self.latency.frame_published(int(frame.events_total), time.perf_counter_ns())
         self.slot.put(frame)
+        if self._frame_listeners and self._loop is not None:
+            self._frames_out.append(frame)
+            try:
+                self._loop.call_soon_threadsafe(self._drain_frames)
+            except RuntimeError:  # the loop is closed: stop() drains what is left
+                pass
         cb = self.on_frame_ready
         if cb is not None:
             cb()
 
     def _on_events(self, batch: np.ndarray) -> None:
-        """Client callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit."""
+        """Source callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit, fan out."""
         t = time.perf_counter_ns()
         n = int(batch.shape[0])
         self.batches += 1
@@ -517,13 +460,15 @@ class Pipeline:
         eng = self.engine
         if eng is not None:
             eng.submit(batch)
-            if self.server is not None and not self.throttled and eng.backlog > self.FLOW_HIGH:
-                # the replay runs ahead of the analysis: hold it (resumed by poll())
+            if self.source.pausable and not self.throttled and eng.backlog > self.FLOW_HIGH:
+                # the replay runs ahead of the analysis: hold it (released by poll())
                 self.throttled = True
                 self.throttle_count += 1
-                self.server.pause()
+                self.source.pause(PAUSE_FLOW)
         elif self._pending_batches is not None:
             self._pending_batches.append(batch)
+        for fn in self._listeners:
+            self._call_listener(fn, batch)
 
     def start_recording(self, path) -> "Path":
         """Record the normalised event stream of the current source (DTC or Sierra files) to a
@@ -542,8 +487,8 @@ class Pipeline:
         if self.instrument is None:
             raise RuntimeError("no market source has started yet: nothing to record")
         self.stop_recording()
-        src = "built-in replay server" if self.server is not None else (
-            "Sierra Chart data files" if self.file_source is not None else "DTC server")
+        src = {"embedded": "built-in replay server", "sierra_files": "Sierra Chart data files"}.get(
+            self.source.kind, "DTC server")
         self.recorder = RecordingWriter(path, self.instrument,
                                         source=f"recorded by the MIA Elite window from the {src}")
         log.info("recording %s to %s", self.instrument.symbol, self.recorder.path)
@@ -584,31 +529,21 @@ class Pipeline:
         return out
 
     async def stop(self, timeout: float = 5.0) -> None:
-        """Stop client, server and engine (each bounded by ``timeout`` seconds); idempotent."""
+        """Stop the source and the engine (each bounded by ``timeout`` seconds); idempotent.
+
+        Frames published before the engine stopped still reach the frame listeners.
+        """
         if self.stopped:
             return
         self.stopped = True
         self.stop_recording()
-        if self.file_source is not None:
-            self.file_source.stop()  # ends its run() loop at the next poll
-        if self._tasks:
-            done, pending = await asyncio.wait(list(self._tasks), timeout=2.0)
-            for t in pending:
-                t.cancel()
-        if self.client is not None:
-            try:
-                await asyncio.wait_for(self.client.close(), timeout)
-            except Exception as exc:  # report, keep stopping the rest
-                self._problem("warning", f"closing the DTC client: {exc!r}")
-            self._set_state(self.source_name, "stopped")
-        if self.server is not None:
-            try:
-                await asyncio.wait_for(self.server.stop(), timeout)
-            except Exception as exc:
-                self._problem("warning", f"stopping the built-in server: {exc!r}")
-            self._set_state("replay server", "stopped")
+        try:
+            await self.source.stop(timeout)
+        except Exception as exc:  # report, keep stopping the rest
+            self._problem("warning", f"stopping the market source: {exc!r}")
         if self.engine is not None:
             ok = self.engine.stop(timeout)  # joins the worker (milliseconds: it polls its queue every 50 ms)
             if not ok:
                 self._problem("error", f"the analysis worker did not stop within {timeout:g} s")
+        self._drain_frames()
         self.poll()

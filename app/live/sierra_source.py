@@ -4,7 +4,9 @@ Used when the DTC server answers ``MARKET_DATA_REJECT`` (Sierra Chart's DTC serv
 CBOE, EUREX and NASDAQ market data): the window offers the file source, finds the files with
 :func:`find_sierra_data_dir` and :func:`files_for_symbol`, and, when no ``.depth`` file is being
 written, shows :func:`explain_missing_depth`. :func:`make_follower` builds the
-:class:`app.feeds.follow.SierraFollower` for a symbol.
+:class:`app.feeds.follow.SierraFollower` for a symbol, and :class:`SierraFilesSource` is that
+follower behind the :class:`~app.live.sources.MarketSource` interface (the pipeline's third
+source, beside the embedded replay and an external DTC server).
 
 Where Sierra Chart keeps its files (Sierra Chart "Chart Data and Chart Data Files"): the Data
 Files Folder set in *Global Settings >> General Settings*, by default the ``Data`` subfolder of the
@@ -14,6 +16,7 @@ installation folder (usually ``C:\\SierraChart``). Intraday files ``<symbol>.sci
 
 from __future__ import annotations
 
+import asyncio
 import datetime as _dt
 import logging
 import os
@@ -22,7 +25,9 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from app.core.events import Instrument
 from app.feeds.depthfile import depth_file_date
+from app.live.sources import Deliver, MarketSource, ProblemFn, StateFn
 
 log = logging.getLogger(__name__)
 
@@ -204,3 +209,95 @@ def make_follower(data_dir, symbol: str, instrument, on_events, poll_s: float = 
     from app.feeds.follow import SierraFollower
 
     return SierraFollower(data_dir, symbol, instrument, on_events, poll_s=poll_s, **kw)
+
+
+class SierraFilesSource(MarketSource):
+    """Sierra Chart's own data files of one symbol as a :class:`~app.live.sources.MarketSource`.
+
+    Used for symbols whose data Sierra Chart's DTC server refuses (CME, CBOE...). The follower
+    (:func:`make_follower`) polls the growing ``.scid`` and ``.depth`` files on the caller's
+    asyncio loop and delivers event batches there. A missing folder or missing files are
+    reported with the exact Sierra Chart setting to turn on. Live data: it cannot pause.
+
+    Parameters
+    ----------
+    data_dir : str or path-like
+        The configured Data folder ("" = look in the usual places, :func:`find_sierra_data_dir`).
+    symbol : str
+        Sierra Chart's symbol, verbatim.
+    tick_size, tick_value : float
+        Price units per tick and USD per tick per contract (the files do not carry them).
+    exchange : str
+    poll_s : float
+        Follower poll interval, seconds.
+    on_problem, on_state
+        See :class:`~app.live.sources.MarketSource`.
+
+    Attributes
+    ----------
+    follower : app.feeds.follow.SierraFollower or None
+    data_dir : Path or None
+        The folder in use (after :meth:`start`).
+    """
+
+    kind = "sierra_files"
+
+    def __init__(self, data_dir, symbol: str, *, tick_size: float = 0.0, tick_value: float = 0.0,
+                 exchange: str = "", poll_s: float = 0.05, on_problem: ProblemFn | None = None,
+                 on_state: StateFn | None = None):
+        super().__init__(on_problem, on_state)
+        self.configured_dir = data_dir
+        self.symbol = symbol
+        self.tick_size, self.tick_value, self.exchange = float(tick_size), float(tick_value), exchange
+        self.poll_s = float(poll_s)
+        self.name = f"sierra files {symbol}"
+        self.follower = None
+        self.data_dir: Path | None = None
+        self._task: asyncio.Task | None = None
+
+    def describe(self) -> str:
+        return f"Sierra Chart's data files in {self.data_dir}" if self.data_dir else "Sierra Chart's data files"
+
+    async def start(self, deliver: Deliver) -> bool:
+        self._set_state("starting")
+        data_dir = find_sierra_data_dir(self.configured_dir or None)
+        if data_dir is None:
+            self._set_state("error")
+            self._problem("error", "Sierra Chart's Data folder was not found. Set it in File > Connection "
+                                   "(Sierra Chart: Global Settings >> General Settings >> Data Files Folder).")
+            return False
+        if not self.symbol or self.tick_size <= 0:
+            self._set_state("error")
+            self._problem("error", "Set the symbol and its tick size in File > Connection > symbol map "
+                                   "to read Sierra Chart's data files.")
+            return False
+        self.data_dir = data_dir
+        files = files_for_symbol(data_dir, self.symbol)
+        if files.latest_depth is None:
+            self._problem("warning", explain_missing_depth(self.symbol, data_dir))
+        if files.scid is None:
+            self._problem("warning", explain_missing_scid(self.symbol, data_dir))
+        self.instrument = Instrument(self.symbol, self.tick_size, self.tick_value, self.exchange)
+        self.follower = make_follower(data_dir, self.symbol, self.instrument, deliver, poll_s=self.poll_s)
+        self._task = asyncio.ensure_future(self.follower.run())
+        self._task.add_done_callback(self._done)
+        self._set_state("following")
+        return True
+
+    def _done(self, t: asyncio.Task) -> None:
+        if not t.cancelled() and t.exception() is not None:
+            self._set_state("error")
+            self._problem("error", f"Reading Sierra Chart's files stopped: {t.exception()!r}")
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        if self.stopped:
+            return
+        self.stopped = True
+        if self.follower is not None:
+            self.follower.stop()  # ends its run() loop at the next poll
+        t = self._task
+        if t is not None and not t.done():
+            done, pending = await asyncio.wait([t], timeout=min(2.0, timeout))
+            for p in pending:
+                p.cancel()
+        self._set_state("stopped")

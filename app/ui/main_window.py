@@ -413,9 +413,11 @@ class MainWindow(QtWidgets.QMainWindow):
     def trading_context(self) -> types.SimpleNamespace:
         """What the trading panel gets: mode, pipeline pieces, settings and a problem reporter.
 
-        Attributes: ``mode`` ("paper"), ``config`` (PipelineConfig), ``pipeline``, ``client``,
-        ``server``, ``instrument``, ``trade_account``, ``prefs``, ``latest_frame()`` (the last
-        drawn AnalysisFrame or None), ``report(level, text)``, ``loop`` (the asyncio loop).
+        Attributes: ``mode`` ("paper"), ``config`` (PipelineConfig), ``pipeline`` (its
+        ``add_listener`` / ``add_frame_listener`` fan-out feeds trading), ``client``, ``source``
+        (the :class:`~app.live.sources.MarketSource`), ``instrument``, ``trade_account``,
+        ``prefs``, ``latest_frame()`` (the last drawn AnalysisFrame or None),
+        ``report(level, text)``, ``loop`` (the asyncio loop).
         """
         pl = self.pipeline
         try:
@@ -427,7 +429,7 @@ class MainWindow(QtWidgets.QMainWindow):
             config=self.config,
             pipeline=pl,
             client=getattr(pl, "client", None),
-            server=getattr(pl, "server", None),
+            source=getattr(pl, "source", None),
             instrument=getattr(pl, "instrument", None),
             trade_account=self.config.trade_account,
             prefs=self.prefs,
@@ -580,9 +582,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _on_speed_chosen(self, idx: int) -> None:
         speed = float(self.speed_combo.itemData(idx))
         self.config.speed = speed
-        srv = self.pipeline.server if self.pipeline else None
-        if srv is not None:
-            srv.set_speed(speed)
+        if self.pipeline is not None:
+            self.pipeline.source.set_speed(speed)  # marshalled to the replay server's own thread
         self.mode_banner.setText(self._mode_text())
 
     def _on_record(self, on: bool) -> None:
@@ -614,14 +615,13 @@ class MainWindow(QtWidgets.QMainWindow):
         self.report("info", f"recording to {self.recording_path}")
 
     def _on_pause(self, paused: bool) -> None:
-        srv = self.pipeline.server if self.pipeline else None
-        if srv is None:
+        src = self.pipeline.source if self.pipeline else None
+        if src is None or not src.pausable:
             return
-        self.pipeline.user_paused = paused
         if paused:
-            srv.pause()
+            src.pause()
         else:
-            srv.resume()
+            src.resume()
         self.act_pause.setText("Resume replay" if paused else "Pause replay")
 
     def _on_profile_chosen(self, idx: int) -> None:

@@ -3,10 +3,13 @@
 :func:`attach_trading` is what the main window calls with its trading context; it builds the
 :class:`~app.trading.session.TradingSession` (paper broker by default, the DTC broker for a
 Sierra Chart simulated or live account), puts a :class:`TradingPanel` in
-``window.trading_area``, feeds the session the market batches the pipeline receives, opens
-tickets from the signal tape (double-click, or the "Trade signal" button) and from ladder
-double-clicks, installs the application-wide kill-switch hotkey (**Ctrl+Shift+K**), and journals
-each new signal (with its reasons and analyzer values) and each decided outcome.
+``window.trading_area``, feeds the session every market batch through the pipeline's fan-out
+(:meth:`~app.live.pipeline.Pipeline.add_listener`, whatever the source: embedded replay, DTC or
+Sierra Chart files), opens tickets from the signal tape (double-click, or the "Trade signal"
+button) and from ladder double-clicks, installs the application-wide kill-switch hotkey
+(**Ctrl+Shift+K**), and journals each signal the engine publishes (with its reasons and analyzer
+values) and each decided outcome from the engine's frames
+(:meth:`~app.live.pipeline.Pipeline.add_frame_listener`).
 
 The kill switch button is always visible at the top of the panel; its state and what is
 still open after a failed verification are shown beside it, with Retry and a typed Unlock.
@@ -211,6 +214,8 @@ class TradingController(QtCore.QObject):
         self._tasks: set[asyncio.Task] = set()
         self._journaled_signals: set[int] = set()
         self._journaled_outcomes: set[int] = set()
+        self._signal_patterns: dict[int, list[str]] = {}  # signal id -> pattern names (outcome rows)
+        self._followed = (None, None)  # (pipeline, market listener) while following
         self._problems_seen = 0
         panel.sigKill.connect(self.kill)
         panel.sigRetry.connect(self.retry)
@@ -245,9 +250,7 @@ class TradingController(QtCore.QObject):
     async def shutdown(self) -> None:
         """Stop refreshing and stop the session (orders stay at the venue)."""
         self.timer.stop()
-        ft = getattr(self, "_frame_timer", None)
-        if ft is not None:
-            ft.stop()
+        self.unfollow()
         if self.dialog is not None:
             self.dialog.close()
         for t in list(self._tasks):
@@ -389,21 +392,59 @@ class TradingController(QtCore.QObject):
         snap = {"reasons": [{"name": r.name, "values": list(r.values)} for r in sig.reasons]}
         self.session.record_signal(sig, snap)
 
+    def follow(self, pipeline) -> None:
+        """Hear ``pipeline``'s market data and frames (its fan-out) until :meth:`unfollow`.
+
+        Every market batch goes to ``session.on_market`` (paper fills, open P&L, stale-data
+        rule); every published frame to :meth:`on_frame` (signal and outcome journal).
+        """
+        self.unfollow()
+        sym = self.session.instrument.symbol
+        session = self.session
+
+        def on_market(batch):
+            session.on_market(sym, batch)
+
+        pipeline.add_listener(on_market)
+        pipeline.add_frame_listener(self.on_frame)
+        self._followed = (pipeline, on_market)
+
+    def unfollow(self) -> None:
+        """Stop hearing the pipeline given to :meth:`follow` (no-op when none)."""
+        pl, fn = self._followed
+        self._followed = (None, None)
+        if pl is not None:
+            pl.remove_listener(fn)
+            pl.remove_frame_listener(self.on_frame)
+
     def on_frame(self, frame) -> None:
-        """Journal new signals (with an analyzer snapshot) and decided outcomes of ``frame``."""
+        """Journal the signals (with an analyzer snapshot) and the decided outcomes of ``frame``.
+
+        Called for every frame the engine publishes; a signal (``frame.new_signals`` and
+        ``frame.signals``) and a complete outcome are journaled once, however many frames
+        carry them.
+        """
         if frame is None:
             return
-        snap = {"orderflow": dict(frame.orderflow), "best_bid": int(frame.best_bid), "best_ask": int(frame.best_ask),
-                "vix": None if frame.vix is None else {"level": frame.vix.level, "regime": frame.vix.regime}}
-        for sig in frame.signals:
-            if sig.id not in self._journaled_signals:
-                self._journaled_signals.add(sig.id)
-                self.session.record_signal(sig, snap)
+        fresh = [sig for sig in (*getattr(frame, "new_signals", ()), *frame.signals)
+                 if sig.id not in self._journaled_signals]
+        if fresh:
+            snap = {"orderflow": dict(frame.orderflow), "best_bid": int(frame.best_bid),
+                    "best_ask": int(frame.best_ask),
+                    "vix": None if frame.vix is None else {"level": frame.vix.level, "regime": frame.vix.regime}}
+            for sig in fresh:
+                if sig.id not in self._journaled_signals:
+                    self._journaled_signals.add(sig.id)
+                    self._signal_patterns[sig.id] = [r.name for r in sig.reasons]
+                    self.session.record_signal(sig, snap)
+        if not frame.outcomes:
+            return
         names = {s.id: [r.name for r in s.reasons] for s in frame.signals}
         for sid, out in frame.outcomes.items():
             if out.complete and sid not in self._journaled_outcomes:
                 self._journaled_outcomes.add(sid)
-                self.session.journal.record_signal_outcome(out, names.get(sid, []))
+                patterns = names.get(sid) or self._signal_patterns.get(sid, [])
+                self.session.journal.record_signal_outcome(out, patterns)
 
     def refresh(self) -> None:
         s = self.session
@@ -456,36 +497,17 @@ def _build_session(context, settings):
     return TradingSession(broker, Journal(), settings, inst, mode)
 
 
-def _hook_market(context, session) -> bool:
-    """Feed the session every market batch the pipeline's DTC subscription receives."""
-    client = getattr(context, "client", None)
-    sym = session.instrument.symbol
-    if client is None:
-        return False
-    for sub in getattr(client, "subscriptions", {}).values():
-        if sub.symbol == sym:
-            inner = sub.on_events
-
-            def both(batch, _inner=inner):
-                if _inner is not None:
-                    _inner(batch)
-                session.on_market(sym, batch)
-
-            sub.on_events = both
-            return True
-    return False
-
-
 def attach_trading(window, context) -> TradingController:
     """Fill ``window.trading_area`` with the trading panel and start the trading session.
 
     Parameters
     ----------
     window : app.ui.main_window.MainWindow
-        Needs ``trading_area``; uses ``tape``, ``ladder``, ``spawn``, ``report`` and
-        ``last_frame`` when present.
+        Needs ``trading_area``; uses ``tape``, ``ladder``, ``spawn`` and ``report`` when present.
     context : types.SimpleNamespace
-        From ``window.trading_context()`` (``instrument``, ``client``, ``trade_account``, ``report``).
+        From ``window.trading_context()`` (``instrument``, ``client``, ``pipeline``,
+        ``trade_account``, ``report``). Without a ``pipeline`` the session hears no market
+        data (a warning says so).
 
     Returns
     -------
@@ -506,7 +528,10 @@ def attach_trading(window, context) -> TradingController:
     window.trading_area.layout().addWidget(panel)
     ctl = TradingController(session, panel, report, parent=window)
     ctl.install_hotkey(window)
-    if not _hook_market(context, session) and report:
+    pipeline = getattr(context, "pipeline", None)
+    if pipeline is not None:
+        ctl.follow(pipeline)
+    elif report:
         report("warning", "Trading: no market stream to follow; paper fills and stale-data checks are off")
     ctl.owns_journal = True
     ctl._connections, ctl._filters = [], []
@@ -534,11 +559,6 @@ def attach_trading(window, context) -> TradingController:
         filt = _LadderClicks(ladder, ctl)
         ladder.installEventFilter(filt)
         ctl._filters.append((ladder, filt))
-    frame_timer = QtCore.QTimer(ctl)
-    frame_timer.setInterval(500)
-    frame_timer.timeout.connect(lambda: ctl.on_frame(getattr(window, "last_frame", None)))
-    frame_timer.start()
-    ctl._frame_timer = frame_timer
     spawn = getattr(window, "spawn", None) or ctl.spawn
     spawn(ctl.start())
     return ctl

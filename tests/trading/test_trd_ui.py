@@ -218,6 +218,72 @@ def test_frames_journal_each_signal_once_and_each_decided_outcome_once(rig):
     assert len(rows) == 1 and rows[0]["first"] == "target" and "wall" in rows[0]["patterns"]
 
 
+def test_every_signal_the_engine_publishes_is_journaled_once_from_the_frames(rig):
+    """The controller hears the pipeline's frames (``add_frame_listener``), published on a worker
+    thread like the engine's: every signal of every frame's ``new_signals`` is journaled exactly
+    once, also when the frames come faster than any display could take them, and nothing is
+    journaled after the controller stops following."""
+    import threading
+
+    import numpy as np
+
+    from app.analysis.frame import AnalysisFrame
+    from app.live.pipeline import Pipeline, PipelineConfig
+    from app.market.bars import BAR_DTYPE
+
+    z = np.zeros((1, 1), np.float32)
+    e = np.zeros(0)
+    base = make_signal(rig.s, +1)
+    sigs = [Signal(100 + i, i, "ESH4", base.side, 0.8, (), base.reasons, base.entry, base.stop, base.target, 1, "low")
+            for i in range(60)]
+
+    def frame(seq, new, recent):
+        return AnalysisFrame(seq, 0, "ESH4", 0.25, z, 0, 0, 1, z, z, 1, 2, np.zeros(0, np.int64), e, e, e,
+                             np.zeros(0, BAR_DTYPE), signals=tuple(recent), new_signals=tuple(new))
+
+    # one new signal per frame; "recent signals" (frame.signals) keep only the last three
+    frames = [frame(i, (s,), sigs[max(0, i - 2):i + 1]) for i, s in enumerate(sigs)]
+    pl = Pipeline(PipelineConfig(embedded=False))
+
+    async def go():
+        rig.ctl.follow(pl)
+        worker = threading.Thread(target=lambda: [pl._on_frame(f) for f in frames])  # the engine's callback
+        worker.start()
+        worker.join()
+        end = asyncio.get_running_loop().time() + 5.0
+        while len(rig.s.journal.query("SELECT signal_id FROM signals")) < len(sigs):
+            assert asyncio.get_running_loop().time() < end, "frames were not journaled"
+            await asyncio.sleep(0.01)
+        rig.ctl.unfollow()
+        pl._on_frame(frame(99, (base,), (base,)))  # not followed any more: nothing is queued
+        assert not pl._frames_out
+
+    rig.run(go())
+    ids = [r[0] for r in rig.s.journal.query("SELECT signal_id FROM signals")]
+    assert sorted(ids) == [s.id for s in sigs]  # each once, none missing, the unfollowed one absent
+    assert pl._frame_listeners == [] and pl._listeners == []
+
+
+def test_the_controller_hears_the_pipeline_fan_out_not_a_patched_callback(rig, es_sample):
+    """Market batches reach the session through ``Pipeline.add_listener`` (any source)."""
+    from app.live.pipeline import Pipeline, PipelineConfig
+
+    pl = Pipeline(PipelineConfig(embedded=False, data_source="sierra_files"))
+
+    async def go():
+        rig.ctl.follow(pl)
+        before = rig.s.market["ESH4"].last_data_ns
+        ev = es_sample.events[3000:3400]
+        pl._on_events(ev)  # what any source hands the pipeline
+        after = rig.s.market["ESH4"]
+        rig.ctl.unfollow()
+        return before, after.last_data_ns
+
+    before, after = rig.run(go())
+    assert after > before
+    assert pl._listeners == []
+
+
 def test_attach_detach_attach_keeps_one_working_hotkey(qapp, qtbot, es_sample):
     """A pipeline restart detaches and re-attaches the panel: the hotkey must still fire once."""
     import types

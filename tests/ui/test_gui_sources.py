@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import time
 
-import numpy as np
 import pytest
 
 pytest.importorskip("pytestqt")
@@ -115,13 +114,44 @@ def test_window_reads_sierra_chart_files(qapp, tmp_path):
         out["nonzero"] = int((img > 0).sum()) if img is not None else 0
         out["states"] = dict(w.pipeline.states)
         out["mode"] = w.mode_banner.text()
+        out["source"] = w.pipeline.source.status
+        await _trade_on_the_stream(w, inst.symbol, out)
         await _close(w)
 
     _run(qapp, main)
     assert out["ok"], (out["ladder"], (book.best_bid(), book.best_ask()))
     assert out["nonzero"] > 0
     assert "following" in out["states"].values()
+    assert out["source"].kind == "sierra_files" and out["source"].state == "following"
     assert "Sierra Chart's data files" in out["mode"]
+    # trading hears the Sierra-files stream through the pipeline's fan-out
+    assert out["market"] == (book.best_bid(), book.best_ask()), out["market"]
+    assert out["fed"]
+    assert out["filled"], "the paper market order was not filled against the Sierra-files book"
+    assert out["stale_now"] == "" and out["stale_later"] == "stale_data"
+    assert out["flat"]
+
+
+async def _trade_on_the_stream(w, sym, out):
+    """Paper fills and the stale-data rule of the window's trading session on the current source."""
+    from app.trading.killswitch import KillState
+    from app.trading.orders import MARKET, OrderTicket
+
+    out["attached"] = await _wait(lambda: w.trading is not None and w.trading.session._started, 30)
+    s = w.trading.session
+    m = s.market.get(sym)
+    out["fed"] = m is not None and m.last_data_ns > 0
+    if not out["fed"]:
+        out.update(market=None, filled=False, stale_now=None, stale_later=None, flat=False)
+        return
+    out["market"] = (m.best_bid, m.best_ask)
+    d = await s.confirm(OrderTicket(sym, 1, 1, MARKET, None, m.best_ask - 20, m.best_ask + 40, ref_price=m.best_ask))
+    out["decision"] = d.message
+    out["filled"] = await _wait(lambda: s.broker.position_qty(sym) == 1, 10)
+    # the market is fresh now; with no data for longer than stale_kill_s the kill switch fires
+    out["stale_now"] = s.check_triggers(t_ns=m.last_data_ns + 1_000_000)
+    out["stale_later"] = s.check_triggers(t_ns=m.last_data_ns + int((s.settings.stale_kill_s + 1) * 1e9))
+    out["flat"] = await _wait(lambda: s.kill.state == KillState.VERIFIED_FLAT and s.broker.position_qty(sym) == 0, 20)
 
 
 def test_dropped_connection_is_shown_with_what_to_do(qapp):
@@ -253,3 +283,57 @@ def test_record_button_writes_a_replayable_recording(qapp):
     assert len(rec.events) > 2000
     prices = rec.events["price"][rec.events["kind"] == 2]
     assert len(prices) and (prices > 19_000).all() and (prices < 19_400).all()  # ES trades near 4,800
+
+
+def test_pause_and_speed_reach_the_replay_server_thread(qapp):
+    """The window's Pause and Speed controls go through the pipeline's source to the built-in
+    server, which runs on its own thread (not the GUI thread)."""
+    import threading
+
+    from app.ui.main_window import SPEEDS, MainWindow
+    from app.live.pipeline import PipelineConfig
+
+    out = {}
+
+    async def stats(server):
+        return server.stats["replay"]
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=10.0, profile="production"), prefs=None)
+        w.show()
+        await w.start()
+        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        rt = w.pipeline.source.replay
+        out["thread"] = rt.alive and rt.thread_ident != threading.get_ident()
+        w.act_pause.setChecked(True)
+        w._on_pause(True)
+        out["paused"] = [v["paused"] for v in (await rt.run(stats, 5.0)).values()]
+        out["label"] = w.act_pause.text()
+        out["status_paused"] = w.pipeline.source.status.paused
+        w.pipeline.throttled = True  # a flow-control release must not lift the user's pause
+        w.pipeline.poll()
+        out["still_paused"] = [v["paused"] for v in (await rt.run(stats, 5.0)).values()]
+        w.act_pause.setChecked(False)
+        w._on_pause(False)
+        idx = SPEEDS.index(100.0)
+        w.speed_combo.setCurrentIndex(idx)
+        w._on_speed_chosen(idx)
+        out["speed"] = [v["speed"] for v in (await rt.run(stats, 5.0)).values()]
+        out["user_hold"] = w.pipeline.source.paused
+        # the replay runs again (the window's timer lifts a flow-control hold once the engine caught up)
+        t_end = time.monotonic() + 60
+        running = False
+        while not running and time.monotonic() < t_end:
+            running = not any(v["paused"] for v in (await rt.run(stats, 5.0)).values())
+            if not running:
+                await asyncio.sleep(0.05)
+        out["running"] = running
+        await _close(w)
+        out["thread_after"] = rt.alive
+
+    _run(qapp, main)
+    assert out["first"] and out["thread"]
+    assert out["paused"] == [True] and out["still_paused"] == [True] and out["status_paused"]
+    assert out["label"] == "Resume replay"
+    assert out["speed"] == [100.0] and not out["user_hold"] and out["running"]
+    assert not out["thread_after"]

@@ -50,7 +50,7 @@ def session(qapp, tmp_path_factory):
     cap = _Capture()
     logging.getLogger().addHandler(cap)
     threads_before = set(threading.enumerate())
-    obs: dict = {"batches": [], "signal_ids": set()}
+    obs: dict = {"batches": [], "signal_ids": set(), "published_new": []}
     window = MainWindow(PipelineConfig(embedded=True, speed=SPEED, profile="production", loop_replay=False), prefs=None)
     window.resize(1400, 900)
 
@@ -77,6 +77,7 @@ def session(qapp, tmp_path_factory):
         def on_frame(self, frame):
             for s in frame.signals:
                 obs["signal_ids"].add(s.id)
+            obs["published_new"].extend(s.id for s in frame.new_signals)
             orig_on_frame(self, frame)
 
         pmod.Pipeline._on_events = on_events
@@ -87,9 +88,9 @@ def session(qapp, tmp_path_factory):
             obs["started"] = await wait_until(lambda: window.frames_drawn > 0, TIMEOUT_S)
             # what the built-in server replays: the sample from its opening trade, headed by a
             # snapshot of the book at that point (app.sim.replay.start_at)
-            n_events = sum(int(s.clock.events.shape[0]) for s in pl.server.symbols.values())
+            n_events = sum(int(s.clock.events.shape[0]) for s in pl.source.replay.server.symbols.values())
             # the whole replay was sent, received, applied by the engine, and its last frame drawn
-            obs["replay_done"] = await pl.server.wait_replay_done(TIMEOUT_S)
+            obs["replay_done"] = await pl.source.replay.wait_replay_done(TIMEOUT_S)
             last_in = [-1]
 
             def settled():
@@ -141,6 +142,10 @@ def session(qapp, tmp_path_factory):
                 obs["selected_signal"] = window.tape.model.signal_at(0)
                 obs["entry_line"] = window.heatmap.bracket_lines["entry"].value()
             obs["states"] = dict(pl.states)
+            tr = window.trading
+            obs["journal_ids"] = ([r[0] for r in tr.session.journal.query("SELECT signal_id FROM signals")]
+                                  if tr is not None else None)
+            obs["server_thread"] = pl.source.replay.thread_ident != threading.get_ident()
             obs["problems"] = list(window.problems.entries)
             obs["tasks_before_close"] = len(asyncio.all_tasks())
             closed = asyncio.get_running_loop().create_future()
@@ -250,6 +255,20 @@ def test_tape_gets_a_row_per_signal_fired(session):
     assert set(session["tape_ids"]) <= fired
     # every signal of the final frame is on the tape
     assert {s.id for s in session["frame"].signals} <= set(session["tape_ids"])
+
+
+def test_every_published_signal_is_journaled_once_from_the_engine_frames(session):
+    """The trading panel journals from the pipeline's frame fan-out (not from a GUI timer):
+    every signal the engine published is in the journal exactly once."""
+    published = session["published_new"]
+    assert published, "the engine published no signal"
+    assert session["journal_ids"] is not None, "the trading panel was not attached"
+    assert sorted(session["journal_ids"]) == sorted(published)
+    assert len(set(published)) == len(published)
+
+
+def test_the_replay_server_ran_off_the_gui_thread(session):
+    assert session["server_thread"]
 
 
 def test_close_stops_every_task_and_thread_without_error(session):

@@ -1,0 +1,291 @@
+"""Market sources: the embedded replay server on its own thread and loop, the pipeline's fan-out
+(market batches and frames), pause / speed through the source, errors of the server thread shown.
+
+Headless (no Qt): the pipeline runs on a plain asyncio loop, as under qasync.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from app.core.events import EVENT_DTYPE, KIND_DEPTH, OP_SET, SIDE_ASK, SIDE_BID, Instrument
+from app.feeds.recording import Recording
+from app.live.pipeline import Pipeline, PipelineConfig
+from app.live.sources import (PAUSE_FLOW, PAUSE_USER, DTCSource, EmbeddedReplaySource, MarketSource,
+                              ReplayServerThread, make_source)
+from app.live.sierra_source import SierraFilesSource
+
+
+def _run(coro, timeout=240.0):
+    return asyncio.run(asyncio.wait_for(coro, timeout))
+
+
+async def _until(pred, timeout: float, step: float = 0.01) -> bool:
+    """Bounded polling (no fixed wait): True as soon as ``pred()`` holds."""
+    t_end = time.monotonic() + timeout
+    while not pred():
+        if time.monotonic() > t_end:
+            return bool(pred())
+        await asyncio.sleep(step)
+    return True
+
+
+def _tiny_recording(n_batches: int = 50, step_ms: int = 100) -> Recording:
+    """A two-sided book that moves one tick per batch (timestamps ``step_ms`` apart)."""
+    inst = Instrument("TEST", 0.25, 12.5)
+    ev = np.zeros(2 * n_batches, dtype=EVENT_DTYPE)
+    ev["ts"] = 1_700_000_000_000_000_000 + np.repeat(np.arange(n_batches, dtype=np.int64), 2) * step_ms * 1_000_000
+    ev["kind"] = KIND_DEPTH
+    ev["op"] = OP_SET
+    ev["side"][0::2] = SIDE_BID
+    ev["side"][1::2] = SIDE_ASK
+    ev["price"][0::2] = 1000 + np.arange(n_batches)
+    ev["price"][1::2] = 1001 + np.arange(n_batches)
+    ev["size"] = 5
+    return Recording(inst, ev)
+
+
+def _new_threads(before):
+    return [t.name for t in threading.enumerate() if t not in before and t.is_alive()]
+
+
+def test_make_source_picks_the_configured_source():
+    assert isinstance(make_source(PipelineConfig(embedded=True)), EmbeddedReplaySource)
+    assert isinstance(make_source(PipelineConfig(embedded=False)), DTCSource)
+    s = make_source(PipelineConfig(embedded=False, data_source="sierra_files", symbol="ESZ5", tick_size=0.25))
+    assert isinstance(s, SierraFilesSource) and isinstance(s, MarketSource)
+    # only the replay can pause or change speed; live sources say so
+    assert s.pause() is False and s.set_speed(5.0) is False and not s.pausable
+
+
+def test_replay_server_runs_on_its_own_thread_and_loop_and_stops_cleanly():
+    before = set(threading.enumerate())
+    out = {}
+
+    async def main():
+        rt = ReplayServerThread(_tiny_recording(), speed=1.0, loop_replay=False, paused=True)
+        port = await rt.start()
+        out["port"] = port
+        out["own_thread"] = rt.alive and rt.thread_ident != threading.get_ident()
+        # the server's loop is not this loop
+        out["loop"] = await rt.run(lambda s: _current_loop(), 5.0)
+        out["caller_loop"] = asyncio.get_running_loop()
+        # pause / resume / speed are applied on the server's loop
+        rt.set_speed(7.0)
+        rt.resume()
+        st = await rt.run(lambda s: _stats(s), 5.0)
+        out["resumed"] = (st["replay"]["TEST"]["paused"], st["replay"]["TEST"]["speed"])
+        rt.pause()
+        st = await rt.run(lambda s: _stats(s), 5.0)
+        out["paused"] = st["replay"]["TEST"]["paused"]
+        # a client can connect to the port while this loop stays free
+        r, w = await asyncio.open_connection("127.0.0.1", port)
+        w.close()
+        await rt.stop()
+        out["alive_after"] = rt.alive
+        await rt.stop()  # idempotent
+
+    _run(main(), 60)
+    assert out["port"] > 0 and out["own_thread"]
+    assert out["loop"] is not out["caller_loop"]
+    assert out["resumed"] == (False, 7.0)
+    assert out["paused"] is True
+    assert not out["alive_after"]
+    assert _new_threads(before) == []
+
+
+async def _current_loop():
+    return asyncio.get_running_loop()
+
+
+async def _stats(server):
+    return server.stats
+
+
+def test_errors_of_the_server_thread_are_reported_not_swallowed():
+    """An exception in a callback of the server's loop, and an ERROR the simulator logs on that
+    thread, both reach ``on_error`` on the caller's loop; an ERROR logged by the simulator on
+    another thread does not."""
+    got: list[tuple[str, bool]] = []
+    before = set(threading.enumerate())
+
+    async def main():
+        me = threading.get_ident()
+        def on_error(text):
+            got.append((text, threading.get_ident() == me))
+
+        rt = ReplayServerThread(_tiny_recording(), on_error=on_error)
+        await rt.start()
+
+        def boom():
+            raise ZeroDivisionError("boom on the server thread")
+
+        rt._loop.call_soon_threadsafe(boom)  # an error inside the server's loop
+
+        async def log_error(_server):
+            logging.getLogger("app.sim.server").error("replay of %s failed", "TEST")
+
+        await rt.run(log_error, 5.0)
+        logging.getLogger("app.sim.server").error("an error of a server on the caller's thread")
+        ok = await _until(lambda: len(got) >= 2, 5.0)
+        await rt.stop()
+        return ok
+
+    assert _run(main(), 60)
+    texts = [t for t, _ in got]
+    assert any("ZeroDivisionError: boom on the server thread" in t for t in texts), texts
+    assert any("replay of TEST failed" in t for t in texts), texts
+    assert not any("caller's thread" in t for t in texts)
+    assert all(on_caller for _, on_caller in got)  # delivered on the caller's loop thread
+    assert _new_threads(before) == []
+
+
+def test_a_server_that_cannot_start_raises_and_leaves_no_thread():
+    before = set(threading.enumerate())
+
+    async def main():
+        rt = ReplayServerThread(_tiny_recording(), server_options={"encoding": 99})
+        with pytest.raises(ValueError):
+            await rt.start()
+        await rt.stop()
+        return await _until(lambda: not rt.alive, 5.0)
+
+    assert _run(main(), 60)
+    assert _new_threads(before) == []
+
+
+def test_embedded_source_fans_out_every_batch_and_every_frame_once():
+    """The pipeline on the embedded replay at maximum speed: every batch reaches each market
+    listener once and in order, every published frame reaches each frame listener once, and
+    every signal the engine publishes is in exactly one frame's ``new_signals``; the user's
+    pause goes through the source and holds the replay on its thread."""
+    before = set(threading.enumerate())
+    out = {}
+
+    async def main():
+        pl = Pipeline(PipelineConfig(embedded=True, speed=0.0, loop_replay=False, profile="production",
+                                     engine_options={"publish_interval_s": 0.02}))
+        batches, frames, signal_ids = [], [], []
+        pl.add_listener(batches.append)
+        pl.add_listener(lambda b: None)
+
+        def on_frame(f):
+            frames.append(f)
+            signal_ids.extend(s.id for s in f.new_signals)
+
+        pl.add_frame_listener(on_frame)
+        out["on_caller_thread"] = []
+        pl.add_frame_listener(lambda f: out["on_caller_thread"].append(threading.get_ident() == me))
+        me = threading.get_ident()
+        await pl.start()
+        src = pl.source
+        out["server_thread"] = src.replay.thread_ident != me and src.replay.alive
+
+        async def poller():  # the window's timer: lifts the flow control
+            while True:
+                pl.poll()
+                await asyncio.sleep(0.005)
+
+        task = asyncio.ensure_future(poller())
+        await _until(lambda: pl.events_in > 5000, 120)
+        # user pause: the replay stops on the server thread (flow control cannot lift it)
+        src.pause()
+        st = await src.replay.run(lambda s: _stats(s), 5.0)
+        out["paused_on_server"] = all(v["paused"] for v in st["replay"].values())
+        n = pl.events_in
+        pl.throttled = True  # as if the flow control held it too: its release must not resume
+        pl.poll()
+        st = await src.replay.run(lambda s: _stats(s), 5.0)
+        out["still_paused"] = all(v["paused"] for v in st["replay"].values()) and src.paused
+        src.resume()
+        out["done"] = await src.replay.wait_replay_done(180)
+        n_total = int(sum(v.clock.events.shape[0] for v in src.replay.server.symbols.values()))
+        await _until(lambda: pl.engine.backlog == 0, 60)
+        task.cancel()
+        out["n_paused_at"] = n
+        await pl.stop()
+        out["batches"] = batches
+        out["events_in"] = pl.events_in
+        out["n_total"] = n_total
+        out["frames"] = frames
+        out["published"] = pl.slot.published
+        out["signal_ids"] = signal_ids
+        out["all_signals"] = [s.id for s in pl.engine.all_signals]
+        out["problems"] = [p for p in pl.problems if p[0] == "error"]
+
+    _run(main(), 300)
+    assert out["server_thread"]
+    assert out["paused_on_server"] and out["still_paused"]
+    assert out["done"]
+    assert sum(len(b) for b in out["batches"]) == out["events_in"] >= out["n_total"]
+    assert len(out["frames"]) == out["published"] > 0
+    assert [f.events_total for f in out["frames"]] == sorted(f.events_total for f in out["frames"])
+    assert all(out["on_caller_thread"]) and len(out["on_caller_thread"]) == out["published"]
+    assert sorted(out["signal_ids"]) == sorted(out["all_signals"])
+    assert len(set(out["signal_ids"])) == len(out["signal_ids"])
+    assert out["problems"] == []
+    assert _new_threads(before) == []
+
+
+def test_a_failing_listener_is_reported_and_the_stream_goes_on():
+    pl = Pipeline(PipelineConfig(embedded=False))
+    seen = []
+
+    def bad(batch):
+        raise RuntimeError("listener bug")
+
+    pl.add_listener(bad)
+    pl.add_listener(seen.append)
+    b = np.zeros(3, dtype=EVENT_DTYPE)
+    for _ in range(3):
+        pl._on_events(b)
+    assert len(seen) == 3 and pl.events_in == 9
+    errs = [t for lvl, t, _ in pl.problems if lvl == "error"]
+    assert len(errs) == 1 and "listener bug" in errs[0]  # reported once, not per batch
+    pl.remove_listener(bad)
+    pl.remove_listener(bad)  # no error
+    pl._on_events(b)
+    assert len(seen) == 4
+
+
+def test_flow_control_holds_only_pausable_sources():
+    class Src(MarketSource):
+        kind, pausable = "embedded", True
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def pause(self, reason=PAUSE_USER):
+            self.calls.append(("pause", reason))
+            return True
+
+        def resume(self, reason=PAUSE_USER):
+            self.calls.append(("resume", reason))
+            return True
+
+    class Eng:
+        backlog = 10
+
+        def submit(self, b):
+            pass
+
+    pl = Pipeline(PipelineConfig(embedded=False))
+    pl.source = Src()
+    pl.engine = Eng()
+    pl._on_events(np.zeros(1, dtype=EVENT_DTYPE))
+    assert pl.source.calls == [("pause", PAUSE_FLOW)] and pl.throttle_count == 1
+    Eng.backlog = 0
+    pl.poll()
+    assert pl.source.calls[-1] == ("resume", PAUSE_FLOW)
+    live = Pipeline(PipelineConfig(embedded=False))
+    live.engine = Eng()
+    Eng.backlog = 10
+    live._on_events(np.zeros(1, dtype=EVENT_DTYPE))  # a DTC source is never held
+    assert live.throttle_count == 0
