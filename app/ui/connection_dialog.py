@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import copy
 
-from PySide6 import QtCore, QtWidgets
+from PySide6 import QtWidgets
 
 from app.live.pipeline import PipelineConfig
 from app.config.prefs import get_password, set_password

@@ -22,7 +22,7 @@ import math
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore
 
 from app.analysis.frame import AnalysisFrame, Signal
 

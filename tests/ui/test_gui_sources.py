@@ -135,7 +135,8 @@ def test_window_reads_sierra_chart_files(qapp, tmp_path):
 async def _trade_on_the_stream(w, sym, out):
     """Paper fills and the stale-data rule of the window's trading session on the current source."""
     from app.trading.killswitch import KillState
-    from app.trading.orders import MARKET, OrderTicket
+    from app.core.orders import OrderType
+    from app.trading.orders import OrderTicket
 
     out["attached"] = await _wait(lambda: w.trading is not None and w.trading.session._started, 30)
     s = w.trading.session
@@ -145,7 +146,7 @@ async def _trade_on_the_stream(w, sym, out):
         out.update(market=None, filled=False, stale_now=None, stale_later=None, flat=False)
         return
     out["market"] = (m.best_bid, m.best_ask)
-    d = await s.confirm(OrderTicket(sym, 1, 1, MARKET, None, m.best_ask - 20, m.best_ask + 40, ref_price=m.best_ask))
+    d = await s.confirm(OrderTicket(sym, 1, 1, OrderType.MARKET, None, m.best_ask - 20, m.best_ask + 40, ref_price=m.best_ask))
     out["decision"] = d.message
     out["filled"] = await _wait(lambda: s.broker.position_qty(sym) == 1, 10)
     # the market is fresh now; with no data for longer than stale_kill_s the kill switch fires

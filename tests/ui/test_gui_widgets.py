@@ -8,7 +8,6 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
-from PySide6 import QtCore  # noqa: E402
 
 from app.market.bars import BAR_DTYPE  # noqa: E402
 from app.analysis.frame import AnalysisFrame, PatternHit, Signal, SignalOutcome, VixState  # noqa: E402
