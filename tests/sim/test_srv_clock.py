@@ -12,12 +12,13 @@ from app.feeds.samples import load_default_sample
 
 def test_paused_start_keeps_events_in_the_recordings_time():
     rec = load_default_sample()
-    # the client's hold of untimed events runs on this clock; its wall time (2024-01-02) lies
-    # outside the recording (2023-12-25), so an event stamped with it would show
+    # both ends run on this clock (the client's hold of untimed events, the server's session
+    # deadlines); its wall time (2024-01-02) lies outside the recording (2023-12-25), so an
+    # event stamped with it would show
     clock = ManualClock()
 
     async def main():
-        srv = DTCServer(rec, port=0, speed=0.0, paused=True, loop_replay=False)
+        srv = DTCServer(rec, port=0, speed=0.0, paused=True, loop_replay=False, clock=clock)
         await srv.start()
         # a short hold: untimed snapshot events would be stamped with the wall clock after it
         c = DTCClient("127.0.0.1", srv.port, depth_float=False, untimed_hold_s=0.2, reconnect=False, clock=clock)

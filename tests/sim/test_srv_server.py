@@ -13,6 +13,7 @@ import struct
 import numpy as np
 import pytest
 
+from app.core.clock import ManualClock
 from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType as T
@@ -25,6 +26,15 @@ pytestmark = pytest.mark.timeout(120)
 
 ES_FILE = "databento_cme/esh4-glbx-mdp3-20231225.mbo.dbn.zst"
 TICK = 0.25
+
+
+async def until(pred, timeout: float = 20.0) -> bool:
+    """Poll ``pred`` until it holds (bounded): for bytes a real socket must still deliver."""
+    for _ in range(int(timeout / 0.01)):
+        if pred():
+            return True
+        await asyncio.sleep(0.01)
+    return pred()
 
 
 def run_async(fn):
@@ -414,7 +424,8 @@ async def test_each_client_gets_only_its_own_rejections(es_rec):
 
 @run_async
 async def test_malformed_frames_never_crash_and_heartbeats(es_rec):
-    srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True)
+    clock = ManualClock()
+    srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True, clock=clock)
     await srv.start()
     try:
         # JSON connection: garbage frames are skipped, the connection keeps working
@@ -422,6 +433,7 @@ async def test_malformed_frames_never_crash_and_heartbeats(es_rec):
         j.writer.write(b'{"Type":1,"Heartbeat\x00not json at all\x00[1,2]\x00{"Type":"x"}\x00')
         r = await j.logon(heartbeat=1)
         assert r.Result == 1
+        clock.advance(1.0)  # one heartbeat interval of the server's clock
         await j.wait_for(lambda m: m.TYPE == T.HEARTBEAT, timeout=5)
         assert srv.stats["malformed_frames"] >= 3
         # binary: a Size < 4 cannot be resynchronised -> LOGOFF with the reason, connection closed
@@ -451,30 +463,35 @@ async def test_malformed_frames_never_crash_and_heartbeats(es_rec):
 
 @run_async
 async def test_real_time_replay_pause_and_speed(es_rec):
-    """At real time x speed the replay advances with the clock; pause stops it."""
-    srv = DTCServer(es_rec, port=0, speed=50.0, loop_replay=True, max_gap_s=0.5, paused=True)
+    """At real time x speed the replay advances with the server's clock; pause stops it."""
+    clock = ManualClock()
+    srv = DTCServer(es_rec, port=0, speed=50.0, loop_replay=True, max_gap_s=0.5, paused=True, clock=clock)
     await srv.start()
     try:
         c = await RawClient().connect(srv.port)
         await c.logon(integer_1=int(M.LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES))
         c.send(M.MarketDepthRequest(RequestAction=1, SymbolID=4, Symbol="ESH4"))
         await c.sync(1)
+
+        def pos():
+            return srv.stats["replay"]["ESH4"]["position"]
+
         srv.resume()
-        await asyncio.sleep(0.6)
-        p1 = srv.stats["replay"]["ESH4"]["position"]
-        assert p1 > 0  # the snapshot (and the first events) went out
+        for _ in range(3):  # each move of the clock (0.6 s x 50 = 30 s of recording) replays more
+            before = pos()
+            clock.advance(0.6)
+            assert await until(lambda: pos() > before)
+        assert pos() > 0  # the snapshot (and the first events) went out
         srv.pause()
-        await asyncio.sleep(0.1)
-        p2 = srv.stats["replay"]["ESH4"]["position"]
-        await asyncio.sleep(0.4)
-        assert srv.stats["replay"]["ESH4"]["position"] == p2
-        srv.set_speed(0)  # maximum
+        p2 = pos()
+        t2 = srv.symbols["ESH4"].clock.replay_time_ns()
+        clock.advance(5.0)
+        await c.sync(11)  # a round trip: the replay task had its turns on the loop
+        assert pos() == p2
+        assert srv.symbols["ESH4"].clock.replay_time_ns() == t2
+        srv.set_speed(0)  # maximum: no clock needed
         srv.resume()
-        for _ in range(200):
-            await asyncio.sleep(0.05)
-            if srv.stats["replay"]["ESH4"]["loops"] >= 1:
-                break
-        assert srv.stats["replay"]["ESH4"]["loops"] >= 1
+        assert await until(lambda: srv.stats["replay"]["ESH4"]["loops"] >= 1, timeout=60)
         # after looping back (clear -> deletes of every level -> the recording's snapshot) the
         # client's book still equals the server's, level by level
         srv.pause()
@@ -499,7 +516,9 @@ async def test_real_time_replay_pause_and_speed(es_rec):
 
 @run_async
 async def test_heartbeat_timeout_fixed_encoding_and_password(es_rec):
-    srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True, encoding=Encoding.JSON, password="pw")
+    clock = ManualClock()
+    srv = DTCServer(es_rec, port=0, speed=0, loop_replay=False, paused=True, encoding=Encoding.JSON, password="pw",
+                    clock=clock)
     await srv.start()
     try:
         # fixed JSON encoding: JSON from the first byte; a request for binary is answered "JSON"
@@ -513,7 +532,16 @@ async def test_heartbeat_timeout_fixed_encoding_and_password(es_rec):
         c.send(M.LogonRequest(HeartbeatIntervalInSeconds=1, Password="pw", ClientName="t"))
         r = await c.wait_for(lambda m: m.TYPE == T.LOGON_RESPONSE)
         assert r.Result == 1
+        (conn,) = srv.conns.values()
+        # the server's heartbeats follow its clock and carry its wall time (s)
+        clock.advance(1.0)
+        hb = await c.wait_for(lambda m: m.TYPE == T.HEARTBEAT)
+        assert hb.CurrentDateTime == clock.time_ns() // 1_000_000_000
         # a silent client (no heartbeats) is dropped after 2 x 1 s (+1 s slack) with a LOGOFF
+        clock.advance(1.9)  # 2.9 s of silence: still served
+        assert conn.logged_on and not conn.closed
+        clock.advance(0.1)
+        assert conn.closed
         lo = await c.wait_for(lambda m: m.TYPE == T.LOGOFF, timeout=8)
         assert "heartbeat" in lo.Reason
         # wrong password: LOGON_ERROR_NO_RECONNECT and closed

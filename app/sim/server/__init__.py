@@ -1,6 +1,7 @@
 """The built-in DTC server: replays real recorded markets and fills orders like a simulated account.
 
-The package is split by job: :mod:`.session` (connections, encoding, logon, heartbeats),
+The package is split by job: :mod:`.session` (connections driving the DTC session),
+:mod:`.timers` (deadlines on the injected clock),
 :mod:`.market_data` (subscriptions, replay fan-out), :mod:`.orders` (order entry and fill
 reports), :mod:`.queries` (open orders, positions, balances, trade accounts); this module
 assembles them into :class:`DTCServer` and holds its life cycle.
@@ -23,8 +24,12 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   security definitions, market depth, market data; no historical data on this port). Requests
   before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags: 0x80
   -> depth updates as 140 (float, ms), 0x800 -> depth snapshots as 145.
-* **Heartbeats**: sent at the client's ``HeartbeatIntervalInSeconds``; a client silent for more
-  than 2x that interval (any message counts) is disconnected.
+* **Heartbeats**: sent at the client's ``HeartbeatIntervalInSeconds`` (clamped to 1..300 s; 0 or
+  less: none); a client silent for more than 2x that interval + 1 s (any byte counts) gets a
+  LOGOFF with the reason and is disconnected. The logon must be accepted within 120 s of the
+  connection's start. Negotiation, logon and these deadlines are the shared sans-I/O
+  :class:`app.dtc.session.DTCSession` (role server); :mod:`.session` drives it, and the
+  server's injected ``clock`` times everything (:mod:`.timers`).
 * **Security definitions**: 506 -> 507 (MinPriceIncrement, PriceDisplayFormat,
   CurrencyValuePerIncrement, DisplayPriceMultiplier 1) or 509 for unknown symbols.
 * **Market data**: 101 subscribe -> 104 snapshot, then 107 per trade and 108 when the best
@@ -64,6 +69,7 @@ import logging
 import math
 from typing import Iterable
 
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.dtc.messages import Encoding
 from app.feeds.recording import Recording
 from app.sim.matching import FillEngine
@@ -72,6 +78,7 @@ from app.sim.server.market_data import MarketDataMixin, Symbol
 from app.sim.server.orders import OrderEntryMixin
 from app.sim.server.queries import QueriesMixin
 from app.sim.server.session import ENCODINGS, Conn, SessionMixin
+from app.sim.server.timers import ClockTimers
 
 log = logging.getLogger(__name__)
 
@@ -123,6 +130,17 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         snapshot of the book at that point (:func:`app.sim.replay.start_at`). CME's pre-open
         book may be crossed; ``mia-elite serve`` starts at the open by default. Default False:
         the whole recording (the integration tests compare against the whole file).
+    clock : app.core.clock.Clock
+        Source of the server's own timing (default the system clock): the replay's pace
+        (:class:`app.sim.replay.ReplayClock`), each connection's logon deadline, heartbeats and
+        idle limit, the wait of a held bracket parent, HEARTBEAT.CurrentDateTime. Tests pass a
+        :class:`~app.core.clock.ManualClock` and move time by hand; socket I/O timeouts stay
+        in real time.
+
+    Raises
+    ------
+    ValueError
+        No recording, two recordings for one symbol, or an unsupported ``encoding``.
 
     Attributes
     ----------
@@ -152,11 +170,14 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         max_batch: int = 4096,
         encoding: Encoding | None = None,
         start_at_open: bool = False,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
             raise ValueError("DTCServer needs at least one recording")
         self.host = host
+        self.clock = clock
+        self._timers = ClockTimers(clock)
         self._port = int(port)
         self.account = account
         self.server_name = server_name
@@ -185,7 +206,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
                 first = first_trade_index(r.events)
                 if first:
                     replayed = start_at(r, first)
-            clock = ReplayClock(replayed, speed=speed, max_gap_s=max_gap_s, max_batch=max_batch, loop=loop_replay)
+            clock = ReplayClock(replayed, speed=speed, max_gap_s=max_gap_s, max_batch=max_batch, loop=loop_replay,
+                                clock=clock)
             if paused:
                 clock.pause()
             self.symbols[sym] = Symbol(r.instrument, r, clock)
@@ -238,9 +260,11 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             If the address is in use (the message names host and port).
         """
         self.replay_done = asyncio.Event()
+        self._timers.start()
         try:
             self._server = await asyncio.start_server(self._handle_client, self.host, self._port)
         except OSError as exc:
+            await self._timers.stop()
             raise OSError(exc.errno, f"DTC server cannot listen on {self.host}:{self._port}: {exc.strerror}") from exc
         for sym in self.symbols.values():
             self._tasks.append(asyncio.create_task(self._replay(sym), name=f"dtc-replay-{sym.inst.symbol}"))
@@ -266,6 +290,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             except (asyncio.TimeoutError, Exception):
                 pass
             self._server = None
+        await self._timers.stop()
 
     async def __aenter__(self):
         await self.start()
@@ -297,8 +322,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         """Counters: connections, messages/bytes out, malformed frames, replay progress..."""
         d = dict(self._stats)
         d["connections"] = sum(1 for c in self.conns.values() if not c.closed)
-        d["malformed_frames"] += sum(c.decoder.errors for c in self.conns.values())
-        d["unknown_types"] += sum(c.decoder.unknown for c in self.conns.values())
+        d["malformed_frames"] += sum(c.session.errors for c in self.conns.values())
+        d["unknown_types"] += sum(c.session.decoder.unknown for c in self.conns.values())
         d["replay"] = {
             s: {"position": v.clock.position, "events": len(v.clock.events), "loops": v.clock.loops,
                 "paused": v.clock.paused,

@@ -202,8 +202,7 @@ class MarketDataMixin:
             if size > MAX_BUFFER:
                 log.warning("DTC client %d too slow (%d bytes queued): disconnecting", c.cid, size)
                 self._stats["slow_clients_dropped"] += 1
-                c.closed = True
-                c.writer.close()
+                self._drop(c)
             elif size > HIGH_WATER:
                 try:
                     await asyncio.wait_for(c.writer.drain(), 5.0)

@@ -9,7 +9,6 @@ out as ``ticks * tick_size``. Sequences: see :mod:`app.sim.server`.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 
 T = M.MessageType
 #: A held bracket parent (208 with IsParentOrder=1) is submitted alone after this many seconds
-#: without its 201.
+#: (of the server's clock) without its 201.
 PARENT_WAIT_S = 5.0
 
 
@@ -52,7 +51,8 @@ class OrderEntryMixin:
     """Order entry of :class:`app.sim.server.DTCServer` (208, 201, 203, 204, 209) and the
     engine's reports turned into ORDER_UPDATE / POSITION_UPDATE / ACCOUNT_BALANCE_UPDATE.
 
-    Uses the server's ``engine``, ``account``, ``_stats``, the market data part's ``_lookup``,
+    Uses the server's ``engine``, ``account``, ``_stats``, ``_timers`` (the held parent's wait),
+    the market data part's ``_lookup``,
     the session's ``_send`` / ``_broadcast`` and the queries' ``_position_update`` / ``_balance``.
     """
 
@@ -128,8 +128,7 @@ class OrderEntryMixin:
             if not m.ClientOrderID:
                 self._reject_new(c, "", m.Symbol, "a bracket parent needs a ClientOrderID", m.TradeAccount)
                 return
-            loop = asyncio.get_running_loop()
-            handle = loop.call_later(PARENT_WAIT_S, self._parent_timeout, c, m.ClientOrderID)
+            handle = self._timers.call_later(PARENT_WAIT_S, self._parent_timeout, c, m.ClientOrderID)
             c.pending_parents[m.ClientOrderID] = ((spec, m), handle)
             return
         self.engine.submit(spec, request=c)

@@ -1,20 +1,29 @@
-"""The server's session layer: connections, encoding negotiation, logon, heartbeats, sending.
+"""The server's session layer: connections, the sans-I/O DTC session per connection, sending.
 
-One :class:`Conn` per TCP client. Every request is dispatched with its connection
-(``handler(conn, message)``); whatever answers it (a rejection included) is sent to that
-connection explicitly, never through server-wide state. Procedures: see :mod:`app.sim.server`.
+One :class:`Conn` per TCP client, each with its :class:`app.dtc.session.DTCSession` (role
+server), which does the encoding negotiation, the logon handshake, heartbeats and the deadlines
+(logon within 120 s of the connection's start; a client silent for 2 x its heartbeat interval
++ 1 s is logged off). This module only moves bytes: it feeds the session what the socket read,
+writes what the session has to send, decides the logon (password, capability flags) and wakes
+the session at its next deadline through the server's :class:`~app.sim.server.timers.ClockTimers`
+(so the server's time comes from its injected clock).
+
+Every request is dispatched with its connection (``handler(conn, message)``); whatever answers
+it (a rejection included) is sent to that connection explicitly, never through server-wide
+state. Procedures: see :mod:`app.sim.server`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass, field
 
 from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
+from app.dtc.session import Closed, DTCSession, InvalidState, LogonRequested, Role
+from app.sim.server.timers import TimerHandle
 
 log = logging.getLogger(__name__)
 
@@ -22,9 +31,14 @@ log = logging.getLogger(__name__)
 HIGH_WATER = 1 << 20
 #: Output buffer (bytes) above which a client is disconnected as too slow.
 MAX_BUFFER = 64 << 20
+#: Extra silence (s) allowed on top of 2 x the client's heartbeat interval.
+IDLE_GRACE_S = 1.0
 
 T = MessageType
 ENCODINGS = (Encoding.BINARY, Encoding.JSON, Encoding.JSON_COMPACT)
+#: Message types the DTC session handles itself (never dispatched to a handler).
+SESSION_TYPES = frozenset(int(t) for t in (T.ENCODING_REQUEST, T.ENCODING_RESPONSE, T.LOGON_REQUEST,
+                                           T.LOGON_RESPONSE, T.HEARTBEAT, T.LOGOFF))
 
 
 def fit(text: str, n: int) -> str:
@@ -35,19 +49,20 @@ def fit(text: str, n: int) -> str:
 
 @dataclass
 class Conn:
-    """One client connection and its protocol state.
+    """One client connection: its transport, its DTC session and what it subscribed.
 
     Attributes
     ----------
     cid : int
         Connection number (1, 2, ... in order of arrival).
-    encoding : Encoding
-        Encoding in force for what is sent and received.
-    logged_on : bool
-    heartbeat_s : float
-        Client's heartbeat interval, seconds (0: none, no idle limit).
+    session : app.dtc.session.DTCSession
+        The connection's protocol state (role server).
+    closed : bool
+        The transport is closed or closing (nothing more is sent).
+    client_name : str
+        LOGON_REQUEST.ClientName (set at logon).
     integer_1 : int
-        LOGON_REQUEST.Integer_1 flags (depth message types).
+        LOGON_REQUEST.Integer_1 flags (depth message types; set at logon).
     md_subs, depth_subs : dict of str to int
         Symbol -> SymbolID of the market data / depth subscriptions.
     pending_parents : dict
@@ -58,23 +73,40 @@ class Conn:
     reader: asyncio.StreamReader
     writer: asyncio.StreamWriter
     peer: str
-    encoding: Encoding = Encoding.BINARY
-    decoder: codec.Decoder = field(default_factory=lambda: codec.Decoder(Encoding.BINARY))
-    logged_on: bool = False
-    negotiated: bool = False
-    first_bytes: bool = True
-    heartbeat_s: float = 0.0
+    session: DTCSession
     client_name: str = ""
     integer_1: int = 0
     md_subs: dict = field(default_factory=dict)  # symbol -> SymbolID
     depth_subs: dict = field(default_factory=dict)  # symbol -> SymbolID
     pending_parents: dict = field(default_factory=dict)  # ClientOrderID -> (msg, TimerHandle)
-    last_recv: float = field(default_factory=time.monotonic)
     closed: bool = False
-    msgs_in: int = 0
-    msgs_out: int = 0
-    ignored_before_logon: int = 0
-    hb_task: asyncio.Task | None = None
+    timer: TimerHandle | None = None  # wakes the session at its next deadline
+    counted_out: int = 0  # session.messages_sent already added to the server's stats
+
+    @property
+    def encoding(self) -> Encoding:
+        """Encoding in force for what is sent and received (the session's)."""
+        return self.session.encoding
+
+    @property
+    def logged_on(self) -> bool:
+        """Logged on and the session still open."""
+        return self.session.is_open
+
+    @property
+    def heartbeat_s(self) -> float:
+        """Heartbeat interval in force, s (0: none, no idle limit)."""
+        return self.session.heartbeat_s
+
+    @property
+    def msgs_in(self) -> int:
+        """Messages decoded from this client."""
+        return self.session.messages
+
+    @property
+    def msgs_out(self) -> int:
+        """Messages sent to this client."""
+        return self.session.messages_sent
 
     @property
     def depth_type(self) -> int:
@@ -92,24 +124,44 @@ class Conn:
 
 
 class SessionMixin:
-    """Connections of :class:`app.sim.server.DTCServer`: accept, decode, dispatch, send, close.
+    """Connections of :class:`app.sim.server.DTCServer`: accept, drive the session, dispatch,
+    send, close.
 
     Uses the server's ``conns``, ``_stats``, ``_handlers`` (message type -> bound handler
-    ``(conn, message)``), ``fixed_encoding``, ``password``, ``server_name``, ``symbols`` and
-    ``account``.
+    ``(conn, message)``), ``_timers``, ``clock``, ``fixed_encoding``, ``password``,
+    ``server_name``, ``symbols`` and ``account``.
     """
 
+    # ------------------------------------------------------------------ sending
+
     def _send(self, c: Conn, msg: M.Message) -> None:
+        """Send one message to ``c`` in its encoding (dropped, and logged, when it cannot be
+        encoded or the connection is not logged on)."""
         if c.closed:
             return
         try:
-            data = codec.encode(msg, c.encoding)
-        except (codec.EncodeError, ValueError) as exc:
-            log.error("cannot encode %s for client %d: %s", type(msg).__name__, c.cid, exc)
+            c.session.send(msg)
+        except (codec.EncodeError, ValueError, InvalidState) as exc:
+            log.error("cannot send %s to client %d: %s", type(msg).__name__, c.cid, exc)
             return
-        self._write(c, data, 1)
+        self._flush(c)
 
     def _write(self, c: Conn, data: bytes, n_msgs: int) -> None:
+        """Send bytes already encoded in ``c.encoding`` (``n_msgs`` messages)."""
+        if c.closed or not data:
+            return
+        try:
+            c.session.send_encoded(data, n_msgs)
+        except InvalidState as exc:
+            log.error("cannot send to client %d: %s", c.cid, exc)
+            return
+        self._flush(c)
+
+    def _flush(self, c: Conn) -> None:
+        """Write what the session has to send and count it."""
+        data = c.session.data_to_send()
+        sent = c.session.messages_sent
+        n, c.counted_out = sent - c.counted_out, sent
         if c.closed or not data:
             return
         try:
@@ -118,8 +170,7 @@ class SessionMixin:
             log.info("client %d write failed: %s", c.cid, exc)
             c.closed = True
             return
-        c.msgs_out += n_msgs
-        self._stats["messages_out"] += n_msgs
+        self._stats["messages_out"] += n
         self._stats["bytes_out"] += len(data)
 
     def _broadcast(self, msg: M.Message) -> None:
@@ -128,16 +179,29 @@ class SessionMixin:
                 self._send(c, msg)
 
     def _logoff(self, c: Conn, reason: str, do_not_reconnect: bool = False) -> None:
-        self._send(c, M.Logoff(Reason=fit(reason, 96), DoNotReconnect=int(do_not_reconnect)))
+        """LOGOFF with ``reason`` (cut to ``char[96]``), then the transport closes."""
+        c.session.logoff(reason, do_not_reconnect)
+        self._after_step(c)
+
+    def _drop(self, c: Conn) -> None:
+        """Close the transport now (what was written still goes out first)."""
+        if c.closed:
+            return
+        c.closed = True
+        try:
+            c.writer.close()
+        except (ConnectionError, RuntimeError):
+            pass
 
     async def _close(self, c: Conn) -> None:
         if c.cid in self.conns:  # keep the counters of connections that are gone
-            self._stats["malformed_frames"] += c.decoder.errors
-            self._stats["unknown_types"] += c.decoder.unknown
+            self._stats["malformed_frames"] += c.session.errors
+            self._stats["unknown_types"] += c.session.decoder.unknown
             self.conns.pop(c.cid, None)
         c.closed = True
-        if c.hb_task is not None:
-            c.hb_task.cancel()
+        if c.timer is not None:
+            c.timer.cancel()
+            c.timer = None
         for _msg, handle in c.pending_parents.values():
             handle.cancel()
         c.pending_parents.clear()
@@ -146,6 +210,8 @@ class SessionMixin:
             await asyncio.wait_for(c.writer.wait_closed(), 1.0)
         except (Exception, asyncio.TimeoutError):
             pass
+
+    # ------------------------------------------------------------------ receiving
 
     async def _handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
@@ -157,35 +223,26 @@ class SessionMixin:
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        c = Conn(self._next_cid, reader, writer, str(peer))
-        if self.fixed_encoding is not None:
-            c.encoding = self.fixed_encoding
-            c.decoder.encoding = self.fixed_encoding
-            c.negotiated = True
-            c.first_bytes = False
+        fixed = self.fixed_encoding
+        session = DTCSession(Role.SERVER, clock=self.clock, encoding=fixed if fixed is not None else Encoding.BINARY,
+                             fixed_encoding=fixed is not None, peer_timeout_grace_s=IDLE_GRACE_S)
+        c = Conn(self._next_cid, reader, writer, str(peer), session)
         self._next_cid += 1
         self.conns[c.cid] = c
         self._stats["clients_total"] += 1
         log.info("DTC client %d connected from %s", c.cid, peer)
+        self._after_step(c)  # the logon deadline
         try:
             while not c.closed:
-                if c.logged_on:  # heartbeat interval 0 / -1: no heartbeats, no idle limit
-                    timeout = 2 * c.heartbeat_s + 1.0 if c.heartbeat_s > 0 else None
-                else:
-                    timeout = 120.0  # logon must come within 2 minutes
-                try:
-                    data = await asyncio.wait_for(reader.read(1 << 16), timeout)
-                except asyncio.TimeoutError:
-                    self._logoff(c, f"no message for {timeout:.0f} s (heartbeat timeout)")
-                    break
+                data = await reader.read(1 << 16)
                 if not data:
+                    session.receive_eof()
+                    self._after_step(c)
                     break
-                c.last_recv = time.monotonic()
-                self._feed(c, data)
-                if c.decoder.desynced:
-                    self._logoff(c, f"unrecoverable framing error: {c.decoder.last_error}"[:95])
+                self._receive(c, data)
+                if c.closed:
                     break
-                if c.writer.transport.get_write_buffer_size() > HIGH_WATER:
+                if writer.transport.get_write_buffer_size() > HIGH_WATER:
                     try:
                         await asyncio.wait_for(writer.drain(), 10.0)
                     except (asyncio.TimeoutError, ConnectionError):
@@ -200,84 +257,71 @@ class SessionMixin:
             log.info("DTC client %d disconnected (%d in, %d out)", c.cid, c.msgs_in, c.msgs_out)
             await self._close(c)
 
-    def _feed(self, c: Conn, data: bytes) -> None:
-        if c.first_bytes:
-            c.first_bytes = False
-            if data[:1] == b"{":  # JSON without negotiation (observed Sierra Chart behaviour)
-                c.encoding = Encoding.JSON
-                c.decoder.encoding = Encoding.JSON
-                c.negotiated = True
-        while data:
-            # an ENCODING_REQUEST switches the decoder for the bytes that follow it in the same read
-            if c.encoding == Encoding.BINARY and not c.decoder.buffered() and len(data) >= 16 and data[2:4] == b"\x06\x00":
-                size = int.from_bytes(data[0:2], "little")
-                if 16 <= size <= len(data):
-                    msgs = c.decoder.feed(data[:size])
-                    data = data[size:]
-                    for m in msgs:
-                        self._dispatch(c, m)
-                    continue
-            msgs = c.decoder.feed(data)
-            data = b""
-            for m in msgs:
-                self._dispatch(c, m)
-                if c.closed:
-                    return
+    def _receive(self, c: Conn, data: bytes) -> None:
+        """Feed bytes read from ``c`` to its session and act on what it decoded."""
+        s = c.session
+        n_in, n_ign = s.messages, s.ignored_before_logon + s.dropped_before_logon
+        s.receive_data(data)
+        self._stats["messages_in"] += s.messages - n_in
+        self._stats["ignored_before_logon"] += s.ignored_before_logon + s.dropped_before_logon - n_ign
+        self._after_step(c)
+
+    def _after_step(self, c: Conn) -> None:
+        """Dispatch what the session decoded, write what it has to send, close the transport
+        once the session closed, else make sure it is woken at its next deadline."""
+        s = c.session
+        while True:
+            items = s.events_received()
+            if not items:
+                break
+            for it in items:
+                if isinstance(it, M.Message):
+                    if int(it.TYPE) not in SESSION_TYPES:
+                        self._dispatch(c, it)
+                elif isinstance(it, LogonRequested):
+                    self._on_logon(c, it.request)
+                elif isinstance(it, Closed):
+                    log.info("DTC client %d: session closed (%s: %s)", c.cid, it.cause.value, it.reason)
+        self._flush(c)
+        if s.close_expected():
+            self._drop(c)
+            return
+        due = s.next_deadline_ns()
+        if due is not None and (c.timer is None or c.timer.cancelled or due < c.timer.when_ns):
+            if c.timer is not None:
+                c.timer.cancel()
+            c.timer = self._timers.call_at(due, self._on_deadline, c)
+
+    def _on_deadline(self, c: Conn) -> None:
+        """Timer callback: let the session act on its deadlines (a later one is rescheduled)."""
+        c.timer = None
+        if c.closed:
+            return
+        c.session.handle_timeouts()
+        self._after_step(c)
 
     def _dispatch(self, c: Conn, m: M.Message) -> None:
-        c.msgs_in += 1
-        self._stats["messages_in"] += 1
-        t = int(m.TYPE)
+        if c.closed:
+            return
+        handler = self._handlers.get(int(m.TYPE))
+        if handler is None:
+            self._stats["unknown_types"] += 1
+            return
         try:
-            if t == T.ENCODING_REQUEST:
-                self._on_encoding_request(c, m)
-            elif t == T.LOGON_REQUEST:
-                self._on_logon(c, m)
-            elif t == T.HEARTBEAT:
-                pass
-            elif t == T.LOGOFF:
-                c.closed = True
-                c.writer.close()
-            elif not c.logged_on:
-                c.ignored_before_logon += 1
-                self._stats["ignored_before_logon"] += 1
-            else:
-                handler = self._handlers.get(t)
-                if handler is None:
-                    self._stats["unknown_types"] += 1
-                else:
-                    handler(c, m)  # the connection travels with the request
+            handler(c, m)  # the connection travels with the request
         except Exception:  # a bad request must not kill the connection or the server
             log.exception("DTC client %d: error handling %s", c.cid, type(m).__name__)
 
-    def _on_encoding_request(self, c: Conn, m) -> None:
-        want = int(m.Encoding)
-        new = Encoding(want) if want in ENCODINGS else c.encoding
-        if self.fixed_encoding is not None:
-            new = self.fixed_encoding
-        # the response goes out in the encoding in force before the change
-        self._send(c, M.EncodingResponse(ProtocolVersion=M.PROTOCOL_VERSION, Encoding=int(new)))
-        c.encoding = new
-        c.decoder.encoding = new
-        c.negotiated = True
-
     def _on_logon(self, c: Conn, m) -> None:
+        """Decide a LOGON_REQUEST: the password, then the capability flags."""
         if self.password is not None and m.Password != self.password:
-            self._send(c, M.LogonResponse(Result=int(M.LogonStatus.LOGON_ERROR_NO_RECONNECT),
-                                          ResultText="bad username or password", ServerName=fit(self.server_name, 60)))
-            c.closed = True
-            c.writer.close()
+            c.session.refuse_logon("bad username or password", result=M.LogonStatus.LOGON_ERROR_NO_RECONNECT,
+                                   server_name=self.server_name)
             return
-        hb = int(m.HeartbeatIntervalInSeconds)
-        c.heartbeat_s = float(min(max(hb, 1), 300)) if hb > 0 else 0.0
         c.client_name = m.ClientName
         c.integer_1 = int(m.Integer_1)
-        c.logged_on = True
-        self._send(
-            c,
+        c.session.accept_logon(
             M.LogonResponse(
-                ProtocolVersion=M.PROTOCOL_VERSION,
-                Result=int(M.LogonStatus.LOGON_SUCCESS),
                 ResultText=fit(f"logged on; replaying {', '.join(self.symbols)}; account {self.account}", 96),
                 ServerName=fit(self.server_name, 60),
                 MarketDepthUpdatesBestBidAndAsk=0,
@@ -293,15 +337,5 @@ class SessionMixin:
                 BracketOrdersSupported=1,
                 UsesMultiplePositionsPerSymbolAndTradeAccount=0,
                 MarketDataSupported=1,
-            ),
+            )
         )
-        if c.heartbeat_s > 0:
-            c.hb_task = asyncio.create_task(self._heartbeats(c), name=f"dtc-hb-{c.cid}")
-
-    async def _heartbeats(self, c: Conn) -> None:
-        try:
-            while not c.closed:
-                await asyncio.sleep(c.heartbeat_s)
-                self._send(c, M.Heartbeat(NumDroppedMessages=0, CurrentDateTime=int(time.time())))
-        except asyncio.CancelledError:
-            pass
