@@ -156,6 +156,10 @@ class MarketSource:
         """
         raise NotImplementedError
 
+    def stop_blocking(self, timeout: float = 5.0) -> None:
+        """Stop what runs on threads of this source's own when no asyncio loop runs any more
+        (a window closed after its loop ended). Default: nothing (the source lives on the loop)."""
+
     def pause(self, reason: str = PAUSE_USER) -> bool:
         """Hold the stream for ``reason``; returns False when the source cannot pause (live data)."""
         return False
@@ -550,6 +554,32 @@ class ReplayServerThread:
             return
         th.join(1.0)
 
+    def stop_blocking(self, timeout: float = 5.0) -> None:
+        """Stop the server and end its thread from a thread with no running asyncio loop.
+
+        For a window closed when its event loop is already gone: :meth:`stop` needs a loop to
+        await on; this blocks the calling thread for at most about ``2 * timeout`` seconds.
+        Failures are reported through ``on_error`` (never raised).
+        """
+        th = self._thread
+        if th is None or not th.is_alive():
+            return
+        loop = self._loop
+        if self.server is not None and loop is not None and not loop.is_closed():
+            try:
+                asyncio.run_coroutine_threadsafe(self.server.stop(), loop).result(timeout)
+            except concurrent.futures.TimeoutError:
+                self._error(f"the built-in replay server did not stop within {timeout:g} s")
+            except Exception as exc:
+                self._error(f"stopping the built-in replay server: {exc!r}")
+            try:
+                loop.call_soon_threadsafe(loop.stop)
+            except RuntimeError:
+                pass
+        th.join(timeout)
+        if th.is_alive():
+            self._error(f"the replay server thread did not end within {timeout:g} s")
+
 
 class EmbeddedReplaySource(MarketSource):
     """The built-in DTC server replaying a recording (own thread) and the DTC client connected to it.
@@ -691,6 +721,15 @@ class EmbeddedReplaySource(MarketSource):
             await self.dtc.stop(timeout)
         if self.replay is not None:
             await self.replay.stop(timeout)
+            self._set_state("stopped", "replay server")
+
+    def stop_blocking(self, timeout: float = 5.0) -> None:
+        """Stop the replay server thread without a running asyncio loop (see
+        :meth:`ReplayServerThread.stop_blocking`); the DTC client, which lives on the caller's
+        loop, goes with that loop."""
+        self.stopped = True
+        if self.replay is not None:
+            self.replay.stop_blocking(timeout)
             self._set_state("stopped", "replay server")
 
 

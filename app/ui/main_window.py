@@ -638,6 +638,9 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.pipeline is not None:
             await self.pipeline.stop()
         self.problem_banner.clear_problem()
+        if self.prefs is not None:  # a settings file that failed to load stays named in the strip
+            for text in self.prefs.problems():
+                self.problem_banner.show_problem(text)
         for sp in (self.speed_label, self.speed_combo):
             sp.setVisible(self.config.embedded)
         self.act_pause.setVisible(self.config.embedded)
@@ -688,6 +691,8 @@ class MainWindow(QtWidgets.QMainWindow):
             self.timer.stop()
             if self.pipeline is not None and self.pipeline.engine is not None:
                 self.pipeline.engine.stop(2.0)
+            if self.pipeline is not None and self.pipeline.source is not None:
+                self.pipeline.source.stop_blocking(2.0)  # the replay server's thread, if any
             self._closed = True
             ev.accept()
             self.sigClosed.emit()

@@ -301,3 +301,53 @@ def test_a_file_written_by_the_previous_version_loads(tmp_path):
     prefs.save()
     assert path.read_text(encoding="utf-8") == PREVIOUS_VERSION_FILE
     assert Prefs(path).get("window.geometry") == "BBBB"
+
+
+def test_the_settings_problem_stays_in_the_strip_after_a_pipeline_restart(qapp, tmp_path):
+    """A profile or connection change restarts the pipeline and clears the strip; a settings file
+    that failed to load must still be named there afterwards (it is still not being saved)."""
+    import asyncio
+
+    import qasync
+
+    from app.feeds.samples import load_default_sample
+    from app.live.pipeline import PipelineConfig
+    from app.sim.server import DTCServer
+    from app.ui.main_window import MainWindow
+
+    text, key, allowed = BAD_CASES["out_of_range"]
+    path = tmp_path / "settings.toml"
+    path.write_text(text, encoding="utf-8")
+    prefs = Prefs(path, clock=ManualClock(time_ns=STAMP_NS))
+    out = {}
+
+    async def main():
+        rec = load_default_sample()
+        server = DTCServer(rec, host="127.0.0.1", port=0, speed=1.0, paused=True)
+        await server.start()
+        try:
+            cfg = PipelineConfig(embedded=False, host="127.0.0.1", port=server.port, symbol=rec.instrument.symbol,
+                                 tick_size=0.25, tick_value=12.5)
+            w = MainWindow(cfg, prefs)
+            w.show()
+            await w.start()
+            out["before"] = w.problem_banner.text
+            await w.restart_pipeline()
+            out["after"] = w.problem_banner.text
+            closed = asyncio.get_running_loop().create_future()
+            w.sigClosed.connect(lambda: closed.done() or closed.set_result(True))
+            w.close()
+            await asyncio.wait_for(closed, 30)
+        finally:
+            await server.stop()
+
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    try:
+        with loop:
+            loop.run_until_complete(asyncio.wait_for(main(), 120))
+    finally:
+        asyncio.set_event_loop(None)
+    assert key in out["before"] and allowed in out["before"]
+    assert key in out["after"] and allowed in out["after"]

@@ -289,3 +289,22 @@ def test_flow_control_holds_only_pausable_sources():
     Eng.backlog = 10
     live._on_events(np.zeros(1, dtype=EVENT_DTYPE))  # a DTC source is never held
     assert live.throttle_count == 0
+
+
+def test_stop_blocking_ends_the_server_thread_when_no_loop_runs():
+    """A window closed after its event loop ended still stops the replay server's thread."""
+    before = set(threading.enumerate())
+    src = EmbeddedReplaySource(_tiny_recording(), speed=1.0, loop_replay=False)
+    rt = ReplayServerThread(_tiny_recording(), speed=1.0, loop_replay=False, paused=True)
+    src.replay = rt
+    errors = []
+    rt.on_error = errors.append
+
+    async def start():
+        return await rt.start()
+
+    assert _run(start()) > 0  # the caller's loop has ended here; the server thread runs on
+    assert rt.alive and _new_threads(before)
+    src.stop_blocking(5.0)
+    assert not rt.alive and not _new_threads(before) and errors == []
+    assert src.state == "stopped"
