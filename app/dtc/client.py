@@ -50,7 +50,6 @@ import itertools
 import logging
 import random
 import socket
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -58,6 +57,7 @@ import numpy as np
 
 from app.core import events as ev
 from app.core.clock import SYSTEM_CLOCK, Clock
+from app.core.timers import ClockTimers, TimerHandle
 from app.dtc import messages as M
 from app.dtc.codec import SUPPORTED_ENCODINGS
 from app.dtc.messages import Encoding, LogonFlags, MessageType
@@ -86,10 +86,6 @@ FLOAT_FLAGS = (LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES
                | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE)
 
 STATES = ("disconnected", "connecting", "negotiating", "logging_on", "connected", "reconnecting", "closed")
-
-#: Longest real-time wait of the deadline timer before it re-reads the clock (s).
-_TIMER_MAX_WAIT_S = 1.0
-
 
 class DTCError(Exception):
     """Base class of the client's errors."""
@@ -302,9 +298,9 @@ class DTCClient:
         #: the connection's protocol core (a new one per connection)
         self._session: DTCSession | None = None
         self._read_task: asyncio.Task | None = None
-        self._timer_task: asyncio.Task | None = None
-        self._timer_wake: asyncio.Event | None = None
-        self._timer_due_ns: int | None = None
+        #: the connection's deadline timer (the session's next deadline, on the injected clock)
+        self._timers: ClockTimers | None = None
+        self._timer_handle: TimerHandle | None = None
         self._supervisor: asyncio.Task | None = None
         self._conn_lost: asyncio.Future | None = None
         self._enc_future: asyncio.Future | None = None
@@ -442,7 +438,8 @@ class DTCClient:
         self._enc_future = loop.create_future()
         self._logon_future = loop.create_future()
         self._read_task = loop.create_task(self._read_loop(session, reader, self._conn_lost))
-        self._timer_task = loop.create_task(self._timer_loop(session, self._conn_lost))
+        self._timers = ClockTimers(self.clock, name="dtc-client-timers")
+        self._timers.start()
         # 1. encoding negotiation (always binary on the wire at connection start); the session
         #    sends the LOGON_REQUEST in the granted encoding as soon as the answer is in
         self._set_state("negotiating")
@@ -451,6 +448,7 @@ class DTCClient:
                                         HeartbeatIntervalInSeconds=max(1, int(round(self.heartbeat_s))),
                                         TradeAccount=self.trade_account, ClientName=self.client_name[:31]))
         self._flush(session)
+        self._arm_timer(session)  # the handshake step's deadline
         selected = await self._await_step(self._enc_future, "ENCODING_RESPONSE")
         granted = selected.encoding
         if granted != self.encoding:
@@ -481,16 +479,18 @@ class DTCClient:
 
     async def _drop_connection(self) -> None:
         # held untimed events die with their connection's session (its decoder)
-        for t in (self._timer_task, self._read_task):
-            if t is not None and not t.done():
-                t.cancel()
-        for t in (self._timer_task, self._read_task):
-            if t is not None:
-                try:
-                    await asyncio.wait_for(asyncio.shield(t), 1.0)
-                except (asyncio.CancelledError, asyncio.TimeoutError, Exception):  # noqa: BLE001
-                    pass
-        self._timer_task = self._read_task = None
+        timers, self._timers, self._timer_handle = self._timers, None, None
+        if timers is not None:
+            await timers.stop()
+        t = self._read_task
+        if t is not None and not t.done():
+            t.cancel()
+        if t is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(t), 1.0)
+            except (asyncio.CancelledError, asyncio.TimeoutError, Exception):  # noqa: BLE001
+                pass
+        self._read_task = None
         w = self._writer
         self._writer = None
         if w is not None:
@@ -633,7 +633,7 @@ class DTCClient:
 
     def _process(self, session: DTCSession) -> None:
         """Dispatch what ``session`` decoded, write what it has to send, count its messages and
-        wake the deadline timer when the session's next deadline came closer."""
+        move the deadline timer to the session's next deadline."""
         self._dispatching = True
         try:
             for item in session.events_received():
@@ -647,10 +647,7 @@ class DTCClient:
             self._dispatching = False
         self._flush(session)
         self._count_messages(session)
-        due = session.next_deadline_ns()
-        wake = self._timer_wake
-        if wake is not None and due is not None and (self._timer_due_ns is None or due < self._timer_due_ns):
-            wake.set()
+        self._arm_timer(session)
 
     def _on_session_event(self, session: DTCSession, event) -> None:
         if isinstance(event, EncodingSelected):
@@ -682,47 +679,31 @@ class DTCClient:
             self._flush(session)  # the LOGOFF, in case the peer still reads
             self._writer.transport.abort()
 
-    async def _timer_loop(self, session: DTCSession, lost: asyncio.Future) -> None:
-        """Call the session's :meth:`~DTCSession.handle_timeouts` whenever its next deadline
-        (heartbeat, silent peer, handshake, held market data) has come; woken early by
-        :meth:`_process` and by a clock that can be moved (``add_listener``)."""
-        loop = asyncio.get_running_loop()
-        wake = self._timer_wake = asyncio.Event()
-        loop_thread = threading.get_ident()
-        clock = self.clock
+    def _arm_timer(self, session: DTCSession) -> None:
+        """Schedule :meth:`_on_deadline` at the session's next deadline (heartbeat, silent peer,
+        handshake step, held market data), replacing an earlier schedule that no longer matches."""
+        timers = self._timers
+        if timers is None or session is not self._session:
+            return
+        due = session.next_deadline_ns()
+        h = self._timer_handle
+        if h is not None and not h.cancelled and h.when_ns == due:
+            return
+        if h is not None:
+            h.cancel()
+        self._timer_handle = timers.call_at(due, self._on_deadline, session) if due is not None else None
 
-        def on_clock():  # a ManualClock moved: act at once on the loop's thread, else wake the timer
-            if threading.get_ident() == loop_thread and not self._dispatching and session is self._session:
-                self._run_timeouts(session)
-            else:
-                loop.call_soon_threadsafe(wake.set)
-
-        add = getattr(clock, "add_listener", None)
-        if add is not None:
-            add(on_clock)
-        try:
-            while not lost.done() and session.state is not State.CLOSED:
-                self._run_timeouts(session)
-                due = session.next_deadline_ns()
-                self._timer_due_ns = due
-                delay = _TIMER_MAX_WAIT_S
-                if due is not None:
-                    delay = min(delay, max(0.0, (due - clock.monotonic_ns()) / 1e9) + 0.0005)
-                wake.clear()
-                handle = loop.call_later(delay, wake.set)
-                try:
-                    await wake.wait()
-                finally:
-                    handle.cancel()
-        except asyncio.CancelledError:
-            pass
-        finally:
-            remove = getattr(clock, "remove_listener", None)
-            if remove is not None:
-                remove(on_clock)
-            if self._timer_wake is wake:
-                self._timer_wake = None
-                self._timer_due_ns = None
+    def _on_deadline(self, session: DTCSession) -> None:
+        """Timer callback on the loop's thread: the session acts on its due deadlines. A clock
+        moved from inside a message callback defers this to the next loop turn (no re-entry)."""
+        self._timer_handle = None
+        if session is not self._session or session.state is State.CLOSED:
+            return
+        if self._dispatching:
+            asyncio.get_running_loop().call_soon(self._on_deadline, session)
+            return
+        self._run_timeouts(session)
+        self._arm_timer(session)
 
     def _run_timeouts(self, session: DTCSession) -> None:
         if session.state is State.CLOSED:

@@ -1,7 +1,7 @@
 """The built-in DTC server: replays real recorded markets and fills orders like a simulated account.
 
 The package is split by job: :mod:`.session` (connections driving the DTC session),
-:mod:`.timers` (deadlines on the injected clock),
+:mod:`app.core.timers` (deadlines on the injected clock),
 :mod:`.market_data` (subscriptions, replay fan-out), :mod:`.orders` (order entry and fill
 reports), :mod:`.queries` (open orders, positions, balances, trade accounts); this module
 assembles them into :class:`DTCServer` and holds its life cycle.
@@ -29,7 +29,7 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   LOGOFF with the reason and is disconnected. The logon must be accepted within 120 s of the
   connection's start. Negotiation, logon and these deadlines are the shared sans-I/O
   :class:`app.dtc.session.DTCSession` (role server); :mod:`.session` drives it, and the
-  server's injected ``clock`` times everything (:mod:`.timers`).
+  server's injected ``clock`` times everything (:mod:`app.core.timers`).
 * **Security definitions**: 506 -> 507 (MinPriceIncrement, PriceDisplayFormat,
   CurrencyValuePerIncrement, DisplayPriceMultiplier 1) or 509 for unknown symbols.
 * **Market data**: 101 subscribe -> 104 snapshot, then 107 per trade and 108 when the best
@@ -78,7 +78,7 @@ from app.sim.server.market_data import MarketDataMixin, Symbol
 from app.sim.server.orders import OrderEntryMixin
 from app.sim.server.queries import QueriesMixin
 from app.sim.server.session import ENCODINGS, Conn, SessionMixin
-from app.sim.server.timers import ClockTimers
+from app.core.timers import ClockTimers
 
 log = logging.getLogger(__name__)
 
@@ -177,7 +177,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             raise ValueError("DTCServer needs at least one recording")
         self.host = host
         self.clock = clock
-        self._timers = ClockTimers(clock)
+        self._timers = ClockTimers(clock, name="dtc-server-timers")
         self._port = int(port)
         self.account = account
         self.server_name = server_name

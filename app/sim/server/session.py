@@ -5,7 +5,7 @@ server), which does the encoding negotiation, the logon handshake, heartbeats an
 (logon within 120 s of the connection's start; a client silent for 2 x its heartbeat interval
 + 1 s is logged off). This module only moves bytes: it feeds the session what the socket read,
 writes what the session has to send, decides the logon (password, capability flags) and wakes
-the session at its next deadline through the server's :class:`~app.sim.server.timers.ClockTimers`
+the session at its next deadline through the server's :class:`~app.core.timers.ClockTimers`
 (so the server's time comes from its injected clock).
 
 Every request is dispatched with its connection (``handler(conn, message)``); whatever answers
@@ -23,7 +23,7 @@ from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.dtc.session import Closed, DTCSession, InvalidState, LogonRequested, Role
-from app.sim.server.timers import TimerHandle
+from app.core.timers import TimerHandle
 
 log = logging.getLogger(__name__)
 

@@ -1,9 +1,10 @@
-"""Callbacks at deadlines of an injected clock, run on the server's asyncio loop.
+"""Callbacks at deadlines of an injected clock, run on one asyncio loop.
 
-The server's own timing (each connection's session deadlines: logon, heartbeats, the silent-
-client limit; a held bracket parent's wait) is expressed as deadlines in the monotonic
-nanoseconds of its :class:`app.core.clock.Clock`. :class:`ClockTimers` runs each callback once
-the clock has reached its deadline:
+Timing that must follow an injected clock (the DTC client's and the built-in server's session
+deadlines: logon, heartbeats, the silent-peer limit, held untimed market data; a held bracket
+parent's wait) is expressed as deadlines in the monotonic nanoseconds of a
+:class:`app.core.clock.Clock`. :class:`ClockTimers` runs each callback once the clock has
+reached its deadline:
 
 * with the system clock, one asyncio task sleeps (in real time) until the earliest deadline;
 * with a clock that can be moved (:class:`app.core.clock.ManualClock`, anything with
@@ -63,14 +64,17 @@ class ClockTimers:
     ----------
     clock : app.core.clock.Clock
         Whose ``monotonic_ns`` the deadlines are in.
+    name : str
+        Name of the asyncio task (shown in task dumps).
 
     Callbacks may be scheduled before :meth:`start` (they wait for it); they run on the loop's
     thread, one at a time, in deadline order; an exception in one is logged and does not stop
     the others.
     """
 
-    def __init__(self, clock: Clock) -> None:
+    def __init__(self, clock: Clock, name: str = "clock-timers") -> None:
         self.clock = clock
+        self.name = name
         self._heap: list[tuple[int, int, TimerHandle]] = []
         self._seq = itertools.count()
         self._wake: asyncio.Event | None = None
@@ -149,7 +153,7 @@ class ClockTimers:
         if callable(add):
             add(self._on_clock)
             self._listening = True
-        self._task = self._loop.create_task(self._run(), name="dtc-server-timers")
+        self._task = self._loop.create_task(self._run(), name=self.name)
 
     async def stop(self) -> None:
         """Stop the timer task; callbacks still scheduled never run."""

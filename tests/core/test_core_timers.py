@@ -6,7 +6,7 @@ import asyncio
 import threading
 
 from app.core.clock import SYSTEM_CLOCK, ManualClock
-from app.sim.server.timers import ClockTimers
+from app.core.timers import ClockTimers
 
 
 def test_manual_clock_runs_due_callbacks_in_order_inside_advance():
