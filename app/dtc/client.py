@@ -326,6 +326,9 @@ class DTCClient:
         self.reconnects = 0
         self.connections = 0
         self.bytes_received = 0
+        #: ``clock.monotonic_ns()`` when the latest socket read returned (before its bytes were
+        #: decoded): the market batches handed over by that read were "read off the socket" then
+        self.last_read_ns = 0
         self._rate_t0 = self.clock.monotonic()
         self._rate_n0 = 0
         self._rate = 0.0
@@ -624,6 +627,7 @@ class DTCClient:
                     self._process(session)
                     break
                 self.bytes_received += len(data)
+                self.last_read_ns = self.clock.monotonic_ns()
                 session.receive_data(data)
                 self._process(session)
         except asyncio.CancelledError:

@@ -27,15 +27,15 @@ import asyncio
 import collections
 import logging
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import KIND_DEPTH, Instrument
-from app.live.sources import PAUSE_FLOW, PAUSE_START
+from app.live.sources import PAUSE_DISPLAY, PAUSE_FLOW, PAUSE_START
 
 log = logging.getLogger(__name__)
 
@@ -144,8 +144,10 @@ class LatencyTracker:
 
     The client hands batches in arrival order; the engine's ``events_total`` counts events
     applied, so a frame with ``events_total >= cum`` contains every batch whose cumulative event
-    count is ``cum``. Times are ``time.perf_counter_ns()``. Recording is off unless
-    :attr:`enabled` is set (then one tuple per batch and per frame is kept).
+    count is ``cum``. Times are ns of the pipeline's monotonic clock (:attr:`Pipeline.clock`):
+    a batch of a DTC source arrives when the socket read that brought it returned (before
+    decoding: "socket to paint"); a frame is painted when the heatmap's paint ended. Recording
+    is off unless :attr:`enabled` is set (then one tuple per batch and per frame is kept).
     """
 
     def __init__(self):
@@ -234,9 +236,14 @@ class Pipeline:
     #: A failing listener is reported on its first failure and every this many after.
     LISTENER_REPORT_EVERY = 100
 
-    def __init__(self, config: PipelineConfig, on_problem=None, on_state=None):
+    #: Longest display hold (s of :attr:`clock`): a window that does not paint (hidden,
+    #: minimised) never stops the replay for longer (:meth:`poll` lifts it).
+    DISPLAY_HOLD_MAX_S = 0.1
+
+    def __init__(self, config: PipelineConfig, on_problem=None, on_state=None, clock: Clock = SYSTEM_CLOCK):
         from app.live.sources import make_source
 
+        self.clock = clock
         self.config = config
         self.on_problem = on_problem
         self.on_state = on_state
@@ -259,6 +266,13 @@ class Pipeline:
         self.on_frame_ready = None
         self.throttled = False
         self.throttle_count = 0
+        #: hold a maximum-speed replay while a published frame is not painted (:meth:`frame_painted`)
+        self.display_pacing = True
+        self.display_held = False
+        self.display_holds = 0
+        self._display_held_at = 0
+        self.frames_painted = 0
+        self._painted_seq = -1
         self.engine_errors = 0
         self._pending_batches: list | None = []
         self._listeners: list = []
@@ -354,7 +368,8 @@ class Pipeline:
         Also lifts the replay flow control: a pausable source (the embedded replay) is held
         while the engine has more than :attr:`FLOW_HIGH` batches queued (a fast replay never
         runs ahead of what the analysis and the screen show) and released here once at most
-        :attr:`FLOW_LOW` remain (the user's own pause still holds it).
+        :attr:`FLOW_LOW` remain (the user's own pause still holds it). A display hold
+        (:meth:`frame_painted`) older than :attr:`DISPLAY_HOLD_MAX_S` is lifted here too.
 
         Every engine error is counted; the first five are shown in full, later ones every
         hundredth with the running count (the engine itself logs them, so they are not logged
@@ -364,6 +379,8 @@ class Pipeline:
             self.throttled = False
             if not self.stopped:
                 self.source.resume(PAUSE_FLOW)
+        if self.display_held and self.clock.monotonic_ns() - self._display_held_at > self.DISPLAY_HOLD_MAX_S * 1e9:
+            self._release_display()
         while self._worker_problems:
             text = self._worker_problems.popleft()
             self.engine_errors += 1
@@ -432,7 +449,7 @@ class Pipeline:
     def _on_frame(self, frame) -> None:
         """Engine callback (worker thread): keep the newest frame; queue it for the frame listeners."""
         if self.latency.enabled:
-            self.latency.frame_published(int(frame.events_total), time.perf_counter_ns())
+            self.latency.frame_published(int(frame.events_total), self.clock.monotonic_ns())
         self.slot.put(frame)
         if self._frame_listeners and self._loop is not None:
             self._frames_out.append(frame)
@@ -444,15 +461,36 @@ class Pipeline:
         if cb is not None:
             cb()
 
+    def _arrival_ns(self) -> int:
+        """When the batch being handed over was read off the socket (DTC sources on this
+        pipeline's clock), else now."""
+        c = self.source.client
+        if c is not None and getattr(c, "clock", None) is self.clock:
+            t = int(getattr(c, "last_read_ns", 0) or 0)
+            if t > 0:
+                return t
+        return self.clock.monotonic_ns()
+
+    @property
+    def max_speed(self) -> bool:
+        """True when the source is a replay running at maximum speed (``speed <= 0``)."""
+        sp = getattr(self.source, "speed", None)
+        return bool(self.source.pausable and sp is not None and sp <= 0)
+
     def _on_events(self, batch: np.ndarray) -> None:
-        """Source callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit, fan out."""
-        t = time.perf_counter_ns()
+        """Source callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit, fan out.
+
+        Display pacing: a replay at maximum speed is held (``"display"``) from the first batch
+        that arrives after a frame was published until that frame is painted
+        (:meth:`frame_painted`), so the replay runs as fast as the window shows it and the data
+        waiting between the socket and the screen stays within about one frame.
+        """
         n = int(batch.shape[0])
         self.batches += 1
         self.events_in += n
         if self.latency.enabled:
             has_depth = bool((batch["kind"] == KIND_DEPTH).any()) if n else False
-            self.latency.arrived(n, has_depth, t)
+            self.latency.arrived(n, has_depth, self._arrival_ns())
         else:
             self.latency.cum_events += n
         if self.recorder is not None:
@@ -465,6 +503,12 @@ class Pipeline:
                 self.throttled = True
                 self.throttle_count += 1
                 self.source.pause(PAUSE_FLOW)
+            if (self.display_pacing and not self.display_held and self.slot.published
+                    and self._last_published_seq() > self._painted_seq and self.max_speed):
+                self.display_held = True
+                self.display_holds += 1
+                self._display_held_at = self.clock.monotonic_ns()
+                self.source.pause(PAUSE_DISPLAY)
         elif self._pending_batches is not None:
             self._pending_batches.append(batch)
         for fn in self._listeners:
@@ -510,10 +554,24 @@ class Pipeline:
             self._problem("error", f"recording stopped: {exc}", "free disk space, then record again")
             self.stop_recording()
 
+    def _last_published_seq(self) -> int:
+        f = self.slot.last
+        return int(f.seq) if f is not None else -1
+
+    def _release_display(self) -> None:
+        self.display_held = False
+        if not self.stopped:
+            self.source.resume(PAUSE_DISPLAY)
+
     def frame_painted(self, frame) -> None:
-        """Tell the latency tracker that ``frame`` is on screen now."""
+        """``frame`` is on screen now (GUI thread): tell the latency tracker; lift the display
+        hold (see :meth:`_on_events`) once the newest published frame has been painted."""
         if self.latency.enabled:
-            self.latency.painted(int(frame.events_total), time.perf_counter_ns())
+            self.latency.painted(int(frame.events_total), self.clock.monotonic_ns())
+        self.frames_painted += 1
+        self._painted_seq = max(self._painted_seq, int(frame.seq))
+        if self.display_held and self._painted_seq >= self._last_published_seq():
+            self._release_display()
 
     def figures(self) -> dict:
         """Health figures: ``msgs_per_s``, ``decode_errors``, ``messages_received``, ``state``."""

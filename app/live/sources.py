@@ -44,10 +44,12 @@ ProblemFn = Callable[[str, str, str], None]
 #: ``on_state(source_name, state)``.
 StateFn = Callable[[str, str], None]
 
-#: Pause reasons: the user's Pause button, the pipeline's flow control, the start-up hold.
+#: Pause reasons: the user's Pause button, the pipeline's flow control (engine behind), the
+#: start-up hold, the display pacing (a maximum-speed replay waits for the window's paint).
 PAUSE_USER = "user"
 PAUSE_FLOW = "flow"
 PAUSE_START = "start"
+PAUSE_DISPLAY = "display"
 
 
 @dataclass(frozen=True)
@@ -584,7 +586,7 @@ class EmbeddedReplaySource(MarketSource):
     -----
     The server starts paused (hold ``"start"``); the pipeline lifts that hold with
     ``resume("start")`` once the engine runs, so the replay is seen from its first event. The
-    replay runs while no hold (``"user"``, ``"flow"``, ``"start"``) is set.
+    replay runs while no hold (``"user"``, ``"flow"``, ``"start"``, ``"display"``) is set.
     """
 
     kind = "embedded"
@@ -650,9 +652,14 @@ class EmbeddedReplaySource(MarketSource):
         return ok
 
     def _apply(self) -> None:
+        """Pause or resume the server when the holds changed its state (one cross-thread call
+        per change, none when another hold already keeps it paused)."""
         if self.replay is None:
             return
-        if self._holds:
+        held = bool(self._holds)
+        if held == self.replay.paused:
+            return
+        if held:
             self.replay.pause()
         else:
             self.replay.resume()

@@ -559,8 +559,14 @@ class HeatmapWidget(pg.PlotWidget):
             self._setting_range = False
 
     # ----------------------------------------------------------------- inspection (tests, status)
+    @property
+    def drawn_rows(self) -> tuple[int, int] | None:
+        """Heatmap rows ``[r0, r1)`` of the last frame the image and bubbles show now (None before a frame)."""
+        return self._band
+
     def image_data(self) -> np.ndarray | None:
-        """The array the image item holds now (float32, rows x cols), or None."""
+        """The array the image item holds now (float32, shape (r1 - r0, cols): the frame's
+        heatmap rows :attr:`drawn_rows`, a view), or None."""
         return self.image.image
 
     def bubble_count(self) -> int:
