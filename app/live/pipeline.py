@@ -35,7 +35,7 @@ import numpy as np
 
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import KIND_DEPTH, Instrument
-from app.live.sources import PAUSE_DISPLAY, PAUSE_FLOW, PAUSE_START
+from app.live.sources import PAUSE_FLOW, PAUSE_START
 
 log = logging.getLogger(__name__)
 
@@ -205,6 +205,9 @@ class Pipeline:
         worker thread are queued and delivered by :meth:`poll` (called by the window's timer).
     on_state : callable(source: str, state: str), optional
         Connection state changes per source.
+    clock : app.core.clock.Clock, optional
+        Monotonic clock of the latency stamps (:class:`LatencyTracker`, ns); a DTC client on
+        the same clock lends its socket-read time (default the system clock).
 
     Attributes
     ----------
@@ -236,10 +239,6 @@ class Pipeline:
     #: A failing listener is reported on its first failure and every this many after.
     LISTENER_REPORT_EVERY = 100
 
-    #: Longest display hold (s of :attr:`clock`): a window that does not paint (hidden,
-    #: minimised) never stops the replay for longer (:meth:`poll` lifts it).
-    DISPLAY_HOLD_MAX_S = 0.1
-
     def __init__(self, config: PipelineConfig, on_problem=None, on_state=None, clock: Clock = SYSTEM_CLOCK):
         from app.live.sources import make_source
 
@@ -266,13 +265,6 @@ class Pipeline:
         self.on_frame_ready = None
         self.throttled = False
         self.throttle_count = 0
-        #: hold a maximum-speed replay while a published frame is not painted (:meth:`frame_painted`)
-        self.display_pacing = True
-        self.display_held = False
-        self.display_holds = 0
-        self._display_held_at = 0
-        self.frames_painted = 0
-        self._painted_seq = -1
         self.engine_errors = 0
         self._pending_batches: list | None = []
         self._listeners: list = []
@@ -368,8 +360,7 @@ class Pipeline:
         Also lifts the replay flow control: a pausable source (the embedded replay) is held
         while the engine has more than :attr:`FLOW_HIGH` batches queued (a fast replay never
         runs ahead of what the analysis and the screen show) and released here once at most
-        :attr:`FLOW_LOW` remain (the user's own pause still holds it). A display hold
-        (:meth:`frame_painted`) older than :attr:`DISPLAY_HOLD_MAX_S` is lifted here too.
+        :attr:`FLOW_LOW` remain (the user's own pause still holds it).
 
         Every engine error is counted; the first five are shown in full, later ones every
         hundredth with the running count (the engine itself logs them, so they are not logged
@@ -379,8 +370,6 @@ class Pipeline:
             self.throttled = False
             if not self.stopped:
                 self.source.resume(PAUSE_FLOW)
-        if self.display_held and self.clock.monotonic_ns() - self._display_held_at > self.DISPLAY_HOLD_MAX_S * 1e9:
-            self._release_display()
         while self._worker_problems:
             text = self._worker_problems.popleft()
             self.engine_errors += 1
@@ -462,8 +451,8 @@ class Pipeline:
             cb()
 
     def _arrival_ns(self) -> int:
-        """When the batch being handed over was read off the socket (DTC sources on this
-        pipeline's clock), else now."""
+        """When the batch being handed over was read off the socket (a DTC source's client on
+        this pipeline's clock: :attr:`app.dtc.client.DTCClient.last_read_ns`), else now."""
         c = self.source.client
         if c is not None and getattr(c, "clock", None) is self.clock:
             t = int(getattr(c, "last_read_ns", 0) or 0)
@@ -471,20 +460,8 @@ class Pipeline:
                 return t
         return self.clock.monotonic_ns()
 
-    @property
-    def max_speed(self) -> bool:
-        """True when the source is a replay running at maximum speed (``speed <= 0``)."""
-        sp = getattr(self.source, "speed", None)
-        return bool(self.source.pausable and sp is not None and sp <= 0)
-
     def _on_events(self, batch: np.ndarray) -> None:
-        """Source callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit, fan out.
-
-        Display pacing: a replay at maximum speed is held (``"display"``) from the first batch
-        that arrives after a frame was published until that frame is painted
-        (:meth:`frame_painted`), so the replay runs as fast as the window shows it and the data
-        waiting between the socket and the screen stays within about one frame.
-        """
+        """Source callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit, fan out."""
         n = int(batch.shape[0])
         self.batches += 1
         self.events_in += n
@@ -503,12 +480,6 @@ class Pipeline:
                 self.throttled = True
                 self.throttle_count += 1
                 self.source.pause(PAUSE_FLOW)
-            if (self.display_pacing and not self.display_held and self.slot.published
-                    and self._last_published_seq() > self._painted_seq and self.max_speed):
-                self.display_held = True
-                self.display_holds += 1
-                self._display_held_at = self.clock.monotonic_ns()
-                self.source.pause(PAUSE_DISPLAY)
         elif self._pending_batches is not None:
             self._pending_batches.append(batch)
         for fn in self._listeners:
@@ -554,24 +525,10 @@ class Pipeline:
             self._problem("error", f"recording stopped: {exc}", "free disk space, then record again")
             self.stop_recording()
 
-    def _last_published_seq(self) -> int:
-        f = self.slot.last
-        return int(f.seq) if f is not None else -1
-
-    def _release_display(self) -> None:
-        self.display_held = False
-        if not self.stopped:
-            self.source.resume(PAUSE_DISPLAY)
-
     def frame_painted(self, frame) -> None:
-        """``frame`` is on screen now (GUI thread): tell the latency tracker; lift the display
-        hold (see :meth:`_on_events`) once the newest published frame has been painted."""
+        """Tell the latency tracker that ``frame`` is on screen now."""
         if self.latency.enabled:
             self.latency.painted(int(frame.events_total), self.clock.monotonic_ns())
-        self.frames_painted += 1
-        self._painted_seq = max(self._painted_seq, int(frame.seq))
-        if self.display_held and self._painted_seq >= self._last_published_seq():
-            self._release_display()
 
     def figures(self) -> dict:
         """Health figures: ``msgs_per_s``, ``decode_errors``, ``messages_received``, ``state``."""

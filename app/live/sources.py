@@ -44,12 +44,10 @@ ProblemFn = Callable[[str, str, str], None]
 #: ``on_state(source_name, state)``.
 StateFn = Callable[[str, str], None]
 
-#: Pause reasons: the user's Pause button, the pipeline's flow control (engine behind), the
-#: start-up hold, the display pacing (a maximum-speed replay waits for the window's paint).
+#: Pause reasons: the user's Pause button, the pipeline's flow control, the start-up hold.
 PAUSE_USER = "user"
 PAUSE_FLOW = "flow"
 PAUSE_START = "start"
-PAUSE_DISPLAY = "display"
 
 
 @dataclass(frozen=True)
@@ -586,7 +584,7 @@ class EmbeddedReplaySource(MarketSource):
     -----
     The server starts paused (hold ``"start"``); the pipeline lifts that hold with
     ``resume("start")`` once the engine runs, so the replay is seen from its first event. The
-    replay runs while no hold (``"user"``, ``"flow"``, ``"start"``, ``"display"``) is set.
+    replay runs while no hold (``"user"``, ``"flow"``, ``"start"``) is set.
     """
 
     kind = "embedded"

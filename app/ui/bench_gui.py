@@ -106,6 +106,7 @@ async def _run_one(window, phase_s: float, total_s: float):
     pl.latency.reset()
     pl.latency.enabled = True
     f0, p0, e0 = window.frames_drawn, pl.slot.published, pl.events_in
+    th0 = pl.throttle_count
     replay = getattr(pl.source, "replay", None)
     server_ident = replay.thread_ident if replay is not None else None
     s0 = _thread_cpu_s(server_ident)
@@ -127,7 +128,7 @@ async def _run_one(window, phase_s: float, total_s: float):
         "lat": pl.latency.latencies_ms(),
         "wall": wall,
         "events_in": pl.events_in - e0,
-        "throttles": pl.throttle_count,
+        "throttles": pl.throttle_count - th0,
         "frames": frames,
         "draw_ms": np.array(list(window.draw_ms)[-(window.frames_drawn - f0):] if window.frames_drawn > f0 else []),
     }
@@ -205,7 +206,8 @@ def bench_gui(args):
              "baseline": round(res["published_fps"], 2), "ratio": round(res["fps"] / res["published_fps"], 3)
              if res["published_fps"] else None, "target": ">= 55",
              "heatmap": f"{HEATMAP_COLS}x{HEATMAP_ROWS}", "replay_speed": "max" if speed <= 0 else speed,
-             "publish_interval_s": round(PUBLISH_INTERVAL_S, 4)},
+             "publish_interval_s": round(PUBLISH_INTERVAL_S, 4),
+             "flow_holds_per_s": round(res["throttles"] / res["wall"], 1)},
             {"name": f"{pref}.gui_busy_share", "value": round(res["busy"], 3), "unit": "fraction",
              "baseline": round(res["base_busy"], 3),
              "ratio": round(res["busy"] / res["base_busy"], 3) if res["base_busy"] else None, "target": "< 0.6",
