@@ -219,7 +219,8 @@ class HeatmapWidget(pg.PlotWidget):
         self.addItem(self.bid_curve)
         self.addItem(self.ask_curve)
 
-        self.bubbles = pg.ScatterPlotItem(pxMode=True, pen=None)
+        self._no_pen = pg.mkPen(None)  # one pen object: a new one per frame re-renders every symbol
+        self.bubbles = pg.ScatterPlotItem(pxMode=True, pen=self._no_pen)
         self.bubbles.setZValue(5)
         self.addItem(self.bubbles)
         self._buy_brush = pg.mkBrush(*BUY_COLOR, 170)
@@ -462,7 +463,7 @@ class HeatmapWidget(pg.PlotWidget):
         raw = 4.0 + 10.0 * np.sqrt(vol / ref)  # area ~ volume, the 90th percentile at 14 px
         size = self.BUBBLE_SIZES[np.clip(np.searchsorted(self.BUBBLE_SIZES, raw), 0, self.BUBBLE_SIZES.size - 1)]
         brushes = np.where(is_buy, self._buy_brush, self._sell_brush)
-        self.bubbles.setData(x=x, y=y, size=size, brush=brushes, pen=None)
+        self.bubbles.setData(x=x, y=y, size=size, brush=brushes, pen=self._no_pen)
 
     def _draw_markers(self, frame, tick):
         key = (len(frame.patterns), frame.patterns[-1] if frame.patterns else None,
