@@ -21,9 +21,13 @@ rate bounds the frames and its queue dominates the latency), and ``es_30x`` (the
   received while drawing (the work per event; on a loaded machine the busy share mostly shows
   how much CPU the thread got).
 * ``gui.<rec>.latency_p99_ms``: p99 of (paint end of the first frame that contains a depth
-  batch) - (that batch's hand-over by the DTC client, right after it was read off the socket
-  and decoded), target <= 25 ms; baseline: p99 of (engine publishes the frame) - (same
-  arrival), i.e. the engine's share, so ``value - baseline`` is what the GUI adds.
+  batch) - (the return of the socket read that brought the batch, before it was decoded:
+  :attr:`app.dtc.client.DTCClient.last_read_ns`), target <= 25 ms; baseline: p99 of (engine
+  publishes the frame) - (same arrival), i.e. the engine's share, so ``value - baseline`` is
+  what the GUI adds. Data still queued in the server's output buffer or in the kernel's
+  socket buffers before that read is not in it (at maximum speed that queue holds megabytes).
+* ``frames_per_s`` also carries ``flow_holds_per_s``: how often the pipeline's flow control
+  held the replay because the engine was behind.
 """
 
 from __future__ import annotations
