@@ -85,6 +85,11 @@ FLOAT_FLAGS = (LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES
                | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2
                | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE)
 
+#: The BBO messages: decoded into KIND_QUOTE events, joined with the other market data of a read.
+_QUOTE_TYPES = frozenset(int(t) for t in (T.MARKET_DATA_UPDATE_BID_ASK, T.MARKET_DATA_UPDATE_BID_ASK_COMPACT,
+                                          T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS,
+                                          T.MARKET_DATA_UPDATE_BID_ASK_NO_TIMESTAMP))
+
 STATES = ("disconnected", "connecting", "negotiating", "logging_on", "connected", "reconnecting", "closed")
 
 class DTCError(Exception):
@@ -308,6 +313,8 @@ class DTCClient:
         self._closing = False
         self._msgs_seen_conn = 0
         self._dispatching = False
+        #: SymbolID -> market batches decoded in the current :meth:`_process` call, not yet handed over
+        self._market_out: dict[int, list[np.ndarray]] = {}
 
         # statistics
         self.messages_received = 0
@@ -315,6 +322,9 @@ class DTCClient:
         self.reconnects = 0
         self.connections = 0
         self.bytes_received = 0
+        #: ``clock.monotonic_ns()`` when the latest socket read returned (before its bytes were
+        #: decoded): the market batches handed over by that read were "read off the socket" then
+        self.last_read_ns = 0
         self._rate_t0 = self.clock.monotonic()
         self._rate_n0 = 0
         self._rate = 0.0
@@ -617,6 +627,7 @@ class DTCClient:
                     self._process(session)
                     break
                 self.bytes_received += len(data)
+                self.last_read_ns = self.clock.monotonic_ns()
                 session.receive_data(data)
                 self._process(session)
         except asyncio.CancelledError:
@@ -633,18 +644,28 @@ class DTCClient:
 
     def _process(self, session: DTCSession) -> None:
         """Dispatch what ``session`` decoded, write what it has to send, count its messages and
-        move the deadline timer to the session's next deadline."""
+        move the deadline timer to the session's next deadline.
+
+        Market events decoded here (depth/trade runs and BBO quotes) are joined: each
+        subscription's ``on_events`` gets one batch per call (one socket read), in stream order,
+        handed over before any other message or session event that followed them is
+        dispatched (so the relative order of market data and, say, an order update stays).
+        """
         self._dispatching = True
         try:
             for item in session.events_received():
                 if isinstance(item, np.ndarray):
                     self._dispatch_events(item)
                 elif isinstance(item, M.Message):
+                    if int(item.TYPE) not in _QUOTE_TYPES:
+                        self._flush_market()
                     self._dispatch(item)
                 else:
+                    self._flush_market()
                     self._on_session_event(session, item)
         finally:
             self._dispatching = False
+            self._flush_market()
         self._flush(session)
         self._count_messages(session)
         self._arm_timer(session)
@@ -732,17 +753,39 @@ class DTCClient:
                 self._deliver(int(sid), batch[sids == sid])
 
     def _deliver(self, sid: int, batch: np.ndarray) -> None:
+        """Hand ``batch`` (EVENT_DTYPE, shape (n,)) to subscription ``sid``; while
+        :meth:`_process` dispatches, it is queued and joined with the batches of the same read
+        (:meth:`_flush_market`)."""
         sub = self.subscriptions.get(sid)
         if sub is None:
             return
         sub.events += batch.shape[0]
         if sub.ready is not None and not sub.ready.done():
             sub.ready.set_result(True)
-        if sub.on_events is not None:
-            try:
-                sub.on_events(batch)
-            except Exception:  # noqa: BLE001
-                log.exception("on_events callback for %s failed", sub.symbol)
+        if sub.on_events is None:
+            return
+        if self._dispatching:
+            self._market_out.setdefault(sid, []).append(batch)
+            return
+        self._hand_over(sub, batch)
+
+    def _hand_over(self, sub: Subscription, batch: np.ndarray) -> None:
+        try:
+            sub.on_events(batch)
+        except Exception:  # noqa: BLE001
+            log.exception("on_events callback for %s failed", sub.symbol)
+
+    def _flush_market(self) -> None:
+        """Hand each subscription its queued batches as one joined batch (stream order kept)."""
+        out = self._market_out
+        if not out:
+            return
+        self._market_out = {}
+        for sid, parts in out.items():
+            sub = self.subscriptions.get(sid)
+            if sub is None or sub.on_events is None:
+                continue
+            self._hand_over(sub, parts[0] if len(parts) == 1 else np.concatenate(parts))
 
     def _dispatch(self, msg) -> None:
         t = int(msg.TYPE)
@@ -793,21 +836,26 @@ class DTCClient:
             ts = s.decoder.market_time(sid, 0) if s is not None else 0
             if ts <= 0:
                 ts = self.clock.time_ns()
-        rows = []
-        for side, p, q in ((ev.SIDE_BID, msg.BidPrice, msg.BidQuantity), (ev.SIDE_ASK, msg.AskPrice, msg.AskQuantity)):
-            if M.is_unset(float(p)):
-                continue
-            rows.append((ts, int(round(float(p) / sub.tick_size)), float(q), side))
-        if not rows:
+        bid, ask = float(msg.BidPrice), float(msg.AskPrice)
+        has_bid, has_ask = not M.is_unset(bid), not M.is_unset(ask)
+        n = int(has_bid) + int(has_ask)
+        if not n:
             return
-        out = ev.empty(len(rows))
-        for i, (ts_, p, q, side) in enumerate(rows):
-            out[i]["ts"] = ts_
-            out[i]["price"] = p
-            out[i]["size"] = q
-            out[i]["side"] = side
+        out = np.zeros(n, dtype=ev.EVENT_DTYPE)
+        out["ts"] = ts
         out["kind"] = ev.KIND_QUOTE
         out["symbol_id"] = sid
+        i = 0
+        tick = sub.tick_size
+        if has_bid:
+            out["price"][0] = int(round(bid / tick))
+            out["size"][0] = float(msg.BidQuantity)
+            out["side"][0] = ev.SIDE_BID
+            i = 1
+        if has_ask:
+            out["price"][i] = int(round(ask / tick))
+            out["size"][i] = float(msg.AskQuantity)
+            out["side"][i] = ev.SIDE_ASK
         self._deliver(sid, out)
 
     def _on_order_update(self, msg) -> None:

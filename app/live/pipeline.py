@@ -27,13 +27,13 @@ import asyncio
 import collections
 import logging
 import threading
-import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import KIND_DEPTH, Instrument
 from app.live.sources import PAUSE_FLOW, PAUSE_START
 
@@ -144,8 +144,10 @@ class LatencyTracker:
 
     The client hands batches in arrival order; the engine's ``events_total`` counts events
     applied, so a frame with ``events_total >= cum`` contains every batch whose cumulative event
-    count is ``cum``. Times are ``time.perf_counter_ns()``. Recording is off unless
-    :attr:`enabled` is set (then one tuple per batch and per frame is kept).
+    count is ``cum``. Times are ns of the pipeline's monotonic clock (:attr:`Pipeline.clock`):
+    a batch of a DTC source arrives when the socket read that brought it returned (before
+    decoding: "socket to paint"); a frame is painted when the heatmap's paint ended. Recording
+    is off unless :attr:`enabled` is set (then one tuple per batch and per frame is kept).
     """
 
     def __init__(self):
@@ -203,6 +205,9 @@ class Pipeline:
         worker thread are queued and delivered by :meth:`poll` (called by the window's timer).
     on_state : callable(source: str, state: str), optional
         Connection state changes per source.
+    clock : app.core.clock.Clock, optional
+        Monotonic clock of the latency stamps (:class:`LatencyTracker`, ns); a DTC client on
+        the same clock lends its socket-read time (default the system clock).
 
     Attributes
     ----------
@@ -234,9 +239,10 @@ class Pipeline:
     #: A failing listener is reported on its first failure and every this many after.
     LISTENER_REPORT_EVERY = 100
 
-    def __init__(self, config: PipelineConfig, on_problem=None, on_state=None):
+    def __init__(self, config: PipelineConfig, on_problem=None, on_state=None, clock: Clock = SYSTEM_CLOCK):
         from app.live.sources import make_source
 
+        self.clock = clock
         self.config = config
         self.on_problem = on_problem
         self.on_state = on_state
@@ -432,7 +438,7 @@ class Pipeline:
     def _on_frame(self, frame) -> None:
         """Engine callback (worker thread): keep the newest frame; queue it for the frame listeners."""
         if self.latency.enabled:
-            self.latency.frame_published(int(frame.events_total), time.perf_counter_ns())
+            self.latency.frame_published(int(frame.events_total), self.clock.monotonic_ns())
         self.slot.put(frame)
         if self._frame_listeners and self._loop is not None:
             self._frames_out.append(frame)
@@ -444,15 +450,24 @@ class Pipeline:
         if cb is not None:
             cb()
 
+    def _arrival_ns(self) -> int:
+        """When the batch being handed over was read off the socket (a DTC source's client on
+        this pipeline's clock: :attr:`app.dtc.client.DTCClient.last_read_ns`), else now."""
+        c = self.source.client
+        if c is not None and getattr(c, "clock", None) is self.clock:
+            t = int(getattr(c, "last_read_ns", 0) or 0)
+            if t > 0:
+                return t
+        return self.clock.monotonic_ns()
+
     def _on_events(self, batch: np.ndarray) -> None:
         """Source callback (GUI thread, asyncio): O(1) per batch: count, stamp, submit, fan out."""
-        t = time.perf_counter_ns()
         n = int(batch.shape[0])
         self.batches += 1
         self.events_in += n
         if self.latency.enabled:
             has_depth = bool((batch["kind"] == KIND_DEPTH).any()) if n else False
-            self.latency.arrived(n, has_depth, t)
+            self.latency.arrived(n, has_depth, self._arrival_ns())
         else:
             self.latency.cum_events += n
         if self.recorder is not None:
@@ -513,7 +528,7 @@ class Pipeline:
     def frame_painted(self, frame) -> None:
         """Tell the latency tracker that ``frame`` is on screen now."""
         if self.latency.enabled:
-            self.latency.painted(int(frame.events_total), time.perf_counter_ns())
+            self.latency.painted(int(frame.events_total), self.clock.monotonic_ns())
 
     def figures(self) -> dict:
         """Health figures: ``msgs_per_s``, ``decode_errors``, ``messages_received``, ``state``."""

@@ -680,9 +680,14 @@ class EmbeddedReplaySource(MarketSource):
         return ok
 
     def _apply(self) -> None:
+        """Pause or resume the server when the holds changed its state (one cross-thread call
+        per change, none when another hold already keeps it paused)."""
         if self.replay is None:
             return
-        if self._holds:
+        held = bool(self._holds)
+        if held == self.replay.paused:
+            return
+        if held:
             self.replay.pause()
         else:
             self.replay.resume()

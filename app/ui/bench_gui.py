@@ -21,9 +21,13 @@ rate bounds the frames and its queue dominates the latency), and ``es_30x`` (the
   received while drawing (the work per event; on a loaded machine the busy share mostly shows
   how much CPU the thread got).
 * ``gui.<rec>.latency_p99_ms``: p99 of (paint end of the first frame that contains a depth
-  batch) - (that batch's hand-over by the DTC client, right after it was read off the socket
-  and decoded), target <= 25 ms; baseline: p99 of (engine publishes the frame) - (same
-  arrival), i.e. the engine's share, so ``value - baseline`` is what the GUI adds.
+  batch) - (the return of the socket read that brought the batch, before it was decoded:
+  :attr:`app.dtc.client.DTCClient.last_read_ns`), target <= 25 ms; baseline: p99 of (engine
+  publishes the frame) - (same arrival), i.e. the engine's share, so ``value - baseline`` is
+  what the GUI adds. Data still queued in the server's output buffer or in the kernel's
+  socket buffers before that read is not in it (at maximum speed that queue holds megabytes).
+* ``frames_per_s`` also carries ``flow_holds_per_s``: how often the pipeline's flow control
+  held the replay because the engine was behind.
 """
 
 from __future__ import annotations
@@ -106,6 +110,7 @@ async def _run_one(window, phase_s: float, total_s: float):
     pl.latency.reset()
     pl.latency.enabled = True
     f0, p0, e0 = window.frames_drawn, pl.slot.published, pl.events_in
+    th0 = pl.throttle_count
     replay = getattr(pl.source, "replay", None)
     server_ident = replay.thread_ident if replay is not None else None
     s0 = _thread_cpu_s(server_ident)
@@ -127,7 +132,7 @@ async def _run_one(window, phase_s: float, total_s: float):
         "lat": pl.latency.latencies_ms(),
         "wall": wall,
         "events_in": pl.events_in - e0,
-        "throttles": pl.throttle_count,
+        "throttles": pl.throttle_count - th0,
         "frames": frames,
         "draw_ms": np.array(list(window.draw_ms)[-(window.frames_drawn - f0):] if window.frames_drawn > f0 else []),
     }
@@ -205,7 +210,8 @@ def bench_gui(args):
              "baseline": round(res["published_fps"], 2), "ratio": round(res["fps"] / res["published_fps"], 3)
              if res["published_fps"] else None, "target": ">= 55",
              "heatmap": f"{HEATMAP_COLS}x{HEATMAP_ROWS}", "replay_speed": "max" if speed <= 0 else speed,
-             "publish_interval_s": round(PUBLISH_INTERVAL_S, 4)},
+             "publish_interval_s": round(PUBLISH_INTERVAL_S, 4),
+             "flow_holds_per_s": round(res["throttles"] / res["wall"], 1)},
             {"name": f"{pref}.gui_busy_share", "value": round(res["busy"], 3), "unit": "fraction",
              "baseline": round(res["base_busy"], 3),
              "ratio": round(res["busy"] / res["base_busy"], 3) if res["base_busy"] else None, "target": "< 0.6",

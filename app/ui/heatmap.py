@@ -83,6 +83,32 @@ def heatmap_lut(stops=HEATMAP_STOPS) -> np.ndarray:
     return lut
 
 
+def display_lut(lut: np.ndarray) -> np.ndarray:
+    """The table the image item draws with: each RGB entry of ``lut`` twice.
+
+    Parameters
+    ----------
+    lut : np.ndarray, uint8, shape (256, 4)
+        :func:`heatmap_lut`.
+
+    Returns
+    -------
+    np.ndarray, uint8, shape (512, 3)
+        Entry ``k`` is ``lut[k // 2]`` without alpha (the palette is opaque).
+
+    Notes
+    -----
+    With 512 entries pyqtgraph maps a cell to index ``floor((v - lo) * 512 / (hi - lo))``
+    (clipped to 0..511), which is exactly twice the 256-entry index (a power-of-two scale is
+    exact in floating point), so every cell gets the same colour as with ``lut``. The
+    difference is the image format: more than 256 entries make pyqtgraph apply the table
+    itself (one numba pass) and hand Qt a 32-bit RGBX image, which Qt draws about four times
+    faster than the 8-bit indexed image a 256-entry table gives (that one is converted on
+    every paint).
+    """
+    return np.ascontiguousarray(np.repeat(lut[:, :3], 2, axis=0))
+
+
 def level_sample(data: np.ndarray, max_samples: int = 20_000) -> np.ndarray:
     """A strided sample of the non-zero cells of a heatmap (bounded cost whatever its size).
 
@@ -183,7 +209,7 @@ class HeatmapWidget(pg.PlotWidget):
 
         self.lut = heatmap_lut()
         self.image = pg.ImageItem(axisOrder="row-major")
-        self.image.setLookupTable(self.lut)
+        self.image.setLookupTable(display_lut(self.lut))
         self.image.setAutoDownsample(False)
         self.image.setZValue(-10)
         self.addItem(self.image)
@@ -193,7 +219,8 @@ class HeatmapWidget(pg.PlotWidget):
         self.addItem(self.bid_curve)
         self.addItem(self.ask_curve)
 
-        self.bubbles = pg.ScatterPlotItem(pxMode=True, pen=None)
+        self._no_pen = pg.mkPen(None)  # one pen object: a new one per frame re-renders every symbol
+        self.bubbles = pg.ScatterPlotItem(pxMode=True, pen=self._no_pen)
         self.bubbles.setZValue(5)
         self.addItem(self.bubbles)
         self._buy_brush = pg.mkBrush(*BUY_COLOR, 170)
@@ -240,7 +267,10 @@ class HeatmapWidget(pg.PlotWidget):
         #: called after each paint of the view (the window measures frame-to-screen latency with it)
         self.on_painted = None
         self._reset_y = True  # first frame (or instrument change): default height around the mid
+        self._band: tuple[int, int] | None = None  # heatmap rows [r0, r1) drawn now
+        self._in_set_frame = False
         self.vb.sigRangeChangedManually.connect(self._on_manual_range)
+        self.vb.sigRangeChanged.connect(self._on_range_changed)
         self.vb.sigYRangeChanged.connect(lambda *_: self.sigViewChanged.emit())
         self.vb.sigResized.connect(lambda *_: self.sigViewChanged.emit())
 
@@ -312,7 +342,18 @@ class HeatmapWidget(pg.PlotWidget):
 
     # ----------------------------------------------------------------- drawing
     def set_frame(self, frame: AnalysisFrame) -> None:
-        """Draw ``frame`` (GUI thread only). Items are updated in place, none is created."""
+        """Draw ``frame`` (GUI thread only). Items are updated in place, none is created.
+
+        Only the rows near the visible price range are turned into an image and bubbles
+        (:meth:`band_rows`); a pan or zoom beyond them redraws the band from this frame.
+        """
+        self._in_set_frame = True
+        try:
+            self._set_frame(frame)
+        finally:
+            self._in_set_frame = False
+
+    def _set_frame(self, frame: AnalysisFrame) -> None:
         self._frame = frame
         tick = float(frame.tick_size)
         if self._tick != tick:
@@ -322,14 +363,14 @@ class HeatmapWidget(pg.PlotWidget):
         rows, cols = hm.shape
         t0 = frame.heatmap_t0 / NS
         col_s = frame.column_ns / NS
+        if self._following:
+            self._apply_follow(frame)  # first: the band drawn below is chosen from the view
         if rows and cols:
-            self._sample = level_sample(hm)
+            self._sample = level_sample(hm)  # colour levels from the whole heatmap, as always
             s = cutoff_level(self._sample, self._contrast)
             self._scale = s if self._scale is None else 0.85 * self._scale + 0.15 * s
-            self.image.setImage(hm, autoLevels=False, levels=self._levels())
-            self.image.setRect(
-                QtCore.QRectF(t0, (frame.heatmap_base - 0.5) * tick, cols * col_s, rows * tick)
-            )
+        self._band = None
+        self._draw_band(frame)
         t_end = t0 + cols * col_s
         t_now = frame.ts / NS if frame.ts else t_end
         if self._last_t_end is not None and t_end < self._last_t_end - 1.0:
@@ -341,13 +382,64 @@ class HeatmapWidget(pg.PlotWidget):
         t, b, a = self._ring.ordered()
         self.bid_curve.setData(t, b, connect="finite")
         self.ask_curve.setData(t, a, connect="finite")
-        self._draw_bubbles(frame, t0, col_s, tick)
         self._draw_markers(frame, tick)
-        if self._following:
-            self._apply_follow(frame)
 
-    def _draw_bubbles(self, frame, t0, col_s, tick):
+    def band_rows(self, frame: AnalysisFrame | None = None) -> tuple[int, int]:
+        """Heatmap rows ``[r0, r1)`` to draw for the visible price range (0 <= r0 <= r1 <= rows).
+
+        The visible rows plus one visible height above and below (so a re-centre while
+        following, or a small pan, stays inside it); all rows when the view is zoomed out that
+        far. Rows outside the band are off screen: the image and the bubbles are built from the
+        band only (the colour levels still come from the whole heatmap).
+        """
+        f = frame if frame is not None else self._frame
+        if f is None:
+            return 0, 0
+        rows = int(f.heatmap.shape[0])
+        tick = float(f.tick_size) or 1.0
+        lo, hi = self.price_range()
+        h = max(hi - lo, tick)
+        r0 = int(math.floor((lo - h) / tick)) - int(f.heatmap_base)
+        r1 = int(math.ceil((hi + h) / tick)) - int(f.heatmap_base) + 1
+        return max(0, min(rows, r0)), max(0, min(rows, r1))
+
+    def _draw_band(self, frame: AnalysisFrame) -> None:
+        """Image and trade bubbles of ``frame``'s :meth:`band_rows` (a view, no copy)."""
+        tick = float(frame.tick_size)
+        hm = frame.heatmap
+        rows, cols = hm.shape
+        t0 = frame.heatmap_t0 / NS
+        col_s = frame.column_ns / NS
+        r0, r1 = self.band_rows(frame)
+        self._band = (r0, r1)
+        if rows and cols and r1 > r0 and self._scale is not None:
+            self.image.setVisible(True)
+            self.image.setImage(hm[r0:r1], autoLevels=False, levels=self._levels())
+            self.image.setRect(
+                QtCore.QRectF(t0, (frame.heatmap_base + r0 - 0.5) * tick, cols * col_s, (r1 - r0) * tick)
+            )
+        elif rows and cols:
+            self.image.setVisible(False)  # the whole view is above or below the heatmap
+        self._draw_bubbles(frame, t0, col_s, tick, r0, r1)
+
+    def _on_range_changed(self, *_):
+        """A pan or zoom (or a re-centre) that shows rows outside the drawn band redraws it."""
+        f, band = self._frame, self._band
+        if f is None or band is None or self._in_set_frame:
+            return
+        r0, r1 = self.band_rows(f)
+        rows = int(f.heatmap.shape[0])
+        lo, hi = self.price_range()
+        v0 = max(0, int(math.floor(lo / (float(f.tick_size) or 1.0))) - int(f.heatmap_base))
+        v1 = min(rows, int(math.ceil(hi / (float(f.tick_size) or 1.0))) - int(f.heatmap_base) + 1)
+        if v0 < band[0] or v1 > band[1] or (r1 - r0) < (band[1] - band[0]) // 3:
+            self._draw_band(f)
+
+    def _draw_bubbles(self, frame, t0, col_s, tick, r0=0, r1=None):
         buy, sell = frame.traded_buy, frame.traded_sell
+        if r1 is None:
+            r1 = buy.shape[0]
+        buy, sell = buy[r0:r1], sell[r0:r1]
         if buy.size == 0:
             self.bubbles.setData(x=[], y=[])
             return
@@ -366,12 +458,12 @@ class HeatmapWidget(pg.PlotWidget):
             keep = np.argpartition(vol, -self.MAX_BUBBLES)[-self.MAX_BUBBLES:]
             vol, rows, cols, is_buy = vol[keep], rows[keep], cols[keep], is_buy[keep]
         x = t0 + (cols + 0.5) * col_s
-        y = (frame.heatmap_base + rows) * tick
+        y = (frame.heatmap_base + r0 + rows) * tick
         ref = max(float(np.percentile(vol, 90)) if vol.size else 1.0, 1.0)
         raw = 4.0 + 10.0 * np.sqrt(vol / ref)  # area ~ volume, the 90th percentile at 14 px
         size = self.BUBBLE_SIZES[np.clip(np.searchsorted(self.BUBBLE_SIZES, raw), 0, self.BUBBLE_SIZES.size - 1)]
         brushes = np.where(is_buy, self._buy_brush, self._sell_brush)
-        self.bubbles.setData(x=x, y=y, size=size, brush=brushes, pen=None)
+        self.bubbles.setData(x=x, y=y, size=size, brush=brushes, pen=self._no_pen)
 
     def _draw_markers(self, frame, tick):
         key = (len(frame.patterns), frame.patterns[-1] if frame.patterns else None,
@@ -468,8 +560,14 @@ class HeatmapWidget(pg.PlotWidget):
             self._setting_range = False
 
     # ----------------------------------------------------------------- inspection (tests, status)
+    @property
+    def drawn_rows(self) -> tuple[int, int] | None:
+        """Heatmap rows ``[r0, r1)`` of the last frame the image and bubbles show now (None before a frame)."""
+        return self._band
+
     def image_data(self) -> np.ndarray | None:
-        """The array the image item holds now (float32, rows x cols), or None."""
+        """The array the image item holds now (float32, shape (r1 - r0, cols): the frame's
+        heatmap rows :attr:`drawn_rows`, a view), or None."""
         return self.image.image
 
     def bubble_count(self) -> int:

@@ -151,41 +151,57 @@ class LadderWidget(QtWidgets.QWidget):
         dec = price_decimals(tick)
         p.setFont(self._font)
         pad = 2.0
-        for k in range(prices.shape[0]):
-            pt = int(prices[k])
-            yc = self.price_to_y(pt * tick)
+        # plain Python numbers for the per-row loop (numpy scalar access per cell costs more
+        # than the drawing itself)
+        prices_l, bid_l, ask_l, vol_l = prices.tolist(), bid.tolist(), ask.tolist(), vol.tolist()
+        height = self.height()
+        best_bid, best_ask = self.best_bid, self.best_ask
+        top, span_hi, scale = self._top, self._hi, self._height / (self._hi - self._lo)
+        hgt = max(row_h - (1 if row_h >= 4 else 0), 1.0)
+        rect = QtCore.QRectF
+        fill = p.fillRect
+        text = p.drawText
+        right = QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter
+        left = QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter
+        centre = QtCore.Qt.AlignCenter
+        w_vol, w_bid, w_ask = xs[1] - xs[0] - pad, xs[2] - xs[1] - pad, xs[4] - xs[3] - pad
+        font, bold = self._font, self._bold
+        current_font = font
+        if show_text:
+            p.setPen(TEXT)
+        for k in range(len(prices_l)):
+            pt = int(prices_l[k])
+            yc = top + (span_hi - pt * tick) * scale  # price_to_y
             y = yc - row_h / 2
-            if y > self.height() or y + row_h < head_h:
+            if y > height or y + row_h < head_h:
                 continue
-            hgt = max(row_h - (1 if row_h >= 4 else 0), 1.0)
-            if pt == self.best_bid:
-                p.fillRect(QtCore.QRectF(0, y, w, hgt), BID_HI)
-            elif pt == self.best_ask:
-                p.fillRect(QtCore.QRectF(0, y, w, hgt), ASK_HI)
-            if vol[k] > 0:
-                bw = (xs[1] - xs[0] - pad) * vol[k] / m_vol
-                p.fillRect(QtCore.QRectF(xs[1] - pad - bw, y, bw, hgt), VOL_BAR)
-            if bid[k] > 0:
-                bw = (xs[2] - xs[1] - pad) * bid[k] / m_side
-                p.fillRect(QtCore.QRectF(xs[2] - pad - bw, y, bw, hgt), BID_BAR)
-            if ask[k] > 0:
-                bw = (xs[4] - xs[3] - pad) * ask[k] / m_side
-                p.fillRect(QtCore.QRectF(xs[3] + pad, y, bw, hgt), ASK_BAR)
+            inside = pt == best_bid or pt == best_ask
+            if pt == best_bid:
+                fill(rect(0, y, w, hgt), BID_HI)
+            elif pt == best_ask:
+                fill(rect(0, y, w, hgt), ASK_HI)
+            v, b, a = vol_l[k], bid_l[k], ask_l[k]
+            if v > 0:
+                bw = w_vol * v / m_vol
+                fill(rect(xs[1] - pad - bw, y, bw, hgt), VOL_BAR)
+            if b > 0:
+                bw = w_bid * b / m_side
+                fill(rect(xs[2] - pad - bw, y, bw, hgt), BID_BAR)
+            if a > 0:
+                bw = w_ask * a / m_side
+                fill(rect(xs[3] + pad, y, bw, hgt), ASK_BAR)
             if show_text:
-                inside = pt == self.best_bid or pt == self.best_ask
-                p.setFont(self._bold if inside else self._font)
-                p.setPen(TEXT)
-                r = QtCore.QRectF
-                if vol[k] > 0:
-                    p.drawText(r(xs[0], y, xs[1] - xs[0] - 4, row_h), QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter,
-                               _fmt_size(float(vol[k])))
-                if bid[k] > 0:
-                    p.drawText(r(xs[1], y, xs[2] - xs[1] - 4, row_h), QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter,
-                               _fmt_size(float(bid[k])))
-                p.drawText(r(xs[2], y, xs[3] - xs[2], row_h), QtCore.Qt.AlignCenter, f"{pt * tick:.{dec}f}")
-                if ask[k] > 0:
-                    p.drawText(r(xs[3] + 4, y, xs[4] - xs[3] - 4, row_h), QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter,
-                               _fmt_size(float(ask[k])))
+                want = bold if inside else font
+                if want is not current_font:
+                    p.setFont(want)
+                    current_font = want
+                if v > 0:
+                    text(rect(xs[0], y, xs[1] - xs[0] - 4, row_h), right, _fmt_size(float(v)))
+                if b > 0:
+                    text(rect(xs[1], y, xs[2] - xs[1] - 4, row_h), right, _fmt_size(float(b)))
+                text(rect(xs[2], y, xs[3] - xs[2], row_h), centre, f"{pt * tick:.{dec}f}")
+                if a > 0:
+                    text(rect(xs[3] + 4, y, xs[4] - xs[3] - 4, row_h), left, _fmt_size(float(a)))
             self.rows_painted += 1
         p.setPen(GRID)
         for x in xs[1:-1]:

@@ -500,3 +500,52 @@ def test_handshake_deadline_follows_the_clock():
             await srv.stop()
 
     run(main())
+
+
+def test_market_data_of_one_read_is_handed_over_as_one_batch_in_stream_order():
+    """The depth/trade runs and BBO quotes decoded from one socket read reach ``on_events`` as
+    one joined batch, in stream order; a non-market message (an order update) that follows
+    them is dispatched only after they were handed over, so the relative order stays."""
+
+    class Session:  # what DTCClient._process reads from the sans-I/O session
+        messages = 0
+
+        def __init__(self, items):
+            self.items = items
+
+        def events_received(self):
+            items, self.items = self.items, []
+            return items
+
+        def data_to_send(self):
+            return b""
+
+        def next_deadline_ns(self):
+            return None
+
+    cl = CL.DTCClient("127.0.0.1", 1)
+    seen = []
+    sub = CL.Subscription("ESZ5", "", 7, TICK, on_events=lambda b: seen.append(("events", b.copy())))
+    cl.subscriptions[7] = sub
+    cl.add_listener(T.ORDER_UPDATE, lambda m: seen.append(("order", m.ClientOrderID)))
+
+    def run_of(prices, ts):
+        a = ev.empty(len(prices))
+        a["kind"], a["symbol_id"], a["price"], a["ts"] = ev.KIND_DEPTH, 7, prices, ts
+        return a
+
+    quote = M.MarketDataUpdateBidAsk(SymbolID=7, BidPrice=100 * TICK, BidQuantity=3.0, AskPrice=101 * TICK,
+                                     AskQuantity=4.0, DateTime=1_700_000_000)
+    cl._process(Session([run_of([1, 2], 5), quote, run_of([3], 6),
+                         M.OrderUpdate(ClientOrderID="c1"), run_of([4, 5], 7)]))
+    assert [k for k, _ in seen] == ["events", "order", "events"]
+    first = seen[0][1]
+    assert first["price"].tolist() == [1, 2, 100, 101, 3]  # one batch, stream order kept
+    assert first["kind"].tolist() == [ev.KIND_DEPTH] * 2 + [ev.KIND_QUOTE] * 2 + [ev.KIND_DEPTH]
+    assert first["size"][2:4].tolist() == [3.0, 4.0] and first["side"][2:4].tolist() == [ev.SIDE_BID, ev.SIDE_ASK]
+    assert (first["ts"][2:4] == 1_700_000_000 * 1_000_000_000).all()
+    assert seen[2][1]["price"].tolist() == [4, 5]
+    assert sub.events == 7
+    # outside a read (no dispatch running) a batch is handed over at once
+    cl._deliver(7, run_of([9], 8))
+    assert seen[-1][1]["price"].tolist() == [9]

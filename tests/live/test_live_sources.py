@@ -308,3 +308,54 @@ def test_stop_blocking_ends_the_server_thread_when_no_loop_runs():
     src.stop_blocking(5.0)
     assert not rt.alive and not _new_threads(before) and errors == []
     assert src.state == "stopped"
+
+
+def test_latency_arrival_is_the_socket_read_of_a_dtc_source():
+    """A batch of a DTC source "arrives" when the client's socket read returned (before its
+    decoding and hand-over), on the pipeline's clock; without a client it arrives now."""
+    from app.core.clock import ManualClock
+
+    clock = ManualClock()
+    pl = Pipeline(PipelineConfig(embedded=False), clock=clock)
+
+    class Client:
+        pass
+
+    c = Client()
+    c.clock = clock
+    c.last_read_ns = clock.monotonic_ns()
+    pl.source.client = c
+    pl.latency.enabled = True
+    b = np.zeros(2, dtype=EVENT_DTYPE)
+    b["kind"] = KIND_DEPTH
+    clock.advance(0.004)  # decoding took 4 ms
+    pl._on_events(b)
+    assert pl.latency.arrivals == [(2, c.last_read_ns)]
+    pl.source.client = None
+    pl._on_events(b)
+    assert pl.latency.arrivals[-1] == (4, clock.monotonic_ns())
+
+
+def test_embedded_source_calls_the_server_thread_only_when_its_held_state_changes():
+    class Replay:
+        def __init__(self):
+            self.paused, self.calls = True, []
+
+        def pause(self):
+            self.paused = True
+            self.calls.append("pause")
+
+        def resume(self):
+            self.paused = False
+            self.calls.append("resume")
+
+    src = EmbeddedReplaySource(speed=0.0)
+    src.replay = Replay()
+    src.pause(PAUSE_FLOW)  # already held by the start-up hold: nothing to send
+    src.resume("start")  # the flow hold still holds it
+    assert src.replay.calls == []
+    src.resume(PAUSE_FLOW)
+    src.pause(PAUSE_USER)
+    src.pause(PAUSE_FLOW)
+    src.resume(PAUSE_FLOW)
+    assert src.replay.calls == ["resume", "pause"]

@@ -174,3 +174,51 @@ def test_tape_appends_rows_fills_outcomes_and_selects(qtbot):
     with qtbot.waitSignal(tape.sigSignalSelected) as blocker:
         tape.select_row(1)
     assert blocker.args[0].id == 2
+
+
+def test_display_table_gives_every_cell_the_colour_of_the_256_entry_palette(qtbot):
+    """The image item draws through :func:`display_lut` (512 RGB entries, a 32-bit image Qt
+    draws fast); every cell gets exactly the colour the 256-entry palette gives it."""
+    import pyqtgraph as pg
+
+    from app.ui.heatmap import display_lut
+
+    rng = np.random.default_rng(3)
+    data = (rng.gamma(1.5, 20.0, size=(60, 90))).astype(np.float32)
+    data[0, :5] = [0.0, 1e-7, 50.0, 1e6, 49.999]
+    levels = (0.0, 50.0)
+    lut = heatmap_lut()
+    item = pg.ImageItem(axisOrder="row-major")
+    item.setLookupTable(display_lut(lut))
+    item.setImage(data, autoLevels=False, levels=levels)
+    item.render()
+    q = item.qimage
+    assert q.format() == q.Format.Format_RGBX8888
+    got = np.frombuffer(q.constBits(), np.uint8).reshape(60, q.bytesPerLine() // 4, 4)[:, :90, :3]
+    idx = np.clip((data.astype(np.float64) - levels[0]) * (256 / (levels[1] - levels[0])), 0, 255).astype(int)
+    np.testing.assert_array_equal(got, lut[idx][..., :3])
+    w = HeatmapWidget()
+    qtbot.addWidget(w)
+    assert w.image.lut.shape == (512, 3)
+
+
+def test_heatmap_draws_the_rows_around_the_view_and_a_pan_redraws_them(qtbot):
+    w = HeatmapWidget()
+    qtbot.addWidget(w)
+    w.resize(800, 500)
+    w.show()
+    f = make_frame(rows=400, cols=60, base=19000, bid=19200, ask=19201)
+    w.set_frame(f)
+    r0, r1 = w.drawn_rows
+    assert 0 < r0 < 200 < r1 < 400  # only the band around the visible 44 ticks
+    assert np.shares_memory(w.image_data(), f.heatmap) and w.image_data().shape == (r1 - r0, 60)
+    lo, hi = w.price_range()
+    assert r0 <= lo / 0.25 - 19000 and hi / 0.25 - 19000 <= r1
+    assert w.levels[1] == pytest.approx(cutoff_level(level_sample(f.heatmap), w.contrast))  # whole heatmap
+    # pan far below the band: the rows shown now are drawn from the same frame
+    w.vb.setRange(yRange=(19020 * 0.25, 19060 * 0.25), padding=0)
+    n0, n1 = w.drawn_rows
+    assert n0 <= 20 and n1 >= 60 and (n0, n1) != (r0, r1)
+    np.testing.assert_array_equal(w.image_data(), f.heatmap[n0:n1])
+    top = w.image.mapRectToParent(w.image.boundingRect())
+    assert min(top.top(), top.bottom()) == pytest.approx((19000 + n0 - 0.5) * 0.25)

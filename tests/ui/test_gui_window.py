@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import os
 import threading
 import time
@@ -112,6 +113,7 @@ def session(qapp, tmp_path_factory):
             obs["frame"] = window.last_frame
             obs["n_events"] = n_events
             obs["heatmap_image"] = window.heatmap.image_data()
+            obs["heatmap_band"] = window.heatmap.drawn_rows
             obs["ladder"] = (window.ladder.best_bid, window.ladder.best_ask)
             obs["gauge_regime"] = window.vix_gauge.regime
             obs["tape_rows"] = window.tape.model.rowCount()
@@ -196,10 +198,16 @@ def test_window_starts_in_paper_mode_and_replays_the_whole_sample(session):
 def test_heatmap_holds_real_liquidity(session):
     img = session["heatmap_image"]
     f = session["frame"]
-    assert img is not None and img.shape == f.heatmap.shape
+    # the image is the frame's heatmap over the rows around the visible prices (a view of it)
+    r0, r1 = session["heatmap_band"]
+    assert img is not None and img.shape == (r1 - r0, f.heatmap.shape[1])
     assert img.dtype == np.float32
     assert (img > 0).sum() > 0.05 * img.size  # resting liquidity over price x time
-    assert np.array_equal(img, f.heatmap)
+    assert np.array_equal(img, f.heatmap[r0:r1])
+    lo, hi = session["price_range"]
+    rows, base = f.heatmap.shape[0], f.heatmap_base
+    assert r0 <= max(0, math.floor(lo / f.tick_size) - base)  # every visible row is drawn
+    assert r1 >= min(rows, math.ceil(hi / f.tick_size) - base + 1)
     assert session["bubbles"] > 0  # real trades drawn as bubbles
 
 
