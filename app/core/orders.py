@@ -288,6 +288,8 @@ class OrderEvent:
         Server id of the bracket parent, else ``""``.
     ts_ns : int
         Fill time, ns since the epoch (0 when unknown).
+    oco_server_id : str
+        Server id of the other leg of an OCO pair (DTC ``OCOLinkedOrderServerOrderID``), else ``""``.
     """
 
     client_order_id: str
@@ -308,6 +310,7 @@ class OrderEvent:
     parent_server_id: str = ""
     ts_ns: int = 0
     price2: int | None = None
+    oco_server_id: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,7 +16,12 @@ Procedures (``../shared/reference/dtc-protocol-notes.md`` sections 2.2 and 7):
   ``ACCOUNT_BALANCE_UPDATE``.
 * **Reconciliation** at every (re)connect: ``OPEN_ORDERS_REQUEST`` and ``CURRENT_POSITIONS_REQUEST``
   (driven by :class:`~app.trading.session.TradingSession`). Orders are never resent after a
-  reconnect; the client itself only resubscribes market data.
+  reconnect; the client itself only resubscribes market data. The answers (ORDER_UPDATE with
+  reason ``OPEN_ORDERS_REQUEST_RESPONSE``, POSITION_UPDATE with a RequestID) come through the same
+  listeners as the streamed updates, so they are applied in the order the server sent them; an
+  answer entry never reverts an order already filled, canceled or rejected
+  (:meth:`app.trading.broker.Broker._apply_order_event`). ``ParentServerOrderID`` and
+  ``OCOLinkedOrderServerOrderID`` give adopted orders their exit roles after a restart.
 
 Prices cross the wire as ``ticks * tick_size`` and come back as ``round(price / tick_size)``.
 """
@@ -179,6 +184,13 @@ class DtcBroker(Broker):
 
     # ----------------------------------------------------------------- venue reports
     async def query_open_orders(self, timeout: float = 2.0) -> list[OrderEvent]:
+        """``OPEN_ORDERS_REQUEST``: the server's working orders (applied by the listener as they arrived).
+
+        Raises
+        ------
+        BrokerError
+            On timeout, a reject or a dropped link.
+        """
         try:
             msgs = await asyncio.wait_for(self.client.open_orders(self.account), timeout)
         except Exception as exc:
@@ -191,6 +203,13 @@ class DtcBroker(Broker):
         return out
 
     async def query_positions(self, timeout: float = 2.0) -> list[PositionSnapshot]:
+        """``CURRENT_POSITIONS_REQUEST``: the server's non-zero positions (applied by the listener).
+
+        Raises
+        ------
+        BrokerError
+            On timeout, a reject or a dropped link.
+        """
         try:
             msgs = await asyncio.wait_for(self.client.positions(self.account), timeout)
         except Exception as exc:
@@ -249,6 +268,7 @@ class DtcBroker(Broker):
             price2=self._to_ticks(sym, m.Price2) if order_type == OrderType.STOP_LIMIT else None,
             filled_qty=filled, avg_fill_price=avg, fill_qty=fill_qty, fill_price=fill_px, exec_id=exec_id,
             reason=reason_name, info=m.InfoText, parent_server_id=m.ParentServerOrderID,
+            oco_server_id=m.OCOLinkedOrderServerOrderID,
             ts_ns=int(m.LastFillDateTime) * 1_000_000 if fill_qty and m.LastFillDateTime else 0)
 
     def _position(self, m) -> PositionSnapshot | None:
@@ -271,7 +291,8 @@ class DtcBroker(Broker):
             log.exception("dtc broker: cannot read ORDER_UPDATE %r", m)
             return
         if ev is not None:
-            self._apply_order_event(ev)
+            # an open-orders answer is applied here, at its place in the stream (not later by reconcile)
+            self._apply_order_event(ev, snapshot=int(m.OrderUpdateReason) == _R.OPEN_ORDERS_REQUEST_RESPONSE)
 
     def _on_position_update(self, m) -> None:
         try:

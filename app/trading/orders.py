@@ -244,7 +244,29 @@ class OrderTicket:
 
 @dataclass(slots=True)
 class WorkingOrder:
-    """The local picture of one order, kept up to date from the broker's updates."""
+    """The local picture of one order, kept up to date from the broker's updates.
+
+    Attributes
+    ----------
+    request : OrderRequest
+        The order as sent, or as adopted from the venue's report after a restart (its ``role``,
+        ``parent_id`` and ``oco_id`` then come from the journal or the venue's parent/OCO links).
+    state : OrderStatus
+        Latest state; once final (filled, canceled, rejected) it never changes again.
+    server_order_id : str
+    filled_qty : int
+        Contracts.
+    avg_fill_price : float
+        Float ticks.
+    info : str
+        The venue's latest text.
+    updated_ns : int
+        Wall ns of the latest change.
+    seq : int
+        The broker's sequence number (:meth:`app.trading.broker.Broker._stamp`) of the send or the
+        venue report applied last: venue reports are numbered in the order they arrive on the one
+        connection, which is the order in which the venue produced them.
+    """
 
     request: OrderRequest
     state: OrderStatus = OrderStatus.SENT
@@ -253,6 +275,7 @@ class WorkingOrder:
     avg_fill_price: float = 0.0  # ticks (may be fractional for averages)
     info: str = ""
     updated_ns: int = field(default_factory=now_ns)
+    seq: int = 0
 
     @property
     def client_order_id(self) -> str:

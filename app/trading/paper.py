@@ -86,7 +86,7 @@ class PaperBroker(Broker):
                 filled_qty=int(round(o.filled_qty)), avg_fill_price=float(o.avg_fill_price or 0.0),
                 fill_qty=int(round(ev.fill_qty)) if fill else 0, fill_price=int(ev.fill_price) if fill else 0,
                 exec_id=o.last_fill_id if fill else "", reason=ev.kind, info=ev.text or o.info,
-                parent_server_id=o.parent_id or "", ts_ns=int(ev.ts)))
+                parent_server_id=o.parent_id or "", oco_server_id=o.oco_id or "", ts_ns=int(ev.ts)))
         elif isinstance(ev, PositionEvent):
             self._apply_position(PositionSnapshot(ev.symbol, ev.account, int(round(ev.qty)),
                                                   float(ev.avg_price or 0.0), float(ev.open_pnl)))
@@ -132,13 +132,20 @@ class PaperBroker(Broker):
         self.engine.cancel(sid)
 
     async def query_open_orders(self, timeout: float = 2.0) -> list[OrderEvent]:
+        """The engine's working orders.
+
+        The engine reports every change synchronously, so the local picture already holds what
+        this list says: it is a report, never applied again (a stale copy must not undo a fill).
+        """
         out = []
         for o in self.engine.open_orders():
-            out.append(OrderEvent(
+            ev = OrderEvent(
                 client_order_id=o.client_order_id, server_order_id=o.server_order_id,
                 state=o.status, symbol=o.symbol, side=o.side, order_type=o.order_type,
                 qty=int(round(o.qty)), price=o.price, price2=o.price2, filled_qty=int(round(o.filled_qty)),
-                reason="open_orders_request_response"))
+                reason="open_orders_request_response", parent_server_id=o.parent_id or "",
+                oco_server_id=o.oco_id or "")
+            out.append(ev)
         return out
 
     async def query_positions(self, timeout: float = 2.0) -> list[PositionSnapshot]:

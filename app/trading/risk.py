@@ -14,11 +14,11 @@ from __future__ import annotations
 import datetime as _dt
 import threading
 from dataclasses import dataclass, replace
-from typing import NamedTuple, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from app.config.trading import MODE_LIVE, TradingSettings, parse_hhmm
 from app.core.clock import SYSTEM_CLOCK, Clock
-from app.trading.orders import INTENT_OPEN, INTENT_REDUCE
+from app.trading.orders import INTENT_OPEN, INTENT_REDUCE, ROLE_ENTRY, WorkingOrder
 
 try:  # zoneinfo needs the tzdata package on Windows
     from zoneinfo import ZoneInfo
@@ -44,7 +44,8 @@ class OrderContext:
     position_qty : int
         Current signed position in ``symbol``, contracts.
     pending_qty : int
-        Signed contracts of working entry orders not filled yet (they may add to the position).
+        Signed contracts of working entry orders on this order's side not filled yet (they may add
+        to the position; see :func:`pending_entry_qty`).
     realized_pnl_usd, open_pnl_usd : float
         Today's realised P&L (after commissions) and the open P&L, USD.
     trades_today : int
@@ -83,6 +84,36 @@ class OrderContext:
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
+
+
+def pending_entry_qty(orders: Iterable[WorkingOrder], symbol: str, side: int) -> int:
+    """Signed contracts that working orders may still add to the position in ``symbol`` on ``side``.
+
+    Counts the unfilled remainder (``qty - filled_qty``) of working orders whose role is
+    ``entry`` and whose side is ``side``. Exits (``stop``, ``target``, bracket children) and
+    ``flatten`` orders only take a position down, so they never count, and entries on the other
+    side never offset: either set may fill, so the worst case on ``side`` is what the
+    :class:`MaxPositionContracts` rule must see. An order adopted after a restart whose role
+    neither the journal nor the venue's parent/OCO links tell is an entry
+    (:class:`app.trading.broker.Broker`), the conservative choice.
+
+    Parameters
+    ----------
+    orders : iterable of WorkingOrder
+        The broker's working orders.
+    symbol : str
+    side : int
+        +1 buy, -1 sell: the side of the order being decided.
+
+    Returns
+    -------
+    int
+        Contracts, signed like ``side`` (0 when none).
+    """
+    side = 1 if side > 0 else -1
+    n = sum(o.request.qty - o.filled_qty for o in orders
+            if o.request.symbol == symbol and o.request.role == ROLE_ENTRY and o.request.side == side)
+    return side * max(0, int(n))
 
 
 class Verdict(NamedTuple):

@@ -40,7 +40,7 @@ from app.trading.orders import (
     OrderTicket,
 )
 from app.trading.pnl import PnLTracker
-from app.trading.risk import GateDecision, OrderContext, RiskGate
+from app.trading.risk import GateDecision, OrderContext, RiskGate, pending_entry_qty
 
 try:
     from zoneinfo import ZoneInfo
@@ -195,7 +195,12 @@ class TradingSession:
         return int(_dt.datetime(d.year, d.month, d.day, tzinfo=tz).timestamp() * 1e9)
 
     def restore_from_journal(self) -> None:
-        """Rebuild today's P&L, trade count, consecutive losses and kill-switch lock from the journal."""
+        """Rebuild today's P&L, trade count, consecutive losses and kill-switch lock from the journal.
+
+        Also hands the broker the journaled orders that are not final (:meth:`Broker.remember_orders`),
+        so an order the venue still reports after a restart keeps its role (entry, stop, target,
+        flatten), its bracket parent and its OCO sibling; the risk gate counts adopted exits as exits.
+        """
         start = self._day_start_ns()
         self.pnl = PnLTracker({self.instrument.symbol: self.instrument.tick_value},
                               default_tick_value=self.instrument.tick_value)
@@ -208,6 +213,18 @@ class TradingSession:
         rows = self.journal.query("SELECT state, trigger FROM kill_switch ORDER BY id DESC LIMIT 1")
         if rows and rows[0]["state"] != "unlocked":
             self.kill.restore(rows[0]["state"], rows[0]["trigger"])
+        states = self.journal.last_order_states()
+        remembered = []
+        for cid, r in self.journal.orders_by_client_id().items():
+            if states.get(cid) in ("filled", "canceled", "rejected"):
+                continue
+            try:
+                remembered.append(OrderRequest(cid, r["symbol"], r["account"], int(r["side"]), r["order_type"],
+                                               int(r["qty"]), r["price"], r["role"], r["parent_id"], r["oco_id"],
+                                               int(r["ticket_id"]), r["price2"]))
+            except (ValueError, KeyError, IndexError) as exc:  # a row this version cannot read: say so
+                log.warning("journal order %s cannot be restored: %s", cid, exc)
+        self.broker.remember_orders(remembered)
 
     def roll_day(self, t_ns: int | None = None) -> bool:
         """Start a new trading day when the date in ``trading_timezone`` changed.
@@ -327,8 +344,7 @@ class TradingSession:
     def context_for(self, ticket: OrderTicket, intent: str = INTENT_OPEN) -> OrderContext:
         """The :class:`OrderContext` of ``ticket`` now."""
         sym = ticket.symbol
-        pending = sum(o.request.side * (o.request.qty - o.filled_qty) for o in self.broker.working_orders()
-                      if o.request.symbol == sym and o.request.role == ROLE_ENTRY)
+        pending = pending_entry_qty(self.broker.working_orders(), sym, ticket.side)
         m = self.market.get(sym)
         return OrderContext(
             symbol=sym, side=ticket.side, qty=int(ticket.qty), intent=intent, risk_usd=ticket.risk_usd,
@@ -510,8 +526,12 @@ class TradingSession:
         self.reconcile_count += 1
         reported = {ev.client_order_id for ev in orders}
         states = self.journal.last_order_states()
+        # the broker's picture decides for the orders it holds (one sent after the open-orders request
+        # is not missing); the journal's own list covers the orders of earlier runs
+        held = {cid for cid, wo in self.broker.orders.items() if wo.state.working}
         missing = [cid for cid, st in states.items()
-                   if st not in ("filled", "canceled", "rejected", "unknown") and cid not in reported]
+                   if st not in ("filled", "canceled", "rejected", "unknown") and cid not in reported
+                   and cid not in held]
         for cid in missing:
             self.journal.record_order_event(OrderEvent(cid, "", OrderStatus.UNKNOWN, reason="reconcile_missing",
                                                        info="journaled but not open at the venue"))
