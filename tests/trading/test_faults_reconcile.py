@@ -284,13 +284,14 @@ async def _five_long_brackets(r):
 
 
 def _buy_five_more(r) -> OrderTicket:
-    """Check the adopted roles (5 stops, 5 targets, position +5); the ticket for 5 more contracts."""
-    b = r.broker
-    roles = sorted(o.request.role for o in b.working_orders())
-    assert roles == [ROLE_STOP] * 5 + [ROLE_TARGET] * 5, roles
-    assert b.position_qty(r.sym) == 5
+    """A market buy of 5 more contracts with a tight bracket (risk well inside the limits)."""
     ask = r.best()[1]
     return OrderTicket(r.sym, 1, 5, OrderType.MARKET, None, ask - 2, ask + 2, ref_price=ask)
+
+
+def _assert_exit_roles(r) -> None:
+    roles = sorted(o.request.role for o in r.broker.working_orders())
+    assert roles == [ROLE_STOP] * 5 + [ROLE_TARGET] * 5, roles
 
 
 def test_dtc_restart_with_adopted_bracket_exits_roles_from_the_journal_gate_refuses_extra_entry(es_sample, tmp_path):
@@ -303,15 +304,16 @@ def test_dtc_restart_with_adopted_bracket_exits_roles_from_the_journal_gate_refu
         b = r.broker
         await wait_until(lambda: len(b.working_orders()) == 10 and b.position_qty(r.sym) == 5)
         await r.publish(200)
+        received = r.server.stats["orders_received"]
+        d = await r.s.confirm(_buy_five_more(r))
+        assert not d.allowed and d.rule == "max_position_contracts", d.message
+        assert d.context["position_qty"] == 5 and d.context["pending_qty"] == 0
+        assert r.server.stats["orders_received"] == received  # the venue saw nothing
+        assert r.server.engine.position(r.sym).qty == 5
+        _assert_exit_roles(r)
         assert {c: o.request.role for c, o in b.orders.items() if o.state.working} == before
         for o in b.working_orders():  # the journal also gives each child its parent and its OCO sibling
             assert o.request.parent_id and o.request.oco_id in b.orders
-        t = _buy_five_more(r)
-        received = r.server.stats["orders_received"]
-        d = await r.s.confirm(t)
-        assert not d.allowed and d.rule == "max_position_contracts", d.message
-        assert r.server.stats["orders_received"] == received  # the venue saw nothing
-        assert r.server.engine.position(r.sym).qty == 5
         await r.stop()
 
     asyncio.run(go())
@@ -326,12 +328,13 @@ def test_dtc_restart_without_journal_roles_from_the_servers_parent_links_gate_re
         b = r.broker
         await wait_until(lambda: len(b.working_orders()) == 10 and b.position_qty(r.sym) == 5)
         await r.publish(200)
+        received = r.server.stats["orders_received"]
+        d = await r.s.confirm(_buy_five_more(r))
+        assert not d.allowed and d.rule == "max_position_contracts", d.message
+        assert r.server.stats["orders_received"] == received and r.server.engine.position(r.sym).qty == 5
+        _assert_exit_roles(r)
         for o in b.working_orders():
             assert o.request.role == (ROLE_STOP if o.request.order_type == OrderType.STOP else ROLE_TARGET)
-        t = _buy_five_more(r)
-        d = await r.s.confirm(t)
-        assert not d.allowed and d.rule == "max_position_contracts", d.message
-        assert r.server.engine.position(r.sym).qty == 5
         await r.stop()
 
     asyncio.run(go())
@@ -364,12 +367,11 @@ def test_dtc_restart_oco_exit_pair_without_parent_is_recognised_by_its_oco_link(
         b = r.broker
         await wait_until(lambda: len(b.working_orders()) == 2 and b.position_qty(r.sym) == 5)
         await r.publish(200)
+        d = await r.s.confirm(_buy_five_more(r))
+        assert not d.allowed and d.rule == "max_position_contracts", d.message
         roles = {o.client_order_id: o.request.role for o in b.working_orders()}
         assert roles == {"X-target": ROLE_TARGET, "X-stop": ROLE_STOP}
         assert b.orders["X-target"].request.oco_id == "X-stop" and b.orders["X-stop"].request.oco_id == "X-target"
-        bid, ask = r.best()
-        d = await r.s.confirm(OrderTicket(r.sym, 1, 5, OrderType.MARKET, None, ask - 2, ask + 2, ref_price=ask))
-        assert not d.allowed and d.rule == "max_position_contracts", d.message
         await r.stop()
 
     asyncio.run(go())
