@@ -239,6 +239,38 @@ def test_paper_reconcile_race_fill_during_positions_request_never_shows_filled_o
     asyncio.run(go())
 
 
+def test_dtc_order_sent_while_reconcile_is_in_flight_is_not_marked_unknown(es_sample, tmp_path):
+    """An order confirmed after the open-orders answer (while the positions request is held) is
+    not in that answer, and must not be called missing: it stays working, in memory and in the
+    journal, as it is at the venue."""
+
+    async def go():
+        r = await Rig(es_sample, require_stop=False, max_position_contracts=10,
+                      stale_data_ms=60_000).start(tmp_path / "j.sqlite3")
+        await r.publish(4000)
+        await wait_until(lambda: r.s.market.get(r.sym) and r.s.market[r.sym].best_bid is not None)
+        b = r.broker
+        real_positions = b.query_positions
+        bid = r.best()[0]
+
+        async def positions_held(timeout=2.0):
+            assert (await r.s.confirm(OrderTicket(r.sym, 1, 1, OrderType.LIMIT, bid - 40, ref_price=bid))).allowed
+            await wait_until(lambda: [o.state for o in b.orders.values()] == [OrderStatus.OPEN])
+            return await real_positions(timeout)
+
+        b.query_positions = positions_held
+        await r.s.reconcile()
+        b.query_positions = real_positions
+        (cid,) = b.orders
+        assert server_state(r.server, cid) == OrderStatus.OPEN
+        assert b.orders[cid].state == OrderStatus.OPEN
+        assert r.s.journal.last_order_states()[cid] == "open"
+        assert "unknown" not in r.history.states[cid]
+        await r.stop()
+
+    asyncio.run(go())
+
+
 def test_a_snapshot_entry_never_reverts_a_final_state_but_a_fill_still_counts(es_sample):
     """Unit level: an open-orders entry arriving for an order already filled is dropped; a
     streamed report with a new fill for a final order is passed on with the final state."""
