@@ -18,8 +18,9 @@ merged in the venue's own sequence: every report is applied to the local picture
 arrives (DTC: one TCP stream, so arrival order is the order in which the server produced them),
 never later from a list fetched earlier. Each send and each applied report gets the next number of
 the broker's sequence (:meth:`Broker._stamp`, kept in :attr:`WorkingOrder.seq`). A final order
-state (filled, canceled, rejected) is never changed by a later report: a snapshot entry for it is
-dropped, a streamed report keeps the final state (a fill it carries is still passed on).
+state (filled, canceled, rejected) is never reverted by a later report: a snapshot entry for it is
+dropped, and so is a streamed report without a fill; a streamed report with a fill is passed on
+(so the fill is booked), keeping the final state unless it reports the order FILLED.
 
 **Roles after a restart.** An order the venue reports that this process did not send is adopted
 with its journaled role, parent and OCO sibling (:meth:`Broker.remember_orders`); without a
@@ -197,6 +198,8 @@ class Broker(ABC):
         bool
             False when the report was dropped (a snapshot entry for an order already final, or a
             report that would change a final state and carries no fill); nothing is emitted then.
+            A report with a fill for a final order is passed on with the final state, or FILLED
+            when it says so.
         """
         wo = self.orders.get(ev.client_order_id)
         if wo is None and ev.server_order_id:
@@ -211,7 +214,8 @@ class Broker(ABC):
                     log.info("broker: %s is %s; %s report %s ignored", wo.client_order_id, wo.state.value,
                              "snapshot" if snapshot else "streamed", ev.state.value)
                     return False
-                ev = replace(ev, state=wo.state)
+                if ev.state != OrderStatus.FILLED:  # a fill report that says FILLED is the venue's last word
+                    ev = replace(ev, state=wo.state)
             if ev.server_order_id:
                 wo.server_order_id = ev.server_order_id
                 self._by_server_id[ev.server_order_id] = wo.client_order_id
@@ -296,7 +300,7 @@ class Broker(ABC):
         open-orders request was sent and absent from its answer, are marked ``UNKNOWN`` (never
         resent; the caller decides what to tell the trader); an order sent after that request is
         not expected in it. A symbol absent from the positions answer is set flat unless a report
-        for it arrived after the positions request was sent.
+        for it arrived after reconciliation began.
 
         Raises
         ------

@@ -252,7 +252,8 @@ class WorkingOrder:
         The order as sent, or as adopted from the venue's report after a restart (its ``role``,
         ``parent_id`` and ``oco_id`` then come from the journal or the venue's parent/OCO links).
     state : OrderStatus
-        Latest state; once final (filled, canceled, rejected) it never changes again.
+        Latest state; once final (filled, canceled, rejected) it is never reverted (only a fill
+        report may still turn a canceled or rejected order FILLED).
     server_order_id : str
     filled_qty : int
         Contracts.

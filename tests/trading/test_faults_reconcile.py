@@ -291,6 +291,13 @@ def test_a_snapshot_entry_never_reverts_a_final_state_but_a_fill_still_counts(es
     assert b._apply_order_event(OrderEvent("C-1", "S1", OrderStatus.OPEN, fill_qty=1, exec_id="E2"))
     assert b.orders["C-1"].state == OrderStatus.FILLED
     assert hist.states["C-1"] == ["open", "filled", "filled"]
+    # a fill reported for an order the venue had reported canceled is booked: the fill wins
+    b._track(OrderRequest("C-2", es_sample.instrument.symbol, "paper", 1, OrderType.LIMIT, 1, 100))
+    b._apply_order_event(OrderEvent("C-2", "S2", OrderStatus.CANCELED))
+    assert not b._apply_order_event(OrderEvent("C-2", "S2", OrderStatus.OPEN), snapshot=True)
+    assert b._apply_order_event(OrderEvent("C-2", "S2", OrderStatus.FILLED, filled_qty=1, fill_qty=1, exec_id="E3"))
+    assert b.orders["C-2"].state == OrderStatus.FILLED
+    assert hist.states["C-2"] == ["canceled", "filled"]
 
 
 # --------------------------------------------------------------------------------------------
