@@ -326,9 +326,8 @@ class Analyzers:
         new = hits  # DOM hits passed the re-fire filter in _dom
         new.extend(bar_hits)  # once per bar by construction
         new.extend(adv_hits)  # filtered in _adv_trades
-        if vs is not None and vs.patterns and self._vix_day != getattr(self, "_vix_reported", None):
-            self._vix_reported = self._vix_day
-            new.extend(vs.patterns)
+        # VIX patterns are daily context (VixState.patterns, shown by the gauge), never a reason
+        # or a trigger: they do not enter the confluence window (docs/patterns.md, "VIX")
         rec = self._recent
         rec.extend(new)
         cut = ts - self.confl_ns
@@ -336,9 +335,7 @@ class Analyzers:
             rec.popleft()
         new_signals: list[Signal] = []
         if new and view.bars.shape[0] >= 2:  # warm-up: a bracket needs one closed bar
-            window = [h for h in rec if h.family != "vix"]
-            if vs is not None:
-                window.extend(vs.patterns)
+            window = list(rec)
             vol = fo[1] + fo[2]
             flow_ratio = fo[0] / vol if vol > 0 else 0.0
             for side, sc, comps, reasons in self.gate.candidates(ts, new, window, vs, flow_ratio, fo[5],

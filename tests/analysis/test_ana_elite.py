@@ -29,11 +29,8 @@ def gate(**over):
 
 
 def test_components():
-    assert vix_component(1, None) == 0.5
-    assert vix_component(1, vix(1)) > vix_component(1, vix(4))  # extreme regime: worse
-    assert vix_component(1, vix(2, mom=-0.3)) > vix_component(1, vix(2, mom=0.3))  # falling VIX favours longs
-    sr = (hit("spike_reversal", 1, 1.0, family="vix"),)
-    assert vix_component(1, vix(2, patterns=sr)) == pytest.approx(vix_component(1, vix(2)) + 0.2)
+    assert vix_component(None) == 0.5
+    assert vix_component(vix(1)) > vix_component(vix(4))  # extreme regime: worse
     d, reasons = dom_component(1, [hit("wall", 1, 0.5), hit("wall", 1, 0.8), hit("iceberg", 1, 0.5)])
     assert d == pytest.approx(1 - 0.2 * 0.5) and [r.name for r in reasons] == ["wall", "iceberg"]
     d2, _ = dom_component(1, [hit("wall", 1, 0.8), hit("iceberg", 1, 0.5), hit("ladder", -1, 1.0)])
