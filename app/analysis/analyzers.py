@@ -81,9 +81,15 @@ class Analyzers:
     use_numba : bool
         Run the numba kernels (default) or their NumPy twins from the ``*_ref`` modules (for
         comparison; ``mia-elite analyze --twin``).
+    first_signal_id : int
+        Id of the first signal; later ones count up by 1. A live window passes the journal's
+        next free id (:meth:`app.trading.journal.Journal.next_signal_id`) so ids stay unique
+        across restarts and profile changes (every journal join uses them); ``mia-elite
+        analyze`` starts at 1 so its output is reproducible.
     """
 
-    def __init__(self, profile, instrument, vix_history=None, gamma_levels=(), use_numba: bool = True):
+    def __init__(self, profile, instrument, vix_history=None, gamma_levels=(), use_numba: bool = True,
+                 first_signal_id: int = 1):
         self.profile = profile
         self.instrument = instrument
         self.use_numba = use_numba
@@ -133,7 +139,7 @@ class Analyzers:
         self.gate = EliteGate(self.elite_sec)
         self.tracker = OutcomeTracker()
         self._signals: deque[Signal] = deque(maxlen=int(self.elite_sec["max_recent_signals"]))
-        self._next_id = 1
+        self._next_id = int(first_signal_id)
         self._last_ts = -1
         self._outcomes_snap: dict[int, SignalOutcome] = {}
         self._precision_snap: dict = {}

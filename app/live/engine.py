@@ -90,10 +90,11 @@ def resolve_profile(profile, overrides: dict | None = None):
     return profile
 
 
-def _make_analyzers(profile, instrument, vix_history, use_numba=True):
+def _make_analyzers(profile, instrument, vix_history, use_numba=True, first_signal_id=1):
     from app.analysis.analyzers import Analyzers
 
-    return Analyzers(profile, instrument, vix_history=vix_history, use_numba=use_numba)
+    return Analyzers(profile, instrument, vix_history=vix_history, use_numba=use_numba,
+                     first_signal_id=first_signal_id)
 
 
 class AnalysisEngine:
@@ -129,6 +130,9 @@ class AnalysisEngine:
         Monotonic clock of the publish timing and of ``events_per_s`` (default the system
         clock). Step and frame timings (``frame.timings``) stay CPU measurements
         (``time.perf_counter``).
+    first_signal_id : int
+        Id of the run's first signal (see ``Analyzers``): a live window passes the journal's next
+        free id so ids are unique across restarts; default 1 (reproducible headless runs).
 
     Attributes
     ----------
@@ -175,6 +179,7 @@ class AnalysisEngine:
         publish_interval_s: float = 0.05,
         analyzers=None,
         clock: Clock = SYSTEM_CLOCK,
+        first_signal_id: int = 1,
     ):
         from app.market.model import MarketModel  # imports numba kernels (cache set up there)
 
@@ -199,7 +204,7 @@ class AnalysisEngine:
         self._vix_history = vix_history
         self._own_analyzers = analyzers is None
         self.analyzers = analyzers if analyzers is not None else _make_analyzers(
-            self.profile, instrument, vix_history, use_numba=use_numba)
+            self.profile, instrument, vix_history, use_numba=use_numba, first_signal_id=first_signal_id)
         self.clock = clock
         self.publish_interval_s = float(publish_interval_s)
         self._publish_interval_ns = int(round(self.publish_interval_s * 1e9))
