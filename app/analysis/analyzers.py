@@ -26,6 +26,7 @@ from app.analysis import orderflow as of
 from app.analysis.elite import EliteGate
 from app.analysis.frame import PatternHit, Signal, SignalOutcome, VixState
 from app.analysis.outcomes import OutcomeTracker
+from app.analysis.reasons import ReasonFormatter
 from app.analysis.sizing import average_range, bracket, position_size
 from app.analysis.vix import VixAnalyzer
 
@@ -63,6 +64,11 @@ class StepResult:
 
 
 _TREND, _RANGE, _NONE = "trend", "range", ""
+
+
+def _label(name: str) -> str:
+    """A pattern name as words (``long_down_up`` -> ``long down up``)."""
+    return name.replace("_", " ")
 
 
 class Analyzers:
@@ -140,6 +146,8 @@ class Analyzers:
         self.tracker = OutcomeTracker()
         self._signals: deque[Signal] = deque(maxlen=int(self.elite_sec["max_recent_signals"]))
         self._next_id = int(first_signal_id)
+        self.fmt = ReasonFormatter(instrument)
+        self._fmt_steps = 0
         self._last_ts = -1
         self._outcomes_snap: dict[int, SignalOutcome] = {}
         self._precision_snap: dict = {}
@@ -180,10 +188,11 @@ class Analyzers:
                 if not self._refire_ok(name, side, price, int(v.ts)):
                     continue  # the same detection as a moment ago: no new object
                 n1, n2 = dom.DOM_VALUES[p]
+                f = self.fmt
                 hits.append(PatternHit(
                     name, "dom", int(v.ts), price, side, float(s),
-                    f"{name} on the {'bid' if b == 0 else 'ask'} at {self.instrument.to_price(price):.{self.instrument.price_decimals}f}: "
-                    f"{n1} {x1:.4g}, {n2} {x2:.4g}",
+                    f"{_label(name)} on the {'bid' if b == 0 else 'ask'} at {f.price(price)}: "
+                    f"{f.values(((n1, x1), (n2, x2)))}; {f.strength(s)}",
                     ((n1, float(x1)), (n2, float(x2)))))
         return hits
 
@@ -233,21 +242,23 @@ class Analyzers:
         out = self._bn_out
         self._bn_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.bn_params, out)
         gap = out[7, 0]
-        rsv = "rouge sous verte" if out[7, 3] > 0 else "verte sous rouge"
+        rsv = "red under green" if out[7, 3] > 0 else "green under red"
+        f = self.fmt
         for k in np.flatnonzero(out[:7, 0] > 0):
             name, side = bn.BN_SLOTS[k]
             s, price, x1, x2 = out[k]
             n1, n2 = bn.BN_VALUES[name]
             hits.append(PatternHit(name, "battle_navale", ts, int(price), side, float(s),
-                                   f"{name} ({rsv}, base gap {gap:.2f} ticks): {n1} {x1:.3g}, {n2} {x2:.3g}",
+                                   f"{_label(name)} at {f.price(price)} ({rsv}, base gap {gap:.2f} ticks): "
+                                   f"{f.values(((n1, x1), (n2, x2)))}; {f.strength(s)}",
                                    ((n1, float(x1)), (n2, float(x2)), ("base_gap", float(gap)))))
         out = self._advb_out
         self._advb_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params, out)
         if out[0, 0] > 0:
             s, price, side, x1, x2 = out[0]
             hits.append(PatternHit("head_fake", "advanced", ts, int(price), int(side), float(s),
-                                   f"break of {int(price)} failed back inside with {x1:.4g} contracts beyond "
-                                   f"(average {x2:.3g} per row)",
+                                   f"head fake: the break of {f.price(price)} failed back inside with "
+                                   f"{f.size(x1)} traded beyond (average {f.size(x2)} per row); {f.strength(s)}",
                                    (("volume_beyond", float(x1)), ("row_volume", float(x2)))))
         er, er_prev, d = out[1, 0], out[1, 1], int(out[1, 2])
         if er >= 0:
@@ -268,7 +279,8 @@ class Analyzers:
                         s = min(1.0, 0.5 * self.adv_sec["range_er"] / max(er, 1e-9))
                         side = 0
                     hits.append(PatternHit("transition", "advanced", ts, int(c[i]), side, float(s),
-                                           f"{prev} -> {new}: efficiency ratio {er:.2f} (was {er_prev:.2f})",
+                                           f"transition {prev} -> {new} at {f.price(c[i])}: efficiency ratio "
+                                           f"{er:.2f} (was {er_prev:.2f}); {f.strength(s)}",
                                            (("efficiency_ratio", float(er)), ("previous_er", float(er_prev)))))
             elif new == _TREND:
                 self._trend_dir = d
@@ -288,13 +300,16 @@ class Analyzers:
             if not self._refire_ok(name, int(side), int(price), int(v.ts)):
                 continue
             n1, n2 = adv.ADV_VALUES[name]
+            f = self.fmt
             if name == "volume_profile":
                 lvl = ("VAL", "POC", "VAH")[int(x1)]
-                det = f"reaction at the {lvl} {int(price)}: {x2:.0f} ticks away"
+                det = f"reaction at the {lvl} {f.price(price)}: {x2:.0f} ticks away; {f.strength(s)}"
             elif name == "gamma_pin":
-                det = f"pinned near gamma level {int(price)}: {100 * x1:.0f}% of trades within reach, range {x2:.0f} ticks"
+                det = (f"pinned near gamma level {f.price(price)}: {100 * x1:.0f}% of trades within reach, "
+                       f"range {x2:.0f} ticks; {f.strength(s)}")
             else:
-                det = f"trade burst {x1:.1f}x the usual rate, side imbalance {x2:+.2f}"
+                det = (f"microstructure at {f.price(price)}: trade burst {x1:.1f}x the usual rate, "
+                       f"side imbalance {x2:+.2f}; {f.strength(s)}")
             hits.append(PatternHit(name, "advanced", int(v.ts), int(price), int(side), float(s), det,
                                    ((n1, float(x1)), (n2, float(x2)))))
         return hits
@@ -319,6 +334,10 @@ class Analyzers:
             self._fired.clear()
             self._last_bar_i = -1
         self._last_ts = ts
+        if self._fmt_steps <= 0 and view.trades.shape[0]:  # the sizes' decimals, now and then
+            self.fmt.learn_sizes(view.trades["size"][-256:])
+            self._fmt_steps = 200
+        self._fmt_steps -= 1
         hits = self._dom(view)
         t1 = pc()
         vs = self._vix_state(ts)

@@ -50,7 +50,7 @@ def test_score_is_the_weighted_sum():
 def test_threshold_and_min_patterns():
     strong = [hit("wall", 1, 0.9), hit("iceberg", 1, 0.9), hit("absorption", 1, 0.9)]
     assert gate().candidates(T0, strong, strong, vix(1), 0.3, 0.3, 1)
-    weak = [hit("wall", 1, 0.5), hit("iceberg", 1, 0.5), hit("absorption", 1, 0.5)]
+    weak = [hit("wall", 1, 0.3), hit("iceberg", 1, 0.3), hit("absorption", 1, 0.3)]
     sc, _, _ = gate().score(1, vix(1), weak, -0.5, -0.5, 0)
     assert sc < 0.70
     assert not gate().candidates(T0, weak, weak, vix(1), -0.5, -0.5, 0)
