@@ -79,11 +79,9 @@ class Analyzers:
     profile : Profile
         From :func:`app.config.profiles.load_profile`.
     instrument : Instrument
-        Symbol, tick size (gamma levels are converted with it).
+        Symbol, tick size, price decimals (for the reason texts).
     vix_history : VixHistory, optional
         Daily VIX history; default: the shipped CBOE files. Pass ``False`` for none.
-    gamma_levels : sequence of float
-        User-supplied gamma levels, **prices** (not ticks).
     use_numba : bool
         Run the numba kernels (default) or their NumPy twins from the ``*_ref`` modules (for
         comparison; ``mia-elite analyze --twin``).
@@ -94,7 +92,7 @@ class Analyzers:
         analyze`` starts at 1 so its output is reproducible.
     """
 
-    def __init__(self, profile, instrument, vix_history=None, gamma_levels=(), use_numba: bool = True,
+    def __init__(self, profile, instrument, vix_history=None, use_numba: bool = True,
                  first_signal_id: int = 1):
         self.profile = profile
         self.instrument = instrument
@@ -113,7 +111,6 @@ class Analyzers:
 
             vix_history = load_vix_history()
         self.vix = VixAnalyzer(vix_history, profile.section("vix"), use_numba) if vix_history else None
-        self.gamma = instrument.to_ticks(np.asarray(list(gamma_levels), np.float64)).astype(np.int64).reshape(-1)
         if use_numba:
             self._dom_fn, self._bn_fn, self._flow_fn = dom.dom_scan, bn.bn_scan, of.flow_scan
             self._advt_fn, self._advb_fn = adv.adv_trades_scan, adv.adv_bars_scan
@@ -126,7 +123,7 @@ class Analyzers:
         self._dom_out = np.zeros((12, 4))
         self._bn_out = np.zeros((8, 4))
         self._flow_out = np.zeros(7)
-        self._advt_out = np.zeros((3, 5))
+        self._advt_out = np.zeros((2, 5))
         self._advb_out = np.zeros((2, 5))
         self._dom_params = None
         self._dom_sums, self._dom_meta = dom.new_dom_state(0)
@@ -286,12 +283,28 @@ class Analyzers:
                 self._trend_dir = d
         return hits
 
+    def _profile_ready(self, v) -> bool:
+        """True when the session has traded at least ``advanced.vp_min_volume_bars`` times the
+        median volume of the closed bars (that many typical bars of trading), so the value area
+        is a reference of the session and not of its first minutes. Scales with the
+        instrument's own activity (contracts for ES, coins for BTC)."""
+        need = float(self.adv_sec["vp_min_volume_bars"])
+        if need <= 0:
+            return True
+        vol = v.bars["volume"][:-1]  # the last bar may be open
+        if vol.shape[0] == 0:
+            return False
+        return float(v.session_volume) >= need * float(np.median(vol))
+
     def _adv_trades(self, v) -> list[PatternHit]:
         t = v.trades
         if t.shape[0] == 0:
             return []
         out = self._advt_out
-        if not self._advt_fn(t, int(v.ts), self.gamma, int(v.poc), int(v.vah), int(v.val), self.adv_params, out):
+        poc, vah, val = int(v.poc), int(v.vah), int(v.val)
+        if not self._profile_ready(v):  # a profile of a few minutes' trading is no reference
+            poc = vah = val = -1
+        if not self._advt_fn(t, int(v.ts), poc, vah, val, self.adv_params, out):
             return []
         hits = []
         for k in np.flatnonzero(out[:, 0] > 0):
@@ -304,9 +317,6 @@ class Analyzers:
             if name == "volume_profile":
                 lvl = ("VAL", "POC", "VAH")[int(x1)]
                 det = f"reaction at the {lvl} {f.price(price)}: {x2:.0f} ticks away; {f.strength(s)}"
-            elif name == "gamma_pin":
-                det = (f"pinned near gamma level {f.price(price)}: {100 * x1:.0f}% of trades within reach, "
-                       f"range {x2:.0f} ticks; {f.strength(s)}")
             else:
                 det = (f"microstructure at {f.price(price)}: trade burst {x1:.1f}x the usual rate, "
                        f"side imbalance {x2:+.2f}; {f.strength(s)}")

@@ -138,12 +138,8 @@ class OrderflowProfile(Section, frozen=True):
 
 
 class AdvancedProfile(Section, frozen=True):
-    """Gamma levels, head fakes, micro bursts, regime transitions, volume-profile touches. Units: ``docs/patterns.md``."""
+    """Head fakes, micro bursts, regime transitions, volume-profile touches. Units: ``docs/patterns.md``."""
 
-    gamma_distance_ticks: _int(0, 1_000)
-    gamma_window_s: _num(1.0, 3_600.0)
-    gamma_max_range_ticks: _int(1, 10_000)
-    gamma_min_frac: _num(0.0, 1.0)
     headfake_lookback_bars: _int(2, 500)
     headfake_volume_mult: _num(0.0, 50.0)
     micro_window_ms: _num(10.0, 60_000.0)
@@ -156,6 +152,7 @@ class AdvancedProfile(Section, frozen=True):
     vp_window_s: _num(1.0, 3_600.0)
     vp_touch_ticks: _int(0, 100)
     vp_reaction_ticks: _int(1, 1_000)
+    vp_min_volume_bars: _num(0.0, 10_000.0)
 
     def check(self) -> None:
         """``range_er`` must not exceed ``trend_er``.

@@ -52,6 +52,7 @@ import numpy as np
 from app.analysis.frame import AnalysisFrame
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import EVENT_DTYPE, Instrument
+from app.core.sessions import calendar_for
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,10 @@ class AnalysisEngine:
         Monotonic clock of the publish timing and of ``events_per_s`` (default the system
         clock). Step and frame timings (``frame.timings``) stay CPU measurements
         (``time.perf_counter``).
+    calendar : app.core.sessions.SessionCalendar, "auto" or None
+        Trading sessions: the volume profile and the cumulative delta restart at each open.
+        ``"auto"`` (default) picks it from ``instrument.exchange``
+        (:func:`app.core.sessions.calendar_for`); None never resets.
     first_signal_id : int
         Id of the run's first signal (see ``Analyzers``): a live window passes the journal's next
         free id so ids are unique across restarts; default 1 (reproducible headless runs).
@@ -179,6 +184,7 @@ class AnalysisEngine:
         publish_interval_s: float = 0.05,
         analyzers=None,
         clock: Clock = SYSTEM_CLOCK,
+        calendar="auto",
         first_signal_id: int = 1,
     ):
         from app.market.model import MarketModel  # imports numba kernels (cache set up there)
@@ -199,6 +205,7 @@ class AnalysisEngine:
             window_cols=min(int(window_cols), history_cols),
             bar_ns=int(g("engine.bar_seconds")) * 1_000_000_000,
             use_numba=use_numba,
+            calendar=calendar_for(instrument.exchange) if calendar == "auto" else calendar,
         )
         self.use_numba = use_numba
         self._vix_history = vix_history

@@ -33,6 +33,9 @@ session_sell
 poc, vah, val      int                 volume-profile point of control, value-area high/low, ticks
                                        (-1 when no volume yet)
 cum_delta          float               session cumulative delta (buy - sell), contracts
+session_start_ns   int                 open of the trading session the profile and delta count
+                                       from, ns (-1: no calendar, they count from the start)
+session_volume     float               volume traded in that session, contracts
 =================  ==================  =====================================================
 """
 
@@ -73,6 +76,8 @@ class MarketView:
     vah: int
     val: int
     cum_delta: float
+    session_start_ns: int = -1
+    session_volume: float = 0.0
 
     @property
     def rows(self) -> int:

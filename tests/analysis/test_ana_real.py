@@ -135,9 +135,8 @@ def check_twins(views):
         t = v.trades
         fa = (t, v.ts - 60 * 10**9, 20.0, v.bid, v.ask, v.best_bid, v.best_ask, v.base, 10)
         np.testing.assert_allclose(*twin(of.flow_scan, orderflow_ref.flow_scan_np, fa, 7), rtol=1e-12)
-        lv = np.array([v.best_bid - 3, v.best_bid + 20], np.int64)
-        ta = (t, v.ts, lv, v.poc, v.vah, v.val, ap)
-        np.testing.assert_allclose(*twin(adv.adv_trades_scan, advanced_ref.adv_trades_scan_np, ta, (3, 5)), rtol=1e-12)
+        ta = (t, v.ts, v.poc, v.vah, v.val, ap)
+        np.testing.assert_allclose(*twin(adv.adv_trades_scan, advanced_ref.adv_trades_scan_np, ta, (2, 5)), rtol=1e-12)
         b = v.bars
         for i in range(1, len(b) - 1):
             ba = (b, v.fp_buy, v.fp_sell, v.base, i, bp)
