@@ -27,7 +27,7 @@ from app.analysis.elite import EliteGate
 from app.analysis.frame import PatternHit, Signal, SignalOutcome, VixState
 from app.analysis.outcomes import OutcomeTracker
 from app.analysis.reasons import ReasonFormatter
-from app.analysis.sizing import average_range, bracket, position_size
+from app.analysis.sizing import average_range, bracket, risk_size
 from app.analysis.vix import VixAnalyzer
 
 
@@ -417,10 +417,12 @@ class Analyzers:
         levels = [r.price for r in reasons if r.family in ("dom", "battle_navale") and r.price > 0]
         stop, target = bracket(side, int(entry), atr, levels, self.elite_sec)
         factor = vs.sizing_factor if vs is not None else 1.0
-        size = position_size(int(self.size_sec["base_contracts"]), factor, int(self.size_sec["max_contracts"]))
+        size, sizing = risk_size(float(self.size_sec["risk_per_trade_usd"]), abs(int(entry) - int(stop)),
+                                 float(self.instrument.tick_value), factor, int(self.size_sec["max_contracts"]))
         sig = Signal(id=self._next_id, ts=int(v.ts), symbol=self.instrument.symbol, side=side,
                      score=round(float(score), 6), components=comps, reasons=tuple(reasons), entry=int(entry),
-                     stop=int(stop), target=int(target), size=size, regime=vs.regime if vs is not None else "")
+                     stop=int(stop), target=int(target), size=size, regime=vs.regime if vs is not None else "",
+                     sizing=sizing)
         self._next_id += 1
         return sig
 

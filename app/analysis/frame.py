@@ -72,9 +72,12 @@ class Signal:
     entry, stop, target : int
         Suggested bracket, prices in ticks.
     size : int
-        Suggested contracts (base size x the VIX regime's sizing factor, at least 1).
+        Suggested contracts: risk per trade / (stop ticks x tick value) x the VIX regime's
+        sizing factor, floored (0 when the stop is too wide for the risk budget).
     regime : str
         VIX regime at the time.
+    sizing : str
+        The arithmetic of ``size``, for the order ticket.
     """
 
     id: int
@@ -89,6 +92,7 @@ class Signal:
     target: int
     size: int
     regime: str = ""
+    sizing: str = ""
 
     def top_reasons(self, n: int = 3) -> str:
         """Short text of the ``n`` strongest reasons, e.g. ``"wall 0.91, absorption 0.77"``."""

@@ -181,39 +181,15 @@ class EliteProfile(Section, frozen=True):
     atr_bars: _int(1, 500)
     stop_atr_mult: _num(0.1, 20.0)
     min_stop_ticks: _int(1, 10_000)
-    max_stop_ticks: _int(1, 100_000)
+    max_stop_atr: _num(0.5, 100.0)
     reward_risk: _num(0.1, 20.0)
-
-    def check(self) -> None:
-        """``max_stop_ticks`` must be at least ``min_stop_ticks``.
-
-        Raises
-        ------
-        ConfigError
-            Names ``max_stop_ticks``.
-        """
-        if self.max_stop_ticks < self.min_stop_ticks:
-            raise ConfigError("max_stop_ticks", f"an integer >= min_stop_ticks ({self.min_stop_ticks})",
-                              self.max_stop_ticks)
 
 
 class SizingProfile(Section, frozen=True):
-    """Position size bounds, contracts. Units: ``docs/patterns.md``."""
+    """Risk per trade (USD) and the size ceiling (contracts). Units: ``docs/patterns.md``."""
 
-    base_contracts: _int(1, 10_000)
+    risk_per_trade_usd: _num(0.0, 1e7)
     max_contracts: _int(1, 100_000)
-
-    def check(self) -> None:
-        """``max_contracts`` must be at least ``base_contracts``.
-
-        Raises
-        ------
-        ConfigError
-            Names ``max_contracts``.
-        """
-        if self.max_contracts < self.base_contracts:
-            raise ConfigError("max_contracts", f"an integer >= base_contracts ({self.base_contracts})",
-                              self.max_contracts)
 
 
 class ProfileFile(Section, frozen=True):

@@ -67,7 +67,10 @@ def dev_run(es, vixh):
 def check_signals(a, last):
     sigs = last.signals
     for s in sigs:
-        assert s.side in (1, -1) and s.size >= 1 and s.regime == "low"  # VIX 13.03 on 2023-12-22
+        assert s.side in (1, -1) and s.regime == "low"  # VIX 13.03 on 2023-12-22
+        # risk-based size: the arithmetic is stated, and 0 only when the stop is too wide
+        assert s.sizing.endswith(f"-> {s.size} contract{'' if s.size == 1 else 's'}") or (
+            s.size == 0 and "the stop is too wide" in s.sizing) or "capped at max_contracts" in s.sizing
         assert s.side * (s.target - s.entry) > 0 and s.side * (s.entry - s.stop) > 0
         assert len(s.reasons) >= 2 and all(r.side == s.side for r in s.reasons)
         assert s.reasons == tuple(sorted(s.reasons, key=lambda r: -r.strength))
