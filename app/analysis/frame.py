@@ -215,6 +215,14 @@ class AnalysisFrame:
     error : str
         The newest analyzer error (text with traceback) reported since the previous frame,
         empty if none; ``timings["errors_new"]`` / ``timings["errors_total"]`` count them.
+    vwap, vwap_sd : float
+        Session VWAP and its volume-weighted standard deviation, ticks (nan before the
+        session's first trade).
+    session_phase : str
+        ``overnight``, ``open``, ``midday``, ``close``, ``closed``, ``session`` or ``""``
+        (:mod:`app.core.sessions`).
+    session_start_ns : int
+        Open of the trading session the profile, delta and VWAP count from, ns (-1: none).
     """
 
     seq: int
@@ -245,3 +253,7 @@ class AnalysisFrame:
     events_total: int = 0
     events_per_s: float = 0.0
     error: str = ""
+    vwap: float = float("nan")
+    vwap_sd: float = float("nan")
+    session_phase: str = ""
+    session_start_ns: int = -1

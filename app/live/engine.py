@@ -446,6 +446,10 @@ class AnalysisEngine:
             events_total=n,
             events_per_s=float(self._rate),
             error=self.last_error if new_errors > 0 else "",
+            vwap=self.model.vwap.vwap,
+            vwap_sd=self.model.vwap.sd,
+            session_phase=self.model.session_phase,
+            session_start_ns=int(self.model.session_start_ns),
             **parts,
         )
 

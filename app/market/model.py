@@ -47,6 +47,7 @@ from app.core.events import (
     Instrument,
 )
 from app.market import kernels as K
+from app.market.vwap import SessionVWAP
 
 NS_PER_S = 1_000_000_000
 
@@ -183,6 +184,8 @@ class MarketModel:
         self._next_open_ns = -1  # the next session open, ns (-1: not known yet)
         #: session resets so far
         self.session_resets = 0
+        #: the session VWAP and its standard deviation (restarts with the session)
+        self.vwap = SessionVWAP()
 
     # ------------------------------------------------------------------ geometry helpers
     @property
@@ -255,6 +258,7 @@ class MarketModel:
         self.S[K.S_SLO] = self.grid
         self.S[K.S_SHI] = -1
         self.F[K.F_CUMD] = 0.0
+        self.vwap.reset()
         self.session_resets += 1
 
     def _apply_part(self, batch: np.ndarray) -> None:
@@ -444,6 +448,7 @@ class MarketModel:
         tr = batch[batch["kind"] == KIND_TRADE]
         if not len(tr):
             return
+        self.vwap.add(tr["price"], tr["size"])
         T = self._max_trades
         if len(tr) >= T:
             self._trades[:T] = tr[-T:]
@@ -581,6 +586,14 @@ class MarketModel:
         return self.fpb[nb - n : nb], self.fps[nb - n : nb]
 
     @property
+    def session_phase(self) -> str:
+        """Phase of the session at the latest event (``overnight``, ``open``, ``midday``,
+        ``close``, ``closed``; ``session`` for a calendar without phases; ``""`` without one)."""
+        if self.calendar is None or self.ts <= 0:
+            return ""
+        return self.calendar.phase(self.ts)
+
+    @property
     def session_volume(self) -> float:
         """Volume traded in the current session (since the last open, see ``calendar``), contracts."""
         lo, hi = int(self.S[K.S_SLO]), int(self.S[K.S_SHI])
@@ -654,6 +667,9 @@ class MarketModel:
             cum_delta=self.cum_delta,
             session_start_ns=int(self.session_start_ns),
             session_volume=self.session_volume,
+            vwap=self.vwap.vwap,
+            vwap_sd=self.vwap.sd,
+            session_phase=self.session_phase,
         )
 
     def frame_parts(self, ncols: int | None = None, n_bars: int = 120) -> dict:
