@@ -1,14 +1,15 @@
-"""Advanced patterns: gamma pin, head fake, microstructure, transition, volume profile.
+"""Advanced patterns: head fake, microstructure, transition, volume profile.
 
 Two kernels, each with a plain NumPy twin (``*_np``, in :mod:`app.analysis.advanced_ref`):
 
-* :func:`adv_trades_scan` on the recent trades: gamma pin (user-supplied levels), microstructure
-  (a one-sided trade burst), volume-profile reaction (POC / value-area edges).
+* :func:`adv_trades_scan` on the recent trades: microstructure (a one-sided trade burst),
+  volume-profile reaction (POC / value-area edges).
 * :func:`adv_bars_scan` on the footprint bars: head fake on the last closed bar, and the
   efficiency ratios that drive the trend/range transition state machine (kept by the caller).
 
 ``out`` rows are ``[strength 0..1 (0 = none), price tick, side, value1, value2]``.
-Exact rules: ``docs/patterns.md``.
+Exact rules: ``docs/patterns.md``. (The seed's gamma pin is gone: it needed user-typed gamma
+levels that no setting, option or window ever supplied, so it could never fire; issue 14.)
 """
 
 from __future__ import annotations
@@ -22,11 +23,10 @@ from app.analysis.kernel_util import n_hits as _n_hits
 SIDE_ASK = 2
 SIDE_BID = 1
 
-(A_G_DIST, A_G_WIN, A_G_RANGE, A_G_FRAC, A_M_WIN, A_M_MULT, A_M_MIN, A_M_SIDE, A_V_WIN, A_V_TOUCH,
- A_V_REACT, A_H_LB, A_H_VOL, A_T_BARS) = range(14)
-ADV_TRADE_ROWS = ("gamma_pin", "microstructure", "volume_profile")
+(A_M_WIN, A_M_MULT, A_M_MIN, A_M_SIDE, A_V_WIN, A_V_TOUCH, A_V_REACT, A_H_LB, A_H_VOL,
+ A_T_BARS) = range(10)
+ADV_TRADE_ROWS = ("microstructure", "volume_profile")
 ADV_VALUES = {
-    "gamma_pin": ("frac_near", "range_ticks"),
     "microstructure": ("burst_ratio", "side_imbalance"),
     "volume_profile": ("level_kind", "move_ticks"),  # level_kind 0 = VAL, 1 = POC, 2 = VAH
     "head_fake": ("volume_beyond", "row_volume"),
@@ -35,11 +35,10 @@ ADV_VALUES = {
 
 
 def adv_params(section: dict) -> np.ndarray:
-    """Pack ``[advanced]`` into the kernels' float64 vector (14,); seconds/ms become ns."""
+    """Pack ``[advanced]`` into the kernels' float64 vector (10,); seconds/ms become ns."""
     s = section
     return np.array(
-        [s["gamma_distance_ticks"], s["gamma_window_s"] * 1e9, s["gamma_max_range_ticks"], s["gamma_min_frac"],
-         s["micro_window_ms"] * 1e6, s["micro_burst_mult"], s["micro_min_trades"], s["micro_side_ratio"],
+        [s["micro_window_ms"] * 1e6, s["micro_burst_mult"], s["micro_min_trades"], s["micro_side_ratio"],
          s["vp_window_s"] * 1e9, s["vp_touch_ticks"], s["vp_reaction_ticks"], s["headfake_lookback_bars"],
          s["headfake_volume_mult"], s["transition_bars"]],
         dtype=np.float64,
@@ -60,8 +59,8 @@ def _first_at_or_after(t_ts, t0):
 
 
 @kernel
-def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
-    """Gamma pin, microstructure and volume-profile reaction on the recent trades (numba).
+def adv_trades_scan(trades, t_now, poc, vah, val, params, out):
+    """Microstructure and volume-profile reaction on the recent trades (numba).
 
     Parameters
     ----------
@@ -69,12 +68,10 @@ def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
         ``ts`` ns ascending, ``price`` ticks, ``size`` contracts, ``side`` (2 = buyer aggressor).
     t_now : int
         Market time, ns.
-    levels : int64 (G,)
-        Gamma levels, ticks (may be empty).
     poc, vah, val : int
         Volume profile, ticks (-1 = none).
-    params : float64 (14,)
-    out : float64 (3, 5)
+    params : float64 (10,)
+    out : float64 (2, 5)
         Overwritten with the detections.
 
     Returns
@@ -92,34 +89,6 @@ def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
     if T == 0:
         return 0
     last = t_price[T - 1]
-    # ---- gamma pin: nearest level
-    if levels.shape[0] > 0:
-        g = levels[0]
-        for k in range(levels.shape[0]):
-            if abs(levels[k] - last) < abs(g - last):
-                g = levels[k]
-        j0 = _first_at_or_after(t_ts, t_now - params[A_G_WIN])
-        n = T - j0
-        if n > 0:
-            near = 0
-            pmin = t_price[j0]
-            pmax = t_price[j0]
-            for j in range(j0, T):
-                if abs(t_price[j] - g) <= params[A_G_DIST]:
-                    near += 1
-                if t_price[j] < pmin:
-                    pmin = t_price[j]
-                if t_price[j] > pmax:
-                    pmax = t_price[j]
-            frac = near / n
-            rng = pmax - pmin
-            if frac >= params[A_G_FRAC] and rng <= params[A_G_RANGE] and params[A_G_FRAC] > 0:
-                d = g - last
-                out[0, 0] = min(1.0, 0.5 * frac / params[A_G_FRAC] + 0.5 * (1.0 - rng / params[A_G_RANGE]) * 0.5)
-                out[0, 1] = g
-                out[0, 2] = 1.0 if d > 0 else (-1.0 if d < 0 else 0.0)
-                out[0, 3] = frac
-                out[0, 4] = rng
     # ---- microstructure: one-sided trade burst
     jw = _first_at_or_after(t_ts, t_now - params[A_M_WIN])
     nw = T - jw
@@ -136,11 +105,11 @@ def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
                     s += t_size[j]
             imb = (b - s) / (b + s) if b + s > 0 else 0.0
             if nw >= params[A_M_MULT] * expected and abs(imb) >= params[A_M_SIDE] and params[A_M_SIDE] > 0:
-                out[1, 0] = min(1.0, 0.25 * nw / (params[A_M_MULT] * expected) + 0.25 * abs(imb) / params[A_M_SIDE])
-                out[1, 1] = last
-                out[1, 2] = 1.0 if imb > 0 else -1.0
-                out[1, 3] = nw / expected
-                out[1, 4] = imb
+                out[0, 0] = min(1.0, 0.25 * nw / (params[A_M_MULT] * expected) + 0.25 * abs(imb) / params[A_M_SIDE])
+                out[0, 1] = last
+                out[0, 2] = 1.0 if imb > 0 else -1.0
+                out[0, 3] = nw / expected
+                out[0, 4] = imb
     # ---- volume profile reaction
     if poc >= 0:
         jv = _first_at_or_after(t_ts, t_now - params[A_V_WIN])
@@ -167,13 +136,13 @@ def adv_trades_scan(trades, t_now, levels, poc, vah, val, params, out):
                 sd = 1.0 if mv > 0 else -1.0
             if sd != 0.0:
                 st = min(1.0, 0.5 * abs(mv) / react)
-                if st > out[2, 0]:
-                    out[2, 0] = st
-                    out[2, 1] = L
-                    out[2, 2] = sd
-                    out[2, 3] = kind
-                    out[2, 4] = abs(mv)
-    return _n_hits(out, 3)
+                if st > out[1, 0]:
+                    out[1, 0] = st
+                    out[1, 1] = L
+                    out[1, 2] = sd
+                    out[1, 3] = kind
+                    out[1, 4] = abs(mv)
+    return _n_hits(out, 2)
 
 
 @kernel

@@ -10,10 +10,6 @@ from __future__ import annotations
 import numpy as np
 
 from app.analysis.advanced import (
-    A_G_DIST,
-    A_G_FRAC,
-    A_G_RANGE,
-    A_G_WIN,
     A_H_LB,
     A_H_VOL,
     A_M_MIN,
@@ -29,12 +25,12 @@ from app.analysis.advanced import (
 )
 
 
-def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
+def adv_trades_scan_np(trades, t_now, poc, vah, val, params, out):
     """Plain NumPy twin of :func:`app.analysis.advanced.adv_trades_scan`.
 
-    Parameters and ``out`` (float64 (3, 5), overwritten) are those of the kernel: trades
-    EVENT_DTYPE (T,) ns ascending, ``t_now`` ns, ``levels`` int64 (G,) ticks, ``poc``/``vah``/``val``
-    ticks (-1 = none), ``params`` float64 (14,).
+    Parameters and ``out`` (float64 (2, 5), overwritten) are those of the kernel: trades
+    EVENT_DTYPE (T,) ns ascending, ``t_now`` ns, ``poc``/``vah``/``val`` ticks (-1 = none),
+    ``params`` float64 (10,).
 
     Returns
     -------
@@ -48,17 +44,6 @@ def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
         return 0
     p = params
     last = int(t_price[-1])
-    if len(levels):
-        lv = np.asarray(levels, np.int64)
-        g = int(lv[np.argmin(np.abs(lv - last))])
-        j0 = int(np.searchsorted(t_ts, t_now - p[A_G_WIN], side="left"))
-        w = t_price[j0:]
-        if w.size:
-            frac = np.count_nonzero(np.abs(w - g) <= p[A_G_DIST]) / w.size
-            rng = int(w.max() - w.min())
-            if frac >= p[A_G_FRAC] and rng <= p[A_G_RANGE] and p[A_G_FRAC] > 0:
-                out[0] = (min(1.0, 0.5 * frac / p[A_G_FRAC] + 0.5 * (1.0 - rng / p[A_G_RANGE]) * 0.5), g,
-                          float(np.sign(g - last)), frac, rng)
     jw = int(np.searchsorted(t_ts, t_now - p[A_M_WIN], side="left"))
     nw = T - jw
     if nw >= p[A_M_MIN] and jw >= 2:
@@ -70,7 +55,7 @@ def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
             b, s = float(sz[sd == SIDE_ASK].sum()), float(sz[sd == SIDE_BID].sum())
             imb = (b - s) / (b + s) if b + s > 0 else 0.0
             if nw >= p[A_M_MULT] * expected and abs(imb) >= p[A_M_SIDE] and p[A_M_SIDE] > 0:
-                out[1] = (min(1.0, 0.25 * nw / (p[A_M_MULT] * expected) + 0.25 * abs(imb) / p[A_M_SIDE]), last,
+                out[0] = (min(1.0, 0.25 * nw / (p[A_M_MULT] * expected) + 0.25 * abs(imb) / p[A_M_SIDE]), last,
                           1.0 if imb > 0 else -1.0, nw / expected, imb)
     if poc >= 0:
         jv = int(np.searchsorted(t_ts, t_now - p[A_V_WIN], side="left"))
@@ -89,8 +74,8 @@ def adv_trades_scan_np(trades, t_now, levels, poc, vah, val, params, out):
                 sd = float(np.sign(mv))
             if sd != 0.0:
                 st = min(1.0, 0.5 * abs(mv) / react)
-                if st > out[2, 0]:
-                    out[2] = (st, L, sd, kind, abs(mv))
+                if st > out[1, 0]:
+                    out[1] = (st, L, sd, kind, abs(mv))
     return int((out[:, 0] > 0).sum())
 
 

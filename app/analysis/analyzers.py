@@ -26,7 +26,8 @@ from app.analysis import orderflow as of
 from app.analysis.elite import EliteGate
 from app.analysis.frame import PatternHit, Signal, SignalOutcome, VixState
 from app.analysis.outcomes import OutcomeTracker
-from app.analysis.sizing import average_range, bracket, position_size
+from app.analysis.reasons import ReasonFormatter
+from app.analysis.sizing import average_range, bracket, risk_size
 from app.analysis.vix import VixAnalyzer
 
 
@@ -65,6 +66,11 @@ class StepResult:
 _TREND, _RANGE, _NONE = "trend", "range", ""
 
 
+def _label(name: str) -> str:
+    """A pattern name as words (``long_down_up`` -> ``long down up``)."""
+    return name.replace("_", " ")
+
+
 class Analyzers:
     """Every MIA analyzer plus the elite gate, for one instrument.
 
@@ -73,17 +79,21 @@ class Analyzers:
     profile : Profile
         From :func:`app.config.profiles.load_profile`.
     instrument : Instrument
-        Symbol, tick size (gamma levels are converted with it).
+        Symbol, tick size, price decimals (for the reason texts).
     vix_history : VixHistory, optional
         Daily VIX history; default: the shipped CBOE files. Pass ``False`` for none.
-    gamma_levels : sequence of float
-        User-supplied gamma levels, **prices** (not ticks).
     use_numba : bool
         Run the numba kernels (default) or their NumPy twins from the ``*_ref`` modules (for
         comparison; ``mia-elite analyze --twin``).
+    first_signal_id : int
+        Id of the first signal; later ones count up by 1. A live window passes the journal's
+        next free id (:meth:`app.trading.journal.Journal.next_signal_id`) so ids stay unique
+        across restarts and profile changes (every journal join uses them); ``mia-elite
+        analyze`` starts at 1 so its output is reproducible.
     """
 
-    def __init__(self, profile, instrument, vix_history=None, gamma_levels=(), use_numba: bool = True):
+    def __init__(self, profile, instrument, vix_history=None, use_numba: bool = True,
+                 first_signal_id: int = 1):
         self.profile = profile
         self.instrument = instrument
         self.use_numba = use_numba
@@ -101,7 +111,6 @@ class Analyzers:
 
             vix_history = load_vix_history()
         self.vix = VixAnalyzer(vix_history, profile.section("vix"), use_numba) if vix_history else None
-        self.gamma = instrument.to_ticks(np.asarray(list(gamma_levels), np.float64)).astype(np.int64).reshape(-1)
         if use_numba:
             self._dom_fn, self._bn_fn, self._flow_fn = dom.dom_scan, bn.bn_scan, of.flow_scan
             self._advt_fn, self._advb_fn = adv.adv_trades_scan, adv.adv_bars_scan
@@ -114,7 +123,7 @@ class Analyzers:
         self._dom_out = np.zeros((12, 4))
         self._bn_out = np.zeros((8, 4))
         self._flow_out = np.zeros(7)
-        self._advt_out = np.zeros((3, 5))
+        self._advt_out = np.zeros((2, 5))
         self._advb_out = np.zeros((2, 5))
         self._dom_params = None
         self._dom_sums, self._dom_meta = dom.new_dom_state(0)
@@ -133,7 +142,9 @@ class Analyzers:
         self.gate = EliteGate(self.elite_sec)
         self.tracker = OutcomeTracker()
         self._signals: deque[Signal] = deque(maxlen=int(self.elite_sec["max_recent_signals"]))
-        self._next_id = 1
+        self._next_id = int(first_signal_id)
+        self.fmt = ReasonFormatter(instrument)
+        self._fmt_steps = 0
         self._last_ts = -1
         self._outcomes_snap: dict[int, SignalOutcome] = {}
         self._precision_snap: dict = {}
@@ -174,10 +185,11 @@ class Analyzers:
                 if not self._refire_ok(name, side, price, int(v.ts)):
                     continue  # the same detection as a moment ago: no new object
                 n1, n2 = dom.DOM_VALUES[p]
+                f = self.fmt
                 hits.append(PatternHit(
                     name, "dom", int(v.ts), price, side, float(s),
-                    f"{name} on the {'bid' if b == 0 else 'ask'} at {self.instrument.to_price(price):.{self.instrument.price_decimals}f}: "
-                    f"{n1} {x1:.4g}, {n2} {x2:.4g}",
+                    f"{_label(name)} on the {'bid' if b == 0 else 'ask'} at {f.price(price)}: "
+                    f"{f.values(((n1, x1), (n2, x2)))}; {f.strength(s)}",
                     ((n1, float(x1)), (n2, float(x2)))))
         return hits
 
@@ -227,21 +239,23 @@ class Analyzers:
         out = self._bn_out
         self._bn_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.bn_params, out)
         gap = out[7, 0]
-        rsv = "rouge sous verte" if out[7, 3] > 0 else "verte sous rouge"
+        rsv = "red under green" if out[7, 3] > 0 else "green under red"
+        f = self.fmt
         for k in np.flatnonzero(out[:7, 0] > 0):
             name, side = bn.BN_SLOTS[k]
             s, price, x1, x2 = out[k]
             n1, n2 = bn.BN_VALUES[name]
             hits.append(PatternHit(name, "battle_navale", ts, int(price), side, float(s),
-                                   f"{name} ({rsv}, base gap {gap:.2f} ticks): {n1} {x1:.3g}, {n2} {x2:.3g}",
+                                   f"{_label(name)} at {f.price(price)} ({rsv}, base gap {gap:.2f} ticks): "
+                                   f"{f.values(((n1, x1), (n2, x2)))}; {f.strength(s)}",
                                    ((n1, float(x1)), (n2, float(x2)), ("base_gap", float(gap)))))
         out = self._advb_out
         self._advb_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params, out)
         if out[0, 0] > 0:
             s, price, side, x1, x2 = out[0]
             hits.append(PatternHit("head_fake", "advanced", ts, int(price), int(side), float(s),
-                                   f"break of {int(price)} failed back inside with {x1:.4g} contracts beyond "
-                                   f"(average {x2:.3g} per row)",
+                                   f"head fake: the break of {f.price(price)} failed back inside with "
+                                   f"{f.size(x1)} traded beyond (average {f.size(x2)} per row); {f.strength(s)}",
                                    (("volume_beyond", float(x1)), ("row_volume", float(x2)))))
         er, er_prev, d = out[1, 0], out[1, 1], int(out[1, 2])
         if er >= 0:
@@ -262,18 +276,35 @@ class Analyzers:
                         s = min(1.0, 0.5 * self.adv_sec["range_er"] / max(er, 1e-9))
                         side = 0
                     hits.append(PatternHit("transition", "advanced", ts, int(c[i]), side, float(s),
-                                           f"{prev} -> {new}: efficiency ratio {er:.2f} (was {er_prev:.2f})",
+                                           f"transition {prev} -> {new} at {f.price(c[i])}: efficiency ratio "
+                                           f"{er:.2f} (was {er_prev:.2f}); {f.strength(s)}",
                                            (("efficiency_ratio", float(er)), ("previous_er", float(er_prev)))))
             elif new == _TREND:
                 self._trend_dir = d
         return hits
+
+    def _profile_ready(self, v) -> bool:
+        """True when the session has traded at least ``advanced.vp_min_volume_bars`` times the
+        median volume of the closed bars (that many typical bars of trading), so the value area
+        is a reference of the session and not of its first minutes. Scales with the
+        instrument's own activity (contracts for ES, coins for BTC)."""
+        need = float(self.adv_sec["vp_min_volume_bars"])
+        if need <= 0:
+            return True
+        vol = v.bars["volume"][:-1]  # the last bar may be open
+        if vol.shape[0] == 0:
+            return False
+        return float(v.session_volume) >= need * float(np.median(vol))
 
     def _adv_trades(self, v) -> list[PatternHit]:
         t = v.trades
         if t.shape[0] == 0:
             return []
         out = self._advt_out
-        if not self._advt_fn(t, int(v.ts), self.gamma, int(v.poc), int(v.vah), int(v.val), self.adv_params, out):
+        poc, vah, val = int(v.poc), int(v.vah), int(v.val)
+        if not self._profile_ready(v):  # a profile of a few minutes' trading is no reference
+            poc = vah = val = -1
+        if not self._advt_fn(t, int(v.ts), poc, vah, val, self.adv_params, out):
             return []
         hits = []
         for k in np.flatnonzero(out[:, 0] > 0):
@@ -282,13 +313,13 @@ class Analyzers:
             if not self._refire_ok(name, int(side), int(price), int(v.ts)):
                 continue
             n1, n2 = adv.ADV_VALUES[name]
+            f = self.fmt
             if name == "volume_profile":
                 lvl = ("VAL", "POC", "VAH")[int(x1)]
-                det = f"reaction at the {lvl} {int(price)}: {x2:.0f} ticks away"
-            elif name == "gamma_pin":
-                det = f"pinned near gamma level {int(price)}: {100 * x1:.0f}% of trades within reach, range {x2:.0f} ticks"
+                det = f"reaction at the {lvl} {f.price(price)}: {x2:.0f} ticks away; {f.strength(s)}"
             else:
-                det = f"trade burst {x1:.1f}x the usual rate, side imbalance {x2:+.2f}"
+                det = (f"microstructure at {f.price(price)}: trade burst {x1:.1f}x the usual rate, "
+                       f"side imbalance {x2:+.2f}; {f.strength(s)}")
             hits.append(PatternHit(name, "advanced", int(v.ts), int(price), int(side), float(s), det,
                                    ((n1, float(x1)), (n2, float(x2)))))
         return hits
@@ -313,6 +344,10 @@ class Analyzers:
             self._fired.clear()
             self._last_bar_i = -1
         self._last_ts = ts
+        if self._fmt_steps <= 0 and view.trades.shape[0]:  # the sizes' decimals, now and then
+            self.fmt.learn_sizes(view.trades["size"][-256:])
+            self._fmt_steps = 200
+        self._fmt_steps -= 1
         hits = self._dom(view)
         t1 = pc()
         vs = self._vix_state(ts)
@@ -326,9 +361,8 @@ class Analyzers:
         new = hits  # DOM hits passed the re-fire filter in _dom
         new.extend(bar_hits)  # once per bar by construction
         new.extend(adv_hits)  # filtered in _adv_trades
-        if vs is not None and vs.patterns and self._vix_day != getattr(self, "_vix_reported", None):
-            self._vix_reported = self._vix_day
-            new.extend(vs.patterns)
+        # VIX patterns are daily context (VixState.patterns, shown by the gauge), never a reason
+        # or a trigger: they do not enter the confluence window (docs/patterns.md, "VIX")
         rec = self._recent
         rec.extend(new)
         cut = ts - self.confl_ns
@@ -336,9 +370,7 @@ class Analyzers:
             rec.popleft()
         new_signals: list[Signal] = []
         if new and view.bars.shape[0] >= 2:  # warm-up: a bracket needs one closed bar
-            window = [h for h in rec if h.family != "vix"]
-            if vs is not None:
-                window.extend(vs.patterns)
+            window = list(rec)
             vol = fo[1] + fo[2]
             flow_ratio = fo[0] / vol if vol > 0 else 0.0
             for side, sc, comps, reasons in self.gate.candidates(ts, new, window, vs, flow_ratio, fo[5],
@@ -385,10 +417,12 @@ class Analyzers:
         levels = [r.price for r in reasons if r.family in ("dom", "battle_navale") and r.price > 0]
         stop, target = bracket(side, int(entry), atr, levels, self.elite_sec)
         factor = vs.sizing_factor if vs is not None else 1.0
-        size = position_size(int(self.size_sec["base_contracts"]), factor, int(self.size_sec["max_contracts"]))
+        size, sizing = risk_size(float(self.size_sec["risk_per_trade_usd"]), abs(int(entry) - int(stop)),
+                                 float(self.instrument.tick_value), factor, int(self.size_sec["max_contracts"]))
         sig = Signal(id=self._next_id, ts=int(v.ts), symbol=self.instrument.symbol, side=side,
                      score=round(float(score), 6), components=comps, reasons=tuple(reasons), entry=int(entry),
-                     stop=int(stop), target=int(target), size=size, regime=vs.regime if vs is not None else "")
+                     stop=int(stop), target=int(target), size=size, regime=vs.regime if vs is not None else "",
+                     sizing=sizing)
         self._next_id += 1
         return sig
 

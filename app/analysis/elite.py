@@ -4,12 +4,16 @@
 weights, 0.30 / 0.45 / 0.25), each component 0..1, computed for a candidate side ``s`` (+1 long,
 -1 short):
 
-* **VIX** (market-wide volatility context): ``0.6 x q[regime] + 0.4 x d`` where
-  ``q = (0.8, 1.0, 0.9, 0.6, 0.3)`` rates how tradeable order-flow signals are in each regime
-  (ultra_low..extreme) and ``d = 0.5 - 0.5 tanh(s x momentum_5d / 0.25)`` favours longs while VIX
-  falls and shorts while it rises; an active spike reversal adds ``0.2 x strength`` to longs,
-  complacency takes 0.1 from longs; clipped to 0..1. No VIX history: 0.5.
-* **DOM/confluence**: the patterns (DOM, Battle Navale, advanced, VIX) seen in the last
+* **VIX** (market-wide volatility context, the same for both sides): ``q[regime]`` with
+  ``q = (0.8, 1.0, 0.9, 0.6, 0.3)`` rating how tradeable order-flow signals are in each regime
+  (ultra_low..extreme). No VIX history: 0.5. From the daily CBOE closes it is a constant for the
+  whole trading day: it scales every signal of the day alike and cannot rank signals within a
+  session; it moves intraday only when a live VIX level is fed (``Analyzers.set_live_vix``).
+  It used to lean long while VIX fell and short while it rose, and to add spike-reversal and
+  complacency adjustments; those day-ahead directions were not supported on SPX 2009-2018
+  (complacency was followed by +4 bp over 5 sessions against +20 bp on other days; a regime
+  rise by +64 bp, issue 14), so VIX is context (regime, sizing), never a direction or a pattern.
+* **DOM/confluence**: the intraday patterns (DOM, Battle Navale, advanced; never VIX) seen in the last
   ``confluence_window_s`` with side ``s``, strongest per pattern name, combined as a noisy-OR
   ``S = 1 - prod(1 - strength)``; the opposite side's ``O`` likewise; ``DOM = S x (1 - 0.5 O)``.
 * **Regime** (the intraday order-flow regime): ``0.5 + 0.3 s f + 0.2 s i + 0.2 s t`` clipped to
@@ -20,11 +24,12 @@ A signal is emitted for side ``s`` only when at least one pattern of side ``s`` 
 step (the trigger), at least ``min_patterns`` distinct patterns of side ``s`` are in the window,
 the score is at least ``min_elite_score``, the last signal of that side is ``cooldown_s`` old,
 and fewer than ``max_signals_per_hour`` signals were emitted in the last hour of market time.
+When both sides pass at the same instant the evidence conflicts and neither is emitted (one
+signal per instant and instrument; counted in ``EliteGate.suppressed_conflict``).
 """
 
 from __future__ import annotations
 
-import math
 from collections import deque
 from operator import attrgetter
 
@@ -35,19 +40,17 @@ _strength = attrgetter("strength")
 HOUR_NS = 3_600_000_000_000
 
 
-def vix_component(side: int, vix: VixState | None) -> float:
-    """VIX component 0..1 for ``side`` (see the module docstring)."""
+def vix_component(vix: VixState | None) -> float:
+    """VIX component 0..1, the same for either side (see the module docstring).
+
+    Parameters
+    ----------
+    vix : VixState or None
+        The regime picture at the signal's time; None (no history) gives 0.5.
+    """
     if vix is None:
         return 0.5
-    m = vix.momentum_5d if math.isfinite(vix.momentum_5d) else 0.0
-    d = 0.5 - 0.5 * math.tanh(side * m / 0.25)
-    v = 0.6 * REGIME_QUALITY[vix.regime_index] + 0.4 * d
-    for p in vix.patterns:
-        if p.name == "spike_reversal" and side > 0:
-            v += 0.2 * p.strength
-        elif p.name == "complacency" and side > 0:
-            v -= 0.1
-    return min(1.0, max(0.0, v))
+    return float(REGIME_QUALITY[vix.regime_index])
 
 
 def confluence(side: int, hits) -> tuple[float, list[PatternHit]]:
@@ -95,12 +98,13 @@ class EliteGate:
         self.emitted: deque[int] = deque()  # ts of signals in the last hour
         self.last_side_ts = {1: None, -1: None}
         self.suppressed_rate = 0  # candidates above threshold refused by the hourly limit
+        self.suppressed_conflict = 0  # instants at which both sides passed (neither emitted)
         self._vix_key = object()
-        self._vix_val = (0.5, 0.5)
+        self._vix_val = 0.5
 
     def score(self, side, vix, hits, flow_ratio, imbalance, trend_dir):
         """``(score, components tuple, reasons)`` for ``side``."""
-        v = vix_component(side, vix)
+        v = vix_component(vix)
         d, reasons = dom_component(side, hits)
         r = regime_component(side, flow_ratio, imbalance, trend_dir)
         sc = self.w[0] * v + self.w[1] * d + self.w[2] * r
@@ -130,12 +134,13 @@ class EliteGate:
                 rm.append(h)
         if vix is not self._vix_key:  # the VIX part changes once a day: cache it per VixState
             self._vix_key = vix
-            self._vix_val = (vix_component(1, vix), vix_component(-1, vix))
+            self._vix_val = vix_component(vix)
         wv, wd, wr = self.w
         fr = float(flow_ratio)
         im = float(imbalance)
         out = {}
-        for side, prod, oprod, rs, v in ((1, pp, pm, rp, self._vix_val[0]), (-1, pm, pp, rm, self._vix_val[1])):
+        v = self._vix_val
+        for side, prod, oprod, rs in ((1, pp, pm, rp), (-1, pm, pp, rm)):
             d = (1.0 - prod) * (1.0 - 0.5 * (1.0 - oprod))
             r = regime_component(side, fr, im, trend_dir)
             rs.sort(key=_strength, reverse=True)  # stable: ties keep their order
@@ -143,7 +148,8 @@ class EliteGate:
         return out
 
     def candidates(self, ts, new_hits, window_hits, vix, flow_ratio, imbalance, trend_dir):
-        """Sides that pass every rule this step: list of ``(side, score, components, reasons)``.
+        """Sides that pass every rule this step: list of ``(side, score, components, reasons)``,
+        at most one (both sides passing at once gives none).
 
         The caller must call :meth:`commit` for each signal it actually emits.
         """
@@ -165,6 +171,9 @@ class EliteGate:
                 self.suppressed_rate += 1
                 continue
             out.append((side, sc, comps, reasons))
+        if len(out) > 1:  # long and short at one instant: conflicting evidence, no signal
+            self.suppressed_conflict += 1
+            return []
         return out
 
     def commit(self, ts: int, side: int) -> None:

@@ -72,9 +72,12 @@ class Signal:
     entry, stop, target : int
         Suggested bracket, prices in ticks.
     size : int
-        Suggested contracts (base size x the VIX regime's sizing factor, at least 1).
+        Suggested contracts: risk per trade / (stop ticks x tick value) x the VIX regime's
+        sizing factor, floored (0 when the stop is too wide for the risk budget).
     regime : str
         VIX regime at the time.
+    sizing : str
+        The arithmetic of ``size``, for the order ticket.
     """
 
     id: int
@@ -89,6 +92,7 @@ class Signal:
     target: int
     size: int
     regime: str = ""
+    sizing: str = ""
 
     def top_reasons(self, n: int = 3) -> str:
         """Short text of the ``n`` strongest reasons, e.g. ``"wall 0.91, absorption 0.77"``."""
@@ -211,6 +215,14 @@ class AnalysisFrame:
     error : str
         The newest analyzer error (text with traceback) reported since the previous frame,
         empty if none; ``timings["errors_new"]`` / ``timings["errors_total"]`` count them.
+    vwap, vwap_sd : float
+        Session VWAP and its volume-weighted standard deviation, ticks (nan before the
+        session's first trade).
+    session_phase : str
+        ``overnight``, ``open``, ``midday``, ``close``, ``closed``, ``session`` or ``""``
+        (:mod:`app.core.sessions`).
+    session_start_ns : int
+        Open of the trading session the profile, delta and VWAP count from, ns (-1: none).
     """
 
     seq: int
@@ -241,3 +253,7 @@ class AnalysisFrame:
     events_total: int = 0
     events_per_s: float = 0.0
     error: str = ""
+    vwap: float = float("nan")
+    vwap_sd: float = float("nan")
+    session_phase: str = ""
+    session_start_ns: int = -1

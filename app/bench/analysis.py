@@ -112,8 +112,7 @@ def _kernel_calls(p, v, numba_: bool):
     t, b = v.trades, v.bars
     hb, ha, tb, tsl = v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T
     i = len(b) - 2
-    lv = np.array([v.best_bid - 4], np.int64)
-    o_dom, o_fl, o_at, o_bn, o_ab = np.zeros((12, 4)), np.zeros(7), np.zeros((3, 5)), np.zeros((8, 4)), np.zeros((2, 5))
+    o_dom, o_fl, o_at, o_bn, o_ab = np.zeros((12, 4)), np.zeros(7), np.zeros((2, 5)), np.zeros((8, 4)), np.zeros((2, 5))
     f = (lambda a, b_: a) if numba_ else (lambda a, b_: b_)
     k_dom = f(dom.dom_scan, dom_ref.dom_scan_np)
     k_fl = f(of.flow_scan, orderflow_ref.flow_scan_np)
@@ -127,7 +126,7 @@ def _kernel_calls(p, v, numba_: bool):
     calls = {
         "dom_scan": lambda: k_dom(v.bid, v.ask, hb, ha, tb, tsl, bb, ba, base, col0, dp, sums, meta, o_dom),
         "flow_scan": lambda: k_fl(t, now - 60_000_000_000, 20.0, v.bid, v.ask, bb, ba, base, 10, o_fl),
-        "adv_trades_scan": lambda: k_at(t, now, lv, poc, vah, val, ap, o_at),
+        "adv_trades_scan": lambda: k_at(t, now, poc, vah, val, ap, o_at),
         "bn_scan": lambda: k_bn(b, v.fp_buy, v.fp_sell, base, i, bp, o_bn),
         "adv_bars_scan": lambda: k_ab(b, v.fp_buy, v.fp_sell, base, i, ap, o_ab),
     }

@@ -138,12 +138,8 @@ class OrderflowProfile(Section, frozen=True):
 
 
 class AdvancedProfile(Section, frozen=True):
-    """Gamma levels, head fakes, micro bursts, regime transitions, volume-profile touches. Units: ``docs/patterns.md``."""
+    """Head fakes, micro bursts, regime transitions, volume-profile touches. Units: ``docs/patterns.md``."""
 
-    gamma_distance_ticks: _int(0, 1_000)
-    gamma_window_s: _num(1.0, 3_600.0)
-    gamma_max_range_ticks: _int(1, 10_000)
-    gamma_min_frac: _num(0.0, 1.0)
     headfake_lookback_bars: _int(2, 500)
     headfake_volume_mult: _num(0.0, 50.0)
     micro_window_ms: _num(10.0, 60_000.0)
@@ -156,6 +152,7 @@ class AdvancedProfile(Section, frozen=True):
     vp_window_s: _num(1.0, 3_600.0)
     vp_touch_ticks: _int(0, 100)
     vp_reaction_ticks: _int(1, 1_000)
+    vp_min_volume_bars: _num(0.0, 10_000.0)
 
     def check(self) -> None:
         """``range_er`` must not exceed ``trend_er``.
@@ -184,39 +181,15 @@ class EliteProfile(Section, frozen=True):
     atr_bars: _int(1, 500)
     stop_atr_mult: _num(0.1, 20.0)
     min_stop_ticks: _int(1, 10_000)
-    max_stop_ticks: _int(1, 100_000)
+    max_stop_atr: _num(0.5, 100.0)
     reward_risk: _num(0.1, 20.0)
-
-    def check(self) -> None:
-        """``max_stop_ticks`` must be at least ``min_stop_ticks``.
-
-        Raises
-        ------
-        ConfigError
-            Names ``max_stop_ticks``.
-        """
-        if self.max_stop_ticks < self.min_stop_ticks:
-            raise ConfigError("max_stop_ticks", f"an integer >= min_stop_ticks ({self.min_stop_ticks})",
-                              self.max_stop_ticks)
 
 
 class SizingProfile(Section, frozen=True):
-    """Position size bounds, contracts. Units: ``docs/patterns.md``."""
+    """Risk per trade (USD) and the size ceiling (contracts). Units: ``docs/patterns.md``."""
 
-    base_contracts: _int(1, 10_000)
+    risk_per_trade_usd: _num(0.0, 1e7)
     max_contracts: _int(1, 100_000)
-
-    def check(self) -> None:
-        """``max_contracts`` must be at least ``base_contracts``.
-
-        Raises
-        ------
-        ConfigError
-            Names ``max_contracts``.
-        """
-        if self.max_contracts < self.base_contracts:
-            raise ConfigError("max_contracts", f"an integer >= base_contracts ({self.base_contracts})",
-                              self.max_contracts)
 
 
 class ProfileFile(Section, frozen=True):

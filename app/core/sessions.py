@@ -207,3 +207,22 @@ def calendar(name: str) -> SessionCalendar:
         return CALENDARS[name]
     except KeyError:
         raise ValueError(f"unknown session calendar {name!r}; known: {', '.join(sorted(CALENDARS))}") from None
+
+
+#: Exchange names (``Instrument.exchange``, upper case, up to the first ``-``) whose products
+#: trade on the CME Globex schedule.
+CME_EXCHANGES = frozenset({"CME", "GLBX", "XCME", "CBOT", "XCBT", "NYMEX", "XNYM", "COMEX", "XCEC"})
+#: Exchange names of 24/7 crypto venues.
+CRYPTO_EXCHANGES = frozenset({"BINANCE", "DERIBIT", "BYBIT", "OKX", "COINBASE", "KRAKEN", "BITMEX"})
+
+
+def calendar_for(exchange: str) -> SessionCalendar | None:
+    """The calendar of an exchange as the data source names it (``CME``, ``BINANCE-USDM``), or
+    None when the exchange is not known (then session statistics count from the start of the
+    data and nothing resets: no schedule is guessed). Settings can name a calendar instead."""
+    key = str(exchange or "").upper().split("-")[0].strip()
+    if key in CME_EXCHANGES:
+        return CME_GLOBEX
+    if key in CRYPTO_EXCHANGES:
+        return CRYPTO_UTC
+    return None

@@ -52,6 +52,7 @@ import numpy as np
 from app.analysis.frame import AnalysisFrame
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import EVENT_DTYPE, Instrument
+from app.core.sessions import calendar_for
 
 log = logging.getLogger(__name__)
 
@@ -90,10 +91,11 @@ def resolve_profile(profile, overrides: dict | None = None):
     return profile
 
 
-def _make_analyzers(profile, instrument, vix_history, use_numba=True):
+def _make_analyzers(profile, instrument, vix_history, use_numba=True, first_signal_id=1):
     from app.analysis.analyzers import Analyzers
 
-    return Analyzers(profile, instrument, vix_history=vix_history, use_numba=use_numba)
+    return Analyzers(profile, instrument, vix_history=vix_history, use_numba=use_numba,
+                     first_signal_id=first_signal_id)
 
 
 class AnalysisEngine:
@@ -129,6 +131,13 @@ class AnalysisEngine:
         Monotonic clock of the publish timing and of ``events_per_s`` (default the system
         clock). Step and frame timings (``frame.timings``) stay CPU measurements
         (``time.perf_counter``).
+    calendar : app.core.sessions.SessionCalendar, "auto" or None
+        Trading sessions: the volume profile and the cumulative delta restart at each open.
+        ``"auto"`` (default) picks it from ``instrument.exchange``
+        (:func:`app.core.sessions.calendar_for`); None never resets.
+    first_signal_id : int
+        Id of the run's first signal (see ``Analyzers``): a live window passes the journal's next
+        free id so ids are unique across restarts; default 1 (reproducible headless runs).
 
     Attributes
     ----------
@@ -175,6 +184,8 @@ class AnalysisEngine:
         publish_interval_s: float = 0.05,
         analyzers=None,
         clock: Clock = SYSTEM_CLOCK,
+        calendar="auto",
+        first_signal_id: int = 1,
     ):
         from app.market.model import MarketModel  # imports numba kernels (cache set up there)
 
@@ -194,12 +205,13 @@ class AnalysisEngine:
             window_cols=min(int(window_cols), history_cols),
             bar_ns=int(g("engine.bar_seconds")) * 1_000_000_000,
             use_numba=use_numba,
+            calendar=calendar_for(instrument.exchange) if calendar == "auto" else calendar,
         )
         self.use_numba = use_numba
         self._vix_history = vix_history
         self._own_analyzers = analyzers is None
         self.analyzers = analyzers if analyzers is not None else _make_analyzers(
-            self.profile, instrument, vix_history, use_numba=use_numba)
+            self.profile, instrument, vix_history, use_numba=use_numba, first_signal_id=first_signal_id)
         self.clock = clock
         self.publish_interval_s = float(publish_interval_s)
         self._publish_interval_ns = int(round(self.publish_interval_s * 1e9))
@@ -434,6 +446,10 @@ class AnalysisEngine:
             events_total=n,
             events_per_s=float(self._rate),
             error=self.last_error if new_errors > 0 else "",
+            vwap=self.model.vwap.vwap,
+            vwap_sd=self.model.vwap.sd,
+            session_phase=self.model.session_phase,
+            session_start_ns=int(self.model.session_start_ns),
             **parts,
         )
 

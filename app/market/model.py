@@ -29,6 +29,8 @@ the price of their row 0 and are re-aligned when a longer history is read.
 
 from __future__ import annotations
 
+import datetime as _dt
+
 import numpy as np
 
 from app.market.bars import BAR_DTYPE
@@ -45,6 +47,7 @@ from app.core.events import (
     Instrument,
 )
 from app.market import kernels as K
+from app.market.vwap import SessionVWAP
 
 NS_PER_S = 1_000_000_000
 
@@ -79,6 +82,11 @@ class MarketModel:
         benchmark baseline).
     prefault : bool
         Touch the heatmap ring's memory at construction (steady speed, honest RSS).
+    calendar : app.core.sessions.SessionCalendar, optional
+        Trading sessions of the instrument: the volume profile and the cumulative delta start
+        again at every session open (CME Globex 17:00 America/Chicago, crypto 00:00 UTC). A
+        batch that crosses an open is applied in two parts, so the reset does not depend on how
+        the stream is cut. None: they count from the first event (the old behaviour).
 
     Raises
     ------
@@ -101,6 +109,7 @@ class MarketModel:
         margin_frac: float = 0.2,
         use_numba: bool = True,
         prefault: bool = False,
+        calendar=None,
     ):
         for key, v in (("rows", rows), ("column_ns", column_ns), ("window_cols", window_cols),
                        ("bar_ns", bar_ns), ("max_bars", max_bars), ("grid", grid),
@@ -169,6 +178,14 @@ class MarketModel:
         self.anchored = False
         self.reanchors = 0
         self.recentres = 0
+        self.calendar = calendar
+        #: open of the session the profile and delta count from, ns (-1: none yet / no calendar)
+        self.session_start_ns = -1
+        self._next_open_ns = -1  # the next session open, ns (-1: not known yet)
+        #: session resets so far
+        self.session_resets = 0
+        #: the session VWAP and its standard deviation (restarts with the session)
+        self.vwap = SessionVWAP()
 
     # ------------------------------------------------------------------ geometry helpers
     @property
@@ -210,6 +227,42 @@ class MarketModel:
         n = len(batch)
         if n == 0:
             return 0
+        n0 = n
+        if self.calendar is not None:
+            if self._next_open_ns < 0:
+                self._start_session(int(batch["ts"][0]))
+            while n and int(batch["ts"][-1]) >= self._next_open_ns:  # the batch crosses an open
+                k = int(np.searchsorted(batch["ts"], self._next_open_ns, side="left"))
+                if k:
+                    self._apply_part(batch[:k])
+                self._reset_session()
+                self._start_session(self._next_open_ns)
+                batch = batch[k:]
+                n = len(batch)
+            if n == 0:
+                return n0
+        self._apply_part(batch)
+        return n0
+
+    def _start_session(self, t_ns: int) -> None:
+        cal = self.calendar
+        self.session_start_ns = cal.session_start_ns(t_ns)
+        self._next_open_ns = cal.day_start_ns(cal.trading_day(t_ns) + _dt.timedelta(days=1))
+
+    def _reset_session(self) -> None:
+        """A new trading session: the volume profile and the cumulative delta start from zero."""
+        lo, hi = int(self.S[K.S_SLO]), int(self.S[K.S_SHI])
+        if hi >= lo:
+            self.sbuy[lo : hi + 1] = 0.0
+            self.ssell[lo : hi + 1] = 0.0
+        self.S[K.S_SLO] = self.grid
+        self.S[K.S_SHI] = -1
+        self.F[K.F_CUMD] = 0.0
+        self.vwap.reset()
+        self.session_resets += 1
+
+    def _apply_part(self, batch: np.ndarray) -> None:
+        n = len(batch)
         if not self.anchored:
             self._initial_anchor(batch)
         if self._ovf.shape[0] < n:
@@ -236,7 +289,6 @@ class MarketModel:
                 self._compact_bars()
         if self.S[K.S_NTRADES] != ntr0:
             self._append_trades(batch)
-        return n
 
     def _initial_anchor(self, batch):
         """Place the grid and the heatmap rows on the first atomic batch (up to the first
@@ -396,6 +448,7 @@ class MarketModel:
         tr = batch[batch["kind"] == KIND_TRADE]
         if not len(tr):
             return
+        self.vwap.add(tr["price"], tr["size"])
         T = self._max_trades
         if len(tr) >= T:
             self._trades[:T] = tr[-T:]
@@ -532,6 +585,22 @@ class MarketModel:
         n = nb if n is None else min(int(n), nb)
         return self.fpb[nb - n : nb], self.fps[nb - n : nb]
 
+    @property
+    def session_phase(self) -> str:
+        """Phase of the session at the latest event (``overnight``, ``open``, ``midday``,
+        ``close``, ``closed``; ``session`` for a calendar without phases; ``""`` without one)."""
+        if self.calendar is None or self.ts <= 0:
+            return ""
+        return self.calendar.phase(self.ts)
+
+    @property
+    def session_volume(self) -> float:
+        """Volume traded in the current session (since the last open, see ``calendar``), contracts."""
+        lo, hi = int(self.S[K.S_SLO]), int(self.S[K.S_SHI])
+        if hi < lo:
+            return 0.0
+        return float(self.sbuy[lo : hi + 1].sum() + self.ssell[lo : hi + 1].sum())
+
     def volume_profile(self, fraction: float = 0.70) -> tuple[int, int, int]:
         """Session volume profile: ``(poc, vah, val)`` in ticks, ``-1`` when no volume yet.
 
@@ -596,6 +665,11 @@ class MarketModel:
             vah=vah,
             val=val,
             cum_delta=self.cum_delta,
+            session_start_ns=int(self.session_start_ns),
+            session_volume=self.session_volume,
+            vwap=self.vwap.vwap,
+            vwap_sd=self.vwap.sd,
+            session_phase=self.session_phase,
         )
 
     def frame_parts(self, ncols: int | None = None, n_bars: int = 120) -> dict:

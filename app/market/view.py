@@ -33,6 +33,14 @@ session_sell
 poc, vah, val      int                 volume-profile point of control, value-area high/low, ticks
                                        (-1 when no volume yet)
 cum_delta          float               session cumulative delta (buy - sell), contracts
+session_start_ns   int                 open of the trading session the profile and delta count
+                                       from, ns (-1: no calendar, they count from the start)
+session_volume     float               volume traded in that session, contracts
+vwap, vwap_sd      float               session VWAP and its volume-weighted standard deviation,
+                                       ticks (nan before the session's first trade;
+                                       :mod:`app.market.vwap`)
+session_phase      str                 overnight / open / midday / close / closed (CME), session
+                                       (crypto), "" without a calendar
 =================  ==================  =====================================================
 """
 
@@ -73,6 +81,11 @@ class MarketView:
     vah: int
     val: int
     cum_delta: float
+    session_start_ns: int = -1
+    session_volume: float = 0.0
+    vwap: float = float("nan")
+    vwap_sd: float = float("nan")
+    session_phase: str = ""
 
     @property
     def rows(self) -> int:

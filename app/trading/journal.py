@@ -108,6 +108,13 @@ TABLES = (
 )
 
 
+def _next_signal_id(con) -> int:
+    row = con.execute("SELECT MAX(m) FROM (SELECT MAX(signal_id) AS m FROM signals UNION ALL"
+                      " SELECT MAX(signal_id) FROM signal_outcomes UNION ALL SELECT MAX(signal_id) FROM tickets)"
+                      ).fetchone()
+    return int(row[0] or 0) + 1
+
+
 def default_path() -> Path:
     """``<user data folder>/journal.sqlite3`` (see :func:`app.paths.data_dir`)."""
     return paths.data_dir() / JOURNAL_FILE
@@ -275,6 +282,32 @@ class Journal:
              int(signal.entry), int(signal.stop), int(signal.target), int(signal.size), signal.regime,
              _dumps(reasons), _dumps(snap)),
         )
+
+    def next_signal_id(self) -> int:
+        """The next free signal id: 1 + the largest ``signal_id`` journaled (signals, their
+        outcomes and tickets), 1 for an empty journal. An analysis run started with it
+        (``AnalysisEngine(first_signal_id=...)``) cannot reuse an id of an earlier run, so
+        ``mia-elite report`` joins each outcome to its own signal."""
+        return _next_signal_id(self._db)
+
+    @staticmethod
+    def peek_next_signal_id(path: Path | str | None = None) -> int:
+        """:meth:`next_signal_id` of the journal file at ``path`` (default :func:`default_path`),
+        read-only; 1 when the file does not exist or cannot be read (a missing or damaged journal
+        must not stop the window: the journal reports its own problem when trading opens it)."""
+        p = Path(path) if path is not None else default_path()
+        if not p.exists():
+            return 1
+        try:
+            con = sqlite3.connect(f"file:{p.as_posix()}?mode=ro", uri=True, timeout=1.0)
+        except sqlite3.Error:
+            return 1
+        try:
+            return _next_signal_id(con)
+        except sqlite3.Error:
+            return 1
+        finally:
+            con.close()
 
     def record_signal_outcome(self, outcome, patterns: Iterable[str] = ()) -> None:
         """Journal a :class:`~app.analysis.frame.SignalOutcome` (latest row per signal wins in reports)."""

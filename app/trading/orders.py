@@ -170,6 +170,8 @@ class OrderTicket:
         The signal's id when ``source == "signal"``, else 0.
     tick_size, tick_value : float
         Price units per tick and USD per tick per contract.
+    sizing_note : str
+        How the suggested size was computed (a signal's risk arithmetic), shown in the ticket.
     """
 
     symbol: str
@@ -186,6 +188,7 @@ class OrderTicket:
     tick_value: float = 12.5
     account: str = ""
     ticket_id: int = 0  # set by the journal when first recorded
+    sizing_note: str = ""
 
     def with_(self, **kw) -> "OrderTicket":
         """A copy with fields changed."""

@@ -317,7 +317,8 @@ class TradingSession:
                         stop=int(signal.stop), target=int(signal.target),
                         ref_price=self.ref_price(signal.symbol or self.instrument.symbol, int(signal.side)),
                         source="signal", signal_id=int(signal.id), tick_size=self.instrument.tick_size,
-                        tick_value=self.instrument.tick_value, account=self.broker.account)
+                        tick_value=self.instrument.tick_value, account=self.broker.account,
+                        sizing_note=str(getattr(signal, "sizing", "") or ""))
         return self._show(t)
 
     def ticket_from_price(self, price: int, side: int, qty: int | None = None) -> OrderTicket:

@@ -10,7 +10,9 @@ Drawn with pyqtgraph following ``shared/reference/heatmap-rendering.md``:
   aggressor), one for pattern markers (tooltip = the pattern's reasons), one for elite signals
   and one for the markers of the signal selected in the tape; all created once;
 * best bid / best ask are two :class:`pyqtgraph.PlotCurveItem` fed from a fixed-size ring that
-  the widget keeps of the frames it drew (display state only; no analytics here);
+  the widget keeps of the frames it drew (display state only; no analytics here); the session
+  VWAP (gold) and its 1 and 2 standard-deviation bands (dotted) likewise, a dashed vertical line
+  at the trading session's open, and the session phase in the time axis label;
 * the view follows the market by default (newest column at the right edge, price re-centred
   when the mid drifts past a quarter of the visible height); any mouse pan/zoom switches
   following off; :meth:`HeatmapWidget.follow` (key ``F``) switches it back on.
@@ -49,6 +51,7 @@ BUY_COLOR = (40, 230, 90)
 SELL_COLOR = (250, 60, 70)
 BID_LINE_COLOR = (60, 200, 255)
 ASK_LINE_COLOR = (255, 90, 160)
+VWAP_COLOR = (255, 200, 60)  # session VWAP (bands dotted in the same colour)
 
 #: Marker symbol per pattern name (pyqtgraph symbol codes); unknown names use ``star``.
 PATTERN_SYMBOLS = {
@@ -143,7 +146,7 @@ def cutoff_level(sample: np.ndarray, contrast: float) -> float:
 
 
 class _Ring:
-    """Fixed-size ring of (t seconds, bid price, ask price) for the best bid/ask lines."""
+    """Fixed-size ring of (t seconds, a, b) for lines over time: best bid / ask, or VWAP / its sd."""
 
     def __init__(self, n: int = 4096):
         self.t = np.full(n, np.nan)
@@ -202,6 +205,7 @@ class HeatmapWidget(pg.PlotWidget):
         self.plotItem.hideButtons()
         self.plotItem.showGrid(x=False, y=False)
         self.plotItem.setLabel("bottom", "time (UTC)")
+        self._axis_label = "time (UTC)"
         self.plotItem.setLabel("left", "price")
         self.vb = self.plotItem.getViewBox()
         self.vb.disableAutoRange()
@@ -246,6 +250,18 @@ class HeatmapWidget(pg.PlotWidget):
         )
         self.selected_marks.setZValue(10)
         self.addItem(self.selected_marks)
+        # session VWAP and its 1 and 2 standard-deviation bands, and the session open
+        self.vwap_curve = pg.PlotCurveItem(pen=pg.mkPen(VWAP_COLOR, width=2))
+        self.vwap_bands = [pg.PlotCurveItem(pen=pg.mkPen(VWAP_COLOR + (a,), width=1, style=QtCore.Qt.DotLine))
+                           for a in (150, 150, 90, 90)]
+        for it in (self.vwap_curve, *self.vwap_bands):
+            it.setZValue(4)
+            self.addItem(it)
+        self.session_line = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 200, 200), width=1,
+                                                                   style=QtCore.Qt.DashDotLine))
+        self.session_line.setVisible(False)
+        self.addItem(self.session_line)
+        self._vwap_ring = _Ring()
         self.bracket_lines = {}
         for name, color in (("entry", (255, 255, 255)), ("stop", SELL_COLOR), ("target", BUY_COLOR)):
             line = pg.InfiniteLine(angle=0, pen=pg.mkPen(color, width=1, style=QtCore.Qt.DashLine))
@@ -382,7 +398,28 @@ class HeatmapWidget(pg.PlotWidget):
         t, b, a = self._ring.ordered()
         self.bid_curve.setData(t, b, connect="finite")
         self.ask_curve.setData(t, a, connect="finite")
+        self._draw_session(frame, t_now, tick)
         self._draw_markers(frame, tick)
+
+    def _draw_session(self, frame, t_now: float, tick: float) -> None:
+        """VWAP with its 1 and 2 standard-deviation bands as curves over time, the session open
+        as a vertical line, and the session phase in the time axis label."""
+        vw = float(getattr(frame, "vwap", np.nan))
+        sd = float(getattr(frame, "vwap_sd", np.nan))
+        self._vwap_ring.push(t_now, vw * tick, sd * tick)
+        t, v, d = self._vwap_ring.ordered()
+        self.vwap_curve.setData(t, v, connect="finite")
+        for it, k in zip(self.vwap_bands, (1.0, -1.0, 2.0, -2.0)):
+            it.setData(t, v + k * d, connect="finite")
+        start = int(getattr(frame, "session_start_ns", -1))
+        self.session_line.setVisible(start > 0)
+        if start > 0:
+            self.session_line.setValue(start / NS)
+        phase = getattr(frame, "session_phase", "")
+        label = "time (UTC)" + (f"  |  session: {phase}" if phase else "")
+        if label != self._axis_label:
+            self._axis_label = label
+            self.plotItem.setLabel("bottom", label)
 
     def band_rows(self, frame: AnalysisFrame | None = None) -> tuple[int, int]:
         """Heatmap rows ``[r0, r1)`` to draw for the visible price range (0 <= r0 <= r1 <= rows).

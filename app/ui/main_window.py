@@ -472,7 +472,25 @@ class MainWindow(QtWidgets.QMainWindow):
             self.open_connection_dialog(source="sierra_files")
 
     # ------------------------------------------------------------------ drawing
+    def next_signal_id(self) -> int:
+        """First signal id for a new pipeline: past every id in the journal (the attached
+        trading session's, else the journal file) and every id this window has shown, so ids
+        stay unique across restarts and profile changes (issue 14, item 15)."""
+        from app.trading.journal import Journal
+
+        journal = getattr(getattr(self.trading, "session", None), "journal", None)
+        try:
+            nxt = journal.next_signal_id() if journal is not None else Journal.peek_next_signal_id()
+        except Exception as exc:  # the journal reports its own problems; ids must still be fresh
+            log.warning("next signal id from the journal: %s", exc)
+            nxt = 1
+        shown = max((s.id for s in self.tape.model.signals), default=0)
+        return max(int(nxt), int(shown) + 1, int(getattr(self, "_signal_id_floor", 1)))
+
     def _new_pipeline(self) -> Pipeline:
+        first = self.next_signal_id()
+        self._signal_id_floor = first
+        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first}
         pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
         pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
         return pl

@@ -51,6 +51,10 @@ class OrderTicketDialog(QtWidgets.QDialog):
         self.side_label.setStyleSheet(f"color: {'#1a8f3a' if ticket.side > 0 else '#c0392b'};")
         src = ticket.source + (f" #{ticket.signal_id}" if ticket.signal_id else "")
         self.source_label = QtWidgets.QLabel(f"from {src} | mode {session.mode} | account {session.broker.account}")
+        self.sizing_label = QtWidgets.QLabel(f"Size: {ticket.sizing_note}" if ticket.sizing_note else "")
+        self.sizing_label.setObjectName("ticket_sizing")
+        self.sizing_label.setWordWrap(True)
+        self.sizing_label.setVisible(bool(ticket.sizing_note))
 
         self.qty = QtWidgets.QSpinBox()
         self.qty.setRange(1, 1000)
@@ -90,6 +94,7 @@ class OrderTicketDialog(QtWidgets.QDialog):
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.side_label)
         lay.addWidget(self.source_label)
+        lay.addWidget(self.sizing_label)
         lay.addLayout(form)
         lay.addWidget(self.risk_label)
         lay.addWidget(self.verdict_label)

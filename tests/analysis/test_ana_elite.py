@@ -6,7 +6,7 @@ import pytest
 from app.analysis.elite import EliteGate, dom_component, regime_component, vix_component
 from app.analysis.frame import PatternHit, Signal, VixState
 from app.analysis.outcomes import OutcomeTracker
-from app.analysis.sizing import bracket, position_size
+from app.analysis.sizing import bracket, risk_size
 from app.config.profiles import load_profile
 
 T0 = 1_703_545_200_000_000_000
@@ -29,11 +29,8 @@ def gate(**over):
 
 
 def test_components():
-    assert vix_component(1, None) == 0.5
-    assert vix_component(1, vix(1)) > vix_component(1, vix(4))  # extreme regime: worse
-    assert vix_component(1, vix(2, mom=-0.3)) > vix_component(1, vix(2, mom=0.3))  # falling VIX favours longs
-    sr = (hit("spike_reversal", 1, 1.0, family="vix"),)
-    assert vix_component(1, vix(2, patterns=sr)) == pytest.approx(vix_component(1, vix(2)) + 0.2)
+    assert vix_component(None) == 0.5
+    assert vix_component(vix(1)) > vix_component(vix(4))  # extreme regime: worse
     d, reasons = dom_component(1, [hit("wall", 1, 0.5), hit("wall", 1, 0.8), hit("iceberg", 1, 0.5)])
     assert d == pytest.approx(1 - 0.2 * 0.5) and [r.name for r in reasons] == ["wall", "iceberg"]
     d2, _ = dom_component(1, [hit("wall", 1, 0.8), hit("iceberg", 1, 0.5), hit("ladder", -1, 1.0)])
@@ -53,7 +50,7 @@ def test_score_is_the_weighted_sum():
 def test_threshold_and_min_patterns():
     strong = [hit("wall", 1, 0.9), hit("iceberg", 1, 0.9), hit("absorption", 1, 0.9)]
     assert gate().candidates(T0, strong, strong, vix(1), 0.3, 0.3, 1)
-    weak = [hit("wall", 1, 0.5), hit("iceberg", 1, 0.5), hit("absorption", 1, 0.5)]
+    weak = [hit("wall", 1, 0.3), hit("iceberg", 1, 0.3), hit("absorption", 1, 0.3)]
     sc, _, _ = gate().score(1, vix(1), weak, -0.5, -0.5, 0)
     assert sc < 0.70
     assert not gate().candidates(T0, weak, weak, vix(1), -0.5, -0.5, 0)
@@ -117,18 +114,31 @@ def test_outcome_short_target_first_and_ended_early():
 
 
 def test_sizing_and_bracket():
-    assert position_size(1, 0.25, 5) == 1
-    assert position_size(4, 0.5, 5) == 2
-    assert position_size(4, 1.0, 3) == 3
-    with pytest.raises(ValueError):
-        position_size(1, float("nan"), 3)
-    e = load_profile("production").section("elite")  # stop 1 x ATR in [4, 40], reward 2
+    e = load_profile("production").section("elite")  # stop 1 x ATR in [4, 6 x ATR], reward 2
     assert bracket(1, 1000, 6.0, [], e) == (994, 1012)
     assert bracket(1, 1000, 2.0, [], e) == (996, 1008)  # min stop 4
     assert bracket(1, 1000, 6.0, [995], e) == (994, 1012)  # a level 5 below: stop 6 below it
     assert bracket(1, 1000, 20.0, [995], e) == (994, 1012)  # the level tightens a wide ATR stop
     assert bracket(-1, 1000, 6.0, [1010], e) == (1011, 978)  # short: one tick above the level
-    assert bracket(-1, 1000, 6.0, [1050], e) == (1006, 988)  # level beyond max_stop_ticks: ATR stop
+    assert bracket(-1, 1000, 6.0, [1050], e) == (1006, 988)  # level beyond 6 x ATR: ATR stop
+
+
+def test_risk_sizing_is_risk_over_stop_value_times_regime():
+    """Old rule: base_contracts (1 in every profile) x factor, at least 1: every regime gave 1."""
+    n, text = risk_size(150.0, 4, 12.5, 1.0, 5)
+    assert n == 3 and text == "150 USD / (4 ticks x 12.50 USD) = 3.00 x regime 1.00 = 3.00 -> 3 contracts"
+    assert risk_size(150.0, 4, 12.5, 0.5, 5)[0] == 1  # a high-VIX regime halves it
+    assert risk_size(150.0, 4, 12.5, 0.25, 5)[0] == 0  # 0.75 of a contract: none
+    n, text = risk_size(150.0, 40, 12.5, 1.0, 5)
+    assert n == 0 and "the stop is too wide (one contract risks 500.00 USD)" in text
+    n, text = risk_size(1000.0, 4, 12.5, 1.0, 5)
+    assert n == 5 and "capped at max_contracts 5" in text
+    # BTCUSDT (0.1 USD per tick per BTC): a 900-tick stop risks 90 USD per coin
+    assert risk_size(150.0, 900, 0.1, 1.0, 5)[0] == 1
+    for bad in (dict(risk_usd=float("nan")), dict(factor=-1.0), dict(stop_ticks=0), dict(tick_value=0.0)):
+        kw = dict(risk_usd=150.0, stop_ticks=4, tick_value=12.5, factor=1.0, max_contracts=5) | bad
+        with pytest.raises(ValueError):
+            risk_size(**kw)
 
 
 def test_score_both_equals_score_per_side():

@@ -1,14 +1,15 @@
-"""The Analyzers facade: StepResult contract, re-fire filter, gamma levels in prices, a signal
+"""The Analyzers facade: StepResult contract, re-fire filter, a signal
 end to end on a hand-built market (each on both implementations, ``impl``), and numba facade ==
 NumPy-twin facade on real ES data."""
 
 import numpy as np
 import pytest
 
+from app.analysis import advanced as adv
 from app.analysis.analyzers import Analyzers, StepResult, make_view
 from app.market.bars import BAR_DTYPE
 from app.config.profiles import load_profile
-from app.core.events import SIDE_ASK, Instrument, trade_events
+from app.core.events import Instrument
 from app.market.model import MarketModel
 
 ES = Instrument("ESH4", 0.25, 12.5)
@@ -66,15 +67,11 @@ def test_no_signal_before_a_bar_closed(impl):
     assert not a.step(bull_view(T0, n_bars=1)).new_signals
 
 
-def test_gamma_levels_are_prices(impl):
-    # 250.5 / 0.25 = tick 1002
-    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.5], use_numba=impl.use_numba)
-    k = np.arange(300)
-    t = trade_events(T0 + k * S, 1000 + np.where(k % 2 == 0, 3, -3), np.ones(300), np.full(300, SIDE_ASK))
-    t["price"][-1] = 1000
-    r = a.step(make_view(ts=T0 + 299 * S, trades=t))
-    pins = [h for h in r.patterns if h.name == "gamma_pin"]
-    assert pins and pins[0].price == 1002 and pins[0].side == 1
+def test_gamma_pin_is_gone():
+    """The seed's gamma pin needed user-typed levels that nothing supplied (issue 14, item 10)."""
+    assert "gamma_pin" not in adv.ADV_TRADE_ROWS
+    with pytest.raises(TypeError):
+        Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.5])
 
 
 def test_numba_facade_equals_numpy_twin_facade_on_real_es(shared_data):
@@ -111,7 +108,7 @@ def test_numba_facade_equals_numpy_twin_facade_on_real_es(shared_data):
     dict(rows=1, cols=1, best_bid=1000, best_ask=1000),
 ])
 def test_degenerate_views_do_not_crash(impl, fields):
-    a = Analyzers(DEV, ES, vix_history=False, gamma_levels=[250.0], use_numba=impl.use_numba)
+    a = Analyzers(DEV, ES, vix_history=False, use_numba=impl.use_numba)
     r = a.step(make_view(**fields))
     assert r.new_signals == [] and r.vix is None
 

@@ -323,3 +323,14 @@ def test_attach_detach_attach_keeps_one_working_hotkey(qapp, qtbot, es_sample):
     finally:
         asyncio.set_event_loop(None)
         win.close()
+
+
+def test_signal_ticket_shows_the_sizing_arithmetic(rig, qtbot):
+    """Issue 14, item 14: the ticket says how the size came about (risk / stop value x regime)."""
+    from dataclasses import replace
+
+    note = "250 USD / (8 ticks x 12.50 USD) = 2.50 x regime 1.00 = 2.50 -> 2 contracts"
+    dlg = rig.ctl.open_signal_ticket(replace(make_signal(rig.s, +1, 2), sizing=note))
+    qtbot.waitExposed(dlg)
+    assert dlg.sizing_label.isVisible() and dlg.sizing_label.text() == f"Size: {note}"
+    dlg.reject()
