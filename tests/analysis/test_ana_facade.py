@@ -52,11 +52,13 @@ def test_signal_end_to_end_with_bracket_and_size(impl):
     r = a.step(bull_view(T0))
     assert len(r.new_signals) == 1
     s = r.new_signals[0]
-    assert s.side == 1 and s.entry == 1031 and s.symbol == "ESH4" and s.size == 1
+    assert s.side == 1 and s.entry == 1031 and s.symbol == "ESH4"
     assert {x.name for x in s.reasons} == {"wall", "ladder"}
     # ATR of the closed bars is 4 ticks -> stop distance 4 (>= min 3); the wall at 1027 is 4 below
-    # the entry: one tick beyond it is 5 ticks, inside [3, 40] -> stop 1026, target 1031 + 1.5 x 5
+    # the entry: one tick beyond it is 5 ticks, inside [3, 6 x ATR] -> stop 1026, target 1031 + 1.5 x 5
     assert (s.stop, s.target) == (1026, 1031 + round(1.5 * 5))
+    # size: 250 USD / (5 ticks x 12.50 USD) = 4 contracts, capped at Development's max_contracts 3
+    assert s.size == 3 and s.sizing.startswith("250 USD / (5 ticks x 12.50 USD) = 4.00")
     assert r.signals == (s,) and r.outcomes[s.id].first is None
     # the same picture 10 s later: cooldown (180 s) holds the next one back
     assert not a.step(bull_view(T0 + 31 * S)).new_signals
