@@ -6,6 +6,10 @@ defence that masks ``Password`` values that reach a record anyway.
 A native crash (a segfault in Qt, numba or a driver) kills the process without a Python
 traceback; :func:`setup_logging` therefore also enables :mod:`faulthandler` on the log file, so
 such a crash leaves "Fatal Python error" and every thread's stack in ``mia-elite.log``.
+
+The log names accounts, symbols and orders, so on POSIX ``mia-elite.log`` and its backups are
+created ``0600`` in a ``0700`` folder (:func:`app.paths.private_file`), whatever the umask; on
+Windows the per-user profile folder the log lives in already restricts access to the user.
 """
 
 from __future__ import annotations
@@ -63,6 +67,10 @@ class _FaultLoggingFileHandler(logging.handlers.RotatingFileHandler):
     file descriptor, and the old one would point at the renamed backup).
     """
 
+    def _open(self):
+        paths.private_file(self.baseFilename)  # also after each rollover: the new file is 0600
+        return super()._open()
+
     def _enable_faults(self) -> None:
         if self.stream is not None:
             faulthandler.enable(file=self.stream, all_threads=True)
@@ -73,8 +81,19 @@ class _FaultLoggingFileHandler(logging.handlers.RotatingFileHandler):
 
 
 def log_file():
-    """Path of the app's log file."""
-    return paths.log_dir() / "mia-elite.log"
+    """Path of the app's log file, created empty ``0600`` when missing (POSIX), in its ``0700`` folder.
+
+    Whoever then opens it for appending (the rotating handler, the crash reporter's fallback
+    handler) keeps that mode.
+
+    Raises
+    ------
+    OSError
+        The folder or the file cannot be created (read-only home).
+    """
+    p = paths.log_dir() / "mia-elite.log"
+    paths.private_file(p)
+    return p
 
 
 def setup_logging(level: str = "INFO", console: bool = True) -> None:
@@ -91,7 +110,10 @@ def setup_logging(level: str = "INFO", console: bool = True) -> None:
     _configured = True
     redact = RedactFilter()
     try:
-        fh = _FaultLoggingFileHandler(log_file(), maxBytes=2_000_000, backupCount=5, encoding="utf-8")
+        path = log_file()
+        for old in path.parent.glob(path.name + ".*"):  # backups of earlier versions were 0644
+            paths.private_file(old)
+        fh = _FaultLoggingFileHandler(path, maxBytes=2_000_000, backupCount=5, encoding="utf-8")
         fh.setFormatter(logging.Formatter(_FMT))
         fh.addFilter(redact)
         root.addHandler(fh)

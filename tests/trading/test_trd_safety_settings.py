@@ -118,3 +118,43 @@ def test_the_risk_panel_says_when_the_trading_day_started(qtbot, es_sample):
     panel.update_from(s.snapshot())
     assert panel.values["day"].text() == "2024-01-03, started 2024-01-02 17:00 CST"
     assert dict(ROWS)["day"] == "Trading day" and dict(ROWS)["realized_pnl"] == "Realised P&L (net)"
+
+
+# ---------------------------------------------------------------------------- item 9
+def test_the_journal_and_its_wal_and_shm_are_0600_in_a_0700_folder(tmp_path):
+    import os
+    import stat
+
+    import pytest
+
+    if os.name != "posix":
+        pytest.skip("POSIX modes (Windows: the profile's ACL)")
+
+    def mode(p):
+        return stat.S_IMODE(os.stat(p).st_mode)
+
+    old = os.umask(0o022)
+    try:
+        path = tmp_path / "new" / "journal.sqlite3"
+        j = Journal(path)
+        j.record_event("hello", {})  # the WAL and its index exist once something was written
+        wal, shm = path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")
+        assert wal.exists() and shm.exists()
+        assert (mode(path), mode(wal), mode(shm), mode(path.parent)) == (0o600, 0o600, 0o600, 0o700)
+        j.close()
+
+        # a journal of an earlier version, 0644 with its side files: tightened when opened
+        for p in (path, wal, shm):
+            if p.exists():
+                os.chmod(p, 0o644)
+        j = Journal(path)
+        j.record_event("again", {})
+        assert all(mode(p) == 0o600 for p in (path, wal, shm) if p.exists())
+        j.close()
+
+        j = Journal()  # the default place: the app's data folder
+        j.record_event("hello", {})
+        assert mode(j.path) == 0o600 and mode(j.path.parent) == 0o700
+        j.close()
+    finally:
+        os.umask(old)
