@@ -1,7 +1,8 @@
 """Logging set-up: a rotating file in the user log folder, and the console for the CLI.
 
 Secrets (passwords) are never passed to a logger; :class:`RedactFilter` is a second line of
-defence that masks ``Password`` values that reach a record anyway.
+defence that masks the whole value of a ``Password`` (or similar) field that reaches a record
+anyway, quoted or not (:func:`redact`).
 
 A native crash (a segfault in Qt, numba or a driver) kills the process without a Python
 traceback; :func:`setup_logging` therefore also enables :mod:`faulthandler` on the log file, so
@@ -23,17 +24,41 @@ import sys
 from app import paths
 
 _FMT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-_PW = re.compile(r'("?[Pp]assword"?\s*[:=]\s*)("[^"]*"|\S+)')
+#: a secret's key (``Password``, ``"password"``, ``'passwd'``, ``api_key``...), then ``=`` or ``:``
+_KEY = r"""(?P<key>(?<![A-Za-z0-9_])["']?(?:[A-Za-z_]*pass(?:word|wd|phrase)|secret|api[_-]?key)["']?\s*[:=]\s*)"""
+#: its value: a quoted string (either quote, backslash escapes, optional b/r/u prefix; an unclosed
+#: quote runs to the end of the line) or, unquoted, the rest of the line (a secret may hold spaces,
+#: commas and quotes, so no shorter end is safe)
+_VALUE = r"""(?P<value>[bBrRuU]?(?:"(?:\\.|[^"\\\n])*(?:"|$)|'(?:\\.|[^'\\\n])*(?:'|$))|[^\r\n]+)"""
+_PW = re.compile(_KEY + _VALUE, re.IGNORECASE | re.MULTILINE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the whole value of every password-like field replaced by ``***``.
+
+    A field is a key such as ``Password``, ``"password"``, ``'passwd'``, ``passphrase``,
+    ``secret`` or ``api_key`` (any case), then ``=`` or ``:``; its value is a quoted string
+    (single or double quotes, with backslash escapes, as ``repr`` and JSON write them) or, when
+    unquoted, everything to the end of the line. ``Password='Pa ss"w:rd=S3cr3t!'`` becomes
+    ``Password=***``.
+    """
+    return _PW.sub(r"\g<key>***", text)
 
 
 class RedactFilter(logging.Filter):
-    """Masks ``Password`` fields in log messages."""
+    """Masks the values of password-like fields (see :func:`redact`) in a record's message and
+    in the text of its exception."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        if "assword" in msg:
-            record.msg = _PW.sub(r"\1***", msg)
+        clean = redact(msg)
+        if clean != msg:
+            record.msg = clean
             record.args = ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
