@@ -472,8 +472,7 @@ class TradingSession:
             exec_id = f"S{self.journal.session}:{ev.exec_id}" if self.broker.name == "paper" else ev.exec_id
             fill = Fill(ev.client_order_id, ev.server_order_id, exec_id, symbol, side, int(ev.fill_qty),
                         int(ev.fill_price), ev.ts_ns or self.clock.time_ns(),
-                        commission_usd=self.settings.commission_per_contract_usd * ev.fill_qty
-                        if self.broker.name == "paper" else 0.0)
+                        commission_usd=self.settings.commission_for(symbol) * ev.fill_qty)  # net everywhere
             if not self.journal.has_fill(fill.exec_id):
                 before = self.pnl.consecutive_losses, self.pnl.round_trips
                 realized = self.pnl.apply_fill(fill)

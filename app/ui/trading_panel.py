@@ -488,7 +488,7 @@ def _build_session(context, settings):
     if mode == "paper":
         from app.trading.paper import PaperBroker
 
-        broker = PaperBroker([inst], settings.commission_per_contract_usd, settings.slippage_ticks)
+        broker = PaperBroker([inst], settings.commission_for(inst.symbol), settings.slippage_ticks)
     else:
         from app.trading.dtc_broker import DtcBroker
 

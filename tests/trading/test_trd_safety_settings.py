@@ -158,3 +158,92 @@ def test_the_journal_and_its_wal_and_shm_are_0600_in_a_0700_folder(tmp_path):
         j.close()
     finally:
         os.umask(old)
+
+
+# ---------------------------------------------------------------------------- item 11
+def test_net_pnl_is_equal_across_sim_paper_and_live_for_the_same_fills(es_sample, tmp_path):
+    """One round trip of 2 contracts on the real ES sample, at the same book, three ways: the DTC
+    broker's session against the built-in server (live path), the server's own account (sim), the
+    paper broker's session and its engine (paper). Commission 1.75 USD per contract from the
+    symbol's trading.toml table (not the 2.25 default): every figure is gross - 4 x 1.75."""
+    from app.dtc.client import DTCClient
+    from app.sim.server import DTCServer
+    from app.trading.dtc_broker import DtcBroker
+
+    sym, inst, n = es_sample.instrument.symbol, es_sample.instrument, 4000
+    settings = TradingSettings(mode="sim", account="Sim1", stale_data_ms=60_000,
+                               instruments={sym: InstrumentTradingSettings(commission_per_contract_usd=1.75)})
+    comm = settings.commission_for(sym)
+    assert comm == 1.75
+
+    async def round_trip(s, bid, ask):
+        s.note_quote(sym, bid, ask)
+        d = await s.confirm(OrderTicket(sym, 1, 2, OrderType.MARKET, None, ask - 4, ask + 40, ref_price=ask))
+        assert d.allowed, d.message
+        await wait_until(lambda: s.position_qty(sym) == 2)
+        assert await s.flatten_position(sym, reason="test")
+        await wait_until(lambda: s.position_qty(sym) == 0 and s.pnl.round_trips == 1)
+
+    async def go():
+        # live path: DtcBroker -> the built-in server, whose account charges the symbol's commission
+        server = DTCServer(es_sample, port=0, paused=True, loop_replay=False,
+                           commission_per_contract={sym: comm})
+        await server.start()
+        server.publish(sym, es_sample.events[:n])
+        book = server.engine.books[sym]
+        bid, ask = book.best_bid(), book.best_ask()
+        client = DTCClient("127.0.0.1", server.port, trade_account="Sim1", heartbeat_s=5, request_timeout_s=3.0)
+        live = TradingSession(DtcBroker(client, [inst], "Sim1", own_client=True), Journal(tmp_path / "live.sqlite3"),
+                              settings, inst)
+        await live.start()
+        await round_trip(live, bid, ask)
+
+        # paper: the same events, the same book, the same fills
+        paper = TradingSession(PaperBroker([inst], comm, settings.slippage_ticks), Journal(tmp_path / "paper.sqlite3"),
+                               settings, inst)
+        await paper.start()
+        paper.on_market(sym, es_sample.events[:n])
+        await round_trip(paper, bid, ask)
+
+        fills = [[(r["side"], r["qty"], r["price"], r["commission_usd"]) for r in
+                  s.journal.query("SELECT * FROM fills ORDER BY id")] for s in (live, paper)]
+        assert fills[0] == fills[1] and len(fills[0]) == 2  # the same fills, each 2 x 1.75 USD
+        assert all(f[3] == 2 * comm for f in fills[0])
+        gross = live.pnl.realized_usd
+        assert gross == paper.pnl.realized_usd and gross != 0.0
+        net = gross - 4 * comm
+        sim_net = server.engine.realized_pnl()  # the venue's own account
+        paper_engine_net = paper.broker.engine.realized_pnl()
+        for name, v in (("live session", live.pnl.net_realized_usd), ("paper session", paper.pnl.net_realized_usd),
+                        ("sim account", sim_net), ("paper account", paper_engine_net),
+                        ("risk panel live", live.snapshot().realized_pnl_usd),
+                        ("risk panel paper", paper.snapshot().realized_pnl_usd)):
+            assert abs(v - net) < 1e-9, (name, v, net)
+        await live.stop()
+        await paper.stop()
+        await server.stop()
+
+    asyncio.run(go())
+
+
+def test_the_sim_account_charges_each_symbol_its_own_commission():
+    from app.core.events import Instrument
+    from app.core.orders import Side
+    from app.sim.account import Account
+
+    es, nq = Instrument("ESH4", 0.25, 12.5), Instrument("NQH4", 0.25, 5.0)
+    a = Account("Sim1", 100_000.0, {"ESH4": 2.0, "NQH4": 0.5}, mark=lambda s: None)
+    a.add_instrument(es)
+    a.add_instrument(nq)
+    a.book_fill("ESH4", Side.BUY, 1, 100, 0)
+    a.book_fill("ESH4", Side.SELL, 1, 104, 1)  # +4 ticks x 12.5 = 50 gross, 2 x 2.0 commission
+    a.book_fill("NQH4", Side.SELL, 2, 200, 2)
+    a.book_fill("NQH4", Side.BUY, 2, 201, 3)   # -1 tick x 5 x 2 = -10 gross, 4 x 0.5 commission
+    assert a.positions["ESH4"].realized_pnl == 46.0 and a.positions["NQH4"].realized_pnl == -12.0
+    assert a.commissions == 6.0 and a.cash_balance() == 100_000.0 + 34.0
+    import pytest
+
+    with pytest.raises(ValueError, match="no commission per contract given for symbol 'CLH4'"):
+        a.add_instrument(Instrument("CLH4", 0.01, 10.0))
+    with pytest.raises(ValueError, match="commission per contract must be >= 0"):
+        Account("Sim1", 0.0, {"ESH4": float("nan")}, mark=lambda s: None)
