@@ -54,11 +54,10 @@ MAX_TICKS = 10_000
 MAX_COMMISSION_USD = 1_000.0
 #: longest kill-switch delay (disconnection, stale data), s
 MAX_KILL_DELAY_S = 86_400.0
-
-_Contracts = Annotated[int, msgspec.Meta(ge=1, le=MAX_CONTRACTS)]
 #: most trades per day and losses in a row a limit may name
 MAX_COUNT = 100_000
 
+_Contracts = Annotated[int, msgspec.Meta(ge=1, le=MAX_CONTRACTS)]
 _Count = Annotated[int, msgspec.Meta(ge=1, le=MAX_COUNT)]
 _Usd = Annotated[float, msgspec.Meta(gt=0, le=MAX_USD)]
 _Commission = Annotated[float, msgspec.Meta(ge=0, le=MAX_COMMISSION_USD)]
@@ -80,6 +79,7 @@ def _check_zone(name: str, key: str) -> None:
 
 @lru_cache(maxsize=64)
 def _calendar(name: str, open_hhmm: str) -> SessionCalendar:
+    """The calendar ``name`` with its open moved to ``open_hhmm`` (``""``: unchanged); cached."""
     base = calendar(name)
     if not open_hhmm or open_hhmm == base.open:
         return base
