@@ -1,11 +1,16 @@
 """Logging set-up: a rotating file in the user log folder, and the console for the CLI.
 
 Secrets (passwords) are never passed to a logger; :class:`RedactFilter` is a second line of
-defence that masks ``Password`` values that reach a record anyway.
+defence that masks the whole value of a ``Password`` (or similar) field that reaches a record
+anyway, quoted or not (:func:`redact`).
 
 A native crash (a segfault in Qt, numba or a driver) kills the process without a Python
 traceback; :func:`setup_logging` therefore also enables :mod:`faulthandler` on the log file, so
 such a crash leaves "Fatal Python error" and every thread's stack in ``mia-elite.log``.
+
+The log names accounts, symbols and orders, so on POSIX ``mia-elite.log`` and its backups are
+created ``0600`` in a ``0700`` folder (:func:`app.paths.private_file`), whatever the umask; on
+Windows the per-user profile folder the log lives in already restricts access to the user.
 """
 
 from __future__ import annotations
@@ -19,17 +24,41 @@ import sys
 from app import paths
 
 _FMT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-_PW = re.compile(r'("?[Pp]assword"?\s*[:=]\s*)("[^"]*"|\S+)')
+#: a secret's key (``Password``, ``"password"``, ``'passwd'``, ``api_key``...), then ``=`` or ``:``
+_KEY = r"""(?P<key>(?<![A-Za-z0-9_])["']?(?:[A-Za-z_]*pass(?:word|wd|phrase)|secret|api[_-]?key)["']?\s*[:=]\s*)"""
+#: its value: a quoted string (either quote, backslash escapes, optional b/r/u prefix; an unclosed
+#: quote runs to the end of the line) or, unquoted, the rest of the line (a secret may hold spaces,
+#: commas and quotes, so no shorter end is safe)
+_VALUE = r"""(?P<value>[bBrRuU]?(?:"(?:\\.|[^"\\\n])*(?:"|$)|'(?:\\.|[^'\\\n])*(?:'|$))|[^\r\n]+)"""
+_PW = re.compile(_KEY + _VALUE, re.IGNORECASE | re.MULTILINE)
+
+
+def redact(text: str) -> str:
+    """``text`` with the whole value of every password-like field replaced by ``***``.
+
+    A field is a key such as ``Password``, ``"password"``, ``'passwd'``, ``passphrase``,
+    ``secret`` or ``api_key`` (any case), then ``=`` or ``:``; its value is a quoted string
+    (single or double quotes, with backslash escapes, as ``repr`` and JSON write them) or, when
+    unquoted, everything to the end of the line. ``Password='Pa ss"w:rd=S3cr3t!'`` becomes
+    ``Password=***``.
+    """
+    return _PW.sub(r"\g<key>***", text)
 
 
 class RedactFilter(logging.Filter):
-    """Masks ``Password`` fields in log messages."""
+    """Masks the values of password-like fields (see :func:`redact`) in a record's message and
+    in the text of its exception."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         msg = record.getMessage()
-        if "assword" in msg:
-            record.msg = _PW.sub(r"\1***", msg)
+        clean = redact(msg)
+        if clean != msg:
+            record.msg = clean
             record.args = ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = redact(record.exc_text)
         return True
 
 
@@ -63,6 +92,10 @@ class _FaultLoggingFileHandler(logging.handlers.RotatingFileHandler):
     file descriptor, and the old one would point at the renamed backup).
     """
 
+    def _open(self):
+        paths.private_file(self.baseFilename)  # also after each rollover: the new file is 0600
+        return super()._open()
+
     def _enable_faults(self) -> None:
         if self.stream is not None:
             faulthandler.enable(file=self.stream, all_threads=True)
@@ -73,8 +106,19 @@ class _FaultLoggingFileHandler(logging.handlers.RotatingFileHandler):
 
 
 def log_file():
-    """Path of the app's log file."""
-    return paths.log_dir() / "mia-elite.log"
+    """Path of the app's log file, created empty ``0600`` when missing (POSIX), in its ``0700`` folder.
+
+    Whoever then opens it for appending (the rotating handler, the crash reporter's fallback
+    handler) keeps that mode.
+
+    Raises
+    ------
+    OSError
+        The folder or the file cannot be created (read-only home).
+    """
+    p = paths.log_dir() / "mia-elite.log"
+    paths.private_file(p)
+    return p
 
 
 def setup_logging(level: str = "INFO", console: bool = True) -> None:
@@ -91,7 +135,10 @@ def setup_logging(level: str = "INFO", console: bool = True) -> None:
     _configured = True
     redact = RedactFilter()
     try:
-        fh = _FaultLoggingFileHandler(log_file(), maxBytes=2_000_000, backupCount=5, encoding="utf-8")
+        path = log_file()
+        for old in path.parent.glob(path.name + ".*"):  # backups of earlier versions were 0644
+            paths.private_file(old)
+        fh = _FaultLoggingFileHandler(path, maxBytes=2_000_000, backupCount=5, encoding="utf-8")
         fh.setFormatter(logging.Formatter(_FMT))
         fh.addFilter(redact)
         root.addHandler(fh)

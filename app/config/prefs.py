@@ -364,10 +364,10 @@ class Prefs:
 
 
 def get_password(host: str, port: int, username: str) -> str:
-    """Password stored in the OS keyring for ``username`` at ``host`` ("" when none or no keyring)."""
+    """Password stored in the OS keyring for ``username`` at ``host:port`` ("" when none or no keyring)."""
     if not username:
         return ""
-    return S.get_password(host, username) or ""
+    return S.get_password(host, port, username) or ""
 
 
 def set_password(host: str, port: int, username: str, password: str) -> bool:
@@ -375,7 +375,7 @@ def set_password(host: str, port: int, username: str, password: str) -> bool:
     if not username:
         return False
     try:
-        S.set_password(host, username, password)
+        S.set_password(host, port, username, password)
         return True
     except (S.PasswordStoreError, ValueError) as exc:
         log.warning("password not stored: %s", exc)

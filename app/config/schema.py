@@ -264,15 +264,23 @@ def _explain(exc: msgspec.ValidationError, ann: Any, raw: Any, prefix: str = "")
     return ConfigError(key or "(file)", allowed_text(at), value)
 
 
+def _num(v: float) -> str:
+    """A bound as a person reads it: ``1000000000`` rather than ``1e+09``, ``0.5`` as is."""
+    f = float(v)
+    if f.is_integer() and abs(f) < 1e16:
+        return str(int(f))
+    return f"{f:g}"
+
+
 def _bounds(t: Any) -> str:
     lo = ("[", t.ge) if t.ge is not None else ("(", t.gt) if t.gt is not None else None
     hi = (t.le, "]") if t.le is not None else (t.lt, ")") if t.lt is not None else None
     if lo and hi:
-        return f" in {lo[0]}{lo[1]:g}, {hi[0]:g}{hi[1]}"
+        return f" in {lo[0]}{_num(lo[1])}, {_num(hi[0])}{hi[1]}"
     if lo:
-        return f" {'>=' if lo[0] == '[' else '>'} {lo[1]:g}"
+        return f" {'>=' if lo[0] == '[' else '>'} {_num(lo[1])}"
     if hi:
-        return f" {'<=' if hi[1] == ']' else '<'} {hi[0]:g}"
+        return f" {'<=' if hi[1] == ']' else '<'} {_num(hi[0])}"
     return ""
 
 
@@ -329,6 +337,8 @@ def _info_text(t: Any) -> str:
         return "a table with the keys " + ", ".join(f.encode_name for f in t.fields)
     if isinstance(t, I.AnyType):
         return "any value"
+    if isinstance(t, I.UnionType):  # ``X | None``: TOML has no null, so only X can be written
+        return " | ".join(_info_text(x) for x in t.types if not isinstance(x, I.NoneType))
     return type(t).__name__
 
 

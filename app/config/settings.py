@@ -13,7 +13,8 @@ does: it returns a :class:`~app.config.files.LoadResult` with the defaults, the 
 (:class:`app.config.prefs.Prefs` does not).
 
 Passwords are **never** stored here: :func:`get_password` / :func:`set_password` use the OS
-keyring (``keyring`` package; Windows Credential Manager, macOS Keychain, Secret Service).
+keyring (``keyring`` package; Windows Credential Manager, macOS Keychain, Secret Service), one
+entry per user, host and port.
 
 Example file::
 
@@ -342,7 +343,14 @@ def save_settings(settings: Settings, path: str | os.PathLike | None = None) -> 
 
 
 # ---------------------------------------------------------------------------- passwords
-def _account(host: str, user: str) -> str:
+def _account(host: str, port: int, user: str) -> str:
+    """The keyring entry's name: ``user@host:port`` (``user@[::1]:port`` for an IPv6 address)."""
+    h = f"[{host}]" if ":" in host and not host.startswith("[") else host
+    return f"{user}@{h}:{int(port)}"
+
+
+def _legacy_account(host: str, user: str) -> str:
+    """The name earlier versions used, ``user@host`` without the port (read once, then moved)."""
     return f"{user}@{host}"
 
 
@@ -352,24 +360,45 @@ def _no_backend_text(exc: BaseException) -> str:
             "keyring (e.g. GNOME Keyring or KWallet).")
 
 
-def get_password(host: str, user: str) -> str | None:
-    """The DTC password stored for ``user`` at ``host`` (``None`` when none or no keyring).
+def get_password(host: str, port: int, user: str) -> str | None:
+    """The DTC password stored for ``user`` at ``host:port`` (``None`` when none or no keyring).
 
-    Never raises for a missing keyring backend: it logs a clear warning and returns ``None``.
+    The entry is keyed by host **and** port (service :data:`KEYRING_SERVICE`, name
+    ``user@host:port``), so two servers on one host keep two passwords. An entry of an earlier
+    version (``user@host``, no port) is read once: it is moved to this server's name and removed,
+    so another port on that host does not inherit it.
+
+    Never raises for a missing keyring backend: it logs a clear warning (never the secret) and
+    returns ``None``.
     """
     if not user:
         return None
     try:
         import keyring
 
-        return keyring.get_password(KEYRING_SERVICE, _account(host, user))
+        name = _account(host, port, user)
+        pw = keyring.get_password(KEYRING_SERVICE, name)
+        if pw is not None:
+            return pw
+        old = _legacy_account(host, user)
+        pw = keyring.get_password(KEYRING_SERVICE, old)
+        if pw is None:
+            return None
     except Exception as exc:  # keyring.errors.* or a broken backend
         log.warning("settings: %s", _no_backend_text(exc))
         return None
+    try:
+        keyring.set_password(KEYRING_SERVICE, name, pw)
+        keyring.delete_password(KEYRING_SERVICE, old)
+        log.info("settings: the saved password of %s moved to the entry %s (keyed by port)", old, name)
+    except Exception as exc:  # the password still works for this connection
+        log.warning("settings: the saved password of %s could not be moved to %s (%s)", old, name,
+                    type(exc).__name__)
+    return pw
 
 
-def set_password(host: str, user: str, password: str) -> None:
-    """Store the DTC password for ``user`` at ``host`` in the OS keyring.
+def set_password(host: str, port: int, user: str, password: str) -> None:
+    """Store the DTC password for ``user`` at ``host:port`` in the OS keyring (name ``user@host:port``).
 
     Raises
     ------
@@ -383,17 +412,18 @@ def set_password(host: str, user: str, password: str) -> None:
     try:
         import keyring
 
-        keyring.set_password(KEYRING_SERVICE, _account(host, user), password)
+        keyring.set_password(KEYRING_SERVICE, _account(host, port, user), password)
     except Exception as exc:
         raise PasswordStoreError(_no_backend_text(exc)) from None
 
 
-def delete_password(host: str, user: str) -> bool:
-    """Remove a stored password; True if one was removed (False when none or no keyring)."""
+def delete_password(host: str, port: int, user: str) -> bool:
+    """Remove the password stored for ``user`` at ``host:port``; True if one was removed
+    (False when none or no keyring)."""
     try:
         import keyring
 
-        keyring.delete_password(KEYRING_SERVICE, _account(host, user))
+        keyring.delete_password(KEYRING_SERVICE, _account(host, port, user))
         return True
     except Exception:
         return False

@@ -13,7 +13,7 @@ Units: prices and average prices are ticks (float for averages), quantities sign
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Mapping
 
 import numpy as np
 
@@ -111,28 +111,58 @@ class Account:
         Account name (Sierra-style ``Sim1``).
     starting_balance : float
         USD cash at start.
-    commission_per_contract : float
-        USD per contract per fill (entries and exits).
+    commission_per_contract : float or mapping of str to float
+        USD per contract per fill (entries and exits): one figure for every symbol, or
+        ``{symbol: USD}`` per symbol (``trading.toml``'s per-instrument commissions, see
+        :meth:`app.config.trading.TradingSettings.commission_for`). Every realised P&L and
+        balance the account reports is net of it.
     mark : callable
         ``mark(symbol) -> float ticks or None``: the price open P&L is marked at.
+
+    Raises
+    ------
+    ValueError
+        A negative or non-finite commission.
     """
 
-    def __init__(self, name: str, starting_balance: float, commission_per_contract: float,
+    def __init__(self, name: str, starting_balance: float, commission_per_contract: float | Mapping[str, float],
                  mark: Callable[[str], float | None]) -> None:
         self.name = name
         self.starting_balance = float(starting_balance)
-        self.commission_per_contract = float(commission_per_contract)
+        per_symbol = isinstance(commission_per_contract, Mapping)
+        self._commission_by_symbol: dict[str, float] | None = (
+            {str(k): float(v) for k, v in commission_per_contract.items()} if per_symbol else None)
+        self.commission_per_contract = 0.0 if per_symbol else float(commission_per_contract)
+        for v in (self._commission_by_symbol or {"": self.commission_per_contract}).values():
+            if not (0.0 <= v < float("inf")):
+                raise ValueError(f"account {name}: commission per contract must be >= 0 USD and finite, got {v!r}")
         self.instruments: dict[str, Instrument] = {}
         self.positions: dict[str, Position] = {}
         self.commissions = 0.0
         self._mark = mark
 
     def add_instrument(self, inst: Instrument) -> None:
-        """Keep a (flat) position for ``inst.symbol``; its tick value prices the P&L."""
+        """Keep a (flat) position for ``inst.symbol``; its tick value prices the P&L.
+
+        Raises
+        ------
+        ValueError
+            Commissions are given per symbol and none is given for ``inst.symbol`` (a P&L
+            silently gross of commission is what this account must never report).
+        """
+        if self._commission_by_symbol is not None and inst.symbol not in self._commission_by_symbol:
+            raise ValueError(f"account {self.name}: no commission per contract given for symbol {inst.symbol!r}"
+                             f" (given for {', '.join(sorted(self._commission_by_symbol)) or 'none'})")
         self.instruments[inst.symbol] = inst
         self.positions.setdefault(inst.symbol, Position(inst.symbol, self.name))
 
     # ------------------------------------------------------------------ money
+    def commission_for(self, symbol: str) -> float:
+        """USD per contract per fill charged on ``symbol``."""
+        if self._commission_by_symbol is not None:
+            return self._commission_by_symbol[symbol]
+        return self.commission_per_contract
+
     def open_pnl(self, symbol: str) -> float:
         """USD open P&L of ``symbol`` at the mark (0 when flat or without a mark).
 
@@ -196,7 +226,7 @@ class Account:
         inst = self.instruments[symbol]
         p = self.positions[symbol]
         signed = qty if side == Side.BUY else -qty
-        comm = self.commission_per_contract * qty
+        comm = self.commission_for(symbol) * qty
         p.commissions += comm
         self.commissions += comm
         p.realized_pnl -= comm

@@ -158,7 +158,7 @@ class Journal:
 
     def __init__(self, path: str | Path | None = None, synchronous: str = "FULL"):
         self.path = Path(path) if path is not None else default_path()
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._make_private()
         self._lock = threading.RLock()
         self._tx_depth = 0
         self._db = sqlite3.connect(str(self.path), isolation_level=None, check_same_thread=False)
@@ -171,6 +171,22 @@ class Journal:
         self.session = self._next_session()
         self.install_tag = self._meta("install_tag")
         self._seq = 0
+
+    def _make_private(self) -> None:
+        """Create the folder ``0700`` and the database file ``0600`` before SQLite opens it (POSIX).
+
+        SQLite creates the ``-wal`` and ``-shm`` files with the database file's own mode (its unix
+        VFS, ``findCreateFileMode``), so they are ``0600`` too; those of an existing journal
+        (``0644`` from earlier versions) are tightened here. A folder that existed already is left
+        as it is (the app's data folder is restricted by :func:`app.paths.data_dir`). On
+        Windows nothing is done: the user's profile folders already restrict access to the user.
+        """
+        paths.private_dir(self.path.parent, restrict_existing=False)  # data_dir() restricts its own
+        paths.private_file(self.path)
+        for suffix in ("-wal", "-shm"):
+            side = self.path.with_name(self.path.name + suffix)
+            if side.exists():
+                paths.private_file(side)
 
     # ------------------------------------------------------------------ schema
     def _migrate(self) -> None:

@@ -5,6 +5,13 @@ a fill that reduces it realises ``(fill - avg) * closed_qty * side_of_position *
 A round trip ends when the position returns to zero (or flips through zero); its net result
 (realised minus the commissions paid during it) decides win or loss for the consecutive-loss
 count. Prices in ticks, money in USD.
+
+Commissions: each :class:`~app.core.orders.Fill` carries the commission charged on it. The
+trading session sets it from ``trading.toml`` (the symbol's commission per contract per side,
+:meth:`app.config.trading.TradingSettings.commission_for`) for every broker alike: paper, a
+Sierra Chart account over DTC (DTC's ORDER_UPDATE reports no commission) and the built-in server.
+So :attr:`PnLTracker.net_realized_usd`, the figure the risk gate and the risk panel use, is net
+everywhere; :attr:`PnLTracker.realized_usd` keeps the gross.
 """
 
 from __future__ import annotations

@@ -42,10 +42,7 @@ from app.trading.orders import (
 from app.trading.pnl import PnLTracker
 from app.trading.risk import GateDecision, OrderContext, RiskGate, pending_entry_qty
 
-try:
-    from zoneinfo import ZoneInfo
-except ImportError:  # pragma: no cover
-    ZoneInfo = None  # type: ignore
+from zoneinfo import ZoneInfo
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +51,11 @@ log = logging.getLogger(__name__)
 class RiskSnapshot:
     """What the risk panel shows (all values as the session knows them now).
 
-    Money in USD, prices in ticks (``avg_price`` float ticks), quantities in contracts.
+    Money in USD, prices in ticks (``avg_price`` float ticks), quantities in contracts. Realised
+    P&L is net of the commission per contract of ``trading.toml`` (every broker); open P&L is
+    marked at the last trade, before the exit's commission. ``trading_day`` (ISO date) started at
+    ``day_start_ns`` (ns since the epoch), shown as ``day_start_local`` (``YYYY-MM-DD HH:MM`` and
+    the zone abbreviation of the symbol's session calendar).
     """
 
     mode: str
@@ -77,6 +78,9 @@ class RiskSnapshot:
     kill_detail: str
     live_confirmed: bool
     tick_size: float
+    trading_day: str
+    day_start_ns: int
+    day_start_local: str
 
 
 @dataclass
@@ -176,23 +180,19 @@ class TradingSession:
             self.journal.record_event("session_stop", {})
 
     def _trading_day(self, t_ns: int) -> str:
-        tz = _dt.timezone.utc
-        if ZoneInfo is not None:
-            try:
-                tz = ZoneInfo(self.settings.trading_timezone)
-            except Exception:  # validated by the TradingHours rule already
-                pass
-        return _dt.datetime.fromtimestamp(t_ns / 1e9, tz).date().isoformat()
+        """ISO date of the trading day ``t_ns`` (ns) falls in, on the traded symbol's session calendar.
+
+        The day starts at the calendar's open (CME Globex: 17:00 America/Chicago, the session
+        start of CME Group's Globex equity-index futures; crypto: 00:00 UTC), not at midnight,
+        and is named by the date on which it closes (see :mod:`app.core.sessions`). The calendar
+        and its open come from ``trading.toml`` (:meth:`TradingSettings.session_calendar_for`).
+        """
+        return self.settings.session_calendar_for(self.instrument.symbol).trading_day(int(t_ns)).isoformat()
 
     def _day_start_ns(self) -> int:
-        tz = _dt.timezone.utc
-        if ZoneInfo is not None:
-            try:
-                tz = ZoneInfo(self.settings.trading_timezone)
-            except Exception:
-                pass
-        d = _dt.date.fromisoformat(self.day)
-        return int(_dt.datetime(d.year, d.month, d.day, tzinfo=tz).timestamp() * 1e9)
+        """ns since the epoch of the session open that started the current trading day (:attr:`day`)."""
+        cal = self.settings.session_calendar_for(self.instrument.symbol)
+        return int(cal.day_start_ns(_dt.date.fromisoformat(self.day)))
 
     def restore_from_journal(self) -> None:
         """Rebuild today's P&L, trade count, consecutive losses and kill-switch lock from the journal.
@@ -227,10 +227,18 @@ class TradingSession:
         self.broker.remember_orders(remembered)
 
     def roll_day(self, t_ns: int | None = None) -> bool:
-        """Start a new trading day when the date in ``trading_timezone`` changed.
+        """Start a new trading day when the clock passed the next session open.
 
-        Today's figures (realised P&L, trades, consecutive losses) restart from zero; open
-        positions are carried over. Journaled as ``new_day``. Returns True when it rolled.
+        The day boundary is the open of the traded symbol's session calendar (CME Globex:
+        17:00 America/Chicago, configurable per symbol in ``trading.toml``), so the daily loss
+        limit, the trades-today count and the consecutive losses restart there, not at
+        midnight in the middle of the overnight session. Open positions are carried over.
+        Journaled as ``new_day`` (with the open's time in ns). Returns True when it rolled.
+
+        Parameters
+        ----------
+        t_ns : int, optional
+            ns since the epoch (default the session's clock).
         """
         day = self._trading_day(self.clock.time_ns() if t_ns is None else t_ns)
         if day == self.day:
@@ -241,9 +249,10 @@ class TradingSession:
             if b.qty:
                 nb = self.pnl.position(sym)
                 nb.qty, nb.avg_price = b.qty, b.avg_price
-        self.journal.record_event("new_day", {"previous": self.day, "day": day, "net_realized_usd":
-                                              old.net_realized_usd, "trades": self.trades_today})
+        previous = self.day
         self.day = day
+        self.journal.record_event("new_day", {"previous": previous, "day": day, "day_start_ns": self._day_start_ns(),
+                                              "net_realized_usd": old.net_realized_usd, "trades": self.trades_today})
         self.trades_today = 0
         self._changed()
         return True
@@ -480,8 +489,7 @@ class TradingSession:
             exec_id = f"S{self.journal.session}:{ev.exec_id}" if self.broker.name == "paper" else ev.exec_id
             fill = Fill(ev.client_order_id, ev.server_order_id, exec_id, symbol, side, int(ev.fill_qty),
                         int(ev.fill_price), ev.ts_ns or self.clock.time_ns(),
-                        commission_usd=self.settings.commission_per_contract_usd * ev.fill_qty
-                        if self.broker.name == "paper" else 0.0)
+                        commission_usd=self.settings.commission_for(symbol) * ev.fill_qty)  # net everywhere
             if not self.journal.has_fill(fill.exec_id):
                 before = self.pnl.consecutive_losses, self.pnl.round_trips
                 realized = self.pnl.apply_fill(fill)
@@ -583,6 +591,9 @@ class TradingSession:
         open_pnl = self.open_pnl_usd(sym)
         realized = self.pnl.net_realized_usd
         kr = self.kill.last_result
+        cal = self.settings.session_calendar_for(self.instrument.symbol)
+        start_ns = self._day_start_ns()
+        start_local = _dt.datetime.fromtimestamp(start_ns / 1e9, ZoneInfo(cal.tz)).strftime("%Y-%m-%d %H:%M %Z")
         return RiskSnapshot(
             mode=self.mode, account=self.broker.account, connected=self.broker.connected, symbol=sym,
             position_qty=int(pos.qty) if pos else 0, avg_price=float(pos.avg_price) if pos and pos.qty else 0.0,
@@ -594,7 +605,8 @@ class TradingSession:
             working_orders=len(self.broker.working_orders()),
             gate_state=f"locked: {self.gate.lock_reason}" if self.gate.locked else "open",
             kill_state=self.kill.state.value, kill_detail=kr.describe() if kr else "",
-            live_confirmed=self.live_confirmed, tick_size=self.instrument.tick_size)
+            live_confirmed=self.live_confirmed, tick_size=self.instrument.tick_size,
+            trading_day=self.day, day_start_ns=start_ns, day_start_local=start_local)
 
     # ------------------------------------------------------------------ automatic triggers
     def check_triggers(self, t_ns: int | None = None) -> str:

@@ -44,8 +44,9 @@ ROWS = (
     ("position", "Position"),
     ("avg_price", "Avg price"),
     ("open_pnl", "Open P&L"),
-    ("realized_pnl", "Realised P&L"),
-    ("daily_loss", "Daily loss used"),
+    ("realized_pnl", "Realised P&L (net)"),
+    ("daily_loss", "Daily loss used (net)"),
+    ("day", "Trading day"),
     ("trades", "Trades today"),
     ("losses", "Consecutive losses"),
     ("working", "Working orders"),
@@ -178,6 +179,7 @@ class TradingPanel(QtWidgets.QWidget):
         v["open_pnl"].setText(f"{snap.open_pnl_usd:+,.2f} USD")
         v["realized_pnl"].setText(f"{snap.realized_pnl_usd:+,.2f} USD")
         v["daily_loss"].setText(f"{snap.daily_loss_used_usd:,.2f} / {snap.daily_loss_limit_usd:,.2f} USD")
+        v["day"].setText(f"{snap.trading_day}, started {snap.day_start_local}")
         v["trades"].setText(f"{snap.trades_today} / {snap.max_trades_per_day}")
         v["losses"].setText(f"{snap.consecutive_losses} / {snap.max_consecutive_losses}")
         v["working"].setText(str(snap.working_orders))
@@ -486,7 +488,7 @@ def _build_session(context, settings):
     if mode == "paper":
         from app.trading.paper import PaperBroker
 
-        broker = PaperBroker([inst], settings.commission_per_contract_usd, settings.slippage_ticks)
+        broker = PaperBroker([inst], settings.commission_for(inst.symbol), settings.slippage_ticks)
     else:
         from app.trading.dtc_broker import DtcBroker
 

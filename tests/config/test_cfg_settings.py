@@ -174,20 +174,20 @@ def restore_keyring():
 def test_password_in_the_keyring_not_in_the_file(tmp_path, restore_keyring):
     kr = _MemoryKeyring()
     keyring.set_keyring(kr)
-    S.set_password("127.0.0.1:11099", "trader", "s3cret")
-    assert S.get_password("127.0.0.1:11099", "trader") == "s3cret"
+    S.set_password("127.0.0.1", 11099, "trader", "s3cret")
+    assert S.get_password("127.0.0.1", 11099, "trader") == "s3cret"
     assert kr.store == {(S.KEYRING_SERVICE, "trader@127.0.0.1:11099"): "s3cret"}
-    assert S.get_password("127.0.0.1:11099", "other") is None
-    assert S.delete_password("127.0.0.1:11099", "trader") is True
-    assert S.get_password("127.0.0.1:11099", "trader") is None
+    assert S.get_password("127.0.0.1", 11099, "other") is None
+    assert S.delete_password("127.0.0.1", 11099, "trader") is True
+    assert S.get_password("127.0.0.1", 11099, "trader") is None
     with pytest.raises(ValueError):
-        S.set_password("h", "", "x")
+        S.set_password("h", 1, "", "x")
 
 
 def test_no_keyring_backend_fails_soft_with_a_clear_message(restore_keyring, caplog):
     keyring.set_keyring(_NoKeyring())
-    assert S.get_password("h", "trader") is None
+    assert S.get_password("h", 1, "trader") is None
     assert "no usable OS keyring" in caplog.text
     with pytest.raises(S.PasswordStoreError, match="not saved") as ei:
-        S.set_password("h", "trader", "s3cret")
+        S.set_password("h", 1, "trader", "s3cret")
     assert "s3cret" not in str(ei.value) and "s3cret" not in caplog.text

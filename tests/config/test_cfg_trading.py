@@ -12,7 +12,7 @@ from app.config.trading import TradingSettings, load_trading_settings, parse_hhm
 def test_settings_from_mapping_names_bad_keys():
     with pytest.raises(ValueError, match=r"trading\.max_lots is an unknown key; allowed keys: mode, account"):
         TradingSettings.from_mapping({"max_lots": 3})
-    with pytest.raises(ValueError, match=r"trading\.max_trades_per_day = '3' is invalid; allowed: an integer >= 1"):
+    with pytest.raises(ValueError, match=r"trading\.max_trades_per_day = '3' is invalid; allowed: an integer in \[1, 100000\]"):
         TradingSettings.from_mapping({"max_trades_per_day": "3"})
     with pytest.raises(ValueError, match=r"trading\.trading_start = '8h30' is invalid; allowed: a time HH:MM"):
         TradingSettings.from_mapping({"trading_start": "8h30"})
@@ -23,9 +23,9 @@ def test_settings_from_mapping_names_bad_keys():
 
 
 def test_construction_checks_the_ranges_too():
-    with pytest.raises(ConfigError, match=r"max_contracts_per_order = 0 is invalid; allowed: an integer >= 1"):
+    with pytest.raises(ConfigError, match=r"max_contracts_per_order = 0 is invalid; allowed: an integer in \[1, 10000\]"):
         TradingSettings(max_contracts_per_order=0)
-    with pytest.raises(ConfigError, match=r"daily_loss_limit_usd = 0 is invalid; allowed: a number > 0"):
+    with pytest.raises(ConfigError, match=r"daily_loss_limit_usd = 0 is invalid; allowed: a number in \(0, 1000000000\]"):
         TradingSettings(daily_loss_limit_usd=0)
     with pytest.raises(ConfigError, match="trading_end"):
         TradingSettings(trading_end="24:00")

@@ -132,7 +132,7 @@ def test_kill_switch_gives_up_only_when_the_clock_passes_the_verify_deadline(es_
 
 
 def test_trading_day_follows_the_clock(es_sample, manual_clock):
-    s = session(es_sample, manual_clock, trading_timezone="UTC")
+    s = session(es_sample, manual_clock, session_calendar="crypto_utc")  # its day starts 00:00 UTC
     assert s.day == "2024-01-02"
     assert not s.roll_day()
     manual_clock.advance(9.5 * 3600 - 1)  # 23:59:59 UTC

@@ -122,10 +122,13 @@ def test_dtc_bracket_target_fills_stop_cancelled_flat_journal_pnl(es_sample):
         rows = r.s.journal.query("SELECT * FROM fills ORDER BY id")
         assert [x["client_order_id"] for x in rows] == [entry.client_order_id, target.client_order_id]
         assert rows[0]["price"] == ask and rows[1]["price"] == ask + 4
-        assert rows[1]["realized_usd"] == 4 * 12.5 == r.s.pnl.net_realized_usd
-        assert abs(r.server.engine.realized_pnl() - r.s.pnl.net_realized_usd) < 1e-9
+        assert rows[1]["realized_usd"] == 4 * 12.5 == r.s.pnl.realized_usd  # gross, per fill
+        comm = r.settings.commission_for(r.sym)
+        assert [x["commission_usd"] for x in rows] == [comm, comm]  # net: settings' commission on DTC fills too
+        assert r.s.pnl.net_realized_usd == 50.0 - 2 * comm
+        assert abs(r.server.engine.realized_pnl() - r.s.pnl.realized_usd) < 1e-9  # this server charges none
         snap = r.s.snapshot()
-        assert snap.position_qty == 0 and snap.realized_pnl_usd == 50.0 and snap.trades_today == 1
+        assert snap.position_qty == 0 and snap.realized_pnl_usd == 50.0 - 2 * comm and snap.trades_today == 1
         await r.stop()
 
     asyncio.run(go())
