@@ -58,10 +58,54 @@ def build_config(args: argparse.Namespace, prefs):
     return cfg
 
 
+#: Debian/Ubuntu packages the Qt "xcb" platform plugin needs (``ldd`` on PySide6's
+#: ``plugins/platforms/libqxcb.so`` and ``lib/libQt6XcbQpa.so.6``; README lists the same).
+XCB_PACKAGES = (
+    "libegl1 libgl1 libx11-xcb1 libxcb1 libxcb-cursor0 libxcb-icccm4 libxcb-image0 libxcb-keysyms1 "
+    "libxcb-randr0 libxcb-render0 libxcb-render-util0 libxcb-shape0 libxcb-shm0 libxcb-sync1 "
+    "libxcb-util1 libxcb-xfixes0 libxcb-xkb1 libxkbcommon0 libxkbcommon-x11-0 libfontconfig1 "
+    "libfreetype6 libdbus-1-3 libglib2.0-0"
+)
+
+_qt_log = logging.getLogger("qt")
+
+
+def _qt_message(mode, context, message) -> None:
+    """Qt's own messages into the app's log. A fatal one (Qt aborts the process right after,
+    e.g. a platform plugin that cannot load) gets a readable line with the fix, and the log is
+    flushed first, so the log file says why the window never came up."""
+    from PySide6 import QtCore
+
+    if mode == QtCore.QtMsgType.QtFatalMsg:
+        _qt_log.critical("Qt stopped the program: %s", message)
+        if "platform plugin" in message:
+            _qt_log.critical("The window cannot start its display platform (QT_QPA_PLATFORM=%s). On "
+                             "Debian/Ubuntu install: apt install %s; or run headless with "
+                             "QT_QPA_PLATFORM=offscreen.", os.environ.get("QT_QPA_PLATFORM", "default"),
+                             XCB_PACKAGES)
+        for h in logging.getLogger().handlers:
+            try:
+                h.flush()
+            except Exception:  # a broken handler must not hide the message from the others
+                pass
+    elif mode == QtCore.QtMsgType.QtCriticalMsg:
+        _qt_log.error("%s", message)
+    elif mode == QtCore.QtMsgType.QtWarningMsg:
+        _qt_log.warning("%s", message)
+    else:
+        _qt_log.debug("%s", message)
+
+
 def make_app():
-    """The QApplication (created once) with the app's name and style."""
+    """The QApplication (created once) with the app's name and style.
+
+    Qt's messages go to the app's log (``qt`` logger) from before the QApplication exists, so
+    a platform plugin that fails to load leaves a readable line there (see :data:`XCB_PACKAGES`).
+    """
     os.environ.setdefault("QT_API", "pyside6")
-    from PySide6 import QtGui, QtWidgets
+    from PySide6 import QtCore, QtGui, QtWidgets
+
+    QtCore.qInstallMessageHandler(_qt_message)
 
     # The analysis worker runs Python between its nogil kernels; a 1 ms GIL switch interval
     # (default 5 ms) lets the GUI thread take the GIL back quickly, so drawing and socket reads
