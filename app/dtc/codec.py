@@ -36,10 +36,8 @@ try:  # ~5x faster than json.loads; optional, same results for valid DTC JSON
     import msgspec as _msgspec
 
     _loads = _msgspec.json.Decoder().decode
-    _LOAD_ERRORS: tuple = (ValueError, _msgspec.DecodeError)
 except ImportError:  # pragma: no cover - msgspec is a dependency, json is the fallback
     _loads = json.loads
-    _LOAD_ERRORS = (ValueError,)
 
 __all__ = [
     "encode",
@@ -302,8 +300,8 @@ def decode_frame(frame: bytes, encoding: Encoding, *, sierra_compact_order: bool
         return codec.unpack(frame, 0, size)
     try:
         obj = _loads(frame)
-    except _LOAD_ERRORS as exc:
-        raise ValueError(f"invalid JSON: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - msgspec also raises RecursionError (deep nesting)
+        raise ValueError(f"invalid JSON: {type(exc).__name__}: {exc}") from None
     return _from_json_obj(obj, sierra_compact_order)
 
 
@@ -520,12 +518,13 @@ class Decoder(FrameErrors):
         objs = None
         if len(frames) > 1:
             # one json.loads for the whole read (much less per-call overhead); any problem and
-            # every frame is parsed on its own so a bad one is counted and skipped alone
+            # every frame is parsed on its own so a bad one is counted and skipped alone. Any
+            # exception: msgspec raises RecursionError, not DecodeError, for deeply nested input
             try:
                 objs = loads(b"[" + b",".join(frames) + b"]")
                 if not isinstance(objs, list) or len(objs) != len(frames):
                     objs = None
-            except _LOAD_ERRORS:
+            except Exception:  # noqa: BLE001 - a bad frame must never escape
                 objs = None
         for i, fr in enumerate(frames):
             try:
