@@ -5,8 +5,10 @@ prints one summary line per second: best bid/ask, number of book levels per side
 messages/s, decode errors and the connection state; until Ctrl-C or ``--seconds N``.
 
 Exit codes: 0 = market data received; 1 = connected but no market data arrived; 2 = could not
-connect / log on / subscribe (the reason is printed; a market data reject prints Sierra Chart's
-data-file alternative).
+connect / log on / subscribe (the reason is printed in one line, never a traceback: e.g. an
+encoding the server granted that this client does not speak, a username or password longer than
+LOGON_REQUEST's 31 bytes; a market data reject prints Sierra Chart's data-file alternative).
+Messages whose values cannot be used (a best bid of 3e18) are counted as decode errors.
 """
 
 from __future__ import annotations
@@ -108,15 +110,19 @@ async def probe(host: str, port: int, symbol: str, *, seconds: float | None = No
                 password: str = "", heartbeat_s: float = 10.0, connect_timeout_s: float = 10.0,
                 out=None, result: dict | None = None) -> int:
     """Run the probe; returns the exit code (see the module docstring)."""
-    from app.dtc.client import DTCClient, LogonError, MarketDataRejected
+    from app.dtc.client import DTCClient, DTCError, LogonError, MarketDataRejected
 
     out = out or sys.stdout
 
     def say(text):
         print(text, file=out, flush=True)
 
-    client = DTCClient(host, port, encoding=encoding, username=username, password=password, heartbeat_s=heartbeat_s,
-                       connect_timeout_s=connect_timeout_s, client_name="MIA Elite probe")
+    try:
+        client = DTCClient(host, port, encoding=encoding, username=username, password=password,
+                           heartbeat_s=heartbeat_s, connect_timeout_s=connect_timeout_s, client_name="MIA Elite probe")
+    except ValueError as exc:  # a username/password that does not fit LOGON_REQUEST, a bad encoding
+        say(f"cannot connect to {host}:{port}: {exc}")
+        return 2
     book: BookSummary | None = None
     pending: list[np.ndarray] = []
 
@@ -134,6 +140,9 @@ async def probe(host: str, port: int, symbol: str, *, seconds: float | None = No
             return 2
         except LogonError as exc:
             say(f"logon refused by {host}:{port}: {exc}")
+            return 2
+        except DTCError as exc:  # e.g. the server granted an encoding this client does not speak
+            say(f"cannot talk to {host}:{port}: {exc}")
             return 2
         say(f"connected to {host}:{port} ({lr.ServerName or 'DTC server'}), encoding {client.negotiated_encoding.name}, "
             f"trading {'yes' if lr.TradingIsSupported else 'no'}, depth {'yes' if lr.MarketDepthIsSupported else 'no'}")
@@ -167,6 +176,8 @@ async def probe(host: str, port: int, symbol: str, *, seconds: float | None = No
         say(f"summary: {client.messages_received} messages, {book.events} events, {book.trades} trades, "
             f"{client.decode_errors} decode errors, {client.reconnects} reconnects; "
             f"best bid {book.fmt_price(bid[0]) if bid else '-'}, best ask {book.fmt_price(ask[0]) if ask else '-'}")
+        if client.decode_errors and client.last_error:
+            say(f"last decode error: {client.last_error}")
         if sub.rejected:
             say(f"note: the server rejected part of the subscription: {sub.rejected}")
         code = 1 if book.events == 0 else 0

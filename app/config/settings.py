@@ -84,6 +84,10 @@ ENCODINGS = literal_values(Encoding)
 DataSource = Literal["dtc", "sierra_files"]
 DATA_SOURCES = literal_values(DataSource)
 
+#: Most UTF-8 bytes of a DTC username or password: LOGON_REQUEST's ``char[32] Username`` /
+#: ``Password`` less the NUL (``DTCProtocol.h``; the client checks the same limit).
+LOGON_TEXT_MAX_BYTES = 31
+
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -105,13 +109,31 @@ class ConnectionSettings(Section):
     encoding : str
         One of :data:`ENCODINGS`.
     username : str
-        DTC logon name ("" = none).
+        DTC logon name ("" = none), at most :data:`LOGON_TEXT_MAX_BYTES` UTF-8 bytes.
+
+    Raises
+    ------
+    ConfigError
+        ``username`` longer than :data:`LOGON_TEXT_MAX_BYTES` bytes.
     """
 
     host: _NonEmpty = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 11099
     encoding: Encoding = "binary"
     username: str = ""
+
+    def check(self) -> None:
+        """The username must fit LOGON_REQUEST.Username.
+
+        Raises
+        ------
+        ConfigError
+            Names ``username`` and the byte limit.
+        """
+        n = len(self.username.encode("utf-8"))
+        if n > LOGON_TEXT_MAX_BYTES:
+            raise ConfigError("username", f"at most {LOGON_TEXT_MAX_BYTES} bytes in UTF-8 (DTC LOGON_REQUEST "
+                              f"Username is char[32]); this one has {n}", self.username)
 
 
 class SymbolSettings(Section):

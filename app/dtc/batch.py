@@ -708,7 +708,13 @@ class MarketStreamDecoder:
 
     @property
     def errors(self) -> int:
+        """Malformed frames and messages with unusable values (counted, skipped)."""
         return self.decoder.errors
+
+    def error(self, reason: str) -> None:
+        """Count one malformed frame or unusable message with its ``reason`` (see
+        :meth:`app.dtc.codec.Decoder.error`)."""
+        self.decoder.error(reason)
 
     @property
     def last_error(self) -> str:
@@ -929,7 +935,7 @@ class MarketStreamDecoder:
                 try:
                     e = message_to_events(m, self.tick_sizes, recv_ts_ns)
                 except (OverflowError, ValueError, TypeError) as exc:  # e.g. JSON numbers out of range
-                    self.decoder._err(f"{type(m).__name__}: values out of range: {exc}")
+                    self.decoder.error(f"{type(m).__name__}: values out of range: {exc}")
                     self.dropped += 1
                     continue
                 if e.shape[0]:

@@ -48,6 +48,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import math
 import random
 import socket
 from dataclasses import dataclass, field
@@ -149,6 +150,27 @@ class HistoricalDataRejected(RequestRejected):
         super().__init__(f"historical data rejected ({reason_code}): {text}")
 
 
+def logon_text_limit(name: str) -> int:
+    """Most UTF-8 bytes LOGON_REQUEST's ``name`` field (``Username``, ``Password``) holds: its
+    ``char[N]`` less the NUL (31 for both; ``DTCProtocol.h``)."""
+    for f in M.LogonRequest.SPEC.fields:
+        if f.name == name:
+            return f.size - 1
+    raise KeyError(name)
+
+
+def _check_logon_text(name: str, value: str) -> None:
+    """Raise ValueError when ``value`` does not fit LOGON_REQUEST's ``name`` (the text never
+    shows a password)."""
+    if not isinstance(value, str):
+        raise ValueError(f"DTC {name.lower()} must be text, got {type(value).__name__}")
+    n = len(value.encode("utf-8"))
+    limit = logon_text_limit(name)
+    if n > limit:
+        raise ValueError(f"DTC {name.lower()} is {n} bytes; LOGON_REQUEST.{name} holds at most {limit} bytes "
+                         f"(UTF-8)")
+
+
 def _parse_encoding(value) -> Encoding:
     if isinstance(value, str):
         key = value.strip().upper().replace("-", "_").replace(" ", "_")
@@ -162,6 +184,34 @@ def _parse_encoding(value) -> Encoding:
     if enc not in SUPPORTED_ENCODINGS:
         raise ValueError(f"encoding {enc.name} is not supported (binary, json, json_compact)")
     return enc
+
+
+#: Largest |price / tick| accepted (int64 ticks with room; a double holds integers exactly to 2**53).
+MAX_ABS_TICKS = 9.0e15
+
+
+def price_to_ticks(price: float, tick: float) -> int | None:
+    """``round(price / tick)`` as an int, or ``None`` when it cannot be a price in ticks.
+
+    Parameters
+    ----------
+    price : float
+        Price in the server's units.
+    tick : float
+        Price units per tick (> 0).
+
+    Returns
+    -------
+    int or None
+        Ticks; ``None`` for a non-finite price, a non-positive tick, or ``|price / tick|`` of
+        :data:`MAX_ABS_TICKS` or more (e.g. 3e18 with tick 0.25, which overflows int64).
+    """
+    if not tick > 0 or not math.isfinite(price):
+        return None
+    q = price / tick
+    if not abs(q) < MAX_ABS_TICKS:
+        return None
+    return int(round(q))
 
 
 def clean_tick(x: float) -> float:
@@ -252,6 +302,12 @@ class DTCClient:
     clock : Clock, optional
         Source of time (module docstring, "Time"); default
         :data:`~app.core.clock.SYSTEM_CLOCK`.
+
+    Raises
+    ------
+    ValueError
+        ``username`` or ``password`` longer than LOGON_REQUEST's ``char[32]`` (31 UTF-8 bytes),
+        or an unsupported ``encoding``.
     """
 
     def __init__(self, host: str, port: int, *, encoding=Encoding.BINARY, client_name: str = "MIA Elite",
@@ -262,6 +318,8 @@ class DTCClient:
                  on_state: Callable[[str], Any] | None = None, untimed_hold_s: float = 2.0,
                  clock: Clock | None = None):
         self.clock = SYSTEM_CLOCK if clock is None else clock
+        for name, value in (("Username", username), ("Password", password)):
+            _check_logon_text(name, value)
         self.host = host
         self.port = int(port)
         self.encoding = _parse_encoding(encoding)
@@ -333,8 +391,13 @@ class DTCClient:
 
     @property
     def decode_errors(self) -> int:
-        """Malformed frames seen over all connections."""
+        """Malformed frames (and messages with unusable values) seen over all connections."""
         return self._errors_before + (self._session.errors if self._session else 0)
+
+    @property
+    def last_error(self) -> str:
+        """Reason of the latest decode error of the current connection ("" when none)."""
+        return self._session.last_error if self._session else ""
 
     @property
     def msgs_per_s(self) -> float:
@@ -836,27 +899,39 @@ class DTCClient:
             ts = s.decoder.market_time(sid, 0) if s is not None else 0
             if ts <= 0:
                 ts = self.clock.time_ns()
-        bid, ask = float(msg.BidPrice), float(msg.AskPrice)
-        has_bid, has_ask = not M.is_unset(bid), not M.is_unset(ask)
-        n = int(has_bid) + int(has_ask)
-        if not n:
+        tick = sub.tick_size
+        quotes = []
+        for side, price, qty in ((ev.SIDE_BID, msg.BidPrice, msg.BidQuantity),
+                                 (ev.SIDE_ASK, msg.AskPrice, msg.AskQuantity)):
+            price = float(price)
+            if M.is_unset(price):
+                continue
+            ticks = price_to_ticks(price, tick)
+            qty = float(qty)
+            if ticks is None or not math.isfinite(qty):
+                # a value that cannot be a quote (e.g. 3e18): a counted decode error, never a crash
+                self._count_error(f"{type(msg).__name__} SymbolID {sid}: price {price!r} / quantity {qty!r} "
+                                  f"out of range for tick {tick:g}; quote dropped")
+                return
+            quotes.append((side, ticks, qty))
+        if not quotes:
             return
-        out = np.zeros(n, dtype=ev.EVENT_DTYPE)
+        out = np.zeros(len(quotes), dtype=ev.EVENT_DTYPE)
         out["ts"] = ts
         out["kind"] = ev.KIND_QUOTE
         out["symbol_id"] = sid
-        i = 0
-        tick = sub.tick_size
-        if has_bid:
-            out["price"][0] = int(round(bid / tick))
-            out["size"][0] = float(msg.BidQuantity)
-            out["side"][0] = ev.SIDE_BID
-            i = 1
-        if has_ask:
-            out["price"][i] = int(round(ask / tick))
-            out["size"][i] = float(msg.AskQuantity)
-            out["side"][i] = ev.SIDE_ASK
+        for i, (side, ticks, qty) in enumerate(quotes):
+            out["price"][i] = ticks
+            out["size"][i] = qty
+            out["side"][i] = side
         self._deliver(sid, out)
+
+    def _count_error(self, reason: str) -> None:
+        """Count a received message whose values cannot be used as a decode error (with its
+        reason, see :attr:`decode_errors` and :attr:`last_error`)."""
+        s = self._session
+        if s is not None:
+            s.decoder.error(reason)
 
     def _on_order_update(self, msg) -> None:
         if msg.ClientOrderID:

@@ -139,7 +139,7 @@ class _MessageCodec:
                 args.append(f"o.{f.name}")
         src = ["def pack(o):", "    try:",
                f"        return st.pack(S, T, {', '.join(args)})",
-               "    except struct.error as exc:",
+               "    except (struct.error, OverflowError) as exc:",
                "        raise EncodeError(_diagnose(o, exc)) from None"]
         # ---- binary unpack
         src += ["def unpack(buf, off, size):",
@@ -179,7 +179,7 @@ class _MessageCodec:
                 continue
             try:
                 struct.pack("<" + f.code, v)
-            except (struct.error, TypeError) as e2:
+            except (struct.error, TypeError, OverflowError) as e2:
                 return f"{self.spec.name}.{f.name}={v!r} does not fit {f.ctype}: {e2}"
         return f"{self.spec.name}: {exc}"
 
@@ -254,8 +254,9 @@ def encode(msg: Message, encoding: Encoding = Encoding.BINARY, *, sierra_compact
     Raises
     ------
     EncodeError
-        A value does not fit its field (the text names message and field), a string is too
-        long for its ``char[N]``, or a float is not finite in JSON.
+        A value does not fit its field (the text names message and field; e.g. 1e39 in a
+        float32 field: ``struct`` raises OverflowError there, reported as this error), a string
+        is too long for its ``char[N]``, or a float is not finite in JSON.
     ValueError
         Unsupported encoding (VLS, protobuf).
     """
@@ -415,7 +416,10 @@ class Decoder(FrameErrors):
     _pending = b""
     _own_errors = 0
 
-    def _err(self, reason: str) -> None:
+    def error(self, reason: str) -> None:
+        """Count one malformed frame (or message whose values cannot be used) and log it (first
+        10, then every 1000th); ``reason`` becomes :attr:`last_error`. The owner of the decoder
+        calls it for problems it finds after decoding (e.g. prices out of range)."""
         self._own_errors += 1
         self.last_error = reason
         n = self._own_errors
@@ -494,7 +498,7 @@ class Decoder(FrameErrors):
             try:
                 msg = codec.unpack(buf, off, size)
             except Exception as exc:  # noqa: BLE001 - a bad frame must never escape
-                self._err(f"type {typ}, {size} bytes: {exc}")
+                self.error(f"type {typ}, {size} bytes: {exc}")
                 off += size
                 continue
             off += size
@@ -533,7 +537,7 @@ class Decoder(FrameErrors):
                 self.unknown += 1
                 continue
             except Exception as exc:  # noqa: BLE001 - a bad frame must never escape
-                self._err(f"JSON frame {fr[:60]!r}: {type(exc).__name__}: {exc}")
+                self.error(f"JSON frame {fr[:60]!r}: {type(exc).__name__}: {exc}")
                 continue
             out.append(msg)
             if msg.TYPE == MessageType.ENCODING_RESPONSE or msg.TYPE == MessageType.ENCODING_REQUEST:

@@ -16,6 +16,7 @@ from PySide6 import QtWidgets
 
 from app.live.pipeline import PipelineConfig
 from app.config.prefs import get_password, set_password
+from app.config.settings import LOGON_TEXT_MAX_BYTES
 
 ENCODINGS = (("binary", "Binary"), ("json", "JSON"), ("compact_json", "Compact JSON"))
 SOURCES = (("dtc", "DTC"), ("sierra_files", "Sierra Chart data files"))
@@ -262,6 +263,12 @@ class ConnectionDialog(QtWidgets.QDialog):
         cfg.password = self.password.text()
         cfg.trade_account = self.trade_account.text().strip()
         cfg.sierra_data_dir = self.sierra_dir.text().strip()
+        if not cfg.embedded:
+            for label, value in (("Username", cfg.username), ("Password", cfg.password or "")):
+                n = len(value.encode("utf-8"))
+                if n > LOGON_TEXT_MAX_BYTES:
+                    raise ValueError(f"{label} is {n} bytes; a DTC logon holds at most {LOGON_TEXT_MAX_BYTES} "
+                                     f"bytes (UTF-8)")
         rows = self.symbol_rows()
         ai = self.active_row()
         active = rows[ai] if 0 <= ai < len(rows) else None

@@ -9,9 +9,14 @@ sample; the client side runs :class:`app.dtc.client.DTCClient` against a small s
 from __future__ import annotations
 
 import asyncio
+import io
 
+import numpy as np
 import pytest
 
+from app.cli import probe
+from app.core import events as ev
+from app.dtc import batch as B
 from app.dtc import client as CL
 from app.dtc import codec as C
 from app.dtc import messages as M
@@ -142,6 +147,116 @@ def test_client_skips_deeply_nested_json_and_stays_connected():
             assert cl.decode_errors == 1 and cl.state == "connected" and srv.connections == 1
         finally:
             await cl.close()
+            await srv.stop()
+
+    run(main())
+
+
+# ---------------------------------------------------------------- item 10: the client side
+
+
+def test_encode_reports_a_float32_overflow_as_encode_error():
+    with pytest.raises(C.EncodeError, match="Price"):
+        C.encode(M.MarketDepthUpdateLevelFloatWithMilliseconds(SymbolID=1, Price=1e39, Quantity=1.0))
+    with pytest.raises(C.EncodeError, match="Quantity"):
+        C.encode(M.MarketDataUpdateBidAskCompact(SymbolID=1, BidPrice=1.0, BidQuantity=3e38 * 10))
+
+
+def test_probe_reports_an_unsupported_encoding_in_one_line():
+    async def main():
+        srv = await ScriptedServer(grant=4).start()  # protobuf: not spoken by this client
+        try:
+            out = io.StringIO()
+            code = await probe.probe("127.0.0.1", srv.port, "ESZ5", seconds=0.5, connect_timeout_s=5, out=out)
+            text = out.getvalue()
+            assert code == 2, text
+            assert "unsupported encoding 4" in text and "Traceback" not in text
+            assert len(text.strip().splitlines()) == 1
+        finally:
+            await srv.stop()
+
+    run(main())
+
+
+def test_username_or_password_longer_than_the_logon_field_is_a_clear_error():
+    async def main():
+        srv = await ScriptedServer().start()
+        try:
+            for kw in ({"username": "u" * 32}, {"password": "p" * 40}, {"username": "é" * 16}):
+                out = io.StringIO()
+                code = await probe.probe("127.0.0.1", srv.port, "ESZ5", seconds=0.5, out=out, **kw)
+                text = out.getvalue()
+                assert code == 2 and "at most 31 bytes" in text and "Traceback" not in text, text
+                assert "p" * 40 not in text  # a password is never shown
+            assert srv.connections == 0  # refused before connecting
+            with pytest.raises(ValueError, match="LOGON_REQUEST.Username holds at most 31 bytes"):
+                CL.DTCClient("127.0.0.1", srv.port, username="x" * 40)
+            CL.DTCClient("127.0.0.1", srv.port, username="x" * 31, password="y" * 31)  # fits
+        finally:
+            await srv.stop()
+
+    run(main())
+
+
+def test_settings_refuse_a_username_that_does_not_fit_the_logon():
+    from app.config.schema import ConfigError
+    from app.config.settings import LOGON_TEXT_MAX_BYTES, ConnectionSettings, from_dict
+
+    assert LOGON_TEXT_MAX_BYTES == CL.logon_text_limit("Username") == CL.logon_text_limit("Password") == 31
+    with pytest.raises(ConfigError, match=r"connection\.username .*at most 31 bytes"):
+        from_dict({"connection": {"username": "x" * 40}}, "settings.toml")
+    with pytest.raises(ConfigError, match="username"):
+        ConnectionSettings(username="ü" * 16)  # 32 bytes in UTF-8
+    assert from_dict({"connection": {"username": "x" * 31}}).connection.username == "x" * 31
+
+
+def _quotes_then_depth(bad_price):
+    def on_subscribe(writer, m, enc):
+        if m.TYPE == T.MARKET_DATA_REQUEST:
+            for bid in (bad_price, 4810.0):
+                writer.write(C.encode(M.MarketDataUpdateBidAsk(SymbolID=m.SymbolID, BidPrice=bid, BidQuantity=5,
+                                                               AskPrice=4810.25, AskQuantity=7,
+                                                               DateTime=1_700_000_000), enc))
+        elif m.TYPE == T.MARKET_DEPTH_REQUEST:
+            e = ev.depth_events(ts=np.full(2, 1_700_000_000_000_000_000), price=[19240, 19241], size=[5.0, 4.0],
+                                side=[1, 2], op=1)
+            writer.write(B.encode_depth_batch(e, TICK, m.SymbolID, enc, msg_type=122))
+    return on_subscribe
+
+
+def test_client_counts_a_best_bid_of_3e18_as_a_decode_error(caplog):
+    async def main():
+        srv = await ScriptedServer(on_subscribe=_quotes_then_depth(3e18)).start()
+        cl = CL.DTCClient("127.0.0.1", srv.port, backoff_initial_s=0.05)
+        batches: list = []
+        try:
+            await cl.connect()
+            await cl.subscribe_market("ESZ5", depth=False, on_events=batches.append, tick_size=TICK)
+            assert await until(lambda: cl.decode_errors >= 1 and batches, 10)
+            quotes = np.concatenate(batches)
+            assert (quotes["kind"] == ev.KIND_QUOTE).all()
+            assert sorted(quotes["price"].tolist()) == [19240, 19241]  # only the good quote
+            assert cl.decode_errors == 1 and "3e+18" in cl.last_error and cl.state == "connected"
+        finally:
+            await cl.close()
+            await srv.stop()
+
+    with caplog.at_level("WARNING"):
+        run(main())
+    assert not [r for r in caplog.records if r.levelname == "ERROR" or r.exc_info]
+
+
+def test_probe_counts_out_of_range_quotes_in_its_errors():
+    async def main():
+        srv = await ScriptedServer(on_subscribe=_quotes_then_depth(3e18)).start()
+        try:
+            out = io.StringIO()
+            code = await probe.probe("127.0.0.1", srv.port, "ESZ5", seconds=1.2, tick_size=TICK, out=out)
+            text = out.getvalue()
+            assert code == 0, text
+            assert " errors 1 " in [ln for ln in text.splitlines() if " levels " in ln][-1]
+            assert "1 decode errors" in text and "last decode error" in text and "Traceback" not in text
+        finally:
             await srv.stop()
 
     run(main())
