@@ -158,6 +158,9 @@ async def record_dtc(address: str, symbol: str, out: Path, seconds: float, *, al
         await client.close()
     paths = sink.close()
     say(f"recorded {sink.events} events of {symbol} in {seconds:g} s -> {', '.join(str(p) for p in paths)}")
+    if client.decode_errors:
+        say(f"record: {client.decode_errors} malformed messages from the server were skipped (not recorded); "
+            f"last: {client.last_error}")
     return 0 if sink.events else 1
 
 

@@ -23,7 +23,10 @@ built-in replay server) and keeps it alive:
   old SymbolID (the server answers with fresh snapshots, so the book starts with ``OP_CLEAR``).
 * **Market data** arrives as ``EVENT_DTYPE`` numpy batches (:mod:`app.dtc.batch`), prices in
   ticks of the symbol's ``MinPriceIncrement`` from its security definition; BBO messages
-  (108/117/143/144) become ``KIND_QUOTE`` events.
+  (108/117/143/144) become ``KIND_QUOTE`` events. A market message that cannot be used (too
+  short, a Side or batch flag outside its enum, an unsubscribed SymbolID, a price such as 3e18
+  beyond the int64 tick range) is counted in :attr:`DTCClient.decode_errors` with its reason
+  (:attr:`DTCClient.last_error`) and never reaches ``on_events``.
 * **Event times are market times.** Messages without a timestamp (141 depth, 142 trades, 143
   BBO, 145 snapshot levels) or with a zero one (e.g. a 122 snapshot sent before the book has
   traded) are stamped with the last market time seen on the connection for that symbol (the
@@ -883,7 +886,8 @@ class DTCClient:
     def _on_bid_ask(self, msg) -> None:
         sid = int(msg.SymbolID)
         sub = self.subscriptions.get(sid)
-        if sub is None:
+        if sub is None or not sub.tick_size > 0:
+            self._count_error(f"{type(msg).__name__} ({int(msg.TYPE)}) SymbolID {sid}: SymbolID is not subscribed")
             return
         t = int(msg.TYPE)
         if t == T.MARKET_DATA_UPDATE_BID_ASK:
@@ -1117,6 +1121,7 @@ class DTCClient:
         sub = self.subscriptions.pop(sid, None) if sid else None
         if sub is None:
             return
+        self._ticks.pop(sid, None)  # its market data is no longer decoded (counted if it still comes)
         try:
             self._send(M.MarketDataRequest(RequestAction=M.RequestAction.UNSUBSCRIBE, SymbolID=sid))
             if sub.depth:

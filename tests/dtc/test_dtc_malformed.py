@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import struct
 
 import numpy as np
 import pytest
@@ -260,3 +261,122 @@ def test_probe_counts_out_of_range_quotes_in_its_errors():
             await srv.stop()
 
     run(main())
+
+
+# ---------------------------------------------------------------- item 11: malformed frames that still frame
+
+SID = 1  # the SymbolID the client allocates for its first subscription
+
+
+def _good_snapshot(sid=SID):
+    e = ev.depth_events(ts=np.full(2, 1_700_000_000_000_000_000), price=[19240, 19241], size=[5.0, 4.0],
+                        side=[1, 2], op=1)
+    return B.encode_depth_batch(e, TICK, sid, Encoding.BINARY, msg_type=122)
+
+
+def _good_trade(sid=SID, price=19241.0 * TICK):
+    return C.encode(M.MarketDataUpdateTrade(SymbolID=sid, AtBidOrAsk=2, Price=price, Volume=3.0,
+                                            DateTime=1_700_000_001.0))
+
+
+def _malformed(sid=SID):
+    """The issue's seven frames, each with the text its reason must contain."""
+    d106 = C.encode(M.MarketDepthUpdateLevel(SymbolID=sid, Side=1, Price=4810.0, Quantity=5.0, UpdateType=1,
+                                             DateTime=1_700_000_000.5))
+    d140 = C.encode(M.MarketDepthUpdateLevelFloatWithMilliseconds(SymbolID=sid, DateTime=1_700_000_000_500,
+                                                                  Price=4810.0, Quantity=5.0, Side=1, UpdateType=1,
+                                                                  FinalUpdateInBatch=7))
+    t107 = _good_trade(sid)
+    return [
+        (struct.pack("<HH", 12, 9999) + b"\x00" * 8, "unknown message type 9999"),
+        (struct.pack("<HH", 8, 0) + b"\x00" * 4, "Type 0"),
+        (struct.pack("<HH", 24, 106) + d106[4:24], "(106) of 24 bytes is shorter"),
+        (d106[:8] + struct.pack("<H", 5) + d106[10:], "Side 5"),
+        (C.encode(M.MarketDepthUpdateLevel(SymbolID=77, Side=1, Price=4810.0, Quantity=5.0, UpdateType=1,
+                                           DateTime=1_700_000_000.5)), "SymbolID 77 is not subscribed"),
+        (d140, "FinalUpdateInBatch 7"),
+        (struct.pack("<HH", 16, 107) + t107[4:16], "(107) of 16 bytes is shorter"),
+    ]
+
+
+
+def test_each_malformed_frame_is_a_decode_error_with_its_reason():
+    for frame, reason in _malformed():
+        d = B.MarketStreamDecoder(Encoding.BINARY, {SID: TICK})
+        items = d.feed(_good_snapshot() + frame + _good_trade())
+        events = np.concatenate([it for it in items if isinstance(it, np.ndarray)])
+        assert d.errors == 1 and reason in d.last_error, (reason, d.last_error)
+        # what reaches the book: the clear, the two snapshot levels and the good trade only
+        assert events["op"].tolist()[:3] == [ev.OP_CLEAR, ev.OP_SET, ev.OP_SET]
+        trades = events[events["kind"] == ev.KIND_TRADE]
+        assert trades["price"].tolist() == [19241] and events.shape[0] == 4
+        assert np.isin(events["side"][1:], (1, 2)).all()
+
+
+def test_malformed_values_in_json_are_decode_errors_too():
+    for enc in (Encoding.JSON, Encoding.JSON_COMPACT):
+        frames = [
+            C.encode(M.MarketDepthUpdateLevel(SymbolID=SID, Side=5, Price=4810.0, Quantity=5.0, UpdateType=1), enc),
+            C.encode(M.MarketDepthUpdateLevel(SymbolID=77, Side=1, Price=4810.0, Quantity=5.0, UpdateType=1), enc),
+            C.encode(M.MarketDepthUpdateLevelFloatWithMilliseconds(SymbolID=SID, Price=4810.0, Quantity=1.0, Side=1,
+                                                                   UpdateType=1, FinalUpdateInBatch=7), enc),
+            b'{"Type":107,"SymbolID":1,"AtBidOrAsk":2}\x00' if enc == Encoding.JSON
+            else b'{"Type":107,"F":[1,2]}\x00',
+            b'{"Type":9999}\x00',
+            C.encode(M.MarketDataUpdateTrade(SymbolID=SID, AtBidOrAsk=2, Price=4810.25, Volume=1.0,
+                                             DateTime=1_700_000_001.0), enc),
+        ]
+        d = B.MarketStreamDecoder(enc, {SID: TICK})
+        items = d.feed(b"".join(frames))
+        events = np.concatenate([it for it in items if isinstance(it, np.ndarray)])
+        assert d.errors == 5, d.last_error
+        assert events.shape[0] == 1 and events["price"][0] == 19241
+
+
+def test_probe_and_client_count_malformed_frames_and_the_book_stays_clean():
+    def on_subscribe(writer, m, enc):
+        if m.TYPE == T.MARKET_DEPTH_REQUEST:
+            writer.write(_good_snapshot(m.SymbolID) + b"".join(f for f, _ in _malformed(m.SymbolID))
+                         + _good_trade(m.SymbolID))
+
+    async def main():
+        srv = await ScriptedServer(on_subscribe=on_subscribe).start()
+        try:
+            out = io.StringIO()
+            code = await probe.probe("127.0.0.1", srv.port, "ESZ5", seconds=1.2, tick_size=TICK, out=out)
+            text = out.getvalue()
+            assert code == 0, text
+            line = [ln for ln in text.splitlines() if " levels " in ln][-1]
+            assert " errors 7 " in line and "levels 1/1" in line and "bid 4810.00 x 5" in line, line
+            assert "1 trades" in text and "7 decode errors" in text
+        finally:
+            await srv.stop()
+
+    run(main())
+
+
+def test_record_writes_no_malformed_trade_to_scid(tmp_path):
+    from app.cli.record import record_dtc
+    from app.feeds.scid import read_scid
+
+    def on_subscribe(writer, m, enc):
+        if m.TYPE == T.MARKET_DEPTH_REQUEST:
+            writer.write(_good_snapshot(m.SymbolID) + b"".join(f for f, _ in _malformed(m.SymbolID))
+                         + _good_trade(m.SymbolID))
+
+    async def main():
+        srv = await ScriptedServer(on_subscribe=on_subscribe).start()
+        lines: list[str] = []
+        try:
+            code = await record_dtc(f"127.0.0.1:{srv.port}", "ESZ5", tmp_path / "r.mrec", 1.0, also=("scid",),
+                                    tick_size=TICK, say=lines.append, stop=asyncio.Event())
+        finally:
+            await srv.stop()
+        return code, lines
+
+    code, lines = run(main())
+    assert code == 0, lines
+    assert any("7 malformed messages" in ln for ln in lines), lines
+    _hdr, recs = read_scid(tmp_path / "r.scid")
+    # one trade record, the good one: no zero-price trade from the 16-byte 107
+    assert recs["close"].tolist() == [4810.25] and recs["total_volume"].tolist() == [3], recs
