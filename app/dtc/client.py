@@ -18,6 +18,11 @@ built-in replay server) and keeps it alive:
   clock (the client is woken by the clock; when the clock is advanced on the event loop's
   thread, the due deadlines are handled before ``advance`` returns). The TCP connect timeout,
   request timeouts and the reconnect backoff wait in real time (asyncio).
+* **TLS** (``tls=True``; Sierra Chart's "Require TLS"): the server's certificate must verify
+  against the system's authorities, or match the pinned SHA-256 fingerprint
+  (``tls_fingerprint``; Sierra Chart's certificate is usually self-signed); otherwise
+  :class:`UntrustedCertificate` says so with the fingerprint to compare and pin, and nothing is
+  sent. Verification is never turned off without a pin.
 * **Reconnect** with exponential backoff (``backoff_initial_s`` doubling up to
   ``backoff_max_s``) and +-25 % jitter, then **resubscribe** every market subscription with its
   old SymbolID (the server answers with fresh snapshots, so the book starts with ``OP_CLEAR``).
@@ -49,11 +54,13 @@ an exception in a callback is logged and never stops the connection.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
 import math
 import random
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -115,6 +122,106 @@ class LogonError(DTCError):
         except ValueError:
             name = str(self.result)
         super().__init__(f"logon refused ({name}): {text}")
+
+
+class UntrustedCertificate(DTCError):
+    """TLS: the server's certificate is not trusted, so nothing was sent.
+
+    Either it does not verify against the system's certificate authorities and no fingerprint is
+    pinned (Sierra Chart's certificate is usually self-signed: compare :attr:`fingerprint` with
+    the server's and pin it), or it differs from the pinned one (:attr:`pinned`).
+
+    Attributes
+    ----------
+    host, port : str, int
+    fingerprint : str
+        SHA-256 of the certificate the server presented (DER), ``AB:CD:...`` (64 hex digits).
+    pinned : str
+        The pinned fingerprint it was compared with ("" when none was pinned).
+    reason : str
+        The verification error (no pin) or "fingerprint mismatch".
+    """
+
+    def __init__(self, host: str, port: int, fingerprint: str, reason: str, pinned: str = ""):
+        self.host, self.port = host, int(port)
+        self.fingerprint, self.pinned, self.reason = fingerprint, pinned, reason
+        if pinned:
+            text = (f"TLS: the certificate of {host}:{port} has SHA-256 {fingerprint}, not the pinned {pinned}: "
+                    f"not connecting (a different server, or its certificate was renewed: check it and pin the "
+                    f"new fingerprint)")
+        else:
+            text = (f"TLS: the certificate of {host}:{port} is not trusted ({reason}); its SHA-256 fingerprint is "
+                    f"{fingerprint}. If that is your server's certificate (Sierra Chart's is usually self-signed), "
+                    f"pin it: --tls-fingerprint {fingerprint} or the connection dialog / settings "
+                    f"[connection] tls_fingerprint")
+        super().__init__(text)
+
+
+def certificate_fingerprint(der: bytes) -> str:
+    """SHA-256 of a certificate in DER form, as 32 upper-case hex bytes joined by colons (the
+    form browsers and ``openssl x509 -fingerprint -sha256`` show)."""
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def normalize_fingerprint(text: str) -> str:
+    """A SHA-256 fingerprint typed or pasted in any usual form (``ab:cd:..``, ``ABCD..``, spaces)
+    as :func:`certificate_fingerprint` writes it; ``""`` stays ``""``.
+
+    Raises
+    ------
+    ValueError
+        Not 64 hex digits (the text says so).
+    """
+    digits = "".join(ch for ch in str(text) if ch not in ": \t").upper()
+    if not digits:
+        return ""
+    if len(digits) != 64 or any(ch not in "0123456789ABCDEF" for ch in digits):
+        raise ValueError(f"TLS fingerprint {text!r}: expected a SHA-256 fingerprint, 64 hex digits "
+                         f"(e.g. AB:CD:...:EF)")
+    return ":".join(digits[i:i + 2] for i in range(0, 64, 2))
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """TLS without certificate verification: only for reading the certificate to compare its
+    fingerprint with a pinned one (or to show it); never used to send anything unpinned."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def fetch_fingerprint(host: str, port: int, timeout: float = 5.0) -> tuple[str, str]:
+    """Read the TLS certificate of ``host:port`` (blocking, sends no DTC byte).
+
+    Returns
+    -------
+    fingerprint : str
+        SHA-256 of the certificate (:func:`certificate_fingerprint`).
+    verify_error : str
+        "" when the certificate verifies against the system's authorities for ``host``, else why
+        not (e.g. "self-signed certificate"): then it must be pinned to be used.
+
+    Raises
+    ------
+    OSError
+        Cannot connect, or no TLS on that port (the text names host and port).
+    """
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            with _unverified_context().wrap_socket(raw, server_hostname=host) as tls:
+                der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"cannot read the TLS certificate of {host}:{port}: {exc}") from None
+    fp = certificate_fingerprint(der)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            with ssl.create_default_context().wrap_socket(raw, server_hostname=host):
+                pass
+    except ssl.SSLCertVerificationError as exc:
+        return fp, str(exc.verify_message or exc)
+    except (OSError, ssl.SSLError) as exc:
+        return fp, str(exc)
+    return fp, ""
 
 
 class RequestRejected(DTCError):
@@ -305,12 +412,21 @@ class DTCClient:
     clock : Clock, optional
         Source of time (module docstring, "Time"); default
         :data:`~app.core.clock.SYSTEM_CLOCK`.
+    tls : bool
+        Connect with TLS (Sierra Chart's "Require TLS"). The certificate must verify against the
+        system's authorities for ``host``, or match ``tls_fingerprint``; otherwise
+        :meth:`connect` raises :class:`UntrustedCertificate` with the certificate's fingerprint
+        (verification is never turned off silently).
+    tls_fingerprint : str
+        Pinned SHA-256 fingerprint of the server's certificate (any usual form, see
+        :func:`normalize_fingerprint`): a certificate with this fingerprint is trusted (a
+        self-signed one included), any other refused.
 
     Raises
     ------
     ValueError
         ``username`` or ``password`` longer than LOGON_REQUEST's ``char[32]`` (31 UTF-8 bytes),
-        or an unsupported ``encoding``.
+        an unsupported ``encoding``, or a ``tls_fingerprint`` that is not 64 hex digits.
     """
 
     def __init__(self, host: str, port: int, *, encoding=Encoding.BINARY, client_name: str = "MIA Elite",
@@ -319,7 +435,7 @@ class DTCClient:
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, connect_timeout_s: float = 10.0,
                  request_timeout_s: float = 15.0, subscribe_timeout_s: float = 10.0,
                  on_state: Callable[[str], Any] | None = None, untimed_hold_s: float = 2.0,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, tls: bool = False, tls_fingerprint: str = ""):
         self.clock = SYSTEM_CLOCK if clock is None else clock
         for name, value in (("Username", username), ("Password", password)):
             _check_logon_text(name, value)
@@ -340,6 +456,10 @@ class DTCClient:
         self.request_timeout_s = float(request_timeout_s)
         self.subscribe_timeout_s = float(subscribe_timeout_s)
         self.untimed_hold_s = float(untimed_hold_s)
+        self.tls = bool(tls)
+        self.tls_fingerprint = normalize_fingerprint(tls_fingerprint)
+        #: SHA-256 fingerprint of the certificate of the current TLS connection ("" without TLS)
+        self.peer_fingerprint = ""
 
         self.state = "disconnected"
         self._state_listeners: list[Callable[[str], Any]] = [on_state] if on_state else []
@@ -469,6 +589,8 @@ class DTCClient:
             TCP connection failed (nothing listening, refused, timeout).
         LogonError
             The server refused the logon.
+        UntrustedCertificate
+            TLS: the certificate neither verifies nor matches the pinned fingerprint.
         DTCError
             Negotiation failed (the server granted an unsupported encoding).
         asyncio.TimeoutError
@@ -491,8 +613,7 @@ class DTCClient:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self._set_state("connecting")
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
-                                                self.connect_timeout_s)
+        reader, writer = await asyncio.wait_for(self._open_stream(), self.connect_timeout_s)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             try:
@@ -538,6 +659,34 @@ class DTCClient:
         self.logon_response = lr
         self.server_name = lr.ServerName
         self._set_state("connected")
+
+    async def _open_stream(self):
+        """The TCP (or TLS) connection: (reader, writer). With TLS the certificate is checked
+        before anything is sent (class docstring, ``tls``)."""
+        if not self.tls:
+            return await asyncio.open_connection(self.host, self.port)
+        self.peer_fingerprint = ""
+        if self.tls_fingerprint:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=_unverified_context(),
+                                                           server_hostname=self.host)
+            fp = certificate_fingerprint(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            if fp != self.tls_fingerprint:
+                writer.transport.abort()
+                raise UntrustedCertificate(self.host, self.port, fp, "fingerprint mismatch", self.tls_fingerprint)
+            self.peer_fingerprint = fp
+            return reader, writer
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=ssl.create_default_context(),
+                                                           server_hostname=self.host)
+        except ssl.SSLCertVerificationError as exc:
+            # read the certificate (nothing is sent) so that the user can compare and pin it
+            _r, w = await asyncio.open_connection(self.host, self.port, ssl=_unverified_context(),
+                                                  server_hostname=self.host)
+            fp = certificate_fingerprint(w.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            w.transport.abort()
+            raise UntrustedCertificate(self.host, self.port, fp, str(exc.verify_message or exc)) from None
+        self.peer_fingerprint = certificate_fingerprint(writer.get_extra_info("ssl_object").getpeercert(True))
+        return reader, writer
 
     async def _await_step(self, fut, what):
         """Wait for one handshake step; the session's deadline bounds it (a handshake timeout
@@ -606,6 +755,11 @@ class DTCClient:
                         self.reconnects += 1
                         await self._resubscribe()
                         break
+                    except UntrustedCertificate as exc:
+                        await self._drop_connection()
+                        log.error("dtc: %s; not reconnecting", exc)
+                        self._set_state("disconnected")
+                        return
                     except LogonError as exc:
                         await self._drop_connection()
                         if exc.result == M.LogonStatus.LOGON_ERROR_NO_RECONNECT:
@@ -1236,7 +1390,8 @@ class DTCClient:
         hist = DTCClient(self.host, port or self.historical_port, encoding=self.encoding,
                          client_name=self.client_name, username=self.username, password=self._password,
                          heartbeat_s=max(self.heartbeat_s, 60.0), depth_float=False, reconnect=False,
-                         connect_timeout_s=self.connect_timeout_s, clock=self.clock)
+                         connect_timeout_s=self.connect_timeout_s, clock=self.clock, tls=self.tls,
+                         tls_fingerprint=self.tls_fingerprint)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         records: list = []
