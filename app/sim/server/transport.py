@@ -75,6 +75,10 @@ class _Transport:
     def is_closing(self) -> bool:
         return self._stream.raw_writer.transport.is_closing()
 
+    def __getattr__(self, name):
+        # flow control and the rest (pause_reading, set_write_buffer_limits, ...): the socket's
+        return getattr(self._stream.raw_writer.transport, name)
+
 
 class WebSocketStream:
     """One WebSocket connection carrying DTC JSON, as a stream reader and writer in one.
