@@ -228,7 +228,7 @@ CODECS: dict[int, _MessageCodec] = {t: _MessageCodec(c) for t, c in M.MESSAGE_CL
 
 #: Market data types whose binary frames must hold every field a book or a trade needs: the
 #: versioning rule (fields beyond a shorter message take their defaults) would otherwise turn a
-#: 16-byte 107 into a zero-price trade. Size -> the smallest accepted ``Size``: the whole struct,
+#: 16-byte 107 into a zero-price trade. Type -> the smallest accepted ``Size``: the whole struct,
 #: except 106 and 122, whose last field (``NumOrders``, uint32 at offset 48) was added later and
 #: defaults to 0 (layouts: ``DTCProtocol.h``, ``../shared/reference/dtc-struct-offsets.txt``).
 REQUIRED_SIZE: dict[int, int] = {

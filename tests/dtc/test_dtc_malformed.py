@@ -313,6 +313,15 @@ def test_each_malformed_frame_is_a_decode_error_with_its_reason():
         assert np.isin(events["side"][1:], (1, 2)).all()
 
 
+def test_batch_path_and_per_message_rules_give_the_same_reasons():
+    for frame, _reason in _malformed():
+        d = B.MarketStreamDecoder(Encoding.BINARY, {SID: TICK})
+        d.feed(frame)
+        msgs = C.Decoder(Encoding.BINARY).feed(frame)
+        if msgs and int(msgs[0].TYPE) in B.BATCH_TYPES:  # full-size frames with bad values
+            assert B.message_problem(msgs[0], {SID: TICK}) == d.last_error
+
+
 def test_malformed_values_in_json_are_decode_errors_too():
     for enc in (Encoding.JSON, Encoding.JSON_COMPACT):
         frames = [

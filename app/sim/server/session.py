@@ -1,11 +1,12 @@
 """The server's session layer: connections, the sans-I/O DTC session per connection, sending.
 
 One :class:`Conn` per TCP client (or WebSocket client on the same port, or either inside TLS:
-:mod:`.transport`), each with its :class:`app.dtc.session.DTCSession` (role server), which does the encoding negotiation, the logon handshake, heartbeats and the deadlines
-(logon within 120 s of the connection's start; a client silent for 2 x its heartbeat interval
-+ 1 s is logged off). This module only moves bytes: it feeds the session what the socket read,
-writes what the session has to send, decides the logon (password, capability flags) and wakes
-the session at its next deadline through the server's :class:`~app.core.timers.ClockTimers`
+:mod:`.transport`), each with its :class:`app.dtc.session.DTCSession` (role server), which does
+the encoding negotiation, the logon handshake, heartbeats and the deadlines (logon within 120 s
+of the connection's start; a client silent for 2 x its heartbeat interval + 1 s is logged off).
+This module only moves bytes: it feeds the session what the socket read, writes what the session
+has to send, decides the logon (password, capability flags) and wakes the session at its next
+deadline through the server's :class:`~app.core.timers.ClockTimers`
 (so the server's time comes from its injected clock).
 
 Every request is dispatched with its connection (``handler(conn, message)``); whatever answers
