@@ -5,8 +5,13 @@ prints one summary line per second: best bid/ask, number of book levels per side
 messages/s, decode errors and the connection state; until Ctrl-C or ``--seconds N``.
 
 Exit codes: 0 = market data received; 1 = connected but no market data arrived; 2 = could not
-connect / log on / subscribe (the reason is printed; a market data reject prints Sierra Chart's
-data-file alternative).
+connect / log on / subscribe (the reason is printed in one line, never a traceback: e.g. an
+encoding the server granted that this client does not speak, a username or password longer than
+LOGON_REQUEST's 31 bytes; a market data reject prints Sierra Chart's data-file alternative).
+Messages whose values cannot be used (a best bid of 3e18) are counted as decode errors.
+
+``--tls`` connects with TLS; a certificate that does not verify (self-signed) is refused with its
+SHA-256 fingerprint, to compare with the server's and pin with ``--tls-fingerprint``.
 """
 
 from __future__ import annotations
@@ -34,6 +39,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--username", default="", help="only if the server requires authentication")
     p.add_argument("--heartbeat", type=float, default=10.0, help="heartbeat interval, seconds")
     p.add_argument("--connect-timeout", type=float, default=10.0, help="seconds")
+    p.add_argument("--tls", action="store_true", help="connect with TLS (Sierra Chart: Require TLS)")
+    p.add_argument("--tls-fingerprint", default="", metavar="SHA256",
+                   help="pinned SHA-256 fingerprint of the server's certificate (a self-signed one); without it "
+                        "the certificate must verify, else its fingerprint is printed to compare and pin")
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -106,17 +115,22 @@ def _line(symbol, book: BookSummary, trades_s, msgs_s, client) -> str:
 async def probe(host: str, port: int, symbol: str, *, seconds: float | None = None, exchange: str = "",
                 encoding: str = "binary", tick_size: float | None = None, depth: bool = True, username: str = "",
                 password: str = "", heartbeat_s: float = 10.0, connect_timeout_s: float = 10.0,
-                out=None, result: dict | None = None) -> int:
+                out=None, result: dict | None = None, tls: bool = False, tls_fingerprint: str = "") -> int:
     """Run the probe; returns the exit code (see the module docstring)."""
-    from app.dtc.client import DTCClient, LogonError, MarketDataRejected
+    from app.dtc.client import DTCClient, DTCError, LogonError, MarketDataRejected
 
     out = out or sys.stdout
 
     def say(text):
         print(text, file=out, flush=True)
 
-    client = DTCClient(host, port, encoding=encoding, username=username, password=password, heartbeat_s=heartbeat_s,
-                       connect_timeout_s=connect_timeout_s, client_name="MIA Elite probe")
+    try:
+        client = DTCClient(host, port, encoding=encoding, username=username, password=password,
+                           heartbeat_s=heartbeat_s, connect_timeout_s=connect_timeout_s, client_name="MIA Elite probe",
+                           tls=tls, tls_fingerprint=tls_fingerprint)
+    except ValueError as exc:  # a username/password that does not fit LOGON_REQUEST, a bad encoding or pin
+        say(f"cannot connect to {host}:{port}: {exc}")
+        return 2
     book: BookSummary | None = None
     pending: list[np.ndarray] = []
 
@@ -135,6 +149,11 @@ async def probe(host: str, port: int, symbol: str, *, seconds: float | None = No
         except LogonError as exc:
             say(f"logon refused by {host}:{port}: {exc}")
             return 2
+        except DTCError as exc:  # e.g. the server granted an encoding this client does not speak
+            say(f"cannot talk to {host}:{port}: {exc}")
+            return 2
+        if client.peer_fingerprint:
+            say(f"TLS: server certificate SHA-256 {client.peer_fingerprint}")
         say(f"connected to {host}:{port} ({lr.ServerName or 'DTC server'}), encoding {client.negotiated_encoding.name}, "
             f"trading {'yes' if lr.TradingIsSupported else 'no'}, depth {'yes' if lr.MarketDepthIsSupported else 'no'}")
         try:
@@ -167,6 +186,8 @@ async def probe(host: str, port: int, symbol: str, *, seconds: float | None = No
         say(f"summary: {client.messages_received} messages, {book.events} events, {book.trades} trades, "
             f"{client.decode_errors} decode errors, {client.reconnects} reconnects; "
             f"best bid {book.fmt_price(bid[0]) if bid else '-'}, best ask {book.fmt_price(ask[0]) if ask else '-'}")
+        if client.decode_errors and client.last_error:
+            say(f"last decode error: {client.last_error}")
         if sub.rejected:
             say(f"note: the server rejected part of the subscription: {sub.rejected}")
         code = 1 if book.events == 0 else 0
@@ -191,6 +212,7 @@ def run(args: argparse.Namespace) -> int:
         return asyncio.run(probe(host, port, args.symbol, seconds=args.seconds, exchange=args.exchange,
                                  encoding=args.encoding, tick_size=args.tick_size, depth=not args.no_depth,
                                  username=args.username, password=password, heartbeat_s=args.heartbeat,
-                                 connect_timeout_s=args.connect_timeout, result=result))
+                                 connect_timeout_s=args.connect_timeout, result=result, tls=args.tls,
+                                 tls_fingerprint=args.tls_fingerprint))
     except KeyboardInterrupt:
         return result["code"]

@@ -49,6 +49,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--poll", type=float, default=0.05, help="Sierra file poll interval, seconds")
     p.add_argument("--no-depth", action="store_true", help="trades and bid/ask only")
     p.add_argument("--encoding", default="binary", choices=["binary", "json", "json_compact"])
+    p.add_argument("--tls", action="store_true", help="connect with TLS (Sierra Chart: Require TLS)")
+    p.add_argument("--tls-fingerprint", default="", metavar="SHA256",
+                   help="pinned SHA-256 fingerprint of the server's certificate (a self-signed one); without it "
+                        "the certificate must verify, else its fingerprint is printed to compare and pin")
 
 
 class _Sink:
@@ -108,13 +112,14 @@ def _install_stop(stop: asyncio.Event) -> None:
 
 async def record_dtc(address: str, symbol: str, out: Path, seconds: float, *, also=(), depth=True,
                      tick_size=None, tick_value=0.0, encoding="binary", say=print,
-                     stop: asyncio.Event | None = None) -> int:
+                     stop: asyncio.Event | None = None, tls: bool = False, tls_fingerprint: str = "") -> int:
     """Record ``symbol`` from a DTC server for ``seconds`` (or until ``stop`` is set); returns the exit code."""
     from app.dtc.client import DTCClient, DTCError, LogonError, MarketDataRejected
     from app.cli.probe import parse_address
 
     host, port = parse_address(address)
-    client = DTCClient(host, port, encoding=encoding, client_name="MIA Elite recorder", reconnect=True)
+    client = DTCClient(host, port, encoding=encoding, client_name="MIA Elite recorder", reconnect=True, tls=tls,
+                       tls_fingerprint=tls_fingerprint)
     sink = None
     buffered: list[np.ndarray] = []
     stop = stop or asyncio.Event()
@@ -158,6 +163,9 @@ async def record_dtc(address: str, symbol: str, out: Path, seconds: float, *, al
         await client.close()
     paths = sink.close()
     say(f"recorded {sink.events} events of {symbol} in {seconds:g} s -> {', '.join(str(p) for p in paths)}")
+    if client.decode_errors:
+        say(f"record: {client.decode_errors} malformed messages from the server were skipped (not recorded); "
+            f"last: {client.last_error}")
     return 0 if sink.events else 1
 
 
@@ -218,7 +226,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         if args.dtc:
             coro = record_dtc(args.dtc, args.symbol, out, args.seconds, also=also, depth=not args.no_depth,
-                              tick_size=args.tick_size, tick_value=args.tick_value, encoding=args.encoding)
+                              tick_size=args.tick_size, tick_value=args.tick_value, encoding=args.encoding,
+                              tls=args.tls, tls_fingerprint=args.tls_fingerprint)
         else:
             if not args.tick_size:
                 print("record: --tick-size is required with --sierra (the files do not store it)", file=sys.stderr)

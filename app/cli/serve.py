@@ -5,6 +5,9 @@ Examples
 ``mia-elite serve`` replays the shipped real CME ES hour at real time on 127.0.0.1:11199.
 ``mia-elite serve ../shared/data/databento_cme/esh4-glbx-mdp3-20231225.mbo.dbn.zst --speed 10``
 ``mia-elite serve my.mrec --port 0 --speed 0 --no-loop --seconds 30`` (maximum speed, then exit).
+``mia-elite serve --tls server.crt server.key`` serves TLS only (clients pin the certificate's
+SHA-256 fingerprint, e.g. ``mia-elite probe 127.0.0.1:11199 ESH4 --tls --tls-fingerprint AB:CD:...``).
+WebSocket clients (``ws://`` or, with ``--tls``, ``wss://``) use the same port.
 
 While it runs in a terminal, type a command and Enter: ``p`` pause, ``r`` resume, ``s X`` speed X
 (``s 0`` = maximum), ``i`` statistics, ``q`` quit.
@@ -49,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slippage", type=int, default=0, help="ticks against market/stop fills (default 0)")
     p.add_argument("--max-gap", type=float, default=5.0, help="longest replay pause between events, s (default 5)")
     p.add_argument("--seconds", type=float, default=None, help="exit after this many seconds")
+    p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None,
+                   help="serve TLS only, with this PEM certificate and private key (DTC and WebSocket inside it)")
 
 
 def load_recording(path: str | Path):
@@ -129,14 +134,16 @@ async def serve(args: argparse.Namespace) -> int:
         max_gap_s=args.max_gap,
         encoding=_ENC[args.encoding],
         start_at_open=not args.from_start,
+        tls=getattr(args, "tls", None),
     )
     await server.start()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: this server has no TLS and no authentication; "
-              "keep it on 127.0.0.1 unless you know the network", file=sys.stderr, flush=True)
+        print(f"warning: listening on {args.host}: this server has {'TLS but ' if server.tls else 'no TLS and '}"
+              "no authentication; keep it on 127.0.0.1 unless you know the network", file=sys.stderr, flush=True)
     syms = ", ".join(f"{s.inst.symbol} ({len(s.clock.events)} events)" for s in server.symbols.values())
     speed = "maximum" if args.speed <= 0 else f"x{args.speed:g}"
-    print(f"MIA Elite DTC server on {args.host}:{server.port}: {syms}; speed {speed}; account {args.account}",
+    tls = f" (TLS, certificate {server.tls[0]})" if server.tls else ""
+    print(f"MIA Elite DTC server on {args.host}:{server.port}{tls}: {syms}; speed {speed}; account {args.account}",
           flush=True)
     stop = asyncio.Event()
     if sys.stdin is not None and sys.stdin.isatty():

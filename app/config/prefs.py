@@ -11,8 +11,9 @@ platform's config folder, both on the common schema (:mod:`app.config.schema`):
 =============================  ==============================================================
 window key                     stored as
 =============================  ==============================================================
-``connection.host/port/        ``settings.toml`` ``[connection]`` host, port, encoding, username
-encoding/username``
+``connection.host/port/        ``settings.toml`` ``[connection]`` host, port, encoding, username,
+encoding/username/tls/         tls, tls_fingerprint
+tls_fingerprint``
 ``connection.trade_account``   ``[trading] account``
 ``connection.sierra_data_dir``  ``[sierra] data_folder``
 ``connection.symbols``         ``[symbols.map]`` name -> data-service symbol, ``[symbols.source]``
@@ -92,6 +93,8 @@ _TYPED = {
     "connection.port": ("connection", "port"),
     "connection.encoding": ("connection", "encoding"),
     "connection.username": ("connection", "username"),
+    "connection.tls": ("connection", "tls"),
+    "connection.tls_fingerprint": ("connection", "tls_fingerprint"),
     "connection.trade_account": ("trading", "account"),
     "connection.sierra_data_dir": ("sierra", "data_folder"),
     "replay.speed": ("replay", "speed"),

@@ -60,6 +60,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -85,6 +86,10 @@ ENCODINGS = literal_values(Encoding)
 DataSource = Literal["dtc", "sierra_files"]
 DATA_SOURCES = literal_values(DataSource)
 
+#: Most UTF-8 bytes of a DTC username or password: LOGON_REQUEST's ``char[32] Username`` /
+#: ``Password`` less the NUL (``DTCProtocol.h``; the client checks the same limit).
+LOGON_TEXT_MAX_BYTES = 31
+
 _NonEmpty = Annotated[str, msgspec.Meta(min_length=1)]
 _NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -106,13 +111,42 @@ class ConnectionSettings(Section):
     encoding : str
         One of :data:`ENCODINGS`.
     username : str
-        DTC logon name ("" = none).
+        DTC logon name ("" = none), at most :data:`LOGON_TEXT_MAX_BYTES` UTF-8 bytes.
+    tls : bool
+        Connect with TLS (Sierra Chart's "Require TLS").
+    tls_fingerprint : str
+        SHA-256 fingerprint of the server's certificate, pinned on first connect ("" = none: the
+        certificate must then verify against the system's authorities).
+
+    Raises
+    ------
+    ConfigError
+        ``username`` longer than :data:`LOGON_TEXT_MAX_BYTES` bytes.
     """
 
     host: _NonEmpty = "127.0.0.1"
     port: Annotated[int, msgspec.Meta(ge=1, le=65535)] = 11099
     encoding: Encoding = "binary"
     username: str = ""
+    tls: bool = False
+    tls_fingerprint: str = ""
+
+    def check(self) -> None:
+        """The username must fit LOGON_REQUEST.Username; a pinned fingerprint is a SHA-256 one.
+
+        Raises
+        ------
+        ConfigError
+            Names ``username`` and the byte limit, or ``tls_fingerprint`` and its form.
+        """
+        digits = "".join(ch for ch in self.tls_fingerprint if ch not in ": ")
+        if digits and not re.fullmatch(r"[0-9A-Fa-f]{64}", digits):
+            raise ConfigError("tls_fingerprint", "a SHA-256 certificate fingerprint: 64 hex digits, colons "
+                              "allowed (AB:CD:...), or \"\" for none", self.tls_fingerprint)
+        n = len(self.username.encode("utf-8"))
+        if n > LOGON_TEXT_MAX_BYTES:
+            raise ConfigError("username", f"at most {LOGON_TEXT_MAX_BYTES} bytes in UTF-8 (DTC LOGON_REQUEST "
+                              f"Username is char[32]); this one has {n}", self.username)
 
 
 class SymbolSettings(Section):

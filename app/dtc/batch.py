@@ -35,7 +35,16 @@ trades                          aggressor), ``size = Volume``.
 ==============================  ===========================================================
 
 Prices: ``price_ticks = rint(price / tick_size)``; a price that is unset (DBL_MAX/FLT_MAX) or
-not finite drops the event. Times to int64 ns UTC: double seconds (106, 107, 122, 137) are
+not finite makes the frame malformed (below).
+
+Malformed values (:func:`message_problem`; :class:`MarketStreamDecoder` counts each such frame
+as a decode error with its reason and gives no event for it, so it never reaches a book or a
+file): a SymbolID without a tick size (not subscribed); a depth update's Side other than 1/2 or
+UpdateType other than 1/2; a snapshot level's Side other than 0/1/2; FinalUpdateInBatch above 3
+(140/141/145); AtBidOrAsk other than 0/1/2; a price (of a used level) that is not finite or
+whose ``|price / tick|`` reaches 9e15 (DBL_MAX included); a size that is negative or not
+finite. Frames shorter than their required fields are refused by
+:class:`app.dtc.codec.Decoder` (:data:`app.dtc.codec.REQUIRED_SIZE`). Times to int64 ns UTC: double seconds (106, 107, 122, 137) are
 rounded to whole microseconds first (a double holds UNIX seconds to ~0.2 us); 140 ms x 1e6;
 112 s x 1e9; 146 us x 1e3; messages without a timestamp (141, 142, 145) take
 ``recv_ts_ns``.
@@ -58,6 +67,7 @@ until a market time is seen.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Mapping
 
 import numpy as np
@@ -188,16 +198,78 @@ def _sec_to_ns(x):
     return us.astype(np.int64) * 1000
 
 
-def _convert(t: int, r: np.ndarray, tick, recv_ts_ns: int):
+_UPDATE_TYPES = (int(T.MARKET_DEPTH_UPDATE_LEVEL), int(T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS),
+                 int(T.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP))
+_FINAL_TYPES = (int(T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS), int(T.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP),
+                int(T.MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT))
+
+
+def _problems(t: int, r: np.ndarray, tk) -> tuple[np.ndarray, list]:
+    """Records of ``r`` (one market message type) whose values cannot be used, and per rule
+    broken ``(count, reason of its first record)`` (a record counts once, under the first rule
+    it breaks; ``[]`` when none). The rules (module docstring, "Malformed values"): a
+    SymbolID without a tick size (not subscribed), a Side / UpdateType / FinalUpdateInBatch /
+    AtBidOrAsk outside its enum, a price that is not finite or beyond the int64 tick range, a
+    negative or non-finite size. An empty snapshot level (Side 0) is no problem."""
+    n = r.shape[0]
+    tka = np.broadcast_to(np.asarray(tk, dtype=np.float64), (n,))
+    checks = [(~(tka > 0), "SymbolID {sid} is not subscribed (no tick size)")]
+    depth = t in DEPTH_TYPES
+    if depth:
+        side = r["Side"].astype(np.int64)
+        qty = r["Quantity"].astype(np.float64)
+        if t in _UPDATE_TYPES:
+            used = np.ones(n, dtype=bool)
+            checks.append(((side < 1) | (side > 2), "Side {Side} is not 1 (bid) or 2 (ask)"))
+            op = r["UpdateType"]
+            checks.append(((op < 1) | (op > 2), "UpdateType {UpdateType} is not 1 (insert/update) or 2 (delete)"))
+        else:
+            used = side != 0  # Side 0: an empty level (an empty book's snapshot)
+            checks.append(((side < 0) | (side > 2), "Side {Side} is not 0, 1 (bid) or 2 (ask)"))
+        if t in _FINAL_TYPES:
+            checks.append((r["FinalUpdateInBatch"].astype(np.int64) > 3,
+                           "FinalUpdateInBatch {FinalUpdateInBatch} is not 0..3"))
+    else:
+        used = np.ones(n, dtype=bool)
+        qty = r["Volume"].astype(np.float64)
+        checks.append((r["AtBidOrAsk"].astype(np.int64) > 2, "AtBidOrAsk {AtBidOrAsk} is not 0, 1 or 2"))
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        p = r["Price"].astype(np.float64)
+        q = p / np.where(tka > 0, tka, 1.0)
+        price_bad = ~(np.isfinite(q) & (np.abs(q) < 9.0e15))
+        checks.append((used & price_bad, "Price {Price!r} is not a price in ticks"))
+        checks.append((used & ~(np.isfinite(qty) & (qty >= 0)), "size {size!r} is not a non-negative number"))
+    bad = np.zeros(n, dtype=bool)
+    found = []
+    for m, text in checks:
+        m = m & ~bad
+        if not m.any():
+            continue
+        bad |= m
+        i = int(np.argmax(m))
+        vals = {name: r[name][i].item() for name in r.dtype.names}
+        vals["sid"] = int(r["SymbolID"][i])
+        vals["size"] = float(qty[i])
+        found.append((int(m.sum()), f"{M.MESSAGE_CLASSES[t].__name__} ({t}) SymbolID {vals['sid']}: "
+                      + text.format(**vals)))
+    return bad, found
+
+
+def _convert(t: int, r: np.ndarray, tick, recv_ts_ns: int, problems: list | None = None):
     """Columns of the events of records ``r`` (one message type).
 
-    Returns (events, valid, clear_before): events has one row per record.
+    Returns (events, valid, clear_before): events has one row per record. Records with
+    unusable values (:func:`_problems`) are not valid and, with ``problems`` given, appended
+    to it as ``(count, reason of the first)``.
     """
     n = r.shape[0]
     out = np.zeros(n, dtype=ev.EVENT_DTYPE)
     clear = None
     sid = r["SymbolID"].astype(np.uint32)
     tk = _tick_array(tick, sid)
+    bad, found = _problems(t, r, tk)
+    if found and problems is not None:
+        problems.extend(found)
     out["symbol_id"] = sid
     if t in DEPTH_TYPES:
         out["kind"] = ev.KIND_DEPTH
@@ -241,6 +313,10 @@ def _convert(t: int, r: np.ndarray, tick, recv_ts_ns: int):
             ok = ok | marker
         # unknown ops are dropped
         ok = ok & (out["op"] <= ev.OP_DELETE)
+        if bad.any():
+            ok &= ~bad
+            if clear is not None:
+                clear = clear & ~bad
     else:
         out["kind"] = ev.KIND_TRADE
         price, ok = _to_ticks(r["Price"], tk)
@@ -256,6 +332,7 @@ def _convert(t: int, r: np.ndarray, tick, recv_ts_ns: int):
             out["ts"] = r["DateTime"].astype(np.int64) * 1000
         else:
             out["ts"] = recv_ts_ns
+        ok &= ~bad
     if clear is None:
         clear = np.zeros(n, dtype=bool)
     return out, ok, clear
@@ -312,8 +389,12 @@ def decode_events(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0):
     return events, end
 
 
-def decode_run(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0):
-    """As :func:`decode_events`, also returning the number of frames decoded: (events, end, n)."""
+def decode_run(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0, problems: list | None = None):
+    """As :func:`decode_events`, also returning the number of frames decoded: (events, end, n).
+
+    ``problems``, when given, receives ``(count, reason)`` per message type and rule broken, for
+    frames whose values cannot be used (module docstring, "Malformed values"); those frames give no
+    event."""
     offs, types, end = scan_run(data, start)
     n = offs.shape[0]
     if n == 0:
@@ -323,7 +404,7 @@ def decode_run(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0):
     t0 = int(types[0])
     if (types == t0).all() and end - start == n * _REC[t0].itemsize:
         r = np.frombuffer(data, dtype=_REC[t0], count=n, offset=start)
-        out, ok, clear = _convert(t0, r, tick_size, recv_ts_ns)
+        out, ok, clear = _convert(t0, r, tick_size, recv_ts_ns, problems)
         if not clear.any() and ok.all():
             return out, end, n
         parts.append((np.arange(n), out, ok, clear))
@@ -334,9 +415,59 @@ def decode_run(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0):
             rec = _REC[t]
             rows = u8[offs[idx, None] + np.arange(rec.itemsize)]
             r = np.ascontiguousarray(rows).view(rec)[:, 0]
-            out, ok, clear = _convert(t, r, tick_size, recv_ts_ns)
+            out, ok, clear = _convert(t, r, tick_size, recv_ts_ns, problems)
             parts.append((idx, out, ok, clear))
     return _assemble(parts, n), end, n
+
+
+def message_problem(msg, tick_size) -> str:
+    """Why the values of one decoded market message cannot be used ("" when they can).
+
+    The per-message twin of the batch path's rules (module docstring, "Malformed values"), in
+    plain Python for the JSON encodings; the tests check that both give the same verdicts.
+
+    Parameters
+    ----------
+    msg : Message
+        A message of one of :data:`BATCH_TYPES` (other types: "").
+    tick_size : float or Mapping[int, float]
+        As :func:`decode_events`.
+    """
+    t = int(msg.TYPE)
+    if t not in BATCH_TYPES:
+        return ""
+    sid = msg.SymbolID
+    tick = tick_size.get(int(sid)) if isinstance(tick_size, Mapping) else tick_size
+    head = f"{type(msg).__name__} ({t}) SymbolID {sid}: "
+    if not (tick and tick > 0):
+        return head + f"SymbolID {sid} is not subscribed (no tick size)"
+    used = True
+    if t in DEPTH_TYPES:
+        side, qty = msg.Side, msg.Quantity
+        if t in _UPDATE_TYPES:
+            if side not in (1, 2):
+                return head + f"Side {side} is not 1 (bid) or 2 (ask)"
+            if msg.UpdateType not in (1, 2):
+                return head + f"UpdateType {msg.UpdateType} is not 1 (insert/update) or 2 (delete)"
+        else:
+            if side not in (0, 1, 2):
+                return head + f"Side {side} is not 0, 1 (bid) or 2 (ask)"
+            used = side != 0
+        if t in _FINAL_TYPES and not 0 <= msg.FinalUpdateInBatch <= 3:
+            return head + f"FinalUpdateInBatch {msg.FinalUpdateInBatch} is not 0..3"
+    else:
+        qty = msg.Volume
+        if msg.AtBidOrAsk not in (0, 1, 2):
+            return head + f"AtBidOrAsk {msg.AtBidOrAsk} is not 0, 1 or 2"
+    if used:
+        price = float(msg.Price)
+        q = price / tick
+        if not (math.isfinite(q) and abs(q) < 9.0e15):
+            return head + f"Price {price!r} is not a price in ticks"
+        qty = float(qty)
+        if not (math.isfinite(qty) and qty >= 0):
+            return head + f"size {qty!r} is not a non-negative number"
+    return ""
 
 
 def message_to_events(msg, tick_size, recv_ts_ns: int = 0) -> np.ndarray:
@@ -708,7 +839,13 @@ class MarketStreamDecoder:
 
     @property
     def errors(self) -> int:
+        """Malformed frames and messages with unusable values (counted, skipped)."""
         return self.decoder.errors
+
+    def error(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` malformed frames or unusable messages with the first one's ``reason``
+        (see :meth:`app.dtc.codec.Decoder.error`)."""
+        self.decoder.error(reason, count)
 
     @property
     def last_error(self) -> str:
@@ -886,11 +1023,17 @@ class MarketStreamDecoder:
         n = len(buf)
         view = bytes(buf) if n else b""
         while pos + 4 <= n:
+            problems: list = []
             try:
-                events, end, nfr = decode_run(view, self.tick_sizes, start=pos, recv_ts_ns=recv_ts_ns)
+                events, end, nfr = decode_run(view, self.tick_sizes, start=pos, recv_ts_ns=recv_ts_ns,
+                                              problems=problems)
             except Exception as exc:  # noqa: BLE001 - never escape; fall back per message
                 log.warning("batch decode failed (%s); per-message path", exc)
                 end, events, nfr = pos, None, 0
+                problems = []
+            for count, reason in problems:
+                self.error(reason, count)
+                self.dropped += count
             if end > pos:
                 self.market_messages += nfr
                 self.batch_frames += nfr
@@ -927,9 +1070,12 @@ class MarketStreamDecoder:
             if int(m.TYPE) in BATCH_TYPES:
                 self.market_messages += 1
                 try:
-                    e = message_to_events(m, self.tick_sizes, recv_ts_ns)
+                    reason = message_problem(m, self.tick_sizes)
+                    e = None if reason else message_to_events(m, self.tick_sizes, recv_ts_ns)
                 except (OverflowError, ValueError, TypeError) as exc:  # e.g. JSON numbers out of range
-                    self.decoder._err(f"{type(m).__name__}: values out of range: {exc}")
+                    reason = f"{type(m).__name__}: values out of range: {exc}"
+                if reason:
+                    self.error(reason)
                     self.dropped += 1
                     continue
                 if e.shape[0]:

@@ -18,12 +18,20 @@ built-in replay server) and keeps it alive:
   clock (the client is woken by the clock; when the clock is advanced on the event loop's
   thread, the due deadlines are handled before ``advance`` returns). The TCP connect timeout,
   request timeouts and the reconnect backoff wait in real time (asyncio).
+* **TLS** (``tls=True``; Sierra Chart's "Require TLS"): the server's certificate must verify
+  against the system's authorities, or match the pinned SHA-256 fingerprint
+  (``tls_fingerprint``; Sierra Chart's certificate is usually self-signed); otherwise
+  :class:`UntrustedCertificate` says so with the fingerprint to compare and pin, and nothing is
+  sent. Verification is never turned off without a pin.
 * **Reconnect** with exponential backoff (``backoff_initial_s`` doubling up to
   ``backoff_max_s``) and +-25 % jitter, then **resubscribe** every market subscription with its
   old SymbolID (the server answers with fresh snapshots, so the book starts with ``OP_CLEAR``).
 * **Market data** arrives as ``EVENT_DTYPE`` numpy batches (:mod:`app.dtc.batch`), prices in
   ticks of the symbol's ``MinPriceIncrement`` from its security definition; BBO messages
-  (108/117/143/144) become ``KIND_QUOTE`` events.
+  (108/117/143/144) become ``KIND_QUOTE`` events. A market message that cannot be used (too
+  short, a Side or batch flag outside its enum, an unsubscribed SymbolID, a price such as 3e18
+  beyond the int64 tick range) is counted in :attr:`DTCClient.decode_errors` with its reason
+  (:attr:`DTCClient.last_error`) and never reaches ``on_events``.
 * **Event times are market times.** Messages without a timestamp (141 depth, 142 trades, 143
   BBO, 145 snapshot levels) or with a zero one (e.g. a 122 snapshot sent before the book has
   traded) are stamped with the last market time seen on the connection for that symbol (the
@@ -46,10 +54,13 @@ an exception in a callback is logged and never stops the connection.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import itertools
 import logging
+import math
 import random
 import socket
+import ssl
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -113,6 +124,106 @@ class LogonError(DTCError):
         super().__init__(f"logon refused ({name}): {text}")
 
 
+class UntrustedCertificate(DTCError):
+    """TLS: the server's certificate is not trusted, so nothing was sent.
+
+    Either it does not verify against the system's certificate authorities and no fingerprint is
+    pinned (Sierra Chart's certificate is usually self-signed: compare :attr:`fingerprint` with
+    the server's and pin it), or it differs from the pinned one (:attr:`pinned`).
+
+    Attributes
+    ----------
+    host, port : str, int
+    fingerprint : str
+        SHA-256 of the certificate the server presented (DER), ``AB:CD:...`` (64 hex digits).
+    pinned : str
+        The pinned fingerprint it was compared with ("" when none was pinned).
+    reason : str
+        The verification error (no pin) or "fingerprint mismatch".
+    """
+
+    def __init__(self, host: str, port: int, fingerprint: str, reason: str, pinned: str = ""):
+        self.host, self.port = host, int(port)
+        self.fingerprint, self.pinned, self.reason = fingerprint, pinned, reason
+        if pinned:
+            text = (f"TLS: the certificate of {host}:{port} has SHA-256 {fingerprint}, not the pinned {pinned}: "
+                    f"not connecting (a different server, or its certificate was renewed: check it and pin the "
+                    f"new fingerprint)")
+        else:
+            text = (f"TLS: the certificate of {host}:{port} is not trusted ({reason}); its SHA-256 fingerprint is "
+                    f"{fingerprint}. If that is your server's certificate (Sierra Chart's is usually self-signed), "
+                    f"pin it: --tls-fingerprint {fingerprint} or the connection dialog / settings "
+                    f"[connection] tls_fingerprint")
+        super().__init__(text)
+
+
+def certificate_fingerprint(der: bytes) -> str:
+    """SHA-256 of a certificate in DER form, as 32 upper-case hex bytes joined by colons (the
+    form browsers and ``openssl x509 -fingerprint -sha256`` show)."""
+    return ":".join(f"{b:02X}" for b in hashlib.sha256(der).digest())
+
+
+def normalize_fingerprint(text: str) -> str:
+    """A SHA-256 fingerprint typed or pasted in any usual form (``ab:cd:..``, ``ABCD..``, spaces)
+    as :func:`certificate_fingerprint` writes it; ``""`` stays ``""``.
+
+    Raises
+    ------
+    ValueError
+        Not 64 hex digits (the text says so).
+    """
+    digits = "".join(ch for ch in str(text) if ch not in ": \t").upper()
+    if not digits:
+        return ""
+    if len(digits) != 64 or any(ch not in "0123456789ABCDEF" for ch in digits):
+        raise ValueError(f"TLS fingerprint {text!r}: expected a SHA-256 fingerprint, 64 hex digits "
+                         f"(e.g. AB:CD:...:EF)")
+    return ":".join(digits[i:i + 2] for i in range(0, 64, 2))
+
+
+def _unverified_context() -> ssl.SSLContext:
+    """TLS without certificate verification: only for reading the certificate to compare its
+    fingerprint with a pinned one (or to show it); never used to send anything unpinned."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def fetch_fingerprint(host: str, port: int, timeout: float = 5.0) -> tuple[str, str]:
+    """Read the TLS certificate of ``host:port`` (blocking, sends no DTC byte).
+
+    Returns
+    -------
+    fingerprint : str
+        SHA-256 of the certificate (:func:`certificate_fingerprint`).
+    verify_error : str
+        "" when the certificate verifies against the system's authorities for ``host``, else why
+        not (e.g. "self-signed certificate"): then it must be pinned to be used.
+
+    Raises
+    ------
+    OSError
+        Cannot connect, or no TLS on that port (the text names host and port).
+    """
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            with _unverified_context().wrap_socket(raw, server_hostname=host) as tls:
+                der = tls.getpeercert(binary_form=True)
+    except (OSError, ssl.SSLError) as exc:
+        raise OSError(f"cannot read the TLS certificate of {host}:{port}: {exc}") from None
+    fp = certificate_fingerprint(der)
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as raw:
+            with ssl.create_default_context().wrap_socket(raw, server_hostname=host):
+                pass
+    except ssl.SSLCertVerificationError as exc:
+        return fp, str(exc.verify_message or exc)
+    except (OSError, ssl.SSLError) as exc:
+        return fp, str(exc)
+    return fp, ""
+
+
 class RequestRejected(DTCError):
     """A request was rejected by the server (its reject message's text)."""
 
@@ -149,6 +260,27 @@ class HistoricalDataRejected(RequestRejected):
         super().__init__(f"historical data rejected ({reason_code}): {text}")
 
 
+def logon_text_limit(name: str) -> int:
+    """Most UTF-8 bytes LOGON_REQUEST's ``name`` field (``Username``, ``Password``) holds: its
+    ``char[N]`` less the NUL (31 for both; ``DTCProtocol.h``)."""
+    for f in M.LogonRequest.SPEC.fields:
+        if f.name == name:
+            return f.size - 1
+    raise KeyError(name)
+
+
+def _check_logon_text(name: str, value: str) -> None:
+    """Raise ValueError when ``value`` does not fit LOGON_REQUEST's ``name`` (the text never
+    shows a password)."""
+    if not isinstance(value, str):
+        raise ValueError(f"DTC {name.lower()} must be text, got {type(value).__name__}")
+    n = len(value.encode("utf-8"))
+    limit = logon_text_limit(name)
+    if n > limit:
+        raise ValueError(f"DTC {name.lower()} is {n} bytes; LOGON_REQUEST.{name} holds at most {limit} bytes "
+                         f"(UTF-8)")
+
+
 def _parse_encoding(value) -> Encoding:
     if isinstance(value, str):
         key = value.strip().upper().replace("-", "_").replace(" ", "_")
@@ -162,6 +294,34 @@ def _parse_encoding(value) -> Encoding:
     if enc not in SUPPORTED_ENCODINGS:
         raise ValueError(f"encoding {enc.name} is not supported (binary, json, json_compact)")
     return enc
+
+
+#: Largest |price / tick| accepted (int64 ticks with room; a double holds integers exactly to 2**53).
+MAX_ABS_TICKS = 9.0e15
+
+
+def price_to_ticks(price: float, tick: float) -> int | None:
+    """``round(price / tick)`` as an int, or ``None`` when it cannot be a price in ticks.
+
+    Parameters
+    ----------
+    price : float
+        Price in the server's units.
+    tick : float
+        Price units per tick (> 0).
+
+    Returns
+    -------
+    int or None
+        Ticks; ``None`` for a non-finite price, a non-positive tick, or ``|price / tick|`` of
+        :data:`MAX_ABS_TICKS` or more (e.g. 3e18 with tick 0.25, which overflows int64).
+    """
+    if not tick > 0 or not math.isfinite(price):
+        return None
+    q = price / tick
+    if not abs(q) < MAX_ABS_TICKS:
+        return None
+    return int(round(q))
 
 
 def clean_tick(x: float) -> float:
@@ -252,6 +412,21 @@ class DTCClient:
     clock : Clock, optional
         Source of time (module docstring, "Time"); default
         :data:`~app.core.clock.SYSTEM_CLOCK`.
+    tls : bool
+        Connect with TLS (Sierra Chart's "Require TLS"). The certificate must verify against the
+        system's authorities for ``host``, or match ``tls_fingerprint``; otherwise
+        :meth:`connect` raises :class:`UntrustedCertificate` with the certificate's fingerprint
+        (verification is never turned off silently).
+    tls_fingerprint : str
+        Pinned SHA-256 fingerprint of the server's certificate (any usual form, see
+        :func:`normalize_fingerprint`): a certificate with this fingerprint is trusted (a
+        self-signed one included), any other refused.
+
+    Raises
+    ------
+    ValueError
+        ``username`` or ``password`` longer than LOGON_REQUEST's ``char[32]`` (31 UTF-8 bytes),
+        an unsupported ``encoding``, or a ``tls_fingerprint`` that is not 64 hex digits.
     """
 
     def __init__(self, host: str, port: int, *, encoding=Encoding.BINARY, client_name: str = "MIA Elite",
@@ -260,8 +435,10 @@ class DTCClient:
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, connect_timeout_s: float = 10.0,
                  request_timeout_s: float = 15.0, subscribe_timeout_s: float = 10.0,
                  on_state: Callable[[str], Any] | None = None, untimed_hold_s: float = 2.0,
-                 clock: Clock | None = None):
+                 clock: Clock | None = None, tls: bool = False, tls_fingerprint: str = ""):
         self.clock = SYSTEM_CLOCK if clock is None else clock
+        for name, value in (("Username", username), ("Password", password)):
+            _check_logon_text(name, value)
         self.host = host
         self.port = int(port)
         self.encoding = _parse_encoding(encoding)
@@ -279,6 +456,10 @@ class DTCClient:
         self.request_timeout_s = float(request_timeout_s)
         self.subscribe_timeout_s = float(subscribe_timeout_s)
         self.untimed_hold_s = float(untimed_hold_s)
+        self.tls = bool(tls)
+        self.tls_fingerprint = normalize_fingerprint(tls_fingerprint)
+        #: SHA-256 fingerprint of the certificate of the current TLS connection ("" without TLS)
+        self.peer_fingerprint = ""
 
         self.state = "disconnected"
         self._state_listeners: list[Callable[[str], Any]] = [on_state] if on_state else []
@@ -333,8 +514,13 @@ class DTCClient:
 
     @property
     def decode_errors(self) -> int:
-        """Malformed frames seen over all connections."""
+        """Malformed frames (and messages with unusable values) seen over all connections."""
         return self._errors_before + (self._session.errors if self._session else 0)
+
+    @property
+    def last_error(self) -> str:
+        """Reason of the latest decode error of the current connection ("" when none)."""
+        return self._session.last_error if self._session else ""
 
     @property
     def msgs_per_s(self) -> float:
@@ -403,6 +589,8 @@ class DTCClient:
             TCP connection failed (nothing listening, refused, timeout).
         LogonError
             The server refused the logon.
+        UntrustedCertificate
+            TLS: the certificate neither verifies nor matches the pinned fingerprint.
         DTCError
             Negotiation failed (the server granted an unsupported encoding).
         asyncio.TimeoutError
@@ -425,8 +613,7 @@ class DTCClient:
     async def _open(self) -> None:
         loop = asyncio.get_running_loop()
         self._set_state("connecting")
-        reader, writer = await asyncio.wait_for(asyncio.open_connection(self.host, self.port),
-                                                self.connect_timeout_s)
+        reader, writer = await asyncio.wait_for(self._open_stream(), self.connect_timeout_s)
         sock = writer.get_extra_info("socket")
         if sock is not None:
             try:
@@ -472,6 +659,34 @@ class DTCClient:
         self.logon_response = lr
         self.server_name = lr.ServerName
         self._set_state("connected")
+
+    async def _open_stream(self):
+        """The TCP (or TLS) connection: (reader, writer). With TLS the certificate is checked
+        before anything is sent (class docstring, ``tls``)."""
+        if not self.tls:
+            return await asyncio.open_connection(self.host, self.port)
+        self.peer_fingerprint = ""
+        if self.tls_fingerprint:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=_unverified_context(),
+                                                           server_hostname=self.host)
+            fp = certificate_fingerprint(writer.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            if fp != self.tls_fingerprint:
+                writer.transport.abort()
+                raise UntrustedCertificate(self.host, self.port, fp, "fingerprint mismatch", self.tls_fingerprint)
+            self.peer_fingerprint = fp
+            return reader, writer
+        try:
+            reader, writer = await asyncio.open_connection(self.host, self.port, ssl=ssl.create_default_context(),
+                                                           server_hostname=self.host)
+        except ssl.SSLCertVerificationError as exc:
+            # read the certificate (nothing is sent) so that the user can compare and pin it
+            _r, w = await asyncio.open_connection(self.host, self.port, ssl=_unverified_context(),
+                                                  server_hostname=self.host)
+            fp = certificate_fingerprint(w.get_extra_info("ssl_object").getpeercert(binary_form=True))
+            w.transport.abort()
+            raise UntrustedCertificate(self.host, self.port, fp, str(exc.verify_message or exc)) from None
+        self.peer_fingerprint = certificate_fingerprint(writer.get_extra_info("ssl_object").getpeercert(True))
+        return reader, writer
 
     async def _await_step(self, fut, what):
         """Wait for one handshake step; the session's deadline bounds it (a handshake timeout
@@ -540,6 +755,11 @@ class DTCClient:
                         self.reconnects += 1
                         await self._resubscribe()
                         break
+                    except UntrustedCertificate as exc:
+                        await self._drop_connection()
+                        log.error("dtc: %s; not reconnecting", exc)
+                        self._set_state("disconnected")
+                        return
                     except LogonError as exc:
                         await self._drop_connection()
                         if exc.result == M.LogonStatus.LOGON_ERROR_NO_RECONNECT:
@@ -820,7 +1040,8 @@ class DTCClient:
     def _on_bid_ask(self, msg) -> None:
         sid = int(msg.SymbolID)
         sub = self.subscriptions.get(sid)
-        if sub is None:
+        if sub is None or not sub.tick_size > 0:
+            self._count_error(f"{type(msg).__name__} ({int(msg.TYPE)}) SymbolID {sid}: SymbolID is not subscribed")
             return
         t = int(msg.TYPE)
         if t == T.MARKET_DATA_UPDATE_BID_ASK:
@@ -836,27 +1057,39 @@ class DTCClient:
             ts = s.decoder.market_time(sid, 0) if s is not None else 0
             if ts <= 0:
                 ts = self.clock.time_ns()
-        bid, ask = float(msg.BidPrice), float(msg.AskPrice)
-        has_bid, has_ask = not M.is_unset(bid), not M.is_unset(ask)
-        n = int(has_bid) + int(has_ask)
-        if not n:
+        tick = sub.tick_size
+        quotes = []
+        for side, price, qty in ((ev.SIDE_BID, msg.BidPrice, msg.BidQuantity),
+                                 (ev.SIDE_ASK, msg.AskPrice, msg.AskQuantity)):
+            price = float(price)
+            if M.is_unset(price):
+                continue
+            ticks = price_to_ticks(price, tick)
+            qty = float(qty)
+            if ticks is None or not math.isfinite(qty):
+                # a value that cannot be a quote (e.g. 3e18): a counted decode error, never a crash
+                self._count_error(f"{type(msg).__name__} SymbolID {sid}: price {price!r} / quantity {qty!r} "
+                                  f"out of range for tick {tick:g}; quote dropped")
+                return
+            quotes.append((side, ticks, qty))
+        if not quotes:
             return
-        out = np.zeros(n, dtype=ev.EVENT_DTYPE)
+        out = np.zeros(len(quotes), dtype=ev.EVENT_DTYPE)
         out["ts"] = ts
         out["kind"] = ev.KIND_QUOTE
         out["symbol_id"] = sid
-        i = 0
-        tick = sub.tick_size
-        if has_bid:
-            out["price"][0] = int(round(bid / tick))
-            out["size"][0] = float(msg.BidQuantity)
-            out["side"][0] = ev.SIDE_BID
-            i = 1
-        if has_ask:
-            out["price"][i] = int(round(ask / tick))
-            out["size"][i] = float(msg.AskQuantity)
-            out["side"][i] = ev.SIDE_ASK
+        for i, (side, ticks, qty) in enumerate(quotes):
+            out["price"][i] = ticks
+            out["size"][i] = qty
+            out["side"][i] = side
         self._deliver(sid, out)
+
+    def _count_error(self, reason: str) -> None:
+        """Count a received message whose values cannot be used as a decode error (with its
+        reason, see :attr:`decode_errors` and :attr:`last_error`)."""
+        s = self._session
+        if s is not None:
+            s.decoder.error(reason)
 
     def _on_order_update(self, msg) -> None:
         if msg.ClientOrderID:
@@ -1042,6 +1275,7 @@ class DTCClient:
         sub = self.subscriptions.pop(sid, None) if sid else None
         if sub is None:
             return
+        self._ticks.pop(sid, None)  # its market data is no longer decoded (counted if it still comes)
         try:
             self._send(M.MarketDataRequest(RequestAction=M.RequestAction.UNSUBSCRIBE, SymbolID=sid))
             if sub.depth:
@@ -1156,7 +1390,8 @@ class DTCClient:
         hist = DTCClient(self.host, port or self.historical_port, encoding=self.encoding,
                          client_name=self.client_name, username=self.username, password=self._password,
                          heartbeat_s=max(self.heartbeat_s, 60.0), depth_float=False, reconnect=False,
-                         connect_timeout_s=self.connect_timeout_s, clock=self.clock)
+                         connect_timeout_s=self.connect_timeout_s, clock=self.clock, tls=self.tls,
+                         tls_fingerprint=self.tls_fingerprint)
         loop = asyncio.get_running_loop()
         done = loop.create_future()
         records: list = []

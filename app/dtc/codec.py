@@ -36,10 +36,8 @@ try:  # ~5x faster than json.loads; optional, same results for valid DTC JSON
     import msgspec as _msgspec
 
     _loads = _msgspec.json.Decoder().decode
-    _LOAD_ERRORS: tuple = (ValueError, _msgspec.DecodeError)
 except ImportError:  # pragma: no cover - msgspec is a dependency, json is the fallback
     _loads = json.loads
-    _LOAD_ERRORS = (ValueError,)
 
 __all__ = [
     "encode",
@@ -49,6 +47,7 @@ __all__ = [
     "SIERRA_COMPACT_ORDER",
     "EncodeError",
     "SUPPORTED_ENCODINGS",
+    "REQUIRED_SIZE",
 ]
 
 SUPPORTED_ENCODINGS = (Encoding.BINARY, Encoding.JSON, Encoding.JSON_COMPACT)
@@ -141,7 +140,7 @@ class _MessageCodec:
                 args.append(f"o.{f.name}")
         src = ["def pack(o):", "    try:",
                f"        return st.pack(S, T, {', '.join(args)})",
-               "    except struct.error as exc:",
+               "    except (struct.error, OverflowError) as exc:",
                "        raise EncodeError(_diagnose(o, exc)) from None"]
         # ---- binary unpack
         src += ["def unpack(buf, off, size):",
@@ -181,7 +180,7 @@ class _MessageCodec:
                 continue
             try:
                 struct.pack("<" + f.code, v)
-            except (struct.error, TypeError) as e2:
+            except (struct.error, TypeError, OverflowError) as e2:
                 return f"{self.spec.name}.{f.name}={v!r} does not fit {f.ctype}: {e2}"
         return f"{self.spec.name}: {exc}"
 
@@ -226,6 +225,50 @@ class _MessageCodec:
 
 
 CODECS: dict[int, _MessageCodec] = {t: _MessageCodec(c) for t, c in M.MESSAGE_CLASSES.items()}
+
+#: Market data types whose binary frames must hold every field a book or a trade needs: the
+#: versioning rule (fields beyond a shorter message take their defaults) would otherwise turn a
+#: 16-byte 107 into a zero-price trade. Type -> the smallest accepted ``Size``: the whole struct,
+#: except 106 and 122, whose last field (``NumOrders``, uint32 at offset 48) was added later and
+#: defaults to 0 (layouts: ``DTCProtocol.h``, ``../shared/reference/dtc-struct-offsets.txt``).
+REQUIRED_SIZE: dict[int, int] = {
+    int(t): M.MESSAGE_CLASSES[int(t)].SPEC.size
+    for t in (MessageType.MARKET_DATA_UPDATE_TRADE, MessageType.MARKET_DATA_UPDATE_BID_ASK,
+              MessageType.MARKET_DATA_UPDATE_TRADE_COMPACT, MessageType.MARKET_DATA_UPDATE_BID_ASK_COMPACT,
+              MessageType.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR,
+              MessageType.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS,
+              MessageType.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP, MessageType.MARKET_DATA_UPDATE_TRADE_NO_TIMESTAMP,
+              MessageType.MARKET_DATA_UPDATE_BID_ASK_NO_TIMESTAMP,
+              MessageType.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS,
+              MessageType.MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT, MessageType.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2)
+}
+REQUIRED_SIZE[int(MessageType.MARKET_DEPTH_UPDATE_LEVEL)] = 48
+REQUIRED_SIZE[int(MessageType.MARKET_DEPTH_SNAPSHOT_LEVEL)] = 48
+
+
+def _short_frame(typ: int, size: int) -> str:
+    """The reason a binary frame of ``typ`` and ``size`` bytes is refused ("" when it is not)."""
+    need = REQUIRED_SIZE.get(typ, 0)
+    if size >= need:
+        return ""
+    return (f"{M.MESSAGE_CLASSES[typ].__name__} ({typ}) of {size} bytes is shorter than the {need} bytes of the "
+            f"fields it needs")
+
+
+#: JSON side of :data:`REQUIRED_SIZE`: how many values a compact ``F`` list of the type needs
+#: (the fields within the required size). A standard JSON object of these types needs a
+#: ``Price`` (the other fields are checked by value, :func:`app.dtc.batch.message_problem`).
+_COMPACT_NEED: dict[int, int] = {
+    t: sum(1 for f in M.MESSAGE_CLASSES[t].SPEC.fields if f.offset + f.size <= need)
+    for t, need in REQUIRED_SIZE.items()
+}
+
+
+def _unknown_type(typ: int, size: int) -> str:
+    if typ == 0:
+        return f"Type 0 ({size} bytes) is not a DTC message type"
+    return f"unknown message type {typ} ({size} bytes) skipped"
+
 _HDR_UNPACK = struct.Struct("<HH").unpack_from
 
 _dumps = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True, allow_nan=False).encode
@@ -256,8 +299,9 @@ def encode(msg: Message, encoding: Encoding = Encoding.BINARY, *, sierra_compact
     Raises
     ------
     EncodeError
-        A value does not fit its field (the text names message and field), a string is too
-        long for its ``char[N]``, or a float is not finite in JSON.
+        A value does not fit its field (the text names message and field; e.g. 1e39 in a
+        float32 field: ``struct`` raises OverflowError there, reported as this error), a string
+        is too long for its ``char[N]``, or a float is not finite in JSON.
     ValueError
         Unsupported encoding (VLS, protobuf).
     """
@@ -296,14 +340,17 @@ def decode_frame(frame: bytes, encoding: Encoding, *, sierra_compact_order: bool
         size, typ = struct.unpack_from("<HH", frame)
         codec = CODECS.get(typ)
         if codec is None:
-            raise ValueError(f"unknown message type {typ}")
+            raise ValueError(_unknown_type(typ, size))
         if size != len(frame):
             raise ValueError(f"Size {size} != frame length {len(frame)}")
+        short = _short_frame(typ, size)
+        if short:
+            raise ValueError(short)
         return codec.unpack(frame, 0, size)
     try:
         obj = _loads(frame)
-    except _LOAD_ERRORS as exc:
-        raise ValueError(f"invalid JSON: {exc}") from None
+    except Exception as exc:  # noqa: BLE001 - msgspec also raises RecursionError (deep nesting)
+        raise ValueError(f"invalid JSON: {type(exc).__name__}: {exc}") from None
     return _from_json_obj(obj, sierra_compact_order)
 
 
@@ -321,10 +368,15 @@ def _from_json_obj(obj, sierra: bool):
     if codec is None:
         raise _UnknownType(t)
     f = obj.get("F")
+    need = _COMPACT_NEED.get(t)
     if f is not None:
         if not isinstance(f, list):
             raise ValueError(f"Type {t}: compact field 'F' is not a list")
+        if need is not None and len(f) < need:
+            raise ValueError(f"Type {t}: compact 'F' has {len(f)} values, the type needs {need}")
         return codec.from_compact(f, _compact_order(t, sierra))
+    if need is not None and "Price" not in obj and any(n == "Price" for n, _ in codec.json_fields):
+        raise ValueError(f"Type {t}: no Price")
     return codec.from_json(obj)
 
 
@@ -355,7 +407,9 @@ class Decoder(FrameErrors):
     errors, last_error, desynced
         See :class:`app.dtc.framing.FrameErrors` (framer errors included).
     unknown : int
-        Frames of a type this build does not know (skipped, as DTC's versioning rule says).
+        Frames of a type this build does not know (skipped, as DTC's versioning rule says; also
+        counted in :attr:`errors`, with the type in :attr:`last_error`). Type 0 is one of them.
+        Binary market data frames shorter than :data:`REQUIRED_SIZE` are counted errors too.
     messages : int
         Messages decoded.
     """
@@ -417,11 +471,16 @@ class Decoder(FrameErrors):
     _pending = b""
     _own_errors = 0
 
-    def _err(self, reason: str) -> None:
-        self._own_errors += 1
+    def error(self, reason: str, count: int = 1) -> None:
+        """Count ``count`` malformed frames (or messages whose values cannot be used) and log
+        the first 10, then about every 1000th; ``reason`` (of the first) becomes
+        :attr:`last_error`. The owner of the decoder calls it for problems it finds after
+        decoding (e.g. prices out of range)."""
+        before = self._own_errors
+        self._own_errors += int(count)
         self.last_error = reason
         n = self._own_errors
-        if n <= 10 or n % 1000 == 0:
+        if before < 10 or n // 1000 > before // 1000:
             log.warning("dtc decoder: malformed frame #%d skipped: %s", n, reason)
 
     def buffered(self) -> int:
@@ -432,7 +491,8 @@ class Decoder(FrameErrors):
         """Append received bytes; return the messages completed by them, in order.
 
         Never raises for bad input: malformed frames are counted in :attr:`errors` (reason in
-        :attr:`last_error`, logged) and skipped, unknown types counted in :attr:`unknown`.
+        :attr:`last_error`, logged) and skipped, unknown types counted in :attr:`unknown` and
+        :attr:`errors`.
         """
         out: list[Message] = []
         while True:
@@ -491,12 +551,17 @@ class Decoder(FrameErrors):
             codec = codecs.get(typ)
             if codec is None:
                 self.unknown += 1
+                self.error(_unknown_type(typ, size))
+                off += size
+                continue
+            if size < codec.spec.size and typ in REQUIRED_SIZE and size < REQUIRED_SIZE[typ]:
+                self.error(_short_frame(typ, size))
                 off += size
                 continue
             try:
                 msg = codec.unpack(buf, off, size)
             except Exception as exc:  # noqa: BLE001 - a bad frame must never escape
-                self._err(f"type {typ}, {size} bytes: {exc}")
+                self.error(f"type {typ}, {size} bytes: {exc}")
                 off += size
                 continue
             off += size
@@ -520,21 +585,23 @@ class Decoder(FrameErrors):
         objs = None
         if len(frames) > 1:
             # one json.loads for the whole read (much less per-call overhead); any problem and
-            # every frame is parsed on its own so a bad one is counted and skipped alone
+            # every frame is parsed on its own so a bad one is counted and skipped alone. Any
+            # exception: msgspec raises RecursionError, not DecodeError, for deeply nested input
             try:
                 objs = loads(b"[" + b",".join(frames) + b"]")
                 if not isinstance(objs, list) or len(objs) != len(frames):
                     objs = None
-            except _LOAD_ERRORS:
+            except Exception:  # noqa: BLE001 - a bad frame must never escape
                 objs = None
         for i, fr in enumerate(frames):
             try:
                 msg = _from_json_obj(loads(fr) if objs is None else objs[i], sierra)
-            except _UnknownType:
+            except _UnknownType as exc:
                 self.unknown += 1
+                self.error(f"JSON frame: unknown message Type {exc.args[0]} skipped")
                 continue
             except Exception as exc:  # noqa: BLE001 - a bad frame must never escape
-                self._err(f"JSON frame {fr[:60]!r}: {type(exc).__name__}: {exc}")
+                self.error(f"JSON frame {fr[:60]!r}: {type(exc).__name__}: {exc}")
                 continue
             out.append(msg)
             if msg.TYPE == MessageType.ENCODING_RESPONSE or msg.TYPE == MessageType.ENCODING_REQUEST:

@@ -56,6 +56,9 @@ class PipelineConfig:
         Replay speed of the embedded server (1 = real time).
     host, port, encoding, username, password
         DTC connection (password only held in memory; it comes from the OS keyring).
+    tls, tls_fingerprint : bool, str
+        DTC over TLS and the pinned SHA-256 fingerprint of the server's certificate
+        (:class:`app.dtc.client.DTCClient`).
     symbol, exchange : str
         Data-service symbol to subscribe ("" = the recording's symbol).
     tick_size, tick_value : float
@@ -86,6 +89,8 @@ class PipelineConfig:
     encoding: str = "binary"
     username: str = ""
     password: str = field(default="", repr=False)
+    tls: bool = False
+    tls_fingerprint: str = ""
     symbol: str = ""
     exchange: str = ""
     tick_size: float = 0.0

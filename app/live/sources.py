@@ -760,4 +760,5 @@ def make_source(config, on_problem: ProblemFn | None = None, on_state: StateFn |
     return DTCSource(config.host, config.port, config.symbol, exchange=config.exchange, encoding=config.encoding,
                      username=config.username, password=config.password, trade_account=config.trade_account,
                      tick_size=config.tick_size, tick_value=config.tick_value, on_problem=on_problem,
-                     on_state=on_state)
+                     on_state=on_state,
+                     client_options={"tls": bool(config.tls), "tls_fingerprint": config.tls_fingerprint})

@@ -6,6 +6,11 @@ row per symbol with the exact data-service symbol (opaque, never parsed, e.g.
 ``ESZ25_FUT_CME``), exchange, tick size, tick value and the data source (DTC, or Sierra
 Chart's data files; CME/CBOE data is refused over Sierra Chart's DTC server). The password is
 kept in the OS keyring, never in a file or a log.
+
+TLS: with the TLS box ticked and no certificate pinned yet, OK reads the server's certificate;
+one that verifies against the computer's authorities needs no pin, otherwise (Sierra Chart's
+usual self-signed one) its SHA-256 fingerprint is shown and the user decides whether to trust it;
+trusted, it is saved (``[connection] tls_fingerprint``) and checked at every connection.
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from PySide6 import QtWidgets
 
 from app.live.pipeline import PipelineConfig
 from app.config.prefs import get_password, set_password
+from app.config.settings import LOGON_TEXT_MAX_BYTES
+from app.dtc.client import fetch_fingerprint, normalize_fingerprint
 
 ENCODINGS = (("binary", "Binary"), ("json", "JSON"), ("compact_json", "Compact JSON"))
 SOURCES = (("dtc", "DTC"), ("sierra_files", "Sierra Chart data files"))
@@ -45,6 +52,8 @@ def config_from_prefs(prefs, base: PipelineConfig | None = None) -> PipelineConf
     cfg.port = int(g("connection.port", cfg.port))
     cfg.encoding = str(g("connection.encoding", cfg.encoding))
     cfg.username = str(g("connection.username", cfg.username))
+    cfg.tls = bool(g("connection.tls", cfg.tls))
+    cfg.tls_fingerprint = str(g("connection.tls_fingerprint", cfg.tls_fingerprint) or "")
     cfg.trade_account = str(g("connection.trade_account", cfg.trade_account))
     cfg.sierra_data_dir = str(g("connection.sierra_data_dir", cfg.sierra_data_dir))
     cfg.profile = str(g("profile", cfg.profile))
@@ -107,6 +116,10 @@ class ConnectionDialog(QtWidgets.QDialog):
         self.encoding.setCurrentIndex(max(0, [k for k, _ in ENCODINGS].index(config.encoding)
                                           if config.encoding in [k for k, _ in ENCODINGS] else 0))
         self.username = QtWidgets.QLineEdit(config.username)
+        self.tls = QtWidgets.QCheckBox("TLS (Sierra Chart: Require TLS)")
+        self.tls.setChecked(bool(config.tls))
+        self.tls_fingerprint = QtWidgets.QLineEdit(config.tls_fingerprint)
+        self.tls_fingerprint.setPlaceholderText("pinned on first connect (SHA-256 of the server's certificate)")
         self.password = QtWidgets.QLineEdit()
         self.password.setEchoMode(QtWidgets.QLineEdit.Password)
         self.password.setPlaceholderText("kept in the OS keyring")
@@ -123,6 +136,8 @@ class ConnectionDialog(QtWidgets.QDialog):
         form.addRow("Host", self.host)
         form.addRow("Port", self.port)
         form.addRow("Encoding", self.encoding)
+        form.addRow("", self.tls)
+        form.addRow("Certificate SHA-256", self.tls_fingerprint)
         form.addRow("Username", self.username)
         form.addRow("Password", self.password)
         form.addRow("Trade account", self.trade_account)
@@ -214,7 +229,8 @@ class ConnectionDialog(QtWidgets.QDialog):
         emb = self.embedded.isChecked()
         for w in (self.recording, self.speed):
             w.setEnabled(emb)
-        for w in (self.host, self.port, self.encoding, self.username, self.password):
+        for w in (self.host, self.port, self.encoding, self.username, self.password, self.tls,
+                  self.tls_fingerprint):
             w.setEnabled(not emb)
 
     def symbol_rows(self) -> list[dict]:
@@ -262,6 +278,20 @@ class ConnectionDialog(QtWidgets.QDialog):
         cfg.password = self.password.text()
         cfg.trade_account = self.trade_account.text().strip()
         cfg.sierra_data_dir = self.sierra_dir.text().strip()
+        cfg.tls = self.tls.isChecked()
+        try:
+            cfg.tls_fingerprint = normalize_fingerprint(self.tls_fingerprint.text())
+        except ValueError as exc:
+            raise ValueError(f"Certificate SHA-256: {exc}") from None
+        if not cfg.embedded and cfg.tls and not cfg.tls_fingerprint:
+            cfg.tls_fingerprint = self._pin_on_first_connect(cfg.host, cfg.port)
+            self.tls_fingerprint.setText(cfg.tls_fingerprint)
+        if not cfg.embedded:
+            for label, value in (("Username", cfg.username), ("Password", cfg.password or "")):
+                n = len(value.encode("utf-8"))
+                if n > LOGON_TEXT_MAX_BYTES:
+                    raise ValueError(f"{label} is {n} bytes; a DTC logon holds at most {LOGON_TEXT_MAX_BYTES} "
+                                     f"bytes (UTF-8)")
         rows = self.symbol_rows()
         ai = self.active_row()
         active = rows[ai] if 0 <= ai < len(rows) else None
@@ -284,6 +314,8 @@ class ConnectionDialog(QtWidgets.QDialog):
             p.set("connection.port", cfg.port)
             p.set("connection.encoding", cfg.encoding)
             p.set("connection.username", cfg.username)
+            p.set("connection.tls", cfg.tls)
+            p.set("connection.tls_fingerprint", cfg.tls_fingerprint)
             p.set("connection.trade_account", cfg.trade_account)
             p.set("connection.sierra_data_dir", cfg.sierra_data_dir)
             p.set("connection.symbols", rows)
@@ -292,6 +324,38 @@ class ConnectionDialog(QtWidgets.QDialog):
         if cfg.username and cfg.password:
             set_password(cfg.host, cfg.port, cfg.username, cfg.password)
         return cfg
+
+    def _pin_on_first_connect(self, host: str, port: int) -> str:
+        """TLS without a pinned certificate: read the server's certificate; one that verifies
+        against the system's authorities needs no pin (""); otherwise the user is shown its SHA-256
+        fingerprint and asked to trust it (the pin), never trusted silently.
+
+        Raises
+        ------
+        ValueError
+            The certificate cannot be read, or the user did not trust it (the text says what to do).
+        """
+        try:
+            fingerprint, verify_error = fetch_fingerprint(host, port, timeout=5.0)
+        except OSError as exc:
+            raise ValueError(f"{exc}. Start the server (TLS on), or paste its certificate's SHA-256.") from None
+        if not verify_error:
+            return ""
+        if not self.confirm_fingerprint(host, port, fingerprint, verify_error):
+            raise ValueError(f"the certificate of {host}:{port} is not trusted ({verify_error}); "
+                             "compare its SHA-256 with the server's before trusting it")
+        return fingerprint
+
+    def confirm_fingerprint(self, host: str, port: int, fingerprint: str, verify_error: str) -> bool:
+        """Ask whether to trust (pin) a certificate that does not verify; True = trust."""
+        answer = QtWidgets.QMessageBox.question(
+            self, "Trust this certificate?",
+            f"The TLS certificate of {host}:{port} is not trusted by this computer ({verify_error}).\n\n"
+            f"SHA-256 fingerprint:\n{fingerprint}\n\n"
+            "Sierra Chart's certificate is usually self-signed. Trust it only if this fingerprint is the one of "
+            "your server (Sierra Chart: ServerCertificate folder). It is saved and checked at every connection.",
+            QtWidgets.QMessageBox.Yes | QtWidgets.QMessageBox.No, QtWidgets.QMessageBox.No)
+        return answer == QtWidgets.QMessageBox.Yes
 
     def result_config(self) -> PipelineConfig:
         """The accepted configuration (after OK)."""

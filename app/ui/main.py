@@ -27,6 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=None, help="port of the external DTC server (with --host: default 11099)")
     p.add_argument("--encoding", choices=["binary", "json", "compact_json"], default=None,
                    help="DTC encoding for an external server (default binary)")
+    p.add_argument("--tls", action="store_true", default=None, help="connect to the external server with TLS")
+    p.add_argument("--tls-fingerprint", default=None, metavar="SHA256",
+                   help="pinned SHA-256 fingerprint of the server's certificate (default: the saved one)")
     p.add_argument("--symbol", default=None, help="data-service symbol to show (external server)")
     p.add_argument("--tick-size", type=float, default=None, help="tick size of --symbol (price units)")
     p.add_argument("--tick-value", type=float, default=None, help="USD per tick per contract of --symbol")
@@ -51,7 +54,7 @@ def build_config(args: argparse.Namespace, prefs):
     if getattr(args, "recording", None):
         cfg.embedded = True
         cfg.recording = args.recording
-    for name in ("speed", "encoding", "symbol", "tick_size", "tick_value", "profile"):
+    for name in ("speed", "encoding", "symbol", "tick_size", "tick_value", "profile", "tls", "tls_fingerprint"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)

@@ -139,7 +139,9 @@ def test_unknown_types_are_skipped_and_counted():
     hb = C.encode(M.Heartbeat(), Encoding.BINARY)
     d = C.Decoder(Encoding.BINARY)
     out = d.feed(struct.pack("<HH", 8, 9999) + b"abcd" + hb)
-    assert [type(m).__name__ for m in out] == ["Heartbeat"] and d.unknown == 1 and d.errors == 0
+    # issue 13 item 11: an unknown type is also a counted decode error, with its reason
+    assert [type(m).__name__ for m in out] == ["Heartbeat"] and d.unknown == 1 and d.errors == 1
+    assert "unknown message type 9999" in d.last_error
     dj = C.Decoder(Encoding.JSON)
     assert dj.feed(b'{"Type":10100,"X":1}\x00{"Type":3}\x00')[0].TYPE == 3 and dj.unknown == 1
 
@@ -408,7 +410,6 @@ def test_json_decoding_without_msgspec_gives_the_same_messages(monkeypatch):
         fast = C.Decoder(enc)
         out_fast = fast.feed(data)
         monkeypatch.setattr(C, "_loads", json.loads)
-        monkeypatch.setattr(C, "_LOAD_ERRORS", (ValueError,))
         slow = C.Decoder(enc)
         out_slow = slow.feed(data)
         monkeypatch.undo()

@@ -19,7 +19,9 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   out in the encoding in force before the change (binary), everything after in the new one
   (binary, JSON, compact JSON; any other request is answered with the current encoding). A
   connection whose first byte is ``{`` is taken as JSON without negotiation (observed Sierra
-  Chart behaviour, notes section 3).
+  Chart behaviour, notes section 3). One whose first bytes are ``GET `` is a WebSocket upgrade:
+  DTC JSON (compact unless the fixed encoding is JSON) over WebSocket on the same port, as Sierra
+  Chart >= 1798 serves it (:mod:`.transport`). With ``tls`` the port speaks TLS only.
 * **Logon**: LOGON_RESPONSE with the capability flags (trading, OCO, brackets, cancel-replace,
   security definitions, market depth, market data; no historical data on this port). Requests
   before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags: 0x80
@@ -78,6 +80,7 @@ from app.sim.server.market_data import MarketDataMixin, Symbol
 from app.sim.server.orders import OrderEntryMixin
 from app.sim.server.queries import QueriesMixin
 from app.sim.server.session import ENCODINGS, Conn, SessionMixin
+from app.sim.server.transport import server_ssl_context
 from app.core.timers import ClockTimers
 
 log = logging.getLogger(__name__)
@@ -136,11 +139,15 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         idle limit, the wait of a held bracket parent, HEARTBEAT.CurrentDateTime. Tests pass a
         :class:`~app.core.clock.ManualClock` and move time by hand; socket I/O timeouts stay
         in real time.
+    tls : (cert, key), optional
+        PEM certificate and private key: the port serves TLS only (DTC and WebSocket inside it;
+        :func:`app.sim.server.transport.server_ssl_context`).
 
     Raises
     ------
     ValueError
-        No recording, two recordings for one symbol, or an unsupported ``encoding``.
+        No recording, two recordings for one symbol, an unsupported ``encoding``, or a TLS
+        certificate / key that cannot be used (names the file).
 
     Attributes
     ----------
@@ -171,10 +178,13 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         encoding: Encoding | None = None,
         start_at_open: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        tls: tuple | None = None,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
             raise ValueError("DTCServer needs at least one recording")
+        self.tls = tuple(tls) if tls else None
+        self._ssl = server_ssl_context(*self.tls) if self.tls else None
         self.host = host
         self.clock = clock
         self._timers = ClockTimers(clock, name="dtc-server-timers")
@@ -262,7 +272,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self.replay_done = asyncio.Event()
         self._timers.start()
         try:
-            self._server = await asyncio.start_server(self._handle_client, self.host, self._port)
+            self._server = await asyncio.start_server(self._handle_client, self.host, self._port, ssl=self._ssl)
         except OSError as exc:
             await self._timers.stop()
             raise OSError(exc.errno, f"DTC server cannot listen on {self.host}:{self._port}: {exc.strerror}") from exc

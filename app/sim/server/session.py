@@ -1,11 +1,12 @@
 """The server's session layer: connections, the sans-I/O DTC session per connection, sending.
 
-One :class:`Conn` per TCP client, each with its :class:`app.dtc.session.DTCSession` (role
-server), which does the encoding negotiation, the logon handshake, heartbeats and the deadlines
-(logon within 120 s of the connection's start; a client silent for 2 x its heartbeat interval
-+ 1 s is logged off). This module only moves bytes: it feeds the session what the socket read,
-writes what the session has to send, decides the logon (password, capability flags) and wakes
-the session at its next deadline through the server's :class:`~app.core.timers.ClockTimers`
+One :class:`Conn` per TCP client (or WebSocket client on the same port, or either inside TLS:
+:mod:`.transport`), each with its :class:`app.dtc.session.DTCSession` (role server), which does
+the encoding negotiation, the logon handshake, heartbeats and the deadlines (logon within 120 s
+of the connection's start; a client silent for 2 x its heartbeat interval + 1 s is logged off).
+This module only moves bytes: it feeds the session what the socket read, writes what the session
+has to send, decides the logon (password, capability flags) and wakes the session at its next
+deadline through the server's :class:`~app.core.timers.ClockTimers`
 (so the server's time comes from its injected clock).
 
 Every request is dispatched with its connection (``handler(conn, message)``); whatever answers
@@ -24,6 +25,7 @@ from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.dtc.session import Closed, DTCSession, InvalidState, LogonRequested, Role
 from app.core.timers import TimerHandle
+from app.sim.server.transport import WebSocketStream, maybe_websocket, websocket_encoding
 
 log = logging.getLogger(__name__)
 
@@ -224,8 +226,7 @@ class SessionMixin:
             except OSError:
                 pass
         fixed = self.fixed_encoding
-        session = DTCSession(Role.SERVER, clock=self.clock, encoding=fixed if fixed is not None else Encoding.BINARY,
-                             fixed_encoding=fixed is not None, peer_timeout_grace_s=IDLE_GRACE_S)
+        session = self._new_session(fixed if fixed is not None else Encoding.BINARY, fixed is not None)
         c = Conn(self._next_cid, reader, writer, str(peer), session)
         self._next_cid += 1
         self.conns[c.cid] = c
@@ -233,10 +234,17 @@ class SessionMixin:
         log.info("DTC client %d connected from %s", c.cid, peer)
         self._after_step(c)  # the logon deadline
         try:
+            sniff = True  # the first read may be a WebSocket upgrade (transport.maybe_websocket)
             while not c.closed:
                 data = await reader.read(1 << 16)
+                if sniff:
+                    sniff = False
+                    data = await maybe_websocket(reader, writer, data, lambda ws: self._use_websocket(c, ws))
+                    if c.reader is not reader:
+                        reader, writer = c.reader, c.writer
+                        continue
                 if not data:
-                    session.receive_eof()
+                    c.session.receive_eof()
                     self._after_step(c)
                     break
                 self._receive(c, data)
@@ -256,6 +264,18 @@ class SessionMixin:
         finally:
             log.info("DTC client %d disconnected (%d in, %d out)", c.cid, c.msgs_in, c.msgs_out)
             await self._close(c)
+
+    def _new_session(self, encoding: Encoding, fixed: bool) -> DTCSession:
+        """A server-side DTC session for a new connection."""
+        return DTCSession(Role.SERVER, clock=self.clock, encoding=encoding, fixed_encoding=fixed,
+                          peer_timeout_grace_s=IDLE_GRACE_S)
+
+    def _use_websocket(self, c: Conn, ws: WebSocketStream) -> None:
+        """``c`` turned out to be a WebSocket: its stream and a JSON session (nothing was fed to
+        the first one yet) replace the TCP ones (:mod:`.transport`)."""
+        c.reader = c.writer = ws
+        c.session = self._new_session(websocket_encoding(self.fixed_encoding), True)
+        log.info("DTC client %d: WebSocket (%s)", c.cid, c.session.encoding.name)
 
     def _receive(self, c: Conn, data: bytes) -> None:
         """Feed bytes read from ``c`` to its session and act on what it decoded."""
