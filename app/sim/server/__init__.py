@@ -136,11 +136,17 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         idle limit, the wait of a held bracket parent, HEARTBEAT.CurrentDateTime. Tests pass a
         :class:`~app.core.clock.ManualClock` and move time by hand; socket I/O timeouts stay
         in real time.
+    price_band : float
+        Orders priced further than this fraction of the market price from the market are
+        rejected (0.5: ES at 4800 accepts 2400..7200); the market is the last trade, else the
+        book's mid, else the recording's first trade. Non-finite, non-positive and
+        int64-overflowing prices are always rejected.
 
     Raises
     ------
     ValueError
-        No recording, two recordings for one symbol, or an unsupported ``encoding``.
+        No recording, two recordings for one symbol, an unsupported ``encoding``, or
+        ``price_band`` not a positive finite number.
 
     Attributes
     ----------
@@ -171,6 +177,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         encoding: Encoding | None = None,
         start_at_open: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        price_band: float = 0.5,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
@@ -186,6 +193,10 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self.fixed_encoding = Encoding(int(encoding)) if encoding is not None else None
         if self.fixed_encoding is not None and self.fixed_encoding not in ENCODINGS:
             raise ValueError(f"encoding {self.fixed_encoding.name} not supported (binary, JSON, compact JSON)")
+        if not (math.isfinite(price_band) and price_band > 0):
+            raise ValueError(f"price_band must be a positive fraction of the market price, got {price_band!r}")
+        self.price_band = float(price_band)
+        self._first_trade: dict[str, float | None] = {}  # symbol -> the recording's first trade, ticks
         self._speed = speed
         self._paused = paused
         self.engine = FillEngine(

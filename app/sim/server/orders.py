@@ -12,6 +12,9 @@ from __future__ import annotations
 import logging
 import math
 
+import numpy as np
+
+from app.core.events import KIND_TRADE
 from app.core.orders import Order, OrderSpec, OrderStatus, OrderType, Side
 from app.dtc import adapter
 from app.dtc import messages as M
@@ -47,6 +50,18 @@ def _px(v) -> float | None:
     return v
 
 
+def _given(v) -> float | None:
+    """A DTC price field as the client meant it: None when unset (DBL_MAX / FLT_MAX sentinel,
+    DTC's "unset"), else the float itself, NaN and infinities included (they are refused by
+    :meth:`OrderEntryMixin._price_ticks`, never read as unset)."""
+    if v is None:
+        return None
+    v = float(v)
+    if math.isfinite(v) and M.is_unset(v):
+        return None
+    return v
+
+
 class OrderEntryMixin:
     """Order entry of :class:`app.sim.server.DTCServer` (208, 201, 203, 204, 209) and the
     engine's reports turned into ORDER_UPDATE / POSITION_UPDATE / ACCOUNT_BALANCE_UPDATE.
@@ -75,23 +90,109 @@ class OrderEntryMixin:
             OrderUpdateReason=int(M.OrderUpdateReason.NEW_ORDER_REJECTED),
             TradeAccount=fit(account or self.account, 32), InfoText=fit(text, 96)))
 
+    def _reference_ticks(self, sym: Symbol) -> float | None:
+        """The market price (float ticks) the price band is centred on: the engine's mark (last
+        trade, else mid), else the recording's first trade (a paused start), else None."""
+        ref = self.engine.mark(sym.inst.symbol)
+        if ref is not None:
+            return ref
+        name = sym.inst.symbol
+        if name not in self._first_trade:
+            ev = sym.recording.events
+            idx = np.flatnonzero(ev["kind"] == KIND_TRADE)
+            self._first_trade[name] = float(ev["price"][idx[0]]) if len(idx) else None
+        return self._first_trade[name]
+
+    def _price_ticks(self, sym: Symbol, value, field: str, needed: bool) -> int | None:
+        """A DTC price field -> ticks, or None when the order does not use it and it is unset or 0.
+
+        A price is refused when it is not finite, not positive, its ticks overflow int64
+        (:meth:`app.core.events.Instrument.to_ticks`), or it lies outside the band of
+        ``price_band`` x the market price around the market (:meth:`_reference_ticks`), as an
+        exchange's price banding refuses orders far from the market (CME "Price Banding"). A
+        price the order type does not use is checked the same way unless it is unset or 0
+        (binary clients leave unused fields at 0).
+
+        Raises
+        ------
+        ValueError
+            With the reason (names the field, the value and the allowed band).
+        """
+        v = _given(value)
+        if v is None or (v == 0.0 and not needed):
+            return None
+        if not math.isfinite(v):
+            raise ValueError(f"{field} {v} is not finite")
+        if v <= 0.0:
+            raise ValueError(f"{field} {v:g} must be a positive price")
+        inst = sym.inst
+        ticks = int(inst.to_ticks(v))  # raises on int64 overflow
+        self._check_band(sym, ticks, field, v)
+        return ticks
+
+    def _check_band(self, sym: Symbol, ticks: int, field: str, value: float) -> None:
+        """Refuse ``ticks`` (a price of ``value``) outside ``price_band`` x the market around it.
+
+        Raises
+        ------
+        ValueError
+            Naming the field, the value and the band (prices in price units).
+        """
+        tick = sym.inst.tick_size
+        if ticks < 1:
+            raise ValueError(f"{field}: price {value:g} must be positive")
+        ref = self._reference_ticks(sym)
+        if ref is None or ref <= 0:
+            return
+        lo, hi = math.ceil(ref * (1.0 - self.price_band)), math.floor(ref * (1.0 + self.price_band))
+        if not lo <= ticks <= hi:
+            raise ValueError(f"{field} {value:g} outside the band {max(lo, 1) * tick:g}..{hi * tick:g} "
+                             f"(market {ref * tick:g} +-{self.price_band:.0%})")
+
+    def _offset_price(self, sym: Symbol, parent_ticks: int, leg: OrderSpec, offset, field: str) -> int:
+        """Ticks of a bracket exit placed ``offset`` (price units) from the parent's price.
+
+        The target (limit) goes ``offset`` in the profitable direction, the stop the other way
+        (DTC ``UseOffsets``, ``SUBMIT_NEW_OCO_ORDER``). The offset must be finite, positive and at
+        least one tick; the resulting price must pass :meth:`_price_ticks`'s band.
+
+        Raises
+        ------
+        ValueError
+            With the reason (names the field and the value).
+        """
+        v = _given(offset)
+        if v is None or not math.isfinite(v) or v <= 0.0:
+            raise ValueError(f"{field} {offset!r} must be a finite positive offset")
+        try:
+            off_t = int(sym.inst.to_ticks(v))
+        except ValueError:
+            raise ValueError(f"{field} {v:g} is out of range") from None
+        if off_t < 1:
+            raise ValueError(f"{field} {v:g} is less than one tick ({sym.inst.tick_size:g})")
+        up = (leg.side == Side.SELL) == (leg.order_type == OrderType.LIMIT)  # sell target / buy stop: above
+        ticks = parent_ticks + off_t if up else parent_ticks - off_t
+        self._check_band(sym, ticks, field, ticks * sym.inst.tick_size)
+        return ticks
+
     def _spec(self, sym: Symbol, order_type, buy_sell, price1, price2, qty, coid, tif, account) -> OrderSpec:
         """An engine order from DTC fields (prices to ticks, numbers through :mod:`app.dtc.adapter`).
 
         Raises
         ------
         ValueError
-            If the side or the order type is not one the simulator supports (the text says which).
+            If the side or the order type is not one the simulator supports, or a price is refused
+            by :meth:`_price_ticks` (the text says which and why).
         """
         inst = sym.inst
-        p1, p2 = _px(price1), _px(price2)
+        otype = adapter.order_type_from_dtc(order_type)
         return OrderSpec(
             symbol=inst.symbol,
             side=adapter.side_from_dtc(buy_sell),
             qty=float(qty) if qty is not None and not M.is_unset(float(qty)) else 0.0,
-            order_type=adapter.order_type_from_dtc(order_type),
-            price=int(inst.to_ticks(p1)) if p1 is not None else None,
-            price2=int(inst.to_ticks(p2)) if p2 is not None else None,
+            order_type=otype,
+            price=self._price_ticks(sym, price1, "Price1", otype.needs_price),
+            price2=self._price_ticks(sym, price2, "Price2", otype.needs_price2),
             client_order_id=coid,
             tif=adapter.tif_from_dtc(tif),
             account=account or self.account,
@@ -167,30 +268,30 @@ class OrderEntryMixin:
         if parent_item is not None:
             (parent_spec, _pm), handle = parent_item
             handle.cancel()
+        offsets = parent_spec is not None and bool(m.UseOffsets)  # the legs' Price1 come from the offsets
         try:
             legs = [
-                self._spec(s, m.OrderType_1, m.BuySell_1, m.Price1_1, m.Price2_1, m.Quantity_1, ids[0], m.TimeInForce,
-                           m.TradeAccount),
-                self._spec(s, m.OrderType_2, m.BuySell_2, m.Price1_2, m.Price2_2, m.Quantity_2, ids[1], m.TimeInForce,
-                           m.TradeAccount),
+                self._spec(s, m.OrderType_1, m.BuySell_1, None if offsets else m.Price1_1, m.Price2_1, m.Quantity_1,
+                           ids[0], m.TimeInForce, m.TradeAccount),
+                self._spec(s, m.OrderType_2, m.BuySell_2, None if offsets else m.Price1_2, m.Price2_2, m.Quantity_2,
+                           ids[1], m.TimeInForce, m.TradeAccount),
             ]
         except ValueError as exc:  # accept or reject all
             for coid in ((parent_coid,) if parent_spec is not None else ()) + ids:
                 self._reject_new(c, coid, m.Symbol, str(exc), m.TradeAccount)
             return
-        if parent_spec is not None and m.UseOffsets:
+        if offsets:
             if parent_spec.price is None:
                 for coid in (parent_coid, *ids):
                     self._reject_new(c, coid, m.Symbol, "UseOffsets needs the parent's Price1", m.TradeAccount)
                 return
-            offs = (m.OffsetFromParent1, m.OffsetFromParent2)
-            for leg, off in zip(legs, offs):
-                off_t = int(s.inst.to_ticks(abs(float(off)))) if _px(off) is not None else 0
-                exit_sell = leg.side == Side.SELL
-                if leg.order_type == OrderType.LIMIT:
-                    leg.price = parent_spec.price + (off_t if exit_sell else -off_t)
-                else:
-                    leg.price = parent_spec.price - (off_t if exit_sell else -off_t)
+            try:
+                for i, (leg, off) in enumerate(zip(legs, (m.OffsetFromParent1, m.OffsetFromParent2)), 1):
+                    leg.price = self._offset_price(s, parent_spec.price, leg, off, f"OffsetFromParent{i}")
+            except ValueError as exc:
+                for coid in (parent_coid, *ids):
+                    self._reject_new(c, coid, m.Symbol, str(exc), m.TradeAccount)
+                return
         self.engine.submit_oco(legs[0], legs[1], parent=parent_spec,
                                partial_fill_handling=adapter.pfh_from_dtc(m.PartialFillHandling), request=c)
 
@@ -213,13 +314,17 @@ class OrderEntryMixin:
     def _on_cancel_replace(self, c: Conn, m) -> None:
         sid = m.ServerOrderID
         o = self.engine.order(sid)
-        inst = self.engine.instruments.get(o.symbol) if o is not None else None
+        s = self.symbols.get(o.symbol) if o is not None else None
         price1 = price2 = None
-        if inst is not None:
-            if m.Price1IsSet and _px(m.Price1) is not None:
-                price1 = int(inst.to_ticks(m.Price1))
-            if m.Price2IsSet and _px(m.Price2) is not None:
-                price2 = int(inst.to_ticks(m.Price2))
+        if s is not None and not o.is_final:
+            try:
+                if m.Price1IsSet:
+                    price1 = self._price_ticks(s, m.Price1, "Price1", o.order_type.needs_price)
+                if m.Price2IsSet:
+                    price2 = self._price_ticks(s, m.Price2, "Price2", o.order_type.needs_price2)
+            except ValueError as exc:
+                self._send(c, self._order_update(o, M.OrderUpdateReason.ORDER_CANCEL_REPLACE_REJECTED, text=str(exc)))
+                return
         qty = float(m.Quantity) if _px(m.Quantity) is not None and m.Quantity > 0 else None
         self.engine.replace(sid, qty=qty, price=price1, price2=price2, request=c)
 

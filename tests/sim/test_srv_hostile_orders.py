@@ -1,0 +1,216 @@
+"""The built-in server's order path under hostile clients (issue 13 items 1, 6, 7, 8, 16).
+
+Each test runs the server in-process on loopback with the real CME ES recording, replayed up to
+continuous trading (``publish``) so there is a market, and talks to it with a minimal client
+(a socket and :class:`app.dtc.codec.Decoder`). What a test asserts is the server's own state
+(its matching engine's orders and positions), not only what the client was told. Waits are
+bounded round trips (``sync``), never fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import math
+
+import numpy as np
+import pytest
+
+from app.core.events import KIND_TRADE
+from app.dtc import codec
+from app.dtc import messages as M
+from app.dtc.messages import Encoding, MessageType as T
+from app.feeds.dbn import read_dbn_mbo
+from app.sim.server import DTCServer
+
+pytestmark = pytest.mark.timeout(120)
+
+ES_FILE = "databento_cme/esh4-glbx-mdp3-20231225.mbo.dbn.zst"
+TICK = 0.25
+R = M.OrderUpdateReason
+S = M.OrderStatus
+
+
+def run_async(fn):
+    """Run an ``async def`` test in a fresh event loop."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        return asyncio.run(fn(*args, **kwargs))
+
+    return wrapper
+
+
+@pytest.fixture(scope="module")
+def es_rec(shared_data):
+    return read_dbn_mbo(shared_data / ES_FILE)
+
+
+def trading_index(events, n: int = 50) -> int:
+    """Index just after the n-th trade: continuous trading, a two-sided book."""
+    return int(np.flatnonzero(events["kind"] == KIND_TRADE)[n]) + 1
+
+
+class Client:
+    """Socket + codec; collects every decoded message."""
+
+    def __init__(self, encoding=Encoding.BINARY):
+        self.encoding = encoding
+        self.dec = codec.Decoder(Encoding.BINARY, follow_encoding_response=True)
+        self.msgs: list = []
+        self._new = asyncio.Event()
+        self.closed = False
+        self._rid = 1000
+
+    async def connect(self, port):
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        self._task = asyncio.create_task(self._read())
+        if self.encoding != Encoding.BINARY:
+            self.writer.write(codec.encoding_request(self.encoding))
+            await self.wait_for(lambda m: m.TYPE == T.ENCODING_RESPONSE)
+        return self
+
+    async def _read(self):
+        try:
+            while True:
+                data = await self.reader.read(1 << 16)
+                if not data:
+                    break
+                self.msgs.extend(self.dec.feed(data))
+                self._new.set()
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        self.closed = True
+        self._new.set()
+
+    def send(self, msg):
+        self.writer.write(codec.encode(msg, self.encoding))
+
+    async def wait_for(self, pred, timeout=20.0, start=0):
+        loop = asyncio.get_running_loop()
+        end = loop.time() + timeout
+        i = start
+        while True:
+            while i < len(self.msgs):
+                if pred(self.msgs[i]):
+                    return self.msgs[i]
+                i += 1
+            if self.closed:
+                raise ConnectionError("closed")
+            left = end - loop.time()
+            if left <= 0:
+                raise TimeoutError(f"no matching message; last: {self.msgs[-3:]!r}")
+            self._new.clear()
+            try:
+                await asyncio.wait_for(self._new.wait(), left)
+            except asyncio.TimeoutError:
+                pass
+
+    async def logon(self, username="", password="", heartbeat=30):
+        self.send(M.LogonRequest(ProtocolVersion=8, Username=username, Password=password,
+                                 HeartbeatIntervalInSeconds=heartbeat, ClientName="hostile-test"))
+        return await self.wait_for(lambda m: m.TYPE == T.LOGON_RESPONSE)
+
+    async def sync(self):
+        """Round trip: everything the server sent before the answer has arrived."""
+        self._rid += 1
+        rid, n = self._rid, len(self.msgs)
+        self.send(M.TradeAccountsRequest(RequestID=rid))
+        await self.wait_for(lambda m: m.TYPE == T.TRADE_ACCOUNT_RESPONSE and m.RequestID == rid, start=n)
+
+    async def close(self):
+        self.writer.close()
+        self._task.cancel()
+        try:
+            await self._task
+        except asyncio.CancelledError:
+            pass
+
+    def updates(self, start=0, coid=None):
+        return [m for m in self.msgs[start:] if m.TYPE == T.ORDER_UPDATE and (coid is None or m.ClientOrderID == coid)]
+
+    def rejection(self, coid, start=0):
+        """The NEW_ORDER_REJECTED update of ``coid`` (exactly one), with its reason."""
+        rej = [m for m in self.updates(start, coid) if m.OrderUpdateReason == R.NEW_ORDER_REJECTED]
+        assert len(rej) == 1, [(m.OrderUpdateReason, m.OrderStatus, m.InfoText) for m in self.updates(start, coid)]
+        assert rej[0].OrderStatus == S.ORDER_STATUS_REJECTED and rej[0].InfoText
+        return rej[0]
+
+
+def order(coid, order_type=1, side=1, qty=1.0, price1=0.0, price2=0.0, **kw):
+    return M.SubmitNewSingleOrder(Symbol="ESH4", ClientOrderID=coid, OrderType=order_type, BuySell=side,
+                                  Quantity=qty, Price1=price1, Price2=price2, TimeInForce=1, **kw)
+
+
+async def started(rec, **kw) -> tuple[DTCServer, int]:
+    """A paused server replayed up to continuous trading; returns it and the replay index."""
+    srv = DTCServer(rec, port=0, speed=0, loop_replay=False, paused=True, **kw)
+    await srv.start()
+    k = trading_index(rec.events)
+    srv.publish("ESH4", rec.events[:k])
+    return srv, k
+
+
+# ---------------------------------------------------------------------------- item 1
+@run_async
+async def test_huge_and_non_finite_prices_are_rejected_and_never_fill(es_rec):
+    """A stop buy at 3e18 wrapped to -2.3e18 ticks, "triggered" and filled at market; a sell limit
+    at 2.4e18 filled at market. Now every such price is rejected with a reason and the server
+    holds no order and no position, even after the market trades on."""
+    srv, k = await started(es_rec)
+    try:
+        book = srv.engine.books["ESH4"]
+        bid, ask = book.best_bid(), book.best_ask()
+        c = await Client().connect(srv.port)
+        await c.logon()
+        c.send(order("STOP-3e18", order_type=3, side=1, price1=3e18))
+        c.send(order("LMT-2.4e18", order_type=2, side=2, price1=2.4e18))
+        c.send(order("LMT-1e30", order_type=2, side=1, price1=1e30))
+        c.send(order("LMT-1e300", order_type=2, side=1, price1=1e300))  # >= FLT_MAX: DTC's "unset"
+        c.send(order("LMT-nan", order_type=2, side=1, price1=math.nan))
+        c.send(order("STP-inf", order_type=3, side=2, price1=-math.inf))
+        c.send(order("STPLMT-nan2", order_type=4, side=1, price1=(ask + 4) * TICK, price2=math.nan))
+        c.send(order("LMT-far", order_type=2, side=1, price1=bid * TICK * 0.3))  # 70 % under the market
+        c.send(order("LMT-above", order_type=2, side=2, price1=ask * TICK * 1.7))
+        c.send(order("MKT-junk-price", order_type=1, side=1, price1=3e18))  # an unused price is checked too
+        c.send(order("LMT-ok", order_type=2, side=1, price1=(bid - 8) * TICK))
+        await c.sync()
+        for coid, why in (("STOP-3e18", "out of range"), ("LMT-2.4e18", "out of range"), ("LMT-1e30", "out of range"),
+                          ("LMT-1e300", "needs price"),
+                          ("LMT-nan", "not finite"), ("STP-inf", "not finite"), ("STPLMT-nan2", "not finite"),
+                          ("LMT-far", "outside the band"), ("LMT-above", "outside the band"),
+                          ("MKT-junk-price", "out of range")):
+            assert why in c.rejection(coid).InfoText, coid
+        # the venue's own state: only the sane order is working, nothing filled
+        assert [o.client_order_id for o in srv.engine.open_orders()] == ["LMT-ok"]
+        assert srv.engine.position("ESH4").qty == 0
+        srv.publish("ESH4", es_rec.events[k:k + 200_000])
+        await c.sync()
+        assert srv.engine.position("ESH4").qty == 0
+        assert not [m for m in c.updates() if m.OrderUpdateReason in (R.ORDER_FILLED, R.ORDER_FILLED_PARTIALLY)
+                    and m.ClientOrderID != "LMT-ok"]
+        await c.close()
+    finally:
+        await srv.stop()
+
+
+@run_async
+async def test_a_replace_to_a_huge_price_is_rejected_and_the_order_keeps_its_price(es_rec):
+    srv, _k = await started(es_rec)
+    try:
+        bid = srv.engine.books["ESH4"].best_bid()
+        c = await Client().connect(srv.port)
+        await c.logon()
+        c.send(order("L", order_type=2, side=1, price1=(bid - 8) * TICK))
+        await c.sync()
+        (o,) = srv.engine.open_orders()
+        n = len(c.msgs)
+        c.send(M.CancelReplaceOrder(ServerOrderID=o.server_order_id, ClientOrderID="L", Price1=3e18, Price2IsSet=0,
+                                    Quantity=1))
+        await c.sync()
+        (rej,) = [m for m in c.updates(n) if m.OrderUpdateReason == R.ORDER_CANCEL_REPLACE_REJECTED]
+        assert "out of range" in rej.InfoText
+        assert srv.engine.order(o.server_order_id).price == bid - 8 and srv.engine.order(o.server_order_id).is_working
+        await c.close()
+    finally:
+        await srv.stop()
