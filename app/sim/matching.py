@@ -40,6 +40,7 @@ whole numbers for futures). Times are ns since the epoch: the time of the last m
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import logging
@@ -135,13 +136,22 @@ class FillEngine:
         Ticks added against the trader on every market and stop fill.
     id_prefix : str
         Prefix of server order ids (``"P"`` -> ``P1``, ``P2``...).
+    history : int
+        Terminal orders (filled, cancelled, rejected) kept in :attr:`orders` for lookups
+        (a cancel of a filled order is answered "already FILLED"); older ones are forgotten,
+        oldest first, so memory stays bounded however many orders are placed.
+    max_open_orders : int or None
+        Most non-final orders per account; a new order beyond it is rejected (None: no limit).
+        Every trade is matched against the working orders of its symbol, so this bounds the
+        work per trade.
 
     Attributes
     ----------
     books : dict of str to ReferenceBook
         The engine's own book per symbol (what market orders walk).
     orders : dict of str to Order
-        Every order by server id (live objects: do not mutate).
+        Orders by server id (live objects: do not mutate): every non-final order and the last
+        ``history`` terminal ones.
     ledger : Account
         Positions, P&L and balance (:mod:`app.sim.account`).
 
@@ -165,8 +175,12 @@ class FillEngine:
         commission_per_contract: float = 0.0,
         slippage_ticks: int = 0,
         id_prefix: str = "",
+        history: int = 10_000,
+        max_open_orders: int | None = None,
     ) -> None:
         self.account = account
+        self.history = max(int(history), 0)
+        self.max_open_orders = max_open_orders
         self.slippage_ticks = int(slippage_ticks)
         self.id_prefix = id_prefix
         self.instruments: dict[str, Instrument] = {}
@@ -174,6 +188,10 @@ class FillEngine:
         self.last_trade: dict[str, int] = {}
         self.orders: dict[str, Order] = {}
         self._working: dict[str, dict[str, Order]] = {}  # symbol -> id -> working order
+        # every non-final order (working and pending children), per account, oldest first
+        self._live: dict[str, dict[str, Order]] = {}
+        self._coids: dict[tuple[str, str], Order] = {}  # (account, ClientOrderID) -> non-final order
+        self._terminal: collections.deque[str] = collections.deque()  # ids of terminal orders kept, oldest first
         self.ledger = Account(account, starting_balance, commission_per_contract, self.mark)
         self.now_ns = 0
         self._ids = itertools.count(1)
@@ -215,13 +233,18 @@ class FillEngine:
         """The order with this server id (live object; do not mutate), or None."""
         return self.orders.get(server_order_id)
 
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
-        """Orders not final (working, pending child), oldest first, optionally for one symbol."""
-        return [
-            o
-            for o in self.orders.values()
-            if not o.is_final and (symbol is None or o.symbol == symbol)
-        ]
+    def open_orders(self, symbol: str | None = None, account: str | None = None) -> list[Order]:
+        """Orders not final (working, pending child), oldest first per account, optionally of one
+        symbol and/or one account. Costs O(non-final orders), never O(orders ever placed)."""
+        books = self._live.values() if account is None else [self._live.get(account, {})]
+        return [o for live in books for o in live.values() if symbol is None or o.symbol == symbol]
+
+    def find_open(self, client_order_id: str, account: str | None = None) -> Order | None:
+        """The non-final order of ``account`` (default: the engine's) with this ClientOrderID, or
+        None (O(1); an empty ``client_order_id`` is never found)."""
+        if not client_order_id:
+            return None
+        return self._coids.get((account or self.account, client_order_id))
 
     @property
     def positions(self) -> dict[str, Position]:
@@ -417,7 +440,21 @@ class FillEngine:
             self._order_event(EV_CANCELLED, c, text=c.info)
 
     def _unwork(self, o: Order) -> None:
-        self._working.get(o.symbol, {}).pop(o.server_order_id, None)
+        """``o`` became final: it leaves the working and live indexes and joins the bounded
+        history of terminal orders (the oldest terminal order beyond ``history`` is forgotten)."""
+        sid = o.server_order_id
+        self._working.get(o.symbol, {}).pop(sid, None)
+        if self._live.get(o.account, {}).pop(sid, None) is None:
+            return  # not live (already retired)
+        key = (o.account, o.client_order_id)
+        if self._coids.get(key) is o:
+            del self._coids[key]
+        self._terminal.append(sid)
+        while len(self._terminal) > self.history:
+            old = self._terminal.popleft()
+            gone = self.orders.get(old)
+            if gone is not None and gone.is_final:
+                del self.orders[old]
 
     def _fill(self, o: Order, qty: float, price: int, request: Any = None) -> None:
         qty = min(qty, o.remaining)
@@ -505,6 +542,16 @@ class FillEngine:
             return f"unknown trade account {spec.account!r} (this account is {self.account!r})"
         return None
 
+    def _room(self, spec: OrderSpec, n: int) -> str | None:
+        """The reason ``n`` more non-final orders do not fit ``max_open_orders``, or None."""
+        if self.max_open_orders is None:
+            return None
+        account = spec.account or self.account
+        have = len(self._live.get(account, ()))
+        if have + n > self.max_open_orders:
+            return f"too many open orders on {account} ({have}; at most {self.max_open_orders})"
+        return None
+
     def _make(self, spec: OrderSpec) -> Order:
         o = Order(
             server_order_id=self._new_id(),
@@ -520,6 +567,9 @@ class FillEngine:
             created_ns=self.now_ns,
         )
         self.orders[o.server_order_id] = o
+        self._live.setdefault(o.account, {})[o.server_order_id] = o
+        if o.client_order_id:
+            self._coids[(o.account, o.client_order_id)] = o
         return o
 
     def _reject_spec(self, spec: OrderSpec, text: str, request: Any = None) -> Order:
@@ -586,7 +636,7 @@ class FillEngine:
         -----
         Reports: ``accepted`` (status OPEN), then fills if marketable; or ``rejected``.
         """
-        err = self._validate(spec)
+        err = self._validate(spec) or self._room(spec, 1)
         if err:
             return self._reject_spec(spec, err, request)
         o = self._make(spec)
@@ -634,7 +684,7 @@ class FillEngine:
             if err:
                 break
         if err is None:
-            err = oco.check_group(leg1, leg2, parent)
+            err = oco.check_group(leg1, leg2, parent) or self._room(leg1, len(specs))
         if err:
             return [self._reject_spec(s, err, request) for s in specs]
         p = self._make(parent) if parent is not None else None
@@ -770,8 +820,8 @@ class FillEngine:
     def cancel_all(self, symbol: str | None = None) -> int:
         """Cancel every non-final order (optionally of one symbol); returns how many."""
         n = 0
-        for o in list(self.orders.values()):
-            if not o.is_final and (symbol is None or o.symbol == symbol):
+        for o in self.open_orders(symbol):
+            if not o.is_final:
                 self._cancel_one(o, "cancel all")
                 n += 1
         return n

@@ -141,6 +141,12 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         rejected (0.5: ES at 4800 accepts 2400..7200); the market is the last trade, else the
         book's mid, else the recording's first trade. Non-finite, non-positive and
         int64-overflowing prices are always rejected.
+    order_history : int
+        Terminal orders the engine remembers (for lookups by ServerOrderID); older ones are
+        forgotten, so memory stays bounded (:class:`app.sim.matching.FillEngine` ``history``).
+    max_open_orders : int
+        Most non-final orders per account; more are rejected (the work per replayed trade grows
+        with the working orders).
 
     Raises
     ------
@@ -178,6 +184,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         start_at_open: bool = False,
         clock: Clock = SYSTEM_CLOCK,
         price_band: float = 0.5,
+        order_history: int = 10_000,
+        max_open_orders: int = 1_000,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
@@ -205,6 +213,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             starting_balance=starting_balance,
             commission_per_contract=commission_per_contract,
             slippage_ticks=slippage_ticks,
+            history=order_history,
+            max_open_orders=max_open_orders,
         )
         self.engine.add_listener(self._on_engine_event)
         self.symbols: dict[str, Symbol] = {}

@@ -209,7 +209,8 @@ class OrderEntryMixin:
         return s
 
     def _dup_coid(self, coid: str) -> bool:
-        return bool(coid) and any(o.client_order_id == coid and not o.is_final for o in self.engine.orders.values())
+        """A non-final order already has this ClientOrderID (O(1): the engine's index)."""
+        return self.engine.find_open(coid) is not None
 
     def _on_submit_single(self, c: Conn, m) -> None:
         self._stats["orders_received"] += 1
