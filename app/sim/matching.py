@@ -44,6 +44,7 @@ import collections
 import copy
 import itertools
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -144,6 +145,11 @@ class FillEngine:
         Most non-final orders per account; a new order beyond it is rejected (None: no limit).
         Every trade is matched against the working orders of its symbol, so this bounds the
         work per trade.
+    max_order_qty : float or None
+        Largest quantity of one order, contracts (None: no limit).
+    whole_contracts : bool
+        Quantities must be whole contracts (futures; the DTC server sets it). Fractional
+        quantities (crypto paper trading) are allowed when False.
 
     Attributes
     ----------
@@ -177,7 +183,11 @@ class FillEngine:
         id_prefix: str = "",
         history: int = 10_000,
         max_open_orders: int | None = None,
+        max_order_qty: float | None = None,
+        whole_contracts: bool = False,
     ) -> None:
+        self.max_order_qty = max_order_qty
+        self.whole_contracts = bool(whole_contracts)
         self.account = account
         self.history = max(int(history), 0)
         self.max_open_orders = max_open_orders
@@ -532,14 +542,26 @@ class FillEngine:
             OrderType(spec.order_type)
         except ValueError:
             return f"unsupported side {spec.side!r} or order type {spec.order_type!r}"
-        if not (spec.qty > 0) or spec.qty != spec.qty:
-            return f"quantity must be > 0, got {spec.qty}"
+        err = self._qty_error(spec.qty)
+        if err:
+            return err
         if OrderType(spec.order_type).needs_price and spec.price is None:
             return f"{OrderType(spec.order_type).name} order needs price (Price1)"
         if OrderType(spec.order_type).needs_price2 and spec.price2 is None:
             return "STOP_LIMIT order needs price2 (Price2, the limit)"
         if spec.account and spec.account != self.account:
             return f"unknown trade account {spec.account!r} (this account is {self.account!r})"
+        return None
+
+    def _qty_error(self, qty: float) -> str | None:
+        """The reason an order quantity (contracts) is refused, or None: it must be finite and
+        > 0, a whole number of contracts when ``whole_contracts``, at most ``max_order_qty``."""
+        if not (qty > 0) or not math.isfinite(qty):
+            return f"quantity must be > 0, got {qty}"
+        if self.whole_contracts and qty != math.floor(qty):
+            return f"quantity must be a whole number of contracts, got {qty:g}"
+        if self.max_order_qty is not None and qty > self.max_order_qty:
+            return f"quantity {qty:g} above the maximum of {self.max_order_qty:g} contracts per order"
         return None
 
     def _room(self, spec: OrderSpec, n: int) -> str | None:
@@ -775,6 +797,9 @@ class FillEngine:
                 price2: int | None = None, request: Any = None) -> bool:
         """Cancel-replace: new total quantity (contracts, incl. filled) and/or prices (ticks).
 
+        ``None`` keeps a value. A new quantity is checked like a new order's (> 0, whole
+        contracts, the maximum) and must not be below the filled quantity.
+
         Losing queue priority: a new price or a larger quantity restarts ``queue_ahead``.
         Returns True when replaced; otherwise a ``replace_rejected`` report (carrying
         ``request``) explains why.
@@ -785,12 +810,16 @@ class FillEngine:
             text = "unknown ServerOrderID" if o is None else f"order is already {o.status.name}"
             self._order_event(EV_REPLACE_REJECTED, stub, text=text, request=request)
             return False
-        if qty is not None and qty > 0 and qty < o.filled_qty:
+        err = self._qty_error(qty) if qty is not None else None
+        if err:
+            self._order_event(EV_REPLACE_REJECTED, o, text=err, request=request)
+            return False
+        if qty is not None and qty < o.filled_qty:
             self._order_event(EV_REPLACE_REJECTED, o, text=f"new quantity {qty} < filled {o.filled_qty}",
                               request=request)
             return False
         requeue = False
-        if qty is not None and qty > 0:
+        if qty is not None:
             requeue = qty > o.qty
             o.qty = float(qty)
         if price is not None and price != o.price:

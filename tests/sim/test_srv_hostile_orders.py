@@ -130,6 +130,11 @@ class Client:
     def updates(self, start=0, coid=None):
         return [m for m in self.msgs[start:] if m.TYPE == T.ORDER_UPDATE and (coid is None or m.ClientOrderID == coid)]
 
+    @staticmethod
+    def pending_parents_left(srv) -> int:
+        """Bracket parents the server still holds for any connection."""
+        return sum(len(cn.pending_parents) for cn in srv.conns.values())
+
     def rejection(self, coid, start=0):
         """The NEW_ORDER_REJECTED update of ``coid`` (exactly one), with its reason."""
         rej = [m for m in self.updates(start, coid) if m.OrderUpdateReason == R.NEW_ORDER_REJECTED]
@@ -320,6 +325,93 @@ async def test_resting_orders_per_account_are_capped(es_rec):
         c.send(order("L7", order_type=2, side=1, price1=(bid - 20) * TICK))
         await c.sync()
         assert [o.client_order_id for o in srv.engine.open_orders()] == ["L1", "L2", "L3", "L4", "L7"]
+        await c.close()
+    finally:
+        await srv.stop()
+
+
+# ---------------------------------------------------------------------------- item 7
+@run_async
+async def test_quantities_are_positive_whole_contracts_up_to_the_maximum(es_rec):
+    """1e-12 contracts was accepted and worked forever, 0.5 filled (position 0.5), 1e9 filled."""
+    srv, k = await started(es_rec, max_order_qty=5)
+    try:
+        bid = srv.engine.books["ESH4"].best_bid()
+        c = await Client().connect(srv.port)
+        await c.logon()
+        bad = {"tiny": 1e-12, "half": 0.5, "billion": 1e9, "six": 6.0, "neg": -1.0, "nan": math.nan,
+               "inf": math.inf, "zero": 0.0}
+        for coid, q in bad.items():
+            c.send(order(coid, side=1, qty=q))
+        c.send(order("L-half", order_type=2, side=1, qty=2.5, price1=(bid - 8) * TICK))
+        c.send(order("five", side=1, qty=5))  # the maximum itself is fine
+        await c.sync()
+        for coid in (*bad, "L-half"):
+            text = c.rejection(coid).InfoText
+            assert "quantity" in text, (coid, text)
+        assert "whole number" in c.rejection("half").InfoText and "maximum of 5" in c.rejection("six").InfoText
+        eng = srv.engine
+        assert eng.position("ESH4").qty == 5 and eng.open_orders() == []
+        # a replace to a fractional or too large quantity is refused; the order keeps its own
+        c.send(order("L", order_type=2, side=1, qty=2, price1=(bid - 8) * TICK))
+        await c.sync()
+        (o,) = eng.open_orders()
+        n = len(c.msgs)
+        for q in (0.5, 6.0, -3.0):
+            c.send(M.CancelReplaceOrder(ServerOrderID=o.server_order_id, ClientOrderID="L", Quantity=q,
+                                        Price1IsSet=0, Price2IsSet=0))
+        await c.sync()
+        rej = [m.InfoText for m in c.updates(n) if m.OrderUpdateReason == R.ORDER_CANCEL_REPLACE_REJECTED]
+        assert len(rej) == 3 and all("quantity" in t for t in rej), rej
+        assert eng.order(o.server_order_id).qty == 2
+        # the market trades on: nothing fractional ever fills
+        srv.publish("ESH4", es_rec.events[k:k + 100_000])
+        await c.sync()
+        assert eng.position("ESH4").qty == float(int(eng.position("ESH4").qty))
+        await c.close()
+    finally:
+        await srv.stop()
+
+
+@pytest.mark.parametrize("offset", [1e300, math.inf, math.nan, -2.0, 0.0, 1e30, 1e-9, 3000.0],
+                         ids=["1e300", "inf", "nan", "negative", "zero", "1e30", "below-a-tick", "beyond-band"])
+@run_async
+async def test_bracket_offsets_must_be_finite_and_positive(es_rec, offset):
+    """Offsets of 1e300 or inf became 0: the stop and the target at the entry. Now the bracket is
+    rejected as a whole (parent and both children) and the server holds nothing."""
+    srv, _k = await started(es_rec)
+    try:
+        bid = srv.engine.books["ESH4"].best_bid()
+        c = await Client().connect(srv.port)
+        await c.logon()
+        c.send(order("P", order_type=2, side=1, qty=1, price1=(bid - 4) * TICK, IsParentOrder=1))
+        c.send(M.SubmitNewOCOOrder(Symbol="ESH4", ClientOrderID_1="TGT", OrderType_1=2, BuySell_1=2, Quantity_1=1,
+                                   ClientOrderID_2="STP", OrderType_2=3, BuySell_2=2, Quantity_2=1,
+                                   ParentTriggerClientOrderID="P", UseOffsets=1,
+                                   OffsetFromParent1=2.0, OffsetFromParent2=offset))
+        await c.sync()
+        for coid in ("P", "TGT", "STP"):
+            assert "OffsetFromParent2" in c.rejection(coid).InfoText
+        assert srv.engine.open_orders() == [] and not c.pending_parents_left(srv)
+        await c.close()
+    finally:
+        await srv.stop()
+
+
+@run_async
+async def test_negative_and_zero_prices_are_refused(es_rec):
+    srv, _k = await started(es_rec)
+    try:
+        c = await Client().connect(srv.port)
+        await c.logon()
+        c.send(order("neg-limit", order_type=2, side=1, price1=-4800.0))
+        c.send(order("zero-limit", order_type=2, side=1, price1=0.0))
+        c.send(order("neg-stop", order_type=3, side=2, price1=-1.0))
+        c.send(order("neg-stoplimit", order_type=4, side=2, price1=4700.0, price2=-4700.0))
+        await c.sync()
+        for coid in ("neg-limit", "zero-limit", "neg-stop", "neg-stoplimit"):
+            assert "positive" in c.rejection(coid).InfoText, coid
+        assert srv.engine.open_orders() == []
         await c.close()
     finally:
         await srv.stop()

@@ -147,6 +147,9 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     max_open_orders : int
         Most non-final orders per account; more are rejected (the work per replayed trade grows
         with the working orders).
+    max_order_qty : float
+        Largest quantity of one order, contracts; every quantity must also be a positive whole
+        number of contracts (futures), in new orders and in replaces.
 
     Raises
     ------
@@ -186,6 +189,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         price_band: float = 0.5,
         order_history: int = 10_000,
         max_open_orders: int = 1_000,
+        max_order_qty: float = 1_000,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
@@ -215,6 +219,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             slippage_ticks=slippage_ticks,
             history=order_history,
             max_open_orders=max_open_orders,
+            max_order_qty=max_order_qty,
+            whole_contracts=True,
         )
         self.engine.add_listener(self._on_engine_event)
         self.symbols: dict[str, Symbol] = {}

@@ -326,7 +326,8 @@ class OrderEntryMixin:
             except ValueError as exc:
                 self._send(c, self._order_update(o, M.OrderUpdateReason.ORDER_CANCEL_REPLACE_REJECTED, text=str(exc)))
                 return
-        qty = float(m.Quantity) if _px(m.Quantity) is not None and m.Quantity > 0 else None
+        q = _given(m.Quantity)
+        qty = None if q is None or q == 0.0 else q  # 0 or unset: keep the quantity
         self.engine.replace(sid, qty=qty, price=price1, price2=price2, request=c)
 
     def _on_flatten(self, c: Conn, m) -> None:
