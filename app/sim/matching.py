@@ -121,16 +121,18 @@ EngineEvent = OrderReport | PositionEvent | BalanceEvent
 
 
 class FillEngine:
-    """Matching engine for one account and any number of symbols.
+    """Matching engine for any number of accounts and symbols, over one book per symbol.
 
     Parameters
     ----------
     instruments : iterable of Instrument
         Symbols the engine trades (tick value for P&L). More via :meth:`add_instrument`.
     account : str
-        Account name (Sierra-style ``Sim1``).
+        The default account's name (Sierra-style ``Sim1``); more accounts via
+        :meth:`add_account`. Every account has its own orders, positions and money; all of
+        them trade against the same book.
     starting_balance : float
-        USD cash at start.
+        USD cash at start, of every account.
     commission_per_contract : float
         USD per contract per fill (both entries and exits).
     slippage_ticks : int
@@ -159,7 +161,9 @@ class FillEngine:
         Orders by server id (live objects: do not mutate): every non-final order and the last
         ``history`` terminal ones.
     ledger : Account
-        Positions, P&L and balance (:mod:`app.sim.account`).
+        Positions, P&L and balance of the default account (:mod:`app.sim.account`).
+    accounts : dict of str to Account
+        Every account by name, the default one included.
 
     Notes
     -----
@@ -202,7 +206,10 @@ class FillEngine:
         self._live: dict[str, dict[str, Order]] = {}
         self._coids: dict[tuple[str, str], Order] = {}  # (account, ClientOrderID) -> non-final order
         self._terminal: collections.deque[str] = collections.deque()  # ids of terminal orders kept, oldest first
-        self.ledger = Account(account, starting_balance, commission_per_contract, self.mark)
+        self._starting_balance = float(starting_balance)
+        self._commission = float(commission_per_contract)
+        self.accounts: dict[str, Account] = {}
+        self.ledger = self.add_account(account)
         self.now_ns = 0
         self._ids = itertools.count(1)
         self._fill_ids = itertools.count(1)
@@ -216,7 +223,38 @@ class FillEngine:
         self.instruments[inst.symbol] = inst
         self.books.setdefault(inst.symbol, ReferenceBook())
         self._working.setdefault(inst.symbol, {})
-        self.ledger.add_instrument(inst)
+        for acct in self.accounts.values():
+            acct.add_instrument(inst)
+
+    def add_account(self, name: str) -> Account:
+        """The account called ``name``, created (flat, the starting balance, every instrument)
+        when it does not exist yet.
+
+        Raises
+        ------
+        ValueError
+            If ``name`` is empty.
+        """
+        acct = self.accounts.get(name)
+        if acct is not None:
+            return acct
+        if not name:
+            raise ValueError("an account needs a name")
+        acct = Account(name, self._starting_balance, self._commission, self.mark)
+        for inst in self.instruments.values():
+            acct.add_instrument(inst)
+        self.accounts[name] = acct
+        return acct
+
+    def ledger_of(self, account: str | None = None) -> Account:
+        """The :class:`~app.sim.account.Account` called ``account`` (default: the engine's).
+
+        Raises
+        ------
+        KeyError
+            If there is no such account.
+        """
+        return self.ledger if account is None else self.accounts[account]
 
     def add_listener(self, fn: Callable[[EngineEvent], None]) -> None:
         """Call ``fn(event)`` for every engine event."""
@@ -258,18 +296,19 @@ class FillEngine:
 
     @property
     def positions(self) -> dict[str, Position]:
-        """Position per symbol (live objects of :attr:`ledger`; do not mutate)."""
+        """Position per symbol of the default account (live objects of :attr:`ledger`; do not
+        mutate); other accounts: ``ledger_of(name).positions``."""
         return self.ledger.positions
 
-    def position(self, symbol: str) -> Position:
-        """Position of ``symbol``.
+    def position(self, symbol: str, account: str | None = None) -> Position:
+        """Position of ``symbol`` in ``account`` (default: the engine's).
 
         Raises
         ------
         KeyError
-            If the symbol is not traded by this engine.
+            If the symbol is not traded by this engine or there is no such account.
         """
-        return self.ledger.positions[symbol]
+        return self.ledger_of(account).positions[symbol]
 
     def mark(self, symbol: str) -> float | None:
         """Mark price in float ticks: the last trade, else the book's mid, else None."""
@@ -283,27 +322,28 @@ class FillEngine:
             return (bb + ba) / 2.0
         return None
 
-    def open_pnl(self, symbol: str) -> float:
-        """USD open P&L of ``symbol`` at :meth:`mark` (0 when flat or no mark).
+    def open_pnl(self, symbol: str, account: str | None = None) -> float:
+        """USD open P&L of ``symbol`` in ``account`` (default: the engine's) at :meth:`mark`
+        (0 when flat or no mark).
 
         Raises
         ------
         KeyError
-            If the symbol is not traded by this engine.
+            If the symbol is not traded by this engine or there is no such account.
         """
-        return self.ledger.open_pnl(symbol)
+        return self.ledger_of(account).open_pnl(symbol)
 
-    def realized_pnl(self) -> float:
-        """USD realised P&L of all symbols, after commissions."""
-        return self.ledger.realized_pnl()
+    def realized_pnl(self, account: str | None = None) -> float:
+        """USD realised P&L of all symbols of ``account`` (default: the engine's), after commissions."""
+        return self.ledger_of(account).realized_pnl()
 
-    def cash_balance(self) -> float:
-        """USD: starting balance + realised P&L (commissions included)."""
-        return self.ledger.cash_balance()
+    def cash_balance(self, account: str | None = None) -> float:
+        """USD of ``account`` (default: the engine's): starting balance + realised P&L (commissions included)."""
+        return self.ledger_of(account).cash_balance()
 
-    def total_open_pnl(self) -> float:
-        """USD open P&L over all symbols."""
-        return self.ledger.total_open_pnl()
+    def total_open_pnl(self, account: str | None = None) -> float:
+        """USD open P&L over all symbols of ``account`` (default: the engine's)."""
+        return self.ledger_of(account).total_open_pnl()
 
     # ------------------------------------------------------------------ market data
     def on_market(self, symbol: str, events: np.ndarray) -> None:
@@ -329,7 +369,8 @@ class FillEngine:
             self.now_ns = max(self.now_ns, int(events["ts"][-1]))
             if len(trade_idx):
                 self.last_trade[symbol] = int(events["price"][trade_idx[-1]])
-                self.ledger.track_extremes(symbol, events["price"][trade_idx])
+                for acct in self.accounts.values():
+                    acct.track_extremes(symbol, events["price"][trade_idx])
             return
         start = 0
         for j in trade_idx.tolist():
@@ -339,7 +380,8 @@ class FillEngine:
             self.now_ns = max(self.now_ns, int(t["ts"]))
             price = int(t["price"])
             self.last_trade[symbol] = price
-            self.ledger.track_extremes(symbol, np.array([price]))
+            for acct in self.accounts.values():
+                acct.track_extremes(symbol, np.array([price]))
             self._on_trade(symbol, price, float(t["size"]))
             start = j + 1
         if start < len(events):
@@ -484,7 +526,7 @@ class FillEngine:
         if done:
             self._unwork(o)
         self._order_event(EV_FILLED if done else EV_PARTIALLY_FILLED, o, fill_qty=qty, fill_price=int(price))
-        pos, bal = self.ledger.book_fill(o.symbol, o.side, qty, int(price), self.now_ns)
+        pos, bal = self.accounts[o.account].book_fill(o.symbol, o.side, qty, int(price), self.now_ns)
         self._emit(pos)
         self._emit(bal)
         # bracket and OCO consequences
@@ -549,8 +591,8 @@ class FillEngine:
             return f"{OrderType(spec.order_type).name} order needs price (Price1)"
         if OrderType(spec.order_type).needs_price2 and spec.price2 is None:
             return "STOP_LIMIT order needs price2 (Price2, the limit)"
-        if spec.account and spec.account != self.account:
-            return f"unknown trade account {spec.account!r} (this account is {self.account!r})"
+        if spec.account and spec.account not in self.accounts:
+            return f"unknown trade account {spec.account!r} (this engine's account is {self.account!r})"
         return None
 
     def _qty_error(self, qty: float) -> str | None:
@@ -837,19 +879,38 @@ class FillEngine:
             self._check_marketable_on_entry(o, request)
         return True
 
-    def flatten(self, symbol: str, request: Any = None) -> Order | None:
-        """Send a market order that closes the position of ``symbol`` (None when flat)."""
-        p = self.ledger.positions.get(symbol)
+    def flatten(self, symbol: str, request: Any = None, account: str | None = None,
+                client_order_id: str = "flatten") -> Order | None:
+        """Send a market order that closes the position of ``symbol`` in ``account`` (default:
+        the engine's); None when flat.
+
+        Parameters
+        ----------
+        symbol : str
+        request : object, optional
+            Handle carried by any rejection this call produces.
+        account : str, optional
+        client_order_id : str
+            ClientOrderID of the flattening order (the DTC server passes the one of the
+            SUBMIT_FLATTEN_POSITION_ORDER, so its ORDER_UPDATEs echo it).
+
+        Raises
+        ------
+        KeyError
+            If there is no such account.
+        """
+        acct = self.ledger_of(account)
+        p = acct.positions.get(symbol)
         if p is None or not p.qty:
             return None
         side = Side.SELL if p.qty > 0 else Side.BUY
-        return self.submit(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET, client_order_id="flatten"),
-                           request=request)
+        return self.submit(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET, client_order_id=client_order_id,
+                                     account=acct.name), request=request)
 
-    def cancel_all(self, symbol: str | None = None) -> int:
-        """Cancel every non-final order (optionally of one symbol); returns how many."""
+    def cancel_all(self, symbol: str | None = None, account: str | None = None) -> int:
+        """Cancel every non-final order (optionally of one symbol, of one account); returns how many."""
         n = 0
-        for o in self.open_orders(symbol):
+        for o in self.open_orders(symbol, account):
             if not o.is_final:
                 self._cancel_one(o, "cancel all")
                 n += 1

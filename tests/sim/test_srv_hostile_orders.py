@@ -415,3 +415,146 @@ async def test_negative_and_zero_prices_are_refused(es_rec):
         await c.close()
     finally:
         await srv.stop()
+
+
+# ---------------------------------------------------------------------------- item 8
+def _own_updates(c: Client, start=0):
+    return {m.ClientOrderID for m in c.updates(start) if m.ClientOrderID}
+
+
+@run_async
+async def test_each_username_has_its_own_account_and_cannot_touch_another(es_rec):
+    """Any client could list, cancel (ServerOrderIDs are sequential) and flatten another's orders.
+    Now bob sees none of alice's orders, and his cancel, replace and flatten leave the server's
+    state of alice's account exactly as it was."""
+    srv, _k = await started(es_rec)
+    try:
+        eng = srv.engine
+        bid = eng.books["ESH4"].best_bid()
+        alice = await Client().connect(srv.port)
+        bob = await Client().connect(srv.port)
+        assert (await alice.logon("alice")).Result == 1
+        assert (await bob.logon("bob")).Result == 1
+        alice.send(order("A-LMT", order_type=2, side=1, price1=(bid - 8) * TICK))
+        alice.send(order("A-MKT", side=1, qty=2))
+        await alice.sync()
+        a_sid = next(m.ServerOrderID for m in alice.updates(coid="A-LMT") if m.ServerOrderID)
+        n_bob = len(bob.msgs)
+        # bob: list, cancel and replace by every id issued so far, flatten, name alice's account
+        bob.send(M.OpenOrdersRequest(RequestID=7, RequestAllOrders=1))
+        bob.send(M.OpenOrdersRequest(RequestID=8, RequestAllOrders=0, ServerOrderID=a_sid))
+        bob.send(M.CurrentPositionsRequest(RequestID=9))
+        for sid in range(1, 6):
+            bob.send(M.CancelOrder(ServerOrderID=str(sid), ClientOrderID=f"B-cancel-{sid}"))
+            bob.send(M.CancelReplaceOrder(ServerOrderID=str(sid), ClientOrderID=f"B-repl-{sid}",
+                                          Price1=(bid - 1) * TICK, Quantity=5))
+        bob.send(M.SubmitFlattenPositionOrder(Symbol="ESH4", ClientOrderID="B-flat"))
+        bob.send(order("B-as-alice", side=2, TradeAccount="Sim1/alice"))
+        bob.send(M.AccountBalanceRequest(RequestID=10))
+        await bob.sync()
+        got = bob.msgs[n_bob:]
+        oo = [m for m in got if m.TYPE == T.ORDER_UPDATE and m.RequestID in (7, 8)]
+        assert [(m.RequestID, m.NoOrders) for m in oo] == [(7, 1), (8, 1)]
+        (pos,) = [m for m in got if m.TYPE == T.POSITION_UPDATE and m.RequestID == 9]
+        assert pos.NoPositions == 1
+        (bal,) = [m for m in got if m.TYPE == T.ACCOUNT_BALANCE_UPDATE and m.RequestID == 10]
+        assert bal.CashBalance == 100_000.0
+        refused = [m for m in got if m.TYPE == T.ORDER_UPDATE and m.RequestID == 0]
+        assert all(m.OrderStatus == S.ORDER_STATUS_REJECTED and m.ServerOrderID == "" for m in refused)
+        assert sum("unknown ServerOrderID" in m.InfoText for m in refused) == 10
+        assert "no position" in bob.rejection("B-flat").InfoText
+        assert "unknown trade account" in bob.rejection("B-as-alice").InfoText
+        assert not {"A-LMT", "A-MKT"} & _own_updates(bob)  # never told about alice's orders
+        # the server's own state of alice's account is untouched
+        a_acct = srv.accounts["alice"]
+        (a_lmt,) = eng.open_orders(account=a_acct)
+        assert [o.client_order_id for o in eng.open_orders(account=a_acct)] == ["A-LMT"]
+        assert eng.order(a_lmt.server_order_id).price == bid - 8 and eng.order(a_lmt.server_order_id).qty == 1
+        assert eng.position("ESH4", a_acct).qty == 2
+        assert eng.position("ESH4", srv.accounts["bob"]).qty == 0
+        # both see their account under the one name Sim1
+        for cl in (alice, bob):
+            n = len(cl.msgs)
+            cl.send(M.TradeAccountsRequest(RequestID=77))
+            acct = await cl.wait_for(lambda m: m.TYPE == T.TRADE_ACCOUNT_RESPONSE and m.RequestID == 77, start=n)
+            assert acct.TradeAccount == "Sim1"
+        # a second connection of alice owns the same account: it sees and cancels her order
+        alice2 = await Client().connect(srv.port)
+        await alice2.logon("alice")
+        n = len(alice2.msgs)
+        alice2.send(M.OpenOrdersRequest(RequestID=5, RequestAllOrders=1))
+        await alice2.sync()
+        assert [m.ClientOrderID for m in alice2.msgs[n:] if m.TYPE == T.ORDER_UPDATE and m.RequestID == 5] == ["A-LMT"]
+        alice2.send(M.CancelOrder(ServerOrderID=a_lmt.server_order_id, ClientOrderID="A-LMT"))
+        await alice2.sync()
+        await alice.sync()
+        assert eng.open_orders(account=a_acct) == []
+        assert any(m.ClientOrderID == "A-LMT" and m.OrderUpdateReason == R.ORDER_CANCELED for m in alice.updates())
+        assert "A-LMT" not in _own_updates(bob)
+        for cl in (alice, alice2, bob):
+            await cl.close()
+    finally:
+        await srv.stop()
+
+
+@run_async
+async def test_a_password_makes_logon_require_it(es_rec):
+    srv, _k = await started(es_rec, password="s3cret")
+    try:
+        bad = await Client().connect(srv.port)
+        r = await bad.logon("mallory", "guess")
+        assert r.Result == M.LogonStatus.LOGON_ERROR_NO_RECONNECT
+        await asyncio.wait_for(bad._task, 10)
+        assert bad.closed and "mallory" not in srv.accounts
+        none = await Client().connect(srv.port)
+        assert (await none.logon("mallory", "")).Result == M.LogonStatus.LOGON_ERROR_NO_RECONNECT
+        ok = await Client().connect(srv.port)
+        assert (await ok.logon("alice", "s3cret")).Result == 1
+        ok.send(order("A1", side=1))
+        await ok.sync()
+        assert srv.engine.position("ESH4", srv.accounts["alice"]).qty == 1
+        for cl in (bad, none, ok):
+            await cl.close()
+    finally:
+        await srv.stop()
+
+
+@run_async
+async def test_one_shared_account_when_asked(es_rec):
+    srv, _k = await started(es_rec, shared_account=True)
+    try:
+        a = await Client().connect(srv.port)
+        b = await Client().connect(srv.port)
+        await a.logon("alice")
+        await b.logon("bob")
+        a.send(order("A1", side=1))
+        await a.sync()
+        await b.sync()
+        assert "A1" in _own_updates(b)  # one account: both hear its updates
+        b.send(M.SubmitFlattenPositionOrder(Symbol="ESH4", ClientOrderID="B-flat"))
+        await b.sync()
+        assert srv.engine.position("ESH4").qty == 0 and set(srv.engine.accounts) == {"Sim1"}
+        await a.close()
+        await b.close()
+    finally:
+        await srv.stop()
+
+
+def test_serve_options_for_access(monkeypatch):
+    import argparse
+
+    from app.cli import serve
+
+    p = argparse.ArgumentParser()
+    serve.add_arguments(p)
+    monkeypatch.delenv(serve.PASSWORD_ENV, raising=False)
+    args = p.parse_args([])
+    assert args.host == "127.0.0.1"  # the bind stays loopback by default
+    assert serve.access_options(args) == {"password": None, "shared_account": False, "max_order_qty": 1000.0}
+    args = p.parse_args(["--password", "pw", "--shared-account", "--max-order-qty", "5"])
+    assert serve.access_options(args) == {"password": "pw", "shared_account": True, "max_order_qty": 5.0}
+    monkeypatch.setenv(serve.PASSWORD_ENV, "from-env")
+    assert serve.access_options(p.parse_args([]))["password"] == "from-env"
+    for bad in (["--password", ""], ["--password", "x" * 32], ["--max-order-qty", "0.5"]):
+        with pytest.raises(ValueError, match="--(password|max-order-qty)"):
+            serve.access_options(p.parse_args(bad))

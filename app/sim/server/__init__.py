@@ -118,7 +118,13 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     symbol_aliases : dict, optional
         Extra symbol strings accepted for a recording's symbol (``{"ESH24_FUT_CME": "ESH4"}``).
     password : str, optional
-        When set, LOGON_REQUEST.Password must equal it.
+        When set, LOGON_REQUEST.Password must equal it (any Username).
+    shared_account : bool
+        Every logon trades the one ``account``. Default False: each LOGON_REQUEST.Username
+        owns its own simulated account (the empty Username the ``account`` itself), shown to
+        its clients as ``account``; a connection sees and acts on its own account only.
+    max_accounts : int
+        Most accounts (distinct Usernames); a logon beyond it is refused.
     max_batch : int
         Most events per replayed batch at maximum speed (batches never split a depth batch).
     encoding : Encoding, optional
@@ -160,7 +166,9 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     Attributes
     ----------
     engine : app.sim.matching.FillEngine
-        The paper account (shared by every connection).
+        The matching engine: one book per symbol, every account's orders and positions.
+    accounts : dict of str to str
+        LOGON_REQUEST.Username -> the engine account it owns (``engine.accounts`` key).
     replay_done : asyncio.Event
         Set when every symbol's replay ended (only without ``loop_replay``); created by
         :meth:`start`.
@@ -190,6 +198,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         order_history: int = 10_000,
         max_open_orders: int = 1_000,
         max_order_qty: float = 1_000,
+        shared_account: bool = False,
+        max_accounts: int = 100,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
@@ -201,6 +211,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self.account = account
         self.server_name = server_name
         self.password = password
+        self.shared_account = bool(shared_account)
+        self.max_accounts = max(int(max_accounts), 1)
         self.loop_replay = loop_replay
         self.fixed_encoding = Encoding(int(encoding)) if encoding is not None else None
         if self.fixed_encoding is not None and self.fixed_encoding not in ENCODINGS:
@@ -223,6 +235,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             whole_contracts=True,
         )
         self.engine.add_listener(self._on_engine_event)
+        self.accounts: dict[str, str] = {"": account}  # Username -> engine account
         self.symbols: dict[str, Symbol] = {}
         for r in recs:
             sym = r.instrument.symbol

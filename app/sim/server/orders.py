@@ -66,9 +66,16 @@ class OrderEntryMixin:
     """Order entry of :class:`app.sim.server.DTCServer` (208, 201, 203, 204, 209) and the
     engine's reports turned into ORDER_UPDATE / POSITION_UPDATE / ACCOUNT_BALANCE_UPDATE.
 
-    Uses the server's ``engine``, ``account``, ``_stats``, ``_timers`` (the held parent's wait),
-    the market data part's ``_lookup``,
-    the session's ``_send`` / ``_broadcast`` and the queries' ``_position_update`` / ``_balance``.
+    Uses the server's ``engine``, ``account``, ``accounts``, ``shared_account``, ``max_accounts``,
+    ``_stats``, ``_timers`` (the held parent's wait), the market data part's ``_lookup``,
+    the session's ``_send`` and the queries' ``_position_update`` / ``_balance``.
+
+    **Accounts.** Each logon owns one engine account (:attr:`Conn.account`, chosen by
+    :meth:`_account_of_logon`): its own per Username, or the one shared account. Every client
+    sees it under the server's ``account`` name (``Sim1``), so a client configured for ``Sim1``
+    works whatever its Username; a TradeAccount other than that name is unknown. A connection
+    acts only on its account: orders of another account are "unknown ServerOrderID" to it,
+    and trading updates go only to the connections of the account they concern.
     """
 
     #: message type -> handler method name
@@ -80,8 +87,47 @@ class OrderEntryMixin:
         int(T.SUBMIT_FLATTEN_POSITION_ORDER): "_on_flatten",
     }
 
+    def _account_of_logon(self, username: str) -> str:
+        """The engine account a logon with ``username`` owns, created on first use.
+
+        The empty Username, and every Username when the server runs with one shared account,
+        own the server's ``account``; any other Username owns ``"<account>/<username>"``
+        (an engine key; clients always see the ``account`` name).
+
+        Raises
+        ------
+        ValueError
+            If the Username does not fit DTC's ``char[32]`` or ``max_accounts`` accounts exist.
+        """
+        if self.shared_account:
+            return self.account
+        key = self.accounts.get(username)
+        if key is not None:
+            return key
+        if len(username.encode("utf-8")) > 31:
+            raise ValueError("username longer than 31 bytes (DTC Username is char[32])")
+        if len(self.accounts) >= self.max_accounts:
+            raise ValueError(f"too many accounts on this server (at most {self.max_accounts})")
+        key = f"{self.account}/{username}"
+        self.engine.add_account(key)
+        self.accounts[username] = key
+        return key
+
     def _account_ok(self, c: Conn, account: str) -> bool:
-        return not account or account == self.account
+        """A request's TradeAccount names the connection's own account (or none)."""
+        return bool(c.account) and (not account or account == self.account)
+
+    def _to_account(self, account: str, msg: M.Message) -> None:
+        """Send an unsolicited trading update to every logged-on connection that owns ``account``."""
+        for c in list(self.conns.values()):
+            if c.account == account and c.logged_on and not c.closed:
+                self._send(c, msg)
+
+    def _owned(self, c: Conn, server_order_id: str) -> Order | None:
+        """The order ``server_order_id`` when it is the connection's account's, else None (another
+        account's order is as unknown to it as an id never issued)."""
+        o = self.engine.order(server_order_id) if server_order_id else None
+        return o if o is not None and o.account == c.account else None
 
     def _reject_new(self, c: Conn, client_order_id: str, symbol: str, text: str, account: str = "") -> None:
         self._send(c, M.OrderUpdate(
@@ -195,7 +241,7 @@ class OrderEntryMixin:
             price2=self._price_ticks(sym, price2, "Price2", otype.needs_price2),
             client_order_id=coid,
             tif=adapter.tif_from_dtc(tif),
-            account=account or self.account,
+            account=account,
         )
 
     def _check_new(self, c: Conn, coid: str, symbol: str, account: str) -> Symbol | None:
@@ -208,21 +254,22 @@ class OrderEntryMixin:
             return None
         return s
 
-    def _dup_coid(self, coid: str) -> bool:
-        """A non-final order already has this ClientOrderID (O(1): the engine's index)."""
-        return self.engine.find_open(coid) is not None
+    def _dup_coid(self, c: Conn, coid: str) -> bool:
+        """A non-final order of the connection's account has this ClientOrderID (O(1): the
+        engine's index)."""
+        return self.engine.find_open(coid, c.account) is not None
 
     def _on_submit_single(self, c: Conn, m) -> None:
         self._stats["orders_received"] += 1
         s = self._check_new(c, m.ClientOrderID, m.Symbol, m.TradeAccount)
         if s is None:
             return
-        if self._dup_coid(m.ClientOrderID) or m.ClientOrderID in c.pending_parents:
+        if self._dup_coid(c, m.ClientOrderID) or m.ClientOrderID in c.pending_parents:
             self._reject_new(c, m.ClientOrderID, m.Symbol, f"duplicate ClientOrderID {m.ClientOrderID!r}", m.TradeAccount)
             return
         try:
             spec = self._spec(s, m.OrderType, m.BuySell, m.Price1, m.Price2, m.Quantity, m.ClientOrderID,
-                              m.TimeInForce, m.TradeAccount)
+                              m.TimeInForce, c.account)
         except ValueError as exc:  # order type or side the simulator does not support
             self._reject_new(c, m.ClientOrderID, m.Symbol, str(exc), m.TradeAccount)
             return
@@ -256,7 +303,7 @@ class OrderEntryMixin:
             err = f"unknown trade account {m.TradeAccount!r}; use {self.account!r}"
         elif parent_coid and parent_item is None:
             err = f"parent {parent_coid!r} not pending (send SUBMIT_NEW_SINGLE_ORDER with IsParentOrder=1 first)"
-        elif any(self._dup_coid(x) for x in ids) or (ids[0] and ids[0] == ids[1]):
+        elif any(self._dup_coid(c, x) for x in ids) or (ids[0] and ids[0] == ids[1]):
             err = "duplicate ClientOrderID"
         if err:
             if parent_item is not None:
@@ -273,9 +320,9 @@ class OrderEntryMixin:
         try:
             legs = [
                 self._spec(s, m.OrderType_1, m.BuySell_1, None if offsets else m.Price1_1, m.Price2_1, m.Quantity_1,
-                           ids[0], m.TimeInForce, m.TradeAccount),
+                           ids[0], m.TimeInForce, c.account),
                 self._spec(s, m.OrderType_2, m.BuySell_2, None if offsets else m.Price1_2, m.Price2_2, m.Quantity_2,
-                           ids[1], m.TimeInForce, m.TradeAccount),
+                           ids[1], m.TimeInForce, c.account),
             ]
         except ValueError as exc:  # accept or reject all
             for coid in ((parent_coid,) if parent_spec is not None else ()) + ids:
@@ -296,26 +343,35 @@ class OrderEntryMixin:
         self.engine.submit_oco(legs[0], legs[1], parent=parent_spec,
                                partial_fill_handling=adapter.pfh_from_dtc(m.PartialFillHandling), request=c)
 
+    def _refuse(self, c: Conn, m, reason, text: str, client_order_id: str = "") -> None:
+        """ORDER_UPDATE status rejected with ``reason`` and ``text`` for a cancel or replace
+        that is not acted on (sent to ``c`` only; ServerOrderID empty, as for an unknown order)."""
+        self._send(c, M.OrderUpdate(
+            TotalNumMessages=1, MessageNumber=1, ServerOrderID="", ClientOrderID=fit(client_order_id, 32),
+            OrderStatus=adapter.status_to_dtc(OrderStatus.REJECTED), OrderUpdateReason=int(reason),
+            TradeAccount=fit(m.TradeAccount or self.account, 32), InfoText=fit(text, 96)))
+
     def _on_cancel(self, c: Conn, m) -> None:
         sid = m.ServerOrderID
-        o = self.engine.order(sid) if sid else None
-        if o is not None and not o.is_final:
-            self._broadcast(self._order_update(o, M.OrderUpdateReason.GENERAL_ORDER_UPDATE,
-                                               status=OrderStatus.PENDING_CANCEL))
+        R = M.OrderUpdateReason
         if not sid:
-            self._send(c, M.OrderUpdate(
-                TotalNumMessages=1, MessageNumber=1, ClientOrderID=fit(m.ClientOrderID, 32),
-                OrderStatus=adapter.status_to_dtc(OrderStatus.REJECTED),
-                OrderUpdateReason=int(M.OrderUpdateReason.ORDER_CANCEL_REJECTED),
-                TradeAccount=fit(m.TradeAccount or self.account, 32),
-                InfoText="CANCEL_ORDER needs the ServerOrderID"))
+            self._refuse(c, m, R.ORDER_CANCEL_REJECTED, "CANCEL_ORDER needs the ServerOrderID", m.ClientOrderID)
             return
+        o = self._owned(c, sid)
+        if o is None or not self._account_ok(c, m.TradeAccount):
+            self._refuse(c, m, R.ORDER_CANCEL_REJECTED, f"unknown ServerOrderID {sid!r}")
+            return
+        if not o.is_final:
+            self._to_account(o.account, self._order_update(o, R.GENERAL_ORDER_UPDATE, status=OrderStatus.PENDING_CANCEL))
         self.engine.cancel(sid, request=c)
 
     def _on_cancel_replace(self, c: Conn, m) -> None:
         sid = m.ServerOrderID
-        o = self.engine.order(sid)
-        s = self.symbols.get(o.symbol) if o is not None else None
+        o = self._owned(c, sid)
+        if o is None or not self._account_ok(c, m.TradeAccount):
+            self._refuse(c, m, M.OrderUpdateReason.ORDER_CANCEL_REPLACE_REJECTED, f"unknown ServerOrderID {sid!r}")
+            return
+        s = self.symbols.get(o.symbol)
         price1 = price2 = None
         if s is not None and not o.is_final:
             try:
@@ -335,7 +391,11 @@ class OrderEntryMixin:
         if s is None:
             self._reject_new(c, m.ClientOrderID, m.Symbol, f"unknown symbol {m.Symbol!r}", m.TradeAccount)
             return
-        if self.engine.flatten(s.inst.symbol, request=c) is None:
+        if not self._account_ok(c, m.TradeAccount):
+            self._reject_new(c, m.ClientOrderID, m.Symbol, f"unknown trade account {m.TradeAccount!r}; use "
+                             f"{self.account!r}", m.TradeAccount)
+            return
+        if self.engine.flatten(s.inst.symbol, request=c, account=c.account) is None:
             self._reject_new(c, m.ClientOrderID, m.Symbol, "no position to flatten", m.TradeAccount)
 
     def _order_update(self, o: Order, reason, status: OrderStatus | None = None, request_id=0, total=1, number=1,
@@ -353,7 +413,7 @@ class OrderEntryMixin:
             ServerOrderID=fit(o.server_order_id, 32), ClientOrderID=fit(o.client_order_id, 32),
             OrderStatus=adapter.status_to_dtc(status if status is not None else o.status),
             OrderUpdateReason=int(reason), OrderType=adapter.order_type_to_dtc(o.order_type),
-            BuySell=adapter.side_to_dtc(o.side), TimeInForce=adapter.tif_to_dtc(o.tif), TradeAccount=fit(o.account or self.account, 32),
+            BuySell=adapter.side_to_dtc(o.side), TimeInForce=adapter.tif_to_dtc(o.tif), TradeAccount=fit(self.account, 32),
             OrderQuantity=float(o.qty), FilledQuantity=float(o.filled_qty), RemainingQuantity=float(o.remaining),
             ParentServerOrderID=fit(o.parent_id or "", 32), OCOLinkedOrderServerOrderID=fit(o.oco_id or "", 32),
             OrderReceivedDateTime=int(o.created_ns // 1_000_000),
@@ -372,35 +432,39 @@ class OrderEntryMixin:
         return M.OrderUpdate(**kw)
 
     def _on_engine_event(self, ev) -> None:
+        """Engine report -> DTC update, sent only to the connections of the account concerned
+        (a refusal only to the connection whose request caused it)."""
         R = M.OrderUpdateReason
         if isinstance(ev, OrderReport):
             o = ev.order
             k = ev.kind
+            acct = o.account
             if k == EV_ACCEPTED:
                 if o.status == OrderStatus.PENDING_CHILD:
-                    self._broadcast(self._order_update(o, R.NEW_ORDER_ACCEPTED, ev=ev))
+                    self._to_account(acct, self._order_update(o, R.NEW_ORDER_ACCEPTED, ev=ev))
                 else:
-                    self._broadcast(self._order_update(o, R.NEW_ORDER_ACCEPTED, status=OrderStatus.PENDING_OPEN, ev=ev))
-                    self._broadcast(self._order_update(o, R.GENERAL_ORDER_UPDATE, ev=ev))
+                    self._to_account(acct, self._order_update(o, R.NEW_ORDER_ACCEPTED, status=OrderStatus.PENDING_OPEN,
+                                                              ev=ev))
+                    self._to_account(acct, self._order_update(o, R.GENERAL_ORDER_UPDATE, ev=ev))
             elif k in REJECTIONS:
                 reason = {EV_REJECTED: R.NEW_ORDER_REJECTED, EV_CANCEL_REJECTED: R.ORDER_CANCEL_REJECTED,
                           EV_REPLACE_REJECTED: R.ORDER_CANCEL_REPLACE_REJECTED}[k]
                 msg = self._order_update(o, reason, ev=ev, text=ev.text)
                 if isinstance(ev.request, Conn):  # the refusal goes to whoever asked
                     self._send(ev.request, msg)
-                else:  # caused by market data (a triggered stop): every client hears it
-                    self._broadcast(msg)
+                else:  # caused by market data (a triggered stop): the account's clients hear it
+                    self._to_account(acct, msg)
             elif k == EV_FILLED:
-                self._broadcast(self._order_update(o, R.ORDER_FILLED, ev=ev))
+                self._to_account(acct, self._order_update(o, R.ORDER_FILLED, ev=ev))
             elif k == EV_PARTIALLY_FILLED:
-                self._broadcast(self._order_update(o, R.ORDER_FILLED_PARTIALLY, ev=ev))
+                self._to_account(acct, self._order_update(o, R.ORDER_FILLED_PARTIALLY, ev=ev))
             elif k == EV_CANCELLED:
-                self._broadcast(self._order_update(o, R.ORDER_CANCELED, ev=ev, text=ev.text))
+                self._to_account(acct, self._order_update(o, R.ORDER_CANCELED, ev=ev, text=ev.text))
             elif k == EV_REPLACED:
-                self._broadcast(self._order_update(o, R.ORDER_CANCEL_REPLACE_COMPLETE, ev=ev))
+                self._to_account(acct, self._order_update(o, R.ORDER_CANCEL_REPLACE_COMPLETE, ev=ev))
             elif k == EV_UPDATED:
-                self._broadcast(self._order_update(o, R.GENERAL_ORDER_UPDATE, ev=ev, text=ev.text))
+                self._to_account(acct, self._order_update(o, R.GENERAL_ORDER_UPDATE, ev=ev, text=ev.text))
         elif isinstance(ev, PositionEvent):
-            self._broadcast(self._position_update(ev.symbol))
+            self._to_account(ev.account, self._position_update(ev.symbol, ev.account))
         elif isinstance(ev, BalanceEvent):
-            self._broadcast(self._balance())
+            self._to_account(ev.account, self._balance(ev.account))
