@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from app.core.events import KIND_TRADE
+from app.core.orders import OrderStatus
 from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType as T
@@ -558,3 +559,33 @@ def test_serve_options_for_access(monkeypatch):
     for bad in (["--password", ""], ["--password", "x" * 32], ["--max-order-qty", "0.5"]):
         with pytest.raises(ValueError, match="--(password|max-order-qty)"):
             serve.access_options(p.parse_args(bad))
+
+
+# ---------------------------------------------------------------------------- item 16
+@pytest.mark.parametrize("encoding", [Encoding.BINARY, Encoding.JSON], ids=["binary", "json"])
+@run_async
+async def test_the_flatten_order_updates_echo_the_requests_client_order_id(es_rec, encoding):
+    """The engine wrote "flatten" as the ClientOrderID of the flattening order, so a client could
+    not match the ORDER_UPDATEs to its SUBMIT_FLATTEN_POSITION_ORDER."""
+    srv, _k = await started(es_rec)
+    try:
+        c = await Client(encoding).connect(srv.port)
+        await c.logon("carol")
+        c.send(order("BUY3", side=1, qty=3))
+        await c.sync()
+        n = len(c.msgs)
+        c.send(M.SubmitFlattenPositionOrder(Symbol="ESH4", TradeAccount="Sim1", ClientOrderID="FLAT-7"))
+        await c.sync()
+        ups = c.updates(n)
+        assert ups and {m.ClientOrderID for m in ups} == {"FLAT-7"}
+        seq = [(int(m.OrderUpdateReason), int(m.OrderStatus)) for m in ups]
+        assert seq == [(R.NEW_ORDER_ACCEPTED, S.ORDER_STATUS_PENDING_OPEN), (R.GENERAL_ORDER_UPDATE, S.ORDER_STATUS_OPEN),
+                       (R.ORDER_FILLED, S.ORDER_STATUS_FILLED)]
+        assert ups[-1].BuySell == 2 and ups[-1].FilledQuantity == 3
+        acct = srv.accounts["carol"]
+        assert srv.engine.position("ESH4", acct).qty == 0
+        (flat,) = [o for o in srv.engine.orders.values() if o.client_order_id == "FLAT-7"]
+        assert flat.account == acct and flat.status == OrderStatus.FILLED
+        await c.close()
+    finally:
+        await srv.stop()

@@ -395,7 +395,13 @@ class OrderEntryMixin:
             self._reject_new(c, m.ClientOrderID, m.Symbol, f"unknown trade account {m.TradeAccount!r}; use "
                              f"{self.account!r}", m.TradeAccount)
             return
-        if self.engine.flatten(s.inst.symbol, request=c, account=c.account) is None:
+        coid = m.ClientOrderID
+        if self._dup_coid(c, coid) or coid in c.pending_parents:
+            self._reject_new(c, coid, m.Symbol, f"duplicate ClientOrderID {coid!r}", m.TradeAccount)
+            return
+        # the flattening market order carries the request's ClientOrderID, so its ORDER_UPDATEs
+        # echo it (DTC SUBMIT_FLATTEN_POSITION_ORDER.ClientOrderID); "flatten" when it has none
+        if self.engine.flatten(s.inst.symbol, request=c, account=c.account, client_order_id=coid or "flatten") is None:
             self._reject_new(c, m.ClientOrderID, m.Symbol, "no position to flatten", m.TradeAccount)
 
     def _order_update(self, o: Order, reason, status: OrderStatus | None = None, request_id=0, total=1, number=1,
