@@ -228,18 +228,10 @@ class FillEngine:
 
     def add_account(self, name: str) -> Account:
         """The account called ``name``, created (flat, the starting balance, every instrument)
-        when it does not exist yet.
-
-        Raises
-        ------
-        ValueError
-            If ``name`` is empty.
-        """
+        when it does not exist yet."""
         acct = self.accounts.get(name)
         if acct is not None:
             return acct
-        if not name:
-            raise ValueError("an account needs a name")
         acct = Account(name, self._starting_balance, self._commission, self.mark)
         for inst in self.instruments.values():
             acct.add_instrument(inst)

@@ -17,18 +17,20 @@ import sys
 import numpy as np
 import pytest
 
-from app.core.events import KIND_TRADE
-from app.core.orders import OrderStatus
+from app.core.events import KIND_TRADE, OP_SET, SIDE_ASK, SIDE_BID, Instrument, depth_events, trade_events
+from app.core.orders import OrderSpec, OrderStatus, OrderType, Side
 from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType as T
 from app.feeds.dbn import read_dbn_mbo
+from app.sim.matching import FillEngine
 from app.sim.server import DTCServer
 
 pytestmark = pytest.mark.timeout(120)
 
 ES_FILE = "databento_cme/esh4-glbx-mdp3-20231225.mbo.dbn.zst"
 TICK = 0.25
+ES_INST = Instrument("ESH4", TICK, 12.5)
 R = M.OrderUpdateReason
 S = M.OrderStatus
 
@@ -589,3 +591,46 @@ async def test_the_flatten_order_updates_echo_the_requests_client_order_id(es_re
         await c.close()
     finally:
         await srv.stop()
+
+
+# ---------------------------------------------------------------------------- the engine underneath
+def _engine(**kw) -> FillEngine:
+    e = FillEngine([ES_INST], account="Sim1", **kw)
+    rows = [(100, 5.0, SIDE_BID), (99, 10.0, SIDE_BID), (101, 3.0, SIDE_ASK), (102, 40.0, SIDE_ASK)]
+    e.on_market("ESH4", depth_events([1] * 4, [r[0] for r in rows], [r[1] for r in rows], [r[2] for r in rows], OP_SET))
+    return e
+
+
+def test_engine_accounts_trade_one_book_with_their_own_orders_positions_and_money():
+    e = _engine()
+    e.add_account("Sim1/bob")
+    e.submit(OrderSpec("ESH4", Side.BUY, 2, OrderType.MARKET, client_order_id="A"))
+    e.submit(OrderSpec("ESH4", Side.BUY, 1, OrderType.LIMIT, 95, client_order_id="A-L"))
+    e.submit(OrderSpec("ESH4", Side.SELL, 1, OrderType.MARKET, client_order_id="B", account="Sim1/bob"))
+    e.submit(OrderSpec("ESH4", Side.SELL, 1, OrderType.LIMIT, 110, client_order_id="A-L", account="Sim1/bob"))
+    assert e.position("ESH4").qty == 2 and e.position("ESH4", "Sim1/bob").qty == -1
+    assert e.find_open("A-L").account == "Sim1" and e.find_open("A-L", "Sim1/bob").price == 110
+    assert [o.client_order_id for o in e.open_orders(account="Sim1/bob")] == ["A-L"]
+    assert len(e.open_orders()) == 2
+    assert e.flatten("ESH4", account="Sim1/bob", client_order_id="BF").client_order_id == "BF"
+    assert e.position("ESH4", "Sim1/bob").qty == 0 and e.position("ESH4").qty == 2
+    assert e.cancel_all(account="Sim1/bob") == 1 and [o.client_order_id for o in e.open_orders()] == ["A-L"]
+    e.on_market("ESH4", trade_events([3], [105], [1.0], [SIDE_ASK]))
+    assert e.open_pnl("ESH4") == pytest.approx((105 - 101) * 2 * 12.5)
+    assert e.realized_pnl("Sim1/bob") == pytest.approx((100 - 101) * 12.5)  # sold 100, bought back 101
+    rej = e.submit(OrderSpec("ESH4", Side.BUY, 1, OrderType.MARKET, account="Sim1/nobody"))
+    assert rej.status == OrderStatus.REJECTED and "unknown trade account" in rej.info
+
+
+def test_engine_history_is_bounded_and_brackets_still_work_after_eviction():
+    e = _engine(history=3)
+    parent, target, stop = e.submit_bracket("ESH4", Side.BUY, 1, OrderType.LIMIT, 100, 95, 104,
+                                            client_order_ids=("P", "T", "S"))
+    for i in range(20):
+        e.submit(OrderSpec("ESH4", Side.BUY if i % 2 == 0 else Side.SELL, 1, OrderType.MARKET))
+    assert len(e.orders) == 3 + 3  # the bracket (not final) and the last three terminal orders
+    e.on_market("ESH4", trade_events([3], [99], [10.0], [SIDE_BID]))  # the entry fills
+    assert e.order(target.server_order_id).is_working and e.order(stop.server_order_id).is_working
+    e.on_market("ESH4", trade_events([4], [105], [10.0], [SIDE_ASK]))  # the target fills, the stop goes
+    assert e.position("ESH4").qty == 0 and e.open_orders() == []
+    assert len(e.orders) == 3 and not e._coids and not e._working["ESH4"]

@@ -23,7 +23,9 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
 * **Logon**: LOGON_RESPONSE with the capability flags (trading, OCO, brackets, cancel-replace,
   security definitions, market depth, market data; no historical data on this port). Requests
   before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags: 0x80
-  -> depth updates as 140 (float, ms), 0x800 -> depth snapshots as 145.
+  -> depth updates as 140 (float, ms), 0x800 -> depth snapshots as 145. With a ``password``
+  the logon must carry it. Each ``Username`` owns its own simulated account (shown to its
+  clients as ``account``, ``Sim1``) unless the server runs with ``shared_account``.
 * **Heartbeats**: sent at the client's ``HeartbeatIntervalInSeconds`` (clamped to 1..300 s; 0 or
   less: none); a client silent for more than 2x that interval + 1 s (any byte counts) gets a
   LOGOFF with the reason and is disconnected. The logon must be accepted within 120 s of the
@@ -53,7 +55,12 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   / PENDING_CANCEL then ``ORDER_CANCELED``. Rejections go to the connection that sent the
   request only (the connection travels with the request into the engine and comes back on the
   rejection, :attr:`app.sim.matching.OrderReport.request`); every other trading update goes to
-  every logged-on connection (Sierra Chart's "automatic trading data updates").
+  every logged-on connection of the account it concerns (Sierra Chart's "automatic trading
+  data updates"), and a connection acts only on its own account's orders. Refused: prices not
+  finite, not positive or outside ``price_band`` around the market; quantities that are not
+  whole contracts in 1..``max_order_qty``; bracket offsets that are not finite and positive;
+  more than ``max_open_orders`` open orders per account. A flatten order carries the 209's
+  ClientOrderID.
 * **Solicited answers** (300 -> 301s, 305 -> 306s, 400 -> 401, 601 -> 600) carry
   RequestID/TotalNumMessages/MessageNumber; empty results are one message with NoOrders /
   NoPositions = 1; they are written in one piece, so no unsolicited update can interleave.
@@ -98,7 +105,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     recording_or_list : Recording or iterable of Recording
         What to replay; one symbol per recording (``recording.instrument.symbol``).
     host : str
-        Listening address (loopback only by default; the server has no authentication).
+        Listening address (loopback only by default; no TLS, and authentication only by ``password``).
     port : int
         Listening port; 0 picks a free one (see :attr:`port` after :meth:`start`).
     speed : float
