@@ -372,8 +372,9 @@ class FillEngine:
             self.now_ns = max(self.now_ns, int(t["ts"]))
             price = int(t["price"])
             self.last_trade[symbol] = price
+            traded = np.array([price])
             for acct in self.accounts.values():
-                acct.track_extremes(symbol, np.array([price]))
+                acct.track_extremes(symbol, traded)
             self._on_trade(symbol, price, float(t["size"]))
             start = j + 1
         if start < len(events):

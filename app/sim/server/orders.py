@@ -3,8 +3,9 @@
 Requests go to the matching engine (:mod:`app.sim.matching`) with their connection as the
 ``request`` handle; a rejection comes back carrying it and is sent to that connection only.
 Every other trading update goes to every logged-on connection of the account it concerns
-(Sierra Chart's "automatic trading data updates"; accounts: :class:`OrderEntryMixin`). DTC numbers are converted by :mod:`app.dtc.adapter` only; prices go
-out as ``ticks * tick_size``. Sequences: see :mod:`app.sim.server`.
+(Sierra Chart's "automatic trading data updates"; accounts: :class:`OrderEntryMixin`). DTC
+numbers are converted by :mod:`app.dtc.adapter` only; prices go out as ``ticks * tick_size``.
+Sequences: see :mod:`app.sim.server`.
 """
 
 from __future__ import annotations
