@@ -328,6 +328,12 @@ async def test_resting_orders_per_account_are_capped(es_rec):
         c.send(order("L7", order_type=2, side=1, price1=(bid - 20) * TICK))
         await c.sync()
         assert [o.client_order_id for o in srv.engine.open_orders()] == ["L1", "L2", "L3", "L4", "L7"]
+        # bracket parents held for their OCO are capped the same way
+        for i in range(6):
+            c.send(order(f"P{i}", order_type=2, side=1, price1=(bid - 30) * TICK, IsParentOrder=1))
+        await c.sync()
+        assert "too many bracket parents" in c.rejection("P5").InfoText
+        assert c.pending_parents_left(srv) == 5
         await c.close()
     finally:
         await srv.stop()

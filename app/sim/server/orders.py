@@ -278,6 +278,11 @@ class OrderEntryMixin:
             if not m.ClientOrderID:
                 self._reject_new(c, "", m.Symbol, "a bracket parent needs a ClientOrderID", m.TradeAccount)
                 return
+            cap = self.engine.max_open_orders
+            if cap is not None and len(c.pending_parents) >= cap:  # held parents count as open orders
+                self._reject_new(c, m.ClientOrderID, m.Symbol, f"too many bracket parents waiting (at most {cap})",
+                                 m.TradeAccount)
+                return
             handle = self._timers.call_later(PARENT_WAIT_S, self._parent_timeout, c, m.ClientOrderID)
             c.pending_parents[m.ClientOrderID] = ((spec, m), handle)
             return
