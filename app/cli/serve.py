@@ -8,6 +8,11 @@ Examples
 ``mia-elite serve --tls server.crt server.key`` serves TLS only (clients pin the certificate's
 SHA-256 fingerprint, e.g. ``mia-elite probe 127.0.0.1:11199 ESH4 --tls --tls-fingerprint AB:CD:...``).
 WebSocket clients (``ws://`` or, with ``--tls``, ``wss://``) use the same port.
+``MIA_ELITE_SERVE_PASSWORD=... mia-elite serve`` (or ``--password``): logon requires the password.
+
+Access: each logon Username trades its own simulated account (shown to its clients as
+``--account``, ``Sim1``) and sees only that account's orders and positions; ``--shared-account``
+puts every logon on one account. The server listens on 127.0.0.1 unless ``--host`` says otherwise.
 
 While it runs in a terminal, type a command and Enter: ``p`` pause, ``r`` resume, ``s X`` speed X
 (``s 0`` = maximum), ``i`` statistics, ``q`` quit.
@@ -19,6 +24,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -28,6 +34,9 @@ from app.dtc.messages import Encoding
 log = logging.getLogger(__name__)
 
 _ENC = {"auto": None, "binary": Encoding.BINARY, "json": Encoding.JSON, "compact": Encoding.JSON_COMPACT}
+#: Environment variable holding the logon password (the setting behind ``--password``; keeps the
+#: password out of the process list).
+PASSWORD_ENV = "MIA_ELITE_SERVE_PASSWORD"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -54,6 +63,42 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seconds", type=float, default=None, help="exit after this many seconds")
     p.add_argument("--tls", nargs=2, metavar=("CERT", "KEY"), default=None,
                    help="serve TLS only, with this PEM certificate and private key (DTC and WebSocket inside it)")
+    p.add_argument("--password", default=None,
+                   help=f"logon requires this password (default: the {PASSWORD_ENV} environment variable; "
+                        "none: any logon is accepted)")
+    p.add_argument("--shared-account", action="store_true",
+                   help="every logon trades the one --account (default: each username has its own account)")
+    p.add_argument("--max-order-qty", type=float, default=1000.0,
+                   help="largest quantity of one order, whole contracts (default 1000)")
+
+
+def access_options(args: argparse.Namespace) -> dict:
+    """The server's access and order-size arguments from ``serve``'s options.
+
+    Returns
+    -------
+    dict
+        ``password`` (``--password``, else the :data:`PASSWORD_ENV` variable, else None),
+        ``shared_account``, ``max_order_qty`` (contracts): keyword arguments of
+        :class:`app.sim.server.DTCServer`.
+
+    Raises
+    ------
+    ValueError
+        If the password is empty or longer than 31 UTF-8 bytes (DTC ``Password`` is
+        ``char[32]``: a longer one could never match), or ``--max-order-qty`` is not a whole
+        number >= 1.
+    """
+    password = args.password if args.password is not None else os.environ.get(PASSWORD_ENV)
+    if password is not None:
+        if not password:
+            raise ValueError("--password: the password is empty")
+        if len(password.encode("utf-8")) > 31:
+            raise ValueError("--password: longer than 31 bytes (DTC Password is char[32])")
+    q = float(args.max_order_qty)
+    if not (q >= 1 and q == int(q)):
+        raise ValueError(f"--max-order-qty: a whole number of contracts >= 1, got {args.max_order_qty!r}")
+    return {"password": password, "shared_account": bool(args.shared_account), "max_order_qty": q}
 
 
 def load_recording(path: str | Path):
@@ -115,6 +160,7 @@ async def serve(args: argparse.Namespace) -> int:
     """Run the server until ``--seconds`` elapse, ``q`` is typed, or the task is cancelled."""
     from app.sim.server import DTCServer
 
+    access = access_options(args)
     if args.recordings:
         recs = [load_recording(p) for p in args.recordings]
     else:
@@ -135,16 +181,20 @@ async def serve(args: argparse.Namespace) -> int:
         encoding=_ENC[args.encoding],
         start_at_open=not args.from_start,
         tls=getattr(args, "tls", None),
+        **access,
     )
     await server.start()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
-        print(f"warning: listening on {args.host}: this server has {'TLS but ' if server.tls else 'no TLS and '}"
-              "no authentication; keep it on 127.0.0.1 unless you know the network", file=sys.stderr, flush=True)
+        auth = "no authentication (set --password)" if access["password"] is None else "a password only"
+        print(f"warning: listening on {args.host}: this server has {'TLS and ' if server.tls else 'no TLS and '}"
+              f"{auth}; keep it on 127.0.0.1 unless you know the network", file=sys.stderr, flush=True)
     syms = ", ".join(f"{s.inst.symbol} ({len(s.clock.events)} events)" for s in server.symbols.values())
     speed = "maximum" if args.speed <= 0 else f"x{args.speed:g}"
     tls = f" (TLS, certificate {server.tls[0]})" if server.tls else ""
-    print(f"MIA Elite DTC server on {args.host}:{server.port}{tls}: {syms}; speed {speed}; account {args.account}",
-          flush=True)
+    accounts = "one shared account" if access["shared_account"] else "an account per username"
+    logon = "password required" if access["password"] is not None else "no password"
+    print(f"MIA Elite DTC server on {args.host}:{server.port}{tls}: {syms}; speed {speed}; account {args.account} "
+          f"({accounts}; {logon})", flush=True)
     stop = asyncio.Event()
     if sys.stdin is not None and sys.stdin.isatty():
         _stdin_control(asyncio.get_running_loop(), server, stop)

@@ -133,8 +133,33 @@ class Instrument:
     price_decimals: int = 2
 
     def to_ticks(self, price):
-        """Price (float or float array) to int64 ticks, rounded to the nearest tick."""
-        return np.rint(np.asarray(price, dtype=np.float64) / self.tick_size).astype(np.int64)
+        """Price (float or float array) to int64 ticks, rounded to the nearest tick.
+
+        Parameters
+        ----------
+        price : float or array_like of float64, shape (n,)
+            Price units (ES: index points).
+
+        Returns
+        -------
+        numpy.int64 or numpy.ndarray of int64, shape (n,)
+            ``rint(price / tick_size)``.
+
+        Raises
+        ------
+        ValueError
+            If a price is not finite (NaN, +-inf) or its tick count does not fit int64
+            (``|price / tick_size| >= 2**63``); the message names the first such price. Casting
+            such a value with ``astype(int64)`` would wrap silently (3e18 at tick 0.25 became
+            -2.3e18 ticks), so no conversion happens.
+        """
+        q = np.rint(np.asarray(price, dtype=np.float64) / self.tick_size)
+        ok = np.abs(q) < 2.0**63  # fits int64; False for NaN and +-inf too
+        if not np.all(ok):
+            bad = float(np.asarray(price, dtype=np.float64).reshape(-1)[np.flatnonzero(~ok.reshape(-1))[0]])
+            what = "is not finite" if not np.isfinite(bad) else "is out of range (ticks overflow int64)"
+            raise ValueError(f"{self.symbol}: price {bad!r} {what}")
+        return q.astype(np.int64)
 
     def to_price(self, ticks):
         """Ticks (int or int array) to float price."""

@@ -40,9 +40,11 @@ whole numbers for futures). Times are ns since the epoch: the time of the last m
 
 from __future__ import annotations
 
+import collections
 import copy
 import itertools
 import logging
+import math
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
@@ -119,31 +121,49 @@ EngineEvent = OrderReport | PositionEvent | BalanceEvent
 
 
 class FillEngine:
-    """Matching engine for one account and any number of symbols.
+    """Matching engine for any number of accounts and symbols, over one book per symbol.
 
     Parameters
     ----------
     instruments : iterable of Instrument
         Symbols the engine trades (tick value for P&L). More via :meth:`add_instrument`.
     account : str
-        Account name (Sierra-style ``Sim1``).
+        The default account's name (Sierra-style ``Sim1``); more accounts via
+        :meth:`add_account`. Every account has its own orders, positions and money; all of
+        them trade against the same book.
     starting_balance : float
-        USD cash at start.
+        USD cash at start, of every account.
     commission_per_contract : float
         USD per contract per fill (both entries and exits).
     slippage_ticks : int
         Ticks added against the trader on every market and stop fill.
     id_prefix : str
         Prefix of server order ids (``"P"`` -> ``P1``, ``P2``...).
+    history : int
+        Terminal orders (filled, cancelled, rejected) kept in :attr:`orders` for lookups
+        (a cancel of a filled order is answered "already FILLED"); older ones are forgotten,
+        oldest first, so memory stays bounded however many orders are placed.
+    max_open_orders : int or None
+        Most non-final orders per account; a new order beyond it is rejected (None: no limit).
+        Every trade is matched against the working orders of its symbol, so this bounds the
+        work per trade.
+    max_order_qty : float or None
+        Largest quantity of one order, contracts (None: no limit).
+    whole_contracts : bool
+        Quantities must be whole contracts (futures; the DTC server sets it). Fractional
+        quantities (crypto paper trading) are allowed when False.
 
     Attributes
     ----------
     books : dict of str to ReferenceBook
         The engine's own book per symbol (what market orders walk).
     orders : dict of str to Order
-        Every order by server id (live objects: do not mutate).
+        Orders by server id (live objects: do not mutate): every non-final order and the last
+        ``history`` terminal ones.
     ledger : Account
-        Positions, P&L and balance (:mod:`app.sim.account`).
+        Positions, P&L and balance of the default account (:mod:`app.sim.account`).
+    accounts : dict of str to Account
+        Every account by name, the default one included.
 
     Notes
     -----
@@ -165,8 +185,16 @@ class FillEngine:
         commission_per_contract: float = 0.0,
         slippage_ticks: int = 0,
         id_prefix: str = "",
+        history: int = 10_000,
+        max_open_orders: int | None = None,
+        max_order_qty: float | None = None,
+        whole_contracts: bool = False,
     ) -> None:
+        self.max_order_qty = max_order_qty
+        self.whole_contracts = bool(whole_contracts)
         self.account = account
+        self.history = max(int(history), 0)
+        self.max_open_orders = max_open_orders
         self.slippage_ticks = int(slippage_ticks)
         self.id_prefix = id_prefix
         self.instruments: dict[str, Instrument] = {}
@@ -174,7 +202,14 @@ class FillEngine:
         self.last_trade: dict[str, int] = {}
         self.orders: dict[str, Order] = {}
         self._working: dict[str, dict[str, Order]] = {}  # symbol -> id -> working order
-        self.ledger = Account(account, starting_balance, commission_per_contract, self.mark)
+        # every non-final order (working and pending children), per account, oldest first
+        self._live: dict[str, dict[str, Order]] = {}
+        self._coids: dict[tuple[str, str], Order] = {}  # (account, ClientOrderID) -> non-final order
+        self._terminal: collections.deque[str] = collections.deque()  # ids of terminal orders kept, oldest first
+        self._starting_balance = float(starting_balance)
+        self._commission = float(commission_per_contract)
+        self.accounts: dict[str, Account] = {}
+        self.ledger = self.add_account(account)
         self.now_ns = 0
         self._ids = itertools.count(1)
         self._fill_ids = itertools.count(1)
@@ -188,7 +223,30 @@ class FillEngine:
         self.instruments[inst.symbol] = inst
         self.books.setdefault(inst.symbol, ReferenceBook())
         self._working.setdefault(inst.symbol, {})
-        self.ledger.add_instrument(inst)
+        for acct in self.accounts.values():
+            acct.add_instrument(inst)
+
+    def add_account(self, name: str) -> Account:
+        """The account called ``name``, created (flat, the starting balance, every instrument)
+        when it does not exist yet."""
+        acct = self.accounts.get(name)
+        if acct is not None:
+            return acct
+        acct = Account(name, self._starting_balance, self._commission, self.mark)
+        for inst in self.instruments.values():
+            acct.add_instrument(inst)
+        self.accounts[name] = acct
+        return acct
+
+    def ledger_of(self, account: str | None = None) -> Account:
+        """The :class:`~app.sim.account.Account` called ``account`` (default: the engine's).
+
+        Raises
+        ------
+        KeyError
+            If there is no such account.
+        """
+        return self.ledger if account is None else self.accounts[account]
 
     def add_listener(self, fn: Callable[[EngineEvent], None]) -> None:
         """Call ``fn(event)`` for every engine event."""
@@ -215,28 +273,34 @@ class FillEngine:
         """The order with this server id (live object; do not mutate), or None."""
         return self.orders.get(server_order_id)
 
-    def open_orders(self, symbol: str | None = None) -> list[Order]:
-        """Orders not final (working, pending child), oldest first, optionally for one symbol."""
-        return [
-            o
-            for o in self.orders.values()
-            if not o.is_final and (symbol is None or o.symbol == symbol)
-        ]
+    def open_orders(self, symbol: str | None = None, account: str | None = None) -> list[Order]:
+        """Orders not final (working, pending child), oldest first per account, optionally of one
+        symbol and/or one account. Costs O(non-final orders), never O(orders ever placed)."""
+        books = self._live.values() if account is None else [self._live.get(account, {})]
+        return [o for live in books for o in live.values() if symbol is None or o.symbol == symbol]
+
+    def find_open(self, client_order_id: str, account: str | None = None) -> Order | None:
+        """The non-final order of ``account`` (default: the engine's) with this ClientOrderID, or
+        None (O(1); an empty ``client_order_id`` is never found)."""
+        if not client_order_id:
+            return None
+        return self._coids.get((account or self.account, client_order_id))
 
     @property
     def positions(self) -> dict[str, Position]:
-        """Position per symbol (live objects of :attr:`ledger`; do not mutate)."""
+        """Position per symbol of the default account (live objects of :attr:`ledger`; do not
+        mutate); other accounts: ``ledger_of(name).positions``."""
         return self.ledger.positions
 
-    def position(self, symbol: str) -> Position:
-        """Position of ``symbol``.
+    def position(self, symbol: str, account: str | None = None) -> Position:
+        """Position of ``symbol`` in ``account`` (default: the engine's).
 
         Raises
         ------
         KeyError
-            If the symbol is not traded by this engine.
+            If the symbol is not traded by this engine or there is no such account.
         """
-        return self.ledger.positions[symbol]
+        return self.ledger_of(account).positions[symbol]
 
     def mark(self, symbol: str) -> float | None:
         """Mark price in float ticks: the last trade, else the book's mid, else None."""
@@ -250,27 +314,28 @@ class FillEngine:
             return (bb + ba) / 2.0
         return None
 
-    def open_pnl(self, symbol: str) -> float:
-        """USD open P&L of ``symbol`` at :meth:`mark` (0 when flat or no mark).
+    def open_pnl(self, symbol: str, account: str | None = None) -> float:
+        """USD open P&L of ``symbol`` in ``account`` (default: the engine's) at :meth:`mark`
+        (0 when flat or no mark).
 
         Raises
         ------
         KeyError
-            If the symbol is not traded by this engine.
+            If the symbol is not traded by this engine or there is no such account.
         """
-        return self.ledger.open_pnl(symbol)
+        return self.ledger_of(account).open_pnl(symbol)
 
-    def realized_pnl(self) -> float:
-        """USD realised P&L of all symbols, after commissions."""
-        return self.ledger.realized_pnl()
+    def realized_pnl(self, account: str | None = None) -> float:
+        """USD realised P&L of all symbols of ``account`` (default: the engine's), after commissions."""
+        return self.ledger_of(account).realized_pnl()
 
-    def cash_balance(self) -> float:
-        """USD: starting balance + realised P&L (commissions included)."""
-        return self.ledger.cash_balance()
+    def cash_balance(self, account: str | None = None) -> float:
+        """USD of ``account`` (default: the engine's): starting balance + realised P&L (commissions included)."""
+        return self.ledger_of(account).cash_balance()
 
-    def total_open_pnl(self) -> float:
-        """USD open P&L over all symbols."""
-        return self.ledger.total_open_pnl()
+    def total_open_pnl(self, account: str | None = None) -> float:
+        """USD open P&L over all symbols of ``account`` (default: the engine's)."""
+        return self.ledger_of(account).total_open_pnl()
 
     # ------------------------------------------------------------------ market data
     def on_market(self, symbol: str, events: np.ndarray) -> None:
@@ -296,7 +361,8 @@ class FillEngine:
             self.now_ns = max(self.now_ns, int(events["ts"][-1]))
             if len(trade_idx):
                 self.last_trade[symbol] = int(events["price"][trade_idx[-1]])
-                self.ledger.track_extremes(symbol, events["price"][trade_idx])
+                for acct in self.accounts.values():
+                    acct.track_extremes(symbol, events["price"][trade_idx])
             return
         start = 0
         for j in trade_idx.tolist():
@@ -306,7 +372,9 @@ class FillEngine:
             self.now_ns = max(self.now_ns, int(t["ts"]))
             price = int(t["price"])
             self.last_trade[symbol] = price
-            self.ledger.track_extremes(symbol, np.array([price]))
+            traded = np.array([price])
+            for acct in self.accounts.values():
+                acct.track_extremes(symbol, traded)
             self._on_trade(symbol, price, float(t["size"]))
             start = j + 1
         if start < len(events):
@@ -417,7 +485,21 @@ class FillEngine:
             self._order_event(EV_CANCELLED, c, text=c.info)
 
     def _unwork(self, o: Order) -> None:
-        self._working.get(o.symbol, {}).pop(o.server_order_id, None)
+        """``o`` became final: it leaves the working and live indexes and joins the bounded
+        history of terminal orders (the oldest terminal order beyond ``history`` is forgotten)."""
+        sid = o.server_order_id
+        self._working.get(o.symbol, {}).pop(sid, None)
+        if self._live.get(o.account, {}).pop(sid, None) is None:
+            return  # not live (already retired)
+        key = (o.account, o.client_order_id)
+        if self._coids.get(key) is o:
+            del self._coids[key]
+        self._terminal.append(sid)
+        while len(self._terminal) > self.history:
+            old = self._terminal.popleft()
+            gone = self.orders.get(old)
+            if gone is not None and gone.is_final:
+                del self.orders[old]
 
     def _fill(self, o: Order, qty: float, price: int, request: Any = None) -> None:
         qty = min(qty, o.remaining)
@@ -437,7 +519,7 @@ class FillEngine:
         if done:
             self._unwork(o)
         self._order_event(EV_FILLED if done else EV_PARTIALLY_FILLED, o, fill_qty=qty, fill_price=int(price))
-        pos, bal = self.ledger.book_fill(o.symbol, o.side, qty, int(price), self.now_ns)
+        pos, bal = self.accounts[o.account].book_fill(o.symbol, o.side, qty, int(price), self.now_ns)
         self._emit(pos)
         self._emit(bal)
         # bracket and OCO consequences
@@ -495,14 +577,36 @@ class FillEngine:
             OrderType(spec.order_type)
         except ValueError:
             return f"unsupported side {spec.side!r} or order type {spec.order_type!r}"
-        if not (spec.qty > 0) or spec.qty != spec.qty:
-            return f"quantity must be > 0, got {spec.qty}"
+        err = self._qty_error(spec.qty)
+        if err:
+            return err
         if OrderType(spec.order_type).needs_price and spec.price is None:
             return f"{OrderType(spec.order_type).name} order needs price (Price1)"
         if OrderType(spec.order_type).needs_price2 and spec.price2 is None:
             return "STOP_LIMIT order needs price2 (Price2, the limit)"
-        if spec.account and spec.account != self.account:
-            return f"unknown trade account {spec.account!r} (this account is {self.account!r})"
+        if spec.account and spec.account not in self.accounts:
+            return f"unknown trade account {spec.account!r} (this engine's account is {self.account!r})"
+        return None
+
+    def _qty_error(self, qty: float) -> str | None:
+        """The reason an order quantity (contracts) is refused, or None: it must be finite and
+        > 0, a whole number of contracts when ``whole_contracts``, at most ``max_order_qty``."""
+        if not (qty > 0) or not math.isfinite(qty):
+            return f"quantity must be > 0, got {qty}"
+        if self.whole_contracts and qty != math.floor(qty):
+            return f"quantity must be a whole number of contracts, got {qty:g}"
+        if self.max_order_qty is not None and qty > self.max_order_qty:
+            return f"quantity {qty:g} above the maximum of {self.max_order_qty:g} contracts per order"
+        return None
+
+    def _room(self, spec: OrderSpec, n: int) -> str | None:
+        """The reason ``n`` more non-final orders do not fit ``max_open_orders``, or None."""
+        if self.max_open_orders is None:
+            return None
+        account = spec.account or self.account
+        have = len(self._live.get(account, ()))
+        if have + n > self.max_open_orders:
+            return f"too many open orders on {account} ({have}; at most {self.max_open_orders})"
         return None
 
     def _make(self, spec: OrderSpec) -> Order:
@@ -520,6 +624,9 @@ class FillEngine:
             created_ns=self.now_ns,
         )
         self.orders[o.server_order_id] = o
+        self._live.setdefault(o.account, {})[o.server_order_id] = o
+        if o.client_order_id:
+            self._coids[(o.account, o.client_order_id)] = o
         return o
 
     def _reject_spec(self, spec: OrderSpec, text: str, request: Any = None) -> Order:
@@ -586,7 +693,7 @@ class FillEngine:
         -----
         Reports: ``accepted`` (status OPEN), then fills if marketable; or ``rejected``.
         """
-        err = self._validate(spec)
+        err = self._validate(spec) or self._room(spec, 1)
         if err:
             return self._reject_spec(spec, err, request)
         o = self._make(spec)
@@ -634,7 +741,7 @@ class FillEngine:
             if err:
                 break
         if err is None:
-            err = oco.check_group(leg1, leg2, parent)
+            err = oco.check_group(leg1, leg2, parent) or self._room(leg1, len(specs))
         if err:
             return [self._reject_spec(s, err, request) for s in specs]
         p = self._make(parent) if parent is not None else None
@@ -725,6 +832,9 @@ class FillEngine:
                 price2: int | None = None, request: Any = None) -> bool:
         """Cancel-replace: new total quantity (contracts, incl. filled) and/or prices (ticks).
 
+        ``None`` keeps a value. A new quantity is checked like a new order's (> 0, whole
+        contracts, the maximum) and must not be below the filled quantity.
+
         Losing queue priority: a new price or a larger quantity restarts ``queue_ahead``.
         Returns True when replaced; otherwise a ``replace_rejected`` report (carrying
         ``request``) explains why.
@@ -735,12 +845,16 @@ class FillEngine:
             text = "unknown ServerOrderID" if o is None else f"order is already {o.status.name}"
             self._order_event(EV_REPLACE_REJECTED, stub, text=text, request=request)
             return False
-        if qty is not None and qty > 0 and qty < o.filled_qty:
+        err = self._qty_error(qty) if qty is not None else None
+        if err:
+            self._order_event(EV_REPLACE_REJECTED, o, text=err, request=request)
+            return False
+        if qty is not None and qty < o.filled_qty:
             self._order_event(EV_REPLACE_REJECTED, o, text=f"new quantity {qty} < filled {o.filled_qty}",
                               request=request)
             return False
         requeue = False
-        if qty is not None and qty > 0:
+        if qty is not None:
             requeue = qty > o.qty
             o.qty = float(qty)
         if price is not None and price != o.price:
@@ -758,20 +872,39 @@ class FillEngine:
             self._check_marketable_on_entry(o, request)
         return True
 
-    def flatten(self, symbol: str, request: Any = None) -> Order | None:
-        """Send a market order that closes the position of ``symbol`` (None when flat)."""
-        p = self.ledger.positions.get(symbol)
+    def flatten(self, symbol: str, request: Any = None, account: str | None = None,
+                client_order_id: str = "flatten") -> Order | None:
+        """Send a market order that closes the position of ``symbol`` in ``account`` (default:
+        the engine's); None when flat.
+
+        Parameters
+        ----------
+        symbol : str
+        request : object, optional
+            Handle carried by any rejection this call produces.
+        account : str, optional
+        client_order_id : str
+            ClientOrderID of the flattening order (the DTC server passes the one of the
+            SUBMIT_FLATTEN_POSITION_ORDER, so its ORDER_UPDATEs echo it).
+
+        Raises
+        ------
+        KeyError
+            If there is no such account.
+        """
+        acct = self.ledger_of(account)
+        p = acct.positions.get(symbol)
         if p is None or not p.qty:
             return None
         side = Side.SELL if p.qty > 0 else Side.BUY
-        return self.submit(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET, client_order_id="flatten"),
-                           request=request)
+        return self.submit(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET, client_order_id=client_order_id,
+                                     account=acct.name), request=request)
 
-    def cancel_all(self, symbol: str | None = None) -> int:
-        """Cancel every non-final order (optionally of one symbol); returns how many."""
+    def cancel_all(self, symbol: str | None = None, account: str | None = None) -> int:
+        """Cancel every non-final order (optionally of one symbol, of one account); returns how many."""
         n = 0
-        for o in list(self.orders.values()):
-            if not o.is_final and (symbol is None or o.symbol == symbol):
+        for o in self.open_orders(symbol, account):
+            if not o.is_final:
                 self._cancel_one(o, "cancel all")
                 n += 1
         return n

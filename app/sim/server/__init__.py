@@ -25,7 +25,9 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
 * **Logon**: LOGON_RESPONSE with the capability flags (trading, OCO, brackets, cancel-replace,
   security definitions, market depth, market data; no historical data on this port). Requests
   before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags: 0x80
-  -> depth updates as 140 (float, ms), 0x800 -> depth snapshots as 145.
+  -> depth updates as 140 (float, ms), 0x800 -> depth snapshots as 145. With a ``password``
+  the logon must carry it. Each ``Username`` owns its own simulated account (shown to its
+  clients as ``account``, ``Sim1``) unless the server runs with ``shared_account``.
 * **Heartbeats**: sent at the client's ``HeartbeatIntervalInSeconds`` (clamped to 1..300 s; 0 or
   less: none); a client silent for more than 2x that interval + 1 s (any byte counts) gets a
   LOGOFF with the reason and is disconnected. The logon must be accepted within 120 s of the
@@ -55,7 +57,12 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   / PENDING_CANCEL then ``ORDER_CANCELED``. Rejections go to the connection that sent the
   request only (the connection travels with the request into the engine and comes back on the
   rejection, :attr:`app.sim.matching.OrderReport.request`); every other trading update goes to
-  every logged-on connection (Sierra Chart's "automatic trading data updates").
+  every logged-on connection of the account it concerns (Sierra Chart's "automatic trading
+  data updates"), and a connection acts only on its own account's orders. Refused: prices not
+  finite, not positive or outside ``price_band`` around the market; quantities that are not
+  whole contracts in 1..``max_order_qty``; bracket offsets that are not finite and positive;
+  more than ``max_open_orders`` open orders per account. A flatten order carries the 209's
+  ClientOrderID.
 * **Solicited answers** (300 -> 301s, 305 -> 306s, 400 -> 401, 601 -> 600) carry
   RequestID/TotalNumMessages/MessageNumber; empty results are one message with NoOrders /
   NoPositions = 1; they are written in one piece, so no unsolicited update can interleave.
@@ -101,7 +108,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     recording_or_list : Recording or iterable of Recording
         What to replay; one symbol per recording (``recording.instrument.symbol``).
     host : str
-        Listening address (loopback only by default; the server has no authentication).
+        Listening address (loopback only by default; no TLS, and authentication only by ``password``).
     port : int
         Listening port; 0 picks a free one (see :attr:`port` after :meth:`start`).
     speed : float
@@ -121,7 +128,13 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     symbol_aliases : dict, optional
         Extra symbol strings accepted for a recording's symbol (``{"ESH24_FUT_CME": "ESH4"}``).
     password : str, optional
-        When set, LOGON_REQUEST.Password must equal it.
+        When set, LOGON_REQUEST.Password must equal it (any Username).
+    shared_account : bool
+        Every logon trades the one ``account``. Default False: each LOGON_REQUEST.Username
+        owns its own simulated account (the empty Username the ``account`` itself), shown to
+        its clients as ``account``; a connection sees and acts on its own account only.
+    max_accounts : int
+        Most accounts (distinct Usernames); a logon beyond it is refused.
     max_batch : int
         Most events per replayed batch at maximum speed (batches never split a depth batch).
     encoding : Encoding, optional
@@ -142,17 +155,34 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     tls : (cert, key), optional
         PEM certificate and private key: the port serves TLS only (DTC and WebSocket inside it;
         :func:`app.sim.server.transport.server_ssl_context`).
+    price_band : float
+        Orders priced further than this fraction of the market price from the market are
+        rejected (0.5: ES at 4800 accepts 2400..7200); the market is the last trade, else the
+        book's mid, else the recording's first trade. Non-finite, non-positive and
+        int64-overflowing prices are always rejected.
+    order_history : int
+        Terminal orders the engine remembers (for lookups by ServerOrderID); older ones are
+        forgotten, so memory stays bounded (:class:`app.sim.matching.FillEngine` ``history``).
+    max_open_orders : int
+        Most non-final orders per account; more are rejected (the work per replayed trade grows
+        with the working orders).
+    max_order_qty : float
+        Largest quantity of one order, contracts; every quantity must also be a positive whole
+        number of contracts (futures), in new orders and in replaces.
 
     Raises
     ------
     ValueError
-        No recording, two recordings for one symbol, an unsupported ``encoding``, or a TLS
-        certificate / key that cannot be used (names the file).
+        No recording, two recordings for one symbol, an unsupported ``encoding``, a TLS
+        certificate / key that cannot be used (names the file), or ``price_band`` not a
+        positive finite number.
 
     Attributes
     ----------
     engine : app.sim.matching.FillEngine
-        The paper account (shared by every connection).
+        The matching engine: one book per symbol, every account's orders and positions.
+    accounts : dict of str to str
+        LOGON_REQUEST.Username -> the engine account it owns (``engine.accounts`` key).
     replay_done : asyncio.Event
         Set when every symbol's replay ended (only without ``loop_replay``); created by
         :meth:`start`.
@@ -179,6 +209,12 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         start_at_open: bool = False,
         clock: Clock = SYSTEM_CLOCK,
         tls: tuple | None = None,
+        price_band: float = 0.5,
+        order_history: int = 10_000,
+        max_open_orders: int = 1_000,
+        max_order_qty: float = 1_000,
+        shared_account: bool = False,
+        max_accounts: int = 100,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
@@ -192,10 +228,16 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self.account = account
         self.server_name = server_name
         self.password = password
+        self.shared_account = bool(shared_account)
+        self.max_accounts = max(int(max_accounts), 1)
         self.loop_replay = loop_replay
         self.fixed_encoding = Encoding(int(encoding)) if encoding is not None else None
         if self.fixed_encoding is not None and self.fixed_encoding not in ENCODINGS:
             raise ValueError(f"encoding {self.fixed_encoding.name} not supported (binary, JSON, compact JSON)")
+        if not (math.isfinite(price_band) and price_band > 0):
+            raise ValueError(f"price_band must be a positive fraction of the market price, got {price_band!r}")
+        self.price_band = float(price_band)
+        self._first_trade: dict[str, float | None] = {}  # symbol -> the recording's first trade, ticks
         self._speed = speed
         self._paused = paused
         self.engine = FillEngine(
@@ -204,8 +246,13 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             starting_balance=starting_balance,
             commission_per_contract=commission_per_contract,
             slippage_ticks=slippage_ticks,
+            history=order_history,
+            max_open_orders=max_open_orders,
+            max_order_qty=max_order_qty,
+            whole_contracts=True,
         )
         self.engine.add_listener(self._on_engine_event)
+        self.accounts: dict[str, str] = {"": account}  # Username -> engine account
         self.symbols: dict[str, Symbol] = {}
         for r in recs:
             sym = r.instrument.symbol

@@ -19,7 +19,9 @@ class QueriesMixin:
     """Account queries of :class:`app.sim.server.DTCServer` (300, 305, 400, 601, 700).
 
     Uses the server's ``engine``, ``account`` and the session's ``_send`` / ``_write``; ORDER_UPDATE
-    building is the order-entry part's ``_order_update``.
+    building is the order-entry part's ``_order_update``. Every answer is about the connection's
+    own account (:attr:`Conn.account`, shown as the server's ``account`` name); a TradeAccount
+    naming any other account is rejected as unknown.
     """
 
     #: message type -> handler method name
@@ -32,9 +34,11 @@ class QueriesMixin:
     }
 
     def _on_open_orders(self, c: Conn, m) -> None:
-        orders = self.engine.open_orders()
         if not m.RequestAllOrders and m.ServerOrderID:
-            orders = [o for o in orders if o.server_order_id == m.ServerOrderID]
+            o = self.engine.order(m.ServerOrderID)
+            orders = [o] if o is not None and o.account == c.account and not o.is_final else []
+        else:
+            orders = self.engine.open_orders(account=c.account)
         if m.TradeAccount and m.TradeAccount != self.account:
             self._send(c, M.OpenOrdersReject(RequestID=m.RequestID, RejectText=fit(f"unknown trade account {m.TradeAccount!r}", 96)))
             return
@@ -49,8 +53,9 @@ class QueriesMixin:
             chunks.append(codec.encode(msg, c.encoding))
         self._write(c, b"".join(chunks), len(chunks))
 
-    def _position_update(self, sym: str, request_id=0, total=1, number=1, unsolicited=1) -> M.Message:
-        p = self.engine.position(sym)
+    def _position_update(self, sym: str, account: str, request_id=0, total=1, number=1, unsolicited=1) -> M.Message:
+        """POSITION_UPDATE (306) of ``sym`` in the engine account ``account``."""
+        p = self.engine.position(sym, account)
         inst = self.engine.instruments[sym]
         tick = inst.tick_size
         return M.PositionUpdate(
@@ -59,7 +64,7 @@ class QueriesMixin:
             AveragePrice=(p.avg_price * tick) if p.avg_price is not None else 0.0,
             TradeAccount=fit(self.account, 32), NoPositions=0, Unsolicited=unsolicited,
             EntryDateTime=int(p.entry_ns // 1_000_000_000) if p.qty else 0,
-            OpenProfitLoss=float(self.engine.open_pnl(sym)),
+            OpenProfitLoss=float(self.engine.open_pnl(sym, account)),
             HighPriceDuringPosition=(p.high * tick) if (p.qty and p.high is not None) else 0.0,
             LowPriceDuringPosition=(p.low * tick) if (p.qty and p.low is not None) else 0.0,
         )
@@ -68,12 +73,12 @@ class QueriesMixin:
         if m.TradeAccount and m.TradeAccount != self.account:
             self._send(c, M.CurrentPositionsReject(RequestID=m.RequestID, RejectText=fit(f"unknown trade account {m.TradeAccount!r}", 96)))
             return
-        syms = [s for s, p in self.engine.positions.items() if p.qty]
+        syms = [s for s, p in self.engine.ledger_of(c.account).positions.items() if p.qty]
         if not syms:
             self._send(c, M.PositionUpdate(RequestID=m.RequestID, TotalNumberMessages=1, MessageNumber=1,
                                            NoPositions=1, Unsolicited=0, TradeAccount=fit(self.account, 32)))
             return
-        data = b"".join(codec.encode(self._position_update(s, m.RequestID, len(syms), i, 0), c.encoding)
+        data = b"".join(codec.encode(self._position_update(s, c.account, m.RequestID, len(syms), i, 0), c.encoding)
                         for i, s in enumerate(syms, 1))
         self._write(c, data, len(syms))
 
@@ -81,15 +86,17 @@ class QueriesMixin:
         self._send(c, M.TradeAccountResponse(TotalNumberMessages=1, MessageNumber=1,
                                              TradeAccount=fit(self.account, 32), RequestID=m.RequestID))
 
-    def _balance(self, request_id=0, unsolicited=1) -> M.Message:
+    def _balance(self, account: str, request_id=0, unsolicited=1) -> M.Message:
+        """ACCOUNT_BALANCE_UPDATE (600) of the engine account ``account`` (USD)."""
         e = self.engine
-        open_pnl = e.total_open_pnl()
+        open_pnl = e.total_open_pnl(account)
+        cash = e.cash_balance(account)
         return M.AccountBalanceUpdate(
-            RequestID=request_id, CashBalance=float(e.cash_balance()),
-            BalanceAvailableForNewPositions=float(e.cash_balance() + open_pnl),
+            RequestID=request_id, CashBalance=float(cash),
+            BalanceAvailableForNewPositions=float(cash + open_pnl),
             AccountCurrency="USD", TradeAccount=fit(self.account, 32), SecuritiesValue=0.0, MarginRequirement=0.0,
             TotalNumberMessages=1, MessageNumber=1, NoAccountBalances=0, Unsolicited=unsolicited,
-            OpenPositionsProfitLoss=float(open_pnl), DailyProfitLoss=float(e.realized_pnl() + open_pnl),
+            OpenPositionsProfitLoss=float(open_pnl), DailyProfitLoss=float(e.realized_pnl(account) + open_pnl),
             TransactionDateTime=int(e.now_ns // 1000),
         )
 
@@ -97,7 +104,7 @@ class QueriesMixin:
         if m.TradeAccount and m.TradeAccount != self.account:
             self._send(c, M.AccountBalanceReject(RequestID=m.RequestID, RejectText=fit(f"unknown trade account {m.TradeAccount!r}", 96)))
             return
-        self._send(c, self._balance(m.RequestID, unsolicited=0))
+        self._send(c, self._balance(c.account, m.RequestID, unsolicited=0))
 
     def _on_historical(self, c: Conn, m) -> None:
         self._send(c, M.HistoricalPriceDataReject(

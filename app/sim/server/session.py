@@ -17,6 +17,7 @@ state. Procedures: see :mod:`app.sim.server`.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 from dataclasses import dataclass, field
 
@@ -63,6 +64,11 @@ class Conn:
         The transport is closed or closing (nothing more is sent).
     client_name : str
         LOGON_REQUEST.ClientName (set at logon).
+    username : str
+        LOGON_REQUEST.Username (set at logon).
+    account : str
+        The engine account this logon owns (set at logon; "" before): every order, position,
+        balance and query of the connection is this account's (:mod:`.orders`).
     integer_1 : int
         LOGON_REQUEST.Integer_1 flags (depth message types; set at logon).
     md_subs, depth_subs : dict of str to int
@@ -77,6 +83,8 @@ class Conn:
     peer: str
     session: DTCSession
     client_name: str = ""
+    username: str = ""
+    account: str = ""  # the engine account the logon owns ("" = not logged on)
     integer_1: int = 0
     md_subs: dict = field(default_factory=dict)  # symbol -> SymbolID
     depth_subs: dict = field(default_factory=dict)  # symbol -> SymbolID
@@ -333,11 +341,26 @@ class SessionMixin:
             log.exception("DTC client %d: error handling %s", c.cid, type(m).__name__)
 
     def _on_logon(self, c: Conn, m) -> None:
-        """Decide a LOGON_REQUEST: the password, then the capability flags."""
-        if self.password is not None and m.Password != self.password:
+        """Decide a LOGON_REQUEST: the password, the account the username owns, then the
+        capability flags.
+
+        With a server ``password`` the request's Password must equal it (compared in constant
+        time). The Username picks the account (:meth:`_account_of_logon`: its own, or the one
+        shared account); a refusal is LOGON_ERROR_NO_RECONNECT with the reason.
+        """
+        if self.password is not None and not hmac.compare_digest(str(m.Password).encode("utf-8"),
+                                                                 self.password.encode("utf-8")):
             c.session.refuse_logon("bad username or password", result=M.LogonStatus.LOGON_ERROR_NO_RECONNECT,
                                    server_name=self.server_name)
             return
+        try:
+            account = self._account_of_logon(str(m.Username))
+        except ValueError as exc:
+            c.session.refuse_logon(fit(str(exc), 96), result=M.LogonStatus.LOGON_ERROR_NO_RECONNECT,
+                                   server_name=self.server_name)
+            return
+        c.username = str(m.Username)
+        c.account = account
         c.client_name = m.ClientName
         c.integer_1 = int(m.Integer_1)
         c.session.accept_logon(
