@@ -775,3 +775,40 @@ class FillEngine:
                 self._cancel_one(o, "cancel all")
                 n += 1
         return n
+
+    def restart_session(self, symbol: str, text: str = "replay restarted",
+                        client_order_id: str = "replay-restart") -> Order | None:
+        """A new market session of ``symbol`` (a replay that starts again): nothing carries over.
+
+        Every non-final order of ``symbol`` is cancelled with reason ``text``; an open position
+        is closed by a market order (``client_order_id``, ``info`` = ``text``) filled at the last
+        trade price before the restart (the mark: last trade, else the book's mid; no slippage,
+        the book about to be cleared is not walked); then the book and the last trade are
+        cleared, so the next session's first events build them afresh. Reports go to the
+        listeners as usual (cancellations, then the fill, position and balance).
+
+        Returns
+        -------
+        Order or None
+            The closing order (status FILLED), or None when the position was flat or no price
+            was known (then the position is left open and stays marked at its last price).
+        """
+        for o in list(self.orders.values()):
+            if not o.is_final and o.symbol == symbol:
+                self._cancel_one(o, text)
+        closing = None
+        p = self.ledger.positions.get(symbol)
+        mark = self.mark(symbol)
+        if p is not None and p.qty and mark is not None:
+            side = Side.SELL if p.qty > 0 else Side.BUY
+            closing = self._make(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET,
+                                           client_order_id=client_order_id))
+            closing.status = OrderStatus.OPEN
+            closing.info = text
+            self._order_event(EV_ACCEPTED, closing, text=text)
+            self._fill(closing, closing.remaining, int(round(mark)))
+        book = self.books.get(symbol)
+        if book is not None:
+            book.clear()
+        self.last_trade.pop(symbol, None)
+        return closing
