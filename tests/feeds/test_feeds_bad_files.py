@@ -156,3 +156,86 @@ def test_convert_ethusdt_names_its_instrument(shared_data, tmp_path, repo_root):
     rec = read_recording(tmp_path / "eth.mrec")
     assert rec.instrument.symbol == "ETHUSDT" and (rec.events["kind"] == KIND_TRADE).sum() == 14076
     assert np.all(np.diff(rec.events["ts"]) >= 0)
+
+
+# ---------------------------------------------------------------------------------- item 20
+@pytest.fixture(scope="module")
+def bad(tmp_path_factory, shared_data):
+    """Bad files, each made from real data or random bytes (fixed seed)."""
+    import zstandard
+
+    from app.feeds.depthfile import DepthWriter
+    from app.feeds.samples import load_default_sample
+
+    d = tmp_path_factory.mktemp("bad-files")
+    rng = np.random.default_rng(13)
+    ob = shared_data / "databento_cme/orderbooks_mbo_2024-05-08T00-00-00_2024-05-08T00-00-02.dbn.zst"
+    zst = ob.read_bytes()
+    dbn = zstandard.ZstdDecompressor().stream_reader(__import__("io").BytesIO(zst)).read()
+    eth = (shared_data / ETH).read_bytes()
+    scid = (shared_data / "sierra_chart/test.scid").read_bytes()
+    files = {
+        "random.mbo.dbn.zst": rng.bytes(4000),
+        "gzip.mbo.dbn.zst": gzip.compress(dbn[:20000]),
+        "half.mbo.dbn.zst": zst[: len(zst) // 2],
+        "half.mbo.dbn": dbn[: len(dbn) // 2 + 3],
+        "hundred.mbo.dbn": dbn[:100],
+        "truncated.gz": eth[: len(eth) // 2],
+        "random-content.gz": gzip.compress(rng.bytes(5000)),
+        "random.gz": rng.bytes(5000),
+        "random-records.scid": scid[:56] + rng.bytes(40 * 50),
+        "tail.scid": scid + scid[56:56 + 17],
+    }
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    rec = load_default_sample()
+    with DepthWriter(d / "ES.depth", truncate=True) as w:
+        w.append_events(rec.events[:3000], rec.instrument)
+    good = (d / "ES.depth").read_bytes()
+    (d / "random-records.depth").write_bytes(good[:64] + rng.bytes(24 * 60))
+    (d / "tail.depth").write_bytes(good + good[64:64 + 11])
+    return d
+
+
+@pytest.mark.parametrize("name, command, problem", [
+    ("random.mbo.dbn.zst", "convert", "not a zstd-compressed file"),
+    ("gzip.mbo.dbn.zst", "analyze", "gzip-compressed, not zstd"),
+    ("half.mbo.dbn.zst", "convert", "truncated"),
+    ("half.mbo.dbn", "analyze", "truncated"),
+    ("hundred.mbo.dbn", "convert", "truncated DBN metadata"),
+    ("truncated.gz", "analyze", "truncated gzip"),
+    ("random-content.gz", "analyze", "not a text capture"),
+    ("random.gz", "convert", "not a text capture"),
+    ("random-records.scid", "convert", "not a Sierra Chart intraday record"),
+    ("random-records.depth", "convert", "not a market depth record"),
+    ("random.mbo.dbn.zst", "serve", "not a zstd-compressed file"),
+])
+def test_bad_file_gives_one_line_naming_it_and_a_non_zero_exit(bad, repo_root, name, command, problem):
+    path = bad / name
+    args = [command, path]
+    if command == "convert":
+        args += [bad / "out.mrec", "--tick-size", "0.25"]
+    elif command == "serve":
+        args += ["--port", "0", "--seconds", "1"]
+    proc = _cli(repo_root, *args)
+    line = _one_line_error(proc, path)
+    assert problem in line
+    assert "RuntimeWarning" not in proc.stderr and "overflow" not in proc.stderr
+
+
+@pytest.mark.parametrize("name, used", [("tail.scid", 10), ("tail.depth", None)])
+def test_incomplete_tail_warns_with_counts_and_uses_the_whole_records(bad, repo_root, name, used):
+    """A file Sierra Chart is still writing: the whole records are used, the partial one is
+    skipped with a warning that gives both counts; the data used is complete, so exit 0."""
+    from app.feeds.recording import read_recording
+
+    size = (bad / name).stat().st_size
+    header, rec_size = (56, 40) if name.endswith(".scid") else (64, 24)
+    whole = (size - header) // rec_size
+    assert used is None or whole == used
+    out = bad / f"{name}.mrec"
+    proc = _cli(repo_root, "convert", bad / name, out, "--tick-size", "0.25")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "incomplete last record" in proc.stderr and str(bad / name) in proc.stderr
+    assert f"{whole} records used, 1 partial record skipped" in proc.stderr
+    assert len(read_recording(out).events) > 0
