@@ -180,6 +180,9 @@ def bad(tmp_path_factory, shared_data):
         "half.mbo.dbn.zst": zst[: len(zst) // 2],
         "half.mbo.dbn": dbn[: len(dbn) // 2 + 3],
         "hundred.mbo.dbn": dbn[:100],
+        # the metadata and 44 bytes of the first record; the metadata alone
+        "short.mbo.dbn": dbn[:8 + int.from_bytes(dbn[4:8], "little") + 44],
+        "metadata-only.mbo.dbn": dbn[:8 + int.from_bytes(dbn[4:8], "little")],
         "truncated.gz": eth[: len(eth) // 2],
         "random-content.gz": gzip.compress(rng.bytes(5000)),
         "random.gz": rng.bytes(5000),
@@ -203,6 +206,8 @@ def bad(tmp_path_factory, shared_data):
     ("half.mbo.dbn.zst", "convert", "truncated"),
     ("half.mbo.dbn", "analyze", "truncated"),
     ("hundred.mbo.dbn", "convert", "truncated DBN metadata"),
+    ("short.mbo.dbn", "analyze", "the file ends inside record 1"),
+    ("metadata-only.mbo.dbn", "convert", "holds no MBO records"),
     ("truncated.gz", "analyze", "truncated gzip"),
     ("random-content.gz", "analyze", "not a text capture"),
     ("random.gz", "convert", "not a text capture"),
