@@ -6,7 +6,11 @@ RECORDING is one of:
 * a MIA recording, ``*.mrec`` or ``*.mrec.zst`` (:func:`app.feeds.recording.read_recording`);
 * a Databento MBO file, ``*.dbn`` or ``*.dbn.zst`` (:func:`app.feeds.dbn.read_dbn_mbo`);
 * a Binance capture, ``*.gz`` (one ``<recv_ns> <json>`` line per message, as in
-  hftbacktest's ``btcusdt_20240808.gz``; :func:`app.feeds.binance.read_binance_gz`).
+  hftbacktest's ``btcusdt_20240808.gz``; :func:`app.feeds.binance.read_binance_gz`). Its
+  symbol, market and tick size come from the stream; when the stream cannot tell, the command
+  says so and asks for ``--symbol`` / ``--tick-size`` / ``--market``.
+
+A file that cannot be read gives one line naming the file and the problem, and exit code 2.
 
 The events go through the same :class:`~app.live.engine.AnalysisEngine` as the GUI, on its
 synchronous path, cut at the recording's batch ends. Steps run in market time, so the output
@@ -44,10 +48,19 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--speed", default="max", help="'max' (default) or a multiple of real time, e.g. 10")
     p.add_argument("--twin", action="store_true", help="use the plain NumPy twins instead of numba")
+    p.add_argument("--symbol", default=None,
+                   help="symbol to read from a multi-symbol source (Binance .gz, DBN); default: from the file")
+    p.add_argument("--tick-size", type=float, default=None,
+                   help="price increment, when the source cannot tell it (Binance: from the stream by default)")
+    p.add_argument("--market", default=None, choices=("USD-M", "COIN-M", "spot"),
+                   help="Binance market, when the stream cannot tell it")
 
 
-def load_any(spec: str):
+def load_any(spec: str, symbol: str | None = None, tick_size: float | None = None, market: str | None = None):
     """Load a recording from ``default`` or a path, by its suffix.
+
+    ``symbol``, ``tick_size`` and ``market`` go to the readers that take them (Binance: all
+    three; DBN: ``symbol`` and ``tick_size``); None lets the file tell.
 
     Raises
     ------
@@ -71,13 +84,14 @@ def load_any(spec: str):
     if name.endswith((".dbn", ".dbn.zst")):
         from app.feeds.dbn import read_dbn_mbo
 
-        return read_dbn_mbo(path)
+        kw = {"tick_size": tick_size} if tick_size else {}
+        return read_dbn_mbo(path, symbol=symbol, **kw)
     if name.endswith(".gz"):
         try:
             from app.feeds.binance import read_binance_gz
         except ImportError as exc:
             raise ValueError(f"{path}: the Binance reader is not available ({exc})") from exc
-        return read_binance_gz(path)
+        return read_binance_gz(path, symbol=symbol, tick_size=tick_size, market=market)
     raise ValueError(f"{path}: unknown recording type (known: default, .mrec, .mrec.zst, .dbn, .dbn.zst, .gz)")
 
 
@@ -239,7 +253,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"analyze: --speed must be 'max' or a positive number, got {args.speed!r}", file=sys.stderr)
             return 2
     try:
-        rec = load_any(args.recording)
+        rec = load_any(args.recording, symbol=getattr(args, "symbol", None),
+                       tick_size=getattr(args, "tick_size", None), market=getattr(args, "market", None))
         vix = None
         if args.vix:
             from app.feeds.vix_history import load_vix_history

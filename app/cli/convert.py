@@ -52,6 +52,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--symbol", default=None, help="symbol to record (default: from the source)")
     p.add_argument("--tick-size", type=float, default=None, help="price increment (scid/depth sources; DBN default 0.25)")
     p.add_argument("--tick-value", type=float, default=None, help="USD per tick per contract")
+    p.add_argument("--market", default=None, choices=("USD-M", "COIN-M", "spot"),
+                   help="Binance market, when the stream cannot tell it (default: from the stream)")
     p.add_argument("--price-multiplier", type=float, default=1.0,
                    help="Sierra real-time price multiplier of a .scid/.depth source")
     p.add_argument("--size-multiplier", default="auto",
@@ -84,8 +86,11 @@ def detect_source(path: Path) -> str:
 
 def load_source(path: Path, kind: str, symbol: str | None = None, tick_size: float | None = None,
                 tick_value: float | None = None, price_multiplier: float = 1.0,
-                size_multiplier: float = 1.0) -> Recording:
+                size_multiplier: float = 1.0, market: str | None = None) -> Recording:
     """Read ``path`` as ``kind`` into a :class:`Recording`.
+
+    A Binance capture tells its symbol, market and tick size itself unless given
+    (:func:`app.feeds.binance.read_binance_gz`).
 
     Raises
     ------
@@ -102,10 +107,9 @@ def load_source(path: Path, kind: str, symbol: str | None = None, tick_size: flo
             kw["tick_value"] = tick_value
         return read_dbn_mbo(path, symbol=symbol, **kw)
     if kind == "binance":
-        from app.feeds.binance import BTCUSDT_TICK_SIZE, BTCUSDT_TICK_VALUE, read_binance_gz
+        from app.feeds.binance import read_binance_gz
 
-        return read_binance_gz(path, symbol=symbol or "BTCUSDT", tick_size=tick_size or BTCUSDT_TICK_SIZE,
-                               tick_value=tick_value or BTCUSDT_TICK_VALUE)
+        return read_binance_gz(path, symbol=symbol, tick_size=tick_size, tick_value=tick_value, market=market)
     if kind == "lobster":
         from app.feeds.lobster import read_lobster
 
@@ -203,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         if not sm_in > 0:
             raise ValueError(f"--size-multiplier {args.size_multiplier}: must be > 0 or 'auto'")
         rec = load_source(src, kind, args.symbol, args.tick_size, args.tick_value, args.price_multiplier,
-                          size_multiplier=sm_in)
+                          size_multiplier=sm_in, market=getattr(args, "market", None))
         sm_out = auto_size_multiplier(rec.events["size"]) if sm_arg == "auto" else sm_in
         paths = write_outputs(rec, out, formats, size_multiplier=sm_out)
     except (OSError, ValueError) as exc:

@@ -4,7 +4,10 @@ Examples
 --------
 ``mia-elite serve`` replays the shipped real CME ES hour at real time on 127.0.0.1:11199.
 ``mia-elite serve ../shared/data/databento_cme/esh4-glbx-mdp3-20231225.mbo.dbn.zst --speed 10``
-``mia-elite serve my.mrec --port 0 --speed 0 --no-loop --seconds 30`` (maximum speed, then exit).
+``mia-elite serve my.mrec --port 0 --speed 0 --seconds 30`` (maximum speed, then exit).
+``mia-elite serve --loop`` starts the recording again at its end, each pass a new session (by
+default the replay stops at its end and tells the clients with a GENERAL_LOG_MESSAGE
+"replay finished: ..." and a MARKET_DATA_SNAPSHOT whose TradingStatus is CLOSE).
 ``mia-elite serve --tls server.crt server.key`` serves TLS only (clients pin the certificate's
 SHA-256 fingerprint, e.g. ``mia-elite probe 127.0.0.1:11199 ESH4 --tls --tls-fingerprint AB:CD:...``).
 WebSocket clients (``ws://`` or, with ``--tls``, ``wss://``) use the same port.
@@ -49,7 +52,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1", help="listening address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"listening port (default {DEFAULT_PORT}; 0 = any free)")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed, 1 = real time, 0 = maximum (default 1)")
-    p.add_argument("--no-loop", action="store_true", help="stop replaying at the end instead of starting again")
+    p.add_argument("--loop", action="store_true",
+                   help="start the recording again at its end, each pass a new session (book cleared, working "
+                        "orders cancelled, position closed at the last price); default: stop at the end")
     p.add_argument("--paused", action="store_true", help="start with the replay paused")
     p.add_argument("--from-start", action="store_true",
                    help="replay from the recording's first event (default: from the opening trade, with the "
@@ -172,7 +177,7 @@ async def serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
         speed=args.speed,
-        loop_replay=not args.no_loop,
+        loop_replay=args.loop,
         paused=args.paused,
         account=args.account,
         commission_per_contract=args.commission,

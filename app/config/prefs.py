@@ -20,6 +20,7 @@ tls_fingerprint``
                                name -> ``dtc``/``sierra_files``; exchange, tick size and tick
                                value per name in ``[ui.symbol_details]``
 ``replay.speed``               ``[replay] speed``
+``replay.loop``                ``[replay] loop`` (start the recording again at its end)
 ``profile``                    ``[analysis] profile`` (``analysis.overrides`` are read too)
 ``heatmap.contrast``           ``[display] contrast`` (upper cut-off quantile 0.5..1.0)
 ``alerts.sound``               ``[display] sound``
@@ -98,6 +99,7 @@ _TYPED = {
     "connection.trade_account": ("trading", "account"),
     "connection.sierra_data_dir": ("sierra", "data_folder"),
     "replay.speed": ("replay", "speed"),
+    "replay.loop": ("replay", "loop"),
     "profile": ("analysis", "profile"),
     "heatmap.contrast": ("display", "contrast"),
     "alerts.sound": ("display", "sound"),

@@ -43,6 +43,7 @@ Example file::
 
     [replay]
     speed = 1.0
+    loop = false           # true: start the recording again at its end (a new session)
 
     [display]
     contrast = 0.98
@@ -208,9 +209,11 @@ class AnalysisSettings(Section):
 
 
 class ReplaySettings(Section):
-    """Replay speed: a multiple of real time (0 < speed <= 1000)."""
+    """Replay speed: a multiple of real time (0 < speed <= 1000); ``loop``: start the recording
+    again at its end, each pass a new session (default false: the replay stops at its end)."""
 
     speed: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 1.0
+    loop: bool = False
 
 
 class DisplaySettings(Section):

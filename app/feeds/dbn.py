@@ -118,12 +118,37 @@ class DBNError(ValueError):
 
 
 def _read_bytes(path: Path) -> bytes:
-    if path.suffix == ".zst":
-        import zstandard
+    """The file's DBN bytes; a ``.zst`` file is decompressed frame by frame.
 
-        with open(path, "rb") as f:
-            return zstandard.ZstdDecompressor().stream_reader(f).read()
-    return path.read_bytes()
+    Raises
+    ------
+    DBNError
+        A ``.zst`` file that is not zstd (gzip, random bytes), or whose last frame is cut short
+        (a partial download): the message names the file and how far it decompressed.
+    """
+    raw = path.read_bytes()
+    if path.suffix != ".zst":
+        return raw
+    import zstandard
+
+    if raw[:2] == b"\x1f\x8b":
+        raise DBNError(f"{path}: gzip-compressed, not zstd (a .dbn.zst file is zstd)")
+    parts, rest, frames = [], raw, 0
+    while rest:
+        dec = zstandard.ZstdDecompressor().decompressobj()
+        try:
+            parts.append(dec.decompress(rest))
+        except zstandard.ZstdError as exc:
+            where = "not a zstd-compressed file" if not frames else f"corrupt zstd data after frame {frames}"
+            raise DBNError(f"{path}: {where} ({exc})") from None
+        if not dec.eof:
+            raise DBNError(f"{path}: truncated: the file ends inside zstd frame {frames + 1} "
+                           f"({sum(map(len, parts)):,} bytes decompressed); download it again")
+        frames += 1
+        rest = dec.unused_data
+    if not frames:
+        raise DBNError(f"{path}: empty file")
+    return b"".join(parts)
 
 
 def _metadata(data: bytes, name: str):
@@ -166,7 +191,8 @@ def mbo_records(path: str | os.PathLike) -> tuple[object, np.ndarray]:
     FileNotFoundError
         If ``path`` does not exist.
     DBNError
-        If the file is not DBN, its schema is not MBO, or it holds records other than MBO.
+        If the file is not DBN (or not zstd for ``.zst``), is truncated (inside a zstd frame or
+        a record), holds no record, its schema is not MBO, or it holds records other than MBO.
     """
     path = Path(path)
     data = _read_bytes(path)
@@ -186,7 +212,10 @@ def mbo_records(path: str | os.PathLike) -> tuple[object, np.ndarray]:
             f"length={int(recs['length'][i]) * 4} bytes); mixed-schema files are not supported"
         )
     if rest:
-        log.warning("%s: %d trailing bytes after the last whole record ignored", path, rest)
+        raise DBNError(f"{path}: truncated: the file ends inside record {n + 1} ({rest} of "
+                       f"{MBO_DTYPE.itemsize} bytes; {n:,} whole records before it)")
+    if n == 0:
+        raise DBNError(f"{path}: holds no MBO records (only the metadata)")
     return meta, recs.copy()
 
 

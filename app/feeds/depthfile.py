@@ -155,10 +155,42 @@ def read_depth(path: str | os.PathLike) -> tuple[DepthHeader, np.ndarray]:
         n = max(0, (size - head.header_size) // DEPTH_RECORD_SIZE)
         f.seek(head.header_size)
         recs = np.fromfile(f, dtype=DEPTH_RECORD_DTYPE, count=n)
-    if (size - head.header_size) % DEPTH_RECORD_SIZE:
-        log.info("%s: %d trailing bytes of a partial record ignored", path,
-                 (size - head.header_size) % DEPTH_RECORD_SIZE)
+    rest = (size - head.header_size) % DEPTH_RECORD_SIZE if size > head.header_size else 0
+    if rest:
+        log.warning("%s: incomplete last record (%d of %d bytes; is Sierra Chart still writing the file?): "
+                    "%d records used, 1 partial record skipped", path, rest, DEPTH_RECORD_SIZE, n)
     return head, recs
+
+
+def check_depth_records(records: np.ndarray, name: str) -> None:
+    """Refuse records that no Sierra Chart depth file holds (a damaged file, random bytes).
+
+    A record is valid when its DateTime is between 1970 and 2100, its Command is 0..7, its Flags
+    only the end-of-batch bit, and its Price finite and at most
+    :data:`app.feeds.scid.MAX_RECORD_PRICE` in magnitude.
+
+    Raises
+    ------
+    DepthFileError
+        Names the file, the first bad record (1-based) and how many there are.
+    """
+    from app.feeds.scid import MAX_RECORD_PRICE, sc_datetime_ok
+
+    if not len(records):
+        return
+    bad_time = ~sc_datetime_ok(records["dt"])
+    bad_cmd = (records["command"] > DELETE_ASK_LEVEL) | ((records["flags"] & ~np.uint8(FLAG_END_OF_BATCH)) != 0)
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = records["price"].astype(np.float64)
+        bad_px = ~np.isfinite(p) | (np.abs(p) > MAX_RECORD_PRICE)
+    bad = bad_time | bad_cmd | bad_px
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        why = ("its DateTime is not between 1970 and 2100" if bad_time[i] else
+               f"unknown command {int(records['command'][i])} or flags {int(records['flags'][i]):#x}" if bad_cmd[i]
+               else "its price is not a finite price")
+        raise DepthFileError(f"{name}: record {i + 1} of {len(records)} is not a market depth record ({why}); "
+                             f"{int(bad.sum())} such records: the file is damaged")
 
 
 @dataclass
@@ -221,9 +253,17 @@ def depth_records_to_events(records: np.ndarray, instrument: Instrument, price_m
 
 def read_depth_events(path, instrument: Instrument, price_multiplier: float = 1.0, *,
                       size_multiplier: float = 1.0) -> np.ndarray:
-    """:func:`read_depth` + :func:`depth_records_to_events` for one file."""
-    return depth_records_to_events(read_depth(path)[1], instrument, price_multiplier,
-                                   size_multiplier=size_multiplier)
+    """:func:`read_depth` + :func:`check_depth_records` + :func:`depth_records_to_events` for one file.
+
+    Raises
+    ------
+    FileNotFoundError
+    DepthFileError
+        A bad header, or a record that is not valid (:func:`check_depth_records`).
+    """
+    recs = read_depth(path)[1]
+    check_depth_records(recs, str(path))
+    return depth_records_to_events(recs, instrument, price_multiplier, size_multiplier=size_multiplier)
 
 
 def depth_file_name(symbol: str, day: _dt.date) -> str:

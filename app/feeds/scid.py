@@ -269,10 +269,76 @@ def scid_to_events(records: np.ndarray, instrument: Instrument, price_multiplier
     return out[:m].copy() if m < len(out) // 2 else out[:m]
 
 
+#: Largest price magnitude a record may hold (stored units); beyond it a record is damaged.
+MAX_RECORD_PRICE = 1e9
+#: Plausible record times: 1970-01-01 .. 2100-01-01 UTC, in SCDateTimeMS microseconds.
+MIN_RECORD_US = SC_EPOCH_OFFSET_US
+MAX_RECORD_US = SC_EPOCH_OFFSET_US + 4_102_444_800 * 1_000_000
+
+
+def sc_datetime_ok(dt: np.ndarray) -> np.ndarray:
+    """Mask of plausible SCDateTime values (1970..2100 UTC; int64 microseconds or legacy float days)."""
+    dt = np.asarray(dt, dtype=np.int64)
+    ok = (dt >= MIN_RECORD_US) & (dt < MAX_RECORD_US)
+    legacy = dt > _FLOAT_DAYS_THRESHOLD
+    if legacy.any():
+        days = dt[legacy].view(np.float64)
+        with np.errstate(invalid="ignore"):
+            ok[legacy] = np.isfinite(days) & (days >= 25569.0) & (days < 73051.0)
+    return ok
+
+
+def check_scid_records(records: np.ndarray, name: str) -> None:
+    """Refuse records that no Sierra Chart file holds (a damaged file, random bytes after a header).
+
+    A record is valid when its DateTime is between 1970 and 2100 and its High, Low, Close (and
+    Open of a bar record) are finite and at most :data:`MAX_RECORD_PRICE` in magnitude.
+
+    Raises
+    ------
+    ScidError
+        Names the file, the first bad record (1-based) and how many there are.
+    """
+    if not len(records):
+        return
+    bad_time = ~sc_datetime_ok(records["dt"])
+    tick = tick_record_mask(records)
+    with np.errstate(invalid="ignore", over="ignore"):
+        px = [records[k].astype(np.float64) for k in ("high", "low", "close")]
+        bad_px = np.zeros(len(records), dtype=bool)
+        for v in px:
+            bad_px |= ~np.isfinite(v) | (np.abs(v) > MAX_RECORD_PRICE)
+        o = records["open"].astype(np.float64)
+        bad_px |= ~tick & (~np.isfinite(o) | (np.abs(o) > MAX_RECORD_PRICE))
+    bad = bad_time | bad_px
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        why = "its DateTime is not between 1970 and 2100" if bad_time[i] else "a price is not a finite price"
+        raise ScidError(f"{name}: record {i + 1} of {len(records)} is not a Sierra Chart intraday record ({why}); "
+                        f"{int(bad.sum())} such records: the file is damaged")
+
+
 def read_scid_events(path, instrument: Instrument, price_multiplier: float = 1.0, quotes: bool = True, *,
                      size_multiplier: float = 1.0) -> np.ndarray:
-    """:func:`read_scid` + :func:`scid_to_events` (whole file)."""
-    return scid_to_events(read_scid(path)[1], instrument, price_multiplier, quotes, size_multiplier=size_multiplier)
+    """:func:`read_scid` + :func:`check_scid_records` + :func:`scid_to_events` (whole file).
+
+    A partial last record (a file Sierra Chart is still writing) is skipped with a warning that
+    gives the records used and skipped.
+
+    Raises
+    ------
+    FileNotFoundError
+    ScidError
+        A bad header, or a record that is not valid (:func:`check_scid_records`).
+    """
+    path = Path(path)
+    head, recs = read_scid(path)
+    rest = (path.stat().st_size - head.header_size) % SCID_RECORD_SIZE
+    if rest:
+        log.warning("%s: incomplete last record (%d of %d bytes; is Sierra Chart still writing the file?): "
+                    "%d records used, 1 partial record skipped", path, rest, SCID_RECORD_SIZE, len(recs))
+    check_scid_records(recs, str(path))
+    return scid_to_events(recs, instrument, price_multiplier, quotes, size_multiplier=size_multiplier)
 
 
 # ----------------------------------------------------------------------------------- writing

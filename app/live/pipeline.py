@@ -74,7 +74,8 @@ class PipelineConfig:
     trade_account : str
         DTC trade account (trading panel); empty = paper.
     loop_replay : bool
-        The embedded server starts the recording again at its end (the demo runs all day).
+        The embedded server starts the recording again at its end, each pass a new session
+        (default False: the replay stops at its end and the window offers Restart / Load).
     engine_options : dict
         Extra keyword arguments of ``AnalysisEngine`` (``window_cols``, ``publish_interval_s``).
     server_options : dict
@@ -100,7 +101,7 @@ class PipelineConfig:
     profile: str = "production"
     profile_overrides: dict = field(default_factory=dict)
     trade_account: str = ""
-    loop_replay: bool = True
+    loop_replay: bool = False
     engine_options: dict = field(default_factory=dict)
     server_options: dict = field(default_factory=dict)
 

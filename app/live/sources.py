@@ -44,6 +44,10 @@ ProblemFn = Callable[[str, str, str], None]
 #: ``on_state(source_name, state)``.
 StateFn = Callable[[str, str], None]
 
+#: ``on_problem`` actions of a replay server's notices: the recording ended; it started again.
+ACTION_REPLAY_FINISHED = "replay_finished"
+ACTION_REPLAY_RESTARTED = "replay_restarted"
+
 #: Pause reasons: the user's Pause button, the pipeline's flow control, the start-up hold.
 PAUSE_USER = "user"
 PAUSE_FLOW = "flow"
@@ -215,6 +219,8 @@ class DTCSource(MarketSource):
     client : DTCClient or None
     subscription : the client's subscription or None
     subscribed : bool
+    replay_finished : bool
+        The server (a replay) said its recording ended and did not restart since.
     """
 
     kind = "dtc"
@@ -233,6 +239,7 @@ class DTCSource(MarketSource):
         self.name = f"dtc {host}:{self.port}"
         self.subscription = None
         self.subscribed = False
+        self.replay_finished = False
 
     def describe(self) -> str:
         return self.label or f"{self.host}:{self.port}"
@@ -299,10 +306,30 @@ class DTCSource(MarketSource):
             return False
         self.subscription = sub
         self.subscribed = True
+        from app.dtc.messages import MessageType
+
+        self.client.add_listener(MessageType.GENERAL_LOG_MESSAGE, self._on_log_message)
         if self.instrument is None:
             self.instrument = self._make_instrument(sub)
         self._set_state("streaming")
         return True
+
+    def _on_log_message(self, msg) -> None:
+        """A replay server's end and restart notices (GENERAL_LOG_MESSAGE, see
+        :mod:`app.sim.server.market_data`) become ``on_problem("info", text, action)`` with
+        action :data:`ACTION_REPLAY_FINISHED` or :data:`ACTION_REPLAY_RESTARTED`. The client
+        hands over every market batch decoded before the message first, so a listener that
+        resets paper trading on a restart sees the old session's last trade, and nothing of
+        the new one, before it runs."""
+        from app.sim.server.market_data import REPLAY_FINISHED, REPLAY_RESTARTED
+
+        text = str(getattr(msg, "MessageText", "") or "")
+        if text.startswith(REPLAY_FINISHED):
+            self.replay_finished = True
+            self._problem("info", text, ACTION_REPLAY_FINISHED)
+        elif text.startswith(REPLAY_RESTARTED):
+            self.replay_finished = False
+            self._problem("info", text, ACTION_REPLAY_RESTARTED)
 
     async def stop(self, timeout: float = 5.0) -> None:
         if self.stopped:
@@ -346,7 +373,7 @@ class ReplayServerThread:
     speed : float
         Replay speed (1 = real time, ``<= 0`` maximum).
     loop_replay : bool
-        Start again at the end of the recording.
+        Start again at the end of the recording, each pass a new session (default False).
     paused : bool
         Start with the replay paused (:meth:`resume` starts it).
     server_options : dict, optional
@@ -365,7 +392,7 @@ class ReplayServerThread:
         Every error reported (also when ``on_error`` is None).
     """
 
-    def __init__(self, recording, *, speed: float = 1.0, loop_replay: bool = True, paused: bool = True,
+    def __init__(self, recording, *, speed: float = 1.0, loop_replay: bool = False, paused: bool = True,
                  server_options: dict | None = None, on_error: Callable[[str], None] | None = None):
         self.recording = recording
         self.speed = float(speed)
@@ -488,6 +515,12 @@ class ReplayServerThread:
         self.paused = False
         return self._call(self.server.resume) if self.server is not None else False
 
+    def restart_replay(self) -> bool:
+        """Start the recording again as a new session (on the server's loop,
+        :meth:`app.sim.server.market_data.MarketDataMixin.restart_replay`); False when the
+        server is not running."""
+        return self._call(self.server.restart_replay) if self.server is not None else False
+
     def set_speed(self, speed: float) -> bool:
         """Replay speed (1 = real time, ``<= 0`` maximum), set on the server's loop."""
         self.speed = float(speed)
@@ -592,7 +625,9 @@ class EmbeddedReplaySource(MarketSource):
     speed : float
         Replay speed (1 = real time, ``<= 0`` maximum).
     loop_replay : bool
-        Start again at the end of the recording.
+        Start again at the end of the recording, each pass a new session (default False: the
+        replay stops at its end; the client side reports it with action
+        :data:`ACTION_REPLAY_FINISHED`, and :meth:`restart` starts it again).
     server_options : dict, optional
         Extra ``DTCServer`` keyword arguments (``start_at_open`` defaults to True here: a
         recorded session's pre-open book may be crossed, not what a trader expects first).
@@ -620,7 +655,7 @@ class EmbeddedReplaySource(MarketSource):
     kind = "embedded"
     pausable = True
 
-    def __init__(self, recording=None, *, speed: float = 10.0, loop_replay: bool = True,
+    def __init__(self, recording=None, *, speed: float = 10.0, loop_replay: bool = False,
                  server_options: dict | None = None, client: dict | None = None,
                  on_problem: ProblemFn | None = None, on_state: StateFn | None = None):
         super().__init__(on_problem, on_state)
@@ -708,6 +743,17 @@ class EmbeddedReplaySource(MarketSource):
         if self.replay is not None:
             self.replay.set_speed(self.speed)
         return True
+
+    def restart(self) -> bool:
+        """Start the recording again from its first event, as a new session (after its end or
+        during it); the client side then reports :data:`ACTION_REPLAY_RESTARTED`. False when
+        the server is not running."""
+        return self.replay.restart_replay() if self.replay is not None and not self.stopped else False
+
+    @property
+    def replay_finished(self) -> bool:
+        """True once the server said the recording ended (and it was not restarted since)."""
+        return bool(self.dtc is not None and self.dtc.replay_finished)
 
     @property
     def paused(self) -> bool:

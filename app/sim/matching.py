@@ -908,3 +908,47 @@ class FillEngine:
                 self._cancel_one(o, "cancel all")
                 n += 1
         return n
+
+    def restart_session(self, symbol: str, text: str = "replay restarted",
+                        client_order_id: str = "replay-restart") -> Order | None:
+        """A new market session of ``symbol`` (a replay that starts again): nothing carries over.
+
+        Every non-final order of ``symbol`` is cancelled with reason ``text``; an open position
+        is closed by a market order (``client_order_id``, ``info`` = ``text``) filled at the last
+        trade price before the restart (the mark: last trade, else the book's mid; no slippage,
+        the book about to be cleared is not walked); then the book and the last trade are
+        cleared, so the next session's first events build them afresh. Reports go to the
+        listeners as usual (cancellations, then the fill, position and balance).
+
+        Every account's position is closed (the server keeps one account per username).
+
+        Returns
+        -------
+        Order or None
+            The closing order (status FILLED) of the engine's own account (else of the first
+            account that had a position), or None when every position was flat or no price was
+            known (then the positions are left open and stay marked at their last price).
+        """
+        for o in list(self.orders.values()):
+            if not o.is_final and o.symbol == symbol:
+                self._cancel_one(o, text)
+        closing = None
+        mark = self.mark(symbol)
+        for acct in list(self.accounts.values()):  # every account's position (one per username)
+            p = acct.positions.get(symbol)
+            if p is None or not p.qty or mark is None:
+                continue
+            side = Side.SELL if p.qty > 0 else Side.BUY
+            o = self._make(OrderSpec(symbol, side, abs(p.qty), OrderType.MARKET,
+                                     client_order_id=client_order_id, account=acct.name))
+            o.status = OrderStatus.OPEN
+            o.info = text
+            self._order_event(EV_ACCEPTED, o, text=text)
+            self._fill(o, o.remaining, int(round(mark)))
+            if acct is self.ledger or closing is None:
+                closing = o
+        book = self.books.get(symbol)
+        if book is not None:
+            book.clear()
+        self.last_trade.pop(symbol, None)
+        return closing

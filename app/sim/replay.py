@@ -18,6 +18,16 @@ recording longer than ``max_gap_s`` (in recording time) is shortened to ``max_ga
 sample has a 22-hour gap between its snapshot and the session, and quiet pre-open minutes).
 :meth:`ReplayClock.pause` freezes replay time; :meth:`ReplayClock.resume` continues from the same
 replay time; :meth:`ReplayClock.set_speed` keeps the current replay time and changes the rate.
+
+End and loops
+-------------
+Without ``loop`` :meth:`ReplayClock.stream` ends after the last batch. With ``loop`` each pass
+starts again at the first event; a pass lasts at least ``min_pass_s`` seconds of the injected
+clock (a recording whose events all share one timestamp would otherwise be resent as fast as
+the CPU goes), and ``on_restart`` (if set) is called on the loop just before the next pass, so
+the owner can start a new session (the built-in server clears the book and cancels orders).
+:meth:`ReplayClock.stream` awaits the event loop after every batch, whatever the speed and the
+recording's timestamps: the loop (the server's logons, ``--seconds``, SIGINT) stays responsive.
 """
 
 from __future__ import annotations
@@ -65,6 +75,8 @@ class ReplayClock:
         Start again from the beginning after the end (``loops`` counts restarts).
     clock : app.core.clock.Clock
         Whose monotonic reading paces the replay (default the system clock).
+    min_pass_s : float
+        With ``loop``: shortest duration of one pass, seconds of ``clock`` (default 1 s).
 
     Attributes
     ----------
@@ -74,6 +86,8 @@ class ReplayClock:
         Completed passes.
     batches_out, events_out : int
         Counters.
+    on_restart : callable() or None
+        Called on the loop before each new pass of a looping :meth:`stream`.
     """
 
     def __init__(
@@ -84,6 +98,7 @@ class ReplayClock:
         max_batch: int = 4096,
         loop: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        min_pass_s: float = 1.0,
     ) -> None:
         self.clock = clock
         self.events = recording.events if isinstance(recording, Recording) else recording
@@ -94,6 +109,9 @@ class ReplayClock:
         self.max_gap_ns = int(max_gap_s * 1e9)
         self.max_batch = int(max_batch)
         self.loop = loop
+        self.min_pass_ns = int(max(0.0, float(min_pass_s)) * 1e9)
+        self.on_restart = None
+        self._pass_wall_ns = 0
         self.position = 0
         self._seg = 0
         self.loops = 0
@@ -181,6 +199,15 @@ class ReplayClock:
         if len(self.events):
             self._rebase(int(self.events["ts"][0]))
 
+    async def _sleep(self, seconds: float) -> None:
+        """Wait up to ``seconds`` (at most 0.25 s, at least 0.5 ms) or until the clock moves
+        or the replay is controlled (:meth:`_kick`); callers re-read the clock afterwards."""
+        self._wake.clear()
+        try:
+            await asyncio.wait_for(self._wake.wait(), timeout=max(min(seconds, 0.25), 0.0005))
+        except asyncio.TimeoutError:
+            pass
+
     # ---------------------------------------------------------------- batches
     def _take(self, until_ts: int | None) -> np.ndarray | None:
         """Whole segments starting at or before ``until_ts`` (None: no time limit), <= max_batch."""
@@ -233,12 +260,20 @@ class ReplayClock:
         listen = getattr(self.clock, "add_listener", None)
         if callable(listen):
             listen(moved)
+        self._pass_wall_ns = self.clock.monotonic_ns()
         try:
             while True:
                 if self._seg >= len(self._ends_list):
                     if not self.loop or not len(self.events):
                         return
+                    left_ns = self._pass_wall_ns + self.min_pass_ns - self.clock.monotonic_ns()
+                    if left_ns > 0:  # a pass lasts at least min_pass_s (zero-duration recordings)
+                        await self._sleep(left_ns / 1e9)
+                        continue
+                    if self.on_restart is not None:
+                        self.on_restart()
                     self.restart()
+                    self._pass_wall_ns = self.clock.monotonic_ns()
                 if self._paused:
                     await self._resumed.wait()
                     continue
@@ -255,16 +290,12 @@ class ReplayClock:
                     if nxt - now > self.max_gap_ns:
                         self._rebase(nxt - self.max_gap_ns)
                         now = nxt - self.max_gap_ns
-                    wait_s = min((nxt - now) / self._speed / 1e9, 0.25)
-                    self._wake.clear()
-                    try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=max(wait_s, 0.0005))
-                    except asyncio.TimeoutError:
-                        pass
+                    await self._sleep((nxt - now) / self._speed / 1e9)
                     continue
                 b = self._take(now)
                 if b is not None:
                     yield b
+                await asyncio.sleep(0)  # never loop without awaiting (a batch of one timestamp)
         finally:
             unlisten = getattr(self.clock, "remove_listener", None)
             if callable(unlisten):

@@ -72,6 +72,17 @@ class PaperBroker(Broker):
         """Feed a batch of :data:`~app.core.events.EVENT_DTYPE` events (fills resting orders)."""
         self.engine.on_market(symbol, events)
 
+    def replay_restarted(self, text: str = "replay restarted") -> None:
+        """The replayed market started again (a looping replay, or Restart after its end).
+
+        For every symbol: working orders are cancelled with reason ``text`` and an open
+        position is closed at the last trade price before the restart
+        (:meth:`app.sim.matching.FillEngine.restart_session`); the reports reach the listeners
+        (the trading session journals them) before the new session's first event is fed.
+        """
+        for symbol in list(self.engine.books):
+            self.engine.restart_session(symbol, text)
+
     # ----------------------------------------------------------------- engine events
     def _on_engine(self, ev) -> None:
         if isinstance(ev, OrderReport):

@@ -5,6 +5,7 @@ Layout (splitters persist with the settings)::
     +--------------------------------------------------------------------------+
     | PAPER MODE banner                                                         |
     | problem banner (only when something is wrong, with what to do)            |
+    | replay-finished banner with Restart / Load (only at the end of a replay)  |
     +---------------------------------------------+-----------+----------------+
     | DOM ladder heatmap                          | DOM ladder| VIX gauge      |
     |                                             |           +----------------+
@@ -38,7 +39,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.ui.heatmap import HeatmapWidget
 from app.ui.ladder import LadderWidget, price_decimals
 from app.live.pipeline import Pipeline, PipelineConfig
-from app.ui.status import HealthBar, ProblemBanner, ProblemLog
+from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
+from app.ui.status import HealthBar, ProblemBanner, ProblemLog, ReplayEndBanner
 from app.ui.tape import SignalTape
 from app.ui.vix_gauge import VixGauge
 
@@ -137,6 +139,10 @@ class MainWindow(QtWidgets.QMainWindow):
         self.problem_banner = ProblemBanner()
         self.problem_banner.sigAction.connect(self._on_problem_action)
         v.addWidget(self.problem_banner)
+        self.replay_banner = ReplayEndBanner()
+        self.replay_banner.sigRestart.connect(self.restart_replay)
+        self.replay_banner.sigLoad.connect(lambda: self.load_recording())
+        v.addWidget(self.replay_banner)
 
         self.heatmap = HeatmapWidget()
         self.ladder = LadderWidget()
@@ -453,7 +459,18 @@ class MainWindow(QtWidgets.QMainWindow):
         return task
 
     def report(self, level: str, text: str, action: str = "") -> None:
-        """Show a problem: banner (errors and warnings), Problems log, and the log file."""
+        """Show a problem: banner (errors and warnings), Problems log, and the log file.
+
+        The replay server's notices come here too: action ``"replay_finished"`` shows the
+        replay-finished strip (Restart / Load); ``"replay_restarted"`` hides it and starts a new
+        paper-trading session (:meth:`_on_replay_restarted`).
+        """
+        if action == ACTION_REPLAY_FINISHED:
+            detail = text.split(":", 1)[1].strip() if ":" in text else text
+            self.replay_banner.show_finished(detail)
+        elif action == ACTION_REPLAY_RESTARTED:
+            self.replay_banner.clear()
+            self._on_replay_restarted(text)
         self.problems.add(level, text)
         showing_error = not self.problem_banner.isHidden() and self._banner_level == "error"
         if level == "error" or (level == "warning" and not showing_error):
@@ -466,6 +483,45 @@ class MainWindow(QtWidgets.QMainWindow):
                 self.problems_dock.show()
         if self.pipeline is None or self.pipeline.on_problem != self.report:  # else the pipeline logged it
             (log.error if level == "error" else log.warning)("%s", text)
+
+    def _on_replay_restarted(self, text: str) -> None:
+        """The replay started again: journal it, then cancel the working paper orders and close
+        the paper position at the last price before the restart
+        (:meth:`app.trading.paper.PaperBroker.replay_restarted`). Runs before the new
+        session's first market batch reaches the paper broker (the DTC client hands over the
+        market data decoded before the notice first)."""
+        session = getattr(self.trading, "session", None)
+        broker = getattr(session, "broker", None)
+        hook = getattr(broker, "replay_restarted", None)
+        if hook is None:
+            return
+        try:
+            session.journal.record_event("replay_restarted", {"notice": text})
+            hook("replay restarted")
+        except Exception as exc:
+            self.report("error", f"resetting paper trading after the replay restarted: {exc}\n{traceback.format_exc()}")
+
+    def restart_replay(self) -> None:
+        """Replay the same recording again from its start, as a new session (Restart button)."""
+        src = self.pipeline.source if self.pipeline is not None else None
+        restart = getattr(src, "restart", None)
+        if restart is None or not restart():
+            self.report("warning", "The replay cannot be restarted: the built-in replay server is not running.")
+
+    def load_recording(self, path: str | None = None) -> None:
+        """Replay another recording (Load button): ``path``, or one chosen in a file dialog."""
+        if path is None:
+            from app import paths
+
+            path, _ = QtWidgets.QFileDialog.getOpenFileName(
+                self, "Load a recording", str(paths.data_dir() / "recordings"),
+                "Recordings (*.mrec *.mrec.zst);;All files (*)")
+            if not path:
+                return
+        self.config.embedded = True
+        self.config.recording = str(path)
+        self.replay_banner.clear()
+        self.spawn(self.restart_pipeline())
 
     def _on_problem_action(self, action: str) -> None:
         if action == "use_sierra_files":
@@ -656,6 +712,7 @@ class MainWindow(QtWidgets.QMainWindow):
         if self.pipeline is not None:
             await self.pipeline.stop()
         self.problem_banner.clear_problem()
+        self.replay_banner.clear()
         if self.prefs is not None:  # a settings file that failed to load stays named in the strip
             for text in self.prefs.problems():
                 self.problem_banner.show_problem(text)

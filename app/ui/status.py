@@ -158,3 +158,59 @@ class ProblemLog(QtWidgets.QPlainTextEdit):
         if len(self.entries) > 2000:
             del self.entries[:1000]
         self.appendPlainText(f"[{now}] {level.upper()}: {text}")
+
+
+class ReplayEndBanner(QtWidgets.QFrame):
+    """The strip shown when a replay reached its end: "replay finished", Restart and Load buttons.
+
+    The built-in server stops at the end of its recording by default and says so
+    (:mod:`app.sim.server.market_data`); the window shows this strip instead of a frozen clock.
+
+    Signals
+    -------
+    sigRestart()
+        Restart clicked: replay the same recording again from its start (a new session).
+    sigLoad()
+        Load clicked: choose another recording.
+    """
+
+    sigRestart = QtCore.Signal()
+    sigLoad = QtCore.Signal()
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("replay_end_banner")
+        self.setStyleSheet("#replay_end_banner{background:#1d3a5a;border:1px solid #5090e8;}"
+                           "QLabel{color:#e8f0ff;}")
+        lay = QtWidgets.QHBoxLayout(self)
+        lay.setContentsMargins(8, 4, 8, 4)
+        self.label = QtWidgets.QLabel("")
+        self.label.setWordWrap(True)
+        self.label.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+        self.restart_button = QtWidgets.QPushButton("Restart")
+        self.restart_button.setToolTip("Replay the same recording again from its start (a new session: "
+                                       "working paper orders are cancelled, the position is closed)")
+        self.load_button = QtWidgets.QPushButton("Load...")
+        self.load_button.setToolTip("Replay another recording (.mrec, .mrec.zst)")
+        lay.addWidget(self.label, 1)
+        lay.addWidget(self.restart_button)
+        lay.addWidget(self.load_button)
+        self.restart_button.clicked.connect(self.sigRestart.emit)
+        self.load_button.clicked.connect(self.sigLoad.emit)
+        self.hide()
+
+    @property
+    def text(self) -> str:
+        """The message shown now (empty when hidden)."""
+        return "" if self.isHidden() else self.label.text()
+
+    def show_finished(self, detail: str) -> None:
+        """Show "Replay finished" with ``detail`` (the server's notice: symbol, events, market time)."""
+        self.label.setText(f"Replay finished ({detail}). The market clock stopped at the end of the "
+                           "recording: Restart it, or Load another one.")
+        self.show()
+
+    def clear(self) -> None:
+        """Hide the strip (the replay runs again)."""
+        self.label.setText("")
+        self.hide()

@@ -109,5 +109,7 @@ def test_bad_input(tmp_path):
     q.write_text('1 {"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","p":"1.0"}}\n'
                  '2 {"stream":"btcusdt@trade","data":{"e":"trade","s":"BTCUSDT","p":"1.0","q":"2","m":true}}\n'
                  "garbage\n")
-    r = read_binance_gz(q)
+    with pytest.raises(BinanceError, match="--tick-size"):  # one price: the stream cannot tell the tick
+        read_binance_gz(q)
+    r = read_binance_gz(q, tick_size=0.1, market="USD-M")
     assert r.extra["stats"]["bad_lines"] == 2 and len(r.events) == 1 and r.events["side"][0] == SIDE_BID

@@ -640,3 +640,15 @@ def test_engine_history_is_bounded_and_brackets_still_work_after_eviction():
     e.on_market("ESH4", trade_events([4], [105], [10.0], [SIDE_ASK]))  # the target fills, the stop goes
     assert e.position("ESH4").qty == 0 and e.open_orders() == []
     assert len(e.orders) == 3 and not e._coids and not e._working["ESH4"]
+
+
+def test_a_replay_restart_closes_every_accounts_position_and_cancels_every_order():
+    """A loop of the replay is a new session for every username's account, not only the first."""
+    e = _engine()
+    e.add_account("Sim1/bob")
+    e.submit(OrderSpec("ESH4", Side.BUY, 2, OrderType.MARKET, client_order_id="A"))
+    e.submit(OrderSpec("ESH4", Side.SELL, 1, OrderType.MARKET, client_order_id="B", account="Sim1/bob"))
+    e.submit(OrderSpec("ESH4", Side.SELL, 1, OrderType.LIMIT, 110, client_order_id="B-L", account="Sim1/bob"))
+    e.restart_session("ESH4")
+    assert e.position("ESH4").qty == 0 and e.position("ESH4", "Sim1/bob").qty == 0
+    assert e.open_orders() == [] and e.open_orders(account="Sim1/bob") == []

@@ -120,7 +120,7 @@ def test_load_recording_formats(tmp_path, shared_data, es_rec):
 @pytest.mark.timeout(60)
 def test_serve_command_runs_and_reports(repo_root):
     out = subprocess.run(
-        [sys.executable, "-m", "app", "serve", "--port", "0", "--speed", "0", "--no-loop", "--seconds", "2.5"],
+        [sys.executable, "-m", "app", "serve", "--port", "0", "--speed", "0", "--seconds", "2.5"],
         capture_output=True, text=True, timeout=50, cwd=repo_root,
     )
     assert out.returncode == 0, out.stderr[-2000:]

@@ -43,8 +43,9 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   -> 121. The Exchange field is ignored, as Sierra Chart does.
 * **Replay** at real time x speed with pause / resume / maximum speed
   (:class:`app.sim.replay.ReplayClock`, one per symbol). A recording's ``OP_CLEAR`` (its
-  snapshot, or a loop back to the start) is sent as deletes of every level the clients hold,
-  followed by the new levels, in one batch.
+  snapshot) is sent as deletes of every level the clients hold, followed by the new levels, in
+  one batch. By default the replay stops at its end and tells the clients; with
+  ``loop_replay`` each pass is a new session on the wire (:mod:`.market_data`).
 * **Orders** go to the matching engine (:mod:`app.sim.matching`, ``docs/fill-model.md``):
   208 (market, limit, stop, stop-limit; ``IsParentOrder=1`` waits for the 201 that names it in
   ``ParentTriggerClientOrderID``), 201 OCO pairs and bracket children (``UseOffsets``
@@ -114,7 +115,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     speed : float
         Replay rate: 1.0 real time, ``<= 0`` or ``inf`` maximum speed.
     loop_replay : bool
-        Start the recording again after its end.
+        Start the recording again after its end, each pass a new session (default False: the
+        replay stops at its end and tells the clients; see :mod:`.market_data`).
     paused : bool
         Start with the replay paused (tests subscribe first, then :meth:`resume`).
     account : str
@@ -194,7 +196,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         host: str = "127.0.0.1",
         port: int = DEFAULT_PORT,
         speed: float = 1.0,
-        loop_replay: bool = True,
+        loop_replay: bool = False,
         paused: bool = False,
         account: str = DEFAULT_ACCOUNT,
         server_name: str = "MIA Elite replay server",
@@ -324,7 +326,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             await self._timers.stop()
             raise OSError(exc.errno, f"DTC server cannot listen on {self.host}:{self._port}: {exc.strerror}") from exc
         for sym in self.symbols.values():
-            self._tasks.append(asyncio.create_task(self._replay(sym), name=f"dtc-replay-{sym.inst.symbol}"))
+            sym.task = asyncio.create_task(self._replay(sym), name=f"dtc-replay-{sym.inst.symbol}")
+            self._tasks.append(sym.task)
         log.info("DTC server listening on %s:%d (%s)", self.host, self.port, ", ".join(self.symbols))
 
     async def stop(self) -> None:

@@ -4,11 +4,31 @@ One :class:`Symbol` per recording, each with its :class:`app.sim.replay.ReplayCl
 replay task of a symbol publishes each batch (:meth:`MarketDataMixin.publish`) to every
 subscribed connection, in the recording's order, and feeds it to the matching engine.
 Procedures: see :mod:`app.sim.server`.
+
+End of a replay and loops (what a DTC client sees)
+--------------------------------------------------
+* **End** (the default, no loop): every logged-on connection gets a GENERAL_LOG_MESSAGE (701)
+  whose text starts with :data:`REPLAY_FINISHED` (``"replay finished: ESH4, 68,792 events,
+  market time 2023-12-25 23:59:59 UTC"``) and every market-data subscriber a
+  MARKET_DATA_SNAPSHOT (104) with ``TradingStatus = TRADING_STATUS_CLOSE``; later snapshots
+  also say CLOSE. The connections stay open (orders, positions and balances still answer).
+  :meth:`MarketDataMixin.restart_replay` starts the recording again (the window's Restart).
+* **Each loop (or restart) is a new session on the wire**, sent before any event of the new
+  pass, so the market clock a client sees never goes backwards without this reset: the
+  simulated account's working orders are cancelled with reason ``"replay restarted"`` (ORDER_UPDATE
+  ``ORDER_CANCELED``, ``InfoText``) and its position is closed at the last trade price before the
+  restart (an ORDER_UPDATE fill with ClientOrderID ``replay-restart``, then POSITION_UPDATE)
+  (:meth:`app.sim.matching.FillEngine.restart_session`); then a GENERAL_LOG_MESSAGE starting
+  with :data:`REPLAY_RESTARTED`; every depth subscriber gets an empty MARKET_DEPTH_SNAPSHOT
+  batch (a client clears its book: one 122/145 with ``Side`` 0, first and last in batch);
+  every market-data subscriber a MARKET_DATA_SNAPSHOT with the session fields reset (no
+  session open/high/low/volume, ``TradingStatus`` OPEN, ``TradingSessionDate`` of the new pass).
 """
 
 from __future__ import annotations
 
 import asyncio
+import datetime
 import logging
 from dataclasses import dataclass
 
@@ -24,8 +44,18 @@ from app.sim.server.session import HIGH_WATER, MAX_BUFFER, Conn, fit
 
 log = logging.getLogger(__name__)
 
+
+def _utc(ns: int) -> str:
+    """``YYYY-MM-DD HH:MM:SS UTC`` of a time in ns since the epoch."""
+    return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
 UNSET = M.UNSET_DOUBLE
 T = M.MessageType
+
+#: GENERAL_LOG_MESSAGE text prefix at the end of a replay (no loop).
+REPLAY_FINISHED = "replay finished"
+#: GENERAL_LOG_MESSAGE text prefix when a replay starts again (loop or restart).
+REPLAY_RESTARTED = "replay restarted"
 
 
 @dataclass
@@ -44,6 +74,12 @@ class Symbol:
         (tick, size, ts ns).
     last_ts : int
         ns since the epoch of the latest replayed event (market time).
+    finished : bool
+        The replay reached its end (no loop) and was not restarted.
+    passes : int
+        Passes started (1 + loops and restarts).
+    task : asyncio.Task or None
+        The running replay task.
     """
 
     inst: Instrument
@@ -57,6 +93,9 @@ class Symbol:
     session_trades: int = 0
     last_trade: tuple | None = None  # (tick, size, ts)
     last_ts: int = 0
+    finished: bool = False
+    passes: int = 1
+    task: object = None
 
 
 class MarketDataMixin:
@@ -123,7 +162,10 @@ class MarketDataMixin:
                       SessionNumTrades=s.session_trades)
         if s.last_ts:
             kw.update(BidAskDateTime=s.last_ts / 1e9, MarketDepthUpdateDateTime=s.last_ts / 1e9)
-        kw["TradingStatus"] = int(M.TradingStatus.TRADING_STATUS_OPEN)
+        kw["TradingStatus"] = int(M.TradingStatus.TRADING_STATUS_CLOSE if s.finished
+                                  else M.TradingStatus.TRADING_STATUS_OPEN)
+        if s.last_ts:
+            kw["TradingSessionDate"] = int(s.last_ts // 86_400_000_000_000 * 86_400)  # the UTC day, s
         return M.MarketDataSnapshot(**kw)
 
     def _request_target(self, c: Conn, m, subs: dict, reject) -> "Symbol | None":
@@ -178,6 +220,7 @@ class MarketDataMixin:
         c.depth_subs[sym] = int(m.SymbolID)
 
     async def _replay(self, s: Symbol) -> None:
+        s.clock.on_restart = lambda: self._new_replay_session(s)
         try:
             async for batch in s.clock.stream():
                 try:
@@ -190,9 +233,73 @@ class MarketDataMixin:
             raise
         except Exception:
             log.exception("replay of %s failed", s.inst.symbol)
+        self._replay_finished(s)
         self._done_count += 1
         if self._done_count >= len(self.symbols) and self.replay_done is not None:
             self.replay_done.set()
+
+    def _replay_finished(self, s: Symbol) -> None:
+        """Tell every client that the replay of ``s`` ended (see the module docstring)."""
+        s.finished = True
+        sym = s.inst.symbol
+        when = _utc(s.last_ts)
+        text = f"{REPLAY_FINISHED}: {sym}, {s.clock.events_out:,} events, market time {when}"
+        log.info("%s", text)
+        self._broadcast(M.GeneralLogMessage(MessageText=fit(text, 128)))
+        for c in list(self.conns.values()):
+            if sym in c.md_subs and c.logged_on and not c.closed:
+                self._send(c, self._market_snapshot(s, c.md_subs[sym]))
+
+    def _new_replay_session(self, s: Symbol) -> None:
+        """Reset ``s`` for a new pass: orders, position, book, statistics (module docstring).
+
+        Runs on the server's loop before the new pass's first event is published.
+        """
+        sym = s.inst.symbol
+        tick = s.inst.tick_size
+        last = s.last_trade[0] * tick if s.last_trade is not None else None
+        closing = self.engine.restart_session(sym, REPLAY_RESTARTED)
+        s.passes += 1
+        s.finished = False
+        s.book_bbo = (None, 0.0, None, 0.0)
+        s.session_high = s.session_low = s.session_open = None
+        s.session_volume = 0.0
+        s.session_trades = 0
+        s.last_trade = None
+        ev = s.clock.events
+        s.last_ts = int(ev["ts"][0]) if len(ev) else s.last_ts
+        what = (f"position closed at {closing.avg_fill_price * tick:.{s.inst.price_decimals}f}"
+                if closing is not None else "flat")
+        text = (f"{REPLAY_RESTARTED}: {sym} pass {s.passes} from {_utc(s.last_ts)}; book cleared, "
+                f"orders cancelled, {what}")
+        log.info("%s (last trade %s)", text, last)
+        self._broadcast(M.GeneralLogMessage(MessageText=fit(text, 128)))
+        empty = np.zeros(0, dtype=EVENT_DTYPE)
+        for c in list(self.conns.values()):
+            if c.closed or not c.logged_on:
+                continue
+            if sym in c.depth_subs:
+                data = B.encode_depth_batch(empty, tick, c.depth_subs[sym], c.encoding, msg_type=c.snapshot_type)
+                self._write(c, data, 1)
+            if sym in c.md_subs:
+                self._send(c, self._market_snapshot(s, c.md_subs[sym]))
+
+    def restart_replay(self) -> None:
+        """Start every symbol's recording again from its first event, as a new session.
+
+        A symbol whose replay ended (no loop) starts a new replay task; one still running goes
+        back to its start at once. Either way the new session is announced first
+        (:meth:`_new_replay_session`). Call on the server's loop.
+        """
+        for s in self.symbols.values():
+            self._new_replay_session(s)
+            s.clock.restart()
+            if s.task is None or s.task.done():
+                self._done_count = max(0, self._done_count - 1)
+                if self.replay_done is not None:
+                    self.replay_done.clear()
+                s.task = asyncio.get_running_loop().create_task(self._replay(s), name=f"dtc-replay-{s.inst.symbol}")
+                self._tasks.append(s.task)
 
     async def _backpressure(self) -> None:
         for c in list(self.conns.values()):
