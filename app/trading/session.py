@@ -414,14 +414,34 @@ class TradingSession:
         else:
             await self.broker.cancel(client_order_id)
 
-    async def flatten_position(self, symbol: str, qty: int | None = None, reason: str = "flatten") -> bool:
-        """Send a reducing market order for ``qty`` (default: the reported position) through the gate.
+    async def flatten_position(self, symbol: str, qty: int | None = None, reason: str = "flatten") -> str:
+        """Send one reducing market order for ``qty`` through the gate; returns its ClientOrderID.
 
-        Returns False when there is nothing to flatten or the gate refused (decision journaled).
+        Parameters
+        ----------
+        symbol : str
+        qty : int, optional
+            Signed contracts to close (default: the position the broker last reported); the
+            order is ``-sign(qty)`` for ``abs(qty)`` contracts. The kill switch passes the
+            venue's own figure, read once the venue reports no other working order.
+        reason : str
+            Journaled with the order.
+
+        Returns
+        -------
+        str
+            The flatten order's ClientOrderID, or ``""`` when nothing was sent: nothing to
+            flatten, the gate refused (decision journaled), or a flatten order for ``symbol`` is
+            still working (at most one in flight per symbol: a second one could flip the
+            position).
         """
         qty = self.position_qty(symbol) if qty is None else int(qty)
         if qty == 0:
-            return False
+            return ""
+        busy = [o for o in self.broker.working_orders() if o.request.role == ROLE_FLATTEN and o.request.symbol == symbol]
+        if busy:
+            self.problem(f"flatten {symbol}: flatten order {busy[0].client_order_id} is still working; not sending another")
+            return ""
         side = -1 if qty > 0 else 1
         t = OrderTicket(symbol=symbol, side=side, qty=abs(qty), order_type=OrderType.MARKET,
                         ref_price=self.ref_price(symbol, side), source="flatten",
@@ -438,9 +458,9 @@ class TradingSession:
                                                       "client_order_id": order.client_order_id})
         if not decision.allowed:
             self.problem(f"flatten {symbol} refused: {decision.message}")
-            return False
+            return ""
         await self.broker.submit_order(order)
-        return True
+        return order.client_order_id
 
     # ------------------------------------------------------------------ modes
     def confirm_live(self, typed: str) -> bool:

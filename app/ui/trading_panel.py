@@ -287,7 +287,10 @@ class TradingController(QtCore.QObject):
         return self.hotkey
 
     def kill(self, trigger: str = "button") -> asyncio.Task:
-        """Engage the kill switch now (the gate locks before this returns)."""
+        """Engage the kill switch now (the gate locks before this returns), or join the run in progress.
+
+        Returns the run's task (:meth:`app.trading.killswitch.KillSwitch.trigger`: one run at a time).
+        """
         self.session.gate.lock(f"kill switch: {trigger}")  # lock at once, even before the task runs
         self.panel.set_kill_state(KillState.ENGAGED, trigger)
         task = self.session.kill.trigger(trigger)
@@ -295,10 +298,9 @@ class TradingController(QtCore.QObject):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def retry(self) -> None:
-        if self.session.kill.state == KillState.FAILED and not self.session.kill.busy:
-            self.panel.set_kill_state(KillState.ENGAGED, "retry")
-            self.spawn(self.session.kill.retry())
+    def retry(self) -> asyncio.Task:
+        """The Retry button: the same single-flight path as the kill button (joins a run in progress)."""
+        return self.kill("retry")
 
     def unlock(self, typed: str) -> bool:
         ok = self.session.kill.unlock(typed)

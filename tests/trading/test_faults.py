@@ -1,0 +1,236 @@
+"""Fault injection on the kill switch and the order path (issue 12 items 1, 2, 3, 6 and the kill -9 loop).
+
+Every test runs against a venue and checks the venue's own state: the built-in DTC server
+(:class:`app.sim.server.DTCServer` on loopback, fed the real ES sample, with
+:class:`~app.trading.dtc_broker.DtcBroker`) and, where it applies, the paper broker's fill
+engine. The venue's position is sampled on every position change its engine reports (what the
+server sends as POSITION_UPDATE): during a kill it must never change sign.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+from app.config.trading import TradingSettings
+from app.core.clock import ManualClock
+from app.core.orders import OrderType
+from app.dtc.client import DTCClient
+from app.sim.account import PositionEvent
+from app.sim.server import DTCServer
+from app.trading.dtc_broker import DtcBroker
+from app.trading.journal import Journal
+from app.trading.killswitch import KillState
+from app.trading.orders import ROLE_FLATTEN, OrderRequest, OrderTicket
+from app.trading.paper import PaperBroker
+from app.trading.session import TradingSession
+
+SYM = "ESH4"
+
+
+async def wait_until(pred, timeout=5.0, what="condition"):
+    """Poll ``pred`` on the loop up to ``timeout`` s of real time (bounded, no fixed sleep)."""
+    loop = asyncio.get_running_loop()
+    end = loop.time() + timeout
+    while not pred():
+        assert loop.time() < end, f"{what} not reached within {timeout} s"
+        await asyncio.sleep(0.005)
+
+
+class Venue:
+    """The venue's own picture: its fill engine, and every position it reported, in order."""
+
+    def __init__(self, engine):
+        self.engine = engine
+        self.samples: list[float] = []
+        engine.add_listener(self._on_event)
+
+    def _on_event(self, ev) -> None:
+        if isinstance(ev, PositionEvent) and ev.symbol == SYM:
+            self.samples.append(ev.qty)
+
+    @property
+    def qty(self) -> int:
+        return int(round(self.engine.position(SYM).qty))
+
+    def open_orders(self) -> list:
+        return self.engine.open_orders()
+
+    def never_flipped(self, since: int = 0) -> bool:
+        """True when no position sample from ``since`` on has the other sign of the first one."""
+        s = self.samples[since:]
+        if not s:
+            return True
+        signs = {(q > 0) - (q < 0) for q in s}
+        return not (1 in signs and -1 in signs)
+
+
+class DtcRig:
+    """Built-in server (driven by ``publish``) + DTCClient + DtcBroker + TradingSession."""
+
+    def __init__(self, rec, tmp_path, clock=None, **settings):
+        self.rec, self.ev, self.i = rec, rec.events, 0
+        self.tmp_path = tmp_path
+        self.clock = clock
+        kw = dict(mode="sim", account="Sim1", max_position_contracts=20, max_trades_per_day=10_000,
+                  stale_data_ms=600_000, max_consecutive_losses=10_000, daily_loss_limit_usd=1e9)
+        kw.update(settings)
+        self.settings = TradingSettings(**kw)
+
+    async def start(self, port=None):
+        self.server = DTCServer(self.rec, port=0, paused=True, loop_replay=False)
+        await self.server.start()
+        self.venue = Venue(self.server.engine)
+        self.server.publish(SYM, self.ev[:3000])
+        self.i = 3000
+        await self.connect(port or self.server.port)
+        return self
+
+    async def publish(self, n: int) -> None:
+        """Replay the next ``n`` events of the sample (the market moves)."""
+        self.server.publish(SYM, self.ev[self.i:self.i + n])
+        self.i += n
+
+    async def connect(self, port):
+        self.client = DTCClient("127.0.0.1", port, trade_account="Sim1", heartbeat_s=30, request_timeout_s=30.0)
+        self.broker = DtcBroker(self.client, [self.rec.instrument], "Sim1", own_client=True)
+        self.journal = Journal(self.tmp_path / "journal.sqlite3")
+        kw = {"clock": self.clock} if self.clock is not None else {}
+        self.s = TradingSession(self.broker, self.journal, self.settings, self.rec.instrument, **kw)
+        await self.s.start()
+        await self.client.subscribe_market(SYM, on_events=lambda b: self.s.on_market(SYM, b),
+                                           tick_size=self.rec.instrument.tick_size)
+        await self.publish(500)
+        await wait_until(lambda: SYM in self.s.market and self.s.market[SYM].best_bid is not None, 5, "quotes")
+
+    def best(self):
+        b = self.server.engine.books[SYM]
+        return b.best_bid(), b.best_ask()
+
+    async def stop(self):
+        await self.s.stop()
+        self.journal.close()
+        await self.server.stop()
+
+
+class PaperRig:
+    """PaperBroker session fed the real sample; the venue is the paper broker's own fill engine."""
+
+    def __init__(self, rec, tmp_path, clock=None, feeder_cls=None, **settings):
+        kw = dict(max_position_contracts=20, max_trades_per_day=10_000, stale_data_ms=600_000,
+                  max_consecutive_losses=10_000, daily_loss_limit_usd=1e9)
+        kw.update(settings)
+        self.settings = TradingSettings(**kw)
+        self.broker = PaperBroker([rec.instrument])
+        self.venue = Venue(self.broker.engine)
+        self.journal = Journal(tmp_path / "journal.sqlite3")
+        ckw = {"clock": clock} if clock is not None else {}
+        self.s = TradingSession(self.broker, self.journal, self.settings, rec.instrument, **ckw)
+        self.feed = feeder_cls(self.s, rec)
+
+    async def start(self):
+        await self.s.start()
+        self.feed.advance(4000)
+        return self
+
+    def best(self):
+        b = self.broker.engine.books[SYM]
+        return b.best_bid(), b.best_ask()
+
+    async def stop(self):
+        await self.s.stop()
+        self.journal.close()
+
+
+async def short_one_and_ten_working(rig) -> None:
+    """Position -1 (market sell with its stop and target working) and 3 buy-limit brackets away from
+    the market: 11 working orders at the venue."""
+    s = rig.s
+    bid, ask = rig.best()
+    t = OrderTicket(SYM, -1, 1, OrderType.MARKET, None, bid + 40, bid - 40, ref_price=bid, source="test")
+    assert (await s.confirm(t)).allowed
+    for k in range(3):
+        assert (await s.confirm(s.ticket_from_price(bid - 12 - k, +1))).allowed
+    await wait_until(lambda: rig.venue.qty == -1 and len(rig.venue.open_orders()) == 11, 5, "position -1, 11 orders")
+    await wait_until(lambda: s.position_qty(SYM) == -1 and len(s.broker.working_orders()) == 11
+                     and all(o.server_order_id for o in s.broker.working_orders()), 5, "broker picture")
+
+
+def flatten_orders_at_venue(rig) -> list:
+    """The venue's orders that the journal holds as flatten orders (every one the app ever sent)."""
+    cids = {r["client_order_id"] for r in rig.s.journal.query("SELECT client_order_id FROM orders WHERE role=?",
+                                                                (ROLE_FLATTEN,))}
+    return [o for o in rig.venue.engine.orders.values() if o.client_order_id in cids]
+
+
+# ---------------------------------------------------------------------------------------- item 1
+async def _concurrent_kill(rig, clock):
+    s = rig.s
+    await short_one_and_ten_working(rig)
+    first = len(rig.venue.samples)
+    clock.advance(s.settings.stale_kill_s + 1)  # no market data since: the stale-data trigger holds
+    assert s.check_triggers() == "stale_data"  # the automatic trigger starts the run
+    manual = s.kill.trigger("manual")
+    retry = asyncio.ensure_future(s.kill.retry())  # what the window's Retry button runs
+    hotkey = asyncio.ensure_future(s.kill.engage("hotkey"))
+    assert s.check_triggers() == ""  # a further automatic trigger joins (does not start a second run)
+    results = await asyncio.wait_for(asyncio.gather(manual, retry, hotkey), 20)
+    assert results[0] is results[1] is results[2], "every request must get the one run's result"
+    res = results[0]
+    assert res.state == KillState.VERIFIED_FLAT, res.describe()
+    assert res.trigger == "stale_data" and res.flattens_sent == 1
+    # the venue's own state: flat, nothing working, one flatten order, the position never changed sign
+    assert rig.venue.qty == 0 and rig.venue.open_orders() == []
+    flats = flatten_orders_at_venue(rig)
+    assert len(flats) == 1 and flats[0].side == 1 and flats[0].qty == 1
+    assert rig.venue.samples[first - 1] == -1 and rig.venue.samples[-1] == 0
+    assert rig.venue.never_flipped(first - 1), rig.venue.samples
+    ks = [r["state"] for r in s.journal.query("SELECT state FROM kill_switch ORDER BY id")]
+    assert ks == ["engaged", "verified_flat"]
+
+
+def test_concurrent_trigger_retry_and_automatic_trigger_one_run_one_flatten_dtc(es_sample, tmp_path):
+    async def go():
+        clock = ManualClock()
+        rig = await DtcRig(es_sample, tmp_path, clock=clock, stale_kill_s=5.0).start()
+        try:
+            await _concurrent_kill(rig, clock)
+        finally:
+            await rig.stop()
+
+    asyncio.run(go())
+
+
+def test_concurrent_trigger_retry_and_automatic_trigger_one_run_one_flatten_paper(es_sample, tmp_path, feeder_cls):
+    async def go():
+        clock = ManualClock()
+        rig = await PaperRig(es_sample, tmp_path, clock=clock, feeder_cls=feeder_cls, stale_kill_s=5.0).start()
+        try:
+            await _concurrent_kill(rig, clock)
+        finally:
+            await rig.stop()
+
+    asyncio.run(go())
+
+
+def test_flatten_position_refuses_a_second_flatten_while_one_works(es_sample, tmp_path,
+                                                                                  feeder_cls):
+    """At most one flatten order per symbol in flight: flatten_position refuses a second one."""
+    async def go():
+        rig = await PaperRig(es_sample, tmp_path, feeder_cls=feeder_cls).start()
+        s = rig.s
+        bid, _ = rig.best()
+        assert (await s.confirm(OrderTicket(SYM, -1, 2, OrderType.MARKET, None, bid + 12, bid - 40,
+                                            ref_price=bid))).allowed
+        assert rig.venue.qty == -2
+        # a resting (unfillable) flatten stands in for one still travelling to the venue
+        cid = s.journal.next_client_order_id()
+        req = OrderRequest(cid, SYM, "paper", 1, OrderType.LIMIT, 2, bid - 200, "flatten")
+        s.journal.record_orders([req], "paper", "paper")
+        await rig.broker.submit_order(req)
+        assert s.broker.orders[cid].state.working
+        assert await s.flatten_position(SYM, reason="second") == ""
+        assert "still working" in s.problems[-1]
+        assert len(flatten_orders_at_venue(rig)) == 1
+        await rig.stop()
+
+    asyncio.run(go())
