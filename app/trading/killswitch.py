@@ -29,6 +29,7 @@ every state except ARMED; unlocking needs the typed phrase.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
@@ -68,6 +69,9 @@ class KillResult:
     elapsed_s : float
     error : str
         Why the verification could not complete (e.g. not connected), else "".
+    journal_error : str
+        Why the journal could not record this run (its records went to the fallback file, see
+        :attr:`app.trading.journal.Journal.fallback_path`), else "". The run acted regardless.
     """
 
     state: KillState
@@ -78,12 +82,14 @@ class KillResult:
     flattens_sent: int = 0
     elapsed_s: float = 0.0
     error: str = ""
+    journal_error: str = ""
 
     def describe(self) -> str:
         """One line for the trader."""
+        journal = f" | JOURNAL FAILED: {self.journal_error}" if self.journal_error else ""
         if self.state == KillState.VERIFIED_FLAT:
             return (f"VERIFIED FLAT ({self.cancels_sent} cancels, {self.flattens_sent} flatten orders, "
-                    f"{self.elapsed_s:.2f} s)")
+                    f"{self.elapsed_s:.2f} s){journal}")
         parts = []
         if self.open_orders:
             parts.append("working orders: " + "; ".join(self.open_orders))
@@ -91,7 +97,7 @@ class KillResult:
             parts.append("positions: " + "; ".join(self.open_positions))
         if self.error:
             parts.append(self.error)
-        return "FAILED - still open: " + (" | ".join(parts) or "unknown")
+        return "FAILED - still open: " + (" | ".join(parts) or "unknown") + journal
 
 
 @dataclass
@@ -122,6 +128,8 @@ class KillSwitch:
     listeners: list = field(default_factory=list)
     _task: asyncio.Task | None = None
     _flatten_cid: dict = field(default_factory=dict)  # symbol -> ClientOrderID of the last flatten sent
+    #: why the journal could not record the current (or last) run, "" when it could
+    journal_error: str = ""
 
     # ----------------------------------------------------------------- observers
     def add_listener(self, fn) -> None:
@@ -145,7 +153,43 @@ class KillSwitch:
 
     @property
     def busy(self) -> bool:
+        """True while a run is in progress (a new request joins it)."""
         return self._task is not None and not self._task.done()
+
+    @property
+    def status(self) -> str:
+        """The state as the trader reads it: ``ENGAGED``, ``VERIFIED FLAT``..., with
+        ``", JOURNAL FAILED"`` appended while the run's records could not reach the journal."""
+        text = self.state.value.upper().replace("_", " ")
+        return text + ", JOURNAL FAILED" if self.journal_error else text
+
+    def _journal(self, state: str, trigger: str, detail: dict) -> None:
+        """Journal a transition; a journal failure is shown, never raised (the switch acts regardless)."""
+        j = self.session.journal
+        try:
+            with j.best_effort():
+                j.record_kill_switch(state, trigger, detail)
+        except Exception as exc:  # the journal must never stop the kill switch
+            self._journal_failed(f"{type(exc).__name__}: {exc}")
+            return
+        self._check_journal()
+
+    def _check_journal(self) -> None:
+        reason = self.session.journal.failure
+        if reason:
+            self._journal_failed(reason)
+
+    def _journal_failed(self, reason: str) -> None:
+        first = not self.journal_error
+        self.journal_error = f"{reason} (records kept in {self.session.journal.fallback_path})" \
+            if "fallback file" not in reason else reason
+        if first:
+            log.error("kill switch: the journal failed, the switch goes on: %s", self.journal_error)
+            try:
+                self.session.problem(f"kill switch {self.status}: {self.journal_error}")
+            except Exception:
+                log.exception("kill switch: cannot report the journal failure")
+            self._set(self.state)
 
     # ----------------------------------------------------------------- actions
     def trigger(self, trigger: str = "manual") -> asyncio.Task:
@@ -202,7 +246,7 @@ class KillSwitch:
         except Exception as exc:  # a bug must not leave the switch "engaged" in silence
             log.exception("kill switch run failed")
             res = KillResult(KillState.FAILED, trigger, elapsed_s=(self.clock.monotonic_ns() - t0) / 1e9,
-                             error=f"kill switch error: {type(exc).__name__}: {exc}")
+                             error=f"kill switch error: {type(exc).__name__}: {exc}", journal_error=self.journal_error)
             self._set(KillState.FAILED, res)
             return res
 
@@ -247,6 +291,7 @@ class KillSwitch:
             else:
                 await s.broker.cancel(cid)
             counts["cancels"] += 1
+            self._check_journal()
         except Exception as exc:  # keep going: the other orders and the flatten must still be tried
             counts["error"] = f"cancel {cid or sid}: {exc}"
             log.warning("kill switch: %s", counts["error"])
@@ -260,11 +305,12 @@ class KillSwitch:
         working = [o for o in broker.working_orders() if o.request.role != ROLE_FLATTEN]
         positions = {sym: p.qty for sym, p in broker.positions.items() if p.qty}
         # 2. journal before acting
-        s.journal.record_kill_switch("engaged", trigger, {
+        self.journal_error = ""
+        self._set(KillState.ENGAGED)
+        self._journal("engaged", trigger, {
             "cancel": [o.client_order_id for o in working],
             "positions": positions,
         })
-        self._set(KillState.ENGAGED)
         counts = {"cancels": 0, "flattens": 0, "error": ""}
         sent: dict[str, int] = {}  # ServerOrderID (or ClientOrderID) -> monotonic ns of its last cancel
         # 3. cancel every working order (parents first: their children go with them)
@@ -285,10 +331,11 @@ class KillSwitch:
             except (BrokerError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
                 read_error = f"cannot read the venue's reports: {exc}"
             if not read_error and not open_orders and not open_pos:
+                elapsed = (clock.monotonic_ns() - t0) / 1e9
+                self._journal("verified_flat", trigger, {
+                    "cancels": counts["cancels"], "flattens": counts["flattens"], "elapsed_s": elapsed})
                 res = KillResult(KillState.VERIFIED_FLAT, trigger, (), (), counts["cancels"], counts["flattens"],
-                                 (clock.monotonic_ns() - t0) / 1e9)
-                s.journal.record_kill_switch("verified_flat", trigger, {
-                    "cancels": res.cancels_sent, "flattens": res.flattens_sent, "elapsed_s": res.elapsed_s})
+                                 elapsed, journal_error=self.journal_error)
                 self._set(KillState.VERIFIED_FLAT, res)
                 return res
             if clock.monotonic_ns() >= deadline:
@@ -320,7 +367,8 @@ class KillSwitch:
                   f"{'BUY' if ev.side > 0 else 'SELL'} {ev.qty} {ev.symbol}" for ev in open_orders),
             tuple(f"{p.symbol} {p.qty:+d}" for p in open_pos),
             counts["cancels"], counts["flattens"], (clock.monotonic_ns() - t0) / 1e9, read_error or counts["error"])
-        s.journal.record_kill_switch("failed", trigger, {"still_open": res.describe()})
+        self._journal("failed", trigger, {"still_open": res.describe()})
+        res = dataclasses.replace(res, journal_error=self.journal_error)
         self._set(KillState.FAILED, res)
         return res
 
@@ -333,6 +381,7 @@ class KillSwitch:
             counts["error"] = f"flatten {symbol}: {exc}"
             log.warning("kill switch: %s", counts["error"])
             return False
+        self._check_journal()
         if cid:
             self._flatten_cid[symbol] = cid
             counts["flattens"] += 1
@@ -348,7 +397,8 @@ class KillSwitch:
             return False
         if confirmation.strip() != UNLOCK_CONFIRM_PHRASE:
             return False
-        self.session.journal.record_kill_switch("unlocked", "manual", {"previous": self.state.value})
+        self.journal_error = ""
+        self._journal("unlocked", "manual", {"previous": self.state.value})
         self.session.gate.unlock()
         self._set(KillState.ARMED)
         return True

@@ -450,7 +450,9 @@ class TradingSession:
         ctx = OrderContext(**{**ctx.to_dict(), "position_qty": qty})
         order = OrderRequest(self.journal.next_client_order_id(), symbol, self.broker.account, side, OrderType.MARKET,
                              abs(qty), None, ROLE_FLATTEN)
-        with self.journal.transaction():  # decision, order and reason in one commit (the kill switch's path)
+        # decision, order and reason in one commit; a journal that cannot be written does not stop
+        # a reducing order (its records go to the fallback file, Journal.failure says why)
+        with self.journal.best_effort(), self.journal.transaction():
             decision = self.gate.check(ctx, 0)
             if decision.allowed:
                 self.journal.record_orders([order], self.mode, self.broker.name)

@@ -10,6 +10,10 @@ server sends as POSITION_UPDATE): during a kill it must never change sign.
 from __future__ import annotations
 
 import asyncio
+import json
+import sqlite3
+
+import pytest
 
 from app.config.trading import TradingSettings
 from app.core.clock import ManualClock
@@ -25,6 +29,10 @@ from app.trading.paper import PaperBroker
 from app.trading.session import TradingSession
 
 SYM = "ESH4"
+#: limits wide enough for the scenarios (the gate is not what these tests look at)
+LIMITS = dict(max_position_contracts=20, max_contracts_per_order=10, max_risk_per_trade_usd=10_000.0,
+              max_trades_per_day=10_000, stale_data_ms=600_000, max_consecutive_losses=10_000,
+              daily_loss_limit_usd=1e9)
 
 
 async def wait_until(pred, timeout=5.0, what="condition"):
@@ -71,8 +79,7 @@ class DtcRig:
         self.rec, self.ev, self.i = rec, rec.events, 0
         self.tmp_path = tmp_path
         self.clock = clock
-        kw = dict(mode="sim", account="Sim1", max_position_contracts=20, max_trades_per_day=10_000,
-                  stale_data_ms=600_000, max_consecutive_losses=10_000, daily_loss_limit_usd=1e9)
+        kw = dict(mode="sim", account="Sim1", **LIMITS)
         kw.update(settings)
         self.settings = TradingSettings(**kw)
 
@@ -116,8 +123,7 @@ class PaperRig:
     """PaperBroker session fed the real sample; the venue is the paper broker's own fill engine."""
 
     def __init__(self, rec, tmp_path, clock=None, feeder_cls=None, **settings):
-        kw = dict(max_position_contracts=20, max_trades_per_day=10_000, stale_data_ms=600_000,
-                  max_consecutive_losses=10_000, daily_loss_limit_usd=1e9)
+        kw = dict(LIMITS)
         kw.update(settings)
         self.settings = TradingSettings(**kw)
         self.broker = PaperBroker([rec.instrument])
@@ -156,9 +162,10 @@ async def short_one_and_ten_working(rig) -> None:
 
 
 def flatten_orders_at_venue(rig) -> list:
-    """The venue's orders that the journal holds as flatten orders (every one the app ever sent)."""
+    """The venue's orders that the app sent as flatten orders (journaled ones and this process's)."""
     cids = {r["client_order_id"] for r in rig.s.journal.query("SELECT client_order_id FROM orders WHERE role=?",
                                                                 (ROLE_FLATTEN,))}
+    cids |= {c for c, o in rig.s.broker.orders.items() if o.request.role == ROLE_FLATTEN}
     return [o for o in rig.venue.engine.orders.values() if o.client_order_id in cids]
 
 
@@ -234,3 +241,189 @@ def test_flatten_position_refuses_a_second_flatten_while_one_works(es_sample, tm
         await rig.stop()
 
     asyncio.run(go())
+
+
+# ---------------------------------------------------------------------------------------- item 2
+class FullDisk:
+    """The journal's connection on a full disk: every write raises SQLITE_FULL (reads still work)."""
+
+    WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE", "BEGIN", "COMMIT")
+
+    def __init__(self, con):
+        self.con = con
+
+    def execute(self, sql, params=()):
+        if sql.lstrip().split(None, 1)[0].upper() in self.WRITES:
+            raise sqlite3.OperationalError("database or disk is full")
+        return self.con.execute(sql, params)
+
+    def cursor(self):
+        return self.con.cursor()
+
+    def close(self):
+        self.con.close()
+
+
+async def short_three_and_eight_working(rig) -> None:
+    s = rig.s
+    bid, _ = rig.best()
+    assert (await s.confirm(OrderTicket(SYM, -1, 3, OrderType.MARKET, None, bid + 12, bid - 40, ref_price=bid,
+                                        source="test"))).allowed
+    for k in range(2):
+        assert (await s.confirm(s.ticket_from_price(bid - 12 - k, +1))).allowed
+    await wait_until(lambda: rig.venue.qty == -3 and len(rig.venue.open_orders()) == 8, 5, "position -3, 8 orders")
+    await wait_until(lambda: s.position_qty(SYM) == -3 and len(s.broker.working_orders()) == 8
+                     and all(o.server_order_id for o in s.broker.working_orders()), 5, "broker picture")
+
+
+def fallback_statements(journal) -> list[tuple[str, list]]:
+    out = []
+    for line in journal.fallback_path.read_text().splitlines():
+        if line.strip():
+            out += [(sql, params) for sql, params in json.loads(line)["statements"]]
+    return out
+
+
+async def _kill_with_a_full_disk(rig, fallback_writable: bool) -> None:
+    s, j = rig.s, rig.journal
+    await short_three_and_eight_working(rig)
+    first = len(rig.venue.samples)
+    if not fallback_writable:
+        j.fallback_path.mkdir()  # the fallback file cannot be created either (same full disk)
+    real = j._db
+    j._db = FullDisk(real)
+    statuses = []
+    s.kill.add_listener(lambda state, result: statuses.append(s.kill.status))
+    task = s.kill.trigger("manual")  # must not raise
+    res = await asyncio.wait_for(task, 15)
+    # the venue: every order cancelled, flat, one flatten, never flipped
+    assert res.state == KillState.VERIFIED_FLAT, res.describe()
+    assert rig.venue.open_orders() == [] and rig.venue.qty == 0
+    assert len(flatten_orders_at_venue(rig)) == 1 and rig.venue.never_flipped(first - 1)
+    # shown: the state says JOURNAL FAILED, with the reason
+    assert "ENGAGED, JOURNAL FAILED" in statuses
+    assert s.kill.status == "VERIFIED FLAT, JOURNAL FAILED"
+    assert "database or disk is full" in res.journal_error and "JOURNAL FAILED" in res.describe()
+    assert "JOURNAL FAILED" in s.snapshot().kill_detail and "database or disk is full" in s.problems[-1] + \
+        " ".join(s.problems)
+    flatten_cid = next(c for c, o in s.broker.orders.items() if o.request.role == ROLE_FLATTEN)
+    if fallback_writable:
+        stmts = fallback_statements(j)
+        ks = [p[1] for sql, p in stmts if sql.startswith("INSERT INTO kill_switch")]
+        assert ks[:1] == ["engaged"] and ks[-1] == "verified_flat"
+        assert any(sql.startswith("INSERT INTO orders") and flatten_cid in p for sql, p in stmts)
+        assert any(sql.startswith("INSERT INTO order_updates") and flatten_cid in p for sql, p in stmts)
+        size = j.fallback_path.stat().st_size
+    else:
+        assert "fallback file" in res.journal_error and j.pending > 0  # kept in memory
+    # the disk has room again: the next write puts every pending record into the journal, in order
+    j._db = real
+    if not fallback_writable:
+        j.fallback_path.rmdir()
+    j.record_event("disk_freed", {})
+    assert j.failure == "" and j.pending == 0
+    ks = [r["state"] for r in j.query("SELECT state FROM kill_switch ORDER BY id")]
+    assert ks == ["engaged", "verified_flat"]
+    assert j.query("SELECT role FROM orders WHERE client_order_id=?", (flatten_cid,))[0]["role"] == ROLE_FLATTEN
+    assert j.last_order_states()[flatten_cid] == "filled"
+    assert [r["kind"] for r in j.query("SELECT kind FROM events ORDER BY id")][-1] == "disk_freed"
+    if fallback_writable:
+        assert j.fallback_path.stat().st_size == size  # append-only: kept as it was, marked replayed
+        j.record_event("again", {})
+        assert [r["state"] for r in j.query("SELECT state FROM kill_switch ORDER BY id")] == ks  # not twice
+
+
+@pytest.mark.parametrize("fallback_writable", [True, False], ids=["fallback_file", "fallback_unwritable"])
+def test_journal_raising_on_every_write_kill_switch_still_flattens_dtc(es_sample, tmp_path, fallback_writable):
+    async def go():
+        rig = await DtcRig(es_sample, tmp_path).start()
+        try:
+            await _kill_with_a_full_disk(rig, fallback_writable)
+        finally:
+            await rig.stop()
+
+    asyncio.run(go())
+
+
+@pytest.mark.parametrize("fallback_writable", [True, False], ids=["fallback_file", "fallback_unwritable"])
+def test_journal_raising_on_every_write_kill_switch_still_flattens_paper(es_sample, tmp_path, feeder_cls,
+                                                                         fallback_writable):
+    async def go():
+        rig = await PaperRig(es_sample, tmp_path, feeder_cls=feeder_cls).start()
+        try:
+            await _kill_with_a_full_disk(rig, fallback_writable)
+        finally:
+            await rig.stop()
+
+    asyncio.run(go())
+
+
+def test_fallback_records_left_by_a_dead_process_are_replayed_at_the_next_open(tmp_path):
+    path = tmp_path / "journal.sqlite3"
+    j = Journal(path)
+    real = j._db
+    j._db = FullDisk(real)
+    j.record_kill_switch("engaged", "manual", {"cancel": ["A"]})
+    assert j.failure and j.fallback_path.exists()
+    j._db = real
+    real.close()  # the process dies before the disk has room again (nothing replayed)
+    j2 = Journal(path)
+    assert j2.pending == 1
+    j2.record_event("session_start", {})
+    assert j2.pending == 0 and [r["state"] for r in j2.query("SELECT state FROM kill_switch")] == ["engaged"]
+    j2.close()
+    j3 = Journal(path)
+    j3.record_event("session_start", {})
+    assert len(j3.query("SELECT state FROM kill_switch")) == 1  # replayed once only
+    j3.close()
+
+
+def test_window_shows_journal_failed_and_retry_joins_the_run(qapp, qtbot, es_sample, tmp_path, feeder_cls):
+    """The window: the kill switch button with the journal failing shows "ENGAGED, JOURNAL FAILED" and
+    the reason; the Retry signal during a run joins it (one run, one flatten at the venue)."""
+    qasync = pytest.importorskip("qasync")
+    from PySide6 import QtCore, QtWidgets
+
+    from app.ui.trading_panel import TradingController, TradingPanel
+
+    qapp.setQuitOnLastWindowClosed(False)
+    loop = qasync.QEventLoop(qapp)
+    asyncio.set_event_loop(loop)
+    rig = PaperRig(es_sample, tmp_path, feeder_cls=feeder_cls)
+    win = QtWidgets.QMainWindow()
+    panel = TradingPanel()
+    win.setCentralWidget(panel)
+    ctl = TradingController(rig.s, panel)
+    win.show()
+
+    def run(coro, timeout=10.0):
+        return loop.run_until_complete(asyncio.wait_for(coro, timeout))
+
+    try:
+        run(ctl.start())
+        rig.feed.advance(4000)
+        run(short_three_and_eight_working(rig))
+        j = rig.journal
+        real, j._db = j._db, FullDisk(j._db)
+        shown = []
+        rig.s.kill.add_listener(lambda state, result: shown.append(panel.kill_status.text()))
+        qtbot.mouseClick(panel.kill_button, QtCore.Qt.LeftButton)
+        task = rig.s.kill._task
+        assert task is not None and rig.s.kill.busy
+        panel.sigRetry.emit()  # what the Retry button emits
+        assert ctl.retry() is task  # joins: no second run
+        res = run(asyncio.shield(task))
+        assert res.state == KillState.VERIFIED_FLAT, res.describe()
+        assert any(t.startswith("ENGAGED, JOURNAL FAILED") and "database or disk is full" in t for t in shown), shown
+        ctl.refresh()
+        assert panel.kill_status.text().startswith("VERIFIED FLAT, JOURNAL FAILED")
+        assert "database or disk is full" in panel.kill_status.text()
+        assert "JOURNAL FAILED" in panel.kill_button.text()
+        assert rig.venue.qty == 0 and rig.venue.open_orders() == [] and len(flatten_orders_at_venue(rig)) == 1
+        j._db = real
+    finally:
+        run(ctl.shutdown())
+        rig.journal.close()
+        win.close()
+        loop.close()
+        asyncio.set_event_loop(None)
