@@ -81,9 +81,14 @@ class RiskSnapshot:
 
 @dataclass
 class MarketState:
-    """Last market data per symbol (ticks; wall time of arrival in ns, read from the session's clock)."""
+    """Last market data per symbol (ticks; wall time of arrival in ns, read from the session's clock).
+
+    ``watch_since_ns``: when the session started hearing this symbol (:meth:`TradingSession.watch_market`,
+    the subscription); the stale-data trigger counts from it until the first data arrives.
+    """
 
     last_data_ns: int = 0
+    watch_since_ns: int = 0
     last_trade: int | None = None
     best_bid: int | None = None
     best_ask: int | None = None
@@ -270,6 +275,17 @@ class TradingSession:
         book = getattr(getattr(self.broker, "engine", None), "books", {}).get(symbol)
         if book is not None:
             m.best_bid, m.best_ask = book.best_bid(), book.best_ask()
+
+    def watch_market(self, symbol: str) -> None:
+        """The session starts hearing ``symbol``'s market data (the subscription, or a new one).
+
+        The stale-data trigger counts from the latest data, or from this call while no data
+        arrived yet (issue 12 item 3): "no market data yet" is not stale data, so a session that
+        restarts with an open position does not flatten it before the feed had ``stale_kill_s``
+        to deliver.
+        """
+        m = self.market.setdefault(symbol, MarketState())
+        m.watch_since_ns = self.clock.time_ns()
 
     def note_quote(self, symbol: str, best_bid: int | None, best_ask: int | None, last: int | None = None) -> None:
         """Record the latest quote (ticks) when the app sees the market without event batches."""
@@ -603,7 +619,12 @@ class TradingSession:
 
         Triggers: daily loss limit reached (realised + open), consecutive-loss limit, connection
         lost with a position or working order for longer than ``disconnect_kill_s``, market data
-        stale with a position open for longer than ``stale_kill_s``.
+        stale with a position open for longer than ``stale_kill_s``, counted from the latest data
+        or, before any data, from the subscription (:meth:`watch_market`); with neither, the
+        data is not stale (no clock to count from).
+
+        While a kill-switch run is in progress the triggers are not checked (a request would
+        only join that run).
         """
         if self.kill.state != KillState.ARMED or self.kill.busy:
             return ""
@@ -620,7 +641,8 @@ class TradingSession:
             trig = "connection_lost"
         else:
             m = self.market.get(sym)
-            stale = m is None or m.last_data_ns == 0 or t - m.last_data_ns > s.stale_kill_s * 1e9
+            since = (m.last_data_ns or m.watch_since_ns) if m is not None else 0
+            stale = since > 0 and t - since > s.stale_kill_s * 1e9
             if exposed and self.position_qty(sym) != 0 and stale and self.broker.connected:
                 trig = "stale_data"
         if trig:

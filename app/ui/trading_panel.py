@@ -416,7 +416,8 @@ class TradingController(QtCore.QObject):
         """Hear ``pipeline``'s market data and frames (its fan-out) until :meth:`unfollow`.
 
         Every market batch goes to ``session.on_market`` (paper fills, open P&L, stale-data
-        rule); every published frame to :meth:`on_frame` (signal and outcome journal).
+        rule, which counts from this call until the first batch); every published frame to
+        :meth:`on_frame` (signal and outcome journal).
         """
         self.unfollow()
         sym = self.session.instrument.symbol
@@ -428,6 +429,7 @@ class TradingController(QtCore.QObject):
         pipeline.add_listener(on_market)
         pipeline.add_frame_listener(self.on_frame)
         self._followed = (pipeline, on_market)
+        session.watch_market(sym)  # the stale-data trigger counts from here until the first data
 
     def unfollow(self) -> None:
         """Stop hearing the pipeline given to :meth:`follow` (no-op when none)."""

@@ -427,3 +427,50 @@ def test_window_shows_journal_failed_and_retry_joins_the_run(qapp, qtbot, es_sam
         win.close()
         loop.close()
         asyncio.set_event_loop(None)
+
+
+# ---------------------------------------------------------------------------------------- item 3
+def test_restart_with_an_open_position_and_no_market_data_does_not_flatten(es_sample, tmp_path):
+    """Restart with +2 at the server and no market data for 2 s (stale_kill_s = 5): nothing is sent.
+    From the subscription on, the stale rule counts with the configured limit."""
+    async def go():
+        rig = await DtcRig(es_sample, tmp_path, stale_kill_s=5.0).start()
+        bid, ask = rig.best()
+        assert (await rig.s.confirm(OrderTicket(SYM, 1, 2, OrderType.MARKET, None, ask - 40, ask + 40,
+                                                ref_price=ask))).allowed
+        await wait_until(lambda: rig.venue.qty == 2 and len(rig.venue.open_orders()) == 2, 5, "position +2")
+        await rig.s.stop()  # the app goes away; the orders and the position stay at the server
+        rig.journal.close()
+        received = rig.server.stats["orders_received"]
+        # restart: a new session on the same journal, no market data subscribed
+        clock = ManualClock()
+        client = DTCClient("127.0.0.1", rig.server.port, trade_account="Sim1", heartbeat_s=30, request_timeout_s=30.0)
+        broker = DtcBroker(client, [es_sample.instrument], "Sim1", own_client=True)
+        j = Journal(tmp_path / "journal.sqlite3")
+        s = TradingSession(broker, j, rig.settings, es_sample.instrument, clock=clock)
+        s.monitor_interval_s = 0.02
+        ticks = []
+        tick = s._monitor_tick
+        s._monitor_tick = lambda: (ticks.append(clock.time_ns()), tick())
+        await s.start()
+        assert s.reconcile_count == 1 and s.position_qty(SYM) == 2
+        clock.advance(2.0)  # longer than 1 s without any market data
+        await wait_until(lambda: len(ticks) >= 5, 5, "monitor ticks")  # the session's own monitor ran
+        assert s.check_triggers() == ""
+        assert s.kill.state == KillState.ARMED and not s.gate.locked
+        assert rig.venue.qty == 2 and len(rig.venue.open_orders()) == 2
+        assert rig.server.stats["orders_received"] == received  # nothing sent
+        assert j.query("SELECT COUNT(*) FROM events WHERE kind='auto_trigger'")[0][0] == 0
+        # the subscription starts the stale clock: the configured limit, then the trigger
+        s.watch_market(SYM)
+        clock.advance(5.0)
+        assert s.check_triggers() == ""
+        clock.advance(ns=1)
+        assert s.check_triggers() == "stale_data"
+        await wait_until(lambda: s.kill.state == KillState.VERIFIED_FLAT, 10, "verified flat")
+        assert rig.venue.qty == 0 and rig.venue.open_orders() == [] and rig.venue.never_flipped()
+        await s.stop()
+        j.close()
+        await rig.server.stop()
+
+    asyncio.run(go())
