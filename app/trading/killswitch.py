@@ -22,8 +22,11 @@ At most one flatten order per symbol is in flight; a new one is sent only when t
 reported the previous one ended (filled in part, cancelled, rejected) *before* the read that
 still shows a position. A still-working order gets a new cancel every 0.5 s. The run ends
 VERIFIED_FLAT when the venue reports nothing working and every position zero, FAILED when
-``kill_verify_timeout_s`` (counted from the click) passes first. The gate stays locked in
-every state except ARMED; unlocking needs the typed phrase.
+``kill_verify_timeout_s`` (counted from the click, as a whole) passes first; each read of the
+venue may take what is left of it (a slow link answers late, issue 12 item 6), a failed read is
+retried, and a FAILED result says which: still open at the venue (its latest report) or no
+complete answer in time. The gate stays locked in every state except ARMED; unlocking needs
+the typed phrase.
 """
 
 from __future__ import annotations
@@ -69,6 +72,14 @@ class KillResult:
     elapsed_s : float
     error : str
         Why the verification could not complete (e.g. not connected), else "".
+    failure : str
+        Why a FAILED run failed (issue 12 item 6): ``"still_open"`` (the venue's latest report
+        shows the orders / positions listed), ``"no_answer"`` (the whole
+        ``kill_verify_timeout_s`` passed without a complete report from the venue; ``error``
+        says what the last request got), ``"error"`` (the switch itself failed; ``error``);
+        ``""`` when verified flat.
+    timeout_s : float
+        The ``kill_verify_timeout_s`` the run had, s.
     journal_error : str
         Why the journal could not record this run (its records went to the fallback file, see
         :attr:`app.trading.journal.Journal.fallback_path`), else "". The run acted regardless.
@@ -82,6 +93,8 @@ class KillResult:
     flattens_sent: int = 0
     elapsed_s: float = 0.0
     error: str = ""
+    failure: str = ""
+    timeout_s: float = 0.0
     journal_error: str = ""
 
     def describe(self) -> str:
@@ -97,7 +110,12 @@ class KillResult:
             parts.append("positions: " + "; ".join(self.open_positions))
         if self.error:
             parts.append(self.error)
-        return "FAILED - still open: " + (" | ".join(parts) or "unknown") + journal
+        if self.failure == "no_answer":
+            return (f"FAILED - no complete answer from the venue within {self.timeout_s:g} s "
+                    f"(kill_verify_timeout_s): " + (" | ".join(parts) or "unknown") + journal)
+        if self.failure == "error":
+            return "FAILED - " + (" | ".join(parts) or "unknown") + journal
+        return "FAILED - still open at the venue: " + (" | ".join(parts) or "unknown") + journal
 
 
 @dataclass
@@ -246,7 +264,8 @@ class KillSwitch:
         except Exception as exc:  # a bug must not leave the switch "engaged" in silence
             log.exception("kill switch run failed")
             res = KillResult(KillState.FAILED, trigger, elapsed_s=(self.clock.monotonic_ns() - t0) / 1e9,
-                             error=f"kill switch error: {type(exc).__name__}: {exc}", journal_error=self.journal_error)
+                             error=f"kill switch error: {type(exc).__name__}: {exc}", failure="error",
+                             journal_error=self.journal_error)
             self._set(KillState.FAILED, res)
             return res
 
@@ -268,8 +287,9 @@ class KillSwitch:
         after the cancels were processed.
         """
         broker = self.session.broker
-        left = (deadline_ns - self.clock.monotonic_ns()) / 1e9
-        timeout = min(2.0, max(0.2, left))
+        # each request may take all that is left of the run's deadline (issue 12 item 6: a slow
+        # link answers late, not never); at least 50 ms so a last read is still tried
+        timeout = max(0.05, (deadline_ns - self.clock.monotonic_ns()) / 1e9)
         got = await asyncio.gather(broker.query_open_orders(timeout=timeout), broker.query_positions(timeout=timeout),
                                    return_exceptions=True)
         for g in got:
@@ -319,8 +339,9 @@ class KillSwitch:
         # 4. read the venue; flatten only once it reports no working order but our flattens, from the
         #    position it reports then (nothing else can move it any more); verify; repeat until the deadline
         deadline = t0 + int(s.settings.kill_verify_timeout_s * 1e9)
-        open_orders: list = []
+        open_orders: list = []  # the venue's latest complete report
         open_pos: list = []
+        answered = False  # the venue sent one complete report during this run
         read_error = ""
         while True:
             # a flatten whose end the venue had reported before this read may be replaced after it
@@ -328,6 +349,7 @@ class KillSwitch:
             try:
                 open_orders, open_pos = await self._read_venue(deadline)
                 read_error = ""
+                answered = True
             except (BrokerError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
                 read_error = f"cannot read the venue's reports: {exc}"
             if not read_error and not open_orders and not open_pos:
@@ -361,12 +383,17 @@ class KillSwitch:
                         acted |= await self._flatten(p.symbol, p.qty, trigger, counts)
             if not acted:
                 await asyncio.sleep(self.poll_s)
+        still_open = answered and bool(open_orders or open_pos)
+        error = read_error or counts["error"]
+        if still_open and read_error:
+            error = f"then {read_error}"
         res = KillResult(
             KillState.FAILED, trigger,
             tuple(f"{ev.client_order_id or ev.server_order_id} {ev.state.value} "
                   f"{'BUY' if ev.side > 0 else 'SELL'} {ev.qty} {ev.symbol}" for ev in open_orders),
             tuple(f"{p.symbol} {p.qty:+d}" for p in open_pos),
-            counts["cancels"], counts["flattens"], (clock.monotonic_ns() - t0) / 1e9, read_error or counts["error"])
+            counts["cancels"], counts["flattens"], (clock.monotonic_ns() - t0) / 1e9, error,
+            failure="still_open" if still_open else "no_answer", timeout_s=float(s.settings.kill_verify_timeout_s))
         self._journal("failed", trigger, {"still_open": res.describe()})
         res = dataclasses.replace(res, journal_error=self.journal_error)
         self._set(KillState.FAILED, res)
@@ -410,5 +437,6 @@ class KillSwitch:
             self.trigger_name = trigger
             # an interrupted engagement counts as FAILED: the trader must retry or unlock
             self._set(KillState.VERIFIED_FLAT if state == "verified_flat" else KillState.FAILED,
-                      KillResult(KillState.FAILED, trigger, error="restored after restart; verify with retry")
+                      KillResult(KillState.FAILED, trigger, error="restored after restart; verify with retry",
+                                 failure="error")
                       if state != "verified_flat" else None)

@@ -34,7 +34,7 @@ _KILL_STYLE = {
     KillState.ARMED: ("KILL SWITCH", "#c0392b"),
     KillState.ENGAGED: ("ENGAGED...", "#e67e22"),
     KillState.VERIFIED_FLAT: ("VERIFIED FLAT (locked)", "#7f8c8d"),
-    KillState.FAILED: ("FAILED - still open", "#8e0000"),
+    KillState.FAILED: ("FAILED - not verified flat", "#8e0000"),
 }
 
 #: risk panel rows: (key, label)

@@ -83,13 +83,14 @@ class DtcRig:
         kw.update(settings)
         self.settings = TradingSettings(**kw)
 
-    async def start(self, port=None):
+    async def start(self, via=None):
+        """Start the server and connect; ``via(server_port) -> port`` puts something on the link."""
         self.server = DTCServer(self.rec, port=0, paused=True, loop_replay=False)
         await self.server.start()
         self.venue = Venue(self.server.engine)
         self.server.publish(SYM, self.ev[:3000])
         self.i = 3000
-        await self.connect(port or self.server.port)
+        await self.connect(await via(self.server.port) if via else self.server.port)
         return self
 
     async def publish(self, n: int) -> None:
@@ -472,5 +473,132 @@ def test_restart_with_an_open_position_and_no_market_data_does_not_flatten(es_sa
         await s.stop()
         j.close()
         await rig.server.stop()
+
+    asyncio.run(go())
+
+
+# ---------------------------------------------------------------------------------------- item 6
+class DelayLink:
+    """A TCP proxy on loopback that delays every chunk by ``up_s`` (client -> server) and ``down_s``
+    (server -> client), keeping the order of the bytes; the delays can change while it runs."""
+
+    def __init__(self):
+        self.up_s = self.down_s = 0.0
+        self.delayed_chunks = 0
+        self._tasks: set[asyncio.Task] = set()
+        self._writers: list = []
+
+    async def __call__(self, target_port: int) -> int:
+        self.target_port = target_port
+        self.server = await asyncio.start_server(self._accept, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    def _spawn(self, coro) -> None:
+        t = asyncio.ensure_future(coro)
+        self._tasks.add(t)
+        t.add_done_callback(self._tasks.discard)
+
+    async def _accept(self, c_reader, c_writer):
+        s_reader, s_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [c_writer, s_writer]
+        self._spawn(self._pipe(c_reader, s_writer, "up"))
+        self._spawn(self._pipe(s_reader, c_writer, "down"))
+
+    async def _pipe(self, reader, writer, direction):
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue = asyncio.Queue()
+
+        async def deliver():
+            while True:
+                due, data = await queue.get()
+                wait = due - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)  # the link's latency, not a test waiting for time to pass
+                if not data:
+                    writer.close()
+                    return
+                writer.write(data)
+                await writer.drain()
+
+        self._spawn(deliver())
+        while True:
+            try:
+                data = await reader.read(1 << 16)
+            except (ConnectionError, OSError):
+                data = b""
+            delay = self.up_s if direction == "up" else self.down_s
+            self.delayed_chunks += delay > 0
+            queue.put_nowait((loop.time() + delay, data))
+            if not data:
+                return
+
+    async def close(self):
+        self.server.close()
+        for w in self._writers:
+            w.close()
+        for t in list(self._tasks):
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+@pytest.mark.parametrize("up_s,down_s", [(1.0, 1.0), (0.0, 2.5)], ids=["1s_each_way", "2.5s_server_to_client"])
+def test_slow_link_kill_switch_verifies_flat(es_sample, tmp_path, up_s, down_s):
+    """Every request and report crosses a link 2 s or 2.5 s round trip: VERIFIED FLAT (the run's
+    reads may take what is left of kill_verify_timeout_s = 10 s, not 2 s each)."""
+    async def go():
+        link = DelayLink()
+        rig = await DtcRig(es_sample, tmp_path, kill_verify_timeout_s=10.0).start(via=link)
+        try:
+            await short_three_and_eight_working(rig)
+            first = len(rig.venue.samples)
+            link.up_s, link.down_s = up_s, down_s
+            res = await asyncio.wait_for(rig.s.kill.engage("manual"), 30)
+            assert res.state == KillState.VERIFIED_FLAT, res.describe()
+            assert link.delayed_chunks >= 4  # cancels, reads and reports all crossed the slow link
+            assert rig.venue.open_orders() == [] and rig.venue.qty == 0
+            assert len(flatten_orders_at_venue(rig)) == 1 and rig.venue.never_flipped(first - 1)
+            link.up_s = link.down_s = 0.0
+        finally:
+            await rig.stop()
+            await link.close()
+
+    asyncio.run(go())
+
+
+def test_kill_switch_failed_says_no_answer_when_the_link_stalls(es_sample, tmp_path):
+    async def go():
+        link = DelayLink()
+        rig = await DtcRig(es_sample, tmp_path, kill_verify_timeout_s=1.0).start(via=link)
+        try:
+            await short_three_and_eight_working(rig)
+            link.down_s = 60.0  # nothing comes back within the run
+            res = await asyncio.wait_for(rig.s.kill.engage("manual"), 30)
+            assert res.state == KillState.FAILED and res.failure == "no_answer"
+            assert res.describe().startswith("FAILED - no complete answer from the venue within 1 s")
+            assert "OPEN_ORDERS_REQUEST" in res.describe() or "CURRENT_POSITIONS_REQUEST" in res.describe()
+        finally:
+            await link.close()
+            await rig.stop()
+
+    asyncio.run(go())
+
+
+def test_kill_switch_failed_says_still_open_with_what_the_venue_reports(es_sample, tmp_path, feeder_cls):
+    class DeafPaper(PaperBroker):
+        async def cancel(self, client_order_id):  # the venue never cancels
+            pass
+
+    async def go():
+        rig = PaperRig(es_sample, tmp_path, feeder_cls=feeder_cls, kill_verify_timeout_s=0.3)
+        rig.broker.__class__ = DeafPaper
+        await rig.start()
+        await short_three_and_eight_working(rig)
+        res = await rig.s.kill.engage("manual")
+        assert res.state == KillState.FAILED and res.failure == "still_open"
+        assert len(res.open_orders) == 8 and res.open_positions == (f"{SYM} -3",)
+        assert res.describe().startswith("FAILED - still open at the venue: working orders: ")
+        # no flatten while the venue still works orders that could fill against it: no flip
+        assert flatten_orders_at_venue(rig) == [] and rig.venue.qty == -3
+        await rig.stop()
 
     asyncio.run(go())
