@@ -11,13 +11,20 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import random
+import signal
 import sqlite3
+import sys
+from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from app.config.trading import TradingSettings
 from app.core.clock import ManualClock
 from app.core.orders import OrderType
+from app.dtc import messages as M
 from app.dtc.client import DTCClient
 from app.sim.account import PositionEvent
 from app.sim.server import DTCServer
@@ -600,5 +607,162 @@ def test_kill_switch_failed_says_still_open_with_what_the_venue_reports(es_sampl
         # no flatten while the venue still works orders that could fill against it: no flip
         assert flatten_orders_at_venue(rig) == [] and rig.venue.qty == -3
         await rig.stop()
+
+    asyncio.run(go())
+
+
+# ---------------------------------------------------------------------------------------- kill -9 loop
+CHILD = Path(__file__).with_name("faults_child.py")
+TRIALS = 10
+
+
+class SubmitLog:
+    """Counts every SUBMIT the server receives, by ClientOrderID (the venue's view of "sent twice")."""
+
+    def __init__(self, server):
+        self.counts: Counter = Counter()
+        h = server._handlers
+        single, oco = h[int(M.MessageType.SUBMIT_NEW_SINGLE_ORDER)], h[int(M.MessageType.SUBMIT_NEW_OCO_ORDER)]
+
+        def on_single(c, m):
+            self.counts[m.ClientOrderID] += 1
+            single(c, m)
+
+        def on_oco(c, m):
+            self.counts[m.ClientOrderID_1] += 1
+            self.counts[m.ClientOrderID_2] += 1
+            oco(c, m)
+
+        h[int(M.MessageType.SUBMIT_NEW_SINGLE_ORDER)] = on_single
+        h[int(M.MessageType.SUBMIT_NEW_OCO_ORDER)] = on_oco
+
+
+async def _trial(server, venue, submits, journal_path, repo_root, rnd: random.Random, ev, i: int, trial: int):
+    """One child, killed with SIGKILL at a random point; returns (next event index, what the child said)."""
+    seed = rnd.randrange(1 << 30)
+    kill_at = rnd.choice([None, rnd.randint(1, 8)])  # after that many SENT lines: KILL (None: no kill)
+    freeze = kill_at is not None and rnd.random() < 0.6  # also stop the market: the stale trigger fires too
+    crash_after = rnd.randint(1, 6)  # lines after the kill request (without a kill: SENT lines - 2)
+    crash_delay = rnd.uniform(0.0, 0.03)  # s after that line: lands anywhere in the run
+    where = f"trial {trial} (seed {seed}, kill_at {kill_at}, freeze {freeze}, crash_after {crash_after})"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, str(CHILD), str(server.port), str(journal_path), str(seed), cwd=str(repo_root),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    lines: list[str] = []
+    loop = asyncio.get_running_loop()
+    end = loop.time() + 40
+    sent = 0
+    after_kill = None
+    frozen = False
+    try:
+        while True:
+            assert loop.time() < end, f"{where}: child too slow: {lines[-5:]}"
+            try:
+                line = await asyncio.wait_for(proc.stdout.readline(), 0.05)
+            except asyncio.TimeoutError:
+                line = None
+            if line == b"":
+                err = await proc.stderr.read()
+                raise AssertionError(f"{where}: child ended early: {lines[-10:]} {err.decode()[-3000:]}")
+            if line:
+                text = line.decode().strip()
+                lines.append(text)
+                if text.startswith("SENT"):
+                    sent += 1
+                    if kill_at is not None and sent == kill_at and after_kill is None:
+                        frozen = freeze
+                        proc.stdin.write(b"KILL\n")
+                        await proc.stdin.drain()
+                        after_kill = 0
+                elif after_kill is not None:
+                    after_kill += 1
+                done = after_kill is not None and (after_kill >= crash_after or text.split()[0] in
+                                                   ("KILL_DONE", "REFUSED"))  # the child waits from there on
+                done |= kill_at is None and sent >= crash_after + 2
+                if done:
+                    await asyncio.sleep(crash_delay)  # a random point: mid-run, mid-write, between messages
+                    break
+            if not frozen and i + 50 < len(ev):  # the market moves while the child trades
+                server.publish(SYM, ev[i:i + 50])
+                i += 50
+        os.kill(proc.pid, signal.SIGKILL)
+        rc = await asyncio.wait_for(proc.wait(), 10)
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+    assert rc == -signal.SIGKILL, where
+    return i, lines, where
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL (POSIX)")
+def test_kill_minus_9_loop_journal_intact_nothing_lost_nothing_twice_restart_verifies_flat(es_sample, tmp_path,
+                                                                                           repo_root):
+    """>= 10 trials on one server and one journal: a trading child (which may be running its kill switch,
+    with the stale-data trigger racing the manual one) is killed with SIGKILL at a random point; then the
+    journal passes integrity_check, every order the child reported sent (or the venue holds) is
+    journaled, no ClientOrderID reached the venue twice, and a restarted session's kill switch verifies
+    flat against the server without the position ever going short (the child only buys)."""
+    rnd = random.Random(20261201)
+    journal_path = tmp_path / "journal.sqlite3"
+    ev = es_sample.events
+
+    async def go():
+        server = DTCServer(es_sample, port=0, paused=True, loop_replay=False)
+        await server.start()
+        venue = Venue(server.engine)
+        submits = SubmitLog(server)
+        server.publish(SYM, ev[:3000])
+        i = 3000
+        settings = TradingSettings(mode="sim", account="Sim1", kill_verify_timeout_s=10.0, stale_kill_s=3600.0,
+                                   **{k: v for k, v in LIMITS.items()})
+        sessions = set()
+        try:
+            for trial in range(TRIALS):
+                flats_before = len([o for o in server.engine.orders.values()
+                                    if o.client_order_id and o.order_type == OrderType.MARKET and o.side == -1])
+                i, lines, where = await _trial(server, venue, submits, journal_path, repo_root, rnd, ev, i, trial)
+                # 1. the journal file is intact
+                con = sqlite3.connect(str(journal_path))
+                try:
+                    assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok", where
+                    journaled = {r[0] for r in con.execute("SELECT client_order_id FROM orders")}
+                    cancels = [r[0] for r in con.execute("SELECT detail FROM events WHERE kind='cancel_request'")]
+                finally:
+                    con.close()
+                # 2. nothing acknowledged is missing: every order the child reported sent, every order the
+                #    venue holds, every cancel the child reported
+                reported = {c for x in lines if x.startswith("SENT") for c in x.split()[2:]}
+                assert reported <= journaled, (where, reported - journaled)
+                at_venue = {o.client_order_id for o in server.engine.orders.values() if o.client_order_id}
+                assert at_venue <= journaled, (where, at_venue - journaled)
+                for x in lines:
+                    if x.startswith("CANCEL"):
+                        assert any(x.split()[1] in d for d in cancels), (where, x)
+                # 3. no order reached the venue twice
+                twice = {c: n for c, n in submits.counts.items() if n > 1}
+                assert not twice, (where, twice)
+                # 4. restart: the kill switch verifies flat against the server
+                client = DTCClient("127.0.0.1", server.port, trade_account="Sim1", heartbeat_s=30,
+                                   request_timeout_s=10.0)
+                broker = DtcBroker(client, [es_sample.instrument], "Sim1", own_client=True)
+                j = Journal(journal_path)
+                s = TradingSession(broker, j, settings, es_sample.instrument)
+                await s.start()
+                assert j.session not in sessions
+                sessions.add(j.session)
+                res = await asyncio.wait_for(s.kill.engage("manual"), 30)
+                assert res.state == KillState.VERIFIED_FLAT, (where, res.describe())
+                assert server.engine.open_orders() == [] and venue.qty == 0, where
+                assert all(q >= 0 for q in venue.samples), (where, "the position went short", venue.samples[-20:])
+                flats = [o for o in server.engine.orders.values()
+                         if o.client_order_id and o.order_type == OrderType.MARKET and o.side == -1]
+                assert len(flats) - flats_before <= 2, (where, "more than one flatten per kill run")
+                assert s.kill.unlock("UNLOCK"), where  # the next child starts unlocked
+                await s.stop()
+                j.close()
+                assert not any(n > 1 for n in submits.counts.values()), where
+        finally:
+            await server.stop()
 
     asyncio.run(go())
