@@ -27,6 +27,7 @@ restarts and crashes (DTC: "ClientOrderID must be unique for the trading session
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
@@ -45,6 +46,8 @@ from app.trading.orders import OrderRequest, OrderTicket, now_ns
 log = logging.getLogger(__name__)
 
 JOURNAL_FILE = "journal.sqlite3"
+#: s: the longest a broker report waits for its commit inside :meth:`Journal.grouped_reports`
+REPORT_GROUP_S = 0.05
 #: the fallback file is ``<journal file name>`` + this, in the journal's folder
 FALLBACK_SUFFIX = ".fallback.jsonl"
 
@@ -175,6 +178,8 @@ class Journal:
     _tx_items: list | None = None
     _tx_required: bool = False
     _tx_error: str = ""
+    _group_depth: int = 0  # grouped_reports() blocks open
+    _group_open: bool = False  # a report group's transaction is open (committed at the loop turn's end)
     #: fallback records written to the database since open
     replayed: int = 0
 
@@ -265,14 +270,43 @@ class Journal:
                 finally:
                     self._tx_depth -= 1
                 return
-            self._tx_items, self._tx_required, self._tx_error = [], False, ""
-            if self._has_pending() and not self._replay():
-                self._tx_error = self._failure  # keep the order: this group goes after the pending ones
-            else:
+            if self._group_open:
+                # the grouped broker reports commit with this block (one fsync); the block itself is
+                # a savepoint, so an exception in it undoes only its own records
+                self._group_open = False
+                mark = len(self._tx_items)
+                if not self._tx_error:
+                    try:
+                        self._db.execute("SAVEPOINT journal_block")
+                    except (sqlite3.Error, OSError) as exc:
+                        self._tx_error = self._note_failure(exc)
+                        self._rollback()
+                self._tx_depth = 1
                 try:
-                    self._db.execute("BEGIN")
-                except (sqlite3.Error, OSError) as exc:
-                    self._tx_error = self._note_failure(exc)
+                    yield self
+                except BaseException:
+                    self._tx_depth = 0
+                    del self._tx_items[mark:]
+                    self._tx_required = False
+                    if not self._tx_error:
+                        try:
+                            self._db.execute("ROLLBACK TO journal_block")
+                            self._db.execute("RELEASE journal_block")
+                        except (sqlite3.Error, OSError) as exc:
+                            self._tx_error = self._note_failure(exc)
+                            self._rollback()
+                    self._tx_end()
+                    raise
+                self._tx_depth = 0
+                if not self._tx_error:
+                    try:
+                        self._db.execute("RELEASE journal_block")
+                    except (sqlite3.Error, OSError) as exc:
+                        self._tx_error = self._note_failure(exc)
+                        self._rollback()
+                self._tx_end()
+                return
+            self._tx_begin()
             self._tx_depth = 1
             try:
                 yield self
@@ -283,17 +317,61 @@ class Journal:
                 self._tx_items = None
                 raise
             self._tx_depth = 0
-            items, self._tx_items = self._tx_items, None
-            if not self._tx_error:
-                try:
-                    self._db.execute("COMMIT")
-                    self._failure = ""
-                    return
-                except (sqlite3.Error, OSError) as exc:
-                    self._rollback()
-                    self._tx_error = self._note_failure(exc)
-            if items:
-                self._fall_back(items, self._tx_required)
+            self._tx_end()
+
+    def _tx_begin(self) -> None:
+        self._tx_items, self._tx_required, self._tx_error = [], False, ""
+        if self._has_pending() and not self._replay():
+            self._tx_error = self._failure  # keep the order: this group goes after the pending ones
+        else:
+            try:
+                self._db.execute("BEGIN")
+            except (sqlite3.Error, OSError) as exc:
+                self._tx_error = self._note_failure(exc)
+
+    def _tx_end(self) -> None:
+        items, self._tx_items = self._tx_items, None
+        if not self._tx_error:
+            try:
+                self._db.execute("COMMIT")
+                self._failure = ""
+                return
+            except (sqlite3.Error, OSError) as exc:
+                self._rollback()
+                self._tx_error = self._note_failure(exc)
+        if items:
+            self._fall_back(items, self._tx_required)
+
+    @contextlib.contextmanager
+    def grouped_reports(self):
+        """Inside this block (it may span awaits) the broker's reports share one commit per loop turn.
+
+        :meth:`record_order_event` and :meth:`record_position` called while an asyncio loop runs
+        open one transaction that is committed (one fsync) :data:`REPORT_GROUP_S` later, or
+        together with the next other record or :meth:`transaction` block (in call order), or at
+        the end of the block or :meth:`close`. The kill switch uses it: the venue acknowledges
+        every cancel with an ORDER_UPDATE, and one fsync per update would hold the reply it
+        waits for behind them; so the acknowledgements commit with the flatten order's records.
+        These rows are the venue's own facts: a crash in that instant loses at most
+        :data:`REPORT_GROUP_S` of them, and reconciliation reads the venue's state back. Records
+        the caller acts upon are never deferred.
+        """
+        with self._lock:
+            self._group_depth += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._group_depth -= 1
+                if not self._group_depth:
+                    self.flush_reports()
+
+    def flush_reports(self) -> None:
+        """Commit the broker reports grouped by :meth:`grouped_reports` now (no-op when none)."""
+        with self._lock:
+            if self._group_open:
+                self._group_open = False
+                self._tx_end()
 
     @contextlib.contextmanager
     def best_effort(self):
@@ -357,7 +435,7 @@ class Journal:
         except (sqlite3.Error, OSError):  # no transaction open any more, or the file is gone
             pass
 
-    def _write(self, items: list[tuple[str, tuple]], required: bool) -> list[int]:
+    def _write(self, items: list[tuple[str, tuple]], required: bool, report: bool = False) -> list[int]:
         """Execute ``items`` in one durable transaction; on a storage failure, fall back (no rows: ids 0).
 
         ``required`` (a record the caller acts upon, such as an order about to be sent) makes
@@ -365,24 +443,24 @@ class Journal:
         A duplicate (``sqlite3.IntegrityError``) is the caller's business and is raised as is.
         """
         with self._lock:
-            if self._tx_items is not None:  # inside transaction(): the block commits
-                self._tx_required |= required
-                out = []
-                for sql, p in items:
-                    self._tx_items.append((sql, p))
-                    if self._tx_error:
-                        out.append(0)
-                        continue
-                    try:
-                        out.append(int(self._db.execute(sql, p).lastrowid))
-                    except sqlite3.IntegrityError:
-                        self._tx_items.pop()
-                        raise
-                    except (sqlite3.Error, OSError) as exc:
-                        self._tx_error = self._note_failure(exc)
-                        self._rollback()
-                        out.append(0)
-                return out
+            if self._group_open and not report and not self._tx_depth:
+                # this record commits the grouped reports before it with itself (one fsync, in call order)
+                self._group_open = False
+                try:
+                    return self._tx_exec(items, required)
+                finally:
+                    self._tx_end()
+            if report and self._group_depth and self._tx_items is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+                if loop is not None:
+                    self._tx_begin()
+                    self._group_open = True
+                    loop.call_later(REPORT_GROUP_S, self.flush_reports)
+            if self._tx_items is not None:  # inside transaction() or a report group: that commits
+                return self._tx_exec(items, required)
             if self._has_pending() and not self._replay():
                 self._fall_back(items, required)
                 return [0] * len(items)
@@ -405,6 +483,26 @@ class Journal:
                 self._note_failure(exc)
                 self._fall_back(items, required)
                 return [0] * len(items)
+
+    def _tx_exec(self, items: list[tuple[str, tuple]], required: bool) -> list[int]:
+        """Execute ``items`` in the open transaction (buffered for the fallback file if it failed)."""
+        self._tx_required |= required
+        out = []
+        for sql, p in items:
+            self._tx_items.append((sql, p))
+            if self._tx_error:
+                out.append(0)
+                continue
+            try:
+                out.append(int(self._db.execute(sql, p).lastrowid))
+            except sqlite3.IntegrityError:
+                self._tx_items.pop()
+                raise
+            except (sqlite3.Error, OSError) as exc:
+                self._tx_error = self._note_failure(exc)
+                self._rollback()
+                out.append(0)
+        return out
 
     def _fall_back(self, items: list[tuple[str, tuple]], required: bool) -> None:
         """Append one record to the fallback file (fsynced); else keep it in memory or raise."""
@@ -502,8 +600,8 @@ class Journal:
                     self.path.name, len(records), skipped)
         return True
 
-    def _insert(self, sql: str, params: tuple, required: bool = True) -> int:
-        return self._write([(sql, params)], required)[0]
+    def _insert(self, sql: str, params: tuple, required: bool = True, report: bool = False) -> int:
+        return self._write([(sql, params)], required, report)[0]
 
     def _insert_many(self, items: Iterable[tuple[str, tuple]], required: bool = True) -> list[int]:
         return self._write(list(items), required)
@@ -589,7 +687,7 @@ class Journal:
             " avg_fill_price, info) VALUES (?,?,?,?,?,?,?,?)",
             (now_ns(), ev.client_order_id, ev.server_order_id, ev.state.value, ev.reason, int(ev.filled_qty),
              float(ev.avg_fill_price), ev.info),
-            required=False,
+            required=False, report=True,
         )
 
     def record_fill(self, fill: Fill, realized_usd: float) -> bool:
@@ -616,7 +714,7 @@ class Journal:
         return self._insert(
             "INSERT INTO positions(wall_ns, symbol, account, qty, avg_price, open_pnl_usd, source) VALUES (?,?,?,?,?,?,?)",
             (now_ns(), pos.symbol, pos.account, int(pos.qty), float(pos.avg_price), float(pos.open_pnl_usd), source),
-            required=False,
+            required=False, report=True,
         )
 
     def record_kill_switch(self, state: str, trigger: str, detail: dict | None = None) -> int:
@@ -664,6 +762,7 @@ class Journal:
         """Replay pending fallback records (records only in memory go to the fallback file at
         least), checkpoint and close the database."""
         with self._lock:
+            self.flush_reports()
             if self._has_pending() and not self._replay() and self._memory:
                 try:
                     self._append_fallback(self._memory)

@@ -260,7 +260,9 @@ class KillSwitch:
     async def _run(self, trigger: str) -> KillResult:
         t0 = self.clock.monotonic_ns()
         try:
-            return await self._procedure(trigger, t0)
+            # the venue's many acknowledgements share one fsync per loop turn (Journal.grouped_reports)
+            with self.session.journal.grouped_reports():
+                return await self._procedure(trigger, t0)
         except Exception as exc:  # a bug must not leave the switch "engaged" in silence
             log.exception("kill switch run failed")
             res = KillResult(KillState.FAILED, trigger, elapsed_s=(self.clock.monotonic_ns() - t0) / 1e9,
