@@ -766,3 +766,42 @@ def test_kill_minus_9_loop_journal_intact_nothing_lost_nothing_twice_restart_ver
             await server.stop()
 
     asyncio.run(go())
+
+
+# ---------------------------------------------------------------------------------------- report grouping
+def test_grouped_reports_commit_together_in_call_order_and_survive_a_failing_block(tmp_path):
+    """Journal.grouped_reports (the kill switch's acknowledgements): the venue's reports commit with the
+    next record, in call order; a block that raises undoes only its own rows; alone they commit soon."""
+    from app.core.orders import OrderEvent, OrderStatus
+
+    path = tmp_path / "journal.sqlite3"
+
+    def committed(sql):  # what another process would read
+        con = sqlite3.connect(str(path))
+        try:
+            return con.execute(sql).fetchall()
+        finally:
+            con.close()
+
+    async def go():
+        j = Journal(path)
+        with j.grouped_reports():
+            for k in range(3):
+                j.record_order_event(OrderEvent(f"C{k}", f"S{k}", OrderStatus.CANCELED))
+            assert committed("SELECT COUNT(*) FROM order_updates") == [(0,)]  # not yet
+            with pytest.raises(RuntimeError):
+                with j.transaction():
+                    j.record_event("doomed", {})
+                    raise RuntimeError("the block fails")
+            assert committed("SELECT COUNT(*) FROM order_updates") == [(3,)]  # the reports survived it
+            assert committed("SELECT COUNT(*) FROM events WHERE kind='doomed'") == [(0,)]
+            j.record_order_event(OrderEvent("C3", "S3", OrderStatus.CANCELED))
+            with j.transaction():
+                j.record_event("flatten", {})
+            assert committed("SELECT COUNT(*) FROM order_updates") == [(4,)]  # committed with the block
+            assert ("flatten",) in committed("SELECT kind FROM events")
+            j.record_order_event(OrderEvent("C4", "S4", OrderStatus.CANCELED))
+            await wait_until(lambda: committed("SELECT COUNT(*) FROM order_updates") == [(5,)], 5, "group commit")
+        j.close()
+
+    asyncio.run(go())
