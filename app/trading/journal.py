@@ -6,6 +6,17 @@ is fsynced at commit) and returns only after the commit, so the caller sends an 
 once its row is durable; a crash (even SIGKILL or power loss) loses nothing that was
 acknowledged (SQLite documentation, "Write-Ahead Logging" and "PRAGMA synchronous").
 
+When the database cannot be written (full disk, I/O error, a locked or vanished file), nothing
+is lost and the trader is not left without a kill switch (issue 12 item 2): the refused group of
+statements is appended, fsynced, to an append-only fallback file beside the journal
+(:attr:`Journal.fallback_path`), :attr:`Journal.failure` says why, and every later write first
+replays the pending records into the database (one transaction, in order) so the journal is
+whole again as soon as it works. Records of facts (order updates, fills, positions,
+kill-switch transitions, events) never raise for want of storage; records a caller acts upon
+(tickets, gate decisions, orders) raise :class:`JournalError` only when neither file took them,
+except inside :meth:`Journal.best_effort` (the kill switch and flatten path), where they are
+kept in memory until a file takes them.
+
 Schema versions live in ``PRAGMA user_version``; :data:`MIGRATIONS` holds one SQL script per
 version and :meth:`Journal.open` applies the missing ones in order inside one transaction.
 
@@ -16,9 +27,11 @@ restarts and crashes (DTC: "ClientOrderID must be unique for the trading session
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import logging
+import os
 import secrets
 import sqlite3
 import threading
@@ -33,6 +46,14 @@ from app.trading.orders import OrderRequest, OrderTicket, now_ns
 log = logging.getLogger(__name__)
 
 JOURNAL_FILE = "journal.sqlite3"
+#: s: the longest a broker report waits for its commit inside :meth:`Journal.grouped_reports`
+REPORT_GROUP_S = 0.05
+#: the fallback file is ``<journal file name>`` + this, in the journal's folder
+FALLBACK_SUFFIX = ".fallback.jsonl"
+
+
+class JournalError(RuntimeError):
+    """A required record reached neither the journal nor its fallback file (the caller must not act)."""
 
 _V1 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -156,6 +177,19 @@ class Journal:
         If the file has a newer schema than this code knows (``user_version`` > SCHEMA_VERSION).
     """
 
+    # write-failure state (issue 12 item 2); class defaults, replaced per instance on first change
+    _failure: str = ""
+    _memory: list = []  # never mutated in place: always re-bound
+    _fallback_pending: bool | None = None  # None: the fallback file not looked at since open
+    _best_effort_depth: int = 0
+    _tx_items: list | None = None
+    _tx_required: bool = False
+    _tx_error: str = ""
+    _group_depth: int = 0  # grouped_reports() blocks open
+    _group_open: bool = False  # a report group's transaction is open (committed at the loop turn's end)
+    #: fallback records written to the database since open
+    replayed: int = 0
+
     def __init__(self, path: str | Path | None = None, synchronous: str = "FULL"):
         self.path = Path(path) if path is not None else default_path()
         self._make_private()
@@ -246,6 +280,10 @@ class Journal:
 
         Everything inside is committed together when the block ends (rolled back on an
         exception); the caller acts only after the block, so "journaled before sent" holds.
+        When the database cannot be written, the whole group goes to the fallback file as one
+        record (see :attr:`failure`); :class:`JournalError` is raised at the end of the block
+        only when neither file took a group holding a required record, outside
+        :meth:`best_effort`.
         """
         with self._lock:
             if self._tx_depth:
@@ -255,25 +293,341 @@ class Journal:
                 finally:
                     self._tx_depth -= 1
                 return
-            self._db.execute("BEGIN")
+            if self._group_open:
+                # the grouped broker reports commit with this block (one fsync); the block itself is
+                # a savepoint, so an exception in it undoes only its own records
+                self._group_open = False
+                mark = len(self._tx_items)
+                if not self._tx_error:
+                    try:
+                        self._db.execute("SAVEPOINT journal_block")
+                    except (sqlite3.Error, OSError) as exc:
+                        self._tx_error = self._note_failure(exc)
+                        self._rollback()
+                self._tx_depth = 1
+                try:
+                    yield self
+                except BaseException:
+                    self._tx_depth = 0
+                    del self._tx_items[mark:]
+                    self._tx_required = False
+                    if not self._tx_error:
+                        try:
+                            self._db.execute("ROLLBACK TO journal_block")
+                            self._db.execute("RELEASE journal_block")
+                        except (sqlite3.Error, OSError) as exc:
+                            self._tx_error = self._note_failure(exc)
+                            self._rollback()
+                    self._tx_end()
+                    raise
+                self._tx_depth = 0
+                if not self._tx_error:
+                    try:
+                        self._db.execute("RELEASE journal_block")
+                    except (sqlite3.Error, OSError) as exc:
+                        self._tx_error = self._note_failure(exc)
+                        self._rollback()
+                self._tx_end()
+                return
+            self._tx_begin()
             self._tx_depth = 1
             try:
                 yield self
             except BaseException:
                 self._tx_depth = 0
-                self._db.execute("ROLLBACK")
+                if not self._tx_error:
+                    self._rollback()
+                self._tx_items = None
                 raise
             self._tx_depth = 0
-            self._db.execute("COMMIT")
+            self._tx_end()
 
-    def _insert(self, sql: str, params: tuple) -> int:
+    def _tx_begin(self) -> None:
+        self._tx_items, self._tx_required, self._tx_error = [], False, ""
+        if self._has_pending() and not self._replay():
+            self._tx_error = self._failure  # keep the order: this group goes after the pending ones
+        else:
+            try:
+                self._db.execute("BEGIN")
+            except (sqlite3.Error, OSError) as exc:
+                self._tx_error = self._note_failure(exc)
+
+    def _tx_end(self) -> None:
+        items, self._tx_items = self._tx_items, None
+        if not self._tx_error:
+            try:
+                self._db.execute("COMMIT")
+                self._failure = ""
+                return
+            except (sqlite3.Error, OSError) as exc:
+                self._rollback()
+                self._tx_error = self._note_failure(exc)
+        if items:
+            self._fall_back(items, self._tx_required)
+
+    @contextlib.contextmanager
+    def grouped_reports(self):
+        """Inside this block (it may span awaits) the broker's reports share one commit per loop turn.
+
+        :meth:`record_order_event` and :meth:`record_position` called while an asyncio loop runs
+        open one transaction that is committed (one fsync) :data:`REPORT_GROUP_S` later, or
+        together with the next other record or :meth:`transaction` block (in call order), or at
+        the end of the block or :meth:`close`. The kill switch uses it: the venue acknowledges
+        every cancel with an ORDER_UPDATE, and one fsync per update would hold the reply it
+        waits for behind them; so the acknowledgements commit with the flatten order's records.
+        These rows are the venue's own facts: a crash in that instant loses at most
+        :data:`REPORT_GROUP_S` of them, and reconciliation reads the venue's state back. Records
+        the caller acts upon are never deferred.
+        """
         with self._lock:
-            cur = self._db.execute(sql, params)  # autocommit (one durable transaction) unless in transaction()
-            return int(cur.lastrowid)
+            self._group_depth += 1
+        try:
+            yield self
+        finally:
+            with self._lock:
+                self._group_depth -= 1
+                if not self._group_depth:
+                    self.flush_reports()
 
-    def _insert_many(self, items: Iterable[tuple[str, tuple]]) -> list[int]:
-        with self.transaction():
-            return [int(self._db.execute(sql, p).lastrowid) for sql, p in items]
+    def flush_reports(self) -> None:
+        """Commit the broker reports grouped by :meth:`grouped_reports` now (no-op when none)."""
+        with self._lock:
+            if self._group_open:
+                self._group_open = False
+                self._tx_end()
+
+    @contextlib.contextmanager
+    def best_effort(self):
+        """Inside this block no write raises for want of storage (the kill switch's and flatten's path).
+
+        A record that neither the database nor the fallback file takes is kept in memory,
+        shown in :attr:`failure`, and written when the journal works again (or at
+        :meth:`close`); the caller goes on and acts.
+        """
+        with self._lock:
+            self._best_effort_depth += 1
+            try:
+                yield self
+            finally:
+                self._best_effort_depth -= 1
+
+    @property
+    def failure(self) -> str:
+        """Why the last write did not reach the database (``""`` while the journal works)."""
+        return self._failure
+
+    @property
+    def fallback_path(self) -> Path:
+        """The append-only fallback file beside the journal: ``<journal file>.fallback.jsonl``.
+
+        One JSON object a line, ``{"wall_ns", "error", "statements": [[sql, params], ...]}``,
+        each a group of statements the database refused, replayed in order (one transaction,
+        its end offset kept in ``meta.fallback_offset``) once the database takes writes again.
+        Each record starts and ends with a newline, so a record cut by a full disk never
+        swallows the next one (an unreadable line is skipped and logged).
+        """
+        return self.path.with_name(self.path.name + FALLBACK_SUFFIX)
+
+    @property
+    def pending(self) -> int:
+        """Records written to the fallback file or kept in memory and not in the database yet."""
+        with self._lock:
+            try:
+                in_file = len(self._read_fallback()[0])
+            except OSError:  # unreadable: only the records in memory are known
+                in_file = 0
+            return in_file + len(self._memory)
+
+    def replay_fallback(self) -> bool:
+        """Write the fallback records to the database now; True when nothing is pending any more."""
+        with self._lock:
+            return not self._has_pending() or self._replay()
+
+    def _note_failure(self, exc: BaseException) -> str:
+        """Remember why the database refused a write (the first reason of a failure is kept and logged)."""
+        if not self._failure:
+            self._failure = f"journal {self.path.name}: {type(exc).__name__}: {exc}"
+            log.error("%s (records go to %s until it works again)", self._failure, self.fallback_path)
+        else:
+            log.debug("journal %s still failing: %s", self.path.name, exc)
+        return self._failure
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except (sqlite3.Error, OSError):  # no transaction open any more, or the file is gone
+            pass
+
+    def _write(self, items: list[tuple[str, tuple]], required: bool, report: bool = False) -> list[int]:
+        """Execute ``items`` in one durable transaction; on a storage failure, fall back (no rows: ids 0).
+
+        ``required`` (a record the caller acts upon, such as an order about to be sent) makes
+        the call raise :class:`JournalError` when no file took it, outside :meth:`best_effort`.
+        A duplicate (``sqlite3.IntegrityError``) is the caller's business and is raised as is.
+        """
+        with self._lock:
+            if self._group_open and not report and not self._tx_depth:
+                # this record commits the grouped reports before it with itself (one fsync, in call order)
+                self._group_open = False
+                try:
+                    return self._tx_exec(items, required)
+                finally:
+                    self._tx_end()
+            if report and self._group_depth and self._tx_items is None:
+                try:
+                    loop = asyncio.get_running_loop()
+                except RuntimeError:
+                    loop = None
+                if loop is not None:
+                    self._tx_begin()
+                    self._group_open = True
+                    loop.call_later(REPORT_GROUP_S, self.flush_reports)
+            if self._tx_items is not None:  # inside transaction() or a report group: that commits
+                return self._tx_exec(items, required)
+            if self._has_pending() and not self._replay():
+                self._fall_back(items, required)
+                return [0] * len(items)
+            try:
+                if len(items) == 1:
+                    ids = [int(self._db.execute(*items[0]).lastrowid)]  # autocommit: one durable transaction
+                else:
+                    self._db.execute("BEGIN")
+                    try:
+                        ids = [int(self._db.execute(sql, p).lastrowid) for sql, p in items]
+                        self._db.execute("COMMIT")
+                    except BaseException:
+                        self._rollback()
+                        raise
+                self._failure = ""
+                return ids
+            except sqlite3.IntegrityError:
+                raise
+            except (sqlite3.Error, OSError) as exc:
+                self._note_failure(exc)
+                self._fall_back(items, required)
+                return [0] * len(items)
+
+    def _tx_exec(self, items: list[tuple[str, tuple]], required: bool) -> list[int]:
+        """Execute ``items`` in the open transaction (buffered for the fallback file if it failed)."""
+        self._tx_required |= required
+        out = []
+        for sql, p in items:
+            self._tx_items.append((sql, p))
+            if self._tx_error:
+                out.append(0)
+                continue
+            try:
+                out.append(int(self._db.execute(sql, p).lastrowid))
+            except sqlite3.IntegrityError:
+                self._tx_items.pop()
+                raise
+            except (sqlite3.Error, OSError) as exc:
+                self._tx_error = self._note_failure(exc)
+                self._rollback()
+                out.append(0)
+        return out
+
+    def _fall_back(self, items: list[tuple[str, tuple]], required: bool) -> None:
+        """Append one record to the fallback file (fsynced); else keep it in memory or raise."""
+        line = _dumps({"wall_ns": now_ns(), "error": self._failure,
+                       "statements": [[sql, list(p)] for sql, p in items]})
+        lines = self._memory + [line]
+        try:
+            self._append_fallback(lines)
+        except OSError as exc:
+            if "; fallback file " not in self._failure:
+                self._failure = f"{self._failure}; fallback file {self.fallback_path}: {type(exc).__name__}: {exc}"
+                log.error("%s (records kept in memory)", self._failure)
+            if required and not self._best_effort_depth:
+                raise JournalError(f"not recorded anywhere: {self._failure}") from exc
+            self._memory = self._memory + [line]
+            return
+        self._memory = []
+        self._fallback_pending = True
+
+    def _append_fallback(self, lines: list[str]) -> None:
+        data = "".join(f"\n{x}\n" for x in lines).encode()
+        fd = os.open(self.fallback_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            view = memoryview(data)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _read_fallback(self) -> tuple[list[dict], int]:
+        """Fallback records after ``meta.fallback_offset``, and the file's end offset."""
+        try:
+            start = int(self._meta("fallback_offset") or 0)
+        except (sqlite3.Error, ValueError):
+            start = 0
+        try:
+            with open(self.fallback_path, "rb") as f:
+                f.seek(0, os.SEEK_END)
+                size = f.tell()
+                if start > size:  # a new file: read it whole
+                    start = 0
+                f.seek(start)
+                data = f.read()
+        except FileNotFoundError:
+            return [], 0
+        out = []
+        for raw in data.split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                out.append(json.loads(raw))
+            except ValueError:
+                log.error("journal fallback %s: an unreadable (cut) record skipped: %r", self.fallback_path, raw[:200])
+        return out, start + len(data)
+
+    def _has_pending(self) -> bool:
+        if self._memory:
+            return True
+        if self._fallback_pending is None:  # first write since open: a previous run may have left records
+            try:
+                self._fallback_pending = bool(self._read_fallback()[0])
+            except OSError:
+                self._fallback_pending = False
+        return self._fallback_pending
+
+    def _replay(self) -> bool:
+        """Write the pending fallback records (file, then memory) in one transaction; False on failure."""
+        try:
+            records, end = self._read_fallback()
+            records += [json.loads(x) for x in self._memory]
+            self._db.execute("BEGIN IMMEDIATE")
+            skipped = 0
+            try:
+                for rec in records:
+                    for sql, params in rec["statements"]:
+                        try:
+                            self._db.execute(sql, params)
+                        except sqlite3.IntegrityError:  # already there (e.g. a commit that did land)
+                            skipped += 1
+                self._db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES ('fallback_offset', ?)", (str(end),))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._rollback()
+                raise
+        except (sqlite3.Error, OSError, ValueError, KeyError, TypeError) as exc:
+            self._note_failure(exc)
+            return False
+        self._memory = []
+        self._fallback_pending = False
+        self._failure = ""
+        self.replayed += len(records)
+        log.warning("journal %s works again: %d fallback records written (%d duplicates skipped)",
+                    self.path.name, len(records), skipped)
+        return True
+
+    def _insert(self, sql: str, params: tuple, required: bool = True, report: bool = False) -> int:
+        return self._write([(sql, params)], required, report)[0]
+
+    def _insert_many(self, items: Iterable[tuple[str, tuple]], required: bool = True) -> list[int]:
+        return self._write(list(items), required)
 
     def record_signal(self, signal, snapshot: dict | None = None) -> int:
         """Journal an elite signal with its reasons and a snapshot of the analyzer values.
@@ -382,6 +736,7 @@ class Journal:
             " avg_fill_price, info) VALUES (?,?,?,?,?,?,?,?)",
             (now_ns(), ev.client_order_id, ev.server_order_id, ev.state.value, ev.reason, int(ev.filled_qty),
              float(ev.avg_fill_price), ev.info),
+            required=False, report=True,
         )
 
     def record_fill(self, fill: Fill, realized_usd: float) -> bool:
@@ -392,6 +747,7 @@ class Journal:
                 " commission_usd, realized_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
                 (now_ns(), int(fill.ts_ns), fill.client_order_id, fill.server_order_id, fill.exec_id, fill.symbol,
                  int(fill.side), int(fill.qty), int(fill.price), float(fill.commission_usd), float(realized_usd)),
+                required=False,
             )
             return True
         except sqlite3.IntegrityError:
@@ -407,6 +763,7 @@ class Journal:
         return self._insert(
             "INSERT INTO positions(wall_ns, symbol, account, qty, avg_price, open_pnl_usd, source) VALUES (?,?,?,?,?,?,?)",
             (now_ns(), pos.symbol, pos.account, int(pos.qty), float(pos.avg_price), float(pos.open_pnl_usd), source),
+            required=False, report=True,
         )
 
     def record_kill_switch(self, state: str, trigger: str, detail: dict | None = None) -> int:
@@ -414,12 +771,14 @@ class Journal:
         return self._insert(
             "INSERT INTO kill_switch(wall_ns, state, trigger, detail) VALUES (?,?,?,?)",
             (now_ns(), state, trigger, _dumps(detail or {})),
+            required=False,
         )
 
     def record_event(self, kind: str, detail: dict | None = None) -> int:
         """Journal a session event (connect, disconnect, reconcile, mode change, ...)."""
         return self._insert(
-            "INSERT INTO events(wall_ns, kind, detail) VALUES (?,?,?)", (now_ns(), kind, _dumps(detail or {}))
+            "INSERT INTO events(wall_ns, kind, detail) VALUES (?,?,?)", (now_ns(), kind, _dumps(detail or {})),
+            required=False,
         )
 
     # ------------------------------------------------------------------ reading
@@ -449,8 +808,16 @@ class Journal:
         return self.query("SELECT * FROM fills WHERE wall_ns >= ? ORDER BY id", (int(wall_ns),))
 
     def close(self) -> None:
-        """Checkpoint and close the database."""
+        """Replay pending fallback records (records only in memory go to the fallback file at
+        least), checkpoint and close the database."""
         with self._lock:
+            self.flush_reports()
+            if self._has_pending() and not self._replay() and self._memory:
+                try:
+                    self._append_fallback(self._memory)
+                    self._memory = []
+                except OSError as exc:
+                    log.error("journal %s closed with %d records written nowhere: %s", self.path, len(self._memory), exc)
             try:
                 self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
             except sqlite3.Error:  # pragma: no cover - best effort

@@ -1,6 +1,6 @@
 """The kill switch: lock, cancel everything, flatten everything, verify with the venue's reports.
 
-State machine (design card section 5, issue 6)::
+State machine (design card section 5, issues 6 and 12)::
 
     ARMED --engage(trigger)--> ENGAGED --venue reports flat--> VERIFIED_FLAT --unlock("UNLOCK")--> ARMED
                                   |                                                ^
@@ -8,19 +8,31 @@ State machine (design card section 5, issue 6)::
                                                               |
                                                               +--unlock("UNLOCK")--> ARMED
 
-``engage`` locks the risk gate first (no opening order passes from that instant), journals the
-event with what it is about to cancel and flatten (committed before anything is sent), writes a
-cancel for every working order and a reducing market order for every position, then polls the
-broker's **own** reports (DTC ``OPEN_ORDERS_REQUEST`` / ``CURRENT_POSITIONS_REQUEST``) until
-there is no working order and every position is zero, or ``kill_verify_timeout_s`` passes.
-A position that is still open while no flattening order works (e.g. a stop filled in the
-race with the first flatten) gets a new flatten; a still-working order gets a new cancel.
-The gate stays locked in every state except ARMED; unlocking needs the typed phrase.
+One run at a time (issue 12 item 1): :meth:`KillSwitch.trigger`, :meth:`KillSwitch.engage`,
+:meth:`KillSwitch.retry` and every automatic trigger start a run only when none is in
+progress, otherwise they join it (the same asyncio task, the same :class:`KillResult`).
+
+A run locks the risk gate first (no opening order passes from that instant), journals the
+event with what it is about to cancel (committed before anything is sent), writes a cancel for
+every working order, then reads the broker's **own** reports (DTC ``OPEN_ORDERS_REQUEST`` and
+``CURRENT_POSITIONS_REQUEST``, written back to back). A position is flattened only once the
+venue reports no working order but this switch's flatten orders, with the quantity the venue
+reports then: no stop or target can fill after it, so the flatten cannot flip the position.
+At most one flatten order per symbol is in flight; a new one is sent only when the venue
+reported the previous one ended (filled in part, cancelled, rejected) *before* the read that
+still shows a position. A still-working order gets a new cancel every 0.5 s. The run ends
+VERIFIED_FLAT when the venue reports nothing working and every position zero, FAILED when
+``kill_verify_timeout_s`` (counted from the click, as a whole) passes first; each read of the
+venue may take what is left of it (a slow link answers late, issue 12 item 6), a failed read is
+retried, and a FAILED result says which: still open at the venue (its latest report) or no
+complete answer in time. The gate stays locked in every state except ARMED; unlocking needs
+the typed phrase.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from enum import Enum
@@ -60,6 +72,17 @@ class KillResult:
     elapsed_s : float
     error : str
         Why the verification could not complete (e.g. not connected), else "".
+    failure : str
+        Why a FAILED run failed (issue 12 item 6): ``"still_open"`` (the venue's latest report
+        shows the orders / positions listed), ``"no_answer"`` (the whole
+        ``kill_verify_timeout_s`` passed without a complete report from the venue; ``error``
+        says what the last request got), ``"error"`` (the switch itself failed; ``error``);
+        ``""`` when verified flat.
+    timeout_s : float
+        The ``kill_verify_timeout_s`` the run had, s.
+    journal_error : str
+        Why the journal could not record this run (its records went to the fallback file, see
+        :attr:`app.trading.journal.Journal.fallback_path`), else "". The run acted regardless.
     """
 
     state: KillState
@@ -70,12 +93,16 @@ class KillResult:
     flattens_sent: int = 0
     elapsed_s: float = 0.0
     error: str = ""
+    failure: str = ""
+    timeout_s: float = 0.0
+    journal_error: str = ""
 
     def describe(self) -> str:
         """One line for the trader."""
+        journal = f" | JOURNAL FAILED: {self.journal_error}" if self.journal_error else ""
         if self.state == KillState.VERIFIED_FLAT:
             return (f"VERIFIED FLAT ({self.cancels_sent} cancels, {self.flattens_sent} flatten orders, "
-                    f"{self.elapsed_s:.2f} s)")
+                    f"{self.elapsed_s:.2f} s){journal}")
         parts = []
         if self.open_orders:
             parts.append("working orders: " + "; ".join(self.open_orders))
@@ -83,7 +110,12 @@ class KillResult:
             parts.append("positions: " + "; ".join(self.open_positions))
         if self.error:
             parts.append(self.error)
-        return "FAILED - still open: " + (" | ".join(parts) or "unknown")
+        if self.failure == "no_answer":
+            return (f"FAILED - no complete answer from the venue within {self.timeout_s:g} s "
+                    f"(kill_verify_timeout_s): " + (" | ".join(parts) or "unknown") + journal)
+        if self.failure == "error":
+            return "FAILED - " + (" | ".join(parts) or "unknown") + journal
+        return "FAILED - still open at the venue: " + (" | ".join(parts) or "unknown") + journal
 
 
 @dataclass
@@ -113,6 +145,9 @@ class KillSwitch:
     trigger_name: str = ""
     listeners: list = field(default_factory=list)
     _task: asyncio.Task | None = None
+    _flatten_cid: dict = field(default_factory=dict)  # symbol -> ClientOrderID of the last flatten sent
+    #: why the journal could not record the current (or last) run, "" when it could
+    journal_error: str = ""
 
     # ----------------------------------------------------------------- observers
     def add_listener(self, fn) -> None:
@@ -136,12 +171,70 @@ class KillSwitch:
 
     @property
     def busy(self) -> bool:
+        """True while a run is in progress (a new request joins it)."""
         return self._task is not None and not self._task.done()
+
+    @property
+    def status(self) -> str:
+        """The state as the trader reads it: ``ENGAGED``, ``VERIFIED FLAT``..., with
+        ``", JOURNAL FAILED"`` appended while the run's records could not reach the journal."""
+        text = self.state.value.upper().replace("_", " ")
+        return text + ", JOURNAL FAILED" if self.journal_error else text
+
+    def _journal(self, state: str, trigger: str, detail: dict) -> None:
+        """Journal a transition; a journal failure is shown, never raised (the switch acts regardless)."""
+        j = self.session.journal
+        try:
+            with j.best_effort():
+                j.record_kill_switch(state, trigger, detail)
+        except Exception as exc:  # the journal must never stop the kill switch
+            self._journal_failed(f"{type(exc).__name__}: {exc}")
+            return
+        self._check_journal()
+
+    def _check_journal(self) -> None:
+        reason = self.session.journal.failure
+        if reason:
+            self._journal_failed(reason)
+
+    def _journal_failed(self, reason: str) -> None:
+        first = not self.journal_error
+        self.journal_error = f"{reason} (records kept in {self.session.journal.fallback_path})" \
+            if "fallback file" not in reason else reason
+        if first:
+            log.error("kill switch: the journal failed, the switch goes on: %s", self.journal_error)
+            try:
+                self.session.problem(f"kill switch {self.status}: {self.journal_error}")
+            except Exception:
+                log.exception("kill switch: cannot report the journal failure")
+            self._set(self.state)
 
     # ----------------------------------------------------------------- actions
     def trigger(self, trigger: str = "manual") -> asyncio.Task:
-        """Start :meth:`engage` on the running loop (returns the task; a running one is reused)."""
+        """Start a kill-switch run on the running loop, or join the one in progress.
+
+        Single flight (issue 12 item 1): while a run is in progress every request (button,
+        hotkey, Retry, automatic trigger) gets that run's task, so two requests never send two
+        sets of cancels and flattens.
+
+        Parameters
+        ----------
+        trigger : str
+            Why (``manual``, ``hotkey``, ``retry``, ``stale_data`` ...); a joining request's
+            name is only logged (the run keeps the name of the request that started it).
+
+        Returns
+        -------
+        asyncio.Task
+            Resolves to the run's :class:`KillResult` (it never raises).
+
+        Raises
+        ------
+        RuntimeError
+            If there is no running loop and the session has none either.
+        """
         if self.busy:
+            log.info("kill switch: %s joins the run in progress (%s)", trigger, self.trigger_name)
             return self._task
         try:
             loop = asyncio.get_running_loop()
@@ -149,112 +242,180 @@ class KillSwitch:
             loop = getattr(self.session, "loop", None)
             if loop is None:
                 raise RuntimeError("the kill switch needs the asyncio loop of the trading session") from None
-        self._task = loop.create_task(self.engage(trigger))
+        self.trigger_name = trigger
+        self._task = loop.create_task(self._run(trigger), name=f"kill-switch-{trigger}")
         return self._task
 
     async def engage(self, trigger: str = "manual") -> KillResult:
-        """Lock the gate, cancel all, flatten all, verify against the venue. Never raises."""
-        s = self.session
+        """Lock the gate, cancel all, flatten all, verify against the venue; or await the run in progress.
+
+        The run is shielded: cancelling the caller does not stop the kill switch. Never raises.
+        """
+        return await asyncio.shield(self.trigger(trigger))
+
+    async def retry(self) -> KillResult:
+        """Run the whole procedure again (from FAILED, or any locked state); joins a run in progress."""
+        return await self.engage("retry")
+
+    async def _run(self, trigger: str) -> KillResult:
         t0 = self.clock.monotonic_ns()
+        try:
+            # the venue's many acknowledgements share one fsync per loop turn (Journal.grouped_reports)
+            with self.session.journal.grouped_reports():
+                return await self._procedure(trigger, t0)
+        except Exception as exc:  # a bug must not leave the switch "engaged" in silence
+            log.exception("kill switch run failed")
+            res = KillResult(KillState.FAILED, trigger, elapsed_s=(self.clock.monotonic_ns() - t0) / 1e9,
+                             error=f"kill switch error: {type(exc).__name__}: {exc}", failure="error",
+                             journal_error=self.journal_error)
+            self._set(KillState.FAILED, res)
+            return res
+
+    def _is_flatten(self, ev) -> bool:
+        wo = self.session.broker.orders.get(ev.client_order_id)
+        return wo is not None and wo.request.role == ROLE_FLATTEN
+
+    def _flatten_in_flight(self, symbol: str) -> bool:
+        """True while this switch's last flatten order for ``symbol`` may still fill (local picture)."""
+        cid = self._flatten_cid.get(symbol)
+        wo = self.session.broker.orders.get(cid) if cid else None
+        return wo is not None and wo.state.working
+
+    async def _read_venue(self, deadline_ns: int) -> tuple[list, list]:
+        """The venue's open orders and non-zero positions, both requests written back to back.
+
+        On one ordered stream (DTC) the server answers both after everything written before
+        them (the cancels, a flatten), so the pair is one round trip and the positions are read
+        after the cancels were processed.
+        """
+        broker = self.session.broker
+        # each request may take all that is left of the run's deadline (issue 12 item 6: a slow
+        # link answers late, not never); at least 50 ms so a last read is still tried
+        timeout = max(0.05, (deadline_ns - self.clock.monotonic_ns()) / 1e9)
+        got = await asyncio.gather(broker.query_open_orders(timeout=timeout), broker.query_positions(timeout=timeout),
+                                   return_exceptions=True)
+        for g in got:
+            if isinstance(g, BaseException):
+                raise g
+        return list(got[0]), [p for p in got[1] if p.qty]
+
+    async def _cancel(self, ev_or_wo, sent: dict, counts: dict) -> None:
+        """Cancel one order (by ClientOrderID when the broker knows its ServerOrderID, else by ServerOrderID)."""
+        s = self.session
+        cid = ev_or_wo.client_order_id
+        sid = ev_or_wo.server_order_id
+        key = sid or cid
+        sent[key] = self.clock.monotonic_ns()
+        try:
+            wo = s.broker.orders.get(cid)
+            if (wo is None or not wo.server_order_id) and sid:
+                await s.cancel_by_server_id(sid, cid)
+            else:
+                await s.broker.cancel(cid)
+            counts["cancels"] += 1
+            self._check_journal()
+        except Exception as exc:  # keep going: the other orders and the flatten must still be tried
+            counts["error"] = f"cancel {cid or sid}: {exc}"
+            log.warning("kill switch: %s", counts["error"])
+
+    async def _procedure(self, trigger: str, t0: int) -> KillResult:
+        s = self.session
+        clock = self.clock
+        broker = s.broker
         # 1. lock: from here on no opening order passes the gate
         s.gate.lock(f"kill switch: {trigger}")
-        self.trigger_name = trigger
-        broker = s.broker
-        working = [o for o in broker.working_orders()]
+        working = [o for o in broker.working_orders() if o.request.role != ROLE_FLATTEN]
         positions = {sym: p.qty for sym, p in broker.positions.items() if p.qty}
         # 2. journal before acting
-        s.journal.record_kill_switch("engaged", trigger, {
-            "cancel": [o.client_order_id for o in working],
-            "flatten": positions,
-        })
+        self.journal_error = ""
         self._set(KillState.ENGAGED)
-        cancels = flattens = 0
-        error = ""
+        self._journal("engaged", trigger, {
+            "cancel": [o.client_order_id for o in working],
+            "positions": positions,
+        })
+        counts = {"cancels": 0, "flattens": 0, "error": ""}
+        sent: dict[str, int] = {}  # ServerOrderID (or ClientOrderID) -> monotonic ns of its last cancel
         # 3. cancel every working order (parents first: their children go with them)
-        order = sorted(working, key=lambda o: (o.request.parent_id != "", o.client_order_id))
-        for wo in order:
-            if wo.request.role == ROLE_FLATTEN:
-                continue  # never cancel our own flattening orders
-            try:
-                await broker.cancel(wo.client_order_id)
-                cancels += 1
-            except Exception as exc:  # keep going: flatten must still be tried
-                error = f"cancel {wo.client_order_id}: {exc}"
-                log.warning("kill switch: %s", error)
-        # 4. flatten every position
-        for sym, qty in positions.items():
-            try:
-                if await s.flatten_position(sym, qty, reason=f"kill switch: {trigger}"):
-                    flattens += 1
-            except Exception as exc:
-                error = f"flatten {sym}: {exc}"
-                log.warning("kill switch: %s", error)
-        # 5. verify against the venue's own reports
-        clock = self.clock
-        deadline = clock.monotonic_ns() + int(s.settings.kill_verify_timeout_s * 1e9)
-        open_orders: list = []
+        for wo in sorted(working, key=lambda o: (o.request.parent_id != "", o.client_order_id)):
+            await self._cancel(wo, sent, counts)
+        # 4. read the venue; flatten only once it reports no working order but our flattens, from the
+        #    position it reports then (nothing else can move it any more); verify; repeat until the deadline
+        deadline = t0 + int(s.settings.kill_verify_timeout_s * 1e9)
+        open_orders: list = []  # the venue's latest complete report
         open_pos: list = []
-        last_resend = clock.monotonic_ns()
-
-        def query_timeout() -> float:  # s: what is left of the deadline, within 0.2 .. 2 s
-            return min(2.0, max(0.2, (deadline - clock.monotonic_ns()) / 1e9))
-
+        answered = False  # the venue sent one complete report during this run
+        read_error = ""
         while True:
+            # a flatten whose end the venue had reported before this read may be replaced after it
+            ended = {sym for sym in self._flatten_cid if not self._flatten_in_flight(sym)}
             try:
-                open_orders = await broker.query_open_orders(timeout=query_timeout())
-                open_pos = [p for p in await broker.query_positions(timeout=query_timeout()) if p.qty]
-                error = ""
+                open_orders, open_pos = await self._read_venue(deadline)
+                read_error = ""
+                answered = True
             except (BrokerError, asyncio.TimeoutError, ConnectionError, OSError) as exc:
-                error = f"cannot read the venue's reports: {exc}"
-            if not error and not open_orders and not open_pos:
-                res = KillResult(KillState.VERIFIED_FLAT, trigger, (), (), cancels, flattens,
-                                 (self.clock.monotonic_ns() - t0) / 1e9)
-                s.journal.record_kill_switch("verified_flat", trigger, {"cancels": cancels, "flattens": flattens,
-                                                                         "elapsed_s": res.elapsed_s})
+                read_error = f"cannot read the venue's reports: {exc}"
+            if not read_error and not open_orders and not open_pos:
+                elapsed = (clock.monotonic_ns() - t0) / 1e9
+                self._journal("verified_flat", trigger, {
+                    "cancels": counts["cancels"], "flattens": counts["flattens"], "elapsed_s": elapsed})
+                res = KillResult(KillState.VERIFIED_FLAT, trigger, (), (), counts["cancels"], counts["flattens"],
+                                 elapsed, journal_error=self.journal_error)
                 self._set(KillState.VERIFIED_FLAT, res)
                 return res
             if clock.monotonic_ns() >= deadline:
                 break
-            if not error and clock.monotonic_ns() - last_resend >= 500_000_000:
-                last_resend = clock.monotonic_ns()
-                flatten_working = any(
-                    (wo := broker.orders.get(ev.client_order_id)) is not None and wo.request.role == ROLE_FLATTEN
-                    for ev in open_orders)
-                for ev in open_orders:
-                    wo = broker.orders.get(ev.client_order_id)
-                    if wo is not None and wo.request.role == ROLE_FLATTEN:
+            acted = False
+            if not read_error:
+                others = [ev for ev in open_orders if not self._is_flatten(ev)]
+                flattening = {ev.symbol for ev in open_orders if self._is_flatten(ev)}
+                now = clock.monotonic_ns()
+                for ev in others:  # cancels not acknowledged yet: ask again every 0.5 s
+                    if ev.state == OrderStatus.PENDING_CANCEL:
                         continue
-                    if ev.state in (OrderStatus.PENDING_CANCEL,):
-                        continue
-                    try:
-                        if wo is None and ev.server_order_id:
-                            await s.cancel_by_server_id(ev.server_order_id, ev.client_order_id)
-                        else:
-                            await broker.cancel(ev.client_order_id)
-                        cancels += 1
-                    except Exception as exc:
-                        error = f"cancel {ev.client_order_id}: {exc}"
-                if not flatten_working:
+                    last = sent.get(ev.server_order_id or ev.client_order_id)
+                    if last is None or now - last >= 500_000_000:
+                        await self._cancel(ev, sent, counts)
+                        acted = True
+                if not others:
                     for p in open_pos:
-                        try:
-                            if await s.flatten_position(p.symbol, p.qty, reason=f"kill switch re-flatten: {trigger}"):
-                                flattens += 1
-                        except Exception as exc:
-                            error = f"flatten {p.symbol}: {exc}"
-            await asyncio.sleep(self.poll_s)
+                        if p.symbol in flattening or self._flatten_in_flight(p.symbol):
+                            continue
+                        if p.symbol in self._flatten_cid and p.symbol not in ended:
+                            continue  # that flatten ended after the read was written: read again first
+                        acted |= await self._flatten(p.symbol, p.qty, trigger, counts)
+            if not acted:
+                await asyncio.sleep(self.poll_s)
+        still_open = answered and bool(open_orders or open_pos)
+        error = read_error or counts["error"]
+        if still_open and read_error:
+            error = f"then {read_error}"
         res = KillResult(
             KillState.FAILED, trigger,
             tuple(f"{ev.client_order_id or ev.server_order_id} {ev.state.value} "
                   f"{'BUY' if ev.side > 0 else 'SELL'} {ev.qty} {ev.symbol}" for ev in open_orders),
             tuple(f"{p.symbol} {p.qty:+d}" for p in open_pos),
-            cancels, flattens, (self.clock.monotonic_ns() - t0) / 1e9, error)
-        s.journal.record_kill_switch("failed", trigger, {"still_open": res.describe()})
+            counts["cancels"], counts["flattens"], (clock.monotonic_ns() - t0) / 1e9, error,
+            failure="still_open" if still_open else "no_answer", timeout_s=float(s.settings.kill_verify_timeout_s))
+        self._journal("failed", trigger, {"still_open": res.describe()})
+        res = dataclasses.replace(res, journal_error=self.journal_error)
         self._set(KillState.FAILED, res)
         return res
 
-    async def retry(self) -> KillResult:
-        """Run the whole procedure again (from FAILED, or any locked state)."""
-        return await self.engage("retry")
+    async def _flatten(self, symbol: str, qty: int, trigger: str, counts: dict) -> bool:
+        """One reducing market order for the venue's position ``qty`` (contracts, signed); True when sent."""
+        s = self.session
+        try:
+            cid = await s.flatten_position(symbol, qty, reason=f"kill switch: {trigger}")
+        except Exception as exc:
+            counts["error"] = f"flatten {symbol}: {exc}"
+            log.warning("kill switch: %s", counts["error"])
+            return False
+        self._check_journal()
+        if cid:
+            self._flatten_cid[symbol] = cid
+            counts["flattens"] += 1
+            return True
+        return False
 
     def unlock(self, confirmation: str) -> bool:
         """Unlock the gate when ``confirmation`` is exactly the unlock phrase (``UNLOCK``).
@@ -265,7 +426,8 @@ class KillSwitch:
             return False
         if confirmation.strip() != UNLOCK_CONFIRM_PHRASE:
             return False
-        self.session.journal.record_kill_switch("unlocked", "manual", {"previous": self.state.value})
+        self.journal_error = ""
+        self._journal("unlocked", "manual", {"previous": self.state.value})
         self.session.gate.unlock()
         self._set(KillState.ARMED)
         return True
@@ -277,5 +439,6 @@ class KillSwitch:
             self.trigger_name = trigger
             # an interrupted engagement counts as FAILED: the trader must retry or unlock
             self._set(KillState.VERIFIED_FLAT if state == "verified_flat" else KillState.FAILED,
-                      KillResult(KillState.FAILED, trigger, error="restored after restart; verify with retry")
+                      KillResult(KillState.FAILED, trigger, error="restored after restart; verify with retry",
+                                 failure="error")
                       if state != "verified_flat" else None)

@@ -85,9 +85,14 @@ class RiskSnapshot:
 
 @dataclass
 class MarketState:
-    """Last market data per symbol (ticks; wall time of arrival in ns, read from the session's clock)."""
+    """Last market data per symbol (ticks; wall time of arrival in ns, read from the session's clock).
+
+    ``watch_since_ns``: when the session started hearing this symbol (:meth:`TradingSession.watch_market`,
+    the subscription); the stale-data trigger counts from it until the first data arrives.
+    """
 
     last_data_ns: int = 0
+    watch_since_ns: int = 0
     last_trade: int | None = None
     best_bid: int | None = None
     best_ask: int | None = None
@@ -297,6 +302,17 @@ class TradingSession:
         if book is not None:
             m.best_bid, m.best_ask = book.best_bid(), book.best_ask()
 
+    def watch_market(self, symbol: str) -> None:
+        """The session starts hearing ``symbol``'s market data (the subscription, or a new one).
+
+        The stale-data trigger counts from the latest data, or from this call while no data
+        arrived yet (issue 12 item 3): "no market data yet" is not stale data, so a session that
+        restarts with an open position does not flatten it before the feed had ``stale_kill_s``
+        to deliver.
+        """
+        m = self.market.setdefault(symbol, MarketState())
+        m.watch_since_ns = self.clock.time_ns()
+
     def note_quote(self, symbol: str, best_bid: int | None, best_ask: int | None, last: int | None = None) -> None:
         """Record the latest quote (ticks) when the app sees the market without event batches."""
         m = self.market.setdefault(symbol, MarketState())
@@ -440,14 +456,34 @@ class TradingSession:
         else:
             await self.broker.cancel(client_order_id)
 
-    async def flatten_position(self, symbol: str, qty: int | None = None, reason: str = "flatten") -> bool:
-        """Send a reducing market order for ``qty`` (default: the reported position) through the gate.
+    async def flatten_position(self, symbol: str, qty: int | None = None, reason: str = "flatten") -> str:
+        """Send one reducing market order for ``qty`` through the gate; returns its ClientOrderID.
 
-        Returns False when there is nothing to flatten or the gate refused (decision journaled).
+        Parameters
+        ----------
+        symbol : str
+        qty : int, optional
+            Signed contracts to close (default: the position the broker last reported); the
+            order is ``-sign(qty)`` for ``abs(qty)`` contracts. The kill switch passes the
+            venue's own figure, read once the venue reports no other working order.
+        reason : str
+            Journaled with the order.
+
+        Returns
+        -------
+        str
+            The flatten order's ClientOrderID, or ``""`` when nothing was sent: nothing to
+            flatten, the gate refused (decision journaled), or a flatten order for ``symbol`` is
+            still working (at most one in flight per symbol: a second one could flip the
+            position).
         """
         qty = self.position_qty(symbol) if qty is None else int(qty)
         if qty == 0:
-            return False
+            return ""
+        busy = [o for o in self.broker.working_orders() if o.request.role == ROLE_FLATTEN and o.request.symbol == symbol]
+        if busy:
+            self.problem(f"flatten {symbol}: flatten order {busy[0].client_order_id} is still working; not sending another")
+            return ""
         side = -1 if qty > 0 else 1
         t = OrderTicket(symbol=symbol, side=side, qty=abs(qty), order_type=OrderType.MARKET,
                         ref_price=self.ref_price(symbol, side), source="flatten",
@@ -456,7 +492,9 @@ class TradingSession:
         ctx = OrderContext(**{**ctx.to_dict(), "position_qty": qty})
         order = OrderRequest(self.journal.next_client_order_id(), symbol, self.broker.account, side, OrderType.MARKET,
                              abs(qty), None, ROLE_FLATTEN)
-        with self.journal.transaction():  # decision, order and reason in one commit (the kill switch's path)
+        # decision, order and reason in one commit; a journal that cannot be written does not stop
+        # a reducing order (its records go to the fallback file, Journal.failure says why)
+        with self.journal.best_effort(), self.journal.transaction():
             decision = self.gate.check(ctx, 0)
             if decision.allowed:
                 self.journal.record_orders([order], self.mode, self.broker.name)
@@ -464,9 +502,9 @@ class TradingSession:
                                                       "client_order_id": order.client_order_id})
         if not decision.allowed:
             self.problem(f"flatten {symbol} refused: {decision.message}")
-            return False
+            return ""
         await self.broker.submit_order(order)
-        return True
+        return order.client_order_id
 
     # ------------------------------------------------------------------ modes
     def confirm_live(self, typed: str) -> bool:
@@ -614,7 +652,12 @@ class TradingSession:
 
         Triggers: daily loss limit reached (realised + open), consecutive-loss limit, connection
         lost with a position or working order for longer than ``disconnect_kill_s``, market data
-        stale with a position open for longer than ``stale_kill_s``.
+        stale with a position open for longer than ``stale_kill_s``, counted from the latest data
+        or, before any data, from the subscription (:meth:`watch_market`); with neither, the
+        data is not stale (no clock to count from).
+
+        While a kill-switch run is in progress the triggers are not checked (a request would
+        only join that run).
         """
         if self.kill.state != KillState.ARMED or self.kill.busy:
             return ""
@@ -631,7 +674,8 @@ class TradingSession:
             trig = "connection_lost"
         else:
             m = self.market.get(sym)
-            stale = m is None or m.last_data_ns == 0 or t - m.last_data_ns > s.stale_kill_s * 1e9
+            since = (m.last_data_ns or m.watch_since_ns) if m is not None else 0
+            stale = since > 0 and t - since > s.stale_kill_s * 1e9
             if exposed and self.position_qty(sym) != 0 and stale and self.broker.connected:
                 trig = "stale_data"
         if trig:

@@ -34,7 +34,7 @@ _KILL_STYLE = {
     KillState.ARMED: ("KILL SWITCH", "#c0392b"),
     KillState.ENGAGED: ("ENGAGED...", "#e67e22"),
     KillState.VERIFIED_FLAT: ("VERIFIED FLAT (locked)", "#7f8c8d"),
-    KillState.FAILED: ("FAILED - still open", "#8e0000"),
+    KillState.FAILED: ("FAILED - not verified flat", "#8e0000"),
 }
 
 #: risk panel rows: (key, label)
@@ -108,6 +108,7 @@ class TradingPanel(QtWidgets.QWidget):
                                     "then verify with the broker's own reports")
         self.kill_button.clicked.connect(lambda: self.sigKill.emit("button"))
         lay.addWidget(self.kill_button)
+        self.journal_error = ""  # why the kill switch's last run could not be journaled
         self.kill_status = QtWidgets.QLabel("armed")
         self.kill_status.setObjectName("kill_status")
         self.kill_status.setWordWrap(True)
@@ -161,11 +162,25 @@ class TradingPanel(QtWidgets.QWidget):
         lay.addStretch(1)
         self.set_kill_state(KillState.ARMED, "")
 
-    def set_kill_state(self, state: KillState, detail: str) -> None:
+    def set_kill_state(self, state: KillState, detail: str, journal_error: str | None = None) -> None:
+        """Show the kill switch's state, what is still open (``detail``) and a journal failure.
+
+        ``journal_error`` (why the run could not be journaled; ``None`` keeps the last one shown,
+        ``""`` clears it) turns the state into e.g. ``ENGAGED, JOURNAL FAILED`` with the reason.
+        """
+        if journal_error is not None:
+            self.journal_error = journal_error
         text, color = _KILL_STYLE.get(state, ("KILL SWITCH", "#c0392b"))
+        if self.journal_error and state != KillState.ARMED:
+            text += ", JOURNAL FAILED"
         self.kill_button.setText(f"{text}  ({KILL_HOTKEY})" if state == KillState.ARMED else text)
         self.kill_button.setStyleSheet(f"background: {color}; color: white;")
-        self.kill_status.setText(f"{state.value.upper().replace('_', ' ')}" + (f": {detail}" if detail else ""))
+        label = state.value.upper().replace("_", " ")
+        if self.journal_error and state != KillState.ARMED:
+            label += ", JOURNAL FAILED"
+            if "JOURNAL FAILED" not in detail:
+                detail = f"{detail} | JOURNAL FAILED: {self.journal_error}" if detail else self.journal_error
+        self.kill_status.setText(label + (f": {detail}" if detail else ""))
         self.unlock_box.setVisible(state in (KillState.VERIFIED_FLAT, KillState.FAILED))
         self.retry_button.setEnabled(state == KillState.FAILED)
 
@@ -219,6 +234,7 @@ class TradingController(QtCore.QObject):
         self._signal_patterns: dict[int, list[str]] = {}  # signal id -> pattern names (outcome rows)
         self._followed = (None, None)  # (pipeline, market listener) while following
         self._problems_seen = 0
+        self._journal_failure_shown = ""
         panel.sigKill.connect(self.kill)
         panel.sigRetry.connect(self.retry)
         panel.sigUnlock.connect(self.unlock)
@@ -289,18 +305,22 @@ class TradingController(QtCore.QObject):
         return self.hotkey
 
     def kill(self, trigger: str = "button") -> asyncio.Task:
-        """Engage the kill switch now (the gate locks before this returns)."""
+        """Engage the kill switch now (the gate locks before this returns), or join the run in progress.
+
+        Returns the run's task (:meth:`app.trading.killswitch.KillSwitch.trigger`: one run at a time).
+        """
         self.session.gate.lock(f"kill switch: {trigger}")  # lock at once, even before the task runs
-        self.panel.set_kill_state(KillState.ENGAGED, trigger)
-        task = self.session.kill.trigger(trigger)
+        kill = self.session.kill
+        self.panel.set_kill_state(KillState.ENGAGED, kill.trigger_name if kill.busy else trigger,
+                                  kill.journal_error if kill.busy else "")
+        task = kill.trigger(trigger)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def retry(self) -> None:
-        if self.session.kill.state == KillState.FAILED and not self.session.kill.busy:
-            self.panel.set_kill_state(KillState.ENGAGED, "retry")
-            self.spawn(self.session.kill.retry())
+    def retry(self) -> asyncio.Task:
+        """The Retry button: the same single-flight path as the kill button (joins a run in progress)."""
+        return self.kill("retry")
 
     def unlock(self, typed: str) -> bool:
         ok = self.session.kill.unlock(typed)
@@ -322,7 +342,7 @@ class TradingController(QtCore.QObject):
 
     def _on_kill(self, state, result) -> None:
         detail = result.describe() if result is not None else ""
-        self.panel.set_kill_state(state, detail)
+        self.panel.set_kill_state(state, detail, self.session.kill.journal_error)
         if state == KillState.FAILED and result is not None:
             self.report("error", f"Kill switch {result.describe()}. Check Sierra Chart's Trade Orders and "
                                  "Positions windows now.")
@@ -398,7 +418,8 @@ class TradingController(QtCore.QObject):
         """Hear ``pipeline``'s market data and frames (its fan-out) until :meth:`unfollow`.
 
         Every market batch goes to ``session.on_market`` (paper fills, open P&L, stale-data
-        rule); every published frame to :meth:`on_frame` (signal and outcome journal).
+        rule, which counts from this call until the first batch); every published frame to
+        :meth:`on_frame` (signal and outcome journal).
         """
         self.unfollow()
         sym = self.session.instrument.symbol
@@ -410,6 +431,7 @@ class TradingController(QtCore.QObject):
         pipeline.add_listener(on_market)
         pipeline.add_frame_listener(self.on_frame)
         self._followed = (pipeline, on_market)
+        session.watch_market(sym)  # the stale-data trigger counts from here until the first data
 
     def unfollow(self) -> None:
         """Stop hearing the pipeline given to :meth:`follow` (no-op when none)."""
@@ -449,12 +471,19 @@ class TradingController(QtCore.QObject):
                 self.session.journal.record_signal_outcome(out, patterns)
 
     def refresh(self) -> None:
+        """Show the session's figures, the kill switch (with any journal failure) and the newest problem."""
         s = self.session
         dec = int(getattr(s.instrument, "price_decimals", 2))
+        self.panel.journal_error = s.kill.journal_error
         self.panel.update_from(s.snapshot(), dec)
         if len(s.problems) > self._problems_seen:
             self._problems_seen = len(s.problems)
             self.panel.problem_label.setText(s.problems[-1])
+        failure = getattr(s.journal, "failure", "")
+        if failure and failure != self._journal_failure_shown:
+            self.panel.problem_label.setText(f"JOURNAL FAILED: {failure}; records go to {s.journal.fallback_path} "
+                                             "and are written to the journal when it works again")
+        self._journal_failure_shown = failure
 
 
 class _LadderClicks(QtCore.QObject):
