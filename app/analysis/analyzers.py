@@ -138,6 +138,9 @@ class Analyzers:
         self._outcomes_snap: dict[int, SignalOutcome] = {}
         self._precision_snap: dict = {}
         self._signals_snap: tuple = ()
+        self.stat_steps = 0  # analysis steps run
+        self.stat_bars = 0  # closed bars evaluated by the bar families
+        self.stat_fires: dict[str, int] = {}  # pattern -> steps (or bars) where its detector fired
 
     # ------------------------------------------------------------------------------------------
     def _refire_ok(self, name: str, side: int, price: int, ts: int) -> bool:
@@ -165,6 +168,7 @@ class Analyzers:
                          self._dom_params, self._dom_sums, self._dom_meta, out)
         hits = []
         if n:
+            self._count_fires({dom.DOM_PATTERNS[int(k) // 2] for k in np.flatnonzero(out[:, 0] > 0)})
             for k in np.flatnonzero(out[:, 0] > 0):
                 p, b = divmod(int(k), 2)
                 name = dom.DOM_PATTERNS[p]
@@ -180,6 +184,35 @@ class Analyzers:
                     f"{n1} {x1:.4g}, {n2} {x2:.4g}",
                     ((n1, float(x1)), (n2, float(x2)))))
         return hits
+
+    def _count_fires(self, names) -> None:
+        for name in names:
+            self.stat_fires[name] = self.stat_fires.get(name, 0) + 1
+
+    def pattern_stats(self) -> dict:
+        """Per pattern, the share of evaluations in which its detector fired (before the re-fire filter).
+
+        DOM, advanced trade and VIX patterns are evaluated every analysis step; bar patterns
+        (Battle Navale, head fake, transition) once per closed bar, so their share is over the
+        closed bars evaluated (a share over steps would only measure the bar length).
+
+        Returns
+        -------
+        dict[str, dict]
+            ``{name: {"fires": int, "of": int, "basis": "steps" | "bars", "share": float 0..1}}``,
+            every pattern of the seed system listed (``fires = 0`` for those that never fired).
+        """
+        bar_names = {name for name, _ in bn.BN_SLOTS} | {"head_fake", "transition"}
+        names = (list(dom.DOM_PATTERNS) + list(dict.fromkeys(name for name, _ in bn.BN_SLOTS))
+                 + list(adv.ADV_TRADE_ROWS) + ["head_fake", "transition"]
+                 + ["spike_reversal", "complacency", "regime_change"])
+        res = {}
+        for name in dict.fromkeys(names + sorted(self.stat_fires)):
+            basis = "bars" if name in bar_names else "steps"
+            of_n = self.stat_bars if basis == "bars" else self.stat_steps
+            n = self.stat_fires.get(name, 0)
+            res[name] = {"fires": n, "of": of_n, "basis": basis, "share": n / of_n if of_n else 0.0}
+        return res
 
     def set_live_vix(self, level: float | None) -> None:
         """Intraday VIX level from a live source (index points); ``None`` goes back to the daily close.
@@ -221,6 +254,7 @@ class Analyzers:
         if i < 1 or i == self._last_bar_i:
             return []
         self._last_bar_i = i
+        self.stat_bars += 1
         c = b["close"]
         hits = []
         ts = int(v.ts)
@@ -228,6 +262,7 @@ class Analyzers:
         self._bn_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.bn_params, out)
         gap = out[7, 0]
         rsv = "rouge sous verte" if out[7, 3] > 0 else "verte sous rouge"
+        self._count_fires({bn.BN_SLOTS[k][0] for k in np.flatnonzero(out[:7, 0] > 0)})
         for k in np.flatnonzero(out[:7, 0] > 0):
             name, side = bn.BN_SLOTS[k]
             s, price, x1, x2 = out[k]
@@ -238,6 +273,7 @@ class Analyzers:
         out = self._advb_out
         self._advb_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params, out)
         if out[0, 0] > 0:
+            self._count_fires(("head_fake",))
             s, price, side, x1, x2 = out[0]
             hits.append(PatternHit("head_fake", "advanced", ts, int(price), int(side), float(s),
                                    f"break of {int(price)} failed back inside with {x1:.4g} contracts beyond "
@@ -251,6 +287,8 @@ class Analyzers:
             elif er <= self.adv_sec["range_er"]:
                 new = _RANGE
             if new != self._transition:
+                if self._transition != _NONE:
+                    self._count_fires(("transition",))
                 prev = self._transition
                 self._transition = new
                 self._trend_dir = d if new == _TREND else 0
@@ -275,6 +313,7 @@ class Analyzers:
         out = self._advt_out
         if not self._advt_fn(t, int(v.ts), self.gamma, int(v.poc), int(v.vah), int(v.val), self.adv_params, out):
             return []
+        self._count_fires({adv.ADV_TRADE_ROWS[k] for k in np.flatnonzero(out[:, 0] > 0)})
         hits = []
         for k in np.flatnonzero(out[:, 0] > 0):
             name = adv.ADV_TRADE_ROWS[k]
@@ -313,9 +352,12 @@ class Analyzers:
             self._fired.clear()
             self._last_bar_i = -1
         self._last_ts = ts
+        self.stat_steps += 1
         hits = self._dom(view)
         t1 = pc()
         vs = self._vix_state(ts)
+        if vs is not None and vs.patterns:
+            self._count_fires({h.name for h in vs.patterns})
         t2 = pc()
         fo = self._flow(view)
         t3 = pc()
