@@ -46,6 +46,11 @@ DOM_SIDES = (
     (1, -1),  # squeeze: asks thinning with bids heavy -> squeeze up
 )
 
+#: Detection slots (rows) of ``out``: two per pattern.
+N_DOM_SLOTS = 12
+#: Shape of the kernels' ``out`` array.
+DOM_OUT_SHAPE = (12, 4)
+
 (Q_DEPTH, Q_ICE_COLS, Q_ICE_RATIO, Q_ICE_MINVOL, Q_WALL_RATIO, Q_WALL_MIN, Q_WALL_NB, Q_LAD_MIN,
  Q_LAD_STEP, Q_SPOOF_COLS, Q_SPOOF_RATIO, Q_SPOOF_DIST, Q_SPOOF_TRADED, Q_ABS_COLS, Q_ABS_RATIO,
  Q_ABS_MINVOL, Q_ABS_GIVE, Q_SQ_LEVELS, Q_SQ_COLS, Q_SQ_THIN, Q_SQ_IMB, Q_SQ_SPREAD) = range(22)
@@ -364,14 +369,16 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
                         out[6 + b, 1] = r
                         out[6 + b, 2] = peak
                         out[6 + b, 3] = med
-        # ---- absorption: heavy one-way aggression into the touch, all within `give` ticks
+        # ---- absorption: heavy one-way aggression into the touch, all within `give` ticks.
+        # Rows on both sides of the touch: a bid that slid down under selling took it above today's
+        # touch, and those rows must count (they widen the span, so the level "gave way").
         give = int(params[Q_ABS_GIVE])
         agg = 0.0
         other = 0.0
         lo_r = R
         hi_r = -1
-        r_from = max(0, touch - depth if b == 0 else touch - 1)
-        r_to = min(R - 1, touch + 1 if b == 0 else touch + depth)
+        r_from = max(0, touch - depth)
+        r_to = min(R - 1, touch + depth)
         for r in range(r_from, r_to + 1):
             v = sums[k_abs, r] + hit[o, r]
             if v > EPS:

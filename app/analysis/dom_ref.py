@@ -129,8 +129,7 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
         # absorption
         w = min(C, int(p[Q_ABS_COLS]))
         give = int(p[Q_ABS_GIVE])
-        r_from, r_to = (touch - depth, touch + 1) if b == 0 else (touch - 1, touch + depth)
-        r_from, r_to = max(0, r_from), min(R, r_to + 1)
+        r_from, r_to = max(0, touch - depth), min(R, touch + depth + 1)  # both sides of the touch
         blk = hit[r_from:r_to, C - w:].astype(np.float64)
         per_row = blk.sum(axis=1)
         agg = float(per_row[per_row > EPS].sum())

@@ -28,7 +28,7 @@ def sync_hist(v):
 def scan(impl, v, sec=SEC):
     """Run ``impl.dom_scan``; return {(pattern, side): (strength, price, v1, v2)}."""
     p = dom.dom_params(sec, v.column_ns)
-    a = np.zeros((12, 4))
+    a = np.zeros(dom.DOM_OUT_SHAPE)
     n = impl.dom_scan(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
                       v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, p, *dom.new_dom_state(v.rows), a)
     assert n == int((a[:, 0] > 0).sum())  # the count of detections written to out
@@ -163,7 +163,7 @@ def test_running_sums_follow_moving_columns_and_touch():
         bid[touch - 12: touch + 1] = rng.integers(1, 60, 13)
         ask[touch + 1: touch + 14] = rng.integers(1, 60, 13)
         args = (bid, ask, hb_all[sl], ha_all[sl], tb_all[sl], ts_all[sl], base + touch, base + touch + 1, base, col, p)
-        x, y = np.zeros((12, 4)), np.zeros((12, 4))
+        x, y = np.zeros(dom.DOM_OUT_SHAPE), np.zeros(dom.DOM_OUT_SHAPE)
         assert dom.dom_scan(*args, sums, meta, x) == dom_ref.dom_scan_np(*args, None, None, y)
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)  # running sums: rounding only
         rebuilt += meta[7] == 0

@@ -129,7 +129,7 @@ def check_twins(views):
     for v in views:
         args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
                 v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, dp, *dom.new_dom_state(v.rows))
-        x, y = twin(dom.dom_scan, dom_ref.dom_scan_np, args, (12, 4))
+        x, y = twin(dom.dom_scan, dom_ref.dom_scan_np, args, dom.DOM_OUT_SHAPE)
         np.testing.assert_allclose(x, y, rtol=1e-9, atol=1e-9)
         fired += int((x[:, 0] > 0).sum())
         t = v.trades
@@ -166,13 +166,13 @@ def test_dom_running_sums_equal_twin_over_the_real_hour(es):
         v = m.view()
         args = (v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
                 v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, dp)
-        x = np.zeros((12, 4))
+        x = np.zeros(dom.DOM_OUT_SHAPE)
         nx = dom.dom_scan(*args, sums, meta, x)
         incremental += meta[7] > 0
         bases.add(v.base)
         k += 1
         if k % 40 == 0:
-            y = np.zeros((12, 4))
+            y = np.zeros(dom.DOM_OUT_SHAPE)
             assert dom_ref.dom_scan_np(*args, None, None, y) == nx
             np.testing.assert_allclose(x, y, rtol=1e-7, atol=1e-6)
             compared += 1
