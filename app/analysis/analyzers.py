@@ -119,6 +119,7 @@ class Analyzers:
         self._dom_params = None
         self._dom_sums, self._dom_meta = dom.new_dom_state(0)
         self._dom_col_ns = None
+        self._dom_stats = dom.DomStats(self.dom_sec)
         self._vix_day = None
         self._vix_cached = None
         self._live_vix: float | None = None
@@ -160,16 +161,20 @@ class Analyzers:
             self._dom_params = dom.dom_params(self.dom_sec, v.column_ns)
             self._dom_col_ns = v.column_ns
             self._dom_sums, self._dom_meta = dom.new_dom_state(v.rows)
+            self._dom_stats.apply(self._dom_params, int(v.ts), force=True)
         if v.hist_bid.shape[1] == 0:
             return []
         out = self._dom_out
+        self._dom_stats.apply(self._dom_params, int(v.ts))
         n = self._dom_fn(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
                          int(v.best_bid), int(v.best_ask), int(v.base), int(v.col_t0 // max(1, v.column_ns)),
                          self._dom_params, self._dom_sums, self._dom_meta, out)
+        self._dom_stats.add(int(v.ts), out)
         hits = []
         if n:
-            self._count_fires({dom.DOM_PATTERNS[int(k) // 2] for k in np.flatnonzero(out[:, 0] > 0)})
-            for k in np.flatnonzero(out[:, 0] > 0):
+            fired = np.flatnonzero(out[:dom.N_DOM_SLOTS, 0] > 0)
+            self._count_fires({dom.DOM_PATTERNS[int(k) // 2] for k in fired})
+            for k in fired:
                 p, b = divmod(int(k), 2)
                 name = dom.DOM_PATTERNS[p]
                 s, row, x1, x2 = out[k]
@@ -180,7 +185,7 @@ class Analyzers:
                 n1, n2 = dom.DOM_VALUES[p]
                 hits.append(PatternHit(
                     name, "dom", int(v.ts), price, side, float(s),
-                    f"{name} on the {'bid' if b == 0 else 'ask'} at {self.instrument.to_price(price):.{self.instrument.price_decimals}f}: "
+                    f"{name} on the {dom.DOM_BOOK_SIDES[p][b]} at {self.instrument.to_price(price):.{self.instrument.price_decimals}f}: "
                     f"{n1} {x1:.4g}, {n2} {x2:.4g}",
                     ((n1, float(x1)), (n2, float(x2)))))
         return hits
@@ -351,6 +356,7 @@ class Analyzers:
             self._recent.clear()
             self._fired.clear()
             self._last_bar_i = -1
+            self._dom_stats.reset()
         self._last_ts = ts
         self.stat_steps += 1
         hits = self._dom(view)

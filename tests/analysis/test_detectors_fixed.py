@@ -5,16 +5,23 @@ implementations (``impl``: the numba kernel and its NumPy twin); where a kernel 
 kernel and the twin are compared directly.
 """
 
+import math
+
 import numpy as np
 import pytest
 
 from app.analysis import dom
-from app.analysis.analyzers import make_view
+from app.analysis.analyzers import Analyzers, make_view
 from app.config.profiles import load_profile
+from app.core.events import Instrument
 
 DEV = load_profile("development")
 SEC = DEV.section("dom")
+ES = Instrument("ES", 0.25, 12.5)
 TOUCH_B, TOUCH_A = 30, 31  # rows of best bid / best ask (base 1000)
+#: Instrument-relative thresholds (dom.STAT_SLOTS order) as DomStats might set them: iceberg
+#: 10 contracts, typical queue 0, ladder growth 0, squeeze thin 0.5 / imbalance 0.4, absorption 30.
+STATS = (10.0, 0.0, 0.0, 0.5, 0.4, 30.0)
 
 
 def book(**kw):
@@ -29,7 +36,7 @@ def book(**kw):
 
 def scan(impl, v, params=None):
     """Run ``impl.dom_scan``; return {(pattern, side): (strength, price, v1, v2)}."""
-    p = dom.dom_params(SEC, v.column_ns) if params is None else params
+    p = dom.dom_params(SEC, v.column_ns, stats=STATS) if params is None else params
     a = np.zeros(dom.DOM_OUT_SHAPE)
     n = impl.dom_scan(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
                       v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, p, *dom.new_dom_state(v.rows), a)
@@ -69,3 +76,134 @@ def test_absorption_ask_that_climbed_under_buying_is_not_absorption(impl):
     v.traded_buy[26:32, -6:] = 20.0 / 6
     v.traded_sell[20, -1] = 5
     assert ("absorption", -1) not in scan(impl, v)
+
+
+# ---- the statistics behind the relative thresholds (items 2-4) ----------------------------------
+
+def steps(a, make, n, t0=1_703_545_200_000_000_000, dt=250_000_000):
+    """Run ``n`` analysis steps of 250 ms on views from ``make(k)``; return every PatternHit."""
+    hits = []
+    for k in range(n):
+        v = make(k)
+        v = make_view(**{**{f: getattr(v, f) for f in v.__dataclass_fields__}, "ts": t0 + k * dt,
+                         "col_t0": t0 + k * dt - (v.hist_bid.shape[1] - 1) * dt})
+        hits.extend(a.step(v).patterns)
+    return hits
+
+
+def analyzers():
+    return Analyzers(DEV, ES, vix_history=False)
+
+
+def test_dom_stats_stay_off_until_stats_min_s_then_follow_the_quantiles():
+    st = dom.DomStats(SEC)
+    p = dom.dom_params(SEC, 250_000_000)
+    out = np.zeros(dom.DOM_OUT_SHAPE)
+    t0 = 10**18
+    for k in range(200):  # 50 s of 250 ms steps: less than stats_min_s (60 s)
+        out[12] = (k % 100 / 100, 1.0, 1.0, 0.0)
+        out[13] = (k % 100, 20.0, 20.0, k % 100)
+        st.add(t0 + k * 250_000_000, out)
+    st.apply(p, t0 + 199 * 250_000_000, force=True)
+    assert tuple(p[list(dom.STAT_SLOTS)]) == dom.OFF
+    for k in range(200, 400):
+        out[12] = (k % 100 / 100, 1.0, 1.0, 0.0)
+        out[13] = (k % 100, 20.0, 20.0, k % 100)
+        st.add(t0 + k * 250_000_000, out)
+    st.apply(p, t0 + 399 * 250_000_000, force=True)
+    x = np.arange(100.0)
+    assert p[dom.Q_ICE_MINVOL] == pytest.approx(np.quantile(x, SEC["iceberg_quantile"]))
+    assert p[dom.Q_ICE_TYP] == 20.0
+    assert p[dom.Q_LAD_GROWTH] == pytest.approx(np.quantile(x / 100, SEC["ladder_quantile"]))
+    assert p[dom.Q_SQ_THIN] == 1.0 and p[dom.Q_SQ_IMB] == SEC["squeeze_imbalance"]
+    assert p[dom.Q_ABS_MINVOL] == pytest.approx(np.quantile(x, SEC["absorption_quantile"]))
+
+
+# ---- item 2: a ladder must be unusual against the instrument's own book shape ----------------
+
+def shaped_book(k, sizes=(10, 13, 17, 22, 28, 35, 44, 55, 69, 86)):
+    """The normal shape of a book: sizes rising away from each touch (10 rows a side)."""
+    v = make_view(rows=64, cols=40, best_bid=1000 + TOUCH_B, best_ask=1000 + TOUCH_A)
+    v.bid[TOUCH_B - 9: TOUCH_B + 1] = sizes[::-1]
+    v.ask[TOUCH_A: TOUCH_A + 10] = sizes
+    v.hist_bid[:] = v.bid[:, None]
+    v.hist_ask[:] = v.ask[:, None]
+    return v
+
+
+def test_ladder_on_the_normal_book_shape_does_not_fire():
+    """Issue 14.2: sizes rising away from the touch every step is the book's normal shape; the old
+    detector reported it as a ladder on both sides from the first step."""
+    hits = steps(analyzers(), shaped_book, 400)
+    assert not [h for h in hits if h.name == "ladder"]
+
+
+def test_ladder_steeper_than_the_usual_shape_fires():
+    steep = (10, 15, 23, 35, 53, 80, 120, 180, 270, 400)
+    hits = steps(analyzers(), lambda k: shaped_book(k, steep if k >= 380 else (10, 13, 17, 22, 28, 35, 44, 55, 69, 86)),
+                 400)
+    lad = [h for h in hits if h.name == "ladder"]
+    assert lad and all(h.ts >= 1_703_545_200_000_000_000 + 380 * 250_000_000 for h in lad)
+    assert {h.side for h in lad} == {1, -1}
+    assert dict(lad[0].values)["growth"] == pytest.approx(math.log(400 / 10))
+
+
+# ---- item 3: squeeze relative to the instrument's own depth swings; reported at the thin side ----
+
+def jitter_book(k, thin_from=None):
+    """Asks 9..11 per level now (history 10), bids 10: the ordinary breathing of an ES book; from
+    step ``thin_from`` the asks thin to 8 per level (0.8 of their average, never <= 0.5 on ES) and
+    the bids fatten to 20."""
+    v = make_view(rows=64, cols=40, best_bid=1000 + TOUCH_B, best_ask=1000 + TOUCH_A)
+    v.hist_bid[21:31] = 10
+    v.hist_ask[31:41] = 10
+    v.bid[21:31] = 10
+    v.ask[31:41] = 9 + (k * 7 % 3)
+    if thin_from is not None and k >= thin_from:
+        v.ask[31:41] = 8
+        v.bid[21:31] = 20
+    return v
+
+
+def test_squeeze_fires_on_a_thinning_unusual_for_the_instrument_and_names_the_ask():
+    """Issue 14.3: on ES the thin side never falls to 0.5 of its average, so the old squeeze never
+    fired; measured against the book's own swings, asks at 0.8 with heavy bids are a squeeze up,
+    found at the best ask and reported "on the ask" (the old text said "on the bid")."""
+    hits = [h for h in steps(analyzers(), lambda k: jitter_book(k, thin_from=380), 400) if h.name == "squeeze"]
+    assert hits and all(h.side == 1 and h.price == 1000 + TOUCH_A for h in hits)
+    assert all(h.ts >= 1_703_545_200_000_000_000 + 380 * 250_000_000 for h in hits)
+    assert "squeeze on the ask" in hits[0].detail
+    assert dict(hits[0].values)["thin_ratio"] == pytest.approx(0.8)
+
+
+def test_squeeze_silent_on_the_ordinary_breathing_of_the_book():
+    assert not [h for h in steps(analyzers(), jitter_book, 400) if h.name == "squeeze"]
+
+
+# ---- item 4: iceberg against the typical queue and the instrument's traded volume --------------
+
+ICE_STATS = (40.0, 23.0, 0.0, 0.5, 0.4, 30.0)  # traded_max quantile 40, typical touch queue 23
+
+
+def test_iceberg_not_fired_by_a_normal_queue_refill(impl):
+    """Issue 14.4 ("traded 11, max_displayed 2.56"): a thin level that shows 2.56 contracts on
+    average and trades 11 is a queue refilling, not a hidden order; the old rule (10 contracts and
+    1.5 x displayed) reported it."""
+    v = book()
+    v.ask[32] = 3
+    v.hist_ask[32, :] = 2.56
+    v.traded_buy[32, -11:] = 1.0
+    assert ("iceberg", -1) not in scan(impl, v, dom.dom_params(SEC, v.column_ns, stats=ICE_STATS))
+    assert ("iceberg", -1) in scan(impl, v, dom.dom_params(SEC, v.column_ns, stats=(10.0, 0.0, 0.0, 0.5, 0.4, 30.0)))
+
+
+def test_iceberg_that_trades_far_more_than_the_typical_queue_fires(impl):
+    v = book()
+    v.ask[32] = 20
+    v.hist_ask[32, :] = 20
+    v.traded_buy[32, -12:] = 10.0  # 120 traded at a level that never showed more than 20
+    s, price, vol, disp = scan(impl, v, dom.dom_params(SEC, v.column_ns, stats=ICE_STATS))[("iceberg", -1)]
+    assert price == 1032 and vol == pytest.approx(120) and disp == 23.0  # the typical queue, not the 20 shown
+    assert s == pytest.approx(min(1.0, 0.5 * (120 / 23) / SEC["iceberg_ratio"]))
+    v.traded_buy[32, -12:] = 3.0  # 36 traded: under the instrument's 40
+    assert ("iceberg", -1) not in scan(impl, v, dom.dom_params(SEC, v.column_ns, stats=ICE_STATS))
