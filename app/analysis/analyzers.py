@@ -112,7 +112,7 @@ class Analyzers:
             self._flow_fn = orderflow_ref.flow_scan_np
             self._advt_fn, self._advb_fn = advanced_ref.adv_trades_scan_np, advanced_ref.adv_bars_scan_np
         self._dom_out = np.zeros(dom.DOM_OUT_SHAPE)
-        self._bn_out = np.zeros((8, 4))
+        self._bn_out = np.zeros(bn.BN_OUT_SHAPE)
         self._flow_out = np.zeros(7)
         self._advt_out = np.zeros((3, 5))
         self._advb_out = np.zeros((2, 5))

@@ -113,7 +113,7 @@ def _kernel_calls(p, v, numba_: bool):
     hb, ha, tb, tsl = v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T
     i = len(b) - 2
     lv = np.array([v.best_bid - 4], np.int64)
-    o_dom, o_fl, o_at, o_bn, o_ab = np.zeros(dom.DOM_OUT_SHAPE), np.zeros(7), np.zeros((3, 5)), np.zeros((8, 4)), np.zeros((2, 5))
+    o_dom, o_fl, o_at, o_bn, o_ab = np.zeros(dom.DOM_OUT_SHAPE), np.zeros(7), np.zeros((3, 5)), np.zeros(bn.BN_OUT_SHAPE), np.zeros((2, 5))
     f = (lambda a, b_: a) if numba_ else (lambda a, b_: b_)
     k_dom = f(dom.dom_scan, dom_ref.dom_scan_np)
     k_fl = f(of.flow_scan, orderflow_ref.flow_scan_np)

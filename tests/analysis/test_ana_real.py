@@ -146,7 +146,7 @@ def check_twins(views):
         b = v.bars
         for i in range(1, len(b) - 1):
             ba = (b, v.fp_buy, v.fp_sell, v.base, i, bp)
-            np.testing.assert_allclose(*twin(bn.bn_scan, battle_navale_ref.bn_scan_np, ba, (8, 4)), rtol=1e-12, equal_nan=True)
+            np.testing.assert_allclose(*twin(bn.bn_scan, battle_navale_ref.bn_scan_np, ba, bn.BN_OUT_SHAPE), rtol=1e-12, equal_nan=True)
             aa = (b, v.fp_buy, v.fp_sell, v.base, i, ap)
             np.testing.assert_allclose(*twin(adv.adv_bars_scan, advanced_ref.adv_bars_scan_np, aa, (2, 5)), rtol=1e-12)
     assert fired > 0  # the comparison covered real detections, not only empty outputs

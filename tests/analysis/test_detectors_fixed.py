@@ -207,3 +207,86 @@ def test_iceberg_that_trades_far_more_than_the_typical_queue_fires(impl):
     assert s == pytest.approx(min(1.0, 0.5 * (120 / 23) / SEC["iceberg_ratio"]))
     v.traded_buy[32, -12:] = 3.0  # 36 traded: under the instrument's 40
     assert ("iceberg", -1) not in scan(impl, v, dom.dom_params(SEC, v.column_ns, stats=ICE_STATS))
+
+
+# ---- items 5-7: Battle Navale ---------------------------------------------------------------
+
+from app.analysis import battle_navale as bn  # noqa: E402
+from app.market.bars import BAR_DTYPE  # noqa: E402
+
+BNP = bn.bn_params(DEV.section("battle_navale"))
+BASE, R = 990, 40
+
+
+def bars_with(rows, fps_rows):
+    """rows: (o, h, l, c, vol, buy, sell) per bar; fps_rows: per bar ({row price: buy}, {row price: sell})."""
+    b = np.zeros(len(rows), BAR_DTYPE)
+    fpb = np.zeros((len(rows), R), np.float32)
+    fps = np.zeros((len(rows), R), np.float32)
+    for k, ((o, h, lo, c, vol, buy, sell), (fb, fs)) in enumerate(zip(rows, fps_rows)):
+        b[k] = (k * 60_000_000_000, o, h, lo, c, vol, buy, sell, buy - sell, 10)
+        for px, x in fb.items():
+            fpb[k, px - BASE] = x
+        for px, x in fs.items():
+            fps[k, px - BASE] = x
+    return b, fpb, fps
+
+
+def run_bn(impl, rows, fps_rows):
+    """Scan the last bar of ``rows`` (an open bar is appended); return ({slot: row}, out)."""
+    b, fpb, fps = bars_with(rows + [(1001, 1001, 1001, 1001, 1.0, 1.0, 0.0)], fps_rows + [({1001: 1.0}, {})])
+    x = np.zeros(bn.BN_OUT_SHAPE)
+    impl.bn_scan(b, fpb, fps, BASE, len(b) - 2, BNP, x)
+    return {bn.BN_SLOTS[k]: tuple(x[k]) for k in range(7) if x[k, 0] > 0}, x
+
+
+#: 20 quiet ES-like bars 1000-1002: buyers and sellers trade at the same prices, so the green base
+#: sits only 0.4 tick above the red one (the real ES hour: median gap 0.44 ticks).
+QUIET = [(1000, 1002, 1000, 1001, 100.0, 50.0, 50.0)] * 20
+QUIET_FP = [({1001: 50.0}, {1001: 30.0, 1000: 20.0})] * 20
+
+
+def test_defenders_refused_on_a_narrow_bar(impl):
+    """Issue 14.5: on a 5-row bar the 2 extreme rows are 40 % of the bar, so "35 % of the selling
+    there" says nothing; the old rule fired (the docs' former example)."""
+    got, _ = run_bn(impl, QUIET + [(1003, 1004, 1000, 1003, 120.0, 60.0, 60.0)],
+                    QUIET_FP + [({1004: 60.0}, {1000: 30.0, 1003: 30.0})])
+    assert ("defenders", 1) not in got
+
+
+def test_defenders_on_a_wide_bar_fire(impl):
+    got, _ = run_bn(impl, QUIET + [(1003, 1006, 1000, 1005, 120.0, 60.0, 60.0)],
+                    QUIET_FP + [({1006: 30.0, 1005: 30.0}, {1000: 30.0, 1003: 30.0})])
+    s, price, fr, pos = got[("defenders", 1)]
+    assert price == 1000 and fr == pytest.approx(0.5)
+
+
+def test_rouge_sous_verte_neutral_is_the_median_gap_of_recent_bars(impl):
+    """Issue 14.6: with a 1-tick neutral, a bar whose green base is 0.6 above the red (more than
+    the usual 0.4) was "verte sous rouge" and blocked a long; calibrated on the bars before it,
+    it holds (and a 0.2 gap does not)."""
+    up = (1000, 1003, 1000, 1003, 200.0, 140.0, 60.0)  # a vikings bar: 2 x volume, delta 0.4, up
+    got, x = run_bn(impl, QUIET + [up], QUIET_FP + [({1002: 140.0}, {1002: 24.0, 1001: 36.0})])
+    assert x[8, 0] == pytest.approx(0.4) and x[8, 1] == 20  # neutral gap, bars it was measured on
+    assert x[7, 0] == pytest.approx(0.6) and x[7, 3] == 1.0  # gap 0.6 >= 0.4: rouge sous verte
+    assert ("vikings", 1) in got
+    got, x = run_bn(impl, QUIET + [up], QUIET_FP + [({1002: 140.0}, {1002: 48.0, 1001: 12.0})])
+    assert x[7, 0] == pytest.approx(0.2) and x[7, 3] == 0.0 and ("vikings", 1) not in got
+
+
+def test_long_down_up_long_up_down_and_vikings_fire_on_es_like_bars(impl):
+    """Issue 14.7: each of the three fires on an ES-like footprint (gaps near the calibrated neutral),
+    long and short; under the 1-tick neutral every long one was refused on such bars."""
+    fp_long = ({1003: 60.0}, {1003: 20.0, 1002: 20.0})  # gap 0.5 >= 0.4
+    fp_short = ({1003: 40.0}, {1003: 36.0, 1002: 24.0})  # gap 0.4 <= 0.4
+    long_bar_down = (1006, 1006, 1000, 1000, 100.0, 40.0, 60.0)
+    got, _ = run_bn(impl, QUIET + [long_bar_down, (1001, 1005, 1001, 1004, 100.0, 60.0, 40.0)],
+                    QUIET_FP + [({1000: 40.0}, {1000: 60.0}), fp_long])
+    assert ("long_down_up", 1) in got
+    long_bar_up = (1000, 1006, 1000, 1006, 100.0, 60.0, 40.0)
+    got, _ = run_bn(impl, QUIET + [long_bar_up, (1005, 1005, 1001, 1002, 100.0, 40.0, 60.0)],
+                    QUIET_FP + [({1006: 60.0}, {1006: 40.0}), fp_short])
+    assert ("long_up_down", -1) in got
+    got, _ = run_bn(impl, QUIET + [(1003, 1003, 1000, 1000, 200.0, 60.0, 140.0)],
+                    QUIET_FP + [({1001: 60.0}, {1001: 84.0, 1000: 56.0})])
+    assert ("vikings", -1) in got
