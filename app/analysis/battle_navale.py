@@ -81,6 +81,26 @@ def bar_bases(fp_buy_row, fp_sell_row, base):
 
 
 @kernel
+def _gap_in(fp_buy_row, fp_sell_row, r0, r1):
+    """``green - red`` base gap of one bar from its footprint rows ``[r0, r1)`` only, ticks (nan
+    when a side has no volume there). The lookback bars' gaps read only their own price rows."""
+    sb = 0.0
+    ss = 0.0
+    wb = 0.0
+    ws = 0.0
+    for r in range(r0, r1):
+        vb = fp_buy_row[r]
+        vs = fp_sell_row[r]
+        sb += vb
+        ss += vs
+        wb += vb * r
+        ws += vs * r
+    if sb > 0 and ss > 0:
+        return wb / sb - ws / ss
+    return np.nan
+
+
+@kernel
 def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     """Battle Navale patterns on closed bar ``i`` (numba).
 
@@ -126,9 +146,9 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
         sr += h[j] - lo[j] + 1.0
         sv += vol[j]
         n += 1
-        gj, rj = bar_bases(fp_buy[j], fp_sell[j], base)
-        if gj == gj and rj == rj:
-            gaps[ng] = gj - rj
+        gj = _gap_in(fp_buy[j], fp_sell[j], max(0, lo[j] - base), min(fp_buy.shape[1], h[j] - base + 1))
+        if gj == gj:
+            gaps[ng] = gj
             ng += 1
         if vol[j] > 0:
             adr[na] = abs(buy[j] - sell[j]) / vol[j]

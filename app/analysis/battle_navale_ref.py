@@ -70,7 +70,12 @@ def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
         return 0
     avg_r = float(np.mean(h[j0:i] - lo[j0:i] + 1.0))
     avg_v = float(np.mean(vol[j0:i]))
-    gaps = np.array([np.subtract(*bar_bases_np(fp_buy[j], fp_sell[j], base)) for j in range(j0, i)])
+    R = fp_buy.shape[1]
+    gaps = []
+    for j in range(j0, i):  # each lookback bar's gap from its own price rows (low..high)
+        r0, r1 = max(0, lo[j] - base), min(R, h[j] - base + 1)
+        gaps.append(np.subtract(*bar_bases_np(fp_buy[j, r0:r1], fp_sell[j, r0:r1], 0)) if r1 > r0 else np.nan)
+    gaps = np.array(gaps, np.float64)
     gaps = gaps[np.isfinite(gaps)]
     neutral = float(np.median(gaps)) if gaps.size else 0.0
     out[8] = (neutral, gaps.size, 0.0, 0.0)
