@@ -12,7 +12,8 @@ strongest detection into ``out`` (float64, :data:`DOM_OUT_SHAPE`):
   :data:`DOM_VALUES`);
 * rows 12 and 13: this step's book statistics (:data:`DOM_STAT_NAMES`), which
   :class:`DomStats` keeps over the last ``dom.stats_window_s`` to set the thresholds that are
-  relative to the instrument (iceberg volume and typical queue, ladder growth, squeeze).
+  relative to the instrument (iceberg volume and typical queue, ladder growth, squeeze,
+  absorption volume).
 
 The exact rules, units and profile defaults are in ``docs/patterns.md``; the kernel follows them
 line by line. Window lengths are given to the kernel in heatmap columns (the newest column,
@@ -46,7 +47,7 @@ DOM_SIDES = (
     (1, -1),  # ladder
     (-1, 1),  # spoofing: a pulled bid was fake support -> bearish
     (1, -1),  # absorption: bids absorbing sellers -> bullish
-    (1, -1),  # squeeze: asks thinning with bids heavy -> squeeze up
+    (1, -1),  # squeeze: slot 0 = asks thinning with bids heavy -> squeeze up (price: the best ask)
 )
 
 #: Detection slots (rows) of ``out``: two per pattern.
@@ -74,11 +75,13 @@ DOM_BOOK_SIDES = (("bid", "ask"),) * 5 + (("ask", "bid"),)
  Q_ABS_MINVOL, Q_ABS_GIVE, Q_SQ_LEVELS, Q_SQ_COLS, Q_SQ_THIN, Q_SQ_IMB, Q_SQ_SPREAD, Q_ICE_TYP,
  Q_LAD_GROWTH) = range(24)
 N_DOM_PARAMS = 24
-#: The slots set from the instrument's own statistics (:meth:`DomStats.apply`); :func:`dom_params`
-#: leaves them "off" (the detector cannot fire) until statistics exist.
-#: Their values while there are no statistics: the detectors that need them cannot fire.
-OFF = (math.inf, 0.0, math.inf, -1.0, math.inf, math.inf)
+#: The slots set from the instrument's own statistics (:meth:`DomStats.apply`): iceberg minimum
+#: volume, typical touch queue, ladder growth, squeeze thin ratio and imbalance, absorption minimum
+#: volume.
 STAT_SLOTS = (Q_ICE_MINVOL, Q_ICE_TYP, Q_LAD_GROWTH, Q_SQ_THIN, Q_SQ_IMB, Q_ABS_MINVOL)
+#: Their values while there are no statistics (:func:`dom_params`' default): iceberg, ladder,
+#: squeeze and absorption cannot fire.
+OFF = (math.inf, 0.0, math.inf, -1.0, math.inf, math.inf)
 #: A spoofed level counts as pulled when what is left is at most this fraction of its peak size.
 SPOOF_GONE_FRAC = 0.25
 

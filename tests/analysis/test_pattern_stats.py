@@ -54,3 +54,20 @@ def test_vikings_fires_on_the_real_es_hour_with_scalping():
     rep = analyze(load_any("default"), "scalping", pattern_stats=True)
     assert rep["pattern_stats_detail"]["vikings"]["fires"] > 0
     assert rep["pattern_stats"]["vikings"] <= 0.05
+
+
+def test_cli_pattern_stats_json_and_text(capsys):
+    from app.cli import main
+
+    assert main(["analyze", "default", "--pattern-stats", "--json"]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    assert set(DOM_BN) <= set(rep["pattern_stats"])
+    assert all(0.0 <= x <= 1.0 for x in rep["pattern_stats"].values())
+    assert rep["pattern_stats_detail"]["defenders"]["basis"] == "bars"
+    assert rep["pattern_stats_detail"]["iceberg"] == {"fires": rep["pattern_stats_detail"]["iceberg"]["fires"],
+                                                      "of": rep["steps"], "basis": "steps"}
+    assert main(["analyze", "default"]) == 0
+    assert "pattern stats" not in capsys.readouterr().out  # only on request
+    assert main(["analyze", "default", "--pattern-stats"]) == 0
+    text = capsys.readouterr().out
+    assert "pattern stats" in text and "iceberg" in text and "of   6286 steps" in text
