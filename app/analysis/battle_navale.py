@@ -24,6 +24,7 @@ import numpy as np
 
 from app.core.jit import kernel
 
+from app.analysis.kernel_util import median_inplace as _median
 from app.analysis.kernel_util import n_hits as _n_hits
 
 #: slot -> (pattern name, trading side)
@@ -81,23 +82,25 @@ def bar_bases(fp_buy_row, fp_sell_row, base):
 
 
 @kernel
-def _gap_in(fp_buy_row, fp_sell_row, r0, r1):
-    """``green - red`` base gap of one bar from its footprint rows ``[r0, r1)`` only, ticks (nan
-    when a side has no volume there). The lookback bars' gaps read only their own price rows."""
+def _bases_in(fp_buy, fp_sell, k, lo, hi, base):
+    """:func:`bar_bases` of bar ``k`` read on its own price rows only (``lo..hi`` ticks, clipped to
+    the grid): a bar's footprint lies within its range, so the result is the same, for a few rows
+    instead of the whole grid."""
+    R = fp_buy.shape[1]
     sb = 0.0
     ss = 0.0
     wb = 0.0
     ws = 0.0
-    for r in range(r0, r1):
-        vb = fp_buy_row[r]
-        vs = fp_sell_row[r]
+    for r in range(max(0, lo - base), min(R, hi - base + 1)):
+        vb = fp_buy[k, r]
+        vs = fp_sell[k, r]
         sb += vb
         ss += vs
         wb += vb * r
         ws += vs * r
-    if sb > 0 and ss > 0:
-        return wb / sb - ws / ss
-    return np.nan
+    g = base + wb / sb if sb > 0 else np.nan
+    red = base + ws / ss if ss > 0 else np.nan
+    return g, red
 
 
 @kernel
@@ -138,29 +141,29 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     n = 0
     sr = 0.0
     sv = 0.0
-    gaps = np.empty(i - j0)
-    adr = np.empty(i - j0)
+    m = i - j0
+    buf = np.empty(2 * m)  # lookback gaps in [0, m), |delta| / volume in [m, 2m)
     ng = 0
     na = 0
     for j in range(j0, i):
         sr += h[j] - lo[j] + 1.0
         sv += vol[j]
         n += 1
-        gj = _gap_in(fp_buy[j], fp_sell[j], max(0, lo[j] - base), min(fp_buy.shape[1], h[j] - base + 1))
-        if gj == gj:
-            gaps[ng] = gj
+        gj, rj = _bases_in(fp_buy, fp_sell, j, lo[j], h[j], base)
+        if gj == gj and rj == rj:
+            buf[ng] = gj - rj
             ng += 1
         if vol[j] > 0:
-            adr[na] = abs(buy[j] - sell[j]) / vol[j]
+            buf[m + na] = abs(buy[j] - sell[j]) / vol[j]
             na += 1
     if n == 0:
         return 0
     avg_r = sr / n
     avg_v = sv / n
-    neutral = np.median(gaps[:ng]) if ng > 0 else 0.0
+    neutral = _median(buf, 0, ng) if ng > 0 else 0.0
     out[8, 0] = neutral
     out[8, 1] = ng
-    g, red = bar_bases(fp_buy[i], fp_sell[i], base)
+    g, red = _bases_in(fp_buy, fp_sell, i, lo[i], h[i], base)
     gap = g - red
     out[7, 0] = gap
     out[7, 1] = g
@@ -198,7 +201,7 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     # color down: an up bar (price green) whose delta is red, at least as strongly as a usual bar's
     cthr = params[B_COLOR]
     if na > 0:
-        cthr = max(cthr, np.median(adr[:na]))
+        cthr = max(cthr, _median(buf, m, na))
     if c[i] > o[i] and -dr >= cthr and cthr > 0 and short_ok:
         out[2, 0] = min(1.0, 0.5 * (-dr) / cthr)
         out[2, 1] = c[i]

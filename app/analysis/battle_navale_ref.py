@@ -74,7 +74,10 @@ def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     gaps = []
     for j in range(j0, i):  # each lookback bar's gap from its own price rows (low..high)
         r0, r1 = max(0, lo[j] - base), min(R, h[j] - base + 1)
-        gaps.append(np.subtract(*bar_bases_np(fp_buy[j, r0:r1], fp_sell[j, r0:r1], 0)) if r1 > r0 else np.nan)
+        r = np.arange(r0, r1, dtype=np.float64)
+        b_, s_ = fp_buy[j, r0:r1].astype(np.float64), fp_sell[j, r0:r1].astype(np.float64)
+        ok = b_.sum() > 0 and s_.sum() > 0
+        gaps.append((base + (b_ * r).sum() / b_.sum()) - (base + (s_ * r).sum() / s_.sum()) if ok else np.nan)
     gaps = np.array(gaps, np.float64)
     gaps = gaps[np.isfinite(gaps)]
     neutral = float(np.median(gaps)) if gaps.size else 0.0

@@ -28,6 +28,7 @@ import numpy as np
 
 from app.core.jit import kernel
 
+from app.analysis.kernel_util import median_inplace as _median
 from app.analysis.kernel_util import n_hits as _n_hits
 
 DOM_PATTERNS = ("iceberg", "wall", "ladder", "spoofing", "absorption", "squeeze")
@@ -128,9 +129,9 @@ def dom_params(section: dict, column_ns: int, stats=None) -> np.ndarray:
 
 
 @kernel
-def _side_median(book, touch, step, n, R):
-    """Median of the non-empty sizes among the first ``n`` rows of one side from the touch."""
-    buf = np.empty(n)
+def _side_median(book, touch, step, n, R, buf):
+    """Median of the non-empty sizes among the first ``n`` rows of one side from the touch
+    (``buf``: a scratch row of the kernel state, length R)."""
     k = 0
     r = touch
     for _ in range(n):
@@ -142,12 +143,13 @@ def _side_median(book, touch, step, n, R):
         r += step
     if k == 0:
         return 0.0
-    return np.median(buf[:k])
+    return _median(buf, 0, k)
 
 
-#: Running sums kept between calls (:func:`new_dom_state`), rows of ``sums`` (float64 (10, R)).
+#: Running sums kept between calls (:func:`new_dom_state`), rows of ``sums`` (float64 (12, R));
+#: the last two rows are scratch space for the kernel (no allocation per call).
 S_ICE_SELL, S_ICE_BUY, S_ICE_HBID, S_ICE_HASK, S_ICE_NBID, S_ICE_NASK, S_ABS_SELL, S_ABS_BUY, \
-    S_SP_SELL, S_SP_BUY = range(10)
+    S_SP_SELL, S_SP_BUY, S_SCRATCH_MED, S_SCRATCH_PEAK = range(12)
 N_SUMS = 10
 #: meta (int64 (10,)): valid, base, C, last closed absolute column, nI, nA, nS, advances since
 #: rebuild, band low row, band high row (exclusive). Only the rows of the band are kept up to date.
@@ -157,8 +159,9 @@ EPS = 1e-9
 
 
 def new_dom_state(rows: int):
-    """Fresh running-sum state for :func:`dom_scan`: ``(sums float64 (10, rows), meta int64 (10,))``."""
-    return np.zeros((N_SUMS, rows)), np.zeros(10, np.int64)
+    """Fresh running-sum state for :func:`dom_scan`: ``(sums float64 (12, rows), meta int64 (10,))``
+    (10 rows of window sums, 2 of scratch)."""
+    return np.zeros((N_SUMS + 2, rows)), np.zeros(10, np.int64)
 
 
 @kernel
@@ -307,7 +310,7 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
         _update_sums(hb, ha, tb, tsell, base, col0, nI, nA, nS, need_lo, need_hi, sums, meta)
     o = C - 1  # the open column
     nb = int(params[Q_WALL_NB])
-    peakbuf = np.zeros(int(params[Q_SPOOF_DIST]) + 1)
+    peakbuf = sums[S_SCRATCH_PEAK]  # length R >= the spoofing rows read
     for b in range(2):
         if b == 0:
             book = bid
@@ -328,7 +331,7 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
         if touch < 0 or touch >= R:
             continue
         out[13, 1 + b] = book[touch]
-        med = _side_median(book, touch, step, nb, R)
+        med = _side_median(book, touch, step, nb, R, sums[S_SCRATCH_MED])
         # ---- iceberg
         for k in range(depth):
             r = touch + step * k
