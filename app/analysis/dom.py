@@ -348,7 +348,7 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
                 dmax = sums[k_h, r] / n
             if params[Q_ICE_TYP] > dmax:  # a thin level is measured against the typical queue
                 dmax = params[Q_ICE_TYP]
-            if vol > 0 and vol >= params[Q_ICE_MINVOL] and vol >= params[Q_ICE_RATIO] * dmax:
+            if vol > 0 and vol > params[Q_ICE_MINVOL] and vol >= params[Q_ICE_RATIO] * dmax:
                 s = min(1.0, 0.5 * (vol / dmax) / params[Q_ICE_RATIO])
                 if s > out[b, 0]:
                     out[b, 0] = s
@@ -450,7 +450,7 @@ def dom_scan(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params
             other += sums[k_opp, r] + opp[o, r]
         if agg > out[13, 3]:
             out[13, 3] = agg  # aggression
-        if agg > 0 and agg >= params[Q_ABS_MINVOL] and agg >= params[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
+        if agg > 0 and agg > params[Q_ABS_MINVOL] and agg >= params[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
             held = (touch >= lo_r) if b == 0 else (touch <= hi_r)
             if held:
                 rr = agg / (params[Q_ABS_RATIO] * other) if other > EPS else 2.0

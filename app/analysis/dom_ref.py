@@ -92,7 +92,7 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
         if shown.any():
             out[13, 0] = max(out[13, 0], float(vol[shown].max()))  # traded_max
         dmax = np.maximum(np.maximum(book[rows], mean), p[Q_ICE_TYP])
-        ok = (book[rows] > 0) & (vol > 0) & (vol >= p[Q_ICE_MINVOL]) & (vol >= p[Q_ICE_RATIO] * dmax)
+        ok = (book[rows] > 0) & (vol > 0) & (vol > p[Q_ICE_MINVOL]) & (vol >= p[Q_ICE_RATIO] * dmax)
         if ok.any():
             s = np.where(ok, np.minimum(1.0, 0.5 * (vol / np.where(dmax > 0, dmax, 1)) / p[Q_ICE_RATIO]), 0.0)
             i = int(np.argmax(s))
@@ -153,7 +153,7 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
         if agg > 0:
             hr = r_from + np.flatnonzero(per_row > EPS)
             lo_r, hi_r = int(hr.min()), int(hr.max())
-            if agg >= p[Q_ABS_MINVOL] and agg >= p[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
+            if agg > p[Q_ABS_MINVOL] and agg >= p[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
                 held = touch >= lo_r if b == 0 else touch <= hi_r
                 if held:
                     rr = agg / (p[Q_ABS_RATIO] * other) if other > EPS else 2.0
