@@ -290,3 +290,11 @@ def test_long_down_up_long_up_down_and_vikings_fire_on_es_like_bars(impl):
     got, _ = run_bn(impl, QUIET + [(1003, 1003, 1000, 1000, 200.0, 60.0, 140.0)],
                     QUIET_FP + [({1001: 60.0}, {1001: 84.0, 1000: 56.0})])
     assert ("vikings", -1) in got
+
+
+def test_profile_refuses_stats_min_longer_than_the_window():
+    from app.config.schema import ConfigError
+
+    with pytest.raises(ConfigError, match="stats_min_s"):
+        load_profile("production", {"dom.stats_min_s": 900.0})  # stats_window_s is 600
+    assert load_profile("production", {"dom.stats_min_s": 600.0}).get("dom.stats_min_s") == 600.0
