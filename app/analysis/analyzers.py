@@ -120,14 +120,15 @@ class Analyzers:
             self._dom_fn, self._bn_fn = dom_ref.dom_scan_np, battle_navale_ref.bn_scan_np
             self._flow_fn = orderflow_ref.flow_scan_np
             self._advt_fn, self._advb_fn = advanced_ref.adv_trades_scan_np, advanced_ref.adv_bars_scan_np
-        self._dom_out = np.zeros((12, 4))
-        self._bn_out = np.zeros((8, 4))
+        self._dom_out = np.zeros(dom.DOM_OUT_SHAPE)
+        self._bn_out = np.zeros(bn.BN_OUT_SHAPE)
         self._flow_out = np.zeros(7)
         self._advt_out = np.zeros((2, 5))
         self._advb_out = np.zeros((2, 5))
         self._dom_params = None
         self._dom_sums, self._dom_meta = dom.new_dom_state(0)
         self._dom_col_ns = None
+        self._dom_stats = dom.DomStats(self.dom_sec)
         self._vix_day = None
         self._vix_cached = None
         self._live_vix: float | None = None
@@ -149,6 +150,9 @@ class Analyzers:
         self._outcomes_snap: dict[int, SignalOutcome] = {}
         self._precision_snap: dict = {}
         self._signals_snap: tuple = ()
+        self.stat_steps = 0  # analysis steps run
+        self.stat_bars = 0  # closed bars evaluated by the bar families
+        self.stat_fires: dict[str, int] = {}  # pattern -> steps (or bars) where its detector fired
 
     # ------------------------------------------------------------------------------------------
     def _refire_ok(self, name: str, side: int, price: int, ts: int) -> bool:
@@ -168,15 +172,20 @@ class Analyzers:
             self._dom_params = dom.dom_params(self.dom_sec, v.column_ns)
             self._dom_col_ns = v.column_ns
             self._dom_sums, self._dom_meta = dom.new_dom_state(v.rows)
+            self._dom_stats.apply(self._dom_params, int(v.ts), force=True)
         if v.hist_bid.shape[1] == 0:
             return []
         out = self._dom_out
+        self._dom_stats.apply(self._dom_params, int(v.ts))
         n = self._dom_fn(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
                          int(v.best_bid), int(v.best_ask), int(v.base), int(v.col_t0 // max(1, v.column_ns)),
                          self._dom_params, self._dom_sums, self._dom_meta, out)
+        self._dom_stats.add(int(v.ts), out)
         hits = []
         if n:
-            for k in np.flatnonzero(out[:, 0] > 0):
+            fired = np.flatnonzero(out[:dom.N_DOM_SLOTS, 0] > 0)
+            self._count_fires({dom.DOM_PATTERNS[int(k) // 2] for k in fired})
+            for k in fired:
                 p, b = divmod(int(k), 2)
                 name = dom.DOM_PATTERNS[p]
                 s, row, x1, x2 = out[k]
@@ -188,10 +197,39 @@ class Analyzers:
                 f = self.fmt
                 hits.append(PatternHit(
                     name, "dom", int(v.ts), price, side, float(s),
-                    f"{_label(name)} on the {'bid' if b == 0 else 'ask'} at {f.price(price)}: "
+                    f"{_label(name)} on the {dom.DOM_BOOK_SIDES[p][b]} at {f.price(price)}: "
                     f"{f.values(((n1, x1), (n2, x2)))}; {f.strength(s)}",
                     ((n1, float(x1)), (n2, float(x2)))))
         return hits
+
+    def _count_fires(self, names) -> None:
+        for name in names:
+            self.stat_fires[name] = self.stat_fires.get(name, 0) + 1
+
+    def pattern_stats(self) -> dict:
+        """Per pattern, the share of evaluations in which its detector fired (before the re-fire filter).
+
+        DOM, advanced trade and VIX patterns are evaluated every analysis step; bar patterns
+        (Battle Navale, head fake, transition) once per closed bar, so their share is over the
+        closed bars evaluated (a share over steps would only measure the bar length).
+
+        Returns
+        -------
+        dict[str, dict]
+            ``{name: {"fires": int, "of": int, "basis": "steps" | "bars", "share": float 0..1}}``,
+            every pattern of the seed system listed (``fires = 0`` for those that never fired).
+        """
+        bar_names = {name for name, _ in bn.BN_SLOTS} | {"head_fake", "transition"}
+        names = (list(dom.DOM_PATTERNS) + list(dict.fromkeys(name for name, _ in bn.BN_SLOTS))
+                 + list(adv.ADV_TRADE_ROWS) + ["head_fake", "transition"]
+                 + ["spike_reversal", "complacency", "regime_change"])
+        res = {}
+        for name in dict.fromkeys(names + sorted(self.stat_fires)):
+            basis = "bars" if name in bar_names else "steps"
+            of_n = self.stat_bars if basis == "bars" else self.stat_steps
+            n = self.stat_fires.get(name, 0)
+            res[name] = {"fires": n, "of": of_n, "basis": basis, "share": n / of_n if of_n else 0.0}
+        return res
 
     def set_live_vix(self, level: float | None) -> None:
         """Intraday VIX level from a live source (index points); ``None`` goes back to the daily close.
@@ -233,6 +271,7 @@ class Analyzers:
         if i < 1 or i == self._last_bar_i:
             return []
         self._last_bar_i = i
+        self.stat_bars += 1
         c = b["close"]
         hits = []
         ts = int(v.ts)
@@ -241,6 +280,7 @@ class Analyzers:
         gap = out[7, 0]
         rsv = "red under green" if out[7, 3] > 0 else "green under red"
         f = self.fmt
+        self._count_fires({bn.BN_SLOTS[k][0] for k in np.flatnonzero(out[:7, 0] > 0)})
         for k in np.flatnonzero(out[:7, 0] > 0):
             name, side = bn.BN_SLOTS[k]
             s, price, x1, x2 = out[k]
@@ -252,6 +292,7 @@ class Analyzers:
         out = self._advb_out
         self._advb_fn(b, v.fp_buy, v.fp_sell, int(v.base), i, self.adv_params, out)
         if out[0, 0] > 0:
+            self._count_fires(("head_fake",))
             s, price, side, x1, x2 = out[0]
             hits.append(PatternHit("head_fake", "advanced", ts, int(price), int(side), float(s),
                                    f"head fake: the break of {f.price(price)} failed back inside with "
@@ -265,6 +306,8 @@ class Analyzers:
             elif er <= self.adv_sec["range_er"]:
                 new = _RANGE
             if new != self._transition:
+                if self._transition != _NONE:
+                    self._count_fires(("transition",))
                 prev = self._transition
                 self._transition = new
                 self._trend_dir = d if new == _TREND else 0
@@ -306,6 +349,7 @@ class Analyzers:
             poc = vah = val = -1
         if not self._advt_fn(t, int(v.ts), poc, vah, val, self.adv_params, out):
             return []
+        self._count_fires({adv.ADV_TRADE_ROWS[k] for k in np.flatnonzero(out[:, 0] > 0)})
         hits = []
         for k in np.flatnonzero(out[:, 0] > 0):
             name = adv.ADV_TRADE_ROWS[k]
@@ -343,14 +387,18 @@ class Analyzers:
             self._recent.clear()
             self._fired.clear()
             self._last_bar_i = -1
+            self._dom_stats.reset()
         self._last_ts = ts
         if self._fmt_steps <= 0 and view.trades.shape[0]:  # the sizes' decimals, now and then
             self.fmt.learn_sizes(view.trades["size"][-256:])
             self._fmt_steps = 200
         self._fmt_steps -= 1
+        self.stat_steps += 1
         hits = self._dom(view)
         t1 = pc()
         vs = self._vix_state(ts)
+        if vs is not None and vs.patterns:
+            self._count_fires({h.name for h in vs.patterns})
         t2 = pc()
         fo = self._flow(view)
         t3 = pc()

@@ -3,16 +3,19 @@
 :func:`bn_scan` (numba) and its twin :func:`app.analysis.battle_navale_ref.bn_scan_np` evaluate
 the **last closed bar** ``i`` (``K - 2`` when the newest bar is still open; the caller passes
 ``i``) against the bars before it.
-``out`` is float64 (8, 4), one row per detection slot (:data:`BN_SLOTS`), columns
-``[strength 0..1 (0 = none), price tick, value1, value2]``; row 7 holds the bases (the signed gap,
-see below).
+``out`` is float64 :data:`BN_OUT_SHAPE` (9, 4), one row per detection slot (:data:`BN_SLOTS`),
+columns ``[strength 0..1 (0 = none), price tick, value1, value2]``; row 7 holds the bases (the
+signed gap, see below), row 8 the neutral gap the rule was calibrated to.
 
 Bases (the "rouge sous verte" rule): the red base is the volume-weighted mean price of the bar's
 volume traded at the bid (sellers, red), the green base that of volume traded at the ask (buyers,
-green). ``gap = green - red`` in ticks. Because a trade at the bid prints one tick below a trade
-at the ask, ``gap = 1`` is neutral: **rouge sous verte** holds when ``gap >= 1`` (red at or
-below green by the natural offset or more); long patterns need it, short patterns need
-``gap <= 1`` (when ``rsv_required``). Exact rules: ``docs/patterns.md``.
+green). ``gap = green - red`` in ticks. The **neutral** gap is calibrated from the instrument's
+own bars: the median gap of the ``lookback_bars`` bars before ``i`` (0 when none has volume on
+both sides). **Rouge sous verte** holds when ``gap >= neutral``; long patterns need it, short
+patterns need ``gap <= neutral`` (when ``rsv_required``). (A fixed 1-tick neutral, "a trade at
+the bid prints a tick below one at the ask", held on only 7 % of ES bars: the median ES gap is
+0.44 ticks, because both sides trade at the same prices as the market moves.) Exact rules:
+``docs/patterns.md``.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 
 from app.core.jit import kernel
 
+from app.analysis.kernel_util import median_inplace as _median
 from app.analysis.kernel_util import n_hits as _n_hits
 
 #: slot -> (pattern name, trading side)
@@ -40,6 +44,10 @@ BN_VALUES = {
     "vikings": ("volume_ratio", "delta_ratio"),
     "defenders": ("extreme_frac", "close_pos"),
 }
+#: Shape of the kernels' ``out``.
+BN_OUT_SHAPE = (9, 4)
+#: Defenders: the extreme rows may cover at most this fraction of the bar's rows.
+DEF_MAX_ZONE = 1.0 / 3.0
 B_LOOKBACK, B_LONG, B_COLOR, B_VIK_VOL, B_VIK_DELTA, B_DEF_ROWS, B_DEF_RATIO, B_MINVOL, B_RSV = range(9)
 
 
@@ -74,6 +82,28 @@ def bar_bases(fp_buy_row, fp_sell_row, base):
 
 
 @kernel
+def _bases_in(fp_buy, fp_sell, k, lo, hi, base):
+    """:func:`bar_bases` of bar ``k`` read on its own price rows only (``lo..hi`` ticks, clipped to
+    the grid): a bar's footprint lies within its range, so the result is the same, for a few rows
+    instead of the whole grid."""
+    R = fp_buy.shape[1]
+    sb = 0.0
+    ss = 0.0
+    wb = 0.0
+    ws = 0.0
+    for r in range(max(0, lo - base), min(R, hi - base + 1)):
+        vb = fp_buy[k, r]
+        vs = fp_sell[k, r]
+        sb += vb
+        ss += vs
+        wb += vb * r
+        ws += vs * r
+    g = base + wb / sb if sb > 0 else np.nan
+    red = base + ws / ss if ss > 0 else np.nan
+    return g, red
+
+
+@kernel
 def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     """Battle Navale patterns on closed bar ``i`` (numba).
 
@@ -87,8 +117,9 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     i : int
         Bar evaluated (needs ``i >= 1``).
     params : float64 (9,)
-    out : float64 (8, 4)
-        Rows 0..6 per :data:`BN_SLOTS`; row 7 = ``[gap, green, red, rsv_holds]``.
+    out : float64 :data:`BN_OUT_SHAPE`
+        Rows 0..6 per :data:`BN_SLOTS`; row 7 = ``[gap, green, red, rsv_holds]``; row 8 =
+        ``[neutral gap, bars it was measured on, 0, 0]`` (gaps in ticks).
 
     Returns
     -------
@@ -110,23 +141,37 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     n = 0
     sr = 0.0
     sv = 0.0
+    m = i - j0
+    buf = np.empty(2 * m)  # lookback gaps in [0, m), |delta| / volume in [m, 2m)
+    ng = 0
+    na = 0
     for j in range(j0, i):
         sr += h[j] - lo[j] + 1.0
         sv += vol[j]
         n += 1
+        gj, rj = _bases_in(fp_buy, fp_sell, j, lo[j], h[j], base)
+        if gj == gj and rj == rj:
+            buf[ng] = gj - rj
+            ng += 1
+        if vol[j] > 0:
+            buf[m + na] = abs(buy[j] - sell[j]) / vol[j]
+            na += 1
     if n == 0:
         return 0
     avg_r = sr / n
     avg_v = sv / n
-    g, red = bar_bases(fp_buy[i], fp_sell[i], base)
+    neutral = _median(buf, 0, ng) if ng > 0 else 0.0
+    out[8, 0] = neutral
+    out[8, 1] = ng
+    g, red = _bases_in(fp_buy, fp_sell, i, lo[i], h[i], base)
     gap = g - red
     out[7, 0] = gap
     out[7, 1] = g
     out[7, 2] = red
     gate = params[B_RSV] > 0
-    long_ok = (not gate) or (gap >= 1.0)
-    short_ok = (not gate) or (gap <= 1.0)
-    out[7, 3] = 1.0 if gap >= 1.0 else 0.0
+    long_ok = (not gate) or (gap >= neutral)
+    short_ok = (not gate) or (gap <= neutral)
+    out[7, 3] = 1.0 if gap >= neutral else 0.0
     if vol[i] < params[B_MINVOL]:
         return 0
     p = i - 1
@@ -153,9 +198,12 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
                     out[1, 2] = rng_p / avg_r
                     out[1, 3] = ret
     dr = (buy[i] - sell[i]) / vol[i] if vol[i] > 0 else 0.0
-    # color down: an up bar (price green) whose delta is red
-    if c[i] > o[i] and -dr >= params[B_COLOR] and params[B_COLOR] > 0 and short_ok:
-        out[2, 0] = min(1.0, 0.5 * (-dr) / params[B_COLOR])
+    # color down: an up bar (price green) whose delta is red, at least as strongly as a usual bar's
+    cthr = params[B_COLOR]
+    if na > 0:
+        cthr = max(cthr, _median(buf, m, na))
+    if c[i] > o[i] and -dr >= cthr and cthr > 0 and short_ok:
+        out[2, 0] = min(1.0, 0.5 * (-dr) / cthr)
         out[2, 1] = c[i]
         out[2, 2] = dr
         out[2, 3] = c[i] - o[i]
@@ -176,7 +224,8 @@ def bn_scan(bars, fp_buy, fp_sell, base, i, params, out):
     k = int(params[B_DEF_ROWS])
     span = h[i] - lo[i]
     R = fp_buy.shape[1]
-    if span >= k and params[B_DEF_RATIO] > 0:
+    rows = span + 1.0  # the bar's price rows; narrow bars are refused (their extremes are the bar)
+    if rows * DEF_MAX_ZONE >= k and rows >= avg_r and params[B_DEF_RATIO] > 0:
         mid = 0.5 * (h[i] + lo[i])
         if sell[i] > 0 and c[i] >= mid and long_ok:
             e = 0.0

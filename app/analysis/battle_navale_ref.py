@@ -19,6 +19,7 @@ from app.analysis.battle_navale import (
     B_RSV,
     B_VIK_DELTA,
     B_VIK_VOL,
+    DEF_MAX_ZONE,
 )
 
 
@@ -48,7 +49,7 @@ def bar_bases_np(fp_buy_row, fp_sell_row, base):
 def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     """Plain NumPy twin of :func:`app.analysis.battle_navale.bn_scan`.
 
-    Parameters and ``out`` (float64 (8, 4), overwritten) are those of the kernel: bars
+    Parameters and ``out`` (float64 (9, 4), overwritten) are those of the kernel: bars
     BAR_DTYPE (K,), footprints float32 (K, R), ``base`` ticks, closed bar ``i``, ``params``
     float64 (9,).
 
@@ -69,12 +70,24 @@ def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
         return 0
     avg_r = float(np.mean(h[j0:i] - lo[j0:i] + 1.0))
     avg_v = float(np.mean(vol[j0:i]))
+    R = fp_buy.shape[1]
+    gaps = []
+    for j in range(j0, i):  # each lookback bar's gap from its own price rows (low..high)
+        r0, r1 = max(0, lo[j] - base), min(R, h[j] - base + 1)
+        r = np.arange(r0, r1, dtype=np.float64)
+        b_, s_ = fp_buy[j, r0:r1].astype(np.float64), fp_sell[j, r0:r1].astype(np.float64)
+        ok = b_.sum() > 0 and s_.sum() > 0
+        gaps.append((base + (b_ * r).sum() / b_.sum()) - (base + (s_ * r).sum() / s_.sum()) if ok else np.nan)
+    gaps = np.array(gaps, np.float64)
+    gaps = gaps[np.isfinite(gaps)]
+    neutral = float(np.median(gaps)) if gaps.size else 0.0
+    out[8] = (neutral, gaps.size, 0.0, 0.0)
     g, red = bar_bases_np(fp_buy[i], fp_sell[i], base)
     gap = g - red
     gate = p[B_RSV] > 0
-    long_ok = (not gate) or bool(gap >= 1.0)
-    short_ok = (not gate) or bool(gap <= 1.0)
-    out[7] = (gap, g, red, 1.0 if gap >= 1.0 else 0.0)
+    long_ok = (not gate) or bool(gap >= neutral)
+    short_ok = (not gate) or bool(gap <= neutral)
+    out[7] = (gap, g, red, 1.0 if gap >= neutral else 0.0)
     if vol[i] < p[B_MINVOL]:
         return 0
     q = i - 1
@@ -91,8 +104,11 @@ def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
             if ret >= 0.5:
                 out[1] = (min(1.0, 0.5 * rng_p / (mult * avg_r) + max(0.0, ret - 0.5)), h[q], rng_p / avg_r, ret)
     dr = (buy[i] - sell[i]) / vol[i] if vol[i] > 0 else 0.0
-    if c[i] > o[i] and -dr >= p[B_COLOR] and p[B_COLOR] > 0 and short_ok:
-        out[2] = (min(1.0, 0.5 * (-dr) / p[B_COLOR]), c[i], dr, c[i] - o[i])
+    v_lb, d_lb = vol[j0:i].astype(np.float64), (buy[j0:i] - sell[j0:i]).astype(np.float64)
+    adr = np.abs(d_lb[v_lb > 0]) / v_lb[v_lb > 0]
+    cthr = max(p[B_COLOR], float(np.median(adr))) if adr.size else p[B_COLOR]
+    if c[i] > o[i] and -dr >= cthr and cthr > 0 and short_ok:
+        out[2] = (min(1.0, 0.5 * (-dr) / cthr), c[i], dr, c[i] - o[i])
     if avg_v > 0 and vol[i] >= p[B_VIK_VOL] * avg_v and abs(dr) >= p[B_VIK_DELTA] and p[B_VIK_DELTA] > 0:
         s = min(1.0, 0.25 * vol[i] / (p[B_VIK_VOL] * avg_v) + 0.25 * abs(dr) / p[B_VIK_DELTA])
         if dr > 0 and c[i] > o[i] and long_ok:
@@ -102,7 +118,7 @@ def bn_scan_np(bars, fp_buy, fp_sell, base, i, params, out):
     k = int(p[B_DEF_ROWS])
     span = h[i] - lo[i]
     R = fp_buy.shape[1]
-    if span >= k and p[B_DEF_RATIO] > 0:
+    if (span + 1.0) * DEF_MAX_ZONE >= k and span + 1.0 >= avg_r and p[B_DEF_RATIO] > 0:
         mid = 0.5 * (h[i] + lo[i])
         if sell[i] > 0 and c[i] >= mid and long_ok:
             rows = lo[i] - base + np.arange(k)

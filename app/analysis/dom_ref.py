@@ -8,6 +8,8 @@ assertion runs on both), the benchmarks (baseline) and ``Analyzers(use_numba=Fal
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from app.analysis.dom import (
@@ -20,6 +22,8 @@ from app.analysis.dom import (
     Q_ICE_COLS,
     Q_ICE_MINVOL,
     Q_ICE_RATIO,
+    Q_ICE_TYP,
+    Q_LAD_GROWTH,
     Q_LAD_MIN,
     Q_LAD_STEP,
     Q_SPOOF_COLS,
@@ -34,6 +38,7 @@ from app.analysis.dom import (
     Q_WALL_MIN,
     Q_WALL_NB,
     Q_WALL_RATIO,
+    N_DOM_SLOTS,
     SPOOF_GONE_FRAC,
 )
 
@@ -41,9 +46,9 @@ from app.analysis.dom import (
 def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, params, sums, meta, out):
     """Plain NumPy twin of :func:`app.analysis.dom.dom_scan`.
 
-    Same arguments and ``out`` (float64 (12, 4), overwritten) as the kernel: book float64 (R,)
-    contracts, heatmap history float32 (C, R) time-major, prices in ticks, ``params`` float64
-    (22,). It recomputes every window from the history and neither reads nor writes
+    Same arguments and ``out`` (float64 :data:`~app.analysis.dom.DOM_OUT_SHAPE`, overwritten:
+    detections, then the step's statistics rows) as the kernel: book float64 (R,) contracts,
+    heatmap history float32 (C, R) time-major, prices in ticks, ``params`` float64 (24,). It recomputes every window from the history and neither reads nor writes
     ``sums``/``meta`` (pass None).
 
     Returns
@@ -53,6 +58,8 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
     """
     hist_bid, hist_ask, traded_buy, traded_sell = hb.T, ha.T, tb.T, tsell.T
     out[:] = 0.0
+    out[12, 1:] = np.nan
+    out[13, 1:3] = np.nan
     R = bid.shape[0]
     C = hist_bid.shape[1]
     p = params
@@ -70,6 +77,7 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
         )
         if touch < 0 or touch >= R:
             continue
+        out[13, 1 + b] = book[touch]
         nbrows = side_rows(touch, step, int(p[Q_WALL_NB]))
         nz = book[nbrows][book[nbrows] > 0]
         med = float(np.median(nz)) if nz.size else 0.0
@@ -80,8 +88,11 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
         closed = hist[rows, C - w: C - 1].astype(np.float64)
         n = (closed > 0).sum(axis=1)
         mean = np.where(n > 0, closed.sum(axis=1) / np.maximum(n, 1), 0.0)
-        dmax = np.maximum(book[rows], mean)
-        ok = (book[rows] > 0) & (vol >= p[Q_ICE_MINVOL]) & (vol >= p[Q_ICE_RATIO] * dmax)
+        shown = book[rows] > 0
+        if shown.any():
+            out[13, 0] = max(out[13, 0], float(vol[shown].max()))  # traded_max
+        dmax = np.maximum(np.maximum(book[rows], mean), p[Q_ICE_TYP])
+        ok = (book[rows] > 0) & (vol > 0) & (vol > p[Q_ICE_MINVOL]) & (vol >= p[Q_ICE_RATIO] * dmax)
         if ok.any():
             s = np.where(ok, np.minimum(1.0, 0.5 * (vol / np.where(dmax > 0, dmax, 1)) / p[Q_ICE_RATIO]), 0.0)
             i = int(np.argmax(s))
@@ -101,6 +112,7 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
         good = np.zeros(sz.size, bool)  # good[j]: level j+1 continues a run from level j
         if sz.size > 1:
             good[:-1] = (sz[1:] > 0) & (sz[1:] >= p[Q_LAD_STEP] * sz[:-1])
+        lmin = (minlev - 1) * math.log(max(p[Q_LAD_STEP], 1.0 + EPS))
         best = 0.0
         for j in range(min(depth, sz.size)):
             if sz[j] <= 0:
@@ -108,10 +120,13 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
             brk = np.flatnonzero(~good[j:])
             n = int(brk[0]) + 1 if brk.size else sz.size - j
             if n >= minlev:
-                s = min(1.0, 0.5 * n / minlev)
-                if s > best:
-                    best = s
-                    out[4 + b] = (s, full[j], n, sz[j])
+                g = math.log(sz[j + n - 1] / sz[j])
+                out[12, 0] = max(out[12, 0], g)
+                if g > p[Q_LAD_GROWTH]:
+                    s = min(1.0, 0.5 * g / max(p[Q_LAD_GROWTH], lmin))
+                    if s > best:
+                        best = s
+                        out[4 + b] = (s, full[j], n, g)
         # spoofing
         if med > 0:
             w = min(C - 1, int(p[Q_SPOOF_COLS]))
@@ -129,16 +144,16 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
         # absorption
         w = min(C, int(p[Q_ABS_COLS]))
         give = int(p[Q_ABS_GIVE])
-        r_from, r_to = (touch - depth, touch + 1) if b == 0 else (touch - 1, touch + depth)
-        r_from, r_to = max(0, r_from), min(R, r_to + 1)
+        r_from, r_to = max(0, touch - depth), min(R, touch + depth + 1)  # both sides of the touch
         blk = hit[r_from:r_to, C - w:].astype(np.float64)
         per_row = blk.sum(axis=1)
         agg = float(per_row[per_row > EPS].sum())
         other = float(opp[r_from:r_to, C - w:].astype(np.float64).sum())
+        out[13, 3] = max(out[13, 3], agg)  # aggression
         if agg > 0:
             hr = r_from + np.flatnonzero(per_row > EPS)
             lo_r, hi_r = int(hr.min()), int(hr.max())
-            if agg >= p[Q_ABS_MINVOL] and agg >= p[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
+            if agg > p[Q_ABS_MINVOL] and agg >= p[Q_ABS_RATIO] * other and hi_r - lo_r <= give:
                 held = touch >= lo_r if b == 0 else touch <= hi_r
                 if held:
                     rr = agg / (p[Q_ABS_RATIO] * other) if other > EPS else 2.0
@@ -158,6 +173,9 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
         else:
             bavg = aavg = 0.0
         tot = bnow + anow
+        out[12, 1] = anow / aavg if aavg > 0 else np.nan
+        out[12, 2] = bnow / bavg if bavg > 0 else np.nan
+        out[12, 3] = (bnow - anow) / tot if tot > 0 else np.nan
         if tot > 0 and ba - bb <= p[Q_SQ_SPREAD]:
             imb = (bnow - anow) / tot
             thr = p[Q_SQ_IMB]
@@ -167,4 +185,4 @@ def dom_scan_np(bid, ask, hb, ha, tb, tsell, best_bid, best_ask, base, col0, par
                     q = p[Q_SQ_THIN] / tr if tr > 0 else 4.0
                     s = min(1.0, 0.25 * (sim / thr if thr > 0 else 2.0) + 0.25 * min(q, 4.0))
                     out[10 + b] = (s, row, sim, tr)
-    return int((out[:, 0] > 0).sum())
+    return int((out[:N_DOM_SLOTS, 0] > 0).sum())

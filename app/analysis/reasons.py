@@ -21,7 +21,7 @@ import numpy as np
 
 #: Value names (``PatternHit.values`` keys) that are sizes in the instrument's units.
 SIZE_VALUES = frozenset({
-    "traded", "max_displayed", "size", "median", "first_size", "pulled_size", "aggressive",
+    "traded", "displayed", "max_displayed", "size", "median", "first_size", "pulled_size", "aggressive",
     "opposite", "volume_beyond", "row_volume", "volume",
 })
 #: Value names that are whole counts.

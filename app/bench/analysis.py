@@ -30,6 +30,9 @@ import numpy as np
 
 SEED_DOM_PER_S = 21_000
 SEED_ELITE_PER_S = 5_700
+#: The instrument-relative DOM thresholds (app.analysis.dom.STAT_SLOTS order) that DomStats sets at
+#: the end of the shipped ES hour with Production, so the kernel figures run every detector live.
+ES_DOM_STATS = (72.0, 27.0, 2.24, 0.88, 0.4, 66.0)
 
 
 _LAST_CPU: list = [0.0]
@@ -106,13 +109,13 @@ def _kernel_calls(p, v, numba_: bool):
     from app.analysis import dom
     from app.analysis import orderflow as of
 
-    dp = dom.dom_params(p.section("dom"), v.column_ns)
+    dp = dom.dom_params(p.section("dom"), v.column_ns, stats=ES_DOM_STATS)
     bp = bn.bn_params(p.section("battle_navale"))
     ap = adv.adv_params(p.section("advanced"))
     t, b = v.trades, v.bars
     hb, ha, tb, tsl = v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T
     i = len(b) - 2
-    o_dom, o_fl, o_at, o_bn, o_ab = np.zeros((12, 4)), np.zeros(7), np.zeros((2, 5)), np.zeros((8, 4)), np.zeros((2, 5))
+    o_dom, o_fl, o_at, o_bn, o_ab = np.zeros(dom.DOM_OUT_SHAPE), np.zeros(7), np.zeros((2, 5)), np.zeros(bn.BN_OUT_SHAPE), np.zeros((2, 5))
     f = (lambda a, b_: a) if numba_ else (lambda a, b_: b_)
     k_dom = f(dom.dom_scan, dom_ref.dom_scan_np)
     k_fl = f(of.flow_scan, orderflow_ref.flow_scan_np)
@@ -158,9 +161,9 @@ def bench_dom_live(args):
     col_ns = p.get("engine.heatmap_column_ms") * 1_000_000
     m = MarketModel(rec.instrument, rows=p.get("engine.heatmap_rows"), column_ns=col_ns,
                     bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
-    dp = dom.dom_params(p.section("dom"), col_ns)
+    dp = dom.dom_params(p.section("dom"), col_ns, stats=ES_DOM_STATS)
     sums, meta = dom.new_dom_state(m.rows)
-    out = np.zeros((12, 4))
+    out = np.zeros(dom.DOM_OUT_SHAPE)
     ev, ts = rec.events, rec.events["ts"]
     step = p.get("engine.analysis_interval_ms") * 1_000_000
     limit = len(ev) // 4 if args.quick else len(ev)

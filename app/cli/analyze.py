@@ -54,6 +54,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="price increment, when the source cannot tell it (Binance: from the stream by default)")
     p.add_argument("--market", default=None, choices=("USD-M", "COIN-M", "spot"),
                    help="Binance market, when the stream cannot tell it")
+    p.add_argument("--pattern-stats", action="store_true",
+                   help="per pattern, the share of analysis steps (bar patterns: closed bars) where it fires")
 
 
 def load_any(spec: str, symbol: str | None = None, tick_size: float | None = None, market: str | None = None):
@@ -145,7 +147,7 @@ def _signal_dict(s, outcome, tick: float) -> dict:
 
 
 def analyze(recording, profile="production", vix_history=None, speed: float | None = None,
-            use_numba: bool = True) -> dict:
+            use_numba: bool = True, pattern_stats: bool = False) -> dict:
     """Run ``recording`` through the engine; returns the report dict (see the module docstring).
 
     Parameters
@@ -156,6 +158,11 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
     speed : float or None
         None = as fast as possible; else pace at ``speed`` x real time.
     use_numba : bool
+    pattern_stats : bool
+        Add ``pattern_stats`` (pattern -> share 0..1 of the evaluations where its detector fired,
+        before the re-fire filter) and ``pattern_stats_detail`` (pattern -> ``fires``, ``of``,
+        ``basis``: ``"steps"``, or ``"bars"`` for bar patterns, which are evaluated once per
+        closed bar); see :meth:`app.analysis.analyzers.Analyzers.pattern_stats`.
     """
     from app.live.engine import AnalysisEngine
 
@@ -186,7 +193,7 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
         for h in s.reasons:
             counts[h.name] = counts.get(h.name, 0) + 1
     frame = eng.snapshot_frame()
-    return {
+    rep = {
         "recording": {"symbol": inst.symbol, "tick_size": tick, "source": recording.source,
                       "start": _iso(recording.start_ns) if len(ev) else None,
                       "end": _iso(recording.end_ns) if len(ev) else None},
@@ -211,6 +218,12 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
                    "compile_s": round(eng.compile_seconds, 4),
                    "total_s": round(time.perf_counter() - t_start, 4)},
     }
+    if pattern_stats:
+        st = eng.analyzers.pattern_stats()
+        rep["pattern_stats"] = {k: round(v["share"], 6) for k, v in st.items()}
+        rep["pattern_stats_detail"] = {k: {"fires": v["fires"], "of": v["of"], "basis": v["basis"]}
+                                       for k, v in st.items()}
+    return rep
 
 
 def _print_text(rep: dict, out) -> None:
@@ -237,6 +250,12 @@ def _print_text(rep: dict, out) -> None:
         print("  precision per pattern (decided, target first, precision):", file=out)
         for k, v in sm["precision_per_pattern"].items():
             print(f"    {k:<20} {v['decided']:>4} {v['target_first']:>4} {v['precision']:.2f}", file=out)
+    if "pattern_stats" in rep:
+        print("  pattern stats (share of evaluations where the detector fired, before the re-fire filter):",
+              file=out)
+        for k, share in rep["pattern_stats"].items():
+            d = rep["pattern_stats_detail"][k]
+            print(f"    {k:<20} {100 * share:6.2f} %  {d['fires']:>6} of {d['of']:>6} {d['basis']}", file=out)
     if rep["errors"]:
         print(f"  analyzer errors: {rep['errors']} (last below)\n{rep['last_error']}", file=out)
 
@@ -266,7 +285,8 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
-    rep = analyze(rec, profile, vix_history=vix, speed=speed, use_numba=not args.twin)
+    rep = analyze(rec, profile, vix_history=vix, speed=speed, use_numba=not args.twin,
+                  pattern_stats=args.pattern_stats)
     if args.json:
         json.dump(rep, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")

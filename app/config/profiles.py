@@ -62,25 +62,39 @@ class DomProfile(Section, frozen=True):
     refire_s: _num(0.0, 3_600.0)
     iceberg_window_s: _num(0.1, 3_600.0)
     iceberg_ratio: _num(1.0, 100.0)
-    iceberg_min_volume: _num(0.0, 1e9)
+    iceberg_quantile: _num(0.5, 1.0)
     wall_ratio: _num(1.0, 1_000.0)
     wall_min_size: _num(0.0, 1e9)
     wall_neighbours: _int(2, 200)
     ladder_min_levels: _int(3, 50)
     ladder_step_ratio: _num(1.0, 10.0)
+    ladder_quantile: _num(0.5, 1.0)
     spoof_window_s: _num(0.1, 600.0)
     spoof_ratio: _num(1.0, 1_000.0)
     spoof_distance_ticks: _int(1, 200)
     spoof_max_traded_frac: _num(0.0, 1.0)
     absorption_window_s: _num(0.1, 600.0)
     absorption_ratio: _num(1.0, 100.0)
-    absorption_min_volume: _num(0.0, 1e9)
+    absorption_quantile: _num(0.5, 1.0)
     absorption_max_give_ticks: _int(0, 100)
     squeeze_levels: _int(1, 100)
     squeeze_window_s: _num(0.1, 600.0)
-    squeeze_thin_ratio: _num(0.0, 1.0)
+    squeeze_quantile: _num(0.0, 0.5)
     squeeze_imbalance: _num(0.0, 1.0)
     squeeze_max_spread_ticks: _int(1, 100)
+    stats_window_s: _num(10.0, 86_400.0)
+    stats_min_s: _num(0.0, 86_400.0)
+
+    def check(self) -> None:
+        """``stats_min_s`` must not exceed ``stats_window_s``.
+
+        Raises
+        ------
+        ConfigError
+            Names ``stats_min_s``.
+        """
+        if self.stats_min_s > self.stats_window_s:
+            raise ConfigError("stats_min_s", f"a number <= stats_window_s ({self.stats_window_s:g})", self.stats_min_s)
 
 
 class VixProfile(Section, frozen=True):

@@ -40,7 +40,7 @@ def run_bn(impl, rows, bullish_fp=True, last_fp=None):
     if last_fp is not None:
         fpb[-2], fps[-2] = last_fp
     i = len(b) - 2
-    x = np.zeros((8, 4))
+    x = np.zeros(bn.BN_OUT_SHAPE)
     assert impl.bn_scan(b, fpb, fps, BASE, i, BNP, x) == int((x[:7, 0] > 0).sum())
     g, red = impl.bar_bases(fpb[i], fps[i], BASE)
     np.testing.assert_allclose(x[7, 1:3], (g, red), equal_nan=True)  # row 7 holds the bases
@@ -89,17 +89,17 @@ def test_vikings(impl, vol, fires):
 
 @pytest.mark.parametrize("bottom, fires", [(30.0, True), (15.0, False)])
 def test_defenders(impl, bottom, fires):
-    rows = QUIET + [(1003, 1004, 1000, 1003, 120.0, 60.0, 60.0)]
+    rows = QUIET + [(1003, 1006, 1000, 1005, 120.0, 60.0, 60.0)]  # 7 rows: wider than usual (3)
     fpb = np.zeros(R, np.float32)
     fps = np.zeros(R, np.float32)
-    fpb[1004 - BASE] = 60
+    fpb[1006 - BASE] = 60
     fps[1000 - BASE] = bottom  # sellers hit the two lowest rows ...
     fps[1003 - BASE] = 60 - bottom  # ... the rest higher up; the bar closed back up
     got, _ = run_bn(impl, rows, last_fp=(fpb, fps))
     assert (("defenders", 1) in got) == fires
     if fires:
         s, price, fr, pos = got[("defenders", 1)]
-        assert price == 1000 and fr == pytest.approx(0.5) and pos == pytest.approx(0.75)
+        assert price == 1000 and fr == pytest.approx(0.5) and pos == pytest.approx(5 / 6)
 
 
 def run_adv_bars(impl, rows, fp_last=None):

@@ -11,6 +11,10 @@ from app.config.profiles import load_profile
 
 SEC = load_profile("development").section("dom")  # wall_ratio 3, iceberg_ratio 1.5, ...
 TOUCH_B, TOUCH_A = 30, 31  # rows of best bid / best ask (base 1000)
+#: Thresholds that DomStats would take from the instrument's statistics (dom.STAT_SLOTS order),
+#: fixed here: iceberg 10 contracts, no typical-queue floor, any ladder growth, squeeze thin 0.5
+#: and imbalance 0.4, absorption 30 contracts.
+STATS = (10.0, 0.0, 0.0, 0.5, 0.4, 30.0)
 
 def book(**kw):
     """A steady book: 10 contracts on rows 21..30 (bid) and 31..40 (ask), the same in history."""
@@ -27,13 +31,13 @@ def sync_hist(v):
 
 def scan(impl, v, sec=SEC):
     """Run ``impl.dom_scan``; return {(pattern, side): (strength, price, v1, v2)}."""
-    p = dom.dom_params(sec, v.column_ns)
-    a = np.zeros((12, 4))
+    p = dom.dom_params(sec, v.column_ns, stats=STATS)
+    a = np.zeros(dom.DOM_OUT_SHAPE)
     n = impl.dom_scan(v.bid, v.ask, v.hist_bid.T, v.hist_ask.T, v.traded_buy.T, v.traded_sell.T,
                       v.best_bid, v.best_ask, v.base, v.col_t0 // v.column_ns, p, *dom.new_dom_state(v.rows), a)
-    assert n == int((a[:, 0] > 0).sum())  # the count of detections written to out
+    assert n == int((a[:dom.N_DOM_SLOTS, 0] > 0).sum())  # the count of detections written to out
     found = {}
-    for k in np.flatnonzero(a[:, 0] > 0):
+    for k in np.flatnonzero(a[:dom.N_DOM_SLOTS, 0] > 0):
         pi, side_i = divmod(int(k), 2)
         name = dom.DOM_PATTERNS[pi]
         found[(name, dom.DOM_SIDES[pi][side_i])] = (a[k, 0], v.base + int(a[k, 1]), a[k, 2], a[k, 3])
@@ -80,8 +84,9 @@ def test_ladder(impl, sizes, fires):
     got = scan(impl, v)
     assert (("ladder", 1) in got) == fires
     if fires:
-        s, price, n, first = got[("ladder", 1)]
-        assert price == 1030 and n == 4 and s == pytest.approx(0.5)
+        s, price, n, growth = got[("ladder", 1)]
+        assert price == 1030 and n == 4 and growth == pytest.approx(np.log(22 / 10))
+        assert s == pytest.approx(0.5 * np.log(2.2) / (3 * np.log(1.25)))  # growth / the least a run can grow
 
 
 @pytest.mark.parametrize("traded, fires", [(0.0, True), (30.0, False)])
@@ -148,7 +153,7 @@ def test_running_sums_follow_moving_columns_and_touch():
     ha_all = rng.integers(0, 40, (T + C, R)).astype(np.float32)
     tb_all = (rng.random((T + C, R)) < 0.05).astype(np.float32) * rng.integers(1, 30, (T + C, R))
     ts_all = (rng.random((T + C, R)) < 0.05).astype(np.float32) * rng.integers(1, 30, (T + C, R))
-    p = dom.dom_params(SEC, 500_000_000)
+    p = dom.dom_params(SEC, 500_000_000, stats=STATS)
     sums, meta = dom.new_dom_state(R)
     col, touch, base, rebuilt = 0, 40, 1000, 0
     for k in range(70):
@@ -163,7 +168,7 @@ def test_running_sums_follow_moving_columns_and_touch():
         bid[touch - 12: touch + 1] = rng.integers(1, 60, 13)
         ask[touch + 1: touch + 14] = rng.integers(1, 60, 13)
         args = (bid, ask, hb_all[sl], ha_all[sl], tb_all[sl], ts_all[sl], base + touch, base + touch + 1, base, col, p)
-        x, y = np.zeros((12, 4)), np.zeros((12, 4))
+        x, y = np.zeros(dom.DOM_OUT_SHAPE), np.zeros(dom.DOM_OUT_SHAPE)
         assert dom.dom_scan(*args, sums, meta, x) == dom_ref.dom_scan_np(*args, None, None, y)
         np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-6)  # running sums: rounding only
         rebuilt += meta[7] == 0

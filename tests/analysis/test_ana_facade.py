@@ -19,7 +19,9 @@ DEV = load_profile("development")
 
 
 def bull_view(ts, n_bars=3):
-    """Bid touch 1030, ask 1031; a 60-lot bid wall at 1027 and a 4-step bid ladder at the touch."""
+    """Bid touch 1030, ask 1031; a 60-lot bid wall at 1027 and a 60-lot offer at 1033 pulled
+    (spoofing, bullish). Both fire on the first step: neither needs the instrument's statistics
+    (ladder, iceberg, squeeze and absorption do, so they stay silent on a fresh facade)."""
     bars = np.zeros(n_bars, BAR_DTYPE)
     bars["open"], bars["high"], bars["low"], bars["close"] = 1028, 1032, 1028, 1030
     bars["volume"], bars["buy_volume"], bars["sell_volume"] = 4, 2, 2
@@ -29,6 +31,9 @@ def bull_view(ts, n_bars=3):
     v.ask[31:41] = 10
     v.hist_bid[:] = v.bid[:, None]
     v.hist_ask[:] = v.ask[:, None]
+    v.hist_ask[33, 20:39] = 60  # the 60-lot offer sat at 1033 ...
+    v.ask[33] = 0  # ... and is gone now, nothing traded there
+    v.hist_ask[33, 39] = 0
     return v
 
 
@@ -39,7 +44,7 @@ def test_step_result_contract_and_refire(impl):
     assert set(r.orderflow) == {"delta", "cum_delta", "imbalance", "large_buy", "large_sell"}
     assert {"dom", "vix", "orderflow", "battle_navale", "advanced", "elite", "outcomes", "analyzers"} <= set(r.timings)
     names = {(h.name, h.side, h.price) for h in r.patterns}
-    assert ("wall", 1, 1027) in names and ("ladder", 1, 1030) in names
+    assert ("wall", 1, 1027) in names and ("spoofing", 1, 1033) in names
     assert r.orderflow["imbalance"] > 0  # more bid than ask size
     r2 = a.step(bull_view(T0 + S))  # the same book a second later: nothing new
     assert not [h for h in r2.patterns if h.family == "dom"]
@@ -53,7 +58,7 @@ def test_signal_end_to_end_with_bracket_and_size(impl):
     assert len(r.new_signals) == 1
     s = r.new_signals[0]
     assert s.side == 1 and s.entry == 1031 and s.symbol == "ESH4"
-    assert {x.name for x in s.reasons} == {"wall", "ladder"}
+    assert {x.name for x in s.reasons} == {"wall", "spoofing"}
     # ATR of the closed bars is 4 ticks -> stop distance 4 (>= min 3); the wall at 1027 is 4 below
     # the entry: one tick beyond it is 5 ticks, inside [3, 6 x ATR] -> stop 1026, target 1031 + 1.5 x 5
     assert (s.stop, s.target) == (1026, 1031 + round(1.5 * 5))

@@ -55,7 +55,7 @@ def test_es_reasons_cite_prices_whole_contracts_and_strength(es_signals):
             if r.price > 0 and r.family in ("dom", "advanced"):
                 assert f"{r.price * inst.tick_size:.2f}" in d, d  # the level as a price
             # no size with decimals on a whole-contract instrument (old: "max_displayed 2.562")
-            for name in ("traded", "max displayed", "size", "median", "first size", "aggressive", "opposite"):
+            for name in ("traded", "displayed", "size", "median", "first size", "aggressive", "opposite"):
                 m = re.search(rf"\b{name} (\d+(?:\.\d+)?)", d)
                 if m:
                     assert "." not in m.group(1), d
