@@ -46,7 +46,7 @@ import itertools
 import logging
 import math
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -133,8 +133,9 @@ class FillEngine:
         them trade against the same book.
     starting_balance : float
         USD cash at start, of every account.
-    commission_per_contract : float
-        USD per contract per fill (both entries and exits).
+    commission_per_contract : float or mapping of str to float
+        USD per contract per fill (entries and exits), one figure or per symbol
+        (``app.sim.account.Account``).
     slippage_ticks : int
         Ticks added against the trader on every market and stop fill.
     id_prefix : str
@@ -182,7 +183,7 @@ class FillEngine:
         instruments: Iterable[Instrument] = (),
         account: str = "Sim1",
         starting_balance: float = 100_000.0,
-        commission_per_contract: float = 0.0,
+        commission_per_contract: float | Mapping[str, float] = 0.0,
         slippage_ticks: int = 0,
         id_prefix: str = "",
         history: int = 10_000,
@@ -207,7 +208,9 @@ class FillEngine:
         self._coids: dict[tuple[str, str], Order] = {}  # (account, ClientOrderID) -> non-final order
         self._terminal: collections.deque[str] = collections.deque()  # ids of terminal orders kept, oldest first
         self._starting_balance = float(starting_balance)
-        self._commission = float(commission_per_contract)
+        # one USD figure, or {symbol: USD} (Account validates either)
+        self._commission = (dict(commission_per_contract) if isinstance(commission_per_contract, Mapping)
+                            else float(commission_per_contract))
         self.accounts: dict[str, Account] = {}
         self.ledger = self.add_account(account)
         self.now_ns = 0
