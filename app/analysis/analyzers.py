@@ -149,6 +149,10 @@ class Analyzers:
         self._outcomes_snap: dict[int, SignalOutcome] = {}
         self._precision_snap: dict = {}
         self._signals_snap: tuple = ()
+        #: ``None`` (default, free) or ``hook(analyzers, view, window, vix, orderflow, new_signals)``
+        #: called at every candidate step (new hits, a score computed), for feature snapshots
+        #: (:class:`app.research.snapshots.SnapshotRecorder`)
+        self.candidate_hook = None
 
     # ------------------------------------------------------------------------------------------
     def _refire_ok(self, name: str, side: int, price: int, ts: int) -> bool:
@@ -382,6 +386,8 @@ class Analyzers:
                 new_signals.append(sig)
                 self._signals.append(sig)
                 self.tracker.add(sig)
+            if self.candidate_hook is not None:
+                self.candidate_hook(self, view, window, vs, fo, new_signals)
         t6 = pc()
         if self.tracker.update(view.trades["ts"], view.trades["price"], ts) or new_signals:
             self._outcomes_snap = dict(self.tracker.outcomes)  # a fresh dict: published frames keep theirs

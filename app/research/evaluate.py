@@ -310,7 +310,8 @@ def run_session(job: Job) -> RunResult:
     eng.finish(end_of_data=True)
     n_cand = 0
     if rec is not None:
-        rec.close(eng.all_signals, eng.outcomes)
+        tr = s.trades()
+        rec.close(tr.ts, tr.px)
         n_cand = rec.rows
     return RunResult(s.sid, job.profile, tuple(job.removed), list(eng.all_signals), dict(eng.outcomes),
                      int(eng.steps), int(eng.model.events_applied), int(eng.errors), eng.last_error, n_cand)

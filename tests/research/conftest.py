@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 
@@ -9,14 +11,20 @@ import pytest
 def es_sessions():
     """The shipped ES sample (2023-12-25 23:00-24:00 UTC) cut into trading sessions (one)."""
     from app.research.evaluate import load_path, split_sessions
-    from pathlib import Path
 
     return split_sessions(load_path(Path("default")))
 
 
 @pytest.fixture(scope="session")
-def es_production_run(es_sessions):
-    """One engine run of the production profile over the ES session (a RunResult)."""
+def es_snapshot_dir(tmp_path_factory):
+    """Folder of the candidate snapshots written by :func:`es_production_run`."""
+    return tmp_path_factory.mktemp("snapshots")
+
+
+@pytest.fixture(scope="session")
+def es_production_run(es_sessions, es_snapshot_dir):
+    """One engine run of the production profile over the ES session (a RunResult), writing its
+    candidate snapshots to ``es_snapshot_dir``."""
     from app.research.evaluate import Job, run_session
 
-    return run_session(Job(es_sessions[0], "production"))
+    return run_session(Job(es_sessions[0], "production", (), str(es_snapshot_dir)))
