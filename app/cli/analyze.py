@@ -44,6 +44,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON document")
     p.add_argument("--speed", default="max", help="'max' (default) or a multiple of real time, e.g. 10")
     p.add_argument("--twin", action="store_true", help="use the plain NumPy twins instead of numba")
+    p.add_argument("--snapshots", metavar="DIR", default=None,
+                   help="write every candidate step's features and outcome to Parquet under DIR")
 
 
 def load_any(spec: str):
@@ -131,7 +133,7 @@ def _signal_dict(s, outcome, tick: float) -> dict:
 
 
 def analyze(recording, profile="production", vix_history=None, speed: float | None = None,
-            use_numba: bool = True) -> dict:
+            use_numba: bool = True, snapshots: str | None = None) -> dict:
     """Run ``recording`` through the engine; returns the report dict (see the module docstring).
 
     Parameters
@@ -142,6 +144,9 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
     speed : float or None
         None = as fast as possible; else pace at ``speed`` x real time.
     use_numba : bool
+    snapshots : str, optional
+        Folder for candidate snapshots (:mod:`app.research.snapshots`; the session id is the
+        symbol and the recording's first UTC date).
     """
     from app.live.engine import AnalysisEngine
 
@@ -151,6 +156,13 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
     eng.warm_up()
     t0 = time.perf_counter()
     ev = recording.events
+    snap = None
+    if snapshots:
+        from app.research.snapshots import SnapshotRecorder
+
+        day = _iso(int(ev["ts"][0]))[:10] if len(ev) else "empty"
+        snap = SnapshotRecorder(snapshots, inst, getattr(eng.profile, "name", str(profile)), f"{inst.symbol} {day}")
+        eng.analyzers.candidate_hook = snap.on_candidates
     m0 = int(ev["ts"][0]) if len(ev) else 0
     for c in chunks(ev):
         if speed:
@@ -161,6 +173,11 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
         eng.process(c)
     eng.finish(end_of_data=True)
     wall = time.perf_counter() - t0
+    if snap is not None:
+        from app.core.events import KIND_TRADE
+
+        tr = ev[ev["kind"] == KIND_TRADE]
+        snap.close(tr["ts"], tr["price"])
     tick = inst.tick_size
     outcomes = eng.outcomes
     precision = eng.precision
@@ -182,6 +199,7 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
         "errors": int(eng.errors),
         "last_error": eng.last_error,
         "signals": sigs,
+        "snapshot_rows": snap.rows if snap is not None else 0,
         "summary": {
             "signals": len(sigs),
             "long": sum(1 for s in sigs if s["side"] == "long"),
@@ -251,7 +269,9 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
-    rep = analyze(rec, profile, vix_history=vix, speed=speed, use_numba=not args.twin)
+    rep = analyze(rec, profile, vix_history=vix, speed=speed, use_numba=not args.twin, snapshots=args.snapshots)
+    if args.snapshots:
+        print(f"snapshots: {rep['snapshot_rows']} candidate rows under {args.snapshots}", file=sys.stderr)
     if args.json:
         json.dump(rep, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")

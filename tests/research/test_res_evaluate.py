@@ -99,3 +99,14 @@ def test_evaluate_cli_refuses_bad_input_in_one_line(tmp_path, capsys):
     assert main(["evaluate", "default", "--profile", "nosuch"]) == 2
     assert capsys.readouterr().err.startswith("evaluate: ")
 
+
+
+def test_analyze_writes_snapshots_too(tmp_path, capsys):
+    from app.cli import main
+    from app.research.snapshots import read_snapshots
+
+    assert main(["analyze", "default", "--json", "--snapshots", str(tmp_path)]) == 0
+    rep = json.loads(capsys.readouterr().out)
+    d = read_snapshots([tmp_path])
+    assert rep["snapshot_rows"] == len(d["ts"]) > len(rep["signals"]) > 0
+    assert int(d["emitted"].sum()) == len(rep["signals"])
