@@ -176,6 +176,25 @@ def load_path(path: Path, tick_size: float = 0.25, tick_value: float = 12.5, exc
     return Source(r.instrument, r.events, r.source)
 
 
+def file_key(path: Path) -> str:
+    """Identity of a file's content: size plus a SHA-256 of its first and last MiB (so the same
+    recording named twice, e.g. the shipped sample and its copy in a data folder, counts once)."""
+    import hashlib
+
+    if str(path) == "default":
+        from app.feeds.samples import default_sample_path
+
+        path = default_sample_path()
+    size = path.stat().st_size
+    h = hashlib.sha256(str(size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(1 << 20))
+        if size > 2 << 20:
+            fh.seek(-(1 << 20), os.SEEK_END)
+            h.update(fh.read(1 << 20))
+    return h.hexdigest()
+
+
 def book_at(depth: np.ndarray, ts: int) -> np.ndarray:
     """The book left by ``depth`` events, as snapshot events stamped ``ts``.
 
@@ -427,6 +446,9 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
     full = [r for r in runs if not r.removed]
     abl = [r for r in runs if r.removed]
     profiles = list(dict.fromkeys(r.profile for r in full))
+    symbols = list(dict.fromkeys(s.instrument.symbol for s in sessions))
+    # one claim per profile and instrument: ticks and USD of ES and of BTC are not one sample
+    groups = [(p, sym, p if len(symbols) == 1 else f"{p} [{sym}]") for p in profiles for sym in symbols]
     report: dict = {
         "sessions": [{"id": s.sid, "symbol": s.instrument.symbol, "source": s.source,
                       "start": _iso(int(s.events["ts"][0])), "end": _iso(int(s.events["ts"][-1])),
@@ -439,22 +461,24 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
         "profiles": {},
     }
     tests: list[tuple[str, float]] = []
-    order = [s.sid for s in sessions]
-    for prof in profiles:
+    for prof, gsym, gname in groups:
         pairs = []  # (signal, outcome, sid), time order
         for r in full:
-            if r.profile == prof:
+            if r.profile == prof and inst_of[r.sid].symbol == gsym:
                 pairs.extend((s, r.outcomes.get(s.id), r.sid) for s in r.signals)
         pairs.sort(key=lambda x: (x[0].ts, x[2]))
         sig_sids = [p[2] for p in pairs]
-        # one instrument per profile run is the common case; tick value per signal's session
-        tv = np.array([inst_of[sid].tick_value for sid in sig_sids]) if pairs else np.zeros(0)
-        tick_value = float(tv[0]) if tv.size else (sessions[0].instrument.tick_value if sessions else 0.0)
+        g_sessions = [s for s in sessions if s.instrument.symbol == gsym]
+        tick_value = float(g_sessions[0].instrument.tick_value)
+        g_order = [s.sid for s in g_sessions]
         blk = _block([(s, o) for s, o, _ in pairs], sig_sids, tick_value, costs, boot_draws, rng)
         usd = blk.pop("_usd")
-        sess_pnl = [float(usd[[i for i, x in enumerate(sig_sids) if x == sid]].sum()) for sid in order]
+        sess_pnl = [float(usd[[i for i, x in enumerate(sig_sids) if x == sid]].sum()) for sid in g_order]
+        blk["instrument"] = gsym
+        blk["profile"] = prof
+        blk["sessions_evaluated"] = len(g_order)
         blk["risk"] = stats.session_risk(sess_pnl)
-        blk["session_pnl_usd"] = {sid: round(v, 2) for sid, v in zip(order, sess_pnl)}
+        blk["session_pnl_usd"] = {sid: round(v, 2) for sid, v in zip(g_order, sess_pnl)}
         # the random baseline, per instrument (sessions of the same symbol)
         sym_sessions: dict[str, dict] = {}
         for s in sessions:
@@ -485,7 +509,7 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
                                                for s, _, sid in pairs])) if n else math.nan),
         }
         blk["p_value"] = _r(p)
-        tests.append((prof, p))
+        tests.append((gname, p))
         eq = np.cumsum(usd) if n else np.zeros(0)
         beq = np.cumsum(bnet, axis=1) if n else np.zeros((0, 0))
         blk["equity"] = [round(float(x), 2) for x in eq]
@@ -501,9 +525,9 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
             su = sub.pop("_usd")
             pp = stats.mc_p_value(float(su.mean()), bnet[:, cols].mean(axis=1))
             sub["p_value"] = _r(pp)
-            tests.append((f"{prof}/{name}", pp))
+            tests.append((f"{gname}/{name}", pp))
             row = {"citing": sub}
-            a_runs = [r for r in abl if r.profile == prof and r.removed == (name,)]
+            a_runs = [r for r in abl if r.profile == prof and r.removed == (name,) and inst_of[r.sid].symbol == gsym]
             if a_runs:
                 a_pairs = [(s, r.outcomes.get(s.id)) for r in a_runs for s in r.signals]
                 a_res = [trade_result(s, o, tick_value, *costs) for s, o in a_pairs]
@@ -515,7 +539,7 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
             pat_rows[name] = row
         blk["patterns"] = pat_rows
         blk["signals"] = [_signal_row(s, o, sid, inst_of[sid], costs) for s, o, sid in pairs]
-        report["profiles"][prof] = blk
+        report["profiles"][gname] = blk
     names = [t[0] for t in tests]
     rej, adj = stats.benjamini_hochberg([t[1] for t in tests], alpha) if tests else (np.zeros(0, bool), np.zeros(0))
     report["tests"] = [{"name": nm, "p_value": _r(p), "p_adjusted": _r(a), "discovery": bool(r)}
@@ -565,7 +589,13 @@ def evaluate(paths, profiles=DEFAULT_PROFILES, *, draws: int = 1000, workers: in
     t0 = time.perf_counter()
     files, skipped = discover(paths)
     sessions: list[Session] = []
+    seen_files: dict[str, Path] = {}
     for f in files:
+        key = file_key(f)
+        if key in seen_files:
+            skipped.append((str(f), f"the same file as {seen_files[key]}"))
+            continue
+        seen_files[key] = f
         try:
             src = load_path(f, tick_size, tick_value, exchange)
         except (ValueError, OSError) as exc:

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+from pathlib import Path
 
 from app.core.events import FLAG_SNAPSHOT, OP_CLEAR, OP_DELETE, OP_SET, depth_events
 from app.research.evaluate import Job, book_at, discover, run_session
@@ -110,3 +111,11 @@ def test_analyze_writes_snapshots_too(tmp_path, capsys):
     d = read_snapshots([tmp_path])
     assert rep["snapshot_rows"] == len(d["ts"]) > len(rep["signals"]) > 0
     assert int(d["emitted"].sum()) == len(rep["signals"])
+
+
+def test_the_same_recording_named_twice_counts_once(shared_data, repo_root):
+    from app.research.evaluate import file_key
+
+    shipped = file_key(Path("default"))
+    assert shipped == file_key(shared_data / "databento_cme" / "esh4-glbx-mdp3-20231225.mbo.dbn.zst")
+    assert shipped != file_key(shared_data / "crypto" / "btcusdt_20240808.gz")
