@@ -602,7 +602,9 @@ def evaluate(paths, profiles=DEFAULT_PROFILES, *, draws: int = 1000, workers: in
             skipped.append((str(f), str(exc).splitlines()[0] if str(exc) else type(exc).__name__))
             continue
         got = split_sessions(src)
-        if not got:
+        if src.events.shape[0] == 0:
+            skipped.append((str(f), "no events read (a .scid of bars rather than tick records?)"))
+        elif not got:
             skipped.append((str(f), f"fewer than {MIN_TRADES} trades in every session"))
         sessions.extend(got)
     seen: dict[str, int] = {}

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
-from pathlib import Path
 
 from app.core.events import FLAG_SNAPSHOT, OP_CLEAR, OP_DELETE, OP_SET, depth_events
 from app.research.evaluate import Job, book_at, discover, run_session
@@ -119,3 +119,24 @@ def test_the_same_recording_named_twice_counts_once(shared_data, repo_root):
     shipped = file_key(Path("default"))
     assert shipped == file_key(shared_data / "databento_cme" / "esh4-glbx-mdp3-20231225.mbo.dbn.zst")
     assert shipped != file_key(shared_data / "crypto" / "btcusdt_20240808.gz")
+
+
+def test_a_sierra_chart_data_folder_is_read_with_its_depth_files(tmp_path, capsys):
+    """The real ES hour written as Sierra Chart would store it (``ESH4.scid`` + the day's
+    ``MarketDepthData/ESH4.<date>.depth``): the folder is walked, trades and depth merged, and
+    it is cut into the same trading session as the DBN original."""
+    from app.cli import main
+    from app.feeds.samples import default_sample_path
+    from app.research.evaluate import load_path, split_sessions
+
+    assert main(["convert", str(default_sample_path()), str(tmp_path), "--format", "scid,depth"]) == 0
+    capsys.readouterr()
+    files, skipped = discover([tmp_path])
+    assert [f.name for f in files] == ["ESH4.scid"] and skipped == []
+    src = load_path(files[0])
+    assert "+ 1 .depth file(s)" in src.source
+    sess = split_sessions(src)
+    assert [s.sid for s in sess] == ["ESH4 2023-12-26"]
+    t = sess[0].trades()
+    assert t.ts.shape[0] == 2973  # every trade of the hour
+    assert np.count_nonzero(sess[0].events["kind"] == 1) > 10_000  # with the depth
