@@ -181,7 +181,7 @@ def write_html(rep: dict, path: str | Path) -> Path:
         ax.scatter([b if b is not None else float("nan") for b in bes], y, marker="|", s=200, color="red",
                    label="breakeven after costs")
         ax.set_yticks(y, labels, fontsize=8)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
     ax.set_xlim(0, 1)
     ax.set_xlabel("target-first rate (signals citing the pattern)")
     rate_png = _png(fig)

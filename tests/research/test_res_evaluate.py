@@ -140,3 +140,10 @@ def test_a_sierra_chart_data_folder_is_read_with_its_depth_files(tmp_path, capsy
     t = sess[0].trades()
     assert t.ts.shape[0] == 2973  # every trade of the hour
     assert np.count_nonzero(sess[0].events["kind"] == 1) > 10_000  # with the depth
+
+
+def test_bench_evaluate_is_registered(capsys):
+    from app.cli import main
+
+    assert main(["bench", "--list"]) == 0
+    assert "evaluate" in capsys.readouterr().out.split()
