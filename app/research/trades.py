@@ -139,8 +139,8 @@ def follow(signals, trade_ts: np.ndarray, trade_px: np.ndarray) -> dict[int, Sig
         t = t1
         if t >= end and k >= len(sigs):
             break
-        if not tr._open and k >= len(sigs):  # every outcome is complete
-            break
+        if k >= len(sigs) and all(o.complete for o in tr.outcomes.values()):
+            break  # every outcome is final
     tr.finish()
     return dict(tr.outcomes)
 
