@@ -439,7 +439,6 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
         ``baseline_band``), ``verdicts`` and ``tests`` (every p-value with its BH adjustment).
     """
     rng = np.random.default_rng(seed)
-    by_sid = {s.sid: s for s in sessions}
     trades = {s.sid: s.trades() for s in sessions}
     inst_of = {s.sid: s.instrument for s in sessions}
     costs = (float(commission_usd), float(stop_slippage_ticks))
@@ -555,7 +554,6 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
         blk["verdict"] = stats.verdict(prof, blk["n"], blk["sessions"], pv, alpha, pa)
         verdicts.append(blk["verdict"])
     report["verdicts"] = verdicts
-    _ = by_sid
     return report
 
 
