@@ -44,10 +44,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--draws", type=int, default=1000, metavar="N", help="random-baseline draws per signal")
     p.add_argument("--seed", type=int, default=0, help="seed of every random figure (default 0)")
     p.add_argument("--no-ablation", action="store_true", help="skip the runs with one pattern removed")
-    p.add_argument("--commission", type=float, default=2.25, metavar="USD",
-                   help="commission per contract per side (default 2.25)")
-    p.add_argument("--stop-slippage", type=float, default=0.0, metavar="TICKS",
-                   help="adverse ticks on a stop exit (default 0)")
+    p.add_argument("--commission", type=float, default=None, metavar="USD",
+                   help="commission per contract per side (default: trading.toml's for each symbol, else 2.25)")
+    p.add_argument("--stop-slippage", type=float, default=None, metavar="TICKS",
+                   help="adverse ticks on a stop exit (default: trading.toml's slippage_ticks, else 0)")
     p.add_argument("--snapshots", metavar="DIR", default=None,
                    help="write every candidate step's features and outcome to Parquet under DIR")
     p.add_argument("--tick-size", type=float, default=0.25, help=".scid only: price increment (default 0.25)")
@@ -100,7 +100,9 @@ def print_text(rep: dict, out) -> None:
     for s in rep.get("skipped", []):
         print(f"  skipped {s['path']}: {s['reason']}", file=out)
     st = rep["settings"]
-    print(f"costs: {st['commission_usd']:.2f} USD per contract per side, stop slippage {st['stop_slippage_ticks']:g} "
+    cm = st["commission_usd"]
+    cms = ", ".join(f"{k} {v:.2f}" for k, v in cm.items()) if isinstance(cm, dict) else f"{cm:.2f}"
+    print(f"costs: commission {cms} USD per contract per side, stop slippage {st['stop_slippage_ticks']:g} "
           f"ticks; baseline {st['draws']} draws per signal, +-{st['window_s'] / 60:g} min of the signal's time "
           f"of day; seed {st['seed']}", file=out)
     try:
@@ -194,7 +196,7 @@ def write_html(rep: dict, path: str | Path) -> Path:
         "td,th{border:1px solid #ccc;padding:2px 6px}.v{font-weight:bold}</style></head><body>",
         "<h1>MIA Elite evaluation</h1>",
         "<h2>Verdicts</h2><ul>" + "".join(f"<li class='v'>{esc(v)}</li>" for v in rep["verdicts"]) + "</ul>",
-        f"<p>{len(rep['sessions'])} session(s); costs {st['commission_usd']:.2f} USD per contract per side, stop "
+        f"<p>{len(rep['sessions'])} session(s); commission {esc(str(st['commission_usd']))} USD per contract per side, stop "
         f"slippage {st['stop_slippage_ticks']:g} ticks; {st['draws']} random draws per signal; Sharpe and drawdown "
         f"need at least {st['min_sessions_risk']} sessions. How to read this: docs/evaluation.md.</p>",
         "<h2>Per profile</h2>", prof.to_html(index=False, escape=True),
@@ -238,8 +240,13 @@ def run(args: argparse.Namespace) -> int:
             print("evaluate: " + _MISSING.format(what=exc.name or "matplotlib", why="--html"), file=sys.stderr)
             return 2
     try:
+        from app.config.trading import load_trading_settings
+
+        ts = load_trading_settings()
+        commission = ts.commission_for if args.commission is None else args.commission
+        slip = float(ts.slippage_ticks) if args.stop_slippage is None else args.stop_slippage
         rep = evaluate(args.paths, profiles, draws=args.draws, workers=args.jobs, ablation=not args.no_ablation,
-                       seed=args.seed, commission_usd=args.commission, stop_slippage_ticks=args.stop_slippage,
+                       seed=args.seed, commission_usd=commission, stop_slippage_ticks=slip,
                        snapshots=args.snapshots, tick_size=args.tick_size, tick_value=args.tick_value,
                        exchange=args.exchange)
     except (OSError, ValueError) as exc:

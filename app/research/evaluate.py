@@ -25,6 +25,7 @@ from __future__ import annotations
 import datetime as _dt
 import math
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -36,6 +37,8 @@ from app.core.sessions import calendar_for
 from app.research import stats
 from app.research.trades import SessionTrades, drift_ticks, random_baseline, trade_result
 
+#: commission per contract per side when none is configured (TradingSettings' default), USD
+DEFAULT_COMMISSION_USD = 2.25
 #: profiles evaluated when none is named
 DEFAULT_PROFILES = ("scalping", "production", "development", "budget")
 #: sessions with fewer trades are skipped (nothing to analyse: a pre-open snapshot, a holiday)
@@ -422,8 +425,11 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
         Random-baseline draws per signal.
     seed : int
         Seed of the one ``numpy.random.Generator`` behind every random figure.
-    commission_usd, stop_slippage_ticks : float
-        Costs per contract per side, USD; adverse ticks on stop exits.
+    commission_usd : float or dict
+        Commission per contract per side, USD: one figure, or per symbol (symbols missing from
+        the dict pay :data:`DEFAULT_COMMISSION_USD`).
+    stop_slippage_ticks : float
+        Adverse ticks on stop exits.
     window_s : float
         Time-of-day window of the baseline, s.
     alpha : float
@@ -441,7 +447,8 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
     rng = np.random.default_rng(seed)
     trades = {s.sid: s.trades() for s in sessions}
     inst_of = {s.sid: s.instrument for s in sessions}
-    costs = (float(commission_usd), float(stop_slippage_ticks))
+    comm = dict(commission_usd) if isinstance(commission_usd, Mapping) else None
+    costs = (float(DEFAULT_COMMISSION_USD if comm is not None else commission_usd), float(stop_slippage_ticks))
     full = [r for r in runs if not r.removed]
     abl = [r for r in runs if r.removed]
     profiles = list(dict.fromkeys(r.profile for r in full))
@@ -453,14 +460,19 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
                       "start": _iso(int(s.events["ts"][0])), "end": _iso(int(s.events["ts"][-1])),
                       "events": int(s.events.shape[0]), "trades": int(trades[s.sid].ts.shape[0]),
                       "drift_ticks": _r(drift_ticks(trades[s.sid]), 2)} for s in sessions],
-        "settings": {"draws": int(draws), "seed": int(seed), "commission_usd": costs[0],
+        "settings": {"draws": int(draws), "seed": int(seed),
+                     "commission_usd": ({sym: comm.get(sym, costs[0]) for sym in
+                                         dict.fromkeys(s.instrument.symbol for s in sessions)}
+                                        if comm is not None else costs[0]),
                      "stop_slippage_ticks": costs[1], "window_s": float(window_s), "alpha": float(alpha),
                      "boot_draws": int(boot_draws), "min_sessions_risk": stats.MIN_SESSIONS_RISK,
                      "confidence": stats.CONFIDENCE},
         "profiles": {},
     }
     tests: list[tuple[str, float]] = []
+    base_costs = costs
     for prof, gsym, gname in groups:
+        costs = (float(comm.get(gsym, base_costs[0])), base_costs[1]) if comm is not None else base_costs
         pairs = []  # (signal, outcome, sid), time order
         for r in full:
             if r.profile == prof and inst_of[r.sid].symbol == gsym:
@@ -567,14 +579,16 @@ def _signal_row(s, o, sid, inst: Instrument, costs) -> dict:
 
 
 def evaluate(paths, profiles=DEFAULT_PROFILES, *, draws: int = 1000, workers: int | None = None,
-             ablation: bool = True, seed: int = 0, commission_usd: float = 2.25, stop_slippage_ticks: float = 0.0,
+             ablation: bool = True, seed: int = 0, commission_usd=DEFAULT_COMMISSION_USD,
+             stop_slippage_ticks: float = 0.0,
              progress: bool = True, snapshots: str | None = None, tick_size: float = 0.25,
              tick_value: float = 12.5, exchange: str = "CME") -> dict:
     """Everything ``mia-elite evaluate`` does, as a function; returns the report dict.
 
     Runs every (session, profile) job, then, with ``ablation``, one more job per session and per
     pattern cited by the profile's signals (that pattern removed). ``workers`` None = the usable
-    cores. ``snapshots`` is a folder for candidate snapshots (:mod:`app.research.snapshots`).
+    cores. ``commission_usd`` is one figure or a dict per symbol, or a callable
+    ``symbol -> USD`` (e.g. ``TradingSettings.commission_for``). ``snapshots`` is a folder for candidate snapshots (:mod:`app.research.snapshots`).
     ``report["timing"]`` holds wall-clock figures; everything else is deterministic.
 
     Raises
@@ -624,6 +638,8 @@ def evaluate(paths, profiles=DEFAULT_PROFILES, *, draws: int = 1000, workers: in
         if more:
             runs = runs + run_jobs(more, default_workers(len(more)) if workers is None else w, progress)
     t_run = time.perf_counter() - t1
+    if callable(commission_usd):
+        commission_usd = {s.instrument.symbol: float(commission_usd(s.instrument.symbol)) for s in sessions}
     rep = summarise(sessions, runs, draws=draws, seed=seed, commission_usd=commission_usd,
                     stop_slippage_ticks=stop_slippage_ticks)
     rep["skipped"] = [{"path": p, "reason": r} for p, r in skipped]

@@ -71,6 +71,7 @@ def test_evaluate_cli_on_the_shipped_es_hour_prints_verdicts_json_and_html(tmp_p
     rep = json.loads(cap.out)
     p = rep["profiles"]["production"]
     assert p["n"] >= 3 and p["sessions"] == 1
+    assert rep["settings"]["commission_usd"] == {"ESH4": 2.25}  # trading.toml's default for the symbol
     assert rep["verdicts"] == [p["verdict"]]
     assert p["verdict"].startswith(f"production: not distinguishable from random entries at n = {p['n']} (1 session)")
     assert p["verdict"] in cap.err
