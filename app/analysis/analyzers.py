@@ -153,6 +153,10 @@ class Analyzers:
         self.stat_steps = 0  # analysis steps run
         self.stat_bars = 0  # closed bars evaluated by the bar families
         self.stat_fires: dict[str, int] = {}  # pattern -> steps (or bars) where its detector fired
+        #: ``None`` (default, free) or ``hook(analyzers, view, window, vix, orderflow, new_signals)``
+        #: called at every candidate step (new hits, a score computed), for feature snapshots
+        #: (:class:`app.research.snapshots.SnapshotRecorder`)
+        self.candidate_hook = None
 
     # ------------------------------------------------------------------------------------------
     def _refire_ok(self, name: str, side: int, price: int, ts: int) -> bool:
@@ -430,6 +434,8 @@ class Analyzers:
                 new_signals.append(sig)
                 self._signals.append(sig)
                 self.tracker.add(sig)
+            if self.candidate_hook is not None:
+                self.candidate_hook(self, view, window, vs, fo, new_signals)
         t6 = pc()
         if self.tracker.update(view.trades["ts"], view.trades["price"], ts) or new_signals:
             self._outcomes_snap = dict(self.tracker.outcomes)  # a fresh dict: published frames keep theirs

@@ -22,6 +22,7 @@ BENCH_MODULES = [
     "app.bench.analysis",
     "app.bench.feeds",
     "app.bench.trading",
+    "app.bench.evaluate",
     "app.ui.bench_gui",
 ]
 

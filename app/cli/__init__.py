@@ -33,6 +33,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "bench": ("app.bench", "run the benchmarks and print one JSON line per figure"),
     "export": ("app.cli.export", "export the trading journal to Parquet or CSV"),
     "report": ("app.cli.report", "print the day's trades, P&L and signal outcomes"),
+    "evaluate": ("app.cli.evaluate", "measure the profiles' signals over every session against random entries"),
+    "learn": ("app.cli.learn", "train the signal-quality model walk-forward on snapshots"),
 }
 
 

@@ -56,6 +56,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Binance market, when the stream cannot tell it")
     p.add_argument("--pattern-stats", action="store_true",
                    help="per pattern, the share of analysis steps (bar patterns: closed bars) where it fires")
+    p.add_argument("--snapshots", metavar="DIR", default=None,
+                   help="write every candidate step's features and outcome to Parquet under DIR")
 
 
 def load_any(spec: str, symbol: str | None = None, tick_size: float | None = None, market: str | None = None):
@@ -147,7 +149,7 @@ def _signal_dict(s, outcome, tick: float) -> dict:
 
 
 def analyze(recording, profile="production", vix_history=None, speed: float | None = None,
-            use_numba: bool = True, pattern_stats: bool = False) -> dict:
+            use_numba: bool = True, pattern_stats: bool = False, snapshots: str | None = None) -> dict:
     """Run ``recording`` through the engine; returns the report dict (see the module docstring).
 
     Parameters
@@ -163,6 +165,9 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
         before the re-fire filter) and ``pattern_stats_detail`` (pattern -> ``fires``, ``of``,
         ``basis``: ``"steps"``, or ``"bars"`` for bar patterns, which are evaluated once per
         closed bar); see :meth:`app.analysis.analyzers.Analyzers.pattern_stats`.
+    snapshots : str, optional
+        Folder for candidate snapshots (:mod:`app.research.snapshots`; the session id is the
+        symbol and the recording's first UTC date).
     """
     from app.live.engine import AnalysisEngine
 
@@ -172,6 +177,13 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
     eng.warm_up()
     t0 = time.perf_counter()
     ev = recording.events
+    snap = None
+    if snapshots:
+        from app.research.snapshots import SnapshotRecorder
+
+        day = _iso(int(ev["ts"][0]))[:10] if len(ev) else "empty"
+        snap = SnapshotRecorder(snapshots, inst, getattr(eng.profile, "name", str(profile)), f"{inst.symbol} {day}")
+        eng.analyzers.candidate_hook = snap.on_candidates
     m0 = int(ev["ts"][0]) if len(ev) else 0
     for c in chunks(ev):
         if speed:
@@ -182,6 +194,11 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
         eng.process(c)
     eng.finish(end_of_data=True)
     wall = time.perf_counter() - t0
+    if snap is not None:
+        from app.core.events import KIND_TRADE
+
+        tr = ev[ev["kind"] == KIND_TRADE]
+        snap.close(tr["ts"], tr["price"])
     tick = inst.tick_size
     outcomes = eng.outcomes
     precision = eng.precision
@@ -203,6 +220,7 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
         "errors": int(eng.errors),
         "last_error": eng.last_error,
         "signals": sigs,
+        "snapshot_rows": snap.rows if snap is not None else 0,
         "summary": {
             "signals": len(sigs),
             "long": sum(1 for s in sigs if s["side"] == "long"),
@@ -286,7 +304,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
     rep = analyze(rec, profile, vix_history=vix, speed=speed, use_numba=not args.twin,
-                  pattern_stats=args.pattern_stats)
+                  pattern_stats=args.pattern_stats, snapshots=args.snapshots)
+    if args.snapshots:
+        print(f"snapshots: {rep['snapshot_rows']} candidate rows under {args.snapshots}", file=sys.stderr)
     if args.json:
         json.dump(rep, sys.stdout, indent=1, sort_keys=True)
         sys.stdout.write("\n")

@@ -29,8 +29,10 @@ ALLOWED: dict[str, set[str]] = {
     "trading": {"core", "config", "dtc", "feeds", "market", "sim"},
     "live": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading"},
     "ui": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live"},
-    "bench": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live", "ui"},
-    "cli": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live", "ui", "bench"},
+    "research": {"core", "config", "feeds", "market", "analysis", "sim", "live"},
+    "bench": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live", "ui", "research"},
+    "cli": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live", "ui", "bench",
+            "research"},
     "__main__": {"cli"},
 }
 QT = ("PySide6", "shiboken6", "pyqtgraph", "qasync")
