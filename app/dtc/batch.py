@@ -560,6 +560,17 @@ def _check_encoding(encoding) -> Encoding:
     return enc
 
 
+#: Largest SymbolID: the field is a uint32_t in every market data message (DTCProtocol.h).
+SYMBOL_ID_MAX = 0xFFFFFFFF
+
+
+def _check_symbol_id(symbol_id) -> int:
+    sid = int(symbol_id)
+    if not 0 <= sid <= SYMBOL_ID_MAX:
+        raise ValueError(f"SymbolID {sid} does not fit uint32 (0..{SYMBOL_ID_MAX})")
+    return sid
+
+
 def encode_depth_batch(events: np.ndarray, tick_size: float, symbol_id: int, encoding: Encoding = Encoding.BINARY,
                        msg_type: int = MessageType.MARKET_DEPTH_UPDATE_LEVEL, *,
                        sierra_compact_order: bool = True) -> bytes:
@@ -588,9 +599,15 @@ def encode_depth_batch(events: np.ndarray, tick_size: float, symbol_id: int, enc
     -------
     bytes
         The concatenated frames.
+
+    Raises
+    ------
+    ValueError
+        ``symbol_id`` outside 0..4294967295 (uint32), an unsupported encoding or a
+        ``msg_type`` that is not a depth message.
     """
     enc = _check_encoding(encoding)
-    r = _depth_records(events, tick_size, int(symbol_id), int(msg_type))
+    r = _depth_records(events, tick_size, _check_symbol_id(symbol_id), int(msg_type))
     if enc == Encoding.BINARY:
         return r.tobytes()
     return _records_to_json(r, int(msg_type), enc, sierra_compact_order)
@@ -603,10 +620,10 @@ def encode_trade_batch(events: np.ndarray, tick_size: float, symbol_id: int, enc
 
     ``side`` becomes ``AtBidOrAsk`` (2 = at ask = buyer aggressor), ``size`` the Volume (112
     float, 137/142/146 uint32: fractional sizes are truncated), ``ts`` the type's time unit.
-    See :func:`encode_depth_batch` for the other parameters.
+    See :func:`encode_depth_batch` for the other parameters and the errors raised.
     """
     enc = _check_encoding(encoding)
-    r = _trade_records(events, tick_size, int(symbol_id), int(msg_type))
+    r = _trade_records(events, tick_size, _check_symbol_id(symbol_id), int(msg_type))
     if enc == Encoding.BINARY:
         return r.tobytes()
     return _records_to_json(r, int(msg_type), enc, sierra_compact_order)

@@ -33,7 +33,11 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
 * **Security definitions**: 506 -> 507 (MinPriceIncrement, PriceDisplayFormat,
   CurrencyValuePerIncrement, DisplayPriceMultiplier 1) or 509 for unknown symbols.
 * **Market data**: 101 subscribe -> 104 snapshot, then 107 per trade and 108 when the best
-  bid/ask changed (checked once per replayed batch); unknown symbol -> 103 MARKET_DATA_REJECT.
+  bid/ask changed (checked once per replayed batch); unknown symbol, or a SymbolID that is not
+  an integer 0..4294967295 (the field is a uint32; JSON can carry any number) -> 103
+  MARKET_DATA_REJECT (121 for depth) with the reason. Market data that cannot be encoded for one
+  connection logs that connection off (LOGOFF with the reason, ``encode_errors``); the other
+  connections and the fill engine get the batch all the same.
   **Depth**: 102 -> a 122 (or 145) snapshot batch of the whole book (``NumLevels`` is ignored:
   full depth) -> 106 (or 140) updates keeping the recording's batch boundaries; unknown symbol
   -> 121. The Exchange field is ignored, as Sierra Chart does.
@@ -236,6 +240,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             "events_replayed": 0,
             "orders_received": 0,
             "slow_clients_dropped": 0,
+            "rejected_symbol_ids": 0,
+            "encode_errors": 0,
         }
         # message type -> bound handler(conn, message); each part names the types it serves
         self._handlers = {

@@ -128,12 +128,22 @@ class MarketDataMixin:
 
     def _request_target(self, c: Conn, m, subs: dict, reject) -> "Symbol | None":
         """Common start of MARKET_DATA_REQUEST and MARKET_DEPTH_REQUEST: an unsubscribe drops
-        the SymbolID from ``subs``; an unknown symbol is answered with ``reject`` (the 103 or
-        121 message class). Returns the symbol to serve, or None when the request is done."""
+        the SymbolID from ``subs``; a SymbolID that does not fit the protocol's uint32 or an
+        unknown symbol is answered with ``reject`` (the 103 or 121 message class). Returns the
+        symbol to serve, or None when the request is done."""
         if int(m.RequestAction) == M.RequestAction.UNSUBSCRIBE:
             for sym, sid in list(subs.items()):
                 if sid == m.SymbolID:
                     del subs[sym]
+            return None
+        sid = m.SymbolID
+        if not isinstance(sid, int) or not 0 <= sid <= B.SYMBOL_ID_MAX:
+            # JSON carries any number: an id the binary messages cannot hold would make every
+            # later batch for this client fail to encode; refuse it here (the reject carries 0,
+            # the only id sure to fit)
+            self._stats["rejected_symbol_ids"] += 1
+            self._send(c, reject(SymbolID=0, RejectText=fit(
+                f"SymbolID {sid!r} out of range: must be an integer 0..{B.SYMBOL_ID_MAX}", 96)))
             return None
         s = self._lookup(m.Symbol)
         if s is None:
@@ -247,8 +257,10 @@ class MarketDataMixin:
                 seg = events[a:b]
                 if a in clear_idx:
                     dels = self._clear_to_deletes(symbol, int(events["side"][a]))
-                    self._send_market(s, np.concatenate([dels, seg]) if len(dels) else seg)
-                    self.engine.on_market(symbol, seg)
+                    try:
+                        self._send_market(s, np.concatenate([dels, seg]) if len(dels) else seg)
+                    finally:
+                        self.engine.on_market(symbol, seg)
                 else:
                     self._publish_plain(s, seg)
         else:
@@ -256,8 +268,10 @@ class MarketDataMixin:
         self._after_batch(s)
 
     def _publish_plain(self, s: Symbol, events: np.ndarray) -> None:
-        self._send_market(s, events)
-        self.engine.on_market(s.inst.symbol, events)
+        try:
+            self._send_market(s, events)
+        finally:  # the fill engine gets every batch, whatever happened on the wire
+            self.engine.on_market(s.inst.symbol, events)
 
     def _send_market(self, s: Symbol, events: np.ndarray) -> None:
         """Send depth and trade messages in recorded order, one write per connection.
@@ -302,33 +316,41 @@ class MarketDataMixin:
             akey = (dkey, tkey)
             out = assembled.get(akey)
             if out is None:
-                dparts = tparts = None
-                if dkey is not None:
-                    dparts = pieces_cache.get(("d",) + dkey)
-                    if dparts is None:
-                        data = B.encode_depth_batch(dep, tick, dkey[2], dkey[0], msg_type=dkey[1])
-                        dparts = pieces_cache[("d",) + dkey] = self._splitter(data, len(dep), dkey[0])
-                if tkey is not None:
-                    tparts = pieces_cache.get(("t",) + tkey)
-                    if tparts is None:
-                        data = B.encode_trade_batch(trd, tick, tkey[1], tkey[0])
-                        tparts = pieces_cache[("t",) + tkey] = self._splitter(data, len(trd), tkey[0])
-                chunks = []
-                nd = nt = 0
-                for is_t, d0, d1, t0, t1 in runs:
-                    if is_t:
-                        if tparts is not None:
-                            chunks.append(tparts(t0, t1))
-                            nt += t1 - t0
-                    elif dparts is not None:
-                        chunks.append(dparts(d0, d1))
-                        nd += d1 - d0
-                out = assembled[akey] = (b"".join(chunks), nd, nt)
+                try:
+                    out = assembled[akey] = self._assemble(dep, trd, runs, tick, dkey, tkey, pieces_cache)
+                except Exception as exc:  # this connection's encoding only: the others go on
+                    self._encode_failed(c, exc)
+                    continue
             data, nd, nt = out
             if data:
                 self._write(c, data, nd + nt)
                 self._stats["depth_messages_out"] += nd
                 self._stats["trade_messages_out"] += nt
+
+    def _assemble(self, dep, trd, runs, tick, dkey, tkey, pieces_cache) -> tuple[bytes, int, int]:
+        """The bytes of one batch for one (depth key, trade key): (data, depth msgs, trade msgs)."""
+        dparts = tparts = None
+        if dkey is not None:
+            dparts = pieces_cache.get(("d",) + dkey)
+            if dparts is None:
+                data = B.encode_depth_batch(dep, tick, dkey[2], dkey[0], msg_type=dkey[1])
+                dparts = pieces_cache[("d",) + dkey] = self._splitter(data, len(dep), dkey[0])
+        if tkey is not None:
+            tparts = pieces_cache.get(("t",) + tkey)
+            if tparts is None:
+                data = B.encode_trade_batch(trd, tick, tkey[1], tkey[0])
+                tparts = pieces_cache[("t",) + tkey] = self._splitter(data, len(trd), tkey[0])
+        chunks = []
+        nd = nt = 0
+        for is_t, d0, d1, t0, t1 in runs:
+            if is_t:
+                if tparts is not None:
+                    chunks.append(tparts(t0, t1))
+                    nt += t1 - t0
+            elif dparts is not None:
+                chunks.append(dparts(d0, d1))
+                nd += d1 - d0
+        return b"".join(chunks), nd, nt
 
     @staticmethod
     def _splitter(data: bytes, n: int, encoding: Encoding):

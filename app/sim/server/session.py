@@ -17,9 +17,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import struct
 from dataclasses import dataclass, field
 
-from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.dtc.session import Closed, DTCSession, InvalidState, LogonRequested, Role
@@ -82,6 +82,7 @@ class Conn:
     closed: bool = False
     timer: TimerHandle | None = None  # wakes the session at its next deadline
     counted_out: int = 0  # session.messages_sent already added to the server's stats
+    encode_errors: int = 0  # messages for this client that could not be encoded
 
     @property
     def encoding(self) -> Encoding:
@@ -135,16 +136,32 @@ class SessionMixin:
     # ------------------------------------------------------------------ sending
 
     def _send(self, c: Conn, msg: M.Message) -> None:
-        """Send one message to ``c`` in its encoding (dropped, and logged, when it cannot be
-        encoded or the connection is not logged on)."""
+        """Send one message to ``c`` in its encoding (dropped, counted in ``encode_errors`` and
+        logged once per connection, when it cannot be encoded; dropped when the connection is
+        not logged on)."""
         if c.closed:
             return
         try:
             c.session.send(msg)
-        except (codec.EncodeError, ValueError, InvalidState) as exc:
+        except InvalidState as exc:
             log.error("cannot send %s to client %d: %s", type(msg).__name__, c.cid, exc)
             return
+        except (ValueError, OverflowError, TypeError, struct.error) as exc:  # EncodeError is a ValueError
+            self._stats["encode_errors"] += 1
+            c.encode_errors += 1
+            if c.encode_errors == 1:
+                log.error("cannot encode %s for client %d: %s (further ones counted only)",
+                          type(msg).__name__, c.cid, exc)
+            return
         self._flush(c)
+
+    def _encode_failed(self, c: Conn, exc: Exception) -> None:
+        """Market data for ``c`` could not be encoded: count it, log it, log the client off
+        with the reason (it would miss data from now on). Other connections are not touched."""
+        self._stats["encode_errors"] += 1
+        c.encode_errors += 1
+        log.error("cannot encode market data for client %d: %s; logging it off", c.cid, exc)
+        self._logoff(c, fit(f"server cannot encode market data for this connection: {exc}", 96))
 
     def _write(self, c: Conn, data: bytes, n_msgs: int) -> None:
         """Send bytes already encoded in ``c.encoding`` (``n_msgs`` messages)."""

@@ -1,0 +1,191 @@
+"""The built-in DTC server's market data under hostile and slow clients (issue 13 items 2, 3, 4,
+12, 13), in-process on loopback with the shipped real ES recording.
+
+Each test runs the server in this process, drives it with raw sockets (a client that never
+reads is a socket with a tiny ``SO_RCVBUF`` that never calls ``recv``), polls in bounded loops
+and checks the server's own state (its fill engine's book, its connection table, its buffered
+bytes) plus what a well-behaved second client received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import numpy as np
+import pytest
+
+from app.core.events import KIND_TRADE
+from app.dtc import codec
+from app.dtc import messages as M
+from app.dtc.messages import Encoding, MessageType as T
+from app.feeds.samples import load_default_sample
+from app.market.refbook import ReferenceBook
+from app.sim.server import DTCServer
+
+pytestmark = pytest.mark.timeout(120)
+
+SYM = "ESH4"
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return load_default_sample()
+
+
+async def until(pred, timeout: float = 20.0) -> bool:
+    """Poll ``pred`` until it holds (bounded): for bytes a real socket must still deliver."""
+    for _ in range(int(timeout / 0.01)):
+        if pred():
+            return True
+        await asyncio.sleep(0.01)
+    return pred()
+
+
+class Peer:
+    """A well-behaved client: asyncio socket + :class:`app.dtc.codec.Decoder`, reads all the time."""
+
+    def __init__(self, encoding: Encoding = Encoding.BINARY):
+        self.encoding = encoding
+        self.dec = codec.Decoder(Encoding.BINARY, follow_encoding_response=True)
+        self.msgs: list = []
+        self.nbytes = 0
+        self.eof = False
+
+    async def connect(self, port: int) -> "Peer":
+        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
+        self._task = asyncio.create_task(self._read())
+        if self.encoding != Encoding.BINARY:
+            self.writer.write(codec.encoding_request(self.encoding))
+            assert await until(lambda: self.of(T.ENCODING_RESPONSE))
+        return self
+
+    async def _read(self) -> None:
+        try:
+            while True:
+                data = await self.reader.read(1 << 16)
+                if not data:
+                    break
+                self.nbytes += len(data)
+                self.msgs.extend(self.dec.feed(data))
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        self.eof = True
+
+    def send(self, msg) -> None:
+        self.writer.write(codec.encode(msg, self.encoding))
+
+    def of(self, *types) -> list:
+        ts = {int(t) for t in types}
+        return [m for m in self.msgs if int(m.TYPE) in ts]
+
+    async def logon(self, integer_1: int = 0) -> None:
+        self.send(M.LogonRequest(ProtocolVersion=8, HeartbeatIntervalInSeconds=0, ClientName="peer",
+                                 Integer_1=integer_1))
+        assert await until(lambda: self.of(T.LOGON_RESPONSE))
+
+    async def close(self) -> None:
+        self._task.cancel()
+        self.writer.close()
+        try:
+            await self.writer.wait_closed()
+        except ConnectionError:
+            pass
+
+
+def never_reading_socket(port: int) -> socket.socket:
+    """A connected client socket with a tiny receive buffer that nobody ever reads."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 12)
+    s.connect(("127.0.0.1", port))
+    return s
+
+
+def book_of(events) -> ReferenceBook:
+    b = ReferenceBook()
+    b.apply(events)
+    return b
+
+
+# --------------------------------------------------------------------------------------------
+# item 2: out-of-range SymbolIDs are refused at the request; one client's encode failure never
+# reaches another client or the fill engine
+# --------------------------------------------------------------------------------------------
+
+
+def test_out_of_range_symbol_ids_are_rejected_and_the_replay_goes_on(rec):
+    trades = int(np.count_nonzero(rec.events["kind"] == KIND_TRADE))
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=False, paused=True)
+        await srv.start()
+        try:
+            bad = await Peer(Encoding.JSON).connect(srv.port)
+            await bad.logon()
+            for sid in (-1, 4294967296, -1e23):
+                bad.writer.write(b'{"Type":101,"RequestAction":1,"SymbolID":%s,"Symbol":"ESH4"}\x00'
+                                 % repr(sid).encode())
+            bad.writer.write(b'{"Type":102,"RequestAction":1,"SymbolID":-1,"Symbol":"ESH4","NumLevels":0}\x00')
+            assert await until(lambda: len(bad.of(T.MARKET_DATA_REJECT)) == 3 and bad.of(T.MARKET_DEPTH_REJECT))
+            for r in bad.of(T.MARKET_DATA_REJECT, T.MARKET_DEPTH_REJECT):
+                assert "SymbolID" in r.RejectText and "out of range" in r.RejectText
+            assert not bad.of(T.MARKET_DATA_SNAPSHOT, T.MARKET_DEPTH_SNAPSHOT_LEVEL)
+            good = await Peer().connect(srv.port)
+            await good.logon(int(M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES))
+            good.send(M.MarketDataRequest(RequestAction=1, SymbolID=7, Symbol=SYM))
+            good.send(M.MarketDepthRequest(RequestAction=1, SymbolID=7, Symbol=SYM))
+            assert await until(lambda: all(c.depth_subs for c in srv.conns.values() if c.md_subs)
+                               and any(c.md_subs for c in srv.conns.values()))
+            srv.resume()
+            assert await srv.wait_replay_done(60)
+            assert await until(lambda: len(good.of(T.MARKET_DATA_UPDATE_TRADE)) == trades)
+            # the venue's own state: every batch reached the fill engine
+            eng = srv.engine
+            ref = book_of(rec.events)
+            assert eng.books[SYM].bids() == ref.bids() and eng.books[SYM].asks() == ref.asks()
+            assert eng.last_trade[SYM] == int(rec.events["price"][rec.events["kind"] == KIND_TRADE][-1])
+            st = srv.stats
+            assert st["rejected_symbol_ids"] == 4
+            assert st.get("publish_errors", 0) == 0 and st["encode_errors"] == 0
+            assert not bad.eof  # the bad client stays connected, it just got its rejects
+            await bad.close()
+            await good.close()
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+def test_an_encode_failure_for_one_connection_reaches_no_other_and_not_the_engine(rec):
+    """Fault injection: one connection's subscription id is made unencodable behind the request
+    check; the batch still reaches the other client and the engine, the faulty one is logged off."""
+    ev = rec.events
+    cut = int(np.flatnonzero(ev["kind"] == KIND_TRADE)[50]) + 1  # a stretch with 51 trades
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=False, paused=True)
+        await srv.start()
+        try:
+            faulty = await Peer().connect(srv.port)
+            await faulty.logon(int(M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES))
+            good = await Peer().connect(srv.port)
+            await good.logon(int(M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES))
+            for p in (faulty, good):
+                p.send(M.MarketDataRequest(RequestAction=1, SymbolID=1, Symbol=SYM))
+            assert await until(lambda: sum(1 for c in srv.conns.values() if c.md_subs) == 2)
+            conn = min(srv.conns.values(), key=lambda c: c.cid)
+            conn.md_subs[SYM] = -5  # the injected fault
+            for a in range(0, cut, 500):
+                srv.publish(SYM, ev[a:min(a + 500, cut)])
+            assert await until(lambda: len(good.of(T.MARKET_DATA_UPDATE_TRADE)) == 51)
+            assert await until(lambda: faulty.eof)
+            assert faulty.of(T.LOGOFF) and "encode" in faulty.of(T.LOGOFF)[0].Reason
+            ref = book_of(ev[:cut])
+            assert srv.engine.books[SYM].bids() == ref.bids() and srv.engine.books[SYM].asks() == ref.asks()
+            assert srv.stats["encode_errors"] >= 1 and srv.stats.get("publish_errors", 0) == 0
+            await good.close()
+            await faulty.close()
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
