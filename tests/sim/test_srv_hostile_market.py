@@ -15,9 +15,11 @@ import socket
 import numpy as np
 import pytest
 
-from app.core.events import KIND_TRADE
+from app.core.clock import ManualClock
+from app.core.events import KIND_DEPTH, KIND_TRADE
 from app.dtc import codec
 from app.dtc import messages as M
+from app.dtc.batch import message_to_events
 from app.dtc.messages import Encoding, MessageType as T
 from app.feeds.samples import load_default_sample
 from app.market.refbook import ReferenceBook
@@ -45,8 +47,9 @@ async def until(pred, timeout: float = 20.0) -> bool:
 class Peer:
     """A well-behaved client: asyncio socket + :class:`app.dtc.codec.Decoder`, reads all the time."""
 
-    def __init__(self, encoding: Encoding = Encoding.BINARY):
+    def __init__(self, encoding: Encoding = Encoding.BINARY, decode: bool = True):
         self.encoding = encoding
+        self.decode = decode  # False: count the bytes only (keeps up with a maximum-speed replay)
         self.dec = codec.Decoder(Encoding.BINARY, follow_encoding_response=True)
         self.msgs: list = []
         self.nbytes = 0
@@ -67,7 +70,8 @@ class Peer:
                 if not data:
                     break
                 self.nbytes += len(data)
-                self.msgs.extend(self.dec.feed(data))
+                if self.decode or not self.msgs:  # the logon response at least
+                    self.msgs.extend(self.dec.feed(data))
         except (ConnectionError, asyncio.CancelledError):
             pass
         self.eof = True
@@ -186,6 +190,131 @@ def test_an_encode_failure_for_one_connection_reaches_no_other_and_not_the_engin
             await good.close()
             await faulty.close()
         finally:
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------------------------
+# item 3: a client that never reads never stalls the replay; it is conflated, then logged off
+# --------------------------------------------------------------------------------------------
+
+
+def _subscribe_bytes(symbol_id: int = 1, integer_1: int = int(M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES),
+                     depth_requests: int = 1) -> bytes:
+    enc = Encoding.BINARY
+    out = codec.encode(M.LogonRequest(ProtocolVersion=8, HeartbeatIntervalInSeconds=0, ClientName="slow",
+                                      Integer_1=integer_1), enc)
+    out += codec.encode(M.MarketDataRequest(RequestAction=1, SymbolID=symbol_id, Symbol=SYM), enc)
+    out += codec.encode(M.MarketDepthRequest(RequestAction=1, SymbolID=symbol_id, Symbol=SYM), enc) * depth_requests
+    return out
+
+
+def test_clients_that_never_read_never_stall_the_replay_and_are_logged_off_after_the_timeout(rec):
+    limit = 256 << 10
+    clock = ManualClock()
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=True, paused=True, clock=clock,
+                        send_buffer_limit=limit, slow_client_timeout_s=5.0)
+        await srv.start()
+        slow = []
+        try:
+            good = await Peer(decode=False).connect(srv.port)
+            await good.logon(int(M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES))
+            good.send(M.MarketDataRequest(RequestAction=1, SymbolID=1, Symbol=SYM))
+            good.send(M.MarketDepthRequest(RequestAction=1, SymbolID=1, Symbol=SYM))
+            for _ in range(3):
+                s = never_reading_socket(srv.port)
+                s.sendall(_subscribe_bytes())
+                slow.append(s)
+            assert await until(lambda: sum(1 for c in srv.conns.values() if c.depth_subs) == 4)
+            srv.resume()
+            assert await until(lambda: sum(1 for c in srv.conns.values() if c.behind and c.cid > 1) == 3, 60)
+            loops, got = srv.stats["replay"][SYM]["loops"], good.nbytes
+            # the replay goes on at full speed while they are behind: two more passes of the hour
+            assert await until(lambda: srv.stats["replay"][SYM]["loops"] >= loops + 2, 60)
+            assert await until(lambda: good.nbytes > got + (4 << 20))
+            st = srv.stats
+            assert st["clients_behind"] >= 3 and st["slow_clients_conflated"] >= 3 and st["conflated_messages"] > 0
+            # memory: what is queued for each slow client stays within the bound (+ one batch)
+            for c in srv.conns.values():
+                if c.cid > 1:
+                    assert c.behind and srv._buffered(c) <= limit + (1 << 20)
+            assert st["slow_clients_dropped"] == 0
+            srv.pause()  # let the good client catch up if it fell behind at maximum speed
+            assert await until(lambda: not srv.conns[1].behind)
+            clock.advance(5.0)  # the others stayed behind for slow_client_timeout_s: logged off
+            assert await until(lambda: srv.stats["slow_clients_dropped"] == 3 and len(srv.conns) == 1)
+            srv.resume()
+            got = good.nbytes
+            assert await until(lambda: good.nbytes > got + (1 << 20))  # and the good one is still served
+            assert not good.eof
+            await good.close()
+        finally:
+            for s in slow:
+                s.close()
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+def _client_book(msgs, tick: float) -> ReferenceBook:
+    book = ReferenceBook()
+    for m in msgs:
+        e = message_to_events(m, tick)
+        if len(e):
+            book.apply(e[e["kind"] == KIND_DEPTH])
+    return book
+
+
+def test_a_client_that_falls_behind_gets_fresh_snapshots_when_it_catches_up(rec):
+    clock = ManualClock()
+    tick = rec.instrument.tick_size
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=True, paused=True, clock=clock,
+                        send_buffer_limit=128 << 10, slow_client_timeout_s=60.0)
+        await srv.start()
+        loop = asyncio.get_running_loop()
+        s = never_reading_socket(srv.port)
+        try:
+            s.sendall(_subscribe_bytes())
+            s.setblocking(False)
+            assert await until(lambda: any(c.depth_subs for c in srv.conns.values()))
+            conn = next(iter(srv.conns.values()))
+            srv.resume()
+            assert await until(lambda: conn.behind, 60)
+            srv.pause()
+            dec = codec.Decoder(Encoding.BINARY)
+            msgs: list = []
+
+            async def read():
+                while True:
+                    data = await loop.sock_recv(s, 1 << 16)
+                    if not data:
+                        return
+                    msgs.extend(dec.feed(data))
+
+            reader = asyncio.create_task(read())
+            assert await until(lambda: srv.stats["slow_clients_caught_up"] == 1, 60)
+            assert not conn.behind
+            srv.resume()  # normal updates again, then a marker to know everything before it arrived
+            n = srv.stats["events_replayed"]
+            assert await until(lambda: srv.stats["events_replayed"] > n + 20_000, 60)
+            srv.pause()
+            await loop.sock_sendall(s, codec.encode(M.SecurityDefinitionForSymbolRequest(RequestID=99, Symbol=SYM),
+                                                    Encoding.BINARY))
+            assert await until(lambda: any(int(m.TYPE) == T.SECURITY_DEFINITION_RESPONSE for m in msgs), 60)
+            snaps = [m for m in msgs if int(m.TYPE) == T.MARKET_DEPTH_SNAPSHOT_LEVEL and m.IsFirstMessageInBatch]
+            assert len(snaps) == 2  # the subscription's, and the fresh one after catching up
+            assert len([m for m in msgs if int(m.TYPE) == T.MARKET_DATA_SNAPSHOT]) == 2
+            mine = _client_book(msgs, tick)
+            eng = srv.engine.books[SYM]
+            assert mine.bids() == eng.bids() and mine.asks() == eng.asks()
+            reader.cancel()
+        finally:
+            s.close()
             await srv.stop()
 
     asyncio.run(main())

@@ -61,6 +61,19 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
 * **Solicited answers** (300 -> 301s, 305 -> 306s, 400 -> 401, 601 -> 600) carry
   RequestID/TotalNumMessages/MessageNumber; empty results are one message with NoOrders /
   NoPositions = 1; they are written in one piece, so no unsolicited update can interleave.
+* **Slow and hostile clients** never stall the replay (the replay clock waits for nobody): a
+  connection whose output buffer passes ``send_buffer_limit`` is *behind*: its market data is
+  conflated (not written; ``conflated_messages``), the server stops reading its requests, and
+  once it has read what it was sent it gets a fresh 104 and depth snapshot of each subscription
+  (``slow_clients_caught_up``). Behind for ``slow_client_timeout_s`` (server clock), or past 4x
+  the bound, it gets a LOGOFF with the reason and is disconnected (``slow_clients_dropped``; a
+  transport that does not drain is aborted 1 s later, so its memory returns). A subscription
+  gets a full snapshot at most once per ``resnapshot_interval_s``: a repeated request within
+  it waits for the rest of the interval (its data held back meanwhile; many merge into one;
+  ``snapshot_requests_deferred``). At most ``max_connections`` connections (more get a LOGOFF
+  and are closed: ``connections_refused``) and ``max_subscriptions`` subscriptions per
+  connection (more get 103/121: ``subscriptions_refused``). The stats line carries these
+  counters and ``clients_behind`` / ``buffered_bytes``.
 * Malformed frames are counted and skipped (:class:`app.dtc.codec.Decoder`); a binary stream
   that cannot be resynchronised gets a LOGOFF with the reason and is closed. Nothing a client
   sends can stop the server.
@@ -81,7 +94,16 @@ from app.sim.replay import ReplayClock, first_trade_index, start_at
 from app.sim.server.market_data import MarketDataMixin, Symbol
 from app.sim.server.orders import OrderEntryMixin
 from app.sim.server.queries import QueriesMixin
-from app.sim.server.session import ENCODINGS, Conn, SessionMixin
+from app.sim.server.session import (
+    ENCODINGS,
+    MAX_CONNECTIONS,
+    MAX_SUBSCRIPTIONS,
+    RESNAPSHOT_INTERVAL_S,
+    SEND_BUFFER_LIMIT,
+    SLOW_CLIENT_TIMEOUT_S,
+    Conn,
+    SessionMixin,
+)
 from app.core.timers import ClockTimers
 
 log = logging.getLogger(__name__)
@@ -134,17 +156,32 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         snapshot of the book at that point (:func:`app.sim.replay.start_at`). CME's pre-open
         book may be crossed; ``mia-elite serve`` starts at the open by default. Default False:
         the whole recording (the integration tests compare against the whole file).
+    send_buffer_limit : int
+        Bytes a connection's transport may hold before the connection is behind (default
+        :data:`~app.sim.server.session.SEND_BUFFER_LIMIT`, 2 MiB).
+    slow_client_timeout_s : float or None
+        Seconds of ``clock`` a connection may stay behind before it is logged off (default 10;
+        None: never for being behind, still at 4x the buffer bound).
+    max_connections : int
+        Most open connections (default 64).
+    max_subscriptions : int
+        Most market data + depth subscriptions per connection (default 64).
+    resnapshot_interval_s : float
+        Shortest interval between two full snapshots of one subscription, s of ``clock``
+        (default 1).
     clock : app.core.clock.Clock
         Source of the server's own timing (default the system clock): the replay's pace
         (:class:`app.sim.replay.ReplayClock`), each connection's logon deadline, heartbeats and
-        idle limit, the wait of a held bracket parent, HEARTBEAT.CurrentDateTime. Tests pass a
+        idle limit, the wait of a held bracket parent, HEARTBEAT.CurrentDateTime, the slow-client
+        deadline and the resnapshot interval. Tests pass a
         :class:`~app.core.clock.ManualClock` and move time by hand; socket I/O timeouts stay
         in real time.
 
     Raises
     ------
     ValueError
-        No recording, two recordings for one symbol, or an unsupported ``encoding``.
+        No recording, two recordings for one symbol, an unsupported ``encoding``, or a bound
+        that is not positive.
 
     Attributes
     ----------
@@ -175,12 +212,28 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         encoding: Encoding | None = None,
         start_at_open: bool = False,
         clock: Clock = SYSTEM_CLOCK,
+        send_buffer_limit: int = SEND_BUFFER_LIMIT,
+        slow_client_timeout_s: float | None = SLOW_CLIENT_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
+        resnapshot_interval_s: float = RESNAPSHOT_INTERVAL_S,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
             raise ValueError("DTCServer needs at least one recording")
         self.host = host
         self.clock = clock
+        if int(send_buffer_limit) <= 0 or int(max_connections) <= 0 or int(max_subscriptions) <= 0:
+            raise ValueError("send_buffer_limit, max_connections and max_subscriptions must be positive")
+        if slow_client_timeout_s is not None and not slow_client_timeout_s >= 0:
+            raise ValueError(f"slow_client_timeout_s must be >= 0 or None, got {slow_client_timeout_s!r}")
+        if not resnapshot_interval_s >= 0:
+            raise ValueError(f"resnapshot_interval_s must be >= 0, got {resnapshot_interval_s!r}")
+        self.send_buffer_limit = int(send_buffer_limit)
+        self.slow_client_timeout_s = slow_client_timeout_s
+        self.max_connections = int(max_connections)
+        self.max_subscriptions = int(max_subscriptions)
+        self.resnapshot_interval_s = float(resnapshot_interval_s)
         self._timers = ClockTimers(clock, name="dtc-server-timers")
         self._port = int(port)
         self.account = account
@@ -242,6 +295,12 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             "slow_clients_dropped": 0,
             "rejected_symbol_ids": 0,
             "encode_errors": 0,
+            "slow_clients_conflated": 0,
+            "slow_clients_caught_up": 0,
+            "conflated_messages": 0,
+            "connections_refused": 0,
+            "subscriptions_refused": 0,
+            "snapshot_requests_deferred": 0,
         }
         # message type -> bound handler(conn, message); each part names the types it serves
         self._handlers = {
@@ -328,6 +387,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         """Counters: connections, messages/bytes out, malformed frames, replay progress..."""
         d = dict(self._stats)
         d["connections"] = sum(1 for c in self.conns.values() if not c.closed)
+        d["clients_behind"] = sum(1 for c in self.conns.values() if c.behind and not c.closed)
+        d["buffered_bytes"] = sum(self._buffered(c) for c in self.conns.values())
         d["malformed_frames"] += sum(c.session.errors for c in self.conns.values())
         d["unknown_types"] += sum(c.session.decoder.unknown for c in self.conns.values())
         d["replay"] = {

@@ -20,7 +20,7 @@ from app.dtc import messages as M
 from app.dtc.messages import Encoding
 from app.feeds.recording import Recording
 from app.sim.replay import ReplayClock
-from app.sim.server.session import HIGH_WATER, MAX_BUFFER, Conn, fit
+from app.sim.server.session import Conn, fit
 
 log = logging.getLogger(__name__)
 
@@ -126,15 +126,19 @@ class MarketDataMixin:
         kw["TradingStatus"] = int(M.TradingStatus.TRADING_STATUS_OPEN)
         return M.MarketDataSnapshot(**kw)
 
-    def _request_target(self, c: Conn, m, subs: dict, reject) -> "Symbol | None":
+    def _request_target(self, c: Conn, m, kind: str, reject) -> "Symbol | None":
         """Common start of MARKET_DATA_REQUEST and MARKET_DEPTH_REQUEST: an unsubscribe drops
-        the SymbolID from ``subs``; a SymbolID that does not fit the protocol's uint32 or an
+        the SymbolID from the connection's ``kind`` ("md" or "depth") subscriptions; a SymbolID that does not fit the protocol's uint32 or an
         unknown symbol is answered with ``reject`` (the 103 or 121 message class). Returns the
         symbol to serve, or None when the request is done."""
+        subs = c.md_subs if kind == "md" else c.depth_subs
         if int(m.RequestAction) == M.RequestAction.UNSUBSCRIBE:
             for sym, sid in list(subs.items()):
                 if sid == m.SymbolID:
                     del subs[sym]
+                    c.awaiting.pop((kind, sym), None)
+                    if kind == "depth":
+                        c.depth_levels.pop(sym, None)
             return None
         sid = m.SymbolID
         if not isinstance(sid, int) or not 0 <= sid <= B.SYMBOL_ID_MAX:
@@ -159,33 +163,129 @@ class MarketDataMixin:
             return True
         return False
 
+    def _subscriptions_full(self, c: Conn, m, sym: str, subs: dict, reject) -> bool:
+        """A new subscription past ``max_subscriptions`` (market data + depth) is rejected (True)."""
+        if sym in subs or len(c.md_subs) + len(c.depth_subs) < self.max_subscriptions:
+            return False
+        self._stats["subscriptions_refused"] += 1
+        self._send(c, reject(SymbolID=m.SymbolID, RejectText=fit(
+            f"too many subscriptions on this connection (at most {self.max_subscriptions})", 96)))
+        return True
+
     def _on_market_data_request(self, c: Conn, m) -> None:
-        s = self._request_target(c, m, c.md_subs, M.MarketDataReject)
+        s = self._request_target(c, m, "md", M.MarketDataReject)
         if s is None:
             return
         sym = s.inst.symbol
         if int(m.RequestAction) == M.RequestAction.SNAPSHOT:
+            # a one-off snapshot: at most one per interval and symbol (more are not answered)
+            if self._snapshot_due(c, ("md", sym)) > self.clock.monotonic_ns():
+                self._stats["snapshot_requests_deferred"] += 1
+                return
+            c.snap_at[("md", sym)] = self.clock.monotonic_ns()
             self._send(c, self._market_snapshot(s, m.SymbolID))
             return
         if self._id_conflict(c, m, sym, c.md_subs, M.MarketDataReject, ""):
             return
+        if self._subscriptions_full(c, m, sym, c.md_subs, M.MarketDataReject):
+            return
         c.md_subs[sym] = int(m.SymbolID)
-        self._send(c, self._market_snapshot(s, m.SymbolID))
+        self._want_snapshot(c, "md", sym)
 
     def _book_snapshot_events(self, sym: str) -> np.ndarray:
         return self.engine.books[sym].snapshot_events(self.symbols[sym].last_ts)
 
     def _on_market_depth_request(self, c: Conn, m) -> None:
-        s = self._request_target(c, m, c.depth_subs, M.MarketDepthReject)
+        s = self._request_target(c, m, "depth", M.MarketDepthReject)
         if s is None:
             return
         sym = s.inst.symbol
         if self._id_conflict(c, m, sym, c.depth_subs, M.MarketDepthReject, "depth "):
             return
-        ev = self._book_snapshot_events(sym)
-        data = B.encode_depth_batch(ev, s.inst.tick_size, int(m.SymbolID), c.encoding, msg_type=c.snapshot_type)
-        self._write(c, data, max(len(ev), 1))
+        if self._subscriptions_full(c, m, sym, c.depth_subs, M.MarketDepthReject):
+            return
         c.depth_subs[sym] = int(m.SymbolID)
+        c.depth_levels[sym] = 0
+        self._want_snapshot(c, "depth", sym)
+
+    # ------------------------------------------------------------------ full snapshots
+
+    def _snapshot_due(self, c: Conn, key: tuple) -> int:
+        """Earliest server-clock ns at which subscription ``key`` may get its next full snapshot."""
+        last = c.snap_at.get(key)
+        if last is None:
+            return self.clock.monotonic_ns()
+        return last + int(self.resnapshot_interval_s * 1e9)
+
+    def _want_snapshot(self, c: Conn, kind: str, sym: str) -> None:
+        """A (re)subscription wants a full snapshot: now, or when the resnapshot interval since
+        the last one is over, or when a connection that is behind caught up. Until then the
+        subscription's market data is held back (so what the client gets always starts from a
+        snapshot). Repeated requests in between merge into the one pending snapshot."""
+        key = (kind, sym)
+        now = self.clock.monotonic_ns()
+        due = max(now, self._snapshot_due(c, key))
+        if c.behind or due > now:
+            self._stats["snapshot_requests_deferred"] += 1
+            c.awaiting[key] = due
+            if not c.behind:
+                self._arm_snapshot_timer(c)
+            return
+        c.awaiting.pop(key, None)
+        self._snapshot_now(c, kind, sym)
+
+    def _arm_snapshot_timer(self, c: Conn) -> None:
+        if not c.awaiting:
+            return
+        due = min(c.awaiting.values())
+        if c.snap_timer is not None and not c.snap_timer.cancelled and c.snap_timer.when_ns <= due:
+            return
+        if c.snap_timer is not None:
+            c.snap_timer.cancel()
+        c.snap_timer = self._timers.call_at(due, self._due_snapshots, c)
+
+    def _due_snapshots(self, c: Conn) -> None:
+        """Timer: send the deferred snapshots that are due (a connection behind waits for its
+        catch-up instead)."""
+        c.snap_timer = None
+        if c.closed or c.behind:
+            return
+        now = self.clock.monotonic_ns()
+        for key, due in list(c.awaiting.items()):
+            if due <= now:
+                del c.awaiting[key]
+                self._snapshot_now(c, *key)
+        self._arm_snapshot_timer(c)
+
+    def _send_fresh_snapshots(self, c: Conn) -> None:
+        """After a connection caught up: a full snapshot of each of its subscriptions."""
+        c.awaiting.clear()
+        if c.snap_timer is not None:
+            c.snap_timer.cancel()
+            c.snap_timer = None
+        for sym in list(c.md_subs):
+            self._snapshot_now(c, "md", sym)
+        for sym in list(c.depth_subs):
+            self._snapshot_now(c, "depth", sym)
+
+    def _snapshot_now(self, c: Conn, kind: str, sym: str) -> None:
+        """Send subscription ``(kind, sym)`` of ``c`` its full snapshot (104, or the depth
+        snapshot batch 122/145) now."""
+        subs = c.md_subs if kind == "md" else c.depth_subs
+        if c.closed or sym not in subs:
+            return
+        s = self.symbols[sym]
+        c.snap_at[(kind, sym)] = self.clock.monotonic_ns()
+        if kind == "md":
+            self._send(c, self._market_snapshot(s, subs[sym]))
+            return
+        ev = self._book_snapshot_events(sym)
+        try:
+            data = B.encode_depth_batch(ev, s.inst.tick_size, subs[sym], c.encoding, msg_type=c.snapshot_type)
+        except Exception as exc:  # this connection only
+            self._encode_failed(c, exc)
+            return
+        self._write(c, data, max(len(ev), 1))
 
     async def _replay(self, s: Symbol) -> None:
         try:
@@ -195,7 +295,6 @@ class MarketDataMixin:
                 except Exception:  # one bad batch must not end the replay
                     self._stats["publish_errors"] = self._stats.get("publish_errors", 0) + 1
                     log.exception("replay of %s: batch at %d failed; skipped", s.inst.symbol, s.clock.position)
-                await self._backpressure()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -203,21 +302,6 @@ class MarketDataMixin:
         self._done_count += 1
         if self._done_count >= len(self.symbols) and self.replay_done is not None:
             self.replay_done.set()
-
-    async def _backpressure(self) -> None:
-        for c in list(self.conns.values()):
-            if c.closed:
-                continue
-            size = c.writer.transport.get_write_buffer_size()
-            if size > MAX_BUFFER:
-                log.warning("DTC client %d too slow (%d bytes queued): disconnecting", c.cid, size)
-                self._stats["slow_clients_dropped"] += 1
-                self._drop(c)
-            elif size > HIGH_WATER:
-                try:
-                    await asyncio.wait_for(c.writer.drain(), 5.0)
-                except (asyncio.TimeoutError, ConnectionError):
-                    pass
 
     def _clear_to_deletes(self, sym: str, side: int) -> np.ndarray:
         book = self.engine.books[sym]
@@ -301,6 +385,11 @@ class MarketDataMixin:
         it = is_trade[keep]
         dep = ev[~it]
         trd = ev[it]
+        behind = [c for c in conns if c.behind]
+        if behind:  # conflated: they get fresh snapshots once they caught up
+            self._stats["conflated_messages"] += sum(
+                (len(dep) if sym in c.depth_subs else 0) + (len(trd) if sym in c.md_subs else 0) for c in behind)
+            conns = [c for c in conns if not c.behind]
         # runs of equal kind, and how many depth / trade messages precede each run
         change = np.flatnonzero(it[1:] != it[:-1]) + 1
         bounds = [0, *change.tolist(), len(ev)]
@@ -311,8 +400,12 @@ class MarketDataMixin:
         pieces_cache: dict = {}
         assembled: dict = {}
         for c in conns:
-            dkey = (c.encoding, c.depth_type, c.depth_subs[sym]) if sym in c.depth_subs and len(dep) else None
-            tkey = (c.encoding, c.md_subs[sym]) if sym in c.md_subs and len(trd) else None
+            dkey = (c.encoding, c.depth_type, c.depth_subs[sym]) if (
+                sym in c.depth_subs and len(dep) and ("depth", sym) not in c.awaiting) else None
+            tkey = (c.encoding, c.md_subs[sym]) if (
+                sym in c.md_subs and len(trd) and ("md", sym) not in c.awaiting) else None
+            if dkey is None and tkey is None:
+                continue
             akey = (dkey, tkey)
             out = assembled.get(akey)
             if out is None:
@@ -382,8 +475,8 @@ class MarketDataMixin:
             return
         s.book_bbo = bbo
         tick = s.inst.tick_size
-        for c in self.conns.values():
-            if sym in c.md_subs and not c.closed:
+        for c in list(self.conns.values()):
+            if sym in c.md_subs and not c.closed and not c.behind and ("md", sym) not in c.awaiting:
                 self._send(c, M.MarketDataUpdateBidAsk(
                     SymbolID=c.md_subs[sym],
                     BidPrice=bb * tick if bb is not None else UNSET,

@@ -20,6 +20,7 @@ import logging
 import struct
 from dataclasses import dataclass, field
 
+from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.dtc.session import Closed, DTCSession, InvalidState, LogonRequested, Role
@@ -27,10 +28,24 @@ from app.core.timers import TimerHandle
 
 log = logging.getLogger(__name__)
 
-#: Output buffer (bytes) above which the replay waits for a client to drain.
-HIGH_WATER = 1 << 20
-#: Output buffer (bytes) above which a client is disconnected as too slow.
-MAX_BUFFER = 64 << 20
+#: Default bound (bytes) of a connection's output buffer (what the transport holds beyond the
+#: kernel's socket buffer). Above it the connection is *behind*: its market data is conflated
+#: (not written) until it has read what it was sent, then it gets fresh snapshots.
+SEND_BUFFER_LIMIT = 2 << 20
+#: A connection whose buffer passes this many times the bound is disconnected at once (what
+#: still reaches a connection that is behind: order updates, answers to its requests).
+HARD_LIMIT_FACTOR = 4
+#: Default time (s of the server's clock) a connection may stay behind before it is logged off.
+SLOW_CLIENT_TIMEOUT_S = 10.0
+#: Real seconds a closed transport gets to flush (the LOGOFF) before it is aborted, so a client
+#: that never reads cannot keep its buffer alive.
+DROP_GRACE_S = 1.0
+#: Default caps: open connections, subscriptions (market data + depth) per connection.
+MAX_CONNECTIONS = 64
+MAX_SUBSCRIPTIONS = 64
+#: Default shortest interval (s of the server's clock) between two full snapshots of one
+#: subscription of one connection (a repeated request waits for the rest of it).
+RESNAPSHOT_INTERVAL_S = 1.0
 #: Extra silence (s) allowed on top of 2 x the client's heartbeat interval.
 IDLE_GRACE_S = 1.0
 
@@ -65,6 +80,15 @@ class Conn:
         LOGON_REQUEST.Integer_1 flags (depth message types; set at logon).
     md_subs, depth_subs : dict of str to int
         Symbol -> SymbolID of the market data / depth subscriptions.
+    depth_levels : dict of str to int
+        Symbol -> ``MARKET_DEPTH_REQUEST.NumLevels`` of the depth subscription (0: full depth).
+    behind : bool
+        Its output buffer passed the server's ``send_buffer_limit``: no market data is written
+        to it until it caught up (then fresh snapshots); logged off after
+        ``slow_client_timeout_s`` behind.
+    awaiting : dict
+        ``("md" | "depth", symbol)`` -> server-clock ns at which the subscription's next full
+        snapshot is due; its market data is held back until then.
     pending_parents : dict
         ClientOrderID -> ((OrderSpec, message), TimerHandle) of held bracket parents.
     """
@@ -83,6 +107,15 @@ class Conn:
     timer: TimerHandle | None = None  # wakes the session at its next deadline
     counted_out: int = 0  # session.messages_sent already added to the server's stats
     encode_errors: int = 0  # messages for this client that could not be encoded
+    depth_levels: dict = field(default_factory=dict)  # symbol -> NumLevels asked for (0: all)
+    behind: bool = False  # output buffer over the bound: market data conflated
+    behind_since_ns: int = 0  # server clock (monotonic ns) when it fell behind
+    dropping: bool = False  # being logged off as too slow
+    slow_timer: TimerHandle | None = None  # logs it off when it stays behind too long
+    catch_up_task: asyncio.Task | None = None  # waits for the buffer to drain
+    snap_at: dict = field(default_factory=dict)  # ("md"|"depth", symbol) -> ns of the last full snapshot
+    awaiting: dict = field(default_factory=dict)  # ("md"|"depth", symbol) -> ns its snapshot is due
+    snap_timer: TimerHandle | None = None  # sends the deferred snapshots
 
     @property
     def encoding(self) -> Encoding:
@@ -130,7 +163,9 @@ class SessionMixin:
 
     Uses the server's ``conns``, ``_stats``, ``_handlers`` (message type -> bound handler
     ``(conn, message)``), ``_timers``, ``clock``, ``fixed_encoding``, ``password``,
-    ``server_name``, ``symbols`` and ``account``.
+    ``server_name``, ``symbols``, ``account``, the bounds ``send_buffer_limit``,
+    ``slow_client_timeout_s``, ``max_connections`` and the market data's
+    ``_send_fresh_snapshots``.
     """
 
     # ------------------------------------------------------------------ sending
@@ -175,7 +210,8 @@ class SessionMixin:
         self._flush(c)
 
     def _flush(self, c: Conn) -> None:
-        """Write what the session has to send and count it."""
+        """Write what the session has to send, count it, and watch the connection's buffer
+        (:meth:`_check_buffer`)."""
         data = c.session.data_to_send()
         sent = c.session.messages_sent
         n, c.counted_out = sent - c.counted_out, sent
@@ -189,6 +225,84 @@ class SessionMixin:
             return
         self._stats["messages_out"] += n
         self._stats["bytes_out"] += len(data)
+        self._check_buffer(c)
+
+    @staticmethod
+    def _buffered(c: Conn) -> int:
+        """Bytes written to ``c`` that its transport still holds (0 when it cannot tell)."""
+        try:
+            return int(c.writer.transport.get_write_buffer_size())
+        except (AttributeError, RuntimeError):
+            return 0
+
+    def _check_buffer(self, c: Conn) -> None:
+        """Over ``send_buffer_limit`` the connection falls behind (conflated market data, a
+        deadline to catch up); over ``HARD_LIMIT_FACTOR`` times it, it is logged off at once.
+        Nothing here waits: the replay never waits for a client."""
+        if c.closed or c.dropping:
+            return
+        size = self._buffered(c)
+        limit = self.send_buffer_limit
+        if size <= limit:
+            return
+        if size > limit * HARD_LIMIT_FACTOR:
+            self._drop_slow(c, f"too slow: {size} bytes unread (limit {limit * HARD_LIMIT_FACTOR})")
+        elif not c.behind:
+            self._fall_behind(c, size)
+
+    def _fall_behind(self, c: Conn, size: int) -> None:
+        c.behind = True
+        c.behind_since_ns = self.clock.monotonic_ns()
+        self._stats["slow_clients_conflated"] += 1
+        log.warning("DTC client %d is behind (%d bytes unread): market data conflated until it catches up",
+                    c.cid, size)
+        if self.slow_client_timeout_s is not None:
+            c.slow_timer = self._timers.call_later(self.slow_client_timeout_s, self._too_slow, c)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the loop (cannot happen in the server): no catch-up
+            return
+        c.catch_up_task = loop.create_task(self._catch_up(c), name=f"dtc-catch-up-{c.cid}")
+
+    def _too_slow(self, c: Conn) -> None:
+        """Timer: ``c`` stayed behind for ``slow_client_timeout_s``."""
+        c.slow_timer = None
+        if c.closed or not c.behind:
+            return
+        secs = (self.clock.monotonic_ns() - c.behind_since_ns) / 1e9
+        self._drop_slow(c, f"too slow: {self._buffered(c)} bytes unread for {secs:.0f} s")
+
+    def _drop_slow(self, c: Conn, reason: str) -> None:
+        """Log ``c`` off as too slow (LOGOFF with ``reason``; its transport is aborted after
+        :data:`DROP_GRACE_S` if it does not read it)."""
+        c.dropping = True
+        self._stats["slow_clients_dropped"] += 1
+        log.warning("DTC client %d %s: disconnecting", c.cid, reason)
+        self._logoff(c, reason)
+        self._drop(c)
+
+    async def _catch_up(self, c: Conn) -> None:
+        """Wait until ``c`` read what it was sent, then end its conflation with fresh snapshots."""
+        w = c.writer
+        try:
+            while not c.closed and self._buffered(c) > self.send_buffer_limit // 2:
+                before = self._buffered(c)
+                await w.drain()
+                if self._buffered(c) >= before:  # the transport did not pause (odd limits)
+                    await asyncio.sleep(0.01)
+        except ConnectionError:
+            return
+        finally:
+            c.catch_up_task = None
+        if c.closed:
+            return
+        c.behind = False
+        if c.slow_timer is not None:
+            c.slow_timer.cancel()
+            c.slow_timer = None
+        self._stats["slow_clients_caught_up"] += 1
+        log.info("DTC client %d caught up: fresh snapshots", c.cid)
+        self._send_fresh_snapshots(c)
 
     def _broadcast(self, msg: M.Message) -> None:
         for c in list(self.conns.values()):
@@ -201,7 +315,8 @@ class SessionMixin:
         self._after_step(c)
 
     def _drop(self, c: Conn) -> None:
-        """Close the transport now (what was written still goes out first)."""
+        """Close the transport now: what was written still goes out first, for at most
+        :data:`DROP_GRACE_S` (then the transport is aborted, its buffer freed)."""
         if c.closed:
             return
         c.closed = True
@@ -209,6 +324,11 @@ class SessionMixin:
             c.writer.close()
         except (ConnectionError, RuntimeError):
             pass
+        if self._buffered(c):
+            try:
+                asyncio.get_running_loop().call_later(DROP_GRACE_S, c.writer.transport.abort)
+            except (RuntimeError, AttributeError):
+                pass
 
     async def _close(self, c: Conn) -> None:
         if c.cid in self.conns:  # keep the counters of connections that are gone
@@ -216,9 +336,15 @@ class SessionMixin:
             self._stats["unknown_types"] += c.session.decoder.unknown
             self.conns.pop(c.cid, None)
         c.closed = True
-        if c.timer is not None:
-            c.timer.cancel()
-            c.timer = None
+        for name in ("timer", "slow_timer", "snap_timer"):
+            handle = getattr(c, name)
+            if handle is not None:
+                handle.cancel()
+                setattr(c, name, None)
+        if c.catch_up_task is not None:
+            c.catch_up_task.cancel()
+            c.catch_up_task = None
+        c.awaiting.clear()
         for _msg, handle in c.pending_parents.values():
             handle.cancel()
         c.pending_parents.clear()
@@ -241,6 +367,9 @@ class SessionMixin:
             except OSError:
                 pass
         fixed = self.fixed_encoding
+        if sum(1 for c in self.conns.values() if not c.closed) >= self.max_connections:
+            self._refuse_connection(writer, peer)
+            return
         session = DTCSession(Role.SERVER, clock=self.clock, encoding=fixed if fixed is not None else Encoding.BINARY,
                              fixed_encoding=fixed is not None, peer_timeout_grace_s=IDLE_GRACE_S)
         c = Conn(self._next_cid, reader, writer, str(peer), session)
@@ -259,11 +388,8 @@ class SessionMixin:
                 self._receive(c, data)
                 if c.closed:
                     break
-                if writer.transport.get_write_buffer_size() > HIGH_WATER:
-                    try:
-                        await asyncio.wait_for(writer.drain(), 10.0)
-                    except (asyncio.TimeoutError, ConnectionError):
-                        break
+                if c.behind:  # read no more of its requests until it reads what it was sent
+                    await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
@@ -273,6 +399,20 @@ class SessionMixin:
         finally:
             log.info("DTC client %d disconnected (%d in, %d out)", c.cid, c.msgs_in, c.msgs_out)
             await self._close(c)
+
+    def _refuse_connection(self, writer: asyncio.StreamWriter, peer) -> None:
+        """Over ``max_connections``: a LOGOFF with the reason (binary, or the fixed encoding),
+        then the transport closes."""
+        self._stats["connections_refused"] += 1
+        log.warning("DTC client from %s refused: %d connections open (the cap)", peer, self.max_connections)
+        enc = self.fixed_encoding if self.fixed_encoding is not None else Encoding.BINARY
+        try:
+            writer.write(codec.encode(M.Logoff(Reason=fit(f"too many connections (at most {self.max_connections})",
+                                                          96)), enc))
+            writer.close()
+            asyncio.get_running_loop().call_later(DROP_GRACE_S, writer.transport.abort)
+        except (ConnectionError, RuntimeError):
+            pass
 
     def _receive(self, c: Conn, data: bytes) -> None:
         """Feed bytes read from ``c`` to its session and act on what it decoded."""
