@@ -318,3 +318,138 @@ def test_a_client_that_falls_behind_gets_fresh_snapshots_when_it_catches_up(rec)
             await srv.stop()
 
     asyncio.run(main())
+
+
+# --------------------------------------------------------------------------------------------
+# item 4: repeated depth requests do not amplify into memory; caps; memory returns
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_flood_of_repeated_depth_requests_from_clients_that_never_read_stays_small(rec):
+    """4 connections each write 682 MARKET_DEPTH_REQUESTs (64 KiB, one SymbolID) and never read
+    (the issue's attack, with 4 of its 20 connections): each gets ONE snapshot, the server's
+    allocations stay within a few MiB, the well-behaved client keeps its data, and the memory
+    returns once they close."""
+    import gc
+    import tracemalloc
+
+    ev = rec.events
+    first_trade = int(np.flatnonzero(ev["kind"] == KIND_TRADE)[0])
+    flood = _subscribe_bytes(depth_requests=682)
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=True, paused=True)
+        await srv.start()
+        loop = asyncio.get_running_loop()
+        socks = []
+        try:
+            srv.publish(SYM, ev[:first_trade])  # the book before the open: ~1,480 levels
+            good = await Peer(decode=False).connect(srv.port)
+            await good.logon(int(M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES))
+            good.send(M.MarketDepthRequest(RequestAction=1, SymbolID=1, Symbol=SYM))
+            assert await until(lambda: any(c.depth_subs for c in srv.conns.values()))
+            gc.collect()
+            tracemalloc.start()
+            base = tracemalloc.get_traced_memory()[0]
+            n_in = srv.stats["messages_in"]
+            for _ in range(4):
+                s = never_reading_socket(srv.port)
+                socks.append(s)
+                await loop.run_in_executor(None, s.sendall, flood)
+            assert await until(lambda: srv.stats["messages_in"] >= n_in + 4 * 684, 60)
+            peak = tracemalloc.get_traced_memory()[1] - base
+            assert srv.stats["snapshot_requests_deferred"] >= 4 * 681
+            assert peak < 8 << 20, f"{peak} bytes allocated for 4 x 682 depth requests"
+            for c in srv.conns.values():
+                assert srv._buffered(c) < 1 << 20
+            got = good.nbytes
+            srv.resume()
+            assert await until(lambda: good.nbytes > got + (1 << 20))  # the good client is served
+            srv.pause()
+            for s in socks:
+                s.close()
+            socks.clear()
+            assert await until(lambda: len(srv.conns) == 1)
+            gc.collect()
+            after = tracemalloc.get_traced_memory()[0] - base
+            assert after < 2 << 20, f"{after} bytes still allocated after the clients closed"
+            await good.close()
+        finally:
+            tracemalloc.stop()
+            for s in socks:
+                s.close()
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+def test_a_repeated_subscription_gets_at_most_one_snapshot_per_interval(rec):
+    clock = ManualClock()
+    ev = rec.events
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=False, paused=True, clock=clock, resnapshot_interval_s=1.0)
+        await srv.start()
+        try:
+            srv.publish(SYM, ev[:5000])
+            p = await Peer().connect(srv.port)
+            await p.logon(int(M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES))
+
+            def firsts():
+                return len([m for m in p.of(T.MARKET_DEPTH_SNAPSHOT_LEVEL) if m.IsFirstMessageInBatch])
+
+            for _ in range(50):
+                p.send(M.MarketDepthRequest(RequestAction=1, SymbolID=3, Symbol=SYM))
+                p.send(M.MarketDataRequest(RequestAction=1, SymbolID=3, Symbol=SYM))
+            p.send(M.SecurityDefinitionForSymbolRequest(RequestID=1, Symbol=SYM))  # marker
+            assert await until(lambda: p.of(T.SECURITY_DEFINITION_RESPONSE))
+            assert firsts() == 1 and len(p.of(T.MARKET_DATA_SNAPSHOT)) == 1
+            assert srv.stats["snapshot_requests_deferred"] == 98
+            srv.publish(SYM, ev[5000:6000])  # held back while the new snapshot is pending
+            clock.advance(0.5)
+            p.send(M.SecurityDefinitionForSymbolRequest(RequestID=2, Symbol=SYM))
+            assert await until(lambda: len(p.of(T.SECURITY_DEFINITION_RESPONSE)) == 2)
+            assert firsts() == 1 and not p.of(T.MARKET_DEPTH_UPDATE_LEVEL)
+            clock.advance(0.5)  # the interval is over: ONE snapshot for the 49 repeats
+            assert await until(lambda: firsts() == 2 and len(p.of(T.MARKET_DATA_SNAPSHOT)) == 2)
+            clock.advance(5.0)
+            p.send(M.SecurityDefinitionForSymbolRequest(RequestID=3, Symbol=SYM))
+            assert await until(lambda: len(p.of(T.SECURITY_DEFINITION_RESPONSE)) == 3)
+            assert firsts() == 2 and len(p.of(T.MARKET_DATA_SNAPSHOT)) == 2
+            mine = _client_book(p.msgs, rec.instrument.tick_size)
+            assert mine.bids() == srv.engine.books[SYM].bids() and mine.asks() == srv.engine.books[SYM].asks()
+            await p.close()
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+def test_caps_on_connections_and_subscriptions_per_connection(rec):
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, paused=True, max_connections=2, max_subscriptions=1)
+        await srv.start()
+        try:
+            a = await Peer().connect(srv.port)
+            await a.logon()
+            b = await Peer().connect(srv.port)
+            await b.logon()
+            c = await Peer().connect(srv.port)  # the third: refused
+            assert await until(lambda: c.eof)
+            assert c.of(T.LOGOFF) and "too many connections" in c.of(T.LOGOFF)[0].Reason
+            assert srv.stats["connections_refused"] == 1 and len(srv.conns) == 2
+            a.send(M.MarketDataRequest(RequestAction=1, SymbolID=1, Symbol=SYM))
+            a.send(M.MarketDepthRequest(RequestAction=1, SymbolID=1, Symbol=SYM))  # the second: refused
+            assert await until(lambda: a.of(T.MARKET_DEPTH_REJECT))
+            assert "too many subscriptions" in a.of(T.MARKET_DEPTH_REJECT)[0].RejectText
+            assert a.of(T.MARKET_DATA_SNAPSHOT) and srv.stats["subscriptions_refused"] == 1
+            await b.close()
+            assert await until(lambda: len(srv.conns) == 1)
+            d = await Peer().connect(srv.port)  # room again
+            await d.logon()
+            for p in (a, d):
+                await p.close()
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
