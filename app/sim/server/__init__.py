@@ -158,7 +158,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         the whole recording (the integration tests compare against the whole file).
     send_buffer_limit : int
         Bytes a connection's transport may hold before the connection is behind (default
-        :data:`~app.sim.server.session.SEND_BUFFER_LIMIT`, 2 MiB).
+        :data:`~app.sim.server.session.SEND_BUFFER_LIMIT`, 16 MiB).
     slow_client_timeout_s : float or None
         Seconds of ``clock`` a connection may stay behind before it is logged off (default 10;
         None: never for being behind, still at 4x the buffer bound).

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 #: Default bound (bytes) of a connection's output buffer (what the transport holds beyond the
 #: kernel's socket buffer). Above it the connection is *behind*: its market data is conflated
 #: (not written) until it has read what it was sent, then it gets fresh snapshots.
-SEND_BUFFER_LIMIT = 2 << 20
+SEND_BUFFER_LIMIT = 16 << 20
 #: A connection whose buffer passes this many times the bound is disconnected at once (what
 #: still reaches a connection that is behind: order updates, answers to its requests).
 HARD_LIMIT_FACTOR = 4
