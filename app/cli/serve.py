@@ -107,7 +107,9 @@ def _stdin_control(loop: asyncio.AbstractEventLoop, server, stop: asyncio.Event)
 
 
 async def serve(args: argparse.Namespace) -> int:
-    """Run the server until ``--seconds`` elapse, ``q`` is typed, or the task is cancelled."""
+    """Run the server until ``--seconds`` elapse, ``q`` is typed, Ctrl-C / SIGTERM, or the task is
+    cancelled; then stop it (every client logged off, at most about 0.5 s) and print the final
+    stats line (``{"stats": {...}}``)."""
     from app.sim.server import DTCServer
 
     if args.recordings:
@@ -139,8 +141,10 @@ async def serve(args: argparse.Namespace) -> int:
     print(f"MIA Elite DTC server on {args.host}:{server.port}: {syms}; speed {speed}; account {args.account}",
           flush=True)
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     if sys.stdin is not None and sys.stdin.isatty():
-        _stdin_control(asyncio.get_running_loop(), server, stop)
+        _stdin_control(loop, server, stop)
+    restore = _stop_on_signals(loop, stop)
     try:
         if args.seconds is not None:
             try:
@@ -151,9 +155,53 @@ async def serve(args: argparse.Namespace) -> int:
             await stop.wait()
     finally:
         stats = server.stats
-        await server.stop()
-        print(json.dumps({"stats": stats}), flush=True)
+        try:
+            await server.stop()
+            stats = server.stats  # with the counters of the connections it just closed
+        finally:
+            restore()
+            print(json.dumps({"stats": stats}), flush=True)
     return 0
+
+
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event):
+    """Make Ctrl-C (SIGINT) and SIGTERM set ``stop``, so the server shuts down in order (LOGOFF to
+    every client, final stats line) instead of the task being cancelled mid-way. Returns the
+    function that restores the previous handlers.
+
+    POSIX: :meth:`loop.add_signal_handler`; Windows (no such method on its loops):
+    :func:`signal.signal` with a handler that wakes the loop thread-safely.
+    """
+    import signal
+
+    sigs = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    try:
+        for sig in sigs:
+            loop.add_signal_handler(sig, stop.set)
+
+        def restore() -> None:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)
+
+        return restore
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass
+    previous = {}
+
+    def handler(_signum, _frame) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    for sig in sigs:
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+    def restore_plain() -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    return restore_plain
 
 
 def run(args: argparse.Namespace) -> int:

@@ -101,6 +101,7 @@ from app.sim.server.session import (
     RESNAPSHOT_INTERVAL_S,
     SEND_BUFFER_LIMIT,
     SLOW_CLIENT_TIMEOUT_S,
+    STOP_GRACE_S,
     Conn,
     SessionMixin,
 )
@@ -278,6 +279,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self._next_cid = 1
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task] = []
+        self._client_tasks: set[asyncio.Task] = set()  # one per connection (_handle_client)
         self.replay_done: asyncio.Event | None = None
         self._done_count = 0
         self._stats = {
@@ -335,23 +337,52 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             self._tasks.append(asyncio.create_task(self._replay(sym), name=f"dtc-replay-{sym.inst.symbol}"))
         log.info("DTC server listening on %s:%d (%s)", self.host, self.port, ", ".join(self.symbols))
 
-    async def stop(self) -> None:
-        """Stop replaying, close every connection (LOGOFF first) and stop listening."""
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop replaying and listening, log every connection off and close it, within about
+        ``2 * grace_s`` (real seconds) whatever the clients do.
+
+        Each connection gets its LOGOFF ("server stopping"); transports that have not flushed
+        and closed within ``grace_s`` (a client that does not read) are aborted; connection
+        tasks still running after another ``grace_s`` are cancelled. Nothing raises and
+        nothing is left running (the counters of closed connections stay in :attr:`stats`).
+        """
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        for c in list(self.conns.values()):
-            self._logoff(c, "server stopping", do_not_reconnect=False)
-            await self._close(c)
         if self._server is not None:
-            self._server.close()
+            self._server.close()  # no new connections
+        conns = list(self.conns.values())
+        for c in conns:
+            if not c.closed:
+                self._logoff(c, "server stopping", do_not_reconnect=False)
+            self._drop(c)
+
+        async def closed(c: Conn) -> None:
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                await c.writer.wait_closed()
+            except Exception:  # reset by the peer, aborted: closed all the same
+                pass
+
+        waits = [asyncio.ensure_future(closed(c)) for c in conns]
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=grace_s)
+            for w in pending:
+                w.cancel()
+            for c in conns:  # what has not flushed by now never will: free it
+                try:
+                    c.writer.transport.abort()
+                except (AttributeError, RuntimeError):
+                    pass
+        tasks = [t for t in self._client_tasks if not t.done()]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), grace_s)
             except (asyncio.TimeoutError, Exception):
                 pass
             self._server = None

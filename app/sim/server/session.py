@@ -40,6 +40,9 @@ SLOW_CLIENT_TIMEOUT_S = 10.0
 #: Real seconds a closed transport gets to flush (the LOGOFF) before it is aborted, so a client
 #: that never reads cannot keep its buffer alive.
 DROP_GRACE_S = 1.0
+#: Real seconds :meth:`DTCServer.stop` gives the transports to flush their LOGOFF (and again
+#: the connection tasks to end) before it aborts (cancels) them.
+STOP_GRACE_S = 0.25
 #: Default caps: open connections, subscriptions (market data + depth) per connection.
 MAX_CONNECTIONS = 64
 MAX_SUBSCRIPTIONS = 64
@@ -352,11 +355,29 @@ class SessionMixin:
             c.writer.close()
             await asyncio.wait_for(c.writer.wait_closed(), 1.0)
         except (Exception, asyncio.TimeoutError):
-            pass
+            # not flushed within 1 s (a peer that does not read): free the buffer
+            try:
+                c.writer.transport.abort()
+            except (AttributeError, RuntimeError):
+                pass
 
     # ------------------------------------------------------------------ receiving
 
     async def _handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection's task (asyncio's ``client_connected_cb``): read, feed the session,
+        close. It never ends with an exception, not even when cancelled: asyncio's done
+        callback of this task calls ``task.exception()``, which on a cancelled task prints a
+        ``CancelledError`` traceback (Python 3.11 ``asyncio.streams``)."""
+        task = asyncio.current_task()
+        self._client_tasks.add(task)
+        try:
+            await self._serve_connection(reader, writer)
+        except asyncio.CancelledError:
+            pass  # the server is stopping: the connection was closed by _serve_connection
+        finally:
+            self._client_tasks.discard(task)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         sock = writer.get_extra_info("socket")
         if sock is not None:
@@ -398,7 +419,11 @@ class SessionMixin:
             log.exception("DTC client %d: unexpected error; closing it", c.cid)
         finally:
             log.info("DTC client %d disconnected (%d in, %d out)", c.cid, c.msgs_in, c.msgs_out)
-            await self._close(c)
+            try:
+                await self._close(c)
+            except asyncio.CancelledError:
+                c.writer.transport.abort()
+                raise
 
     def _refuse_connection(self, writer: asyncio.StreamWriter, peer) -> None:
         """Over ``max_connections``: a LOGOFF with the reason (binary, or the fixed encoding),
