@@ -453,7 +453,9 @@ class DTCClient:
         # 1. encoding negotiation (always binary on the wire at connection start); the session
         #    sends the LOGON_REQUEST in the granted encoding as soon as the answer is in
         self._set_state("negotiating")
-        flags = int(FLOAT_FLAGS) if self.depth_float else 0
+        # without the float flags: the double-precision 107/108 (Sierra Chart sends the float
+        # compact 112/117, whole-second times, unless NO_COMPACT_MARKET_DATA_MESSAGES is set)
+        flags = int(FLOAT_FLAGS) if self.depth_float else int(LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES)
         session.initiate(M.LogonRequest(Username=self.username, Password=self._password, Integer_1=flags,
                                         HeartbeatIntervalInSeconds=max(1, int(round(self.heartbeat_s))),
                                         TradeAccount=self.trade_account, ClientName=self.client_name[:31]))

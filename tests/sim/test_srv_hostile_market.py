@@ -453,3 +453,124 @@ def test_caps_on_connections_and_subscriptions_per_connection(rec):
             await srv.stop()
 
     asyncio.run(main())
+
+
+# --------------------------------------------------------------------------------------------
+# item 12: Sierra Chart's defaults: compact market data unless the logon's Integer_1 says otherwise
+# --------------------------------------------------------------------------------------------
+
+F = M.LogonFlags
+FLAG_CASES = [
+    # Integer_1, trade type, bid/ask type, depth update type, depth snapshot type
+    (0, T.MARKET_DATA_UPDATE_TRADE_COMPACT, T.MARKET_DATA_UPDATE_BID_ASK_COMPACT,
+     T.MARKET_DEPTH_UPDATE_LEVEL, T.MARKET_DEPTH_SNAPSHOT_LEVEL),
+    (F.NO_COMPACT_MARKET_DATA_MESSAGES, T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_BID_ASK,
+     T.MARKET_DEPTH_UPDATE_LEVEL, T.MARKET_DEPTH_SNAPSHOT_LEVEL),
+    (F.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2, T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2,
+     T.MARKET_DATA_UPDATE_BID_ASK_COMPACT, T.MARKET_DEPTH_UPDATE_LEVEL, T.MARKET_DEPTH_SNAPSHOT_LEVEL),
+    (F.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE, T.MARKET_DATA_UPDATE_TRADE_COMPACT,
+     T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS, T.MARKET_DEPTH_UPDATE_LEVEL, T.MARKET_DEPTH_SNAPSHOT_LEVEL),
+    (F.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES | F.SUPPORT_MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT,
+     T.MARKET_DATA_UPDATE_TRADE_COMPACT, T.MARKET_DATA_UPDATE_BID_ASK_COMPACT,
+     T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS, T.MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT),
+    (F.NO_COMPACT_MARKET_DATA_MESSAGES | F.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2
+     | F.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE,
+     T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2, T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS,
+     T.MARKET_DEPTH_UPDATE_LEVEL, T.MARKET_DEPTH_SNAPSHOT_LEVEL),
+]
+MD_TYPES = {int(t) for t in (T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_TRADE_COMPACT,
+                             T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2, T.MARKET_DATA_UPDATE_BID_ASK,
+                             T.MARKET_DATA_UPDATE_BID_ASK_COMPACT, T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS,
+                             T.MARKET_DEPTH_UPDATE_LEVEL, T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS,
+                             T.MARKET_DEPTH_SNAPSHOT_LEVEL, T.MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT)}
+
+
+@pytest.mark.parametrize("encoding", [Encoding.BINARY, Encoding.JSON_COMPACT], ids=["binary", "compact"])
+@pytest.mark.parametrize("flags,trade_t,bidask_t,depth_t,snap_t", FLAG_CASES, ids=lambda v: f"{int(v):#x}")
+def test_market_data_message_types_follow_the_logon_flags_as_sierra_chart(rec, encoding, flags, trade_t, bidask_t,
+                                                                          depth_t, snap_t):
+    ev = rec.events
+    a, b = 2000, 12000  # a book, then 10,000 events with their trades
+    trades = ev[a:b][ev["kind"][a:b] == KIND_TRADE]
+    tick = rec.instrument.tick_size
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=False, paused=True)
+        await srv.start()
+        try:
+            srv.publish(SYM, ev[:a])
+            p = await Peer(encoding).connect(srv.port)
+            await p.logon(int(flags))
+            p.send(M.MarketDataRequest(RequestAction=1, SymbolID=5, Symbol=SYM))
+            p.send(M.MarketDepthRequest(RequestAction=1, SymbolID=5, Symbol=SYM))
+            assert await until(lambda: p.of(snap_t) and p.of(T.MARKET_DATA_SNAPSHOT))
+            for i in range(a, b, 1000):
+                srv.publish(SYM, ev[i:i + 1000])
+            p.send(M.SecurityDefinitionForSymbolRequest(RequestID=1, Symbol=SYM))
+            assert await until(lambda: p.of(T.SECURITY_DEFINITION_RESPONSE))
+            kinds = {int(m.TYPE) for m in p.msgs} & MD_TYPES
+            assert kinds == {int(trade_t), int(bidask_t), int(depth_t), int(snap_t)}
+            got = [message_to_events(m, tick) for m in p.of(trade_t)]
+            got = np.concatenate(got)
+            assert len(got) == len(trades)
+            assert got["price"].tolist() == trades["price"].tolist()
+            assert got["side"].tolist() == trades["side"].tolist()
+            if trade_t == T.MARKET_DATA_UPDATE_TRADE_COMPACT:  # whole seconds
+                assert got["ts"].tolist() == (trades["ts"] // 10**9 * 10**9).tolist()
+            elif trade_t == T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2:  # microseconds
+                assert got["ts"].tolist() == (trades["ts"] // 1000 * 1000).tolist()
+            last = p.of(bidask_t)[-1]
+            book = srv.engine.books[SYM]
+            assert (round(last.BidPrice / tick), round(last.AskPrice / tick)) == (book.best_bid(), book.best_ask())
+            assert last.SymbolID == 5
+            if bidask_t == T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS:
+                assert last.DateTime == srv.symbols[SYM].last_ts // 1000
+            else:
+                assert last.DateTime == srv.symbols[SYM].last_ts // 10**9
+            mine = _client_book(p.msgs, tick)
+            assert mine.bids() == book.bids() and mine.asks() == book.asks()
+            await p.close()
+        finally:
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize("depth_float", [True, False], ids=["float", "double"])
+def test_the_apps_client_asks_for_what_it_decodes(rec, depth_float):
+    """The app's DTCClient asks for 140/146/144 (float) or, without them, 107/108 (0x8: never the
+    whole-second compact 112/117) and gets every trade with its price and side."""
+    from app.dtc.client import DTCClient
+
+    ev = rec.events
+    a, b = 2000, 12000
+    trades = ev[a:b][ev["kind"][a:b] == KIND_TRADE]
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=False, paused=True)
+        await srv.start()
+        cl = DTCClient("127.0.0.1", srv.port, heartbeat_s=5, depth_float=depth_float, reconnect=False)
+        try:
+            srv.publish(SYM, ev[:a])
+            await cl.connect()
+            got = []
+            await cl.subscribe_market(SYM, depth=True, on_events=got.append)
+            conn = next(iter(srv.conns.values()))
+            want = ((T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2, T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS)
+                    if depth_float else (T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_BID_ASK))
+            assert (conn.trade_type, conn.bid_ask_type) == tuple(int(t) for t in want)
+            for i in range(a, b, 1000):
+                srv.publish(SYM, ev[i:i + 1000])
+
+            def n_trades():
+                return sum(int(np.count_nonzero(g["kind"] == KIND_TRADE)) for g in got)
+
+            assert await until(lambda: n_trades() == len(trades))
+            allev = np.concatenate(got)
+            tr = allev[allev["kind"] == KIND_TRADE]
+            assert tr["price"].tolist() == trades["price"].tolist() and tr["side"].tolist() == trades["side"].tolist()
+        finally:
+            await cl.close()
+            await srv.stop()
+
+    asyncio.run(main())

@@ -22,8 +22,11 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   Chart behaviour, notes section 3).
 * **Logon**: LOGON_RESPONSE with the capability flags (trading, OCO, brackets, cancel-replace,
   security definitions, market depth, market data; no historical data on this port). Requests
-  before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags: 0x80
-  -> depth updates as 140 (float, ms), 0x800 -> depth snapshots as 145.
+  before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags pick
+  the market data messages as Sierra Chart does (DTCServer.php; reference notes section 5):
+  trades 112 (compact, the default), 107 with 0x8 NO_COMPACT_MARKET_DATA_MESSAGES, 146 with
+  0x80000; best bid/ask 117 (compact, the default), 108 with 0x8, 144 with 0x100000; depth
+  updates 106, 140 (float, ms) with 0x80; depth snapshots 122, 145 with 0x800.
 * **Heartbeats**: sent at the client's ``HeartbeatIntervalInSeconds`` (clamped to 1..300 s; 0 or
   less: none); a client silent for more than 2x that interval + 1 s (any byte counts) gets a
   LOGOFF with the reason and is disconnected. The logon must be accepted within 120 s of the
@@ -32,8 +35,9 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   server's injected ``clock`` times everything (:mod:`app.core.timers`).
 * **Security definitions**: 506 -> 507 (MinPriceIncrement, PriceDisplayFormat,
   CurrencyValuePerIncrement, DisplayPriceMultiplier 1) or 509 for unknown symbols.
-* **Market data**: 101 subscribe -> 104 snapshot, then 107 per trade and 108 when the best
-  bid/ask changed (checked once per replayed batch); unknown symbol, or a SymbolID that is not
+* **Market data**: 101 subscribe -> 104 snapshot, then a trade message (112/107/146) per trade
+  and a bid/ask message (117/108/144) when the best bid/ask changed (checked once per replayed
+  batch); unknown symbol, or a SymbolID that is not
   an integer 0..4294967295 (the field is a uint32; JSON can carry any number) -> 103
   MARKET_DATA_REJECT (121 for depth) with the reason. Market data that cannot be encoded for one
   connection logs that connection off (LOGOFF with the reason, ``encode_errors``); the other

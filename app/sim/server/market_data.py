@@ -24,7 +24,6 @@ from app.sim.server.session import Conn, fit
 
 log = logging.getLogger(__name__)
 
-UNSET = M.UNSET_DOUBLE
 T = M.MessageType
 
 
@@ -402,7 +401,7 @@ class MarketDataMixin:
         for c in conns:
             dkey = (c.encoding, c.depth_type, c.depth_subs[sym]) if (
                 sym in c.depth_subs and len(dep) and ("depth", sym) not in c.awaiting) else None
-            tkey = (c.encoding, c.md_subs[sym]) if (
+            tkey = (c.encoding, c.trade_type, c.md_subs[sym]) if (
                 sym in c.md_subs and len(trd) and ("md", sym) not in c.awaiting) else None
             if dkey is None and tkey is None:
                 continue
@@ -431,7 +430,7 @@ class MarketDataMixin:
         if tkey is not None:
             tparts = pieces_cache.get(("t",) + tkey)
             if tparts is None:
-                data = B.encode_trade_batch(trd, tick, tkey[1], tkey[0])
+                data = B.encode_trade_batch(trd, tick, tkey[2], tkey[0], msg_type=tkey[1])
                 tparts = pieces_cache[("t",) + tkey] = self._splitter(data, len(trd), tkey[0])
         chunks = []
         nd = nt = 0
@@ -475,13 +474,15 @@ class MarketDataMixin:
             return
         s.book_bbo = bbo
         tick = s.inst.tick_size
+        msgs: dict = {}  # (type, SymbolID) -> message
         for c in list(self.conns.values()):
             if sym in c.md_subs and not c.closed and not c.behind and ("md", sym) not in c.awaiting:
-                self._send(c, M.MarketDataUpdateBidAsk(
-                    SymbolID=c.md_subs[sym],
-                    BidPrice=bb * tick if bb is not None else UNSET,
-                    BidQuantity=float(bbo[1]),
-                    AskPrice=ba * tick if ba is not None else UNSET,
-                    AskQuantity=float(bbo[3]),
-                    DateTime=int(s.last_ts // 1_000_000_000),
-                ))
+                key = (c.bid_ask_type, c.md_subs[sym])
+                msg = msgs.get(key)
+                if msg is None:
+                    try:
+                        msg = msgs[key] = B.bid_ask_message(key[0], key[1], bb, bbo[1], ba, bbo[3], s.last_ts, tick)
+                    except ValueError as exc:  # this connection only
+                        self._encode_failed(c, exc)
+                        continue
+                self._send(c, msg)

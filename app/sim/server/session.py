@@ -153,6 +153,29 @@ class Conn:
         return int(T.MARKET_DEPTH_UPDATE_LEVEL)
 
     @property
+    def trade_type(self) -> int:
+        """Trade message type for this client, as Sierra Chart picks it from ``Integer_1``
+        (DTCServer.php, reference notes section 5): 146 with 0x80000, else 107 with 0x8
+        (NO_COMPACT_MARKET_DATA_MESSAGES), else 112 (compact, the default)."""
+        f = self.integer_1
+        if f & M.LogonFlags.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2:
+            return int(T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2)
+        if f & M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES:
+            return int(T.MARKET_DATA_UPDATE_TRADE)
+        return int(T.MARKET_DATA_UPDATE_TRADE_COMPACT)
+
+    @property
+    def bid_ask_type(self) -> int:
+        """Best bid/ask message type for this client: 144 with 0x100000, else 108 with 0x8,
+        else 117 (compact, the default)."""
+        f = self.integer_1
+        if f & M.LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE:
+            return int(T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS)
+        if f & M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES:
+            return int(T.MARKET_DATA_UPDATE_BID_ASK)
+        return int(T.MARKET_DATA_UPDATE_BID_ASK_COMPACT)
+
+    @property
     def snapshot_type(self) -> int:
         """Depth snapshot message type this client asked for (122, or 145 with flag 0x800)."""
         if self.integer_1 & M.LogonFlags.SUPPORT_MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT:
