@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 from app.core.clock import ManualClock
-from app.core.events import KIND_DEPTH, KIND_TRADE
+from app.core.events import KIND_DEPTH, KIND_TRADE, SIDE_ASK, SIDE_BID
 from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.batch import message_to_events
@@ -571,6 +571,75 @@ def test_the_apps_client_asks_for_what_it_decodes(rec, depth_float):
             assert tr["price"].tolist() == trades["price"].tolist() and tr["side"].tolist() == trades["side"].tolist()
         finally:
             await cl.close()
+            await srv.stop()
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------------------------
+# item 13: MARKET_DEPTH_REQUEST.NumLevels is honoured in the snapshot and in the updates
+# --------------------------------------------------------------------------------------------
+
+
+def _top(book: ReferenceBook, n: int) -> tuple[dict, dict]:
+    return (dict(book.levels(SIDE_BID, n)), dict(book.levels(SIDE_ASK, n)))
+
+
+@pytest.mark.parametrize("encoding,flags", [(Encoding.BINARY, 0),
+                                            (Encoding.JSON, int(F.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES))],
+                         ids=["binary-106", "json-140"])
+def test_num_levels_is_honoured_as_the_inside_moves(rec, encoding, flags):
+    ev = rec.events
+    first = int(np.flatnonzero(ev["kind"] == KIND_TRADE)[0])
+    end = first + 30_000
+    tick = rec.instrument.tick_size
+    depth_t = T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS if flags else T.MARKET_DEPTH_UPDATE_LEVEL
+
+    async def main():
+        srv = DTCServer(rec, port=0, speed=0, loop_replay=False, paused=True)
+        await srv.start()
+        try:
+            srv.publish(SYM, ev[:first])  # the pre-open book: ~1,480 levels
+            assert len(srv.engine.books[SYM].bids()) > 100
+            lim = await Peer(encoding).connect(srv.port)
+            await lim.logon(flags)
+            full = await Peer().connect(srv.port)
+            await full.logon()
+            lim.send(M.MarketDepthRequest(RequestAction=1, SymbolID=2, Symbol=SYM, NumLevels=10))
+            full.send(M.MarketDepthRequest(RequestAction=1, SymbolID=2, Symbol=SYM, NumLevels=0))
+            assert await until(lambda: lim.of(T.MARKET_DEPTH_SNAPSHOT_LEVEL) and full.of(T.MARKET_DEPTH_SNAPSHOT_LEVEL))
+            snap = lim.of(T.MARKET_DEPTH_SNAPSHOT_LEVEL)
+            assert len(snap) == 20 and snap[0].IsFirstMessageInBatch and snap[-1].IsLastMessageInBatch
+            assert _top(_client_book(snap, tick), 99) == _top(srv.engine.books[SYM], 10)
+            for i in range(first, end, 500):
+                srv.publish(SYM, ev[i:min(i + 500, end)])
+            for p in (lim, full):
+                p.send(M.SecurityDefinitionForSymbolRequest(RequestID=1, Symbol=SYM))
+            assert await until(lambda: lim.of(T.SECURITY_DEFINITION_RESPONSE) and full.of(T.SECURITY_DEFINITION_RESPONSE))
+            # apply the limited client's stream one message at a time: never more than 10 a side
+            book = ReferenceBook()
+            bests, entered, left = set(), 0, 0
+            seen = set(_client_book(snap, tick).bids()) | set(_client_book(snap, tick).asks())
+            for m in lim.of(T.MARKET_DEPTH_SNAPSHOT_LEVEL, depth_t):
+                e = message_to_events(m, tick)
+                book.apply_sequential(e)
+                assert len(book.bids()) <= 10 and len(book.asks()) <= 10
+                if int(m.TYPE) == depth_t:
+                    if int(m.UpdateType) == 2:
+                        left += 1
+                    elif int(e["price"][0]) not in seen:
+                        entered += 1
+                        seen.add(int(e["price"][0]))
+                    bests.add(book.best_bid())
+            eng = srv.engine.books[SYM]
+            assert _top(book, 99) == _top(eng, 10)  # exactly the server's best 10 a side, sizes too
+            assert entered > 10 and left > 10 and len(bests) > 3  # the inside moved, levels came and went
+            assert len(lim.of(depth_t)) * 5 < len(full.of(T.MARKET_DEPTH_UPDATE_LEVEL))
+            mine = _client_book(full.msgs, tick)  # the full-depth client still gets everything
+            assert mine.bids() == eng.bids() and mine.asks() == eng.asks()
+            await lim.close()
+            await full.close()
+        finally:
             await srv.stop()
 
     asyncio.run(main())

@@ -42,9 +42,12 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   MARKET_DATA_REJECT (121 for depth) with the reason. Market data that cannot be encoded for one
   connection logs that connection off (LOGOFF with the reason, ``encode_errors``); the other
   connections and the fill engine get the batch all the same.
-  **Depth**: 102 -> a 122 (or 145) snapshot batch of the whole book (``NumLevels`` is ignored:
-  full depth) -> 106 (or 140) updates keeping the recording's batch boundaries; unknown symbol
-  -> 121. The Exchange field is ignored, as Sierra Chart does.
+  **Depth**: 102 -> a 122 (or 145) snapshot batch -> 106 (or 140) updates; unknown symbol ->
+  121. ``NumLevels`` 0 (or less): the whole book, updates keeping the recording's batch
+  boundaries. ``NumLevels`` N > 0: at most N levels a side, in the snapshot and in the updates:
+  after each replayed batch the changes of the best-N book go out (deletes of the levels that
+  left it first, then those that entered or changed; one batch), so levels enter and leave as
+  the inside moves and the client holds exactly the server's best N a side. The Exchange field is ignored, as Sierra Chart does.
 * **Replay** at real time x speed with pause / resume / maximum speed
   (:class:`app.sim.replay.ReplayClock`, one per symbol). A recording's ``OP_CLEAR`` (its
   snapshot, or a loop back to the start) is sent as deletes of every level the clients hold,

@@ -10,11 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.core.events import EVENT_DTYPE, KIND_DEPTH, KIND_TRADE, OP_CLEAR, OP_DELETE, SIDE_ASK, SIDE_BID, Instrument
+from app.core.events import (
+    EVENT_DTYPE,
+    FLAG_BATCH_END,
+    KIND_DEPTH,
+    KIND_TRADE,
+    OP_CLEAR,
+    OP_DELETE,
+    OP_SET,
+    SIDE_ASK,
+    SIDE_BID,
+    Instrument,
+)
 from app.dtc import batch as B
 from app.dtc import messages as M
 from app.dtc.messages import Encoding
@@ -43,6 +54,9 @@ class Symbol:
         (tick, size, ts ns).
     last_ts : int
         ns since the epoch of the latest replayed event (market time).
+    views : dict
+        ``NumLevels`` -> the top-N book (bids, asks; tick -> (size, orders)) as last sent to
+        the depth subscriptions limited to N levels.
     """
 
     inst: Instrument
@@ -56,6 +70,9 @@ class Symbol:
     session_trades: int = 0
     last_trade: tuple | None = None  # (tick, size, ts)
     last_ts: int = 0
+    #: NumLevels -> (bids, asks) of the top-N book last sent to depth subscriptions limited to
+    #: N levels (each side: tick -> (size, num_orders)); only for the N in use
+    views: dict = field(default_factory=dict)
 
 
 class MarketDataMixin:
@@ -204,7 +221,8 @@ class MarketDataMixin:
         if self._subscriptions_full(c, m, sym, c.depth_subs, M.MarketDepthReject):
             return
         c.depth_subs[sym] = int(m.SymbolID)
-        c.depth_levels[sym] = 0
+        n = m.NumLevels
+        c.depth_levels[sym] = int(n) if isinstance(n, int) and n > 0 else 0  # 0 (or less): full depth
         self._want_snapshot(c, "depth", sym)
 
     # ------------------------------------------------------------------ full snapshots
@@ -278,7 +296,8 @@ class MarketDataMixin:
         if kind == "md":
             self._send(c, self._market_snapshot(s, subs[sym]))
             return
-        ev = self._book_snapshot_events(sym)
+        n = c.depth_levels.get(sym, 0)
+        ev = self._view_events(s, n) if n else self._book_snapshot_events(sym)
         try:
             data = B.encode_depth_batch(ev, s.inst.tick_size, subs[sym], c.encoding, msg_type=c.snapshot_type)
         except Exception as exc:  # this connection only
@@ -348,7 +367,92 @@ class MarketDataMixin:
                     self._publish_plain(s, seg)
         else:
             self._publish_plain(s, events)
+        self._publish_views(s)
         self._after_batch(s)
+
+    # ------------------------------------------------------------------ NumLevels
+
+    def _top(self, sym: str, n: int) -> tuple[dict, dict]:
+        """The best ``n`` levels of each side of the engine's book: (bids, asks), tick ->
+        (size, num_orders)."""
+        book = self.engine.books[sym]
+        out = []
+        for side in (SIDE_BID, SIDE_ASK):
+            orders = book.num_orders(side)
+            out.append({t: (q, orders.get(t, 0)) for t, q in book.levels(side, n)})
+        return out[0], out[1]
+
+    def _view(self, s: Symbol, n: int) -> tuple[dict, dict]:
+        v = s.views.get(n)
+        if v is None:
+            v = s.views[n] = self._top(s.inst.symbol, n)
+        return v
+
+    def _view_events(self, s: Symbol, n: int) -> np.ndarray:
+        """The top-``n`` view as snapshot events: bids best first, then asks best first."""
+        bids, asks = self._view(s, n)
+        b = sorted(bids, reverse=True)
+        a = sorted(asks)
+        ev = np.zeros(len(b) + len(a), dtype=EVENT_DTYPE)
+        ev["kind"] = KIND_DEPTH
+        ev["op"] = OP_SET
+        ev["ts"] = s.last_ts
+        ev["side"][:len(b)] = SIDE_BID
+        ev["side"][len(b):] = SIDE_ASK
+        ev["price"] = b + a
+        ev["size"] = [bids[t][0] for t in b] + [asks[t][0] for t in a]
+        ev["num_orders"] = [bids[t][1] for t in b] + [asks[t][1] for t in a]
+        return ev
+
+    def _publish_views(self, s: Symbol) -> None:
+        """After a batch: for each ``NumLevels`` N in use, the changes of the top-N book since
+        the last batch (deletes of the levels that left it first, then the levels that
+        entered or changed), sent to the depth subscriptions limited to N levels. A client
+        that applies them holds exactly the best N levels of each side (DTC
+        MARKET_DEPTH_REQUEST.NumLevels: "the number of market depth levels to send")."""
+        sym = s.inst.symbol
+        limited = [c for c in self.conns.values()
+                   if not c.closed and sym in c.depth_subs and c.depth_levels.get(sym, 0) > 0]
+        used = {c.depth_levels[sym] for c in limited}
+        for n in list(s.views):
+            if n not in used:
+                del s.views[n]
+        for n in sorted(used):
+            if n not in s.views:  # created by a snapshot; nothing sent relative to it yet
+                self._view(s, n)
+                continue
+            old = s.views[n]
+            new = s.views[n] = self._top(sym, n)
+            dels, sets = [], []
+            for side, o, w in ((SIDE_BID, old[0], new[0]), (SIDE_ASK, old[1], new[1])):
+                dels += [(side, t, 0.0, 0) for t in o if t not in w]
+                sets += [(side, t, q, no) for t, (q, no) in w.items() if o.get(t) != (q, no)]
+            rows = dels + sets
+            if not rows:
+                continue
+            ev = np.zeros(len(rows), dtype=EVENT_DTYPE)
+            ev["kind"] = KIND_DEPTH
+            ev["ts"] = s.last_ts
+            ev["side"], ev["price"], ev["size"], ev["num_orders"] = zip(*rows)
+            ev["op"][:len(dels)] = OP_DELETE
+            ev["op"][len(dels):] = OP_SET
+            ev["flags"][-1] = FLAG_BATCH_END
+            out: dict = {}
+            for c in limited:
+                if c.depth_levels[sym] != n or c.behind or ("depth", sym) in c.awaiting:
+                    if c.behind:
+                        self._stats["conflated_messages"] += len(ev)
+                    continue
+                key = (c.encoding, c.depth_type, c.depth_subs[sym])
+                data = out.get(key)
+                if data is None:
+                    try:
+                        data = out[key] = B.encode_depth_batch(ev, s.inst.tick_size, key[2], key[0], msg_type=key[1])
+                    except Exception as exc:  # this connection only
+                        self._encode_failed(c, exc)
+                        continue
+                self._write(c, data, len(ev))
+                self._stats["depth_messages_out"] += len(ev)
 
     def _publish_plain(self, s: Symbol, events: np.ndarray) -> None:
         try:
@@ -387,7 +491,8 @@ class MarketDataMixin:
         behind = [c for c in conns if c.behind]
         if behind:  # conflated: they get fresh snapshots once they caught up
             self._stats["conflated_messages"] += sum(
-                (len(dep) if sym in c.depth_subs else 0) + (len(trd) if sym in c.md_subs else 0) for c in behind)
+                (len(dep) if sym in c.depth_subs and not c.depth_levels.get(sym, 0) else 0)
+                + (len(trd) if sym in c.md_subs else 0) for c in behind)
             conns = [c for c in conns if not c.behind]
         # runs of equal kind, and how many depth / trade messages precede each run
         change = np.flatnonzero(it[1:] != it[:-1]) + 1
@@ -400,7 +505,8 @@ class MarketDataMixin:
         assembled: dict = {}
         for c in conns:
             dkey = (c.encoding, c.depth_type, c.depth_subs[sym]) if (
-                sym in c.depth_subs and len(dep) and ("depth", sym) not in c.awaiting) else None
+                sym in c.depth_subs and len(dep) and ("depth", sym) not in c.awaiting
+                and not c.depth_levels.get(sym, 0)) else None  # NumLevels subscriptions: _publish_views
             tkey = (c.encoding, c.trade_type, c.md_subs[sym]) if (
                 sym in c.md_subs and len(trd) and ("md", sym) not in c.awaiting) else None
             if dkey is None and tkey is None:
