@@ -110,6 +110,7 @@ class Conn:
     timer: TimerHandle | None = None  # wakes the session at its next deadline
     counted_out: int = 0  # session.messages_sent already added to the server's stats
     encode_errors: int = 0  # messages for this client that could not be encoded
+    bytes_out: int = 0  # bytes written to its transport
     depth_levels: dict = field(default_factory=dict)  # symbol -> NumLevels asked for (0: all)
     behind: bool = False  # output buffer over the bound: market data conflated
     behind_since_ns: int = 0  # server clock (monotonic ns) when it fell behind
@@ -251,6 +252,7 @@ class SessionMixin:
             return
         self._stats["messages_out"] += n
         self._stats["bytes_out"] += len(data)
+        c.bytes_out += len(data)
         self._check_buffer(c)
 
     @staticmethod
