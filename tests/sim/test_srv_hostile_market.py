@@ -486,7 +486,8 @@ MD_TYPES = {int(t) for t in (T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_TR
 
 
 @pytest.mark.parametrize("encoding", [Encoding.BINARY, Encoding.JSON_COMPACT], ids=["binary", "compact"])
-@pytest.mark.parametrize("flags,trade_t,bidask_t,depth_t,snap_t", FLAG_CASES, ids=lambda v: f"{int(v):#x}")
+@pytest.mark.parametrize("flags,trade_t,bidask_t,depth_t,snap_t", FLAG_CASES,
+                         ids=["default", "0x8", "0x80000", "0x100000", "0x80+0x800", "0x8+0x80000+0x100000"])
 def test_market_data_message_types_follow_the_logon_flags_as_sierra_chart(rec, encoding, flags, trade_t, bidask_t,
                                                                           depth_t, snap_t):
     ev = rec.events
