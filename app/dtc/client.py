@@ -77,12 +77,14 @@ log = logging.getLogger(__name__)
 
 T = MessageType
 
-#: Integer_1 flags asked for when ``depth_float=True``: 140 depth updates, 146 trades, 144
-#: bid/ask (Sierra Chart DTCServer.php). 145 float snapshot levels are decoded too but not asked
-#: for: their batch boundaries are only the 4-valued FinalUpdateInBatch, while 122 snapshot
+#: Integer_1 flags asked for when ``depth_float=True``: 140 depth updates, 144 bid/ask (Sierra
+#: Chart DTCServer.php), and NO_COMPACT_MARKET_DATA_MESSAGES so trades come as 107 (double price
+#: and volume, ms): 146's uint32 Volume would truncate fractional (crypto) sizes and 112 has
+#: whole-second times; both are still decoded. 145 float snapshot levels are decoded too but not
+#: asked for: their batch boundaries are only the 4-valued FinalUpdateInBatch, while 122 snapshot
 #: levels carry explicit IsFirst/IsLast flags, which makes the snapshot's clear unambiguous.
 FLOAT_FLAGS = (LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES
-               | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2
+               | LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES
                | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE)
 
 #: The BBO messages: decoded into KIND_QUOTE events, joined with the other market data of a read.

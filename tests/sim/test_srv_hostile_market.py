@@ -539,8 +539,9 @@ def test_market_data_message_types_follow_the_logon_flags_as_sierra_chart(rec, e
 
 @pytest.mark.parametrize("depth_float", [True, False], ids=["float", "double"])
 def test_the_apps_client_asks_for_what_it_decodes(rec, depth_float):
-    """The app's DTCClient asks for 140/146/144 (float) or, without them, 107/108 (0x8: never the
-    whole-second compact 112/117) and gets every trade with its price and side."""
+    """The app's DTCClient asks for 140/144 (float) or 106/108, trades as 107 in both cases (0x8:
+    never the whole-second compact 112, nor 146 whose uint32 Volume truncates fractional
+    sizes), and gets every trade with its price and side."""
     from app.dtc.client import DTCClient
 
     ev = rec.events
@@ -557,7 +558,7 @@ def test_the_apps_client_asks_for_what_it_decodes(rec, depth_float):
             got = []
             await cl.subscribe_market(SYM, depth=True, on_events=got.append)
             conn = next(iter(srv.conns.values()))
-            want = ((T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2, T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS)
+            want = ((T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS)
                     if depth_float else (T.MARKET_DATA_UPDATE_TRADE, T.MARKET_DATA_UPDATE_BID_ASK))
             assert (conn.trade_type, conn.bid_ask_type) == tuple(int(t) for t in want)
             for i in range(a, b, 1000):
