@@ -30,6 +30,7 @@ _ENC = {"auto": None, "binary": Encoding.BINARY, "json": Encoding.JSON, "compact
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare ``serve``'s options."""
     from app.sim.server import DEFAULT_ACCOUNT, DEFAULT_PORT
+    from app.sim.server.session import MAX_CONNECTIONS, MAX_SUBSCRIPTIONS, SLOW_CLIENT_TIMEOUT_S
 
     p.add_argument("recordings", nargs="*", metavar="RECORDING",
                    help="recording(s) to replay: .mrec / .mrec.zst, or Databento .mbo.dbn(.zst) "
@@ -49,6 +50,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--slippage", type=int, default=0, help="ticks against market/stop fills (default 0)")
     p.add_argument("--max-gap", type=float, default=5.0, help="longest replay pause between events, s (default 5)")
     p.add_argument("--seconds", type=float, default=None, help="exit after this many seconds")
+    p.add_argument("--slow-client-timeout", type=float, default=SLOW_CLIENT_TIMEOUT_S, metavar="S",
+                   help="log off a client that stays more than the send buffer behind for S seconds "
+                        f"(default {SLOW_CLIENT_TIMEOUT_S:g}; meanwhile its market data is conflated)")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                   help=f"most open connections (default {MAX_CONNECTIONS})")
+    p.add_argument("--max-subscriptions", type=int, default=MAX_SUBSCRIPTIONS, metavar="N",
+                   help=f"most market data + depth subscriptions per connection (default {MAX_SUBSCRIPTIONS})")
 
 
 def load_recording(path: str | Path):
@@ -131,6 +139,9 @@ async def serve(args: argparse.Namespace) -> int:
         max_gap_s=args.max_gap,
         encoding=_ENC[args.encoding],
         start_at_open=not args.from_start,
+        slow_client_timeout_s=args.slow_client_timeout,
+        max_connections=args.max_connections,
+        max_subscriptions=args.max_subscriptions,
     )
     await server.start()
     if args.host not in ("127.0.0.1", "localhost", "::1"):

@@ -87,3 +87,37 @@ def test_ctrl_c_with_busy_clients_exits_cleanly_with_the_final_stats_line():
     stats = json.loads(last)["stats"]
     assert stats["clients_total"] == 4 and stats["connections"] == 0
     assert stats["depth_messages_out"] > 0
+
+
+def test_the_caps_are_options_of_serve():
+    proc = subprocess.Popen([sys.executable, "-m", "app", "serve", "--port", "0", "--paused", "--max-connections", "1",
+                             "--seconds", "60"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        m = re.search(r"on 127\.0\.0\.1:(\d+):", proc.stdout.readline())
+        assert m
+        port = int(m.group(1))
+        first = socket.create_connection(("127.0.0.1", port))
+        first.sendall(codec.encode(M.LogonRequest(HeartbeatIntervalInSeconds=0), Encoding.BINARY))
+        assert first.recv(1 << 16)  # its LOGON_RESPONSE: it holds the one connection
+        second = socket.create_connection(("127.0.0.1", port), timeout=20)
+        got = b""
+        while True:  # bounded by the socket timeout: the server closes it after the LOGOFF
+            data = second.recv(1 << 16)
+            if not data:
+                break
+            got += data
+        msgs = codec.Decoder(Encoding.BINARY).feed(got)
+        assert [type(x).__name__ for x in msgs] == ["Logoff"] and "too many connections" in msgs[0].Reason
+        first.close()
+        second.close()
+        proc.send_signal(signal.SIGINT)
+        out, _err = proc.communicate(timeout=60)
+        assert json.loads(out.strip().splitlines()[-1])["stats"]["connections_refused"] == 1
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    bad = subprocess.run([sys.executable, "-m", "app", "serve", "--max-connections", "0"], capture_output=True,
+                         text=True, timeout=60)
+    assert bad.returncode == 2 and bad.stderr.strip().splitlines() == [
+        "mia-elite serve: max_connections must be positive, got 0"]

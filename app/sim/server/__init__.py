@@ -231,8 +231,10 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             raise ValueError("DTCServer needs at least one recording")
         self.host = host
         self.clock = clock
-        if int(send_buffer_limit) <= 0 or int(max_connections) <= 0 or int(max_subscriptions) <= 0:
-            raise ValueError("send_buffer_limit, max_connections and max_subscriptions must be positive")
+        for name, value in (("send_buffer_limit", send_buffer_limit), ("max_connections", max_connections),
+                            ("max_subscriptions", max_subscriptions)):
+            if int(value) <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
         if slow_client_timeout_s is not None and not slow_client_timeout_s >= 0:
             raise ValueError(f"slow_client_timeout_s must be >= 0 or None, got {slow_client_timeout_s!r}")
         if not resnapshot_interval_s >= 0:

@@ -318,7 +318,7 @@ class SessionMixin:
                 await w.drain()
                 if self._buffered(c) >= before:  # the transport did not pause (odd limits)
                     await asyncio.sleep(0.01)
-        except ConnectionError:
+        except Exception:  # reset by the peer, aborted: nothing to catch up
             return
         finally:
             c.catch_up_task = None
