@@ -244,8 +244,11 @@ def test_clients_that_never_read_never_stall_the_replay_and_are_logged_off_after
             assert st["slow_clients_dropped"] == 0
             srv.pause()  # let the good client catch up if it fell behind at maximum speed
             assert await until(lambda: not srv.conns[1].behind)
+            slow_conns = [c for c in srv.conns.values() if c.cid > 1]
             clock.advance(5.0)  # the others stayed behind for slow_client_timeout_s: logged off
             assert await until(lambda: srv.stats["slow_clients_dropped"] == 3 and len(srv.conns) == 1)
+            for c in slow_conns:  # each was sent a LOGOFF with the reason (the server's session says so)
+                assert c.session.closed is not None and c.session.closed.reason.startswith("too slow")
             srv.resume()
             got = good.nbytes
             assert await until(lambda: good.nbytes > got + (1 << 20))  # and the good one is still served
