@@ -68,7 +68,9 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
 * **Solicited answers** (300 -> 301s, 305 -> 306s, 400 -> 401, 601 -> 600) carry
   RequestID/TotalNumMessages/MessageNumber; empty results are one message with NoOrders /
   NoPositions = 1; they are written in one piece, so no unsolicited update can interleave.
-* **Slow and hostile clients** never stall the replay (the replay clock waits for nobody): a
+* **Slow and hostile clients** never stall the replay (the replay clock waits for nobody; at
+  maximum speed, which has no clock, the replay waits at most 0.5 s after a batch for clients
+  holding over 1 MiB to drain, and one that did not is behind and not waited for again): a
   connection whose output buffer passes ``send_buffer_limit`` is *behind*: its market data is
   conflated (not written; ``conflated_messages``), the server stops reading its requests, and
   once it has read what it was sent it gets a fresh 104 and depth snapshot of each subscription

@@ -313,6 +313,8 @@ class MarketDataMixin:
                 except Exception:  # one bad batch must not end the replay
                     self._stats["publish_errors"] = self._stats.get("publish_errors", 0) + 1
                     log.exception("replay of %s: batch at %d failed; skipped", s.inst.symbol, s.clock.position)
+                if s.clock.max_speed:
+                    await self._pace()
         except asyncio.CancelledError:
             raise
         except Exception:

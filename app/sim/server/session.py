@@ -35,6 +35,14 @@ SEND_BUFFER_LIMIT = 16 << 20
 #: A connection whose buffer passes this many times the bound is disconnected at once (what
 #: still reaches a connection that is behind: order updates, answers to its requests).
 HARD_LIMIT_FACTOR = 4
+#: Maximum-speed replay only (no clock to keep): after a batch the replay waits, at most
+#: :data:`PACE_WAIT_S` real seconds, for the connections holding more than this many bytes
+#: to drain, so clients that keep up are not flooded; one that has not drained by then falls
+#: behind (conflated) and is not waited for again. At real-time speeds nobody is waited for.
+PACE_HIGH_WATER = 1 << 20
+PACE_WAIT_S = 0.5
+#: A connection that is behind has caught up when its transport holds at most this many bytes.
+CAUGHT_UP_BYTES = 64 << 10
 #: Default time (s of the server's clock) a connection may stay behind before it is logged off.
 SLOW_CLIENT_TIMEOUT_S = 10.0
 #: Real seconds a closed transport gets to flush (the LOGOFF) before it is aborted, so a client
@@ -309,11 +317,35 @@ class SessionMixin:
         self._logoff(c, reason)
         self._drop(c)
 
+    async def _pace(self) -> None:
+        """Maximum-speed replay: wait (at most :data:`PACE_WAIT_S`) for the connections that are
+        not behind and hold more than :data:`PACE_HIGH_WATER` bytes to drain; those that did not
+        fall behind. Bounded, so a client that never reads costs the others one wait."""
+        full = [c for c in self.conns.values()
+                if not c.closed and not c.behind and self._buffered(c) > PACE_HIGH_WATER]
+        if not full:
+            return
+
+        async def drained(c: Conn) -> None:
+            try:
+                await c.writer.drain()
+            except Exception:  # reset, aborted: nothing to wait for
+                pass
+
+        waits = [asyncio.ensure_future(drained(c)) for c in full]
+        _done, pending = await asyncio.wait(waits, timeout=PACE_WAIT_S)
+        for w in pending:
+            w.cancel()
+        for c in full:
+            size = self._buffered(c)
+            if not c.closed and not c.behind and size > PACE_HIGH_WATER:
+                self._fall_behind(c, size)
+
     async def _catch_up(self, c: Conn) -> None:
         """Wait until ``c`` read what it was sent, then end its conflation with fresh snapshots."""
         w = c.writer
         try:
-            while not c.closed and self._buffered(c) > self.send_buffer_limit // 2:
+            while not c.closed and self._buffered(c) > CAUGHT_UP_BYTES:
                 before = self._buffered(c)
                 await w.drain()
                 if self._buffered(c) >= before:  # the transport did not pause (odd limits)
