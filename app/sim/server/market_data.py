@@ -144,9 +144,10 @@ class MarketDataMixin:
 
     def _request_target(self, c: Conn, m, kind: str, reject) -> "Symbol | None":
         """Common start of MARKET_DATA_REQUEST and MARKET_DEPTH_REQUEST: an unsubscribe drops
-        the SymbolID from the connection's ``kind`` ("md" or "depth") subscriptions; a SymbolID that does not fit the protocol's uint32 or an
-        unknown symbol is answered with ``reject`` (the 103 or 121 message class). Returns the
-        symbol to serve, or None when the request is done."""
+        the SymbolID from the connection's ``kind`` ("md" or "depth") subscriptions; a SymbolID
+        that does not fit the protocol's uint32, or an unknown symbol, is answered with
+        ``reject`` (the 103 or 121 message class). Returns the symbol to serve, or None when
+        the request is done."""
         subs = c.md_subs if kind == "md" else c.depth_subs
         if int(m.RequestAction) == M.RequestAction.UNSUBSCRIBE:
             for sym, sid in list(subs.items()):
