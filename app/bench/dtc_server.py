@@ -1,9 +1,12 @@
-"""Benchmark: built-in DTC server -> client over loopback, depth messages per second, sustained.
+"""Benchmark ``dtc.server_depth``: built-in DTC server -> client over loopback, depth messages per
+second, sustained, with one slow client connected.
 
 The server replays the shipped real ES hour at maximum speed (looping) to one subscribed client;
 the client runs in a thread with a blocking socket and only counts bytes (so the figure is the
-server's send path: replay clock, book, batch encoding, socket writes). A figure is taken from
-resume until the client has received every byte the server sent.
+server's send path: replay clock, book, batch encoding, socket writes). A second client is
+subscribed too and never reads (a 4 KiB receive buffer, no ``recv``): the replay must not wait
+for it (issue 13: it is conflated, then logged off). A figure is taken from resume until the
+reading client has received every byte the server sent it.
 
 Baseline (same run, same loopback): a plain asyncio server that builds one message object per
 depth event and encodes it with :func:`app.dtc.codec.encode` (the per-message path).
@@ -75,29 +78,49 @@ async def _wait(pred, timeout: float) -> bool:
     return pred()
 
 
-async def _server_rate(rec, encoding: Encoding, seconds: float) -> tuple[float, int]:
+def _slow_client(port: int) -> socket.socket:
+    """A subscribed client that never reads (4 KiB receive buffer, no ``recv``)."""
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 12)
+    s.connect(("127.0.0.1", port))
+    s.sendall(codec.encode(M.LogonRequest(HeartbeatIntervalInSeconds=0, ClientName="bench-slow"), Encoding.BINARY)
+              + codec.encode(M.MarketDepthRequest(RequestAction=1, SymbolID=1, Symbol="ESH4"), Encoding.BINARY))
+    return s
+
+
+async def _server_rate(rec, encoding: Encoding, seconds: float) -> tuple[float, int, dict]:
+    """Depth msgs/s received by the reading client (the slow one connected and subscribed too)."""
     from app.sim.server import DTCServer
 
     srv = DTCServer(rec, port=0, speed=0, loop_replay=True, paused=True)
     await srv.start()
+    slow = None
     try:
         cl = _Counter(srv.port, encoding, subscribe=True).start()
         ok = await _wait(lambda: any(c.depth_subs for c in srv.conns.values()), 10)
         if not ok:
             raise RuntimeError("benchmark client did not subscribe")
-        await _wait(lambda: cl.bytes >= srv.stats["bytes_out"], 5)
-        d0 = srv.stats["depth_messages_out"]
+        good = next(c for c in srv.conns.values() if c.depth_subs)
+        slow = _slow_client(srv.port)
+        if not await _wait(lambda: sum(1 for c in srv.conns.values() if c.depth_subs) == 2, 10):
+            raise RuntimeError("the slow benchmark client did not subscribe")
+        await _wait(lambda: cl.bytes >= good.bytes_out, 5)
+        m0 = good.msgs_out  # the reading client subscribed depth only: its messages are depth
         t0 = time.perf_counter()
         srv.resume()
         await asyncio.sleep(seconds)
         srv.pause()
-        target = srv.stats["bytes_out"]
+        target = good.bytes_out
         await _wait(lambda: cl.bytes >= target, 30)
         t1 = time.perf_counter()
-        n = srv.stats["depth_messages_out"] - d0
+        n = good.msgs_out - m0
         cl.stop = True
-        return n / (t1 - t0), n
+        st = srv.stats
+        extra = {k: st[k] for k in ("slow_clients_conflated", "slow_clients_dropped", "conflated_messages")}
+        return n / (t1 - t0), n, extra
     finally:
+        if slow is not None:
+            slow.close()
         await srv.stop()
 
 
@@ -135,7 +158,8 @@ async def _baseline_rate(rec, n_events: int) -> float:
 
 
 def bench_server_depth(args):
-    """Yield server->client depth msgs/s (binary with target, JSON informative), each vs the baseline."""
+    """Yield server->client depth msgs/s received by a reading client while a client that never
+    reads is connected (binary with the 200,000 target, JSON informative), each vs the baseline."""
     from app.feeds.samples import load_default_sample
 
     rec = load_default_sample()
@@ -143,19 +167,21 @@ def bench_server_depth(args):
     seconds = 1.5 if quick else 4.0
     base = asyncio.run(_baseline_rate(rec, 20_000 if quick else 60_000))
     for enc, name, target in ((Encoding.BINARY, "binary", TARGET_MSGS_PER_S), (Encoding.JSON, "json", None)):
-        rate, n = asyncio.run(_server_rate(rec, enc, seconds))
+        rate, n, extra = asyncio.run(_server_rate(rec, enc, seconds))
         yield {
-            "name": f"dtc_server_depth_loopback_{name}",
+            "name": f"dtc.server_depth_loopback_{name}",
             "value": round(rate),
             "unit": "depth msgs/s",
             "baseline": round(base),
             "ratio": round(rate / base, 2) if base else None,
             "target": target,
             "messages": n,
+            "slow_client": "one subscribed client that never reads connected throughout",
+            **extra,
             "baseline_kind": "per-message objects + codec.encode, binary, same loopback",
         }
 
 
-BENCHMARKS = {"dtc_server_depth": bench_server_depth}
+BENCHMARKS = {"dtc.server_depth": bench_server_depth}
 
 __all__ = ["BENCHMARKS", "bench_server_depth"]

@@ -45,6 +45,7 @@ PASSWORD_ENV = "MIA_ELITE_SERVE_PASSWORD"
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """Declare ``serve``'s options."""
     from app.sim.server import DEFAULT_ACCOUNT, DEFAULT_PORT
+    from app.sim.server.session import MAX_CONNECTIONS, MAX_SUBSCRIPTIONS, SLOW_CLIENT_TIMEOUT_S
 
     p.add_argument("recordings", nargs="*", metavar="RECORDING",
                    help="recording(s) to replay: .mrec / .mrec.zst, or Databento .mbo.dbn(.zst) "
@@ -75,6 +76,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="every logon trades the one --account (default: each username has its own account)")
     p.add_argument("--max-order-qty", type=float, default=1000.0,
                    help="largest quantity of one order, whole contracts (default 1000)")
+
+    p.add_argument("--slow-client-timeout", type=float, default=SLOW_CLIENT_TIMEOUT_S, metavar="S",
+                   help="log off a client that stays more than the send buffer behind for S seconds "
+                        f"(default {SLOW_CLIENT_TIMEOUT_S:g}; meanwhile its market data is conflated)")
+    p.add_argument("--max-connections", type=int, default=MAX_CONNECTIONS, metavar="N",
+                   help=f"most open connections (default {MAX_CONNECTIONS})")
+    p.add_argument("--max-subscriptions", type=int, default=MAX_SUBSCRIPTIONS, metavar="N",
+                   help=f"most market data + depth subscriptions per connection (default {MAX_SUBSCRIPTIONS})")
 
 
 def access_options(args: argparse.Namespace) -> dict:
@@ -162,7 +171,9 @@ def _stdin_control(loop: asyncio.AbstractEventLoop, server, stop: asyncio.Event)
 
 
 async def serve(args: argparse.Namespace) -> int:
-    """Run the server until ``--seconds`` elapse, ``q`` is typed, or the task is cancelled."""
+    """Run the server until ``--seconds`` elapse, ``q`` is typed, Ctrl-C / SIGTERM, or the task is
+    cancelled; then stop it (every client logged off, at most about 0.5 s) and print the final
+    stats line (``{"stats": {...}}``)."""
     from app.sim.server import DTCServer
 
     access = access_options(args)
@@ -187,6 +198,9 @@ async def serve(args: argparse.Namespace) -> int:
         start_at_open=not args.from_start,
         tls=getattr(args, "tls", None),
         **access,
+        slow_client_timeout_s=args.slow_client_timeout,
+        max_connections=args.max_connections,
+        max_subscriptions=args.max_subscriptions,
     )
     await server.start()
     if args.host not in ("127.0.0.1", "localhost", "::1"):
@@ -201,8 +215,10 @@ async def serve(args: argparse.Namespace) -> int:
     print(f"MIA Elite DTC server on {args.host}:{server.port}{tls}: {syms}; speed {speed}; account {args.account} "
           f"({accounts}; {logon})", flush=True)
     stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
     if sys.stdin is not None and sys.stdin.isatty():
-        _stdin_control(asyncio.get_running_loop(), server, stop)
+        _stdin_control(loop, server, stop)
+    restore = _stop_on_signals(loop, stop)
     try:
         if args.seconds is not None:
             try:
@@ -213,9 +229,53 @@ async def serve(args: argparse.Namespace) -> int:
             await stop.wait()
     finally:
         stats = server.stats
-        await server.stop()
-        print(json.dumps({"stats": stats}), flush=True)
+        try:
+            await server.stop()
+            stats = server.stats  # with the counters of the connections it just closed
+        finally:
+            restore()
+            print(json.dumps({"stats": stats}), flush=True)
     return 0
+
+
+def _stop_on_signals(loop: asyncio.AbstractEventLoop, stop: asyncio.Event):
+    """Make Ctrl-C (SIGINT) and SIGTERM set ``stop``, so the server shuts down in order (LOGOFF to
+    every client, final stats line) instead of the task being cancelled mid-way. Returns the
+    function that restores the previous handlers.
+
+    POSIX: :meth:`loop.add_signal_handler`; Windows (no such method on its loops):
+    :func:`signal.signal` with a handler that wakes the loop thread-safely.
+    """
+    import signal
+
+    sigs = [signal.SIGINT] + ([signal.SIGTERM] if hasattr(signal, "SIGTERM") else [])
+    try:
+        for sig in sigs:
+            loop.add_signal_handler(sig, stop.set)
+
+        def restore() -> None:
+            for sig in sigs:
+                loop.remove_signal_handler(sig)
+
+        return restore
+    except (NotImplementedError, RuntimeError, ValueError):
+        pass
+    previous = {}
+
+    def handler(_signum, _frame) -> None:
+        loop.call_soon_threadsafe(stop.set)
+
+    for sig in sigs:
+        try:
+            previous[sig] = signal.signal(sig, handler)
+        except (ValueError, OSError):  # not the main thread
+            pass
+
+    def restore_plain() -> None:
+        for sig, h in previous.items():
+            signal.signal(sig, h)
+
+    return restore_plain
 
 
 def run(args: argparse.Namespace) -> int:

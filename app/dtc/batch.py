@@ -691,6 +691,17 @@ def _check_encoding(encoding) -> Encoding:
     return enc
 
 
+#: Largest SymbolID: the field is a uint32_t in every market data message (DTCProtocol.h).
+SYMBOL_ID_MAX = 0xFFFFFFFF
+
+
+def _check_symbol_id(symbol_id) -> int:
+    sid = int(symbol_id)
+    if not 0 <= sid <= SYMBOL_ID_MAX:
+        raise ValueError(f"SymbolID {sid} does not fit uint32 (0..{SYMBOL_ID_MAX})")
+    return sid
+
+
 def encode_depth_batch(events: np.ndarray, tick_size: float, symbol_id: int, encoding: Encoding = Encoding.BINARY,
                        msg_type: int = MessageType.MARKET_DEPTH_UPDATE_LEVEL, *,
                        sierra_compact_order: bool = True) -> bytes:
@@ -719,9 +730,15 @@ def encode_depth_batch(events: np.ndarray, tick_size: float, symbol_id: int, enc
     -------
     bytes
         The concatenated frames.
+
+    Raises
+    ------
+    ValueError
+        ``symbol_id`` outside 0..4294967295 (uint32), an unsupported encoding or a
+        ``msg_type`` that is not a depth message.
     """
     enc = _check_encoding(encoding)
-    r = _depth_records(events, tick_size, int(symbol_id), int(msg_type))
+    r = _depth_records(events, tick_size, _check_symbol_id(symbol_id), int(msg_type))
     if enc == Encoding.BINARY:
         return r.tobytes()
     return _records_to_json(r, int(msg_type), enc, sierra_compact_order)
@@ -734,13 +751,75 @@ def encode_trade_batch(events: np.ndarray, tick_size: float, symbol_id: int, enc
 
     ``side`` becomes ``AtBidOrAsk`` (2 = at ask = buyer aggressor), ``size`` the Volume (112
     float, 137/142/146 uint32: fractional sizes are truncated), ``ts`` the type's time unit.
-    See :func:`encode_depth_batch` for the other parameters.
+    See :func:`encode_depth_batch` for the other parameters and the errors raised.
     """
     enc = _check_encoding(encoding)
-    r = _trade_records(events, tick_size, int(symbol_id), int(msg_type))
+    r = _trade_records(events, tick_size, _check_symbol_id(symbol_id), int(msg_type))
     if enc == Encoding.BINARY:
         return r.tobytes()
     return _records_to_json(r, int(msg_type), enc, sierra_compact_order)
+
+
+#: the best bid/ask messages a server may send (Sierra Chart picks one per connection from the
+#: logon's ``Integer_1``): 108 (double prices, s), 117 compact (float, s), 144 (float, us)
+BID_ASK_TYPES = (
+    int(T.MARKET_DATA_UPDATE_BID_ASK),
+    int(T.MARKET_DATA_UPDATE_BID_ASK_COMPACT),
+    int(T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS),
+)
+
+
+def bid_ask_message(msg_type: int, symbol_id: int, bid_tick: int | None, bid_size: float, ask_tick: int | None,
+                    ask_size: float, ts_ns: int, tick_size: float) -> M.Message:
+    """The best bid/ask as one DTC message of ``msg_type`` (server side).
+
+    Parameters
+    ----------
+    msg_type : int
+        108 MARKET_DATA_UPDATE_BID_ASK (prices double, DateTime uint32 s), 117
+        MARKET_DATA_UPDATE_BID_ASK_COMPACT (float, uint32 s) or 144
+        MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS (float, int64 us); layouts from
+        DTCProtocol.h (``dtc-struct-offsets.txt``).
+    symbol_id : int
+        The subscription's SymbolID (uint32).
+    bid_tick, ask_tick : int or None
+        Best prices in ticks; None (an empty side) is sent as DTC's unset value of the field's
+        width (DBL_MAX for 108, FLT_MAX for 117/144) with quantity 0.
+    bid_size, ask_size : float
+        Contracts at the best prices.
+    ts_ns : int
+        Market time, ns UTC.
+    tick_size : float
+        Price units per tick.
+
+    Returns
+    -------
+    app.dtc.messages.Message
+
+    Raises
+    ------
+    ValueError
+        ``msg_type`` is not one of :data:`BID_ASK_TYPES`, or ``symbol_id`` does not fit uint32.
+    """
+    t = int(msg_type)
+    sid = _check_symbol_id(symbol_id)
+    tick = float(tick_size)
+    if t == T.MARKET_DATA_UPDATE_BID_ASK:
+        unset, when = M.UNSET_DOUBLE, int(ts_ns // 1_000_000_000)
+    elif t == T.MARKET_DATA_UPDATE_BID_ASK_COMPACT:
+        unset, when = M.UNSET_FLOAT, int(ts_ns // 1_000_000_000)
+    elif t == T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS:
+        unset, when = M.UNSET_FLOAT, int(ts_ns // 1000)
+    else:
+        raise ValueError(f"msg_type {t} is not a bid/ask message type {BID_ASK_TYPES}")
+    return M.MESSAGE_CLASSES[t](
+        SymbolID=sid,
+        BidPrice=bid_tick * tick if bid_tick is not None else unset,
+        BidQuantity=float(bid_size) if bid_tick is not None else 0.0,
+        AskPrice=ask_tick * tick if ask_tick is not None else unset,
+        AskQuantity=float(ask_size) if ask_tick is not None else 0.0,
+        DateTime=when,
+    )
 
 
 #: ``_held_since`` value of a hold that is due at once (``hold_max`` exceeded)

@@ -88,12 +88,14 @@ log = logging.getLogger(__name__)
 
 T = MessageType
 
-#: Integer_1 flags asked for when ``depth_float=True``: 140 depth updates, 146 trades, 144
-#: bid/ask (Sierra Chart DTCServer.php). 145 float snapshot levels are decoded too but not asked
-#: for: their batch boundaries are only the 4-valued FinalUpdateInBatch, while 122 snapshot
+#: Integer_1 flags asked for when ``depth_float=True``: 140 depth updates, 144 bid/ask (Sierra
+#: Chart DTCServer.php), and NO_COMPACT_MARKET_DATA_MESSAGES so trades come as 107 (double price
+#: and volume, ms): 146's uint32 Volume would truncate fractional (crypto) sizes and 112 has
+#: whole-second times; both are still decoded. 145 float snapshot levels are decoded too but not
+#: asked for: their batch boundaries are only the 4-valued FinalUpdateInBatch, while 122 snapshot
 #: levels carry explicit IsFirst/IsLast flags, which makes the snapshot's clear unambiguous.
 FLOAT_FLAGS = (LogonFlags.USE_MARKET_DEPTH_UPDATE_FLOAT_WITH_MS_MESSAGES
-               | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2
+               | LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES
                | LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE)
 
 #: The BBO messages: decoded into KIND_QUOTE events, joined with the other market data of a read.
@@ -640,7 +642,9 @@ class DTCClient:
         # 1. encoding negotiation (always binary on the wire at connection start); the session
         #    sends the LOGON_REQUEST in the granted encoding as soon as the answer is in
         self._set_state("negotiating")
-        flags = int(FLOAT_FLAGS) if self.depth_float else 0
+        # without the float flags: the double-precision 107/108 (Sierra Chart sends the float
+        # compact 112/117, whole-second times, unless NO_COMPACT_MARKET_DATA_MESSAGES is set)
+        flags = int(FLOAT_FLAGS) if self.depth_float else int(LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES)
         session.initiate(M.LogonRequest(Username=self.username, Password=self._password, Integer_1=flags,
                                         HeartbeatIntervalInSeconds=max(1, int(round(self.heartbeat_s))),
                                         TradeAccount=self.trade_account, ClientName=self.client_name[:31]))

@@ -192,15 +192,16 @@ async def test_depth_replay_equals_reference_book(es_rec, encoding):
             assert asks == ref.asks()
             assert sorted(bids, reverse=True)[:10] == [t for t, _ in ref.levels(SIDE_BID, 10)]
             assert len(cl.of(depth_t)) > 60000
-        # trades: one 107 per recorded trade, aggressor side carried as AtBidOrAsk
-        trades = a.of(T.MARKET_DATA_UPDATE_TRADE)
+        # trades: one 112 (Sierra Chart's compact default, logon Integer_1 0) per recorded trade,
+        # aggressor side carried as AtBidOrAsk
+        trades = a.of(T.MARKET_DATA_UPDATE_TRADE_COMPACT)
         rec_tr = es_rec.events[es_rec.events["kind"] == KIND_TRADE]
         assert len(trades) == len(rec_tr)
         assert [t.AtBidOrAsk for t in trades[:500]] == rec_tr["side"][:500].tolist()
         assert trades[-1].Price == rec_tr["price"][-1] * TICK
-        bidask = a.of(T.MARKET_DATA_UPDATE_BID_ASK)
+        bidask = a.of(T.MARKET_DATA_UPDATE_BID_ASK_COMPACT)
         assert bidask and bidask[-1].BidPrice == 4810.0 and bidask[-1].AskPrice == 4810.25
-        assert not b.of(T.MARKET_DATA_UPDATE_TRADE)  # b did not subscribe market data
+        assert not b.of(T.MARKET_DATA_UPDATE_TRADE_COMPACT)  # b did not subscribe market data
         st = srv.stats
         assert st["depth_messages_out"] > 120000 and st["malformed_frames"] == 0
         await a.close()

@@ -24,10 +24,13 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   Chart >= 1798 serves it (:mod:`.transport`). With ``tls`` the port speaks TLS only.
 * **Logon**: LOGON_RESPONSE with the capability flags (trading, OCO, brackets, cancel-replace,
   security definitions, market depth, market data; no historical data on this port). Requests
-  before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags: 0x80
-  -> depth updates as 140 (float, ms), 0x800 -> depth snapshots as 145. With a ``password``
-  the logon must carry it. Each ``Username`` owns its own simulated account (shown to its
-  clients as ``account``, ``Sim1``) unless the server runs with ``shared_account``.
+  before a successful logon are ignored and counted. ``LOGON_REQUEST.Integer_1`` flags pick
+  the market data messages as Sierra Chart does (DTCServer.php; reference notes section 5):
+  trades 112 (compact, the default), 107 with 0x8 NO_COMPACT_MARKET_DATA_MESSAGES, 146 with
+  0x80000; best bid/ask 117 (compact, the default), 108 with 0x8, 144 with 0x100000; depth
+  updates 106, 140 (float, ms) with 0x80; depth snapshots 122, 145 with 0x800. With a
+  ``password`` the logon must carry it. Each ``Username`` owns its own simulated account (shown
+  to its clients as ``account``, ``Sim1``) unless the server runs with ``shared_account``.
 * **Heartbeats**: sent at the client's ``HeartbeatIntervalInSeconds`` (clamped to 1..300 s; 0 or
   less: none); a client silent for more than 2x that interval + 1 s (any byte counts) gets a
   LOGOFF with the reason and is disconnected. The logon must be accepted within 120 s of the
@@ -36,11 +39,19 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   server's injected ``clock`` times everything (:mod:`app.core.timers`).
 * **Security definitions**: 506 -> 507 (MinPriceIncrement, PriceDisplayFormat,
   CurrencyValuePerIncrement, DisplayPriceMultiplier 1) or 509 for unknown symbols.
-* **Market data**: 101 subscribe -> 104 snapshot, then 107 per trade and 108 when the best
-  bid/ask changed (checked once per replayed batch); unknown symbol -> 103 MARKET_DATA_REJECT.
-  **Depth**: 102 -> a 122 (or 145) snapshot batch of the whole book (``NumLevels`` is ignored:
-  full depth) -> 106 (or 140) updates keeping the recording's batch boundaries; unknown symbol
-  -> 121. The Exchange field is ignored, as Sierra Chart does.
+* **Market data**: 101 subscribe -> 104 snapshot, then a trade message (112/107/146) per trade
+  and a bid/ask message (117/108/144) when the best bid/ask changed (checked once per replayed
+  batch); unknown symbol, or a SymbolID that is not
+  an integer 0..4294967295 (the field is a uint32; JSON can carry any number) -> 103
+  MARKET_DATA_REJECT (121 for depth) with the reason. Market data that cannot be encoded for one
+  connection logs that connection off (LOGOFF with the reason, ``encode_errors``); the other
+  connections and the fill engine get the batch all the same.
+  **Depth**: 102 -> a 122 (or 145) snapshot batch -> 106 (or 140) updates; unknown symbol ->
+  121. ``NumLevels`` 0 (or less): the whole book, updates keeping the recording's batch
+  boundaries. ``NumLevels`` N > 0: at most N levels a side, in the snapshot and in the updates:
+  after each replayed batch the changes of the best-N book go out (deletes of the levels that
+  left it first, then those that entered or changed; one batch), so levels enter and leave as
+  the inside moves and the client holds exactly the server's best N a side. The Exchange field is ignored, as Sierra Chart does.
 * **Replay** at real time x speed with pause / resume / maximum speed
   (:class:`app.sim.replay.ReplayClock`, one per symbol). A recording's ``OP_CLEAR`` (its
   snapshot) is sent as deletes of every level the clients hold, followed by the new levels, in
@@ -67,6 +78,21 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
 * **Solicited answers** (300 -> 301s, 305 -> 306s, 400 -> 401, 601 -> 600) carry
   RequestID/TotalNumMessages/MessageNumber; empty results are one message with NoOrders /
   NoPositions = 1; they are written in one piece, so no unsolicited update can interleave.
+* **Slow and hostile clients** never stall the replay (the replay clock waits for nobody; at
+  maximum speed, which has no clock, the replay waits at most 0.5 s after a batch for clients
+  holding over 1 MiB to drain, and one that did not is behind and not waited for again): a
+  connection whose output buffer passes ``send_buffer_limit`` is *behind*: its market data is
+  conflated (not written; ``conflated_messages``), the server stops reading its requests, and
+  once it has read what it was sent it gets a fresh 104 and depth snapshot of each subscription
+  (``slow_clients_caught_up``). Behind for ``slow_client_timeout_s`` (server clock), or past 4x
+  the bound, it gets a LOGOFF with the reason and is disconnected (``slow_clients_dropped``; a
+  transport that does not drain is aborted 1 s later, so its memory returns). A subscription
+  gets a full snapshot at most once per ``resnapshot_interval_s``: a repeated request within
+  it waits for the rest of the interval (its data held back meanwhile; many merge into one;
+  ``snapshot_requests_deferred``). At most ``max_connections`` connections (more get a LOGOFF
+  and are closed: ``connections_refused``) and ``max_subscriptions`` subscriptions per
+  connection (more get 103/121: ``subscriptions_refused``). The stats line carries these
+  counters and ``clients_behind`` / ``buffered_bytes``.
 * Malformed frames are counted and skipped (:class:`app.dtc.codec.Decoder`); a binary stream
   that cannot be resynchronised gets a LOGOFF with the reason and is closed. Nothing a client
   sends can stop the server.
@@ -87,7 +113,17 @@ from app.sim.replay import ReplayClock, first_trade_index, start_at
 from app.sim.server.market_data import MarketDataMixin, Symbol
 from app.sim.server.orders import OrderEntryMixin
 from app.sim.server.queries import QueriesMixin
-from app.sim.server.session import ENCODINGS, Conn, SessionMixin
+from app.sim.server.session import (
+    ENCODINGS,
+    MAX_CONNECTIONS,
+    MAX_SUBSCRIPTIONS,
+    RESNAPSHOT_INTERVAL_S,
+    SEND_BUFFER_LIMIT,
+    SLOW_CLIENT_TIMEOUT_S,
+    STOP_GRACE_S,
+    Conn,
+    SessionMixin,
+)
 from app.sim.server.transport import server_ssl_context
 from app.core.timers import ClockTimers
 
@@ -148,10 +184,24 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         snapshot of the book at that point (:func:`app.sim.replay.start_at`). CME's pre-open
         book may be crossed; ``mia-elite serve`` starts at the open by default. Default False:
         the whole recording (the integration tests compare against the whole file).
+    send_buffer_limit : int
+        Bytes a connection's transport may hold before the connection is behind (default
+        :data:`~app.sim.server.session.SEND_BUFFER_LIMIT`, 16 MiB).
+    slow_client_timeout_s : float or None
+        Seconds of ``clock`` a connection may stay behind before it is logged off (default 10;
+        None: never for being behind, still at 4x the buffer bound).
+    max_connections : int
+        Most open connections (default 64).
+    max_subscriptions : int
+        Most market data + depth subscriptions per connection (default 64).
+    resnapshot_interval_s : float
+        Shortest interval between two full snapshots of one subscription, s of ``clock``
+        (default 1).
     clock : app.core.clock.Clock
         Source of the server's own timing (default the system clock): the replay's pace
         (:class:`app.sim.replay.ReplayClock`), each connection's logon deadline, heartbeats and
-        idle limit, the wait of a held bracket parent, HEARTBEAT.CurrentDateTime. Tests pass a
+        idle limit, the wait of a held bracket parent, HEARTBEAT.CurrentDateTime, the slow-client
+        deadline and the resnapshot interval. Tests pass a
         :class:`~app.core.clock.ManualClock` and move time by hand; socket I/O timeouts stay
         in real time.
     tls : (cert, key), optional
@@ -176,8 +226,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     ------
     ValueError
         No recording, two recordings for one symbol, an unsupported ``encoding``, a TLS
-        certificate / key that cannot be used (names the file), or ``price_band`` not a
-        positive finite number.
+        certificate / key that cannot be used (names the file), ``price_band`` not a positive
+        finite number, or a bound that is not positive.
 
     Attributes
     ----------
@@ -217,6 +267,11 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         max_order_qty: float = 1_000,
         shared_account: bool = False,
         max_accounts: int = 100,
+        send_buffer_limit: int = SEND_BUFFER_LIMIT,
+        slow_client_timeout_s: float | None = SLOW_CLIENT_TIMEOUT_S,
+        max_connections: int = MAX_CONNECTIONS,
+        max_subscriptions: int = MAX_SUBSCRIPTIONS,
+        resnapshot_interval_s: float = RESNAPSHOT_INTERVAL_S,
     ) -> None:
         recs = [recording_or_list] if isinstance(recording_or_list, Recording) else list(recording_or_list)
         if not recs:
@@ -225,6 +280,19 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self._ssl = server_ssl_context(*self.tls) if self.tls else None
         self.host = host
         self.clock = clock
+        for name, value in (("send_buffer_limit", send_buffer_limit), ("max_connections", max_connections),
+                            ("max_subscriptions", max_subscriptions)):
+            if int(value) <= 0:
+                raise ValueError(f"{name} must be positive, got {value!r}")
+        if slow_client_timeout_s is not None and not slow_client_timeout_s >= 0:
+            raise ValueError(f"slow_client_timeout_s must be >= 0 or None, got {slow_client_timeout_s!r}")
+        if not resnapshot_interval_s >= 0:
+            raise ValueError(f"resnapshot_interval_s must be >= 0, got {resnapshot_interval_s!r}")
+        self.send_buffer_limit = int(send_buffer_limit)
+        self.slow_client_timeout_s = slow_client_timeout_s
+        self.max_connections = int(max_connections)
+        self.max_subscriptions = int(max_subscriptions)
+        self.resnapshot_interval_s = float(resnapshot_interval_s)
         self._timers = ClockTimers(clock, name="dtc-server-timers")
         self._port = int(port)
         self.account = account
@@ -280,6 +348,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self._next_cid = 1
         self._server: asyncio.base_events.Server | None = None
         self._tasks: list[asyncio.Task] = []
+        self._client_tasks: set[asyncio.Task] = set()  # one per connection (_handle_client)
         self.replay_done: asyncio.Event | None = None
         self._done_count = 0
         self._stats = {
@@ -295,6 +364,14 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             "events_replayed": 0,
             "orders_received": 0,
             "slow_clients_dropped": 0,
+            "rejected_symbol_ids": 0,
+            "encode_errors": 0,
+            "slow_clients_conflated": 0,
+            "slow_clients_caught_up": 0,
+            "conflated_messages": 0,
+            "connections_refused": 0,
+            "subscriptions_refused": 0,
+            "snapshot_requests_deferred": 0,
         }
         # message type -> bound handler(conn, message); each part names the types it serves
         self._handlers = {
@@ -330,23 +407,52 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
             self._tasks.append(sym.task)
         log.info("DTC server listening on %s:%d (%s)", self.host, self.port, ", ".join(self.symbols))
 
-    async def stop(self) -> None:
-        """Stop replaying, close every connection (LOGOFF first) and stop listening."""
+    async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
+        """Stop replaying and listening, log every connection off and close it, within about
+        ``2 * grace_s`` (real seconds) whatever the clients do.
+
+        Each connection gets its LOGOFF ("server stopping"); transports that have not flushed
+        and closed within ``grace_s`` (a client that does not read) are aborted; connection
+        tasks still running after another ``grace_s`` are cancelled. Nothing raises and
+        nothing is left running (the counters of closed connections stay in :attr:`stats`).
+        """
         for t in self._tasks:
             t.cancel()
-        for t in self._tasks:
-            try:
-                await t
-            except (asyncio.CancelledError, Exception):
-                pass
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
-        for c in list(self.conns.values()):
-            self._logoff(c, "server stopping", do_not_reconnect=False)
-            await self._close(c)
         if self._server is not None:
-            self._server.close()
+            self._server.close()  # no new connections
+        conns = list(self.conns.values())
+        for c in conns:
+            if not c.closed:
+                self._logoff(c, "server stopping", do_not_reconnect=False)
+            self._drop(c)
+
+        async def closed(c: Conn) -> None:
             try:
-                await asyncio.wait_for(self._server.wait_closed(), 2.0)
+                await c.writer.wait_closed()
+            except Exception:  # reset by the peer, aborted: closed all the same
+                pass
+
+        waits = [asyncio.ensure_future(closed(c)) for c in conns]
+        if waits:
+            _done, pending = await asyncio.wait(waits, timeout=grace_s)
+            for w in pending:
+                w.cancel()
+            for c in conns:  # what has not flushed by now never will: free it
+                try:
+                    c.writer.transport.abort()
+                except (AttributeError, RuntimeError):
+                    pass
+        tasks = [t for t in self._client_tasks if not t.done()]
+        if tasks:
+            _done, pending = await asyncio.wait(tasks, timeout=grace_s)
+            for t in pending:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._server is not None:
+            try:
+                await asyncio.wait_for(self._server.wait_closed(), grace_s)
             except (asyncio.TimeoutError, Exception):
                 pass
             self._server = None
@@ -382,6 +488,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         """Counters: connections, messages/bytes out, malformed frames, replay progress..."""
         d = dict(self._stats)
         d["connections"] = sum(1 for c in self.conns.values() if not c.closed)
+        d["clients_behind"] = sum(1 for c in self.conns.values() if c.behind and not c.closed)
+        d["buffered_bytes"] = sum(self._buffered(c) for c in self.conns.values())
         d["malformed_frames"] += sum(c.session.errors for c in self.conns.values())
         d["unknown_types"] += sum(c.session.decoder.unknown for c in self.conns.values())
         d["replay"] = {

@@ -30,17 +30,28 @@ from __future__ import annotations
 import asyncio
 import datetime
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.core.events import EVENT_DTYPE, KIND_DEPTH, KIND_TRADE, OP_CLEAR, OP_DELETE, SIDE_ASK, SIDE_BID, Instrument
+from app.core.events import (
+    EVENT_DTYPE,
+    FLAG_BATCH_END,
+    KIND_DEPTH,
+    KIND_TRADE,
+    OP_CLEAR,
+    OP_DELETE,
+    OP_SET,
+    SIDE_ASK,
+    SIDE_BID,
+    Instrument,
+)
 from app.dtc import batch as B
 from app.dtc import messages as M
 from app.dtc.messages import Encoding
 from app.feeds.recording import Recording
 from app.sim.replay import ReplayClock
-from app.sim.server.session import HIGH_WATER, MAX_BUFFER, Conn, fit
+from app.sim.server.session import Conn, fit
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +60,6 @@ def _utc(ns: int) -> str:
     """``YYYY-MM-DD HH:MM:SS UTC`` of a time in ns since the epoch."""
     return datetime.datetime.fromtimestamp(ns / 1e9, datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
-UNSET = M.UNSET_DOUBLE
 T = M.MessageType
 
 #: GENERAL_LOG_MESSAGE text prefix at the end of a replay (no loop).
@@ -80,6 +90,9 @@ class Symbol:
         Passes started (1 + loops and restarts).
     task : asyncio.Task or None
         The running replay task.
+    views : dict
+        ``NumLevels`` -> the top-N book (bids, asks; tick -> (size, orders)) as last sent to
+        the depth subscriptions limited to N levels.
     """
 
     inst: Instrument
@@ -96,6 +109,9 @@ class Symbol:
     finished: bool = False
     passes: int = 1
     task: object = None
+    #: NumLevels -> (bids, asks) of the top-N book last sent to depth subscriptions limited to
+    #: N levels (each side: tick -> (size, num_orders)); only for the N in use
+    views: dict = field(default_factory=dict)
 
 
 class MarketDataMixin:
@@ -168,14 +184,29 @@ class MarketDataMixin:
             kw["TradingSessionDate"] = int(s.last_ts // 86_400_000_000_000 * 86_400)  # the UTC day, s
         return M.MarketDataSnapshot(**kw)
 
-    def _request_target(self, c: Conn, m, subs: dict, reject) -> "Symbol | None":
+    def _request_target(self, c: Conn, m, kind: str, reject) -> "Symbol | None":
         """Common start of MARKET_DATA_REQUEST and MARKET_DEPTH_REQUEST: an unsubscribe drops
-        the SymbolID from ``subs``; an unknown symbol is answered with ``reject`` (the 103 or
-        121 message class). Returns the symbol to serve, or None when the request is done."""
+        the SymbolID from the connection's ``kind`` ("md" or "depth") subscriptions; a SymbolID
+        that does not fit the protocol's uint32, or an unknown symbol, is answered with
+        ``reject`` (the 103 or 121 message class). Returns the symbol to serve, or None when
+        the request is done."""
+        subs = c.md_subs if kind == "md" else c.depth_subs
         if int(m.RequestAction) == M.RequestAction.UNSUBSCRIBE:
             for sym, sid in list(subs.items()):
                 if sid == m.SymbolID:
                     del subs[sym]
+                    c.awaiting.pop((kind, sym), None)
+                    if kind == "depth":
+                        c.depth_levels.pop(sym, None)
+            return None
+        sid = m.SymbolID
+        if not isinstance(sid, int) or not 0 <= sid <= B.SYMBOL_ID_MAX:
+            # JSON carries any number: an id the binary messages cannot hold would make every
+            # later batch for this client fail to encode; refuse it here (the reject carries 0,
+            # the only id sure to fit)
+            self._stats["rejected_symbol_ids"] += 1
+            self._send(c, reject(SymbolID=0, RejectText=fit(
+                f"SymbolID {sid!r} out of range: must be an integer 0..{B.SYMBOL_ID_MAX}", 96)))
             return None
         s = self._lookup(m.Symbol)
         if s is None:
@@ -191,33 +222,131 @@ class MarketDataMixin:
             return True
         return False
 
+    def _subscriptions_full(self, c: Conn, m, sym: str, subs: dict, reject) -> bool:
+        """A new subscription past ``max_subscriptions`` (market data + depth) is rejected (True)."""
+        if sym in subs or len(c.md_subs) + len(c.depth_subs) < self.max_subscriptions:
+            return False
+        self._stats["subscriptions_refused"] += 1
+        self._send(c, reject(SymbolID=m.SymbolID, RejectText=fit(
+            f"too many subscriptions on this connection (at most {self.max_subscriptions})", 96)))
+        return True
+
     def _on_market_data_request(self, c: Conn, m) -> None:
-        s = self._request_target(c, m, c.md_subs, M.MarketDataReject)
+        s = self._request_target(c, m, "md", M.MarketDataReject)
         if s is None:
             return
         sym = s.inst.symbol
         if int(m.RequestAction) == M.RequestAction.SNAPSHOT:
+            # a one-off snapshot: at most one per interval and symbol (more are not answered)
+            if self._snapshot_due(c, ("md", sym)) > self.clock.monotonic_ns():
+                self._stats["snapshot_requests_deferred"] += 1
+                return
+            c.snap_at[("md", sym)] = self.clock.monotonic_ns()
             self._send(c, self._market_snapshot(s, m.SymbolID))
             return
         if self._id_conflict(c, m, sym, c.md_subs, M.MarketDataReject, ""):
             return
+        if self._subscriptions_full(c, m, sym, c.md_subs, M.MarketDataReject):
+            return
         c.md_subs[sym] = int(m.SymbolID)
-        self._send(c, self._market_snapshot(s, m.SymbolID))
+        self._want_snapshot(c, "md", sym)
 
     def _book_snapshot_events(self, sym: str) -> np.ndarray:
         return self.engine.books[sym].snapshot_events(self.symbols[sym].last_ts)
 
     def _on_market_depth_request(self, c: Conn, m) -> None:
-        s = self._request_target(c, m, c.depth_subs, M.MarketDepthReject)
+        s = self._request_target(c, m, "depth", M.MarketDepthReject)
         if s is None:
             return
         sym = s.inst.symbol
         if self._id_conflict(c, m, sym, c.depth_subs, M.MarketDepthReject, "depth "):
             return
-        ev = self._book_snapshot_events(sym)
-        data = B.encode_depth_batch(ev, s.inst.tick_size, int(m.SymbolID), c.encoding, msg_type=c.snapshot_type)
-        self._write(c, data, max(len(ev), 1))
+        if self._subscriptions_full(c, m, sym, c.depth_subs, M.MarketDepthReject):
+            return
         c.depth_subs[sym] = int(m.SymbolID)
+        n = m.NumLevels
+        c.depth_levels[sym] = int(n) if isinstance(n, int) and n > 0 else 0  # 0 (or less): full depth
+        self._want_snapshot(c, "depth", sym)
+
+    # ------------------------------------------------------------------ full snapshots
+
+    def _snapshot_due(self, c: Conn, key: tuple) -> int:
+        """Earliest server-clock ns at which subscription ``key`` may get its next full snapshot."""
+        last = c.snap_at.get(key)
+        if last is None:
+            return self.clock.monotonic_ns()
+        return last + int(self.resnapshot_interval_s * 1e9)
+
+    def _want_snapshot(self, c: Conn, kind: str, sym: str) -> None:
+        """A (re)subscription wants a full snapshot: now, or when the resnapshot interval since
+        the last one is over, or when a connection that is behind caught up. Until then the
+        subscription's market data is held back (so what the client gets always starts from a
+        snapshot). Repeated requests in between merge into the one pending snapshot."""
+        key = (kind, sym)
+        now = self.clock.monotonic_ns()
+        due = max(now, self._snapshot_due(c, key))
+        if c.behind or due > now:
+            self._stats["snapshot_requests_deferred"] += 1
+            c.awaiting[key] = due
+            if not c.behind:
+                self._arm_snapshot_timer(c)
+            return
+        c.awaiting.pop(key, None)
+        self._snapshot_now(c, kind, sym)
+
+    def _arm_snapshot_timer(self, c: Conn) -> None:
+        if not c.awaiting:
+            return
+        due = min(c.awaiting.values())
+        if c.snap_timer is not None and not c.snap_timer.cancelled and c.snap_timer.when_ns <= due:
+            return
+        if c.snap_timer is not None:
+            c.snap_timer.cancel()
+        c.snap_timer = self._timers.call_at(due, self._due_snapshots, c)
+
+    def _due_snapshots(self, c: Conn) -> None:
+        """Timer: send the deferred snapshots that are due (a connection behind waits for its
+        catch-up instead)."""
+        c.snap_timer = None
+        if c.closed or c.behind:
+            return
+        now = self.clock.monotonic_ns()
+        for key, due in list(c.awaiting.items()):
+            if due <= now:
+                del c.awaiting[key]
+                self._snapshot_now(c, *key)
+        self._arm_snapshot_timer(c)
+
+    def _send_fresh_snapshots(self, c: Conn) -> None:
+        """After a connection caught up: a full snapshot of each of its subscriptions."""
+        c.awaiting.clear()
+        if c.snap_timer is not None:
+            c.snap_timer.cancel()
+            c.snap_timer = None
+        for sym in list(c.md_subs):
+            self._snapshot_now(c, "md", sym)
+        for sym in list(c.depth_subs):
+            self._snapshot_now(c, "depth", sym)
+
+    def _snapshot_now(self, c: Conn, kind: str, sym: str) -> None:
+        """Send subscription ``(kind, sym)`` of ``c`` its full snapshot (104, or the depth
+        snapshot batch 122/145) now."""
+        subs = c.md_subs if kind == "md" else c.depth_subs
+        if c.closed or sym not in subs:
+            return
+        s = self.symbols[sym]
+        c.snap_at[(kind, sym)] = self.clock.monotonic_ns()
+        if kind == "md":
+            self._send(c, self._market_snapshot(s, subs[sym]))
+            return
+        n = c.depth_levels.get(sym, 0)
+        ev = self._view_events(s, n) if n else self._book_snapshot_events(sym)
+        try:
+            data = B.encode_depth_batch(ev, s.inst.tick_size, subs[sym], c.encoding, msg_type=c.snapshot_type)
+        except Exception as exc:  # this connection only
+            self._encode_failed(c, exc)
+            return
+        self._write(c, data, max(len(ev), 1))
 
     async def _replay(self, s: Symbol) -> None:
         s.clock.on_restart = lambda: self._new_replay_session(s)
@@ -228,7 +357,8 @@ class MarketDataMixin:
                 except Exception:  # one bad batch must not end the replay
                     self._stats["publish_errors"] = self._stats.get("publish_errors", 0) + 1
                     log.exception("replay of %s: batch at %d failed; skipped", s.inst.symbol, s.clock.position)
-                await self._backpressure()
+                if s.clock.max_speed:
+                    await self._pace()
         except asyncio.CancelledError:
             raise
         except Exception:
@@ -266,6 +396,7 @@ class MarketDataMixin:
         s.session_volume = 0.0
         s.session_trades = 0
         s.last_trade = None
+        s.views.clear()  # the clients' books are cleared below: every top-N view starts empty
         ev = s.clock.events
         s.last_ts = int(ev["ts"][0]) if len(ev) else s.last_ts
         what = (f"position closed at {closing.avg_fill_price * tick:.{s.inst.price_decimals}f}"
@@ -300,21 +431,6 @@ class MarketDataMixin:
                     self.replay_done.clear()
                 s.task = asyncio.get_running_loop().create_task(self._replay(s), name=f"dtc-replay-{s.inst.symbol}")
                 self._tasks.append(s.task)
-
-    async def _backpressure(self) -> None:
-        for c in list(self.conns.values()):
-            if c.closed:
-                continue
-            size = c.writer.transport.get_write_buffer_size()
-            if size > MAX_BUFFER:
-                log.warning("DTC client %d too slow (%d bytes queued): disconnecting", c.cid, size)
-                self._stats["slow_clients_dropped"] += 1
-                self._drop(c)
-            elif size > HIGH_WATER:
-                try:
-                    await asyncio.wait_for(c.writer.drain(), 5.0)
-                except (asyncio.TimeoutError, ConnectionError):
-                    pass
 
     def _clear_to_deletes(self, sym: str, side: int) -> np.ndarray:
         book = self.engine.books[sym]
@@ -354,17 +470,106 @@ class MarketDataMixin:
                 seg = events[a:b]
                 if a in clear_idx:
                     dels = self._clear_to_deletes(symbol, int(events["side"][a]))
-                    self._send_market(s, np.concatenate([dels, seg]) if len(dels) else seg)
-                    self.engine.on_market(symbol, seg)
+                    try:
+                        self._send_market(s, np.concatenate([dels, seg]) if len(dels) else seg)
+                    finally:
+                        self.engine.on_market(symbol, seg)
                 else:
                     self._publish_plain(s, seg)
         else:
             self._publish_plain(s, events)
+        self._publish_views(s)
         self._after_batch(s)
 
+    # ------------------------------------------------------------------ NumLevels
+
+    def _top(self, sym: str, n: int) -> tuple[dict, dict]:
+        """The best ``n`` levels of each side of the engine's book: (bids, asks), tick ->
+        (size, num_orders)."""
+        book = self.engine.books[sym]
+        out = []
+        for side in (SIDE_BID, SIDE_ASK):
+            orders = book.num_orders(side)
+            out.append({t: (q, orders.get(t, 0)) for t, q in book.levels(side, n)})
+        return out[0], out[1]
+
+    def _view(self, s: Symbol, n: int) -> tuple[dict, dict]:
+        v = s.views.get(n)
+        if v is None:
+            v = s.views[n] = self._top(s.inst.symbol, n)
+        return v
+
+    def _view_events(self, s: Symbol, n: int) -> np.ndarray:
+        """The top-``n`` view as snapshot events: bids best first, then asks best first."""
+        bids, asks = self._view(s, n)
+        b = sorted(bids, reverse=True)
+        a = sorted(asks)
+        ev = np.zeros(len(b) + len(a), dtype=EVENT_DTYPE)
+        ev["kind"] = KIND_DEPTH
+        ev["op"] = OP_SET
+        ev["ts"] = s.last_ts
+        ev["side"][:len(b)] = SIDE_BID
+        ev["side"][len(b):] = SIDE_ASK
+        ev["price"] = b + a
+        ev["size"] = [bids[t][0] for t in b] + [asks[t][0] for t in a]
+        ev["num_orders"] = [bids[t][1] for t in b] + [asks[t][1] for t in a]
+        return ev
+
+    def _publish_views(self, s: Symbol) -> None:
+        """After a batch: for each ``NumLevels`` N in use, the changes of the top-N book since
+        the last batch (deletes of the levels that left it first, then the levels that
+        entered or changed), sent to the depth subscriptions limited to N levels. A client
+        that applies them holds exactly the best N levels of each side (DTC
+        MARKET_DEPTH_REQUEST.NumLevels: "the number of market depth levels to send")."""
+        sym = s.inst.symbol
+        limited = [c for c in self.conns.values()
+                   if not c.closed and sym in c.depth_subs and c.depth_levels.get(sym, 0) > 0]
+        used = {c.depth_levels[sym] for c in limited}
+        for n in list(s.views):
+            if n not in used:
+                del s.views[n]
+        for n in sorted(used):
+            if n not in s.views:  # created by a snapshot; nothing sent relative to it yet
+                self._view(s, n)
+                continue
+            old = s.views[n]
+            new = s.views[n] = self._top(sym, n)
+            dels, sets = [], []
+            for side, o, w in ((SIDE_BID, old[0], new[0]), (SIDE_ASK, old[1], new[1])):
+                dels += [(side, t, 0.0, 0) for t in o if t not in w]
+                sets += [(side, t, q, no) for t, (q, no) in w.items() if o.get(t) != (q, no)]
+            rows = dels + sets
+            if not rows:
+                continue
+            ev = np.zeros(len(rows), dtype=EVENT_DTYPE)
+            ev["kind"] = KIND_DEPTH
+            ev["ts"] = s.last_ts
+            ev["side"], ev["price"], ev["size"], ev["num_orders"] = zip(*rows)
+            ev["op"][:len(dels)] = OP_DELETE
+            ev["op"][len(dels):] = OP_SET
+            ev["flags"][-1] = FLAG_BATCH_END
+            out: dict = {}
+            for c in limited:
+                if c.depth_levels[sym] != n or c.behind or ("depth", sym) in c.awaiting:
+                    if c.behind:
+                        self._stats["conflated_messages"] += len(ev)
+                    continue
+                key = (c.encoding, c.depth_type, c.depth_subs[sym])
+                data = out.get(key)
+                if data is None:
+                    try:
+                        data = out[key] = B.encode_depth_batch(ev, s.inst.tick_size, key[2], key[0], msg_type=key[1])
+                    except Exception as exc:  # this connection only
+                        self._encode_failed(c, exc)
+                        continue
+                self._write(c, data, len(ev))
+                self._stats["depth_messages_out"] += len(ev)
+
     def _publish_plain(self, s: Symbol, events: np.ndarray) -> None:
-        self._send_market(s, events)
-        self.engine.on_market(s.inst.symbol, events)
+        try:
+            self._send_market(s, events)
+        finally:  # the fill engine gets every batch, whatever happened on the wire
+            self.engine.on_market(s.inst.symbol, events)
 
     def _send_market(self, s: Symbol, events: np.ndarray) -> None:
         """Send depth and trade messages in recorded order, one write per connection.
@@ -394,6 +599,12 @@ class MarketDataMixin:
         it = is_trade[keep]
         dep = ev[~it]
         trd = ev[it]
+        behind = [c for c in conns if c.behind]
+        if behind:  # conflated: they get fresh snapshots once they caught up
+            self._stats["conflated_messages"] += sum(
+                (len(dep) if sym in c.depth_subs and not c.depth_levels.get(sym, 0) else 0)
+                + (len(trd) if sym in c.md_subs else 0) for c in behind)
+            conns = [c for c in conns if not c.behind]
         # runs of equal kind, and how many depth / trade messages precede each run
         change = np.flatnonzero(it[1:] != it[:-1]) + 1
         bounds = [0, *change.tolist(), len(ev)]
@@ -404,38 +615,51 @@ class MarketDataMixin:
         pieces_cache: dict = {}
         assembled: dict = {}
         for c in conns:
-            dkey = (c.encoding, c.depth_type, c.depth_subs[sym]) if sym in c.depth_subs and len(dep) else None
-            tkey = (c.encoding, c.md_subs[sym]) if sym in c.md_subs and len(trd) else None
+            dkey = (c.encoding, c.depth_type, c.depth_subs[sym]) if (
+                sym in c.depth_subs and len(dep) and ("depth", sym) not in c.awaiting
+                and not c.depth_levels.get(sym, 0)) else None  # NumLevels subscriptions: _publish_views
+            tkey = (c.encoding, c.trade_type, c.md_subs[sym]) if (
+                sym in c.md_subs and len(trd) and ("md", sym) not in c.awaiting) else None
+            if dkey is None and tkey is None:
+                continue
             akey = (dkey, tkey)
             out = assembled.get(akey)
             if out is None:
-                dparts = tparts = None
-                if dkey is not None:
-                    dparts = pieces_cache.get(("d",) + dkey)
-                    if dparts is None:
-                        data = B.encode_depth_batch(dep, tick, dkey[2], dkey[0], msg_type=dkey[1])
-                        dparts = pieces_cache[("d",) + dkey] = self._splitter(data, len(dep), dkey[0])
-                if tkey is not None:
-                    tparts = pieces_cache.get(("t",) + tkey)
-                    if tparts is None:
-                        data = B.encode_trade_batch(trd, tick, tkey[1], tkey[0])
-                        tparts = pieces_cache[("t",) + tkey] = self._splitter(data, len(trd), tkey[0])
-                chunks = []
-                nd = nt = 0
-                for is_t, d0, d1, t0, t1 in runs:
-                    if is_t:
-                        if tparts is not None:
-                            chunks.append(tparts(t0, t1))
-                            nt += t1 - t0
-                    elif dparts is not None:
-                        chunks.append(dparts(d0, d1))
-                        nd += d1 - d0
-                out = assembled[akey] = (b"".join(chunks), nd, nt)
+                try:
+                    out = assembled[akey] = self._assemble(dep, trd, runs, tick, dkey, tkey, pieces_cache)
+                except Exception as exc:  # this connection's encoding only: the others go on
+                    self._encode_failed(c, exc)
+                    continue
             data, nd, nt = out
             if data:
                 self._write(c, data, nd + nt)
                 self._stats["depth_messages_out"] += nd
                 self._stats["trade_messages_out"] += nt
+
+    def _assemble(self, dep, trd, runs, tick, dkey, tkey, pieces_cache) -> tuple[bytes, int, int]:
+        """The bytes of one batch for one (depth key, trade key): (data, depth msgs, trade msgs)."""
+        dparts = tparts = None
+        if dkey is not None:
+            dparts = pieces_cache.get(("d",) + dkey)
+            if dparts is None:
+                data = B.encode_depth_batch(dep, tick, dkey[2], dkey[0], msg_type=dkey[1])
+                dparts = pieces_cache[("d",) + dkey] = self._splitter(data, len(dep), dkey[0])
+        if tkey is not None:
+            tparts = pieces_cache.get(("t",) + tkey)
+            if tparts is None:
+                data = B.encode_trade_batch(trd, tick, tkey[2], tkey[0], msg_type=tkey[1])
+                tparts = pieces_cache[("t",) + tkey] = self._splitter(data, len(trd), tkey[0])
+        chunks = []
+        nd = nt = 0
+        for is_t, d0, d1, t0, t1 in runs:
+            if is_t:
+                if tparts is not None:
+                    chunks.append(tparts(t0, t1))
+                    nt += t1 - t0
+            elif dparts is not None:
+                chunks.append(dparts(d0, d1))
+                nd += d1 - d0
+        return b"".join(chunks), nd, nt
 
     @staticmethod
     def _splitter(data: bytes, n: int, encoding: Encoding):
@@ -467,13 +691,15 @@ class MarketDataMixin:
             return
         s.book_bbo = bbo
         tick = s.inst.tick_size
-        for c in self.conns.values():
-            if sym in c.md_subs and not c.closed:
-                self._send(c, M.MarketDataUpdateBidAsk(
-                    SymbolID=c.md_subs[sym],
-                    BidPrice=bb * tick if bb is not None else UNSET,
-                    BidQuantity=float(bbo[1]),
-                    AskPrice=ba * tick if ba is not None else UNSET,
-                    AskQuantity=float(bbo[3]),
-                    DateTime=int(s.last_ts // 1_000_000_000),
-                ))
+        msgs: dict = {}  # (type, SymbolID) -> message
+        for c in list(self.conns.values()):
+            if sym in c.md_subs and not c.closed and not c.behind and ("md", sym) not in c.awaiting:
+                key = (c.bid_ask_type, c.md_subs[sym])
+                msg = msgs.get(key)
+                if msg is None:
+                    try:
+                        msg = msgs[key] = B.bid_ask_message(key[0], key[1], bb, bbo[1], ba, bbo[3], s.last_ts, tick)
+                    except ValueError as exc:  # this connection only
+                        self._encode_failed(c, exc)
+                        continue
+                self._send(c, msg)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import struct
 from dataclasses import dataclass, field
 
 from app.dtc import codec
@@ -30,10 +31,35 @@ from app.sim.server.transport import WebSocketStream, maybe_websocket, websocket
 
 log = logging.getLogger(__name__)
 
-#: Output buffer (bytes) above which the replay waits for a client to drain.
-HIGH_WATER = 1 << 20
-#: Output buffer (bytes) above which a client is disconnected as too slow.
-MAX_BUFFER = 64 << 20
+#: Default bound (bytes) of a connection's output buffer (what the transport holds beyond the
+#: kernel's socket buffer). Above it the connection is *behind*: its market data is conflated
+#: (not written) until it has read what it was sent, then it gets fresh snapshots.
+SEND_BUFFER_LIMIT = 16 << 20
+#: A connection whose buffer passes this many times the bound is disconnected at once (what
+#: still reaches a connection that is behind: order updates, answers to its requests).
+HARD_LIMIT_FACTOR = 4
+#: Maximum-speed replay only (no clock to keep): after a batch the replay waits, at most
+#: :data:`PACE_WAIT_S` real seconds, for the connections holding more than this many bytes
+#: to drain, so clients that keep up are not flooded; one that has not drained by then falls
+#: behind (conflated) and is not waited for again. At real-time speeds nobody is waited for.
+PACE_HIGH_WATER = 1 << 20
+PACE_WAIT_S = 0.5
+#: A connection that is behind has caught up when its transport holds at most this many bytes.
+CAUGHT_UP_BYTES = 64 << 10
+#: Default time (s of the server's clock) a connection may stay behind before it is logged off.
+SLOW_CLIENT_TIMEOUT_S = 10.0
+#: Real seconds a closed transport gets to flush (the LOGOFF) before it is aborted, so a client
+#: that never reads cannot keep its buffer alive.
+DROP_GRACE_S = 1.0
+#: Real seconds :meth:`DTCServer.stop` gives the transports to flush their LOGOFF (and again
+#: the connection tasks to end) before it aborts (cancels) them.
+STOP_GRACE_S = 0.25
+#: Default caps: open connections, subscriptions (market data + depth) per connection.
+MAX_CONNECTIONS = 64
+MAX_SUBSCRIPTIONS = 64
+#: Default shortest interval (s of the server's clock) between two full snapshots of one
+#: subscription of one connection (a repeated request waits for the rest of it).
+RESNAPSHOT_INTERVAL_S = 1.0
 #: Extra silence (s) allowed on top of 2 x the client's heartbeat interval.
 IDLE_GRACE_S = 1.0
 
@@ -73,6 +99,15 @@ class Conn:
         LOGON_REQUEST.Integer_1 flags (depth message types; set at logon).
     md_subs, depth_subs : dict of str to int
         Symbol -> SymbolID of the market data / depth subscriptions.
+    depth_levels : dict of str to int
+        Symbol -> ``MARKET_DEPTH_REQUEST.NumLevels`` of the depth subscription (0: full depth).
+    behind : bool
+        Its output buffer passed the server's ``send_buffer_limit``: no market data is written
+        to it until it caught up (then fresh snapshots); logged off after
+        ``slow_client_timeout_s`` behind.
+    awaiting : dict
+        ``("md" | "depth", symbol)`` -> server-clock ns at which the subscription's next full
+        snapshot is due; its market data is held back until then.
     pending_parents : dict
         ClientOrderID -> ((OrderSpec, message), TimerHandle) of held bracket parents.
     """
@@ -92,6 +127,17 @@ class Conn:
     closed: bool = False
     timer: TimerHandle | None = None  # wakes the session at its next deadline
     counted_out: int = 0  # session.messages_sent already added to the server's stats
+    encode_errors: int = 0  # messages for this client that could not be encoded
+    bytes_out: int = 0  # bytes written to its transport
+    depth_levels: dict = field(default_factory=dict)  # symbol -> NumLevels asked for (0: all)
+    behind: bool = False  # output buffer over the bound: market data conflated
+    behind_since_ns: int = 0  # server clock (monotonic ns) when it fell behind
+    dropping: bool = False  # being logged off as too slow
+    slow_timer: TimerHandle | None = None  # logs it off when it stays behind too long
+    catch_up_task: asyncio.Task | None = None  # waits for the buffer to drain
+    snap_at: dict = field(default_factory=dict)  # ("md"|"depth", symbol) -> ns of the last full snapshot
+    awaiting: dict = field(default_factory=dict)  # ("md"|"depth", symbol) -> ns its snapshot is due
+    snap_timer: TimerHandle | None = None  # sends the deferred snapshots
 
     @property
     def encoding(self) -> Encoding:
@@ -126,6 +172,29 @@ class Conn:
         return int(T.MARKET_DEPTH_UPDATE_LEVEL)
 
     @property
+    def trade_type(self) -> int:
+        """Trade message type for this client, as Sierra Chart picks it from ``Integer_1``
+        (DTCServer.php, reference notes section 5): 146 with 0x80000, else 107 with 0x8
+        (NO_COMPACT_MARKET_DATA_MESSAGES), else 112 (compact, the default)."""
+        f = self.integer_1
+        if f & M.LogonFlags.SUPPORT_MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2:
+            return int(T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2)
+        if f & M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES:
+            return int(T.MARKET_DATA_UPDATE_TRADE)
+        return int(T.MARKET_DATA_UPDATE_TRADE_COMPACT)
+
+    @property
+    def bid_ask_type(self) -> int:
+        """Best bid/ask message type for this client: 144 with 0x100000, else 108 with 0x8,
+        else 117 (compact, the default)."""
+        f = self.integer_1
+        if f & M.LogonFlags.SUPPORT_MARKET_DATA_UPDATE_BIDASK_MICROSECOND_MESSAGE:
+            return int(T.MARKET_DATA_UPDATE_BID_ASK_FLOAT_WITH_MICROSECONDS)
+        if f & M.LogonFlags.NO_COMPACT_MARKET_DATA_MESSAGES:
+            return int(T.MARKET_DATA_UPDATE_BID_ASK)
+        return int(T.MARKET_DATA_UPDATE_BID_ASK_COMPACT)
+
+    @property
     def snapshot_type(self) -> int:
         """Depth snapshot message type this client asked for (122, or 145 with flag 0x800)."""
         if self.integer_1 & M.LogonFlags.SUPPORT_MARKET_DEPTH_SNAPSHOT_LEVEL_FLOAT:
@@ -139,22 +208,40 @@ class SessionMixin:
 
     Uses the server's ``conns``, ``_stats``, ``_handlers`` (message type -> bound handler
     ``(conn, message)``), ``_timers``, ``clock``, ``fixed_encoding``, ``password``,
-    ``server_name``, ``symbols`` and ``account``.
+    ``server_name``, ``symbols``, ``account``, the bounds ``send_buffer_limit``,
+    ``slow_client_timeout_s``, ``max_connections`` and the market data's
+    ``_send_fresh_snapshots``.
     """
 
     # ------------------------------------------------------------------ sending
 
     def _send(self, c: Conn, msg: M.Message) -> None:
-        """Send one message to ``c`` in its encoding (dropped, and logged, when it cannot be
-        encoded or the connection is not logged on)."""
+        """Send one message to ``c`` in its encoding (dropped, counted in ``encode_errors`` and
+        logged once per connection, when it cannot be encoded; dropped when the connection is
+        not logged on)."""
         if c.closed:
             return
         try:
             c.session.send(msg)
-        except (codec.EncodeError, ValueError, InvalidState) as exc:
+        except InvalidState as exc:
             log.error("cannot send %s to client %d: %s", type(msg).__name__, c.cid, exc)
             return
+        except (ValueError, OverflowError, TypeError, struct.error) as exc:  # EncodeError is a ValueError
+            self._stats["encode_errors"] += 1
+            c.encode_errors += 1
+            if c.encode_errors == 1:
+                log.error("cannot encode %s for client %d: %s (further ones counted only)",
+                          type(msg).__name__, c.cid, exc)
+            return
         self._flush(c)
+
+    def _encode_failed(self, c: Conn, exc: Exception) -> None:
+        """Market data for ``c`` could not be encoded: count it, log it, log the client off
+        with the reason (it would miss data from now on). Other connections are not touched."""
+        self._stats["encode_errors"] += 1
+        c.encode_errors += 1
+        log.error("cannot encode market data for client %d: %s; logging it off", c.cid, exc)
+        self._logoff(c, fit(f"server cannot encode market data for this connection: {exc}", 96))
 
     def _write(self, c: Conn, data: bytes, n_msgs: int) -> None:
         """Send bytes already encoded in ``c.encoding`` (``n_msgs`` messages)."""
@@ -168,7 +255,8 @@ class SessionMixin:
         self._flush(c)
 
     def _flush(self, c: Conn) -> None:
-        """Write what the session has to send and count it."""
+        """Write what the session has to send, count it, and watch the connection's buffer
+        (:meth:`_check_buffer`)."""
         data = c.session.data_to_send()
         sent = c.session.messages_sent
         n, c.counted_out = sent - c.counted_out, sent
@@ -182,6 +270,109 @@ class SessionMixin:
             return
         self._stats["messages_out"] += n
         self._stats["bytes_out"] += len(data)
+        c.bytes_out += len(data)
+        self._check_buffer(c)
+
+    @staticmethod
+    def _buffered(c: Conn) -> int:
+        """Bytes written to ``c`` that its transport still holds (0 when it cannot tell)."""
+        try:
+            return int(c.writer.transport.get_write_buffer_size())
+        except (AttributeError, RuntimeError):
+            return 0
+
+    def _check_buffer(self, c: Conn) -> None:
+        """Over ``send_buffer_limit`` the connection falls behind (conflated market data, a
+        deadline to catch up); over ``HARD_LIMIT_FACTOR`` times it, it is logged off at once.
+        Nothing here waits: the replay never waits for a client."""
+        if c.closed or c.dropping:
+            return
+        size = self._buffered(c)
+        limit = self.send_buffer_limit
+        if size <= limit:
+            return
+        if size > limit * HARD_LIMIT_FACTOR:
+            self._drop_slow(c, f"too slow: {size} bytes unread (limit {limit * HARD_LIMIT_FACTOR})")
+        elif not c.behind:
+            self._fall_behind(c, size)
+
+    def _fall_behind(self, c: Conn, size: int) -> None:
+        c.behind = True
+        c.behind_since_ns = self.clock.monotonic_ns()
+        self._stats["slow_clients_conflated"] += 1
+        log.warning("DTC client %d is behind (%d bytes unread): market data conflated until it catches up",
+                    c.cid, size)
+        if self.slow_client_timeout_s is not None:
+            c.slow_timer = self._timers.call_later(self.slow_client_timeout_s, self._too_slow, c)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on the loop (cannot happen in the server): no catch-up
+            return
+        c.catch_up_task = loop.create_task(self._catch_up(c), name=f"dtc-catch-up-{c.cid}")
+
+    def _too_slow(self, c: Conn) -> None:
+        """Timer: ``c`` stayed behind for ``slow_client_timeout_s``."""
+        c.slow_timer = None
+        if c.closed or not c.behind:
+            return
+        secs = (self.clock.monotonic_ns() - c.behind_since_ns) / 1e9
+        self._drop_slow(c, f"too slow: {self._buffered(c)} bytes unread for {secs:.0f} s")
+
+    def _drop_slow(self, c: Conn, reason: str) -> None:
+        """Log ``c`` off as too slow (LOGOFF with ``reason``; its transport is aborted after
+        :data:`DROP_GRACE_S` if it does not read it)."""
+        c.dropping = True
+        self._stats["slow_clients_dropped"] += 1
+        log.warning("DTC client %d %s: disconnecting", c.cid, reason)
+        self._logoff(c, reason)
+        self._drop(c)
+
+    async def _pace(self) -> None:
+        """Maximum-speed replay: wait (at most :data:`PACE_WAIT_S`) for the connections that are
+        not behind and hold more than :data:`PACE_HIGH_WATER` bytes to drain; those that did not
+        fall behind. Bounded, so a client that never reads costs the others one wait."""
+        full = [c for c in self.conns.values()
+                if not c.closed and not c.behind and self._buffered(c) > PACE_HIGH_WATER]
+        if not full:
+            return
+
+        async def drained(c: Conn) -> None:
+            try:
+                await c.writer.drain()
+            except Exception:  # reset, aborted: nothing to wait for
+                pass
+
+        waits = [asyncio.ensure_future(drained(c)) for c in full]
+        _done, pending = await asyncio.wait(waits, timeout=PACE_WAIT_S)
+        for w in pending:
+            w.cancel()
+        for c in full:
+            size = self._buffered(c)
+            if not c.closed and not c.behind and size > PACE_HIGH_WATER:
+                self._fall_behind(c, size)
+
+    async def _catch_up(self, c: Conn) -> None:
+        """Wait until ``c`` read what it was sent, then end its conflation with fresh snapshots."""
+        w = c.writer
+        try:
+            while not c.closed and self._buffered(c) > CAUGHT_UP_BYTES:
+                before = self._buffered(c)
+                await w.drain()
+                if self._buffered(c) >= before:  # the transport did not pause (odd limits)
+                    await asyncio.sleep(0.01)
+        except Exception:  # reset by the peer, aborted: nothing to catch up
+            return
+        finally:
+            c.catch_up_task = None
+        if c.closed:
+            return
+        c.behind = False
+        if c.slow_timer is not None:
+            c.slow_timer.cancel()
+            c.slow_timer = None
+        self._stats["slow_clients_caught_up"] += 1
+        log.info("DTC client %d caught up: fresh snapshots", c.cid)
+        self._send_fresh_snapshots(c)
 
     def _broadcast(self, msg: M.Message) -> None:
         for c in list(self.conns.values()):
@@ -194,7 +385,8 @@ class SessionMixin:
         self._after_step(c)
 
     def _drop(self, c: Conn) -> None:
-        """Close the transport now (what was written still goes out first)."""
+        """Close the transport now: what was written still goes out first, for at most
+        :data:`DROP_GRACE_S` (then the transport is aborted, its buffer freed)."""
         if c.closed:
             return
         c.closed = True
@@ -202,6 +394,11 @@ class SessionMixin:
             c.writer.close()
         except (ConnectionError, RuntimeError):
             pass
+        if self._buffered(c):
+            try:
+                asyncio.get_running_loop().call_later(DROP_GRACE_S, c.writer.transport.abort)
+            except (RuntimeError, AttributeError):
+                pass
 
     async def _close(self, c: Conn) -> None:
         if c.cid in self.conns:  # keep the counters of connections that are gone
@@ -209,9 +406,15 @@ class SessionMixin:
             self._stats["unknown_types"] += c.session.decoder.unknown
             self.conns.pop(c.cid, None)
         c.closed = True
-        if c.timer is not None:
-            c.timer.cancel()
-            c.timer = None
+        for name in ("timer", "slow_timer", "snap_timer"):
+            handle = getattr(c, name)
+            if handle is not None:
+                handle.cancel()
+                setattr(c, name, None)
+        if c.catch_up_task is not None:
+            c.catch_up_task.cancel()
+            c.catch_up_task = None
+        c.awaiting.clear()
         for _msg, handle in c.pending_parents.values():
             handle.cancel()
         c.pending_parents.clear()
@@ -219,11 +422,29 @@ class SessionMixin:
             c.writer.close()
             await asyncio.wait_for(c.writer.wait_closed(), 1.0)
         except (Exception, asyncio.TimeoutError):
-            pass
+            # not flushed within 1 s (a peer that does not read): free the buffer
+            try:
+                c.writer.transport.abort()
+            except (AttributeError, RuntimeError):
+                pass
 
     # ------------------------------------------------------------------ receiving
 
     async def _handle_client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """One connection's task (asyncio's ``client_connected_cb``): read, feed the session,
+        close. It never ends with an exception, not even when cancelled: asyncio's done
+        callback of this task calls ``task.exception()``, which on a cancelled task prints a
+        ``CancelledError`` traceback (Python 3.11 ``asyncio.streams``)."""
+        task = asyncio.current_task()
+        self._client_tasks.add(task)
+        try:
+            await self._serve_connection(reader, writer)
+        except asyncio.CancelledError:
+            pass  # the server is stopping: the connection was closed by _serve_connection
+        finally:
+            self._client_tasks.discard(task)
+
+    async def _serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         peer = writer.get_extra_info("peername")
         sock = writer.get_extra_info("socket")
         if sock is not None:
@@ -234,6 +455,9 @@ class SessionMixin:
             except OSError:
                 pass
         fixed = self.fixed_encoding
+        if sum(1 for c in self.conns.values() if not c.closed) >= self.max_connections:
+            self._refuse_connection(writer, peer)
+            return
         session = self._new_session(fixed if fixed is not None else Encoding.BINARY, fixed is not None)
         c = Conn(self._next_cid, reader, writer, str(peer), session)
         self._next_cid += 1
@@ -258,11 +482,8 @@ class SessionMixin:
                 self._receive(c, data)
                 if c.closed:
                     break
-                if writer.transport.get_write_buffer_size() > HIGH_WATER:
-                    try:
-                        await asyncio.wait_for(writer.drain(), 10.0)
-                    except (asyncio.TimeoutError, ConnectionError):
-                        break
+                if c.behind:  # read no more of its requests until it reads what it was sent
+                    await writer.drain()
         except (ConnectionError, asyncio.IncompleteReadError):
             pass
         except asyncio.CancelledError:
@@ -271,7 +492,25 @@ class SessionMixin:
             log.exception("DTC client %d: unexpected error; closing it", c.cid)
         finally:
             log.info("DTC client %d disconnected (%d in, %d out)", c.cid, c.msgs_in, c.msgs_out)
-            await self._close(c)
+            try:
+                await self._close(c)
+            except asyncio.CancelledError:
+                c.writer.transport.abort()
+                raise
+
+    def _refuse_connection(self, writer: asyncio.StreamWriter, peer) -> None:
+        """Over ``max_connections``: a LOGOFF with the reason (binary, or the fixed encoding),
+        then the transport closes."""
+        self._stats["connections_refused"] += 1
+        log.warning("DTC client from %s refused: %d connections open (the cap)", peer, self.max_connections)
+        enc = self.fixed_encoding if self.fixed_encoding is not None else Encoding.BINARY
+        try:
+            writer.write(codec.encode(M.Logoff(Reason=fit(f"too many connections (at most {self.max_connections})",
+                                                          96)), enc))
+            writer.close()
+            asyncio.get_running_loop().call_later(DROP_GRACE_S, writer.transport.abort)
+        except (ConnectionError, RuntimeError):
+            pass
 
     def _new_session(self, encoding: Encoding, fixed: bool) -> DTCSession:
         """A server-side DTC session for a new connection."""
