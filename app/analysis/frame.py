@@ -100,26 +100,6 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
-class SignalOutcome:
-    """What happened after a signal (ticks in the signal's favour are positive).
-
-    ``move_1m``/``move_5m``/``move_15m`` are ``None`` until that horizon has passed in market time.
-    ``first`` is ``"target"``, ``"stop"`` or ``None`` (neither yet). ``complete`` is True once every
-    horizon has passed and target/stop is decided (or the data ended: ``ended_early``).
-    """
-
-    signal_id: int
-    move_1m: float | None = None
-    move_5m: float | None = None
-    move_15m: float | None = None
-    mfe: float = 0.0
-    mae: float = 0.0
-    first: str | None = None
-    complete: bool = False
-    ended_early: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class VixState:
     """The VIX regime picture at a time.
 
@@ -202,8 +182,8 @@ class AnalysisFrame:
         Signals first published in this frame.
     signals : tuple of Signal
         Recent signals (for the tape), oldest first.
-    outcomes : dict[int, SignalOutcome]
-        Latest outcome per signal id.
+    outcomes : dict[int, app.sim.outcomes.SignalOutcome]
+        Latest outcome per signal id (booked on the paper fill model by the engine).
     precision : dict[str, tuple[int, int, float]]
         Per pattern: (signals decided, target first, precision 0..1).
     timings : dict[str, float]

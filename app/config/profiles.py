@@ -3,7 +3,7 @@
 A profile is a TOML file under ``resources/profiles/<name>.toml`` (found through
 :func:`app.paths.resource_path`, so it works from source and from a frozen bundle) with the
 sections ``[engine]``, ``[dom]``, ``[vix]``, ``[battle_navale]``, ``[orderflow]``,
-``[advanced]``, ``[elite]`` and ``[sizing]``. Each section is a Struct of the common settings
+``[advanced]``, ``[elite]``, ``[sizing]`` and ``[outcomes]``. Each section is a Struct of the common settings
 schema (:mod:`app.config.schema`): every key is required, has a type and an allowed range, and
 an unknown key is an error. A file or a user override that breaks it raises
 :class:`~app.config.schema.ConfigError` naming the dotted key and the range. The meaning and units
@@ -192,6 +192,14 @@ class SizingProfile(Section, frozen=True):
     max_contracts: _int(1, 100_000)
 
 
+class OutcomesProfile(Section, frozen=True):
+    """How signal outcomes are booked (``app/sim/outcomes.py``): s, ticks, USD. Units: ``docs/patterns.md``."""
+
+    decision_delay_s: _num(0.0, 600.0)
+    slippage_ticks: _int(0, 1_000)
+    commission_per_contract_usd: _num(0.0, 1_000.0)
+
+
 class ProfileFile(Section, frozen=True):
     """A whole profile file: one table per analyzer family (all required)."""
 
@@ -203,6 +211,7 @@ class ProfileFile(Section, frozen=True):
     advanced: AdvancedProfile
     elite: EliteProfile
     sizing: SizingProfile
+    outcomes: OutcomesProfile
 
 
 #: Every profile key, dotted (``"engine.analysis_interval_ms"``), in file order.

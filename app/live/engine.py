@@ -4,6 +4,15 @@ Flow (DESIGN.md section 2)::
 
     submit(batch) --queue--> worker thread: MarketModel.apply -> Analyzers.step (every
     analysis interval of market time) -> AnalysisFrame (copies) -> on_frame(frame)
+                                         OutcomeTracker.on_market <- the same events; each new
+                                         signal's bracket booked on the paper fill model
+
+Outcomes
+--------
+Every signal is followed by :class:`app.sim.outcomes.OutcomeTracker`, fed with the same events
+as the model: its bracket enters ``outcomes.decision_delay_s`` after the signal and is filled by
+the paper broker's fill engine with the profile's ``outcomes.slippage_ticks`` and
+``outcomes.commission_per_contract_usd`` (:attr:`AnalysisEngine.outcomes`, ``frame.outcomes``).
 
 Timing rule
 -----------
@@ -53,6 +62,7 @@ from app.analysis.frame import AnalysisFrame
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import EVENT_DTYPE, Instrument
 from app.core.sessions import calendar_for
+from app.sim.outcomes import OutcomeTracker
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +72,9 @@ ENGINE_DEFAULTS = {
     "engine.heatmap_column_ms": 250,
     "engine.heatmap_rows": 400,
     "engine.bar_seconds": 60,
+    "outcomes.decision_delay_s": 2.0,
+    "outcomes.slippage_ticks": 1,
+    "outcomes.commission_per_contract_usd": 2.25,
 }
 
 STATES = ("idle", "compiling", "running", "stopped", "error")
@@ -151,6 +164,8 @@ class AnalysisEngine:
         Analysis steps run.
     all_signals : list of Signal
         Every signal of the run, in order (``analyze`` prints them).
+    tracker : app.sim.outcomes.OutcomeTracker
+        Books every signal's bracket on the paper fill model (see "Outcomes" above).
     errors : int
         Errors reported; ``last_error`` is the newest text with its traceback.
     analysis_interval_ns : int
@@ -212,6 +227,12 @@ class AnalysisEngine:
         self._own_analyzers = analyzers is None
         self.analyzers = analyzers if analyzers is not None else _make_analyzers(
             self.profile, instrument, vix_history, use_numba=use_numba, first_signal_id=first_signal_id)
+        self.tracker = OutcomeTracker(instrument, float(g("outcomes.decision_delay_s")),
+                                      int(g("outcomes.slippage_ticks")),
+                                      float(g("outcomes.commission_per_contract_usd")))
+        self._outcomes_version = -1
+        self._outcomes_snap: dict = {}
+        self._precision_snap: dict = {}
         self.clock = clock
         self.publish_interval_s = float(publish_interval_s)
         self._publish_interval_ns = int(round(self.publish_interval_s * 1e9))
@@ -337,6 +358,7 @@ class AnalysisEngine:
                 t0 = time.perf_counter()
                 self.model.apply(batch[i:j])
                 t_book += time.perf_counter() - t0
+                self.tracker.on_market(batch[i:j])
                 self._dirty_since_step = True
             if j >= n:
                 break
@@ -348,34 +370,31 @@ class AnalysisEngine:
     def finish(self, end_of_data: bool = False) -> None:
         """Run a last analysis step over the events applied since the previous one.
 
-        With ``end_of_data`` the analyzers are told the data ended (open signal outcomes are
+        With ``end_of_data`` the outcome tracker is told the data ended (open signal outcomes are
         marked ``ended_early``), and :attr:`outcomes` / :attr:`precision` are final.
         """
         if self._dirty_since_step and self._next_step is not None:
             self._step(self._next_step)
-        if end_of_data and self.analyzers is not None:
-            fin = getattr(self.analyzers, "finish", None)
-            if callable(fin):
-                try:
-                    fin()
-                except Exception:
-                    self._report(traceback.format_exc())
+        if end_of_data:
+            self.tracker.finish()
+            self._snap_outcomes()
+
+    def _snap_outcomes(self) -> None:
+        """Fresh copies of the outcomes and precision when the tracker changed (frames keep theirs)."""
+        if self.tracker.version != self._outcomes_version:
+            self._outcomes_version = self.tracker.version
+            self._outcomes_snap = dict(self.tracker.outcomes)
+            self._precision_snap = dict(self.tracker.precision())
 
     @property
     def outcomes(self) -> dict:
-        """Latest outcome per signal id (from the analyzers' outcome tracker)."""
-        tr = getattr(self.analyzers, "tracker", None)
-        if tr is not None and hasattr(tr, "outcomes"):
-            return dict(tr.outcomes)
-        return dict(getattr(self._last, "outcomes", {}) or {})
+        """Latest :class:`~app.sim.outcomes.SignalOutcome` per signal id (a copy)."""
+        return dict(self.tracker.outcomes)
 
     @property
     def precision(self) -> dict:
-        """Per pattern ``(decided, target first, precision)`` (from the outcome tracker)."""
-        tr = getattr(self.analyzers, "tracker", None)
-        if tr is not None and callable(getattr(tr, "precision", None)):
-            return dict(tr.precision()) if getattr(tr, "outcomes", None) else {}
-        return dict(getattr(self._last, "precision", {}) or {})
+        """Per pattern ``(decided, target exits, precision)`` (from the outcome tracker)."""
+        return dict(self.tracker.precision())
 
     def _step(self, step_ts: int) -> None:
         self._dirty_since_step = False
@@ -394,6 +413,8 @@ class AnalysisEngine:
         if new:
             self._pending_signals.extend(new)
             self.all_signals.extend(new)
+            for s in new:
+                self.tracker.add(s.id, s.ts, s.side, s.entry, s.stop, s.target, [r.name for r in s.reasons])
         pats = list(getattr(res, "patterns", ()) or ())
         if pats:
             self._recent_patterns.extend(pats)
@@ -422,6 +443,7 @@ class AnalysisEngine:
             self._rate_t0, self._rate_n0 = now, n
         new = tuple(self._pending_signals)
         self._pending_signals = []
+        self._snap_outcomes()
         timings = dict(self._timings)
         timings["frame"] = round((time.perf_counter() - t0) * 1e3, 4)
         timings["compile_s"] = round(self.compile_seconds, 4)
@@ -440,8 +462,8 @@ class AnalysisEngine:
             orderflow=dict(getattr(res, "orderflow", {}) or {}),
             new_signals=new,
             signals=tuple(getattr(res, "signals", ()) or ()),
-            outcomes=dict(getattr(res, "outcomes", {}) or {}),
-            precision=dict(getattr(res, "precision", {}) or {}),
+            outcomes=self._outcomes_snap,
+            precision=self._precision_snap,
             timings=timings,
             events_total=n,
             events_per_s=float(self._rate),
@@ -629,8 +651,8 @@ class AnalysisEngine:
                     self.process(items[0] if len(items) == 1 else np.concatenate(items))
             except Exception:
                 self._report("market model failed; engine stopped:\n" + traceback.format_exc())
+                self._publish()  # the error's frame goes out before the state says "error"
                 self._state = "error"
-                self._publish()
                 return
             if ctrl is not None:
                 self._control(ctrl)
