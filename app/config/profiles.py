@@ -196,7 +196,7 @@ class OutcomesProfile(Section, frozen=True):
     """How signal outcomes are booked (``app/sim/outcomes.py``): s, ticks, USD. Units: ``docs/patterns.md``."""
 
     decision_delay_s: _num(0.0, 600.0)
-    slippage_ticks: _int(0, 1_000)
+    stop_slippage_ticks: _int(0, 1_000)
     commission_per_contract_usd: _num(0.0, 1_000.0)
 
 

@@ -11,7 +11,7 @@ Outcomes
 --------
 Every signal is followed by :class:`app.sim.outcomes.OutcomeTracker`, fed with the same events
 as the model: its bracket enters ``outcomes.decision_delay_s`` after the signal and is filled by
-the paper broker's fill engine with the profile's ``outcomes.slippage_ticks`` and
+the paper broker's fill engine with the profile's ``outcomes.stop_slippage_ticks`` and
 ``outcomes.commission_per_contract_usd`` (:attr:`AnalysisEngine.outcomes`, ``frame.outcomes``).
 
 Timing rule
@@ -73,7 +73,7 @@ ENGINE_DEFAULTS = {
     "engine.heatmap_rows": 400,
     "engine.bar_seconds": 60,
     "outcomes.decision_delay_s": 2.0,
-    "outcomes.slippage_ticks": 1,
+    "outcomes.stop_slippage_ticks": 1,
     "outcomes.commission_per_contract_usd": 2.25,
 }
 
@@ -228,7 +228,7 @@ class AnalysisEngine:
         self.analyzers = analyzers if analyzers is not None else _make_analyzers(
             self.profile, instrument, vix_history, use_numba=use_numba, first_signal_id=first_signal_id)
         self.tracker = OutcomeTracker(instrument, float(g("outcomes.decision_delay_s")),
-                                      int(g("outcomes.slippage_ticks")),
+                                      int(g("outcomes.stop_slippage_ticks")),
                                       float(g("outcomes.commission_per_contract_usd")))
         self._outcomes_version = -1
         self._outcomes_snap: dict = {}

@@ -8,16 +8,20 @@ events the analyzers saw.
 
 For a signal at market time ``t`` with side ``s``, stop ``S`` and target ``T`` (ticks):
 
-* **Decision delay**: a person confirms every order, so the bracket (market entry, target
-  limit at ``T``, stop at ``S``, ``qty`` contracts, OCO children) is submitted ``delay`` after
-  the signal: just before the first market event stamped later than ``t + delay`` (the book
-  it walks is the book of that instant).
-* **Entry**: the market order walks the book from the best level, plus ``slippage_ticks``
-  against the trader (the fill engine's rule for market and stop orders).
+* **Decision delay**: a person confirms every order, so the bracket the signal's ticket sends
+  (``TradingSession.ticket_from_signal``: a limit entry at the signal's entry price ``E``, a
+  target limit at ``T``, a stop at ``S``, ``qty`` contracts, OCO children) is submitted
+  ``delay`` after the signal: just before the first market event stamped later than
+  ``t + delay`` (the book it meets is the book of that instant).
+* **Entry**: the limit is marketable when the market is still at or better than ``E`` (it walks
+  the book up to ``E``, no slippage on a limit); otherwise it rests and fills like any resting
+  limit (a trade through it, or at it once the queue ahead has traded). An entry still unfilled
+  when the last horizon (15 minutes after the decision) passes is cancelled: no trade.
 * **Target**: a resting limit; it fills on a trade *through* it, or on trades *at* it once the
   displayed size that was ahead of it has traded (queue position). A touch alone does not fill.
 * **Stop**: triggers on a trade at or through it, then fills as a market order from the trigger
-  trade's price, plus ``slippage_ticks``.
+  trade's price, plus ``stop_slippage_ticks`` against the trader (the fill engine's
+  ``slippage_ticks``, which applies to market-type fills: here only the stop).
 * **Result**: ``ticks = s x (exit - entry)`` per contract (average fill prices, float ticks) and
   ``net_usd = ticks x tick_value x qty - commission x (entry qty + exit qty)`` (USD per
   contract per side, as ``trading.toml``'s ``commission_per_contract_usd`` charges paper fills).
@@ -26,8 +30,8 @@ For a signal at market time ``t`` with side ``s``, stop ``S`` and target ``T`` (
   itself (a slipped stop is the worst moment); they stop there.
 * **Moves** at 1, 5 and 15 minutes after the entry time ``t + delay``: ``s x (P - entry)`` with
   ``P`` the last trade at or before that horizon (the market after the decision, whether or
-  not the bracket is still open). Without an entry fill (no liquidity) they are measured from
-  the signal's entry price.
+  not the bracket is still open). Without an entry fill they are measured from the signal's
+  entry price.
 
 The tracker knows nothing of the analyzers (``app/sim`` sits below ``app/analysis``): a signal
 comes in as plain values (:meth:`OutcomeTracker.add`). The market layer feeds it with
@@ -85,7 +89,8 @@ class SignalOutcome:
     net_usd : float or None
         ``ticks x tick_value x qty - commission_per_contract x (entry + exit contracts)``, USD.
     entry_error : str
-        Why the entry did not fill (the fill engine's text), else ``""``.
+        Why there was no trade (the fill engine's refusal, or the entry limit not filled before
+        the last horizon), else ``""``.
     """
 
     signal_id: int
@@ -109,11 +114,11 @@ class SignalOutcome:
 class _Track:
     """One signal's bracket (mutable; the published record is ``out``)."""
 
-    __slots__ = ("sid", "side", "ref", "stop", "target", "patterns", "due_ns", "ids", "entry_qty",
+    __slots__ = ("sid", "side", "entry", "stop", "target", "patterns", "due_ns", "ids", "entry_qty",
                  "exit_qty", "exit_px_qty", "exited", "refused", "live", "submitted", "out")
 
     def __init__(self, sid, side, entry, stop, target, patterns, due_ns):
-        self.sid, self.side, self.ref = int(sid), int(side), float(entry)
+        self.sid, self.side, self.entry = int(sid), int(side), int(entry)
         self.stop, self.target = int(stop), int(target)
         self.patterns = tuple(patterns)
         self.due_ns = int(due_ns)
@@ -137,9 +142,8 @@ class OutcomeTracker:
         Symbol and tick value (USD per tick per contract).
     decision_delay_s : float
         Seconds between the signal and the order (a person confirms), >= 0.
-    slippage_ticks : int
-        Ticks against the trader on the market entry and the stop fill (the fill engine's
-        ``slippage_ticks``), >= 0.
+    stop_slippage_ticks : int
+        Ticks against the trader on the stop fill (the fill engine's ``slippage_ticks``), >= 0.
     commission_per_contract_usd : float
         USD per contract per side (paper mode charges 2.25).
     qty : float
@@ -160,12 +164,12 @@ class OutcomeTracker:
         On a negative delay, slippage or commission, or ``qty <= 0``.
     """
 
-    def __init__(self, instrument: Instrument, decision_delay_s: float = 2.0, slippage_ticks: int = 1,
+    def __init__(self, instrument: Instrument, decision_delay_s: float = 2.0, stop_slippage_ticks: int = 1,
                  commission_per_contract_usd: float = 2.25, qty: float = 1.0):
         if not decision_delay_s >= 0:
             raise ValueError(f"outcome decision delay must be >= 0 s, got {decision_delay_s}")
-        if int(slippage_ticks) < 0:
-            raise ValueError(f"outcome slippage must be >= 0 ticks, got {slippage_ticks}")
+        if int(stop_slippage_ticks) < 0:
+            raise ValueError(f"outcome stop slippage must be >= 0 ticks, got {stop_slippage_ticks}")
         if not commission_per_contract_usd >= 0:
             raise ValueError(f"outcome commission must be >= 0 USD, got {commission_per_contract_usd}")
         if not qty > 0:
@@ -177,14 +181,14 @@ class OutcomeTracker:
         self.commission = float(commission_per_contract_usd)
         self.qty = float(qty)
         self.engine = FillEngine([instrument], account="outcomes", commission_per_contract=self.commission,
-                                 slippage_ticks=int(slippage_ticks), id_prefix="O")
+                                 slippage_ticks=int(stop_slippage_ticks), id_prefix="O")
         self.engine.add_listener(self._on_engine)
         self.outcomes: dict[int, SignalOutcome] = {}
         self.version = 0
         self._tracks: dict[int, _Track] = {}  # open (not complete) tracks
         self._by_order: dict[str, _Track] = {}
         self._pending: deque[_Track] = deque()  # not yet submitted, in due order
-        self._live: dict[int, _Track] = {}
+        self._working: dict[int, _Track] = {}  # submitted, not exited nor refused
         self._submitting: _Track | None = None
         self._patterns: dict[int, tuple] = {}
         self._last_ts = -1  # newest market event seen, ns
@@ -205,8 +209,7 @@ class OutcomeTracker:
         side : int
             +1 long, -1 short.
         entry, stop, target : int
-            The signal's prices, ticks (``entry`` is only the reference of the moves when the
-            entry cannot fill).
+            The signal's bracket, ticks (``entry`` is the entry limit's price).
         patterns : iterable of str
             Names of the patterns behind the signal (for :meth:`precision`).
 
@@ -253,11 +256,13 @@ class OutcomeTracker:
         while self._pending and self._pending[0].due_ns < next_ts:
             tr = self._pending.popleft()
             tr.submitted = True
+            self._working[tr.sid] = tr
             side = Side.BUY if tr.side > 0 else Side.SELL
             self._submitting = tr  # the engine reports synchronously: _on_engine maps the new ids
             try:
-                orders = self.engine.submit_bracket(self.symbol, side, self.qty, OrderType.MARKET,
-                                                    stop_price=tr.stop, target_price=tr.target)
+                orders = self.engine.submit_bracket(self.symbol, side, self.qty, OrderType.LIMIT,
+                                                    entry_price=tr.entry, stop_price=tr.stop,
+                                                    target_price=tr.target)
             finally:
                 self._submitting = None
             if not tr.ids:  # the whole bracket was refused before any order id existed
@@ -267,20 +272,21 @@ class OutcomeTracker:
     def _feed(self, ev: np.ndarray) -> None:
         kinds = ev["kind"]
         tidx = np.flatnonzero(kinds == KIND_TRADE)
-        if not self._live or not len(tidx):
+        if not self._working or not len(tidx):
             self.engine.on_market(self.symbol, ev)
-        else:  # open brackets: one trade at a time, so MFE/MAE stop at the trade that exits
+        else:  # working brackets: one trade at a time, so MFE/MAE start and stop at the right trade
             start = 0
             for j in tidx.tolist():
                 self.engine.on_market(self.symbol, ev[start:j + 1])
                 px = float(ev["price"][j])
-                for tr in list(self._live.values()):
-                    fav = tr.side * (px - tr.out.entry_price)
-                    tr.out = replace(tr.out, mfe=max(tr.out.mfe, fav), mae=max(tr.out.mae, -fav))
+                for tr in list(self._working.values()):
+                    if tr.live:  # entered (on this trade or before)
+                        fav = tr.side * (px - tr.out.entry_price)
+                        tr.out = replace(tr.out, mfe=max(tr.out.mfe, fav), mae=max(tr.out.mae, -fav))
                     if tr.exited:
                         self._close(tr)
                 start = j + 1
-                if not self._live:
+                if not self._working:
                     break
             if start < len(ev):
                 self.engine.on_market(self.symbol, ev[start:])
@@ -299,7 +305,8 @@ class OutcomeTracker:
             tr = self._submitting
             if tr is None or not o.server_order_id:
                 return
-            role = {OrderType.MARKET: "entry", OrderType.LIMIT: "target"}.get(o.order_type, "stop")
+            # the bracket's reports arrive parent first, then the target limit, then the stop
+            role = "entry" if not tr.ids else ("target" if o.order_type == OrderType.LIMIT else "stop")
             tr.ids[o.server_order_id] = role
             self._by_order[o.server_order_id] = tr
         role = tr.ids[o.server_order_id]
@@ -314,7 +321,6 @@ class OutcomeTracker:
             # the engine's clock is its last event; the order went in at the decision time
             tr.out = replace(tr.out, entry_price=float(o.avg_fill_price), entry_ts=max(int(ev.ts), tr.due_ns))
             tr.live = True
-            self._live[tr.sid] = tr
             return
         tr.exit_qty += q
         tr.exit_px_qty += px * q
@@ -330,15 +336,15 @@ class OutcomeTracker:
 
     def _close(self, tr: _Track) -> None:
         tr.live = False
-        self._live.pop(tr.sid, None)
+        self._working.pop(tr.sid, None)
         self._settle(tr)
 
     # ------------------------------------------------------------------ bookkeeping
     def _settle(self, tr: _Track) -> None:
         """Publish ``tr.out`` when it changed; drop the track once complete."""
-        if tr.exited and tr.live:  # exited at submission (a child filled at once): no trade between
+        if tr.exited or tr.refused:  # nothing working any more (an exit at submission: no trade between)
             tr.live = False
-            self._live.pop(tr.sid, None)
+            self._working.pop(tr.sid, None)
         o = tr.out
         if tr.refused and not o.entry_error:
             o = replace(o, entry_error=tr.refused)
@@ -369,8 +375,12 @@ class OutcomeTracker:
                 continue
             o = tr.out
             moves = [o.move_1m, o.move_5m, o.move_15m]
-            ref = o.entry_price if o.entry_price is not None else tr.ref
+            ref = o.entry_price if o.entry_price is not None else float(tr.entry)
             entry_ns = tr.due_ns
+            if o.entry_price is None and not tr.refused and newest > entry_ns + HORIZONS_NS[-1]:
+                parent = next(k for k, v in tr.ids.items() if v == "entry")
+                self.engine.cancel(parent)  # its children go with it
+                tr.refused = "entry limit not filled before the last horizon (cancelled)"
             for h, hn in enumerate(HORIZONS_NS):
                 if moves[h] is None and newest > entry_ns + hn:
                     k = int(np.searchsorted(t_ts, entry_ns + hn, side="right"))
@@ -389,7 +399,7 @@ class OutcomeTracker:
             self.outcomes[tr.sid] = o
         self._tracks.clear()
         self._pending.clear()
-        self._live.clear()
+        self._working.clear()
         self.engine.cancel_all()
         self.version += 1
         self._precision = None

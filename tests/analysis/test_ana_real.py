@@ -43,7 +43,7 @@ def replay(rec, profile, vixh, keep_every=0):
                     bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
     a = Analyzers(p, rec.instrument, vix_history=vixh)
     out = p.section("outcomes")
-    tr = OutcomeTracker(rec.instrument, out["decision_delay_s"], out["slippage_ticks"],
+    tr = OutcomeTracker(rec.instrument, out["decision_delay_s"], out["stop_slippage_ticks"],
                         out["commission_per_contract_usd"])
     ev = rec.events
     ts = ev["ts"]
