@@ -151,7 +151,8 @@ class AnalysisFrame:
         Market time of the last event applied, ns.
     symbol : str
     tick_size : float
-        Price units per tick (to display ticks as prices).
+        Price units per row (to display rows as prices): the exchange tick times ``row_ticks``.
+        Every price of the frame (book, heatmap, bars, patterns, signals) counts these rows.
     heatmap : np.ndarray, float32, shape (rows, cols)
         Resting size (contracts) per price row x time column; row 0 is price ``heatmap_base``,
         column ``cols - 1`` is the newest. NaN-free; 0 = no liquidity.
@@ -203,6 +204,9 @@ class AnalysisFrame:
         (:mod:`app.core.sessions`).
     session_start_ns : int
         Open of the trading session the profile, delta and VWAP count from, ns (-1: none).
+    row_ticks : int
+        Exchange ticks per price row (``app.market.grouping``; 1 for ES). A price in rows ``r``
+        is the exchange tick ``r x row_ticks`` (the row's lowest tick).
     """
 
     seq: int
@@ -237,3 +241,4 @@ class AnalysisFrame:
     vwap_sd: float = float("nan")
     session_phase: str = ""
     session_start_ns: int = -1
+    row_ticks: int = 1

@@ -118,7 +118,9 @@ def _outcome_dict(o, tick: float) -> dict | None:
             "entry_error": o.entry_error}
 
 
-def _signal_dict(s, outcome, tick: float) -> dict:
+def _signal_dict(s, outcome, tick: float, raw_tick: float) -> dict:
+    """A signal as JSON: its prices are rows (``tick`` = the row's price step), its outcome's
+    fills exchange ticks (``raw_tick``)."""
     return {
         "id": int(s.id),
         "ts": int(s.ts),
@@ -132,7 +134,7 @@ def _signal_dict(s, outcome, tick: float) -> dict:
         "size": int(s.size),
         "regime": s.regime,
         "reasons": [_hit_dict(h, tick) for h in s.reasons],
-        "outcome": _outcome_dict(outcome, tick),
+        "outcome": _outcome_dict(outcome, raw_tick),
     }
 
 
@@ -167,10 +169,10 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
         eng.process(c)
     eng.finish(end_of_data=True)
     wall = time.perf_counter() - t0
-    tick = inst.tick_size
+    tick = eng.model_instrument.tick_size  # the model's prices are rows of eng.row_ticks ticks
     outcomes = eng.outcomes
     precision = eng.precision
-    sigs = [_signal_dict(s, outcomes.get(s.id), tick) for s in eng.all_signals]
+    sigs = [_signal_dict(s, outcomes.get(s.id), tick, inst.tick_size) for s in eng.all_signals]
     per_pattern = {str(k): {"decided": int(v[0]), "target_first": int(v[1]), "precision": round(float(v[2]), 6)}
                    for k, v in sorted(precision.items())}
     nets = [s["outcome"]["net_usd"] for s in sigs if s["outcome"] and s["outcome"]["net_usd"] is not None]
@@ -180,7 +182,8 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
             counts[h.name] = counts.get(h.name, 0) + 1
     frame = eng.snapshot_frame()
     return {
-        "recording": {"symbol": inst.symbol, "tick_size": tick, "source": recording.source,
+        "recording": {"symbol": inst.symbol, "tick_size": inst.tick_size, "row_ticks": int(eng.row_ticks),
+                      "source": recording.source,
                       "start": _iso(recording.start_ns) if len(ev) else None,
                       "end": _iso(recording.end_ns) if len(ev) else None},
         "profile": getattr(eng.profile, "name", str(profile)),
@@ -210,7 +213,8 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
 
 def _print_text(rep: dict, out) -> None:
     r = rep["recording"]
-    print(f"{r['symbol']}  {r['start']} .. {r['end']}  profile {rep['profile']}", file=out)
+    print(f"{r['symbol']}  {r['start']} .. {r['end']}  profile {rep['profile']}  rows of {r['row_ticks']} tick(s)",
+          file=out)
     print(f"source: {r['source']}", file=out)
     for s in rep["signals"]:
         o = s["outcome"] or {}

@@ -47,12 +47,13 @@ def _nums(n: int, lo: float, hi: float) -> Any:
 
 
 class EngineProfile(Section, frozen=True):
-    """Analysis step, heatmap and bar timing (ms, rows, s). Units: ``docs/patterns.md``."""
+    """Analysis step, heatmap and bar timing (ms, rows, s), ticks per row (0 = automatic). Units: ``docs/patterns.md``."""
 
     analysis_interval_ms: _int(10, 10_000)
     heatmap_column_ms: _int(10, 60_000)
     heatmap_rows: _int(20, 4_000)
     bar_seconds: _int(1, 3_600)
+    row_ticks: _int(0, 1_000_000)
 
 
 class DomProfile(Section, frozen=True):
