@@ -53,6 +53,9 @@ from app.sim.matching import EV_FILLED, EV_PARTIALLY_FILLED, EV_REJECTED, FillEn
 #: Horizons of the market moves after the entry time, ns (1, 5 and 15 minutes).
 HORIZONS_NS = (60_000_000_000, 300_000_000_000, 900_000_000_000)
 
+#: Events kept back from the fill engine while no bracket is working, at most (then handed over).
+_BACKLOG_MAX = 200_000
+
 #: Exit kinds (:attr:`SignalOutcome.first`): the bracket leg that closed the position.
 EXIT_TARGET, EXIT_STOP = "target", "stop"
 
@@ -190,6 +193,8 @@ class OutcomeTracker:
         self._pending: deque[_Track] = deque()  # not yet submitted, in due order
         self._working: dict[int, _Track] = {}  # submitted, not exited nor refused
         self._submitting: _Track | None = None
+        self._backlog: list[np.ndarray] = []  # events not yet given to the fill engine (nothing working)
+        self._backlog_n = 0
         self._patterns: dict[int, tuple] = {}
         self._last_ts = -1  # newest market event seen, ns
         self._last_px: float | None = None  # newest trade price seen, ticks
@@ -254,6 +259,7 @@ class OutcomeTracker:
     def _submit_due(self, next_ts: int) -> None:
         """Submit every pending bracket due before an event at ``next_ts``."""
         while self._pending and self._pending[0].due_ns < next_ts:
+            self._flush()
             tr = self._pending.popleft()
             tr.submitted = True
             self._working[tr.sid] = tr
@@ -269,12 +275,27 @@ class OutcomeTracker:
                 tr.refused = orders[0].info or "bracket rejected"
             self._settle(tr)
 
+    def _flush(self) -> None:
+        """Hand the fill engine the events kept while nothing was working (its book catches up)."""
+        if self._backlog:
+            b = self._backlog[0] if len(self._backlog) == 1 else np.concatenate(self._backlog)
+            self._backlog = []
+            self._backlog_n = 0
+            self.engine.on_market(self.symbol, b)
+
     def _feed(self, ev: np.ndarray) -> None:
         kinds = ev["kind"]
         tidx = np.flatnonzero(kinds == KIND_TRADE)
-        if not self._working or not len(tidx):
+        if not self._working:  # nothing can fill: only the book matters, at the next submission
+            self._backlog.append(ev)
+            self._backlog_n += len(ev)
+            if self._backlog_n >= _BACKLOG_MAX:
+                self._flush()
+        elif not len(tidx):
+            self._flush()
             self.engine.on_market(self.symbol, ev)
         else:  # working brackets: one trade at a time, so MFE/MAE start and stop at the right trade
+            self._flush()
             start = 0
             for j in tidx.tolist():
                 self.engine.on_market(self.symbol, ev[start:j + 1])

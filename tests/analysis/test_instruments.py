@@ -85,3 +85,25 @@ def test_rows_stops_targets_and_large_lots_are_proportionate_on_every_instrument
         assert 0.5 <= f["stop_bars"] <= 6.0, name  # a stop is a fraction of the market's own bar, not 40 ticks
         assert f["target_bars"] > f["stop_bars"], name  # reward_risk > 1 in the profile
         assert 0.005 <= f["large_lot_share"] <= 0.05, name  # large lots are the largest ~2% of trades
+
+
+def test_automatic_rows_equal_the_same_rows_set_by_hand(shared_data):
+    """The automatic choice replays its first minute on the new rows: the run is the one the
+    profile would give with ``engine.row_ticks`` set to that value from the start."""
+    from app.config.profiles import load_profile
+    from app.feeds.binance import read_binance_gz
+
+    rec = read_binance_gz(shared_data / "crypto" / "btcusdt_20240808.gz")
+    runs = []
+    for prof in (load_profile("development"), load_profile("development", {"engine.row_ticks": 20})):
+        eng = AnalysisEngine(rec.instrument, prof)
+        for c in chunks(rec.events):
+            eng.process(c)
+        eng.finish(end_of_data=True)
+        f = eng.snapshot_frame()
+        sigs = [(s.ts, s.side, s.entry, s.stop, s.target, eng.outcomes[s.id].first, eng.outcomes[s.id].mfe)
+                for s in eng.all_signals]  # ids aside: the automatic run's ids continue past its first minute
+        runs.append((eng.row_ticks, eng.steps, sigs, f.best_bid, f.best_ask, f.tick_size, f.row_ticks,
+                     float(f.heatmap.sum()), float(f.bars["volume"].sum())))
+    assert runs[0][0] == 20 and runs[0][2]
+    assert runs[0][1:] == runs[1][1:]
