@@ -8,7 +8,8 @@ Per step: the six DOM detectors (one numba kernel), the VIX state of the market 
 per date), order flow, the advanced trade patterns, and, once per newly closed bar, Battle
 Navale and the advanced bar patterns (head fake, transition). New detections pass a re-fire
 filter (the same pattern, side and price is reported again only after ``dom.refire_s``), feed
-the elite gate, and every signal is then followed by the outcome tracker.
+the elite gate. The signals' outcomes are booked by the caller (``app.live.engine`` feeds them to
+``app.sim.outcomes.OutcomeTracker``, which runs each bracket on the paper fill model).
 """
 
 from __future__ import annotations
@@ -24,8 +25,7 @@ from app.analysis import battle_navale as bn
 from app.analysis import dom
 from app.analysis import orderflow as of
 from app.analysis.elite import EliteGate
-from app.analysis.frame import PatternHit, Signal, SignalOutcome, VixState
-from app.analysis.outcomes import OutcomeTracker
+from app.analysis.frame import PatternHit, Signal, VixState
 from app.analysis.reasons import ReasonFormatter
 from app.analysis.sizing import average_range, bracket, risk_size
 from app.analysis.vix import VixAnalyzer
@@ -46,11 +46,9 @@ class StepResult:
     new_signals : list of Signal
     signals : tuple of Signal
         Recent signals, oldest first.
-    outcomes : dict[int, SignalOutcome]
-    precision : dict[str, tuple[int, int, float]]
     timings : dict[str, float]
         Milliseconds per family (``dom``, ``vix``, ``orderflow``, ``battle_navale``,
-        ``advanced``, ``elite``, ``outcomes``, ``analyzers``).
+        ``advanced``, ``elite``, ``analyzers``).
     """
 
     patterns: list = field(default_factory=list)
@@ -58,8 +56,6 @@ class StepResult:
     orderflow: dict = field(default_factory=dict)
     new_signals: list = field(default_factory=list)
     signals: tuple = ()
-    outcomes: dict = field(default_factory=dict)
-    precision: dict = field(default_factory=dict)
     timings: dict = field(default_factory=dict)
 
 
@@ -141,14 +137,11 @@ class Analyzers:
         self._fired: dict[tuple, int] = {}
         self._recent: deque[PatternHit] = deque()
         self.gate = EliteGate(self.elite_sec)
-        self.tracker = OutcomeTracker()
         self._signals: deque[Signal] = deque(maxlen=int(self.elite_sec["max_recent_signals"]))
         self._next_id = int(first_signal_id)
         self.fmt = ReasonFormatter(instrument)
         self._fmt_steps = 0
         self._last_ts = -1
-        self._outcomes_snap: dict[int, SignalOutcome] = {}
-        self._precision_snap: dict = {}
         self._signals_snap: tuple = ()
         self.stat_steps = 0  # analysis steps run
         self.stat_bars = 0  # closed bars evaluated by the bar families
@@ -433,15 +426,11 @@ class Analyzers:
                 self.gate.commit(ts, side)
                 new_signals.append(sig)
                 self._signals.append(sig)
-                self.tracker.add(sig)
             if self.candidate_hook is not None:
                 self.candidate_hook(self, view, window, vs, fo, new_signals)
-        t6 = pc()
-        if self.tracker.update(view.trades["ts"], view.trades["price"], ts) or new_signals:
-            self._outcomes_snap = dict(self.tracker.outcomes)  # a fresh dict: published frames keep theirs
-            self._precision_snap = self.tracker.precision()
+        if new_signals:
             self._signals_snap = tuple(self._signals)
-        t7 = pc()
+        t6 = pc()
         return StepResult(
             patterns=new,
             vix=vs,
@@ -449,11 +438,9 @@ class Analyzers:
                        "large_buy": float(fo[3]), "large_sell": float(fo[4])},
             new_signals=new_signals,
             signals=self._signals_snap,
-            outcomes=self._outcomes_snap,
-            precision=self._precision_snap,
             timings={"dom": (t1 - t0) / 1e6, "vix": (t2 - t1) / 1e6, "orderflow": (t3 - t2) / 1e6,
                      "battle_navale": (t4 - t3) / 1e6, "advanced": (t5 - t4) / 1e6, "elite": (t6 - t5) / 1e6,
-                     "outcomes": (t7 - t6) / 1e6, "analyzers": (t7 - t0) / 1e6},
+                     "analyzers": (t6 - t0) / 1e6},
         )
 
     def _make_signal(self, v, side, score, comps, reasons, vs) -> Signal | None:
@@ -479,22 +466,6 @@ class Analyzers:
                      sizing=sizing)
         self._next_id += 1
         return sig
-
-    def finish(self) -> None:
-        """The data ended: mark open outcomes ``ended_early`` (see :attr:`outcomes`)."""
-        self.tracker.finish()
-        self._outcomes_snap = dict(self.tracker.outcomes)
-        self._precision_snap = self.tracker.precision()
-
-    @property
-    def outcomes(self) -> dict:
-        """Latest outcome per signal id (a snapshot; do not mutate)."""
-        return self._outcomes_snap
-
-    @property
-    def precision(self) -> dict:
-        """Per-pattern precision ``(decided, target_first, precision)`` (a snapshot)."""
-        return self._precision_snap
 
 
 def make_view(rows: int = 64, cols: int = 40, base: int = 1000, ts: int = 1_703_545_200_000_000_000,

@@ -100,26 +100,6 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
-class SignalOutcome:
-    """What happened after a signal (ticks in the signal's favour are positive).
-
-    ``move_1m``/``move_5m``/``move_15m`` are ``None`` until that horizon has passed in market time.
-    ``first`` is ``"target"``, ``"stop"`` or ``None`` (neither yet). ``complete`` is True once every
-    horizon has passed and target/stop is decided (or the data ended: ``ended_early``).
-    """
-
-    signal_id: int
-    move_1m: float | None = None
-    move_5m: float | None = None
-    move_15m: float | None = None
-    mfe: float = 0.0
-    mae: float = 0.0
-    first: str | None = None
-    complete: bool = False
-    ended_early: bool = False
-
-
-@dataclass(frozen=True, slots=True)
 class VixState:
     """The VIX regime picture at a time.
 
@@ -171,7 +151,8 @@ class AnalysisFrame:
         Market time of the last event applied, ns.
     symbol : str
     tick_size : float
-        Price units per tick (to display ticks as prices).
+        Price units per row (to display rows as prices): the exchange tick times ``row_ticks``.
+        Every price of the frame (book, heatmap, bars, patterns, signals) counts these rows.
     heatmap : np.ndarray, float32, shape (rows, cols)
         Resting size (contracts) per price row x time column; row 0 is price ``heatmap_base``,
         column ``cols - 1`` is the newest. NaN-free; 0 = no liquidity.
@@ -202,8 +183,8 @@ class AnalysisFrame:
         Signals first published in this frame.
     signals : tuple of Signal
         Recent signals (for the tape), oldest first.
-    outcomes : dict[int, SignalOutcome]
-        Latest outcome per signal id.
+    outcomes : dict[int, app.sim.outcomes.SignalOutcome]
+        Latest outcome per signal id (booked on the paper fill model by the engine).
     precision : dict[str, tuple[int, int, float]]
         Per pattern: (signals decided, target first, precision 0..1).
     timings : dict[str, float]
@@ -223,6 +204,9 @@ class AnalysisFrame:
         (:mod:`app.core.sessions`).
     session_start_ns : int
         Open of the trading session the profile, delta and VWAP count from, ns (-1: none).
+    row_ticks : int
+        Exchange ticks per price row (``app.market.grouping``; 1 for ES). A price in rows ``r``
+        is the exchange tick ``r x row_ticks`` (the row's lowest tick).
     """
 
     seq: int
@@ -257,3 +241,4 @@ class AnalysisFrame:
     vwap_sd: float = float("nan")
     session_phase: str = ""
     session_start_ns: int = -1
+    row_ticks: int = 1

@@ -17,7 +17,7 @@ Figures (targets from issue 4; the seed system reported DOM 21,000/s and elite 5
   of both sides (target >= 50,000/s); baseline: the same with the NumPy twins.
 * ``analysis.analyzers_step``: :meth:`Analyzers.step` end to end in steady state (the last
   view again and again: DOM, VIX, order flow and advanced trade kernels every step, re-fire
-  filter, elite gate, outcomes; the bar families run only when a bar closes, as in the engine);
+  filter, elite gate; the bar families run only when a bar closes, as in the engine);
   baseline: the same facade on the NumPy twins.
 * ``analysis.twin_ratio.<kernel>``: numba speed / NumPy-twin speed per hot kernel (target >= 10).
 """

@@ -17,8 +17,10 @@ synchronous path, cut at the recording's batch ends. Steps run in market time, s
 depends only on the input and the profile: two runs print the same signals. ``--speed max``
 (the default) runs as fast as possible; ``--speed N`` paces the replay at N x real time.
 
-Output: each signal with its reasons (patterns and values), bracket, size and forward outcome,
-then a summary (events, events/s, signals, precision per pattern). ``--json`` prints one JSON
+Output: each signal with its reasons (patterns and values), bracket, size and its outcome as the
+paper fill model booked the bracket (``app/sim/outcomes.py``: entry after the profile's decision
+delay, exit kind target / stop, entry and exit fills, ticks and net USD per contract after
+commissions, MFE/MAE up to the exit, moves after 1/5/15 minutes), then a summary (events, events/s, signals, precision per pattern). ``--json`` prints one JSON
 document instead; wall-clock figures are under its ``"timing"`` key only, everything else is
 deterministic.
 """
@@ -121,16 +123,22 @@ def _hit_dict(h, tick: float) -> dict:
     }
 
 
-def _outcome_dict(o) -> dict | None:
+def _outcome_dict(o, tick: float) -> dict | None:
+    """An outcome as JSON: moves, MFE/MAE and ticks in ticks, fills as prices, net in USD."""
     if o is None:
         return None
     r = lambda v: None if v is None else round(float(v), 6)  # noqa: E731
+    px = lambda v: None if v is None else round(float(v) * tick, 10)  # noqa: E731
     return {"move_1m": r(o.move_1m), "move_5m": r(o.move_5m), "move_15m": r(o.move_15m),
-            "mfe": r(o.mfe), "mae": r(o.mae), "first": o.first, "complete": bool(o.complete),
-            "ended_early": bool(o.ended_early)}
+            "mfe": r(o.mfe), "mae": r(o.mae), "first": o.first, "exit": o.first, "complete": bool(o.complete),
+            "ended_early": bool(o.ended_early), "entry_fill": px(o.entry_price), "exit_fill": px(o.exit_price),
+            "ticks": r(o.ticks), "net_usd": None if o.net_usd is None else round(float(o.net_usd), 2),
+            "entry_error": o.entry_error}
 
 
-def _signal_dict(s, outcome, tick: float) -> dict:
+def _signal_dict(s, outcome, tick: float, raw_tick: float) -> dict:
+    """A signal as JSON: its prices are rows (``tick`` = the row's price step), its outcome's
+    fills exchange ticks (``raw_tick``)."""
     return {
         "id": int(s.id),
         "ts": int(s.ts),
@@ -144,7 +152,7 @@ def _signal_dict(s, outcome, tick: float) -> dict:
         "size": int(s.size),
         "regime": s.regime,
         "reasons": [_hit_dict(h, tick) for h in s.reasons],
-        "outcome": _outcome_dict(outcome),
+        "outcome": _outcome_dict(outcome, raw_tick),
     }
 
 
@@ -195,23 +203,22 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
     eng.finish(end_of_data=True)
     wall = time.perf_counter() - t0
     if snap is not None:
-        from app.core.events import KIND_TRADE
-
-        tr = ev[ev["kind"] == KIND_TRADE]
-        snap.close(tr["ts"], tr["price"])
-    tick = inst.tick_size
+        snap.close(ev)
+    tick = eng.model_instrument.tick_size  # the model's prices are rows of eng.row_ticks ticks
     outcomes = eng.outcomes
     precision = eng.precision
-    sigs = [_signal_dict(s, outcomes.get(s.id), tick) for s in eng.all_signals]
+    sigs = [_signal_dict(s, outcomes.get(s.id), tick, inst.tick_size) for s in eng.all_signals]
     per_pattern = {str(k): {"decided": int(v[0]), "target_first": int(v[1]), "precision": round(float(v[2]), 6)}
                    for k, v in sorted(precision.items())}
+    nets = [s["outcome"]["net_usd"] for s in sigs if s["outcome"] and s["outcome"]["net_usd"] is not None]
     counts: dict[str, int] = {}
     for s in eng.all_signals:
         for h in s.reasons:
             counts[h.name] = counts.get(h.name, 0) + 1
     frame = eng.snapshot_frame()
     rep = {
-        "recording": {"symbol": inst.symbol, "tick_size": tick, "source": recording.source,
+        "recording": {"symbol": inst.symbol, "tick_size": inst.tick_size, "row_ticks": int(eng.row_ticks),
+                      "source": recording.source,
                       "start": _iso(recording.start_ns) if len(ev) else None,
                       "end": _iso(recording.end_ns) if len(ev) else None},
         "profile": getattr(eng.profile, "name", str(profile)),
@@ -227,6 +234,8 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
             "short": sum(1 for s in sigs if s["side"] == "short"),
             "signals_per_pattern": dict(sorted(counts.items())),
             "precision_per_pattern": per_pattern,
+            "decided": len(nets),
+            "net_usd": round(sum(nets), 2),
             "best_bid": _px(frame.best_bid, tick),
             "best_ask": _px(frame.best_ask, tick),
             "cum_delta": round(eng.model.cum_delta, 6),
@@ -246,7 +255,8 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
 
 def _print_text(rep: dict, out) -> None:
     r = rep["recording"]
-    print(f"{r['symbol']}  {r['start']} .. {r['end']}  profile {rep['profile']}", file=out)
+    print(f"{r['symbol']}  {r['start']} .. {r['end']}  profile {rep['profile']}  rows of {r['row_ticks']} tick(s)",
+          file=out)
     print(f"source: {r['source']}", file=out)
     for s in rep["signals"]:
         o = s["outcome"] or {}
@@ -256,16 +266,26 @@ def _print_text(rep: dict, out) -> None:
         for h in s["reasons"]:
             print(f"    {h['family']}/{h['name']} {h['strength']:.2f}  {h['detail']}", file=out)
         fmt = lambda v: "-" if v is None else f"{v:+.1f}"  # noqa: E731
-        print(f"    outcome: 1m {fmt(o.get('move_1m'))}  5m {fmt(o.get('move_5m'))}  15m {fmt(o.get('move_15m'))}"
-              f" ticks, MFE {fmt(o.get('mfe'))}, MAE {fmt(o.get('mae'))}, first: {o.get('first') or 'neither'}"
-              f"{' (data ended)' if o.get('ended_early') else ''}", file=out)
+        if o.get("exit"):
+            booked = (f"exit {o['exit']}: in {o['entry_fill']:g} out {o['exit_fill']:g}, {o['ticks']:+.1f} ticks,"
+                      f" net {o['net_usd']:+.2f} USD")
+        elif o.get("entry_error"):
+            booked = f"no entry ({o['entry_error']})"
+        elif o.get("entry_fill") is not None:
+            booked = f"in {o['entry_fill']:g}, still open"
+        else:
+            booked = "not entered yet"
+        print(f"    outcome: {booked}{' (data ended)' if o.get('ended_early') else ''}; MFE {fmt(o.get('mfe'))},"
+              f" MAE {fmt(o.get('mae'))}; moves 1m {fmt(o.get('move_1m'))}  5m {fmt(o.get('move_5m'))}"
+              f"  15m {fmt(o.get('move_15m'))} ticks", file=out)
     sm, tm = rep["summary"], rep["timing"]
     print("\nsummary", file=out)
     print(f"  events {rep['events']:,}  in {tm['wall_s']:.2f} s  = {tm['events_per_s'] or 0:,.0f} events/s"
           f"  (kernels ready in {tm['compile_s']:.2f} s)  steps {rep['steps']:,}", file=out)
-    print(f"  signals {sm['signals']} ({sm['long']} long, {sm['short']} short)", file=out)
+    print(f"  signals {sm['signals']} ({sm['long']} long, {sm['short']} short); {sm['decided']} brackets decided,"
+          f" net {sm['net_usd']:+.2f} USD per contract after commissions", file=out)
     if sm["precision_per_pattern"]:
-        print("  precision per pattern (decided, target first, precision):", file=out)
+        print("  precision per pattern (decided, target exits, precision):", file=out)
         for k, v in sm["precision_per_pattern"].items():
             print(f"    {k:<20} {v['decided']:>4} {v['target_first']:>4} {v['precision']:.2f}", file=out)
     if "pattern_stats" in rep:

@@ -3,7 +3,11 @@
 Trades are rebuilt from the journaled fills with the same bookkeeping the session uses
 (:class:`app.trading.pnl.PnLTracker`): a round trip ends when the position returns to zero;
 its result is the realised P&L minus the commissions paid during it. Signal outcomes come from
-``signal_outcomes`` (latest row per signal) joined with each signal's reasons (pattern names).
+``signal_outcomes`` (latest row per signal) joined with each signal's reasons (pattern names):
+per pattern, the exits (target / stop, as the paper fill model booked the signal's bracket,
+``app/sim/outcomes.py``), the precision (target exits / decided), the mean 5-minute move and the
+net USD of the decided brackets (per contract, after commissions; journals written before
+schema 4 have no net figure: ``None``).
 """
 
 from __future__ import annotations
@@ -91,8 +95,11 @@ def build_report(journal_path: str | Path | None, day: str | None = None, tz_nam
         has_outcomes = con.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name='signal_outcomes'").fetchone() is not None
         if has_outcomes:
+            cols = {r[1] for r in con.execute("PRAGMA table_info(signal_outcomes)")}
+            net_col = "o.net_usd" if "net_usd" in cols else "NULL AS net_usd"
             rows = con.execute(
-                "SELECT s.signal_id, s.reasons, o.first, o.move_5m, o.complete FROM signals s JOIN signal_outcomes o"
+                f"SELECT s.signal_id, s.reasons, o.first, o.move_5m, o.complete, {net_col}"
+                " FROM signals s JOIN signal_outcomes o"
                 " ON o.signal_id = s.signal_id AND o.wall_ns = (SELECT MAX(wall_ns) FROM signal_outcomes"
                 " WHERE signal_id = s.signal_id) WHERE s.wall_ns >= ? AND s.wall_ns < ?", (t0, t1)).fetchall()
             for r in rows:
@@ -101,11 +108,15 @@ def build_report(journal_path: str | Path | None, day: str | None = None, tz_nam
                 except (ValueError, TypeError, KeyError):
                     names = ["?"]
                 for n in names:
-                    p = patterns.setdefault(n, {"signals": 0, "decided": 0, "target_first": 0, "moves_5m": []})
+                    p = patterns.setdefault(n, {"signals": 0, "decided": 0, "target_first": 0, "stops": 0,
+                                                "moves_5m": [], "nets": []})
                     p["signals"] += 1
                     if r["first"] in ("target", "stop"):
                         p["decided"] += 1
                         p["target_first"] += r["first"] == "target"
+                        p["stops"] += r["first"] == "stop"
+                        if r["net_usd"] is not None:
+                            p["nets"].append(float(r["net_usd"]))
                     if r["move_5m"] is not None:
                         p["moves_5m"].append(float(r["move_5m"]))
         n_signals = con.execute("SELECT COUNT(*) FROM signals WHERE wall_ns >= ? AND wall_ns < ?",
@@ -114,8 +125,11 @@ def build_report(journal_path: str | Path | None, day: str | None = None, tz_nam
         con.close()
     for p in patterns.values():
         mv = p.pop("moves_5m")
+        nets = p.pop("nets")
         p["precision"] = round(p["target_first"] / p["decided"], 3) if p["decided"] else None
         p["mean_move_5m_ticks"] = round(sum(mv) / len(mv), 2) if mv else None
+        p["net_usd"] = round(sum(nets), 2) if nets else None
+        p["mean_net_usd"] = round(sum(nets) / len(nets), 2) if nets else None
     return {
         "day": day,
         "fills": len(fills),
@@ -146,11 +160,16 @@ def format_report(r: dict) -> str:
         lines.append("(prices in ticks)")
     lines += ["", f"Signals: {r['signals']}"]
     if r["patterns"]:
-        lines.append(f"{'pattern':<16} {'signals':>7} {'decided':>7} {'target 1st':>10} {'precision':>9} {'move 5m':>8}")
+        lines.append(f"{'pattern':<16} {'signals':>7} {'decided':>7} {'target':>6} {'stop':>5} {'precision':>9}"
+                     f" {'move 5m':>8} {'net USD':>10}")
         for n, q in sorted(r["patterns"].items()):
             prec = "-" if q["precision"] is None else f"{q['precision']:.2f}"
             mv = "-" if q["mean_move_5m_ticks"] is None else f"{q['mean_move_5m_ticks']:+.1f}"
-            lines.append(f"{n:<16} {q['signals']:>7} {q['decided']:>7} {q['target_first']:>10} {prec:>9} {mv:>8}")
+            net = "-" if q["net_usd"] is None else f"{q['net_usd']:+.2f}"
+            lines.append(f"{n:<16} {q['signals']:>7} {q['decided']:>7} {q['target_first']:>6} {q['stops']:>5}"
+                         f" {prec:>9} {mv:>8} {net:>10}")
+        lines.append("(exits as the paper fill model booked each signal's bracket; net USD per contract"
+                     " after commissions)")
     g = r["gate"]
     lines += ["", f"Risk gate: {g['decisions']} decisions, refusals: "
               + (", ".join(f"{k} x{v}" for k, v in sorted(g["refusals"].items())) or "none")]

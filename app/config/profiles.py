@@ -3,7 +3,7 @@
 A profile is a TOML file under ``resources/profiles/<name>.toml`` (found through
 :func:`app.paths.resource_path`, so it works from source and from a frozen bundle) with the
 sections ``[engine]``, ``[dom]``, ``[vix]``, ``[battle_navale]``, ``[orderflow]``,
-``[advanced]``, ``[elite]`` and ``[sizing]``. Each section is a Struct of the common settings
+``[advanced]``, ``[elite]``, ``[sizing]`` and ``[outcomes]``. Each section is a Struct of the common settings
 schema (:mod:`app.config.schema`): every key is required, has a type and an allowed range, and
 an unknown key is an error. A file or a user override that breaks it raises
 :class:`~app.config.schema.ConfigError` naming the dotted key and the range. The meaning and units
@@ -47,12 +47,13 @@ def _nums(n: int, lo: float, hi: float) -> Any:
 
 
 class EngineProfile(Section, frozen=True):
-    """Analysis step, heatmap and bar timing (ms, rows, s). Units: ``docs/patterns.md``."""
+    """Analysis step, heatmap and bar timing (ms, rows, s), ticks per row (0 = automatic). Units: ``docs/patterns.md``."""
 
     analysis_interval_ms: _int(10, 10_000)
     heatmap_column_ms: _int(10, 60_000)
     heatmap_rows: _int(20, 4_000)
     bar_seconds: _int(1, 3_600)
+    row_ticks: _int(0, 1_000_000)
 
 
 class DomProfile(Section, frozen=True):
@@ -206,6 +207,14 @@ class SizingProfile(Section, frozen=True):
     max_contracts: _int(1, 100_000)
 
 
+class OutcomesProfile(Section, frozen=True):
+    """How signal outcomes are booked (``app/sim/outcomes.py``): s, ticks, USD. Units: ``docs/patterns.md``."""
+
+    decision_delay_s: _num(0.0, 600.0)
+    stop_slippage_ticks: _int(0, 1_000)
+    commission_per_contract_usd: _num(0.0, 1_000.0)
+
+
 class ProfileFile(Section, frozen=True):
     """A whole profile file: one table per analyzer family (all required)."""
 
@@ -217,6 +226,7 @@ class ProfileFile(Section, frozen=True):
     advanced: AdvancedProfile
     elite: EliteProfile
     sizing: SizingProfile
+    outcomes: OutcomesProfile
 
 
 #: Every profile key, dotted (``"engine.analysis_interval_ms"``), in file order.

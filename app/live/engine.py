@@ -4,6 +4,30 @@ Flow (DESIGN.md section 2)::
 
     submit(batch) --queue--> worker thread: MarketModel.apply -> Analyzers.step (every
     analysis interval of market time) -> AnalysisFrame (copies) -> on_frame(frame)
+                                         OutcomeTracker.on_market <- the same events; each new
+                                         signal's bracket booked on the paper fill model
+
+Price rows
+----------
+The model works in rows of ``engine.row_ticks`` exchange ticks (``app.market.grouping``): every
+batch goes through a :class:`~app.market.grouping.PriceGrouper` before the model, whose
+instrument is :func:`~app.market.grouping.grouped_instrument` (:attr:`AnalysisEngine.model_instrument`).
+With ``row_ticks = 0`` (automatic) the engine runs on one-tick rows and keeps a copy of the
+stream until it has seen one minute of trades (or ``_HOLD_MAX_EVENTS`` events, or
+:meth:`finish`), then picks the rows from them (:func:`~app.market.grouping.auto_row_ticks`).
+When that is 1 (ES) nothing changes. Otherwise the model, the analyzers (signal ids continue)
+and the outcome tracker are built again on the new rows and the kept events replayed through
+them, exactly as if the rows had been known from the start (steps run in market time); what
+the one-tick first minute produced is replaced (signals there need two bars: rare). Frames,
+signals and patterns are in rows (``frame.tick_size`` is the row's price step,
+``frame.row_ticks`` its ticks); outcomes are booked in exchange ticks on the raw stream.
+
+Outcomes
+--------
+Every signal is followed by :class:`app.sim.outcomes.OutcomeTracker`, fed with the same events
+as the model: its bracket enters ``outcomes.decision_delay_s`` after the signal and is filled by
+the paper broker's fill engine with the profile's ``outcomes.stop_slippage_ticks`` and
+``outcomes.commission_per_contract_usd`` (:attr:`AnalysisEngine.outcomes`, ``frame.outcomes``).
 
 Timing rule
 -----------
@@ -51,8 +75,10 @@ import numpy as np
 
 from app.analysis.frame import AnalysisFrame
 from app.core.clock import SYSTEM_CLOCK, Clock
-from app.core.events import EVENT_DTYPE, Instrument
+from app.core.events import EVENT_DTYPE, KIND_TRADE, Instrument
 from app.core.sessions import calendar_for
+from app.market.grouping import AUTO_WINDOW_NS, PriceGrouper, auto_row_ticks, bracket_to_ticks, grouped_instrument
+from app.sim.outcomes import OutcomeTracker
 
 log = logging.getLogger(__name__)
 
@@ -62,12 +88,19 @@ ENGINE_DEFAULTS = {
     "engine.heatmap_column_ms": 250,
     "engine.heatmap_rows": 400,
     "engine.bar_seconds": 60,
+    "engine.row_ticks": 1,
+    "outcomes.decision_delay_s": 2.0,
+    "outcomes.stop_slippage_ticks": 1,
+    "outcomes.commission_per_contract_usd": 2.25,
 }
 
 STATES = ("idle", "compiling", "running", "stopped", "error")
 
 _STOP = object()
 _WAKE = object()  # put on the queue when an injected clock moved: re-read it (ManualClock)
+
+#: With automatic rows, the most events held before the rows are chosen anyway.
+_HOLD_MAX_EVENTS = 2_000_000
 
 #: Longest single wait on the queue when nothing is waiting to be published (s); a stop request
 #: wakes the worker at once through the queue, so this only bounds a lost wake-up.
@@ -151,6 +184,12 @@ class AnalysisEngine:
         Analysis steps run.
     all_signals : list of Signal
         Every signal of the run, in order (``analyze`` prints them).
+    row_ticks : int
+        Exchange ticks per model row (1 until chosen when automatic).
+    model_instrument : Instrument
+        The model's instrument: rows of ``row_ticks`` ticks.
+    tracker : app.sim.outcomes.OutcomeTracker
+        Books every signal's bracket on the paper fill model (see "Outcomes" above).
     errors : int
         Errors reported; ``last_error`` is the newest text with its traceback.
     analysis_interval_ns : int
@@ -197,8 +236,7 @@ class AnalysisEngine:
         self.analysis_interval_ns = int(g("engine.analysis_interval_ms")) * 1_000_000
         column_ns = int(g("engine.heatmap_column_ms")) * 1_000_000
         history_cols = int(np.ceil(history_s * 1e9 / column_ns))
-        self.model = MarketModel(
-            instrument,
+        self._model_args = dict(
             rows=int(g("engine.heatmap_rows")),
             column_ns=column_ns,
             history_s=history_s,
@@ -207,11 +245,24 @@ class AnalysisEngine:
             use_numba=use_numba,
             calendar=calendar_for(instrument.exchange) if calendar == "auto" else calendar,
         )
+        rt = int(g("engine.row_ticks"))
+        self.row_ticks = max(rt, 1)
+        self._held: list | None = [] if rt == 0 else None  # automatic rows: batches held until chosen
+        self._held_n = 0
+        self._held_t0: int | None = None
+        self.grouper = PriceGrouper(self.row_ticks)
+        self.model_instrument = grouped_instrument(instrument, self.row_ticks)
+        self.model = MarketModel(self.model_instrument, **self._model_args)
         self.use_numba = use_numba
         self._vix_history = vix_history
         self._own_analyzers = analyzers is None
+        self._first_signal_id = first_signal_id
         self.analyzers = analyzers if analyzers is not None else _make_analyzers(
-            self.profile, instrument, vix_history, use_numba=use_numba, first_signal_id=first_signal_id)
+            self.profile, self.model_instrument, vix_history, use_numba=use_numba, first_signal_id=first_signal_id)
+        self.tracker = self._new_tracker()
+        self._outcomes_version = -1
+        self._outcomes_snap: dict = {}
+        self._precision_snap: dict = {}
         self.clock = clock
         self.publish_interval_s = float(publish_interval_s)
         self._publish_interval_ns = int(round(self.publish_interval_s * 1e9))
@@ -239,6 +290,11 @@ class AnalysisEngine:
         self._last_publish_ns = 0
 
     # ------------------------------------------------------------------ small helpers
+    def _new_tracker(self) -> OutcomeTracker:
+        g = self._pget
+        return OutcomeTracker(self.instrument, float(g("outcomes.decision_delay_s")),
+                              int(g("outcomes.stop_slippage_ticks")), float(g("outcomes.commission_per_contract_usd")))
+
     def _pget(self, key: str):
         try:
             v = self.profile.get(key)
@@ -320,9 +376,52 @@ class AnalysisEngine:
         """
         if not isinstance(batch, np.ndarray) or batch.dtype != EVENT_DTYPE:
             raise TypeError(f"batch must be an EVENT_DTYPE array, got {getattr(batch, 'dtype', type(batch))}")
-        n = len(batch)
-        if n == 0:
+        if len(batch) == 0:
             return
+        self._process(batch)
+        if self._held is not None:  # automatic rows not chosen yet: keep a copy of the stream
+            self._held.append(batch)
+            self._held_n += len(batch)
+            tr = batch["ts"][batch["kind"] == KIND_TRADE]
+            if len(tr) and self._held_t0 is None:
+                self._held_t0 = int(tr[0])
+            full = len(tr) > 0 and int(tr[-1]) >= self._held_t0 + AUTO_WINDOW_NS
+            if full or self._held_n >= _HOLD_MAX_EVENTS:
+                self._choose_rows()
+
+    def _choose_rows(self) -> None:
+        """Automatic rows: pick them from the kept events; on more than one tick, rebuild and replay."""
+        held = self._held[0] if len(self._held) == 1 else np.concatenate(self._held)
+        self._held = None
+        t = held[held["kind"] == KIND_TRADE]
+        k = auto_row_ticks(t["ts"], t["price"])
+        log.info("%s: %d exchange tick(s) per price row", self.instrument.symbol, k)
+        if k == self.row_ticks:
+            return
+        from app.market.model import MarketModel
+
+        self.row_ticks = k
+        self.grouper = PriceGrouper(k)
+        self.model_instrument = grouped_instrument(self.instrument, k)
+        self.model = MarketModel(self.model_instrument, **self._model_args)
+        if self._own_analyzers:
+            next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
+            self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
+                                             use_numba=self.use_numba, first_signal_id=next_id)
+        self.tracker = self._new_tracker()
+        self._outcomes_version = -1
+        self._next_step = None
+        self._dirty_since_step = False
+        self._last = None
+        self.steps = 0
+        self.all_signals = []
+        self._pending_signals = []
+        self._recent_patterns = []
+        self._process(held)
+
+    def _process(self, raw: np.ndarray) -> None:
+        batch = self.grouper.apply(raw)  # rows for the model; the raw stream for the outcomes
+        n = len(batch)
         ts = batch["ts"]
         iv = self.analysis_interval_ns
         i = 0
@@ -337,6 +436,7 @@ class AnalysisEngine:
                 t0 = time.perf_counter()
                 self.model.apply(batch[i:j])
                 t_book += time.perf_counter() - t0
+                self.tracker.on_market(raw[i:j])
                 self._dirty_since_step = True
             if j >= n:
                 break
@@ -348,34 +448,33 @@ class AnalysisEngine:
     def finish(self, end_of_data: bool = False) -> None:
         """Run a last analysis step over the events applied since the previous one.
 
-        With ``end_of_data`` the analyzers are told the data ended (open signal outcomes are
+        With ``end_of_data`` the outcome tracker is told the data ended (open signal outcomes are
         marked ``ended_early``), and :attr:`outcomes` / :attr:`precision` are final.
         """
+        if self._held:  # automatic rows: decide with what there is
+            self._choose_rows()
         if self._dirty_since_step and self._next_step is not None:
             self._step(self._next_step)
-        if end_of_data and self.analyzers is not None:
-            fin = getattr(self.analyzers, "finish", None)
-            if callable(fin):
-                try:
-                    fin()
-                except Exception:
-                    self._report(traceback.format_exc())
+        if end_of_data:
+            self.tracker.finish()
+            self._snap_outcomes()
+
+    def _snap_outcomes(self) -> None:
+        """Fresh copies of the outcomes and precision when the tracker changed (frames keep theirs)."""
+        if self.tracker.version != self._outcomes_version:
+            self._outcomes_version = self.tracker.version
+            self._outcomes_snap = dict(self.tracker.outcomes)
+            self._precision_snap = dict(self.tracker.precision())
 
     @property
     def outcomes(self) -> dict:
-        """Latest outcome per signal id (from the analyzers' outcome tracker)."""
-        tr = getattr(self.analyzers, "tracker", None)
-        if tr is not None and hasattr(tr, "outcomes"):
-            return dict(tr.outcomes)
-        return dict(getattr(self._last, "outcomes", {}) or {})
+        """Latest :class:`~app.sim.outcomes.SignalOutcome` per signal id (a copy)."""
+        return dict(self.tracker.outcomes)
 
     @property
     def precision(self) -> dict:
-        """Per pattern ``(decided, target first, precision)`` (from the outcome tracker)."""
-        tr = getattr(self.analyzers, "tracker", None)
-        if tr is not None and callable(getattr(tr, "precision", None)):
-            return dict(tr.precision()) if getattr(tr, "outcomes", None) else {}
-        return dict(getattr(self._last, "precision", {}) or {})
+        """Per pattern ``(decided, target exits, precision)`` (from the outcome tracker)."""
+        return dict(self.tracker.precision())
 
     def _step(self, step_ts: int) -> None:
         self._dirty_since_step = False
@@ -394,6 +493,9 @@ class AnalysisEngine:
         if new:
             self._pending_signals.extend(new)
             self.all_signals.extend(new)
+            for s in new:  # rows -> exchange ticks: the edge of each row a trade must reach
+                e, st, tg = bracket_to_ticks(s.side, s.entry, s.stop, s.target, self.row_ticks)
+                self.tracker.add(s.id, s.ts, s.side, e, st, tg, [r.name for r in s.reasons])
         pats = list(getattr(res, "patterns", ()) or ())
         if pats:
             self._recent_patterns.extend(pats)
@@ -422,6 +524,7 @@ class AnalysisEngine:
             self._rate_t0, self._rate_n0 = now, n
         new = tuple(self._pending_signals)
         self._pending_signals = []
+        self._snap_outcomes()
         timings = dict(self._timings)
         timings["frame"] = round((time.perf_counter() - t0) * 1e3, 4)
         timings["compile_s"] = round(self.compile_seconds, 4)
@@ -434,14 +537,15 @@ class AnalysisEngine:
             seq=self._seq,
             ts=self.model.ts,
             symbol=self.instrument.symbol,
-            tick_size=self.instrument.tick_size,
+            tick_size=self.model_instrument.tick_size,
+            row_ticks=self.row_ticks,
             patterns=tuple(self._recent_patterns[-200:]),
             vix=getattr(res, "vix", None),
             orderflow=dict(getattr(res, "orderflow", {}) or {}),
             new_signals=new,
             signals=tuple(getattr(res, "signals", ()) or ()),
-            outcomes=dict(getattr(res, "outcomes", {}) or {}),
-            precision=dict(getattr(res, "precision", {}) or {}),
+            outcomes=self._outcomes_snap,
+            precision=self._precision_snap,
             timings=timings,
             events_total=n,
             events_per_s=float(self._rate),
@@ -629,8 +733,8 @@ class AnalysisEngine:
                     self.process(items[0] if len(items) == 1 else np.concatenate(items))
             except Exception:
                 self._report("market model failed; engine stopped:\n" + traceback.format_exc())
+                self._publish()  # the error's frame goes out before the state says "error"
                 self._state = "error"
-                self._publish()
                 return
             if ctrl is not None:
                 self._control(ctrl)

@@ -82,7 +82,7 @@ class Session:
         """The session's trades (ts ns, price ticks) for the baseline."""
         t = self.events[self.events["kind"] == KIND_TRADE]
         return SessionTrades(self.sid, int(self.start_ns), np.ascontiguousarray(t["ts"]),
-                             np.ascontiguousarray(t["price"]))
+                             np.ascontiguousarray(t["price"]), self.events)
 
 
 # ----------------------------------------------------------------------------------------- input
@@ -285,6 +285,9 @@ class Job:
     profile: str
     removed: tuple = ()
     snapshots: str | None = None
+    #: profile overrides (``outcomes.*``: the costs the evaluation books, the same for the
+    #: signals and the random baseline)
+    overrides: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -312,7 +315,7 @@ def run_session(job: Job) -> RunResult:
     from app.live.engine import AnalysisEngine, resolve_profile
 
     s = job.session
-    prof = resolve_profile(job.profile)
+    prof = resolve_profile(job.profile, job.overrides or None)
     kw = {}
     ana = None
     if job.removed or job.snapshots:
@@ -332,8 +335,7 @@ def run_session(job: Job) -> RunResult:
     eng.finish(end_of_data=True)
     n_cand = 0
     if rec is not None:
-        tr = s.trades()
-        rec.close(tr.ts, tr.px)
+        rec.close(s.events)
         n_cand = rec.rows
     return RunResult(s.sid, job.profile, tuple(job.removed), list(eng.all_signals), dict(eng.outcomes),
                      int(eng.steps), int(eng.model.events_applied), int(eng.errors), eng.last_error, n_cand)
@@ -408,6 +410,26 @@ def _block(results, sessions_of, tick_value, costs, draws_boot, rng) -> dict:
         "total_usd": _r(float(usd.sum()) if n else 0.0, 2),
         "_usd": usd,
     }
+
+
+def _commission_for(commission_usd, symbol: str) -> float:
+    """USD per contract per side for ``symbol`` from one figure, a dict per symbol or a callable."""
+    if callable(commission_usd):
+        return float(commission_usd(symbol))
+    if isinstance(commission_usd, Mapping):
+        return float(commission_usd.get(symbol, DEFAULT_COMMISSION_USD))
+    return float(commission_usd)
+
+
+def _decision_delay(profile: str) -> float:
+    """The profile's ``outcomes.decision_delay_s`` (the baseline waits as its signals do); the
+    default 2 s for a name that is no profile (hand-built runs in tests)."""
+    from app.config.profiles import PROFILE_NAMES
+    from app.live.engine import resolve_profile
+
+    if str(profile).strip().lower() not in PROFILE_NAMES:
+        return 2.0
+    return float(resolve_profile(profile).section("outcomes")["decision_delay_s"])
 
 
 def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 1000, seed: int = 0,
@@ -502,8 +524,12 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
             cols = [i for i, p in enumerate(pairs) if inst_of[p[2]].symbol == sym]
             if not cols:
                 continue
+            inst = inst_of[pairs[cols[0]][2]]
+            c_sym = comm.get(sym, costs[0]) if comm is not None else costs[0]
+            delay = _decision_delay(prof)
             bl = random_baseline([pairs[i][0] for i in cols], [pairs[i][2] for i in cols], ss, draws, rng,
-                                 inst_of[pairs[cols[0]][2]].tick_value, costs[0], costs[1], window_s)
+                                 inst.tick_value, c_sym, costs[1], window_s, instrument=inst,
+                                 decision_delay_s=delay)
             bnet[:, cols] = bl.net_usd
             brate[:, cols] = bl.target_first
             bdec[:, cols] = bl.decided
@@ -626,7 +652,11 @@ def evaluate(paths, profiles=DEFAULT_PROFILES, *, draws: int = 1000, workers: in
         if k:
             s.sid = f"{s.sid} #{k + 1}"
     t_load = time.perf_counter() - t0
-    jobs = [Job(s, p, (), snapshots) for p in profiles for s in sessions]
+    def costs_of(s: Session) -> dict:  # the engine books outcomes with the evaluation's costs
+        return {"outcomes.commission_per_contract_usd": float(_commission_for(commission_usd, s.instrument.symbol)),
+                "outcomes.stop_slippage_ticks": int(round(float(stop_slippage_ticks)))}
+
+    jobs = [Job(s, p, (), snapshots, costs_of(s)) for p in profiles for s in sessions]
     w = default_workers(len(jobs)) if workers is None else max(1, int(workers))
     t1 = time.perf_counter()
     runs = run_jobs(jobs, w, progress)
@@ -634,7 +664,7 @@ def evaluate(paths, profiles=DEFAULT_PROFILES, *, draws: int = 1000, workers: in
         more = []
         for p in profiles:
             cited = sorted({h.name for r in runs if r.profile == p and not r.removed for s in r.signals for h in s.reasons})
-            more.extend(Job(s, p, (name,)) for name in cited for s in sessions)
+            more.extend(Job(s, p, (name,), None, costs_of(s)) for name in cited for s in sessions)
         if more:
             runs = runs + run_jobs(more, default_workers(len(more)) if workers is None else w, progress)
     t_run = time.perf_counter() - t1

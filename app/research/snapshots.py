@@ -82,11 +82,16 @@ class SnapshotRecorder:
         self.commission_usd = float(commission_usd)
         self._rows: list[dict] = []
         self.rows = 0
+        self._row_ticks = 1  # exchange ticks per analysis row (the engine's price grouping)
+        self._outcomes = None  # the profile's [outcomes] section, from the analyzers
 
     # -------------------------------------------------------------------------- the hook
     def on_candidates(self, ana, view, window, vs, fo, new_signals) -> None:
         """The analyzers' ``candidate_hook``: one row per side with a new hit this step."""
         ts = int(view.ts)
+        self._row_ticks = max(1, int(round(float(ana.instrument.tick_size) / float(self.instrument.tick_size))))
+        if self._outcomes is None:
+            self._outcomes = dict(ana.profile.section("outcomes"))
         sides = sorted({h.side for h in window if h.ts == ts and h.side != 0}, reverse=True)
         if not sides:
             return
@@ -139,13 +144,14 @@ class SnapshotRecorder:
             self._rows.append(row)
 
     # -------------------------------------------------------------------------- writing
-    def close(self, trade_ts: np.ndarray, trade_px: np.ndarray) -> list[Path]:
-        """Book every candidate's outcome on the session's trades and write the rows.
+    def close(self, events: np.ndarray) -> list[Path]:
+        """Book every candidate's outcome on the session's events (the paper fill model, as the
+        engine books its signals) and write the rows.
 
         Parameters
         ----------
-        trade_ts : np.ndarray, int64 ns, shape (T,); trade_px : np.ndarray, int64 ticks, shape (T,)
-            The session's trades.
+        events : np.ndarray of EVENT_DTYPE, shape (N,), time order
+            The session's market events (exchange ticks).
 
         Returns
         -------
@@ -158,10 +164,18 @@ class SnapshotRecorder:
         self._rows = []
         if not rows:
             return []
-        sigs = [Signal(id=i + 1, ts=r["ts"], symbol=r["instrument"], side=r["side"], score=r["score"],
-                       components=(), reasons=(), entry=r["entry"], stop=r["stop"], target=r["target"], size=1)
-                for i, r in enumerate(rows)]
-        oc = follow(sigs, trade_ts, trade_px)
+        from app.market.grouping import bracket_to_ticks
+
+        k = self._row_ticks
+        sigs = []
+        for i, r in enumerate(rows):
+            e, st, tg = bracket_to_ticks(int(r["side"]), int(r["entry"]), int(r["stop"]), int(r["target"]), k)
+            sigs.append(Signal(id=i + 1, ts=r["ts"], symbol=r["instrument"], side=r["side"], score=r["score"],
+                               components=(), reasons=(), entry=e, stop=st, target=tg, size=1))
+        oc_ = self._outcomes or {}
+        oc = follow(sigs, events, self.instrument, float(oc_.get("decision_delay_s", 2.0)),
+                    int(oc_.get("stop_slippage_ticks", 1)), float(oc_.get("commission_per_contract_usd",
+                                                                           self.commission_usd)))
         for s, r in zip(sigs, rows):
             o = oc.get(s.id)
             tr = trade_result(s, o, self.instrument.tick_value, self.commission_usd)

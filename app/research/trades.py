@@ -5,8 +5,10 @@ One function, :func:`trade_result`, turns a :class:`~app.analysis.frame.Signal` 
 contract: exit ticks in the signal's favour and net USD after costs. Every figure of
 ``mia-elite evaluate`` goes through it, for the real signals and for the random entries alike.
 
-When the outcome model books fills itself (an outcome with ``exit_ticks`` / ``net_usd`` fields,
-as the paper fill model gives them), those numbers are used as they are. Otherwise, from today's
+When the outcome model books fills itself (an outcome with ``ticks`` / ``net_usd``, as
+:class:`app.sim.outcomes.OutcomeTracker` books them on the paper fill model: decision delay,
+trade-through targets, stop slippage, commission), those numbers are used as they are; an entry
+limit it never filled is no trade (0 ticks, 0 USD, not decided). Otherwise, from today's
 first-touch outcome: target first = ``+target distance``; stop first = ``-(stop distance + stop
 slippage)``; neither (the data ended, or nothing was touched) = the last known forward move (15,
 5 or 1 minutes, else 0), a time exit. Net USD = ``ticks x tick value - 2 x commission``
@@ -16,7 +18,8 @@ The random baseline (:func:`random_baseline`) draws, for each real signal, an en
 side and the same bracket distances at the same time of day (within ``window_s``) in a session
 chosen at random among those evaluated, enters at the last trade price at or before that time,
 and follows it with the same outcome tracker as the real signals
-(:class:`app.analysis.outcomes.OutcomeTracker`), then scores it with :func:`trade_result`.
+(:class:`app.sim.outcomes.OutcomeTracker`, the paper fill model, on the session's own events),
+then scores it with :func:`trade_result`.
 """
 
 from __future__ import annotations
@@ -26,8 +29,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from app.analysis.frame import Signal, SignalOutcome
-from app.analysis.outcomes import OutcomeTracker
+from app.analysis.frame import Signal
+from app.core.events import Instrument, trade_events
+from app.sim.outcomes import OutcomeTracker, SignalOutcome
 
 #: trades fed to the outcome tracker per call (market time), as the engine feeds recent trades
 FEED_NS = 300_000_000_000
@@ -77,12 +81,16 @@ def trade_result(sig: Signal, outcome: SignalOutcome | None, tick_value: float, 
     """
     cost = 2.0 * float(commission_usd)
     first = getattr(outcome, "first", None)
-    ex = getattr(outcome, "exit_ticks", None)
+    ex = getattr(outcome, "ticks", None)
     net = getattr(outcome, "net_usd", None)
     if ex is not None:  # the fill model booked it
         ticks = float(ex)
         usd = float(net) if net is not None else ticks * tick_value - cost
         return TradeResult(ticks, usd, first is not None, first == "target")
+    if hasattr(outcome, "entry_price") and getattr(outcome, "entry_price", None) is None:
+        # the fill model never filled the entry limit (the market did not come back to it):
+        # no trade, no commission, not decided
+        return TradeResult(0.0, 0.0, False, False)
     if first == "target":
         ticks = float(abs(sig.target - sig.entry))
     elif first == "stop":
@@ -97,63 +105,74 @@ def trade_result(sig: Signal, outcome: SignalOutcome | None, tick_value: float, 
     return TradeResult(ticks, ticks * tick_value - cost, first is not None, first == "target")
 
 
-def follow(signals, trade_ts: np.ndarray, trade_px: np.ndarray) -> dict[int, SignalOutcome]:
-    """Outcomes of ``signals`` on one session's trades, by the engine's outcome tracker.
+def follow(signals, events: np.ndarray, instrument: Instrument, decision_delay_s: float = 2.0,
+           stop_slippage_ticks: int = 1, commission_usd: float = 2.25) -> dict[int, SignalOutcome]:
+    """Outcomes of ``signals`` on one session, booked by the engine's outcome tracker.
 
     Parameters
     ----------
     signals : sequence of Signal
-        Any order; ids must be unique.
-    trade_ts : np.ndarray, int64 ns, shape (T,), ascending
-    trade_px : np.ndarray, int64 ticks, shape (T,)
+        Any order; ids must be unique; entry / stop / target in ticks.
+    events : np.ndarray of EVENT_DTYPE, shape (N,), time order
+        The session's market events (book and trades: the fill model queues a target behind the
+        displayed size); trades alone work too.
+    instrument : Instrument
+    decision_delay_s, stop_slippage_ticks, commission_usd
+        As the profile's ``[outcomes]`` section (s, ticks, USD per contract per side).
 
     Returns
     -------
     dict
-        Signal id -> SignalOutcome (ended early where the trades ran out).
+        Signal id -> SignalOutcome (``ended_early`` where the events ran out).
 
     Notes
     -----
-    The trades are fed in :data:`FEED_NS` slices and each signal is added when market time
-    reaches it, as the engine does step by step, so a signal only ever sees later trades.
+    Each signal is added when market time reaches it, as the engine does, so a signal only
+    ever sees later events.
     """
-    tr = OutcomeTracker()
+    tr = OutcomeTracker(instrument, decision_delay_s, int(stop_slippage_ticks), commission_usd)
     sigs = sorted(signals, key=lambda s: s.ts)
-    if not sigs or trade_ts.shape[0] == 0:
-        for s in sigs:
-            tr.add(s)
-        tr.finish()
-        return dict(tr.outcomes)
-    k = 0
-    t = int(sigs[0].ts)
-    end = int(trade_ts[-1])
-    i0 = int(np.searchsorted(trade_ts, t, side="right"))
-    while True:
-        t1 = t + FEED_NS
-        while k < len(sigs) and sigs[k].ts < t1:
-            tr.add(sigs[k])
-            k += 1
-        i1 = int(np.searchsorted(trade_ts, t1, side="right"))
-        tr.update(trade_ts[i0:i1], trade_px[i0:i1], min(t1, end))
-        i0 = i1
-        t = t1
-        if t >= end and k >= len(sigs):
-            break
-        if k >= len(sigs) and all(o.complete for o in tr.outcomes.values()):
+    ts = events["ts"] if events.shape[0] else np.zeros(0, np.int64)
+    i0 = 0
+    for sig in sigs:
+        i1 = int(np.searchsorted(ts, int(sig.ts), side="right"))
+        if i1 > i0:
+            tr.on_market(events[i0:i1])
+            i0 = i1
+        tr.add(int(sig.id), int(sig.ts), int(sig.side), int(sig.entry), int(sig.stop), int(sig.target),
+               [r.name for r in sig.reasons])
+    step = 65_536
+    while i0 < events.shape[0]:
+        tr.on_market(events[i0:i0 + step])
+        i0 += step
+        if all(o.complete for o in tr.outcomes.values()):
             break  # every outcome is final
     tr.finish()
     return dict(tr.outcomes)
 
 
+def trades_only(ts: np.ndarray, px: np.ndarray) -> np.ndarray:
+    """Trade events (EVENT_DTYPE, size 1, no aggressor) from trade times (int64 ns) and prices
+    (int64 ticks), for :func:`follow` when a session's book is not at hand."""
+    return trade_events(np.asarray(ts, np.int64), np.asarray(px, np.int64), np.ones(len(ts)),
+                        np.zeros(len(ts), np.uint8))
+
+
 @dataclass
 class SessionTrades:
     """A session's trades for the baseline: ``sid`` (session id), ``start_ns`` (session open, or
-    the first event when the instrument has no calendar), ``ts`` (int64 ns), ``px`` (int64 ticks)."""
+    the first event when the instrument has no calendar), ``ts`` (int64 ns), ``px`` (int64 ticks),
+    and ``events`` (the session's EVENT_DTYPE events for the fill model; None: trades only)."""
 
     sid: str
     start_ns: int
     ts: np.ndarray
     px: np.ndarray
+    events: np.ndarray | None = None
+
+    def market(self) -> np.ndarray:
+        """The events the fill model replays: ``events``, else the trades alone."""
+        return self.events if self.events is not None else trades_only(self.ts, self.px)
 
 
 @dataclass
@@ -182,7 +201,8 @@ class Baseline:
 
 def random_baseline(signals, signal_sessions, sessions: dict[str, SessionTrades], draws: int,
                     rng: np.random.Generator, tick_value: float, commission_usd: float = 0.0,
-                    stop_slippage_ticks: float = 0.0, window_s: float = 1800.0) -> Baseline:
+                    stop_slippage_ticks: float = 0.0, window_s: float = 1800.0,
+                    instrument: Instrument | None = None, decision_delay_s: float = 2.0) -> Baseline:
     """Random entries matched on side, bracket and time of day, ``draws`` per signal.
 
     Parameters
@@ -202,6 +222,10 @@ def random_baseline(signals, signal_sessions, sessions: dict[str, SessionTrades]
         Half-width of the time-of-day window, s: the random time is the signal's offset from its
         session open plus a uniform draw in ``[-window_s, +window_s]``, clipped to the chosen
         session's first and last trade.
+    instrument : Instrument, optional
+        For the fill model (tick value, symbol); default one with ``tick_value``.
+    decision_delay_s : float
+        The profile's ``outcomes.decision_delay_s``, so random entries wait as signals do.
 
     Returns
     -------
@@ -248,7 +272,8 @@ def random_baseline(signals, signal_sessions, sessions: dict[str, SessionTrades]
         if not fs:
             continue
         st = sessions[sid]
-        oc = follow(fs, st.ts, st.px)
+        inst = instrument or Instrument("baseline", 1.0, float(tick_value))
+        oc = follow(fs, st.market(), inst, decision_delay_s, int(stop_slippage_ticks), commission_usd)
         for f in fs:
             r = trade_result(f, oc.get(f.id), tick_value, commission_usd, stop_slippage_ticks)
             b, i = where[f.id]

@@ -109,8 +109,14 @@ _V3 = """
 ALTER TABLE orders ADD COLUMN price2 INTEGER;
 """
 
+# v4: what a signal's bracket booked on the paper fill model (ticks per contract, net USD)
+_V4 = """
+ALTER TABLE signal_outcomes ADD COLUMN ticks REAL;
+ALTER TABLE signal_outcomes ADD COLUMN net_usd REAL;
+"""
+
 #: schema version -> SQL that brings version-1 to it. Version numbers are PRAGMA user_version.
-MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3}
+MIGRATIONS: dict[int, str] = {1: _V1, 2: _V2, 3: _V3, 4: _V4}
 SCHEMA_VERSION = max(MIGRATIONS)
 
 #: the tables ``mia-elite export`` writes, in order
@@ -680,13 +686,13 @@ class Journal:
             con.close()
 
     def record_signal_outcome(self, outcome, patterns: Iterable[str] = ()) -> None:
-        """Journal a :class:`~app.analysis.frame.SignalOutcome` (latest row per signal wins in reports)."""
+        """Journal a :class:`~app.sim.outcomes.SignalOutcome` (latest row per signal wins in reports)."""
         self._insert(
             "INSERT OR REPLACE INTO signal_outcomes(signal_id, wall_ns, move_1m, move_5m, move_15m, mfe, mae, first,"
-            " complete, patterns) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            " complete, patterns, ticks, net_usd) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (int(outcome.signal_id), now_ns(), outcome.move_1m, outcome.move_5m, outcome.move_15m,
              float(outcome.mfe), float(outcome.mae), outcome.first, int(bool(outcome.complete)),
-             _dumps(list(patterns))),
+             _dumps(list(patterns)), outcome.ticks, outcome.net_usd),
         )
 
     def record_ticket(self, ticket: OrderTicket, status: str, mode: str) -> int:

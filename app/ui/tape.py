@@ -15,7 +15,8 @@ import datetime as _dt
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.analysis.frame import Signal, SignalOutcome
+from app.analysis.frame import Signal
+from app.sim.outcomes import SignalOutcome
 
 GREEN = QtGui.QColor(60, 200, 110)
 RED = QtGui.QColor(235, 80, 90)

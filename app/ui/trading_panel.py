@@ -18,11 +18,13 @@ still open after a failed verification are shown beside it, with Retry and a typ
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import traceback
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.market.grouping import bracket_to_ticks
 from app.config.trading import LIVE_CONFIRM_PHRASE, MODE_LIVE, UNLOCK_CONFIRM_PHRASE, load_trading_settings
 from app.trading.killswitch import KillState
 
@@ -231,6 +233,7 @@ class TradingController(QtCore.QObject):
         self._tasks: set[asyncio.Task] = set()
         self._journaled_signals: set[int] = set()
         self._journaled_outcomes: set[int] = set()
+        self.row_ticks = 1  # exchange ticks per price row of the latest frame (app.market.grouping)
         self._signal_patterns: dict[int, list[str]] = {}  # signal id -> pattern names (outcome rows)
         self._followed = (None, None)  # (pipeline, market listener) while following
         self._problems_seen = 0
@@ -373,6 +376,9 @@ class TradingController(QtCore.QObject):
             return None
         try:
             self._journal_signal(signal)
+            if self.row_ticks > 1:  # the frame's prices are rows of row_ticks exchange ticks
+                e, st, tg = bracket_to_ticks(signal.side, signal.entry, signal.stop, signal.target, self.row_ticks)
+                signal = dataclasses.replace(signal, entry=e, stop=st, target=tg)
             return self.open_ticket(self.session.ticket_from_signal(signal))
         except ValueError as exc:
             self.panel.problem_label.setText(f"Cannot trade signal #{signal.id}: {exc}")
@@ -450,6 +456,7 @@ class TradingController(QtCore.QObject):
         """
         if frame is None:
             return
+        self.row_ticks = int(getattr(frame, "row_ticks", 1) or 1)
         fresh = [sig for sig in (*getattr(frame, "new_signals", ()), *frame.signals)
                  if sig.id not in self._journaled_signals]
         if fresh:
@@ -501,7 +508,8 @@ class _LadderClicks(QtCore.QObject):
             if lad._height > 0 and span > 0 and lad.tick > 0:
                 price = lad._hi - (y - lad._top) / lad._height * span
                 side = 1 if ev.position().x() < lad.width() / 2 else -1
-                self.controller.open_price_ticket(int(round(price / lad.tick)), side)
+                tick = self.controller.session.instrument.tick_size  # exchange ticks, not rows
+                self.controller.open_price_ticket(int(round(price / tick)), side)
                 return True
         return False
 

@@ -1,11 +1,9 @@
-"""Elite score, threshold, confluence, cooldown and hourly rate limit; outcomes; sizing."""
+"""Elite score, threshold, confluence, cooldown and hourly rate limit; sizing (outcomes: tests/sim/test_sim_outcomes.py)."""
 
-import numpy as np
 import pytest
 
 from app.analysis.elite import EliteGate, dom_component, regime_component, vix_component
-from app.analysis.frame import PatternHit, Signal, VixState
-from app.analysis.outcomes import OutcomeTracker
+from app.analysis.frame import PatternHit, VixState
 from app.analysis.sizing import bracket, risk_size
 from app.config.profiles import load_profile
 
@@ -80,37 +78,6 @@ def test_hourly_rate_limit_and_cooldown():
     g2.commit(T0, 1)
     assert not g2.candidates(T0 + 299 * S, strong, strong, vix(1), 0.3, 0.3, 1)
     assert g2.candidates(T0 + 300 * S, strong, strong, vix(1), 0.3, 0.3, 1)
-
-
-def sig(side=1, entry=1000, stop=996, target=1008, sid=1, reasons=("wall",)):
-    return Signal(sid, T0, "ES", side, 0.8, (), tuple(hit(n, side, 0.8) for n in reasons), entry, stop, target, 1)
-
-
-def test_outcome_stop_first_with_horizons():
-    tr = OutcomeTracker()
-    tr.add(sig())
-    ts = T0 + np.array([30, 70, 100, 400, 1000], np.int64) * S
-    px = np.array([1001, 1003, 995, 1010, 1002], np.int64)
-    tr.update(ts[:2], px[:2], int(ts[1]))
-    o = tr.outcomes[1]
-    assert o.move_1m == 1 and o.move_5m is None and o.first is None and o.mfe == 3
-    tr.update(ts, px, int(ts[-1]))
-    o = tr.outcomes[1]
-    assert o.first == "stop" and o.mae == 5 and o.mfe == 10
-    assert (o.move_1m, o.move_5m, o.move_15m) == (1, -5, 10) and o.complete
-    assert tr.precision() == {"wall": (1, 0, 0.0)}
-
-
-def test_outcome_short_target_first_and_ended_early():
-    tr = OutcomeTracker()
-    tr.add(sig(side=-1, entry=1000, stop=1004, target=992, sid=7, reasons=("iceberg", "wall")))
-    ts = T0 + np.array([10, 20], np.int64) * S
-    tr.update(ts, np.array([998, 991], np.int64), int(ts[-1]))
-    o = tr.outcomes[7]
-    assert o.first == "target" and o.mfe == 9 and not o.complete
-    tr.finish()
-    assert tr.outcomes[7].ended_early
-    assert tr.precision() == {"iceberg": (1, 1, 1.0), "wall": (1, 1, 1.0)}
 
 
 def test_sizing_and_bracket():

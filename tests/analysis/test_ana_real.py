@@ -15,6 +15,7 @@ from app.config.profiles import load_profile
 from app.feeds.dbn import read_dbn_mbo
 from app.feeds.vix_history import load_vix_history
 from app.market.model import MarketModel
+from app.sim.outcomes import OutcomeTracker
 
 #: Instrument-relative DOM thresholds (dom.STAT_SLOTS order) set low, so that the kernel/twin
 #: comparisons cover iceberg, ladder, squeeze and absorption detections too.
@@ -46,6 +47,9 @@ def replay(rec, profile, vixh, keep_every=0):
                     column_ns=p.get("engine.heatmap_column_ms") * 1_000_000,
                     bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
     a = Analyzers(p, rec.instrument, vix_history=vixh)
+    out = p.section("outcomes")
+    tr = OutcomeTracker(rec.instrument, out["decision_delay_s"], out["stop_slippage_ticks"],
+                        out["commission_per_contract_usd"])
     ev = rec.events
     ts = ev["ts"]
     step = p.get("engine.analysis_interval_ms") * 1_000_000
@@ -53,15 +57,18 @@ def replay(rec, profile, vixh, keep_every=0):
     while i < len(ev):
         j = int(np.searchsorted(ts, (ts[i] // step + 1) * step, side="left"))
         m.apply(ev[i:j])
+        tr.on_market(ev[i:j])
         i = j
         v = m.view()
         r = a.step(v)
+        for s in r.new_signals:
+            tr.add(s.id, s.ts, s.side, s.entry, s.stop, s.target, [h.name for h in s.reasons])
         hits += len(r.patterns)
         k += 1
         if keep_every and k % keep_every == 0:
             kept.append(copy_view(v))
-    a.finish()
-    return a, r, kept, hits
+    tr.finish()
+    return tr, r, kept, hits
 
 
 @pytest.fixture(scope="module")
@@ -69,7 +76,7 @@ def dev_run(es, vixh):
     return replay(es, "development", vixh, keep_every=400)
 
 
-def check_signals(a, last):
+def check_signals(tr, last):
     sigs = last.signals
     for s in sigs:
         assert s.side in (1, -1) and s.regime == "low"  # VIX 13.03 on 2023-12-22
@@ -81,7 +88,7 @@ def check_signals(a, last):
         assert s.reasons == tuple(sorted(s.reasons, key=lambda r: -r.strength))
         c = dict(s.components)
         assert s.score == pytest.approx(0.30 * c["vix"] + 0.45 * c["dom"] + 0.25 * c["regime"], abs=1e-5)
-        o = a.outcomes[s.id]
+        o = tr.outcomes[s.id]
         assert o.move_1m is not None or o.ended_early
         assert o.mfe >= 0 and o.mae >= 0
     return sigs
@@ -96,8 +103,8 @@ def test_development_gives_several_signals(dev_run):
     decided = sum(1 for s in sigs if a.outcomes[s.id].first is not None)
     assert decided >= len(sigs) // 2
     names = {r.name for s in sigs for r in s.reasons}
-    assert set(a.precision) == names
-    assert sum(d for d, _, _ in a.precision.values()) >= decided
+    assert set(a.precision()) == names
+    assert sum(d for d, _, _ in a.precision().values()) >= decided
 
 
 def test_production_gives_a_few_signals(es, vixh):

@@ -103,18 +103,19 @@ def test_p_value_and_verdict_lines():
 
 # ------------------------------------------------------------------------------ real data
 def test_trade_result_books_target_stop_and_costs():
-    from app.analysis.frame import SignalOutcome
+    from app.sim.outcomes import SignalOutcome
 
     s = Signal(1, 0, "ES", 1, 0.8, (), (), entry=100, stop=96, target=108, size=1)
-    r = trade_result(s, SignalOutcome(1, first="target"), 12.5, 2.25)
+    # outcomes with an entry but no booked exit figures: the first-touch rules
+    r = trade_result(s, SignalOutcome(1, first="target", entry_price=100.0), 12.5, 2.25)
     assert (r.ticks, r.net_usd, r.target_first) == (8.0, 95.5, True)
-    r = trade_result(s, SignalOutcome(1, first="stop"), 12.5, 2.25, stop_slippage_ticks=1)
+    r = trade_result(s, SignalOutcome(1, first="stop", entry_price=100.0), 12.5, 2.25, stop_slippage_ticks=1)
     assert (r.ticks, r.net_usd, r.decided) == (-5.0, -67.0, True)
-    r = trade_result(s, SignalOutcome(1, move_1m=2.0, move_5m=-1.0), 12.5)
+    r = trade_result(s, SignalOutcome(1, move_1m=2.0, move_5m=-1.0, entry_price=100.0), 12.5)
     assert (r.ticks, r.decided) == (-1.0, False)
 
     class FillOutcome:  # an outcome that books its own fill (the paper fill model's)
-        first, exit_ticks, net_usd = "stop", -4.5, -60.75
+        first, ticks, net_usd = "stop", -4.5, -60.75
 
     r = trade_result(s, FillOutcome(), 12.5, 2.25)
     assert (r.ticks, r.net_usd) == (-4.5, -60.75)
@@ -122,16 +123,16 @@ def test_trade_result_books_target_stop_and_costs():
 
 def test_follow_books_the_engine_outcomes_on_the_real_es_hour(es_sessions, es_production_run):
     """The baseline's outcome function is the engine's: the same signals followed by
-    :func:`follow` get the outcomes the engine booked (first touch and the 1/5/15-minute moves,
-    everything :func:`trade_result` reads; MFE/MAE may run on to the end of a feed slice)."""
+    :func:`follow` on the session's events get the fills the engine booked on the paper fill
+    model (exit kind, ticks, net USD: everything :func:`trade_result` reads)."""
     run = es_production_run
     assert len(run.signals) >= 3
-    tr = es_sessions[0].trades()
-    got = follow(run.signals, tr.ts, tr.px)
+    sess = es_sessions[0]
+    got = follow(run.signals, sess.events, sess.instrument, 2.0, 1, 2.25)  # Production's [outcomes]
     for s in run.signals:
         a, b = run.outcomes[s.id], got[s.id]
         assert a.first == b.first, s.id
-        assert (a.move_1m, a.move_5m, a.move_15m) == (b.move_1m, b.move_5m, b.move_15m), s.id
+        assert (a.ticks, a.net_usd, a.exit_price) == (b.ticks, b.net_usd, b.exit_price), s.id
 
 
 def _signals_at(times, sess, side=1, stop=4, target=4, first_id=1):
@@ -146,8 +147,7 @@ def _signals_at(times, sess, side=1, stop=4, target=4, first_id=1):
 
 
 def _runs(sigs, sess):
-    tr = sess.trades()
-    return [RunResult(sess.sid, "planted", (), sigs, follow(sigs, tr.ts, tr.px))]
+    return [RunResult(sess.sid, "planted", (), sigs, follow(sigs, sess.events, sess.instrument))]
 
 
 def test_a_planted_edge_on_the_real_es_hour_is_significant_and_random_signals_are_not(es_sessions):
@@ -162,7 +162,7 @@ def test_a_planted_edge_on_the_real_es_hour_is_significant_and_random_signals_ar
     planted = []
     for side, k in ((1, 13), (-1, 12)):  # the hour drifted up 39 ticks: plant on both sides
         probe = _signals_at(cand, sess, side=side, first_id=1000 * (side + 2))
-        oc = follow(probe, tr.ts, tr.px)
+        oc = follow(probe, sess.events, sess.instrument)
         winners = [s.ts for s in probe if oc[s.id].first == "target"][:k]
         assert len(winners) == k
         planted += _signals_at(winners, sess, side=side, first_id=len(planted) + 1)
@@ -182,3 +182,15 @@ def test_a_planted_edge_on_the_real_es_hour_is_significant_and_random_signals_ar
         significant += rep["profiles"]["planted"]["p_value"] < 0.05
         assert rep["profiles"]["planted"]["n"] == 25
     assert significant <= 2
+
+
+def test_an_entry_the_fill_model_never_filled_is_no_trade():
+    """Not a time exit at the 15-minute move from the limit price (that booked +30 ticks for a
+    4-tick bracket whose entry never filled)."""
+    from app.sim.outcomes import SignalOutcome
+
+    s = Signal(1, 0, "ES", 1, 0.8, (), (), entry=100, stop=96, target=104, size=1)
+    o = SignalOutcome(1, move_1m=10.0, move_5m=20.0, move_15m=30.0, complete=True,
+                      entry_error="entry limit not filled before the last horizon (cancelled)")
+    r = trade_result(s, o, 12.5, 2.25)
+    assert (r.ticks, r.net_usd, r.decided, r.target_first) == (0.0, 0.0, False, False)

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from app import cli
-from app.analysis.frame import PatternHit, Signal, SignalOutcome
+from app.analysis.frame import PatternHit, Signal
+from app.sim.outcomes import SignalOutcome
 from app.trading import journal as J
 from app.config.trading import TradingSettings
 from app.core.clock import ManualClock
@@ -26,7 +27,7 @@ def test_wal_mode_schema_version_and_default_location(_isolated_home):
     j = Journal()
     assert j.path == _isolated_home / "data" / "journal.sqlite3"
     assert j.query("PRAGMA journal_mode")[0][0] == "wal"
-    assert j.schema_version == J.SCHEMA_VERSION == 3
+    assert j.schema_version == J.SCHEMA_VERSION == 4
     j.close()
 
 
@@ -41,7 +42,7 @@ def test_migration_from_v1_keeps_rows(tmp_path):
     con.commit()
     con.close()
     j = Journal(p)
-    assert j.schema_version == 3
+    assert j.schema_version == 4
     assert j.session == 8 and j.install_tag == "AB12"
     assert j.query("SELECT state FROM kill_switch")[0][0] == "unlocked"
     assert j.query("SELECT COUNT(*) FROM signal_outcomes")[0][0] == 0  # the v2 table exists
@@ -97,7 +98,8 @@ def _day_of_trading(rec, feeder_cls, path):
         hit = PatternHit("absorption", "dom", 0, 0, 1, 0.8, "", ())
         sig = Signal(3, 0, "ESH4", 1, 0.9, (), (hit,), 100, 90, 120, 1, "low")
         s.record_signal(sig, {"x": 1})
-        s.journal.record_signal_outcome(SignalOutcome(3, 1.0, 4.0, None, 5, -1, "target", True), ["absorption"])
+        s.journal.record_signal_outcome(SignalOutcome(3, 1.0, 4.0, None, 5, -1, "target", True,
+                                                            ticks=8.0, net_usd=95.5), ["absorption"])
         for side in (1, -1):
             m = s.market["ESH4"]
             ref = m.best_ask if side > 0 else m.best_bid
@@ -137,8 +139,9 @@ def test_export_and_report_on_a_real_paper_session(es_sample, feeder_cls, tmp_pa
     assert abs(r["pnl"]["net_usd"] - round(s.pnl.net_realized_usd, 2)) < 0.006
     assert r["pnl"]["commissions_usd"] == 4 * 2.25
     assert abs(sum(t["net_usd"] for t in r["trades"]) - r["pnl"]["net_usd"]) < 0.02
-    assert r["patterns"]["absorption"] == {"signals": 1, "decided": 1, "target_first": 1, "precision": 1.0,
-                                           "mean_move_5m_ticks": 4.0}
+    assert r["patterns"]["absorption"] == {"signals": 1, "decided": 1, "target_first": 1, "stops": 0,
+                                           "precision": 1.0, "mean_move_5m_ticks": 4.0, "net_usd": 95.5,
+                                           "mean_net_usd": 95.5}
     text = format_report(r)
     assert "2 trades" in text and "absorption" in text
     assert cli.main(["report", "--journal", str(jp), "--json"]) == 0

@@ -198,7 +198,8 @@ def test_ladder_double_click_opens_a_limit_ticket_at_that_row(rig, qtbot):
 def test_frames_journal_each_signal_once_and_each_decided_outcome_once(rig):
     import numpy as np
 
-    from app.analysis.frame import AnalysisFrame, SignalOutcome
+    from app.analysis.frame import AnalysisFrame
+    from app.sim.outcomes import SignalOutcome
     from app.market.bars import BAR_DTYPE
 
     sig = make_signal(rig.s, +1)

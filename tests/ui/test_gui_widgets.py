@@ -10,7 +10,8 @@ pytest.importorskip("pytestqt")
 
 
 from app.market.bars import BAR_DTYPE  # noqa: E402
-from app.analysis.frame import AnalysisFrame, PatternHit, Signal, SignalOutcome, VixState  # noqa: E402
+from app.analysis.frame import AnalysisFrame, PatternHit, Signal, VixState  # noqa: E402
+from app.sim.outcomes import SignalOutcome  # noqa: E402
 from app.ui.heatmap import HeatmapWidget, cutoff_level, heatmap_lut, level_sample  # noqa: E402
 from app.ui.ladder import LadderWidget, price_decimals  # noqa: E402
 from app.ui.tape import SignalTape, SignalTapeModel  # noqa: E402
