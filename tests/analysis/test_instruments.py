@@ -30,9 +30,12 @@ def _recordings(shared_data):
     }
 
 
-def figures(rec, profile="development") -> dict:
-    """Run the engine over ``rec``; the instrument's proportions (rows, ticks, sizes, USD)."""
-    eng = AnalysisEngine(rec.instrument, profile)
+def figures(rec, profile=None) -> dict:
+    """Run the engine over ``rec`` with automatic rows (``engine.row_ticks = 0``, opt-in); the
+    instrument's proportions (rows, ticks, sizes, USD)."""
+    from app.config.profiles import load_profile
+
+    eng = AnalysisEngine(rec.instrument, profile or load_profile("development", {"engine.row_ticks": 0}))
     for c in chunks(rec.events):
         eng.process(c)
     eng.finish(end_of_data=True)
@@ -95,7 +98,8 @@ def test_automatic_rows_equal_the_same_rows_set_by_hand(shared_data):
 
     rec = read_binance_gz(shared_data / "crypto" / "btcusdt_20240808.gz")
     runs = []
-    for prof in (load_profile("development"), load_profile("development", {"engine.row_ticks": 20})):
+    for prof in (load_profile("development", {"engine.row_ticks": 0}),
+                 load_profile("development", {"engine.row_ticks": 20})):
         eng = AnalysisEngine(rec.instrument, prof)
         for c in chunks(rec.events):
             eng.process(c)
