@@ -141,6 +141,8 @@ class Analyzers:
         self._next_id = int(first_signal_id)
         self.fmt = ReasonFormatter(instrument)
         self._fmt_steps = 0
+        self._bar_median_key = None  # (bars, last bar's open) of the cached median bar volume
+        self._bar_median = 0.0
         self._last_ts = -1
         self._signals_snap: tuple = ()
         self.stat_steps = 0  # analysis steps run
@@ -331,10 +333,14 @@ class Analyzers:
         need = float(self.adv_sec["vp_min_volume_bars"])
         if need <= 0:
             return True
-        vol = v.bars["volume"][:-1]  # the last bar may be open
-        if vol.shape[0] == 0:
+        b = v.bars
+        if b.shape[0] < 2:  # the last bar may be open
             return False
-        return float(v.session_volume) >= need * float(np.median(vol))
+        key = (b.shape[0], int(b["ts"][-1]))
+        if key != self._bar_median_key:  # the closed bars change once a bar: the median with them
+            self._bar_median_key = key
+            self._bar_median = float(np.median(b["volume"][:-1]))
+        return float(v.session_volume) >= need * self._bar_median
 
     def _adv_trades(self, v) -> list[PatternHit]:
         t = v.trades
