@@ -10,7 +10,6 @@ bounded round trips (``sync``), never fixed sleeps.
 from __future__ import annotations
 
 import asyncio
-import functools
 import math
 import sys
 
@@ -19,12 +18,12 @@ import pytest
 
 from app.core.events import KIND_TRADE, OP_SET, SIDE_ASK, SIDE_BID, Instrument, depth_events, trade_events
 from app.core.orders import OrderSpec, OrderStatus, OrderType, Side
-from app.dtc import codec
 from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType as T
 from app.feeds.dbn import read_dbn_mbo
 from app.sim.matching import FillEngine
 from app.sim.server import DTCServer
+from srv_peers import RawClient, run_async
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -33,16 +32,6 @@ TICK = 0.25
 ES_INST = Instrument("ESH4", TICK, 12.5)
 R = M.OrderUpdateReason
 S = M.OrderStatus
-
-
-def run_async(fn):
-    """Run an ``async def`` test in a fresh event loop."""
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        return asyncio.run(fn(*args, **kwargs))
-
-    return wrapper
 
 
 @pytest.fixture(scope="module")
@@ -55,60 +44,13 @@ def trading_index(events, n: int = 50) -> int:
     return int(np.flatnonzero(events["kind"] == KIND_TRADE)[n]) + 1
 
 
-class Client:
-    """Socket + codec; collects every decoded message."""
+class Client(RawClient):
+    """The shared minimal client, with logon credentials, numbered round trips and the
+    ORDER_UPDATE lookups these tests use."""
 
     def __init__(self, encoding=Encoding.BINARY):
-        self.encoding = encoding
-        self.dec = codec.Decoder(Encoding.BINARY, follow_encoding_response=True)
-        self.msgs: list = []
-        self._new = asyncio.Event()
-        self.closed = False
+        super().__init__(encoding)
         self._rid = 1000
-
-    async def connect(self, port):
-        self.reader, self.writer = await asyncio.open_connection("127.0.0.1", port)
-        self._task = asyncio.create_task(self._read())
-        if self.encoding != Encoding.BINARY:
-            self.writer.write(codec.encoding_request(self.encoding))
-            await self.wait_for(lambda m: m.TYPE == T.ENCODING_RESPONSE)
-        return self
-
-    async def _read(self):
-        try:
-            while True:
-                data = await self.reader.read(1 << 16)
-                if not data:
-                    break
-                self.msgs.extend(self.dec.feed(data))
-                self._new.set()
-        except (ConnectionError, asyncio.CancelledError):
-            pass
-        self.closed = True
-        self._new.set()
-
-    def send(self, msg):
-        self.writer.write(codec.encode(msg, self.encoding))
-
-    async def wait_for(self, pred, timeout=20.0, start=0):
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout
-        i = start
-        while True:
-            while i < len(self.msgs):
-                if pred(self.msgs[i]):
-                    return self.msgs[i]
-                i += 1
-            if self.closed:
-                raise ConnectionError("closed")
-            left = end - loop.time()
-            if left <= 0:
-                raise TimeoutError(f"no matching message; last: {self.msgs[-3:]!r}")
-            self._new.clear()
-            try:
-                await asyncio.wait_for(self._new.wait(), left)
-            except asyncio.TimeoutError:
-                pass
 
     async def logon(self, username="", password="", heartbeat=30):
         self.send(M.LogonRequest(ProtocolVersion=8, Username=username, Password=password,
@@ -121,14 +63,6 @@ class Client:
         rid, n = self._rid, len(self.msgs)
         self.send(M.TradeAccountsRequest(RequestID=rid))
         await self.wait_for(lambda m: m.TYPE == T.TRADE_ACCOUNT_RESPONSE and m.RequestID == rid, start=n)
-
-    async def close(self):
-        self.writer.close()
-        self._task.cancel()
-        try:
-            await self._task
-        except asyncio.CancelledError:
-            pass
 
     def updates(self, start=0, coid=None):
         return [m for m in self.msgs[start:] if m.TYPE == T.ORDER_UPDATE and (coid is None or m.ClientOrderID == coid)]
