@@ -11,32 +11,9 @@ import pytest
 pytest.importorskip("pytestqt")
 qasync = pytest.importorskip("qasync")
 
-
-def _run(qapp, coro_fn):
-    qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    try:
-        with loop:
-            return loop.run_until_complete(coro_fn())
-    finally:
-        asyncio.set_event_loop(None)
+from qt_loop import close_window, run_on_qt, wait_until  # noqa: E402
 
 
-async def _wait(pred, timeout):
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return pred()
-
-
-async def _close(window):
-    closed = asyncio.get_running_loop().create_future()
-    window.sigClosed.connect(lambda: closed.done() or closed.set_result(True))
-    window.close()
-    await asyncio.wait_for(closed, 30)
 
 
 def test_rejected_symbol_says_what_to_do_and_offers_sierra_files(qapp):
@@ -58,18 +35,18 @@ def test_rejected_symbol_says_what_to_do_and_offers_sierra_files(qapp):
             w = MainWindow(cfg, prefs=None)
             w.show()
             await w.start()
-            await _wait(lambda: not w.problem_banner.isHidden(), 20)
+            await wait_until(lambda: not w.problem_banner.isHidden(), 20)
             out["banner"] = w.problem_banner.text
             out["action_visible"] = w.problem_banner.action_button.isVisible()
             out["action_text"] = w.problem_banner.action_button.text()
             out["states"] = dict(w.pipeline.states)
             out["mode"] = w.mode_banner.text()
             out["log"] = [t for lvl, t in w.problems.entries if lvl == "error"]
-            await _close(w)
+            await close_window(w)
         finally:
             await server.stop()
 
-    _run(qapp, main)
+    run_on_qt(qapp, main)
     assert "ESZ25_FUT_CME" in out["banner"] and "rejected" in out["banner"]
     assert out["action_visible"] and "Sierra Chart data files" in out["action_text"]
     assert "rejected" in out["states"].values()
@@ -106,7 +83,7 @@ def test_window_reads_sierra_chart_files(qapp, tmp_path):
         w = MainWindow(cfg, prefs=None)
         w.show()
         await w.start()
-        ok = await _wait(lambda: w.last_frame is not None and w.last_frame.best_bid >= 0
+        ok = await wait_until(lambda: w.last_frame is not None and w.last_frame.best_bid >= 0
                          and (w.ladder.best_bid, w.ladder.best_ask) == (book.best_bid(), book.best_ask()), 240)
         out["ok"] = ok
         out["ladder"] = (w.ladder.best_bid, w.ladder.best_ask)
@@ -116,9 +93,9 @@ def test_window_reads_sierra_chart_files(qapp, tmp_path):
         out["mode"] = w.mode_banner.text()
         out["source"] = w.pipeline.source.status
         await _trade_on_the_stream(w, inst.symbol, out)
-        await _close(w)
+        await close_window(w)
 
-    _run(qapp, main)
+    run_on_qt(qapp, main)
     assert out["ok"], (out["ladder"], (book.best_bid(), book.best_ask()))
     assert out["nonzero"] > 0
     assert "following" in out["states"].values()
@@ -138,7 +115,7 @@ async def _trade_on_the_stream(w, sym, out):
     from app.core.orders import OrderType
     from app.trading.orders import OrderTicket
 
-    out["attached"] = await _wait(lambda: w.trading is not None and w.trading.session._started, 30)
+    out["attached"] = await wait_until(lambda: w.trading is not None and w.trading.session._started, 30)
     s = w.trading.session
     m = s.market.get(sym)
     out["fed"] = m is not None and m.last_data_ns > 0
@@ -148,11 +125,11 @@ async def _trade_on_the_stream(w, sym, out):
     out["market"] = (m.best_bid, m.best_ask)
     d = await s.confirm(OrderTicket(sym, 1, 1, OrderType.MARKET, None, m.best_ask - 20, m.best_ask + 40, ref_price=m.best_ask))
     out["decision"] = d.message
-    out["filled"] = await _wait(lambda: s.broker.position_qty(sym) == 1, 10)
+    out["filled"] = await wait_until(lambda: s.broker.position_qty(sym) == 1, 10)
     # the market is fresh now; with no data for longer than stale_kill_s the kill switch fires
     out["stale_now"] = s.check_triggers(t_ns=m.last_data_ns + 1_000_000)
     out["stale_later"] = s.check_triggers(t_ns=m.last_data_ns + int((s.settings.stale_kill_s + 1) * 1e9))
-    out["flat"] = await _wait(lambda: s.kill.state == KillState.VERIFIED_FLAT and s.broker.position_qty(sym) == 0, 20)
+    out["flat"] = await wait_until(lambda: s.kill.state == KillState.VERIFIED_FLAT and s.broker.position_qty(sym) == 0, 20)
 
 
 def test_dropped_connection_is_shown_with_what_to_do(qapp):
@@ -173,14 +150,14 @@ def test_dropped_connection_is_shown_with_what_to_do(qapp):
         w = MainWindow(cfg, prefs=None)
         w.show()
         await w.start()
-        out["streaming"] = await _wait(lambda: w.frames_drawn > 0, 240)  # a cold numba cache compiles first
+        out["streaming"] = await wait_until(lambda: w.frames_drawn > 0, 240)  # a cold numba cache compiles first
         await server.stop()
-        out["shown"] = await _wait(lambda: "dropped" in w.problem_banner.text, 20)
+        out["shown"] = await wait_until(lambda: "dropped" in w.problem_banner.text, 20)
         out["banner"] = w.problem_banner.text
         out["health"] = w.health.sources_label.text()
-        await _close(w)
+        await close_window(w)
 
-    _run(qapp, main)
+    run_on_qt(qapp, main)
     assert out["streaming"]
     assert out["shown"], out["banner"]
     assert "reconnects by itself" in out["banner"] and "DTC server" in out["banner"]
@@ -205,14 +182,14 @@ def test_engine_errors_are_shown_not_swallowed(qapp):
         w = MainWindow(cfg, prefs=None)
         w.show()
         await w.start()
-        out["shown"] = await _wait(lambda: "Analysis engine error" in w.problem_banner.text, 240)
-        out["drawn"] = await _wait(lambda: w.frames_drawn > 0 and w.last_frame.best_bid >= 0, 60)
+        out["shown"] = await wait_until(lambda: "Analysis engine error" in w.problem_banner.text, 240)
+        out["drawn"] = await wait_until(lambda: w.frames_drawn > 0 and w.last_frame.best_bid >= 0, 60)
         out["problems"] = [t for lvl, t in w.problems.entries if lvl == "error"]
         out["dock"] = w.problems_dock.isVisible()
         out["count"] = w.pipeline.engine_errors
-        await _close(w)
+        await close_window(w)
 
-    _run(qapp, main)
+    run_on_qt(qapp, main)
     assert out["shown"] and out["dock"]
     assert "ZeroDivisionError: broken analyzer at market time" in out["problems"][0]  # the traceback text
     assert "Traceback" in out["problems"][0]
@@ -235,19 +212,19 @@ def test_profile_change_restarts_the_analysis_and_persists(qapp, tmp_path):
         w = MainWindow(PipelineConfig(embedded=True, speed=100.0, profile="production"), prefs=Prefs(path))
         w.show()
         await w.start()
-        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        out["first"] = await wait_until(lambda: w.frames_drawn > 0, 240)
         old = w.pipeline
         old_thread = old.engine._thread
         w.profile_combo.setCurrentIndex(PROFILES.index("scalping"))
         w._on_profile_chosen(PROFILES.index("scalping"))
-        out["restarted"] = await _wait(lambda: w.pipeline is not old and w.pipeline.started
+        out["restarted"] = await wait_until(lambda: w.pipeline is not old and w.pipeline.started
                                        and w.pipeline.slot.published > 0, 240)
         out["old_stopped"] = old.stopped and not old_thread.is_alive()
         out["profile"] = w.pipeline.profile.name
         out["trading"] = w.trading is not None or bool(w.trading_error)
-        await _close(w)
+        await close_window(w)
 
-    _run(qapp, main)
+    run_on_qt(qapp, main)
     assert out["first"] and out["restarted"]
     assert out["old_stopped"]
     assert out["profile"] == "scalping"
@@ -267,16 +244,16 @@ def test_record_button_writes_a_replayable_recording(qapp):
         w = MainWindow(PipelineConfig(embedded=True, speed=100.0, profile="production"), prefs=None)
         w.show()
         await w.start()
-        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        out["first"] = await wait_until(lambda: w.frames_drawn > 0, 240)
         before = w.pipeline.events_in
         w.act_record.setChecked(True)
         out["recording"] = w.recording_path
-        await _wait(lambda: w.pipeline.events_in > before + 2000, 60)
+        await wait_until(lambda: w.pipeline.events_in > before + 2000, 60)
         w.act_record.setChecked(False)
         out["written"] = [t for lvl, t in w.problems.entries if "recording closed" in t]
-        await _close(w)
+        await close_window(w)
 
-    _run(qapp, main)
+    run_on_qt(qapp, main)
     assert out["first"]
     assert out["recording"] is not None and out["written"]
     rec = read_recording(out["recording"])
@@ -303,7 +280,7 @@ def test_pause_and_speed_reach_the_replay_server_thread(qapp):
         w = MainWindow(PipelineConfig(embedded=True, speed=10.0, profile="production"), prefs=None)
         w.show()
         await w.start()
-        out["first"] = await _wait(lambda: w.frames_drawn > 0, 240)
+        out["first"] = await wait_until(lambda: w.frames_drawn > 0, 240)
         rt = w.pipeline.source.replay
         out["thread"] = rt.alive and rt.thread_ident != threading.get_ident()
         w.act_pause.setChecked(True)
@@ -329,10 +306,10 @@ def test_pause_and_speed_reach_the_replay_server_thread(qapp):
             if not running:
                 await asyncio.sleep(0.05)
         out["running"] = running
-        await _close(w)
+        await close_window(w)
         out["thread_after"] = rt.alive
 
-    _run(qapp, main)
+    run_on_qt(qapp, main)
     assert out["first"] and out["thread"]
     assert out["paused"] == [True] and out["still_paused"] == [True] and out["status_paused"]
     assert out["label"] == "Resume replay"

@@ -5,8 +5,6 @@ journaled); Load replays another recording."""
 
 from __future__ import annotations
 
-import asyncio
-import time
 
 import numpy as np
 import pytest
@@ -14,34 +12,11 @@ import pytest
 pytest.importorskip("pytestqt")
 qasync = pytest.importorskip("qasync")
 
+from qt_loop import close_window, run_on_qt, wait_until  # noqa: E402
+
 pytestmark = pytest.mark.timeout(600)
 
 
-def _run(qapp, coro_fn):
-    qapp.setQuitOnLastWindowClosed(False)
-    loop = qasync.QEventLoop(qapp)
-    asyncio.set_event_loop(loop)
-    try:
-        with loop:
-            return loop.run_until_complete(coro_fn())
-    finally:
-        asyncio.set_event_loop(None)
-
-
-async def _wait(pred, timeout):
-    t_end = time.monotonic() + timeout
-    while time.monotonic() < t_end:
-        if pred():
-            return True
-        await asyncio.sleep(0.05)
-    return pred()
-
-
-async def _close(window):
-    closed = asyncio.get_running_loop().create_future()
-    window.sigClosed.connect(lambda: closed.done() or closed.set_result(True))
-    window.close()
-    await asyncio.wait_for(closed, 30)
 
 
 def _cut(rec, n_events, label):
@@ -76,19 +51,19 @@ def test_replay_finished_banner_restart_and_load(qapp, tmp_path):
         w = MainWindow(PipelineConfig(embedded=True, speed=0.0, recording=first), prefs=None)
         w.show()
         await w.start()
-        out["finished"] = await _wait(lambda: "Replay finished" in w.replay_banner.text, 300)
+        out["finished"] = await wait_until(lambda: "Replay finished" in w.replay_banner.text, 300)
         out["buttons"] = (w.replay_banner.restart_button.isVisible(), w.replay_banner.load_button.isVisible())
         out["trading"] = w.trading is not None
         if not out["trading"]:
             out["trading_error"] = w.trading_error
-            await _close(w)
+            await close_window(w)
             return
         session = w.trading.session
         broker = session.broker
         eng = broker.engine
         sym = w.pipeline.instrument.symbol
         # a paper position and a working stop, as a trader would hold them at the end
-        assert await _wait(lambda: eng.books[sym].best_ask() is not None and sym in eng.last_trade, 30)
+        assert await wait_until(lambda: eng.books[sym].best_ask() is not None and sym in eng.last_trade, 30)
         last = eng.last_trade[sym]
         buy = eng.submit(OrderSpec(sym, Side.BUY, 1, OrderType.MARKET, client_order_id="T-BUY"))
         stop = eng.submit(OrderSpec(sym, Side.SELL, 1, OrderType.STOP, price=last - 40, client_order_id="T-STOP"))
@@ -96,7 +71,7 @@ def test_replay_finished_banner_restart_and_load(qapp, tmp_path):
         out["last"] = last
         # Restart: a new session, then the replay ends again
         w.replay_banner.restart_button.click()
-        out["restarted"] = await _wait(lambda: finished_notices(w) == 2, 120)
+        out["restarted"] = await wait_until(lambda: finished_notices(w) == 2, 120)
         out["banner_again"] = "Replay finished" in w.replay_banner.text
         out["after"] = (eng.position(sym).qty, stop.status.name, stop.info, len(eng.open_orders(sym)))
         closing = [o for o in eng.orders.values() if o.client_order_id == "replay-restart"]
@@ -108,12 +83,12 @@ def test_replay_finished_banner_restart_and_load(qapp, tmp_path):
         # Load: another recording, replayed to its end
         old = w.pipeline
         w.load_recording(str(other))
-        out["loaded"] = await _wait(lambda: w.pipeline is not old and w.pipeline.started
+        out["loaded"] = await wait_until(lambda: w.pipeline is not old and w.pipeline.started
                                     and "Replay finished" in w.replay_banner.text, 300)
         out["loaded_events"] = int(sum(len(s.clock.events) for s in w.pipeline.source.replay.server.symbols.values()))
-        await _close(w)
+        await close_window(w)
 
-    _run(qapp, main)
+    run_on_qt(qapp, main)
     assert out["finished"], "the window must say the replay finished"
     assert out["buttons"] == (True, True)
     assert out["trading"], out.get("trading_error")
