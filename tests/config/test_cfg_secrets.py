@@ -9,6 +9,7 @@ import keyring
 import keyring.backend
 import keyring.errors
 import pytest
+from memory_keyring import MemoryKeyring
 
 from app.config import prefs
 from app.config import settings as S
@@ -63,28 +64,10 @@ def test_an_exception_text_is_redacted_too():
 
 
 # ---------------------------------------------------------------------------- keyring
-class _MemoryKeyring(keyring.backend.KeyringBackend):
-    priority = 1
-
-    def __init__(self):
-        self.store = {}
-
-    def get_password(self, service, username):
-        return self.store.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.store[(service, username)] = password
-
-    def delete_password(self, service, username):
-        if (service, username) not in self.store:
-            raise keyring.errors.PasswordDeleteError("none")
-        del self.store[(service, username)]
-
-
 @pytest.fixture
 def memory_keyring():
     old = keyring.get_keyring()
-    kr = _MemoryKeyring()
+    kr = MemoryKeyring()
     keyring.set_keyring(kr)
     yield kr
     keyring.set_keyring(old)

@@ -8,6 +8,7 @@ import keyring
 import keyring.backend
 import keyring.errors
 import pytest
+from memory_keyring import MemoryKeyring
 
 from app.config import settings as S
 
@@ -133,24 +134,6 @@ def test_save_is_atomic_and_refuses_bad_values(tmp_path, monkeypatch):
     assert os.listdir(tmp_path) == ["settings.toml"]
 
 
-class _MemoryKeyring(keyring.backend.KeyringBackend):
-    priority = 1
-
-    def __init__(self):
-        self.store = {}
-
-    def get_password(self, service, username):
-        return self.store.get((service, username))
-
-    def set_password(self, service, username, password):
-        self.store[(service, username)] = password
-
-    def delete_password(self, service, username):
-        if (service, username) not in self.store:
-            raise keyring.errors.PasswordDeleteError("none")
-        del self.store[(service, username)]
-
-
 class _NoKeyring(keyring.backend.KeyringBackend):
     priority = 1
 
@@ -172,7 +155,7 @@ def restore_keyring():
 
 
 def test_password_in_the_keyring_not_in_the_file(tmp_path, restore_keyring):
-    kr = _MemoryKeyring()
+    kr = MemoryKeyring()
     keyring.set_keyring(kr)
     S.set_password("127.0.0.1", 11099, "trader", "s3cret")
     assert S.get_password("127.0.0.1", 11099, "trader") == "s3cret"
