@@ -2,7 +2,11 @@
 
 One :meth:`LadderWidget.paintEvent` draws every visible row per frame (no widget per cell, no
 item model): session traded volume, bid size and ask size per price with bars, and the price;
-the inside market (best bid / best ask rows) is highlighted. The vertical mapping
+the inside market (best bid / best ask rows) is highlighted. The trader's own working orders
+are drawn in their price rows (``B 2 LMT`` in the bid column for buys, ``S 1 STP`` in the ask
+column for sells) and the position's average price is outlined in its row with the open P&L
+(USD and ticks) beside it (:meth:`LadderWidget.set_orders`, from
+:class:`app.ui.orders_overlay.OwnOrdersController`). The vertical mapping
 price -> pixel is handed in by the window from the heatmap's ViewBox (:meth:`set_view`), so a
 row of the ladder sits exactly beside the same price of the heatmap.
 """
@@ -10,6 +14,7 @@ row of the ladder sits exactly beside the same price of the heatmap.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 from PySide6 import QtCore, QtGui, QtWidgets
@@ -25,6 +30,35 @@ BID_HI = QtGui.QColor(30, 80, 160, 170)
 ASK_HI = QtGui.QColor(160, 40, 80, 170)
 TEXT = QtGui.QColor(225, 228, 235)
 TEXT_DIM = QtGui.QColor(150, 155, 170)
+BUY_ORDER_BG = QtGui.QColor(30, 90, 190)
+SELL_ORDER_BG = QtGui.QColor(175, 35, 60)
+ORDER_EDGE = QtGui.QColor(235, 240, 255)
+POSITION_EDGE = QtGui.QColor(255, 200, 60)
+POSITION_BG = QtGui.QColor(40, 34, 10, 230)
+PNL_UP = QtGui.QColor(90, 230, 120)
+PNL_DOWN = QtGui.QColor(255, 110, 110)
+
+
+class PaintedRow(NamedTuple):
+    """One ladder row as the last paint drew it (the model the tests read; no pixels).
+
+    ``price`` is the frame row (ticks of the frame's tick size) of the row's lowest price and
+    ``rows`` how many frame rows it spans; ``y``/``h`` its top and height in pixels; the texts
+    are what was drawn (``""`` when nothing): sizes, price, own orders (labels joined by
+    ``", "``) and the open P&L when the position's average price lies in this row.
+    """
+
+    price: int
+    rows: int
+    y: float
+    h: float
+    volume_text: str
+    bid_text: str
+    price_text: str
+    ask_text: str
+    buy_orders: str
+    sell_orders: str
+    position: str
 
 
 def price_decimals(tick: float) -> int:
@@ -56,9 +90,23 @@ class LadderWidget(QtWidgets.QWidget):
         Inside market of the last frame, ticks (-1 when that side is empty).
     rows_painted : int
         Rows drawn by the last paint (for tests and status).
+    painted : list of PaintedRow
+        What the last paint drew, row by row (top to bottom).
+    order_cells : list of (QRectF, int, tuple of OwnOrder)
+        The cells of the last paint that hold own orders: rectangle, side, orders.
+
+    Signals
+    -------
+    sigCancelOrder(str)
+        A click on an order's cell: cancel that order (ClientOrderID).
+    sigModifyOrder(str, int)
+        An order was dragged to another row: ClientOrderID and the new price in exchange ticks.
     """
 
     COLS = (("Volume", 0.24), ("Bid", 0.26), ("Price", 0.24), ("Ask", 0.26))
+
+    sigCancelOrder = QtCore.Signal(str)
+    sigModifyOrder = QtCore.Signal(str, int)
 
     def __init__(self, parent=None):
         super().__init__(parent)
@@ -72,6 +120,11 @@ class LadderWidget(QtWidgets.QWidget):
         self.best_bid = -1
         self.best_ask = -1
         self.rows_painted = 0
+        self.painted: list[PaintedRow] = []
+        self.order_cells: list = []
+        self.orders: list = []  # OwnOrder records (app.ui.orders_overlay), by price
+        self.position = None  # OwnPosition or None
+        self.order_tick = 0.0  # exchange tick size of the orders' prices
         self._lo, self._hi = 0.0, 1.0
         self._top, self._height = 0.0, 1.0
         self._font = QtGui.QFont("monospace")
@@ -88,6 +141,25 @@ class LadderWidget(QtWidgets.QWidget):
         self.volume = frame.session_volume
         self.best_bid = int(frame.best_bid)
         self.best_ask = int(frame.best_ask)
+        self.update()
+
+    def set_orders(self, orders, position, order_tick: float) -> None:
+        """Show the trader's own working orders and position (repaints only when they changed).
+
+        Parameters
+        ----------
+        orders : list of app.ui.orders_overlay.OwnOrder
+            Working orders with a price (price units), sorted by price.
+        position : app.ui.orders_overlay.OwnPosition or None
+            The open position (average price in price units, open P&L), None when flat.
+        order_tick : float
+            The exchange tick size of the orders' prices (a dragged order's new price is
+            rounded to it).
+        """
+        orders = list(orders)
+        if orders == self.orders and position == self.position and order_tick == self.order_tick:
+            return
+        self.orders, self.position, self.order_tick = orders, position, float(order_tick)
         self.update()
 
     def set_view(self, lo: float, hi: float, top_px: float, height_px: float) -> None:
@@ -109,6 +181,18 @@ class LadderWidget(QtWidgets.QWidget):
         """Pixel y of a price (centre of its row)."""
         return self._top + (self._hi - price) / (self._hi - self._lo) * self._height
 
+    def y_to_price(self, y: float) -> float:
+        """Price (price units) at pixel ``y`` (the inverse of :meth:`price_to_y`)."""
+        return self._hi - (y - self._top) / self._height * (self._hi - self._lo)
+
+    def _order_rows(self, tick: float, k: int) -> dict:
+        """Own orders by ladder row (``row // k`` of the frame row ``floor(price / tick)``): {row: ([buys], [sells])}."""
+        out: dict[int, tuple[list, list]] = {}
+        for o in self.orders:
+            g = int(math.floor(o.price / tick + 1e-6)) // k
+            out.setdefault(g, ([], []))[0 if o.side > 0 else 1].append(o)
+        return out
+
     def paintEvent(self, ev):  # noqa: N802 (Qt name)
         p = QtGui.QPainter(self)
         try:
@@ -129,11 +213,14 @@ class LadderWidget(QtWidgets.QWidget):
         for i, (name, _) in enumerate(self.COLS):
             p.drawText(QtCore.QRectF(xs[i], 0, xs[i + 1] - xs[i], head_h), QtCore.Qt.AlignCenter, name)
         self.rows_painted = 0
+        self.painted = []
+        self.order_cells = []
         n = self.prices.shape[0]
         if n == 0 or self._hi <= self._lo:
             return
         tick = self.tick
         row_h = tick / (self._hi - self._lo) * self._height
+        k = 1
         i0 = int(np.searchsorted(self.prices, math.floor(self._lo / tick) - 1, side="left"))
         i1 = int(np.searchsorted(self.prices, math.ceil(self._hi / tick) + 1, side="right"))
         if i1 <= i0:
@@ -156,8 +243,11 @@ class LadderWidget(QtWidgets.QWidget):
         prices_l, bid_l, ask_l, vol_l = prices.tolist(), bid.tolist(), ask.tolist(), vol.tolist()
         height = self.height()
         best_bid, best_ask = self.best_bid, self.best_ask
+        bb_row = best_bid // k if best_bid >= 0 else None
+        ba_row = best_ask // k if best_ask >= 0 else None
         top, span_hi, scale = self._top, self._hi, self._height / (self._hi - self._lo)
-        hgt = max(row_h - (1 if row_h >= 4 else 0), 1.0)
+        gh = row_h * k  # height of one ladder row (k frame rows)
+        hgt = max(gh - (1 if gh >= 4 else 0), 1.0)
         rect = QtCore.QRectF
         fill = p.fillRect
         text = p.drawText
@@ -169,18 +259,23 @@ class LadderWidget(QtWidgets.QWidget):
         current_font = font
         if show_text:
             p.setPen(TEXT)
-        for k in range(len(prices_l)):
-            pt = int(prices_l[k])
-            yc = top + (span_hi - pt * tick) * scale  # price_to_y
-            y = yc - row_h / 2
-            if y > height or y + row_h < head_h:
+        order_rows = self._order_rows(tick, k) if self.orders else {}
+        pos = self.position
+        pos_row = int(math.floor(pos.avg_price / tick + 1e-6)) // k if pos is not None else None
+        decorations = []  # (y, row, buys, sells, position) drawn after the plain rows
+        painted = self.painted
+        for j in range(len(prices_l)):
+            pt = int(prices_l[j])
+            g = pt // k
+            # the row spans frame rows g*k .. g*k + k - 1: its top is the top of the highest one
+            y = top + (span_hi - (g * k + k - 1) * tick) * scale - row_h / 2
+            if y > height or y + gh < head_h:
                 continue
-            inside = pt == best_bid or pt == best_ask
-            if pt == best_bid:
+            if g == bb_row:
                 fill(rect(0, y, w, hgt), BID_HI)
-            elif pt == best_ask:
+            elif g == ba_row:
                 fill(rect(0, y, w, hgt), ASK_HI)
-            v, b, a = vol_l[k], bid_l[k], ask_l[k]
+            v, b, a = vol_l[j], bid_l[j], ask_l[j]
             if v > 0:
                 bw = w_vol * v / m_vol
                 fill(rect(xs[1] - pad - bw, y, bw, hgt), VOL_BAR)
@@ -190,19 +285,87 @@ class LadderWidget(QtWidgets.QWidget):
             if a > 0:
                 bw = w_ask * a / m_side
                 fill(rect(xs[3] + pad, y, bw, hgt), ASK_BAR)
+            vt = _fmt_size(float(v))
+            bt = _fmt_size(float(b))
+            at = _fmt_size(float(a))
+            pxt = f"{g * k * tick:.{dec}f}"
             if show_text:
-                want = bold if inside else font
+                want = bold if (g == bb_row or g == ba_row) else font
                 if want is not current_font:
                     p.setFont(want)
                     current_font = want
-                if v > 0:
-                    text(rect(xs[0], y, xs[1] - xs[0] - 4, row_h), right, _fmt_size(float(v)))
-                if b > 0:
-                    text(rect(xs[1], y, xs[2] - xs[1] - 4, row_h), right, _fmt_size(float(b)))
-                text(rect(xs[2], y, xs[3] - xs[2], row_h), centre, f"{pt * tick:.{dec}f}")
-                if a > 0:
-                    text(rect(xs[3] + 4, y, xs[4] - xs[3] - 4, row_h), left, _fmt_size(float(a)))
+                if vt:
+                    text(rect(xs[0], y, xs[1] - xs[0] - 4, gh), right, vt)
+                if bt:
+                    text(rect(xs[1], y, xs[2] - xs[1] - 4, gh), right, bt)
+                text(rect(xs[2], y, xs[3] - xs[2], gh), centre, pxt)
+                if at:
+                    text(rect(xs[3] + 4, y, xs[4] - xs[3] - 4, gh), left, at)
+            else:
+                vt = bt = at = pxt = ""
+            mine = order_rows.get(g)
+            has_pos = g == pos_row
+            buys = ", ".join(o.label for o in mine[0]) if mine else ""
+            sells = ", ".join(o.label for o in mine[1]) if mine else ""
+            if mine or has_pos:
+                decorations.append((y, g, mine, has_pos))
+            painted.append(PaintedRow(g * k, k, y, gh, vt, bt, pxt, at, buys, sells, ""))
             self.rows_painted += 1
+        # rows that only hold an own order (no book row at that price): still drawn
+        seen = {r.price // k for r in painted}
+        for g in sorted(set(order_rows) | ({pos_row} if pos_row is not None else set())):
+            if g in seen:
+                continue
+            y = top + (span_hi - (g * k + k - 1) * tick) * scale - row_h / 2
+            if y > height or y + gh < head_h:
+                continue
+            mine = order_rows.get(g)
+            decorations.append((y, g, mine, g == pos_row))
+            painted.append(PaintedRow(g * k, k, y, gh, "", "", f"{g * k * tick:.{dec}f}", "",
+                                      ", ".join(o.label for o in mine[0]) if mine else "",
+                                      ", ".join(o.label for o in mine[1]) if mine else "", ""))
+        painted.sort(key=lambda r: r.y)
         p.setPen(GRID)
         for x in xs[1:-1]:
             p.drawLine(QtCore.QPointF(x, head_h), QtCore.QPointF(x, self.height()))
+        for y, g, mine, has_pos in decorations:
+            shown = self._paint_own(p, xs, y, gh, mine, pos if has_pos else None, dec)
+            if shown:
+                i = next(i for i, r in enumerate(painted) if r.price == g * k)
+                painted[i] = painted[i]._replace(position=shown)
+
+    def _paint_own(self, p: QtGui.QPainter, xs, y: float, gh: float, mine, pos, dec: int) -> str:
+        """Own orders of one row (boxes in the bid / ask column) and the position's mark and open P&L.
+
+        Returns the open P&L text drawn (the longest spelling that fits), ``""`` without the position.
+        """
+        p.setFont(self._bold)
+        if mine:
+            for side, orders, x0, x1, bg in ((1, mine[0], xs[1], xs[2], BUY_ORDER_BG),
+                                             (-1, mine[1], xs[3], xs[4], SELL_ORDER_BG)):
+                if not orders:
+                    continue
+                r = QtCore.QRectF(x0 + 1, y, x1 - x0 - 2, max(gh - 1, 1.0))
+                p.fillRect(r, bg)
+                p.setPen(QtGui.QPen(ORDER_EDGE, 1))
+                p.drawRect(r)
+                p.drawText(r.adjusted(3, 0, -2, 0), QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter | QtCore.Qt.TextSingleLine,
+                           ", ".join(o.label for o in orders))
+                self.order_cells.append((r, side, tuple(orders)))
+        if pos is not None:
+            cell = QtCore.QRectF(xs[2] + 1, y, xs[3] - xs[2] - 2, max(gh - 1, 1.0))
+            p.setPen(QtGui.QPen(POSITION_EDGE, 2))
+            p.drawRect(cell)
+            # the open P&L beside the average price: over the volume and bid columns, unless a
+            # buy order already sits there (then over the volume column only)
+            x1 = xs[1] if mine and mine[0] else xs[2]
+            box = QtCore.QRectF(xs[0] + 1, y, x1 - xs[0] - 3, max(gh - 1, 1.0))
+            p.fillRect(box, POSITION_BG)
+            p.setPen(PNL_UP if pos.open_pnl_usd >= 0 else PNL_DOWN)
+            fm = p.fontMetrics()
+            texts = pos.pnl_texts
+            shown = next((t for t in texts if fm.horizontalAdvance(t) <= box.width() - 4), texts[-1])
+            p.drawText(box.adjusted(2, 0, -2, 0), QtCore.Qt.AlignRight | QtCore.Qt.AlignVCenter | QtCore.Qt.TextSingleLine,
+                       shown)
+            return shown
+        return ""
