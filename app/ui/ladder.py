@@ -101,6 +101,10 @@ class LadderWidget(QtWidgets.QWidget):
         A click on an order's cell: cancel that order (ClientOrderID).
     sigModifyOrder(str, int)
         An order was dragged to another row: ClientOrderID and the new price in exchange ticks.
+
+    Gestures: a click on an order's cell cancels it; dragging it to another row asks to move it
+    (the modify ticket decides; nothing is sent from here). Double-clicks (tickets) are the
+    trading panel's (:class:`app.ui.trading_panel._LadderClicks`).
     """
 
     COLS = (("Volume", 0.24), ("Bid", 0.26), ("Price", 0.24), ("Ask", 0.26))
@@ -125,6 +129,9 @@ class LadderWidget(QtWidgets.QWidget):
         self.orders: list = []  # OwnOrder records (app.ui.orders_overlay), by price
         self.position = None  # OwnPosition or None
         self.order_tick = 0.0  # exchange tick size of the orders' prices
+        self._press = None  # (cell, press position) while the left button is down on an order cell
+        self.drag_target: int | None = None  # exchange ticks under the mouse while an order is dragged
+        self.setMouseTracking(True)  # the pointing-hand cursor over order cells
         self._lo, self._hi = 0.0, 1.0
         self._top, self._height = 0.0, 1.0
         self._font = QtGui.QFont("monospace")
@@ -184,6 +191,64 @@ class LadderWidget(QtWidgets.QWidget):
     def y_to_price(self, y: float) -> float:
         """Price (price units) at pixel ``y`` (the inverse of :meth:`price_to_y`)."""
         return self._hi - (y - self._top) / self._height * (self._hi - self._lo)
+
+    # ------------------------------------------------------------------ gestures
+    def cell_at(self, pos: QtCore.QPointF):
+        """The order cell of the last paint under ``pos`` (widget pixels): ``(rect, side, orders)`` or None."""
+        for cell in self.order_cells:
+            if cell[0].contains(pos):
+                return cell
+        return None
+
+    def _ticks_at(self, y: float) -> int:
+        return int(round(self.y_to_price(y) / self.order_tick)) if self.order_tick > 0 else 0
+
+    def mousePressEvent(self, ev):  # noqa: N802 (Qt name)
+        """Left button on an order cell: a click (cancel) or the start of a drag (move)."""
+        if ev.button() == QtCore.Qt.LeftButton and not ev.modifiers() & QtCore.Qt.ShiftModifier:
+            cell = self.cell_at(ev.position())
+            if cell is not None:
+                self._press = (cell, QtCore.QPointF(ev.position()))
+                self.drag_target = None
+                ev.accept()
+                return
+        super().mousePressEvent(ev)
+
+    def mouseMoveEvent(self, ev):  # noqa: N802 (Qt name)
+        """Dragging an order shows where it would go; hovering an order cell shows a hand."""
+        if self._press is not None:
+            p0 = self._press[1]
+            if self.drag_target is not None or abs(ev.position().y() - p0.y()) >= QtWidgets.QApplication.startDragDistance():
+                self.drag_target = self._ticks_at(ev.position().y())
+                self.update()
+            ev.accept()
+            return
+        over = self.cell_at(ev.position()) is not None
+        self.setCursor(QtCore.Qt.PointingHandCursor if over else QtCore.Qt.ArrowCursor)
+        super().mouseMoveEvent(ev)
+
+    def mouseReleaseEvent(self, ev):  # noqa: N802 (Qt name)
+        """Release: a click on a cell cancels its orders (``sigCancelOrder`` each; cancels need no
+        confirmation); a drag emits ``sigModifyOrder`` for the cell's order nearest the press, with
+        the price (exchange ticks) under the mouse, when it differs from the order's own."""
+        if self._press is None or ev.button() != QtCore.Qt.LeftButton:
+            super().mouseReleaseEvent(ev)
+            return
+        (_rect, _side, orders), p0 = self._press
+        self._press = None
+        dragged = self.drag_target is not None
+        self.drag_target = None
+        ev.accept()
+        if not dragged:
+            for o in orders:
+                self.sigCancelOrder.emit(o.client_order_id)
+        else:
+            at = self.y_to_price(p0.y())
+            o = min(orders, key=lambda o: abs(o.price - at))
+            new = self._ticks_at(ev.position().y())
+            if new != o.price_ticks:
+                self.sigModifyOrder.emit(o.client_order_id, int(new))
+        self.update()
 
     def _order_rows(self, tick: float, k: int) -> dict:
         """Own orders by ladder row (``row // k`` of the frame row ``floor(price / tick)``): {row: ([buys], [sells])}."""
@@ -333,6 +398,15 @@ class LadderWidget(QtWidgets.QWidget):
             if shown:
                 i = next(i for i, r in enumerate(painted) if r.price == g * k)
                 painted[i] = painted[i]._replace(position=shown)
+        if self.drag_target is not None and self._press is not None:
+            # where the dragged order would go: a dashed box in its column at the target row
+            side = self._press[0][1]
+            x0, x1 = (xs[1], xs[2]) if side > 0 else (xs[3], xs[4])
+            yt = self.price_to_y(self.drag_target * self.order_tick) - gh / 2
+            r = QtCore.QRectF(x0 + 1, yt, x1 - x0 - 2, max(gh - 1, 1.0))
+            p.setPen(QtGui.QPen(ORDER_EDGE, 1, QtCore.Qt.DashLine))
+            p.drawRect(r)
+            p.drawText(r, QtCore.Qt.AlignCenter, f"{self.drag_target * self.order_tick:.{price_decimals(self.order_tick)}f}")
 
     def _paint_own(self, p: QtGui.QPainter, xs, y: float, gh: float, mine, pos, dec: int) -> str:
         """Own orders of one row (boxes in the bid / ask column) and the position's mark and open P&L.

@@ -202,3 +202,190 @@ def test_lines_and_cells_follow_the_venue_when_orders_end(rig, qtbot):
     assert rig.overlay.drawn == [] and not any(ln.isVisible() for ln in rig.overlay._lines)
     assert not any(r.buy_orders or r.sell_orders for r in rig.ladder.painted)
     assert rig.ladder.order_cells == []
+
+
+# ---------------------------------------------------------------------------------- item 2: gestures
+def cell_of(ladder, client_order_id):
+    for rect, side, orders in ladder.order_cells:
+        if any(o.client_order_id == client_order_id for o in orders):
+            return rect
+    raise AssertionError(f"no cell for {client_order_id}")
+
+
+def order_id(rig, role, side=None):
+    return next(cid for cid, wo in rig.s.broker.orders.items()
+                if wo.request.role == role and (side is None or wo.request.side == side) and wo.state.working)
+
+
+def test_a_click_on_an_order_cell_cancels_it_at_the_venue_without_confirmation(rig, qtbot):
+    bb, ba = rig.book()
+    rig.confirm(-1, 1, OrderType.LIMIT, ba + 6, ba + 14, ba - 2)
+    entry = order_id(rig, "entry")
+    assert entry in rig.venue_orders()
+    rig.show_book()
+    rig.ctl.refresh()
+    rig.ladder.grab()
+    rect = cell_of(rig.ladder, entry)
+    assert rect.center().x() > rig.ladder.width() / 2  # a sell: ask-side column
+    qtbot.mouseClick(rig.ladder, QtCore.Qt.LeftButton, pos=rect.center().toPoint())
+    rig.until(lambda: entry not in rig.venue_orders())
+    assert rig.venue_orders() == {}  # its bracket children went with it (the venue's rule)
+    assert rig.s.broker.orders[entry].state.final
+    assert QtWidgets.QApplication.activeModalWidget() is None and rig.ctl.dialog is None  # no confirmation asked
+    rig.ladder.grab()
+    assert not any(r.sell_orders for r in rig.ladder.painted)
+
+
+def drag(qtbot, widget, start: QtCore.QPoint, end: QtCore.QPoint):
+    qtbot.mousePress(widget, QtCore.Qt.LeftButton, pos=start)
+    mid = QtCore.QPoint(start.x(), (start.y() + end.y()) // 2)
+    qtbot.mouseMove(widget, pos=mid)
+    qtbot.mouseMove(widget, pos=end)
+    qtbot.mouseRelease(widget, QtCore.Qt.LeftButton, pos=end)
+
+
+def test_dragging_a_stop_opens_the_modify_ticket_and_the_venue_moves_only_after_confirm(rig, qtbot):
+    bb, ba = rig.book()
+    rig.confirm(+1, 1, OrderType.MARKET, None, bb - 8, ba + 10)  # long 1, stop and target work
+    stop = order_id(rig, "stop")
+    assert rig.venue_orders()[stop] == bb - 8
+    rig.show_book(rows_px=12.0)
+    rig.ctl.refresh()
+    rig.ladder.grab()
+    rect = cell_of(rig.ladder, stop)
+    new = bb - 11
+    end = QtCore.QPoint(int(rect.center().x()), int(round(rig.ladder.price_to_y(new * TICK))))
+    opened = []
+    rig.ctl.sigModifyTicketOpened.connect(opened.append)
+    drag(qtbot, rig.ladder, rect.center().toPoint(), end)
+    assert len(opened) == 1
+    dlg = rig.ctl.dialog
+    assert dlg is opened[0] and dlg.client_order_id == stop
+    assert dlg.price.value() == new * TICK and dlg.from_label.text() == f"{(bb - 8) * TICK:.2f}"
+    assert "ALLOWED" in dlg.verdict_label.text() and dlg.confirm_button.isEnabled()
+    assert "USD" in dlg.risk_label.text()
+    # confirm-to-trade: nothing moves at the venue while the ticket is open
+    rig.feed(100)
+    rig.run(asyncio.sleep(0.05))
+    assert rig.venue_orders()[stop] == bb - 8 and rig.s.broker.orders[stop].request.price == bb - 8
+    qtbot.mouseClick(dlg.confirm_button, QtCore.Qt.LeftButton)
+    rig.until(lambda: rig.venue_orders().get(stop) == new)
+    assert rig.s.broker.orders[stop].request.price == new  # the venue's replace report, taken locally
+    kinds = [r[0] for r in rig.s.journal.query("SELECT kind FROM events")]
+    assert "modify_request" in kinds
+    rig.ladder.grab()
+    assert row_at(rig.ladder, new).sell_orders == "S 1 STP"
+    assert row_at(rig.ladder, bb - 8).sell_orders == ""
+
+
+def test_a_cancelled_or_refused_move_sends_nothing_and_its_confirm_looks_disabled(rig, qtbot):
+    bb, ba = rig.book()
+    rig.confirm(+1, 1, OrderType.MARKET, None, bb - 8, ba + 10)
+    stop = order_id(rig, "stop")
+    rig.show_book(rows_px=12.0)
+    rig.ctl.refresh()
+    rig.ladder.grab()
+    rect = cell_of(rig.ladder, stop)
+    end = QtCore.QPoint(int(rect.center().x()), int(round(rig.ladder.price_to_y((bb - 10) * TICK))))
+    drag(qtbot, rig.ladder, rect.center().toPoint(), end)
+    dlg = rig.ctl.dialog
+    qtbot.waitExposed(dlg)
+    ok_img = dlg.confirm_button.grab().toImage()
+    # 50 ticks of risk: 625 USD > max_risk_per_trade_usd 500: refused, Confirm disabled
+    dlg.price.setValue((bb - 50) * TICK)
+    assert not dlg.confirm_button.isEnabled() and "max_risk_per_trade" in dlg.verdict_label.text()
+    qtbot.keyClick(dlg, QtCore.Qt.Key_Return, QtCore.Qt.ControlModifier)
+    dlg.confirm()
+    off_img = dlg.confirm_button.grab().toImage()
+    on = ok_img.pixelColor(6, ok_img.height() // 2)
+    off = off_img.pixelColor(6, off_img.height() // 2)
+    assert on.green() > on.red() + 60 and on.hsvSaturation() > 150  # allowed: green
+    assert off.hsvSaturation() < 60  # disabled: grey, not the green of an allowed one
+    # the order ticket's Confirm the same way (issue 16 item 10: a disabled Confirm looked enabled)
+    from app.ui.trading_ticket import OrderTicketDialog
+
+    refused = OrderTicketDialog(rig.s, rig.s.ticket_from_price(bb - 4, +1, qty=5))  # > max_contracts_per_order
+    refused.show()
+    qtbot.waitExposed(refused)
+    assert not refused.confirm_button.isEnabled()
+    img = refused.confirm_button.grab().toImage()
+    c = img.pixelColor(6, img.height() // 2)
+    assert c.hsvSaturation() < 60 and c != on
+    refused.reject()
+    rig.run(asyncio.sleep(0.05))
+    assert rig.venue_orders()[stop] == bb - 8
+    qtbot.keyClick(dlg, QtCore.Qt.Key_Escape)
+    rig.until(lambda: rig.ctl.dialog is None)
+    assert rig.venue_orders()[stop] == bb - 8
+    assert "modify_request" not in [r[0] for r in rig.s.journal.query("SELECT kind FROM events")]
+
+
+def test_shift_double_click_prefills_a_stop_ticket_and_a_plain_one_a_limit(rig, qtbot):
+    from app.ui.trading_panel import TradingController, TradingPanel, _LadderClicks
+
+    panel = TradingPanel()
+    ctl = TradingController(rig.s, panel)
+    rig.ladder.installEventFilter(_LadderClicks(rig.ladder, ctl))
+    bb, ba = rig.show_book(rows_px=12.0)
+    y = int(round(rig.ladder.price_to_y((ba + 4) * TICK)))
+    qtbot.mouseDClick(rig.ladder, QtCore.Qt.LeftButton, QtCore.Qt.ShiftModifier, pos=QtCore.QPoint(30, y))
+    dlg = ctl.dialog
+    assert dlg is not None and dlg.base.order_type == OrderType.STOP and dlg.base.side == 1
+    assert dlg.base.entry == ba + 4 and dlg.type_box.currentText() == "stop"
+    assert dlg.ticket().order_type == OrderType.STOP
+    assert rig.venue_orders() == {}  # nothing before Confirm
+    qtbot.mouseClick(dlg.confirm_button, QtCore.Qt.LeftButton)
+    rig.until(lambda: len(rig.venue_orders()) == 3)
+    entry = next(o for o in rig.engine.open_orders() if not o.parent_id and o.order_type == OrderType.STOP)
+    assert int(entry.price) == ba + 4 and int(entry.side) == 1
+    qtbot.mouseDClick(rig.ladder, QtCore.Qt.LeftButton, pos=QtCore.QPoint(30, int(round(rig.ladder.price_to_y((bb - 6) * TICK)))))
+    assert ctl.dialog.base.order_type == OrderType.LIMIT and ctl.dialog.base.entry == bb - 6
+    ctl.dialog.reject()
+    panel.close()
+
+
+def test_modify_moves_the_order_at_the_built_in_dtc_server(es_sample):
+    """DtcBroker.modify: CANCEL_REPLACE_ORDER to the built-in server; its engine holds the new price."""
+    from app.dtc.client import DTCClient
+    from app.sim.server import DTCServer
+    from app.trading.dtc_broker import DtcBroker
+
+    async def go():
+        rec, sym = es_sample, es_sample.instrument.symbol
+        server = DTCServer(rec, port=0, paused=True, loop_replay=False)
+        await server.start()
+        client = DTCClient("127.0.0.1", server.port, trade_account="Sim1", heartbeat_s=5, request_timeout_s=3.0)
+        broker = DtcBroker(client, [rec.instrument], "Sim1", own_client=True)
+        settings = TradingSettings(mode="sim", account="Sim1", stale_data_ms=600_000, trading_start="00:00",
+                                   trading_end="00:00")
+        s = TradingSession(broker, Journal(), settings, rec.instrument)
+        try:
+            await s.start()
+            await client.subscribe_market(sym, on_events=lambda b: s.on_market(sym, b), tick_size=rec.instrument.tick_size)
+            server.publish(sym, rec.events[:3000])
+
+            async def until(pred):
+                end = time.monotonic() + 10
+                while not pred():
+                    assert time.monotonic() < end, "condition not reached in time"
+                    await asyncio.sleep(0.01)
+
+            await until(lambda: s.market.get(sym) is not None and s.market[sym].best_bid is not None)
+            book = server.engine.books[sym]
+            bb = book.best_bid()
+            t = OrderTicket(symbol=sym, side=1, qty=1, order_type=OrderType.LIMIT, entry=bb - 6, stop=bb - 14,
+                            target=bb + 4, ref_price=bb, tick_size=TICK, tick_value=12.5)
+            assert (await s.confirm(t)).allowed
+            cid = next(c for c, wo in broker.orders.items() if wo.request.role == "entry")
+            await until(lambda: broker.server_id(cid) != "")
+            venue = {o.client_order_id: o for o in server.engine.open_orders()}
+            assert int(venue[cid].price) == bb - 6
+            d = await s.modify_order(cid, bb - 9)
+            assert d.allowed
+            await until(lambda: int(server.engine.find_open(cid).price) == bb - 9)
+            await until(lambda: broker.orders[cid].request.price == bb - 9)
+        finally:
+            await s.stop()
+            await server.stop()
+
+    asyncio.run(go())
