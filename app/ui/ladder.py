@@ -9,6 +9,15 @@ column for sells) and the position's average price is outlined in its row with t
 :class:`app.ui.orders_overlay.OwnOrdersController`). The vertical mapping
 price -> pixel is handed in by the window from the heatmap's ViewBox (:meth:`set_view`), so a
 row of the ladder sits exactly beside the same price of the heatmap.
+
+Rows always carry text (issue 16 item 4): when a price row is shorter than a line of text
+(zoomed out, a small screen), the ladder groups ``k`` rows into one (:func:`row_grouping`: the
+smallest of 1, 2, 4, 5, 10 rows -- then 20, 40, 50, 100, ... -- whose height fits the font) and
+draws each group's summed sizes (:func:`group_rows`) with the price of its lowest row. Own orders
+and the position mark stay in the group that holds their price. The fonts are QFont point sizes
+(the widget's font: the desktop's setting), measured with the widget's own font metrics, so the
+row heights and text follow the screen's logical DPI and device pixel ratio (Windows 125 % /
+150 % scaling) instead of fixed pixel sizes.
 """
 
 from __future__ import annotations
@@ -71,6 +80,65 @@ def price_decimals(tick: float) -> int:
     return 8
 
 
+#: Rows per ladder row tried first (then the same times 10, 100, ...), smallest first.
+ROW_GROUPINGS = (1, 2, 4, 5, 10)
+
+
+def row_grouping(row_px: float, text_px: float) -> int:
+    """Price rows per ladder row: the smallest of 1, 2, 4, 5, 10, 20, 40, 50, 100, ... whose height fits the text.
+
+    Parameters
+    ----------
+    row_px : float
+        Height of one price row, logical pixels.
+    text_px : float
+        Height of one line of the ladder's text (font metrics), logical pixels.
+
+    Returns
+    -------
+    int
+        ``k >= 1`` with ``k * row_px >= text_px`` (1 when the rows are tall enough; 10**6 when
+        ``row_px`` is not positive).
+    """
+    if not row_px > 0:
+        return 10 ** 6
+    scale = 1
+    while scale <= 10 ** 5:
+        for g in ROW_GROUPINGS:
+            if g * scale * row_px >= text_px:
+                return g * scale
+        scale *= 10
+    return 10 ** 6
+
+
+def group_rows(prices: np.ndarray, bid: np.ndarray, ask: np.ndarray, volume: np.ndarray, k: int):
+    """Sum the ladder arrays into groups of ``k`` price rows.
+
+    Group ``g`` holds the rows ``g*k .. g*k + k - 1`` (``g = price // k``, floor), the rule of
+    :mod:`app.market.grouping` (whose :class:`~app.market.grouping.PriceGrouper` groups event
+    streams; here the frame's arrays are summed for display only).
+
+    Parameters
+    ----------
+    prices : numpy.ndarray
+        Shape (n,), int64 rows (ticks of the frame's tick size), ascending.
+    bid, ask, volume : numpy.ndarray
+        Shape (n,), float contracts per row.
+    k : int
+        Rows per group, >= 1 (1 returns the arrays unchanged).
+
+    Returns
+    -------
+    (groups, bid, ask, volume) : tuple of numpy.ndarray
+        ``groups`` int64 group numbers, ascending and unique; the sums per group.
+    """
+    if k <= 1 or prices.shape[0] == 0:
+        return prices, bid, ask, volume
+    g = np.floor_divide(prices, k)
+    groups, first = np.unique(g, return_index=True)
+    return (groups, np.add.reduceat(bid, first), np.add.reduceat(ask, first), np.add.reduceat(volume, first))
+
+
 def _fmt_size(v: float) -> str:
     if v <= 0:
         return ""
@@ -79,6 +147,17 @@ def _fmt_size(v: float) -> str:
     if v == int(v):
         return str(int(v))
     return f"{v:.3g}"
+
+
+def _cell_text(orders, width: float, fm: QtGui.QFontMetricsF) -> str:
+    """Text of an order cell: the orders' labels (``"B 2 LMT, B 1 STP"``) when they fit in
+    ``width`` pixels, else the side, the summed contracts and the number of orders (``"B 3 x2"``)."""
+    if not orders:
+        return ""
+    full = ", ".join(o.label for o in orders)
+    if len(orders) == 1 or fm.horizontalAdvance(full) <= width:
+        return full
+    return f"{'B' if orders[0].side > 0 else 'S'} {sum(o.qty for o in orders)} x{len(orders)}"
 
 
 class LadderWidget(QtWidgets.QWidget):
@@ -90,6 +169,11 @@ class LadderWidget(QtWidgets.QWidget):
         Inside market of the last frame, ticks (-1 when that side is empty).
     rows_painted : int
         Rows drawn by the last paint (for tests and status).
+    grouping : int
+        Price rows per ladder row in the last paint (:func:`row_grouping`).
+    text_height : float
+        Row height a line of the ladder's numbers needs in the last paint (their ink and one
+        pixel above and below), logical pixels.
     painted : list of PaintedRow
         What the last paint drew, row by row (top to bottom).
     order_cells : list of (QRectF, int, tuple of OwnOrder)
@@ -134,10 +218,25 @@ class LadderWidget(QtWidgets.QWidget):
         self.setMouseTracking(True)  # the pointing-hand cursor over order cells
         self._lo, self._hi = 0.0, 1.0
         self._top, self._height = 0.0, 1.0
+        self.grouping = 1
+        self.text_height = 0.0
+        self._make_fonts()
+
+    def _make_fonts(self) -> None:
+        """Monospace fonts at the widget font's point size (the desktop's setting; never pixels)."""
+        pt = self.font().pointSizeF()
         self._font = QtGui.QFont("monospace")
         self._font.setStyleHint(QtGui.QFont.TypeWriter)
+        self._font.setPointSizeF(pt if pt > 0 else 9.0)
         self._bold = QtGui.QFont(self._font)
         self._bold.setBold(True)
+
+    def changeEvent(self, ev):  # noqa: N802 (Qt name)
+        """A new widget font (or application font) makes new ladder fonts."""
+        if ev.type() in (QtCore.QEvent.FontChange, QtCore.QEvent.ApplicationFontChange):
+            self._make_fonts()
+            self.update()
+        super().changeEvent(ev)
 
     def set_frame(self, frame: AnalysisFrame) -> None:
         """Take the ladder arrays of ``frame`` (immutable copies) and repaint."""
@@ -271,10 +370,15 @@ class LadderWidget(QtWidgets.QWidget):
         xs = [0.0]
         for _, frac in self.COLS:
             xs.append(xs[-1] + frac * w)
-        # header
+        # header; heights from the fonts' metrics on this widget (its screen's logical DPI)
+        fm_bold = QtGui.QFontMetricsF(self._bold, self)
+        # a row needs the height of the digits' ink and one pixel clear above and below (the
+        # line spacing of fm.height() holds accents and descenders that numbers never use)
+        text_h = fm_bold.tightBoundingRect("0123456789").height() + 2.0
+        self.text_height = text_h
         p.setFont(self._bold)
         p.setPen(TEXT_DIM)
-        head_h = 16
+        head_h = math.ceil(fm_bold.height() + 3)
         for i, (name, _) in enumerate(self.COLS):
             p.drawText(QtCore.QRectF(xs[i], 0, xs[i + 1] - xs[i], head_h), QtCore.Qt.AlignCenter, name)
         self.rows_painted = 0
@@ -285,21 +389,23 @@ class LadderWidget(QtWidgets.QWidget):
             return
         tick = self.tick
         row_h = tick / (self._hi - self._lo) * self._height
-        k = 1
-        i0 = int(np.searchsorted(self.prices, math.floor(self._lo / tick) - 1, side="left"))
-        i1 = int(np.searchsorted(self.prices, math.ceil(self._hi / tick) + 1, side="right"))
+        k = self.grouping = row_grouping(row_h, text_h)
+        # whole groups around the view (a group cut at the edge would show a partial sum)
+        lo_row = (math.floor(self._lo / tick) - 1) // k * k
+        hi_row = ((math.ceil(self._hi / tick) + 1) // k + 1) * k
+        i0 = int(np.searchsorted(self.prices, lo_row, side="left"))
+        i1 = int(np.searchsorted(self.prices, hi_row, side="left"))
         if i1 <= i0:
             return
-        prices = self.prices[i0:i1]
-        bid = self.bid[i0:i1]
-        ask = self.ask[i0:i1]
         vol = self.volume[i0:i1] if self.volume.shape[0] == n else np.zeros(i1 - i0)
+        prices, bid, ask, vol = group_rows(self.prices[i0:i1], self.bid[i0:i1], self.ask[i0:i1], vol, k)
         m_side = max(float(bid.max(initial=0.0)), float(ask.max(initial=0.0)), 1e-9)
         m_vol = max(float(vol.max(initial=0.0)), 1e-9)
         clip_top = max(float(head_h), self._top)
         clip_bot = min(float(self.height()), self._top + self._height)
         p.setClipRect(QtCore.QRectF(0, clip_top, w, max(clip_bot - clip_top, 0.0)))
-        show_text = row_h >= 11
+        gh = row_h * k  # height of one ladder row (k price rows)
+        show_text = gh + 0.5 >= text_h  # always true but for a view below 10**6 rows per line
         dec = price_decimals(tick)
         p.setFont(self._font)
         pad = 2.0
@@ -311,7 +417,6 @@ class LadderWidget(QtWidgets.QWidget):
         bb_row = best_bid // k if best_bid >= 0 else None
         ba_row = best_ask // k if best_ask >= 0 else None
         top, span_hi, scale = self._top, self._hi, self._height / (self._hi - self._lo)
-        gh = row_h * k  # height of one ladder row (k frame rows)
         hgt = max(gh - (1 if gh >= 4 else 0), 1.0)
         rect = QtCore.QRectF
         fill = p.fillRect
@@ -325,18 +430,21 @@ class LadderWidget(QtWidgets.QWidget):
         if show_text:
             p.setPen(TEXT)
         order_rows = self._order_rows(tick, k) if self.orders else {}
+        cell_w = min(xs[2] - xs[1], xs[4] - xs[3]) - 7  # text room of an order cell
         pos = self.position
         pos_row = int(math.floor(pos.avg_price / tick + 1e-6)) // k if pos is not None else None
         decorations = []  # (y, row, buys, sells, position) drawn after the plain rows
         painted = self.painted
         for j in range(len(prices_l)):
-            pt = int(prices_l[j])
-            g = pt // k
+            g = int(prices_l[j])  # the group (the price row itself when k == 1)
             # the row spans frame rows g*k .. g*k + k - 1: its top is the top of the highest one
             y = top + (span_hi - (g * k + k - 1) * tick) * scale - row_h / 2
             if y > height or y + gh < head_h:
                 continue
-            if g == bb_row:
+            if g == bb_row and g == ba_row:  # a grouped row holding the whole inside market
+                fill(rect(0, y, xs[2] + (xs[3] - xs[2]) / 2, hgt), BID_HI)
+                fill(rect(xs[2] + (xs[3] - xs[2]) / 2, y, w, hgt), ASK_HI)
+            elif g == bb_row:
                 fill(rect(0, y, w, hgt), BID_HI)
             elif g == ba_row:
                 fill(rect(0, y, w, hgt), ASK_HI)
@@ -370,8 +478,8 @@ class LadderWidget(QtWidgets.QWidget):
                 vt = bt = at = pxt = ""
             mine = order_rows.get(g)
             has_pos = g == pos_row
-            buys = ", ".join(o.label for o in mine[0]) if mine else ""
-            sells = ", ".join(o.label for o in mine[1]) if mine else ""
+            buys = _cell_text(mine[0], cell_w, fm_bold) if mine else ""
+            sells = _cell_text(mine[1], cell_w, fm_bold) if mine else ""
             if mine or has_pos:
                 decorations.append((y, g, mine, has_pos))
             painted.append(PaintedRow(g * k, k, y, gh, vt, bt, pxt, at, buys, sells, ""))
@@ -387,8 +495,8 @@ class LadderWidget(QtWidgets.QWidget):
             mine = order_rows.get(g)
             decorations.append((y, g, mine, g == pos_row))
             painted.append(PaintedRow(g * k, k, y, gh, "", "", f"{g * k * tick:.{dec}f}", "",
-                                      ", ".join(o.label for o in mine[0]) if mine else "",
-                                      ", ".join(o.label for o in mine[1]) if mine else "", ""))
+                                      _cell_text(mine[0], cell_w, fm_bold) if mine else "",
+                                      _cell_text(mine[1], cell_w, fm_bold) if mine else "", ""))
         painted.sort(key=lambda r: r.y)
         p.setPen(GRID)
         for x in xs[1:-1]:
@@ -424,7 +532,7 @@ class LadderWidget(QtWidgets.QWidget):
                 p.setPen(QtGui.QPen(ORDER_EDGE, 1))
                 p.drawRect(r)
                 p.drawText(r.adjusted(3, 0, -2, 0), QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter | QtCore.Qt.TextSingleLine,
-                           ", ".join(o.label for o in orders))
+                           _cell_text(orders, r.width() - 5, QtGui.QFontMetricsF(self._bold, self)))
                 self.order_cells.append((r, side, tuple(orders)))
         if pos is not None:
             cell = QtCore.QRectF(xs[2] + 1, y, xs[3] - xs[2] - 2, max(gh - 1, 1.0))

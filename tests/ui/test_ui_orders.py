@@ -389,3 +389,19 @@ def test_modify_moves_the_order_at_the_built_in_dtc_server(es_sample):
             await server.stop()
 
     asyncio.run(go())
+
+
+def test_orders_still_show_when_the_ladder_groups_rows_on_real_data(rig, qtbot):
+    """Issue 16 item 4 with item 2: at 4 px a price row the ladder groups rows; own orders and the
+    position mark stay in the group that holds their price, and every row keeps its numbers."""
+    bb, ba = rig.book()
+    rig.confirm(+1, 1, OrderType.MARKET, None, bb - 9, ba + 11)
+    rig.show_book(rows_px=4.0, span=60)
+    rig.ctl.refresh()
+    rig.ladder.grab()
+    lad = rig.ladder
+    k = lad.grouping
+    assert k >= 4 and all(r.price_text and r.rows == k for r in lad.painted)
+    assert row_at(lad, bb - 9).sell_orders == "S 1 STP" and row_at(lad, ba + 11).sell_orders == "S 1 LMT"
+    _, pos = own_orders(rig.s)
+    assert row_at(lad, int(np.floor(pos.avg_price / TICK + 1e-6))).position in pos.pnl_texts
