@@ -405,3 +405,58 @@ def test_orders_still_show_when_the_ladder_groups_rows_on_real_data(rig, qtbot):
     assert row_at(lad, bb - 9).sell_orders == "S 1 STP" and row_at(lad, ba + 11).sell_orders == "S 1 LMT"
     _, pos = own_orders(rig.s)
     assert row_at(lad, int(np.floor(pos.avg_price / TICK + 1e-6))).position in pos.pnl_texts
+
+
+def test_the_window_draws_own_orders_and_a_click_on_the_ladder_cancels_at_the_venue(qapp, tmp_path, monkeypatch):
+    """The wiring in MainWindow: the built-in server replays the real sample, the paper session's
+    working order appears on the window's ladder and heatmap, a click on its cell cancels it in
+    the paper FillEngine."""
+    from PySide6 import QtTest
+
+    from app.live.pipeline import PipelineConfig
+    from app.ui.main_window import MainWindow
+    from qt_loop import close_window, run_on_qt, wait_until
+
+    monkeypatch.setenv("MIA_ELITE_HOME", str(tmp_path))
+    out: dict = {}
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=2.0, profile="production", loop_replay=False), prefs=None)
+        w.resize(1400, 900)
+        w.show()
+        await w.start()
+        try:
+            ok = await wait_until(lambda: w.frames_drawn > 0 and w.trading is not None
+                                  and w.trading.session.market.get(w.pipeline.instrument.symbol) is not None
+                                  and w.trading.session.market[w.pipeline.instrument.symbol].best_bid is not None, 240)
+            out["ready"] = ok
+            if not ok:
+                return
+            s = w.trading.session
+            sym = s.instrument.symbol
+            bb = s.market[sym].best_bid
+            t = OrderTicket(symbol=sym, side=1, qty=1, order_type=OrderType.LIMIT, entry=bb - 6, stop=bb - 14,
+                            target=bb + 4, ref_price=s.ref_price(sym, 1), tick_size=s.instrument.tick_size,
+                            tick_value=s.instrument.tick_value)
+            d = await s.confirm(t)
+            out["allowed"] = (d.allowed, d.message)
+            entry = next(c for c, wo in s.broker.orders.items() if wo.request.role == "entry")
+            eng = s.broker.engine
+            out["venue_before"] = entry in {o.client_order_id for o in eng.open_orders()}
+            out["drawn"] = await wait_until(lambda: any(r.buy_orders == "B 1 LMT" for r in w.ladder.painted)
+                                            and any(lbl == "B 1 LMT" for _p, lbl, _k in w.own_orders.overlay.drawn),
+                                            60)
+            out["on_heatmap"] = any(ln.isVisible() and ln.scene() is w.heatmap.scene()
+                                    for ln in w.own_orders.overlay._lines)
+            rect = next(r for r, side, os_ in w.ladder.order_cells if any(o.client_order_id == entry for o in os_))
+            QtTest.QTest.mouseClick(w.ladder, QtCore.Qt.LeftButton, pos=rect.center().toPoint())
+            out["cancelled"] = await wait_until(lambda: entry not in {o.client_order_id for o in eng.open_orders()}, 30)
+            out["undrawn"] = await wait_until(lambda: not any(r.buy_orders for r in w.ladder.painted), 30)
+        finally:
+            await close_window(w)
+
+    run_on_qt(qapp, main)
+    assert out.get("ready"), "the window did not get data and a trading session in time"
+    assert out["allowed"][0], out["allowed"][1]
+    assert out["venue_before"] and out["drawn"] and out["on_heatmap"]
+    assert out["cancelled"] and out["undrawn"]
