@@ -300,7 +300,13 @@ class OwnOrdersController(QtCore.QObject):
         return s
 
     def refresh(self) -> None:
-        """Hand the session's working orders and position to the ladder and the overlay."""
+        """Hand the session's working orders and position to the ladder and the overlay.
+
+        Called for each drawn frame and by the session after every change; a call from another
+        thread than the widgets' is skipped (the next frame shows the change).
+        """
+        if QtCore.QThread.currentThread() is not self.thread():
+            return
         s = self.session()
         orders, pos = own_orders(s)
         tick = float(s.instrument.tick_size) if s is not None else 0.0
