@@ -528,8 +528,9 @@ class LadderWidget(QtWidgets.QWidget):
                 if not orders:
                     continue
                 r = QtCore.QRectF(x0 + 1, y, x1 - x0 - 2, max(gh - 1, 1.0))
-                p.fillRect(r, bg)
-                p.setPen(QtGui.QPen(ORDER_EDGE, 1))
+                pending = all(o.pending for o in orders)  # bracket children waiting for their entry
+                p.fillRect(r, bg.darker(170) if pending else bg)
+                p.setPen(QtGui.QPen(ORDER_EDGE, 1, QtCore.Qt.DashLine if pending else QtCore.Qt.SolidLine))
                 p.drawRect(r)
                 p.drawText(r.adjusted(3, 0, -2, 0), QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter | QtCore.Qt.TextSingleLine,
                            _cell_text(orders, r.width() - 5, QtGui.QFontMetricsF(self._bold, self)))

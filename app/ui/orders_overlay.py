@@ -39,6 +39,9 @@ TYPE_ABBR = {OrderType.LIMIT: "LMT", OrderType.STOP: "STP", OrderType.STOP_LIMIT
 BUY_ORDER_COLOR = (70, 160, 255)
 SELL_ORDER_COLOR = (255, 80, 90)
 POSITION_COLOR = (255, 200, 60)
+#: Where along its line (0 left .. 1 right) an order's label sits, cycling by price rank, so the
+#: labels of orders a tick apart do not cover each other; the average-price label sits at 0.03.
+LABEL_POSITIONS = (0.16, 0.36, 0.56)
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,7 +198,7 @@ class OrdersOverlay:
 
     def _new_line(self) -> pg.InfiniteLine:
         line = pg.InfiniteLine(angle=0, movable=False, label="",
-                               labelOpts={"position": 0.04, "anchors": [(0, 1), (0, 1)], "color": (235, 235, 235),
+                               labelOpts={"position": 0.03, "anchors": [(0, 1), (0, 1)], "color": (235, 235, 235),
                                           "fill": (0, 0, 0, 150)})
         line.setZValue(self.Z)
         line.setVisible(False)
@@ -216,10 +219,12 @@ class OrdersOverlay:
                 continue
             o = orders[i]
             text = f"{o.label} {o.price:.{decimals}f}" + (" (pending)" if o.pending else "")
-            state = (o.price, text, o.side, o.is_stop)
+            state = (o.price, text, o.side, o.is_stop, i % len(LABEL_POSITIONS))
             if state != self._state[i]:
                 line.setPen(self._pens[(1 if o.side > 0 else -1, o.is_stop)])
                 line.setValue(o.price)
+                # neighbours (sorted by price) put their labels at different places along the line
+                line.label.setPosition(LABEL_POSITIONS[i % len(LABEL_POSITIONS)])
                 line.setVisible(True)  # before the text: a hidden label ignores new text
                 line.label.setFormat(text.replace("{", "{{").replace("}", "}}"))
                 self._state[i] = state
