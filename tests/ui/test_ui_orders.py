@@ -467,3 +467,31 @@ def test_the_window_draws_own_orders_and_a_click_on_the_ladder_cancels_at_the_ve
     assert out["allowed"][0], out["allowed"][1]
     assert out["venue_before"] and out["drawn"] and out["on_heatmap"]
     assert out["cancelled"] and out["undrawn"]
+
+
+def test_the_gate_judges_a_move_by_the_risk_after_it(rig):
+    """TradingSession.modify_context: the loss if the stop fills after the move, on real prices."""
+    bb, ba = rig.book()
+    rig.confirm(+1, 2, OrderType.LIMIT, bb - 4, bb - 12, bb + 8)  # entry working, children pending
+    s = rig.s
+    entry, stop, target = (order_id(rig, r) for r in ("entry", "stop", "target"))
+    assert s.modify_context(entry, bb - 6).risk_usd == 6 * 2 * 12.5  # new entry to its stop
+    assert s.modify_context(stop, bb - 20).risk_usd == 16 * 2 * 12.5  # entry (still working) to the new stop
+    assert s.modify_context(target, bb + 12).risk_usd == 8 * 2 * 12.5  # a target move keeps the stop's risk
+    ctx = s.modify_context(entry, bb - 6)
+    assert ctx.pending_qty == 0 and ctx.trades_today == 0  # the moved entry is not counted twice
+    with pytest.raises(ValueError, match="cross its stop"):
+        s.modify_context(entry, bb - 13)
+    assert not s.preview_modify(stop, bb - 40).allowed  # 28 ticks x 2 = 700 USD > 500 USD
+    s.gate.lock("kill switch: test")
+    d = rig.run(s.modify_order(stop, bb - 14))
+    assert not d.allowed and d.rule == "kill_switch_engaged"
+    assert rig.venue_orders()[stop] == bb - 12  # refused: nothing reached the venue
+    s.gate.unlock()
+    assert rig.run(s.modify_order(stop, bb - 14)).allowed
+    assert rig.venue_orders()[stop] == bb - 14
+    n = s.journal.query("SELECT COUNT(*) FROM gate_decisions")[0][0]
+    assert n == 3  # the bracket's, the refused move's and the allowed move's decisions
+    rig.run(s.cancel_order(entry))
+    with pytest.raises(ValueError, match="not working"):
+        s.modify_context(entry, bb - 5)
