@@ -1,10 +1,11 @@
 """The trading session: ``ticket -> RiskGate -> Broker``, the journal, P&L, the kill switch.
 
 :class:`TradingSession` is the one object the UI (and tests, and the headless crash child)
-drives. Every path to a broker goes through :meth:`TradingSession.confirm` (opening tickets) or
-:meth:`TradingSession.flatten_position` (reducing orders: flatten, kill switch); both ask the
-:class:`~app.trading.risk.RiskGate` (decision journaled) and journal the orders (committed)
-before the broker writes anything.
+drives. Every path to a broker goes through :meth:`TradingSession.confirm` (opening tickets),
+:meth:`TradingSession.modify_order` (moving a working order: a confirmed modify ticket) or
+:meth:`TradingSession.flatten_position` (reducing orders: flatten, kill switch); each asks the
+:class:`~app.trading.risk.RiskGate` (decision journaled) and journals the orders or the request
+(committed) before the broker writes anything. Cancels need no gate (they remove risk).
 
 Listening to the broker, the session journals every order update, fill (with the realised P&L
 it produced), position and balance report, keeps today's P&L / trade count / consecutive
