@@ -38,6 +38,7 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui.heatmap import HeatmapWidget
 from app.ui.ladder import LadderWidget, price_decimals
+from app.ui.orders_overlay import OrdersOverlay, OwnOrdersController
 from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
 from app.ui.status import HealthBar, ProblemBanner, ProblemLog, ReplayEndBanner
@@ -146,6 +147,9 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.heatmap = HeatmapWidget()
         self.ladder = LadderWidget()
+        # own working orders and position on the ladder and the heatmap (and the ladder's gestures)
+        self.own_orders = OwnOrdersController(self.ladder, OrdersOverlay(self.heatmap),
+                                              lambda: getattr(self.trading, "session", None), self.spawn, self.report, self)
         self.vix_gauge = VixGauge()
         self.trading_area = QtWidgets.QWidget()
         self.trading_area.setObjectName("trading_area")
@@ -576,6 +580,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.last_frame = frame
         self.heatmap.set_frame(frame)
         self.ladder.set_frame(frame)
+        self.own_orders.refresh()
         self._sync_ladder()
         self.vix_gauge.set_state(frame.vix)
         self.tape.update_from_frame(frame)
