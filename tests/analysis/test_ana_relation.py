@@ -9,13 +9,12 @@ divergence and stays within its stated rate on the real pair.
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from app.analysis.relation import NS_PER_S, RELATION_DTYPE, Relation, RelationParams
 from app.cli.analyze import load_any
 from app.core.sessions import CRYPTO_UTC
-
-pd = pytest.importorskip("pandas")
 
 BTC = "crypto/btcusdt_20240808.gz"
 ETH = "crypto/ethusdt_20240808.gz"

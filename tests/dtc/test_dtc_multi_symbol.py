@@ -8,7 +8,9 @@ seconds of market time on a :class:`~app.core.clock.ManualClock`, the client syn
 request round trip) it must equal a MarketModel rebuilt from that symbol's own file up to the
 events the server says it replayed. The ES hour plus a crypto capture (tick sizes 0.25 and 0.01,
 CME and crypto sessions, dates seven months apart) served together start together and end in
-the books of their files. Positions in both symbols are reported by the server itself.
+the books of their files. The relation of the pair computed from the client's two streams (fed
+at each checkpoint) equals pandas on the same trades. Positions in both symbols are reported by
+the server itself.
 """
 
 from __future__ import annotations
@@ -16,8 +18,10 @@ from __future__ import annotations
 import asyncio
 
 import numpy as np
+import pandas as pd
 import pytest
 
+from app.analysis.relation import Relation
 from app.cli.analyze import load_any
 from app.core.clock import ManualClock
 from app.core.events import KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
@@ -87,11 +91,27 @@ class ClientSide:
         self.model: MarketModel | None = None
         self.trades = 0
         self.batches = 0
+        self.trade_ts: list[np.ndarray] = []  # the trades received, for the relation
+        self.trade_px: list[np.ndarray] = []
+        self.taken = 0  # trade batches already given to the relation
 
     def on_events(self, batch: np.ndarray) -> None:
         self.model.apply(batch)
-        self.trades += int((batch["kind"] == KIND_TRADE).sum())
+        t = batch[batch["kind"] == KIND_TRADE]
+        self.trades += len(t)
         self.batches += 1
+        if len(t):
+            self.trade_ts.append(t["ts"].astype(np.int64))
+            self.trade_px.append(t["price"].astype(np.float64))
+
+    def new_trades(self) -> tuple[np.ndarray, np.ndarray]:
+        """Trades received since the last call (ts ns, price ticks)."""
+        ts, px = self.trade_ts[self.taken:], self.trade_px[self.taken:]
+        self.taken = len(self.trade_ts)
+        return (np.concatenate(ts) if ts else np.zeros(0, np.int64)), (np.concatenate(px) if px else np.zeros(0))
+
+    def all_trades(self) -> tuple[np.ndarray, np.ndarray]:
+        return np.concatenate(self.trade_ts), np.concatenate(self.trade_px)
 
 
 async def subscribe(cl: DTCClient, symbols: list[str]) -> dict[str, ClientSide]:
@@ -116,6 +136,15 @@ async def checkpoint(cl: DTCClient, srv: DTCServer, sides, files, what: str) -> 
         ev = files[sym].events[:pos[sym]]
         assert side.trades == int((ev["kind"] == KIND_TRADE).sum()), f"{sym} trades at {what}"
     return pos
+
+
+def pandas_corr(ta, pa, tb, pb, window: int):
+    """Rolling correlation of 1-s log returns of the last trade per second (pandas, carried forward)."""
+    sa = pd.Series(pa, index=pd.to_datetime(ta, utc=True)).resample("1s").last()
+    sb = pd.Series(pb, index=pd.to_datetime(tb, utc=True)).resample("1s").last()
+    both = pd.concat([sa, sb], axis=1, keys=["a", "b"]).ffill().dropna()
+    rets = np.log(both).diff()
+    return rets["a"].rolling(window).corr(rets["b"])
 
 
 def due(srv: DTCServer, elapsed_s: float) -> int:
@@ -145,12 +174,15 @@ def test_two_crypto_books_equal_their_files_at_every_checkpoint_and_positions_in
             assert await until(lambda: srv.replay.position > 0)
             mono0, elapsed, n_checks = clock.monotonic_ns(), 0.0, 0
             seen_both = False
+            relation = Relation()  # the app's relation, fed at each checkpoint with what arrived
+            rel_rows = []
             while not srv.replay.done:
                 elapsed += step_s
                 clock.advance(elapsed - (clock.monotonic_ns() - mono0) / 1e9)
                 want = due(srv, elapsed)
                 assert await until(lambda: srv.replay.position >= want or srv.replay.done)
                 pos = await checkpoint(cl, srv, sides, files, f"{elapsed:g} s")
+                rel_rows.append(relation.update(*sides["BTCUSDT"].new_trades(), *sides["ETHUSDT"].new_trades()))
                 n_checks += 1
                 seen_both = seen_both or all(p > 0 for p in pos.values())
                 assert n_checks < 1000
@@ -159,6 +191,17 @@ def test_two_crypto_books_equal_their_files_at_every_checkpoint_and_positions_in
             assert seen_both and n_checks > 100  # 6 minutes in 3 s steps
             assert pos == {r.instrument.symbol: len(r.events) for r in pair}
             assert cl.decode_errors == 0
+            # the correlation from the app (fed per checkpoint from the client's two streams)
+            # equals an independent pandas computation on the same trades
+            rel_rows.append(relation.update(*sides["BTCUSDT"].new_trades(), *sides["ETHUSDT"].new_trades()))
+            rows = np.concatenate(rel_rows)
+            expect = pandas_corr(*sides["BTCUSDT"].all_trades(), *sides["ETHUSDT"].all_trades(),
+                                 relation.params.window_s)
+            got = expect.index.intersection(pd.to_datetime(rows["ts"], utc=True))
+            assert len(got) >= len(expect) - 1 and expect[got].notna().sum() > 250
+            corr = pd.Series(rows["corr"], index=pd.to_datetime(rows["ts"], utc=True))
+            np.testing.assert_allclose(corr[got].to_numpy(), expect[got].to_numpy(), rtol=0, atol=1e-9,
+                                       equal_nan=True)
             # positions in both symbols: the venue's own books and its DTC reports
             cl.submit_order(M.SubmitNewSingleOrder(Symbol="BTCUSDT", OrderType=M.OrderType.ORDER_TYPE_MARKET,
                                                    BuySell=M.BuySell.BUY, Quantity=1,
