@@ -61,8 +61,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"listening port (default {DEFAULT_PORT}; 0 = any free)")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed, 1 = real time, 0 = maximum (default 1)")
     p.add_argument("--loop", action="store_true",
-                   help="start the recording again at its end, each pass a new session (book cleared, working "
-                        "orders cancelled, position closed at the last price); default: stop at the end")
+                   help="start the recordings again at the end of the set, each pass a new session (books "
+                        "cleared, working orders cancelled, positions closed at the last price); default: stop "
+                        "at the end")
     p.add_argument("--paused", action="store_true", help="start with the replay paused")
     p.add_argument("--from-start", action="store_true",
                    help="replay from the recording's first event (default: from the opening trade, with the "
@@ -132,11 +133,18 @@ def load_recording(path: str | Path):
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is none of them, or the reader refuses it (message names the file).
+        If it is none of them, or the reader refuses it (message names the file; a capture of
+        several symbols: how to split it, since ``serve`` serves each file under its own symbol).
     """
     from app.cli.analyze import load_any
 
-    return load_any(str(Path(path)))
+    try:
+        return load_any(str(Path(path)))
+    except ValueError as exc:
+        if "pass --symbol" not in str(exc):
+            raise
+        raise ValueError(f"{exc} (serve has no --symbol: write one recording per symbol with "
+                         f"'mia-elite convert {path} OUT.mrec --symbol SYMBOL' and serve those)") from exc
 
 
 def _stdin_control(loop: asyncio.AbstractEventLoop, server, stop: asyncio.Event) -> None:

@@ -257,3 +257,19 @@ def test_serve_takes_binance_captures_and_prints_the_clock_rule(shared_data, rep
             p.wait(10)
         p.stdout.close()
         p.stderr.close()
+
+
+def test_serve_names_the_way_out_for_a_capture_of_several_symbols(shared_data, tmp_path):
+    """A real capture holding both symbols: serve (one symbol per file, no --symbol) says how to
+    split it instead of pointing at an option it does not have."""
+    import gzip
+
+    from app.cli.serve import load_recording
+
+    lines = []
+    for f in (BTC, ETH):
+        lines += gzip.decompress((shared_data / f).read_bytes()).decode().splitlines()[1:2000]
+    both = tmp_path / "both.gz"
+    both.write_bytes(gzip.compress("\n".join(lines).encode()))
+    with pytest.raises(ValueError, match=r"several symbols .*serve has no --symbol: .*mia-elite convert .*--symbol"):
+        load_recording(both)
