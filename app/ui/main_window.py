@@ -546,7 +546,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _new_pipeline(self) -> Pipeline:
         first = self.next_signal_id()
         self._signal_id_floor = first
-        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first}
+        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
+                                      "observer": self.tape.research_observer(self.config.profile)}
         pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
         pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
         return pl

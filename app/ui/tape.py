@@ -1,10 +1,12 @@
-"""Elite signal tape: one row per signal, outcome columns that fill in, per-pattern precision.
+"""Elite signal tape: one row per signal, outcome columns that fill in, the session's statistics.
 
 :class:`SignalTapeModel` is a ``QAbstractTableModel`` fed from each drawn frame
 (``frame.signals`` and ``frame.outcomes``); new signals are appended with
 ``beginInsertRows``, outcome changes emit one ``dataChanged`` per changed row. Rows are kept
 for the session (bounded by :attr:`SignalTapeModel.MAX_ROWS`) even when the engine's recent
-list has moved on. :class:`PrecisionModel` shows ``frame.precision`` per pattern.
+list has moved on. :class:`PrecisionModel` shows ``frame.session_stats``: the statistics of
+``mia-elite evaluate`` for the session so far (computed off the GUI thread by the engine's
+research observer, :mod:`app.research.live`, which :meth:`SignalTape.research_observer` builds).
 :class:`SignalTape` puts both in views and emits :attr:`SignalTape.sigSignalSelected` when
 the user clicks a row.
 """
@@ -12,6 +14,7 @@ the user clicks a row.
 from __future__ import annotations
 
 import datetime as _dt
+import math
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
@@ -157,39 +160,121 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
         return len(new)
 
 
-class PrecisionModel(QtCore.QAbstractTableModel):
-    """Per-pattern precision: signals decided, target first, precision."""
+def _pct(x) -> str:
+    return "-" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.0f}%"
 
-    HEADERS = ("Pattern", "Decided", "Target first", "Precision")
+
+def _num(x, fmt: str) -> str:
+    return "-" if x is None or not math.isfinite(float(x)) else format(float(x) + 0.0, fmt)
+
+
+class PrecisionModel(QtCore.QAbstractTableModel):
+    """The session's precision table: the statistics of ``mia-elite evaluate`` for the session so far.
+
+    One row per profile (all its signals with a final outcome) and one per pattern, labelled
+    "signals citing <pattern>" (a signal citing several patterns counts in each: these rows are
+    not an attribution). Columns: n (signals measured), target first (of the decided ones),
+    its 95 % Wilson interval, the breakeven rate of the brackets after costs, the expectancy per
+    trade in ticks and USD (one contract, after commission), the random-entry baseline (target-first
+    rate and USD per trade of entries matched on side and bracket, drawn from the session so far)
+    and the one-sided p-value against it. The figures come from ``frame.session_stats``
+    (:func:`app.research.live.session_summary`, computed off the GUI thread); the role
+    ``QtCore.Qt.UserRole`` gives each cell's number unformatted.
+    """
+
+    HEADERS = ("Signals", "n", "Target first", "95% interval", "Breakeven", "Exp. ticks", "Exp. USD",
+               "Random rate", "Random USD", "p vs random")
+    TIPS = ("The profile's signals with a final outcome, then per pattern the signals citing it "
+            "(not attribution: a signal citing two patterns counts in both)",
+            "Signals measured (outcome final); signals still open are not counted",
+            "Target filled before stop, of the decided signals",
+            "95% Wilson score interval of the target-first rate (Wilson 1927)",
+            "Target-first rate at which the brackets break even after commission and stop slippage",
+            "Mean exit per trade in the signal's favour, ticks (one session: no bootstrap interval)",
+            "Mean net result per trade, USD per contract after commission",
+            "Target-first rate of random entries with the same side and bracket, drawn from the session so far",
+            "Mean net USD per trade of those random entries",
+            "Chance that random entries do at least as well (Monte-Carlo, one-sided); above 0.05: "
+            "not distinguishable from random entries")
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        self.rows: list[tuple[str, int, int, float]] = []
+        self.rows: list[dict] = []
+        self.summary: dict | None = None
 
     def rowCount(self, parent=QtCore.QModelIndex()):  # noqa: N802
         return 0 if parent.isValid() else len(self.rows)
 
     def columnCount(self, parent=QtCore.QModelIndex()):  # noqa: N802
-        return 0 if parent.isValid() else 4
+        return 0 if parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section, orientation, role=QtCore.Qt.DisplayRole):  # noqa: N802
-        if role == QtCore.Qt.DisplayRole and orientation == QtCore.Qt.Horizontal:
-            return self.HEADERS[section]
+        if orientation == QtCore.Qt.Horizontal:
+            if role == QtCore.Qt.DisplayRole:
+                return self.HEADERS[section]
+            if role == QtCore.Qt.ToolTipRole:
+                return self.TIPS[section]
         return None
 
-    def data(self, index, role=QtCore.Qt.DisplayRole):
-        if not index.isValid() or role != QtCore.Qt.DisplayRole:
-            return None
-        name, n, hits, prec = self.rows[index.row()]
-        return (name, str(n), str(hits), f"{prec * 100:.0f}%" if n else "-")[index.column()]
+    @staticmethod
+    def values(r: dict) -> tuple:
+        """The numbers of a row, in column order (the label first)."""
+        ci = r.get("rate_ci") or [None, None]
+        return (r["label"], r["n"], r.get("rate"), tuple(ci), r.get("breakeven_rate"),
+                r["expectancy_ticks"]["mean"], r["expectancy_usd"]["mean"], r.get("baseline_rate"),
+                r.get("baseline_usd"), r.get("p_value"))
 
-    def update_from(self, precision: dict) -> None:
-        """Replace the rows when ``precision`` changed (``{pattern: (decided, target_first, precision)}``)."""
-        rows = sorted((str(k), int(v[0]), int(v[1]), float(v[2])) for k, v in precision.items())
-        if rows != self.rows:
-            self.beginResetModel()
-            self.rows = rows
-            self.endResetModel()
+    def data(self, index, role=QtCore.Qt.DisplayRole):
+        if not index.isValid():
+            return None
+        r = self.rows[index.row()]
+        c = index.column()
+        v = self.values(r)
+        if role == QtCore.Qt.UserRole:
+            return v[c]
+        if role == QtCore.Qt.DisplayRole:
+            if c == 0:
+                return r["label"]
+            if c == 1:
+                return str(r["n"])
+            if c == 2:
+                return f"{r['target_first']}/{r['decided']} = {_pct(r.get('rate'))}" if r["decided"] else "-"
+            if c == 3:
+                return f"{_pct(v[3][0])}-{_pct(v[3][1])}" if r["decided"] else "-"
+            if c in (4, 7):
+                return _pct(v[c])
+            if c == 5:
+                return _num(v[5], "+.2f")
+            if c in (6, 8):
+                return _num(v[c], "+.2f")
+            if c == 9:
+                return _num(v[9], ".3f")
+        if role == QtCore.Qt.ToolTipRole:
+            if c == 0 and r.get("kind") == "citing":
+                return "signals whose reasons include this pattern (not the pattern's own contribution)"
+            return self.TIPS[c]
+        if role == QtCore.Qt.TextAlignmentRole and c != 0:
+            return int(QtCore.Qt.AlignCenter)
+        return None
+
+    def update_from(self, summary: dict | None) -> None:
+        """Replace the rows when ``summary`` (``frame.session_stats``) changed."""
+        if summary is self.summary:
+            return
+        self.summary = summary
+        self.beginResetModel()
+        self.rows = list(summary["rows"]) if summary else []
+        self.endResetModel()
+
+    def caption(self) -> str:
+        """One line under the table: what is measured, or why nothing is."""
+        s = self.summary
+        if s is None:
+            return "session statistics: waiting for the first final outcome"
+        if not s["rows"]:
+            return f"session statistics: no signal with a final outcome yet ({s['open']} open)"
+        return (f"{s['measured']} signal(s) measured, {s['open']} open; random baseline: {s['draws']} entries "
+                f"per signal from the session so far")
 
 
 class SignalTape(QtWidgets.QWidget):
@@ -233,10 +318,14 @@ class SignalTape(QtWidgets.QWidget):
         self.precision_view = QtWidgets.QTableView()
         self.precision_view.setModel(self.precision_model)
         self.precision_view.verticalHeader().setVisible(False)
-        self.precision_view.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Stretch)
+        self.precision_view.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
+        self.precision_view.horizontalHeader().setStretchLastSection(True)
+        self.stats_label = QtWidgets.QLabel(self.precision_model.caption())
+        self.stats_label.setWordWrap(True)
         self.precision_view.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.count_label = QtWidgets.QLabel("no signal yet")
         self._follow_tail = True
+        self.model_problem = ""  # why the active model could not be loaded ("" = none or loaded)
 
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
@@ -251,8 +340,9 @@ class SignalTape(QtWidgets.QWidget):
         right = QtWidgets.QWidget()
         rv = QtWidgets.QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)
-        rv.addWidget(QtWidgets.QLabel("<b>Precision per pattern</b> (target before stop)"))
+        rv.addWidget(QtWidgets.QLabel("<b>Session statistics</b> (target before stop, against random entries)"))
         rv.addWidget(self.precision_view)
+        rv.addWidget(self.stats_label)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
         self.splitter.setObjectName("tape_splitter")
         self.splitter.addWidget(left)
@@ -270,7 +360,8 @@ class SignalTape(QtWidgets.QWidget):
         before = len(self.model.signals)
         added = self.model.update_from(frame.signals, frame.outcomes, frame.tick_size,
                                        price_decimals(float(frame.tick_size)))
-        self.precision_model.update_from(frame.precision)
+        self.precision_model.update_from(frame.session_stats)
+        self.stats_label.setText(self.precision_model.caption())
         if added:
             n = len(self.model.signals)
             self.count_label.setText(f"{n} signal{'s' if n != 1 else ''}")
@@ -278,6 +369,36 @@ class SignalTape(QtWidgets.QWidget):
                 self.view.scrollToBottom()
             self.sigNewSignals.emit(self.model.signals[before:])
         return added
+
+    def research_observer(self, profile: str, snapshots_dir=None, model_folder=None):
+        """The engine observer behind this tape's statistics and model column.
+
+        Parameters
+        ----------
+        profile : str
+            The pipeline's profile.
+        snapshots_dir : str or Path, optional
+            Data-collection mode: candidate snapshots are written there.
+        model_folder : Path, optional
+            Where the model registry is (default ``app.research.learn.model_dir()``).
+
+        Returns
+        -------
+        app.research.live.LiveResearch
+            Pass it as ``engine_options["observer"]``; the active model, if any, is loaded.
+        """
+        from app.research.learn import ModelError, active_model, model_dir, read_registry
+        from app.research.live import LiveResearch
+
+        model, name = None, ""
+        try:
+            folder = model_folder or model_dir()
+            name = read_registry(folder)["active"] or ""
+            model = active_model(folder) if name else None
+        except (ModelError, OSError) as exc:
+            name = ""
+            self.model_problem = str(exc)
+        return LiveResearch(profile, model=model, model_name=name, snapshots_dir=snapshots_dir)
 
     def _on_current(self, current, _previous):
         if current.isValid():
