@@ -30,15 +30,39 @@ def _fmt_ts(ts_ns: int) -> str:
 
 
 def _fmt_move(v) -> str:
-    return "" if v is None else f"{v:+.0f}"
+    """A move in ticks, whole ticks with a sign: ``+3``, ``-2``, and ``0`` (never ``-0``) for
+    anything that rounds to zero; ``""`` while unknown."""
+    if v is None:
+        return ""
+    r = round(float(v))
+    return "0" if r == 0 else f"{r:+d}"
+
+
+def reasons_text(sig: Signal, n: int = 3) -> str:
+    """The Reasons column: the ``n`` strongest distinct patterns with their strength, then
+    ``+k`` for the k further patterns (all in the tooltip), so the column names or counts every
+    pattern the precision table counts the signal under (``"wall 0.91, ladder 0.60, iceberg 0.55 +1"``)."""
+    best: dict[str, float] = {}
+    for r in sig.reasons:
+        best[r.name] = max(best.get(r.name, 0.0), float(r.strength))
+    names = sorted(best, key=lambda k: -best[k])
+    text = ", ".join(f"{k} {best[k]:.2f}" for k in names[:n])
+    return text + (f" +{len(names) - n}" if len(names) > n else "")
 
 
 class SignalTapeModel(QtCore.QAbstractTableModel):
     """Table of elite signals (newest last) with their outcomes.
 
-    Columns: time (UTC), side, score, top reasons, entry, stop, target (prices), size
-    (contracts), move after 1/5/15 min (ticks in the signal's favour), and which of target or
-    stop came first.
+    Columns: time (UTC), side, score, reasons (:func:`reasons_text`), entry, stop, target
+    (prices), size (contracts), move after 1/5/15 min (whole ticks in the signal's favour), and
+    which of target or stop came first.
+
+    Rows are keyed by signal id within one run of the analysis: an outcome updates the row of
+    its id in the current run only. :meth:`new_run` (a restart or a profile change: the window's
+    tape calls it when the frame numbers start again) leaves every older row as it is, with its
+    outcome; a signal whose id is already in the tape but which is another signal (other time,
+    side or entry: ids restarted without :meth:`new_run`) also starts a new run instead of
+    overwriting the older row.
     """
 
     HEADERS = ("Time", "Side", "Score", "Reasons", "Entry", "Stop", "Target", "Size",
@@ -48,8 +72,10 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.signals: list[Signal] = []
-        self.outcomes: dict[int, SignalOutcome] = {}
-        self._row_of: dict[int, int] = {}
+        self.row_outcomes: list[SignalOutcome | None] = []  # per row, the outcome of its own signal
+        self._row_run: list[int] = []  # per row, the run it belongs to
+        self.run = 0
+        self._row_of: dict[int, int] = {}  # signal id -> row, current run only
         self.tick = 0.25
         self.dec = 2
 
@@ -73,7 +99,7 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
             return None
         s = self.signals[index.row()]
         c = index.column()
-        o = self.outcomes.get(s.id)
+        o = self.row_outcomes[index.row()]
         if role == QtCore.Qt.DisplayRole:
             tick, dec = self.tick, self.dec
             if c == 0:
@@ -83,7 +109,7 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
             if c == 2:
                 return f"{s.score:.2f}"
             if c == 3:
-                return s.top_reasons(3)
+                return reasons_text(s)
             if c in (4, 5, 6):
                 v = (s.entry, s.stop, s.target)[c - 4]
                 return f"{v * tick:.{dec}f}"
@@ -104,8 +130,9 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
                 return GREEN if s.side > 0 else RED
             if o is not None and c in (8, 9, 10):
                 v = (o.move_1m, o.move_5m, o.move_15m)[c - 8]
-                if v is not None:
-                    return GREEN if v > 0 else RED if v < 0 else None
+                if v is not None:  # the colour of the shown (rounded) move: "0" is neither
+                    r = round(float(v))
+                    return GREEN if r > 0 else RED if r < 0 else None
             if o is not None and c == 11 and o.first:
                 return GREEN if o.first == "target" else RED
         elif role == QtCore.Qt.ToolTipRole:
@@ -117,6 +144,15 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
         elif role == QtCore.Qt.TextAlignmentRole and c != 3:
             return int(QtCore.Qt.AlignCenter)
         return None
+
+    def new_run(self) -> None:
+        """The analysis restarted: later ids and outcomes belong to new rows only."""
+        self.run += 1
+        self._row_of = {}
+
+    def outcome_at(self, row: int) -> SignalOutcome | None:
+        """The outcome shown in a row (its own signal's), or None."""
+        return self.row_outcomes[row] if 0 <= row < len(self.row_outcomes) else None
 
     def update_from(self, signals, outcomes: dict, tick_size: float, decimals: int = 2) -> int:
         """Append signals not seen yet and refresh changed outcomes.
@@ -136,27 +172,35 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
             Number of rows appended.
         """
         self.tick, self.dec = float(tick_size), int(decimals)
+        for s in signals:
+            row = self._row_of.get(s.id)
+            if row is not None and not _same_signal(self.signals[row], s):
+                self.new_run()  # the id was reused by another run: never overwrite the older row
+                break
         new = [s for s in signals if s.id not in self._row_of]
         if new:
             if len(self.signals) + len(new) > self.MAX_ROWS:
                 self.beginResetModel()
-                keep = self.signals[-(self.MAX_ROWS // 2):]
-                self.signals = keep
-                self._row_of = {s.id: i for i, s in enumerate(keep)}
+                k = self.MAX_ROWS // 2
+                self.signals = self.signals[-k:]
+                self.row_outcomes = self.row_outcomes[-k:]
+                self._row_run = self._row_run[-k:]
+                self._row_of = {s.id: i for i, (s, r) in enumerate(zip(self.signals, self._row_run)) if r == self.run}
                 self.endResetModel()
             n0 = len(self.signals)
             self.beginInsertRows(QtCore.QModelIndex(), n0, n0 + len(new) - 1)
             for s in new:
                 self._row_of[s.id] = len(self.signals)
                 self.signals.append(s)
+                self.row_outcomes.append(None)
+                self._row_run.append(self.run)
             self.endInsertRows()
         last_col = len(self.HEADERS) - 1
         for sid, o in outcomes.items():
-            if self.outcomes.get(sid) != o:
-                self.outcomes[sid] = o
-                row = self._row_of.get(sid)
-                if row is not None:
-                    self.dataChanged.emit(self.index(row, 8), self.index(row, last_col))
+            row = self._row_of.get(sid)
+            if row is not None and self.row_outcomes[row] != o:
+                self.row_outcomes[row] = o
+                self.dataChanged.emit(self.index(row, 8), self.index(row, last_col))
         return len(new)
 
 
@@ -164,8 +208,14 @@ def _pct(x) -> str:
     return "-" if x is None or not math.isfinite(float(x)) else f"{100 * float(x):.0f}%"
 
 
-def _num(x, fmt: str) -> str:
-    return "-" if x is None or not math.isfinite(float(x)) else format(float(x) + 0.0, fmt)
+def _num(x, fmt: str, nd: int = 2) -> str:
+    """``x`` rounded to ``nd`` places then formatted (``+ 0.0``: a value that rounds to zero
+    never shows as ``-0.00``); ``"-"`` for None / nan."""
+    return "-" if x is None or not math.isfinite(float(x)) else format(round(float(x), nd) + 0.0, fmt)
+
+
+def _same_signal(a: Signal, b: Signal) -> bool:
+    return (a.ts, a.side, a.entry, a.symbol) == (b.ts, b.side, b.entry, b.symbol)
 
 
 class PrecisionModel(QtCore.QAbstractTableModel):
@@ -248,7 +298,7 @@ class PrecisionModel(QtCore.QAbstractTableModel):
             if c in (6, 8):
                 return _num(v[c], "+.2f")
             if c == 9:
-                return _num(v[9], ".3f")
+                return _num(v[9], ".3f", 3)
         if role == QtCore.Qt.ToolTipRole:
             if c == 0 and r.get("kind") == "citing":
                 return "signals whose reasons include this pattern (not the pattern's own contribution)"
@@ -325,6 +375,7 @@ class SignalTape(QtWidgets.QWidget):
         self.precision_view.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.count_label = QtWidgets.QLabel("no signal yet")
         self._follow_tail = True
+        self._last_seq = 0
         self.model_problem = ""  # why the active model could not be loaded ("" = none or loaded)
 
         left = QtWidgets.QWidget()
@@ -357,6 +408,9 @@ class SignalTape(QtWidgets.QWidget):
         """Take ``frame.signals``, ``frame.outcomes`` and ``frame.precision``; returns rows appended."""
         from app.ui.ladder import price_decimals
 
+        if frame.seq < self._last_seq:  # a new engine: its frame numbers start again
+            self.model.new_run()
+        self._last_seq = int(frame.seq)
         before = len(self.model.signals)
         added = self.model.update_from(frame.signals, frame.outcomes, frame.tick_size,
                                        price_decimals(float(frame.tick_size)))

@@ -113,3 +113,105 @@ def test_statistics_run_off_the_engine_thread_and_at_most_every_refresh(qtbot):
     lr.frame_fields(eng)
     assert lr._thread is not t
     lr._thread.join(60)
+
+
+# ------------------------------------------------------------------ issue 16 items 6 and 10 (tape)
+def _frame(seq, signals, outcomes):
+    from app.analysis.frame import AnalysisFrame
+    from app.market.bars import BAR_DTYPE
+
+    z = np.zeros((1, 1), np.float32)
+    return AnalysisFrame(seq=seq, ts=1, symbol="ESH4", tick_size=0.25, heatmap=z, heatmap_base=0, heatmap_t0=0,
+                         column_ns=1, traded_buy=z, traded_sell=z, best_bid=-1, best_ask=-1,
+                         book_prices=np.zeros(0, np.int64), book_bid=np.zeros(0), book_ask=np.zeros(0),
+                         session_volume=np.zeros(0), bars=np.zeros(0, BAR_DTYPE), signals=tuple(signals),
+                         outcomes=outcomes)
+
+
+def _sig(i, ts, side=1, reasons=None):
+    from app.analysis.frame import PatternHit, Signal
+
+    hits = reasons or (PatternHit("wall", "dom", ts, 19210, side, 0.9),)
+    return Signal(id=i, ts=ts, symbol="ESH4", side=side, score=0.8, components=(), reasons=tuple(hits),
+                  entry=19221, stop=19213, target=19237, size=1)
+
+
+def test_a_restart_never_overwrites_an_older_row(qtbot):
+    """Issue 16.6: after a restart (frame numbers start again, signal ids too) the new signal
+    gets its own row and its outcome never lands on the older row of the same id."""
+    from app.sim.outcomes import SignalOutcome
+
+    tape = SignalTape()
+    qtbot.addWidget(tape)
+    m = tape.model
+    old = _sig(1, 100)
+    tape.update_from_frame(_frame(5, [old], {1: SignalOutcome(1, first="target", move_1m=4.0)}))
+    assert m.data(m.index(0, 11)) == "target"
+    new = _sig(1, 900, side=-1)  # the restarted engine's signal #1
+    tape.update_from_frame(_frame(1, [new], {1: SignalOutcome(1, first="stop", move_1m=-3.0)}))
+    assert m.rowCount() == 2
+    assert m.data(m.index(0, 11)) == "target" and m.data(m.index(0, 8)) == "+4"
+    assert m.data(m.index(1, 1)) == "SHORT" and m.data(m.index(1, 11)) == "stop"
+    # later outcomes of the new run keep to its row
+    tape.update_from_frame(_frame(2, [new], {1: SignalOutcome(1, first="stop", move_1m=-3.0, move_5m=-6.0)}))
+    assert m.data(m.index(0, 9)) == "" and m.data(m.index(1, 9)) == "-6"
+
+
+def test_a_reused_id_without_a_restart_signal_gets_a_new_row(qtbot):
+    """Ids restarting while the frame numbers go on (another source of ids): another signal with
+    a known id is a new row, the older row keeps its outcome."""
+    from app.sim.outcomes import SignalOutcome
+
+    tape = SignalTape()
+    qtbot.addWidget(tape)
+    m = tape.model
+    tape.update_from_frame(_frame(1, [_sig(7, 100)], {7: SignalOutcome(7, first="target")}))
+    tape.update_from_frame(_frame(2, [_sig(7, 500)], {7: SignalOutcome(7, first="stop")}))
+    assert m.rowCount() == 2
+    assert [m.data(m.index(r, 11)) for r in (0, 1)] == ["target", "stop"]
+    # the same signal seen again is the same row
+    tape.update_from_frame(_frame(3, [_sig(7, 500)], {7: SignalOutcome(7, first="stop")}))
+    assert m.rowCount() == 2
+
+
+def test_a_move_that_rounds_to_zero_shows_0_not_minus_0(qtbot):
+    from app.sim.outcomes import SignalOutcome
+
+    tape = SignalTape()
+    qtbot.addWidget(tape)
+    m = tape.model
+    tape.update_from_frame(_frame(1, [_sig(1, 100)], {1: SignalOutcome(1, move_1m=-0.4, move_5m=-0.6,
+                                                                      move_15m=0.0)}))
+    assert [m.data(m.index(0, c)) for c in (8, 9, 10)] == ["0", "-1", "0"]
+    assert m.data(m.index(0, 8), 9) is None  # QtCore.Qt.ForegroundRole: "0" is neither green nor red
+
+
+def test_the_reasons_column_counts_every_pattern_the_table_counts(qtbot):
+    """Issue 16.10: four patterns behind a signal: three shown, "+1" for the fourth, every one in
+    the tooltip; the precision table's "signals citing" rows name the same four."""
+    from app.analysis.frame import PatternHit
+    from app.research.live import session_summary
+    from app.sim.outcomes import SignalOutcome
+
+    hits = tuple(PatternHit(n, "dom", 100, 19210, 1, st) for n, st in
+                 (("wall", 0.9), ("ladder", 0.7), ("iceberg", 0.6), ("absorption", 0.5)))
+    s = _sig(1, 100, reasons=hits)
+    tape = SignalTape()
+    qtbot.addWidget(tape)
+    m = tape.model
+    tape.update_from_frame(_frame(1, [s], {}))
+    text = m.data(m.index(0, 3))
+    assert text == "wall 0.90, ladder 0.70, iceberg 0.60 +1"
+    tip = m.data(m.index(0, 3), 3)  # QtCore.Qt.ToolTipRole
+    assert all(h.name in tip for h in hits)
+    ts = np.arange(100, 100 + 2000 * 10**9, 10**9, dtype=np.int64)
+    px = np.full(ts.shape, 19221, np.int64)
+    px[300:] = 19240  # the target trades through
+    from app.core.events import Instrument
+
+    oc = {1: SignalOutcome(1, first="target", complete=True, ticks=16.0, net_usd=195.5, entry_price=19221.0)}
+    summ = session_summary("production", [s], oc, {1: 0}, ts, px, Instrument("ESH4", 0.25, 12.5), draws=5)
+    cited = sorted(r["label"].removeprefix("signals citing ") for r in summ["rows"] if r["kind"] == "citing")
+    shown = [part.split()[0] for part in text.split(" +")[0].split(", ")]
+    extra = int(text.rsplit("+", 1)[1])
+    assert set(shown) <= set(cited) and len(shown) + extra == len(cited) == 4
