@@ -21,6 +21,9 @@ from PySide6 import QtCore, QtGui, QtWidgets
 from app.analysis.frame import Signal
 from app.sim.outcomes import SignalOutcome
 
+#: what the tape says when no signal-quality model is active
+NO_MODEL = "no signal-quality model loaded: run mia-elite learn"
+
 GREEN = QtGui.QColor(60, 200, 110)
 RED = QtGui.QColor(235, 80, 90)
 
@@ -55,7 +58,9 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
 
     Columns: time (UTC), side, score, reasons (:func:`reasons_text`), entry, stop, target
     (prices), size (contracts), move after 1/5/15 min (whole ticks in the signal's favour), and
-    which of target or stop came first.
+    which of target or stop came first, and the active signal-quality model's probability of
+    target first (``frame.model_p``, computed on the analysis thread; "no model" when none is
+    loaded, with :data:`NO_MODEL` as the header's and the cell's tooltip).
 
     Rows are keyed by signal id within one run of the analysis: an outcome updates the row of
     its id in the current run only. :meth:`new_run` (a restart or a profile change: the window's
@@ -66,7 +71,9 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
     """
 
     HEADERS = ("Time", "Side", "Score", "Reasons", "Entry", "Stop", "Target", "Size",
-               "1m", "5m", "15m", "First")
+               "1m", "5m", "15m", "First", "P(model)")
+    #: column of the model's probability
+    COL_MODEL = 12
     MAX_ROWS = 5000
 
     def __init__(self, parent=None):
@@ -76,6 +83,8 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
         self._row_run: list[int] = []  # per row, the run it belongs to
         self.run = 0
         self._row_of: dict[int, int] = {}  # signal id -> row, current run only
+        self.row_p: list[float | None] = []  # per row, the model's probability (None: not scored)
+        self.model_name = ""
         self.tick = 0.25
         self.dec = 2
 
@@ -86,9 +95,19 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
         return 0 if parent.isValid() else len(self.HEADERS)
 
     def headerData(self, section, orientation, role=QtCore.Qt.DisplayRole):  # noqa: N802
-        if role == QtCore.Qt.DisplayRole and orientation == QtCore.Qt.Horizontal:
+        if orientation != QtCore.Qt.Horizontal:
+            return None
+        if role == QtCore.Qt.DisplayRole:
             return self.HEADERS[section]
+        if role == QtCore.Qt.ToolTipRole and section == self.COL_MODEL:
+            return self._model_tip()
         return None
+
+    def _model_tip(self) -> str:
+        if not self.model_name:
+            return NO_MODEL
+        return (f"Probability of target first from the signal-quality model {self.model_name} "
+                "(mia-elite learn), computed on the analysis thread from the signal's features")
 
     def signal_at(self, row: int) -> Signal | None:
         """The signal of a row, or None."""
@@ -100,6 +119,17 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
         s = self.signals[index.row()]
         c = index.column()
         o = self.row_outcomes[index.row()]
+        if c == self.COL_MODEL:
+            p = self.row_p[index.row()]
+            if role == QtCore.Qt.DisplayRole:
+                return "no model" if not self.model_name else ("-" if p is None else f"{p:.2f}")
+            if role == QtCore.Qt.ToolTipRole:
+                return self._model_tip()
+            if role == QtCore.Qt.UserRole:
+                return p
+            if role == QtCore.Qt.TextAlignmentRole:
+                return int(QtCore.Qt.AlignCenter)
+            return None
         if role == QtCore.Qt.DisplayRole:
             tick, dec = self.tick, self.dec
             if c == 0:
@@ -154,7 +184,8 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
         """The outcome shown in a row (its own signal's), or None."""
         return self.row_outcomes[row] if 0 <= row < len(self.row_outcomes) else None
 
-    def update_from(self, signals, outcomes: dict, tick_size: float, decimals: int = 2) -> int:
+    def update_from(self, signals, outcomes: dict, tick_size: float, decimals: int = 2, model_p=None,
+                    model_name: str = "") -> int:
         """Append signals not seen yet and refresh changed outcomes.
 
         Parameters
@@ -165,6 +196,12 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
             Latest outcome per signal id.
         tick_size : float
             Price units per tick (display).
+        decimals : int
+            Price decimals.
+        model_p : dict[int, float], optional
+            Signal id -> the model's probability (``frame.model_p``).
+        model_name : str
+            The active model's file name; ``""``: none is loaded.
 
         Returns
         -------
@@ -184,6 +221,7 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
                 k = self.MAX_ROWS // 2
                 self.signals = self.signals[-k:]
                 self.row_outcomes = self.row_outcomes[-k:]
+                self.row_p = self.row_p[-k:]
                 self._row_run = self._row_run[-k:]
                 self._row_of = {s.id: i for i, (s, r) in enumerate(zip(self.signals, self._row_run)) if r == self.run}
                 self.endResetModel()
@@ -193,6 +231,7 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
                 self._row_of[s.id] = len(self.signals)
                 self.signals.append(s)
                 self.row_outcomes.append(None)
+                self.row_p.append(None)
                 self._row_run.append(self.run)
             self.endInsertRows()
         last_col = len(self.HEADERS) - 1
@@ -201,6 +240,16 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
             if row is not None and self.row_outcomes[row] != o:
                 self.row_outcomes[row] = o
                 self.dataChanged.emit(self.index(row, 8), self.index(row, last_col))
+        if model_name != self.model_name:
+            self.model_name = str(model_name)
+            self.headerDataChanged.emit(QtCore.Qt.Horizontal, self.COL_MODEL, self.COL_MODEL)
+            if self.signals:
+                self.dataChanged.emit(self.index(0, self.COL_MODEL), self.index(len(self.signals) - 1, self.COL_MODEL))
+        for sid, p in (model_p or {}).items():
+            row = self._row_of.get(sid)
+            if row is not None and self.row_p[row] != p:
+                self.row_p[row] = float(p)
+                self.dataChanged.emit(self.index(row, self.COL_MODEL), self.index(row, self.COL_MODEL))
         return len(new)
 
 
@@ -357,7 +406,7 @@ class SignalTape(QtWidgets.QWidget):
         hh.setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
         fm = self.view.fontMetrics()
         for col, sample in enumerate(("00:00:00", "SHORT", "0.00", "", "00000.00", "00000.00", "00000.00",
-                                      "000", "+000", "+000", "+000", "target")):
+                                      "000", "+000", "+000", "+000", "target", "no model")):
             if col != 3:
                 self.view.setColumnWidth(col, fm.horizontalAdvance(sample) + 18)
         hh.setSectionResizeMode(3, QtWidgets.QHeaderView.Stretch)
@@ -374,6 +423,8 @@ class SignalTape(QtWidgets.QWidget):
         self.stats_label.setWordWrap(True)
         self.precision_view.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.count_label = QtWidgets.QLabel("no signal yet")
+        self.model_label = QtWidgets.QLabel(NO_MODEL)
+        self.model_label.setObjectName("model_label")
         self._follow_tail = True
         self._last_seq = 0
         self.model_problem = ""  # why the active model could not be loaded ("" = none or loaded)
@@ -388,6 +439,7 @@ class SignalTape(QtWidgets.QWidget):
         row.addWidget(self.count_label)
         lv.addLayout(row)
         lv.addWidget(self.view)
+        lv.addWidget(self.model_label)
         right = QtWidgets.QWidget()
         rv = QtWidgets.QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)
@@ -413,7 +465,8 @@ class SignalTape(QtWidgets.QWidget):
         self._last_seq = int(frame.seq)
         before = len(self.model.signals)
         added = self.model.update_from(frame.signals, frame.outcomes, frame.tick_size,
-                                       price_decimals(float(frame.tick_size)))
+                                       price_decimals(float(frame.tick_size)), frame.model_p, frame.model_name)
+        self._show_model(frame.model_name)
         self.precision_model.update_from(frame.session_stats)
         self.stats_label.setText(self.precision_model.caption())
         if added:
@@ -423,6 +476,17 @@ class SignalTape(QtWidgets.QWidget):
                 self.view.scrollToBottom()
             self.sigNewSignals.emit(self.model.signals[before:])
         return added
+
+    def _show_model(self, name: str) -> None:
+        if name:
+            text = f"signal-quality model {name}: P(model) is its probability of target first"
+        elif self.model_problem:
+            text = f"signal-quality model not loaded: {self.model_problem}"
+        else:
+            text = NO_MODEL
+        if self.model_label.text() != text:
+            self.model_label.setText(text)
+            self.model_label.setToolTip(text)
 
     def research_observer(self, profile: str, snapshots_dir=None, model_folder=None):
         """The engine observer behind this tape's statistics and model column.
@@ -452,6 +516,9 @@ class SignalTape(QtWidgets.QWidget):
         except (ModelError, OSError) as exc:
             name = ""
             self.model_problem = str(exc)
+        else:
+            self.model_problem = ""
+        self._show_model(name)
         return LiveResearch(profile, model=model, model_name=name, snapshots_dir=snapshots_dir)
 
     def _on_current(self, current, _previous):

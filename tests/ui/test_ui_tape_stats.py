@@ -10,6 +10,8 @@ import pytest
 
 pytest.importorskip("pytestqt")
 
+from PySide6 import QtCore  # noqa: E402
+
 from app.core.events import KIND_TRADE, chunks  # noqa: E402
 from app.research import stats  # noqa: E402
 from app.research.live import LiveResearch, signal_baseline  # noqa: E402
@@ -215,3 +217,78 @@ def test_the_reasons_column_counts_every_pattern_the_table_counts(qtbot):
     shown = [part.split()[0] for part in text.split(" +")[0].split(", ")]
     extra = int(text.rsplit("+", 1)[1])
     assert set(shown) <= set(cited) and len(shown) + extra == len(cited) == 4
+
+
+# ------------------------------------------------------------------ issue 15 item 3: the model in the tape
+def test_no_model_loaded_is_said_plainly(qtbot, tmp_path):
+    from app.ui.tape import NO_MODEL
+
+    tape = SignalTape()
+    qtbot.addWidget(tape)
+    obs = tape.research_observer("production", model_folder=tmp_path)
+    assert obs.model is None
+    m = tape.model
+    assert tape.model_label.text() == NO_MODEL
+    assert m.headerData(m.COL_MODEL, QtCore.Qt.Horizontal) == "P(model)"
+    assert m.headerData(m.COL_MODEL, QtCore.Qt.Horizontal, QtCore.Qt.ToolTipRole) == NO_MODEL
+    tape.update_from_frame(_frame(1, [_sig(1, 100)], {}))
+    assert m.data(m.index(0, m.COL_MODEL)) == "no model"
+
+
+def test_the_tape_shows_the_models_probability_as_learn_predicts_it(qtbot, tmp_path, es_sessions_ui):
+    """A model trained on the ES hour's snapshots (relabelled into four 15-minute "sessions" so
+    walk-forward has folds) is active; the window's engine computes each signal's probability on
+    its own thread from the snapshot features; the tape shows exactly learn's predict on the
+    features the snapshot writer wrote for the same signals."""
+    from app.research import learn
+    from app.research.evaluate import Job, run_session
+    from app.research.snapshots import read_snapshots, write_rows
+
+    snaps = tmp_path / "snaps"
+    run = run_session(Job(es_sessions_ui[0], "scalping", (), str(snaps)))
+    assert run.signals and run.candidates > 20
+    cols = read_snapshots([snaps])
+    t0 = int(cols["ts"].min())
+    quarter = ((cols["ts"] - t0) // (15 * 60 * 10**9)).astype(int)
+    rows = [{k: (v[i].item() if hasattr(v[i], "item") else v[i]) for k, v in cols.items()} for i in range(len(quarter))]
+    for r, q in zip(rows, quarter):
+        r["session"] = f"ES q{q}"
+    relab = tmp_path / "relabelled"
+    write_rows(relab, rows[0]["date"], "ESH4", rows, "q")
+    model = learn.train([relab], profile="scalping")
+    folder = tmp_path / "models"
+    folder.mkdir()
+    path, active, why = learn.save_model(model, folder)
+    assert active, why
+    tape = SignalTape()
+    qtbot.addWidget(tape)
+    obs = tape.research_observer("scalping", model_folder=folder)
+    assert obs.model is not None and obs.model_name == path.name
+    obs.threaded = False
+    from app.live.engine import AnalysisEngine
+
+    s = es_sessions_ui[0]
+    eng = AnalysisEngine(s.instrument, "scalping", observer=obs)
+    for c in chunks(s.events):
+        eng.process(c)
+    eng.finish(end_of_data=True)
+    frame = eng.snapshot_frame()
+    tape.update_from_frame(frame)
+    m = tape.model
+    # learn's own predict on the snapshot writer's features of the same signals
+    em = np.asarray(cols["emitted"], bool)
+    X = learn.feature_matrix({k: np.asarray(cols[k])[em] for k in (*learn.FEATURES, "phase")})
+    want = dict(zip(np.asarray(cols["signal_id"])[em].tolist(), learn.predict(model["params"], X).tolist()))
+    assert [x.id for x in m.signals] == [x.id for x in run.signals] and set(want) == {x.id for x in run.signals}
+    for row, sig in enumerate(m.signals):
+        got = m.data(m.index(row, m.COL_MODEL), USER)
+        assert got == pytest.approx(want[sig.id], abs=1e-12)
+        assert m.data(m.index(row, m.COL_MODEL)) == f"{want[sig.id]:.2f}"
+    assert path.name in tape.model_label.text() and path.name in m.headerData(m.COL_MODEL, QtCore.Qt.Horizontal, QtCore.Qt.ToolTipRole)
+
+
+@pytest.fixture(scope="module")
+def es_sessions_ui():
+    from app.research.evaluate import load_path, split_sessions
+
+    return split_sessions(load_path(Path("default")))
