@@ -246,6 +246,8 @@ class LiveResearch:
         self._asked_version = -1
         self._asked_ns = None
         self._ended = False
+        self._collect_req = None  # (folder or None,) asked by the GUI thread, applied on the engine's
+        self._write_dir = snapshots_dir  # where booked rows go (kept after collection is turned off)
         self._reset_stream()
 
     # ------------------------------------------------------------------ engine hooks
@@ -265,23 +267,44 @@ class LiveResearch:
         """Called by the engine once its analyzers and tracker exist (and again when it rebuilds
         them, e.g. automatic price rows: what this observer kept of the stream is dropped, the
         engine replays it)."""
-        from app.research.snapshots import row_ticks_of
-
-        self._engine = engine
         self._reset_stream()
         tr = engine.tracker
         self.instrument = engine.instrument
         self.delay_s = tr.delay_ns / 1e9
         self.slip = int(tr.engine.slippage_ticks)
         self.commission = float(tr.commission)
+        self._row_ticks = 1
+        self._hook(engine)
+
+    def _hook(self, engine) -> None:
+        """Become the analyzers' candidate hook when a model or a snapshot folder needs the rows."""
+        from app.research.snapshots import row_ticks_of
+
         ana = engine.analyzers
         if ana is not None and hasattr(ana, "candidate_hook") and (self.model is not None or self.snapshots_dir):
             ana.candidate_hook = self._on_candidates
             self._row_ticks = row_ticks_of(ana, engine.instrument) if hasattr(ana, "instrument") else 1
-        if self.snapshots_dir:
+        if self.snapshots_dir and self._snap_tracker is None:
             from app.sim.outcomes import OutcomeTracker
 
             self._snap_tracker = OutcomeTracker(engine.instrument, self.delay_s, self.slip, self.commission)
+
+    def set_collecting(self, folder) -> None:
+        """Data-collection mode on (snapshots under ``folder``) or off (``None``); thread-safe
+        (applied by the engine's thread at its next frame). Turned on mid-stream, the candidates'
+        fill model starts from the events it sees from then on; turned off, no new candidate is
+        recorded and the ones still open are written once their outcome is complete."""
+        self._collect_req = (folder,)
+
+    def _apply_collect(self, engine) -> None:
+        req, self._collect_req = self._collect_req, None
+        if req is None:
+            return
+        folder = req[0]
+        self.snapshots_dir = folder
+        if folder:
+            self._write_dir = folder
+            self._hook(engine)
 
     def on_market(self, raw: np.ndarray) -> None:
         """Raw events (exchange ticks) as the engine's outcome tracker gets them."""
@@ -318,7 +341,7 @@ class LiveResearch:
 
                     for r, p in zip(em, model_probability(self.model, em)):
                         self.model_p[int(r["signal_id"])] = float(p)
-            if self._snap_tracker is not None:
+            if self._snap_tracker is not None and self.snapshots_dir:
                 from app.research.snapshots import candidate_signal
 
                 for r in rows:
@@ -377,9 +400,9 @@ class LiveResearch:
 
         rows, self._snap_done = self._snap_done, []
         try:
-            files = write_partitioned(self.snapshots_dir, self.instrument.symbol, rows, f"{self.profile}-live")
+            files = write_partitioned(self._write_dir, self.instrument.symbol, rows, f"{self.profile}-live")
         except Exception as exc:  # a full disk must be seen, and the analysis goes on
-            self.error = f"snapshots not written to {self.snapshots_dir}: {exc}"
+            self.error = f"snapshots not written to {self._write_dir}: {exc}"
             log.error("live research: %s", self.error)
             return
         self.snapshot_files.extend(files)
@@ -389,6 +412,8 @@ class LiveResearch:
     def frame_fields(self, engine) -> dict:
         """The frame's research fields; starts a statistics run / writes snapshots when due."""
         now = self.clock.monotonic_ns()
+        if self._collect_req is not None:
+            self._apply_collect(engine)
         if self._snap_tracker is not None:
             self._collect_snapshots()
             if self._last_flush_ns is None:
@@ -396,6 +421,9 @@ class LiveResearch:
             if len(self._snap_done) >= self.batch_rows or (self._snap_done and now - self._last_flush_ns >= self.flush_ns):
                 self._flush_snapshots()
                 self._last_flush_ns = now
+            if not self.snapshots_dir and not self._snap_rows:  # turned off and nothing open
+                self._flush_snapshots()
+                self._snap_tracker = None
         ver = engine.tracker.version
         due = self._asked_ns is None or now - self._asked_ns >= self.refresh_ns
         if ver != self._asked_version and due and not self._busy and self._n:

@@ -21,16 +21,19 @@ from app.ui.tape import PrecisionModel, SignalTape  # noqa: E402
 USER = 256  # QtCore.Qt.UserRole
 
 
-def run_es_hour(profile="scalping", **kw):
-    """The engine over the shipped ES hour with a research observer; returns (engine, observer, frame)."""
+def run_es_hour(profile="scalping", frames=False, **kw):
+    """The engine over the shipped ES hour with a research observer; returns (engine, observer,
+    last frame, source). ``frames``: build a frame after every chunk, as the worker publishes."""
     from app.live.engine import AnalysisEngine
-    from app.research.evaluate import load_path
+    from app.research.evaluate import load_path, split_sessions
 
-    src = load_path(Path("default"))
+    src = split_sessions(load_path(Path("default")))[0]  # the session evaluate runs on
     obs = LiveResearch(profile, threaded=False, **kw)
     eng = AnalysisEngine(src.instrument, profile, observer=obs)
     for c in chunks(src.events):
         eng.process(c)
+        if frames:
+            eng.snapshot_frame()
     eng.finish(end_of_data=True)
     return eng, obs, eng.snapshot_frame(), src
 
@@ -292,3 +295,125 @@ def es_sessions_ui():
     from app.research.evaluate import load_path, split_sessions
 
     return split_sessions(load_path(Path("default")))
+
+
+# ------------------------------------------------------------------ issue 15 item 2: live snapshots
+def test_live_snapshots_equal_the_snapshot_writers_rows_on_the_real_es_hour(tmp_path, es_sessions_ui):
+    """The window's observer writes, in batches, the same rows (features and booked outcomes) as
+    ``evaluate``'s snapshot writer on the same session, with the same schema version."""
+    from app.research.evaluate import Job, run_session
+    from app.research.snapshots import SCHEMA_VERSION, read_snapshots
+
+    ref_dir, live_dir = tmp_path / "ref", tmp_path / "live"
+    run_session(Job(es_sessions_ui[0], "scalping", (), str(ref_dir)))
+    ref = read_snapshots([ref_dir])
+    eng, obs, frame, src = run_es_hour(frames=True, snapshots_dir=str(live_dir), batch_rows=25,
+                                         flush_s=0.0)
+    assert len(obs.snapshot_files) >= 2  # written in batches while it ran, not only at the end
+    got = read_snapshots([live_dir])
+    assert set(got["schema_version"].tolist()) == {SCHEMA_VERSION}
+    assert len(got["ts"]) == len(ref["ts"]) == obs.snapshot_rows
+
+    def table(c):
+        keys = ("ts", "side", "score", "p_wall", "depth_bid10", "vol_ticks", "tod_min", "entry", "stop",
+                "target", "emitted", "signal_id", "first", "decided", "exit_ticks", "net_usd")
+        return sorted(zip(*(np.asarray(c[k]).tolist() for k in keys)))
+
+    assert table(got) == table(ref)
+
+
+def test_turning_collection_on_and_off_while_running(tmp_path):
+    """set_collecting from another thread is applied at the engine's next frame; after off, no
+    new candidate is recorded and the open ones are written once complete."""
+    from app.live.engine import AnalysisEngine
+    from app.research.evaluate import load_path
+
+    src = load_path(Path("default"))
+    obs = LiveResearch("scalping", threaded=False, flush_s=0.0)
+    eng = AnalysisEngine(src.instrument, "scalping", observer=obs)
+    parts = list(chunks(src.events))
+    half = len(parts) // 2
+    for c in parts[:half // 2]:
+        eng.process(c)
+    eng.snapshot_frame()
+    assert obs._snap_tracker is None  # off: nothing recorded
+    obs.set_collecting(str(tmp_path))
+    eng.snapshot_frame()
+    for c in parts[half // 2:half]:
+        eng.process(c)
+        eng.snapshot_frame()
+    n_on = obs._snap_next - 1
+    assert n_on > 0
+    obs.set_collecting(None)
+    eng.snapshot_frame()  # applied at the engine's next frame
+    for c in parts[half:]:
+        eng.process(c)
+        eng.snapshot_frame()
+    assert obs._snap_next - 1 == n_on  # no candidate recorded while off
+    eng.finish(end_of_data=True)
+    eng.snapshot_frame()
+    obs.close()
+    from app.research.snapshots import read_snapshots
+
+    assert len(read_snapshots([tmp_path])["ts"]) == n_on
+
+
+CHILD = r"""
+import sys
+from pathlib import Path
+from app.core.events import chunks
+from app.live.engine import AnalysisEngine
+from app.research.evaluate import load_path
+from app.research.live import LiveResearch
+
+src = load_path(Path("default"))
+obs = LiveResearch("scalping", threaded=False, snapshots_dir=sys.argv[1], batch_rows=5, flush_s=0.0)
+eng = AnalysisEngine(src.instrument, "scalping", observer=obs)
+for _ in range(1000):  # loop the hour until killed
+    for c in chunks(src.events, 2000):
+        eng.process(c)
+        eng.snapshot_frame()
+        print("written", obs.snapshot_rows, flush=True)
+    obs.attach(eng)
+"""
+
+
+def test_kill_9_while_writing_snapshots_loses_at_most_the_current_batch(tmp_path):
+    """A child writes live snapshots; it is killed with SIGKILL while it writes; every row it
+    reported written reads back, and no partial file is seen."""
+    import os
+    import select
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from app.research.snapshots import read_snapshots, snapshot_files
+
+    out = tmp_path / "snaps"
+    env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[2]))
+    p = subprocess.Popen([sys.executable, "-c", CHILD, str(out)], stdout=subprocess.PIPE, env=env, text=True)
+    reported = 0
+    deadline = time.monotonic() + 240
+    try:
+        while time.monotonic() < deadline and p.poll() is None:
+            r, _, _ = select.select([p.stdout], [], [], 1.0)
+            if r:
+                line = p.stdout.readline()
+                if line.startswith("written"):
+                    reported = int(line.split()[1])
+                    if reported >= 30:
+                        break
+        assert reported >= 30, "the child did not write snapshots in time"
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(30)
+    assert p.returncode == -signal.SIGKILL
+    files = snapshot_files([out])
+    assert files and all(f.suffix == ".parquet" for f in files)
+    rows = read_snapshots([out])
+    assert len(rows["ts"]) >= reported  # everything reported written is there
+    assert np.isin(rows["first"], ["target", "stop", ""]).all()
