@@ -598,6 +598,12 @@ class AnalysisEngine:
         else:
             self._control(("vix", level))
 
+    def request_publish(self) -> None:
+        """Publish a frame soon although no event came (thread-safe): the research observer has a
+        new result. Queued behind the batches already submitted; ignored unless running."""
+        if self._thread is not None and self._state == "running":
+            self._q.put(("publish", None))
+
     def advance_to(self, ts_ns: int) -> None:
         """Move market time to ``ts_ns`` without an event (a live source's clock when the market
         is quiet): the heatmap columns it passes are closed and due analysis steps run.

@@ -101,7 +101,7 @@ def signal_baseline(sig, ts: np.ndarray, px: np.ndarray, instrument: Instrument,
 def session_summary(profile: str, signals, outcomes: dict, sessions_of: dict, ts: np.ndarray, px: np.ndarray,
                     instrument: Instrument, *, decision_delay_s: float = 2.0, stop_slippage_ticks: int = 1,
                     commission_usd: float = 2.25, draws: int = LIVE_DRAWS, seed: int = 0, boot_draws: int = 500,
-                    cache: dict | None = None, ended: bool = False) -> dict:
+                    cache: dict | None = None, ended: bool = False, cancel: threading.Event | None = None) -> dict:
     """The window's precision table for the session so far.
 
     Parameters
@@ -129,6 +129,9 @@ def session_summary(profile: str, signals, outcomes: dict, sessions_of: dict, ts
         Signal id -> baseline arrays kept between calls (complete baselines are reused).
     ended : bool
         The data ended: every baseline is final.
+    cancel : threading.Event, optional
+        Set: stop between two signals' baselines and return what is measured so far without
+        rows (the window is closing).
 
     Returns
     -------
@@ -149,6 +152,8 @@ def session_summary(profile: str, signals, outcomes: dict, sessions_of: dict, ts
         return out
     cols_b = []
     for s in done:
+        if cancel is not None and cancel.is_set():
+            return out
         got = cache.get(s.id)
         if got is None or not got[4]:
             got = signal_baseline(s, ts, px, instrument, draws, seed, decision_delay_s, stop_slippage_ticks,
@@ -240,12 +245,15 @@ class LiveResearch:
         self.snapshot_files: list = []
         self.error = ""
         self._lock = threading.Lock()
+        self._closing = threading.Event()
         self._busy = False
         self._thread: threading.Thread | None = None
         self._cache: dict = {}
         self._asked_version = -1
         self._asked_ns = None
         self._ended = False
+        self._engine = None
+        self._nudge: threading.Timer | None = None
         self._collect_req = None  # (folder or None,) asked by the GUI thread, applied on the engine's
         self._write_dir = snapshots_dir  # where booked rows go (kept after collection is turned off)
         self._reset_stream()
@@ -267,6 +275,7 @@ class LiveResearch:
         """Called by the engine once its analyzers and tracker exist (and again when it rebuilds
         them, e.g. automatic price rows: what this observer kept of the stream is dropped, the
         engine replays it)."""
+        self._engine = engine
         self._reset_stream()
         tr = engine.tracker
         self.instrument = engine.instrument
@@ -377,6 +386,11 @@ class LiveResearch:
             self._collect_snapshots(final=True)
             self._flush_snapshots()
             self._snap_tracker = None
+        self._closing.set()
+        nudge, self._nudge = self._nudge, None
+        if nudge is not None:
+            nudge.cancel()
+            nudge.join(5.0)
         t = self._thread
         if t is not None:
             t.join(10.0)
@@ -426,9 +440,17 @@ class LiveResearch:
                 self._snap_tracker = None
         ver = engine.tracker.version
         due = self._asked_ns is None or now - self._asked_ns >= self.refresh_ns
-        if ver != self._asked_version and due and not self._busy and self._n:
-            self._asked_version, self._asked_ns = ver, now
-            self._start_summary(engine)
+        if ver != self._asked_version and self._n:
+            if due and not self._busy:
+                self._asked_version, self._asked_ns = ver, now
+                self._start_summary(engine)
+            elif not self._busy and self.threaded and self._nudge is None and not self._closing.is_set():
+                # changed, not yet due: a frame is asked for when it is (no new event may come,
+                # e.g. at the end of a replay), so the table never stays behind
+                wait = max(0.0, (self._asked_ns + self.refresh_ns - now) / 1e9)
+                self._nudge = threading.Timer(wait, self._publish_soon)
+                self._nudge.daemon = True
+                self._nudge.start()
         return {"session_stats": self.summary, "model_p": dict(self.model_p), "model_name": self.model_name}
 
     def _start_summary(self, engine) -> None:
@@ -442,7 +464,7 @@ class LiveResearch:
         args = (self.profile, sigs, dict(engine.tracker.outcomes), dict(self._sessions),
                 self._ts[:self._n], self._px[:self._n], self.instrument)
         kw = dict(decision_delay_s=self.delay_s, stop_slippage_ticks=self.slip, commission_usd=self.commission,
-                  draws=self.draws, seed=self.seed, cache=self._cache, ended=self._ended)
+                  draws=self.draws, seed=self.seed, cache=self._cache, ended=self._ended, cancel=self._closing)
         if not self.threaded:
             self._run_summary(args, kw)
             return
@@ -454,6 +476,8 @@ class LiveResearch:
     def _run_summary(self, args, kw) -> None:
         try:
             s = session_summary(*args, **kw)
+            if self._closing.is_set():
+                return
             with self._lock:
                 self.summary = s
         except Exception as exc:
@@ -461,4 +485,13 @@ class LiveResearch:
             log.exception("live research: session statistics")
         finally:
             self._busy = False
+            if self.threaded and not self._closing.is_set():
+                self._publish_soon()
+
+    def _publish_soon(self) -> None:
+        """Ask the engine for a frame (its thread then takes the new summary or starts one)."""
+        self._nudge = None
+        fn = getattr(self._engine, "request_publish", None)
+        if callable(fn):
+            fn()
 

@@ -417,3 +417,58 @@ def test_kill_9_while_writing_snapshots_loses_at_most_the_current_batch(tmp_path
     rows = read_snapshots([out])
     assert len(rows["ts"]) >= reported  # everything reported written is there
     assert np.isin(rows["first"], ["target", "stop", ""]).all()
+
+
+@pytest.mark.timeout(600)
+def test_the_window_in_data_collection_mode_records_and_offers_no_trades(qapp):
+    """The real window on the built-in replay of the ES hour, Data collection on: the trading
+    panel opens no ticket (reason shown, kill switch enabled), the precision table fills with
+    the session's statistics, and the snapshots are in the user data folder's snapshots/ at the
+    end; turned off, tickets are offered again."""
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from qt_loop import close_window, run_on_qt, wait_until
+
+    from app.live.pipeline import PipelineConfig
+    from app.research.snapshots import SCHEMA_VERSION, read_snapshots
+    from app.ui.data_collection import REASON, DataCollection
+    from app.ui.main_window import MainWindow
+    from app.ui.tape import NO_MODEL
+
+    out: dict = {}
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=2000.0, profile="scalping"), prefs=None)
+        w.data_collection.action.setChecked(True)
+        w.show()
+        await w.start()
+        out["finished"] = await wait_until(lambda: "Replay finished" in w.replay_banner.text, 300)
+        out["stats"] = await wait_until(lambda: w.last_frame is not None and w.last_frame.session_stats is not None
+                                        and w.last_frame.session_stats["rows"], 120)
+        out["observer_dir"] = w.pipeline.engine.observer.snapshots_dir
+        ctl = w.trading
+        out["trading"] = ctl is not None
+        if ctl is not None:
+            out["blocked"] = ctl.entry_blocked
+            out["trade_button"] = ctl.panel.trade_button.isEnabled()
+            out["kill_button"] = ctl.panel.kill_button.isEnabled()
+            sig = w.tape.model.signal_at(0)
+            out["ticket"] = ctl.open_signal_ticket(sig) if sig is not None else "no signal"
+            out["problem"] = ctl.panel.problem_label.text()
+            w.data_collection.action.setChecked(False)
+            out["after_off"] = (ctl.entry_blocked, ctl.panel.trade_button.isEnabled())
+        out["stats_rows"] = w.tape.precision_model.rowCount()
+        out["model_label"] = w.tape.model_label.text()
+        await close_window(w)
+
+    run_on_qt(qapp, main)
+    assert out["finished"] and out["stats"]
+    assert out["observer_dir"] == str(DataCollection.folder())
+    assert out["trading"]
+    assert out["blocked"] == REASON and out["trade_button"] is False and out["kill_button"] is True
+    assert out["ticket"] is None and out["problem"] == REASON
+    assert out["after_off"] == ("", True)
+    assert out["stats_rows"] >= 1 and out["model_label"] == NO_MODEL
+    rows = read_snapshots([DataCollection.folder()])
+    assert len(rows["ts"]) > 0 and set(rows["schema_version"].tolist()) == {SCHEMA_VERSION}
