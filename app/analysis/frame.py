@@ -207,6 +207,15 @@ class AnalysisFrame:
     row_ticks : int
         Exchange ticks per price row (``app.market.grouping``; 1 for ES). A price in rows ``r``
         is the exchange tick ``r x row_ticks`` (the row's lowest tick).
+    session_stats : dict or None
+        The precision table for the session so far (``app.research.live.session_summary``:
+        ``rows`` with n, target-first rate and Wilson interval, breakeven rate, expectancy in
+        ticks / USD, random baseline, p-value); None when the engine has no research observer
+        or nothing is measured yet.
+    model_p : dict[int, float]
+        Signal id -> the active signal-quality model's probability of target first (0..1).
+    model_name : str
+        File name of that model; ``""``: no model is loaded.
     """
 
     seq: int
@@ -242,3 +251,6 @@ class AnalysisFrame:
     session_phase: str = ""
     session_start_ns: int = -1
     row_ticks: int = 1
+    session_stats: dict | None = None
+    model_p: dict = field(default_factory=dict)
+    model_name: str = ""

@@ -171,6 +171,13 @@ class AnalysisEngine:
     first_signal_id : int
         Id of the run's first signal (see ``Analyzers``): a live window passes the journal's next
         free id so ids are unique across restarts; default 1 (reproducible headless runs).
+    observer : object, optional
+        The window's research (``app.research.live.LiveResearch``; this floor does not import
+        it): ``attach(engine)`` once the analyzers and tracker exist (again when they are
+        rebuilt), ``on_market(raw)`` with the events the tracker gets, ``on_signals(engine,
+        new)`` after the tracker added them, ``finish()`` at the end of the data, ``close()``
+        on :meth:`stop`, and ``frame_fields(engine) -> dict`` whose keys go into every frame
+        (``session_stats``, ``model_p``, ``model_name``). Called on the worker thread.
 
     Attributes
     ----------
@@ -225,6 +232,7 @@ class AnalysisEngine:
         clock: Clock = SYSTEM_CLOCK,
         calendar="auto",
         first_signal_id: int = 1,
+        observer=None,
     ):
         from app.market.model import MarketModel  # imports numba kernels (cache set up there)
 
@@ -288,6 +296,9 @@ class AnalysisEngine:
         self._rate_n0 = 0
         self._rate = 0.0
         self._last_publish_ns = 0
+        self.observer = observer
+        if observer is not None:
+            observer.attach(self)
 
     # ------------------------------------------------------------------ small helpers
     def _new_tracker(self) -> OutcomeTracker:
@@ -409,6 +420,8 @@ class AnalysisEngine:
             self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
                                              use_numba=self.use_numba, first_signal_id=next_id)
         self.tracker = self._new_tracker()
+        if self.observer is not None:
+            self.observer.attach(self)
         self._outcomes_version = -1
         self._next_step = None
         self._dirty_since_step = False
@@ -437,6 +450,8 @@ class AnalysisEngine:
                 self.model.apply(batch[i:j])
                 t_book += time.perf_counter() - t0
                 self.tracker.on_market(raw[i:j])
+                if self.observer is not None:
+                    self.observer.on_market(raw[i:j])
                 self._dirty_since_step = True
             if j >= n:
                 break
@@ -457,6 +472,8 @@ class AnalysisEngine:
             self._step(self._next_step)
         if end_of_data:
             self.tracker.finish()
+            if self.observer is not None:
+                self.observer.finish()
             self._snap_outcomes()
 
     def _snap_outcomes(self) -> None:
@@ -496,6 +513,8 @@ class AnalysisEngine:
             for s in new:  # rows -> exchange ticks: the edge of each row a trade must reach
                 e, st, tg = bracket_to_ticks(s.side, s.entry, s.stop, s.target, self.row_ticks)
                 self.tracker.add(s.id, s.ts, s.side, e, st, tg, [r.name for r in s.reasons])
+            if self.observer is not None:
+                self.observer.on_signals(self, new)
         pats = list(getattr(res, "patterns", ()) or ())
         if pats:
             self._recent_patterns.extend(pats)
@@ -533,12 +552,19 @@ class AnalysisEngine:
         self._errors_framed = n_err
         timings["errors_new"] = new_errors
         timings["errors_total"] = n_err
+        extra = {}
+        if self.observer is not None:
+            try:
+                extra = self.observer.frame_fields(self)
+            except Exception:
+                self._report("research observer failed:\n" + traceback.format_exc())
         return AnalysisFrame(
             seq=self._seq,
             ts=self.model.ts,
             symbol=self.instrument.symbol,
             tick_size=self.model_instrument.tick_size,
             row_ticks=self.row_ticks,
+            **extra,
             patterns=tuple(self._recent_patterns[-200:]),
             vix=getattr(res, "vix", None),
             orderflow=dict(getattr(res, "orderflow", {}) or {}),
@@ -571,6 +597,12 @@ class AnalysisEngine:
             self._q.put(("vix", level))
         else:
             self._control(("vix", level))
+
+    def request_publish(self) -> None:
+        """Publish a frame soon although no event came (thread-safe): the research observer has a
+        new result. Queued behind the batches already submitted; ignored unless running."""
+        if self._thread is not None and self._state == "running":
+            self._q.put(("publish", None))
 
     def advance_to(self, ts_ns: int) -> None:
         """Move market time to ``ts_ns`` without an event (a live source's clock when the market
@@ -640,6 +672,8 @@ class AnalysisEngine:
             return False
         if self._state != "error":
             self._state = "stopped"
+        if self.observer is not None:
+            self.observer.close()
         return True
 
     def _publish(self) -> None:

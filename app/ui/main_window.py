@@ -257,6 +257,10 @@ class MainWindow(QtWidgets.QMainWindow):
                                    "folder (replay it with mia-elite serve / analyze)")
         self.act_record.toggled.connect(self._on_record)
         tb.addAction(self.act_record)
+        from app.ui.data_collection import DataCollection
+
+        self.data_collection = DataCollection(self)  # snapshots, no trades offered (issue 15 item 2)
+        tb.addAction(self.data_collection.action)
         tb.addSeparator()
         self.act_sound = QtGui.QAction("Sound", self)
         self.act_sound.setCheckable(True)
@@ -416,6 +420,7 @@ class MainWindow(QtWidgets.QMainWindow):
         ctx = self.trading_context()
         try:
             self.trading = trading_panel.attach_trading(self, ctx)
+            self.data_collection.apply_trading()
         except Exception as exc:
             self.trading_error = f"{exc!r}"
             self.report("error", f"The trading panel failed to start: {exc}\n{traceback.format_exc()}")
@@ -550,7 +555,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _new_pipeline(self) -> Pipeline:
         first = self.next_signal_id()
         self._signal_id_floor = first
-        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first}
+        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
+                                      "observer": self.data_collection.observer()}
         pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
         pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
         return pl
