@@ -423,6 +423,37 @@ class Pipeline:
         except (ImportError, OSError, ValueError) as exc:
             self._problem("warning", f"VIX history could not be loaded ({exc}); the VIX gauge stays empty.")
 
+    def set_profile(self, name: str, overrides: dict | None = None) -> None:
+        """Apply the analysis profile ``name`` to the running analysis, without restarting the
+        source: the replay or the connection goes on, the engine swaps its analyzers between two
+        batches (:meth:`app.live.engine.AnalysisEngine.set_profile` says what stays and what
+        restarts) and signal ids keep counting up. Before the engine runs, the profile is the
+        one it will start with.
+
+        Parameters
+        ----------
+        name : str
+            Profile name (``scalping``, ``production``, ``development``, ``budget`` or a user's).
+        overrides : dict, optional
+            Per-key overrides (default: ``config.profile_overrides``).
+
+        Raises
+        ------
+        app.config.schema.ConfigError
+            Unknown profile or bad override; nothing is changed then.
+        """
+        from app.config.profiles import load_profile
+
+        ov = self.config.profile_overrides if overrides is None else overrides
+        prof = load_profile(name, ov or None)
+        self.config.profile = name
+        if overrides is not None:
+            self.config.profile_overrides = dict(overrides)
+        self.profile = prof
+        if self.engine is not None:
+            self.engine.set_profile(prof)
+        log.info("analysis profile: %s (applied to the running analysis)", name)
+
     def _start_engine(self) -> None:
         from app.live.engine import AnalysisEngine
 
