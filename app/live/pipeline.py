@@ -106,6 +106,80 @@ class PipelineConfig:
     server_options: dict = field(default_factory=dict)
 
 
+#: ``mia-elite --source`` choices: the built-in replay server, an external DTC server, Sierra
+#: Chart's own data files (the route for CME symbols such as ES, whose data Sierra Chart's DTC
+#: server refuses).
+SOURCE_CHOICES = ("builtin", "dtc", "sierra-files")
+
+
+class SourceChoiceError(ValueError):
+    """A ``--source`` choice that cannot work; the one-line message names what is wrong."""
+
+
+def apply_source_choice(cfg: PipelineConfig, source: str | None, data_dir: str | None = None,
+                        symbols: list[dict] | None = None) -> PipelineConfig:
+    """Set ``cfg``'s market data source from the command line (``--source``, ``--data-dir``).
+
+    Parameters
+    ----------
+    cfg : PipelineConfig
+        Modified in place (and returned); its ``symbol``, ``tick_size``, ``tick_value`` and
+        ``exchange`` are those already chosen (saved settings overridden by ``--symbol``,
+        ``--tick-size``, ``--tick-value``).
+    source : {"builtin", "dtc", "sierra-files"} or None
+        None keeps the configured source, unless ``data_dir`` is given (then ``sierra-files``).
+    data_dir : str, optional
+        Sierra Chart's Data folder (or its installation folder).
+    symbols : list of dict, optional
+        The saved symbol map (rows with ``symbol, exchange, tick_size, tick_value``): a symbol
+        found there lends its tick size and value when none was given.
+
+    Returns
+    -------
+    PipelineConfig
+
+    Raises
+    ------
+    SourceChoiceError
+        An unknown choice, or Sierra Chart files that cannot be read: no symbol, no positive
+        tick size, no Data folder, no ``<symbol>.scid`` in it
+        (:func:`app.live.sierra_source.sierra_files_problem`).
+    """
+    if source is None:
+        if not data_dir:
+            return cfg
+        source = "sierra-files"
+    if source not in SOURCE_CHOICES:
+        raise SourceChoiceError(f"--source {source!r} is not one of {', '.join(SOURCE_CHOICES)}")
+    if source == "builtin":
+        cfg.embedded = True
+        return cfg
+    cfg.embedded = False
+    if source == "dtc":
+        cfg.data_source = "dtc"
+        return cfg
+    from app.live.sierra_source import sierra_files_problem
+
+    cfg.data_source = "sierra_files"
+    if data_dir:
+        cfg.sierra_data_dir = str(data_dir)
+    if cfg.tick_size <= 0:
+        for row in symbols or ():
+            if row.get("symbol") == cfg.symbol and float(row.get("tick_size", 0) or 0) > 0:
+                cfg.tick_size = float(row["tick_size"])
+                cfg.tick_value = cfg.tick_value or float(row.get("tick_value", 0) or 0)
+                cfg.exchange = cfg.exchange or str(row.get("exchange", ""))
+                break
+    problem = sierra_files_problem(cfg.sierra_data_dir, cfg.symbol, cfg.tick_size)
+    if problem:
+        if not cfg.symbol:
+            problem += " Pass --symbol."
+        elif not cfg.tick_size > 0:
+            problem += " Pass --tick-size (and --tick-value, USD per tick per contract)."
+        raise SourceChoiceError(f"--source sierra-files: {problem}")
+    return cfg
+
+
 class FrameSlot:
     """Thread-safe newest-frame slot (the worker writes, the GUI timer reads).
 

@@ -748,7 +748,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Show the connection dialog; on OK restart the pipeline with the new settings."""
         from app.ui.connection_dialog import ConnectionDialog
 
-        dlg = ConnectionDialog(self.config, self.prefs, self, focus_source=source)
+        dlg = ConnectionDialog(self.config, self.prefs, self, focus_source=source,
+                               instrument=getattr(self.pipeline, "instrument", None))
         if dlg.exec() == QtWidgets.QDialog.Accepted:
             self.config = dlg.result_config()
             self.spawn(self.restart_pipeline())
