@@ -258,6 +258,7 @@ class ConnectionDialog(QtWidgets.QDialog):
         form.addRow("Trading mode", self.mode)
         form.addRow("Live confirmation", self.live_confirm)
         form.addRow(self.embedded)
+        self._rec_row = rec_row
         form.addRow("Recording", rec_row)
         form.addRow("Replay speed", self.speed)
         form.addRow("Host", self.host)
@@ -457,11 +458,14 @@ class ConnectionDialog(QtWidgets.QDialog):
             w.setEnabled(not emb)
         live = self.mode_key() == MODE_LIVE
         self.live_confirm.setEnabled(live)
-        self.live_confirm.setVisible(live)
-        lab = self._form.labelForField(self.live_confirm)
-        if lab is not None:
-            lab.setVisible(live)
         files = not emb and self._active_source() == "sierra_files"
+        # only the rows of the chosen source are shown (the dialog fits a 1366x768 screen)
+        f = self._form
+        f.setRowVisible(self.live_confirm, live)
+        for w in (self._rec_row, self.speed):
+            f.setRowVisible(w, emb)
+        for w in (self.host, self.port, self.encoding, self.tls, self.tls_fingerprint, self.username, self.password):
+            f.setRowVisible(w, not emb and not files)
         if files:
             r = self.active_row()
             it = self.symbols.item(r, 1)

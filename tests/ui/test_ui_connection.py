@@ -221,3 +221,16 @@ def test_scid_fixture_is_real_es_trades(data_dir):
     _, rec = read_scid(data_dir / "ESH4.scid")
     assert rec.dtype == SCID_RECORD_DTYPE and len(rec) > 100
     assert 4700 < float(np.median(rec["close"])) < 4900  # ES around 4810 on 2023-12-25
+
+
+def test_the_dialog_fits_a_1366x768_screen_for_every_source(qtbot, data_dir, monkeypatch):
+    """Only the chosen source's rows are shown, so the dialog fits 1366x768 less a 40 px taskbar."""
+    from app.ui.connection_dialog import PRESET_REPLAY, PRESET_SIERRA_DTC
+
+    monkeypatch.setenv("SIERRA_CHART_DATA", str(data_dir))
+    for preset in (PRESET_REPLAY, PRESET_SIERRA_DTC, PRESET_SIERRA_FILES):
+        dlg = _dialog(qtbot, PipelineConfig(embedded=True), None, instrument=ES)
+        _choose_preset(dlg, preset)
+        dlg.mode.setCurrentIndex(dlg.mode.findData("live"))  # the tallest form: the live box shown
+        hint = dlg.sizeHint()
+        assert hint.height() <= 768 - 40 and hint.width() <= 1366, (preset, hint)
