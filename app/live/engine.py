@@ -22,6 +22,16 @@ the one-tick first minute produced is replaced (signals there need two bars: rar
 signals and patterns are in rows (``frame.tick_size`` is the row's price step,
 ``frame.row_ticks`` its ticks); outcomes are booked in exchange ticks on the raw stream.
 
+Profile changes
+---------------
+:meth:`AnalysisEngine.set_profile` applies another profile to the running analysis between two
+batches, in stream order (no restart of the source, no event replayed or lost, market time never
+goes back): the analyzers are rebuilt on it with the signal ids continuing, the book stays, and a
+change of heatmap column width, rows or bar width rebuilds the model from the current book (the
+session's volume profile, cumulative delta and VWAP carried over; heatmap history, bars and the
+recent-trades window restart at the change). The method's docstring lists what stays and what
+restarts. A swap takes about 0.1 s of the worker's time with the shipped profiles.
+
 Outcomes
 --------
 Every signal is followed by :class:`app.sim.outcomes.OutcomeTracker`, fed with the same events

@@ -234,3 +234,17 @@ def test_the_dialog_fits_a_1366x768_screen_for_every_source(qtbot, data_dir, mon
         dlg.mode.setCurrentIndex(dlg.mode.findData("live"))  # the tallest form: the live box shown
         hint = dlg.sizeHint()
         assert hint.height() <= 768 - 40 and hint.width() <= 1366, (preset, hint)
+
+
+def test_market_data_reject_route_opens_on_sierra_files_with_the_folder_found(qtbot, data_dir, monkeypatch):
+    """After "market data rejected" the window opens the dialog on the files source (focus_source):
+    the row's source is Sierra Chart files, the folder found is filled in and the steps are shown."""
+    monkeypatch.setenv("SIERRA_CHART_DATA", str(data_dir))
+    dlg = _dialog(qtbot, PipelineConfig(embedded=False, symbol="ESH4", tick_size=0.25, tick_value=12.5), None,
+                  focus_source="sierra_files")
+    assert _row(dlg)[1:] == ["ESH4", "", "0.25", "12.5", "sierra_files"]
+    assert dlg.sierra_dir.text() == str(data_dir)
+    assert not dlg.sierra_help.isHidden() and "Record Market Depth Data" in dlg.sierra_help.text()
+    assert dlg.host.isHidden()  # the DTC rows are not this source's
+    dlg.accept()
+    assert dlg.result_config().data_source == "sierra_files"
