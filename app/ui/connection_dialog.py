@@ -362,7 +362,7 @@ class ConnectionDialog(QtWidgets.QDialog):
     def apply_preset(self, key: str) -> None:
         """Fill the form with a preset (see :data:`PRESETS`); every field stays editable.
 
-        ``sierra_files_es``: no built-in server, paper mode unless another was chosen, the
+        ``sierra_files_es``: no built-in server, paper mode (the only one this source can trade), the
         symbol in use (else :data:`ES_EXAMPLE`'s) with ES's tick size 0.25 and tick value
         12.50 USD, source Sierra Chart files, the Data folder found (default
         ``C:\\SierraChart\\Data`` on Windows; elsewhere the configured folder), and the Sierra
@@ -393,6 +393,7 @@ class ConnectionDialog(QtWidgets.QDialog):
                 self.symbols.cellWidget(row, 5).setCurrentIndex(1)
             self.symbols.selectRow(row)
             self.sierra_dir.setText(default_data_dir_text(self.sierra_dir.text().strip() or None))
+            self.mode.setCurrentIndex(self.mode.findData(MODE_PAPER))
         self._update_enabled()
 
     def sierra_help_text(self, symbol: str) -> str:

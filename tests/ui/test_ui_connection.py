@@ -57,7 +57,9 @@ def test_sierra_files_preset_fills_the_es_example_found_folder_and_the_setting(q
     monkeypatch.setenv("SIERRA_CHART_DATA", str(data_dir))  # the folder "found" on this computer
     settings = tmp_path / "settings.toml"
     dlg = _dialog(qtbot, PipelineConfig(embedded=True), Prefs(settings), instrument=ES)
+    dlg.mode.setCurrentIndex(dlg.mode.findData("sim"))
     _choose_preset(dlg, PRESET_SIERRA_FILES)
+    assert dlg.mode_key() == "paper"  # the only mode this source can trade
     assert not dlg.embedded.isChecked()
     assert _row(dlg) == ["ESH4", "ESH4", "CME", "0.25", "12.5", "sierra_files"]
     assert dlg.sierra_dir.text() == str(data_dir)
