@@ -46,35 +46,50 @@ def test_profile_change_mid_replay_keeps_the_source_and_time_and_ids_go_on():
     out: dict = {}
 
     async def main():
-        cfg = PipelineConfig(embedded=True, speed=0.0, profile="production", loop_replay=False,
+        # 200x: the hour takes 18 s, so "mid-replay" is caught on the server's own clock; after
+        # the change the rest goes at maximum speed
+        cfg = PipelineConfig(embedded=True, speed=200.0, profile="production", loop_replay=False,
                              engine_options={"publish_interval_s": 0.02})
         pl = Pipeline(cfg)
         frames = []
         pl.add_frame_listener(frames.append)
         await pl.start()
         src, client, eng = pl.source, pl.client, pl.engine
-        rec = pl.recording
-        half = int(np.searchsorted(rec.events["ts"], (rec.events["ts"][0] + rec.events["ts"][-1]) // 2))
+        total = (await _server_stats(pl))["replay"]["ESH4"]["events"]
+        pos = {"now": 0}
 
-        def polled(pred):
-            def f():
-                pl.poll()  # lifts the flow control, as the window's timer does
-                return pred()
-            return f
+        async def mid() -> bool:
+            pl.poll()  # lifts the flow control, as the window's timer does
+            pos["now"] = (await _server_stats(pl))["replay"]["ESH4"]["position"]
+            return pos["now"] >= total // 2 and len(eng.all_signals) > 0
 
-        # mid-replay: half the hour's events through the analysis and at least one signal
-        out["half"] = await _until(polled(lambda: eng.events_applied >= len(rec.events) // 2
-                                          and len(eng.all_signals) > 0), 240)
+        t_end = time.monotonic() + 300
+        while not await mid() and time.monotonic() < t_end:
+            await asyncio.sleep(0.05)
+        out["half"] = pos["now"] >= total // 2
         src.pause()  # the user's pause: nothing in flight while "before" is read
-        await _until(polled(lambda: eng.backlog == 0 and eng.events_applied == pl.events_in), 60)
+        n_in, t_end = -1, time.monotonic() + 120
+        while (n_in != pl.events_in or eng.backlog or eng.events_applied != pl.events_in) and time.monotonic() < t_end:
+            n_in = pl.events_in
+            await asyncio.sleep(0.2)
+            pl.poll()
         st0 = await _server_stats(pl)
         out["pos_before"] = st0["replay"]["ESH4"]["position"]
+        out["total"] = total
         out["clients_before"] = st0["clients_total"]
         out["ts_before"] = eng.model.ts
         out["ids_before"] = [s.id for s in eng.all_signals]
         out["n_before"] = len(eng.all_signals)
         out["frames_before"] = len(frames)
+
+        def polled(pred):
+            def f():
+                pl.poll()
+                return pred()
+            return f
+
         pl.set_profile("scalping")
+        src.set_speed(0.0)
         src.resume()
         out["swapped"] = await _until(lambda: eng.profile_changes == 1, 30)
         out["done"] = await _until(polled(lambda: src.replay_finished and eng.backlog == 0
@@ -90,17 +105,16 @@ def test_profile_change_mid_replay_keeps_the_source_and_time_and_ids_go_on():
         out["profile"] = (eng.profile.name, pl.profile.name, cfg.profile)
         out["column_ns"] = frames[-1].column_ns
         out["errors"] = (eng.errors, eng.last_error)
-        out["half_events"] = half
         await pl.stop()
         out["frame_ts"] = [f.ts for f in frames]
         out["frame_ids"] = [s.id for f in frames for s in f.new_signals]
-        out["events"] = len(rec.events)
 
     asyncio.run(asyncio.wait_for(main(), 600))
     assert out["half"] and out["swapped"] and out["done"], out
     assert out["errors"] == (0, "")
     # the venue's own state: the replay went on from where it was, on the one connection
-    assert out["pos_after"] > out["pos_before"] > 0
+    assert 0 < out["pos_before"] < out["total"]  # the change came mid-replay
+    assert out["pos_after"] == out["total"] > out["pos_before"]
     assert out["loops"] == 0
     assert out["clients_before"] == out["clients_after"] == 1 and out["connections"] == 1
     assert out["same"] == (True, True, True)
