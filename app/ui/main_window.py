@@ -235,7 +235,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.profile_combo = QtWidgets.QComboBox()
         self.profile_combo.addItems([p.capitalize() for p in PROFILES])
         self.profile_combo.setCurrentIndex(PROFILES.index(self.config.profile) if self.config.profile in PROFILES else 1)
-        self.profile_combo.setToolTip("Analysis profile (restarts the analysis)")
+        self.profile_combo.setToolTip("Analysis profile (applied to the running analysis; the data source goes on)")
         self.profile_combo.activated.connect(self._on_profile_chosen)
         tb.addWidget(self.profile_combo)
         tb.addSeparator()
@@ -710,14 +710,29 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_pause.setText("Resume replay" if paused else "Pause replay")
 
     def _on_profile_chosen(self, idx: int) -> None:
+        """Apply the chosen profile to the running analysis (the source keeps running:
+        :meth:`app.live.pipeline.Pipeline.set_profile`); with no pipeline it is the next one's."""
+        from app.config.schema import ConfigError
+
         name = PROFILES[idx]
         if name == self.config.profile:
             return
+        pl = self.pipeline
+        if pl is None or pl.stopped:
+            self.config.profile = name
+            return
+        try:
+            pl.set_profile(name)
+        except ConfigError as exc:
+            self.report("error", f"Profile {name} could not be loaded: {exc}")
+            old = self.config.profile
+            self.profile_combo.setCurrentIndex(PROFILES.index(old) if old in PROFILES else 1)
+            return
         self.config.profile = name
-        self.spawn(self.restart_pipeline())
 
     async def restart_pipeline(self) -> None:
-        """Stop and start the pipeline with the current :attr:`config` (profile or connection change)."""
+        """Stop and start the pipeline with the current :attr:`config` (a connection change; a profile
+        change does not restart: :meth:`_on_profile_chosen`)."""
         self.timer.stop()
         await self._detach_trading()
         if self.pipeline is not None:
@@ -744,7 +759,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Show the connection dialog; on OK restart the pipeline with the new settings."""
         from app.ui.connection_dialog import ConnectionDialog
 
-        dlg = ConnectionDialog(self.config, self.prefs, self, focus_source=source)
+        dlg = ConnectionDialog(self.config, self.prefs, self, focus_source=source,
+                               instrument=getattr(self.pipeline, "instrument", None))
         if dlg.exec() == QtWidgets.QDialog.Accepted:
             self.config = dlg.result_config()
             self.spawn(self.restart_pipeline())
