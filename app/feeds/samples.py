@@ -60,9 +60,7 @@ def load_default_sample(use_cache: bool = True) -> Recording:
             return read_recording(cache)
         except (RecordingError, OSError, ValueError, KeyError) as exc:
             log.warning("sample cache %s unreadable (%s); converting again", cache, exc)
-    # the Python twin (same events): a first start must not wait for numba to compile the MBO
-    # kernel (tens of seconds on a cold cache); the converted sample is cached right after
-    rec = read_dbn_mbo(src, use_numba=False)
+    rec = read_dbn_mbo(src)
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)

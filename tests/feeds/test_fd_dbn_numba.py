@@ -135,17 +135,3 @@ def test_empty_input():
     e, c = mbo_events_nb(np.zeros(0, np.uint64), -1, 2.5e8)
     assert len(e) == 0 and c.tolist() == [0] * 6
     assert WORDS_PER_RECORD * 8 == dbn.MBO_DTYPE.itemsize
-
-
-def test_first_start_sample_load_does_not_wait_for_the_kernel(monkeypatch):
-    """The shipped sample converts with the Python twin (a cold numba cache compiles for tens
-    of seconds); the result is the kernel's, event for event."""
-    from app.feeds import samples
-
-    def no_kernel(*a, **k):
-        raise AssertionError("the first start must not compile the MBO kernel")
-
-    fast = dbn.read_dbn_mbo(samples.default_sample_path())
-    monkeypatch.setattr(dbn, "mbo_events_nb", no_kernel)
-    rec = samples.load_default_sample(use_cache=False)
-    _same_events(rec.events, fast.events)
