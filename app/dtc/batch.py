@@ -80,10 +80,7 @@ from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.core import events as ev
 from app.core.clock import SYSTEM_CLOCK, Clock
-from app.core.jit import kernel
-from llvmlite import ir as llvm_ir
-from numba import types as nbtypes
-from numba.extending import intrinsic
+from app.core.jit import kernel, unaligned_load
 
 log = logging.getLogger(__name__)
 
@@ -209,32 +206,12 @@ for _t, _fields in (
         assert _REC[_t].fields[_name][1] == _off, (_t, _name)
 
 
-def _unaligned_load(nbtype, lltype):
-    """A numba intrinsic ``load(buf, offset)``: the little-endian value of ``nbtype`` at byte
-    ``offset`` of the uint8 array ``buf``, one unaligned machine load (the frames are packed,
-    so their fields sit at any alignment). No bounds check: the caller checked the frame."""
-
-    @intrinsic
-    def load(typingctx, arr, off):
-        sig = nbtype(arr, off)
-
-        def codegen(context, builder, sig, args):
-            ary = context.make_array(sig.args[0])(context, builder, args[0])
-            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), lltype.as_pointer())
-            v = builder.load(ptr)
-            v.align = 1
-            return v
-
-        return sig, codegen
-
-    return load
-
-
-_ld_u16 = _unaligned_load(nbtypes.uint16, llvm_ir.IntType(16))
-_ld_u32 = _unaligned_load(nbtypes.uint32, llvm_ir.IntType(32))
-_ld_i64 = _unaligned_load(nbtypes.int64, llvm_ir.IntType(64))
-_ld_f32 = _unaligned_load(nbtypes.float32, llvm_ir.FloatType())
-_ld_f64 = _unaligned_load(nbtypes.float64, llvm_ir.DoubleType())
+# one unaligned machine load per field (the frames are packed: fields sit at any alignment)
+_ld_u16 = unaligned_load("uint16")
+_ld_u32 = unaligned_load("uint32")
+_ld_i64 = unaligned_load("int64")
+_ld_f32 = unaligned_load("float32")
+_ld_f64 = unaligned_load("float64")
 
 
 @kernel

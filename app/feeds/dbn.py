@@ -69,7 +69,6 @@ from app.feeds.dbn_kernels import (
     WORDS_PER_RECORD,
     mbo_events_nb,
 )
-from app.feeds.dbn_kernels_ref import mbo_events_py
 from app.feeds.recording import Recording
 
 log = logging.getLogger(__name__)
@@ -243,7 +242,10 @@ def _symbol_for(meta, instrument_id: int) -> str:
 
 def _events_and_stats(words: np.ndarray, instrument_id: int, tick_size: float, use_numba: bool,
                       st: dict) -> np.ndarray:
-    run = mbo_events_nb if use_numba else mbo_events_py
+    if use_numba:
+        run = mbo_events_nb
+    else:  # the twin is loaded only when asked for (production paths run the kernel)
+        from app.feeds.dbn_kernels_ref import mbo_events_py as run
     events, cnt = run(words, int(instrument_id), float(tick_size) * 1e9)
     w4 = words[4::WORDS_PER_RECORD]
     act = (w4 >> np.uint64(48)) & np.uint64(0xFF)
