@@ -2,7 +2,7 @@
 
 Two implementations with one contract:
 
-* :func:`mbo_events_nb` (here): numba, the :data:`app.core.jit.kernel` preset (``nogil``,
+* :func:`mbo_events_nb` (here): the numba kernel :func:`_mbo_events` (:data:`app.core.jit.kernel` preset: ``nogil``,
   cached); the path :func:`app.feeds.dbn.read_dbn_mbo` takes;
 * :func:`app.feeds.dbn_kernels_ref.mbo_events_py`: the plain Python twin (dicts of orders and
   levels), written differently on purpose, the tests' independent check and the benchmarks'
@@ -135,36 +135,27 @@ def _grown(keys, used, vals, shift):  # pragma: no cover - compiled
 
 
 @kernel
-def _grown_events(out, need):  # pragma: no cover - compiled
-    """``out`` copied into an array of at least ``need`` events (doubling)."""
-    cap = out.shape[0]
-    while cap < need:
-        cap *= 2
-    big = np.zeros(cap, EVENT_DTYPE)
-    big[: out.shape[0]] = out
-    return big
+def _put_event(out, k, t, price, size, norders, kind, side, op, flags):  # pragma: no cover - compiled
+    e = out[k]
+    e.ts = t
+    e.price = price
+    e.size = size
+    e.num_orders = norders
+    e.kind = kind
+    e.side = side
+    e.op = op
+    e.flags = flags
 
 
 @kernel
 def _put_depth(out, k, t, side, tick, lsize, lcount, found, flags):  # pragma: no cover - compiled
-    e = out[k]
-    e.ts = t
-    e.price = tick
-    e.kind = KIND_DEPTH
-    e.side = side
-    e.flags = flags
     if found:
-        e.size = np.float64(lsize)
-        e.num_orders = lcount
-        e.op = OP_SET
+        _put_event(out, k, t, tick, np.float64(lsize), lcount, KIND_DEPTH, side, OP_SET, flags)
     else:
-        e.size = 0.0
-        e.num_orders = 0
-        e.op = OP_DELETE
+        _put_event(out, k, t, tick, 0.0, 0, KIND_DEPTH, side, OP_DELETE, flags)
 
 
-@kernel
-def mbo_events_nb(words, instrument_id, scale):  # pragma: no cover - compiled
+def mbo_events_nb(words: np.ndarray, instrument_id: int, scale: float) -> tuple[np.ndarray, np.ndarray]:
     """Decode DBN MBO records and rebuild price-level depth events and trades, in one pass.
 
     Parameters
@@ -183,9 +174,20 @@ def mbo_events_nb(words, instrument_id, scale):  # pragma: no cover - compiled
     counters : numpy.ndarray, shape (6,), dtype int64
         Indexed by the ``C_*`` constants.
     """
+    n = words.shape[0] // WORDS_PER_RECORD
+    # at most 2 events per record (a moved order leaves one level and joins another) plus the
+    # snapshot (a clear and at most one level per record); np.zeros maps untouched pages lazily
+    room = np.zeros(3 * n + 2, EVENT_DTYPE)
+    k, counters = _mbo_events(np.ascontiguousarray(words, dtype=np.uint64), int(instrument_id), float(scale), room)
+    return room[:k], counters
+
+
+@kernel
+def _mbo_events(words, instrument_id, scale, out):  # pragma: no cover - compiled
+    """The kernel of :func:`mbo_events_nb`: writes the events into ``out`` (room for
+    ``3 n + 2``); returns (events written, counters)."""
     n_all = words.shape[0] // WORDS_PER_RECORD
     cnt = np.zeros(N_COUNTERS, np.int64)
-    out = np.zeros(max(16, n_all + n_all // 4), EVENT_DTYPE)
     k = 0
     # orders: key order_id; vals side, tick, size
     oshift = np.uint64(64 - 12)
@@ -232,17 +234,12 @@ def mbo_events_nb(words, instrument_id, scale):  # pragma: no cover - compiled
             tick = np.int64(np.rint(tf))
             if abs(tf - tick) > 1e-6:
                 cnt[C_OFF_GRID] += 1
-        if k + 2 > out.shape[0]:
-            out = _grown_events(out, k + 2)
-
         is_snap = (fl & _F_SNAPSHOT) != 0 and not snapshot_done
         if in_snapshot and not is_snap:
-            out, k, last_depth = _emit_snapshot(out, k, prev_ts, lkeys, lused, lvals, nlevels)
+            k, last_depth = _emit_snapshot(out, k, prev_ts, lkeys, lused, lvals, lshift, nlevels)
             open_batch = False
             in_snapshot = False
             snapshot_done = True
-            if k + 2 > out.shape[0]:
-                out = _grown_events(out, k + 2)
         if is_snap and not in_snapshot:
             in_snapshot = True
         emit = not in_snapshot
@@ -355,15 +352,7 @@ def mbo_events_nb(words, instrument_id, scale):  # pragma: no cover - compiled
             lused[:] = 0
             nlevels = 0
             if emit:
-                e = out[k]
-                e.ts = ts
-                e.price = 0
-                e.size = 0.0
-                e.num_orders = 0
-                e.kind = KIND_DEPTH
-                e.side = SIDE_UNSET
-                e.op = OP_CLEAR
-                e.flags = 0
+                _put_event(out, k, ts, 0, 0.0, 0, KIND_DEPTH, SIDE_UNSET, OP_CLEAR, 0)
                 last_depth = k
                 k += 1
                 open_batch = True
@@ -371,28 +360,21 @@ def mbo_events_nb(words, instrument_id, scale):  # pragma: no cover - compiled
             if not valid:
                 cnt[C_NO_PRICE_TRADES] += 1
             else:
-                e = out[k]
-                e.ts = ts
-                e.price = tick
-                e.size = np.float64(size)
-                e.num_orders = 0
-                e.kind = KIND_TRADE
                 # DBN side = aggressor -> MIA side = the side traded against
-                e.side = SIDE_ASK if sraw == _SIDE_B else SIDE_BID if sraw == _SIDE_A else SIDE_UNSET
-                e.op = 0
-                e.flags = 0
+                tside = SIDE_ASK if sraw == _SIDE_B else SIDE_BID if sraw == _SIDE_A else SIDE_UNSET
+                _put_event(out, k, ts, tick, np.float64(size), 0, KIND_TRADE, tside, 0, 0)
                 k += 1
         # F (fill) and N (none) do not change the book.
         if (fl & _F_LAST) != 0 and open_batch and emit:
             out[last_depth].flags |= FLAG_BATCH_END
             open_batch = False
     if in_snapshot:
-        out, k, last_depth = _emit_snapshot(out, k, ts, lkeys, lused, lvals, nlevels)
+        k, last_depth = _emit_snapshot(out, k, ts, lkeys, lused, lvals, lshift, nlevels)
         open_batch = False
     if open_batch and last_depth >= 0:
         out[last_depth].flags |= FLAG_BATCH_END
     cnt[C_RESTING] = norders
-    return out[:k].copy(), cnt
+    return k, cnt
 
 
 @kernel
@@ -431,36 +413,48 @@ def _emit_level(out, k, t, side, tick, lkeys, lused, lvals, lshift):  # pragma: 
 
 
 @kernel
-def _emit_snapshot(out, k, t, lkeys, lused, lvals, nlevels):  # pragma: no cover - compiled
+def _heapsort(a, n):  # pragma: no cover - compiled
+    """Sort ``a[:n]`` ascending in place (heapsort, Williams 1964; a hand loop compiles in a
+    fraction of the time numba's ``np.sort`` takes)."""
+    for start in range(n // 2 - 1, -1, -1):
+        _sift_down(a, start, n)
+    for end in range(n - 1, 0, -1):
+        a[0], a[end] = a[end], a[0]
+        _sift_down(a, 0, end)
+
+
+@kernel
+def _sift_down(a, root, n):  # pragma: no cover - compiled
+    while True:
+        child = 2 * root + 1
+        if child >= n:
+            return
+        if child + 1 < n and a[child + 1] > a[child]:
+            child += 1
+        if a[root] >= a[child]:
+            return
+        a[root], a[child] = a[child], a[root]
+        root = child
+
+
+@kernel
+def _emit_snapshot(out, k, t, lkeys, lused, lvals, lshift, nlevels):  # pragma: no cover - compiled
     """OP_CLEAR then every level (bids high to low, asks low to high), all FLAG_SNAPSHOT, the
-    last FLAG_BATCH_END. Returns (out, k, index of the last event)."""
-    if k + nlevels + 1 > out.shape[0]:
-        out = _grown_events(out, k + nlevels + 1)
-    e = out[k]
-    e.ts = t
-    e.price = 0
-    e.size = 0.0
-    e.num_orders = 0
-    e.kind = KIND_DEPTH
-    e.side = SIDE_UNSET
-    e.op = OP_CLEAR
-    e.flags = FLAG_SNAPSHOT
+    last FLAG_BATCH_END. Returns (k, index of the last event)."""
+    _put_event(out, k, t, 0, 0.0, 0, KIND_DEPTH, SIDE_UNSET, OP_CLEAR, FLAG_SNAPSHOT)
     k += 1
-    for side in (SIDE_BID, SIDE_ASK):
+    for side in range(SIDE_BID, SIDE_ASK + 1):
         ticks = np.empty(nlevels, np.int64)
-        slots = np.empty(nlevels, np.int64)
         m = 0
         for j in range(lkeys.shape[0]):
             if lused[j] and np.int64(lkeys[j] & np.uint64(1)) == (side & 1):
                 ticks[m] = (np.int64(lkeys[j]) - side) // 2
-                slots[m] = j
                 m += 1
-        order = np.argsort(ticks[:m], kind="mergesort")
-        if side == SIDE_BID:
-            order = order[::-1]
+        _heapsort(ticks, m)
         for q in range(m):
-            j = slots[order[q]]
-            _put_depth(out, k, t, side, ticks[order[q]], lvals[j, 0], lvals[j, 1], True, FLAG_SNAPSHOT)
+            tick = ticks[m - 1 - q] if side == SIDE_BID else ticks[q]
+            j = _slot_of(lkeys, lused, lshift, np.uint64(2 * tick + side))
+            _put_depth(out, k, t, side, tick, lvals[j, 0], lvals[j, 1], True, FLAG_SNAPSHOT)
             k += 1
     out[k - 1].flags |= FLAG_BATCH_END
-    return out, k, k - 1
+    return k, k - 1
