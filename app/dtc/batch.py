@@ -227,19 +227,23 @@ def _sec_ns_scalar(x):  # pragma: no cover - compiled
 def _decode_fast(buf, start, stop, need, fast, tk_keys, tk_vals, tk_default, recv_ts_ns, out):  # pragma: no cover
     """Decode the run at ``buf[start:stop]`` in one pass (types of ``fast``, clean values).
 
-    ``out`` (EVENT_DTYPE, room for every frame the bytes can hold) receives the events.
-    Returns ``(events, n_frames, end, slow)`` (``events``: the filled head of ``out``): ``slow`` is True when the kernel stopped at a
-    frame it leaves to the column path (a snapshot level or a value that breaks a rule), False
-    when the run itself ended there (incomplete frame, a type outside the batch path, a frame
-    shorter than its record), as :func:`_scan`.
+    ``out`` (EVENT_DTYPE) receives the events. Returns ``(events, n_frames, end, status)``
+    (``events``: the filled head of ``out``): ``status`` 0 when the run itself ended at ``end``
+    (incomplete frame, a type outside the batch path, a frame shorter than its record, as
+    :func:`_scan`), 1 when the kernel stopped at a frame it leaves to the column path (a
+    snapshot level or a value that breaks a rule), 2 when ``out`` is full (call again from
+    ``end``).
     """
     last_sid = np.int64(-1)
     tk = tk_default
     off = start
     nk = tk_keys.shape[0]
     i = 0
-    slow = False
+    status = 0
     while off + 4 <= stop:
+        if i == out.shape[0]:
+            status = 2
+            break
         size = np.int64(_ld_u16(buf, off))
         typ = np.int64(_ld_u16(buf, off + 2))
         if size < 4 or off + size > stop:
@@ -248,7 +252,7 @@ def _decode_fast(buf, start, stop, need, fast, tk_keys, tk_vals, tk_default, rec
         if nd == 0 or size < nd:
             break
         if fast[typ] == 0:
-            slow = True
+            status = 1
             break
         if typ == _T112:
             sid = np.int64(_ld_u32(buf, off + 16))
@@ -327,7 +331,7 @@ def _decode_fast(buf, start, stop, need, fast, tk_keys, tk_vals, tk_default, rec
         else:
             clean = clean and side >= 0 and side <= 2
         if not clean:
-            slow = True
+            status = 1
             break
         e = out[i]
         e.ts = ts
@@ -342,7 +346,12 @@ def _decode_fast(buf, start, stop, need, fast, tk_keys, tk_vals, tk_default, rec
         e._pad = 0
         off += size
         i += 1
-    return out[:i], i, off, slow
+    return out[:i], i, off, status
+
+
+def _ld_size(buf, pos: int) -> int:
+    """The Size field (u16 little endian) of the frame at ``buf[pos]``."""
+    return int(buf[pos]) | (int(buf[pos + 1]) << 8)
 
 
 def _tick_table(tick_size):
@@ -602,18 +611,25 @@ def decode_run(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0, problems
         return _decode_run_columns(data, tick_size, start=start, recv_ts_ns=recv_ts_ns, problems=problems)
     keys, vals, default = _tick_table(tick_size)
     buf = np.frombuffer(data, dtype=np.uint8)
-    # room for the most frames the bytes can hold, allocated by numpy (large arrays get huge
-    # pages, where the kernel's own allocation would take a page fault per 4 KiB); pages never
-    # written are never touched, so the spare room costs address space, not memory
-    room = np.empty((buf.shape[0] - start) // _FAST_MIN + 1, dtype=ev.EVENT_DTYPE)
-    out, n, end, slow = _decode_fast(buf, start, buf.shape[0], _NEED, _FAST, keys, vals, default, int(recv_ts_ns),
-                                     room)
-    if not slow:
-        return out, (end if n else start), n
-    rest, end2, n2 = _decode_run_columns(data, tick_size, start=end, recv_ts_ns=recv_ts_ns, problems=problems)
+    stop = buf.shape[0]
+    parts, n, pos, status = [], 0, start, 2
+    while status == 2:
+        # room for as many frames as the bytes hold at the size of the first one (a run is
+        # mostly one type); numpy allocates it (large arrays get huge pages, where the
+        # kernel's own allocation would fault per 4 KiB); if smaller frames fill it, go on
+        per = _ld_size(buf, pos) if pos + 2 <= stop else _FAST_MIN
+        room = np.empty((stop - pos) // max(per, _FAST_MIN) + 1, dtype=ev.EVENT_DTYPE)
+        out, k, pos, status = _decode_fast(buf, pos, stop, _NEED, _FAST, keys, vals, default, int(recv_ts_ns), room)
+        if k:
+            parts.append(out)
+            n += k
+    events = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, ev.EVENT_DTYPE)
+    if status == 0:
+        return events, (pos if n else start), n
+    rest, end2, n2 = _decode_run_columns(data, tick_size, start=pos, recv_ts_ns=recv_ts_ns, problems=problems)
     if n == 0:
         return rest, (end2 if n2 else start), n2
-    return np.concatenate([out, rest]), end2, n + n2
+    return np.concatenate([events, rest]), end2, n + n2
 
 
 def _decode_run_columns(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0, problems: list | None = None):

@@ -100,3 +100,16 @@ def test_malformed_values_and_unknown_symbols_are_reported_the_same(es):
     with pytest.raises(ValueError, match="tick_size"):
         B.decode_run(bytes(data), 0.0)
     assert B.decode_run(b"", 0.0)[2] == 0
+
+
+def test_small_frames_after_a_large_one_refill_the_room(es):
+    """The room is sized by the first frame (56 bytes); 19-byte trades after it fill it, and
+    the decode goes on from where it stopped."""
+    depth, trades = es
+    big = B.encode_depth_batch(depth[:1], 0.25, 1, Encoding.BINARY, msg_type=106)
+    small = B.encode_trade_batch(np.tile(trades, 2), 0.25, 1, Encoding.BINARY, msg_type=142)
+    assert len(big) == 56 and len(small) == 19 * 2 * len(trades)
+    data = big + small
+    (out, end, n), _ = _same(data, 0.25)
+    assert n == 1 + 2 * len(trades) and end == len(data)
+    assert (len(data) // 56 + 1) < n  # more frames than the first room held
