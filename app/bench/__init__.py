@@ -23,6 +23,8 @@ BENCH_MODULES = [
     "app.bench.feeds",
     "app.bench.trading",
     "app.bench.evaluate",
+    "app.bench.peers",
+    "app.bench.cpu",
     "app.ui.bench_gui",
 ]
 

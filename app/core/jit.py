@@ -22,7 +22,7 @@ from pathlib import Path
 
 from app import paths
 
-__all__ = ["CACHE_DIR", "kernel"]
+__all__ = ["CACHE_DIR", "kernel", "unaligned_load"]
 
 
 def _cache_folder() -> Path:
@@ -49,3 +49,52 @@ if not numba.config.CACHE_DIR:  # numba was imported before this module, with no
 #: in :data:`CACHE_DIR` (``cache``, so later starts load instead of compiling). Used as
 #: ``@kernel`` or ``kernel(py_function)``.
 kernel = numba.njit(nogil=True, cache=True)
+
+
+def unaligned_load(dtype) -> object:
+    """A numba intrinsic ``load(buf, offset)`` for kernels that read packed binary records.
+
+    Parameters
+    ----------
+    dtype : {"uint16", "uint32", "int64", "float32", "float64"}
+        The little-endian machine type read.
+
+    Returns
+    -------
+    callable
+        Usable inside kernels only: ``load(buf, offset)`` is the value of ``dtype`` stored at
+        byte ``offset`` of the 1-D uint8 array ``buf``, read with one unaligned machine load
+        (packed DTC frames put their fields at any alignment). No bounds check: the caller
+        checks the record lies inside ``buf``. Little-endian hosts only (x86-64, arm64).
+
+    Raises
+    ------
+    KeyError
+        If ``dtype`` is not one of the names above.
+    """
+    from llvmlite import ir
+    from numba import types
+    from numba.extending import intrinsic
+
+    nbtype, lltype = {
+        "uint16": (types.uint16, ir.IntType(16)),
+        "uint32": (types.uint32, ir.IntType(32)),
+        "int64": (types.int64, ir.IntType(64)),
+        "float32": (types.float32, ir.FloatType()),
+        "float64": (types.float64, ir.DoubleType()),
+    }[dtype]
+
+    @intrinsic
+    def load(typingctx, arr, off):
+        sig = nbtype(arr, off)
+
+        def codegen(context, builder, sig, args):
+            ary = context.make_array(sig.args[0])(context, builder, args[0])
+            ptr = builder.bitcast(builder.gep(ary.data, [args[1]]), lltype.as_pointer())
+            v = builder.load(ptr)
+            v.align = 1
+            return v
+
+        return sig, codegen
+
+    return load
