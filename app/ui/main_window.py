@@ -40,7 +40,8 @@ from app.ui.heatmap import HeatmapWidget
 from app.ui.ladder import LadderWidget, price_decimals
 from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
-from app.ui.status import HealthBar, ProblemBanner, ProblemLog, ReplayEndBanner
+from app.core.clock import SYSTEM_CLOCK
+from app.ui.status import HealthBar, ProblemBanner, ProblemLog, RecordingIndicator, ReplayEndBanner
 from app.ui.tape import SignalTape
 from app.ui.vix_gauge import VixGauge
 
@@ -78,6 +79,8 @@ class MainWindow(QtWidgets.QMainWindow):
         UI state storage (geometry, splitters, contrast, profile, options); None = not persisted.
     display_hz : float
         Redraw timer rate (the newest frame is drawn; frames in between are skipped).
+    clock : app.core.clock.Clock
+        Wall and monotonic time of the window's own figures (the recording's elapsed time).
 
     Signals
     -------
@@ -87,8 +90,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
     sigClosed = QtCore.Signal()
 
-    def __init__(self, config: PipelineConfig | None = None, prefs=None, display_hz: float = 60.0):
+    def __init__(self, config: PipelineConfig | None = None, prefs=None, display_hz: float = 60.0,
+                 clock=SYSTEM_CLOCK):
         super().__init__()
+        self.clock = clock
         self.config = config or PipelineConfig()
         self.prefs = prefs
         self.setWindowTitle("MIA Elite")
@@ -121,6 +126,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_draw_t = 0.0
         self._notifier = _FrameNotifier()
         self._notifier.sigFrame.connect(self._on_frame_ready, QtCore.Qt.QueuedConnection)
+        # once a second, frames or not: the recording's elapsed time, and msgs/s that falls to
+        # the real rate when no frame comes (a paused or silent source)
+        self.status_timer = QtCore.QTimer(self)
+        self.status_timer.setInterval(1000)
+        self.status_timer.timeout.connect(self._tick_status)
+        self.status_timer.start()
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -184,6 +195,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
         self.health = HealthBar()
         self.statusBar().addWidget(self.health, 1)
+        self.recording_indicator = RecordingIndicator()
+        self.statusBar().addPermanentWidget(self.recording_indicator)
 
         self.problems = ProblemLog()
         self.problems_dock = QtWidgets.QDockWidget("Problems", self)
@@ -664,6 +677,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Start or stop recording the current source's events (``recordings/`` in the data folder)."""
         pl = self.pipeline
         if not on:
+            self.recording_indicator.stop()
             n = pl.stop_recording() if pl is not None else None
             if n is not None:
                 self.report("info", f"recording closed: {n:,} events in {self.recording_path}")
@@ -686,7 +700,20 @@ class MainWindow(QtWidgets.QMainWindow):
             self.report("error", f"cannot record: {exc}")
             self.act_record.setChecked(False)
             return
+        self.recording_indicator.start(self.recording_path, self.clock.monotonic())
         self.report("info", f"recording to {self.recording_path}")
+
+    def _tick_status(self) -> None:
+        """Once a second: the recording's elapsed time; msgs/s without a frame (paused: stopped)."""
+        self.recording_indicator.tick(self.clock.monotonic())
+        pl = self.pipeline
+        if pl is not None and not self.health.paused:
+            try:
+                rate = pl.figures().get("msgs_per_s")
+            except Exception:  # figures are best effort; a source being replaced has none
+                rate = None
+            if rate is not None:
+                self.health.set_figures(msgs_per_s=rate)
 
     def _on_pause(self, paused: bool) -> None:
         src = self.pipeline.source if self.pipeline else None
@@ -697,6 +724,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             src.resume()
         self.act_pause.setText("Resume replay" if paused else "Pause replay")
+        self.health.set_paused(paused)
 
     def _on_profile_chosen(self, idx: int) -> None:
         name = PROFILES[idx]
@@ -708,6 +736,12 @@ class MainWindow(QtWidgets.QMainWindow):
     async def restart_pipeline(self) -> None:
         """Stop and start the pipeline with the current :attr:`config` (profile or connection change)."""
         self.timer.stop()
+        if self.act_record.isChecked():  # the recording ends with its pipeline (and says so)
+            self.act_record.setChecked(False)
+        if self.act_pause.isChecked():  # a new source starts running
+            self.act_pause.setChecked(False)
+            self.act_pause.setText("Pause replay")
+            self.health.paused = False
         await self._detach_trading()
         if self.pipeline is not None:
             await self.pipeline.stop()

@@ -27,6 +27,7 @@ STATE_COLORS = {
     "disconnected": "#e85060",
     "error": "#e85060",
     "stopped": "#888888",
+    "paused": "#e0b030",
 }
 
 
@@ -55,6 +56,8 @@ class HealthBar(QtWidgets.QWidget):
             lay.addWidget(w)
         lay.addStretch(1)
         self.states: dict[str, str] = {}
+        #: True while the user paused the replay: msgs/s shows "paused" instead of a stale rate
+        self.paused = False
 
     def set_source_state(self, name: str, state: str) -> None:
         """Show ``state`` for source ``name`` (e.g. ``"dtc 127.0.0.1:11199"``, ``"connected"``)."""
@@ -67,10 +70,19 @@ class HealthBar(QtWidgets.QWidget):
             parts.append(f"{n}: <span style='color:{color}'><b>{s}</b></span>")
         self.sources_label.setText(" | ".join(parts))
 
+    def set_paused(self, paused: bool, source: str = "replay server") -> None:
+        """Show the user's pause: ``source`` reads "paused" (``"running"`` again on resume) and
+        the messages rate stops (no stale rate of before the pause stays on screen)."""
+        self.paused = bool(paused)
+        self.set_source_state(source, "paused" if paused else "running")
+        if paused:
+            self.msgs_label.setText("msgs/s - (paused)")
+
     def set_figures(self, *, msgs_per_s=None, decode_errors=None, analysis_ms=None, fps=None,
                     events_per_s=None, market=None) -> None:
-        """Update the figures given (``None`` leaves one unchanged)."""
-        if msgs_per_s is not None:
+        """Update the figures given (``None`` leaves one unchanged; msgs/s stays "paused"
+        while :attr:`paused`)."""
+        if msgs_per_s is not None and not self.paused:
             self.msgs_label.setText(f"msgs/s {msgs_per_s:,.0f}")
         if decode_errors is not None:
             self.errors_label.setText(f"decode errors {decode_errors}")
@@ -83,6 +95,49 @@ class HealthBar(QtWidgets.QWidget):
             self.events_label.setText(f"events/s {events_per_s:,.0f}")
         if market is not None:
             self.market_label.setText(market)
+
+
+class RecordingIndicator(QtWidgets.QLabel):
+    """The status bar's recording indicator: a red dot, the elapsed time and the file name.
+
+    Hidden while nothing is recorded. The elapsed time comes from the window's clock
+    (:mod:`app.core.clock`), so tests drive it with a ``ManualClock``.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("recording_indicator")
+        self.setTextFormat(QtCore.Qt.RichText)
+        self.path = None
+        self._t0 = 0.0
+        self.elapsed_s = 0.0
+        self.hide()
+
+    def start(self, path, now_s: float) -> None:
+        """Recording to ``path`` started at ``now_s`` (the clock's monotonic seconds)."""
+        self.path = path
+        self._t0 = float(now_s)
+        self.setToolTip(f"Recording the market event stream to {path}")
+        self.tick(now_s)
+        self.show()
+
+    def tick(self, now_s: float) -> None:
+        """Show the time elapsed until ``now_s`` (monotonic seconds)."""
+        if self.path is None:
+            return
+        self.elapsed_s = max(float(now_s) - self._t0, 0.0)
+        s = int(self.elapsed_s)
+        h, m, sec = s // 3600, (s // 60) % 60, s % 60
+        when = f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
+        name = getattr(self.path, "name", None) or str(self.path)
+        self.setText(f"<span style='color:#ff3b3b'>&#9679;</span> <b>REC</b> {when} "
+                     f"{name.replace('&', '&amp;').replace('<', '&lt;')}")
+
+    def stop(self) -> None:
+        """Recording stopped: hide."""
+        self.path = None
+        self.setText("")
+        self.hide()
 
 
 class ProblemBanner(QtWidgets.QFrame):

@@ -136,12 +136,19 @@ class TradingPanel(QtWidgets.QWidget):
 
         grid = QtWidgets.QFormLayout()
         self.values: dict[str, QtWidgets.QLabel] = {}
+        self.row_labels: dict[str, QtWidgets.QLabel] = {}
         for key, label in ROWS:
             v = QtWidgets.QLabel("-")
             v.setObjectName(f"risk_{key}")
             v.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
             self.values[key] = v
-            grid.addRow(label, v)
+            # a QLabel of our own, with no buddy: addRow(str, ...) would make the label the
+            # field's buddy, and Qt then reads "&" as a shortcut marker ("Open P&L" -> "Open PL")
+            name = QtWidgets.QLabel(label)
+            name.setTextFormat(QtCore.Qt.PlainText)
+            name.setObjectName(f"risk_label_{key}")
+            self.row_labels[key] = name
+            grid.addRow(name, v)
         lay.addLayout(grid)
 
         brow = QtWidgets.QHBoxLayout()
@@ -184,6 +191,8 @@ class TradingPanel(QtWidgets.QWidget):
                 detail = f"{detail} | JOURNAL FAILED: {self.journal_error}" if detail else self.journal_error
         self.kill_status.setText(label + (f": {detail}" if detail else ""))
         self.unlock_box.setVisible(state in (KillState.VERIFIED_FLAT, KillState.FAILED))
+        # Retry only where it means something: after a failed verification (never once flat)
+        self.retry_button.setVisible(state == KillState.FAILED)
         self.retry_button.setEnabled(state == KillState.FAILED)
 
     def update_from(self, snap, price_decimals: int = 2) -> None:
