@@ -6,14 +6,22 @@ Layout (splitters persist with the settings)::
     | PAPER MODE banner                                                         |
     | problem banner (only when something is wrong, with what to do)            |
     | replay-finished banner with Restart / Load (only at the end of a replay)  |
-    +---------------------------------------------+-----------+----------------+
-    | DOM ladder heatmap                          | DOM ladder| VIX gauge      |
-    |                                             |           +----------------+
-    |                                             |           | trading_area   |
-    +---------------------------------------------+-----------+----------------+
-    | elite signal tape                                   | precision summary  |
-    +--------------------------------------------------------------------------+
-    | status bar: sources, msgs/s, decode errors, analysis ms, frames/s         |
+    +--------------------------------------+-------+-----------+---------------+
+    | DOM ladder heatmap                   |profile| DOM ladder| VIX gauge     |
+    |                                      | (POC, |           +---------------+
+    +--------------------------------------+  VA)  |           | trading_area  |
+    | cumulative delta (same time axis)    |       |           | (risk panel,  |
+    +--------------------------------------+-------+-----------+  kill switch) |
+    | elite signal tape                    | precision summary  |               |
+    +--------------------------------------+--------------------+---------------+
+    | status bar: sources, msgs/s, ... (elided) | recording indicator          |
+
+Splitters: ``main_splitter`` (columns: market | right), ``market_splitter`` (chart row over
+the tape), ``top_splitter`` (heatmap column | profile | ladder), ``heat_splitter`` (heatmap
+over the delta pane), ``right_splitter`` (VIX gauge over the trading area, which takes the
+full height so the risk panel needs no scrolling at 1366x768 or at 1920x1080 at 150 %). Fonts
+are in points (they follow the screen's DPI and ``QT_SCALE_FACTOR``); minimum sizes come from
+font metrics. The window opens at most at the screen's available size.
 
 ``window.trading_area`` is an empty ``QWidget`` with a ``QVBoxLayout``; the trading issue's
 ``app.ui.trading_panel.attach_trading(window, context)`` fills it (a placeholder is shown when
@@ -36,8 +44,10 @@ import types
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.ui.delta_pane import DeltaPane
 from app.ui.heatmap import HeatmapWidget
 from app.ui.ladder import LadderWidget, price_decimals
+from app.ui.profile_pane import ProfilePane
 from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
 from app.core.clock import SYSTEM_CLOCK
@@ -97,7 +107,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.config = config or PipelineConfig()
         self.prefs = prefs
         self.setWindowTitle("MIA Elite")
-        self.resize(1580, 960)
+        self.resize(self._initial_size())
         self.pipeline: Pipeline | None = None
         self.recording_path = None  # the .mrec being (or last) recorded by the Record button
         self.last_frame = None
@@ -156,6 +166,9 @@ class MainWindow(QtWidgets.QMainWindow):
         v.addWidget(self.replay_banner)
 
         self.heatmap = HeatmapWidget()
+        self.delta_pane = DeltaPane()
+        self.delta_pane.link_x(self.heatmap)
+        self.profile_pane = ProfilePane()
         self.ladder = LadderWidget()
         self.vix_gauge = VixGauge()
         self.trading_area = QtWidgets.QWidget()
@@ -163,33 +176,41 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trading_area.setLayout(QtWidgets.QVBoxLayout())
         self.trading_area.layout().setContentsMargins(0, 0, 0, 0)
         self.tape = SignalTape()
+        # the heatmap and the delta pane share x pixels too: the same left axis width
+        fm = QtGui.QFontMetrics(self.font())
+        axis_w = fm.horizontalAdvance("-00000.00") + fm.height() + 14
+        for plot in (self.heatmap, self.delta_pane):
+            plot.getAxis("left").setWidth(axis_w)
 
-        self.right_splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
-        self.right_splitter.setObjectName("right_splitter")
-        self.right_splitter.addWidget(self.vix_gauge)
+        def splitter(name, orientation, widgets, stretch, sizes):
+            sp = QtWidgets.QSplitter(orientation)
+            sp.setObjectName(name)
+            sp.setChildrenCollapsible(False)
+            for i, (wdg, st) in enumerate(zip(widgets, stretch)):
+                sp.addWidget(wdg)
+                sp.setStretchFactor(i, st)
+            sp.setSizes(sizes)
+            return sp
+
+        # object names are the keys of the saved sizes (a changed structure gets a new name)
+        self.heat_splitter = splitter("heat_column", QtCore.Qt.Vertical, (self.heatmap, self.delta_pane),
+                                      (5, 1), [520, 110])
+        self.top_splitter = splitter("chart_row", QtCore.Qt.Horizontal,
+                                     (self.heat_splitter, self.profile_pane, self.ladder), (5, 0, 1),
+                                     [900, 90, 240])
+        self.market_splitter = splitter("market_column", QtCore.Qt.Vertical, (self.top_splitter, self.tape),
+                                        (4, 1), [680, 200])
         trading_scroll = QtWidgets.QScrollArea()
+        trading_scroll.setObjectName("trading_scroll")
         trading_scroll.setWidgetResizable(True)
+        trading_scroll.setFrameShape(QtWidgets.QFrame.NoFrame)
+        trading_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
         trading_scroll.setWidget(self.trading_area)
-        self.right_splitter.addWidget(trading_scroll)
-        self.right_splitter.setSizes([300, 500])
-
-        self.top_splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
-        self.top_splitter.setObjectName("top_splitter")
-        self.top_splitter.addWidget(self.heatmap)
-        self.top_splitter.addWidget(self.ladder)
-        self.top_splitter.addWidget(self.right_splitter)
-        self.top_splitter.setStretchFactor(0, 5)
-        self.top_splitter.setStretchFactor(1, 1)
-        self.top_splitter.setStretchFactor(2, 1)
-        self.top_splitter.setSizes([900, 260, 320])
-
-        self.main_splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
-        self.main_splitter.setObjectName("main_splitter")
-        self.main_splitter.addWidget(self.top_splitter)
-        self.main_splitter.addWidget(self.tape)
-        self.main_splitter.setStretchFactor(0, 4)
-        self.main_splitter.setStretchFactor(1, 1)
-        self.main_splitter.setSizes([680, 200])
+        self.trading_scroll = trading_scroll
+        self.right_splitter = splitter("right_splitter", QtCore.Qt.Vertical, (self.vix_gauge, trading_scroll),
+                                       (0, 1), [220, 600])
+        self.main_splitter = splitter("window_columns", QtCore.Qt.Horizontal,
+                                      (self.market_splitter, self.right_splitter), (1, 0), [1200, 340])
         v.addWidget(self.main_splitter, 1)
         self.setCentralWidget(central)
 
@@ -316,6 +337,21 @@ class MainWindow(QtWidgets.QMainWindow):
         return (f"PAPER MODE - market data from the DTC server {c.host}:{c.port}{acct}. "
                 "Orders are filled locally, never sent.")
 
+    def _splitters(self) -> tuple[QtWidgets.QSplitter, ...]:
+        """Every splitter whose sizes persist (by object name)."""
+        return (self.main_splitter, self.market_splitter, self.top_splitter, self.heat_splitter,
+                self.right_splitter, self.tape.splitter)
+
+    @staticmethod
+    def _initial_size() -> QtCore.QSize:
+        """1580 x 960, or the primary screen's available size when that is smaller (1366 x 768,
+        or 1280 x 720 logical pixels for 1920 x 1080 at 150 %)."""
+        want = QtCore.QSize(1580, 960)
+        screen = QtGui.QGuiApplication.primaryScreen()
+        if screen is None:
+            return want
+        return want.boundedTo(screen.availableGeometry().size())
+
     # ------------------------------------------------------------------ prefs
     def _restore_prefs(self) -> None:
         p = self.prefs
@@ -329,7 +365,7 @@ class MainWindow(QtWidgets.QMainWindow):
         st = p.get("window.state", "")
         if st:
             self.restoreState(_unb64(st))
-        for sp in (self.main_splitter, self.top_splitter, self.right_splitter, self.tape.splitter):
+        for sp in self._splitters():
             val = p.get(f"splitters.{sp.objectName()}", "")
             if val:
                 sp.restoreState(_unb64(val))
@@ -350,7 +386,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         p.set("window.geometry", _b64(self.saveGeometry()))
         p.set("window.state", _b64(self.saveState()))
-        for sp in (self.main_splitter, self.top_splitter, self.right_splitter, self.tape.splitter):
+        for sp in self._splitters():
             p.set(f"splitters.{sp.objectName()}", _b64(sp.saveState()))
         p.set("heatmap.contrast", float(self.heatmap.contrast))
         p.set("profile", self.config.profile)
@@ -588,7 +624,9 @@ class MainWindow(QtWidgets.QMainWindow):
         t0 = time.perf_counter()
         self.last_frame = frame
         self.heatmap.set_frame(frame)
+        self.delta_pane.set_frame(frame)
         self.ladder.set_frame(frame)
+        self.profile_pane.set_frame(frame)
         self._sync_ladder()
         self.vix_gauge.set_state(frame.vix)
         self.tape.update_from_frame(frame)
@@ -634,8 +672,9 @@ class MainWindow(QtWidgets.QMainWindow):
         lo, hi = self.heatmap.price_range()
         r = self.heatmap.view_scene_rect()
         # mapFromScene gives viewport coordinates: map from the viewport, not the view's frame
-        top_left = self.ladder.mapFromGlobal(self.heatmap.viewport().mapToGlobal(r.topLeft().toPoint()))
-        self.ladder.set_view(lo, hi, float(top_left.y()), float(r.height()))
+        at = self.heatmap.viewport().mapToGlobal(r.topLeft().toPoint())
+        for pane in (self.ladder, self.profile_pane):  # both beside the heatmap, on its price axis
+            pane.set_view(lo, hi, float(pane.mapFromGlobal(at).y()), float(r.height()))
 
     def resizeEvent(self, ev):  # noqa: N802
         super().resizeEvent(ev)
