@@ -114,7 +114,8 @@ def test_pause_shows_replay_server_paused_and_stops_the_msgs_rate(qtbot, tmp_pat
     assert w.health.msgs_label.text() == "msgs/s 4,321"
     w.act_pause.trigger()  # the toolbar's Pause replay
     assert pl.source.held
-    assert "replay server: <span style='color:#e0b030'><b>paused</b>" in w.health.sources_label.text()
+    assert "replay server: paused" in w.health.sources_label.text()
+    assert ("paused", "#e0b030", True) in w.health.sources_label.segments  # in amber, bold
     assert "running" not in w.health.sources_label.text()
     # the rate of before the pause does not stay on screen, and no later figure brings it back
     assert "4,321" not in w.health.msgs_label.text() and "paused" in w.health.msgs_label.text()
@@ -123,7 +124,7 @@ def test_pause_shows_replay_server_paused_and_stops_the_msgs_rate(qtbot, tmp_pat
     assert "paused" in w.health.msgs_label.text()
     w.act_pause.trigger()  # Resume
     assert not pl.source.held
-    assert "<b>running</b>" in w.health.sources_label.text()
+    assert "replay server: running" in w.health.sources_label.text()
     pl.rate = 987.0
     w._tick_status()
     assert w.health.msgs_label.text() == "msgs/s 987"
@@ -144,9 +145,8 @@ def test_record_shows_a_red_dot_the_elapsed_time_and_the_file(qtbot, tmp_path, m
     w.act_record.trigger()  # start
     assert pl.recording is not None
     assert ind.isVisible()
-    assert "&#9679;" in ind.text() or "\u25cf" in ind.text()  # the dot
-    assert "#ff3b3b" in ind.text()  # red
-    assert pl.recording.name in ind.text()
+    assert ind.segments[0] == ("\u25cf ", "#ff3b3b", False)  # the red dot
+    assert pl.recording.name in ind.text() and str(pl.recording) in ind.toolTip()
     assert "00:00" in ind.text()
     clock.advance(65.0)
     w._tick_status()
