@@ -176,6 +176,11 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trading_area.setLayout(QtWidgets.QVBoxLayout())
         self.trading_area.layout().setContentsMargins(0, 0, 0, 0)
         self.tape = SignalTape()
+        # minimum sizes from the font (points follow the DPI and the scale): splitters never squeeze
+        # a pane below what it needs to be read
+        fm0 = QtGui.QFontMetrics(self.font())
+        self.heatmap.setMinimumSize(28 * fm0.averageCharWidth(), 10 * fm0.height())
+        self.tape.setMinimumHeight(5 * fm0.height())
         # the heatmap and the delta pane share x pixels too: the same left axis width
         fm = QtGui.QFontMetrics(self.font())
         axis_w = fm.horizontalAdvance("-00000.00") + fm.height() + 14
@@ -801,6 +806,37 @@ class MainWindow(QtWidgets.QMainWindow):
             self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
         self.mode_banner.setText(self._mode_text())
         self._attach_trading()
+
+    def schedule_demo_position(self, after_s: float, stop_ticks: int = 32, target_ticks: int = 32) -> None:
+        """Screenshots and demos only (``mia-elite --demo-position SECONDS``, paper mode): after
+        ``after_s`` seconds buy 1 contract at the market with a stop ``stop_ticks`` below and a
+        target ``target_ticks`` above the ask, through the trading session's gate as a
+        confirmed ticket would (an open position and a working bracket to look at)."""
+        QtCore.QTimer.singleShot(int(max(after_s, 0.0) * 1000),
+                                 lambda: self.spawn(self._demo_position(int(stop_ticks), int(target_ticks))))
+
+    async def _demo_position(self, stop_ticks: int, target_ticks: int) -> None:
+        from app.core.orders import OrderType
+        from app.trading.orders import OrderTicket
+
+        session = getattr(self.trading, "session", None)
+        if session is None or session.mode != "paper":
+            self.report("warning", "demo position: only in paper mode with the trading panel running")
+            return
+        sym = session.instrument.symbol
+        for _ in range(600):  # the first market data can come a while after start-up (compiling)
+            m = session.market.get(sym)
+            if m is not None and m.best_ask >= 0:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            self.report("warning", "demo position: no market data within 120 s")
+            return
+        ask = int(m.best_ask)
+        t = OrderTicket(sym, 1, 1, OrderType.MARKET, None, ask - stop_ticks, ask + target_ticks, ref_price=ask,
+                        tick_size=session.instrument.tick_size, tick_value=session.instrument.tick_value)
+        d = await session.confirm(t)
+        self.report("info", f"demo position: {d.message or 'sent'}")
 
     def open_connection_dialog(self, source: str | None = None) -> None:
         """Show the connection dialog; on OK restart the pipeline with the new settings."""

@@ -59,6 +59,7 @@ class ElidedLabel(QtWidgets.QLabel):
     def _set_plain(self, text: str) -> None:
         super().setText(text)
         self.setToolTip(text)
+        self.updateGeometry()  # the size hint follows the text (bold parts included)
         self.update()
 
     def set_segments(self, segments) -> None:
@@ -70,6 +71,10 @@ class ElidedLabel(QtWidgets.QLabel):
     def segments(self) -> list[tuple[str, str, bool]]:
         """The parts of the text (one uncoloured part for plain text)."""
         return list(self._segments) if self._segments is not None else [(self.text(), "", False)]
+
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 (Qt name)
+        m = self.contentsMargins()
+        return QtCore.QSize(self.full_width() + m.left() + m.right() + 2, super().sizeHint().height())
 
     def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 (Qt name)
         fm = self.fontMetrics()

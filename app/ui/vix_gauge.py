@@ -46,7 +46,7 @@ class VixGauge(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.state: VixState | None = None
-        self.setMinimumSize(240, 230)
+        self.setMinimumSize(200, 180)  # the dial shrinks to fit; its texts keep their size
         self.setAttribute(QtCore.Qt.WA_OpaquePaintEvent, True)
 
     # ------------------------------------------------------------------ data
