@@ -758,6 +758,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 rate = None
             if rate is not None:
                 self.health.set_figures(msgs_per_s=rate)
+        ts = self._fps_times
+        if ts and time.perf_counter() - ts[-1] > 2.0:  # no frame for 2 s: the rates are 0, not the last ones
+            self.health.set_figures(fps=0.0, events_per_s=0.0)
 
     def _on_pause(self, paused: bool) -> None:
         src = self.pipeline.source if self.pipeline else None

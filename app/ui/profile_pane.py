@@ -124,21 +124,28 @@ class ProfilePane(QtWidgets.QWidget):
         """The bars at the current group size: ``(first price row, volume, kind)`` per bar with
         volume, ascending. A grouped bar holds rows ``first .. first + rows_per_bar - 1``; its
         kind is ``"poc"`` when it holds the POC, else ``"value"`` when it holds a value-area row."""
+        first, vol, kind = self._bar_arrays(0, self.prices.shape[0])
+        names = ("outside", "value", "poc")
+        return [(int(p), float(v), names[k]) for p, v, k in zip(first.tolist(), vol.tolist(), kind.tolist())]
+
+    def _bar_arrays(self, i0: int, i1: int):
+        """Bars of the rows ``prices[i0:i1]`` (whole groups): first rows (int64), volumes
+        (float64) and kinds (0 outside, 1 value area, 2 POC), bars with volume only."""
         g = max(int(self.rows_per_bar), 1)
         n = self.prices.shape[0]
-        if n == 0 or self.volume.shape[0] != n:
-            return []
-        keys = np.floor_divide(self.prices, g) * g
+        if n == 0 or self.volume.shape[0] != n or i1 <= i0:
+            z = np.zeros(0, np.int64)
+            return z, np.zeros(0), z
+        keys = np.floor_divide(self.prices[i0:i1], g) * g
         first, idx = np.unique(keys, return_index=True)
-        sums = np.add.reduceat(self.volume, idx)
-        out = []
-        for p0, v in zip(first.tolist(), sums.tolist()):
-            if v <= 0:
-                continue
-            kinds = {self.row_kind(p) for p in range(int(p0), int(p0) + g)}
-            kind = "poc" if "poc" in kinds else ("value" if "value" in kinds else "outside")
-            out.append((int(p0), float(v), kind))
-        return out
+        vol = np.add.reduceat(np.asarray(self.volume[i0:i1], np.float64), idx)
+        kind = np.zeros(first.shape[0], np.int64)
+        if self.val >= 0:
+            kind[(first <= self.vah) & (first + g - 1 >= self.val)] = 1
+        if self.poc >= 0:
+            kind[(first <= self.poc) & (self.poc < first + g)] = 2
+        keep = vol > 0
+        return first[keep], vol[keep], kind[keep]
 
     def longest_bar(self) -> tuple[int, float, str] | None:
         """The bar drawn longest (the lowest price on a tie), or None with no volume."""
@@ -192,18 +199,26 @@ class ProfilePane(QtWidgets.QWidget):
         clip_top = max(head, self._top)
         clip_bot = min(h, self._top + self._height)
         p.setClipRect(QtCore.QRectF(0, clip_top, w, max(clip_bot - clip_top, 0.0)))
-        bars = self.bars()
-        if not bars:
+        # the longest bar of the whole profile is the full width (the scale does not jump on a pan)
+        _, all_vol, _ = self._bar_arrays(0, n)
+        if all_vol.shape[0] == 0:
             return
-        vmax = max(b[1] for b in bars) or 1.0
+        vmax = float(all_vol.max()) or 1.0
+        # the visible rows only, widened to whole groups
+        lo_row = (int(np.floor(self._lo / tick)) - 1) // g * g
+        hi_row = (int(np.ceil(self._hi / tick)) + 1) // g * g + g
+        i0 = int(np.searchsorted(self.prices, lo_row, side="left"))
+        i1 = int(np.searchsorted(self.prices, hi_row, side="left"))
+        first, vol, kind = self._bar_arrays(i0, i1)
         bar_h = max(row_h * g - (1 if row_h * g >= 4 else 0), 1.0)
-        colors = {"poc": POC, "value": VALUE, "outside": OUTSIDE}
-        for p0, v, kind in bars:
+        colors = (OUTSIDE, VALUE, POC)
+        scale_w = (w - 2) / vmax
+        for p0, v, k in zip(first.tolist(), vol.tolist(), kind.tolist()):
             # the bar spans rows p0 .. p0 + g - 1: from the top of the highest to the bottom of the lowest
             y = self.price_to_y((p0 + g - 1) * tick) - row_h / 2
             if y > h or y + bar_h < head:
                 continue
-            p.fillRect(QtCore.QRectF(0, y, max((w - 2) * v / vmax, 1.0), bar_h), colors[kind])
+            p.fillRect(QtCore.QRectF(0, y, max(v * scale_w, 1.0), bar_h), colors[k])
         # POC line, VAH / VAL dashed lines across the pane
         if self.poc >= 0:
             p.setPen(QtGui.QPen(POC, 1))
