@@ -201,3 +201,49 @@ def test_retry_is_hidden_when_verified_flat_and_shown_when_failed(qtbot):
     assert panel.retry_button.isVisible() and panel.retry_button.isEnabled()
     panel.set_kill_state(KillState.ARMED, "")
     assert not panel.unlock_box.isVisible()
+
+
+def test_pause_on_the_real_replay_shows_paused_and_the_server_stops(qapp):
+    """The built-in replay of the real ES sample: Pause holds the server's own replay clock
+    (the venue's state), the status bar says "replay server: paused" with no stale msgs/s; Resume
+    lets the server send again and the status bar shows it running with a live rate."""
+    from qt_loop import close_window, run_on_qt, wait_until
+
+    from app.live.pipeline import PipelineConfig
+    from app.ui.main_window import MainWindow
+
+    out: dict = {}
+
+    async def main():
+        w = MainWindow(PipelineConfig(embedded=True, speed=2.0, profile="production", loop_replay=False), prefs=None)
+        w.show()
+        await w.start()
+        try:
+            out["drawn"] = await wait_until(lambda: w.frames_drawn > 0, 120)
+            clocks = [s.clock for s in w.pipeline.source.replay.server.symbols.values()]
+            out["running_label"] = w.health.sources_label.text()
+            w.act_pause.trigger()
+            out["server_paused"] = await wait_until(lambda: all(c.paused for c in clocks), 20)
+            w._tick_status()
+            out["paused_label"] = w.health.sources_label.text()
+            out["paused_msgs"] = w.health.msgs_label.text()
+            sent = sum(c.events_out for c in clocks)
+            w.act_pause.trigger()  # Resume
+            out["server_resumed"] = await wait_until(
+                lambda: not any(c.paused for c in clocks) and sum(c.events_out for c in clocks) > sent, 60)
+            await wait_until(lambda: (w.pipeline.figures().get("msgs_per_s") or 0) > 0, 30)
+            w._tick_status()
+            out["resumed_label"] = w.health.sources_label.text()
+            out["resumed_msgs"] = w.health.msgs_label.text()
+        finally:
+            await close_window(w)
+
+    run_on_qt(qapp, main)
+    assert out["drawn"]
+    assert "replay server: running" in out["running_label"]
+    assert out["server_paused"], "the replay server's clock was not paused"
+    assert "replay server: paused" in out["paused_label"] and "replay server: running" not in out["paused_label"]
+    assert out["paused_msgs"] == "msgs/s - (paused)"
+    assert out["server_resumed"]
+    assert "replay server: running" in out["resumed_label"]
+    assert out["resumed_msgs"].startswith("msgs/s ") and "paused" not in out["resumed_msgs"]
