@@ -45,7 +45,8 @@ class DeltaPane(pg.PlotWidget):
         self.setObjectName("delta_pane")
         self.plotItem.setMenuEnabled(False)
         self.plotItem.hideButtons()
-        self.plotItem.setLabel("left", "cum. delta")
+        # no axis title (a short pane would cut it): the line's name and value are in the plot
+        self.getAxis("left").enableAutoSIPrefix(False)
         self.plotItem.hideAxis("bottom")  # the heatmap's time axis is right above it (same x)
         self.plotItem.showGrid(x=False, y=True, alpha=0.15)
         self.vb = self.plotItem.getViewBox()
@@ -57,7 +58,7 @@ class DeltaPane(pg.PlotWidget):
         self.curve = pg.PlotDataItem(pen=pg.mkPen(LINE_COLOR, width=1.5), clipToView=True, autoDownsample=True)
         self.addItem(self.curve)
         # the newest value, at the top left of the plot area (pixels, not data: never off screen)
-        self.last_label = pg.TextItem("", color=LINE_COLOR, anchor=(0, 0))
+        self.last_label = pg.TextItem("cum. delta", color=LINE_COLOR, anchor=(0, 0))
         self.last_label.setParentItem(self.vb)
         self.last_label.setPos(4, 0)
         self.setMinimumHeight(60)

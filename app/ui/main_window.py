@@ -2,26 +2,29 @@
 
 Layout (splitters persist with the settings)::
 
-    +--------------------------------------------------------------------------+
-    | PAPER MODE banner                                                         |
+    +----------------------------------------------------------+---------------+
+    | PAPER MODE banner                                         | VIX gauge     |
     | problem banner (only when something is wrong, with what to do)            |
     | replay-finished banner with Restart / Load (only at the end of a replay)  |
-    +--------------------------------------+-------+-----------+---------------+
-    | DOM ladder heatmap                   |profile| DOM ladder| VIX gauge     |
-    |                                      | (POC, |           +---------------+
-    +--------------------------------------+  VA)  |           | trading_area  |
-    | cumulative delta (same time axis)    |       |           | (risk panel,  |
-    +--------------------------------------+-------+-----------+  kill switch) |
+    +--------------------------------------+-------+-----------+               |
+    | DOM ladder heatmap                   |profile| DOM ladder+---------------+
+    |                                      | (POC, |           | trading_area  |
+    +--------------------------------------+  VA)  |           | (risk panel,  |
+    | cumulative delta (same time axis)    |       |           |  kill switch) |
+    +--------------------------------------+-------+-----------+               |
     | elite signal tape                    | precision summary  |               |
-    +--------------------------------------+--------------------+---------------+
+    +--------------------------------------+--------------------+               |
+    | View > Problems (bottom dock, under the market side only)  |               |
+    +----------------------------------------------------------+---------------+
     | status bar: sources, msgs/s, ... (elided) | recording indicator          |
 
-Splitters: ``main_splitter`` (columns: market | right), ``market_splitter`` (chart row over
-the tape), ``top_splitter`` (heatmap column | profile | ladder), ``heat_splitter`` (heatmap
-over the delta pane), ``right_splitter`` (VIX gauge over the trading area, which takes the
-full height so the risk panel needs no scrolling at 1366x768 or at 1920x1080 at 150 %). Fonts
-are in points (they follow the screen's DPI and ``QT_SCALE_FACTOR``); minimum sizes come from
-font metrics. The window opens at most at the screen's available size.
+The right column (``right_dock``: a fixed dock widget without a title bar that owns both right
+corners) takes the full height beside everything else, so the risk panel needs no scrolling at
+1366x768 or at 1920x1080 at 150 %, also with the Problems view open. Splitters:
+``main_splitter`` (the chart row over the tape), ``top_splitter`` (heatmap column | profile |
+ladder), ``heat_splitter`` (heatmap over the delta pane), ``right_splitter`` (VIX gauge over
+the trading area). Fonts are in points (they follow the screen's DPI and ``QT_SCALE_FACTOR``);
+minimum sizes come from font metrics. The window opens at most at the screen's available size.
 
 ``window.trading_area`` is an empty ``QWidget`` with a ``QVBoxLayout``; the trading issue's
 ``app.ui.trading_panel.attach_trading(window, context)`` fills it (a placeholder is shown when
@@ -203,8 +206,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.top_splitter = splitter("chart_row", QtCore.Qt.Horizontal,
                                      (self.heat_splitter, self.profile_pane, self.ladder), (5, 0, 1),
                                      [900, 90, 240])
-        self.market_splitter = splitter("market_column", QtCore.Qt.Vertical, (self.top_splitter, self.tape),
-                                        (4, 1), [680, 200])
+        self.main_splitter = splitter("main_splitter", QtCore.Qt.Vertical, (self.top_splitter, self.tape),
+                                      (4, 1), [680, 200])
         trading_scroll = QtWidgets.QScrollArea()
         trading_scroll.setObjectName("trading_scroll")
         trading_scroll.setWidgetResizable(True)
@@ -214,10 +217,19 @@ class MainWindow(QtWidgets.QMainWindow):
         self.trading_scroll = trading_scroll
         self.right_splitter = splitter("right_splitter", QtCore.Qt.Vertical, (self.vix_gauge, trading_scroll),
                                        (0, 1), [220, 600])
-        self.main_splitter = splitter("window_columns", QtCore.Qt.Horizontal,
-                                      (self.market_splitter, self.right_splitter), (1, 0), [1200, 340])
         v.addWidget(self.main_splitter, 1)
         self.setCentralWidget(central)
+        # the right column: a dock that owns both right corners, so it runs the full height
+        # beside the banners, the market side and the Problems view (bottom dock)
+        self.right_dock = QtWidgets.QDockWidget("Trading", self)
+        self.right_dock.setObjectName("right_dock")
+        self.right_dock.setFeatures(QtWidgets.QDockWidget.NoDockWidgetFeatures)
+        self.right_dock.setTitleBarWidget(QtWidgets.QWidget())  # no title bar: a fixed column
+        self.right_dock.setWidget(self.right_splitter)
+        self.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.right_dock)
+        self.setCorner(QtCore.Qt.TopRightCorner, QtCore.Qt.RightDockWidgetArea)
+        self.setCorner(QtCore.Qt.BottomRightCorner, QtCore.Qt.RightDockWidgetArea)
+        self.resizeDocks([self.right_dock], [340], QtCore.Qt.Horizontal)
 
         self.health = HealthBar()
         self.statusBar().addWidget(self.health, 1)
@@ -344,8 +356,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _splitters(self) -> tuple[QtWidgets.QSplitter, ...]:
         """Every splitter whose sizes persist (by object name)."""
-        return (self.main_splitter, self.market_splitter, self.top_splitter, self.heat_splitter,
-                self.right_splitter, self.tape.splitter)
+        return (self.main_splitter, self.top_splitter, self.heat_splitter, self.right_splitter,
+                self.tape.splitter)
 
     @staticmethod
     def _initial_size() -> QtCore.QSize:

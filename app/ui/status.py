@@ -313,6 +313,11 @@ class ProblemLog(QtWidgets.QPlainTextEdit):
         self.setFont(f)
         self.entries: list[tuple[str, str]] = []
 
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 (Qt name)
+        """Six lines high: the view opens under the market side without taking half of it."""
+        fm = self.fontMetrics()
+        return QtCore.QSize(60 * fm.averageCharWidth(), 6 * fm.lineSpacing() + 12)
+
     def add(self, level: str, text: str) -> None:
         """Append a problem (``level`` is ``"error"``, ``"warning"`` or ``"info"``)."""
         now = _dt.datetime.now(_dt.timezone.utc).strftime("%H:%M:%S")

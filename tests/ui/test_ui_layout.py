@@ -85,7 +85,7 @@ def measure(window) -> dict:
                                 f"of text in {w.contentsRect().width()} px")
             # inside the visible part of the window
             top_left = w.mapTo(window, QtCore.QPoint(0, 0))
-            if not window.rect().contains(QtCore.QRect(top_left, w.size())):
+            if not QtCore.QRect(QtCore.QPoint(0, 0), window.size()).contains(QtCore.QRect(top_left, w.size())):
                 problems.append(f"{w.objectName() or text!r}: outside the window at {top_left.toTuple()}")
         sb = window.statusBar()
         for w in sb.findChildren(QtWidgets.QLabel):
@@ -105,10 +105,11 @@ def measure(window) -> dict:
     return out
 
 
-def build_window(width: int | None = None, height: int | None = None):
+def build_window(width: int | None = None, height: int | None = None, problems: bool = False):
     """A main window as after start-up: the embedded-replay banner, a trading panel, the status
     bar's figures (long ones) and a running recording; at ``width`` x ``height`` if given (else
-    the size the window chooses on this screen)."""
+    the size the window chooses on this screen); with the View > Problems dock open if
+    ``problems`` (as after an error)."""
     from PySide6 import QtWidgets
 
     from app.ui.main_window import MainWindow
@@ -125,16 +126,23 @@ def build_window(width: int | None = None, height: int | None = None):
     w.recording_indicator.start(Path("/home/trader/.local/share/mia-elite/recordings/ESH4-20231225-230000.mrec"), 0.0)
     if width is not None:
         w.resize(width, height)
+    if problems:
+        w.report("error", "Kill switch NOT VERIFIED FLAT: still open: position -3 ESH4. Check Sierra Chart's "
+                          "Trade Orders and Positions windows now.")
     w.show()
     for _ in range(5):
         QtWidgets.QApplication.instance().processEvents()
     return w
 
 
+@pytest.mark.parametrize("problems", [False, True], ids=["", "problems-open"])
 @pytest.mark.parametrize("size", [(1366, 768), (1280, 720)], ids=["1366x768", "1280x720-logical"])
-def test_nothing_clipped_in_the_risk_panel_and_status_bar(qtbot, size):
-    w = build_window(*size)
+def test_nothing_clipped_in_the_risk_panel_and_status_bar(qtbot, size, problems):
+    w = build_window(*size, problems=problems)
     qtbot.addWidget(w)
+    assert w.problems_dock.isVisible() == problems
+    if problems:  # the Problems view is under the market side: the right column keeps its height
+        assert w.problems_dock.geometry().right() < w.right_dock.geometry().left()
     got = measure(w)
     assert got["size"] == list(size)
     assert got["problems"] == {s: [] for s in KILL_STATES}
@@ -175,7 +183,7 @@ if __name__ == "__main__":  # the subprocess of the scaled-screen test
     from app.ui.main import make_app
 
     app = make_app()
-    win = build_window()
+    win = build_window(problems=True)
     res = measure(win)
     scr = app.primaryScreen()
     res["screen"] = [scr.availableGeometry().width(), scr.availableGeometry().height()]
