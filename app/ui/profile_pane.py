@@ -65,6 +65,7 @@ class ProfilePane(QtWidgets.QWidget):
         self.volume = np.zeros(0)
         self.poc = self.vah = self.val = -1
         self.rows_per_bar = 1
+        self.min_group = 1  # rows per ladder row (set_row_group): bars never split a ladder row
         self._lo, self._hi = 0.0, 1.0
         self._top, self._height = 0.0, 1.0
         self._font = QtGui.QFont(self.font())
@@ -102,6 +103,21 @@ class ProfilePane(QtWidgets.QWidget):
         if hi <= lo or height_px <= 0:
             return
         self._lo, self._hi, self._top, self._height = float(lo), float(hi), float(top_px), float(height_px)
+        self.update()
+
+    def set_row_group(self, rows: int) -> None:
+        """The ladder shows ``rows`` price rows per ladder row: a bar then sums at least as many
+        (aligned on multiples of ``rows``, as the ladder's groups), so bars and ladder rows
+        match one to one. ``rows`` must be one of :data:`GROUPS`.
+
+        Raises
+        ------
+        ValueError
+            ``rows`` is not one of 1, 2, 4, 5, 10.
+        """
+        if int(rows) not in GROUPS:
+            raise ValueError(f"profile row group must be one of {GROUPS}, got {rows!r}")
+        self.min_group = int(rows)
         self.update()
 
     def price_to_y(self, price: float) -> float:
@@ -165,7 +181,8 @@ class ProfilePane(QtWidgets.QWidget):
 
     def _group_for(self, row_h: float) -> int:
         for g in GROUPS:
-            if row_h * g >= self.MIN_BAR_PX:
+            # a multiple of the ladder's group (4 and 5 rows do not nest: 10 holds both 2 and 5)
+            if g >= self.min_group and g % self.min_group == 0 and row_h * g >= self.MIN_BAR_PX:
                 return g
         return GROUPS[-1]
 

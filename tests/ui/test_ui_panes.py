@@ -137,3 +137,27 @@ def test_delta_pane_shares_the_heatmaps_time_axis(qtbot, es_hour):
     assert abs(hm.vb.width() - dp.vb.width()) <= 1
     # the delta pane sits under the heatmap
     assert w.heat_splitter.indexOf(hm) == 0 and w.heat_splitter.indexOf(dp) == 1
+
+
+def test_profile_bars_follow_the_ladders_row_group(qtbot, es_hour):
+    """With the ladder at 5 rows a ladder row, each profile bar sums the same 5 rows."""
+    from app.ui.profile_pane import ProfilePane
+
+    frame, model, _ = es_hour
+    pane = ProfilePane()
+    qtbot.addWidget(pane)
+    pane.resize(90, 700)
+    pane.set_frame(frame)
+    pane.set_view(frame.poc * frame.tick_size - 11, frame.poc * frame.tick_size + 11, 20.0, 660.0)
+    pane.set_row_group(5)
+    pane.grab()
+    assert pane.rows_per_bar == 5
+    bars = pane.bars()
+    assert all(p0 % 5 == 0 for p0, _, _ in bars)
+    by_first = {p0: v for p0, v, _ in bars}
+    prices, vol = frame.book_prices, frame.session_volume
+    for p0, v in list(by_first.items())[:10]:
+        sel = (prices >= p0) & (prices < p0 + 5)
+        assert v == pytest.approx(float(vol[sel].sum()))
+    with pytest.raises(ValueError, match="one of"):
+        pane.set_row_group(3)
