@@ -5,6 +5,12 @@ Examples
 ``mia-elite serve`` replays the shipped real CME ES hour at real time on 127.0.0.1:11199.
 ``mia-elite serve ../shared/data/databento_cme/esh4-glbx-mdp3-20231225.mbo.dbn.zst --speed 10``
 ``mia-elite serve my.mrec --port 0 --speed 0 --seconds 30`` (maximum speed, then exit).
+``mia-elite serve ../shared/data/crypto/btcusdt_20240808.gz ../shared/data/crypto/ethusdt_20240808.gz``
+serves several recordings at once (any file ``analyze`` takes: ``.mrec``, DBN, Binance ``.gz``),
+each under its own symbol (from the file), on one market clock: recordings whose times overlap
+replay on their real times, recordings of other dates start together
+(:data:`app.sim.replay.ALIGNMENT_RULE`, printed at start-up with each symbol's shift). With no
+file it serves the shipped ES hour alone.
 ``mia-elite serve --loop`` starts the recording again at its end, each pass a new session (by
 default the replay stops at its end and tells the clients with a GENERAL_LOG_MESSAGE
 "replay finished: ..." and a MARKET_DATA_SNAPSHOT whose TradingStatus is CLOSE).
@@ -48,14 +54,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     from app.sim.server.session import MAX_CONNECTIONS, MAX_SUBSCRIPTIONS, SLOW_CLIENT_TIMEOUT_S
 
     p.add_argument("recordings", nargs="*", metavar="RECORDING",
-                   help="recording(s) to replay: .mrec / .mrec.zst, or Databento .mbo.dbn(.zst) "
-                        "(default: the shipped ES sample)")
+                   help="recording(s) to replay, each under its own symbol on one market clock: .mrec / "
+                        ".mrec.zst, Databento .mbo.dbn(.zst) or a Binance .gz capture (default: the "
+                        "shipped ES sample alone)")
     p.add_argument("--host", default="127.0.0.1", help="listening address (default 127.0.0.1)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"listening port (default {DEFAULT_PORT}; 0 = any free)")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed, 1 = real time, 0 = maximum (default 1)")
     p.add_argument("--loop", action="store_true",
-                   help="start the recording again at its end, each pass a new session (book cleared, working "
-                        "orders cancelled, position closed at the last price); default: stop at the end")
+                   help="start the recordings again at the end of the set, each pass a new session (books "
+                        "cleared, working orders cancelled, positions closed at the last price); default: stop "
+                        "at the end")
     p.add_argument("--paused", action="store_true", help="start with the replay paused")
     p.add_argument("--from-start", action="store_true",
                    help="replay from the recording's first event (default: from the opening trade, with the "
@@ -116,25 +124,27 @@ def access_options(args: argparse.Namespace) -> dict:
 
 
 def load_recording(path: str | Path):
-    """Load a ``.mrec``/``.mrec.zst`` recording or convert a Databento MBO ``.dbn``/``.dbn.zst`` file.
+    """Load any file ``mia-elite analyze`` takes (:func:`app.cli.analyze.load_any`): a
+    ``.mrec``/``.mrec.zst`` recording, a Databento MBO ``.dbn``/``.dbn.zst`` file or a Binance
+    ``.gz`` capture; its symbol, tick size and market come from the file.
 
     Raises
     ------
     FileNotFoundError
         If the file does not exist.
     ValueError
-        If it is neither (message names the file).
+        If it is none of them, or the reader refuses it (message names the file; a capture of
+        several symbols: how to split it, since ``serve`` serves each file under its own symbol).
     """
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"recording not found: {path}")
-    if ".dbn" in path.name:
-        from app.feeds.dbn import read_dbn_mbo
+    from app.cli.analyze import load_any
 
-        return read_dbn_mbo(path)
-    from app.feeds.recording import read_recording
-
-    return read_recording(path)
+    try:
+        return load_any(str(Path(path)))
+    except ValueError as exc:
+        if "pass --symbol" not in str(exc):
+            raise
+        raise ValueError(f"{exc} (serve has no --symbol: write one recording per symbol with "
+                         f"'mia-elite convert {path} OUT.mrec --symbol SYMBOL' and serve those)") from exc
 
 
 def _stdin_control(loop: asyncio.AbstractEventLoop, server, stop: asyncio.Event) -> None:
@@ -207,13 +217,17 @@ async def serve(args: argparse.Namespace) -> int:
         auth = "no authentication (set --password)" if access["password"] is None else "a password only"
         print(f"warning: listening on {args.host}: this server has {'TLS and ' if server.tls else 'no TLS and '}"
               f"{auth}; keep it on 127.0.0.1 unless you know the network", file=sys.stderr, flush=True)
-    syms = ", ".join(f"{s.inst.symbol} ({len(s.clock.events)} events)" for s in server.symbols.values())
+    syms = ", ".join(f"{s.inst.symbol} ({len(s.events)} events)" for s in server.symbols.values())
     speed = "maximum" if args.speed <= 0 else f"x{args.speed:g}"
     tls = f" (TLS, certificate {server.tls[0]})" if server.tls else ""
     accounts = "one shared account" if access["shared_account"] else "an account per username"
     logon = "password required" if access["password"] is not None else "no password"
     print(f"MIA Elite DTC server on {args.host}:{server.port}{tls}: {syms}; speed {speed}; account {args.account} "
           f"({accounts}; {logon})", flush=True)
+    if len(server.symbols) > 1:
+        from app.sim.replay import ALIGNMENT_RULE
+
+        print(f"market clock: {ALIGNMENT_RULE}: {server.timeline.describe(list(server.symbols))}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     if sys.stdin is not None and sys.stdin.isatty():

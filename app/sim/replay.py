@@ -33,7 +33,9 @@ recording's timestamps: the loop (the server's logons, ``--seconds``, SIGINT) st
 from __future__ import annotations
 
 import asyncio
+import datetime
 import math
+from dataclasses import dataclass
 from typing import AsyncIterator, Iterator
 
 import numpy as np
@@ -77,6 +79,12 @@ class ReplayClock:
         Whose monotonic reading paces the replay (default the system clock).
     min_pass_s : float
         With ``loop``: shortest duration of one pass, seconds of ``clock`` (default 1 s).
+    times_ns : numpy.ndarray of int64, shape (len(events),), optional
+        The time that paces each event (ns, non-decreasing); default ``events["ts"]``. Several
+        recordings on one market clock pass :attr:`MarketTimeline.times_ns`.
+    ends : numpy.ndarray of int64, optional
+        Exclusive end index of each atomic segment (increasing, the last ``len(events)``);
+        default :func:`segment_ends` of ``events``.
 
     Attributes
     ----------
@@ -99,11 +107,19 @@ class ReplayClock:
         loop: bool = False,
         clock: Clock = SYSTEM_CLOCK,
         min_pass_s: float = 1.0,
+        times_ns: np.ndarray | None = None,
+        ends: np.ndarray | None = None,
     ) -> None:
         self.clock = clock
         self.events = recording.events if isinstance(recording, Recording) else recording
-        self._ends = segment_ends(self.events) if len(self.events) else np.zeros(0, np.int64)
-        self._starts_ts = self.events["ts"][np.concatenate(([0], self._ends[:-1]))] if len(self._ends) else np.zeros(0, np.int64)
+        self._times = self.events["ts"] if times_ns is None else np.asarray(times_ns, dtype=np.int64)
+        if len(self._times) != len(self.events):
+            raise ValueError(f"times_ns has {len(self._times)} values for {len(self.events)} events")
+        if ends is not None:
+            self._ends = np.asarray(ends, dtype=np.int64)
+        else:
+            self._ends = segment_ends(self.events) if len(self.events) else np.zeros(0, np.int64)
+        self._starts_ts = self._times[np.concatenate(([0], self._ends[:-1]))] if len(self._ends) else np.zeros(0, np.int64)
         self._ends_list = self._ends.tolist()
         self._start_ts_list = self._starts_ts.tolist()
         self.max_gap_ns = int(max_gap_s * 1e9)
@@ -121,7 +137,7 @@ class ReplayClock:
         self._paused = False
         self._resumed: asyncio.Event | None = None
         self._wake: asyncio.Event | None = None
-        self._rec_anchor = int(self.events["ts"][0]) if len(self.events) else 0
+        self._rec_anchor = int(self._times[0]) if len(self.events) else 0
         self._wall_anchor = self.clock.monotonic_ns()
         self.set_speed(speed)
 
@@ -153,7 +169,7 @@ class ReplayClock:
         return self.position / n if n else 1.0
 
     def replay_time_ns(self) -> int:
-        """Current replay time (ns, the recording's clock)."""
+        """Current replay time (ns, the clock of ``times_ns``: the recording's by default)."""
         if self._paused or self.max_speed:
             return self._rec_anchor
         return self._rec_anchor + int((self.clock.monotonic_ns() - self._wall_anchor) * self._speed)
@@ -197,7 +213,7 @@ class ReplayClock:
         self.position = 0
         self._seg = 0
         if len(self.events):
-            self._rebase(int(self.events["ts"][0]))
+            self._rebase(int(self._times[0]))
 
     async def _sleep(self, seconds: float) -> None:
         """Wait up to ``seconds`` (at most 0.25 s, at least 0.5 ms) or until the clock moves
@@ -251,7 +267,7 @@ class ReplayClock:
         if not self._paused:
             self._resumed.set()
         if self.position == 0 and len(self.events):
-            self._rebase(int(self.events["ts"][0]))
+            self._rebase(int(self._times[0]))
         loop = asyncio.get_running_loop()
 
         def moved() -> None:  # the clock moved (any thread): re-read it on the loop
@@ -280,7 +296,7 @@ class ReplayClock:
                 if self.max_speed:
                     b = self._take(None)
                     if b is not None:
-                        self._rec_anchor = int(b["ts"][-1])
+                        self._rec_anchor = int(self._times[self.position - 1])
                         yield b
                     await asyncio.sleep(0)
                     continue
@@ -345,3 +361,156 @@ def start_at(recording: Recording, index: int) -> Recording:
         source=f"{recording.source} (from event {index})",
         extra=extra,
     )
+
+
+# ---------------------------------------------------------------------- one market clock
+#: The rule of :func:`market_timeline`, in one line (``mia-elite serve`` prints it at start-up).
+ALIGNMENT_RULE = (
+    "recordings whose times overlap replay on their real times; recordings on other dates "
+    "start together at the first one's start (each set's gaps over max-gap shortened, as a "
+    "single replay does); every message keeps its recorded time")
+
+
+@dataclass(frozen=True)
+class MarketTimeline:
+    """Several recordings merged, whole atomic segments at a time, on one market clock.
+
+    Attributes
+    ----------
+    events : numpy.ndarray of EVENT_DTYPE, shape (n,)
+        Every recording's events, each segment (:func:`segment_ends`) kept whole and in its
+        recording's order, the segments of all recordings in market-time order (ties: the
+        recording given first). ``ts`` stays each event's recorded time.
+    member : numpy.ndarray of int32, shape (n,)
+        Index (into the recordings given) of each event's recording.
+    times_ns : numpy.ndarray of int64, shape (n,)
+        Market time of each event (ns): the time that paces the replay (:class:`ReplayClock`
+        ``times_ns``); non-decreasing over the segments' first events.
+    ends : numpy.ndarray of int64, shape (k,)
+        Exclusive end of each segment in ``events`` (:class:`ReplayClock` ``ends``).
+    offsets_ns : tuple of int
+        Per recording: market time of its first event minus its recorded time (0 for the
+        recordings of the first time group; 0 for an empty recording).
+    groups : tuple of int
+        Per recording: its time group (0 = the one starting first); recordings of one group
+        overlap in time and replay on their real times.
+    """
+
+    events: np.ndarray
+    member: np.ndarray
+    times_ns: np.ndarray
+    ends: np.ndarray
+    offsets_ns: tuple
+    groups: tuple
+
+    def describe(self, names: list[str]) -> str:
+        """One line: each recording's name, recorded start (UTC) and shift on the market clock."""
+        parts = []
+        for i, (name, off, g) in enumerate(zip(names, self.offsets_ns, self.groups)):
+            sel = np.flatnonzero(self.member == i)
+            if not len(sel):
+                parts.append(f"{name} (no events)")
+                continue
+            start = datetime.datetime.fromtimestamp(int(self.events["ts"][sel[0]]) / 1e9, datetime.timezone.utc)
+            shift = "real time" if off == 0 else f"shifted {off / 1e9:+,.0f} s"
+            parts.append(f"{name} from {start:%Y-%m-%d %H:%M:%S} UTC (group {g}, {shift})")
+        return "; ".join(parts)
+
+
+def _compress_gaps(times: np.ndarray, all_times: np.ndarray, max_gap_ns: int) -> np.ndarray:
+    """``times`` with every gap of the sorted ``all_times`` longer than ``max_gap_ns`` cut to it."""
+    u = np.unique(all_times)
+    excess = np.maximum(np.diff(u) - max_gap_ns, 0)
+    cut = np.concatenate(([0], np.cumsum(excess)))
+    return times - cut[np.searchsorted(u, times)]
+
+
+def market_timeline(event_arrays: list[np.ndarray], max_gap_s: float = 5.0) -> MarketTimeline:
+    """Put several recordings on one market clock (the rule is :data:`ALIGNMENT_RULE`).
+
+    Recordings are sorted by their first event's time and swept into *time groups*: a
+    recording joins the current group when it starts at or before the latest last event of the
+    group (their times overlap), else it opens a new group. One group (every recording
+    overlapping, or a single one): market time is the recorded time, and the replay shortens
+    long gaps as it runs, exactly as for one recording. Several groups (different dates):
+    within each group the gaps between consecutive event times longer than ``max_gap_s`` are
+    cut to ``max_gap_s`` (what a single replay would do), then every group is shifted so that
+    it starts at the first group's start. Messages keep their recorded times (``ts``); only
+    the pacing uses market time.
+
+    Parameters
+    ----------
+    event_arrays : list of numpy.ndarray of EVENT_DTYPE
+        One array per recording, each in time order.
+    max_gap_s : float
+        Longest gap kept inside a group when groups are aligned, seconds.
+
+    Returns
+    -------
+    MarketTimeline
+        For a single recording its events themselves (no copy), times = ``ts``.
+
+    Raises
+    ------
+    ValueError
+        If no array is given.
+    """
+    if not event_arrays:
+        raise ValueError("market_timeline needs at least one recording")
+    k = len(event_arrays)
+    order = sorted((i for i in range(k) if len(event_arrays[i])), key=lambda i: int(event_arrays[i]["ts"][0]))
+    groups = [0] * k
+    group_members: list[list[int]] = []
+    group_end = None
+    for i in order:
+        ts = event_arrays[i]["ts"]
+        if group_end is not None and int(ts[0]) <= group_end:
+            group_members[-1].append(i)
+            group_end = max(group_end, int(ts[-1]))
+        else:
+            group_members.append([i])
+            group_end = int(ts[-1])
+        groups[i] = len(group_members) - 1
+    times = [a["ts"].astype(np.int64) for a in event_arrays]
+    offsets = [0] * k
+    if len(group_members) > 1:
+        t0 = int(event_arrays[group_members[0][0]]["ts"][0])
+        gap = int(max(0.0, float(max_gap_s)) * 1e9)
+        for g, members in enumerate(group_members):
+            all_t = np.concatenate([times[i] for i in members])
+            start = int(all_t.min())
+            for i in members:
+                times[i] = _compress_gaps(times[i], all_t, gap) - start + t0
+                offsets[i] = int(times[i][0] - event_arrays[i]["ts"][0])
+    if k == 1:
+        ev = event_arrays[0]
+        return MarketTimeline(ev, np.zeros(len(ev), np.int32), times[0],
+                              segment_ends(ev) if len(ev) else np.zeros(0, np.int64), (0,), (0,))
+    seg_start, seg_len, seg_time, seg_member = [], [], [], []
+    base = 0
+    for i, a in enumerate(event_arrays):
+        if len(a):
+            e = segment_ends(a)
+            s = np.concatenate(([0], e[:-1]))
+            seg_start.append(s + base)
+            seg_len.append(e - s)
+            seg_time.append(times[i][s])
+            seg_member.append(np.full(len(e), i, np.int32))
+        base += len(a)
+    if not seg_start:
+        ev = np.concatenate(event_arrays)
+        return MarketTimeline(ev, np.zeros(0, np.int32), np.zeros(0, np.int64), np.zeros(0, np.int64),
+                              tuple(offsets), tuple(groups))
+    seg_start = np.concatenate(seg_start)
+    seg_len = np.concatenate(seg_len)
+    seg_time = np.concatenate(seg_time)
+    seg_member = np.concatenate(seg_member)
+    pick = np.lexsort((np.arange(len(seg_time)), seg_member, seg_time))  # time, then recording, then order
+    seg_start, seg_len = seg_start[pick], seg_len[pick]
+    ends = np.cumsum(seg_len)
+    idx = np.repeat(seg_start - (ends - seg_len), seg_len) + np.arange(int(ends[-1]))
+    all_ev = np.concatenate(event_arrays)
+    all_member = np.concatenate([np.full(len(a), i, np.int32) for i, a in enumerate(event_arrays)])
+    all_times = np.concatenate(times)
+    return MarketTimeline(all_ev[idx], all_member[idx], all_times[idx], ends.astype(np.int64),
+                          tuple(offsets), tuple(groups))

@@ -54,6 +54,10 @@ from app.trading.orders import (
 
 log = logging.getLogger(__name__)
 
+#: ``OrderEvent.reason`` of a venue report that an order was moved: the paper engine's
+#: ``replaced`` and DTC's ``ORDER_CANCEL_REPLACE_COMPLETE`` (OrderUpdateReason 7).
+REPLACED_REASONS = frozenset({"replaced", "order_cancel_replace_complete"})
+
 
 class BrokerError(RuntimeError):
     """A broker could not do what was asked (not connected, unknown order, timeout)."""
@@ -220,6 +224,10 @@ class Broker(ABC):
                 wo.server_order_id = ev.server_order_id
                 self._by_server_id[ev.server_order_id] = wo.client_order_id
             wo.state = ev.state
+            if ev.reason in REPLACED_REASONS and ev.price is not None and not wo.state.final:
+                # the venue moved the order (cancel-replace): its report gives the new price
+                wo.request = replace(wo.request, price=int(ev.price),
+                                     price2=wo.request.price2 if ev.price2 is None else int(ev.price2))
             wo.filled_qty = max(wo.filled_qty, ev.filled_qty)
             if ev.avg_fill_price:
                 wo.avg_fill_price = ev.avg_fill_price
@@ -273,6 +281,20 @@ class Broker(ABC):
     @abstractmethod
     async def cancel(self, client_order_id: str) -> None:
         """Ask the venue to cancel an order (DTC: by its ServerOrderID)."""
+
+    async def modify(self, client_order_id: str, price: int) -> None:
+        """Ask the venue to move a working order to ``price`` (ticks; DTC ``CANCEL_REPLACE_ORDER``).
+
+        The local picture takes the new price from the venue's replace report (reason in
+        :data:`REPLACED_REASONS`), not from this request. Journal the request and the gate's
+        decision first (:meth:`app.trading.session.TradingSession.modify_order`).
+
+        Raises
+        ------
+        BrokerError
+            This broker cannot modify orders (the default), or the request cannot be written.
+        """
+        raise BrokerError(f"{self.name} broker: modifying order {client_order_id} is not supported")
 
     @abstractmethod
     async def query_open_orders(self, timeout: float = 2.0) -> list[OrderEvent]:

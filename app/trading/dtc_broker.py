@@ -176,6 +176,24 @@ class DtcBroker(Broker):
         self._send(M.CancelOrder(ServerOrderID=sid, ClientOrderID=client_order_id, TradeAccount=self.account),
                    "cancel", client_order_id)
 
+    async def modify(self, client_order_id: str, price: int) -> None:
+        """``CANCEL_REPLACE_ORDER`` by ServerOrderID: new ``Price1`` (ticks * tick size), quantity unchanged.
+
+        Raises
+        ------
+        BrokerError
+            No ServerOrderID known yet, or the link is down.
+        """
+        wo = self.orders.get(client_order_id)
+        sid = self.server_id(client_order_id)
+        if wo is None or not sid:
+            raise BrokerError(f"modify {client_order_id}: no ServerOrderID known yet (the server identifies "
+                              "orders only by it)")
+        tick = self._tick(wo.request.symbol)
+        self._send(M.CancelReplaceOrder(ServerOrderID=sid, ClientOrderID=client_order_id,
+                                        Price1=float(price) * tick, Price1IsSet=1, Price2=0.0, Price2IsSet=0,
+                                        Quantity=0.0, TradeAccount=self.account), "modify", client_order_id)
+
     async def cancel_server_order(self, server_order_id: str) -> None:
         """Cancel an order known only by its ServerOrderID (e.g. reported at reconciliation)."""
         cid = self._by_server_id.get(server_order_id, "")

@@ -142,6 +142,16 @@ class PaperBroker(Broker):
         self._note_wire("cancel", client_order_id)
         self.engine.cancel(sid)
 
+    async def modify(self, client_order_id: str, price: int) -> None:
+        """Move a working order to ``price`` (ticks) in the engine (:meth:`FillEngine.replace`).
+
+        The engine reports synchronously: ``replaced`` (the local picture takes the new price)
+        or ``replace_rejected`` with its reason.
+        """
+        sid = self.server_id(client_order_id)
+        self._note_wire("modify", client_order_id)
+        self.engine.replace(sid, price=int(price))
+
     async def query_open_orders(self, timeout: float = 2.0) -> list[OrderEvent]:
         """The engine's working orders.
 

@@ -1,10 +1,11 @@
 """The trading session: ``ticket -> RiskGate -> Broker``, the journal, P&L, the kill switch.
 
 :class:`TradingSession` is the one object the UI (and tests, and the headless crash child)
-drives. Every path to a broker goes through :meth:`TradingSession.confirm` (opening tickets) or
-:meth:`TradingSession.flatten_position` (reducing orders: flatten, kill switch); both ask the
-:class:`~app.trading.risk.RiskGate` (decision journaled) and journal the orders (committed)
-before the broker writes anything.
+drives. Every path to a broker goes through :meth:`TradingSession.confirm` (opening tickets),
+:meth:`TradingSession.modify_order` (moving a working order: a confirmed modify ticket) or
+:meth:`TradingSession.flatten_position` (reducing orders: flatten, kill switch); each asks the
+:class:`~app.trading.risk.RiskGate` (decision journaled) and journals the orders or the request
+(committed) before the broker writes anything. Cancels need no gate (they remove risk).
 
 Listening to the broker, the session journals every order update, fill (with the realised P&L
 it produced), position and balance report, keeps today's P&L / trade count / consecutive
@@ -346,12 +347,17 @@ class TradingSession:
                         sizing_note=str(getattr(signal, "sizing", "") or ""))
         return self._show(t)
 
-    def ticket_from_price(self, price: int, side: int, qty: int | None = None) -> OrderTicket:
-        """A limit-entry ticket at a ladder price (ticks), bracket offsets from the settings."""
+    def ticket_from_price(self, price: int, side: int, qty: int | None = None,
+                          order_type: str = OrderType.LIMIT) -> OrderTicket:
+        """An entry ticket at a ladder price (ticks), bracket offsets from the settings.
+
+        ``order_type`` is ``limit`` (a ladder double-click) or ``stop`` (Shift+double-click: a
+        stop entry at that price, e.g. a breakout buy above the market).
+        """
         s = self.settings
         price = int(price)
         t = OrderTicket(symbol=self.instrument.symbol, side=int(side), qty=int(qty or s.default_qty),
-                        order_type=OrderType.LIMIT, entry=price, stop=price - side * s.bracket_stop_ticks,
+                        order_type=OrderType(order_type), entry=price, stop=price - side * s.bracket_stop_ticks,
                         target=price + side * s.bracket_target_ticks,
                         ref_price=self.ref_price(self.instrument.symbol, side), source="ladder",
                         tick_size=self.instrument.tick_size, tick_value=self.instrument.tick_value,
@@ -438,6 +444,112 @@ class TradingSession:
         try:
             await self.broker.submit_bracket(bracket)
         finally:
+            self._changed()
+        return decision
+
+    def modify_context(self, client_order_id: str, price: int) -> OrderContext:
+        """The gate's :class:`OrderContext` for moving working order ``client_order_id`` to ``price`` (ticks).
+
+        A move may add risk, so it is an ``open`` intent and faces every rule. ``risk_usd`` is the
+        loss if the protective stop fills after the move: for an entry, from the new entry price
+        to its bracket stop; for a stop, from the position's average price (or, while its entry
+        still works, the entry's price) to the new stop price (0 once the stop locks in a gain);
+        for a target, that of its stop (unchanged by the move); None when there is no stop. The
+        order's own ticket was counted already (a move opens no new trade), and a moved entry is
+        not counted twice as working.
+
+        Raises
+        ------
+        ValueError
+            The order is not working, has no price (market), or a moved entry would cross its stop.
+        """
+        wo = self.broker.orders.get(client_order_id)
+        if wo is None or not wo.state.working:
+            raise ValueError(f"modify: order {client_order_id} is not working")
+        req = wo.request
+        if req.order_type == OrderType.MARKET or req.price is None:
+            raise ValueError(f"modify: order {client_order_id} is a market order (no price to move)")
+        price = int(price)
+        remaining = max(1, int(req.qty) - int(wo.filled_qty))
+        tv = self.instrument.tick_value
+        working = [o for o in self.broker.working_orders() if o.request.symbol == req.symbol]
+
+        def stop_of(entry_id):
+            return next((o for o in working if o.request.parent_id == entry_id and o.request.role == ROLE_STOP), None)
+
+        def stop_risk(stop_price, exit_side, qty):
+            pos = self.broker.positions.get(req.symbol)
+            parent = self.broker.orders.get(req.parent_id) if req.parent_id else None
+            if parent is not None and parent.state.working and parent.request.price is not None:
+                basis = float(parent.request.price)  # the entry has not filled yet
+            elif pos is not None and pos.qty:
+                basis = float(pos.avg_price)
+            else:
+                return None
+            return max(0.0, (basis - stop_price) * -exit_side) * qty * tv
+
+        risk = None
+        if req.role == ROLE_ENTRY:
+            st = stop_of(req.client_order_id)
+            if st is not None:
+                if (price - int(st.request.price)) * req.side <= 0:
+                    raise ValueError(f"modify: entry {price} would cross its stop {st.request.price} "
+                                     f"(side {int(req.side):+d})")
+                risk = (price - int(st.request.price)) * req.side * remaining * tv
+        elif req.role == ROLE_STOP:
+            risk = stop_risk(price, req.side, remaining)
+        elif req.role == ROLE_TARGET:
+            st = self.broker.orders.get(req.oco_id)
+            if st is not None and st.request.price is not None:
+                risk = stop_risk(int(st.request.price), req.side, remaining)
+        pending = pending_entry_qty(working, req.symbol, req.side)
+        if req.role == ROLE_ENTRY:
+            pending -= int(req.side) * remaining
+        m = self.market.get(req.symbol)
+        return OrderContext(
+            symbol=req.symbol, side=int(req.side), qty=remaining, intent=INTENT_OPEN, risk_usd=risk,
+            position_qty=self.position_qty(req.symbol), pending_qty=int(pending),
+            realized_pnl_usd=self.pnl.net_realized_usd, open_pnl_usd=self.open_pnl_usd(req.symbol),
+            trades_today=max(0, self.trades_today - 1), consecutive_losses=self.pnl.consecutive_losses,
+            now_ns=self.clock.time_ns(), last_data_ns=m.last_data_ns if m else 0, mode=self.mode,
+            live_confirmed=self.live_confirmed, kill_locked=self.gate.locked)
+
+    def preview_modify(self, client_order_id: str, price: int) -> GateDecision:
+        """The gate's verdict for moving an order to ``price`` (ticks) now (not journaled; the modify ticket).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`modify_context`.
+        """
+        return self.gate.evaluate(self.modify_context(client_order_id, price))
+
+    async def modify_order(self, client_order_id: str, price: int) -> GateDecision:
+        """The trader confirmed moving a working order to ``price`` (ticks): gate, journal, then the broker.
+
+        The request and the gate's decision are journaled in one commit before anything is
+        written to the broker; when the gate refuses nothing is sent. The venue's replace report
+        gives the order its new price (:meth:`app.trading.broker.Broker.modify`).
+
+        Raises
+        ------
+        ValueError
+            As :meth:`modify_context`.
+        app.trading.broker.BrokerError
+            The broker cannot modify orders or cannot write the request.
+        """
+        ctx = self.modify_context(client_order_id, price)
+        wo = self.broker.orders[client_order_id]
+        with self.journal.transaction():
+            self.journal.record_event("modify_request", {"client_order_id": client_order_id,
+                                                         "from": wo.request.price, "to": int(price)})
+            decision = self.gate.check(ctx, wo.request.ticket_id)
+        if decision.allowed:
+            try:
+                await self.broker.modify(client_order_id, int(price))
+            finally:
+                self._changed()
+        else:
             self._changed()
         return decision
 

@@ -49,7 +49,8 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui.delta_pane import DeltaPane
 from app.ui.heatmap import HeatmapWidget
-from app.ui.ladder import LadderWidget, price_decimals
+from app.ui.ladder import LadderWidget, price_decimals, row_grouping
+from app.ui.orders_overlay import OrdersOverlay, OwnOrdersController
 from app.ui.profile_pane import ProfilePane
 from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
@@ -173,6 +174,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self.delta_pane.link_x(self.heatmap)
         self.profile_pane = ProfilePane()
         self.ladder = LadderWidget()
+        # own working orders and position on the ladder and the heatmap (and the ladder's gestures)
+        self.own_orders = OwnOrdersController(self.ladder, OrdersOverlay(self.heatmap),
+                                              lambda: getattr(self.trading, "session", None), self.spawn, self.report, self)
+        # one profile bar per ladder row: the ladder's grouping, from the ladder's text height
+        self.profile_pane.set_grouping(
+            lambda row_px: row_grouping(row_px, self.ladder.text_height) if self.ladder.text_height > 0 else 0)
         self.vix_gauge = VixGauge()
         self.trading_area = QtWidgets.QWidget()
         self.trading_area.setObjectName("trading_area")
@@ -644,6 +651,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.delta_pane.set_frame(frame)
         self.ladder.set_frame(frame)
         self.profile_pane.set_frame(frame)
+        self.own_orders.refresh()
         self._sync_ladder()
         self.vix_gauge.set_state(frame.vix)
         self.tape.update_from_frame(frame)

@@ -10,8 +10,9 @@ rest, VAH and VAL as dashed lines, and the three prices in the header.
 
 The vertical mapping price -> pixel is the ladder's (:meth:`set_view`, handed in by the window
 from the heatmap's ViewBox), so a bar sits beside the same price row of the ladder and the
-heatmap. When rows get thinner than :attr:`MIN_BAR_PX` pixels, neighbouring rows are summed into
-one bar of 2, 4, 5 or 10 rows (as the ladder groups ticks), aligned on multiples of the group.
+heatmap. Rows are grouped as the ladder groups them (:meth:`set_grouping`: one bar per ladder
+row, summing the same price rows); on its own the pane sums neighbouring rows into bars of 2,
+4, 5 or 10 rows when rows get thinner than :attr:`MIN_BAR_PX` pixels.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ class ProfilePane(QtWidgets.QWidget):
         self.volume = np.zeros(0)
         self.poc = self.vah = self.val = -1
         self.rows_per_bar = 1
-        self.min_group = 1  # rows per ladder row (set_row_group): bars never split a ladder row
+        self._grouping = None  # rows per bar from the ladder (set_grouping), else automatic
         self._lo, self._hi = 0.0, 1.0
         self._top, self._height = 0.0, 1.0
         self._font = QtGui.QFont(self.font())
@@ -105,19 +106,13 @@ class ProfilePane(QtWidgets.QWidget):
         self._lo, self._hi, self._top, self._height = float(lo), float(hi), float(top_px), float(height_px)
         self.update()
 
-    def set_row_group(self, rows: int) -> None:
-        """The ladder shows ``rows`` price rows per ladder row: a bar then sums at least as many
-        (aligned on multiples of ``rows``, as the ladder's groups), so bars and ladder rows
-        match one to one. ``rows`` must be one of :data:`GROUPS`.
-
-        Raises
-        ------
-        ValueError
-            ``rows`` is not one of 1, 2, 4, 5, 10.
-        """
-        if int(rows) not in GROUPS:
-            raise ValueError(f"profile row group must be one of {GROUPS}, got {rows!r}")
-        self.min_group = int(rows)
+    def set_grouping(self, rows_for_px) -> None:
+        """Group rows as the ladder does: ``rows_for_px(row_px) -> int`` gives the price rows per
+        ladder row for rows ``row_px`` pixels high (``0``: not known yet, then the pane groups by
+        itself, see :attr:`MIN_BAR_PX`), so each bar sits beside one ladder row and sums the same
+        rows (groups aligned on multiples, as :func:`app.ui.ladder.group_rows`). ``None`` stops
+        following."""
+        self._grouping = rows_for_px
         self.update()
 
     def price_to_y(self, price: float) -> float:
@@ -180,9 +175,12 @@ class ProfilePane(QtWidgets.QWidget):
             p.end()
 
     def _group_for(self, row_h: float) -> int:
+        if self._grouping is not None:
+            k = int(self._grouping(row_h))
+            if k >= 1:
+                return k
         for g in GROUPS:
-            # a multiple of the ladder's group (4 and 5 rows do not nest: 10 holds both 2 and 5)
-            if g >= self.min_group and g % self.min_group == 0 and row_h * g >= self.MIN_BAR_PX:
+            if row_h * g >= self.MIN_BAR_PX:
                 return g
         return GROUPS[-1]
 

@@ -423,10 +423,10 @@ class TradingController(QtCore.QObject):
             self.panel.problem_label.setText(f"Cannot trade signal #{signal.id}: {exc}")
             return None
 
-    def open_price_ticket(self, price_ticks: int, side: int):
-        """Ticket for a limit order at a ladder price (bracket offsets from the settings)."""
+    def open_price_ticket(self, price_ticks: int, side: int, order_type: str = "limit"):
+        """Ticket for a limit (or, ``order_type="stop"``, a stop) entry at a ladder price (bracket offsets from the settings)."""
         try:
-            return self.open_ticket(self.session.ticket_from_price(int(price_ticks), int(side)))
+            return self.open_ticket(self.session.ticket_from_price(int(price_ticks), int(side), order_type=order_type))
         except ValueError as exc:
             self.panel.problem_label.setText(f"Cannot open a ticket at {price_ticks}: {exc}")
             return None
@@ -533,7 +533,7 @@ class TradingController(QtCore.QObject):
 
 
 class _LadderClicks(QtCore.QObject):
-    """Double-click on the ladder: a limit ticket at that row (left half buys, right half sells)."""
+    """Double-click on the ladder: a limit ticket at that row (left half buys, right half sells); Shift: a stop."""
 
     def __init__(self, ladder, controller: TradingController):
         super().__init__(ladder)
@@ -548,7 +548,8 @@ class _LadderClicks(QtCore.QObject):
                 price = lad._hi - (y - lad._top) / lad._height * span
                 side = 1 if ev.position().x() < lad.width() / 2 else -1
                 tick = self.controller.session.instrument.tick_size  # exchange ticks, not rows
-                self.controller.open_price_ticket(int(round(price / tick)), side)
+                stop = bool(ev.modifiers() & QtCore.Qt.ShiftModifier)
+                self.controller.open_price_ticket(int(round(price / tick)), side, "stop" if stop else "limit")
                 return True
         return False
 

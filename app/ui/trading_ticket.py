@@ -7,6 +7,13 @@ every edit (:meth:`app.trading.session.TradingSession.preview`, not journaled).
 
 Keys: **Enter** or **Ctrl+Enter** confirms (only when the gate allows), **Escape** cancels.
 The dialog is non-modal (``open()``), so the asyncio loop keeps running under qasync.
+
+:class:`ModifyTicketDialog` is the same check for moving a working order (a drag on the
+ladder): the new price prefilled, the risk after the move and the gate's verdict
+(:meth:`app.trading.session.TradingSession.preview_modify`); nothing is sent before Confirm.
+
+A refused ticket's Confirm button is disabled and looks it (grey, not the green of an allowed
+one: :data:`CONFIRM_STYLE`).
 """
 
 from __future__ import annotations
@@ -15,6 +22,11 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.core.orders import OrderType
 from app.trading.orders import OrderTicket
+
+#: Confirm buttons: green when the gate allows, plainly grey when disabled (issue 16 item 10).
+CONFIRM_STYLE = ("QPushButton{background:#1a8f3a;color:white;font-weight:bold;padding:4px 12px;"
+                 "border:1px solid #0f5c24;border-radius:3px;}"
+                 "QPushButton:disabled{background:#5a5d66;color:#b4b7bf;border:1px dashed #8a8d96;font-weight:normal;}")
 
 
 class OrderTicketDialog(QtWidgets.QDialog):
@@ -60,8 +72,9 @@ class OrderTicketDialog(QtWidgets.QDialog):
         self.qty.setRange(1, 1000)
         self.qty.setValue(int(ticket.qty))
         self.type_box = QtWidgets.QComboBox()
-        self.type_box.addItems([OrderType.LIMIT.value, OrderType.MARKET.value])
-        kind = ticket.order_type if ticket.order_type in (OrderType.LIMIT, OrderType.MARKET) else OrderType.LIMIT
+        self.type_box.addItems([OrderType.LIMIT.value, OrderType.STOP.value, OrderType.MARKET.value])
+        kind = ticket.order_type if ticket.order_type in (OrderType.LIMIT, OrderType.STOP, OrderType.MARKET) \
+            else OrderType.LIMIT
         self.type_box.setCurrentText(str(kind))
         self.entry = self._price_box(ticket.entry if ticket.entry is not None else ticket.ref_price)
         self.stop = self._price_box(ticket.stop)
@@ -82,6 +95,7 @@ class OrderTicketDialog(QtWidgets.QDialog):
         self.confirm_button = QtWidgets.QPushButton("Confirm (Enter)")
         self.confirm_button.setObjectName("ticket_confirm")
         self.confirm_button.setDefault(True)
+        self.confirm_button.setStyleSheet(CONFIRM_STYLE)
         self.cancel_button = QtWidgets.QPushButton("Cancel (Esc)")
         self.cancel_button.setObjectName("ticket_cancel")
         self.confirm_button.clicked.connect(self.confirm)
@@ -124,8 +138,9 @@ class OrderTicketDialog(QtWidgets.QDialog):
 
     def ticket(self) -> OrderTicket:
         """The ticket as edited now (prices in ticks)."""
-        market = self.type_box.currentText() == OrderType.MARKET
-        return self.base.with_(qty=int(self.qty.value()), order_type=OrderType.MARKET if market else OrderType.LIMIT,
+        kind = OrderType(self.type_box.currentText())
+        market = kind == OrderType.MARKET
+        return self.base.with_(qty=int(self.qty.value()), order_type=kind,
                                entry=None if market else self._ticks(self.entry),
                                stop=self._ticks(self.stop), target=self._ticks(self.target),
                                ref_price=self.session.ref_price(self.base.symbol, self.base.side) or self.base.ref_price)
@@ -176,4 +191,142 @@ class OrderTicketDialog(QtWidgets.QDialog):
         if not self._done:
             self._done = True
             self.sigCancelled.emit(self.base)
+        super().reject()
+
+
+class ModifyTicketDialog(QtWidgets.QDialog):
+    """Ticket for moving one working order to a new price (from a drag on the ladder).
+
+    Parameters
+    ----------
+    session : app.trading.session.TradingSession
+    order : app.trading.orders.WorkingOrder
+        The order to move (its price in ticks).
+    price_ticks : int
+        The new price prefilled, exchange ticks.
+
+    Signals
+    -------
+    sigConfirmed(str, int)
+        The trader confirmed: ClientOrderID and the new price (ticks). Only emitted while the
+        gate allows the move (:meth:`TradingSession.preview_modify`).
+    sigCancelled(str)
+        Dismissed (Escape / Cancel / close): nothing is sent.
+    """
+
+    sigConfirmed = QtCore.Signal(str, int)
+    sigCancelled = QtCore.Signal(str)
+
+    def __init__(self, session, order, price_ticks: int, parent=None):
+        super().__init__(parent)
+        self.setObjectName("modify_ticket")
+        self.session = session
+        self.order = order
+        self.client_order_id = order.client_order_id
+        self._done = False
+        inst = session.instrument
+        self.tick = float(inst.tick_size)
+        self.decimals = int(getattr(inst, "price_decimals", 2))
+        r = order.request
+        self.setWindowTitle(f"Modify order - {r.symbol}")
+        kind = {OrderType.LIMIT: "LMT", OrderType.STOP: "STP", OrderType.STOP_LIMIT: "STPLMT"}.get(r.order_type, str(r.order_type))
+        side_txt = "BUY" if r.side > 0 else "SELL"
+        self.title_label = QtWidgets.QLabel(f"MOVE {side_txt} {int(r.qty) - int(order.filled_qty)} {kind}  {r.symbol}  "
+                                            f"({r.role})")
+        self.title_label.setObjectName("modify_title")
+        f = self.title_label.font()
+        f.setPointSize(f.pointSize() + 3)
+        f.setBold(True)
+        self.title_label.setFont(f)
+        self.title_label.setStyleSheet(f"color: {'#1a8f3a' if r.side > 0 else '#c0392b'};")
+        self.from_label = QtWidgets.QLabel(f"{float(r.price) * self.tick:.{self.decimals}f}")
+        self.from_label.setObjectName("modify_from")
+        self.price = QtWidgets.QDoubleSpinBox()
+        self.price.setObjectName("modify_price")
+        self.price.setDecimals(self.decimals)
+        self.price.setSingleStep(self.tick)
+        self.price.setRange(-1e9, 1e9)
+        self.price.setKeyboardTracking(False)
+        self.price.setValue(int(price_ticks) * self.tick)
+        form = QtWidgets.QFormLayout()
+        form.addRow("From", self.from_label)
+        form.addRow("To", self.price)
+        self.risk_label = QtWidgets.QLabel()
+        self.risk_label.setObjectName("modify_risk")
+        self.verdict_label = QtWidgets.QLabel()
+        self.verdict_label.setObjectName("modify_verdict")
+        self.verdict_label.setWordWrap(True)
+        self.confirm_button = QtWidgets.QPushButton("Confirm move (Enter)")
+        self.confirm_button.setObjectName("modify_confirm")
+        self.confirm_button.setDefault(True)
+        self.confirm_button.setStyleSheet(CONFIRM_STYLE)
+        self.cancel_button = QtWidgets.QPushButton("Cancel (Esc)")
+        self.cancel_button.setObjectName("modify_cancel")
+        self.confirm_button.clicked.connect(self.confirm)
+        self.cancel_button.clicked.connect(self.reject)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.confirm_button)
+        lay = QtWidgets.QVBoxLayout(self)
+        lay.addWidget(self.title_label)
+        lay.addLayout(form)
+        lay.addWidget(self.risk_label)
+        lay.addWidget(self.verdict_label)
+        lay.addLayout(buttons)
+        for seq in ("Ctrl+Return", "Ctrl+Enter"):
+            sc = QtGui.QShortcut(QtGui.QKeySequence(seq), self)
+            sc.activated.connect(self.confirm)
+        self.price.valueChanged.connect(self.refresh)
+        self.decision = None
+        self.refresh()
+
+    def price_ticks(self) -> int:
+        """The new price as edited now, exchange ticks."""
+        return int(round(self.price.value() / self.tick))
+
+    def refresh(self, *_):
+        """Recompute the risk after the move and the gate's verdict."""
+        try:
+            ctx = self.session.modify_context(self.client_order_id, self.price_ticks())
+        except ValueError as exc:
+            self.decision = None
+            self.risk_label.setText("")
+            self._verdict(False, str(exc))
+            return
+        risk = ctx.risk_usd
+        self.risk_label.setText("Risk after the move: no protective stop" if risk is None
+                                else f"Risk after the move: {risk:,.2f} USD")
+        self.decision = self.session.gate.evaluate(ctx)
+        self._verdict(self.decision.allowed, "Risk gate: ALLOWED" if self.decision.allowed
+                      else f"Risk gate: REFUSED - {self.decision.message}")
+
+    def _verdict(self, ok: bool, text: str) -> None:
+        self.verdict_label.setText(text)
+        self.verdict_label.setStyleSheet(f"color: {'#1a8f3a' if ok else '#c0392b'}; font-weight: bold;")
+        self.confirm_button.setEnabled(ok)
+
+    def confirm(self) -> None:
+        """Emit ``sigConfirmed`` when the gate allows the move now; otherwise nothing happens."""
+        if self._done:
+            return
+        self.refresh()
+        if not self.confirm_button.isEnabled():
+            return
+        self._done = True
+        self.sigConfirmed.emit(self.client_order_id, self.price_ticks())
+        self.accept()
+
+    def keyPressEvent(self, ev):  # noqa: N802 (Qt name)
+        """Ctrl+Enter confirms even when the price field has the focus."""
+        if ev.key() in (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter) and ev.modifiers() & QtCore.Qt.ControlModifier:
+            self.confirm()
+            ev.accept()
+            return
+        super().keyPressEvent(ev)
+
+    def reject(self) -> None:  # Escape, Cancel, close button
+        if not self._done:
+            self._done = True
+            self.sigCancelled.emit(self.client_order_id)
         super().reject()

@@ -140,7 +140,8 @@ def test_delta_pane_shares_the_heatmaps_time_axis(qtbot, es_hour):
 
 
 def test_profile_bars_follow_the_ladders_row_group(qtbot, es_hour):
-    """With the ladder at 5 rows a ladder row, each profile bar sums the same 5 rows."""
+    """With 5 rows a ladder row, each profile bar sums the same 5 rows; in the window the
+    profile groups exactly as the ladder, zoomed in and zoomed out."""
     from app.ui.profile_pane import ProfilePane
 
     frame, model, _ = es_hour
@@ -149,15 +150,22 @@ def test_profile_bars_follow_the_ladders_row_group(qtbot, es_hour):
     pane.resize(90, 700)
     pane.set_frame(frame)
     pane.set_view(frame.poc * frame.tick_size - 11, frame.poc * frame.tick_size + 11, 20.0, 660.0)
-    pane.set_row_group(5)
+    pane.set_grouping(lambda row_px: 5)
     pane.grab()
     assert pane.rows_per_bar == 5
     bars = pane.bars()
     assert all(p0 % 5 == 0 for p0, _, _ in bars)
-    by_first = {p0: v for p0, v, _ in bars}
     prices, vol = frame.book_prices, frame.session_volume
-    for p0, v in list(by_first.items())[:10]:
+    for p0, v, _ in bars[:10]:
         sel = (prices >= p0) & (prices < p0 + 5)
         assert v == pytest.approx(float(vol[sel].sum()))
-    with pytest.raises(ValueError, match="one of"):
-        pane.set_row_group(3)
+    w = _window_with(qtbot, frame)
+    tick = frame.tick_size
+    for half in (6.0, 40.0, 150.0):  # rows of ~20 px, ~3 px, ~0.8 px
+        w.heatmap.follow(False)
+        w.heatmap.vb.setYRange(frame.poc * tick - half, frame.poc * tick + half, padding=0)
+        w._sync_ladder()
+        w.ladder.grab()
+        w.profile_pane.grab()
+        assert w.ladder.grouping >= 1
+        assert w.profile_pane.rows_per_bar == w.ladder.grouping, half

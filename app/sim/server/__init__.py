@@ -52,8 +52,13 @@ Procedures (reference notes ``dtc-protocol-notes.md`` sections 3, 4, 7; Sierra C
   after each replayed batch the changes of the best-N book go out (deletes of the levels that
   left it first, then those that entered or changed; one batch), so levels enter and leave as
   the inside moves and the client holds exactly the server's best N a side. The Exchange field is ignored, as Sierra Chart does.
-* **Replay** at real time x speed with pause / resume / maximum speed
-  (:class:`app.sim.replay.ReplayClock`, one per symbol). A recording's ``OP_CLEAR`` (its
+* **Replay** at real time x speed with pause / resume / maximum speed: every symbol on ONE
+  market clock (:func:`app.sim.replay.market_timeline`: recordings whose times overlap replay
+  on their real times, recordings of other dates start together; one
+  :class:`app.sim.replay.ReplayClock` over the merged segments, one replay task publishing
+  them in market-time order, each to its own symbol). Each symbol keeps its own book, trades,
+  security definition, subscriptions (the client's SymbolID) and order matching; the end, the
+  loops and :meth:`restart_replay` concern the whole set. A recording's ``OP_CLEAR`` (its
   snapshot) is sent as deletes of every level the clients hold, followed by the new levels, in
   one batch. By default the replay stops at its end and tells the clients; with
   ``loop_replay`` each pass is a new session on the wire (:mod:`.market_data`).
@@ -105,11 +110,13 @@ import logging
 import math
 from typing import Iterable
 
+import numpy as np
+
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.dtc.messages import Encoding
 from app.feeds.recording import Recording
 from app.sim.matching import FillEngine
-from app.sim.replay import ReplayClock, first_trade_index, start_at
+from app.sim.replay import ReplayClock, first_trade_index, market_timeline, start_at
 from app.sim.server.market_data import MarketDataMixin, Symbol
 from app.sim.server.orders import OrderEntryMixin
 from app.sim.server.queries import QueriesMixin
@@ -143,7 +150,8 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     Parameters
     ----------
     recording_or_list : Recording or iterable of Recording
-        What to replay; one symbol per recording (``recording.instrument.symbol``).
+        What to replay; one symbol per recording (``recording.instrument.symbol``), all on one
+        market clock (:func:`app.sim.replay.market_timeline`; see :attr:`timeline`).
     host : str
         Listening address (loopback only by default; no TLS, and authentication only by ``password``).
     port : int
@@ -236,8 +244,12 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
     accounts : dict of str to str
         LOGON_REQUEST.Username -> the engine account it owns (``engine.accounts`` key).
     replay_done : asyncio.Event
-        Set when every symbol's replay ended (only without ``loop_replay``); created by
+        Set when the replay of the whole set ended (only without ``loop_replay``); created by
         :meth:`start`.
+    timeline : app.sim.replay.MarketTimeline
+        The symbols' events merged on the market clock (member ``i`` = the ``i``-th symbol).
+    replay : app.sim.replay.ReplayClock
+        The one replay clock (pause, resume, speed, loops) of every symbol.
     """
 
     def __init__(
@@ -333,16 +345,25 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
                 first = first_trade_index(r.events)
                 if first:
                     replayed = start_at(r, first)
-            clock = ReplayClock(replayed, speed=speed, max_gap_s=max_gap_s, max_batch=max_batch, loop=loop_replay,
-                                clock=clock)
-            if paused:
-                clock.pause()
-            self.symbols[sym] = Symbol(r.instrument, r, clock)
+            self.symbols[sym] = Symbol(r.instrument, r, None, events=replayed.events, index=len(self.symbols))
+        #: every symbol's events on one market clock (:func:`app.sim.replay.market_timeline`)
+        self.timeline = market_timeline([s.events for s in self.symbols.values()], max_gap_s=max_gap_s)
+        #: the one replay clock of every symbol (also each :attr:`Symbol.clock`)
+        self.replay = ReplayClock(self.timeline.events, speed=speed, max_gap_s=max_gap_s, max_batch=max_batch,
+                                  loop=loop_replay, clock=clock, times_ns=self.timeline.times_ns,
+                                  ends=self.timeline.ends)
+        if paused:
+            self.replay.pause()
+        self._symbol_of = list(self.symbols.values())  # timeline member index -> Symbol
+        for s in self._symbol_of:
+            s.clock = self.replay
+            s.offset_ns = self.timeline.offsets_ns[s.index]
+            s.group = self.timeline.groups[s.index]
             # the replay's market clock starts at its first event: snapshots sent before any
             # event is replayed (a paused start) carry that time, not 0 (a client would
             # otherwise have to guess a time for them)
-            if len(replayed.events):
-                self.symbols[sym].last_ts = int(replayed.events["ts"][0])
+            if len(s.events):
+                s.last_ts = int(s.events["ts"][0])
         self.aliases = {k: v for k, v in (symbol_aliases or {}).items() if v in self.symbols}
         self.conns: dict[int, Conn] = {}
         self._next_cid = 1
@@ -350,7 +371,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self._tasks: list[asyncio.Task] = []
         self._client_tasks: set[asyncio.Task] = set()  # one per connection (_handle_client)
         self.replay_done: asyncio.Event | None = None
-        self._done_count = 0
+        self._replay_task: asyncio.Task | None = None
         self._stats = {
             "clients_total": 0,
             "messages_in": 0,
@@ -402,9 +423,7 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         except OSError as exc:
             await self._timers.stop()
             raise OSError(exc.errno, f"DTC server cannot listen on {self.host}:{self._port}: {exc.strerror}") from exc
-        for sym in self.symbols.values():
-            sym.task = asyncio.create_task(self._replay(sym), name=f"dtc-replay-{sym.inst.symbol}")
-            self._tasks.append(sym.task)
+        self._start_replay_task()
         log.info("DTC server listening on %s:%d (%s)", self.host, self.port, ", ".join(self.symbols))
 
     async def stop(self, grace_s: float = STOP_GRACE_S) -> None:
@@ -466,22 +485,19 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         await self.stop()
 
     def pause(self) -> None:
-        """Pause the replay of every symbol."""
+        """Pause the replay of every symbol (the one market clock)."""
         self._paused = True
-        for s in self.symbols.values():
-            s.clock.pause()
+        self.replay.pause()
 
     def resume(self) -> None:
         """Resume the replay of every symbol."""
         self._paused = False
-        for s in self.symbols.values():
-            s.clock.resume()
+        self.replay.resume()
 
     def set_speed(self, speed: float) -> None:
         """Replay rate for every symbol (1.0 real time, ``<= 0``/inf maximum)."""
         self._speed = speed
-        for s in self.symbols.values():
-            s.clock.set_speed(speed)
+        self.replay.set_speed(speed)
 
     @property
     def stats(self) -> dict:
@@ -492,10 +508,12 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         d["buffered_bytes"] = sum(self._buffered(c) for c in self.conns.values())
         d["malformed_frames"] += sum(c.session.errors for c in self.conns.values())
         d["unknown_types"] += sum(c.session.decoder.unknown for c in self.conns.values())
+        clock = self.replay
+        done = np.bincount(self.timeline.member[:clock.position], minlength=len(self.symbols))
         d["replay"] = {
-            s: {"position": v.clock.position, "events": len(v.clock.events), "loops": v.clock.loops,
-                "paused": v.clock.paused,
-                "speed": v.clock.speed if math.isfinite(v.clock.speed) else 0.0}
+            s: {"position": int(done[v.index]), "events": len(v.events), "loops": clock.loops,
+                "paused": clock.paused, "speed": clock.speed if math.isfinite(clock.speed) else 0.0,
+                "offset_s": v.offset_ns / 1e9}
             for s, v in self.symbols.items()
         }
         return d
