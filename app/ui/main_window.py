@@ -830,7 +830,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mode_banner.setText(self._mode_text())
         self._attach_trading()
 
-    def schedule_demo_position(self, after_s: float, stop_ticks: int = 32, target_ticks: int = 32) -> None:
+    def schedule_demo_position(self, after_s: float, stop_ticks: int = 12, target_ticks: int = 16) -> None:
         """Screenshots and demos only (``mia-elite --demo-position SECONDS``, paper mode): after
         ``after_s`` seconds buy 1 contract at the market with a stop ``stop_ticks`` below and a
         target ``target_ticks`` above the ask, through the trading session's gate as a
