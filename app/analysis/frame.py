@@ -214,6 +214,15 @@ class AnalysisFrame:
     cum_delta : float
         Session cumulative delta (volume bought at the ask - sold at the bid), contracts, at
         ``ts`` (the sum of ``bars["delta"]`` of the session's bars ends here).
+    session_stats : dict or None
+        The precision table for the session so far (``app.research.live.session_summary``:
+        ``rows`` with n, target-first rate and Wilson interval, breakeven rate, expectancy in
+        ticks / USD, random baseline, p-value); None when the engine has no research observer
+        or nothing is measured yet.
+    model_p : dict[int, float]
+        Signal id -> the active signal-quality model's probability of target first (0..1).
+    model_name : str
+        File name of that model; ``""``: no model is loaded.
     """
 
     seq: int
@@ -253,3 +262,6 @@ class AnalysisFrame:
     vah: int = -1
     val: int = -1
     cum_delta: float = 0.0
+    session_stats: dict | None = None
+    model_p: dict = field(default_factory=dict)
+    model_name: str = ""

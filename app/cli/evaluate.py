@@ -63,6 +63,13 @@ def _f(x, nd=3):
     return "-" if x is None else f"{x:.{nd}f}"
 
 
+def _breakeven(x) -> str:
+    """The breakeven rate, or why there is none: above 1 the costs eat the whole target."""
+    if x is None:
+        return "-"
+    return f"{x:.2f}" if x <= 1.0 else f"none ({x:.2f} > 1: costs exceed the target)"
+
+
 def tables(rep: dict):
     """``(profiles, patterns)`` pandas DataFrames of a report (raises ImportError without pandas)."""
     import pandas as pd
@@ -73,7 +80,7 @@ def tables(rep: dict):
         rows.append({
             "profile": name, "n": b["n"], "sessions": b["sessions"], "decided": b["decided"],
             "target_first": _f(b["rate"], 2), "95% CI": _fmt_ci(*b["rate_ci"]),
-            "breakeven": _f(b["breakeven_rate"], 2),
+            "breakeven": _breakeven(b["breakeven_rate"]),
             "exp_ticks": _f(et["mean"], 2), "ticks CI": _fmt_ci(et["low"], et["high"]),
             "exp_usd": _f(eu["mean"], 2), "usd CI": _fmt_ci(eu["low"], eu["high"]),
             "random_usd": _f(b["baseline"]["mean_usd"], 2), "random_rate": _f(b["baseline"]["rate"], 2),
@@ -150,7 +157,7 @@ def write_html(rep: dict, path: str | Path) -> Path:
     from app.config.files import atomic_write
 
     prof, pats = tables(rep)
-    fig, ax = plt.subplots(figsize=(9, 4.5))
+    fig, ax = plt.subplots(figsize=(12, 4.5))
     for name, b in rep["profiles"].items():
         if not b["equity"]:
             continue
@@ -162,7 +169,9 @@ def write_html(rep: dict, path: str | Path) -> Path:
     ax.set_xlabel("signal number (time order)")
     ax.set_ylabel("cumulative net USD, 1 contract")
     ax.set_title("equity per profile against random entries (same side, bracket, time of day)")
-    ax.legend(fontsize=8)
+    # beside the plot, not over the curves
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    fig.tight_layout()
     eq_png = _png(fig)
     plt.close(fig)
     labels, rates, los, his, bes = [], [], [], [], []
@@ -180,7 +189,7 @@ def write_html(rep: dict, path: str | Path) -> Path:
     if labels:
         y = list(range(len(labels)))
         ax.errorbar(rates, y, xerr=[los, his], fmt="o", capsize=3, label="target first, 95 % Wilson")
-        ax.scatter([b if b is not None else float("nan") for b in bes], y, marker="|", s=200, color="red",
+        ax.scatter([b if b is not None and b <= 1.0 else float("nan") for b in bes], y, marker="|", s=200, color="red",
                    label="breakeven after costs")
         ax.set_yticks(y, labels, fontsize=8)
         ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)

@@ -2,22 +2,64 @@
 
 The window itself lives in :mod:`app.ui.main`; it is imported only when this command runs, so
 the other commands never load Qt.
+
+Where the market data comes from (``--source``):
+
+``builtin`` (default with no settings)
+    the built-in DTC server replaying a recording (``--recording``, default the shipped ES hour).
+``dtc``
+    an external DTC server (``--host``, ``--port``, ``--symbol``): Sierra Chart's own, or
+    ``mia-elite serve``. Sierra Chart's DTC server refuses CME market data, so for ES use:
+``sierra-files``
+    Sierra Chart's data files: ``mia-elite --source sierra-files --data-dir C:\\SierraChart\\Data
+    --symbol ESZ25_FUT_CME --tick-size 0.25 --tick-value 12.5`` (the tick size and value may
+    come from the saved symbol map instead). The folder must hold ``<symbol>.scid``; depth comes
+    from ``MarketDepthData/<symbol>.<date>.depth`` once "Record Market Depth Data" is on.
 """
 
 from __future__ import annotations
 
 import argparse
+import sys
+
+from app.live.pipeline import SOURCE_CHOICES, SourceChoiceError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    """Options of the ``gui`` command (declared by :func:`app.ui.main.add_arguments`)."""
+    """Options of the ``gui`` command: the window's (:func:`app.ui.main.add_arguments`) and the
+    market data source (``--source``, ``--data-dir``)."""
     from app.ui.main import add_arguments as ui_add_arguments
 
     ui_add_arguments(p)
+    p.add_argument("--source", choices=SOURCE_CHOICES, default=None,
+                   help="market data: builtin (the replay server), dtc (--host/--port), or sierra-files "
+                        "(Sierra Chart's Data folder: the route for CME symbols such as ES; default: saved)")
+    p.add_argument("--data-dir", default=None, metavar="DIR",
+                   help="Sierra Chart's Data folder for --source sierra-files (default: saved, else "
+                        r"C:\SierraChart\Data and the usual places); implies --source sierra-files")
+
+
+def check_source(args: argparse.Namespace, prefs=None) -> str:
+    """The problem with the chosen ``--source`` ("" when it can start); ``prefs`` default: the
+    saved settings (:class:`app.config.prefs.Prefs`)."""
+    if getattr(args, "source", None) is None and not getattr(args, "data_dir", None):
+        return ""
+    from app.config.prefs import Prefs
+    from app.ui.main import build_config
+
+    try:
+        build_config(args, prefs if prefs is not None else Prefs())
+    except SourceChoiceError as exc:
+        return str(exc)
+    return ""
 
 
 def run(args: argparse.Namespace) -> int:
-    """Open the window; returns the process exit code."""
+    """Open the window; returns the process exit code (2 when ``--source`` cannot work)."""
+    problem = check_source(args)
+    if problem:
+        print(f"mia-elite: {problem}", file=sys.stderr)
+        return 2
     from app.ui.main import run as ui_run
 
     return int(ui_run(args) or 0)

@@ -15,6 +15,7 @@ window key                     stored as
 encoding/username/tls/         tls, tls_fingerprint
 tls_fingerprint``
 ``connection.trade_account``   ``[trading] account``
+``trading.mode``               ``[trading] mode`` (paper / sim / live; ``trading.toml`` overrides it)
 ``connection.sierra_data_dir``  ``[sierra] data_folder``
 ``connection.symbols``         ``[symbols.map]`` name -> data-service symbol, ``[symbols.source]``
                                name -> ``dtc``/``sierra_files``; exchange, tick size and tick
@@ -97,6 +98,7 @@ _TYPED = {
     "connection.tls": ("connection", "tls"),
     "connection.tls_fingerprint": ("connection", "tls_fingerprint"),
     "connection.trade_account": ("trading", "account"),
+    "trading.mode": ("trading", "mode"),
     "connection.sierra_data_dir": ("sierra", "data_folder"),
     "replay.speed": ("replay", "speed"),
     "replay.loop": ("replay", "loop"),

@@ -26,6 +26,7 @@ Example file::
 
     [trading]              # any key of app.config.trading.TradingSettings
     account = "Sim1"
+    mode = "paper"         # paper | sim | live (File > Connection > Trading mode; trading.toml wins)
 
     [symbols.map]          # display name -> the data service's symbol (opaque, never parsed)
     ES = "ESZ25_FUT_CME"
@@ -34,7 +35,7 @@ Example file::
     ES = "sierra_files"
 
     [sierra]
-    data_folder = "C:/SierraChart/Data"
+    data_folder = "C:/SierraChart/Data"   # read by the "sierra_files" source (mia-elite --data-dir)
 
     [analysis]
     profile = "production"

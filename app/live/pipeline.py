@@ -106,6 +106,80 @@ class PipelineConfig:
     server_options: dict = field(default_factory=dict)
 
 
+#: ``mia-elite --source`` choices: the built-in replay server, an external DTC server, Sierra
+#: Chart's own data files (the route for CME symbols such as ES, whose data Sierra Chart's DTC
+#: server refuses).
+SOURCE_CHOICES = ("builtin", "dtc", "sierra-files")
+
+
+class SourceChoiceError(ValueError):
+    """A ``--source`` choice that cannot work; the one-line message names what is wrong."""
+
+
+def apply_source_choice(cfg: PipelineConfig, source: str | None, data_dir: str | None = None,
+                        symbols: list[dict] | None = None) -> PipelineConfig:
+    """Set ``cfg``'s market data source from the command line (``--source``, ``--data-dir``).
+
+    Parameters
+    ----------
+    cfg : PipelineConfig
+        Modified in place (and returned); its ``symbol``, ``tick_size``, ``tick_value`` and
+        ``exchange`` are those already chosen (saved settings overridden by ``--symbol``,
+        ``--tick-size``, ``--tick-value``).
+    source : {"builtin", "dtc", "sierra-files"} or None
+        None keeps the configured source, unless ``data_dir`` is given (then ``sierra-files``).
+    data_dir : str, optional
+        Sierra Chart's Data folder (or its installation folder).
+    symbols : list of dict, optional
+        The saved symbol map (rows with ``symbol, exchange, tick_size, tick_value``): a symbol
+        found there lends its tick size and value when none was given.
+
+    Returns
+    -------
+    PipelineConfig
+
+    Raises
+    ------
+    SourceChoiceError
+        An unknown choice, or Sierra Chart files that cannot be read: no symbol, no positive
+        tick size, no Data folder, no ``<symbol>.scid`` in it
+        (:func:`app.live.sierra_source.sierra_files_problem`).
+    """
+    if source is None:
+        if not data_dir:
+            return cfg
+        source = "sierra-files"
+    if source not in SOURCE_CHOICES:
+        raise SourceChoiceError(f"--source {source!r} is not one of {', '.join(SOURCE_CHOICES)}")
+    if source == "builtin":
+        cfg.embedded = True
+        return cfg
+    cfg.embedded = False
+    if source == "dtc":
+        cfg.data_source = "dtc"
+        return cfg
+    from app.live.sierra_source import sierra_files_problem
+
+    cfg.data_source = "sierra_files"
+    if data_dir:
+        cfg.sierra_data_dir = str(data_dir)
+    if cfg.tick_size <= 0:
+        for row in symbols or ():
+            if row.get("symbol") == cfg.symbol and float(row.get("tick_size", 0) or 0) > 0:
+                cfg.tick_size = float(row["tick_size"])
+                cfg.tick_value = cfg.tick_value or float(row.get("tick_value", 0) or 0)
+                cfg.exchange = cfg.exchange or str(row.get("exchange", ""))
+                break
+    problem = sierra_files_problem(cfg.sierra_data_dir, cfg.symbol, cfg.tick_size)
+    if problem:
+        if not cfg.symbol:
+            problem += " Pass --symbol."
+        elif not cfg.tick_size > 0:
+            problem += " Pass --tick-size (and --tick-value, USD per tick per contract)."
+        raise SourceChoiceError(f"--source sierra-files: {problem}")
+    return cfg
+
+
 class FrameSlot:
     """Thread-safe newest-frame slot (the worker writes, the GUI timer reads).
 
@@ -422,6 +496,37 @@ class Pipeline:
             self.vix_history = load_vix_history()
         except (ImportError, OSError, ValueError) as exc:
             self._problem("warning", f"VIX history could not be loaded ({exc}); the VIX gauge stays empty.")
+
+    def set_profile(self, name: str, overrides: dict | None = None) -> None:
+        """Apply the analysis profile ``name`` to the running analysis, without restarting the
+        source: the replay or the connection goes on, the engine swaps its analyzers between two
+        batches (:meth:`app.live.engine.AnalysisEngine.set_profile` says what stays and what
+        restarts) and signal ids keep counting up. Before the engine runs, the profile is the
+        one it will start with.
+
+        Parameters
+        ----------
+        name : str
+            Profile name (``scalping``, ``production``, ``development``, ``budget`` or a user's).
+        overrides : dict, optional
+            Per-key overrides (default: ``config.profile_overrides``).
+
+        Raises
+        ------
+        app.config.schema.ConfigError
+            Unknown profile or bad override; nothing is changed then.
+        """
+        from app.config.profiles import load_profile
+
+        ov = self.config.profile_overrides if overrides is None else overrides
+        prof = load_profile(name, ov or None)
+        self.config.profile = name
+        if overrides is not None:
+            self.config.profile_overrides = dict(overrides)
+        self.profile = prof
+        if self.engine is not None:
+            self.engine.set_profile(prof)
+        log.info("analysis profile: %s (applied to the running analysis)", name)
 
     def _start_engine(self) -> None:
         from app.live.engine import AnalysisEngine

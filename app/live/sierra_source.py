@@ -31,6 +31,17 @@ from app.live.sources import Deliver, MarketSource, ProblemFn, StateFn
 
 log = logging.getLogger(__name__)
 
+#: Sierra Chart's default Data folder on Windows (its installer's default installation folder
+#: ``C:\SierraChart`` plus ``Data``; Sierra Chart "Chart Data and Chart Data Files").
+DEFAULT_DATA_DIR_WINDOWS = r"C:\SierraChart\Data"
+#: Where the Data folder is set in Sierra Chart (one spelling everywhere).
+SC_DATA_FOLDER_MENU = "Global Settings >> General Settings >> Data Files Folder"
+#: Where depth recording is turned on, and the option's name (Sierra Chart documentation,
+#: "Market Depth Historical Graph", ``doc/MarketDepthHistoricalGraph.php``, "Step by Step
+#: Instructions").
+SC_SYMBOL_SETTINGS_MENU = "Global Settings >> Symbol Settings"
+SC_RECORD_DEPTH_OPTION = "Record Market Depth Data"
+
 #: Installation folder names tried on every drive (Sierra Chart's installer default first).
 _INSTALL_NAMES = ("SierraChart", "SierraChart2", "SierraChart3", "Sierra Chart", "SierraChart64")
 
@@ -171,6 +182,76 @@ def files_for_symbol(data_dir: str | os.PathLike, symbol: str) -> SierraFiles:
     return out
 
 
+def record_depth_steps(symbol: str) -> list[str]:
+    """The steps that make Sierra Chart write ``symbol``'s ``.depth`` files, one line each.
+
+    Source: Sierra Chart documentation, "Market Depth Historical Graph", section "Step by Step
+    Instructions" (sierrachart.com ``doc/MarketDepthHistoricalGraph.php``).
+    """
+    return [
+        f"{SC_SYMBOL_SETTINGS_MENU}.",
+        f"Select the symbol or symbol pattern that covers {symbol}.",
+        f"Open the Intraday tab and set '{SC_RECORD_DEPTH_OPTION}' to Yes.",
+        "Press OK, then reconnect the data feed: File >> Disconnect, then File >> Connect to Data Feed.",
+        f"Keep a chart or Trade DOM of {symbol} open: Sierra Chart records depth only while it "
+        "receives the symbol's market depth in real time (no history is downloaded).",
+    ]
+
+
+def default_data_dir_text(configured: str | os.PathLike | None = None) -> str:
+    """The Data folder to offer in a form: the one found (:func:`find_sierra_data_dir`), else the
+    configured text, else on Windows :data:`DEFAULT_DATA_DIR_WINDOWS` ("" elsewhere)."""
+    found = find_sierra_data_dir(configured or None)
+    if found is not None:
+        return str(found)
+    if configured:
+        return str(configured)
+    return DEFAULT_DATA_DIR_WINDOWS if sys.platform == "win32" else ""
+
+
+def sierra_files_problem(data_dir: str | os.PathLike | None, symbol: str, tick_size: float) -> str:
+    """What stops the Sierra Chart data files source for ``symbol``, in one line ("" when nothing).
+
+    Checked in order: the symbol is set, the tick size is positive, the Data folder is set (or
+    found in the usual places) and exists, and ``<symbol>.scid`` is in it. A missing ``.depth``
+    file is not a problem here (the source starts with trades only and says how to record depth).
+
+    Parameters
+    ----------
+    data_dir : path-like or None
+        The configured Data folder ("" / None: look in the usual places); the installation
+        folder (holding ``Data``) is accepted too.
+    symbol : str
+        Sierra Chart's symbol, verbatim.
+    tick_size : float
+        Price units per tick (the files do not carry it).
+
+    Returns
+    -------
+    str
+    """
+    if not symbol:
+        return ("Sierra Chart data files: the symbol is empty; type it exactly as Sierra Chart shows it "
+                "(File >> Find Symbol), e.g. ESZ25_FUT_CME.")
+    if not tick_size > 0:
+        return f"{symbol}: the tick size must be positive (price units per tick; ES: 0.25), got {tick_size:g}."
+    if data_dir:
+        p = Path(data_dir).expanduser()
+        if not p.is_dir():
+            return (f"Sierra Chart Data folder {p} does not exist: browse to it (Sierra Chart: "
+                    f"{SC_DATA_FOLDER_MENU}; usually {DEFAULT_DATA_DIR_WINDOWS}).")
+        folder = find_sierra_data_dir(p, candidates=[])
+    else:
+        folder = find_sierra_data_dir(None)
+        if folder is None:
+            return (f"Sierra Chart Data folder not set and not found in the usual places: browse to it "
+                    f"(Sierra Chart: {SC_DATA_FOLDER_MENU}; usually {DEFAULT_DATA_DIR_WINDOWS}).")
+    if files_for_symbol(folder, symbol).scid is None:
+        return (f"No {symbol}.scid in {folder}: open an Intraday chart of {symbol} in Sierra Chart "
+                "(File >> New/Open Intraday Chart) and check the symbol is spelled exactly as Sierra Chart's.")
+    return ""
+
+
 def explain_missing_depth(symbol: str, data_dir: str | os.PathLike | None = None) -> str:
     """The message shown when no ``.depth`` file is being written for ``symbol``.
 
@@ -183,14 +264,8 @@ def explain_missing_depth(symbol: str, data_dir: str | os.PathLike | None = None
         f"No market depth file is being written for {symbol}: MIA Elite looked for "
         f"{where / (symbol + '.<YYYY-MM-DD>.depth')}.\n"
         "Turn on depth recording in Sierra Chart:\n"
-        "  1. Global Settings >> Symbol Settings.\n"
-        f"  2. Select the symbol or symbol pattern that covers {symbol}.\n"
-        "  3. Open the Intraday tab and set 'Record Market Depth Data' to Yes.\n"
-        "  4. Press OK, then reconnect the data feed: File >> Disconnect, then File >> Connect to Data Feed.\n"
-        f"  5. Keep a chart or Trade DOM of {symbol} open: Sierra Chart records depth only while it "
-        "receives the symbol's market depth in real time (no history is downloaded).\n"
-        "Also check that the Data Files Folder in Global Settings >> General Settings is the folder "
-        "set in MIA Elite."
+        + "".join(f"  {i}. {line}\n" for i, line in enumerate(record_depth_steps(symbol), 1))
+        + f"Also check that the {SC_DATA_FOLDER_MENU} in Sierra Chart is the folder set in MIA Elite."
     )
 
 
@@ -264,7 +339,7 @@ class SierraFilesSource(MarketSource):
         if data_dir is None:
             self._set_state("error")
             self._problem("error", "Sierra Chart's Data folder was not found. Set it in File > Connection "
-                                   "(Sierra Chart: Global Settings >> General Settings >> Data Files Folder).")
+                                   f"(Sierra Chart: {SC_DATA_FOLDER_MENU}).")
             return False
         if not self.symbol or self.tick_size <= 0:
             self._set_state("error")

@@ -48,6 +48,11 @@ StateFn = Callable[[str, str], None]
 ACTION_REPLAY_FINISHED = "replay_finished"
 ACTION_REPLAY_RESTARTED = "replay_restarted"
 
+#: Sierra Chart's menu path of its DTC server settings, spelled one way in every message and in
+#: the user guide (Sierra Chart documentation "DTC Protocol Server", ``doc/DTCServer.php``,
+#: "Server Usage" step 1; ``shared/reference/dtc-protocol-notes.md`` section 5).
+SC_DTC_SERVER_MENU = "Global Settings >> Sierra Chart Server Settings >> DTC Protocol Server"
+
 #: Pause reasons: the user's Pause button, the pipeline's flow control, the start-up hold.
 PAUSE_USER = "user"
 PAUSE_FLOW = "flow"
@@ -280,8 +285,8 @@ class DTCSource(MarketSource):
             self._problem(
                 "error",
                 f"Cannot connect to the DTC server at {self.host}:{self.port} ({exc}). Is Sierra Chart running "
-                "with its DTC server enabled (Global Settings > Data/Trade Service Settings > SC Server Settings > "
-                "DTC Protocol Server) on this port? Change host/port in File > Connection.",
+                f"with its DTC server enabled ({SC_DTC_SERVER_MENU} >> Enable DTC Protocol Server) on this port? "
+                "Change host/port in File > Connection.",
             )
             raise
         symbol = self.symbol

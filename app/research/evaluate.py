@@ -35,7 +35,7 @@ from app.core.events import (EVENT_DTYPE, FLAG_SNAPSHOT, KIND_DEPTH, KIND_TRADE,
                              Instrument, chunks)
 from app.core.sessions import calendar_for
 from app.research import stats
-from app.research.trades import SessionTrades, drift_ticks, random_baseline, trade_result
+from app.research.trades import SessionTrades, baseline_rate, drift_ticks, measure, random_baseline, trade_result
 
 #: commission per contract per side when none is configured (TradingSettings' default), USD
 DEFAULT_COMMISSION_USD = 2.25
@@ -387,31 +387,6 @@ def _r(x, nd=4):
     return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), nd)
 
 
-def _block(results, sessions_of, tick_value, costs, draws_boot, rng) -> dict:
-    """Statistics of one set of signals (a profile, or its signals citing a pattern)."""
-    commission, slip = costs
-    res = [trade_result(s, o, tick_value, commission, slip) for s, o in results]
-    n = len(res)
-    dec = sum(r.decided for r in res)
-    wins = sum(r.target_first for r in res)
-    ticks = np.array([r.ticks for r in res])
-    usd = np.array([r.net_usd for r in res])
-    m_t = stats.session_bootstrap_mean(ticks, sessions_of, draws_boot, rng=rng) if n else (math.nan,) * 3
-    m_u = stats.session_bootstrap_mean(usd, sessions_of, draws_boot, rng=rng) if n else (math.nan,) * 3
-    lo, hi = stats.wilson_interval(wins, dec)
-    be = [stats.breakeven_rate(abs(s.target - s.entry), abs(s.entry - s.stop) + slip, tick_value, 2 * commission)
-          for s, _ in results if s.target != s.entry and s.stop != s.entry] if tick_value > 0 else []
-    return {
-        "n": n, "sessions": len(set(sessions_of)), "decided": int(dec), "target_first": int(wins),
-        "rate": _r(wins / dec if dec else math.nan), "rate_ci": [_r(lo), _r(hi)],
-        "breakeven_rate": _r(float(np.mean(be)) if be else math.nan),
-        "expectancy_ticks": {"mean": _r(m_t[0]), "low": _r(m_t[1]), "high": _r(m_t[2])},
-        "expectancy_usd": {"mean": _r(m_u[0], 2), "low": _r(m_u[1], 2), "high": _r(m_u[2], 2)},
-        "total_usd": _r(float(usd.sum()) if n else 0.0, 2),
-        "_usd": usd,
-    }
-
-
 def _commission_for(commission_usd, symbol: str) -> float:
     """USD per contract per side for ``symbol`` from one figure, a dict per symbol or a callable."""
     if callable(commission_usd):
@@ -504,7 +479,7 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
         g_sessions = [s for s in sessions if s.instrument.symbol == gsym]
         tick_value = float(g_sessions[0].instrument.tick_value)
         g_order = [s.sid for s in g_sessions]
-        blk = _block([(s, o) for s, o, _ in pairs], sig_sids, tick_value, costs, boot_draws, rng)
+        blk = measure([(s, o) for s, o, _ in pairs], sig_sids, tick_value, costs, boot_draws, rng)
         usd = blk.pop("_usd")
         sess_pnl = [float(usd[[i for i, x in enumerate(sig_sids) if x == sid]].sum()) for sid in g_order]
         blk["instrument"] = gsym
@@ -536,12 +511,10 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
         obs = float(usd.mean()) if n else math.nan
         bmean = bnet.mean(axis=1) if n else np.zeros(0)
         p = stats.mc_p_value(obs, bmean)
-        dec_b = bdec.sum(axis=1)
-        rate_b = np.where(dec_b > 0, brate.sum(axis=1) / np.maximum(dec_b, 1), np.nan)
         blk["baseline"] = {
             "draws": int(draws), "mean_usd": _r(float(bmean.mean()) if n else math.nan, 2),
             "band_usd": [_r(float(np.quantile(bmean, 0.05)), 2), _r(float(np.quantile(bmean, 0.95)), 2)] if n else None,
-            "rate": _r(float(np.nanmean(rate_b)) if n and np.any(np.isfinite(rate_b)) else math.nan),
+            "rate": _r(baseline_rate(brate, bdec)),
             "drift_aligned": _r(float(np.mean([np.sign(drift_ticks(trades[sid])) * s.side
                                                for s, _, sid in pairs])) if n else math.nan),
         }
@@ -557,7 +530,7 @@ def summarise(sessions: list[Session], runs: list[RunResult], *, draws: int = 10
         pat_rows = {}
         for name in pats:
             cols = [i for i, (s, _, _) in enumerate(pairs) if any(h.name == name for h in s.reasons)]
-            sub = _block([(pairs[i][0], pairs[i][1]) for i in cols], [sig_sids[i] for i in cols], tick_value, costs,
+            sub = measure([(pairs[i][0], pairs[i][1]) for i in cols], [sig_sids[i] for i in cols], tick_value, costs,
                          boot_draws, rng)
             su = sub.pop("_usd")
             pp = stats.mc_p_value(float(su.mean()), bnet[:, cols].mean(axis=1))

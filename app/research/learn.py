@@ -54,6 +54,59 @@ def feature_names() -> list[str]:
     return list(FEATURES) + [f"phase_{p}" for p in PHASES]
 
 
+def feature_matrix(cols) -> np.ndarray:
+    """The model's inputs from snapshot columns (or a list of snapshot rows).
+
+    Parameters
+    ----------
+    cols : dict of column -> array_like (N,), or list of row dicts
+        At least :data:`app.research.snapshots.FEATURES` and ``phase``.
+
+    Returns
+    -------
+    np.ndarray float64 (N, F)
+        :func:`feature_names` columns: the features as they are, then the one-hot phases.
+
+    Raises
+    ------
+    ValueError
+        A column is missing (named).
+    """
+    if isinstance(cols, list):
+        cols = {k: [r.get(k) for r in cols] for k in (*FEATURES, "phase")}
+    miss = [k for k in (*FEATURES, "phase") if k not in cols]
+    if miss:
+        raise ValueError(f"feature_matrix: missing column(s) {', '.join(miss)}")
+    phase = np.asarray(cols["phase"]).astype(str)
+    return np.column_stack([np.asarray(cols[f], np.float64).reshape(-1) for f in FEATURES]
+                           + [(phase == p).astype(np.float64).reshape(-1) for p in PHASES])
+
+
+def model_probability(model: dict, rows) -> np.ndarray:
+    """The model's probability of target first for snapshot rows (what the window shows).
+
+    Parameters
+    ----------
+    model : dict
+        A model file's content (:func:`load_model`).
+    rows : list of dict or dict of columns
+        Candidate rows (:func:`app.research.snapshots.candidate_rows`).
+
+    Returns
+    -------
+    np.ndarray float64 (N,), 0..1
+
+    Raises
+    ------
+    ModelError
+        The model was trained on other features than this program computes.
+    """
+    if list(model.get("features", [])) != feature_names():
+        raise ModelError(f"model {model.get('version', '?')}: its features differ from this program's "
+                         f"({len(model.get('features', []))} vs {len(feature_names())}); train it again")
+    return predict(model["params"], feature_matrix(rows))
+
+
 def design(cols: dict[str, np.ndarray], profile: str | None = None):
     """Decided candidates as ``(X, y, sessions, session_order, score)``.
 
@@ -89,8 +142,7 @@ def design(cols: dict[str, np.ndarray], profile: str | None = None):
     keep = np.asarray(cols["decided"], bool)
     if profile is not None:
         keep &= np.asarray(cols["profile"]).astype(str) == profile
-    X = np.column_stack([np.asarray(cols[f], np.float64)[keep] for f in FEATURES]
-                        + [(np.asarray(cols["phase"]).astype(str)[keep] == p).astype(np.float64) for p in PHASES])
+    X = feature_matrix({k: np.asarray(cols[k])[keep] for k in (*FEATURES, "phase")})
     y = np.asarray(cols["target_first"], bool)[keep].astype(np.int8)
     sess = np.asarray(cols["session"]).astype(str)[keep].astype(object)
     ts = np.asarray(cols["ts"], np.int64)[keep]

@@ -87,61 +87,13 @@ class SnapshotRecorder:
 
     # -------------------------------------------------------------------------- the hook
     def on_candidates(self, ana, view, window, vs, fo, new_signals) -> None:
-        """The analyzers' ``candidate_hook``: one row per side with a new hit this step."""
-        ts = int(view.ts)
-        self._row_ticks = max(1, int(round(float(ana.instrument.tick_size) / float(self.instrument.tick_size))))
+        """The analyzers' ``candidate_hook``: one row per side with a new hit this step
+        (:func:`candidate_rows`)."""
+        self._row_ticks = row_ticks_of(ana, self.instrument)
         if self._outcomes is None:
             self._outcomes = dict(ana.profile.section("outcomes"))
-        sides = sorted({h.side for h in window if h.ts == ts and h.side != 0}, reverse=True)
-        if not sides:
-            return
-        vol = fo[1] + fo[2]
-        flow_ratio = float(fo[0] / vol) if vol > 0 else 0.0
-        both = ana.gate.score_both(vs, window, flow_ratio, fo[5], ana._trend_dir)
-        bb, ba, base = int(view.best_bid), int(view.best_ask), int(view.base)
-        rows_n = view.bid.shape[0]
-        d_bid = float(view.bid[max(0, bb - base - 9): max(0, bb - base + 1)].sum()) if 0 <= bb - base < rows_n else 0.0
-        d_ask = float(view.ask[max(0, ba - base): max(0, ba - base + 10)].sum()) if 0 <= ba - base < rows_n else 0.0
-        b = view.bars
-        closed = b[:-1] if b.shape[0] > 1 else b
-        atr = average_range(closed["high"], closed["low"], int(ana.elite_sec["atr_bars"]))
-        px = view.trades["price"][-301:]
-        vol_t = float(np.std(np.diff(px.astype(np.float64)))) if px.shape[0] > 2 else 0.0
-        sess0 = int(getattr(view, "session_start_ns", -1))
-        tod = (ts - sess0) / 6e10 if sess0 >= 0 else (ts % 86_400_000_000_000) / 6e10
-        emitted = {s.side: s.id for s in new_signals}
-        for side in sides:
-            sc, comps, reasons = both[side]
-            strengths = {h.name: float(h.strength) for h in reversed(reasons)}
-            _, opp_comps, opp_reasons = both[-side]
-            prod = 1.0
-            for h in opp_reasons:
-                prod *= 1.0 - min(1.0, h.strength)
-            entry = ba if side > 0 else bb
-            if entry < 0:
-                if view.trades.shape[0] == 0:
-                    continue
-                entry = int(view.trades["price"][-1])
-            levels = [r.price for r in reasons if r.family in ("dom", "battle_navale") and r.price > 0]
-            stop, target = bracket(side, int(entry), atr, levels, ana.elite_sec)
-            row = {
-                "schema_version": SCHEMA_VERSION, "ts": ts,
-                "date": _dt.datetime.fromtimestamp(ts / 1e9, _dt.timezone.utc).date().isoformat(),
-                "instrument": self.instrument.symbol, "profile": self.profile, "session": self.session,
-                "side": int(side), "score": float(sc), "c_vix": float(comps[0][1]), "c_dom": float(comps[1][1]),
-                "c_regime": float(comps[2][1]),
-                **{f"p_{n}": strengths.get(n, 0.0) for n in PATTERNS},
-                "n_patterns": len(reasons), "opposite": 1.0 - prod,
-                "vix_regime": int(vs.regime_index) if vs is not None else -1,
-                "vix_level": float(vs.level) if vs is not None else float("nan"),
-                "spread_ticks": float(ba - bb) if bb >= 0 and ba >= 0 else float("nan"),
-                "depth_bid10": d_bid, "depth_ask10": d_ask, "imbalance": float(fo[5]), "flow_ratio": flow_ratio,
-                "trend_dir": int(ana._trend_dir), "phase": str(getattr(view, "session_phase", "") or ""),
-                "tod_min": float(tod), "atr_ticks": float(atr), "vol_ticks": vol_t,
-                "entry": int(entry), "stop": int(stop), "target": int(target),
-                "emitted": side in emitted, "signal_id": int(emitted.get(side, -1)),
-            }
-            self._rows.append(row)
+        self._rows.extend(candidate_rows(ana, view, window, vs, fo, new_signals, self.instrument.symbol,
+                                         self.profile, self.session))
 
     # -------------------------------------------------------------------------- writing
     def close(self, events: np.ndarray) -> list[Path]:
@@ -158,41 +110,136 @@ class SnapshotRecorder:
         list of Path
             The files written (one per UTC date); none without candidates.
         """
-        from app.research.trades import follow, trade_result
+        from app.research.trades import follow
 
         rows = self._rows
         self._rows = []
         if not rows:
             return []
-        from app.market.grouping import bracket_to_ticks
-
-        k = self._row_ticks
-        sigs = []
-        for i, r in enumerate(rows):
-            e, st, tg = bracket_to_ticks(int(r["side"]), int(r["entry"]), int(r["stop"]), int(r["target"]), k)
-            sigs.append(Signal(id=i + 1, ts=r["ts"], symbol=r["instrument"], side=r["side"], score=r["score"],
-                               components=(), reasons=(), entry=e, stop=st, target=tg, size=1))
+        sigs = [candidate_signal(r, self._row_ticks, i + 1) for i, r in enumerate(rows)]
         oc_ = self._outcomes or {}
         oc = follow(sigs, events, self.instrument, float(oc_.get("decision_delay_s", 2.0)),
                     int(oc_.get("stop_slippage_ticks", 1)), float(oc_.get("commission_per_contract_usd",
                                                                            self.commission_usd)))
         for s, r in zip(sigs, rows):
-            o = oc.get(s.id)
-            tr = trade_result(s, o, self.instrument.tick_value, self.commission_usd)
-            r["first"] = (o.first or "") if o is not None else ""
-            r["target_first"] = bool(tr.target_first)
-            r["decided"] = bool(tr.decided)
-            r["exit_ticks"] = float(tr.ticks)
-            r["net_usd"] = float(tr.net_usd)
-        out = []
-        by_date: dict[str, list[dict]] = {}
-        for r in rows:
-            by_date.setdefault(r["date"], []).append(r)
-        for date, rs in sorted(by_date.items()):
-            out.append(write_rows(self.folder, date, self.instrument.symbol, rs,
-                                  f"{self.profile}-{self.session}"))
+            book_row(r, s, oc.get(s.id), self.instrument.tick_value, self.commission_usd)
+        out = write_partitioned(self.folder, self.instrument.symbol, rows, f"{self.profile}-{self.session}")
         self.rows = len(rows)
         return out
+
+
+def candidate_signal(row: dict, row_ticks: int, sid: int) -> Signal:
+    """The bracket a candidate row would have traded, as a :class:`Signal` in exchange ticks
+    (``app.market.grouping.bracket_to_ticks`` of the row's entry / stop / target), id ``sid``."""
+    from app.market.grouping import bracket_to_ticks
+
+    e, st, tg = bracket_to_ticks(int(row["side"]), int(row["entry"]), int(row["stop"]), int(row["target"]),
+                                 int(row_ticks))
+    return Signal(id=int(sid), ts=int(row["ts"]), symbol=str(row["instrument"]), side=int(row["side"]),
+                  score=float(row["score"]), components=(), reasons=(), entry=e, stop=st, target=tg, size=1)
+
+
+def book_row(row: dict, sig: Signal, outcome, tick_value: float, commission_usd: float) -> None:
+    """Fill in a row's outcome columns (``first``, ``target_first``, ``decided``, ``exit_ticks``,
+    ``net_usd`` for one contract) from its bracket's outcome, via
+    :func:`app.research.trades.trade_result`."""
+    from app.research.trades import trade_result
+
+    tr = trade_result(sig, outcome, tick_value, commission_usd)
+    row["first"] = (outcome.first or "") if outcome is not None else ""
+    row["target_first"] = bool(tr.target_first)
+    row["decided"] = bool(tr.decided)
+    row["exit_ticks"] = float(tr.ticks)
+    row["net_usd"] = float(tr.net_usd)
+
+
+def write_partitioned(folder, symbol: str, rows: list[dict], tag: str) -> list[Path]:
+    """Write booked ``rows`` as one new file per UTC date (:func:`write_rows`); returns the paths."""
+    out = []
+    by_date: dict[str, list[dict]] = {}
+    for r in rows:
+        by_date.setdefault(r["date"], []).append(r)
+    for date, rs in sorted(by_date.items()):
+        out.append(write_rows(folder, date, symbol, rs, tag))
+    return out
+
+
+def row_ticks_of(ana, instrument) -> int:
+    """Exchange ticks per analysis row of ``ana`` (the engine's price grouping) for ``instrument``."""
+    return max(1, int(round(float(ana.instrument.tick_size) / float(instrument.tick_size))))
+
+
+def candidate_rows(ana, view, window, vs, fo, new_signals, symbol: str, profile: str, session: str) -> list[dict]:
+    """The feature rows of one candidate step: one per side with a new hit (columns: module docstring).
+
+    Parameters
+    ----------
+    ana : app.analysis.analyzers.Analyzers
+        The analyzers calling their ``candidate_hook`` (gate, profile, trend state).
+    view, window, vs, fo, new_signals
+        The hook's arguments: the market view, the confluence window (PatternHit list), the
+        VixState, the order-flow figures, the signals emitted this step.
+    symbol, profile, session : str
+        Written into every row.
+
+    Returns
+    -------
+    list of dict
+        Rows without the outcome columns; prices in the analyzers' rows (ticks for ES).
+    """
+    ts = int(view.ts)
+    out: list[dict] = []
+    sides = sorted({h.side for h in window if h.ts == ts and h.side != 0}, reverse=True)
+    if not sides:
+        return out
+    vol = fo[1] + fo[2]
+    flow_ratio = float(fo[0] / vol) if vol > 0 else 0.0
+    both = ana.gate.score_both(vs, window, flow_ratio, fo[5], ana._trend_dir)
+    bb, ba, base = int(view.best_bid), int(view.best_ask), int(view.base)
+    rows_n = view.bid.shape[0]
+    d_bid = float(view.bid[max(0, bb - base - 9): max(0, bb - base + 1)].sum()) if 0 <= bb - base < rows_n else 0.0
+    d_ask = float(view.ask[max(0, ba - base): max(0, ba - base + 10)].sum()) if 0 <= ba - base < rows_n else 0.0
+    b = view.bars
+    closed = b[:-1] if b.shape[0] > 1 else b
+    atr = average_range(closed["high"], closed["low"], int(ana.elite_sec["atr_bars"]))
+    px = view.trades["price"][-301:]
+    vol_t = float(np.std(np.diff(px.astype(np.float64)))) if px.shape[0] > 2 else 0.0
+    sess0 = int(getattr(view, "session_start_ns", -1))
+    tod = (ts - sess0) / 6e10 if sess0 >= 0 else (ts % 86_400_000_000_000) / 6e10
+    emitted = {s.side: s.id for s in new_signals}
+    for side in sides:
+        sc, comps, reasons = both[side]
+        strengths = {h.name: float(h.strength) for h in reversed(reasons)}
+        _, opp_comps, opp_reasons = both[-side]
+        prod = 1.0
+        for h in opp_reasons:
+            prod *= 1.0 - min(1.0, h.strength)
+        entry = ba if side > 0 else bb
+        if entry < 0:
+            if view.trades.shape[0] == 0:
+                continue
+            entry = int(view.trades["price"][-1])
+        levels = [r.price for r in reasons if r.family in ("dom", "battle_navale") and r.price > 0]
+        stop, target = bracket(side, int(entry), atr, levels, ana.elite_sec)
+        row = {
+            "schema_version": SCHEMA_VERSION, "ts": ts,
+            "date": _dt.datetime.fromtimestamp(ts / 1e9, _dt.timezone.utc).date().isoformat(),
+            "instrument": symbol, "profile": profile, "session": session,
+            "side": int(side), "score": float(sc), "c_vix": float(comps[0][1]), "c_dom": float(comps[1][1]),
+            "c_regime": float(comps[2][1]),
+            **{f"p_{n}": strengths.get(n, 0.0) for n in PATTERNS},
+            "n_patterns": len(reasons), "opposite": 1.0 - prod,
+            "vix_regime": int(vs.regime_index) if vs is not None else -1,
+            "vix_level": float(vs.level) if vs is not None else float("nan"),
+            "spread_ticks": float(ba - bb) if bb >= 0 and ba >= 0 else float("nan"),
+            "depth_bid10": d_bid, "depth_ask10": d_ask, "imbalance": float(fo[5]), "flow_ratio": flow_ratio,
+            "trend_dir": int(ana._trend_dir), "phase": str(getattr(view, "session_phase", "") or ""),
+            "tod_min": float(tod), "atr_ticks": float(atr), "vol_ticks": vol_t,
+            "entry": int(entry), "stop": int(stop), "target": int(target),
+            "emitted": side in emitted, "signal_id": int(emitted.get(side, -1)),
+        }
+        out.append(row)
+    return out
 
 
 def write_rows(folder, date: str, symbol: str, rows: list[dict], tag: str = "") -> Path:

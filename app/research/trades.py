@@ -254,18 +254,12 @@ def random_baseline(signals, signal_sessions, sessions: dict[str, SessionTrades]
         if ss not in sessions:
             raise ValueError(f"random_baseline: signal {sig.id} is in unknown session {ss!r}")
         off = int(sig.ts) - int(sessions[ss].start_ns)
-        stop_d = abs(int(sig.entry) - int(sig.stop))
-        tgt_d = abs(int(sig.target) - int(sig.entry))
         picks = rng.integers(0, len(sids), size=draws)
         jit = rng.integers(-w, w + 1, size=draws) if w > 0 else np.zeros(draws, np.int64)
         for b in range(draws):
             st = sessions[sids[int(picks[b])]]
             t = int(np.clip(st.start_ns + off + int(jit[b]), st.ts[0], st.ts[-1]))
-            j = max(0, int(np.searchsorted(st.ts, t, side="right")) - 1)
-            e = int(st.px[j])
-            s = int(sig.side)
-            fake[st.sid].append(Signal(id=nid, ts=t, symbol=sig.symbol, side=s, score=0.0, components=(),
-                                       reasons=(), entry=e, stop=e - s * stop_d, target=e + s * tgt_d, size=1))
+            fake[st.sid].extend(matched_entries(sig, [t], st.ts, st.px, nid))
             where[nid] = (b, i)
             nid += 1
     for sid, fs in fake.items():
@@ -289,3 +283,106 @@ def drift_ticks(st: SessionTrades) -> float:
     if st.px.shape[0] == 0:
         return math.nan
     return float(st.px[-1] - st.px[0])
+
+
+def matched_entries(sig: Signal, times, ts: np.ndarray, px: np.ndarray, first_id: int = 1) -> list[Signal]:
+    """Random entries matched to ``sig``: the same side and bracket distances, one per time.
+
+    Parameters
+    ----------
+    sig : Signal
+        The real signal (side, entry / stop / target in ticks).
+    times : sequence of int
+        Entry times, ns (each within the trades' span).
+    ts, px : np.ndarray int64 (M,)
+        The session's trade times (ns, ascending) and prices (ticks).
+    first_id : int
+        Id of the first entry; the others count up from it.
+
+    Returns
+    -------
+    list of Signal
+        Entry at the last trade price at or before each time, stop ``entry - side x stop
+        distance``, target ``entry + side x target distance``, size 1.
+    """
+    stop_d = abs(int(sig.entry) - int(sig.stop))
+    tgt_d = abs(int(sig.target) - int(sig.entry))
+    s = int(sig.side)
+    out = []
+    for k, t in enumerate(times):
+        j = max(0, int(np.searchsorted(ts, int(t), side="right")) - 1)
+        e = int(px[j])
+        out.append(Signal(id=int(first_id) + k, ts=int(t), symbol=sig.symbol, side=s, score=0.0, components=(),
+                          reasons=(), entry=e, stop=e - s * stop_d, target=e + s * tgt_d, size=1))
+    return out
+
+
+def baseline_rate(target_first: np.ndarray, decided: np.ndarray) -> float:
+    """Target-first rate of random entries: per draw ``target firsts / decided`` over the
+    matched entries (shape (draws, n) bool arrays), averaged over the draws that decided any;
+    ``nan`` when none did (or ``n == 0``)."""
+    tf = np.asarray(target_first, bool)
+    dec = np.asarray(decided, bool)
+    if tf.ndim != 2 or tf.shape[1] == 0:
+        return math.nan
+    d = dec.sum(axis=1)
+    if not np.any(d > 0):
+        return math.nan
+    return float(np.mean(tf.sum(axis=1)[d > 0] / d[d > 0]))
+
+
+def _round(x, nd=4):
+    return None if x is None or (isinstance(x, float) and not math.isfinite(x)) else round(float(x), nd)
+
+
+def measure(results, sessions_of, tick_value: float, costs, draws_boot: int, rng) -> dict:
+    """Statistics of one set of signals (a profile, or its signals citing a pattern).
+
+    Parameters
+    ----------
+    results : sequence of (Signal, SignalOutcome or None)
+        The signals with their outcomes (booked by :func:`trade_result`).
+    sessions_of : sequence
+        Session label of each signal (the bootstrap's blocks).
+    tick_value : float
+        USD per tick per contract.
+    costs : (float, float)
+        Commission per contract per side (USD) and stop slippage (ticks).
+    draws_boot : int
+        Session-bootstrap resamples.
+    rng : numpy.random.Generator
+
+    Returns
+    -------
+    dict
+        ``n``, ``sessions``, ``decided``, ``target_first``, ``rate`` with ``rate_ci`` (Wilson,
+        :func:`app.research.stats.wilson_interval`), ``breakeven_rate`` (mean over the signals'
+        brackets of :func:`app.research.stats.breakeven_rate`, stop slippage added to the stop
+        distance, both commissions as the cost), ``expectancy_ticks`` / ``expectancy_usd``
+        (``mean``, ``low``, ``high``: :func:`app.research.stats.session_bootstrap_mean`),
+        ``total_usd`` and ``_usd`` (np.ndarray float64 (n,), net USD per signal).
+    """
+    from app.research import stats
+
+    commission, slip = costs
+    res = [trade_result(s, o, tick_value, commission, slip) for s, o in results]
+    n = len(res)
+    dec = sum(r.decided for r in res)
+    wins = sum(r.target_first for r in res)
+    ticks = np.array([r.ticks for r in res])
+    usd = np.array([r.net_usd for r in res])
+    m_t = stats.session_bootstrap_mean(ticks, sessions_of, draws_boot, rng=rng) if n else (math.nan,) * 3
+    m_u = stats.session_bootstrap_mean(usd, sessions_of, draws_boot, rng=rng) if n else (math.nan,) * 3
+    lo, hi = stats.wilson_interval(wins, dec)
+    be = [stats.breakeven_rate(abs(s.target - s.entry), abs(s.entry - s.stop) + slip, tick_value, 2 * commission)
+          for s, _ in results if s.target != s.entry and s.stop != s.entry] if tick_value > 0 else []
+    r = _round
+    return {
+        "n": n, "sessions": len(set(sessions_of)), "decided": int(dec), "target_first": int(wins),
+        "rate": r(wins / dec if dec else math.nan), "rate_ci": [r(lo), r(hi)],
+        "breakeven_rate": r(float(np.mean(be)) if be else math.nan),
+        "expectancy_ticks": {"mean": r(m_t[0]), "low": r(m_t[1]), "high": r(m_t[2])},
+        "expectancy_usd": {"mean": r(m_u[0], 2), "low": r(m_u[1], 2), "high": r(m_u[2], 2)},
+        "total_usd": r(float(usd.sum()) if n else 0.0, 2),
+        "_usd": usd,
+    }

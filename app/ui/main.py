@@ -45,8 +45,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def build_config(args: argparse.Namespace, prefs):
     """The :class:`~app.live.pipeline.PipelineConfig` from saved settings overridden by ``args``."""
-    from app.ui.connection_dialog import config_from_prefs
-    from app.live.pipeline import PipelineConfig
+    from app.ui.connection_dialog import config_from_prefs, symbols_from_prefs
+    from app.live.pipeline import PipelineConfig, apply_source_choice
 
     cfg = config_from_prefs(prefs, PipelineConfig())
     if getattr(args, "host", None) or getattr(args, "port", None):
@@ -60,6 +60,8 @@ def build_config(args: argparse.Namespace, prefs):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)
+    # --source / --data-dir (declared by app.cli.gui): raises SourceChoiceError naming the problem
+    apply_source_choice(cfg, getattr(args, "source", None), getattr(args, "data_dir", None), symbols_from_prefs(prefs))
     return cfg
 
 

@@ -289,7 +289,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.profile_combo = QtWidgets.QComboBox()
         self.profile_combo.addItems([p.capitalize() for p in PROFILES])
         self.profile_combo.setCurrentIndex(PROFILES.index(self.config.profile) if self.config.profile in PROFILES else 1)
-        self.profile_combo.setToolTip("Analysis profile (restarts the analysis)")
+        self.profile_combo.setToolTip("Analysis profile (applied to the running analysis; the data source goes on)")
         self.profile_combo.activated.connect(self._on_profile_chosen)
         tb.addWidget(self.profile_combo)
         tb.addSeparator()
@@ -311,6 +311,10 @@ class MainWindow(QtWidgets.QMainWindow):
                                    "folder (replay it with mia-elite serve / analyze)")
         self.act_record.toggled.connect(self._on_record)
         tb.addAction(self.act_record)
+        from app.ui.data_collection import DataCollection
+
+        self.data_collection = DataCollection(self)  # snapshots, no trades offered (issue 15 item 2)
+        tb.addAction(self.data_collection.action)
         tb.addSeparator()
         self.act_sound = QtGui.QAction("Sound", self)
         self.act_sound.setCheckable(True)
@@ -485,6 +489,7 @@ class MainWindow(QtWidgets.QMainWindow):
         ctx = self.trading_context()
         try:
             self.trading = trading_panel.attach_trading(self, ctx)
+            self.data_collection.apply_trading()
         except Exception as exc:
             self.trading_error = f"{exc!r}"
             self.report("error", f"The trading panel failed to start: {exc}\n{traceback.format_exc()}")
@@ -619,7 +624,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _new_pipeline(self) -> Pipeline:
         first = self.next_signal_id()
         self._signal_id_floor = first
-        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first}
+        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
+                                      "observer": self.data_collection.observer()}
         pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
         pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
         return pl
@@ -794,14 +800,29 @@ class MainWindow(QtWidgets.QMainWindow):
         self.health.set_paused(paused)
 
     def _on_profile_chosen(self, idx: int) -> None:
+        """Apply the chosen profile to the running analysis (the source keeps running:
+        :meth:`app.live.pipeline.Pipeline.set_profile`); with no pipeline it is the next one's."""
+        from app.config.schema import ConfigError
+
         name = PROFILES[idx]
         if name == self.config.profile:
             return
+        pl = self.pipeline
+        if pl is None or pl.stopped:
+            self.config.profile = name
+            return
+        try:
+            pl.set_profile(name)
+        except ConfigError as exc:
+            self.report("error", f"Profile {name} could not be loaded: {exc}")
+            old = self.config.profile
+            self.profile_combo.setCurrentIndex(PROFILES.index(old) if old in PROFILES else 1)
+            return
         self.config.profile = name
-        self.spawn(self.restart_pipeline())
 
     async def restart_pipeline(self) -> None:
-        """Stop and start the pipeline with the current :attr:`config` (profile or connection change)."""
+        """Stop and start the pipeline with the current :attr:`config` (a connection change; a profile
+        change does not restart: :meth:`_on_profile_chosen`)."""
         self.timer.stop()
         if self.act_record.isChecked():  # the recording ends with its pipeline (and says so)
             self.act_record.setChecked(False)
@@ -865,7 +886,8 @@ class MainWindow(QtWidgets.QMainWindow):
         """Show the connection dialog; on OK restart the pipeline with the new settings."""
         from app.ui.connection_dialog import ConnectionDialog
 
-        dlg = ConnectionDialog(self.config, self.prefs, self, focus_source=source)
+        dlg = ConnectionDialog(self.config, self.prefs, self, focus_source=source,
+                               instrument=getattr(self.pipeline, "instrument", None))
         if dlg.exec() == QtWidgets.QDialog.Accepted:
             self.config = dlg.result_config()
             self.spawn(self.restart_pipeline())

@@ -277,6 +277,8 @@ class TradingController(QtCore.QObject):
         self._followed = (None, None)  # (pipeline, market listener) while following
         self._problems_seen = 0
         self._journal_failure_shown = ""
+        #: why no ticket may be opened now ("" = tickets allowed), e.g. the window's data-collection mode
+        self.entry_blocked = ""
         panel.sigKill.connect(self.kill)
         panel.sigRetry.connect(self.retry)
         panel.sigUnlock.connect(self.unlock)
@@ -391,8 +393,13 @@ class TradingController(QtCore.QObject):
 
     # ------------------------------------------------------------------ tickets
     def open_ticket(self, ticket):
-        """Show a ticket dialog for ``ticket`` (journaled as shown); returns the dialog."""
+        """Show a ticket dialog for ``ticket`` (journaled as shown); returns the dialog, or None
+        (with the reason shown) while :attr:`entry_blocked` is set."""
         from app.ui.trading_ticket import OrderTicketDialog
+
+        if self.entry_blocked:
+            self.panel.problem_label.setText(self.entry_blocked)
+            return None
 
         if self.dialog is not None:
             self.dialog.close()

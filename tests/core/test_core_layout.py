@@ -28,7 +28,7 @@ ALLOWED: dict[str, set[str]] = {
     "sim": {"core", "config", "dtc", "feeds", "market"},
     "trading": {"core", "config", "dtc", "feeds", "market", "sim"},
     "live": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading"},
-    "ui": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live"},
+    "ui": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live", "research"},
     "research": {"core", "config", "feeds", "market", "analysis", "sim", "live"},
     "bench": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live", "ui", "research"},
     "cli": {"core", "config", "dtc", "feeds", "market", "analysis", "sim", "trading", "live", "ui", "bench",

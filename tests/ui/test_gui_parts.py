@@ -94,6 +94,12 @@ def test_connection_dialog_builds_config_and_saves_without_password(qtbot, tmp_p
     row = dlg.add_symbol_row({"name": "ES", "symbol": "ESZ25_FUT_CME", "exchange": "CME",
                               "tick_size": 0.25, "tick_value": 12.5, "source": "sierra_files"})
     dlg.symbols.selectRow(row)
+    # Sierra Chart files are checked on OK (issue 16 item 8): a Data folder holding the symbol's .scid
+    import numpy as np
+    from app.feeds.scid import SCID_RECORD_DTYPE, write_scid
+    (tmp_path / "Data").mkdir()
+    write_scid(tmp_path / "Data" / "ESZ25_FUT_CME.scid", np.zeros(0, SCID_RECORD_DTYPE))
+    dlg.sierra_dir.setText(str(tmp_path / "Data"))
     dlg.accept()
     cfg = dlg.result_config()
     assert (cfg.embedded, cfg.host, cfg.port, cfg.symbol, cfg.tick_size) == (False, "127.0.0.1", 11099, "ESZ25_FUT_CME", 0.25)

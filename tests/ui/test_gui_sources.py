@@ -197,9 +197,10 @@ def test_engine_errors_are_shown_not_swallowed(qapp):
     assert out["count"] >= 1 and len(out["problems"]) <= 5 + out["count"] // 100 + 2
 
 
-def test_profile_change_restarts_the_analysis_and_persists(qapp, tmp_path):
-    """Choosing another profile stops the running pipeline (its worker thread ends) and starts a
-    new one with that profile on the same embedded replay; the choice is saved on close."""
+def test_profile_change_applies_without_restart_and_persists(qapp, tmp_path):
+    """Choosing another profile applies it to the running analysis (issue 16, item 6): the same
+    pipeline, source and engine thread go on (no restart, the replay does not jump back), the
+    new profile's frames arrive, and the choice is saved on close."""
     from app.config.settings import load_settings
     from app.ui.main_window import PROFILES, MainWindow
     from app.live.pipeline import PipelineConfig
@@ -213,20 +214,26 @@ def test_profile_change_restarts_the_analysis_and_persists(qapp, tmp_path):
         w.show()
         await w.start()
         out["first"] = await wait_until(lambda: w.frames_drawn > 0, 240)
-        old = w.pipeline
-        old_thread = old.engine._thread
+        old, src, thread = w.pipeline, w.pipeline.source, w.pipeline.engine._thread
+        ts0 = w.last_frame.ts
         w.profile_combo.setCurrentIndex(PROFILES.index("scalping"))
         w._on_profile_chosen(PROFILES.index("scalping"))
-        out["restarted"] = await wait_until(lambda: w.pipeline is not old and w.pipeline.started
-                                       and w.pipeline.slot.published > 0, 240)
-        out["old_stopped"] = old.stopped and not old_thread.is_alive()
+        out["applied"] = await wait_until(lambda: old.engine.profile_changes == 1
+                                          and w.last_frame.column_ns == 100_000_000, 240)
+        out["same"] = (w.pipeline is old, w.pipeline.source is src, thread.is_alive(), not old.stopped)
+        out["forward"] = w.last_frame.ts >= ts0
+        drawn = w.frames_drawn
+        await wait_until(lambda: w.frames_drawn > drawn + 5, 60)
+        out["errors"] = [t for lvl, t in w.problems.entries if lvl == "error"]
         out["profile"] = w.pipeline.profile.name
         out["trading"] = w.trading is not None or bool(w.trading_error)
         await close_window(w)
 
     run_on_qt(qapp, main)
-    assert out["first"] and out["restarted"]
-    assert out["old_stopped"]
+    assert out["first"] and out["applied"]
+    assert out["same"] == (True, True, True, True)
+    assert out["forward"]
+    assert out["errors"] == []  # the new column width is drawn without a failure
     assert out["profile"] == "scalping"
     assert out["trading"]
     assert load_settings(path).analysis.profile == "scalping"

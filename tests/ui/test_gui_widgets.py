@@ -168,7 +168,7 @@ def test_tape_appends_rows_fills_outcomes_and_selects(qtbot):
     assert tape.update_from_frame(f2) == 1
     assert m.rowCount() == 2 and changed == [0]
     assert m.data(m.index(0, 8)) == "+3" and m.data(m.index(0, 11)) == "target"
-    assert tape.precision_model.rowCount() == 1
+    assert tape.precision_model.rowCount() == 0  # frame.precision is no longer shown: session_stats is (issue 15.4)
     # the engine's recent list moving on does not drop rows
     tape.update_from_frame(make_frame(signals=(sig(2, -1),)))
     assert m.rowCount() == 2
