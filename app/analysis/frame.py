@@ -207,6 +207,13 @@ class AnalysisFrame:
     row_ticks : int
         Exchange ticks per price row (``app.market.grouping``; 1 for ES). A price in rows ``r``
         is the exchange tick ``r x row_ticks`` (the row's lowest tick).
+    poc, vah, val : int
+        Session volume profile: point of control, value-area high and low (70 % of the
+        session's volume), price rows; -1 before the session's first trade
+        (:meth:`app.market.model.MarketModel.volume_profile`).
+    cum_delta : float
+        Session cumulative delta (volume bought at the ask - sold at the bid), contracts, at
+        ``ts`` (the sum of ``bars["delta"]`` of the session's bars ends here).
     session_stats : dict or None
         The precision table for the session so far (``app.research.live.session_summary``:
         ``rows`` with n, target-first rate and Wilson interval, breakeven rate, expectancy in
@@ -251,6 +258,10 @@ class AnalysisFrame:
     session_phase: str = ""
     session_start_ns: int = -1
     row_ticks: int = 1
+    poc: int = -1
+    vah: int = -1
+    val: int = -1
+    cum_delta: float = 0.0
     session_stats: dict | None = None
     model_p: dict = field(default_factory=dict)
     model_name: str = ""

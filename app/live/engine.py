@@ -574,6 +574,7 @@ class AnalysisEngine:
         self._errors_framed = n_err
         timings["errors_new"] = new_errors
         timings["errors_total"] = n_err
+        poc, vah, val = self.model.volume_profile()
         extra = {}
         if self.observer is not None:
             try:
@@ -602,6 +603,7 @@ class AnalysisEngine:
             vwap_sd=self.model.vwap.sd,
             session_phase=self.model.session_phase,
             session_start_ns=int(self.model.session_start_ns),
+            poc=poc, vah=vah, val=val, cum_delta=self.model.cum_delta,
             **parts,
         )
 

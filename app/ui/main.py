@@ -39,6 +39,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screenshot", metavar="PATH", default=None, help="save a PNG of the window after --screenshot-after s")
     p.add_argument("--screenshot-after", type=float, default=20.0, metavar="SECONDS")
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS", help="close the window after SECONDS")
+    # screenshots only: a paper position with a working bracket after SECONDS (MainWindow.schedule_demo_position)
+    p.add_argument("--demo-position", type=float, default=None, metavar="SECONDS", help=argparse.SUPPRESS)
 
 
 def build_config(args: argparse.Namespace, prefs):
@@ -193,6 +195,8 @@ def run(args: argparse.Namespace) -> int:
                     screenshot=getattr(args, "screenshot", None),
                     screenshot_after=getattr(args, "screenshot_after", 20.0),
                     quit_after=getattr(args, "quit_after", None),
+                    on_started=(None if getattr(args, "demo_position", None) is None
+                                else lambda w: w.schedule_demo_position(args.demo_position)),
                 )
             )
     finally:
