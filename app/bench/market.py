@@ -66,8 +66,7 @@ def _time_model(rec, pieces, use_numba, reps, prime, column_ns=100_000_000):
 
     best = float("inf")
     for _ in range(reps):
-        m = MarketModel(rec.instrument, rows=400, column_ns=column_ns, use_numba=use_numba,
-                        prefault=True)
+        m = MarketModel(rec.instrument, rows=400, column_ns=column_ns, use_numba=use_numba)
         m.apply(prime)
         t0 = time.perf_counter()
         for p in pieces:

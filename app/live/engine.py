@@ -337,7 +337,7 @@ class AnalysisEngine:
         t0 = time.perf_counter()
         m = MarketModel(self.instrument, rows=20, column_ns=1_000_000, history_s=0.05,
                         window_cols=10, bar_ns=5_000_000, max_bars=2, grid=256,
-                        use_numba=self.use_numba, prefault=False)
+                        use_numba=self.use_numba)
         d = depth_events([0, 1, 2, 3_000_000], [1000, 1001, 1000, 1001], [5.0, 6.0, 0.0, 2.0],
                          [1, 2, 1, 2], [1, 1, 2, 1])
         tr = trade_events([4_000_000, 9_000_000], [1001, 1000], [1.0, 2.0], [2, 1])

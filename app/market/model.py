@@ -18,13 +18,19 @@ Geometry
   ``[margin, rows - margin)`` (``margin = rows * margin_frac``); rows that scroll off are dropped,
   new rows start at 0. The check runs when a new time column starts, so the result does not
   depend on how the stream is cut into batches.
-* **Time columns**: ``column_ns`` wide, ``history_cols`` of them (default one hour) plus a
-  ``window_cols`` mirror so that the newest ``window_cols`` columns are one plain slice.
+* **Time columns**: ``column_ns`` wide. The kernel writes a small *hot ring* of
+  ``hot_cols = window_cols + chunk_cols`` slots plus a ``window_cols`` mirror, so that the newest
+  ``window_cols`` columns are one plain slice. Columns older than the window leave it for the
+  history (:class:`app.market.history.ColumnStore`, chunks of ``chunk_cols`` columns allocated
+  on first write and recycled when they are older than ``history_cols``), when the kernel needs
+  their slot (:data:`app.market.kernels.ST_FLUSH`).
 
-Memory: 4 float32 arrays of ``(history_cols + window_cols) x rows`` (400 rows, 100 ms, one hour:
-4 x 37,500 x 400 x 4 B = 240 MB; 250 ms columns: 96 MB), plus 6 float64 grid arrays (3 MB).
-A re-centre shifts only the newest window in place (O(window x rows)); older columns remember
-the price of their row 0 and are re-aligned when a longer history is read.
+Memory grows with the columns written: the hot ring, 4 float32 planes of
+``(2 x window_cols + chunk_cols) x rows`` (1,500 + 1,500 + 256 columns x 400 rows: 21 MB), plus
+one 1.6 MB chunk (256 columns x 400 rows x 4 planes x 4 B) per 256 older columns written, up to
+``history_cols`` of them; plus 6 float64 grid arrays (3 MB). A re-centre shifts only the newest
+window in place (O(window x rows)); older columns remember the price of their row 0 and are
+re-aligned when a longer history is read.
 """
 
 from __future__ import annotations
@@ -47,6 +53,7 @@ from app.core.events import (
     Instrument,
 )
 from app.market import kernels as K
+from app.market.history import ColumnStore, place_rows
 from app.market.vwap import SessionVWAP
 
 NS_PER_S = 1_000_000_000
@@ -80,8 +87,8 @@ class MarketModel:
     use_numba : bool
         False runs the plain Python/NumPy twin of :mod:`app.market.kernels_ref` (tests,
         benchmark baseline).
-    prefault : bool
-        Touch the heatmap ring's memory at construction (steady speed, honest RSS).
+    chunk_cols : int
+        Columns per allocation chunk of the history (and the hot ring's slack beyond the window).
     calendar : app.core.sessions.SessionCalendar, optional
         Trading sessions of the instrument: the volume profile and the cumulative delta start
         again at every session open (CME Globex 17:00 America/Chicago, crypto 00:00 UTC). A
@@ -108,12 +115,12 @@ class MarketModel:
         max_trades: int = 4096,
         margin_frac: float = 0.2,
         use_numba: bool = True,
-        prefault: bool = False,
+        chunk_cols: int = 256,
         calendar=None,
     ):
         for key, v in (("rows", rows), ("column_ns", column_ns), ("window_cols", window_cols),
                        ("bar_ns", bar_ns), ("max_bars", max_bars), ("grid", grid),
-                       ("max_trades", max_trades)):
+                       ("max_trades", max_trades), ("chunk_cols", chunk_cols)):
             if int(v) <= 0:
                 raise ValueError(f"MarketModel: {key} must be > 0, got {v}")
         if rows > grid:
@@ -127,6 +134,9 @@ class MarketModel:
         if window_cols > N:
             raise ValueError(f"MarketModel: window_cols {window_cols} > history columns {N}")
         self.window_cols = W = int(window_cols)
+        self.chunk_cols = int(chunk_cols)
+        #: slots of the hot ring the kernel writes (the window plus one chunk)
+        self.hot_cols = H = W + min(self.chunk_cols, N)
         self.bar_ns = int(bar_ns)
         self.max_bars = int(max_bars)
         self.grid = G = int(grid)
@@ -148,26 +158,28 @@ class MarketModel:
         self.P[K.P_KCAP] = 2 * self.max_bars
         self.P[K.P_MARGIN_R] = max(1, int(R * margin_frac))
         self.P[K.P_MARGIN_G] = G // 8
+        self.P[K.P_H] = H
         self.S = np.zeros(K.S_SIZE, np.int64)
         self.S[[K.S_BB, K.S_BA, K.S_COL, K.S_BAR, K.S_SHI, K.S_QB, K.S_QA, K.S_LASTPX,
                 K.S_CHECKED]] = -1
         self.S[K.S_SLO] = G
+        self.S[K.S_NEXTW] = -1
         self.F = np.zeros(K.F_SIZE, np.float64)
 
         # one array per family (few kernel arguments), named views of its planes
         self.book = np.zeros((6, G))
         self.bid, self.ask, self.bidn, self.askn, self.sbuy, self.ssell = self.book
-        self.ring = np.zeros((4, N + W, R), np.float32)
+        self.ring = np.zeros((4, H + W, R), np.float32)
         self.hbid, self.hask, self.tbuy, self.tsell = self.ring
-        self.tdirty = np.zeros(N, np.uint8)
-        self.sbase = np.zeros(N, np.int64)
+        self.tdirty = np.zeros(H, np.uint8)
+        self.sbase = np.zeros(H, np.int64)
+        #: columns older than the hot ring: planes hbid, hask, tbuy, tsell (lazily allocated)
+        self.store = ColumnStore(4, R, N, self.chunk_cols)
         kcap = 2 * self.max_bars
         self.bar_i = np.zeros((kcap, 6), np.int64)
         self.bar_f = np.zeros((kcap, 4), np.float64)
         self.fp = np.zeros((2, kcap, R), np.float32)
         self.fpb, self.fps = self.fp
-        if prefault:  # touch the pages now, not in the first hour of the hot loop
-            self.ring.fill(0.0)
         self._ovf = np.zeros(1024, np.int64)
         #: overflow levels outside the grid: price (ticks) -> (size, orders)
         self.ovf_bid: dict[int, tuple[float, float]] = {}
@@ -287,6 +299,8 @@ class MarketModel:
                 self._reanchor(int(batch["price"][i]))
             elif status == K.ST_BARS_FULL:
                 self._compact_bars()
+            elif status == K.ST_FLUSH:
+                self._flush()
         if self.S[K.S_NTRADES] != ntr0:
             self._append_trades(batch)
 
@@ -417,7 +431,7 @@ class MarketModel:
         O(window x rows); older columns keep the row-0 price they were written with
         (``sbase``) and are re-aligned when a longer history is read.
         """
-        R, N, W = self.rows, self.history_cols, self.window_cols
+        R, H, W = self.rows, self.hot_cols, self.window_cols
         new_hoff = int(center) - self.base - R // 2
         new_hoff = min(max(new_hoff, 0), self.grid - R)
         d = new_hoff - int(self.P[K.P_HOFF])
@@ -425,8 +439,8 @@ class MarketModel:
             return
         col = int(self.S[K.S_COL])
         if col >= 0:
-            idx = np.arange(col - W + 1, col + 1) % N
-            slots = np.concatenate([idx, idx[idx < W] + N])
+            idx = np.arange(col - W + 1, col + 1) % H
+            slots = np.concatenate([idx, idx[idx < W] + H])
             for a in (self.hbid, self.hask, self.tbuy, self.tsell):
                 blk = a[slots]
                 _shift_rows(blk, d)
@@ -436,6 +450,14 @@ class MarketModel:
             _shift_rows(a, d)
         self.P[K.P_HOFF] = new_hoff
         self.recentres += 1
+
+    def _flush(self):
+        """Hand the columns ``[S_FLUSH, S_FLUSHTO)`` of the hot ring to the history store."""
+        f, to = int(self.S[K.S_FLUSH]), int(self.S[K.S_FLUSHTO])
+        if to > f:
+            idx = np.arange(f, to) % self.hot_cols
+            self.store.put(f, self.ring[:, idx], self.sbase[idx])
+            self.S[K.S_FLUSH] = to
 
     def _compact_bars(self):
         m = self.max_bars
@@ -522,7 +544,7 @@ class MarketModel:
     def _window_start(self, ncols: int) -> tuple[int, int]:
         col = int(self.S[K.S_COL])
         c0 = col - ncols + 1
-        return c0, c0 % self.history_cols
+        return c0, c0 % self.hot_cols
 
     def heatmap_window(self, ncols: int | None = None):
         """The newest ``ncols`` columns (default ``window_cols``), ending with the open column.
@@ -547,23 +569,51 @@ class MarketModel:
                 v.flags.writeable = False
                 out.append(v)
             return (*out, c0 * self.column_ns)
-        # longer history: gather the slots, re-align columns written before a re-centre
-        N, W = self.history_cols, self.window_cols
+        # longer history: the hot ring's columns and the store's older ones, every column
+        # outside the window re-aligned to the current rows (written before a re-centre)
         col = int(self.S[K.S_COL])
-        idx = np.arange(c0, col + 1) % N
-        old = np.ones(len(idx), bool)
-        old[-W:] = False
-        bases = self.sbase[idx]
+        data, bases = self.columns(c0, col + 1)
+        have = np.ones(ncols, bool)
+        have[-self.window_cols:] = False
         cur = self.heatmap_base
-        for a in (self.hbid, self.hask, self.tbuy, self.tsell):
-            blk = a[idx]
-            for b in np.unique(bases[old & (bases != cur)]):
-                sel = np.flatnonzero(old & (bases == b))
-                sub = blk[sel]
-                _shift_rows(sub, cur - int(b))
-                blk[sel] = sub
-            out.append(np.ascontiguousarray(blk.T))
+        aligned = place_rows(data, bases, have, cur, self.rows)
+        aligned[:, ~have] = data[:, ~have]
+        for k in range(4):
+            out.append(np.ascontiguousarray(aligned[k].T))
         return (*out, c0 * self.column_ns)
+
+    def columns(self, c0: int, c1: int):
+        """Tier-0 columns ``c0 .. c1 - 1`` as written (copies): the hot ring's, else the store's.
+
+        Parameters
+        ----------
+        c0, c1 : int
+            Logical column range (``ts // column_ns``), ``c1 <= open column + 1``.
+
+        Returns
+        -------
+        data : np.ndarray, float32, shape (4, c1 - c0, rows)
+            Planes resting bid, resting ask, traded buy, traded sell (contracts); columns never
+            written, or older than ``history_cols``, are zero.
+        bases : np.ndarray, int64, shape (c1 - c0,)
+            Price (ticks) of row 0 of each column (0 where none was written).
+        """
+        f = int(self.S[K.S_FLUSH])
+        col = int(self.S[K.S_COL])
+        c1 = min(int(c1), col + 1)
+        c0 = int(c0)
+        n = max(c1 - c0, 0)
+        data, bases, have = self.store.get(c0, min(c1, f))
+        if n > data.shape[1]:  # the newest columns: the hot ring
+            h0 = max(c0, f)
+            idx = np.arange(h0, c1) % self.hot_cols
+            data = np.concatenate([data, self.ring[:, idx]], axis=1) if data.shape[1] else self.ring[:, idx]
+            bases = np.concatenate([bases, self.sbase[idx]])
+        oldest = col - self.history_cols + 1
+        if c0 < oldest:  # older than the history (hot slots may still hold stale columns)
+            data[:, : min(oldest - c0, n)] = 0.0
+            bases[: min(oldest - c0, n)] = 0
+        return data, bases
 
     def bars(self, n: int | None = None) -> np.ndarray:
         """The newest ``n`` bars (default all kept), oldest first, as :data:`BAR_DTYPE`."""
@@ -704,8 +754,11 @@ class MarketModel:
         )
 
     def state_arrays(self) -> dict:
-        """Every state array by name (for tests that compare the kernel with its twin)."""
-        return dict(P=self.P, S=self.S, F=self.F, bid=self.bid, ask=self.ask, bidn=self.bidn,
+        """Every state array by name (for tests that compare the kernel with its twin); ``hist``
+        is the whole tier-0 history as :meth:`columns` returns it."""
+        col = int(self.S[K.S_COL])
+        hist = self.columns(col - self.history_cols + 1, col + 1)[0] if col >= 0 else np.zeros(0)
+        return dict(hist=hist, P=self.P, S=self.S, F=self.F, bid=self.bid, ask=self.ask, bidn=self.bidn,
                     askn=self.askn, sbuy=self.sbuy, ssell=self.ssell, hbid=self.hbid,
                     hask=self.hask, tbuy=self.tbuy, tsell=self.tsell, bar_i=self.bar_i,
                     bar_f=self.bar_f, fpb=self.fpb, fps=self.fps, sbase=self.sbase)
