@@ -25,6 +25,12 @@ Geometry
   on first write and recycled when they are older than ``history_cols``), when the kernel needs
   their slot (:data:`app.market.kernels.ST_FLUSH`).
 
+Older still, :class:`app.market.history.HeatmapHistory` keeps coarser tiers (``tier_factor``
+times coarser each, ``tier_cols`` columns of 3 planes each, chunks allocated as they fill) so
+that the whole session (``session_s``, 24 h) can be drawn: :meth:`MarketModel.history_window`.
+Production (250 ms, 400 rows, 15 min of tier 0): at most 21 MB hot ring + 23 MB tier 0 +
+4 tiers x 17 MB, about 113 MB after a full day.
+
 Memory grows with the columns written: the hot ring, 4 float32 planes of
 ``(2 x window_cols + chunk_cols) x rows`` (1,500 + 1,500 + 256 columns x 400 rows: 21 MB), plus
 one 1.6 MB chunk (256 columns x 400 rows x 4 planes x 4 B) per 256 older columns written, up to
@@ -53,7 +59,7 @@ from app.core.events import (
     Instrument,
 )
 from app.market import kernels as K
-from app.market.history import ColumnStore, place_rows
+from app.market.history import ColumnStore, HeatmapHistory, HistoryImage, place_rows
 from app.market.vwap import SessionVWAP
 
 NS_PER_S = 1_000_000_000
@@ -89,6 +95,11 @@ class MarketModel:
         benchmark baseline).
     chunk_cols : int
         Columns per allocation chunk of the history (and the hot ring's slack beyond the window).
+    tier_factor, tier_cols : int
+        Coarser history tiers (:class:`app.market.history.HeatmapHistory`): tier ``k`` columns
+        are ``tier_factor ** k`` columns wide, ``tier_cols`` of them kept per tier.
+    session_s : float
+        Time the coarsest tier covers at least, seconds (default 24 h).
     calendar : app.core.sessions.SessionCalendar, optional
         Trading sessions of the instrument: the volume profile and the cumulative delta start
         again at every session open (CME Globex 17:00 America/Chicago, crypto 00:00 UTC). A
@@ -116,6 +127,9 @@ class MarketModel:
         margin_frac: float = 0.2,
         use_numba: bool = True,
         chunk_cols: int = 256,
+        tier_factor: int = 4,
+        tier_cols: int = 3600,
+        session_s: float = 86400.0,
         calendar=None,
     ):
         for key, v in (("rows", rows), ("column_ns", column_ns), ("window_cols", window_cols),
@@ -175,6 +189,9 @@ class MarketModel:
         self.sbase = np.zeros(H, np.int64)
         #: columns older than the hot ring: planes hbid, hask, tbuy, tsell (lazily allocated)
         self.store = ColumnStore(4, R, N, self.chunk_cols)
+        #: coarser tiers for the whole session, fed with the columns the store receives
+        self.history = HeatmapHistory(R, self.column_ns, self._tier0, factor=tier_factor,
+                                      tier_cols=tier_cols, span_s=session_s, chunk=self.chunk_cols)
         kcap = 2 * self.max_bars
         self.bar_i = np.zeros((kcap, 6), np.int64)
         self.bar_f = np.zeros((kcap, 4), np.float64)
@@ -303,6 +320,21 @@ class MarketModel:
                 self._flush()
         if self.S[K.S_NTRADES] != ntr0:
             self._append_trades(batch)
+        if self.history.first_col is None and self.S[K.S_COL] >= 0:
+            self.history.first_col = int(self.S[K.S_COL])
+        self._skipped_to_tiers()
+
+    def _skipped_to_tiers(self):
+        """A gap longer than the history skipped columns (the kernel moved ``S_FLUSH`` past
+        them): the book stood unchanged there and nothing traded, so the tiers get them as a
+        run of the last column handed over."""
+        done = self.history.done0
+        if done is not None and int(self.S[K.S_FLUSH]) > done:
+            d, b, h = self.store.get(done - 1, done)
+            if h[0]:
+                d[0, 0] += d[1, 0]
+                self.history.add_run(done, int(self.S[K.S_FLUSH]),
+                                     np.stack([d[0, 0], d[2, 0] * 0, d[3, 0] * 0]), int(b[0]))
 
     def _initial_anchor(self, batch):
         """Place the grid and the heatmap rows on the first atomic batch (up to the first
@@ -453,10 +485,15 @@ class MarketModel:
 
     def _flush(self):
         """Hand the columns ``[S_FLUSH, S_FLUSHTO)`` of the hot ring to the history store."""
+        self._skipped_to_tiers()
         f, to = int(self.S[K.S_FLUSH]), int(self.S[K.S_FLUSHTO])
         if to > f:
             idx = np.arange(f, to) % self.hot_cols
-            self.store.put(f, self.ring[:, idx], self.sbase[idx])
+            cols = self.ring[:, idx]
+            bases = self.sbase[idx]
+            self.store.put(f, cols, bases)
+            cols[0] += cols[1]  # tiers keep resting bid + ask in one plane
+            self.history.add(f, cols[[0, 2, 3]], bases)
             self.S[K.S_FLUSH] = to
 
     def _compact_bars(self):
@@ -572,7 +609,7 @@ class MarketModel:
         # longer history: the hot ring's columns and the store's older ones, every column
         # outside the window re-aligned to the current rows (written before a re-centre)
         col = int(self.S[K.S_COL])
-        data, bases = self.columns(c0, col + 1)
+        data, bases, _ = self.columns(c0, col + 1)
         have = np.ones(ncols, bool)
         have[-self.window_cols:] = False
         cur = self.heatmap_base
@@ -597,6 +634,8 @@ class MarketModel:
             written, or older than ``history_cols``, are zero.
         bases : np.ndarray, int64, shape (c1 - c0,)
             Price (ticks) of row 0 of each column (0 where none was written).
+        have : np.ndarray, bool, shape (c1 - c0,)
+            Columns that hold data.
         """
         f = int(self.S[K.S_FLUSH])
         col = int(self.S[K.S_COL])
@@ -609,11 +648,67 @@ class MarketModel:
             idx = np.arange(h0, c1) % self.hot_cols
             data = np.concatenate([data, self.ring[:, idx]], axis=1) if data.shape[1] else self.ring[:, idx]
             bases = np.concatenate([bases, self.sbase[idx]])
+            have = np.concatenate([have, np.ones(idx.size, bool)])
         oldest = col - self.history_cols + 1
         if c0 < oldest:  # older than the history (hot slots may still hold stale columns)
-            data[:, : min(oldest - c0, n)] = 0.0
-            bases[: min(oldest - c0, n)] = 0
-        return data, bases
+            k = min(oldest - c0, n)
+            data[:, :k] = 0.0
+            bases[:k] = 0
+            have[:k] = False
+        return data, bases, have
+
+    def _tier0(self, c0: int, c1: int):
+        """Tier-0 columns for :class:`HeatmapHistory`: planes resting (bid + ask), traded buy,
+        traded sell (see :meth:`columns`)."""
+        data, bases, have = self.columns(c0, c1)
+        data[0] += data[1]
+        return data[[0, 2, 3]], bases, have
+
+    @property
+    def history_start_ns(self) -> int:
+        """Start of the first heatmap column of the stream, ns (-1 before the first event)."""
+        c = self.history.first_col
+        return -1 if c is None else c * self.column_ns
+
+    def history_window(self, t0_ns: int, t1_ns: int, max_cols: int, *, price_lo: int | None = None,
+                       price_hi: int | None = None, request=None) -> HistoryImage | None:
+        """The heatmap of any time range at the finest tier that fits ``max_cols`` columns.
+
+        Tier 0 is this model's columns (``column_ns``, the newest ``history_cols`` of them);
+        tier ``k`` is ``tier_factor ** k`` times coarser (:class:`HeatmapHistory`: resting size
+        the mean over the merged columns, traded volume summed, every column at its own row-0
+        price so prices stay right across re-centres). The image's rows span every price the
+        range's columns hold (or ``price_lo .. price_hi``, ticks).
+
+        Parameters
+        ----------
+        t0_ns, t1_ns : int
+            Time range, ns since the epoch UTC.
+        max_cols : int
+            Most columns of the image (e.g. the view's width in pixels).
+        price_lo, price_hi : int, optional
+            Rows to keep, ticks (inclusive).
+        request : object, optional
+            Handed back in the image's ``request``.
+
+        Returns
+        -------
+        HistoryImage or None
+            None before the first event or when the range holds no data.
+
+        Raises
+        ------
+        ValueError
+            If ``max_cols < 1`` or ``t1_ns <= t0_ns``.
+        """
+        col = int(self.S[K.S_COL])
+        if col < 0:
+            if int(max_cols) < 1 or int(t1_ns) <= int(t0_ns):
+                self.history.window(t0_ns, t1_ns, max_cols, open_col=0, history_cols=1)  # raises
+            return None
+        self._fill(self.P, self.S, self.book, self.ring)
+        return self.history.window(t0_ns, t1_ns, max_cols, open_col=col, history_cols=self.history_cols,
+                                   price_lo=price_lo, price_hi=price_hi, request=request)
 
     def bars(self, n: int | None = None) -> np.ndarray:
         """The newest ``n`` bars (default all kept), oldest first, as :data:`BAR_DTYPE`."""
