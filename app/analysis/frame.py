@@ -207,6 +207,14 @@ class AnalysisFrame:
     row_ticks : int
         Exchange ticks per price row (``app.market.grouping``; 1 for ES). A price in rows ``r``
         is the exchange tick ``r x row_ticks`` (the row's lowest tick).
+    history_start_ns : int
+        Start of the first heatmap column of the stream, ns (-1 before the first event): the
+        oldest time the heatmap can show (the GUI's whole-session view starts there).
+    history : app.market.history.HistoryImage or None
+        The answer to the newest history request (:meth:`app.live.engine.AnalysisEngine.request_history`):
+        the heatmap of a time range at the finest tier that fits, ``history.request`` the
+        request's id. Every frame carries the newest answer until another replaces it (one
+        shared immutable object, not a copy per frame), so a dropped frame loses nothing.
     """
 
     seq: int
@@ -242,3 +250,5 @@ class AnalysisFrame:
     session_phase: str = ""
     session_start_ns: int = -1
     row_ticks: int = 1
+    history_start_ns: int = -1
+    history: object = None
