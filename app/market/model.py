@@ -487,13 +487,16 @@ class MarketModel:
         """Hand the columns ``[S_FLUSH, S_FLUSHTO)`` of the hot ring to the history store."""
         self._skipped_to_tiers()
         f, to = int(self.S[K.S_FLUSH]), int(self.S[K.S_FLUSHTO])
-        if to > f:
-            idx = np.arange(f, to) % self.hot_cols
+        step = self.chunk_cols  # small pieces: no large temporaries (they fragment the heap)
+        for a in range(f, to, step):
+            b = min(a + step, to)
+            idx = np.arange(a, b) % self.hot_cols
             cols = self.ring[:, idx]
             bases = self.sbase[idx]
-            self.store.put(f, cols, bases)
+            self.store.put(a, cols, bases)
             cols[0] += cols[1]  # tiers keep resting bid + ask in one plane
-            self.history.add(f, cols[[0, 2, 3]], bases)
+            self.history.add(a, cols[[0, 2, 3]], bases)
+        if to > f:
             self.S[K.S_FLUSH] = to
 
     def _compact_bars(self):

@@ -419,7 +419,7 @@ class HeatmapWidget(pg.PlotWidget):
         t_now = frame.ts / NS if frame.ts else t_end
         if self._last_t_end is not None and t_end < self._last_t_end - 1.0:
             self._ring.clear()
-            self._clear_history()  # market time went back (new replay)
+            self.clear_history()  # market time went back (new replay)
         self._last_t_end = t_end
         bid = frame.best_bid * tick if frame.best_bid >= 0 else np.nan
         ask = frame.best_ask * tick if frame.best_ask >= 0 else np.nan
@@ -451,7 +451,8 @@ class HeatmapWidget(pg.PlotWidget):
             self._limits = (lo, hi)
             self.vb.setLimits(minXRange=lo, maxXRange=hi)
 
-    def _clear_history(self) -> None:
+    def clear_history(self) -> None:
+        """Forget the history image and the ranges asked for (the next view change asks again)."""
         self.history_image.setVisible(False)
         self._hist_req_view = None
         self._hist_drawn = None
