@@ -125,11 +125,10 @@ def history_probe(hours: float, history_s: float = 900.0, draw: bool = True) -> 
 def _image_ms(eng, threading) -> list:
     """Milliseconds from scrolling the widget to the session's start to the image drawn."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    from PySide6 import QtWidgets
-
     from app.ui.heatmap import HeatmapWidget
+    from app.ui.main import make_app
 
-    app = QtWidgets.QApplication.instance() or QtWidgets.QApplication([])
+    app = make_app()  # the window's QApplication (Qt is imported under app/ui only)
     got = threading.Event()
     box = {}
 

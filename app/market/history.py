@@ -73,8 +73,7 @@ class ColumnStore:
                 self._data[s] = np.zeros((self.planes, self.chunk, self.rows), np.float32)
                 self._base[s] = np.zeros(self.chunk, np.int64)
                 self._have[s] = np.zeros(self.chunk, bool)
-            else:  # recycled: its old columns left the history
-                self._data[s].fill(0.0)
+            else:  # recycled: its old columns left the history (their data reads as absent)
                 self._base[s].fill(0)
                 self._have[s].fill(False)
             self._id[s] = k
@@ -143,6 +142,8 @@ class ColumnStore:
                 bases[c - c0 : c - c0 + m] = self._base[s][j : j + m]
                 have[c - c0 : c - c0 + m] = self._have[s][j : j + m]
             c += m
+        if not have.all():  # a recycled chunk keeps old data in columns not written again
+            data[:, ~have] = 0.0
         return data, bases, have
 
     def clear(self) -> None:
@@ -222,6 +223,14 @@ def aggregate(data: np.ndarray, bases: np.ndarray, have: np.ndarray, c0: int, fa
     P, n, R = data.shape
     g0 = int(c0) // F
     pad0 = int(c0) - g0 * F
+    if pad0 == 0 and n % F == 0 and n and have.all():
+        bg = bases.reshape(-1, F)
+        if (bg == bg[:, -1:]).all():  # the common case: whole groups, one row-0 price each
+            out = data.reshape(P, n // F, F, R).sum(axis=2)
+            out[0] *= np.float32(1.0 / F) if F & (F - 1) == 0 else 1.0
+            if F & (F - 1):
+                out[0] /= np.float32(F)
+            return out, bg[:, -1].copy(), np.ones(n // F, bool), g0
     ng = -(-(pad0 + n) // F)
     tot = ng * F
     d = np.zeros((P, tot, R), np.float32)
@@ -490,7 +499,7 @@ class HeatmapHistory:
         data, bases, have = self.tiers[k - 1].get(c0, mid)
         if mid < c1:
             F = self.factor
-            d2, b2, h2 = self.columns(k - 1, mid * F, c1 * F)
+            d2, b2, h2 = self.columns(k - 1, mid * F, c1 * F)  # whole groups: c1 - mid of them
             out, ob, oh, _ = aggregate(d2, b2, h2, mid * F, F)
             data = np.concatenate([data, out], axis=1)
             bases = np.concatenate([bases, ob])

@@ -39,8 +39,9 @@ writes a slot that still holds a column the history has not taken, it stops with
 :data:`ST_FLUSH`: the model hands the columns ``[S[S_FLUSH], S[S_FLUSHTO])`` over (all of
 them are closed and older than the newest window, so no re-centre moves them any more), sets
 ``S[S_FLUSH] = S[S_FLUSHTO]`` and calls again from the same event (the advance resumes at
-``S[S_NEXTW]``). A gap longer than the history (``P[P_N]`` columns) writes only its newest
-``N`` columns, as before.
+``S[S_NEXTW]``). Of a gap longer than the window the kernel writes only the newest ``W``
+columns; it hands the closed column over first and moves ``S[S_FLUSH]`` past the others, which
+the model writes to the history as a run of that column (the book unchanged, nothing traded).
 
 Bars, a linear buffer of ``KCAP`` bars (the model compacts it when full):
 ``bar_i`` int64 ``(KCAP, 6)``: open time ns, open, high, low, close (ticks), trades;
@@ -78,7 +79,7 @@ P_BASE = 0  # price (ticks) of grid index 0
 P_G = 1  # grid width
 P_HOFF = 2  # grid index of heatmap row 0
 P_R = 3  # heatmap rows
-P_N = 4  # ring history columns
+P_N = 4  # tier-0 history columns (the model's store; not read by the kernel)
 P_W = 5  # mirror width (window)
 P_COLNS = 6  # column width, ns
 P_BARNS = 7  # bar width, ns
@@ -174,7 +175,6 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
     G = P[P_G]
     hoff = P[P_HOFF]
     R = P[P_R]
-    N = P[P_N]
     W = P[P_W]
     H = P[P_H]
     colns = P[P_COLNS]
@@ -214,8 +214,8 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
                         S[S_CHECKED] = c
                         status = ST_CHECK
                         break
-            # close the open column, then the gap columns (the newest N of them) with the
-            # (unchanged) book, then open column c; the model keeps the heatmap rows inside
+            # close the open column, then the gap columns (the newest W of them; the model
+            # writes older ones) with the (unchanged) book, then open column c; the model keeps the heatmap rows inside
             # the grid (0 <= hoff <= G - R). A slot that still holds a column the history has
             # not taken yet stops the advance (ST_FLUSH); the next call resumes at S_NEXTW.
             nxt = S[S_NEXTW]
@@ -223,14 +223,16 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
                 nxt = col
             blocked = False
             while nxt <= c:
-                if nxt == col + 1 and c - N > nxt:  # a gap longer than the history
+                if nxt == col + 1 and c - W > nxt:  # a gap longer than the window
                     if S[S_FLUSH] <= col:  # hand the closed columns over first
                         S[S_NEXTW] = nxt
                         S[S_FLUSHTO] = col + 1
                         blocked = True
                         break
-                    S[S_FLUSH] = c - N  # the skipped columns never existed
-                    nxt = c - N
+                    # the model writes the skipped columns [col + 1, c - W) as a run of the
+                    # closed column (the book stood unchanged, nothing traded)
+                    S[S_FLUSH] = c - W
+                    nxt = c - W
                 if nxt >= S[S_FLUSH] + H:
                     S[S_NEXTW] = nxt
                     fl = c - W + 1

@@ -114,18 +114,18 @@ def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f,
             cola = np.zeros(R, np.float32)
             colb[inside] = bid[gi]
             cola[inside] = ask[gi]
-            # close the open column, write the newest N columns of the gap, open c; stop where
+            # close the open column, write the newest W columns of the gap, open c; stop where
             # a slot still holds a column for the history (resumed at S_NEXTW)
             nxt = int(S[S_NEXTW]) if S[S_NEXTW] >= 0 else col
             blocked = False
             while nxt <= c:
-                if nxt == col + 1 and c - N > nxt:
+                if nxt == col + 1 and c - W > nxt:  # the model writes the older gap columns
                     if int(S[S_FLUSH]) <= col:
                         S[S_NEXTW], S[S_FLUSHTO] = nxt, col + 1
                         blocked = True
                         break
-                    S[S_FLUSH] = c - N
-                    nxt = c - N
+                    S[S_FLUSH] = c - W
+                    nxt = c - W
                 if nxt >= int(S[S_FLUSH]) + H:
                     S[S_NEXTW], S[S_FLUSHTO] = nxt, min(nxt, c - W + 1)
                     blocked = True

@@ -77,7 +77,8 @@ class MarketModel:
     column_ns : int
         Heatmap column width, ns (profile ``engine.heatmap_column_ms`` x 1e6).
     history_s : float
-        Seconds of heatmap history kept (default 3600: one hour at any column width).
+        Seconds of full-resolution heatmap history (tier 0) kept (default 900: 15 minutes at
+        any column width); older columns live on in the coarser tiers (``session_s``).
     window_cols : int
         Columns of the newest window handed to the analyzers and the GUI (a plain slice).
     bar_ns : int
@@ -118,7 +119,7 @@ class MarketModel:
         *,
         rows: int = 400,
         column_ns: int = 100_000_000,
-        history_s: float = 3600.0,
+        history_s: float = 900.0,
         window_cols: int = 1500,
         bar_ns: int = 60 * NS_PER_S,
         max_bars: int = 240,
@@ -325,16 +326,25 @@ class MarketModel:
         self._skipped_to_tiers()
 
     def _skipped_to_tiers(self):
-        """A gap longer than the history skipped columns (the kernel moved ``S_FLUSH`` past
-        them): the book stood unchanged there and nothing traded, so the tiers get them as a
-        run of the last column handed over."""
+        """A gap longer than the window: the kernel wrote only its newest ``window_cols``
+        columns and moved ``S_FLUSH`` past the others. The book stood unchanged there and
+        nothing traded, so the store and the tiers get them as a run of the last column handed
+        over (the store writes at most its ``history_cols``; the tiers add it in O(tiers))."""
         done = self.history.done0
-        if done is not None and int(self.S[K.S_FLUSH]) > done:
-            d, b, h = self.store.get(done - 1, done)
-            if h[0]:
-                d[0, 0] += d[1, 0]
-                self.history.add_run(done, int(self.S[K.S_FLUSH]),
-                                     np.stack([d[0, 0], d[2, 0] * 0, d[3, 0] * 0]), int(b[0]))
+        end = int(self.S[K.S_FLUSH])
+        if done is None or end <= done:
+            return
+        d, b, h = self.store.get(done - 1, done)
+        if not h[0]:
+            return
+        col = d[:, 0]
+        col[2:] = 0.0
+        n = end - done
+        keep = min(n, self.history_cols)
+        self.store.put(end - keep, np.broadcast_to(col[:, None, :], (4, keep, self.rows)),
+                       np.full(keep, int(b[0]), np.int64))
+        self.S[K.S_COLS_DONE] += n
+        self.history.add_run(done, end, np.stack([col[0] + col[1], col[2], col[3]]), int(b[0]))
 
     def _initial_anchor(self, batch):
         """Place the grid and the heatmap rows on the first atomic batch (up to the first
@@ -487,15 +497,19 @@ class MarketModel:
         """Hand the columns ``[S_FLUSH, S_FLUSHTO)`` of the hot ring to the history store."""
         self._skipped_to_tiers()
         f, to = int(self.S[K.S_FLUSH]), int(self.S[K.S_FLUSHTO])
-        step = self.chunk_cols  # small pieces: no large temporaries (they fragment the heap)
-        for a in range(f, to, step):
-            b = min(a + step, to)
-            idx = np.arange(a, b) % self.hot_cols
-            cols = self.ring[:, idx]
-            bases = self.sbase[idx]
-            self.store.put(a, cols, bases)
-            cols[0] += cols[1]  # tiers keep resting bid + ask in one plane
-            self.history.add(a, cols[[0, 2, 3]], bases)
+        H, step = self.hot_cols, self.chunk_cols  # small pieces: no large temporaries
+        a = f
+        while a < to:
+            p = a % H
+            n = min(step, to - a, H - p)  # contiguous slots: views, no gather
+            view = self.ring[:, p : p + n]
+            bases = self.sbase[p : p + n]
+            self.store.put(a, view, bases)
+            three = np.empty((3, n, self.rows), np.float32)  # tiers: resting bid + ask in one plane
+            np.add(view[0], view[1], out=three[0])
+            three[1:] = view[2:]
+            self.history.add(a, three, bases.copy())
+            a += n
         if to > f:
             self.S[K.S_FLUSH] = to
 
@@ -628,7 +642,8 @@ class MarketModel:
         Parameters
         ----------
         c0, c1 : int
-            Logical column range (``ts // column_ns``), ``c1 <= open column + 1``.
+            Logical column range (``ts // column_ns``); columns after the open one read as
+            absent.
 
         Returns
         -------
@@ -642,6 +657,7 @@ class MarketModel:
         """
         f = int(self.S[K.S_FLUSH])
         col = int(self.S[K.S_COL])
+        want = max(int(c1) - int(c0), 0)
         c1 = min(int(c1), col + 1)
         c0 = int(c0)
         n = max(c1 - c0, 0)
@@ -652,12 +668,19 @@ class MarketModel:
             data = np.concatenate([data, self.ring[:, idx]], axis=1) if data.shape[1] else self.ring[:, idx]
             bases = np.concatenate([bases, self.sbase[idx]])
             have = np.concatenate([have, np.ones(idx.size, bool)])
+            if c0 <= col < c1:  # the open column's base is written when it closes
+                bases[col - c0] = self.heatmap_base
         oldest = col - self.history_cols + 1
         if c0 < oldest:  # older than the history (hot slots may still hold stale columns)
             k = min(oldest - c0, n)
             data[:, :k] = 0.0
             bases[:k] = 0
             have[:k] = False
+        if want > n:  # columns after the open one: none yet
+            pad = want - n
+            data = np.concatenate([data, np.zeros((4, pad, self.rows), np.float32)], axis=1)
+            bases = np.concatenate([bases, np.zeros(pad, np.int64)])
+            have = np.concatenate([have, np.zeros(pad, bool)])
         return data, bases, have
 
     def _tier0(self, c0: int, c1: int):

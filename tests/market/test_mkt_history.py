@@ -3,8 +3,10 @@
 The lazy ring (a hot ring of the newest window plus one chunk, older columns handed to a store
 of chunks allocated on first write) must return the same heatmap windows as the single ring of
 the whole history it replaces. The reference here is that single ring: the same model with a
-hot ring so large (``chunk_cols`` above the columns of the test) that no column ever leaves it,
-which is exactly the old layout (column ``c`` in slot ``c % ring size``, no store)."""
+hot ring so large (``chunk_cols`` above the columns of the test) that it never wraps, which is
+the old layout (column ``c`` in slot ``c % ring size``); only the columns of a gap longer than
+the window, which the book spent unchanged, reach its store, as a run (that path is checked on
+its own in ``test_mkt_ring_bars.py`` and below)."""
 
 from __future__ import annotations
 
@@ -63,7 +65,7 @@ def test_lazy_ring_returns_the_same_windows_as_the_whole_ring_on_real_es(es_reco
             long_checks += 1
     assert lazy.recentres >= 3 and lazy.recentres == whole.recentres
     assert compared > 2000 and long_checks > 50
-    assert int(whole.S[16]) <= int(ev["ts"][0] // (250 * MS))  # the reference never handed a column over
+    assert whole.hot_cols > span_cols  # the reference's ring never wrapped
     assert lazy.store.newest > lazy.store.chunk * 10  # the lazy one did, many times
     for a, b in zip(lazy.heatmap_window(N), whole.heatmap_window(N)):
         np.testing.assert_array_equal(a, b)
