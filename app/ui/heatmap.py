@@ -479,6 +479,9 @@ class HeatmapWidget(pg.PlotWidget):
         except Exception:  # a failing source must not break drawing; the engine reports its own
             return
         if rid is not None:
+            if self._hist_req_id is not None and rid <= self._hist_req_id:  # ids restarted: a new engine
+                self._hist_first = None
+                self._hist_drawn = None
             self._hist_req_id = rid
             if self._hist_first is None:
                 self._hist_first = rid

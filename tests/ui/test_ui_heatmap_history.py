@@ -212,3 +212,19 @@ def test_the_engine_thread_answers_a_history_request_in_a_frame(qtbot, es, es_en
         eng.stop()
     with pytest.raises(ValueError, match="max_cols"):
         eng.request_history(0, 10, 0)
+
+
+def test_a_new_engine_with_request_ids_from_1_again_is_drawn(qtbot, es, es_engine):
+    """A restarted pipeline builds a new engine whose request ids start again at 1."""
+    w = widget(qtbot, es_engine)
+    t0 = live_start(es) / NS
+    look_at(w, es_engine, t0, t0 + 300)
+    assert w.history_drawn == w.history_request_id
+    eng2 = AnalysisEngine(es.instrument, "production")
+    for c in chunks(es.events):
+        eng2.process(c)
+    eng2.finish()
+    w.history_source = eng2.request_history
+    w.clear_history()
+    look_at(w, eng2, t0 + 60, t0 + 400)
+    assert w.history_request_id == 1 and w.history_drawn == 1
