@@ -223,6 +223,14 @@ class AnalysisFrame:
         Signal id -> the active signal-quality model's probability of target first (0..1).
     model_name : str
         File name of that model; ``""``: no model is loaded.
+    history_start_ns : int
+        Start of the first heatmap column of the stream, ns (-1 before the first event): the
+        oldest time the heatmap can show (the GUI's whole-session view starts there).
+    history : app.market.history.HistoryImage or None
+        The answer to the newest history request (:meth:`app.live.engine.AnalysisEngine.request_history`):
+        the heatmap of a time range at the finest tier that fits, ``history.request`` the
+        request's id. Every frame carries the newest answer until another replaces it (one
+        shared immutable object, not a copy per frame), so a dropped frame loses nothing.
     """
 
     seq: int
@@ -265,3 +273,5 @@ class AnalysisFrame:
     session_stats: dict | None = None
     model_p: dict = field(default_factory=dict)
     model_name: str = ""
+    history_start_ns: int = -1
+    history: object = None

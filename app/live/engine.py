@@ -160,7 +160,9 @@ class AnalysisEngine:
     use_numba : bool
         False runs the plain NumPy/Python twins of the model's kernels.
     history_s : float
-        Seconds of heatmap history (default one hour).
+        Seconds of full-resolution heatmap history (tier 0, default 15 minutes); older columns
+        live on in the model's coarser tiers for the whole session
+        (:meth:`app.market.model.MarketModel.history_window`).
     window_cols : int
         Heatmap columns in a frame and in the analyzers' view.
     publish_interval_s : float
@@ -235,7 +237,7 @@ class AnalysisEngine:
         on_error: Callable[[str], None] | None = None,
         *,
         use_numba: bool = True,
-        history_s: float = 3600.0,
+        history_s: float = 900.0,
         window_cols: int = 1500,
         publish_interval_s: float = 0.05,
         analyzers=None,
@@ -306,6 +308,10 @@ class AnalysisEngine:
         self.observer = observer
         if observer is not None:
             observer.attach(self)
+        self._hist_lock = threading.Lock()
+        self._hist_req = None  # the newest history request not answered yet (id, args)
+        self._hist_ids = 0
+        self._history = None  # the newest answer (HistoryImage), carried by every frame
 
     # ------------------------------------------------------------------ small helpers
     def _new_tracker(self) -> OutcomeTracker:
@@ -370,7 +376,7 @@ class AnalysisEngine:
         t0 = time.perf_counter()
         m = MarketModel(self.instrument, rows=20, column_ns=1_000_000, history_s=0.05,
                         window_cols=10, bar_ns=5_000_000, max_bars=2, grid=256,
-                        use_numba=self.use_numba, prefault=False)
+                        use_numba=self.use_numba)
         d = depth_events([0, 1, 2, 3_000_000], [1000, 1001, 1000, 1001], [5.0, 6.0, 0.0, 2.0],
                          [1, 2, 1, 2], [1, 1, 2, 1])
         tr = trade_events([4_000_000, 9_000_000], [1001, 1000], [1.0, 2.0], [2, 1])
@@ -604,6 +610,8 @@ class AnalysisEngine:
             session_phase=self.model.session_phase,
             session_start_ns=int(self.model.session_start_ns),
             poc=poc, vah=vah, val=val, cum_delta=self.model.cum_delta,
+            history_start_ns=int(self.model.history_start_ns),
+            history=self._history,
             **parts,
         )
 
@@ -765,6 +773,65 @@ class AnalysisEngine:
         self._events_offset += old.events_applied - seeded
         self.model = new
 
+    def request_history(self, t0_ns: int, t1_ns: int, max_cols: int, price_lo: int | None = None,
+                        price_hi: int | None = None) -> int:
+        """Ask for the heatmap of ``[t0_ns, t1_ns)`` (:meth:`MarketModel.history_window`).
+
+        Thread-safe and O(1) on the caller's thread (the GUI's): the request replaces any
+        unanswered one; the worker answers it before it applies the next batch and publishes
+        a frame at once, whose ``history`` is the image (``history.request`` = the id returned
+        here; ``None`` in ``history`` when the range holds no data keeps the previous image).
+        Without a running worker the answer is computed now and carried by the next
+        :meth:`snapshot_frame`.
+
+        Parameters
+        ----------
+        t0_ns, t1_ns : int
+            Time range, ns since the epoch UTC.
+        max_cols : int
+            Most columns of the image (the view's width in pixels).
+        price_lo, price_hi : int, optional
+            Price rows to keep, in the model's rows (``frame.tick_size`` units).
+
+        Returns
+        -------
+        int
+            The request's id (increasing).
+
+        Raises
+        ------
+        ValueError
+            If ``max_cols < 1`` or ``t1_ns <= t0_ns``.
+        """
+        if int(max_cols) < 1 or int(t1_ns) <= int(t0_ns):
+            raise ValueError(f"request_history: need max_cols >= 1 and t1_ns > t0_ns, got "
+                             f"max_cols={max_cols}, t0_ns={t0_ns}, t1_ns={t1_ns}")
+        with self._hist_lock:
+            self._hist_ids += 1
+            rid = self._hist_ids
+            self._hist_req = (rid, (int(t0_ns), int(t1_ns), int(max_cols), price_lo, price_hi))
+        if self._thread is not None and self._state in ("compiling", "running"):
+            self._q.put(_WAKE)
+        else:
+            self._answer_history()
+        return rid
+
+    def _answer_history(self) -> bool:
+        """Answer the pending history request (worker thread); True when there was one."""
+        with self._hist_lock:
+            req, self._hist_req = self._hist_req, None
+        if req is None:
+            return False
+        rid, (t0, t1, n, lo, hi) = req
+        try:
+            img = self.model.history_window(t0, t1, n, price_lo=lo, price_hi=hi, request=rid)
+        except Exception:
+            self._report("history request failed:\n" + traceback.format_exc())
+            return True
+        if img is not None:
+            self._history = img
+        return True
+
     def _control(self, item) -> None:
         kind, value = item
         if kind == "profile":
@@ -881,6 +948,9 @@ class AnalysisEngine:
         self._publish()
         dirty = False
         while not self._stop_evt.is_set():
+            if self._hist_req is not None and self._answer_history():
+                self._publish()  # the answer goes out at once
+                dirty = False
             wait = _IDLE_WAIT_S
             if dirty:
                 # a changed state waits only until its publish is due, never a fixed poll period

@@ -129,6 +129,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_ui()
         self._build_actions()
         self._restore_prefs()
+        self.heatmap.history_source = self._request_history  # scrolling back asks the engine
 
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.PreciseTimer)
@@ -648,6 +649,13 @@ class MainWindow(QtWidgets.QMainWindow):
             self._unpainted = frame
         except Exception as exc:  # a drawing bug must be visible, and must not kill the timer
             self.report("error", f"Drawing failed: {exc}\n{traceback.format_exc()}")
+
+    def _request_history(self, t0_ns, t1_ns, max_cols, price_lo=None, price_hi=None):
+        """The heatmap's history requests go to the running engine (None without one)."""
+        eng = self.pipeline.engine if self.pipeline is not None else None
+        if eng is None:
+            return None
+        return eng.request_history(t0_ns, t1_ns, max_cols, price_lo, price_hi)
 
     def draw_frame(self, frame) -> None:
         """Update every widget in place from ``frame`` (GUI thread)."""
