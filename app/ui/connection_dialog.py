@@ -24,7 +24,7 @@ from app.config.prefs import get_password, set_password
 from app.config.settings import LOGON_TEXT_MAX_BYTES
 from app.dtc.client import fetch_fingerprint, normalize_fingerprint
 
-ENCODINGS = (("binary", "Binary"), ("json", "JSON"), ("compact_json", "Compact JSON"))
+ENCODINGS = (("binary", "Binary"), ("json", "JSON"), ("json_compact", "Compact JSON"))
 SOURCES = (("dtc", "DTC"), ("sierra_files", "Sierra Chart data files"))
 SYMBOL_COLS = ("Name", "Data-service symbol", "Exchange", "Tick size", "Tick value", "Data source")
 
