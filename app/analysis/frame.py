@@ -207,6 +207,10 @@ class AnalysisFrame:
     row_ticks : int
         Exchange ticks per price row (``app.market.grouping``; 1 for ES). A price in rows ``r``
         is the exchange tick ``r x row_ticks`` (the row's lowest tick).
+    analysis_ready : bool
+        False while the analyzers are still being compiled on a first start: the book,
+        heatmap, bars and volume are live, patterns and signals are empty
+        (:meth:`app.live.engine.AnalysisEngine.start`).
     """
 
     seq: int
@@ -242,3 +246,4 @@ class AnalysisFrame:
     session_phase: str = ""
     session_start_ns: int = -1
     row_ticks: int = 1
+    analysis_ready: bool = True

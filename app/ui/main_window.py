@@ -36,6 +36,7 @@ import types
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.ui.splash import StartupOverlay, warm_window_kernels
 from app.ui.heatmap import HeatmapWidget
 from app.ui.ladder import LadderWidget, price_decimals
 from app.live.pipeline import Pipeline, PipelineConfig
@@ -110,6 +111,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_ui()
         self._build_actions()
         self._restore_prefs()
+        # "waiting for market data" over the heatmap, then "compiling the analyzers" (first start)
+        self.startup_overlay = StartupOverlay(self)
 
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.PreciseTimer)
@@ -546,7 +549,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _new_pipeline(self) -> Pipeline:
         first = self.next_signal_id()
         self._signal_id_floor = first
-        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first}
+        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
+                                      "precompile": (warm_window_kernels,)}
         pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
         pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
         return pl

@@ -1,6 +1,6 @@
 """``mia-elite --self-test [SECONDS] [--recording FILE]``: start the window on the built-in server and check it works.
 
-Checks, after the first frame (a first run compiles the kernels) and SECONDS of replay of the
+Checks, after the first frame and the analysis running (a first run compiles the kernels) and SECONDS of replay of the
 shipped real ES sample, or of ``--recording FILE`` (a ``.mrec``; paper mode, fast replay;
 ``--speed`` and ``--profile`` apply too):
 frames arrive and are drawn, the heatmap holds liquidity, the ladder's inside market is a
@@ -47,6 +47,9 @@ def _checks(window) -> list[tuple[str, bool, str]]:
     out.append(("ladder shows the engine's inside market",
                 lb >= 0 and la >= 0 and (lb, la) == (f.best_bid, f.best_ask),
                 f"{f.symbol} bid {_price_text(lb, f.tick_size)} ask {_price_text(la, f.tick_size)}"))
+    eng = getattr(window.pipeline, "engine", None)
+    out.append(("analysis running", bool(getattr(f, "analysis_ready", True)),
+                f"kernels ready in {getattr(eng, 'compile_seconds', 0.0):.1f} s"))
     out.append(("VIX regime shown", bool(window.vix_gauge.regime), window.vix_gauge.summary_text()))
     errors = [t for lvl, t in window.problems.entries if lvl == "error"]
     out.append(("no error reported", not errors, errors[0].splitlines()[0] if errors else "none"))
@@ -114,9 +117,17 @@ def run(args: argparse.Namespace) -> int:
 
     async def main():
         async def check_then_close():
-            # the first start compiles the numba kernels (cached afterwards): wait for it, bounded
+            # the first start compiles the numba kernels (cached afterwards) while the book is
+            # drawn already: wait for the analysis to run too, bounded
             t_end = asyncio.get_running_loop().time() + COMPILE_WAIT_S
-            while window.frames_drawn == 0 and asyncio.get_running_loop().time() < t_end:
+
+            def ready():
+                eng = getattr(window.pipeline, "engine", None)
+                f = window.last_frame
+                return window.frames_drawn > 0 and (eng is None or eng.state == "error" or (
+                    f is not None and f.analysis_ready) or getattr(eng, "compile_failed", False))
+
+            while not ready() and asyncio.get_running_loop().time() < t_end:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(seconds)
             results.extend(_checks(window))
