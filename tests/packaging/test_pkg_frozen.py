@@ -187,3 +187,18 @@ def test_bundle_figures_helpers(tmp_path, repo_root, monkeypatch):
         bf.cli_executable(d)
     f = bf._fig("bundle.size_mib", 350.0, "MiB", 340.0, "<= 300 MB")
     assert set(f) >= {"name", "value", "unit", "baseline", "ratio", "target"} and f["ratio"] == pytest.approx(1.029, abs=1e-3)
+
+
+def test_bundle_figures_names_the_largest_parts(tmp_path, repo_root, monkeypatch):
+    monkeypatch.syspath_prepend(str(repo_root / "packaging"))
+    import bundle_figures as bf
+
+    internal = tmp_path / "b" / "_internal"
+    (internal / "llvmlite" / "binding").mkdir(parents=True)
+    (internal / "llvmlite" / "binding" / "libllvmlite.so").write_bytes(b"x" * 3 * 2**20)
+    (internal / "libicudata.so.73").write_bytes(b"x" * 2**20)
+    (internal / "libicudata.so").symlink_to(internal / "libicudata.so.73")  # links are not counted twice
+    (tmp_path / "b" / "mia-elite").write_bytes(b"x" * 2 * 2**20)
+    parts = bf.largest_parts(tmp_path / "b")
+    assert [n for n, _ in parts] == ["_internal/llvmlite", "mia-elite", "_internal/libicudata.so.73"]
+    assert parts[0][1] == pytest.approx(3.0)
