@@ -231,6 +231,10 @@ class AnalysisFrame:
         the heatmap of a time range at the finest tier that fits, ``history.request`` the
         request's id. Every frame carries the newest answer until another replaces it (one
         shared immutable object, not a copy per frame), so a dropped frame loses nothing.
+    analysis_ready : bool
+        False while the analyzers are still being compiled on a first start: the book,
+        heatmap, bars and volume are live, patterns and signals are empty
+        (:meth:`app.live.engine.AnalysisEngine.start`).
     """
 
     seq: int
@@ -275,3 +279,4 @@ class AnalysisFrame:
     model_name: str = ""
     history_start_ns: int = -1
     history: object = None
+    analysis_ready: bool = True

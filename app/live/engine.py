@@ -31,6 +31,22 @@ change of heatmap column width, rows or bar width rebuilds the model from the cu
 session's volume profile, cumulative delta and VWAP carried over; heatmap history, bars and the
 recent-trades window restart at the change). The method's docstring lists what stays and what
 restarts. A swap takes about 0.1 s of the worker's time with the shipped profiles.
+First start (background compile)
+--------------------------------
+:meth:`AnalysisEngine.start` does not wait for numba: a second thread (``mia-compile``)
+compiles or loads the kernels (:meth:`AnalysisEngine.warm_up`'s work, on throwaway instances)
+while the worker already applies the stream to the market model on its NumPy twins
+(:meth:`app.market.model.MarketModel.set_kernels`) and publishes frames with the book, heatmap
+and bars but no analysis (``frame.analysis_ready`` False, ``state == "compiling"``). The events
+of that time are kept (at most ``_HOLD_MAX_EVENTS``); once the kernels are ready the worker
+switches the model to them, builds the analyzers and replays the kept events through a fresh
+model, analyzers and outcome tracker, exactly as if the kernels had been ready from the start
+(the same steps and signals as a warm start; the signals found in the replay are the next
+frame's ``new_signals``). Past that many events the replay is skipped and the analysis starts
+from the switch. A compile that fails is reported; the book keeps running on the twins and
+the analysis stays off (``compile_failed``). The analyzers themselves are built on first need
+(:meth:`warm_up`, the first step, or that switch), never in the constructor: building them
+runs kernels (the VIX history), which compile on a first start.
 
 Outcomes
 --------
@@ -107,6 +123,7 @@ ENGINE_DEFAULTS = {
 STATES = ("idle", "compiling", "running", "stopped", "error")
 
 _STOP = object()
+_NO_VIX = object()  # no live VIX level was set
 _WAKE = object()  # put on the queue when an injected clock moved: re-read it (ManualClock)
 
 #: With automatic rows, the most events held before the rows are chosen anyway.
@@ -189,7 +206,11 @@ class AnalysisEngine:
         rebuilt), ``on_market(raw)`` with the events the tracker gets, ``on_signals(engine,
         new)`` after the tracker added them, ``finish()`` at the end of the data, ``close()``
         on :meth:`stop`, and ``frame_fields(engine) -> dict`` whose keys go into every frame
-        (``session_stats``, ``model_p``, ``model_name``). Called on the worker thread.
+        (``session_stats``, ``model_p``, ``model_name``), and ``on_analyzers(engine)`` each time
+        the engine builds its analyzers (first need, profile change). Called on the worker thread.
+    precompile : tuple of callables, optional
+        Run first on the compile thread of :meth:`start` (no arguments; an error is logged):
+        kernels other threads need at once, compiled before the analyzers' (see "First start").
 
     Attributes
     ----------
@@ -199,6 +220,10 @@ class AnalysisEngine:
         ``idle``, ``compiling``, ``running``, ``stopped`` or ``error``.
     compile_seconds : float
         Time of the first kernel compile / cache load (:meth:`warm_up`).
+    analysis_ready : bool
+        False from :meth:`start` until the kernels are compiled (see "First start" above).
+    compile_failed : bool
+        The background compile raised (reported; the analysis stays off).
     steps : int
         Analysis steps run.
     all_signals : list of Signal
@@ -245,6 +270,7 @@ class AnalysisEngine:
         calendar="auto",
         first_signal_id: int = 1,
         observer=None,
+        precompile: tuple = (),
     ):
         from app.market.model import MarketModel  # imports numba kernels (cache set up there)
 
@@ -268,14 +294,22 @@ class AnalysisEngine:
         self.model_instrument = grouped_instrument(instrument, self.row_ticks)
         self.model = MarketModel(self.model_instrument, **self._model_args)
         self._vix_history = vix_history
-        self._live_vix: float | None = None  # the last intraday VIX level handed in (kept across profiles)
         self._carried_signals: tuple = ()  # recent signals of the analyzers before a profile change
         self._events_offset = 0  # events applied by models replaced at a profile change
         self.profile_changes = 0
         self._own_analyzers = analyzers is None
         self._first_signal_id = first_signal_id
-        self.analyzers = analyzers if analyzers is not None else _make_analyzers(
-            self.profile, self.model_instrument, vix_history, use_numba=use_numba, first_signal_id=first_signal_id)
+        # own analyzers are built on first need (_ensure_analyzers): building them runs kernels
+        self.analyzers = analyzers
+        self._live_vix = _NO_VIX  # the last intraday VIX level handed in (analyzers built later, profiles)
+        self._analysis_ready = True  # False from start() until the kernels are compiled
+        self._switched = True
+        self._compile_held: list | None = None  # events applied while the kernels compile
+        self._compile_held_n = 0
+        self._compiled = threading.Event()
+        self._compile_thread: threading.Thread | None = None
+        self.compile_failed = False
+        self._precompile = tuple(precompile)
         self.tracker = self._new_tracker()
         self._outcomes_version = -1
         self._outcomes_snap: dict = {}
@@ -347,6 +381,12 @@ class AnalysisEngine:
         return self._state
 
     @property
+    def analysis_ready(self) -> bool:
+        """True once the analyzers run (always on the synchronous path; after the background
+        compile when started with :meth:`start`)."""
+        return self._analysis_ready
+
+    @property
     def backlog(self) -> int:
         """Batches waiting in the queue (approximate)."""
         return self._q.qsize()
@@ -364,12 +404,30 @@ class AnalysisEngine:
 
     # ------------------------------------------------------------------ synchronous path
     def warm_up(self) -> float:
-        """Compile (or load from the numba cache) every kernel; returns the seconds taken.
+        """Compile (or load from the numba cache) every kernel, then build the analyzers;
+        returns the seconds taken.
 
         Runs a few events through a small throwaway model, then one step of a throwaway
         analyzer set on its view (or the analyzers' own ``warm_up()`` when they have one).
         The time is :attr:`compile_seconds` and ``frame.timings["compile_s"]``.
         """
+        seconds = self._compile_kernels()
+        self._ensure_analyzers()
+        return seconds
+
+    def _ensure_analyzers(self):
+        """The analyzers, built now when they are the engine's own and do not exist yet."""
+        if self.analyzers is None and self._own_analyzers:
+            self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
+                                             use_numba=self.use_numba, first_signal_id=self._first_signal_id)
+            if self._live_vix is not _NO_VIX:
+                self._control(("vix", self._live_vix))
+            if self.observer is not None:
+                self.observer.on_analyzers(self)
+        return self.analyzers
+
+    def _compile_kernels(self) -> float:
+        """The compile work of :meth:`warm_up` on throwaway instances (any thread); seconds."""
         from app.core.events import depth_events, trade_events
         from app.market.model import MarketModel
 
@@ -388,12 +446,12 @@ class AnalysisEngine:
         warm = getattr(self.analyzers, "warm_up", None)
         if callable(warm):
             warm()
-        elif self._own_analyzers and self.analyzers is not None:
+        elif self._own_analyzers:
             # compile (or load) the analyzers' kernels on a throwaway instance: the real one's
             # state (re-fire memory, outcomes) must only ever see the real stream
             try:
-                type(self.analyzers)(self.profile, self.instrument,
-                                     vix_history=self._vix_history).step(m.view())
+                _make_analyzers(self.profile, self.instrument, self._vix_history,
+                                use_numba=self.use_numba).step(m.view())
             except Exception:
                 self._report("analyzer warm-up failed:\n" + traceback.format_exc())
         self.compile_seconds = time.perf_counter() - t0
@@ -418,6 +476,15 @@ class AnalysisEngine:
         if len(batch) == 0:
             return
         self._process(batch)
+        if self._compile_held is not None:  # the kernels compile: keep the stream to replay it
+            if self._compile_held_n + len(batch) <= _HOLD_MAX_EVENTS:
+                self._compile_held.append(batch)
+                self._compile_held_n += len(batch)
+            else:
+                log.warning("%s: more than %d events while the analyzers compiled; the analysis starts "
+                            "from the end of the compile, not from the first event", self.instrument.symbol,
+                            _HOLD_MAX_EVENTS)
+                self._compile_held = None
         if self._held is not None:  # automatic rows not chosen yet: keep a copy of the stream
             self._held.append(batch)
             self._held_n += len(batch)
@@ -437,13 +504,21 @@ class AnalysisEngine:
         log.info("%s: %d exchange tick(s) per price row", self.instrument.symbol, k)
         if k == self.row_ticks:
             return
+        self.row_ticks = k
+        self._rebuild()
+        self._process(held)
+
+    def _rebuild(self) -> None:
+        """A fresh model, analyzers (when built; signal ids continue) and outcome tracker on
+        :attr:`row_ticks`, before a replay of kept events."""
         from app.market.model import MarketModel
 
-        self.row_ticks = k
-        self.grouper = PriceGrouper(k)
-        self.model_instrument = grouped_instrument(self.instrument, k)
+        self.grouper = PriceGrouper(self.row_ticks)
+        self.model_instrument = grouped_instrument(self.instrument, self.row_ticks)
         self.model = MarketModel(self.model_instrument, **self._model_args)
-        if self._own_analyzers:
+        if not self._analysis_ready:
+            self.model.set_kernels(False)  # the kernels are still compiling on another thread
+        if self._own_analyzers and self.analyzers is not None:
             next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
             self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
                                              use_numba=self.use_numba, first_signal_id=next_id)
@@ -458,7 +533,6 @@ class AnalysisEngine:
         self.all_signals = []
         self._pending_signals = []
         self._recent_patterns = []
-        self._process(held)
 
     def _process(self, raw: np.ndarray) -> None:
         batch = self.grouper.apply(raw)  # rows for the model; the raw stream for the outcomes
@@ -523,8 +597,10 @@ class AnalysisEngine:
 
     def _step(self, step_ts: int) -> None:
         self._dirty_since_step = False
+        if not self._analysis_ready:
+            return  # the kernels compile (first start): the book runs, the steps are replayed when ready
         self.steps += 1
-        if self.analyzers is None:
+        if self._ensure_analyzers() is None:
             return
         t0 = time.perf_counter()
         try:
@@ -612,6 +688,7 @@ class AnalysisEngine:
             poc=poc, vah=vah, val=val, cum_delta=self.model.cum_delta,
             history_start_ns=int(self.model.history_start_ns),
             history=self._history,
+            analysis_ready=self._analysis_ready,
             **parts,
         )
 
@@ -721,13 +798,15 @@ class AnalysisEngine:
         if rebuilt:
             self._model_args = args
             self._rebuild_model()
-        if self._own_analyzers:
+        if self._own_analyzers and self.analyzers is not None:  # None: still compiling, built later on it
             self._carried_signals = self._recent_signals()
             next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
             self.analyzers = _make_analyzers(profile, self.model_instrument, self._vix_history,
                                              use_numba=self.use_numba, first_signal_id=next_id)
-            if self._live_vix is not None:
+            if self._live_vix is not _NO_VIX:
                 self.analyzers.set_live_vix(self._live_vix)
+            if self.observer is not None:
+                self.observer.on_analyzers(self)
         self._next_step = None  # the next step: the next multiple of the new interval
         self.profile_changes += 1
         log.info("analysis profile changed to %s%s", getattr(profile, "name", profile),
@@ -840,8 +919,6 @@ class AnalysisEngine:
             except Exception:
                 self._report("profile change failed:\n" + traceback.format_exc())
             return
-        if kind == "vix":
-            self._live_vix = value
         if kind == "clock":
             if value > self.model.ts and self.model.anchored:
                 tick = np.zeros(1, EVENT_DTYPE)  # kind 0: a clock tick
@@ -851,6 +928,8 @@ class AnalysisEngine:
                 except Exception:
                     self._report(traceback.format_exc())
             return
+        if kind == "vix":
+            self._live_vix = value  # kept for analyzers built later
         fn = getattr(self.analyzers, "set_live_vix", None) if kind == "vix" else None
         if callable(fn):
             try:
@@ -867,7 +946,8 @@ class AnalysisEngine:
         self._q.put(batch)
 
     def start(self) -> None:
-        """Start the worker thread (compiles or loads the kernels first: ``state == "compiling"``).
+        """Start the worker thread and, beside it, the kernel compile (``state == "compiling"``
+        until the kernels are ready; the book runs meanwhile: see "First start" above).
 
         Raises
         ------
@@ -877,8 +957,64 @@ class AnalysisEngine:
         if self._thread is not None:
             raise RuntimeError("AnalysisEngine.start: already started")
         self._state = "compiling"
+        self._analysis_ready = False
+        self._switched = False
+        self._compile_held, self._compile_held_n = [], 0
+        if self.use_numba:
+            self.model.set_kernels(False)  # the NumPy twins until numba has compiled the kernels
         self._thread = threading.Thread(target=self._run, name="mia-analysis", daemon=True)
+        self._compile_thread = threading.Thread(target=self._compile_in_background, name="mia-compile",
+                                                daemon=True)
         self._thread.start()
+        self._compile_thread.start()
+
+    def _compile_in_background(self) -> None:
+        """Compile thread: the ``precompile`` callables first, then the model's and the
+        analyzers' kernels on throwaway instances; then wake the worker.
+
+        numba compiles one function at a time under one process-wide lock, so a kernel another
+        thread needs for the first time waits behind the compile in progress; ``precompile``
+        lets the caller put the kernels it needs at once first (the window: its image rescale
+        and the DTC decode, else the first market data waits for the analyzers: measured 34 s
+        without data, then a heartbeat timeout).
+        """
+        for fn in self._precompile:
+            try:
+                fn()
+            except Exception:  # that kernel compiles on first use instead
+                log.exception("precompile step %r failed", fn)
+        try:
+            self._compile_kernels()
+        except Exception:
+            self.compile_failed = True
+            self._report("kernel compilation failed; the book runs on the NumPy twins, the analysis is "
+                         "off:\n" + traceback.format_exc())
+        finally:
+            self._compiled.set()
+            self._q.put(_WAKE)
+
+    def _switch_to_kernels(self) -> None:
+        """Worker thread, once the compile thread is done: the model on the kernels, the
+        analyzers built, the events of the compile time replayed (see "First start")."""
+        self._switched = True
+        held, self._compile_held = self._compile_held, None
+        self._compile_held_n = 0
+        if self.compile_failed:
+            self._state = "running"
+            log.error("analysis engine: kernels did not compile; the analysis is off")
+            return
+        self._analysis_ready = True
+        if self.use_numba:
+            self.model.set_kernels(True)
+        if held:
+            self._rebuild()
+            self._ensure_analyzers()
+            self._process(held[0] if len(held) == 1 else np.concatenate(held))
+        else:
+            self._ensure_analyzers()
+        self._state = "running"
+        log.info("analysis engine ready (kernels in %.2f s; %d events replayed)", self.compile_seconds,
+                 sum(len(b) for b in held or ()))
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Ask the worker to finish and join it. Returns True when the thread has ended.
@@ -937,20 +1073,21 @@ class AnalysisEngine:
                 unlisten(self._wake)
 
     def _work(self) -> None:
-        try:
-            self.warm_up()
-        except Exception:
-            self._report("kernel compilation failed:\n" + traceback.format_exc())
-            self._state = "error"
-            return
-        log.info("analysis engine ready (kernels in %.2f s)", self.compile_seconds)
-        self._state = "running"
         self._publish()
         dirty = False
         while not self._stop_evt.is_set():
             if self._hist_req is not None and self._answer_history():
                 self._publish()  # the answer goes out at once
                 dirty = False
+            if not self._switched and self._compiled.is_set():
+                try:
+                    self._switch_to_kernels()
+                except Exception:
+                    self._report("market model failed; engine stopped:\n" + traceback.format_exc())
+                    self._publish()
+                    self._state = "error"
+                    return
+                dirty = True
             wait = _IDLE_WAIT_S
             if dirty:
                 # a changed state waits only until its publish is due, never a fixed poll period

@@ -155,13 +155,7 @@ class MarketModel:
         self.bar_ns = int(bar_ns)
         self.max_bars = int(max_bars)
         self.grid = G = int(grid)
-        self.use_numba = bool(use_numba)
-        if use_numba:
-            self._apply, self._fill, self._va = K.apply_events_nb, K.fill_live_nb, K.value_area_nb
-        else:
-            from app.market import kernels_ref as ref
-
-            self._apply, self._fill, self._va = ref.apply_events_py, ref.fill_live_py, ref.value_area_py
+        self.set_kernels(use_numba)
 
         self.P = np.zeros(K.P_SIZE, np.int64)
         self.P[K.P_G] = G
@@ -216,6 +210,23 @@ class MarketModel:
         self.session_resets = 0
         #: the session VWAP and its standard deviation (restarts with the session)
         self.vwap = SessionVWAP()
+
+    def set_kernels(self, use_numba: bool) -> None:
+        """Run the numba kernels (:mod:`app.market.kernels`) or their NumPy twins
+        (:mod:`app.market.kernels_ref`) from the next call on.
+
+        Both work on the same state arrays, so a model can start on the twins while numba
+        compiles the kernels on another thread and switch once they are ready (the analysis
+        engine's first start, :meth:`app.live.engine.AnalysisEngine.start`). Call it on the
+        thread that owns the model.
+        """
+        self.use_numba = bool(use_numba)
+        if use_numba:
+            self._apply, self._fill, self._va = K.apply_events_nb, K.fill_live_nb, K.value_area_nb
+        else:
+            from app.market import kernels_ref as ref
+
+            self._apply, self._fill, self._va = ref.apply_events_py, ref.fill_live_py, ref.value_area_py
 
     # ------------------------------------------------------------------ geometry helpers
     @property

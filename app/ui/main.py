@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 
+from app.dtc.encoding_names import ENCODING_NAMES, encoding_option
+
 log = logging.getLogger(__name__)
 
 PROFILES = ("scalping", "production", "development", "budget")
@@ -25,8 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replay speed of the built-in server (1 = real time; default: saved, else 10)")
     p.add_argument("--host", default=None, help="connect to this external DTC server instead of the built-in one")
     p.add_argument("--port", type=int, default=None, help="port of the external DTC server (with --host: default 11099)")
-    p.add_argument("--encoding", choices=["binary", "json", "compact_json"], default=None,
-                   help="DTC encoding for an external server (default binary)")
+    p.add_argument("--encoding", choices=ENCODING_NAMES, type=encoding_option, default=None,
+                   help="DTC encoding for an external server (default binary; the old spelling compact_json "
+                        "is accepted)")
     p.add_argument("--tls", action="store_true", default=None, help="connect to the external server with TLS")
     p.add_argument("--tls-fingerprint", default=None, metavar="SHA256",
                    help="pinned SHA-256 fingerprint of the server's certificate (default: the saved one)")

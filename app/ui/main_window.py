@@ -48,6 +48,7 @@ import types
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui.delta_pane import DeltaPane
+from app.ui.splash import StartupOverlay, warm_window_kernels
 from app.ui.heatmap import HeatmapWidget
 from app.ui.ladder import LadderWidget, price_decimals, row_grouping
 from app.ui.orders_overlay import OrdersOverlay, OwnOrdersController
@@ -130,6 +131,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_actions()
         self._restore_prefs()
         self.heatmap.history_source = self._request_history  # scrolling back asks the engine
+        # "waiting for market data" over the heatmap, then "compiling the analyzers" (first start)
+        self.startup_overlay = StartupOverlay(self)
 
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.PreciseTimer)
@@ -626,7 +629,8 @@ class MainWindow(QtWidgets.QMainWindow):
         first = self.next_signal_id()
         self._signal_id_floor = first
         self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
-                                      "observer": self.data_collection.observer()}
+                                      "observer": self.data_collection.observer(),
+                                      "precompile": (warm_window_kernels,)}
         pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
         pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
         return pl
