@@ -401,15 +401,18 @@ class SignalTape(QtWidgets.QWidget):
         self.view.verticalHeader().setVisible(False)
         self.view.verticalHeader().setDefaultSectionSize(20)
         hh = self.view.horizontalHeader()
-        hh.setStretchLastSection(False)
         # fixed widths: ResizeToContents would ask every row for its text on each update
         hh.setSectionResizeMode(QtWidgets.QHeaderView.Interactive)
         fm = self.view.fontMetrics()
-        for col, sample in enumerate(("00:00:00", "SHORT", "0.00", "", "00000.00", "00000.00", "00000.00",
-                                      "000", "+000", "+000", "+000", "target", "no model")):
-            if col != 3:
-                self.view.setColumnWidth(col, fm.horizontalAdvance(sample) + 18)
-        hh.setSectionResizeMode(3, QtWidgets.QHeaderView.Stretch)
+        for col, sample in enumerate(("00:00:00", "SHORT", "0.00", "absorption, iceberg +2", "00000.00",
+                                      "00000.00", "00000.00", "000", "+000", "+000", "+000", "target",
+                                      "no model")):
+            # wide enough for the sample and for the header's own text (never a cut header)
+            self.view.setColumnWidth(col, max(fm.horizontalAdvance(sample), fm.horizontalAdvance(
+                self.model.HEADERS[col])) + 18)
+        # the last column takes what is left; a narrow window scrolls sideways instead of
+        # squeezing the Reasons column to nothing
+        hh.setStretchLastSection(True)
         self.view.setAlternatingRowColors(True)
         self.view.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.view.selectionModel().currentRowChanged.connect(self._on_current)
@@ -453,7 +456,7 @@ class SignalTape(QtWidgets.QWidget):
         self.splitter.setObjectName("tape_splitter")
         self.splitter.addWidget(left)
         self.splitter.addWidget(right)
-        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(0, 2)
         self.splitter.setStretchFactor(1, 1)
         lay = QtWidgets.QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -470,7 +473,10 @@ class SignalTape(QtWidgets.QWidget):
         added = self.model.update_from(frame.signals, frame.outcomes, frame.tick_size,
                                        price_decimals(float(frame.tick_size)), frame.model_p, frame.model_name)
         self._show_model(frame.model_name)
-        self.precision_model.update_from(frame.session_stats)
+        if frame.session_stats is not self.precision_model.summary:
+            self.precision_model.update_from(frame.session_stats)
+            # a handful of rows, at most every few seconds: fitting the columns is cheap
+            self.precision_view.resizeColumnsToContents()
         self.stats_label.setText(self.precision_model.caption())
         if added:
             n = len(self.model.signals)

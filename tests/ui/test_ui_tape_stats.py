@@ -3,6 +3,7 @@ session statistics equal ``app.research`` on the same outcomes, on the real ES h
 
 from __future__ import annotations
 
+import types
 from pathlib import Path
 
 import numpy as np
@@ -360,6 +361,7 @@ def test_turning_collection_on_and_off_while_running(tmp_path):
 
 CHILD = r"""
 import sys
+import types
 from pathlib import Path
 from app.core.events import chunks
 from app.live.engine import AnalysisEngine
@@ -472,3 +474,31 @@ def test_the_window_in_data_collection_mode_records_and_offers_no_trades(qapp):
     assert out["stats_rows"] >= 1 and out["model_label"] == NO_MODEL
     rows = read_snapshots([DataCollection.folder()])
     assert len(rows["ts"]) > 0 and set(rows["schema_version"].tolist()) == {SCHEMA_VERSION}
+
+
+def test_no_tape_or_statistics_header_is_cut_at_1366x768(qapp):
+    """At a laptop's 1366x768 every column of the tape is at least as wide as its header's text
+    (the Reasons column was squeezed to "easo" when P(model) arrived); the table scrolls
+    sideways instead. The statistics table's columns fit their headers once rows arrive."""
+    from app.ui.tape import SignalTape
+
+    tape = SignalTape()
+    tape.resize(1016, 180)  # the tape and the statistics beside the right column at 1366x768
+    tape.show()
+    qapp.processEvents()
+    fm = tape.view.horizontalHeader().fontMetrics()
+    for col, text in enumerate(tape.model.HEADERS):
+        assert tape.view.columnWidth(col) >= fm.horizontalAdvance(text), (col, text)
+    summary = {"rows": [{"label": "production", "n": 3, "decided": 3, "target_first": 1, "rate": 1 / 3,
+                         "rate_ci": [0.06, 0.79], "breakeven_rate": 0.36,
+                         "expectancy_ticks": {"mean": 0.0}, "expectancy_usd": {"mean": -4.5},
+                         "baseline_rate": 0.23, "baseline_usd": -7.9, "p_value": 0.53}],
+               "open": 0, "measured": 3, "draws": 100}
+    frame = types.SimpleNamespace(seq=1, signals=(), outcomes={}, tick_size=0.25, model_p={}, model_name="",
+                                  session_stats=summary)
+    tape.update_from_frame(frame)
+    qapp.processEvents()
+    pfm = tape.precision_view.horizontalHeader().fontMetrics()
+    for col, text in enumerate(tape.precision_model.HEADERS):
+        assert tape.precision_view.columnWidth(col) >= pfm.horizontalAdvance(text), (col, text)
+    tape.close()
