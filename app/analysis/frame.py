@@ -216,6 +216,11 @@ class AnalysisFrame:
         Signal id -> the active signal-quality model's probability of target first (0..1).
     model_name : str
         File name of that model; ``""``: no model is loaded.
+    relation : numpy.void or None
+        The newest closed second of the configured instrument pair, one row of
+        :data:`app.analysis.relation.RELATION_DTYPE` (``ts, corr, rs, z, flag, a, b``), set on
+        both instruments' frames by the multi-instrument runtime (:mod:`app.live.instruments`);
+        None with one instrument or before the pair's first closed second.
     """
 
     seq: int
@@ -254,3 +259,4 @@ class AnalysisFrame:
     session_stats: dict | None = None
     model_p: dict = field(default_factory=dict)
     model_name: str = ""
+    relation: object = None

@@ -525,6 +525,9 @@ class Pipeline:
         self.stopped = False
         #: called on the worker thread after each published frame (the window wakes its drawing)
         self.on_frame_ready = None
+        #: ``fn(frame) -> frame`` applied on the worker thread to every frame before it is kept
+        #: and fanned out (the multi-instrument runtime adds the pair's relation row)
+        self.frame_transform = None
         self.throttled = False
         self.throttle_count = 0
         self.engine_errors = 0
@@ -738,6 +741,8 @@ class Pipeline:
         """Engine callback (worker thread): keep the newest frame; queue it for the frame listeners."""
         if self.latency.enabled:
             self.latency.frame_published(int(frame.events_total), self.clock.monotonic_ns())
+        if self.frame_transform is not None:
+            frame = self.frame_transform(frame)
         self.slot.put(frame)
         if self._frame_listeners and self._loop is not None:
             self._frames_out.append(frame)

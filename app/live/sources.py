@@ -681,6 +681,19 @@ class EmbeddedReplaySource(MarketSource):
         self.recordings: list = []
         self.name = "replay server"
 
+    def load_recordings(self) -> list:
+        """Load what the server is to replay (once; :meth:`start` calls it) and return every
+        recording (:attr:`recordings`; :attr:`recording` is the first).
+
+        Raises
+        ------
+        OSError, ValueError
+            A file that cannot be read, or an empty list.
+        """
+        if not self.recordings:
+            self.recording = self._load_recording()
+        return self.recordings
+
     def _load_recording(self):
         from app.feeds.recording import Recording, read_recording
 
@@ -713,7 +726,7 @@ class EmbeddedReplaySource(MarketSource):
         return f"the built-in server 127.0.0.1:{port}"
 
     async def start(self, deliver: Deliver) -> bool:
-        self.recording = self._load_recording()
+        self.load_recordings()
         options = {"start_at_open": True, **self.server_options}
         self.replay = ReplayServerThread(self.recordings, speed=self.speed, loop_replay=self.loop_replay,
                                          paused=True, server_options=options, on_error=self._server_error)
