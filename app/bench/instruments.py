@@ -178,9 +178,9 @@ def main(argv=None) -> int:
     p.add_argument("--repeat", type=int, default=1)
     p.add_argument("--profile", default="production")
     a = p.parse_args(argv)
-    from app.cli.analyze import load_any
+    from app.feeds.binance import read_binance_gz
 
-    recs = [load_any(str(Path(a.data) / "crypto" / f)) for f in ("btcusdt_20240808.gz", "ethusdt_20240808.gz")]
+    recs = [read_binance_gz(str(Path(a.data) / "crypto" / f)) for f in ("btcusdt_20240808.gz", "ethusdt_20240808.gz")]
     print("worker model (BTCUSDT + ETHUSDT, headless, fed as fast as analysed)")
     for _ in range(a.repeat):
         for mode in ("threads", "shared"):

@@ -45,9 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_source(args: argparse.Namespace, prefs=None) -> str:
-    """The problem with the chosen ``--source`` ("" when it can start); ``prefs`` default: the
-    saved settings (:class:`app.config.prefs.Prefs`)."""
-    if getattr(args, "source", None) is None and not getattr(args, "data_dir", None):
+    """The problem with the chosen ``--source`` or ``--symbol`` ("" when it can start); ``prefs``
+    default: the saved settings (:class:`app.config.prefs.Prefs`)."""
+    if getattr(args, "source", None) is None and not getattr(args, "data_dir", None) \
+            and not getattr(args, "symbol", None):
         return ""
     from app.config.prefs import Prefs
     from app.ui.main import build_config

@@ -82,6 +82,8 @@ class RiskSnapshot:
     trading_day: str
     day_start_ns: int
     day_start_local: str
+    symbol_realized_pnl_usd: float = 0.0  # this symbol's realised P&L today, net of commissions
+    account_open_pnl_usd: float = 0.0  # open P&L summed over every instrument
 
 
 @dataclass
@@ -777,8 +779,12 @@ class TradingSession:
         self._changed()
 
     def _adopt_venue_position(self, positions) -> None:
-        """Take the venue's position when the journal's fills say otherwise (told to the trader)."""
-        sym = self.instrument.symbol
+        """Take the venue's position of every traded instrument when the journal's fills say
+        otherwise (told to the trader)."""
+        for sym in self.instruments:
+            self._adopt_symbol_position(sym, positions)
+
+    def _adopt_symbol_position(self, sym: str, positions) -> None:
         vp = next((p for p in positions if p.symbol == sym), None)
         venue_qty = int(vp.qty) if vp else 0
         book = self.pnl.position(sym)
@@ -821,14 +827,16 @@ class TradingSession:
             position_qty=int(pos.qty) if pos else 0, avg_price=float(pos.avg_price) if pos and pos.qty else 0.0,
             open_pnl_usd=open_pnl, realized_pnl_usd=realized,
             daily_loss_used_usd=max(0.0, -(realized + open_pnl)),
-            daily_loss_limit_usd=self.settings.daily_loss_limit_usd, trades_today=self.trades_today,
+            daily_loss_limit_usd=self.settings.limits_for(sym)[2], trades_today=self.trades_today,
             max_trades_per_day=self.settings.max_trades_per_day, consecutive_losses=self.pnl.consecutive_losses,
             max_consecutive_losses=self.settings.max_consecutive_losses,
             working_orders=len(self.broker.working_orders()),
             gate_state=f"locked: {self.gate.lock_reason}" if self.gate.locked else "open",
             kill_state=self.kill.state.value, kill_detail=kr.describe() if kr else "",
-            live_confirmed=self.live_confirmed, tick_size=self.instrument.tick_size,
-            trading_day=self.day, day_start_ns=start_ns, day_start_local=start_local)
+            live_confirmed=self.live_confirmed, tick_size=self.instrument_of(sym).tick_size,
+            trading_day=self.day, day_start_ns=start_ns, day_start_local=start_local,
+            symbol_realized_pnl_usd=self.realized_by_symbol.get(sym, 0.0),
+            account_open_pnl_usd=self.account_open_pnl_usd())
 
     # ------------------------------------------------------------------ automatic triggers
     def _loss_limit_reached(self) -> bool:
@@ -844,7 +852,8 @@ class TradingSession:
     def check_triggers(self, t_ns: int | None = None) -> str:
         """Fire the kill switch when an automatic trigger holds; returns the trigger name or "".
 
-        Triggers: daily loss limit reached (realised + open), consecutive-loss limit, connection
+        Triggers: daily loss limit reached (realised + open; any symbol's own limit or the
+        account's across instruments), consecutive-loss limit, connection
         lost with a position or working order for longer than ``disconnect_kill_s``, market data
         stale with a position open for longer than ``stale_kill_s``, counted from the latest data
         or, before any data, from the subscription (:meth:`watch_market`); with neither, the
@@ -857,8 +866,8 @@ class TradingSession:
             return ""
         t = self.clock.time_ns() if t_ns is None else t_ns
         s = self.settings
-        sym = self.instrument.symbol
-        exposed = self.position_qty(sym) != 0 or bool(self.broker.working_orders())
+        held = [sym for sym, p in self.broker.positions.items() if p.qty]  # every instrument's position
+        exposed = bool(held) or bool(self.broker.working_orders())
         trig = ""
         if self._loss_limit_reached():
             trig = "daily_loss_limit"
@@ -866,12 +875,13 @@ class TradingSession:
             trig = "consecutive_losses"
         elif exposed and self._disconnected_since and t - self._disconnected_since > s.disconnect_kill_s * 1e9:
             trig = "connection_lost"
-        else:
-            m = self.market.get(sym)
-            since = (m.last_data_ns or m.watch_since_ns) if m is not None else 0
-            stale = since > 0 and t - since > s.stale_kill_s * 1e9
-            if exposed and self.position_qty(sym) != 0 and stale and self.broker.connected:
-                trig = "stale_data"
+        elif self.broker.connected:
+            for sym in held:  # the data of any instrument with a position gone stale
+                m = self.market.get(sym)
+                since = (m.last_data_ns or m.watch_since_ns) if m is not None else 0
+                if since > 0 and t - since > s.stale_kill_s * 1e9:
+                    trig = "stale_data"
+                    break
         if trig:
             if self.loop is None:
                 try:

@@ -126,3 +126,12 @@ def test_several_recordings_are_loaded_as_analyze_loads_them(shared_data):
                             str(shared_data / "crypto/ethusdt_20240808.gz")])
     assert [r.instrument.symbol for r in recs] == ["BTCUSDT", "ETHUSDT"]
     assert load_recordings(["x.mrec"]) == ["x.mrec"]
+
+
+def test_bad_symbol_argument_exits_2_with_one_line(capsys):
+    from app.cli import main
+
+    rc = main(["--symbol", "ESZ5:fast"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and err[-1] == ("mia-elite: --symbol 'ESZ5:fast': profile 'fast' is not one of scalping, "
+                                   "production, development, budget")

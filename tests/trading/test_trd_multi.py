@@ -46,7 +46,8 @@ async def until(pred, timeout: float = 20.0) -> bool:
 class Rig:
     """The built-in server with both captures (driven by publish), one client, broker, session."""
 
-    def __init__(self, pair, **settings):
+    def __init__(self, pair, clock=None, **settings):
+        self.clock = clock
         self.recs = {r.instrument.symbol: r for r in pair}
         base = dict(mode="sim", account="Sim1", require_stop=False, stale_data_ms=3_600_000,
                     max_position_contracts=4, max_contracts_per_order=4, kill_verify_timeout_s=10.0)
@@ -59,7 +60,8 @@ class Rig:
                                 request_timeout_s=3.0)
         insts = [r.instrument for r in self.recs.values()]
         self.broker = DtcBroker(self.client, insts, "Sim1", own_client=True)
-        self.s = TradingSession(self.broker, Journal(None), self.settings, insts[0], instruments=insts[1:])
+        kw = {"clock": self.clock} if self.clock is not None else {}
+        self.s = TradingSession(self.broker, Journal(None), self.settings, insts[0], instruments=insts[1:], **kw)
         await self.s.start()
         for sym, rec in self.recs.items():
             await self.client.subscribe_market(sym, on_events=lambda b, _s=sym: self.s.on_market(_s, b),
@@ -187,6 +189,31 @@ def test_a_ticket_belongs_to_its_instrument_and_the_session_refuses_to_send_it_f
             d = await r.s.confirm(t, instrument="BTCUSDT")  # from its own panel: sent
             assert d.allowed, d.message
             assert await until(lambda: len(r.server.engine.orders) > n0)
+        finally:
+            await r.stop()
+
+    asyncio.run(asyncio.wait_for(go(), 200))
+
+
+def test_stale_data_of_a_second_instrument_with_a_position_fires_the_kill_switch(pair):
+    """ETHUSDT (not the first instrument) holds the position; its data stops while BTCUSDT's
+    goes on: the stale-data trigger fires and the venue ends flat (before issue 17 only the
+    first instrument's data was watched)."""
+    from app.core.clock import ManualClock
+
+    async def go():
+        clock = ManualClock()
+        r = await Rig(pair, clock=clock, stale_kill_s=5.0).start()
+        try:
+            await r.open("ETHUSDT", 1, 1)
+            assert r.s.check_triggers() == ""
+            btc = r.recs["BTCUSDT"].events
+            clock.advance(6.0)
+            r.server.publish("BTCUSDT", btc[20_000:20_500])  # BTCUSDT's data is fresh
+            assert await until(lambda: r.s.market["BTCUSDT"].last_data_ns == clock.time_ns())
+            assert r.s.check_triggers() == "stale_data"
+            assert await until(lambda: r.s.kill.state == KillState.VERIFIED_FLAT)
+            assert r.venue_qty("ETHUSDT") == 0
         finally:
             await r.stop()
 
