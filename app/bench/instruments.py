@@ -6,12 +6,15 @@
    times, cut into batches of :data:`BATCH` events and fed as fast as the analysis takes them
    (a producer that holds while more than ``Pipeline.FLOW_HIGH`` batches wait: the pipeline's
    replay flow control) to (a) one :class:`~app.live.engine.AnalysisEngine` thread per
-   instrument, (b) one shared worker thread that runs both engines (``process`` and
-   ``snapshot_frame`` at the publish interval, at once on a signal). Figures: wall seconds,
+   instrument, (b) the same threads taking turns (``AnalysisEngine(step_lock=...)``: one shared
+   lock held while a batch is applied or a frame built), (c) one shared worker thread that runs
+   both engines (``process`` and ``snapshot_frame`` at the publish interval, at once on a
+   signal). Figures: wall seconds,
    frames/s per instrument, p99 batch-to-frame ms per instrument.
 2. **Isolation**: the real runtime (:class:`~app.live.instruments.InstrumentsRuntime`: the
    built-in server at maximum speed, loopback DTC) with BTCUSDT alone and with ETHUSDT beside
-   it: BTCUSDT's frames/s and p99 batch-to-frame (socket read to published frame), ms.
+   it (free threads, then taking turns): BTCUSDT's frames/s and p99 batch-to-frame (socket read
+   to published frame), ms.
 """
 
 from __future__ import annotations
@@ -78,8 +81,9 @@ def worker_model(recs, mode: str, profile: str = "production") -> dict:
     marks = _Marks(n)
     batches = _merged_batches(recs)
     total = [int(len(r.events)) for r in recs]
-    if mode == "threads":
-        engines = [AnalysisEngine(r.instrument, profile, on_frame=lambda f, k=k: marks.frame(k, f))
+    if mode in ("threads", "turns"):
+        lock = threading.Lock() if mode == "turns" else None
+        engines = [AnalysisEngine(r.instrument, profile, on_frame=lambda f, k=k: marks.frame(k, f), step_lock=lock)
                    for k, r in enumerate(recs)]
         for e in engines:
             e.start()
@@ -139,12 +143,12 @@ def worker_model(recs, mode: str, profile: str = "production") -> dict:
             "p99_ms": [marks.p99(k) for k in range(n)]}
 
 
-async def _isolation_run(recs, profile: str) -> dict:
+async def _isolation_run(recs, profile: str, take_turns: bool = False) -> dict:
     from app.live.instruments import InstrumentsRuntime
     from app.live.pipeline import PipelineConfig
 
     cfg = PipelineConfig(embedded=True, recording=list(recs), speed=0.0, profile=profile)
-    rt = InstrumentsRuntime(cfg, record_latency=True)
+    rt = InstrumentsRuntime(cfg, record_latency=True, take_turns=take_turns)
     await rt.start()
     t0 = time.perf_counter()
     src = rt.instruments[0].pipeline.source
@@ -166,9 +170,11 @@ async def _isolation_run(recs, profile: str) -> dict:
 
 
 def isolation(recs, profile: str = "production") -> dict:
-    """BTCUSDT alone and with ETHUSDT through the real runtime: ``{"alone": ..., "pair": ...}``."""
+    """BTCUSDT alone and with ETHUSDT through the real runtime (free threads, the default), and
+    the pair with the threads taking turns: ``{"alone": ..., "pair": ..., "pair_turns": ...}``."""
     return {"alone": asyncio.run(_isolation_run(recs[:1], profile)),
-            "pair": asyncio.run(_isolation_run(recs, profile))}
+            "pair": asyncio.run(_isolation_run(recs, profile)),
+            "pair_turns": asyncio.run(_isolation_run(recs, profile, take_turns=True))}
 
 
 def main(argv=None) -> int:
@@ -183,16 +189,16 @@ def main(argv=None) -> int:
     recs = [read_binance_gz(str(Path(a.data) / "crypto" / f)) for f in ("btcusdt_20240808.gz", "ethusdt_20240808.gz")]
     print("worker model (BTCUSDT + ETHUSDT, headless, fed as fast as analysed)")
     for _ in range(a.repeat):
-        for mode in ("threads", "shared"):
+        for mode in ("threads", "turns", "shared"):
             r = worker_model(recs, mode, a.profile)
             print(f"  {mode:8s} wall {r['wall_s']:6.2f} s  frames/s {r['fps'][0]:6.1f} / {r['fps'][1]:6.1f}  "
                   f"p99 batch-to-frame {r['p99_ms'][0]:7.1f} / {r['p99_ms'][1]:7.1f} ms")
     print("isolation (real runtime, built-in server at maximum speed): BTCUSDT")
     for _ in range(a.repeat):
         r = isolation(recs, a.profile)
-        for name in ("alone", "pair"):
+        for name in ("alone", "pair", "pair_turns"):
             b = r[name]["BTCUSDT"]
-            print(f"  {name:6s} wall {r[name]['wall_s']:6.2f} s  frames/s {b['fps']:6.1f}  "
+            print(f"  {name:10s} wall {r[name]['wall_s']:6.2f} s  frames/s {b['fps']:6.1f}  "
                   f"p50 {b['p50_ms']:6.1f} ms  p99 batch-to-frame {b['p99_ms']:7.1f} ms")
         e = r["pair"]["ETHUSDT"]
         print(f"  (ETHUSDT beside it: frames/s {e['fps']:6.1f}, p99 {e['p99_ms']:7.1f} ms)")

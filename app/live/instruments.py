@@ -24,16 +24,22 @@ Replay flow control and pauses act on the one replay (one market clock): a pipel
 engine falls behind holds the shared replay under its own reason (``"flow:<symbol>"``), and the
 replay starts only once every instrument's engine runs.
 
-Threads, measured (``tests/live/test_live_instruments.py`` docstring, the figures in the
-report of issue 17): one worker thread per instrument beats one shared worker on this 2-core
-machine, because the numba kernels release the GIL (``nogil=True``) and two engines then use
-both cores; a shared worker serialises them.
+Threads, measured on this 2-core machine (shared with other work; ``python -m
+app.bench.instruments`` and the report of issue 17 item 2): one worker thread per instrument,
+running freely, is the default. Headless (the two captures fed straight to the engines) the
+threads taking turns on one lock (``take_turns=True``) or one shared worker finished sooner
+(1.8 s against 2.4 s, p99 batch-to-frame about 110 against 150 ms); through the real runtime
+(loopback DTC, the decoding GUI thread and the server thread competing too) the free threads
+gave BTCUSDT beside ETHUSDT 14-15 frames/s and a p99 of 150-210 ms against 10-12 frames/s and
+205-370 ms taking turns, so the runtime keeps them free; ``take_turns`` stays for machines where
+the opposite measures better.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import threading
 
 import numpy as np
 
@@ -252,6 +258,10 @@ class InstrumentsRuntime:
         Symbols of the pair whose :class:`~app.analysis.relation.Relation` is computed (default
         the first two instruments; none with one instrument).
     relation_params : app.analysis.relation.RelationParams, optional
+    take_turns : bool
+        The instruments' engine threads take turns (one shared ``step_lock``, see
+        :class:`~app.live.engine.AnalysisEngine`). Default False: they run freely, what measured
+        better through the runtime on 2 cores (module docstring).
     record_latency : bool
         Turn on every pipeline's :class:`~app.live.pipeline.LatencyTracker` from the first
         batch (benchmarks: batch-to-frame per instrument).
@@ -274,7 +284,7 @@ class InstrumentsRuntime:
 
     def __init__(self, config: PipelineConfig, on_problem=None, on_state=None, clock: Clock = SYSTEM_CLOCK,
                  first_signal_id: int = 1, relation_pair: tuple[str, str] | None = None, relation_params=None,
-                 record_latency: bool = False):
+                 record_latency: bool = False, take_turns: bool = False):
         self.config = config
         self.on_problem = on_problem
         self.on_state = on_state
@@ -296,6 +306,7 @@ class InstrumentsRuntime:
         self._frame_listeners: list = []
         self._first_signal_id = int(first_signal_id)
         self._record_latency = bool(record_latency)
+        self._step_lock = threading.Lock() if take_turns else None
         items = config.instruments
         if config.embedded and len(items) == 1 and not items[0].symbol and isinstance(config.recording, (list, tuple)):
             items = None  # one instrument per served recording: known once the recordings are loaded
@@ -333,6 +344,8 @@ class InstrumentsRuntime:
             sub = self.config.instrument_config(item.symbol)
             opts = dict(sub.engine_options or {})
             opts["first_signal_id"] = int(opts.get("first_signal_id", self._first_signal_id)) + k * SIGNAL_ID_BLOCK
+            if self._step_lock is not None:
+                opts.setdefault("step_lock", self._step_lock)
             sub.engine_options = opts
             report = self._problem_of(item.symbol)
             if item.data_source == "sierra_files":

@@ -123,8 +123,10 @@ def test_external_dtc_server_carries_every_symbol_on_one_connection_and_a_refuse
             cfg = PipelineConfig(embedded=False, host="127.0.0.1", port=srv.port, profile="production")
             cfg.set_instruments([InstrumentConfig("ETHUSDT"), InstrumentConfig("NOSUCH", tick_size=0.5),
                                  InstrumentConfig("BTCUSDT")])
-            rt = InstrumentsRuntime(cfg, on_problem=lambda lv, text, action: problems.append((lv, text, action)))
+            rt = InstrumentsRuntime(cfg, on_problem=lambda lv, text, action: problems.append((lv, text, action)),
+                                    take_turns=True)  # the engines' shared step lock
             await rt.start()
+            out["locks"] = {id(r.engine._step_lock) for r in rt.instruments if r.engine is not None}
             srv.resume()
             got = {r.symbol: r for r in rt.instruments}
             assert await until(lambda: got["ETHUSDT"].pipeline.events_in > 1000 and
@@ -140,6 +142,7 @@ def test_external_dtc_server_carries_every_symbol_on_one_connection_and_a_refuse
 
     asyncio.run(asyncio.wait_for(main(), 300))
     assert len(out["clients"]) == 1 and out["subs"] == ["BTCUSDT", "ETHUSDT"]
+    assert len(out["locks"]) == 1
     assert out["inst"] == {"ETHUSDT": 0.01, "NOSUCH": 0.5, "BTCUSDT": 0.1}
     assert out["states"]["NOSUCH"] == "rejected" and out["states"]["BTCUSDT"] == "streaming"
     refused = [p for p in problems if p[0] == "error"]
