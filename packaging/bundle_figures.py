@@ -86,6 +86,20 @@ def bundle_size(bundle: Path) -> tuple[float, float]:
     return disk / 2**20, apparent / 2**20
 
 
+def largest_parts(bundle: Path, n: int = 12) -> list[tuple[str, float]]:
+    """The ``n`` largest entries of the bundle's ``_internal`` folder (or of the bundle itself),
+    ``(relative path, MiB)``, largest first (files and top-level folders, links not followed)."""
+    root = bundle / "_internal" if (bundle / "_internal").is_dir() else bundle
+    sizes = []
+    for p in list(root.iterdir()) + [q for q in bundle.iterdir() if q.is_file()]:
+        if p.is_symlink():
+            continue
+        total = p.stat().st_size if p.is_file() else sum(
+            f.stat().st_size for f in p.rglob("*") if f.is_file() and not f.is_symlink())
+        sizes.append((str(p.relative_to(bundle)), total / 2**20))
+    return sorted(sizes, key=lambda t: -t[1])[:n]
+
+
 def first_frame_seconds(text: str) -> float | None:
     """The start-up figure from the log text (the first "first frame drawn N s" line), or None."""
     m = _FIRST.search(text)
@@ -229,6 +243,7 @@ def main(argv: list[str] | None = None) -> int:
     ]
     for f in figs:
         print(json.dumps(f))
+    print("largest parts: " + ", ".join(f"{name} {mib:.1f} MiB" for name, mib in largest_parts(bundle)))
     print(f"bundle check {'passed' if ok else 'FAILED'} (logs in {logs})")
     return 0 if ok else 1
 

@@ -207,6 +207,13 @@ class AnalysisFrame:
     row_ticks : int
         Exchange ticks per price row (``app.market.grouping``; 1 for ES). A price in rows ``r``
         is the exchange tick ``r x row_ticks`` (the row's lowest tick).
+    poc, vah, val : int
+        Session volume profile: point of control, value-area high and low (70 % of the
+        session's volume), price rows; -1 before the session's first trade
+        (:meth:`app.market.model.MarketModel.volume_profile`).
+    cum_delta : float
+        Session cumulative delta (volume bought at the ask - sold at the bid), contracts, at
+        ``ts`` (the sum of ``bars["delta"]`` of the session's bars ends here).
     session_stats : dict or None
         The precision table for the session so far (``app.research.live.session_summary``:
         ``rows`` with n, target-first rate and Wilson interval, breakeven rate, expectancy in
@@ -216,6 +223,18 @@ class AnalysisFrame:
         Signal id -> the active signal-quality model's probability of target first (0..1).
     model_name : str
         File name of that model; ``""``: no model is loaded.
+    history_start_ns : int
+        Start of the first heatmap column of the stream, ns (-1 before the first event): the
+        oldest time the heatmap can show (the GUI's whole-session view starts there).
+    history : app.market.history.HistoryImage or None
+        The answer to the newest history request (:meth:`app.live.engine.AnalysisEngine.request_history`):
+        the heatmap of a time range at the finest tier that fits, ``history.request`` the
+        request's id. Every frame carries the newest answer until another replaces it (one
+        shared immutable object, not a copy per frame), so a dropped frame loses nothing.
+    analysis_ready : bool
+        False while the analyzers are still being compiled on a first start: the book,
+        heatmap, bars and volume are live, patterns and signals are empty
+        (:meth:`app.live.engine.AnalysisEngine.start`).
     relation : numpy.void or None
         The newest closed second of the configured instrument pair, one row of
         :data:`app.analysis.relation.RELATION_DTYPE` (``ts, corr, rs, z, flag, a, b``), set on
@@ -256,7 +275,14 @@ class AnalysisFrame:
     session_phase: str = ""
     session_start_ns: int = -1
     row_ticks: int = 1
+    poc: int = -1
+    vah: int = -1
+    val: int = -1
+    cum_delta: float = 0.0
     session_stats: dict | None = None
     model_p: dict = field(default_factory=dict)
     model_name: str = ""
+    history_start_ns: int = -1
+    history: object = None
+    analysis_ready: bool = True
     relation: object = None

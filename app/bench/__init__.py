@@ -23,6 +23,9 @@ BENCH_MODULES = [
     "app.bench.feeds",
     "app.bench.trading",
     "app.bench.evaluate",
+    "app.bench.peers",
+    "app.bench.cpu",
+    "app.bench.history",
     "app.ui.bench_gui",
 ]
 
@@ -31,6 +34,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("groups", nargs="*", help="benchmark names or prefixes to run (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (for CI smoke runs)")
     p.add_argument("--list", action="store_true", help="list benchmark names and exit")
+    p.add_argument("--hours", type=float, default=None,
+                   help="market hours of the synthetic replay of `bench history` (default 23; 1 with --quick)")
 
 
 def _collect():

@@ -85,7 +85,7 @@ def _real_views(profile_name: str = "production"):
     rec = load_default_sample()
     m = MarketModel(rec.instrument, rows=p.get("engine.heatmap_rows"),
                     column_ns=p.get("engine.heatmap_column_ms") * 1_000_000,
-                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
+                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300)
     ev = rec.events
     ts = ev["ts"]
     step = 300 * 1_000_000_000
@@ -160,7 +160,7 @@ def bench_dom_live(args):
     rec = load_default_sample()
     col_ns = p.get("engine.heatmap_column_ms") * 1_000_000
     m = MarketModel(rec.instrument, rows=p.get("engine.heatmap_rows"), column_ns=col_ns,
-                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
+                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300)
     dp = dom.dom_params(p.section("dom"), col_ns, stats=ES_DOM_STATS)
     sums, meta = dom.new_dom_state(m.rows)
     out = np.zeros(dom.DOM_OUT_SHAPE)

@@ -9,6 +9,12 @@ Figures (one JSON line each, see :mod:`app.bench`):
   per record plus the command mapping in Python (what a plain reader does), on a slice.
   Target >= 5,000,000 records/s.
 * ``feeds.scid_read``: records/s of ``.scid`` tick records -> trade + quote events, same method.
+* ``feeds.mbo_read``: records/s of :func:`app.feeds.dbn.read_dbn_mbo` on the shipped ES hour
+  (68,792 MBO records, from the ``.dbn.zst`` file: zstd, then the numba pass from the DBN bytes
+  to price-level events). Baseline: the same call with ``use_numba=False`` (the Python twin).
+  Target: at least nautilus_trader's pyo3 L3 book on the same file (``mia-elite bench peers``).
+* ``feeds.mbo_to_events``: records/s of the orders -> price levels step alone
+  (:func:`app.feeds.dbn.mbo_to_events` on the records in memory), numba vs the Python twin.
 * ``feeds.follow_latency_p99`` (and ``_p50``): ms from the append of a depth batch to its
   delivery by :class:`SierraFollower` (poll 50 ms) polling on a thread, while a writer thread
   appends batches at irregular intervals (5-40 ms; the records carry their append time). The
@@ -206,7 +212,29 @@ def bench_follow_latency(args):
            "ratio": round(b50 / p50, 2), "target": None, "batches": int(len(lat)), "poll_ms": poll * 1000}
 
 
+def bench_mbo(args):
+    from app.feeds.dbn import mbo_records, mbo_to_events, read_dbn_mbo
+    from app.feeds.samples import default_sample_path
+
+    path = default_sample_path()
+    _meta, recs = mbo_records(path)
+    n = len(recs)
+    read_dbn_mbo(path)  # compile / load the kernel
+    reps = 3 if args.quick else 7
+    t = _best_of(lambda: read_dbn_mbo(path), reps)
+    tb = _best_of(lambda: read_dbn_mbo(path, use_numba=False), 1 if args.quick else 3)
+    yield {"name": "feeds.mbo_read", "value": round(n / t), "unit": "records/s", "baseline": round(n / tb),
+           "ratio": round(tb / t, 1), "target": ">= nautilus_trader L3 book (bench peers)", "records": n,
+           "file": path.name, "baseline_kind": "read_dbn_mbo(use_numba=False): the Python twin"}
+    t = _best_of(lambda: mbo_to_events(recs), reps)
+    tb = _best_of(lambda: mbo_to_events(recs, use_numba=False), 1 if args.quick else 3)
+    yield {"name": "feeds.mbo_to_events", "value": round(n / t), "unit": "records/s", "baseline": round(n / tb),
+           "ratio": round(tb / t, 1), "target": None, "records": n,
+           "baseline_kind": "mbo_to_events(use_numba=False): the Python twin"}
+
+
 BENCHMARKS = {
+    "feeds.mbo": bench_mbo,
     "feeds.depth_read": bench_depth_read,
     "feeds.scid_read": bench_scid_read,
     "feeds.follow_latency": bench_follow_latency,

@@ -11,9 +11,10 @@ Figures (one JSON line each, see :mod:`app.bench`):
   batch end (``...es_batched``: one ``apply()`` per batch, the Python call overhead per batch
   dominates; the engine joins queued batches) and the real Binance BTCUSDT capture (``...btc``).
 * ``market.engine_rss``: resident memory of a fresh process holding an engine (Scalping,
-  one hour of 100 ms columns) after the real ES hour went through it with the analyzers;
+  100 ms columns, the engine's history: 15 min at full resolution, coarser tiers beyond) after
+  the real ES hour went through it with the analyzers;
   baseline = the same process before the engine was built. ``rss_worst_mb``: the same after
-  every page of the traded-volume ring was written (a trade in every column).
+  every page of the hot ring's traded-volume planes was written (a trade in every column).
 * ``market.engine_start``: seconds from a fresh process's ``AnalysisEngine.start()`` to
   ``state == "running"`` with the warm numba cache; baseline = the same with an empty cache
   folder (the cold compile time).
@@ -66,8 +67,7 @@ def _time_model(rec, pieces, use_numba, reps, prime, column_ns=100_000_000):
 
     best = float("inf")
     for _ in range(reps):
-        m = MarketModel(rec.instrument, rows=400, column_ns=column_ns, use_numba=use_numba,
-                        prefault=True)
+        m = MarketModel(rec.instrument, rows=400, column_ns=column_ns, use_numba=use_numba)
         m.apply(prime)
         t0 = time.perf_counter()
         for p in pieces:
@@ -209,7 +209,7 @@ def _run_probe(probe: str, env=None, timeout=600):
 
 
 def bench_engine_rss(args):
-    """Resident memory after an hour of 100 ms history (fresh process)."""
+    """Resident memory after the ES hour at 100 ms columns (fresh process)."""
     r = _run_probe("engine_rss_probe")
     mb = 1024 * 1024
     yield _fig("market.engine_rss", r["rss"] / mb, "MB", r["before"] / mb, "<= 400",

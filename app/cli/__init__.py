@@ -47,10 +47,17 @@ def _load(name: str):
 
 
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    """Build the top-level parser; only the chosen command's module is imported."""
+    """Build the top-level parser; only the chosen command's module is imported.
+
+    With no command in ``argv`` the top-level parser also takes the window's options (the
+    ``gui`` command's, under "window options"), so ``mia-elite --host H --port P --symbol S``
+    opens the window, ``mia-elite --help`` lists those options and ``--self-test`` can take
+    ``--recording``.
+    """
     parser = argparse.ArgumentParser(
         prog="mia-elite",
-        description="MIA Elite: DOM heatmap, analyzers and confirm-to-trade for Sierra Chart.",
+        description="MIA Elite: DOM heatmap, analyzers and confirm-to-trade for Sierra Chart. "
+                    "With no COMMAND the desktop window opens (the window options below apply).",
     )
     parser.add_argument("--version", action="version", version=f"mia-elite {__version__}")
     parser.add_argument("--log-level", default="INFO", choices=LOG_LEVELS)
@@ -61,10 +68,14 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         const=20.0,
         default=None,
         metavar="SECONDS",
-        help="start the window and the built-in server, run SECONDS (default 20), check and exit",
+        help="start the window and the built-in server, run SECONDS (default 20), check and exit "
+             "(with --recording: on that recording)",
     )
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = next((a for a in argv if a in COMMANDS), None)
+    if chosen is None:
+        window = parser.add_argument_group("window options (no COMMAND: the desktop window; also `gui --help`)")
+        _load("gui").add_arguments(window)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (_module, help_text) in COMMANDS.items():
         p = sub.add_parser(name, help=help_text)
         # accepted after the command too (``mia-elite gui --log-level DEBUG``)
@@ -75,14 +86,12 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit code."""
+    """Parse ``argv`` (default ``sys.argv[1:]``), run the command, return its exit code.
+
+    No command (only options, or nothing) opens the window: the ``gui`` command on the
+    top-level options.
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
-    if (
-        not any(a in COMMANDS for a in argv)
-        and "--self-test" not in argv
-        and not any(a in ("-h", "--help", "--version") for a in argv)
-    ):
-        argv = ["gui", *argv]  # no command: the window with the embedded default
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     from app.logs import setup_logging
@@ -93,8 +102,7 @@ def main(argv: list[str] | None = None) -> int:
 
         return int(selftest.run(args))
     if args.command is None:
-        parser.print_help()
-        return 2
+        args.command = "gui"  # no command: the window with the embedded default
     return int(_load(args.command).run(args) or 0)
 
 

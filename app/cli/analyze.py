@@ -60,6 +60,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="per pattern, the share of analysis steps (bar patterns: closed bars) where it fires")
     p.add_argument("--snapshots", metavar="DIR", default=None,
                    help="write every candidate step's features and outcome to Parquet under DIR")
+    p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
+                   help="on stderr: what the analyzers' first compile is doing and a progress bar of the "
+                        "events (auto: the bar only on a terminal; never: silent)")
 
 
 def load_any(spec: str, symbol: str | None = None, tick_size: float | None = None, market: str | None = None):
@@ -157,7 +160,8 @@ def _signal_dict(s, outcome, tick: float, raw_tick: float) -> dict:
 
 
 def analyze(recording, profile="production", vix_history=None, speed: float | None = None,
-            use_numba: bool = True, pattern_stats: bool = False, snapshots: str | None = None) -> dict:
+            use_numba: bool = True, pattern_stats: bool = False, snapshots: str | None = None,
+            progress=None, progress_bar: bool = True) -> dict:
     """Run ``recording`` through the engine; returns the report dict (see the module docstring).
 
     Parameters
@@ -176,13 +180,37 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
     snapshots : str, optional
         Folder for candidate snapshots (:mod:`app.research.snapshots`; the session id is the
         symbol and the recording's first UTC date).
+    progress : text stream, optional
+        Where to say what is happening (``sys.stderr`` from the command): a line before the
+        kernels are compiled or loaded (a first run compiles them with numba, 10-20 s; later
+        runs load them from the cache), one when they are ready, and with ``progress_bar`` a
+        ``tqdm`` bar of the events. None: silent. The report does not depend on it.
+    progress_bar : bool
+        Show the events' progress bar on ``progress``.
     """
     from app.live.engine import AnalysisEngine
 
     inst = recording.instrument
     eng = AnalysisEngine(inst, profile, vix_history=vix_history, use_numba=use_numba)
     t_start = time.perf_counter()
+    if progress is not None:
+        if use_numba:
+            from app.core.jit import CACHE_DIR
+
+            print(f"analyze: compiling the analyzers (numba: 10-20 s on a first run, then loaded from the "
+                  f"cache in {CACHE_DIR}) ...", file=progress, flush=True)
+        else:
+            print("analyze: preparing the NumPy twins of the analyzers ...", file=progress, flush=True)
     eng.warm_up()
+    if progress is not None:
+        print(f"analyze: analyzers ready in {eng.compile_seconds:.1f} s; {len(recording.events):,} events to run",
+              file=progress, flush=True)
+    bar = None
+    if progress is not None and progress_bar:
+        from tqdm import tqdm
+
+        bar = tqdm(total=len(recording.events), unit="ev", unit_scale=True, desc="analyze", file=progress,
+                   mininterval=0.5, dynamic_ncols=True)
     t0 = time.perf_counter()
     ev = recording.events
     snap = None
@@ -200,6 +228,10 @@ def analyze(recording, profile="production", vix_history=None, speed: float | No
             if lag > 0:
                 time.sleep(lag)
         eng.process(c)
+        if bar is not None:
+            bar.update(len(c))
+    if bar is not None:
+        bar.close()
     eng.finish(end_of_data=True)
     wall = time.perf_counter() - t0
     if snap is not None:
@@ -323,8 +355,11 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"analyze: {exc}", file=sys.stderr)
         return 2
+    mode = getattr(args, "progress", "auto")
     rep = analyze(rec, profile, vix_history=vix, speed=speed, use_numba=not args.twin,
-                  pattern_stats=args.pattern_stats, snapshots=args.snapshots)
+                  pattern_stats=args.pattern_stats, snapshots=args.snapshots,
+                  progress=None if mode == "never" else sys.stderr,
+                  progress_bar=mode == "always" or (mode == "auto" and sys.stderr.isatty()))
     if args.snapshots:
         print(f"snapshots: {rep['snapshot_rows']} candidate rows under {args.snapshots}", file=sys.stderr)
     if args.json:

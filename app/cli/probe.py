@@ -7,7 +7,8 @@ messages/s, decode errors and the connection state; until Ctrl-C or ``--seconds 
 Exit codes: 0 = market data received; 1 = connected but no market data arrived; 2 = could not
 connect / log on / subscribe (the reason is printed in one line, never a traceback: e.g. an
 encoding the server granted that this client does not speak, a username or password longer than
-LOGON_REQUEST's 31 bytes; a market data reject prints Sierra Chart's data-file alternative).
+LOGON_REQUEST's 31 bytes; a market data reject of a symbol the server does not know says so; any other reject prints
+Sierra Chart's data-file alternative; either is printed once).
 Messages whose values cannot be used (a best bid of 3e18) are counted as decode errors.
 
 ``--tls`` connects with TLS; a certificate that does not verify (self-signed) is refused with its
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import os
 import sys
 import time
@@ -25,6 +27,7 @@ import time
 import numpy as np
 
 from app.core import events as ev
+from app.dtc.encoding_names import ENCODING_NAMES, encoding_option
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -32,7 +35,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("symbol", metavar="SYMBOL", help="exact symbol string of the server (e.g. ESZ25_FUT_CME)")
     p.add_argument("--seconds", type=float, default=None, help="stop after N seconds (default: until Ctrl-C)")
     p.add_argument("--exchange", default="", help="exchange string (Sierra Chart ignores it)")
-    p.add_argument("--encoding", default="binary", choices=["binary", "json", "json_compact"])
+    p.add_argument("--encoding", default="binary", choices=ENCODING_NAMES, type=encoding_option,
+                   help="DTC encoding (default binary; old spellings compact, compact_json accepted)")
     p.add_argument("--tick-size", type=float, default=None,
                    help="price increment, when the server sends no security definition")
     p.add_argument("--no-depth", action="store_true", help="subscribe to trades/BBO only")
@@ -103,6 +107,47 @@ class BookSummary:
         return f"{tick * self.tick_size:.{decimals}f}"
 
 
+#: Words of a reject text that say the server does not know the symbol (our replay server:
+#: "unknown symbol 'X'; this server replays ESH4"; others: "symbol not found", "invalid symbol").
+_UNKNOWN_SYMBOL_WORDS = ("unknown symbol", "not found", "invalid symbol", "no such symbol", "does not exist",
+                         "unrecognized symbol", "not recognized", "symbol is not", "not a valid symbol")
+
+
+def reject_message(symbol: str, text: str, server: str) -> str:
+    """One line explaining a MARKET_DATA_REJECT / MARKET_DEPTH_REJECT of ``symbol``.
+
+    A reject whose text says the symbol is unknown (:data:`_UNKNOWN_SYMBOL_WORDS`) is reported
+    as that, with the server's own words (no mention of Sierra Chart's exchange policy, which
+    is not the cause); any other reject keeps the client's explanation
+    (:class:`app.dtc.client.MarketDataRejected`: Sierra Chart refuses CME, CBOE, EUREX and
+    NASDAQ data over DTC, and its data files are the way round).
+
+    Parameters
+    ----------
+    symbol : str
+        The symbol as subscribed.
+    text : str
+        The reject's ``RejectText``.
+    server : str
+        How to name the server (``"host:port (ServerName)"``).
+    """
+    low = (text or "").lower()
+    if any(w in low for w in _UNKNOWN_SYMBOL_WORDS):
+        return (f"the DTC server {server} does not know the symbol {symbol!r}: {text!r}. Use the server's exact "
+                f"symbol string (Sierra Chart: the chart's symbol, e.g. ESZ25_FUT_CME).")
+    from app.dtc.client import MarketDataRejected
+
+    return str(MarketDataRejected(symbol, text))
+
+
+class _DropRejectLog:
+    """Logging filter: the client's "<symbol> rejected" warnings, which the probe prints itself
+    once (market data and depth are both rejected; each would log the same text)."""
+
+    def filter(self, record) -> bool:
+        return " rejected: " not in record.getMessage()
+
+
 def _line(symbol, book: BookSummary, trades_s, msgs_s, client) -> str:
     bid, ask = book.best()
     b = f"{book.fmt_price(bid[0])} x {bid[1]:g}" if bid else "-"
@@ -133,6 +178,9 @@ async def probe(host: str, port: int, symbol: str, *, seconds: float | None = No
         return 2
     book: BookSummary | None = None
     pending: list[np.ndarray] = []
+    client_log = logging.getLogger("app.dtc.client")
+    quiet = _DropRejectLog()
+    client_log.addFilter(quiet)
 
     def on_events(batch):
         if book is None:
@@ -159,7 +207,7 @@ async def probe(host: str, port: int, symbol: str, *, seconds: float | None = No
         try:
             sub = await client.subscribe_market(symbol, exchange, depth=depth, on_events=on_events, tick_size=tick_size)
         except MarketDataRejected as exc:
-            say(str(exc))
+            say(reject_message(symbol, exc.text, f"{host}:{port} ({lr.ServerName or 'DTC server'})"))
             return 2
         except ValueError as exc:
             say(f"cannot subscribe {symbol}: {exc}")
@@ -198,6 +246,7 @@ async def probe(host: str, port: int, symbol: str, *, seconds: float | None = No
         return code
     finally:
         await client.close()
+        client_log.removeFilter(quiet)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from app.core.events import Instrument
+from app.dtc.encoding_names import ENCODING_NAMES, encoding_option
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--price-multiplier", type=float, default=1.0, help="Sierra real-time price multiplier")
     p.add_argument("--poll", type=float, default=0.05, help="Sierra file poll interval, seconds")
     p.add_argument("--no-depth", action="store_true", help="trades and bid/ask only")
-    p.add_argument("--encoding", default="binary", choices=["binary", "json", "json_compact"])
+    p.add_argument("--encoding", default="binary", choices=ENCODING_NAMES, type=encoding_option,
+                   help="DTC encoding (default binary; old spellings compact, compact_json accepted)")
     p.add_argument("--tls", action="store_true", help="connect with TLS (Sierra Chart: Require TLS)")
     p.add_argument("--tls-fingerprint", default="", metavar="SHA256",
                    help="pinned SHA-256 fingerprint of the server's certificate (a self-signed one); without it "

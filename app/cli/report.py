@@ -8,6 +8,11 @@ per pattern, the exits (target / stop, as the paper fill model booked the signal
 ``app/sim/outcomes.py``), the precision (target exits / decided), the mean 5-minute move and the
 net USD of the decided brackets (per contract, after commissions; journals written before
 schema 4 have no net figure: ``None``).
+
+Prices are in price units (the journal's ticks x ``--tick-size``, default 0.25 for ES; the
+ticks stay beside them as ``entry_ticks`` / ``exit_ticks``) and times in ISO 8601 UTC
+(``entry_time``, ``exit_time``, a kill-switch event's ``time``; ns stay as ``wall_ns``).
+Moves are distances in ticks.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import sqlite3
 import sys
 from pathlib import Path
 
+from app.cli.export import DEFAULT_TICK_SIZE, iso_utc, price_of
 from app.trading import journal as J
 from app.core.orders import Fill
 from app.trading.pnl import PnLTracker
@@ -34,6 +40,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--timezone", default="America/Chicago", help="zone of the trading day (default America/Chicago)")
     p.add_argument("--journal", default=None, help="journal file (default: the user data folder's journal)")
     p.add_argument("--tick-value", type=float, default=12.5, help="USD per tick per contract (default 12.5, ES)")
+    p.add_argument("--tick-size", type=float, default=DEFAULT_TICK_SIZE,
+                   help=f"price units per tick (default {DEFAULT_TICK_SIZE:g}, ES)")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
@@ -52,14 +60,33 @@ def day_bounds(day: str | None, tz_name: str) -> tuple[str, int, int]:
 
 
 def build_report(journal_path: str | Path | None, day: str | None = None, tz_name: str = "America/Chicago",
-                 tick_value: float = 12.5) -> dict:
+                 tick_value: float = 12.5, tick_size: float = DEFAULT_TICK_SIZE) -> dict:
     """The report as a dict: ``day``, ``fills``, ``trades``, ``pnl``, ``patterns``, ``kill_switch``, ``gate``.
+
+    Parameters
+    ----------
+    journal_path : path or None
+        Default :func:`app.trading.journal.default_path`.
+    day : str, optional
+        ``YYYY-MM-DD`` in ``tz_name`` (default today).
+    tz_name : str
+        IANA zone of the trading day.
+    tick_value : float
+        USD per tick per contract.
+    tick_size : float
+        Price units per tick: each trade's ``entry_price`` / ``exit_price`` are ticks x this
+        (``entry_ticks`` / ``exit_ticks`` keep the ticks); ``entry_time`` / ``exit_time`` are
+        the first and last fill's exchange times in ISO 8601 UTC.
 
     Raises
     ------
     FileNotFoundError
         The journal does not exist.
+    ValueError
+        A bad date, zone or a tick size that is not positive.
     """
+    if not float(tick_size) > 0:
+        raise ValueError(f"tick size must be > 0 (price units per tick), got {tick_size!r}")
     path = Path(journal_path) if journal_path else J.default_path()
     if not path.exists():
         raise FileNotFoundError(f"journal not found: {path}")
@@ -78,9 +105,13 @@ def build_report(journal_path: str | Path | None, day: str | None = None, tz_nam
             pnl.apply_fill(f)
             open_fills.append(dict(r))
             if pnl.round_trips > n_before:
+                first = open_fills[0]
                 trades.append({"symbol": f.symbol, "fills": len(open_fills),
-                               "entry_side": open_fills[0]["side"], "qty": open_fills[0]["qty"],
-                               "entry_price": open_fills[0]["price"], "exit_price": f.price,
+                               "entry_side": first["side"], "qty": first["qty"],
+                               "entry_time": iso_utc(first["ts_ns"]), "exit_time": iso_utc(f.ts_ns),
+                               "entry_price": price_of(first["price"], tick_size),
+                               "exit_price": price_of(f.price, tick_size),
+                               "entry_ticks": first["price"], "exit_ticks": f.price,
                                "net_usd": round(pnl.trip_results[-1], 2)})
                 open_fills = []
         decisions = con.execute("SELECT allowed, rule FROM gate_decisions WHERE wall_ns >= ? AND wall_ns < ?",
@@ -89,7 +120,7 @@ def build_report(journal_path: str | Path | None, day: str | None = None, tz_nam
         for d in decisions:
             if not d["allowed"]:
                 refusals[d["rule"]] = refusals.get(d["rule"], 0) + 1
-        kills = [dict(r) for r in con.execute(
+        kills = [{"time": iso_utc(r["wall_ns"]), **dict(r)} for r in con.execute(
             "SELECT wall_ns, state, trigger FROM kill_switch WHERE wall_ns >= ? AND wall_ns < ? ORDER BY id", (t0, t1))]
         patterns: dict[str, dict] = {}
         has_outcomes = con.execute(
@@ -132,6 +163,7 @@ def build_report(journal_path: str | Path | None, day: str | None = None, tz_nam
         p["mean_net_usd"] = round(sum(nets) / len(nets), 2) if nets else None
     return {
         "day": day,
+        "tick_size": float(tick_size),
         "fills": len(fills),
         "trades": trades,
         "pnl": {"gross_usd": round(pnl.realized_usd, 2), "commissions_usd": round(pnl.commissions_usd, 2),
@@ -144,6 +176,17 @@ def build_report(journal_path: str | Path | None, day: str | None = None, tz_nam
     }
 
 
+def _decimals(tick_size: float) -> int:
+    """Decimals that show every multiple of ``tick_size`` exactly (0.25 -> 2, 0.1 -> 1, 1 -> 0)."""
+    text = f"{float(tick_size):.9f}".rstrip("0")
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _short_time(iso: str | None) -> str:
+    """An ISO 8601 UTC time cut to milliseconds for the text table (``2023-12-25T23:00:01.123Z``)."""
+    return "-" if not iso else iso[:23] + "Z"
+
+
 def format_report(r: dict) -> str:
     """Plain-text form of :func:`build_report`."""
     lines = [f"MIA Elite trading report for {r['day']}", ""]
@@ -153,11 +196,13 @@ def format_report(r: dict) -> str:
     if p["open_position"]:
         lines.append("Still open: " + ", ".join(f"{s} {q:+d}" for s, q in p["open_position"].items()))
     if r["trades"]:
-        lines += ["", f"{'#':>3} {'symbol':<10} {'side':<5} {'qty':>4} {'entry':>8} {'exit':>8} {'net USD':>10}"]
+        dec = _decimals(r.get("tick_size", DEFAULT_TICK_SIZE))
+        lines += ["", f"{'#':>3} {'symbol':<10} {'side':<5} {'qty':>4} {'entry time (UTC)':<24} {'entry':>10}"
+                  f" {'exit time (UTC)':<24} {'exit':>10} {'net USD':>10}"]
         for i, t in enumerate(r["trades"], 1):
             lines.append(f"{i:>3} {t['symbol']:<10} {'LONG' if t['entry_side'] > 0 else 'SHORT':<5} {t['qty']:>4} "
-                         f"{t['entry_price']:>8} {t['exit_price']:>8} {t['net_usd']:>+10.2f}")
-        lines.append("(prices in ticks)")
+                         f"{_short_time(t['entry_time']):<24} {t['entry_price']:>10.{dec}f} "
+                         f"{_short_time(t['exit_time']):<24} {t['exit_price']:>10.{dec}f} {t['net_usd']:>+10.2f}")
     lines += ["", f"Signals: {r['signals']}"]
     if r["patterns"]:
         lines.append(f"{'pattern':<16} {'signals':>7} {'decided':>7} {'target':>6} {'stop':>5} {'precision':>9}"
@@ -174,13 +219,14 @@ def format_report(r: dict) -> str:
     lines += ["", f"Risk gate: {g['decisions']} decisions, refusals: "
               + (", ".join(f"{k} x{v}" for k, v in sorted(g["refusals"].items())) or "none")]
     if r["kill_switch"]:
-        lines.append("Kill switch: " + ", ".join(f"{k['state']} ({k['trigger']})" for k in r["kill_switch"]))
+        lines.append("Kill switch: " + ", ".join(f"{_short_time(k['time'])} {k['state']} ({k['trigger']})"
+                                                 for k in r["kill_switch"]))
     return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
     try:
-        r = build_report(args.journal, args.date, args.timezone, args.tick_value)
+        r = build_report(args.journal, args.date, args.timezone, args.tick_value, args.tick_size)
     except (FileNotFoundError, ValueError, sqlite3.Error) as exc:
         print(f"mia-elite report: {exc}", file=sys.stderr)
         return 1

@@ -38,11 +38,13 @@ import sys
 import threading
 from pathlib import Path
 
+from app.dtc.encoding_names import encoding_option
 from app.dtc.messages import Encoding
 
 log = logging.getLogger(__name__)
 
-_ENC = {"auto": None, "binary": Encoding.BINARY, "json": Encoding.JSON, "compact": Encoding.JSON_COMPACT}
+#: ``--encoding`` -> the fixed encoding (``auto``: clients negotiate)
+_ENC = {"auto": None, "binary": Encoding.BINARY, "json": Encoding.JSON, "json_compact": Encoding.JSON_COMPACT}
 #: Environment variable holding the logon password (the setting behind ``--password``; keeps the
 #: password out of the process list).
 PASSWORD_ENV = "MIA_ELITE_SERVE_PASSWORD"
@@ -68,8 +70,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--from-start", action="store_true",
                    help="replay from the recording's first event (default: from the opening trade, with the "
                         "book at that moment; CME's pre-open book can be crossed)")
-    p.add_argument("--encoding", choices=sorted(_ENC), default="auto",
-                   help="auto: clients negotiate (binary by default); or a fixed encoding")
+    p.add_argument("--encoding", choices=list(_ENC), default="auto", type=encoding_option,
+                   help="auto: clients negotiate (binary by default); or a fixed encoding (the old spelling "
+                        "'compact' is accepted)")
     p.add_argument("--account", default=DEFAULT_ACCOUNT, help=f"simulated trade account (default {DEFAULT_ACCOUNT})")
     p.add_argument("--commission", type=float, default=0.0, help="USD per contract per fill (default 0)")
     p.add_argument("--slippage", type=int, default=0, help="ticks against market/stop fills (default 0)")

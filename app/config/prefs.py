@@ -110,9 +110,6 @@ _TYPED = {
 _UI = {f.encode_name: f.name for f in msgspec.structs.fields(S.UiPrefs)}
 _LEGACY_WINDOW = {"window.geometry", "window.state"} | {k for k in _UI if k.startswith("splitters.")}
 
-#: The window's encoding names -> the settings module's.
-_ENC_TO_SETTINGS = {"compact_json": "json_compact"}
-_ENC_FROM_SETTINGS = {"json_compact": "compact_json"}
 _ABSENT = object()
 
 
@@ -257,10 +254,7 @@ class Prefs:
         st = self.settings
         if key in _TYPED:
             sec, name = _TYPED[key]
-            v = getattr(getattr(st, sec), name)
-            if key == "connection.encoding":
-                v = _ENC_FROM_SETTINGS.get(v, v)
-            return v
+            return getattr(getattr(st, sec), name)
         if key == "connection.symbols":
             details = st.ui.symbol_details
             rows = []
@@ -306,8 +300,6 @@ class Prefs:
         st = self.settings
         if key in _TYPED:
             sec, name = _TYPED[key]
-            if key == "connection.encoding":
-                value = _ENC_TO_SETTINGS.get(value, value)
             self._s.change([_TYPED[key]], lambda: _assign(st, sec, name, value))
             return
         if key == "connection.symbols":

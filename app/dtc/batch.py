@@ -1,9 +1,13 @@
 """The batch path: runs of DTC depth/trade messages <-> :data:`~app.core.events.EVENT_DTYPE` arrays.
 
-Decoding (:func:`decode_events`) walks the binary frame headers with a small numba kernel,
-gathers the fixed-size records of each message type with one numpy fancy index (or a zero-copy
-``np.frombuffer`` view when the run is one type at its native size, the common case), and
-converts whole columns at once: no Python object per message.
+Decoding (:func:`decode_events`): the depth updates (106, 140, 141) and trades (107, 112, 137,
+142, 146) are decoded by one numba pass straight from the bytes (:func:`_decode_fast`: frame
+header, fields at their offsets, checks and conversions, one event written per frame). From the
+first frame it leaves (a snapshot level, which inserts a clear event, or a value that breaks a
+rule below, which must be reported) the column path takes the rest of the run: a small numba
+kernel walks the frame headers, one numpy fancy index (or a zero-copy ``np.frombuffer`` view
+when the run is one type at its native size) gathers each type's fixed-size records, and whole
+columns are converted at once. Both give the same events; no Python object per message.
 
 Encoding (:func:`encode_depth_batch`, :func:`encode_trade_batch`) fills a structured array with
 the binary layout of the chosen message type and returns its bytes (binary), or formats the
@@ -76,7 +80,7 @@ from app.dtc import messages as M
 from app.dtc.messages import Encoding, MessageType
 from app.core import events as ev
 from app.core.clock import SYSTEM_CLOCK, Clock
-from app.core.jit import kernel
+from app.core.jit import kernel, unaligned_load
 
 log = logging.getLogger(__name__)
 
@@ -167,6 +171,207 @@ def scan_run(data, start: int = 0, max_frames: int | None = None):
     n, end = _scan(buf, start, stop, _NEED, offs, types)
     return offs[:n], types[:n], int(end)
 
+
+# --------------------------------------------------------------------------------------------
+# One-pass decode (numba): the runs of depth updates and trades, straight from the bytes
+# --------------------------------------------------------------------------------------------
+
+_T106, _T140, _T141 = (int(T.MARKET_DEPTH_UPDATE_LEVEL), int(T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS),
+                       int(T.MARKET_DEPTH_UPDATE_LEVEL_NO_TIMESTAMP))
+_T107, _T112, _T137, _T142, _T146 = (int(T.MARKET_DATA_UPDATE_TRADE), int(T.MARKET_DATA_UPDATE_TRADE_COMPACT),
+                                     int(T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR),
+                                     int(T.MARKET_DATA_UPDATE_TRADE_NO_TIMESTAMP),
+                                     int(T.MARKET_DATA_UPDATE_TRADE_WITH_UNBUNDLED_INDICATOR_2))
+#: types the one-pass kernel decodes (the snapshot levels 122/145, which insert clear events,
+#: go the column path)
+_FAST = np.zeros(65536, dtype=np.uint8)
+for _t in (_T106, _T140, _T141, _T107, _T112, _T137, _T142, _T146):
+    _FAST[_t] = 1
+#: the shortest record among them (bytes): bounds the frames a buffer can hold
+_FAST_MIN = min(int(_NEED[_t]) for _t in np.flatnonzero(_FAST))
+# the offsets the kernel reads, from the message layouts (checked against them at import)
+for _t, _fields in (
+    (_T106, {"SymbolID": 4, "Side": 8, "Price": 16, "Quantity": 24, "UpdateType": 32, "DateTime": 40, "NumOrders": 48}),
+    (_T140, {"SymbolID": 4, "DateTime": 8, "Price": 16, "Quantity": 20, "Side": 24, "UpdateType": 25,
+             "NumOrders": 26, "FinalUpdateInBatch": 28}),
+    (_T141, {"SymbolID": 4, "Price": 8, "Quantity": 12, "NumOrders": 16, "Side": 18, "UpdateType": 19,
+             "FinalUpdateInBatch": 20}),
+    (_T107, {"SymbolID": 4, "AtBidOrAsk": 8, "Price": 16, "Volume": 24, "DateTime": 32}),
+    (_T112, {"Price": 4, "Volume": 8, "DateTime": 12, "SymbolID": 16, "AtBidOrAsk": 20}),
+    (_T137, {"SymbolID": 4, "AtBidOrAsk": 8, "Price": 16, "Volume": 24, "DateTime": 32}),
+    (_T142, {"SymbolID": 4, "Price": 8, "Volume": 12, "AtBidOrAsk": 16}),
+    (_T146, {"SymbolID": 4, "Price": 8, "Volume": 12, "DateTime": 16, "AtBidOrAsk": 24}),
+):
+    for _name, _off in _fields.items():
+        assert _REC[_t].fields[_name][1] == _off, (_t, _name)
+
+
+# one unaligned machine load per field (the frames are packed: fields sit at any alignment)
+_ld_u16 = unaligned_load("uint16")
+_ld_u32 = unaligned_load("uint32")
+_ld_i64 = unaligned_load("int64")
+_ld_f32 = unaligned_load("float32")
+_ld_f64 = unaligned_load("float64")
+
+
+@kernel
+def _sec_ns_scalar(x):  # pragma: no cover - compiled
+    """Double seconds -> ns, rounded to whole microseconds (the column path's rule)."""
+    us = np.rint(x * 1e6)
+    if np.isfinite(us) and abs(us) < 9.0e15:
+        return np.int64(us) * 1000
+    return np.int64(0)
+
+
+@kernel
+def _decode_fast(buf, start, stop, need, fast, tk_keys, tk_vals, tk_default, recv_ts_ns, out):  # pragma: no cover
+    """Decode the run at ``buf[start:stop]`` in one pass (types of ``fast``, clean values).
+
+    ``out`` (EVENT_DTYPE) receives the events. Returns ``(events, n_frames, end, status)``
+    (``events``: the filled head of ``out``): ``status`` 0 when the run itself ended at ``end``
+    (incomplete frame, a type outside the batch path, a frame shorter than its record, as
+    :func:`_scan`), 1 when the kernel stopped at a frame it leaves to the column path (a
+    snapshot level or a value that breaks a rule), 2 when ``out`` is full (call again from
+    ``end``).
+    """
+    last_sid = np.int64(-1)
+    tk = tk_default
+    off = start
+    nk = tk_keys.shape[0]
+    i = 0
+    status = 0
+    while off + 4 <= stop:
+        if i == out.shape[0]:
+            status = 2
+            break
+        size = np.int64(_ld_u16(buf, off))
+        typ = np.int64(_ld_u16(buf, off + 2))
+        if size < 4 or off + size > stop:
+            break
+        nd = need[typ]
+        if nd == 0 or size < nd:
+            break
+        if fast[typ] == 0:
+            status = 1
+            break
+        if typ == _T112:
+            sid = np.int64(_ld_u32(buf, off + 16))
+        else:
+            sid = np.int64(_ld_u32(buf, off + 4))
+        if sid != last_sid:
+            last_sid = sid
+            if nk:
+                j = np.searchsorted(tk_keys, sid)
+                tk = tk_vals[j] if j < nk and tk_keys[j] == sid else np.nan
+        depth = typ == _T106 or typ == _T140 or typ == _T141
+        nord = np.int64(0)
+        flags = 0
+        if typ == _T106:
+            side = np.int64(_ld_u16(buf, off + 8))
+            price = _ld_f64(buf, off + 16)
+            qty = _ld_f64(buf, off + 24)
+            op = np.int64(buf[off + 32])
+            ts = _sec_ns_scalar(_ld_f64(buf, off + 40))
+            nord = np.int64(_ld_u32(buf, off + 48))
+            flags = ev.FLAG_BATCH_END
+            fin = 0
+        elif typ == _T140:
+            ts = _ld_i64(buf, off + 8) * 1_000_000
+            price = np.float64(_ld_f32(buf, off + 16))
+            qty = np.float64(_ld_f32(buf, off + 20))
+            side = np.int64(buf[off + 24])
+            op = np.int64(buf[off + 25])
+            nord = np.int64(_ld_u16(buf, off + 26))
+            fin = np.int64(buf[off + 28])
+        elif typ == _T141:
+            ts = recv_ts_ns
+            price = np.float64(_ld_f32(buf, off + 8))
+            qty = np.float64(_ld_f32(buf, off + 12))
+            nord = np.int64(_ld_u16(buf, off + 16))
+            side = np.int64(np.int8(buf[off + 18]))
+            op = np.int64(np.int8(buf[off + 19]))
+            fin = np.int64(buf[off + 20])
+        else:
+            op = 0
+            fin = 0
+            if typ == _T107:
+                side = np.int64(_ld_u16(buf, off + 8))
+                price = _ld_f64(buf, off + 16)
+                qty = _ld_f64(buf, off + 24)
+                ts = _sec_ns_scalar(_ld_f64(buf, off + 32))
+            elif typ == _T112:
+                price = np.float64(_ld_f32(buf, off + 4))
+                qty = np.float64(_ld_f32(buf, off + 8))
+                ts = np.int64(_ld_u32(buf, off + 12)) * 1_000_000_000
+                side = np.int64(_ld_u16(buf, off + 20))
+            elif typ == _T137:
+                side = np.int64(buf[off + 8])
+                price = _ld_f64(buf, off + 16)
+                qty = np.float64(_ld_u32(buf, off + 24))
+                ts = _sec_ns_scalar(_ld_f64(buf, off + 32))
+            elif typ == _T142:
+                price = np.float64(_ld_f32(buf, off + 8))
+                qty = np.float64(_ld_u32(buf, off + 12))
+                side = np.int64(buf[off + 16])
+                ts = recv_ts_ns
+            else:  # 146
+                price = np.float64(_ld_f32(buf, off + 8))
+                qty = np.float64(_ld_u32(buf, off + 12))
+                ts = _ld_i64(buf, off + 16) * 1000
+                side = np.int64(buf[off + 24])
+        # the rules (module docstring, "Malformed values"); a frame that breaks one is left
+        # to the column path, which reports it
+        q = price / tk
+        clean = tk > 0 and np.isfinite(q) and abs(q) < 9.0e15 and abs(price) < 3.0e38
+        clean = clean and np.isfinite(qty) and qty >= 0
+        if depth:
+            clean = clean and (side == 1 or side == 2) and (op == 1 or op == 2) and fin <= 3
+            if typ != _T106 and (fin == 0 or fin == 1):
+                flags = ev.FLAG_BATCH_END
+        else:
+            clean = clean and side >= 0 and side <= 2
+        if not clean:
+            status = 1
+            break
+        e = out[i]
+        e.ts = ts
+        e.price = np.int64(np.rint(q))
+        e.size = qty
+        e.num_orders = nord
+        e.kind = ev.KIND_DEPTH if depth else ev.KIND_TRADE
+        e.side = side
+        e.op = op
+        e.flags = flags
+        e.symbol_id = sid
+        e._pad = 0
+        off += size
+        i += 1
+    return out[:i], i, off, status
+
+
+def _ld_size(buf, pos: int) -> int:
+    """The Size field (u16 little endian) of the frame at ``buf[pos]``."""
+    return int(buf[pos]) | (int(buf[pos + 1]) << 8)
+
+
+def _tick_table(tick_size):
+    """(keys, values, default) of the kernel's tick lookup: sorted SymbolIDs and their tick
+    sizes (a mapping), or no keys and the one tick size."""
+    if isinstance(tick_size, Mapping):
+        items = sorted((int(k), float(v) if v else np.nan) for k, v in tick_size.items())
+        keys = np.array([k for k, _ in items], dtype=np.int64)
+        vals = np.array([v for _, v in items], dtype=np.float64)
+        return keys, vals, np.nan
+    try:
+        t = float(tick_size)
+    except (TypeError, ValueError):
+        t = np.nan
+    # not > 0: every frame is left to the column path, which raises (as it always did)
+    return _NO_KEYS, _NO_VALS, t if t > 0 else np.nan
+
+
+_NO_KEYS = np.zeros(0, dtype=np.int64)
+_NO_VALS = np.zeros(0, dtype=np.float64)
 
 def _tick_array(tick_size, symbol_ids: np.ndarray) -> np.ndarray | float:
     if isinstance(tick_size, Mapping):
@@ -389,12 +594,46 @@ def decode_events(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0):
     return events, end
 
 
-def decode_run(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0, problems: list | None = None):
+def decode_run(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0, problems: list | None = None,
+               one_pass: bool = True):
     """As :func:`decode_events`, also returning the number of frames decoded: (events, end, n).
 
     ``problems``, when given, receives ``(count, reason)`` per message type and rule broken, for
     frames whose values cannot be used (module docstring, "Malformed values"); those frames give no
-    event."""
+    event.
+
+    With ``one_pass`` (default) the numba kernel :func:`_decode_fast` decodes the depth updates
+    and trades straight from the bytes, one pass, and hands the rest of the run to the column
+    path from the first frame it leaves (a snapshot level, a value that breaks a rule);
+    ``one_pass=False`` runs the column path alone (the tests' reference; same results).
+    """
+    if not one_pass:
+        return _decode_run_columns(data, tick_size, start=start, recv_ts_ns=recv_ts_ns, problems=problems)
+    keys, vals, default = _tick_table(tick_size)
+    buf = np.frombuffer(data, dtype=np.uint8)
+    stop = buf.shape[0]
+    parts, n, pos, status = [], 0, start, 2
+    while status == 2:
+        # room for as many frames as the bytes hold at the size of the first one (a run is
+        # mostly one type); numpy allocates it (large arrays get huge pages, where the
+        # kernel's own allocation would fault per 4 KiB); if smaller frames fill it, go on
+        per = _ld_size(buf, pos) if pos + 2 <= stop else _FAST_MIN
+        room = np.empty((stop - pos) // max(per, _FAST_MIN) + 1, dtype=ev.EVENT_DTYPE)
+        out, k, pos, status = _decode_fast(buf, pos, stop, _NEED, _FAST, keys, vals, default, int(recv_ts_ns), room)
+        if k:
+            parts.append(out)
+            n += k
+    events = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.zeros(0, ev.EVENT_DTYPE)
+    if status == 0:
+        return events, (pos if n else start), n
+    rest, end2, n2 = _decode_run_columns(data, tick_size, start=pos, recv_ts_ns=recv_ts_ns, problems=problems)
+    if n == 0:
+        return rest, (end2 if n2 else start), n2
+    return np.concatenate([events, rest]), end2, n + n2
+
+
+def _decode_run_columns(data, tick_size, *, start: int = 0, recv_ts_ns: int = 0, problems: list | None = None):
+    """The column path of :func:`decode_run`: every batch type, whole columns at once."""
     offs, types, end = scan_run(data, start)
     n = offs.shape[0]
     if n == 0:

@@ -13,9 +13,11 @@ Rules, with their sources
 * Record layout and meaning of ``action`` / ``side`` / ``flags``: Databento MBO schema
   (https://databento.com/docs/schemas/mbo) and the ``databento-dbn`` package that decodes it.
   The file's metadata (dataset, symbol mappings) is read with ``databento_dbn.DBNDecoder``; the
-  fixed 56-byte MBO records are then viewed as a numpy structured array (:data:`MBO_DTYPE`) so no
-  Python object is built per record during parsing (the test suite cross-checks every field
-  against ``databento_dbn``'s own record objects).
+  fixed 56-byte MBO records are then read in place, as 64-bit words by the numba kernel
+  :func:`app.feeds.dbn_kernels.mbo_events_nb` (decode and book in one pass, no Python object
+  per record) or as a numpy structured array (:data:`MBO_DTYPE`, :func:`mbo_records`); the test
+  suite cross-checks every field against ``databento_dbn``'s own record objects and the kernel
+  against its Python twin :mod:`app.feeds.dbn_kernels_ref`, event for event.
 * Book building (Databento "Order tracking" example, https://databento.com/docs/examples/
   order-book/order-tracking): ``A`` add inserts an order; ``C`` cancel removes ``size`` from the
   order (fully or partially); ``M`` modify changes an order's price and/or size; ``R`` clears the
@@ -56,19 +58,16 @@ from pathlib import Path
 
 import numpy as np
 
-from app.core.events import (
-    EVENT_DTYPE,
-    FLAG_BATCH_END,
-    FLAG_SNAPSHOT,
-    KIND_DEPTH,
-    KIND_TRADE,
-    OP_CLEAR,
-    OP_DELETE,
-    OP_SET,
-    SIDE_ASK,
-    SIDE_BID,
-    SIDE_UNSET,
-    Instrument,
+from app.core.events import Instrument
+from app.feeds.dbn_kernels import (
+    C_MODIFY_AS_ADD,
+    C_NO_PRICE_TRADES,
+    C_OFF_GRID,
+    C_RECORDS,
+    C_RESTING,
+    C_UNKNOWN_CANCEL,
+    WORDS_PER_RECORD,
+    mbo_events_nb,
 )
 from app.feeds.recording import Recording
 
@@ -171,6 +170,39 @@ def _metadata(data: bytes, name: str):
     return meta, start
 
 
+def _mbo_words(path: Path) -> tuple[object, np.ndarray]:
+    """The file's metadata and its records as 64-bit words (layout: :mod:`app.feeds.dbn_kernels`).
+
+    The words are a fresh, 8-byte aligned array (one copy of the decompressed body), so the
+    kernels read them in place. Raises as :func:`mbo_records`.
+    """
+    data = _read_bytes(path)
+    meta, start = _metadata(data, str(path))
+    schema = str(getattr(meta, "schema", ""))
+    if "mbo" not in schema.lower():
+        raise DBNError(f"{path}: DBN schema is {schema!r}, expected MBO")
+    size = MBO_DTYPE.itemsize
+    body = len(data) - start
+    n = body // size
+    rest = body - n * size
+    words = np.frombuffer(data, dtype="<u8", count=n * WORDS_PER_RECORD, offset=start).copy()
+    head = words[::WORDS_PER_RECORD] & np.uint64(0xFFFF)  # length (words of 4 bytes), rtype
+    bad = head != np.uint64((RTYPE_MBO << 8) | (size // 4))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        h = int(head[i])
+        raise DBNError(
+            f"{path}: record {i} is not an MBO record (rtype={h >> 8:#x}, "
+            f"length={(h & 0xFF) * 4} bytes); mixed-schema files are not supported"
+        )
+    if rest:
+        raise DBNError(f"{path}: truncated: the file ends inside record {n + 1} ({rest} of "
+                       f"{size} bytes; {n:,} whole records before it)")
+    if n == 0:
+        raise DBNError(f"{path}: holds no MBO records (only the metadata)")
+    return meta, words
+
+
 def mbo_records(path: str | os.PathLike) -> tuple[object, np.ndarray]:
     """Read a DBN MBO file (optionally ``.zst``) into a structured array.
 
@@ -194,29 +226,8 @@ def mbo_records(path: str | os.PathLike) -> tuple[object, np.ndarray]:
         If the file is not DBN (or not zstd for ``.zst``), is truncated (inside a zstd frame or
         a record), holds no record, its schema is not MBO, or it holds records other than MBO.
     """
-    path = Path(path)
-    data = _read_bytes(path)
-    meta, start = _metadata(data, str(path))
-    schema = str(getattr(meta, "schema", ""))
-    if "mbo" not in schema.lower():
-        raise DBNError(f"{path}: DBN schema is {schema!r}, expected MBO")
-    body = memoryview(data)[start:]
-    n = len(body) // MBO_DTYPE.itemsize
-    rest = len(body) - n * MBO_DTYPE.itemsize
-    recs = np.frombuffer(body, dtype=MBO_DTYPE, count=n)
-    bad = (recs["length"] != MBO_DTYPE.itemsize // 4) | (recs["rtype"] != RTYPE_MBO)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise DBNError(
-            f"{path}: record {i} is not an MBO record (rtype={int(recs['rtype'][i]):#x}, "
-            f"length={int(recs['length'][i]) * 4} bytes); mixed-schema files are not supported"
-        )
-    if rest:
-        raise DBNError(f"{path}: truncated: the file ends inside record {n + 1} ({rest} of "
-                       f"{MBO_DTYPE.itemsize} bytes; {n:,} whole records before it)")
-    if n == 0:
-        raise DBNError(f"{path}: holds no MBO records (only the metadata)")
-    return meta, recs.copy()
+    meta, words = _mbo_words(Path(path))
+    return meta, words.view(MBO_DTYPE)
 
 
 def _symbol_for(meta, instrument_id: int) -> str:
@@ -229,8 +240,34 @@ def _symbol_for(meta, instrument_id: int) -> str:
     return str(syms[0]) if len(syms) == 1 else str(instrument_id)
 
 
+def _events_and_stats(words: np.ndarray, instrument_id: int, tick_size: float, use_numba: bool,
+                      st: dict) -> np.ndarray:
+    if use_numba:
+        run = mbo_events_nb
+    else:  # the twin is loaded only when asked for (production paths run the kernel)
+        from app.feeds.dbn_kernels_ref import mbo_events_py as run
+    events, cnt = run(words, int(instrument_id), float(tick_size) * 1e9)
+    w4 = words[4::WORDS_PER_RECORD]
+    act = (w4 >> np.uint64(48)) & np.uint64(0xFF)
+    if instrument_id >= 0:
+        act = act[(words[::WORDS_PER_RECORD] >> np.uint64(32)) == np.uint64(instrument_id)]
+    counts = np.bincount(act.astype(np.intp), minlength=256)
+    st.update(
+        records=int(cnt[C_RECORDS]),
+        events=len(events),
+        unknown_cancel=int(cnt[C_UNKNOWN_CANCEL]),
+        modify_as_add=int(cnt[C_MODIFY_AS_ADD]),
+        no_price_trades=int(cnt[C_NO_PRICE_TRADES]),
+        off_grid_prices=int(cnt[C_OFF_GRID]),
+        actions={chr(a): int(counts[a]) for a in np.flatnonzero(counts)},
+        resting_orders_at_end=int(cnt[C_RESTING]),
+    )
+    return events
+
+
 def mbo_to_events(
-    recs: np.ndarray, tick_size: float = ES_TICK_SIZE, stats: dict | None = None
+    recs: np.ndarray, tick_size: float = ES_TICK_SIZE, stats: dict | None = None, *,
+    use_numba: bool = True,
 ) -> np.ndarray:
     """Turn MBO records of ONE instrument into price-level depth events and trades.
 
@@ -243,241 +280,25 @@ def mbo_to_events(
     stats : dict, optional
         Filled with counters (``records``, ``unknown_cancel``, ``modify_as_add``,
         ``off_grid_prices``, ``no_price_trades``, ``actions`` ...).
+    use_numba : bool
+        True (default): the numba kernel :func:`app.feeds.dbn_kernels.mbo_events_nb`; False:
+        its Python twin :func:`app.feeds.dbn_kernels_ref.mbo_events_py` (same results).
 
     Returns
     -------
     numpy.ndarray, dtype :data:`app.core.events.EVENT_DTYPE`
         Depth (``KIND_DEPTH``) and trade (``KIND_TRADE``) events in record order; see the module
         docstring for the rules.
+
+    Raises
+    ------
+    TypeError
+        If ``recs`` is not an :data:`MBO_DTYPE` array.
     """
-    st = stats if stats is not None else {}
-    n = len(recs)
-    scale = tick_size * 1e9
-    price_raw = recs["price"]
-    valid_price = price_raw != UNDEF_PRICE
-    ticks_f = np.where(valid_price, price_raw, 0) / scale
-    ticks = np.rint(ticks_f).astype(np.int64)
-    st["off_grid_prices"] = int(np.count_nonzero(valid_price & (np.abs(ticks_f - ticks) > 1e-6)))
-    ts = np.maximum.accumulate(recs["ts_recv"].astype(np.int64)) if n else np.zeros(0, np.int64)
-    actions = recs["action"].tobytes()  # one byte per record
-    sides = recs["side"].tobytes()
-    flags = recs["flags"].tolist()
-    sizes = recs["size"].tolist()
-    oids = recs["order_id"].tolist()
-    tick_l = ticks.tolist()
-    ts_l = ts.tolist()
-    vp = valid_price.tolist()
-
-    # output columns
-    o_ts: list[int] = []
-    o_price: list[int] = []
-    o_size: list[float] = []
-    o_norders: list[int] = []
-    o_kind: list[int] = []
-    o_side: list[int] = []
-    o_op: list[int] = []
-    o_flags: list[int] = []
-
-    orders: dict[int, list] = {}  # order_id -> [side(1/2), tick, size]
-    lv = {SIDE_BID: {}, SIDE_ASK: {}}  # tick -> [size, count]
-    last_depth = -1  # index in output of the last depth event
-    open_batch = False
-    unknown_cancel = modify_as_add = no_price_trades = 0
-    side_code = {ord("B"): SIDE_BID, ord("A"): SIDE_ASK}
-    # trades: DBN side = aggressor side -> MIA side = side traded against
-    trade_side = {ord("B"): SIDE_ASK, ord("A"): SIDE_BID}
-    A, C, M, R, T = ord("A"), ord("C"), ord("M"), ord("R"), ord("T")
-
-    def emit_level(side, tick, t, emit):
-        nonlocal last_depth, open_batch
-        if not emit:
-            return
-        lev = lv[side].get(tick)
-        o_ts.append(t)
-        o_price.append(tick)
-        o_kind.append(KIND_DEPTH)
-        o_side.append(side)
-        o_flags.append(0)
-        if lev is None:
-            o_size.append(0.0)
-            o_norders.append(0)
-            o_op.append(OP_DELETE)
-        else:
-            o_size.append(float(lev[0]))
-            o_norders.append(lev[1])
-            o_op.append(OP_SET)
-        last_depth = len(o_ts) - 1
-        open_batch = True
-
-    def add(side, tick, size):
-        lev = lv[side].get(tick)
-        if lev is None:
-            lv[side][tick] = [size, 1]
-        else:
-            lev[0] += size
-            lev[1] += 1
-
-    def remove(side, tick, size, whole):
-        lev = lv[side].get(tick)
-        if lev is None:
-            return
-        lev[0] -= size
-        if whole:
-            lev[1] -= 1
-        if lev[1] <= 0 or lev[0] <= 0:
-            del lv[side][tick]
-
-    def emit_snapshot(t):
-        nonlocal last_depth, open_batch
-        o_ts.append(t)
-        o_price.append(0)
-        o_size.append(0.0)
-        o_norders.append(0)
-        o_kind.append(KIND_DEPTH)
-        o_side.append(SIDE_UNSET)
-        o_op.append(OP_CLEAR)
-        o_flags.append(FLAG_SNAPSHOT)
-        for side, rev in ((SIDE_BID, True), (SIDE_ASK, False)):
-            for tick in sorted(lv[side], reverse=rev):
-                s, c = lv[side][tick]
-                o_ts.append(t)
-                o_price.append(tick)
-                o_size.append(float(s))
-                o_norders.append(c)
-                o_kind.append(KIND_DEPTH)
-                o_side.append(side)
-                o_op.append(OP_SET)
-                o_flags.append(FLAG_SNAPSHOT)
-        o_flags[-1] |= FLAG_BATCH_END
-        last_depth = len(o_ts) - 1
-        open_batch = False
-
-    in_snapshot = False
-    snapshot_done = False
-    for i in range(n):
-        fl = flags[i]
-        act = actions[i]
-        t = ts_l[i]
-        is_snap = bool(fl & F_SNAPSHOT) and not snapshot_done
-        if in_snapshot and not is_snap:
-            emit_snapshot(ts_l[i - 1])
-            in_snapshot = False
-            snapshot_done = True
-        if is_snap and not in_snapshot:
-            in_snapshot = True
-        emit = not in_snapshot
-        if act == A:
-            sd = side_code.get(sides[i])
-            if sd is None or not vp[i]:
-                continue
-            oid = oids[i]
-            old = orders.get(oid)
-            if old is not None:  # duplicate add: replace the order
-                remove(old[0], old[1], old[2], True)
-                emit_level(old[0], old[1], t, emit)
-            tick = tick_l[i]
-            orders[oid] = [sd, tick, sizes[i]]
-            add(sd, tick, sizes[i])
-            emit_level(sd, tick, t, emit)
-        elif act == C:
-            o = orders.get(oids[i])
-            if o is None:
-                unknown_cancel += 1
-            else:
-                sz = min(sizes[i], o[2])
-                o[2] -= sz
-                whole = o[2] <= 0
-                if whole:
-                    del orders[oids[i]]
-                remove(o[0], o[1], sz, whole)
-                emit_level(o[0], o[1], t, emit)
-        elif act == M:
-            sd = side_code.get(sides[i])
-            oid = oids[i]
-            o = orders.get(oid)
-            if sd is None or not vp[i]:
-                pass
-            elif o is None:
-                modify_as_add += 1
-                orders[oid] = [sd, tick_l[i], sizes[i]]
-                add(sd, tick_l[i], sizes[i])
-                emit_level(sd, tick_l[i], t, emit)
-            elif o[0] != sd or o[1] != tick_l[i]:
-                remove(o[0], o[1], o[2], True)
-                emit_level(o[0], o[1], t, emit)
-                o[0], o[1], o[2] = sd, tick_l[i], sizes[i]
-                add(sd, tick_l[i], sizes[i])
-                emit_level(sd, tick_l[i], t, emit)
-            else:
-                delta = sizes[i] - o[2]
-                o[2] = sizes[i]
-                lev = lv[sd].get(o[1])
-                if lev is not None:
-                    lev[0] += delta
-                    if o[2] <= 0:
-                        del orders[oid]
-                        lev[1] -= 1
-                    if lev[1] <= 0 or lev[0] <= 0:
-                        del lv[sd][o[1]]
-                emit_level(sd, o[1], t, emit)
-        elif act == R:
-            orders.clear()
-            lv[SIDE_BID].clear()
-            lv[SIDE_ASK].clear()
-            if emit:
-                o_ts.append(t)
-                o_price.append(0)
-                o_size.append(0.0)
-                o_norders.append(0)
-                o_kind.append(KIND_DEPTH)
-                o_side.append(SIDE_UNSET)
-                o_op.append(OP_CLEAR)
-                o_flags.append(0)
-                last_depth = len(o_ts) - 1
-                open_batch = True
-        elif act == T and emit:
-            if not vp[i]:
-                no_price_trades += 1
-            else:
-                o_ts.append(t)
-                o_price.append(tick_l[i])
-                o_size.append(float(sizes[i]))
-                o_norders.append(0)
-                o_kind.append(KIND_TRADE)
-                o_side.append(trade_side.get(sides[i], SIDE_UNSET))
-                o_op.append(0)
-                o_flags.append(0)
-        # F (fill) and N (none) do not change the book.
-        if (fl & F_LAST) and open_batch and emit:
-            o_flags[last_depth] |= FLAG_BATCH_END
-            open_batch = False
-    if in_snapshot:
-        emit_snapshot(ts_l[n - 1])
-    if open_batch and last_depth >= 0:
-        o_flags[last_depth] |= FLAG_BATCH_END
-
-    out = np.zeros(len(o_ts), dtype=EVENT_DTYPE)
-    out["ts"] = o_ts
-    out["price"] = o_price
-    out["size"] = o_size
-    out["num_orders"] = o_norders
-    out["kind"] = o_kind
-    out["side"] = o_side
-    out["op"] = o_op
-    out["flags"] = o_flags
-    counts = {}
-    for a in set(actions):
-        counts[chr(a)] = actions.count(bytes([a]))
-    st.update(
-        records=n,
-        events=len(out),
-        unknown_cancel=unknown_cancel,
-        modify_as_add=modify_as_add,
-        no_price_trades=no_price_trades,
-        actions=counts,
-        resting_orders_at_end=len(orders),
-    )
-    return out
+    if not isinstance(recs, np.ndarray) or recs.dtype != MBO_DTYPE:
+        raise TypeError(f"mbo_to_events: recs must be an MBO_DTYPE array, got {getattr(recs, 'dtype', type(recs))}")
+    words = np.ascontiguousarray(recs).view(np.uint64)
+    return _events_and_stats(words, -1, tick_size, use_numba, stats if stats is not None else {})
 
 
 def read_dbn_mbo(
@@ -486,6 +307,8 @@ def read_dbn_mbo(
     tick_size: float = ES_TICK_SIZE,
     tick_value: float = ES_TICK_VALUE,
     symbol: str | None = None,
+    *,
+    use_numba: bool = True,
 ) -> Recording:
     """Read a Databento DBN MBO file into a :class:`~app.feeds.recording.Recording`.
 
@@ -501,6 +324,10 @@ def read_dbn_mbo(
         USD per tick per contract (default ES 12.50).
     symbol : str, optional
         Symbol to record; default the raw symbol from the file's mappings (``ESH4``).
+    use_numba : bool
+        True (default): decode and rebuild the levels in the numba kernel
+        (:mod:`app.feeds.dbn_kernels`), straight from the decompressed bytes; False: the Python
+        twin (:mod:`app.feeds.dbn_kernels_ref`); the results are the same.
 
     Returns
     -------
@@ -517,19 +344,20 @@ def read_dbn_mbo(
         not given, or ``instrument_id`` is not in it.
     """
     path = Path(path)
-    meta, recs = mbo_records(path)
-    ids = np.unique(recs["instrument_id"])
+    meta, words = _mbo_words(path)
+    inst = words[::WORDS_PER_RECORD] >> np.uint64(32)
+    ids = inst[:1] if (inst == inst[0]).all() else np.unique(inst)
     if instrument_id is None:
         if len(ids) != 1:
             raise DBNError(
                 f"{path}: holds instruments {ids.tolist()}; pass instrument_id to choose one"
             )
         instrument_id = int(ids[0])
-    elif instrument_id not in ids:
+    elif instrument_id not in ids.tolist():
         raise DBNError(f"{path}: instrument_id {instrument_id} not in file (has {ids.tolist()})")
-    recs = recs[recs["instrument_id"] == instrument_id]
     stats: dict = {}
-    events = mbo_to_events(recs, tick_size=tick_size, stats=stats)
+    keep = -1 if len(ids) == 1 else int(instrument_id)
+    events = _events_and_stats(words, keep, tick_size, use_numba, stats)
     sym = symbol or _symbol_for(meta, instrument_id)
     dataset = str(getattr(meta, "dataset", ""))
     inst = Instrument(

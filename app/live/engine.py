@@ -31,6 +31,22 @@ change of heatmap column width, rows or bar width rebuilds the model from the cu
 session's volume profile, cumulative delta and VWAP carried over; heatmap history, bars and the
 recent-trades window restart at the change). The method's docstring lists what stays and what
 restarts. A swap takes about 0.1 s of the worker's time with the shipped profiles.
+First start (background compile)
+--------------------------------
+:meth:`AnalysisEngine.start` does not wait for numba: a second thread (``mia-compile``)
+compiles or loads the kernels (:meth:`AnalysisEngine.warm_up`'s work, on throwaway instances)
+while the worker already applies the stream to the market model on its NumPy twins
+(:meth:`app.market.model.MarketModel.set_kernels`) and publishes frames with the book, heatmap
+and bars but no analysis (``frame.analysis_ready`` False, ``state == "compiling"``). The events
+of that time are kept (at most ``_HOLD_MAX_EVENTS``); once the kernels are ready the worker
+switches the model to them, builds the analyzers and replays the kept events through a fresh
+model, analyzers and outcome tracker, exactly as if the kernels had been ready from the start
+(the same steps and signals as a warm start; the signals found in the replay are the next
+frame's ``new_signals``). Past that many events the replay is skipped and the analysis starts
+from the switch. A compile that fails is reported; the book keeps running on the twins and
+the analysis stays off (``compile_failed``). The analyzers themselves are built on first need
+(:meth:`warm_up`, the first step, or that switch), never in the constructor: building them
+runs kernels (the VIX history), which compile on a first start.
 
 Outcomes
 --------
@@ -108,6 +124,7 @@ ENGINE_DEFAULTS = {
 STATES = ("idle", "compiling", "running", "stopped", "error")
 
 _STOP = object()
+_NO_VIX = object()  # no live VIX level was set
 _WAKE = object()  # put on the queue when an injected clock moved: re-read it (ManualClock)
 
 #: With automatic rows, the most events held before the rows are chosen anyway.
@@ -161,7 +178,9 @@ class AnalysisEngine:
     use_numba : bool
         False runs the plain NumPy/Python twins of the model's kernels.
     history_s : float
-        Seconds of heatmap history (default one hour).
+        Seconds of full-resolution heatmap history (tier 0, default 15 minutes); older columns
+        live on in the model's coarser tiers for the whole session
+        (:meth:`app.market.model.MarketModel.history_window`).
     window_cols : int
         Heatmap columns in a frame and in the analyzers' view.
     publish_interval_s : float
@@ -188,7 +207,11 @@ class AnalysisEngine:
         rebuilt), ``on_market(raw)`` with the events the tracker gets, ``on_signals(engine,
         new)`` after the tracker added them, ``finish()`` at the end of the data, ``close()``
         on :meth:`stop`, and ``frame_fields(engine) -> dict`` whose keys go into every frame
-        (``session_stats``, ``model_p``, ``model_name``). Called on the worker thread.
+        (``session_stats``, ``model_p``, ``model_name``), and ``on_analyzers(engine)`` each time
+        the engine builds its analyzers (first need, profile change). Called on the worker thread.
+    precompile : tuple of callables, optional
+        Run first on the compile thread of :meth:`start` (no arguments; an error is logged):
+        kernels other threads need at once, compiled before the analyzers' (see "First start").
     step_lock : threading.Lock, optional
         Held while the worker applies a batch and while it builds a frame: engines of several
         instruments sharing one lock take turns (no GIL contention between their Python
@@ -203,6 +226,10 @@ class AnalysisEngine:
         ``idle``, ``compiling``, ``running``, ``stopped`` or ``error``.
     compile_seconds : float
         Time of the first kernel compile / cache load (:meth:`warm_up`).
+    analysis_ready : bool
+        False from :meth:`start` until the kernels are compiled (see "First start" above).
+    compile_failed : bool
+        The background compile raised (reported; the analysis stays off).
     steps : int
         Analysis steps run.
     all_signals : list of Signal
@@ -241,7 +268,7 @@ class AnalysisEngine:
         on_error: Callable[[str], None] | None = None,
         *,
         use_numba: bool = True,
-        history_s: float = 3600.0,
+        history_s: float = 900.0,
         window_cols: int = 1500,
         publish_interval_s: float = 0.05,
         analyzers=None,
@@ -249,6 +276,7 @@ class AnalysisEngine:
         calendar="auto",
         first_signal_id: int = 1,
         observer=None,
+        precompile: tuple = (),
         step_lock=None,
     ):
         from app.market.model import MarketModel  # imports numba kernels (cache set up there)
@@ -273,14 +301,22 @@ class AnalysisEngine:
         self.model_instrument = grouped_instrument(instrument, self.row_ticks)
         self.model = MarketModel(self.model_instrument, **self._model_args)
         self._vix_history = vix_history
-        self._live_vix: float | None = None  # the last intraday VIX level handed in (kept across profiles)
         self._carried_signals: tuple = ()  # recent signals of the analyzers before a profile change
         self._events_offset = 0  # events applied by models replaced at a profile change
         self.profile_changes = 0
         self._own_analyzers = analyzers is None
         self._first_signal_id = first_signal_id
-        self.analyzers = analyzers if analyzers is not None else _make_analyzers(
-            self.profile, self.model_instrument, vix_history, use_numba=use_numba, first_signal_id=first_signal_id)
+        # own analyzers are built on first need (_ensure_analyzers): building them runs kernels
+        self.analyzers = analyzers
+        self._live_vix = _NO_VIX  # the last intraday VIX level handed in (analyzers built later, profiles)
+        self._analysis_ready = True  # False from start() until the kernels are compiled
+        self._switched = True
+        self._compile_held: list | None = None  # events applied while the kernels compile
+        self._compile_held_n = 0
+        self._compiled = threading.Event()
+        self._compile_thread: threading.Thread | None = None
+        self.compile_failed = False
+        self._precompile = tuple(precompile)
         self.tracker = self._new_tracker()
         self._outcomes_version = -1
         self._outcomes_snap: dict = {}
@@ -314,6 +350,10 @@ class AnalysisEngine:
         self._step_lock = step_lock if step_lock is not None else contextlib.nullcontext()
         if observer is not None:
             observer.attach(self)
+        self._hist_lock = threading.Lock()
+        self._hist_req = None  # the newest history request not answered yet (id, args)
+        self._hist_ids = 0
+        self._history = None  # the newest answer (HistoryImage), carried by every frame
 
     # ------------------------------------------------------------------ small helpers
     def _new_tracker(self) -> OutcomeTracker:
@@ -349,6 +389,12 @@ class AnalysisEngine:
         return self._state
 
     @property
+    def analysis_ready(self) -> bool:
+        """True once the analyzers run (always on the synchronous path; after the background
+        compile when started with :meth:`start`)."""
+        return self._analysis_ready
+
+    @property
     def backlog(self) -> int:
         """Batches waiting in the queue (approximate)."""
         return self._q.qsize()
@@ -366,19 +412,37 @@ class AnalysisEngine:
 
     # ------------------------------------------------------------------ synchronous path
     def warm_up(self) -> float:
-        """Compile (or load from the numba cache) every kernel; returns the seconds taken.
+        """Compile (or load from the numba cache) every kernel, then build the analyzers;
+        returns the seconds taken.
 
         Runs a few events through a small throwaway model, then one step of a throwaway
         analyzer set on its view (or the analyzers' own ``warm_up()`` when they have one).
         The time is :attr:`compile_seconds` and ``frame.timings["compile_s"]``.
         """
+        seconds = self._compile_kernels()
+        self._ensure_analyzers()
+        return seconds
+
+    def _ensure_analyzers(self):
+        """The analyzers, built now when they are the engine's own and do not exist yet."""
+        if self.analyzers is None and self._own_analyzers:
+            self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
+                                             use_numba=self.use_numba, first_signal_id=self._first_signal_id)
+            if self._live_vix is not _NO_VIX:
+                self._control(("vix", self._live_vix))
+            if self.observer is not None:
+                self.observer.on_analyzers(self)
+        return self.analyzers
+
+    def _compile_kernels(self) -> float:
+        """The compile work of :meth:`warm_up` on throwaway instances (any thread); seconds."""
         from app.core.events import depth_events, trade_events
         from app.market.model import MarketModel
 
         t0 = time.perf_counter()
         m = MarketModel(self.instrument, rows=20, column_ns=1_000_000, history_s=0.05,
                         window_cols=10, bar_ns=5_000_000, max_bars=2, grid=256,
-                        use_numba=self.use_numba, prefault=False)
+                        use_numba=self.use_numba)
         d = depth_events([0, 1, 2, 3_000_000], [1000, 1001, 1000, 1001], [5.0, 6.0, 0.0, 2.0],
                          [1, 2, 1, 2], [1, 1, 2, 1])
         tr = trade_events([4_000_000, 9_000_000], [1001, 1000], [1.0, 2.0], [2, 1])
@@ -390,12 +454,12 @@ class AnalysisEngine:
         warm = getattr(self.analyzers, "warm_up", None)
         if callable(warm):
             warm()
-        elif self._own_analyzers and self.analyzers is not None:
+        elif self._own_analyzers:
             # compile (or load) the analyzers' kernels on a throwaway instance: the real one's
             # state (re-fire memory, outcomes) must only ever see the real stream
             try:
-                type(self.analyzers)(self.profile, self.instrument,
-                                     vix_history=self._vix_history).step(m.view())
+                _make_analyzers(self.profile, self.instrument, self._vix_history,
+                                use_numba=self.use_numba).step(m.view())
             except Exception:
                 self._report("analyzer warm-up failed:\n" + traceback.format_exc())
         self.compile_seconds = time.perf_counter() - t0
@@ -420,6 +484,15 @@ class AnalysisEngine:
         if len(batch) == 0:
             return
         self._process(batch)
+        if self._compile_held is not None:  # the kernels compile: keep the stream to replay it
+            if self._compile_held_n + len(batch) <= _HOLD_MAX_EVENTS:
+                self._compile_held.append(batch)
+                self._compile_held_n += len(batch)
+            else:
+                log.warning("%s: more than %d events while the analyzers compiled; the analysis starts "
+                            "from the end of the compile, not from the first event", self.instrument.symbol,
+                            _HOLD_MAX_EVENTS)
+                self._compile_held = None
         if self._held is not None:  # automatic rows not chosen yet: keep a copy of the stream
             self._held.append(batch)
             self._held_n += len(batch)
@@ -439,13 +512,21 @@ class AnalysisEngine:
         log.info("%s: %d exchange tick(s) per price row", self.instrument.symbol, k)
         if k == self.row_ticks:
             return
+        self.row_ticks = k
+        self._rebuild()
+        self._process(held)
+
+    def _rebuild(self) -> None:
+        """A fresh model, analyzers (when built; signal ids continue) and outcome tracker on
+        :attr:`row_ticks`, before a replay of kept events."""
         from app.market.model import MarketModel
 
-        self.row_ticks = k
-        self.grouper = PriceGrouper(k)
-        self.model_instrument = grouped_instrument(self.instrument, k)
+        self.grouper = PriceGrouper(self.row_ticks)
+        self.model_instrument = grouped_instrument(self.instrument, self.row_ticks)
         self.model = MarketModel(self.model_instrument, **self._model_args)
-        if self._own_analyzers:
+        if not self._analysis_ready:
+            self.model.set_kernels(False)  # the kernels are still compiling on another thread
+        if self._own_analyzers and self.analyzers is not None:
             next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
             self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
                                              use_numba=self.use_numba, first_signal_id=next_id)
@@ -460,7 +541,6 @@ class AnalysisEngine:
         self.all_signals = []
         self._pending_signals = []
         self._recent_patterns = []
-        self._process(held)
 
     def _process(self, raw: np.ndarray) -> None:
         batch = self.grouper.apply(raw)  # rows for the model; the raw stream for the outcomes
@@ -525,8 +605,10 @@ class AnalysisEngine:
 
     def _step(self, step_ts: int) -> None:
         self._dirty_since_step = False
+        if not self._analysis_ready:
+            return  # the kernels compile (first start): the book runs, the steps are replayed when ready
         self.steps += 1
-        if self.analyzers is None:
+        if self._ensure_analyzers() is None:
             return
         t0 = time.perf_counter()
         try:
@@ -582,6 +664,7 @@ class AnalysisEngine:
         self._errors_framed = n_err
         timings["errors_new"] = new_errors
         timings["errors_total"] = n_err
+        poc, vah, val = self.model.volume_profile()
         extra = {}
         if self.observer is not None:
             try:
@@ -610,6 +693,10 @@ class AnalysisEngine:
             vwap_sd=self.model.vwap.sd,
             session_phase=self.model.session_phase,
             session_start_ns=int(self.model.session_start_ns),
+            poc=poc, vah=vah, val=val, cum_delta=self.model.cum_delta,
+            history_start_ns=int(self.model.history_start_ns),
+            history=self._history,
+            analysis_ready=self._analysis_ready,
             **parts,
         )
 
@@ -719,13 +806,15 @@ class AnalysisEngine:
         if rebuilt:
             self._model_args = args
             self._rebuild_model()
-        if self._own_analyzers:
+        if self._own_analyzers and self.analyzers is not None:  # None: still compiling, built later on it
             self._carried_signals = self._recent_signals()
             next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
             self.analyzers = _make_analyzers(profile, self.model_instrument, self._vix_history,
                                              use_numba=self.use_numba, first_signal_id=next_id)
-            if self._live_vix is not None:
+            if self._live_vix is not _NO_VIX:
                 self.analyzers.set_live_vix(self._live_vix)
+            if self.observer is not None:
+                self.observer.on_analyzers(self)
         self._next_step = None  # the next step: the next multiple of the new interval
         self.profile_changes += 1
         log.info("analysis profile changed to %s%s", getattr(profile, "name", profile),
@@ -771,6 +860,65 @@ class AnalysisEngine:
         self._events_offset += old.events_applied - seeded
         self.model = new
 
+    def request_history(self, t0_ns: int, t1_ns: int, max_cols: int, price_lo: int | None = None,
+                        price_hi: int | None = None) -> int:
+        """Ask for the heatmap of ``[t0_ns, t1_ns)`` (:meth:`MarketModel.history_window`).
+
+        Thread-safe and O(1) on the caller's thread (the GUI's): the request replaces any
+        unanswered one; the worker answers it before it applies the next batch and publishes
+        a frame at once, whose ``history`` is the image (``history.request`` = the id returned
+        here; ``None`` in ``history`` when the range holds no data keeps the previous image).
+        Without a running worker the answer is computed now and carried by the next
+        :meth:`snapshot_frame`.
+
+        Parameters
+        ----------
+        t0_ns, t1_ns : int
+            Time range, ns since the epoch UTC.
+        max_cols : int
+            Most columns of the image (the view's width in pixels).
+        price_lo, price_hi : int, optional
+            Price rows to keep, in the model's rows (``frame.tick_size`` units).
+
+        Returns
+        -------
+        int
+            The request's id (increasing).
+
+        Raises
+        ------
+        ValueError
+            If ``max_cols < 1`` or ``t1_ns <= t0_ns``.
+        """
+        if int(max_cols) < 1 or int(t1_ns) <= int(t0_ns):
+            raise ValueError(f"request_history: need max_cols >= 1 and t1_ns > t0_ns, got "
+                             f"max_cols={max_cols}, t0_ns={t0_ns}, t1_ns={t1_ns}")
+        with self._hist_lock:
+            self._hist_ids += 1
+            rid = self._hist_ids
+            self._hist_req = (rid, (int(t0_ns), int(t1_ns), int(max_cols), price_lo, price_hi))
+        if self._thread is not None and self._state in ("compiling", "running"):
+            self._q.put(_WAKE)
+        else:
+            self._answer_history()
+        return rid
+
+    def _answer_history(self) -> bool:
+        """Answer the pending history request (worker thread); True when there was one."""
+        with self._hist_lock:
+            req, self._hist_req = self._hist_req, None
+        if req is None:
+            return False
+        rid, (t0, t1, n, lo, hi) = req
+        try:
+            img = self.model.history_window(t0, t1, n, price_lo=lo, price_hi=hi, request=rid)
+        except Exception:
+            self._report("history request failed:\n" + traceback.format_exc())
+            return True
+        if img is not None:
+            self._history = img
+        return True
+
     def _control(self, item) -> None:
         kind, value = item
         if kind == "profile":
@@ -779,8 +927,6 @@ class AnalysisEngine:
             except Exception:
                 self._report("profile change failed:\n" + traceback.format_exc())
             return
-        if kind == "vix":
-            self._live_vix = value
         if kind == "clock":
             if value > self.model.ts and self.model.anchored:
                 tick = np.zeros(1, EVENT_DTYPE)  # kind 0: a clock tick
@@ -790,6 +936,8 @@ class AnalysisEngine:
                 except Exception:
                     self._report(traceback.format_exc())
             return
+        if kind == "vix":
+            self._live_vix = value  # kept for analyzers built later
         fn = getattr(self.analyzers, "set_live_vix", None) if kind == "vix" else None
         if callable(fn):
             try:
@@ -806,7 +954,8 @@ class AnalysisEngine:
         self._q.put(batch)
 
     def start(self) -> None:
-        """Start the worker thread (compiles or loads the kernels first: ``state == "compiling"``).
+        """Start the worker thread and, beside it, the kernel compile (``state == "compiling"``
+        until the kernels are ready; the book runs meanwhile: see "First start" above).
 
         Raises
         ------
@@ -816,8 +965,64 @@ class AnalysisEngine:
         if self._thread is not None:
             raise RuntimeError("AnalysisEngine.start: already started")
         self._state = "compiling"
+        self._analysis_ready = False
+        self._switched = False
+        self._compile_held, self._compile_held_n = [], 0
+        if self.use_numba:
+            self.model.set_kernels(False)  # the NumPy twins until numba has compiled the kernels
         self._thread = threading.Thread(target=self._run, name="mia-analysis", daemon=True)
+        self._compile_thread = threading.Thread(target=self._compile_in_background, name="mia-compile",
+                                                daemon=True)
         self._thread.start()
+        self._compile_thread.start()
+
+    def _compile_in_background(self) -> None:
+        """Compile thread: the ``precompile`` callables first, then the model's and the
+        analyzers' kernels on throwaway instances; then wake the worker.
+
+        numba compiles one function at a time under one process-wide lock, so a kernel another
+        thread needs for the first time waits behind the compile in progress; ``precompile``
+        lets the caller put the kernels it needs at once first (the window: its image rescale
+        and the DTC decode, else the first market data waits for the analyzers: measured 34 s
+        without data, then a heartbeat timeout).
+        """
+        for fn in self._precompile:
+            try:
+                fn()
+            except Exception:  # that kernel compiles on first use instead
+                log.exception("precompile step %r failed", fn)
+        try:
+            self._compile_kernels()
+        except Exception:
+            self.compile_failed = True
+            self._report("kernel compilation failed; the book runs on the NumPy twins, the analysis is "
+                         "off:\n" + traceback.format_exc())
+        finally:
+            self._compiled.set()
+            self._q.put(_WAKE)
+
+    def _switch_to_kernels(self) -> None:
+        """Worker thread, once the compile thread is done: the model on the kernels, the
+        analyzers built, the events of the compile time replayed (see "First start")."""
+        self._switched = True
+        held, self._compile_held = self._compile_held, None
+        self._compile_held_n = 0
+        if self.compile_failed:
+            self._state = "running"
+            log.error("analysis engine: kernels did not compile; the analysis is off")
+            return
+        self._analysis_ready = True
+        if self.use_numba:
+            self.model.set_kernels(True)
+        if held:
+            self._rebuild()
+            self._ensure_analyzers()
+            self._process(held[0] if len(held) == 1 else np.concatenate(held))
+        else:
+            self._ensure_analyzers()
+        self._state = "running"
+        log.info("analysis engine ready (kernels in %.2f s; %d events replayed)", self.compile_seconds,
+                 sum(len(b) for b in held or ()))
 
     def stop(self, timeout: float = 5.0) -> bool:
         """Ask the worker to finish and join it. Returns True when the thread has ended.
@@ -877,17 +1082,21 @@ class AnalysisEngine:
                 unlisten(self._wake)
 
     def _work(self) -> None:
-        try:
-            self.warm_up()
-        except Exception:
-            self._report("kernel compilation failed:\n" + traceback.format_exc())
-            self._state = "error"
-            return
-        log.info("analysis engine ready (kernels in %.2f s)", self.compile_seconds)
-        self._state = "running"
         self._publish()
         dirty = False
         while not self._stop_evt.is_set():
+            if self._hist_req is not None and self._answer_history():
+                self._publish()  # the answer goes out at once
+                dirty = False
+            if not self._switched and self._compiled.is_set():
+                try:
+                    self._switch_to_kernels()
+                except Exception:
+                    self._report("market model failed; engine stopped:\n" + traceback.format_exc())
+                    self._publish()
+                    self._state = "error"
+                    return
+                dirty = True
             wait = _IDLE_WAIT_S
             if dirty:
                 # a changed state waits only until its publish is due, never a fixed poll period

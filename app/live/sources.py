@@ -206,7 +206,7 @@ class DTCSource(MarketSource):
     symbol, exchange : str
         Data-service symbol (opaque, never parsed) and exchange.
     encoding : str
-        ``"binary"``, ``"json"`` or ``"compact_json"``.
+        ``"binary"``, ``"json"`` or ``"json_compact"`` (:mod:`app.dtc.encoding_names`).
     username, password, trade_account : str
         DTC logon (the password is only held in memory).
     tick_size, tick_value : float

@@ -22,17 +22,26 @@ Book grid, ``G`` ticks wide, index ``j`` is price ``P[P_BASE] + j`` ticks: ``boo
 ``(6, G)``, rows ``bid, ask, bidn, askn, sbuy, ssell``: resting size (contracts), orders at the
 level, and session volume traded at the ask (``sbuy``, buyer aggressor) / at the bid (``ssell``).
 
-Heatmap ring, time-major, ``N`` columns of history plus a ``W``-column mirror (double write):
-``ring`` float32 ``(4, N + W, R)``, planes ``hbid, hask, tbuy, tsell``; ``tdirty`` uint8 ``(N,)``
-marks slots whose
-traded volume is not all zero (the kernel zeroes only those when a slot is reused); ``sbase``
-int64 ``(N,)`` is the price (ticks) of row 0 when the slot was written (the model re-centres only
-the newest window in place; older columns are re-aligned when read); heatmap row ``r`` is grid
-index
-``P[P_HOFF] + r``. Logical column ``c`` (``ts // column_ns``) lives in slot ``c % N`` and, when
-that slot is ``< W``, also in slot ``N + c % N``; so the ``W`` newest columns ending at ``c`` are
-the plain slice ``[s, s + W)`` with ``s = (c - W + 1) % N`` (no ``np.roll``). ``hbid/hask`` hold
-the resting size at the end of the column; ``tbuy/tsell`` the volume traded during it.
+Heatmap hot ring, time-major, ``H`` slots (the window ``W`` plus one chunk of columns) plus a
+``W``-column mirror (double write): ``ring`` float32 ``(4, H + W, R)``, planes ``hbid, hask,
+tbuy, tsell``; ``tdirty`` uint8 ``(H,)`` marks slots whose traded volume is not all zero (the
+kernel zeroes only those when a slot is reused); ``sbase`` int64 ``(H,)`` is the price (ticks)
+of row 0 when the slot was written (the model re-centres only the newest window in place; older
+columns are re-aligned when read); heatmap row ``r`` is grid index ``P[P_HOFF] + r``. Logical
+column ``c`` (``ts // column_ns``) lives in slot ``c % H`` and, when that slot is ``< W``, also
+in slot ``H + c % H``; so the ``W`` newest columns ending at ``c`` are the plain slice
+``[s, s + W)`` with ``s = (c - W + 1) % H`` (no ``np.roll``). ``hbid/hask`` hold the resting
+size at the end of the column; ``tbuy/tsell`` the volume traded during it.
+
+The longer history lives outside the kernel (:mod:`app.market.history`, chunks allocated as
+columns arrive): columns older than ``S[S_FLUSH]`` have been handed to it. Before the kernel
+writes a slot that still holds a column the history has not taken, it stops with
+:data:`ST_FLUSH`: the model hands the columns ``[S[S_FLUSH], S[S_FLUSHTO])`` over (all of
+them are closed and older than the newest window, so no re-centre moves them any more), sets
+``S[S_FLUSH] = S[S_FLUSHTO]`` and calls again from the same event (the advance resumes at
+``S[S_NEXTW]``). Of a gap longer than the window the kernel writes only the newest ``W``
+columns; it hands the closed column over first and moves ``S[S_FLUSH]`` past the others, which
+the model writes to the history as a run of that column (the book unchanged, nothing traded).
 
 Bars, a linear buffer of ``KCAP`` bars (the model compacts it when full):
 ``bar_i`` int64 ``(KCAP, 6)``: open time ns, open, high, low, close (ticks), trades;
@@ -48,7 +57,8 @@ its overflow levels, plus every ``OP_CLEAR``). Status :data:`ST_DONE` (all appli
 :data:`ST_CHECK` (a new column starts and the anchor is near an edge: re-centre, then call again
 from ``i``), :data:`ST_ANCHOR` (event ``i`` sets a bid above or an ask below the grid: re-anchor
 the grid around it, then call again from ``i``), :data:`ST_BARS_FULL` (compact the bars, call
-again from ``i``).
+again from ``i``), :data:`ST_FLUSH` (hand the old columns to the history, see above, call again
+from ``i``).
 """
 
 from __future__ import annotations
@@ -69,14 +79,15 @@ P_BASE = 0  # price (ticks) of grid index 0
 P_G = 1  # grid width
 P_HOFF = 2  # grid index of heatmap row 0
 P_R = 3  # heatmap rows
-P_N = 4  # ring history columns
+P_N = 4  # tier-0 history columns (the model's store; not read by the kernel)
 P_W = 5  # mirror width (window)
 P_COLNS = 6  # column width, ns
 P_BARNS = 7  # bar width, ns
 P_KCAP = 8  # bar buffer capacity
 P_MARGIN_R = 9  # heatmap re-centre margin, rows
 P_MARGIN_G = 10  # grid re-anchor margin, ticks
-P_SIZE = 11
+P_H = 11  # slots of the hot ring the kernel writes (window + one chunk)
+P_SIZE = 12
 
 # ---- state slots (int64 array S) ----------------------------------------------------------
 S_BB = 0  # grid index of the best bid, -1 when the grid's bid side is empty
@@ -95,7 +106,10 @@ S_NEV = 12  # events applied (kind 0 clock ticks not counted)
 S_NTRADES = 13  # trades applied
 S_DROPPED = 14  # trades outside the grid (session volume not counted)
 S_COLS_DONE = 15  # columns closed so far (for re-centring only the used part of the ring)
-S_SIZE = 16
+S_FLUSH = 16  # oldest column the history has not taken yet (older ones left the hot ring)
+S_FLUSHTO = 17  # with ST_FLUSH: the history may take the columns [S_FLUSH, S_FLUSHTO)
+S_NEXTW = 18  # column a blocked advance resumes at (-1: no advance under way)
+S_SIZE = 19
 
 # ---- float state slots (float64 array F) --------------------------------------------------
 F_CUMD = 0  # cumulative delta, contracts
@@ -108,6 +122,7 @@ ST_DONE = 0
 ST_CHECK = 1
 ST_ANCHOR = 2
 ST_BARS_FULL = 3
+ST_FLUSH = 4
 
 
 def anchor_index(bb, ba, lastpx_idx):
@@ -160,8 +175,8 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
     G = P[P_G]
     hoff = P[P_HOFF]
     R = P[P_R]
-    N = P[P_N]
     W = P[P_W]
+    H = P[P_H]
     colns = P[P_COLNS]
     barns = P[P_BARNS]
     kcap = P[P_KCAP]
@@ -180,13 +195,14 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
         c = t // colns
         if col < 0:
             col = c
-            p = c % N
+            S[S_FLUSH] = c
+            p = c % H
             if tdirty[p]:
                 tbuy[p, :] = 0.0
                 tsell[p, :] = 0.0
                 if p < W:
-                    tbuy[N + p, :] = 0.0
-                    tsell[N + p, :] = 0.0
+                    tbuy[H + p, :] = 0.0
+                    tsell[H + p, :] = 0.0
                 tdirty[p] = 0
         elif c > col:
             if S[S_CHECKED] != c:
@@ -198,40 +214,59 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
                         S[S_CHECKED] = c
                         status = ST_CHECK
                         break
-            # close the open column and any gap columns with the (unchanged) book;
-            # the model keeps the heatmap rows inside the grid (0 <= hoff <= G - R)
-            first = col
-            if c - col > N:
-                first = c - N
-            for cc in range(first, c):
-                p = cc % N
-                sbase[p] = base + hoff
-                hb = hbid[p]
-                ha = hask[p]
-                for r in range(R):
-                    hb[r] = bid[hoff + r]
-                for r in range(R):
-                    ha[r] = ask[hoff + r]
-                if cc != col and tdirty[p]:
+            # close the open column, then the gap columns (the newest W of them; the model
+            # writes older ones) with the (unchanged) book, then open column c; the model keeps the heatmap rows inside
+            # the grid (0 <= hoff <= G - R). A slot that still holds a column the history has
+            # not taken yet stops the advance (ST_FLUSH); the next call resumes at S_NEXTW.
+            nxt = S[S_NEXTW]
+            if nxt < 0:
+                nxt = col
+            blocked = False
+            while nxt <= c:
+                if nxt == col + 1 and c - W > nxt:  # a gap longer than the window
+                    if S[S_FLUSH] <= col:  # hand the closed columns over first
+                        S[S_NEXTW] = nxt
+                        S[S_FLUSHTO] = col + 1
+                        blocked = True
+                        break
+                    # the model writes the skipped columns [col + 1, c - W) as a run of the
+                    # closed column (the book stood unchanged, nothing traded)
+                    S[S_FLUSH] = c - W
+                    nxt = c - W
+                if nxt >= S[S_FLUSH] + H:
+                    S[S_NEXTW] = nxt
+                    fl = c - W + 1
+                    if nxt < fl:
+                        fl = nxt
+                    S[S_FLUSHTO] = fl
+                    blocked = True
+                    break
+                p = nxt % H
+                if nxt < c:
+                    sbase[p] = base + hoff
+                    hb = hbid[p]
+                    ha = hask[p]
+                    for r in range(R):
+                        hb[r] = bid[hoff + r]
+                    for r in range(R):
+                        ha[r] = ask[hoff + r]
+                    if p < W:
+                        hbid[H + p, :] = hb
+                        hask[H + p, :] = ha
+                    S[S_COLS_DONE] += 1
+                if nxt != col and tdirty[p]:
                     tbuy[p, :] = 0.0
                     tsell[p, :] = 0.0
                     if p < W:
-                        tbuy[N + p, :] = 0.0
-                        tsell[N + p, :] = 0.0
+                        tbuy[H + p, :] = 0.0
+                        tsell[H + p, :] = 0.0
                     tdirty[p] = 0
-                if p < W:
-                    hbid[N + p, :] = hb
-                    hask[N + p, :] = ha
-            S[S_COLS_DONE] += c - first
+                nxt += 1
+            if blocked:
+                status = ST_FLUSH
+                break
+            S[S_NEXTW] = -1
             col = c
-            p = c % N
-            if tdirty[p]:
-                tbuy[p, :] = 0.0
-                tsell[p, :] = 0.0
-                if p < W:
-                    tbuy[N + p, :] = 0.0
-                    tsell[N + p, :] = 0.0
-                tdirty[p] = 0
         px = price[i]
         s = side[i]
         if k == KIND_DEPTH:
@@ -324,7 +359,7 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
             bar_i[kb, 5] += 1
             bar_f[kb, 0] += q
             r = px - base - hoff
-            p = col % N
+            p = col % H
             tdirty[p] = 1
             if s == SIDE_ASK:
                 bar_f[kb, 1] += q
@@ -334,7 +369,7 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
                     fpb[kb, r] += q
                     tbuy[p, r] += q
                     if p < W:
-                        tbuy[N + p, r] += q
+                        tbuy[H + p, r] += q
             elif s == SIDE_BID:
                 bar_f[kb, 2] += q
                 bar_f[kb, 3] -= q
@@ -343,7 +378,7 @@ def _apply_events(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f, f
                     fps[kb, r] += q
                     tsell[p, r] += q
                     if p < W:
-                        tsell[N + p, r] += q
+                        tsell[H + p, r] += q
             F[F_VOL] += q
             j = px - base
             if j >= 0 and j < G:
@@ -385,10 +420,10 @@ def _fill_live(P, S, book, ring):
     col = S[S_COL]
     if col < 0:
         return
-    N = P[P_N]
+    H = P[P_H]
     W = P[P_W]
     hoff = P[P_HOFF]
-    p = col % N
+    p = col % H
     hb = hbid[p]
     ha = hask[p]
     for r in range(P[P_R]):
@@ -396,8 +431,8 @@ def _fill_live(P, S, book, ring):
     for r in range(P[P_R]):
         ha[r] = ask[hoff + r]
     if p < W:
-        hbid[N + p, :] = hb
-        hask[N + p, :] = ha
+        hbid[H + p, :] = hb
+        hask[H + p, :] = ha
 
 
 def _value_area(vol, lo, hi, fraction):

@@ -27,8 +27,8 @@ from app.market.kernels import (
     F_QBS,
     F_VOL,
     P_G,
+    P_H,
     P_HOFF,
-    P_N,
     P_R,
     P_SIZE,
     P_W,
@@ -36,6 +36,7 @@ from app.market.kernels import (
     ST_BARS_FULL,
     ST_CHECK,
     ST_DONE,
+    ST_FLUSH,
     S_BA,
     S_BAR,
     S_BB,
@@ -43,10 +44,13 @@ from app.market.kernels import (
     S_COL,
     S_COLS_DONE,
     S_DROPPED,
+    S_FLUSH,
+    S_FLUSHTO,
     S_LASTPX,
     S_LASTTS,
     S_NBARS,
     S_NEV,
+    S_NEXTW,
     S_NTRADES,
     S_QA,
     S_QB,
@@ -73,7 +77,7 @@ def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f,
     bid, ask, bidn, askn, sbuy, ssell = book
     hbid, hask, tbuy, tsell = ring
     fpb, fps = fp
-    base, G, hoff, R, N, W, colns, barns, kcap, mr, mg = (int(x) for x in P[:P_SIZE])
+    base, G, hoff, R, N, W, colns, barns, kcap, mr, mg, H = (int(x) for x in P[:P_SIZE])
     rows = np.arange(R)
     g = hoff + rows
     inside = (g >= 0) & (g < G)
@@ -85,7 +89,7 @@ def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f,
     i = int(start)
 
     def slots(p):
-        return [p, N + p] if p < W else [p]
+        return [p, H + p] if p < W else [p]
 
     while i < n:
         t = int(ts[i])
@@ -93,7 +97,8 @@ def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f,
         c = t // colns
         if col < 0:
             col = c
-            for q in slots(c % N):
+            S[S_FLUSH] = c
+            for q in slots(c % H):
                 tbuy[q] = 0.0
                 tsell[q] = 0.0
         elif c > col:
@@ -109,20 +114,38 @@ def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f,
             cola = np.zeros(R, np.float32)
             colb[inside] = bid[gi]
             cola[inside] = ask[gi]
-            first = max(col, c - N)
-            for cc in range(first, c):
-                sbase[cc % N] = base + hoff
-                for q in slots(cc % N):
-                    hbid[q] = colb
-                    hask[q] = cola
-                    if cc != col:
+            # close the open column, write the newest W columns of the gap, open c; stop where
+            # a slot still holds a column for the history (resumed at S_NEXTW)
+            nxt = int(S[S_NEXTW]) if S[S_NEXTW] >= 0 else col
+            blocked = False
+            while nxt <= c:
+                if nxt == col + 1 and c - W > nxt:  # the model writes the older gap columns
+                    if int(S[S_FLUSH]) <= col:
+                        S[S_NEXTW], S[S_FLUSHTO] = nxt, col + 1
+                        blocked = True
+                        break
+                    S[S_FLUSH] = c - W
+                    nxt = c - W
+                if nxt >= int(S[S_FLUSH]) + H:
+                    S[S_NEXTW], S[S_FLUSHTO] = nxt, min(nxt, c - W + 1)
+                    blocked = True
+                    break
+                if nxt < c:
+                    sbase[nxt % H] = base + hoff
+                    S[S_COLS_DONE] += 1
+                for q in slots(nxt % H):
+                    if nxt < c:
+                        hbid[q] = colb
+                        hask[q] = cola
+                    if nxt != col:
                         tbuy[q] = 0.0
                         tsell[q] = 0.0
-            S[S_COLS_DONE] += c - first
+                nxt += 1
+            if blocked:
+                status = ST_FLUSH
+                break
+            S[S_NEXTW] = -1
             col = c
-            for q in slots(c % N):
-                tbuy[q] = 0.0
-                tsell[q] = 0.0
         px = int(price[i])
         s = int(side[i])
         if k == KIND_DEPTH:
@@ -183,7 +206,7 @@ def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f,
                     fp = fpb if sgn > 0 else fps
                     fp[kb, r] = float(fp[kb, r]) + q
                     tr = tbuy if sgn > 0 else tsell
-                    for slot in slots(col % N):
+                    for slot in slots(col % H):
                         tr[slot, r] = float(tr[slot, r]) + q
             F[F_VOL] += q
             j = px - base
@@ -217,20 +240,20 @@ def apply_events_py(ev, start, P, S, F, book, ring, tdirty, sbase, bar_i, bar_f,
 
 def fill_live_py(P, S, book, ring):
     """Twin of :func:`app.market.kernels.fill_live_nb`: write the current book into the open
-    column's slot(s) of ``ring`` (float32 (4, N + W, R)); returns None."""
+    column's slot(s) of ``ring`` (float32 (4, H + W, R)); returns None."""
     bid, ask, hbid, hask = book[0], book[1], ring[0], ring[1]
     col = int(S[S_COL])
     if col < 0:
         return
-    N, W, G, hoff, R = int(P[P_N]), int(P[P_W]), int(P[P_G]), int(P[P_HOFF]), int(P[P_R])
+    H, W, G, hoff, R = int(P[P_H]), int(P[P_W]), int(P[P_G]), int(P[P_HOFF]), int(P[P_R])
     g = hoff + np.arange(R)
     ok = (g >= 0) & (g < G)
     colb = np.zeros(R, np.float32)
     cola = np.zeros(R, np.float32)
     colb[ok] = bid[g[ok]]
     cola[ok] = ask[g[ok]]
-    p = col % N
-    for q in ([p, N + p] if p < W else [p]):
+    p = col % H
+    for q in ([p, H + p] if p < W else [p]):
         hbid[q] = colb
         hask[q] = cola
 

@@ -18,13 +18,25 @@ Geometry
   ``[margin, rows - margin)`` (``margin = rows * margin_frac``); rows that scroll off are dropped,
   new rows start at 0. The check runs when a new time column starts, so the result does not
   depend on how the stream is cut into batches.
-* **Time columns**: ``column_ns`` wide, ``history_cols`` of them (default one hour) plus a
-  ``window_cols`` mirror so that the newest ``window_cols`` columns are one plain slice.
+* **Time columns**: ``column_ns`` wide. The kernel writes a small *hot ring* of
+  ``hot_cols = window_cols + chunk_cols`` slots plus a ``window_cols`` mirror, so that the newest
+  ``window_cols`` columns are one plain slice. Columns older than the window leave it for the
+  history (:class:`app.market.history.ColumnStore`, chunks of ``chunk_cols`` columns allocated
+  on first write and recycled when they are older than ``history_cols``), when the kernel needs
+  their slot (:data:`app.market.kernels.ST_FLUSH`).
 
-Memory: 4 float32 arrays of ``(history_cols + window_cols) x rows`` (400 rows, 100 ms, one hour:
-4 x 37,500 x 400 x 4 B = 240 MB; 250 ms columns: 96 MB), plus 6 float64 grid arrays (3 MB).
-A re-centre shifts only the newest window in place (O(window x rows)); older columns remember
-the price of their row 0 and are re-aligned when a longer history is read.
+Older still, :class:`app.market.history.HeatmapHistory` keeps coarser tiers (``tier_factor``
+times coarser each, ``tier_cols`` columns of 3 planes each, chunks allocated as they fill) so
+that the whole session (``session_s``, 24 h) can be drawn: :meth:`MarketModel.history_window`.
+Production (250 ms, 400 rows, 15 min of tier 0): at most 21 MB hot ring + 23 MB tier 0 +
+4 tiers x 17 MB, about 113 MB after a full day.
+
+Memory grows with the columns written: the hot ring, 4 float32 planes of
+``(2 x window_cols + chunk_cols) x rows`` (1,500 + 1,500 + 256 columns x 400 rows: 21 MB), plus
+one 1.6 MB chunk (256 columns x 400 rows x 4 planes x 4 B) per 256 older columns written, up to
+``history_cols`` of them; plus 6 float64 grid arrays (3 MB). A re-centre shifts only the newest
+window in place (O(window x rows)); older columns remember the price of their row 0 and are
+re-aligned when a longer history is read.
 """
 
 from __future__ import annotations
@@ -47,6 +59,7 @@ from app.core.events import (
     Instrument,
 )
 from app.market import kernels as K
+from app.market.history import ColumnStore, HeatmapHistory, HistoryImage, place_rows
 from app.market.vwap import SessionVWAP
 
 NS_PER_S = 1_000_000_000
@@ -64,7 +77,8 @@ class MarketModel:
     column_ns : int
         Heatmap column width, ns (profile ``engine.heatmap_column_ms`` x 1e6).
     history_s : float
-        Seconds of heatmap history kept (default 3600: one hour at any column width).
+        Seconds of full-resolution heatmap history (tier 0) kept (default 900: 15 minutes at
+        any column width); older columns live on in the coarser tiers (``session_s``).
     window_cols : int
         Columns of the newest window handed to the analyzers and the GUI (a plain slice).
     bar_ns : int
@@ -80,8 +94,13 @@ class MarketModel:
     use_numba : bool
         False runs the plain Python/NumPy twin of :mod:`app.market.kernels_ref` (tests,
         benchmark baseline).
-    prefault : bool
-        Touch the heatmap ring's memory at construction (steady speed, honest RSS).
+    chunk_cols : int
+        Columns per allocation chunk of the history (and the hot ring's slack beyond the window).
+    tier_factor, tier_cols : int
+        Coarser history tiers (:class:`app.market.history.HeatmapHistory`): tier ``k`` columns
+        are ``tier_factor ** k`` columns wide, ``tier_cols`` of them kept per tier.
+    session_s : float
+        Time the coarsest tier covers at least, seconds (default 24 h).
     calendar : app.core.sessions.SessionCalendar, optional
         Trading sessions of the instrument: the volume profile and the cumulative delta start
         again at every session open (CME Globex 17:00 America/Chicago, crypto 00:00 UTC). A
@@ -100,7 +119,7 @@ class MarketModel:
         *,
         rows: int = 400,
         column_ns: int = 100_000_000,
-        history_s: float = 3600.0,
+        history_s: float = 900.0,
         window_cols: int = 1500,
         bar_ns: int = 60 * NS_PER_S,
         max_bars: int = 240,
@@ -108,12 +127,15 @@ class MarketModel:
         max_trades: int = 4096,
         margin_frac: float = 0.2,
         use_numba: bool = True,
-        prefault: bool = False,
+        chunk_cols: int = 256,
+        tier_factor: int = 4,
+        tier_cols: int = 3600,
+        session_s: float = 86400.0,
         calendar=None,
     ):
         for key, v in (("rows", rows), ("column_ns", column_ns), ("window_cols", window_cols),
                        ("bar_ns", bar_ns), ("max_bars", max_bars), ("grid", grid),
-                       ("max_trades", max_trades)):
+                       ("max_trades", max_trades), ("chunk_cols", chunk_cols)):
             if int(v) <= 0:
                 raise ValueError(f"MarketModel: {key} must be > 0, got {v}")
         if rows > grid:
@@ -127,16 +149,13 @@ class MarketModel:
         if window_cols > N:
             raise ValueError(f"MarketModel: window_cols {window_cols} > history columns {N}")
         self.window_cols = W = int(window_cols)
+        self.chunk_cols = int(chunk_cols)
+        #: slots of the hot ring the kernel writes (the window plus one chunk)
+        self.hot_cols = H = W + min(self.chunk_cols, N)
         self.bar_ns = int(bar_ns)
         self.max_bars = int(max_bars)
         self.grid = G = int(grid)
-        self.use_numba = bool(use_numba)
-        if use_numba:
-            self._apply, self._fill, self._va = K.apply_events_nb, K.fill_live_nb, K.value_area_nb
-        else:
-            from app.market import kernels_ref as ref
-
-            self._apply, self._fill, self._va = ref.apply_events_py, ref.fill_live_py, ref.value_area_py
+        self.set_kernels(use_numba)
 
         self.P = np.zeros(K.P_SIZE, np.int64)
         self.P[K.P_G] = G
@@ -148,26 +167,31 @@ class MarketModel:
         self.P[K.P_KCAP] = 2 * self.max_bars
         self.P[K.P_MARGIN_R] = max(1, int(R * margin_frac))
         self.P[K.P_MARGIN_G] = G // 8
+        self.P[K.P_H] = H
         self.S = np.zeros(K.S_SIZE, np.int64)
         self.S[[K.S_BB, K.S_BA, K.S_COL, K.S_BAR, K.S_SHI, K.S_QB, K.S_QA, K.S_LASTPX,
                 K.S_CHECKED]] = -1
         self.S[K.S_SLO] = G
+        self.S[K.S_NEXTW] = -1
         self.F = np.zeros(K.F_SIZE, np.float64)
 
         # one array per family (few kernel arguments), named views of its planes
         self.book = np.zeros((6, G))
         self.bid, self.ask, self.bidn, self.askn, self.sbuy, self.ssell = self.book
-        self.ring = np.zeros((4, N + W, R), np.float32)
+        self.ring = np.zeros((4, H + W, R), np.float32)
         self.hbid, self.hask, self.tbuy, self.tsell = self.ring
-        self.tdirty = np.zeros(N, np.uint8)
-        self.sbase = np.zeros(N, np.int64)
+        self.tdirty = np.zeros(H, np.uint8)
+        self.sbase = np.zeros(H, np.int64)
+        #: columns older than the hot ring: planes hbid, hask, tbuy, tsell (lazily allocated)
+        self.store = ColumnStore(4, R, N, self.chunk_cols)
+        #: coarser tiers for the whole session, fed with the columns the store receives
+        self.history = HeatmapHistory(R, self.column_ns, self._tier0, factor=tier_factor,
+                                      tier_cols=tier_cols, span_s=session_s, chunk=self.chunk_cols)
         kcap = 2 * self.max_bars
         self.bar_i = np.zeros((kcap, 6), np.int64)
         self.bar_f = np.zeros((kcap, 4), np.float64)
         self.fp = np.zeros((2, kcap, R), np.float32)
         self.fpb, self.fps = self.fp
-        if prefault:  # touch the pages now, not in the first hour of the hot loop
-            self.ring.fill(0.0)
         self._ovf = np.zeros(1024, np.int64)
         #: overflow levels outside the grid: price (ticks) -> (size, orders)
         self.ovf_bid: dict[int, tuple[float, float]] = {}
@@ -186,6 +210,23 @@ class MarketModel:
         self.session_resets = 0
         #: the session VWAP and its standard deviation (restarts with the session)
         self.vwap = SessionVWAP()
+
+    def set_kernels(self, use_numba: bool) -> None:
+        """Run the numba kernels (:mod:`app.market.kernels`) or their NumPy twins
+        (:mod:`app.market.kernels_ref`) from the next call on.
+
+        Both work on the same state arrays, so a model can start on the twins while numba
+        compiles the kernels on another thread and switch once they are ready (the analysis
+        engine's first start, :meth:`app.live.engine.AnalysisEngine.start`). Call it on the
+        thread that owns the model.
+        """
+        self.use_numba = bool(use_numba)
+        if use_numba:
+            self._apply, self._fill, self._va = K.apply_events_nb, K.fill_live_nb, K.value_area_nb
+        else:
+            from app.market import kernels_ref as ref
+
+            self._apply, self._fill, self._va = ref.apply_events_py, ref.fill_live_py, ref.value_area_py
 
     # ------------------------------------------------------------------ geometry helpers
     @property
@@ -287,8 +328,34 @@ class MarketModel:
                 self._reanchor(int(batch["price"][i]))
             elif status == K.ST_BARS_FULL:
                 self._compact_bars()
+            elif status == K.ST_FLUSH:
+                self._flush()
         if self.S[K.S_NTRADES] != ntr0:
             self._append_trades(batch)
+        if self.history.first_col is None and self.S[K.S_COL] >= 0:
+            self.history.first_col = int(self.S[K.S_COL])
+        self._skipped_to_tiers()
+
+    def _skipped_to_tiers(self):
+        """A gap longer than the window: the kernel wrote only its newest ``window_cols``
+        columns and moved ``S_FLUSH`` past the others. The book stood unchanged there and
+        nothing traded, so the store and the tiers get them as a run of the last column handed
+        over (the store writes at most its ``history_cols``; the tiers add it in O(tiers))."""
+        done = self.history.done0
+        end = int(self.S[K.S_FLUSH])
+        if done is None or end <= done:
+            return
+        d, b, h = self.store.get(done - 1, done)
+        if not h[0]:
+            return
+        col = d[:, 0]
+        col[2:] = 0.0
+        n = end - done
+        keep = min(n, self.history_cols)
+        self.store.put(end - keep, np.broadcast_to(col[:, None, :], (4, keep, self.rows)),
+                       np.full(keep, int(b[0]), np.int64))
+        self.S[K.S_COLS_DONE] += n
+        self.history.add_run(done, end, np.stack([col[0] + col[1], col[2], col[3]]), int(b[0]))
 
     def _initial_anchor(self, batch):
         """Place the grid and the heatmap rows on the first atomic batch (up to the first
@@ -417,7 +484,7 @@ class MarketModel:
         O(window x rows); older columns keep the row-0 price they were written with
         (``sbase``) and are re-aligned when a longer history is read.
         """
-        R, N, W = self.rows, self.history_cols, self.window_cols
+        R, H, W = self.rows, self.hot_cols, self.window_cols
         new_hoff = int(center) - self.base - R // 2
         new_hoff = min(max(new_hoff, 0), self.grid - R)
         d = new_hoff - int(self.P[K.P_HOFF])
@@ -425,8 +492,8 @@ class MarketModel:
             return
         col = int(self.S[K.S_COL])
         if col >= 0:
-            idx = np.arange(col - W + 1, col + 1) % N
-            slots = np.concatenate([idx, idx[idx < W] + N])
+            idx = np.arange(col - W + 1, col + 1) % H
+            slots = np.concatenate([idx, idx[idx < W] + H])
             for a in (self.hbid, self.hask, self.tbuy, self.tsell):
                 blk = a[slots]
                 _shift_rows(blk, d)
@@ -436,6 +503,26 @@ class MarketModel:
             _shift_rows(a, d)
         self.P[K.P_HOFF] = new_hoff
         self.recentres += 1
+
+    def _flush(self):
+        """Hand the columns ``[S_FLUSH, S_FLUSHTO)`` of the hot ring to the history store."""
+        self._skipped_to_tiers()
+        f, to = int(self.S[K.S_FLUSH]), int(self.S[K.S_FLUSHTO])
+        H, step = self.hot_cols, self.chunk_cols  # small pieces: no large temporaries
+        a = f
+        while a < to:
+            p = a % H
+            n = min(step, to - a, H - p)  # contiguous slots: views, no gather
+            view = self.ring[:, p : p + n]
+            bases = self.sbase[p : p + n]
+            self.store.put(a, view, bases)
+            three = np.empty((3, n, self.rows), np.float32)  # tiers: resting bid + ask in one plane
+            np.add(view[0], view[1], out=three[0])
+            three[1:] = view[2:]
+            self.history.add(a, three, bases.copy())
+            a += n
+        if to > f:
+            self.S[K.S_FLUSH] = to
 
     def _compact_bars(self):
         m = self.max_bars
@@ -522,7 +609,7 @@ class MarketModel:
     def _window_start(self, ncols: int) -> tuple[int, int]:
         col = int(self.S[K.S_COL])
         c0 = col - ncols + 1
-        return c0, c0 % self.history_cols
+        return c0, c0 % self.hot_cols
 
     def heatmap_window(self, ncols: int | None = None):
         """The newest ``ncols`` columns (default ``window_cols``), ending with the open column.
@@ -547,23 +634,118 @@ class MarketModel:
                 v.flags.writeable = False
                 out.append(v)
             return (*out, c0 * self.column_ns)
-        # longer history: gather the slots, re-align columns written before a re-centre
-        N, W = self.history_cols, self.window_cols
+        # longer history: the hot ring's columns and the store's older ones, every column
+        # outside the window re-aligned to the current rows (written before a re-centre)
         col = int(self.S[K.S_COL])
-        idx = np.arange(c0, col + 1) % N
-        old = np.ones(len(idx), bool)
-        old[-W:] = False
-        bases = self.sbase[idx]
+        data, bases, _ = self.columns(c0, col + 1)
+        have = np.ones(ncols, bool)
+        have[-self.window_cols:] = False
         cur = self.heatmap_base
-        for a in (self.hbid, self.hask, self.tbuy, self.tsell):
-            blk = a[idx]
-            for b in np.unique(bases[old & (bases != cur)]):
-                sel = np.flatnonzero(old & (bases == b))
-                sub = blk[sel]
-                _shift_rows(sub, cur - int(b))
-                blk[sel] = sub
-            out.append(np.ascontiguousarray(blk.T))
+        aligned = place_rows(data, bases, have, cur, self.rows)
+        aligned[:, ~have] = data[:, ~have]
+        for k in range(4):
+            out.append(np.ascontiguousarray(aligned[k].T))
         return (*out, c0 * self.column_ns)
+
+    def columns(self, c0: int, c1: int):
+        """Tier-0 columns ``c0 .. c1 - 1`` as written (copies): the hot ring's, else the store's.
+
+        Parameters
+        ----------
+        c0, c1 : int
+            Logical column range (``ts // column_ns``); columns after the open one read as
+            absent.
+
+        Returns
+        -------
+        data : np.ndarray, float32, shape (4, c1 - c0, rows)
+            Planes resting bid, resting ask, traded buy, traded sell (contracts); columns never
+            written, or older than ``history_cols``, are zero.
+        bases : np.ndarray, int64, shape (c1 - c0,)
+            Price (ticks) of row 0 of each column (0 where none was written).
+        have : np.ndarray, bool, shape (c1 - c0,)
+            Columns that hold data.
+        """
+        f = int(self.S[K.S_FLUSH])
+        col = int(self.S[K.S_COL])
+        want = max(int(c1) - int(c0), 0)
+        c1 = min(int(c1), col + 1)
+        c0 = int(c0)
+        n = max(c1 - c0, 0)
+        data, bases, have = self.store.get(c0, min(c1, f))
+        if n > data.shape[1]:  # the newest columns: the hot ring
+            h0 = max(c0, f)
+            idx = np.arange(h0, c1) % self.hot_cols
+            data = np.concatenate([data, self.ring[:, idx]], axis=1) if data.shape[1] else self.ring[:, idx]
+            bases = np.concatenate([bases, self.sbase[idx]])
+            have = np.concatenate([have, np.ones(idx.size, bool)])
+            if c0 <= col < c1:  # the open column's base is written when it closes
+                bases[col - c0] = self.heatmap_base
+        oldest = col - self.history_cols + 1
+        if c0 < oldest:  # older than the history (hot slots may still hold stale columns)
+            k = min(oldest - c0, n)
+            data[:, :k] = 0.0
+            bases[:k] = 0
+            have[:k] = False
+        if want > n:  # columns after the open one: none yet
+            pad = want - n
+            data = np.concatenate([data, np.zeros((4, pad, self.rows), np.float32)], axis=1)
+            bases = np.concatenate([bases, np.zeros(pad, np.int64)])
+            have = np.concatenate([have, np.zeros(pad, bool)])
+        return data, bases, have
+
+    def _tier0(self, c0: int, c1: int):
+        """Tier-0 columns for :class:`HeatmapHistory`: planes resting (bid + ask), traded buy,
+        traded sell (see :meth:`columns`)."""
+        data, bases, have = self.columns(c0, c1)
+        data[0] += data[1]
+        return data[[0, 2, 3]], bases, have
+
+    @property
+    def history_start_ns(self) -> int:
+        """Start of the first heatmap column of the stream, ns (-1 before the first event)."""
+        c = self.history.first_col
+        return -1 if c is None else c * self.column_ns
+
+    def history_window(self, t0_ns: int, t1_ns: int, max_cols: int, *, price_lo: int | None = None,
+                       price_hi: int | None = None, request=None) -> HistoryImage | None:
+        """The heatmap of any time range at the finest tier that fits ``max_cols`` columns.
+
+        Tier 0 is this model's columns (``column_ns``, the newest ``history_cols`` of them);
+        tier ``k`` is ``tier_factor ** k`` times coarser (:class:`HeatmapHistory`: resting size
+        the mean over the merged columns, traded volume summed, every column at its own row-0
+        price so prices stay right across re-centres). The image's rows span every price the
+        range's columns hold (or ``price_lo .. price_hi``, ticks).
+
+        Parameters
+        ----------
+        t0_ns, t1_ns : int
+            Time range, ns since the epoch UTC.
+        max_cols : int
+            Most columns of the image (e.g. the view's width in pixels).
+        price_lo, price_hi : int, optional
+            Rows to keep, ticks (inclusive).
+        request : object, optional
+            Handed back in the image's ``request``.
+
+        Returns
+        -------
+        HistoryImage or None
+            None before the first event or when the range holds no data.
+
+        Raises
+        ------
+        ValueError
+            If ``max_cols < 1`` or ``t1_ns <= t0_ns``.
+        """
+        col = int(self.S[K.S_COL])
+        if col < 0:
+            if int(max_cols) < 1 or int(t1_ns) <= int(t0_ns):
+                self.history.window(t0_ns, t1_ns, max_cols, open_col=0, history_cols=1)  # raises
+            return None
+        self._fill(self.P, self.S, self.book, self.ring)
+        return self.history.window(t0_ns, t1_ns, max_cols, open_col=col, history_cols=self.history_cols,
+                                   price_lo=price_lo, price_hi=price_hi, request=request)
 
     def bars(self, n: int | None = None) -> np.ndarray:
         """The newest ``n`` bars (default all kept), oldest first, as :data:`BAR_DTYPE`."""
@@ -704,8 +886,11 @@ class MarketModel:
         )
 
     def state_arrays(self) -> dict:
-        """Every state array by name (for tests that compare the kernel with its twin)."""
-        return dict(P=self.P, S=self.S, F=self.F, bid=self.bid, ask=self.ask, bidn=self.bidn,
+        """Every state array by name (for tests that compare the kernel with its twin); ``hist``
+        is the whole tier-0 history as :meth:`columns` returns it."""
+        col = int(self.S[K.S_COL])
+        hist = self.columns(col - self.history_cols + 1, col + 1)[0] if col >= 0 else np.zeros(0)
+        return dict(hist=hist, P=self.P, S=self.S, F=self.F, bid=self.bid, ask=self.ask, bidn=self.bidn,
                     askn=self.askn, sbuy=self.sbuy, ssell=self.ssell, hbid=self.hbid,
                     hask=self.hask, tbuy=self.tbuy, tsell=self.tsell, bar_i=self.bar_i,
                     bar_f=self.bar_f, fpb=self.fpb, fps=self.fps, sbase=self.sbase)

@@ -283,10 +283,13 @@ class LiveResearch:
         self.slip = int(tr.engine.slippage_ticks)
         self.commission = float(tr.commission)
         self._row_ticks = 1
-        self._hook(engine)
+        self.on_analyzers(engine)
 
-    def _hook(self, engine) -> None:
-        """Become the analyzers' candidate hook when a model or a snapshot folder needs the rows."""
+    def on_analyzers(self, engine) -> None:
+        """Become the analyzers' candidate hook when a model or a snapshot folder needs the rows.
+
+        Called by :meth:`attach` and by the engine each time it builds its analyzers (they are
+        built on first need, after a first start's background compile or a profile change)."""
         from app.research.snapshots import row_ticks_of
 
         ana = engine.analyzers
@@ -313,7 +316,7 @@ class LiveResearch:
         self.snapshots_dir = folder
         if folder:
             self._write_dir = folder
-            self._hook(engine)
+            self.on_analyzers(engine)
 
     def on_market(self, raw: np.ndarray) -> None:
         """Raw events (exchange ticks) as the engine's outcome tracker gets them."""

@@ -43,7 +43,7 @@ from app.config.settings import LOGON_TEXT_MAX_BYTES, settings_path
 from app.config.trading import LIVE_CONFIRM_PHRASE, MODE_LIVE, MODE_PAPER, MODE_SIM, TRADING_FILE
 from app.dtc.client import fetch_fingerprint, normalize_fingerprint
 
-ENCODINGS = (("binary", "Binary"), ("json", "JSON"), ("compact_json", "Compact JSON"))
+ENCODINGS = (("binary", "Binary"), ("json", "JSON"), ("json_compact", "Compact JSON"))
 SOURCES = (("dtc", "DTC"), ("sierra_files", "Sierra Chart data files"))
 SYMBOL_COLS = ("Name", "Data-service symbol", "Exchange", "Tick size", "Tick value", "Data source")
 SYMBOL_TIPS = (

@@ -14,8 +14,17 @@ Drawn with pyqtgraph following ``shared/reference/heatmap-rendering.md``:
   VWAP (gold) and its 1 and 2 standard-deviation bands (dotted) likewise, a dashed vertical line
   at the trading session's open, and the session phase in the time axis label;
 * the view follows the market by default (newest column at the right edge, price re-centred
-  when the mid drifts past a quarter of the visible height); any mouse pan/zoom switches
-  following off; :meth:`HeatmapWidget.follow` (key ``F``) switches it back on.
+  when the mid drifts past a quarter of the visible height; the time span starts where the
+  data starts, ``frame.history_start_ns``, never on an empty pre-open stretch); any mouse
+  pan/zoom switches following off; :meth:`HeatmapWidget.follow` (key ``F``) switches it back on;
+* the whole session: the wheel zooms from one minute to the whole session (view limits).
+  When the view reaches past the frame's newest window, the widget asks the engine for the
+  image of the visible range (``history_source``, e.g.
+  :meth:`app.live.engine.AnalysisEngine.request_history`: O(1) here, the worker computes it at
+  the finest tier that fits the view's width in pixels) and draws the answer, which arrives
+  in a later frame (``frame.history``), in a second image item under the live one. Nothing
+  is computed here per frame: one request per view change that the last answer does not
+  cover.
 """
 
 from __future__ import annotations
@@ -191,6 +200,9 @@ class HeatmapWidget(pg.PlotWidget):
     sigFollowChanged = QtCore.Signal(bool)
     sigViewChanged = QtCore.Signal()
 
+    #: Narrowest time span the wheel zooms to, seconds (one minute).
+    MIN_SPAN_S = 60.0
+
     #: Default visible height in ticks while following.
     DEFAULT_VISIBLE_TICKS = 44
     #: At most this many trade bubbles are drawn (the largest ones).
@@ -217,6 +229,22 @@ class HeatmapWidget(pg.PlotWidget):
         self.image.setAutoDownsample(False)
         self.image.setZValue(-10)
         self.addItem(self.image)
+        # the older history (answers to history requests), under the live window's image
+        self.history_image = pg.ImageItem(axisOrder="row-major")
+        self.history_image.setLookupTable(display_lut(self.lut))
+        self.history_image.setAutoDownsample(False)
+        self.history_image.setZValue(-11)
+        self.history_image.setVisible(False)
+        self.addItem(self.history_image)
+        #: callable(t0_ns, t1_ns, max_cols, price_lo, price_hi) -> request id, or None: asks for
+        #: the history image of a range (answered in a later frame's ``history``)
+        self.history_source = None
+        self._hist_req_id = None  # id of the newest request
+        self._hist_first = None  # id of this widget's first request
+        self._hist_req_view = None  # (x0, x1, y0, y1) seconds / price units it covers
+        self._hist_drawn = None  # id of the answer drawn now
+        self._hist_scale = None  # colour level the history image was drawn with
+        self._limits = None  # (min span, max span) set on the view box, seconds
 
         self.bid_curve = pg.PlotCurveItem(pen=pg.mkPen(BID_LINE_COLOR, width=1), stepMode=None)
         self.ask_curve = pg.PlotCurveItem(pen=pg.mkPen(ASK_LINE_COLOR, width=1))
@@ -391,6 +419,7 @@ class HeatmapWidget(pg.PlotWidget):
         t_now = frame.ts / NS if frame.ts else t_end
         if self._last_t_end is not None and t_end < self._last_t_end - 1.0:
             self._ring.clear()
+            self.clear_history()  # market time went back (new replay)
         self._last_t_end = t_end
         bid = frame.best_bid * tick if frame.best_bid >= 0 else np.nan
         ask = frame.best_ask * tick if frame.best_ask >= 0 else np.nan
@@ -400,6 +429,106 @@ class HeatmapWidget(pg.PlotWidget):
         self.ask_curve.setData(t, a, connect="finite")
         self._draw_session(frame, t_now, tick)
         self._draw_markers(frame, tick)
+        self._set_limits(frame, t_end)
+        self._draw_history(frame)
+        if not self._following:
+            self._request_history()
+
+    # ----------------------------------------------------------------- whole-session history
+    def _data_start_s(self, frame) -> float | None:
+        start = int(getattr(frame, "history_start_ns", -1))
+        return start / NS if start > 0 else None
+
+    def _set_limits(self, frame, t_end: float) -> None:
+        """Wheel zoom from one minute (or the window, if shorter) to the whole session."""
+        span = frame.heatmap.shape[1] * frame.column_ns / NS
+        lo = min(self.MIN_SPAN_S, max(span, 1.0))
+        start = self._data_start_s(frame)
+        whole = max(t_end - start, span) if start is not None else span
+        hi = max(1.1 * whole + self.MIN_SPAN_S, lo * 2)
+        old = self._limits
+        if old is None or old[0] != lo or abs(old[1] - hi) > 0.02 * old[1]:
+            self._limits = (lo, hi)
+            self.vb.setLimits(minXRange=lo, maxXRange=hi)
+
+    def clear_history(self) -> None:
+        """Forget the history image and the ranges asked for (the next view change asks again)."""
+        self.history_image.setVisible(False)
+        self._hist_req_view = None
+        self._hist_drawn = None
+
+    def _request_history(self) -> None:
+        """Ask for the visible range's image when the view reaches past the newest window and
+        the last request does not cover it (or covers it too coarsely)."""
+        f, src = self._frame, self.history_source
+        if f is None or src is None:
+            return
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        if x0 >= f.heatmap_t0 / NS:
+            return  # the live window covers the view
+        r = self._hist_req_view
+        w, h = x1 - x0, y1 - y0
+        if r is not None and r[0] <= x0 and x1 <= r[1] and r[2] <= y0 and y1 <= r[3] and w > 0.4 * (r[1] - r[0]):
+            return
+        tick = float(f.tick_size) or 1.0
+        a, b = x0 - 0.25 * w, x1 + 0.25 * w
+        lo, hi = y0 - h, y1 + h
+        px = max(int(self.vb.width() * 1.5), 64)
+        try:
+            rid = src(int(a * NS), int(b * NS), px, int(math.floor(lo / tick)), int(math.ceil(hi / tick)))
+        except Exception:  # a failing source must not break drawing; the engine reports its own
+            return
+        if rid is not None:
+            if self._hist_req_id is not None and rid <= self._hist_req_id:  # ids restarted: a new engine
+                self._hist_first = None
+                self._hist_drawn = None
+            self._hist_req_id = rid
+            if self._hist_first is None:
+                self._hist_first = rid
+            self._hist_req_view = (a, b, lo, hi)
+
+    def _draw_history(self, frame) -> None:
+        """Draw the frame's history answer when it is new (or re-level it when the colour
+        scale moved by more than 10 %)."""
+        img = getattr(frame, "history", None)
+        if img is None or self._scale is None:
+            return
+        new = img.request != self._hist_drawn
+        if not new and self._hist_scale is not None and abs(self._scale - self._hist_scale) <= 0.1 * self._hist_scale:
+            return
+        if self._hist_first is None or not self._hist_first <= img.request <= self._hist_req_id:
+            return  # not an answer to this widget's requests
+        if new and self._hist_drawn is not None and img.request < self._hist_drawn:
+            return  # older than the answer drawn
+        tick = float(frame.tick_size)
+        hm = img.heatmap
+        rows, cols = hm.shape
+        if not rows or not cols:
+            return
+        self._hist_scale = self._scale
+        self.history_image.setImage(hm, autoLevels=False, levels=self._levels())
+        self.history_image.setRect(QtCore.QRectF(img.t0_ns / NS, (img.base - 0.5) * tick,
+                                                 cols * img.column_ns / NS, rows * tick))
+        self.history_image.setVisible(True)
+        self._hist_drawn = img.request
+
+    @property
+    def history_request_id(self):
+        """Id of the newest history request (None before the first)."""
+        return self._hist_req_id
+
+    @property
+    def history_drawn(self):
+        """Id of the history answer drawn now (None: none)."""
+        return self._hist_drawn
+
+    def history_image_data(self) -> np.ndarray | None:
+        """The history image drawn now (float32 (rows, cols), resting size), or None."""
+        return self.history_image.image if self.history_image.isVisible() else None
+
+    def history_image_rect(self) -> QtCore.QRectF:
+        """Where the history image sits, data coordinates (x seconds, y price)."""
+        return self.history_image.mapRectToParent(self.history_image.boundingRect())
 
     def _draw_session(self, frame, t_now: float, tick: float) -> None:
         """VWAP with its 1 and 2 standard-deviation bands as curves over time, the session open
@@ -460,10 +589,13 @@ class HeatmapWidget(pg.PlotWidget):
         self._draw_bubbles(frame, t0, col_s, tick, r0, r1)
 
     def _on_range_changed(self, *_):
-        """A pan or zoom (or a re-centre) that shows rows outside the drawn band redraws it."""
+        """A pan or zoom (or a re-centre) that shows rows outside the drawn band redraws it;
+        one that reaches past the newest window asks for the history image."""
         f, band = self._frame, self._band
         if f is None or band is None or self._in_set_frame:
             return
+        if not self._following:
+            self._request_history()
         r0, r1 = self.band_rows(f)
         rows = int(f.heatmap.shape[0])
         lo, hi = self.price_range()
@@ -569,13 +701,17 @@ class HeatmapWidget(pg.PlotWidget):
         if self._following:
             self._following = False
             self.sigFollowChanged.emit(False)
+        self._request_history()  # the book at the signal's time, if it is older than the window
 
     def _apply_follow(self, frame, force: bool = False) -> None:
         tick = float(frame.tick_size)
         rows, cols = frame.heatmap.shape
         t0 = frame.heatmap_t0 / NS
-        span = max(cols * frame.column_ns / NS, 1.0)
-        t_end = t0 + span
+        t_end = t0 + max(cols * frame.column_ns / NS, 1.0)
+        span = t_end - t0
+        start = self._data_start_s(frame)
+        if start is not None and start > t0:  # no empty stretch before the data
+            span = max(t_end - start, min(self.MIN_SPAN_S, span))
         (x0, x1), (y0, y1) = self.vb.viewRange()
         if frame.best_bid >= 0 and frame.best_ask >= 0:
             mid = 0.5 * (frame.best_bid + frame.best_ask) * tick

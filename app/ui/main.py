@@ -14,6 +14,8 @@ import logging
 import os
 import sys
 
+from app.dtc.encoding_names import ENCODING_NAMES, encoding_option
+
 log = logging.getLogger(__name__)
 
 PROFILES = ("scalping", "production", "development", "budget")
@@ -25,8 +27,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="replay speed of the built-in server (1 = real time; default: saved, else 10)")
     p.add_argument("--host", default=None, help="connect to this external DTC server instead of the built-in one")
     p.add_argument("--port", type=int, default=None, help="port of the external DTC server (with --host: default 11099)")
-    p.add_argument("--encoding", choices=["binary", "json", "compact_json"], default=None,
-                   help="DTC encoding for an external server (default binary)")
+    p.add_argument("--encoding", choices=ENCODING_NAMES, type=encoding_option, default=None,
+                   help="DTC encoding for an external server (default binary; the old spelling compact_json "
+                        "is accepted)")
     p.add_argument("--tls", action="store_true", default=None, help="connect to the external server with TLS")
     p.add_argument("--tls-fingerprint", default=None, metavar="SHA256",
                    help="pinned SHA-256 fingerprint of the server's certificate (default: the saved one)")
@@ -43,6 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--screenshot", metavar="PATH", default=None, help="save a PNG of the window after --screenshot-after s")
     p.add_argument("--screenshot-after", type=float, default=20.0, metavar="SECONDS")
     p.add_argument("--quit-after", type=float, default=None, metavar="SECONDS", help="close the window after SECONDS")
+    # screenshots only: a paper position with a working bracket after SECONDS (MainWindow.schedule_demo_position)
+    p.add_argument("--demo-position", type=float, default=None, metavar="SECONDS", help=argparse.SUPPRESS)
 
 
 def build_config(args: argparse.Namespace, prefs):
@@ -227,6 +232,8 @@ def run(args: argparse.Namespace) -> int:
                     screenshot=getattr(args, "screenshot", None),
                     screenshot_after=getattr(args, "screenshot_after", 20.0),
                     quit_after=getattr(args, "quit_after", None),
+                    on_started=(None if getattr(args, "demo_position", None) is None
+                                else lambda w: w.schedule_demo_position(args.demo_position)),
                 )
             )
     finally:

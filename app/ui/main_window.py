@@ -2,18 +2,29 @@
 
 Layout (splitters persist with the settings)::
 
-    +--------------------------------------------------------------------------+
-    | PAPER MODE banner                                                         |
+    +----------------------------------------------------------+---------------+
+    | PAPER MODE banner                                         | VIX gauge     |
     | problem banner (only when something is wrong, with what to do)            |
     | replay-finished banner with Restart / Load (only at the end of a replay)  |
-    +---------------------------------------------+-----------+----------------+
-    | DOM ladder heatmap                          | DOM ladder| VIX gauge      |
-    |                                             |           +----------------+
-    |                                             |           | trading_area   |
-    +---------------------------------------------+-----------+----------------+
-    | elite signal tape                                   | precision summary  |
-    +--------------------------------------------------------------------------+
-    | status bar: sources, msgs/s, decode errors, analysis ms, frames/s         |
+    +--------------------------------------+-------+-----------+               |
+    | DOM ladder heatmap                   |profile| DOM ladder+---------------+
+    |                                      | (POC, |           | trading_area  |
+    +--------------------------------------+  VA)  |           | (risk panel,  |
+    | cumulative delta (same time axis)    |       |           |  kill switch) |
+    +--------------------------------------+-------+-----------+               |
+    | elite signal tape                    | precision summary  |               |
+    +--------------------------------------+--------------------+               |
+    | View > Problems (bottom dock, under the market side only)  |               |
+    +----------------------------------------------------------+---------------+
+    | status bar: sources, msgs/s, ... (elided) | recording indicator          |
+
+The right column (``right_dock``: a fixed dock widget without a title bar that owns both right
+corners) takes the full height beside everything else, so the risk panel needs no scrolling at
+1366x768 or at 1920x1080 at 150 %, also with the Problems view open. Splitters:
+``main_splitter`` (the chart row over the tape), ``top_splitter`` (heatmap column | profile |
+ladder), ``heat_splitter`` (heatmap over the delta pane), ``right_splitter`` (VIX gauge over
+the trading area). Fonts are in points (they follow the screen's DPI and ``QT_SCALE_FACTOR``);
+minimum sizes come from font metrics. The window opens at most at the screen's available size.
 
 ``window.trading_area`` is an empty ``QWidget`` with a ``QVBoxLayout``; the trading issue's
 ``app.ui.trading_panel.attach_trading(window, context)`` fills it (a placeholder is shown when
@@ -36,12 +47,16 @@ import types
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
+from app.ui.delta_pane import DeltaPane
+from app.ui.splash import StartupOverlay, warm_window_kernels
 from app.ui.heatmap import HeatmapWidget
-from app.ui.ladder import LadderWidget, price_decimals
+from app.ui.ladder import LadderWidget, price_decimals, row_grouping
 from app.ui.orders_overlay import OrdersOverlay, OwnOrdersController
+from app.ui.profile_pane import ProfilePane
 from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
-from app.ui.status import HealthBar, ProblemBanner, ProblemLog, ReplayEndBanner
+from app.core.clock import SYSTEM_CLOCK
+from app.ui.status import HealthBar, ProblemBanner, ProblemLog, RecordingIndicator, ReplayEndBanner
 from app.ui.tape import SignalTape
 from app.ui.vix_gauge import VixGauge
 
@@ -79,6 +94,8 @@ class MainWindow(QtWidgets.QMainWindow):
         UI state storage (geometry, splitters, contrast, profile, options); None = not persisted.
     display_hz : float
         Redraw timer rate (the newest frame is drawn; frames in between are skipped).
+    clock : app.core.clock.Clock
+        Wall and monotonic time of the window's own figures (the recording's elapsed time).
 
     Signals
     -------
@@ -88,12 +105,14 @@ class MainWindow(QtWidgets.QMainWindow):
 
     sigClosed = QtCore.Signal()
 
-    def __init__(self, config: PipelineConfig | None = None, prefs=None, display_hz: float = 60.0):
+    def __init__(self, config: PipelineConfig | None = None, prefs=None, display_hz: float = 60.0,
+                 clock=SYSTEM_CLOCK):
         super().__init__()
+        self.clock = clock
         self.config = config or PipelineConfig()
         self.prefs = prefs
         self.setWindowTitle("MIA Elite")
-        self.resize(1580, 960)
+        self.resize(self._initial_size())
         self.pipeline: Pipeline | None = None
         self.recording_path = None  # the .mrec being (or last) recorded by the Record button
         self.last_frame = None
@@ -111,6 +130,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_ui()
         self._build_actions()
         self._restore_prefs()
+        self.heatmap.history_source = self._request_history  # scrolling back asks the engine
+        # "waiting for market data" over the heatmap, then "compiling the analyzers" (first start)
+        self.startup_overlay = StartupOverlay(self)
 
         self.timer = QtCore.QTimer(self)
         self.timer.setTimerType(QtCore.Qt.PreciseTimer)
@@ -122,6 +144,12 @@ class MainWindow(QtWidgets.QMainWindow):
         self._last_draw_t = 0.0
         self._notifier = _FrameNotifier()
         self._notifier.sigFrame.connect(self._on_frame_ready, QtCore.Qt.QueuedConnection)
+        # once a second, frames or not: the recording's elapsed time, and msgs/s that falls to
+        # the real rate when no frame comes (a paused or silent source)
+        self.status_timer = QtCore.QTimer(self)
+        self.status_timer.setInterval(1000)
+        self.status_timer.timeout.connect(self._tick_status)
+        self.status_timer.start()
 
     # ------------------------------------------------------------------ UI
     def _build_ui(self) -> None:
@@ -146,48 +174,78 @@ class MainWindow(QtWidgets.QMainWindow):
         v.addWidget(self.replay_banner)
 
         self.heatmap = HeatmapWidget()
+        self.delta_pane = DeltaPane()
+        self.delta_pane.link_x(self.heatmap)
+        self.profile_pane = ProfilePane()
         self.ladder = LadderWidget()
         # own working orders and position on the ladder and the heatmap (and the ladder's gestures)
         self.own_orders = OwnOrdersController(self.ladder, OrdersOverlay(self.heatmap),
                                               lambda: getattr(self.trading, "session", None), self.spawn, self.report, self)
+        # one profile bar per ladder row: the ladder's grouping, from the ladder's text height
+        self.profile_pane.set_grouping(
+            lambda row_px: row_grouping(row_px, self.ladder.text_height) if self.ladder.text_height > 0 else 0)
         self.vix_gauge = VixGauge()
         self.trading_area = QtWidgets.QWidget()
         self.trading_area.setObjectName("trading_area")
         self.trading_area.setLayout(QtWidgets.QVBoxLayout())
         self.trading_area.layout().setContentsMargins(0, 0, 0, 0)
         self.tape = SignalTape()
+        # minimum sizes from the font (points follow the DPI and the scale): splitters never squeeze
+        # a pane below what it needs to be read
+        fm0 = QtGui.QFontMetrics(self.font())
+        self.heatmap.setMinimumSize(28 * fm0.averageCharWidth(), 10 * fm0.height())
+        self.tape.setMinimumHeight(5 * fm0.height())
+        # the heatmap and the delta pane share x pixels too: the same left axis width
+        fm = QtGui.QFontMetrics(self.font())
+        axis_w = fm.horizontalAdvance("-00000.00") + fm.height() + 14
+        for plot in (self.heatmap, self.delta_pane):
+            plot.getAxis("left").setWidth(axis_w)
 
-        self.right_splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
-        self.right_splitter.setObjectName("right_splitter")
-        self.right_splitter.addWidget(self.vix_gauge)
+        def splitter(name, orientation, widgets, stretch, sizes):
+            sp = QtWidgets.QSplitter(orientation)
+            sp.setObjectName(name)
+            sp.setChildrenCollapsible(False)
+            for i, (wdg, st) in enumerate(zip(widgets, stretch)):
+                sp.addWidget(wdg)
+                sp.setStretchFactor(i, st)
+            sp.setSizes(sizes)
+            return sp
+
+        # object names are the keys of the saved sizes (a changed structure gets a new name)
+        self.heat_splitter = splitter("heat_column", QtCore.Qt.Vertical, (self.heatmap, self.delta_pane),
+                                      (5, 1), [520, 110])
+        self.top_splitter = splitter("chart_row", QtCore.Qt.Horizontal,
+                                     (self.heat_splitter, self.profile_pane, self.ladder), (5, 0, 1),
+                                     [900, 90, 240])
+        self.main_splitter = splitter("main_splitter", QtCore.Qt.Vertical, (self.top_splitter, self.tape),
+                                      (4, 1), [680, 200])
         trading_scroll = QtWidgets.QScrollArea()
+        trading_scroll.setObjectName("trading_scroll")
         trading_scroll.setWidgetResizable(True)
+        trading_scroll.setFrameShape(QtWidgets.QFrame.NoFrame)
+        trading_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
         trading_scroll.setWidget(self.trading_area)
-        self.right_splitter.addWidget(trading_scroll)
-        self.right_splitter.setSizes([300, 500])
-
-        self.top_splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)
-        self.top_splitter.setObjectName("top_splitter")
-        self.top_splitter.addWidget(self.heatmap)
-        self.top_splitter.addWidget(self.ladder)
-        self.top_splitter.addWidget(self.right_splitter)
-        self.top_splitter.setStretchFactor(0, 5)
-        self.top_splitter.setStretchFactor(1, 1)
-        self.top_splitter.setStretchFactor(2, 1)
-        self.top_splitter.setSizes([900, 260, 320])
-
-        self.main_splitter = QtWidgets.QSplitter(QtCore.Qt.Vertical)
-        self.main_splitter.setObjectName("main_splitter")
-        self.main_splitter.addWidget(self.top_splitter)
-        self.main_splitter.addWidget(self.tape)
-        self.main_splitter.setStretchFactor(0, 4)
-        self.main_splitter.setStretchFactor(1, 1)
-        self.main_splitter.setSizes([680, 200])
+        self.trading_scroll = trading_scroll
+        self.right_splitter = splitter("right_splitter", QtCore.Qt.Vertical, (self.vix_gauge, trading_scroll),
+                                       (0, 1), [220, 600])
         v.addWidget(self.main_splitter, 1)
         self.setCentralWidget(central)
+        # the right column: a dock that owns both right corners, so it runs the full height
+        # beside the banners, the market side and the Problems view (bottom dock)
+        self.right_dock = QtWidgets.QDockWidget("Trading", self)
+        self.right_dock.setObjectName("right_dock")
+        self.right_dock.setFeatures(QtWidgets.QDockWidget.NoDockWidgetFeatures)
+        self.right_dock.setTitleBarWidget(QtWidgets.QWidget())  # no title bar: a fixed column
+        self.right_dock.setWidget(self.right_splitter)
+        self.addDockWidget(QtCore.Qt.RightDockWidgetArea, self.right_dock)
+        self.setCorner(QtCore.Qt.TopRightCorner, QtCore.Qt.RightDockWidgetArea)
+        self.setCorner(QtCore.Qt.BottomRightCorner, QtCore.Qt.RightDockWidgetArea)
+        self.resizeDocks([self.right_dock], [340], QtCore.Qt.Horizontal)
 
         self.health = HealthBar()
         self.statusBar().addWidget(self.health, 1)
+        self.recording_indicator = RecordingIndicator()
+        self.statusBar().addPermanentWidget(self.recording_indicator)
 
         self.problems = ProblemLog()
         self.problems_dock = QtWidgets.QDockWidget("Problems", self)
@@ -311,6 +369,21 @@ class MainWindow(QtWidgets.QMainWindow):
         return (f"PAPER MODE - market data from the DTC server {c.host}:{c.port}{acct}. "
                 "Orders are filled locally, never sent.")
 
+    def _splitters(self) -> tuple[QtWidgets.QSplitter, ...]:
+        """Every splitter whose sizes persist (by object name)."""
+        return (self.main_splitter, self.top_splitter, self.heat_splitter, self.right_splitter,
+                self.tape.splitter)
+
+    @staticmethod
+    def _initial_size() -> QtCore.QSize:
+        """1580 x 960, or the primary screen's available size when that is smaller (1366 x 768,
+        or 1280 x 720 logical pixels for 1920 x 1080 at 150 %)."""
+        want = QtCore.QSize(1580, 960)
+        screen = QtGui.QGuiApplication.primaryScreen()
+        if screen is None:
+            return want
+        return want.boundedTo(screen.availableGeometry().size())
+
     # ------------------------------------------------------------------ prefs
     def _restore_prefs(self) -> None:
         p = self.prefs
@@ -324,7 +397,7 @@ class MainWindow(QtWidgets.QMainWindow):
         st = p.get("window.state", "")
         if st:
             self.restoreState(_unb64(st))
-        for sp in (self.main_splitter, self.top_splitter, self.right_splitter, self.tape.splitter):
+        for sp in self._splitters():
             val = p.get(f"splitters.{sp.objectName()}", "")
             if val:
                 sp.restoreState(_unb64(val))
@@ -345,7 +418,7 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         p.set("window.geometry", _b64(self.saveGeometry()))
         p.set("window.state", _b64(self.saveState()))
-        for sp in (self.main_splitter, self.top_splitter, self.right_splitter, self.tape.splitter):
+        for sp in self._splitters():
             p.set(f"splitters.{sp.objectName()}", _b64(sp.saveState()))
         p.set("heatmap.contrast", float(self.heatmap.contrast))
         p.set("profile", self.config.profile)
@@ -556,7 +629,8 @@ class MainWindow(QtWidgets.QMainWindow):
         first = self.next_signal_id()
         self._signal_id_floor = first
         self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
-                                      "observer": self.data_collection.observer()}
+                                      "observer": self.data_collection.observer(),
+                                      "precompile": (warm_window_kernels,)}
         pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
         pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
         return pl
@@ -580,12 +654,21 @@ class MainWindow(QtWidgets.QMainWindow):
         except Exception as exc:  # a drawing bug must be visible, and must not kill the timer
             self.report("error", f"Drawing failed: {exc}\n{traceback.format_exc()}")
 
+    def _request_history(self, t0_ns, t1_ns, max_cols, price_lo=None, price_hi=None):
+        """The heatmap's history requests go to the running engine (None without one)."""
+        eng = self.pipeline.engine if self.pipeline is not None else None
+        if eng is None:
+            return None
+        return eng.request_history(t0_ns, t1_ns, max_cols, price_lo, price_hi)
+
     def draw_frame(self, frame) -> None:
         """Update every widget in place from ``frame`` (GUI thread)."""
         t0 = time.perf_counter()
         self.last_frame = frame
         self.heatmap.set_frame(frame)
+        self.delta_pane.set_frame(frame)
         self.ladder.set_frame(frame)
+        self.profile_pane.set_frame(frame)
         self.own_orders.refresh()
         self._sync_ladder()
         self.vix_gauge.set_state(frame.vix)
@@ -632,8 +715,9 @@ class MainWindow(QtWidgets.QMainWindow):
         lo, hi = self.heatmap.price_range()
         r = self.heatmap.view_scene_rect()
         # mapFromScene gives viewport coordinates: map from the viewport, not the view's frame
-        top_left = self.ladder.mapFromGlobal(self.heatmap.viewport().mapToGlobal(r.topLeft().toPoint()))
-        self.ladder.set_view(lo, hi, float(top_left.y()), float(r.height()))
+        at = self.heatmap.viewport().mapToGlobal(r.topLeft().toPoint())
+        for pane in (self.ladder, self.profile_pane):  # both beside the heatmap, on its price axis
+            pane.set_view(lo, hi, float(pane.mapFromGlobal(at).y()), float(r.height()))
 
     def resizeEvent(self, ev):  # noqa: N802
         super().resizeEvent(ev)
@@ -675,6 +759,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Start or stop recording the current source's events (``recordings/`` in the data folder)."""
         pl = self.pipeline
         if not on:
+            self.recording_indicator.stop()
             n = pl.stop_recording() if pl is not None else None
             if n is not None:
                 self.report("info", f"recording closed: {n:,} events in {self.recording_path}")
@@ -697,7 +782,23 @@ class MainWindow(QtWidgets.QMainWindow):
             self.report("error", f"cannot record: {exc}")
             self.act_record.setChecked(False)
             return
+        self.recording_indicator.start(self.recording_path, self.clock.monotonic())
         self.report("info", f"recording to {self.recording_path}")
+
+    def _tick_status(self) -> None:
+        """Once a second: the recording's elapsed time; msgs/s without a frame (paused: stopped)."""
+        self.recording_indicator.tick(self.clock.monotonic())
+        pl = self.pipeline
+        if pl is not None and not self.health.paused:
+            try:
+                rate = pl.figures().get("msgs_per_s")
+            except Exception:  # figures are best effort; a source being replaced has none
+                rate = None
+            if rate is not None:
+                self.health.set_figures(msgs_per_s=rate)
+        ts = self._fps_times
+        if ts and time.perf_counter() - ts[-1] > 2.0:  # no frame for 2 s: the rates are 0, not the last ones
+            self.health.set_figures(fps=0.0, events_per_s=0.0)
 
     def _on_pause(self, paused: bool) -> None:
         src = self.pipeline.source if self.pipeline else None
@@ -708,6 +809,7 @@ class MainWindow(QtWidgets.QMainWindow):
         else:
             src.resume()
         self.act_pause.setText("Resume replay" if paused else "Pause replay")
+        self.health.set_paused(paused)
 
     def _on_profile_chosen(self, idx: int) -> None:
         """Apply the chosen profile to the running analysis (the source keeps running:
@@ -734,6 +836,12 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop and start the pipeline with the current :attr:`config` (a connection change; a profile
         change does not restart: :meth:`_on_profile_chosen`)."""
         self.timer.stop()
+        if self.act_record.isChecked():  # the recording ends with its pipeline (and says so)
+            self.act_record.setChecked(False)
+        if self.act_pause.isChecked():  # a new source starts running
+            self.act_pause.setChecked(False)
+            self.act_pause.setText("Pause replay")
+            self.health.paused = False
         await self._detach_trading()
         if self.pipeline is not None:
             await self.pipeline.stop()
@@ -754,6 +862,37 @@ class MainWindow(QtWidgets.QMainWindow):
             self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
         self.mode_banner.setText(self._mode_text())
         self._attach_trading()
+
+    def schedule_demo_position(self, after_s: float, stop_ticks: int = 12, target_ticks: int = 16) -> None:
+        """Screenshots and demos only (``mia-elite --demo-position SECONDS``, paper mode): after
+        ``after_s`` seconds buy 1 contract at the market with a stop ``stop_ticks`` below and a
+        target ``target_ticks`` above the ask, through the trading session's gate as a
+        confirmed ticket would (an open position and a working bracket to look at)."""
+        QtCore.QTimer.singleShot(int(max(after_s, 0.0) * 1000),
+                                 lambda: self.spawn(self._demo_position(int(stop_ticks), int(target_ticks))))
+
+    async def _demo_position(self, stop_ticks: int, target_ticks: int) -> None:
+        from app.core.orders import OrderType
+        from app.trading.orders import OrderTicket
+
+        session = getattr(self.trading, "session", None)
+        if session is None or session.mode != "paper":
+            self.report("warning", "demo position: only in paper mode with the trading panel running")
+            return
+        sym = session.instrument.symbol
+        for _ in range(600):  # the first market data can come a while after start-up (compiling)
+            m = session.market.get(sym)
+            if m is not None and m.best_ask >= 0:
+                break
+            await asyncio.sleep(0.2)
+        else:
+            self.report("warning", "demo position: no market data within 120 s")
+            return
+        ask = int(m.best_ask)
+        t = OrderTicket(sym, 1, 1, OrderType.MARKET, None, ask - stop_ticks, ask + target_ticks, ref_price=ask,
+                        tick_size=session.instrument.tick_size, tick_value=session.instrument.tick_value)
+        d = await session.confirm(t)
+        self.report("info", f"demo position: {d.message or 'sent'}")
 
     def open_connection_dialog(self, source: str | None = None) -> None:
         """Show the connection dialog; on OK restart the pipeline with the new settings."""

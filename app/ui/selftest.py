@@ -1,6 +1,8 @@
-"""``mia-elite --self-test [SECONDS]``: start the window on the built-in server and check it works.
+"""``mia-elite --self-test [SECONDS] [--recording FILE]``: start the window on the built-in server and check it works.
 
-Checks, after the first frame (a first run compiles the kernels) and SECONDS of replay of the shipped real ES sample (paper mode, fast replay):
+Checks, after the first frame and the analysis running (a first run compiles the kernels) and SECONDS of replay of the
+shipped real ES sample, or of ``--recording FILE`` (a ``.mrec``; paper mode, fast replay;
+``--speed`` and ``--profile`` apply too):
 frames arrive and are drawn, the heatmap holds liquidity, the ladder's inside market is a
 valid (uncrossed) book, the VIX gauge shows a regime, no error was reported, and (when the
 trading panel provides ``self_test()``) that the kill switch verifies flat in paper mode.
@@ -22,6 +24,15 @@ import tempfile
 COMPILE_WAIT_S = 240.0
 
 
+def _price_text(row: int, tick_size: float) -> str:
+    """A ladder row (a price in rows of ``tick_size`` price units) as a price, e.g. 4809.75."""
+    if row < 0:
+        return "-"
+    text = f"{float(tick_size):.9f}".rstrip("0")
+    dec = len(text.split(".")[1]) if "." in text else 0
+    return f"{row * tick_size:.{dec}f}"
+
+
 def _checks(window) -> list[tuple[str, bool, str]]:
     out = []
     f = window.last_frame
@@ -34,7 +45,11 @@ def _checks(window) -> list[tuple[str, bool, str]]:
     lb, la = window.ladder.best_bid, window.ladder.best_ask
     # (the sample's pre-open book is really crossed until 23:00 UTC, so only presence is checked)
     out.append(("ladder shows the engine's inside market",
-                lb >= 0 and la >= 0 and (lb, la) == (f.best_bid, f.best_ask), f"bid {lb} ask {la} (ticks)"))
+                lb >= 0 and la >= 0 and (lb, la) == (f.best_bid, f.best_ask),
+                f"{f.symbol} bid {_price_text(lb, f.tick_size)} ask {_price_text(la, f.tick_size)}"))
+    eng = getattr(window.pipeline, "engine", None)
+    out.append(("analysis running", bool(getattr(f, "analysis_ready", True)),
+                f"kernels ready in {getattr(eng, 'compile_seconds', 0.0):.1f} s"))
     out.append(("VIX regime shown", bool(window.vix_gauge.regime), window.vix_gauge.summary_text()))
     errors = [t for lvl, t in window.problems.entries if lvl == "error"]
     out.append(("no error reported", not errors, errors[0].splitlines()[0] if errors else "none"))
@@ -71,6 +86,10 @@ async def _trading_check(window):
 def run(args: argparse.Namespace) -> int:
     """Run the self-test for ``args.self_test`` seconds; returns the exit code."""
     seconds = float(getattr(args, "self_test", 20.0) or 20.0)
+    recording = getattr(args, "recording", None)
+    if recording and not os.path.isfile(recording):
+        print(f"self-test: recording not found: {recording}", file=sys.stderr)
+        return 2
     from app.core import jit  # noqa: F401  (the user's kernel cache, chosen before the home is redirected)
 
     if not os.environ.get("MIA_ELITE_HOME"):
@@ -88,15 +107,27 @@ def run(args: argparse.Namespace) -> int:
     app = make_app()
     install_excepthook(app)
     splash = show_splash(app)
-    window = MainWindow(PipelineConfig(embedded=True, speed=60.0), prefs=None)
+    cfg = PipelineConfig(embedded=True, speed=float(getattr(args, "speed", None) or 60.0), recording=recording)
+    if getattr(args, "profile", None):
+        cfg.profile = args.profile
+    print(f"self-test on {recording or 'the shipped ES sample'}", flush=True)
+    window = MainWindow(cfg, prefs=None)
     splash.follow(window)
     results: list = []
 
     async def main():
         async def check_then_close():
-            # the first start compiles the numba kernels (cached afterwards): wait for it, bounded
+            # the first start compiles the numba kernels (cached afterwards) while the book is
+            # drawn already: wait for the analysis to run too, bounded
             t_end = asyncio.get_running_loop().time() + COMPILE_WAIT_S
-            while window.frames_drawn == 0 and asyncio.get_running_loop().time() < t_end:
+
+            def ready():
+                eng = getattr(window.pipeline, "engine", None)
+                f = window.last_frame
+                return window.frames_drawn > 0 and (eng is None or eng.state == "error" or (
+                    f is not None and f.analysis_ready) or getattr(eng, "compile_failed", False))
+
+            while not ready() and asyncio.get_running_loop().time() < t_end:
                 await asyncio.sleep(0.1)
             await asyncio.sleep(seconds)
             results.extend(_checks(window))

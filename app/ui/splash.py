@@ -1,12 +1,22 @@
-"""Start-up splash screen: visible progress while the analyzers compile, until the first frame.
+"""Start-up progress: the splash screen until the first frame with market data, then an
+overlay in the main window while the analyzers compile.
 
 On the first run numba compiles the analyzers' kernels (tens of seconds) and writes them to
 the user cache folder (:data:`app.core.jit.CACHE_DIR`); later runs load them in about a
-second. The splash says which of the two is happening, counts the seconds, and follows the
-start-up through the main window's state::
+second. The engine compiles them on a thread of their own while the book already runs
+(:meth:`app.live.engine.AnalysisEngine.start`), so market data is drawn at once. The splash
+stays on top of every window (``WindowStaysOnTopHint``: without a window manager the main
+window would hide it), says what is happening, counts the seconds, and follows the start-up
+through the main window's state::
 
-    starting -> connecting (no engine yet) -> compiling (engine.state == "compiling")
-             -> waiting for market data (engine running, nothing drawn) -> first frame: closed
+    starting -> connecting (no engine yet) -> waiting for market data (nothing drawn yet)
+             -> first frame with market data: closed
+
+(A window that draws only empty frames closes the splash :attr:`Splash.NO_DATA_CLOSE_S` after
+its first one; the window's own overlay then says it waits for data.) In the main window,
+:class:`StartupOverlay` covers the heatmap with "Waiting for market data..." until the first
+frame with a book (instead of empty placeholder axes), then shows a badge "Compiling the
+analyzers... N s" until ``frame.analysis_ready``.
 
 It finds the main window by itself (the top-level widget with ``frames_drawn`` and
 ``pipeline``) or is told with :meth:`Splash.follow`. When the first frame has been drawn it
@@ -107,6 +117,146 @@ def _pixmap(width: int = 460, height: int = 170) -> QtGui.QPixmap:
     return pm
 
 
+def warm_window_kernels() -> None:
+    """Compile (or load) the numba kernels the window's threads call at once, with the types
+    they call them with: the DTC batch decode of the GUI thread
+    (:func:`app.dtc.batch.scan_run`) and pyqtgraph's image rescale of the heatmap
+    (``pyqtgraph.functions_numba.rescale_and_lookup``: float32 image, 512-entry uint32 table,
+    when pyqtgraph's ``useNumba`` is on; pyqtgraph compiles it in every process).
+
+    The window hands it to the engine as ``precompile``, so these come before the analyzers'
+    kernels on the compile thread (:meth:`app.live.engine.AnalysisEngine.start`); any thread.
+    """
+    import numpy as np
+
+    from app.dtc.batch import scan_run
+
+    scan_run(b"\x00" * 16)
+    import pyqtgraph as pg
+
+    if pg.getConfigOption("useNumba"):
+        from pyqtgraph import functions_numba
+
+        functions_numba.rescale_and_lookup(np.zeros((2, 2), np.float32), 1.0, 0.0, np.zeros(512, np.uint32))
+
+
+def frame_has_data(frame) -> bool:
+    """True when ``frame`` (an :class:`~app.analysis.frame.AnalysisFrame`) holds a book side:
+    a best bid or a best ask (ticks >= 0)."""
+    return frame is not None and (int(frame.best_bid) >= 0 or int(frame.best_ask) >= 0)
+
+
+def startup_text(window, warm: bool, waited_s: float) -> tuple[str, str]:
+    """What the start-up of ``window`` is doing: ``(mode, text)``.
+
+    ``mode`` is ``"cover"`` (no market data drawn yet), ``"badge"`` (data drawn, the analysis
+    not running yet) or ``""`` (nothing to say). Read from plain attributes of the window, its
+    pipeline and engine (GUI thread).
+
+    Parameters
+    ----------
+    window : MainWindow
+    warm : bool
+        The numba cache held compiled kernels at start-up (the text says "loading" instead of
+        "compiling (first run)").
+    waited_s : float
+        Seconds since the start-up began, shown in the text.
+    """
+    pl = getattr(window, "pipeline", None)
+    eng = getattr(pl, "engine", None) if pl is not None else None
+    frame = getattr(window, "last_frame", None)
+    compiling = eng is not None and not getattr(eng, "analysis_ready", True) and not getattr(
+        eng, "compile_failed", False)
+    what = (f"Loading the analyzers... {waited_s:.0f} s" if warm else
+            f"Compiling the analyzers (first run only)... {waited_s:.0f} s")
+    if not frame_has_data(frame):
+        if eng is None:
+            text = "Connecting to the data source..."
+        else:
+            text = "Waiting for market data..."
+        if compiling:
+            text += "\n" + what
+        return "cover", text
+    if compiling:
+        return "badge", what + "  (the book is live; signals start when ready)"
+    if eng is not None and getattr(eng, "compile_failed", False):
+        return "badge", "Analysis off: the analyzers did not compile (View > Problems)"
+    return "", ""
+
+
+class StartupOverlay(QtWidgets.QLabel):
+    """Start-up text over the main window's heatmap: a cover saying "Waiting for market data..."
+    until the first frame with a book (no placeholder axes), then a badge "Compiling the
+    analyzers... N s" until the analysis runs, then hidden (:func:`startup_text`).
+
+    Polls the window every :attr:`POLL_MS` ms on the GUI thread (no cross-thread calls).
+
+    Parameters
+    ----------
+    window : MainWindow
+        The window followed (``pipeline``, ``last_frame``).
+    parent : QWidget, optional
+        The widget covered (default ``window.heatmap``).
+
+    Attributes
+    ----------
+    mode : str
+        ``"cover"``, ``"badge"`` or ``""`` (hidden).
+    """
+
+    POLL_MS = 250
+    BADGE_H = 30
+
+    def __init__(self, window, parent=None):
+        super().__init__(parent if parent is not None else window.heatmap)
+        self.window = window
+        self.setObjectName("startup_overlay")
+        self.setAlignment(QtCore.Qt.AlignCenter)
+        self.setWordWrap(True)
+        self.setAttribute(QtCore.Qt.WA_TransparentForMouseEvents, True)
+        self.warm = numba_cache_is_warm()
+        self.started = time.monotonic()
+        self.mode = None
+        self.parentWidget().installEventFilter(self)
+        self._timer = QtCore.QTimer(self)
+        self._timer.setInterval(self.POLL_MS)
+        self._timer.timeout.connect(self.poll)
+        self._timer.start()
+        self.poll()
+
+    def eventFilter(self, obj, ev):  # noqa: N802
+        if obj is self.parentWidget() and ev.type() == QtCore.QEvent.Resize:
+            self._place()
+        return False
+
+    def _place(self) -> None:
+        r = self.parentWidget().rect()
+        if self.mode == "cover":
+            self.setGeometry(r)
+        elif self.mode == "badge":
+            w = min(r.width() - 20, 620)
+            self.setGeometry((r.width() - w) // 2, 8, max(w, 100), self.BADGE_H)
+
+    def poll(self) -> None:
+        """Update the text and the placement from the window's state."""
+        mode, text = startup_text(self.window, self.warm, time.monotonic() - self.started)
+        if mode != self.mode:
+            self.mode = mode
+            if mode == "cover":
+                self.setStyleSheet("#startup_overlay{background:#1a1c26;color:#c8ccd8;font-size:16px;}")
+            elif mode == "badge":
+                self.setStyleSheet("#startup_overlay{background:rgba(40,44,60,220);color:#ffe08a;"
+                                   "border:1px solid #6b5a00;border-radius:4px;padding:2px 8px;}")
+            self.setVisible(bool(mode))
+            self._place()
+            if mode:
+                self.raise_()
+        if text != self.text():
+            self.setText(text)
+        if not mode and self.window.last_frame is not None and getattr(self.window.last_frame, "analysis_ready", False):
+            self._timer.stop()  # the start-up is over (a new pipeline makes a new one)
+
+
 class Splash(QtWidgets.QSplashScreen):
     """Splash screen that reports the start-up progress and closes at the first drawn frame.
 
@@ -138,9 +288,13 @@ class Splash(QtWidgets.QSplashScreen):
     sigFirstFrame = QtCore.Signal(float)
 
     POLL_MS = 50
+    #: s: a window that has drawn frames but no market data for this long closes the splash
+    #: (its overlay says "Waiting for market data...")
+    NO_DATA_CLOSE_S = 10.0
 
     def __init__(self, timeout_s: float = 900.0, start_time: float | None = None):
-        super().__init__(_pixmap())
+        # on top of every window: without a window manager the main window would cover it
+        super().__init__(_pixmap(), QtCore.Qt.WindowStaysOnTopHint)
         self.start_time = process_start_time() if start_time is None else float(start_time)
         self.shown_at = time.time()
         self.timeout_s = float(timeout_s)
@@ -150,6 +304,7 @@ class Splash(QtWidgets.QSplashScreen):
         self.message = ""
         self._window = None
         self._done = False
+        self._empty_since: float | None = None
         self._timer = QtCore.QTimer(self)
         self._timer.setInterval(self.POLL_MS)
         self._timer.timeout.connect(self.poll)
@@ -195,8 +350,14 @@ class Splash(QtWidgets.QSplashScreen):
         waited = now - self.shown_at
         w = self._find_window()
         if w is not None and int(getattr(w, "frames_drawn", 0) or 0) > 0:
-            self._finish_first_frame(now, w)
-            return
+            if frame_has_data(getattr(w, "last_frame", None)):
+                self._finish_first_frame(now, w)
+                return
+            self._empty_since = self._empty_since or now
+            if now - self._empty_since > self.NO_DATA_CLOSE_S:
+                log.info("start-up splash closed: frames drawn, no market data yet after %.0f s", waited)
+                self._close(w)
+                return
         if waited > self.timeout_s:
             log.warning("start-up splash closed after %.0f s without a drawn frame", waited)
             self._close()
@@ -212,11 +373,8 @@ class Splash(QtWidgets.QSplashScreen):
         elif eng is None:
             text = "Connecting to the data source..."
         elif state == "compiling":
-            if self.warm:
-                text = f"Loading the analyzers... {waited:.0f} s"
-            else:
-                text = (f"First run: compiling the analyzers once (about a minute; later starts "
-                        f"take seconds)... {waited:.0f} s")
+            what = "loading the analyzers" if self.warm else "compiling the analyzers (first run only)"
+            text = f"Waiting for market data; {what}... {waited:.0f} s"
         elif state == "error":
             text = "The analysis engine failed to start; see the window for the reason."
         else:
@@ -229,6 +387,8 @@ class Splash(QtWidgets.QSplashScreen):
         ks = getattr(eng, "compile_seconds", None)
         self.kernels_s = float(ks) if ks is not None else None
         kern = f"kernels {self.kernels_s:.2f} s, " if self.kernels_s is not None else ""
+        if eng is not None and not getattr(eng, "analysis_ready", True):
+            kern = "analyzers still compiling, "
         log.info("%s %.2f s after process start (%snumba cache %s)", FIRST_FRAME_MARK,
                  self.first_frame_s, kern, "warm" if self.warm else "cold")
         self.sigFirstFrame.emit(self.first_frame_s)

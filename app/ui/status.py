@@ -16,6 +16,10 @@ from PySide6 import QtCore, QtGui, QtWidgets
 
 log = logging.getLogger(__name__)
 
+#: the recording indicator's dot and its colour
+RECORDING_DOT = "\u25cf"
+RECORDING_RED = "#ff3b3b"
+
 STATE_COLORS = {
     "connected": "#3cc86e",
     "streaming": "#3cc86e",
@@ -27,14 +31,115 @@ STATE_COLORS = {
     "disconnected": "#e85060",
     "error": "#e85060",
     "stopped": "#888888",
+    "paused": "#e0b030",
 }
+
+
+class ElidedLabel(QtWidgets.QLabel):
+    """A one-line label that ends in "..." when it is narrower than its text, instead of being
+    cut; the full text is its tooltip. Its text may be coloured in parts (:meth:`set_segments`).
+
+    ``text()`` is the full plain text; :meth:`shown_text` is what fits.
+    """
+
+    ELLIPSIS = "\u2026"
+
+    def __init__(self, text: str = "", parent=None):
+        super().__init__(parent)
+        self.setTextFormat(QtCore.Qt.PlainText)
+        self._segments: list[tuple[str, str, bool]] | None = None
+        self.setSizePolicy(QtWidgets.QSizePolicy.Preferred, QtWidgets.QSizePolicy.Preferred)
+        self.setText(text)
+
+    def setText(self, text: str) -> None:  # noqa: N802 (Qt name)
+        """Plain text (no colours)."""
+        self._segments = None
+        self._set_plain(text)
+
+    def _set_plain(self, text: str) -> None:
+        super().setText(text)
+        self.setToolTip(text)
+        self.updateGeometry()  # the size hint follows the text (bold parts included)
+        self.update()
+
+    def set_segments(self, segments) -> None:
+        """Text in parts: ``[(text, colour "#rrggbb" or "", bold)]``, drawn one after another."""
+        self._segments = [(str(t), str(c or ""), bool(b)) for t, c, b in segments]
+        self._set_plain("".join(t for t, _, _ in self._segments))
+
+    @property
+    def segments(self) -> list[tuple[str, str, bool]]:
+        """The parts of the text (one uncoloured part for plain text)."""
+        return list(self._segments) if self._segments is not None else [(self.text(), "", False)]
+
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 (Qt name)
+        m = self.contentsMargins()
+        return QtCore.QSize(self.full_width() + m.left() + m.right() + 2, super().sizeHint().height())
+
+    def minimumSizeHint(self) -> QtCore.QSize:  # noqa: N802 (Qt name)
+        fm = self.fontMetrics()
+        m = self.contentsMargins()
+        return QtCore.QSize(fm.horizontalAdvance("MMM" + self.ELLIPSIS) + m.left() + m.right(),
+                            super().minimumSizeHint().height())
+
+    def is_elided(self) -> bool:
+        """True when the text does not fit and ends in "..." on screen."""
+        return self.full_width() > self.contentsRect().width()
+
+    def full_width(self) -> int:
+        """Pixels the whole text needs (bold parts in bold)."""
+        return sum(self._metrics(b).horizontalAdvance(t) for t, _, b in self.segments)
+
+    def shown_text(self) -> str:
+        """The text on screen: all of it, or the part that fits followed by "..."."""
+        return "".join(t for t, _, _ in self._layout())
+
+    def _metrics(self, bold: bool) -> QtGui.QFontMetrics:
+        if not bold:
+            return self.fontMetrics()
+        f = QtGui.QFont(self.font())
+        f.setBold(True)
+        return QtGui.QFontMetrics(f)
+
+    def _layout(self) -> list[tuple[str, str, bool]]:
+        room = self.contentsRect().width()
+        out, x = [], 0
+        for t, c, b in self.segments:
+            fm = self._metrics(b)
+            w = fm.horizontalAdvance(t)
+            if x + w <= room:
+                out.append((t, c, b))
+                x += w
+                continue
+            out.append((fm.elidedText(t, QtCore.Qt.ElideRight, max(room - x, 0)) or self.ELLIPSIS, c, b))
+            break
+        return out
+
+    def paintEvent(self, ev):  # noqa: N802 (Qt name)
+        p = QtGui.QPainter(self)
+        try:
+            r = self.contentsRect()
+            x = r.left()
+            default = self.palette().color(QtGui.QPalette.WindowText)
+            for t, c, b in self._layout():
+                f = QtGui.QFont(self.font())
+                f.setBold(b)
+                p.setFont(f)
+                p.setPen(QtGui.QColor(c) if c else default)
+                w = QtGui.QFontMetrics(f).horizontalAdvance(t)
+                p.drawText(QtCore.QRect(x, r.top(), w + 1, r.height()), QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter, t)
+                x += w
+        finally:
+            p.end()
 
 
 class HealthBar(QtWidgets.QWidget):
     """Compact health figures for the status bar.
 
     Figures: connection state per source, messages/s, decode errors, analysis ms per frame,
-    frames drawn per second, events applied per second.
+    frames drawn per second, events applied per second, and the market (symbol, bid / ask,
+    time). The sources and the market elide ("...", full text in the tooltip) when the bar is
+    narrower than its text; the short figures keep their width.
     """
 
     def __init__(self, parent=None):
@@ -42,19 +147,23 @@ class HealthBar(QtWidgets.QWidget):
         lay = QtWidgets.QHBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 0)
         lay.setSpacing(14)
-        self.sources_label = QtWidgets.QLabel("sources: -")
-        self.sources_label.setTextFormat(QtCore.Qt.RichText)
+        self.sources_label = ElidedLabel("sources: -")
         self.msgs_label = QtWidgets.QLabel("msgs/s -")
         self.errors_label = QtWidgets.QLabel("decode errors 0")
         self.analysis_label = QtWidgets.QLabel("analysis - ms")
         self.fps_label = QtWidgets.QLabel("frames/s -")
         self.events_label = QtWidgets.QLabel("events/s -")
-        self.market_label = QtWidgets.QLabel("")
-        for w in (self.sources_label, self.msgs_label, self.errors_label, self.analysis_label,
-                  self.fps_label, self.events_label, self.market_label):
+        self.market_label = ElidedLabel("")
+        for w in (self.msgs_label, self.errors_label, self.analysis_label, self.fps_label, self.events_label):
+            w.setSizePolicy(QtWidgets.QSizePolicy.Fixed, QtWidgets.QSizePolicy.Preferred)
+        lay.addWidget(self.sources_label)
+        for w in (self.msgs_label, self.errors_label, self.analysis_label, self.fps_label, self.events_label):
             lay.addWidget(w)
+        lay.addWidget(self.market_label)
         lay.addStretch(1)
         self.states: dict[str, str] = {}
+        #: True while the user paused the replay: msgs/s shows "paused" instead of a stale rate
+        self.paused = False
 
     def set_source_state(self, name: str, state: str) -> None:
         """Show ``state`` for source ``name`` (e.g. ``"dtc 127.0.0.1:11199"``, ``"connected"``)."""
@@ -63,14 +172,25 @@ class HealthBar(QtWidgets.QWidget):
         self.states[name] = state
         parts = []
         for n, s in self.states.items():
-            color = STATE_COLORS.get(s, "#cccccc")
-            parts.append(f"{n}: <span style='color:{color}'><b>{s}</b></span>")
-        self.sources_label.setText(" | ".join(parts))
+            if parts:
+                parts.append((" | ", "", False))
+            parts.append((f"{n}: ", "", False))
+            parts.append((s, STATE_COLORS.get(s, "#cccccc"), True))
+        self.sources_label.set_segments(parts)
+
+    def set_paused(self, paused: bool, source: str = "replay server") -> None:
+        """Show the user's pause: ``source`` reads "paused" (``"running"`` again on resume) and
+        the messages rate stops (no stale rate of before the pause stays on screen)."""
+        self.paused = bool(paused)
+        self.set_source_state(source, "paused" if paused else "running")
+        if paused:
+            self.msgs_label.setText("msgs/s - (paused)")
 
     def set_figures(self, *, msgs_per_s=None, decode_errors=None, analysis_ms=None, fps=None,
                     events_per_s=None, market=None) -> None:
-        """Update the figures given (``None`` leaves one unchanged)."""
-        if msgs_per_s is not None:
+        """Update the figures given (``None`` leaves one unchanged; msgs/s stays "paused"
+        while :attr:`paused`)."""
+        if msgs_per_s is not None and not self.paused:
             self.msgs_label.setText(f"msgs/s {msgs_per_s:,.0f}")
         if decode_errors is not None:
             self.errors_label.setText(f"decode errors {decode_errors}")
@@ -83,6 +203,48 @@ class HealthBar(QtWidgets.QWidget):
             self.events_label.setText(f"events/s {events_per_s:,.0f}")
         if market is not None:
             self.market_label.setText(market)
+
+
+class RecordingIndicator(ElidedLabel):
+    """The status bar's recording indicator: a red dot, the elapsed time and the file name.
+
+    Hidden while nothing is recorded. The elapsed time comes from the window's clock
+    (:mod:`app.core.clock`), so tests drive it with a ``ManualClock``.
+    """
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.setObjectName("recording_indicator")
+        self.path = None
+        self._t0 = 0.0
+        self.elapsed_s = 0.0
+        self.hide()
+
+    def start(self, path, now_s: float) -> None:
+        """Recording to ``path`` started at ``now_s`` (the clock's monotonic seconds)."""
+        self.path = path
+        self._t0 = float(now_s)
+        self.tick(now_s)
+        self.show()
+
+    def tick(self, now_s: float) -> None:
+        """Show the time elapsed until ``now_s`` (monotonic seconds)."""
+        if self.path is None:
+            return
+        self.elapsed_s = max(float(now_s) - self._t0, 0.0)
+        s = int(self.elapsed_s)
+        h, m, sec = s // 3600, (s // 60) % 60, s % 60
+        when = f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
+        name = getattr(self.path, "name", None) or str(self.path)
+        self.set_segments([(RECORDING_DOT + " ", RECORDING_RED, False), ("REC ", RECORDING_RED, True),
+                           (f"{when}  {name}", "", False)])
+        self.setToolTip(f"{self.text()}\nRecording the market event stream to {self.path}")
+
+    def stop(self) -> None:
+        """Recording stopped: hide."""
+        self.path = None
+        self.setText("")
+        self.hide()
 
 
 class ProblemBanner(QtWidgets.QFrame):
@@ -150,6 +312,11 @@ class ProblemLog(QtWidgets.QPlainTextEdit):
         f.setStyleHint(QtGui.QFont.TypeWriter)
         self.setFont(f)
         self.entries: list[tuple[str, str]] = []
+
+    def sizeHint(self) -> QtCore.QSize:  # noqa: N802 (Qt name)
+        """Six lines high: the view opens under the market side without taking half of it."""
+        fm = self.fontMetrics()
+        return QtCore.QSize(60 * fm.averageCharWidth(), 6 * fm.lineSpacing() + 12)
 
     def add(self, level: str, text: str) -> None:
         """Append a problem (``level`` is ``"error"``, ``"warning"`` or ``"info"``)."""

@@ -425,6 +425,7 @@ class SignalTape(QtWidgets.QWidget):
         self.count_label = QtWidgets.QLabel("no signal yet")
         self.model_label = QtWidgets.QLabel(NO_MODEL)
         self.model_label.setObjectName("model_label")
+        self.model_label.setWordWrap(True)  # wraps in a narrow window instead of widening it
         self._follow_tail = True
         self._last_seq = 0
         self.model_problem = ""  # why the active model could not be loaded ("" = none or loaded)
@@ -443,7 +444,9 @@ class SignalTape(QtWidgets.QWidget):
         right = QtWidgets.QWidget()
         rv = QtWidgets.QVBoxLayout(right)
         rv.setContentsMargins(0, 0, 0, 0)
-        rv.addWidget(QtWidgets.QLabel("<b>Session statistics</b> (target before stop, against random entries)"))
+        stats_title = QtWidgets.QLabel("<b>Session statistics</b> (target before stop, against random entries)")
+        stats_title.setWordWrap(True)
+        rv.addWidget(stats_title)
         rv.addWidget(self.precision_view)
         rv.addWidget(self.stats_label)
         self.splitter = QtWidgets.QSplitter(QtCore.Qt.Horizontal)

@@ -77,11 +77,13 @@ class TradingPanel(QtWidgets.QWidget):
         super().__init__(parent)
         self.setObjectName("trading_panel")
         lay = QtWidgets.QVBoxLayout(self)
-        lay.setContentsMargins(4, 4, 4, 4)
+        lay.setContentsMargins(4, 2, 4, 2)
+        lay.setSpacing(4)
 
         self.live_banner = QtWidgets.QLabel("LIVE TRADING - real orders on a real account")
         self.live_banner.setObjectName("live_banner")
         self.live_banner.setAlignment(QtCore.Qt.AlignCenter)
+        self.live_banner.setWordWrap(True)
         self.live_banner.setStyleSheet("background: #c0392b; color: white; font-weight: bold; padding: 4px;")
         self.live_banner.hide()
         lay.addWidget(self.live_banner)
@@ -101,11 +103,14 @@ class TradingPanel(QtWidgets.QWidget):
 
         self.kill_button = QtWidgets.QPushButton(f"KILL SWITCH  ({KILL_HOTKEY})")
         self.kill_button.setObjectName("kill_switch")
-        self.kill_button.setMinimumHeight(56)
         f = self.kill_button.font()
-        f.setPointSize(f.pointSize() + 4)
+        f.setPointSizeF(f.pointSizeF() + 4)  # points: follows the screen's DPI and scaling
         f.setBold(True)
         self.kill_button.setFont(f)
+        # room for two lines: a text too wide for the panel goes on two lines (see _fit_kill_text)
+        self.kill_button.setMinimumHeight(2 * QtGui.QFontMetrics(f).height() + 12)
+        self.kill_button.setSizePolicy(QtWidgets.QSizePolicy.Ignored, QtWidgets.QSizePolicy.Fixed)
+        self._kill_text = ""
         self.kill_button.setToolTip("Lock trading, cancel every working order, flatten every position, "
                                     "then verify with the broker's own reports")
         self.kill_button.clicked.connect(lambda: self.sigKill.emit("button"))
@@ -135,13 +140,24 @@ class TradingPanel(QtWidgets.QWidget):
         lay.addWidget(self.unlock_box)
 
         grid = QtWidgets.QFormLayout()
+        grid.setVerticalSpacing(2)
+        grid.setHorizontalSpacing(8)
+        grid.setFieldGrowthPolicy(QtWidgets.QFormLayout.AllNonFixedFieldsGrow)
         self.values: dict[str, QtWidgets.QLabel] = {}
+        self.row_labels: dict[str, QtWidgets.QLabel] = {}
         for key, label in ROWS:
             v = QtWidgets.QLabel("-")
             v.setObjectName(f"risk_{key}")
             v.setTextInteractionFlags(QtCore.Qt.TextSelectableByMouse)
+            v.setWordWrap(True)  # a long value wraps in a narrow panel instead of being cut
             self.values[key] = v
-            grid.addRow(label, v)
+            # a QLabel of our own, with no buddy: addRow(str, ...) would make the label the
+            # field's buddy, and Qt then reads "&" as a shortcut marker ("Open P&L" -> "Open PL")
+            name = QtWidgets.QLabel(label)
+            name.setTextFormat(QtCore.Qt.PlainText)
+            name.setObjectName(f"risk_label_{key}")
+            self.row_labels[key] = name
+            grid.addRow(name, v)
         lay.addLayout(grid)
 
         brow = QtWidgets.QHBoxLayout()
@@ -175,7 +191,8 @@ class TradingPanel(QtWidgets.QWidget):
         text, color = _KILL_STYLE.get(state, ("KILL SWITCH", "#c0392b"))
         if self.journal_error and state != KillState.ARMED:
             text += ", JOURNAL FAILED"
-        self.kill_button.setText(f"{text}  ({KILL_HOTKEY})" if state == KillState.ARMED else text)
+        self._kill_text = f"{text}  ({KILL_HOTKEY})" if state == KillState.ARMED else text
+        self._fit_kill_text()
         self.kill_button.setStyleSheet(f"background: {color}; color: white;")
         label = state.value.upper().replace("_", " ")
         if self.journal_error and state != KillState.ARMED:
@@ -184,7 +201,29 @@ class TradingPanel(QtWidgets.QWidget):
                 detail = f"{detail} | JOURNAL FAILED: {self.journal_error}" if detail else self.journal_error
         self.kill_status.setText(label + (f": {detail}" if detail else ""))
         self.unlock_box.setVisible(state in (KillState.VERIFIED_FLAT, KillState.FAILED))
+        # Retry only where it means something: after a failed verification (never once flat)
+        self.retry_button.setVisible(state == KillState.FAILED)
         self.retry_button.setEnabled(state == KillState.FAILED)
+
+    def _fit_kill_text(self) -> None:
+        """The kill button's text on one line, or on two (at the hotkey, or after a comma) when
+        one line is wider than the button: never cut."""
+        text = self._kill_text
+        b = self.kill_button
+        room = b.contentsRect().width() - 16  # the style's padding
+        if QtGui.QFontMetrics(b.font()).horizontalAdvance(text) > room:
+            if "  (" in text:
+                text = text.replace("  (", "\n(", 1)
+            elif ", " in text:
+                text = text.replace(", ", ",\n", 1)
+            elif " - " in text:
+                text = text.replace(" - ", "\n", 1)
+        if b.text() != text:
+            b.setText(text)
+
+    def resizeEvent(self, ev):  # noqa: N802 (Qt name)
+        super().resizeEvent(ev)
+        self._fit_kill_text()
 
     def update_from(self, snap, price_decimals: int = 2) -> None:
         """Show a :class:`~app.trading.session.RiskSnapshot`."""

@@ -46,7 +46,7 @@ class VixGauge(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.state: VixState | None = None
-        self.setMinimumSize(240, 230)
+        self.setMinimumSize(200, 180)  # the dial shrinks to fit; its texts keep their size
         self.setAttribute(QtCore.Qt.WA_OpaquePaintEvent, True)
 
     # ------------------------------------------------------------------ data
@@ -99,18 +99,68 @@ class VixGauge(QtWidgets.QWidget):
         finally:
             p.end()
 
-    def _paint(self, p: QtGui.QPainter) -> None:
-        w, h = self.width(), self.height()
-        p.fillRect(self.rect(), BG)
-        f = p.font()
-        f.setBold(True)
-        p.setFont(f)
-        p.setPen(DIM)
-        p.drawText(QtCore.QRectF(6, 2, w - 12, 18), QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter, "VIX regime")
+    def fonts(self) -> tuple[QtGui.QFont, QtGui.QFont, QtGui.QFont]:
+        """``(title, small, big)`` fonts, all in points from the widget's font (they follow the
+        screen's DPI and ``QT_SCALE_FACTOR``)."""
+        title = QtGui.QFont(self.font())
+        title.setBold(True)
+        small = QtGui.QFont(self.font())
+        small.setPointSizeF(max(small.pointSizeF() * 0.8, 6.0))
+        big = QtGui.QFont(small)
+        big.setBold(True)
+        big.setPointSizeF(small.pointSizeF() * 1.7)
+        return title, small, big
+
+    def geometry_of_dial(self) -> dict:
+        """Where the dial and its texts go at the widget's size (pixels), from the font metrics.
+
+        Returns a dict: ``cx``, ``cy`` (dial centre), ``radius``, ``thick`` (band width),
+        ``title`` (QRectF of "VIX regime"), ``line_h`` (one line of small text) and ``labels``:
+        ``[(text, QRectF)]``, one per band edge. The band labels sit on a ring outside the
+        arc, below the title and inside the widget (the top one was cut off when the dial was
+        sized without them).
+        """
+        w, h = float(self.width()), float(self.height())
+        title_f, small_f, big_f = self.fonts()
+        fmt = QtGui.QFontMetricsF(title_f)
+        fm = QtGui.QFontMetricsF(small_f)
+        fmb = QtGui.QFontMetricsF(big_f)
         s = self.state
-        radius = max(min(w * 0.42, h * 0.42), 30.0)
-        cx, cy = w / 2, 24 + radius
+        bands = list(s.bands) if s is not None and s.bands else [12.0, 16.0, 25.0, 35.0]
+        texts = [f"{v:g}" for v in bands]
+        lab_w = max(fm.horizontalAdvance(t) for t in texts) + 6
+        lab_h = fm.height()
+        line_h = fm.height() + 1
+        title = QtCore.QRectF(6, 2, w - 12, fmt.height() + 2)
+        # below the centre: the regime name, three lines of figures and one row of badges
+        below = 6 + fmb.height() + 2 + 3 * line_h + 4 + line_h + 4
+        top = title.bottom() + 2 + lab_h + 2  # the top of the arc's outer edge
+        r_tot = min(w / 2 - 4 - lab_w, h - top - below)  # outer edge of the arc, from the centre
+        radius = r_tot / 1.11 if r_tot / 1.11 * 0.22 >= 8 else r_tot - 4
+        radius = max(radius, 20.0)
         thick = max(radius * 0.22, 8.0)
+        cx, cy = w / 2, top + thick / 2 + radius
+        r_lab = radius + thick / 2 + 2 + lab_h / 2
+        labels = []
+        for v, t in zip(bands, texts):
+            a = math.radians(self.value_to_angle(v))
+            x, y = cx + r_lab * math.cos(a), cy - r_lab * math.sin(a)
+            # a label beside the arc (near the ends) moves out sideways, not into the band
+            x += math.cos(a) * (lab_w - lab_h) / 2
+            labels.append((t, QtCore.QRectF(x - lab_w / 2, y - lab_h / 2, lab_w, lab_h)))
+        return dict(cx=cx, cy=cy, radius=radius, thick=thick, title=title, line_h=line_h,
+                    labels=labels, big_h=fmb.height())
+
+    def _paint(self, p: QtGui.QPainter) -> None:
+        w = self.width()
+        p.fillRect(self.rect(), BG)
+        title_f, small, big = self.fonts()
+        g = self.geometry_of_dial()
+        p.setFont(title_f)
+        p.setPen(DIM)
+        p.drawText(g["title"], QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter, "VIX regime")
+        s = self.state
+        radius, thick, cx, cy = g["radius"], g["thick"], g["cx"], g["cy"]
         rect = QtCore.QRectF(cx - radius, cy - radius, 2 * radius, 2 * radius)
         bands = list(s.bands) if s is not None and s.bands else [12.0, 16.0, 25.0, 35.0]
         edges = [0.0, *bands, self.dial_max()]
@@ -126,18 +176,13 @@ class VixGauge(QtWidgets.QWidget):
             p.drawArc(rect, int(a1 * 16), int((a0 - a1) * 16))
         # band edge labels
         p.setPen(DIM)
-        small = QtGui.QFont(p.font())
-        small.setBold(False)
-        small.setPointSizeF(max(small.pointSizeF() * 0.8, 6.0))
         p.setFont(small)
-        for v in bands:
-            a = math.radians(self.value_to_angle(v))
-            r = radius + thick * 0.5 + 9
-            p.drawText(QtCore.QRectF(cx + r * math.cos(a) - 14, cy - r * math.sin(a) - 8, 28, 16),
-                       QtCore.Qt.AlignCenter, f"{v:g}")
+        for text, r in g["labels"]:
+            p.drawText(r, QtCore.Qt.AlignCenter, text)
+        line_h = g["line_h"]
         if s is None:
             p.setPen(DIM)
-            p.drawText(QtCore.QRectF(0, cy + 4, w, 20), QtCore.Qt.AlignCenter, "no VIX history loaded")
+            p.drawText(QtCore.QRectF(0, cy + 4, w, line_h + 4), QtCore.Qt.AlignCenter, "no VIX history loaded")
             return
         # needle
         a = math.radians(self.value_to_angle(s.level))
@@ -147,13 +192,11 @@ class VixGauge(QtWidgets.QWidget):
         p.setBrush(TEXT)
         p.drawEllipse(QtCore.QPointF(cx, cy), 5, 5)
         # numbers
-        big = QtGui.QFont(p.font())
-        big.setBold(True)
-        big.setPointSizeF(small.pointSizeF() * 1.7)
+        big_h = g["big_h"] + 2
         p.setFont(big)
         p.setPen(BAND_COLORS[min(max(s.regime_index, 0), 4)])
-        p.drawText(QtCore.QRectF(0, cy - radius * 0.55, w, 24), QtCore.Qt.AlignCenter, f"{s.level:.2f}")
-        p.drawText(QtCore.QRectF(0, cy + 6, w, 24), QtCore.Qt.AlignCenter, REGIME_LABELS.get(s.regime, s.regime))
+        p.drawText(QtCore.QRectF(0, cy - radius * 0.55, w, big_h), QtCore.Qt.AlignCenter, f"{s.level:.2f}")
+        p.drawText(QtCore.QRectF(0, cy + 6, w, big_h), QtCore.Qt.AlignCenter, REGIME_LABELS.get(s.regime, s.regime))
         p.setFont(small)
         p.setPen(TEXT)
         ts = "n/a" if s.term_structure != s.term_structure else f"{s.term_structure:.2f}"
@@ -162,23 +205,24 @@ class VixGauge(QtWidgets.QWidget):
             f"VIX/VIX3M {ts} {'(backwardation)' if ts != 'n/a' and s.term_structure > 1 else ''}",
             f"sizing x{s.sizing_factor:.2f}   as of {s.date}",
         ]
-        y = cy + 32
+        y = cy + 6 + big_h
         for line in lines:
-            p.drawText(QtCore.QRectF(4, y, w - 8, 16), QtCore.Qt.AlignCenter, line)
-            y += 16
+            p.drawText(QtCore.QRectF(4, y, w - 8, line_h), QtCore.Qt.AlignCenter, line)
+            y += line_h
         # badges
         x = 6.0
         y += 4
         fm = QtGui.QFontMetricsF(small)
+        badge_h = line_h + 1
         for hit in s.patterns:
             label = hit.name.replace("_", " ")
             bw = fm.horizontalAdvance(label) + 12
             if x + bw > w - 6:
                 x = 6.0
-                y += 20
+                y += badge_h + 3
             p.setPen(QtCore.Qt.NoPen)
             p.setBrush(QtGui.QColor(200, 120, 30) if hit.side <= 0 else QtGui.QColor(40, 150, 90))
-            p.drawRoundedRect(QtCore.QRectF(x, y, bw, 17), 7, 7)
+            p.drawRoundedRect(QtCore.QRectF(x, y, bw, badge_h), 7, 7)
             p.setPen(TEXT)
-            p.drawText(QtCore.QRectF(x, y, bw, 17), QtCore.Qt.AlignCenter, label)
+            p.drawText(QtCore.QRectF(x, y, bw, badge_h), QtCore.Qt.AlignCenter, label)
             x += bw + 5

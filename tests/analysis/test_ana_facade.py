@@ -87,7 +87,7 @@ def test_numba_facade_equals_numpy_twin_facade_on_real_es(shared_data):
 
     rec = read_dbn_mbo(shared_data / "databento_cme" / "esh4-glbx-mdp3-20231225.mbo.dbn.zst")
     vh = load_vix_history(shared_data / "vix_spx" / "VIX_History.csv", shared_data / "vix_spx" / "VIX3M_History.csv")
-    m = MarketModel(rec.instrument, rows=400, column_ns=500_000_000, bar_ns=60 * S, window_cols=300, prefault=False)
+    m = MarketModel(rec.instrument, rows=400, column_ns=500_000_000, bar_ns=60 * S, window_cols=300)
     fast = Analyzers(DEV, rec.instrument, vix_history=vh)
     slow = Analyzers(DEV, rec.instrument, vix_history=vh, use_numba=False)
     ev, ts = rec.events, rec.events["ts"]

@@ -45,7 +45,7 @@ def replay(rec, profile, vixh, keep_every=0):
     p = load_profile(profile)
     m = MarketModel(rec.instrument, rows=p.get("engine.heatmap_rows"),
                     column_ns=p.get("engine.heatmap_column_ms") * 1_000_000,
-                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300, prefault=False)
+                    bar_ns=p.get("engine.bar_seconds") * 1_000_000_000, window_cols=300)
     a = Analyzers(p, rec.instrument, vix_history=vixh)
     out = p.section("outcomes")
     tr = OutcomeTracker(rec.instrument, out["decision_delay_s"], out["stop_slippage_ticks"],
@@ -166,7 +166,7 @@ def test_dom_running_sums_equal_twin_over_the_real_hour(es):
     heatmap re-centres) it must keep agreeing with the twin, which recomputes from scratch."""
     p = load_profile("production")
     m = MarketModel(es.instrument, rows=p.get("engine.heatmap_rows"), column_ns=250_000_000,
-                    bar_ns=60 * 10**9, window_cols=300, prefault=False)
+                    bar_ns=60 * 10**9, window_cols=300)
     dp = dom.dom_params(p.section("dom"), 250_000_000, stats=LENIENT)
     sums, meta = dom.new_dom_state(m.rows)
     ev, ts = es.events, es.events["ts"]

@@ -100,7 +100,8 @@ def test_only_core_jit_imports_numba_and_sets_up_its_cache():
 def test_kernel_modules_take_the_preset_from_core_jit():
     kernel_modules = ["analysis/dom.py", "analysis/battle_navale.py", "analysis/advanced.py",
                       "analysis/orderflow.py", "analysis/vix.py", "analysis/kernel_util.py",
-                      "market/kernels.py", "feeds/sierra_kernels.py", "dtc/batch.py"]
+                      "market/kernels.py", "feeds/sierra_kernels.py", "feeds/dbn_kernels.py", "dtc/batch.py",
+                      "analysis/relation.py"]
     for rel in kernel_modules:
         assert "app.core.jit" in _imports(APP / rel), rel
 

@@ -50,9 +50,9 @@ def test_mirror_slots_equal_their_primary_slots(impl):
     for c in range(37):
         m.apply(depth_events([c * MS], [100 + c % 3], [c + 1.0], [SIDE_BID], OP_SET))
         m.apply(trade_events([c * MS + 1], [101], [1.0 + c], [SIDE_ASK]))
-    N, W = m.history_cols, m.window_cols
+    H, W = m.hot_cols, m.window_cols  # the mirror follows the hot ring's slots
     for a in (m.hbid, m.hask, m.tbuy, m.tsell):
-        np.testing.assert_array_equal(a[N:N + W], a[:W])
+        np.testing.assert_array_equal(a[H:H + W], a[:W])
 
 
 def test_traded_volume_per_column_and_side(impl):

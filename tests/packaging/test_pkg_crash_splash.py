@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import types
 import threading
 
 import pytest
@@ -122,6 +123,7 @@ def _fake_window(QtWidgets):
             super().__init__()
             self.frames_drawn = 0
             self.pipeline = None
+            self.last_frame = None
             self._closed = False
 
     return FakeWindow()
@@ -148,13 +150,16 @@ def test_splash_follows_startup_and_logs_first_frame(qtbot, qapp, tmp_path, monk
     assert s.message.startswith("Connecting")
     w.pipeline.engine = _Engine()
     s.poll()
-    assert s.message.startswith("First run: compiling the analyzers")  # cold cache
+    assert "compiling the analyzers (first run only)" in s.message  # cold cache
     w.pipeline.engine.state = "running"
     w.pipeline.engine.compile_seconds = 12.5
     s.poll()
     assert s.message == "Waiting for market data..."
+    w.frames_drawn = 1  # a frame without market data keeps the splash (issue 18 item 5)
+    s.poll()
+    assert not s.done
     with caplog.at_level(logging.INFO, logger="app.ui.splash"):
-        w.frames_drawn = 1
+        w.last_frame = types.SimpleNamespace(best_bid=19239, best_ask=-1)
         s.poll()
     assert s.done and s.first_frame_s is not None and s.first_frame_s >= 1.0
     assert s.kernels_s == 12.5
@@ -168,6 +173,30 @@ def test_splash_follows_startup_and_logs_first_frame(qtbot, qapp, tmp_path, monk
         sys.path.pop(0)
     assert bundle_figures.first_frame_seconds("x INFO app.ui.splash: " + line) == pytest.approx(
         round(s.first_frame_s, 2), abs=0.006)
+
+
+def test_splash_stays_on_top_and_closes_when_no_data_comes(qtbot, qapp, monkeypatch):
+    from PySide6 import QtCore, QtWidgets
+
+    from app.ui import splash as S
+
+    s = S.Splash(start_time=S.time.time())
+    qtbot.addWidget(s)
+    assert s.windowFlags() & QtCore.Qt.WindowStaysOnTopHint  # seen even without a window manager
+    s.start()
+    w = _fake_window(QtWidgets)
+    qtbot.addWidget(w)
+    w.pipeline = _Pipeline()
+    w.pipeline.engine = _Engine()
+    s.follow(w)
+    w.frames_drawn = 3  # empty frames only (a closed market)
+    clock = [1000.0]
+    monkeypatch.setattr(S.time, "time", lambda: clock[0])
+    s.poll()
+    assert not s.done
+    clock[0] += S.Splash.NO_DATA_CLOSE_S + 1
+    s.poll()
+    assert s.done and s.first_frame_s is None  # no first-frame figure without data
 
 
 def test_splash_warm_message_and_idempotent_show(qtbot, qapp, tmp_path, monkeypatch):
@@ -190,7 +219,7 @@ def test_splash_warm_message_and_idempotent_show(qtbot, qapp, tmp_path, monkeypa
         w.pipeline.engine = _Engine()
         s.follow(w)
         s.poll()
-        assert s.message.startswith("Loading the analyzers")
+        assert "loading the analyzers" in s.message
         w._closed = True  # window closed before drawing: the splash goes too
         s.poll()
         assert s.done and s.first_frame_s is None

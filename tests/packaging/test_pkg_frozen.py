@@ -58,17 +58,44 @@ def test_resources_resolve_frozen_and_load(frozen):
         paths.resource_path("profiles", "budget.toml")
 
 
-def test_frozen_setup_numba_cache_per_executable(repo_root, monkeypatch, _isolated_home):
+def test_frozen_setup_numba_cache_one_folder(repo_root, monkeypatch, _isolated_home, tmp_path):
     monkeypatch.syspath_prepend(str(repo_root / "packaging"))
     import frozen_setup
 
     monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
-    frozen_setup._numba_cache("gui")
-    assert Path(os.environ["NUMBA_CACHE_DIR"]) == _isolated_home / "cache" / "numba" / "gui"
+    monkeypatch.delenv("NUMBA_CPU_NAME", raising=False)
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path / "no-bundle"), raising=False)
+    frozen_setup._numba_cache("cli")
+    assert Path(os.environ["NUMBA_CACHE_DIR"]) == _isolated_home / "cache" / "numba" / "bundle"
     assert Path(os.environ["NUMBA_CACHE_DIR"]).is_dir()
+    assert "NUMBA_CPU_NAME" not in os.environ  # no shipped cache: host-tuned kernels
     monkeypatch.setenv("NUMBA_CACHE_DIR", "/elsewhere/by/user")
     frozen_setup._numba_cache("cli")
     assert os.environ["NUMBA_CACHE_DIR"] == "/elsewhere/by/user"  # the user's choice wins
+
+
+def test_frozen_setup_uses_the_shipped_generic_cache_until_host_kernels_exist(repo_root, monkeypatch,
+                                                                             _isolated_home, tmp_path):
+    monkeypatch.syspath_prepend(str(repo_root / "packaging"))
+    import frozen_setup
+
+    shipped = tmp_path / "_internal" / frozen_setup.SHIPPED_CACHE / "app-market"
+    shipped.mkdir(parents=True)
+    (shipped / "kernels.apply_events_nb-100.py311.nbi").write_bytes(b"index")
+    (shipped / "kernels.apply_events_nb-100.py311.1.nbc").write_bytes(b"code")
+    monkeypatch.setattr(sys, "_MEIPASS", str(tmp_path / "_internal"), raising=False)
+    monkeypatch.delenv("NUMBA_CACHE_DIR", raising=False)
+    monkeypatch.delenv("NUMBA_CPU_NAME", raising=False)
+    monkeypatch.delenv(frozen_setup.HOST_ENV, raising=False)
+    frozen_setup._numba_cache("cli")  # (the window would also schedule the host-tuned compile)
+    user = Path(os.environ["NUMBA_CACHE_DIR"])
+    assert os.environ["NUMBA_CPU_NAME"] == "generic"
+    assert (user / "app-market" / "kernels.apply_events_nb-100.py311.1.nbc").read_bytes() == b"code"
+    (user / frozen_setup.HOST_MARK).write_text("ok")
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.delenv("NUMBA_CPU_NAME")
+    frozen_setup._numba_cache("cli")
+    assert "NUMBA_CPU_NAME" not in os.environ  # host-tuned kernels from now on
 
 
 def test_frozen_setup_wraps_make_app_once(repo_root, monkeypatch, qapp):
@@ -160,3 +187,18 @@ def test_bundle_figures_helpers(tmp_path, repo_root, monkeypatch):
         bf.cli_executable(d)
     f = bf._fig("bundle.size_mib", 350.0, "MiB", 340.0, "<= 300 MB")
     assert set(f) >= {"name", "value", "unit", "baseline", "ratio", "target"} and f["ratio"] == pytest.approx(1.029, abs=1e-3)
+
+
+def test_bundle_figures_names_the_largest_parts(tmp_path, repo_root, monkeypatch):
+    monkeypatch.syspath_prepend(str(repo_root / "packaging"))
+    import bundle_figures as bf
+
+    internal = tmp_path / "b" / "_internal"
+    (internal / "llvmlite" / "binding").mkdir(parents=True)
+    (internal / "llvmlite" / "binding" / "libllvmlite.so").write_bytes(b"x" * 3 * 2**20)
+    (internal / "libicudata.so.73").write_bytes(b"x" * 2**20)
+    (internal / "libicudata.so").symlink_to(internal / "libicudata.so.73")  # links are not counted twice
+    (tmp_path / "b" / "mia-elite").write_bytes(b"x" * 2 * 2**20)
+    parts = bf.largest_parts(tmp_path / "b")
+    assert [n for n, _ in parts] == ["_internal/llvmlite", "mia-elite", "_internal/libicudata.so.73"]
+    assert parts[0][1] == pytest.approx(3.0)

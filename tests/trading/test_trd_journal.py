@@ -124,7 +124,10 @@ def test_export_and_report_on_a_real_paper_session(es_sample, feeder_cls, tmp_pa
     out = tmp_path / "pq"
     assert cli.main(["export", "--journal", str(jp), "--out", str(out)]) == 0
     t = pq.read_table(out / "fills.parquet")
-    assert t.num_rows == n_fills and t.schema.field("price").type == "int64"
+    # prices in price units, the journal's ticks beside them (issue 16 item 11)
+    assert t.num_rows == n_fills and t.schema.field("price").type == "double"
+    assert t.schema.field("price_ticks").type == "int64"
+    assert t.column("price").to_pylist() == [p * 0.25 for p in t.column("price_ticks").to_pylist()]
     assert abs(sum(t.column("realized_usd").to_pylist()) - s.pnl.realized_usd) < 1e-9
     assert pq.read_table(out / "signals.parquet").num_rows == 1
     assert cli.main(["export", "--journal", str(jp), "--out", str(tmp_path / "csv"), "--format", "csv",

@@ -55,7 +55,7 @@ def test_prefs_round_trip_through_the_settings_file(tmp_path):
     p = Prefs(path)
     p.set("window.geometry", "AAEC")
     p.set("heatmap.contrast", 0.9)
-    p.set("connection.encoding", "compact_json")
+    p.set("connection.encoding", "json_compact")
     p.set("connection.symbols", [{"name": "ES", "symbol": "ESZ25_FUT_CME", "tick_size": 0.25, "source": "sierra_files"}])
     p.save()
     st = load_settings(path)  # the settings module reads what the window wrote
@@ -63,7 +63,7 @@ def test_prefs_round_trip_through_the_settings_file(tmp_path):
     assert st.symbols.data_source("ES") == "sierra_files" and st.connection.encoding == "json_compact"
     q = Prefs(path)
     assert q.get("heatmap.contrast") == 0.9 and q.get("window.geometry") == "AAEC"
-    assert q.get("connection.encoding") == "compact_json"
+    assert q.get("connection.encoding") == "json_compact"
     assert q.get("connection.symbols")[0]["tick_size"] == 0.25
     bad = tmp_path / "bad.toml"
     bad.write_text("this is = = not toml")
