@@ -31,8 +31,10 @@ threads taking turns on one lock (``take_turns=True``) or one shared worker fini
 (1.8 s against 2.4 s, p99 batch-to-frame about 110 against 150 ms); through the real runtime
 (loopback DTC, the decoding GUI thread and the server thread competing too) the free threads
 gave BTCUSDT beside ETHUSDT 14-15 frames/s and a p99 of 150-210 ms against 10-12 frames/s and
-205-370 ms taking turns, so the runtime keeps them free; ``take_turns`` stays for machines where
-the opposite measures better.
+205-370 ms taking turns (load average 2-3), so the runtime keeps them free; at a load average
+of 4-6 (other work on the machine) the runtime figures of both overlapped (8-11 frames/s, p99
+250-530 ms) and headless the shared worker led. ``take_turns`` stays for machines where the
+opposite measures better.
 """
 
 from __future__ import annotations
