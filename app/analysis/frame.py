@@ -235,6 +235,11 @@ class AnalysisFrame:
         False while the analyzers are still being compiled on a first start: the book,
         heatmap, bars and volume are live, patterns and signals are empty
         (:meth:`app.live.engine.AnalysisEngine.start`).
+    relation : numpy.void or None
+        The newest closed second of the configured instrument pair, one row of
+        :data:`app.analysis.relation.RELATION_DTYPE` (``ts, corr, rs, z, flag, a, b``), set on
+        both instruments' frames by the multi-instrument runtime (:mod:`app.live.instruments`);
+        None with one instrument or before the pair's first closed second.
     """
 
     seq: int
@@ -280,3 +285,4 @@ class AnalysisFrame:
     history_start_ns: int = -1
     history: object = None
     analysis_ready: bool = True
+    relation: object = None

@@ -6,7 +6,12 @@ the other commands never load Qt.
 Where the market data comes from (``--source``):
 
 ``builtin`` (default with no settings)
-    the built-in DTC server replaying a recording (``--recording``, default the shipped ES hour).
+    the built-in DTC server replaying a recording (``--recording``, default the shipped ES hour
+    alone); ``--recording A --recording B`` serves several, each under its own symbol, on one
+    market clock.
+
+Instruments: ``--symbol SYM[:PROFILE]``, repeatable (``--symbol BTCUSDT --symbol
+ETHUSDT:scalping``); without it the settings' ``[[instruments]]`` (or the one saved symbol).
 ``dtc``
     an external DTC server (``--host``, ``--port``, ``--symbol``): Sierra Chart's own, or
     ``mia-elite serve``. Sierra Chart's DTC server refuses CME market data, so for ES use:
@@ -40,9 +45,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def check_source(args: argparse.Namespace, prefs=None) -> str:
-    """The problem with the chosen ``--source`` ("" when it can start); ``prefs`` default: the
-    saved settings (:class:`app.config.prefs.Prefs`)."""
-    if getattr(args, "source", None) is None and not getattr(args, "data_dir", None):
+    """The problem with the chosen ``--source`` or ``--symbol`` ("" when it can start); ``prefs``
+    default: the saved settings (:class:`app.config.prefs.Prefs`)."""
+    if getattr(args, "source", None) is None and not getattr(args, "data_dir", None) \
+            and not getattr(args, "symbol", None):
         return ""
     from app.config.prefs import Prefs
     from app.ui.main import build_config
@@ -54,11 +60,43 @@ def check_source(args: argparse.Namespace, prefs=None) -> str:
     return ""
 
 
+def load_recordings(specs):
+    """``--recording`` values for the built-in server: one stays a path (read by the server's
+    source, as before); several are each loaded as ``mia-elite analyze`` loads a file (DBN,
+    Binance capture, ``.mrec``: :func:`app.cli.analyze.load_any`), to be served together.
+
+    Parameters
+    ----------
+    specs : list of str or None
+
+    Returns
+    -------
+    list or None
+        ``specs`` itself when it has at most one entry, else a list of
+        :class:`~app.feeds.recording.Recording`.
+
+    Raises
+    ------
+    OSError, ValueError
+        A file that cannot be read (the loader's message names it).
+    """
+    if not specs or len(specs) < 2:
+        return specs
+    from app.cli.analyze import load_any
+
+    return [s if not isinstance(s, str) else load_any(s) for s in specs]
+
+
 def run(args: argparse.Namespace) -> int:
     """Open the window; returns the process exit code (2 when ``--source`` cannot work)."""
     problem = check_source(args)
     if problem:
         print(f"mia-elite: {problem}", file=sys.stderr)
+        return 2
+    try:
+        args.recording = load_recordings(getattr(args, "recording", None))
+    except (OSError, ValueError) as exc:
+        print(f"mia-elite: --recording: {exc}", file=sys.stderr)
         return 2
     from app.ui.main import run as ui_run
 

@@ -50,6 +50,21 @@ Example file::
     contrast = 0.98
     sound = true
 
+    [[instruments]]        # several instruments (issue 17); without it: the one symbol above
+    symbol = "ESZ25_FUT_CME"
+    exchange = "CME"
+    source = "sierra_files"   # dtc | sierra_files
+    tick_size = 0.25
+    tick_value = 12.5
+    session = "cme_globex"    # "" = from the exchange | cme_globex | crypto_utc
+    profile = "production"    # "" = [analysis] profile
+    [[instruments]]
+    symbol = "NQZ25_FUT_CME"
+    exchange = "CME"
+    source = "sierra_files"
+    tick_size = 0.25
+    tick_value = 5.0
+
     [ui]                   # the window's settings (see UiPrefs)
     "connection.embedded" = false
     [ui.symbol_details.ES]
@@ -232,6 +247,65 @@ class SymbolDetail(Section):
     tick_value: _NonNegative = 0.0
 
 
+class InstrumentSettings(Section):
+    """One instrument of the window, an ``[[instruments]]`` entry (issue 17).
+
+    Attributes
+    ----------
+    symbol : str
+        The data service's symbol (opaque, never parsed; not empty, unique in the list).
+    exchange : str
+        Exchange as the data service names it ("" = unknown).
+    source : str
+        ``"dtc"`` (a SymbolID on the one DTC connection) or ``"sierra_files"`` (its own
+        follower of Sierra Chart's files in ``[sierra] data_folder``).
+    tick_size : float
+        Price units per tick, >= 0 (0 = the source tells it; must be > 0 for ``sierra_files``,
+        whose files do not carry it).
+    tick_value : float
+        USD per tick per contract, >= 0 (0 = the source tells it).
+    session : str
+        Session calendar: "" (from the exchange, :func:`app.core.sessions.calendar_for`) or a
+        name of :data:`app.core.sessions.CALENDARS` (``cme_globex``, ``crypto_utc``).
+    profile : str
+        Analysis profile of this instrument: "" (the ``[analysis]`` profile) or one of
+        :data:`app.config.profiles.PROFILE_NAMES`.
+
+    Raises
+    ------
+    ConfigError
+        An unknown session or profile (names the key and the allowed values), a
+        ``sierra_files`` instrument without a tick size.
+    """
+
+    symbol: _NonEmpty
+    exchange: str = ""
+    source: DataSource = "dtc"
+    tick_size: _NonNegative = 0.0
+    tick_value: _NonNegative = 0.0
+    session: str = ""
+    profile: str = ""
+
+    def check(self) -> None:
+        """Session and profile names must be known; Sierra Chart files need the tick size.
+
+        Raises
+        ------
+        ConfigError
+            Names ``session``, ``profile`` or ``tick_size`` and what is allowed.
+        """
+        from app.config.profiles import PROFILE_NAMES
+        from app.core.sessions import CALENDARS
+
+        if self.session and self.session not in CALENDARS:
+            raise ConfigError("session", "'' | " + " | ".join(repr(n) for n in sorted(CALENDARS)), self.session)
+        if self.profile and self.profile not in PROFILE_NAMES:
+            raise ConfigError("profile", "'' | " + " | ".join(repr(n) for n in PROFILE_NAMES), self.profile)
+        if self.source == "sierra_files" and not self.tick_size > 0:
+            raise ConfigError("tick_size", "a number > 0 for source 'sierra_files' (Sierra Chart's files do "
+                              "not carry the tick size)", self.tick_size)
+
+
 class UiPrefs(Section):
     """The window's settings, the ``[ui]`` table; keys are dotted names as the window uses them.
 
@@ -276,6 +350,49 @@ class Settings(Section):
     replay: ReplaySettings = msgspec.field(default_factory=ReplaySettings)
     display: DisplaySettings = msgspec.field(default_factory=DisplaySettings)
     ui: UiPrefs = msgspec.field(default_factory=UiPrefs)
+    instruments: list[InstrumentSettings] = []
+
+    def check(self) -> None:
+        """Each instrument's symbol appears once.
+
+        Raises
+        ------
+        ConfigError
+            Names ``instruments[k].symbol`` of the second entry of a symbol.
+        """
+        seen: set[str] = set()
+        for k, inst in enumerate(self.instruments):
+            if inst.symbol in seen:
+                raise ConfigError(f"instruments[{k}].symbol", "a symbol not listed before in [[instruments]]",
+                                  inst.symbol)
+            seen.add(inst.symbol)
+
+    def instrument_list(self) -> list[InstrumentSettings]:
+        """The window's instruments: ``[[instruments]]`` when given, else the single symbol of
+        the settings before issue 17 as a list of one.
+
+        The single symbol is ``[ui] "connection.active_symbol"`` (a display name, else the
+        first name of ``[symbols.map]``), mapped through ``[symbols.map]``, with its
+        ``[symbols.source]`` and its ``[ui.symbol_details]`` (exchange, tick size and value).
+
+        Returns
+        -------
+        list of InstrumentSettings
+            Empty when no symbol is configured at all (the embedded replay then shows its
+            recording's symbol).
+        """
+        if self.instruments:
+            return list(self.instruments)
+        name = self.ui.connection_active_symbol or next(iter(self.symbols.map), "")
+        if not name:
+            return []
+        d = self.ui.symbol_details.get(name, SymbolDetail())
+        source = self.symbols.data_source(name)
+        tick = float(d.tick_size)
+        if source == "sierra_files" and not tick > 0:
+            source = "dtc"  # the old settings allowed it; the tick size then comes from the server
+        return [InstrumentSettings(symbol=self.symbols.service_symbol(name), exchange=d.exchange, source=source,
+                                   tick_size=tick, tick_value=float(d.tick_value))]
 
     def to_dict(self) -> dict:
         """Nested plain dict (what is written to TOML)."""

@@ -102,6 +102,11 @@ class InstrumentTradingSettings(Section, frozen=True, kw_only=True, omit_default
         ``HH:MM`` in the calendar's time zone that overrides its open (``""``: the calendar's).
     commission_per_contract_usd : float or None
         USD per contract per side (every fill: entries and exits), in [0, 1000].
+    max_contracts_per_order, max_position_contracts : int or None
+        This symbol's own limits, contracts in [1, 10000] (None: the ``[trading]`` values).
+    daily_loss_limit_usd : float or None
+        This symbol's own daily loss limit (its realised + open loss of the day), USD in
+        (0, 1e9] (None: the ``[trading]`` value).
 
     Raises
     ------
@@ -112,6 +117,9 @@ class InstrumentTradingSettings(Section, frozen=True, kw_only=True, omit_default
     session_calendar: SessionName | None = None
     session_open: _OPEN | None = None
     commission_per_contract_usd: _Commission | None = None
+    max_contracts_per_order: _Contracts | None = None
+    max_position_contracts: _Contracts | None = None
+    daily_loss_limit_usd: _Usd | None = None
 
 
 class TradingSettings(Section, frozen=True, kw_only=True):
@@ -169,7 +177,15 @@ class TradingSettings(Section, frozen=True, kw_only=True):
     session_open : str
         ``HH:MM`` overriding that calendar's open, or ``""`` (the calendar's own).
     instruments : dict[str, InstrumentTradingSettings]
-        Per-symbol session calendar, open and commission (``[trading.instruments."ESH4"]``).
+        Per-symbol session calendar, open, commission and limits (``[trading.instruments."ESH4"]``).
+    account_max_contracts : int
+        Contracts across every instrument of the account (sum of each symbol's position plus its
+        working entries, the order included), in [1, 10000]; 0 (default) = no account-wide
+        limit beyond each symbol's.
+    account_daily_loss_limit_usd : float
+        Realised + open loss of the trading day summed over every instrument that locks trading
+        and fires the kill switch, USD in [0, 1e9]; 0 (default) = ``daily_loss_limit_usd``
+        (with one instrument: the same limit as before).
 
     Raises
     ------
@@ -202,6 +218,8 @@ class TradingSettings(Section, frozen=True, kw_only=True):
     session_calendar: SessionName = "cme_globex"
     session_open: _OPEN = ""
     instruments: dict[str, InstrumentTradingSettings] = {}
+    account_max_contracts: Annotated[int, msgspec.Meta(ge=0, le=MAX_CONTRACTS)] = 0
+    account_daily_loss_limit_usd: Annotated[float, msgspec.Meta(ge=0, le=MAX_USD)] = 0.0
 
     def check(self) -> None:
         """Cross-field rules: the time zone exists.
@@ -238,6 +256,23 @@ class TradingSettings(Section, frozen=True, kw_only=True):
         else:
             open_hhmm = self.session_open
         return _calendar(name, open_hhmm)
+
+    def limits_for(self, symbol: str) -> tuple[int, int, float]:
+        """``(max_contracts_per_order, max_position_contracts, daily_loss_limit_usd)`` of
+        ``symbol``: its ``[trading.instruments]`` table's where set, else this table's."""
+        t = self._terms(symbol)
+
+        def pick(name):
+            v = getattr(t, name) if t is not None else None
+            return getattr(self, name) if v is None else v
+        return (int(pick("max_contracts_per_order")), int(pick("max_position_contracts")),
+                float(pick("daily_loss_limit_usd")))
+
+    @property
+    def account_loss_limit_usd(self) -> float:
+        """The account-wide daily loss limit in force, USD (:attr:`account_daily_loss_limit_usd`,
+        else :attr:`daily_loss_limit_usd`)."""
+        return float(self.account_daily_loss_limit_usd or self.daily_loss_limit_usd)
 
     def commission_for(self, symbol: str) -> float:
         """Commission of ``symbol``, USD per contract per side (its table's, else this table's)."""

@@ -90,6 +90,7 @@ Threads: the worker owns every mutable array; ``submit`` only enqueues (O(1)); `
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
@@ -211,6 +212,11 @@ class AnalysisEngine:
     precompile : tuple of callables, optional
         Run first on the compile thread of :meth:`start` (no arguments; an error is logged):
         kernels other threads need at once, compiled before the analyzers' (see "First start").
+    step_lock : threading.Lock, optional
+        Held while the worker applies a batch and while it builds a frame: engines of several
+        instruments sharing one lock take turns (no GIL contention between their Python
+        parts), each on its own thread with its own queue (``app.live.instruments``; measured
+        there). Default: no lock.
 
     Attributes
     ----------
@@ -271,6 +277,7 @@ class AnalysisEngine:
         first_signal_id: int = 1,
         observer=None,
         precompile: tuple = (),
+        step_lock=None,
     ):
         from app.market.model import MarketModel  # imports numba kernels (cache set up there)
 
@@ -340,6 +347,7 @@ class AnalysisEngine:
         self._rate = 0.0
         self._last_publish_ns = 0
         self.observer = observer
+        self._step_lock = step_lock if step_lock is not None else contextlib.nullcontext()
         if observer is not None:
             observer.attach(self)
         self._hist_lock = threading.Lock()
@@ -1043,7 +1051,8 @@ class AnalysisEngine:
             self._pending_signals = []
             return
         try:
-            frame = self.snapshot_frame()
+            with self._step_lock:
+                frame = self.snapshot_frame()
         except Exception:
             self._report(traceback.format_exc())
             return
@@ -1130,7 +1139,8 @@ class AnalysisEngine:
                 items = [b for b in items if isinstance(b, np.ndarray) and b.dtype == EVENT_DTYPE
                          or self._bad_batch(b)]
                 if items:
-                    self.process(items[0] if len(items) == 1 else np.concatenate(items))
+                    with self._step_lock:
+                        self.process(items[0] if len(items) == 1 else np.concatenate(items))
             except Exception:
                 self._report("market model failed; engine stopped:\n" + traceback.format_exc())
                 self._publish()  # the error's frame goes out before the state says "error"

@@ -39,6 +39,46 @@ from app.live.sources import PAUSE_FLOW, PAUSE_START
 
 log = logging.getLogger(__name__)
 
+
+class SourceChoiceError(ValueError):
+    """A ``--source`` (or ``--symbol``) choice that cannot work; the one-line message names what is wrong."""
+
+
+@dataclass
+class InstrumentConfig:
+    """One instrument of a window: where its market data comes from and how it is analysed.
+
+    Attributes
+    ----------
+    symbol : str
+        Data-service symbol (opaque, never parsed; "" = the recording's symbol, first
+        instrument of the embedded replay only).
+    exchange : str
+        Exchange as the data service names it ("" = unknown).
+    tick_size : float
+        Price units per tick (0 = the source tells it: DTC security definition, recording).
+    tick_value : float
+        USD per tick per contract (0 = the source tells it).
+    data_source : {"dtc", "sierra_files"}
+        ``"dtc"``: a SymbolID on the window's one DTC connection (the embedded replay server
+        or an external server); ``"sierra_files"``: its own follower of Sierra Chart's
+        ``<symbol>.scid`` / ``.depth`` files in :attr:`PipelineConfig.sierra_data_dir`.
+    session : str
+        Session calendar name (:data:`app.core.sessions.CALENDARS`; "" = from the exchange,
+        :func:`app.core.sessions.calendar_for`).
+    profile : str
+        Analysis profile of this instrument ("" = the window's :attr:`PipelineConfig.profile`).
+    """
+
+    symbol: str = ""
+    exchange: str = ""
+    tick_size: float = 0.0
+    tick_value: float = 0.0
+    data_source: str = "dtc"
+    session: str = ""
+    profile: str = ""
+
+
 @dataclass
 class PipelineConfig:
     """How the window gets its market data.
@@ -59,8 +99,18 @@ class PipelineConfig:
     tls, tls_fingerprint : bool, str
         DTC over TLS and the pinned SHA-256 fingerprint of the server's certificate
         (:class:`app.dtc.client.DTCClient`).
+    recording : str, Recording, None or list
+        Also a list of paths / recordings: the one embedded server replays them all on one
+        market clock, each under its own symbol (:class:`app.sim.server.DTCServer`); the
+        instruments then name those symbols.
     symbol, exchange : str
-        Data-service symbol to subscribe ("" = the recording's symbol).
+        Data-service symbol to subscribe ("" = the recording's symbol). These flat fields
+        (``symbol`` .. ``sierra_data_dir`` and ``session``) are the **first** instrument
+        (:attr:`instruments` ``[0]``), as the single-instrument window uses them.
+    session : str
+        Session calendar of the first instrument ("" = from its exchange).
+    more_instruments : list of InstrumentConfig
+        The instruments after the first (empty: one instrument, as before issue 17).
     tick_size, tick_value : float
         Used when the source does not tell them (0 = unknown).
     data_source : str
@@ -104,16 +154,127 @@ class PipelineConfig:
     loop_replay: bool = False
     engine_options: dict = field(default_factory=dict)
     server_options: dict = field(default_factory=dict)
+    session: str = ""
+    more_instruments: list = field(default_factory=list)
+
+    @property
+    def instruments(self) -> list[InstrumentConfig]:
+        """Every instrument, the first made of the flat fields (a new list of new objects:
+        change them with :meth:`set_instruments`).
+
+        Returns
+        -------
+        list of InstrumentConfig
+            At least one; ``instruments[0].symbol`` may be "" (the recording's symbol).
+        """
+        first = InstrumentConfig(self.symbol, self.exchange, float(self.tick_size), float(self.tick_value),
+                                 self.data_source, self.session, "")
+        return [first, *(InstrumentConfig(**vars(i)) for i in self.more_instruments)]
+
+    def set_instruments(self, instruments: list[InstrumentConfig]) -> "PipelineConfig":
+        """Make ``instruments`` the window's instruments (the first into the flat fields).
+
+        The first instrument's ``profile`` (when set) becomes :attr:`profile`. Returns self.
+
+        Raises
+        ------
+        ValueError
+            An empty list, two instruments with one symbol, a ``data_source`` other than
+            ``"dtc"`` / ``"sierra_files"``, or a negative tick size or value (the message names
+            the instrument).
+        """
+        items = list(instruments)
+        if not items:
+            raise ValueError("instruments: at least one instrument is needed")
+        seen: set[str] = set()
+        for k, i in enumerate(items):
+            if i.data_source not in ("dtc", "sierra_files"):
+                raise ValueError(f"instruments[{k}] {i.symbol!r}: data_source {i.data_source!r} is not "
+                                 "one of 'dtc', 'sierra_files'")
+            if i.tick_size < 0 or i.tick_value < 0:
+                raise ValueError(f"instruments[{k}] {i.symbol!r}: tick size and tick value must be >= 0")
+            if i.symbol in seen or (k and not i.symbol):
+                raise ValueError(f"instruments[{k}]: symbol {i.symbol!r} is " +
+                                 ("listed twice" if i.symbol else "empty (only the first may take the recording's)"))
+            seen.add(i.symbol)
+        first = items[0]
+        self.symbol, self.exchange = first.symbol, first.exchange
+        self.tick_size, self.tick_value = float(first.tick_size), float(first.tick_value)
+        self.data_source, self.session = first.data_source, first.session
+        if first.profile:
+            self.profile = first.profile
+        self.more_instruments = [InstrumentConfig(**vars(i)) for i in items[1:]]
+        return self
+
+    def instrument_config(self, symbol: str) -> "PipelineConfig":
+        """A copy of this config for one instrument (its fields in the flat ones, no others):
+        what a per-instrument :class:`Pipeline` runs on.
+
+        Raises
+        ------
+        KeyError
+            ``symbol`` is not one of :attr:`instruments`.
+        """
+        import copy
+
+        for i in self.instruments:
+            if i.symbol == symbol:
+                cfg = copy.copy(self)
+                cfg.profile_overrides = dict(self.profile_overrides)
+                cfg.more_instruments = []
+                cfg.symbol, cfg.exchange, cfg.tick_size, cfg.tick_value = i.symbol, i.exchange, i.tick_size, i.tick_value
+                cfg.data_source, cfg.session = i.data_source, i.session
+                if i.profile:
+                    cfg.profile = i.profile
+                return cfg
+        raise KeyError(f"no instrument {symbol!r} in this config")
+
+
+def parse_symbol_arg(text: str, profiles=None) -> InstrumentConfig:
+    """One ``--symbol`` value: ``SYM`` or ``SYM:profile`` (the text after the last ``:``).
+
+    Parameters
+    ----------
+    text : str
+        The argument.
+    profiles : iterable of str, optional
+        Allowed profile names (default :data:`app.config.profiles.PROFILE_NAMES`).
+
+    Returns
+    -------
+    InstrumentConfig
+        ``symbol`` and ``profile`` set ("" profile = the window's).
+
+    Raises
+    ------
+    SourceChoiceError
+        An empty symbol or an unknown profile (names both and the allowed profiles).
+    """
+    if profiles is None:
+        from app.config.profiles import PROFILE_NAMES as profiles
+    sym, sep, prof = str(text).rpartition(":")
+    if not sep:
+        sym, prof = str(text), ""
+    sym = sym.strip()
+    if not sym:
+        raise SourceChoiceError(f"--symbol {text!r}: the symbol is empty")
+    if prof and prof not in tuple(profiles):
+        raise SourceChoiceError(f"--symbol {text!r}: profile {prof!r} is not one of {', '.join(profiles)}")
+    return InstrumentConfig(symbol=sym, profile=prof)
+
+
+def instruments_from_settings(rows) -> list[InstrumentConfig]:
+    """``[[instruments]]`` entries (:class:`app.config.settings.InstrumentSettings`) as
+    :class:`InstrumentConfig` objects, in order (their ``source`` is the ``data_source``)."""
+    return [InstrumentConfig(symbol=r.symbol, exchange=r.exchange, tick_size=float(r.tick_size),
+                             tick_value=float(r.tick_value), data_source=r.source, session=r.session,
+                             profile=r.profile) for r in rows]
 
 
 #: ``mia-elite --source`` choices: the built-in replay server, an external DTC server, Sierra
 #: Chart's own data files (the route for CME symbols such as ES, whose data Sierra Chart's DTC
 #: server refuses).
 SOURCE_CHOICES = ("builtin", "dtc", "sierra-files")
-
-
-class SourceChoiceError(ValueError):
-    """A ``--source`` choice that cannot work; the one-line message names what is wrong."""
 
 
 def apply_source_choice(cfg: PipelineConfig, source: str | None, data_dir: str | None = None,
@@ -157,6 +318,8 @@ def apply_source_choice(cfg: PipelineConfig, source: str | None, data_dir: str |
     cfg.embedded = False
     if source == "dtc":
         cfg.data_source = "dtc"
+        for inst in cfg.more_instruments:
+            inst.data_source = "dtc"
         return cfg
     from app.live.sierra_source import sierra_files_problem
 
@@ -177,6 +340,20 @@ def apply_source_choice(cfg: PipelineConfig, source: str | None, data_dir: str |
         elif not cfg.tick_size > 0:
             problem += " Pass --tick-size (and --tick-value, USD per tick per contract)."
         raise SourceChoiceError(f"--source sierra-files: {problem}")
+    for inst in cfg.more_instruments:  # every further instrument follows its own files too
+        inst.data_source = "sierra_files"
+        if inst.tick_size <= 0:
+            for row in symbols or ():
+                if row.get("symbol") == inst.symbol and float(row.get("tick_size", 0) or 0) > 0:
+                    inst.tick_size = float(row["tick_size"])
+                    inst.tick_value = inst.tick_value or float(row.get("tick_value", 0) or 0)
+                    inst.exchange = inst.exchange or str(row.get("exchange", ""))
+                    break
+        problem = sierra_files_problem(cfg.sierra_data_dir, inst.symbol, inst.tick_size)
+        if problem:
+            if not inst.tick_size > 0:
+                problem += f" Give {inst.symbol}'s tick size in [[instruments]] or the symbol map."
+            raise SourceChoiceError(f"--source sierra-files: {problem}")
     return cfg
 
 
@@ -288,6 +465,10 @@ class Pipeline:
     clock : app.core.clock.Clock, optional
         Monotonic clock of the latency stamps (:class:`LatencyTracker`, ns); a DTC client on
         the same clock lends its socket-read time (default the system clock).
+    source : app.live.sources.MarketSource, optional
+        Use this source instead of :func:`app.live.sources.make_source` of ``config`` (the
+        multi-instrument runtime hands each instrument's pipeline a share of one connection,
+        :mod:`app.live.instruments`).
 
     Attributes
     ----------
@@ -319,7 +500,8 @@ class Pipeline:
     #: A failing listener is reported on its first failure and every this many after.
     LISTENER_REPORT_EVERY = 100
 
-    def __init__(self, config: PipelineConfig, on_problem=None, on_state=None, clock: Clock = SYSTEM_CLOCK):
+    def __init__(self, config: PipelineConfig, on_problem=None, on_state=None, clock: Clock = SYSTEM_CLOCK,
+                 source=None):
         from app.live.sources import make_source
 
         self.clock = clock
@@ -343,6 +525,9 @@ class Pipeline:
         self.stopped = False
         #: called on the worker thread after each published frame (the window wakes its drawing)
         self.on_frame_ready = None
+        #: ``fn(frame) -> frame`` applied on the worker thread to every frame before it is kept
+        #: and fanned out (the multi-instrument runtime adds the pair's relation row)
+        self.frame_transform = None
         self.throttled = False
         self.throttle_count = 0
         self.engine_errors = 0
@@ -352,7 +537,8 @@ class Pipeline:
         self._listener_errors: dict[int, int] = {}
         self._frames_out: collections.deque = collections.deque()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self.source = make_source(config, on_problem=self._problem, on_state=self._set_state)
+        self.source = source if source is not None else make_source(config, on_problem=self._problem,
+                                                                    on_state=self._set_state)
 
     # ------------------------------------------------------------------ fan-out
     def add_listener(self, fn) -> None:
@@ -531,13 +717,18 @@ class Pipeline:
     def _start_engine(self) -> None:
         from app.live.engine import AnalysisEngine
 
+        options = dict(self.config.engine_options or {})
+        if self.config.session and "calendar" not in options:
+            from app.core.sessions import calendar
+
+            options["calendar"] = calendar(self.config.session)
         self.engine = AnalysisEngine(
             self.instrument,
             self.profile,
             on_frame=self._on_frame,
             vix_history=self.vix_history,
             on_error=self._engine_error,
-            **(self.config.engine_options or {}),
+            **options,
         )
         self.engine.start()
 
@@ -550,6 +741,8 @@ class Pipeline:
         """Engine callback (worker thread): keep the newest frame; queue it for the frame listeners."""
         if self.latency.enabled:
             self.latency.frame_published(int(frame.events_total), self.clock.monotonic_ns())
+        if self.frame_transform is not None:
+            frame = self.frame_transform(frame)
         self.slot.put(frame)
         if self._frame_listeners and self._loop is not None:
             self._frames_out.append(frame)

@@ -624,9 +624,13 @@ class EmbeddedReplaySource(MarketSource):
 
     Parameters
     ----------
-    recording : str, Recording or None
+    recording : str, Recording, list or None
         A ``.mrec`` path, a loaded :class:`~app.feeds.recording.Recording`, or None for the
-        shipped real ES sample.
+        shipped real ES sample (alone). A list of ``.mrec`` paths or recordings (``mia-elite gui
+        --recording`` loads any file ``analyze`` reads into recordings first): the one server replays them all on one
+        market clock, each under its own symbol; the client side subscribes to the first (the
+        multi-instrument runtime, :mod:`app.live.instruments`, subscribes to the others on the
+        same connection).
     speed : float
         Replay speed (1 = real time, ``<= 0`` maximum).
     loop_replay : bool
@@ -649,6 +653,8 @@ class EmbeddedReplaySource(MarketSource):
         The server thread (after :meth:`start`).
     dtc : DTCSource or None
         The client side.
+    recordings : list of Recording
+        Every recording served (after :meth:`start`; :attr:`recording` is the first).
 
     Notes
     -----
@@ -672,19 +678,45 @@ class EmbeddedReplaySource(MarketSource):
         self.replay: ReplayServerThread | None = None
         self.dtc: DTCSource | None = None
         self._holds: set[str] = {PAUSE_START}
+        self.recordings: list = []
         self.name = "replay server"
+
+    def load_recordings(self) -> list:
+        """Load what the server is to replay (once; :meth:`start` calls it) and return every
+        recording (:attr:`recordings`; :attr:`recording` is the first).
+
+        Raises
+        ------
+        OSError, ValueError
+            A file that cannot be read, or an empty list.
+        """
+        if not self.recordings:
+            self.recording = self._load_recording()
+        return self.recordings
 
     def _load_recording(self):
         from app.feeds.recording import Recording, read_recording
 
         r = self._recording_arg
+        if isinstance(r, (list, tuple)):
+            if not r:
+                raise ValueError("the built-in server was given an empty list of recordings")
+            self.recordings = [x if isinstance(x, Recording) else read_recording(x) for x in r]
+            return self.recordings[0]
         if isinstance(r, Recording):
-            return r
-        if r:
-            return read_recording(r)
-        from app.feeds.samples import load_default_sample
+            rec = r
+        elif r:
+            rec = read_recording(r)
+        else:
+            from app.feeds.samples import load_default_sample
 
-        return load_default_sample()
+            rec = load_default_sample()
+        self.recordings = [rec]
+        return rec
+
+    def recording_of(self, symbol: str):
+        """The served recording whose instrument is ``symbol`` (None when none is)."""
+        return next((r for r in self.recordings if r.instrument.symbol == symbol), None)
 
     def _server_error(self, text: str) -> None:
         self._problem("error", f"The built-in replay server failed:\n{text}")
@@ -694,9 +726,9 @@ class EmbeddedReplaySource(MarketSource):
         return f"the built-in server 127.0.0.1:{port}"
 
     async def start(self, deliver: Deliver) -> bool:
-        self.recording = self._load_recording()
+        self.load_recordings()
         options = {"start_at_open": True, **self.server_options}
-        self.replay = ReplayServerThread(self.recording, speed=self.speed, loop_replay=self.loop_replay,
+        self.replay = ReplayServerThread(self.recordings, speed=self.speed, loop_replay=self.loop_replay,
                                          paused=True, server_options=options, on_error=self._server_error)
         try:
             port = await self.replay.start()
@@ -716,7 +748,8 @@ class EmbeddedReplaySource(MarketSource):
         ok = await self.dtc.start(deliver)
         self.client = self.dtc.client
         # streaming: the recording knows its instrument exactly (tick value, description)
-        self.instrument = self.recording.instrument if ok else self.dtc.instrument
+        rec = self.recording_of(symbol) or self.recording
+        self.instrument = rec.instrument if ok else self.dtc.instrument
         return ok
 
     def _apply(self) -> None:

@@ -63,6 +63,22 @@ class OrderContext:
         The trader typed the live confirmation this session.
     kill_locked : bool
         The kill switch holds the gate locked.
+    account_contracts_other : int
+        Contracts held or working in the account's **other** instruments (each symbol's
+        ``abs(position)`` plus its unfilled entries, both sides: the worst case), for the
+        account-wide contract limit (0 with one instrument).
+    account_realized_pnl_usd, account_open_pnl_usd : float or None
+        Today's realised P&L and open P&L summed over every instrument, USD (None: the same as
+        ``realized_pnl_usd`` / ``open_pnl_usd``, one instrument).
+    ticket_symbol : str
+        The instrument the ticket belongs to (the one it was opened from); "" = not checked.
+    tradable : bool
+        ``symbol`` is one of the session's instruments.
+
+    Notes
+    -----
+    ``realized_pnl_usd`` is this symbol's realised P&L of the day (with one instrument: the
+    account's).
     """
 
     symbol: str
@@ -81,6 +97,11 @@ class OrderContext:
     mode: str = "paper"
     live_confirmed: bool = False
     kill_locked: bool = False
+    account_contracts_other: int = 0
+    account_realized_pnl_usd: float | None = None
+    account_open_pnl_usd: float | None = None
+    ticket_symbol: str = ""
+    tradable: bool = True
 
     def to_dict(self) -> dict:
         return {k: getattr(self, k) for k in self.__slots__}
@@ -163,37 +184,71 @@ class Rule:
         return Verdict(False, self.name, f"{self.name}: {message}", values)
 
 
-class MaxContractsPerOrder(Rule):
-    """Refuse an order of more than ``limit`` contracts."""
+class _PerSymbol:
+    """A limit with per-symbol overrides (``[trading.instruments."<symbol>"]``)."""
+
+    def __init__(self, limit, per_symbol: dict | None = None):
+        self.limit = limit
+        self.per_symbol = dict(per_symbol or {})
+
+    def limit_for(self, symbol: str):
+        return self.per_symbol.get(symbol, self.limit)
+
+
+class MaxContractsPerOrder(_PerSymbol, Rule):
+    """Refuse an order of more than ``limit`` contracts (``per_symbol[symbol]`` where given)."""
 
     name = "max_contracts_per_order"
 
-    def __init__(self, limit: int):
-        self.limit = int(limit)
+    def __init__(self, limit: int, per_symbol: dict | None = None):
+        super().__init__(int(limit), {k: int(v) for k, v in (per_symbol or {}).items()})
 
     def check(self, ctx):
-        if ctx.qty > self.limit:
-            return self.refuse(f"order of {ctx.qty} contracts exceeds the limit of {self.limit}",
-                               qty=ctx.qty, limit=self.limit)
-        return self.ok(qty=ctx.qty, limit=self.limit)
+        limit = self.limit_for(ctx.symbol)
+        if ctx.qty > limit:
+            return self.refuse(f"order of {ctx.qty} contracts exceeds the limit of {limit} ({ctx.symbol})",
+                               qty=ctx.qty, limit=limit)
+        return self.ok(qty=ctx.qty, limit=limit)
 
 
-class MaxPositionContracts(Rule):
-    """Refuse when position + working entries + this order could exceed ``limit`` contracts."""
+class MaxPositionContracts(_PerSymbol, Rule):
+    """Refuse when position + working entries + this order could exceed ``limit`` contracts
+    (``per_symbol[symbol]`` where given)."""
 
     name = "max_position_contracts"
 
+    def __init__(self, limit: int, per_symbol: dict | None = None):
+        super().__init__(int(limit), {k: int(v) for k, v in (per_symbol or {}).items()})
+
+    def check(self, ctx):
+        limit = self.limit_for(ctx.symbol)
+        after = abs(ctx.position_qty + ctx.pending_qty + ctx.side * ctx.qty)
+        if after > limit:
+            return self.refuse(
+                f"{ctx.symbol} position would reach {after} contracts (position {ctx.position_qty:+d}, working "
+                f"{ctx.pending_qty:+d}, order {ctx.side * ctx.qty:+d}), limit {limit}",
+                position_after=after, limit=limit)
+        return self.ok(position_after=after, limit=limit)
+
+
+class AccountMaxContracts(Rule):
+    """Refuse when the account's contracts across instruments could exceed ``limit``: the other
+    instruments' (``ctx.account_contracts_other``) plus this symbol's position, working entries
+    and this order. ``limit`` 0 = no account-wide limit."""
+
+    name = "account_max_contracts"
+
     def __init__(self, limit: int):
         self.limit = int(limit)
 
     def check(self, ctx):
-        after = abs(ctx.position_qty + ctx.pending_qty + ctx.side * ctx.qty)
-        if after > self.limit:
-            return self.refuse(
-                f"position would reach {after} contracts (position {ctx.position_qty:+d}, working {ctx.pending_qty:+d},"
-                f" order {ctx.side * ctx.qty:+d}), limit {self.limit}",
-                position_after=after, limit=self.limit)
-        return self.ok(position_after=after, limit=self.limit)
+        here = abs(ctx.position_qty + ctx.pending_qty + ctx.side * ctx.qty)
+        total = int(ctx.account_contracts_other) + here
+        if self.limit and total > self.limit:
+            return self.refuse(f"the account would hold {total} contracts across instruments ({ctx.symbol} {here}, "
+                               f"others {ctx.account_contracts_other}), limit {self.limit}",
+                               account_contracts=total, limit=self.limit)
+        return self.ok(account_contracts=total, limit=self.limit)
 
 
 class MaxRiskPerTrade(Rule):
@@ -217,20 +272,61 @@ class MaxRiskPerTrade(Rule):
         return self.ok(risk_usd=ctx.risk_usd, limit_usd=self.limit_usd)
 
 
-class DailyLossLimit(Rule):
-    """Refuse new risk once realised + open P&L of the day is at or below ``-limit_usd``."""
+class DailyLossLimit(_PerSymbol, Rule):
+    """Refuse new risk in a symbol once its realised + open P&L of the day is at or below
+    ``-limit_usd`` (``per_symbol[symbol]`` where given)."""
 
     name = "daily_loss_limit"
+
+    def __init__(self, limit_usd: float, per_symbol: dict | None = None):
+        super().__init__(float(limit_usd), {k: float(v) for k, v in (per_symbol or {}).items()})
+
+    @property
+    def limit_usd(self) -> float:
+        return self.limit
+
+    def check(self, ctx):
+        limit = self.limit_for(ctx.symbol)
+        pnl = ctx.realized_pnl_usd + min(0.0, ctx.open_pnl_usd)
+        if pnl <= -limit:
+            return self.refuse(f"day P&L {pnl:.2f} USD has reached the daily loss limit of {limit:.2f} USD",
+                               day_pnl_usd=pnl, limit_usd=limit)
+        return self.ok(day_pnl_usd=pnl, limit_usd=limit)
+
+
+class AccountDailyLossLimit(Rule):
+    """Refuse new risk once the realised + open P&L of the day summed over every instrument is
+    at or below ``-limit_usd``."""
+
+    name = "account_daily_loss_limit"
 
     def __init__(self, limit_usd: float):
         self.limit_usd = float(limit_usd)
 
     def check(self, ctx):
-        pnl = ctx.realized_pnl_usd + min(0.0, ctx.open_pnl_usd)
+        real = ctx.realized_pnl_usd if ctx.account_realized_pnl_usd is None else ctx.account_realized_pnl_usd
+        opn = ctx.open_pnl_usd if ctx.account_open_pnl_usd is None else ctx.account_open_pnl_usd
+        pnl = real + min(0.0, opn)
         if pnl <= -self.limit_usd:
-            return self.refuse(f"day P&L {pnl:.2f} USD has reached the daily loss limit of {self.limit_usd:.2f} USD",
-                               day_pnl_usd=pnl, limit_usd=self.limit_usd)
+            return self.refuse(f"the account's day P&L {pnl:.2f} USD across instruments has reached the account "
+                               f"daily loss limit of {self.limit_usd:.2f} USD", day_pnl_usd=pnl,
+                               limit_usd=self.limit_usd)
         return self.ok(day_pnl_usd=pnl, limit_usd=self.limit_usd)
+
+
+class TicketInstrument(Rule):
+    """An order goes only to the instrument its ticket belongs to (the one it was opened from),
+    and only to an instrument of the session."""
+
+    name = "ticket_instrument"
+
+    def check(self, ctx):
+        if ctx.ticket_symbol and ctx.ticket_symbol != ctx.symbol:
+            return self.refuse(f"the ticket belongs to {ctx.ticket_symbol}; it cannot send an order for {ctx.symbol}",
+                               ticket_symbol=ctx.ticket_symbol, symbol=ctx.symbol)
+        if not ctx.tradable:
+            return self.refuse(f"{ctx.symbol} is not one of the session's instruments", symbol=ctx.symbol)
+        return self.ok(symbol=ctx.symbol)
 
 
 class MaxTradesPerDay(Rule):
@@ -384,18 +480,24 @@ def default_rules(s: TradingSettings, clock: Clock = SYSTEM_CLOCK) -> list[Rule]
     """The rule set for ``s``, in the order refusals are reported.
 
     ``clock`` is the wall clock the time rules (trading hours, stale data) read when an
-    :class:`OrderContext` carries no ``now_ns``.
+    :class:`OrderContext` carries no ``now_ns``. Per-symbol limits come from
+    ``[trading.instruments."<symbol>"]`` (:meth:`TradingSettings.limits_for`), the account-wide
+    ones from ``account_max_contracts`` and ``account_daily_loss_limit_usd``.
     """
+    per = {sym: s.limits_for(sym) for sym in s.instruments}
     return [
         KillSwitchEngaged(),
         LiveModeNotConfirmed(),
-        DailyLossLimit(s.daily_loss_limit_usd),
+        TicketInstrument(),
+        DailyLossLimit(s.daily_loss_limit_usd, {k: v[2] for k, v in per.items()}),
+        AccountDailyLossLimit(s.account_loss_limit_usd),
         ConsecutiveLosses(s.max_consecutive_losses),
         MaxTradesPerDay(s.max_trades_per_day),
         TradingHours(s.trading_start, s.trading_end, s.trading_timezone, clock),
         StaleMarketData(s.stale_data_ms, clock),
-        MaxContractsPerOrder(s.max_contracts_per_order),
-        MaxPositionContracts(s.max_position_contracts),
+        MaxContractsPerOrder(s.max_contracts_per_order, {k: v[0] for k, v in per.items()}),
+        MaxPositionContracts(s.max_position_contracts, {k: v[1] for k, v in per.items()}),
+        AccountMaxContracts(s.account_max_contracts),
         MaxRiskPerTrade(s.max_risk_per_trade_usd, s.require_stop),
         ReduceOnly(),
     ]

@@ -82,6 +82,8 @@ class RiskSnapshot:
     trading_day: str
     day_start_ns: int
     day_start_local: str
+    symbol_realized_pnl_usd: float = 0.0  # this symbol's realised P&L today, net of commissions
+    account_open_pnl_usd: float = 0.0  # open P&L summed over every instrument
 
 
 @dataclass
@@ -109,7 +111,14 @@ class TradingSession:
     journal : Journal
     settings : TradingSettings
     instrument : Instrument
-        The traded symbol (tick size and value for risk in USD).
+        The traded symbol (tick size and value for risk in USD); with several instruments, the
+        first (the trading day and the risk panel's default follow its calendar).
+    instruments : sequence of Instrument, optional
+        Every other instrument the session trades (issue 17): each symbol's tick value prices
+        its P&L and risk; a ticket belongs to the instrument it was opened from, and an order
+        for a symbol not listed here (nor ``instrument``) is refused by the gate
+        (:class:`~app.trading.risk.TicketInstrument`). Per-symbol and account-wide limits come
+        from ``trading.toml`` (:meth:`TradingSettings.limits_for`).
     mode : str, optional
         Default ``settings.mode``.
     clock : app.core.clock.Clock, optional
@@ -121,16 +130,23 @@ class TradingSession:
     """
 
     def __init__(self, broker: Broker, journal: Journal, settings: TradingSettings, instrument: Instrument,
-                 mode: str | None = None, clock: Clock = SYSTEM_CLOCK):
+                 mode: str | None = None, clock: Clock = SYSTEM_CLOCK, instruments=()):
         self.clock = clock
         self.broker = broker
         self.journal = journal
         self.settings = settings
         self.instrument = instrument
+        #: every traded instrument by symbol (``instrument`` first)
+        self.instruments: dict[str, Instrument] = {instrument.symbol: instrument}
+        for inst in instruments:
+            self.instruments.setdefault(inst.symbol, inst)
+        #: today's realised P&L net of commissions per symbol, USD
+        self.realized_by_symbol: dict[str, float] = {}
+        self._ticket_symbols: dict[int, str] = {}  # ticket id -> the instrument it was opened from
         self.mode = mode or settings.mode
         self.live_confirmed = False
         self.gate = RiskGate(settings, journal, clock=clock)
-        self.pnl = PnLTracker({instrument.symbol: instrument.tick_value}, default_tick_value=instrument.tick_value)
+        self.pnl = self._new_pnl()
         self.kill = KillSwitch(self, clock=clock)
         self.market: dict[str, MarketState] = {}
         self.trades_today = 0
@@ -185,6 +201,22 @@ class TradingSession:
         finally:
             self.journal.record_event("session_stop", {})
 
+    def _new_pnl(self) -> PnLTracker:
+        return PnLTracker({sym: i.tick_value for sym, i in self.instruments.items()},
+                          default_tick_value=self.instrument.tick_value)
+
+    def _book_fill(self, fill: Fill) -> float:
+        """Book ``fill`` in the P&L and in its symbol's realised P&L; returns the gross realised USD."""
+        realized = self.pnl.apply_fill(fill)
+        sym = fill.symbol
+        self.realized_by_symbol[sym] = self.realized_by_symbol.get(sym, 0.0) + realized - fill.commission_usd
+        return realized
+
+    def instrument_of(self, symbol: str) -> Instrument:
+        """The traded instrument ``symbol`` (the first instrument for a symbol not traded: its
+        tick size and value are the only ones known)."""
+        return self.instruments.get(symbol, self.instrument)
+
     def _trading_day(self, t_ns: int) -> str:
         """ISO date of the trading day ``t_ns`` (ns) falls in, on the traded symbol's session calendar.
 
@@ -208,10 +240,10 @@ class TradingSession:
         flatten), its bracket parent and its OCO sibling; the risk gate counts adopted exits as exits.
         """
         start = self._day_start_ns()
-        self.pnl = PnLTracker({self.instrument.symbol: self.instrument.tick_value},
-                              default_tick_value=self.instrument.tick_value)
+        self.pnl = self._new_pnl()
+        self.realized_by_symbol = {}
         for r in self.journal.fills_since(start):
-            self.pnl.apply_fill(Fill(r["client_order_id"], r["server_order_id"], r["exec_id"], r["symbol"],
+            self._book_fill(Fill(r["client_order_id"], r["server_order_id"], r["exec_id"], r["symbol"],
                                      int(r["side"]), int(r["qty"]), int(r["price"]), int(r["ts_ns"]),
                                      float(r["commission_usd"])))
         self.trades_today = int(self.journal.query(
@@ -251,6 +283,7 @@ class TradingSession:
             return False
         old = self.pnl
         self.pnl = PnLTracker(dict(old.tick_values), old.default_tick_value)
+        self.realized_by_symbol = {}
         for sym, b in old.books.items():
             if b.qty:
                 nb = self.pnl.position(sym)
@@ -338,54 +371,92 @@ class TradingSession:
     # ------------------------------------------------------------------ tickets
     def ticket_from_signal(self, signal) -> OrderTicket:
         """A limit-entry bracket ticket from an :class:`~app.analysis.frame.Signal` (journaled as shown)."""
-        t = OrderTicket(symbol=signal.symbol or self.instrument.symbol, side=int(signal.side),
+        sym = signal.symbol or self.instrument.symbol
+        inst = self.instrument_of(sym)
+        t = OrderTicket(symbol=sym, side=int(signal.side),
                         qty=max(1, int(signal.size)), order_type=OrderType.LIMIT, entry=int(signal.entry),
                         stop=int(signal.stop), target=int(signal.target),
-                        ref_price=self.ref_price(signal.symbol or self.instrument.symbol, int(signal.side)),
-                        source="signal", signal_id=int(signal.id), tick_size=self.instrument.tick_size,
-                        tick_value=self.instrument.tick_value, account=self.broker.account,
+                        ref_price=self.ref_price(sym, int(signal.side)),
+                        source="signal", signal_id=int(signal.id), tick_size=inst.tick_size,
+                        tick_value=inst.tick_value, account=self.broker.account,
                         sizing_note=str(getattr(signal, "sizing", "") or ""))
         return self._show(t)
 
     def ticket_from_price(self, price: int, side: int, qty: int | None = None,
-                          order_type: str = OrderType.LIMIT) -> OrderTicket:
+                          order_type: str = OrderType.LIMIT, symbol: str | None = None) -> OrderTicket:
         """An entry ticket at a ladder price (ticks), bracket offsets from the settings.
 
         ``order_type`` is ``limit`` (a ladder double-click) or ``stop`` (Shift+double-click: a
-        stop entry at that price, e.g. a breakout buy above the market).
+        stop entry at that price, e.g. a breakout buy above the market). ``symbol``: the
+        instrument whose ladder was clicked (default the first); the ticket belongs to it.
         """
         s = self.settings
         price = int(price)
-        t = OrderTicket(symbol=self.instrument.symbol, side=int(side), qty=int(qty or s.default_qty),
+        sym = symbol or self.instrument.symbol
+        inst = self.instrument_of(sym)
+        t = OrderTicket(symbol=sym, side=int(side), qty=int(qty or s.default_qty),
                         order_type=OrderType(order_type), entry=price, stop=price - side * s.bracket_stop_ticks,
                         target=price + side * s.bracket_target_ticks,
-                        ref_price=self.ref_price(self.instrument.symbol, side), source="ladder",
-                        tick_size=self.instrument.tick_size, tick_value=self.instrument.tick_value,
+                        ref_price=self.ref_price(sym, side), source="ladder",
+                        tick_size=inst.tick_size, tick_value=inst.tick_value,
                         account=self.broker.account)
         return self._show(t)
 
     def _show(self, t: OrderTicket) -> OrderTicket:
         t.validate()
         tid = self.journal.record_ticket(t, "shown", self.mode)
+        self._ticket_symbols[int(tid)] = t.symbol  # the ticket belongs to this instrument from now on
         return t.with_(ticket_id=tid)
 
     def record_signal(self, signal, snapshot: dict | None = None) -> int:
         """Journal a signal with its reasons and an analyzer snapshot."""
         return self.journal.record_signal(signal, snapshot)
 
-    def context_for(self, ticket: OrderTicket, intent: str = INTENT_OPEN) -> OrderContext:
-        """The :class:`OrderContext` of ``ticket`` now."""
+    def context_for(self, ticket: OrderTicket, intent: str = INTENT_OPEN, instrument: str = "") -> OrderContext:
+        """The :class:`OrderContext` of ``ticket`` now.
+
+        Parameters
+        ----------
+        ticket : OrderTicket
+        intent : {"open", "reduce"}
+        instrument : str, optional
+            The instrument whose panel sends the ticket; with the instrument the ticket was
+            opened from (:meth:`ticket_from_price` / :meth:`ticket_from_signal`), it must be
+            the ticket's symbol (:class:`~app.trading.risk.TicketInstrument`).
+        """
         sym = ticket.symbol
-        pending = pending_entry_qty(self.broker.working_orders(), sym, ticket.side)
+        working = self.broker.working_orders()
+        pending = pending_entry_qty(working, sym, ticket.side)
         m = self.market.get(sym)
+        owner = self._ticket_symbols.get(int(ticket.ticket_id or 0), "")
+        if instrument and owner and instrument != owner:
+            owner = f"{owner} (sent from {instrument})"
+        owner = owner or instrument
         return OrderContext(
             symbol=sym, side=ticket.side, qty=int(ticket.qty), intent=intent, risk_usd=ticket.risk_usd,
             position_qty=self.position_qty(sym), pending_qty=int(pending),
-            realized_pnl_usd=self.pnl.net_realized_usd, open_pnl_usd=self.open_pnl_usd(sym),
+            realized_pnl_usd=self.realized_by_symbol.get(sym, 0.0), open_pnl_usd=self.open_pnl_usd(sym),
             trades_today=self.trades_today, consecutive_losses=self.pnl.consecutive_losses,
             now_ns=self.clock.time_ns(),
             last_data_ns=m.last_data_ns if m else 0, mode=self.mode, live_confirmed=self.live_confirmed,
-            kill_locked=self.gate.locked)
+            kill_locked=self.gate.locked, account_contracts_other=self._contracts_other(sym, working),
+            account_realized_pnl_usd=self.pnl.net_realized_usd, account_open_pnl_usd=self.account_open_pnl_usd(),
+            ticket_symbol=owner, tradable=sym in self.instruments)
+
+    def _contracts_other(self, symbol: str, working) -> int:
+        """Contracts of every symbol but ``symbol``: ``abs(position)`` plus unfilled entries (both sides)."""
+        total = 0
+        for sym, p in self.broker.positions.items():
+            if sym != symbol:
+                total += abs(int(p.qty))
+        for o in working:
+            if o.request.symbol != symbol and o.request.role == ROLE_ENTRY:
+                total += max(0, int(o.request.qty - o.filled_qty))
+        return total
+
+    def account_open_pnl_usd(self) -> float:
+        """Open P&L summed over every symbol with a position, USD."""
+        return float(sum(self.open_pnl_usd(sym) for sym, p in self.broker.positions.items() if p.qty))
 
     def preview(self, ticket: OrderTicket) -> GateDecision:
         """The gate's verdict for ``ticket`` now (not journaled; shown on the ticket)."""
@@ -412,10 +483,12 @@ class TradingSession:
                               ROLE_TARGET, parent_id=entry.client_order_id, oco_id=sid, ticket_id=ticket.ticket_id)
         return Bracket(entry, stop, target)
 
-    async def confirm(self, ticket: OrderTicket) -> GateDecision:
+    async def confirm(self, ticket: OrderTicket, instrument: str = "") -> GateDecision:
         """The trader confirmed ``ticket``: gate (journaled), orders journaled, then sent.
 
         Returns the gate's decision; when refused nothing is sent (ticket journaled ``refused``).
+        ``instrument``: the instrument whose panel sends it; a ticket goes only to the
+        instrument it was opened from (else refused by rule ``ticket_instrument``).
 
         Raises
         ------
@@ -431,7 +504,7 @@ class TradingSession:
         bracket = None
         with self.journal.transaction():  # confirmation, decision and orders: one durable commit
             self.journal.record_ticket_status(ticket.ticket_id, "confirmed")
-            decision = self.gate.check(self.context_for(ticket), ticket.ticket_id)
+            decision = self.gate.check(self.context_for(ticket, instrument=instrument), ticket.ticket_id)
             if decision.allowed:
                 bracket = self.build_bracket(ticket)
                 self.journal.record_orders(bracket.orders, self.mode, self.broker.name)
@@ -597,9 +670,10 @@ class TradingSession:
             self.problem(f"flatten {symbol}: flatten order {busy[0].client_order_id} is still working; not sending another")
             return ""
         side = -1 if qty > 0 else 1
+        inst = self.instrument_of(symbol)
         t = OrderTicket(symbol=symbol, side=side, qty=abs(qty), order_type=OrderType.MARKET,
                         ref_price=self.ref_price(symbol, side), source="flatten",
-                        tick_size=self.instrument.tick_size, tick_value=self.instrument.tick_value)
+                        tick_size=inst.tick_size, tick_value=inst.tick_value)
         ctx = self.context_for(t, INTENT_REDUCE)
         ctx = OrderContext(**{**ctx.to_dict(), "position_qty": qty})
         order = OrderRequest(self.journal.next_client_order_id(), symbol, self.broker.account, side, OrderType.MARKET,
@@ -642,7 +716,7 @@ class TradingSession:
                         commission_usd=self.settings.commission_for(symbol) * ev.fill_qty)  # net everywhere
             if not self.journal.has_fill(fill.exec_id):
                 before = self.pnl.consecutive_losses, self.pnl.round_trips
-                realized = self.pnl.apply_fill(fill)
+                realized = self._book_fill(fill)
                 self.journal.record_fill(fill, realized)
                 if (self.pnl.consecutive_losses, self.pnl.round_trips) != before:
                     self.check_triggers()
@@ -705,8 +779,12 @@ class TradingSession:
         self._changed()
 
     def _adopt_venue_position(self, positions) -> None:
-        """Take the venue's position when the journal's fills say otherwise (told to the trader)."""
-        sym = self.instrument.symbol
+        """Take the venue's position of every traded instrument when the journal's fills say
+        otherwise (told to the trader)."""
+        for sym in self.instruments:
+            self._adopt_symbol_position(sym, positions)
+
+    def _adopt_symbol_position(self, sym: str, positions) -> None:
         vp = next((p for p in positions if p.symbol == sym), None)
         venue_qty = int(vp.qty) if vp else 0
         book = self.pnl.position(sym)
@@ -732,7 +810,7 @@ class TradingSession:
         last = m.last_trade if m else None
         if last is None:
             return float(p.open_pnl_usd)
-        return (last - p.avg_price) * p.qty * self.instrument.tick_value
+        return (last - p.avg_price) * p.qty * self.instrument_of(symbol).tick_value
 
     def snapshot(self, symbol: str | None = None) -> RiskSnapshot:
         """The risk panel's values."""
@@ -749,20 +827,33 @@ class TradingSession:
             position_qty=int(pos.qty) if pos else 0, avg_price=float(pos.avg_price) if pos and pos.qty else 0.0,
             open_pnl_usd=open_pnl, realized_pnl_usd=realized,
             daily_loss_used_usd=max(0.0, -(realized + open_pnl)),
-            daily_loss_limit_usd=self.settings.daily_loss_limit_usd, trades_today=self.trades_today,
+            daily_loss_limit_usd=self.settings.limits_for(sym)[2], trades_today=self.trades_today,
             max_trades_per_day=self.settings.max_trades_per_day, consecutive_losses=self.pnl.consecutive_losses,
             max_consecutive_losses=self.settings.max_consecutive_losses,
             working_orders=len(self.broker.working_orders()),
             gate_state=f"locked: {self.gate.lock_reason}" if self.gate.locked else "open",
             kill_state=self.kill.state.value, kill_detail=kr.describe() if kr else "",
-            live_confirmed=self.live_confirmed, tick_size=self.instrument.tick_size,
-            trading_day=self.day, day_start_ns=start_ns, day_start_local=start_local)
+            live_confirmed=self.live_confirmed, tick_size=self.instrument_of(sym).tick_size,
+            trading_day=self.day, day_start_ns=start_ns, day_start_local=start_local,
+            symbol_realized_pnl_usd=self.realized_by_symbol.get(sym, 0.0),
+            account_open_pnl_usd=self.account_open_pnl_usd())
 
     # ------------------------------------------------------------------ automatic triggers
+    def _loss_limit_reached(self) -> bool:
+        """A symbol's realised + open loss of the day reached its limit, or the account's summed
+        over every instrument reached the account limit (``trading.toml``)."""
+        s = self.settings
+        syms = set(self.instruments) | {p for p, q in self.broker.positions.items() if q.qty}
+        for sym in syms:
+            if self.realized_by_symbol.get(sym, 0.0) + min(0.0, self.open_pnl_usd(sym)) <= -s.limits_for(sym)[2]:
+                return True
+        return self.pnl.net_realized_usd + min(0.0, self.account_open_pnl_usd()) <= -s.account_loss_limit_usd
+
     def check_triggers(self, t_ns: int | None = None) -> str:
         """Fire the kill switch when an automatic trigger holds; returns the trigger name or "".
 
-        Triggers: daily loss limit reached (realised + open), consecutive-loss limit, connection
+        Triggers: daily loss limit reached (realised + open; any symbol's own limit or the
+        account's across instruments), consecutive-loss limit, connection
         lost with a position or working order for longer than ``disconnect_kill_s``, market data
         stale with a position open for longer than ``stale_kill_s``, counted from the latest data
         or, before any data, from the subscription (:meth:`watch_market`); with neither, the
@@ -775,21 +866,22 @@ class TradingSession:
             return ""
         t = self.clock.time_ns() if t_ns is None else t_ns
         s = self.settings
-        sym = self.instrument.symbol
-        exposed = self.position_qty(sym) != 0 or bool(self.broker.working_orders())
+        held = [sym for sym, p in self.broker.positions.items() if p.qty]  # every instrument's position
+        exposed = bool(held) or bool(self.broker.working_orders())
         trig = ""
-        if self.pnl.net_realized_usd + min(0.0, self.open_pnl_usd(sym)) <= -s.daily_loss_limit_usd:
+        if self._loss_limit_reached():
             trig = "daily_loss_limit"
         elif self.pnl.consecutive_losses >= s.max_consecutive_losses:
             trig = "consecutive_losses"
         elif exposed and self._disconnected_since and t - self._disconnected_since > s.disconnect_kill_s * 1e9:
             trig = "connection_lost"
-        else:
-            m = self.market.get(sym)
-            since = (m.last_data_ns or m.watch_since_ns) if m is not None else 0
-            stale = since > 0 and t - since > s.stale_kill_s * 1e9
-            if exposed and self.position_qty(sym) != 0 and stale and self.broker.connected:
-                trig = "stale_data"
+        elif self.broker.connected:
+            for sym in held:  # the data of any instrument with a position gone stale
+                m = self.market.get(sym)
+                since = (m.last_data_ns or m.watch_since_ns) if m is not None else 0
+                if since > 0 and t - since > s.stale_kill_s * 1e9:
+                    trig = "stale_data"
+                    break
         if trig:
             if self.loop is None:
                 try:

@@ -33,11 +33,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--tls", action="store_true", default=None, help="connect to the external server with TLS")
     p.add_argument("--tls-fingerprint", default=None, metavar="SHA256",
                    help="pinned SHA-256 fingerprint of the server's certificate (default: the saved one)")
-    p.add_argument("--symbol", default=None, help="data-service symbol to show (external server)")
+    p.add_argument("--symbol", action="append", default=None, metavar="SYM[:PROFILE]",
+                   help="data-service symbol to show, optionally with its analysis profile (ESZ5:scalping); "
+                        "repeat for several instruments (--tick-size/--tick-value are the first one's)")
     p.add_argument("--tick-size", type=float, default=None, help="tick size of --symbol (price units)")
     p.add_argument("--tick-value", type=float, default=None, help="USD per tick per contract of --symbol")
     p.add_argument("--profile", choices=PROFILES, default=None, help="analysis profile (default: saved, else production)")
-    p.add_argument("--recording", default=None, help="a .mrec recording for the built-in server (default: the ES sample)")
+    p.add_argument("--recording", action="append", default=None,
+                   help="a recording for the built-in server (default: the ES sample); repeat to serve several "
+                        "at once, each under its own symbol, on one market clock")
     p.add_argument("--display-hz", type=float, default=60.0, help="redraw rate of the window (default 60)")
     p.add_argument("--screenshot", metavar="PATH", default=None, help="save a PNG of the window after --screenshot-after s")
     p.add_argument("--screenshot-after", type=float, default=20.0, metavar="SECONDS")
@@ -47,19 +51,49 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_config(args: argparse.Namespace, prefs):
-    """The :class:`~app.live.pipeline.PipelineConfig` from saved settings overridden by ``args``."""
+    """The :class:`~app.live.pipeline.PipelineConfig` from saved settings overridden by ``args``.
+
+    Instruments: the repeatable ``--symbol SYM[:PROFILE]`` (the first takes ``--tick-size`` /
+    ``--tick-value``; every one takes exchange, tick size and value of its ``[[instruments]]``
+    entry when the settings list it), else the settings' ``[[instruments]]``, else the one saved
+    symbol. ``--recording`` repeated serves every recording through the one embedded server.
+
+    Raises
+    ------
+    app.live.pipeline.SourceChoiceError
+        A bad ``--symbol`` (empty, unknown profile, listed twice) or ``--source`` choice.
+    """
     from app.ui.connection_dialog import config_from_prefs, symbols_from_prefs
-    from app.live.pipeline import PipelineConfig, apply_source_choice
+    from app.live.pipeline import (PipelineConfig, SourceChoiceError, apply_source_choice,
+                                   instruments_from_settings, parse_symbol_arg)
 
     cfg = config_from_prefs(prefs, PipelineConfig())
+    saved = instruments_from_settings(getattr(getattr(prefs, "settings", None), "instruments", None) or [])
+    if saved:
+        cfg.set_instruments(saved)
     if getattr(args, "host", None) or getattr(args, "port", None):
         cfg.embedded = False
         cfg.host = args.host or "127.0.0.1"
         cfg.port = int(args.port or 11099)
-    if getattr(args, "recording", None):
+    recs = getattr(args, "recording", None)
+    if recs:
         cfg.embedded = True
-        cfg.recording = args.recording
-    for name in ("speed", "encoding", "symbol", "tick_size", "tick_value", "profile", "tls", "tls_fingerprint"):
+        cfg.recording = recs[0] if len(recs) == 1 else list(recs)
+    syms = getattr(args, "symbol", None)
+    if syms:
+        known = {i.symbol: i for i in saved}
+        chosen = []
+        for text in syms:
+            inst = parse_symbol_arg(text)
+            base = known.get(inst.symbol)
+            if base is not None:
+                inst = type(inst)(**{**vars(base), "profile": inst.profile or base.profile})
+            chosen.append(inst)
+        try:
+            cfg.set_instruments(chosen)
+        except ValueError as exc:
+            raise SourceChoiceError(f"--symbol: {exc}") from None
+    for name in ("speed", "encoding", "tick_size", "tick_value", "profile", "tls", "tls_fingerprint"):
         v = getattr(args, name, None)
         if v is not None:
             setattr(cfg, name, v)

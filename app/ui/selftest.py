@@ -87,6 +87,8 @@ def run(args: argparse.Namespace) -> int:
     """Run the self-test for ``args.self_test`` seconds; returns the exit code."""
     seconds = float(getattr(args, "self_test", 20.0) or 20.0)
     recording = getattr(args, "recording", None)
+    if isinstance(recording, list):  # --recording is repeatable (the window's instruments); one here
+        recording = recording[0] if recording else None
     if recording and not os.path.isfile(recording):
         print(f"self-test: recording not found: {recording}", file=sys.stderr)
         return 2

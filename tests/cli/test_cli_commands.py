@@ -87,7 +87,7 @@ def test_window_options_without_a_command_open_the_window(monkeypatch):
     monkeypatch.setattr(gui, "run", lambda args: seen.setdefault("args", args) and 0)
     assert cli.main(["--host", "127.0.0.1", "--port", "1", "--symbol", "ESH4"]) == 0
     a = seen["args"]
-    assert (a.command, a.host, a.port, a.symbol) == ("gui", "127.0.0.1", 1, "ESH4")
+    assert (a.command, a.host, a.port, a.symbol) == ("gui", "127.0.0.1", 1, ["ESH4"])  # --symbol repeats
 
 
 def test_help_does_not_load_qt_or_numba():
