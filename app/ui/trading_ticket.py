@@ -29,6 +29,30 @@ CONFIRM_STYLE = ("QPushButton{background:#1a8f3a;color:white;font-weight:bold;pa
                  "QPushButton:disabled{background:#5a5d66;color:#b4b7bf;border:1px dashed #8a8d96;font-weight:normal;}")
 
 
+
+def _confirm_block(dialog, prefix: str, confirm_text: str) -> QtWidgets.QHBoxLayout:
+    """Give ``dialog`` its risk and verdict labels and its Cancel / Confirm buttons (object names
+    ``<prefix>_risk``, ``_verdict``, ``_confirm``, ``_cancel``; Confirm is the default button,
+    wired to ``dialog.confirm``); returns the buttons' row."""
+    dialog.risk_label = QtWidgets.QLabel()
+    dialog.risk_label.setObjectName(f"{prefix}_risk")
+    dialog.verdict_label = QtWidgets.QLabel()
+    dialog.verdict_label.setObjectName(f"{prefix}_verdict")
+    dialog.verdict_label.setWordWrap(True)
+    dialog.confirm_button = QtWidgets.QPushButton(confirm_text)
+    dialog.confirm_button.setObjectName(f"{prefix}_confirm")
+    dialog.confirm_button.setDefault(True)
+    dialog.confirm_button.setStyleSheet(CONFIRM_STYLE)
+    dialog.cancel_button = QtWidgets.QPushButton("Cancel (Esc)")
+    dialog.cancel_button.setObjectName(f"{prefix}_cancel")
+    dialog.confirm_button.clicked.connect(dialog.confirm)
+    dialog.cancel_button.clicked.connect(dialog.reject)
+    buttons = QtWidgets.QHBoxLayout()
+    buttons.addWidget(dialog.cancel_button)
+    buttons.addStretch(1)
+    buttons.addWidget(dialog.confirm_button)
+    return buttons
+
 class OrderTicketDialog(QtWidgets.QDialog):
     """Order ticket for one :class:`~app.trading.orders.OrderTicket`.
 
@@ -87,23 +111,7 @@ class OrderTicketDialog(QtWidgets.QDialog):
         form.addRow("Stop", self.stop)
         form.addRow("Target", self.target)
 
-        self.risk_label = QtWidgets.QLabel()
-        self.risk_label.setObjectName("ticket_risk")
-        self.verdict_label = QtWidgets.QLabel()
-        self.verdict_label.setObjectName("ticket_verdict")
-        self.verdict_label.setWordWrap(True)
-        self.confirm_button = QtWidgets.QPushButton("Confirm (Enter)")
-        self.confirm_button.setObjectName("ticket_confirm")
-        self.confirm_button.setDefault(True)
-        self.confirm_button.setStyleSheet(CONFIRM_STYLE)
-        self.cancel_button = QtWidgets.QPushButton("Cancel (Esc)")
-        self.cancel_button.setObjectName("ticket_cancel")
-        self.confirm_button.clicked.connect(self.confirm)
-        self.cancel_button.clicked.connect(self.reject)
-        buttons = QtWidgets.QHBoxLayout()
-        buttons.addWidget(self.cancel_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.confirm_button)
+        buttons = _confirm_block(self, "ticket", "Confirm (Enter)")
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.side_label)
@@ -251,23 +259,7 @@ class ModifyTicketDialog(QtWidgets.QDialog):
         form = QtWidgets.QFormLayout()
         form.addRow("From", self.from_label)
         form.addRow("To", self.price)
-        self.risk_label = QtWidgets.QLabel()
-        self.risk_label.setObjectName("modify_risk")
-        self.verdict_label = QtWidgets.QLabel()
-        self.verdict_label.setObjectName("modify_verdict")
-        self.verdict_label.setWordWrap(True)
-        self.confirm_button = QtWidgets.QPushButton("Confirm move (Enter)")
-        self.confirm_button.setObjectName("modify_confirm")
-        self.confirm_button.setDefault(True)
-        self.confirm_button.setStyleSheet(CONFIRM_STYLE)
-        self.cancel_button = QtWidgets.QPushButton("Cancel (Esc)")
-        self.cancel_button.setObjectName("modify_cancel")
-        self.confirm_button.clicked.connect(self.confirm)
-        self.cancel_button.clicked.connect(self.reject)
-        buttons = QtWidgets.QHBoxLayout()
-        buttons.addWidget(self.cancel_button)
-        buttons.addStretch(1)
-        buttons.addWidget(self.confirm_button)
+        buttons = _confirm_block(self, "modify", "Confirm move (Enter)")
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.title_label)
         lay.addLayout(form)
