@@ -22,6 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from app.analysis.frame import AnalysisFrame
+from app.ui.heatmap import cache_axes
 
 NS = 1_000_000_000
 LINE_COLOR = (240, 200, 90)
@@ -51,6 +52,7 @@ class DeltaPane(pg.PlotWidget):
         self.plotItem.showGrid(x=False, y=True, alpha=0.15)
         self.vb = self.plotItem.getViewBox()
         self.vb.setMouseEnabled(x=False, y=False)  # the heatmap's wheel and drag move the time axis
+        cache_axes(self.plotItem)  # axes (and the y grid they draw) from a pixmap until they change
         self.vb.enableAutoRange(x=False, y=True)
         self.vb.setAutoVisible(y=True)  # y fits the part of the line that is visible
         self.zero = pg.InfiniteLine(0.0, angle=0, pen=pg.mkPen(ZERO_COLOR, width=1, style=QtCore.Qt.DotLine))
