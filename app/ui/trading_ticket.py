@@ -30,30 +30,69 @@ CONFIRM_STYLE = ("QPushButton{background:#1a8f3a;color:white;font-weight:bold;pa
 
 
 
-def _confirm_block(dialog, prefix: str, confirm_text: str) -> QtWidgets.QHBoxLayout:
-    """Give ``dialog`` its risk and verdict labels and its Cancel / Confirm buttons (object names
-    ``<prefix>_risk``, ``_verdict``, ``_confirm``, ``_cancel``; Confirm is the default button,
-    wired to ``dialog.confirm``); returns the buttons' row."""
-    dialog.risk_label = QtWidgets.QLabel()
-    dialog.risk_label.setObjectName(f"{prefix}_risk")
-    dialog.verdict_label = QtWidgets.QLabel()
-    dialog.verdict_label.setObjectName(f"{prefix}_verdict")
-    dialog.verdict_label.setWordWrap(True)
-    dialog.confirm_button = QtWidgets.QPushButton(confirm_text)
-    dialog.confirm_button.setObjectName(f"{prefix}_confirm")
-    dialog.confirm_button.setDefault(True)
-    dialog.confirm_button.setStyleSheet(CONFIRM_STYLE)
-    dialog.cancel_button = QtWidgets.QPushButton("Cancel (Esc)")
-    dialog.cancel_button.setObjectName(f"{prefix}_cancel")
-    dialog.confirm_button.clicked.connect(dialog.confirm)
-    dialog.cancel_button.clicked.connect(dialog.reject)
-    buttons = QtWidgets.QHBoxLayout()
-    buttons.addWidget(dialog.cancel_button)
-    buttons.addStretch(1)
-    buttons.addWidget(dialog.confirm_button)
-    return buttons
+class _GatedDialog(QtWidgets.QDialog):
+    """What the order ticket and the modify ticket share: the risk and verdict labels, the
+    Cancel / Confirm row, the gate's verdict enabling Confirm, and confirm-to-trade itself
+    (:meth:`confirm` refreshes the verdict and sends only when the gate allows it now).
 
-class OrderTicketDialog(QtWidgets.QDialog):
+    Subclasses define ``refresh()`` (recompute the verdict), ``_send()`` (emit their own
+    ``sigConfirmed``) and ``_cancelled()`` (emit their own ``sigCancelled``).
+    """
+
+    def _confirm_row(self, prefix: str, confirm_text: str) -> QtWidgets.QHBoxLayout:
+        """Make the risk / verdict labels and the buttons (object names ``<prefix>_risk``,
+        ``_verdict``, ``_confirm``, ``_cancel``; Confirm is the default button); returns the row."""
+        self.risk_label = QtWidgets.QLabel()
+        self.risk_label.setObjectName(f"{prefix}_risk")
+        self.verdict_label = QtWidgets.QLabel()
+        self.verdict_label.setObjectName(f"{prefix}_verdict")
+        self.verdict_label.setWordWrap(True)
+        self.confirm_button = QtWidgets.QPushButton(confirm_text)
+        self.confirm_button.setObjectName(f"{prefix}_confirm")
+        self.confirm_button.setDefault(True)
+        self.confirm_button.setStyleSheet(CONFIRM_STYLE)
+        self.cancel_button = QtWidgets.QPushButton("Cancel (Esc)")
+        self.cancel_button.setObjectName(f"{prefix}_cancel")
+        self.confirm_button.clicked.connect(self.confirm)
+        self.cancel_button.clicked.connect(self.reject)
+        buttons = QtWidgets.QHBoxLayout()
+        buttons.addWidget(self.cancel_button)
+        buttons.addStretch(1)
+        buttons.addWidget(self.confirm_button)
+        return buttons
+
+    def _verdict(self, ok: bool, text: str) -> None:
+        self.verdict_label.setText(text)
+        self.verdict_label.setStyleSheet(f"color: {'#1a8f3a' if ok else '#c0392b'}; font-weight: bold;")
+        self.confirm_button.setEnabled(ok)
+
+    def confirm(self) -> None:
+        """Send (``sigConfirmed``) when the gate allows it now; otherwise nothing happens."""
+        if self._done:
+            return
+        self.refresh()
+        if not self.confirm_button.isEnabled():
+            return
+        self._done = True
+        self._send()
+        self.accept()
+
+    def keyPressEvent(self, ev):  # noqa: N802 (Qt name)
+        """Ctrl+Enter confirms even when a field has the focus (plain Enter: the default button)."""
+        if ev.key() in (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter) and ev.modifiers() & QtCore.Qt.ControlModifier:
+            self.confirm()
+            ev.accept()
+            return
+        super().keyPressEvent(ev)
+
+    def reject(self) -> None:  # Escape, Cancel, close button
+        if not self._done:
+            self._done = True
+            self._cancelled()
+        super().reject()
+
+
+class OrderTicketDialog(_GatedDialog):
     """Order ticket for one :class:`~app.trading.orders.OrderTicket`.
 
     Signals
@@ -111,7 +150,7 @@ class OrderTicketDialog(QtWidgets.QDialog):
         form.addRow("Stop", self.stop)
         form.addRow("Target", self.target)
 
-        buttons = _confirm_block(self, "ticket", "Confirm (Enter)")
+        buttons = self._confirm_row("ticket", "Confirm (Enter)")
 
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.side_label)
@@ -171,38 +210,14 @@ class OrderTicketDialog(QtWidgets.QDialog):
         self._verdict(self.decision.allowed, "Risk gate: ALLOWED" if self.decision.allowed
                       else f"Risk gate: REFUSED - {self.decision.message}")
 
-    def _verdict(self, ok: bool, text: str) -> None:
-        self.verdict_label.setText(text)
-        self.verdict_label.setStyleSheet(f"color: {'#1a8f3a' if ok else '#c0392b'}; font-weight: bold;")
-        self.confirm_button.setEnabled(ok)
-
-    def confirm(self) -> None:
-        """Send (emit ``sigConfirmed``) when the gate allows; otherwise nothing happens."""
-        if self._done:
-            return
-        self.refresh()
-        if not self.confirm_button.isEnabled():
-            return
-        self._done = True
+    def _send(self) -> None:
         self.sigConfirmed.emit(self.ticket())
-        self.accept()
 
-    def keyPressEvent(self, ev):  # noqa: N802 (Qt name)
-        """Ctrl+Enter confirms even when a field has the focus (plain Enter: the default button)."""
-        if ev.key() in (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter) and ev.modifiers() & QtCore.Qt.ControlModifier:
-            self.confirm()
-            ev.accept()
-            return
-        super().keyPressEvent(ev)
-
-    def reject(self) -> None:  # Escape, Cancel, close button
-        if not self._done:
-            self._done = True
-            self.sigCancelled.emit(self.base)
-        super().reject()
+    def _cancelled(self) -> None:
+        self.sigCancelled.emit(self.base)
 
 
-class ModifyTicketDialog(QtWidgets.QDialog):
+class ModifyTicketDialog(_GatedDialog):
     """Ticket for moving one working order to a new price (from a drag on the ladder).
 
     Parameters
@@ -259,7 +274,7 @@ class ModifyTicketDialog(QtWidgets.QDialog):
         form = QtWidgets.QFormLayout()
         form.addRow("From", self.from_label)
         form.addRow("To", self.price)
-        buttons = _confirm_block(self, "modify", "Confirm move (Enter)")
+        buttons = self._confirm_row("modify", "Confirm move (Enter)")
         lay = QtWidgets.QVBoxLayout(self)
         lay.addWidget(self.title_label)
         lay.addLayout(form)
@@ -293,32 +308,8 @@ class ModifyTicketDialog(QtWidgets.QDialog):
         self._verdict(self.decision.allowed, "Risk gate: ALLOWED" if self.decision.allowed
                       else f"Risk gate: REFUSED - {self.decision.message}")
 
-    def _verdict(self, ok: bool, text: str) -> None:
-        self.verdict_label.setText(text)
-        self.verdict_label.setStyleSheet(f"color: {'#1a8f3a' if ok else '#c0392b'}; font-weight: bold;")
-        self.confirm_button.setEnabled(ok)
-
-    def confirm(self) -> None:
-        """Emit ``sigConfirmed`` when the gate allows the move now; otherwise nothing happens."""
-        if self._done:
-            return
-        self.refresh()
-        if not self.confirm_button.isEnabled():
-            return
-        self._done = True
+    def _send(self) -> None:
         self.sigConfirmed.emit(self.client_order_id, self.price_ticks())
-        self.accept()
 
-    def keyPressEvent(self, ev):  # noqa: N802 (Qt name)
-        """Ctrl+Enter confirms even when the price field has the focus."""
-        if ev.key() in (QtCore.Qt.Key_Return, QtCore.Qt.Key_Enter) and ev.modifiers() & QtCore.Qt.ControlModifier:
-            self.confirm()
-            ev.accept()
-            return
-        super().keyPressEvent(ev)
-
-    def reject(self) -> None:  # Escape, Cancel, close button
-        if not self._done:
-            self._done = True
-            self.sigCancelled.emit(self.client_order_id)
-        super().reject()
+    def _cancelled(self) -> None:
+        self.sigCancelled.emit(self.client_order_id)
