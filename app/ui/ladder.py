@@ -160,7 +160,34 @@ def _cell_text(orders, width: float, fm: QtGui.QFontMetricsF) -> str:
     return f"{'B' if orders[0].side > 0 else 'S'} {sum(o.qty for o in orders)} x{len(orders)}"
 
 
-class LadderWidget(QtWidgets.QWidget):
+class PriceAlignedWidget(QtWidgets.QWidget):
+    """A widget whose rows line up with the heatmap's price axis (the ladder, the profile pane).
+
+    Subclasses set ``_lo, _hi`` (visible prices) and ``_top, _height`` (pixels) in their
+    constructor; :meth:`set_view` moves them with the heatmap's ViewBox.
+    """
+
+    def set_view(self, lo: float, hi: float, top_px: float, height_px: float) -> None:
+        """Align with the heatmap: prices ``lo..hi`` span ``height_px`` pixels from ``top_px``.
+
+        Parameters
+        ----------
+        lo, hi : float
+            Visible price range, price units.
+        top_px, height_px : float
+            The heatmap ViewBox's top and height in this widget's pixel coordinates.
+        """
+        if hi <= lo or height_px <= 0:
+            return
+        self._lo, self._hi, self._top, self._height = float(lo), float(hi), float(top_px), float(height_px)
+        self.update()
+
+    def price_to_y(self, price: float) -> float:
+        """Pixel y of a price (centre of its row)."""
+        return self._top + (self._hi - price) / (self._hi - self._lo) * self._height
+
+
+class LadderWidget(PriceAlignedWidget):
     """Price ladder: volume | bid | price | ask, drawn in one paint routine.
 
     Attributes
@@ -268,24 +295,6 @@ class LadderWidget(QtWidgets.QWidget):
         self.orders, self.position, self.order_tick = orders, position, float(order_tick)
         self.update()
 
-    def set_view(self, lo: float, hi: float, top_px: float, height_px: float) -> None:
-        """Align with the heatmap: prices ``lo..hi`` span ``height_px`` pixels from ``top_px``.
-
-        Parameters
-        ----------
-        lo, hi : float
-            Visible price range, price units.
-        top_px, height_px : float
-            The heatmap ViewBox's top and height in this widget's pixel coordinates.
-        """
-        if hi <= lo or height_px <= 0:
-            return
-        self._lo, self._hi, self._top, self._height = float(lo), float(hi), float(top_px), float(height_px)
-        self.update()
-
-    def price_to_y(self, price: float) -> float:
-        """Pixel y of a price (centre of its row)."""
-        return self._top + (self._hi - price) / (self._hi - self._lo) * self._height
 
     def y_to_price(self, y: float) -> float:
         """Price (price units) at pixel ``y`` (the inverse of :meth:`price_to_y`)."""

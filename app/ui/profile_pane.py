@@ -18,10 +18,10 @@ row, summing the same price rows); on its own the pane sums neighbouring rows in
 from __future__ import annotations
 
 import numpy as np
-from PySide6 import QtCore, QtGui, QtWidgets
+from PySide6 import QtCore, QtGui
 
 from app.analysis.frame import AnalysisFrame
-from app.ui.ladder import price_decimals
+from app.ui.ladder import PriceAlignedWidget, price_decimals
 
 BG = QtGui.QColor(14, 16, 28)
 OUTSIDE = QtGui.QColor(80, 86, 110)
@@ -34,7 +34,7 @@ TEXT_DIM = QtGui.QColor(150, 155, 170)
 GROUPS = (1, 2, 4, 5, 10)
 
 
-class ProfilePane(QtWidgets.QWidget):
+class ProfilePane(PriceAlignedWidget):
     """The session volume profile (see the module docstring).
 
     Attributes
@@ -91,21 +91,6 @@ class ProfilePane(QtWidgets.QWidget):
         self.poc, self.vah, self.val = int(frame.poc), int(frame.vah), int(frame.val)
         self.update()
 
-    def set_view(self, lo: float, hi: float, top_px: float, height_px: float) -> None:
-        """Align with the heatmap: prices ``lo..hi`` span ``height_px`` pixels from ``top_px``.
-
-        Parameters
-        ----------
-        lo, hi : float
-            Visible price range, price units.
-        top_px, height_px : float
-            The heatmap ViewBox's top and height in this widget's pixel coordinates.
-        """
-        if hi <= lo or height_px <= 0:
-            return
-        self._lo, self._hi, self._top, self._height = float(lo), float(hi), float(top_px), float(height_px)
-        self.update()
-
     def set_grouping(self, rows_for_px) -> None:
         """Group rows as the ladder does: ``rows_for_px(row_px) -> int`` gives the price rows per
         ladder row for rows ``row_px`` pixels high (``0``: not known yet, then the pane groups by
@@ -114,10 +99,6 @@ class ProfilePane(QtWidgets.QWidget):
         following."""
         self._grouping = rows_for_px
         self.update()
-
-    def price_to_y(self, price: float) -> float:
-        """Pixel y of a price (centre of its row), as :meth:`app.ui.ladder.LadderWidget.price_to_y`."""
-        return self._top + (self._hi - price) / (self._hi - self._lo) * self._height
 
     def header_height(self) -> float:
         """Pixels of the header (POC, VAH / VAL prices) at the top of the pane."""
