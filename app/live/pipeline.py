@@ -277,6 +277,20 @@ def instruments_from_settings(rows) -> list[InstrumentConfig]:
 SOURCE_CHOICES = ("builtin", "dtc", "sierra-files")
 
 
+def _details_from_symbol_map(target, symbols) -> None:
+    """Fill ``target.tick_size`` (and tick value, exchange where empty) from the saved symbol-map
+    row of ``target.symbol`` when it has no tick size yet; ``target`` is a ``PipelineConfig`` or
+    an ``InstrumentConfig``."""
+    if target.tick_size > 0:
+        return
+    for row in symbols or ():
+        if row.get("symbol") == target.symbol and float(row.get("tick_size", 0) or 0) > 0:
+            target.tick_size = float(row["tick_size"])
+            target.tick_value = target.tick_value or float(row.get("tick_value", 0) or 0)
+            target.exchange = target.exchange or str(row.get("exchange", ""))
+            return
+
+
 def apply_source_choice(cfg: PipelineConfig, source: str | None, data_dir: str | None = None,
                         symbols: list[dict] | None = None) -> PipelineConfig:
     """Set ``cfg``'s market data source from the command line (``--source``, ``--data-dir``).
@@ -326,13 +340,7 @@ def apply_source_choice(cfg: PipelineConfig, source: str | None, data_dir: str |
     cfg.data_source = "sierra_files"
     if data_dir:
         cfg.sierra_data_dir = str(data_dir)
-    if cfg.tick_size <= 0:
-        for row in symbols or ():
-            if row.get("symbol") == cfg.symbol and float(row.get("tick_size", 0) or 0) > 0:
-                cfg.tick_size = float(row["tick_size"])
-                cfg.tick_value = cfg.tick_value or float(row.get("tick_value", 0) or 0)
-                cfg.exchange = cfg.exchange or str(row.get("exchange", ""))
-                break
+    _details_from_symbol_map(cfg, symbols)
     problem = sierra_files_problem(cfg.sierra_data_dir, cfg.symbol, cfg.tick_size)
     if problem:
         if not cfg.symbol:
@@ -342,13 +350,7 @@ def apply_source_choice(cfg: PipelineConfig, source: str | None, data_dir: str |
         raise SourceChoiceError(f"--source sierra-files: {problem}")
     for inst in cfg.more_instruments:  # every further instrument follows its own files too
         inst.data_source = "sierra_files"
-        if inst.tick_size <= 0:
-            for row in symbols or ():
-                if row.get("symbol") == inst.symbol and float(row.get("tick_size", 0) or 0) > 0:
-                    inst.tick_size = float(row["tick_size"])
-                    inst.tick_value = inst.tick_value or float(row.get("tick_value", 0) or 0)
-                    inst.exchange = inst.exchange or str(row.get("exchange", ""))
-                    break
+        _details_from_symbol_map(inst, symbols)
         problem = sierra_files_problem(cfg.sierra_data_dir, inst.symbol, inst.tick_size)
         if problem:
             if not inst.tick_size > 0:
