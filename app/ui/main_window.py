@@ -505,7 +505,9 @@ class MainWindow(QtWidgets.QMainWindow):
         ``add_listener`` / ``add_frame_listener`` fan-out feeds trading), ``client``, ``source``
         (the :class:`~app.live.sources.MarketSource`), ``instrument``, ``trade_account``,
         ``prefs``, ``latest_frame()`` (the last drawn AnalysisFrame or None),
-        ``report(level, text)``, ``loop`` (the asyncio loop).
+        ``report(level, text)``, ``loop`` (the asyncio loop), ``clock`` (the window's injected
+        :class:`~app.core.clock.Clock`: the trading session reads "now" from it, so the
+        stale-data rule and the day roll follow the clock a test gives).
         """
         pl = self.pipeline
         try:
@@ -524,6 +526,7 @@ class MainWindow(QtWidgets.QMainWindow):
             latest_frame=lambda: self.last_frame,
             report=self.report,
             loop=loop,
+            clock=self.clock,
         )
 
     def spawn(self, coro) -> asyncio.Task:

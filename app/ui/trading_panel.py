@@ -580,7 +580,9 @@ def _build_session(context, settings):
         if client is None:
             raise RuntimeError(f"{mode} mode needs the DTC connection, which is not available")
         broker = DtcBroker(client, [inst], settings.account or getattr(context, "trade_account", "") or "Sim1")
-    return TradingSession(broker, Journal(), settings, inst, mode)
+    from app.core.clock import SYSTEM_CLOCK
+
+    return TradingSession(broker, Journal(), settings, inst, mode, clock=getattr(context, "clock", None) or SYSTEM_CLOCK)
 
 
 def attach_trading(window, context) -> TradingController:

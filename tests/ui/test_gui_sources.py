@@ -76,11 +76,17 @@ def test_window_reads_sierra_chart_files(qapp, tmp_path):
     book.apply(read_depth_events(depth_files[-1], rec.instrument))
     inst = rec.instrument
     out = {}
+    # The trading session reads "now" from the window's injected clock: the stale-data rule
+    # cannot refuse the paper order because the test machine was slow to get there (it did,
+    # on the system clock, under load: the followed file ends, and 5 s later data is stale).
+    from app.core.clock import ManualClock
+
+    clock = ManualClock(time_ns=1_704_205_800_000_000_000)  # Tue 2024-01-02 14:30 UTC, inside trading hours
 
     async def main():
         cfg = PipelineConfig(embedded=False, data_source="sierra_files", sierra_data_dir=str(data),
                              symbol=inst.symbol, tick_size=inst.tick_size, tick_value=inst.tick_value)
-        w = MainWindow(cfg, prefs=None)
+        w = MainWindow(cfg, prefs=None, clock=clock)
         w.show()
         await w.start()
         ok = await wait_until(lambda: w.last_frame is not None and w.last_frame.best_bid >= 0
@@ -104,6 +110,7 @@ def test_window_reads_sierra_chart_files(qapp, tmp_path):
     # trading hears the Sierra-files stream through the pipeline's fan-out
     assert out["market"] == (book.best_bid(), book.best_ask()), out["market"]
     assert out["fed"]
+    assert out["clock"] is clock, "the trading session must read the window's clock, not the system's"
     assert out["filled"], "the paper market order was not filled against the Sierra-files book"
     assert out["stale_now"] == "" and out["stale_later"] == "stale_data"
     assert out["flat"]
@@ -117,6 +124,7 @@ async def _trade_on_the_stream(w, sym, out):
 
     out["attached"] = await wait_until(lambda: w.trading is not None and w.trading.session._started, 30)
     s = w.trading.session
+    out["clock"] = s.clock
     m = s.market.get(sym)
     out["fed"] = m is not None and m.last_data_ns > 0
     if not out["fed"]:
