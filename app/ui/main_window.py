@@ -579,7 +579,13 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         ctx = self.trading_context()
         try:
-            self.trading = trading_panel.attach_trading(self, ctx)
+            if self.runtime is not None and len(self.runtime.instruments) > 1:
+                # one session over every instrument; each panel's ladder opens its own instrument's tickets
+                from app.ui.instruments_trading import attach_instruments_trading
+
+                self.trading = attach_instruments_trading(self, self.runtime, self.report)
+            else:
+                self.trading = trading_panel.attach_trading(self, ctx)
             self.data_collection.apply_trading()
         except Exception as exc:
             self.trading_error = f"{exc!r}"
