@@ -237,3 +237,65 @@ def test_a_ticket_from_one_instrument_cannot_submit_to_the_other(run):
     # own orders drawn on ETH's panel only
     assert run["eth_drawn"] and run["btc_drawn"] == []
     assert not run["problems"], run["problems"]
+
+
+def test_time_link_maps_recordings_of_other_dates_on_the_market_clock(qtbot):
+    """Two panels whose recordings are aligned at their starts (offsets as the server's market
+    timeline gives them): a wheel zoom on one moves the other to the same market-time range;
+    a panel dropped from the link no longer moves."""
+    from PySide6 import QtCore, QtGui
+
+    from app.ui.instrument_panel import InstrumentPanel, TimeLink
+
+    es, btc = InstrumentPanel("ESH4"), InstrumentPanel(BTC)
+    for p in (es, btc):
+        qtbot.addWidget(p)
+        p.resize(700, 500)
+        p.show()
+    qtbot.waitExposed(btc)
+    t_es, t_btc = 1703545200.0, 1723075200.0  # 2023-12-25 23:00 and 2024-08-08 00:00 UTC
+    es.market_offset_s, btc.market_offset_s = t_btc - t_es, 0.0  # ES shifted to BTC's start
+    es.heatmap.vb.setXRange(t_es, t_es + 600, padding=0)
+    btc.heatmap.vb.setXRange(t_btc, t_btc + 300, padding=0)
+    link = TimeLink()
+    link.set_panels([es, btc])
+
+    def wheel(panel):
+        vp = panel.heatmap.viewport()
+        c = QtCore.QPointF(vp.width() / 2, vp.height() / 2)
+        QtCore.QCoreApplication.sendEvent(vp, QtGui.QWheelEvent(
+            c, vp.mapToGlobal(c), QtCore.QPoint(0, 0), QtCore.QPoint(0, -240), QtCore.Qt.NoButton,
+            QtCore.Qt.NoModifier, QtCore.Qt.NoScrollPhase, False))
+
+    wheel(es)
+    (a0, a1), _ = es.heatmap.vb.viewRange()
+    (b0, b1), _ = btc.heatmap.vb.viewRange()
+    assert a1 - a0 > 600  # zoomed out
+    assert (b0, b1) == pytest.approx((a0 + t_btc - t_es, a1 + t_btc - t_es), abs=1e-3)
+    assert link.market_range(es) == pytest.approx(link.market_range(btc), abs=1e-3)
+    assert not btc.heatmap.following
+    link.set_panels([btc])  # ES out of view (a tab): no longer linked
+    before = btc.heatmap.vb.viewRange()[0]
+    wheel(es)
+    assert btc.heatmap.vb.viewRange()[0] == pytest.approx(before)
+
+
+def test_the_layout_choice_persists_in_the_prefs(qtbot, tmp_path):
+    from app.config.prefs import Prefs
+    from app.live.pipeline import PipelineConfig
+    from app.ui.main_window import MainWindow
+
+    path = tmp_path / "settings.toml"
+    w = MainWindow(PipelineConfig(embedded=True), prefs=Prefs(path))
+    qtbot.addWidget(w)
+    assert w.panel_area.layout_key == "split2"  # the default
+    assert not w.act_layout_combo.isVisible() and not w.layout_actions["tabs"].isVisible()  # one instrument: no control
+    w.layout_actions["split4"].trigger()
+    assert w.panel_area.layout_key == "split4" and w.layout_combo.currentData() == "split4"
+    w.save_prefs()
+    assert 'layout = "split4"' in (tmp_path / "window.toml").read_text()
+    w2 = MainWindow(PipelineConfig(embedded=True), prefs=Prefs(path))
+    qtbot.addWidget(w2)
+    assert w2.panel_area.layout_key == "split4" and w2.layout_actions["split4"].isChecked()
+    with pytest.raises(ValueError, match="known: tabs, split2, split4"):
+        w2.set_panel_layout("grid9")
