@@ -94,6 +94,8 @@ class InstrumentPanel(QtWidgets.QWidget):
         self.frames_drawn = 0
         self.market_offset_s = 0.0
         self.source_state = ""
+        #: in a split view: share the width on every resize (:meth:`fit_columns`)
+        self.split_fit = False
         self._session_getter = session_getter or (lambda: None)
         self.header = QtWidgets.QLabel("")
         self.header.setObjectName("panel_header")
@@ -198,7 +200,22 @@ class InstrumentPanel(QtWidgets.QWidget):
 
     def resizeEvent(self, ev):  # noqa: N802 (Qt name)
         super().resizeEvent(ev)
+        if self.split_fit and ev.size().width() != ev.oldSize().width():
+            self.fit_columns()
         QtCore.QTimer.singleShot(0, self.sync_ladder)
+
+    def fit_columns(self) -> None:
+        """Share this panel's width for a split view: the ladder keeps the width its four columns
+        need (font metrics), the profile a narrow strip, the heatmap the rest (the single
+        window's saved sizes are not touched: only split views call this)."""
+        total = self.top_splitter.width()
+        if total <= 0:
+            return
+        fm = QtGui.QFontMetrics(self.font())
+        ladder = max(fm.horizontalAdvance("Volume Bid 00000.00 Ask ") + 24, int(0.24 * total))
+        profile = max(fm.horizontalAdvance("VA 000 rows") + 8, int(0.07 * total))
+        heat = max(total - ladder - profile, 1)
+        self.top_splitter.setSizes([heat, profile, ladder])
 
     def follow(self, on: bool = True) -> None:
         """Follow the newest data (or stop following) on this panel's heatmap."""
@@ -388,7 +405,12 @@ class PanelArea(QtWidgets.QWidget):
     def _visible_changed(self) -> None:
         vis = self.visible_panels()
         self.time_link.set_panels(vis)
+        split = len(self.panels) > 1 and self.layout_key != "tabs"
+        for p in self.panels:
+            p.split_fit = split
         for p in vis:
+            if split:  # after the layout has given the panels their widths (and on every resize)
+                QtCore.QTimer.singleShot(0, p.fit_columns)
             QtCore.QTimer.singleShot(0, p.sync_ladder)
         self.sigVisibleChanged.emit()
 

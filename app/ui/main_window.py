@@ -74,6 +74,20 @@ def _unb64(text: str) -> QtCore.QByteArray:
         return QtCore.QByteArray()
 
 
+def warm_relation_kernel() -> None:
+    """Compile (or load) the pair relation's numba kernel (:func:`app.analysis.relation.relation_scan`)
+    with the types the runtime calls it with, on the engine's compile thread: the runtime runs it
+    on the GUI thread at the pair's first batches, where a cold compile (about 20 s on this
+    2-core machine) blocked the window and its DTC heartbeats until the server dropped the
+    connection. Any thread; three seconds of two synthetic price paths."""
+    import numpy as np
+
+    from app.analysis.relation import Relation
+
+    ts = (np.arange(6, dtype=np.int64) + 1_700_000_000) * 500_000_000
+    Relation().update(ts, np.linspace(100.0, 101.0, 6), ts, np.linspace(50.0, 50.5, 6))
+
+
 class _FrameNotifier(QtCore.QObject):
     """Carries "a new frame is ready" from the worker thread to the GUI thread (queued signal)."""
 
@@ -746,6 +760,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
                                       "observer": self.data_collection.observer(),
                                       "precompile": (warm_window_kernels,)}
+        opts = self.config.engine_options
+        opts["precompile"] = (*opts["precompile"], warm_relation_kernel)
         return InstrumentsRuntime(self.config, on_problem=self.report, on_state=self._on_source_state,
                                   first_signal_id=first)
 

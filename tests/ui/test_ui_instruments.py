@@ -299,3 +299,36 @@ def test_the_layout_choice_persists_in_the_prefs(qtbot, tmp_path):
     assert w2.panel_area.layout_key == "split4" and w2.layout_actions["split4"].isChecked()
     with pytest.raises(ValueError, match="known: tabs, split2, split4"):
         w2.set_panel_layout("grid9")
+
+
+def test_the_relation_kernel_is_compiled_off_the_gui_thread_with_the_runtimes_types(shared_data):
+    """The pair's relation runs on the GUI thread (the runtime's batch listener); its numba kernel
+    must be compiled beforehand on the engines' compile thread (``precompile``), else a cold
+    compile blocked the window and its DTC heartbeats until the server dropped the connection.
+    After the warm-up, the real trades of the pair (as the runtime hands them over) add no new
+    compiled signature, i.e. nothing compiles on the GUI thread."""
+    from app.analysis.relation import Relation, relation_scan
+    from app.cli.analyze import load_any
+    from app.ui.main_window import warm_relation_kernel
+
+    warm_relation_kernel()
+    n = len(relation_scan.signatures)
+    assert n >= 1
+    a = load_any(str(shared_data / FILES[BTC]))
+    b = load_any(str(shared_data / FILES[ETH]))
+    rows = Relation().update(*Relation.trades_of(a.events[:200_000]), *Relation.trades_of(b.events[:200_000]))
+    assert len(rows) > 60  # real seconds closed
+    assert len(relation_scan.signatures) == n
+
+
+def test_a_runtime_window_hands_the_relation_warm_up_to_the_engines(qtbot, shared_data):
+    from app.cli.analyze import load_any
+    from app.live.pipeline import PipelineConfig
+    from app.ui.main_window import MainWindow, warm_relation_kernel
+
+    recs = [load_any(str(shared_data / FILES[s])) for s in (BTC, ETH)]
+    w = MainWindow(PipelineConfig(embedded=True, recording=recs), prefs=None)
+    qtbot.addWidget(w)
+    assert w.several_instruments()
+    rt = w._new_runtime()
+    assert warm_relation_kernel in rt.config.engine_options["precompile"]
