@@ -232,6 +232,27 @@ class InstrumentPanel(QtWidgets.QWidget):
         return True
 
 
+def market_offsets(server) -> dict[str, float]:
+    """Seconds to add to each served symbol's recorded times to put it on the server's market clock.
+
+    Parameters
+    ----------
+    server : app.sim.server.DTCServer or None
+        Its ``timeline`` (:func:`app.sim.replay.market_timeline`) and ``symbols`` (same order).
+
+    Returns
+    -------
+    dict
+        Symbol -> offset, seconds (:attr:`app.sim.replay.MarketTimeline.offsets_ns` / 1e9: 0 for
+        the recordings of the first time group, i.e. overlapping ones; market start minus recorded
+        start for recordings of other dates); {} without a server (live data: real times).
+    """
+    tl = getattr(server, "timeline", None)
+    if tl is None:
+        return {}
+    return {str(sym): float(off) / 1e9 for sym, off in zip(server.symbols, tl.offsets_ns)}
+
+
 class TimeLink(QtCore.QObject):
     """Links the time (x) ranges of several panels' heatmaps on the market clock.
 

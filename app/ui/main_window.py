@@ -48,7 +48,7 @@ import types
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui.splash import StartupOverlay, warm_window_kernels
-from app.ui.instrument_panel import LAYOUT_KEYS, LAYOUTS, InstrumentPanel, PanelArea
+from app.ui.instrument_panel import LAYOUT_KEYS, LAYOUTS, InstrumentPanel, PanelArea, market_offsets
 from app.ui.ladder import price_decimals
 from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
@@ -840,11 +840,7 @@ class MainWindow(QtWidgets.QMainWindow):
         overlap in time; recordings of other dates are aligned at their starts); {} for live data."""
         pl = self.pipeline
         base = getattr(getattr(pl, "source", None), "base", getattr(pl, "source", None))
-        server = getattr(getattr(base, "replay", None), "server", None)
-        tl = getattr(server, "timeline", None)
-        if tl is None:
-            return {}
-        return {sym: float(off) / 1e9 for sym, off in zip(server.symbols, tl.offsets_ns)}
+        return market_offsets(getattr(getattr(base, "replay", None), "server", None))
 
     def _on_frame_ready(self) -> None:
         if self.timer.isActive() and time.perf_counter() - self._last_draw_t >= self._min_draw_s:

@@ -332,3 +332,23 @@ def test_a_runtime_window_hands_the_relation_warm_up_to_the_engines(qtbot, share
     assert w.several_instruments()
     rt = w._new_runtime()
     assert warm_relation_kernel in rt.config.engine_options["precompile"]
+
+
+def test_market_offsets_of_es_beside_btcusdt_align_them_at_their_starts(shared_data):
+    """The real ES hour (2023-12-25) beside the real BTCUSDT capture (2024-08-08): the server
+    starts both at ES's start, so BTCUSDT's panel is linked with the offset ES start - BTC start
+    and ES's with 0; the crypto pair (same minutes) links on real times."""
+    from app.cli.analyze import load_any
+    from app.feeds.samples import load_default_sample
+    from app.sim.server import DTCServer
+    from app.ui.instrument_panel import market_offsets
+
+    es, btc, eth = load_default_sample(), load_any(str(shared_data / FILES[BTC])), load_any(str(shared_data / FILES[ETH]))
+    off = market_offsets(DTCServer([es, btc], host="127.0.0.1", port=0, speed=0.0, paused=True))
+    sym_es = es.instrument.symbol
+    assert off[sym_es] == 0.0
+    assert off[BTC] == pytest.approx((es.start_ns - btc.start_ns) / 1e9, abs=1e-6) and off[BTC] < -1e7
+    # a BTC time maps to the ES time of the same replay moment: both starts meet
+    assert btc.start_ns / 1e9 + off[BTC] == pytest.approx(es.start_ns / 1e9 + off[sym_es], abs=1e-6)
+    assert market_offsets(DTCServer([btc, eth], host="127.0.0.1", port=0, speed=0.0, paused=True)) == {BTC: 0.0, ETH: 0.0}
+    assert market_offsets(None) == {}
