@@ -888,7 +888,7 @@ class MainWindow(QtWidgets.QMainWindow):
             panel._pending = frame
         else:
             self._draw_panel(panel, frame)
-        self.tape.update_from_frame(frame)
+        self._feed_tape(frame)
         # analyzer errors reach the window through the engine's on_error callback (the pipeline
         # shows the first five and every hundredth); frame.error carries the same text
         self.frames_drawn += 1
@@ -897,6 +897,23 @@ class MainWindow(QtWidgets.QMainWindow):
         self.draw_ms.append((now - t0) * 1e3)
         if panel is self.panels[0] and panel.frames_drawn % 10 == 1:
             self._update_health(frame)
+
+    def _feed_tape(self, frame) -> None:
+        """Every instrument's frames go to the one tape. The tape starts a new run (forgets which
+        rows its ids are in) when the frame numbers go back, i.e. a new engine; with several
+        instruments the engines' numbers interleave, so the tape is shown each instrument's own
+        previous number (else every interleave started a "new run" and appended each signal
+        again)."""
+        if self.runtime is None:
+            self.tape.update_from_frame(frame)
+            return
+        seqs = self.__dict__.setdefault("_tape_seq", {})
+        sym = str(getattr(frame, "symbol", ""))
+        self.tape._last_seq = seqs.get(sym, -1)
+        try:
+            self.tape.update_from_frame(frame)
+        finally:
+            seqs[sym] = int(frame.seq)
 
     def _draw_panel(self, panel: InstrumentPanel, frame) -> None:
         panel.draw_frame(frame)

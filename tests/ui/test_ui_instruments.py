@@ -69,7 +69,8 @@ def run(qapp, shared_data, tmp_path_factory):
     recs = {s: load_any(str(shared_data / f)) for s, f in FILES.items()}
     obs: dict = {"ranges": {s: _trade_range(r) for s, r in recs.items()},
                  "ticks": {s: float(r.instrument.tick_size) for s, r in recs.items()}}
-    cfg = PipelineConfig(embedded=True, recording=[recs[BTC], recs[ETH]], speed=20.0, profile="production",
+    cfg = PipelineConfig(embedded=True, recording=[recs[BTC], recs[ETH]], speed=20.0, profile="scalping",
+                         profile_overrides={"elite.min_elite_score": 0.3},  # signals on both captures
                          loop_replay=True)
 
     async def main():
@@ -168,6 +169,10 @@ def run(qapp, shared_data, tmp_path_factory):
             obs["eth_drawn"] = await wait_until(lambda: any("B 1" in lbl for _p, lbl, _k in b.own_orders.overlay.drawn),
                                                 30)
             obs["btc_drawn"] = [lbl for _p, lbl, _k in a.own_orders.overlay.drawn]
+            # the one tape: every instrument's signals, each once
+            await wait_until(lambda: {sg.symbol for sg in w.tape.model.signals} >= {BTC, ETH}, 120)
+            obs["tape"] = [(sg.id, sg.symbol) for sg in w.tape.model.signals]
+            obs["tape_run"] = w.tape.model.run
             obs["problems"] = [t for lv, t in w.problems.entries if lv == "error"]
         finally:
             await close_window(w)
@@ -352,3 +357,13 @@ def test_market_offsets_of_es_beside_btcusdt_align_them_at_their_starts(shared_d
     assert btc.start_ns / 1e9 + off[BTC] == pytest.approx(es.start_ns / 1e9 + off[sym_es], abs=1e-6)
     assert market_offsets(DTCServer([btc, eth], host="127.0.0.1", port=0, speed=0.0, paused=True)) == {BTC: 0.0, ETH: 0.0}
     assert market_offsets(None) == {}
+
+
+def test_the_tape_gets_every_instruments_signals_once(run):
+    """Both engines' frames go to the one tape; their frame numbers interleave, which must not
+    read as a new engine (rows appended again)."""
+    assert run["ready"] and run["trading"]
+    ids = [i for i, _s in run["tape"]]
+    assert {s for _i, s in run["tape"]} == {BTC, ETH}, run["tape"][:10]
+    assert len(ids) == len(set(ids)), "a signal was appended twice"
+    assert run["tape_run"] == 0
