@@ -367,3 +367,25 @@ def test_the_tape_gets_every_instruments_signals_once(run):
     assert {s for _i, s in run["tape"]} == {BTC, ETH}, run["tape"][:10]
     assert len(ids) == len(set(ids)), "a signal was appended twice"
     assert run["tape_run"] == 0
+
+
+def test_bench_gui_symbol_sets(shared_data, monkeypatch):
+    """``mia-elite bench gui --symbols 1,2,4``: the sets it replays (real recordings; the repeat
+    in the set of four is the ETHUSDT capture under its own symbol) and a bad count named."""
+    import argparse
+
+    from app import bench
+    from app.ui.bench_gui import SYMBOL_SETS, _symbol_set, parse_symbols
+
+    monkeypatch.setenv("MIA_ELITE_SHARED", str(shared_data.parent))
+    assert parse_symbols("1,2,4") == [1, 2, 4] and parse_symbols(" 2 ") == [2]
+    with pytest.raises(ValueError, match="'3' is not one of 1, 2, 4"):
+        parse_symbols("1,3")
+    cache: dict = {}
+    four = _symbol_set(4, cache)
+    assert [r.instrument.symbol for r in four] == ["ESH4", BTC, ETH, ETH + ".2"]
+    assert four[3].events is four[2].events and four[3].instrument.tick_size == 0.01
+    assert [r.instrument.symbol for r in _symbol_set(2, cache)] == [BTC, ETH] and set(SYMBOL_SETS) == {1, 2, 4}
+    p = argparse.ArgumentParser()
+    bench.add_arguments(p)
+    assert p.parse_args(["gui", "--symbols", "1,2,4"]).symbols == "1,2,4"
