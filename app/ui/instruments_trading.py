@@ -48,6 +48,8 @@ class InstrumentsTradingController(TradingController):
     def __init__(self, session, panel: TradingPanel, report=None, parent=None):
         super().__init__(session, panel, report, parent)
         self.decisions = []
+        #: exchange ticks per price row of each instrument's latest frame
+        self.row_ticks_of: dict[str, int] = {}
         self._more_followed = []  # (pipeline, market listener) of the instruments after the first
 
     def open_ticket(self, ticket, instrument: str = ""):
@@ -92,6 +94,19 @@ class InstrumentsTradingController(TradingController):
         self.panel.problem_label.setText("" if d.allowed else f"Refused: {d.message}")
         self.refresh()
         return d
+
+    def on_frame(self, frame) -> None:
+        """As :meth:`TradingController.on_frame`, and keep each instrument's price rows
+        (``frame.row_ticks``: exchange ticks per row differ between instruments)."""
+        if frame is not None:
+            self.row_ticks_of[str(frame.symbol)] = int(getattr(frame, "row_ticks", 1) or 1)
+        super().on_frame(frame)
+
+    def open_signal_ticket(self, signal):
+        """Ticket from a tape signal, its rows converted with **its** instrument's row size."""
+        if signal is not None:
+            self.row_ticks = self.row_ticks_of.get(str(signal.symbol), 1)
+        return super().open_signal_ticket(signal)
 
     def follow_more(self, pipeline, symbol: str) -> None:
         """Hear another instrument's market batches and frames too (after :meth:`follow` of the first)."""

@@ -389,3 +389,39 @@ def test_bench_gui_symbol_sets(shared_data, monkeypatch):
     p = argparse.ArgumentParser()
     bench.add_arguments(p)
     assert p.parse_args(["gui", "--symbols", "1,2,4"]).symbols == "1,2,4"
+
+
+def test_a_signal_ticket_converts_rows_with_its_own_instruments_row_size(qtbot, shared_data, tmp_path, monkeypatch):
+    """Price rows differ between instruments (ES 1 tick a row, the crypto captures 20): a tape
+    signal of ES opened just after a BTCUSDT frame keeps ES's rows (the controller once used the
+    row size of whichever frame came last)."""
+    import dataclasses
+
+    from app.analysis.frame import Signal
+    from app.cli.analyze import load_any
+    from app.config.trading import TradingSettings
+    from app.feeds.samples import load_default_sample
+    from app.trading.journal import Journal
+    from app.trading.paper import PaperBroker
+    from app.trading.session import TradingSession
+    from app.ui.instruments_trading import InstrumentsTradingController
+    from app.ui.trading_panel import TradingPanel
+
+    monkeypatch.setenv("MIA_ELITE_HOME", str(tmp_path))
+    es, btc = load_default_sample().instrument, load_any(str(shared_data / FILES[BTC])).instrument
+    settings = TradingSettings(stale_data_ms=600_000, trading_start="00:00", trading_end="00:00")
+    s = TradingSession(PaperBroker([es, btc]), Journal(tmp_path / "j.sqlite3"), settings, es, instruments=[btc])
+    panel = TradingPanel()
+    qtbot.addWidget(panel)
+    ctl = InstrumentsTradingController(s, panel)
+    # the frames' row sizes as the engines publish them (the rest of a frame is not read for this)
+    frame = dataclasses.make_dataclass("F", ["symbol", "row_ticks", "signals", "new_signals", "outcomes"])
+    ctl.on_frame(frame(es.symbol, 1, (), (), {}))
+    ctl.on_frame(frame(BTC, 20, (), (), {}))
+    sig = Signal(7, 1, es.symbol, 1, 0.9, (), (), 19230, 19222, 19246, 1)  # ES rows = ES ticks
+    dlg = ctl.open_signal_ticket(sig)
+    t = dlg.ticket()
+    assert t.symbol == es.symbol and dlg.instrument == es.symbol
+    assert (t.entry, t.stop, t.target) == (19230, 19222, 19246)
+    dlg.close()
+    s.journal.close()
