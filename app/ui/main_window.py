@@ -26,6 +26,16 @@ ladder), ``heat_splitter`` (heatmap over the delta pane), ``right_splitter`` (VI
 the trading area). Fonts are in points (they follow the screen's DPI and ``QT_SCALE_FACTOR``);
 minimum sizes come from font metrics. The window opens at most at the screen's available size.
 
+Several instruments (issue 17): the market side is a
+:class:`~app.ui.instrument_panel.PanelArea` of one
+:class:`~app.ui.instrument_panel.InstrumentPanel` per instrument (heatmap, delta pane, profile,
+ladder, own orders), as tabs or a split view of 2 or 4 with linked time axes (View >
+Instruments, toolbar "Layout", kept in ``window.toml``); with one instrument it is that one
+panel, without a header, exactly the layout above (``window.heatmap``, ``window.ladder``,
+``top_splitter``, ... are the first panel's). With more than one instrument the window runs an
+:class:`~app.live.instruments.InstrumentsRuntime` (:attr:`MainWindow.runtime`) and one trading
+session over all of them (:mod:`app.ui.instruments_trading`). ``docs/instruments.md``.
+
 ``window.trading_area`` is an empty ``QWidget`` with a ``QVBoxLayout``; the trading issue's
 ``app.ui.trading_panel.attach_trading(window, context)`` fills it (a placeholder is shown when
 that module is absent).
