@@ -142,7 +142,7 @@ def run(qapp, shared_data, tmp_path_factory):
             dlg = opened[-1] if opened else None
             obs["eth_dialog"] = None if dlg is None else {
                 "instrument": dlg.instrument, "symbol": dlg.ticket().symbol, "title": dlg.windowTitle(),
-                "tick": dlg.tick, "side": dlg.ticket().side, "entry": dlg.ticket().entry}
+                "tick": dlg.tick, "decimals": dlg.decimals, "side": dlg.ticket().side, "entry": dlg.ticket().entry}
             if dlg is None:
                 return
             venue = s.broker.engine
@@ -169,6 +169,7 @@ def run(qapp, shared_data, tmp_path_factory):
             obs["eth_drawn"] = await wait_until(lambda: any("B 1" in lbl for _p, lbl, _k in b.own_orders.overlay.drawn),
                                                 30)
             obs["btc_drawn"] = [lbl for _p, lbl, _k in a.own_orders.overlay.drawn]
+            obs["eth_drawn_prices"] = [p_ for p_, lbl, _k in b.own_orders.overlay.drawn if "B 1" in lbl]
             # the one tape: every instrument's signals, each once
             await wait_until(lambda: {sg.symbol for sg in w.tape.model.signals} >= {BTC, ETH}, 120)
             obs["tape"] = [(sg.id, sg.symbol) for sg in w.tape.model.signals]
@@ -230,6 +231,7 @@ def test_a_ticket_from_one_instrument_cannot_submit_to_the_other(run):
     d = run["eth_dialog"]
     assert d is not None, "a double-click on ETH's ladder opened no ticket"
     assert d["instrument"] == ETH and d["symbol"] == ETH and ETH in d["title"] and d["tick"] == 0.01 and d["side"] == 1
+    assert d["decimals"] == 2  # ETH's prices (the session's first instrument, BTCUSDT, has 1)
     lo, hi = run["ranges"][ETH]
     assert lo * 0.95 <= d["entry"] * 0.01 <= hi * 1.05  # an ETH price, in ETH's ticks
     # a BTC ticket on the ETH-bound path: Confirm disabled, nothing emitted, the session refuses it too
@@ -241,6 +243,8 @@ def test_a_ticket_from_one_instrument_cannot_submit_to_the_other(run):
     assert run["venue_orders"] == [ETH]
     # own orders drawn on ETH's panel only
     assert run["eth_drawn"] and run["btc_drawn"] == []
+    # at ETH prices: priced with ETH's tick, not the session's first instrument's
+    assert run["eth_drawn_prices"] and all(lo * 0.95 <= p <= hi * 1.05 for p in run["eth_drawn_prices"])
     assert not run["problems"], run["problems"]
 
 
