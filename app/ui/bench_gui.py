@@ -85,9 +85,7 @@ def _recordings(quick: bool):
         from app.feeds.binance import read_binance_gz
     except ImportError:
         return
-    from pathlib import Path
-
-    p = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crypto" / "btcusdt_20240808.gz"
+    p = _shared_data() / "crypto" / "btcusdt_20240808.gz"  # ../shared, or $MIA_ELITE_SHARED (a worktree)
     if p.exists():
         yield "btcusdt", read_binance_gz(p)
 
