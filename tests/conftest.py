@@ -25,13 +25,15 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 
 def _shared(sub: str) -> Path:
-    """``../shared/<sub>`` beside the repository.
+    """``../shared/<sub>`` beside the repository (or under ``$MIA_ELITE_SHARED`` when set: a git
+    worktree elsewhere, e.g. ``MIA_ELITE_SHARED=/work/shared``).
 
     When it is missing, the test is skipped with the reason, except under ``CI=true``, where a
     missing ``../shared`` fails the run (CI checks out ``../shared`` beside the repo; a silent skip
     there would hide every real-data test).
     """
-    path = ROOT.parent / "shared" / sub
+    base = os.environ.get("MIA_ELITE_SHARED", "")
+    path = (Path(base) if base else ROOT.parent / "shared") / sub
     if not path.is_dir():
         msg = f"{path} not found: check out ../shared beside the repository to run the real-data tests"
         if os.environ.get("CI", "").lower() == "true":

@@ -34,6 +34,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("groups", nargs="*", help="benchmark names or prefixes to run (default: all)")
     p.add_argument("--quick", action="store_true", help="fewer repetitions (for CI smoke runs)")
     p.add_argument("--list", action="store_true", help="list benchmark names and exit")
+    p.add_argument("--symbols", default=None, metavar="N,N,...",
+                   help="`bench gui`: the window with 1, 2 and/or 4 instruments at maximum speed in the split view "
+                        "(1 = the ES hour, 2 = BTCUSDT + ETHUSDT, 4 = ES + BTCUSDT + ETHUSDT + ETHUSDT.2), "
+                        "e.g. --symbols 1,2,4")
     p.add_argument("--hours", type=float, default=None,
                    help="market hours of the synthetic replay of `bench history` (default 23; 1 with --quick)")
 

@@ -31,6 +31,8 @@ tls_fingerprint``
 ``alerts.notify``
 ``window.geometry/state``,     ``window.toml`` ``[window]`` geometry, state, ``[window.splitters]``
 ``splitters.<name>``           (read from ``settings.toml [ui]`` too, where earlier versions kept them)
+``window.layout``              ``window.toml`` ``[window]`` layout: how several instruments' panels
+                               are laid out (``tabs`` / ``split2`` / ``split4``; "" = default)
 =============================  ==============================================================
 
 Saving rules (:meth:`Prefs.save`):
@@ -53,7 +55,7 @@ import copy
 import logging
 import os
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Literal
 
 import msgspec
 import tomli_w
@@ -77,11 +79,15 @@ class WindowState(Section):
         ``QMainWindow.saveGeometry()`` / ``saveState()``, base64.
     splitters : dict[str, str]
         Splitter object name -> ``QSplitter.saveState()``, base64.
+    layout : str
+        Several instruments' panels: "tabs", "split2" or "split4" ("" = the window's default;
+        :data:`app.ui.instrument_panel.LAYOUT_KEYS`).
     """
 
     geometry: str = ""
     state: str = ""
     splitters: dict[str, str] = {}
+    layout: Literal["", "tabs", "split2", "split4"] = ""
 
 
 class WindowFile(Section):
@@ -277,7 +283,7 @@ class Prefs:
 
     def _window_value(self, key: str) -> Any:
         w = self.window.window
-        if key in ("window.geometry", "window.state"):
+        if key in ("window.geometry", "window.state", "window.layout"):
             v = getattr(w, key.split(".", 1)[1])
         elif key.startswith("splitters."):
             v = w.splitters.get(key.split(".", 1)[1], "")
@@ -317,7 +323,7 @@ class Prefs:
             self._s.change([("symbols", "map"), ("symbols", "source"), ("ui", "symbol_details")], apply)
             return
         w = self.window.window
-        if key in ("window.geometry", "window.state"):
+        if key in ("window.geometry", "window.state", "window.layout"):
             attr = key.split(".", 1)[1]
             self._w.change([("window", attr)], lambda: setattr(w, attr, value or ""), remove=value is None)
             return

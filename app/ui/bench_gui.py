@@ -28,6 +28,22 @@ rate bounds the frames and its queue dominates the latency), and ``es_30x`` (the
   socket buffers before that read is not in it (at maximum speed that queue holds megabytes).
 * ``frames_per_s`` also carries ``flow_holds_per_s``: how often the pipeline's flow control
   held the replay because the engine was behind.
+
+Several instruments (issue 17, ``mia-elite bench gui --symbols 1,2,4``; :func:`bench_gui_symbols`):
+the same window with one panel per instrument, the built-in server replaying every recording on
+one market clock at maximum speed, the split view (split 2 for two, split 4 for four). Sets:
+``1`` = the ES hour (one panel, the single-instrument window); ``2`` = BTCUSDT + ETHUSDT (the
+two real captures of 2024-08-08, the same minutes); ``4`` = ES + BTCUSDT + ETHUSDT + a second
+copy of the ETHUSDT capture served under the symbol ``ETHUSDT.2`` (the repeat: a third crypto
+stream of real size, its own engine and panel). Per visible panel:
+
+* ``gui.symbols<N>.<SYM>.frames_per_s``: frames drawn on that panel per second (target >= 30
+  with two instruments); baseline: frames that instrument's engine published per second in the
+  same run (the most the panel could draw).
+* ``gui.symbols<N>.<SYM>.latency_p99_ms``: p99 socket-read-to-paint of that instrument's depth
+  batches (as ``gui.<rec>.latency_p99_ms``; target < 50 ms with two); baseline: p99 of
+  socket-read-to-publish (the engine's share) in the same run.
+* ``gui.symbols<N>.gui_busy_share``: GUI-thread CPU / wall while drawing all panels.
 """
 
 from __future__ import annotations
@@ -69,9 +85,7 @@ def _recordings(quick: bool):
         from app.feeds.binance import read_binance_gz
     except ImportError:
         return
-    from pathlib import Path
-
-    p = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crypto" / "btcusdt_20240808.gz"
+    p = _shared_data() / "crypto" / "btcusdt_20240808.gz"  # ../shared, or $MIA_ELITE_SHARED (a worktree)
     if p.exists():
         yield "btcusdt", read_binance_gz(p)
 
@@ -237,4 +251,180 @@ def bench_gui(args):
     return out
 
 
-BENCHMARKS = {"gui": bench_gui}
+#: ``--symbols`` sets: count -> recordings by name (see the module docstring).
+SYMBOL_SETS = {1: ("es",), 2: ("btcusdt", "ethusdt"), 4: ("es", "btcusdt", "ethusdt", "ethusdt.2")}
+
+
+def _shared_data():
+    from pathlib import Path
+
+    base = os.environ.get("MIA_ELITE_SHARED", "")
+    return (Path(base) if base else Path(__file__).resolve().parents[2].parent / "shared") / "data"
+
+
+def _symbol_set(n: int, cache: dict):
+    """The recordings of the ``n``-instrument set (:data:`SYMBOL_SETS`), loaded once.
+
+    Raises
+    ------
+    ValueError
+        ``n`` is not 1, 2 or 4.
+    FileNotFoundError
+        A crypto capture is missing from ``../shared/data/crypto`` (names it).
+    """
+    import dataclasses
+
+    from app.feeds.samples import load_default_sample
+
+    if n not in SYMBOL_SETS:
+        raise ValueError(f"--symbols: {n} is not one of {', '.join(map(str, SYMBOL_SETS))}")
+    out = []
+    for name in SYMBOL_SETS[n]:
+        if name not in cache:
+            if name == "es":
+                cache[name] = load_default_sample()
+            elif name == "ethusdt.2":
+                eth = _symbol_set_one("ethusdt", cache)
+                cache[name] = dataclasses.replace(
+                    eth, instrument=dataclasses.replace(eth.instrument, symbol=eth.instrument.symbol + ".2"))
+            else:
+                _symbol_set_one(name, cache)
+        out.append(cache[name])
+    return out
+
+
+def _symbol_set_one(name: str, cache: dict):
+    if name not in cache:
+        from app.feeds.binance import read_binance_gz
+
+        p = _shared_data() / "crypto" / f"{name}_20240808.gz"
+        if not p.exists():
+            raise FileNotFoundError(f"{p} not found (the real {name.upper()} capture of 2024-08-08)")
+        cache[name] = read_binance_gz(p)
+    return cache[name]
+
+
+def parse_symbols(text: str) -> list[int]:
+    """``"1,2,4"`` -> ``[1, 2, 4]``.
+
+    Raises
+    ------
+    ValueError
+        An entry that is not 1, 2 or 4 (names it).
+    """
+    out = []
+    for part in str(text).split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if not part.isdigit() or int(part) not in SYMBOL_SETS:
+            raise ValueError(f"--symbols: {part!r} is not one of {', '.join(map(str, SYMBOL_SETS))}")
+        out.append(int(part))
+    if not out:
+        raise ValueError("--symbols: give at least one count, e.g. 1,2,4")
+    return out
+
+
+def bench_gui_symbols(args):
+    """The window with 1, 2 or 4 instruments at maximum speed (the module docstring); one figure
+    list per count in ``args.symbols``."""
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    import tempfile
+
+    os.environ.setdefault("MIA_ELITE_HOME", tempfile.mkdtemp(prefix="mia-bench-"))
+    import qasync
+
+    from app.live.pipeline import PipelineConfig
+    from app.ui.main import make_app
+    from app.ui.main_window import MainWindow
+
+    quick = bool(getattr(args, "quick", False))
+    counts = parse_symbols(getattr(args, "symbols", "") or "1,2,4")
+    warm_s, measure_s = (2.0, 8.0) if quick else (4.0, 20.0)
+    app = make_app()
+    cache: dict = {}
+    out = []
+    for n in counts:
+        recs = _symbol_set(n, cache)
+        cfg = PipelineConfig(
+            embedded=True, recording=recs if n > 1 else recs[0], speed=MAX_SPEED, profile="production",
+            profile_overrides={"engine.heatmap_rows": HEATMAP_ROWS}, loop_replay=True,
+            engine_options={"window_cols": HEATMAP_COLS, "publish_interval_s": PUBLISH_INTERVAL_S},
+            server_options={"max_batch": 256})
+        window = MainWindow(cfg, prefs=None, display_hz=60.0)
+        window.resize(1600, 1000)
+        loop = qasync.QEventLoop(app)
+        asyncio.set_event_loop(loop)
+
+        async def main(window=window, n=n):
+            window.show()
+            await window.start()
+            window.set_panel_layout("split4" if n > 2 else "split2")
+            t_end = time.perf_counter() + 180  # a cold numba cache compiles first
+            while time.perf_counter() < t_end and not (
+                    len(window.panels) == n and all(p.frames_drawn > 0 for p in window.panels)):
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(warm_s)
+            panels = list(window.panels)
+            pls = [p.pipeline if window.runtime is not None else window.pipeline for p in panels]
+            for pl in pls:
+                pl.latency.reset()
+                pl.latency.enabled = True
+            f0 = [p.frames_drawn for p in panels]
+            pub0 = [pl.slot.published for pl in pls]
+            ev0 = [pl.events_in for pl in pls]
+            t0, c0 = time.perf_counter(), time.thread_time()
+            await asyncio.sleep(measure_s)
+            wall = time.perf_counter() - t0
+            busy = (time.thread_time() - c0) / wall
+            for pl in pls:
+                pl.latency.enabled = False
+            res = {"wall": wall, "busy": busy, "panels": []}
+            for k, (p, pl) in enumerate(zip(panels, pls)):
+                res["panels"].append({"symbol": p.symbol, "fps": (p.frames_drawn - f0[k]) / wall,
+                                      "published_fps": (pl.slot.published - pub0[k]) / wall,
+                                      "events_per_s": (pl.events_in - ev0[k]) / wall,
+                                      "lat": pl.latency.latencies_ms(), "visible": p.isVisible()})
+            await window.shutdown()
+            window._closed = True
+            window.close()
+            return res
+
+        try:
+            with loop:
+                res = loop.run_until_complete(main())
+        finally:
+            asyncio.set_event_loop(None)
+        load = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+        pref = f"gui.symbols{n}"
+        for pr in res["panels"]:
+            lat_paint, lat_pub = pr["lat"]
+            p99 = float(np.percentile(lat_paint, 99)) if lat_paint.size else float("nan")
+            p99b = float(np.percentile(lat_pub, 99)) if lat_pub.size else float("nan")
+            out += [
+                {"name": f"{pref}.{pr['symbol']}.frames_per_s", "value": round(pr["fps"], 2), "unit": "frames/s",
+                 "baseline": round(pr["published_fps"], 2),
+                 "ratio": round(pr["fps"] / pr["published_fps"], 3) if pr["published_fps"] else None,
+                 "target": ">= 30" if n == 2 else None, "visible": pr["visible"], "replay_speed": "max",
+                 "layout": "split4" if n > 2 else ("split2" if n == 2 else "single"),
+                 "events_per_s": round(pr["events_per_s"], 1), "load_avg_1min": load},
+                {"name": f"{pref}.{pr['symbol']}.latency_p99_ms", "value": round(p99, 2), "unit": "ms",
+                 "baseline": round(p99b, 2), "ratio": round(p99 / p99b, 3) if p99b and p99b == p99b else None,
+                 "target": "< 50" if n == 2 else None, "samples": int(lat_paint.size),
+                 "median_ms": round(float(np.median(lat_paint)), 2) if lat_paint.size else None},
+            ]
+        out.append({"name": f"{pref}.gui_busy_share", "value": round(res["busy"], 3), "unit": "fraction",
+                    "baseline": None, "ratio": None, "target": None, "panels": len(res["panels"]),
+                    "load_avg_1min": load})
+    return out
+
+
+def _bench_gui_dispatch(args):
+    """``bench gui``: the per-recording figures, or with ``--symbols`` the several-instrument ones."""
+    if getattr(args, "symbols", None):
+        return bench_gui_symbols(args)
+    return bench_gui(args)
+
+
+BENCHMARKS = {"gui": _bench_gui_dispatch}

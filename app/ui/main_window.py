@@ -26,6 +26,16 @@ ladder), ``heat_splitter`` (heatmap over the delta pane), ``right_splitter`` (VI
 the trading area). Fonts are in points (they follow the screen's DPI and ``QT_SCALE_FACTOR``);
 minimum sizes come from font metrics. The window opens at most at the screen's available size.
 
+Several instruments (issue 17): the market side is a
+:class:`~app.ui.instrument_panel.PanelArea` of one
+:class:`~app.ui.instrument_panel.InstrumentPanel` per instrument (heatmap, delta pane, profile,
+ladder, own orders), as tabs or a split view of 2 or 4 with linked time axes (View >
+Instruments, toolbar "Layout", kept in ``window.toml``); with one instrument it is that one
+panel, without a header, exactly the layout above (``window.heatmap``, ``window.ladder``,
+``top_splitter``, ... are the first panel's). With more than one instrument the window runs an
+:class:`~app.live.instruments.InstrumentsRuntime` (:attr:`MainWindow.runtime`) and one trading
+session over all of them (:mod:`app.ui.instruments_trading`). ``docs/instruments.md``.
+
 ``window.trading_area`` is an empty ``QWidget`` with a ``QVBoxLayout``; the trading issue's
 ``app.ui.trading_panel.attach_trading(window, context)`` fills it (a placeholder is shown when
 that module is absent).
@@ -47,12 +57,9 @@ import types
 
 from PySide6 import QtCore, QtGui, QtWidgets
 
-from app.ui.delta_pane import DeltaPane
 from app.ui.splash import StartupOverlay, warm_window_kernels
-from app.ui.heatmap import HeatmapWidget
-from app.ui.ladder import LadderWidget, price_decimals, row_grouping
-from app.ui.orders_overlay import OrdersOverlay, OwnOrdersController
-from app.ui.profile_pane import ProfilePane
+from app.ui.instrument_panel import LAYOUT_KEYS, LAYOUTS, InstrumentPanel, PanelArea, market_offsets
+from app.ui.ladder import price_decimals
 from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
 from app.core.clock import SYSTEM_CLOCK
@@ -75,6 +82,20 @@ def _unb64(text: str) -> QtCore.QByteArray:
         return QtCore.QByteArray(base64.b64decode(text.encode("ascii")))
     except Exception:
         return QtCore.QByteArray()
+
+
+def warm_relation_kernel() -> None:
+    """Compile (or load) the pair relation's numba kernel (:func:`app.analysis.relation.relation_scan`)
+    with the types the runtime calls it with, on the engine's compile thread: the runtime runs it
+    on the GUI thread at the pair's first batches, where a cold compile (about 20 s on this
+    2-core machine) blocked the window and its DTC heartbeats until the server dropped the
+    connection. Any thread; three seconds of two synthetic price paths."""
+    import numpy as np
+
+    from app.analysis.relation import Relation
+
+    ts = (np.arange(6, dtype=np.int64) + 1_700_000_000) * 500_000_000
+    Relation().update(ts, np.linspace(100.0, 101.0, 6), ts, np.linspace(50.0, 50.5, 6))
 
 
 class _FrameNotifier(QtCore.QObject):
@@ -113,7 +134,8 @@ class MainWindow(QtWidgets.QMainWindow):
         self.prefs = prefs
         self.setWindowTitle("MIA Elite")
         self.resize(self._initial_size())
-        self.pipeline: Pipeline | None = None
+        self.pipeline: Pipeline | None = None  # one instrument's, or the first instrument's of the runtime
+        self.runtime = None  # InstrumentsRuntime with several instruments (issue 17), else None
         self.recording_path = None  # the .mrec being (or last) recorded by the Record button
         self.last_frame = None
         self.frames_drawn = 0
@@ -130,7 +152,6 @@ class MainWindow(QtWidgets.QMainWindow):
         self._build_ui()
         self._build_actions()
         self._restore_prefs()
-        self.heatmap.history_source = self._request_history  # scrolling back asks the engine
         # "waiting for market data" over the heatmap, then "compiling the analyzers" (first start)
         self.startup_overlay = StartupOverlay(self)
 
@@ -173,17 +194,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.replay_banner.sigLoad.connect(lambda: self.load_recording())
         v.addWidget(self.replay_banner)
 
-        self.heatmap = HeatmapWidget()
-        self.delta_pane = DeltaPane()
-        self.delta_pane.link_x(self.heatmap)
-        self.profile_pane = ProfilePane()
-        self.ladder = LadderWidget()
-        # own working orders and position on the ladder and the heatmap (and the ladder's gestures)
-        self.own_orders = OwnOrdersController(self.ladder, OrdersOverlay(self.heatmap),
-                                              lambda: getattr(self.trading, "session", None), self.spawn, self.report, self)
-        # one profile bar per ladder row: the ladder's grouping, from the ladder's text height
-        self.profile_pane.set_grouping(
-            lambda row_px: row_grouping(row_px, self.ladder.text_height) if self.ladder.text_height > 0 else 0)
+        # the market side: one InstrumentPanel per instrument (heatmap, delta, profile, ladder,
+        # own orders) in a PanelArea (tabs / split 2 / split 4); the first panel's widgets are
+        # also the window's own attributes (heatmap, ladder, ...), as with one instrument
+        self.panel_area = PanelArea()
+        self.panels: list[InstrumentPanel] = []
+        self._add_panel("")
+        self.panel_area.set_panels(self.panels)
+        self.panel_area.sigVisibleChanged.connect(self._on_visible_panels)
         self.vix_gauge = VixGauge()
         self.trading_area = QtWidgets.QWidget()
         self.trading_area.setObjectName("trading_area")
@@ -193,13 +211,7 @@ class MainWindow(QtWidgets.QMainWindow):
         # minimum sizes from the font (points follow the DPI and the scale): splitters never squeeze
         # a pane below what it needs to be read
         fm0 = QtGui.QFontMetrics(self.font())
-        self.heatmap.setMinimumSize(28 * fm0.averageCharWidth(), 10 * fm0.height())
         self.tape.setMinimumHeight(5 * fm0.height())
-        # the heatmap and the delta pane share x pixels too: the same left axis width
-        fm = QtGui.QFontMetrics(self.font())
-        axis_w = fm.horizontalAdvance("-00000.00") + fm.height() + 14
-        for plot in (self.heatmap, self.delta_pane):
-            plot.getAxis("left").setWidth(axis_w)
 
         def splitter(name, orientation, widgets, stretch, sizes):
             sp = QtWidgets.QSplitter(orientation)
@@ -211,13 +223,9 @@ class MainWindow(QtWidgets.QMainWindow):
             sp.setSizes(sizes)
             return sp
 
-        # object names are the keys of the saved sizes (a changed structure gets a new name)
-        self.heat_splitter = splitter("heat_column", QtCore.Qt.Vertical, (self.heatmap, self.delta_pane),
-                                      (5, 1), [520, 110])
-        self.top_splitter = splitter("chart_row", QtCore.Qt.Horizontal,
-                                     (self.heat_splitter, self.profile_pane, self.ladder), (5, 0, 1),
-                                     [900, 90, 240])
-        self.main_splitter = splitter("main_splitter", QtCore.Qt.Vertical, (self.top_splitter, self.tape),
+        # object names are the keys of the saved sizes (a changed structure gets a new name);
+        # the first panel's splitters keep the names "heat_column" and "chart_row"
+        self.main_splitter = splitter("main_splitter", QtCore.Qt.Vertical, (self.panel_area, self.tape),
                                       (4, 1), [680, 200])
         trading_scroll = QtWidgets.QScrollArea()
         trading_scroll.setObjectName("trading_scroll")
@@ -254,11 +262,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.addDockWidget(QtCore.Qt.BottomDockWidgetArea, self.problems_dock)
         self.problems_dock.hide()
 
-        self._unpainted = None
         self._banner_level = ""
-        self.heatmap.on_painted = self._on_heatmap_painted
-        self.heatmap.sigViewChanged.connect(self._sync_ladder)
-        self.heatmap.sigFollowChanged.connect(self._on_follow_changed)
         self.tape.sigSignalSelected.connect(self._on_signal_selected)
         self.tape.sigNewSignals.connect(self._on_new_signals)
 
@@ -273,7 +277,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_follow.setChecked(True)
         self.act_follow.setShortcut(QtGui.QKeySequence("F"))
         self.act_follow.setShortcutContext(QtCore.Qt.WindowShortcut)
-        self.act_follow.triggered.connect(lambda: self.heatmap.follow(True))
+        self.act_follow.triggered.connect(lambda: self.follow_all(True))
         self.addAction(self.act_follow)
         tb.addAction(self.act_connection)
         tb.addSeparator()
@@ -286,7 +290,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.contrast_slider.setFixedWidth(140)
         self.contrast_slider.setToolTip("Heatmap contrast: the resting size shown brightest is this quantile of "
                                         "all sizes (changes the colour levels only)")
-        self.contrast_slider.valueChanged.connect(lambda v: self.heatmap.set_contrast(v / 1000.0))
+        self.contrast_slider.valueChanged.connect(lambda v: self._set_contrast(v / 1000.0))
         tb.addWidget(self.contrast_slider)
         tb.addSeparator()
         tb.addWidget(QtWidgets.QLabel(" Profile "))
@@ -344,6 +348,31 @@ class MainWindow(QtWidgets.QMainWindow):
         vm = self.menuBar().addMenu("&View")
         vm.addAction(self.act_follow)
         vm.addAction(self.problems_dock.toggleViewAction())
+        # several instruments: tabs, split 2 or split 4 (View menu and toolbar combo, kept in the prefs)
+        vm.addSeparator()
+        self.layout_actions = {}
+        group = QtGui.QActionGroup(self)
+        group.setExclusive(True)
+        self.layout_combo = QtWidgets.QComboBox()
+        self.layout_combo.setObjectName("layout_combo")
+        self.layout_combo.setToolTip("How the instruments' panels are laid out: one tab each, or 2 or 4 side by side "
+                                     "(their time axes are linked)")
+        for key, text, _n in LAYOUTS:
+            act = QtGui.QAction(f"Instruments: {text}", self)
+            act.setCheckable(True)
+            act.setData(key)
+            act.triggered.connect(lambda _on, k=key: self.set_panel_layout(k))
+            group.addAction(act)
+            vm.addAction(act)
+            self.layout_actions[key] = act
+            self.layout_combo.addItem(text, key)
+        self.layout_combo.activated.connect(lambda i: self.set_panel_layout(self.layout_combo.itemData(i)))
+        tb.addSeparator()
+        self.layout_label = QtWidgets.QLabel(" Layout ")
+        self.act_layout_label = tb.addWidget(self.layout_label)
+        self.act_layout_combo = tb.addWidget(self.layout_combo)
+        self.set_panel_layout("split2")
+        self._show_layout_control()
 
     def _select_speed(self, speed: float) -> None:
         idx = min(range(len(SPEEDS)), key=lambda i: abs(SPEEDS[i] - float(speed)))
@@ -357,7 +386,15 @@ class MainWindow(QtWidgets.QMainWindow):
         if c.embedded:
             rec = self.pipeline.recording if self.pipeline is not None else None
             what = "the shipped real CME ES sample"
-            if rec is not None:
+            if self.runtime is not None and len(self.runtime.instruments) > 1:
+                days = []
+                for r in self.runtime.instruments:
+                    rr = self.runtime_recording(r)
+                    if rr is not None:
+                        day = QtCore.QDateTime.fromMSecsSinceEpoch(rr.end_ns // 1_000_000, QtCore.QTimeZone.utc())
+                        days.append(f"{r.symbol} of {day.toString('yyyy-MM-dd')}")
+                what = f"real recorded market data ({', '.join(days) or 'several recordings'}, UTC) on one market clock"
+            elif rec is not None:
                 day = QtCore.QDateTime.fromMSecsSinceEpoch(rec.end_ns // 1_000_000, QtCore.QTimeZone.utc())
                 what = f"real recorded {rec.instrument.symbol} market data of {day.toString('yyyy-MM-dd')} (UTC)"
             return (f"PAPER MODE - built-in DTC server replaying {what} at {c.speed:g}x. "
@@ -369,10 +406,86 @@ class MainWindow(QtWidgets.QMainWindow):
         return (f"PAPER MODE - market data from the DTC server {c.host}:{c.port}{acct}. "
                 "Orders are filled locally, never sent.")
 
+    def runtime_recording(self, r):
+        """The recording the built-in server replays for instrument ``r`` (None when unknown)."""
+        src = r.pipeline.source
+        base = getattr(src, "base", src)
+        fn = getattr(base, "recording_of", None)
+        rec = fn(r.symbol) if callable(fn) else None
+        return rec if rec is not None else getattr(r.pipeline, "recording", None)
+
     def _splitters(self) -> tuple[QtWidgets.QSplitter, ...]:
         """Every splitter whose sizes persist (by object name)."""
         return (self.main_splitter, self.top_splitter, self.heat_splitter, self.right_splitter,
                 self.tape.splitter)
+
+    # ------------------------------------------------------------------ panels
+    def _add_panel(self, symbol: str) -> InstrumentPanel:
+        """A new :class:`InstrumentPanel` for ``symbol`` (the first one's widgets are the window's)."""
+        k = len(self.panels)
+        names = ("heat_column", "chart_row") if k == 0 else (f"heat_column_{k}", f"chart_row_{k}")
+        panel = InstrumentPanel(symbol, lambda: getattr(self.trading, "session", None), self.spawn, self.report,
+                                splitter_names=names)
+        panel.heatmap.history_source = lambda *a, _p=panel: self._request_history(*a, panel=_p)
+        panel.heatmap.on_painted = lambda _p=panel: self._on_heatmap_painted(_p)
+        panel.heatmap.sigFollowChanged.connect(self._on_follow_changed)
+        panel._unpainted = None
+        panel.pipeline = None
+        if k == 0:
+            self.heatmap, self.delta_pane = panel.heatmap, panel.delta_pane
+            self.profile_pane, self.ladder = panel.profile_pane, panel.ladder
+            self.own_orders = panel.own_orders
+            self.heat_splitter, self.top_splitter = panel.heat_splitter, panel.top_splitter
+        else:
+            panel.heatmap.set_contrast(self.panels[0].heatmap.contrast)
+        self.panels.append(panel)
+        return panel
+
+    def panel_of(self, symbol: str) -> InstrumentPanel:
+        """The panel of ``symbol`` (the first panel for a frame of one instrument or of no symbol)."""
+        if len(self.panels) == 1:
+            return self.panels[0]
+        for p in self.panels:
+            if p.symbol == symbol:
+                return p
+        raise KeyError(f"no panel for {symbol!r}; panels: {', '.join(p.symbol for p in self.panels)}")
+
+    def set_panel_layout(self, key: str) -> None:
+        """Lay the panels out as ``"tabs"``, ``"split2"`` or ``"split4"`` (kept in the prefs).
+
+        Raises
+        ------
+        ValueError
+            An unknown layout.
+        """
+        self.panel_area.set_layout_key(str(key))
+        act = self.layout_actions.get(key) if hasattr(self, "layout_actions") else None
+        if act is not None:
+            act.setChecked(True)
+        if hasattr(self, "layout_combo"):
+            self.layout_combo.setCurrentIndex(LAYOUT_KEYS.index(key))
+
+    def _show_layout_control(self) -> None:
+        many = len(self.panels) > 1
+        for a in (*self.layout_actions.values(), self.act_layout_label, self.act_layout_combo):
+            a.setVisible(many)
+
+    def _on_visible_panels(self) -> None:
+        """A panel that comes into view draws its newest frame at once (hidden panels are not drawn)."""
+        for p in self.panel_area.visible_panels():
+            pending = getattr(p, "_pending", None)
+            if pending is not None:
+                p._pending = None
+                self._draw_panel(p, pending)
+
+    def follow_all(self, on: bool = True) -> None:
+        """Follow the newest data (F) on every panel."""
+        for p in self.panels:
+            p.follow(on)
+
+    def _set_contrast(self, value: float) -> None:
+        for p in self.panels:
+            p.heatmap.set_contrast(value)
 
     @staticmethod
     def _initial_size() -> QtCore.QSize:
@@ -403,7 +516,9 @@ class MainWindow(QtWidgets.QMainWindow):
                 sp.restoreState(_unb64(val))
         contrast = float(p.get("heatmap.contrast", 0.98))
         self.contrast_slider.setValue(int(round(contrast * 1000)))
-        self.heatmap.set_contrast(contrast)
+        self._set_contrast(contrast)
+        key = str(p.get("window.layout", "split2"))
+        self.set_panel_layout(key if key in LAYOUT_KEYS else "split2")
         self.act_sound.setChecked(bool(p.get("alerts.sound", False)))
         self.act_notify.setChecked(bool(p.get("alerts.notify", False)))
 
@@ -421,6 +536,7 @@ class MainWindow(QtWidgets.QMainWindow):
         for sp in self._splitters():
             p.set(f"splitters.{sp.objectName()}", _b64(sp.saveState()))
         p.set("heatmap.contrast", float(self.heatmap.contrast))
+        p.set("window.layout", self.panel_area.layout_key)
         p.set("profile", self.config.profile)
         p.set("alerts.sound", bool(self.sound_on))
         p.set("alerts.notify", bool(self.notify_on))
@@ -443,12 +559,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.mode_banner.setText(self._mode_text())
         if self.act_record.isChecked():  # a new pipeline starts without a recording
             self.act_record.setChecked(False)
-        self.pipeline = self._new_pipeline()
-        self.timer.start()
-        try:
-            await self.pipeline.start()
-        except Exception as exc:
-            self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
+        await self._start_source()
         self.mode_banner.setText(self._mode_text())
         self._attach_trading()
 
@@ -492,7 +603,13 @@ class MainWindow(QtWidgets.QMainWindow):
             return
         ctx = self.trading_context()
         try:
-            self.trading = trading_panel.attach_trading(self, ctx)
+            if self.runtime is not None and len(self.runtime.instruments) > 1:
+                # one session over every instrument; each panel's ladder opens its own instrument's tickets
+                from app.ui.instruments_trading import attach_instruments_trading
+
+                self.trading = attach_instruments_trading(self, self.runtime, self.report)
+            else:
+                self.trading = trading_panel.attach_trading(self, ctx)
             self.data_collection.apply_trading()
         except Exception as exc:
             self.trading_error = f"{exc!r}"
@@ -638,61 +755,195 @@ class MainWindow(QtWidgets.QMainWindow):
         pl.on_frame_ready = self._notifier.sigFrame.emit  # thread-safe: queued to the GUI thread
         return pl
 
+    def several_instruments(self) -> bool:
+        """True when :attr:`config` has more than one instrument (``[[instruments]]``, repeated
+        ``--symbol``) or the built-in server replays several recordings (repeated ``--recording``):
+        the window then runs an :class:`~app.live.instruments.InstrumentsRuntime`, one panel each."""
+        c = self.config
+        if len(c.instruments) > 1:
+            return True
+        rec = c.recording
+        return bool(c.embedded and isinstance(rec, (list, tuple)) and len(rec) > 1)
+
+    def _new_runtime(self):
+        from app.live.instruments import InstrumentsRuntime
+
+        first = self.next_signal_id()
+        self._signal_id_floor = first
+        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
+                                      "observer": self.data_collection.observer(),
+                                      "precompile": (warm_window_kernels,)}
+        opts = self.config.engine_options
+        opts["precompile"] = (*opts["precompile"], warm_relation_kernel)
+        return InstrumentsRuntime(self.config, on_problem=self.report, on_state=self._on_source_state,
+                                  first_signal_id=first)
+
+    def _on_source_state(self, source, state) -> None:
+        """A source's state: the status bar, and the header of that instrument's panel."""
+        self.health.set_source_state(source, state)
+        sym = getattr(source, "symbol", "")
+        for p in self.panels:
+            if sym and p.symbol == sym:
+                p.set_source_state(state)
+
+    async def _start_source(self) -> None:
+        """Make and start the pipeline (one instrument) or the runtime (several); a failed start
+        is reported and leaves the window open."""
+        if self.several_instruments():
+            self.runtime = self._new_runtime()
+            self.pipeline = None
+            self.timer.start()
+            try:
+                await self.runtime.start()
+            except Exception as exc:
+                self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
+            self._adopt_runtime()
+            return
+        self.runtime = None
+        self._keep_panels(1)
+        self.pipeline = self._new_pipeline()
+        self.panels[0].pipeline = self.pipeline
+        self.timer.start()
+        try:
+            await self.pipeline.start()
+        except Exception as exc:
+            self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
+
+    async def _stop_source(self) -> None:
+        if self.runtime is not None:
+            await self.runtime.stop()
+        elif self.pipeline is not None:
+            await self.pipeline.stop()
+
+    def _keep_panels(self, n: int) -> None:
+        """Drop the panels after the first ``n`` (a restart with fewer instruments)."""
+        n = max(1, int(n))
+        if len(self.panels) <= n:
+            return
+        gone, self.panels = self.panels[n:], self.panels[:n]
+        self.panel_area.set_panels(self.panels)
+        for p in gone:
+            p.setParent(None)
+            p.deleteLater()
+        self._show_layout_control()
+
+    def _adopt_runtime(self) -> None:
+        """One panel per started instrument, each bound to its pipeline; offsets of the market clock."""
+        rt = self.runtime
+        items = list(rt.instruments) if rt is not None else []
+        if not items:
+            return
+        self.pipeline = items[0].pipeline  # the status bar, pause / speed (the one replay), trading
+        self._keep_panels(len(items))
+        for k, r in enumerate(items):
+            panel = self.panels[k] if k < len(self.panels) else self._add_panel(r.symbol)
+            panel.symbol = r.symbol
+            panel.setObjectName(f"panel_{r.symbol}")
+            panel.pipeline = r.pipeline
+            r.pipeline.on_frame_ready = self._notifier.sigFrame.emit
+        offsets = self.market_offsets_s()
+        for p in self.panels:
+            p.market_offset_s = offsets.get(p.symbol, 0.0)
+        self.panel_area.set_panels(self.panels)
+        self._show_layout_control()
+
+    def market_offsets_s(self) -> dict[str, float]:
+        """Seconds to add to each instrument's recorded times to put it on the built-in server's
+        market clock (:attr:`app.sim.replay.MarketTimeline.offsets_ns`: 0 for recordings that
+        overlap in time; recordings of other dates are aligned at their starts); {} for live data."""
+        pl = self.pipeline
+        base = getattr(getattr(pl, "source", None), "base", getattr(pl, "source", None))
+        return market_offsets(getattr(getattr(base, "replay", None), "server", None))
+
     def _on_frame_ready(self) -> None:
         if self.timer.isActive() and time.perf_counter() - self._last_draw_t >= self._min_draw_s:
             self._on_timer()
 
     def _on_timer(self) -> None:
-        pl = self.pipeline
-        if pl is None:
-            return
+        rt = self.runtime
         try:
-            pl.poll()
-            frame = pl.slot.take()
-            if frame is None:
+            if rt is not None:
+                rt.poll()
+                pairs = [(self.panels[k], r.slot.take()) for k, r in enumerate(rt.instruments)
+                         if k < len(self.panels) and r.pipeline.on_frame_ready is not None]
+            elif self.pipeline is not None:
+                self.pipeline.poll()
+                pairs = [(self.panels[0], self.pipeline.slot.take())]
+            else:
                 return
-            self._last_draw_t = time.perf_counter()
-            self.draw_frame(frame)
-            self._unpainted = frame
+            for panel, frame in pairs:
+                if frame is None:
+                    continue
+                self._last_draw_t = time.perf_counter()
+                self.draw_frame(frame)
+                panel._unpainted = frame
         except Exception as exc:  # a drawing bug must be visible, and must not kill the timer
             self.report("error", f"Drawing failed: {exc}\n{traceback.format_exc()}")
 
-    def _request_history(self, t0_ns, t1_ns, max_cols, price_lo=None, price_hi=None):
-        """The heatmap's history requests go to the running engine (None without one)."""
-        eng = self.pipeline.engine if self.pipeline is not None else None
+    def _request_history(self, t0_ns, t1_ns, max_cols, price_lo=None, price_hi=None, panel=None):
+        """A heatmap's history requests go to its instrument's running engine (None without one)."""
+        pl = getattr(panel, "pipeline", None) if panel is not None and self.runtime is not None else self.pipeline
+        eng = pl.engine if pl is not None else None
         if eng is None:
             return None
         return eng.request_history(t0_ns, t1_ns, max_cols, price_lo, price_hi)
 
     def draw_frame(self, frame) -> None:
-        """Update every widget in place from ``frame`` (GUI thread)."""
+        """Update every widget in place from ``frame`` (GUI thread): its instrument's panel
+        (:meth:`panel_of` ``frame.symbol``; a panel out of view keeps the frame and draws it
+        when shown), the tape and, for the first instrument, the VIX gauge."""
         t0 = time.perf_counter()
-        self.last_frame = frame
-        self.heatmap.set_frame(frame)
-        self.delta_pane.set_frame(frame)
-        self.ladder.set_frame(frame)
-        self.profile_pane.set_frame(frame)
-        self.own_orders.refresh()
-        self._sync_ladder()
-        self.vix_gauge.set_state(frame.vix)
-        self.tape.update_from_frame(frame)
+        panel = self.panel_of(getattr(frame, "symbol", ""))
+        if panel is self.panels[0]:
+            self.last_frame = frame
+            self.vix_gauge.set_state(frame.vix)
+        if len(self.panels) > 1 and panel not in self.panel_area.visible_panels():
+            panel._pending = frame
+        else:
+            self._draw_panel(panel, frame)
+        self._feed_tape(frame)
         # analyzer errors reach the window through the engine's on_error callback (the pipeline
         # shows the first five and every hundredth); frame.error carries the same text
         self.frames_drawn += 1
         now = time.perf_counter()
         self._fps_times.append(now)
         self.draw_ms.append((now - t0) * 1e3)
-        if self.frames_drawn % 10 == 1:
+        if panel is self.panels[0] and panel.frames_drawn % 10 == 1:
             self._update_health(frame)
 
-    def _on_heatmap_painted(self) -> None:
-        f, self._unpainted = self._unpainted, None
-        if f is not None and self.pipeline is not None:
-            self.pipeline.frame_painted(f)
+    def _feed_tape(self, frame) -> None:
+        """Every instrument's frames go to the one tape. The tape starts a new run (forgets which
+        rows its ids are in) when the frame numbers go back, i.e. a new engine; with several
+        instruments the engines' numbers interleave, so the tape is shown each instrument's own
+        previous number (else every interleave started a "new run" and appended each signal
+        again)."""
+        if self.runtime is None:
+            self.tape.update_from_frame(frame)
+            return
+        seqs = self.__dict__.setdefault("_tape_seq", {})
+        sym = str(getattr(frame, "symbol", ""))
+        self.tape._last_seq = seqs.get(sym, -1)
+        try:
+            self.tape.update_from_frame(frame)
+        finally:
+            seqs[sym] = int(frame.seq)
+
+    def _draw_panel(self, panel: InstrumentPanel, frame) -> None:
+        panel.draw_frame(frame)
+        if not hasattr(panel, "_fps_times"):
+            panel._fps_times = collections.deque(maxlen=240)
+        panel._fps_times.append(time.perf_counter())
+
+    def _on_heatmap_painted(self, panel=None) -> None:
+        panel = panel or self.panels[0]
+        f, panel._unpainted = panel._unpainted, None
+        pl = panel.pipeline if self.runtime is not None else self.pipeline
+        if f is not None and pl is not None:
+            pl.frame_painted(f)
 
     def fps(self) -> float:
-        """Frames drawn per second over the last few seconds."""
-        ts = self._fps_times
+        """Frames drawn per second over the last few seconds (the first panel's)."""
+        ts = getattr(self.panels[0], "_fps_times", ())
         if len(ts) < 2:
             return 0.0
         span = ts[-1] - ts[0]
@@ -715,12 +966,8 @@ class MainWindow(QtWidgets.QMainWindow):
         )
 
     def _sync_ladder(self) -> None:
-        lo, hi = self.heatmap.price_range()
-        r = self.heatmap.view_scene_rect()
-        # mapFromScene gives viewport coordinates: map from the viewport, not the view's frame
-        at = self.heatmap.viewport().mapToGlobal(r.topLeft().toPoint())
-        for pane in (self.ladder, self.profile_pane):  # both beside the heatmap, on its price axis
-            pane.set_view(lo, hi, float(pane.mapFromGlobal(at).y()), float(r.height()))
+        for p in self.panels:
+            p.sync_ladder()
 
     def resizeEvent(self, ev):  # noqa: N802
         super().resizeEvent(ev)
@@ -730,8 +977,17 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_follow.setChecked(on)
 
     def _on_signal_selected(self, signal) -> None:
-        tick = float(self.last_frame.tick_size) if self.last_frame is not None else None
-        self.heatmap.show_signal(signal, tick)
+        """Jump to a signal chosen in the tape on its instrument's panel (shown first: its tab)."""
+        sym = str(getattr(signal, "symbol", "") or "")
+        try:
+            panel = self.panel_of(sym)
+        except KeyError:
+            panel = self.panels[0]
+        if len(self.panels) > 1 and panel not in self.panel_area.visible_panels():
+            i = self.panel_area.tabs.indexOf(panel)
+            if i >= 0:
+                self.panel_area.tabs.setCurrentIndex(i)
+        panel.show_signal(signal)
 
     def _on_new_signals(self, signals) -> None:
         if not signals:
@@ -846,8 +1102,7 @@ class MainWindow(QtWidgets.QMainWindow):
             self.act_pause.setText("Pause replay")
             self.health.paused = False
         await self._detach_trading()
-        if self.pipeline is not None:
-            await self.pipeline.stop()
+        await self._stop_source()
         self.problem_banner.clear_problem()
         self.replay_banner.clear()
         if self.prefs is not None:  # a settings file that failed to load stays named in the strip
@@ -857,12 +1112,7 @@ class MainWindow(QtWidgets.QMainWindow):
             sp.setVisible(self.config.embedded)
         self.act_pause.setVisible(self.config.embedded)
         self.mode_banner.setText(self._mode_text())
-        self.pipeline = self._new_pipeline()
-        self.timer.start()
-        try:
-            await self.pipeline.start()
-        except Exception as exc:
-            self.report("error", f"Start-up failed: {exc}\n{traceback.format_exc()}")
+        await self._start_source()
         self.mode_banner.setText(self._mode_text())
         self._attach_trading()
 
@@ -916,8 +1166,7 @@ class MainWindow(QtWidgets.QMainWindow):
             t.cancel()
         if self._tasks:
             await asyncio.wait(list(self._tasks), timeout=5.0)
-        if self.pipeline is not None:
-            await self.pipeline.stop()
+        await self._stop_source()
 
     def closeEvent(self, ev):  # noqa: N802
         if self._closed:
@@ -933,10 +1182,14 @@ class MainWindow(QtWidgets.QMainWindow):
         except RuntimeError:
             # no asyncio loop runs (never started, or the loop is gone): stop what can be stopped now
             self.timer.stop()
-            if self.pipeline is not None and self.pipeline.engine is not None:
-                self.pipeline.engine.stop(2.0)
-            if self.pipeline is not None and self.pipeline.source is not None:
-                self.pipeline.source.stop_blocking(2.0)  # the replay server's thread, if any
+            pipelines = ([r.pipeline for r in self.runtime.instruments] if self.runtime is not None
+                         else [self.pipeline] if self.pipeline is not None else [])
+            for pl in pipelines:
+                if pl.engine is not None:
+                    pl.engine.stop(2.0)
+            for pl in reversed(pipelines):  # the shared connection's primary share last
+                if pl.source is not None:
+                    pl.source.stop_blocking(2.0)  # the replay server's thread, if any
             self._closed = True
             ev.accept()
             self.sigClosed.emit()

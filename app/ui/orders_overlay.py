@@ -132,6 +132,7 @@ def own_orders(session, symbol: str | None = None) -> tuple[list[OwnOrder], OwnP
     session : app.trading.session.TradingSession or None
         None gives nothing.
     symbol : str, optional
+        Priced with that instrument's tick size and value (``session.instrument_of``).
 
     Returns
     -------
@@ -140,8 +141,9 @@ def own_orders(session, symbol: str | None = None) -> tuple[list[OwnOrder], OwnP
     """
     if session is None:
         return [], None
-    inst = session.instrument
-    sym = symbol or inst.symbol
+    sym = symbol or session.instrument.symbol
+    # prices in that instrument's own ticks (tick size and value per instrument, issue 17)
+    inst = session.instrument_of(sym) if hasattr(session, "instrument_of") else session.instrument
     tick = float(inst.tick_size)
     out = []
     for wo in session.broker.working_orders():
@@ -260,6 +262,9 @@ class OwnOrdersController(QtCore.QObject):
         exception goes to ``report``).
     report : callable(level, text), optional
         Where failures go (the window's problem banner); default the log.
+    symbol : str or callable() -> str or None, optional
+        The instrument whose orders and position are drawn (a panel's instrument, issue 17);
+        None or "" = the session's first instrument, as with one instrument.
 
     Attributes
     ----------
@@ -269,8 +274,10 @@ class OwnOrdersController(QtCore.QObject):
 
     sigModifyTicketOpened = QtCore.Signal(object)
 
-    def __init__(self, ladder, overlay: OrdersOverlay, session_getter, spawn=None, report=None, parent=None):
+    def __init__(self, ladder, overlay: OrdersOverlay, session_getter, spawn=None, report=None, parent=None,
+                 symbol=None):
         super().__init__(parent)
+        self._symbol = symbol
         self.ladder, self.overlay = ladder, overlay
         self.session_getter = session_getter
         self.report = report or (lambda level, text: log.warning("%s", text))
@@ -304,6 +311,12 @@ class OwnOrdersController(QtCore.QObject):
                 s.listeners.append(self.refresh)
         return s
 
+    @property
+    def symbol(self) -> str | None:
+        """The instrument drawn (None: the session's first)."""
+        sym = self._symbol() if callable(self._symbol) else self._symbol
+        return sym or None
+
     def refresh(self) -> None:
         """Hand the session's working orders and position to the ladder and the overlay.
 
@@ -313,9 +326,11 @@ class OwnOrdersController(QtCore.QObject):
         if QtCore.QThread.currentThread() is not self.thread():
             return
         s = self.session()
-        orders, pos = own_orders(s)
-        tick = float(s.instrument.tick_size) if s is not None else 0.0
-        dec = int(getattr(s.instrument, "price_decimals", 2)) if s is not None else 2
+        sym = self.symbol
+        orders, pos = own_orders(s, sym)
+        inst = (s.instrument_of(sym) if sym and hasattr(s, "instrument_of") else s.instrument) if s is not None else None
+        tick = float(inst.tick_size) if inst is not None else 0.0
+        dec = int(getattr(inst, "price_decimals", 2)) if inst is not None else 2
         self.ladder.set_orders(orders, pos, tick)
         self.overlay.set_orders(orders, pos, dec)
 

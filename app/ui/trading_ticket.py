@@ -95,6 +95,26 @@ class _GatedDialog(QtWidgets.QDialog):
 class OrderTicketDialog(_GatedDialog):
     """Order ticket for one :class:`~app.trading.orders.OrderTicket`.
 
+    The ticket belongs to one instrument (issue 17): ``instrument`` (default the ticket's own
+    symbol), shown in the title and the side line. No field of the dialog changes the symbol,
+    prices are in that instrument's ticks and decimals (``session.instrument_of``), and a ticket
+    whose symbol is not the bound instrument is never emitted (Confirm stays disabled with the
+    reason); the session refuses it again (rule ``ticket_instrument``) when sent with
+    ``confirm(ticket, instrument=dialog.instrument)``.
+
+    Parameters
+    ----------
+    session : app.trading.session.TradingSession
+    ticket : app.trading.orders.OrderTicket
+    parent : QWidget, optional
+    instrument : str, optional
+        The symbol of the panel the ticket was opened from.
+
+    Attributes
+    ----------
+    instrument : str
+        The bound symbol.
+
     Signals
     -------
     sigConfirmed(object)
@@ -106,13 +126,14 @@ class OrderTicketDialog(_GatedDialog):
     sigConfirmed = QtCore.Signal(object)
     sigCancelled = QtCore.Signal(object)
 
-    def __init__(self, session, ticket: OrderTicket, parent=None):
+    def __init__(self, session, ticket: OrderTicket, parent=None, instrument: str = ""):
         super().__init__(parent)
         self.setObjectName("order_ticket")
         self.session = session
         self.base = ticket
+        self.instrument = str(instrument or ticket.symbol)
         self._done = False
-        inst = session.instrument
+        inst = session.instrument_of(ticket.symbol) if hasattr(session, "instrument_of") else session.instrument
         self.tick = float(ticket.tick_size or inst.tick_size)
         self.decimals = int(getattr(inst, "price_decimals", 2))
         self.setWindowTitle(f"Order ticket - {ticket.symbol}")
@@ -196,6 +217,11 @@ class OrderTicketDialog(_GatedDialog):
         """Recompute risk/reward and the gate's verdict."""
         self.entry.setEnabled(self.type_box.currentText() != OrderType.MARKET)
         t = self.ticket()
+        if t.symbol != self.instrument:
+            self.risk_label.setText("")
+            self._verdict(False, f"this ticket is for {t.symbol}, but it was opened from {self.instrument}: "
+                                 "a ticket goes only to the instrument it was opened from")
+            return
         try:
             t.validate()
         except ValueError as exc:
@@ -211,7 +237,10 @@ class OrderTicketDialog(_GatedDialog):
                       else f"Risk gate: REFUSED - {self.decision.message}")
 
     def _send(self) -> None:
-        self.sigConfirmed.emit(self.ticket())
+        t = self.ticket()
+        if t.symbol != self.instrument:  # never emitted for another instrument (see the class docstring)
+            return
+        self.sigConfirmed.emit(t)
 
     def _cancelled(self) -> None:
         self.sigCancelled.emit(self.base)
