@@ -12,6 +12,8 @@ carry its symbol (``frame.symbol``) and its signal ids come from its own block
                                                              -- SymbolID 2 --> Pipeline NQ  -> engine thread
     Sierra Chart files, one follower per symbol        ---------------------> Pipeline X   -> engine thread
     pair (A, B) trades  --> Relation (GUI thread) --> newest row on both A's and B's frames (frame.relation)
+                                                  +--> both engines' analyzers (AnalysisEngine.set_relation:
+                                                       the rel_* features of their steps and snapshots)
 
 Sources. Every DTC-routed instrument (``data_source="dtc"``, or every instrument of the
 embedded replay) shares **one** DTC connection: the first opens it (the source
@@ -424,6 +426,10 @@ class InstrumentsRuntime:
             if len(rows):
                 self.relation_rows.append(rows)
                 self.relation_row = rows[-1].copy()
+                for sym in self.relation_pair:  # the analyzers' relation features (issue 17 item 5)
+                    eng = self.by_symbol(sym).engine
+                    if eng is not None and hasattr(eng, "set_relation"):
+                        eng.set_relation(rows)
 
     def _with_relation(self, frame):
         row = self.relation_row
