@@ -125,7 +125,7 @@ def position_lines(session) -> list[PositionLine]:
         pos = session.broker.positions.get(sym)
         qty = int(pos.qty) if pos else 0
         opn = session.open_pnl_usd(sym)
-        max_pos, _per_order, loss = session.settings.limits_for(sym)
+        _per_order, max_pos, loss = session.settings.limits_for(sym)
         out.append(PositionLine(sym, qty, float(pos.avg_price) if pos and qty else 0.0, opn,
                                 session.realized_by_symbol.get(sym, 0.0) + opn, float(inst.tick_size),
                                 int(getattr(inst, "price_decimals", price_decimals(float(inst.tick_size)))),

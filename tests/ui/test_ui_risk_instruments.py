@@ -36,7 +36,7 @@ def pair(shared_data):
 
 def session_of(recs, **limits):
     st = TradingSettings.from_mapping(dict(require_stop=False, stale_data_ms=3_600_000, max_position_contracts=4,
-                                           max_contracts_per_order=4, commission_per_contract_usd=0.5,
+                                           max_contracts_per_order=3, commission_per_contract_usd=0.5,
                                            **limits))
     insts = [r.instrument for r in recs]
     broker = PaperBroker(insts, st.commission_per_contract_usd, st.slippage_ticks)
@@ -76,6 +76,7 @@ def test_one_line_per_instrument_and_the_account_total_from_the_brokers_position
         vp = next(p for p in venue.values() if p.symbol == ln.symbol)
         assert ln.qty == int(vp.qty)
         assert ln.avg_price == pytest.approx(float(vp.avg_price))
+        assert (ln.max_position, ln.daily_loss_limit_usd) == (4, s.settings.daily_loss_limit_usd)
         tv = rec.instrument.tick_value
         want_open[ln.symbol] = (last_trade(rec) - float(vp.avg_price)) * int(vp.qty) * tv
         assert ln.open_pnl_usd == pytest.approx(want_open[ln.symbol])
