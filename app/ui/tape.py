@@ -146,7 +146,8 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
             if role != QtCore.Qt.ToolTipRole:
                 return None
         if role == QtCore.Qt.DisplayRole:
-            tick, dec = self.row_price[index.row()]
+            r = index.row()
+            tick, dec = self.row_price[r] if r < len(self.row_price) else (self.tick, self.dec)
             if c == 0:
                 return _fmt_ts(s.ts)
             if c == 1:

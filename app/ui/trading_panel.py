@@ -146,6 +146,11 @@ def account_line(session) -> AccountLine:
                        float(session.pnl.net_realized_usd) + opn, float(st.account_loss_limit_usd))
 
 
+def _usd(v: float) -> str:
+    """USD with a sign and two decimals; a value that rounds to zero shows ``+0.00``, never ``-0.00``."""
+    return f"{round(float(v), 2) + 0.0:+,.2f}"
+
+
 class TradingPanel(QtWidgets.QWidget):
     """Kill switch button, live banner, risk panel values, action buttons (no logic inside).
 
@@ -162,7 +167,7 @@ class TradingPanel(QtWidgets.QWidget):
     """
 
     #: columns of :attr:`positions_table`
-    POSITION_HEADERS = ("Symbol", "Position", "Avg price", "Open P&L", "Day P&L")
+    POSITION_HEADERS = ("Symbol", "Pos", "Avg price", "Open P&L", "Day P&L")
 
     sigKill = QtCore.Signal(str)
     sigRetry = QtCore.Signal()
@@ -265,7 +270,15 @@ class TradingPanel(QtWidgets.QWidget):
         self.positions_table.verticalHeader().setVisible(False)
         self.positions_table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
         self.positions_table.setSelectionMode(QtWidgets.QAbstractItemView.NoSelection)
-        self.positions_table.horizontalHeader().setStretchLastSection(True)
+        # every column as wide as its text (the panel is narrow: no sideways scrolling for P&L)
+        self.positions_table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        self.positions_table.horizontalHeader().setMinimumSectionSize(8)
+        self.positions_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.positions_table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAsNeeded)
+        for c, tip in enumerate(("Instrument", "Signed position, contracts (the broker's report)",
+                                 "Average entry price", "Open P&L marked at the last trade, USD",
+                                 "Today's realised P&L net of commissions plus the open P&L, USD")):
+            self.positions_table.horizontalHeaderItem(c).setToolTip(tip)
         self.positions_table.setSizeAdjustPolicy(QtWidgets.QAbstractScrollArea.AdjustToContents)
         self.positions_table.hide()
         lay.addWidget(self.positions_table)
@@ -375,9 +388,8 @@ class TradingPanel(QtWidgets.QWidget):
         t = self.positions_table
         rows = [(ln.symbol, f"{ln.qty:+d}" if ln.qty else "flat",
                  f"{ln.avg_price * ln.tick_size:.{ln.price_decimals}f}" if ln.qty else "-",
-                 f"{ln.open_pnl_usd:+,.2f}", f"{ln.day_pnl_usd:+,.2f}") for ln in lines]
-        rows.append(("Account", f"{account.contracts} contracts", "", f"{account.open_pnl_usd:+,.2f}",
-                     f"{account.day_pnl_usd:+,.2f}"))
+                 _usd(ln.open_pnl_usd), _usd(ln.day_pnl_usd)) for ln in lines]
+        rows.append(("Account", str(account.contracts), "", _usd(account.open_pnl_usd), _usd(account.day_pnl_usd)))
         if t.rowCount() != len(rows):
             t.setRowCount(len(rows))
         for r, cells in enumerate(rows):

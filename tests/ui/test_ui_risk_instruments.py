@@ -98,9 +98,13 @@ def test_one_line_per_instrument_and_the_account_total_from_the_brokers_position
     cells = panel.position_texts()
     assert [c[0] for c in cells] == ["BTCUSDT", "ETHUSDT", "Account"]
     btc, eth = (next(p for p in venue.values() if p.symbol == sym) for sym in ("BTCUSDT", "ETHUSDT"))
-    assert cells[0][1:4] == ("+1", f"{btc.avg_price * 0.1:.1f}", f"{want_open['BTCUSDT']:+,.2f}")
-    assert cells[1][1:4] == ("-3", f"{eth.avg_price * 0.01:.2f}", f"{want_open['ETHUSDT']:+,.2f}")
-    assert cells[2][1] == "4 contracts" and cells[2][3] == f"{sum(want_open.values()):+,.2f}"
+    def usd(v):
+        return f"{round(v, 2) + 0.0:+,.2f}"  # never "-0.00"
+
+    assert cells[0][1:4] == ("+1", f"{btc.avg_price * 0.1:.1f}", usd(want_open["BTCUSDT"]))
+    assert cells[1][1:4] == ("-3", f"{eth.avg_price * 0.01:.2f}", usd(want_open["ETHUSDT"]))
+    assert cells[2][1] == "4" and cells[2][3] == usd(sum(want_open.values()))  # contracts
+    assert "-0.00" not in {c for row in cells for c in row}
     assert "4 / 6 contracts (2 left)" in panel.account_headroom.text()
     assert f"/ 1,500.00 USD ({acct.loss_left_usd:,.2f} left)" in panel.account_headroom.text()
     # the first instrument's own rows stay as they were (position, avg price, open P&L)
