@@ -49,6 +49,9 @@ class StepResult:
     timings : dict[str, float]
         Milliseconds per family (``dom``, ``vix``, ``orderflow``, ``battle_navale``,
         ``advanced``, ``elite``, ``analyzers``).
+    features : dict[str, float]
+        The step's cross-instrument features (:data:`RELATION_FEATURES`: the pair's relation
+        row in force at the step, NaN without a pair; :attr:`Analyzers.relation_features`).
     """
 
     patterns: list = field(default_factory=list)
@@ -57,7 +60,17 @@ class StepResult:
     new_signals: list = field(default_factory=list)
     signals: tuple = ()
     timings: dict = field(default_factory=dict)
+    features: dict = field(default_factory=dict)
 
+
+#: the relation of the instrument's pair as named features (``docs/relation.md``): ``rel_corr``
+#: rolling 1-s return correlation (-1..1), ``rel_rs`` relative strength (log ratio A/B since the
+#: session open), ``rel_z`` the divergence statistic (standard deviations), ``rel_flag`` the
+#: divergence flag (-1 / 0 / +1); NaN each when the instrument is in no pair or before the
+#: pair's first closed second
+RELATION_FEATURES = ("rel_corr", "rel_rs", "rel_z", "rel_flag")
+_NO_RELATION = dict.fromkeys(RELATION_FEATURES, float("nan"))
+_NS_PER_S = 1_000_000_000
 
 _TREND, _RANGE, _NONE = "trend", "range", ""
 
@@ -152,8 +165,57 @@ class Analyzers:
         #: called at every candidate step (new hits, a score computed), for feature snapshots
         #: (:class:`app.research.snapshots.SnapshotRecorder`)
         self.candidate_hook = None
+        self._rel_pending: deque = deque()  # relation rows handed in, not yet closed at the step's time
+        self._rel_row = None  # the relation row in force (numpy.void of RELATION_DTYPE)
 
     # ------------------------------------------------------------------------------------------
+    def set_relation(self, rows) -> None:
+        """Hand in the pair's relation rows (:data:`app.analysis.relation.RELATION_DTYPE`, one
+        per closed second, time order), as the multi-instrument runtime computes them.
+
+        A row is in force from the end of its second (``ts + 1 s``) on: each step uses the
+        newest row whose second ended at or before the step's market time, so a row handed in
+        early (the pair's other stream ran ahead) never reaches a step before its time. Rows
+        not newer than the last one kept are ignored. Thread: the analysis worker's (the
+        engine queues them behind the batches, :meth:`app.live.engine.AnalysisEngine.set_relation`).
+
+        Raises
+        ------
+        ValueError
+            ``rows`` is not of RELATION_DTYPE.
+        """
+        from app.analysis.relation import RELATION_DTYPE
+
+        rows = np.asarray(rows)
+        if rows.dtype != RELATION_DTYPE:
+            raise ValueError(f"relation rows must have RELATION_DTYPE (ts, corr, rs, z, flag, a, b); got {rows.dtype}")
+        last = (self._rel_pending[-1] if self._rel_pending else self._rel_row)
+        t_last = int(last["ts"]) if last is not None else None
+        for r in rows.reshape(-1):
+            if t_last is None or int(r["ts"]) > t_last:
+                self._rel_pending.append(r.copy())
+                t_last = int(r["ts"])
+
+    def _relation_at(self, ts: int) -> None:
+        pend = self._rel_pending
+        while pend and int(pend[0]["ts"]) + _NS_PER_S <= ts:
+            self._rel_row = pend.popleft()
+
+    @property
+    def relation_features(self) -> dict[str, float]:
+        """The relation row in force as :data:`RELATION_FEATURES` (floats; NaN without a pair
+        or before its first closed second)."""
+        r = self._rel_row
+        if r is None:
+            return dict(_NO_RELATION)
+        return {"rel_corr": float(r["corr"]), "rel_rs": float(r["rs"]), "rel_z": float(r["z"]),
+                "rel_flag": float(r["flag"])}
+
+    @property
+    def relation_row(self):
+        """The relation row in force (``numpy.void``), or None."""
+        return self._rel_row
+
     def _refire_ok(self, name: str, side: int, price: int, ts: int) -> bool:
         """True (and remembered) unless the same pattern/side/price fired less than refire_s ago."""
         key = (name, side, price)
@@ -391,7 +453,10 @@ class Analyzers:
             self._fired.clear()
             self._last_bar_i = -1
             self._dom_stats.reset()
+            self._rel_pending.clear()
+            self._rel_row = None
         self._last_ts = ts
+        self._relation_at(ts)
         if self._fmt_steps <= 0 and view.trades.shape[0]:  # the sizes' decimals, now and then
             self.fmt.learn_sizes(view.trades["size"][-256:])
             self._fmt_steps = 200
@@ -444,6 +509,7 @@ class Analyzers:
                        "large_buy": float(fo[3]), "large_sell": float(fo[4])},
             new_signals=new_signals,
             signals=self._signals_snap,
+            features=self.relation_features,
             timings={"dom": (t1 - t0) / 1e6, "vix": (t2 - t1) / 1e6, "orderflow": (t3 - t2) / 1e6,
                      "battle_navale": (t4 - t3) / 1e6, "advanced": (t5 - t4) / 1e6, "elite": (t6 - t5) / 1e6,
                      "analyzers": (t6 - t0) / 1e6},

@@ -90,6 +90,7 @@ Threads: the worker owns every mutable array; ``submit`` only enqueues (O(1)); `
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import logging
 import queue
@@ -125,6 +126,7 @@ STATES = ("idle", "compiling", "running", "stopped", "error")
 
 _STOP = object()
 _NO_VIX = object()  # no live VIX level was set
+_RELATION_KEPT = 4096  # relation rows (seconds) kept for analyzers built later
 _WAKE = object()  # put on the queue when an injected clock moved: re-read it (ManualClock)
 
 #: With automatic rows, the most events held before the rows are chosen anyway.
@@ -309,6 +311,8 @@ class AnalysisEngine:
         # own analyzers are built on first need (_ensure_analyzers): building them runs kernels
         self.analyzers = analyzers
         self._live_vix = _NO_VIX  # the last intraday VIX level handed in (analyzers built later, profiles)
+        # the newest relation rows handed in (for analyzers built later: first start, profiles)
+        self._relation_kept: collections.deque = collections.deque(maxlen=_RELATION_KEPT)
         self._analysis_ready = True  # False from start() until the kernels are compiled
         self._switched = True
         self._compile_held: list | None = None  # events applied while the kernels compile
@@ -430,6 +434,8 @@ class AnalysisEngine:
                                              use_numba=self.use_numba, first_signal_id=self._first_signal_id)
             if self._live_vix is not _NO_VIX:
                 self._control(("vix", self._live_vix))
+            if self._relation_kept:
+                self._give_relation(np.array(list(self._relation_kept)))
             if self.observer is not None:
                 self.observer.on_analyzers(self)
         return self.analyzers
@@ -738,6 +744,26 @@ class AnalysisEngine:
         else:
             self._control(("vix", level))
 
+    def set_relation(self, rows) -> None:
+        """The pair's newest relation rows (:data:`app.analysis.relation.RELATION_DTYPE`) for the
+        analyzers' relation features (:meth:`app.analysis.analyzers.Analyzers.set_relation`:
+        each step uses the newest row whose second ended by its market time). Thread-safe and
+        ordered like :meth:`set_live_vix`; kept for analyzers built later (first start, a
+        profile change). Ignored when the analyzers have no ``set_relation``."""
+        rows = np.array(rows, copy=True).reshape(-1)
+        if self._thread is not None and self._state in ("compiling", "running"):
+            self._q.put(("relation", rows))
+        else:
+            self._control(("relation", rows))
+
+    def _give_relation(self, rows) -> None:
+        fn = getattr(self.analyzers, "set_relation", None)
+        if callable(fn):
+            try:
+                fn(rows)
+            except Exception:
+                self._report(traceback.format_exc())
+
     def request_publish(self) -> None:
         """Publish a frame soon although no event came (thread-safe): the research observer has a
         new result. Queued behind the batches already submitted; ignored unless running."""
@@ -813,6 +839,8 @@ class AnalysisEngine:
                                              use_numba=self.use_numba, first_signal_id=next_id)
             if self._live_vix is not _NO_VIX:
                 self.analyzers.set_live_vix(self._live_vix)
+            if self._relation_kept:
+                self._give_relation(np.array(list(self._relation_kept)))
             if self.observer is not None:
                 self.observer.on_analyzers(self)
         self._next_step = None  # the next step: the next multiple of the new interval
@@ -935,6 +963,10 @@ class AnalysisEngine:
                     self.process(tick)
                 except Exception:
                     self._report(traceback.format_exc())
+            return
+        if kind == "relation":
+            self._relation_kept.extend(value)
+            self._give_relation(value)
             return
         if kind == "vix":
             self._live_vix = value  # kept for analyzers built later

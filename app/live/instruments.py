@@ -12,6 +12,8 @@ carry its symbol (``frame.symbol``) and its signal ids come from its own block
                                                              -- SymbolID 2 --> Pipeline NQ  -> engine thread
     Sierra Chart files, one follower per symbol        ---------------------> Pipeline X   -> engine thread
     pair (A, B) trades  --> Relation (GUI thread) --> newest row on both A's and B's frames (frame.relation)
+                                                  +--> both engines' analyzers (AnalysisEngine.set_relation:
+                                                       the rel_* features of their steps and snapshots)
 
 Sources. Every DTC-routed instrument (``data_source="dtc"``, or every instrument of the
 embedded replay) shares **one** DTC connection: the first opens it (the source
@@ -260,6 +262,10 @@ class InstrumentsRuntime:
         Symbols of the pair whose :class:`~app.analysis.relation.Relation` is computed (default
         the first two instruments; none with one instrument).
     relation_params : app.analysis.relation.RelationParams, optional
+    relation_features : bool
+        Hand every new relation row to both instruments' engines (default True: the analyzers'
+        ``rel_*`` features and snapshot columns); False only for the benchmark's baseline
+        (``python -m app.bench.relation_features``).
     take_turns : bool
         The instruments' engine threads take turns (one shared ``step_lock``, see
         :class:`~app.live.engine.AnalysisEngine`). Default False: they run freely, what measured
@@ -286,7 +292,7 @@ class InstrumentsRuntime:
 
     def __init__(self, config: PipelineConfig, on_problem=None, on_state=None, clock: Clock = SYSTEM_CLOCK,
                  first_signal_id: int = 1, relation_pair: tuple[str, str] | None = None, relation_params=None,
-                 record_latency: bool = False, take_turns: bool = False):
+                 record_latency: bool = False, take_turns: bool = False, relation_features: bool = True):
         self.config = config
         self.on_problem = on_problem
         self.on_state = on_state
@@ -296,6 +302,7 @@ class InstrumentsRuntime:
         self.relation_row = None
         self.relation_rows: list[np.ndarray] = []
         self._relation_params = relation_params
+        self._relation_features = bool(relation_features)
         self.relation_pair: tuple[str, str] | None = None
         self._rel_pending: list[list] = [[], []]  # trades (ts, px) of A and B not yet handed over
         self._rel_reach = [-1, -1]  # newest event time of A's and B's streams, ns
@@ -424,6 +431,10 @@ class InstrumentsRuntime:
             if len(rows):
                 self.relation_rows.append(rows)
                 self.relation_row = rows[-1].copy()
+                for sym in (self.relation_pair if self._relation_features else ()):  # the analyzers' features
+                    eng = self.by_symbol(sym).engine
+                    if eng is not None and hasattr(eng, "set_relation"):
+                        eng.set_relation(rows)
 
     def _with_relation(self, frame):
         row = self.relation_row

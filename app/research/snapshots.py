@@ -22,7 +22,11 @@ of that pattern on the side in the confluence window, 0..1), ``n_patterns``, ``o
 (minutes since the session open, or since 00:00 UTC without a calendar), ``atr_ticks``,
 ``vol_ticks`` (standard deviation of the last 300 trade-to-trade price changes, ticks),
 ``entry`` / ``stop`` / ``target`` (ticks), ``emitted`` (a signal was emitted), ``signal_id``
-(-1 none), then the outcome: ``first`` (``target`` / ``stop`` / ``""``), ``target_first``,
+(-1 none), the pair's relation in force at the step (issue 17; ``docs/relation.md``;
+:data:`app.analysis.analyzers.RELATION_FEATURES`): ``rel_corr`` (rolling 1-s return
+correlation), ``rel_rs`` (relative strength, log ratio since the session open), ``rel_z``
+(divergence statistic), ``rel_flag`` (-1 / 0 / +1), all float64 and NaN when the instrument is
+in no pair (files written before these columns read back with them missing), then the outcome: ``first`` (``target`` / ``stop`` / ``""``), ``target_first``,
 ``decided``, ``exit_ticks``, ``net_usd`` (one contract, after commission).
 """
 
@@ -39,6 +43,7 @@ import numpy as np
 from app.analysis import advanced as adv
 from app.analysis import battle_navale as bn
 from app.analysis import dom
+from app.analysis.analyzers import RELATION_FEATURES
 from app.analysis.frame import Signal
 from app.analysis.sizing import average_range, bracket
 
@@ -207,6 +212,7 @@ def candidate_rows(ana, view, window, vs, fo, new_signals, symbol: str, profile:
     sess0 = int(getattr(view, "session_start_ns", -1))
     tod = (ts - sess0) / 6e10 if sess0 >= 0 else (ts % 86_400_000_000_000) / 6e10
     emitted = {s.side: s.id for s in new_signals}
+    rel = getattr(ana, "relation_features", None) or dict.fromkeys(RELATION_FEATURES, float("nan"))
     for side in sides:
         sc, comps, reasons = both[side]
         strengths = {h.name: float(h.strength) for h in reversed(reasons)}
@@ -237,6 +243,7 @@ def candidate_rows(ana, view, window, vs, fo, new_signals, symbol: str, profile:
             "tod_min": float(tod), "atr_ticks": float(atr), "vol_ticks": vol_t,
             "entry": int(entry), "stop": int(stop), "target": int(target),
             "emitted": side in emitted, "signal_id": int(emitted.get(side, -1)),
+            **rel,
         }
         out.append(row)
     return out

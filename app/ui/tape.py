@@ -62,27 +62,35 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
     target first (``frame.model_p``, computed on the analysis thread; "no model" when none is
     loaded, with :data:`NO_MODEL` as the header's and the cell's tooltip).
 
-    Rows are keyed by signal id within one run of the analysis: an outcome updates the row of
-    its id in the current run only. :meth:`new_run` (a restart or a profile change: the window's
-    tape calls it when the frame numbers start again) leaves every older row as it is, with its
-    outcome; a signal whose id is already in the tape but which is another signal (other time,
-    side or entry: ids restarted without :meth:`new_run`) also starts a new run instead of
-    overwriting the older row.
+    The last model column, :attr:`COL_SYMBOL`, is the signal's instrument (``Signal.symbol``);
+    the tape's view shows it second, after the time, when more than one instrument is configured
+    (issue 17). Each row keeps the tick size and decimals of its own instrument's frame, so
+    rows of instruments with different ticks (ES 0.25, BTCUSDT 0.1) all show their own prices.
+
+    Rows are keyed by signal id within one run of an instrument's analysis (ids are unique
+    across instruments: each instrument has its own block, ``app.live.instruments``): an outcome
+    updates the row of its id in the current run only. :meth:`new_run` (a restart or a profile
+    change: the window's tape calls it, for that instrument, when its frame numbers start again)
+    leaves every older row as it is, with its outcome; a signal whose id is already in the tape
+    but which is another signal (other time, side, entry or symbol: ids restarted without
+    :meth:`new_run`) also starts a new run of its instrument instead of overwriting the older row.
     """
 
     HEADERS = ("Time", "Side", "Score", "Reasons", "Entry", "Stop", "Target", "Size",
-               "1m", "5m", "15m", "First", "P(model)")
+               "1m", "5m", "15m", "First", "P(model)", "Symbol")
     #: column of the model's probability
     COL_MODEL = 12
+    #: column of the signal's instrument (shown second by the view, see :class:`SignalTape`)
+    COL_SYMBOL = 13
     MAX_ROWS = 5000
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.signals: list[Signal] = []
         self.row_outcomes: list[SignalOutcome | None] = []  # per row, the outcome of its own signal
-        self._row_run: list[int] = []  # per row, the run it belongs to
+        self.row_price: list[tuple[float, int]] = []  # per row, (tick size, decimals) of its instrument
         self.run = 0
-        self._row_of: dict[int, int] = {}  # signal id -> row, current run only
+        self._row_of: dict[int, int] = {}  # signal id -> row, current run of its instrument only
         self.row_p: list[float | None] = []  # per row, the model's probability (None: not scored)
         self.model_name = ""
         self.tick = 0.25
@@ -130,8 +138,16 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
             if role == QtCore.Qt.TextAlignmentRole:
                 return int(QtCore.Qt.AlignCenter)
             return None
+        if c == self.COL_SYMBOL:
+            if role in (QtCore.Qt.DisplayRole, QtCore.Qt.UserRole):
+                return s.symbol
+            if role == QtCore.Qt.TextAlignmentRole:
+                return int(QtCore.Qt.AlignCenter)
+            if role != QtCore.Qt.ToolTipRole:
+                return None
         if role == QtCore.Qt.DisplayRole:
-            tick, dec = self.tick, self.dec
+            r = index.row()
+            tick, dec = self.row_price[r] if r < len(self.row_price) else (self.tick, self.dec)
             if c == 0:
                 return _fmt_ts(s.ts)
             if c == 1:
@@ -175,10 +191,20 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
             return int(QtCore.Qt.AlignCenter)
         return None
 
-    def new_run(self) -> None:
-        """The analysis restarted: later ids and outcomes belong to new rows only."""
+    def new_run(self, symbol: str | None = None) -> None:
+        """The analysis restarted: later ids and outcomes belong to new rows only.
+
+        ``symbol``: only that instrument's analysis restarted (its rows stop taking outcomes;
+        the other instruments' rows keep theirs); ``None``: every instrument's."""
         self.run += 1
-        self._row_of = {}
+        if symbol is None:
+            self._row_of = {}
+        else:
+            self._row_of = {sid: r for sid, r in self._row_of.items() if self.signals[r].symbol != symbol}
+
+    def symbols(self) -> list[str]:
+        """The instruments of the rows, in the order they first appeared."""
+        return list(dict.fromkeys(s.symbol for s in self.signals))
 
     def outcome_at(self, row: int) -> SignalOutcome | None:
         """The outcome shown in a row (its own signal's), or None."""
@@ -212,18 +238,20 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
         for s in signals:
             row = self._row_of.get(s.id)
             if row is not None and not _same_signal(self.signals[row], s):
-                self.new_run()  # the id was reused by another run: never overwrite the older row
+                # the id was reused by another run: never overwrite the older row
+                self.new_run(s.symbol if s.symbol == self.signals[row].symbol else None)
                 break
         new = [s for s in signals if s.id not in self._row_of]
         if new:
             if len(self.signals) + len(new) > self.MAX_ROWS:
                 self.beginResetModel()
                 k = self.MAX_ROWS // 2
+                cut = len(self.signals) - k
                 self.signals = self.signals[-k:]
                 self.row_outcomes = self.row_outcomes[-k:]
                 self.row_p = self.row_p[-k:]
-                self._row_run = self._row_run[-k:]
-                self._row_of = {s.id: i for i, (s, r) in enumerate(zip(self.signals, self._row_run)) if r == self.run}
+                self.row_price = self.row_price[-k:]
+                self._row_of = {sid: r - cut for sid, r in self._row_of.items() if r >= cut}
                 self.endResetModel()
             n0 = len(self.signals)
             self.beginInsertRows(QtCore.QModelIndex(), n0, n0 + len(new) - 1)
@@ -232,9 +260,9 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
                 self.signals.append(s)
                 self.row_outcomes.append(None)
                 self.row_p.append(None)
-                self._row_run.append(self.run)
+                self.row_price.append((self.tick, self.dec))
             self.endInsertRows()
-        last_col = len(self.HEADERS) - 1
+        last_col = self.COL_MODEL
         for sid, o in outcomes.items():
             row = self._row_of.get(sid)
             if row is not None and self.row_outcomes[row] != o:
@@ -251,6 +279,79 @@ class SignalTapeModel(QtCore.QAbstractTableModel):
                 self.row_p[row] = float(p)
                 self.dataChanged.emit(self.index(row, self.COL_MODEL), self.index(row, self.COL_MODEL))
         return len(new)
+
+
+class SymbolFilterModel(QtCore.QSortFilterProxyModel):
+    """The tape's rows of one instrument (or of all): a proxy over :class:`SignalTapeModel`.
+
+    :meth:`set_symbol` chooses the instrument (``""``: every row). :meth:`signal_at` and
+    :meth:`outcome_at` take the view's row (the proxy's) and answer for the signal shown there,
+    so a double-click in a filtered tape opens the ticket of the signal clicked.
+    """
+
+    def __init__(self, source: SignalTapeModel, parent=None):
+        super().__init__(parent)
+        self.symbol = ""
+        self.setSourceModel(source)
+
+    def set_symbol(self, symbol: str) -> None:
+        """Show only ``symbol``'s rows (``""``: all)."""
+        if symbol != self.symbol:
+            if hasattr(self, "beginFilterChange"):  # Qt >= 6.9 (invalidateRowsFilter is deprecated there)
+                self.beginFilterChange()
+                self.symbol = str(symbol)
+                self.endFilterChange(QtCore.QSortFilterProxyModel.Direction.Rows)
+            else:
+                self.symbol = str(symbol)
+                self.invalidateRowsFilter()
+
+    def filterAcceptsRow(self, row, parent):  # noqa: N802 (Qt name)
+        if not self.symbol:
+            return True
+        sig = self.sourceModel().signal_at(row)
+        return sig is not None and sig.symbol == self.symbol
+
+    def _source_row(self, row: int) -> int:
+        return self.mapToSource(self.index(row, 0)).row() if 0 <= row < self.rowCount() else -1
+
+    def signal_at(self, row: int) -> Signal | None:
+        """The signal shown in the view's ``row``, or None."""
+        return self.sourceModel().signal_at(self._source_row(row))
+
+    def outcome_at(self, row: int) -> SignalOutcome | None:
+        """The outcome shown in the view's ``row``, or None."""
+        return self.sourceModel().outcome_at(self._source_row(row))
+
+
+def combined_summary(summaries: dict) -> dict | None:
+    """The "All" statistics of several instruments: each instrument's rows, labelled with its symbol.
+
+    Parameters
+    ----------
+    summaries : dict[str, dict or None]
+        Symbol -> that instrument's ``frame.session_stats``
+        (:func:`app.research.live.session_summary`), in display order.
+
+    Returns
+    -------
+    dict or None
+        ``None`` while no instrument has a summary; else a summary of the same shape whose
+        ``measured`` and ``open`` are the sums, ``draws`` the instruments' (the largest when
+        they differ), ``per_symbol`` the (symbol, measured, open) of each, and ``rows`` every
+        instrument's rows in turn with ``label`` ``"<symbol>: <label>"`` and ``symbol`` set.
+        No row pools two instruments: their tick values differ and their signals overlap in
+        time (not independent), so a pooled rate or p-value would claim more than it knows.
+    """
+    got = [(sym, s) for sym, s in summaries.items() if s is not None]
+    if not got:
+        return None
+    rows = []
+    for sym, s in got:
+        rows.extend({**r, "label": f"{sym}: {r['label']}", "symbol": sym} for r in s["rows"])
+    return {"profile": ", ".join(dict.fromkeys(s["profile"] for _, s in got)),
+            "measured": sum(s["measured"] for _, s in got), "open": sum(s["open"] for _, s in got),
+            "draws": max(s["draws"] for _, s in got), "rows": rows,
+            "per_symbol": [(sym, s["measured"], s["open"]) for sym, s in got]}
 
 
 def _pct(x) -> str:
@@ -372,12 +473,26 @@ class PrecisionModel(QtCore.QAbstractTableModel):
             return "session statistics: waiting for the first final outcome"
         if not s["rows"]:
             return f"session statistics: no signal with a final outcome yet ({s['open']} open)"
-        return (f"{s['measured']} signal(s) measured, {s['open']} open; random baseline: {s['draws']} entries "
+        text = (f"{s['measured']} signal(s) measured, {s['open']} open; random baseline: {s['draws']} entries "
                 f"per signal from the session so far")
+        per = s.get("per_symbol")
+        if per:
+            text += ("; " + ", ".join(f"{sym} {m} measured" for sym, m, _ in per)
+                     + "; each instrument's rows are its own (no figure pools two instruments)")
+        return text
 
 
 class SignalTape(QtWidgets.QWidget):
     """The signal tape view plus the precision summary.
+
+    Several instruments (issue 17): every instrument's frames go through
+    :meth:`update_from_frame` (``frame.symbol`` says whose). Once a second instrument is known
+    (:meth:`set_instruments`, or a frame or signal of a second symbol) the view shows the
+    Symbol column second and an instrument filter ("All / ES / NQ", :attr:`symbol_filter`)
+    above the tape; the filter chooses the rows shown and the statistics table: the chosen
+    instrument's own ``session_stats``, or for "All" every instrument's rows labelled with
+    its symbol (:func:`combined_summary`). With one instrument both stay hidden: the tape looks
+    as it always has.
 
     Signals
     -------
@@ -393,9 +508,11 @@ class SignalTape(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.model = SignalTapeModel(self)
+        #: the rows the view shows (the filter's instrument, or all)
+        self.proxy = SymbolFilterModel(self.model, self)
         self.precision_model = PrecisionModel(self)
         self.view = QtWidgets.QTableView()
-        self.view.setModel(self.model)
+        self.view.setModel(self.proxy)
         self.view.setSelectionBehavior(QtWidgets.QAbstractItemView.SelectRows)
         self.view.setSelectionMode(QtWidgets.QAbstractItemView.SingleSelection)
         self.view.verticalHeader().setVisible(False)
@@ -406,10 +523,14 @@ class SignalTape(QtWidgets.QWidget):
         fm = self.view.fontMetrics()
         for col, sample in enumerate(("00:00:00", "SHORT", "0.00", "absorption, iceberg +2", "00000.00",
                                       "00000.00", "00000.00", "000", "+000", "+000", "+000", "target",
-                                      "no model")):
+                                      "no model", "ESZ25_FUT")):
             # wide enough for the sample and for the header's own text (never a cut header)
             self.view.setColumnWidth(col, max(fm.horizontalAdvance(sample), fm.horizontalAdvance(
                 self.model.HEADERS[col])) + 18)
+        # the Symbol column is the model's last but is shown second, after the time (hidden
+        # while one instrument is configured)
+        hh.moveSection(hh.visualIndex(SignalTapeModel.COL_SYMBOL), 1)
+        self.view.setColumnHidden(SignalTapeModel.COL_SYMBOL, True)
         # the last column takes what is left; a narrow window scrolls sideways instead of
         # squeezing the Reasons column to nothing
         hh.setStretchLastSection(True)
@@ -430,8 +551,19 @@ class SignalTape(QtWidgets.QWidget):
         self.model_label.setObjectName("model_label")
         self.model_label.setWordWrap(True)  # wraps in a narrow window instead of widening it
         self._follow_tail = True
-        self._last_seq = 0
+        self._last_seq: dict[str, int] = {}  # per instrument, its newest frame number
         self.model_problem = ""  # why the active model could not be loaded ("" = none or loaded)
+        self._instruments: list[str] = []  # symbols known, in order (filter entries)
+        self._summaries: dict[str, dict | None] = {}  # symbol -> its newest frame.session_stats
+        self._shown_key = None  # what the statistics table shows: (filter, id of each summary)
+        self.filter_label = QtWidgets.QLabel("Instrument")
+        self.symbol_filter = QtWidgets.QComboBox()
+        self.symbol_filter.setObjectName("tape_symbol_filter")
+        self.symbol_filter.setToolTip("Show the signals and the statistics of one instrument, or of all")
+        self.symbol_filter.addItem("All", "")
+        self.symbol_filter.currentIndexChanged.connect(self._on_filter)
+        self.filter_label.hide()
+        self.symbol_filter.hide()
 
         left = QtWidgets.QWidget()
         lv = QtWidgets.QVBoxLayout(left)
@@ -439,6 +571,8 @@ class SignalTape(QtWidgets.QWidget):
         title = QtWidgets.QLabel("<b>Elite signal tape</b>")
         row = QtWidgets.QHBoxLayout()
         row.addWidget(title)
+        row.addWidget(self.filter_label)
+        row.addWidget(self.symbol_filter)
         row.addStretch(1)
         row.addWidget(self.count_label)
         lv.addLayout(row)
@@ -462,25 +596,122 @@ class SignalTape(QtWidgets.QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.splitter)
 
+    # ------------------------------------------------------------------ instruments
+    def set_instruments(self, symbols) -> None:
+        """The configured instruments, in the window's order (the filter's entries after "All").
+
+        With two or more the Symbol column and the filter are shown; symbols met later in
+        frames are added after these. The current filter is kept when its symbol stays."""
+        for sym in symbols:
+            self._add_symbol(str(sym))
+        self._show_instruments()
+
+    @property
+    def instruments(self) -> list[str]:
+        """The symbols the filter offers (besides "All")."""
+        return list(self._instruments)
+
+    def set_filter(self, symbol: str) -> None:
+        """Show one instrument's rows and statistics (``""`` or ``"All"``: all).
+
+        Raises
+        ------
+        ValueError
+            ``symbol`` is not one of :attr:`instruments` (they are listed).
+        """
+        symbol = "" if symbol in ("", "All") else str(symbol)
+        i = self.symbol_filter.findData(symbol)
+        if i < 0:
+            raise ValueError(f"no instrument {symbol!r} in the tape; known: {', '.join(self._instruments) or 'none'}")
+        self.symbol_filter.setCurrentIndex(i)
+
+    @property
+    def filter_symbol(self) -> str:
+        """The filter's instrument (``""``: All)."""
+        return self.proxy.symbol
+
+    def _add_symbol(self, sym: str) -> bool:
+        if not sym or sym in self._instruments:
+            return False
+        self._instruments.append(sym)
+        self.symbol_filter.addItem(sym, sym)
+        return True
+
+    def _show_instruments(self) -> None:
+        many = len(self._instruments) > 1
+        self.view.setColumnHidden(SignalTapeModel.COL_SYMBOL, not many)
+        self.filter_label.setVisible(many)
+        self.symbol_filter.setVisible(many)
+
+    def _on_filter(self, _index: int) -> None:
+        self.proxy.set_symbol(self.symbol_filter.currentData() or "")
+        self._show_stats()
+        self._show_count()
+        self.view.scrollToBottom()
+
+    def _show_count(self) -> None:
+        n = len(self.model.signals)
+        if not n:
+            return
+        shown = self.proxy.rowCount()
+        text = f"{n} signal{'s' if n != 1 else ''}"
+        if self.proxy.symbol:
+            text = f"{shown} of {text} ({self.proxy.symbol})"
+        self.count_label.setText(text)
+
+    def _show_stats(self) -> None:
+        """The statistics table for the filter: one instrument's summary, or all of them."""
+        sym = self.proxy.symbol
+        summaries = self._ordered_summaries()
+        if sym or len(summaries) <= 1:
+            summary = summaries.get(sym) if sym else next(iter(summaries.values()), None)
+            key = (sym, id(summary))
+        else:
+            key = ("", tuple(id(v) for v in summaries.values()))
+            summary = combined_summary(summaries) if key != self._shown_key else self.precision_model.summary
+        if key != self._shown_key or summary is not self.precision_model.summary:
+            self._shown_key = key
+            self.precision_model.update_from(summary)
+            # a handful of rows, at most every few seconds: fitting the columns is cheap
+            self.precision_view.resizeColumnsToContents()
+        self.stats_label.setText(self.precision_model.caption())
+
+    def _ordered_summaries(self) -> dict:
+        order = [*self._instruments, *(k for k in self._summaries if k not in self._instruments)]
+        return {k: self._summaries[k] for k in order if k in self._summaries}
+
+    def statistics_of(self, symbol: str = "") -> dict | None:
+        """What the statistics table shows for the filter ``symbol`` (``""``: All), without
+        changing the filter: that instrument's newest ``session_stats``, or for All with
+        several instruments :func:`combined_summary` of them."""
+        summaries = self._ordered_summaries()
+        if symbol:
+            return summaries.get(symbol)
+        return next(iter(summaries.values()), None) if len(summaries) <= 1 else combined_summary(summaries)
+
+    # ------------------------------------------------------------------ frames
     def update_from_frame(self, frame) -> int:
-        """Take ``frame.signals``, ``frame.outcomes`` and ``frame.precision``; returns rows appended."""
+        """Take one instrument's frame (``frame.symbol``): its signals, outcomes and
+        ``session_stats``; returns rows appended."""
         from app.ui.ladder import price_decimals
 
-        if frame.seq < self._last_seq:  # a new engine: its frame numbers start again
-            self.model.new_run()
-        self._last_seq = int(frame.seq)
+        sym = str(getattr(frame, "symbol", "") or "")
+        if frame.seq < self._last_seq.get(sym, 0):  # a new engine: its frame numbers start again
+            self.model.new_run(sym if sym else None)
+        self._last_seq[sym] = int(frame.seq)
+        known = self._add_symbol(sym)
+        for s in frame.signals:
+            known = self._add_symbol(s.symbol) or known
+        if known:
+            self._show_instruments()
         before = len(self.model.signals)
         added = self.model.update_from(frame.signals, frame.outcomes, frame.tick_size,
                                        price_decimals(float(frame.tick_size)), frame.model_p, frame.model_name)
         self._show_model(frame.model_name)
-        if frame.session_stats is not self.precision_model.summary:
-            self.precision_model.update_from(frame.session_stats)
-            # a handful of rows, at most every few seconds: fitting the columns is cheap
-            self.precision_view.resizeColumnsToContents()
-        self.stats_label.setText(self.precision_model.caption())
+        self._summaries[sym] = frame.session_stats
+        self._show_stats()
         if added:
-            n = len(self.model.signals)
-            self.count_label.setText(f"{n} signal{'s' if n != 1 else ''}")
+            self._show_count()
             if not self.view.selectionModel().hasSelection():
                 self.view.scrollToBottom()
             self.sigNewSignals.emit(self.model.signals[before:])
@@ -535,9 +766,10 @@ class SignalTape(QtWidgets.QWidget):
             self._emit_row(current.row())
 
     def _emit_row(self, row: int) -> None:
-        self.sigSignalSelected.emit(self.model.signal_at(row))
+        self.sigSignalSelected.emit(self.proxy.signal_at(row))
 
     def select_row(self, row: int) -> None:
-        """Select a row as a click would (emits :attr:`sigSignalSelected`)."""
+        """Select a row of the view (the filter's rows) as a click would (emits
+        :attr:`sigSignalSelected`)."""
         self.view.selectRow(row)
         self._emit_row(row)

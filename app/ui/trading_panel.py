@@ -56,8 +56,108 @@ ROWS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class PositionLine:
+    """One instrument's line of the risk panel (issue 17).
+
+    ``qty`` signed contracts as the broker reports them; ``avg_price`` float ticks (0 when
+    flat); ``open_pnl_usd`` marked at the last trade (before the exit's commission);
+    ``day_pnl_usd`` today's realised P&L net of commissions plus the open P&L; ``tick_size``
+    and ``price_decimals`` of the instrument (display); ``max_position`` and
+    ``daily_loss_limit_usd`` the symbol's own limits (``trading.toml``).
+    """
+
+    symbol: str
+    qty: int
+    avg_price: float
+    open_pnl_usd: float
+    day_pnl_usd: float
+    tick_size: float
+    price_decimals: int
+    max_position: int
+    daily_loss_limit_usd: float
+
+
+@dataclasses.dataclass(frozen=True)
+class AccountLine:
+    """The account total across instruments (issue 17).
+
+    ``contracts``: every symbol's ``abs(position)`` plus its unfilled entry orders, as the
+    account-wide contract limit counts them (:class:`app.trading.risk.AccountMaxContracts`);
+    ``max_contracts`` that limit (0: none). ``open_pnl_usd`` summed over the positions;
+    ``day_pnl_usd`` realised (net) plus open, as the account daily loss limit counts it
+    (:class:`app.trading.risk.AccountDailyLossLimit`); ``loss_limit_usd`` that limit.
+    """
+
+    contracts: int
+    max_contracts: int
+    open_pnl_usd: float
+    day_pnl_usd: float
+    loss_limit_usd: float
+
+    @property
+    def contracts_left(self) -> int | None:
+        """Contracts the account may still add (None: no account-wide limit)."""
+        return None if self.max_contracts <= 0 else max(0, self.max_contracts - self.contracts)
+
+    @property
+    def loss_left_usd(self) -> float:
+        """USD of loss left before the account daily loss limit locks trading (0 when reached)."""
+        return max(0.0, self.loss_limit_usd + min(0.0, self.day_pnl_usd))
+
+
+def position_lines(session) -> list[PositionLine]:
+    """One :class:`PositionLine` per traded instrument (the session's order, first instrument
+    first), then any other symbol the broker reports a position in.
+
+    Parameters
+    ----------
+    session : app.trading.session.TradingSession
+        Positions come from ``session.broker.positions`` (the broker's own reports).
+    """
+    from app.ui.ladder import price_decimals
+
+    syms = list(session.instruments)
+    syms += sorted(sym for sym, p in session.broker.positions.items() if p.qty and sym not in session.instruments)
+    out = []
+    for sym in syms:
+        inst = session.instrument_of(sym)
+        pos = session.broker.positions.get(sym)
+        qty = int(pos.qty) if pos else 0
+        opn = session.open_pnl_usd(sym)
+        _per_order, max_pos, loss = session.settings.limits_for(sym)
+        out.append(PositionLine(sym, qty, float(pos.avg_price) if pos and qty else 0.0, opn,
+                                session.realized_by_symbol.get(sym, 0.0) + opn, float(inst.tick_size),
+                                int(getattr(inst, "price_decimals", price_decimals(float(inst.tick_size)))),
+                                int(max_pos), float(loss)))
+    return out
+
+
+def account_line(session) -> AccountLine:
+    """The account total of ``session`` across every instrument (:class:`AccountLine`)."""
+    from app.trading.orders import ROLE_ENTRY
+
+    held = sum(abs(int(p.qty)) for p in session.broker.positions.values())
+    working = sum(max(0, int(o.request.qty - o.filled_qty)) for o in session.broker.working_orders()
+                  if o.request.role == ROLE_ENTRY)
+    opn = session.account_open_pnl_usd()
+    st = session.settings
+    return AccountLine(int(held + working), int(st.account_max_contracts), opn,
+                       float(session.pnl.net_realized_usd) + opn, float(st.account_loss_limit_usd))
+
+
+def _usd(v: float) -> str:
+    """USD with a sign and two decimals; a value that rounds to zero shows ``+0.00``, never ``-0.00``."""
+    return f"{round(float(v), 2) + 0.0:+,.2f}"
+
+
 class TradingPanel(QtWidgets.QWidget):
     """Kill switch button, live banner, risk panel values, action buttons (no logic inside).
+
+    With more than one instrument (:meth:`update_accounts` given two lines or more) a table
+    below the values shows one line per instrument (symbol, position, average price, open and
+    day P&L in USD) and the account total, with the account limits' headroom; with one
+    instrument it stays hidden and the panel looks as before.
 
     Signals
     -------
@@ -65,6 +165,9 @@ class TradingPanel(QtWidgets.QWidget):
         The kill switch button was clicked (``"button"``).
     sigRetry(), sigUnlock(str), sigLiveConfirm(str), sigTradeSignal(), sigFlatten()
     """
+
+    #: columns of :attr:`positions_table`
+    POSITION_HEADERS = ("Symbol", "Pos", "Avg price", "Open P&L", "Day P&L")
 
     sigKill = QtCore.Signal(str)
     sigRetry = QtCore.Signal()
@@ -160,6 +263,31 @@ class TradingPanel(QtWidgets.QWidget):
             grid.addRow(name, v)
         lay.addLayout(grid)
 
+        #: one line per instrument and the account total (shown with two instruments or more)
+        self.positions_table = QtWidgets.QTableWidget(0, len(self.POSITION_HEADERS))
+        self.positions_table.setObjectName("positions_table")
+        self.positions_table.setHorizontalHeaderLabels(self.POSITION_HEADERS)
+        self.positions_table.verticalHeader().setVisible(False)
+        self.positions_table.setEditTriggers(QtWidgets.QAbstractItemView.NoEditTriggers)
+        self.positions_table.setSelectionMode(QtWidgets.QAbstractItemView.NoSelection)
+        # every column as wide as its text (the panel is narrow: no sideways scrolling for P&L)
+        self.positions_table.horizontalHeader().setSectionResizeMode(QtWidgets.QHeaderView.ResizeToContents)
+        self.positions_table.horizontalHeader().setMinimumSectionSize(8)
+        self.positions_table.verticalHeader().setDefaultSectionSize(self.fontMetrics().height() + 6)
+        self.positions_table.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAsNeeded)
+        for c, tip in enumerate(("Instrument", "Signed position, contracts (the broker's report)",
+                                 "Average entry price", "Open P&L marked at the last trade, USD",
+                                 "Today's realised P&L net of commissions plus the open P&L, USD")):
+            self.positions_table.horizontalHeaderItem(c).setToolTip(tip)
+        self.positions_table.setSizeAdjustPolicy(QtWidgets.QAbstractScrollArea.AdjustToContents)
+        self.positions_table.hide()
+        lay.addWidget(self.positions_table)
+        self.account_headroom = QtWidgets.QLabel("")
+        self.account_headroom.setObjectName("account_headroom")
+        self.account_headroom.setWordWrap(True)
+        self.account_headroom.hide()
+        lay.addWidget(self.account_headroom)
+
         brow = QtWidgets.QHBoxLayout()
         self.trade_button = QtWidgets.QPushButton("Trade signal...")
         self.trade_button.setObjectName("trade_signal")
@@ -246,6 +374,50 @@ class TradingPanel(QtWidgets.QWidget):
         state = KillState(snap.kill_state)
         if state != KillState.ENGAGED:
             self.set_kill_state(state, snap.kill_detail if state == KillState.FAILED else "")
+
+
+    def update_accounts(self, lines, account: AccountLine) -> None:
+        """Show every instrument's :class:`PositionLine` and the :class:`AccountLine` total.
+
+        One line or none: the table and the headroom stay hidden (the one-instrument panel)."""
+        many = len(lines) > 1
+        self.positions_table.setVisible(many)
+        self.account_headroom.setVisible(many)
+        if not many:
+            return
+        t = self.positions_table
+        rows = [(ln.symbol, f"{ln.qty:+d}" if ln.qty else "flat",
+                 f"{ln.avg_price * ln.tick_size:.{ln.price_decimals}f}" if ln.qty else "-",
+                 _usd(ln.open_pnl_usd), _usd(ln.day_pnl_usd)) for ln in lines]
+        rows.append(("Account", str(account.contracts), "", _usd(account.open_pnl_usd), _usd(account.day_pnl_usd)))
+        if t.rowCount() != len(rows):
+            t.setRowCount(len(rows))
+        for r, cells in enumerate(rows):
+            for c, text in enumerate(cells):
+                item = t.item(r, c)
+                if item is None:
+                    item = QtWidgets.QTableWidgetItem()
+                    item.setTextAlignment(QtCore.Qt.AlignCenter if c else QtCore.Qt.AlignLeft | QtCore.Qt.AlignVCenter)
+                    t.setItem(r, c, item)
+                if item.text() != text:
+                    item.setText(text)
+                if r == len(rows) - 1:
+                    f = item.font()
+                    if not f.bold():
+                        f.setBold(True)
+                        item.setFont(f)
+        left = account.contracts_left
+        contracts = (f"{account.contracts} contracts (no account limit)" if left is None else
+                     f"{account.contracts} / {account.max_contracts} contracts ({left} left)")
+        self.account_headroom.setText(
+            f"Account: {contracts}; day loss {max(0.0, -account.day_pnl_usd):,.2f} / "
+            f"{account.loss_limit_usd:,.2f} USD ({account.loss_left_usd:,.2f} left) across instruments")
+
+    def position_texts(self) -> list[tuple[str, ...]]:
+        """The cells of :attr:`positions_table`, row by row (the account total last)."""
+        t = self.positions_table
+        return [tuple((t.item(r, c).text() if t.item(r, c) else "") for c in range(t.columnCount()))
+                for r in range(t.rowCount())]
 
 
 class TradingController(QtCore.QObject):
@@ -529,6 +701,7 @@ class TradingController(QtCore.QObject):
         dec = int(getattr(s.instrument, "price_decimals", 2))
         self.panel.journal_error = s.kill.journal_error
         self.panel.update_from(s.snapshot(), dec)
+        self.panel.update_accounts(position_lines(s), account_line(s))
         if len(s.problems) > self._problems_seen:
             self._problems_seen = len(s.problems)
             self.panel.problem_label.setText(s.problems[-1])

@@ -78,3 +78,103 @@ def test_walk_through_and_warning_are_in_the_guide(repo_root):
                    "--source sierra-files --data-dir", r"C:\SierraChart\Data",
                    "only been tested on files MIA Elite", "Windows file sharing", "```powershell"):
         assert needle in walk, needle
+
+
+# ------------------------------------------------------------------ issue 17: two instruments
+def _blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"^```{lang}\n(.*?)^```", text, flags=re.M | re.S)
+
+
+def _two_instruments(repo_root) -> str:
+    text = _read(repo_root, "user-guide.md")
+    return text[text.index("### 2.7 Two instruments"):text.index("## 3. First run")]
+
+
+def _sierra_folder(tmp_path):
+    data = tmp_path / "SierraChart" / "Data"
+    data.mkdir(parents=True)
+    for sym in ("ESZ25_FUT_CME", "NQZ25_FUT_CME"):
+        (data / f"{sym}.scid").write_bytes(b"")  # the check looks for the file; its records are not read
+    return data
+
+
+def _window_config(argv, settings_path):
+    """What ``mia-elite ARGV`` would run on, without opening the window (the parser, the source
+    check and the config the window is built from)."""
+    from app.cli import build_parser
+    from app.cli.gui import check_source
+    from app.config.prefs import Prefs
+    from app.ui.main import build_config
+
+    args = build_parser(argv).parse_args(argv)
+    prefs = Prefs(settings_path)
+    assert prefs.load_error == ""
+    problem = check_source(args, prefs)
+    return args, problem, (None if problem else build_config(args, prefs))
+
+
+def test_the_two_instrument_settings_of_the_guide_load_and_list_es_and_nq(repo_root, tmp_path):
+    from app.config.trading import load_trading_settings
+
+    walk = _two_instruments(repo_root)
+    settings_toml, trading_toml = _blocks(walk, "toml")
+    data = _sierra_folder(tmp_path)
+    path = tmp_path / "settings.toml"
+    assert 'data_folder = "C:/SierraChart/Data"' in settings_toml
+    path.write_text(settings_toml.replace("C:/SierraChart/Data", data.as_posix()), encoding="utf-8")
+    _args, problem, cfg = _window_config([], path)  # `mia-elite` alone
+    assert problem == ""
+    got = [(i.symbol, i.exchange, i.data_source, i.tick_size, i.tick_value) for i in cfg.instruments]
+    assert got == [("ESZ25_FUT_CME", "CME", "sierra_files", 0.25, 12.5), ("NQZ25_FUT_CME", "CME", "sierra_files", 0.25, 5.0)]
+    st = tomllib.loads(settings_toml)
+    assert st["symbols"]["map"] == {"ES": "ESZ25_FUT_CME", "NQ": "NQZ25_FUT_CME"}
+    tp = tmp_path / "trading.toml"
+    tp.write_text(trading_toml, encoding="utf-8")
+    t = load_trading_settings(tp)
+    assert (t.account_max_contracts, t.account_loss_limit_usd) == (3, 1500.0)
+    # (max per order, max position, daily loss)
+    assert t.limits_for("NQZ25_FUT_CME")[1:] == (1, 600.0)
+    assert t.limits_for("ESZ25_FUT_CME")[1:] == (2, 1000.0)
+    for needle in (SC_SYMBOL_SETTINGS_MENU, SC_RECORD_DEPTH_OPTION, "NQZ25_FUT_CME.<YYYY-MM-DD>.depth",
+                   "Symbol", "Instrument", "Account", "relation pane", "kill switch"):
+        assert needle in walk, needle
+
+
+def test_the_two_instrument_commands_of_the_guide_parse_and_choose_es_and_nq(repo_root, tmp_path):
+    walk = _two_instruments(repo_root)
+    settings_toml = _blocks(walk, "toml")[0]
+    data = _sierra_folder(tmp_path)
+    path = tmp_path / "settings.toml"
+    path.write_text(settings_toml.replace("C:/SierraChart/Data", data.as_posix()), encoding="utf-8")
+    lines = [ln for lang in ("bash", "powershell") for b in _blocks(walk, lang) for ln in b.splitlines()
+             if ln.startswith("mia-elite ")]
+    assert len(lines) == 2
+    for line in lines:
+        argv = line.split()[1:]
+        argv[argv.index("--data-dir") + 1] = str(data)  # the guide's folder, here
+        args, problem, cfg = _window_config(argv, path)
+        assert problem == "", line
+        assert [(i.symbol, i.tick_value, i.profile) for i in cfg.instruments] == [
+            ("ESZ25_FUT_CME", 12.5, ""), ("NQZ25_FUT_CME", 5.0, "scalping")], line
+    # what the guide says ends with one line: a symbol given twice, a second one without a tick size
+    argv = ["--data-dir", str(data), "--symbol", "ESZ25_FUT_CME", "--symbol", "ESZ25_FUT_CME"]
+    assert _window_config(argv, path)[1]
+    bare = tmp_path / "bare.toml"
+    bare.write_text("", encoding="utf-8")
+    argv = ["--data-dir", str(data), "--symbol", "ESZ25_FUT_CME", "--tick-size", "0.25", "--symbol", "NQZ25_FUT_CME"]
+    problem = _window_config(argv, bare)[1]
+    assert problem.startswith("--source sierra-files: NQZ25_FUT_CME: the tick size must be positive"), problem
+    assert "mia-elite: --source sierra-files: NQZ25_FUT_CME: the tick size must be positive" in walk
+
+
+def test_the_crypto_pair_command_of_the_guide_parses_and_its_files_are_the_shipped_pair(repo_root, shared_data):
+    from app.cli import build_parser
+
+    text = _read(repo_root, "user-guide.md")
+    line = next(ln for b in _blocks(text, "bash") for ln in b.splitlines() if "btcusdt_20240808.gz" in ln)
+    args = build_parser(line.split()[1:]).parse_args(line.split()[1:])
+    assert [p.split("/")[-1] for p in args.recording] == ["btcusdt_20240808.gz", "ethusdt_20240808.gz"]
+    for p in args.recording:
+        assert p.startswith("../shared/data/") and (shared_data / p.removeprefix("../shared/data/")).is_file()
+    readme = (repo_root / "README.md").read_text(encoding="utf-8")
+    assert line in readme  # the README gives the same command

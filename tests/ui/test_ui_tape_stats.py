@@ -487,6 +487,9 @@ def test_no_tape_or_statistics_header_is_cut_at_1366x768(qapp):
     tape.show()
     qapp.processEvents()
     fm = tape.view.horizontalHeader().fontMetrics()
+    assert tape.view.isColumnHidden(tape.model.COL_SYMBOL)  # one instrument: no Symbol column
+    tape.set_instruments(["ESZ25_FUT_CME", "NQZ25_FUT_CME"])  # two (issue 17): it is shown, not cut
+    qapp.processEvents()
     for col, text in enumerate(tape.model.HEADERS):
         assert tape.view.columnWidth(col) >= fm.horizontalAdvance(text), (col, text)
     summary = {"rows": [{"label": "production", "n": 3, "decided": 3, "target_first": 1, "rate": 1 / 3,
