@@ -885,6 +885,11 @@ class AnalysisEngine:
             new.F[K.F_CUMD] = old.F[K.F_CUMD]
             new.F[K.F_VOL] = old.F[K.F_VOL]
         new.vwap = old.vwap
+        # market time never goes back: a model with nothing seeded (the book not anchored yet)
+        # starts at the old one's time, not at 0
+        new.S[K.S_LASTTS] = max(int(new.S[K.S_LASTTS]), int(old.S[K.S_LASTTS]))
+        if not self._analysis_ready:
+            new.set_kernels(False)  # the kernels are still compiling on another thread (as _rebuild)
         self._events_offset += old.events_applied - seeded
         self.model = new
 

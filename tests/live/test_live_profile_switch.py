@@ -175,3 +175,21 @@ def test_bad_profile_name_raises_and_changes_nothing():
     with pytest.raises(ConfigError):
         pl.set_profile("nosuch")
     assert pl.config.profile == "production"
+
+
+def test_profile_swap_before_any_depth_keeps_market_time():
+    """A swap when the model has seen trades but no resting level (nothing to seed the new
+    model's book with): market time stays where it was instead of going back to 0 (the window's
+    clock and the tape read ``frame.ts``; the old code gave a frame at ts 0 after the swap)."""
+    from app.core.events import KIND_TRADE
+
+    rec = load_default_sample()
+    ev = rec.events
+    trades = ev[ev["kind"] == KIND_TRADE][:5].copy()
+    eng = AnalysisEngine(rec.instrument, "production")
+    eng.process(trades)
+    ts0 = eng.model.ts
+    assert ts0 == int(trades["ts"][-1])
+    eng.set_profile("scalping")
+    assert eng.model.ts == ts0
+    assert eng.snapshot_frame().ts == ts0
