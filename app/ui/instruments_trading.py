@@ -158,7 +158,7 @@ class PanelLadderClicks(QtCore.QObject):
         return False
 
 
-def build_session(instruments, settings, client=None, trade_account: str = ""):
+def build_session(instruments, settings, client=None, trade_account: str = "", clock=None):
     """One trading session over ``instruments`` (the first is the session's ``instrument``).
 
     Parameters
@@ -168,6 +168,10 @@ def build_session(instruments, settings, client=None, trade_account: str = ""):
     settings : app.config.trading.TradingSettings
     client : app.dtc.client.DTCClient, optional
         The shared DTC connection (sim and live modes).
+    trade_account : str
+        The DTC TradeAccount when the settings name none (default "Sim1").
+    clock : app.core.clock.Clock, optional
+        Where the session reads "now" (the window's injected clock; default the system clock).
 
     Raises
     ------
@@ -192,7 +196,10 @@ def build_session(instruments, settings, client=None, trade_account: str = ""):
         if client is None:
             raise RuntimeError(f"{mode} mode needs the DTC connection, which is not available")
         broker = DtcBroker(client, insts, settings.account or trade_account or "Sim1")
-    return TradingSession(broker, Journal(), settings, insts[0], mode, instruments=insts[1:])
+    from app.core.clock import SYSTEM_CLOCK
+
+    return TradingSession(broker, Journal(), settings, insts[0], mode, clock=clock or SYSTEM_CLOCK,
+                          instruments=insts[1:])
 
 
 def attach_instruments_trading(window, runtime, report=None) -> InstrumentsTradingController:
@@ -226,7 +233,7 @@ def attach_instruments_trading(window, runtime, report=None) -> InstrumentsTradi
         settings = TradingSettings()
     items = [r for r in runtime.instruments if r.instrument is not None]
     session = build_session([r.instrument for r in items], settings, runtime.client,
-                            getattr(window.config, "trade_account", ""))
+                            getattr(window.config, "trade_account", ""), clock=getattr(window, "clock", None))
     panel = TradingPanel()
     window.trading_area.layout().addWidget(panel)
     ctl = InstrumentsTradingController(session, panel, report, parent=window)

@@ -64,6 +64,7 @@ from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
 from app.core.clock import SYSTEM_CLOCK
 from app.ui.status import HealthBar, ProblemBanner, ProblemLog, RecordingIndicator, ReplayEndBanner
+from app.ui.relation_pane import RelationPane
 from app.ui.tape import SignalTape
 from app.ui.vix_gauge import VixGauge
 
@@ -234,8 +235,15 @@ class MainWindow(QtWidgets.QMainWindow):
         trading_scroll.setHorizontalScrollBarPolicy(QtCore.Qt.ScrollBarAlwaysOff)
         trading_scroll.setWidget(self.trading_area)
         self.trading_scroll = trading_scroll
-        self.right_splitter = splitter("right_splitter", QtCore.Qt.Vertical, (self.vix_gauge, trading_scroll),
-                                       (0, 1), [220, 600])
+        # the pair's relation (issue 17 item 5): shown only when the runtime has a pair
+        self.relation_pane = RelationPane()
+        self.relation_pane.setObjectName("relation_pane")
+        self.relation_pane.setMinimumHeight(6 * fm0.height())
+        self.relation_pane.hide()
+        self._relation_fed = 0  # blocks of runtime.relation_rows already drawn
+        self.right_splitter = splitter("right_splitter", QtCore.Qt.Vertical,
+                                       (self.vix_gauge, self.relation_pane, trading_scroll),
+                                       (0, 0, 1), [220, 160, 600])
         v.addWidget(self.main_splitter, 1)
         self.setCentralWidget(central)
         # the right column: a dock that owns both right corners, so it runs the full height
@@ -846,6 +854,37 @@ class MainWindow(QtWidgets.QMainWindow):
             p.market_offset_s = offsets.get(p.symbol, 0.0)
         self.panel_area.set_panels(self.panels)
         self._show_layout_control()
+        self.tape.set_instruments([r.symbol for r in items])
+        self._adopt_relation()
+
+    def _adopt_relation(self) -> None:
+        """Show the relation pane for the runtime's pair (A, B), its time axis on A's heatmap
+        (A's panel is the first of the two), or hide it without a pair."""
+        rt = self.runtime
+        pair = getattr(rt, "relation_pair", None) if rt is not None else None
+        if pair is None and rt is not None and len(rt.instruments) >= 2:
+            pair = tuple(getattr(rt.config, "relation_pair", None) or ()) or (rt.instruments[0].symbol,
+                                                                              rt.instruments[1].symbol)
+        if not pair:
+            self.relation_pane.hide()
+            return
+        self.relation_pane.set_pair(tuple(pair))
+        self._relation_fed = 0
+        panel = self.panel_of(pair[0])
+        self.relation_pane.link_x(panel.heatmap.getPlotItem())
+        self.relation_pane.show()
+
+    def _feed_relation(self) -> None:
+        """Draw the relation rows the runtime made since the last call (GUI thread)."""
+        rt = self.runtime
+        if rt is None or not self.relation_pane.isVisible():
+            return
+        blocks = rt.relation_rows
+        if len(blocks) < self._relation_fed:  # a new runtime
+            self._relation_fed = 0
+        for rows in blocks[self._relation_fed:]:
+            self.relation_pane.extend(rows)
+        self._relation_fed = len(blocks)
 
     def market_offsets_s(self) -> dict[str, float]:
         """Seconds to add to each instrument's recorded times to put it on the built-in server's
@@ -871,6 +910,8 @@ class MainWindow(QtWidgets.QMainWindow):
                 pairs = [(self.panels[0], self.pipeline.slot.take())]
             else:
                 return
+            if rt is not None:
+                self._feed_relation()
             for panel, frame in pairs:
                 if frame is None:
                     continue
@@ -912,21 +953,11 @@ class MainWindow(QtWidgets.QMainWindow):
             self._update_health(frame)
 
     def _feed_tape(self, frame) -> None:
-        """Every instrument's frames go to the one tape. The tape starts a new run (forgets which
-        rows its ids are in) when the frame numbers go back, i.e. a new engine; with several
-        instruments the engines' numbers interleave, so the tape is shown each instrument's own
-        previous number (else every interleave started a "new run" and appended each signal
-        again)."""
-        if self.runtime is None:
-            self.tape.update_from_frame(frame)
-            return
-        seqs = self.__dict__.setdefault("_tape_seq", {})
-        sym = str(getattr(frame, "symbol", ""))
-        self.tape._last_seq = seqs.get(sym, -1)
-        try:
-            self.tape.update_from_frame(frame)
-        finally:
-            seqs[sym] = int(frame.seq)
+        """Every instrument's frames go to the one tape. The tape keeps each instrument's own
+        newest frame number (:meth:`SignalTape.update_from_frame`), so the engines' interleaved
+        numbers never look like a restart, and a restart of one instrument's engine starts a new
+        run of that instrument's rows only."""
+        self.tape.update_from_frame(frame)
 
     def _draw_panel(self, panel: InstrumentPanel, frame) -> None:
         panel.draw_frame(frame)

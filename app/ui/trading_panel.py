@@ -735,27 +735,14 @@ class _LadderClicks(QtCore.QObject):
 
 
 def _build_session(context, settings):
-    from app.trading.journal import Journal
-    from app.trading.session import TradingSession
+    """The window's trading session for its one instrument (:func:`app.ui.instruments_trading.build_session`)."""
+    from app.ui.instruments_trading import build_session
 
     inst = getattr(context, "instrument", None)
     if inst is None:
         raise RuntimeError("no instrument: the market data source did not start, so trading is disabled")
-    mode = settings.mode
-    if mode == "paper":
-        from app.trading.paper import PaperBroker
-
-        broker = PaperBroker([inst], settings.commission_for(inst.symbol), settings.slippage_ticks)
-    else:
-        from app.trading.dtc_broker import DtcBroker
-
-        client = getattr(context, "client", None)
-        if client is None:
-            raise RuntimeError(f"{mode} mode needs the DTC connection, which is not available")
-        broker = DtcBroker(client, [inst], settings.account or getattr(context, "trade_account", "") or "Sim1")
-    from app.core.clock import SYSTEM_CLOCK
-
-    return TradingSession(broker, Journal(), settings, inst, mode, clock=getattr(context, "clock", None) or SYSTEM_CLOCK)
+    return build_session([inst], settings, getattr(context, "client", None), getattr(context, "trade_account", ""),
+                         clock=getattr(context, "clock", None))
 
 
 def attach_trading(window, context) -> TradingController:

@@ -174,6 +174,23 @@ def run(qapp, shared_data, tmp_path_factory):
             await wait_until(lambda: {sg.symbol for sg in w.tape.model.signals} >= {BTC, ETH}, 120)
             obs["tape"] = [(sg.id, sg.symbol) for sg in w.tape.model.signals]
             obs["tape_run"] = w.tape.model.run
+            # the window's parts for several instruments: the relation pane, the tape's filter,
+            # the risk panel's line per instrument
+            await wait_until(lambda: w.relation_pane.last() is not None, 60)
+            w._feed_relation()
+            rows = np.concatenate(w.runtime.relation_rows) if w.runtime.relation_rows else None
+            obs["relation"] = {"visible": w.relation_pane.isVisible(), "pair": w.relation_pane.pair,
+                               "pane_rows": w.relation_pane.rows(), "runtime_rows": rows,
+                               "linked": w.relation_pane.linked_to() is a.heatmap.getPlotItem().vb}
+            obs["tape_filter"] = {}
+            for sym in ("", BTC, ETH):
+                w.tape.set_filter(sym)
+                obs["tape_filter"][sym] = sorted({w.tape.proxy.signal_at(i).symbol
+                                                  for i in range(w.tape.proxy.rowCount())})
+            w.tape.set_filter("")
+            obs["symbol_column_shown"] = not w.tape.view.isColumnHidden(w.tape.model.COL_SYMBOL)
+            ctl.refresh()
+            obs["risk_rows"] = ctl.panel.positions_table.rowCount()
             obs["problems"] = [t for lv, t in w.problems.entries if lv == "error"]
         finally:
             await close_window(w)
@@ -429,3 +446,21 @@ def test_a_signal_ticket_converts_rows_with_its_own_instruments_row_size(qtbot, 
     assert (t.entry, t.stop, t.target) == (19230, 19222, 19246)
     dlg.close()
     s.journal.close()
+
+
+def test_the_window_draws_the_pairs_relation_and_filters_the_tape_by_instrument(run):
+    """Issue 17 items 3 and 5 in the window: the relation pane shows the runtime's rows for the
+    pair (BTCUSDT, ETHUSDT) on BTCUSDT's time axis; the tape's filter shows one instrument's rows."""
+    rel = run["relation"]
+    assert rel["visible"] and rel["pair"] == (BTC, ETH) and rel["linked"]
+    pane, rows = rel["pane_rows"], rel["runtime_rows"]
+    assert rows is not None and pane.shape[0] > 10
+    # every row the pane holds is the runtime's row of that second (the pane keeps time order)
+    by_ts = {int(t): i for i, t in enumerate(rows["ts"])}
+    idx = np.array([by_ts[int(t)] for t in pane["ts"]])
+    np.testing.assert_array_equal(pane["corr"], rows["corr"][idx])
+    np.testing.assert_array_equal(pane["rs"], rows["rs"][idx])
+    assert run["symbol_column_shown"]
+    assert run["tape_filter"][""] == [BTC, ETH]
+    assert run["tape_filter"][BTC] == [BTC] and run["tape_filter"][ETH] == [ETH]
+    assert run["risk_rows"] >= 2  # one line per instrument
