@@ -17,12 +17,21 @@ numba cache starts empty:
 
 Figures (``name, value, unit, baseline, ratio, target``):
 
-- ``bundle.size_mib``: the bundle's size on disk (``du -sk``, MiB as ``du -sh``), target <= 300 MB. Baseline: the
-  apparent size of the files (sum of file sizes).
+- ``bundle.size_mib``: the bundle's size on disk (``du -sk``, MiB as ``du -sh``; ``value_mb`` the
+  same in MB), target <= 300 MB. Baseline: the previous bundle's size on disk as recorded in
+  ``packaging/bundle_size_baseline.json`` (``--baseline-mib`` overrides); ``apparent_mib`` the
+  sum of the file sizes.
 - ``bundle.first_frame_warm_s``: seconds from process start to the first drawn frame, warm
   numba cache, target <= 5 s; baseline the same from source.
 - ``bundle.first_frame_cold_s``: the same on the first run (the kernels compile); baseline the
   warm bundle figure.
+
+What the bundle leaves out is checked against what the app loads (packaging/BUNDLE.md): the
+first warm bundle run and the last source run write the modules and shared libraries they
+loaded (``MIA_ELITE_LOADED_REPORT``, :func:`frozen_setup.write_loaded_report`). The check
+passes when every module the source run imported is in the bundle run too, except those the
+spec excludes on purpose (its ``excludes``) and the source-only start-up modules
+(:data:`SOURCE_ONLY`); it also prints the shipped shared libraries the bundle never loaded.
 
 The start-up time is the one the splash screen logs ("first frame drawn N s after process
 start", :data:`app.ui.splash.FIRST_FRAME_MARK`). Exit code 0 when the resources are there and
@@ -43,6 +52,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+#: Modules a run from source imports that a frozen run has no counterpart for (the editable
+#: install's finder, setuptools' distutils shim, site customisation, this script's helpers).
+SOURCE_ONLY = ("__editable__", "_distutils_hack", "sitecustomize", "usercustomize", "_virtualenv",
+               "frozen_setup", "site", "_sitebuiltins", "runpy", "pkgutil", "zipimport")
+_SHARED = (".so", ".pyd", ".dll", ".dylib")
 _FIRST = re.compile(r"first frame drawn ([0-9.]+) s after process start")
 RESOURCES = [
     ("samples", "esh4-glbx-mdp3-20231225.mbo.dbn.zst"),
@@ -100,6 +115,78 @@ def largest_parts(bundle: Path, n: int = 12) -> list[tuple[str, float]]:
     return sorted(sizes, key=lambda t: -t[1])[:n]
 
 
+def spec_excludes(spec: Path = HERE / "mia_elite.spec") -> list[str]:
+    """The module names the spec excludes (its ``excludes`` list, read without running it)."""
+    import ast
+
+    tree = ast.parse(spec.read_text(encoding="utf-8"))
+    values: dict[str, object] = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name = node.targets[0].id
+            if name == "_QT_UNUSED":
+                values[name] = ast.literal_eval(node.value)
+            elif name == "excludes" and isinstance(node.value, ast.BinOp):
+                values[name] = ([f"PySide6.{m}" for m in values.get("_QT_UNUSED", [])]
+                                + list(ast.literal_eval(node.value.right)))
+    return list(values.get("excludes", []))
+
+
+def _is_shared(name: str) -> bool:
+    return name.lower().endswith(_SHARED) or ".so." in name
+
+
+def compare_loaded(bundle_doc: dict, source_doc: dict, bundle: Path, excludes: list[str]) -> dict:
+    """Compare what a bundle run and a source run loaded (reports of :func:`frozen_setup.write_loaded_report`).
+
+    Returns a dict: ``unexplained`` (modules the source run imported and the bundle run did not,
+    other than excluded ones and :data:`SOURCE_ONLY`; the check passes when empty), ``excluded``
+    (such modules that the spec excludes on purpose), ``standins`` (modules the bundle replaced
+    by a stand-in), ``loaded_mib`` / ``never_loaded_mib`` (shared libraries shipped in
+    ``bundle`` that the bundle run mapped / did not map) and ``never_loaded`` (the largest of
+    those, ``(relative path, MiB)``).
+    """
+    def names(doc):
+        return {m.split(" ", 1)[0] for m in doc.get("modules", [])}
+
+    in_bundle, in_source = names(bundle_doc), names(source_doc)
+    standins = sorted(m.split(" ", 1)[0] for m in bundle_doc.get("modules", []) if m.endswith("(stand-in)"))
+    missing = sorted(in_source - in_bundle)
+
+    def excluded(m):
+        return any(m == e or m.startswith(e + ".") for e in excludes)
+
+    def source_only(m):
+        return any(m == e or m.startswith((e + ".", e + "_")) or m.startswith(e) and e.endswith("__")
+                   for e in SOURCE_ONLY)
+
+    unexplained = [m for m in missing if not excluded(m) and not source_only(m)]
+    root = os.path.realpath(bundle)
+    loaded = {os.path.realpath(p) for p in bundle_doc.get("shared_objects", [])}
+    shipped = []
+    for r, _d, files in os.walk(bundle):
+        for n in files:
+            p = os.path.join(r, n)
+            if _is_shared(n) and not os.path.islink(p):
+                shipped.append((os.path.realpath(p), os.path.getsize(p)))
+    used = [(p, s) for p, s in shipped if p in loaded]
+    unused = sorted(((os.path.relpath(p, root), s / 2**20) for p, s in shipped if p not in loaded),
+                    key=lambda t: -t[1])
+    return {"unexplained": unexplained, "excluded": [m for m in missing if excluded(m)], "standins": standins,
+            "loaded_mib": sum(s for _p, s in used) / 2**20, "loaded_files": len(used),
+            "never_loaded_mib": sum(s for _p, s in unused), "never_loaded_files": len(unused),
+            "never_loaded": unused[:12]}
+
+
+def baseline_size(path: Path = HERE / "bundle_size_baseline.json") -> tuple[float | None, str]:
+    """(previous on-disk MiB, what it was) from ``path``; (None, reason) when it cannot be read."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        return float(doc["size_mib"]), str(doc.get("what", ""))
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        return None, f"no baseline ({exc})"
+
+
 def first_frame_seconds(text: str) -> float | None:
     """The start-up figure from the log text (the first "first frame drawn N s" line), or None."""
     m = _FIRST.search(text)
@@ -154,6 +241,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="one warm run each instead of two")
     ap.add_argument("--no-source", action="store_true", help="skip the from-source baseline run")
     ap.add_argument("--logs", default=None, help="folder for the runs' output (default: a temp folder)")
+    ap.add_argument("--baseline-mib", type=float, default=None,
+                    help="previous bundle size on disk, MiB (default: packaging/bundle_size_baseline.json)")
     args = ap.parse_args(argv)
 
     bundle = Path(args.bundle).resolve()
@@ -207,8 +296,10 @@ def main(argv: list[str] | None = None) -> int:
 
     # 3. warm bundle start-up
     warm_runs = []
+    bundle_report = logs / "loaded-bundle.json"
     for i in range(1 if args.quick else 2):
-        rc_w, out, _ = _run([str(exe), "--self-test", "3"], env, 300, logs / f"selftest-warm{i}.log")
+        wenv = dict(env, MIA_ELITE_LOADED_REPORT=str(bundle_report)) if i == 0 else env
+        rc_w, out, _ = _run([str(exe), "--self-test", "3"], wenv, 300, logs / f"selftest-warm{i}.log")
         v = first_frame_seconds(out)
         if rc_w == 0 and v is not None:
             warm_runs.append(v)
@@ -220,22 +311,49 @@ def main(argv: list[str] | None = None) -> int:
         senv = dict(env)
         senv["MIA_ELITE_HOME"] = str(Path(tempfile.mkdtemp(prefix="mia-src-home-")))
         senv["PYTHONPATH"] = str(ROOT) + os.pathsep + senv.get("PYTHONPATH", "")
-        code = ("import sys; from app.ui import main as m; from app.ui.crash import install_excepthook;"
+        source_report = logs / "loaded-source.json"
+        code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import frozen_setup;"
+                "frozen_setup._loaded_report_at_exit(); sys.path.pop(0)\n"
+                "from app.ui import main as m; from app.ui.crash import install_excepthook;"
                 "from app.ui.splash import show_splash; o = m.make_app\n"
                 "def mk():\n    a = o(); install_excepthook(a); show_splash(a); return a\n"
                 "m.make_app = mk\nfrom app.cli import main; sys.exit(main(['--self-test', '3']))")
         runs = []
-        for i in range(2 if args.quick else 3):  # the first one fills the source cache
-            rc_s, out, _ = _run([sys.executable, "-c", code], senv, 600, logs / f"source{i}.log")
+        n_src = 2 if args.quick else 3
+        for i in range(n_src):  # the first one fills the source cache
+            renv = dict(senv, MIA_ELITE_LOADED_REPORT=str(source_report)) if i == n_src - 1 else senv
+            rc_s, out, _ = _run([sys.executable, "-c", code], renv, 600, logs / f"source{i}.log")
             v = first_frame_seconds(out)
             if rc_s == 0 and v is not None and i > 0:
                 runs.append(v)
         src = min(runs) if runs else None
 
+    # 5. what the bundle left out against what the app loads
+    if not args.no_source:
+        try:
+            cmp = compare_loaded(json.loads(bundle_report.read_text(encoding="utf-8")),
+                                 json.loads(source_report.read_text(encoding="utf-8")), bundle, spec_excludes())
+        except (OSError, ValueError) as exc:
+            print(f"[FAIL] loaded-modules check: no report from the runs ({exc})")
+            ok = False
+        else:
+            good = not cmp["unexplained"]
+            print(f"[{'PASS' if good else 'FAIL'}] every module the source self-test imports is in the bundle run, "
+                  f"or excluded on purpose: " + ("yes" if good else "missing " + ", ".join(cmp["unexplained"][:20]))
+                  + f"; excluded and imported from source (optional there): {', '.join(cmp['excluded']) or 'none'}"
+                  + f"; stand-ins: {', '.join(cmp['standins']) or 'none'}")
+            ok &= good
+            print(f"  shared libraries shipped: {cmp['loaded_files']} loaded by the self-test "
+                  f"({cmp['loaded_mib']:.1f} MiB), {cmp['never_loaded_files']} never loaded "
+                  f"({cmp['never_loaded_mib']:.1f} MiB; largest: "
+                  + ", ".join(f"{n} {m:.1f}" for n, m in cmp["never_loaded"][:8]) + ")")
+
     disk_mb, apparent_mb = bundle_size(bundle)
+    prev, prev_what = (args.baseline_mib, "given") if args.baseline_mib else baseline_size()
     figs = [
-        _fig("bundle.size_mib", disk_mb, "MiB", apparent_mb, "<= 300 MB unpacked",
-             note="baseline = apparent size (sum of file sizes)"),
+        _fig("bundle.size_mib", disk_mb, "MiB", prev, "<= 300 MB unpacked (286.1 MiB)",
+             value_mb=round(disk_mb * 2**20 / 1e6, 1), apparent_mib=round(apparent_mb, 1),
+             note=f"baseline = the previous bundle on disk ({prev_what})"),
         _fig("bundle.first_frame_warm_s", warm, "s", src, "<= 5 s",
              runs=[round(v, 3) for v in warm_runs], note="baseline = the same start from source"),
         _fig("bundle.first_frame_cold_s", cold, "s", warm, "printed (first run compiles)",
