@@ -28,10 +28,12 @@ Figures (``name, value, unit, baseline, ratio, target``):
 
 What the bundle leaves out is checked against what the app loads (packaging/BUNDLE.md): the
 first warm bundle run and the last source run write the modules and shared libraries they
-loaded (``MIA_ELITE_LOADED_REPORT``, :func:`frozen_setup.write_loaded_report`). The check
-passes when every module the source run imported is in the bundle run too, except those the
-spec excludes on purpose (its ``excludes``) and the source-only start-up modules
-(:data:`SOURCE_ONLY`); it also prints the shipped shared libraries the bundle never loaded.
+loaded (``MIA_ELITE_LOADED_REPORT``, :func:`frozen_setup.write_loaded_report`). That source run
+imports as the bundle would (:func:`emulate_bundle_imports`: the spec's ``excludes`` are
+refused with ``ModuleNotFoundError`` and recorded, the QtOpenGL stand-in is installed), so the
+check passes when every module it imported is in the bundle run too (the source-only start-up
+modules of :data:`SOURCE_ONLY` aside). It prints the excluded modules the app asked for and ran
+without, and the shipped shared libraries the bundle never loaded.
 
 The start-up time is the one the splash screen logs ("first frame drawn N s after process
 start", :data:`app.ui.splash.FIRST_FRAME_MARK`). Exit code 0 when the resources are there and
@@ -53,10 +55,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
-#: Modules a run from source imports that a frozen run has no counterpart for (the editable
-#: install's finder, setuptools' distutils shim, site customisation, this script's helpers).
+#: Modules a run from source imports that a frozen run has no counterpart for: the editable
+#: install's finder, setuptools' distutils shim, site customisation, this script and its
+#: helpers; the standard library's file-system resource readers (the frozen app reads its
+#: resources through PyInstaller's reader); ``PySide6.support.deprecated``, which PySide6 6.11
+#: ships empty (no ``fix_for_*`` function) and shiboken imports only when it is present.
 SOURCE_ONLY = ("__editable__", "_distutils_hack", "sitecustomize", "usercustomize", "_virtualenv",
-               "frozen_setup", "site", "_sitebuiltins", "runpy", "pkgutil", "zipimport")
+               "frozen_setup", "bundle_figures", "site", "_sitebuiltins", "runpy", "pkgutil", "zipimport",
+               "importlib.readers", "importlib.resources.readers", "importlib.resources._itertools",
+               "PySide6.support.deprecated")
 _SHARED = (".so", ".pyd", ".dll", ".dylib")
 _FIRST = re.compile(r"first frame drawn ([0-9.]+) s after process start")
 RESOURCES = [
@@ -130,6 +137,50 @@ def spec_excludes(spec: Path = HERE / "mia_elite.spec") -> list[str]:
                 values[name] = ([f"PySide6.{m}" for m in values.get("_QT_UNUSED", [])]
                                 + list(ast.literal_eval(node.value.right)))
     return list(values.get("excludes", []))
+
+
+class _Refuse:
+    """Meta-path finder refusing ``names`` (and their submodules) as a bundle without them would;
+    the refused names are kept in ``refused``."""
+
+    def __init__(self, names) -> None:
+        self.names = tuple(names)
+        self.refused: set[str] = set()
+
+    def find_spec(self, name, path=None, target=None):
+        if any(name == n or name.startswith(n + ".") for n in self.names):
+            self.refused.add(name)
+            raise ModuleNotFoundError(f"No module named {name!r} (left out of the bundle)", name=name)
+        return None
+
+
+def emulate_bundle_imports(report: str | os.PathLike) -> _Refuse:
+    """For a run from source: import as the bundle does, and write the loaded report at exit.
+
+    Installs the QtOpenGL stand-in (:func:`frozen_setup.qtopengl_standin`), then a finder that
+    refuses the spec's ``excludes`` (:func:`spec_excludes`); at exit the report of
+    :func:`frozen_setup.write_loaded_report` is written to ``report`` with ``"refused"``: the
+    excluded modules the run asked for.
+    """
+    import atexit
+
+    import frozen_setup
+
+    frozen_setup.qtopengl_standin(force=True)
+    finder = _Refuse(spec_excludes())
+    sys.meta_path.insert(0, finder)
+
+    def done():
+        frozen_setup.write_loaded_report(report)
+        try:
+            doc = json.loads(Path(report).read_text(encoding="utf-8"))
+            doc["refused"] = sorted(finder.refused)
+            Path(report).write_text(json.dumps(doc, indent=0), encoding="utf-8")
+        except (OSError, ValueError):
+            pass
+
+    atexit.register(done)
+    return finder
 
 
 def _is_shared(name: str) -> bool:
@@ -312,8 +363,9 @@ def main(argv: list[str] | None = None) -> int:
         senv["MIA_ELITE_HOME"] = str(Path(tempfile.mkdtemp(prefix="mia-src-home-")))
         senv["PYTHONPATH"] = str(ROOT) + os.pathsep + senv.get("PYTHONPATH", "")
         source_report = logs / "loaded-source.json"
-        code = (f"import sys; sys.path.insert(0, {str(HERE)!r}); import frozen_setup;"
-                "frozen_setup._loaded_report_at_exit(); sys.path.pop(0)\n"
+        code = (f"import sys, os; sys.path.insert(0, {str(HERE)!r}); import bundle_figures;"
+                "r = os.environ.get('MIA_ELITE_LOADED_REPORT'); r and bundle_figures.emulate_bundle_imports(r);"
+                "sys.path.pop(0)\n"
                 "from app.ui import main as m; from app.ui.crash import install_excepthook;"
                 "from app.ui.splash import show_splash; o = m.make_app\n"
                 "def mk():\n    a = o(); install_excepthook(a); show_splash(a); return a\n"
@@ -321,18 +373,21 @@ def main(argv: list[str] | None = None) -> int:
         runs = []
         n_src = 2 if args.quick else 3
         for i in range(n_src):  # the first one fills the source cache
-            renv = dict(senv, MIA_ELITE_LOADED_REPORT=str(source_report)) if i == n_src - 1 else senv
-            rc_s, out, _ = _run([sys.executable, "-c", code], renv, 600, logs / f"source{i}.log")
+            rc_s, out, _ = _run([sys.executable, "-c", code], senv, 600, logs / f"source{i}.log")
             v = first_frame_seconds(out)
             if rc_s == 0 and v is not None and i > 0:
                 runs.append(v)
         src = min(runs) if runs else None
+        # one more, importing as the bundle does (the loaded-modules check; not a start-up figure)
+        _run([sys.executable, "-c", code], dict(senv, MIA_ELITE_LOADED_REPORT=str(source_report)), 600,
+             logs / "source-as-bundle.log")
 
     # 5. what the bundle left out against what the app loads
     if not args.no_source:
         try:
-            cmp = compare_loaded(json.loads(bundle_report.read_text(encoding="utf-8")),
-                                 json.loads(source_report.read_text(encoding="utf-8")), bundle, spec_excludes())
+            src_doc = json.loads(source_report.read_text(encoding="utf-8"))
+            cmp = compare_loaded(json.loads(bundle_report.read_text(encoding="utf-8")), src_doc, bundle,
+                                 spec_excludes())
         except (OSError, ValueError) as exc:
             print(f"[FAIL] loaded-modules check: no report from the runs ({exc})")
             ok = False
@@ -340,7 +395,9 @@ def main(argv: list[str] | None = None) -> int:
             good = not cmp["unexplained"]
             print(f"[{'PASS' if good else 'FAIL'}] every module the source self-test imports is in the bundle run, "
                   f"or excluded on purpose: " + ("yes" if good else "missing " + ", ".join(cmp["unexplained"][:20]))
-                  + f"; excluded and imported from source (optional there): {', '.join(cmp['excluded']) or 'none'}"
+                  + "; left out, asked for by the app and done without: "
+                  + (", ".join(sorted({m.split(".")[0] if not m.startswith("PySide6.") else m
+                                       for m in src_doc.get("refused", [])})) or "none")
                   + f"; stand-ins: {', '.join(cmp['standins']) or 'none'}")
             ok &= good
             print(f"  shared libraries shipped: {cmp['loaded_files']} loaded by the self-test "

@@ -245,3 +245,19 @@ def test_size_baseline_file_is_read(pkg, tmp_path):
     mib, what = bf.baseline_size()
     assert mib == pytest.approx(362.6) and "58cabbb" in what
     assert bf.baseline_size(tmp_path / "missing.json")[0] is None
+
+
+def test_refuse_finder_fails_imports_as_the_bundle_would_and_records_them(pkg, monkeypatch):
+    import bundle_figures as bf
+
+    finder = bf._Refuse(["colorsys", "email.mime"])
+    monkeypatch.setattr(sys, "meta_path", [finder] + sys.meta_path)
+    for name in ("colorsys", "email.mime.text"):
+        monkeypatch.delitem(sys.modules, name, raising=False)
+    with pytest.raises(ModuleNotFoundError, match="left out of the bundle"):
+        __import__("colorsys")
+    with pytest.raises(ModuleNotFoundError):
+        __import__("email.mime.text")
+    import email.utils  # noqa: F401  (a sibling of a refused package still imports)
+
+    assert finder.refused == {"colorsys", "email.mime"}
