@@ -186,7 +186,8 @@ def test_spec_drop_patterns_hold_for_linux_and_windows_names(pkg):
                  "python3.11/lib-dynload/_codecs_jp.cpython-311-x86_64-linux-gnu.so", "_codecs_kr.pyd",
                  "_multibytecodec.pyd", "zstandard/_cffi.cpython-311-x86_64-linux-gnu.so",
                  "zstandard\\_cffi.cp311-win_amd64.pyd", "PySide6/Qt/translations/qt_de.qm",
-                 "PySide6/translations/qtbase_fr.qm", "numba/np/ufunc/omppool.cpython-311-x86_64-linux-gnu.so",
+                 "PySide6/translations/qtbase_fr.qm",
+                 "PySide6/resources/icudtl.dat", "PySide6/Qt/resources/qtwebengine_resources.pak", "numba/np/ufunc/omppool.cpython-311-x86_64-linux-gnu.so",
                  "numba\\np\\ufunc\\tbbpool.cp311-win_amd64.pyd"):
         assert dropped(name), name
     for name in ("PySide6/Qt6Gui.dll", "PySide6/Qt/lib/libQt6OpenGL.so.6", "PySide6/Qt6OpenGLWidgets.dll",
