@@ -11,7 +11,9 @@ numba cache starts empty:
    bundle (``_internal/resources``) and load through the bundle's own code
    (``mia-elite analyze default`` reads the sample, a profile and the VIX CSVs);
 2. ``mia-elite --self-test SECONDS`` from the bundle, cold (empty numba cache): must pass;
-3. the same warm (``--self-test 3``, twice; the faster start counts);
+3. the same warm (``--self-test 3``, twice; the faster start counts); then the windowed
+   executable's own ``--self-test 3`` (it reads its modules from the console executable's
+   archive, packaging/shared_pyz.py): must pass;
 4. the same warm from source (``python -m app --self-test 3``), the same-run baseline of the
    start-up figure.
 
@@ -84,6 +86,14 @@ def cli_executable(bundle: Path) -> Path:
         if (bundle / name).is_file():
             return bundle / name
     raise FileNotFoundError(f"no mia-elite executable in {bundle}")
+
+
+def gui_executable(bundle: Path) -> Path | None:
+    """The windowed executable of a bundle (``MIA Elite`` or ``MIA Elite.exe``), or None."""
+    for name in ("MIA Elite", "MIA Elite.exe"):
+        if (bundle / name).is_file():
+            return bundle / name
+    return None
 
 
 def bundle_size(bundle: Path) -> tuple[float, float]:
@@ -355,6 +365,15 @@ def main(argv: list[str] | None = None) -> int:
         if rc_w == 0 and v is not None:
             warm_runs.append(v)
     warm = min(warm_runs) if warm_runs else None
+
+    # 3b. the windowed executable, which imports its modules from the console one's archive
+    #     (packaging/shared_pyz.py): its own self-test must pass too
+    gui = gui_executable(bundle)
+    if gui is not None:
+        rc_g, out, wall = _run([str(gui), "--self-test", "3"], env, 300, logs / "selftest-gui.log")
+        print(f"[{'PASS' if rc_g == 0 else 'FAIL'}] self-test of the windowed executable ({gui.name}, modules from "
+              f"the console executable's archive): rc {rc_g}, {wall:.1f} s wall")
+        ok &= rc_g == 0
 
     # 4. the same from source (baseline)
     src = None

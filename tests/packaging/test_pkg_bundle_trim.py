@@ -262,3 +262,56 @@ def test_refuse_finder_fails_imports_as_the_bundle_would_and_records_them(pkg, m
     import email.utils  # noqa: F401  (a sibling of a refused package still imports)
 
     assert finder.refused == {"colorsys", "email.mime"}
+
+
+def test_shared_pyz_hook_points_the_importer_at_the_console_archive(pkg, tmp_path, monkeypatch):
+    import types
+
+    import shared_pyz
+
+    src = shared_pyz.hook_source("mia-elite.exe", 98520)
+    compile(src, shared_pyz.HOOK_NAME, "exec")
+    opened = []
+
+    class Reader:
+        def __init__(self, path, start_offset=None, check_pymagic=False):
+            if not os.path.exists(path):
+                raise FileNotFoundError(path)
+            opened.append((path, start_offset, check_pymagic))
+
+    archive = types.ModuleType("pyimod01_archive")
+    archive.ZlibArchiveReader = Reader
+    importers = types.ModuleType("pyimod02_importers")
+    importers.pyz_archive, importers._pyz_tree = "own", {"stale": 1}
+    monkeypatch.setitem(sys.modules, "pyimod01_archive", archive)
+    monkeypatch.setitem(sys.modules, "pyimod02_importers", importers)
+    exe_dir = tmp_path / "MIA Elite"
+    exe_dir.mkdir()
+    monkeypatch.setattr(sys, "executable", str(exe_dir / "MIA Elite.exe"))
+    sys.path_importer_cache["sentinel-entry"] = None
+    with pytest.raises(RuntimeError, match="reinstall MIA Elite"):  # console executable missing
+        exec(src, {})
+    assert importers.pyz_archive == "own"
+    (exe_dir / "mia-elite.exe").write_bytes(b"x")
+    exec(src, {})
+    assert opened == [(str(exe_dir / "mia-elite.exe"), 98520, True)]
+    assert isinstance(importers.pyz_archive, Reader) and importers._pyz_tree is None
+    assert "sentinel-entry" not in sys.path_importer_cache
+    with pytest.raises(ValueError):
+        shared_pyz.hook_source("dir/mia-elite", 1)
+    with pytest.raises(ValueError):
+        shared_pyz.hook_source("mia-elite", -1)
+
+
+def test_shared_pyz_keeps_only_the_standard_library_for_the_bootstrap(pkg):
+    import sysconfig
+
+    import shared_pyz
+
+    import numpy
+
+    std = sysconfig.get_paths()["stdlib"]
+    toc = [("os", os.path.join(std, "os.py"), "PYMODULE"), ("json", os.path.join(std, "json", "__init__.py"), "PYMODULE"),
+           ("numpy", numpy.__file__, "PYMODULE"), ("app", str(pkg.parent / "app" / "__init__.py"), "PYMODULE"),
+           ("weird", None, "PYMODULE")]
+    assert [e[0] for e in shared_pyz.stdlib_only(toc)] == ["os", "json"]
