@@ -19,7 +19,14 @@ What it does, in order, before any app module that imports numba:
    folder; when it succeeds it writes :data:`HOST_MARK` and later starts use them.
 3. The CLI crash hook (:func:`app.ui.crash.install_cli_excepthook`): unhandled exceptions are
    logged with their traceback and the log file is named on stderr.
-4. The window's start-up helpers: ``app.ui.main.make_app`` is wrapped so that the crash dialog
+4. ``PySide6.QtOpenGL`` is not shipped (8.5 MiB of bindings; packaging/BUNDLE.md):
+   :func:`qtopengl_standin` puts a stand-in module in its place before pyqtgraph is imported
+   (pyqtgraph imports it at import time but uses it only to draw through OpenGL, which the app
+   turns off); any use of it raises ``ImportError`` naming the reason.
+5. With ``MIA_ELITE_LOADED_REPORT=<file>`` in the environment, the process writes at exit what
+   it loaded (:func:`write_loaded_report`): the bundle check compares it with what the bundle
+   ships and with a run from source.
+6. The window's start-up helpers: ``app.ui.main.make_app`` is wrapped so that the crash dialog
    (:func:`app.ui.crash.install_excepthook`) and the splash (:func:`app.ui.splash.show_splash`)
    are installed as soon as the ``QApplication`` exists. Both are idempotent, so this stays
    harmless once ``app/ui/main.py`` calls them itself.
@@ -27,11 +34,15 @@ What it does, in order, before any app module that imports numba:
 
 from __future__ import annotations
 
+import atexit
+import importlib.util
+import json
 import os
 import shutil
 import subprocess
 import sys
 import threading
+import types
 from pathlib import Path
 
 #: Folder of the bundle (``_internal``) holding the kernels compiled for a generic x86-64 CPU.
@@ -42,6 +53,94 @@ HOST_MARK = "host-kernels.ok"
 HOST_COMPILE_DELAY_S = 60.0
 #: Environment variable of the host-tuned compile (a child process): no generic CPU for it.
 HOST_ENV = "MIA_ELITE_HOST_KERNELS"
+#: Environment variable naming the file :func:`write_loaded_report` writes at exit.
+LOADED_REPORT_ENV = "MIA_ELITE_LOADED_REPORT"
+#: The Qt module left out of the bundle and replaced by :func:`qtopengl_standin`.
+QTOPENGL = "PySide6.QtOpenGL"
+
+
+def qtopengl_standin(force: bool = False) -> types.ModuleType | None:
+    """Put a stand-in for ``PySide6.QtOpenGL`` in ``sys.modules`` when the real one is absent.
+
+    pyqtgraph (0.13-0.14) imports ``PySide6.QtOpenGL`` in ``graphicsItems/PlotCurveItem.py``,
+    ``PColorMeshItem.py`` and ``Qt/OpenGLHelpers.py`` but reads its attributes only on the
+    OpenGL drawing path (``useOpenGL``/``enableExperimental``), which the app never enables. The
+    stand-in's attribute access raises ``ImportError`` ("... not in this bundle ..."), so a path
+    that would need OpenGL fails loudly instead of drawing wrong.
+
+    Parameters
+    ----------
+    force : bool
+        Install it even when the real module can be found (tests).
+
+    Returns
+    -------
+    module or None
+        The stand-in, or None when the real module exists (or one is already imported).
+    """
+    if QTOPENGL in sys.modules:
+        return None
+    if not force:
+        try:
+            if importlib.util.find_spec(QTOPENGL) is not None:
+                return None
+        except (ImportError, ValueError):
+            pass
+    mod = types.ModuleType(QTOPENGL, "Stand-in: PySide6.QtOpenGL is not shipped in this bundle "
+                                     "(packaging/BUNDLE.md); the app draws without OpenGL.")
+
+    def __getattr__(name: str):
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ImportError(f"{QTOPENGL}.{name}: PySide6.QtOpenGL is not in this bundle (the app draws "
+                          "with Qt's raster engine; pyqtgraph's useOpenGL must stay off)")
+
+    mod.__getattr__ = __getattr__
+    mod.__mia_standin__ = True
+    sys.modules[QTOPENGL] = mod
+    return mod
+
+
+def loaded_files() -> list[str]:
+    """Paths of the shared libraries mapped into this process (psutil memory maps; on Linux
+    ``/proc/self/maps`` when psutil is missing), sorted, each once."""
+    paths: set[str] = set()
+    try:
+        import psutil
+
+        for m in psutil.Process().memory_maps(grouped=True):
+            paths.add(m.path)
+    except Exception:  # psutil missing or the platform refuses: Linux's own table
+        try:
+            with open("/proc/self/maps", encoding="utf-8", errors="replace") as fh:
+                for line in fh:
+                    parts = line.split(None, 5)
+                    if len(parts) == 6 and parts[5].startswith("/"):
+                        paths.add(parts[5].strip())
+        except OSError:
+            pass
+    low = (".so", ".pyd", ".dll", ".dylib")
+    return sorted(p for p in paths if p.lower().endswith(low) or ".so." in os.path.basename(p))
+
+
+def write_loaded_report(path: str | os.PathLike) -> None:
+    """Write ``{"modules": [...], "shared_objects": [...], "executable": ..}`` (JSON) to ``path``:
+    the names in ``sys.modules`` (stand-ins marked ``"<name> (stand-in)"``) and
+    :func:`loaded_files`. Errors are ignored (a report must never fail the run)."""
+    try:
+        mods = sorted(f"{k} (stand-in)" if getattr(v, "__mia_standin__", False) else k
+                      for k, v in list(sys.modules.items()))
+        doc = {"executable": sys.executable, "frozen": bool(getattr(sys, "frozen", False)),
+               "modules": mods, "shared_objects": loaded_files()}
+        Path(path).write_text(json.dumps(doc, indent=0), encoding="utf-8")
+    except Exception:
+        pass
+
+
+def _loaded_report_at_exit() -> None:
+    target = os.environ.get(LOADED_REPORT_ENV)
+    if target:
+        atexit.register(write_loaded_report, target)
 
 
 def _null_streams() -> None:
@@ -143,6 +242,9 @@ def _wire_window_helpers() -> None:
 def setup(kind: str) -> None:
     """Prepare the frozen process; ``kind`` is ``"gui"`` or ``"cli"`` (names the numba cache)."""
     _null_streams()
+    _loaded_report_at_exit()
+    if getattr(sys, "frozen", False):
+        qtopengl_standin()
     _numba_cache(kind)
     from app.ui.crash import install_cli_excepthook
 

@@ -15,6 +15,15 @@ Figures (one JSON line each, see :mod:`app.bench`):
   Target: at least nautilus_trader's pyo3 L3 book on the same file (``mia-elite bench peers``).
 * ``feeds.mbo_to_events``: records/s of the orders -> price levels step alone
   (:func:`app.feeds.dbn.mbo_to_events` on the records in memory), numba vs the Python twin.
+* ``feeds.binance_read``: lines/s of the Binance capture path, read + book: :func:`app.feeds.binance.read_binance_gz`
+  on the real BTCUSDT capture (``crypto/btcusdt_20240808.gz`` of the shared data, 93,954 lines:
+  gzip, JSON, events) then :class:`app.market.refbook.ReferenceBook` ``apply`` of the events.
+  Baseline: the plain path a user would write, in the same run: ``gzip`` + ``json.loads`` per
+  line + a dict book (snapshot, then the diffs with ``u >= lastUpdateId``; absolute quantities,
+  0 removes). Peer: hftbacktest's own reader when it is importable (``peer`` says ``skipped``
+  otherwise; the benchmark installs nothing). The figure records ``same_book`` (best bid/ask
+  and the number of levels a side agree with the plain book) and ``read_only_lines_s``.
+  Timed as the best of alternating rounds. Skipped with a message when the capture is absent.
 * ``feeds.follow_latency_p99`` (and ``_p50``): ms from the append of a depth batch to its
   delivery by :class:`SierraFollower` (poll 50 ms) polling on a thread, while a writer thread
   appends batches at irregular intervals (5-40 ms; the records carry their append time). The
@@ -233,9 +242,113 @@ def bench_mbo(args):
            "baseline_kind": "mbo_to_events(use_numba=False): the Python twin"}
 
 
+def _btc_capture():
+    path = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crypto" / "btcusdt_20240808.gz"
+    return path if path.is_file() else None
+
+
+def _plain_binance_book(path: Path):
+    """The plain reader: gzip + json + dict book; returns (lines, bids, asks) with float prices."""
+    import gzip
+    import json
+
+    lines = gzip.decompress(path.read_bytes()).decode().splitlines()
+    bids: dict[float, float] = {}
+    asks: dict[float, float] = {}
+    snap = None
+    pending = []
+
+    def diff(d):
+        for book, key in ((bids, "b"), (asks, "a")):
+            for p, q in d[key]:
+                if float(q) == 0.0:
+                    book.pop(float(p), None)
+                else:
+                    book[float(p)] = float(q)
+
+    for line in lines:
+        _ts, js = line.split(" ", 1)
+        m = json.loads(js)
+        if "lastUpdateId" in m:
+            snap = m["lastUpdateId"]
+            bids = {float(p): float(q) for p, q in m["bids"]}
+            asks = {float(p): float(q) for p, q in m["asks"]}
+            for d in pending:
+                if d["u"] >= snap:
+                    diff(d)
+            pending = []
+            continue
+        d = m.get("data", m)
+        if d.get("e") == "depthUpdate":
+            if snap is None:
+                pending.append(d)
+            elif d["u"] >= snap:
+                diff(d)
+    return len(lines), bids, asks
+
+
+def _hftbacktest_read(path: Path):
+    """hftbacktest's own converter of its Binance capture format, when importable (else raises ImportError)."""
+    from hftbacktest.data.utils import binancefutures  # noqa: PLC0415  (optional peer)
+
+    return binancefutures.convert(str(path))
+
+
+def bench_binance_read(args):
+    from app.feeds.binance import read_binance_gz
+    from app.market.refbook import ReferenceBook
+
+    path = _btc_capture()
+    if path is None:
+        yield {"name": "feeds.binance_read", "value": None, "unit": "lines/s", "baseline": None, "ratio": None,
+               "target": None, "skipped": "crypto/btcusdt_20240808.gz not found beside the checkout (shared data)"}
+        return
+    out = {}
+
+    def mia():
+        rec = read_binance_gz(path)
+        book = ReferenceBook()
+        book.apply(rec.events)
+        out["mia"] = (rec, book)
+
+    def mia_read():
+        read_binance_gz(path)
+
+    def plain():
+        out["plain"] = _plain_binance_book(path)
+
+    rounds = 1 if args.quick else 3
+    best = {"mia": float("inf"), "mia_read": float("inf"), "plain": float("inf")}
+    for _ in range(rounds):  # alternating rounds: each implementation once per round
+        for name, fn in (("mia", mia), ("mia_read", mia_read), ("plain", plain)):
+            t0 = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - t0)
+    rec, book = out["mia"]
+    n_lines, pb, pa = out["plain"]
+    tick = rec.instrument.tick_size
+    same = (book.bids() == {round(p / tick): q for p, q in pb.items()}
+            and book.asks() == {round(p / tick): q for p, q in pa.items()})
+    try:
+        t0 = time.perf_counter()
+        _hftbacktest_read(path)
+        peer = {"peer": "hftbacktest", "peer_lines_s": round(n_lines / (time.perf_counter() - t0))}
+    except ImportError as exc:
+        peer = {"peer": f"skipped (hftbacktest not importable: {exc})"}
+    except Exception as exc:  # another hftbacktest version: say so, keep the figure
+        peer = {"peer": f"hftbacktest failed: {type(exc).__name__}: {exc}"}
+    v, b = n_lines / best["mia"], n_lines / best["plain"]
+    yield {"name": "feeds.binance_read", "value": round(v), "unit": "lines/s", "baseline": round(b),
+           "ratio": round(v / b, 2), "target": ">= plain gzip + json + dict book", "lines": n_lines,
+           "events": int(len(rec.events)), "read_only_lines_s": round(n_lines / best["mia_read"]),
+           "same_book": bool(same), "rounds": rounds, "file": path.name,
+           "baseline_kind": "gzip + json.loads + dict book, same run", **peer}
+
+
 BENCHMARKS = {
     "feeds.mbo": bench_mbo,
     "feeds.depth_read": bench_depth_read,
     "feeds.scid_read": bench_scid_read,
     "feeds.follow_latency": bench_follow_latency,
+    "feeds.binance_read": bench_binance_read,
 }

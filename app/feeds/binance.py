@@ -68,6 +68,7 @@ import os
 import zlib
 from pathlib import Path
 
+import msgspec
 import numpy as np
 
 from app.core.events import (
@@ -97,6 +98,9 @@ MARKET_USDM, MARKET_COINM, MARKET_SPOT = "USD-M", "COIN-M", "spot"
 EXCHANGES = {MARKET_USDM: "BINANCE-USDM", MARKET_COINM: "BINANCE-COINM", MARKET_SPOT: "BINANCE"}
 
 
+_msgspec_decode = msgspec.json.decode
+
+
 class BinanceError(ValueError):
     """The file is not a Binance stream recording this reader understands."""
 
@@ -114,53 +118,110 @@ def btcusdt_instrument(symbol: str = "BTCUSDT") -> Instrument:
 
 
 class _Cols:
-    """Column accumulator: flat Python lists turned into one event array at the end."""
+    """Column accumulator: prices and sizes per event, the other columns per run of events.
+
+    A run (``_run``) is a stretch of events sharing time, kind, side, op and flags (a side of
+    a depth message, one trade, one quote): those columns are stored once per run and
+    expanded with ``np.repeat`` at the end, so a 1000-level snapshot costs two list extends
+    instead of 2000 appends per column.
+    """
 
     def __init__(self) -> None:
-        self.ts: list[int] = []
         self.price: list[str | float] = []
         self.size: list[str | float] = []
-        self.kind: list[int] = []
-        self.side: list[int] = []
-        self.op: list[int] = []
-        self.flags: list[int] = []
+        self.run_ts: list[int] = []
+        self.run_n: list[int] = []
+        self.run_kind: list[int] = []
+        self.run_side: list[int] = []
+        self.run_op: list[int] = []
+        self.run_flags: list[int] = []
+        self.batch_end: list[int] = []  # indices of events that get FLAG_BATCH_END
+        self.n = 0
+
+    def _run(self, ts, n, kind, side, op, flags) -> None:
+        self.run_ts.append(ts)
+        self.run_n.append(n)
+        self.run_kind.append(kind)
+        self.run_side.append(side)
+        self.run_op.append(op)
+        self.run_flags.append(flags)
+        self.n += n
 
     def add(self, ts, price, size, kind, side, op, flags) -> None:
-        self.ts.append(ts)
         self.price.append(price)
         self.size.append(size)
-        self.kind.append(kind)
-        self.side.append(side)
-        self.op.append(op)
-        self.flags.append(flags)
+        self._run(ts, 1, kind, side, op, flags)
+
+    def end_batch(self) -> None:
+        """Mark the last event added with FLAG_BATCH_END."""
+        self.batch_end.append(self.n - 1)
 
     def levels(self, ts: int, bids, asks, flags: int) -> None:
-        """Append one batch of level updates; the last gets FLAG_BATCH_END."""
-        n0 = len(self.ts)
+        """Append one batch of level updates (bids, then asks); the last gets FLAG_BATCH_END.
+
+        A side whose entries are not all pairs is taken entry by entry, so a malformed entry
+        raises where a plain ``for p, q in levels`` loop would, after the entries before it.
+        """
+        n0 = self.n
         for side, levels in ((SIDE_BID, bids), (SIDE_ASK, asks)):
-            for p, q in levels:
-                self.add(ts, p, q, KIND_DEPTH, side, OP_SET, flags)
-        if len(self.ts) > n0:
-            self.flags[-1] |= FLAG_BATCH_END
+            k = len(levels) if isinstance(levels, list) else -1
+            if k > 0 and _all_pairs(levels):
+                ps, qs = zip(*levels)
+                self.price.extend(ps)
+                self.size.extend(qs)
+                self._run(ts, k, KIND_DEPTH, side, OP_SET, flags)
+            elif k != 0:
+                for p, q in levels:
+                    self.add(ts, p, q, KIND_DEPTH, side, OP_SET, flags)
+        if self.n > n0:
+            self.end_batch()
 
     def to_array(self, tick_size: float) -> np.ndarray:
-        n = len(self.ts)
+        n = self.n
         out = np.zeros(n, dtype=EVENT_DTYPE)
         if n == 0:
             return out
-        ts = np.asarray(self.ts, dtype=np.int64)
+        counts = np.asarray(self.run_n, dtype=np.int64)
+        ts = np.repeat(np.asarray(self.run_ts, dtype=np.int64), counts)
         out["ts"] = np.maximum.accumulate(ts)
         px = np.asarray(self.price, dtype=np.float64)  # decimal strings parse here, vectorised
         out["price"] = np.rint(px / tick_size).astype(np.int64)
         out["size"] = np.asarray(self.size, dtype=np.float64)
-        out["kind"] = self.kind
-        out["side"] = self.side
-        op = np.asarray(self.op, dtype=np.uint8)
+        out["kind"] = np.repeat(np.asarray(self.run_kind, dtype=np.uint8), counts)
+        out["side"] = np.repeat(np.asarray(self.run_side, dtype=np.uint8), counts)
+        op = np.repeat(np.asarray(self.run_op, dtype=np.uint8), counts)
         # absolute quantity 0 in a diff removes the level
         op[(op == OP_SET) & (out["size"] == 0.0)] = OP_DELETE
         out["op"] = op
-        out["flags"] = self.flags
+        flags = np.repeat(np.asarray(self.run_flags, dtype=np.uint8), counts)
+        flags[np.asarray(self.batch_end, dtype=np.int64)] |= FLAG_BATCH_END
+        out["flags"] = flags
         return out
+
+
+def _all_pairs(levels: list) -> bool:
+    """Whether every entry of ``levels`` has two items, so ``zip(*levels)`` gives exactly what
+    ``for p, q in levels`` would (JSON entries: arrays, or objects/strings of two keys/chars,
+    which unpack the same way); False for anything else, including entries without a length."""
+    try:
+        return set(map(len, levels)) == {2}
+    except TypeError:
+        return False
+
+
+def _loads(text: str):
+    """One JSON document: msgspec's decoder, and the standard library's for what msgspec refuses
+    (``NaN``, numbers beyond 64 bits, lone surrogates), so the result is always ``json.loads``'s.
+
+    Raises
+    ------
+    ValueError
+        Not JSON (``json.JSONDecodeError``).
+    """
+    try:
+        return _msgspec_decode(text)
+    except msgspec.MsgspecError:
+        return json.loads(text)
 
 
 def _open_lines(path: Path) -> list[str]:
@@ -244,19 +305,27 @@ def _tick_from_prices(prices: list[str]) -> tuple[float | None, int]:
     return round(g / 10.0 ** dec, dec), len(ints)
 
 
+def _first_column(levels) -> list:
+    """The prices of a list of ``[price, qty]`` entries (as ``[p for p, _q in levels]``, which
+    it falls back to, with its errors, when an entry is not a two-item list)."""
+    if isinstance(levels, list) and levels and _all_pairs(levels):
+        return list(next(zip(*levels)))
+    return [p for p, _q in levels]
+
+
 def _price_strings(msg: dict) -> list[str]:
     out: list[str] = []
     if "lastUpdateId" in msg and "bids" in msg:
-        out.extend(p for p, _q in msg.get("bids", ()))
-        out.extend(p for p, _q in msg.get("asks", ()))
+        out.extend(_first_column(msg.get("bids", ())))
+        out.extend(_first_column(msg.get("asks", ())))
         return out
     d = msg.get("data", msg)
     if not isinstance(d, dict):
         return out
     e = d.get("e")
     if e == "depthUpdate":
-        out.extend(p for p, _q in d.get("b", ()))
-        out.extend(p for p, _q in d.get("a", ()))
+        out.extend(_first_column(d.get("b", ())))
+        out.extend(_first_column(d.get("a", ())))
     elif e == "trade" and "p" in d:
         out.append(d["p"])
     elif "b" in d and "a" in d and isinstance(d["b"], str):
@@ -319,14 +388,14 @@ def read_binance_gz(
     lines = _open_lines(path)
     st = dict(lines=len(lines), snapshots=0, diffs=0, diffs_applied=0, diffs_dropped=0,
               sequence_gaps=0, trades=0, book_tickers=0, bad_lines=0, other=0, other_symbols=0)
-    parsed: list[tuple[int, int, dict]] = []
+    parsed: list[tuple[int, int, dict, str | None]] = []  # line number, recv ns, message, its symbol
     for ln, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             head, js = line.split(" ", 1)
             ts = int(head)
-            msg = json.loads(js)
+            msg = _loads(js)
             if not isinstance(msg, dict):
                 raise ValueError("not a JSON object")
         except ValueError:
@@ -334,12 +403,11 @@ def read_binance_gz(
             if st["bad_lines"] <= 5:
                 log.warning("%s:%d: not '<recv_ns> <json>', skipped", path.name, ln)
             continue
-        parsed.append((ln, ts, msg))
+        parsed.append((ln, ts, msg, _stream_symbol(msg)))
 
     # ---- what the stream tells: symbol, market, tick size
     counts: dict[str, int] = {}
-    for _ln, _ts, msg in parsed:
-        sym = _stream_symbol(msg)
+    for _ln, _ts, _msg, sym in parsed:
         if sym:
             counts[sym] = counts.get(sym, 0) + 1
     if symbol:
@@ -352,23 +420,23 @@ def read_binance_gz(
     elif counts:
         raise BinanceError(f"{path}: the stream holds several symbols ("
                            + ", ".join(f"{k} ({v:,})" for k, v in counts.items()) + "); pass --symbol")
-    elif any("lastUpdateId" in m for _l, _t, m in parsed):
+    elif any("lastUpdateId" in m for _l, _t, m, _s in parsed):
         raise BinanceError(f"{path}: only a REST depth snapshot, which names no symbol; pass --symbol "
                            "(and --tick-size if it has few levels)")
     else:
         raise BinanceError(f"{path}: no Binance stream message found")
-    if len(counts) > 1 and any("lastUpdateId" in m for _l, _t, m in parsed):
+    if len(counts) > 1 and any("lastUpdateId" in m for _l, _t, m, _s in parsed):
         raise BinanceError(f"{path}: several symbols (" + ", ".join(counts) + ") and REST depth snapshots, "
                            "which name no symbol: which book a snapshot is cannot be told; split the capture "
                            "per symbol")
-    mine = [(ln, ts, m) for ln, ts, m in parsed if _stream_symbol(m) in (None, want)]
+    mine = [(ln, ts, m, sym) for ln, ts, m, sym in parsed if sym is None or sym == want]
     st["other_symbols"] = len(parsed) - len(mine)
     if st["other_symbols"]:
         log.warning("%s: %d messages of other symbols than %s skipped (%s)", path.name, st["other_symbols"], want,
                     ", ".join(k for k in counts if k != want))
     missing: list[tuple[str, str]] = []  # (what the stream cannot tell, the option to pass)
     if market is None:
-        seen = {ev for ev in (_market_evidence(m, _stream_symbol(m) or want) for _l, _t, m in mine) if ev}
+        seen = {ev for ev in (_market_evidence(m, sym or want) for _l, _t, m, sym in mine) if ev}
         if len(seen) == 1:
             market = seen.pop()
         else:
@@ -376,7 +444,7 @@ def read_binance_gz(
             missing.append((f"the market ({MARKET_USDM}, {MARKET_COINM} or {MARKET_SPOT}: {why})", "--market"))
     elif market not in EXCHANGES:
         raise BinanceError(f"{path}: unknown market {market!r} (known: {', '.join(EXCHANGES)})")
-    prices = [p for _l, _t, m in mine for p in _price_strings(m)]
+    prices = [p for _l, _t, m, _s in mine for p in _price_strings(m)]
     tick_from = "given"
     if tick_size is None or tick_size <= 0:
         tick_size, n_prices = _tick_from_prices(prices)
@@ -427,7 +495,7 @@ def read_binance_gz(
         st["diffs_applied"] += 1
         cols.levels(ts, d.get("b", ()), d.get("a", ()), 0)
 
-    for ln, ts, msg in mine:
+    for ln, ts, msg, _sym in mine:
         try:
             if "lastUpdateId" in msg and "bids" in msg:
                 recognised += 1
@@ -437,7 +505,7 @@ def read_binance_gz(
                 cols.add(ts, 0.0, 0.0, KIND_DEPTH, 0, OP_CLEAR, FLAG_SNAPSHOT)
                 cols.levels(ts, msg["bids"], msg["asks"], FLAG_SNAPSHOT)
                 if not msg["bids"] and not msg["asks"]:
-                    cols.flags[-1] |= FLAG_BATCH_END
+                    cols.end_batch()
                 for pts, d in pending:
                     apply_diff(max(pts, ts), d)
                 pending.clear()
