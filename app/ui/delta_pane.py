@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from app.analysis.frame import AnalysisFrame
-from app.ui.heatmap import cache_axes
+from app.ui.heatmap import cache_axes, settle_view
 
 NS = 1_000_000_000
 LINE_COLOR = (240, 200, 90)
@@ -131,6 +131,7 @@ class DeltaPane(pg.PlotWidget):
         self.curve.setData(t, v)
         if v.shape[0]:
             self.last_label.setText(f"cum. delta {v[-1]:+,.0f}")
+        settle_view(self.vb)  # its y auto-range now, not in the paint (one paint per frame)
 
     def series(self) -> tuple[np.ndarray, np.ndarray]:
         """The line drawn: ``(t, value)``, float64 ``(n,)``, seconds since the epoch UTC and

@@ -90,6 +90,19 @@ def cache_axes(plot_item, on: bool = True) -> None:
         plot_item.getAxis(name).setCacheMode(mode)
 
 
+def settle_view(view_box) -> None:
+    """Bring ``view_box``'s auto-range and view transform up to date now, not in the next paint.
+
+    pyqtgraph defers both to :meth:`pyqtgraph.ViewBox.prepareForPaint`, which runs inside the
+    view's paint; the new transform there makes every curve, scatter and infinite line call
+    ``prepareGeometryChange`` during the paint, and the scene schedules a second full paint of
+    the view for the same frame. Called after a frame's items are updated (and before the
+    paint), the changes join the one paint the frame needs. Idempotent (nothing happens when
+    the range did not change).
+    """
+    view_box.prepareForPaint()
+
+
 def heatmap_lut(stops=HEATMAP_STOPS) -> np.ndarray:
     """Build the liquidity lookup table.
 
@@ -411,6 +424,7 @@ class HeatmapWidget(pg.PlotWidget):
             self._set_frame(frame)
         finally:
             self._in_set_frame = False
+        settle_view(self.vb)  # one paint per frame (see settle_view)
 
     def _set_frame(self, frame: AnalysisFrame) -> None:
         self._frame = frame

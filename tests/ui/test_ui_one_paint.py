@@ -1,0 +1,67 @@
+"""One frame, one paint: the heatmap and the cumulative-delta pane settle their view (range
+and transform) when a frame is drawn, not inside the paint (where pyqtgraph's deferred
+transform update made every curve and scatter change geometry mid-paint and the scene paint
+the whole view a second time for the same frame); on real ES frames in the real window."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pytestqt")
+
+from PySide6 import QtCore, QtWidgets  # noqa: E402
+
+from app.analysis.frame import AnalysisFrame  # noqa: E402
+from app.market.model import MarketModel  # noqa: E402
+
+
+class _PaintCounter(QtCore.QObject):
+    def __init__(self):
+        super().__init__()
+        self.n = 0
+
+    def eventFilter(self, obj, ev):  # noqa: N802 (Qt name)
+        if ev.type() == QtCore.QEvent.Paint:
+            self.n += 1
+        return False
+
+
+def _frames(rec, parts=400):
+    m = MarketModel(rec.instrument, rows=400, column_ns=250_000_000, history_s=300, window_cols=1000)
+    for i, part in enumerate(np.array_split(rec.events, parts)):
+        m.apply(part)
+        if i >= parts - 40:
+            yield AnalysisFrame(seq=i + 1, ts=m.ts, symbol=rec.instrument.symbol,
+                                tick_size=rec.instrument.tick_size, cum_delta=m.cum_delta,
+                                **m.frame_parts())
+
+
+def test_each_frame_paints_the_heatmap_and_the_delta_pane_once(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("MIA_ELITE_HOME", str(tmp_path))
+    from app.feeds.samples import load_default_sample
+    from app.live.pipeline import PipelineConfig
+    from app.ui.main_window import MainWindow
+
+    rec = load_default_sample()
+    w = MainWindow(PipelineConfig(embedded=True, recording=rec, speed=0.0), prefs=None)
+    qtbot.addWidget(w)
+    w.resize(1600, 1000)
+    w.show()
+    app = QtWidgets.QApplication.instance()
+    frames = list(_frames(rec))
+    for f in frames[:10]:  # layout settles
+        w.draw_frame(f)
+        app.processEvents()
+    hm, dp = _PaintCounter(), _PaintCounter()
+    w.heatmap.viewport().installEventFilter(hm)
+    w.delta_pane.viewport().installEventFilter(dp)
+    per_frame = []
+    for f in frames[10:]:
+        h0, d0 = hm.n, dp.n
+        w.draw_frame(f)
+        app.processEvents()
+        per_frame.append((hm.n - h0, dp.n - d0))
+    assert w.heatmap.vb.viewRange()[0][1] > frames[-1].heatmap_t0 / 1e9  # it followed the market
+    assert per_frame == [(1, 1)] * len(per_frame)
+    w._closed = True
