@@ -671,7 +671,7 @@ class MainWindow(QtWidgets.QMainWindow):
         self.profile_pane.set_frame(frame)
         self.own_orders.refresh()
         self._sync_ladder()
-        self.vix_gauge.set_state(frame.vix)
+        self.vix_gauge.set_state(frame.vix, getattr(frame, "analysis_ready", True))
         self.tape.update_from_frame(frame)
         # analyzer errors reach the window through the engine's on_error callback (the pipeline
         # shows the first five and every hundredth); frame.error carries the same text
