@@ -65,3 +65,34 @@ def test_each_frame_paints_the_heatmap_and_the_delta_pane_once(qtbot, tmp_path, 
     assert w.heatmap.vb.viewRange()[0][1] > frames[-1].heatmap_t0 / 1e9  # it followed the market
     assert per_frame == [(1, 1)] * len(per_frame)
     w._closed = True
+
+
+def test_the_profile_pane_repaints_only_when_the_profile_changed(qtbot):
+    from app.feeds.samples import load_default_sample
+    from app.ui.profile_pane import ProfilePane
+
+    rec = load_default_sample()
+    pane = ProfilePane()
+    qtbot.addWidget(pane)
+    pane.resize(120, 600)
+    pane.show()
+    app = QtWidgets.QApplication.instance()
+    frames = list(_frames(rec, parts=4000))  # cut finely: many frames trade nothing
+    f0 = frames[0]
+    mid = 0.5 * (f0.best_bid + f0.best_ask) * f0.tick_size
+    pane.set_view(mid - 6.0, mid + 6.0, 20.0, 570.0)
+    pane.set_frame(f0)
+    app.processEvents()
+    counter = _PaintCounter()
+    pane.installEventFilter(counter)
+    changed = 0
+    for prev, f in zip(frames, frames[1:]):
+        n = counter.n
+        pane.set_frame(f)
+        pane.set_frame(f)  # the same frame again: nothing new
+        app.processEvents()
+        new = not np.array_equal(prev.session_volume, f.session_volume) or (prev.poc, prev.vah) != (f.poc, f.vah)
+        changed += new
+        assert counter.n - n == (1 if new else 0)
+        assert np.array_equal(pane.volume, f.session_volume)
+    assert 0 < changed < len(frames) - 1  # some frames traded, some did not
