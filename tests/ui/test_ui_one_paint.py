@@ -96,3 +96,31 @@ def test_the_profile_pane_repaints_only_when_the_profile_changed(qtbot):
         assert counter.n - n == (1 if new else 0)
         assert np.array_equal(pane.volume, f.session_volume)
     assert 0 < changed < len(frames) - 1  # some frames traded, some did not
+
+
+def test_the_delta_pane_keeps_the_visible_line_in_range_without_moving_it_every_frame(qtbot, tmp_path,
+                                                                                       monkeypatch):
+    monkeypatch.setenv("MIA_ELITE_HOME", str(tmp_path))
+    from app.feeds.samples import load_default_sample
+    from app.live.pipeline import PipelineConfig
+    from app.ui.main_window import MainWindow
+
+    rec = load_default_sample()
+    w = MainWindow(PipelineConfig(embedded=True, recording=rec, speed=0.0), prefs=None)
+    qtbot.addWidget(w)
+    w.resize(1600, 1000)
+    w.show()
+    app = QtWidgets.QApplication.instance()
+    frames = list(_frames(rec, parts=1200))
+    dp = w.delta_pane
+    fits0 = dp.y_fits
+    for f in frames:
+        w.draw_frame(f)
+        app.processEvents()
+        t, v = dp.series()
+        (x0, x1), (y0, y1) = dp.vb.viewRange()
+        vis = v[(t >= x0) & (t <= x1)]
+        assert vis.size and y0 <= vis.min() and vis.max() <= y1  # the visible line is inside
+        assert vis.max() - vis.min() <= y1 - y0
+    assert dp.y_fits - fits0 < len(frames) // 2, dp.y_fits - fits0  # not moved on every frame
+    w._closed = True
