@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from app.analysis.frame import AnalysisFrame
-from app.ui.heatmap import cache_axes
+from app.ui.heatmap import cache_axes, settle_view
 
 NS = 1_000_000_000
 LINE_COLOR = (240, 200, 90)
@@ -53,8 +53,12 @@ class DeltaPane(pg.PlotWidget):
         self.vb = self.plotItem.getViewBox()
         self.vb.setMouseEnabled(x=False, y=False)  # the heatmap's wheel and drag move the time axis
         cache_axes(self.plotItem)  # axes (and the y grid they draw) from a pixmap until they change
-        self.vb.enableAutoRange(x=False, y=True)
-        self.vb.setAutoVisible(y=True)  # y fits the part of the line that is visible
+        # y fits the visible part of the line with headroom (fit_y): moved only when the line leaves
+        # it or fills less than a quarter of it, not on every frame (a new y range redraws the
+        # axis and the grid)
+        self.vb.disableAutoRange()
+        #: times the y range was moved (fit_y)
+        self.y_fits = 0
         self.zero = pg.InfiniteLine(0.0, angle=0, pen=pg.mkPen(ZERO_COLOR, width=1, style=QtCore.Qt.DotLine))
         self.addItem(self.zero)
         self.curve = pg.PlotDataItem(pen=pg.mkPen(LINE_COLOR, width=1.5), clipToView=True, autoDownsample=True)
@@ -129,8 +133,46 @@ class DeltaPane(pg.PlotWidget):
             self._push(ts / NS, cum)
         t, v = self.series()
         self.curve.setData(t, v)
+        self.fit_y(t, v)
         if v.shape[0]:
             self.last_label.setText(f"cum. delta {v[-1]:+,.0f}")
+        settle_view(self.vb)  # its y auto-range now, not in the paint (one paint per frame)
+
+    #: headroom above and below the visible line when the y range is moved, share of its span
+    Y_HEADROOM = 0.25
+
+    def fit_y(self, t: np.ndarray, v: np.ndarray) -> bool:
+        """Keep the visible part of the line inside the y range.
+
+        Parameters
+        ----------
+        t, v : np.ndarray, float64, shape (n,)
+            The line (:meth:`series`): seconds since the epoch UTC (ascending), contracts.
+
+        Returns
+        -------
+        bool
+            True when the y range was moved: the visible values (the points inside the x range
+            and the one on each side of it) left the range, or span less than a quarter of
+            it; the new range is their span plus :attr:`Y_HEADROOM` of it above and below (at
+            least 1 contract).
+        """
+        if v.shape[0] == 0:
+            return False
+        (x0, x1), (y0, y1) = self.vb.viewRange()
+        i0 = max(int(np.searchsorted(t, x0, side="left")) - 1, 0)
+        i1 = min(int(np.searchsorted(t, x1, side="right")) + 1, v.shape[0])
+        if i1 <= i0:
+            i0, i1 = v.shape[0] - 1, v.shape[0]
+        seg = v[i0:i1]
+        lo, hi = float(seg.min()), float(seg.max())
+        span = max(hi - lo, 1.0)
+        if lo >= y0 and hi <= y1 and span >= 0.25 * (y1 - y0):
+            return False
+        pad = self.Y_HEADROOM * span
+        self.vb.setYRange(lo - pad, lo + span + pad, padding=0)
+        self.y_fits += 1
+        return True
 
     def series(self) -> tuple[np.ndarray, np.ndarray]:
         """The line drawn: ``(t, value)``, float64 ``(n,)``, seconds since the epoch UTC and

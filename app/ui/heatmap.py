@@ -90,6 +90,19 @@ def cache_axes(plot_item, on: bool = True) -> None:
         plot_item.getAxis(name).setCacheMode(mode)
 
 
+def settle_view(view_box) -> None:
+    """Bring ``view_box``'s auto-range and view transform up to date now, not in the next paint.
+
+    pyqtgraph defers both to :meth:`pyqtgraph.ViewBox.prepareForPaint`, which runs inside the
+    view's paint; the new transform there makes every curve, scatter and infinite line call
+    ``prepareGeometryChange`` during the paint, and the scene schedules a second full paint of
+    the view for the same frame. Called after a frame's items are updated (and before the
+    paint), the changes join the one paint the frame needs. Idempotent (nothing happens when
+    the range did not change).
+    """
+    view_box.prepareForPaint()
+
+
 def heatmap_lut(stops=HEATMAP_STOPS) -> np.ndarray:
     """Build the liquidity lookup table.
 
@@ -270,6 +283,9 @@ class HeatmapWidget(pg.PlotWidget):
         self.bubbles = pg.ScatterPlotItem(pxMode=True, pen=self._no_pen)
         self.bubbles.setZValue(5)
         self.addItem(self.bubbles)
+        self._bubble_key = None  # what the drawn bubbles were built from (_bubbles_key)
+        #: times the bubbles were rebuilt (skipped when a frame's band traded nothing new)
+        self.bubble_updates = 0
         self._buy_brush = pg.mkBrush(*BUY_COLOR, 170)
         self._sell_brush = pg.mkBrush(*SELL_COLOR, 170)
 
@@ -411,6 +427,7 @@ class HeatmapWidget(pg.PlotWidget):
             self._set_frame(frame)
         finally:
             self._in_set_frame = False
+        settle_view(self.vb)  # one paint per frame (see settle_view)
 
     def _set_frame(self, frame: AnalysisFrame) -> None:
         self._frame = frame
@@ -619,11 +636,25 @@ class HeatmapWidget(pg.PlotWidget):
         if v0 < band[0] or v1 > band[1] or (r1 - r0) < (band[1] - band[0]) // 3:
             self._draw_band(f)
 
+    def _bubbles_key(self, frame, t0, col_s, tick, r0, r1, buy, sell):
+        """What the bubbles of a band depend on: placement, and the band's newest two columns
+        (trades land in the open column; older columns of a frame are closed and do not change
+        until they roll out, which moves ``t0``). Equal keys draw equal bubbles."""
+        tail = (buy[:, -2:].copy(), sell[:, -2:].copy()) if buy.shape[1] else None
+        return (t0, col_s, tick, r0, r1, int(frame.heatmap_base), buy.shape), tail
+
     def _draw_bubbles(self, frame, t0, col_s, tick, r0=0, r1=None):
         buy, sell = frame.traded_buy, frame.traded_sell
         if r1 is None:
             r1 = buy.shape[0]
         buy, sell = buy[r0:r1], sell[r0:r1]
+        key, tail = self._bubbles_key(frame, t0, col_s, tick, r0, r1, buy, sell)
+        old = self._bubble_key
+        if (old is not None and old[0] == key and (tail is None) == (old[1] is None)
+                and (tail is None or (np.array_equal(tail[0], old[1][0]) and np.array_equal(tail[1], old[1][1])))):
+            return  # the same bubbles as drawn: nothing to rebuild
+        self._bubble_key = (key, tail)
+        self.bubble_updates += 1
         if buy.size == 0:
             self.bubbles.setData(x=[], y=[])
             return

@@ -247,6 +247,12 @@ class LadderWidget(PriceAlignedWidget):
         self._top, self._height = 0.0, 1.0
         self.grouping = 1
         self.text_height = 0.0
+        #: draw the price column from a cached pixmap (False: text per row, the reference)
+        self.cache_prices = True
+        #: times the price column's pixmap was rendered (it is re-rendered only when the rows,
+        #: their placement, the tick, the font or the size change)
+        self.price_renders = 0
+        self._price_pm = None  # (key, QPixmap)
         self._make_fonts()
 
     def _make_fonts(self) -> None:
@@ -262,6 +268,7 @@ class LadderWidget(PriceAlignedWidget):
         """A new widget font (or application font) makes new ladder fonts."""
         if ev.type() in (QtCore.QEvent.FontChange, QtCore.QEvent.ApplicationFontChange):
             self._make_fonts()
+            self._price_pm = None
             self.update()
         super().changeEvent(ev)
 
@@ -438,6 +445,7 @@ class LadderWidget(PriceAlignedWidget):
         current_font = font
         if show_text:
             p.setPen(TEXT)
+        cached = show_text and self.cache_prices
         order_rows = self._order_rows(tick, k) if self.orders else {}
         cell_w = min(xs[2] - xs[1], xs[4] - xs[3]) - 7  # text room of an order cell
         pos = self.position
@@ -480,7 +488,8 @@ class LadderWidget(PriceAlignedWidget):
                     text(rect(xs[0], y, xs[1] - xs[0] - 4, gh), right, vt)
                 if bt:
                     text(rect(xs[1], y, xs[2] - xs[1] - 4, gh), right, bt)
-                text(rect(xs[2], y, xs[3] - xs[2], gh), centre, pxt)
+                if not cached or g == bb_row or g == ba_row:  # inside rows: bold, drawn here
+                    text(rect(xs[2], y, xs[3] - xs[2], gh), centre, pxt)
                 if at:
                     text(rect(xs[3] + 4, y, xs[4] - xs[3] - 4, gh), left, at)
             else:
@@ -506,6 +515,9 @@ class LadderWidget(PriceAlignedWidget):
             painted.append(PaintedRow(g * k, k, y, gh, "", "", f"{g * k * tick:.{dec}f}", "",
                                       _cell_text(mine[0], cell_w, fm_bold) if mine else "",
                                       _cell_text(mine[1], cell_w, fm_bold) if mine else "", ""))
+        if cached:
+            self._blit_prices(p, xs, prices_l, k, tick, dec, top, span_hi, scale, row_h, gh, head_h,
+                              [r for r in (bb_row, ba_row) if r is not None])
         painted.sort(key=lambda r: r.y)
         p.setPen(GRID)
         for x in xs[1:-1]:
@@ -524,6 +536,52 @@ class LadderWidget(PriceAlignedWidget):
             p.setPen(QtGui.QPen(ORDER_EDGE, 1, QtCore.Qt.DashLine))
             p.drawRect(r)
             p.drawText(r, QtCore.Qt.AlignCenter, f"{self.drag_target * self.order_tick:.{price_decimals(self.order_tick)}f}")
+
+    def _blit_prices(self, p, xs, groups, k, tick, dec, top, span_hi, scale, row_h, gh, head_h, inside) -> None:
+        """The plain (not inside-market) price texts from a pixmap of the whole column.
+
+        The pixmap holds every row's price in the regular font, drawn at the same places as the
+        per-row text would be; it is rendered again only when its key (rows, their placement,
+        tick, grouping, widget size, font, device pixel ratio) changes, i.e. on a pan, a zoom, a
+        re-centre or a resize, not per frame. The inside-market rows (bold) are clipped out and
+        drawn as text by the caller.
+        """
+        x0, cw = xs[2], xs[3] - xs[2]
+        dpr = self.devicePixelRatioF()
+        key = (tuple(groups), k, tick, dec, top, span_hi, scale, row_h, cw, self.height(), head_h, dpr,
+               self._font.key())
+        if self._price_pm is None or self._price_pm[0] != key:
+            pm = QtGui.QPixmap(max(int(math.ceil(cw * dpr)), 1), max(int(math.ceil(self.height() * dpr)), 1))
+            pm.setDevicePixelRatio(dpr)
+            pm.fill(QtCore.Qt.transparent)
+            q = QtGui.QPainter(pm)
+            try:
+                q.setFont(self._font)
+                q.setPen(TEXT)
+                for g in groups:
+                    y = top + (span_hi - (g * k + k - 1) * tick) * scale - row_h / 2
+                    if y > self.height() or y + gh < head_h:
+                        continue
+                    q.drawText(QtCore.QRectF(0.0, y, cw, gh), QtCore.Qt.AlignCenter, f"{g * k * tick:.{dec}f}")
+            finally:
+                q.end()
+            self._price_pm = (key, pm)
+            self.price_renders += 1
+        pm = self._price_pm[1]
+        # vertical spans of the column outside the inside-market rows
+        cuts = sorted({(top + (span_hi - (g * k + k - 1) * tick) * scale - row_h / 2) for g in inside})
+        spans, y0 = [], 0.0
+        for yc in cuts:
+            spans.append((y0, yc))
+            y0 = yc + gh
+        spans.append((y0, float(self.height())))
+        for a, b in spans:
+            if b <= a:
+                continue
+            p.save()
+            p.setClipRect(QtCore.QRectF(x0, a, cw, b - a), QtCore.Qt.IntersectClip)
+            p.drawPixmap(QtCore.QPointF(x0, 0.0), pm)
+            p.restore()
 
     def _paint_own(self, p: QtGui.QPainter, xs, y: float, gh: float, mine, pos, dec: int) -> str:
         """Own orders of one row (boxes in the bid / ask column) and the position's mark and open P&L.

@@ -937,7 +937,7 @@ class MainWindow(QtWidgets.QMainWindow):
         panel = self.panel_of(getattr(frame, "symbol", ""))
         if panel is self.panels[0]:
             self.last_frame = frame
-            self.vix_gauge.set_state(frame.vix)
+            self.vix_gauge.set_state(frame.vix, getattr(frame, "analysis_ready", True))
         if len(self.panels) > 1 and panel not in self.panel_area.visible_panels():
             panel._pending = frame
         else:

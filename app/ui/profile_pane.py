@@ -84,11 +84,20 @@ class ProfilePane(PriceAlignedWidget):
 
     # ------------------------------------------------------------------ data
     def set_frame(self, frame: AnalysisFrame) -> None:
-        """Take the profile of ``frame`` (immutable copies) and repaint."""
-        self.tick = float(frame.tick_size)
-        self.prices = frame.book_prices
-        self.volume = frame.session_volume
-        self.poc, self.vah, self.val = int(frame.poc), int(frame.vah), int(frame.val)
+        """Take the profile of ``frame`` (immutable copies) and repaint, only when the profile
+        changed (the same rows, volumes, POC and value area draw the same bars)."""
+        tick = float(frame.tick_size)
+        poc, vah, val = int(frame.poc), int(frame.vah), int(frame.val)
+        prices, volume = frame.book_prices, frame.session_volume
+        if (tick == self.tick and (poc, vah, val) == (self.poc, self.vah, self.val)
+                and prices.shape == self.prices.shape and volume.shape == self.volume.shape
+                and (prices.shape[0] == 0 or prices[0] == self.prices[0])
+                and np.array_equal(volume, self.volume)):
+            return  # nothing to draw anew (a pan or zoom repaints through set_view)
+        self.tick = tick
+        self.prices = prices
+        self.volume = volume
+        self.poc, self.vah, self.val = poc, vah, val
         self.update()
 
     def set_grouping(self, rows_for_px) -> None:

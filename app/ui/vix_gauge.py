@@ -46,15 +46,28 @@ class VixGauge(QtWidgets.QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.state: VixState | None = None
+        #: False while the engine compiles the analyzers (``AnalysisFrame.analysis_ready``)
+        self.analysis_ready = True
         self.setMinimumSize(200, 180)  # the dial shrinks to fit; its texts keep their size
         self.setAttribute(QtCore.Qt.WA_OpaquePaintEvent, True)
 
     # ------------------------------------------------------------------ data
-    def set_state(self, state: VixState | None) -> None:
-        """Show ``state`` (repaints only when it changed)."""
-        if state == self.state:
+    def set_state(self, state: VixState | None, analysis_ready: bool = True) -> None:
+        """Show ``state`` (repaints only when it or ``analysis_ready`` changed).
+
+        Parameters
+        ----------
+        state : VixState or None
+            The frame's VIX picture (``AnalysisFrame.vix``); None: none yet.
+        analysis_ready : bool
+            ``AnalysisFrame.analysis_ready``: False while the analyzers are being compiled on a
+            first start, when the missing state means "not computed yet", not "no history".
+        """
+        ready = bool(analysis_ready)
+        if state == self.state and ready == self.analysis_ready:
             return
         self.state = state
+        self.analysis_ready = ready
         self.setToolTip(self.summary_text())
         self.update()
 
@@ -67,7 +80,8 @@ class VixGauge(QtWidgets.QWidget):
         """One-line text of what the gauge shows (tooltip, status, tests)."""
         s = self.state
         if s is None:
-            return "VIX: no history loaded"
+            return "VIX: no history loaded" if self.analysis_ready else \
+                "VIX: the analysis is compiling (the regime shows once it is ready)"
         ts = "n/a" if s.term_structure != s.term_structure else f"{s.term_structure:.2f}"
         return (
             f"VIX {s.level:.2f} ({s.date}) regime {REGIME_LABELS.get(s.regime, s.regime)}; "
@@ -182,7 +196,8 @@ class VixGauge(QtWidgets.QWidget):
         line_h = g["line_h"]
         if s is None:
             p.setPen(DIM)
-            p.drawText(QtCore.QRectF(0, cy + 4, w, line_h + 4), QtCore.Qt.AlignCenter, "no VIX history loaded")
+            p.drawText(QtCore.QRectF(0, cy + 4, w, line_h + 4), QtCore.Qt.AlignCenter,
+                       "no VIX history loaded" if self.analysis_ready else "analysis compiling...")
             return
         # needle
         a = math.radians(self.value_to_angle(s.level))

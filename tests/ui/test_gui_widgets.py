@@ -150,6 +150,18 @@ def test_vix_gauge_shows_state(qtbot):
     assert not g.grab().isNull()
 
 
+def test_vix_gauge_says_the_analysis_compiles_instead_of_no_history(qtbot):
+    g = VixGauge()
+    qtbot.addWidget(g)
+    g.resize(300, 260)
+    g.set_state(None, analysis_ready=False)  # first start: the analyzers compile
+    assert "compiling" in g.summary_text() and "no history" not in g.summary_text()
+    while_compiling = g.grab().toImage()
+    g.set_state(None, analysis_ready=True)  # compiled, and still no VIX state: no history
+    assert g.summary_text() == "VIX: no history loaded"
+    assert g.grab().toImage() != while_compiling  # the dial's text changed too
+
+
 def test_tape_appends_rows_fills_outcomes_and_selects(qtbot):
     tape = SignalTape()
     qtbot.addWidget(tape)

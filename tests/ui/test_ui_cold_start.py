@@ -60,7 +60,8 @@ def test_book_drawn_before_the_analysis_is_ready_with_the_overlay_saying_so(qapp
                 ready=f.analysis_ready, signals=len(f.signals), patterns=len(f.patterns), steps=eng.steps,
                 heatmap_cells=int((hm > 0).sum()) if hm is not None else 0,
                 ladder=(w.ladder.best_bid, w.ladder.best_ask), frame=(f.best_bid, f.best_ask),
-                overlay=(ov.mode, ov.isVisible(), ov.text()), events=f.events_total)
+                overlay=(ov.mode, ov.isVisible(), ov.text()), events=f.events_total,
+                vix=w.vix_gauge.summary_text())
             release.set()
             out["ready"] = await wait_until(lambda: w.last_frame is not None and w.last_frame.analysis_ready
                                             and eng.state == "running", 300)
@@ -81,6 +82,7 @@ def test_book_drawn_before_the_analysis_is_ready_with_the_overlay_saying_so(qapp
     assert d["signals"] == 0 and d["patterns"] == 0 and d["steps"] == 0, d  # no analysis yet
     mode, visible, text = d["overlay"]
     assert mode == "badge" and visible and "the analyzers" in text and "book is live" in text, d
+    assert "compiling" in d["vix"] and "no history" not in d["vix"], d  # not "no VIX history loaded"
     assert out["ready"], out
     a = out["after"]
     assert a["state"] == "running" and a["steps"] > 0, a  # the analysis ran, over the compile time too
