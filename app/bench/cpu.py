@@ -101,12 +101,25 @@ def busiest_minute(events: np.ndarray, window_ns: int = MINUTE_NS) -> tuple[np.n
     return np.concatenate([head, events[start:stop]]), start, stop - start
 
 
+def _shared_file(rel: str) -> Path | None:
+    """``shared/<rel>`` in the nearest folder above the repository that has it, else ``None``.
+
+    The repository's ``../shared`` in a plain checkout; a git worktree one level deeper
+    (``wt/<name>``) finds the same folder one level further up.
+    """
+    for up in Path(__file__).resolve().parents[2].parents:
+        p = up / "shared" / rel
+        if p.exists():
+            return p
+    return None
+
+
 def _recordings():
     from app.feeds.samples import load_default_sample
 
     yield "es", load_default_sample()
-    p = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crypto" / "btcusdt_20240808.gz"
-    if p.exists():
+    p = _shared_file("data/crypto/btcusdt_20240808.gz")
+    if p is not None:
         from app.feeds.binance import read_binance_gz
 
         yield "btcusdt", read_binance_gz(p)
