@@ -60,7 +60,9 @@ def load_default_sample(use_cache: bool = True) -> Recording:
             return read_recording(cache)
         except (RecordingError, OSError, ValueError, KeyError) as exc:
             log.warning("sample cache %s unreadable (%s); converting again", cache, exc)
-    rec = read_dbn_mbo(src)
+    # the Python twin of the MBO kernels (same events; ~1 s for the hour): this conversion runs
+    # once per user folder, on a first start, where compiling the kernels would take 30 s
+    rec = read_dbn_mbo(src, use_numba=False)
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
