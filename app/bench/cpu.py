@@ -17,7 +17,8 @@ measures the whole app as a user runs it, from the outside:
    thread, window; offscreen Qt) connects to it as to Sierra Chart, in a fresh user folder
    (``MIA_ELITE_HOME``), with the numba cache of this process (``NUMBA_CACHE_DIR``) so kernels
    load instead of compiling.
-4. After its log says ``first frame drawn`` and ``settle_s`` more seconds, its process CPU
+4. After its log says ``first frame drawn``, then ``analysis engine ready`` (the kernels load
+   or compile after the first frame) and ``settle_s`` more seconds, its process CPU
    time (user + system, all threads: GUI, engine, asyncio I/O; psutil ``cpu_times``) and RSS
    are sampled for ``measure_s`` seconds of wall time (the minute loops, so the stream never
    pauses). ``cpu_pct`` is CPU seconds / wall seconds x 100: percent of ONE core (100 = one
@@ -101,12 +102,25 @@ def busiest_minute(events: np.ndarray, window_ns: int = MINUTE_NS) -> tuple[np.n
     return np.concatenate([head, events[start:stop]]), start, stop - start
 
 
+def _shared_file(rel: str) -> Path | None:
+    """``shared/<rel>`` in the nearest folder above the repository that has it, else ``None``.
+
+    The repository's ``../shared`` in a plain checkout; a git worktree one level deeper
+    (``wt/<name>``) finds the same folder one level further up.
+    """
+    for up in Path(__file__).resolve().parents[2].parents:
+        p = up / "shared" / rel
+        if p.exists():
+            return p
+    return None
+
+
 def _recordings():
     from app.feeds.samples import load_default_sample
 
     yield "es", load_default_sample()
-    p = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "crypto" / "btcusdt_20240808.gz"
-    if p.exists():
+    p = _shared_file("data/crypto/btcusdt_20240808.gz")
+    if p is not None:
         from app.feeds.binance import read_binance_gz
 
         yield "btcusdt", read_binance_gz(p)
@@ -154,7 +168,8 @@ def _stop(proc) -> None:
             proc.wait(5)
 
 
-def measure_app(mrec: Path, rec, speed: float, measure_s: float, settle_s: float, home: Path) -> dict:
+def measure_app(mrec: Path, rec, speed: float, measure_s: float, settle_s: float, home: Path,
+                root: Path | None = None) -> dict:
     """Run the server and the app on ``mrec`` at ``speed``; return the measured figures.
 
     Parameters
@@ -169,6 +184,10 @@ def measure_app(mrec: Path, rec, speed: float, measure_s: float, settle_s: float
         Seconds of wall time measured, and waited after the first frame before that.
     home : Path
         A fresh user folder for the app.
+    root : Path, optional
+        Source tree the server and the app run from (its ``app`` package first on
+        ``PYTHONPATH``); default this one. Another checkout gives a same-run baseline of
+        other code.
 
     Returns
     -------
@@ -186,7 +205,7 @@ def measure_app(mrec: Path, rec, speed: float, measure_s: float, settle_s: float
     from app.core.jit import CACHE_DIR
 
     env = dict(os.environ, MIA_ELITE_HOME=str(home), NUMBA_CACHE_DIR=str(CACHE_DIR), QT_QPA_PLATFORM="offscreen",
-               PYTHONPATH=os.pathsep.join([str(Path(__file__).resolve().parents[2])]
+               PYTHONPATH=os.pathsep.join([str(root or Path(__file__).resolve().parents[2])]
                                           + [p for p in [os.environ.get("PYTHONPATH")] if p]))
     kw = dict(stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     if os.name == "nt":
@@ -202,9 +221,11 @@ def measure_app(mrec: Path, rec, speed: float, measure_s: float, settle_s: float
         app = subprocess.Popen([sys.executable, "-c", _CLI, "gui", "--host", "127.0.0.1", "--port", port,
                                 "--symbol", inst.symbol, "--tick-size", repr(inst.tick_size),
                                 "--tick-value", repr(inst.tick_value)], **kw)
-        al = _Lines(app.stdout, {"frame": r"first frame drawn ([\d.]+) s"})
+        al = _Lines(app.stdout, {"frame": r"first frame drawn ([\d.]+) s", "ready": r"analysis engine ready"})
         al.start()
         first = float(_wait(al, "frame", app, 240).group(1))
+        # the kernels load (or compile) after the first frame: measure the running app, not that
+        _wait(al, "ready", app, 600)
         time.sleep(settle_s)
         pa, ps = psutil.Process(app.pid), psutil.Process(srv.pid)
         a0, s0, w0 = pa.cpu_times(), ps.cpu_times(), time.perf_counter()

@@ -16,8 +16,14 @@ Figures (one JSON line each, see :mod:`app.bench`):
   ``request_history``) to the widget having drawn it (answer frame received, ``set_frame``,
   the widget rendered offscreen); best of 5. Target: under 100 ms.
 
-Both run in a fresh interpreter (:func:`history_probe`), so that the figures are the
-engine's own, not this process's.
+* ``history.es_hour_rss``: resident memory of a fresh process after the shipped ES hour (the
+  whole recording, its 22-hour pre-open stretch included) through a Production engine, stage
+  by stage (:func:`es_hour_probe`: imports, recording, kernels, hour; the heatmap's and the
+  book's arrays). Baseline: the same process with the engine's kernels loaded, before any
+  market data. Target (issue 18 item 2): at most 200 MB.
+
+All run in a fresh interpreter (:func:`history_probe`, :func:`es_hour_probe`), so that the
+figures are the engine's own, not this process's.
 """
 
 from __future__ import annotations
@@ -122,6 +128,69 @@ def history_probe(hours: float, history_s: float = 900.0, draw: bool = True) -> 
     print(json.dumps(out))
 
 
+def es_hour_probe() -> None:
+    """Child-process body of ``history.es_hour_rss``: the shipped ES hour through a Production
+    engine (``AnalysisEngine(..., "production")``, analyzers included), one JSON line.
+
+    Prints resident memory in bytes at each stage: ``start`` (interpreter, numpy, psutil),
+    ``imports`` (the engine's modules and numba), ``recording`` (the sample read),
+    ``kernels`` (the engine built and its kernels loaded: numba's CPU target set up), ``rss``
+    (after the whole recording and a frame), and the engine's own arrays: ``heatmap_bytes``
+    (ring + column store + tiered history), ``book_bytes`` (the tick-grid book and its
+    per-column side arrays).
+
+    Raises
+    ------
+    ImportError
+        Without ``psutil``.
+    """
+    import psutil
+
+    proc = psutil.Process()
+    out = {"start": proc.memory_info().rss}
+    from app.core.events import chunks
+    from app.core.jit import CACHE_DIR  # noqa: F401  (numba, as the engine imports it)
+    from app.feeds.samples import load_default_sample
+    from app.live.engine import AnalysisEngine
+
+    out["imports"] = proc.memory_info().rss
+    rec = load_default_sample()
+    out["recording"] = proc.memory_info().rss
+    eng = AnalysisEngine(rec.instrument, "production")
+    eng.warm_up()
+    out["kernels"] = proc.memory_info().rss
+    for c in chunks(rec.events):
+        eng.process(c)
+    eng.finish()
+    eng.snapshot_frame()
+    out["rss"] = proc.memory_info().rss
+    m = eng.model
+    out["heatmap_bytes"] = int(m.ring.nbytes + m.store.nbytes + m.history.nbytes)
+    out["book_bytes"] = int(sum(getattr(m, k).nbytes for k in ("book", "hbid", "hask", "tbuy", "tsell")
+                                if hasattr(getattr(m, k, None), "nbytes")))
+    out["events"] = int(len(rec.events))
+    out["modules"] = len(__import__("sys").modules)
+    print(json.dumps(out))
+
+
+def bench_es_hour_rss(args):
+    """Engine RSS after the shipped ES hour at Production settings, stage by stage."""
+    cmd = [sys.executable, "-c", "from app.bench.history import es_hour_probe; es_hour_probe()"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=1800, env=dict(os.environ))
+    if p.returncode != 0:
+        raise RuntimeError(f"child failed ({p.returncode}): {p.stderr[-2000:]}")
+    r = json.loads(p.stdout.strip().splitlines()[-1])
+    mb = 1024 * 1024
+    yield {"name": "history.es_hour_rss", "value": round(r["rss"] / mb, 1), "unit": "MB",
+           "baseline": round(r["kernels"] / mb, 1), "ratio": round(r["rss"] / r["kernels"], 2),
+           "target": "<= 200", "start_mb": round(r["start"] / mb, 1), "imports_mb": round(r["imports"] / mb, 1),
+           "recording_mb": round(r["recording"] / mb, 1), "kernels_mb": round(r["kernels"] / mb, 1),
+           "heatmap_mb": round(r["heatmap_bytes"] / mb, 1), "book_mb": round(r["book_bytes"] / mb, 1),
+           "events": r["events"], "modules": r["modules"],
+           "note": "baseline = the same process with the engine built and its kernels loaded, before any "
+                   "market data (MB = MiB)"}
+
+
 def _image_ms(eng, threading) -> list:
     """Milliseconds from scrolling the widget to the session's start to the image drawn."""
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
@@ -206,4 +275,4 @@ def bench_history(args):
            "note": "scroll to the session's first 10 minutes: request through the engine thread, answer frame, draw"}
 
 
-BENCHMARKS = {"history": bench_history}
+BENCHMARKS = {"history": bench_history, "history.es_hour_rss": bench_es_hour_rss}

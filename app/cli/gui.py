@@ -98,6 +98,11 @@ def run(args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"mia-elite: --recording: {exc}", file=sys.stderr)
         return 2
+    # the window's own kernels (DTC batch decode, pyqtgraph's image rescale) compile or load on
+    # threads of their own; the GUI thread draws with the per-message / NumPy paths meanwhile
+    from app.ui.splash import start_window_warm_up
+
+    start_window_warm_up()
     from app.ui.main import run as ui_run
 
     return int(ui_run(args) or 0)

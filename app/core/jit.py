@@ -33,11 +33,12 @@ beside them and do not need this module.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 from app import paths
 
-__all__ = ["CACHE_DIR", "AppCacheLocator", "kernel", "unaligned_load"]
+__all__ = ["CACHE_DIR", "AppCacheLocator", "NumbaBlasProbeFinder", "kernel", "kernel_is_cached", "unaligned_load"]
 
 #: Folder of the ``app`` package (its kernels' cache folders are named relative to it).
 APP_ROOT = Path(__file__).resolve().parents[1]
@@ -56,6 +57,37 @@ def _cache_folder() -> Path:
 
 #: Folder holding numba's compiled kernels for this process (index files ``*.nbi``).
 CACHE_DIR: Path = _cache_folder()
+
+
+class NumbaBlasProbeFinder:
+    """Import hook that keeps scipy's BLAS out of numba's array-math start-up probe.
+
+    When numba sets up its CPU target (the first kernel compiled or loaded in a process),
+    ``numba.np.arraymath`` calls ``_check_blas()``, which imports ``scipy.linalg.cython_blas``
+    only to learn whether BLAS-backed functions (``np.dot`` inside ``np.cov`` and the like)
+    can use it: importing ``scipy.linalg`` costs 24 MiB resident (scipy's own OpenBLAS) and
+    0.3 to 0.5 s, and no app kernel calls a BLAS function. This finder refuses the
+    ``scipy.linalg`` import only while that probe runs (``_check_blas`` of
+    ``numba.np.arraymath`` on the stack), so numba records "no BLAS" (its inner products then
+    use its own loop; ``numba/np/arraymath.py``); every other import of ``scipy.linalg``
+    (numba's own ``ensure_blas`` when a kernel does call ``np.dot``, the research commands)
+    works as before. Installed first on :data:`sys.meta_path` by importing this module.
+    """
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "scipy.linalg":
+            return None
+        f = sys._getframe(1)
+        while f is not None:
+            if f.f_code.co_name == "_check_blas" and f.f_globals.get("__name__") == "numba.np.arraymath":
+                raise ModuleNotFoundError("scipy.linalg is not loaded for numba's BLAS probe (no app kernel "
+                                          "uses BLAS)", name=name)
+            f = f.f_back
+        return None
+
+
+if not any(isinstance(f, NumbaBlasProbeFinder) for f in sys.meta_path):
+    sys.meta_path.insert(0, NumbaBlasProbeFinder())
 
 import numba  # noqa: E402  (after the cache folder is in the environment)
 
@@ -126,6 +158,31 @@ if AppCacheLocator not in _caching.CacheImpl._locator_classes:
 #: in :data:`CACHE_DIR` (``cache``, so later starts load instead of compiling). Used as
 #: ``@kernel`` or ``kernel(py_function)``.
 kernel = numba.njit(nogil=True, cache=True)
+
+
+def kernel_is_cached(dispatcher) -> bool:
+    """True when numba's on-disk cache holds an index of ``dispatcher``'s compiled entries.
+
+    A cheap file check (no compile, no CPU-target set-up): the kernel was compiled in this
+    cache folder before, so calling it loads instead of compiling (unless the entries were
+    made for another CPU or other argument types: then numba compiles as usual). Lets a
+    caller choose a kernel's NumPy twin where a first compile would hold up a first start.
+
+    Parameters
+    ----------
+    dispatcher : numba dispatcher
+        A kernel made with :data:`kernel` (``cache=True``).
+
+    Returns
+    -------
+    bool
+        False also when the dispatcher has no cache or its cache cannot be read.
+    """
+    try:
+        path = dispatcher._cache._cache_file._index_path  # numba.core.caching.IndexDataCacheFile
+    except AttributeError:
+        return False
+    return os.path.isfile(path)
 
 
 def unaligned_load(dtype) -> object:

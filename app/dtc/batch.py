@@ -72,6 +72,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 from typing import Mapping
 
 import numpy as np
@@ -1065,6 +1066,77 @@ def bid_ask_message(msg_type: int, symbol_id: int, bid_tick: int | None, bid_siz
 _DUE_NOW = -(1 << 62)
 
 
+# ------------------------------------------------------------------ background warm-up
+_warm: threading.Event | None = None  # set when a started warm-up is done; None: none was started
+_warm_lock = threading.Lock()
+
+
+def warm_up_in_background(after=None) -> threading.Event:
+    """Compile (or load from numba's cache) the batch path's kernels on a daemon thread.
+
+    With an empty numba cache the kernels (:func:`_decode_fast`, :func:`_scan`) take seconds
+    to compile (8 s on this project's loaded 2-core machine), and the first binary market data
+    would wait for them on the GUI thread. Once this was called, every
+    :class:`MarketStreamDecoder` decodes binary market data message by message
+    (:func:`message_to_events`, the batch path's reference: the same events, no numba) until
+    the kernels are ready (:func:`batch_path_ready`), then takes the batch path. Without this
+    call nothing changes (the batch path compiles on its first use). Idempotent.
+
+    Parameters
+    ----------
+    after : callable, optional
+        Called (and waited for) on the warm-up thread before the compile starts: the window
+        passes :func:`app.ui.splash.wait_first_frame`, so the compile does not slow its way
+        to the first frame.
+
+    Returns
+    -------
+    threading.Event
+        Set when the warm-up has finished (also when it failed: the error is logged and the
+        batch path then compiles on first use, as without a warm-up).
+    """
+    global _warm
+    with _warm_lock:
+        if _warm is not None:
+            return _warm
+        done = _warm = threading.Event()
+
+    def run():
+        try:
+            if after is not None:
+                after()
+            warm_up()
+        except Exception:  # noqa: BLE001 - logged; the batch path compiles on first use instead
+            log.exception("dtc batch decode warm-up failed")
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="mia-dtc-warm-up", daemon=True).start()
+    return done
+
+
+def batch_path_ready() -> bool:
+    """False while a background warm-up (:func:`warm_up_in_background`) is still running."""
+    w = _warm
+    return w is None or w.is_set()
+
+
+def warm_up() -> int:
+    """Run the batch path once on a small stream of depth updates and trades, both ways (the
+    one-pass kernel and the column path), so that every kernel is compiled or loaded with the
+    argument types the client uses (``bytes``, a SymbolID -> tick size ``dict``). Returns the
+    number of events decoded (10: five each way)."""
+    d = ev.depth_events([1_000_000_000, 1_000_000_000, 2_000_000_000], [4000, 4001, 4000], [3.0, 4.0, 0.0],
+                        [ev.SIDE_BID, ev.SIDE_ASK, ev.SIDE_BID], [ev.OP_SET, ev.OP_SET, ev.OP_DELETE])
+    t = ev.trade_events([3_000_000_000], [4001], [1.0], [ev.SIDE_ASK])
+    data = (encode_depth_batch(d, 0.25, 1) + encode_trade_batch(t, 0.25, 1)
+            + encode_depth_batch(d[:1], 0.25, 1, msg_type=T.MARKET_DEPTH_UPDATE_LEVEL_FLOAT_WITH_MILLISECONDS))
+    ticks = {1: 0.25}
+    a, _end, _n = decode_run(data, ticks, recv_ts_ns=0)
+    b, _end, _n = decode_run(data, ticks, recv_ts_ns=0, one_pass=False)
+    return int(a.shape[0] + b.shape[0])
+
+
 class MarketStreamDecoder:
     """Client-side stream decoder: depth/trade runs as event arrays, everything else as messages.
 
@@ -1332,7 +1404,9 @@ class MarketStreamDecoder:
         return out
 
     def _feed(self, data: bytes, recv_ts_ns: int) -> list:
-        if self.decoder.encoding != Encoding.BINARY or self.decoder.buffered():
+        if self.decoder.encoding != Encoding.BINARY or self.decoder.buffered() or not batch_path_ready():
+            # (while the kernels warm up the message decoder holds any cut frame, so the batch
+            # path takes over only once it has none buffered)
             return self._feed_messages(data, recv_ts_ns)
         buf = self._buf
         buf += data

@@ -60,7 +60,12 @@ def load_default_sample(use_cache: bool = True) -> Recording:
             return read_recording(cache)
         except (RecordingError, OSError, ValueError, KeyError) as exc:
             log.warning("sample cache %s unreadable (%s); converting again", cache, exc)
-    rec = read_dbn_mbo(src)
+    # this conversion runs once per user folder, on a first start: with the kernel not in the
+    # numba cache yet, its Python twin (the same events, ~1 s for the hour; a compile takes 30 s)
+    from app.core.jit import kernel_is_cached
+    from app.feeds.dbn_kernels import _mbo_events
+
+    rec = read_dbn_mbo(src, use_numba=kernel_is_cached(_mbo_events))
     if cache is not None:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from pathlib import Path
 
@@ -126,8 +127,12 @@ def warm_window_kernels() -> None:
 
     The window hands it to the engine as ``precompile``, so these come before the analyzers'
     kernels on the compile thread (:meth:`app.live.engine.AnalysisEngine.start`); any thread.
+    After :func:`start_window_warm_up` it first waits for the first frame
+    (:func:`wait_first_frame`), and with it the analyzers' compile.
     """
     import numpy as np
+
+    wait_first_frame()
 
     from app.dtc.batch import scan_run
 
@@ -138,6 +143,94 @@ def warm_window_kernels() -> None:
         from pyqtgraph import functions_numba
 
         functions_numba.rescale_and_lookup(np.zeros((2, 2), np.float32), 1.0, 0.0, np.zeros(512, np.uint32))
+
+
+#: Set once the window drew its first frame with market data (:class:`Splash`), the moment the
+#: start-up's deferred compiles begin (:func:`start_window_warm_up`).
+FIRST_FRAME = threading.Event()
+#: Longest wait of a deferred compile for :data:`FIRST_FRAME`, seconds (a source that never
+#: delivers data must not keep the analysis off).
+FIRST_FRAME_WAIT_S = 20.0
+_defer = threading.Event()  # set by start_window_warm_up: compiles wait for the first frame
+
+
+def wait_first_frame(timeout_s: float | None = None) -> bool:
+    """Block until the first frame was drawn, when :func:`start_window_warm_up` asked for it.
+
+    The start-up compiles (the engine's, through :func:`warm_window_kernels`, and the window's
+    own) hold the interpreter lock most of the time they run: started at once, they slowed the
+    GUI thread's way to the first frame about twofold (measured 15 s with them, cold cache,
+    loaded machine). Returns at once when no warm-up was started (tests, headless use).
+
+    Parameters
+    ----------
+    timeout_s : float, optional
+        Longest wait, seconds (default :data:`FIRST_FRAME_WAIT_S`).
+
+    Returns
+    -------
+    bool
+        True when the first frame was drawn (or nothing was deferred), False on time-out.
+    """
+    if not _defer.is_set():
+        return True
+    return FIRST_FRAME.wait(FIRST_FRAME_WAIT_S if timeout_s is None else timeout_s)
+
+
+def _pyqtgraph_rescale_warm_up() -> None:
+    import numpy as np
+    from pyqtgraph import functions_numba
+
+    # the heatmap's types: float32 rows (C order), a 512-entry uint32 table, float scale/offset
+    functions_numba.rescale_and_lookup(np.zeros((2, 2), np.float32), 1.0, 0.0, np.zeros(512, np.uint32))
+
+
+def start_window_warm_up() -> threading.Event:
+    """Let the window reach its first frame without waiting for numba, then compile (or load).
+
+    Call it on the GUI thread before the window is built (``mia-elite gui`` does). From then on:
+
+    * the DTC batch decode's kernels come after the first frame
+      (:func:`app.dtc.batch.warm_up_in_background`): the client decodes message by message until
+      they are ready (the same events);
+    * pyqtgraph's image rescale (``pyqtgraph.functions_numba.rescale_and_lookup``, compiled in
+      every process, 2 to 4 s on a loaded machine): when the heatmap turned pyqtgraph's
+      ``useNumba`` on (:mod:`app.ui.heatmap` does at import), it is off until a daemon thread has
+      compiled that kernel with the heatmap's argument types after the first frame, then on
+      again; meanwhile pyqtgraph draws with its NumPy path (the same levels and table);
+    * the engine's kernels wait for the first frame too (:func:`warm_window_kernels`, its
+      first ``precompile`` step); the book runs on the NumPy twins meanwhile.
+
+    Each wait ends after :data:`FIRST_FRAME_WAIT_S` at the latest. Returns an Event set when
+    the pyqtgraph part is done (at once when ``useNumba`` is off), also after a failure
+    (logged; ``useNumba`` then stays off).
+    """
+    from app.dtc.batch import warm_up_in_background
+
+    _defer.set()
+    warm_up_in_background(after=wait_first_frame)
+    import pyqtgraph as pg
+
+    import app.ui.heatmap  # noqa: F401  (sets the window's pyqtgraph options, useNumba among them)
+
+    done = threading.Event()
+    if not pg.getConfigOption("useNumba"):
+        done.set()
+        return done
+    pg.setConfigOptions(useNumba=False)
+
+    def run():
+        try:
+            wait_first_frame()
+            _pyqtgraph_rescale_warm_up()
+            pg.setConfigOptions(useNumba=True)
+        except Exception:  # noqa: BLE001 - logged; the NumPy path keeps drawing
+            log.exception("pyqtgraph numba warm-up failed; the heatmap keeps pyqtgraph's NumPy rescale")
+        finally:
+            done.set()
+
+    threading.Thread(target=run, name="mia-window-warm-up", daemon=True).start()
+    return done
 
 
 def frame_has_data(frame) -> bool:
@@ -391,6 +484,7 @@ class Splash(QtWidgets.QSplashScreen):
             kern = "analyzers still compiling, "
         log.info("%s %.2f s after process start (%snumba cache %s)", FIRST_FRAME_MARK,
                  self.first_frame_s, kern, "warm" if self.warm else "cold")
+        FIRST_FRAME.set()
         self.sigFirstFrame.emit(self.first_frame_s)
         self._close(window)
 

@@ -150,3 +150,37 @@ def test_bench_market_probes_are_real_functions(probe, tmp_path):
     assert not [n for n in vars(market) if n.endswith("_CODE")]
     r = market._run_probe(probe, {"MIA_ELITE_HOME": str(tmp_path), "PYTHONPATH": str(APP.parent)})
     assert r["state"] != "compiling" and r["start_s"] >= r["construct_s"] > 0
+
+
+def test_kernel_is_cached_says_whether_a_compile_is_ahead(tmp_path):
+    # a fresh cache folder: the DTC decode kernel is not in it until it ran once
+    code = """
+import json
+from app.core.jit import kernel_is_cached
+from app.dtc import batch
+before = kernel_is_cached(batch._scan)
+batch.scan_run(b"\\x00" * 16)
+print(json.dumps({"before": before, "after": kernel_is_cached(batch._scan),
+                  "plain_function": kernel_is_cached(batch.scan_run)}))
+"""
+    r = _child(code, {"MIA_ELITE_HOME": str(tmp_path), "NUMBA_CACHE_DIR": str(tmp_path / "numba")})
+    assert r == {"before": False, "after": True, "plain_function": False}
+
+
+def test_numba_target_set_up_leaves_scipy_linalg_unloaded(tmp_path):
+    # numba's BLAS probe would import scipy.linalg (24 MiB resident); kernels still run, and
+    # scipy.linalg still imports when something else asks for it
+    code = """
+import json, sys
+import numpy as np
+from app.market.model import MarketModel
+from app.core.events import Instrument, depth_events
+m = MarketModel(Instrument("ES", 0.25, 12.5), rows=20, column_ns=1_000_000, history_s=0.05, window_cols=10)
+m.apply(depth_events([0, 1], [1000, 1001], [5.0, 6.0], [1, 2], [1, 1]))
+probe_ran = "numba.np.arraymath" in sys.modules
+loaded = "scipy.linalg" in sys.modules
+import scipy.linalg
+print(json.dumps({"probe_ran": probe_ran, "scipy_linalg": loaded, "later": float(scipy.linalg.norm(np.ones(4)))}))
+"""
+    r = _child(code, {"MIA_ELITE_HOME": str(tmp_path), "NUMBA_CACHE_DIR": os.environ["NUMBA_CACHE_DIR"]})
+    assert r == {"probe_ran": True, "scipy_linalg": False, "later": 2.0}
