@@ -625,7 +625,8 @@ class EmbeddedReplaySource(MarketSource):
     Parameters
     ----------
     recording : str, Recording, list or None
-        A ``.mrec`` path, a loaded :class:`~app.feeds.recording.Recording`, or None for the
+        A path of any file ``mia-elite analyze`` reads (``.mrec``, DBN, a Binance ``.gz`` capture:
+        :func:`app.cli.analyze.load_any`), a loaded :class:`~app.feeds.recording.Recording`, or None for the
         shipped real ES sample (alone). A list of ``.mrec`` paths or recordings (``mia-elite gui
         --recording`` loads any file ``analyze`` reads into recordings first): the one server replays them all on one
         market clock, each under its own symbol; the client side subscribes to the first (the
@@ -695,18 +696,20 @@ class EmbeddedReplaySource(MarketSource):
         return self.recordings
 
     def _load_recording(self):
-        from app.feeds.recording import Recording, read_recording
+        # any file ``mia-elite analyze`` reads (``.mrec``, DBN, Binance ``.gz``), one or several
+        from app.cli.analyze import load_any
+        from app.feeds.recording import Recording
 
         r = self._recording_arg
         if isinstance(r, (list, tuple)):
             if not r:
                 raise ValueError("the built-in server was given an empty list of recordings")
-            self.recordings = [x if isinstance(x, Recording) else read_recording(x) for x in r]
+            self.recordings = [x if isinstance(x, Recording) else load_any(str(x)) for x in r]
             return self.recordings[0]
         if isinstance(r, Recording):
             rec = r
         elif r:
-            rec = read_recording(r)
+            rec = load_any(str(r))
         else:
             from app.feeds.samples import load_default_sample
 

@@ -273,3 +273,16 @@ def test_serve_names_the_way_out_for_a_capture_of_several_symbols(shared_data, t
     both.write_bytes(gzip.compress("\n".join(lines).encode()))
     with pytest.raises(ValueError, match=r"several symbols .*serve has no --symbol: .*mia-elite convert .*--symbol"):
         load_recording(both)
+
+
+def test_the_window_source_takes_one_binance_capture_as_it_takes_several(shared_data):
+    """``mia-elite --recording btcusdt_20240808.gz`` (one file, not a ``.mrec``): the built-in
+    server's source loads it as ``analyze`` does (the old code read every single path as a MIA
+    recording and refused it with "not a MIA recording")."""
+    from app.live.sources import EmbeddedReplaySource
+
+    path = str(shared_data / "crypto" / "btcusdt_20240808.gz")
+    for arg in (path, [path]):
+        recs = EmbeddedReplaySource(arg).load_recordings()
+        assert [r.instrument.symbol for r in recs] == ["BTCUSDT"]
+        assert len(recs[0].events) > 100_000
