@@ -51,6 +51,19 @@ LAYOUTS = (("tabs", "Tabs", 1), ("split2", "Split 2", 2), ("split4", "Split 4", 
 LAYOUT_KEYS = tuple(k for k, _t, _n in LAYOUTS)
 
 
+def named_splitter(name: str, orientation, widgets, stretch, sizes) -> QtWidgets.QSplitter:
+    """A splitter named ``name`` (the key of its saved sizes) holding ``widgets`` with their
+    stretch factors and initial ``sizes`` (pixels); no child can be collapsed to nothing."""
+    sp = QtWidgets.QSplitter(orientation)
+    sp.setObjectName(name)
+    sp.setChildrenCollapsible(False)
+    for i, (wdg, st) in enumerate(zip(widgets, stretch)):
+        sp.addWidget(wdg)
+        sp.setStretchFactor(i, st)
+    sp.setSizes(sizes)
+    return sp
+
+
 class InstrumentPanel(QtWidgets.QWidget):
     """One instrument's heatmap, delta pane, profile pane, ladder and own-orders overlay.
 
@@ -120,15 +133,7 @@ class InstrumentPanel(QtWidgets.QWidget):
         for plot in (self.heatmap, self.delta_pane):
             plot.getAxis("left").setWidth(axis_w)
 
-        def splitter(name, orientation, widgets, stretch, sizes):
-            sp = QtWidgets.QSplitter(orientation)
-            sp.setObjectName(name)
-            sp.setChildrenCollapsible(False)
-            for i, (wdg, st) in enumerate(zip(widgets, stretch)):
-                sp.addWidget(wdg)
-                sp.setStretchFactor(i, st)
-            sp.setSizes(sizes)
-            return sp
+        splitter = named_splitter
 
         self.heat_splitter = splitter(splitter_names[0], QtCore.Qt.Vertical, (self.heatmap, self.delta_pane),
                                       (5, 1), [520, 110])

@@ -57,25 +57,10 @@ class InstrumentsTradingController(TradingController):
 
         Returns the dialog, or None (the reason shown) while :attr:`entry_blocked` is set.
         """
-        from app.ui.trading_ticket import OrderTicketDialog
+        return super().open_ticket(ticket, instrument=str(instrument or ticket.symbol))
 
-        if self.entry_blocked:
-            self.panel.problem_label.setText(self.entry_blocked)
-            return None
-        if self.dialog is not None:
-            self.dialog.close()
-        bound = str(instrument or ticket.symbol)
-        dlg = OrderTicketDialog(self.session, ticket, self.panel.window(), instrument=bound)
-        dlg.setAttribute(QtCore.Qt.WA_DeleteOnClose, True)
-        dlg.sigConfirmed.connect(lambda t, _b=bound: self.spawn(self._confirm_for(t, _b)))
-        dlg.sigCancelled.connect(self.session.cancel_ticket)
-        dlg.finished.connect(lambda _r: setattr(self, "dialog", None))
-        self.dialog = dlg
-        dlg.open()
-        dlg.raise_()
-        dlg.activateWindow()
-        self.sigTicketOpened.emit(dlg)
-        return dlg
+    async def _confirmed(self, ticket, instrument: str = ""):
+        return await self._confirm_for(ticket, instrument or ticket.symbol)
 
     def open_price_ticket(self, price_ticks: int, side: int, order_type: str = "limit", symbol: str = ""):
         """Ticket at a ladder price of ``symbol`` (its exchange ticks), bound to ``symbol``

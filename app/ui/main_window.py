@@ -58,7 +58,7 @@ import types
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui.splash import StartupOverlay, warm_window_kernels
-from app.ui.instrument_panel import LAYOUT_KEYS, LAYOUTS, InstrumentPanel, PanelArea, market_offsets
+from app.ui.instrument_panel import LAYOUT_KEYS, LAYOUTS, InstrumentPanel, PanelArea, market_offsets, named_splitter
 from app.ui.ladder import price_decimals
 from app.live.pipeline import Pipeline, PipelineConfig
 from app.live.sources import ACTION_REPLAY_FINISHED, ACTION_REPLAY_RESTARTED
@@ -214,15 +214,7 @@ class MainWindow(QtWidgets.QMainWindow):
         fm0 = QtGui.QFontMetrics(self.font())
         self.tape.setMinimumHeight(5 * fm0.height())
 
-        def splitter(name, orientation, widgets, stretch, sizes):
-            sp = QtWidgets.QSplitter(orientation)
-            sp.setObjectName(name)
-            sp.setChildrenCollapsible(False)
-            for i, (wdg, st) in enumerate(zip(widgets, stretch)):
-                sp.addWidget(wdg)
-                sp.setStretchFactor(i, st)
-            sp.setSizes(sizes)
-            return sp
+        splitter = named_splitter
 
         # object names are the keys of the saved sizes (a changed structure gets a new name);
         # the first panel's splitters keep the names "heat_column" and "chart_row"

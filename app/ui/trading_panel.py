@@ -564,9 +564,13 @@ class TradingController(QtCore.QObject):
                                  "Positions windows now.")
 
     # ------------------------------------------------------------------ tickets
-    def open_ticket(self, ticket):
+    def open_ticket(self, ticket, instrument: str = ""):
         """Show a ticket dialog for ``ticket`` (journaled as shown); returns the dialog, or None
-        (with the reason shown) while :attr:`entry_blocked` is set."""
+        (with the reason shown) while :attr:`entry_blocked` is set.
+
+        ``instrument`` binds the dialog to that symbol (it cannot submit another's ticket;
+        :class:`~app.ui.instruments_trading.InstrumentsTradingController` always binds); its
+        confirmation goes to :meth:`_confirmed`."""
         from app.ui.trading_ticket import OrderTicketDialog
 
         if self.entry_blocked:
@@ -575,9 +579,11 @@ class TradingController(QtCore.QObject):
 
         if self.dialog is not None:
             self.dialog.close()
-        dlg = OrderTicketDialog(self.session, ticket, self.panel.window())
+        bound = str(instrument or "")
+        kw = {"instrument": bound} if bound else {}
+        dlg = OrderTicketDialog(self.session, ticket, self.panel.window(), **kw)
         dlg.setAttribute(QtCore.Qt.WA_DeleteOnClose, True)
-        dlg.sigConfirmed.connect(lambda t: self.spawn(self._confirm(t)))
+        dlg.sigConfirmed.connect(lambda t, _b=bound: self.spawn(self._confirmed(t, _b)))
         dlg.sigCancelled.connect(self.session.cancel_ticket)
         dlg.finished.connect(lambda _r: setattr(self, "dialog", None))
         self.dialog = dlg
@@ -586,6 +592,10 @@ class TradingController(QtCore.QObject):
         dlg.activateWindow()
         self.sigTicketOpened.emit(dlg)
         return dlg
+
+    async def _confirmed(self, ticket, instrument: str = ""):
+        """A dialog's Confirm: :meth:`_confirm` (subclasses route a bound ``instrument``)."""
+        return await self._confirm(ticket)
 
     def open_signal_ticket(self, signal):
         """Ticket prefilled from an :class:`~app.analysis.frame.Signal` (side, size, bracket)."""
