@@ -26,7 +26,7 @@ def _isolated_home(tmp_path_factory, monkeypatch):
 
 def _shared(sub: str) -> Path:
     """``../shared/<sub>`` beside the repository (or under ``$MIA_ELITE_SHARED`` when set: a git
-    worktree elsewhere, e.g. ``MIA_ELITE_SHARED=/work/shared``).
+    worktree elsewhere, e.g. ``MIA_ELITE_SHARED=/path/to/shared``).
 
     When it is missing, the test is skipped with the reason, except under ``CI=true``, where a
     missing ``../shared`` fails the run (CI checks out ``../shared`` beside the repo; a silent skip
