@@ -32,10 +32,10 @@ import datetime as _dt
 import json
 import sys
 import time
-from pathlib import Path
 
 
 from app.core.events import chunks
+from app.feeds.samples import load_any  # noqa: F401 (re-exported: callers import it from here)
 
 
 
@@ -63,45 +63,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--progress", choices=("auto", "always", "never"), default="auto",
                    help="on stderr: what the analyzers' first compile is doing and a progress bar of the "
                         "events (auto: the bar only on a terminal; never: silent)")
-
-
-def load_any(spec: str, symbol: str | None = None, tick_size: float | None = None, market: str | None = None):
-    """Load a recording from ``default`` or a path, by its suffix.
-
-    ``symbol``, ``tick_size`` and ``market`` go to the readers that take them (Binance: all
-    three; DBN: ``symbol`` and ``tick_size``); None lets the file tell.
-
-    Raises
-    ------
-    FileNotFoundError
-        The path does not exist.
-    ValueError
-        Unknown suffix (the message lists the known ones).
-    """
-    if spec == "default":
-        from app.feeds.samples import load_default_sample
-
-        return load_default_sample()
-    path = Path(spec)
-    if not path.exists():
-        raise FileNotFoundError(f"recording not found: {path}")
-    name = path.name.lower()
-    if name.endswith((".mrec", ".mrec.zst")):
-        from app.feeds.recording import read_recording
-
-        return read_recording(path)
-    if name.endswith((".dbn", ".dbn.zst")):
-        from app.feeds.dbn import read_dbn_mbo
-
-        kw = {"tick_size": tick_size} if tick_size else {}
-        return read_dbn_mbo(path, symbol=symbol, **kw)
-    if name.endswith(".gz"):
-        try:
-            from app.feeds.binance import read_binance_gz
-        except ImportError as exc:
-            raise ValueError(f"{path}: the Binance reader is not available ({exc})") from exc
-        return read_binance_gz(path, symbol=symbol, tick_size=tick_size, market=market)
-    raise ValueError(f"{path}: unknown recording type (known: default, .mrec, .mrec.zst, .dbn, .dbn.zst, .gz)")
 
 
 def _px(ticks: int, tick: float):

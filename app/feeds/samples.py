@@ -81,3 +81,38 @@ def sample_dir() -> Path:
 
 
 __all__ = ["DEFAULT_SAMPLE", "default_sample_path", "load_default_sample", "sample_dir"]
+
+
+def load_any(spec: str, symbol: str | None = None, tick_size: float | None = None, market: str | None = None):
+    """Load a recording from ``default`` or a path, by its suffix.
+
+    ``symbol``, ``tick_size`` and ``market`` go to the readers that take them (Binance: all
+    three; DBN: ``symbol`` and ``tick_size``); None lets the file tell.
+
+    Raises
+    ------
+    FileNotFoundError
+        The path does not exist.
+    ValueError
+        Unknown suffix (the message lists the known ones).
+    """
+    if spec == "default":
+        return load_default_sample()
+    path = Path(spec)
+    if not path.exists():
+        raise FileNotFoundError(f"recording not found: {path}")
+    name = path.name.lower()
+    if name.endswith((".mrec", ".mrec.zst")):
+        return read_recording(path)
+    if name.endswith((".dbn", ".dbn.zst")):
+        from app.feeds.dbn import read_dbn_mbo
+
+        kw = {"tick_size": tick_size} if tick_size else {}
+        return read_dbn_mbo(path, symbol=symbol, **kw)
+    if name.endswith(".gz"):
+        try:
+            from app.feeds.binance import read_binance_gz
+        except ImportError as exc:
+            raise ValueError(f"{path}: the Binance reader is not available ({exc})") from exc
+        return read_binance_gz(path, symbol=symbol, tick_size=tick_size, market=market)
+    raise ValueError(f"{path}: unknown recording type (known: default, .mrec, .mrec.zst, .dbn, .dbn.zst, .gz)")

@@ -626,7 +626,7 @@ class EmbeddedReplaySource(MarketSource):
     ----------
     recording : str, Recording, list or None
         A path of any file ``mia-elite analyze`` reads (``.mrec``, DBN, a Binance ``.gz`` capture:
-        :func:`app.cli.analyze.load_any`), a loaded :class:`~app.feeds.recording.Recording`, or None for the
+        :func:`app.feeds.samples.load_any`), a loaded :class:`~app.feeds.recording.Recording`, or None for the
         shipped real ES sample (alone). A list of ``.mrec`` paths or recordings (``mia-elite gui
         --recording`` loads any file ``analyze`` reads into recordings first): the one server replays them all on one
         market clock, each under its own symbol; the client side subscribes to the first (the
@@ -697,7 +697,7 @@ class EmbeddedReplaySource(MarketSource):
 
     def _load_recording(self):
         # any file ``mia-elite analyze`` reads (``.mrec``, DBN, Binance ``.gz``), one or several
-        from app.cli.analyze import load_any
+        from app.feeds.samples import load_any
         from app.feeds.recording import Recording
 
         r = self._recording_arg
