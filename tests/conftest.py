@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import os
 import tempfile
 from pathlib import Path
@@ -14,6 +15,21 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("NUMBA_CACHE_DIR", str(Path(tempfile.gettempdir()) / "mia-elite-test-numba"))
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(autouse=True)
+def _gc_on_the_main_thread():
+    """Reference cycles are collected on the main (GUI) thread, after each test, never by a
+    worker thread in the middle of one.
+
+    The window does the same (:func:`app.ui.main.install_gui_thread_gc`): a Qt object left in a
+    cycle by one test and collected later by an engine or server thread of another is destroyed
+    off the GUI thread, which Qt does not allow (the suite died with a segmentation fault and no
+    Python traceback in the GUI tests, at a different test each time).
+    """
+    gc.disable()
+    yield
+    gc.collect()
 
 
 @pytest.fixture(autouse=True)

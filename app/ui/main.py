@@ -183,7 +183,33 @@ def make_app():
     pal.setColor(QtGui.QPalette.ToolTipBase, C(40, 44, 60))
     pal.setColor(QtGui.QPalette.ToolTipText, C(235, 235, 240))
     app.setPalette(pal)
+    install_gui_thread_gc(app)
     return app
+
+
+def install_gui_thread_gc(app, interval_s: float = 1.0):
+    """Collect reference cycles on the GUI thread only, from a Qt timer every ``interval_s`` s.
+
+    Python's cyclic garbage collector runs on whichever thread happens to allocate when a
+    generation's threshold is passed: in the window that is often the analysis engine, the
+    replay server or a kernel-compile thread. A Qt object (a widget, a painter, a pyqtgraph item)
+    that ends in a reference cycle is then destroyed on that thread, which Qt does not allow; it
+    corrupts memory and the process dies later with a segmentation fault and no Python traceback.
+    So automatic collection is switched off and pyqtgraph's
+    :class:`pyqtgraph.util.garbage_collector.GarbageCollector` collects on the GUI thread
+    instead (the pattern pyqtgraph documents for threaded Qt programs). Idempotent: the one
+    collector is kept on ``app`` (``app.gui_thread_gc``) and returned.
+    """
+    import gc
+
+    gc.disable()  # also when the collector exists already (something switched collection back on)
+    gcol = getattr(app, "gui_thread_gc", None)
+    if gcol is None:
+        from pyqtgraph.util.garbage_collector import GarbageCollector
+
+        gcol = GarbageCollector(interval=float(interval_s))
+        app.gui_thread_gc = gcol
+    return gcol
 
 
 async def run_window(window, *, screenshot=None, screenshot_after=20.0, quit_after=None, on_started=None) -> None:

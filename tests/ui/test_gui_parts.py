@@ -156,6 +156,7 @@ def test_qt_binding_keeps_none_alive_over_many_void_calls(qapp):
     p = QtGui.QPainter(img)
     rect, c1, c2 = QtCore.QRectF(0, 0, 4, 4), QtGui.QColor(1, 2, 3), QtGui.QColor(4, 5, 6)
     gc.collect()
+    was_enabled = gc.isenabled()
     gc.disable()
     try:
         before = sys.getrefcount(None)
@@ -165,7 +166,8 @@ def test_qt_binding_keeps_none_alive_over_many_void_calls(qapp):
             p.setPen(c2)
         after = sys.getrefcount(None)
     finally:
-        gc.enable()
+        if was_enabled:
+            gc.enable()
         p.end()
     # the broken binding loses one reference per call (6000 here); unrelated frees lose a few
     assert after >= before - 600, f"None lost {before - after} references in 6000 void Qt calls"
