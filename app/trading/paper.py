@@ -12,6 +12,7 @@ stop-limit stays a stop-limit. Commission and slippage come from
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -39,8 +40,10 @@ class PaperBroker(Broker):
     ----------
     instruments : iterable of Instrument
         Symbols to trade (tick value for P&L).
-    commission_per_contract_usd : float
-        USD per contract per fill.
+    commission_per_contract_usd : float or mapping of str to float
+        USD per contract per fill: one figure for every symbol, or ``{symbol: USD}`` (then every
+        instrument traded needs its entry; :class:`app.sim.account.Account` raises ``ValueError``
+        naming a symbol without one).
     slippage_ticks : int
         Adverse ticks on market and stop fills.
     account : str
@@ -55,7 +58,8 @@ class PaperBroker(Broker):
 
     name = "paper"
 
-    def __init__(self, instruments=(), commission_per_contract_usd: float = 0.0, slippage_ticks: int = 0,
+    def __init__(self, instruments=(), commission_per_contract_usd: float | Mapping[str, float] = 0.0,
+                 slippage_ticks: int = 0,
                  account: str = "paper", starting_balance_usd: float = 100_000.0):
         super().__init__(account)
         self.engine = FillEngine(instruments, account=account, starting_balance=starting_balance_usd,

@@ -173,8 +173,9 @@ def build_session(instruments, settings, client=None, trade_account: str = "", c
     if mode == "paper":
         from app.trading.paper import PaperBroker
 
-        # the paper fill engine takes one commission per contract: the first instrument's
-        broker = PaperBroker(insts, settings.commission_for(insts[0].symbol), settings.slippage_ticks)
+        # each instrument its own commission per contract ([trading.instruments."SYM"], else the default)
+        broker = PaperBroker(insts, {i.symbol: settings.commission_for(i.symbol) for i in insts},
+                             settings.slippage_ticks)
     else:
         from app.trading.dtc_broker import DtcBroker
 
