@@ -166,8 +166,8 @@ def run(qapp, shared_data, tmp_path_factory):
             QtTest.QTest.mouseClick(dlg_eth.confirm_button, QtCore.Qt.LeftButton)
             await wait_until(lambda: len(ctl.decisions) > n_dec, 20)
             obs["eth_decision"] = [(i, dd.allowed, dd.message) for i, dd in ctl.decisions[n_dec:]]
-            # every order the venue was given, in any state (the replay runs on: a limit 20 ticks
-            # below the bid may already be filled on a loaded machine, and no longer open)
+            # every order the venue was given, in any state (the replay runs on: a limit it
+            # reaches is filled, and no longer open)
             obs["venue_orders"] = sorted({o.symbol for o in venue.orders.values()})
             obs["eth_drawn"] = await wait_until(lambda: any("B 1" in lbl for _p, lbl, _k in b.own_orders.overlay.drawn),
                                                 30)
