@@ -132,3 +132,49 @@ def test_engine_replays_the_compile_time_so_signals_match_a_warm_start():
     assert [(s.id, s.ts, s.side, s.entry) for s in eng.all_signals] == \
         [(s.id, s.ts, s.side, s.entry) for s in sync.all_signals]
     assert (eng.model.best_bid, eng.model.best_ask) == (sync.model.best_bid, sync.model.best_ask)
+
+
+def test_analysis_is_ready_only_once_the_compile_time_is_analysed():
+    """``analysis_ready`` (what the window's overlay and ``bench gui`` wait for) turns true after
+    the events held during the compile are replayed through the analyzers, not when the replay
+    starts: at maximum replay speed that catch-up was seconds of work counted as "ready"."""
+    from app.core.clock import ManualClock
+    from app.core.events import chunks
+    from app.feeds.samples import load_default_sample
+    from app.live.engine import AnalysisEngine
+
+    rec = load_default_sample()
+    ev = rec.events[:20_000]
+    release = threading.Event()
+    eng = AnalysisEngine(rec.instrument, "production", clock=ManualClock(0))
+    real = eng._compile_kernels
+    eng._compile_kernels = lambda: (release.wait(300), real())[1]
+    seen = []
+    real_process = eng._process
+
+    def spy(raw):
+        if release.is_set():
+            seen.append((len(raw), eng.analysis_ready, eng.steps))
+        return real_process(raw)
+
+    eng._process = spy
+    eng.start()
+    try:
+        for c in chunks(ev):
+            eng.submit(c)
+        t_end = __import__("time").monotonic() + 120
+        while eng.model.events_applied < len(ev) and __import__("time").monotonic() < t_end:
+            release.wait(0.02)
+        assert eng.model.events_applied == len(ev) and not eng.analysis_ready
+        release.set()
+        t_end = __import__("time").monotonic() + 300
+        while not eng.analysis_ready and __import__("time").monotonic() < t_end:
+            threading.Event().wait(0.02)
+        assert eng.analysis_ready and eng.state == "running"
+    finally:
+        release.set()
+        eng.stop()
+    replay = [s for s in seen if s[0] == len(ev)]
+    assert replay, seen  # the held events went through the analysis in one replay
+    assert replay[0][1] is False, seen  # ... and the engine did not call itself ready before it
+    assert eng.steps > 0
