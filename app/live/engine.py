@@ -67,6 +67,9 @@ clock by default; the GUI shows the newest anyway) and at once when a step produ
 A changed state is never held longer than that: when the queue runs dry the worker waits for
 the next batch only until the next publish is due (last publish + ``publish_interval_s``), then
 publishes; when that time has already passed it publishes at once.
+Batches queued behind one another are applied in one go, but only as many events as the
+engine's measured cost per event lets it apply before the next publish is due (at least
+1,024, at most 32,768), so a fast replay still gets a frame per publish interval.
 (An idle worker with nothing new waits on the queue; :meth:`stop` wakes it.) The worker's
 waits on the queue are real time; with a clock that has ``add_listener``
 (:class:`~app.core.clock.ManualClock`) every move of the clock wakes the worker, which then
@@ -135,6 +138,13 @@ _HOLD_MAX_EVENTS = 2_000_000
 #: Longest single wait on the queue when nothing is waiting to be published (s); a stop request
 #: wakes the worker at once through the queue, so this only bounds a lost wake-up.
 _IDLE_WAIT_S = 0.5
+
+#: Queued batches are applied together, up to what the engine can apply before the next publish
+#: is due (its measured cost per event, :meth:`AnalysisEngine._coalesce_limit`), within these
+#: bounds (events). A fixed 32,768 made one iteration ~70 ms at maximum replay speed on ES, so
+#: at most ~14 frames/s while a burst of data was applied.
+_COALESCE_MIN = 1_024
+_COALESCE_MAX = 32_768
 
 
 def resolve_profile(profile, overrides: dict | None = None):
@@ -351,6 +361,9 @@ class AnalysisEngine:
         self._rate_n0 = 0
         self._rate = 0.0
         self._last_publish_ns = 0
+        self._ns_per_event = 0.0  # measured cost of applying one event (moving average), ns
+        self._submitted_n = 0  # events submitted (written by the submitting thread only)
+        self._taken_n = 0  # events the worker took off the queue (written by the worker only)
         self.observer = observer
         self._step_lock = step_lock if step_lock is not None else contextlib.nullcontext()
         if observer is not None:
@@ -990,7 +1003,17 @@ class AnalysisEngine:
         if self._state in ("stopped", "error"):
             self.dropped_batches += 1
             return
+        if isinstance(batch, np.ndarray):
+            self._submitted_n += len(batch)
         self._q.put(batch)
+
+    @property
+    def behind_s(self) -> float:
+        """Seconds of work queued: events submitted and not yet taken by the worker times the
+        measured cost per event (0.0 until a cost was measured). The pipeline's replay flow
+        control holds a fast replay on it, so what reaches the screen is at most a few frames
+        old (:attr:`app.live.pipeline.Pipeline.FLOW_HIGH_S`)."""
+        return max(self._submitted_n - self._taken_n, 0) * self._ns_per_event / 1e9
 
     def start(self) -> None:
         """Start the worker thread and, beside it, the kernel compile (``state == "compiling"``
@@ -1163,7 +1186,8 @@ class AnalysisEngine:
             items = [item]
             total = len(item) if hasattr(item, "__len__") else 0
             ctrl = None
-            while total < 32_768:
+            limit = self._coalesce_limit()
+            while total < limit:
                 try:
                     nxt = self._q.get_nowait()
                 except queue.Empty:
@@ -1178,12 +1202,15 @@ class AnalysisEngine:
                     break
                 items.append(nxt)
                 total += len(nxt) if hasattr(nxt, "__len__") else 0
+            self._taken_n += sum(len(b) for b in items if isinstance(b, np.ndarray))
             try:
                 items = [b for b in items if isinstance(b, np.ndarray) and b.dtype == EVENT_DTYPE
                          or self._bad_batch(b)]
                 if items:
+                    t_apply = time.perf_counter_ns()
                     with self._step_lock:
                         self.process(items[0] if len(items) == 1 else np.concatenate(items))
+                    self._measure_cost(total, time.perf_counter_ns() - t_apply)
             except Exception:
                 self._report("market model failed; engine stopped:\n" + traceback.format_exc())
                 self._publish()  # the error's frame goes out before the state says "error"
@@ -1198,6 +1225,23 @@ class AnalysisEngine:
         if dirty:
             self._publish()
         self._state = "stopped"
+
+    def _measure_cost(self, n_events: int, elapsed_ns: int) -> None:
+        """Fold one application of ``n_events`` that took ``elapsed_ns`` (CPU-bound work,
+        ``perf_counter``) into the moving average cost per event (batches under 256 events say
+        little about it and are left out)."""
+        if n_events < 256 or elapsed_ns <= 0:
+            return
+        c = elapsed_ns / n_events
+        self._ns_per_event = c if self._ns_per_event <= 0.0 else 0.7 * self._ns_per_event + 0.3 * c
+
+    def _coalesce_limit(self) -> int:
+        """Most events to apply in the next iteration: what the measured cost per event fits
+        before the next publish is due (:data:`_COALESCE_MIN` .. :data:`_COALESCE_MAX`)."""
+        if self._ns_per_event <= 0.0:
+            return _COALESCE_MAX
+        left_ns = max(self._publish_wait_s() * 1e9, 0.0)
+        return int(min(_COALESCE_MAX, max(_COALESCE_MIN, left_ns / self._ns_per_event)))
 
     def _bad_batch(self, b) -> bool:
         self._report(f"submit: dropped a batch that is not an EVENT_DTYPE array ({type(b).__name__} "

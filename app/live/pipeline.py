@@ -499,6 +499,11 @@ class Pipeline:
     #: Replay flow control (pausable sources only): pause above, resume at or below, batches queued.
     FLOW_HIGH = 4
     FLOW_LOW = 1
+    #: ... and above / at or below this much queued work (s, :attr:`AnalysisEngine.behind_s`):
+    #: two frames and one frame at 60 Hz, so a saturated engine shows data a few frames old
+    #: instead of applying a queue of batches of a megabyte each first.
+    FLOW_HIGH_S = 2.0 / 60.0
+    FLOW_LOW_S = 1.0 / 60.0
     #: A failing listener is reported on its first failure and every this many after.
     LISTENER_REPORT_EVERY = 100
 
@@ -626,15 +631,18 @@ class Pipeline:
         """Deliver problems queued by the worker thread (GUI thread; called by the window timer).
 
         Also lifts the replay flow control: a pausable source (the embedded replay) is held
-        while the engine has more than :attr:`FLOW_HIGH` batches queued (a fast replay never
-        runs ahead of what the analysis and the screen show) and released here once at most
-        :attr:`FLOW_LOW` remain (the user's own pause still holds it).
+        while the engine has more than :attr:`FLOW_HIGH` batches or :attr:`FLOW_HIGH_S` seconds
+        of work queued (a fast replay never runs ahead of what the analysis and the screen
+        show) and released here once at most :attr:`FLOW_LOW` batches and :attr:`FLOW_LOW_S`
+        seconds remain (the user's own pause still holds it).
 
         Every engine error is counted; the first five are shown in full, later ones every
         hundredth with the running count (the engine itself logs them, so they are not logged
         twice here).
         """
-        if self.throttled and (self.engine is None or self.engine.backlog <= self.FLOW_LOW):
+        eng = self.engine
+        if self.throttled and (eng is None or (eng.backlog <= self.FLOW_LOW
+                                               and getattr(eng, "behind_s", 0.0) <= self.FLOW_LOW_S)):
             self.throttled = False
             if not self.stopped:
                 self.source.resume(PAUSE_FLOW)
@@ -781,7 +789,8 @@ class Pipeline:
         eng = self.engine
         if eng is not None:
             eng.submit(batch)
-            if self.source.pausable and not self.throttled and eng.backlog > self.FLOW_HIGH:
+            if self.source.pausable and not self.throttled and (
+                    eng.backlog > self.FLOW_HIGH or getattr(eng, "behind_s", 0.0) > self.FLOW_HIGH_S):
                 # the replay runs ahead of the analysis: hold it (released by poll())
                 self.throttled = True
                 self.throttle_count += 1

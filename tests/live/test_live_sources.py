@@ -359,3 +359,58 @@ def test_embedded_source_calls_the_server_thread_only_when_its_held_state_change
     src.pause(PAUSE_FLOW)
     src.resume(PAUSE_FLOW)
     assert src.replay.calls == ["resume", "pause"]
+
+
+def test_flow_control_holds_on_seconds_of_queued_work_not_only_batches():
+    """Few batches can be a lot of work (a megabyte read off the socket at maximum speed): the
+    replay is held while the engine has more than FLOW_HIGH_S seconds queued, and released only
+    once that is down to FLOW_LOW_S, whatever the batch count."""
+    class Src(MarketSource):
+        kind, pausable = "embedded", True
+
+        def __init__(self):
+            super().__init__()
+            self.calls = []
+
+        def pause(self, reason=PAUSE_USER):
+            self.calls.append(("pause", reason))
+            return True
+
+        def resume(self, reason=PAUSE_USER):
+            self.calls.append(("resume", reason))
+            return True
+
+    class Eng:
+        backlog = 1
+        behind_s = 0.0
+
+        def submit(self, b):
+            pass
+
+    pl = Pipeline(PipelineConfig(embedded=False))
+    pl.source = Src()
+    pl.engine = eng = Eng()
+    pl._on_events(np.zeros(1, dtype=EVENT_DTYPE))
+    assert pl.source.calls == []  # one batch, nothing much queued: not held
+    eng.behind_s = pl.FLOW_HIGH_S * 3
+    pl._on_events(np.zeros(1, dtype=EVENT_DTYPE))
+    assert pl.source.calls == [("pause", PAUSE_FLOW)]
+    eng.backlog, eng.behind_s = 0, pl.FLOW_HIGH_S  # no batch queued but the work is still there
+    pl.poll()
+    assert pl.source.calls == [("pause", PAUSE_FLOW)]
+    eng.behind_s = pl.FLOW_LOW_S
+    pl.poll()
+    assert pl.source.calls[-1] == ("resume", PAUSE_FLOW)
+
+
+def test_engine_behind_s_counts_the_queued_events_at_the_measured_cost():
+    from app.feeds.samples import load_default_sample
+    from app.live.engine import AnalysisEngine
+
+    rec = load_default_sample()
+    eng = AnalysisEngine(rec.instrument, "production")
+    assert eng.behind_s == 0.0  # no cost measured yet
+    eng._ns_per_event = 2_000.0
+    eng.submit(np.zeros(5_000, dtype=EVENT_DTYPE))
+    eng.submit(np.zeros(2_500, dtype=EVENT_DTYPE))
+    assert eng.behind_s == pytest.approx(7_500 * 2e-6)
