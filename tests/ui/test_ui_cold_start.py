@@ -187,7 +187,6 @@ def test_queued_batches_are_applied_as_far_as_the_next_publish_allows():
     import numpy as np
 
     from app.core.clock import ManualClock
-    from app.core.events import chunks
     from app.feeds.samples import load_default_sample
     from app.live.engine import AnalysisEngine
 
