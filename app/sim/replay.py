@@ -24,7 +24,8 @@ End and loops
 Without ``loop`` :meth:`ReplayClock.stream` ends after the last batch. With ``loop`` each pass
 starts again at the first event; a pass lasts at least ``min_pass_s`` seconds of the injected
 clock (a recording whose events all share one timestamp would otherwise be resent as fast as
-the CPU goes), and ``on_restart`` (if set) is called on the loop just before the next pass, so
+the CPU goes; at maximum speed a pass that would be shorter is spread evenly over it, event
+count against time, rather than sent in a burst and followed by a still wait), and ``on_restart`` (if set) is called on the loop just before the next pass, so
 the owner can start a new session (the built-in server clears the book and cancels orders).
 :meth:`ReplayClock.stream` awaits the event loop after every batch, whatever the speed and the
 recording's timestamps: the loop (the server's logons, ``--seconds``, SIGINT) stays responsive.
@@ -43,6 +44,9 @@ import numpy as np
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import FLAG_BATCH_END
 from app.feeds.recording import Recording
+
+#: A maximum-speed pass spread over ``min_pass_s`` waits only when it is this far ahead (ns).
+_SPREAD_SLACK_NS = 2_000_000
 
 
 def segment_ends(events: np.ndarray) -> np.ndarray:
@@ -294,6 +298,14 @@ class ReplayClock:
                     await self._resumed.wait()
                     continue
                 if self.max_speed:
+                    if self.loop and self.min_pass_ns and len(self.events):
+                        # a pass shorter than min_pass_s is spread over it, not sent in a burst
+                        # followed by a frozen wait (the ES hour: 0.3 s of data, then 0.7 s still)
+                        due = self._pass_wall_ns + self.min_pass_ns * self.position // len(self.events)
+                        ahead = due - self.clock.monotonic_ns()
+                        if ahead > _SPREAD_SLACK_NS:
+                            await self._sleep(ahead / 1e9)
+                            continue
                     b = self._take(None)
                     if b is not None:
                         self._rec_anchor = int(self._times[self.position - 1])

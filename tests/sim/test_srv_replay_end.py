@@ -355,3 +355,41 @@ def test_serve_stays_responsive_on_a_zero_duration_recording(repo_root, tmp_path
             p.kill()
             p.communicate()
     assert p.returncode == 0, err[-2000:]
+
+
+@run_async
+async def test_a_short_pass_at_maximum_speed_is_spread_over_the_minimum_period(es_rec):
+    """At maximum speed with loop, a pass that would last less than ``min_pass_s`` is paced
+    evenly over it (events against time), not sent at once and followed by a still wait: on
+    the injected clock, about half the events of the pass are out at half the period."""
+    ev = es_rec.events[:20_000]
+    rec = Recording(instrument=es_rec.instrument, events=ev, source="ES sample, first 20,000 events")
+    clock = ManualClock()
+    rc = R.ReplayClock(rec, speed=0, loop=True, clock=clock, min_pass_s=1.0, max_batch=256)
+    agen = rc.stream()
+    out = [0]
+
+    async def pump():
+        async for b in agen:
+            out[0] += len(b)
+
+    task = asyncio.ensure_future(pump())
+    try:
+        assert await until(lambda: out[0] > 0, timeout=5.0)
+        await asyncio.sleep(0.2)  # real time passes, the injected clock does not
+        first = out[0]
+        snapshot = int(np.flatnonzero((ev["flags"] & FLAG_BATCH_END) != 0)[0]) + 1  # one segment
+        assert first <= snapshot + 256, (first, snapshot)  # no burst: what is due at t=0, one batch
+        clock.advance(0.5)
+        assert await until(lambda: out[0] >= 9_500, timeout=5.0)
+        await asyncio.sleep(0.1)
+        assert 9_500 <= out[0] <= 10_600, out[0]  # half the pass at half the period
+        clock.advance(0.5)
+        assert await until(lambda: out[0] >= 20_000, timeout=5.0)
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        await agen.aclose()
