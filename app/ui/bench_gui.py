@@ -7,9 +7,12 @@ the built-in DTC server replaying at maximum speed on its own thread and asyncio
 (profile with a 400-row heatmap, publishing at the display rate :data:`PUBLISH_INTERVAL_S`) and
 the display timer (60 Hz). Figures:
 
-Runs: ``es`` and ``btcusdt`` at maximum speed (the analysis engine is saturated, so its publish
-rate bounds the frames and its queue dominates the latency), and ``es_30x`` (the ES sample at
-30x real time, a fast but market-like pace the engine keeps up with).
+Runs: ``es`` and ``btcusdt`` at maximum speed, and ``es_30x`` (the ES sample at 30x real time,
+a fast but market-like pace the engine keeps up with). At maximum speed the replay loops, and a
+pass lasts at least :attr:`app.sim.replay.ReplayClock.min_pass_s` (1 s), spread evenly over it:
+the ES hour's 65,045 events come as a steady ~65 k events/s; the BTCUSDT capture (598,754
+events) is longer than that, so the whole pipeline is saturated and the GUI thread (decode,
+paper book, drawing) and the engine's queue bound frames and latency.
 
 * ``gui.<rec>.frames_per_s``: frames drawn per second (target >= 55); baseline: frames the
   engine published per second in the same run (the most the GUI could draw).
