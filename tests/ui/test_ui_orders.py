@@ -440,7 +440,9 @@ def test_the_window_draws_own_orders_and_a_click_on_the_ladder_cancels_at_the_ve
             s = w.trading.session
             sym = s.instrument.symbol
             bb = s.market[sym].best_bid
-            t = OrderTicket(symbol=sym, side=1, qty=1, order_type=OrderType.LIMIT, entry=bb - 6, stop=bb - 14,
+            # 10 ticks below the bid (6 filled once in a full run and the order's cell was gone
+            # before the click; 40 is off the ladder's rows)
+            t = OrderTicket(symbol=sym, side=1, qty=1, order_type=OrderType.LIMIT, entry=bb - 10, stop=bb - 18,
                             target=bb + 4, ref_price=s.ref_price(sym, 1), tick_size=s.instrument.tick_size,
                             tick_value=s.instrument.tick_value)
             d = await s.confirm(t)
@@ -455,8 +457,17 @@ def test_the_window_draws_own_orders_and_a_click_on_the_ladder_cancels_at_the_ve
                                             60)
             out["on_heatmap"] = any(ln.isVisible() and ln.scene() is w.heatmap.scene()
                                     for ln in w.own_orders.overlay._lines)
-            rect = next(r for r, side, os_ in w.ladder.order_cells if any(o.client_order_id == entry for o in os_))
-            QtTest.QTest.mouseClick(w.ladder, QtCore.Qt.LeftButton, pos=rect.center().toPoint())
+            cells = []
+
+            def entry_cell():
+                cells[:] = [r for r, side, os_ in w.ladder.order_cells
+                            if any(o.client_order_id == entry for o in os_)]
+                return bool(cells)
+
+            out["cell"] = await wait_until(entry_cell, 30)
+            if not out["cell"]:
+                return
+            QtTest.QTest.mouseClick(w.ladder, QtCore.Qt.LeftButton, pos=cells[0].center().toPoint())
             out["cancelled"] = await wait_until(lambda: entry not in {o.client_order_id for o in eng.open_orders()}, 30)
             out["undrawn"] = await wait_until(lambda: not any(r.buy_orders for r in w.ladder.painted), 30)
         finally:
@@ -466,6 +477,7 @@ def test_the_window_draws_own_orders_and_a_click_on_the_ladder_cancels_at_the_ve
     assert out.get("ready"), "the window did not get data and a trading session in time"
     assert out["allowed"][0], out["allowed"][1]
     assert out["venue_before"] and out["drawn"] and out["on_heatmap"]
+    assert out["cell"], "the entry's ladder cell was never painted"
     assert out["cancelled"] and out["undrawn"]
 
 
