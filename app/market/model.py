@@ -865,8 +865,10 @@ class MarketModel:
         """
         R = self.rows
         hb, ha, tb, ts_, t0 = self.heatmap_window(ncols)
-        heat = np.ascontiguousarray(hb)  # (time-major ring -> row-major image) one transposing copy
-        heat += ha
+        # bid + ask added in the ring's time-major layout (both contiguous), then one transposing
+        # copy to the row-major image: 0.34 ms against 0.59 for copy-then-add through the
+        # transposed view (1000 x 400 float32, this machine)
+        heat = np.ascontiguousarray((hb.T + ha.T).T)
         tb, ts_ = np.ascontiguousarray(tb), np.ascontiguousarray(ts_)
         h0 = int(self.P[K.P_HOFF])
         return dict(
