@@ -51,6 +51,7 @@ import asyncio
 import base64
 import collections
 import logging
+import math
 import time
 import traceback
 import types
@@ -161,9 +162,14 @@ class MainWindow(QtWidgets.QMainWindow):
         self.timer.setInterval(max(1, int(round(1000.0 / display_hz))))
         self.timer.timeout.connect(self._on_timer)
         # a published frame is drawn at once when the last draw is at least one display period
-        # old (else the timer takes it): no timer wait in the frame-to-screen latency
+        # old, else exactly when it becomes that old (a one-shot timer for the rest of the
+        # period): never at the periodic timer's phase, up to a whole period later
         self._min_draw_s = 1.0 / display_hz
-        self._last_draw_t = 0.0
+        self._last_draw_t = -math.inf  # self.clock.monotonic() of the last draw
+        self._draw_soon = QtCore.QTimer(self)
+        self._draw_soon.setSingleShot(True)
+        self._draw_soon.setTimerType(QtCore.Qt.PreciseTimer)
+        self._draw_soon.timeout.connect(self._on_timer)
         self._notifier = _FrameNotifier()
         self._notifier.sigFrame.connect(self._on_frame_ready, QtCore.Qt.QueuedConnection)
         # once a second, frames or not: the recording's elapsed time, and msgs/s that falls to
@@ -748,7 +754,8 @@ class MainWindow(QtWidgets.QMainWindow):
     def _new_pipeline(self) -> Pipeline:
         first = self.next_signal_id()
         self._signal_id_floor = first
-        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
+        opts = {k: v for k, v in (self.config.engine_options or {}).items() if k != "observer_factory"}
+        self.config.engine_options = {**opts, "first_signal_id": first,
                                       "observer": self.data_collection.observer(),
                                       "precompile": (warm_window_kernels,)}
         pl = Pipeline(self.config, on_problem=self.report, on_state=self.health.set_source_state)
@@ -770,8 +777,10 @@ class MainWindow(QtWidgets.QMainWindow):
 
         first = self.next_signal_id()
         self._signal_id_floor = first
-        self.config.engine_options = {**(self.config.engine_options or {}), "first_signal_id": first,
-                                      "observer": self.data_collection.observer(),
+        # each instrument's engine its own research observer (one keeps one stream of trades)
+        opts = {k: v for k, v in (self.config.engine_options or {}).items() if k != "observer"}
+        self.config.engine_options = {**opts, "first_signal_id": first,
+                                      "observer_factory": self.data_collection.observer,
                                       "precompile": (warm_window_kernels,)}
         opts = self.config.engine_options
         opts["precompile"] = (*opts["precompile"], warm_relation_kernel)
@@ -887,8 +896,15 @@ class MainWindow(QtWidgets.QMainWindow):
         return market_offsets(getattr(getattr(base, "replay", None), "server", None))
 
     def _on_frame_ready(self) -> None:
-        if self.timer.isActive() and time.perf_counter() - self._last_draw_t >= self._min_draw_s:
+        """A frame was published: draw it now if the last draw is a display period old (on
+        :attr:`clock`), else start the one-shot timer for the rest of that period."""
+        if not self.timer.isActive():
+            return  # not started, or stopped: nothing is drawn
+        wait_s = self._last_draw_t + self._min_draw_s - self.clock.monotonic()
+        if wait_s <= 0.0:
             self._on_timer()
+        elif not self._draw_soon.isActive():
+            self._draw_soon.start(max(1, math.ceil(wait_s * 1e3)))
 
     def _on_timer(self) -> None:
         rt = self.runtime
@@ -907,7 +923,7 @@ class MainWindow(QtWidgets.QMainWindow):
             for panel, frame in pairs:
                 if frame is None:
                     continue
-                self._last_draw_t = time.perf_counter()
+                self._last_draw_t = self.clock.monotonic()
                 self.draw_frame(frame)
                 panel._unpainted = frame
         except Exception as exc:  # a drawing bug must be visible, and must not kill the timer
@@ -1118,6 +1134,7 @@ class MainWindow(QtWidgets.QMainWindow):
         """Stop and start the pipeline with the current :attr:`config` (a connection change; a profile
         change does not restart: :meth:`_on_profile_chosen`)."""
         self.timer.stop()
+        self._draw_soon.stop()
         if self.act_record.isChecked():  # the recording ends with its pipeline (and says so)
             self.act_record.setChecked(False)
         if self.act_pause.isChecked():  # a new source starts running
@@ -1184,6 +1201,7 @@ class MainWindow(QtWidgets.QMainWindow):
     async def shutdown(self) -> None:
         """Stop the timer, the trading panel, every task and the pipeline (bounded waits)."""
         self.timer.stop()
+        self._draw_soon.stop()
         await self._detach_trading()
         for t in list(self._tasks):
             t.cancel()
@@ -1205,6 +1223,7 @@ class MainWindow(QtWidgets.QMainWindow):
         except RuntimeError:
             # no asyncio loop runs (never started, or the loop is gone): stop what can be stopped now
             self.timer.stop()
+            self._draw_soon.stop()
             pipelines = ([r.pipeline for r in self.runtime.instruments] if self.runtime is not None
                          else [self.pipeline] if self.pipeline is not None else [])
             for pl in pipelines:
