@@ -288,6 +288,13 @@ class InstrumentsRuntime:
     relation_rows : list of numpy.ndarray
         Every RELATION_DTYPE block produced, in order (``np.concatenate`` for the series).
     problems : list of (level, text, action)
+
+    Raises
+    ------
+    ValueError
+        ``config.engine_options["observer"]`` with several instruments: each engine needs its
+        own research observer (``engine_options["observer_factory"]``, see
+        :class:`~app.live.pipeline.PipelineConfig`).
     """
 
     def __init__(self, config: PipelineConfig, on_problem=None, on_state=None, clock: Clock = SYSTEM_CLOCK,
@@ -320,6 +327,11 @@ class InstrumentsRuntime:
         if config.embedded and len(items) == 1 and not items[0].symbol and isinstance(config.recording, (list, tuple)):
             items = None  # one instrument per served recording: known once the recordings are loaded
         self._items = items
+        several = items is None and len(config.recording) > 1 or items is not None and len(items) > 1
+        if several and (config.engine_options or {}).get("observer") is not None:
+            raise ValueError("engine_options['observer']: one research observer cannot serve several "
+                             "instruments' engines (it keeps one stream of trades); pass "
+                             "engine_options['observer_factory'] instead")
 
     # ------------------------------------------------------------------ building
     def _problem_of(self, symbol: str):

@@ -128,6 +128,9 @@ class PipelineConfig:
         (default False: the replay stops at its end and the window offers Restart / Load).
     engine_options : dict
         Extra keyword arguments of ``AnalysisEngine`` (``window_cols``, ``publish_interval_s``).
+        ``observer_factory`` (a callable of no argument) is not one: each engine this config
+        starts gets its own ``observer=observer_factory()`` (an observer keeps one instrument's
+        stream; several instruments' engines must not share one).
     server_options : dict
         Extra keyword arguments of the embedded ``DTCServer`` (``max_batch``, ``max_gap_s``).
     """
@@ -728,6 +731,9 @@ class Pipeline:
         from app.live.engine import AnalysisEngine
 
         options = dict(self.config.engine_options or {})
+        factory = options.pop("observer_factory", None)
+        if factory is not None and options.get("observer") is None:
+            options["observer"] = factory()  # this engine's own (see PipelineConfig.engine_options)
         if self.config.session and "calendar" not in options:
             from app.core.sessions import calendar
 

@@ -65,10 +65,13 @@ class DataCollection(QtCore.QObject):
         return w.tape.research_observer(w.config.profile, str(self.folder()) if self.on else None)
 
     def _on_toggled(self, on: bool) -> None:
-        pl = self.window.pipeline
-        obs = getattr(getattr(pl, "engine", None), "observer", None)
-        if obs is not None:
-            obs.set_collecting(str(self.folder()) if on else None)
+        w = self.window
+        rt = getattr(w, "runtime", None)
+        pipelines = [r.pipeline for r in rt.instruments] if rt is not None else [w.pipeline]
+        for pl in pipelines:  # every instrument's engine has its own observer
+            obs = getattr(getattr(pl, "engine", None), "observer", None)
+            if obs is not None:
+                obs.set_collecting(str(self.folder()) if on else None)
         self.apply_trading()
         report = getattr(self.window, "report", None)
         if report is not None:

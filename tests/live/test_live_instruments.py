@@ -55,8 +55,17 @@ def pandas_corr(ta, pa, tb, pb, window: int) -> pd.Series:
 
 
 def test_two_recordings_share_one_connection_each_with_its_own_engine_frames_ids_and_relation(pair):
+    from app.research.live import LiveResearch
+
+    made = []
+
+    def observer():  # the window's factory: the tape's research observer, one per engine
+        made.append(LiveResearch("scalping"))
+        return made[-1]
+
     cfg = PipelineConfig(embedded=True, recording=pair, speed=0.0, profile="scalping",
-                         profile_overrides={"elite.min_elite_score": 0.3})  # signals on both captures
+                         profile_overrides={"elite.min_elite_score": 0.3},  # signals on both captures
+                         engine_options={"observer_factory": observer})
     problems, frames, trades = [], {}, {}
     out = {}
 
@@ -79,6 +88,8 @@ def test_two_recordings_share_one_connection_each_with_its_own_engine_frames_ids
         out["engines"] = [(r.symbol, r.engine, r.engine.tracker, r.pipeline.events_in, r.engine.events_applied,
                            [s.id for s in r.engine.all_signals], {s.symbol for s in r.engine.all_signals})
                           for r in rt.instruments]
+        out["observers"] = [(r.engine.observer, r.engine.observer._engine is r.engine, r.engine.observer._n)
+                            for r in rt.instruments]
         out["rows"] = np.concatenate(rt.relation_rows)
         out["pair"] = rt.relation_pair
         await rt.stop()
@@ -89,6 +100,11 @@ def test_two_recordings_share_one_connection_each_with_its_own_engine_frames_ids
     (sa, ea, ta, na, aa, ida, syma), (sb, eb, tb, nb, ab, idb, symb) = out["engines"]
     assert (sa, sb) == ("BTCUSDT", "ETHUSDT") and ea is not eb and ta is not tb
     assert na > 100_000 and nb > 100_000 and (aa, ab) == (na, nb)
+    # each engine its own research observer, holding that instrument's trades only (one shared
+    # observer took both engines' streams, from two threads: a race that stopped an engine)
+    (oa, own_a, n_a), (ob, own_b, n_b) = out["observers"]
+    assert made == [oa, ob] and oa is not ob and own_a and own_b
+    assert n_a == sum(len(t[0]) for t in trades["BTCUSDT"]) and n_b == sum(len(t[0]) for t in trades["ETHUSDT"])
     # frames: each instrument's own, tagged with its symbol and tick size
     assert {f.tick_size for f in frames["BTCUSDT"]} == {0.1} and {f.tick_size for f in frames["ETHUSDT"]} == {0.01}
     # signal ids from each instrument's block: unique across instruments
@@ -176,3 +192,13 @@ def test_sierra_files_instruments_each_follow_their_own_files(tmp_path):
     assert out["distinct"] and out["client"] is None
     assert out["sources"] == [(SierraFilesSource, "ESH4", "following", 12.5, "production"),
                               (SierraFilesSource, "MESH4", "following", 1.25, "scalping")]
+
+
+def test_one_research_observer_for_several_instruments_is_refused(pair):
+    from app.research.live import LiveResearch
+
+    cfg = PipelineConfig(embedded=True, recording=pair, speed=0.0, profile="scalping",
+                         engine_options={"observer": LiveResearch("scalping")})
+
+    with pytest.raises(ValueError, match="observer_factory"):
+        InstrumentsRuntime(cfg)
