@@ -280,9 +280,13 @@ class HeatmapWidget(pg.PlotWidget):
         self.addItem(self.ask_curve)
 
         self._no_pen = pg.mkPen(None)  # one pen object: a new one per frame re-renders every symbol
-        self.bubbles = pg.ScatterPlotItem(pxMode=True, pen=self._no_pen)
-        self.bubbles.setZValue(5)
-        self.addItem(self.bubbles)
+        # buyers' and sellers' bubbles in two items of one brush each: a per-point brush array
+        # costs pyqtgraph a style lookup per point (7.6 against 2.7 ms for 1,500 bubbles)
+        self.bubbles = pg.ScatterPlotItem(pxMode=True, pen=self._no_pen)  # buyer aggressor
+        self.bubbles_sell = pg.ScatterPlotItem(pxMode=True, pen=self._no_pen)  # seller aggressor
+        for k, it in enumerate((self.bubbles, self.bubbles_sell)):
+            it.setZValue(5 + 0.1 * k)  # sellers over buyers, as one item drew them
+            self.addItem(it)
         self._bubble_key = None  # what the drawn bubbles were built from (_bubbles_key)
         #: times the bubbles were rebuilt (skipped when a frame's band traded nothing new)
         self.bubble_updates = 0
@@ -657,6 +661,7 @@ class HeatmapWidget(pg.PlotWidget):
         self.bubble_updates += 1
         if buy.size == 0:
             self.bubbles.setData(x=[], y=[])
+            self.bubbles_sell.setData(x=[], y=[])
             return
         # one pass over the cells: where anything traded, then both volumes there
         flat = np.flatnonzero((buy + sell).reshape(-1))
@@ -677,8 +682,9 @@ class HeatmapWidget(pg.PlotWidget):
         ref = max(float(np.percentile(vol, 90)) if vol.size else 1.0, 1.0)
         raw = 4.0 + 10.0 * np.sqrt(vol / ref)  # area ~ volume, the 90th percentile at 14 px
         size = self.BUBBLE_SIZES[np.clip(np.searchsorted(self.BUBBLE_SIZES, raw), 0, self.BUBBLE_SIZES.size - 1)]
-        brushes = np.where(is_buy, self._buy_brush, self._sell_brush)
-        self.bubbles.setData(x=x, y=y, size=size, brush=brushes, pen=self._no_pen)
+        for it, sel, brush in ((self.bubbles, is_buy, self._buy_brush),
+                               (self.bubbles_sell, ~is_buy, self._sell_brush)):
+            it.setData(x=x[sel], y=y[sel], size=size[sel], brush=brush, pen=self._no_pen)
 
     def _draw_markers(self, frame, tick):
         key = (len(frame.patterns), frame.patterns[-1] if frame.patterns else None,
@@ -790,8 +796,17 @@ class HeatmapWidget(pg.PlotWidget):
         return self.image.image
 
     def bubble_count(self) -> int:
-        """Number of trade bubbles drawn now."""
-        return len(self.bubbles.data)
+        """Number of trade bubbles drawn now (buyers' and sellers')."""
+        return len(self.bubbles.data) + len(self.bubbles_sell.data)
+
+    def bubble_data(self) -> np.ndarray:
+        """The trade bubbles drawn now: float64 ``(4, n)`` rows x (s), y (price), size (px),
+        buyer aggressor (1.0, else 0.0); buyers' first."""
+        out = []
+        for it, buy in ((self.bubbles, 1.0), (self.bubbles_sell, 0.0)):
+            d = it.data
+            out.append(np.stack([d["x"], d["y"], d["size"], np.full(len(d), buy)]) if len(d) else np.zeros((4, 0)))
+        return np.concatenate(out, axis=1)
 
     def marker_count(self) -> int:
         """Number of pattern markers drawn now."""

@@ -12,6 +12,7 @@ pytest.importorskip("pytestqt")
 from app.analysis.frame import AnalysisFrame  # noqa: E402
 from app.market.model import MarketModel  # noqa: E402
 from app.ui.heatmap import HeatmapWidget  # noqa: E402
+from PySide6 import QtGui  # noqa: E402
 
 
 def _frames(rec, parts=4000, keep=150):
@@ -24,8 +25,7 @@ def _frames(rec, parts=4000, keep=150):
 
 
 def _bubbles(w):
-    d = w.bubbles.data
-    return np.stack([d["x"], d["y"], d["size"]]) if len(d) else np.zeros((3, 0))
+    return w.bubble_data()
 
 
 def test_bubbles_skip_unchanged_bands_and_equal_a_rebuild(qtbot):
@@ -51,3 +51,27 @@ def test_bubbles_skip_unchanged_bands_and_equal_a_rebuild(qtbot):
     rebuilt = w.bubble_updates - n0 - len(frames)  # minus the forced ones
     assert 0 < rebuilt < len(frames), rebuilt  # some frames traded, many did not
     assert _bubbles(w).shape[1] > 0
+
+
+def test_buyers_and_sellers_bubbles_are_two_items_of_one_brush_each_at_the_traded_cells(qtbot):
+    from app.feeds.samples import load_default_sample
+
+    w = HeatmapWidget()
+    qtbot.addWidget(w)
+    w.resize(900, 500)
+    w.show()
+    f = list(_frames(load_default_sample(), parts=400, keep=1))[-1]
+    w.set_frame(f)
+    r0, r1 = w.drawn_rows
+    d = w.bubble_data()
+    buy, sell = f.traded_buy[r0:r1], f.traded_sell[r0:r1]
+    n_buy, n_sell = int((buy > 0).sum()), int((sell > 0).sum())
+    assert 0 < n_buy + n_sell <= w.MAX_BUBBLES  # the cap does not cut this frame
+    assert int(d[3].sum()) == n_buy and d.shape[1] == n_buy + n_sell
+    tick = f.tick_size
+    for it, arr, brush in ((w.bubbles, buy, w._buy_brush), (w.bubbles_sell, sell, w._sell_brush)):
+        rows, _ = np.nonzero(arr)
+        np.testing.assert_allclose(np.sort(it.data["y"]), np.sort((f.heatmap_base + r0 + rows) * tick))
+        # one brush for the item (pyqtgraph keeps None per point and draws the item's own)
+        used = {(b if b is not None else it.opts["brush"]).color().name(QtGui.QColor.HexArgb) for b in it.data["brush"]}
+        assert used == {brush.color().name(QtGui.QColor.HexArgb)}
