@@ -2,10 +2,25 @@
 
 Target: ``target_first`` of the decided candidates (:mod:`app.research.snapshots`). Features:
 :data:`app.research.snapshots.FEATURES` (pattern strengths, score components, regime, spread,
-depth, order flow, time of day, volatility) plus one-hot session phases. Model: L2-penalised
-logistic regression (scikit-learn ``LogisticRegression``, ``C`` the inverse penalty) on features
-standardised with the training fold's mean and standard deviation; missing values are filled
-with the training fold's median.
+depth, order flow, time of day, volatility), then the pair-relation features :data:`RELATION`
+(``rel_corr``, ``rel_rs``, ``rel_z``, ``rel_flag``; issue 17, ``docs/relation.md``) **when the
+training rows have them**, then one-hot session phases (:func:`feature_names`). The relation
+features are used when at least one decided training row has a finite value of one of them
+(:func:`relation_present`: a pair was analysed); data of single-instrument sessions (all NaN)
+gives a model without them, as did every model written before they existed. Snapshot files
+written before the ``rel_*`` columns existed read back without them: those rows count as NaN.
+Model: L2-penalised logistic regression (scikit-learn ``LogisticRegression``, ``C`` the inverse
+penalty) on features standardised with the training fold's mean and standard deviation; missing
+values (NaN) are filled with the training fold's median. A column with no finite value in the
+training fold (e.g. the relation of a fold made only of single-instrument sessions) is filled
+with 0, left out of the fit and gets coefficient 0 (mean 0, scale 1), so it has no effect on
+the probability whatever value it has later.
+
+A model file records its feature list (``features``); :func:`model_probability` accepts either
+list (:func:`feature_names` with or without the relation) and builds the inputs in the model's
+own order (:func:`feature_matrix` ``features=``), so older model files keep loading and
+predicting on rows that carry the relation, and relation models predict on rows without it
+(NaN, filled with the training median).
 
 Validation is walk-forward by session (:func:`walk_forward_splits`): sessions in time order, each
 fold trains on every session before the test session and tests on that one, never the other way
@@ -29,12 +44,16 @@ import datetime as _dt
 import hashlib
 import json
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 
+from app.analysis.analyzers import RELATION_FEATURES
 from app.research.snapshots import FEATURES
 
+#: the pair-relation features a model may use (after :data:`FEATURES`), in order
+RELATION = tuple(RELATION_FEATURES)
 #: model file format (``format`` key)
 MODEL_FORMAT = "mia-elite.signal-quality/1"
 #: session phases one-hot encoded (``phase_<name>``)
@@ -49,41 +68,89 @@ class ModelError(ValueError):
     """A model file or the registry is missing, unreadable or of another format (names the file)."""
 
 
-def feature_names() -> list[str]:
-    """The model's input columns, in order."""
-    return list(FEATURES) + [f"phase_{p}" for p in PHASES]
+def feature_names(relation: bool = False) -> list[str]:
+    """The model's input columns, in order: :data:`FEATURES`, then :data:`RELATION` if
+    ``relation``, then the one-hot phases ``phase_<name>``."""
+    return list(FEATURES) + (list(RELATION) if relation else []) + [f"phase_{p}" for p in PHASES]
 
 
-def feature_matrix(cols) -> np.ndarray:
+def feature_matrix(cols, features=None) -> np.ndarray:
     """The model's inputs from snapshot columns (or a list of snapshot rows).
 
     Parameters
     ----------
     cols : dict of column -> array_like (N,), or list of row dicts
-        At least :data:`app.research.snapshots.FEATURES` and ``phase``.
+        At least :data:`app.research.snapshots.FEATURES` and ``phase``; the :data:`RELATION`
+        columns when they are asked for, else they count as NaN (older snapshot files, rows of
+        an instrument in no pair).
+    features : list of str, optional
+        The columns to build, in order (a model's ``features``); default :func:`feature_names`
+        without the relation.
 
     Returns
     -------
     np.ndarray float64 (N, F)
-        :func:`feature_names` columns: the features as they are, then the one-hot phases.
+        ``features`` columns: each feature as it is (NaN where unknown), ``phase_<name>`` 1.0 where
+        ``phase`` is that name, else 0.0.
 
     Raises
     ------
     ValueError
-        A column is missing (named).
+        A column other than a relation feature is missing (named).
     """
+    names = feature_names() if features is None else list(features)
+    plain = [f for f in names if not f.startswith("phase_")]
     if isinstance(cols, list):
-        cols = {k: [r.get(k) for r in cols] for k in (*FEATURES, "phase")}
-    miss = [k for k in (*FEATURES, "phase") if k not in cols]
+        cols = {k: [r.get(k) for r in cols] for k in (*plain, "phase")}  # a missing key -> NaN
+    miss = [k for k in (*plain, "phase") if k not in cols and k not in RELATION]
     if miss:
         raise ValueError(f"feature_matrix: missing column(s) {', '.join(miss)}")
-    phase = np.asarray(cols["phase"]).astype(str)
-    return np.column_stack([np.asarray(cols[f], np.float64).reshape(-1) for f in FEATURES]
-                           + [(phase == p).astype(np.float64).reshape(-1) for p in PHASES])
+    phase = np.asarray(cols["phase"]).astype(str).reshape(-1)
+    n = phase.shape[0]
+    out = np.empty((n, len(names)), np.float64)
+    for j, f in enumerate(names):
+        if f.startswith("phase_"):
+            out[:, j] = phase == f[len("phase_"):]
+        elif f in cols:
+            out[:, j] = np.asarray(cols[f], np.float64).reshape(-1)
+        else:  # a relation column the rows do not have
+            out[:, j] = np.nan
+    return out
+
+
+def model_features(model: dict) -> list[str]:
+    """The feature list of a model file, checked against this program's.
+
+    Returns
+    -------
+    list of str
+        ``model["features"]``: :func:`feature_names` with or without the relation.
+
+    Raises
+    ------
+    ModelError
+        The model was trained on other features than this program computes, or its
+        coefficients do not match its features.
+    """
+    feats = list(model.get("features", []))
+    ok = feats in (feature_names(False), feature_names(True))
+    try:
+        ok = ok and len(model["params"]["coef"]) == len(feats)
+    except (KeyError, TypeError):
+        ok = False
+    if not ok:
+        raise ModelError(f"model {model.get('version', '?')}: its features differ from this program's "
+                         f"({len(feats)} vs {len(feature_names())} or {len(feature_names(True))}); "
+                         "train it again")
+    return feats
 
 
 def model_probability(model: dict, rows) -> np.ndarray:
     """The model's probability of target first for snapshot rows (what the window shows).
+
+    The inputs are the model's own ``features`` (:func:`model_features`): a model without the
+    relation ignores the rows' ``rel_*``; a model with it reads them (NaN, so the training
+    median, where a row lacks them).
 
     Parameters
     ----------
@@ -101,13 +168,26 @@ def model_probability(model: dict, rows) -> np.ndarray:
     ModelError
         The model was trained on other features than this program computes.
     """
-    if list(model.get("features", [])) != feature_names():
-        raise ModelError(f"model {model.get('version', '?')}: its features differ from this program's "
-                         f"({len(model.get('features', []))} vs {len(feature_names())}); train it again")
-    return predict(model["params"], feature_matrix(rows))
+    return predict(model["params"], feature_matrix(rows, model_features(model)))
 
 
-def design(cols: dict[str, np.ndarray], profile: str | None = None):
+def _decided(cols, profile: str | None) -> np.ndarray:
+    keep = np.asarray(cols["decided"], bool)
+    if profile is not None:
+        keep &= np.asarray(cols["profile"]).astype(str) == profile
+    return keep
+
+
+def relation_present(cols: dict[str, np.ndarray], profile: str | None = None) -> bool:
+    """Whether a decided candidate (of ``profile``) has a finite :data:`RELATION` value, i.e.
+    whether a model trained on ``cols`` uses the relation features (:func:`train`)."""
+    if not any(k in cols for k in RELATION):
+        return False
+    keep = _decided(cols, profile)
+    return any(np.isfinite(np.asarray(cols[k], np.float64)[keep]).any() for k in RELATION if k in cols)
+
+
+def design(cols: dict[str, np.ndarray], profile: str | None = None, relation: bool | None = None):
     """Decided candidates as ``(X, y, sessions, session_order, score)``.
 
     Parameters
@@ -116,11 +196,14 @@ def design(cols: dict[str, np.ndarray], profile: str | None = None):
         From :func:`app.research.snapshots.read_snapshots`.
     profile : str, optional
         Keep only the rows of this profile.
+    relation : bool, optional
+        Include the :data:`RELATION` columns; default :func:`relation_present`.
 
     Returns
     -------
     X : np.ndarray float64 (N, F)
-        :func:`feature_names` columns (NaN where unknown).
+        :func:`feature_names` ``(relation)`` columns (NaN where unknown, also a relation column
+        the snapshots lack).
     y : np.ndarray int8 (N,)
         1 = target first.
     sessions : np.ndarray object (N,)
@@ -139,10 +222,11 @@ def design(cols: dict[str, np.ndarray], profile: str | None = None):
     miss = sorted(need - set(cols))
     if miss:
         raise ValueError(f"snapshots lack the column(s) {', '.join(miss)}")
-    keep = np.asarray(cols["decided"], bool)
-    if profile is not None:
-        keep &= np.asarray(cols["profile"]).astype(str) == profile
-    X = feature_matrix({k: np.asarray(cols[k])[keep] for k in (*FEATURES, "phase")})
+    if relation is None:
+        relation = relation_present(cols, profile)
+    keep = _decided(cols, profile)
+    X = feature_matrix({k: np.asarray(cols[k])[keep] for k in (*FEATURES, *RELATION, "phase") if k in cols},
+                       feature_names(relation))
     y = np.asarray(cols["target_first"], bool)[keep].astype(np.int8)
     sess = np.asarray(cols["session"]).astype(str)[keep].astype(object)
     ts = np.asarray(cols["ts"], np.int64)[keep]
@@ -165,6 +249,9 @@ def walk_forward_splits(session_order: list[str], min_train: int = MIN_TRAIN_SES
 def fit(X: np.ndarray, y: np.ndarray, C: float = 1.0) -> dict:
     """L2 logistic regression on standardised features; returns the numpy parameters.
 
+    A column without any finite value in ``X`` is filled with 0 (mean 0, scale 1), left out of
+    the regression and gets coefficient 0: it cannot move the probability.
+
     Returns
     -------
     dict
@@ -181,17 +268,23 @@ def fit(X: np.ndarray, y: np.ndarray, C: float = 1.0) -> dict:
 
     if len(np.unique(y)) < 2:
         raise ValueError("fit: the training rows have one outcome only (need targets and stops)")
-    with np.errstate(all="ignore"):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN column: median NaN, filled with 0
         fill = np.nanmedian(X, axis=0)
     fill = np.where(np.isfinite(fill), fill, 0.0)
     Xf = np.where(np.isnan(X), fill, X)
     mean = Xf.mean(axis=0)
     scale = Xf.std(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
+    use = np.isfinite(X).any(axis=0)
+    if not use.any():
+        use[:] = True  # nothing known at all: fit the constant columns (coefficients 0)
     m = LogisticRegression(C=float(C), max_iter=1000)
-    m.fit((Xf - mean) / scale, y)
+    m.fit(((Xf - mean) / scale)[:, use], y)
+    coef = np.zeros(X.shape[1])
+    coef[use] = m.coef_[0]
     return {"fill": fill.tolist(), "mean": mean.tolist(), "scale": scale.tolist(),
-            "coef": m.coef_[0].tolist(), "intercept": float(m.intercept_[0])}
+            "coef": coef.tolist(), "intercept": float(m.intercept_[0])}
 
 
 def predict(params: dict, X: np.ndarray) -> np.ndarray:
@@ -280,6 +373,9 @@ def train(paths, C: float = 1.0, profile: str | None = None, min_train: int = MI
           now: _dt.datetime | None = None) -> dict:
     """Read snapshots, validate walk-forward, fit on every session; returns the model dict.
 
+    The model's ``features`` include the relation when :func:`relation_present` (the decided
+    rows of ``profile``); every walk-forward fold uses the same columns.
+
     Raises
     ------
     FileNotFoundError, ValueError
@@ -290,14 +386,15 @@ def train(paths, C: float = 1.0, profile: str | None = None, min_train: int = MI
     cols = read_snapshots(paths)
     if not cols:
         raise ValueError("no snapshot rows under " + " ".join(map(str, paths)))
-    X, y, sess, order, score = design(cols, profile)
+    relation = relation_present(cols, profile)
+    X, y, sess, order, score = design(cols, profile, relation)
     if len(y) == 0:
         raise ValueError("no decided candidate in the snapshots (no outcome to learn from)")
     wf = walk_forward(X, y, sess, order, score, C, min_train)
     params = fit(X, y, C)
     return {
         "format": MODEL_FORMAT, "created": (now or _dt.datetime.now(_dt.timezone.utc)).isoformat(timespec="seconds"),
-        "features": feature_names(), "C": float(C), "profile": profile, "params": params,
+        "features": feature_names(relation), "C": float(C), "profile": profile, "params": params,
         "training_sessions": order, "rows": int(len(y)), "data_hash": data_hash(X, y, sess),
         "scores": {"walk_forward": wf},
     }

@@ -52,7 +52,8 @@ SCHEMA_VERSION = 1
 #: every intraday pattern name, in a fixed order (the ``p_<name>`` columns)
 PATTERNS = tuple(dict.fromkeys([*dom.DOM_PATTERNS, *(n for n, _ in bn.BN_SLOTS), *adv.ADV_TRADE_ROWS,
                                 "head_fake", "transition"]))
-#: numeric feature columns a model may use (``learn``), in order
+#: numeric feature columns a model uses (``learn``), in order; the relation columns
+#: (:data:`app.analysis.analyzers.RELATION_FEATURES`) follow them when the rows have values
 FEATURES = (("side", "score", "c_vix", "c_dom", "c_regime") + tuple(f"p_{n}" for n in PATTERNS)
             + ("n_patterns", "opposite", "vix_regime", "spread_ticks", "depth_bid10", "depth_ask10",
                "imbalance", "flow_ratio", "trend_dir", "tod_min", "atr_ticks", "vol_ticks"))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from app.research import learn
-from app.research.snapshots import FEATURES, SCHEMA_VERSION, read_snapshots, write_rows
+from app.research.snapshots import FEATURES, RELATION_FEATURES, SCHEMA_VERSION, read_snapshots, write_rows
 
 
 def test_snapshots_of_the_real_es_hour_hold_every_candidate_and_its_outcome(es_production_run, es_snapshot_dir):
@@ -41,9 +41,14 @@ def test_a_newer_snapshot_schema_is_refused_by_name(tmp_path):
         read_snapshots([tmp_path])
 
 
-def _synthetic(folder, sessions=6, per=80, seed=0, signal=2.0):
+def _synthetic(folder, sessions=6, per=80, seed=0, signal=2.0, rel=None, rel_signal=3.0, old_first=False):
     """Snapshot rows whose outcome depends on p_wall (a learnable edge); session ids are named
-    so that their alphabetical order is not their time order."""
+    so that their alphabetical order is not their time order.
+
+    ``rel``: None, no ``rel_*`` columns (files written before they existed); ``"nan"``, the
+    columns all NaN (single-instrument sessions); ``"edge"``, finite values with ``rel_corr``
+    carrying an edge of its own (``rel_signal``). ``old_first``: the first session's file has no
+    ``rel_*`` columns whatever ``rel`` says."""
     rng = np.random.default_rng(seed)
     names = [f"S{(7 * k) % sessions}" for k in range(sessions)]  # S0, S1, ... shuffled by time
     t0 = 1_700_000_000_000_000_000
@@ -52,14 +57,33 @@ def _synthetic(folder, sessions=6, per=80, seed=0, signal=2.0):
         for i in range(per):
             wall = float(rng.uniform(0, 1))
             score = float(rng.uniform(0.5, 0.9))
-            y = bool(rng.uniform() < 1 / (1 + np.exp(-signal * (wall - 0.5))))
+            corr = float(rng.uniform(-1, 1))
+            edge = signal * (wall - 0.5) + (rel_signal * corr if rel == "edge" else 0.0)
+            y = bool(rng.uniform() < 1 / (1 + np.exp(-edge)))
             r = {f: 0.0 for f in FEATURES}
             r.update(schema_version=SCHEMA_VERSION, ts=t0 + k * 86_400 * 10**9 + i * 10**9, profile="production",
                      session=name, phase="overnight", decided=True, target_first=y, p_wall=wall, score=score,
                      side=1)
+            if rel == "nan":
+                r.update(dict.fromkeys(RELATION_FEATURES, float("nan")))
+            elif rel == "edge":
+                r.update(rel_corr=corr, rel_rs=float(rng.normal(0, 0.01)), rel_z=float(rng.normal()),
+                         rel_flag=float(rng.choice([-1.0, 0.0, 1.0])))
+            if old_first and k == 0:
+                for f in RELATION_FEATURES:
+                    r.pop(f, None)
             rows.append(r)
         write_rows(folder, f"2024-01-{k + 1:02d}", "ES", rows, name)
     return names
+
+
+def _row(**kw):
+    """One candidate row as :func:`app.research.snapshots.candidate_rows` gives it (the features
+    that matter here; the rest 0), ``rel_*`` NaN unless given."""
+    r = {f: 0.0 for f in FEATURES}
+    r.update(dict.fromkeys(RELATION_FEATURES, float("nan")), phase="overnight", side=1, score=0.7, p_wall=0.5)
+    r.update(kw)
+    return r
 
 
 def test_walk_forward_never_trains_on_a_later_session(tmp_path):
@@ -124,3 +148,86 @@ def test_learn_cli_prints_walk_forward_figures_and_rolls_back(tmp_path, capsys):
     assert "no previous model" in capsys.readouterr().err
     assert main(["learn", str(tmp_path / "nothing"), "--models", str(models)]) == 2
     assert capsys.readouterr().err.startswith("learn: snapshots not found")
+
+
+OLD_FEATURES = [*FEATURES, *(f"phase_{p}" for p in learn.PHASES)]  # every model file before issue 17
+
+
+def test_a_model_trained_on_the_pair_relation_uses_it(tmp_path):
+    names = _synthetic(tmp_path / "snaps", rel="edge", old_first=True)
+    cols = read_snapshots([tmp_path / "snaps"])
+    first = cols["session"] == names[0]  # a file from before the rel_* columns: read back as NaN
+    assert first.any() and all(np.isnan(cols[k][first].astype(float)).all() for k in RELATION_FEATURES)
+    assert learn.relation_present(cols)
+    m = learn.train([tmp_path / "snaps"])
+    assert m["features"] == learn.feature_names(relation=True) != OLD_FEATURES
+    assert m["features"][len(FEATURES):len(FEATURES) + 4] == list(RELATION_FEATURES)
+    prm = m["params"]
+    assert len(prm["coef"]) == len(m["features"]) and np.isfinite(prm["coef"]).all()
+    assert prm["coef"][m["features"].index("rel_corr")] > 0.5  # rel_corr carries an edge: learned
+    path, activated, _ = learn.save_model(m, tmp_path / "models")
+    back = learn.load_model(path)
+    lo, hi = learn.model_probability(back, [_row(rel_corr=-0.8, rel_rs=0.0, rel_z=0.0, rel_flag=0.0),
+                                            _row(rel_corr=0.8, rel_rs=0.0, rel_z=0.0, rel_flag=0.0)])
+    assert hi > lo + 0.3  # the probability moves with rel_corr: it is an input
+    # a row without the relation (an instrument in no pair, an older snapshot) gets the training medians
+    fill = dict(zip(m["features"], prm["fill"]))
+    bare = _row()
+    for k in RELATION_FEATURES:
+        del bare[k]
+    want = learn.model_probability(back, [_row(**{k: fill[k] for k in RELATION_FEATURES})])
+    assert np.allclose(learn.model_probability(back, [bare]), want)
+    assert np.allclose(learn.model_probability(back, {k: np.array([v]) for k, v in bare.items()}), want)
+    assert m["scores"]["walk_forward"]["model"]["auc"] > 0.7
+
+
+def test_an_older_model_file_without_the_relation_still_loads_and_predicts(tmp_path):
+    # a model file as written before the relation existed: its own feature list, no rel_*
+    n = len(OLD_FEATURES)
+    coef = [0.0] * n
+    coef[OLD_FEATURES.index("p_wall")] = 2.0
+    old = {"format": learn.MODEL_FORMAT, "version": 7, "features": OLD_FEATURES, "C": 1.0, "profile": None,
+           "params": {"fill": [0.0] * n, "mean": [0.0] * n, "scale": [1.0] * n, "coef": coef, "intercept": -1.0},
+           "training_sessions": ["S0", "S1", "S2"], "rows": 240, "data_hash": "sha256:0",
+           "scores": {"walk_forward": {"model": {"auc": 0.6}}}}
+    f = tmp_path / "model-0007.json"
+    f.write_text(json.dumps(old))
+    back = learn.load_model(f)
+    assert learn.model_features(back) == OLD_FEATURES == learn.feature_names(relation=False)
+    rows = [_row(p_wall=0.25, rel_corr=c, rel_rs=0.01, rel_z=2.0, rel_flag=1.0) for c in (-0.9, 0.0, 0.9)]
+    assert learn.feature_matrix(rows, back["features"]).shape == (3, n)  # the model's own columns
+    p = learn.model_probability(back, rows)
+    assert np.allclose(p, 1 / (1 + np.exp(-(2.0 * 0.25 - 1.0))))  # the rel_* values play no part
+    # next to it in the registry, a model trained on the relation predicts on the same rows
+    _synthetic(tmp_path / "snaps", rel="edge")
+    new = learn.train([tmp_path / "snaps"])
+    assert len(learn.model_features(new)) == n + len(RELATION_FEATURES)
+    assert np.isfinite(learn.model_probability(new, rows)).all()
+    bad = dict(back, features=[*OLD_FEATURES[:-1], "rel_corr"])
+    with pytest.raises(learn.ModelError, match="features differ"):
+        learn.model_probability(bad, rows)
+
+
+def test_all_nan_relation_trains_a_model_without_it(tmp_path):
+    _synthetic(tmp_path / "snaps", rel="nan")  # single-instrument sessions: rel_* recorded, all NaN
+    cols = read_snapshots([tmp_path / "snaps"])
+    assert set(RELATION_FEATURES) <= set(cols) and not learn.relation_present(cols)
+    m = learn.train([tmp_path / "snaps"])
+    assert m["features"] == learn.feature_names(relation=False) == OLD_FEATURES
+    assert all(np.isfinite(m["params"][k]).all() for k in ("fill", "mean", "scale", "coef"))
+    a, b = learn.model_probability(m, [_row(rel_corr=-0.9), _row(rel_corr=0.9)])
+    assert a == b
+    # a walk-forward fold whose training sessions have no relation while the test session has:
+    # the empty columns are filled with 0 and get coefficient 0, the rest is unchanged
+    X, y, sess, order, score = learn.design(cols, relation=True)
+    rel = [learn.feature_names(True).index(k) for k in RELATION_FEATURES]
+    assert X.shape[1] == len(learn.feature_names(True)) and np.isnan(X[:, rel]).all()
+    prm = learn.fit(X, y)
+    assert all(np.isfinite(prm[k]).all() for k in ("fill", "mean", "scale", "coef"))
+    assert [prm["coef"][j] for j in rel] == [0.0] * 4 and [prm["fill"][j] for j in rel] == [0.0] * 4
+    assert [prm["scale"][j] for j in rel] == [1.0] * 4
+    X2 = X.copy()
+    X2[:, rel] = np.random.default_rng(1).normal(size=(X.shape[0], 4))
+    assert np.allclose(learn.predict(prm, X2), learn.predict(prm, X))
+    base = learn.fit(np.delete(X, rel, axis=1), y)
+    assert np.allclose(learn.predict(prm, X), learn.predict(base, np.delete(X, rel, axis=1)))
