@@ -9,10 +9,11 @@ Drawn with pyqtgraph following ``shared/reference/heatmap-rendering.md``:
 * one :class:`pyqtgraph.ScatterPlotItem` for trade bubbles (size ~ sqrt(volume), colour by
   aggressor), one for pattern markers (tooltip = the pattern's reasons), one for elite signals
   and one for the markers of the signal selected in the tape; all created once;
-* best bid / best ask are two :class:`pyqtgraph.PlotCurveItem` fed from a fixed-size ring that
-  the widget keeps of the frames it drew (display state only; no analytics here); the session
-  VWAP (gold) and its 1 and 2 standard-deviation bands (dotted) likewise, a dashed vertical line
-  at the trading session's open, and the session phase in the time axis label;
+* best bid / best ask are lines of one :class:`LinesItem` fed from a fixed-size ring that the
+  widget keeps of the frames it drew (display state only; no analytics here); the session VWAP
+  (gold, one point per heatmap column) and its 1 and 2 standard-deviation bands (dotted) in the
+  same item, a dashed vertical line at the trading session's open, and the session phase in the
+  time axis label;
 * the view follows the market by default (newest column at the right edge, price re-centred
   when the mid drifts past a quarter of the visible height; the time span starts where the
   data starts, ``frame.history_start_ns``, never on an empty pre-open stretch); any mouse
@@ -191,9 +192,17 @@ class _Ring:
         self.n = n
         self.count = 0
 
-    def push(self, t: float, bid: float, ask: float) -> None:
-        if self.count and t < self.t[(self.count - 1) % self.n]:
-            self.clear()  # market time went back (new replay): start over
+    def push(self, t: float, bid: float, ask: float, min_dt: float = 0.0) -> None:
+        """Add a point at ``t`` (seconds). With ``min_dt`` > 0 (a heatmap column, seconds), a
+        point in the same step ``floor(t / min_dt)`` as the newest one replaces it: the line
+        keeps one point per step, the step's newest, and always ends on the newest value."""
+        if self.count:
+            last = (self.count - 1) % self.n
+            if t < self.t[last]:
+                self.clear()  # market time went back (new replay): start over
+            elif min_dt > 0.0 and math.floor(t / min_dt) == math.floor(self.t[last] / min_dt):
+                self.t[last], self.bid[last], self.ask[last] = t, bid, ask
+                return
         i = self.count % self.n
         self.t[i], self.bid[i], self.ask[i] = t, bid, ask
         self.count += 1
@@ -211,6 +220,84 @@ class _Ring:
         k = self.count % self.n
         idx = np.r_[k : self.n, 0:k]
         return self.t[idx], self.bid[idx], self.ask[idx]
+
+
+class LinesItem(pg.GraphicsObject):
+    """Several polylines over time in one scene item: the best bid and ask, the session VWAP and
+    its bands (data coordinates: x seconds since the epoch UTC, y price units).
+
+    One item instead of a :class:`pyqtgraph.PlotCurveItem` per line: each curve item computes
+    its data and pixel bounds and rebuilds its path inside every paint, and the scene asks
+    each for its bounding rect several times a frame (a third of the ES heatmap's frame cost
+    for six curves, profiled with ``bench gui``). Here a line's path is built once when its
+    data is set (:func:`pyqtgraph.arrayToQPath`, NaN breaks the line), the bounding rect is
+    the union of the paths' rects, and a paint is one ``drawPath`` per line.
+
+    Parameters
+    ----------
+    pens : dict of str -> QPen
+        The lines by name, in drawing order (later ones on top), each with its pen (cosmetic:
+        widths in pixels).
+    """
+
+    def __init__(self, pens: dict):
+        super().__init__()
+        self._pens = dict(pens)
+        self._paths: dict = {}
+        self._data: dict = {}
+        self._rect = QtCore.QRectF()
+
+    def names(self) -> list[str]:
+        """The lines' names, in drawing order."""
+        return list(self._pens)
+
+    def set_lines(self, lines: dict) -> None:
+        """Replace the data of some lines and repaint once.
+
+        Parameters
+        ----------
+        lines : dict of str -> (x, y)
+            Line name -> float64 arrays of the same length ``(n,)``: seconds since the epoch
+            UTC and price units; a NaN breaks the line.
+
+        Raises
+        ------
+        KeyError
+            A name that is not one of :meth:`names`.
+        """
+        for name, (x, y) in lines.items():
+            if name not in self._pens:
+                raise KeyError(f"no line {name!r}; known: {', '.join(self._pens)}")
+            x = np.asarray(x, np.float64)
+            y = np.asarray(y, np.float64)
+            self._data[name] = (x, y)
+            self._paths[name] = pg.arrayToQPath(x, y, connect="finite")
+        rect = QtCore.QRectF()
+        for path in self._paths.values():
+            if not path.isEmpty():
+                rect = rect.united(path.boundingRect())
+        if not rect.isNull():
+            # a flat line has a zero-height rect, which the scene would never paint
+            pad_y = max(abs(rect.height()), abs(rect.center().y()), 1.0) * 1e-6
+            rect = rect.adjusted(0.0, -pad_y, 0.0, pad_y)
+        if rect != self._rect:
+            self.prepareGeometryChange()
+            self._rect = rect
+        self.update()
+
+    def data(self, name: str) -> tuple[np.ndarray, np.ndarray]:
+        """The arrays of line ``name`` as last set (empty float64 arrays before that)."""
+        return self._data.get(name, (np.zeros(0), np.zeros(0)))
+
+    def boundingRect(self):  # noqa: N802 (Qt name)
+        return self._rect
+
+    def paint(self, p, *_args):
+        for name, pen in self._pens.items():
+            path = self._paths.get(name)
+            if path is not None and not path.isEmpty():
+                p.setPen(pen)
+                p.drawPath(path)
 
 
 class HeatmapWidget(pg.PlotWidget):
@@ -246,6 +333,10 @@ class HeatmapWidget(pg.PlotWidget):
         self.plotItem.setLabel("bottom", "time (UTC)")
         self._axis_label = "time (UTC)"
         self.plotItem.setLabel("left", "price")
+        # price labels and their tick marks, without the unlabelled third tick level (one mark
+        # per tick size: 55 marks for 44 ticks): the axis is drawn again on every re-centre,
+        # and that level cost 0.7 of its 1.3 ms (the ladder beside it shows every price)
+        self.getAxis("left").setStyle(maxTickLevel=1)
         self.vb = self.plotItem.getViewBox()
         self.vb.disableAutoRange()
         self.vb.setMouseEnabled(x=True, y=True)
@@ -274,10 +365,14 @@ class HeatmapWidget(pg.PlotWidget):
         self._hist_scale = None  # colour level the history image was drawn with
         self._limits = None  # (min span, max span) set on the view box, seconds
 
-        self.bid_curve = pg.PlotCurveItem(pen=pg.mkPen(BID_LINE_COLOR, width=1), stepMode=None)
-        self.ask_curve = pg.PlotCurveItem(pen=pg.mkPen(ASK_LINE_COLOR, width=1))
-        self.addItem(self.bid_curve)
-        self.addItem(self.ask_curve)
+        # best bid / ask, the session VWAP and its 1 and 2 standard-deviation bands (dotted):
+        # one item, the bands under the VWAP, the bid and ask on top
+        band = lambda a: pg.mkPen(VWAP_COLOR + (a,), width=1, style=QtCore.Qt.DotLine)  # noqa: E731
+        self.lines = LinesItem({"band2": band(90), "band1": band(150),
+                                "vwap": pg.mkPen(VWAP_COLOR, width=2),
+                                "bid": pg.mkPen(BID_LINE_COLOR, width=1), "ask": pg.mkPen(ASK_LINE_COLOR, width=1)})
+        self.lines.setZValue(4)
+        self.addItem(self.lines)
 
         self._no_pen = pg.mkPen(None)  # one pen object: a new one per frame re-renders every symbol
         # buyers' and sellers' bubbles in two items of one brush each: a per-point brush array
@@ -313,13 +408,7 @@ class HeatmapWidget(pg.PlotWidget):
         )
         self.selected_marks.setZValue(10)
         self.addItem(self.selected_marks)
-        # session VWAP and its 1 and 2 standard-deviation bands, and the session open
-        self.vwap_curve = pg.PlotCurveItem(pen=pg.mkPen(VWAP_COLOR, width=2))
-        self.vwap_bands = [pg.PlotCurveItem(pen=pg.mkPen(VWAP_COLOR + (a,), width=1, style=QtCore.Qt.DotLine))
-                           for a in (150, 150, 90, 90)]
-        for it in (self.vwap_curve, *self.vwap_bands):
-            it.setZValue(4)
-            self.addItem(it)
+        # the session open
         self.session_line = pg.InfiniteLine(angle=90, pen=pg.mkPen((200, 200, 200), width=1,
                                                                    style=QtCore.Qt.DashDotLine))
         self.session_line.setVisible(False)
@@ -461,9 +550,9 @@ class HeatmapWidget(pg.PlotWidget):
         ask = frame.best_ask * tick if frame.best_ask >= 0 else np.nan
         self._ring.push(t_now, bid, ask)
         t, b, a = self._ring.ordered()
-        self.bid_curve.setData(t, b, connect="finite")
-        self.ask_curve.setData(t, a, connect="finite")
-        self._draw_session(frame, t_now, tick)
+        lines = {"bid": (t, b), "ask": (t, a)}
+        self._draw_session(frame, t_now, tick, lines)
+        self.lines.set_lines(lines)
         self._draw_markers(frame, tick)
         self._set_limits(frame, t_end)
         self._draw_history(frame)
@@ -566,16 +655,20 @@ class HeatmapWidget(pg.PlotWidget):
         """Where the history image sits, data coordinates (x seconds, y price)."""
         return self.history_image.mapRectToParent(self.history_image.boundingRect())
 
-    def _draw_session(self, frame, t_now: float, tick: float) -> None:
-        """VWAP with its 1 and 2 standard-deviation bands as curves over time, the session open
-        as a vertical line, and the session phase in the time axis label."""
+    def _draw_session(self, frame, t_now: float, tick: float, lines: dict) -> None:
+        """VWAP with its 1 and 2 standard-deviation bands as lines over time (added to
+        ``lines``, for :attr:`lines`), the session open as a vertical line, and the session
+        phase in the time axis label."""
         vw = float(getattr(frame, "vwap", np.nan))
         sd = float(getattr(frame, "vwap_sd", np.nan))
-        self._vwap_ring.push(t_now, vw * tick, sd * tick)
+        # one point per heatmap column (the newest moves within its column): the line has the
+        # resolution of the image under it, not one point per frame drawn
+        self._vwap_ring.push(t_now, vw * tick, sd * tick, min_dt=frame.column_ns / NS)
         t, v, d = self._vwap_ring.ordered()
-        self.vwap_curve.setData(t, v, connect="finite")
-        for it, k in zip(self.vwap_bands, (1.0, -1.0, 2.0, -2.0)):
-            it.setData(t, v + k * d, connect="finite")
+        lines["vwap"] = (t, v)
+        gap = np.array([np.nan])
+        for k in (1, 2):  # each band's upper and lower line as one path broken by a NaN
+            lines[f"band{k}"] = (np.concatenate([t, gap, t]), np.concatenate([v + k * d, gap, v - k * d]))
         start = int(getattr(frame, "session_start_ns", -1))
         self.session_line.setVisible(start > 0)
         if start > 0:

@@ -124,3 +124,28 @@ def test_the_delta_pane_keeps_the_visible_line_in_range_without_moving_it_every_
         assert vis.max() - vis.min() <= y1 - y0
     assert dp.y_fits - fits0 < len(frames) // 2, dp.y_fits - fits0  # not moved on every frame
     w._closed = True
+
+
+def test_the_delta_pane_draws_no_grid_and_sets_its_label_only_when_it_changes(qtbot):
+    """The y grid was a translucent picture across the whole pane, painted with every frame
+    (about 2 ms of each frame at 1600 px); the value label's text is laid out again only when
+    the shown figure changes. Real ES frames."""
+    from app.feeds.samples import load_default_sample
+    from app.ui.delta_pane import DeltaPane
+
+    dp = DeltaPane()
+    qtbot.addWidget(dp)
+    dp.resize(1600, 150)
+    dp.show()
+    assert dp.getAxis("left").grid is False and dp.getAxis("bottom").grid is False
+    calls = []
+    set_text = dp.last_label.setText
+    dp.last_label.setText = lambda text, *a: (calls.append(text), set_text(text, *a))
+    frames = list(_frames(load_default_sample(), parts=400))
+    for f in frames:
+        dp.set_frame(f)
+        dp.set_frame(f)  # the same figure again: no new layout
+    shown = [f"cum. delta {float(f.cum_delta):+,.0f}" for f in frames]
+    distinct = [s for k, s in enumerate(shown) if k == 0 or s != shown[k - 1]]
+    assert calls == distinct
+    assert dp.last_label.textItem.toPlainText() == shown[-1]
