@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from app.analysis.frame import AnalysisFrame
-from app.ui.heatmap import cache_axes, settle_view
+from app.ui.heatmap import LinesItem, cache_axes, settle_view
 
 NS = 1_000_000_000
 LINE_COLOR = (240, 200, 90)
@@ -37,6 +37,9 @@ class DeltaPane(pg.PlotWidget):
     MAX_POINTS : int
         Points per frame kept (the oldest half is dropped beyond it; the bars still give the
         history).
+    curve : app.ui.heatmap.LinesItem
+        The line drawn (its line ``"delta"``, :meth:`drawn_line`): only the stretch around the
+        visible range is given to it, so a long session costs a frame no more than an hour.
     """
 
     MAX_POINTS = 200_000
@@ -64,8 +67,12 @@ class DeltaPane(pg.PlotWidget):
         self.y_fits = 0
         self.zero = pg.InfiniteLine(0.0, angle=0, pen=pg.mkPen(ZERO_COLOR, width=1, style=QtCore.Qt.DotLine))
         self.addItem(self.zero)
-        self.curve = pg.PlotDataItem(pen=pg.mkPen(LINE_COLOR, width=1.5), clipToView=True, autoDownsample=True)
+        # the line: the visible stretch (plus a view's width each side) of the series, at most
+        # DRAWN_PER_PX points a pixel (_draw_line); a pan past that stretch draws it again
+        self.curve = LinesItem({"delta": pg.mkPen(LINE_COLOR, width=1.5)})
         self.addItem(self.curve)
+        self._drawn_x = None  # (x0, x1) seconds the drawn stretch covers
+        self.vb.sigXRangeChanged.connect(self._on_x_changed)
         # the newest value, at the top left of the plot area (pixels, not data: never off screen)
         self.last_label = pg.TextItem("cum. delta", color=LINE_COLOR, anchor=(0, 0))
         self.last_label.setParentItem(self.vb)
@@ -136,7 +143,7 @@ class DeltaPane(pg.PlotWidget):
         if ts > 0:
             self._push(ts / NS, cum)
         t, v = self.series()
-        self.curve.setData(t, v)
+        self._draw_line(t, v)
         self.fit_y(t, v)
         if v.shape[0]:
             text = f"cum. delta {v[-1]:+,.0f}"
@@ -144,6 +151,42 @@ class DeltaPane(pg.PlotWidget):
                 self._label_text = text
                 self.last_label.setText(text)
         settle_view(self.vb)  # its y auto-range now, not in the paint (one paint per frame)
+
+    #: most points drawn per pixel of the pane's width (beyond it the stretch is thinned)
+    DRAWN_PER_PX = 2
+
+    def drawn_line(self) -> tuple[np.ndarray, np.ndarray]:
+        """The points the line item holds now: float64 ``(n,)`` seconds and contracts (a
+        stretch of :meth:`series` around the visible range, thinned to at most
+        :attr:`DRAWN_PER_PX` points a pixel, always with its last point)."""
+        return self.curve.data("delta")
+
+    def _draw_line(self, t: np.ndarray, v: np.ndarray) -> None:
+        """Give the line item the visible stretch of ``(t, v)`` with a view's width on each
+        side (and the point just outside), every k-th point when it has more than
+        :attr:`DRAWN_PER_PX` a pixel (the stretch's last point kept)."""
+        (x0, x1), _ = self.vb.viewRange()
+        w = max(x1 - x0, 1e-9)
+        a, b = x0 - w, x1 + w
+        i0 = max(int(np.searchsorted(t, a, side="left")) - 1, 0)
+        i1 = min(int(np.searchsorted(t, b, side="right")) + 1, t.shape[0])
+        ts, vs = t[i0:i1], v[i0:i1]
+        most = max(int(self.DRAWN_PER_PX * 3 * max(self.vb.width(), 1.0)), 16)  # three view widths
+        if ts.shape[0] > most:
+            k = -(-ts.shape[0] // most)
+            idx = np.r_[np.arange(0, ts.shape[0] - 1, k), ts.shape[0] - 1]
+            ts, vs = ts[idx], vs[idx]
+        self.curve.set_lines({"delta": (ts, vs)})
+        self._drawn_x = (a, b)
+
+    def _on_x_changed(self, *_):
+        """A pan or zoom (of the heatmap, linked) past the drawn stretch draws it again."""
+        d = self._drawn_x
+        if d is None:
+            return
+        (x0, x1), _ = self.vb.viewRange()
+        if x0 < d[0] or x1 > d[1] or (x1 - x0) < 0.2 * (d[1] - d[0]) / 3:
+            self._draw_line(*self.series())
 
     #: headroom above and below the visible line when the y range is moved, share of its span
     Y_HEADROOM = 0.25

@@ -149,3 +149,33 @@ def test_the_delta_pane_draws_no_grid_and_sets_its_label_only_when_it_changes(qt
     distinct = [s for k, s in enumerate(shown) if k == 0 or s != shown[k - 1]]
     assert calls == distinct
     assert dp.last_label.textItem.toPlainText() == shown[-1]
+
+
+def test_the_delta_pane_draws_the_visible_stretch_and_draws_again_after_a_pan(qtbot):
+    """The line item gets the stretch of the series around the visible range (thinned to the
+    pane's pixels), not the whole session each frame; a pan with no new frame (a paused replay)
+    past that stretch draws the newly visible part. Real ES frames."""
+    from app.feeds.samples import load_default_sample
+    from app.ui.delta_pane import DeltaPane
+
+    dp = DeltaPane()
+    qtbot.addWidget(dp)
+    dp.resize(400, 150)
+    dp.show()
+    frames = list(_frames(load_default_sample(), parts=1200))
+    for f in frames:
+        dp.set_frame(f)
+    t, v = dp.series()
+    span = 60.0  # one minute at the end of the series
+    dp.vb.setXRange(t[-1] - span, t[-1], padding=0)
+    dp.set_frame(frames[-1])
+    dt, dv = dp.drawn_line()
+    assert dt.size < t.size  # a stretch, not the series
+    assert dt[0] <= t[-1] - span and dt[-1] == t[-1] and dv[-1] == v[-1]
+    assert dt.size <= DeltaPane.DRAWN_PER_PX * 3 * dp.vb.width() + 2
+    mid = 0.5 * (t[0] + t[-1])  # pan to the middle of the hour, no new frame
+    dp.vb.setXRange(mid - span / 2, mid + span / 2, padding=0)
+    dt, dv = dp.drawn_line()
+    assert dt[0] <= mid - span / 2 and dt[-1] >= mid + span / 2
+    inside = (t >= mid - span / 2) & (t <= mid + span / 2)
+    np.testing.assert_allclose(np.interp(t[inside], dt, dv), v[inside])  # the series itself there
