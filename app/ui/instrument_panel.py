@@ -16,6 +16,9 @@ GUI computes no analytics.
 
 :class:`PanelArea` lays several panels out as **tabs** (one visible), **split 2** (two side by
 side) or **split 4** (a 2 x 2 grid); with fewer instruments than cells it shows what there is.
+A split view shows the first 2 or 4 panels of :attr:`PanelArea.panels`; which instrument a
+cell shows is chosen with :meth:`PanelArea.show_in_cell` (a right-click on a panel's header:
+"Show in this cell"), which reorders the panels, so the tabs follow that order too.
 With one panel it shows that panel alone, without a header (the window of one instrument looks
 as before issue 17).
 
@@ -38,6 +41,8 @@ panels aligned at their starts show the same replay moment. Gaps over the timeli
 
 from __future__ import annotations
 
+import operator
+
 from PySide6 import QtCore, QtGui, QtWidgets
 
 from app.ui.delta_pane import DeltaPane
@@ -49,6 +54,7 @@ from app.ui.profile_pane import ProfilePane
 #: Layouts of :class:`PanelArea`: (key, menu text, visible cells).
 LAYOUTS = (("tabs", "Tabs", 1), ("split2", "Split 2", 2), ("split4", "Split 4", 4))
 LAYOUT_KEYS = tuple(k for k, _t, _n in LAYOUTS)
+LAYOUT_CELLS = {k: n for k, _t, n in LAYOUTS}
 
 
 def named_splitter(name: str, orientation, widgets, stretch, sizes) -> QtWidgets.QSplitter:
@@ -114,6 +120,9 @@ class InstrumentPanel(QtWidgets.QWidget):
         self.header.setObjectName("panel_header")
         self.header.setStyleSheet("#panel_header{background:#1b2030;color:#e6e9f2;font-weight:bold;padding:2px 6px;}")
         self.header.setTextFormat(QtCore.Qt.PlainText)
+        # right-click: "Show in this cell" (PanelArea.header_menu), with several instruments
+        self.header.setContextMenuPolicy(QtCore.Qt.CustomContextMenu)
+        self.header.setToolTip("Right-click: choose the instrument this cell shows")
 
         self.heatmap = HeatmapWidget()
         self.delta_pane = DeltaPane()
@@ -352,6 +361,10 @@ class PanelArea(QtWidgets.QWidget):
     def set_panels(self, panels) -> None:
         """Show ``panels`` (in order) in the current layout."""
         self.panels = list(panels)
+        for p in self.panels:
+            if getattr(p, "_header_menu_of", None) is not self:  # wired once per panel and area
+                p._header_menu_of = self
+                p.header.customContextMenuRequested.connect(lambda pos, _p=p: self._on_header_menu(_p, pos))
         self._relayout()
 
     def set_layout_key(self, key: str) -> None:
@@ -368,14 +381,131 @@ class PanelArea(QtWidgets.QWidget):
         self._relayout()
 
     def visible_panels(self) -> list[InstrumentPanel]:
-        """The panels on screen now (tabs: the current one; split: the first 2 or 4)."""
+        """The panels on screen now, cell by cell (tabs: the current one; split: the first 2 or 4
+        of :attr:`panels`, whose order :meth:`show_in_cell` changes)."""
         if len(self.panels) <= 1:
             return list(self.panels)
         if self.layout_key == "tabs":
             i = self.tabs.currentIndex()
             return [self.panels[i]] if 0 <= i < len(self.panels) else []
-        n = dict((k, c) for k, _t, c in LAYOUTS)[self.layout_key]
-        return self.panels[:n]
+        return self.panels[:self.cell_count()]
+
+    def cell_count(self) -> int:
+        """The cells on screen: 1 in tabs (the current tab), 2 or 4 in a split view, never more
+        than there are panels (0 without panels)."""
+        if len(self.panels) <= 1:
+            return len(self.panels)
+        return min(LAYOUT_CELLS[self.layout_key], len(self.panels))
+
+    def cell_of(self, panel: InstrumentPanel) -> int | None:
+        """The cell showing ``panel`` now (0-based), None when it is out of view."""
+        vis = self.visible_panels()
+        return vis.index(panel) if panel in vis else None
+
+    def _panel_arg(self, panel_or_symbol) -> InstrumentPanel:
+        if isinstance(panel_or_symbol, InstrumentPanel):
+            if panel_or_symbol in self.panels:
+                return panel_or_symbol
+            what = f"panel {panel_or_symbol.symbol or '?'!r} is not in this area"
+        else:
+            sym = str(panel_or_symbol)
+            for p in self.panels:
+                if p.symbol == sym:
+                    return p
+            what = f"no panel of {sym!r}"
+        known = ", ".join(p.symbol or "?" for p in self.panels) or "none"
+        raise ValueError(f"{what}; known symbols: {known}")
+
+    def show_in_cell(self, cell: int, panel_or_symbol) -> None:
+        """Show a panel (one of :attr:`panels`, or its symbol) in cell ``cell`` (0-based: split 2
+        left then right, split 4 row by row; tabs: 0, the current tab).
+
+        In a split view the panel changes places with the one in that cell (which goes where the
+        chosen panel was: out of view, or in the chosen panel's former cell); every other panel
+        keeps its place. This reorders :attr:`panels`, and the tabs follow that order: back in
+        tabs, the tabs read as the cells did, then the panels out of view. In tabs the order is
+        kept and the panel's tab becomes the current one. The visible panels change at once:
+        :attr:`sigVisibleChanged` (the time link, and the window draws the newest frame a panel
+        out of view kept).
+
+        Raises
+        ------
+        ValueError
+            ``panel_or_symbol`` is not one of the panels (names the known symbols), or ``cell``
+            is not a cell on screen (names the cells of the layout).
+        """
+        panel = self._panel_arg(panel_or_symbol)
+        n = self.cell_count()
+        try:
+            k = None if isinstance(cell, bool) else operator.index(cell)
+        except TypeError:
+            k = None
+        if k is None or not 0 <= k < n:
+            cells = ", ".join(str(k) for k in range(n)) or "none"
+            raise ValueError(f"cell {cell!r} is not on screen; cells of {self.layout_key} with "
+                             f"{len(self.panels)} panel(s): {cells}")
+        if len(self.panels) <= 1:
+            return
+        if self.layout_key == "tabs":
+            self.tabs.setCurrentIndex(self.tabs.indexOf(panel))
+            return
+        i, j = k, self.panels.index(panel)
+        if i == j:
+            return
+        self.panels[i], self.panels[j] = self.panels[j], self.panels[i]
+        self._relayout()
+
+    def header_menu(self, panel: InstrumentPanel) -> QtWidgets.QMenu | None:
+        """The menu of ``panel``'s header: "Show in this cell", then every other instrument (a
+        visible one says its cell: they change places); None with one panel or when ``panel``
+        is out of view. The caller owns the menu."""
+        cell = self.cell_of(panel)
+        if len(self.panels) <= 1 or cell is None:
+            return None
+        menu = QtWidgets.QMenu(self)
+        menu.setObjectName("panel_header_menu")
+        title = menu.addAction("Show in this cell")
+        title.setEnabled(False)
+        f = title.font()
+        f.setBold(True)
+        title.setFont(f)
+        menu.addSeparator()
+        for p in self.panels:
+            if p is panel:
+                continue
+            where = self.cell_of(p)
+            text = (p.symbol or "?") + (f"  (in cell {where + 1}: swap)" if where is not None else "")
+            act = menu.addAction(text)
+            act.setData(p.symbol)
+            act.triggered.connect(lambda _on=False, _p=p, _c=cell: self.show_in_cell(_c, _p))
+        return menu
+
+    def fill_cells_menu(self, menu: QtWidgets.QMenu) -> None:
+        """Fill ``menu`` (the window's "Show in cell" menu) with one sub-menu per cell on screen
+        ("Cell 1: SYMBOL"), each listing the instruments it can show (:meth:`show_in_cell`)."""
+        menu.clear()
+        vis = self.visible_panels()
+        for cell, shown in enumerate(vis if len(self.panels) > 1 else []):
+            sub = menu.addMenu(f"Cell {cell + 1}: {shown.symbol or '?'}")
+            for p in self.panels:
+                if p is shown:
+                    continue
+                act = sub.addAction(p.symbol or "?")
+                act.triggered.connect(lambda _on=False, _p=p, _c=cell: self.show_in_cell(_c, _p))
+        if menu.isEmpty():
+            menu.addAction("(one instrument)").setEnabled(False)
+
+    @staticmethod
+    def exec_menu(menu: QtWidgets.QMenu, at) -> None:
+        """Run ``menu`` at global position ``at`` (modal; replaced by tests, which cannot click a
+        modal menu)."""
+        menu.exec(at)
+
+    def _on_header_menu(self, panel: InstrumentPanel, pos) -> None:
+        menu = self.header_menu(panel)
+        if menu is not None:
+            self.exec_menu(menu, panel.header.mapToGlobal(pos))
+            menu.deleteLater()
 
     def _detach_all(self) -> None:
         for p in self.panels:

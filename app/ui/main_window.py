@@ -138,7 +138,9 @@ class MainWindow(QtWidgets.QMainWindow):
         self.resize(self._initial_size())
         self.pipeline: Pipeline | None = None  # one instrument's, or the first instrument's of the runtime
         self.runtime = None  # InstrumentsRuntime with several instruments (issue 17), else None
-        self.recording_path = None  # the .mrec being (or last) recorded by the Record button
+        self.recording_path = None  # the .mrec being (or last) recorded by the Record button (the first one)
+        self.recording_paths: list = []  # every instrument's .mrec of that recording (one per symbol)
+        self._recording: list = []  # (pipeline, path) of each file being recorded now
         self.last_frame = None
         self.frames_drawn = 0
         self.draw_ms = collections.deque(maxlen=600)
@@ -373,6 +375,10 @@ class MainWindow(QtWidgets.QMainWindow):
             self.layout_actions[key] = act
             self.layout_combo.addItem(text, key)
         self.layout_combo.activated.connect(lambda i: self.set_panel_layout(self.layout_combo.itemData(i)))
+        # which instrument each cell of a split view shows (also: right-click on a panel's header)
+        self.cells_menu = vm.addMenu("Instruments: show in cell")
+        self.cells_menu.setObjectName("cells_menu")
+        self.cells_menu.aboutToShow.connect(lambda: self.panel_area.fill_cells_menu(self.cells_menu))
         tb.addSeparator()
         self.layout_label = QtWidgets.QLabel(" Layout ")
         self.act_layout_label = tb.addWidget(self.layout_label)
@@ -473,7 +479,8 @@ class MainWindow(QtWidgets.QMainWindow):
 
     def _show_layout_control(self) -> None:
         many = len(self.panels) > 1
-        for a in (*self.layout_actions.values(), self.act_layout_label, self.act_layout_combo):
+        for a in (*self.layout_actions.values(), self.act_layout_label, self.act_layout_combo,
+                  self.cells_menu.menuAction()):
             a.setVisible(many)
 
     def _on_visible_panels(self) -> None:
@@ -1016,16 +1023,16 @@ class MainWindow(QtWidgets.QMainWindow):
         self.act_follow.setChecked(on)
 
     def _on_signal_selected(self, signal) -> None:
-        """Jump to a signal chosen in the tape on its instrument's panel (shown first: its tab)."""
+        """Jump to a signal chosen in the tape on its instrument's panel, shown first: its tab,
+        or in a split view where it is out of view, in the first cell
+        (:meth:`PanelArea.show_in_cell`)."""
         sym = str(getattr(signal, "symbol", "") or "")
         try:
             panel = self.panel_of(sym)
         except KeyError:
             panel = self.panels[0]
         if len(self.panels) > 1 and panel not in self.panel_area.visible_panels():
-            i = self.panel_area.tabs.indexOf(panel)
-            if i >= 0:
-                self.panel_area.tabs.setCurrentIndex(i)
+            self.panel_area.show_in_cell(0, panel)
         panel.show_signal(signal)
 
     def _on_new_signals(self, signals) -> None:
@@ -1053,35 +1060,86 @@ class MainWindow(QtWidgets.QMainWindow):
             self.pipeline.source.set_speed(speed)  # marshalled to the replay server's own thread
         self.mode_banner.setText(self._mode_text())
 
+    def _record_targets(self) -> list:
+        """``(symbol, pipeline)`` of every instrument Record records: each instrument of the
+        runtime (several instruments), else the one pipeline (symbol "")."""
+        rt = self.runtime
+        if rt is not None and rt.instruments:
+            return [(r.symbol, r.pipeline) for r in rt.instruments]
+        return [("", self.pipeline)] if self.pipeline is not None else []
+
     def _on_record(self, on: bool) -> None:
-        """Start or stop recording the current source's events (``recordings/`` in the data folder)."""
-        pl = self.pipeline
+        """Start or stop recording the event stream of every instrument (``recordings/`` in the data
+        folder): one ``SYMBOL-YYYYmmdd-HHMMSS.mrec`` per instrument, all with the same time stamp
+        (:attr:`recording_paths`; :attr:`recording_path` is the first; ``_2``, ``_3``, ... is added
+        to a name that exists already, so no file is overwritten). Stopping closes them all and
+        reports each file's event count.
+
+        An instrument whose source has not started yet (its instrument is unknown) is skipped with
+        a warning; with none started nothing is recorded (a warning, Record unchecked). A file that
+        cannot be started (disk, permissions) stops and removes the ones already started, so
+        nothing records half the instruments; the error names the symbol.
+        """
         if not on:
             self.recording_indicator.stop()
-            n = pl.stop_recording() if pl is not None else None
-            if n is not None:
-                self.report("info", f"recording closed: {n:,} events in {self.recording_path}")
+            active, self._recording = getattr(self, "_recording", []), []
+            for pl, path in active:
+                n = pl.stop_recording()
+                if n is not None:
+                    self.report("info", f"recording closed: {n:,} events in {path}")
             return
         import datetime as _dt
 
         from app import paths
 
-        if pl is None or pl.instrument is None:
+        targets = self._record_targets()
+        ready = [(sym, pl) for sym, pl in targets if pl is not None and pl.instrument is not None]
+        if not ready:
             self.report("warning", "nothing to record yet: no market source has started")
             self.act_record.setChecked(False)
             return
+        for sym, pl in targets:
+            if pl is None or pl.instrument is None:
+                self.report("warning", f"{sym or 'an instrument'} is not recorded: its market source has not "
+                                       "started yet (record again once it streams)")
         stamp = _dt.datetime.now(_dt.timezone.utc).strftime("%Y%m%d-%H%M%S")
-        safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in pl.instrument.symbol)
         folder = paths.data_dir() / "recordings"
-        try:
-            folder.mkdir(parents=True, exist_ok=True)
-            self.recording_path = pl.start_recording(folder / f"{safe}-{stamp}.mrec")
-        except (OSError, RuntimeError) as exc:
-            self.report("error", f"cannot record: {exc}")
-            self.act_record.setChecked(False)
-            return
-        self.recording_indicator.start(self.recording_path, self.clock.monotonic())
-        self.report("info", f"recording to {self.recording_path}")
+        started: list = []
+        used: set[str] = set()
+        for _sym, pl in ready:
+            name = pl.instrument.symbol
+            safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)
+            base, k = f"{safe}-{stamp}", 2
+            stem = base
+            # never over an existing file (Record again within the second) nor another instrument's
+            # (two of one file-safe name): those are not this recording's to overwrite or remove
+            while stem in used or (folder / f"{stem}.mrec").exists():
+                stem, k = f"{base}_{k}", k + 1
+            used.add(stem)
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                started.append((pl, pl.start_recording(folder / f"{stem}.mrec")))
+            except (OSError, RuntimeError) as exc:
+                for other, path in started:  # nothing half-recorded: the others stop again
+                    other.stop_recording()
+                    try:
+                        path.unlink(missing_ok=True)
+                    except OSError:
+                        pass
+                also = (f" (the recordings of {', '.join(p.instrument.symbol for p, _ in started)} were "
+                        "stopped and removed)") if started else ""
+                self.report("error", f"cannot record {name}: {exc}{also}")
+                self.act_record.setChecked(False)
+                return
+        self._recording = started
+        self.recording_paths = [path for _pl, path in started]
+        self.recording_path = self.recording_paths[0]
+        self.recording_indicator.start(self.recording_paths, self.clock.monotonic())
+        if len(started) == 1:
+            self.report("info", f"recording to {self.recording_path}")
+        else:
+            self.report("info", f"recording {len(started)} instruments to "
+                                f"{', '.join(str(p) for p in self.recording_paths)}")
 
     def _tick_status(self) -> None:
         """Once a second: the recording's elapsed time; msgs/s without a frame (paused: stopped)."""

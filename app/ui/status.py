@@ -209,20 +209,32 @@ class RecordingIndicator(ElidedLabel):
     """The status bar's recording indicator: a red dot, the elapsed time and the file name.
 
     Hidden while nothing is recorded. The elapsed time comes from the window's clock
-    (:mod:`app.core.clock`), so tests drive it with a ``ManualClock``.
+    (:mod:`app.core.clock`), so tests drive it with a ``ManualClock``. With several files (one
+    per instrument) it shows their count before the names (``REC 00:12  2 files: A.mrec,
+    B.mrec``); the tool tip lists every path.
+
+    Attributes
+    ----------
+    path : Path or None
+        The (first) file being recorded.
+    paths : list
+        Every file being recorded.
     """
 
     def __init__(self, parent=None):
         super().__init__(parent)
         self.setObjectName("recording_indicator")
         self.path = None
+        self.paths: list = []
         self._t0 = 0.0
         self.elapsed_s = 0.0
         self.hide()
 
     def start(self, path, now_s: float) -> None:
-        """Recording to ``path`` started at ``now_s`` (the clock's monotonic seconds)."""
-        self.path = path
+        """Recording to ``path`` (one path, or a list of paths: one per instrument) started at
+        ``now_s`` (the clock's monotonic seconds)."""
+        self.paths = list(path) if isinstance(path, (list, tuple)) else [path]
+        self.path = self.paths[0] if self.paths else None
         self._t0 = float(now_s)
         self.tick(now_s)
         self.show()
@@ -235,14 +247,17 @@ class RecordingIndicator(ElidedLabel):
         s = int(self.elapsed_s)
         h, m, sec = s // 3600, (s // 60) % 60, s % 60
         when = f"{h}:{m:02d}:{sec:02d}" if h else f"{m:02d}:{sec:02d}"
-        name = getattr(self.path, "name", None) or str(self.path)
+        names = [getattr(p, "name", None) or str(p) for p in self.paths]
+        what = names[0] if len(names) == 1 else f"{len(names)} files: {', '.join(names)}"
         self.set_segments([(RECORDING_DOT + " ", RECORDING_RED, False), ("REC ", RECORDING_RED, True),
-                           (f"{when}  {name}", "", False)])
-        self.setToolTip(f"{self.text()}\nRecording the market event stream to {self.path}")
+                           (f"{when}  {what}", "", False)])
+        where = str(self.path) if len(self.paths) == 1 else "\n".join(str(p) for p in self.paths)
+        self.setToolTip(f"{self.text()}\nRecording the market event stream to {where}")
 
     def stop(self) -> None:
         """Recording stopped: hide."""
         self.path = None
+        self.paths = []
         self.setText("")
         self.hide()
 
