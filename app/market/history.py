@@ -19,6 +19,13 @@ import numpy as np
 class ColumnStore:
     """A ring of lazily allocated chunks of heatmap columns (one time resolution).
 
+    A chunk holds its columns one of two ways: **dense** (float32 ``(planes, chunk, rows)``,
+    allocated on its first ordinary write) or as a **run** (every column of the chunk equal
+    to one column at one row-0 price: a quiet market, a gap in the data, a closed session;
+    :meth:`put_run`), which costs one column instead of ``chunk``. A run chunk becomes
+    dense when an ordinary write lands in it. Reads (:meth:`get`) give the same columns
+    either way.
+
     Parameters
     ----------
     planes : int
@@ -51,14 +58,22 @@ class ColumnStore:
         self._data: list[np.ndarray | None] = [None] * self.nslots  # float32 (planes, chunk, rows)
         self._base: list[np.ndarray | None] = [None] * self.nslots  # int64 (chunk,)
         self._have: list[np.ndarray | None] = [None] * self.nslots  # bool (chunk,)
+        #: per slot, a run chunk's one column (float32 (planes, rows)) and its row-0 price
+        self._run: list[tuple[np.ndarray, int] | None] = [None] * self.nslots
         self._id = np.full(self.nslots, -1, np.int64)  # chunk number held by each slot
         self.newest = -1
 
     @property
     def nbytes(self) -> int:
-        """Bytes of the chunks allocated now."""
-        return sum(d.nbytes + b.nbytes + h.nbytes for d, b, h in zip(self._data, self._base, self._have)
-                   if d is not None)
+        """Bytes of the chunks held now (a run chunk counts its one column)."""
+        dense = sum(d.nbytes + b.nbytes + h.nbytes for d, b, h in zip(self._data, self._base, self._have)
+                    if d is not None)
+        return dense + sum(r[0].nbytes for r in self._run if r is not None)
+
+    @property
+    def run_chunks(self) -> int:
+        """Chunks held as runs now (one column each)."""
+        return sum(r is not None for r in self._run)
 
     @property
     def oldest(self) -> int:
@@ -66,9 +81,12 @@ class ColumnStore:
         return self.newest - self.capacity + 1
 
     def _slot(self, k: int) -> int:
-        """Slot of chunk number ``k``, allocated or recycled for it."""
+        """Slot of chunk number ``k``, dense, allocated or recycled for it (a run chunk ``k``
+        is expanded into dense columns first)."""
         s = k % self.nslots
-        if self._id[s] != k:
+        run = self._run[s] if self._id[s] == k else None
+        if self._id[s] != k or run is not None:
+            self._run[s] = None
             if self._data[s] is None:
                 self._data[s] = np.zeros((self.planes, self.chunk, self.rows), np.float32)
                 self._base[s] = np.zeros(self.chunk, np.int64)
@@ -76,8 +94,18 @@ class ColumnStore:
             else:  # recycled: its old columns left the history (their data reads as absent)
                 self._base[s].fill(0)
                 self._have[s].fill(False)
+            if run is not None:
+                self._data[s][:] = run[0][:, None, :]
+                self._base[s].fill(run[1])
+                self._have[s].fill(True)
             self._id[s] = k
         return s
+
+    def _span(self, c0: int, n: int):
+        """Start of the kept part of a write of columns ``c0 .. c0 + n - 1``, and the newest
+        column after it."""
+        newest = max(self.newest, c0 + n - 1)
+        return max(c0, newest - self.capacity + 1), newest
 
     def put(self, c0: int, data: np.ndarray, bases: np.ndarray, have: np.ndarray | None = None) -> None:
         """Write the consecutive columns ``c0 .. c0 + n - 1``.
@@ -96,8 +124,7 @@ class ColumnStore:
         c0 = int(c0)
         if n == 0:
             return
-        newest = max(self.newest, c0 + n - 1)
-        start = max(c0, newest - self.capacity + 1)
+        start, newest = self._span(c0, n)
         c = start
         while c < c0 + n:
             k, j = divmod(c, self.chunk)
@@ -106,6 +133,44 @@ class ColumnStore:
             self._data[s][:, j : j + m] = data[:, c - c0 : c - c0 + m]
             self._base[s][j : j + m] = bases[c - c0 : c - c0 + m]
             self._have[s][j : j + m] = True if have is None else have[c - c0 : c - c0 + m]
+            c += m
+        self.newest = newest
+
+    def put_run(self, c0: int, n: int, column: np.ndarray, base: int) -> None:
+        """Write ``n`` consecutive columns ``c0 ..`` that all equal ``column`` at row-0 price
+        ``base``; chunks the run covers whole are kept as one column each (O(chunks), no
+        ``(planes, chunk, rows)`` array), the ends of the run go into dense chunks.
+
+        Parameters
+        ----------
+        c0 : int
+            Column index of the first column (increasing over calls).
+        n : int
+            Number of columns (>= 0).
+        column : np.ndarray, float32, shape (planes, rows)
+        base : int
+            Price (ticks) of row 0 of every column.
+        """
+        n, c0 = int(n), int(c0)
+        if n <= 0:
+            return
+        col = np.array(column, np.float32, copy=True).reshape(self.planes, self.rows)
+        start, newest = self._span(c0, n)
+        end = c0 + n
+        c = start
+        while c < end:
+            k, j = divmod(c, self.chunk)
+            m = min(self.chunk - j, end - c)
+            if j == 0 and m == self.chunk:  # the whole chunk: one column
+                s = k % self.nslots
+                self._id[s] = k
+                self._run[s] = (col, int(base))
+                self._data[s] = self._base[s] = self._have[s] = None  # memory follows the data
+            else:
+                s = self._slot(k)
+                self._data[s][:, j : j + m] = col[:, None, :]
+                self._base[s][j : j + m] = int(base)
+                self._have[s][j : j + m] = True
             c += m
         self.newest = newest
 
@@ -138,9 +203,15 @@ class ColumnStore:
             m = min(self.chunk - j, end - c)
             s = k % self.nslots
             if self._id[s] == k:
-                data[:, c - c0 : c - c0 + m] = self._data[s][pl, j : j + m]
-                bases[c - c0 : c - c0 + m] = self._base[s][j : j + m]
-                have[c - c0 : c - c0 + m] = self._have[s][j : j + m]
+                run = self._run[s]
+                if run is not None:
+                    data[:, c - c0 : c - c0 + m] = run[0][pl][:, None, :]
+                    bases[c - c0 : c - c0 + m] = run[1]
+                    have[c - c0 : c - c0 + m] = True
+                else:
+                    data[:, c - c0 : c - c0 + m] = self._data[s][pl, j : j + m]
+                    bases[c - c0 : c - c0 + m] = self._base[s][j : j + m]
+                    have[c - c0 : c - c0 + m] = self._have[s][j : j + m]
             c += m
         if not have.all():  # a recycled chunk keeps old data in columns not written again
             data[:, ~have] = 0.0
@@ -151,6 +222,7 @@ class ColumnStore:
         self._data = [None] * self.nslots
         self._base = [None] * self.nslots
         self._have = [None] * self.nslots
+        self._run = [None] * self.nslots
         self._id[:] = -1
         self.newest = -1
 
@@ -433,8 +505,7 @@ class HeatmapHistory:
             b0, bd, bb, bh = buf
             self._emit(k, b0, bd, bb, bh, (b0 + bd.shape[1] - 1) // F + 1)
         ga, gb = A // F, B // F
-        d, bs, h = cols(gb - ga)
-        self.tiers[k - 1].put(ga, d, bs, h)
+        self.tiers[k - 1].put_run(ga, gb - ga, column, base)
         self._done[k] = gb
         self._feed_run(k + 1, ga, gb, column, base)
         if b > B:

@@ -29,7 +29,10 @@ Older still, :class:`app.market.history.HeatmapHistory` keeps coarser tiers (``t
 times coarser each, ``tier_cols`` columns of 3 planes each, chunks allocated as they fill) so
 that the whole session (``session_s``, 24 h) can be drawn: :meth:`MarketModel.history_window`.
 Production (250 ms, 400 rows, 15 min of tier 0): at most 21 MB hot ring + 23 MB tier 0 +
-4 tiers x 17 MB, about 113 MB after a full day.
+4 tiers x 17 MB, about 113 MB after a full day. A stretch in which the book stood unchanged
+and nothing traded (a gap longer than the window: a closed market, a recording's snapshot hours
+before the open) reaches the store and the tiers as a run (:meth:`ColumnStore.put_run`): one
+column per chunk of it, not a chunk of columns.
 
 Memory grows with the columns written: the hot ring, 4 float32 planes of
 ``(2 x window_cols + chunk_cols) x rows`` (1,500 + 1,500 + 256 columns x 400 rows: 21 MB), plus
@@ -352,8 +355,7 @@ class MarketModel:
         col[2:] = 0.0
         n = end - done
         keep = min(n, self.history_cols)
-        self.store.put(end - keep, np.broadcast_to(col[:, None, :], (4, keep, self.rows)),
-                       np.full(keep, int(b[0]), np.int64))
+        self.store.put_run(end - keep, keep, col, int(b[0]))
         self.S[K.S_COLS_DONE] += n
         self.history.add_run(done, end, np.stack([col[0] + col[1], col[2], col[3]]), int(b[0]))
 

@@ -246,3 +246,55 @@ def test_a_gap_longer_than_the_history_reaches_the_tiers_as_the_unchanged_book(i
     assert img.heatmap[100 - img.base].tolist() == [5.0] * img.heatmap.shape[1]
     assert img.traded_buy.sum() == 0.0 and img.traded_sell.sum() == 0.0
     assert m.history_start_ns == 0
+
+
+def test_a_run_reads_as_the_same_columns_written_one_by_one_and_costs_one_column_a_chunk():
+    rng = np.random.default_rng(7)
+    for trial in range(40):
+        run_st, dense_st = ColumnStore(2, 3, capacity=20, chunk=4), ColumnStore(2, 3, capacity=20, chunk=4)
+        c = int(rng.integers(0, 9))
+        for _ in range(6):  # dense writes and runs in turn, some longer than the capacity
+            n = int(rng.integers(1, 30))
+            if rng.random() < 0.5:
+                col = rng.random((2, 3)).astype(np.float32)
+                base = int(rng.integers(90, 110))
+                run_st.put_run(c, n, col, base)
+                dense_st.put(c, np.broadcast_to(col[:, None, :], (2, n, 3)), np.full(n, base, np.int64))
+            else:
+                d = rng.random((2, n, 3)).astype(np.float32)
+                b = rng.integers(90, 110, n)
+                run_st.put(c, d, b)
+                dense_st.put(c, d, b)
+            c += n + int(rng.integers(0, 3))
+            lo = int(rng.integers(max(c - 30, 0), c + 1))
+            for a, b_ in zip(run_st.get(lo, c + 2), dense_st.get(lo, c + 2)):
+                np.testing.assert_array_equal(a, b_)
+            np.testing.assert_array_equal(run_st.get(lo, c, planes=[1])[0], dense_st.get(lo, c, planes=[1])[0])
+    st = ColumnStore(4, 400, capacity=3600, chunk=256)
+    st.put_run(10, 3600 * 3, np.ones((4, 400), np.float32), 5)  # three times the capacity
+    col_bytes = 4 * 400 * 4
+    assert st.run_chunks >= 13
+    assert st.nbytes <= 2 * (4 * 256 * 400 * 4 + 256 * 9) + st.run_chunks * col_bytes  # two dense ends at most
+
+
+def test_the_real_es_gap_before_the_reopen_costs_the_tiers_no_dense_chunks(es_recording):
+    """The shipped ES file holds its snapshot 22 hours before the re-open; the book stood
+    unchanged in between. The tiers must hold that stretch as runs: dense chunks only where
+    the data is (the old store materialised every column of the run: every tier full)."""
+    m = MarketModel(es_recording.instrument, rows=400, column_ns=250 * MS, history_s=900.0,
+                    window_cols=1500)
+    m.apply(es_recording.events)
+    ts = es_recording.events["ts"]
+    k = int(np.flatnonzero(np.diff(ts) > 3600 * 10**9)[0]) + 1
+    live_s = (int(ts[-1]) - int(ts[k])) / 1e9
+    h = m.history
+    for j, t in enumerate(h.tiers, start=1):
+        dense = sum(d is not None for d in t._data)
+        live_cols = live_s * 1e9 / h.width_ns(j)
+        assert dense <= min(t.nslots, int(np.ceil(live_cols / t.chunk)) + 2), (j, dense, live_cols)
+    assert sum(t.run_chunks for t in h.tiers) > 0
+    # the gap reads as the book at the snapshot, the same at every tier that holds it
+    img = m.history_window(int(ts[0]) + 3600 * 10**9, int(ts[0]) + 7200 * 10**9, 100)
+    assert img is not None and img.have.all()
+    np.testing.assert_array_equal(img.heatmap, img.heatmap[:, :1].repeat(img.heatmap.shape[1], axis=1))
+    assert img.heatmap.sum() > 0 and img.traded_buy.sum() == 0.0
