@@ -1,11 +1,7 @@
 """The immutable objects the worker engine publishes to the GUI (and to ``analyze``).
 
 Everything here is a frozen dataclass holding numpy **copies** (the worker never shares a
-mutable array with the GUI). The heatmap planes of a frame live in a buffer the model writes
-again only once nothing refers to that frame or any view of its arrays
-(:meth:`app.market.model.MarketModel.frame_parts`): keep the frame, or a view of the array,
-for as long as you read it; never wrap its memory without a reference (a ``QImage`` over
-``arr.data`` alone). Prices are int64 ticks (multiply by ``AnalysisFrame.tick_size``
+mutable array with the GUI). Prices are int64 ticks (multiply by ``AnalysisFrame.tick_size``
 to display), times are int64 ns since the UNIX epoch UTC, sizes are contracts.
 
 Side conventions: ``Signal.side`` and ``PatternHit.side`` are ``+1`` (long / bullish / bid side)
