@@ -106,12 +106,16 @@ import numpy as np
 
 from app.analysis.frame import AnalysisFrame
 from app.core.clock import SYSTEM_CLOCK, Clock
-from app.core.events import EVENT_DTYPE, KIND_TRADE, Instrument
+from app.core.events import EVENT_DTYPE, FLAG_SNAPSHOT, KIND_TRADE, OP_CLEAR, Instrument
 from app.core.sessions import calendar_for
 from app.market.grouping import AUTO_WINDOW_NS, PriceGrouper, auto_row_ticks, bracket_to_ticks, grouped_instrument
 from app.sim.outcomes import OutcomeTracker
 
 log = logging.getLogger(__name__)
+
+#: Market time going back by more than this (ns) at a book snapshot starts a new pass of the
+#: market (a replay restarted; :meth:`AnalysisEngine._process`).
+NEW_PASS_BACK_NS = 1_000_000_000
 
 #: Engine keys and the defaults used when a profile lacks them.
 ENGINE_DEFAULTS = {
@@ -315,6 +319,10 @@ class AnalysisEngine:
         self._vix_history = vix_history
         self._carried_signals: tuple = ()  # recent signals of the analyzers before a profile change
         self._events_offset = 0  # events applied by models replaced at a profile change
+        self._relation_fresh = False  # reset_relation ran since the last new pass
+        self._after_clear = False  # the last event applied cleared the book (OP_CLEAR)
+        #: new passes of the market seen (market time went back at a snapshot: :meth:`_new_pass`)
+        self.new_passes = 0
         self.profile_changes = 0
         self._own_analyzers = analyzers is None
         self._first_signal_id = first_signal_id
@@ -564,6 +572,77 @@ class AnalysisEngine:
         self._recent_patterns = []
 
     def _process(self, raw: np.ndarray) -> None:
+        k = self._new_pass_at(raw)
+        if k is not None:
+            if k:
+                self._process_part(raw[:k])
+            self._new_pass(int(raw["ts"][k]))
+            self._process(raw[k:])  # later passes in the same batch, if any
+            return
+        self._process_part(raw)
+
+    def _new_pass_at(self, raw: np.ndarray) -> int | None:
+        """Index of the first event of a new pass of the market in ``raw``, or None: market time
+        goes back by more than :data:`NEW_PASS_BACK_NS` at a book snapshot (``OP_CLEAR`` or
+        ``FLAG_SNAPSHOT``) or right after the book was cleared, as when a replay restarts (the
+        built-in server's restart arrives as a clear stamped with the old pass's last time, then
+        the new pass from its start). A smaller step back, or one away from a snapshot (a live
+        feed's late event), is applied in arrival order as before."""
+        ts = raw["ts"]
+        before = np.empty(len(ts), np.int64)
+        before[0] = self.model.ts if self.model.anchored else np.iinfo(np.int64).min // 2
+        if len(ts) > 1:
+            np.maximum.accumulate(ts[:-1], out=before[1:])
+            before[1:] = np.maximum(before[1:], before[0])
+        op = raw["op"]
+        after_clear = np.empty(len(ts), bool)  # the event before it cleared the book
+        after_clear[0] = self._after_clear
+        after_clear[1:] = op[:-1] == OP_CLEAR
+        back = np.flatnonzero((ts < before - NEW_PASS_BACK_NS)
+                              & ((op == OP_CLEAR) | ((raw["flags"] & FLAG_SNAPSHOT) != 0) | after_clear))
+        return int(back[0]) if back.size else None
+
+    def _new_pass(self, ts_ns: int) -> None:
+        """Market time went back at a snapshot (a replay restarted): a new session of the market.
+        The market model starts empty (heatmap, bars, profile, VWAP: the new pass's own), the
+        analysis clock starts at the new time (steps ran only past the old pass's time before),
+        the outcome tracker ends the old pass's open outcomes (``ended_early``) and keeps the
+        finished ones; the analyzers are built afresh (their rolling statistics and confluence
+        windows held the old pass's later times: a second pass fired no signal); signal ids and
+        the event count go on."""
+        from app.market.model import MarketModel
+
+        old = self.model
+        log.info("%s: market time went back %.1f s at a book snapshot: a new session (the replay restarted); "
+                 "market model, analysis clock and open outcomes start again", self.instrument.symbol,
+                 (old.ts - ts_ns) / 1e9)
+        self.model = MarketModel(self.model_instrument, **self._model_args)
+        if not self._analyzing:
+            self.model.set_kernels(False)  # the kernels are still compiling on another thread
+        self._events_offset += old.events_applied
+        self._next_step = None
+        self._dirty_since_step = False
+        self._history = None
+        self.tracker.new_session()
+        if not self._relation_fresh:  # no reset_relation since: the rows kept are the old pass's
+            self._relation_kept.clear()
+        self._relation_fresh = False
+        if self._own_analyzers and self.analyzers is not None:  # None: still compiling, built later
+            next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
+            self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
+                                             use_numba=self.use_numba, first_signal_id=next_id)
+            if self._live_vix is not _NO_VIX:
+                self.analyzers.set_live_vix(self._live_vix)
+            if self._relation_kept:
+                self._give_relation(np.array(list(self._relation_kept)))
+            if self.observer is not None:
+                self.observer.on_analyzers(self)
+        self._last = None
+        self._recent_patterns = []
+        self.new_passes += 1
+
+    def _process_part(self, raw: np.ndarray) -> None:
+        self._after_clear = bool(raw["op"][-1] == OP_CLEAR)
         batch = self.grouper.apply(raw)  # rows for the model; the raw stream for the outcomes
         n = len(batch)
         ts = batch["ts"]
@@ -770,6 +849,15 @@ class AnalysisEngine:
             self._q.put(("relation", rows))
         else:
             self._control(("relation", rows))
+
+    def reset_relation(self) -> None:
+        """The pair's replay restarted: forget the relation rows kept and those the analyzers
+        hold (:meth:`app.analysis.analyzers.Analyzers.reset_relation`), in stream order like
+        :meth:`set_relation` (thread-safe)."""
+        if self._thread is not None and self._state in ("compiling", "running"):
+            self._q.put(("relation_reset", None))
+        else:
+            self._control(("relation_reset", None))
 
     def _give_relation(self, rows) -> None:
         fn = getattr(self.analyzers, "set_relation", None)
@@ -987,6 +1075,16 @@ class AnalysisEngine:
         if kind == "relation":
             self._relation_kept.extend(value)
             self._give_relation(value)
+            return
+        if kind == "relation_reset":
+            self._relation_kept.clear()
+            self._relation_fresh = True
+            fn = getattr(self.analyzers, "reset_relation", None)
+            if callable(fn):
+                try:
+                    fn()
+                except Exception:
+                    self._report(traceback.format_exc())
             return
         if kind == "vix":
             self._live_vix = value  # kept for analyzers built later

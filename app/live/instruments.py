@@ -50,9 +50,15 @@ import numpy as np
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import Instrument
 from app.live.pipeline import Pipeline, PipelineConfig
-from app.live.sources import PAUSE_FLOW, PAUSE_START, MarketSource, SourceStatus, make_source
+from app.live.sources import (ACTION_REPLAY_RESTARTED, PAUSE_FLOW, PAUSE_START, MarketSource, SourceStatus,
+                              make_source)
 
 log = logging.getLogger(__name__)
+
+#: A stream of the relation's pair whose market time goes back by more than this (ns) starts
+#: a new session of the relation (a replay that looped without telling): 1 s, so the small
+#: reorderings of a live feed never do.
+RELATION_BACK_NS = 1_000_000_000
 
 #: Signal ids of instrument ``k`` (0-based, in :attr:`PipelineConfig.instruments` order) start at
 #: ``first_signal_id + k * SIGNAL_ID_BLOCK``: unique across instruments without a shared counter.
@@ -313,6 +319,8 @@ class InstrumentsRuntime:
         self.relation_pair: tuple[str, str] | None = None
         self._rel_pending: list[list] = [[], []]  # trades (ts, px) of A and B not yet handed over
         self._rel_reach = [-1, -1]  # newest event time of A's and B's streams, ns
+        #: times the relation started again (a replay restart, or a stream's time went back)
+        self.relation_resets = 0
         self._pair_arg = relation_pair
         self.started = False
         self.stopped = False
@@ -343,6 +351,23 @@ class InstrumentsRuntime:
         self.problems.append((level, text, action))
         if self.on_problem is not None:
             self.on_problem(level, text, action)
+        if action == ACTION_REPLAY_RESTARTED:  # one market clock: every recording starts again
+            self._reset_relation()
+
+    def _reset_relation(self) -> None:
+        """A new session of the pair (the replay restarted, or market time went back): the
+        relation starts again from nothing, its series with it, and both engines forget the
+        rows they hold (:meth:`app.live.engine.AnalysisEngine.reset_relation`)."""
+        self.relation = None
+        self.relation_row = None
+        self.relation_rows = []
+        self._rel_pending = [[], []]
+        self._rel_reach = [-1, -1]
+        self.relation_resets += 1
+        for r in self.instruments:
+            eng = r.engine if r.symbol in (self.relation_pair or ()) else None
+            if eng is not None and hasattr(eng, "reset_relation"):
+                eng.reset_relation()
 
     def _state(self, source: str, state: str) -> None:
         if self.on_state is not None:
@@ -417,12 +442,15 @@ class InstrumentsRuntime:
         from app.analysis.relation import Relation
 
         if self.relation is None:
-            from app.core.sessions import calendar, calendar_for
-
-            first = self.by_symbol(self.relation_pair[0])
-            cal = (calendar(first.config.session) if first.config.session
-                   else calendar_for(first.instrument.exchange if first.instrument is not None else ""))
-            self.relation = Relation(self._relation_params, calendar=cal)
+            self.relation = Relation(self._relation_params, calendar=self._relation_calendar())
+        if int(batch["ts"].min()) < self._rel_reach[side] - RELATION_BACK_NS:
+            # a new session without a restart notice (another server's replay looped): start
+            # again rather than refuse every later batch as "trade times go backwards"
+            log.warning("relation %s/%s: %s's market time went back %.1f s; the relation starts again",
+                        *self.relation_pair, self.relation_pair[side],
+                        (self._rel_reach[side] - int(batch["ts"].min())) / 1e9)
+            self._reset_relation()
+            self.relation = Relation(self._relation_params, calendar=self._relation_calendar())
         ts, px = Relation.trades_of(batch)
         if len(ts):
             self._rel_pending[side].append((ts, px))
@@ -447,6 +475,13 @@ class InstrumentsRuntime:
                     eng = self.by_symbol(sym).engine
                     if eng is not None and hasattr(eng, "set_relation"):
                         eng.set_relation(rows)
+
+    def _relation_calendar(self):
+        from app.core.sessions import calendar, calendar_for
+
+        first = self.by_symbol(self.relation_pair[0])
+        return (calendar(first.config.session) if first.config.session
+                else calendar_for(first.instrument.exchange if first.instrument is not None else ""))
 
     def _with_relation(self, frame):
         row = self.relation_row

@@ -425,6 +425,18 @@ class OutcomeTracker:
         self.version += 1
         self._precision = None
 
+    def new_session(self) -> None:
+        """The market starts again at an earlier time (a replay restarted): the outcomes not
+        complete are marked ``ended_early`` (:meth:`finish`), the finished ones stay, and the
+        events kept for the fill engine and the newest market time are forgotten, so the new
+        session's signals are followed on its own events."""
+        self.finish()
+        self._backlog = []
+        self._backlog_n = 0
+        self._by_order.clear()
+        self._last_ts = -1
+        self._last_px = None
+
     def precision(self) -> dict[str, tuple[int, int, float]]:
         """Per pattern name: ``(decided, target exits, precision 0..1)`` (cached until a change)."""
         if self._precision is not None:

@@ -138,3 +138,28 @@ def test_bad_relation_rows_are_refused_plainly():
     with pytest.raises(ValueError, match="RELATION_DTYPE"):
         ana.set_relation(np.zeros(3))
     assert all(np.isnan(v) for v in ana.relation_features.values())
+
+
+def test_after_a_replay_restart_the_new_pass_gets_its_own_rows(pair, rel_rows):
+    """A looped replay starts the pair again at earlier market times: the runtime resets the
+    relation (``AnalysisEngine.reset_relation``) and hands the new pass's rows before the new
+    pass's first step. Those rows must be in force in the new pass (they were refused as not
+    newer than the old pass's, then dropped when market time went back: no relation at all)."""
+    rec = pair[0]
+    eng = AnalysisEngine(rec.instrument, resolve_profile("scalping"))
+    eng.set_relation(rel_rows)
+    parts = list(chunks(rec.events))
+    half = len(parts) // 2
+    for c in parts[:half]:
+        eng.process(c)
+    old = eng.analyzers.relation_row
+    assert old is not None
+    eng.reset_relation()  # the restart notice, then the new pass's rows and batches
+    eng.set_relation(rel_rows[rel_rows["ts"] < rel_rows["ts"][0] + 60 * NS_PER_S])
+    for c in parts[: half // 2]:
+        eng.process(c)
+    row = eng.analyzers.relation_row
+    ts = int(eng.model.ts)
+    assert row is not None, "the new pass has no relation row"
+    assert int(row["ts"]) < int(old["ts"]) and int(row["ts"]) + NS_PER_S <= ts
+    assert ts - int(row["ts"]) <= 5 * NS_PER_S or int(row["ts"]) == int(rel_rows["ts"][rel_rows["ts"] < rel_rows["ts"][0] + 60 * NS_PER_S][-1])

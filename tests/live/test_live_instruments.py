@@ -202,3 +202,66 @@ def test_one_research_observer_for_several_instruments_is_refused(pair):
 
     with pytest.raises(ValueError, match="observer_factory"):
         InstrumentsRuntime(cfg)
+
+
+def test_a_looped_replay_starts_the_relation_again_each_pass_and_analyses_every_pass(pair):
+    """With ``loop_replay`` every pass is a new session at the same market times. The relation
+    refused the second pass's trades ("trade times go backwards", every batch), and the engines
+    ran no analysis step in it. Now each pass has its own series, equal to pandas on that pass's
+    trades, and both engines analyse it."""
+    import re
+
+    cfg = PipelineConfig(embedded=True, recording=pair, speed=0.0, profile="scalping", loop_replay=True)
+    problems, passes = [], {}
+    state = {"pass": 1}
+    out = {}
+
+    def on_batch(symbol, batch):
+        t = batch[batch["kind"] == KIND_TRADE]
+        passes.setdefault(state["pass"], {}).setdefault(symbol, []).append(
+            (t["ts"].astype(np.int64), t["price"].astype(np.float64)))
+
+    async def main():
+        rt = InstrumentsRuntime(cfg, on_problem=lambda lv, text, action: on_problem(rt, lv, text, action))
+        rt.add_listener(on_batch)
+        await rt.start()
+        steps = {}
+
+        def on_problem_pass(n):
+            if n == 3 and "rows2" not in out:  # pass 2 ended: its series before the reset
+                out["rows2"] = np.concatenate(rt.relation_rows)
+                out["steps2"] = {r.symbol: r.engine.steps for r in rt.instruments}
+                out["passes_seen"] = {r.symbol: r.engine.new_passes for r in rt.instruments}
+            if n == 2:
+                steps.update({r.symbol: r.engine.steps for r in rt.instruments})
+
+        out["hook"] = on_problem_pass
+        assert await until(lambda: "rows2" in out, 400, rt.poll)
+        out["steps1"] = steps
+        out["resets"] = rt.relation_resets
+        await rt.stop()
+
+    def on_problem(rt, lv, text, action):
+        problems.append((lv, text))
+        m = re.search(r"pass (\d+)", text)
+        if action == "replay_restarted" and m and int(m.group(1)) > state["pass"]:
+            state["pass"] = int(m.group(1))
+            out["hook"](state["pass"])
+
+    asyncio.run(asyncio.wait_for(main(), 500))
+    assert not [p for p in problems if p[0] == "error"], problems[:3]
+    assert out["resets"] >= 2
+    rows = out["rows2"]
+    assert len(rows) > 250 and np.all(np.diff(rows["ts"]) > 0)
+    tr = passes[2]
+    ca = [np.concatenate([t[i] for t in tr["BTCUSDT"]]) for i in (0, 1)]
+    cb = [np.concatenate([t[i] for t in tr["ETHUSDT"]]) for i in (0, 1)]
+    expect = pandas_corr(ca[0], ca[1], cb[0], cb[1], 60)
+    corr = pd.Series(rows["corr"], index=pd.to_datetime(rows["ts"], utc=True))
+    common = expect.index.intersection(corr.index)
+    assert len(common) >= len(expect) - 2 and expect[common].notna().sum() > 250
+    np.testing.assert_allclose(corr[common].to_numpy(), expect[common].to_numpy(), rtol=0, atol=1e-9, equal_nan=True)
+    # both engines saw the new pass and analysed it as much as the first (steps at 100 ms of market time)
+    assert all(n >= 1 for n in out["passes_seen"].values())
+    for sym, s1 in out["steps1"].items():
+        assert out["steps2"][sym] - s1 >= 0.9 * s1, (sym, s1, out["steps2"][sym])
