@@ -628,15 +628,7 @@ class AnalysisEngine:
             self._relation_kept.clear()
         self._relation_fresh = False
         if self._own_analyzers and self.analyzers is not None:  # None: still compiling, built later
-            next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
-            self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
-                                             use_numba=self.use_numba, first_signal_id=next_id)
-            if self._live_vix is not _NO_VIX:
-                self.analyzers.set_live_vix(self._live_vix)
-            if self._relation_kept:
-                self._give_relation(np.array(list(self._relation_kept)))
-            if self.observer is not None:
-                self.observer.on_analyzers(self)
+            self._remake_analyzers()
         self._last = None
         self._recent_patterns = []
         self.new_passes += 1
@@ -937,19 +929,24 @@ class AnalysisEngine:
             self._rebuild_model()
         if self._own_analyzers and self.analyzers is not None:  # None: still compiling, built later on it
             self._carried_signals = self._recent_signals()
-            next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
-            self.analyzers = _make_analyzers(profile, self.model_instrument, self._vix_history,
-                                             use_numba=self.use_numba, first_signal_id=next_id)
-            if self._live_vix is not _NO_VIX:
-                self.analyzers.set_live_vix(self._live_vix)
-            if self._relation_kept:
-                self._give_relation(np.array(list(self._relation_kept)))
-            if self.observer is not None:
-                self.observer.on_analyzers(self)
+            self._remake_analyzers()
         self._next_step = None  # the next step: the next multiple of the new interval
         self.profile_changes += 1
         log.info("analysis profile changed to %s%s", getattr(profile, "name", profile),
                  " (market model rebuilt from the book)" if rebuilt else "")
+
+    def _remake_analyzers(self) -> None:
+        """Fresh analyzers on :attr:`profile` (signal ids continue, never reused), given the live
+        VIX, the relation rows kept and the research observer, as the old ones had them."""
+        next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)
+        self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
+                                         use_numba=self.use_numba, first_signal_id=next_id)
+        if self._live_vix is not _NO_VIX:
+            self.analyzers.set_live_vix(self._live_vix)
+        if self._relation_kept:
+            self._give_relation(np.array(list(self._relation_kept)))
+        if self.observer is not None:
+            self.observer.on_analyzers(self)
 
     def _rebuild_model(self) -> None:
         """A market model in the profile's geometry, seeded from the current one: the book

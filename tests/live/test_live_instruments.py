@@ -54,6 +54,19 @@ def pandas_corr(ta, pa, tb, pb, window: int) -> pd.Series:
     return r["a"].rolling(window).corr(r["b"])
 
 
+def assert_corr_is_pandas(rows, trades, missing: int) -> None:
+    """The relation rows' correlation equals :func:`pandas_corr` on the trades each pipeline
+    received (``trades[symbol]``: list of ``(ts, price)``), second for second; at most
+    ``missing`` of pandas' seconds absent from the rows (the stream's last, not closed yet)."""
+    ca = [np.concatenate([t[i] for t in trades["BTCUSDT"]]) for i in (0, 1)]
+    cb = [np.concatenate([t[i] for t in trades["ETHUSDT"]]) for i in (0, 1)]
+    expect = pandas_corr(ca[0], ca[1], cb[0], cb[1], 60)
+    corr = pd.Series(rows["corr"], index=pd.to_datetime(rows["ts"], utc=True))
+    common = expect.index.intersection(corr.index)
+    assert len(common) >= len(expect) - missing and expect[common].notna().sum() > 250
+    np.testing.assert_allclose(corr[common].to_numpy(), expect[common].to_numpy(), rtol=0, atol=1e-9, equal_nan=True)
+
+
 def test_two_recordings_share_one_connection_each_with_its_own_engine_frames_ids_and_relation(pair):
     from app.research.live import LiveResearch
 
@@ -117,13 +130,7 @@ def test_two_recordings_share_one_connection_each_with_its_own_engine_frames_ids
     for sym in out["pair"]:
         last = frames[sym][-1].relation
         assert last is not None and int(last["ts"]) in set(rows["ts"].tolist())
-    ca = [np.concatenate([t[i] for t in trades["BTCUSDT"]]) for i in (0, 1)]
-    cb = [np.concatenate([t[i] for t in trades["ETHUSDT"]]) for i in (0, 1)]
-    expect = pandas_corr(ca[0], ca[1], cb[0], cb[1], 60)
-    corr = pd.Series(rows["corr"], index=pd.to_datetime(rows["ts"], utc=True))
-    common = expect.index.intersection(corr.index)
-    assert len(common) >= len(expect) - 1 and expect[common].notna().sum() > 250
-    np.testing.assert_allclose(corr[common].to_numpy(), expect[common].to_numpy(), rtol=0, atol=1e-9, equal_nan=True)
+    assert_corr_is_pandas(rows, trades, missing=1)
     assert np.nanmean(rows["corr"]) > 0.5  # a real correlated pair
 
 
@@ -253,14 +260,7 @@ def test_a_looped_replay_starts_the_relation_again_each_pass_and_analyses_every_
     assert out["resets"] >= 2
     rows = out["rows2"]
     assert len(rows) > 250 and np.all(np.diff(rows["ts"]) > 0)
-    tr = passes[2]
-    ca = [np.concatenate([t[i] for t in tr["BTCUSDT"]]) for i in (0, 1)]
-    cb = [np.concatenate([t[i] for t in tr["ETHUSDT"]]) for i in (0, 1)]
-    expect = pandas_corr(ca[0], ca[1], cb[0], cb[1], 60)
-    corr = pd.Series(rows["corr"], index=pd.to_datetime(rows["ts"], utc=True))
-    common = expect.index.intersection(corr.index)
-    assert len(common) >= len(expect) - 2 and expect[common].notna().sum() > 250
-    np.testing.assert_allclose(corr[common].to_numpy(), expect[common].to_numpy(), rtol=0, atol=1e-9, equal_nan=True)
+    assert_corr_is_pandas(rows, passes[2], missing=2)
     # both engines saw the new pass and analysed it as much as the first (steps at 100 ms of market time)
     assert all(n >= 1 for n in out["passes_seen"].values())
     for sym, s1 in out["steps1"].items():
