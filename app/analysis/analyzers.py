@@ -167,7 +167,6 @@ class Analyzers:
         self.candidate_hook = None
         self._rel_pending: deque = deque()  # relation rows handed in, not yet closed at the step's time
         self._rel_row = None  # the relation row in force (numpy.void of RELATION_DTYPE)
-        self._rel_reset = False  # reset_relation ran: the next time-goes-back keeps the rows
 
     # ------------------------------------------------------------------------------------------
     def set_relation(self, rows) -> None:
@@ -196,14 +195,6 @@ class Analyzers:
             if t_last is None or int(r["ts"]) > t_last:
                 self._rel_pending.append(r.copy())
                 t_last = int(r["ts"])
-
-    def reset_relation(self) -> None:
-        """Forget the relation rows (the pair's replay restarted: a new session's rows follow,
-        earlier in market time than the old ones). Rows handed in after this call are kept
-        through the step at which market time goes back. Thread: the analysis worker's."""
-        self._rel_pending.clear()
-        self._rel_row = None
-        self._rel_reset = True
 
     def _relation_at(self, ts: int) -> None:
         pend = self._rel_pending
@@ -462,10 +453,8 @@ class Analyzers:
             self._fired.clear()
             self._last_bar_i = -1
             self._dom_stats.reset()
-            if not self._rel_reset:  # rows handed in since reset_relation belong to the new pass
-                self._rel_pending.clear()
-                self._rel_row = None
-            self._rel_reset = False
+            self._rel_pending.clear()
+            self._rel_row = None
         self._last_ts = ts
         self._relation_at(ts)
         if self._fmt_steps <= 0 and view.trades.shape[0]:  # the sizes' decimals, now and then

@@ -545,16 +545,22 @@ class AnalysisEngine:
         self._rebuild()
         self._process(held)
 
+    def _empty_model(self):
+        """A market model of :attr:`profile`'s geometry with nothing applied (on the NumPy twins
+        while the kernels still compile on another thread)."""
+        from app.market.model import MarketModel
+
+        model = MarketModel(self.model_instrument, **self._model_args)
+        if not self._analyzing:
+            model.set_kernels(False)
+        return model
+
     def _rebuild(self) -> None:
         """A fresh model, analyzers (when built; signal ids continue) and outcome tracker on
         :attr:`row_ticks`, before a replay of kept events."""
-        from app.market.model import MarketModel
-
         self.grouper = PriceGrouper(self.row_ticks)
         self.model_instrument = grouped_instrument(self.instrument, self.row_ticks)
-        self.model = MarketModel(self.model_instrument, **self._model_args)
-        if not self._analyzing:
-            self.model.set_kernels(False)  # the kernels are still compiling on another thread
+        self.model = self._empty_model()
         if self._own_analyzers and self.analyzers is not None:
             next_id = getattr(self.analyzers, "_next_id", self._first_signal_id)  # ids are never reused
             self.analyzers = _make_analyzers(self.profile, self.model_instrument, self._vix_history,
@@ -610,15 +616,11 @@ class AnalysisEngine:
         finished ones; the analyzers are built afresh (their rolling statistics and confluence
         windows held the old pass's later times: a second pass fired no signal); signal ids and
         the event count go on."""
-        from app.market.model import MarketModel
-
         old = self.model
         log.info("%s: market time went back %.1f s at a book snapshot: a new session (the replay restarted); "
                  "market model, analysis clock and open outcomes start again", self.instrument.symbol,
                  (old.ts - ts_ns) / 1e9)
-        self.model = MarketModel(self.model_instrument, **self._model_args)
-        if not self._analyzing:
-            self.model.set_kernels(False)  # the kernels are still compiling on another thread
+        self.model = self._empty_model()
         self._events_offset += old.events_applied
         self._next_step = None
         self._dirty_since_step = False
@@ -843,9 +845,9 @@ class AnalysisEngine:
             self._control(("relation", rows))
 
     def reset_relation(self) -> None:
-        """The pair's replay restarted: forget the relation rows kept and those the analyzers
-        hold (:meth:`app.analysis.analyzers.Analyzers.reset_relation`), in stream order like
-        :meth:`set_relation` (thread-safe)."""
+        """The pair's replay restarted: forget the relation rows kept, in stream order like
+        :meth:`set_relation` (thread-safe); the analyzers built at the new pass
+        (:meth:`_new_pass`) get the rows handed in after this call."""
         if self._thread is not None and self._state in ("compiling", "running"):
             self._q.put(("relation_reset", None))
         else:
@@ -1073,15 +1075,9 @@ class AnalysisEngine:
             self._relation_kept.extend(value)
             self._give_relation(value)
             return
-        if kind == "relation_reset":
+        if kind == "relation_reset":  # the new pass's analyzers get only the rows given from now on
             self._relation_kept.clear()
             self._relation_fresh = True
-            fn = getattr(self.analyzers, "reset_relation", None)
-            if callable(fn):
-                try:
-                    fn()
-                except Exception:
-                    self._report(traceback.format_exc())
             return
         if kind == "vix":
             self._live_vix = value  # kept for analyzers built later

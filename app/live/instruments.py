@@ -441,8 +441,6 @@ class InstrumentsRuntime:
             return
         from app.analysis.relation import Relation
 
-        if self.relation is None:
-            self.relation = Relation(self._relation_params, calendar=self._relation_calendar())
         if int(batch["ts"].min()) < self._rel_reach[side] - RELATION_BACK_NS:
             # a new session without a restart notice (another server's replay looped): start
             # again rather than refuse every later batch as "trade times go backwards"
@@ -450,6 +448,7 @@ class InstrumentsRuntime:
                         *self.relation_pair, self.relation_pair[side],
                         (self._rel_reach[side] - int(batch["ts"].min())) / 1e9)
             self._reset_relation()
+        if self.relation is None:
             self.relation = Relation(self._relation_params, calendar=self._relation_calendar())
         ts, px = Relation.trades_of(batch)
         if len(ts):
