@@ -634,6 +634,9 @@ class AnalysisEngine:
         self._last = None
         self._recent_patterns = []
         self.new_passes += 1
+        new_session = getattr(self.observer, "new_session", None)
+        if callable(new_session):  # the research statistics start again with the pass
+            new_session(self)
 
     def _process_part(self, raw: np.ndarray) -> None:
         self._after_clear = bool(raw["op"][-1] == OP_CLEAR)

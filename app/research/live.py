@@ -256,6 +256,7 @@ class LiveResearch:
         self._nudge: threading.Timer | None = None
         self._collect_req = None  # (folder or None,) asked by the GUI thread, applied on the engine's
         self._write_dir = snapshots_dir  # where booked rows go (kept after collection is turned off)
+        self._first_id = 0  # signals with a lower id belong to an earlier pass (new_session)
         self._reset_stream()
 
     # ------------------------------------------------------------------ engine hooks
@@ -317,6 +318,32 @@ class LiveResearch:
         if folder:
             self._write_dir = folder
             self.on_analyzers(engine)
+
+    def new_session(self, engine) -> None:
+        """The engine saw a new pass of the market (a replay restarted at earlier times,
+        :meth:`app.live.engine.AnalysisEngine._new_pass`): the statistics start again with it.
+
+        The trades kept for the random baseline are the new pass's alone (before, the old
+        pass's trades stayed in front of them, so the "session so far" went back in time and
+        grew with every pass: at maximum replay speed the baseline followed tens of passes of
+        trades in Python on every refresh, and held the GIL the analysis needs). Only signals
+        from this pass on are measured: a looped recording's later passes repeat the first
+        one's signals, and counting them again would count one sample several times. Data
+        collection books its open candidates as they stand (``ended_early``) and writes them;
+        the candidates of the new pass are followed on its own events."""
+        if self._snap_tracker is not None:
+            self._snap_tracker.new_session()
+            self._collect_snapshots(final=True)
+            self._flush_snapshots()
+        snap_tracker, snap_next = self._snap_tracker, self._snap_next
+        self._reset_stream()
+        self._snap_tracker, self._snap_next = snap_tracker, snap_next  # pseudo ids never reused
+        self._first_id = max((int(x.id) for x in engine.all_signals), default=-1) + 1
+        self._asked_version = -1
+        self._asked_ns = None
+        self._ended = False
+        with self._lock:
+            self.summary = None
 
     def on_market(self, raw: np.ndarray) -> None:
         """Raw events (exchange ticks) as the engine's outcome tracker gets them."""
@@ -462,6 +489,8 @@ class LiveResearch:
         k = engine.row_ticks
         sigs = []
         for s in engine.all_signals:
+            if s.id < self._first_id:  # an earlier pass of a looped replay (new_session)
+                continue
             e, st, tg = bracket_to_ticks(s.side, s.entry, s.stop, s.target, k)
             sigs.append(replace(s, entry=e, stop=st, target=tg))
         args = (self.profile, sigs, dict(engine.tracker.outcomes), dict(self._sessions),

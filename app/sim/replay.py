@@ -132,6 +132,7 @@ class ReplayClock:
         self.min_pass_ns = int(max(0.0, float(min_pass_s)) * 1e9)
         self.on_restart = None
         self._pass_wall_ns = 0
+        self._paused_at_ns = 0
         self.position = 0
         self._seg = 0
         self.loops = 0
@@ -190,17 +191,28 @@ class ReplayClock:
         self._kick()
 
     def pause(self) -> None:
-        """Freeze replay time."""
+        """Freeze replay time (and, at maximum speed, the pass's spread schedule)."""
         if not self._paused:
             self._rebase(self.replay_time_ns())
             self._paused = True
+            self._paused_at_ns = self.clock.monotonic_ns()
             if self._resumed is not None:
                 self._resumed.clear()
 
     def resume(self) -> None:
-        """Continue from the replay time at which :meth:`pause` was called."""
+        """Continue from the replay time at which :meth:`pause` was called.
+
+        A looping replay at maximum speed spreads each pass over :attr:`min_pass_ns`; the
+        pause's length is added to the pass's start, so the pass goes on at its even rate
+        from where it stood. (Before, the schedule ran on through the pause, and resuming
+        sent everything it had fallen behind by in one burst: the pipeline's flow control
+        holds the replay several times a second, and each release flooded the engine with
+        seconds of work.)
+        """
         if self._paused:
             self._paused = False
+            held_from = max(self._paused_at_ns, self._pass_wall_ns)  # a pass may begin in the pause
+            self._pass_wall_ns += max(self.clock.monotonic_ns() - held_from, 0)
             self._rebase(self._rec_anchor)
             if self._resumed is not None:
                 self._resumed.set()

@@ -72,3 +72,55 @@ def test_a_late_event_or_a_step_back_without_a_snapshot_is_not_a_new_pass():
     late["ts"] = int(eng.model.ts) - 5 * 10**9  # five seconds late, no snapshot
     eng.process(late)
     assert eng.new_passes == 0
+
+
+def test_the_session_statistics_start_again_with_a_new_pass():
+    """The research observer (the window's precision table) is told of a new pass: pass 2's
+    statistics measure pass 2's signals on pass 2's trades, as many signals as a fresh run.
+    Before, the old pass's trades stayed in front of the new ones (the "session so far" went
+    back in time and grew with every pass) and every pass's signals were measured again."""
+    from app.core.events import KIND_TRADE
+    from app.market.grouping import bracket_to_ticks
+    from app.research.live import LiveResearch, session_summary
+
+    rec = load_default_sample()
+    ev = rec.events
+    ev = ev[int(np.flatnonzero((ev["op"] == OP_CLEAR) | ((ev["flags"] & FLAG_SNAPSHOT) != 0))[0]):]
+
+    def run(passes):
+        obs = LiveResearch("scalping", threaded=False, refresh_s=0.0)  # every frame's statistics are fresh
+        eng = AnalysisEngine(rec.instrument, "scalping", observer=obs)
+        for _ in range(passes):
+            for c in chunks(ev):
+                eng.process(c)
+            eng.snapshot_frame()
+        eng.finish(end_of_data=True)
+        return eng, obs, eng.snapshot_frame()
+
+    once, _o1, f1 = run(1)
+    twice, obs2, f2 = run(2)
+    assert twice.new_passes == 1 and len(once.all_signals) >= 5
+    assert len(twice.all_signals) == 2 * len(once.all_signals)
+    s1, s2 = f1.session_stats, f2.session_stats
+    assert s2["measured"] + s2["open"] == len(once.all_signals)  # pass 2's signals only
+    assert s2["measured"] == s1["measured"] == len(once.all_signals)  # the data ended: all final
+    # pass 2's statistics are session_summary on pass 2's own signals and trades
+    pass2 = twice.all_signals[len(twice.all_signals) - len(once.all_signals):]
+    k = twice.row_ticks
+    from dataclasses import replace
+
+    sigs = [replace(s, **dict(zip(("entry", "stop", "target"), bracket_to_ticks(s.side, s.entry, s.stop, s.target, k))))
+            for s in pass2]
+    tr = ev[ev["kind"] == KIND_TRADE]
+    want = session_summary("scalping", sigs, dict(twice.outcomes), {s.id: obs2._sessions[s.id] for s in pass2},
+                           tr["ts"].astype(np.int64), tr["price"].astype(np.int64), rec.instrument,
+                           decision_delay_s=obs2.delay_s, stop_slippage_ticks=obs2.slip,
+                           commission_usd=obs2.commission, draws=obs2.draws, ended=True)
+    assert s2["measured"] == want["measured"] and len(s2["rows"]) == len(want["rows"])
+    for a, b in zip(s2["rows"], want["rows"]):
+        assert a.keys() == b.keys()
+        for key in a:
+            if isinstance(a[key], float):
+                assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-9, nan_ok=True), key
+            else:
+                assert a[key] == b[key], key

@@ -393,3 +393,48 @@ async def test_a_short_pass_at_maximum_speed_is_spread_over_the_minimum_period(e
         except asyncio.CancelledError:
             pass
         await agen.aclose()
+
+
+@run_async
+async def test_a_pause_at_maximum_speed_holds_the_pass_schedule_and_resume_sends_no_burst(es_rec):
+    """The pipeline's flow control pauses a maximum-speed replay while the engine is behind.
+    Resuming goes on at the pass's even rate from where it stood: what was due during the
+    pause is not sent at once (before, a 0.5 s hold released half the pass in one burst, and
+    the engine met seconds of queued work; bench gui ES latency p99 3.3 s)."""
+    ev = es_rec.events[:20_000]
+    rec = Recording(instrument=es_rec.instrument, events=ev, source="ES sample, first 20,000 events")
+    clock = ManualClock()
+    rc = R.ReplayClock(rec, speed=0, loop=True, clock=clock, min_pass_s=1.0, max_batch=256)
+    agen = rc.stream()
+    out = [0]
+
+    async def pump():
+        async for b in agen:
+            out[0] += len(b)
+
+    task = asyncio.ensure_future(pump())
+    try:
+        assert await until(lambda: out[0] > 0, timeout=5.0)
+        clock.advance(0.25)
+        assert await until(lambda: out[0] >= 4_700, timeout=5.0)
+        await asyncio.sleep(0.1)
+        at_pause = out[0]
+        assert at_pause <= 5_600, at_pause  # a quarter of the pass
+        rc.pause()
+        clock.advance(0.5)  # held for half a period
+        await asyncio.sleep(0.1)
+        assert out[0] == at_pause  # nothing while paused
+        rc.resume()
+        await asyncio.sleep(0.2)  # real time passes, the injected clock does not
+        assert out[0] - at_pause <= 2 * 256 + 300, (at_pause, out[0])  # no burst
+        clock.advance(0.25)  # a quarter period after the resume: half the pass is out
+        assert await until(lambda: out[0] >= 9_500, timeout=5.0)
+        await asyncio.sleep(0.1)
+        assert out[0] <= 10_600, out[0]
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        await agen.aclose()
