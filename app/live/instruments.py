@@ -177,6 +177,19 @@ class ConnectionShare(MarketSource):
     def set_speed(self, speed: float) -> bool:
         return self.base.set_speed(speed)
 
+    def set_max_rate(self, events_per_s: float | None, reason: str = PAUSE_FLOW) -> bool:
+        """This instrument's pace on the shared replay (its own reason: the slowest wins)."""
+        fn = getattr(self.base, "set_max_rate", None)
+        return bool(fn(events_per_s, f"{reason}:{self.symbol}")) if callable(fn) else False
+
+    @property
+    def max_rate(self) -> float | None:
+        return getattr(self.base, "max_rate", None)
+
+    @property
+    def speed(self) -> float:
+        return float(getattr(self.base, "speed", 1.0))
+
     def restart(self) -> bool:
         """Restart the shared replay (every instrument's recording); False for a live source."""
         fn = getattr(self.base, "restart", None)

@@ -507,6 +507,16 @@ class Pipeline:
     #: instead of applying a queue of batches of a megabyte each first.
     FLOW_HIGH_S = 2.0 / 60.0
     FLOW_LOW_S = 1.0 / 60.0
+    #: Maximum-speed pacing (:meth:`_pace`): above this age of the oldest batch the newest frame
+    #: does not contain yet (s), the replay's pace is cut by PACE_DOWN; below PACE_LOW_S it is
+    #: raised by PACE_UP (only while data flows, at most PACE_HEADROOM times the pace in force).
+    PACE_HIGH_S = 2.0 / 60.0
+    PACE_LOW_S = 1.0 / 60.0
+    PACE_DOWN = 0.8
+    PACE_UP = 1.1
+    PACE_HEADROOM = 1.5
+    PACE_MIN_EPS = 200.0
+    PACE_FLOW_NS = 500_000_000  # "data flows": a batch came within this long (ns)
     #: A failing listener is reported on its first failure and every this many after.
     LISTENER_REPORT_EVERY = 100
 
@@ -540,6 +550,11 @@ class Pipeline:
         self.frame_transform = None
         self.throttled = False
         self.throttle_count = 0
+        self.pace_eps: float | None = None  # this pipeline's maximum-speed pace (events/s)
+        self.pace_changes = 0
+        self._pace_marks: collections.deque = collections.deque(maxlen=8192)  # (events_in incl. a batch, arrival ns)
+        self._pace_seen = 0  # events_in at the previous poll
+        self._pace_flow_ns = 0  # when events_in last moved (clock ns)
         self.engine_errors = 0
         self._pending_batches: list | None = []
         self._listeners: list = []
@@ -643,6 +658,7 @@ class Pipeline:
         hundredth with the running count (the engine itself logs them, so they are not logged
         twice here).
         """
+        self._pace()
         eng = self.engine
         if self.throttled and (eng is None or (eng.backlog <= self.FLOW_LOW
                                                and getattr(eng, "behind_s", 0.0) <= self.FLOW_LOW_S)):
@@ -656,6 +672,71 @@ class Pipeline:
             if n <= 5 or n % 100 == 0:
                 more = f" (error #{n} of this session)" if n > 1 else ""
                 self._problem("error", f"Analysis engine error{more}:\n{text}", log_it=False)
+
+    def _pace(self) -> None:
+        """Pace a maximum-speed replay to what the engine applies (GUI thread, from :meth:`poll`).
+
+        The flow control above holds the replay once the engine is behind, but what the server
+        sent before the hold took effect is still applied first: on ES at maximum speed the
+        engine applies ~30,000 events a second and the replay sends 65,000, and the newest frame
+        was 100 to 400 ms behind the socket. So while the replay runs at maximum speed, the
+        pipeline keeps a pace (events per second, :meth:`app.sim.replay.ReplayClock.set_max_rate`)
+        by the age of the oldest batch the newest frame does not contain yet: above
+        :attr:`PACE_HIGH_S` the pace is cut by :attr:`PACE_DOWN`, below :attr:`PACE_LOW_S`
+        raised by :attr:`PACE_UP` (additive-increase would be slower to find a fast engine; this
+        is the multiplicative form of TCP's congestion window). The pace starts from the rate
+        data came at when the first batch was late, rises only while data flows (not during a
+        pause: no batch within :attr:`PACE_FLOW_NS`) and to at most :attr:`PACE_HEADROOM` times the pace in force on the shared
+        replay (another instrument's pipeline may hold it lower). At a paced speed (1x, 10x)
+        the pace is lifted. Live sources are not paced."""
+        src = self.source
+        if self.stopped or not src.pausable:
+            return
+        marks = self._pace_marks
+        speed = float(getattr(src, "speed", 1.0) or 0.0)
+        eng = self.engine
+        if speed > 0.0 or eng is None or not eng.analysis_ready:  # the recording's own pace / starting
+            marks.clear()
+            if self.pace_eps is not None:
+                self.pace_eps = None
+                src.set_max_rate(None)
+            return
+        last = self.slot.last
+        applied = int(last.events_total) if last is not None else 0
+        while marks and marks[0][0] <= applied:
+            marks.popleft()
+        now = self.clock.monotonic_ns()
+        stale_s = (now - marks[0][1]) / 1e9 if marks else 0.0
+        if self.events_in != self._pace_seen:
+            self._pace_seen = self.events_in
+            self._pace_flow_ns = now
+        flowed = now - self._pace_flow_ns <= self.PACE_FLOW_NS  # data came lately (not paused)
+        rate = self.pace_eps
+        if stale_s > self.PACE_HIGH_S:
+            if rate is None:
+                rate = self._arrival_rate()
+                if rate is None:
+                    return
+            new = max(self.PACE_MIN_EPS, rate * self.PACE_DOWN)
+        elif stale_s < self.PACE_LOW_S and rate is not None and flowed:
+            new = rate * self.PACE_UP
+            held = src.max_rate
+            if held:
+                new = min(new, held * self.PACE_HEADROOM)
+            if new <= rate:
+                return
+        else:
+            return
+        self.pace_eps = new
+        self.pace_changes += 1
+        src.set_max_rate(new)
+
+    def _arrival_rate(self) -> float | None:
+        """Events per second over the batches still waiting for a frame (None: too few)."""
+        m = self._pace_marks
+        if len(m) < 2 or m[-1][1] <= m[0][1]:
+            return None
+        return (m[-1][0] - m[0][0]) * 1e9 / (m[-1][1] - m[0][1])
 
     # ------------------------------------------------------------------ start / stop
     async def start(self) -> None:
@@ -785,9 +866,12 @@ class Pipeline:
         n = int(batch.shape[0])
         self.batches += 1
         self.events_in += n
+        arrival = self._arrival_ns() if self.source.pausable or self.latency.enabled else 0
+        if self.source.pausable:
+            self._pace_marks.append((self.events_in, arrival))
         if self.latency.enabled:
             has_depth = bool((batch["kind"] == KIND_DEPTH).any()) if n else False
-            self.latency.arrived(n, has_depth, self._arrival_ns())
+            self.latency.arrived(n, has_depth, arrival)
         else:
             self.latency.cum_events += n
         if self.recorder is not None:

@@ -169,6 +169,17 @@ class MarketSource:
         """Stop what runs on threads of this source's own when no asyncio loop runs any more
         (a window closed after its loop ended). Default: nothing (the source lives on the loop)."""
 
+    def set_max_rate(self, events_per_s: float | None, reason: str = PAUSE_FLOW) -> bool:
+        """Pace a replay at maximum speed to at most ``events_per_s`` events a second for
+        ``reason`` (None lifts it; the slowest reason wins); False when the source cannot be
+        paced (live data). See :meth:`app.live.pipeline.Pipeline.poll`."""
+        return False
+
+    @property
+    def max_rate(self) -> float | None:
+        """The pace in force (events/s), None without one."""
+        return None
+
     def pause(self, reason: str = PAUSE_USER) -> bool:
         """Hold the stream for ``reason``; returns False when the source cannot pause (live data)."""
         return False
@@ -526,6 +537,10 @@ class ReplayServerThread:
         server is not running."""
         return self._call(self.server.restart_replay) if self.server is not None else False
 
+    def set_max_rate(self, events_per_s: float | None) -> bool:
+        """The maximum-speed pace (events/s, None: none), set on the server's loop."""
+        return self._call(self.server.set_max_rate, events_per_s) if self.server is not None else False
+
     def set_speed(self, speed: float) -> bool:
         """Replay speed (1 = real time, ``<= 0`` maximum), set on the server's loop."""
         self.speed = float(speed)
@@ -679,6 +694,8 @@ class EmbeddedReplaySource(MarketSource):
         self.replay: ReplayServerThread | None = None
         self.dtc: DTCSource | None = None
         self._holds: set[str] = {PAUSE_START}
+        self._rates: dict[str, float] = {}  # set_max_rate: reason -> events/s
+        self._rate_sent: float | None = None
         self.recordings: list = []
         self.name = "replay server"
 
@@ -784,6 +801,23 @@ class EmbeddedReplaySource(MarketSource):
         if self.replay is not None:
             self.replay.set_speed(self.speed)
         return True
+
+    def set_max_rate(self, events_per_s: float | None, reason: str = PAUSE_FLOW) -> bool:
+        """One pace per reason (each instrument's pipeline on a shared replay has its own); the
+        server gets the lowest, one cross-thread call per change."""
+        if events_per_s and events_per_s > 0:
+            self._rates[reason] = float(events_per_s)
+        else:
+            self._rates.pop(reason, None)
+        rate = min(self._rates.values()) if self._rates else None
+        if rate == self._rate_sent or self.replay is None:
+            return self.replay is not None
+        self._rate_sent = rate
+        return self.replay.set_max_rate(rate)
+
+    @property
+    def max_rate(self) -> float | None:
+        return self._rate_sent
 
     def restart(self) -> bool:
         """Start the recording again from its first event, as a new session (after its end or

@@ -133,6 +133,9 @@ class ReplayClock:
         self.on_restart = None
         self._pass_wall_ns = 0
         self._paused_at_ns = 0
+        self._rate_eps = 0.0  # set_max_rate: events/s at maximum speed (0: no limit)
+        self._rate_wall_ns = 0
+        self._rate_events = 0
         self.position = 0
         self._seg = 0
         self.loops = 0
@@ -189,6 +192,27 @@ class ReplayClock:
         self._speed = math.inf if (speed is None or speed <= 0 or math.isinf(speed)) else float(speed)
         self._rebase(now)
         self._kick()
+
+    def set_max_rate(self, events_per_s: float | None) -> None:
+        """At maximum speed, hand out at most ``events_per_s`` events a second (None or ``<= 0``:
+        no limit): the pace of a consumer that cannot take more (the window's engine, see
+        :meth:`app.live.pipeline.Pipeline.poll`). Batches stay whole; the debt or credit of the
+        old rate carries over (the next batch is due no earlier than it was), so changing the
+        rate often sends no burst."""
+        now = self.clock.monotonic_ns()
+        if self._rate_eps > 0.0:
+            due = self._rate_wall_ns + int((self.events_out - self._rate_events) * 1e9 / self._rate_eps)
+            start = max(now, due)
+        else:
+            start = now
+        self._rate_eps = float(events_per_s) if events_per_s and events_per_s > 0 else 0.0
+        self._rate_wall_ns, self._rate_events = start, self.events_out
+        self._kick()
+
+    @property
+    def max_rate(self) -> float | None:
+        """The limit of :meth:`set_max_rate` (events/s), None without one."""
+        return self._rate_eps or None
 
     def pause(self) -> None:
         """Freeze replay time (and, at maximum speed, the pass's spread schedule)."""
@@ -314,6 +338,13 @@ class ReplayClock:
                         # a pass shorter than min_pass_s is spread over it, not sent in a burst
                         # followed by a frozen wait (the ES hour: 0.3 s of data, then 0.7 s still)
                         due = self._pass_wall_ns + self.min_pass_ns * self.position // len(self.events)
+                        ahead = due - self.clock.monotonic_ns()
+                        if ahead > _SPREAD_SLACK_NS:
+                            await self._sleep(ahead / 1e9)
+                            continue
+                    if self._rate_eps > 0.0:
+                        # the consumer's pace (set_max_rate): never ahead of it, never a burst
+                        due = self._rate_wall_ns + int((self.events_out - self._rate_events) * 1e9 / self._rate_eps)
                         ahead = due - self.clock.monotonic_ns()
                         if ahead > _SPREAD_SLACK_NS:
                             await self._sleep(ahead / 1e9)

@@ -414,3 +414,76 @@ def test_engine_behind_s_counts_the_queued_events_at_the_measured_cost():
     eng.submit(np.zeros(5_000, dtype=EVENT_DTYPE))
     eng.submit(np.zeros(2_500, dtype=EVENT_DTYPE))
     assert eng.behind_s == pytest.approx(7_500 * 2e-6)
+
+
+def test_maximum_speed_is_paced_by_how_late_the_newest_frame_is():
+    """At maximum speed the pipeline keeps a pace for the replay (events/s) by the age of the
+    oldest batch the newest frame does not contain yet: late -> cut (starting from the rate
+    data came at), fresh while data flows -> raised (at most PACE_HEADROOM x the pace in force),
+    no data (a pause) -> not raised, a paced speed (10x) -> lifted. Before, only the on/off flow
+    control acted, and what the server had sent before a hold was applied first (ES at maximum
+    speed: the newest frame 0.1 to 0.4 s behind the socket). On an injected clock."""
+    import types
+
+    from app.core.clock import ManualClock
+
+    class Src(MarketSource):
+        kind, pausable = "embedded", True
+
+        def __init__(self):
+            super().__init__()
+            self.speed = 0.0
+            self.rates = []
+
+        def pause(self, reason=PAUSE_USER):
+            return True
+
+        def resume(self, reason=PAUSE_USER):
+            return True
+
+        def set_max_rate(self, eps, reason=PAUSE_FLOW):
+            self.rates.append(eps)
+            return True
+
+        @property
+        def max_rate(self):
+            return self.rates[-1] if self.rates else None
+
+    class Eng:
+        backlog, behind_s, analysis_ready = 0, 0.0, True
+
+        def submit(self, b):
+            pass
+
+    clock = ManualClock()
+    pl = Pipeline(PipelineConfig(embedded=False), clock=clock)
+    pl.source = src = Src()
+    pl.engine = Eng()
+
+    def frame(total):
+        pl.slot.put(types.SimpleNamespace(events_total=total))
+
+    # 1,000 events every 10 ms: 100,000 events/s, and the frames stay 50 ms behind
+    for _ in range(10):
+        pl._on_events(np.zeros(1_000, dtype=EVENT_DTYPE))
+        clock.advance(0.01)
+    frame(5_000)
+    pl.poll()
+    assert src.rates == [pytest.approx(0.8 * 100_000, rel=0.15)]  # cut from the arrival rate
+    pl.poll()
+    assert src.rates[-1] == pytest.approx(0.8 * src.rates[-2])  # still late: cut again
+    frame(10_000)  # the frame caught up: every batch shown
+    pl._on_events(np.zeros(100, dtype=EVENT_DTYPE))
+    frame(10_100)
+    pl.poll()
+    assert src.rates[-1] == pytest.approx(1.1 * src.rates[-2])  # fresh and flowing: raised
+    for _ in range(20):
+        pl.poll()  # data flowed within PACE_FLOW_NS: raised each poll, by at most 1.5x what holds
+    assert all(b <= 1.5 * a + 1e-6 for a, b in zip(src.rates, src.rates[1:]))
+    n = len(src.rates)
+    clock.advance(1.0)  # no data for a second (paused): not raised
+    pl.poll()
+    assert len(src.rates) == n
+    src.speed = 10.0  # a paced replay: the pace is lifted
+    pl.poll()
+    assert src.rates[-1] is None and pl.pace_eps is None

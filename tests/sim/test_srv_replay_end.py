@@ -438,3 +438,46 @@ async def test_a_pause_at_maximum_speed_holds_the_pass_schedule_and_resume_sends
         except asyncio.CancelledError:
             pass
         await agen.aclose()
+
+
+@run_async
+async def test_a_maximum_rate_paces_a_maximum_speed_replay_and_a_change_sends_no_burst(es_rec):
+    """``set_max_rate`` (the window's pace for its engine): at maximum speed no more than the
+    rate's events are out at any time of the injected clock (plus the batch in hand), and a
+    new rate carries the old one's schedule over (no burst)."""
+    ev = es_rec.events[:40_000]
+    rec = Recording(instrument=es_rec.instrument, events=ev, source="ES sample, first 40,000 events")
+    clock = ManualClock()
+    rc = R.ReplayClock(rec, speed=0, loop=False, clock=clock, max_batch=256)
+    rc.set_max_rate(10_000)
+    agen = rc.stream()
+    out = [0]
+
+    async def pump():
+        async for b in agen:
+            out[0] += len(b)
+
+    task = asyncio.ensure_future(pump())
+    try:
+        assert await until(lambda: out[0] > 0, timeout=5.0)
+        await asyncio.sleep(0.2)  # real time passes, the injected clock does not
+        snapshot = int(np.flatnonzero((ev["flags"] & FLAG_BATCH_END) != 0)[0]) + 1
+        assert out[0] <= snapshot + 256  # the first segment, not the recording
+        for step in range(1, 6):
+            clock.advance(0.1)  # 1,000 events a step
+            await asyncio.sleep(0.05)
+            assert out[0] <= snapshot + 10_000 * 0.1 * step + 2 * 256, (step, out[0])
+        assert out[0] >= 10_000 * 0.5 - 512
+        rc.set_max_rate(1_000)  # slower: the next batch is no earlier than it was due
+        at = out[0]
+        await asyncio.sleep(0.1)
+        assert out[0] - at <= 2 * 256
+        rc.set_max_rate(None)  # no limit: the rest at once
+        assert await until(lambda: out[0] == len(ev), timeout=10.0)
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        await agen.aclose()

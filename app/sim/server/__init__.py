@@ -494,6 +494,11 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         self._paused = False
         self.replay.resume()
 
+    def set_max_rate(self, events_per_s: float | None) -> None:
+        """At maximum speed, the most events a second the replay hands out, all symbols
+        together (None: no limit; :meth:`app.sim.replay.ReplayClock.set_max_rate`)."""
+        self.replay.set_max_rate(events_per_s)
+
     def set_speed(self, speed: float) -> None:
         """Replay rate for every symbol (1.0 real time, ``<= 0``/inf maximum)."""
         self._speed = speed
