@@ -142,9 +142,27 @@ class SessionCalendar:
             return False
         return (int(t_ns) - self.session_start_ns(t_ns)) < self.length_min * 60_000_000_000
 
+    @cached_property
+    def _phase_memo(self) -> list:
+        return [(None, "")]  # [(UTC minute, phase)]: one store, so threads sharing it read a pair
+
     def phase(self, t_ns: int) -> str:
         """Phase name at ``t_ns`` (from :attr:`phases`), ``"closed"`` outside a session, or
-        ``"session"`` when the calendar names no phases."""
+        ``"session"`` when the calendar names no phases.
+
+        Every boundary (open, close, phase starts) falls on a whole local minute, and time
+        zones are whole minutes off UTC, so the phase is the same through a UTC minute: the
+        last minute's answer is kept (the engine asks at every analysis step; the time-zone
+        arithmetic was a tenth of its time on the ES hour)."""
+        minute = int(t_ns) // 60_000_000_000
+        memo = self._phase_memo[0]
+        if memo[0] == minute:
+            return memo[1]
+        name = self._phase_at(t_ns)
+        self._phase_memo[0] = (minute, name)
+        return name
+
+    def _phase_at(self, t_ns: int) -> str:
         if not self.is_open(t_ns):
             return "closed"
         if not self._phase_offsets:

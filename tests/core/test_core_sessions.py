@@ -61,3 +61,21 @@ def test_bad_calendars_are_refused_with_the_reason():
         SessionCalendar("x", "UTC", "5pm", "16:00")
     with pytest.raises(ValueError, match="known: cme_globex, crypto_utc"):
         calendar("lse")
+
+
+@pytest.mark.parametrize("cal", [CME_GLOBEX, CRYPTO_UTC,
+                                 SessionCalendar(name="odd", tz="Asia/Kolkata", open="09:15", close="15:30",
+                                                 phases=(("09:15", "open"), ("11:00", "midday"), ("15:00", "close")))])
+def test_the_phase_kept_for_a_minute_is_the_phase_computed_afresh(cal):
+    """``phase`` keeps its last minute's answer; around every minute boundary of a week that
+    spans a DST change and a weekend (and a zone 5.5 h off UTC), in order and out of order, it
+    answers as the uncached computation does."""
+    t0 = _ns("2024-03-08 00:00", "UTC")
+    minutes = np.arange(0, 4 * 24 * 60, 7)
+    times = np.concatenate([t0 + minutes * 60 * 10**9 + d for d in (-1, 0, 1, 30 * 10**9)])
+    rng = np.random.default_rng(5)
+    for order in (np.sort(times), rng.permutation(times)):
+        got = [cal.phase(int(t)) for t in order]
+        want = [cal._phase_at(int(t)) for t in order]
+        assert got == want
+    assert {"closed"} < set(want) or cal is CRYPTO_UTC
