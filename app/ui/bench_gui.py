@@ -28,9 +28,13 @@ paper book, drawing) and the engine's queue bound frames and latency.
   :attr:`app.dtc.client.DTCClient.last_read_ns`), target <= 25 ms; baseline: p99 of (engine
   publishes the frame) - (same arrival), i.e. the engine's share, so ``value - baseline`` is
   what the GUI adds. Data still queued in the server's output buffer or in the kernel's
-  socket buffers before that read is not in it (at maximum speed that queue holds megabytes).
+  socket buffers before that read is not in it (before the maximum-speed pace, that queue held
+  megabytes; with it, what the server sends is about what the engine applies).
 * ``frames_per_s`` also carries ``flow_holds_per_s``: how often the pipeline's flow control
-  held the replay because the engine was behind.
+  held the replay because the engine was behind, and ``pace_eps``: the maximum-speed pace the
+  pipeline had set on the replay at the end (events/s; :meth:`app.live.pipeline.Pipeline._pace`:
+  "maximum speed" is as fast as the engine applies while the newest frame stays within two
+  frames of the socket, so ``events_per_s`` beside the latency is the rate reached).
 
 Several instruments (issue 17, ``mia-elite bench gui --symbols 1,2,4``; :func:`bench_gui_symbols`):
 the same window with one panel per instrument, the built-in server replaying every recording on
@@ -211,6 +215,7 @@ async def _run_one(window, phase_s: float, total_s: float):
         "wall": wall,
         "events_in": pl.events_in - e0,
         "throttles": pl.throttle_count - th0,
+        "pace_eps": pl.pace_eps,
         "frames": frames,
         "draw_ms": np.array(list(window.draw_ms)[-(window.frames_drawn - f0):] if window.frames_drawn > f0 else []),
     }
@@ -283,6 +288,7 @@ def bench_gui(args):
              "heatmap": f"{HEATMAP_COLS}x{HEATMAP_ROWS}", "replay_speed": "max" if speed <= 0 else speed,
              "publish_interval_s": round(PUBLISH_INTERVAL_S, 4),
              "flow_holds_per_s": round(res["throttles"] / res["wall"], 1),
+             "pace_eps": round(res["pace_eps"]) if res.get("pace_eps") else None,
              "measured_after_compile_s": round(res["compile_wait_s"], 2)},
             {"name": f"{pref}.gui_busy_share", "value": round(res["busy"], 3), "unit": "fraction",
              "baseline": round(res["base_busy"], 3),
