@@ -555,6 +555,7 @@ class Pipeline:
         self._pace_marks: collections.deque = collections.deque(maxlen=8192)  # (events_in incl. a batch, arrival ns)
         self._pace_seen = 0  # events_in at the previous poll
         self._pace_flow_ns = 0  # when events_in last moved (clock ns)
+        self._pace_cut_ns = -1  # when the pace was last cut (clock ns)
         self.engine_errors = 0
         self._pending_batches: list | None = []
         self._listeners: list = []
@@ -684,7 +685,10 @@ class Pipeline:
         by the age of the oldest batch the newest frame does not contain yet: above
         :attr:`PACE_HIGH_S` the pace is cut by :attr:`PACE_DOWN`, below :attr:`PACE_LOW_S`
         raised by :attr:`PACE_UP` (additive-increase would be slower to find a fast engine; this
-        is the multiplicative form of TCP's congestion window). The pace starts from the rate
+        is the multiplicative form of TCP's congestion window). As TCP cuts once a round trip,
+        the pace is cut again only for a late batch that came after the last cut: one stall of
+        the engine (a new pass, a statistics run) costs one cut, not one per poll while the
+        batches queued before it drain. The pace starts from the rate
         data came at when the first batch was late, rises only while data flows (not during a
         pause: no batch within :attr:`PACE_FLOW_NS`) and to at most :attr:`PACE_HEADROOM` times the pace in force on the shared
         replay (another instrument's pipeline may hold it lower). At a paced speed (1x, 10x)
@@ -713,6 +717,8 @@ class Pipeline:
         flowed = now - self._pace_flow_ns <= self.PACE_FLOW_NS  # data came lately (not paused)
         rate = self.pace_eps
         if stale_s > self.PACE_HIGH_S:
+            if marks[0][1] <= self._pace_cut_ns:
+                return  # came before the last cut: wait to see what the new pace does
             if rate is None:
                 rate = self._arrival_rate()
                 if rate is None:
@@ -727,6 +733,8 @@ class Pipeline:
                 return
         else:
             return
+        if new < (rate or new + 1):
+            self._pace_cut_ns = now
         self.pace_eps = new
         self.pace_changes += 1
         src.set_max_rate(new)

@@ -263,3 +263,96 @@ class ReferenceBook:
             f"ReferenceBook(bids={len(self._bids)}, asks={len(self._asks)}, "
             f"best={self.best_bid()}/{self.best_ask()})"
         )
+
+
+class BookTop:
+    """Best bid and ask (ticks) of one price-level book, kept up to date from the batches applied to it.
+
+    The trading session asks for the best prices after every market batch (the paper broker's
+    :class:`ReferenceBook`, on the GUI thread), and so does the built-in server for its
+    best bid/ask messages (on its own thread; 20 % of that thread on two crypto captures at
+    maximum speed before it used this). A full scan is
+    ``max``/``min`` over every level (86 us on the ES MBO book's ~1,500 levels, 500 us on
+    BTCUSDT's ~9,000, per batch); this class does the same work in O(levels touched):
+
+    * levels better than the last best can only have come from the batch's own ``OP_SET``
+      events (before the batch the last best was the best), so the new best is the best of the
+      last best (when it still holds size) and those set prices that still hold size;
+    * when the last best lost its size and nothing better was set, the next level is searched
+      from it outward tick by tick, up to :attr:`WALK` ticks, then by a full scan.
+
+    A level counts when it holds size > 0 (``book.size_at``). Any change made to the book
+    outside the batches handed to :meth:`update` can only remove levels (the paper broker's
+    replay restart clears it), which the size check sees; a different book object starts over
+    with a full scan.
+
+    Attributes
+    ----------
+    bid, ask : int or None
+        Best bid and ask ticks after the last :meth:`update` (None: that side is empty).
+    WALK : int
+        Ticks searched outward from a vanished best before a full scan.
+    """
+
+    WALK = 64
+
+    def __init__(self) -> None:
+        self.book = None
+        self.bid: int | None = None
+        self.ask: int | None = None
+
+    @staticmethod
+    def _scan(book, side: int) -> int | None:
+        lv = (book.bids() if side == SIDE_BID else book.asks())
+        ticks = [t for t, v in lv.items() if v > 0]
+        if not ticks:
+            return None
+        return max(ticks) if side == SIDE_BID else min(ticks)
+
+    def _side(self, book, side: int, prev: int | None, prices) -> int | None:
+        has = book.size_at
+        bid = side == SIDE_BID
+        if prev is not None:  # only prices set better than the last best can beat it
+            prices = prices[prices > prev] if bid else prices[prices < prev]
+        for p in sorted(set(prices.tolist()), reverse=bid):
+            if has(side, p) > 0:
+                return p
+        if prev is None:  # the side was empty and nothing set by this batch holds size
+            return None
+        if has(side, prev) > 0:
+            return prev
+        step = -1 if bid else 1
+        p = prev
+        for _ in range(self.WALK):
+            p += step
+            if has(side, p) > 0:
+                return p
+        return self._scan(book, side)
+
+    def update(self, book, events) -> tuple[int | None, int | None]:
+        """Best (bid, ask) ticks of ``book`` after ``events`` were applied to it.
+
+        Parameters
+        ----------
+        book : ReferenceBook
+            The book the events were just applied to (anything with ``size_at(side, tick)``,
+            ``bids()`` and ``asks()``).
+        events : numpy.ndarray
+            The batch just applied, shape (n,), dtype :data:`~app.core.events.EVENT_DTYPE`
+            (non-depth events are ignored).
+
+        Returns
+        -------
+        tuple of (int or None, int or None)
+            Best bid and best ask ticks, None for an empty side.
+        """
+        if book is not self.book:
+            self.book = book
+            self.bid, self.ask = self._scan(book, SIDE_BID), self._scan(book, SIDE_ASK)
+            return self.bid, self.ask
+        sets = events[(events["kind"] == KIND_DEPTH) & (events["op"] == OP_SET)] if len(events) else events
+        side = sets["side"]
+        prices = sets["price"]
+        self.bid = self._side(book, SIDE_BID, self.bid, prices[side == SIDE_BID])
+        self.ask = self._side(book, SIDE_ASK, self.ask, prices[side == SIDE_ASK])
+        return self.bid, self.ask

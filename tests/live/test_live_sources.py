@@ -471,10 +471,16 @@ def test_maximum_speed_is_paced_by_how_late_the_newest_frame_is():
     pl.poll()
     assert src.rates == [pytest.approx(0.8 * 100_000, rel=0.15)]  # cut from the arrival rate
     pl.poll()
-    assert src.rates[-1] == pytest.approx(0.8 * src.rates[-2])  # still late: cut again
-    frame(10_000)  # the frame caught up: every batch shown
+    assert len(src.rates) == 1  # late, but the batches came before the cut: wait for its effect
+    clock.advance(0.001)
+    pl._on_events(np.zeros(1_000, dtype=EVENT_DTYPE))  # a batch after the cut ...
+    frame(10_000)  # (the ones before it shown)
+    clock.advance(0.05)  # ... late as well: the new pace is still too fast
+    pl.poll()
+    assert src.rates[-1] == pytest.approx(0.8 * src.rates[-2])  # cut again
+    frame(11_000)  # the frame caught up: every batch shown
     pl._on_events(np.zeros(100, dtype=EVENT_DTYPE))
-    frame(10_100)
+    frame(11_100)
     pl.poll()
     assert src.rates[-1] == pytest.approx(1.1 * src.rates[-2])  # fresh and flowing: raised
     for _ in range(20):

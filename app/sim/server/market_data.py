@@ -56,6 +56,7 @@ from app.dtc import batch as B
 from app.dtc import messages as M
 from app.dtc.messages import Encoding
 from app.feeds.recording import Recording
+from app.market.refbook import BookTop
 from app.sim.replay import ReplayClock
 from app.sim.server.session import Conn, fit
 
@@ -119,6 +120,7 @@ class Symbol:
     offset_ns: int = 0
     group: int = 0
     book_bbo: tuple = (None, 0.0, None, 0.0)
+    top: BookTop = field(default_factory=BookTop)  # best bid/ask of the engine's book, per batch
     session_high: int | None = None
     session_low: int | None = None
     session_open: int | None = None
@@ -527,7 +529,7 @@ class MarketDataMixin:
         else:
             self._publish_plain(s, events)
         self._publish_views(s)
-        self._after_batch(s)
+        self._after_batch(s, events)
 
     # ------------------------------------------------------------------ NumLevels
 
@@ -729,10 +731,15 @@ class MarketDataMixin:
         s.session_trades += len(trades)
         s.last_trade = (int(prices[-1]), float(trades["size"][-1]), int(trades["ts"][-1]))
 
-    def _after_batch(self, s: Symbol) -> None:
+    def _after_batch(self, s: Symbol, events: np.ndarray | None = None) -> None:
+        """After a batch applied to the engine's book: the best bid/ask message to every
+        subscriber when the top changed. ``events`` is that batch (its levels set keep
+        :attr:`Symbol.top` without a scan of the book); None scans the book."""
         sym = s.inst.symbol
         book = self.engine.books[sym]
-        bb, ba = book.best_bid(), book.best_ask()
+        if events is None:
+            s.top.book = None  # a full scan (and the top is followed again from here)
+        bb, ba = s.top.update(book, events if events is not None else np.zeros(0, EVENT_DTYPE))
         bbo = (bb, book.size_at(SIDE_BID, bb) if bb is not None else 0.0,
                ba, book.size_at(SIDE_ASK, ba) if ba is not None else 0.0)
         if bbo == s.book_bbo:
