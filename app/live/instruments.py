@@ -187,6 +187,10 @@ class ConnectionShare(MarketSource):
         return getattr(self.base, "max_rate", None)
 
     @property
+    def pace_waits(self) -> int | None:
+        return getattr(self.base, "pace_waits", None)
+
+    @property
     def speed(self) -> float:
         return float(getattr(self.base, "speed", 1.0))
 

@@ -556,6 +556,7 @@ class Pipeline:
         self._pace_seen = 0  # events_in at the previous poll
         self._pace_flow_ns = 0  # when events_in last moved (clock ns)
         self._pace_cut_ns = -1  # when the pace was last cut (clock ns)
+        self._pace_waits: int | None = None  # the source's pace_waits at the previous poll
         self.engine_errors = 0
         self._pending_batches: list | None = []
         self._listeners: list = []
@@ -688,10 +689,13 @@ class Pipeline:
         is the multiplicative form of TCP's congestion window). As TCP cuts once a round trip,
         the pace is cut again only for a late batch that came after the last cut: one stall of
         the engine (a new pass, a statistics run) costs one cut, not one per poll while the
-        batches queued before it drain. The pace starts from the rate
-        data came at when the first batch was late, rises only while data flows (not during a
-        pause: no batch within :attr:`PACE_FLOW_NS`) and to at most :attr:`PACE_HEADROOM` times the pace in force on the shared
-        replay (another instrument's pipeline may hold it lower). At a paced speed (1x, 10x)
+        batches queued before it drain. The pace starts from the rate data came at when the
+        first batch was late. It rises only while data flows (not during a pause: no batch
+        within :attr:`PACE_FLOW_NS`), only while the pace is what holds the replay back (the
+        source's ``pace_waits`` moved since the last poll: on two crypto captures the server's
+        own thread was the limit, and a pace that never bound grew without end), and to at
+        most :attr:`PACE_HEADROOM` times the pace in force on the shared replay (another
+        instrument's pipeline may hold it lower). At a paced speed (1x, 10x)
         the pace is lifted. Live sources are not paced."""
         src = self.source
         if self.stopped or not src.pausable:
@@ -715,6 +719,9 @@ class Pipeline:
             self._pace_seen = self.events_in
             self._pace_flow_ns = now
         flowed = now - self._pace_flow_ns <= self.PACE_FLOW_NS  # data came lately (not paused)
+        waits = src.pace_waits
+        bound = waits is None or waits != self._pace_waits  # the pace held the replay back lately
+        self._pace_waits = waits
         rate = self.pace_eps
         if stale_s > self.PACE_HIGH_S:
             if marks[0][1] <= self._pace_cut_ns:
@@ -724,7 +731,7 @@ class Pipeline:
                 if rate is None:
                     return
             new = max(self.PACE_MIN_EPS, rate * self.PACE_DOWN)
-        elif stale_s < self.PACE_LOW_S and rate is not None and flowed:
+        elif stale_s < self.PACE_LOW_S and rate is not None and flowed and bound:
             new = rate * self.PACE_UP
             held = src.max_rate
             if held:

@@ -180,6 +180,11 @@ class MarketSource:
         """The pace in force (events/s), None without one."""
         return None
 
+    @property
+    def pace_waits(self) -> int | None:
+        """How often the pace held the replay back so far (None: not known)."""
+        return None
+
     def pause(self, reason: str = PAUSE_USER) -> bool:
         """Hold the stream for ``reason``; returns False when the source cannot pause (live data)."""
         return False
@@ -818,6 +823,13 @@ class EmbeddedReplaySource(MarketSource):
     @property
     def max_rate(self) -> float | None:
         return self._rate_sent
+
+    @property
+    def pace_waits(self) -> int | None:
+        """The server's replay clock's :attr:`~app.sim.replay.ReplayClock.rate_waits` (read
+        across threads: an int)."""
+        clock = getattr(getattr(self.replay, "server", None), "replay", None)
+        return int(getattr(clock, "rate_waits", 0)) if clock is not None else None
 
     def restart(self) -> bool:
         """Start the recording again from its first event, as a new session (after its end or

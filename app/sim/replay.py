@@ -98,6 +98,9 @@ class ReplayClock:
         Completed passes.
     batches_out, events_out : int
         Counters.
+    rate_waits : int
+        Times a maximum-speed replay waited for :meth:`set_max_rate`'s pace (the pace, not the
+        sender, held it back).
     on_restart : callable() or None
         Called on the loop before each new pass of a looping :meth:`stream`.
     """
@@ -136,6 +139,7 @@ class ReplayClock:
         self._rate_eps = 0.0  # set_max_rate: events/s at maximum speed (0: no limit)
         self._rate_wall_ns = 0
         self._rate_events = 0
+        self.rate_waits = 0  # times the replay waited for the pace (it was what held it back)
         self.position = 0
         self._seg = 0
         self.loops = 0
@@ -347,6 +351,7 @@ class ReplayClock:
                         due = self._rate_wall_ns + int((self.events_out - self._rate_events) * 1e9 / self._rate_eps)
                         ahead = due - self.clock.monotonic_ns()
                         if ahead > _SPREAD_SLACK_NS:
+                            self.rate_waits += 1
                             await self._sleep(ahead / 1e9)
                             continue
                     b = self._take(None)

@@ -451,7 +451,9 @@ def bench_gui_symbols(args):
                 res["panels"].append({"symbol": p.symbol, "fps": (p.frames_drawn - f0[k]) / wall,
                                       "published_fps": (pl.slot.published - pub0[k]) / wall,
                                       "events_per_s": (pl.events_in - ev0[k]) / wall,
-                                      "lat": pl.latency.latencies_ms(), "visible": p.isVisible()})
+                                      "lat": pl.latency.latencies_ms(), "visible": p.isVisible(),
+                                      "pace_eps": pl.pace_eps, "pace_changes": pl.pace_changes,
+                                      "holds": pl.throttle_count})
             await window.shutdown()
             window._closed = True
             window.close()
@@ -474,7 +476,9 @@ def bench_gui_symbols(args):
                  "ratio": round(pr["fps"] / pr["published_fps"], 3) if pr["published_fps"] else None,
                  "target": ">= 30" if n == 2 else None, "visible": pr["visible"], "replay_speed": "max",
                  "layout": "split4" if n > 2 else ("split2" if n == 2 else "single"),
-                 "events_per_s": round(pr["events_per_s"], 1), "load_avg_1min": load},
+                 "events_per_s": round(pr["events_per_s"], 1), "load_avg_1min": load,
+                 "pace_eps": round(pr["pace_eps"]) if pr["pace_eps"] else None,
+                 "pace_changes": pr["pace_changes"], "flow_holds": pr["holds"]},
                 {"name": f"{pref}.{pr['symbol']}.latency_p99_ms", "value": round(p99, 2), "unit": "ms",
                  "baseline": round(p99b, 2), "ratio": round(p99 / p99b, 3) if p99b and p99b == p99b else None,
                  "target": "< 50" if n == 2 else None, "samples": int(lat_paint.size),

@@ -434,6 +434,7 @@ def test_maximum_speed_is_paced_by_how_late_the_newest_frame_is():
             super().__init__()
             self.speed = 0.0
             self.rates = []
+            self.waits = None
 
         def pause(self, reason=PAUSE_USER):
             return True
@@ -448,6 +449,10 @@ def test_maximum_speed_is_paced_by_how_late_the_newest_frame_is():
         @property
         def max_rate(self):
             return self.rates[-1] if self.rates else None
+
+        @property
+        def pace_waits(self):
+            return self.waits
 
     class Eng:
         backlog, behind_s, analysis_ready = 0, 0.0, True
@@ -486,6 +491,17 @@ def test_maximum_speed_is_paced_by_how_late_the_newest_frame_is():
     for _ in range(20):
         pl.poll()  # data flowed within PACE_FLOW_NS: raised each poll, by at most 1.5x what holds
     assert all(b <= 1.5 * a + 1e-6 for a, b in zip(src.rates, src.rates[1:]))
+    n = len(src.rates)
+    src.waits = 7  # the source says how often the pace held the replay back ...
+    pl.poll()
+    n = len(src.rates)
+    pl._on_events(np.zeros(100, dtype=EVENT_DTYPE))
+    frame(11_200)
+    pl.poll()
+    assert len(src.rates) == n  # ... and it did not since: the pace does not bind, not raised
+    src.waits = 8
+    pl.poll()
+    assert len(src.rates) == n + 1  # it did: raised
     n = len(src.rates)
     clock.advance(1.0)  # no data for a second (paused): not raised
     pl.poll()

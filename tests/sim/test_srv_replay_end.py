@@ -468,6 +468,7 @@ async def test_a_maximum_rate_paces_a_maximum_speed_replay_and_a_change_sends_no
             await asyncio.sleep(0.05)
             assert out[0] <= snapshot + 10_000 * 0.1 * step + 2 * 256, (step, out[0])
         assert out[0] >= 10_000 * 0.5 - 512
+        assert rc.rate_waits > 0  # the pace held it back (what the pipeline raises the pace on)
         rc.set_max_rate(1_000)  # slower: the next batch is no earlier than it was due
         at = out[0]
         await asyncio.sleep(0.1)
