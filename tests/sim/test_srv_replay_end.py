@@ -9,6 +9,7 @@ server's own state (its fill engine, its replay clock) beside what the client sa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import json
 import os
@@ -357,15 +358,15 @@ def test_serve_stays_responsive_on_a_zero_duration_recording(repo_root, tmp_path
     assert p.returncode == 0, err[-2000:]
 
 
-@run_async
-async def test_a_short_pass_at_maximum_speed_is_spread_over_the_minimum_period(es_rec):
-    """At maximum speed with loop, a pass that would last less than ``min_pass_s`` is paced
-    evenly over it (events against time), not sent at once and followed by a still wait: on
-    the injected clock, about half the events of the pass are out at half the period."""
-    ev = es_rec.events[:20_000]
-    rec = Recording(instrument=es_rec.instrument, events=ev, source="ES sample, first 20,000 events")
+@contextlib.asynccontextmanager
+async def _pumped(es_rec, n, **clock_kw):
+    """A ReplayClock over the first ``n`` events of the ES sample at maximum speed on a
+    ManualClock, streamed by a task that counts what it hands out; yields (clock, replay clock,
+    out, events) with ``out[0]`` the events out so far (stopped and closed on exit)."""
+    ev = es_rec.events[:n]
+    rec = Recording(instrument=es_rec.instrument, events=ev, source=f"ES sample, first {n:,} events")
     clock = ManualClock()
-    rc = R.ReplayClock(rec, speed=0, loop=True, clock=clock, min_pass_s=1.0, max_batch=256)
+    rc = R.ReplayClock(rec, speed=0, clock=clock, max_batch=256, **clock_kw)
     agen = rc.stream()
     out = [0]
 
@@ -375,6 +376,22 @@ async def test_a_short_pass_at_maximum_speed_is_spread_over_the_minimum_period(e
 
     task = asyncio.ensure_future(pump())
     try:
+        yield clock, rc, out, ev
+    finally:
+        task.cancel()
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+        await agen.aclose()
+
+
+@run_async
+async def test_a_short_pass_at_maximum_speed_is_spread_over_the_minimum_period(es_rec):
+    """At maximum speed with loop, a pass that would last less than ``min_pass_s`` is paced
+    evenly over it (events against time), not sent at once and followed by a still wait: on
+    the injected clock, about half the events of the pass are out at half the period."""
+    async with _pumped(es_rec, 20_000, loop=True, min_pass_s=1.0) as (clock, rc, out, ev):
         assert await until(lambda: out[0] > 0, timeout=5.0)
         await asyncio.sleep(0.2)  # real time passes, the injected clock does not
         first = out[0]
@@ -386,13 +403,6 @@ async def test_a_short_pass_at_maximum_speed_is_spread_over_the_minimum_period(e
         assert 9_500 <= out[0] <= 10_600, out[0]  # half the pass at half the period
         clock.advance(0.5)
         assert await until(lambda: out[0] >= 20_000, timeout=5.0)
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        await agen.aclose()
 
 
 @run_async
@@ -401,19 +411,7 @@ async def test_a_pause_at_maximum_speed_holds_the_pass_schedule_and_resume_sends
     Resuming goes on at the pass's even rate from where it stood: what was due during the
     pause is not sent at once (before, a 0.5 s hold released half the pass in one burst, and
     the engine met seconds of queued work; bench gui ES latency p99 3.3 s)."""
-    ev = es_rec.events[:20_000]
-    rec = Recording(instrument=es_rec.instrument, events=ev, source="ES sample, first 20,000 events")
-    clock = ManualClock()
-    rc = R.ReplayClock(rec, speed=0, loop=True, clock=clock, min_pass_s=1.0, max_batch=256)
-    agen = rc.stream()
-    out = [0]
-
-    async def pump():
-        async for b in agen:
-            out[0] += len(b)
-
-    task = asyncio.ensure_future(pump())
-    try:
+    async with _pumped(es_rec, 20_000, loop=True, min_pass_s=1.0) as (clock, rc, out, ev):
         assert await until(lambda: out[0] > 0, timeout=5.0)
         clock.advance(0.25)
         assert await until(lambda: out[0] >= 4_700, timeout=5.0)
@@ -431,13 +429,6 @@ async def test_a_pause_at_maximum_speed_holds_the_pass_schedule_and_resume_sends
         assert await until(lambda: out[0] >= 9_500, timeout=5.0)
         await asyncio.sleep(0.1)
         assert out[0] <= 10_600, out[0]
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        await agen.aclose()
 
 
 @run_async
@@ -445,20 +436,8 @@ async def test_a_maximum_rate_paces_a_maximum_speed_replay_and_a_change_sends_no
     """``set_max_rate`` (the window's pace for its engine): at maximum speed no more than the
     rate's events are out at any time of the injected clock (plus the batch in hand), and a
     new rate carries the old one's schedule over (no burst)."""
-    ev = es_rec.events[:40_000]
-    rec = Recording(instrument=es_rec.instrument, events=ev, source="ES sample, first 40,000 events")
-    clock = ManualClock()
-    rc = R.ReplayClock(rec, speed=0, loop=False, clock=clock, max_batch=256)
-    rc.set_max_rate(10_000)
-    agen = rc.stream()
-    out = [0]
-
-    async def pump():
-        async for b in agen:
-            out[0] += len(b)
-
-    task = asyncio.ensure_future(pump())
-    try:
+    async with _pumped(es_rec, 40_000, loop=False) as (clock, rc, out, ev):
+        rc.set_max_rate(10_000)
         assert await until(lambda: out[0] > 0, timeout=5.0)
         await asyncio.sleep(0.2)  # real time passes, the injected clock does not
         snapshot = int(np.flatnonzero((ev["flags"] & FLAG_BATCH_END) != 0)[0]) + 1
@@ -475,10 +454,3 @@ async def test_a_maximum_rate_paces_a_maximum_speed_replay_and_a_change_sends_no
         assert out[0] - at <= 2 * 256
         rc.set_max_rate(None)  # no limit: the rest at once
         assert await until(lambda: out[0] == len(ev), timeout=10.0)
-    finally:
-        task.cancel()
-        try:
-            await task
-        except asyncio.CancelledError:
-            pass
-        await agen.aclose()
