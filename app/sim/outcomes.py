@@ -302,8 +302,10 @@ class OutcomeTracker:
                 px = float(ev["price"][j])
                 for tr in list(self._working.values()):
                     if tr.live:  # entered (on this trade or before)
-                        fav = tr.side * (px - tr.out.entry_price)
-                        tr.out = replace(tr.out, mfe=max(tr.out.mfe, fav), mae=max(tr.out.mae, -fav))
+                        out = tr.out
+                        fav = tr.side * (px - out.entry_price)
+                        if fav > out.mfe or -fav > out.mae:  # a new extreme (else nothing changes)
+                            tr.out = replace(out, mfe=max(out.mfe, fav), mae=max(out.mae, -fav))
                     if tr.exited:
                         self._close(tr)
                 start = j + 1
