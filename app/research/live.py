@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -53,8 +52,6 @@ log = logging.getLogger(__name__)
 LIVE_DRAWS = 100
 #: least seconds between two statistics runs
 REFRESH_S = 5.0
-#: longest rest of the statistics thread after one signal's baseline (LiveResearch._rest), s
-REST_MAX_S = 0.25
 #: candidate rows with a final outcome written per snapshot file (at most; also every FLUSH_S)
 BATCH_ROWS = 200
 #: least seconds between two snapshot files
@@ -104,8 +101,7 @@ def signal_baseline(sig, ts: np.ndarray, px: np.ndarray, instrument: Instrument,
 def session_summary(profile: str, signals, outcomes: dict, sessions_of: dict, ts: np.ndarray, px: np.ndarray,
                     instrument: Instrument, *, decision_delay_s: float = 2.0, stop_slippage_ticks: int = 1,
                     commission_usd: float = 2.25, draws: int = LIVE_DRAWS, seed: int = 0, boot_draws: int = 500,
-                    cache: dict | None = None, ended: bool = False, cancel: threading.Event | None = None,
-                    rest=None) -> dict:
+                    cache: dict | None = None, ended: bool = False, cancel: threading.Event | None = None) -> dict:
     """The window's precision table for the session so far.
 
     Parameters
@@ -136,10 +132,6 @@ def session_summary(profile: str, signals, outcomes: dict, sessions_of: dict, ts
     cancel : threading.Event, optional
         Set: stop between two signals' baselines and return what is measured so far without
         rows (the window is closing).
-    rest : callable(seconds) or None
-        Called after each baseline computed here with the seconds it took (the window's
-        thread waits as long, so this background work takes at most about half of the
-        interpreter lock the market data and the drawing need; results are unchanged).
 
     Returns
     -------
@@ -164,11 +156,8 @@ def session_summary(profile: str, signals, outcomes: dict, sessions_of: dict, ts
             return out
         got = cache.get(s.id)
         if got is None or not got[4]:
-            t0 = time.perf_counter()
             got = signal_baseline(s, ts, px, instrument, draws, seed, decision_delay_s, stop_slippage_ticks,
                                   commission_usd)
-            if rest is not None:
-                rest(time.perf_counter() - t0)
             if ended:
                 got = (*got[:4], True)
             cache[s.id] = got
@@ -507,8 +496,7 @@ class LiveResearch:
         args = (self.profile, sigs, dict(engine.tracker.outcomes), dict(self._sessions),
                 self._ts[:self._n], self._px[:self._n], self.instrument)
         kw = dict(decision_delay_s=self.delay_s, stop_slippage_ticks=self.slip, commission_usd=self.commission,
-                  draws=self.draws, seed=self.seed, cache=self._cache, ended=self._ended, cancel=self._closing,
-                  rest=self._rest if self.threaded else None)
+                  draws=self.draws, seed=self.seed, cache=self._cache, ended=self._ended, cancel=self._closing)
         if not self.threaded:
             self._run_summary(args, kw)
             return
@@ -516,14 +504,6 @@ class LiveResearch:
         self._thread = threading.Thread(target=self._run_summary, args=(args, kw), name="mia-session-stats",
                                         daemon=True)
         self._thread.start()
-
-    def _rest(self, seconds: float) -> None:
-        """Statistics thread: wait as long as the last baseline took (at most REST_MAX_S; a
-        close ends the wait), so the run takes about half of the interpreter lock while the
-        engine, the replay server and the GUI thread want it. A run's baseline on the ES hour
-        took 0.7 to 0.9 s of lock at maximum replay speed, and the window's latency tail
-        followed it."""
-        self._closing.wait(min(max(seconds, 0.0), REST_MAX_S))
 
     def _run_summary(self, args, kw) -> None:
         try:

@@ -505,21 +505,3 @@ def test_no_tape_or_statistics_header_is_cut_at_1366x768(qapp):
     for col, text in enumerate(tape.precision_model.HEADERS):
         assert tape.precision_view.columnWidth(col) >= pfm.horizontalAdvance(text), (col, text)
     tape.close()
-
-
-def test_the_statistics_rest_after_each_baseline_and_give_the_same_table(es_scalping):
-    """The window's statistics thread rests after each signal's baseline as long as it took
-    (``rest``), so it takes about half the interpreter lock; the table is the same."""
-    from app.research.live import session_summary
-
-    eng, obs, _frame, src = es_scalping
-    tr = src.events[src.events["kind"] == KIND_TRADE]
-    args = ("scalping", eng.all_signals, dict(eng.outcomes), {s.id: 0 for s in eng.all_signals},
-            tr["ts"].astype(np.int64), tr["price"].astype(np.int64), src.instrument)
-    kw = dict(decision_delay_s=obs.delay_s, stop_slippage_ticks=obs.slip, commission_usd=obs.commission,
-              draws=20, ended=True)
-    rests = []
-    a = session_summary(*args, **kw)
-    b = session_summary(*args, rest=rests.append, **kw)
-    assert a == b and a["measured"] >= 5
-    assert len(rests) == a["measured"] and all(r > 0 for r in rests)
