@@ -193,12 +193,14 @@ class Instrument:
 CHUNK_EVENTS = 8192
 
 
-def chunks(events: np.ndarray, size: int = CHUNK_EVENTS):
+def chunks(events: np.ndarray, size: int = CHUNK_EVENTS, whole_segments: bool = False):
     """Cut ``events`` into consecutive pieces of about ``size`` events, each ending at a batch end
     (``FLAG_BATCH_END``) when there is one in reach, so the book is consistent at every cut.
 
     ``events`` is an :data:`EVENT_DTYPE` array of shape (N,); yields views of it (no copies), in
-    order, that together cover every event once.
+    order, that together cover every event once. With no batch end in reach a piece is cut at
+    ``size`` events, or with ``whole_segments`` runs on to the next batch end (the live engine's
+    frames between pieces never show a 1,452-level book snapshot half applied).
     """
     n = len(events)
     ends = np.flatnonzero(events["flags"] & FLAG_BATCH_END) + 1
@@ -206,6 +208,12 @@ def chunks(events: np.ndarray, size: int = CHUNK_EVENTS):
     while i < n:
         want = min(i + size, n)
         k = np.searchsorted(ends, want, side="right") - 1
-        j = int(ends[k]) if k >= 0 and ends[k] > i else want
+        if k >= 0 and ends[k] > i:
+            j = int(ends[k])
+        elif whole_segments:
+            k = np.searchsorted(ends, i, side="right")
+            j = int(ends[k]) if k < len(ends) else n
+        else:
+            j = want
         yield events[i:j]
         i = j

@@ -731,6 +731,7 @@ class Pipeline:
                 if rate is None:
                     return
             new = max(self.PACE_MIN_EPS, rate * self.PACE_DOWN)
+            self._pace_cut_ns = now
         elif stale_s < self.PACE_LOW_S and rate is not None and flowed and bound:
             new = rate * self.PACE_UP
             held = src.max_rate
@@ -740,8 +741,6 @@ class Pipeline:
                 return
         else:
             return
-        if new < (rate or new + 1):
-            self._pace_cut_ns = now
         self.pace_eps = new
         self.pace_changes += 1
         src.set_max_rate(new)

@@ -172,7 +172,7 @@ class MarketSource:
     def set_max_rate(self, events_per_s: float | None, reason: str = PAUSE_FLOW) -> bool:
         """Pace a replay at maximum speed to at most ``events_per_s`` events a second for
         ``reason`` (None lifts it; the slowest reason wins); False when the source cannot be
-        paced (live data). See :meth:`app.live.pipeline.Pipeline.poll`."""
+        paced (live data). See :meth:`app.live.pipeline.Pipeline._pace`."""
         return False
 
     @property

@@ -200,23 +200,18 @@ class ReplayClock:
     def set_max_rate(self, events_per_s: float | None) -> None:
         """At maximum speed, hand out at most ``events_per_s`` events a second (None or ``<= 0``:
         no limit): the pace of a consumer that cannot take more (the window's engine, see
-        :meth:`app.live.pipeline.Pipeline.poll`). Batches stay whole; the debt or credit of the
+        :meth:`app.live.pipeline.Pipeline._pace`). Batches stay whole; the debt or credit of the
         old rate carries over (the next batch is due no earlier than it was), so changing the
         rate often sends no burst."""
         now = self.clock.monotonic_ns()
-        if self._rate_eps > 0.0:
-            due = self._rate_wall_ns + int((self.events_out - self._rate_events) * 1e9 / self._rate_eps)
-            start = max(now, due)
-        else:
-            start = now
+        start = max(now, self._rate_due_ns()) if self._rate_eps > 0.0 else now
         self._rate_eps = float(events_per_s) if events_per_s and events_per_s > 0 else 0.0
         self._rate_wall_ns, self._rate_events = start, self.events_out
         self._kick()
 
-    @property
-    def max_rate(self) -> float | None:
-        """The limit of :meth:`set_max_rate` (events/s), None without one."""
-        return self._rate_eps or None
+    def _rate_due_ns(self) -> int:
+        """When the next batch is due at the pace of :meth:`set_max_rate` (clock ns)."""
+        return self._rate_wall_ns + int((self.events_out - self._rate_events) * 1e9 / self._rate_eps)
 
     def pause(self) -> None:
         """Freeze replay time (and, at maximum speed, the pass's spread schedule)."""
@@ -348,8 +343,7 @@ class ReplayClock:
                             continue
                     if self._rate_eps > 0.0:
                         # the consumer's pace (set_max_rate): never ahead of it, never a burst
-                        due = self._rate_wall_ns + int((self.events_out - self._rate_events) * 1e9 / self._rate_eps)
-                        ahead = due - self.clock.monotonic_ns()
+                        ahead = self._rate_due_ns() - self.clock.monotonic_ns()
                         if ahead > _SPREAD_SLACK_NS:
                             self.rate_waits += 1
                             await self._sleep(ahead / 1e9)

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from app.core.clock import SYSTEM_CLOCK, Clock
 from app.core.events import KIND_QUOTE, KIND_TRADE, SIDE_ASK, SIDE_BID, Instrument
-from app.market.refbook import BookTop  # noqa: F401  (kept here for its users)
+from app.market.refbook import BookTop
 from app.trading.broker import Broker
 from app.config.trading import LIVE_CONFIRM_PHRASE, MODE_LIVE, TradingSettings
 from app.trading.journal import Journal

@@ -731,15 +731,13 @@ class MarketDataMixin:
         s.session_trades += len(trades)
         s.last_trade = (int(prices[-1]), float(trades["size"][-1]), int(trades["ts"][-1]))
 
-    def _after_batch(self, s: Symbol, events: np.ndarray | None = None) -> None:
-        """After a batch applied to the engine's book: the best bid/ask message to every
-        subscriber when the top changed. ``events`` is that batch (its levels set keep
-        :attr:`Symbol.top` without a scan of the book); None scans the book."""
+    def _after_batch(self, s: Symbol, events: np.ndarray) -> None:
+        """After ``events`` were applied to the engine's book: the best bid/ask message to every
+        subscriber when the top changed (the levels the batch set keep :attr:`Symbol.top`
+        without a scan of the book)."""
         sym = s.inst.symbol
         book = self.engine.books[sym]
-        if events is None:
-            s.top.book = None  # a full scan (and the top is followed again from here)
-        bb, ba = s.top.update(book, events if events is not None else np.zeros(0, EVENT_DTYPE))
+        bb, ba = s.top.update(book, events)
         bbo = (bb, book.size_at(SIDE_BID, bb) if bb is not None else 0.0,
                ba, book.size_at(SIDE_ASK, ba) if ba is not None else 0.0)
         if bbo == s.book_bbo:
