@@ -38,6 +38,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="`bench gui`: the window with 1, 2 and/or 4 instruments at maximum speed in the split view "
                         "(1 = the ES hour, 2 = BTCUSDT + ETHUSDT, 4 = ES + BTCUSDT + ETHUSDT + ETHUSDT.2), "
                         "e.g. --symbols 1,2,4")
+    p.add_argument("--replay-server", choices=("process", "thread"), default="process",
+                   help="`bench gui`: the built-in replay server in its own process (default, as the window runs "
+                        "it) or on a thread of the window's process (the earlier design, for a baseline)")
     p.add_argument("--hours", type=float, default=None,
                    help="market hours of the synthetic replay of `bench history` (default 23; 1 with --quick)")
 

@@ -22,6 +22,7 @@ tls_fingerprint``
                                value per name in ``[ui.symbol_details]``
 ``replay.speed``               ``[replay] speed``
 ``replay.loop``                ``[replay] loop`` (start the recording again at its end)
+``replay.process``             ``[replay] process`` (the built-in server in its own process)
 ``profile``                    ``[analysis] profile`` (``analysis.overrides`` are read too)
 ``heatmap.contrast``           ``[display] contrast`` (upper cut-off quantile 0.5..1.0)
 ``alerts.sound``               ``[display] sound``
@@ -108,6 +109,7 @@ _TYPED = {
     "connection.sierra_data_dir": ("sierra", "data_folder"),
     "replay.speed": ("replay", "speed"),
     "replay.loop": ("replay", "loop"),
+    "replay.process": ("replay", "process"),
     "profile": ("analysis", "profile"),
     "heatmap.contrast": ("display", "contrast"),
     "alerts.sound": ("display", "sound"),

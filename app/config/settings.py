@@ -45,6 +45,7 @@ Example file::
     [replay]
     speed = 1.0
     loop = false           # true: start the recording again at its end (a new session)
+    process = true         # false: the built-in server on a thread of the window's process
 
     [display]
     contrast = 0.98
@@ -226,10 +227,14 @@ class AnalysisSettings(Section):
 
 class ReplaySettings(Section):
     """Replay speed: a multiple of real time (0 < speed <= 1000); ``loop``: start the recording
-    again at its end, each pass a new session (default false: the replay stops at its end)."""
+    again at its end, each pass a new session (default false: the replay stops at its end);
+    ``process``: the built-in replay server runs in a process of its own (default true; false:
+    on a thread of the window's process, which then shares its interpreter lock with it;
+    :class:`app.live.replay_process.ReplayServerProcess`)."""
 
     speed: Annotated[float, msgspec.Meta(gt=0, le=1000)] = 1.0
     loop: bool = False
+    process: bool = True
 
 
 class DisplaySettings(Section):

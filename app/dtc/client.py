@@ -407,6 +407,13 @@ class DTCClient:
         data or reject.
     on_state : callable(str) or None
         Called with the new :attr:`state` on every change.
+    confirm_subscribe : bool
+        After a subscription's first data, one more request the server answers in order (a
+        security definition) before :meth:`subscribe_market` returns, so the MARKET_DEPTH_REQUEST
+        sent with the MARKET_DATA_REQUEST has been handled too (the first data answers only the
+        latter). The built-in replay is resumed right after the subscription and must not run
+        ahead of the depth request (seen at maximum speed with the server in its own process:
+        the client's depth then began with the end-of-replay book); default False.
     untimed_hold_s : float
         Longest time (s of the ``clock``) untimed depth/trade events of a symbol are held back
         waiting for the connection's first market time of that symbol before they take the
@@ -437,7 +444,8 @@ class DTCClient:
                  backoff_initial_s: float = 0.5, backoff_max_s: float = 30.0, connect_timeout_s: float = 10.0,
                  request_timeout_s: float = 15.0, subscribe_timeout_s: float = 10.0,
                  on_state: Callable[[str], Any] | None = None, untimed_hold_s: float = 2.0,
-                 clock: Clock | None = None, tls: bool = False, tls_fingerprint: str = ""):
+                 clock: Clock | None = None, tls: bool = False, tls_fingerprint: str = "",
+                 confirm_subscribe: bool = False):
         self.clock = SYSTEM_CLOCK if clock is None else clock
         for name, value in (("Username", username), ("Password", password)):
             _check_logon_text(name, value)
@@ -450,6 +458,7 @@ class DTCClient:
         self.heartbeat_s = float(heartbeat_s)
         self.trade_account = trade_account
         self.depth_float = depth_float
+        self.confirm_subscribe = bool(confirm_subscribe)
         self.historical_port = int(historical_port) if historical_port else self.port
         self.reconnect_enabled = reconnect
         self.backoff_initial_s = float(backoff_initial_s)
@@ -1254,6 +1263,11 @@ class DTCClient:
             self.subscriptions.pop(sid, None)
             self._ticks.pop(sid, None)
             raise
+        if self.confirm_subscribe and depth:
+            try:  # answered after the depth request was handled (one connection, in order)
+                await self.security_definition(symbol, exchange)
+            except (RequestRejected, RequestTimeout) as exc:
+                log.warning("dtc: %s: the confirming request after subscribing failed: %s", symbol, exc)
         return sub
 
     def _send_subscribe(self, sub: Subscription) -> None:

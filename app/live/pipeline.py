@@ -133,6 +133,11 @@ class PipelineConfig:
         stream; several instruments' engines must not share one).
     server_options : dict
         Extra keyword arguments of the embedded ``DTCServer`` (``max_batch``, ``max_gap_s``).
+    replay_process : bool
+        The embedded server runs in a child process, not a thread of the window's process
+        (:class:`app.live.replay_process.ReplayServerProcess`; default False here, where tests
+        reach the server object; the window's setting ``[replay] process``, read by
+        :func:`app.ui.connection_dialog.config_from_prefs`, defaults to True).
     """
 
     embedded: bool = True
@@ -157,6 +162,7 @@ class PipelineConfig:
     loop_replay: bool = False
     engine_options: dict = field(default_factory=dict)
     server_options: dict = field(default_factory=dict)
+    replay_process: bool = False
     session: str = ""
     more_instruments: list = field(default_factory=list)
 

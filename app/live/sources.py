@@ -551,6 +551,13 @@ class ReplayServerThread:
         self.speed = float(speed)
         return self._call(self.server.set_speed, self.speed) if self.server is not None else False
 
+    @property
+    def pace_waits(self) -> int | None:
+        """The server's replay clock's :attr:`~app.sim.replay.ReplayClock.rate_waits` (read
+        across threads: an int; None before the server exists)."""
+        clock = getattr(self.server, "replay", None)
+        return int(getattr(clock, "rate_waits", 0)) if clock is not None else None
+
     async def run(self, coro_fn, timeout: float):
         """Run ``coro_fn(server)`` on the server's loop and await its result here (bounded).
 
@@ -661,6 +668,10 @@ class EmbeddedReplaySource(MarketSource):
     server_options : dict, optional
         Extra ``DTCServer`` keyword arguments (``start_at_open`` defaults to True here: a
         recorded session's pre-open book may be crossed, not what a trader expects first).
+    server_process : bool
+        Run the server in a child process (:class:`~app.live.replay_process.ReplayServerProcess`)
+        instead of a thread of this one (:class:`ReplayServerThread`, the default): the window's
+        process then keeps the interpreter lock for the client, the engines and the GUI.
     client : dict, optional
         Keyword arguments of the client side's :class:`DTCSource` (``symbol``, default the
         recording's; ``exchange``, ``encoding``, ``username``, ``password``, ``trade_account``,
@@ -670,8 +681,8 @@ class EmbeddedReplaySource(MarketSource):
 
     Attributes
     ----------
-    replay : ReplayServerThread or None
-        The server thread (after :meth:`start`).
+    replay : ReplayServerThread, ReplayServerProcess or None
+        The server's thread or process (after :meth:`start`).
     dtc : DTCSource or None
         The client side.
     recordings : list of Recording
@@ -688,10 +699,11 @@ class EmbeddedReplaySource(MarketSource):
     pausable = True
 
     def __init__(self, recording=None, *, speed: float = 10.0, loop_replay: bool = False,
-                 server_options: dict | None = None, client: dict | None = None,
+                 server_options: dict | None = None, client: dict | None = None, server_process: bool = False,
                  on_problem: ProblemFn | None = None, on_state: StateFn | None = None):
         super().__init__(on_problem, on_state)
         self._recording_arg = recording
+        self.server_process = bool(server_process)
         self.speed = float(speed)
         self.loop_replay = bool(loop_replay)
         self.server_options = dict(server_options or {})
@@ -753,8 +765,12 @@ class EmbeddedReplaySource(MarketSource):
     async def start(self, deliver: Deliver) -> bool:
         self.load_recordings()
         options = {"start_at_open": True, **self.server_options}
-        self.replay = ReplayServerThread(self.recordings, speed=self.speed, loop_replay=self.loop_replay,
-                                         paused=True, server_options=options, on_error=self._server_error)
+        if self.server_process:
+            from app.live.replay_process import ReplayServerProcess as runner
+        else:
+            runner = ReplayServerThread
+        self.replay = runner(self.recordings, speed=self.speed, loop_replay=self.loop_replay,
+                             paused=True, server_options=options, on_error=self._server_error)
         try:
             port = await self.replay.start()
         except Exception as exc:
@@ -763,11 +779,14 @@ class EmbeddedReplaySource(MarketSource):
             raise
         self._set_state("running", "replay server")
         # the timestamped depth messages (106/122): the compact float ones (140/145) stamp
-        # snapshots with the receive clock, which is not a replay's market time
+        # snapshots with the receive clock, which is not a replay's market time; each
+        # subscription confirmed by a round trip, so the replay resumed after it cannot run
+        # ahead of the depth request (DTCClient's confirm_subscribe)
         kw = dict(self.client_kwargs)
         symbol = kw.pop("symbol", "") or self.recording.instrument.symbol
         self.dtc = DTCSource("127.0.0.1", port, symbol, label=self.describe(),
-                             client_options={"depth_float": False}, on_problem=self.on_problem,
+                             client_options={"depth_float": False, "confirm_subscribe": True},
+                             on_problem=self.on_problem,
                              on_state=self.on_state, **kw)
         self.name = self.dtc.name
         ok = await self.dtc.start(deliver)
@@ -826,10 +845,9 @@ class EmbeddedReplaySource(MarketSource):
 
     @property
     def pace_waits(self) -> int | None:
-        """The server's replay clock's :attr:`~app.sim.replay.ReplayClock.rate_waits` (read
-        across threads: an int)."""
-        clock = getattr(getattr(self.replay, "server", None), "replay", None)
-        return int(getattr(clock, "rate_waits", 0)) if clock is not None else None
+        """The server's replay clock's :attr:`~app.sim.replay.ReplayClock.rate_waits`
+        (:attr:`ReplayServerThread.pace_waits`, :attr:`~app.live.replay_process.ReplayServerProcess.pace_waits`)."""
+        return self.replay.pace_waits if self.replay is not None else None
 
     def restart(self) -> bool:
         """Start the recording again from its first event, as a new session (after its end or
@@ -883,7 +901,8 @@ def make_source(config, on_problem: ProblemFn | None = None, on_state: StateFn |
                       tick_size=config.tick_size, tick_value=config.tick_value)
         return EmbeddedReplaySource(config.recording, speed=float(config.speed),
                                     loop_replay=bool(config.loop_replay), server_options=config.server_options,
-                                    client=client, on_problem=on_problem, on_state=on_state)
+                                    client=client, server_process=bool(config.replay_process),
+                                    on_problem=on_problem, on_state=on_state)
     if config.data_source == "sierra_files":
         from app.live.sierra_source import SierraFilesSource
 

@@ -2,8 +2,10 @@
 
 For each recording (the shipped real CME ES sample; the real Binance BTCUSDT depth recording
 when the Binance reader is present) the window runs offscreen (or on the display given) with
-the built-in DTC server replaying at maximum speed on its own thread and asyncio loop
-(:class:`app.live.sources.ReplayServerThread`) into the DTC client on the GUI thread, the engine
+the built-in DTC server replaying at maximum speed in its own process
+(:class:`app.live.replay_process.ReplayServerProcess`; ``--replay-server thread``: on a thread
+and asyncio loop of the window's process, :class:`app.live.sources.ReplayServerThread`, the
+design before stop 28) into the DTC client on the GUI thread, the engine
 (profile with a 400-row heatmap, publishing at the display rate :data:`PUBLISH_INTERVAL_S`) and
 the display timer (60 Hz). Figures:
 
@@ -17,8 +19,8 @@ paper book, drawing) and the engine's queue bound frames and latency.
 * ``gui.<rec>.frames_per_s``: frames drawn per second (target >= 55); baseline: frames the
   engine published per second in the same run (the most the GUI could draw).
 * ``gui.<rec>.gui_busy_share``: CPU time of the GUI thread / wall time while drawing
-  (``time.thread_time`` read on the GUI thread; the replay server's thread is not counted: it
-  is reported as ``server_busy_share`` beside it), target < 0.6; baseline: the same share in a
+  (``time.thread_time`` read on the GUI thread; the replay server's process, or thread with
+  ``--replay-server thread``, is not counted: it is reported as ``server_busy_share`` beside it), target < 0.6; baseline: the same share in a
   first phase of the same run with drawing switched off (socket, decode and hand-off only).
 * ``gui.<rec>.gui_cpu_ms_per_10k_events``: GUI-thread CPU milliseconds per 10,000 market events
   received while drawing (the work per event; on a loaded machine the busy share mostly shows
@@ -68,19 +70,32 @@ MAX_SPEED = 0.0  # the server's "maximum speed"
 PUBLISH_INTERVAL_S = 1.0 / 60.0
 
 
-def _thread_cpu_s(ident: int | None) -> float:
-    """CPU seconds used so far by the thread ``ident`` (Linux ``/proc``; NaN elsewhere)."""
-    if ident is None:
-        return float("nan")
-    import threading
+def _server_cpu_s(replay) -> float:
+    """CPU seconds used so far by the built-in replay server: its child process (``replay.pid``,
+    :class:`app.live.replay_process.ReplayServerProcess`) or its thread (``replay.thread_ident``,
+    :class:`app.live.sources.ReplayServerThread`). Linux ``/proc``; NaN elsewhere or without one."""
+    pid = getattr(replay, "pid", None)
+    ident = getattr(replay, "thread_ident", None)
+    if pid:
+        path = f"/proc/{pid}/stat"
+    elif ident is not None:
+        import threading
 
-    native = next((t.native_id for t in threading.enumerate() if t.ident == ident), None)
+        native = next((t.native_id for t in threading.enumerate() if t.ident == ident), None)
+        path = f"/proc/self/task/{native}/stat"
+    else:
+        return float("nan")
     try:
-        with open(f"/proc/self/task/{native}/stat") as fh:
+        with open(path) as fh:
             fields = fh.read().rsplit(")", 1)[1].split()
         return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, TypeError):
         return float("nan")
+
+
+def _in_process(args) -> bool:
+    """``--replay-server``: True (the default) runs the built-in server in its own process."""
+    return (getattr(args, "replay_server", None) or "process") == "process"
 
 
 async def _wait_analysis_ready(pipelines, timeout_s: float = 180.0) -> float:
@@ -194,15 +209,14 @@ async def _run_one(window, phase_s: float, total_s: float):
     f0, p0, e0 = window.frames_drawn, pl.slot.published, pl.events_in
     th0 = pl.throttle_count
     replay = getattr(pl.source, "replay", None)
-    server_ident = replay.thread_ident if replay is not None else None
-    s0 = _thread_cpu_s(server_ident)
+    s0 = _server_cpu_s(replay)
     t0, c0 = time.perf_counter(), time.thread_time()
     deadline = t0 + total_s
     while time.perf_counter() < deadline:
         await asyncio.sleep(0.1)
     wall = time.perf_counter() - t0
     busy = (time.thread_time() - c0) / wall
-    server_busy = (_thread_cpu_s(server_ident) - s0) / wall
+    server_busy = (_server_cpu_s(replay) - s0) / wall
     pl.latency.enabled = False
     frames = await _capture_frames(window, 40, 2.0)
     return {
@@ -249,7 +263,7 @@ def bench_gui(args):
             profile_overrides={"engine.heatmap_rows": HEATMAP_ROWS},
             loop_replay=True,  # a continuous stream for the whole measurement
             engine_options={"window_cols": HEATMAP_COLS, "publish_interval_s": PUBLISH_INTERVAL_S},
-            server_options={"max_batch": 256},
+            server_options={"max_batch": 256}, replay_process=_in_process(args),
         )
         window = MainWindow(cfg, prefs=None, display_hz=60.0)
         window.resize(1600, 1000)
@@ -416,7 +430,7 @@ def bench_gui_symbols(args):
             embedded=True, recording=recs if n > 1 else recs[0], speed=MAX_SPEED, profile="production",
             profile_overrides={"engine.heatmap_rows": HEATMAP_ROWS}, loop_replay=True,
             engine_options={"window_cols": HEATMAP_COLS, "publish_interval_s": PUBLISH_INTERVAL_S},
-            server_options={"max_batch": 256})
+            server_options={"max_batch": 256}, replay_process=_in_process(args))
         window = MainWindow(cfg, prefs=None, display_hz=60.0)
         window.resize(1600, 1000)
         loop = qasync.QEventLoop(app)

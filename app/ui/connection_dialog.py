@@ -143,6 +143,7 @@ def config_from_prefs(prefs, base: PipelineConfig | None = None) -> PipelineConf
     if prefs.saved("replay.speed"):  # else keep the demo default (the sample's pre-open passes quickly)
         cfg.speed = float(g("replay.speed"))
     cfg.loop_replay = bool(g("replay.loop", cfg.loop_replay))
+    cfg.replay_process = bool(g("replay.process", cfg.replay_process))
     cfg.host = str(g("connection.host", cfg.host))
     cfg.port = int(g("connection.port", cfg.port))
     cfg.encoding = str(g("connection.encoding", cfg.encoding))

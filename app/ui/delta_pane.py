@@ -22,7 +22,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from app.analysis.frame import AnalysisFrame
-from app.ui.heatmap import LinesItem, cache_axes, settle_view
+from app.ui.heatmap import LinesItem, cache_axes, fit_y_range, settle_view
 
 NS = 1_000_000_000
 LINE_COLOR = (240, 200, 90)
@@ -192,37 +192,11 @@ class DeltaPane(pg.PlotWidget):
     Y_HEADROOM = 0.25
 
     def fit_y(self, t: np.ndarray, v: np.ndarray) -> bool:
-        """Keep the visible part of the line inside the y range.
-
-        Parameters
-        ----------
-        t, v : np.ndarray, float64, shape (n,)
-            The line (:meth:`series`): seconds since the epoch UTC (ascending), contracts.
-
-        Returns
-        -------
-        bool
-            True when the y range was moved: the visible values (the points inside the x range
-            and the one on each side of it) left the range, or span less than a quarter of
-            it; the new range is their span plus :attr:`Y_HEADROOM` of it above and below (at
-            least 1 contract).
-        """
-        if v.shape[0] == 0:
-            return False
-        (x0, x1), (y0, y1) = self.vb.viewRange()
-        i0 = max(int(np.searchsorted(t, x0, side="left")) - 1, 0)
-        i1 = min(int(np.searchsorted(t, x1, side="right")) + 1, v.shape[0])
-        if i1 <= i0:
-            i0, i1 = v.shape[0] - 1, v.shape[0]
-        seg = v[i0:i1]
-        lo, hi = float(seg.min()), float(seg.max())
-        span = max(hi - lo, 1.0)
-        if lo >= y0 and hi <= y1 and span >= 0.25 * (y1 - y0):
-            return False
-        pad = self.Y_HEADROOM * span
-        self.vb.setYRange(lo - pad, lo + span + pad, padding=0)
-        self.y_fits += 1
-        return True
+        """Keep the visible part of the line inside the y range (:func:`app.ui.heatmap.fit_y_range`
+        with :attr:`Y_HEADROOM` and at least 1 contract); True when it was moved."""
+        moved = fit_y_range(self.vb, t, v, self.Y_HEADROOM, 1.0)
+        self.y_fits += int(moved)
+        return moved
 
     def series(self) -> tuple[np.ndarray, np.ndarray]:
         """The line drawn: ``(t, value)``, float64 ``(n,)``, seconds since the epoch UTC and

@@ -91,6 +91,50 @@ def cache_axes(plot_item, on: bool = True) -> None:
         plot_item.getAxis(name).setCacheMode(mode)
 
 
+def fit_y_range(view_box, t: np.ndarray, v: np.ndarray, headroom: float, min_span: float) -> bool:
+    """Keep the visible part of a line inside ``view_box``'s y range, moving it seldom.
+
+    A new y range redraws the y axis (and its cached pixmap, :func:`cache_axes`), so the range
+    moves only when the visible values (the points inside the x range and the one on each side
+    of it) leave it or span less than a quarter of it; the new range is their span (at least
+    ``min_span``) plus ``headroom`` of it above and below.
+
+    Parameters
+    ----------
+    view_box : pyqtgraph.ViewBox
+        The plot's view (its x range is read, its y range set).
+    t, v : np.ndarray, float64, shape (n,)
+        The line: x (ascending, the view's x units) and y values. NaN y values are ignored.
+    headroom : float
+        Share of the span added above and below.
+    min_span : float
+        Smallest span, in y units.
+
+    Returns
+    -------
+    bool
+        True when the y range was moved.
+    """
+    if v.shape[0] == 0:
+        return False
+    (x0, x1), (y0, y1) = view_box.viewRange()
+    i0 = max(int(np.searchsorted(t, x0, side="left")) - 1, 0)
+    i1 = min(int(np.searchsorted(t, x1, side="right")) + 1, v.shape[0])
+    if i1 <= i0:
+        i0, i1 = v.shape[0] - 1, v.shape[0]
+    seg = v[i0:i1]
+    seg = seg[np.isfinite(seg)]
+    if seg.shape[0] == 0:
+        return False
+    lo, hi = float(seg.min()), float(seg.max())
+    span = max(hi - lo, float(min_span))
+    if lo >= y0 and hi <= y1 and span >= 0.25 * (y1 - y0):
+        return False
+    pad = headroom * span
+    view_box.setYRange(lo - pad, lo + span + pad, padding=0)
+    return True
+
+
 def settle_view(view_box) -> None:
     """Bring ``view_box``'s auto-range and view transform up to date now, not in the next paint.
 

@@ -27,6 +27,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from app.analysis.relation import RELATION_DTYPE
+from app.ui.heatmap import cache_axes, fit_y_range
 
 NS = 1_000_000_000
 CORR_COLOR = (120, 190, 255)
@@ -66,16 +67,23 @@ class RelationPane(pg.GraphicsLayoutWidget):
         for p in (self.corr_plot, self.rs_plot):
             p.setMenuEnabled(False)
             p.hideButtons()
-            p.showGrid(x=False, y=True, alpha=0.15)
+            # no grid (the dotted guides stay): the left axis would draw it across the plot, a
+            # large picture redrawn with every y range
+            p.showGrid(x=False, y=False)
             p.getAxis("left").setWidth(48)
             p.getAxis("left").enableAutoSIPrefix(False)
+            cache_axes(p)  # each axis from a pixmap until it changes
         self.corr_plot.hideAxis("bottom")
         self.corr_plot.setXLink(self.rs_plot)
         self.corr_plot.setYRange(-1.05, 1.05, padding=0)
         self.corr_plot.vb.setMouseEnabled(x=False, y=False)
         self.rs_plot.vb.setMouseEnabled(x=True, y=False)
-        self.rs_plot.vb.enableAutoRange(x=True, y=True)
-        self.rs_plot.vb.setAutoVisible(y=True)
+        # x follows the linked heatmap (or the series when unlinked); y fits the visible line
+        # with headroom and moves only when the line leaves it (fit_y_range), not every frame
+        self.rs_plot.vb.enableAutoRange(x=True, y=False)
+        self.rs_plot.vb.sigXRangeChanged.connect(self._fit_rs)
+        #: times the relative-strength y range was moved
+        self.y_fits = 0
         guide = pg.mkPen(GUIDE_COLOR, width=1, style=QtCore.Qt.DotLine)
         for y in (-1.0, 0.0, 1.0):
             self.corr_plot.addItem(pg.InfiniteLine(y, angle=0, pen=guide))
@@ -96,6 +104,7 @@ class RelationPane(pg.GraphicsLayoutWidget):
         self.rs_label.setPos(4, 0)
         self.setMinimumHeight(90)
         self._rows = np.zeros(1024, RELATION_DTYPE)
+        self._rs_line = (np.zeros(0), np.zeros(0))  # the drawn relative strength: seconds, percent
         self._n = 0
         self._drawn = -1
         self.pair: tuple[str, str] = ("A", "B")
@@ -179,6 +188,15 @@ class RelationPane(pg.GraphicsLayoutWidget):
         t = r["ts"] / NS
         return t[r["flag"] > 0], t[r["flag"] < 0]
 
+    #: headroom above and below the visible relative-strength line, share of its span
+    Y_HEADROOM = 0.25
+    #: smallest relative-strength span shown, percent
+    RS_MIN_SPAN_PCT = 0.01
+
+    def _fit_rs(self, *_args) -> None:
+        t, v = self._rs_line
+        self.y_fits += int(fit_y_range(self.rs_plot.vb, t, v, self.Y_HEADROOM, self.RS_MIN_SPAN_PCT))
+
     def _redraw(self) -> None:
         if self._drawn == self._n:
             return
@@ -188,6 +206,8 @@ class RelationPane(pg.GraphicsLayoutWidget):
         self.corr_curve.setData(t, r["corr"])
         rs_pct = 100.0 * r["rs"]
         self.rs_curve.setData(t, rs_pct)
+        self._rs_line = (t, rs_pct)
+        self._fit_rs()
         up, down = r["flag"] > 0, r["flag"] < 0
         self.up_marks.setData(t[up], rs_pct[up])
         self.down_marks.setData(t[down], rs_pct[down])

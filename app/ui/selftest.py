@@ -109,7 +109,10 @@ def run(args: argparse.Namespace) -> int:
     app = make_app()
     install_excepthook(app)
     splash = show_splash(app)
-    cfg = PipelineConfig(embedded=True, speed=float(getattr(args, "speed", None) or 60.0), recording=recording)
+    # the server in its own process, as the window runs it: in a bundle this checks that the
+    # frozen entry point starts the child (multiprocessing.freeze_support)
+    cfg = PipelineConfig(embedded=True, speed=float(getattr(args, "speed", None) or 60.0), recording=recording,
+                         replay_process=True)
     if getattr(args, "profile", None):
         cfg.profile = args.profile
     print(f"self-test on {recording or 'the shipped ES sample'}", flush=True)

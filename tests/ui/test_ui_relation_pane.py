@@ -123,3 +123,55 @@ def test_rows_of_another_dtype_are_refused_and_nothing_is_lost(qtbot):
         pane.extend(np.zeros(3))
     assert len(pane.rows()) == 3 and "corr ES/NQ -" in pane.corr_label.toPlainText()
     assert not pane.set_frame(type("F", (), {"relation": None})())
+
+
+def test_the_relative_strength_axis_moves_seldom_and_always_holds_the_line(qtbot):
+    """Row by row (a frame a second, as the window feeds it), on a random walk of the relative
+    strength: after each row the whole visible line is inside the y range, the range moved far
+    less often than rows came (every move redraws the axis), and both plots' axes are drawn
+    from a cached pixmap."""
+    from PySide6 import QtWidgets
+
+    from app.ui.heatmap import settle_view
+
+    pane = RelationPane(("ES", "NQ"))
+    qtbot.addWidget(pane)
+    pane.resize(600, 200)
+    rng = np.random.default_rng(7)
+    n = 600
+    rows = np.zeros(n, RELATION_DTYPE)
+    rows["ts"] = (1_700_000_000 + np.arange(n)) * NS_PER_S
+    rows["corr"] = np.clip(0.8 + np.cumsum(rng.normal(0, 0.01, n)), -1, 1)
+    rows["rs"] = np.cumsum(rng.normal(0, 2e-5, n))  # a share: 0.002 % a second
+    rows["rs"][:3] = np.nan  # the window's first seconds have none
+    for i in range(n):
+        assert pane.extend(rows[i:i + 1]) == 1
+        settle_view(pane.rs_plot.vb)
+        pane._fit_rs()
+        (x0, x1), (y0, y1) = pane.rs_plot.vb.viewRange()
+        vis = 100.0 * rows["rs"][:i + 1]
+        vis = vis[np.isfinite(vis)]
+        if len(vis):
+            assert y0 <= vis.min() and vis.max() <= y1, (i, y0, y1, vis.min(), vis.max())
+    assert 0 < pane.y_fits < n // 10, pane.y_fits
+    for plot in (pane.corr_plot, pane.rs_plot):
+        assert plot.getAxis("left").cacheMode() == QtWidgets.QGraphicsItem.DeviceCoordinateCache
+
+
+def test_fit_y_range_ignores_nan_and_keeps_a_range_that_still_fits(qtbot):
+    from app.ui.heatmap import fit_y_range
+
+    w = pg.PlotWidget()
+    qtbot.addWidget(w)
+    vb = w.getPlotItem().getViewBox()
+    vb.setRange(xRange=(0, 10), yRange=(0, 1), padding=0)
+    t = np.arange(11, dtype=float)
+    assert fit_y_range(vb, t, np.full(11, np.nan), 0.25, 1.0) is False  # nothing to fit
+    v = np.linspace(5.0, 9.0, 11)
+    v[3] = np.nan
+    assert fit_y_range(vb, t, v, 0.25, 1.0) is True
+    y0, y1 = vb.viewRange()[1]
+    assert (y0, y1) == pytest.approx((4.0, 10.0))  # span 4 with 25 % above and below
+    assert fit_y_range(vb, t, v, 0.25, 1.0) is False  # inside and not too small: left alone
+    assert fit_y_range(vb, t, np.full(11, 7.0), 0.25, 1.0) is True  # a quarter of the range or less: refit
+    assert vb.viewRange()[1] == pytest.approx((6.75, 8.25))  # min_span 1 with 25 %
