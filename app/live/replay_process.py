@@ -17,7 +17,7 @@ this module):
 
 * parent -> child: ``("pause",)``, ``("resume",)``, ``("restart",)``, ``("rate", events_per_s)``,
   ``("speed", speed)``, ``("done", request_id, timeout_s)``, ``("stop", grace_s)``;
-* child -> parent: ``("ready", port)``, ``("failed", exception)``, ``("log", level, logger,
+* child -> parent: ``("ready", port, market_offsets_s)``, ``("failed", exception)``, ``("log", level, logger,
   text)``, ``("error", text)``, ``("done", request_id, bool)``, ``("stopped",)``.
 
 The child's replay clock's :attr:`~app.sim.replay.ReplayClock.rate_waits` (read by the
@@ -39,6 +39,8 @@ import multiprocessing
 import threading
 import traceback
 from typing import Callable
+
+from app.live.sources import ReplayRunner
 
 log = logging.getLogger(__name__)
 
@@ -111,7 +113,7 @@ def _child_main(conn, recordings, options: dict, waits) -> None:
             send(("failed", RuntimeError(f"{type(exc).__name__}: {exc}")))
         loop.close()
         return
-    send(("ready", int(server.port)))
+    send(("ready", int(server.port), server.market_offsets_s()))
     stop_grace: list[float] = []
     stopping = asyncio.Event()
 
@@ -179,26 +181,17 @@ def _child_main(conn, recordings, options: dict, waits) -> None:
 
 
 # ---------------------------------------------------------------------------- the parent
-class ReplayServerProcess:
+class ReplayServerProcess(ReplayRunner):
     """The built-in :class:`app.sim.server.DTCServer` in a child process (see the module notes).
 
     Parameters
     ----------
-    recording : Recording or list of Recording
-        What to replay (pickled to the child once, at start: the ES hour is 2.6 MB).
-    speed : float
-        Replay speed (1 = real time, ``<= 0`` maximum).
-    loop_replay : bool
-        Start again at the end of the recording, each pass a new session (default False).
-    paused : bool
-        Start with the replay paused (:meth:`resume` starts it).
-    server_options : dict, optional
-        Extra keyword arguments of ``DTCServer`` (``max_batch``, ``max_gap_s``, ``start_at_open``...);
-        they must pickle.
-    on_error : callable(text), optional
-        Called on the loop that called :meth:`start` for every error of the child: an
-        exception in its loop, an ERROR logged by the simulator, a child that ended unasked, a
-        failed stop.
+    recording, speed, loop_replay, paused, server_options, on_error
+        As :class:`app.live.sources.ReplayServerThread`. The recordings and ``server_options``
+        are pickled to the child once, at start (the ES hour is 2.6 MB), so the options must
+        pickle; ``on_error`` is called on the loop that called :meth:`start` for every error of
+        the child: an exception in its loop, an ERROR logged by the simulator, a child that
+        ended unasked, a failed stop.
 
     Attributes
     ----------
@@ -220,25 +213,17 @@ class ReplayServerProcess:
 
     def __init__(self, recording, *, speed: float = 1.0, loop_replay: bool = False, paused: bool = True,
                  server_options: dict | None = None, on_error: Callable[[str], None] | None = None):
-        self.recording = recording
-        self.speed = float(speed)
-        self.loop_replay = bool(loop_replay)
-        self.paused = bool(paused)
-        self.server_options = dict(server_options or {})
-        self.on_error = on_error
-        self.port = 0
+        super().__init__(recording, speed=speed, loop_replay=loop_replay, paused=paused,
+                         server_options=server_options, on_error=on_error)
         self.pid: int | None = None
-        self.errors: list[str] = []
         self._proc = None
         self._conn = None
         self._waits = None
         self._send_lock = threading.Lock()
-        self._caller_loop: asyncio.AbstractEventLoop | None = None
-        self._ready: concurrent.futures.Future = concurrent.futures.Future()
-        self._exited: concurrent.futures.Future = concurrent.futures.Future()
         self._requests: dict[int, concurrent.futures.Future] = {}
         self._ids = itertools.count(1)
         self._stopping = False
+        self._offsets: dict[str, float] = {}
 
     # ------------------------------------------------------------------ errors
     def _error(self, text: str) -> None:
@@ -278,6 +263,7 @@ class ReplayServerProcess:
             what = msg[0]
             if what == "ready":
                 self.port = int(msg[1])
+                self._offsets = dict(msg[2])
                 self._ready.set_result(self.port)
             elif what == "failed":
                 self._ready.set_exception(msg[1])
@@ -343,7 +329,9 @@ class ReplayServerProcess:
         self.pid = self._proc.pid
         threading.Thread(target=self._read_pipe, name="mia-replay-process-pipe", daemon=True).start()
         try:
-            return await asyncio.wait_for(asyncio.wrap_future(self._ready), timeout)
+            port = await asyncio.wait_for(asyncio.wrap_future(self._ready), timeout)
+            log.info("built-in replay server in process %d on 127.0.0.1:%d", self.pid, port)
+            return port
         except asyncio.TimeoutError:
             await self.stop(5.0)
             raise TimeoutError(f"the built-in replay server did not start within {timeout:g} s") from None
@@ -396,6 +384,11 @@ class ReplayServerProcess:
         """Replay speed (1 = real time, ``<= 0`` maximum)."""
         self.speed = float(speed)
         return self._send("speed", self.speed)
+
+    def market_offsets_s(self) -> dict[str, float]:
+        """The child's :meth:`app.sim.server.DTCServer.market_offsets_s`, sent when it listened
+        ({} before)."""
+        return dict(self._offsets)
 
     @property
     def pace_waits(self) -> int | None:

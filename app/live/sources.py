@@ -380,7 +380,29 @@ class _ServerThreadErrors(logging.Handler):
         self.owner._error(text)
 
 
-class ReplayServerThread:
+class ReplayRunner:
+    """What the two runners of the built-in server share: its settings, port, errors
+    (:class:`ReplayServerThread`; :class:`app.live.replay_process.ReplayServerProcess`).
+
+    Parameters are those of :class:`ReplayServerThread`.
+    """
+
+    def __init__(self, recording, *, speed: float = 1.0, loop_replay: bool = False, paused: bool = True,
+                 server_options: dict | None = None, on_error: Callable[[str], None] | None = None):
+        self.recording = recording
+        self.speed = float(speed)
+        self.loop_replay = bool(loop_replay)
+        self.paused = bool(paused)
+        self.server_options = dict(server_options or {})
+        self.on_error = on_error
+        self.port = 0
+        self.errors: list[str] = []
+        self._caller_loop: asyncio.AbstractEventLoop | None = None
+        self._ready: concurrent.futures.Future = concurrent.futures.Future()
+        self._exited: concurrent.futures.Future = concurrent.futures.Future()
+
+
+class ReplayServerThread(ReplayRunner):
     """The built-in :class:`app.sim.server.DTCServer` on its own thread with its own asyncio loop.
 
     Only the server's public API is used; every call into it runs on the server's loop
@@ -415,21 +437,12 @@ class ReplayServerThread:
 
     def __init__(self, recording, *, speed: float = 1.0, loop_replay: bool = False, paused: bool = True,
                  server_options: dict | None = None, on_error: Callable[[str], None] | None = None):
-        self.recording = recording
-        self.speed = float(speed)
-        self.loop_replay = bool(loop_replay)
-        self.paused = bool(paused)
-        self.server_options = dict(server_options or {})
-        self.on_error = on_error
+        super().__init__(recording, speed=speed, loop_replay=loop_replay, paused=paused,
+                         server_options=server_options, on_error=on_error)
         self.server = None
-        self.port = 0
-        self.errors: list[str] = []
         self.thread_ident: int | None = None
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._caller_loop: asyncio.AbstractEventLoop | None = None
-        self._ready: concurrent.futures.Future = concurrent.futures.Future()
-        self._exited: concurrent.futures.Future = concurrent.futures.Future()
 
     # ------------------------------------------------------------------ errors
     def _error(self, text: str) -> None:
@@ -550,6 +563,11 @@ class ReplayServerThread:
         """Replay speed (1 = real time, ``<= 0`` maximum), set on the server's loop."""
         self.speed = float(speed)
         return self._call(self.server.set_speed, self.speed) if self.server is not None else False
+
+    def market_offsets_s(self) -> dict[str, float]:
+        """:meth:`app.sim.server.DTCServer.market_offsets_s` ({} before the server exists; fixed
+        once it is built, so read across threads)."""
+        return self.server.market_offsets_s() if self.server is not None else {}
 
     @property
     def pace_waits(self) -> int | None:

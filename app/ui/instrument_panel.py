@@ -251,8 +251,10 @@ def market_offsets(server) -> dict[str, float]:
 
     Parameters
     ----------
-    server : app.sim.server.DTCServer or None
-        Its ``timeline`` (:func:`app.sim.replay.market_timeline`) and ``symbols`` (same order).
+    server : app.sim.server.DTCServer, its runner or None
+        The server (:meth:`app.sim.server.DTCServer.market_offsets_s`), or the thread or
+        process it runs in (:class:`app.live.sources.ReplayServerThread`,
+        :class:`app.live.replay_process.ReplayServerProcess`: the same method).
 
     Returns
     -------
@@ -261,10 +263,8 @@ def market_offsets(server) -> dict[str, float]:
         the recordings of the first time group, i.e. overlapping ones; market start minus recorded
         start for recordings of other dates); {} without a server (live data: real times).
     """
-    tl = getattr(server, "timeline", None)
-    if tl is None:
-        return {}
-    return {str(sym): float(off) / 1e9 for sym, off in zip(server.symbols, tl.offsets_ns)}
+    offsets = getattr(server, "market_offsets_s", None)
+    return dict(offsets()) if callable(offsets) else {}
 
 
 class TimeLink(QtCore.QObject):

@@ -900,7 +900,7 @@ class MainWindow(QtWidgets.QMainWindow):
         overlap in time; recordings of other dates are aligned at their starts); {} for live data."""
         pl = self.pipeline
         base = getattr(getattr(pl, "source", None), "base", getattr(pl, "source", None))
-        return market_offsets(getattr(getattr(base, "replay", None), "server", None))
+        return market_offsets(getattr(base, "replay", None))
 
     def _on_frame_ready(self) -> None:
         """A frame was published: draw it now if the last draw is a display period old (on

@@ -215,3 +215,29 @@ def test_the_childs_log_records_go_up_the_pipe():
     what, level, name, text = sent[0]
     assert (what, level, name) == ("log", logging.ERROR, "app.sim.test_pipe_log")
     assert text.startswith("replay of TEST failed") and "KeyError: 'k'" in text
+
+
+def test_the_market_offsets_come_back_from_the_child(shared_data):
+    """The real ES hour (2023-12-25) beside the real BTCUSDT capture (2024-08-08): the child's
+    server aligns them at their starts and the window (which links the panels' time axes with
+    these offsets) gets the same offsets as from a server it holds."""
+    from app.cli.analyze import load_any
+    from app.feeds.samples import load_default_sample
+    from app.sim.server import DTCServer
+    from app.ui.instrument_panel import market_offsets
+
+    recs = [load_default_sample(), load_any(str(shared_data / "crypto/btcusdt_20240808.gz"))]
+    here = DTCServer(recs, host="127.0.0.1", port=0, speed=0.0, paused=True).market_offsets_s()
+
+    async def main():
+        rp = ReplayServerProcess(recs)
+        before = market_offsets(rp)
+        await rp.start()
+        try:
+            return before, market_offsets(rp)
+        finally:
+            await rp.stop()
+
+    before, got = _run(main(), 120)
+    assert before == {}
+    assert got == here and len(got) == 2 and got["BTCUSDT"] < -1e7

@@ -523,6 +523,13 @@ class DTCServer(SessionMixin, MarketDataMixin, OrderEntryMixin, QueriesMixin):
         }
         return d
 
+    def market_offsets_s(self) -> dict[str, float]:
+        """Seconds to add to each served symbol's recorded times to put it on the market clock:
+        symbol -> :attr:`app.sim.replay.MarketTimeline.offsets_ns` / 1e9 (0 for the recordings
+        of the first time group, i.e. overlapping ones; market start minus recorded start for
+        recordings of other dates)."""
+        return {str(sym): float(off) / 1e9 for sym, off in zip(self.symbols, self.timeline.offsets_ns)}
+
     async def wait_replay_done(self, timeout: float) -> bool:
         """Wait until every replay ended (no loop); False on timeout."""
         try:
