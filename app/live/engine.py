@@ -547,8 +547,7 @@ class AnalysisEngine:
         if k == self.row_ticks:
             return
         self.row_ticks = k
-        self._rebuild()
-        self._process(held)
+        self._replay_kept(held)
 
     def _empty_model(self):
         """A market model of :attr:`profile`'s geometry with nothing applied (on the NumPy twins
@@ -581,6 +580,19 @@ class AnalysisEngine:
         self.all_signals = []
         self._pending_signals = []
         self._recent_patterns = []
+
+    def _replay_kept(self, kept: np.ndarray, analyzers: bool = False) -> None:
+        """Rebuild (:meth:`_rebuild`) and apply ``kept`` again: the newest events received, which
+        the old model has applied already. The event count and :attr:`new_passes` stay what they
+        were before: a restart of the replay inside ``kept`` was counted when it was first applied
+        (counting it again put ``frame.events_total`` a whole pass ahead of the events received)."""
+        events, passes = self.events_applied, self.new_passes
+        self._rebuild()
+        if analyzers:
+            self._ensure_analyzers()
+        self._process(kept)
+        self._events_offset += events - self.events_applied
+        self.new_passes = passes
 
     def _process(self, raw: np.ndarray) -> None:
         k = self._new_pass_at(raw)
@@ -1177,9 +1189,7 @@ class AnalysisEngine:
         if self.use_numba:
             self.model.set_kernels(True)
         if held:
-            self._rebuild()
-            self._ensure_analyzers()
-            self._process(held[0] if len(held) == 1 else np.concatenate(held))
+            self._replay_kept(held[0] if len(held) == 1 else np.concatenate(held), analyzers=True)
         else:
             self._ensure_analyzers()
         # ready once the compile time's events are analysed, not before: at a fast replay that

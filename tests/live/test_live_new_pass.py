@@ -124,3 +124,37 @@ def test_the_session_statistics_start_again_with_a_new_pass():
                 assert a[key] == pytest.approx(b[key], rel=1e-9, abs=1e-9, nan_ok=True), key
             else:
                 assert a[key] == b[key], key
+
+
+def test_the_event_count_stays_true_when_the_compile_time_held_a_new_pass():
+    """The events of the compile time are replayed on the kernels (engine "First start"); when
+    they hold a restart of the replay, the new pass was counted once while they were applied on
+    the NumPy twins. Before the fix the replay counted it again, so ``events_total`` ran ahead
+    of the events received by a whole pass (``bench gui`` then matched depth batches to frames
+    painted before they arrived: negative socket-to-paint latencies on a cold kernel cache)."""
+    import threading
+    import time
+
+    rec = load_default_sample()
+    ev = rec.events[int(np.flatnonzero(rec.events["op"] == OP_CLEAR)[0]):]
+    gate = threading.Event()
+    frames = []
+    eng = AnalysisEngine(rec.instrument, "production", on_frame=frames.append, precompile=(gate.wait,))
+    eng.start()
+    try:
+        for _ in range(2):  # two passes while the kernels "compile"
+            for c in chunks(ev):
+                eng.submit(c)
+        t_end = time.monotonic() + 60
+        while eng.events_applied < 2 * len(ev) and time.monotonic() < t_end:
+            time.sleep(0.01)
+        assert eng.events_applied == 2 * len(ev) and not eng.analysis_ready
+        gate.set()
+        while not eng.analysis_ready and time.monotonic() < t_end + 240:
+            time.sleep(0.05)
+        assert eng.analysis_ready and eng.new_passes == 1
+        assert eng.events_applied == 2 * len(ev)
+        assert eng.snapshot_frame().events_total == 2 * len(ev)
+    finally:
+        gate.set()
+        eng.stop()
