@@ -27,7 +27,7 @@ import pyqtgraph as pg
 from PySide6 import QtCore
 
 from app.analysis.relation import RELATION_DTYPE
-from app.ui.heatmap import cache_axes, fit_y_range
+from app.ui.heatmap import ScrollingDateAxis, cache_axes, fit_y_range
 
 NS = 1_000_000_000
 CORR_COLOR = (120, 190, 255)
@@ -62,7 +62,7 @@ class RelationPane(pg.GraphicsLayoutWidget):
         self.ci.setContentsMargins(2, 2, 2, 2)
         self.ci.setSpacing(0)
         self.corr_plot = self.addPlot(row=0, col=0)
-        self.rs_plot = self.addPlot(row=1, col=0, axisItems={"bottom": pg.DateAxisItem(orientation="bottom",
+        self.rs_plot = self.addPlot(row=1, col=0, axisItems={"bottom": ScrollingDateAxis(orientation="bottom",
                                                                                       utcOffset=0)})
         for p in (self.corr_plot, self.rs_plot):
             p.setMenuEnabled(False)

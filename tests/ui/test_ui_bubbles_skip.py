@@ -72,6 +72,4 @@ def test_buyers_and_sellers_bubbles_are_two_items_of_one_brush_each_at_the_trade
     for it, arr, brush in ((w.bubbles, buy, w._buy_brush), (w.bubbles_sell, sell, w._sell_brush)):
         rows, _ = np.nonzero(arr)
         np.testing.assert_allclose(np.sort(it.data["y"]), np.sort((f.heatmap_base + r0 + rows) * tick))
-        # one brush for the item (pyqtgraph keeps None per point and draws the item's own)
-        used = {(b if b is not None else it.opts["brush"]).color().name(QtGui.QColor.HexArgb) for b in it.data["brush"]}
-        assert used == {brush.color().name(QtGui.QColor.HexArgb)}
+        assert it.brush.color().name(QtGui.QColor.HexArgb) == brush.color().name(QtGui.QColor.HexArgb)
